@@ -1,0 +1,75 @@
+"""The one `hillclimb` entry point.
+
+Why argparse and a registry of per-package `register()` functions: each stage package owns its
+own subcommands (in `<package>/cli.py`), so stages evolve independently and `hillclimb --help`
+stays fast — a `register()` only declares arguments; heavy imports (torch, tokenizers, fastapi)
+happen inside the handler that runs.
+
+A handler is `fn(args) -> int | None`; an exception of type `HillclimbError` is printed as a
+one-line error (exit 2) instead of a traceback, because bad input deserves a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hillclimb.errors import HillclimbError
+
+# Packages that contribute subcommands, in help order. Each module defines
+# `register(subparsers: argparse._SubParsersAction) -> None`.
+COMMAND_MODULES = [
+    "hillclimb.model.cli",  # init, model info, export
+    "hillclimb.data.cli",  # data build
+    "hillclimb.tokenizer.cli",  # tokenizer train|eval
+    "hillclimb.train.cli",  # train, sft
+    "hillclimb.rl.cli",  # rl
+    "hillclimb.eval.cli",  # eval
+    "hillclimb.climb",  # climb
+    "hillclimb.harness.cli",  # sandbox, harness, telemetry
+    "hillclimb.serve.cli",  # serve, chat, bench serve
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hillclimb",
+        description="Build, train, evaluate and serve the thinking + code-flash sparse-MoE pair.",
+    )
+    from hillclimb import __version__
+
+    parser.add_argument("--version", action="version", version=f"hillclimb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a stage package not built yet
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "func", None)
+    if handler is None:
+        # `hillclimb` or `hillclimb model` with no leaf command: show the relevant help.
+        (getattr(args, "_parser", None) or parser).print_help()
+        return 0 if args.command is None else 2
+    try:
+        rc = handler(args)
+    except HillclimbError as exc:
+        print(f"hillclimb: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hillclimb: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Clean, licensed pre-training data: sources → filters → dedup → documents + tokenized shards."""

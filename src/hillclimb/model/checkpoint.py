@@ -1,0 +1,203 @@
+"""Checkpoint directories in the Hugging Face layout (DESIGN.md's checkpoint contract).
+
+A directory holds `config.json` (Qwen3-MoE when expressible, see `hf.py`), `model.safetensors`
+(or shards + `model.safetensors.index.json`), `generation_config.json`, the tokenizer files, and
+`hillclimb.json` (our preset, full model config, lineage, data provenance). Whole directories are
+written into a temp sibling and renamed into place, so a reader never sees half a checkpoint and a
+kill during a save leaves the previous one intact.
+
+Reading accepts our directories and plain HF Qwen3-MoE directories (the reverse interop path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hillclimb.errors import HillclimbError
+from hillclimb.io import atomic_dir, write_json_atomic
+from hillclimb.model.config import ModelConfig
+from hillclimb.model.hf import config_from_hf, config_to_hf, expressibility_problems, state_from_hf, state_to_hf
+from hillclimb.model.transformer import Transformer
+
+FORMAT = "hillclimb-checkpoint-v1"
+MAX_SHARD_BYTES = 4 * 1024**3
+
+
+def _shard(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k in sorted(tensors):
+        n = tensors[k].numel() * tensors[k].element_size()
+        if shards[-1] and size + n > max_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][k] = tensors[k]
+        size += n
+    return shards
+
+
+def write_weights(directory: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int = MAX_SHARD_BYTES) -> None:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    shards = _shard(tensors, max_shard_bytes)
+    meta = {"format": "pt"}
+    if len(shards) == 1:
+        save_file(shards[0], str(directory / "model.safetensors"), metadata=meta)
+        return
+    weight_map = {}
+    total = 0
+    for i, shard in enumerate(shards):
+        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(directory / name), metadata=meta)
+        for k, v in shard.items():
+            weight_map[k] = name
+            total += v.numel() * v.element_size()
+    write_json_atomic(directory / "model.safetensors.index.json",
+                      {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    single = directory / "model.safetensors"
+    index = directory / "model.safetensors.index.json"
+    try:
+        if single.is_file():
+            return load_file(str(single))
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            out: dict[str, torch.Tensor] = {}
+            for fname in sorted(set(weight_map.values())):
+                out.update(load_file(str(directory / fname)))
+            return out
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
+    raise HillclimbError(f"no model.safetensors (or index) in {directory}")
+
+
+def generation_config(tokenizer: Any | None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_p": 0.95}
+    if tokenizer is not None:
+        cfg["eos_token_id"] = tokenizer.stop_ids
+        cfg["pad_token_id"] = tokenizer.special_ids.get("<|fim_pad|>")
+    return cfg
+
+
+def save_checkpoint(
+    model: Transformer,
+    directory: str | os.PathLike[str],
+    tokenizer: Any | None = None,
+    meta: dict[str, Any] | None = None,
+    extra_state: dict[str, torch.Tensor] | None = None,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+) -> Path:
+    """Write a complete checkpoint directory atomically. `directory` must not exist."""
+    from hillclimb.tokenizer.io import bytelevel_tokenizer, save_tokenizer
+
+    d = Path(directory)
+    if d.exists():
+        raise HillclimbError(f"{d} already exists; refusing to overwrite a checkpoint")
+    cfg = model.cfg
+    tok = tokenizer if tokenizer is not None else bytelevel_tokenizer()
+    if tok.vocab_size > cfg.vocab_size:
+        raise HillclimbError(f"tokenizer has {tok.vocab_size} tokens but the model vocabulary is {cfg.vocab_size}")
+    state = {k: v for k, v in model.state_dict().items()}
+    problems = expressibility_problems(cfg, state)
+    with atomic_dir(d) as tmp:
+        if problems:
+            # Not a Qwen3-MoE: say so in config.json so transformers refuses instead of loading a
+            # different model; our own loader reads the full state from hillclimb_state.safetensors.
+            hf_cfg = {"model_type": "hillclimb_moe", "architectures": ["HillclimbMoeForCausalLM"],
+                      "hillclimb_not_expressible": problems}
+            write_weights(tmp, {k: v for k, v in state.items() if not k.startswith("rotary.")}, max_shard_bytes)
+        else:
+            hf_cfg = config_to_hf(cfg)
+            hf_cfg["eos_token_id"] = tok.stop_ids[0]
+            hf_cfg["pad_token_id"] = tok.special_ids.get("<|fim_pad|>")
+            write_weights(tmp, state_to_hf(state, cfg), max_shard_bytes)
+        if extra_state:
+            save_file({k: v.detach().cpu().contiguous() for k, v in extra_state.items()},
+                      str(tmp / "hillclimb_extra.safetensors"))
+        write_json_atomic(tmp / "config.json", hf_cfg)
+        write_json_atomic(tmp / "generation_config.json", generation_config(tok))
+        save_tokenizer(tok, tmp, model_max_length=cfg.max_seq_len)
+        info = {
+            "format": FORMAT,
+            "preset": cfg.name,
+            "family": cfg.family,
+            "model_config": cfg.to_dict(),
+            "layout": "hillclimb" if problems else "qwen3_moe",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        info.update(meta or {})
+        write_json_atomic(tmp / "hillclimb.json", info)
+    return d
+
+
+def read_info(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    f = Path(directory) / "hillclimb.json"
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise HillclimbError(f"malformed {f}: {exc}") from exc
+
+
+def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
+    """(config, layout) for a checkpoint dir; layout is 'qwen3_moe' or 'hillclimb'."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise HillclimbError(f"checkpoint directory not found: {d}")
+    info = read_info(d)
+    cfg_file = d / "config.json"
+    if not cfg_file.is_file():
+        raise HillclimbError(f"{d} is not a checkpoint: config.json missing")
+    try:
+        hf_cfg = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise HillclimbError(f"malformed {cfg_file}: {exc}") from exc
+    layout = "hillclimb" if hf_cfg.get("model_type") == "hillclimb_moe" else "qwen3_moe"
+    if "model_config" in info:
+        cfg = ModelConfig.from_dict(info["model_config"])
+    elif layout == "qwen3_moe":
+        cfg = config_from_hf(hf_cfg, name=d.name)
+    else:
+        raise HillclimbError(f"{d}: hillclimb layout without hillclimb.json")
+    return cfg, layout
+
+
+def load_model(
+    directory: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Transformer:
+    """Load a checkpoint directory (ours or a plain HF Qwen3-MoE one) in eval mode."""
+    d = Path(directory)
+    cfg, layout = load_config(d)
+    raw = read_weights(d)
+    state = state_from_hf(raw, cfg) if layout == "qwen3_moe" else raw
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    model = model.to_empty(device=dev)
+    # Buffers not stored on disk (rotary frequencies, zero selection bias) are recomputed.
+    from hillclimb.model.rope import Rotary
+
+    model.rotary = Rotary(cfg).to(dev)
+    for m in model.moe_layers():
+        m.gate.expert_bias.zero_()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("expert_bias") and not k.startswith("rotary.")
+               and not (cfg.tie_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise HillclimbError(f"checkpoint {d} does not match its config: missing={missing[:5]} unexpected={unexpected[:5]}")
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    if dtype is None:
+        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    return model.to(dtype=dtype).eval()

@@ -1,0 +1,140 @@
+"""CLI for the model package: `hillclimb init`, `hillclimb model info`, `hillclimb export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from hillclimb.errors import HillclimbError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="write a randomly initialised checkpoint (HF layout)")
+    p.add_argument("--preset", required=True, help="e.g. thinking-micro, code-flash-tiny")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="tokenizer dir to copy in (default: byte-level fallback)")
+    p.set_defaults(func=_init, _parser=p)
+
+    m = sub.add_parser("model", help="model family: accounting")
+    msub = m.add_subparsers(dest="model_command", metavar="COMMAND")
+    m.set_defaults(_parser=m)
+    info = msub.add_parser("info", help="total/active params, FLOPs/token, KV bytes/token")
+    src = info.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a preset name")
+    src.add_argument("--checkpoint", type=Path, help="a checkpoint directory")
+    info.add_argument("--kv-dtype-bytes", type=int, default=2, help="bytes per KV element (bf16: 2)")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_info, _parser=info)
+    lst = msub.add_parser("presets", help="list presets")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=_presets, _parser=lst)
+
+    e = sub.add_parser("export", help="export a checkpoint for other runtimes")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--format", choices=["hf"], default="hf")
+    e.add_argument("--out", required=True, type=Path)
+    e.set_defaults(func=_export, _parser=e)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from hillclimb.model.checkpoint import save_checkpoint
+    from hillclimb.model.config import get_preset, padded_vocab
+    from hillclimb.model.transformer import build_model
+
+    cfg = get_preset(args.preset)
+    if args.out.exists():
+        raise HillclimbError(f"{args.out} already exists; choose a new --out directory")
+    tok = None
+    if args.tokenizer is not None:
+        from hillclimb.tokenizer.io import load_tokenizer
+
+        tok = load_tokenizer(args.tokenizer)
+        cfg = cfg.replace(vocab_size=padded_vocab(tok.vocab_size))
+    model = build_model(cfg, seed=args.seed)
+    save_checkpoint(model, args.out, tokenizer=tok,
+                    meta={"lineage": {"stage": "init", "seed": args.seed, "parent": None}})
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.out} ({cfg.name}, {n:,} parameters, vocab {cfg.vocab_size}, seed {args.seed})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hillclimb.model.accounting import account, human, human_bytes
+    from hillclimb.model.config import get_preset
+
+    if args.preset:
+        cfg = get_preset(args.preset)
+    else:
+        from hillclimb.model.checkpoint import load_config
+
+        cfg, _ = load_config(args.checkpoint)
+    acc = account(cfg, kv_dtype_bytes=args.kv_dtype_bytes)
+    if args.json:
+        d = acc.to_dict()
+        d["config"] = cfg.to_dict()
+        print(json.dumps(d, indent=2))
+        return 0
+    t = Table(title=f"{cfg.name}  ({cfg.n_layers} layers, d={cfg.d_model}, {cfg.n_experts} experts top-{cfg.top_k}, "
+                    f"{cfg.n_heads}q/{cfg.n_kv_heads}kv heads)")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    rows = [
+        ("total parameters", f"{human(acc.total_params)}  ({acc.total_params:,})"),
+        ("active parameters / token", f"{human(acc.active_params)}  ({acc.active_params:,})"),
+        ("active fraction", f"{acc.active_fraction:.1%}"),
+        ("routed-expert parameters", human(acc.expert_params)),
+        ("forward FLOPs / token (matmuls)", human(acc.matmul_flops_per_token)),
+        ("forward FLOPs / token @4K ctx", human(acc.flops_per_token_4k)),
+        ("training FLOPs / token @4K ctx", human(acc.train_flops_per_token_4k)),
+        (f"attention FLOPs / token @{acc.max_context:,} ctx", human(acc.attn_flops_per_token_at_max_ctx)),
+        (f"KV bytes / token ({acc.kv_dtype_bytes}-byte)", human_bytes(acc.kv_bytes_per_token)),
+        ("KV bytes / token, plain MHA", human_bytes(acc.kv_bytes_per_token_mha)),
+        ("KV saving vs MHA", f"{acc.kv_saving:.1%}"),
+        (f"KV bytes @ max context ({acc.max_context:,})", human_bytes(acc.kv_bytes_at_max_context)),
+        ("KV bytes @ max context, plain MHA", human_bytes(acc.kv_bytes_at_max_context_mha)),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    Console().print(t)
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from hillclimb.model.config import PRESETS
+
+    if args.json:
+        print(json.dumps({k: v.to_dict() for k, v in PRESETS.items()}, indent=2))
+    else:
+        for name, cfg in PRESETS.items():
+            print(f"{name:20s} {cfg.family:10s} d={cfg.d_model} L={cfg.n_layers} E={cfg.n_experts} k={cfg.top_k} ctx={cfg.max_seq_len}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hillclimb.io import atomic_dir
+    from hillclimb.model.checkpoint import load_config, read_info
+    from hillclimb.model.hf import NotExpressible
+
+    cfg, layout = load_config(args.checkpoint)
+    if args.out.exists():
+        raise HillclimbError(f"{args.out} already exists")
+    if layout != "qwen3_moe":
+        problems = read_info(args.checkpoint).get("model_config") and json.loads(
+            (args.checkpoint / "config.json").read_text()).get("hillclimb_not_expressible", [])
+        raise NotExpressible(
+            f"{args.checkpoint} cannot be exported as Qwen3-MoE: uses {', '.join(problems or ['unsupported features'])}"
+        )
+    with atomic_dir(args.out) as tmp:
+        for f in sorted(args.checkpoint.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                shutil.copy2(f, tmp / f.name)
+    print(f"exported {args.checkpoint} → {args.out} (Qwen3-MoE, HF layout; loads with "
+          "transformers.AutoModelForCausalLM and vLLM)")
+    return 0

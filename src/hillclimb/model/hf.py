@@ -1,0 +1,218 @@
+"""Qwen3-MoE interop: our config/weights ⇄ the Hugging Face format on disk.
+
+Why Qwen3-MoE: its architecture is exactly ours for the default presets (pre-norm, GQA with
+per-head QK-norm, rotate-half RoPE with optional YaRN, softmax top-k routing with renormalised
+weights, SwiGLU experts, optional dense first layers via `mlp_only_layers`), and vLLM, SGLang and
+llama.cpp's converter all read it. So our checkpoints *are* HF checkpoints.
+
+On disk, experts use the per-expert key layout (`mlp.experts.{e}.{gate,up,down}_proj.weight`) that
+every reader understands; in memory we keep them fused ([E, 2I, D] / [E, D, I]) for grouped
+matmuls. A feature Qwen3-MoE cannot express (shared experts, a non-zero selection bias from
+auxiliary-loss-free balancing, no QK-norm) raises `NotExpressible` — export then fails loudly
+instead of writing a silently different model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from hillclimb.errors import HillclimbError
+from hillclimb.model.config import ModelConfig, RopeScaling
+
+
+class NotExpressible(HillclimbError):
+    """The model uses a feature the Qwen3-MoE architecture cannot represent."""
+
+
+def expressibility_problems(cfg: ModelConfig, state: dict[str, torch.Tensor] | None = None) -> list[str]:
+    problems = []
+    if cfg.n_shared_experts:
+        problems.append("shared experts (Qwen3-MoE has none)")
+    if not cfg.qk_norm:
+        problems.append("qk_norm=False (Qwen3-MoE always applies QK-norm)")
+    if state is not None:
+        for k, v in state.items():
+            if k.endswith("expert_bias") and bool(torch.as_tensor(v).abs().sum() > 0):
+                problems.append(
+                    "a non-zero auxiliary-loss-free balancing bias (changes expert selection; "
+                    "Qwen3-MoE routing has no bias)"
+                )
+                break
+    return problems
+
+
+def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(cfg.rope_theta)}
+    if cfg.rope_scaling is not None and cfg.rope_scaling.factor > 1.0:
+        rs = cfg.rope_scaling
+        rope = {
+            "rope_type": "yarn",
+            "rope_theta": float(cfg.rope_theta),
+            "factor": float(rs.factor),
+            "original_max_position_embeddings": int(rs.original_max_position_embeddings),
+            "beta_fast": float(rs.beta_fast),
+            "beta_slow": float(rs.beta_slow),
+        }
+    return {
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.d_dense_eff,
+        "moe_intermediate_size": cfg.d_expert,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": cfg.max_seq_len,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_parameters": rope,
+        # transformers 4.x readers look for these two:
+        "rope_theta": float(cfg.rope_theta),
+        "rope_scaling": None if rope["rope_type"] == "default" else {k: v for k, v in rope.items() if k != "rope_theta"},
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "num_experts": cfg.n_experts,
+        "num_experts_per_tok": cfg.top_k,
+        "norm_topk_prob": cfg.norm_topk_prob,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": list(range(cfg.n_dense_layers)),
+        "router_aux_loss_coef": cfg.aux_loss_coef,
+        "output_router_logits": False,
+        "initializer_range": cfg.init_std,
+        "use_cache": True,
+        "dtype": "float32",
+    }
+
+
+def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
+    if d.get("model_type") not in ("qwen3_moe", None):
+        raise HillclimbError(f"unsupported model_type {d.get('model_type')!r}: hillclimb reads Qwen3-MoE checkpoints")
+    if d.get("attention_bias"):
+        raise HillclimbError("attention_bias=True is not supported")
+    if d.get("use_sliding_window"):
+        raise HillclimbError("sliding-window attention is not supported")
+    if d.get("hidden_act", "silu") != "silu":
+        raise HillclimbError(f"hidden_act {d.get('hidden_act')!r} is not supported (silu only)")
+    n_layers = int(d["num_hidden_layers"])
+    step = int(d.get("decoder_sparse_step", 1) or 1)
+    n_experts = int(d.get("num_experts", d.get("num_local_experts", 0)) or 0)
+    mlp_only = sorted(int(i) for i in (d.get("mlp_only_layers") or []))
+    dense = [i for i in range(n_layers) if i in mlp_only or n_experts == 0 or (i + 1) % step != 0]
+    if dense != list(range(len(dense))):
+        raise HillclimbError(
+            f"dense (non-MoE) layers {dense} are not a prefix of the stack; hillclimb supports "
+            "dense first layers only"
+        )
+    rope = d.get("rope_parameters") or {}
+    theta = float(rope.get("rope_theta", d.get("rope_theta", 10000.0)))
+    scaling = None
+    rtype = rope.get("rope_type") or (d.get("rope_scaling") or {}).get("rope_type") or "default"
+    if rtype == "yarn":
+        src = rope if rope.get("rope_type") == "yarn" else d["rope_scaling"]
+        if src.get("attention_factor") or src.get("mscale") or src.get("truncate") is False:
+            raise HillclimbError("YaRN with attention_factor/mscale/truncate overrides is not supported")
+        scaling = RopeScaling(
+            factor=float(src["factor"]),
+            original_max_position_embeddings=int(src["original_max_position_embeddings"]),
+            beta_fast=float(src.get("beta_fast") or 32.0),
+            beta_slow=float(src.get("beta_slow") or 1.0),
+        )
+    elif rtype != "default":
+        raise HillclimbError(f"rope type {rtype!r} is not supported (default or yarn)")
+    hidden = int(d["hidden_size"])
+    n_heads = int(d["num_attention_heads"])
+    return ModelConfig(
+        name=name,
+        family="custom",
+        vocab_size=int(d["vocab_size"]),
+        d_model=hidden,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=int(d.get("num_key_value_heads") or n_heads),
+        head_dim=int(d.get("head_dim") or hidden // n_heads),
+        n_experts=max(n_experts, 1),
+        top_k=int(d.get("num_experts_per_tok", 1)),
+        d_expert=int(d.get("moe_intermediate_size") or d.get("intermediate_size")),
+        norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+        n_dense_layers=len(dense),
+        d_dense=int(d.get("intermediate_size") or 0),
+        max_seq_len=int(d.get("max_position_embeddings", 2048)),
+        rope_theta=theta,
+        rope_scaling=scaling,
+        qk_norm=True,
+        norm_eps=float(d.get("rms_norm_eps", 1e-6)),
+        tie_embeddings=bool(d.get("tie_word_embeddings", False)),
+        aux_loss_coef=float(d.get("router_aux_loss_coef", 0.01)),
+        init_std=float(d.get("initializer_range", 0.02)),
+    )
+
+
+_EXPERT_KEY = re.compile(r"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight$")
+
+
+def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Our state dict → HF on-disk keys (per-expert weights, `model.` prefix, no selection bias)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k.startswith("rotary.") or k.endswith("expert_bias"):
+            continue
+        if k == "lm_head.weight":
+            if not cfg.tie_embeddings:
+                out[k] = v
+            continue
+        m = re.match(r"^layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)$", k)
+        if m:
+            layer = m.group(1)
+            for e in range(v.shape[0]):
+                base = f"model.layers.{layer}.mlp.experts.{e}"
+                if m.group(2) == "gate_up_proj":
+                    gate, up = v[e].chunk(2, dim=0)
+                    out[f"{base}.gate_proj.weight"] = gate.contiguous()
+                    out[f"{base}.up_proj.weight"] = up.contiguous()
+                else:
+                    out[f"{base}.down_proj.weight"] = v[e].contiguous()
+            continue
+        out[f"model.{k}"] = v.contiguous()
+    return out
+
+
+def state_from_hf(hf: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """HF on-disk keys → our state dict (fusing experts). Raises on missing/unexpected keys."""
+    out: dict[str, torch.Tensor] = {}
+    experts: dict[tuple[int, str], dict[int, torch.Tensor]] = {}
+    unexpected = []
+    for k, v in hf.items():
+        m = _EXPERT_KEY.match(k)
+        if m:
+            experts.setdefault((int(m.group(1)), m.group(3)), {})[int(m.group(2))] = v
+        elif k == "lm_head.weight":
+            out[k] = v
+        elif k.startswith("model."):
+            out[k[len("model."):]] = v
+        else:
+            unexpected.append(k)
+    if unexpected:
+        raise HillclimbError(f"unexpected tensors in checkpoint: {unexpected[:5]}")
+    E = cfg.n_experts
+    for layer in range(cfg.n_layers):
+        if not cfg.is_moe_layer[layer]:
+            continue
+        parts = {p: experts.get((layer, p), {}) for p in ("gate", "up", "down")}
+        for p, d in parts.items():
+            if sorted(d) != list(range(E)):
+                raise HillclimbError(f"layer {layer}: expected {E} '{p}_proj' experts, found {len(d)}")
+        out[f"layers.{layer}.mlp.experts.gate_up_proj"] = torch.stack(
+            [torch.cat([parts["gate"][e], parts["up"][e]], dim=0) for e in range(E)]
+        )
+        out[f"layers.{layer}.mlp.experts.down_proj"] = torch.stack([parts["down"][e] for e in range(E)])
+    if cfg.tie_embeddings:
+        out.pop("lm_head.weight", None)
+    return out

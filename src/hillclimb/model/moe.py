@@ -1,0 +1,216 @@
+"""Sparse Mixture-of-Experts feed-forward: router, routed SwiGLU experts, shared experts, balancing.
+
+Routing is dropless token-choice top-k (every token gets exactly k experts; no capacity factor,
+nothing dropped): softmax over all experts in fp32, top-k, top-k weights renormalised to sum 1 —
+the Qwen3-MoE / OLMoE recipe, which is what makes our checkpoints loadable as Qwen3-MoE.
+
+Expert weights are stored fused as 3-D tensors (`gate_up_proj` [E, 2I, D], `down_proj` [E, D, I])
+so all experts run in one `torch._grouped_mm` over token rows sorted by expert. A per-expert loop
+computes the identical result and is the fallback where grouped_mm is unavailable or its
+constraints fail. Known torch 2.13 CPU pitfalls handled here: offsets must be int32; every stride
+must be a multiple of 16 bytes (checked, else loop); backward fails on a stride-0 upstream gradient
+(we never feed grouped_mm's output straight into a reduction: it is multiplied by the routing
+weights first); bf16 is very slow on CPUs without AMX, so fp32 is the CPU default upstream.
+
+Balancing: the Switch/OLMoE auxiliary loss (E · Σ f_e · P_e) and router z-loss (mean logsumexp²),
+and optionally DeepSeek-V3's auxiliary-loss-free balancing: a per-expert bias added to the scores
+only for *selection*, nudged after each optimizer step towards uniform load (`update_bias`). Gate
+values always come from the unbiased probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hillclimb.model.config import ModelConfig
+
+
+@dataclass
+class RouterOutput:
+    indices: torch.Tensor  # [N, k] selected experts
+    weights: torch.Tensor  # [N, k] gate values (from unbiased probabilities)
+    logits: torch.Tensor  # [N, E] fp32
+    probs: torch.Tensor  # [N, E] fp32
+
+
+class Router(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_experts = cfg.n_experts
+        self.top_k = cfg.top_k
+        self.norm_topk_prob = cfg.norm_topk_prob
+        self.weight = nn.Parameter(torch.empty(cfg.n_experts, cfg.d_model))
+        # Selection-only bias for auxiliary-loss-free balancing (a buffer: not trained by SGD).
+        self.register_buffer("expert_bias", torch.zeros(cfg.n_experts), persistent=True)
+
+    def forward(self, x: torch.Tensor) -> RouterOutput:
+        logits = F.linear(x, self.weight).float()
+        probs = logits.softmax(dim=-1)
+        if bool(self.expert_bias.any()):
+            _, idx = torch.topk(probs + self.expert_bias, self.top_k, dim=-1)
+            w = probs.gather(-1, idx)
+        else:
+            w, idx = torch.topk(probs, self.top_k, dim=-1)
+        if self.norm_topk_prob:
+            w = w / w.sum(dim=-1, keepdim=True)
+        return RouterOutput(indices=idx, weights=w.to(x.dtype), logits=logits, probs=probs)
+
+
+def _grouped_ok(*tensors: torch.Tensor) -> bool:
+    for t in tensors:
+        es = t.element_size()
+        for s, n in zip(t.stride(), t.shape, strict=True):
+            if n > 1 and s != 1 and (s * es) % 16 != 0:
+                return False
+        if t.data_ptr() % 16 != 0:
+            return False
+    return True
+
+
+def _has_grouped_mm() -> bool:
+    return hasattr(torch, "_grouped_mm")
+
+
+class Experts(nn.Module):
+    """E routed SwiGLU experts with fused gate/up weights."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_experts = cfg.n_experts
+        self.d_expert = cfg.d_expert
+        self.gate_up_proj = nn.Parameter(torch.empty(cfg.n_experts, 2 * cfg.d_expert, cfg.d_model))
+        self.down_proj = nn.Parameter(torch.empty(cfg.n_experts, cfg.d_model, cfg.d_expert))
+        self.impl = cfg.expert_impl
+
+    def forward(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """x_sorted [M, D]: token rows grouped by expert (expert 0 first); counts [E]."""
+        impl = self.impl
+        if impl == "auto":
+            impl = "grouped" if self._grouped_usable(x_sorted) else "loop"
+        if impl == "grouped":
+            return self._grouped(x_sorted, counts)
+        return self._loop(x_sorted, counts)
+
+    def _grouped_usable(self, x: torch.Tensor) -> bool:
+        if not _has_grouped_mm() or x.shape[0] == 0:
+            return False
+        if x.dtype not in (torch.float32, torch.bfloat16):
+            return False
+        if x.device.type == "cuda" and x.dtype != torch.bfloat16:
+            return False  # CUDA grouped_mm kernels are bf16-only
+        return _grouped_ok(x, self.gate_up_proj.transpose(1, 2), self.down_proj.transpose(1, 2))
+
+    def _grouped(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        offs = torch.cumsum(counts, dim=0).to(torch.int32)
+        h = torch._grouped_mm(x, self.gate_up_proj.transpose(1, 2), offs=offs)
+        gate, up = h.chunk(2, dim=-1)
+        h = (F.silu(gate) * up).contiguous()
+        return torch._grouped_mm(h, self.down_proj.transpose(1, 2), offs=offs)
+
+    def _loop(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        outs = []
+        start = 0
+        for e, n in enumerate(counts.tolist()):
+            if n == 0:
+                continue
+            xe = x[start : start + n]
+            gate, up = F.linear(xe, self.gate_up_proj[e]).chunk(2, dim=-1)
+            outs.append(F.linear(F.silu(gate) * up, self.down_proj[e]))
+            start += n
+        if not outs:
+            return x.new_zeros(0, self.down_proj.shape[1])
+        return torch.cat(outs, dim=0)
+
+
+class SwiGLU(nn.Module):
+    """Dense SwiGLU MLP: the dense first layers and the shared experts."""
+
+    def __init__(self, d_model: int, d_hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, d_hidden, bias=False)
+        self.up_proj = nn.Linear(d_model, d_hidden, bias=False)
+        self.down_proj = nn.Linear(d_hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+@dataclass
+class MoEStats:
+    """Per-layer routing statistics for one forward (detached)."""
+
+    tokens_per_expert: torch.Tensor  # [E] assignments (each token counts k times)
+    aux_loss: torch.Tensor  # scalar, unweighted
+    z_loss: torch.Tensor  # scalar, unweighted
+    entropy: torch.Tensor  # mean router entropy (nats)
+
+
+class MoE(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.gate = Router(cfg)
+        self.experts = Experts(cfg)
+        self.shared = (
+            SwiGLU(cfg.d_model, cfg.n_shared_experts * cfg.d_shared_eff)
+            if cfg.n_shared_experts > 0
+            else None
+        )
+        self.last_stats: MoEStats | None = None
+        self.last_aux: torch.Tensor | None = None  # weighted aux + z loss, with grad
+
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, D = x.shape
+        flat = x.reshape(-1, D)
+        r = self.gate(flat)
+        k = r.indices.shape[1]
+        E = self.cfg.n_experts
+        flat_idx = r.indices.reshape(-1)
+        order = torch.argsort(flat_idx, stable=True)
+        counts = torch.bincount(flat_idx, minlength=E)
+        token_of = order // k
+        y = self.experts(flat[token_of], counts)
+        y = y * r.weights.reshape(-1)[order, None]
+        out = torch.zeros_like(flat).index_add_(0, token_of, y)
+        if self.shared is not None:
+            out = out + self.shared(flat)
+        self._balance(r, counts, token_mask)
+        return out.view(B, T, D)
+
+    def _balance(self, r: RouterOutput, counts: torch.Tensor, token_mask: torch.Tensor | None) -> None:
+        E, k = self.cfg.n_experts, self.cfg.top_k
+        probs, logits = r.probs, r.logits
+        if token_mask is not None:
+            keep = token_mask.reshape(-1).to(torch.bool)
+            probs, logits = probs[keep], logits[keep]
+            sel = r.indices[keep].reshape(-1)
+            counts = torch.bincount(sel, minlength=E)
+        n = max(probs.shape[0], 1)
+        frac = counts.to(probs.dtype) / (n * k)
+        aux = E * (frac.detach() * probs.mean(dim=0)).sum() if probs.shape[0] else probs.sum() * 0
+        z = torch.logsumexp(logits, dim=-1).pow(2).mean() if probs.shape[0] else logits.sum() * 0
+        if self.training:
+            self.last_aux = self.cfg.aux_loss_coef * aux + self.cfg.z_loss_coef * z
+        else:
+            self.last_aux = None
+        with torch.no_grad():
+            ent = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean() if probs.shape[0] else aux.new_zeros(())
+            self.last_stats = MoEStats(counts.detach(), aux.detach(), z.detach(), ent.detach())
+
+    @torch.no_grad()
+    def update_bias(self, counts: torch.Tensor | None = None) -> None:
+        """Auxiliary-loss-free balancing step (DeepSeek-V3): raise the bias of under-loaded
+        experts, lower it for over-loaded ones, by a fixed rate times the sign of the error."""
+        if not self.cfg.bias_balancing:
+            return
+        if counts is None:
+            if self.last_stats is None:
+                return
+            counts = self.last_stats.tokens_per_expert
+        counts = counts.float()
+        err = counts.mean() - counts
+        self.gate.expert_bias.add_(self.cfg.bias_update_rate * torch.sign(err))

@@ -1,0 +1,201 @@
+"""Load and save the shared tokenizer (`hillclimb.load_tokenizer` contract).
+
+On disk a tokenizer is the Hugging Face pair `tokenizer.json` + `tokenizer_config.json` (with the
+chat template and special-token roles), so `transformers.PreTrainedTokenizerFast`, vLLM and
+llama.cpp's converter read our checkpoints directly. In Python it is a thin `Tokenizer` wrapper
+over `tokenizers.Tokenizer` with the small interface every stage needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer as HFTokenizer
+
+from hillclimb.errors import HillclimbError
+from hillclimb.io import write_json_atomic, write_text_atomic
+from hillclimb.tokenizer.specials import (
+    CHAT_TEMPLATE,
+    ENDOFTEXT,
+    FIM_PAD,
+    IM_END,
+    SPECIAL_TOKENS,
+    STOP_TOKENS,
+)
+
+
+class Tokenizer:
+    """The shared tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`, chat template."""
+
+    def __init__(self, hf: HFTokenizer, chat_template: str = CHAT_TEMPLATE):
+        self.hf = hf
+        self.chat_template = chat_template
+        missing = [t for t in SPECIAL_TOKENS if hf.token_to_id(t) is None]
+        if missing:
+            raise HillclimbError(f"tokenizer lacks required special tokens: {missing}")
+
+    # ---- basic contract -------------------------------------------------------------------
+    def encode(self, text: str, allow_special: bool = True) -> list[int]:
+        """Token ids for `text`. With `allow_special=False`, special-token strings inside `text`
+        are encoded as ordinary text (use this for untrusted user content)."""
+        if allow_special:
+            return self.hf.encode(text, add_special_tokens=False).ids
+        prev = self.hf.encode_special_tokens
+        try:
+            self.hf.encode_special_tokens = True
+            return self.hf.encode(text, add_special_tokens=False).ids
+        finally:
+            self.hf.encode_special_tokens = prev
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[int], skip_special: bool = False) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=skip_special)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def token_id(self, token: str) -> int:
+        tid = self.hf.token_to_id(token)
+        if tid is None:
+            raise KeyError(token)
+        return tid
+
+    def id_to_token(self, tid: int) -> str | None:
+        return self.hf.id_to_token(tid)
+
+    @cached_property
+    def special_ids(self) -> dict[str, int]:
+        return {t: self.token_id(t) for t in SPECIAL_TOKENS}
+
+    @property
+    def eos_id(self) -> int:
+        return self.token_id(ENDOFTEXT)
+
+    @property
+    def stop_ids(self) -> list[int]:
+        return [self.token_id(t) for t in STOP_TOKENS]
+
+    @cached_property
+    def token_bytes(self) -> list[int]:
+        """UTF-8 byte length of each token id's text (0 for specials): for bits-per-byte."""
+        specials = set(self.special_ids.values())
+        out = []
+        for i in range(self.vocab_size):
+            out.append(0 if i in specials else len(self.decode([i]).encode("utf-8")))
+        return out
+
+    # ---- chat -----------------------------------------------------------------------------
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        **kwargs: Any,
+    ) -> str:
+        """Render messages with the chat template (same Jinja source transformers renders)."""
+        return _compiled_template(self.chat_template).render(
+            messages=messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
+        )
+
+    # ---- persistence ----------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        save_tokenizer(self, directory)
+
+
+_TEMPLATE_CACHE: dict[str, Any] = {}
+
+
+def _compiled_template(source: str) -> Any:
+    tpl = _TEMPLATE_CACHE.get(source)
+    if tpl is None:
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, undefined=jinja2.Undefined
+        )
+
+        def tojson(x: Any) -> str:
+            return json.dumps(x, ensure_ascii=False)
+
+        env.filters["tojson"] = tojson
+        tpl = env.from_string(source)
+        _TEMPLATE_CACHE[source] = tpl
+    return tpl
+
+
+def tokenizer_config(tok: Tokenizer, model_max_length: int = 131072) -> dict[str, Any]:
+    """`tokenizer_config.json` as transformers expects it (roles of special tokens + template)."""
+    added = {
+        str(tok.token_id(t)): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for t in SPECIAL_TOKENS
+    }
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "added_tokens_decoder": added,
+        "additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in (ENDOFTEXT, IM_END, FIM_PAD)],
+        "bos_token": None,
+        "eos_token": IM_END,
+        "pad_token": FIM_PAD,
+        "unk_token": None,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length,
+        "split_special_tokens": False,
+        "chat_template": tok.chat_template,
+    }
+
+
+def save_tokenizer(
+    tok: Tokenizer, directory: str | os.PathLike[str], model_max_length: int = 131072
+) -> None:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(d / "tokenizer.json", tok.hf.to_str(pretty=False))
+    write_json_atomic(d / "tokenizer_config.json", tokenizer_config(tok, model_max_length))
+    write_json_atomic(
+        d / "special_tokens_map.json",
+        {"eos_token": IM_END, "pad_token": FIM_PAD, "additional_special_tokens": SPECIAL_TOKENS},
+    )
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
+    """Load from a directory holding `tokenizer.json` (or the file itself)."""
+    p = Path(path)
+    file = p / "tokenizer.json" if p.is_dir() else p
+    if not file.is_file():
+        raise HillclimbError(f"no tokenizer.json at {p}")
+    try:
+        hf = HFTokenizer.from_file(str(file))
+    except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
+        raise HillclimbError(f"cannot read tokenizer {file}: {exc}") from exc
+    template = CHAT_TEMPLATE
+    cfg_file = file.parent / "tokenizer_config.json"
+    if cfg_file.is_file():
+        try:
+            template = json.loads(cfg_file.read_text()).get("chat_template") or CHAT_TEMPLATE
+        except json.JSONDecodeError as exc:
+            raise HillclimbError(f"malformed {cfg_file}: {exc}") from exc
+    return Tokenizer(hf, template)
+
+
+def bytelevel_tokenizer() -> Tokenizer:
+    from hillclimb.tokenizer.bytelevel import build_bytelevel_tokenizer
+
+    return Tokenizer(build_bytelevel_tokenizer())
