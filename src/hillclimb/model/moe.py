@@ -60,6 +60,24 @@ class Router(nn.Module):
         return RouterOutput(indices=idx, weights=w.to(x.dtype), logits=logits, probs=probs)
 
 
+class _PermuteRows(torch.autograd.Function):
+    """y = x[perm] whose backward is the inverse gather (not a scatter-add)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        return x.index_select(0, perm)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (inverse,) = ctx.saved_tensors
+        return grad.contiguous().index_select(0, inverse), None, None
+
+
+def _permute_rows(x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    return _PermuteRows.apply(x, perm, inverse)
+
+
 def _grouped_ok(*tensors: torch.Tensor) -> bool:
     for t in tensors:
         es = t.element_size()
@@ -171,11 +189,15 @@ class MoE(nn.Module):
         E = self.cfg.n_experts
         flat_idx = r.indices.reshape(-1)
         order = torch.argsort(flat_idx, stable=True)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
         counts = torch.bincount(flat_idx, minlength=E)
-        token_of = order // k
-        y = self.experts(flat[token_of], counts)
-        y = y * r.weights.reshape(-1)[order, None]
-        out = torch.zeros_like(flat).index_add_(0, token_of, y)
+        # Dispatch and combine as row permutations (gathers both ways): scatter-adds are slow on
+        # CPU, and every token has exactly k assignments, so combining is a reshape + sum.
+        x_rep = flat.unsqueeze(1).expand(-1, k, -1).reshape(-1, D)
+        y = self.experts(_permute_rows(x_rep, order, inverse), counts)
+        y = _permute_rows(y, inverse, order).view(-1, k, D)
+        out = torch.einsum("nkd,nk->nd", y, r.weights)
         if self.shared is not None:
             out = out + self.shared(flat)
         self._balance(r, counts, token_mask)
