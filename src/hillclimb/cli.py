@@ -22,12 +22,14 @@ from hillclimb.errors import HillclimbError
 COMMAND_MODULES = [
     "hillclimb.model.cli",  # init, model info, export
     "hillclimb.data.cli",  # data build
+    "hillclimb.problems.cli",  # problems describe/show/export
     "hillclimb.tokenizer.cli",  # tokenizer train|eval
     "hillclimb.train.cli",  # train, sft
     "hillclimb.rl.cli",  # rl
     "hillclimb.eval.cli",  # eval
     "hillclimb.climb",  # climb
-    "hillclimb.harness.cli",  # sandbox, harness, telemetry
+    "hillclimb.harness.sandbox_cli",  # sandbox run, sandbox check
+    "hillclimb.harness.cli",  # harness, telemetry
     "hillclimb.serve.cli",  # serve, chat, bench serve
 ]
 

@@ -1,0 +1,97 @@
+"""`hillclimb problems …`: inspect and export the verifiable problem generators.
+
+Why a command at all: the data pipeline and training read problems through the Python API, but
+people need to look at what the generators write (`show`, `describe`) and to freeze an evaluation
+set or an SFT file on disk (`export`, written atomically as JSON lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("problems", help="verifiable reasoning/code problem generators")
+    gsub = group.add_subparsers(dest="problems_command", metavar="SUBCOMMAND")
+    group.set_defaults(_parser=group)
+
+    p = gsub.add_parser("describe", help="families, tiers and a sample prompt for each")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_describe, _parser=p)
+
+    p = gsub.add_parser("show", help="print a few problems with their worked solutions")
+    p.add_argument("--family", required=True)
+    p.add_argument("--tier", type=int, default=1)
+    p.add_argument("-n", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="train", choices=("train", "heldout"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_show, _parser=p)
+
+    p = gsub.add_parser("export", help="write problems as JSON lines (problems|messages|documents)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="problems", choices=("problems", "messages", "documents"))
+    p.add_argument("--split", default="heldout", choices=("train", "heldout"))
+    p.add_argument("--n-per-tier", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--families", nargs="*", default=None)
+    p.add_argument("--tiers", nargs="*", type=int, default=None)
+    p.set_defaults(func=_export, _parser=p)
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from hillclimb.problems import describe
+
+    d = describe(seed=args.seed)
+    if args.json:
+        print(json.dumps(d, indent=2, ensure_ascii=False))
+        return 0
+    for family, info in d.items():
+        print(f"{family} ({info['kind']})")
+        for tier, t in info["tiers"].items():
+            print(f"  tier {tier}: {t['summary']}")
+            print(f"    e.g. {t['samples'][0]['prompt'].splitlines()[0]}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from hillclimb.problems import generate, to_messages
+
+    ps = generate(args.family, args.tier, args.n, args.seed, args.split)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in ps], indent=2, ensure_ascii=False))
+        return 0
+    for p in ps:
+        msgs = to_messages(p)
+        print(
+            f"== {p.id}\n{p.prompt}\n-- reasoning\n{p.reasoning}\n-- answer\n{msgs[1]['content']}"
+        )
+        if p.tests:
+            print(f"-- tests\n{p.tests}", end="")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hillclimb.io import write_text_atomic
+    from hillclimb.problems import problem_suite, to_document, to_messages
+
+    ps = problem_suite(args.seed, args.split, args.n_per_tier, args.families, args.tiers)
+    lines = []
+    for p in ps:
+        if args.format == "problems":
+            rec = p.to_dict()
+        elif args.format == "messages":
+            rec = {"id": p.id, "messages": to_messages(p)}
+        else:
+            rec = {
+                "id": p.id,
+                "text": to_document(p),
+                "source": "generator",
+                "license": "Apache-2.0",
+            }
+        lines.append(json.dumps(rec, ensure_ascii=False))
+    write_text_atomic(args.out, "\n".join(lines) + ("\n" if lines else ""))
+    print(f"wrote {len(lines)} {args.format} to {args.out}")
+    return 0

@@ -1,0 +1,176 @@
+"""Worked arithmetic written by our code: canonical number text and column-by-column steps.
+
+Why column steps: the project's tokenizer splits digits into single tokens, so a small model can
+learn multi-digit arithmetic the way a pupil does — one digit fact and one carry at a time — if
+the worked solutions spell the columns out. One-digit facts stay a single line ("3 + 5 = 8.")
+because tier 1 must be short enough for a few-million-parameter model to learn in minutes.
+
+`fmt` is the one canonical way numbers (integers and fractions) are written in answers, and
+`parse_number` is its tolerant inverse used by answer extraction.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from math import gcd
+
+PLACES = ("Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-thousands")
+
+_NUM_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?(?:/\d+)?$")
+
+
+def fmt(x: int | Fraction) -> str:
+    """Canonical text of a number: `12`, `-3`, `7/12`, `-1/6`."""
+    if isinstance(x, Fraction):
+        if x.denominator == 1:
+            return str(x.numerator)
+        return f"{x.numerator}/{x.denominator}"
+    return str(int(x))
+
+
+def parse_number(text: str) -> Fraction | None:
+    """Parse `1,234`, `+8`, `−3` (unicode minus), `$12`, `0.5`, `3 / 4` into a Fraction."""
+    s = text.strip().replace(",", "").replace("\u2212", "-").replace("$", "").replace(" ", "")
+    if not _NUM_RE.match(s):
+        return None
+    try:
+        if "/" in s:
+            num, den = s.split("/")
+            if int(den) == 0:
+                return None
+            return Fraction(Fraction(num), int(den))
+        return Fraction(s)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _digits(x: int) -> list[int]:
+    return [int(c) for c in reversed(str(x))]
+
+
+def _place(i: int) -> str:
+    return PLACES[i] if i < len(PLACES) else f"Column {i + 1}"
+
+
+def add_steps(a: int, b: int) -> list[str]:
+    """Steps for a + b with a, b >= 0."""
+    if a < 10 and b < 10:
+        return [f"{a} + {b} = {a + b}."]
+    da, db = _digits(a), _digits(b)
+    width = max(len(da), len(db))
+    lines, carry = [], 0
+    for i in range(width):
+        x = da[i] if i < len(da) else 0
+        y = db[i] if i < len(db) else 0
+        s = x + y + carry
+        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        if i == width - 1:
+            lines.append(f"{_place(i)}: {expr} = {s}, write {s}.")
+        elif s >= 10:
+            lines.append(f"{_place(i)}: {expr} = {s}, write {s % 10}, carry 1.")
+        else:
+            lines.append(f"{_place(i)}: {expr} = {s}, write {s}.")
+        carry = s // 10
+    lines.append(f"So {a} + {b} = {a + b}.")
+    return lines
+
+
+def sub_steps(a: int, b: int) -> list[str]:
+    """Steps for a - b with a, b >= 0 (a negative result is computed as -(b - a))."""
+    if a < b:
+        inner = sub_steps(b, a)
+        return (
+            [f"{b} is larger than {a}, so compute {b} - {a} and make it negative."]
+            + inner[:-1]
+            + [f"So {a} - {b} = {a - b}."]
+        )
+    if a < 10 or (a < 20 and b < 10 and a - b < 10):
+        return [f"{a} - {b} = {a - b}."]
+    da, db = _digits(a), _digits(b)
+    lines, borrow = [], 0
+    for i in range(len(da)):
+        x, y = da[i], (db[i] if i < len(db) else 0)
+        x2 = x - borrow
+        shown = f"{x} - 1" if borrow else f"{x}"
+        if x2 < y:
+            lines.append(
+                f"{_place(i)}: {shown} - {y} needs a borrow: {x2 + 10} - {y} = {x2 + 10 - y}."
+            )
+            borrow = 1
+        else:
+            lines.append(f"{_place(i)}: {shown} - {y} = {x2 - y}.")
+            borrow = 0
+    lines.append(f"So {a} - {b} = {a - b}.")
+    return lines
+
+
+def mul_steps(a: int, b: int) -> list[str]:
+    """Steps for a × b with a >= 0 and 0 <= b <= 99."""
+    if a < 10 and b < 10:
+        return [f"{a} × {b} = {a * b}."]
+    if b >= 10:
+        bt, bu = divmod(b, 10)
+        if bu == 0:
+            return [f"{a} × {bt} = {a * bt}, so {a} × {b} = {a * b}."]
+        lines = [f"{a} × {b} = {a} × {bt * 10} + {a} × {bu}."]
+        lines.append(f"{a} × {bu} = {a * bu}.")
+        lines.append(f"{a} × {bt} = {a * bt}, so {a} × {bt * 10} = {a * bt * 10}.")
+        lines.append(f"{a * bt * 10} + {a * bu} = {a * b}.")
+        lines.append(f"So {a} × {b} = {a * b}.")
+        return lines
+    da = _digits(a)
+    lines, carry = [], 0
+    for i, x in enumerate(da):
+        p = x * b + carry
+        expr = f"{x} × {b}" + (f" + {carry}" if carry else "")
+        if i == len(da) - 1:
+            lines.append(f"{_place(i)}: {expr} = {p}, write {p}.")
+        elif p >= 10:
+            lines.append(f"{_place(i)}: {expr} = {p}, write {p % 10}, carry {p // 10}.")
+        else:
+            lines.append(f"{_place(i)}: {expr} = {p}, write {p}.")
+        carry = p // 10
+    lines.append(f"So {a} × {b} = {a * b}.")
+    return lines
+
+
+def div_steps(a: int, b: int) -> list[str]:
+    """Steps for an exact division a ÷ b (b > 0, b divides a)."""
+    q = a // b
+    if q <= 12 and b <= 12:
+        return [f"{b} × {q} = {a}, so {a} ÷ {b} = {q}."]
+    s = str(a)
+    i, cur = 0, 0
+    while i < len(s) - 1 and cur * 10 + int(s[i]) < b:
+        cur = cur * 10 + int(s[i])
+        i += 1
+    cur = cur * 10 + int(s[i])
+    i += 1
+    qd, rem = divmod(cur, b)
+    lines = [f"{cur} ÷ {b} = {qd}, remainder {rem}."]
+    for d in s[i:]:
+        cur = rem * 10 + int(d)
+        qd, rem = divmod(cur, b)
+        lines.append(f"Bring down {d}: {cur} ÷ {b} = {qd}, remainder {rem}.")
+    lines.append(f"So {a} ÷ {b} = {q}.")
+    return lines
+
+
+def frac_steps(a: Fraction, op: str, b: Fraction) -> list[str]:
+    """Steps for a ± b with proper positive fractions."""
+    res = a + b if op == "+" else a - b
+    da, db = a.denominator, b.denominator
+    lcm = da * db // gcd(da, db)
+    na, nb = a.numerator * (lcm // da), b.numerator * (lcm // db)
+    lines = []
+    if da != db:
+        lines.append(f"Common denominator {lcm}: {fmt(a)} = {na}/{lcm} and {fmt(b)} = {nb}/{lcm}.")
+    n = na + nb if op == "+" else na - nb
+    lines.append(f"{na}/{lcm} {op} {nb}/{lcm} = {n}/{lcm}.")
+    g = gcd(abs(n), lcm)
+    if n != 0 and g > 1:
+        lines.append(f"Divide top and bottom by {g}: {n}/{lcm} = {fmt(res)}.")
+    elif n == 0:
+        lines.append(f"{n}/{lcm} = 0.")
+    return lines
