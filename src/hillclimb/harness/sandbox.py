@@ -1,0 +1,569 @@
+"""The sandbox: the only place model-written code runs (harness tools, RL code rewards, code evals).
+
+`run_sandboxed(cmd, workspace, limits)` runs a command with the workspace as its only writable host
+path, no network (a fresh network namespace: loopback only), its own PID/mount/IPC/UTS namespaces,
+rlimits (address space, CPU time, processes, file size, open files), a wall-clock timeout that kills
+the whole process tree, and stdout/stderr captured concurrently and capped. It returns a
+`SandboxResult` that says how the run ended.
+
+Backends, best first (`sandbox_backend()` probes each with a real trial run, once per process):
+- "bwrap": bubblewrap builds the namespaces and the mount plan; `setpriv` (host root only) drops to
+  a per-run uid and `prlimit` applies the rlimits, both exec'd in place (no extra process, ~ms).
+- "unshare": util-linux `unshare` creates the namespaces and `sandbox_init.py` (stdlib-only Python,
+  PID 1 inside) builds the same mount plan, drops privileges, applies rlimits and reaps orphans.
+- "unsafe": only on explicit request — rlimits and a process group, as the caller's own uid. No
+  filesystem or network isolation, and a child that calls setsid() escapes the timeout kill; as
+  root, RLIMIT_NPROC does not bind. Python-level guards are not a sandbox, so there are none.
+
+Why the tree dies for sure: the command runs in a PID namespace whose init is killed with SIGKILL
+on timeout (bwrap's --die-with-parent / unshare's --kill-child make the kill reach it), and when a
+PID namespace's init dies the kernel kills every process in it — double-forked daemons included.
+The same happens on normal exit, so nothing a run starts outlives it.
+
+Why `status` is trusted: a timeout is something we did; "memory" is an exit whose stderr shows an
+allocation failure (RLIMIT_AS makes allocations fail with ENOMEM: MemoryError, bad_alloc); a signal
+death is "killed" (SIGXCPU, the CPU-time limit, is reported as "timeout"); "refused" means the
+sandbox itself could not be set up and the command never ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.harness.sandbox_fs import (
+    WorkspaceOwner,
+    alloc_uid,
+    build_plan,
+    sandbox_env,
+)
+
+BACKENDS = ("bwrap", "unshare")
+STATUSES = ("ok", "error", "timeout", "memory", "killed", "refused")
+_INIT_SCRIPT = Path(__file__).with_name("sandbox_init.py")
+_KILL_GRACE_S = 2.0  # after a kill, how long we keep draining pipes before giving up on them
+_STDERR_TAIL = 8192  # bytes of stderr kept (beyond the cap) to classify how the run ended
+_MEMORY_MARKERS = (
+    b"MemoryError",
+    b"Cannot allocate memory",
+    b"std::bad_alloc",
+    b"out of memory",
+    b"Out of memory",
+    b"memory exhausted",
+)
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float = 30.0  # wall clock; on expiry the WHOLE process tree is killed
+    memory_mb: int = 1024  # address-space limit per process (RLIMIT_AS); also sizes /tmp
+    cpu_s: int | None = None  # CPU-time rlimit (None: derived from timeout_s)
+    max_procs: int = 128  # processes + threads of the sandbox uid (RLIMIT_NPROC)
+    max_file_mb: int = 256  # largest file the command may write (RLIMIT_FSIZE)
+    max_open_files: int = 512
+    max_output_bytes: int = 1 << 20  # per stream, captured and capped
+
+    def validate(self) -> None:
+        if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
+            raise ConfigError(f"sandbox timeout_s must be a positive number, got {self.timeout_s}")
+        for name in ("memory_mb", "max_procs", "max_file_mb", "max_open_files"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"sandbox {name} must be >= 1, got {getattr(self, name)}")
+        if self.cpu_s is not None and self.cpu_s < 1:
+            raise ConfigError(f"sandbox cpu_s must be >= 1, got {self.cpu_s}")
+        if self.max_output_bytes < 0:
+            raise ConfigError("sandbox max_output_bytes must be >= 0")
+
+    def rlimits(self) -> dict[str, tuple[int, int]]:
+        """(soft, hard) per resource. CPU: soft limit sends SIGXCPU, hard (+1 s) SIGKILL."""
+        cpu = self.cpu_s if self.cpu_s is not None else max(1, math.ceil(self.timeout_s)) + 1
+        mem = self.memory_mb << 20
+        fsize = self.max_file_mb << 20
+        return {
+            "as": (mem, mem),
+            "cpu": (cpu, cpu + 1),
+            "nproc": (self.max_procs, self.max_procs),
+            "fsize": (fsize, fsize),
+            "nofile": (self.max_open_files, self.max_open_files),
+            "core": (0, 0),
+        }
+
+
+@dataclass
+class SandboxResult:
+    status: str  # "ok" | "error" | "timeout" | "memory" | "killed" | "refused"
+    exit_code: int | None  # exit status; -N when killed by signal N; None on timeout/refusal
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_s: float
+    backend: str  # "bwrap" | "unshare" | "unsafe"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------ backends
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@functools.cache
+def probe_backend(name: str) -> tuple[bool, str]:
+    """(works, reason) for one backend, from a real trial run of `true` (cached per process)."""
+    needs = {"bwrap": ["bwrap", "prlimit"], "unshare": ["unshare"]}.get(name)
+    if needs is None:
+        return False, f"unknown backend {name!r}"
+    if name == "bwrap" and _is_root():
+        needs.append("setpriv")
+    missing = [t for t in needs if shutil.which(t) is None]
+    if missing:
+        return False, f"not installed: {', '.join(missing)}"
+    with tempfile.TemporaryDirectory(prefix="hillclimb-probe-") as ws:
+        try:
+            res = _run(name, ["true"], ws, SandboxLimits(timeout_s=10), None, None, False)
+        except OSError as exc:
+            return False, f"trial run failed: {exc}"
+    if res.status != "ok":
+        why = (res.stderr.strip().splitlines() or [res.status])[-1]
+        return False, f"trial run failed ({res.status}): {why}"
+    return True, f"trial run ok in {res.duration_s * 1000:.0f} ms"
+
+
+def sandbox_backend() -> str | None:
+    """The best isolation backend that works on this machine, or None if none does.
+
+    `HILLCLIMB_SANDBOX_BACKEND=bwrap|unshare` restricts the choice to one backend.
+    """
+    forced = os.environ.get("HILLCLIMB_SANDBOX_BACKEND")
+    for name in (forced,) if forced else BACKENDS:
+        if probe_backend(name)[0]:
+            return name
+    return None
+
+
+def backend_report() -> dict[str, dict]:
+    """Every backend with whether it works and why (for `hillclimb sandbox check`)."""
+    return {
+        name: {"available": ok, "reason": why}
+        for name in BACKENDS
+        for ok, why in [probe_backend(name)]
+    }
+
+
+# --------------------------------------------------------------------------- command building
+
+
+def _inner_chain(limits: SandboxLimits, uid: int | None, argv: list[str]) -> list[str]:
+    """setpriv (drop to the run's uid) + prlimit (rlimits), exec'd in place before the command."""
+    chain: list[str] = []
+    if uid is not None:
+        chain += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        chain += ["--inh-caps=-all", "--no-new-privs", "--"]
+    chain.append("prlimit")
+    for name, (soft, hard) in limits.rlimits().items():
+        chain.append(f"--{name}={soft}:{hard}")
+    return chain + ["--"] + argv
+
+
+def _data_fd(text: str) -> int:
+    """A pipe's read end holding `text` (for bwrap --ro-bind-data)."""
+    r, w = os.pipe()
+    os.write(w, text.encode())
+    os.close(w)
+    return r
+
+
+def _bwrap_argv(plan, limits, uid, argv, status_fd, fds) -> list[str]:
+    a = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid"]
+    a += ["--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+    if uid is None:
+        a += ["--unshare-user", "--disable-userns"]
+    else:
+        a += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    made = {"/"}
+
+    def parents(target: str) -> None:
+        # bwrap creates missing parents of a target mode 0700 (unusable by the sandbox uid):
+        # create them ourselves, world-traversable, first.
+        todo = []
+        d = os.path.dirname(target)
+        while d not in made:
+            todo.append(d)
+            made.add(d)
+            d = os.path.dirname(d)
+        for d in reversed(todo):
+            a.extend(["--perms", "0755", "--dir", d])
+        made.add(target)
+
+    for src, dst in plan.ro_binds:
+        parents(dst)
+        a += ["--ro-bind", src, dst]
+    for target, link in plan.symlinks:
+        parents(link)
+        a += ["--symlink", target, link]
+    a += ["--dev", "/dev", "--proc", "/proc"]
+    made |= {"/dev", "/proc"}
+    for path, size in plan.tmpfs:
+        parents(path)
+        a += ["--perms", "1777", "--size", str(size), "--tmpfs", path]
+    for path, content in plan.files:
+        fd = _data_fd(content)
+        fds.append(fd)
+        parents(path)
+        a += ["--perms", "0644", "--ro-bind-data", str(fd), path]
+    for p in plan.python_binds:
+        parents(p)
+        a += ["--ro-bind", p, p]
+    parents(plan.workspace)
+    a += ["--bind", plan.workspace, plan.workspace, "--chdir", plan.workspace]
+    a += ["--remount-ro", "/", "--json-status-fd", str(status_fd), "--"]
+    return a + _inner_chain(limits, uid, argv)
+
+
+def _unshare_argv(plan, limits, uid, argv, env, status_fd) -> list[str]:
+    binds = [[s, d, "ro"] for s, d in plan.ro_binds]
+    binds += [[d, d, "dev"] for d in plan.dev_binds]
+    binds += [[p, p, "ro"] for p in plan.python_binds]
+    binds.append([plan.workspace, plan.workspace, "rw"])
+    symlinks = [list(x) for x in plan.symlinks]
+    symlinks += [
+        ["/proc/self/fd", "/dev/fd"],
+        ["/proc/self/fd/0", "/dev/stdin"],
+        ["/proc/self/fd/1", "/dev/stdout"],
+        ["/proc/self/fd/2", "/dev/stderr"],
+    ]
+    cfg = {
+        "stage": "/tmp",  # private mount namespace: mounting over the host's /tmp is invisible
+        "binds": binds,
+        "symlinks": symlinks,
+        "files": [list(x) for x in plan.files],
+        "tmpfs": [[p, size, 0o1777] for p, size in plan.tmpfs],
+        "proc": True,
+        "cwd": plan.workspace,
+        "uid": uid,
+        "gid": uid,
+        "rlimits": {k: list(v) for k, v in limits.rlimits().items()},
+        "argv": argv,
+        "env": env,
+        "status_fd": status_fd,
+    }
+    a = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
+    a += ["--propagation", "private"]
+    if uid is None:
+        a += ["--user", "--map-root-user"]
+    return a + ["--", sys.executable, "-I", "-S", str(_INIT_SCRIPT), json.dumps(cfg)]
+
+
+# ------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class _Raw:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    stderr_tail: bytes
+    timed_out: bool
+    duration_s: float
+    status_lines: list[dict]
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None) -> _Raw:
+    """Run argv, feeding stdin and draining both pipes in one selector loop (no deadlock on
+    gigabytes of output: bytes past the cap are read and dropped), until EOF or the deadline."""
+    cap = limits.max_output_bytes
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        pass_fds=pass_fds,
+        start_new_session=True,  # our kill reaches the backend's processes as a group
+    )
+    # The child has its copies; ours would keep data pipes open. Close each exactly once and drop
+    # it from the caller's list: closing an fd twice could close another thread's reused number.
+    for fd in [fd for fd in pass_fds if fd != status_r]:
+        os.close(fd)
+        pass_fds.remove(fd)
+    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    trunc = dict.fromkeys(bufs, False)
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    tail = bytearray()
+    sel = selectors.DefaultSelector()
+    for fd in bufs:
+        sel.register(fd, selectors.EVENT_READ)
+    pending = memoryview(stdin) if stdin is not None else None
+    if stdin is not None:
+        os.set_blocking(proc.stdin.fileno(), False)
+        if len(pending):
+            sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+    deadline = t0 + limits.timeout_s
+    timed_out = False
+    while sel.get_map():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if timed_out:
+                break  # still open after the grace period: a pipe holder escaped; stop reading
+            timed_out = True
+            _kill_group(proc.pid)
+            deadline = time.monotonic() + _KILL_GRACE_S
+            continue
+        for key, _ in sel.select(timeout=remaining):
+            fd = key.fd
+            if key.events & selectors.EVENT_WRITE:
+                try:
+                    n = os.write(fd, pending[:65536])
+                    pending = pending[n:]
+                except BrokenPipeError:
+                    pending = pending[:0]
+                if not len(pending):
+                    sel.unregister(fd)
+                    proc.stdin.close()
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                sel.unregister(fd)
+                continue
+            buf = bufs[fd]
+            room = cap - len(buf)
+            if room > 0:
+                buf += chunk[:room]
+            if len(chunk) > room:
+                trunc[fd] = True
+            if fd == err_fd:
+                tail += chunk
+                del tail[:-_STDERR_TAIL]
+    sel.close()
+    try:
+        rc = proc.wait(timeout=_KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        rc = proc.wait()
+    _kill_group(proc.pid)  # stragglers in the group (only possible for the unsafe backend)
+    for f in (proc.stdout, proc.stderr, proc.stdin):
+        if f is not None and not f.closed:
+            f.close()
+    status_lines = []
+    if status_r is not None:
+        os.set_blocking(status_r, False)
+        data = b""
+        try:
+            while chunk := os.read(status_r, 65536):
+                data += chunk
+        except BlockingIOError:
+            pass
+        os.close(status_r)
+        dec = json.JSONDecoder()
+        text, i = data.decode(errors="replace"), 0
+        while i < len(text):  # bwrap writes several JSON documents back to back
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i >= len(text):
+                break
+            try:
+                obj, i = dec.raw_decode(text, i)
+            except json.JSONDecodeError:
+                break
+            status_lines.append(obj)
+    return _Raw(
+        returncode=rc,
+        stdout=bytes(bufs[out_fd]),
+        stderr=bytes(bufs[err_fd]),
+        stdout_truncated=trunc[out_fd],
+        stderr_truncated=trunc[err_fd],
+        stderr_tail=bytes(tail),
+        timed_out=timed_out,
+        duration_s=time.monotonic() - t0,
+        status_lines=status_lines,
+    )
+
+
+def _classify(raw: _Raw, backend: str) -> tuple[str, int | None, str]:
+    """(status, exit_code, extra stderr note) from how the process ended."""
+    if raw.timed_out:
+        return "timeout", None, ""
+    exit_code: int | None
+    sig: int | None = None
+    if backend == "unshare":
+        info = {k: v for d in raw.status_lines for k, v in d.items()}
+        if "error" in info:
+            return "refused", None, info["error"]
+        if "signal" in info:
+            sig = int(info["signal"])
+        elif "exit" in info:
+            exit_code = int(info["exit"])
+            if "exec_error" in info:
+                return "error", exit_code, f"sandbox: cannot run command: {info['exec_error']}"
+        else:
+            return "refused", None, f"sandbox init ended without a status (rc={raw.returncode})"
+    elif backend == "bwrap":
+        info = {k: v for d in raw.status_lines for k, v in d.items()}
+        if "child-pid" not in info:
+            return "refused", None, "sandbox setup failed (bwrap did not start the command)"
+        code = int(info.get("exit-code", raw.returncode))
+        if 128 < code <= 128 + 64:  # bwrap reports a signal death as 128 + signal
+            sig = code - 128
+        else:
+            exit_code = code
+    else:
+        if raw.returncode < 0:
+            sig = -raw.returncode
+        else:
+            exit_code = raw.returncode
+    memory = any(m in raw.stderr_tail for m in _MEMORY_MARKERS)
+    if sig is not None:
+        if sig == signal.SIGXCPU:
+            return "timeout", -sig, "sandbox: CPU time limit exceeded"
+        if memory:
+            return "memory", -sig, ""
+        return "killed", -sig, ""
+    if exit_code == 0:
+        return "ok", 0, ""
+    return ("memory" if memory else "error"), exit_code, ""
+
+
+def _run(backend, cmd, workspace, limits, env, stdin, restore_owner) -> SandboxResult:
+    argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+    # Unsafe mode keeps the caller's uid: a private uid could not even reach an interpreter under
+    # a 0700 home directory without the mount namespace to bind it in.
+    uid = alloc_uid() if _is_root() and backend != "unsafe" else None
+    inner_uid = uid if uid is not None else (0 if backend == "unshare" else os.getuid())
+    plan = build_plan(workspace, inner_uid, inner_uid, limits.memory_mb << 20)
+    user = "sandbox" if inner_uid != 0 else "root"
+    cmd_env = sandbox_env(env, user)
+    owner = WorkspaceOwner(workspace, uid, uid, restore_owner) if uid is not None else None
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    fds: list[int] = []
+    status_r = None
+    cwd = None
+    try:
+        if backend in BACKENDS:
+            status_r, status_w = os.pipe()
+            fds.append(status_w)
+        if backend == "bwrap":
+            full = _bwrap_argv(plan, limits, uid, argv, status_w, fds)
+            popen_env = cmd_env
+        elif backend == "unshare":
+            full = _unshare_argv(plan, limits, uid, argv, cmd_env, status_w)
+            popen_env = {"PATH": cmd_env["PATH"]}
+        else:
+            full = _inner_chain(limits, uid, argv)
+            popen_env = cmd_env
+            cwd = workspace
+        if owner is not None:
+            owner.give()
+        try:
+            raw = _execute(full, popen_env, data, limits, fds, status_r, cwd)
+            status_r = None
+        finally:
+            if owner is not None:
+                owner.take_back()
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if status_r is not None:
+            os.close(status_r)
+    status, exit_code, note = _classify(raw, backend)
+    stderr = raw.stderr.decode("utf-8", errors="replace")
+    if note:
+        stderr = stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + note + "\n"
+    return SandboxResult(
+        status=status,
+        exit_code=exit_code,
+        stdout=raw.stdout.decode("utf-8", errors="replace"),
+        stderr=stderr,
+        stdout_truncated=raw.stdout_truncated,
+        stderr_truncated=raw.stderr_truncated,
+        duration_s=round(raw.duration_s, 6),
+        backend=backend,
+    )
+
+
+def run_sandboxed(
+    cmd: list[str] | str,
+    workspace: str | os.PathLike,
+    limits: SandboxLimits = SandboxLimits(),
+    *,
+    copy_workspace: bool = False,
+    env: dict[str, str] | None = None,
+    stdin: str | bytes | None = None,
+    unsafe: bool = False,
+    backend: str | None = None,
+) -> SandboxResult:
+    """Run `cmd` (a list, or a string for /bin/sh -c) with cwd = `workspace`, isolated.
+
+    copy_workspace: run on a throw-away copy (the original is untouched). env: extra variables on
+    top of a minimal fixed environment. backend: force "bwrap" | "unshare" | "unsafe" (default:
+    the best that works). Raises HillclimbError when no isolation backend works and not `unsafe`.
+    """
+    limits.validate()
+    ws = Path(workspace)
+    if not ws.is_dir():
+        raise HillclimbError(f"sandbox workspace {str(ws)!r} is not a directory")
+    if isinstance(cmd, list | tuple) and not cmd:
+        raise HillclimbError("sandbox: empty command")
+    if backend is None:
+        backend = sandbox_backend()
+        if backend is None:
+            if not unsafe:
+                reasons = "; ".join(f"{n}: {r['reason']}" for n, r in backend_report().items())
+                raise HillclimbError(
+                    "no sandbox isolation backend works on this machine "
+                    f"({reasons}); install bubblewrap, or pass --unsafe / unsafe=True to run "
+                    "WITHOUT isolation"
+                )
+            backend = "unsafe"
+    elif backend == "unsafe":
+        if not unsafe:
+            raise HillclimbError("sandbox backend 'unsafe' requires unsafe=True")
+    elif backend in BACKENDS:
+        ok, why = probe_backend(backend)
+        if not ok:
+            raise HillclimbError(f"sandbox backend {backend!r} does not work here: {why}")
+    else:
+        raise ConfigError(f"unknown sandbox backend {backend!r} (bwrap, unshare, unsafe)")
+    if backend == "unsafe":
+        warnings.warn(
+            "hillclimb sandbox: UNSAFE mode — the command runs WITHOUT filesystem or network "
+            "isolation (rlimits and a process group only)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if not copy_workspace:
+        return _run(backend, cmd, os.path.abspath(ws), limits, env, stdin, True)
+    with tempfile.TemporaryDirectory(prefix="hillclimb-sandbox-") as tmp:
+        copy = os.path.join(tmp, ws.resolve().name or "workspace")
+        shutil.copytree(ws, copy, symlinks=True)
+        return _run(backend, cmd, copy, limits, env, stdin, False)
