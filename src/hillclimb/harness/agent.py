@@ -1,0 +1,282 @@
+"""The episode runner: one task, one model, the tool loop, the grade.
+
+`run_episode(task, client, limits, telemetry) -> Episode` is the library entry point shared by
+evaluation (`hillclimb harness run`) and RL rollouts: it copies `repo/` to a private workspace,
+converses with the model through the tools until it submits or a limit hits (steps, tokens, wall
+time, consecutive malformed turns), then grades the workspace and returns the whole trajectory
+with the facts a reward needs (resolved, tokens, steps, exit status).
+
+Why the loop never raises for model or task trouble: a run over hundreds of tasks (or an RL
+batch) must survive a model that emits garbage or an endpoint that dies; each such episode ends
+with a clear `exit_status` and `error`, and is still graded on whatever it left behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hillclimb.harness.clients import ModelClient, ModelError
+from hillclimb.harness.grading import GradeResult, grade_workspace
+from hillclimb.harness.patching import copy_tree, diff_trees
+from hillclimb.harness.task import Task
+from hillclimb.harness.toolcalls import assistant_message, tool_message
+from hillclimb.harness.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hillclimb.harness.telemetry import Telemetry
+
+SYSTEM_PROMPT = (
+    "You are a coding agent working in a software repository. The repository root is the current "
+    "directory for every tool. Inspect the code with the tools, make the changes the task asks "
+    "for, run the tests to check your work, then call `submit`. Make minimal, correct changes."
+)
+
+EXIT_STATUSES = (
+    "submitted", "max_steps", "max_tokens", "timeout", "format_error", "model_error", "error",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EpisodeLimits:
+    max_steps: int = 30  # model turns
+    max_tokens_per_turn: int = 4096  # completion tokens asked for per turn
+    max_total_tokens: int = 200_000  # prompt + completion summed over turns (what an API bills)
+    wall_s: float = 900.0
+    max_consecutive_errors: int = 3  # malformed turns in a row before giving up
+    temperature: float = 0.0
+    seed: int | None = 0
+    run_timeout_s: float | None = None  # cap for the `run` tool (None: task limit)
+    unsafe: bool = False  # pass through to the sandbox (no isolation available)
+
+    def for_task(self, task: Task) -> EpisodeLimits:
+        """The tighter of these limits and the task's own."""
+        from dataclasses import replace
+
+        return replace(
+            self,
+            max_steps=min(self.max_steps, task.limits.max_steps),
+            max_total_tokens=min(self.max_total_tokens, task.limits.max_tokens),
+            wall_s=min(self.wall_s, task.limits.wall_s),
+        )
+
+
+@dataclass
+class Episode:
+    episode_id: str
+    task_id: str
+    task_kind: str
+    task_dir: str
+    model: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    turns: int = 0
+    malformed_turns: int = 0
+    exit_status: str = "error"
+    error: str | None = None
+    answer: str | None = None
+    patch: str = ""
+    changed_files: list[str] = field(default_factory=list)
+    grade: dict[str, Any] | None = None
+    resolved: bool = False
+    reward: float = 0.0
+    started_at: float = 0.0
+    wall_s: float = 0.0
+    model_s: float = 0.0
+    tool_s: float = 0.0
+    grade_s: float = 0.0
+    limits: dict[str, Any] = field(default_factory=dict)
+    tools: list[str] = field(default_factory=lambda: list(TOOL_NAMES))
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["format"] = "hillclimb-trajectory-v1"
+        return d
+
+
+def task_prompt(task: Task) -> str:
+    if task.kind == "repo_qa":
+        tail = "Answer the question by calling `submit` with `answer` set to a short answer."
+    elif task.kind == "terminal":
+        tail = "Use the `run` tool for shell commands. Call `submit` when the task is done."
+    else:
+        tail = "Edit the files in the repository; call `submit` when you are done."
+    return f"{task.instruction.strip()}\n\n{tail}"
+
+
+def run_episode(
+    task: Task,
+    client: ModelClient,
+    limits: EpisodeLimits = EpisodeLimits(),
+    telemetry: Telemetry | None = None,
+    *,
+    keep_workspace: str | Path | None = None,
+) -> Episode:
+    """Run one episode and grade it. Never raises for model/endpoint/tool trouble."""
+    lim = limits.for_task(task)
+    ep = Episode(
+        episode_id=f"{task.id}-{uuid.uuid4().hex[:12]}",
+        task_id=task.id, task_kind=task.kind, task_dir=str(task.root),
+        model=getattr(client, "name", type(client).__name__),
+        started_at=time.time(), limits=asdict(lim),
+    )  # fmt: skip
+    t_start = time.monotonic()
+    if telemetry is not None:
+        telemetry.start_episode(ep)
+    tmp = Path(tempfile.mkdtemp(prefix="hc-episode-"))
+    ws = tmp / "repo"
+    try:
+        copy_tree(task.repo, ws)
+        tools = ToolBox(
+            ws, run_timeout_s=min(lim.run_timeout_s or task.limits.test_timeout_s, task.limits.test_timeout_s),
+            memory_mb=task.limits.memory_mb, env=dict(task.env), unsafe=lim.unsafe,
+        )  # fmt: skip
+        ep.messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": task_prompt(task)},
+        ]
+        _loop(ep, task, client, lim, tools, telemetry, t_start)
+    except Exception as exc:  # a harness bug must not kill a whole run; record it
+        ep.exit_status, ep.error = "error", f"harness error: {type(exc).__name__}: {exc}"
+    # Grade whatever the agent left behind (SWE-bench grades the final patch, whatever the exit).
+    try:
+        if ws.is_dir():
+            d = diff_trees(task.repo, ws)
+            ep.patch, ep.changed_files = d.patch, d.changed
+            g0 = time.monotonic()
+            grade = grade_workspace(task, ws, answer=ep.answer, unsafe=lim.unsafe)
+            ep.grade_s = time.monotonic() - g0
+        else:
+            grade = GradeResult(task.id, task.kind, False, "error", message="no workspace")
+    except Exception as exc:
+        grade = GradeResult(task.id, task.kind, False, "error", message=f"grading failed: {exc}")
+    ep.grade = grade.to_json()
+    ep.resolved = grade.resolved
+    ep.reward = grade.reward
+    ep.wall_s = time.monotonic() - t_start
+    if keep_workspace is not None:
+        dest = Path(keep_workspace)
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(ws, dest, symlinks=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    if telemetry is not None:
+        telemetry.finish_episode(ep)
+    return ep
+
+
+def _loop(
+    ep: Episode,
+    task: Task,
+    client: ModelClient,
+    lim: EpisodeLimits,
+    tools: ToolBox,
+    telemetry: Telemetry | None,
+    t_start: float,
+) -> None:
+    consecutive_bad = 0
+    while True:
+        if ep.turns >= lim.max_steps:
+            ep.exit_status = "max_steps"
+            return
+        if ep.total_tokens >= lim.max_total_tokens:
+            ep.exit_status = "max_tokens"
+            return
+        if time.monotonic() - t_start >= lim.wall_s:
+            ep.exit_status = "timeout"
+            return
+        seed = None if lim.seed is None else lim.seed + ep.turns
+        t0 = time.monotonic()
+        try:
+            result = client.chat(
+                ep.messages, TOOL_SCHEMAS, max_tokens=lim.max_tokens_per_turn,
+                temperature=lim.temperature, seed=seed,
+            )  # fmt: skip
+        except ModelError as exc:
+            ep.model_s += time.monotonic() - t0
+            ep.exit_status, ep.error = "model_error", str(exc)
+            return
+        ep.model_s += time.monotonic() - t0
+        ep.turns += 1
+        ep.prompt_tokens += result.usage.prompt_tokens
+        ep.completion_tokens += result.usage.completion_tokens
+        ep.messages.append(assistant_message(result.content, result.reasoning, result.tool_calls))
+        step: dict[str, Any] = {
+            "turn": ep.turns,
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+            "model_s": round(time.monotonic() - t0, 4),
+            "finish_reason": result.finish_reason,
+            "calls": [],
+        }
+        ep.steps.append(step)
+
+        valid_calls = 0
+        done = False
+        if not result.tool_calls:
+            ep.messages.append({
+                "role": "user",
+                "content": "Error: your reply contained no tool call. Call one of the tools "
+                f"({', '.join(TOOL_NAMES)}); call `submit` when you are done.",
+            })  # fmt: skip
+            step["calls"].append({"name": None, "error": "no tool call", "malformed": True})
+        for call in result.tool_calls:
+            rec: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
+            if call.error or call.arguments is None:
+                obs = f"Error: {call.error or 'malformed tool call'}. Expected " \
+                      '{"name": <tool>, "arguments": {...}} with a JSON object of arguments.'  # fmt: skip
+                rec.update(error=call.error, malformed=True, observation=obs)
+                if call.name:
+                    ep.messages.append(tool_message(call, obs))
+                else:
+                    ep.messages.append({"role": "user", "content": obs})
+                step["calls"].append(rec)
+                continue
+            t1 = time.monotonic()
+            out = tools.call(call.name, call.arguments)
+            dt = time.monotonic() - t1
+            ep.tool_s += dt
+            rec.update(
+                ok=out.ok, malformed=out.malformed, observation=out.observation, tool_s=round(dt, 4)
+            )
+            step["calls"].append(rec)
+            ep.messages.append(tool_message(call, out.observation))
+            if not out.malformed:
+                valid_calls += 1
+            if out.edit is not None:
+                edit = dict(out.edit, turn=ep.turns, call_id=call.id)
+                ep.edits.append(edit)
+                if telemetry is not None:
+                    edit["edit_id"] = telemetry.record_edit(
+                        episode_id=ep.episode_id, task_id=task.id, model=ep.model, turn=ep.turns,
+                        tool=edit["tool"], path=edit["path"], status=edit["status"], error=edit.get("error"),
+                        prompt_tokens=result.usage.prompt_tokens, completion_tokens=result.usage.completion_tokens,
+                        arguments=call.arguments,
+                    )  # fmt: skip
+            if out.done:
+                ep.answer = out.answer
+                done = True
+                break
+        if done:
+            ep.exit_status = "submitted"
+            return
+        if valid_calls == 0:
+            ep.malformed_turns += 1
+            consecutive_bad += 1
+            if consecutive_bad >= lim.max_consecutive_errors:
+                ep.exit_status = "format_error"
+                ep.error = f"{consecutive_bad} consecutive turns without a valid tool call"
+                return
+        else:
+            consecutive_bad = 0

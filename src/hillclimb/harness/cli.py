@@ -1,0 +1,276 @@
+"""CLI: `hillclimb harness run|grade|generate`, `hillclimb telemetry export|stats|feedback`.
+
+Also mounts `hillclimb sandbox ...` (defined in `sandbox_cli.py`) because this module is the
+harness package's entry in the top-level COMMAND_MODULES list. Heavy work is imported inside the
+handlers so `hillclimb --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from hillclimb.errors import HillclimbError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    try:
+        from hillclimb.harness import sandbox_cli
+    except ImportError:
+        sandbox_cli = None  # type: ignore[assignment]
+    if sandbox_cli is not None and "sandbox" not in sub.choices:
+        sandbox_cli.register(sub)
+
+    h = sub.add_parser("harness", help="agent harness: run models on tasks, grade, generate tasks")
+    hs = h.add_subparsers(dest="harness_command", metavar="SUBCOMMAND")
+    h.set_defaults(_parser=h)
+
+    run = hs.add_parser(
+        "run",
+        help="run a model on every task in a directory",
+        description="Run a model (an OpenAI-compatible URL, a checkpoint directory, or "
+        "'reference') through the tool loop on every task; writes OUT/trajectories/*.json, "
+        "OUT/results.jsonl, OUT/summary.json and a telemetry database. Resumable.",
+    )
+    run.add_argument("--tasks", required=True, help="a task directory or a directory of tasks")
+    run.add_argument(
+        "--model", required=True, help="http(s)://host/v1 | checkpoint DIR | reference"
+    )
+    run.add_argument(
+        "--model-name", default=None, help="model id sent to an endpoint (default: 'default')"
+    )
+    run.add_argument("--api-key", default=None, help="bearer token (default: $HILLCLIMB_API_KEY)")
+    run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--max-steps", type=int, default=30)
+    run.add_argument("--max-tokens-per-turn", type=int, default=4096)
+    run.add_argument("--max-total-tokens", type=int, default=200_000)
+    run.add_argument("--wall", type=float, default=900.0, help="seconds per episode (900)")
+    run.add_argument(
+        "--max-errors", type=int, default=3, help="consecutive malformed turns allowed"
+    )
+    run.add_argument("--temperature", type=float, default=0.0)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--concurrency", type=int, default=1)
+    run.add_argument("--request-timeout", type=float, default=300.0, help="HTTP timeout, s")
+    run.add_argument("--telemetry", default=None, help="SQLite file (default OUT/telemetry.db)")
+    run.add_argument("--no-telemetry", action="store_true")
+    run.add_argument(
+        "--unsafe", action="store_true", help="allow running without sandbox isolation"
+    )
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(func=_cmd_run, _parser=run)
+
+    grade = hs.add_parser("grade", help="grade a task's repo with a patch applied (or untouched)")
+    grade.add_argument("--task", required=True)
+    grade.add_argument("--patch", default=None, help="unified diff file (default: no patch)")
+    grade.add_argument("--answer", default=None, help="answer for repo_qa tasks")
+    grade.add_argument("--solution", action="store_true", help="grade the task's own solution")
+    grade.add_argument("--unsafe", action="store_true")
+    grade.add_argument("--json", action="store_true")
+    grade.set_defaults(func=_cmd_grade, _parser=grade)
+
+    gen = hs.add_parser("generate", help="generate verified tasks from the built-in corpus")
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--n", type=int, required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--kinds", nargs="+", default=None, help="bugfix feature refactor repo_qa terminal"
+    )
+    gen.add_argument("--multi-prob", type=float, default=0.3, help="chance of a two-package repo")
+    gen.add_argument("--unsafe", action="store_true")
+    gen.add_argument("--json", action="store_true")
+    gen.set_defaults(func=_cmd_generate, _parser=gen)
+
+    t = sub.add_parser("telemetry", help="the edit/episode telemetry database (data flywheel)")
+    ts = t.add_subparsers(dest="telemetry_command", metavar="SUBCOMMAND")
+    t.set_defaults(_parser=t)
+    exp = ts.add_parser("export", help="SFT examples and RL prompts from recorded episodes")
+    exp.add_argument("--db", required=True)
+    exp.add_argument("--out", required=True)
+    exp.add_argument(
+        "--require-accepted", action="store_true", help="SFT only from user-accepted episodes"
+    )
+    exp.add_argument("--json", action="store_true")
+    exp.set_defaults(func=_cmd_export, _parser=exp)
+    st = ts.add_parser("stats", help="counts, resolve rates, tokens, edits, feedback")
+    st.add_argument("--db", required=True)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_cmd_stats, _parser=st)
+    fb = ts.add_parser("feedback", help="record a user's accept/reject of an edit or episode")
+    fb.add_argument("--db", required=True)
+    target = fb.add_mutually_exclusive_group(required=True)
+    target.add_argument("--edit", type=int)
+    target.add_argument("--episode")
+    verdict = fb.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--accept", action="store_true")
+    verdict.add_argument("--reject", action="store_true")
+    fb.add_argument("--source", default="user")
+    fb.add_argument("--note", default=None)
+    fb.set_defaults(func=_cmd_feedback, _parser=fb)
+
+
+def _print(obj: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2))
+        return
+    from rich.console import Console
+
+    Console().print_json(json.dumps(obj))
+
+
+def make_client(model: str, model_name: str | None, api_key: str | None, timeout: float):
+    from hillclimb.harness.clients import LocalClient, OpenAIClient, ReferenceClient
+
+    if model == "reference":
+        return lambda: ReferenceClient()
+    if model.startswith(("http://", "https://")):
+        key = api_key or os.environ.get("HILLCLIMB_API_KEY")
+        return lambda: OpenAIClient(model, model_name or "default", key, timeout_s=timeout)
+    if Path(model).is_dir():
+        LocalClient(model)  # fail fast (clear error) before any task starts
+        return lambda: LocalClient(model)
+    raise HillclimbError(
+        f"--model {model!r} is neither an http(s) URL, a directory, nor 'reference'"
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hillclimb.harness.agent import EpisodeLimits
+    from hillclimb.harness.runner import run_tasks
+
+    if args.concurrency < 1 or args.max_steps < 1:
+        raise HillclimbError("--concurrency and --max-steps must be at least 1")
+    factory = make_client(args.model, args.model_name, args.api_key, args.request_timeout)
+    limits = EpisodeLimits(
+        max_steps=args.max_steps, max_tokens_per_turn=args.max_tokens_per_turn,
+        max_total_tokens=args.max_total_tokens, wall_s=args.wall,
+        max_consecutive_errors=args.max_errors, temperature=args.temperature, seed=args.seed,
+        unsafe=args.unsafe,
+    )  # fmt: skip
+    out = Path(args.out)
+    db = None if args.no_telemetry else (args.telemetry or out / "telemetry.db")
+    console = Console(stderr=True)
+
+    def progress(row: dict) -> None:
+        if not args.json:
+            mark = (
+                "[green]resolved[/]"
+                if row["resolved"]
+                else f"[red]{row['grade_status'] or row['exit_status']}[/]"
+            )
+            console.print(f"{row['task_id']}: {mark} ({row['exit_status']}, {row['turns']} turns, "
+                          f"{row['completion_tokens']} tokens)" + (f" — {row['error']}" if row["error"] else ""))  # fmt: skip
+
+    report = run_tasks(args.tasks, factory, out, limits, concurrency=args.concurrency,
+                       telemetry_path=db, progress=progress)  # fmt: skip
+    s = report.summary
+    if args.json:
+        print(json.dumps(dict(s, skipped=report.skipped, out=str(out)), indent=2))
+        return 0
+    table = Table(
+        title=f"harness run: {s['resolved']}/{s['tasks']} resolved ({s['resolve_rate']:.1%})"
+    )
+    for col in ("kind", "tasks", "resolved", "rate", "completion tokens"):
+        table.add_column(col)
+    for kind, k in s["by_kind"].items():
+        table.add_row(
+            kind,
+            str(k["tasks"]),
+            str(k["resolved"]),
+            f"{k['resolve_rate']:.1%}",
+            str(k["completion_tokens"]),
+        )
+    Console().print(table)
+    print(
+        f"exit statuses: {s['exit_statuses']}; skipped (already done): {report.skipped}; out: {out}"
+    )
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from hillclimb.harness.grading import grade_patch
+    from hillclimb.harness.task import load_task
+
+    task = load_task(args.task)
+    patch = None
+    answer = args.answer
+    if args.solution:
+        if task.kind == "repo_qa":
+            answer = task.answers[0]
+        elif task.solution_patch is None:
+            raise HillclimbError(f"task {task.id} has no solution.patch")
+        else:
+            patch = task.solution_patch.read_text(encoding="utf-8")
+    if args.patch:
+        p = Path(args.patch)
+        if not p.is_file():
+            raise HillclimbError(f"patch file {p} does not exist")
+        patch = p.read_text(encoding="utf-8", errors="replace")
+    res = grade_patch(task, patch, answer=answer, unsafe=args.unsafe)
+    d = res.to_json()
+    if args.json:
+        print(json.dumps(d, indent=2))
+    else:
+        print(
+            f"{task.id} ({task.kind}): {res.status.upper()}"
+            + (f" — {res.message}" if res.message else "")
+        )
+        for key in ("fail_to_pass", "pass_to_pass"):
+            if d[key]["passed"] or d[key]["failed"]:
+                print(f"  {key}: {len(d[key]['passed'])} passed, {len(d[key]['failed'])} failed")
+        for c in d["checks"]:
+            print(f"  check {c['check']}: {'ok' if c['ok'] else 'FAILED ' + c['detail']}")
+    return 0 if res.resolved else 1
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from hillclimb.harness.taskgen.generate import generate_tasks
+
+    progress = None if args.json else (lambda tid: print(f"wrote {tid}", file=sys.stderr))
+    s = generate_tasks(args.out, args.n, seed=args.seed, kinds=args.kinds,
+                       multi_project_prob=args.multi_prob, unsafe=args.unsafe, progress=progress)  # fmt: skip
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"generated {s['generated']}/{s['n']} tasks in {args.out}")
+        for f in s["failures"]:
+            print(f"  {f}")
+    return 0 if s["generated"] == s["n"] else 1
+
+
+def _open_db(path: str):
+    from hillclimb.harness.telemetry import Telemetry
+
+    if not Path(path).is_file():
+        raise HillclimbError(f"telemetry database {path} does not exist")
+    return Telemetry(path)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    with _open_db(args.db) as tel:
+        s = tel.export(args.out, require_accepted=args.require_accepted)
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"{s['sft_examples']} SFT examples, {s['rl_prompts']} RL prompts -> {args.out}")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with _open_db(args.db) as tel:
+        _print(tel.stats(), args.json)
+    return 0
+
+
+def _cmd_feedback(args: argparse.Namespace) -> int:
+    with _open_db(args.db) as tel:
+        fid = tel.record_feedback(args.edit if args.edit is not None else args.episode, bool(args.accept),
+                                  source=args.source, note=args.note)  # fmt: skip
+    print(f"feedback {fid} recorded")
+    return 0

@@ -1,0 +1,159 @@
+"""Unified diffs between directory trees, and applying them to a workspace.
+
+Why difflib for writing and `git apply` for applying: the diff of an agent's workspace against the
+task's `repo/` is the agent's submission (SWE-bench grades patches, not workspaces) and must be
+byte-exact — including files without a trailing newline, new files and deleted files — so we emit
+git-style headers (`a/`/`b/`, `/dev/null`, the `\\ No newline at end of file` marker) that both
+`git apply` and `patch -p1` accept. Applying uses `git apply` (atomic: all hunks or none, refuses
+`..` and paths through symlinks) with `patch -p1` as fallback. Applying a patch is parsing data,
+not running model code, so it runs as a plain subprocess; caches and bytecode never enter a diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hillclimb.errors import HillclimbError
+
+IGNORED_DIRS = {".git", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+
+
+def iter_files(root: Path) -> dict[str, Path]:
+    """Relative posix path -> file, skipping caches. Symlinks are listed as files (not followed)."""
+    out: dict[str, Path] = {}
+    if not root.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(IGNORED_SUFFIXES):
+                continue
+            p = Path(dirpath) / name
+            out[p.relative_to(root).as_posix()] = p
+    return out
+
+
+def _read_text(p: Path | None) -> str | None:
+    """File text, '' for absent; None when binary/undecodable (such files are not diffed)."""
+    if p is None:
+        return ""
+    if p.is_symlink():
+        return None
+    data = p.read_bytes()
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+@dataclass
+class TreeDiff:
+    patch: str
+    changed: list[str]
+    skipped_binary: list[str]
+
+
+def diff_trees(old_root: str | os.PathLike[str], new_root: str | os.PathLike[str]) -> TreeDiff:
+    """The unified diff turning `old_root` into `new_root` (text files; binaries listed apart)."""
+    old_files, new_files = iter_files(Path(old_root)), iter_files(Path(new_root))
+    chunks: list[str] = []
+    changed: list[str] = []
+    skipped: list[str] = []
+    for rel in sorted(set(old_files) | set(new_files)):
+        a_p, b_p = old_files.get(rel), new_files.get(rel)
+        if a_p is not None and b_p is not None and a_p.read_bytes() == b_p.read_bytes():
+            continue
+        a, b = _read_text(a_p), _read_text(b_p)
+        if a is None or b is None:
+            skipped.append(rel)
+            continue
+        changed.append(rel)
+        chunks.append(unified_file_diff(rel, a if a_p else None, b if b_p else None))
+    return TreeDiff(patch="".join(chunks), changed=changed, skipped_binary=skipped)
+
+
+def unified_file_diff(rel: str, old: str | None, new: str | None) -> str:
+    """A git-style diff for one file; `None` means the file does not exist on that side."""
+    header = f"diff --git a/{rel} b/{rel}\n"
+    if old is None:
+        header += "new file mode 100644\n"
+    elif new is None:
+        header += "deleted file mode 100644\n"
+    a_lines = (old or "").splitlines(keepends=True)
+    b_lines = (new or "").splitlines(keepends=True)
+    fromfile = f"a/{rel}" if old is not None else "/dev/null"
+    tofile = f"b/{rel}" if new is not None else "/dev/null"
+    body = []
+    for line in difflib.unified_diff(a_lines, b_lines, fromfile=fromfile, tofile=tofile, n=3):
+        if line.startswith(("--- ", "+++ ")):
+            body.append(line.rstrip("\n") + "\n")
+            continue
+        body.append(line)
+        if not line.endswith("\n"):
+            body.append("\n\\ No newline at end of file\n")
+    if not body:  # e.g. a new empty file
+        return header
+    return header + "".join(body)
+
+
+@dataclass
+class ApplyResult:
+    ok: bool
+    message: str
+    tool: str
+
+
+def apply_patch(
+    workspace: str | os.PathLike[str], patch: str, timeout_s: float = 60.0
+) -> ApplyResult:
+    """Apply `patch` (unified diff, -p1 paths) inside `workspace`; never raises for a bad patch."""
+    ws = Path(workspace)
+    if not patch.strip():
+        return ApplyResult(True, "empty patch", "none")
+    with tempfile.NamedTemporaryFile("w", suffix=".patch", delete=False, encoding="utf-8") as f:
+        f.write(patch if patch.endswith("\n") else patch + "\n")
+        pfile = f.name
+    env = dict(os.environ)
+    # Never let git discover (and apply relative to) a repository above the workspace.
+    env["GIT_CEILING_DIRECTORIES"] = str(ws.resolve().parent)
+    try:
+        if shutil.which("git"):
+            cmd = ["git", "apply", "--whitespace=nowarn", "-p1", pfile]
+            tool = "git apply"
+        elif shutil.which("patch"):
+            cmd = ["patch", "-p1", "--batch", "--forward", "--silent", "-i", pfile]
+            tool = "patch"
+        else:
+            raise HillclimbError("neither git nor patch is installed: cannot apply patches")
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired:
+            return ApplyResult(False, f"{tool} timed out", tool)
+        msg = (proc.stderr or proc.stdout).strip()
+        if proc.returncode != 0:
+            return ApplyResult(False, msg[-2000:] or f"{tool} exited {proc.returncode}", tool)
+        return ApplyResult(True, msg[-2000:], tool)
+    finally:
+        os.unlink(pfile)
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a directory tree (symlinks copied as links, caches skipped) into `dst` (merging)."""
+    shutil.copytree(
+        src,
+        dst,
+        symlinks=True,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(*IGNORED_DIRS, "*.pyc"),
+    )

@@ -1,0 +1,200 @@
+"""Run many tasks against one model: trajectories, a results table, a summary, resumably.
+
+Layout of `--out DIR`:
+
+    trajectories/<task_id>.json   one per task (the Episode JSON, or an error record)
+    results.jsonl                 one line per task, rebuilt from trajectories after each task
+    summary.json                  totals and per-kind resolve rates
+
+Why rebuild results.jsonl from the trajectory files instead of appending: every file is written
+atomically, so a crash at any moment leaves complete files only, and a resumed run (which skips
+tasks whose trajectory is final) recomputes the table from the same truth. Tasks that ended in a
+model or task error are retried on resume — the endpoint may be back, the task.toml fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.harness.agent import EpisodeLimits, run_episode
+from hillclimb.harness.clients import ModelClient, ModelError, ScriptedClient
+from hillclimb.harness.task import find_task_dirs, load_task
+from hillclimb.io import write_json_atomic, write_text_atomic
+
+RETRY_STATUSES = {"model_error", "task_error", "error"}
+
+
+def _safe_name(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s)[:150] or "task"
+
+
+def result_row(traj: dict[str, Any]) -> dict[str, Any]:
+    grade = traj.get("grade") or {}
+    return {
+        "task_id": traj.get("task_id"),
+        "kind": traj.get("task_kind"),
+        "model": traj.get("model"),
+        "exit_status": traj.get("exit_status"),
+        "resolved": bool(traj.get("resolved")),
+        "grade_status": grade.get("status"),
+        "turns": traj.get("turns", 0),
+        "prompt_tokens": traj.get("prompt_tokens", 0),
+        "completion_tokens": traj.get("completion_tokens", 0),
+        "wall_s": round(float(traj.get("wall_s", 0.0)), 3),
+        "error": traj.get("error"),
+    }
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(rows)
+    resolved = sum(r["resolved"] for r in rows)
+    by_kind: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        k = by_kind.setdefault(
+            r["kind"] or "?", {"tasks": 0, "resolved": 0, "completion_tokens": 0}
+        )
+        k["tasks"] += 1
+        k["resolved"] += int(r["resolved"])
+        k["completion_tokens"] += r["completion_tokens"]
+    for k in by_kind.values():
+        k["resolve_rate"] = k["resolved"] / k["tasks"]
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r["exit_status"]] = statuses.get(r["exit_status"], 0) + 1
+    return {
+        "tasks": n,
+        "resolved": resolved,
+        "resolve_rate": resolved / n if n else 0.0,
+        "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+        "completion_tokens": sum(r["completion_tokens"] for r in rows),
+        "mean_turns": sum(r["turns"] for r in rows) / n if n else 0.0,
+        "exit_statuses": dict(sorted(statuses.items())),
+        "by_kind": dict(sorted(by_kind.items())),
+        "errors": sum(1 for r in rows if r["exit_status"] in RETRY_STATUSES),
+    }
+
+
+@dataclass
+class RunReport:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    skipped: int
+
+
+def run_tasks(
+    tasks_dir: str | Path,
+    client_factory: Callable[[], ModelClient],
+    out_dir: str | Path,
+    limits: EpisodeLimits = EpisodeLimits(),
+    *,
+    concurrency: int = 1,
+    telemetry_path: str | Path | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> RunReport:
+    """Run every task under `tasks_dir`; resumable; never stops for one task's failure."""
+    from hillclimb.harness.telemetry import Telemetry
+
+    out = Path(out_dir)
+    traj_dir = out / "trajectories"
+    traj_dir.mkdir(parents=True, exist_ok=True)
+    dirs = find_task_dirs(tasks_dir)
+    telemetry = Telemetry(telemetry_path) if telemetry_path else None
+    lock = threading.Lock()
+    local = threading.local()
+
+    def client() -> ModelClient:
+        if not hasattr(local, "client"):
+            local.client = client_factory()
+        return local.client
+
+    def traj_path(task_dir: Path, task_id: str | None) -> Path:
+        return traj_dir / f"{_safe_name(task_id or task_dir.name)}.json"
+
+    todo: list[Path] = []
+    skipped = 0
+    seen_ids: dict[str, Path] = {}
+    for d in dirs:
+        try:
+            tid = load_task(d).id
+        except HillclimbError:
+            tid = None
+        if tid is not None:
+            if tid in seen_ids:
+                raise HillclimbError(f"duplicate task id {tid!r} in {seen_ids[tid]} and {d}")
+            seen_ids[tid] = d
+        p = traj_path(d, tid)
+        if p.is_file():
+            try:
+                prev = json.loads(p.read_text(encoding="utf-8"))
+                if prev.get("exit_status") not in RETRY_STATUSES:
+                    skipped += 1
+                    continue
+            except (json.JSONDecodeError, OSError):
+                pass
+        todo.append(d)
+
+    def rebuild() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        rows = []
+        for p in sorted(traj_dir.glob("*.json")):
+            try:
+                rows.append(result_row(json.loads(p.read_text(encoding="utf-8"))))
+            except (json.JSONDecodeError, OSError):
+                continue
+        write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        summary = summarize(rows)
+        write_json_atomic(out / "summary.json", summary)
+        return rows, summary
+
+    def one(task_dir: Path) -> dict[str, Any]:
+        t0 = time.time()
+        try:
+            task = load_task(task_dir)
+        except HillclimbError as exc:
+            traj = {
+                "format": "hillclimb-trajectory-v1", "task_id": task_dir.name, "task_kind": None,
+                "task_dir": str(task_dir), "model": getattr(client(), "name", "?"),
+                "exit_status": "task_error", "error": str(exc), "resolved": False, "reward": 0.0,
+                "started_at": t0, "wall_s": 0.0, "messages": [], "grade": None,
+            }  # fmt: skip
+            path = traj_path(task_dir, None)
+        else:
+            c = client()
+            if hasattr(c, "for_task"):  # per-task clients (the reference agent)
+                try:
+                    c = c.for_task(task)
+                except HillclimbError as exc:
+                    c = ScriptedClient([ModelError(str(exc))], name=getattr(c, "name", "?"))
+            ep = run_episode(task, c, limits, telemetry)
+            traj = ep.to_json()
+            path = traj_path(task_dir, task.id)
+        write_json_atomic(path, traj)
+        row = result_row(traj)
+        with lock:
+            rebuild()
+        if progress is not None:
+            progress(row)
+        return row
+
+    try:
+        if concurrency <= 1:
+            for d in todo:
+                one(d)
+        else:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                for fut in as_completed([pool.submit(one, d) for d in todo]):
+                    fut.result()
+    finally:
+        if telemetry is not None:
+            telemetry.close()
+    rows, summary = rebuild()
+    return RunReport(out, rows, summary, skipped)

@@ -1,0 +1,327 @@
+"""The harness task directory: parse and validate `task.toml`, find tasks, write them.
+
+A task directory (DESIGN.md contract; schema in docs/areas/harness.md) is
+
+    task.toml        what to do and how it is graded
+    repo/            what the agent sees (copied to a fresh workspace per episode)
+    tests/           hidden tests, copied into the workspace only at grading
+    solution.patch   optional reference patch (unified diff, `git apply`-able)
+    solution.sh      optional reference shell commands (terminal tasks)
+
+Why a frozen dataclass validated up front: a malformed task must fail loudly *for that task*
+(a `HillclimbError` naming the file and field), before any sandbox or model time is spent, while
+a run over many tasks carries on with the others. TOML because it is human-editable, typed and in
+the standard library (`tomllib`); we write it with a tiny serializer for the few types we use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import HillclimbError
+
+KINDS = ("bugfix", "feature", "refactor", "repo_qa", "terminal")
+CHECK_TYPES = ("function_exists", "class_exists", "called_from", "name_absent", "name_present")
+DEFAULT_TEST_COMMAND = "python -m pytest -q -rA -p no:cacheprovider tests"
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """Per-task limits; `hillclimb harness run` flags may tighten them."""
+
+    max_steps: int = 30
+    max_tokens: int = 65536  # completion + prompt tokens over the whole episode
+    wall_s: float = 900.0  # whole episode
+    test_timeout_s: float = 120.0  # one grading / `run` command
+    memory_mb: int = 2048
+
+
+@dataclass(frozen=True)
+class StructuralCheck:
+    """One refactor check, evaluated with `ast` on the graded workspace (harness/structural.py).
+
+    - function_exists: `module` defines function `name` (top level, or a method when `name` is
+      `Class.method`).
+    - class_exists: `module` defines class `name`.
+    - called_from: function `caller` in `module` contains a call to `name` (`f(...)` or `x.f(...)`).
+    - name_absent / name_present: identifier `name` does (not) appear in any `*.py` under `path`
+      (default the whole workspace; hidden tests excluded), as a def, class, import, name,
+      attribute or argument.
+    """
+
+    type: str
+    name: str
+    module: str | None = None
+    caller: str | None = None
+    path: str | None = None
+
+    def describe(self) -> str:
+        where = self.module or self.path or "."
+        extra = f" from {self.caller}" if self.caller else ""
+        return f"{self.type}({self.name}{extra} @ {where})"
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    kind: str
+    instruction: str
+    root: Path
+    test_command: str = DEFAULT_TEST_COMMAND
+    fail_to_pass: tuple[str, ...] = ()
+    pass_to_pass: tuple[str, ...] = ()
+    answers: tuple[str, ...] = ()  # repo_qa: accepted answers (compared normalised)
+    checks: tuple[StructuralCheck, ...] = ()
+    hidden_tests_dest: str = "tests"
+    language: str = "python"
+    env: dict[str, str] = field(default_factory=dict)
+    limits: TaskLimits = field(default_factory=TaskLimits)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    @property
+    def hidden_tests(self) -> Path:
+        return self.root / "tests"
+
+    @property
+    def solution_patch(self) -> Path | None:
+        p = self.root / "solution.patch"
+        return p if p.is_file() else None
+
+    @property
+    def solution_script(self) -> Path | None:
+        p = self.root / "solution.sh"
+        return p if p.is_file() else None
+
+    def ref(self) -> dict[str, Any]:
+        """A small JSON reference to this task (RL prompts, telemetry)."""
+        return {"task_id": self.id, "kind": self.kind, "task_dir": str(self.root)}
+
+
+def _err(path: Path, msg: str) -> HillclimbError:
+    return HillclimbError(f"task {path}: {msg}")
+
+
+def _str_list(raw: dict, key: str, path: Path) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _err(path, f"`{key}` must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _rel_path_ok(p: str) -> bool:
+    parts = Path(p).parts
+    return bool(p) and not Path(p).is_absolute() and ".." not in parts
+
+
+def load_task(task_dir: str | os.PathLike[str]) -> Task:
+    """Parse and validate `task_dir/task.toml`; raise HillclimbError naming what is wrong."""
+    root = Path(task_dir).resolve()
+    toml_path = root / "task.toml"
+    if not root.is_dir():
+        raise HillclimbError(f"task {root}: not a directory")
+    if not toml_path.is_file():
+        raise _err(root, "missing task.toml")
+    try:
+        raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _err(root, f"malformed task.toml: {exc}") from None
+
+    known = {
+        "id", "kind", "instruction", "test_command", "FAIL_TO_PASS", "PASS_TO_PASS", "answer",
+        "checks", "hidden_tests_dest", "language", "env", "limits", "meta",
+    }  # fmt: skip
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _err(root, f"unknown task.toml keys: {unknown}")
+    for key in ("id", "kind", "instruction"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise _err(root, f"`{key}` is required (non-empty string)")
+    kind = raw["kind"]
+    if kind not in KINDS:
+        raise _err(root, f"`kind` must be one of {list(KINDS)}, got {kind!r}")
+    test_command = raw.get("test_command", DEFAULT_TEST_COMMAND)
+    if not isinstance(test_command, str) or not test_command.strip():
+        raise _err(root, "`test_command` must be a non-empty string")
+    f2p = _str_list(raw, "FAIL_TO_PASS", root)
+    p2p = _str_list(raw, "PASS_TO_PASS", root)
+
+    answer = raw.get("answer")
+    if isinstance(answer, str):
+        answers: tuple[str, ...] = (answer,)
+    elif isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer):
+        answers = tuple(answer)
+    elif answer is None:
+        answers = ()
+    else:
+        raise _err(root, "`answer` must be a string or a non-empty list of strings")
+
+    checks = []
+    raw_checks = raw.get("checks", [])
+    if not isinstance(raw_checks, list):
+        raise _err(root, "`checks` must be an array of tables ([[checks]])")
+    for i, c in enumerate(raw_checks):
+        if not isinstance(c, dict):
+            raise _err(root, f"checks[{i}] must be a table")
+        extra = sorted(set(c) - {"type", "name", "module", "caller", "path"})
+        if extra:
+            raise _err(root, f"checks[{i}]: unknown keys {extra}")
+        ctype, name = c.get("type"), c.get("name")
+        if ctype not in CHECK_TYPES:
+            raise _err(root, f"checks[{i}].type must be one of {list(CHECK_TYPES)}, got {ctype!r}")
+        if not isinstance(name, str) or not name:
+            raise _err(root, f"checks[{i}].name is required")
+        if ctype in ("function_exists", "class_exists", "called_from") and not c.get("module"):
+            raise _err(root, f"checks[{i}] ({ctype}) needs `module`")
+        if ctype == "called_from" and not c.get("caller"):
+            raise _err(root, f"checks[{i}] (called_from) needs `caller`")
+        for key in ("module", "path"):
+            if c.get(key) is not None and not (isinstance(c[key], str) and _rel_path_ok(c[key])):
+                raise _err(root, f"checks[{i}].{key} must be a relative path inside the repo")
+        checks.append(
+            StructuralCheck(
+                type=ctype,
+                name=name,
+                module=c.get("module"),
+                caller=c.get("caller"),
+                path=c.get("path"),
+            )  # fmt: skip
+        )
+
+    # Kind-specific requirements: a task that could never be graded is rejected now.
+    if kind in ("bugfix", "feature") and not f2p:
+        raise _err(root, f"{kind} tasks need a non-empty FAIL_TO_PASS")
+    if kind == "repo_qa" and not answers:
+        raise _err(root, "repo_qa tasks need `answer`")
+    if kind == "refactor" and not checks and not f2p:
+        raise _err(root, "refactor tasks need at least one [[checks]] entry or FAIL_TO_PASS")
+
+    dest = raw.get("hidden_tests_dest", "tests")
+    if not isinstance(dest, str) or not _rel_path_ok(dest):
+        raise _err(root, "`hidden_tests_dest` must be a relative path inside the repo")
+    env = raw.get("env", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise _err(root, "`env` must be a table of strings")
+    raw_limits = raw.get("limits", {})
+    if not isinstance(raw_limits, dict):
+        raise _err(root, "`limits` must be a table")
+    lim_fields = {f for f in TaskLimits.__dataclass_fields__}
+    bad = sorted(set(raw_limits) - lim_fields)
+    if bad:
+        raise _err(root, f"unknown [limits] keys {bad} (known: {sorted(lim_fields)})")
+    for k, v in raw_limits.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 or math.isinf(v):
+            raise _err(root, f"limits.{k} must be a positive number")
+    limits = TaskLimits(**{k: (int(v) if k in ("max_steps", "max_tokens", "memory_mb") else float(v)) for k, v in raw_limits.items()})  # fmt: skip
+    meta = raw.get("meta", {})
+    if not isinstance(meta, dict):
+        raise _err(root, "`meta` must be a table")
+
+    if not (root / "repo").is_dir():
+        raise _err(root, "missing repo/ directory")
+    # tests may also live in repo/, so this is only an error when nothing could run them
+    if (
+        (f2p or p2p)
+        and kind != "terminal"
+        and not (root / "tests").is_dir()
+        and not any((root / "repo").rglob("test*.py"))
+    ):
+        raise _err(root, "FAIL_TO_PASS/PASS_TO_PASS given but no tests/ nor repo tests")
+    return Task(
+        id=raw["id"], kind=kind, instruction=raw["instruction"], root=root,
+        test_command=test_command, fail_to_pass=f2p, pass_to_pass=p2p, answers=answers,
+        checks=tuple(checks), hidden_tests_dest=dest, language=str(raw.get("language", "python")),
+        env=dict(env), limits=limits, meta=dict(meta),
+    )  # fmt: skip
+
+
+def find_task_dirs(tasks_dir: str | os.PathLike[str]) -> list[Path]:
+    """Task directories under `tasks_dir` (itself, or its children holding a task.toml or repo/).
+
+    Directories that *look* like tasks but have a broken task.toml are returned too, so the
+    runner reports them as errors instead of silently skipping them.
+    """
+    root = Path(tasks_dir)
+    if not root.is_dir():
+        raise HillclimbError(f"tasks directory {root} does not exist")
+    if (root / "task.toml").is_file():
+        return [root]
+    out = [
+        p
+        for p in sorted(root.iterdir())
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and ((p / "task.toml").exists() or (p / "repo").is_dir())
+    ]
+    if not out:
+        raise HillclimbError(f"no task directories (with task.toml) under {root}")
+    return out
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+
+def _toml_str(s: str) -> str:
+    # json's escapes (\" \\ \n \t \uXXXX) are valid TOML basic-string escapes; DEL must be escaped too.
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("non-finite float in task.toml")
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, list | tuple):
+        if not v:
+            return "[]"
+        return "[\n" + "".join(f"  {_toml_value(x)},\n" for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else _toml_str(k)
+
+
+def dumps_toml(data: dict[str, Any]) -> str:
+    """Serialize the subset of TOML task.toml uses: scalars, lists, tables, arrays of tables."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict]] = []
+    arrays: list[tuple[str, list[dict]]] = []
+    for k, v in data.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            arrays.append((k, v))
+        else:
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    for k, items in arrays:
+        for item in items:
+            lines.append(f"\n[[{_toml_key(k)}]]")
+            lines += [
+                f"{_toml_key(ik)} = {_toml_value(iv)}" for ik, iv in item.items() if iv is not None
+            ]
+    for k, table in tables:
+        lines.append(f"\n[{_toml_key(k)}]")
+        for ik, iv in table.items():
+            if isinstance(iv, dict):
+                raise TypeError("nested tables are not supported in task.toml")
+            if iv is not None:
+                lines.append(f"{_toml_key(ik)} = {_toml_value(iv)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,459 @@
+"""`hillclimb harness generate`: write N verified tasks of the requested kinds, by seed.
+
+Each task is built from one corpus project (sometimes two, for multi-package repositories) and
+*proved* before it is kept: bugfix/feature candidates run the tests on the broken code in the
+sandbox and are discarded unless some test fails (those become FAIL_TO_PASS; tests passing both
+before and after become PASS_TO_PASS); refactors and terminal tasks check that the reference
+solution passes; and finally every task is graded twice through the real grader — untouched it
+must be unresolved, with its reference solution (patch or answer) resolved. A task that fails any
+check is replaced by another candidate from the same RNG stream, so output is deterministic.
+
+Why visible tests lose the FAIL_TO_PASS functions: as in SWE-bench the agent should find the bug
+from the report, not from a failing test it can read; the hidden `tests/` restores them.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.harness.execution import run_command
+from hillclimb.harness.patching import diff_trees, unified_file_diff
+from hillclimb.harness.task import DEFAULT_TEST_COMMAND, KINDS, dumps_toml
+from hillclimb.harness.taskgen import mutate, terminal
+from hillclimb.harness.taskgen.corpus import PROJECTS
+from hillclimb.harness.taskgen.questions import questions
+from hillclimb.harness.testparse import is_pass, parse_pytest_output
+from hillclimb.io import atomic_dir, write_json_atomic
+
+MAX_ATTEMPTS = 12
+RENAME_PATTERNS = ["compute_{}", "get_{}", "{}_value", "calc_{}"]
+
+
+@dataclass
+class TaskSpec:
+    id: str
+    kind: str
+    instruction: str
+    repo: dict[str, str]
+    hidden: dict[str, str] = field(default_factory=dict)  # relative to tests/
+    solution: dict[str, str | None] | None = (
+        None  # files the reference solution changes (None: delete)
+    )
+    f2p: list[str] = field(default_factory=list)
+    p2p: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    checks: list[dict[str, str]] = field(default_factory=list)
+    test_command: str = DEFAULT_TEST_COMMAND
+    solution_sh: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class _Runner:
+    """Runs a project's tests in the sandbox, with a cache for unchanged file sets."""
+
+    def __init__(self, unsafe: bool) -> None:
+        self.unsafe = unsafe
+        self.cache: dict[int, tuple[dict[str, str], str, str]] = {}
+
+    def run(
+        self, files: dict[str, str], cmd: str = DEFAULT_TEST_COMMAND
+    ) -> tuple[dict[str, str], str, str]:
+        key = hash((tuple(sorted(files.items())), cmd))
+        if key in self.cache:
+            return self.cache[key]
+        with tempfile.TemporaryDirectory(prefix="hc-gen-") as tmp:
+            _write_files(Path(tmp), files)
+            res = run_command(cmd, tmp, timeout_s=60, memory_mb=2048, unsafe=self.unsafe)
+        out = res.stdout + "\n" + res.stderr
+        val = (parse_pytest_output(out) if res.status != "timeout" else {}, res.status, out)
+        self.cache[key] = val
+        return val
+
+
+def _write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+
+
+def _source_modules(files: dict[str, str]) -> list[str]:
+    return [
+        p
+        for p in sorted(files)
+        if p.endswith(".py") and not p.startswith("tests/") and not p.endswith("__init__.py")
+    ]
+
+
+def _split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(non-test files, test files keyed relative to tests/)."""
+    code = {p: t for p, t in files.items() if not p.startswith("tests/")}
+    tests = {p[len("tests/") :]: t for p, t in files.items() if p.startswith("tests/")}
+    return code, tests
+
+
+def _drop_tests(test_files: dict[str, str], ids: list[str]) -> dict[str, str]:
+    """Visible test files without the given test functions (node ids `tests/f.py::name`)."""
+    out = {}
+    for rel, src in test_files.items():
+        names = {i.split("::", 1)[1] for i in ids if i.split("::", 1)[0] == f"tests/{rel}"}
+        if not names:
+            out[rel] = src
+            continue
+        tree = ast.parse(src)
+        lines = src.splitlines(keepends=True)
+        spans = []
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                spans.append((start, node.end_lineno))
+        for start, end in sorted(spans, reverse=True):
+            del lines[start - 1 : end]
+        text = "".join(lines)
+        while "\n\n\n\n" in text:
+            text = text.replace("\n\n\n\n", "\n\n\n")
+        out[rel] = text.rstrip("\n") + "\n"
+    return out
+
+
+def _fail_messages(output: str, ids: list[str], limit: int = 3) -> list[str]:
+    msgs = []
+    for line in output.splitlines():
+        for tid in ids[:limit]:
+            if line.startswith(f"FAILED {tid} - ") or line.startswith(f"ERROR {tid} - "):
+                msgs.append(line.split(" - ", 1)[1][:200])
+    return msgs
+
+
+# ---- builders ---------------------------------------------------------------------------------
+
+
+def _pick_files(rng: random.Random, multi_prob: float) -> tuple[list[str], dict[str, str]]:
+    names = sorted(PROJECTS)
+    chosen = [rng.choice(names)]
+    if rng.random() < multi_prob:
+        chosen.append(rng.choice([n for n in names if n != chosen[0]]))
+    files: dict[str, str] = {}
+    for n in chosen:
+        files.update(PROJECTS[n])
+    return chosen, files
+
+
+def _baseline(runner: _Runner, files: dict[str, str], projects: list[str]) -> dict[str, str]:
+    outcomes, status, out = runner.run(files)
+    if not outcomes or not all(is_pass(o) for o in outcomes.values()):
+        raise HillclimbError(
+            f"corpus projects {projects} do not pass their own tests ({status}): {out[-500:]}"
+        )
+    return outcomes
+
+
+def _broken_code_task(
+    kind: str, rng: random.Random, runner: _Runner, tid: str, multi_prob: float
+) -> TaskSpec | None:
+    projects, files = _pick_files(rng, multi_prob)
+    base = _baseline(runner, files, projects)
+    primary = [
+        m
+        for m in _source_modules(files)
+        if m.split("/")[0] in {p.split("/")[0] for p in PROJECTS[projects[0]]}
+    ]
+    cands = []
+    for module in primary:
+        edits = (
+            mutate.bug_edits(files[module])
+            if kind == "bugfix"
+            else mutate.stub_edits(files[module])
+        )
+        cands += [(module, e) for e in edits]
+    if not cands:
+        return None
+    rng.shuffle(cands)
+    for module, edit in cands[:6]:
+        broken = dict(files, **{module: edit.new_source})
+        outcomes, status, output = runner.run(broken)
+        if status == "timeout":
+            continue
+        f2p = sorted(t for t in base if not is_pass(outcomes.get(t)))
+        p2p = sorted(t for t in base if is_pass(outcomes.get(t)))
+        if not f2p:
+            continue  # the bug does not make any test fail: useless, discard
+        code, tests = _split_tests(broken)
+        visible = _drop_tests(tests, f2p)
+        repo = dict(code, **{f"tests/{k}": v for k, v in visible.items()})
+        _, hidden = _split_tests(files)
+        fn = edit.function or "?"
+        if kind == "bugfix":
+            doc = _docstring(files[module], fn)
+            msgs = _fail_messages(output, f2p)
+            instruction = (
+                f"Bug report: `{fn}` in `{module}` does not behave as documented"
+                + (f" (\"{doc}\")" if doc else "") + ".\n"
+                f"Failing tests: {', '.join(f2p[:5])}" + (" ..." if len(f2p) > 5 else "") + ".\n"
+                + (("Errors seen:\n" + "\n".join(f"  {m}" for m in msgs) + "\n") if msgs else "")
+                + "Find and fix the bug in the library code (the tests are correct)."
+            )  # fmt: skip
+        else:
+            doc = edit.extra.get("doc", "")
+            instruction = (
+                f"Implement `{fn}` in `{module}`; it currently raises NotImplementedError.\n"
+                f"Specification (its docstring): {doc}\n"
+                "Hidden tests will exercise it; keep the rest of the behaviour unchanged."
+            )
+        return TaskSpec(
+            tid, kind, instruction, repo, hidden, {module: files[module]}, f2p, p2p,
+            meta={"projects": projects, "module": module, "function": fn, "mutation": edit.kind,
+                  "description": edit.description, "multi_project": len(projects) > 1},
+        )  # fmt: skip
+    return None
+
+
+def _docstring(src: str, dotted: str) -> str:
+    tree = ast.parse(src)
+    for name, fn in mutate._functions(tree):
+        if name == dotted:
+            return (ast.get_docstring(fn) or "").strip()
+    return ""
+
+
+def _refactor_task(
+    rng: random.Random, runner: _Runner, tid: str, multi_prob: float
+) -> TaskSpec | None:
+    projects, files = _pick_files(rng, multi_prob)
+    base = _baseline(runner, files, projects)
+    primary = [
+        m
+        for m in _source_modules(files)
+        if m.split("/")[0] in {p.split("/")[0] for p in PROJECTS[projects[0]]}
+    ]
+    code, tests = _split_tests(files)
+    if rng.random() < 0.5:
+        cands = [(m, d, n) for m in primary for d, n in mutate.renameable(files, m)]
+        rng.shuffle(cands)
+        for module, dotted, old in cands[:4]:
+            new = rng.choice(RENAME_PATTERNS).format(old)
+            if any(new in t for t in files.values()):
+                continue
+            renamed = {
+                p: (mutate.rename_tokens(t, old, new) if p.endswith(".py") else t)
+                for p, t in files.items()
+            }
+            outcomes, _, _ = runner.run(renamed)
+            if not outcomes or not all(is_pass(o) for o in outcomes.values()):
+                continue
+            _, hidden = _split_tests(renamed)
+            old_with_new_tests, _, _ = runner.run(
+                dict(code, **{f"tests/{k}": v for k, v in hidden.items()})
+            )
+            f2p = sorted(t for t in outcomes if not is_pass(old_with_new_tests.get(t)))
+            p2p = sorted(t for t in outcomes if t not in f2p)
+            new_dotted = dotted.rsplit(".", 1)[0] + "." + new if "." in dotted else new
+            instruction = (
+                f"Rename `{dotted}` in `{module}` to `{new}` throughout the repository: the "
+                f"definition, every call site and the tests. `{old}` must not remain anywhere. "
+                "Behaviour must not change."
+            )
+            changed = {p: t for p, t in renamed.items() if t != files[p]}
+            return TaskSpec(
+                tid, "refactor", instruction, files, hidden, changed, f2p, p2p,
+                checks=[{"type": "function_exists", "name": new_dotted, "module": module},
+                        {"type": "name_absent", "name": old}],
+                meta={"projects": projects, "module": module, "refactor": "rename", "old": old, "new": new,
+                      "multi_project": len(projects) > 1},
+            )  # fmt: skip
+        return None
+    cands = [(m, e) for m in primary for e in mutate.extract_edits(files[m])]
+    rng.shuffle(cands)
+    for module, edit in cands[:4]:
+        after = dict(files, **{module: edit.new_source})
+        outcomes, _, _ = runner.run(after)
+        if set(outcomes) != set(base) or not all(is_pass(o) for o in outcomes.values()):
+            continue
+        helper, params = edit.extra["helper"], edit.extra["params"]
+        instruction = (
+            f"Refactor `{edit.function}` in `{module}`: extract the expression `{edit.extra['expr']}` "
+            f"into a new module-level function `{helper}({', '.join(params)})` in `{module}` that "
+            f"returns its value, and call `{helper}` from `{edit.function}` in its place. "
+            "Behaviour must not change and the tests must keep passing."
+        )
+        return TaskSpec(
+            tid, "refactor", instruction, files, tests, {module: edit.new_source}, [], sorted(base),
+            checks=[{"type": "function_exists", "name": helper, "module": module},
+                    {"type": "called_from", "name": helper, "module": module, "caller": str(edit.function)}],
+            meta={"projects": projects, "module": module, "refactor": "extract_function", "helper": helper,
+                  "multi_project": len(projects) > 1},
+        )  # fmt: skip
+    return None
+
+
+def _qa_task(rng: random.Random, tid: str, multi_prob: float) -> TaskSpec | None:
+    projects, files = _pick_files(rng, multi_prob)
+    qs = questions(files)
+    if not qs:
+        return None
+    kinds = sorted({q.kind for q in qs})
+    kind = rng.choice(kinds)
+    q = rng.choice([q for q in qs if q.kind == kind])
+    return TaskSpec(
+        tid, "repo_qa", q.text, files, answers=q.answers,
+        meta={"projects": projects, "question": q.kind, "multi_project": len(projects) > 1},
+    )  # fmt: skip
+
+
+def _terminal_task(rng: random.Random, runner: _Runner, tid: str) -> TaskSpec | None:
+    template = rng.choice(terminal.TEMPLATES)
+    t = template(rng)
+    return TaskSpec(
+        tid,
+        "terminal",
+        t.instruction,
+        t.files,
+        {"verify.py": t.verify},
+        test_command="python tests/verify.py",
+        solution_sh=t.solution,
+        meta={"template": t.name},
+    )
+
+
+# ---- writing and verifying --------------------------------------------------------------------
+
+
+def _solution_patch(spec: TaskSpec, repo_dir: Path, unsafe: bool) -> str | None:
+    if spec.kind == "repo_qa":
+        return None
+    if spec.solution is not None:
+        parts = []
+        for rel in sorted(spec.solution):
+            new = spec.solution[rel]
+            old = spec.repo.get(rel)
+            if new != old:
+                parts.append(unified_file_diff(rel, old, new))
+        return "".join(parts)
+    if spec.solution_sh is not None:  # terminal: run the reference commands, diff the result
+        with tempfile.TemporaryDirectory(prefix="hc-gen-sol-") as tmp:
+            ws = Path(tmp) / "ws"
+            shutil.copytree(repo_dir, ws)
+            res = run_command(spec.solution_sh, ws, timeout_s=60, unsafe=unsafe)
+            if res.status != "ok":
+                return None
+            return diff_trees(repo_dir, ws).patch
+    return None
+
+
+def _write_task(spec: TaskSpec, dest: Path, unsafe: bool) -> bool:
+    """Write `spec` to `dest` atomically if it verifies; False if it does not."""
+    from hillclimb.harness.grading import grade_patch
+    from hillclimb.harness.task import load_task
+
+    try:
+        with atomic_dir(dest) as tmp:
+            _write_files(tmp / "repo", spec.repo)
+            (tmp / "repo").mkdir(exist_ok=True)
+            if spec.hidden:
+                _write_files(tmp / "tests", spec.hidden)
+            patch = _solution_patch(spec, tmp / "repo", unsafe)
+            if spec.kind != "repo_qa" and not patch:
+                raise _Discard("no reference solution")
+            if patch:
+                (tmp / "solution.patch").write_text(patch, encoding="utf-8")
+            if spec.solution_sh:
+                (tmp / "solution.sh").write_text(spec.solution_sh, encoding="utf-8")
+            doc: dict[str, Any] = {
+                "id": spec.id, "kind": spec.kind, "instruction": spec.instruction,
+                "test_command": spec.test_command, "FAIL_TO_PASS": spec.f2p, "PASS_TO_PASS": spec.p2p,
+            }  # fmt: skip
+            if spec.answers:
+                doc["answer"] = spec.answers
+            if spec.checks:
+                doc["checks"] = spec.checks
+            doc["limits"] = {"max_steps": 30, "test_timeout_s": 60.0}
+            doc["meta"] = {
+                k: v for k, v in spec.meta.items() if isinstance(v, str | int | float | bool | list)
+            }
+            (tmp / "task.toml").write_text(dumps_toml(doc), encoding="utf-8")
+            task = load_task(tmp)
+            # The proof: untouched -> unresolved; reference solution -> resolved.
+            answer = spec.answers[0] if spec.answers else None
+            empty = grade_patch(task, None, unsafe=unsafe)
+            solved = grade_patch(task, patch, answer=answer, unsafe=unsafe)
+            if empty.resolved or not solved.resolved:
+                raise _Discard(
+                    f"verification failed: empty={empty.status}, solution={solved.status} {solved.message}"
+                )
+    except _Discard:
+        return False
+    return True
+
+
+class _Discard(Exception):
+    pass
+
+
+def generate_tasks(
+    out_dir: str | Path,
+    n: int,
+    *,
+    seed: int = 0,
+    kinds: list[str] | None = None,
+    multi_project_prob: float = 0.3,
+    unsafe: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Generate `n` verified tasks into `out_dir` (round-robin over `kinds`); returns the manifest.
+
+    Existing task directories with the same id are kept (generation is deterministic, so a rerun
+    with the same seed only fills in what is missing)."""
+    kinds = list(kinds or KINDS)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise HillclimbError(f"unknown task kinds {bad}; choose from {list(KINDS)}")
+    if n < 1:
+        raise HillclimbError("--n must be at least 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = _Runner(unsafe)
+    manifest: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        rng = random.Random(f"{seed}:{i}")
+        done = False
+        for attempt in range(MAX_ATTEMPTS):
+            if kind in ("bugfix", "feature"):
+                spec = _broken_code_task(kind, rng, runner, "", multi_project_prob)
+            elif kind == "refactor":
+                spec = _refactor_task(rng, runner, "", multi_project_prob)
+            elif kind == "repo_qa":
+                spec = _qa_task(rng, "", multi_project_prob)
+            else:
+                spec = _terminal_task(rng, runner, "")
+            if spec is None:
+                continue
+            label = spec.meta.get("template") or "+".join(spec.meta.get("projects", []))
+            spec.id = f"{kind}-{label}-{seed}-{i:04d}"
+            dest = out / spec.id
+            if dest.exists() or _write_task(spec, dest, unsafe):
+                manifest.append({"id": spec.id, "kind": kind, "attempts": attempt + 1, **{
+                    k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template")}})  # fmt: skip
+                if progress:
+                    progress(spec.id)
+                done = True
+                break
+        if not done:
+            failures.append(
+                f"task {i} ({kind}): no verifiable candidate in {MAX_ATTEMPTS} attempts"
+            )
+    summary = {
+        "seed": seed, "n": n, "kinds": kinds, "generated": len(manifest), "failures": failures,
+        "tasks": manifest,
+    }  # fmt: skip
+    write_json_atomic(out / "manifest.json", summary)
+    return summary

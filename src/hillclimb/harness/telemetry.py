@@ -1,0 +1,348 @@
+"""The telemetry flywheel: every episode and every edit in SQLite, and training data out of it.
+
+The coder was trained on "telemetry-grounded edit tasks" where accepted and rejected edits are a
+training signal (BRIEF.md). We record, per episode, the task, model, tokens, exit status and grade
+(with the full trajectory), and per edit whether it was applied or rejected (by the syntax gate,
+by not matching), whether the tests then passed or rejected it, and — later, through the API
+server — whether a user accepted it (`record_feedback`). `export` turns that into SFT examples
+(accepted, successful trajectories, in our chat format with tool calls) and RL prompts (task
+references of failed episodes). Schema: docs/areas/harness.md.
+
+Why SQLite in WAL mode: one file, transactional, readable while a run writes it, safe from
+several threads (one connection guarded by a lock) and from several processes (WAL + busy
+timeout). Export output files are written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.io import write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hillclimb.harness.agent import Episode
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS episodes (
+    id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    task_kind TEXT NOT NULL,
+    task_dir TEXT NOT NULL,
+    model TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'harness',
+    status TEXT NOT NULL,               -- running | submitted | max_steps | ... | model_error | error
+    resolved INTEGER,                   -- NULL while running
+    reward REAL,
+    grade_status TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    turns INTEGER NOT NULL DEFAULT 0,
+    wall_s REAL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    error TEXT,
+    trajectory TEXT                     -- the episode JSON (messages, steps, grade)
+);
+CREATE INDEX IF NOT EXISTS episodes_task ON episodes(task_id);
+CREATE INDEX IF NOT EXISTS episodes_model ON episodes(model);
+CREATE TABLE IF NOT EXISTS edits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    episode_id TEXT REFERENCES episodes(id),   -- NULL for edits recorded outside an episode
+    task_id TEXT,
+    model TEXT NOT NULL,
+    turn INTEGER,
+    tool TEXT NOT NULL,                 -- edit | create_file | api
+    path TEXT NOT NULL,
+    status TEXT NOT NULL,               -- applied | rejected_syntax | rejected_invalid
+    error TEXT,
+    verdict TEXT,                       -- tests_passed | rejected_by_tests | NULL (not graded)
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    arguments TEXT,                     -- the call's JSON arguments
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS edits_episode ON edits(episode_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,               -- edit | episode
+    edit_id INTEGER REFERENCES edits(id),
+    episode_id TEXT REFERENCES episodes(id),
+    accepted INTEGER NOT NULL,          -- 1 accepted, 0 rejected
+    source TEXT NOT NULL,               -- user | api | ...
+    note TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_episode ON feedback(episode_id);
+CREATE INDEX IF NOT EXISTS feedback_edit ON feedback(edit_id);
+"""
+
+
+class Telemetry:
+    """A telemetry database. Thread-safe; open many times (processes) on the same file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self._db:
+                self._db.executescript(SCHEMA)
+                row = self._db.execute(
+                    "SELECT value FROM meta WHERE key='schema_version'"
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise HillclimbError(
+                        f"{self.path}: telemetry schema v{row[0]}, expected v{SCHEMA_VERSION}"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise HillclimbError(f"{self.path}: not a telemetry database: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _exec(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock, self._db:
+            return self._db.execute(sql, params)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # ---- recording ----------------------------------------------------------------------------
+    def start_episode(self, ep: Episode, source: str = "harness") -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO episodes (id, task_id, task_kind, task_dir, model, source, status, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            (ep.episode_id, ep.task_id, ep.task_kind, ep.task_dir, ep.model, source, ep.started_at),
+        )
+
+    def finish_episode(self, ep: Episode) -> None:
+        grade = ep.grade or {}
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE episodes SET status=?, resolved=?, reward=?, grade_status=?, prompt_tokens=?,"
+                " completion_tokens=?, turns=?, wall_s=?, finished_at=?, error=?, trajectory=? WHERE id=?",
+                (
+                    ep.exit_status,
+                    int(ep.resolved),
+                    ep.reward,
+                    grade.get("status"),
+                    ep.prompt_tokens,
+                    ep.completion_tokens,
+                    ep.turns,
+                    ep.wall_s,
+                    time.time(),
+                    ep.error,
+                    json.dumps(ep.to_json(), ensure_ascii=False),
+                    ep.episode_id,
+                ),
+            )
+            # Applied edits are judged by the tests of the episode they belong to.
+            verdict = "tests_passed" if ep.resolved else "rejected_by_tests"
+            if ep.task_kind != "repo_qa":
+                self._db.execute(
+                    "UPDATE edits SET verdict=? WHERE episode_id=? AND status='applied'",
+                    (verdict, ep.episode_id),
+                )
+
+    def record_edit(
+        self,
+        *,
+        episode_id: str | None,
+        task_id: str | None,
+        model: str,
+        tool: str,
+        path: str,
+        status: str,
+        error: str | None = None,
+        turn: int | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        arguments: dict[str, Any] | None = None,
+    ) -> int:
+        """Record one edit; returns its id (the handle for `record_feedback`)."""
+        cur = self._exec(
+            "INSERT INTO edits (episode_id, task_id, model, turn, tool, path, status, error,"
+            " prompt_tokens, completion_tokens, arguments, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                episode_id, task_id, model, turn, tool, path, status, error, prompt_tokens,
+                completion_tokens, json.dumps(arguments, ensure_ascii=False) if arguments is not None else None,
+                time.time(),
+            ),
+        )  # fmt: skip
+        return int(cur.lastrowid)
+
+    def record_feedback(
+        self, target: int | str, accepted: bool, source: str = "user", note: str | None = None
+    ) -> int:
+        """A user's (or the API's) verdict on an edit (int id) or an episode (str id)."""
+        if isinstance(target, bool) or not isinstance(target, int | str):
+            raise HillclimbError("feedback target must be an edit id (int) or an episode id (str)")
+        if isinstance(target, int):
+            if not self.query("SELECT 1 FROM edits WHERE id=?", (target,)):
+                raise HillclimbError(f"no edit with id {target}")
+            row = ("edit", target, None)
+        else:
+            if not self.query("SELECT 1 FROM episodes WHERE id=?", (target,)):
+                raise HillclimbError(f"no episode with id {target!r}")
+            row = ("episode", None, target)
+        cur = self._exec(
+            "INSERT INTO feedback (target, edit_id, episode_id, accepted, source, note, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (*row, int(bool(accepted)), source, note, time.time()),
+        )
+        return int(cur.lastrowid)
+
+    # ---- reading ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        def grouped(sql: str) -> dict[str, int]:
+            return {str(k): int(v) for k, v in self.query(sql)}
+
+        eps = self.query(
+            "SELECT COUNT(*), COALESCE(SUM(resolved),0), COALESCE(SUM(prompt_tokens),0),"
+            " COALESCE(SUM(completion_tokens),0), COALESCE(AVG(turns),0) FROM episodes WHERE status!='running'"
+        )[0]
+        by_model = {}
+        for model, n, res, comp in self.query(
+            "SELECT model, COUNT(*), COALESCE(SUM(resolved),0), COALESCE(SUM(completion_tokens),0)"
+            " FROM episodes WHERE status!='running' GROUP BY model ORDER BY model"
+        ):
+            by_model[model] = {"episodes": n, "resolved": res, "resolve_rate": res / n if n else 0.0,
+                               "completion_tokens": comp}  # fmt: skip
+        by_kind = {}
+        for kind, n, res in self.query(
+            "SELECT task_kind, COUNT(*), COALESCE(SUM(resolved),0) FROM episodes"
+            " WHERE status!='running' GROUP BY task_kind ORDER BY task_kind"
+        ):
+            by_kind[kind] = {"episodes": n, "resolved": res, "resolve_rate": res / n if n else 0.0}
+        return {
+            "db": str(self.path),
+            "episodes": int(eps[0]),
+            "resolved": int(eps[1]),
+            "resolve_rate": (eps[1] / eps[0]) if eps[0] else 0.0,
+            "prompt_tokens": int(eps[2]),
+            "completion_tokens": int(eps[3]),
+            "mean_turns": float(eps[4]),
+            "running": int(
+                self.query("SELECT COUNT(*) FROM episodes WHERE status='running'")[0][0]
+            ),
+            "by_status": grouped(
+                "SELECT status, COUNT(*) FROM episodes GROUP BY status ORDER BY status"
+            ),
+            "by_kind": by_kind,
+            "by_model": by_model,
+            "edits": grouped("SELECT status, COUNT(*) FROM edits GROUP BY status ORDER BY status"),
+            "edit_verdicts": grouped(
+                "SELECT COALESCE(verdict,'ungraded'), COUNT(*) FROM edits GROUP BY 1 ORDER BY 1"
+            ),
+            "feedback": grouped(
+                "SELECT target || ':' || CASE accepted WHEN 1 THEN 'accepted' ELSE 'rejected' END, COUNT(*)"
+                " FROM feedback GROUP BY 1 ORDER BY 1"
+            ),
+        }
+
+    def _episode_feedback(self) -> dict[str, bool]:
+        """Latest user verdict per episode (episode feedback, or any rejected edit in it)."""
+        out: dict[str, bool] = {}
+        for ep_id, accepted in self.query(
+            "SELECT episode_id, accepted FROM feedback WHERE target='episode' ORDER BY created_at, id"
+        ):
+            out[ep_id] = bool(accepted)
+        for (ep_id,) in self.query(
+            "SELECT DISTINCT e.episode_id FROM feedback f JOIN edits e ON f.edit_id=e.id"
+            " WHERE f.target='edit' AND f.accepted=0 AND e.episode_id IS NOT NULL"
+        ):
+            out[ep_id] = False
+        return out
+
+    def export(self, out_dir: str | Path, *, require_accepted: bool = False) -> dict[str, Any]:
+        """Write `sft.jsonl` (successful, not user-rejected trajectories; with
+        `require_accepted` only explicitly accepted ones) and `rl_prompts.jsonl` (one task
+        reference per task with a failed or user-rejected episode), plus `export.json`."""
+        out = Path(out_dir)
+        fb = self._episode_feedback()
+        sft_lines: list[str] = []
+        rl: dict[str, dict[str, Any]] = {}
+        rows = self.query(
+            "SELECT id, task_id, task_kind, task_dir, model, resolved, trajectory, status FROM episodes"
+            " WHERE status!='running' AND trajectory IS NOT NULL ORDER BY started_at, id"
+        )
+        for ep_id, task_id, kind, task_dir, model, resolved, traj_json, status in rows:
+            verdict = fb.get(ep_id)
+            accepted = verdict is True or (verdict is None and not require_accepted)
+            if resolved and accepted and status == "submitted":
+                traj = json.loads(traj_json)
+                sft_lines.append(json.dumps({
+                    "messages": sft_messages(traj["messages"]),
+                    "tools": _tool_schemas(),
+                    "meta": {"episode_id": ep_id, "task_id": task_id, "kind": kind, "model": model,
+                             "user_feedback": verdict},
+                }, ensure_ascii=False))  # fmt: skip
+            elif (not resolved or verdict is False) and status != "model_error":
+                ref = rl.setdefault(task_id, {
+                    "task_id": task_id, "kind": kind, "task_dir": task_dir, "failed_episodes": [],
+                    "models": [],
+                })  # fmt: skip
+                ref["failed_episodes"].append(ep_id)
+                if model not in ref["models"]:
+                    ref["models"].append(model)
+        rl_lines = [json.dumps(v, ensure_ascii=False) for v in rl.values()]
+        write_text_atomic(out / "sft.jsonl", "".join(line + "\n" for line in sft_lines))
+        write_text_atomic(out / "rl_prompts.jsonl", "".join(line + "\n" for line in rl_lines))
+        summary = {
+            "db": str(self.path), "sft_examples": len(sft_lines), "rl_prompts": len(rl_lines),
+            "episodes_considered": len(rows), "require_accepted": require_accepted,
+            "files": {"sft": str(out / "sft.jsonl"), "rl": str(out / "rl_prompts.jsonl")},
+        }  # fmt: skip
+        write_json_atomic(out / "export.json", summary)
+        return summary
+
+
+def _tool_schemas() -> list[dict[str, Any]]:
+    from hillclimb.harness.tools import TOOL_SCHEMAS
+
+    return TOOL_SCHEMAS
+
+
+def sft_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trajectory messages in our chat format: tool-call arguments as JSON objects (the template
+    renders `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`), tool results as `tool`."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            calls = []
+            for tc in m["tool_calls"]:
+                fn = dict(tc.get("function", {}))
+                if isinstance(fn.get("arguments"), str):
+                    with contextlib.suppress(json.JSONDecodeError):
+                        fn["arguments"] = json.loads(fn["arguments"])
+                calls.append({"type": "function", "id": tc.get("id"), "function": fn})
+            m["tool_calls"] = calls
+        out.append(m)
+    return out

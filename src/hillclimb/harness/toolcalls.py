@@ -1,0 +1,129 @@
+"""Tool calls in both wire formats, and the one message shape the harness keeps.
+
+Inside the harness a conversation is a list of OpenAI-style messages: an assistant message carries
+`tool_calls: [{"id", "type": "function", "function": {"name", "arguments": "<json string>"}}]` and
+each result is a `{"role": "tool", "tool_call_id", "name", "content"}` message. That is exactly
+what OpenAI-compatible endpoints take, and our ChatML template (tokenizer/specials.py) renders the
+same messages as `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks and
+`<tool_response>` turns — so one trajectory serves evaluation, SFT export and RL alike.
+
+hillclimb's own models emit tool calls as text; `parse_assistant_text` recovers them (plus the
+`<think>` reasoning) and reports each malformed block as a call with an `error`, which the agent
+loop feeds back to the model instead of crashing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hillclimb.tokenizer.specials import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any] | None  # None when `raw_arguments` did not parse
+    raw_arguments: str = "{}"
+    error: str | None = None  # why the call is malformed (fed back to the model)
+
+    def to_message_part(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.raw_arguments},
+        }
+
+
+@dataclass
+class ParsedText:
+    content: str
+    reasoning: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+_BLOCK = re.compile(re.escape(TOOL_CALL_START) + r"(.*?)" + re.escape(TOOL_CALL_END), re.DOTALL)
+
+
+def parse_arguments(name: str, raw: Any) -> tuple[dict[str, Any] | None, str, str | None]:
+    """(arguments, raw json string, error) from an arguments value (object or JSON string)."""
+    if isinstance(raw, dict):
+        return raw, json.dumps(raw, ensure_ascii=False), None
+    if raw is None or raw == "":
+        return {}, "{}", None
+    if not isinstance(raw, str):
+        return None, json.dumps(raw), f"arguments of {name!r} must be a JSON object"
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return None, raw, f"arguments of {name!r} are not valid JSON: {exc}"
+    if not isinstance(parsed, dict):
+        return None, raw, f"arguments of {name!r} must be a JSON object"
+    return parsed, raw, None
+
+
+def parse_call_json(body: str, call_id: str) -> ToolCall:
+    """One `<tool_call>` body: `{"name": str, "arguments": {...} | "json"}`."""
+    try:
+        obj = json.loads(body.strip())
+    except json.JSONDecodeError as exc:
+        return ToolCall(call_id, "", None, body.strip(), f"tool call is not valid JSON: {exc}")
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
+        return ToolCall(
+            call_id, "", None, body.strip(), 'tool call must be {"name": ..., "arguments": {...}}'
+        )
+    args, raw, err = parse_arguments(obj["name"], obj.get("arguments", {}))
+    return ToolCall(call_id, obj["name"], args, raw, err)
+
+
+def parse_assistant_text(text: str, id_prefix: str = "call") -> ParsedText:
+    """Split generated text into reasoning, visible content and tool calls."""
+    reasoning = None
+    rest = text
+    if THINK_END in rest:
+        before, _, after = rest.partition(THINK_END)
+        reasoning = before.split(THINK_START, 1)[-1].strip()
+        rest = after
+    calls: list[ToolCall] = []
+    for i, m in enumerate(_BLOCK.finditer(rest)):
+        calls.append(parse_call_json(m.group(1), f"{id_prefix}_{i}"))
+    content = _BLOCK.sub("", rest)
+    if TOOL_CALL_START in content:  # an unterminated block (generation hit a limit)
+        idx = content.index(TOOL_CALL_START)
+        calls.append(
+            ToolCall(f"{id_prefix}_{len(calls)}", "", None, content[idx + len(TOOL_CALL_START) :][:2000],
+                     f"unterminated {TOOL_CALL_START} (missing {TOOL_CALL_END})")
+        )  # fmt: skip
+        content = content[:idx]
+    return ParsedText(content=content.strip(), reasoning=reasoning, tool_calls=calls)
+
+
+def assistant_message(content: str, reasoning: str | None, calls: list[ToolCall]) -> dict[str, Any]:
+    """The assistant turn as kept in the conversation.
+
+    Calls without a usable name cannot be echoed as structured tool calls (endpoints reject them),
+    so their raw text stays in `content` and the loop answers them with a user message instead.
+    """
+    named = [c for c in calls if c.name]
+    broken = [c.raw_arguments for c in calls if not c.name]
+    text = "\n".join(
+        [content or ""] + [f"{TOOL_CALL_START}{b}{TOOL_CALL_END}" for b in broken]
+    ).strip()
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning:
+        msg["reasoning_content"] = reasoning
+    if named:
+        msg["tool_calls"] = [c.to_message_part() for c in named]
+    return msg
+
+
+def tool_message(call: ToolCall, content: str) -> dict[str, Any]:
+    return {
+        "role": "tool",
+        "tool_call_id": call.id,
+        "name": call.name or "invalid",
+        "content": content,
+    }

@@ -1,0 +1,413 @@
+"""The tools an agent gets: read_file, list_dir, search, edit, create_file, run, submit.
+
+Why this small set: it is what production coding assistants expose (view, find, precise edit,
+terminal) and what SWE-agent showed matters — a windowed file view with line numbers, a capped
+search, and an *exact, unique* search/replace edit that is rejected when it would leave a Python
+file unparsable (the linter gate), so the model sees its mistake immediately instead of at test
+time. Observations are cut to head + tail with a marker: the end of a traceback matters as much
+as its start.
+
+Confinement: every path is resolved (symlinks included) and must stay inside the workspace; `..`
+escapes and links pointing out are rejected. Reading and editing files is plain data handling and
+happens here; anything that executes (`run`, and `search`, which shells out to grep so a
+pathological regex cannot hang the harness) goes through the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hillclimb.harness.execution import run_command
+from hillclimb.harness.patching import IGNORED_DIRS
+
+MAX_OBSERVATION_CHARS = 8000
+READ_WINDOW = 200
+MAX_SEARCH_MATCHES = 50
+MAX_LIST_ENTRIES = 300
+MAX_FILE_BYTES = 2_000_000
+
+
+def truncate(text: str, limit: int = MAX_OBSERVATION_CHARS) -> str:
+    """Head and tail of `text` with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    head = int(limit * 0.6)
+    tail = limit - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut} characters omitted ...]\n{text[-tail:]}"
+
+
+def _schema(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": props,
+                "required": required,
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+TOOL_SCHEMAS: list[dict[str, Any]] = [
+    _schema(
+        "read_file",
+        "Show a file with line numbers, 200 lines at a time. Use start_line/end_line to page.",
+        {
+            "path": {"type": "string", "description": "file path relative to the repository root"},
+            "start_line": {"type": "integer", "description": "first line (1-based)", "minimum": 1},
+            "end_line": {"type": "integer", "description": "last line (inclusive)", "minimum": 1},
+        },
+        ["path"],
+    ),
+    _schema(
+        "list_dir",
+        "List a directory of the repository (directories end with '/').",
+        {
+            "path": {
+                "type": "string",
+                "description": "directory relative to the root (default '.')",
+            },
+            "depth": {"type": "integer", "description": "levels to descend (1-3, default 2)"},
+        },
+        [],
+    ),
+    _schema(
+        "search",
+        "Search the repository for a string (or a regular expression with regex=true); "
+        "prints path:line: text for up to 50 matches.",
+        {
+            "pattern": {"type": "string"},
+            "path": {"type": "string", "description": "file or directory to search (default '.')"},
+            "regex": {"type": "boolean", "description": "treat pattern as an extended regex"},
+        },
+        ["pattern"],
+    ),
+    _schema(
+        "edit",
+        "Replace an exact snippet of a file. old_str must occur exactly once (include enough "
+        "context). Python edits that do not parse are rejected.",
+        {
+            "path": {"type": "string"},
+            "old_str": {
+                "type": "string",
+                "description": "exact text to replace (unique in the file)",
+            },
+            "new_str": {"type": "string", "description": "replacement text"},
+        },
+        ["path", "old_str", "new_str"],
+    ),
+    _schema(
+        "create_file",
+        "Create a new file with the given content (set overwrite=true to replace an existing one).",
+        {
+            "path": {"type": "string"},
+            "content": {"type": "string"},
+            "overwrite": {"type": "boolean"},
+        },
+        ["path", "content"],
+    ),
+    _schema(
+        "run",
+        "Run a shell command in the repository root inside a sandbox (no network), e.g. "
+        "`python -m pytest -q tests`. Returns exit status and output.",
+        {
+            "command": {"type": "string"},
+            "timeout": {
+                "type": "number",
+                "description": "seconds (default and maximum: the task's limit)",
+            },
+        },
+        ["command"],
+    ),
+    _schema(
+        "submit",
+        "Finish the task. For questions about the repository pass the answer; otherwise the "
+        "current state of the repository is your submission.",
+        {"answer": {"type": "string", "description": "the answer (question tasks only)"}},
+        [],
+    ),
+]
+TOOL_NAMES = [t["function"]["name"] for t in TOOL_SCHEMAS]
+_PARAMS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOL_SCHEMAS}
+_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
+
+
+class ToolError(Exception):
+    """A tool call the model got wrong; its message becomes the observation."""
+
+
+@dataclass
+class ToolOutcome:
+    observation: str
+    ok: bool = True  # False: the call itself was invalid (a model mistake), not a failing command
+    done: bool = False
+    answer: str | None = None
+    edit: dict[str, Any] | None = None  # for telemetry: path, status, error, sizes
+    malformed: bool = False  # unknown tool or arguments not matching its schema
+
+
+@dataclass
+class ToolBox:
+    """Tools bound to one workspace. `run_timeout_s`/`memory_mb` come from the task limits."""
+
+    workspace: Path
+    run_timeout_s: float = 120.0
+    memory_mb: int = 2048
+    env: dict[str, str] = field(default_factory=dict)
+    unsafe: bool = False
+    max_observation_chars: int = MAX_OBSERVATION_CHARS
+
+    def __post_init__(self) -> None:
+        self.workspace = Path(self.workspace).resolve()
+
+    # ---- dispatch -----------------------------------------------------------------------------
+    def call(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        """Validate and execute one call; model mistakes come back as ok=False observations."""
+        try:
+            if name not in _PARAMS:
+                raise ToolError(f"unknown tool {name!r}; available: {', '.join(TOOL_NAMES)}")
+            self._validate(name, arguments)
+        except ToolError as exc:
+            return ToolOutcome(f"Error: {exc}", ok=False, malformed=True)
+        try:
+            out = getattr(self, f"_tool_{name}")(**arguments)
+        except (ToolError, OSError) as exc:
+            out = ToolOutcome(f"Error: {exc}", ok=False)
+            if name in ("edit", "create_file"):
+                out.edit = {
+                    "tool": name,
+                    "path": str(arguments.get("path", "")),
+                    "status": getattr(exc, "edit_status", "rejected_invalid"),
+                    "error": str(exc),
+                }
+        out.observation = truncate(out.observation, self.max_observation_chars)
+        return out
+
+    @staticmethod
+    def _validate(name: str, args: dict[str, Any]) -> None:
+        if not isinstance(args, dict):
+            raise ToolError("arguments must be a JSON object")
+        params = _PARAMS[name]
+        props = params["properties"]
+        unknown = sorted(set(args) - set(props))
+        if unknown:
+            raise ToolError(f"{name}: unknown argument(s) {unknown}; expected {sorted(props)}")
+        missing = [r for r in params["required"] if r not in args]
+        if missing:
+            raise ToolError(f"{name}: missing required argument(s) {missing}")
+        for k, v in args.items():
+            want = _TYPES[props[k]["type"]]
+            if isinstance(v, bool) and props[k]["type"] != "boolean" or not isinstance(v, want):
+                raise ToolError(f"{name}: argument {k!r} must be a {props[k]['type']}")
+
+    # ---- paths --------------------------------------------------------------------------------
+    def resolve(self, path: str, *, must_exist: bool = True) -> Path:
+        if "\0" in path:
+            raise ToolError("path contains a NUL byte")
+        p = Path(path)
+        candidate = p if p.is_absolute() else self.workspace / p
+        resolved = candidate.resolve()
+        if resolved != self.workspace and not resolved.is_relative_to(self.workspace):
+            raise ToolError(f"path {path!r} is outside the repository")
+        if must_exist and not resolved.exists():
+            raise ToolError(f"{path!r} does not exist")
+        return resolved
+
+    def rel(self, p: Path) -> str:
+        r = p.relative_to(self.workspace).as_posix()
+        return r or "."
+
+    # ---- tools --------------------------------------------------------------------------------
+    def _tool_read_file(
+        self, path: str, start_line: int = 1, end_line: int | None = None
+    ) -> ToolOutcome:
+        p = self.resolve(path)
+        if p.is_dir():
+            raise ToolError(f"{path!r} is a directory; use list_dir")
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise ToolError(f"{path!r} is too large to view ({p.stat().st_size} bytes); use search")
+        data = p.read_bytes()
+        if b"\0" in data:
+            raise ToolError(f"{path!r} is a binary file")
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        n = len(lines)
+        start = max(1, start_line)
+        end = min(n, end_line if end_line is not None else start + READ_WINDOW - 1)
+        if n == 0:
+            return ToolOutcome(f"[{self.rel(p)}: empty file]")
+        if start > n:
+            raise ToolError(f"start_line {start} is past the end of the file ({n} lines)")
+        width = len(str(end))
+        body = "\n".join(f"{i:>{width}}| {lines[i - 1]}" for i in range(start, end + 1))
+        more = (
+            f"\n[lines {start}-{end} of {n}; more below: read_file start_line={end + 1}]"
+            if end < n
+            else ""
+        )
+        return ToolOutcome(f"[{self.rel(p)}: lines {start}-{end} of {n}]\n{body}{more}")
+
+    def _tool_list_dir(self, path: str = ".", depth: int = 2) -> ToolOutcome:
+        root = self.resolve(path)
+        if not root.is_dir():
+            raise ToolError(f"{path!r} is not a directory")
+        depth = max(1, min(3, depth))
+        out: list[str] = []
+
+        def walk(d: Path, level: int) -> None:
+            for child in sorted(d.iterdir(), key=lambda c: c.name):
+                if child.name in IGNORED_DIRS or child.name.endswith(".pyc"):
+                    continue
+                if len(out) >= MAX_LIST_ENTRIES:
+                    return
+                is_dir = child.is_dir() and not child.is_symlink()
+                out.append("  " * (level - 1) + child.name + ("/" if is_dir else ""))
+                if is_dir and level < depth:
+                    walk(child, level + 1)
+
+        walk(root, 1)
+        if len(out) >= MAX_LIST_ENTRIES:
+            out.append(f"[... listing capped at {MAX_LIST_ENTRIES} entries]")
+        return ToolOutcome(f"{self.rel(root)}/\n" + ("\n".join(out) if out else "(empty)"))
+
+    def _tool_search(self, pattern: str, path: str = ".", regex: bool = False) -> ToolOutcome:
+        if not pattern:
+            raise ToolError("pattern must not be empty")
+        target = self.rel(self.resolve(path))
+        cmd = ["grep", "-rnI", "-E" if regex else "-F", "--color=never"]
+        cmd += [f"--exclude-dir={d}" for d in sorted(IGNORED_DIRS)]
+        cmd += ["-e", pattern, "--", target]
+        res = run_command(cmd, self.workspace, timeout_s=20, memory_mb=512, unsafe=self.unsafe)
+        if res.status == "timeout":
+            raise ToolError("search timed out; use a simpler pattern")
+        if res.exit_code == 2:
+            raise ToolError(f"bad search: {res.stderr.strip()[:500]}")
+        lines = [ln[2:] if ln.startswith("./") else ln for ln in res.stdout.splitlines()]
+        if not lines:
+            return ToolOutcome(f"No matches for {pattern!r} in {target}")
+        shown = [ln if len(ln) <= 300 else ln[:300] + "…" for ln in lines[:MAX_SEARCH_MATCHES]]
+        more = (
+            f"\n[{len(lines) - MAX_SEARCH_MATCHES} more matches not shown; narrow the search]"
+            if len(lines) > MAX_SEARCH_MATCHES
+            else ""
+        )
+        return ToolOutcome(f"{len(lines)} match(es):\n" + "\n".join(shown) + more)
+
+    @staticmethod
+    def _syntax_gate(path: Path, text: str) -> None:
+        if path.suffix != ".py":
+            return
+        try:
+            ast.parse(text, filename=path.name)
+        except SyntaxError as exc:
+            err = ToolError(
+                f"edit rejected: the result would not parse: SyntaxError: {exc.msg} "
+                f"(line {exc.lineno}{f', column {exc.offset}' if exc.offset else ''}). "
+                "The file was not changed."
+            )
+            err.edit_status = "rejected_syntax"  # type: ignore[attr-defined]
+            raise err from None
+        except (ValueError, RecursionError, MemoryError) as exc:
+            err = ToolError(f"edit rejected: the result would not parse: {exc}")
+            err.edit_status = "rejected_syntax"  # type: ignore[attr-defined]
+            raise err from None
+
+    def _write(self, p: Path, text: str) -> None:
+        tmp = p.with_name(f".{p.name}.hc-tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+
+    def _tool_edit(self, path: str, old_str: str, new_str: str) -> ToolOutcome:
+        p = self.resolve(path)
+        if not p.is_file():
+            raise ToolError(f"{path!r} is not a file")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ToolError(f"{path!r} is not a UTF-8 text file") from None
+        if old_str == "":
+            raise ToolError("old_str must not be empty (use create_file to write a whole file)")
+        count = text.count(old_str)
+        if count == 0:
+            hint = ""
+            if text.count(old_str.strip()) == 1:
+                hint = (
+                    " (it matches once after stripping surrounding whitespace: check indentation)"
+                )
+            raise ToolError(
+                f"old_str not found in {path!r}{hint}; read the file and copy the text exactly"
+            )
+        if count > 1:
+            raise ToolError(
+                f"old_str occurs {count} times in {path!r}; include more context to make it unique"
+            )
+        new_text = text.replace(old_str, new_str, 1)
+        self._syntax_gate(p, new_text)
+        self._write(p, new_text)
+        start = text[: text.index(old_str)].count("\n") + 1
+        new_lines = new_text.splitlines()
+        lo, hi = max(1, start - 3), min(len(new_lines), start + new_str.count("\n") + 3)
+        snippet = "\n".join(f"{i:>5}| {new_lines[i - 1]}" for i in range(lo, hi + 1))
+        return ToolOutcome(
+            f"Edited {self.rel(p)} (lines {start}-{start + new_str.count(chr(10))}):\n{snippet}",
+            edit={"tool": "edit", "path": self.rel(p), "status": "applied", "error": None,
+                  "old_chars": len(old_str), "new_chars": len(new_str)},
+        )  # fmt: skip
+
+    def _tool_create_file(self, path: str, content: str, overwrite: bool = False) -> ToolOutcome:
+        p = self.resolve(path, must_exist=False)
+        if p.exists() and not overwrite:
+            raise ToolError(f"{path!r} already exists; use edit, or pass overwrite=true")
+        if p.is_dir():
+            raise ToolError(f"{path!r} is a directory")
+        self._syntax_gate(p, content)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        # mkdir may have followed nothing (resolve() already checked), but re-check the parent
+        if not p.parent.resolve().is_relative_to(self.workspace):
+            raise ToolError(f"path {path!r} is outside the repository")
+        self._write(p, content)
+        return ToolOutcome(
+            f"Wrote {self.rel(p)} ({content.count(chr(10)) + (0 if content.endswith(chr(10)) or not content else 1)} lines)",
+            edit={"tool": "create_file", "path": self.rel(p), "status": "applied", "error": None,
+                  "old_chars": 0, "new_chars": len(content)},
+        )  # fmt: skip
+
+    def _tool_run(self, command: str, timeout: float | None = None) -> ToolOutcome:
+        if not command.strip():
+            raise ToolError("command must not be empty")
+        t = (
+            self.run_timeout_s
+            if timeout is None
+            else max(1.0, min(float(timeout), self.run_timeout_s))
+        )
+        res = run_command(
+            command, self.workspace, timeout_s=t, memory_mb=self.memory_mb, env=self.env,
+            max_output_bytes=256 * 1024, unsafe=self.unsafe,
+        )  # fmt: skip
+        head = {
+            "ok": f"exit code 0 ({res.duration_s:.1f}s)",
+            "error": f"exit code {res.exit_code} ({res.duration_s:.1f}s)",
+            "timeout": f"TIMED OUT after {t:.0f}s (process tree killed)",
+            "memory": "KILLED: memory limit exceeded",
+            "killed": f"KILLED by a signal (exit {res.exit_code})",
+            "refused": "REFUSED by the sandbox",
+        }.get(res.status, res.status)
+        parts = [head]
+        if res.stdout:
+            parts.append("stdout:\n" + truncate(res.stdout, self.max_observation_chars * 2 // 3))
+        if res.stderr:
+            parts.append("stderr:\n" + truncate(res.stderr, self.max_observation_chars // 3))
+        if res.stdout_truncated or res.stderr_truncated:
+            parts.append("[output capped by the sandbox]")
+        return ToolOutcome("\n".join(parts))
+
+    def _tool_submit(self, answer: str | None = None) -> ToolOutcome:
+        return ToolOutcome("Submitted.", done=True, answer=answer)

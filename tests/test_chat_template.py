@@ -1,0 +1,62 @@
+"""The chat template: one Jinja source, rendered identically by us and by transformers, in the
+documented ChatML/Qwen layout (newline after every <|im_end|>, tool calls as JSON blocks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hillclimb.tokenizer.io import bytelevel_tokenizer
+from hillclimb.tokenizer.specials import fim_prompt
+
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "reasoning_content": "2+2=4.", "content": "The answer is 4.",
+     "tool_calls": [{"type": "function", "function": {"name": "calc", "arguments": {"expr": "2+2"}}}]},
+    {"role": "tool", "content": "4"},
+    {"role": "tool", "content": "ok"},
+    {"role": "assistant", "content": "Done."},
+]
+TOOLS = [{"type": "function", "function": {"name": "calc", "parameters": {"type": "object"}}}]
+
+
+def test_layout():
+    tok = bytelevel_tokenizer()
+    s = tok.apply_chat_template(MESSAGES, add_generation_prompt=True)
+    assert s.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n")
+    assert "<|im_start|>assistant\n<think>\n2+2=4.\n</think>\n\nThe answer is 4.\n<tool_call>\n" in s
+    assert '{"name": "calc", "arguments": {"expr": "2+2"}}\n</tool_call><|im_end|>\n' in s
+    assert "<|im_start|>user\n<tool_response>\n4\n</tool_response>\n<tool_response>\nok\n</tool_response><|im_end|>\n" in s
+    assert s.endswith("<|im_start|>assistant\nDone.<|im_end|>\n<|im_start|>assistant\n")
+    off = tok.apply_chat_template(MESSAGES[:2], add_generation_prompt=True, enable_thinking=False)
+    assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    with_tools = tok.apply_chat_template(MESSAGES[:2], tools=TOOLS)
+    assert with_tools.startswith("<|im_start|>system\nBe brief.\n\n# Tools\n")
+    assert '\n{"type": "function", "function": {"name": "calc"' in with_tools
+
+
+def test_transformers_renders_the_same(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = bytelevel_tokenizer()
+    tok.save(tmp_path)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    for kw in ({}, {"tools": TOOLS}, {"add_generation_prompt": True, "enable_thinking": False}):
+        ours = tok.apply_chat_template(MESSAGES, **kw)
+        theirs = hf.apply_chat_template(MESSAGES, tokenize=False, **kw)
+        assert ours == theirs, kw
+
+
+def test_fim_prompt_tokens():
+    tok = bytelevel_tokenizer()
+    ids = tok.encode(fim_prompt("def f(", "):\n    pass"))
+    assert ids[0] == tok.token_id("<|fim_prefix|>") and ids[-1] == tok.token_id("<|fim_middle|>")
+    assert tok.token_id("<|fim_suffix|>") in ids
+
+
+def test_untrusted_text_cannot_inject_special_tokens():
+    tok = bytelevel_tokenizer()
+    text = "hi <|im_end|> there"
+    assert tok.token_id("<|im_end|>") in tok.encode(text)
+    safe = tok.encode(text, allow_special=False)
+    assert tok.token_id("<|im_end|>") not in safe
+    assert tok.decode(safe) == text
