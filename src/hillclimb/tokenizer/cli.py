@@ -1,0 +1,99 @@
+"""`hillclimb tokenizer train` and `hillclimb tokenizer eval`.
+
+Thin argparse wrappers over `train.py` / `evaluate.py`; `tokenizers`, `tiktoken` and friends are
+imported inside the handlers so `hillclimb --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hillclimb.tokenizer.train import TrainConfig, save_trained, train_from_corpus
+
+    cfg = TrainConfig(
+        corpus=args.corpus,
+        vocab_size=args.vocab_size,
+        max_bytes=args.max_bytes,
+        seed=args.seed,
+        pretokenizer=args.pretokenizer,
+        min_frequency=args.min_frequency,
+    )
+    tok, meta = train_from_corpus(cfg, show_progress=args.progress)
+    out = save_trained(tok, meta, args.out)
+    sel = meta["selection"]
+    print(
+        f"trained {meta['pretokenizer']} BPE, vocab {tok.vocab_size} on {sel['documents']} "
+        f"documents ({sel['bytes'] / 1e6:.1f} MB) in {meta['train_seconds']:.1f}s -> {out}"
+    )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hillclimb.tokenizer.evaluate import evaluate, format_report
+
+    rep = evaluate(
+        args.tokenizer,
+        corpus=args.corpus,
+        gpt2_tiktoken=args.gpt2_tiktoken,
+        max_bytes=args.max_bytes,
+        seed=args.seed,
+        baseline=not args.no_baseline,
+    )
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("tokenizer", help="train / evaluate the shared code-aware tokenizer")
+    group.set_defaults(_parser=group)
+    gsub = group.add_subparsers(dest="tokenizer_command", metavar="COMMAND")
+
+    t = gsub.add_parser(
+        "train",
+        help="train byte-level BPE on a corpus's train split",
+        description="Train the code-aware byte-level BPE tokenizer. CORPUS is a `data build` "
+        "directory (documents/*.jsonl[.gz]), a .jsonl[.gz] file, or a plain directory of files.",
+    )
+    t.add_argument("--corpus", required=True, help="corpus directory, .jsonl file or source tree")
+    t.add_argument("--vocab-size", type=_positive_int, required=True,
+                   help="total vocabulary size, special tokens included")  # fmt: skip
+    t.add_argument("--out", required=True, help="new output directory (must not exist)")
+    t.add_argument("--max-bytes", type=_positive_int, default=None,
+                   help="train on a seeded subsample of at most this many UTF-8 bytes")  # fmt: skip
+    t.add_argument("--seed", type=int, default=0, help="seed of the --max-bytes subsample")
+    t.add_argument("--pretokenizer", choices=["code", "gpt2"], default="code",
+                   help="pre-tokenization regex (gpt2 = the baseline)")  # fmt: skip
+    t.add_argument("--min-frequency", type=_positive_int, default=2)
+    t.add_argument("--progress", action="store_true", help="show the trainer's progress bar")
+    t.set_defaults(func=_train, _parser=t)
+
+    e = gsub.add_parser(
+        "eval",
+        help="chars/token and tokens/line per language vs GPT-2-regex BPE and GPT-2",
+        description="Evaluate on the corpus's val split against (a) GPT-2-regex BPE trained on the "
+        "same data at the same vocabulary size and (b) GPT-2's real vocabulary (optional).",
+    )
+    e.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    e.add_argument("--corpus", default=None,
+                   help="corpus to evaluate on (default: the one the tokenizer was trained on)")  # fmt: skip
+    e.add_argument("--gpt2-tiktoken", default=None,
+                   help="path to whisper/assets/gpt2.tiktoken (from the openai-whisper sdist)")  # fmt: skip
+    e.add_argument("--max-bytes", type=_positive_int, default=None,
+                   help="baseline byte budget when the tokenizer has no training provenance")  # fmt: skip
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-baseline", action="store_true", help="skip training baseline (a)")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.set_defaults(func=_eval, _parser=e)

@@ -1,0 +1,310 @@
+"""Train the shared code-aware byte-level BPE tokenizer (`hillclimb tokenizer train`).
+
+What it does: reads corpus documents (the `data build` layout `DIR/documents/*.jsonl[.gz]`, a
+single `.jsonl[.gz]` file, or a plain directory of text/code files), picks the `train` split,
+optionally subsamples it to a byte budget, and trains byte-level BPE with Hugging Face
+`tokenizers` behind our code-aware pre-tokenizer (`pretok.py`). Special tokens are appended after
+the learned vocabulary in `SPECIAL_TOKENS` order, so ids 0..255 are the byte symbols, then merges,
+then specials - the layout `specials.py` promises.
+
+Why it is built this way:
+- HF `tokenizers` trains in Rust on all cores and is deterministic (ties between equally frequent
+  pairs are broken by a fixed order), so a 8K vocabulary on ~20 MB takes seconds, and the same
+  documents give a byte-identical `tokenizer.json`.
+- The only randomness we add is the subsample under `--max-bytes`: each document gets the key
+  sha256(seed, doc id) and the lowest keys are kept until the budget is met. Two passes (keys, then
+  texts) keep memory at O(#docs), independent of corpus size, and the choice does not depend on file
+  order.
+- `vocab_size` counts everything, specials included, because it is the model's embedding size.
+- Documents without a `split` field (plain files, foreign JSONL) get one from their content hash
+  (1 in 20 is `val`), so `tokenizer eval` on the same path measures held-out text.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.tokenizer.io import Tokenizer
+from hillclimb.tokenizer.specials import SPECIAL_TOKENS
+
+TRAIN_META = "tokenizer_train.json"  # provenance written beside tokenizer.json
+VAL_EVERY = 20  # documents without a split: 1 in VAL_EVERY (by content hash) is held out
+MAX_FILE_BYTES = 8 << 20  # plain-directory mode skips larger files (generated data, dumps)
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS) + 1
+
+# Extension -> language for plain directories (the data pipeline records its own languages).
+EXT_LANGUAGE = {
+    ".py": "python", ".pyi": "python", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
+    ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".java": "java", ".js": "javascript",
+    ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript", ".ts": "typescript",
+    ".tsx": "typescript", ".go": "go", ".rs": "rust", ".sh": "shell", ".bash": "shell",
+    ".rb": "ruby", ".php": "php", ".cs": "csharp", ".kt": "kotlin", ".swift": "swift",
+    ".scala": "scala", ".lua": "lua", ".pl": "perl", ".sql": "sql", ".html": "html",
+    ".css": "css", ".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml",
+    ".xml": "xml", ".md": "markdown", ".rst": "text", ".txt": "text",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus document as the tokenizer sees it."""
+
+    id: str
+    text: str
+    language: str
+    split: str
+
+
+def _hash_split(doc_id: str) -> str:
+    h = int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:8], 16)
+    return "val" if h % VAL_EVERY == 0 else "train"
+
+
+def _open_text(path: Path):
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _iter_jsonl(path: Path) -> Iterator[Document]:
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise HillclimbError(f"{path}:{lineno}: not JSON: {exc}") from exc
+                text = rec.get("text") if isinstance(rec, dict) else None
+                if not isinstance(text, str):
+                    raise HillclimbError(f"{path}:{lineno}: record has no string 'text' field")
+                doc_id = str(rec.get("id") or hashlib.sha256(text.encode("utf-8")).hexdigest())
+                split = rec.get("split") or _hash_split(doc_id)
+                yield Document(doc_id, text, str(rec.get("language") or "text"), str(split))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise HillclimbError(f"cannot read {path}: {exc}") from exc
+
+
+def _iter_plain_dir(root: Path) -> Iterator[Document]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if name.startswith(".") or not p.is_file():
+                continue
+            try:
+                if p.stat().st_size > MAX_FILE_BYTES:
+                    continue
+                data = p.read_bytes()
+            except OSError:
+                continue
+            if not data or b"\x00" in data:
+                continue  # empty or binary
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            rel = p.relative_to(root).as_posix()
+            doc_id = hashlib.sha256(data).hexdigest()
+            lang = EXT_LANGUAGE.get(p.suffix.lower(), "text")
+            yield Document(doc_id, text, lang, _hash_split(doc_id + rel))
+
+
+def corpus_files(path: str | os.PathLike[str]) -> tuple[str, list[Path]]:
+    """Classify a corpus path: ("jsonl", files) or ("plain", [root])."""
+    p = Path(path)
+    if not p.exists():
+        raise HillclimbError(f"corpus path {p} does not exist")
+    if p.is_file():
+        if p.name.endswith((".jsonl", ".jsonl.gz")):
+            return "jsonl", [p]
+        raise HillclimbError(f"corpus file {p} is not .jsonl or .jsonl.gz")
+    docs_dir = p / "documents"
+    if docs_dir.is_dir():
+        files = sorted(f for f in docs_dir.iterdir() if f.name.endswith((".jsonl", ".jsonl.gz")))
+        if not files:
+            raise HillclimbError(f"{docs_dir} holds no .jsonl[.gz] files")
+        return "jsonl", files
+    return "plain", [p]
+
+
+def iter_documents(path: str | os.PathLike[str], split: str | None = None) -> Iterator[Document]:
+    """Documents of a corpus (any of the three accepted layouts), optionally one split only."""
+    kind, files = corpus_files(path)
+    for f in files:
+        docs = _iter_jsonl(f) if kind == "jsonl" else _iter_plain_dir(f)
+        for d in docs:
+            if split is None or d.split == split:
+                yield d
+
+
+@dataclass
+class Selection:
+    """Which training documents were used: enough to reproduce and to verify the choice."""
+
+    corpus: str
+    split: str
+    seed: int
+    max_bytes: int | None
+    documents: int = 0
+    bytes: int = 0
+    fingerprint: str = ""  # sha256 over the sorted ids of the chosen documents
+    ids: set[str] = field(default_factory=set, repr=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("ids")
+        return d
+
+
+def select_documents(
+    path: str | os.PathLike[str],
+    split: str = "train",
+    max_bytes: int | None = None,
+    seed: int = 0,
+) -> Selection:
+    """Choose the documents of `split` to train on, within `max_bytes` (UTF-8), by seeded hash."""
+    if max_bytes is not None and max_bytes <= 0:
+        raise ConfigError(f"--max-bytes must be positive, got {max_bytes}")
+    keyed: list[tuple[str, str, int]] = []
+    for d in iter_documents(path, split):
+        key = hashlib.sha256(f"{seed}\0{d.id}".encode()).hexdigest()
+        keyed.append((key, d.id, len(d.text.encode("utf-8"))))
+    if not keyed:
+        raise HillclimbError(f"corpus {path} has no documents with split == {split!r}")
+    keyed.sort()
+    sel = Selection(corpus=str(Path(path).resolve()), split=split, seed=seed, max_bytes=max_bytes)
+    for _key, doc_id, n in keyed:
+        if max_bytes is not None and sel.bytes + n > max_bytes and sel.documents > 0:
+            continue  # skip ones that do not fit; smaller later ones may still fit
+        if doc_id in sel.ids:
+            continue  # the same text twice counts once
+        sel.ids.add(doc_id)
+        sel.documents += 1
+        sel.bytes += n
+    sel.fingerprint = hashlib.sha256("\n".join(sorted(sel.ids)).encode()).hexdigest()
+    return sel
+
+
+def iter_selected_texts(sel: Selection) -> Iterator[str]:
+    """Stream the texts of a selection (second pass over the corpus, in corpus order)."""
+    seen: set[str] = set()
+    for d in iter_documents(sel.corpus, sel.split):
+        if d.id in sel.ids and d.id not in seen:
+            seen.add(d.id)
+            yield d.text
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int,
+    *,
+    pretokenizer: str = "code",
+    min_frequency: int = 2,
+    show_progress: bool = False,
+) -> Tokenizer:
+    """Train byte-level BPE on `texts`; `vocab_size` is the total size, special tokens included.
+
+    `pretokenizer="code"` is ours (pretok.CODE_PATTERN); `"gpt2"` is GPT-2's regex, the baseline
+    the eval compares against. Deterministic: the same texts give the same tokenizer.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    from hillclimb.tokenizer.pretok import build_pretokenizer
+
+    if vocab_size < MIN_VOCAB:
+        raise ConfigError(
+            f"vocab size {vocab_size} too small: need >= {MIN_VOCAB} "
+            f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens + 1 merge)"
+        )
+    hf = HFTokenizer(models.BPE(fuse_unk=False, byte_fallback=False))
+    hf.pre_tokenizer = build_pretokenizer(pretokenizer)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        min_frequency=min_frequency,
+        show_progress=show_progress,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    hf.train_from_iterator(texts, trainer=trainer)
+    hf.add_special_tokens(SPECIAL_TOKENS)
+    return Tokenizer(hf)
+
+
+@dataclass
+class TrainConfig:
+    """`hillclimb tokenizer train` settings."""
+
+    corpus: str
+    vocab_size: int
+    max_bytes: int | None = None
+    seed: int = 0
+    pretokenizer: str = "code"
+    min_frequency: int = 2
+
+
+def train_from_corpus(cfg: TrainConfig, show_progress: bool = False) -> tuple[Tokenizer, dict]:
+    """Select documents, train, and return the tokenizer with its provenance record."""
+    from hillclimb.tokenizer.pretok import CODE_PATTERN, CODE_PATTERN_VERSION, GPT2_PATTERN
+
+    sel = select_documents(cfg.corpus, "train", cfg.max_bytes, cfg.seed)
+    t0 = time.perf_counter()
+    tok = train_tokenizer(
+        iter_selected_texts(sel),
+        cfg.vocab_size,
+        pretokenizer=cfg.pretokenizer,
+        min_frequency=cfg.min_frequency,
+        show_progress=show_progress,
+    )
+    seconds = time.perf_counter() - t0
+    meta = {
+        "format": "hillclimb-tokenizer-train-v1",
+        "vocab_size": tok.vocab_size,
+        "requested_vocab_size": cfg.vocab_size,
+        "pretokenizer": cfg.pretokenizer,
+        "pattern_version": CODE_PATTERN_VERSION if cfg.pretokenizer == "code" else "gpt2",
+        "pattern": CODE_PATTERN if cfg.pretokenizer == "code" else GPT2_PATTERN,
+        "min_frequency": cfg.min_frequency,
+        "selection": sel.to_json(),
+        "train_seconds": round(seconds, 3),
+    }
+    return tok, meta
+
+
+def save_trained(tok: Tokenizer, meta: dict, out: str | os.PathLike[str]) -> Path:
+    """Write tokenizer.json, tokenizer_config.json and the provenance record atomically as a
+    directory: `out` appears complete or not at all; an existing non-empty `out` is refused."""
+    from hillclimb.io import atomic_dir, write_json_atomic
+    from hillclimb.tokenizer.io import save_tokenizer
+
+    out = Path(out)
+    if out.exists():
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        else:
+            raise HillclimbError(f"output {out} already exists; choose a new directory")
+    with atomic_dir(out) as tmp:
+        save_tokenizer(tok, tmp)
+        write_json_atomic(tmp / TRAIN_META, meta)
+    return out
+
+
+def read_train_meta(tokdir: str | os.PathLike[str]) -> dict | None:
+    f = Path(tokdir) / TRAIN_META
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise HillclimbError(f"malformed {f}: {exc}") from exc

@@ -1,0 +1,81 @@
+"""Property tests: decode(encode(x)) == x for any string; the pre-tokenizer's pieces."""
+
+from __future__ import annotations
+
+import importlib.util
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hillclimb.tokenizer.pretok import pretokenize
+from hillclimb.tokenizer.specials import SPECIAL_TOKENS
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tokenizer"
+_spec = importlib.util.spec_from_file_location("tok_corpus_maker", FIXTURES / "corpus_maker.py")
+corpus_maker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corpus_maker)
+
+TRICKY = SPECIAL_TOKENS + [
+    "<|", "|>", "<|endoftext", "endoftext|>", "<think", "</", "<|im_start|", "\r\n", "\r", "\n",
+    "\t", "  ", "    ", "\n        ", " \n", "\x00", "\x1b", "\x7f", "\u0085", "\u2028", "\u200b",
+    "\ufeff", "é", "e\u0301", "😀", "👩‍💻", "中文", "١٢٣", "½", "0123456789", "__init__",
+    "self.", "->", "'s", " ",
+]  # fmt: skip
+# Arbitrary unicode (no lone surrogates: they are not encodable text), and mixtures of pieces
+# that stress pre-tokenization boundaries and special-token matching.
+ANY_TEXT = st.one_of(
+    st.text(max_size=200),
+    st.lists(st.one_of(st.sampled_from(TRICKY), st.text(max_size=4)), max_size=40).map("".join),
+)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from hillclimb.tokenizer.train import train_tokenizer
+
+    return train_tokenizer([d["text"] for d in corpus_maker.documents(6)], 700)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=ANY_TEXT)
+def test_roundtrip_any_string(tok, text: str):
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.decode(tok.encode(text, allow_special=False)) == text
+    assert tok.encode_batch([text, text])[0] == tok.encode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=ANY_TEXT)
+def test_pretokens_partition_the_input(text: str):
+    pieces = pretokenize(text)
+    assert "".join(pieces) == text
+    assert all(pieces)
+    for p in pieces:  # every numeric character (any script) is a piece of its own
+        if any(unicodedata.category(c).startswith("N") for c in p):
+            assert len(p) == 1, pieces
+    assert "".join(pretokenize(text, "gpt2")) == text
+
+
+def test_pretokenizer_code_pieces():
+    assert pretokenize("x = 1\n        return self.__init__(a, b)\n\n    def g():\n\tpass") == [
+        "x", " = ", "1", "\n        return", " self.", "__init__(", "a,", " b)",
+        "\n\n    def", " g():", "\n\tpass",
+    ]  # fmt: skip
+    assert pretokenize("2024") == ["2", "0", "2", "4"]
+    assert pretokenize("a\r\n    }\r\n") == ["a", "\r\n    }", "\r\n"]
+    assert pretokenize("    indented") == ["   ", " indented"]  # first line: no newline
+    assert pretokenize("foo_bar_baz") == ["foo_bar_baz"]
+    assert pretokenize("foo_bar", "gpt2") == ["foo", "_", "bar"]
+
+
+def test_special_tokens_are_atomic_only_when_allowed(tok):
+    text = "<|fim_prefix|>def f():<|fim_suffix|>\n<|fim_middle|>"
+    ids = tok.encode(text)
+    specials = {tok.token_id(t) for t in SPECIAL_TOKENS}
+    assert sum(i in specials for i in ids) == 3
+    assert not any(i in specials for i in tok.encode(text, allow_special=False))
