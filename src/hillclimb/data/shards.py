@@ -185,5 +185,11 @@ class ShardReader:
             toks.append(t)
             offs.append(o[1:] + base)
             base += t.size
-        tokens = toks[0] if len(toks) == 1 else (np.concatenate(toks) if toks else np.zeros(0, self.dtype))
-        return Split(tokens=tokens, doc_offsets=np.concatenate(offs), bytes=int(info.get("bytes", 0)))
+        tokens = (
+            toks[0]
+            if len(toks) == 1
+            else (np.concatenate(toks) if toks else np.zeros(0, self.dtype))
+        )
+        return Split(
+            tokens=tokens, doc_offsets=np.concatenate(offs), bytes=int(info.get("bytes", 0))
+        )

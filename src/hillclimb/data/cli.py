@@ -1,0 +1,139 @@
+"""`hillclimb data build|tokenize|card`: the data stage's commands.
+
+Why thin: the handlers only turn arguments into a `DataConfig` (from a recipe's `[data]` table,
+or the default filters over ad hoc `--source` paths) and call `pipeline.build` /
+`pipeline.retokenize`, so the climb and tests call the same library functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hillclimb.errors import HillclimbError
+
+
+def _config_from_args(args: argparse.Namespace):  # -> DataConfig
+    from hillclimb.data.config import DataConfig, SourceConfig
+    from hillclimb.data.recipe import load_data_config
+    from hillclimb.data.sources import detect_kind
+
+    if args.recipe and args.source:
+        raise HillclimbError("give --recipe or --source, not both")
+    if args.recipe:
+        cfg = load_data_config(args.recipe)
+    elif args.source:
+        sources = []
+        for i, p in enumerate(args.source):
+            name = Path(p).name or f"source{i}"
+            name = name if name not in {s.name for s in sources} else f"{name}{i}"
+            sources.append(SourceConfig(kind=detect_kind(p), name=name, path=p))
+        cfg = DataConfig(sources=sources)
+    else:
+        raise HillclimbError("data build needs --recipe R or at least one --source PATH")
+    if args.workers is not None:
+        cfg.workers = args.workers
+    cfg.validate()
+    return cfg
+
+
+def _build(args: argparse.Namespace) -> int:
+    from hillclimb.data.pipeline import build
+
+    cfg = _config_from_args(args)
+    recipe = None
+    if args.recipe:
+        recipe = Path(args.recipe).stem if args.recipe.endswith(".toml") else args.recipe
+    card = build(
+        cfg,
+        args.out,
+        resume=args.resume,
+        force=args.force,
+        tokenizer=args.tokenizer,
+        recipe=recipe,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        _summary(card, args.out)
+    return 0
+
+
+def _summary(card: dict, out: str) -> None:
+    t = card["totals"]
+    toks = f", {t['tokens']:,} tokens" if t.get("tokens") is not None else ""
+    print(f"data build: {t['documents']:,} documents, {t['bytes']:,} bytes{toks} -> {out}")
+    for f in card["filters"]:
+        if f["dropped"]:
+            top = ", ".join(f"{r} {n}" for r, n in list(f["reasons"].items())[:4])
+            print(f"  {f['name']:<11} dropped {f['dropped']:>7,}  ({top})")
+        elif f.get("stats"):
+            print(f"  {f['name']:<11} {', '.join(f'{k} {v}' for k, v in f['stats'].items())}")
+    print(f"  see {Path(out) / 'DATA_CARD.md'}")
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from hillclimb.data.pipeline import retokenize
+
+    card = retokenize(args.data, args.tokenizer)
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        print(
+            f"data tokenize: {card['totals']['tokens']:,} tokens "
+            f"({card['tokenizer']['dtype']}) -> {Path(args.data) / 'shards'}"
+        )
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    p = Path(args.data) / "data_card.json"
+    if not p.is_file():
+        raise HillclimbError(f"no data_card.json in {args.data}")
+    card = json.loads(p.read_text())
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        print((Path(args.data) / "DATA_CARD.md").read_text())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="build the clean, licensed pre-training corpus")
+    data.set_defaults(_parser=data)
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+
+    b = dsub.add_parser(
+        "build",
+        help="sources -> filters -> dedup -> documents/, rejects/, data card, shards",
+        description="Build a corpus from a recipe's [data] table or ad hoc local paths. "
+        "Output: DIR/documents/*.jsonl.gz, DIR/rejects/, DIR/data_card.json, "
+        "DIR/DATA_CARD.md, DIR/shards/ (with --tokenizer).",
+    )
+    b.add_argument("--recipe", help="recipe name (recipes/NAME.toml) or path; uses its [data]")
+    b.add_argument(
+        "--source",
+        action="append",
+        metavar="PATH",
+        help="local path (dir, git clone, .jsonl[.gz], .parquet); repeatable; default filters",
+    )
+    b.add_argument("--out", required=True, metavar="DIR")
+    b.add_argument("--tokenizer", metavar="DIR", help="also write tokenized shards to DIR/shards")
+    b.add_argument("--resume", action="store_true", help="continue an incomplete build in DIR")
+    b.add_argument("--force", action="store_true", help="rebuild even if DIR holds a build")
+    b.add_argument("--workers", type=int, help="filter processes (default: recipe, else 1)")
+    b.add_argument("--json", action="store_true", help="print the data card as JSON")
+    b.set_defaults(func=_build, _parser=b)
+
+    t = dsub.add_parser("tokenize", help="(re)write DIR/shards for a built corpus")
+    t.add_argument("--data", required=True, metavar="DIR")
+    t.add_argument("--tokenizer", required=True, metavar="DIR")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=_tokenize, _parser=t)
+
+    c = dsub.add_parser("card", help="show a built corpus's data card")
+    c.add_argument("--data", required=True, metavar="DIR")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_card, _parser=c)

@@ -1,0 +1,241 @@
+"""Dataclass configuration of `hillclimb data build`, filled from a recipe's `[data]` table.
+
+Why dataclasses filled from TOML (and not free dicts): every knob has one documented default here,
+unknown keys are rejected with a clear `ConfigError` (a typo in a recipe must not silently fall
+back to a default), and the whole config serialises to a canonical JSON whose hash fingerprints a
+build, so `--resume` can refuse to continue a build that was started with different settings.
+The schema is documented in docs/areas/data.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hillclimb.errors import ConfigError
+
+SOURCE_KINDS = ("tree", "jsonl", "parquet", "git", "generators", "python_env", "system_code")
+
+# Permissive licenses kept by default (SPDX ids; LicenseRef-BSD is an unversioned "BSD License"
+# trove classifier, which is permissive in every variant).
+DEFAULT_ALLOW = [
+    "MIT",
+    "MIT-0",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "LicenseRef-BSD",
+    "Apache-2.0",
+    "ISC",
+    "PSF-2.0",
+    "Python-2.0",
+    "Zlib",
+    "Unlicense",
+    "CC0-1.0",
+    "0BSD",
+    "BSL-1.0",
+    "HPND",
+    "X11",
+    "NCSA",
+    "UPL-1.0",
+]
+
+
+@dataclass
+class SourceConfig:
+    """One input of the build. `path` is required for tree/jsonl/parquet/git."""
+
+    kind: str
+    name: str = ""
+    path: str = ""
+    max_files: int | None = None  # cap on documents taken from this source
+    max_bytes: int | None = None  # cap on the sum of document bytes taken from this source
+    max_file_bytes: int = 1 << 20  # larger files are skipped as "too_large"
+    include: list[str] = field(default_factory=list)  # glob patterns on the relative path
+    exclude: list[str] = field(default_factory=list)
+    license: str | None = None  # license to assume when none is detected (e.g. a dataset's)
+    text_field: str = "text"  # jsonl/parquet: the column holding the document
+    skip_filters: list[str] = field(default_factory=list)  # filter names not applied here
+    # generators: families (empty = all), tiers, problems per (family, tier), seed
+    families: list[str] = field(default_factory=list)
+    tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    per_tier: int = 50
+    seed: int = 0
+    # system_code: which parts to look for
+    parts: list[str] = field(default_factory=lambda: ["c_headers", "node", "jdk"])
+
+
+@dataclass
+class LicenseConfig:
+    enabled: bool = True
+    allow: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOW))
+    allow_unknown: bool = False
+    header_lines: int = 40  # lines of a file's header searched for SPDX tags / license text
+
+
+@dataclass
+class BlocklistConfig:
+    enabled: bool = True
+    domains: list[str] = field(default_factory=list)  # extra blocked domains (subdomains too)
+    domains_file: str | None = None  # one domain per line
+    use_default_domains: bool = True
+    path_patterns: list[str] = field(default_factory=list)  # extra blocked path globs
+    use_default_paths: bool = True
+
+
+@dataclass
+class AIContentConfig:
+    enabled: bool = True
+    extra_phrases: list[str] = field(default_factory=list)  # regexes, case-insensitive
+    # Binoculars-style detector: both paths must be set to enable it.
+    observer: str | None = None
+    performer: str | None = None
+    threshold: float = 0.9  # score below this -> machine-generated (calibrate per model pair)
+    max_tokens: int = 512
+    batch_size: int = 8
+    device: str | None = None
+
+
+@dataclass
+class QualityConfig:
+    enabled: bool = True
+    # code (StarCoder-style)
+    max_line_length: int = 1000
+    max_mean_line_length: float = 100.0
+    min_alnum_fraction: float = 0.25
+    max_encoded_run: int = 1024  # longest base64/hex run allowed (chars)
+    max_encoded_fraction: float = 0.5
+    autogen_header_lines: int = 5
+    # text (Gopher-style)
+    min_words: int = 20
+    min_mean_word_length: float = 3.0
+    max_mean_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1
+    min_alpha_word_fraction: float = 0.6
+    max_ellipsis_line_fraction: float = 0.3
+    min_chars: int = 16
+
+
+@dataclass
+class SecretsConfig:
+    enabled: bool = True
+    emails: bool = True
+    keys: bool = True
+    private_keys: bool = True
+    passwords: bool = True
+    min_entropy: float = 3.5  # bits/char for generic key=value assignments
+    email_allow_domains: list[str] = field(
+        default_factory=lambda: ["example.com", "example.org", "example.net", "localhost"]
+    )
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True
+    near: bool = True
+    shingle_size: int = 5  # tokens per shingle
+    num_perm: int = 128
+    threshold: float = 0.7  # estimated Jaccard at or above which two docs are near-duplicates
+    bands: int | None = None  # LSH bands/rows; None = chosen from threshold
+    rows: int | None = None
+    strip_comments: bool = False
+    seed: int = 1
+
+
+@dataclass
+class DataConfig:
+    """The `[data]` table of a recipe."""
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    license: LicenseConfig = field(default_factory=LicenseConfig)
+    blocklist: BlocklistConfig = field(default_factory=BlocklistConfig)
+    ai_content: AIContentConfig = field(default_factory=AIContentConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    val_fraction: float = 0.02
+    seed: int = 0
+    chunk_docs: int = 1000  # items per committed work chunk (the resume granularity)
+    docs_per_file: int = 50000  # documents per output documents/*.jsonl.gz file
+    rejects_text_chars: int = 20000  # text kept per rejected document (audit, not training)
+    workers: int = 1  # processes for the per-document filters (1 = in-process)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the output (not `workers`, which never does)."""
+        d = self.to_dict()
+        d.pop("workers", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise ConfigError("data config has no sources")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.chunk_docs < 1 or self.docs_per_file < 1 or self.workers < 1:
+            raise ConfigError("chunk_docs, docs_per_file and workers must be >= 1")
+        names = set()
+        for s in self.sources:
+            if s.kind not in SOURCE_KINDS:
+                raise ConfigError(f"unknown source kind {s.kind!r}; expected one of {SOURCE_KINDS}")
+            if s.kind in ("tree", "jsonl", "parquet", "git") and not s.path:
+                raise ConfigError(f"source of kind {s.kind!r} needs a `path`")
+            if s.name in names:
+                raise ConfigError(f"duplicate source name {s.name!r}")
+            names.add(s.name)
+        d = self.dedup
+        if not 0.0 < d.threshold <= 1.0:
+            raise ConfigError(f"dedup.threshold must be in (0, 1], got {d.threshold}")
+        if d.shingle_size < 1 or d.num_perm < 2:
+            raise ConfigError("dedup.shingle_size must be >= 1 and num_perm >= 2")
+        if (d.bands is None) != (d.rows is None):
+            raise ConfigError("set both dedup.bands and dedup.rows, or neither")
+        if d.bands is not None and d.bands * d.rows > d.num_perm:
+            raise ConfigError("dedup.bands * dedup.rows must be <= num_perm")
+
+
+def _fill(cls: type, table: dict[str, Any], where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}")
+    kwargs = {}
+    for k, v in table.items():
+        if k == "sources":
+            if not isinstance(v, list):
+                raise ConfigError(f"{where}.sources must be an array of tables")
+            v = [_fill(SourceConfig, s, f"{where}.sources[{i}]") for i, s in enumerate(v)]
+        elif cls is DataConfig and k in _SUBTABLES:
+            v = _fill(_SUBTABLES[k], v, f"{where}.{k}")
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+_SUBTABLES: dict[str, type] = {
+    "license": LicenseConfig,
+    "blocklist": BlocklistConfig,
+    "ai_content": AIContentConfig,
+    "quality": QualityConfig,
+    "secrets": SecretsConfig,
+    "dedup": DedupConfig,
+}
+
+
+def data_config_from_dict(table: dict[str, Any]) -> DataConfig:
+    """Build and validate a `DataConfig` from a recipe's `[data]` table."""
+    cfg = _fill(DataConfig, table, "[data]")
+    for i, s in enumerate(cfg.sources):
+        if not s.name:
+            pathless = ("python_env", "system_code", "generators")
+            s.name = s.kind if s.kind in pathless else f"{s.kind}{i}"
+    cfg.validate()
+    return cfg

@@ -1,0 +1,665 @@
+"""`hillclimb data build`: sources → filters → dedup → documents, rejects, card, shards.
+
+Why this structure (three stages with on-disk state in `DIR/.work/`):
+
+1. **Filter** — the item stream of all sources (deterministic, see sources.py) is cut into chunks
+   of `chunk_docs` items. Each chunk is loaded, filtered, redacted and MinHashed (in-process or in
+   a process pool) and committed atomically as `.work/chunks/NNNNNN.npz` (records + signatures).
+   This is where nearly all the time goes, so it is where resume pays: a restarted build
+   re-enumerates the stream (cheap) and skips every chunk already committed.
+2. **Dedup** — global by nature: reads the committed chunks' hashes and signatures (not the
+   texts), decides exact and near duplicates and the train/val split, commits `.work/dedup.json`.
+3. **Write** — streams the chunks again and writes `documents/`, `rejects/`, optional `shards/`,
+   `data_card.json` and `DATA_CARD.md` into `.work/final/`, then moves each into `DIR` and writes
+   `DIR/build.json` last: its presence is the completion marker. The stage is re-run from
+   scratch on resume; its outputs are a pure function of stages 1–2, so the result is
+   byte-identical to an uninterrupted build.
+
+An existing complete `DIR` is refused unless `--force` (which builds beside it and swaps at the
+end, so the old corpus stays intact until the new one is complete); an incomplete one is refused
+unless `--resume`, and resume refuses a different configuration (fingerprint check).
+
+Local execution is this simple loop; `datatrove_steps.py` adapts the same filters to datatrove
+executors (Slurm, Ray) when one machine is not enough.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import signal
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hillclimb.data.card import CARD_FORMAT, render_markdown
+from hillclimb.data.config import DataConfig
+from hillclimb.data.dedup import MinHasher, exact_hash, find_duplicates
+from hillclimb.data.document import Document
+from hillclimb.data.filters import Filter, build_filters, run_filters
+from hillclimb.data.jsonl import JsonlGzWriter, dumps, gzip_bytes
+from hillclimb.data.license import permissiveness
+from hillclimb.data.secrets import Redactor
+from hillclimb.data.sources import Item, LoadError, all_items_for, load_item
+from hillclimb.errors import HillclimbError
+from hillclimb.io import atomic_path, write_json_atomic, write_text_atomic
+
+WORK = ".work"
+MARKER = "build.json"
+WORK_FORMAT = "hillclimb-data-work-v1"
+OUTPUTS = ("documents", "rejects", "shards", "data_card.json", "DATA_CARD.md")
+REJECT_FILTERS = ("ingest", "license", "blocklist", "ai_content", "quality", "ai_detector", "dedup")
+FAULT_ENV = "HILLCLIMB_DATA_FAULT"  # test hook: "kill-chunk:N", "raise-chunk:N", "kill-dedup", ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: per-chunk processing (runs in workers)
+# ---------------------------------------------------------------------------------------------
+
+
+class ChunkProcessor:
+    """Loads and filters one chunk of items; returns (records blob, signatures)."""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+        self.filters: list[Filter] = build_filters(cfg)
+        self.hasher = MinHasher(cfg.dedup)
+        self.redactor = Redactor(cfg.secrets) if cfg.secrets.enabled else None
+        from hillclimb.data.binoculars import BinocularsFilter
+
+        self.detector = (
+            BinocularsFilter(cfg.ai_content) if BinocularsFilter.enabled(cfg.ai_content) else None
+        )
+
+    def _reject(self, o: int, filt: str, reason: str, doc: Document | None, item: Item) -> dict:
+        if doc is None:
+            rec: dict[str, Any] = {"source": item.source, "path": item.path, "url": item.url}
+        else:
+            text = doc.text[: self.cfg.rejects_text_chars]
+            if self.redactor is not None:
+                text = self.redactor.redact(text)[0]
+            rec = doc.record()
+            rec["text"] = text
+            rec.pop("split", None)
+        rec["filter"], rec["reason"] = filt, reason
+        return {"o": o, "reject": rec}
+
+    def process(self, start: int, items: list[Item]) -> tuple[bytes, np.ndarray, dict]:
+        stats: dict[str, Counter[str]] = defaultdict(Counter)
+        for f in self.filters:
+            f.stats = Counter()
+        out: list[dict] = []
+        survivors: list[tuple[int, Document, Item]] = []
+        for k, item in enumerate(items):
+            o = start + k
+            try:
+                doc = load_item(item)
+            except LoadError as exc:
+                out.append(self._reject(o, "ingest", exc.reason, None, item))
+                continue
+            stats["ingest"]["documents_read"] += 1
+            stats["ingest"]["bytes_read"] += doc.n_bytes
+            try:
+                dropped = run_filters(self.filters, doc)
+            except Exception as exc:  # one bad document never kills a build
+                out.append(
+                    self._reject(o, "ingest", f"filter_error:{type(exc).__name__}", doc, item)
+                )
+                continue
+            if dropped is not None:
+                out.append(self._reject(o, dropped[0], dropped[1], doc, item))
+            else:
+                survivors.append((o, doc, item))
+        if self.detector is not None and survivors:
+            self.detector.stats = Counter()
+            reasons = self.detector.apply_batch([d for _, d, _ in survivors])
+            kept = []
+            for (o, d, it), r in zip(survivors, reasons, strict=True):
+                if r is None:
+                    d.kept_by.append(self.detector.name)
+                    kept.append((o, d, it))
+                else:
+                    out.append(self._reject(o, self.detector.name, r, d, it))
+            survivors = kept
+            stats[self.detector.name].update(self.detector.stats)
+        sigs = np.zeros((len(survivors), self.cfg.dedup.num_perm), dtype=np.uint32)
+        for j, (o, doc, _) in enumerate(survivors):
+            if self.cfg.dedup.near:
+                sigs[j] = self.hasher.signature(doc.text)
+            out.append(
+                {
+                    "o": o,
+                    "doc": doc.record(),
+                    "exact": exact_hash(doc.text),
+                    "rank": permissiveness(doc.license, self.cfg.license.allow),
+                    "sig": j,
+                }
+            )
+        out.sort(key=lambda r: r["o"])
+        for f in self.filters:
+            if f.stats:
+                stats[f.name].update(f.stats)
+        blob = gzip_bytes(
+            ("\n".join(dumps(r) for r in out) + "\n").encode("utf-8", "surrogatepass"), 1
+        )
+        return blob, sigs, {k: dict(v) for k, v in stats.items()}
+
+
+_WORKER: ChunkProcessor | None = None
+
+
+def _worker_init(cfg: DataConfig) -> None:
+    global _WORKER
+    _WORKER = ChunkProcessor(cfg)
+
+
+def _worker_run(start: int, items: list[Item]) -> tuple[bytes, np.ndarray, dict]:
+    assert _WORKER is not None
+    return _WORKER.process(start, items)
+
+
+def _save_chunk(path: Path, blob: bytes, sigs: np.ndarray, stats: dict, n_items: int) -> None:
+    header = json.dumps({"items": n_items, "stats": stats}, sort_keys=True).encode()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            rec=np.frombuffer(blob, dtype=np.uint8),
+            sig=sigs,
+            head=np.frombuffer(header, dtype=np.uint8),
+        )
+
+
+@dataclass
+class Chunk:
+    index: int
+    items: int
+    stats: dict
+    records: list[dict]
+    sigs: np.ndarray
+
+
+def _load_chunk(path: Path) -> Chunk:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            blob, sigs, head = bytes(z["rec"]), z["sig"], json.loads(bytes(z["head"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise HillclimbError(f"corrupt work chunk {path}: {exc}; rerun with --force") from exc
+    records = [
+        json.loads(ln)
+        for ln in gzip.decompress(blob).decode("utf-8", "surrogatepass").splitlines()
+        if ln
+    ]
+    return Chunk(int(path.stem), head["items"], head["stats"], records, sigs)
+
+
+def _chunks_of(stream: Iterator[Item], size: int) -> Iterator[tuple[int, list[Item]]]:
+    buf: list[Item] = []
+    k = 0
+    for it in stream:
+        buf.append(it)
+        if len(buf) >= size:
+            yield k, buf
+            k, buf = k + 1, []
+    if buf:
+        yield k, buf
+
+
+def all_items(cfg: DataConfig) -> Iterator[Item]:
+    return all_items_for(cfg)
+
+
+class _Fault:
+    """Deterministic crash injection for resume tests (env HILLCLIMB_DATA_FAULT)."""
+
+    def __init__(self, spec: str | None):
+        self.kind, _, n = (spec or "").partition(":")
+        self.n = int(n) if n else 0
+        self.count: Counter[str] = Counter()
+
+    def hit(self, point: str) -> None:
+        if not self.kind:
+            return
+        action, _, where = self.kind.partition("-")
+        if where != point:
+            return
+        self.count[point] += 1
+        if self.count[point] > self.n:
+            if action == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"injected fault at {point} #{self.count[point]}")
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} items · {task.fields[kept]:,} kept"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+        transient=False,
+    )
+
+
+def run_filter_stage(cfg: DataConfig, work: Path, fault: _Fault, progress: bool) -> int:
+    """Stage 1. Returns the number of chunks (committed now or before)."""
+    chunk_dir = work / "chunks"
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    done = {int(p.stem) for p in chunk_dir.glob("*.npz")}
+    n_chunks = 0
+    with _progress(progress) as bar:
+        task = bar.add_task("filtering", total=None, kept=0)
+
+        def commit(k: int, n_items: int, res: tuple[bytes, np.ndarray, dict]) -> None:
+            _save_chunk(chunk_dir / f"{k:06d}.npz", res[0], res[1], res[2], n_items)
+            bar.update(task, advance=n_items, kept=bar.tasks[0].fields["kept"] + len(res[1]))
+            fault.hit("chunk")
+
+        if cfg.workers <= 1:
+            proc: ChunkProcessor | None = None
+            for k, items in _chunks_of(all_items(cfg), cfg.chunk_docs):
+                n_chunks = k + 1
+                if k in done:
+                    bar.update(task, advance=len(items))
+                    continue
+                proc = proc or ChunkProcessor(cfg)
+                commit(k, len(items), proc.process(k * cfg.chunk_docs, items))
+        else:
+            with ProcessPoolExecutor(cfg.workers, initializer=_worker_init, initargs=(cfg,)) as ex:
+                pending: dict[Future, tuple[int, int]] = {}
+                for k, items in _chunks_of(all_items(cfg), cfg.chunk_docs):
+                    n_chunks = k + 1
+                    if k in done:
+                        bar.update(task, advance=len(items))
+                        continue
+                    pending[ex.submit(_worker_run, k * cfg.chunk_docs, items)] = (k, len(items))
+                    while len(pending) >= 2 * cfg.workers:
+                        fin, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in sorted(fin, key=lambda f: pending[f][0]):
+                            kk, nn = pending.pop(fut)
+                            commit(kk, nn, fut.result())
+                for fut in sorted(pending, key=lambda f: pending[f][0]):
+                    kk, nn = pending[fut]
+                    commit(kk, nn, fut.result())
+    # chunks beyond the stream (stale) cannot exist with a matching fingerprint; check anyway
+    missing = [k for k in range(n_chunks) if not (chunk_dir / f"{k:06d}.npz").is_file()]
+    if missing:
+        raise HillclimbError(f"work chunks missing after the filter stage: {missing[:5]}")
+    return n_chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: dedup + split
+# ---------------------------------------------------------------------------------------------
+
+
+def _split_rank(seed: int, doc_id: str) -> float:
+    h = hashlib.blake2b(f"{seed}\0{doc_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
+def run_dedup_stage(cfg: DataConfig, work: Path, n_chunks: int) -> dict:
+    path = work / "dedup.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    ords: list[int] = []
+    ids: list[str] = []
+    exact: list[str] = []
+    ranks: list[int] = []
+    sig_parts: list[np.ndarray] = []
+    for k in range(n_chunks):
+        ch = _load_chunk(work / "chunks" / f"{k:06d}.npz")
+        for r in ch.records:
+            if "doc" in r:
+                ords.append(r["o"])
+                ids.append(r["doc"]["id"])
+                exact.append(r["exact"])
+                ranks.append(r["rank"])
+        sig_parts.append(ch.sigs)
+    sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, cfg.dedup.num_perm), np.uint32)
+    res = find_duplicates(exact, sigs if cfg.dedup.near else None, ranks, cfg.dedup)
+    dropped = {
+        str(ords[i]): [reason, ords[keep], ids[keep]] for i, (reason, keep) in res.dropped.items()
+    }
+    kept_ids = [(ids[i], ords[i]) for i in range(len(ords)) if i not in res.dropped]
+    val: list[int] = []
+    if cfg.val_fraction > 0 and len(kept_ids) >= 2:
+        scored = sorted((_split_rank(cfg.seed, d), o) for d, o in kept_ids)
+        val = [o for u, o in scored if u < cfg.val_fraction] or [scored[0][1]]
+    state = {
+        "dropped": dropped,
+        "val": sorted(val),
+        "bands": res.bands,
+        "rows": res.rows,
+        "candidate_pairs": res.candidate_pairs,
+    }
+    write_json_atomic(path, state, indent=None)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: write outputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _group(counter: dict[str, dict[str, int]], key: str, n_bytes: int) -> None:
+    row = counter.setdefault(key, {"documents": 0, "bytes": 0})
+    row["documents"] += 1
+    row["bytes"] += n_bytes
+
+
+def run_write_stage(
+    cfg: DataConfig,
+    work: Path,
+    n_chunks: int,
+    dedup: dict,
+    tokenizer: Any,
+    recipe: str | None,
+) -> Path:
+    final = work / "final"
+    if final.exists():
+        shutil.rmtree(final)
+    final.mkdir(parents=True)
+    docs = {s: JsonlGzWriter(final / "documents", s, cfg.docs_per_file) for s in ("train", "val")}
+    (final / "documents").mkdir()
+    (final / "rejects").mkdir()
+    rejects = {f: JsonlGzWriter(final / "rejects", f, cfg.docs_per_file) for f in REJECT_FILTERS}
+    dropped = dedup["dropped"]
+    val = set(dedup["val"])
+    by: dict[str, dict[str, dict[str, int]]] = {
+        "split": {},
+        "source": {},
+        "language": {},
+        "license": {},
+    }
+    reasons: dict[str, Counter[str]] = defaultdict(Counter)
+    stats: dict[str, Counter[str]] = defaultdict(Counter)
+    items = 0
+    for k in range(n_chunks):
+        ch = _load_chunk(work / "chunks" / f"{k:06d}.npz")
+        items += ch.items
+        for name, st in ch.stats.items():
+            stats[name].update(st)
+        for r in ch.records:
+            if "reject" in r:
+                rec = r["reject"]
+                rejects[rec["filter"]].write(rec)
+                reasons[rec["filter"]][rec["reason"]] += 1
+                continue
+            rec = r["doc"]
+            d = dropped.get(str(r["o"]))
+            if d is not None:
+                reason, _, keep_id = d
+                rec = dict(rec)
+                rec.pop("split", None)
+                rec["text"] = rec["text"][: cfg.rejects_text_chars]
+                rec.update(filter="dedup", reason=reason, duplicate_of=keep_id)
+                rejects["dedup"].write(rec)
+                reasons["dedup"][reason] += 1
+                continue
+            if cfg.dedup.exact or cfg.dedup.near:
+                rec["kept_by"] = [*rec["kept_by"], "dedup"]
+            rec["split"] = "val" if r["o"] in val else "train"
+            docs[rec["split"]].write(rec)
+            n_bytes = len(rec["text"].encode("utf-8", "surrogatepass"))
+            for key in ("split", "source", "language", "license"):
+                _group(by[key], str(rec[key]), n_bytes)
+    for w in docs.values():
+        w.close()
+    for w in rejects.values():
+        w.close()
+
+    filters: list[dict[str, Any]] = []
+    names = ["ingest", "license", "blocklist", "ai_content", "quality", "secrets"]
+    names += ["ai_detector"] if cfg.ai_content.observer and cfg.ai_content.performer else []
+    enabled = {
+        "ingest": True,
+        "license": cfg.license.enabled,
+        "blocklist": cfg.blocklist.enabled,
+        "ai_content": cfg.ai_content.enabled,
+        "quality": cfg.quality.enabled,
+        "secrets": cfg.secrets.enabled,
+        "ai_detector": True,
+    }
+    for name in names:
+        entry: dict[str, Any] = {
+            "name": name,
+            "enabled": enabled[name],
+            "dropped": sum(reasons[name].values()),
+            "reasons": dict(sorted(reasons[name].items(), key=lambda kv: (-kv[1], kv[0]))),
+        }
+        if stats.get(name):
+            entry["stats"] = dict(sorted(stats[name].items()))
+        filters.append(entry)
+    d = cfg.dedup
+    filters.append(
+        {
+            "name": "dedup",
+            "enabled": d.exact or d.near,
+            "dropped": sum(reasons["dedup"].values()),
+            "reasons": dict(sorted(reasons["dedup"].items())),
+            "params": {
+                "exact": d.exact,
+                "near": d.near,
+                "shingle_size": d.shingle_size,
+                "num_perm": d.num_perm,
+                "threshold": d.threshold,
+                "bands": dedup["bands"],
+                "rows": dedup["rows"],
+                "strip_comments": d.strip_comments,
+                "candidate_pairs": dedup["candidate_pairs"],
+            },
+        }
+    )
+    totals = {
+        "documents": sum(r["documents"] for r in by["split"].values()),
+        "bytes": sum(r["bytes"] for r in by["split"].values()),
+        "tokens": None,
+    }
+    card: dict[str, Any] = {
+        "format": CARD_FORMAT,
+        "recipe": recipe,
+        "fingerprint": cfg.fingerprint(),
+        "totals": totals,
+        "by_split": {k: by["split"][k] for k in sorted(by["split"])},
+        "by_source": {k: by["source"][k] for k in sorted(by["source"])},
+        "by_language": {k: by["language"][k] for k in sorted(by["language"])},
+        "by_license": {k: by["license"][k] for k in sorted(by["license"])},
+        "ingest": {"items": items, "skipped": dict(sorted(reasons["ingest"].items()))},
+        "filters": filters,
+        "sources": [{"name": s.name, "kind": s.kind, "path": s.path or None} for s in cfg.sources],
+        "files": {
+            "documents": docs["train"].files + docs["val"].files,
+            "rejects": sorted(f for w in rejects.values() for f in w.files),
+        },
+        "tokenizer": None,
+    }
+    if tokenizer is not None:
+        from hillclimb.data.tokenize import tokenize_corpus
+
+        tok = tokenize_corpus(final, tokenizer, final / "shards")
+        apply_tokens(card, tok)
+    write_json_atomic(final / "data_card.json", card)
+    write_text_atomic(final / "DATA_CARD.md", render_markdown(card))
+    return final
+
+
+def apply_tokens(card: dict[str, Any], tok: dict[str, Any]) -> None:
+    """Fill the card's token fields from `tokenize_corpus`'s result."""
+    from hillclimb.data.shards import dtype_for_vocab
+
+    info = dict(tok["tokenizer"])
+    info["dtype"] = dtype_for_vocab(info["vocab_size"]).name
+    card["tokenizer"] = info
+    card["totals"]["tokens"] = sum(s["tokens"] for s in tok["splits"].values())
+    for split, s in tok["splits"].items():
+        if split in card["by_split"]:
+            card["by_split"][split]["tokens"] = s["tokens"]
+    for key in ("source", "language", "license"):
+        for name, row in card[f"by_{key}"].items():
+            row["tokens"] = tok["tokens_by"][key].get(name, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration
+# ---------------------------------------------------------------------------------------------
+
+
+def _install(final: Path, out: Path, fault: _Fault) -> None:
+    for name in OUTPUTS:
+        src = final / name
+        dst = out / name
+        if not src.exists():
+            if dst.exists():  # left by an earlier partial install of this same build
+                shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+            continue
+        if dst.exists():
+            shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+        os.replace(src, dst)
+        fault.hit("install")
+
+
+def dir_state(out: Path) -> str:
+    """'absent' | 'empty' | 'complete' | 'incomplete' | 'foreign'."""
+    if not out.exists():
+        return "absent"
+    if not out.is_dir():
+        return "foreign"
+    if (out / MARKER).is_file():
+        return "complete"
+    if (out / WORK).is_dir():
+        return "incomplete"
+    return "empty" if not any(out.iterdir()) else "foreign"
+
+
+def build(
+    cfg: DataConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    force: bool = False,
+    tokenizer: Any = None,
+    recipe: str | None = None,
+    progress: bool = True,
+    fault: str | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) a data build into `out`; returns the data card."""
+    cfg.validate()
+    out = Path(out)
+    fault_ = _Fault(fault if fault is not None else os.environ.get(FAULT_ENV))
+    state = dir_state(out)
+    if state == "foreign":
+        raise HillclimbError(
+            f"{out} exists and is not a hillclimb data build; choose an empty or new directory"
+        )
+    if state == "complete":
+        if not force:
+            if resume:
+                return json.loads((out / "data_card.json").read_text())
+            raise HillclimbError(
+                f"{out} already holds a complete data build; pass --force to rebuild it "
+                "(the old one is replaced only when the new one is complete)"
+            )
+        staging = out.parent / f".{out.name}.rebuild"
+        if dir_state(staging) == "foreign":
+            shutil.rmtree(staging)
+        card = build(
+            cfg, staging, resume=True, tokenizer=tokenizer, recipe=recipe,
+            progress=progress, fault=fault,
+        )  # fmt: skip
+        old = out.parent / f".{out.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old)
+        return card
+    work = out / WORK
+    fp = cfg.fingerprint()
+    tok_key = None
+    if tokenizer is not None and isinstance(tokenizer, (str, os.PathLike)):
+        tok_key = str(Path(tokenizer).resolve())
+    if state == "incomplete":
+        try:
+            prev = json.loads((work / "state.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            prev = {}
+        if not (resume or force):
+            raise HillclimbError(
+                f"{out} holds an incomplete data build; pass --resume to continue it "
+                "or --force to start over"
+            )
+        if force or prev.get("fingerprint") != fp:
+            if not force:
+                raise HillclimbError(
+                    f"{out} holds an incomplete build with a different configuration; "
+                    "pass --force to discard it"
+                )
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(exist_ok=True)
+    if not (work / "state.json").is_file():
+        write_json_atomic(
+            work / "state.json",
+            {"format": WORK_FORMAT, "fingerprint": fp, "config": cfg.to_dict()},
+        )
+    n_chunks = run_filter_stage(cfg, work, fault_, progress)
+    dedup = run_dedup_stage(cfg, work, n_chunks)
+    fault_.hit("dedup")
+    final = run_write_stage(cfg, work, n_chunks, dedup, tokenizer, recipe)
+    card = json.loads((final / "data_card.json").read_text())
+    _install(final, out, fault_)
+    write_json_atomic(
+        out / MARKER,
+        {
+            "format": "hillclimb-data-build-v1",
+            "fingerprint": fp,
+            "recipe": recipe,
+            "tokenizer": tok_key,
+            "config": cfg.to_dict(),
+        },
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return card
+
+
+def retokenize(data_dir: str | os.PathLike[str], tokenizer: Any) -> dict[str, Any]:
+    """(Re)write `DIR/shards` for a complete build with another tokenizer; updates the card."""
+    from hillclimb.data.tokenize import tokenize_corpus
+
+    d = Path(data_dir)
+    if dir_state(d) != "complete":
+        raise HillclimbError(f"{d} is not a complete data build (no {MARKER}); run data build")
+    tmp = d / ".shards.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tok = tokenize_corpus(d, tokenizer, tmp)
+    card = json.loads((d / "data_card.json").read_text())
+    apply_tokens(card, tok)
+    old = d / ".shards.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if (d / "shards").exists():
+        os.replace(d / "shards", old)
+    os.replace(tmp, d / "shards")
+    shutil.rmtree(old, ignore_errors=True)
+    write_json_atomic(d / "data_card.json", card)
+    write_text_atomic(d / "DATA_CARD.md", render_markdown(card))
+    marker = json.loads((d / MARKER).read_text())
+    if isinstance(tokenizer, (str, os.PathLike)):
+        marker["tokenizer"] = str(Path(tokenizer).resolve())
+        write_json_atomic(d / MARKER, marker)
+    return card

@@ -1,0 +1,84 @@
+"""Find a recipe by name or path and read its `[data]` table.
+
+Why a resolver: `hillclimb data build --recipe smoke` must work from a source checkout (recipes/
+in the working directory or in the repo root above the package) and from an installed package
+(a packaged copy beside `hillclimb/`). Full climb recipes carry many tables; the data stage reads
+only `[data]` and ignores the rest, so one recipe drives every stage.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from hillclimb.data.config import DataConfig, data_config_from_dict
+from hillclimb.errors import ConfigError, HillclimbError
+
+
+def _candidates(name: str) -> list[Path]:
+    pkg = Path(__file__).resolve().parent.parent  # .../hillclimb
+    file = name if name.endswith(".toml") else f"{name}.toml"
+    return [
+        Path.cwd() / "recipes" / file,
+        pkg.parent.parent / "recipes" / file,  # repo root in a src-layout checkout
+        pkg / "recipes" / file,  # packaged copy
+    ]
+
+
+def resolve_recipe(name: str | os.PathLike[str]) -> Path:
+    """A recipe file: `name` itself if it is a file, else recipes/NAME.toml (cwd, repo, package)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    tried = [p]
+    if p.parent == Path(".") or str(name) == p.name:
+        for c in _candidates(str(name)):
+            if c.is_file():
+                return c
+            tried.append(c)
+    raise HillclimbError(
+        f"recipe {str(name)!r} not found (looked at: {', '.join(str(t) for t in tried)})"
+    )
+
+
+def load_recipe(name: str | os.PathLike[str]) -> dict[str, Any]:
+    path = resolve_recipe(name)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
+
+
+def expand_source_path(value: str, recipe_dir: Path) -> str:
+    """`{hillclimb}` (this package's directory) and `{stdlib}` placeholders; `~`; relative paths
+    are relative to the recipe file (the same rules as the climb's recipe loader)."""
+    import hillclimb
+
+    v = value.replace("{hillclimb}", str(Path(hillclimb.__file__).resolve().parent))
+    v = v.replace("{stdlib}", str(Path(sysconfig.get_paths()["stdlib"]).resolve()))
+    p = Path(v).expanduser()
+    if not p.is_absolute():
+        p = (recipe_dir / p).resolve()
+    return str(p)
+
+
+def load_data_config(name: str | os.PathLike[str]) -> DataConfig:
+    """The `DataConfig` of a recipe (its `[data]` table; other tables are ignored). Source paths
+    are expanded with `expand_source_path`."""
+    path = resolve_recipe(name)
+    recipe = load_recipe(path)
+    if "data" not in recipe:
+        raise ConfigError(f"recipe {path} has no [data] table")
+    table = dict(recipe["data"])
+    sources = table.get("sources")
+    if isinstance(sources, list):
+        table["sources"] = [
+            {**s, "path": expand_source_path(s["path"], path.parent)}
+            if isinstance(s, dict) and isinstance(s.get("path"), str) and s["path"]
+            else s
+            for s in sources
+        ]
+    return data_config_from_dict(table)

@@ -1,0 +1,202 @@
+"""Unit tests of the license matcher, secret redaction and the per-document filters."""
+
+from __future__ import annotations
+
+import pytest
+
+from hillclimb.data.config import (
+    AIContentConfig,
+    BlocklistConfig,
+    LicenseConfig,
+    QualityConfig,
+    SecretsConfig,
+)
+from hillclimb.data.document import Document
+from hillclimb.data.filters import AIContentFilter, BlocklistFilter, LicenseFilter, QualityFilter
+from hillclimb.data.license import (
+    license_allowed,
+    license_from_header,
+    license_from_package_json,
+    license_from_pkg_metadata,
+    license_from_text,
+    license_from_trove,
+    normalize_license,
+)
+from hillclimb.data.secrets import Redactor
+
+
+@pytest.mark.parametrize(
+    ("text", "spdx"),
+    [
+        ("# SPDX-License-Identifier: MIT\nimport os\n", "MIT"),
+        ("/* SPDX-License-Identifier: GPL-2.0-only */\nint x;\n", "GPL-2.0-only"),
+        ("// SPDX-License-Identifier: Apache-2.0 OR MIT\n", "Apache-2.0 OR MIT"),
+        ('# Licensed under the Apache License, Version 2.0 (the "License");\n', "Apache-2.0"),
+        (
+            "/* This library is free software; you can redistribute it under the terms of the\n"
+            " * GNU Lesser General Public License as published by the Free Software Foundation;\n"
+            " * either version 2.1 of the License, or (at your option) any later version. */",
+            "LGPL-2.1-or-later",
+        ),
+        (
+            "# GNU General Public License version 2 as published by the FSF.\n",
+            "GPL-2.0-only",
+        ),
+        (
+            "Redistribution and use in source and binary forms, with or without\n"
+            "modification, are permitted ... Neither the name of the copyright holder",
+            "BSD-3-Clause",
+        ),
+        ("Redistribution and use in source and binary forms, with or without", "BSD-2-Clause"),
+        (
+            "# Copyright Acme. Proprietary and confidential. Do not distribute.",
+            "LicenseRef-proprietary",
+        ),
+    ],
+)
+def test_header_detection(text, spdx):
+    assert license_from_header(text) == spdx
+
+
+def test_header_none_for_plain_code():
+    assert license_from_header("import os\n\ndef f():\n    return 1\n") is None
+
+
+def test_license_texts_and_names():
+    assert (
+        license_from_text(
+            "Permission is hereby granted, free of charge, to any person obtaining a copy"
+        )
+        == "MIT"
+    )
+    assert license_from_text("just some words") == "unknown"
+    assert normalize_license("Apache 2.0") == "Apache-2.0"
+    assert normalize_license("BSD 3-Clause License") == "BSD-3-Clause"
+    assert normalize_license("mit") == "MIT"
+    assert normalize_license("MIT OR Apache-2.0") == "MIT OR Apache-2.0"
+    assert normalize_license("") == "unknown"
+    assert license_from_trove(["License :: OSI Approved :: MIT License"]) == "MIT"
+    assert (
+        license_from_trove(["License :: OSI Approved :: GNU General Public License v3 (GPLv3)"])
+        == "GPL-3.0-only"
+    )
+    assert license_from_trove(["Programming Language :: Python"]) == "unknown"
+
+
+def test_allowlist_expressions():
+    allow = LicenseConfig().allow
+    assert license_allowed("MIT", allow)
+    assert license_allowed("GPL-2.0-only OR MIT", allow)
+    assert not license_allowed("MPL-2.0 AND MIT", allow)
+    assert not license_allowed("GPL-3.0-or-later", allow)
+    assert not license_allowed("unknown", allow)
+    assert license_allowed("unknown", allow, allow_unknown=True)
+    assert license_allowed("(Apache-2.0 OR BSD-3-Clause)", allow)
+
+
+def test_package_metadata(tmp_path):
+    d = tmp_path / "x-1.0.dist-info"
+    d.mkdir()
+    (d / "METADATA").write_text(
+        "Metadata-Version: 2.4\nName: x\nLicense-Expression: BSD-3-Clause\n\nbody\n"
+    )
+    assert license_from_pkg_metadata(d) == "BSD-3-Clause"
+    (d / "METADATA").write_text("Metadata-Version: 2.1\nName: x\nLicense: Apache 2.0\n")
+    assert license_from_pkg_metadata(d) == "Apache-2.0"
+    (d / "METADATA").write_text("Metadata-Version: 2.1\nName: x\n")
+    (d / "licenses").mkdir()
+    (d / "licenses" / "LICENSE").write_text(
+        "Permission is hereby granted, free of charge, to any person obtaining a copy"
+    )
+    assert license_from_pkg_metadata(d) == "MIT"
+    pj = tmp_path / "package.json"
+    pj.write_text('{"license": {"type": "ISC"}}')
+    assert license_from_package_json(pj) == "ISC"
+    pj.write_text('{"license": "UNLICENSED"}')
+    assert license_from_package_json(pj) == "LicenseRef-proprietary"
+
+
+def test_license_filter_header_overrides_directory():
+    f = LicenseFilter(LicenseConfig())
+    doc = Document(
+        text="# SPDX-License-Identifier: GPL-3.0-only\nx = 1\n", source="s", license="MIT"
+    )
+    assert f.apply(doc) == "gpl-family:GPL-3.0-only"
+    ok = Document(text="x = 1\n", source="s", license="MIT")
+    assert f.apply(ok) is None and ok.license == "MIT"
+
+
+def test_redaction_kinds():
+    r = Redactor(SecretsConfig())
+    key = "AKIA" + "ABCDEFGHIJKLMNOP"
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nabc\n-----END RSA PRIVATE KEY-----"
+    text = (
+        f'aws = "{key}"\nslack = "xoxb-123456789012-abcdefghij"\n'
+        f'api_key = "q8Zr2Lm9Xc4Vb7Nn1Pq0"\n{pem}\n'
+        'password = "s3cr3t!pass"\ncontact = "bob@realcorp.com"\nsample = "me@example.com"\n'
+    )
+    out, counts = r.redact(text)
+    assert key not in out and "xoxb-" not in out and "q8Zr2" not in out and "MIIEow" not in out
+    assert "s3cr3t" not in out and "bob@realcorp.com" not in out
+    assert "me@example.com" in out  # documentation domains are kept
+    assert counts == {
+        "aws_access_key": 1, "slack_token": 1, "generic_key": 1, "private_key": 1,
+        "password": 1, "email": 1,
+    }  # fmt: skip
+
+
+def test_redaction_leaves_ordinary_code_alone():
+    r = Redactor(SecretsConfig())
+    code = (
+        'token = "NAME"\nsecret_name = "database_connection_string"\n'
+        'password = ""\npassword = getpass.getpass()\n@property\ndef key(self): pass\n'
+    )
+    out, counts = r.redact(code)
+    assert out == code and not counts
+
+
+def test_blocklist():
+    f = BlocklistFilter(BlocklistConfig(domains=["spam.example"], path_patterns=["*/generated/*"]))
+    assert f.apply(Document("t", "s", url="https://www.spam.example/a")) == "domain:spam.example"
+    assert f.apply(Document("t", "s", url="https://chatgpt.com/share/x")) == "domain:chatgpt.com"
+    assert f.apply(Document("t", "s", url="https://notchatgpt.com/x")) is None
+    assert f.apply(Document("t", "s", path="pkg/_vendor/x.py")) == "path:vendored"
+    assert f.apply(Document("t", "s", path="web/app.min.js")) == "path:minified"
+    assert f.apply(Document("t", "s", path="api/msg_pb2.py")) == "path:generated"
+    assert f.apply(Document("t", "s", path="a/generated/b.py")) == "path:custom"
+    assert f.apply(Document("t", "s", path="src/main.py")) is None
+
+
+def test_ai_markers():
+    f = AIContentFilter(AIContentConfig())
+    assert f.apply(Document("As an AI language model, I can't.", "s")).startswith("marker:")
+    assert f.apply(Document("# This code was generated by ChatGPT\nx=1", "s")).startswith("marker:")
+    assert f.apply(Document("// Generated by GitHub Copilot\n", "s")).startswith("marker:")
+    assert f.apply(Document("The model was generated by our own generator script.", "s")) is None
+
+
+def test_quality_code_and_text():
+    q = QualityFilter(QualityConfig())
+    good = "def f(x):\n    return x + 1\n\n\nprint(f(2))\n"
+    assert q.apply(Document(good, "s", language="python")) is None
+    assert (
+        q.apply(Document("x = [" + "1, " * 400 + "]\n", "s", language="python"))
+        == "max_line_length"
+    )
+    assert (
+        q.apply(Document(("a = '" + "z y " * 40 + "'\n") * 5, "s", language="python"))
+        == "mean_line_length"
+    )
+    assert q.apply(Document("{}[]();;,,..\n" * 20, "s", language="c")) == "alnum_fraction"
+    auto = "# This file is auto-generated. DO NOT EDIT.\n" + good
+    assert q.apply(Document(auto, "s", language="python")) == "autogenerated"
+    blob = "data = '" + "ab12" * 300 + "'\n"
+    assert q.apply(Document(blob, "s", language="python")) == "encoded_data"
+    prose = " ".join(["The quick brown fox jumps over the lazy dog again."] * 5)
+    assert q.apply(Document(prose, "s", language="markdown")) is None
+    assert (
+        q.apply(Document("too few words here but long enough", "s", language="text"))
+        == "too_few_words"
+    )
+    nums = " ".join(["123 456 789 1011"] * 10)
+    assert q.apply(Document(nums, "s", language="text")) in ("alpha_words", "mean_word_length")
