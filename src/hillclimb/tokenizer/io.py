@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,51 @@ class Tokenizer:
         return _compiled_template(self.chat_template).render(
             messages=messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
         )
+
+    def encode_chat(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        **kwargs: Any,
+    ) -> list[int]:
+        """Token ids of a rendered conversation where message *text* is untrusted: special-token
+        strings inside `content` / `reasoning_content` are encoded as plain text, so a user
+        cannot close a turn or fake a tool response; only the template's own markup yields
+        special tokens. `continue_final_message` reopens the last assistant turn (prefill)."""
+        texts: list[str] = []
+
+        def mark(value: Any) -> Any:
+            if not isinstance(value, str):
+                return value
+            texts.append(value)
+            return f"\ue000{len(texts) - 1}\ue001"
+
+        safe = []
+        for m in messages:
+            m2 = dict(m)
+            for key in ("content", "reasoning_content"):
+                if key in m2:
+                    m2[key] = mark(m2[key])
+            safe.append(m2)
+        rendered = self.apply_chat_template(
+            safe, tools=tools, add_generation_prompt=add_generation_prompt and not continue_final_message,
+            **kwargs,
+        )
+        if continue_final_message:
+            rendered = rendered.rstrip("\n")
+            if not rendered.endswith(IM_END):
+                raise HillclimbError("the chat template did not end the final message as expected")
+            rendered = rendered[: -len(IM_END)]
+        ids: list[int] = []
+        for i, piece in enumerate(re.split("\ue000(\\d+)\ue001", rendered)):
+            if i % 2 == 0:
+                if piece:
+                    ids.extend(self.encode(piece))
+            else:
+                ids.extend(self.encode(texts[int(piece)], allow_special=False))
+        return ids
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> None:
