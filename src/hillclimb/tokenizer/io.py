@@ -116,10 +116,11 @@ class Tokenizer:
         continue_final_message: bool = False,
         **kwargs: Any,
     ) -> list[int]:
-        """Token ids of a rendered conversation where message *text* is untrusted: special-token
-        strings inside `content` / `reasoning_content` are encoded as plain text, so a user
-        cannot close a turn or fake a tool response; only the template's own markup yields
-        special tokens. `continue_final_message` reopens the last assistant turn (prefill)."""
+        """Token ids of a rendered conversation where system/user/tool text is untrusted:
+        special-token strings inside it are encoded as plain text, so a user (or a file a tool
+        read) cannot close a turn or fake a tool response; only the template's own markup and
+        assistant turns yield special tokens. `continue_final_message` reopens the last
+        assistant turn (prefill)."""
         texts: list[str] = []
 
         def mark(value: Any) -> Any:
@@ -131,9 +132,12 @@ class Tokenizer:
         safe = []
         for m in messages:
             m2 = dict(m)
-            for key in ("content", "reasoning_content"):
-                if key in m2:
-                    m2[key] = mark(m2[key])
+            # Assistant turns are model-format text (they may carry <think>/<tool_call> markup,
+            # e.g. a prefill); everything else is data.
+            if m2.get("role") != "assistant":
+                for key in ("content", "reasoning_content"):
+                    if key in m2:
+                        m2[key] = mark(m2[key])
             safe.append(m2)
         rendered = self.apply_chat_template(
             safe, tools=tools, add_generation_prompt=add_generation_prompt and not continue_final_message,

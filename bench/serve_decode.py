@@ -1,0 +1,139 @@
+"""Single-stream decode tokens/s: hillclimb Engine vs `transformers` generate, same weights, same run.
+
+Why this measurement: the engine's decode step (KV cache with slots, last-position logits,
+host-side sampling/stop handling) is what every user of the engine pays per token; the
+`transformers` Qwen3-MoE implementation loaded from the *same exported checkpoint directory* is
+the standard reference. Both decode greedily with EOS ignored, in the same process with the same
+torch thread count, and the decode rate is measured as (N − 1) / (t(N tokens) − t(1 token)) so
+prompt prefill is excluded from both. The token sequences are compared as a sanity check.
+
+Usage: PYTHONPATH=src python bench/serve_decode.py [--presets thinking-micro,thinking-tiny]
+         [--tokens 128] [--repeats 3] [--threads 1] [--checkpoint DIR]
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _engine_time(engine, prompt_ids, n):
+    from hillclimb.serve.engine import SamplingParams
+
+    t = time.perf_counter()
+    out = engine.generate(
+        list(prompt_ids), SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
+    )
+    return time.perf_counter() - t, out.token_ids
+
+
+def _hf_time(hf, prompt_ids, n):
+    x = torch.tensor([prompt_ids])
+    t = time.perf_counter()
+    with torch.inference_mode():
+        out = hf.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    return time.perf_counter() - t, out[0, len(prompt_ids) :].tolist()
+
+
+def _rates(fns, n, repeats):
+    """Median decode rate per contender; contenders alternate within each repeat so that load
+    drift on a shared machine hits both alike."""
+    for fn in fns:
+        fn(8)  # warm-up
+    rates: list[list[float]] = [[] for _ in fns]
+    toks: list = [None] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t1, _ = fn(1)
+            tn, toks[i] = fn(n)
+            rates[i].append((n - 1) / max(tn - t1, 1e-9))
+    return [statistics.median(r) for r in rates], toks
+
+
+def bench_checkpoint(path: Path, n: int, repeats: int, prompt_len: int) -> dict:
+    import transformers
+
+    from hillclimb.serve.engine import Engine
+
+    engine = Engine.from_checkpoint(path, device="cpu", max_batch=1, max_len=prompt_len + n + 8)
+    prompt = engine.tokenizer.encode(
+        'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n' * 8
+    )
+    prompt = prompt[:prompt_len]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    (ours, ref), (ours_toks, hf_toks) = _rates(
+        [lambda k: _engine_time(engine, prompt, k), lambda k: _hf_time(hf, prompt, k)], n, repeats
+    )
+    agree = next(
+        (i for i, (a, b) in enumerate(zip(ours_toks, hf_toks, strict=False)) if a != b),
+        len(ours_toks),
+    )
+    return {
+        "preset": engine.cfg.name,
+        "params": sum(p.numel() for p in engine.model.parameters()),
+        "prompt_tokens": len(prompt),
+        "new_tokens": n,
+        "engine_tok_s": round(ours, 1),
+        "transformers_tok_s": round(ref, 1),
+        "speedup": round(ours / ref, 2),
+        "greedy_tokens_agree_prefix": agree,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="thinking-micro,thinking-tiny")
+    ap.add_argument("--checkpoint", type=Path, action="append", default=[])
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--prompt-len", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    from hillclimb.model.checkpoint import save_checkpoint
+    from hillclimb.model.config import get_preset
+    from hillclimb.model.transformer import build_model
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = list(args.checkpoint)
+        for name in [p for p in args.presets.split(",") if p]:
+            d = Path(tmp) / name
+            save_checkpoint(build_model(get_preset(name), seed=0), d)
+            paths.append(d)
+        for p in paths:
+            results.append(bench_checkpoint(p, args.tokens, args.repeats, args.prompt_len))
+    print(
+        json.dumps(
+            {
+                "bench": "serve_decode",
+                "machine": f"{platform.machine()} {platform.processor() or ''} cpu threads={args.threads}".strip(),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

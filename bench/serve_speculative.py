@@ -1,0 +1,183 @@
+"""Speculative vs plain greedy decoding of the thinking model: speedup, acceptance, identical output.
+
+Three pairings, each measured in the same run on the same prompts with temperature 0 (so the
+speculative output must equal the plain output token for token — checked and reported):
+
+- `random`: thinking-tiny verified, code-flash-tiny drafting, both randomly initialised. Two
+  unrelated random models almost never agree: this is the worst case (pure overhead).
+- `self`: thinking-tiny drafting for itself. Acceptance is 1 by construction; the speedup shows the
+  mechanism's overhead ceiling when the draft costs as much as the target.
+- `trained`: a quickly trained pair — thinking-tiny and a 1-layer draft with the same vocabulary,
+  both trained from scratch for `--train-steps` steps on the same text (this repository's own
+  Python sources), prompted with held-out lines of that text. No trained pair exists under runs/
+  yet, so this is the honest stand-in until `hillclimb train` produces one.
+
+Speedup = plain decode time / speculative decode time for the same prompts and token counts
+(prefill included in both). Usage:
+  PYTHONPATH=src python bench/serve_speculative.py [--tokens 96] [--prompts 6] [--train-steps 150]
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import torch
+
+
+def corpus_text(root: Path) -> str:
+    files = sorted((root / "src" / "hillclimb").rglob("*.py"))
+    return "\n".join(f.read_text(errors="replace") for f in files)
+
+
+def train(
+    model, ids: torch.Tensor, steps: int, seq: int, batch: int, lr: float, seed: int
+) -> float:
+    """Plain next-token training (AdamW, cosine decay) on one long token stream."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / 20) * 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159)).item())
+        ),
+    )
+    model.train()
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        starts = torch.randint(0, len(ids) - seq - 1, (batch,), generator=g)
+        x = torch.stack([ids[s : s + seq] for s in starts])
+        y = torch.stack([ids[s + 1 : s + seq + 1] for s in starts])
+        loss = model.loss(x, y) + model.aux_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+    model.eval()
+    return float(loss.detach())
+
+
+def run_pair(target, draft, tok, prompts, n_tokens) -> dict:
+    from hillclimb.serve.engine import Engine, SamplingParams
+
+    plain = Engine(target, tok, max_batch=1, seed=0)
+    spec = Engine(target, tok, max_batch=1, draft=draft, seed=0)
+    sp = SamplingParams(max_tokens=n_tokens, temperature=0, ignore_eos=True)
+    plain.generate(prompts[0], SamplingParams(max_tokens=8, temperature=0))  # warm-up
+    spec.generate(prompts[0], SamplingParams(max_tokens=8, temperature=0))
+    t_plain = t_spec = 0.0
+    identical = True
+    drafted = accepted = steps = 0
+    for p in prompts:  # alternate so load drift hits both alike
+        t = time.perf_counter()
+        a = plain.generate(p, sp)
+        t_plain += time.perf_counter() - t
+        t = time.perf_counter()
+        b = spec.generate(p, sp)
+        t_spec += time.perf_counter() - t
+        identical &= a.token_ids == b.token_ids
+        if b.spec:
+            drafted += b.spec["drafted"]
+            accepted += b.spec["accepted"]
+            steps += b.spec["steps"]
+    n = len(prompts) * n_tokens
+    return {
+        "plain_tok_s": round(n / t_plain, 1),
+        "spec_tok_s": round(n / t_spec, 1),
+        "speedup": round(t_plain / t_spec, 2),
+        "identical_greedy_output": identical,
+        "acceptance_rate": round(accepted / drafted, 3) if drafted else 0.0,
+        "mean_accept_len": round((accepted + steps) / steps, 2) if steps else 0.0,
+        "drafted": drafted,
+        "accepted": accepted,
+        "verify_steps": steps,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--prompts", type=int, default=6)
+    ap.add_argument("--train-steps", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pairs", default="random,self,trained")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    from hillclimb.model.config import ModelConfig, get_preset
+    from hillclimb.model.transformer import build_model
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    tok = bytelevel_tokenizer()
+    root = Path(__file__).resolve().parents[1]
+    text = corpus_text(root)
+    split = int(len(text) * 0.9)
+    held = text[split:]
+    rng = random.Random(0)
+    lines = [ln for ln in held.splitlines() if len(ln.strip()) > 30]
+    prompts = rng.sample(lines, args.prompts)
+    out: dict = {
+        "bench": "serve_speculative",
+        "machine": f"{platform.machine()} cpu threads={args.threads}",
+        "torch": torch.__version__,
+        "new_tokens_per_prompt": args.tokens,
+        "prompts": len(prompts),
+        "pairs": {},
+    }
+    pairs = set(args.pairs.split(","))
+    target = build_model(get_preset("thinking-tiny"), seed=0).eval()
+    if "random" in pairs:
+        draft = build_model(get_preset("code-flash-tiny"), seed=1).eval()
+        out["pairs"]["random"] = {
+            "target": "thinking-tiny",
+            "draft": "code-flash-tiny",
+            **run_pair(target, draft, tok, prompts, args.tokens),
+        }
+    if "self" in pairs:
+        out["pairs"]["self"] = {
+            "target": "thinking-tiny",
+            "draft": "thinking-tiny (same weights)",
+            **run_pair(target, target, tok, prompts, args.tokens),
+        }
+    if "trained" in pairs:
+        ids = torch.tensor(tok.encode(text[:split]))
+        t0 = time.perf_counter()
+        tgt = build_model(get_preset("thinking-tiny"), seed=0)
+        loss_t = train(tgt, ids, args.train_steps, seq=128, batch=8, lr=3e-3, seed=0)
+        dcfg = ModelConfig(
+            name="draft-1layer",
+            family="code-flash",
+            vocab_size=4096,
+            d_model=64,
+            n_layers=1,
+            n_heads=4,
+            n_kv_heads=1,
+            head_dim=16,
+            n_experts=4,
+            top_k=1,
+            d_expert=128,
+            max_seq_len=2048,
+            tie_embeddings=True,
+        )
+        drf = build_model(dcfg, seed=1)
+        loss_d = train(drf, ids, args.train_steps, seq=128, batch=8, lr=3e-3, seed=1)
+        out["pairs"]["trained"] = {
+            "target": "thinking-tiny (trained)",
+            "draft": "1-layer 4-expert draft (trained)",
+            "train_steps": args.train_steps,
+            "train_s": round(time.perf_counter() - t0, 1),
+            "final_loss_target": round(loss_t, 3),
+            "final_loss_draft": round(loss_d, 3),
+            **run_pair(tgt, drf, tok, prompts, args.tokens),
+        }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

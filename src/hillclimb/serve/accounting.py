@@ -1,0 +1,400 @@
+"""Per-key usage accounting and credits in SQLite: reserve up front, settle at the end.
+
+Why reserve-then-settle in `BEGIN IMMEDIATE` transactions: a request's final cost is known only
+when generation ends, but its *largest possible* cost is known before it starts (prompt tokens +
+max_tokens, at the model's prices). Reserving that maximum — subtracting it from the balance in
+the same write transaction that checks the balance — makes "credits never go negative" hold under
+any concurrency, across threads and even across server processes sharing the file: SQLite takes
+the write lock at `BEGIN IMMEDIATE`, so two reservations can never both see the old balance.
+Settling refunds `reserved - actual`. A request that dies without settling (a crash) leaves its
+row `reserved`; `release_stale()` refunds those at the next start-up.
+
+Money is stored as integer micro-credits (1e-6 credit) so sums are exact. A price is given in
+credits per million tokens, which makes the arithmetic pleasant: a request's cost in micro-credits
+is `tokens × price_per_million` (rounded up per request).
+
+Keys are stored only as SHA-256 hashes (plus an 8-character prefix to recognise them); the
+plaintext key is shown once, when `hillclimb keys create` makes it.
+
+WAL mode lets `hillclimb keys usage` read while the server writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import HillclimbError
+
+MICRO = 1_000_000  # micro-credits per credit
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    key_hash TEXT NOT NULL UNIQUE,
+    key_prefix TEXT NOT NULL,
+    credits_micro INTEGER,          -- NULL: unlimited
+    rate_limit_rpm REAL,            -- NULL: unlimited
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    account_id INTEGER REFERENCES accounts(id),   -- NULL in open mode
+    account_name TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,           -- reserved | settled | released
+    reserved_micro INTEGER NOT NULL DEFAULT 0,
+    cost_micro INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    finish_reason TEXT,
+    http_status INTEGER,
+    created REAL NOT NULL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS requests_account ON requests(account_id, created);
+"""
+
+
+@dataclass(frozen=True)
+class Price:
+    """Credits per million tokens. Reasoning tokens are completion tokens."""
+
+    prompt: float
+    completion: float
+
+    def cost_micro(self, prompt_tokens: int, completion_tokens: int) -> int:
+        return math.ceil(prompt_tokens * self.prompt + completion_tokens * self.completion)
+
+
+def default_price(active_params: int) -> Price:
+    """Prices proportional to active parameters: 1 credit per million prompt tokens per billion
+    active parameters; completion tokens 4× (decode is memory-bound, prefill is not)."""
+    p = active_params / 1e9
+    return Price(prompt=p, completion=4 * p)
+
+
+@dataclass
+class Account:
+    id: int
+    name: str
+    key_prefix: str
+    credits_micro: int | None
+    rate_limit_rpm: float | None
+    disabled: bool
+
+    @property
+    def credits(self) -> float | None:
+        return None if self.credits_micro is None else self.credits_micro / MICRO
+
+
+class InsufficientCredits(HillclimbError):
+    def __init__(self, needed_micro: int, balance_micro: int):
+        super().__init__(
+            f"insufficient credits: this request may cost up to {needed_micro / MICRO:.6f} credits "
+            f"but the balance is {balance_micro / MICRO:.6f}"
+        )
+        self.needed_micro = needed_micro
+        self.balance_micro = balance_micro
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    return "hc-" + secrets.token_urlsafe(32)
+
+
+def to_micro(credits: float | None) -> int | None:
+    if credits is None:
+        return None
+    if credits < 0 or not math.isfinite(credits):
+        raise HillclimbError(f"credits must be a finite number >= 0, got {credits}")
+    return round(credits * MICRO)
+
+
+class UsageDB:
+    """The accounting database. Thread-safe: one connection per thread, writes in
+    `BEGIN IMMEDIATE` transactions."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        # Serialises this process's writers (fewer busy waits). ":memory:" is one database per
+        # connection, so there all threads share a single connection under this lock.
+        self._lock = threading.RLock()
+        self._shared: sqlite3.Connection | None = None
+        if self.path == ":memory:":
+            self._shared = self._connect()
+        conn = self._conn()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
+                         (SCHEMA_VERSION,))  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            raise HillclimbError(f"cannot open usage database {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                               check_same_thread=False)  # fmt: skip
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._shared is not None:
+            return self._shared
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
+
+    # ---- accounts -----------------------------------------------------------------------------
+    def create_account(self, name: str, credits: float | None, rate_limit_rpm: float | None = None,
+                       key: str | None = None) -> str:  # fmt: skip
+        """Create an account; returns its plaintext key (generated unless given)."""
+        if not name:
+            raise HillclimbError("an account needs a non-empty name")
+        if rate_limit_rpm is not None and rate_limit_rpm <= 0:
+            raise HillclimbError(f"rate_limit_rpm must be > 0, got {rate_limit_rpm}")
+        key = key or new_key()
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+                raise HillclimbError(f"an account named {name!r} already exists")
+            if c.execute("SELECT 1 FROM accounts WHERE key_hash = ?", (hash_key(key),)).fetchone():
+                raise HillclimbError("that key is already registered")
+            c.execute(
+                "INSERT INTO accounts(name, key_hash, key_prefix, credits_micro, rate_limit_rpm, "
+                "created) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, hash_key(key), key[:8], to_micro(credits), rate_limit_rpm, time.time()),
+            )
+        return key
+
+    def sync_key(
+        self, key: str, name: str, credits: float | None, rate_limit_rpm: float | None
+    ) -> None:
+        """Register a key from a keys file/env: inserted with its credits the first time; later
+        loads update name and rate limit but never reset the balance (it is the DB's)."""
+        h = hash_key(key)
+        with self._write() as c:
+            row = c.execute("SELECT id, name FROM accounts WHERE key_hash = ?", (h,)).fetchone()
+            clash = c.execute("SELECT key_hash FROM accounts WHERE name = ?", (name,)).fetchone()
+            if clash is not None and clash["key_hash"] != h:
+                raise HillclimbError(
+                    f"account name {name!r} already belongs to another key in {self.path}"
+                )
+            if row is None:
+                c.execute(
+                    "INSERT INTO accounts(name, key_hash, key_prefix, credits_micro, "
+                    "rate_limit_rpm, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, h, key[:8], to_micro(credits), rate_limit_rpm, time.time()),
+                )
+            else:
+                c.execute("UPDATE accounts SET name = ?, rate_limit_rpm = ?, disabled = 0 "
+                          "WHERE id = ?", (name, rate_limit_rpm, row["id"]))  # fmt: skip
+
+    def add_credits(self, name: str, credits: float) -> Account:
+        amount = to_micro(credits)
+        with self._write() as c:
+            row = c.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise HillclimbError(f"no account named {name!r}")
+            if row["credits_micro"] is not None:
+                c.execute("UPDATE accounts SET credits_micro = credits_micro + ? WHERE id = ?",
+                          (amount, row["id"]))  # fmt: skip
+        return self.account_by_name(name)
+
+    def count_accounts(self) -> int:
+        with self._read() as c:
+            row = c.execute("SELECT COUNT(*) FROM accounts WHERE disabled = 0").fetchone()
+        return int(row[0])
+
+    def _account(self, row: sqlite3.Row | None) -> Account | None:
+        if row is None:
+            return None
+        return Account(row["id"], row["name"], row["key_prefix"], row["credits_micro"],
+                       row["rate_limit_rpm"], bool(row["disabled"]))  # fmt: skip
+
+    def account_by_key(self, key: str) -> Account | None:
+        with self._read() as c:
+            row = c.execute("SELECT * FROM accounts WHERE key_hash = ?",
+                            (hash_key(key),)).fetchone()  # fmt: skip
+        return self._account(row)
+
+    def account_by_name(self, name: str) -> Account:
+        with self._read() as c:
+            acc = self._account(c.execute("SELECT * FROM accounts WHERE name = ?",
+                                          (name,)).fetchone())  # fmt: skip
+        if acc is None:
+            raise HillclimbError(f"no account named {name!r}")
+        return acc
+
+    # ---- requests -----------------------------------------------------------------------------
+    def reserve(self, request_id: str, account: Account | None, endpoint: str,
+                requested_model: str, model: str, max_cost_micro: int) -> None:  # fmt: skip
+        """Record a request and hold its maximum cost; raises InsufficientCredits (nothing
+        written) when the balance cannot cover it."""
+        now = time.time()
+        with self._write() as c:
+            if account is not None:
+                row = c.execute("SELECT credits_micro FROM accounts WHERE id = ?",
+                                (account.id,)).fetchone()  # fmt: skip
+                balance = row["credits_micro"] if row is not None else 0
+                if balance is not None:
+                    if balance < max_cost_micro:
+                        raise InsufficientCredits(max_cost_micro, balance)
+                    c.execute("UPDATE accounts SET credits_micro = credits_micro - ? WHERE id = ?",
+                              (max_cost_micro, account.id))  # fmt: skip
+            c.execute(
+                "INSERT INTO requests(id, account_id, account_name, endpoint, requested_model, "
+                "model, status, reserved_micro, created) VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
+                (request_id, account.id if account else None, account.name if account else "open",
+                 endpoint, requested_model, model, max_cost_micro, now),
+            )  # fmt: skip
+
+    def settle(self, request_id: str, *, prompt_tokens: int, completion_tokens: int,
+               reasoning_tokens: int, cost_micro: int, finish_reason: str | None,
+               http_status: int) -> int:  # fmt: skip
+        """Charge the actual cost (capped at the reservation) and refund the rest; returns the
+        cost charged. Settling twice is a no-op."""
+        with self._write() as c:
+            row = c.execute("SELECT account_id, reserved_micro, status FROM requests WHERE id = ?",
+                            (request_id,)).fetchone()  # fmt: skip
+            if row is None or row["status"] != "reserved":
+                return 0
+            cost = min(int(cost_micro), int(row["reserved_micro"]))
+            refund = int(row["reserved_micro"]) - cost
+            if row["account_id"] is not None and refund:
+                c.execute("UPDATE accounts SET credits_micro = credits_micro + ? "
+                          "WHERE id = ? AND credits_micro IS NOT NULL",
+                          (refund, row["account_id"]))  # fmt: skip
+            c.execute(
+                "UPDATE requests SET status = 'settled', cost_micro = ?, prompt_tokens = ?, "
+                "completion_tokens = ?, reasoning_tokens = ?, finish_reason = ?, http_status = ?, "
+                "finished = ? WHERE id = ?",
+                (cost, prompt_tokens, completion_tokens, reasoning_tokens, finish_reason,
+                 http_status, time.time(), request_id),
+            )  # fmt: skip
+            return cost
+
+    def release_stale(self) -> int:
+        """Refund every reservation left by a process that died before settling."""
+        with self._write() as c:
+            rows = c.execute("SELECT id, account_id, reserved_micro FROM requests "
+                             "WHERE status = 'reserved'").fetchall()  # fmt: skip
+            for r in rows:
+                if r["account_id"] is not None:
+                    c.execute("UPDATE accounts SET credits_micro = credits_micro + ? "
+                              "WHERE id = ? AND credits_micro IS NOT NULL",
+                              (r["reserved_micro"], r["account_id"]))  # fmt: skip
+                c.execute("UPDATE requests SET status = 'released', finished = ? WHERE id = ?",
+                          (time.time(), r["id"]))  # fmt: skip
+        return len(rows)
+
+    # ---- reports ------------------------------------------------------------------------------
+    def usage(self) -> dict[str, Any]:
+        """Per-account totals and per-(account, model) breakdown, for `hillclimb keys usage`."""
+        with self._read() as c:
+            return self._usage(c)
+
+    def _usage(self, c: sqlite3.Connection) -> dict[str, Any]:
+        accounts = []
+        names = [r["name"] for r in c.execute("SELECT name FROM accounts ORDER BY id")]
+        extra = [r[0] for r in c.execute(
+            "SELECT DISTINCT account_name FROM requests WHERE account_id IS NULL")]  # fmt: skip
+        for name in names + extra:
+            acc = self._account(c.execute("SELECT * FROM accounts WHERE name = ?",
+                                          (name,)).fetchone())  # fmt: skip
+            where = "account_id = ?" if acc else "account_id IS NULL AND account_name = ?"
+            arg = acc.id if acc else name
+            tot = c.execute(
+                f"SELECT COUNT(*) AS requests, COALESCE(SUM(prompt_tokens),0) AS p, "
+                f"COALESCE(SUM(completion_tokens),0) AS c, COALESCE(SUM(reasoning_tokens),0) AS r, "
+                f"COALESCE(SUM(cost_micro),0) AS cost, "
+                f"COALESCE(SUM(CASE WHEN status='reserved' THEN reserved_micro END),0) AS held "
+                f"FROM requests WHERE {where}", (arg,)).fetchone()  # fmt: skip
+            per_model = [
+                {"model": r["model"], "requests": r["n"], "prompt_tokens": r["p"],
+                 "completion_tokens": r["c"], "reasoning_tokens": r["r"],
+                 "cost": r["cost"] / MICRO}
+                for r in c.execute(
+                    f"SELECT model, COUNT(*) AS n, SUM(prompt_tokens) AS p, "
+                    f"SUM(completion_tokens) AS c, SUM(reasoning_tokens) AS r, "
+                    f"SUM(cost_micro) AS cost FROM requests WHERE {where} GROUP BY model "
+                    f"ORDER BY model", (arg,))
+            ]  # fmt: skip
+            accounts.append({
+                "name": name,
+                "key_prefix": acc.key_prefix if acc else None,
+                "credits": acc.credits if acc else None,
+                "unlimited": acc is None or acc.credits_micro is None,
+                "rate_limit_rpm": acc.rate_limit_rpm if acc else None,
+                "requests": tot["requests"],
+                "prompt_tokens": tot["p"],
+                "completion_tokens": tot["c"],
+                "reasoning_tokens": tot["r"],
+                "spent": tot["cost"] / MICRO,
+                "held": tot["held"] / MICRO,
+                "by_model": per_model,
+            })  # fmt: skip
+        return {"db": self.path, "accounts": accounts}
+
+    def requests(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._read() as c:
+            rows = c.execute("SELECT * FROM requests ORDER BY created DESC LIMIT ?",
+                             (limit,)).fetchall()  # fmt: skip
+        return [dict(r) for r in rows]
+
+
+def account_dict(acc: Account) -> dict[str, Any]:
+    d = asdict(acc)
+    d["credits"] = acc.credits
+    return d

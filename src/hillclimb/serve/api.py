@@ -1,0 +1,332 @@
+"""Request schemas and error objects of the OpenAI-compatible HTTP API.
+
+Why pydantic models with `extra="allow"` and an explicit list of what we support: OpenAI clients
+send many optional parameters, and silently ignoring one (say `logit_bias`) makes a client believe
+it got behaviour it did not. So every field we accept is declared here; a field that is known but
+not implemented (or implemented only at its neutral value, like `presence_penalty=0`) is refused
+with a 400 naming the parameter; an unknown field is refused the way OpenAI refuses it
+("Unrecognized request argument supplied: X"). Validation of ranges is done here, once, so the
+route handlers only see well-formed requests.
+
+Errors travel as `APIError`, which the server renders as OpenAI's error object
+`{"error": {"message", "type", "param", "code"}}` with the matching HTTP status.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Largest `n` (choices per prompt) we fan out; each choice is one engine request.
+MAX_N = 16
+# Largest number of prompts in one /v1/completions batch.
+MAX_PROMPTS = 64
+MAX_LOGPROBS = 20
+MAX_STOP = 4
+
+
+class APIError(Exception):
+    """An error answered to the client as an OpenAI error object."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, "invalid_request_error", param, code)
+
+
+def unsupported(param: str, why: str = "") -> APIError:
+    msg = f"Unsupported parameter: '{param}' is not supported by this server"
+    return APIError(400, msg + (f" ({why})." if why else "."), "invalid_request_error", param,
+                    "unsupported_parameter")  # fmt: skip
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+    continuous_usage_stats: bool = False
+
+
+class _Sampling(_Base):
+    """Fields shared by both endpoints."""
+
+    model: str
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None  # extension (vLLM): 0 or -1 = off
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+    ignore_eos: bool = False  # extension (vLLM)
+    # Reasoning controls (passed to the engine); `thinking_token_budget` comes as extra body.
+    reasoning_effort: str | None = None
+    thinking_token_budget: int | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    suffix: str | None = None
+    echo: bool = False
+    logprobs: int | None = None
+    best_of: int | None = None
+
+
+class ChatMessage(_Base):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    response_format: dict[str, Any] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    # Extension (vLLM): continue the last assistant message instead of starting a new turn
+    # (assistant prefill, e.g. content "<think>\n" to start inside a reasoning block).
+    continue_final_message: bool = False
+    store: bool | None = None
+    metadata: dict[str, Any] | None = None
+
+
+# Known OpenAI parameters that we do not implement: named in the 400 instead of "unrecognized".
+_KNOWN_UNSUPPORTED = {
+    "functions": "use 'tools'",
+    "function_call": "use 'tools' and 'tool_choice'",
+    "audio": "text only",
+    "modalities": "text only",
+    "prediction": "predicted outputs are not implemented",
+    "web_search_options": "no web search",
+    "service_tier": "single tier",
+    "min_p": "not implemented",
+    "repetition_penalty": "not implemented",
+    "length_penalty": "not implemented",
+    "use_beam_search": "not implemented",
+    "guided_json": "not implemented",
+    "guided_regex": "not implemented",
+    "guided_choice": "not implemented",
+    "guided_grammar": "not implemented",
+}
+
+
+def _loc_param(err: dict[str, Any]) -> str:
+    parts = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
+    # pydantic adds union-member names ("str", "list[int]") to the location; drop them.
+    keep = []
+    for p in parts:
+        if p in {"str", "int", "float", "bool", "list[str]", "list[int]", "list[list[int]]",
+                 "list[dict[str,any]]", "dict[str,any]"}:  # fmt: skip
+            continue
+        keep.append(p)
+    return ".".join(keep) if keep else "body"
+
+
+def parse_request(cls: type[_Sampling], body: Any) -> Any:
+    """Validate a decoded JSON body into `cls`, or raise a 400 `APIError` naming the parameter."""
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.")
+    if "model" not in body:
+        raise invalid("you must provide a model parameter", "model", "missing_required_parameter")
+    try:
+        req = cls.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = _loc_param(err)
+        if err.get("type") == "missing":
+            raise invalid(f"Missing required parameter: '{param}'.", param,
+                          "missing_required_parameter") from None  # fmt: skip
+        raise invalid(f"Invalid value for '{param}': {err.get('msg')}.", param,
+                      "invalid_value") from None  # fmt: skip
+    for name in req.model_extra or {}:
+        if name in _KNOWN_UNSUPPORTED:
+            raise unsupported(name, _KNOWN_UNSUPPORTED[name])
+        raise invalid(f"Unrecognized request argument supplied: {name}", name,
+                      "unknown_parameter")  # fmt: skip
+    _check_sampling(req)
+    if isinstance(req, CompletionRequest):
+        _check_completion(req)
+    else:
+        _check_chat(req)
+    return req
+
+
+def _check_sampling(req: _Sampling) -> None:
+    if req.max_tokens is not None and req.max_tokens < 1:
+        raise invalid(f"max_tokens must be at least 1, got {req.max_tokens}.", "max_tokens",
+                      "invalid_value")  # fmt: skip
+    if req.temperature is not None and not 0.0 <= req.temperature <= 2.0:
+        raise invalid(f"temperature must be between 0 and 2, got {req.temperature}.",
+                      "temperature", "invalid_value")  # fmt: skip
+    if req.top_p is not None and not 0.0 < req.top_p <= 1.0:
+        raise invalid(f"top_p must be in (0, 1], got {req.top_p}.", "top_p", "invalid_value")
+    if req.top_k is not None and req.top_k < -1:
+        raise invalid(f"top_k must be -1, 0 (off) or positive, got {req.top_k}.", "top_k",
+                      "invalid_value")  # fmt: skip
+    if not 1 <= req.n <= MAX_N:
+        raise invalid(f"n must be between 1 and {MAX_N}, got {req.n}.", "n", "invalid_value")
+    if req.seed is not None and not -(2**63) <= req.seed < 2**63:
+        raise invalid("seed must fit in a signed 64-bit integer.", "seed", "invalid_value")
+    stops = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
+    if len(stops) > MAX_STOP:
+        raise invalid(f"stop may hold at most {MAX_STOP} sequences.", "stop", "invalid_value")
+    if any(s == "" for s in stops):
+        raise invalid("stop sequences must be non-empty.", "stop", "invalid_value")
+    for name in ("presence_penalty", "frequency_penalty"):
+        v = getattr(req, name)
+        if v is not None and v != 0:
+            raise unsupported(name, "only 0 is supported")
+    if req.logit_bias:
+        raise unsupported("logit_bias")
+    if req.stream_options is not None and not req.stream:
+        raise invalid("stream_options is only allowed when stream is true.", "stream_options")
+    if req.reasoning_effort is not None and req.reasoning_effort not in ("low", "medium", "high"):
+        raise invalid(f"reasoning_effort must be 'low', 'medium' or 'high', got "
+                      f"{req.reasoning_effort!r}.", "reasoning_effort", "invalid_value")  # fmt: skip
+    if req.thinking_token_budget is not None and req.thinking_token_budget < 0:
+        raise invalid("thinking_token_budget must be >= 0.", "thinking_token_budget",
+                      "invalid_value")  # fmt: skip
+
+
+def _check_completion(req: CompletionRequest) -> None:
+    p = req.prompt
+    if isinstance(p, str):
+        pass
+    elif not p:
+        raise invalid("prompt must not be empty.", "prompt", "invalid_value")
+    elif isinstance(p[0], list) and any(len(x) == 0 for x in p):
+        raise invalid("token-id prompts must not be empty.", "prompt", "invalid_value")
+    if isinstance(p, list) and p and isinstance(p[0], str | list) and len(p) > MAX_PROMPTS:
+        raise invalid(f"at most {MAX_PROMPTS} prompts per request.", "prompt", "invalid_value")
+    if req.logprobs is not None and not 0 <= req.logprobs <= MAX_LOGPROBS:
+        raise invalid(f"logprobs must be between 0 and {MAX_LOGPROBS}.", "logprobs",
+                      "invalid_value")  # fmt: skip
+    if req.best_of is not None and req.best_of != req.n:
+        raise unsupported("best_of", "only best_of == n")
+    if req.echo and req.logprobs is not None:
+        raise unsupported(
+            "echo", "echo together with logprobs (prompt logprobs) is not implemented"
+        )
+    if req.echo and req.suffix is not None:
+        raise invalid("echo cannot be combined with suffix.", "echo")
+
+
+def _check_chat(req: ChatCompletionRequest) -> None:
+    if req.max_completion_tokens is not None:
+        if req.max_completion_tokens < 1:
+            raise invalid("max_completion_tokens must be at least 1.", "max_completion_tokens",
+                          "invalid_value")  # fmt: skip
+        if req.max_tokens is not None and req.max_tokens != req.max_completion_tokens:
+            raise invalid("max_tokens and max_completion_tokens disagree; send one.",
+                          "max_completion_tokens")  # fmt: skip
+        req.max_tokens = req.max_completion_tokens
+    roles = {"system", "developer", "user", "assistant", "tool"}
+    for i, m in enumerate(req.messages):
+        if m.role not in roles:
+            raise invalid(f"Invalid value for 'messages[{i}].role': {m.role!r}; expected one of "
+                          f"{sorted(roles)}.", f"messages[{i}].role", "invalid_value")  # fmt: skip
+        if isinstance(m.content, list):
+            for j, part in enumerate(m.content):
+                if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise unsupported(f"messages[{i}].content[{j}].type",
+                                      "only text content parts are supported")  # fmt: skip
+        if m.role in ("system", "developer", "user", "tool") and m.content is None:
+            raise invalid(f"messages[{i}].content is required for role {m.role!r}.",
+                          f"messages[{i}].content", "invalid_value")  # fmt: skip
+        if m.model_extra:
+            name = next(iter(m.model_extra))
+            raise invalid(f"Unrecognized field in messages[{i}]: {name}",
+                          f"messages[{i}].{name}", "unknown_parameter")  # fmt: skip
+    if req.tools:
+        for i, t in enumerate(req.tools):
+            fn = t.get("function")
+            if t.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):
+                raise invalid(f"tools[{i}] must be {{'type': 'function', 'function': "
+                              f"{{'name': ...}}}}.", f"tools[{i}]", "invalid_value")  # fmt: skip
+    tc = req.tool_choice
+    if tc is not None and tc not in ("auto", "none"):
+        raise unsupported("tool_choice", "only 'auto' and 'none'")
+    if req.top_logprobs is not None:
+        if not 0 <= req.top_logprobs <= MAX_LOGPROBS:
+            raise invalid(f"top_logprobs must be between 0 and {MAX_LOGPROBS}.", "top_logprobs",
+                          "invalid_value")  # fmt: skip
+        if not req.logprobs:
+            raise invalid("top_logprobs requires logprobs to be true.", "top_logprobs")
+    if req.continue_final_message and req.messages[-1].role != "assistant":
+        raise invalid("continue_final_message needs the last message to be from the assistant.",
+                      "continue_final_message")  # fmt: skip
+    rf = req.response_format
+    if rf is not None and rf.get("type") != "text":
+        raise unsupported("response_format", "only {'type': 'text'}")
+    ctk = req.chat_template_kwargs or {}
+    for k in ctk:
+        if k != "enable_thinking":
+            raise unsupported(f"chat_template_kwargs.{k}", "only enable_thinking")
+
+
+def message_dicts(req: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """Messages as plain dicts for the chat template (text parts joined, developer→system)."""
+    out = []
+    for m in req.messages:
+        content = m.content
+        if isinstance(content, list):
+            content = "".join(part["text"] for part in content)
+        d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
+                             "content": content or ""}  # fmt: skip
+        if m.tool_calls:
+            d["tool_calls"] = m.tool_calls
+        if m.reasoning_content is not None:
+            d["reasoning_content"] = m.reasoning_content
+        if m.name is not None:
+            d["name"] = m.name
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
+    return out
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "error"]

@@ -1,0 +1,116 @@
+"""Reasoning budget: `reasoning_effort` / `thinking_token_budget` → a cap on thinking tokens.
+
+This is the inference half of adaptive solution length control: a request says how much thinking
+it may spend; when the budget is used up inside an open `<think>` block, the engine forces
+`</think>` followed by the blank line the chat template puts after a think block, and the model
+continues with the answer (vLLM's `thinking_token_budget` behaviour). Forcing the closing tag
+rather than stopping keeps the output well-formed and lets the answer condition on the truncated
+reasoning.
+
+Efforts map to nominal budgets scaled to the model's context, so a 512-token micro model gets
+budgets it can actually honour:
+
+| effort | nominal | cap (fraction of context) |
+|--------|---------|---------------------------|
+| low    | 256     | 1/8                       |
+| medium | 1024    | 1/4                       |
+| high   | 4096    | 1/2                       |
+
+An explicit `thinking_token_budget` wins over `reasoning_effort`. The budget counts tokens
+generated inside the think block, excluding the `<think>`/`</think>` tags themselves; the
+`reasoning_tokens` usage figure counts every generated token of the block, tags included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hillclimb.tokenizer.specials import THINK_END, THINK_START
+
+EFFORT_BUDGETS: dict[str, tuple[int, float]] = {
+    "low": (256, 1 / 8),
+    "medium": (1024, 1 / 4),
+    "high": (4096, 1 / 2),
+}
+
+
+def effort_budget(effort: str, max_context: int) -> int:
+    nominal, frac = EFFORT_BUDGETS[effort]
+    return max(1, min(nominal, int(max_context * frac)))
+
+
+def resolve_budget(effort: str | None, explicit: int | None, max_context: int) -> int | None:
+    if explicit is not None:
+        return explicit
+    if effort is not None:
+        return effort_budget(effort, max_context)
+    return None
+
+
+@dataclass
+class ThinkState:
+    """Tracks whether generation is inside `<think>` and enforces the budget."""
+
+    think_start: int
+    think_end: int
+    close_ids: list[int]  # "</think>" + "\n\n", forced when the budget runs out
+    budget: int | None = None
+    in_think: bool = False
+    used: int = 0  # tokens generated inside the current think block (tags excluded)
+    reasoning_tokens: int = 0  # all generated tokens of think blocks, tags included
+    forced: list[int] = field(default_factory=list)  # queued forced tokens
+
+    @classmethod
+    def for_prompt(cls, tokenizer: object, prompt_ids: list[int], budget: int | None) -> ThinkState:
+        ts = tokenizer.token_id(THINK_START)  # type: ignore[attr-defined]
+        te = tokenizer.token_id(THINK_END)  # type: ignore[attr-defined]
+        close = [te, *tokenizer.encode("\n\n")]  # type: ignore[attr-defined]
+        st = cls(think_start=ts, think_end=te, close_ids=close, budget=budget)
+        # A prompt that ends inside an open think block (e.g. "...assistant\n<think>\n") starts
+        # generation in reasoning mode.
+        for t in reversed(prompt_ids):
+            if t == te:
+                break
+            if t == ts:
+                st.in_think = True
+                break
+        return st
+
+    def budget_exhausted(self) -> bool:
+        return self.in_think and self.budget is not None and self.used >= self.budget
+
+    def next_forced(self) -> int | None:
+        """The token the engine must emit next instead of sampling, if any."""
+        if self.forced:
+            return self.forced[0]
+        if self.budget_exhausted():
+            self.forced = list(self.close_ids)
+            return self.forced[0]
+        return None
+
+    def observe(self, token_id: int) -> tuple[bool, bool]:
+        """Account one generated token. Returns (is_reasoning, is_tag)."""
+        if self.forced and self.forced[0] == token_id:
+            self.forced.pop(0)
+        if token_id == self.think_start and not self.in_think:
+            self.in_think = True
+            self.used = 0
+            self.reasoning_tokens += 1
+            return True, True
+        if token_id == self.think_end and self.in_think:
+            self.in_think = False
+            self.reasoning_tokens += 1
+            return True, True
+        if self.in_think:
+            self.used += 1
+            self.reasoning_tokens += 1
+            return True, False
+        return False, False
+
+    def tokens_until_budget(self) -> int | None:
+        """How many more free tokens may be generated before forcing (None: unlimited)."""
+        if self.forced:
+            return 0
+        if not self.in_think or self.budget is None:
+            return None
+        return max(0, self.budget - self.used)

@@ -1,0 +1,194 @@
+"""CLI of the serving side: `hillclimb serve`, `hillclimb chat`, `hillclimb keys ...`.
+
+Handlers import FastAPI, uvicorn and torch lazily so `hillclimb --help` stays fast. `keys`
+subcommands only touch the SQLite usage database (accounting.py), so operators can create keys,
+top up credits and read usage while a server runs on the same file (WAL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from hillclimb.errors import HillclimbError
+
+DEFAULT_DB = "hillclimb_usage.sqlite"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("serve", help="OpenAI-compatible server for thinking / code-flash / auto")
+    s.add_argument("--thinking", type=Path, default=None, help="thinking checkpoint directory")
+    s.add_argument("--flash", type=Path, default=None, help="code-flash checkpoint directory")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="API keys file (JSON or TOML): key -> {name, credits, rate_limit_rpm}; "
+        "HILLCLIMB_API_KEYS is read too. No keys anywhere = open mode",
+    )
+    s.add_argument(
+        "--db",
+        type=Path,
+        default=Path(DEFAULT_DB),
+        help=f"SQLite usage/credits database (default ./{DEFAULT_DB})",
+    )
+    s.add_argument(
+        "--prices",
+        type=Path,
+        default=None,
+        help="prices file {model: {prompt, completion}} in credits per million tokens "
+        "(default: proportional to active parameters)",
+    )
+    s.add_argument("--router", type=Path, default=None, help="trained router file for 'auto'")
+    s.add_argument("--max-batch", type=int, default=16, help="engine batch slots per model")
+    s.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    s.add_argument(
+        "--no-speculative", action="store_true", help="do not let code-flash draft for thinking"
+    )
+    s.add_argument(
+        "--default-max-tokens",
+        type=int,
+        default=1024,
+        help="chat max_tokens when a request sends none (capped by the context)",
+    )
+    s.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    s.set_defaults(func=_serve, _parser=s)
+
+    c = sub.add_parser("chat", help="terminal chat against a server (or checkpoints)")
+    c.add_argument("--url", default=None, help="any OpenAI-compatible base URL (…/v1 optional)")
+    c.add_argument("--thinking", type=Path, default=None, help="start a local server on this")
+    c.add_argument("--flash", type=Path, default=None, help="start a local server on this")
+    c.add_argument("--model", default="auto")
+    c.add_argument(
+        "--api-key",
+        default=None,
+        help="Bearer key (default: $HILLCLIMB_API_KEY or $OPENAI_API_KEY)",
+    )
+    c.add_argument("--system", default=None, help="system prompt")
+    c.add_argument("--max-tokens", type=int, default=512)
+    c.add_argument("--temperature", type=float, default=0.7)
+    c.add_argument("--reasoning-effort", choices=["low", "medium", "high"], default=None)
+    c.add_argument(
+        "--show-thinking",
+        action="store_true",
+        help="print reasoning in full (default: dimmed, collapsed to its last line)",
+    )
+    c.set_defaults(func=_chat, _parser=c)
+
+    k = sub.add_parser("keys", help="API keys, credits and usage (operators)")
+    ksub = k.add_subparsers(dest="keys_command", metavar="COMMAND")
+    k.set_defaults(_parser=k)
+    kc = ksub.add_parser("create", help="create an account and print its new API key once")
+    kc.add_argument("--db", type=Path, required=True)
+    kc.add_argument("--name", required=True)
+    kc.add_argument("--credits", type=float, default=None, help="initial credits (omit: unlimited)")
+    kc.add_argument("--rpm", type=float, default=None, help="rate limit, requests per minute")
+    kc.add_argument("--json", action="store_true")
+    kc.set_defaults(func=_keys_create, _parser=kc)
+    ka = ksub.add_parser("credit", help="add credits to an account")
+    ka.add_argument("--db", type=Path, required=True)
+    ka.add_argument("--name", required=True)
+    ka.add_argument("--add", type=float, required=True, help="credits to add")
+    ka.set_defaults(func=_keys_credit, _parser=ka)
+    ku = ksub.add_parser("usage", help="per-account balance and token usage")
+    ku.add_argument("--db", type=Path, required=True)
+    ku.add_argument("--json", action="store_true")
+    ku.set_defaults(func=_keys_usage, _parser=ku)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from hillclimb.serve.server import load_state, serve_forever
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.thinking is None and args.flash is None:
+        raise HillclimbError("give --thinking DIR and/or --flash DIR")
+    if args.max_batch < 1:
+        raise HillclimbError("--max-batch must be >= 1")
+    state = load_state(args.thinking, args.flash, db=args.db, keys_file=args.keys,
+                       env_keys=os.environ.get("HILLCLIMB_API_KEYS"), prices_file=args.prices,
+                       router_file=args.router, max_batch=args.max_batch, device=args.device,
+                       speculative=not args.no_speculative,
+                       default_max_tokens=args.default_max_tokens)  # fmt: skip
+    serve_forever(state, args.host, args.port, log_level=args.log_level)
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from hillclimb.serve.chat_cli import run_chat
+
+    key = args.api_key or os.environ.get("HILLCLIMB_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    if args.url is None and args.thinking is None and args.flash is None:
+        raise HillclimbError("give --url URL, or --thinking DIR and/or --flash DIR")
+    if args.url is not None and (args.thinking or args.flash):
+        raise HillclimbError("give either --url or checkpoints, not both")
+    return run_chat(url=args.url, thinking=args.thinking, flash=args.flash, model=args.model,
+                    api_key=key, system=args.system, max_tokens=args.max_tokens,
+                    temperature=args.temperature, reasoning_effort=args.reasoning_effort,
+                    show_thinking=args.show_thinking)  # fmt: skip
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from hillclimb.serve.accounting import UsageDB
+
+    db = UsageDB(args.db)
+    key = db.create_account(args.name, args.credits, args.rpm)
+    acc = db.account_by_name(args.name)
+    if args.json:
+        print(json.dumps({"name": acc.name, "key": key, "credits": acc.credits,
+                          "rate_limit_rpm": acc.rate_limit_rpm, "db": str(args.db)}))  # fmt: skip
+    else:
+        credits = "unlimited" if acc.credits is None else f"{acc.credits:g}"
+        print(f"created account {acc.name!r} (credits {credits}, rate limit "
+              f"{acc.rate_limit_rpm or 'none'} rpm) in {args.db}")  # fmt: skip
+        print(f"API key (shown once, store it now): {key}")
+    return 0
+
+
+def _keys_credit(args: argparse.Namespace) -> int:
+    from hillclimb.serve.accounting import UsageDB
+
+    acc = UsageDB(args.db).add_credits(args.name, args.add)
+    credits = "unlimited" if acc.credits is None else f"{acc.credits:g}"
+    print(f"{acc.name}: balance {credits} credits")
+    return 0
+
+
+def _keys_usage(args: argparse.Namespace) -> int:
+    from hillclimb.serve.accounting import UsageDB
+
+    if not args.db.is_file():
+        raise HillclimbError(f"no usage database at {args.db}")
+    usage = UsageDB(args.db).usage()
+    if args.json:
+        print(json.dumps(usage, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"usage: {args.db}")
+    for col in ("account", "balance", "requests", "prompt", "completion", "reasoning", "spent",
+                "held", "rpm"):  # fmt: skip
+        t.add_column(col, justify="left" if col == "account" else "right")
+    for a in usage["accounts"]:
+        bal = "unlimited" if a["unlimited"] else f"{a['credits']:.6g}"
+        t.add_row(
+            a["name"],
+            bal,
+            str(a["requests"]),
+            str(a["prompt_tokens"]),
+            str(a["completion_tokens"]),
+            str(a["reasoning_tokens"]),
+            f"{a['spent']:.6g}",
+            f"{a['held']:.6g}",
+            f"{a['rate_limit_rpm']:g}" if a["rate_limit_rpm"] else "-",
+        )
+    Console().print(t)
+    return 0

@@ -1,0 +1,931 @@
+"""The generation engine: the one place tokens are generated (server, harness, RL, eval).
+
+Design, in the order a request meets it:
+
+- `submit` validates everything that can be wrong with a request (params, prompt length, context)
+  and raises `HillclimbError` before anything is queued; then the request waits in a FIFO.
+- A background loop thread (`start`) runs *steps*. Between steps requests join (their prompt is
+  prefilled into a free KV-cache slot; several joiners share one right-padded forward with an
+  attention mask) and leave (finish or cancel frees the slot): continuous batching. One decode
+  step runs every running request in a single forward of shape [B, 1] over the model's
+  `KVCache` with `slot_ids` and `last_only=True`.
+- Each request samples with its own `torch.Generator`, so a seed fixes its output regardless of
+  its batch neighbours. Stop strings, stop token ids/EOS, `max_tokens`, logprobs, the reasoning
+  budget (`budget.py`) and incremental UTF-8-safe detokenization (`detok.py`) are handled per
+  request on the host after each step.
+- With a draft model (`draft=`), requests run speculative steps (`speculative.py`) while the
+  engine is lightly loaded (≤ `spec_max_running` running requests); under heavier load they join
+  the batched decode instead, which is where throughput comes from. The draft cache catches up
+  lazily, so a request can switch between the two modes at any step.
+- No request can crash the loop: an exception while handling one request ends that request with
+  finish_reason "error"; a failed batched forward is retried per request so only the culprit
+  fails; anything else fails the running requests and the loop continues.
+
+Without `start()`, `generate`/`generate_batch` run the same steps inline on the calling thread,
+which is what batch users (evaluation, RL rollouts) want. Everything runs under
+`torch.inference_mode()`; dtype follows `load_model` (bf16 on CUDA, fp32 on CPU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hillclimb.errors import HillclimbError
+from hillclimb.model.kv_cache import KVCache
+from hillclimb.serve.budget import ThinkState, resolve_budget
+from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
+from hillclimb.serve.fastpath import FastForward
+from hillclimb.serve.sampling import SamplingParams, choose_token, make_generator, token_logprobs
+from hillclimb.serve.speculative import DraftRunner, SpecStats, accept_drafts
+from hillclimb.tokenizer.specials import THINK_END, THINK_START
+
+__all__ = ["Engine", "GenerationOutput", "RequestHandle", "SamplingParams", "TokenEvent"]
+
+
+@dataclass
+class TokenEvent:
+    """One streamed step (may carry >1 token when speculative decoding commits several).
+
+    `text` is the visible text delta: `<think>`/`</think>` tags are not part of it; instead
+    `is_reasoning` says which side of the think block the delta belongs to (a step that crosses
+    the boundary yields two events). Joining the reasoning deltas gives the raw reasoning, the
+    others the content. Token ids ride on the first event of a step."""
+
+    token_ids: list[int]
+    text: str
+    is_reasoning: bool
+    logprobs: list[dict] | None
+    finished: bool
+    finish_reason: str | None
+
+
+@dataclass
+class GenerationOutput:
+    request_id: str
+    prompt_tokens: int
+    token_ids: list[int]
+    text: str  # full generated text with think tags, stop string and stop token removed
+    reasoning_text: str  # inside <think>...</think>, tags and surrounding newlines removed
+    content_text: str  # after </think> (or everything when there was no think block)
+    completion_tokens: int
+    reasoning_tokens: int
+    finish_reason: str
+    logprobs: list[dict] | None
+    spec: dict | None
+    timings: dict
+    error: str | None = None  # message when finish_reason == "error" (extension)
+
+
+class RequestHandle:
+    """A submitted request: stream its events (sync or async), cancel it, or wait for its result."""
+
+    def __init__(self, request_id: str):
+        self.request_id = request_id
+        self._events: list[TokenEvent] = []
+        self._cv = threading.Condition()
+        self._done = False
+        self._output: GenerationOutput | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._cancel = threading.Event()
+
+    # ---- producer side (engine) -------------------------------------------------------------
+    def _push(self, ev: TokenEvent) -> None:
+        with self._cv:
+            self._events.append(ev)
+            self._cv.notify_all()
+            waiters = list(self._waiters)
+        for loop, aev in waiters:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
+                loop.call_soon_threadsafe(aev.set)
+
+    def _finish(self, out: GenerationOutput) -> None:
+        with self._cv:
+            self._output = out
+            self._done = True
+            self._cv.notify_all()
+            waiters = list(self._waiters)
+        for loop, aev in waiters:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(aev.set)
+
+    # ---- consumer side ----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[TokenEvent]:
+        i = 0
+        while True:
+            with self._cv:
+                while i >= len(self._events) and not self._done:
+                    self._cv.wait()
+                batch = self._events[i:]
+                done = self._done
+            yield from batch
+            i += len(batch)
+            if done and i >= len(self._events):
+                return
+
+    async def aiter(self) -> AsyncIterator[TokenEvent]:
+        loop = asyncio.get_running_loop()
+        aev = asyncio.Event()
+        with self._cv:
+            self._waiters.append((loop, aev))
+        i = 0
+        try:
+            while True:
+                with self._cv:
+                    batch = self._events[i:]
+                    done = self._done
+                    if not batch and not done:
+                        aev.clear()
+                if batch:
+                    for ev in batch:
+                        yield ev
+                    i += len(batch)
+                    continue
+                if done:
+                    return
+                await aev.wait()
+        finally:
+            with self._cv:
+                if (loop, aev) in self._waiters:
+                    self._waiters.remove((loop, aev))
+
+    def cancel(self) -> None:
+        """Ask the engine to stop this request; its slot is freed at the next step."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self, timeout: float | None = None) -> GenerationOutput:
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._done, timeout=timeout):
+                raise TimeoutError(f"request {self.request_id} not finished after {timeout} s")
+            assert self._output is not None
+            return self._output
+
+
+@dataclass
+class _Request:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    handle: RequestHandle
+    gen: torch.Generator
+    stop_ids: set[int]
+    stopper: StopMatcher
+    think: ThinkState
+    detok: IncrementalDetokenizer
+    t_submit: float
+    slot: int | None = None
+    out_ids: list[int] = field(default_factory=list)
+    visible: str = ""  # generated text without think tags
+    emitted: int = 0  # visible[:emitted] has been streamed
+    modes: list[tuple[int, bool]] = field(default_factory=list)  # (visible offset, is_reasoning)
+    tags: list[tuple[int, str]] = field(default_factory=list)  # (visible offset, tag text)
+    step_ids: list[int] = field(default_factory=list)
+    step_logprobs: list[dict] = field(default_factory=list)
+    logprobs: list[dict] | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    spec: SpecStats | None = None
+    t_admit: float = 0.0
+    t_first: float = 0.0
+    t_end: float = 0.0
+
+    @property
+    def pending(self) -> int:
+        return self.out_ids[-1]
+
+    @property
+    def seq_len(self) -> int:
+        return len(self.prompt_ids) + len(self.out_ids)
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def mode_at(self, offset: int) -> bool:
+        mode = self.modes[0][1]
+        for off, m in self.modes:
+            if off <= offset:
+                mode = m
+            else:
+                break
+        return mode
+
+
+class Engine:
+    """Batched, continuously batched, optionally speculative generation over one model."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        device: str | torch.device | None = None,
+        max_batch: int = 16,
+        max_len: int | None = None,
+        draft: Engine | torch.nn.Module | None = None,
+        name: str | None = None,
+        seed: int | None = None,
+        gamma_init: int = 4,
+        gamma_max: int = 12,
+        spec_max_running: int = 4,
+        cpu_threads: int | None = None,
+        fast_path: bool = True,
+    ):
+        if max_batch < 1:
+            raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
+        if cpu_threads is not None:
+            # Process-wide on purpose: small-batch decode is latency-bound, and on a busy CPU
+            # intra-op threads spin against each other (measured 4 ms vs 50+ ms per token on the
+            # micro model with 1 vs 2 threads on a loaded 2-core box).
+            torch.set_num_threads(max(1, int(cpu_threads)))
+        self.model = model
+        self.cfg = model.cfg
+        self.tokenizer = tokenizer
+        self.device = (
+            torch.device(device) if device is not None else next(model.parameters()).device
+        )
+        self.dtype = next(model.parameters()).dtype
+        self.name = name or getattr(self.cfg, "family", None) or "model"
+        ctx = self.cfg.max_seq_len if max_len is None else int(max_len)
+        if ctx < 2:
+            raise HillclimbError(f"max_len must be >= 2, got {ctx}")
+        self.max_context = min(ctx, self.cfg.max_seq_len)
+        if tokenizer.vocab_size > self.cfg.vocab_size:
+            raise HillclimbError(
+                f"tokenizer has {tokenizer.vocab_size} tokens but the model vocabulary is {self.cfg.vocab_size}"
+            )
+        self.max_batch = max_batch
+        self.gamma_max = gamma_max
+        # Storage per slot: the context plus room for one speculative overshoot.
+        self._storage = self.max_context + gamma_max + 2
+        self.cache = KVCache(
+            self.cfg, max_batch, self._storage, device=self.device, dtype=self.dtype
+        )
+        self.fast = FastForward(model, self._storage) if fast_path else None
+        self._holes = [False] * max_batch  # slot prefilled with right padding (cells to mask)
+        self._lock = threading.RLock()  # serialises forwards over this model and the cache
+        self._cv = threading.Condition()
+        self._waiting: deque[_Request] = deque()
+        self._running: list[_Request] = []
+        self._free = list(range(max_batch))
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._rng = random.Random(
+            seed if seed is not None else int.from_bytes(os.urandom(8), "little")
+        )
+        self._think_ids = (tokenizer.token_id(THINK_START), tokenizer.token_id(THINK_END))
+        self._totals = {
+            "requests": 0,
+            "finished": 0,
+            "errors": 0,
+            "cancelled": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "reasoning_tokens": 0,
+            "decode_steps": 0,
+            "prefill_forwards": 0,
+        }
+        self._spec_total = SpecStats()
+        self.spec_max_running = spec_max_running
+        self.draft: DraftRunner | None = None
+        self.draft_engine: Engine | None = None
+        if draft is not None:
+            if isinstance(draft, Engine):
+                dmodel, dlock = draft.model, draft._lock
+                self.draft_engine = draft
+                if draft.tokenizer.vocab_size != tokenizer.vocab_size:
+                    raise HillclimbError(
+                        "draft and target tokenizers differ; speculative decoding needs one vocabulary"
+                    )
+            else:
+                dmodel, dlock = draft, None
+            if dmodel.cfg.vocab_size != self.cfg.vocab_size:
+                raise HillclimbError(
+                    f"draft vocabulary ({dmodel.cfg.vocab_size}) differs from the target's ({self.cfg.vocab_size})"
+                )
+            self.draft = DraftRunner(
+                dmodel,
+                max_batch,
+                self._storage,
+                self.device,
+                lock=dlock,
+                gamma_init=gamma_init,
+                gamma_max=gamma_max,
+                fast_path=fast_path,
+            )
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        max_batch: int = 16,
+        max_len: int | None = None,
+        draft: str | Path | Engine | None = None,
+        name: str | None = None,
+        **kw: Any,
+    ) -> Engine:
+        from hillclimb.model.checkpoint import load_model
+        from hillclimb.tokenizer.io import load_tokenizer
+
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_model(path, device=dev)
+        tok = load_tokenizer(path)
+        d: Engine | torch.nn.Module | None
+        if draft is None or isinstance(draft, Engine):
+            d = draft
+        else:
+            d = load_model(draft, device=dev)
+            dtok = load_tokenizer(draft)
+            if dtok.vocab_size != tok.vocab_size:
+                raise HillclimbError(f"draft {draft} has a different tokenizer than {path}")
+        return cls(
+            model, tok, device=dev, max_batch=max_batch, max_len=max_len, draft=d, name=name, **kw
+        )
+
+    # ---- request intake ----------------------------------------------------------------------
+    def _make_request(
+        self, prompt: str | list[int], params: SamplingParams, request_id: str | None
+    ) -> _Request:
+        if not isinstance(params, SamplingParams):
+            raise HillclimbError("params must be a SamplingParams")
+        params.validate()
+        if isinstance(prompt, str):
+            ids = self.tokenizer.encode(prompt)
+        elif isinstance(prompt, list | tuple):
+            ids = list(prompt)
+            if not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+                raise HillclimbError("a token-id prompt must be a list of integers")
+            bad = [t for t in ids if not 0 <= t < self.cfg.vocab_size]
+            if bad:
+                raise HillclimbError(
+                    f"prompt token ids out of range 0..{self.cfg.vocab_size - 1}: {bad[:5]}"
+                )
+        else:
+            raise HillclimbError(
+                f"prompt must be a string or a list of token ids, got {type(prompt).__name__}"
+            )
+        if not ids:
+            raise HillclimbError("prompt is empty")
+        if len(ids) >= self.max_context:
+            raise HillclimbError(
+                f"prompt has {len(ids)} tokens; the context of {self.name} is {self.max_context}"
+            )
+        if len(ids) + params.max_tokens > self.max_context:
+            raise HillclimbError(
+                f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
+                f"{self.name} ({self.max_context}); lower max_tokens to at most {self.max_context - len(ids)}"
+            )
+        if params.speculative is True and self.draft is None:
+            raise HillclimbError(
+                f"speculative decoding requested but {self.name} has no draft model"
+            )
+        stop_ids = set(params.stop_token_ids or [])
+        if not params.ignore_eos:
+            stop_ids |= set(self.tokenizer.stop_ids)
+        seed = params.seed if params.seed is not None else self._rng.getrandbits(63)
+        budget = resolve_budget(
+            params.reasoning_effort, params.thinking_token_budget, self.max_context
+        )
+        think = ThinkState.for_prompt(self.tokenizer, ids, budget)
+        rid = request_id or f"req-{uuid.uuid4().hex[:16]}"
+        req = _Request(
+            request_id=rid,
+            prompt_ids=ids,
+            params=params,
+            handle=RequestHandle(rid),
+            gen=make_generator(seed, self.device),
+            stop_ids=stop_ids,
+            stopper=StopMatcher(params.stop),
+            think=think,
+            detok=IncrementalDetokenizer(self.tokenizer.decode),
+            t_submit=time.perf_counter(),
+        )
+        req.modes.append((0, think.in_think))
+        if params.logprobs is not None:
+            req.logprobs = []
+        if self.draft is not None and params.speculative is not False:
+            req.spec = SpecStats()
+        return req
+
+    def submit(
+        self, prompt: str | list[int], params: SamplingParams, request_id: str | None = None
+    ) -> RequestHandle:
+        """Queue a request for the background loop (thread-safe). Needs `start()`."""
+        if self._thread is None or not self._thread.is_alive():
+            raise HillclimbError("engine loop not running: call Engine.start() before submit()")
+        req = self._make_request(prompt, params, request_id)
+        with self._cv:
+            self._waiting.append(req)
+            self._totals["requests"] += 1
+            self._cv.notify_all()
+        return req.handle
+
+    def generate(self, prompt: str | list[int], params: SamplingParams) -> GenerationOutput:
+        return self.generate_batch([prompt], params)[0]
+
+    def generate_batch(
+        self, prompts: list[str | list[int]], params: SamplingParams | list[SamplingParams]
+    ) -> list[GenerationOutput]:
+        plist = params if isinstance(params, list) else [params] * len(prompts)
+        if len(plist) != len(prompts):
+            raise HillclimbError(f"{len(prompts)} prompts but {len(plist)} SamplingParams")
+        reqs = [self._make_request(p, sp, None) for p, sp in zip(prompts, plist, strict=True)]
+        if self._thread is not None and self._thread.is_alive():
+            with self._cv:
+                self._waiting.extend(reqs)
+                self._totals["requests"] += len(reqs)
+                self._cv.notify_all()
+            return [r.handle.result() for r in reqs]
+        with self._lock:
+            with self._cv:
+                self._waiting.extend(reqs)
+                self._totals["requests"] += len(reqs)
+            with torch.inference_mode():
+                while not all(r.finished for r in reqs):
+                    try:
+                        self._step()
+                    except Exception as exc:  # same policy as the loop: fail, don't wedge
+                        self._fail_all(exc)
+        return [r.handle.result() for r in reqs]
+
+    # ---- loop --------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=f"engine-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop; queued and running requests end with finish_reason "cancelled"."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        with self._lock:
+            for r in list(self._running) + list(self._waiting):
+                self._end(r, "cancelled")
+            self._waiting.clear()
+            self._retire()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stopping and not self._waiting and not self._running:
+                    self._cv.wait(timeout=0.5)
+                if self._stopping:
+                    return
+            try:
+                with self._lock, torch.inference_mode():
+                    self._step()
+            except Exception as exc:  # last line of defence: never let the loop die
+                self._fail_all(exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            for r in list(self._running):
+                self._fail(r, exc)
+            self._retire()
+            self.cache.reset()
+            if self.draft is not None:
+                for s in range(self.max_batch):
+                    self.draft.reset(s)
+
+    # ---- one step (callers hold the lock and run under torch.inference_mode) ------------------
+    def _step(self) -> None:
+        # 1. cancellations
+        with self._cv:
+            for r in list(self._waiting):
+                if r.handle.cancelled:
+                    self._waiting.remove(r)
+                    self._end(r, "cancelled")
+        for r in self._running:
+            if r.handle.cancelled and not r.finished:
+                self._end(r, "cancelled")
+        self._retire()
+        # 2. admission: prefill joiners into free slots
+        joiners: list[_Request] = []
+        with self._cv:
+            while self._waiting and len(joiners) < len(self._free):
+                joiners.append(self._waiting.popleft())
+        if joiners:
+            for r in joiners:
+                r.slot = self._free.pop(0)
+                r.t_admit = time.perf_counter()
+                self._running.append(r)
+            self._prefill(joiners)
+            self._retire()
+        # 3. decode: speculative steps for lightly loaded draft engines, else one batched step
+        active = [r for r in self._running if not r.finished and r not in joiners]
+        if not active:
+            return
+        plain: list[_Request] = []
+        use_spec = self.draft is not None and len(self._running) <= self.spec_max_running
+        for r in active:
+            g = self._spec_gamma(r) if use_spec and r.spec is not None else 0
+            if g >= 1:
+                try:
+                    self._spec_step(r, g)
+                except Exception as exc:
+                    self._fail(r, exc)
+            else:
+                plain.append(r)
+        if plain:
+            self._decode(plain)
+        self._totals["decode_steps"] += 1
+        self._retire()
+
+    def _retire(self) -> None:
+        keep = []
+        for r in self._running:
+            if r.finished:
+                if r.slot is not None:
+                    self.cache.reset([r.slot])
+                    if self.draft is not None:
+                        self.draft.reset(r.slot)
+                    self._free.append(r.slot)
+                    self._holes[r.slot] = False
+                    r.slot = None
+            else:
+                keep.append(r)
+        self._running = keep
+
+    # ---- prefill -----------------------------------------------------------------------------
+    def _prefill(self, reqs: list[_Request]) -> None:
+        """Prefill joiners: groups whose padded length still leaves room share one forward."""
+        reqs = sorted(reqs, key=lambda r: len(r.prompt_ids))
+        groups: list[list[_Request]] = []
+        for r in reqs:
+            if groups:
+                g = groups[-1]
+                T = len(r.prompt_ids)  # sorted: the longest so far
+                if (
+                    all(T + x.params.max_tokens + self.gamma_max + 2 <= self._storage for x in g)
+                    and sum(len(x.prompt_ids) for x in g) + T <= 8192
+                ):
+                    g.append(r)
+                    continue
+            groups.append([r])
+        for g in groups:
+            t0 = time.perf_counter()
+            try:
+                logits = self._prefill_forward(g)
+            except Exception:
+                if len(g) == 1:
+                    self._fail(g[0], _last_exc())
+                    continue
+                for r in g:  # retry one by one so only a culprit fails
+                    self.cache.reset([r.slot])
+                    try:
+                        lg = self._prefill_forward([r])
+                    except Exception as exc:
+                        self._fail(r, exc)
+                        continue
+                    self._after_prefill(r, lg[0], t0)
+                continue
+            for i, r in enumerate(g):
+                self._after_prefill(r, logits[i], t0)
+
+    def _prefill_forward(self, g: list[_Request]) -> torch.Tensor:
+        T = max(len(r.prompt_ids) for r in g)
+        ids = torch.zeros(len(g), T, dtype=torch.long)
+        mask = torch.zeros(len(g), T, dtype=torch.long)
+        for i, r in enumerate(g):
+            n = len(r.prompt_ids)
+            ids[i, :n] = torch.tensor(r.prompt_ids)
+            mask[i, :n] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        slots = torch.tensor([r.slot for r in g], device=self.device)
+        self._totals["prefill_forwards"] += 1
+        for r in g:
+            self._holes[r.slot] = len(r.prompt_ids) < T
+        if len(g) == 1:
+            return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
+        h = self.model(
+            ids, attention_mask=mask, cache=self.cache, slot_ids=slots, return_hidden=True
+        )
+        last = mask.sum(dim=1) - 1
+        h_last = h[torch.arange(len(g), device=self.device), last]
+        return self.model.lm_head(h_last)
+
+    def _after_prefill(self, r: _Request, logits: torch.Tensor, t0: float) -> None:
+        r.t_first = time.perf_counter()
+        try:
+            tid = self._choose(r, logits)
+            self._commit(r, [tid], logits[None])
+            self._flush_events(r)
+        except Exception as exc:
+            self._fail(r, exc)
+
+    # ---- plain decode ------------------------------------------------------------------------
+    def _decode(self, reqs: list[_Request]) -> None:
+        try:
+            logits = self._decode_forward(reqs)
+        except Exception:
+            if len(reqs) == 1:
+                self._fail(reqs[0], _last_exc())
+                return
+            for r in reqs:  # roll back the partial step, retry one by one
+                self.cache.truncate(r.slot, r.seq_len - 1)
+            for r in reqs:
+                try:
+                    lg = self._decode_forward([r])
+                except Exception as exc:
+                    self._fail(r, exc)
+                    continue
+                self._after_decode([r], lg)
+            return
+        self._after_decode(reqs, logits)
+
+    def _decode_forward(self, reqs: list[_Request]) -> torch.Tensor:
+        ids = torch.tensor([[r.pending] for r in reqs], device=self.device)
+        if self.fast is not None and len(reqs) == 1:
+            s = reqs[0].slot
+            return self.fast(ids, self.cache, None, single_slot=s, dense=not self._holes[s])[:, -1]
+        slots = torch.tensor([r.slot for r in reqs], device=self.device)
+        if self.fast is not None:
+            return self.fast(ids, self.cache, slots)[:, -1]
+        return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
+
+    def _after_decode(self, reqs: list[_Request], logits: torch.Tensor) -> None:
+        greedy = (
+            torch.argmax(logits, dim=-1).tolist() if any(r.params.greedy for r in reqs) else None
+        )
+        for i, r in enumerate(reqs):
+            try:
+                forced = r.think.next_forced()
+                if forced is not None:
+                    tid = forced
+                elif greedy is not None and r.params.greedy:
+                    tid = greedy[i]
+                else:
+                    tid = self._sample(r, logits[i])
+                self._commit(r, [tid], logits[i : i + 1])
+                self._flush_events(r)
+            except Exception as exc:
+                self._fail(r, exc)
+
+    def _choose(self, r: _Request, logits: torch.Tensor) -> int:
+        forced = r.think.next_forced()
+        if forced is not None:
+            return forced
+        return self._sample(r, logits)
+
+    def _sample(self, r: _Request, logits: torch.Tensor) -> int:
+        return choose_token(logits, r.params, r.gen)
+
+    # ---- speculative decode ------------------------------------------------------------------
+    def _spec_gamma(self, r: _Request) -> int:
+        assert self.draft is not None and r.slot is not None
+        g = self.draft.gamma(r.slot)
+        remaining = r.params.max_tokens - len(r.out_ids)
+        g = min(g, remaining - 1)  # a step commits up to γ+1 tokens
+        free = r.think.tokens_until_budget()
+        if free is not None:
+            g = min(g, free - 1)
+        g = min(
+            g,
+            self._storage - int(self.cache.cursor[r.slot]) - 2,
+            self.draft.room(r.slot, r.seq_len) - 1,
+        )
+        return max(g, 0)
+
+    def _spec_step(self, r: _Request, gamma: int) -> None:
+        assert self.draft is not None and r.spec is not None and r.slot is not None
+        seq = r.prompt_ids + r.out_ids
+        L = len(seq)
+        drafts, q = self.draft.propose(r.slot, seq, gamma, r.params, r.gen)
+        x = torch.tensor([[r.pending, *drafts]], device=self.device)
+        slots = torch.tensor([r.slot], device=self.device)
+        if self.fast is not None:
+            logits = self.fast(x, self.cache, slots, last_only=False, single_slot=r.slot)[0]
+        else:
+            logits = self.model(x, cache=self.cache, slot_ids=slots)[0]  # [γ+1, V]
+        n, nxt = accept_drafts(logits, drafts, q, r.params, r.gen)
+        committed = drafts[:n] + [nxt]
+        r.spec.add(len(drafts), n)
+        self._spec_total.add(len(drafts), n)
+        self.draft.adapt(r.slot, len(drafts), n)
+        c = self._commit(r, committed, logits[: n + 1])
+        if not r.finished:
+            self.cache.truncate(r.slot, L + c - 1)
+            self.draft.rollback(r.slot, L + c - 1)
+        self._flush_events(r)
+
+    # ---- committing tokens -------------------------------------------------------------------
+    def _commit(self, r: _Request, tokens: list[int], logits: torch.Tensor) -> int:
+        """Append tokens one by one (stop/length/budget checks after each). Returns how many
+        were committed: a step's later tokens are dropped once the request finishes or the
+        reasoning budget runs out (so the next token can be forced)."""
+        n = 0
+        for j, tid in enumerate(tokens):
+            if n > 0 and r.think.next_forced() is not None:
+                break
+            r.out_ids.append(tid)
+            r.step_ids.append(tid)
+            n += 1
+            if r.logprobs is not None:
+                r.step_logprobs.extend(
+                    token_logprobs(
+                        logits[j : j + 1], [tid], r.params.logprobs or 0, self._token_text
+                    )
+                )
+            if tid in r.stop_ids:
+                r.visible += r.detok.flush()
+                self._end(r, "stop")
+                break
+            is_reasoning, is_tag = r.think.observe(tid)
+            before = len(r.visible)
+            if is_tag:
+                r.visible += r.detok.flush()
+                r.tags.append((len(r.visible), self.tokenizer.id_to_token(tid) or ""))
+                r.modes.append((len(r.visible), tid == self._think_ids[0]))
+                r.detok = IncrementalDetokenizer(self.tokenizer.decode)
+            else:
+                r.visible += r.detok.add(tid)
+            if len(r.out_ids) >= r.params.max_tokens:
+                r.visible += r.detok.flush()
+            hit = r.stopper.find(r.visible, before)
+            if hit is not None:
+                r.visible = r.visible[:hit]
+                self._end(r, "stop")
+                break
+            if len(r.out_ids) >= r.params.max_tokens:
+                self._end(r, "length")
+                break
+        return n
+
+    def _token_text(self, tid: int) -> str:
+        return self.tokenizer.decode([tid])
+
+    def _flush_events(self, r: _Request) -> None:
+        """Stream what is safe: text up to the stop-string hold-back, split at think boundaries."""
+        end = len(r.visible) if r.finished else r.stopper.safe_end(r.visible)
+        pieces: list[tuple[bool, str]] = []
+        a = r.emitted
+        if end > a:
+            cuts = sorted({off for off, _ in r.modes if a < off < end} | {a, end})
+            for s, e in zip(cuts, cuts[1:], strict=False):
+                if e > s:
+                    pieces.append((r.mode_at(s), r.visible[s:e]))
+            r.emitted = end
+        if not pieces and not r.step_ids and not r.finished:
+            return
+        if not pieces:
+            pieces = [(r.think.in_think if not r.finished else r.mode_at(len(r.visible)), "")]
+        lp = r.step_logprobs if r.logprobs is not None else None
+        for k, (mode, text) in enumerate(pieces):
+            last = k == len(pieces) - 1
+            ev = TokenEvent(
+                token_ids=list(r.step_ids) if k == 0 else [],
+                text=text,
+                is_reasoning=mode,
+                logprobs=(
+                    list(lp) if lp is not None and k == 0 else ([] if lp is not None else None)
+                ),
+                finished=r.finished and last,
+                finish_reason=r.finish_reason if last else None,
+            )
+            r.handle._push(ev)
+        if r.logprobs is not None:
+            r.logprobs.extend(r.step_logprobs)
+        r.step_ids = []
+        r.step_logprobs = []
+        if r.finished:
+            r.handle._finish(self._output(r))
+
+    # ---- endings -----------------------------------------------------------------------------
+    def _end(self, r: _Request, reason: str) -> None:
+        if r.finished:
+            return
+        r.finish_reason = reason
+        r.t_end = time.perf_counter()
+        t = self._totals
+        t["finished"] += 1
+        t["prompt_tokens"] += len(r.prompt_ids)
+        t["completion_tokens"] += len(r.out_ids)
+        t["reasoning_tokens"] += r.think.reasoning_tokens
+        if reason == "error":
+            t["errors"] += 1
+        elif reason == "cancelled":
+            t["cancelled"] += 1
+        if reason in ("cancelled", "error") or r.slot is None:
+            self._flush_events(r)
+
+    def _fail(self, r: _Request, exc: BaseException) -> None:
+        r.error = f"{type(exc).__name__}: {exc}"
+        if os.environ.get("HILLCLIMB_ENGINE_TRACEBACK"):
+            traceback.print_exception(exc)
+        r.step_ids = r.step_ids or []
+        self._end(r, "error")
+        if not r.handle.done():
+            self._flush_events(r)
+
+    def _output(self, r: _Request) -> GenerationOutput:
+        vis = r.visible
+        reasoning, content = [], []
+        bounds = [off for off, _ in r.modes] + [len(vis)]
+        for (off, mode), nxt in zip(r.modes, bounds[1:], strict=False):
+            seg = vis[off : min(nxt, len(vis))] if off < len(vis) else ""
+            (reasoning if mode else content).append(seg)
+        had_think = any(m for _, m in r.modes)
+        text = vis
+        for off, tag in reversed(r.tags):
+            if off <= len(vis):
+                text = text[:off] + tag + text[off:]
+        reasoning_text = "".join(reasoning).strip("\n")
+        content_text = "".join(content)
+        if had_think:
+            content_text = content_text.lstrip("\n")
+        t_end = r.t_end or time.perf_counter()
+        decode_s = max(t_end - r.t_first, 0.0) if r.t_first else 0.0
+        n = len(r.out_ids)
+        return GenerationOutput(
+            request_id=r.request_id,
+            prompt_tokens=len(r.prompt_ids),
+            token_ids=list(r.out_ids),
+            text=text,
+            reasoning_text=reasoning_text,
+            content_text=content_text,
+            completion_tokens=n,
+            reasoning_tokens=r.think.reasoning_tokens,
+            finish_reason=r.finish_reason or "error",
+            logprobs=r.logprobs,
+            spec=r.spec.as_dict() if r.spec is not None and r.spec.steps else None,
+            timings={
+                "queue_s": max((r.t_admit or t_end) - r.t_submit, 0.0),
+                "prefill_s": max(r.t_first - r.t_admit, 0.0) if r.t_first else 0.0,
+                "decode_s": decode_s,
+                "tokens_per_s": (n - 1) / decode_s if decode_s > 0 and n > 1 else 0.0,
+            },
+            error=r.error,
+        )
+
+    # ---- introspection & scoring ---------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self._cv:
+            queued = len(self._waiting)
+        out: dict[str, Any] = {
+            "name": self.name,
+            "queue_depth": queued,
+            "running": sum(not r.finished for r in self._running),
+            "max_batch": self.max_batch,
+            "max_context": self.max_context,
+            "loop_alive": bool(self._thread is not None and self._thread.is_alive()),
+            "totals": dict(self._totals),
+            "speculative": self._spec_total.as_dict() if self.draft is not None else None,
+        }
+        return out
+
+    @torch.inference_mode()
+    def score(self, prompt_ids: list[int]) -> torch.Tensor:
+        """Per-token logprobs of a sequence: out[i] = log p(ids[i+1] | ids[:i+1]), shape [n-1]."""
+        return self.score_stats(prompt_ids)["logprobs"]
+
+    @torch.inference_mode()
+    def score_stats(self, prompt_ids: list[int]) -> dict[str, Any]:
+        """Logprobs plus per-position predictive entropy (nats), [n-1] each (router features)."""
+        ids = list(prompt_ids)[-self.max_context :]
+        if len(ids) < 2:
+            z = torch.zeros(0)
+            return {"logprobs": z, "entropy": z}
+        x = torch.tensor([ids], device=self.device)
+        with self._lock:
+            logits = self.model(x)[0, :-1].float()
+        lp = torch.log_softmax(logits, dim=-1)
+        tgt = x[0, 1:]
+        chosen = lp.gather(-1, tgt[:, None])[:, 0]
+        ent = -(lp.exp() * lp).sum(-1)
+        return {"logprobs": chosen.cpu(), "entropy": ent.cpu()}
+
+
+def _last_exc() -> BaseException:
+    import sys
+
+    exc = sys.exc_info()[1]
+    return exc if exc is not None else RuntimeError("unknown error")

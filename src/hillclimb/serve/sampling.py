@@ -1,0 +1,179 @@
+"""Sampling parameters and the per-row sampling math (temperature, top-k, top-p, logprobs).
+
+Why per row with a per-request `torch.Generator`: a request's random stream must depend only on
+its own seed, never on which other requests happen to share the decode batch, so the same seed
+gives the same output under any load (tested). The warping (`warp_probs`) is one function used
+for plain sampling and for both distributions of speculative decoding (target p and draft q), so
+the two can never disagree about what "temperature 0.7, top-p 0.9" means.
+
+Logprobs are reported from the raw model distribution (log-softmax of the unwarped logits), as
+OpenAI and vLLM do, so they are comparable across sampling settings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hillclimb.errors import HillclimbError
+
+REASONING_EFFORTS = ("low", "medium", "high")
+MAX_LOGPROBS = 20
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 1.0  # 0 => greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 => off
+    seed: int | None = None  # per-request reproducible sampling
+    stop: list[str] = field(default_factory=list)  # stop strings (not included in output)
+    stop_token_ids: list[int] | None = None  # None => tokenizer.stop_ids
+    ignore_eos: bool = False
+    logprobs: int | None = None  # None: none; 0: chosen token's logprob; n: plus top-n
+    reasoning_effort: str | None = None  # "low" | "medium" | "high" -> a thinking budget
+    thinking_token_budget: int | None = None  # force "</think>" when reached inside <think>
+    # Extension (compatible): None = use speculative decoding when the engine has a draft model;
+    # False = never for this request; True = require it (error if the engine has no draft).
+    speculative: bool | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        elif self.stop is None:
+            self.stop = []
+
+    def validate(self) -> None:
+        """Raise HillclimbError with a clear message on invalid values."""
+
+        def bad(msg: str) -> None:
+            raise HillclimbError(f"invalid sampling parameters: {msg}")
+
+        if (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 1
+        ):
+            bad(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
+        t = self.temperature
+        if (
+            isinstance(t, bool)
+            or not isinstance(t, int | float)
+            or not math.isfinite(t)
+            or t < 0
+            or t > 100
+        ):
+            bad(f"temperature must be a number in [0, 100], got {t!r}")
+        p = self.top_p
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, int | float)
+            or not math.isfinite(p)
+            or not 0 < p <= 1
+        ):
+            bad(f"top_p must be in (0, 1], got {p!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            bad(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            bad(f"seed must be an integer or None, got {self.seed!r}")
+        if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
+            bad("stop must be a list of non-empty strings")
+        if len(self.stop) > 16:
+            bad(f"at most 16 stop strings, got {len(self.stop)}")
+        if self.stop_token_ids is not None and (
+            not isinstance(self.stop_token_ids, list)
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                for i in self.stop_token_ids
+            )
+        ):
+            bad("stop_token_ids must be a list of non-negative integers")
+        if self.logprobs is not None and (
+            isinstance(self.logprobs, bool)
+            or not isinstance(self.logprobs, int)
+            or not 0 <= self.logprobs <= MAX_LOGPROBS
+        ):
+            bad(f"logprobs must be None or an integer in 0..{MAX_LOGPROBS}, got {self.logprobs!r}")
+        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+            bad(
+                f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, got {self.reasoning_effort!r}"
+            )
+        b = self.thinking_token_budget
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 0):
+            bad(f"thinking_token_budget must be an integer >= 0, got {b!r}")
+        if self.speculative not in (None, True, False):
+            bad("speculative must be true, false or null")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+    return g
+
+
+def warp_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Probabilities after temperature, top-k and top-p (nucleus) for logits [..., V] (fp32).
+
+    Top-k keeps the k largest logits; top-p then keeps the smallest prefix of the sorted
+    distribution whose mass reaches p (the token that crosses p is kept). Ties at the k-th logit
+    are all kept, so the result does not depend on sort stability.
+    """
+    x = logits.float() / max(params.temperature, 1e-6)
+    V = x.shape[-1]
+    if 0 < params.top_k < V:
+        kth = torch.topk(x, params.top_k, dim=-1).values[..., -1:]
+        x = x.masked_fill(x < kth, float("-inf"))
+    probs = torch.softmax(x, dim=-1)
+    if params.top_p < 1.0:
+        sp, idx = torch.sort(probs, dim=-1, descending=True)
+        before = torch.cumsum(sp, dim=-1) - sp  # mass strictly before each sorted token
+        drop_sorted = before >= params.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, idx, drop_sorted)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+def sample_from(probs: torch.Tensor, generator: torch.Generator) -> int:
+    """One draw from a 1-D probability vector with the request's own generator."""
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def choose_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
+    """Next token for one row of logits [V]: argmax when greedy, else a warped draw."""
+    if params.greedy:
+        return int(torch.argmax(logits))
+    return sample_from(warp_probs(logits, params), generator)
+
+
+def token_logprobs(
+    logits: torch.Tensor, token_ids: list[int], n_top: int, id_to_text: Any
+) -> list[dict[str, Any]]:
+    """Logprob entries for consecutive positions: logits [N, V] (raw), chosen token_ids [N].
+
+    Each entry: {"token_id", "token", "logprob", "top_logprobs": [{"token_id", "token",
+    "logprob"}, ...]} with n_top alternatives (most likely first)."""
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = lp.gather(-1, torch.tensor(token_ids, device=lp.device)[:, None])[:, 0].tolist()
+    tops: list[list[dict[str, Any]]] = [[] for _ in token_ids]
+    if n_top > 0:
+        vals, idx = torch.topk(lp, min(n_top, lp.shape[-1]), dim=-1)
+        for r, (vs, ids) in enumerate(zip(vals.tolist(), idx.tolist(), strict=True)):
+            tops[r] = [
+                {"token_id": i, "token": id_to_text(i), "logprob": v}
+                for v, i in zip(vs, ids, strict=True)
+            ]
+    return [
+        {"token_id": t, "token": id_to_text(t), "logprob": c, "top_logprobs": top}
+        for t, c, top in zip(token_ids, chosen, tops, strict=True)
+    ]
