@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from hillclimb.errors import HillclimbError
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Spin-waiting OpenMP threads collapse throughput when cores are oversubscribed (measured
+    # 10-160x on 2-core CPUs, docs/LOG.md); must be set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "func", None)

@@ -1,0 +1,180 @@
+"""Dataclass configs for `hillclimb train` (pre-training) and `hillclimb sft`.
+
+Why dataclasses filled from a TOML table: the climb's recipe has `[train]` / `[sft]` tables whose
+keys are exactly these field names (`TrainConfig.from_dict(recipe["train"])`), the CLI maps its
+flags onto the same fields, and `to_dict()` is written into every run directory (`config.json`) so
+a run can be reproduced from what it left behind. Validation happens at construction, before any
+tensor is allocated, so an impossible configuration fails with a message instead of mid-run.
+
+Batch vocabulary (the same at every scale): `batch_size` is the *global* number of sequences per
+optimizer step; each rank runs micro-batches of `micro_batch_size` sequences, and gradient
+accumulation covers the rest (`grad_accum = batch_size / (micro_batch_size * world_size)`). The
+data a step sees depends only on (seed, step), never on the number of processes, so 1 process
+with accumulation and N processes without it train on the same global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import ConfigError
+
+
+def _path(v: Any) -> Path | None:
+    return None if v in (None, "") else Path(v)
+
+
+@dataclass
+class TrainConfig:
+    # ---- what to train ------------------------------------------------------------------
+    out: Path | None = None  # run directory (checkpoints/, metrics.jsonl, val.jsonl, final/)
+    data: Path | None = None  # shards dir from `hillclimb data build` (DIR or DIR/shards)
+    preset: str | None = None  # model preset (or model_config, or init)
+    model_config: dict[str, Any] | None = None  # full ModelConfig dict (overrides preset)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"bias_balancing": true}
+    tokenizer: Path | None = None  # tokenizer dir (default: the init checkpoint's)
+    init: Path | None = None  # start from this checkpoint's weights (SFT: the pre-trained model)
+    seed: int = 0
+    # ---- batch --------------------------------------------------------------------------
+    seq_len: int = 256
+    batch_size: int = 16  # global sequences per optimizer step
+    micro_batch_size: int | None = None  # per rank per forward (default: batch_size / world)
+    steps: int = 200
+    # ---- optimizer & schedule -----------------------------------------------------------
+    optimizer: str = "adamw"  # "adamw" | "muon" (Muon for hidden matrices, AdamW for the rest)
+    lr: float = 3e-3  # AdamW peak learning rate
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    weight_decay: float = 0.1  # matrices only; never norms, embeddings, biases
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 disables
+    schedule: str = "cosine"  # "cosine" | "wsd" | "constant"
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    decay_frac: float = 0.2  # WSD: fraction of steps spent in the final linear decay
+    # ---- runtime ------------------------------------------------------------------------
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    dtype: str = "auto"  # "auto" (fp32 on CPU, bf16 autocast on CUDA) | "fp32" | "bf16"
+    compile: bool = False
+    distributed: str = "auto"  # "auto" (ddp when world > 1) | "ddp" | "fsdp" | "none"
+    threads: int | None = None  # torch intra-op threads on CPU (default: cores / local ranks)
+    # ---- evaluation, logging, checkpoints -----------------------------------------------
+    val_every: int = 100  # 0: only at the end
+    val_tokens: int = 65536  # validation tokens per evaluation (fixed windows: comparable)
+    log_every: int = 10  # routing stats + TensorBoard + progress refresh interval
+    ckpt_every: int = 0  # 0: only the final checkpoint
+    keep_last: int = 2
+    resume: bool = False
+    tensorboard: bool = True
+    progress: bool | None = None  # None: only when stderr is a TTY and not under pytest
+    time_limit_s: float | None = None  # stop early (and still save) after this much wall time
+    allow_tokenizer_mismatch: bool = False
+    memory_check: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("out", "data", "tokenizer", "init"):
+            setattr(self, name, _path(getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"invalid {type(self).__name__}: {msg}")
+
+        need(self.seq_len > 0, "seq_len must be > 0")
+        need(self.batch_size > 0, "batch_size must be > 0")
+        need(
+            self.micro_batch_size is None or self.micro_batch_size > 0,
+            "micro_batch_size must be > 0",
+        )
+        need(self.steps >= 0, "steps must be >= 0")
+        need(
+            self.optimizer in ("adamw", "muon"),
+            f"optimizer must be adamw|muon, got {self.optimizer!r}",
+        )
+        need(
+            self.schedule in ("cosine", "wsd", "constant"),
+            f"schedule must be cosine|wsd|constant, got {self.schedule!r}",
+        )
+        need(self.lr > 0 and self.muon_lr > 0, "learning rates must be > 0")
+        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
+        need(0 <= self.decay_frac <= 1, "decay_frac must be in [0, 1]")
+        need(self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        need(self.grad_clip >= 0, "grad_clip must be >= 0")
+        need(self.device in ("auto", "cpu", "cuda"), "device must be auto|cpu|cuda")
+        need(self.dtype in ("auto", "fp32", "bf16"), "dtype must be auto|fp32|bf16")
+        need(
+            self.distributed in ("auto", "ddp", "fsdp", "none"),
+            "distributed must be auto|ddp|fsdp|none",
+        )
+        need(self.keep_last >= 1, "keep_last must be >= 1")
+        need(self.log_every >= 1, "log_every must be >= 1")
+        need(self.val_every >= 0 and self.ckpt_every >= 0, "val_every/ckpt_every must be >= 0")
+        need(self.val_tokens >= 0, "val_tokens must be >= 0")
+        need(self.threads is None or self.threads > 0, "threads must be > 0")
+
+    # ---- (de)serialisation ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, Path):
+                d[k] = str(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def replace(self, **kw: Any) -> Any:
+        d = dataclasses.asdict(self)
+        d.update(kw)
+        return type(self)(**d)
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning: chat examples with loss on assistant tokens only (+ FIM)."""
+
+    # `init` (CLI `--from`) is the pre-trained checkpoint; `data` is unused (see sft_data).
+    sft_data: list[Path] = field(default_factory=list)  # JSONL files of examples
+    val_data: list[Path] = field(default_factory=list)  # held-out JSONL (default: split off)
+    val_fraction: float = 0.05  # when no val_data: this share of examples is held out
+    # Built-in data from hillclimb.problems: {"families": [...] | None, "tiers": [...], "n": N}
+    problems: dict[str, Any] | None = None
+    # FIM examples cut from corpus documents (code-flash): a corpus dir with documents/*.jsonl(.gz)
+    fim_corpus: Path | None = None
+    fim_examples: int = 0
+    fim_languages: list[str] | None = None  # default: every language except text/markdown/reasoning
+    max_example_tokens: int | None = None  # longer examples are dropped (default: seq_len + 1)
+    # SFT defaults differ from pre-training: a lower LR, short warmup, no decay on a tiny set.
+    lr: float = 1e-3
+    muon_lr: float = 0.01
+    warmup_steps: int = 10
+    steps: int = 100
+    val_every: int = 50
+    val_tokens: int = 32768
+
+    def __post_init__(self) -> None:
+        self.sft_data = [Path(p) for p in self.sft_data]
+        self.val_data = [Path(p) for p in self.val_data]
+        self.fim_corpus = _path(self.fim_corpus)
+        super().__post_init__()
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError("invalid SFTConfig: val_fraction must be in [0, 1)")
+        if self.fim_examples < 0:
+            raise ConfigError("invalid SFTConfig: fim_examples must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["sft_data"] = [str(p) for p in self.sft_data]
+        d["val_data"] = [str(p) for p in self.val_data]
+        return d

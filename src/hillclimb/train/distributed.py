@@ -1,0 +1,140 @@
+"""Process groups and model wrapping: one code path for 1 process, DDP and FSDP2.
+
+Why read torchrun's environment instead of taking flags: `torchrun --nproc_per_node N -m
+hillclimb train ...` sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR, so the same command line
+runs alone or distributed. The backend follows the device — NCCL on CUDA, gloo on CPU — and
+`distributed="auto"` means DDP when there is more than one process.
+
+- DDP replicates the model and all-reduces gradients (`no_sync` skips it on accumulation
+  micro-steps). Buffers are not broadcast each forward: the only mutable buffer, the MoE
+  selection bias, is updated identically on every rank from all-reduced expert loads.
+- FSDP2 (`torch.distributed.fsdp.fully_shard`) shards parameters, gradients and optimizer state:
+  each transformer block is its own unit (gathered just in time), the root holds the embeddings
+  and head. Full state dicts for checkpoints are gathered to rank 0 with
+  `torch.distributed.checkpoint.state_dict` helpers. Muon needs whole matrices and is refused
+  under FSDP (it would need a gather per matrix; not built).
+- Expert parallelism is not implemented: experts are replicated (DDP) or sharded like any other
+  weight (FSDP2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from hillclimb.errors import ConfigError
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+    mode: str = "none"  # "none" | "ddp" | "fsdp"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast_object(self, obj: object) -> object:
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def init(device: str = "auto", mode: str = "auto") -> DistInfo:
+    """Join the torchrun process group if there is one; pick device and backend."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda requested but CUDA is not available")
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if mode == "auto":
+        mode = "ddp" if world > 1 else "none"
+    if world == 1:
+        mode = "none"
+    info = DistInfo(rank, world, local_rank, local_world, dev, None, mode)
+    if world > 1:
+        backend = "nccl" if use_cuda else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+        info.backend = backend
+    return info
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
+    """Return the module to call for training (DDP wrapper, FSDP2-sharded model, or model)."""
+    if info.mode == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        return DDP(model, device_ids=ids, broadcast_buffers=False)
+    if info.mode == "fsdp":
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        kw = {}
+        if info.device.type == "cuda":
+            kw["mp_policy"] = MixedPrecisionPolicy(
+                param_dtype=torch.bfloat16, reduce_dtype=torch.float32
+            )
+        for block in model.layers:  # type: ignore[attr-defined]
+            fully_shard(block, **kw)
+        fully_shard(model, **kw)
+        return model
+    return model
+
+
+@contextlib.contextmanager
+def grad_sync(wrapped: nn.Module, info: DistInfo, sync: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce / reduce-scatter on accumulation micro-steps."""
+    if info.mode == "ddp" and not sync:
+        with wrapped.no_sync():  # type: ignore[operator]
+            yield
+        return
+    if info.mode == "fsdp":
+        wrapped.set_requires_gradient_sync(sync)  # type: ignore[attr-defined]
+    yield
+
+
+def local_cpu_threads(info: DistInfo) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, info.local_world))

@@ -1,0 +1,126 @@
+"""`hillclimb.train.pretrain.run(cfg) -> RunResult`: pre-train a model on tokenized shards.
+
+Everything that can be wrong with the inputs is checked here, before a tensor is allocated:
+shards present and intact (`ShardReader`), a tokenizer (from `tokenizer` or the `init`
+checkpoint), the shards tokenized with *this* tokenizer (vocabulary size and SHA-256 of the
+tokenizer file as recorded in `shards/meta.json`), the model vocabulary = `padded_vocab(tokenizer
+size)`, and a train split long enough for one window. The loop itself is `loop.run_training`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hillclimb.data.shards import ShardReader, file_sha256
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.model.config import ModelConfig, get_preset, padded_vocab
+from hillclimb.train.config import TrainConfig
+from hillclimb.train.data import PretrainBatches, unigram_bpb, val_windows
+from hillclimb.train.loop import RunResult, TrainTask, run_training
+
+
+def resolve_tokenizer(tokenizer: Path | None, init: Path | None) -> tuple[Any, Path]:
+    from hillclimb.tokenizer.io import load_tokenizer
+
+    src = tokenizer or init
+    if src is None:
+        raise ConfigError("a tokenizer is required: pass --tokenizer DIR (or --init CHECKPOINT)")
+    return load_tokenizer(src), Path(src)
+
+
+def tokenizer_hashes(tok: Any, path: Path) -> set[str]:
+    """Every SHA-256 under which this tokenizer may have been recorded by `data build`."""
+    out = {
+        hashlib.sha256(tok.hf.to_str().encode()).hexdigest(),
+        hashlib.sha256(tok.hf.to_str(pretty=True).encode()).hexdigest(),
+    }
+    f = path / "tokenizer.json" if path.is_dir() else path
+    if f.is_file():
+        out.add(file_sha256(f))
+    return out
+
+
+def check_shards_match(reader: ShardReader, tok: Any, tok_path: Path, allow_mismatch: bool) -> None:
+    if reader.vocab_size != tok.vocab_size:
+        raise HillclimbError(
+            f"shards at {reader.dir} were tokenized with a {reader.vocab_size}-token vocabulary but the "
+            f"tokenizer at {tok_path} has {tok.vocab_size}; re-tokenize the data or pass the matching tokenizer"
+        )
+    recorded = reader.meta.get("tokenizer_sha256")
+    if recorded and not allow_mismatch and recorded not in tokenizer_hashes(tok, tok_path):
+        raise HillclimbError(
+            f"shards at {reader.dir} were tokenized with a different tokenizer (sha256 {recorded[:12]}…) "
+            f"than {tok_path}; re-tokenize or pass --allow-tokenizer-mismatch"
+        )
+
+
+def resolve_model_config(cfg: TrainConfig, tok: Any) -> ModelConfig:
+    vocab = padded_vocab(tok.vocab_size)
+    if cfg.init is not None:
+        from hillclimb.model.checkpoint import load_config
+
+        mcfg, _ = load_config(cfg.init)
+        if cfg.model_overrides:
+            mcfg = mcfg.replace(**cfg.model_overrides)
+        if mcfg.vocab_size < tok.vocab_size:
+            raise HillclimbError(
+                f"checkpoint {cfg.init} has vocabulary {mcfg.vocab_size} < tokenizer size {tok.vocab_size}"
+            )
+        return mcfg
+    if cfg.model_config is not None:
+        mcfg = ModelConfig.from_dict(dict(cfg.model_config))
+    elif cfg.preset is not None:
+        mcfg = get_preset(cfg.preset)
+    else:
+        raise ConfigError(
+            "a model is required: --preset NAME, --model-config JSON or --init CHECKPOINT"
+        )
+    return mcfg.replace(vocab_size=vocab, **cfg.model_overrides)
+
+
+def build_task(cfg: TrainConfig) -> TrainTask:
+    if cfg.data is None:
+        raise ConfigError("--data DIR (tokenized shards from `hillclimb data build`) is required")
+    reader = ShardReader(cfg.data)
+    tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init)
+    check_shards_match(reader, tok, tok_path, cfg.allow_tokenizer_mismatch)
+    mcfg = resolve_model_config(cfg, tok)
+    train = reader.split("train")
+    batches = PretrainBatches(train, cfg.seq_len, cfg.batch_size, cfg.seed)
+    if "val" in reader.splits() and reader.split("val").n_tokens > cfg.seq_len + 1:
+        val_ids = val_windows(reader.split("val"), cfg.seq_len, cfg.val_tokens)
+    else:
+        val_ids = np.zeros((0, cfg.seq_len + 1), dtype=np.int64)
+    tb = np.asarray(tok.token_bytes + [0] * (mcfg.vocab_size - tok.vocab_size), dtype=np.float64)
+    uni = unigram_bpb(train, val_ids[:, 1:], tb, mcfg.vocab_size) if val_ids.size else None
+    meta = {
+        "data": {
+            "shards": str(reader.dir),
+            "train_tokens": train.n_tokens,
+            "tokenizer_sha256": reader.meta.get("tokenizer_sha256"),
+        }
+    }
+    return TrainTask(
+        stage="pretrain",
+        model_cfg=mcfg,
+        tokenizer=tok,
+        batches=lambda step: (batches.batch(step), None),
+        val_ids=val_ids,
+        val_mask=None,
+        init_checkpoint=cfg.init,
+        meta=meta,
+        summary={
+            "unigram_bpb": uni,
+            "train_tokens": train.n_tokens,
+            "val_windows": int(val_ids.shape[0]),
+        },
+    )
+
+
+def run(cfg: TrainConfig) -> RunResult:
+    """Pre-train per `cfg`; returns the run's summary (also written to RUN_DIR/run.json)."""
+    return run_training(cfg, build_task(cfg))

@@ -1,0 +1,120 @@
+"""`hillclimb.train.sft.run(cfg) -> RunResult`: supervised fine-tuning from a checkpoint.
+
+Examples come from JSONL files (`sft_data`), from the built-in problem generators
+(`problems = {"families", "tiers", "n"}`) and from FIM cuts of a corpus (`fim_corpus`,
+`fim_examples`) — our generators and our licensed corpus, never another model. They are encoded by
+`sft_data` (loss on assistant tokens / FIM middles only), examples longer than a row are dropped
+(and counted), a held-out share becomes the validation set (or `val_data`), and the shared loop
+trains with the masked loss. Validation bpb is over the assistant/middle bytes only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.train import sft_data as S
+from hillclimb.train.config import SFTConfig
+from hillclimb.train.loop import RunResult, TrainTask, run_training
+from hillclimb.train.pretrain import resolve_model_config, resolve_tokenizer
+
+
+def collect_records(cfg: SFTConfig) -> tuple[list[dict], list[dict]]:
+    """(train records, explicit val records)."""
+    recs: list[dict] = []
+    if cfg.sft_data:
+        recs += S.read_jsonl(cfg.sft_data)
+    if cfg.problems:
+        recs += S.problem_examples(cfg.problems, cfg.seed)
+    if cfg.fim_corpus is not None and cfg.fim_examples > 0:
+        recs += S.fim_from_corpus(
+            cfg.fim_corpus,
+            cfg.fim_examples,
+            cfg.seed,
+            max_chars=cfg.seq_len * 3,
+            languages=cfg.fim_languages,
+        )
+    if not recs:
+        raise ConfigError("no SFT data: pass --data FILE.jsonl, --problems or --fim-corpus")
+    val = S.read_jsonl(cfg.val_data) if cfg.val_data else []
+    return recs, val
+
+
+def encode_all(tok, recs: list[dict], max_len: int) -> tuple[list[S.Example], int]:  # noqa: ANN001
+    out, dropped = [], 0
+    for r in recs:
+        ex = S.encode_record(tok, r)
+        if len(ex) > max_len or ex.n_targets == 0:
+            dropped += 1
+            continue
+        out.append(ex)
+    return out, dropped
+
+
+def build_task(cfg: SFTConfig) -> TrainTask:
+    if cfg.init is None:
+        raise ConfigError("SFT starts from a checkpoint: pass --from CHECKPOINT")
+    tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init)
+    mcfg = resolve_model_config(cfg, tok)
+    recs, val_recs = collect_records(cfg)
+    max_len = cfg.max_example_tokens or cfg.seq_len + 1
+    examples, dropped = encode_all(tok, recs, max_len)
+    if not val_recs and cfg.val_fraction > 0 and len(examples) > 1:
+        order = np.random.default_rng([cfg.seed & 0xFFFFFFFF, 0x76616C]).permutation(len(examples))
+        n_val = max(1, int(round(cfg.val_fraction * len(examples))))
+        val_idx = set(order[:n_val].tolist())
+        val_ex = [e for i, e in enumerate(examples) if i in val_idx]
+        examples = [e for i, e in enumerate(examples) if i not in val_idx]
+    else:
+        val_ex, vdrop = encode_all(tok, val_recs, max_len)
+        dropped += vdrop
+    if not examples:
+        raise HillclimbError(f"every SFT example is longer than {max_len} tokens; raise --seq-len")
+    pad = S.pad_id(tok)
+    batches = S.SFTBatches(examples, cfg.seq_len, cfg.batch_size, cfg.seed, pad)
+    if val_ex:
+        vi, vm = S.pack(val_ex, range(len(val_ex)), cfg.seq_len + 1, pad)
+        keep = max(1, cfg.val_tokens // cfg.seq_len)
+        vi, vm = vi[:keep], vm[:keep]
+    else:
+        vi = np.zeros((0, cfg.seq_len + 1), dtype=np.int64)
+        vm = np.zeros_like(vi)
+    kinds: dict[str, int] = {}
+    for e in examples:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    summary = {
+        "sft_examples": len(examples),
+        "sft_val_examples": len(val_ex),
+        "sft_dropped": dropped,
+        "sft_kinds": kinds,
+        "rows_per_epoch": batches.rows_per_epoch(),
+        "target_tokens": int(sum(e.n_targets for e in examples)),
+    }
+    epochs = cfg.steps * cfg.batch_size / max(1, batches.rows_per_epoch())
+    summary["epochs"] = round(epochs, 3)
+    meta = {
+        "data": {
+            "sft": [str(p) for p in cfg.sft_data],
+            "problems": cfg.problems,
+            "fim_corpus": str(cfg.fim_corpus) if cfg.fim_corpus else None,
+            "examples": len(examples),
+        }
+    }
+    return TrainTask(
+        stage="sft",
+        model_cfg=mcfg,
+        tokenizer=tok,
+        batches=batches.batch,
+        val_ids=vi,
+        val_mask=vm,
+        init_checkpoint=Path(cfg.init),
+        meta=meta,
+        summary=summary,
+    )
+
+
+def run(cfg: SFTConfig) -> RunResult:
+    """Fine-tune per `cfg`; returns the run's summary (also written to RUN_DIR/run.json)."""
+    return run_training(cfg, build_task(cfg))

@@ -1,0 +1,346 @@
+"""SFT examples → token ids + a loss mask that is 1 on the tokens the model must learn to write.
+
+Formats accepted (one JSON object per line in `--data` files; all three may be mixed):
+
+- chat: `{"messages": [...], "tools": [...]?}` in the OpenAI shape the chat template renders —
+  assistant `reasoning_content` goes inside `<think>…</think>`, `tool_calls` become
+  `<tool_call>{json}</tool_call>` blocks, `tool` messages become `<tool_response>` blocks. Loss is
+  on every assistant turn (reasoning, content, tool calls, and the closing `<|im_end|>`), never on
+  system/user/tool text or the template's role headers.
+- fim: `{"fim": {"prefix": str, "middle": str, "suffix": str}}` → the PSM prompt
+  (`<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>`) with loss on `M<|endoftext|>` only, so IDE
+  completion learns where to stop.
+- text: `{"text": str}` → plain LM loss on every token (+ `<|endoftext|>`).
+
+Why segments are tokenized separately: the template is rendered for each conversation prefix and
+the assistant spans are the differences; each span is tokenized on its own. This is exactly the
+tokenization the model sees at inference (the prompt ends with `<|im_start|>assistant\n` and the
+model continues from there), and the mask is exact — no character-offset alignment heuristics.
+
+Built-in sources: `problem_examples()` turns `hillclimb.problems` generator instances (worked
+solutions written by our code, never by a model) into chat records; `fim_from_corpus()` cuts FIM
+examples out of code documents of our licensed corpus at line boundaries.
+
+Batches (`SFTBatches`) pack whole examples greedily into rows of `seq_len + 1` tokens (padding
+masked out); the order is a permutation seeded by (seed, epoch), so the batch of step `s` is a pure
+function of (seed, s) — the same stateless resume contract as pre-training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hillclimb.errors import HillclimbError
+from hillclimb.tokenizer.specials import ENDOFTEXT, FIM_PAD, fim_prompt
+
+NON_CODE_LANGUAGES = {"text", "markdown", "reasoning", "unknown", "json", "yaml", "toml"}
+
+
+@dataclass
+class Example:
+    ids: list[int]
+    mask: list[int]  # mask[i] = 1: ids[i] is a target the loss trains on
+    kind: str = "chat"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_targets(self) -> int:
+        return int(sum(self.mask))
+
+
+# ---- encoding ------------------------------------------------------------------------------
+def encode_chat(
+    tok: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> Example:
+    if not messages or not any(m.get("role") == "assistant" for m in messages):
+        raise HillclimbError("chat example has no assistant message to learn from")
+    full = tok.apply_chat_template(messages, tools=tools)
+    ids: list[int] = []
+    mask: list[int] = []
+    done = 0  # characters of `full` already tokenized
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        head = tok.apply_chat_template(messages[:i], tools=tools, add_generation_prompt=True)
+        turn = tok.apply_chat_template(messages[: i + 1], tools=tools)
+        if not full.startswith(head) or not full.startswith(turn) or len(head) < done:
+            raise HillclimbError("chat template is not prefix-stable for this conversation")
+        body = turn[len(head) :]
+        end = body.rfind("<|im_end|>")
+        if end < 0:
+            raise HillclimbError("rendered assistant turn lacks <|im_end|>")
+        learn = body[: end + len("<|im_end|>")]
+        ctx = full[done : len(head)]
+        if ctx:
+            t = tok.encode(ctx)
+            ids += t
+            mask += [0] * len(t)
+        t = tok.encode(learn)
+        ids += t
+        mask += [1] * len(t)
+        done = len(head) + len(learn)
+    rest = full[done:]
+    if rest:
+        t = tok.encode(rest)
+        ids += t
+        mask += [0] * len(t)
+    return Example(ids, mask, "chat")
+
+
+def encode_fim(tok: Any, prefix: str, middle: str, suffix: str) -> Example:
+    p = tok.encode(fim_prompt(prefix, suffix))
+    m = tok.encode(middle) + [tok.token_id(ENDOFTEXT)]
+    return Example(p + m, [0] * len(p) + [1] * len(m), "fim")
+
+
+def encode_text(tok: Any, text: str) -> Example:
+    t = tok.encode(text) + [tok.token_id(ENDOFTEXT)]
+    return Example(t, [1] * len(t), "text")
+
+
+def encode_record(tok: Any, rec: dict[str, Any]) -> Example:
+    if "messages" in rec:
+        return encode_chat(tok, rec["messages"], rec.get("tools"))
+    if "fim" in rec:
+        f = rec["fim"]
+        try:
+            return encode_fim(tok, f["prefix"], f["middle"], f["suffix"])
+        except KeyError as exc:
+            raise HillclimbError(f"fim record lacks {exc}") from exc
+    if "text" in rec:
+        return encode_text(tok, rec["text"])
+    raise HillclimbError(f"SFT record has none of messages/fim/text: keys {sorted(rec)[:8]}")
+
+
+# ---- sources ---------------------------------------------------------------------------------
+def _open(path: Path):  # noqa: ANN202
+    return (
+        gzip.open(path, "rt", encoding="utf-8")
+        if path.suffix == ".gz"
+        else open(path, encoding="utf-8")
+    )
+
+
+def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for p in paths:
+        p = Path(p)
+        files = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.jsonl.gz")) if p.is_dir() else [p]
+        if not files or not all(f.is_file() for f in files):
+            raise HillclimbError(f"SFT data not found: {p}")
+        for f in files:
+            with _open(f) as fh:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
+    return out
+
+
+def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Chat records from `hillclimb.problems`: spec = {"families": [...]|None, "tiers": [...],
+    "n": per (family, tier), "kinds": ["reasoning"]|None}. Train split only."""
+    try:
+        from hillclimb import problems as P
+    except ImportError as exc:  # the generators package is optional at import time
+        raise HillclimbError(f"built-in SFT problems need hillclimb.problems: {exc}") from exc
+    kinds = spec.get("kinds")
+    families = spec.get("families") or [
+        f for f, k in P.FAMILIES.items() if kinds is None or k in kinds
+    ]
+    tiers = spec.get("tiers") or list(P.TIERS)
+    n = int(spec.get("n", 100))
+    out = []
+    for fi, fam in enumerate(families):
+        if fam not in P.FAMILIES:
+            raise HillclimbError(f"unknown problem family {fam!r}; known: {sorted(P.FAMILIES)}")
+        for tier in tiers:
+            for prob in P.generate(fam, int(tier), n, seed=seed * 1000 + fi, split="train"):
+                out.append({"messages": P.to_messages(prob), "source": prob.id})
+    return out
+
+
+def _iter_corpus(corpus: Path) -> Iterable[dict[str, Any]]:
+    docs = corpus / "documents" if (corpus / "documents").is_dir() else corpus
+    files = sorted(docs.glob("*.jsonl")) + sorted(docs.glob("*.jsonl.gz"))
+    if not files:
+        raise HillclimbError(f"no documents/*.jsonl(.gz) under {corpus}")
+    for f in files:
+        with _open(f) as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def fim_split(text: str, rng: random.Random, max_chars: int) -> tuple[str, str, str] | None:
+    """Cut a line-aligned window of ≤ max_chars into (prefix, middle, suffix); middle = 1–6 lines
+    or, one time in four, a span inside a single line (mid-line completion)."""
+    lines = text.splitlines(keepends=True)
+    if len(lines) < 3:
+        return None
+    start = rng.randrange(len(lines))
+    window: list[str] = []
+    size = 0
+    for ln in lines[start:]:
+        if size + len(ln) > max_chars and window:
+            break
+        window.append(ln)
+        size += len(ln)
+    if len(window) < 3:
+        return None
+    if rng.random() < 0.25:
+        i = rng.randrange(len(window))
+        ln = window[i]
+        if len(ln.rstrip("\n")) < 4:
+            return None
+        a = rng.randrange(1, len(ln.rstrip("\n")) - 1)
+        return "".join(window[:i]) + ln[:a], ln[a:], "".join(window[i + 1 :])
+    k = rng.randint(1, min(6, len(window) - 2))
+    i = rng.randint(1, len(window) - k - 1)
+    return "".join(window[:i]), "".join(window[i : i + k]), "".join(window[i + k :])
+
+
+def fim_from_corpus(
+    corpus: str | os.PathLike[str],
+    n: int,
+    seed: int,
+    max_chars: int,
+    languages: list[str] | None = None,
+    split: str = "train",
+) -> list[dict[str, Any]]:
+    """`n` FIM records from code documents of a corpus dir (deterministic for a seed)."""
+    docs = [
+        d["text"]
+        for d in _iter_corpus(Path(corpus))
+        if d.get("split", "train") == split
+        and (
+            (d.get("language") in languages)
+            if languages
+            else d.get("language") not in NON_CODE_LANGUAGES
+        )
+    ]
+    if not docs:
+        raise HillclimbError(f"no code documents in {corpus} for FIM examples")
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    tries = 0
+    while len(out) < n and tries < 20 * n:
+        tries += 1
+        cut = fim_split(docs[rng.randrange(len(docs))], rng, max_chars)
+        if cut is not None:
+            out.append({"fim": {"prefix": cut[0], "middle": cut[1], "suffix": cut[2]}})
+    return out
+
+
+# ---- batches ---------------------------------------------------------------------------------
+def pack(
+    examples: list[Example], order: Iterable[int], row_len: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy packing of whole examples into rows of `row_len` tokens (ids, mask)."""
+    rows_i: list[list[int]] = []
+    rows_m: list[list[int]] = []
+    cur_i: list[int] = []
+    cur_m: list[int] = []
+    for j in order:
+        ex = examples[j]
+        if cur_i and len(cur_i) + len(ex) > row_len:
+            rows_i.append(cur_i)
+            rows_m.append(cur_m)
+            cur_i, cur_m = [], []
+        cur_i.extend(ex.ids[:row_len])
+        cur_m.extend(ex.mask[:row_len])
+    if cur_i:
+        rows_i.append(cur_i)
+        rows_m.append(cur_m)
+    ids = np.full((len(rows_i), row_len), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows_i), row_len), dtype=np.int64)
+    for r, (a, b) in enumerate(zip(rows_i, rows_m, strict=True)):
+        ids[r, : len(a)] = a
+        mask[r, : len(b)] = b
+    return ids, mask
+
+
+class SFTBatches:
+    """`batch(step) -> (ids, mask)`, each [batch_size, seq_len + 1]; epochs reshuffle by seed."""
+
+    def __init__(
+        self, examples: list[Example], seq_len: int, batch_size: int, seed: int, pad_id: int
+    ):
+        if not examples:
+            raise HillclimbError("no SFT examples to train on")
+        self.examples = examples
+        self.row_len = seq_len + 1
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pad_id = pad_id
+        self._packed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._counts: list[int] = []
+
+    def _order(self, e: int) -> list[int]:
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, e, 0x736674])
+        return rng.permutation(len(self.examples)).tolist()
+
+    def _epoch(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        if e not in self._packed:
+            self._packed[e] = pack(self.examples, self._order(e), self.row_len, self.pad_id)
+            for old in [k for k in self._packed if k < e - 1]:  # keep memory flat
+                del self._packed[old]
+        return self._packed[e]
+
+    def _rows_in(self, e: int) -> int:
+        while len(self._counts) <= e:
+            self._counts.append(
+                _count_rows(self.examples, self._order(len(self._counts)), self.row_len)
+            )
+        return self._counts[e]
+
+    def rows_per_epoch(self) -> int:
+        return self._rows_in(0)
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        # Epochs may differ slightly in row count (packing depends on order): walk the counts.
+        pos = step * self.batch_size
+        e = 0
+        while pos >= self._rows_in(e):
+            pos -= self._rows_in(e)
+            e += 1
+        ids_out, mask_out = [], []
+        need = self.batch_size
+        while need > 0:
+            ids, mask = self._epoch(e)
+            take = min(need, ids.shape[0] - pos)
+            ids_out.append(ids[pos : pos + take])
+            mask_out.append(mask[pos : pos + take])
+            need -= take
+            pos = 0
+            e += 1
+        return np.concatenate(ids_out), np.concatenate(mask_out)
+
+
+def _count_rows(examples: list[Example], order: list[int], row_len: int) -> int:
+    rows, cur = 0, 0
+    for j in order:
+        n = min(len(examples[j]), row_len)
+        if cur and cur + n > row_len:
+            rows += 1
+            cur = 0
+        cur += n
+    return rows + (1 if cur else 0)
+
+
+def pad_id(tok: Any) -> int:
+    return tok.token_id(FIM_PAD)

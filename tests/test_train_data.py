@@ -1,0 +1,143 @@
+"""Data for training: stateless shard batches, val windows, bpb baseline, SFT masks and packing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from _train_util import write_shards
+from hillclimb.data.shards import ShardReader
+from hillclimb.tokenizer.io import bytelevel_tokenizer
+from hillclimb.train import sft_data as S
+from hillclimb.train.data import PretrainBatches, rank_rows, unigram_bpb, val_windows
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return bytelevel_tokenizer()
+
+
+def test_pretrain_batches_are_a_pure_function_of_seed_and_step(tmp_path):
+    reader = ShardReader(write_shards(tmp_path))
+    train = reader.split("train")
+    a = PretrainBatches(train, 32, 6, seed=1)
+    b = PretrainBatches(train, 32, 6, seed=1)
+    assert a.batch(5).shape == (6, 33)
+    assert np.array_equal(a.batch(5), b.batch(5))  # resumable: no hidden position
+    assert not np.array_equal(a.batch(5), a.batch(6))
+    assert not np.array_equal(a.batch(5), PretrainBatches(train, 32, 6, seed=2).batch(5))
+    # windows are real slices of the token stream
+    row = a.batch(3)[0]
+    toks = np.asarray(train.tokens, dtype=np.int64)
+    hits = [i for i in range(toks.size - 33) if np.array_equal(toks[i : i + 33], row)]
+    assert hits
+    full = a.batch(2)
+    parts = [rank_rows(full, r, 3) for r in range(3)]
+    assert np.array_equal(np.concatenate(parts), full)
+
+
+def test_val_windows_and_unigram_baseline(tmp_path, tok):
+    reader = ShardReader(write_shards(tmp_path))
+    val = reader.split("val")
+    w = val_windows(val, 16, 64)
+    assert w.shape == (4, 17)
+    assert np.array_equal(w[1, 0], np.asarray(val.tokens[16]))
+    tb = np.asarray(tok.token_bytes + [0] * 64, dtype=np.float64)
+    u = unigram_bpb(reader.split("train"), w[:, 1:], tb, tok.vocab_size + 64)
+    assert 1.0 < u < 8.0  # a unigram byte model of English-ish text: a few bits per byte
+
+
+def test_chat_mask_covers_exactly_the_assistant_turns(tok):
+    msgs = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "2+3?"},
+        {"role": "assistant", "reasoning_content": "2 plus 3 is 5", "content": "5"},
+        {"role": "user", "content": "and weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo"}}}
+            ],
+        },
+        {"role": "tool", "content": "rain"},
+        {"role": "assistant", "content": "It rains."},
+    ]
+    ex = S.encode_chat(tok, msgs)
+    assert tok.decode(ex.ids) == tok.apply_chat_template(msgs)
+    learned = tok.decode([t for t, m in zip(ex.ids, ex.mask, strict=True) if m])
+    # (exact whitespace is the template's business; the mask must hold the three turns, no headers)
+    assert learned.startswith("<think>\n2 plus 3 is 5\n</think>")
+    assert (
+        "5<|im_end|><tool_call>" in learned and '"name": "weather"' in learned and "Oslo" in learned
+    )
+    assert learned.endswith("</tool_call><|im_end|>It rains.<|im_end|>")
+    assert (
+        learned.count("<|im_end|>") == 3
+        and "<|im_start|>" not in learned
+        and "assistant" not in learned
+    )
+    ctx = tok.decode([t for t, m in zip(ex.ids, ex.mask, strict=True) if not m])
+    assert "2+3?" in ctx and "rain" in ctx and "be brief" in ctx and "It rains" not in ctx
+    with pytest.raises(Exception, match="no assistant"):
+        S.encode_chat(tok, [{"role": "user", "content": "hi"}])
+
+
+def test_fim_and_text_records(tok):
+    ex = S.encode_record(
+        tok, {"fim": {"prefix": "def f(x):\n", "middle": "    return x\n", "suffix": "\n"}}
+    )
+    assert tok.decode(ex.ids).startswith("<|fim_prefix|>def f(x):\n<|fim_suffix|>\n<|fim_middle|>")
+    assert (
+        tok.decode([t for t, m in zip(ex.ids, ex.mask, strict=True) if m])
+        == "    return x\n<|endoftext|>"
+    )
+    t = S.encode_record(tok, {"text": "abc"})
+    assert t.n_targets == len(t.ids) == 4
+    with pytest.raises(Exception, match="none of"):
+        S.encode_record(tok, {"foo": 1})
+
+
+def test_fim_from_corpus_is_deterministic_and_reassembles(tmp_path):
+    docs = tmp_path / "corpus" / "documents"
+    docs.mkdir(parents=True)
+    code = "".join(f"def f{i}(x):\n    y = x + {i}\n    return y * 2\n\n" for i in range(30))
+    recs = [
+        {"id": "a", "text": code, "language": "python", "split": "train"},
+        {"id": "b", "text": "plain prose\n" * 20, "language": "text", "split": "train"},
+    ]
+    (docs / "part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    a = S.fim_from_corpus(tmp_path / "corpus", 20, seed=3, max_chars=300)
+    assert a == S.fim_from_corpus(tmp_path / "corpus", 20, seed=3, max_chars=300)
+    assert len(a) == 20
+    for r in a:
+        f = r["fim"]
+        assert (f["prefix"] + f["middle"] + f["suffix"]) in code and f["middle"]
+
+
+def test_packing_and_sft_batches(tok):
+    exs = [S.Example(list(range(1, n + 1)), [0] + [1] * (n - 1)) for n in (5, 7, 3, 9, 4, 6)]
+    ids, mask = S.pack(exs, range(len(exs)), 12, pad_id=0)
+    assert ids.shape[1] == 12
+    # every example's tokens appear whole in exactly one row, in order
+    assert int((ids != 0).sum()) == sum(len(e) for e in exs)
+    assert int(mask.sum()) == sum(e.n_targets for e in exs)
+    b = S.SFTBatches(exs, 11, 3, seed=0, pad_id=0)
+    assert np.array_equal(b.batch(4)[0], S.SFTBatches(exs, 11, 3, seed=0, pad_id=0).batch(4)[0])
+    rows = b.rows_per_epoch()
+    # wrap across epochs: many steps later still full batches
+    for s in range(0, 3 * rows):
+        i, m = b.batch(s)
+        assert i.shape == (3, 12) and m.shape == (3, 12)
+
+
+def test_problem_examples_when_generators_exist(tok):
+    P = pytest.importorskip("hillclimb.problems")
+    fam = next(f for f, k in P.FAMILIES.items() if k == "reasoning")
+    recs = S.problem_examples({"families": [fam], "tiers": [1], "n": 5}, seed=0)
+    assert len(recs) == 5
+    ex = S.encode_record(tok, recs[0])
+    learned = tok.decode([t for t, m in zip(ex.ids, ex.mask, strict=True) if m])
+    assert learned.startswith("<think>") and learned.endswith("<|im_end|>")

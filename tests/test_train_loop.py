@@ -1,0 +1,219 @@
+"""Pre-training and SFT end to end on micro presets: learning, artifacts, pre-flight errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hillclimb
+from _train_util import save_tokenizer_dir, write_shards
+from hillclimb.errors import HillclimbError
+from hillclimb.tokenizer.io import bytelevel_tokenizer
+from hillclimb.train import SFTConfig, TrainConfig
+from hillclimb.train.logging import read_jsonl
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _cfg(root: Path, **kw) -> TrainConfig:
+    base = dict(
+        preset="thinking-micro",
+        data=root / "data",
+        tokenizer=root / "tokenizer",
+        out=root / "run",
+        seq_len=32,
+        batch_size=8,
+        micro_batch_size=4,
+        steps=40,
+        lr=1e-2,
+        warmup_steps=4,
+        val_every=20,
+        val_tokens=512,
+        log_every=10,
+        threads=1,
+        tensorboard=True,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    from hillclimb.train import pretrain
+
+    root = tmp_path_factory.mktemp("pre")
+    write_shards(root / "data")
+    save_tokenizer_dir(root)
+    result = pretrain.run(_cfg(root, model_overrides={"bias_balancing": True}))
+    return root, result
+
+
+def test_pretrain_learns_and_writes_the_run_directory(pretrained):
+    root, r = pretrained
+    run = root / "run"
+    assert r.steps == 40 and r.tokens == 40 * 8 * 32
+    m = read_jsonl(run / "metrics.jsonl")
+    assert [x["step"] for x in m] == list(range(1, 41))
+    assert m[-1]["loss"] < m[0]["loss"] - 1.0
+    assert set(m[0]) >= {"step", "loss", "lr", "grad_norm", "tokens", "tok_s", "aux", "balance"}
+    v = read_jsonl(run / "val.jsonl")
+    assert [x["step"] for x in v] == [20, 40]
+    assert r.val_bpb == v[-1]["val_bpb"] and r.val_bpb < r.extra["unigram_bpb"]  # beat unigram
+    assert read_jsonl(run / "routing.jsonl")[0]["layers"][0]["tokens_per_expert"]
+    assert list((run / "tb").iterdir())
+    assert json.loads((run / "run.json").read_text())["steps"] == 40
+    # the consumer checkpoint loads through the public API and is bitwise the trained weights
+    model = hillclimb.load_model(run / "final")
+    assert model.cfg.vocab_size == 320  # padded_vocab(271)
+    state = torch.load(run / "checkpoints" / "step_000040" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 40 and len(state["optimizers"]) == 1
+    # aux-loss-free balancing ran: selection biases moved and are stored
+    assert any(float(b.abs().sum()) > 0 for b in state["expert_bias"].values())
+    assert torch.equal(model.layers[0].mlp.gate.expert_bias, state["expert_bias"]["0"])
+    info = json.loads((run / "final" / "hillclimb.json").read_text())
+    assert info["lineage"]["stage"] == "pretrain"
+
+
+def test_sft_trains_only_on_assistant_tokens_from_a_checkpoint(pretrained, tmp_path):
+    from hillclimb.train import sft
+
+    root, _ = pretrained
+    recs = []
+    for a in range(10):
+        for b in range(10):
+            recs.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"{a}+{b}"},
+                        {
+                            "role": "assistant",
+                            "reasoning_content": f"{a} plus {b}",
+                            "content": str(a + b),
+                        },
+                    ]
+                }
+            )
+    recs.append({"fim": {"prefix": "the cat ", "middle": "sat", "suffix": " on"}})
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    cfg = SFTConfig(
+        init=root / "run" / "final",
+        sft_data=[data],
+        out=tmp_path / "sft",
+        seq_len=64,
+        batch_size=8,
+        steps=25,
+        lr=5e-3,
+        val_every=0,
+        threads=1,
+        tensorboard=False,
+    )
+    r = sft.run(cfg)
+    m = read_jsonl(tmp_path / "sft" / "metrics.jsonl")
+    assert m[-1]["loss"] < m[0]["loss"]
+    assert r.extra["sft_kinds"]["chat"] >= 90 and r.extra["sft_val_examples"] >= 1
+    assert r.val_bpb is not None and r.val_bpb > 0
+    info = json.loads((tmp_path / "sft" / "final" / "hillclimb.json").read_text())
+    assert info["lineage"]["stage"] == "sft" and info["lineage"]["parent"].endswith("final")
+
+
+def test_muon_and_wsd_run(pretrained, tmp_path):
+    from hillclimb.train import pretrain
+
+    root, _ = pretrained
+    r = pretrain.run(
+        _cfg(
+            root,
+            out=tmp_path / "muon",
+            optimizer="muon",
+            schedule="wsd",
+            steps=12,
+            val_every=0,
+            tensorboard=False,
+        )
+    )
+    m = read_jsonl(tmp_path / "muon" / "metrics.jsonl")
+    assert m[-1]["loss"] < m[0]["loss"] and r.steps == 12
+    st = torch.load(
+        tmp_path / "muon" / "checkpoints" / "step_000012" / "trainer_state.pt", weights_only=True
+    )
+    assert len(st["optimizers"]) == 2
+
+
+def test_preflight_errors_come_before_any_work(pretrained, tmp_path):
+    from hillclimb.train import pretrain
+
+    root, _ = pretrained
+    # shards tokenized with a different vocabulary than the tokenizer
+    other = tmp_path / "other"
+    tok = bytelevel_tokenizer()
+    tok.hf.add_tokens(["<extra_a>", "<extra_b>"])
+    write_shards(other / "data", tok=tok)
+    with pytest.raises(HillclimbError, match="vocabulary"):
+        pretrain.run(_cfg(root, data=other / "data", out=tmp_path / "x1"))
+    # same size, different tokenizer content -> hash mismatch
+    meta = json.loads((root / "data" / "shards" / "meta.json").read_text())
+    meta["tokenizer_sha256"] = "0" * 64
+    bad = tmp_path / "bad" / "shards"
+    bad.mkdir(parents=True)
+    for f in (root / "data" / "shards").iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(HillclimbError, match="different tokenizer"):
+        pretrain.run(_cfg(root, data=tmp_path / "bad", out=tmp_path / "x2"))
+    with pytest.raises(HillclimbError, match="no tokenized shards"):
+        pretrain.run(_cfg(root, data=tmp_path / "nothing", out=tmp_path / "x3"))
+    # a model that cannot fit in memory is refused with an estimate
+    with pytest.raises(HillclimbError, match="needs about"):
+        pretrain.run(
+            _cfg(root, preset="thinking-full", seq_len=4096, batch_size=64, out=tmp_path / "x4")
+        )
+    # unwritable output directory
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(HillclimbError, match="not writable"):
+            pretrain.run(_cfg(root, out=ro / "run"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(HillclimbError, match="not writable"):
+        pretrain.run(_cfg(root, out=blocker / "run"))
+    # an existing run is not silently overwritten
+    with pytest.raises(HillclimbError, match="--resume"):
+        pretrain.run(_cfg(root))
+    assert not (tmp_path / "x1").exists() or not any((tmp_path / "x1").iterdir())
+
+
+def test_cli_reports_bad_input_as_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": SRC}
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hillclimb",
+            "train",
+            "--preset",
+            "thinking-micro",
+            "--data",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert p.returncode == 2
+    assert (
+        p.stderr.startswith("hillclimb: error:")
+        and "tokenizer" in p.stderr
+        and "Traceback" not in p.stderr
+    )
