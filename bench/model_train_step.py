@@ -71,6 +71,19 @@ def _time_interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, floa
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def matmul_peak_flops(n: int = 1024, reps: int = 10) -> float:
+    """Achievable fp32 GEMM FLOP/s on this machine right now (the MFU denominator)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", nargs="+", default=["thinking-tiny", "code-flash-tiny"])
@@ -105,6 +118,17 @@ def main() -> None:
         res["ratio_ours_vs_best_hf"] = best_hf / t["ours_grouped"]
         res["ratio_grouped_vs_loop"] = t["ours_loop"] / t["ours_grouped"]
         res["step_time_2x_experts_over_1x"] = t["ours_2x_experts"] / t["ours_grouped"]
+        # Utilisation: training FLOPs per token (3x forward matmuls + attention at this length)
+        from hillclimb.model.accounting import account, attention_flops_per_token
+        from hillclimb.model.transformer import build_model
+
+        acc = account(cfg)
+        attn = attention_flops_per_token(build_model(cfg, device="meta"), args.seq)
+        flops_tok = 3 * (acc.matmul_flops_per_token + attn)
+        peak = matmul_peak_flops()
+        res["matmul_peak_gflops"] = peak / 1e9
+        res["mfu_ours"] = flops_tok * tokens / t["ours_grouped"] / peak
+        res["mfu_hf_default"] = flops_tok * tokens / t["hf_default"] / peak
         out["results"][name] = res
     print(json.dumps(out, indent=2))
 

@@ -78,6 +78,28 @@ def _permute_rows(x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) ->
     return _PermuteRows.apply(x, perm, inverse)
 
 
+class _DispatchRows(torch.autograd.Function):
+    """Rows of x [N, D] for the (token, slot) assignments in expert order: x[order // k].
+    Backward gathers each assignment's gradient back into (token, slot) order and sums the k
+    slots of a token — gathers and a reshape-sum, no scatter-add."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        ctx.k = k
+        return x.index_select(0, torch.div(order, k, rounding_mode="floor"))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (inverse,) = ctx.saved_tensors
+        g = grad.contiguous().index_select(0, inverse)
+        return g.view(-1, ctx.k, g.shape[-1]).sum(dim=1), None, None, None
+
+
+def _dispatch_rows(x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+    return _DispatchRows.apply(x, order, inverse, k)
+
+
 def _grouped_ok(*tensors: torch.Tensor) -> bool:
     for t in tensors:
         es = t.element_size()
@@ -194,8 +216,7 @@ class MoE(nn.Module):
         counts = torch.bincount(flat_idx, minlength=E)
         # Dispatch and combine as row permutations (gathers both ways): scatter-adds are slow on
         # CPU, and every token has exactly k assignments, so combining is a reshape + sum.
-        x_rep = flat.unsqueeze(1).expand(-1, k, -1).reshape(-1, D)
-        y = self.experts(_permute_rows(x_rep, order, inverse), counts)
+        y = self.experts(_dispatch_rows(flat, order, inverse, k), counts)
         y = _permute_rows(y, inverse, order).view(-1, k, D)
         out = torch.einsum("nkd,nk->nd", y, r.weights)
         if self.shared is not None:
