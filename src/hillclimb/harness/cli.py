@@ -79,6 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--kinds", nargs="+", default=None, help="bugfix feature refactor repo_qa terminal"
     )
+    gen.add_argument(
+        "--languages", nargs="+", default=None,
+        help="python (default) and/or javascript (bugfix, feature, repo_qa; needs node)",
+    )  # fmt: skip
     gen.add_argument("--multi-prob", type=float, default=0.3, help="chance of a two-package repo")
     gen.add_argument("--unsafe", action="store_true")
     gen.add_argument("--json", action="store_true")
@@ -233,7 +237,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from hillclimb.harness.taskgen.generate import generate_tasks
 
     progress = None if args.json else (lambda tid: print(f"wrote {tid}", file=sys.stderr))
-    s = generate_tasks(args.out, args.n, seed=args.seed, kinds=args.kinds,
+    s = generate_tasks(args.out, args.n, seed=args.seed, kinds=args.kinds, languages=args.languages,
                        multi_project_prob=args.multi_prob, unsafe=args.unsafe, progress=progress)  # fmt: skip
     if args.json:
         print(json.dumps(s, indent=2))
@@ -241,6 +245,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"generated {s['generated']}/{s['n']} tasks in {args.out}")
         for f in s["failures"]:
             print(f"  {f}")
+        for note in s.get("notes", []):
+            print(f"  note: {note}")
     return 0 if s["generated"] == s["n"] else 1
 
 

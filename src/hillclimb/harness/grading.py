@@ -31,7 +31,7 @@ from hillclimb.harness.execution import run_command
 from hillclimb.harness.patching import apply_patch, copy_tree
 from hillclimb.harness.structural import run_check
 from hillclimb.harness.task import Task
-from hillclimb.harness.testparse import is_pass, parse_pytest_output
+from hillclimb.harness.testparse import is_pass, parse_test_output
 
 OUTPUT_TAIL = 4000
 
@@ -139,7 +139,7 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             task.id, task.kind, False, "error", message=f"sandbox: {exc}", checks=checks
         )
     output = sb.stdout + ("\n" + sb.stderr if sb.stderr else "")
-    outcomes = parse_pytest_output(output)
+    outcomes = parse_test_output(output, task.language)
     res = GradeResult(
         task.id, task.kind, False, "unresolved", tests=outcomes, checks=checks, answer=answer,
         sandbox={"status": sb.status, "exit_code": sb.exit_code, "duration_s": round(sb.duration_s, 3), "backend": sb.backend},

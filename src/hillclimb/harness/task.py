@@ -29,6 +29,15 @@ from hillclimb.errors import HillclimbError
 KINDS = ("bugfix", "feature", "refactor", "repo_qa", "terminal")
 CHECK_TYPES = ("function_exists", "class_exists", "called_from", "name_absent", "name_present")
 DEFAULT_TEST_COMMAND = "python -m pytest -q -rA -p no:cacheprovider tests"
+# node 20's TAP reporter does not name a test's file, so files run one at a time behind a marker
+# line that `testparse.parse_tap_output` reads (ids `tests/x.test.js::name`).
+JS_TEST_COMMAND = (
+    'for f in tests/*.test.js; do echo "# hillclimb-file: $f"; '
+    'node --test --test-reporter=tap "$f" || s=1; done; exit ${s:-0}'
+)
+# `language` picks the default test command and how per-test outcomes are read from its output.
+LANGUAGES = ("python", "javascript")
+DEFAULT_TEST_COMMANDS = {"python": DEFAULT_TEST_COMMAND, "javascript": JS_TEST_COMMAND}
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,10 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
     kind = raw["kind"]
     if kind not in KINDS:
         raise _err(root, f"`kind` must be one of {list(KINDS)}, got {kind!r}")
-    test_command = raw.get("test_command", DEFAULT_TEST_COMMAND)
+    language = raw.get("language", "python")
+    if language not in LANGUAGES:
+        raise _err(root, f"`language` must be one of {list(LANGUAGES)}, got {language!r}")
+    test_command = raw.get("test_command", DEFAULT_TEST_COMMANDS[language])
     if not isinstance(test_command, str) or not test_command.strip():
         raise _err(root, "`test_command` must be a non-empty string")
     f2p = _str_list(raw, "FAIL_TO_PASS", root)
@@ -236,12 +248,13 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
         and kind != "terminal"
         and not (root / "tests").is_dir()
         and not any((root / "repo").rglob("test*.py"))
+        and not any((root / "repo").rglob("*.test.js"))
     ):
         raise _err(root, "FAIL_TO_PASS/PASS_TO_PASS given but no tests/ nor repo tests")
     return Task(
         id=raw["id"], kind=kind, instruction=raw["instruction"], root=root,
         test_command=test_command, fail_to_pass=f2p, pass_to_pass=p2p, answers=answers,
-        checks=tuple(checks), hidden_tests_dest=dest, language=str(raw.get("language", "python")),
+        checks=tuple(checks), hidden_tests_dest=dest, language=language,
         env=dict(env), limits=limits, meta=dict(meta),
     )  # fmt: skip
 

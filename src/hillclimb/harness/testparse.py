@@ -80,3 +80,79 @@ def parse_pytest_output(text: str) -> dict[str, str]:
 def is_pass(outcome: str | None) -> bool:
     """SWE-bench counts passed and xfailed as passing; anything else (or absent) as failing."""
     return outcome in (PASS, XFAIL)
+
+
+# ---- node:test TAP ------------------------------------------------------------------------------
+#
+# `node --test --test-reporter=tap FILE` prints one `ok N - name` / `not ok N - name` line per test
+# and per suite, nested subtests indented four spaces under a `# Subtest: name` line, with
+# `# SKIP` / `# TODO` directives. Node 20 does not name the file a test came from, so the harness's
+# JavaScript test command runs one file at a time and prints `# hillclimb-file: tests/x.test.js`
+# before each; ids are then `tests/x.test.js::suite::name` (pytest's `file::Class::test` shape).
+# A file that fails to load is reported by node as one failing test named by its absolute path,
+# which we record under the file's own id (like pytest's `ERROR tests/x.py` collection error).
+
+FILE_MARKER = "# hillclimb-file: "
+_TAP_RESULT = re.compile(r"^( *)(not ok|ok)\b(?: +\d+)?(?: +-)?(?: +(.*))?$")
+_TAP_SUBTEST = re.compile(r"^( *)# Subtest: (.*)$")
+_TAP_DIRECTIVE = re.compile(r"\s+#\s+(SKIP|TODO)\b.*$", re.IGNORECASE)
+
+
+def _tap_unescape(name: str) -> str:
+    # node escapes `\`, `#` and line breaks in test names (`\\`, `\#`, `\n`).
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m[1], m[1]), name)
+
+
+def parse_tap_output(text: str) -> dict[str, str]:
+    """Map `file::suite::test` -> outcome from `node --test --test-reporter=tap` output."""
+    results: dict[str, str] = {}
+    current_file = ""
+    stack: list[str] = []  # names of the open subtests, by nesting level
+
+    def put(test_id: str, outcome: str) -> None:
+        prev = results.get(test_id)
+        if prev is None or _SEVERITY[outcome] > _SEVERITY[prev]:
+            results[test_id] = outcome
+
+    for raw in text.splitlines():
+        line = _ANSI.sub("", raw).rstrip()
+        if line.startswith(FILE_MARKER):
+            current_file = line[len(FILE_MARKER) :].strip()
+            stack = []
+            continue
+        m = _TAP_SUBTEST.match(line)
+        if m:
+            depth = len(m.group(1)) // 4
+            del stack[depth:]
+            stack += [""] * (depth - len(stack))
+            stack.append(_tap_unescape(m.group(2).strip()))
+            continue
+        m = _TAP_RESULT.match(line)
+        if not m or (len(m.group(1)) % 4):
+            continue
+        depth = len(m.group(1)) // 4
+        rest = m.group(3) or ""
+        directive = _TAP_DIRECTIVE.search(rest)
+        name = _tap_unescape((rest[: directive.start()] if directive else rest).strip())
+        if not name:
+            continue
+        if m.group(2) == "not ok":
+            outcome = XFAIL if directive and directive[1].upper() == "TODO" else FAIL
+        elif directive:
+            outcome = SKIP if directive[1].upper() == "SKIP" else PASS
+        else:
+            outcome = PASS
+        path = [p for p in stack[:depth] if p] + [name]
+        if current_file and depth == 0 and name.startswith("/") and name.endswith(current_file):
+            put(current_file, outcome)  # the file itself failed (syntax error, failed require)
+            continue
+        put("::".join(([current_file] if current_file else []) + path), outcome)
+    return results
+
+
+def parse_test_output(text: str, language: str = "python") -> dict[str, str]:
+    """Per-test outcomes of a task's test command: TAP for JavaScript (`node --test`), pytest
+    otherwise."""
+    if language == "javascript":
+        return parse_tap_output(text)
+    return parse_pytest_output(text)

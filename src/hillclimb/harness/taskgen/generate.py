@@ -8,6 +8,9 @@ solution passes; and finally every task is graded twice through the real grader 
 must be unresolved, with its reference solution (patch or answer) resolved. A task that fails any
 check is replaced by another candidate from the same RNG stream, so output is deterministic.
 
+JavaScript tasks (`languages=["javascript"]`: bugfix, feature, repo_qa) are built by js_tasks.py on
+the same TaskSpec / sandbox runner / proof, with TAP-parsed outcomes instead of pytest's.
+
 Why visible tests lose the FAIL_TO_PASS functions: as in SWE-bench the agent should find the bug
 from the report, not from a failing test it can read; the hidden `tests/` restores them.
 """
@@ -30,10 +33,11 @@ from hillclimb.harness.task import DEFAULT_TEST_COMMAND, KINDS, dumps_toml
 from hillclimb.harness.taskgen import mutate, terminal
 from hillclimb.harness.taskgen.corpus import PROJECTS
 from hillclimb.harness.taskgen.questions import questions
-from hillclimb.harness.testparse import is_pass, parse_pytest_output
+from hillclimb.harness.testparse import is_pass, parse_test_output
 from hillclimb.io import atomic_dir, write_json_atomic
 
 MAX_ATTEMPTS = 12
+GEN_LANGUAGES = ("python", "javascript")
 RENAME_PATTERNS = ["compute_{}", "get_{}", "{}_value", "calc_{}"]
 
 
@@ -54,6 +58,7 @@ class TaskSpec:
     test_command: str = DEFAULT_TEST_COMMAND
     solution_sh: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    language: str = "python"
 
 
 class _Runner:
@@ -64,16 +69,16 @@ class _Runner:
         self.cache: dict[int, tuple[dict[str, str], str, str]] = {}
 
     def run(
-        self, files: dict[str, str], cmd: str = DEFAULT_TEST_COMMAND
+        self, files: dict[str, str], cmd: str = DEFAULT_TEST_COMMAND, language: str = "python"
     ) -> tuple[dict[str, str], str, str]:
-        key = hash((tuple(sorted(files.items())), cmd))
+        key = hash((tuple(sorted(files.items())), cmd, language))
         if key in self.cache:
             return self.cache[key]
         with tempfile.TemporaryDirectory(prefix="hc-gen-") as tmp:
             _write_files(Path(tmp), files)
             res = run_command(cmd, tmp, timeout_s=60, memory_mb=2048, unsafe=self.unsafe)
         out = res.stdout + "\n" + res.stderr
-        val = (parse_pytest_output(out) if res.status != "timeout" else {}, res.status, out)
+        val = (parse_test_output(out, language) if res.status != "timeout" else {}, res.status, out)
         self.cache[key] = val
         return val
 
@@ -370,6 +375,8 @@ def _write_task(spec: TaskSpec, dest: Path, unsafe: bool) -> bool:
                 "id": spec.id, "kind": spec.kind, "instruction": spec.instruction,
                 "test_command": spec.test_command, "FAIL_TO_PASS": spec.f2p, "PASS_TO_PASS": spec.p2p,
             }  # fmt: skip
+            if spec.language != "python":
+                doc["language"] = spec.language
             if spec.answers:
                 doc["answer"] = spec.answers
             if spec.checks:
@@ -403,31 +410,65 @@ def generate_tasks(
     *,
     seed: int = 0,
     kinds: list[str] | None = None,
+    languages: list[str] | None = None,
     multi_project_prob: float = 0.3,
     unsafe: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Generate `n` verified tasks into `out_dir` (round-robin over `kinds`); returns the manifest.
+    """Generate `n` verified tasks into `out_dir` (round-robin over the supported (kind,
+    language) pairs of `kinds` x `languages`); returns the manifest.
 
-    Existing task directories with the same id are kept (generation is deterministic, so a rerun
-    with the same seed only fills in what is missing)."""
+    JavaScript supports bugfix, feature and repo_qa (js_tasks.py); it is skipped, with a note in
+    the manifest, when node does not run inside the sandbox. Existing task directories with the
+    same id are kept (generation is deterministic, so a rerun with the same seed only fills in
+    what is missing)."""
     kinds = list(kinds or KINDS)
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise HillclimbError(f"unknown task kinds {bad}; choose from {list(KINDS)}")
+    languages = list(dict.fromkeys(languages or ["python"]))
+    bad = [lang for lang in languages if lang not in GEN_LANGUAGES]
+    if bad or not languages:
+        raise HillclimbError(f"unknown languages {bad}; choose from {list(GEN_LANGUAGES)}")
     if n < 1:
         raise HillclimbError("--n must be at least 1")
+    notes: list[str] = []
+    if "javascript" in languages:
+        from hillclimb.harness.taskgen import js_tasks
+
+        if js_tasks.node_version(unsafe) is None:
+            languages.remove("javascript")
+            notes.append(
+                "javascript skipped: `node` does not run inside the sandbox (install Node.js >= 18 "
+                "under /usr, e.g. the Debian package `nodejs`)"
+            )
+    combos = [
+        (k, lang)
+        for k in kinds
+        for lang in languages
+        if lang == "python" or k in ("bugfix", "feature", "repo_qa")
+    ]
+    if not combos:
+        raise HillclimbError(
+            f"no task can be generated for kinds {kinds} in languages {languages}"
+            + (f" ({'; '.join(notes)})" if notes else "")
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runner = _Runner(unsafe)
     manifest: list[dict[str, Any]] = []
     failures: list[str] = []
     for i in range(n):
-        kind = kinds[i % len(kinds)]
+        kind, lang = combos[i % len(combos)]
         rng = random.Random(f"{seed}:{i}")
         done = False
         for attempt in range(MAX_ATTEMPTS):
-            if kind in ("bugfix", "feature"):
+            if lang == "javascript":
+                if kind == "repo_qa":
+                    spec = js_tasks.qa_task(rng, "", multi_project_prob)
+                else:
+                    spec = js_tasks.broken_code_task(kind, rng, runner, "", multi_project_prob)
+            elif kind in ("bugfix", "feature"):
                 spec = _broken_code_task(kind, rng, runner, "", multi_project_prob)
             elif kind == "refactor":
                 spec = _refactor_task(rng, runner, "", multi_project_prob)
@@ -438,10 +479,12 @@ def generate_tasks(
             if spec is None:
                 continue
             label = spec.meta.get("template") or "+".join(spec.meta.get("projects", []))
+            if lang != "python":
+                label = f"js-{label}"
             spec.id = f"{kind}-{label}-{seed}-{i:04d}"
             dest = out / spec.id
             if dest.exists() or _write_task(spec, dest, unsafe):
-                manifest.append({"id": spec.id, "kind": kind, "attempts": attempt + 1, **{
+                manifest.append({"id": spec.id, "kind": kind, "language": lang, "attempts": attempt + 1, **{
                     k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template")}})  # fmt: skip
                 if progress:
                     progress(spec.id)
@@ -452,8 +495,8 @@ def generate_tasks(
                 f"task {i} ({kind}): no verifiable candidate in {MAX_ATTEMPTS} attempts"
             )
     summary = {
-        "seed": seed, "n": n, "kinds": kinds, "generated": len(manifest), "failures": failures,
-        "tasks": manifest,
+        "seed": seed, "n": n, "kinds": kinds, "languages": languages, "generated": len(manifest),
+        "failures": failures, "notes": notes, "tasks": manifest,
     }  # fmt: skip
     write_json_atomic(out / "manifest.json", summary)
     return summary
