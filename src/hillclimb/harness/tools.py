@@ -22,6 +22,30 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.harness.execution import run_command
+
+
+def _js_syntax_gate(path: Path, text: str) -> None:
+    """Reject a JavaScript edit that would not parse (`node --check` parses, never executes).
+    Without node on the machine the gate is open: the tests will tell."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    node = shutil.which("node")
+    if node is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="hc-jscheck-") as d:
+        f = Path(d) / path.name
+        f.write_text(text, encoding="utf-8")
+        try:
+            r = subprocess.run([node, "--check", str(f)], capture_output=True, text=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            return
+    if r.returncode != 0:
+        msg = next((ln for ln in r.stderr.splitlines() if "Error" in ln), r.stderr.strip()[-300:])
+        err = ToolError(f"edit rejected: the result would not parse: {msg}. The file was not changed.")
+        err.edit_status = "rejected_syntax"  # type: ignore[attr-defined]
+        raise err
 from hillclimb.harness.patching import IGNORED_DIRS
 
 MAX_OBSERVATION_CHARS = 8000
@@ -303,6 +327,9 @@ class ToolBox:
 
     @staticmethod
     def _syntax_gate(path: Path, text: str) -> None:
+        if path.suffix in (".js", ".cjs", ".mjs"):
+            _js_syntax_gate(path, text)
+            return
         if path.suffix != ".py":
             return
         try:
