@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.harness.execution import run_command
+from hillclimb.harness.patching import IGNORED_DIRS
 
 
 def _js_syntax_gate(path: Path, text: str) -> None:
@@ -38,15 +39,19 @@ def _js_syntax_gate(path: Path, text: str) -> None:
         f = Path(d) / path.name
         f.write_text(text, encoding="utf-8")
         try:
-            r = subprocess.run([node, "--check", str(f)], capture_output=True, text=True, timeout=20)
+            r = subprocess.run(
+                [node, "--check", str(f)], capture_output=True, text=True, timeout=20
+            )
         except subprocess.TimeoutExpired:
             return
     if r.returncode != 0:
         msg = next((ln for ln in r.stderr.splitlines() if "Error" in ln), r.stderr.strip()[-300:])
-        err = ToolError(f"edit rejected: the result would not parse: {msg}. The file was not changed.")
+        err = ToolError(
+            f"edit rejected: the result would not parse: {msg}. The file was not changed."
+        )
         err.edit_status = "rejected_syntax"  # type: ignore[attr-defined]
         raise err
-from hillclimb.harness.patching import IGNORED_DIRS
+
 
 MAX_OBSERVATION_CHARS = 8000
 READ_WINDOW = 200
