@@ -35,8 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="export a checkpoint for other runtimes")
     e.add_argument("checkpoint", type=Path)
-    e.add_argument("--format", choices=["hf"], default="hf")
+    e.add_argument("--format", choices=["hf", "gguf"], default="hf",
+                   help="hf: checkpoint directory (transformers, vLLM); gguf: one llama.cpp file")
     e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--dtype", choices=["f32", "f16", "bf16"], default=None,
+                   help="gguf only: matrix dtype (default f16; norms and router stay f32)")
     e.set_defaults(func=_export, _parser=e)
 
 
@@ -122,6 +125,10 @@ def _export(args: argparse.Namespace) -> int:
     from hillclimb.model.checkpoint import load_config, read_info
     from hillclimb.model.hf import NotExpressible
 
+    if args.format == "gguf":
+        return _export_gguf(args)
+    if args.dtype is not None:
+        raise HillclimbError("--dtype applies to --format gguf only (the HF export copies weights as stored)")
     cfg, layout = load_config(args.checkpoint)
     if args.out.exists():
         raise HillclimbError(f"{args.out} already exists")
@@ -137,4 +144,18 @@ def _export(args: argparse.Namespace) -> int:
                 shutil.copy2(f, tmp / f.name)
     print(f"exported {args.checkpoint} → {args.out} (Qwen3-MoE, HF layout; loads with "
           "transformers.AutoModelForCausalLM and vLLM)")
+    return 0
+
+
+def _export_gguf(args: argparse.Namespace) -> int:
+    from hillclimb.model.gguf import DEFAULT_DTYPE, export_gguf
+
+    r = export_gguf(args.checkpoint, args.out, dtype=args.dtype or DEFAULT_DTYPE)
+    note = "" if r.tokenizer_exact else (
+        f"; tokenizer pre-split as '{r.tokenizer_pre}' (ours is custom: llama.cpp's encoding can differ,"
+        " decoding is exact)")
+    if r.replicated_dense_layers:
+        note += f"; dense layers {r.replicated_dense_layers} written as replicated experts"
+    print(f"exported {args.checkpoint} → {args.out} (llama.cpp qwen3moe GGUF, {r.dtype}, {r.n_tensors} tensors, "
+          f"{r.n_bytes / 2**20:.1f} MiB{note})")
     return 0
