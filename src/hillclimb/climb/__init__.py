@@ -1,0 +1,52 @@
+"""`hillclimb climb --recipe NAME`: the main job — the whole line, end to end, resumably.
+
+data build → tokenizer → tokenized shards → pre-train each model (one shared tokenizer) → SFT data
+→ SFT each model → evaluation → report, driven by one recipe TOML (`recipes/smoke.toml`,
+`recipes/tiny.toml`). Modules: `recipe` (load/validate the TOML, per-stage sections), `runner`
+(stages, completion markers, resume, summary), `sftdata` (chat / tool-call / FIM examples),
+`report` (Markdown + matplotlib). This module only declares the CLI, so `hillclimb --help` never
+imports torch.
+
+Library use: `from hillclimb.climb.runner import run_climb; run_climb("tiny", "runs/tiny")`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "climb",
+        help="run the whole line from a recipe (data → tokenizer → pretrain → SFT → eval → report)",
+        description="Run the whole line from a recipe, resumably: every stage writes RUN_DIR/<NN-stage>/ "
+        "and a completion marker; a re-run skips complete stages and resumes an interrupted one.",
+    )
+    p.add_argument(
+        "--recipe", required=True, help="recipe name (recipes/NAME.toml) or path to a TOML file"
+    )
+    p.add_argument("--out", default=None, help="run directory (default: runs/NAME)")
+    p.add_argument(
+        "--restart-from",
+        default=None,
+        metavar="STAGE",
+        help="redo STAGE and every later stage (data, tokenizer, shards, pretrain[-MODEL], "
+        "sft-data, sft[-MODEL], eval, report)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the summary as JSON instead of a table"
+    )
+    p.set_defaults(func=_handle, _parser=p)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import json
+
+    from hillclimb.climb.runner import run_climb
+
+    summary = run_climb(
+        args.recipe, args.out, restart_from=args.restart_from, print_summary=not args.json
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,305 @@
+"""A climb recipe: one TOML file that drives every stage of `hillclimb climb`.
+
+Why one file with one table per stage: each stage reads only its own table(s), and the climb
+fingerprints exactly those tables into the stage's completion marker — so editing `[sft]` never
+invalidates the data build, and editing it after SFT finished is caught instead of silently
+ignored. Validation happens here, up front, by building every stage's config dataclass
+(`DataConfig`, `TrainConfig`, `SFTConfig`) before any work starts: a typo in `[pretrain]` fails
+in a second, not after a ten-minute data build.
+
+Tables (schema in docs/areas/climb.md):
+
+- `[climb]`: `description`, `seed`.
+- `[data]`: the data pipeline's schema (docs/areas/data.md). Source `path`s may use `{hillclimb}`
+  (this package's own source, Apache-2.0), `{stdlib}` (Python's standard library) and paths
+  relative to the recipe file.
+- `[tokenizer]`: `vocab_size`, `max_bytes`, `min_frequency`, `pretokenizer`.
+- `[models.NAME]`: `preset` and optional `overrides` (ModelConfig fields) — one per model; the
+  default pair is `code-flash` and `thinking`, sharing the one tokenizer.
+- `[pretrain]`, `[sft]`: `TrainConfig` / `SFTConfig` fields for every model; a sub-table named
+  after a model (`[pretrain.thinking]`) overrides fields for that model only.
+- `[sft_data]`: what the SFT examples are made of (problem families/tiers/counts, tool-call and
+  FIM examples), with per-model sub-tables likewise.
+- `[eval]`: held-out suite size, generation length, sample count.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import sysconfig
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import ConfigError, HillclimbError
+
+KNOWN_TABLES = {
+    "climb",
+    "data",
+    "tokenizer",
+    "models",
+    "pretrain",
+    "sft",
+    "sft_data",
+    "eval",
+    "report",
+}
+# Fields the climb sets itself; a recipe that sets them is refused (they would be ignored).
+RESERVED_TRAIN = {"out", "data", "tokenizer", "init", "resume", "preset", "model_config",
+                  "sft_data", "val_data", "problems", "fim_corpus", "fim_examples"}  # fmt: skip
+
+TOKENIZER_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 4096,
+    "max_bytes": None,
+    "min_frequency": 2,
+    "pretokenizer": "code",
+}
+SFT_DATA_DEFAULTS: dict[str, Any] = {
+    "families": [],  # empty: every family of hillclimb.problems
+    "tiers": [1, 2],
+    "n": 100,  # problems per (family, tier); or a list aligned with `tiers`
+    "tool_examples": 0,  # harness-style tool-call conversations (real ToolBox observations)
+    "fim_examples": 0,  # fill-in-the-middle cuts of corpus code (code-flash)
+    "fim_languages": [],
+    "seed": None,  # default: [climb].seed
+}
+EVAL_DEFAULTS: dict[str, Any] = {
+    "n_per_tier": 10,
+    "families": [],
+    "tiers": [1, 2, 3, 4],
+    "max_tokens": 256,
+    "batch_size": 16,
+    "samples": 4,
+    "val_tokens": 32768,
+    "seq_len": None,  # default: the model's pre-training seq_len
+    "seed": 0,
+    "base_accuracy": False,  # also measure task accuracy of the pre-trained (pre-SFT) models
+}
+
+
+def canonical_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def expand_path(value: str, recipe_dir: Path) -> str:
+    """`{hillclimb}`, `{stdlib}` placeholders; relative paths are relative to the recipe file."""
+    import hillclimb
+
+    v = value.replace("{hillclimb}", str(Path(hillclimb.__file__).resolve().parent))
+    v = v.replace("{stdlib}", str(Path(sysconfig.get_paths()["stdlib"]).resolve()))
+    p = Path(v).expanduser()
+    if not p.is_absolute():
+        p = (recipe_dir / p).resolve()
+    return str(p)
+
+
+@dataclass
+class Recipe:
+    """A loaded, validated climb recipe."""
+
+    name: str
+    path: Path
+    raw: dict[str, Any]
+    seed: int
+    data: dict[str, Any]  # [data] with paths expanded
+    tokenizer: dict[str, Any]
+    models: dict[str, dict[str, Any]]  # name -> {"preset", "overrides"}
+    pretrain: dict[str, dict[str, Any]]  # name -> effective TrainConfig fields
+    sft: dict[str, dict[str, Any]]  # name -> effective SFTConfig fields (without data)
+    sft_data: dict[str, dict[str, Any]]  # name -> effective SFT data spec
+    eval: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.models)
+
+    # ---- the configs the stages run -------------------------------------------------------
+    def data_config(self) -> Any:
+        return build_data_config(self.data)
+
+
+def build_data_config(table: dict[str, Any]) -> Any:
+    """`DataConfig` from a `[data]` table (validated by the data pipeline's own filler)."""
+    from hillclimb.data.config import data_config_from_dict
+
+    return data_config_from_dict(copy.deepcopy(table))
+
+
+def _split_per_model(table: dict[str, Any], models: list[str], where: str) -> tuple[dict, dict]:
+    common = {k: v for k, v in table.items() if k not in models}
+    per = {}
+    for m in models:
+        v = table.get(m, {})
+        if not isinstance(v, dict):
+            raise ConfigError(f"[{where}.{m}] must be a table of overrides")
+        per[m] = v
+    return common, per
+
+
+def resolve_recipe_path(name: str | Path) -> Path:
+    from hillclimb.data.recipe import resolve_recipe
+
+    return resolve_recipe(name)
+
+
+def load_recipe(name: str | Path) -> Recipe:
+    """Find (recipes/NAME.toml or a path), parse and validate a climb recipe."""
+    path = resolve_recipe_path(name).resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
+    return parse_recipe(raw, path)
+
+
+def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
+    unknown = sorted(set(raw) - KNOWN_TABLES)
+    if unknown:
+        raise ConfigError(
+            f"recipe {path}: unknown table(s) {unknown}; known: {sorted(KNOWN_TABLES)}"
+        )
+    for t in ("data", "models"):
+        if t not in raw:
+            raise ConfigError(f"recipe {path} has no [{t}] table (a climb needs data and models)")
+    climb = dict(raw.get("climb", {}))
+    seed = int(climb.pop("seed", 0))
+    climb.pop("description", None)
+    if climb:
+        raise ConfigError(f"[climb]: unknown key(s) {sorted(climb)}; known: description, seed")
+
+    # ---- data ---------------------------------------------------------------------------------
+    data = copy.deepcopy(raw["data"])
+    for s in data.get("sources", []) or []:
+        if isinstance(s, dict) and isinstance(s.get("path"), str) and s["path"]:
+            s["path"] = expand_path(s["path"], path.parent)
+    build_data_config(data)  # validate now
+
+    # ---- tokenizer ----------------------------------------------------------------------------
+    tok = dict(raw.get("tokenizer", {}))
+    bad = sorted(set(tok) - set(TOKENIZER_DEFAULTS))
+    if bad:
+        raise ConfigError(f"[tokenizer]: unknown key(s) {bad}; known: {sorted(TOKENIZER_DEFAULTS)}")
+    tok = {**TOKENIZER_DEFAULTS, **tok}
+
+    # ---- models -------------------------------------------------------------------------------
+    from hillclimb.model.config import get_preset
+
+    models: dict[str, dict[str, Any]] = {}
+    if not isinstance(raw["models"], dict) or not raw["models"]:
+        raise ConfigError("[models] must hold at least one [models.NAME] table")
+    for name, spec in raw["models"].items():
+        if not isinstance(spec, dict) or "preset" not in spec:
+            raise ConfigError(f'[models.{name}] needs a `preset` (e.g. "{name}-tiny")')
+        extra = sorted(set(spec) - {"preset", "overrides"})
+        if extra:
+            raise ConfigError(f"[models.{name}]: unknown key(s) {extra}; known: preset, overrides")
+        overrides = dict(spec.get("overrides", {}))
+        try:
+            get_preset(spec["preset"]).replace(**overrides)
+        except TypeError as exc:
+            raise ConfigError(f"[models.{name}].overrides: {exc}") from exc
+        models[name] = {"preset": spec["preset"], "overrides": overrides}
+    names = list(models)
+
+    # ---- pretrain / sft -----------------------------------------------------------------------
+    from hillclimb.train.config import SFTConfig, TrainConfig
+
+    def train_tables(table: str, cls: type) -> dict[str, dict[str, Any]]:
+        common, per = _split_per_model(dict(raw.get(table, {})), names, table)
+        out = {}
+        for m in names:
+            eff = _merge(common, per[m])
+            reserved = sorted(set(eff) & RESERVED_TRAIN)
+            if reserved:
+                raise ConfigError(
+                    f"[{table}] sets {reserved}, which the climb fills itself; remove them"
+                )
+            eff.setdefault("seed", seed)
+            try:
+                cls.from_dict(eff)
+            except TypeError as exc:
+                raise ConfigError(f"[{table}] for {m}: {exc}") from exc
+            out[m] = eff
+        return out
+
+    pretrain = train_tables("pretrain", TrainConfig)
+    sft = train_tables("sft", SFTConfig)
+
+    # ---- sft data -----------------------------------------------------------------------------
+    from hillclimb import problems as P
+
+    common, per = _split_per_model(dict(raw.get("sft_data", {})), names, "sft_data")
+    sft_data = {}
+    for m in names:
+        eff = {**SFT_DATA_DEFAULTS, **_merge(common, per[m])}
+        bad = sorted(set(eff) - set(SFT_DATA_DEFAULTS))
+        if bad:
+            raise ConfigError(
+                f"[sft_data] for {m}: unknown key(s) {bad}; known: {sorted(SFT_DATA_DEFAULTS)}"
+            )
+        for fam in eff["families"]:
+            if fam not in P.FAMILIES:
+                raise ConfigError(
+                    f"[sft_data] for {m}: unknown family {fam!r}; known: {sorted(P.FAMILIES)}"
+                )
+        for t in eff["tiers"]:
+            if t not in P.TIERS:
+                raise ConfigError(f"[sft_data] for {m}: tier {t} not in {list(P.TIERS)}")
+        if isinstance(eff["n"], list) and len(eff["n"]) != len(eff["tiers"]):
+            raise ConfigError(f"[sft_data] for {m}: `n` as a list must align with `tiers`")
+        if eff["seed"] is None:
+            eff["seed"] = seed
+        sft_data[m] = eff
+
+    # ---- eval ---------------------------------------------------------------------------------
+    ev = dict(raw.get("eval", {}))
+    bad = sorted(set(ev) - set(EVAL_DEFAULTS))
+    if bad:
+        raise ConfigError(f"[eval]: unknown key(s) {bad}; known: {sorted(EVAL_DEFAULTS)}")
+    ev = {**EVAL_DEFAULTS, **ev}
+    for fam in ev["families"]:
+        if fam not in P.FAMILIES:
+            raise ConfigError(f"[eval]: unknown family {fam!r}; known: {sorted(P.FAMILIES)}")
+
+    return Recipe(
+        name=path.stem, path=path, raw=raw, seed=seed, data=data, tokenizer=tok, models=models,
+        pretrain=pretrain, sft=sft, sft_data=sft_data, eval=ev, report=dict(raw.get("report", {})),
+    )  # fmt: skip
+
+
+def describe_change(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two recipe sections (for the 'recipe changed' error)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            p = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old:
+                out.append(f"{p} added ({new[k]!r})")
+            elif k not in new:
+                out.append(f"{p} removed (was {old[k]!r})")
+            else:
+                out += describe_change(old[k], new[k], p)
+        return out
+    if old != new:
+        return [f"{prefix or 'value'}: {old!r} -> {new!r}"]
+    return []
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise HillclimbError(f"{what} missing: {path}")
+    return path

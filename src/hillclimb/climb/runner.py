@@ -1,0 +1,623 @@
+"""`hillclimb climb`: run the whole line from a recipe, resumably, stage by stage.
+
+The line (one directory per stage under RUN_DIR, numbered in order):
+
+    01-data            data build (pipeline.build)            corpus/ (documents, rejects, card)
+    02-tokenizer       shared BPE tokenizer                   tokenizer/
+    03-shards          corpus tokenized with it               shards/, data_card.json (with tokens)
+    04-pretrain-<m>    pre-training, one stage per model      run/ (checkpoints, final/, logs)
+    ..-sft-data        SFT examples per model                 <m>.jsonl
+    ..-sft-<m>         SFT from the pre-trained model         run/
+    ..-eval            bpb + held-out accuracy per model      <m>.json, eval.json
+    report/            Markdown + PNG report                  report.md, *.png
+
+Why markers and hashes: a stage is complete iff its marker `_stage.json` exists — written LAST,
+atomically, after every output — and the marker records the SHA-256 of the recipe section(s) the
+stage used chained with its parents' hashes. So a re-run skips complete stages, an interrupted
+stage runs again (training stages resume from their own latest checkpoint; the data build resumes
+from its committed chunks), and a recipe edited after a stage completed is refused with the exact
+keys that changed, instead of silently mixing old and new outputs. `--restart-from STAGE` removes
+that stage and everything after it. When a stage must run, every later stage directory is removed
+first (its inputs are about to change), which is what makes "skip iff marker" sound.
+
+`RUN_DIR/climb.jsonl` logs every start/end/skip with seconds and status; `RUN_DIR/summary.json`
+collects the headline numbers the final table prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hillclimb.climb.recipe import Recipe, canonical_hash, describe_change, load_recipe
+from hillclimb.errors import HillclimbError
+from hillclimb.io import write_json_atomic
+
+MARKER = "_stage.json"
+STARTED = "_started.json"
+RUN_FILE = "climb.json"
+LOG_FILE = "climb.jsonl"
+MARKER_FORMAT = "hillclimb-climb-stage-v1"
+FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STAGE before its marker
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Stage:
+    key: str  # "data", "tokenizer", "shards", "pretrain-thinking", ..., "eval", "report"
+    dirname: str
+    section: dict[str, Any]  # the recipe section(s) this stage reads (fingerprinted)
+    parents: list[str]
+    fn: Callable[[Climb, Stage, Path], dict[str, Any]]
+    hash: str = ""
+    keep_partial: bool = False  # resumable: keep an unfinished stage's contents on re-run
+
+
+@dataclass
+class Climb:
+    recipe: Recipe
+    out: Path
+    stages: list[Stage] = field(default_factory=list)
+    progress: bool = False
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    # ---- paths of stage outputs -----------------------------------------------------------------
+    def stage(self, key: str) -> Stage:
+        for s in self.stages:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+    def dir(self, key: str) -> Path:
+        return self.out / self.stage(key).dirname
+
+    @property
+    def corpus(self) -> Path:
+        return self.dir("data") / "corpus"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.dir("tokenizer") / "tokenizer"
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.dir("shards")
+
+    def final(self, key: str) -> Path:
+        return self.dir(key) / "run" / "final"
+
+    def log(self, **rec: Any) -> None:
+        rec = {"time": _now(), **rec}
+        with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def say(self, msg: str) -> None:
+        print(f"[climb] {msg}", file=sys.stderr, flush=True)
+
+
+# ---- stage bodies -------------------------------------------------------------------------------
+def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.data import pipeline
+
+    card = pipeline.build(
+        c.recipe.data_config(),
+        d / "corpus",
+        resume=True,
+        recipe=str(c.recipe.path),
+        progress=c.progress,
+    )
+    return {"totals": card.get("totals", {}), "corpus": str(d / "corpus")}
+
+
+def _tokenizer(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.tokenizer.train import TrainConfig as TokConfig
+    from hillclimb.tokenizer.train import save_trained, train_from_corpus
+
+    t = c.recipe.tokenizer
+    cfg = TokConfig(
+        corpus=str(c.corpus),
+        vocab_size=int(t["vocab_size"]),
+        max_bytes=t["max_bytes"],
+        seed=c.recipe.seed,
+        pretokenizer=t["pretokenizer"],
+        min_frequency=int(t["min_frequency"]),
+    )
+    tok, meta = train_from_corpus(cfg, show_progress=False)
+    save_trained(tok, meta, d / "tokenizer")
+    return {
+        "vocab_size": tok.vocab_size,
+        "train_seconds": meta.get("train_seconds"),
+        "tokenizer": str(d / "tokenizer"),
+    }
+
+
+def _shards(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.data.card import render_markdown
+    from hillclimb.data.pipeline import apply_tokens
+    from hillclimb.data.tokenize import tokenize_corpus
+    from hillclimb.io import write_text_atomic
+
+    tok = tokenize_corpus(c.corpus, c.tokenizer_dir, d / "shards")
+    card = json.loads((c.corpus / "data_card.json").read_text())
+    apply_tokens(card, tok)
+    write_json_atomic(d / "data_card.json", card)
+    write_text_atomic(d / "DATA_CARD.md", render_markdown(card))
+    return {
+        "splits": {
+            k: {kk: v[kk] for kk in ("tokens", "documents", "bytes")}
+            for k, v in tok["splits"].items()
+        },
+        "shards": str(d / "shards"),
+    }
+
+
+def _fresh_run_dir(run: Path) -> None:
+    """A training run dir without any checkpoint restarts clean (stale logs of a killed start)."""
+    from hillclimb.train.checkpointing import latest_checkpoint
+
+    if run.exists() and latest_checkpoint(run) is None:
+        shutil.rmtree(run)
+
+
+def _pretrain(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
+    def body(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+        from hillclimb.train import TrainConfig, pretrain
+
+        spec = c.recipe.models[model]
+        run = d / "run"
+        _fresh_run_dir(run)
+        cfg = TrainConfig.from_dict(
+            {
+                **c.recipe.pretrain[model],
+                "out": run,
+                "data": c.shards_dir,
+                "tokenizer": c.tokenizer_dir,
+                "preset": spec["preset"],
+                "model_overrides": spec["overrides"],
+                "resume": True,
+            }
+        )
+        res = pretrain.run(cfg).to_dict()
+        _check_final(run)
+        return res
+
+    return body
+
+
+def _sft_data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.climb.sftdata import build_sft_file
+
+    out = {}
+    for m in c.recipe.model_names:
+        seq = int(c.recipe.sft[m].get("seq_len", 256))
+        out[m] = build_sft_file(c.recipe.sft_data[m], c.corpus, d / f"{m}.jsonl", seq)
+        out[m]["file"] = str(d / f"{m}.jsonl")
+    return out
+
+
+def _sft(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
+    def body(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+        from hillclimb.train import SFTConfig, sft
+
+        run = d / "run"
+        _fresh_run_dir(run)
+        cfg = SFTConfig.from_dict(
+            {
+                **c.recipe.sft[model],
+                "out": run,
+                "init": c.final(f"pretrain-{model}"),
+                "sft_data": [c.dir("sft-data") / f"{model}.jsonl"],
+                "resume": True,
+            }
+        )
+        res = sft.run(cfg).to_dict()
+        _check_final(run)
+        return res
+
+    return body
+
+
+def _check_final(run: Path) -> None:
+    if not (run / "final" / "config.json").is_file():
+        raise HillclimbError(f"training finished without a final checkpoint in {run}")
+
+
+def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.eval.core import run_eval
+
+    ev = c.recipe.eval
+    out: dict[str, Any] = {}
+    for m in c.recipe.model_names:
+        seq = int(ev["seq_len"] or c.recipe.pretrain[m].get("seq_len", 256))
+        common = dict(
+            n_per_tier=int(ev["n_per_tier"]),
+            families=ev["families"] or None,
+            tiers=ev["tiers"] or None,
+            max_tokens=int(ev["max_tokens"]),
+            batch_size=int(ev["batch_size"]),
+            samples=int(ev["samples"]),
+            seed=int(ev["seed"]),
+            val_tokens=int(ev["val_tokens"]),
+            seq_len=seq,
+        )
+        c.say(f"eval {m}: pre-trained model")
+        base = run_eval(
+            c.final(f"pretrain-{m}"), c.shards_dir, accuracy=bool(ev["base_accuracy"]), **common
+        )
+        c.say(f"eval {m}: SFT model (held-out suite)")
+        tuned = run_eval(c.final(f"sft-{m}"), c.shards_dir, accuracy=True, **common)
+        rec = {"model": m, "pretrain": base, "sft": tuned}
+        write_json_atomic(d / f"{m}.json", rec)
+        out[m] = rec
+    write_json_atomic(d / "eval.json", out)
+    return {m: _eval_headline(r) for m, r in out.items()}
+
+
+def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
+    base, tuned = rec["pretrain"], rec["sft"]
+    t = tuned.get("tasks") or {}
+    return {
+        "pretrain_val_bpb": (base.get("bpb") or {}).get("val_bpb"),
+        "sft_val_bpb": (tuned.get("bpb") or {}).get("val_bpb"),
+        "unigram_bpb": (base.get("bpb") or {}).get("unigram_bpb"),
+        "accuracy": t.get("accuracy"),
+        "by_kind_tier": {
+            k: {tier: v["accuracy"] for tier, v in tiers.items()}
+            for k, tiers in (t.get("by_kind_tier") or {}).items()
+        },
+    }
+
+
+def _report(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.climb.report import write_report
+
+    return write_report(c, d)
+
+
+# ---- planning -----------------------------------------------------------------------------------
+def plan(recipe: Recipe) -> list[Stage]:
+    r = recipe
+    names = r.model_names
+    stages: list[Stage] = [
+        Stage("data", "", {"data": r.data}, [], _data, keep_partial=True),
+        Stage("tokenizer", "", {"tokenizer": r.tokenizer, "seed": r.seed}, ["data"], _tokenizer),
+        Stage("shards", "", {}, ["data", "tokenizer"], _shards),
+    ]
+    for m in names:
+        stages.append(
+            Stage(
+                f"pretrain-{m}",
+                "",
+                {"model": r.models[m], "pretrain": r.pretrain[m]},
+                ["shards"],
+                _pretrain(m),
+                keep_partial=True,
+            )
+        )
+    stages.append(
+        Stage(
+            "sft-data",
+            "",
+            {"sft_data": r.sft_data, "seq_len": {m: r.sft[m].get("seq_len") for m in names}},
+            ["data"],
+            _sft_data,
+        )
+    )
+    for m in names:
+        stages.append(
+            Stage(
+                f"sft-{m}",
+                "",
+                {"sft": r.sft[m]},
+                [f"pretrain-{m}", "sft-data"],
+                _sft(m),
+                keep_partial=True,
+            )
+        )
+    stages.append(
+        Stage("eval", "", {"eval": r.eval}, ["shards"] + [f"sft-{m}" for m in names], _eval)
+    )
+    stages.append(Stage("report", "report", {"report": r.report}, ["eval"], _report))
+    hashes: dict[str, str] = {}
+    for i, s in enumerate(stages):
+        if not s.dirname:
+            s.dirname = f"{i + 1:02d}-{s.key}"
+        s.hash = canonical_hash(
+            {"stage": s.key, "section": s.section, "parents": [hashes[p] for p in s.parents]}
+        )
+        hashes[s.key] = s.hash
+    return stages
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def resolve_stage(stages: list[Stage], name: str) -> int:
+    """Index of the stage named `name` (exact key, dir name, or a prefix like "pretrain")."""
+    for i, s in enumerate(stages):
+        if name in (s.key, s.dirname):
+            return i
+    for i, s in enumerate(stages):
+        if s.key.startswith(name):
+            return i
+    raise HillclimbError(f"unknown stage {name!r}; stages: {', '.join(s.key for s in stages)}")
+
+
+def _mismatch(c: Climb, s: Stage, rec: dict[str, Any], what: str) -> HillclimbError:
+    changes = describe_change(rec.get("section"), s.section)
+    if not changes:
+        changes = ["an upstream stage's recipe section changed"]
+    shown = "; ".join(changes[:6]) + (f"; … {len(changes) - 6} more" if len(changes) > 6 else "")
+    return HillclimbError(
+        f"stage {s.key} in {c.out} was {what} with a different recipe ({shown}); "
+        f"re-run with --restart-from {s.key} to redo it and every later stage, or choose a new --out"
+    )
+
+
+def _remove(path: Path) -> None:
+    if path.exists():
+        tmp = path.with_name(f".{path.name}.removing")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(path, tmp)  # one rename: never a half-deleted stage under the real name
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fault(stage: str) -> None:
+    spec = os.environ.get(FAULT_ENV, "")
+    if spec == f"fail:{stage}":
+        raise HillclimbError(f"injected failure in stage {stage} ({FAULT_ENV})")
+    if spec == f"kill:{stage}":
+        os.kill(os.getpid(), 9)
+
+
+# ---- the climb ----------------------------------------------------------------------------------
+def run_climb(
+    recipe: str | Path | Recipe,
+    out: str | Path | None = None,
+    *,
+    restart_from: str | None = None,
+    progress: bool | None = None,
+    print_summary: bool = True,
+) -> dict[str, Any]:
+    """Run (or continue) a climb; returns the summary (also RUN_DIR/summary.json)."""
+    r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    run_dir = Path(out) if out is not None else Path("runs") / r.name
+    c = Climb(
+        recipe=r,
+        out=run_dir,
+        stages=plan(r),
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+    _open_run_dir(c)
+    if restart_from is not None:
+        i = resolve_stage(c.stages, restart_from)
+        for s in c.stages[i:]:
+            _remove(c.out / s.dirname)
+        c.log(event="restart", stage=c.stages[i].key)
+        c.say(f"restarting from {c.stages[i].key}: removed it and every later stage")
+    # Validate every existing marker before doing any work.
+    first_todo = None
+    for i, s in enumerate(c.stages):
+        d = c.out / s.dirname
+        done = _read(d / MARKER)
+        if done is not None:
+            if done.get("hash") != s.hash:
+                raise _mismatch(c, s, done, "completed")
+            continue
+        started = _read(d / STARTED)
+        if started is not None and started.get("hash") != s.hash:
+            raise _mismatch(c, s, started, "started")
+        if first_todo is None:
+            first_todo = i
+    t_climb = time.perf_counter()
+    ran: list[str] = []
+    for i, s in enumerate(c.stages):
+        d = c.out / s.dirname
+        done = _read(d / MARKER)
+        if done is not None and (first_todo is None or i < first_todo):
+            c.results[s.key] = done.get("result", {})
+            c.log(
+                event="skip",
+                stage=s.key,
+                status="skipped",
+                seconds=0.0,
+                completed_in_s=done.get("seconds"),
+            )
+            c.say(f"{s.key}: complete, skipped")
+            continue
+        if i == first_todo:
+            for later in c.stages[i + 1 :]:
+                if (c.out / later.dirname).exists():
+                    _remove(c.out / later.dirname)
+                    c.say(f"{later.key}: removed (an earlier stage re-runs)")
+        if d.exists() and not s.keep_partial:
+            _remove(d)
+        resumed = d.exists()
+        d.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            d / STARTED, {"stage": s.key, "hash": s.hash, "section": s.section, "started": _now()}
+        )
+        c.log(event="start", stage=s.key, resumed=resumed)
+        c.say(f"{s.key}: {'resuming' if resumed else 'running'} → {d}")
+        t0 = time.perf_counter()
+        try:
+            _fault(s.key)
+            result = s.fn(c, s, d)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            c.log(
+                event="end",
+                stage=s.key,
+                status=status,
+                seconds=round(time.perf_counter() - t0, 3),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            if not isinstance(exc, (HillclimbError, KeyboardInterrupt)):
+                traceback.print_exc()
+            raise
+        secs = round(time.perf_counter() - t0, 3)
+        write_json_atomic(
+            d / MARKER,
+            {
+                "format": MARKER_FORMAT,
+                "stage": s.key,
+                "hash": s.hash,
+                "section": s.section,
+                "parents": s.parents,
+                "seconds": secs,
+                "finished": _now(),
+                "result": result,
+            },
+        )
+        c.results[s.key] = result
+        c.log(event="end", stage=s.key, status="ok", seconds=secs)
+        c.say(f"{s.key}: done in {secs:.1f}s")
+        ran.append(s.key)
+    summary = build_summary(c, ran, time.perf_counter() - t_climb)
+    write_json_atomic(c.out / "summary.json", summary)
+    if print_summary:
+        print_summary_table(summary)
+    return summary
+
+
+def _open_run_dir(c: Climb) -> None:
+    out = c.out
+    meta = out / RUN_FILE
+    if out.exists():
+        if not out.is_dir():
+            raise HillclimbError(f"{out} exists and is not a directory")
+        if not meta.is_file() and any(out.iterdir()):
+            raise HillclimbError(
+                f"{out} exists, is not empty and is not a climb run directory; choose a new --out"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not meta.is_file():
+            write_json_atomic(
+                meta,
+                {
+                    "format": "hillclimb-climb-run-v1",
+                    "recipe": c.recipe.name,
+                    "recipe_path": str(c.recipe.path),
+                    "created": _now(),
+                },
+            )
+        shutil.copyfile(c.recipe.path, out / ".recipe.toml.tmp")
+        os.replace(out / ".recipe.toml.tmp", out / "recipe.toml")
+    except OSError as exc:
+        raise HillclimbError(
+            f"cannot write the run directory {out}: {exc.strerror or exc}"
+        ) from exc
+
+
+# ---- summary ------------------------------------------------------------------------------------
+def stage_timings(out: Path) -> list[dict[str, Any]]:
+    """Per stage: the seconds of the run that completed it (from its marker) and its status."""
+    rows = []
+    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        m = _read(d / MARKER)
+        if m is not None:
+            rows.append(
+                {
+                    "stage": m["stage"],
+                    "dir": d.name,
+                    "seconds": m["seconds"],
+                    "finished": m["finished"],
+                }
+            )
+    return rows
+
+
+def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
+    models: dict[str, Any] = {}
+    ev = c.results.get("eval", {})
+    for m in c.recipe.model_names:
+        pre = c.results.get(f"pretrain-{m}", {})
+        sft = c.results.get(f"sft-{m}", {})
+        models[m] = {
+            "preset": c.recipe.models[m]["preset"],
+            "pretrain": {
+                k: pre.get(k)
+                for k in ("steps", "tokens", "val_bpb", "final_loss", "tokens_per_s", "elapsed_s")
+            },
+            "unigram_bpb": (pre.get("extra") or {}).get("unigram_bpb"),
+            "sft": {
+                k: sft.get(k) for k in ("steps", "tokens", "val_bpb", "final_loss", "elapsed_s")
+            },
+            "final": str(c.final(f"sft-{m}")),
+            "eval": ev.get(m, {}),
+        }
+    timings = stage_timings(c.out)
+    return {
+        "format": "hillclimb-climb-summary-v1",
+        "recipe": c.recipe.name,
+        "run_dir": str(c.out),
+        "stages_run": ran,
+        "this_invocation_s": round(seconds, 3),
+        "stage_seconds": {t["stage"]: t["seconds"] for t in timings},
+        "total_stage_seconds": round(sum(t["seconds"] for t in timings), 3),
+        "models": models,
+        "report": str(c.out / "report" / "report.md"),
+    }
+
+
+def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(file=file or sys.stdout)
+
+    def f(x: Any, fmt: str = "{:.3f}") -> str:
+        return "-" if x is None else fmt.format(x)
+
+    tab = Table(title=f"climb {summary['recipe']} — {summary['run_dir']}")
+    for col in (
+        "model",
+        "val bpb (pre)",
+        "val bpb (SFT)",
+        "unigram bpb",
+        "reasoning acc by tier",
+        "code acc by tier",
+    ):
+        tab.add_column(col)
+    for m, rec in summary["models"].items():
+        ev = rec.get("eval") or {}
+        kt = ev.get("by_kind_tier") or {}
+
+        def tiers(kind: str, kt: dict = kt) -> str:
+            return " ".join(f"t{t}:{v:.0%}" for t, v in sorted((kt.get(kind) or {}).items())) or "-"
+
+        tab.add_row(
+            m,
+            f(ev.get("pretrain_val_bpb")),
+            f(ev.get("sft_val_bpb")),
+            f(ev.get("unigram_bpb", rec.get("unigram_bpb"))),
+            tiers("reasoning"),
+            tiers("code"),
+        )
+    con.print(tab)
+    con.print(
+        f"stages run now: {', '.join(summary['stages_run']) or 'none (all complete)'}; "
+        f"total stage time {summary['total_stage_seconds']:.1f}s"
+    )
+    con.print(f"report: {summary['report']}")

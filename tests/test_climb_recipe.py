@@ -1,0 +1,175 @@
+"""Climb recipes: validation up front, per-model overrides, stage plan and hashes, SFT data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hillclimb.climb.recipe import load_recipe, parse_recipe
+from hillclimb.climb.runner import plan, resolve_stage
+from hillclimb.errors import ConfigError, HillclimbError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _raw(name: str = "smoke") -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "recipes" / f"{name}.toml").read_text())
+
+
+@pytest.mark.parametrize("name", ["smoke", "tiny"])
+def test_shipped_recipes_load(name: str) -> None:
+    r = load_recipe(ROOT / "recipes" / f"{name}.toml")
+    assert r.model_names == ["code-flash", "thinking"]
+    assert r.models["thinking"]["preset"].startswith("thinking-")
+    src = r.data["sources"][0]["path"]
+    assert Path(src).is_dir() and (Path(src) / "__init__.py").is_file()  # {hillclimb} expanded
+    assert r.data_config().sources[0].license == "Apache-2.0"
+    keys = [s.key for s in plan(r)]
+    assert keys == [
+        "data",
+        "tokenizer",
+        "shards",
+        "pretrain-code-flash",
+        "pretrain-thinking",
+        "sft-data",
+        "sft-code-flash",
+        "sft-thinking",
+        "eval",
+        "report",
+    ]
+
+
+def test_per_model_overrides() -> None:
+    r = load_recipe(ROOT / "recipes" / "tiny.toml")
+    assert r.sft["code-flash"]["seq_len"] != r.sft["thinking"]["seq_len"]
+    assert r.sft_data["thinking"]["families"] and r.sft_data["code-flash"]["fim_examples"] > 0
+    assert r.sft_data["thinking"]["fim_examples"] == 0
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda r: r.update(nonsense={}), "unknown table"),
+    (lambda r: r.pop("models"), r"no \[models\]"),
+    (lambda r: r["models"]["thinking"].pop("preset"), "needs a `preset`"),
+    (lambda r: r["models"]["thinking"].update(preset="no-such"), "unknown preset"),
+    (lambda r: r["pretrain"].update(stepz=3), "unknown TrainConfig keys"),
+    (lambda r: r["pretrain"].update(out="x"), "fills itself"),
+    (lambda r: r["sft"].update(lr=-1.0), "learning rates"),
+    (lambda r: r["sft_data"].update(families=["nope"]), "unknown family"),
+    (lambda r: r["eval"].update(bogus=1), r"\[eval\]: unknown"),
+    (lambda r: r["tokenizer"].update(vocab=1), r"\[tokenizer\]: unknown"),
+    (lambda r: r["data"]["sources"][0].update(kind="ftp"), "unknown source kind"),
+])  # fmt: skip
+def test_bad_recipes_fail_before_any_work(mutate, match: str) -> None:  # noqa: ANN001
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(ConfigError, match=match):
+        parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+
+
+def test_missing_recipe_is_a_clear_error() -> None:
+    with pytest.raises(HillclimbError, match="not found"):
+        load_recipe("no-such-recipe")
+
+
+def test_hashes_change_only_downstream_of_an_edit() -> None:
+    base = {s.key: s.hash for s in plan(parse_recipe(_raw(), ROOT / "recipes" / "smoke.toml"))}
+    raw = _raw()
+    raw["sft"]["thinking"] = {"steps": 99}
+    edited = {s.key: s.hash for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))}
+    changed = {k for k in base if base[k] != edited[k]}
+    assert changed == {"sft-thinking", "eval", "report"}
+    raw = _raw()
+    raw["tokenizer"]["vocab_size"] = 800
+    edited = {s.key: s.hash for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))}
+    assert {k for k in base if base[k] != edited[k]} == set(base) - {"data", "sft-data"}
+
+
+def test_resolve_stage_names() -> None:
+    stages = plan(load_recipe(ROOT / "recipes" / "smoke.toml"))
+    assert stages[resolve_stage(stages, "pretrain")].key == "pretrain-code-flash"
+    assert stages[resolve_stage(stages, "sft-thinking")].key == "sft-thinking"
+    assert stages[resolve_stage(stages, "09-eval")].key == "eval"
+    with pytest.raises(HillclimbError, match="unknown stage"):
+        resolve_stage(stages, "deploy")
+
+
+def test_sft_data_records(tmp_path: Path) -> None:
+    from hillclimb.climb.sftdata import _minimal_edit, build_sft_file, tool_records
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+    from hillclimb.train.sft_data import encode_record
+
+    # Tool-call conversations are executed against the harness's real tools.
+    recs = tool_records(3, seed=0, tiers=[1])
+    assert len(recs) == 3
+    tok = bytelevel_tokenizer()
+    for r in recs:
+        names = [
+            m["tool_calls"][0]["function"]["name"] for m in r["messages"] if m.get("tool_calls")
+        ]
+        assert names == ["read_file", "edit", "submit"]
+        obs = [m["content"] for m in r["messages"] if m["role"] == "tool"]
+        assert (
+            obs[0].startswith("[solution.py")
+            and obs[1].startswith("Edited solution.py")
+            and obs[2] == "Submitted."
+        )
+        ex = encode_record(tok, r)
+        assert 0 < ex.n_targets < len(ex.ids)
+    assert _minimal_edit("a\nb\nc\n", "a\nB\nc\n") == ("b\n", "B\n")
+    assert _minimal_edit("x\nx\ny\n", "x\nx\nz\n") == ("y\n", "z\n")
+    # A corpus for FIM: one code document.
+    docs = tmp_path / "corpus" / "documents"
+    docs.mkdir(parents=True)
+    code = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(30))
+    (docs / "d.jsonl").write_text(
+        json.dumps({"id": "1", "text": code, "language": "python", "split": "train"}) + "\n"
+    )
+    spec = {
+        "families": ["arith", "code_function"],
+        "tiers": [1, 2],
+        "n": [3, 2],
+        "tool_examples": 2,
+        "fim_examples": 4,
+        "fim_languages": [],
+        "seed": 0,
+    }
+    counts = build_sft_file(spec, tmp_path / "corpus", tmp_path / "out.jsonl", seq_len=128)
+    assert counts["by_kind"] == {"chat": 10, "tool": 2, "fim": 4}
+    assert counts["by_tier"] == {"1": 6, "2": 4}
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 16
+    again = tmp_path / "again.jsonl"
+    build_sft_file(spec, tmp_path / "corpus", again, seq_len=128)
+    assert again.read_text() == (tmp_path / "out.jsonl").read_text()  # deterministic
+
+
+def test_failed_stage_is_logged_and_leaves_no_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hillclimb.climb.runner import FAULT_ENV, run_climb
+
+    monkeypatch.setenv(FAULT_ENV, "fail:data")
+    run = tmp_path / "run"
+    with pytest.raises(HillclimbError, match="injected failure in stage data"):
+        run_climb(ROOT / "recipes" / "smoke.toml", run, print_summary=False)
+    events = [json.loads(x) for x in (run / "climb.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["stage"]) for e in events] == [("start", "data"), ("end", "data")]
+    assert events[-1]["status"] == "failed" and "injected" in events[-1]["error"]
+    assert (run / "01-data" / "_started.json").is_file() and not (
+        run / "01-data" / "_stage.json"
+    ).exists()
+    assert (run / "recipe.toml").read_text() == (ROOT / "recipes" / "smoke.toml").read_text()
+
+
+def test_foreign_output_dir_is_refused(tmp_path: Path) -> None:
+    from hillclimb.climb.runner import run_climb
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "precious.txt").write_text("keep me")
+    with pytest.raises(HillclimbError, match="not a climb run directory"):
+        run_climb(ROOT / "recipes" / "smoke.toml", tmp_path / "x", print_summary=False)
+    assert (tmp_path / "x" / "precious.txt").read_text() == "keep me"

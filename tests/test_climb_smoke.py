@@ -1,0 +1,209 @@
+"""The real climb, end to end, with the smoke recipe: kill -9 mid-way, resume, every artifact,
+skip-on-rerun, a deleted marker, a changed recipe, --restart-from.
+
+One climb is shared by the module: it is started in a subprocess that SIGKILLs itself in the
+middle of saving a pre-training checkpoint (`HILLCLIMB_TEST_KILL_IN_SAVE`), then resumed here,
+so the artifacts every other test inspects are those of an interrupted-and-resumed climb.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hillclimb.cli import main
+from hillclimb.errors import HillclimbError
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "recipes" / "smoke.toml"
+KILL_STEP = 16  # smoke pre-training saves at 8 (periodic) and 16 (final); die inside the 16 save
+
+
+def _events(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "climb.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def climb(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from hillclimb.climb.runner import run_climb
+
+    run = tmp_path_factory.mktemp("climb") / "smoke"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "HILLCLIMB_TEST_KILL_IN_SAVE": str(KILL_STEP),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "hillclimb", "climb", "--recipe", str(RECIPE), "--out", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    killed_events = _events(run)
+    summary = run_climb(RECIPE, run, print_summary=False)
+    return {"run": run, "summary": summary, "killed_events": killed_events, "events": _events(run)}
+
+
+def test_kill_then_resume_continues_where_it_stopped(climb: dict) -> None:
+    run, killed = climb["run"], climb["killed_events"]
+    # The killed invocation finished data/tokenizer/shards and died inside pre-training.
+    assert [e["stage"] for e in killed if e["event"] == "end"] == ["data", "tokenizer", "shards"]
+    assert killed[-1] == {**killed[-1], "event": "start", "stage": "pretrain-code-flash"}
+    resumed = climb["events"][len(killed) :]
+    assert [e["stage"] for e in resumed if e["event"] == "skip"] == ["data", "tokenizer", "shards"]
+    start = next(e for e in resumed if e["event"] == "start")
+    assert start["stage"] == "pretrain-code-flash" and start["resumed"] is True
+    # The training stage resumed from its own last complete checkpoint (step 8), not from scratch.
+    res = json.loads((run / "04-pretrain-code-flash" / "run" / "run.json").read_text())
+    assert res["resumed_from"] == 8 and res["steps"] == KILL_STEP
+    steps = [
+        json.loads(x)["step"]
+        for x in (run / "04-pretrain-code-flash" / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == list(range(1, KILL_STEP + 1))  # no duplicated or missing steps in the curve
+
+
+def test_every_artifact(climb: dict) -> None:
+    run, s = climb["run"], climb["summary"]
+    stages = [
+        "01-data",
+        "02-tokenizer",
+        "03-shards",
+        "04-pretrain-code-flash",
+        "05-pretrain-thinking",
+        "06-sft-data",
+        "07-sft-code-flash",
+        "08-sft-thinking",
+        "09-eval",
+        "report",
+    ]
+    for d in stages:
+        marker = json.loads((run / d / "_stage.json").read_text())
+        assert marker["format"] == "hillclimb-climb-stage-v1" and len(marker["hash"]) == 64
+    assert (run / "01-data" / "corpus" / "build.json").is_file()
+    assert (run / "02-tokenizer" / "tokenizer" / "tokenizer.json").is_file()
+    assert (
+        json.loads((run / "03-shards" / "shards" / "meta.json").read_text())["splits"]["val"][
+            "tokens"
+        ]
+        > 0
+    )
+    assert json.loads((run / "03-shards" / "data_card.json").read_text())["totals"]["tokens"] > 0
+    for m in ("code-flash", "thinking"):
+        for st in (f"pretrain-{m}", f"sft-{m}"):
+            final = run / next(d for d in stages if d.endswith(st)) / "run" / "final"
+            assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
+        lines = (run / "06-sft-data" / f"{m}.jsonl").read_text().splitlines()
+        kinds = {json.loads(x)["kind"] for x in lines}
+        assert "chat" in kinds and (m != "code-flash" or {"fim", "tool"} <= kinds)
+        ev = json.loads((run / "09-eval" / f"{m}.json").read_text())
+        b = ev["pretrain"]["bpb"]
+        assert 0 < b["val_bpb"] < 20 and 0 < b["unigram_bpb"] < 20
+        t = ev["sft"]["tasks"]
+        assert t["n"] == 6 * 2 and len(t["by_family_tier"]) == 6
+        assert s["models"][m]["eval"]["pretrain_val_bpb"] == pytest.approx(b["val_bpb"])
+    # Both models share the one tokenizer.
+    tok = (run / "02-tokenizer" / "tokenizer" / "tokenizer.json").read_bytes()
+    assert (run / "07-sft-code-flash" / "run" / "final" / "tokenizer.json").read_bytes() == tok
+    assert (run / "08-sft-thinking" / "run" / "final" / "tokenizer.json").read_bytes() == tok
+    # Report: Markdown with every section, real PNGs.
+    md = (run / "report" / "report.md").read_text()
+    for section in (
+        "## Headline",
+        "## Held-out accuracy",
+        "## Training curves",
+        "## Expert load",
+        "## Sample generations",
+        "## Data card",
+        "## Stage timings",
+    ):
+        assert section in md
+    pngs = sorted(p.name for p in (run / "report").glob("*.png"))
+    for name in (
+        "expert_load.png",
+        "stage_times.png",
+        "accuracy_thinking.png",
+        "loss_pretrain-thinking.png",
+        "loss_sft-code-flash.png",
+    ):
+        assert name in pngs
+    for p in (run / "report").glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(s["stage_seconds"]) == {
+        "data",
+        "tokenizer",
+        "shards",
+        "pretrain-code-flash",
+        "pretrain-thinking",
+        "sft-data",
+        "sft-code-flash",
+        "sft-thinking",
+        "eval",
+        "report",
+    }
+    assert json.loads((run / "summary.json").read_text())["report"].endswith("report/report.md")
+
+
+def test_rerun_skips_every_stage(climb: dict) -> None:
+    from hillclimb.climb.runner import run_climb
+
+    n = len(_events(climb["run"]))
+    s = run_climb(RECIPE, climb["run"], print_summary=False)
+    assert s["stages_run"] == []
+    new = _events(climb["run"])[n:]
+    assert len(new) == 10 and all(e["event"] == "skip" and e["status"] == "skipped" for e in new)
+
+
+def test_deleted_final_marker_reruns_only_the_report(
+    climb: dict, capsys: pytest.CaptureFixture
+) -> None:
+    run = climb["run"]
+    (run / "report" / "_stage.json").unlink()
+    assert main(["climb", "--recipe", str(RECIPE), "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "stages run now: report" in out and "val bpb" in out
+    assert (run / "report" / "_stage.json").is_file()
+    # --restart-from redoes the named stage and everything after it.
+    assert (
+        main(
+            [
+                "climb",
+                "--recipe",
+                str(RECIPE),
+                "--out",
+                str(run),
+                "--restart-from",
+                "report",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["stages_run"] == ["report"]
+
+
+def test_changed_recipe_is_refused_with_a_hint(climb: dict, tmp_path: Path) -> None:
+    from hillclimb.climb.runner import run_climb
+
+    changed = tmp_path / "smoke.toml"
+    changed.write_text(
+        RECIPE.read_text().replace(
+            "[sft]\nseq_len = 256\nbatch_size = 8\nsteps = 12",
+            "[sft]\nseq_len = 256\nbatch_size = 8\nsteps = 13",
+        )
+    )
+    assert changed.read_text() != RECIPE.read_text()
+    with pytest.raises(
+        HillclimbError,
+        match=r"stage sft-code-flash .*steps: 12 -> 13.*--restart-from sft-code-flash",
+    ):
+        run_climb(changed, climb["run"], print_summary=False)
