@@ -26,7 +26,6 @@ COMMAND_MODULES = [
     "hillclimb.problems.cli",  # problems describe/show/export
     "hillclimb.tokenizer.cli",  # tokenizer train|eval
     "hillclimb.train.cli",  # train, sft
-    "hillclimb.rl.cli",  # rl
     "hillclimb.eval.cli",  # eval
     "hillclimb.climb",  # climb
     "hillclimb.harness.sandbox_cli",  # sandbox run, sandbox check
@@ -47,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a stage package not built yet
-            if exc.name == name:
+        except ModuleNotFoundError as exc:  # an optional stage package that is not installed
+            if exc.name and name.startswith(exc.name):
                 continue
             raise
         module.register(sub)
