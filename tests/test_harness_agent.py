@@ -131,7 +131,8 @@ def test_runner_bad_task_resume_and_telemetry(tmp_path):
         st = tel.stats()
         assert st["episodes"] == 2 and st["resolved"] == 2 and st["edits"] == {"applied": 2}
         ep_ids = [r[0] for r in tel.query("SELECT id FROM episodes ORDER BY task_id")]
-        edit_id = tel.query("SELECT id FROM edits ORDER BY id")[0][0]
+        # the edit of the first task's episode (episodes ran concurrently: pick by task, not id)
+        edit_id = tel.query("SELECT id FROM edits WHERE episode_id = ?", (ep_ids[0],))[0][0]
         # a user rejects one episode's edit: it leaves SFT and becomes an RL prompt
         tel.record_feedback(edit_id, False, source="user")
         with pytest.raises(HillclimbError):
