@@ -26,8 +26,11 @@ def _hf_model(cfg, experts_impl: str | None):
 
     from hillclimb.model.hf import config_to_hf
 
-    d = {k: v for k, v in config_to_hf(cfg).items()
-         if k not in ("architectures", "model_type", "dtype", "rope_scaling", "rope_theta")}
+    d = {
+        k: v
+        for k, v in config_to_hf(cfg).items()
+        if k not in ("architectures", "model_type", "dtype", "rope_scaling", "rope_theta")
+    }
     if experts_impl:
         d["experts_implementation"] = experts_impl
     hf_cfg = transformers.Qwen3MoeConfig(**d)
@@ -94,8 +97,13 @@ def main() -> None:
     from hillclimb.model.config import get_preset
 
     torch.manual_seed(0)
-    out = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-           "batch": args.batch, "seq": args.seq, "rounds": args.rounds, "results": {}}
+    out = {
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "batch": args.batch,
+        "seq": args.seq,
+        "rounds": args.rounds,
+        "results": {},
+    }
     for name in args.presets:
         cfg = get_preset(name)
         ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq))
@@ -104,7 +112,9 @@ def main() -> None:
         fns = {
             "ours_grouped": _step_fn(_ours(cfg.replace(expert_impl="grouped")), ids, tgt, False),
             "ours_loop": _step_fn(_ours(cfg.replace(expert_impl="loop")), ids, tgt, False),
-            "ours_2x_experts": _step_fn(_ours(cfg.replace(n_experts=2 * cfg.n_experts)), ids, tgt, False),
+            "ours_2x_experts": _step_fn(
+                _ours(cfg.replace(n_experts=2 * cfg.n_experts)), ids, tgt, False
+            ),
             "hf_default": _step_fn(_hf_model(cfg, None), ids, tgt, True),
         }
         try:

@@ -11,8 +11,14 @@ from hillclimb.tokenizer.specials import fim_prompt
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "What is 2+2?"},
-    {"role": "assistant", "reasoning_content": "2+2=4.", "content": "The answer is 4.",
-     "tool_calls": [{"type": "function", "function": {"name": "calc", "arguments": {"expr": "2+2"}}}]},
+    {
+        "role": "assistant",
+        "reasoning_content": "2+2=4.",
+        "content": "The answer is 4.",
+        "tool_calls": [
+            {"type": "function", "function": {"name": "calc", "arguments": {"expr": "2+2"}}}
+        ],
+    },
     {"role": "tool", "content": "4"},
     {"role": "tool", "content": "ok"},
     {"role": "assistant", "content": "Done."},
@@ -23,10 +29,17 @@ TOOLS = [{"type": "function", "function": {"name": "calc", "parameters": {"type"
 def test_layout():
     tok = bytelevel_tokenizer()
     s = tok.apply_chat_template(MESSAGES, add_generation_prompt=True)
-    assert s.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n")
-    assert "<|im_start|>assistant\n<think>\n2+2=4.\n</think>\n\nThe answer is 4.\n<tool_call>\n" in s
+    assert s.startswith(
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+    )
+    assert (
+        "<|im_start|>assistant\n<think>\n2+2=4.\n</think>\n\nThe answer is 4.\n<tool_call>\n" in s
+    )
     assert '{"name": "calc", "arguments": {"expr": "2+2"}}\n</tool_call><|im_end|>\n' in s
-    assert "<|im_start|>user\n<tool_response>\n4\n</tool_response>\n<tool_response>\nok\n</tool_response><|im_end|>\n" in s
+    assert (
+        "<|im_start|>user\n<tool_response>\n4\n</tool_response>\n<tool_response>\nok\n</tool_response><|im_end|>\n"
+        in s
+    )
     assert s.endswith("<|im_start|>assistant\nDone.<|im_end|>\n<|im_start|>assistant\n")
     off = tok.apply_chat_template(MESSAGES[:2], add_generation_prompt=True, enable_thinking=False)
     assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")

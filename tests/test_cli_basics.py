@@ -35,7 +35,9 @@ def test_help_everywhere(capsys):
 
 
 def test_console_entry_point_runs():
-    r = subprocess.run([sys.executable, "-m", "hillclimb", "--help"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "hillclimb", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "init" in r.stdout
 
 
@@ -50,8 +52,15 @@ def test_init_then_load(tmp_path, capsys):
     info = json.loads((out / "hillclimb.json").read_text())
     assert info["lineage"]["seed"] == 3
     # same seed → same weights
-    assert main(["init", "--preset", "code-flash-micro", "--out", str(tmp_path / "ck2"), "--seed", "3"]) == 0
-    assert (out / "model.safetensors").read_bytes() == (tmp_path / "ck2" / "model.safetensors").read_bytes()
+    assert (
+        main(
+            ["init", "--preset", "code-flash-micro", "--out", str(tmp_path / "ck2"), "--seed", "3"]
+        )
+        == 0
+    )
+    assert (out / "model.safetensors").read_bytes() == (
+        tmp_path / "ck2" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_init_with_tokenizer_sets_vocab(tmp_path):
@@ -59,7 +68,20 @@ def test_init_with_tokenizer_sets_vocab(tmp_path):
 
     tok = bytelevel_tokenizer()
     tok.save(tmp_path / "tok")
-    assert main(["init", "--preset", "thinking-micro", "--out", str(tmp_path / "ck"), "--tokenizer", str(tmp_path / "tok")]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "--preset",
+                "thinking-micro",
+                "--out",
+                str(tmp_path / "ck"),
+                "--tokenizer",
+                str(tmp_path / "tok"),
+            ]
+        )
+        == 0
+    )
     m = hillclimb.load_model(tmp_path / "ck")
     assert m.cfg.vocab_size == 320  # 271 tokens padded to a multiple of 64
 
@@ -70,6 +92,19 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "exists").mkdir()
     assert main(["init", "--preset", "thinking-micro", "--out", str(tmp_path / "exists")]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["init", "--preset", "thinking-micro", "--out", str(tmp_path / "y"), "--tokenizer", str(tmp_path / "none")]) == 2
+    assert (
+        main(
+            [
+                "init",
+                "--preset",
+                "thinking-micro",
+                "--out",
+                str(tmp_path / "y"),
+                "--tokenizer",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 2
+    )
     assert "tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()

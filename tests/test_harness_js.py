@@ -269,7 +269,9 @@ def test_js_edit_that_breaks_syntax_is_rejected(tmp_path):
     ws.mkdir()
     (ws / "a.js").write_text("function f(x) {\n  return x + 1;\n}\nmodule.exports = { f };\n")
     box = ToolBox(ws, run_timeout_s=30)
-    out = box.call("edit", {"path": "a.js", "old_str": "return x + 1;", "new_str": "return (x + 1;"})
+    out = box.call(
+        "edit", {"path": "a.js", "old_str": "return x + 1;", "new_str": "return (x + 1;"}
+    )
     assert not out.ok and "would not parse" in out.observation
     assert "return x + 1;" in (ws / "a.js").read_text()
     out = box.call("edit", {"path": "a.js", "old_str": "return x + 1;", "new_str": "return x + 2;"})

@@ -31,7 +31,9 @@ def test_counts_follow_the_real_modules():
     m = build_model(cfg, seed=0)
     a = account(cfg)
     assert a.total_params == sum(p.numel() for p in m.parameters())
-    expert = sum(mm.experts.gate_up_proj.numel() + mm.experts.down_proj.numel() for mm in m.moe_layers())
+    expert = sum(
+        mm.experts.gate_up_proj.numel() + mm.experts.down_proj.numel() for mm in m.moe_layers()
+    )
     assert a.expert_params == expert
     assert a.active_params == a.total_params - expert + expert * cfg.top_k // cfg.n_experts
     # KV bytes: K and V, n_kv_heads * head_dim per layer, 2 bytes each
@@ -63,14 +65,22 @@ def test_doubling_experts_keeps_active_params():
     a1 = account(cfg)
     a2 = account(cfg.replace(n_experts=cfg.n_experts * 2))
     assert a2.total_params > a1.total_params * 1.4
-    assert a2.active_params - a1.active_params == cfg.n_layers * cfg.d_model * cfg.n_experts  # router only
+    assert (
+        a2.active_params - a1.active_params == cfg.n_layers * cfg.d_model * cfg.n_experts
+    )  # router only
 
 
 def test_model_info_cli_json(capsys):
     assert main(["model", "info", "--preset", "code-flash-full", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    for key in ("total_params", "active_params", "matmul_flops_per_token", "kv_bytes_per_token",
-                "kv_bytes_per_token_mha", "kv_bytes_at_max_context"):
+    for key in (
+        "total_params",
+        "active_params",
+        "matmul_flops_per_token",
+        "kv_bytes_per_token",
+        "kv_bytes_per_token_mha",
+        "kv_bytes_at_max_context",
+    ):
         assert key in d
     assert main(["model", "info", "--preset", "thinking-micro"]) == 0
     assert "active parameters" in capsys.readouterr().out

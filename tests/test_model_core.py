@@ -225,6 +225,6 @@ def test_yarn_rope_runs_and_differs():
 def test_seeded_init_is_deterministic():
     cfg = get_preset("code-flash-micro")
     a, b, c = build_model(cfg, seed=7), build_model(cfg, seed=7), build_model(cfg, seed=8)
-    for (n, p), (_, q), (_, r) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(p, q), n
-    assert any(not torch.equal(p, r) for p, r in zip(a.parameters(), c.parameters()))
+    assert any(not torch.equal(p, r) for p, r in zip(a.parameters(), c.parameters(), strict=True))

@@ -22,7 +22,10 @@ VARIANTS = {
     "thinking-micro": {},
     "code-flash-micro": {},
     "dense-first+tied": {"n_dense_layers": 1, "d_dense": 96, "tie_embeddings": True},
-    "yarn": {"rope_scaling": {"factor": 4.0, "original_max_position_embeddings": 64}, "max_seq_len": 256},
+    "yarn": {
+        "rope_scaling": {"factor": 4.0, "original_max_position_embeddings": 64},
+        "max_seq_len": 256,
+    },
     "no-norm-topk": {"norm_topk_prob": False},
 }
 
@@ -37,7 +40,9 @@ def test_our_checkpoint_loads_in_transformers_with_same_logits(tmp_path, variant
     cfg = _cfg(variant)
     model = build_model(cfg, seed=11).eval()
     save_checkpoint(model, tmp_path / "ck")
-    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ck", dtype=torch.float32).eval()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "ck", dtype=torch.float32
+    ).eval()
     assert type(hf).__name__ == "Qwen3MoeForCausalLM"
     ids = torch.randint(0, cfg.vocab_size, (2, 96))
     with torch.no_grad():
@@ -52,8 +57,13 @@ def test_our_checkpoint_loads_in_transformers_with_same_logits(tmp_path, variant
 @pytest.mark.parametrize("variant", ["thinking-micro", "dense-first+tied", "yarn"])
 def test_hf_qwen3_moe_directory_loads_into_ours(tmp_path, variant):
     cfg = _cfg(variant)
-    hf_cfg = transformers.Qwen3MoeConfig(**{k: v for k, v in config_to_hf(cfg).items()
-                                            if k not in ("architectures", "model_type", "dtype", "rope_scaling", "rope_theta")})
+    hf_cfg = transformers.Qwen3MoeConfig(
+        **{
+            k: v
+            for k, v in config_to_hf(cfg).items()
+            if k not in ("architectures", "model_type", "dtype", "rope_scaling", "rope_theta")
+        }
+    )
     torch.manual_seed(3)
     hf = transformers.Qwen3MoeForCausalLM(hf_cfg).eval()
     with torch.no_grad():  # HF inits some weights to zero/one; randomise everything for a real test
@@ -70,8 +80,13 @@ def test_parameter_counts_equal_transformers():
     for variant in VARIANTS:
         cfg = _cfg(variant)
         ours = build_model(cfg, device="meta")
-        hf_cfg = transformers.Qwen3MoeConfig(**{k: v for k, v in config_to_hf(cfg).items()
-                                                if k not in ("architectures", "model_type", "dtype", "rope_scaling", "rope_theta")})
+        hf_cfg = transformers.Qwen3MoeConfig(
+            **{
+                k: v
+                for k, v in config_to_hf(cfg).items()
+                if k not in ("architectures", "model_type", "dtype", "rope_scaling", "rope_theta")
+            }
+        )
         with torch.device("meta"):
             hf = transformers.Qwen3MoeForCausalLM(hf_cfg)
         n_ours = sum(p.numel() for p in ours.parameters())
@@ -83,8 +98,14 @@ def test_checkpoint_directory_contract(tmp_path):
     model = build_model(get_preset("thinking-micro"), seed=0)
     d = save_checkpoint(model, tmp_path / "ck", meta={"lineage": {"stage": "test"}})
     names = {p.name for p in d.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "generation_config.json", "hillclimb.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "hillclimb.json",
+    } <= names
     info = json.loads((d / "hillclimb.json").read_text())
     assert info["preset"] == "thinking-micro" and info["lineage"]["stage"] == "test"
     tcfg = json.loads((d / "tokenizer_config.json").read_text())
@@ -105,7 +126,9 @@ def test_sharded_weights_roundtrip(tmp_path):
     ids = torch.randint(0, 512, (1, 9))
     with torch.no_grad():
         assert torch.equal(load_model(tmp_path / "ck")(ids), model(ids))
-    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ck", dtype=torch.float32).eval()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "ck", dtype=torch.float32
+    ).eval()
     with torch.no_grad():
         assert (hf(ids).logits - model(ids)).abs().max() <= 1e-4
 
@@ -117,24 +140,37 @@ def test_not_expressible_features_fail_export_clearly(tmp_path):
     model = build_model(cfg, seed=0).eval()
     save_checkpoint(model, tmp_path / "shared")
     cfgjson = json.loads((tmp_path / "shared" / "config.json").read_text())
-    assert cfgjson["model_type"] == "hillclimb_moe"  # transformers must refuse, not load something else
+    assert (
+        cfgjson["model_type"] == "hillclimb_moe"
+    )  # transformers must refuse, not load something else
     with pytest.raises(Exception):  # noqa: B017 - any refusal from transformers is fine
         transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "shared")
     ids = torch.randint(0, 512, (1, 7))
     with torch.no_grad():
         assert torch.equal(load_model(tmp_path / "shared")(ids), model(ids))  # ours still loads it
-    assert main(["export", str(tmp_path / "shared"), "--format", "hf", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["export", str(tmp_path / "shared"), "--format", "hf", "--out", str(tmp_path / "x")])
+        == 2
+    )
     assert not (tmp_path / "x").exists()
 
     biased = build_model(get_preset("thinking-micro").replace(bias_balancing=True), seed=0)
     biased.layers[0].mlp.gate.expert_bias[:] = torch.tensor([0.1, 0, 0, 0])
     save_checkpoint(biased, tmp_path / "biased")
-    assert json.loads((tmp_path / "biased" / "config.json").read_text())["model_type"] == "hillclimb_moe"
-    assert main(["export", str(tmp_path / "biased"), "--format", "hf", "--out", str(tmp_path / "y")]) == 2
+    assert (
+        json.loads((tmp_path / "biased" / "config.json").read_text())["model_type"]
+        == "hillclimb_moe"
+    )
+    assert (
+        main(["export", str(tmp_path / "biased"), "--format", "hf", "--out", str(tmp_path / "y")])
+        == 2
+    )
 
     ok = build_model(get_preset("thinking-micro"), seed=0)
     save_checkpoint(ok, tmp_path / "ok")
-    assert main(["export", str(tmp_path / "ok"), "--format", "hf", "--out", str(tmp_path / "z")]) == 0
+    assert (
+        main(["export", str(tmp_path / "ok"), "--format", "hf", "--out", str(tmp_path / "z")]) == 0
+    )
     assert (tmp_path / "z" / "model.safetensors").is_file()
 
 

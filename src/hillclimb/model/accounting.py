@@ -123,8 +123,9 @@ def account_model(model: Transformer, kv_dtype_bytes: int = 2) -> Accounting:
     )
 
 
-def train_memory_bytes(cfg: ModelConfig, batch_size: int, seq_len: int, param_bytes: int = 4,
-                       act_bytes: int = 4) -> int:
+def train_memory_bytes(
+    cfg: ModelConfig, batch_size: int, seq_len: int, param_bytes: int = 4, act_bytes: int = 4
+) -> int:
     """Rough peak memory of an AdamW training step: weights + grads + 2 moments (fp32) plus
     activations (≈ 34·D + 5·H·T bytes-per-element per token per layer, Korthikanti et al.,
     with the MoE hidden counted at top_k experts). Used to refuse configs that cannot fit."""

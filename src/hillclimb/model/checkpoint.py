@@ -23,7 +23,13 @@ from safetensors.torch import load_file, save_file
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_dir, write_json_atomic
 from hillclimb.model.config import ModelConfig
-from hillclimb.model.hf import config_from_hf, config_to_hf, expressibility_problems, state_from_hf, state_to_hf
+from hillclimb.model.hf import (
+    config_from_hf,
+    config_to_hf,
+    expressibility_problems,
+    state_from_hf,
+    state_to_hf,
+)
 from hillclimb.model.transformer import Transformer
 
 FORMAT = "hillclimb-checkpoint-v1"
@@ -43,7 +49,9 @@ def _shard(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, t
     return shards
 
 
-def write_weights(directory: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int = MAX_SHARD_BYTES) -> None:
+def write_weights(
+    directory: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int = MAX_SHARD_BYTES
+) -> None:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     shards = _shard(tensors, max_shard_bytes)
     meta = {"format": "pt"}
@@ -58,8 +66,10 @@ def write_weights(directory: Path, tensors: dict[str, torch.Tensor], max_shard_b
         for k, v in shard.items():
             weight_map[k] = name
             total += v.numel() * v.element_size()
-    write_json_atomic(directory / "model.safetensors.index.json",
-                      {"metadata": {"total_size": total}, "weight_map": weight_map})
+    write_json_atomic(
+        directory / "model.safetensors.index.json",
+        {"metadata": {"total_size": total}, "weight_map": weight_map},
+    )
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -104,24 +114,35 @@ def save_checkpoint(
     cfg = model.cfg
     tok = tokenizer if tokenizer is not None else bytelevel_tokenizer()
     if tok.vocab_size > cfg.vocab_size:
-        raise HillclimbError(f"tokenizer has {tok.vocab_size} tokens but the model vocabulary is {cfg.vocab_size}")
+        raise HillclimbError(
+            f"tokenizer has {tok.vocab_size} tokens but the model vocabulary is {cfg.vocab_size}"
+        )
     state = {k: v for k, v in model.state_dict().items()}
     problems = expressibility_problems(cfg, state)
     with atomic_dir(d) as tmp:
         if problems:
             # Not a Qwen3-MoE: say so in config.json so transformers refuses instead of loading a
             # different model; our own loader reads the full state from hillclimb_state.safetensors.
-            hf_cfg = {"model_type": "hillclimb_moe", "architectures": ["HillclimbMoeForCausalLM"],
-                      "hillclimb_not_expressible": problems}
-            write_weights(tmp, {k: v for k, v in state.items() if not k.startswith("rotary.")}, max_shard_bytes)
+            hf_cfg = {
+                "model_type": "hillclimb_moe",
+                "architectures": ["HillclimbMoeForCausalLM"],
+                "hillclimb_not_expressible": problems,
+            }
+            write_weights(
+                tmp,
+                {k: v for k, v in state.items() if not k.startswith("rotary.")},
+                max_shard_bytes,
+            )
         else:
             hf_cfg = config_to_hf(cfg)
             hf_cfg["eos_token_id"] = tok.stop_ids[0]
             hf_cfg["pad_token_id"] = tok.special_ids.get("<|fim_pad|>")
             write_weights(tmp, state_to_hf(state, cfg), max_shard_bytes)
         if extra_state:
-            save_file({k: v.detach().cpu().contiguous() for k, v in extra_state.items()},
-                      str(tmp / "hillclimb_extra.safetensors"))
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in extra_state.items()},
+                str(tmp / "hillclimb_extra.safetensors"),
+            )
         write_json_atomic(tmp / "config.json", hf_cfg)
         write_json_atomic(tmp / "generation_config.json", generation_config(tok))
         save_tokenizer(tok, tmp, model_max_length=cfg.max_seq_len)
@@ -192,10 +213,17 @@ def load_model(
     for m in model.moe_layers():
         m.gate.expert_bias.zero_()
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("expert_bias") and not k.startswith("rotary.")
-               and not (cfg.tie_embeddings and k == "lm_head.weight")]
+    missing = [
+        k
+        for k in missing
+        if not k.endswith("expert_bias")
+        and not k.startswith("rotary.")
+        and not (cfg.tie_embeddings and k == "lm_head.weight")
+    ]
     if missing or unexpected:
-        raise HillclimbError(f"checkpoint {d} does not match its config: missing={missing[:5]} unexpected={unexpected[:5]}")
+        raise HillclimbError(
+            f"checkpoint {d} does not match its config: missing={missing[:5]} unexpected={unexpected[:5]}"
+        )
     if cfg.tie_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
     if dtype is None:

@@ -15,8 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", required=True, help="e.g. thinking-micro, code-flash-tiny")
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory to create")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tokenizer", type=Path, default=None,
-                   help="tokenizer dir to copy in (default: byte-level fallback)")
+    p.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="tokenizer dir to copy in (default: byte-level fallback)",
+    )
     p.set_defaults(func=_init, _parser=p)
 
     m = sub.add_parser("model", help="model family: accounting")
@@ -26,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = info.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="a preset name")
     src.add_argument("--checkpoint", type=Path, help="a checkpoint directory")
-    info.add_argument("--kv-dtype-bytes", type=int, default=2, help="bytes per KV element (bf16: 2)")
+    info.add_argument(
+        "--kv-dtype-bytes", type=int, default=2, help="bytes per KV element (bf16: 2)"
+    )
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_info, _parser=info)
     lst = msub.add_parser("presets", help="list presets")
@@ -35,11 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="export a checkpoint for other runtimes")
     e.add_argument("checkpoint", type=Path)
-    e.add_argument("--format", choices=["hf", "gguf"], default="hf",
-                   help="hf: checkpoint directory (transformers, vLLM); gguf: one llama.cpp file")
+    e.add_argument(
+        "--format",
+        choices=["hf", "gguf"],
+        default="hf",
+        help="hf: checkpoint directory (transformers, vLLM); gguf: one llama.cpp file",
+    )
     e.add_argument("--out", required=True, type=Path)
-    e.add_argument("--dtype", choices=["f32", "f16", "bf16"], default=None,
-                   help="gguf only: matrix dtype (default f16; norms and router stay f32)")
+    e.add_argument(
+        "--dtype",
+        choices=["f32", "f16", "bf16"],
+        default=None,
+        help="gguf only: matrix dtype (default f16; norms and router stay f32)",
+    )
     e.set_defaults(func=_export, _parser=e)
 
 
@@ -58,10 +72,16 @@ def _init(args: argparse.Namespace) -> int:
         tok = load_tokenizer(args.tokenizer)
         cfg = cfg.replace(vocab_size=padded_vocab(tok.vocab_size))
     model = build_model(cfg, seed=args.seed)
-    save_checkpoint(model, args.out, tokenizer=tok,
-                    meta={"lineage": {"stage": "init", "seed": args.seed, "parent": None}})
+    save_checkpoint(
+        model,
+        args.out,
+        tokenizer=tok,
+        meta={"lineage": {"stage": "init", "seed": args.seed, "parent": None}},
+    )
     n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.out} ({cfg.name}, {n:,} parameters, vocab {cfg.vocab_size}, seed {args.seed})")
+    print(
+        f"wrote {args.out} ({cfg.name}, {n:,} parameters, vocab {cfg.vocab_size}, seed {args.seed})"
+    )
     return 0
 
 
@@ -84,8 +104,10 @@ def _info(args: argparse.Namespace) -> int:
         d["config"] = cfg.to_dict()
         print(json.dumps(d, indent=2))
         return 0
-    t = Table(title=f"{cfg.name}  ({cfg.n_layers} layers, d={cfg.d_model}, {cfg.n_experts} experts top-{cfg.top_k}, "
-                    f"{cfg.n_heads}q/{cfg.n_kv_heads}kv heads)")
+    t = Table(
+        title=f"{cfg.name}  ({cfg.n_layers} layers, d={cfg.d_model}, {cfg.n_experts} experts top-{cfg.top_k}, "
+        f"{cfg.n_heads}q/{cfg.n_kv_heads}kv heads)"
+    )
     t.add_column("quantity")
     t.add_column("value", justify="right")
     rows = [
@@ -96,7 +118,10 @@ def _info(args: argparse.Namespace) -> int:
         ("forward FLOPs / token (matmuls)", human(acc.matmul_flops_per_token)),
         ("forward FLOPs / token @4K ctx", human(acc.flops_per_token_4k)),
         ("training FLOPs / token @4K ctx", human(acc.train_flops_per_token_4k)),
-        (f"attention FLOPs / token @{acc.max_context:,} ctx", human(acc.attn_flops_per_token_at_max_ctx)),
+        (
+            f"attention FLOPs / token @{acc.max_context:,} ctx",
+            human(acc.attn_flops_per_token_at_max_ctx),
+        ),
         (f"KV bytes / token ({acc.kv_dtype_bytes}-byte)", human_bytes(acc.kv_bytes_per_token)),
         ("KV bytes / token, plain MHA", human_bytes(acc.kv_bytes_per_token_mha)),
         ("KV saving vs MHA", f"{acc.kv_saving:.1%}"),
@@ -116,7 +141,9 @@ def _presets(args: argparse.Namespace) -> int:
         print(json.dumps({k: v.to_dict() for k, v in PRESETS.items()}, indent=2))
     else:
         for name, cfg in PRESETS.items():
-            print(f"{name:20s} {cfg.family:10s} d={cfg.d_model} L={cfg.n_layers} E={cfg.n_experts} k={cfg.top_k} ctx={cfg.max_seq_len}")
+            print(
+                f"{name:20s} {cfg.family:10s} d={cfg.d_model} L={cfg.n_layers} E={cfg.n_experts} k={cfg.top_k} ctx={cfg.max_seq_len}"
+            )
     return 0
 
 
@@ -128,13 +155,16 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == "gguf":
         return _export_gguf(args)
     if args.dtype is not None:
-        raise HillclimbError("--dtype applies to --format gguf only (the HF export copies weights as stored)")
+        raise HillclimbError(
+            "--dtype applies to --format gguf only (the HF export copies weights as stored)"
+        )
     cfg, layout = load_config(args.checkpoint)
     if args.out.exists():
         raise HillclimbError(f"{args.out} already exists")
     if layout != "qwen3_moe":
         problems = read_info(args.checkpoint).get("model_config") and json.loads(
-            (args.checkpoint / "config.json").read_text()).get("hillclimb_not_expressible", [])
+            (args.checkpoint / "config.json").read_text()
+        ).get("hillclimb_not_expressible", [])
         raise NotExpressible(
             f"{args.checkpoint} cannot be exported as Qwen3-MoE: uses {', '.join(problems or ['unsupported features'])}"
         )
@@ -142,8 +172,10 @@ def _export(args: argparse.Namespace) -> int:
         for f in sorted(args.checkpoint.iterdir()):
             if f.is_file() and not f.name.startswith("."):
                 shutil.copy2(f, tmp / f.name)
-    print(f"exported {args.checkpoint} → {args.out} (Qwen3-MoE, HF layout; loads with "
-          "transformers.AutoModelForCausalLM and vLLM)")
+    print(
+        f"exported {args.checkpoint} → {args.out} (Qwen3-MoE, HF layout; loads with "
+        "transformers.AutoModelForCausalLM and vLLM)"
+    )
     return 0
 
 
@@ -151,11 +183,18 @@ def _export_gguf(args: argparse.Namespace) -> int:
     from hillclimb.model.gguf import DEFAULT_DTYPE, export_gguf
 
     r = export_gguf(args.checkpoint, args.out, dtype=args.dtype or DEFAULT_DTYPE)
-    note = "" if r.tokenizer_exact else (
-        f"; tokenizer pre-split as '{r.tokenizer_pre}' (ours is custom: llama.cpp's encoding can differ,"
-        " decoding is exact)")
+    note = (
+        ""
+        if r.tokenizer_exact
+        else (
+            f"; tokenizer pre-split as '{r.tokenizer_pre}' (ours is custom: llama.cpp's encoding can differ,"
+            " decoding is exact)"
+        )
+    )
     if r.replicated_dense_layers:
         note += f"; dense layers {r.replicated_dense_layers} written as replicated experts"
-    print(f"exported {args.checkpoint} → {args.out} (llama.cpp qwen3moe GGUF, {r.dtype}, {r.n_tensors} tensors, "
-          f"{r.n_bytes / 2**20:.1f} MiB{note})")
+    print(
+        f"exported {args.checkpoint} → {args.out} (llama.cpp qwen3moe GGUF, {r.dtype}, {r.n_tensors} tensors, "
+        f"{r.n_bytes / 2**20:.1f} MiB{note})"
+    )
     return 0

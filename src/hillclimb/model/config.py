@@ -80,26 +80,39 @@ class ModelConfig:
                 raise ConfigError(f"invalid model config {self.name!r}: {msg}")
 
         for f in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim"):
-            need(isinstance(getattr(self, f), int) and getattr(self, f) > 0, f"{f} must be a positive int")
+            need(
+                isinstance(getattr(self, f), int) and getattr(self, f) > 0,
+                f"{f} must be a positive int",
+            )
         need(self.n_experts >= 1, "n_experts must be >= 1")
-        need(1 <= self.top_k <= self.n_experts, f"top_k ({self.top_k}) must be in 1..n_experts ({self.n_experts})")
+        need(
+            1 <= self.top_k <= self.n_experts,
+            f"top_k ({self.top_k}) must be in 1..n_experts ({self.n_experts})",
+        )
         need(self.d_expert > 0, "d_expert must be > 0")
         need(
             self.n_heads % self.n_kv_heads == 0,
             f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})",
         )
-        need(self.head_dim % 2 == 0, f"head_dim ({self.head_dim}) must be even for rotary embeddings")
+        need(
+            self.head_dim % 2 == 0, f"head_dim ({self.head_dim}) must be even for rotary embeddings"
+        )
         need(0 <= self.n_dense_layers <= self.n_layers, "n_dense_layers must be in 0..n_layers")
         need(self.n_shared_experts >= 0, "n_shared_experts must be >= 0")
         need(self.max_seq_len > 0, "max_seq_len must be > 0")
         need(self.rope_theta > 0, "rope_theta must be > 0")
         need(self.norm_eps > 0, "norm_eps must be > 0")
-        need(self.expert_impl in ("auto", "grouped", "loop"), "expert_impl must be auto|grouped|loop")
+        need(
+            self.expert_impl in ("auto", "grouped", "loop"), "expert_impl must be auto|grouped|loop"
+        )
         need(self.aux_loss_coef >= 0 and self.z_loss_coef >= 0, "loss coefficients must be >= 0")
         if self.rope_scaling is not None:
             rs = self.rope_scaling
             need(rs.factor >= 1.0, "rope_scaling.factor must be >= 1")
-            need(rs.original_max_position_embeddings > 0, "rope_scaling.original_max_position_embeddings must be > 0")
+            need(
+                rs.original_max_position_embeddings > 0,
+                "rope_scaling.original_max_position_embeddings must be > 0",
+            )
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -151,40 +164,151 @@ def _add(cfg: ModelConfig) -> None:
 
 
 # ---- micro: tests (well under 1M params) ----------------------------------------------------
-_add(ModelConfig(name="thinking-micro", family="thinking", vocab_size=_VOCAB["micro"], d_model=64,
-                 n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16, n_experts=4, top_k=2,
-                 d_expert=64, max_seq_len=512))
-_add(ModelConfig(name="code-flash-micro", family="code-flash", vocab_size=_VOCAB["micro"],
-                 d_model=48, n_layers=2, n_heads=4, n_kv_heads=1, head_dim=12, n_experts=4,
-                 top_k=1, d_expert=48, max_seq_len=512))
+_add(
+    ModelConfig(
+        name="thinking-micro",
+        family="thinking",
+        vocab_size=_VOCAB["micro"],
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=16,
+        n_experts=4,
+        top_k=2,
+        d_expert=64,
+        max_seq_len=512,
+    )
+)
+_add(
+    ModelConfig(
+        name="code-flash-micro",
+        family="code-flash",
+        vocab_size=_VOCAB["micro"],
+        d_model=48,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=1,
+        head_dim=12,
+        n_experts=4,
+        top_k=1,
+        d_expert=48,
+        max_seq_len=512,
+    )
+)
 # ---- tiny: trains on 2 CPU cores in minutes ---------------------------------------------------
-_add(ModelConfig(name="thinking-tiny", family="thinking", vocab_size=_VOCAB["tiny"], d_model=192,
-                 n_layers=4, n_heads=6, n_kv_heads=2, head_dim=32, n_experts=8, top_k=2,
-                 d_expert=256, max_seq_len=1024, tie_embeddings=True))
-_add(ModelConfig(name="code-flash-tiny", family="code-flash", vocab_size=_VOCAB["tiny"],
-                 d_model=128, n_layers=3, n_heads=4, n_kv_heads=1, head_dim=32, n_experts=8,
-                 top_k=2, d_expert=192, max_seq_len=2048, tie_embeddings=True))
+_add(
+    ModelConfig(
+        name="thinking-tiny",
+        family="thinking",
+        vocab_size=_VOCAB["tiny"],
+        d_model=192,
+        n_layers=4,
+        n_heads=6,
+        n_kv_heads=2,
+        head_dim=32,
+        n_experts=8,
+        top_k=2,
+        d_expert=256,
+        max_seq_len=1024,
+        tie_embeddings=True,
+    )
+)
+_add(
+    ModelConfig(
+        name="code-flash-tiny",
+        family="code-flash",
+        vocab_size=_VOCAB["tiny"],
+        d_model=128,
+        n_layers=3,
+        n_heads=4,
+        n_kv_heads=1,
+        head_dim=32,
+        n_experts=8,
+        top_k=2,
+        d_expert=192,
+        max_seq_len=2048,
+        tie_embeddings=True,
+    )
+)
 # ---- small: one GPU ----------------------------------------------------------------------------
-_add(ModelConfig(name="thinking-small", family="thinking", vocab_size=_VOCAB["small"],
-                 d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, head_dim=64, n_experts=32,
-                 top_k=4, d_expert=512, n_dense_layers=1, d_dense=2816, max_seq_len=8192,
-                 rope_theta=500000.0))
-_add(ModelConfig(name="code-flash-small", family="code-flash", vocab_size=_VOCAB["small"],
-                 d_model=640, n_layers=12, n_heads=10, n_kv_heads=2, head_dim=64, n_experts=32,
-                 top_k=4, d_expert=320, max_seq_len=16384, rope_theta=500000.0))
+_add(
+    ModelConfig(
+        name="thinking-small",
+        family="thinking",
+        vocab_size=_VOCAB["small"],
+        d_model=1024,
+        n_layers=16,
+        n_heads=16,
+        n_kv_heads=4,
+        head_dim=64,
+        n_experts=32,
+        top_k=4,
+        d_expert=512,
+        n_dense_layers=1,
+        d_dense=2816,
+        max_seq_len=8192,
+        rope_theta=500000.0,
+    )
+)
+_add(
+    ModelConfig(
+        name="code-flash-small",
+        family="code-flash",
+        vocab_size=_VOCAB["small"],
+        d_model=640,
+        n_layers=12,
+        n_heads=10,
+        n_kv_heads=2,
+        head_dim=64,
+        n_experts=32,
+        top_k=4,
+        d_expert=320,
+        max_seq_len=16384,
+        rope_theta=500000.0,
+    )
+)
 # ---- full: the seed systems' scale (meta device only) -------------------------------------------
 # thinking ≈ 1T total / ≈ 35B active, 128K context (YaRN x4 over 32K);
 # code-flash ≈ 137B total / ≈ 5B active, 256K context (YaRN x8 over 32K).
-_add(ModelConfig(name="thinking-full", family="thinking", vocab_size=_VOCAB["full"], d_model=7168,
-                 n_layers=61, n_heads=64, n_kv_heads=8, head_dim=128, n_experts=384, top_k=10,
-                 d_expert=2048, n_dense_layers=1, d_dense=18432, max_seq_len=131072,
-                 rope_theta=1_000_000.0,
-                 rope_scaling=RopeScaling(factor=4.0, original_max_position_embeddings=32768)))
-_add(ModelConfig(name="code-flash-full", family="code-flash", vocab_size=_VOCAB["full"],
-                 d_model=2048, n_layers=48, n_heads=32, n_kv_heads=4, head_dim=128,
-                 n_experts=512, top_k=14, d_expert=896, max_seq_len=262144,
-                 rope_theta=1_000_000.0,
-                 rope_scaling=RopeScaling(factor=8.0, original_max_position_embeddings=32768)))
+_add(
+    ModelConfig(
+        name="thinking-full",
+        family="thinking",
+        vocab_size=_VOCAB["full"],
+        d_model=7168,
+        n_layers=61,
+        n_heads=64,
+        n_kv_heads=8,
+        head_dim=128,
+        n_experts=384,
+        top_k=10,
+        d_expert=2048,
+        n_dense_layers=1,
+        d_dense=18432,
+        max_seq_len=131072,
+        rope_theta=1_000_000.0,
+        rope_scaling=RopeScaling(factor=4.0, original_max_position_embeddings=32768),
+    )
+)
+_add(
+    ModelConfig(
+        name="code-flash-full",
+        family="code-flash",
+        vocab_size=_VOCAB["full"],
+        d_model=2048,
+        n_layers=48,
+        n_heads=32,
+        n_kv_heads=4,
+        head_dim=128,
+        n_experts=512,
+        top_k=14,
+        d_expert=896,
+        max_seq_len=262144,
+        rope_theta=1_000_000.0,
+        rope_scaling=RopeScaling(factor=8.0, original_max_position_embeddings=32768),
+    )
+)
 
 
 def get_preset(name: str) -> ModelConfig:

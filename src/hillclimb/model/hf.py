@@ -27,7 +27,9 @@ class NotExpressible(HillclimbError):
     """The model uses a feature the Qwen3-MoE architecture cannot represent."""
 
 
-def expressibility_problems(cfg: ModelConfig, state: dict[str, torch.Tensor] | None = None) -> list[str]:
+def expressibility_problems(
+    cfg: ModelConfig, state: dict[str, torch.Tensor] | None = None
+) -> list[str]:
     problems = []
     if cfg.n_shared_experts:
         problems.append("shared experts (Qwen3-MoE has none)")
@@ -73,7 +75,9 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
         "rope_parameters": rope,
         # transformers 4.x readers look for these two:
         "rope_theta": float(cfg.rope_theta),
-        "rope_scaling": None if rope["rope_type"] == "default" else {k: v for k, v in rope.items() if k != "rope_theta"},
+        "rope_scaling": None
+        if rope["rope_type"] == "default"
+        else {k: v for k, v in rope.items() if k != "rope_theta"},
         "tie_word_embeddings": cfg.tie_embeddings,
         "attention_bias": False,
         "attention_dropout": 0.0,
@@ -94,7 +98,9 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
 
 def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
     if d.get("model_type") not in ("qwen3_moe", None):
-        raise HillclimbError(f"unsupported model_type {d.get('model_type')!r}: hillclimb reads Qwen3-MoE checkpoints")
+        raise HillclimbError(
+            f"unsupported model_type {d.get('model_type')!r}: hillclimb reads Qwen3-MoE checkpoints"
+        )
     if d.get("attention_bias"):
         raise HillclimbError("attention_bias=True is not supported")
     if d.get("use_sliding_window"):
@@ -118,7 +124,9 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
     if rtype == "yarn":
         src = rope if rope.get("rope_type") == "yarn" else d["rope_scaling"]
         if src.get("attention_factor") or src.get("mscale") or src.get("truncate") is False:
-            raise HillclimbError("YaRN with attention_factor/mscale/truncate overrides is not supported")
+            raise HillclimbError(
+                "YaRN with attention_factor/mscale/truncate overrides is not supported"
+            )
         scaling = RopeScaling(
             factor=float(src["factor"]),
             original_max_position_embeddings=int(src["original_max_position_embeddings"]),
@@ -155,7 +163,9 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
     )
 
 
-_EXPERT_KEY = re.compile(r"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight$")
+_EXPERT_KEY = re.compile(
+    r"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight$"
+)
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -196,7 +206,7 @@ def state_from_hf(hf: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
         elif k == "lm_head.weight":
             out[k] = v
         elif k.startswith("model."):
-            out[k[len("model."):]] = v
+            out[k[len("model.") :]] = v
         else:
             unexpected.append(k)
     if unexpected:
@@ -208,11 +218,15 @@ def state_from_hf(hf: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
         parts = {p: experts.get((layer, p), {}) for p in ("gate", "up", "down")}
         for p, d in parts.items():
             if sorted(d) != list(range(E)):
-                raise HillclimbError(f"layer {layer}: expected {E} '{p}_proj' experts, found {len(d)}")
+                raise HillclimbError(
+                    f"layer {layer}: expected {E} '{p}_proj' experts, found {len(d)}"
+                )
         out[f"layers.{layer}.mlp.experts.gate_up_proj"] = torch.stack(
             [torch.cat([parts["gate"][e], parts["up"][e]], dim=0) for e in range(E)]
         )
-        out[f"layers.{layer}.mlp.experts.down_proj"] = torch.stack([parts["down"][e] for e in range(E)])
+        out[f"layers.{layer}.mlp.experts.down_proj"] = torch.stack(
+            [parts["down"][e] for e in range(E)]
+        )
     if cfg.tie_embeddings:
         out.pop("lm_head.weight", None)
     return out

@@ -61,7 +61,9 @@ class KVCache:
         its first real token (true for sequences prefilled without left padding)."""
         valid_idx = torch.nonzero(self.valid[slot]).flatten()
         if n_real > valid_idx.numel():
-            raise ValueError(f"cannot truncate slot {slot} to {n_real} tokens: holds {valid_idx.numel()}")
+            raise ValueError(
+                f"cannot truncate slot {slot} to {n_real} tokens: holds {valid_idx.numel()}"
+            )
         if n_real == valid_idx.numel():
             return
         cut = int(valid_idx[n_real]) if n_real < valid_idx.numel() else int(self.cursor[slot])
@@ -82,7 +84,9 @@ class KVCache:
         cursor = self.cursor[slot_ids]
         write_idx = cursor[:, None] + torch.arange(T, device=self.device)[None, :]
         if int(write_idx.max()) >= self.max_len:
-            raise ValueError(f"KV cache overflow: need {int(write_idx.max()) + 1} cells, have {self.max_len}")
+            raise ValueError(
+                f"KV cache overflow: need {int(write_idx.max()) + 1} cells, have {self.max_len}"
+            )
         m = attention_mask.to(torch.long)
         positions = self.seen[slot_ids][:, None] + torch.cumsum(m, dim=1) - 1
         positions = positions.clamp(min=0)

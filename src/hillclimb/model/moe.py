@@ -84,7 +84,9 @@ class _DispatchRows(torch.autograd.Function):
     slots of a token — gathers and a reshape-sum, no scatter-add."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, k: int
+    ) -> torch.Tensor:
         ctx.save_for_backward(inverse)
         ctx.k = k
         return x.index_select(0, torch.div(order, k, rounding_mode="floor"))
@@ -96,7 +98,9 @@ class _DispatchRows(torch.autograd.Function):
         return g.view(-1, ctx.k, g.shape[-1]).sum(dim=1), None, None, None
 
 
-def _dispatch_rows(x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+def _dispatch_rows(
+    x: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, k: int
+) -> torch.Tensor:
     return _DispatchRows.apply(x, order, inverse, k)
 
 
@@ -224,7 +228,9 @@ class MoE(nn.Module):
         self._balance(r, counts, token_mask)
         return out.view(B, T, D)
 
-    def _balance(self, r: RouterOutput, counts: torch.Tensor, token_mask: torch.Tensor | None) -> None:
+    def _balance(
+        self, r: RouterOutput, counts: torch.Tensor, token_mask: torch.Tensor | None
+    ) -> None:
         E, k = self.cfg.n_experts, self.cfg.top_k
         probs, logits = r.probs, r.logits
         if token_mask is not None:
@@ -241,7 +247,11 @@ class MoE(nn.Module):
         else:
             self.last_aux = None
         with torch.no_grad():
-            ent = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean() if probs.shape[0] else aux.new_zeros(())
+            ent = (
+                -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+                if probs.shape[0]
+                else aux.new_zeros(())
+            )
             self.last_stats = MoEStats(counts.detach(), aux.detach(), z.detach(), ent.detach())
 
     @torch.no_grad()

@@ -20,8 +20,9 @@ from torch import nn
 from hillclimb.model.config import ModelConfig
 
 
-def _yarn_inv_freq(dim: int, theta: float, factor: float, orig_ctx: int, beta_fast: float,
-                   beta_slow: float) -> tuple[torch.Tensor, float]:
+def _yarn_inv_freq(
+    dim: int, theta: float, factor: float, orig_ctx: int, beta_fast: float, beta_slow: float
+) -> tuple[torch.Tensor, float]:
     pos_freqs = theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
     inv_extrap = 1.0 / pos_freqs
     inv_interp = 1.0 / (factor * pos_freqs)
@@ -46,16 +47,25 @@ class Rotary(nn.Module):
         dim = cfg.head_dim
         rs = cfg.rope_scaling
         if rs is not None and rs.factor > 1.0:
-            inv_freq, mscale = _yarn_inv_freq(dim, cfg.rope_theta, rs.factor,
-                                              rs.original_max_position_embeddings, rs.beta_fast,
-                                              rs.beta_slow)
+            inv_freq, mscale = _yarn_inv_freq(
+                dim,
+                cfg.rope_theta,
+                rs.factor,
+                rs.original_max_position_embeddings,
+                rs.beta_fast,
+                rs.beta_slow,
+            )
         else:
-            inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+            inv_freq = 1.0 / (
+                cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+            )
             mscale = 1.0
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.mscale = mscale
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, positions: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """positions [B, T] (int) -> cos, sin [B, T, head_dim] in `dtype`."""
         freqs = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
         emb = torch.cat([freqs, freqs], dim=-1)

@@ -34,8 +34,15 @@ class Block(nn.Module):
         self.is_moe = cfg.is_moe_layer[layer_idx]
         self.mlp: nn.Module = MoE(cfg) if self.is_moe else SwiGLU(cfg.d_model, cfg.d_dense_eff)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                token_mask: torch.Tensor | None, **cache_kw: Any) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        token_mask: torch.Tensor | None,
+        **cache_kw: Any,
+    ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, **cache_kw)
         h = self.post_attention_layernorm(x)
         x = x + (self.mlp(h, token_mask) if self.is_moe else self.mlp(h))
@@ -100,7 +107,12 @@ class Transformer(nn.Module):
                 slot_ids = torch.arange(B, device=input_ids.device)
             am = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
             write_idx, positions, mask, kv_len = cache.prepare(slot_ids, am)
-            cache_kw = {"cache": cache, "slot_ids": slot_ids, "write_idx": write_idx, "kv_len": kv_len}
+            cache_kw = {
+                "cache": cache,
+                "slot_ids": slot_ids,
+                "write_idx": write_idx,
+                "kv_len": kv_len,
+            }
         elif attention_mask is not None:
             am = attention_mask.to(torch.long)
             positions = (torch.cumsum(am, dim=1) - 1).clamp(min=0)
@@ -139,29 +151,44 @@ class Transformer(nn.Module):
                 continue
             s = layer.mlp.last_stats
             c = s.tokens_per_expert.float()
-            out.append({
-                "layer": i,
-                "tokens_per_expert": s.tokens_per_expert.tolist(),
-                "entropy": float(s.entropy),
-                "balance": float(c.max() / c.mean().clamp_min(1e-9)),
-                "aux_loss": float(s.aux_loss),
-                "z_loss": float(s.z_loss),
-            })
+            out.append(
+                {
+                    "layer": i,
+                    "tokens_per_expert": s.tokens_per_expert.tolist(),
+                    "entropy": float(s.entropy),
+                    "balance": float(c.max() / c.mean().clamp_min(1e-9)),
+                    "aux_loss": float(s.aux_loss),
+                    "z_loss": float(s.z_loss),
+                }
+            )
         return out
 
     def update_expert_bias(self) -> None:
         for m in self.moe_layers():
             m.update_bias()
 
-    def loss(self, input_ids: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100,
-             reduction: str = "mean") -> torch.Tensor:
+    def loss(
+        self,
+        input_ids: torch.Tensor,
+        targets: torch.Tensor,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
         logits = self(input_ids)
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=ignore_index, reduction=reduction)
+        return F.cross_entropy(
+            logits.float().view(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=ignore_index,
+            reduction=reduction,
+        )
 
 
-def build_model(cfg: ModelConfig, seed: int | None = 0, device: str | torch.device | None = None,
-                dtype: torch.dtype = torch.float32) -> Transformer:
+def build_model(
+    cfg: ModelConfig,
+    seed: int | None = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Transformer:
     """Construct + seeded init on CPU, then move. `device="meta"` builds shapes only."""
     if str(device) == "meta":
         with torch.device("meta"):

@@ -140,7 +140,9 @@ class Tokenizer:
                         m2[key] = mark(m2[key])
             safe.append(m2)
         rendered = self.apply_chat_template(
-            safe, tools=tools, add_generation_prompt=add_generation_prompt and not continue_final_message,
+            safe,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt and not continue_final_message,
             **kwargs,
         )
         if continue_final_message:
@@ -200,7 +202,9 @@ def tokenizer_config(tok: Tokenizer, model_max_length: int = 131072) -> dict[str
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "added_tokens_decoder": added,
-        "additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in (ENDOFTEXT, IM_END, FIM_PAD)],
+        "additional_special_tokens": [
+            t for t in SPECIAL_TOKENS if t not in (ENDOFTEXT, IM_END, FIM_PAD)
+        ],
         "bos_token": None,
         "eos_token": IM_END,
         "pad_token": FIM_PAD,
