@@ -1043,13 +1043,20 @@ async def _collect_chat(job: _Job, req: ChatCompletionRequest, extra: dict[str, 
         out_choices.append({"index": c.index, "message": msg,
                             "logprobs": {"content": c.logprobs} if req.logprobs else None,
                             "finish_reason": finish})  # fmt: skip
+    return _envelope(job, "chat.completion", out_choices, extra)
+
+
+def _envelope(
+    job: _Job, obj: str, choices: list[dict[str, Any]], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The OpenAI response object around `choices` (shared by chat and text completions)."""
     prompt, completion, reasoning = job.usage()
     return {
         "id": job.request_id,
-        "object": "chat.completion",
+        "object": obj,
         "created": int(time.time()),
         "model": job.entry.id,
-        "choices": out_choices,
+        "choices": choices,
         "usage": _usage(prompt, completion, reasoning),
         "system_fingerprint": None,
         "hillclimb": _hillclimb_field(job, extra),
@@ -1173,17 +1180,7 @@ async def _collect_completion(job: _Job, req: CompletionRequest, extra: dict[str
         lp = _completion_logprobs(records[i], tok, 0) if req.logprobs is not None else None
         choices.append({"index": i, "text": text, "logprobs": lp,
                         "finish_reason": _finish(job.finish.get(i))})  # fmt: skip
-    prompt, completion, reasoning = job.usage()
-    return {
-        "id": job.request_id,
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": job.entry.id,
-        "choices": choices,
-        "usage": _usage(prompt, completion, reasoning),
-        "system_fingerprint": None,
-        "hillclimb": _hillclimb_field(job, extra),
-    }
+    return _envelope(job, "text_completion", choices, extra)
 
 
 async def _stream_completion(job: _Job, req: CompletionRequest, extra: dict[str, Any],
