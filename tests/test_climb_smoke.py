@@ -104,7 +104,7 @@ def test_every_artifact(climb: dict) -> None:
             assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
         lines = (run / "06-sft-data" / f"{m}.jsonl").read_text().splitlines()
         kinds = {json.loads(x)["kind"] for x in lines}
-        assert "chat" in kinds and (m != "code-flash" or {"fim", "tool"} <= kinds)
+        assert "chat" in kinds and (m != "code-flash" or {"fim", "tool", "text"} <= kinds)
         ev = json.loads((run / "09-eval" / f"{m}.json").read_text())
         b = ev["pretrain"]["bpb"]
         assert 0 < b["val_bpb"] < 20 and 0 < b["unigram_bpb"] < 20

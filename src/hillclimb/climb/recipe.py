@@ -64,6 +64,9 @@ SFT_DATA_DEFAULTS: dict[str, Any] = {
     "tool_examples": 0,  # harness-style tool-call conversations (real ToolBox observations)
     "fim_examples": 0,  # fill-in-the-middle cuts of corpus code (code-flash)
     "fim_languages": [],
+    # plain corpus windows (loss on every token) mixed into SFT so the model keeps modelling the
+    # corpus while it learns the chat format ("replay"; without it val bits/byte regresses)
+    "text_examples": 0,
     "seed": None,  # default: [climb].seed
 }
 EVAL_DEFAULTS: dict[str, Any] = {

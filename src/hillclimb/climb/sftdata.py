@@ -173,6 +173,30 @@ def fim_records(
     return recs
 
 
+def text_records(corpus: Path, n: int, seed: int, max_chars: int) -> list[dict]:
+    """`n` windows of up to `max_chars` characters from train-split corpus documents, as plain
+    text records (language-model loss on every token): replay that keeps SFT from erasing what
+    pre-training learned. Deterministic by seed; windows start at line boundaries."""
+    if n <= 0:
+        return []
+    from hillclimb.data.jsonl import iter_documents
+
+    docs = [d["text"] for d in iter_documents(corpus, split="train") if d.get("text")]
+    if not docs:
+        raise HillclimbError(f"text_examples: no train-split documents in {corpus}")
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text = docs[rng.randrange(len(docs))]
+        if len(text) > max_chars:
+            start = rng.randrange(len(text) - max_chars + 1)
+            nl = text.rfind("\n", 0, start)
+            start = nl + 1 if nl >= 0 else 0
+            text = text[start : start + max_chars]
+        out.append({"text": text, "kind": "text", "source": "corpus"})
+    return out
+
+
 def build_sft_file(spec: dict[str, Any], corpus: Path, dest: Path, seq_len: int) -> dict[str, Any]:
     """Write the SFT JSONL for one model; returns counts by kind/family/tier."""
     recs = problem_records(spec)
@@ -184,6 +208,7 @@ def build_sft_file(spec: dict[str, Any], corpus: Path, dest: Path, seq_len: int)
         seq_len * 3,
         list(spec["fim_languages"]),
     )
+    recs += text_records(corpus, int(spec.get("text_examples", 0)), int(spec["seed"]), seq_len * 2)
     if not recs:
         raise HillclimbError(
             "the [sft_data] spec produced no examples (n = 0 and no tool/FIM examples)"
