@@ -367,3 +367,16 @@ def test_fast_path_off_gives_same_tokens(engine):
         slow.generate_batch(PROMPTS, sp), engine.generate_batch(PROMPTS, sp), strict=True
     ):
         assert a.token_ids == b.token_ids
+
+
+def test_think_state_only_looks_at_the_current_turn():
+    from hillclimb.serve.budget import ThinkState
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    tok = bytelevel_tokenizer()
+    earlier = tok.encode(
+        "<|im_start|>assistant\n<think>\nx<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+    )
+    now = tok.encode("<|im_start|>assistant\n")
+    assert not ThinkState.for_prompt(tok, earlier + now, None).in_think
+    assert ThinkState.for_prompt(tok, now + tok.encode("<think>\n"), None).in_think

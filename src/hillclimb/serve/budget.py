@@ -67,9 +67,10 @@ class ThinkState:
         close = [te, *tokenizer.encode("\n\n")]  # type: ignore[attr-defined]
         st = cls(think_start=ts, think_end=te, close_ids=close, budget=budget)
         # A prompt that ends inside an open think block (e.g. "...assistant\n<think>\n") starts
-        # generation in reasoning mode.
+        # generation in reasoning mode. Only the current turn counts: stop at its <|im_start|>.
+        turn = tokenizer.token_id("<|im_start|>")  # type: ignore[attr-defined]
         for t in reversed(prompt_ids):
-            if t == te:
+            if t == te or t == turn:
                 break
             if t == ts:
                 st.in_think = True
