@@ -100,6 +100,25 @@ def run_pair(target, draft, tok, prompts, n_tokens) -> dict:
     }
 
 
+def climb_pair(run: Path, n_prompts: int, n_tokens: int) -> dict:
+    """The pair a `hillclimb climb` produced: SFT'd thinking verified, SFT'd code-flash drafting,
+    on held-out reasoning problems (tiers 1-2) in the chat format the models were tuned on."""
+    from hillclimb import load_model, load_tokenizer
+    from hillclimb.problems import problem_suite
+
+    def final(kind: str) -> Path:
+        return next(run.glob(f"*-sft-{kind}")) / "run" / "final"
+
+    target, draft = load_model(final("thinking")), load_model(final("code-flash"))
+    tok = load_tokenizer(final("thinking"))
+    probs = [p for p in problem_suite(seed=1, split="heldout", n_per_tier=n_prompts, tiers=[1, 2])
+             if p.kind == "reasoning"][: n_prompts * 2]  # fmt: skip
+    prompts = [tok.encode_chat([{"role": "user", "content": p.prompt}], add_generation_prompt=True)
+               for p in probs]  # fmt: skip
+    return {"target": str(final("thinking")), "draft": str(final("code-flash")),
+            **run_pair(target, draft, tok, prompts, n_tokens)}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=96)
@@ -107,6 +126,9 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pairs", default="random,self,trained")
+    ap.add_argument("--climb", type=Path, default=None,
+                    help="a climb run dir: also measure its SFT'd thinking (target) + code-flash "
+                    "(draft) on held-out problem prompts rendered with the chat template")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -131,6 +153,8 @@ def main() -> None:
         "pairs": {},
     }
     pairs = set(args.pairs.split(","))
+    if args.climb is not None:
+        out["pairs"]["climb"] = climb_pair(args.climb, args.prompts, args.tokens)
     target = build_model(get_preset("thinking-tiny"), seed=0).eval()
     if "random" in pairs:
         draft = build_model(get_preset("code-flash-tiny"), seed=1).eval()
