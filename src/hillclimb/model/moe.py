@@ -142,6 +142,8 @@ class Experts(nn.Module):
     def _grouped_usable(self, x: torch.Tensor) -> bool:
         if not _has_grouped_mm() or x.shape[0] == 0:
             return False
+        if x.dtype != torch.bfloat16 and torch.compiler.is_compiling():
+            return False  # torch 2.13's fake-tensor rule for grouped_mm accepts bf16 only
         if x.dtype not in (torch.float32, torch.bfloat16):
             return False
         if x.device.type == "cuda" and x.dtype != torch.bfloat16:
