@@ -245,7 +245,15 @@ def test_failure_in_one_request_does_not_kill_the_loop(engine, monkeypatch):
             raise RuntimeError("injected failure")
         return real(r, logits)
 
+    real_many = e._sample_many
+
+    def flaky_many(rs, logits):  # the batched decode path samples groups of rows at once
+        if any(r.request_id == "boom" and len(r.out_ids) >= 3 for r in rs):
+            raise RuntimeError("injected failure")
+        return real_many(rs, logits)
+
     monkeypatch.setattr(e, "_sample", flaky)
+    monkeypatch.setattr(e, "_sample_many", flaky_many)
     e.start()
     try:
         sp = SamplingParams(max_tokens=15, ignore_eos=True, seed=4)

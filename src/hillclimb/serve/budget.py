@@ -70,7 +70,7 @@ class ThinkState:
         # generation in reasoning mode. Only the current turn counts: stop at its <|im_start|>.
         turn = tokenizer.token_id("<|im_start|>")  # type: ignore[attr-defined]
         for t in reversed(prompt_ids):
-            if t == te or t == turn:
+            if t in (te, turn):
                 break
             if t == ts:
                 st.in_think = True

@@ -49,7 +49,14 @@ from hillclimb.model.kv_cache import KVCache
 from hillclimb.serve.budget import ThinkState, resolve_budget
 from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
 from hillclimb.serve.fastpath import FastForward
-from hillclimb.serve.sampling import SamplingParams, choose_token, make_generator, token_logprobs
+from hillclimb.serve.sampling import (
+    SamplingParams,
+    choose_token,
+    make_generator,
+    sample_rows,
+    token_logprobs,
+    warp_probs,
+)
 from hillclimb.serve.speculative import DraftRunner, SpecStats, accept_drafts
 from hillclimb.tokenizer.specials import THINK_END, THINK_START
 
@@ -282,6 +289,8 @@ class Engine:
             self.cfg, max_batch, self._storage, device=self.device, dtype=self.dtype
         )
         self.fast = FastForward(model, self._storage) if fast_path else None
+        # the 1-D single-stream step (`FastForward.decode_one`) is written for fp32 weights/cache
+        self._fast_one = self.dtype == torch.float32
         self._holes = [False] * max_batch  # slot prefilled with right padding (cells to mask)
         self._lock = threading.RLock()  # serialises forwards over this model and the cache
         self._cv = threading.Condition()
@@ -535,7 +544,7 @@ class Engine:
                 joiners.append(self._waiting.popleft())
         if joiners:
             for r in joiners:
-                r.slot = self._free.pop(0)
+                r.slot = self._free.pop(0)  # lowest free slot (kept sorted): compact slots
                 r.t_admit = time.perf_counter()
                 self._running.append(r)
             self._prefill(joiners)
@@ -569,6 +578,7 @@ class Engine:
                     if self.draft is not None:
                         self.draft.reset(r.slot)
                     self._free.append(r.slot)
+                    self._free.sort()
                     self._holes[r.slot] = False
                     r.slot = None
             else:
@@ -644,6 +654,9 @@ class Engine:
 
     # ---- plain decode ------------------------------------------------------------------------
     def _decode(self, reqs: list[_Request]) -> None:
+        # Slot order: running requests usually fill a contiguous block of slots, which the fast
+        # path then reads as a slice view instead of gathering the KV cache every layer.
+        reqs = sorted(reqs, key=lambda r: r.slot)
         try:
             logits = self._decode_forward(reqs)
         except Exception:
@@ -663,32 +676,77 @@ class Engine:
         self._after_decode(reqs, logits)
 
     def _decode_forward(self, reqs: list[_Request]) -> torch.Tensor:
+        if self.fast is not None and len(reqs) == 1 and self._fast_one:
+            s = reqs[0].slot
+            if not self._holes[s]:
+                return self.fast.decode_one(reqs[0].pending, self.cache, s)
         ids = torch.tensor([[r.pending] for r in reqs], device=self.device)
         if self.fast is not None and len(reqs) == 1:
             s = reqs[0].slot
             return self.fast(ids, self.cache, None, single_slot=s, dense=not self._holes[s])[:, -1]
-        slots = torch.tensor([r.slot for r in reqs], device=self.device)
+        slot_list = [r.slot for r in reqs]
+        slots = torch.tensor(slot_list, device=self.device)
         if self.fast is not None:
-            return self.fast(ids, self.cache, slots)[:, -1]
+            s0 = slot_list[0]
+            contiguous = slot_list == list(range(s0, s0 + len(slot_list)))
+            rng = (s0, s0 + len(slot_list)) if contiguous else None
+            return self.fast(ids, self.cache, slots, slot_range=rng)[:, -1]
         return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
 
     def _after_decode(self, reqs: list[_Request], logits: torch.Tensor) -> None:
-        greedy = (
-            torch.argmax(logits, dim=-1).tolist() if any(r.params.greedy for r in reqs) else None
-        )
+        chosen = self._choose_rows(reqs, logits)
         for i, r in enumerate(reqs):
             try:
-                forced = r.think.next_forced()
-                if forced is not None:
-                    tid = forced
-                elif greedy is not None and r.params.greedy:
-                    tid = greedy[i]
-                else:
-                    tid = self._sample(r, logits[i])
+                tid = chosen[i]
+                if isinstance(tid, BaseException):
+                    raise tid
                 self._commit(r, [tid], logits[i : i + 1])
                 self._flush_events(r)
             except Exception as exc:
                 self._fail(r, exc)
+
+    def _choose_rows(self, reqs: list[_Request], logits: torch.Tensor) -> list[Any]:
+        """Next token per row of a decode step: forced think tokens, one batched argmax for the
+        greedy rows, and one batched warp + draw per group of rows with equal warping parameters
+        (each row still draws from its own generator, see `sample_rows`). A row whose choice
+        fails gets the exception in its place (only that request fails)."""
+        chosen: list[Any] = [None] * len(reqs)
+        greedy_rows: list[int] = []
+        groups: dict[tuple[float, int, float], list[int]] = {}
+        for i, r in enumerate(reqs):
+            try:
+                forced = r.think.next_forced()
+            except Exception as exc:
+                chosen[i] = exc
+                continue
+            if forced is not None:
+                chosen[i] = forced
+            elif r.params.greedy:
+                greedy_rows.append(i)
+            else:
+                p = r.params
+                groups.setdefault((float(p.temperature), p.top_k, float(p.top_p)), []).append(i)
+        if greedy_rows:
+            if len(greedy_rows) == len(reqs):
+                am = torch.argmax(logits, dim=-1).tolist()
+            else:
+                sel = torch.tensor(greedy_rows, device=logits.device)
+                am = torch.argmax(logits.index_select(0, sel), dim=-1).tolist()
+            for i, t in zip(greedy_rows, am, strict=True):
+                chosen[i] = t
+        for rows in groups.values():
+            try:
+                lg = logits if len(rows) == len(reqs) else logits[rows]
+                toks = self._sample_many([reqs[i] for i in rows], lg)
+                for i, t in zip(rows, toks, strict=True):
+                    chosen[i] = t
+            except Exception:
+                for i in rows:  # fall back to one row at a time so only a culprit fails
+                    try:
+                        chosen[i] = self._sample(reqs[i], logits[i])
+                    except Exception as exc:
+                        chosen[i] = exc
+        return chosen
 
     def _choose(self, r: _Request, logits: torch.Tensor) -> int:
         forced = r.think.next_forced()
@@ -698,6 +756,10 @@ class Engine:
 
     def _sample(self, r: _Request, logits: torch.Tensor) -> int:
         return choose_token(logits, r.params, r.gen)
+
+    def _sample_many(self, reqs: list[_Request], logits: torch.Tensor) -> list[int]:
+        """Sampled rows that share warping parameters: one warp, one draw per own generator."""
+        return sample_rows(warp_probs(logits, reqs[0].params), [r.gen for r in reqs])
 
     # ---- speculative decode ------------------------------------------------------------------
     def _spec_gamma(self, r: _Request) -> int:
@@ -788,7 +850,10 @@ class Engine:
         end = len(r.visible) if r.finished else r.stopper.safe_end(r.visible)
         pieces: list[tuple[bool, str]] = []
         a = r.emitted
-        if end > a:
+        if end > a and (len(r.modes) == 1 or r.modes[-1][0] <= a):
+            pieces.append((r.modes[-1][1], r.visible[a:end]))  # common case: no mode change
+            r.emitted = end
+        elif end > a:
             cuts = sorted({off for off, _ in r.modes if a < off < end} | {a, end})
             for s, e in zip(cuts, cuts[1:], strict=False):
                 if e > s:

@@ -141,6 +141,7 @@ class FastForward:
         last_only: bool = True,
         single_slot: int | None = None,
         dense: bool = False,
+        slot_range: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """ids [B, T] (all real tokens) → logits [B, 1 or T, V]; advances the cache like
         `Transformer.forward(..., cache=cache, slot_ids=slot_ids)` without padding.
@@ -148,7 +149,9 @@ class FastForward:
         Call under `torch.inference_mode()` (the engine's loop runs in it).
         `single_slot` (B = 1) reads the slot's cache by slicing instead of gathering; `dense`
         (with single_slot) promises that every cell before the slot's cursor is valid (no
-        padding holes), so a one-token step needs no attention mask."""
+        padding holes), so a one-token step needs no attention mask. `slot_range` (a, b) says
+        that `slot_ids` is exactly a, a+1, ..., b-1: the cached K/V and validity are then read as
+        slice views instead of being gathered (copied) per layer."""
         B, T = ids.shape
         dev = ids.device
         if single_slot is not None:
@@ -180,14 +183,21 @@ class FastForward:
             cache.valid[rows, write_idx] = True
             cache.cursor[slot_ids] = cursor + T
             cache.seen[slot_ids] = seen + T
+            sel: slice | torch.Tensor = (
+                slice(slot_range[0], slot_range[1]) if slot_range is not None else slot_ids
+            )
             cells = torch.arange(L, device=dev)
-            mask = (cells[None, None, :] <= write_idx[:, :, None]) & cache.valid[slot_ids, :L][
+            mask = (cells[None, None, :] <= write_idx[:, :, None]) & cache.valid[sel, :L][
                 :, None, :
             ]
             mask = mask[:, None]  # [B, 1, T, L]
             cos, sin = self.cos[positions], self.sin[positions]  # [B, T, D]
         x = F.embedding(ids, self.embed_w)
         gqa = self.KVH != self.H
+        # Batched one-token steps: attention as two small matmuls with the padding mask filled in
+        # (SDPA's CPU kernel with a boolean mask costs ~2x more at these sizes).
+        small_q = single_slot is None and T == 1 and mask is not None
+        drop = ~mask if small_q else None
         eps = self.cfg.norm_eps
         for li, layer in enumerate(self.layers):
             h = _rms(x, layer.ln1, eps)
@@ -209,16 +219,98 @@ class FastForward:
             else:
                 kc[rows, :, write_idx] = k.transpose(1, 2).to(kc.dtype)
                 vc[rows, :, write_idx] = v.to(vc.dtype)
-                kk, vv = kc[slot_ids, :, :L], vc[slot_ids, :, :L]
-            o = F.scaled_dot_product_attention(
-                q, kk.to(q.dtype), vv.to(q.dtype), attn_mask=mask, enable_gqa=gqa
-            )
+                kk, vv = kc[sel, :, :L], vc[sel, :, :L]
+            if small_q:
+                o = self._attend_one(q, kk.to(q.dtype), vv.to(q.dtype), drop)
+            else:
+                o = F.scaled_dot_product_attention(
+                    q, kk.to(q.dtype), vv.to(q.dtype), attn_mask=mask, enable_gqa=gqa
+                )
             x = x + _lin(o.transpose(1, 2).reshape(B, T, self.q_dim), layer.wo)
             h = _rms(x, layer.ln2, eps)
             x = x + self._ffn(layer, h)
         if last_only:
             x = x[:, -1:]
         return _lin(_rms(x, self.norm_w, eps), self.lm_w)
+
+    def _attend_one(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, drop: torch.Tensor
+    ) -> torch.Tensor:
+        """Attention of one query per row: q [B, H, 1, D], k/v [B, KVH, L, D], drop [B, 1, 1, L]
+        (True = masked) → [B, H, 1, D]. Query heads are grouped per KV head (head h reads KV
+        head h // (H / KVH), as `enable_gqa` does), so K/V are never repeated."""
+        B, KVH, L, D = k.shape
+        qq = q.reshape(B, KVH, self.H // KVH, D)
+        sc = torch.matmul(qq, k.transpose(-1, -2)).mul_(D**-0.5)
+        sc = sc.masked_fill_(drop, float("-inf")).softmax(dim=-1)
+        return torch.matmul(sc, v).view(B, self.H, 1, D)
+
+    def decode_one(self, token: int, cache: KVCache, slot: int) -> torch.Tensor:
+        """One token for one slot whose cells before the cursor are all valid → logits [1, V].
+
+        The same function as `__call__(ids [[token]], single_slot=slot, dense=True)`, written
+        on 1-D vectors: a single-stream decode step is pure per-op overhead (~150 eager ops of a
+        few µs each against ~0.25 ms of actual GEMV work on thinking-tiny), so this drops every
+        reshape/view/transpose it can and fuses the residual adds into the projections
+        (`addmv`: attention output, each routed expert's down projection, scaled by its gate
+        weight). fp32 only (the engine's CPU dtype); other dtypes use `__call__`."""
+        s, c0, p0 = slot, int(cache.cursor[slot]), int(cache.seen[slot])
+        L = c0 + 1
+        if cache.max_len < L:
+            raise ValueError(f"KV cache overflow: need {L} cells, have {cache.max_len}")
+        cache.valid[s, c0] = True
+        cache.cursor[s] = L
+        cache.seen[s] = p0 + 1
+        cos, sin = self.cos[p0], self.sin[p0]  # [D]
+        H, KVH, D = self.H, self.KVH, self.D
+        qk_end = self.q_dim + self.kv_dim
+        shape, eps, half = (self.cfg.d_model,), self.cfg.norm_eps, self.D // 2
+        gqa = KVH != H
+        x = self.embed_w[token]  # a view: never written in place below
+        for li, layer in enumerate(self.layers):
+            h = F.rms_norm(x, shape, layer.ln1, eps)
+            qkv = torch.mv(self.wqkv[li], h)
+            qk = qkv[:qk_end].view(H + KVH, D)
+            if self.qk_w is not None:
+                qk = F.rms_norm(qk, (D,), None, eps) * self.qk_w[li]
+            qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin)
+            kc, vc = cache.k[li], cache.v[li]
+            kc[s, :, c0] = qk[H:]
+            vc[s, :, c0] = qkv[qk_end:].view(KVH, D)
+            # 4-D operands: SDPA's fused CPU kernel (3-D ones fall back to the math path)
+            o = F.scaled_dot_product_attention(
+                qk[:H].view(1, H, 1, D), kc[s : s + 1, :, :L], vc[s : s + 1, :, :L], enable_gqa=gqa
+            )
+            x = torch.addmv(x, layer.wo, o.view(-1))
+            h = F.rms_norm(x, shape, layer.ln2, eps)
+            x = self._ffn_one(layer, h, x)
+        return torch.mv(self.lm_w, F.rms_norm(x, shape, self.norm_w, eps))[None]
+
+    def _ffn_one(self, layer: _Layer, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """x + FFN(h) for one token (1-D vectors); see `decode_one`."""
+        if not layer.is_moe:
+            return x + layer.mlp(h[None])[0]
+        logits = torch.mv(layer.gate_w, h)
+        k = layer.top_k
+        if layer.bias is None and layer.norm_topk:
+            top, idx = torch.topk(logits, k)
+            w = top.softmax(dim=-1)
+        else:
+            probs = logits.softmax(dim=-1)
+            if layer.bias is not None:
+                _, idx = torch.topk(probs + layer.bias, k)
+                w = probs.gather(-1, idx)
+            else:
+                w, idx = torch.topk(probs, k)
+            if layer.norm_topk:
+                w = w / w.sum()
+        y = x
+        for eid, wj in zip(idx.tolist(), w.tolist(), strict=True):
+            g, u = torch.mv(layer.gate_up[eid], h).chunk(2)
+            y = torch.addmv(y, layer.down[eid], F.silu(g).mul_(u), alpha=wj)
+        if layer.shared is not None:
+            y = y + layer.shared(h[None])[0]
+        return y
 
     def _ffn(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
         if not layer.is_moe:

@@ -144,9 +144,26 @@ def warp_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return probs
 
 
+def sample_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> list[int]:
+    """One draw per row of probs [B, V], row i with `generators[i]` (inverse-CDF sampling).
+
+    Each row consumes exactly one uniform from its own generator, so a request's stream never
+    depends on its batch neighbours, while the O(V) work (cumulative sum, search) runs batched.
+    `torch.multinomial` draws V exponentials per row (~0.1 ms for V = 4096 on CPU), which made
+    sampling the largest cost of a 32-row decode step. The search is on the right side of the
+    scaled uniform, so a zero-probability token (flat CDF step) can never be chosen."""
+    if probs.dim() == 1:
+        probs = probs[None]
+    u = torch.cat([torch.rand(1, generator=g, device=probs.device) for g in generators])
+    cdf = torch.cumsum(probs.double(), dim=-1)
+    x = (u.double() * cdf[:, -1])[:, None]
+    idx = torch.searchsorted(cdf, x, right=True)[:, 0]
+    return idx.clamp_(max=probs.shape[-1] - 1).tolist()
+
+
 def sample_from(probs: torch.Tensor, generator: torch.Generator) -> int:
     """One draw from a 1-D probability vector with the request's own generator."""
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return sample_rows(probs.reshape(1, -1), [generator])[0]
 
 
 def choose_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:

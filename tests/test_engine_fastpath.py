@@ -1,0 +1,72 @@
+"""Fast-path decode variants and batched sampling: same function as the reference, exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hillclimb.model.config import get_preset
+from hillclimb.model.kv_cache import KVCache
+from hillclimb.model.transformer import build_model
+from hillclimb.serve.fastpath import FastForward
+from hillclimb.serve.sampling import sample_rows
+
+
+@pytest.fixture(scope="module")
+def model():
+    # dense layer + shared expert + 8 routed experts: every branch of the FFN
+    cfg = get_preset("thinking-micro").replace(
+        n_experts=8, n_shared_experts=1, n_dense_layers=1, n_layers=3, d_dense=96
+    )
+    return build_model(cfg, seed=5).eval()
+
+
+@torch.inference_mode()
+def test_decode_one_matches_model_forward(model):
+    ff = FastForward(model, 64)
+    ids = torch.randint(0, 256, (1, 24), generator=torch.Generator().manual_seed(1))
+    full = model(ids)
+    cache = KVCache(model.cfg, 3, 64)
+    slot = 2  # not slot 0: the step must read its own slot's cells
+    model(ids[:, :8], cache=cache, slot_ids=torch.tensor([slot]))
+    got = torch.cat([ff.decode_one(int(ids[0, t]), cache, slot) for t in range(8, 24)])
+    assert torch.allclose(got, full[0, 8:24], atol=1e-5), (got - full[0, 8:24]).abs().max()
+    assert int(cache.cursor[slot]) == 24 and int(cache.seen[slot]) == 24
+    assert int(cache.cursor[0]) == 0 and not bool(cache.valid[0].any())
+
+
+@torch.inference_mode()
+def test_slot_range_view_equals_gather(model):
+    ff = FastForward(model, 64)
+    ids = torch.randint(0, 256, (3, 20), generator=torch.Generator().manual_seed(2))
+    caches = [KVCache(model.cfg, 5, 64) for _ in range(2)]
+    slots = torch.tensor([1, 2, 3])
+    outs = []
+    for use_range, cache in zip((False, True), caches, strict=True):
+        model(ids[:, :6], cache=cache, slot_ids=slots)
+        steps = [
+            ff(ids[:, t : t + 1], cache, slots, slot_range=(1, 4) if use_range else None)
+            for t in range(6, 20)
+        ]
+        outs.append(torch.cat(steps, dim=1))
+    assert torch.equal(outs[0], outs[1])
+    full = model(ids)[:, -1]
+    assert torch.allclose(outs[1][:, -1], full, atol=1e-5)
+
+
+def test_sample_rows_exact_distribution_and_own_streams():
+    p = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0]])
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    n = 6000
+    draws = [sample_rows(p, [g1, g2]) for _ in range(n)]
+    counts = torch.bincount(torch.tensor([d[0] for d in draws]), minlength=5).double() / n
+    assert counts[1] == 0 and counts[4] == 0  # zero-probability tokens never drawn
+    assert (counts - p[0].double()).abs().max() < 0.03
+    assert all(d[1] == 3 for d in draws)
+    # row 0's stream does not depend on what shares the batch
+    a = torch.Generator().manual_seed(9)
+    b = torch.Generator().manual_seed(9)
+    alone = [sample_rows(p[:1], [a])[0] for _ in range(50)]
+    other = torch.Generator().manual_seed(3)
+    mixed = [sample_rows(p, [b, other])[0] for _ in range(50)]
+    assert alone == mixed
