@@ -200,3 +200,30 @@ def test_quality_code_and_text():
     )
     nums = " ".join(["123 456 789 1011"] * 10)
     assert q.apply(Document(nums, "s", language="text")) in ("alpha_words", "mean_word_length")
+
+
+def test_code_mentioning_license_texts_is_not_that_license():
+    """A license detector (or a test) that *quotes* GPL phrases in code keeps its real license;
+    the same phrases in the leading comment block or docstring still count."""
+    src = (
+        '"""A module about licenses."""\n\nimport re\n\nPHRASES = [\n'
+        '    ("AGPL-3.0", ["gnu affero general public license", "or (at your option) any later"]),\n]\n'
+    )
+    assert license_from_header(src, code=True) is None
+    header = (
+        "#!/usr/bin/env python\n# This program is free software: you can redistribute it under the\n"
+        "# terms of the GNU Affero General Public License ... or (at your option) any later version.\n"
+        "import os\n"
+    )
+    assert license_from_header(header, code=True) == "AGPL-3.0-or-later"
+    doc = '"""\nThis program is free software under the GNU Affero General Public License,\n' \
+          'or (at your option) any later version.\n"""\nimport os\n'  # fmt: skip
+    assert license_from_header(doc, code=True) == "AGPL-3.0-or-later"
+    tagged = "import os\n# SPDX-License-Identifier: MIT\n"
+    assert license_from_header(tagged, code=True) == "MIT"
+    # our own detector module is no longer dropped as AGPL
+    from pathlib import Path
+
+    import hillclimb.data.license as lic
+
+    assert license_from_header(Path(lic.__file__).read_text(), code=True) is None

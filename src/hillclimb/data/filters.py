@@ -63,7 +63,9 @@ class LicenseFilter:
 
     def apply(self, doc: Document) -> str | None:
         if doc.language not in ("reasoning",):
-            header = license_from_header(doc.text, self.cfg.header_lines)
+            header = license_from_header(
+                doc.text, self.cfg.header_lines, code=doc.language not in TEXT_LANGUAGES
+            )
             if header is not None:
                 doc.license = header
                 self.stats["from_header"] += 1

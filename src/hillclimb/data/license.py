@@ -294,13 +294,49 @@ def spdx_tag(text: str) -> str | None:
     return normalize_license(m.group(1).strip())
 
 
-def license_from_header(text: str, header_lines: int = 40) -> str | None:
-    """License stated in a source file's header (SPDX tag or license paragraph), or None."""
-    head = "\n".join(text.splitlines()[:header_lines])
+_COMMENT_PREFIXES = ("#", "//", "/*", "*", "--", ";", "<!--", "%", "'", "rem ", "!")
+
+
+def leading_comment_block(lines: list[str]) -> list[str]:
+    """The lines of a source file's leading comment block and/or module docstring (blank lines
+    included), up to the first line of code. A license header lives there; license *phrases*
+    further down (string literals, code) are data, not a license statement."""
+    out: list[str] = []
+    quote: str | None = None
+    for line in lines:
+        s = line.strip()
+        if quote is not None:  # inside a leading docstring
+            out.append(line)
+            if quote in s:
+                quote = None
+            continue
+        if not s or s.lower().startswith(_COMMENT_PREFIXES) or s.endswith("*/"):
+            out.append(line)
+            continue
+        q = next((q for q in ('"""', "'''") if s.lstrip("rRbBuU").startswith(q)), None)
+        if q is not None:
+            out.append(line)
+            body = s.lstrip("rRbBuU")[3:]
+            if q not in body:
+                quote = q
+            continue
+        break
+    return out
+
+
+def license_from_header(text: str, header_lines: int = 40, code: bool = False) -> str | None:
+    """License stated in a file's header (SPDX tag or license paragraph), or None.
+
+    For source code (`code=True`) license paragraphs are only looked for in the leading comment
+    block / module docstring, so a file that merely *mentions* license texts in its code (a
+    license detector, a test) is not taken for that license. SPDX tags count anywhere in the
+    first `header_lines` lines."""
+    lines = text.splitlines()[:header_lines]
+    head = "\n".join(lines)
     tag = spdx_tag(head)
     if tag is not None and tag != UNKNOWN:
         return tag
-    found = license_from_text(head)
+    found = license_from_text("\n".join(leading_comment_block(lines)) if code else head)
     return None if found == UNKNOWN else found
 
 
