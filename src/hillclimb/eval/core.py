@@ -127,11 +127,7 @@ def task_accuracy(
     )
     tok = engine.tokenizer
     prompts = [
-        tok.encode(
-            tok.apply_chat_template(
-                [{"role": "user", "content": p.prompt}], add_generation_prompt=True
-            )
-        )
+        tok.encode_chat([{"role": "user", "content": p.prompt}], add_generation_prompt=True)
         for p in suite
     ]
     completions: list[str] = [""] * len(suite)

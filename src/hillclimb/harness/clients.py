@@ -238,11 +238,11 @@ class LocalClient:
         temperature: float,
         seed: int | None,
     ) -> ChatResult:
-        prompt = self.tokenizer.apply_chat_template(
+        # encode_chat: text a tool read from the repository cannot inject special tokens.
+        ids = self.tokenizer.encode_chat(
             messages, tools=tools or None, add_generation_prompt=True,
             enable_thinking=self.enable_thinking,
         )  # fmt: skip
-        ids = self.tokenizer.encode(prompt)
         params = self._sampling.SamplingParams(
             max_tokens=max_tokens, temperature=temperature, seed=seed
         )

@@ -150,8 +150,15 @@ class Tokenizer:
             if not rendered.endswith(IM_END):
                 raise HillclimbError("the chat template did not end the final message as expected")
             rendered = rendered[: -len(IM_END)]
+        pieces = re.split("\ue000(\\d+)\ue001", rendered)
+        if not any(sp in t for t in texts for sp in SPECIAL_TOKENS):
+            # Nothing to neutralise: encode the whole conversation at once, so the ids are exactly
+            # those training saw (BPE merges may cross a template/content boundary).
+            return self.encode(
+                "".join(p if i % 2 == 0 else texts[int(p)] for i, p in enumerate(pieces))
+            )
         ids: list[int] = []
-        for i, piece in enumerate(re.split("\ue000(\\d+)\ue001", rendered)):
+        for i, piece in enumerate(pieces):
             if i % 2 == 0:
                 if piece:
                     ids.extend(self.encode(piece))
