@@ -1063,6 +1063,24 @@ def _envelope(
     }
 
 
+async def _stream_end(job: _Job, base: dict[str, Any], include_usage: bool,
+                      extra: dict[str, Any]) -> AsyncIterator[bytes]:  # fmt: skip
+    """The end of every stream: wait for the outputs, the optional usage chunk, `[DONE]`."""
+    await job.collect_outputs()
+    if include_usage:
+        prompt, completion, reasoning = job.usage()
+        yield _sse({**base, "choices": [], "usage": _usage(prompt, completion, reasoning),
+                    "hillclimb": _hillclimb_field(job, extra)})  # fmt: skip
+    yield b"data: [DONE]\n\n"
+
+
+def _stream_failure(job: _Job, exc: Exception) -> bytes:
+    """A failed stream ends with an OpenAI error object and `[DONE]` (headers are already sent)."""
+    log.exception("stream %s failed", job.request_id)
+    err = APIError(500, f"generation failed: {type(exc).__name__}", "server_error")
+    return _sse(err.body()) + b"data: [DONE]\n\n"
+
+
 async def _stream_chat(job: _Job, req: ChatCompletionRequest, extra: dict[str, Any],
                        prompts: list[list[int]]) -> AsyncIterator[bytes]:  # fmt: skip
     tok = job.entry.engine.tokenizer
@@ -1116,19 +1134,12 @@ async def _stream_chat(job: _Job, req: ChatCompletionRequest, extra: dict[str, A
                 flush(i)
             if out:
                 yield b"".join(out)
-        await job.collect_outputs()
-        if include_usage:
-            prompt, completion, reasoning = job.usage()
-            yield _sse({**base, "choices": [], "usage": _usage(prompt, completion, reasoning),
-                        "hillclimb": _hillclimb_field(job, extra)})  # fmt: skip
-        yield b"data: [DONE]\n\n"
+        async for tail in _stream_end(job, base, include_usage, extra):
+            yield tail
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.exception("stream %s failed", job.request_id)
-        err = APIError(500, f"generation failed: {type(exc).__name__}", "server_error")
-        yield _sse(err.body())
-        yield b"data: [DONE]\n\n"
+        yield _stream_failure(job, exc)
 
 
 # ---- completions ----------------------------------------------------------------------------------
@@ -1236,19 +1247,12 @@ async def _stream_completion(job: _Job, req: CompletionRequest, extra: dict[str,
                 flush(i)
             if out:
                 yield b"".join(out)
-        await job.collect_outputs()
-        if include_usage:
-            prompt, completion, reasoning = job.usage()
-            yield _sse({**base, "choices": [], "usage": _usage(prompt, completion, reasoning),
-                        "hillclimb": _hillclimb_field(job, extra)})  # fmt: skip
-        yield b"data: [DONE]\n\n"
+        async for tail in _stream_end(job, base, include_usage, extra):
+            yield tail
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.exception("stream %s failed", job.request_id)
-        err = APIError(500, f"generation failed: {type(exc).__name__}", "server_error")
-        yield _sse(err.body())
-        yield b"data: [DONE]\n\n"
+        yield _stream_failure(job, exc)
 
 
 # ---- running it -----------------------------------------------------------------------------------
