@@ -173,3 +173,28 @@ def test_foreign_output_dir_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HillclimbError, match="not a climb run directory"):
         run_climb(ROOT / "recipes" / "smoke.toml", tmp_path / "x", print_summary=False)
     assert (tmp_path / "x" / "precious.txt").read_text() == "keep me"
+
+
+def test_text_records_are_deterministic_windows_and_refuse_an_empty_corpus(tmp_path):
+    import gzip
+    import json as _json
+
+    from hillclimb.climb.sftdata import text_records
+    from hillclimb.errors import HillclimbError
+
+    docs = tmp_path / "corpus" / "documents"
+    docs.mkdir(parents=True)
+    lines = [{"id": str(i), "text": f"line {i}\n" * 200, "split": "train"} for i in range(3)]
+    with gzip.open(docs / "train-00000.jsonl.gz", "wt") as f:
+        f.write("\n".join(_json.dumps(x) for x in lines) + "\n")
+    a = text_records(tmp_path / "corpus", 5, seed=1, max_chars=100)
+    assert a == text_records(tmp_path / "corpus", 5, seed=1, max_chars=100)
+    assert len(a) == 5 and all(len(r["text"]) <= 100 and r["text"].startswith("line") for r in a)
+    val_only = tmp_path / "val" / "documents"
+    val_only.mkdir(parents=True)
+    with gzip.open(val_only / "val-00000.jsonl.gz", "wt") as f:
+        f.write(_json.dumps({"id": "v", "text": "x\n", "split": "val"}) + "\n")
+    with pytest.raises(HillclimbError, match="no train-split documents"):
+        text_records(tmp_path / "val", 2, seed=0, max_chars=100)
+    with pytest.raises(HillclimbError, match="no documents"):
+        text_records(tmp_path / "missing", 2, seed=0, max_chars=100)
