@@ -3,7 +3,8 @@
 Why this measurement: the engine's decode step (KV cache with slots, last-position logits,
 host-side sampling/stop handling) is what every user of the engine pays per token; the
 `transformers` Qwen3-MoE implementation loaded from the *same exported checkpoint directory* is
-the standard reference. Both decode greedily with EOS ignored, in the same process with the same
+the standard reference. The engine runs twice: eager steps, and with `compile=True` (the single-stream step compiled by
+inductor, the `hillclimb serve` default on CPU). All decode greedily with EOS ignored, in the same process with the same
 torch thread count, and the decode rate is measured as (N − 1) / (t(N tokens) − t(1 token)) so
 prompt prefill is excluded from both. The token sequences are compared as a sanity check.
 
@@ -72,13 +73,26 @@ def bench_checkpoint(path: Path, n: int, repeats: int, prompt_len: int) -> dict:
     from hillclimb.serve.engine import Engine
 
     engine = Engine.from_checkpoint(path, device="cpu", max_batch=1, max_len=prompt_len + n + 8)
+    t0 = time.perf_counter()
+    compiled = Engine.from_checkpoint(
+        path, device="cpu", max_batch=1, max_len=prompt_len + n + 8, compile=True
+    )
+    compile_s = time.perf_counter() - t0
+    if not compiled.compiled:
+        raise SystemExit(f"compiled step unavailable: {compiled.compile_error}")
     prompt = engine.tokenizer.encode(
         'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n' * 8
     )
     prompt = prompt[:prompt_len]
     hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    (ours, ref), (ours_toks, hf_toks) = _rates(
-        [lambda k: _engine_time(engine, prompt, k), lambda k: _hf_time(hf, prompt, k)], n, repeats
+    (ours, comp, ref), (ours_toks, comp_toks, hf_toks) = _rates(
+        [
+            lambda k: _engine_time(engine, prompt, k),
+            lambda k: _engine_time(compiled, prompt, k),
+            lambda k: _hf_time(hf, prompt, k),
+        ],
+        n,
+        repeats,
     )
     agree = next(
         (i for i, (a, b) in enumerate(zip(ours_toks, hf_toks, strict=False)) if a != b),
@@ -90,9 +104,13 @@ def bench_checkpoint(path: Path, n: int, repeats: int, prompt_len: int) -> dict:
         "prompt_tokens": len(prompt),
         "new_tokens": n,
         "engine_tok_s": round(ours, 1),
+        "engine_compiled_tok_s": round(comp, 1),
         "transformers_tok_s": round(ref, 1),
         "speedup": round(ours / ref, 2),
+        "speedup_compiled": round(comp / ref, 2),
+        "compile_s": round(compile_s, 1),
         "greedy_tokens_agree_prefix": agree,
+        "compiled_equals_eager": comp_toks == ours_toks,
     }
 
 

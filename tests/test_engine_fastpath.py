@@ -70,3 +70,39 @@ def test_sample_rows_exact_distribution_and_own_streams():
     other = torch.Generator().manual_seed(3)
     mixed = [sample_rows(p, [b, other])[0] for _ in range(50)]
     assert alone == mixed
+
+
+@pytest.mark.slow
+@torch.inference_mode()
+def test_compiled_step_equals_eager_and_engine_output(model):
+    """The inductor-compiled one-token step computes the eager step's logits over many
+    positions (dense layer, shared expert, selection bias: every branch of its FFN), and an
+    engine with `compile=True` decodes the same greedy tokens and logprobs as one without."""
+    from hillclimb.serve.engine import Engine, SamplingParams
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    biased = build_model(model.cfg, seed=5).eval()
+    for layer in biased.layers:
+        if layer.is_moe:
+            layer.mlp.gate.expert_bias.copy_(torch.linspace(-0.05, 0.05, model.cfg.n_experts))
+    ff, ref = FastForward(biased, 64), FastForward(biased, 64)
+    assert ff.enable_compile(), ff.compile_error
+    caches = [KVCache(biased.cfg, 2, 64) for _ in range(2)]
+    ids = torch.randint(0, 256, (30,), generator=torch.Generator().manual_seed(4)).tolist()
+    for f, c in zip((ff, ref), caches, strict=True):
+        f.extend_one(ids[:5], c, 1)
+    for t in ids[5:]:
+        a, b = ff.decode_one(t, caches[0], 1), ref.decode_one(t, caches[1], 1)
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    for a, b in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert int(caches[0].cursor[1]) == 30 and not bool(caches[0].valid[0].any())
+    outs = []
+    for comp in (True, False):
+        eng = Engine(biased, bytelevel_tokenizer(), max_batch=2, max_len=64, compile=comp, seed=0)
+        assert eng.compiled is comp
+        sp = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True, logprobs=2)
+        outs.append(eng.generate(ids[:6], sp))
+    assert outs[0].token_ids == outs[1].token_ids and len(outs[0].token_ids) == 20
+    lp = [[e["logprob"] for e in o.logprobs] for o in outs]
+    assert torch.allclose(torch.tensor(lp[0]), torch.tensor(lp[1]), atol=1e-4)

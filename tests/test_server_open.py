@@ -124,9 +124,11 @@ def test_serve_command_subprocess(ckpts, tmp_path):
             except httpx.HTTPError:
                 return proc.poll() is not None
 
-        assert wait_for(up, timeout=60, interval=0.2) and proc.poll() is None
+        # start-up compiles both models' decode steps (the CPU default; cold cache ≈10-30 s)
+        assert wait_for(up, timeout=240, interval=0.2) and proc.poll() is None
         health = httpx.get(url + "/health").json()
         assert health["auth"] == "keys" and health["speculative"] is True
+        assert all(m["compiled_decode"] for m in health["models"].values()), health
         c = openai.OpenAI(base_url=url + "/v1", api_key="hc-subprocess-key-1", max_retries=0)
         r = c.chat.completions.create(model="thinking", max_tokens=4,
                                       messages=[{"role": "user", "content": "x"}])  # fmt: skip

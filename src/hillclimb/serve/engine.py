@@ -257,6 +257,7 @@ class Engine:
         spec_max_running: int = 4,
         cpu_threads: int | None = None,
         fast_path: bool = True,
+        compile: bool = False,
     ):
         if max_batch < 1:
             raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
@@ -289,8 +290,18 @@ class Engine:
             self.cfg, max_batch, self._storage, device=self.device, dtype=self.dtype
         )
         self.fast = FastForward(model, self._storage) if fast_path else None
-        # the 1-D single-stream step (`FastForward.decode_one`) is written for fp32 weights/cache
-        self._fast_one = self.dtype == torch.float32
+        # the single-slot steps (`FastForward.decode_one` / `extend_one`) are written for CPU fp32
+        self._fast_one = self.fast is not None and self.fast.lean
+        # `compile`: the single-stream decode step compiled by inductor (CPU fp32; a failure
+        # keeps the eager step and says why in `compile_error`)
+        self.compiled = False
+        self.compile_error: str | None = None
+        if compile and self._fast_one:
+            assert self.fast is not None
+            self.compiled = self.fast.enable_compile()
+            self.compile_error = self.fast.compile_error
+        elif compile:
+            self.compile_error = "the compiled step is for CPU fp32 models with the fast path"
         self._holes = [False] * max_batch  # slot prefilled with right padding (cells to mask)
         self._lock = threading.RLock()  # serialises forwards over this model and the cache
         self._cv = threading.Condition()
@@ -319,9 +330,12 @@ class Engine:
         self.draft: DraftRunner | None = None
         self.draft_engine: Engine | None = None
         if draft is not None:
+            dfast = None
             if isinstance(draft, Engine):
                 dmodel, dlock = draft.model, draft._lock
                 self.draft_engine = draft
+                if draft.fast is not None and draft.fast.max_len >= self._storage:
+                    dfast = draft.fast  # the draft engine's (possibly compiled) steps
                 if draft.tokenizer.vocab_size != tokenizer.vocab_size:
                     raise HillclimbError(
                         "draft and target tokenizers differ; speculative decoding needs one vocabulary"
@@ -341,6 +355,8 @@ class Engine:
                 gamma_init=gamma_init,
                 gamma_max=gamma_max,
                 fast_path=fast_path,
+                fast=dfast,
+                compile=compile,
             )
 
     # ---- construction ------------------------------------------------------------------------
@@ -784,7 +800,9 @@ class Engine:
         drafts, q = self.draft.propose(r.slot, seq, gamma, r.params, r.gen)
         x = torch.tensor([[r.pending, *drafts]], device=self.device)
         slots = torch.tensor([r.slot], device=self.device)
-        if self.fast is not None:
+        if self._fast_one and not self._holes[r.slot]:
+            logits = self.fast.extend_one([r.pending, *drafts], self.cache, r.slot, last_only=False)
+        elif self.fast is not None:
             logits = self.fast(x, self.cache, slots, last_only=False, single_slot=r.slot)[0]
         else:
             logits = self.model(x, cache=self.cache, slot_ids=slots)[0]  # [γ+1, V]
@@ -962,6 +980,7 @@ class Engine:
             "max_batch": self.max_batch,
             "max_context": self.max_context,
             "loop_alive": bool(self._thread is not None and self._thread.is_alive()),
+            "compiled_decode": self.compiled,
             "totals": dict(self._totals),
             "speculative": self._spec_total.as_dict() if self.draft is not None else None,
         }

@@ -223,9 +223,12 @@ def load_state(
     device: str | None = None,
     speculative: bool = True,
     default_max_tokens: int = 1024,
+    compile: bool | None = None,
 ) -> ServerState:
     """Load checkpoints into engines (thinking verifies code-flash's drafts when both are given
     and `speculative`), then `build_state`."""
+    import torch
+
     from hillclimb.serve.auth import load_env_keys, load_keys_file
     from hillclimb.serve.engine import Engine
 
@@ -235,14 +238,22 @@ def load_state(
     specs += load_env_keys(env_keys)
     prices = load_prices(prices_file) if prices_file else None
     engines: dict[str, Any] = {}
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # compiled single-stream decode steps: on by default on CPU (`Engine(compile=...)`)
+    comp = (torch.device(dev).type == "cpu") if compile is None else bool(compile)
     if flash is not None:
-        engines["code-flash"] = Engine.from_checkpoint(flash, device=device, max_batch=max_batch,
-                                                       name="code-flash")  # fmt: skip
+        engines["code-flash"] = Engine.from_checkpoint(flash, device=dev, max_batch=max_batch,
+                                                       name="code-flash", compile=comp)  # fmt: skip
     spec_on = bool(speculative and flash is not None and thinking is not None)
     if thinking is not None:
         draft = engines["code-flash"] if spec_on else None
-        engines["thinking"] = Engine.from_checkpoint(thinking, device=device, max_batch=max_batch,
-                                                     draft=draft, name="thinking")  # fmt: skip
+        engines["thinking"] = Engine.from_checkpoint(thinking, device=dev, max_batch=max_batch,
+                                                     draft=draft, name="thinking",
+                                                     compile=comp)  # fmt: skip
+    for name, eng in engines.items():
+        if comp and not eng.compiled:
+            log.warning("%s: compiled decode step unavailable, eager steps (%s)", name,
+                        eng.compile_error)  # fmt: skip
     router = None
     if "code-flash" in engines and "thinking" in engines:
         try:

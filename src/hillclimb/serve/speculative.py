@@ -118,11 +118,18 @@ class DraftRunner:
         gamma_init: int = 4,
         gamma_max: int = 12,
         fast_path: bool = True,
+        fast: FastForward | None = None,
+        compile: bool = False,
     ):
         self.model = model
         dtype = next(model.parameters()).dtype
         self.cache = KVCache(model.cfg, n_slots, max_len, device=device, dtype=dtype)
-        self.fast = FastForward(model, max_len) if fast_path else None
+        if fast is not None and fast_path:
+            self.fast: FastForward | None = fast  # shared with the draft's own engine
+        else:
+            self.fast = FastForward(model, max_len) if fast_path else None
+        if compile and self.fast is not None and self.fast.lean:
+            self.fast.enable_compile()
         self.device = device
         self.lock = lock or threading.RLock()
         self.gamma_init = gamma_init
@@ -163,9 +170,13 @@ class DraftRunner:
         assert new, "draft cache is ahead of the sequence"
         tokens: list[int] = []
         qs: list[torch.Tensor] = []
+        lean = self.fast is not None and self.fast.lean
         with self.lock:
-            x = torch.tensor([new], device=self.device)
-            logits = self._forward(x, slot_ids, slot)
+            if lean:
+                assert self.fast is not None
+                logits = self.fast.extend_one(new, self.cache, slot)[-1]
+            else:
+                logits = self._forward(torch.tensor([new], device=self.device), slot_ids, slot)
             s.held = len(seq)
             for i in range(gamma):
                 if params.greedy:
@@ -176,8 +187,12 @@ class DraftRunner:
                     qs.append(q)
                 tokens.append(t)
                 if i < gamma - 1:
-                    x = torch.tensor([[t]], device=self.device)
-                    logits = self._forward(x, slot_ids, slot)
+                    if lean:
+                        assert self.fast is not None
+                        logits = self.fast.decode_one(t, self.cache, slot)[0]
+                    else:
+                        x = torch.tensor([[t]], device=self.device)
+                        logits = self._forward(x, slot_ids, slot)
                     s.held += 1
         return tokens, (torch.stack(qs) if qs else None)
 
