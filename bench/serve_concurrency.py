@@ -60,13 +60,15 @@ def make_checkpoints(preset: str, out: Path) -> dict[str, Path]:
 
 
 def start_server(thinking: Path | None, flash: Path | None, max_batch: int, port: int,
-                 db: Path, speculative: bool) -> subprocess.Popen:  # fmt: skip
+                 db: Path, speculative: bool, no_compile: bool = False) -> subprocess.Popen:  # fmt: skip
     cmd = [sys.executable, "-m", "hillclimb", "serve", "--port", str(port), "--db", str(db),
            "--max-batch", str(max_batch), "--log-level", "warning", "--device", "cpu"]  # fmt: skip
     if thinking:
         cmd += ["--thinking", str(thinking)]
     if flash:
         cmd += ["--flash", str(flash)]
+    if no_compile:
+        cmd += ["--no-compile"]
     if not speculative:
         cmd.append("--no-speculative")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HILLCLIMB_API_KEYS": ""}
@@ -74,7 +76,7 @@ def start_server(thinking: Path | None, flash: Path | None, max_batch: int, port
                             text=True)  # fmt: skip
 
 
-def wait_up(url: str, proc: subprocess.Popen | None, timeout: float = 120) -> None:
+def wait_up(url: str, proc: subprocess.Popen | None, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -183,6 +185,7 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--no-speculative", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="serve with eager decode steps (A/B)")
     ap.add_argument("--api-key", default=os.environ.get("HILLCLIMB_API_KEY"))
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
@@ -204,7 +207,8 @@ def main() -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = start_server(thinking, flash, max(args.max_batch, max(levels)), port,
-                            Path(tmp.name) / "usage.sqlite", not args.no_speculative)  # fmt: skip
+                            Path(tmp.name) / "usage.sqlite", not args.no_speculative,
+                            args.no_compile)  # fmt: skip
     try:
         wait_up(url, proc)
         headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
@@ -253,6 +257,7 @@ def main() -> int:
             "requests_per_client": args.requests_per_client,
             "max_batch": max(args.max_batch, max(levels)),
             "speculative": not args.no_speculative,
+            "compiled_decode": not args.no_compile,
         },  # fmt: skip
         "levels": results,
         "speedup_vs_1": {

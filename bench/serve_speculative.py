@@ -13,7 +13,8 @@ speculative output must equal the plain output token for token — checked and r
   yet, so this is the honest stand-in until `hillclimb train` produces one.
 
 Speedup = plain decode time / speculative decode time for the same prompts and token counts
-(prefill included in both). Usage:
+(prefill included in both); `speedup` forces speculation on every step, `speedup_auto` is the
+engine's default policy (speculate only while it measures faster than plain decoding). Usage:
   PYTHONPATH=src python bench/serve_speculative.py [--tokens 96] [--prompts 6] [--train-steps 150]
 Prints one JSON object.
 """
@@ -63,41 +64,113 @@ def train(
     return float(loss.detach())
 
 
-def run_pair(target, draft, tok, prompts, n_tokens) -> dict:
+def run_pair(target, draft, tok, prompts, n_tokens, compile: bool = True) -> dict:
+    """Plain decoding vs forced speculation vs the default `auto` policy, alternated per prompt
+    in one run. All engines use compiled one-token steps when `compile` (the CPU default of
+    `hillclimb serve`), so the draft's steps are as cheap as this machine makes them."""
+    import dataclasses
+
     from hillclimb.serve.engine import Engine, SamplingParams
 
-    plain = Engine(target, tok, max_batch=1, seed=0)
-    spec = Engine(target, tok, max_batch=1, draft=draft, seed=0)
+    plain = Engine(target, tok, max_batch=1, seed=0, compile=compile)
+    spec = Engine(target, tok, max_batch=1, draft=draft, seed=0, compile=compile)
     sp = SamplingParams(max_tokens=n_tokens, temperature=0, ignore_eos=True)
+    forced = dataclasses.replace(sp, speculative=True)
     plain.generate(prompts[0], SamplingParams(max_tokens=8, temperature=0))  # warm-up
-    spec.generate(prompts[0], SamplingParams(max_tokens=8, temperature=0))
-    t_plain = t_spec = 0.0
+    spec.generate(prompts[0], SamplingParams(max_tokens=8, temperature=0, speculative=True))
+    t_plain = t_spec = t_auto = 0.0
     identical = True
-    drafted = accepted = steps = 0
-    for p in prompts:  # alternate so load drift hits both alike
+    drafted = accepted = steps = auto_steps = 0
+    for p in prompts:  # alternate so load drift hits all alike
         t = time.perf_counter()
         a = plain.generate(p, sp)
         t_plain += time.perf_counter() - t
         t = time.perf_counter()
-        b = spec.generate(p, sp)
+        b = spec.generate(p, forced)
         t_spec += time.perf_counter() - t
-        identical &= a.token_ids == b.token_ids
+        t = time.perf_counter()
+        c = spec.generate(p, sp)
+        t_auto += time.perf_counter() - t
+        identical &= a.token_ids == b.token_ids == c.token_ids
         if b.spec:
             drafted += b.spec["drafted"]
             accepted += b.spec["accepted"]
             steps += b.spec["steps"]
+        if c.spec:
+            auto_steps += c.spec["steps"]
     n = len(prompts) * n_tokens
     return {
         "plain_tok_s": round(n / t_plain, 1),
         "spec_tok_s": round(n / t_spec, 1),
         "speedup": round(t_plain / t_spec, 2),
+        "auto_tok_s": round(n / t_auto, 1),
+        "speedup_auto": round(t_plain / t_auto, 2),
+        "auto_verify_steps": auto_steps,
         "identical_greedy_output": identical,
         "acceptance_rate": round(accepted / drafted, 3) if drafted else 0.0,
         "mean_accept_len": round((accepted + steps) / steps, 2) if steps else 0.0,
         "drafted": drafted,
         "accepted": accepted,
         "verify_steps": steps,
+        "compiled": plain.compiled and spec.compiled,
     }
+
+
+def cost_model(target, draft, gammas=range(1, 13), steps: int = 60) -> dict:
+    """Per-step costs measured with the engine's own steps (compiled one-token steps, the
+    single-slot verification step) at a mid-sized context, and the speedup they allow:
+
+        speedup(γ, α) = t · E(γ, α) / (γ · d + v(γ + 1)),  E = (1 − α^(γ+1)) / (1 − α)
+
+    with t the target's decode step, d the draft's, v(T) the target scoring T tokens at once and
+    E the tokens committed per round at per-token acceptance α. `ceiling` is the best γ with a
+    perfect draft (α = 1): no draft of this cost can beat it on this machine."""
+    from hillclimb.model.kv_cache import KVCache
+    from hillclimb.serve.fastpath import FastForward
+
+    out: dict = {}
+    ctx = list(range(11, 139))  # 128 cells of context
+    with torch.inference_mode():
+        for name, model in (("target", target), ("draft", draft)):
+            ff = FastForward(model, 512)
+            ff.enable_compile()
+            cache = KVCache(model.cfg, 1, 512)
+            ff.extend_one(ctx, cache, 0)
+            vocab = model.cfg.vocab_size
+            tok = 7
+            for _ in range(10):
+                tok = int(ff.decode_one(tok, cache, 0).argmax())
+            cache.truncate(0, len(ctx))
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                tok = int(ff.decode_one(tok % vocab, cache, 0).argmax())
+            out[f"{name}_decode_ms"] = round((time.perf_counter() - t0) / steps * 1e3, 4)
+            cache.truncate(0, len(ctx))
+            if name == "target":
+                v = {}
+                for T in [g + 1 for g in gammas]:
+                    t0 = time.perf_counter()
+                    for i in range(steps // 2):
+                        ids = [(37 * i + 11 * j) % vocab for j in range(T)]
+                        ff.extend_one(ids, cache, 0, last_only=False)
+                        cache.truncate(0, len(ctx))
+                    v[T] = (time.perf_counter() - t0) / (steps // 2) * 1e3
+                out["target_verify_ms"] = {str(k): round(x, 4) for k, x in v.items()}
+    t, d = out["target_decode_ms"], out["draft_decode_ms"]
+    v = {int(k): x for k, x in out["target_verify_ms"].items()}
+
+    def speedup(g: int, a: float) -> float:
+        e = g + 1 if a >= 1 else (1 - a ** (g + 1)) / (1 - a)
+        return t * e / (g * d + v[g + 1])
+
+    best = max(gammas, key=lambda g: speedup(g, 1.0))
+    out["draft_over_target"] = round(d / t, 3)
+    out["verify5_over_decode"] = round(v[5] / t, 3) if 5 in v else None
+    out["ceiling_speedup"] = round(speedup(best, 1.0), 3)
+    out["ceiling_gamma"] = best
+    out["speedup_at"] = {str(a): round(max(speedup(g, a) for g in gammas), 3)
+                         for a in (0.5, 0.7, 0.9)}  # fmt: skip
+    return out
 
 
 def climb_pair(run: Path, n_prompts: int, n_tokens: int) -> dict:
@@ -116,7 +189,8 @@ def climb_pair(run: Path, n_prompts: int, n_tokens: int) -> dict:
     prompts = [tok.encode_chat([{"role": "user", "content": p.prompt}], add_generation_prompt=True)
                for p in probs]  # fmt: skip
     return {"target": str(final("thinking")), "draft": str(final("code-flash")),
-            **run_pair(target, draft, tok, prompts, n_tokens)}  # fmt: skip
+            **run_pair(target, draft, tok, prompts, n_tokens),
+            "cost_model": cost_model(target, draft)}  # fmt: skip
 
 
 def main() -> None:
@@ -162,6 +236,7 @@ def main() -> None:
             "target": "thinking-tiny",
             "draft": "code-flash-tiny",
             **run_pair(target, draft, tok, prompts, args.tokens),
+            "cost_model": cost_model(target, draft),
         }
     if "self" in pairs:
         out["pairs"]["self"] = {
@@ -199,6 +274,7 @@ def main() -> None:
             "final_loss_target": round(loss_t, 3),
             "final_loss_draft": round(loss_d, 3),
             **run_pair(tgt, drf, tok, prompts, args.tokens),
+            "cost_model": cost_model(tgt, drf),
         }
     print(json.dumps(out, indent=2))
 

@@ -4,6 +4,7 @@ a wrong acceptance rule is detected); γ adaptation, rollback and metrics."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -51,6 +52,10 @@ def models():
     return {"target": target, "flash": flash, "near": near, "tok": bytelevel_tokenizer()}
 
 
+def forced(sp: SamplingParams) -> SamplingParams:
+    return dataclasses.replace(sp, speculative=True)
+
+
 def make(models, draft, **kw):
     d = models[draft] if draft else None
     return Engine(models["target"], models["tok"], max_batch=8, draft=d, seed=0, **kw)
@@ -62,6 +67,7 @@ def test_greedy_identical_to_plain(models, draft):
     spec = make(models, draft)
     sp = SamplingParams(max_tokens=40, temperature=0, ignore_eos=True)
     ref = plain.generate_batch(PROMPTS, sp)
+    sp = dataclasses.replace(sp, speculative=True)  # forced: the mechanism, not the policy
     for p, r in zip(PROMPTS, ref, strict=True):
         o = spec.generate(p, sp)
         assert o.token_ids == r.token_ids, (draft, p)
@@ -91,7 +97,7 @@ def test_spec_respects_stops_budget_and_logprobs(models):
         SamplingParams(max_tokens=30, temperature=0, ignore_eos=True, thinking_token_budget=7),
         SamplingParams(max_tokens=17, temperature=0, ignore_eos=True, logprobs=2),
     ]:
-        a, b = plain.generate(prompt, sp), spec.generate(prompt, sp)
+        a, b = plain.generate(prompt, sp), spec.generate(prompt, forced(sp))
         assert a.token_ids == b.token_ids and a.text == b.text
         assert a.reasoning_tokens == b.reasoning_tokens and a.finish_reason == b.finish_reason
         if sp.logprobs:
@@ -102,7 +108,10 @@ def test_spec_respects_stops_budget_and_logprobs(models):
     )
     stop_tok = full.token_ids[20]
     sp = SamplingParams(max_tokens=40, temperature=0, ignore_eos=True, stop_token_ids=[stop_tok])
-    assert spec.generate("Hello world", sp).token_ids == plain.generate("Hello world", sp).token_ids
+    assert (
+        spec.generate("Hello world", forced(sp)).token_ids
+        == plain.generate("Hello world", sp).token_ids
+    )
     # seeded sampling through the speculative path is reproducible
     s1 = spec.generate("abc", SamplingParams(max_tokens=25, seed=3, top_k=20))
     s2 = spec.generate("abc", SamplingParams(max_tokens=25, seed=3, top_k=20))
@@ -213,3 +222,28 @@ def test_gamma_adapts_and_caches_roll_back(models):
     )
     # all accepted: γ grows 1, 3, 5, 7, 8, 8, ... so far fewer target steps than tokens
     assert o2.spec["steps"] < 60 / 4
+
+
+@pytest.mark.parametrize("plain_ms", [1e-9, 1e9])
+def test_auto_speculation_backs_off_when_slower(models, monkeypatch, plain_ms):
+    """Default `speculative=None`: a request whose speculative ms per token exceeds the plain
+    decode yardstick decodes plainly (with back-off and probes), else keeps speculating; greedy
+    output is the same either way. The yardstick is pinned so the decision is deterministic."""
+    monkeypatch.setattr(Engine, "_observe_plain", lambda self, ms: None)
+    plain = make(models, None)
+    sp = SamplingParams(max_tokens=60, temperature=0, ignore_eos=True)
+    spec = make(models, "near")
+    spec._plain_ms = plain_ms
+    for p in PROMPTS[:4]:
+        o = spec.generate(p, sp)
+        assert o.token_ids == plain.generate(p, sp).token_ids
+        if plain_ms < 1:  # plain is "free": 3 probing steps, then plain for 16, 32 … steps
+            assert o.spec["steps"] <= 9, o.spec
+        else:  # plain is "slow": every step speculates
+            assert o.spec["accepted"] + o.spec["steps"] + 1 >= o.completion_tokens - 2, o.spec
+    backoffs = spec.stats()["totals"]["spec_backoffs"]
+    assert (backoffs > 0) if plain_ms < 1 else (backoffs == 0)
+    # without a yardstick yet, the first step of a request is plain (it measures one)
+    fresh = make(models, "near")
+    o = fresh.generate(PROMPTS[0], SamplingParams(max_tokens=3, temperature=0, ignore_eos=True))
+    assert (o.spec is None or o.spec["steps"] == 0) and fresh._plain_ms is None  # pinned no-op

@@ -17,6 +17,14 @@ Design, in the order a request meets it:
   engine is lightly loaded (≤ `spec_max_running` running requests); under heavier load they join
   the batched decode instead, which is where throughput comes from. The draft cache catches up
   lazily, so a request can switch between the two modes at any step.
+- Speculation only pays when the draft is cheap next to the target and agrees with it often;
+  neither is known in advance (it depends on the pair, the hardware and the text). So with
+  `speculative=None` (the default) the engine measures: an EMA of a one-stream plain decode step
+  (ms per token) and, per request, an EMA of ms per committed token of its speculative steps; a
+  request whose speculation is slower than plain decoding decodes plainly for a back-off of
+  16, 32, … 256 steps, then probes again. Greedy output is identical either way; a *seeded
+  sampled* request never switches on timing (its random stream would then depend on load), and
+  `speculative=True` forces speculation.
 - No request can crash the loop: an exception while handling one request ends that request with
   finish_reason "error"; a failed batched forward is retried per request so only the culprit
   fails; anything else fails the running requests and the loop continues.
@@ -212,6 +220,11 @@ class _Request:
     finish_reason: str | None = None
     error: str | None = None
     spec: SpecStats | None = None
+    spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
+    spec_steps: int = 0
+    plain_steps: int = 0
+    spec_off_until: int = 0  # auto mode: decode plainly until plain_steps reaches this
+    spec_backoff: int = 16
     t_admit: float = 0.0
     t_first: float = 0.0
     t_end: float = 0.0
@@ -324,7 +337,9 @@ class Engine:
             "reasoning_tokens": 0,
             "decode_steps": 0,
             "prefill_forwards": 0,
+            "spec_backoffs": 0,
         }
+        self._plain_ms: float | None = None  # EMA of a one-stream plain decode step (ms)
         self._spec_total = SpecStats()
         self.spec_max_running = spec_max_running
         self.draft: DraftRunner | None = None
@@ -572,7 +587,7 @@ class Engine:
         plain: list[_Request] = []
         use_spec = self.draft is not None and len(self._running) <= self.spec_max_running
         for r in active:
-            g = self._spec_gamma(r) if use_spec and r.spec is not None else 0
+            g = self._spec_gamma(r) if use_spec and self._spec_wanted(r) else 0
             if g >= 1:
                 try:
                     self._spec_step(r, g)
@@ -673,6 +688,9 @@ class Engine:
         # Slot order: running requests usually fill a contiguous block of slots, which the fast
         # path then reads as a slice view instead of gathering the KV cache every layer.
         reqs = sorted(reqs, key=lambda r: r.slot)
+        t0 = time.perf_counter()
+        for r in reqs:
+            r.plain_steps += 1
         try:
             logits = self._decode_forward(reqs)
         except Exception:
@@ -690,6 +708,11 @@ class Engine:
                 self._after_decode([r], lg)
             return
         self._after_decode(reqs, logits)
+        if len(reqs) == 1 and len(self._running) == 1:  # the one-stream yardstick for `auto`
+            self._observe_plain((time.perf_counter() - t0) * 1e3)
+
+    def _observe_plain(self, ms: float) -> None:
+        self._plain_ms = ms if self._plain_ms is None else 0.8 * self._plain_ms + 0.2 * ms
 
     def _decode_forward(self, reqs: list[_Request]) -> torch.Tensor:
         if self.fast is not None and len(reqs) == 1 and self._fast_one:
@@ -793,8 +816,31 @@ class Engine:
         )
         return max(g, 0)
 
+    def _spec_wanted(self, r: _Request) -> bool:
+        """Whether request r takes a speculative step now (see the module docstring)."""
+        if r.spec is None:
+            return False
+        p = r.params
+        if p.speculative is True or (p.seed is not None and not p.greedy):
+            return True
+        if self._plain_ms is None:
+            return False  # measure one plain step first: the yardstick
+        return r.plain_steps >= r.spec_off_until
+
+    def _observe_spec(self, r: _Request, ms_per_token: float) -> None:
+        r.spec_steps += 1
+        r.spec_ms = ms_per_token if r.spec_ms is None else 0.7 * r.spec_ms + 0.3 * ms_per_token
+        plain = self._plain_ms
+        if plain is not None and r.spec_steps >= 3 and r.spec_ms > plain:
+            r.spec_off_until = r.plain_steps + r.spec_backoff
+            r.spec_backoff = min(256, 2 * r.spec_backoff)
+            r.spec_ms = None  # the next probe starts a fresh estimate
+            r.spec_steps = 0
+            self._totals["spec_backoffs"] += 1
+
     def _spec_step(self, r: _Request, gamma: int) -> None:
         assert self.draft is not None and r.spec is not None and r.slot is not None
+        t0 = time.perf_counter()
         seq = r.prompt_ids + r.out_ids
         L = len(seq)
         drafts, q = self.draft.propose(r.slot, seq, gamma, r.params, r.gen)
@@ -816,6 +862,8 @@ class Engine:
             self.cache.truncate(r.slot, L + c - 1)
             self.draft.rollback(r.slot, L + c - 1)
         self._flush_events(r)
+        if c > 0:
+            self._observe_spec(r, (time.perf_counter() - t0) * 1e3 / c)
 
     # ---- committing tokens -------------------------------------------------------------------
     def _commit(self, r: _Request, tokens: list[int], logits: torch.Tensor) -> int:
