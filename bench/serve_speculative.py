@@ -74,6 +74,8 @@ def run_pair(target, draft, tok, prompts, n_tokens, compile: bool = True) -> dic
 
     plain = Engine(target, tok, max_batch=1, seed=0, compile=compile)
     spec = Engine(target, tok, max_batch=1, draft=draft, seed=0, compile=compile)
+    # its own engine: forced runs would otherwise teach the auto policy what they measured
+    auto = Engine(target, tok, max_batch=1, draft=draft, seed=0, compile=compile)
     sp = SamplingParams(max_tokens=n_tokens, temperature=0, ignore_eos=True)
     forced = dataclasses.replace(sp, speculative=True)
     plain.generate(prompts[0], SamplingParams(max_tokens=8, temperature=0))  # warm-up
@@ -89,7 +91,7 @@ def run_pair(target, draft, tok, prompts, n_tokens, compile: bool = True) -> dic
         b = spec.generate(p, forced)
         t_spec += time.perf_counter() - t
         t = time.perf_counter()
-        c = spec.generate(p, sp)
+        c = auto.generate(p, sp)
         t_auto += time.perf_counter() - t
         identical &= a.token_ids == b.token_ids == c.token_ids
         if b.spec:
@@ -106,6 +108,7 @@ def run_pair(target, draft, tok, prompts, n_tokens, compile: bool = True) -> dic
         "auto_tok_s": round(n / t_auto, 1),
         "speedup_auto": round(t_plain / t_auto, 2),
         "auto_verify_steps": auto_steps,
+        "auto_backoffs": auto.stats()["totals"]["spec_backoffs"],
         "identical_greedy_output": identical,
         "acceptance_rate": round(accepted / drafted, 3) if drafted else 0.0,
         "mean_accept_len": round((accepted + steps) / steps, 2) if steps else 0.0,

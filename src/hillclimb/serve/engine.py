@@ -20,9 +20,9 @@ Design, in the order a request meets it:
 - Speculation only pays when the draft is cheap next to the target and agrees with it often;
   neither is known in advance (it depends on the pair, the hardware and the text). So with
   `speculative=None` (the default) the engine measures: an EMA of a one-stream plain decode step
-  (ms per token) and, per request, an EMA of ms per committed token of its speculative steps; a
-  request whose speculation is slower than plain decoding decodes plainly for a back-off of
-  16, 32, … 256 steps, then probes again. Greedy output is identical either way; a *seeded
+  (ms per token) and, per request, an EMA of ms per committed token of its speculative steps;
+  when speculation is slower than plain decoding the engine decodes plainly for a back-off of
+  16, 32, … 256 steps (doubling while it keeps losing), then probes again. Greedy output is identical either way; a *seeded
   sampled* request never switches on timing (its random stream would then depend on load), and
   `speculative=True` forces speculation.
 - No request can crash the loop: an exception while handling one request ends that request with
@@ -105,6 +105,40 @@ class GenerationOutput:
     error: str | None = None  # message when finish_reason == "error" (extension)
 
 
+_wakeups = threading.local()  # per engine thread: async consumers to wake after this step
+
+
+@contextlib.contextmanager
+def _batched_wakeups() -> Iterator[None]:
+    """Collect the asyncio wake-ups of a whole engine step and send one per event loop at its
+    end: with 32 streaming requests a step would otherwise cost 32 self-pipe writes and 32 loop
+    wake-ups, instead of one."""
+    pending: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    _wakeups.pending = pending
+    try:
+        yield
+    finally:
+        _wakeups.pending = None
+        for loop, evs in pending.items():
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
+                loop.call_soon_threadsafe(_set_all, evs)
+
+
+def _set_all(evs: list[asyncio.Event]) -> None:
+    for e in evs:
+        e.set()
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
+    pending = getattr(_wakeups, "pending", None)
+    for loop, aev in waiters:
+        if pending is not None:
+            pending.setdefault(loop, []).append(aev)
+        else:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
+                loop.call_soon_threadsafe(aev.set)
+
+
 class RequestHandle:
     """A submitted request: stream its events (sync or async), cancel it, or wait for its result."""
 
@@ -123,9 +157,7 @@ class RequestHandle:
             self._events.append(ev)
             self._cv.notify_all()
             waiters = list(self._waiters)
-        for loop, aev in waiters:
-            with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
-                loop.call_soon_threadsafe(aev.set)
+        _wake(waiters)
 
     def _finish(self, out: GenerationOutput) -> None:
         with self._cv:
@@ -133,9 +165,7 @@ class RequestHandle:
             self._done = True
             self._cv.notify_all()
             waiters = list(self._waiters)
-        for loop, aev in waiters:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(aev.set)
+        _wake(waiters)
 
     # ---- consumer side ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[TokenEvent]:
@@ -222,9 +252,6 @@ class _Request:
     spec: SpecStats | None = None
     spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
     spec_steps: int = 0
-    plain_steps: int = 0
-    spec_off_until: int = 0  # auto mode: decode plainly until plain_steps reaches this
-    spec_backoff: int = 16
     t_admit: float = 0.0
     t_first: float = 0.0
     t_end: float = 0.0
@@ -340,6 +367,9 @@ class Engine:
             "spec_backoffs": 0,
         }
         self._plain_ms: float | None = None  # EMA of a one-stream plain decode step (ms)
+        self._plain_count = 0  # plain decode steps so far (the back-off clock)
+        self._spec_probe_at = 0  # auto speculation: decode plainly until _plain_count gets here
+        self._spec_backoff = 16
         self._spec_total = SpecStats()
         self.spec_max_running = spec_max_running
         self.draft: DraftRunner | None = None
@@ -541,7 +571,7 @@ class Engine:
                 if self._stopping:
                     return
             try:
-                with self._lock, torch.inference_mode():
+                with self._lock, torch.inference_mode(), _batched_wakeups():
                     self._step()
             except Exception as exc:  # last line of defence: never let the loop die
                 self._fail_all(exc)
@@ -689,8 +719,7 @@ class Engine:
         # path then reads as a slice view instead of gathering the KV cache every layer.
         reqs = sorted(reqs, key=lambda r: r.slot)
         t0 = time.perf_counter()
-        for r in reqs:
-            r.plain_steps += 1
+        self._plain_count += 1
         try:
             logits = self._decode_forward(reqs)
         except Exception:
@@ -825,18 +854,26 @@ class Engine:
             return True
         if self._plain_ms is None:
             return False  # measure one plain step first: the yardstick
-        return r.plain_steps >= r.spec_off_until
+        return self._plain_count >= self._spec_probe_at
 
     def _observe_spec(self, r: _Request, ms_per_token: float) -> None:
+        """Per-request EMA of speculative ms per committed token against the plain yardstick.
+        Losing → every request decodes plainly for the engine's back-off (16, 32, … 256 plain
+        steps, doubling while speculation keeps losing), then one request probes again;
+        winning resets the back-off. Engine-wide, because the pair and the machine decide most
+        of it: a new request does not have to rediscover that drafting does not pay."""
         r.spec_steps += 1
-        r.spec_ms = ms_per_token if r.spec_ms is None else 0.7 * r.spec_ms + 0.3 * ms_per_token
+        r.spec_ms = ms_per_token if r.spec_ms is None else 0.6 * r.spec_ms + 0.4 * ms_per_token
         plain = self._plain_ms
-        if plain is not None and r.spec_steps >= 3 and r.spec_ms > plain:
-            r.spec_off_until = r.plain_steps + r.spec_backoff
-            r.spec_backoff = min(256, 2 * r.spec_backoff)
-            r.spec_ms = None  # the next probe starts a fresh estimate
-            r.spec_steps = 0
+        if plain is None or r.spec_steps < 2:
+            return
+        if r.spec_ms > plain:
+            self._spec_probe_at = self._plain_count + self._spec_backoff
+            self._spec_backoff = min(256, 2 * self._spec_backoff)
+            r.spec_ms, r.spec_steps = None, 0  # a later probe starts a fresh estimate
             self._totals["spec_backoffs"] += 1
+        else:
+            self._spec_backoff = 16
 
     def _spec_step(self, r: _Request, gamma: int) -> None:
         assert self.draft is not None and r.spec is not None and r.slot is not None
