@@ -68,11 +68,13 @@ def unsupported(param: str, why: str = "") -> APIError:
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # strict: JSON types as OpenAI documents them (no `"max_tokens": true` read as 1, no
+    # `"temperature": "0.5"` read as a number); ints are accepted where floats are expected
+    model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     include_usage: bool = False
     continuous_usage_stats: bool = False
 

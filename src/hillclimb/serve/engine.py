@@ -1044,7 +1044,7 @@ class Engine:
             reasoning_tokens=r.think.reasoning_tokens,
             finish_reason=r.finish_reason or "error",
             logprobs=r.logprobs,
-            spec=r.spec.as_dict() if r.spec is not None and r.spec.steps else None,
+            spec=r.spec.as_dict() if r.spec is not None else None,  # eligible: always reported
             timings={
                 "queue_s": max((r.t_admit or t_end) - r.t_submit, 0.0),
                 "prefill_s": max(r.t_first - r.t_admit, 0.0) if r.t_first else 0.0,
