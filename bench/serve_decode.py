@@ -111,6 +111,7 @@ def bench_checkpoint(path: Path, n: int, repeats: int, prompt_len: int) -> dict:
         "compile_s": round(compile_s, 1),
         "greedy_tokens_agree_prefix": agree,
         "compiled_equals_eager": comp_toks == ours_toks,
+        "compiled_fell_back": compiled.fast.compile_error,
     }
 
 

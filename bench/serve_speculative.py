@@ -178,7 +178,8 @@ def cost_model(target, draft, gammas=range(1, 13), steps: int = 60) -> dict:
 
 def climb_pair(run: Path, n_prompts: int, n_tokens: int) -> dict:
     """The pair a `hillclimb climb` produced: SFT'd thinking verified, SFT'd code-flash drafting,
-    on held-out reasoning problems (tiers 1-2) in the chat format the models were tuned on."""
+    on held-out problems (tiers 1-2) in the chat format the models were tuned on — reasoning
+    prompts and code prompts measured separately (code-flash was tuned on the latter)."""
     from hillclimb import load_model, load_tokenizer
     from hillclimb.problems import problem_suite
 
@@ -187,13 +188,15 @@ def climb_pair(run: Path, n_prompts: int, n_tokens: int) -> dict:
 
     target, draft = load_model(final("thinking")), load_model(final("code-flash"))
     tok = load_tokenizer(final("thinking"))
-    probs = [p for p in problem_suite(seed=1, split="heldout", n_per_tier=n_prompts, tiers=[1, 2])
-             if p.kind == "reasoning"][: n_prompts * 2]  # fmt: skip
-    prompts = [tok.encode_chat([{"role": "user", "content": p.prompt}], add_generation_prompt=True)
-               for p in probs]  # fmt: skip
-    return {"target": str(final("thinking")), "draft": str(final("code-flash")),
-            **run_pair(target, draft, tok, prompts, n_tokens),
-            "cost_model": cost_model(target, draft)}  # fmt: skip
+    suite = problem_suite(seed=1, split="heldout", n_per_tier=n_prompts, tiers=[1, 2])
+    out = {"target": str(final("thinking")), "draft": str(final("code-flash"))}
+    for kind in ("reasoning", "code"):
+        probs = [p for p in suite if p.kind == kind][: n_prompts * 2]
+        prompts = [tok.encode_chat([{"role": "user", "content": p.prompt}],
+                                   add_generation_prompt=True) for p in probs]  # fmt: skip
+        out[kind] = run_pair(target, draft, tok, prompts, n_tokens)
+    out["cost_model"] = cost_model(target, draft)
+    return out
 
 
 def main() -> None:

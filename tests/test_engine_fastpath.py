@@ -14,9 +14,16 @@ from hillclimb.serve.sampling import sample_rows
 
 @pytest.fixture(scope="module")
 def model():
-    # dense layer + shared expert + 8 routed experts: every branch of the FFN
+    # dense layer + shared expert + 8 routed experts: every branch of the FFN; 6 + 2 = 8 q/kv
+    # heads, the length of the compile warm-up's scratch cache (a duck-sizing trap: see _warm)
     cfg = get_preset("thinking-micro").replace(
-        n_experts=8, n_shared_experts=1, n_dense_layers=1, n_layers=3, d_dense=96
+        n_experts=8,
+        n_shared_experts=1,
+        n_dense_layers=1,
+        n_layers=3,
+        d_dense=96,
+        n_heads=6,
+        n_kv_heads=2,
     )
     return build_model(cfg, seed=5).eval()
 
@@ -86,14 +93,20 @@ def test_compiled_step_equals_eager_and_engine_output(model):
         if layer.is_moe:
             layer.mlp.gate.expert_bias.copy_(torch.linspace(-0.05, 0.05, model.cfg.n_experts))
     ff, ref = FastForward(biased, 64), FastForward(biased, 64)
-    assert ff.enable_compile(), ff.compile_error
+    assert ff.enable_compile(multi=True), ff.compile_error
     caches = [KVCache(biased.cfg, 2, 64) for _ in range(2)]
     ids = torch.randint(0, 256, (30,), generator=torch.Generator().manual_seed(4)).tolist()
     for f, c in zip((ff, ref), caches, strict=True):
         f.extend_one(ids[:5], c, 1)
-    for t in ids[5:]:
+    for t in ids[5:15]:
         a, b = ff.decode_one(t, caches[0], 1), ref.decode_one(t, caches[1], 1)
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    ref._compiled = None  # the reference stays eager (it never compiled)
+    for lo, hi, last in ((15, 18, False), (18, 23, True), (23, 30, False)):  # T = 3, 5, 7
+        a = ff.extend_one(ids[lo:hi], caches[0], 1, last_only=last)
+        b = ref.extend_one(ids[lo:hi], caches[1], 1, last_only=last)
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    assert ff._compiled_multi and ff.compile_error is None  # no silent fallback to eager
     for a, b in zip(caches[0].k + caches[0].v, caches[1].k + caches[1].v, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
     assert int(caches[0].cursor[1]) == 30 and not bool(caches[0].valid[0].any())
@@ -103,6 +116,31 @@ def test_compiled_step_equals_eager_and_engine_output(model):
         assert eng.compiled is comp
         sp = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True, logprobs=2)
         outs.append(eng.generate(ids[:6], sp))
+        assert eng.fast.compile_error is None and (eng.fast._compiled is not None) is comp
     assert outs[0].token_ids == outs[1].token_ids and len(outs[0].token_ids) == 20
     lp = [[e["logprob"] for e in o.logprobs] for o in outs]
     assert torch.allclose(torch.tensor(lp[0]), torch.tensor(lp[1]), atol=1e-4)
+
+
+@pytest.mark.slow
+@torch.inference_mode()
+def test_compiled_step_not_specialised_to_warmup_cache_length():
+    """Regression: thinking-tiny's shapes (8 experts = the warm-up cache's 8 cells) once made
+    the compiled graph assume 8 cache cells, so every real step failed (then fell back to
+    eager). The step must run compiled on a cache of another length."""
+    m = build_model(get_preset("thinking-tiny").replace(n_layers=2), seed=0).eval()
+    ff, ref = FastForward(m, 214), FastForward(m, 214)
+    assert ff.enable_compile(), ff.compile_error
+    caches = [KVCache(m.cfg, 1, 214) for _ in range(2)]
+    for f, c in zip((ff, ref), caches, strict=True):
+        f.extend_one(list(range(10, 40)), c, 0)
+    for t in range(50, 60):
+        a, b = ff.decode_one(t, caches[0], 0), ref.decode_one(t, caches[1], 0)
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    # a cache of another length (static shapes in the graph): compiled again, not an error
+    other = KVCache(m.cfg, 2, 100)
+    ref.extend_one(list(range(10, 40)), other, 1)
+    a = ff.decode_one(77, other, 1)
+    caches[1].truncate(0, 30)
+    assert torch.allclose(a, ref.decode_one(77, caches[1], 0), atol=1e-5)
+    assert ff._compiled is not None and ff.compile_error is None

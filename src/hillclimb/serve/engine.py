@@ -338,7 +338,8 @@ class Engine:
         self.compile_error: str | None = None
         if compile and self._fast_one:
             assert self.fast is not None
-            self.compiled = self.fast.enable_compile()
+            # with a draft, T ≥ 2 steps too: speculative verification scores γ + 1 tokens
+            self.compiled = self.fast.enable_compile(multi=draft is not None, cache=self.cache)
             self.compile_error = self.fast.compile_error
         elif compile:
             self.compile_error = "the compiled step is for CPU fp32 models with the fast path"

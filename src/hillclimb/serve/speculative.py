@@ -123,13 +123,18 @@ class DraftRunner:
     ):
         self.model = model
         dtype = next(model.parameters()).dtype
+        # sharing the draft engine's steps: the same cache length too, so a compiled step
+        # (static cache shape) serves both caches
+        if fast is not None and fast_path:
+            max_len = max(max_len, fast.max_len)
         self.cache = KVCache(model.cfg, n_slots, max_len, device=device, dtype=dtype)
         if fast is not None and fast_path:
             self.fast: FastForward | None = fast  # shared with the draft's own engine
         else:
             self.fast = FastForward(model, max_len) if fast_path else None
         if compile and self.fast is not None and self.fast.lean:
-            self.fast.enable_compile()
+            # drafting (T = 1) and catch-up (T ≥ 2), for this cache's shape
+            self.fast.enable_compile(multi=True, cache=self.cache)
         self.device = device
         self.lock = lock or threading.RLock()
         self.gamma_init = gamma_init
