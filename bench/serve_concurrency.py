@@ -60,7 +60,8 @@ def make_checkpoints(preset: str, out: Path) -> dict[str, Path]:
 
 
 def start_server(thinking: Path | None, flash: Path | None, max_batch: int, port: int,
-                 db: Path, speculative: bool, no_compile: bool = False) -> subprocess.Popen:  # fmt: skip
+                 db: Path, speculative: bool, no_compile: bool = False,
+                 threads: int | None = None) -> subprocess.Popen:  # fmt: skip
     cmd = [sys.executable, "-m", "hillclimb", "serve", "--port", str(port), "--db", str(db),
            "--max-batch", str(max_batch), "--log-level", "warning", "--device", "cpu"]  # fmt: skip
     if thinking:
@@ -69,11 +70,24 @@ def start_server(thinking: Path | None, flash: Path | None, max_batch: int, port
         cmd += ["--flash", str(flash)]
     if no_compile:
         cmd += ["--no-compile"]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     if not speculative:
         cmd.append("--no-speculative")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HILLCLIMB_API_KEYS": ""}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
+
+
+def proc_cpu_s(proc: subprocess.Popen | None) -> float | None:
+    """User + system CPU seconds of a child process (Linux /proc), None if unknown."""
+    if proc is None:
+        return None
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def wait_up(url: str, proc: subprocess.Popen | None, timeout: float = 300) -> None:
@@ -186,6 +200,7 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--no-speculative", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="serve with eager decode steps (A/B)")
+    ap.add_argument("--threads", type=int, default=None, help="server --threads (A/B)")
     ap.add_argument("--api-key", default=os.environ.get("HILLCLIMB_API_KEY"))
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
@@ -208,7 +223,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         proc = start_server(thinking, flash, max(args.max_batch, max(levels)), port,
                             Path(tmp.name) / "usage.sqlite", not args.no_speculative,
-                            args.no_compile)  # fmt: skip
+                            args.no_compile, args.threads)  # fmt: skip
     try:
         wait_up(url, proc)
         headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
@@ -223,8 +238,16 @@ def main() -> int:
                     "prompt": "def add(a, b):\n    "}  # fmt: skip
         body.update(ignore_eos=True, temperature=1.0, stream_options={"include_usage": True})
         asyncio.run(run_level(url, headers, 2, 1, body, path))  # warm-up
-        results = [asyncio.run(run_level(url, headers, c, args.requests_per_client, body, path))
-                   for c in levels]  # fmt: skip
+        results = []
+        for c in levels:
+            # CPU seconds per level: the server process vs this load generator (on a small
+            # machine both compete for the same cores)
+            s0, g0 = proc_cpu_s(proc), time.process_time()
+            res = asyncio.run(run_level(url, headers, c, args.requests_per_client, body, path))
+            s1, g1 = proc_cpu_s(proc), time.process_time()
+            res["server_cpu_s"] = round(s1 - s0, 3) if s0 is not None else None
+            res["client_cpu_s"] = round(g1 - g0, 3)
+            results.append(res)
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGINT)
@@ -258,6 +281,7 @@ def main() -> int:
             "max_batch": max(args.max_batch, max(levels)),
             "speculative": not args.no_speculative,
             "compiled_decode": not args.no_compile,
+            "threads": args.threads,
         },  # fmt: skip
         "levels": results,
         "speedup_vs_1": {
