@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +168,9 @@ class FastForward:
         self._compiled: Any = None
         self._compiled_multi = False
         self.compile_error: str | None = None
-        self._views: dict[tuple[int, int], Any] = {}
+        self._views: weakref.WeakKeyDictionary[KVCache, dict[int, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def lean(self) -> bool:
@@ -333,13 +336,15 @@ class FastForward:
             return self.extend_one(tokens, cache, slot, last_only=False)
 
     def _slot_views(self, cache: KVCache, s: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The slot's per-layer K/V views, made once per (cache, slot)."""
-        key = (id(cache), s)
-        v = self._views.get(key)
-        if v is None or v[2] is not cache.k:
-            v = ([k[s] for k in cache.k], [x[s] for x in cache.v], cache.k)
-            self._views[key] = v
-        return v[0], v[1]
+        """The slot's per-layer K/V views, made once per (cache, slot); held weakly by cache, so
+        a dropped cache takes its views with it."""
+        per_slot = self._views.get(cache)
+        if per_slot is None:
+            per_slot = self._views[cache] = {}
+        v = per_slot.get(s)
+        if v is None:
+            v = per_slot[s] = ([k[s] for k in cache.k], [x[s] for x in cache.v])
+        return v
 
     def enable_compile(self, multi: bool = False, cache: KVCache | None = None) -> bool:
         """Compile the single-slot step (`_graph_extend`) with inductor's C++ backend: the
