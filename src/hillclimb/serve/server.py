@@ -259,8 +259,8 @@ def load_state(
     # compiled single-stream decode steps: on by default on CPU (`Engine(compile=...)`)
     comp = (torch.device(dev).type == "cpu") if compile is None else bool(compile)
     if comp:
-        log.info("compiling decode steps (≈10–15 s per model the first time, cached on disk "
-                 "afterwards; --no-compile skips)")  # fmt: skip
+        log.info("compiling the single-stream steps (two graphs per model, ≈10–15 s each on "
+                 "2 cores, cached on disk for later starts; --no-compile skips)")  # fmt: skip
     if flash is not None:
         engines["code-flash"] = Engine.from_checkpoint(flash, device=dev, max_batch=max_batch,
                                                        name="code-flash", compile=comp)  # fmt: skip
