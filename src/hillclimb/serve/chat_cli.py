@@ -268,7 +268,10 @@ def run_chat(*, url: str | None, thinking: Path | None, flash: Path | None, mode
     if url is None:
         from hillclimb.serve.server import ServerThread, load_state
 
-        console.print("[dim]loading checkpoints and starting a local server…[/]")
+        console.print(
+            "[dim]loading checkpoints, compiling their decode steps (the first time "
+            "on CPU up to a minute) and starting a local server…[/]"
+        )
         state = load_state(thinking, flash, db=":memory:")
         server = ServerThread(state).start()
         url = server.url
