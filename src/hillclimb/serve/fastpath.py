@@ -82,6 +82,24 @@ def _rms_rows(x: torch.Tensor, w: torch.Tensor, eps: float, n: int) -> torch.Ten
     return F.rms_norm(x, (n,), w, eps)
 
 
+def _route(layer: _Layer, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The router's rule on device (`moe.Router`: softmax, top-k selection with the balancing
+    bias, optional renormalisation) → (gate weights, expert ids), both [..., top_k]. Traceable:
+    the compiled graph uses it too."""
+    k = layer.top_k
+    if layer.bias is None and layer.norm_topk:
+        # renormalised top-k probabilities = softmax over the top-k logits (fewer kernels)
+        top, idx = torch.topk(logits, k, dim=-1)
+        return top.softmax(dim=-1), idx
+    probs = logits.softmax(dim=-1)
+    sel = probs if layer.bias is None else probs + layer.bias
+    idx = torch.topk(sel, k, dim=-1).indices
+    w = probs.gather(-1, idx)
+    if layer.norm_topk:
+        w = w / w.sum(dim=-1, keepdim=True)
+    return w, idx
+
+
 class FastForward:
     def __init__(self, model: torch.nn.Module, max_len: int):
         self.model = model
@@ -461,17 +479,7 @@ class FastForward:
             if not layer.is_moe:
                 x = x + layer.mlp(h)
                 continue
-            logits = (h @ layer.gate_w.t()).float()
-            if layer.bias is None and layer.norm_topk:
-                top, idx = torch.topk(logits, layer.top_k, dim=-1)
-                w = top.softmax(dim=-1)
-            else:
-                probs = logits.softmax(dim=-1)
-                sel = probs if layer.bias is None else probs + layer.bias
-                idx = torch.topk(sel, layer.top_k, dim=-1).indices
-                w = probs.gather(-1, idx)
-                if layer.norm_topk:
-                    w = w / w.sum(dim=-1, keepdim=True)
+            w, idx = _route(layer, (h @ layer.gate_w.t()).float())
             g, u = torch.einsum("td,tkfd->tkf", h, layer.gate_up[idx]).chunk(2, dim=-1)
             y = torch.einsum("tkf,tkdf->tkd", F.silu(g) * u, layer.down[idx])
             x = x + (w.to(y.dtype)[..., None] * y).sum(dim=1)
@@ -577,7 +585,7 @@ class FastForward:
         if layer.n_experts <= 64:
             pairs = self._route_host(layer, logits)
         else:
-            w, idx = self._route_dev(layer, logits)
+            w, idx = _route(layer, logits.float())
             pairs = [
                 list(zip(i, ww, strict=True))
                 for i, ww in zip(idx.tolist(), w.tolist(), strict=True)
@@ -607,18 +615,6 @@ class FastForward:
             y = y + layer.shared(h)
         return y
 
-    def _route_dev(self, layer: _Layer, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k = layer.top_k
-        probs = logits.float().softmax(dim=-1)
-        if layer.bias is not None:
-            _, idx = torch.topk(probs + layer.bias, k, dim=-1)
-            w = probs.gather(-1, idx)
-        else:
-            w, idx = torch.topk(probs, k, dim=-1)
-        if layer.norm_topk:
-            w = w / w.sum(dim=-1, keepdim=True)
-        return w, idx
-
     def _ffn(self, layer: _Layer, h: torch.Tensor) -> torch.Tensor:
         if not layer.is_moe:
             return layer.mlp(h)
@@ -626,20 +622,7 @@ class FastForward:
         n = B * T
         k = layer.top_k
         flat = h.reshape(n, Dm)
-        logits = _lin(flat, layer.gate_w).float()
-        if layer.bias is None and layer.norm_topk:
-            # renormalised top-k probabilities = softmax over the top-k logits (fewer kernels)
-            top, idx = torch.topk(logits, k, dim=-1)
-            w = top.softmax(dim=-1)
-        else:
-            probs = logits.softmax(dim=-1)
-            if layer.bias is not None:
-                _, idx = torch.topk(probs + layer.bias, k, dim=-1)
-                w = probs.gather(-1, idx)
-            else:
-                w, idx = torch.topk(probs, k, dim=-1)
-            if layer.norm_topk:
-                w = w / w.sum(dim=-1, keepdim=True)
+        w, idx = _route(layer, _lin(flat, layer.gate_w).float())
         w = w.to(h.dtype)
         if n * k <= 4:
             # A handful of token-expert pairs: plain GEMVs on the selected experts' weight views
