@@ -101,6 +101,13 @@ def test_keys_cli(tmp_path, capsys):
     assert "ann" in capsys.readouterr().out
     assert cli_main(["keys", "usage", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert cli_main(["serve"]) == 2  # no model given: one-line error
+    # bad serving flags fail before any checkpoint is read (this directory has none)
+    for bad, why in (
+        (["--stream-interval", "5"], "--stream-interval"),
+        (["--threads", "0"], "--threads"),
+    ):
+        assert cli_main(["serve", "--flash", str(tmp_path), *bad]) == 2
+        assert why in capsys.readouterr().err
 
 
 @pytest.mark.slow

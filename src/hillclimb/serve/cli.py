@@ -135,6 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise HillclimbError("--max-batch must be >= 1")
     if args.stream_interval is not None and not 0 <= args.stream_interval <= 1:
         raise HillclimbError("--stream-interval must be between 0 and 1 second")
+    if args.threads is not None and args.threads < 1:
+        raise HillclimbError("--threads must be >= 1")
     state = load_state(args.thinking, args.flash, db=args.db, keys_file=args.keys,
                        env_keys=os.environ.get("HILLCLIMB_API_KEYS"), prices_file=args.prices,
                        router_file=args.router, max_batch=args.max_batch, device=args.device,
