@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="torch intra-op threads for the engines (default on CPU: 1 for models with "
-        "d_model <= 512, where a second thread costs more than it saves; else all cores)",
+        "d_model <= 512, leaving a core to the HTTP event loop; else all cores)",
     )
     s.add_argument(
         "--stream-interval",

@@ -371,8 +371,8 @@ class FastForward:
 
         Why: a single-stream step of a small MoE is ~120 eager ops whose dispatch costs as much
         as streaming the weights; compiled, the elementwise work fuses into a few C++ kernels
-        (thinking-tiny on one core: 0.59 vs 1.07 ms per decode token; verifying 5 tokens
-        1.3 vs 2.45 ms). CPU fp32 only. The number of cells in use and T are dynamic sizes, so
+        (thinking-tiny on one core: 0.65 vs 0.98 ms per decode token; verifying 5 tokens
+        1.29 vs 2.32 ms; `bench/serve_steps.py`). CPU fp32 only. The number of cells in use and T are dynamic sizes, so
         one compilation serves every position; T = 1 and T ≥ 2 are two specialisations. The
         KV cache's shape is static (dynamic strides cost 20% per step): warm-up runs on slot 0
         of `cache` (the engine's own, empty at that point; reset afterwards), and a cache of

@@ -270,9 +270,10 @@ def load_state(
         engines["thinking"] = Engine.from_checkpoint(thinking, device=dev, max_batch=max_batch,
                                                      draft=draft, name="thinking",
                                                      compile=comp)  # fmt: skip
-    # Auto threads: one intra-op thread for small models. Measured on code-flash-tiny (2 cores):
-    # 1 thread beats 2 for one stream (2.0k vs 1.6k tok/s) and for 32 (8.2k vs 7.4k tok/s) —
-    # waking a second thread costs more than splitting such small matmuls.
+    # Auto threads: one intra-op thread for small models. In the server the second core is
+    # wanted by the event loop: `bench/serve_concurrency.py --preset tiny --threads 1|2` on 2
+    # cores gave 1.29k/1.40k vs 1.14k/1.21k tok/s for one client and 5.51k/5.53k vs
+    # 5.23k/5.05k for 32 (the engine alone, `bench/serve_steps.py`, prefers 2 threads).
     small = max(e.cfg.d_model for e in engines.values()) <= 512
     if threads is None and torch.device(dev).type == "cpu" and small:
         torch.set_num_threads(1)

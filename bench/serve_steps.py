@@ -1,0 +1,147 @@
+"""Per-step costs of the engine's single-slot steps, eager vs compiled, and the thread count.
+
+Why: the serving defaults rest on these numbers — compiling the single-slot graph
+(`FastForward.enable_compile`), prefilling short prompts through it (`_COMPILED_PREFILL_MAX`)
+and one intra-op thread for small models (`hillclimb serve --threads` auto). Each figure is a
+median over repeats, contenders alternated in the same process:
+
+- decode: one token after 128 cached, real (varying) tokens, thinking-tiny;
+- verify: 5 tokens scored at once (speculative verification), thinking-tiny;
+- prefill: a lone prompt of T tokens into an empty slot, code-flash-tiny, the model's forward
+  (the engine's path for long prompts) vs the compiled graph;
+- threads: engine tokens/s for 1 stream and for 32 sampled streams, code-flash-tiny, compiled
+  engine, 1 vs 2 torch threads.
+
+Usage: PYTHONPATH=src python bench/serve_steps.py [--repeats 5]   (prints one JSON object)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+
+def _median_ms(fn, n: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        times.append((time.perf_counter() - t) / n * 1e3)
+    return round(statistics.median(times), 4)
+
+
+def steps(repeats: int) -> dict:
+    from hillclimb.model.config import get_preset
+    from hillclimb.model.kv_cache import KVCache
+    from hillclimb.model.transformer import build_model
+    from hillclimb.serve.fastpath import FastForward
+
+    out: dict = {}
+    m = build_model(get_preset("thinking-tiny"), seed=0).eval()
+    eager, comp = FastForward(m, 512), FastForward(m, 512)
+    cache = KVCache(m.cfg, 1, 512)
+    assert comp.enable_compile(multi=True, cache=cache), comp.compile_error
+    ctx = list(range(11, 139))
+    with torch.inference_mode():
+        for name, ff in (("eager", eager), ("compiled", comp)):
+            cache.reset([0])
+            ff.extend_one(ctx, cache, 0)
+            state = {"tok": 7}
+
+            def dec(ff=ff, state=state):
+                state["tok"] = int(ff.decode_one(state["tok"], cache, 0).argmax()) % 4000
+                if int(cache.cursor[0]) > 400:
+                    cache.truncate(0, len(ctx))
+
+            def ver(ff=ff):
+                ff.extend_one([5, 9, 300, 7, 2], cache, 0, last_only=False)
+                cache.truncate(0, len(ctx))
+
+            dec()
+            out[f"thinking_tiny_decode_ms_{name}"] = _median_ms(dec, 100, repeats)
+            cache.truncate(0, len(ctx))
+            ver()
+            out[f"thinking_tiny_verify5_ms_{name}"] = _median_ms(ver, 30, repeats)
+
+    m = build_model(get_preset("code-flash-tiny"), seed=0).eval()
+    ff = FastForward(m, 300)
+    cache = KVCache(m.cfg, 2, 300)
+    assert ff.enable_compile(multi=True, cache=cache), ff.compile_error
+    slot = torch.tensor([1])
+    prefill = {}
+    with torch.inference_mode():
+        for T in (20, 80, 128, 256):
+            ids = [(7 * i + 3) % 4000 for i in range(T)]
+
+            def model_fwd(ids=ids):
+                m(torch.tensor([ids]), cache=cache, slot_ids=slot, last_only=True)
+                cache.reset([1])
+
+            def compiled(ids=ids):
+                ff.extend_one(ids, cache, 1)
+                cache.reset([1])
+
+            compiled()
+            prefill[str(T)] = {
+                "model_forward_ms": _median_ms(model_fwd, 10, repeats),
+                "compiled_ms": _median_ms(compiled, 10, repeats),
+            }
+    out["code_flash_tiny_prefill"] = prefill
+    return out
+
+
+def threads(repeats: int) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from hillclimb.model.checkpoint import save_checkpoint
+    from hillclimb.model.config import get_preset
+    from hillclimb.model.transformer import build_model
+    from hillclimb.serve.engine import Engine, SamplingParams
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "m"
+        save_checkpoint(build_model(get_preset("code-flash-tiny"), seed=0), d)
+        e = Engine.from_checkpoint(d, device="cpu", max_batch=32, max_len=300, compile=True)
+    prompts = [list(range(10 + i, 40 + i)) for i in range(32)]
+    many = SamplingParams(max_tokens=64, temperature=0.7, ignore_eos=True)
+    one = SamplingParams(max_tokens=128, temperature=0, ignore_eos=True)
+    rates: dict[str, dict[str, list[float]]] = {
+        "1": {"b1": [], "b32": []},
+        "2": {"b1": [], "b32": []},
+    }
+    for _ in range(repeats):
+        for th in ("1", "2"):
+            torch.set_num_threads(int(th))
+            t = time.perf_counter()
+            e.generate_batch(prompts, many)
+            rates[th]["b32"].append(32 * 64 / (time.perf_counter() - t))
+            t = time.perf_counter()
+            e.generate(prompts[0], one)
+            rates[th]["b1"].append(128 / (time.perf_counter() - t))
+    torch.set_num_threads(1)
+    return {
+        f"threads_{th}": {k: round(statistics.median(v), 1) for k, v in r.items()}
+        for th, r in rates.items()
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    res = steps(args.repeats)
+    res["code_flash_tiny_engine_tok_s"] = threads(args.repeats)
+    print(json.dumps({"bench": "serve_steps", "machine": f"{platform.machine()} cpu",
+                      "torch": torch.__version__, "results": res}, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
