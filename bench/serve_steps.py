@@ -9,6 +9,7 @@ median over repeats, contenders alternated in the same process:
 - verify: 5 tokens scored at once (speculative verification), thinking-tiny;
 - prefill: a lone prompt of T tokens into an empty slot, code-flash-tiny, the model's forward
   (the engine's path for long prompts) vs the compiled graph;
+- batched: a one-token step over 8 and 32 slots, code-flash-tiny, eager vs compiled graph;
 - threads: engine tokens/s for 1 stream and for 32 sampled streams, code-flash-tiny, compiled
   engine, 1 vs 2 torch threads.
 
@@ -93,7 +94,40 @@ def steps(repeats: int) -> dict:
                 "compiled_ms": _median_ms(compiled, 10, repeats),
             }
     out["code_flash_tiny_prefill"] = prefill
+    out["code_flash_tiny_batched_step_ms"] = batched(repeats)
     return out
+
+
+def batched(repeats: int) -> dict:
+    """One-token step over B contiguous slots (continuous batching), rows starting at 20–119
+    cached tokens: the eager batched step vs the compiled graph (`enable_compile_batch`)."""
+    from hillclimb.model.config import get_preset
+    from hillclimb.model.kv_cache import KVCache
+    from hillclimb.model.transformer import build_model
+    from hillclimb.serve.fastpath import FastForward
+
+    m = build_model(get_preset("code-flash-tiny"), seed=0).eval()
+    eager, comp = FastForward(m, 300), FastForward(m, 300)
+    cache = KVCache(m.cfg, 32, 300)
+    assert comp.enable_compile_batch(cache), comp.compile_error
+    res: dict = {}
+    with torch.inference_mode():
+        for B in (8, 32):
+            lens = [20 + (37 * b) % 100 for b in range(B)]
+            toks = [(13 * b + 5) % 4000 for b in range(B)]
+            row: dict = {}
+            for name, ff in (("eager", eager), ("compiled", comp)):
+                cache.reset()
+                for b, n in enumerate(lens):
+                    eager.extend_one([(3 * i + b) % 4000 for i in range(n)], cache, b)
+
+                def step(ff=ff, toks=toks):  # rows grow by one cell per step (≤ 100 steps)
+                    ff.decode_batch(toks, cache, 0)
+
+                step()
+                row[name] = _median_ms(step, 20, min(repeats, 4))
+            res[str(B)] = row
+    return res
 
 
 def threads(repeats: int) -> dict:

@@ -338,11 +338,15 @@ class Engine:
         # `compile`: the single-stream decode step compiled by inductor (CPU fp32; a failure
         # keeps the eager step and says why in `compile_error`)
         self.compiled = False
+        self.compiled_batch = False
         self.compile_error: str | None = None
         if compile and self._fast_one:
             assert self.fast is not None
             # T ≥ 2 steps too: short prefills, and speculative verification (γ + 1 tokens)
             self.compiled = self.fast.enable_compile(multi=True, cache=self.cache)
+            # and the batched one-token step over contiguous slots (continuous batching)
+            if self.compiled and max_batch >= 2:
+                self.compiled_batch = self.fast.enable_compile_batch(self.cache)
             self.compile_error = self.fast.compile_error
         elif compile:
             self.compile_error = "the compiled step is for CPU fp32 models with the fast path"
@@ -369,6 +373,8 @@ class Engine:
             "decode_steps": 0,
             "prefill_forwards": 0,
             "spec_backoffs": 0,
+            "batched_steps": 0,
+            "batched_compiled_steps": 0,
         }
         self._plain_ms: float | None = None  # EMA of a one-stream plain decode step (ms)
         self._plain_count = 0  # plain decode steps so far (the back-off clock)
@@ -764,10 +770,15 @@ class Engine:
             s = reqs[0].slot
             return self.fast(ids, self.cache, None, single_slot=s, dense=not self._holes[s])[:, -1]
         slot_list = [r.slot for r in reqs]
-        slots = torch.tensor(slot_list, device=self.device)
+        self._totals["batched_steps"] += 1
         if self.fast is not None:
             s0 = slot_list[0]
             contiguous = slot_list == list(range(s0, s0 + len(slot_list)))
+            if contiguous and self.fast.compiled_batch:  # (holes are masked like the eager step)
+                self._totals["batched_compiled_steps"] += 1
+                return self.fast.decode_batch([r.pending for r in reqs], self.cache, s0)
+        slots = torch.tensor(slot_list, device=self.device)
+        if self.fast is not None:
             rng = (s0, s0 + len(slot_list)) if contiguous else None
             return self.fast(ids, self.cache, slots, slot_range=rng)[:, -1]
         return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
@@ -1082,6 +1093,7 @@ class Engine:
             "max_context": self.max_context,
             "loop_alive": bool(self._thread is not None and self._thread.is_alive()),
             "compiled_decode": self.compiled,
+            "compiled_batch": bool(self.fast is not None and self.fast.compiled_batch),
             "totals": dict(self._totals),
             "speculative": self._spec_total.as_dict() if self.draft is not None else None,
         }
