@@ -61,7 +61,8 @@ def make_checkpoints(preset: str, out: Path) -> dict[str, Path]:
 
 def start_server(thinking: Path | None, flash: Path | None, max_batch: int, port: int,
                  db: Path, speculative: bool, no_compile: bool = False,
-                 threads: int | None = None) -> subprocess.Popen:  # fmt: skip
+                 threads: int | None = None,
+                 engine_process: bool = True) -> subprocess.Popen:  # fmt: skip
     cmd = [sys.executable, "-m", "hillclimb", "serve", "--port", str(port), "--db", str(db),
            "--max-batch", str(max_batch), "--log-level", "warning", "--device", "cpu"]  # fmt: skip
     if thinking:
@@ -72,6 +73,8 @@ def start_server(thinking: Path | None, flash: Path | None, max_batch: int, port
         cmd += ["--no-compile"]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    if not engine_process:
+        cmd += ["--no-engine-process"]
     if not speculative:
         cmd.append("--no-speculative")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HILLCLIMB_API_KEYS": ""}
@@ -79,13 +82,19 @@ def start_server(thinking: Path | None, flash: Path | None, max_batch: int, port
                             text=True)  # fmt: skip
 
 
-def proc_cpu_s(proc: subprocess.Popen | None) -> float | None:
-    """User + system CPU seconds of a child process (Linux /proc), None if unknown."""
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(proc: subprocess.Popen | None) -> tuple[float, float] | None:
+    """(server process, its child processes = the engine process) user + system CPU seconds
+    (Linux /proc), None if unknown."""
     if proc is None:
         return None
     try:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        return _cpu_s(proc.pid), sum(_cpu_s(int(k)) for k in kids)
     except (OSError, IndexError, ValueError):
         return None
 
@@ -201,6 +210,8 @@ def main() -> int:
     ap.add_argument("--no-speculative", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="serve with eager decode steps (A/B)")
     ap.add_argument("--threads", type=int, default=None, help="server --threads (A/B)")
+    ap.add_argument("--no-engine-process", action="store_true",
+                    help="engines in the server's own process (A/B)")  # fmt: skip
     ap.add_argument("--api-key", default=os.environ.get("HILLCLIMB_API_KEY"))
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
@@ -223,7 +234,8 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         proc = start_server(thinking, flash, max(args.max_batch, max(levels)), port,
                             Path(tmp.name) / "usage.sqlite", not args.no_speculative,
-                            args.no_compile, args.threads)  # fmt: skip
+                            args.no_compile, args.threads,
+                            not args.no_engine_process)  # fmt: skip
     try:
         wait_up(url, proc)
         headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
@@ -240,12 +252,14 @@ def main() -> int:
         asyncio.run(run_level(url, headers, 2, 1, body, path))  # warm-up
         results = []
         for c in levels:
-            # CPU seconds per level: the server process vs this load generator (on a small
-            # machine both compete for the same cores)
+            # CPU seconds per level: the server process, its engine process and this load
+            # generator (on a small machine they compete for the same cores)
             s0, g0 = proc_cpu_s(proc), time.process_time()
             res = asyncio.run(run_level(url, headers, c, args.requests_per_client, body, path))
             s1, g1 = proc_cpu_s(proc), time.process_time()
-            res["server_cpu_s"] = round(s1 - s0, 3) if s0 is not None else None
+            ok = s0 is not None and s1 is not None
+            res["server_cpu_s"] = round(s1[0] - s0[0], 3) if ok else None
+            res["engine_process_cpu_s"] = round(s1[1] - s0[1], 3) if ok else None
             res["client_cpu_s"] = round(g1 - g0, 3)
             results.append(res)
     finally:
@@ -282,6 +296,7 @@ def main() -> int:
             "speculative": not args.no_speculative,
             "compiled_decode": not args.no_compile,
             "threads": args.threads,
+            "engine_process": not args.no_engine_process,
         },  # fmt: skip
         "levels": results,
         "speedup_vs_1": {

@@ -135,11 +135,20 @@ def test_serve_command_subprocess(ckpts, tmp_path):
         assert wait_for(up, timeout=240, interval=0.2) and proc.poll() is None
         health = httpx.get(url + "/health").json()
         assert health["auth"] == "keys" and health["speculative"] is True
-        assert all(m["compiled_decode"] for m in health["models"].values()), health
+        models = health["models"].values()
+        assert all(m["compiled_decode"] and m["compiled_batch"] for m in models), health
+        assert all(m["engine_process"] for m in models), health  # the default layout
+        engine_pid = next(iter(models))["engine_pid"]
         c = openai.OpenAI(base_url=url + "/v1", api_key="hc-subprocess-key-1", max_retries=0)
         r = c.chat.completions.create(model="thinking", max_tokens=4,
                                       messages=[{"role": "user", "content": "x"}])  # fmt: skip
         assert r.usage.completion_tokens >= 1
+        r = c.chat.completions.create(model="auto", max_tokens=3,  # router: RPC scoring
+                                      messages=[{"role": "user", "content": "def f(x):"}])  # fmt: skip
+        assert r.usage.completion_tokens >= 1
+        chunks = list(c.completions.create(model="code-flash", prompt="def add(a, b):",
+                                           max_tokens=5, stream=True))  # fmt: skip
+        assert chunks and chunks[-1].choices[0].finish_reason in ("stop", "length")
         assert httpx.get(url + "/v1/models").status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
@@ -149,6 +158,7 @@ def test_serve_command_subprocess(ckpts, tmp_path):
             proc.kill()
             out, _ = proc.communicate()
     assert f"http://127.0.0.1:{port}/v1" in out
+    assert wait_for(lambda: not Path(f"/proc/{engine_pid}").exists(), timeout=30), out
     assert "auth: API keys required" in out
     assert "speculative decoding" in out
     time.sleep(0)

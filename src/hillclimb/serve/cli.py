@@ -67,8 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="compile the single-stream decode step with torch.compile/inductor (default: on "
-        "for CPU; ≈10 s per model at start-up, cached on disk; falls back to eager)",
+        help="compile the decode steps (single-stream and batched) with torch.compile/inductor "
+        "(default: on for CPU; ≈10 s per graph at start-up, cached on disk; falls back to eager)",
+    )
+    s.add_argument(
+        "--engine-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the engines in a child process, so HTTP work and decode steps use separate "
+        "cores (default: on; --no-engine-process keeps one process)",
     )
     s.add_argument(
         "--default-max-tokens",
@@ -143,7 +150,8 @@ def _serve(args: argparse.Namespace) -> int:
                        speculative=not args.no_speculative,
                        default_max_tokens=args.default_max_tokens,
                        compile=args.compile, stream_interval=args.stream_interval,
-                       threads=args.threads)  # fmt: skip
+                       threads=args.threads, engine_process=args.engine_process,
+                       log_level=args.log_level)  # fmt: skip
     serve_forever(state, args.host, args.port, log_level=args.log_level)
     return 0
 

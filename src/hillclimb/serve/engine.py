@@ -45,7 +45,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +281,51 @@ class _Request:
 _COMPILED_PREFILL_MAX = 128  # prompts up to this many tokens prefill through the compiled graph
 
 
+def check_request(
+    prompt: str | list[int],
+    params: SamplingParams,
+    *,
+    tokenizer: Any,
+    vocab_size: int,
+    max_context: int,
+    name: str,
+    has_draft: bool,
+) -> list[int]:
+    """Validate a request before it is queued → its prompt token ids; `HillclimbError` with a
+    user-facing message otherwise. A function of the model's shape only, so a server whose
+    engines run in another process rejects bad input itself, at once."""
+    if not isinstance(params, SamplingParams):
+        raise HillclimbError("params must be a SamplingParams")
+    params.validate()
+    if isinstance(prompt, str):
+        ids = tokenizer.encode(prompt)
+    elif isinstance(prompt, list | tuple):
+        ids = list(prompt)
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+            raise HillclimbError("a token-id prompt must be a list of integers")
+        bad = [t for t in ids if not 0 <= t < vocab_size]
+        if bad:
+            raise HillclimbError(f"prompt token ids out of range 0..{vocab_size - 1}: {bad[:5]}")
+    else:
+        raise HillclimbError(
+            f"prompt must be a string or a list of token ids, got {type(prompt).__name__}"
+        )
+    if not ids:
+        raise HillclimbError("prompt is empty")
+    if len(ids) >= max_context:
+        raise HillclimbError(
+            f"prompt has {len(ids)} tokens; the context of {name} is {max_context}"
+        )
+    if len(ids) + params.max_tokens > max_context:
+        raise HillclimbError(
+            f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
+            f"{name} ({max_context}); lower max_tokens to at most {max_context - len(ids)}"
+        )
+    if params.speculative is True and not has_draft:
+        raise HillclimbError(f"speculative decoding requested but {name} has no draft model")
+    return ids
+
+
 class Engine:
     """Batched, continuously batched, optionally speculative generation over one model."""
 
@@ -352,6 +397,9 @@ class Engine:
             self.compile_error = "the compiled step is for CPU fp32 models with the fast path"
         self._holes = [False] * max_batch  # slot prefilled with right padding (cells to mask)
         self._lock = threading.RLock()  # serialises forwards over this model and the cache
+        # called by the loop thread after each step (the engine process sends the step's
+        # events to the server in one message)
+        self.after_step: Callable[[], None] | None = None
         self._cv = threading.Condition()
         self._waiting: deque[_Request] = deque()
         self._running: list[_Request] = []
@@ -447,41 +495,21 @@ class Engine:
 
     # ---- request intake ----------------------------------------------------------------------
     def _make_request(
-        self, prompt: str | list[int], params: SamplingParams, request_id: str | None
+        self,
+        prompt: str | list[int],
+        params: SamplingParams,
+        request_id: str | None,
+        handle: RequestHandle | None = None,
     ) -> _Request:
-        if not isinstance(params, SamplingParams):
-            raise HillclimbError("params must be a SamplingParams")
-        params.validate()
-        if isinstance(prompt, str):
-            ids = self.tokenizer.encode(prompt)
-        elif isinstance(prompt, list | tuple):
-            ids = list(prompt)
-            if not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
-                raise HillclimbError("a token-id prompt must be a list of integers")
-            bad = [t for t in ids if not 0 <= t < self.cfg.vocab_size]
-            if bad:
-                raise HillclimbError(
-                    f"prompt token ids out of range 0..{self.cfg.vocab_size - 1}: {bad[:5]}"
-                )
-        else:
-            raise HillclimbError(
-                f"prompt must be a string or a list of token ids, got {type(prompt).__name__}"
-            )
-        if not ids:
-            raise HillclimbError("prompt is empty")
-        if len(ids) >= self.max_context:
-            raise HillclimbError(
-                f"prompt has {len(ids)} tokens; the context of {self.name} is {self.max_context}"
-            )
-        if len(ids) + params.max_tokens > self.max_context:
-            raise HillclimbError(
-                f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
-                f"{self.name} ({self.max_context}); lower max_tokens to at most {self.max_context - len(ids)}"
-            )
-        if params.speculative is True and self.draft is None:
-            raise HillclimbError(
-                f"speculative decoding requested but {self.name} has no draft model"
-            )
+        ids = check_request(
+            prompt,
+            params,
+            tokenizer=self.tokenizer,
+            vocab_size=self.cfg.vocab_size,
+            max_context=self.max_context,
+            name=self.name,
+            has_draft=self.draft is not None,
+        )
         stop_ids = set(params.stop_token_ids or [])
         if not params.ignore_eos:
             stop_ids |= set(self.tokenizer.stop_ids)
@@ -495,7 +523,7 @@ class Engine:
             request_id=rid,
             prompt_ids=ids,
             params=params,
-            handle=RequestHandle(rid),
+            handle=handle if handle is not None else RequestHandle(rid),
             gen=make_generator(seed, self.device),
             stop_ids=stop_ids,
             stopper=StopMatcher(params.stop),
@@ -511,12 +539,18 @@ class Engine:
         return req
 
     def submit(
-        self, prompt: str | list[int], params: SamplingParams, request_id: str | None = None
+        self,
+        prompt: str | list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        handle: RequestHandle | None = None,
     ) -> RequestHandle:
-        """Queue a request for the background loop (thread-safe). Needs `start()`."""
+        """Queue a request for the background loop (thread-safe). Needs `start()`. `handle`:
+        a `RequestHandle` (subclass) to receive the events instead of a new one (the engine
+        process forwards them to the server this way)."""
         if self._thread is None or not self._thread.is_alive():
             raise HillclimbError("engine loop not running: call Engine.start() before submit()")
-        req = self._make_request(prompt, params, request_id)
+        req = self._make_request(prompt, params, request_id, handle)
         with self._cv:
             self._waiting.append(req)
             self._totals["requests"] += 1
@@ -572,6 +606,8 @@ class Engine:
                 self._end(r, "cancelled")
             self._waiting.clear()
             self._retire()
+        if self.after_step is not None:
+            self.after_step()
 
     def _loop(self) -> None:
         while True:
@@ -585,6 +621,8 @@ class Engine:
                     self._step()
             except Exception as exc:  # last line of defence: never let the loop die
                 self._fail_all(exc)
+            if self.after_step is not None:
+                self.after_step()
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:
@@ -713,6 +751,14 @@ class Engine:
                 # wins)
                 assert self.fast is not None
                 return self.fast.extend_one(r.prompt_ids, self.cache, r.slot)
+        if self.fast is not None:
+            # the lean forward (no MoE statistics, fused QKV): 1.2-1.5x the model's forward on
+            # 1-32 prompts of 58 tokens (code-flash-tiny, one core)
+            sl = [r.slot for r in g]
+            rng = (sl[0], sl[0] + len(sl)) if sl == list(range(sl[0], sl[0] + len(sl))) else None
+            am = mask if len(g) > 1 else None
+            return self.fast(ids, self.cache, slots, slot_range=rng, attention_mask=am)[:, -1]
+        if len(g) == 1:
             return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
         h = self.model(
             ids, attention_mask=mask, cache=self.cache, slot_ids=slots, return_hidden=True

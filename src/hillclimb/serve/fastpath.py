@@ -21,7 +21,9 @@ cache views), and `enable_compile()` turns the one-token step into one inductor-
 (≈1.35x faster on thinking-tiny; `hillclimb serve` does this by default on CPU).
 
 It handles steps where every new token is real (decode, speculative verification, catch-up of
-the draft): no padding inside the step. It reads the model's own parameters (plus the fused QKV
+the draft), and batched prefill with right padding (`attention_mask`: padding cells reserved but
+invalid, as `KVCache.prepare` does). The batched one-token step compiles too
+(`enable_compile_batch`). It reads the model's own parameters (plus the fused QKV
 copy), its rotary tables and its expert kernels, so results match the reference forward to
 floating-point rounding (tests compare the two; `refresh()` after in-place weight updates).
 """
@@ -268,6 +270,7 @@ class FastForward:
         single_slot: int | None = None,
         dense: bool = False,
         slot_range: tuple[int, int] | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ids [B, T] (all real tokens) → logits [B, 1 or T, V]; advances the cache like
         `Transformer.forward(..., cache=cache, slot_ids=slot_ids)` without padding.
@@ -277,7 +280,10 @@ class FastForward:
         (with single_slot) promises that every cell before the slot's cursor is valid (no
         padding holes), so a one-token step needs no attention mask. `slot_range` (a, b) says
         that `slot_ids` is exactly a, a+1, ..., b-1: the cached K/V and validity are then read as
-        slice views instead of being gathered (copied) per layer."""
+        slice views instead of being gathered (copied) per layer. `attention_mask` [B, T] (1 =
+        real, 0 = right padding; batched prefill of prompts of different lengths): padding cells
+        are reserved but stay invalid, as `KVCache.prepare` does for the model's forward, and
+        with `last_only` each row's logits are those of its last real token."""
         B, T = ids.shape
         dev = ids.device
         if single_slot is not None:
@@ -296,6 +302,13 @@ class FastForward:
                 cells = torch.arange(L, device=dev)
                 wi = torch.arange(c0, L, device=dev)
                 mask = ((cells[None, :] <= wi[:, None]) & cache.valid[s, :L][None, :])[None, None]
+        elif attention_mask is not None:
+            assert slot_ids is not None
+            write_idx, positions, key_mask, L = cache.prepare(slot_ids, attention_mask)
+            rows = slot_ids[:, None].expand(B, T)
+            sel = slice(slot_range[0], slot_range[1]) if slot_range is not None else slot_ids
+            mask = key_mask[:, None]  # [B, 1, T, L]
+            cos, sin = self.cos[positions], self.sin[positions]
         else:
             cursor = cache.cursor[slot_ids]
             seen = cache.seen[slot_ids]
@@ -355,7 +368,10 @@ class FastForward:
             x = x + _lin(o.transpose(1, 2).reshape(B, T, self.q_dim), layer.wo)
             h = _rms(x, layer.ln2, eps)
             x = x + self._ffn(layer, h)
-        if last_only:
+        if last_only and attention_mask is not None:
+            last = attention_mask.sum(dim=1) - 1
+            x = x[torch.arange(B, device=dev), last][:, None]
+        elif last_only:
             x = x[:, -1:]
         return _lin(_rms(x, self.norm_w, eps), self.lm_w)
 

@@ -239,48 +239,29 @@ def load_state(
     compile: bool | None = None,
     stream_interval: float | None = None,
     threads: int | None = None,
+    engine_process: bool = False,
+    log_level: str = "warning",
 ) -> ServerState:
     """Load checkpoints into engines (thinking verifies code-flash's drafts when both are given
-    and `speculative`), then `build_state`."""
-    import torch
-
+    and `speculative`), then `build_state`. `engine_process`: the engines run in a child
+    process (`hillclimb.serve.host`), so HTTP work and decode steps use separate cores."""
     from hillclimb.serve.auth import load_env_keys, load_keys_file
-    from hillclimb.serve.engine import Engine
+    from hillclimb.serve.host import EngineOptions, load_engines, start_engine_process
 
     if thinking is None and flash is None:
         raise HillclimbError("give --thinking DIR and/or --flash DIR")
     specs = load_keys_file(keys_file) if keys_file else []
     specs += load_env_keys(env_keys)
     prices = load_prices(prices_file) if prices_file else None
-    engines: dict[str, Any] = {}
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
-    # compiled single-stream decode steps: on by default on CPU (`Engine(compile=...)`)
-    comp = (torch.device(dev).type == "cpu") if compile is None else bool(compile)
-    if comp:
-        log.info("compiling the single-stream steps (two graphs per model, ≈10–15 s each on "
-                 "2 cores, cached on disk for later starts; --no-compile skips)")  # fmt: skip
-    if flash is not None:
-        engines["code-flash"] = Engine.from_checkpoint(flash, device=dev, max_batch=max_batch,
-                                                       name="code-flash", compile=comp)  # fmt: skip
-    spec_on = bool(speculative and flash is not None and thinking is not None)
-    if thinking is not None:
-        draft = engines["code-flash"] if spec_on else None
-        engines["thinking"] = Engine.from_checkpoint(thinking, device=dev, max_batch=max_batch,
-                                                     draft=draft, name="thinking",
-                                                     compile=comp)  # fmt: skip
-    # Auto threads: one intra-op thread for small models. In the server the second core is
-    # wanted by the event loop: `bench/serve_concurrency.py --preset tiny --threads 1|2` on 2
-    # cores gave 1.29k/1.40k vs 1.14k/1.21k tok/s for one client and 5.51k/5.53k vs
-    # 5.23k/5.05k for 32 (the engine alone, `bench/serve_steps.py`, prefers 2 threads).
-    small = max(e.cfg.d_model for e in engines.values()) <= 512
-    if threads is None and torch.device(dev).type == "cpu" and small:
-        torch.set_num_threads(1)
-    for name, eng in engines.items():
-        if comp and not eng.compiled:
-            log.warning("%s: compiled decode step unavailable, eager steps (%s)", name,
-                        eng.compile_error)  # fmt: skip
+    opts = EngineOptions(max_batch=max_batch, device=device, speculative=speculative,
+                         compile=compile, threads=threads)  # fmt: skip
+    if engine_process:
+        import torch
+
+        engines, spec_on = start_engine_process(thinking, flash, opts, log_level=log_level)
+        torch.set_num_threads(1)  # this process only tokenizes and serves HTTP
+    else:
+        engines, spec_on = load_engines(thinking, flash, opts)
     router = None
     if "code-flash" in engines and "thinking" in engines:
         try:
@@ -295,9 +276,14 @@ def load_state(
             flash_engine = engines["code-flash"]
             router = Router.load(router_file, flash_engine) if router_file else Router(flash_engine)
     ckpts = {k: v for k, v in (("thinking", thinking), ("code-flash", flash)) if v is not None}
-    return build_state(engines, db=db, keys=specs, prices=prices, checkpoints=ckpts,
-                       router=router, default_max_tokens=default_max_tokens,
-                       speculative=spec_on, stream_interval=stream_interval)  # fmt: skip
+    try:
+        return build_state(engines, db=db, keys=specs, prices=prices, checkpoints=ckpts,
+                           router=router, default_max_tokens=default_max_tokens,
+                           speculative=spec_on, stream_interval=stream_interval)  # fmt: skip
+    except BaseException:
+        for eng in engines.values():  # an engine process must not outlive a failed start
+            eng.stop()
+        raise
 
 
 # ---- helpers ------------------------------------------------------------------------------------
