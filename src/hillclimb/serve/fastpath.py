@@ -598,9 +598,9 @@ class FastForward:
         ids, span = torch.tensor(tokens, device=self.embed_w.device), torch.empty(L, 0)
         ks, vs = [k[a:b] for k in cache.k], [v[a:b] for v in cache.v]
         cur, seen, valid = cache.cursor[a:b], cache.seen[a:b], cache.valid[a:b]
-        if mark:
-            torch._dynamo.maybe_mark_dynamic(span, 0)
-            torch._dynamo.maybe_mark_dynamic(ids, 0)
+        if mark:  # the row count B on every argument, the used length on span
+            for t in (span, ids, cur, seen, valid, *ks, *vs):
+                torch._dynamo.maybe_mark_dynamic(t, 0)
         return fn(ids, span, cur, seen, valid, ks, vs)
 
     def decode_batch(self, tokens: list[int], cache: KVCache, a: int) -> torch.Tensor:

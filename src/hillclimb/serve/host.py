@@ -232,6 +232,7 @@ class EngineProcess:
         self._call_ids = itertools.count()
         self._lock = threading.Lock()
         self.dead: str | None = None
+        self._stopping = False
         t0 = time.monotonic()
         while not self._conn.poll(0.5):
             if not self.proc.is_alive():
@@ -328,7 +329,8 @@ class EngineProcess:
 
     def _die(self, why: str) -> None:
         self.dead = why
-        log.error("%s: open requests fail", why)
+        if not self._stopping:
+            log.error("%s: open requests fail", why)
         with self._lock:
             entries = list(self._handles.items())
             self._handles.clear()
@@ -342,6 +344,7 @@ class EngineProcess:
             slot[0].set()
 
     def stop(self) -> None:
+        self._stopping = True
         if self.proc.is_alive():
             with contextlib.suppress(HillclimbError):
                 self.send(("stop",))
