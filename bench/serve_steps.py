@@ -8,7 +8,8 @@ median over repeats, contenders alternated in the same process:
 - decode: one token after 128 cached, real (varying) tokens, thinking-tiny;
 - verify: 5 tokens scored at once (speculative verification), thinking-tiny;
 - prefill: a lone prompt of T tokens into an empty slot, code-flash-tiny, the model's forward
-  (the engine's path for long prompts) vs the compiled graph;
+  vs `FastForward`'s lean forward (the engine's path for long prompts and groups) vs the
+  compiled graph;
 - batched: a one-token step over 8 and 32 slots, code-flash-tiny, eager vs compiled graph;
 - threads: engine tokens/s for 1 stream and for 32 sampled streams, code-flash-tiny, compiled
   engine, 1 vs 2 torch threads.
@@ -77,7 +78,7 @@ def steps(repeats: int) -> dict:
     slot = torch.tensor([1])
     prefill = {}
     with torch.inference_mode():
-        for T in (20, 80, 128, 256):
+        for T in (20, 40, 80, 128, 256):
             ids = [(7 * i + 3) % 4000 for i in range(T)]
 
             def model_fwd(ids=ids):
@@ -88,9 +89,14 @@ def steps(repeats: int) -> dict:
                 ff.extend_one(ids, cache, 1)
                 cache.reset([1])
 
+            def lean(ids=ids):  # FastForward's eager forward (the engine's path above 128)
+                ff(torch.tensor([ids]), cache, slot, slot_range=(1, 2))
+                cache.reset([1])
+
             compiled()
             prefill[str(T)] = {
                 "model_forward_ms": _median_ms(model_fwd, 10, repeats),
+                "lean_forward_ms": _median_ms(lean, 10, repeats),
                 "compiled_ms": _median_ms(compiled, 10, repeats),
             }
     out["code_flash_tiny_prefill"] = prefill

@@ -278,7 +278,11 @@ class _Request:
         return mode
 
 
-_COMPILED_PREFILL_MAX = 128  # prompts up to this many tokens prefill through the compiled graph
+# Prompts up to this many tokens prefill alone through the compiled single-slot graph; longer
+# ones (and groups) through FastForward's lean forward. Crossover on one core
+# (`bench/serve_steps.py` prefill sizes): ≈70 tokens for code-flash-tiny, ≈40 for thinking-tiny,
+# whose compiled graph contracts every token with its gathered expert weights.
+_COMPILED_PREFILL_MAX = 40
 
 
 def check_request(
@@ -746,14 +750,13 @@ class Engine:
         if len(g) == 1:
             r = g[0]
             if self.compiled and T <= _COMPILED_PREFILL_MAX and int(self.cache.cursor[r.slot]) == 0:
-                # a short prompt alone: the compiled single-slot graph (2.4x faster than the
-                # model's forward at 20 tokens, 1.07x at 128; at 256 the grouped-GEMM forward
-                # wins)
+                # a short prompt alone: the compiled single-slot graph (code-flash-tiny at 20
+                # tokens: 1.31 ms vs 1.94 lean, 2.99 the model's forward)
                 assert self.fast is not None
                 return self.fast.extend_one(r.prompt_ids, self.cache, r.slot)
         if self.fast is not None:
             # the lean forward (no MoE statistics, fused QKV): 1.2-1.5x the model's forward on
-            # 1-32 prompts of 58 tokens (code-flash-tiny, one core)
+            # 1-32 prompts of 58 tokens, 1.25x at 256 tokens (code-flash-tiny, one core)
             sl = [r.slot for r in g]
             rng = (sl[0], sl[0] + len(sl)) if sl == list(range(sl[0], sl[0] + len(sl))) else None
             am = mask if len(g) > 1 else None
