@@ -709,14 +709,20 @@ def create_app(state: ServerState) -> FastAPI:
                           "means you aren't using your HTTP library correctly. The OpenAI API "
                           "expects a JSON payload.)") from None  # fmt: skip
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
+    def engine_health() -> dict[str, Any]:
         models = {}
         for mid, m in state.models.items():
             try:
                 models[mid] = {"ok": True, **_small_stats(m.engine.stats())}
             except Exception as exc:
                 models[mid] = {"ok": False, "error": str(exc)}
+        return models
+
+    # Engine stats can be a call to the engine process: off the event loop, so a slow answer
+    # never stalls the streams.
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        models = await asyncio.to_thread(engine_health)
         ok = all(v["ok"] for v in models.values())
         return JSONResponse({"status": "ok" if ok else "degraded", "models": models,
                              "auth": "open" if state.open_mode else "keys",
@@ -726,8 +732,8 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(state.metrics.render(),
-                                 media_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
+        text = await asyncio.to_thread(state.metrics.render)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
