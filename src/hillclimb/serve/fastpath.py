@@ -518,11 +518,11 @@ class FastForward:
         Why: a batched decode step of a small MoE is still mostly dispatch of small ops around
         a few GEMMs (norms, rotary, masks, softmax, residuals, routing); compiled, they fuse
         into C++ kernels and the routed experts run as one custom op over grouped GEMMs
-        (code-flash-tiny on one core: 2.14 vs 2.81 ms per step at 32 rows, 1.30 vs 1.75 at 8;
+        (code-flash-tiny on one core: 2.17 vs 2.88 ms per step at 32 rows, 1.36 vs 1.83 at 8;
         `bench/serve_steps.py`).
         Warm-up runs on the first slots of `cache`, which must be free (they are reset
-        afterwards), at B = 2 and B = 3 (the second compilation makes B dynamic) and at the
-        full batch, each checked against the eager batched step. CPU fp32 only; a failure
+        afterwards): one compilation with B marked dynamic, then B = 2, 3 and the full batch,
+        each checked against the eager batched step. CPU fp32 only; a failure
         leaves the eager step (`compile_error` says why). Returns whether it is active."""
         if not self.lean or cache.n_slots < 2:
             return False
