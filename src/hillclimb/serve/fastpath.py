@@ -288,13 +288,7 @@ class FastForward:
         dev = ids.device
         if single_slot is not None:
             s = single_slot
-            c0, p0 = int(cache.cursor[s]), int(cache.seen[s])
-            L = c0 + T
-            if cache.max_len < L:
-                raise ValueError(f"KV cache overflow: need {L} cells, have {cache.max_len}")
-            cache.valid[s, c0:L] = True
-            cache.cursor[s] = L
-            cache.seen[s] = p0 + T
+            c0, p0, L = self._advance(cache, s, T)
             cos, sin = self.cos[p0 : p0 + T][None], self.sin[p0 : p0 + T][None]
             if dense and T == 1:
                 mask = None
@@ -533,18 +527,12 @@ class FastForward:
                 # experts are small (CPU-served models), views otherwise
                 n = sum(lr.gate_up.numel() + lr.down.numel() for lr in self.layers if lr.is_moe)
                 copy = n * self.embed_w.element_size() <= _EXPERT_COPY_MAX_BYTES
+
+                def t(w: torch.Tensor) -> torch.Tensor:
+                    return w.transpose(1, 2).contiguous() if copy else w.transpose(1, 2)
+
                 self._experts_t = [
-                    (
-                        (lr.gate_up.transpose(1, 2), lr.down.transpose(1, 2))
-                        if not copy
-                        else (
-                            lr.gate_up.transpose(1, 2).contiguous(),
-                            lr.down.transpose(1, 2).contiguous(),
-                        )
-                    )
-                    if lr.is_moe
-                    else None
-                    for lr in self.layers
+                    (t(lr.gate_up), t(lr.down)) if lr.is_moe else None for lr in self.layers
                 ]
             if self._compiled_batch is None:
                 opts = {
@@ -581,15 +569,17 @@ class FastForward:
                 toks = [(11 * b + 2) % V for b in slots]
                 ids = torch.tensor(toks, device=dev)
                 want = self(ids[:, None], ref, torch.tensor(slots), slot_range=(0, B))[:, -1]
-                got = self._run_batch(fn, toks, cache, 0, mark=True)
+                got = fn(*self._batch_args(toks, cache, 0, mark=True))
         finally:
             cache.reset(slots)
         if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
             raise RuntimeError(f"compiled batched step differs by {(got - want).abs().max():.3g}")
 
-    def _run_batch(
-        self, fn: Any, tokens: list[int], cache: KVCache, a: int, mark: bool = False
-    ) -> torch.Tensor:
+    def _batch_args(
+        self, tokens: list[int], cache: KVCache, a: int, mark: bool = False
+    ) -> tuple[Any, ...]:
+        """`_graph_batch`'s arguments for slots a..a+B-1 (raises on a KV cache overflow before
+        anything is reserved)."""
         B = len(tokens)
         b = a + B
         L = int(cache.cursor[a:b].max()) + 1
@@ -601,7 +591,7 @@ class FastForward:
         if mark:  # the row count B on every argument, the used length on span
             for t in (span, ids, cur, seen, valid, *ks, *vs):
                 torch._dynamo.maybe_mark_dynamic(t, 0)
-        return fn(ids, span, cur, seen, valid, ks, vs)
+        return ids, span, cur, seen, valid, ks, vs
 
     def decode_batch(self, tokens: list[int], cache: KVCache, a: int) -> torch.Tensor:
         """One token for each of the contiguous slots a, a+1, …, a+B-1 (B = len(tokens)) →
@@ -610,12 +600,11 @@ class FastForward:
         B = len(tokens)
         fn = self._compiled_batch
         if fn is not None:
+            args = self._batch_args(tokens, cache, a)
             saved = cache.cursor[a : a + B].clone(), cache.seen[a : a + B].clone()
             try:
-                return self._run_batch(fn, tokens, cache, a)
+                return fn(*args)
             except Exception as exc:  # noqa: BLE001 - never fail a request over the compiled path
-                if isinstance(exc, ValueError) and "overflow" in str(exc):
-                    raise
                 rows = torch.arange(a, a + B)
                 cache.valid[rows, saved[0]] = False  # undo the reservation, then go eager
                 cache.cursor[a : a + B], cache.seen[a : a + B] = saved

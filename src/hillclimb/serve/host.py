@@ -414,9 +414,6 @@ class RemoteEngine:
         st = self.host.call(self.name, "score_stats", list(prompt_ids))
         return {k: torch.tensor(v) if isinstance(v, list) else v for k, v in st.items()}
 
-    def score(self, prompt_ids: list[int]) -> Any:
-        return self.score_stats(prompt_ids)["logprobs"]
-
     def start(self) -> None:
         """The engines run from the moment the process is ready."""
 
