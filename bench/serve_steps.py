@@ -11,6 +11,9 @@ median over repeats, contenders alternated in the same process:
   vs `FastForward`'s lean forward (the engine's path for long prompts and groups) vs the
   compiled graph;
 - batched: a one-token step over 8 and 32 slots, code-flash-tiny, eager vs compiled graph;
+- prefill choices: groups of 1/8/32 padded 58-token prompts, model forward vs lean forward
+  (code-flash-tiny); lone thinking-tiny prompts of 32/48/64 tokens, lean vs compiled;
+- expert layout: grouped GEMMs over transposed-view vs contiguous expert weights;
 - threads: engine tokens/s for 1 stream and for 32 sampled streams, code-flash-tiny, compiled
   engine, 1 vs 2 torch threads.
 
@@ -136,6 +139,82 @@ def batched(repeats: int) -> dict:
     return res
 
 
+def prefill_choices(repeats: int) -> dict:
+    """The numbers behind the engine's prefill paths: groups of G right-padded 58-token prompts
+    (model forward vs lean forward, code-flash-tiny) and thinking-tiny's lone prompts around
+    `_COMPILED_PREFILL_MAX` (lean forward vs compiled graph)."""
+    from hillclimb.model.config import get_preset
+    from hillclimb.model.kv_cache import KVCache
+    from hillclimb.model.transformer import build_model
+    from hillclimb.serve.fastpath import FastForward
+
+    out: dict = {"code_flash_tiny_groups_58_tokens": {}, "thinking_tiny_lone_prompt": {}}
+    m = build_model(get_preset("code-flash-tiny"), seed=0).eval()
+    ff, cache = FastForward(m, 300), KVCache(m.cfg, 32, 300)
+    with torch.inference_mode():
+        for G in (1, 8, 32):
+            ids = torch.tensor([[(7 * i + 3 * g) % 4000 for i in range(58)] for g in range(G)])
+            mask = torch.ones(G, 58, dtype=torch.long)
+            mask[0, -3:] = 0  # one shorter prompt: the group carries padding
+            slots = torch.arange(G)
+
+            def model_fwd(ids=ids, mask=mask, slots=slots, G=G):
+                cache.reset(list(range(G)))
+                m(ids, attention_mask=mask, cache=cache, slot_ids=slots, return_hidden=True)
+
+            def lean(ids=ids, mask=mask, slots=slots, G=G):
+                cache.reset(list(range(G)))
+                ff(ids, cache, slots, slot_range=(0, G), attention_mask=mask)
+
+            lean()
+            out["code_flash_tiny_groups_58_tokens"][str(G)] = {
+                "model_forward_ms": _median_ms(model_fwd, 5, repeats),
+                "lean_forward_ms": _median_ms(lean, 5, repeats),
+            }
+    m = build_model(get_preset("thinking-tiny"), seed=0).eval()
+    ff, cache = FastForward(m, 300), KVCache(m.cfg, 2, 300)
+    assert ff.enable_compile(multi=True, cache=cache), ff.compile_error
+    with torch.inference_mode():
+        for T in (32, 48, 64):
+            ids = [(7 * i + 3) % 4000 for i in range(T)]
+
+            def lean(ids=ids):
+                ff(torch.tensor([ids]), cache, torch.tensor([1]), slot_range=(1, 2))
+                cache.reset([1])
+
+            def compiled(ids=ids):
+                ff.extend_one(ids, cache, 1)
+                cache.reset([1])
+
+            compiled()
+            out["thinking_tiny_lone_prompt"][str(T)] = {
+                "lean_forward_ms": _median_ms(lean, 10, repeats),
+                "compiled_ms": _median_ms(compiled, 10, repeats),
+            }
+    return out
+
+
+def expert_layout(repeats: int) -> dict:
+    """`torch._grouped_mm` over 32 rows × top-2 of code-flash-tiny's 8 experts, with the expert
+    weights as transposed views of the model's [E, out, in] vs contiguous [E, in, out] copies
+    (why the compiled batched step keeps transposed copies of small experts)."""
+    d, de, E, B = 128, 192, 8, 32
+    g = torch.Generator().manual_seed(0)
+    gate_up, down = torch.randn(E, 2 * de, d, generator=g), torch.randn(E, d, de, generator=g)
+    counts = torch.bincount(torch.arange(2 * B) % E, minlength=E)
+    offs = torch.cumsum(counts, 0).to(torch.int32)
+    x, h = torch.randn(2 * B, d, generator=g), torch.randn(2 * B, de, generator=g)
+    res: dict = {}
+    for name, w in (("gate_up", gate_up), ("down", down)):
+        a = x if name == "gate_up" else h
+        view, contig = w.transpose(1, 2), w.transpose(1, 2).contiguous()
+        res[name] = {
+            "views_us": round(1e3 * _median_ms(lambda a=a, v=view: torch._grouped_mm(a, v, offs=offs), 200, repeats), 1),
+            "contiguous_us": round(1e3 * _median_ms(lambda a=a, c=contig: torch._grouped_mm(a, c, offs=offs), 200, repeats), 1),
+        }  # fmt: skip
+    return res
+
+
 def threads(repeats: int) -> dict:
     import tempfile
     from pathlib import Path
@@ -178,6 +257,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     res = steps(args.repeats)
+    res["prefill_choices"] = prefill_choices(args.repeats)
+    if hasattr(torch, "_grouped_mm"):
+        res["code_flash_tiny_expert_layout_32_rows"] = expert_layout(args.repeats)
     res["code_flash_tiny_engine_tok_s"] = threads(args.repeats)
     print(json.dumps({"bench": "serve_steps", "machine": f"{platform.machine()} cpu",
                       "torch": torch.__version__, "results": res}, indent=2))  # fmt: skip

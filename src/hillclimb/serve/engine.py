@@ -280,8 +280,8 @@ class _Request:
 
 # Prompts up to this many tokens prefill alone through the compiled single-slot graph; longer
 # ones (and groups) through FastForward's lean forward. Crossover on one core
-# (`bench/serve_steps.py` prefill sizes): ≈70 tokens for code-flash-tiny, ≈40 for thinking-tiny,
-# whose compiled graph contracts every token with its gathered expert weights.
+# (`bench/serve_steps.py`): 40–80 tokens for code-flash-tiny, 32–48 for thinking-tiny, whose
+# compiled graph contracts every token with its gathered expert weights.
 _COMPILED_PREFILL_MAX = 40
 
 
@@ -762,8 +762,9 @@ class Engine:
                 assert self.fast is not None
                 return self.fast.extend_one(r.prompt_ids, self.cache, r.slot)
         if self.fast is not None:
-            # the lean forward (no MoE statistics, fused QKV): 1.2-1.5x the model's forward on
-            # 1-32 prompts of 58 tokens, 1.25x at 256 tokens (code-flash-tiny, one core)
+            # the lean forward (no MoE statistics, fused QKV), code-flash-tiny on one core
+            # (`bench/serve_steps.py`): 1.39x the model's forward for one 58-token prompt,
+            # 1.27x at 256 tokens, 1.09x for 8 padded prompts, parity at 32
             rng = _slot_range([r.slot for r in g])
             am = mask if len(g) > 1 else None
             return self.fast(ids, self.cache, slots, slot_range=rng, attention_mask=am)[:, -1]

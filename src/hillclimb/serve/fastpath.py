@@ -512,7 +512,7 @@ class FastForward:
         Why: a batched decode step of a small MoE is still mostly dispatch of small ops around
         a few GEMMs (norms, rotary, masks, softmax, residuals, routing); compiled, they fuse
         into C++ kernels and the routed experts run as one custom op over grouped GEMMs
-        (code-flash-tiny on one core: 2.17 vs 2.88 ms per step at 32 rows, 1.36 vs 1.83 at 8;
+        (code-flash-tiny on one core: 2.11 vs 2.80 ms per step at 32 rows, 1.32 vs 1.76 at 8;
         `bench/serve_steps.py`).
         Warm-up runs on the first slots of `cache`, which must be free (they are reset
         afterwards): one compilation with B marked dynamic, then B = 2, 3 and the full batch,
@@ -522,7 +522,7 @@ class FastForward:
             return False
         try:
             if not self._experts_t:
-                # grouped GEMMs read [E, in, out] weights 1.6-1.8x faster when contiguous than
+                # grouped GEMMs read [E, in, out] weights 1.4-1.9x faster when contiguous than
                 # as transposed views of the model's [E, out, in]: a transposed copy when the
                 # experts are small (CPU-served models), views otherwise
                 n = sum(lr.gate_up.numel() + lr.down.numel() for lr in self.layers if lr.is_moe)
