@@ -38,6 +38,8 @@ def test_shipped_recipes_load(name: str) -> None:
         "sft-data",
         "sft-code-flash",
         "sft-thinking",
+        "rl-code-flash",
+        "rl-thinking",
         "eval",
         "report",
     ]
@@ -60,6 +62,13 @@ def test_per_model_overrides() -> None:
     (lambda r: r["sft"].update(lr=-1.0), "learning rates"),
     (lambda r: r["sft_data"].update(families=["nope"]), "unknown family"),
     (lambda r: r["eval"].update(bogus=1), r"\[eval\]: unknown"),
+    (lambda r: r["eval"].update(splits=["test"]), r"\[eval\]: unknown split"),
+    (lambda r: r["eval"].update(max_tokens="lots"), r"max_tokens must be"),
+    (lambda r: r["rl"].update(stepz=3), r"\[rl\] for code-flash: unknown RLConfig keys"),
+    (lambda r: r["rl"].update(group_size=1), "group_size"),
+    (lambda r: r["rl"].update(families=["sequence"]), "held-out family"),
+    (lambda r: r["rl"].update(init="x"), "fills itself"),
+    (lambda r: r["sft_data"].update(families=["sequence"]), "held-out family"),
     (lambda r: r["tokenizer"].update(vocab=1), r"\[tokenizer\]: unknown"),
     (lambda r: r["data"]["sources"][0].update(kind="ftp"), "unknown source kind"),
 ])  # fmt: skip
@@ -68,6 +77,16 @@ def test_bad_recipes_fail_before_any_work(mutate, match: str) -> None:  # noqa: 
     mutate(raw)
     with pytest.raises(ConfigError, match=match):
         parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+
+
+def test_rl_stage_per_model_can_be_switched_off() -> None:
+    raw = _raw()
+    raw["rl"]["code-flash"] = {"enabled": False}
+    keys = [s.key for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))]
+    assert "rl-code-flash" not in keys and "rl-thinking" in keys
+    raw.pop("rl")
+    keys = [s.key for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))]
+    assert not any(k.startswith("rl-") for k in keys)
 
 
 def test_missing_recipe_is_a_clear_error() -> None:
@@ -81,7 +100,7 @@ def test_hashes_change_only_downstream_of_an_edit() -> None:
     raw["sft"]["thinking"] = {"steps": 99}
     edited = {s.key: s.hash for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))}
     changed = {k for k in base if base[k] != edited[k]}
-    assert changed == {"sft-thinking", "eval", "report"}
+    assert changed == {"sft-thinking", "rl-thinking", "eval", "report"}
     raw = _raw()
     raw["tokenizer"]["vocab_size"] = 800
     edited = {s.key: s.hash for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))}
@@ -92,7 +111,8 @@ def test_resolve_stage_names() -> None:
     stages = plan(load_recipe(ROOT / "recipes" / "smoke.toml"))
     assert stages[resolve_stage(stages, "pretrain")].key == "pretrain-code-flash"
     assert stages[resolve_stage(stages, "sft-thinking")].key == "sft-thinking"
-    assert stages[resolve_stage(stages, "09-eval")].key == "eval"
+    assert stages[resolve_stage(stages, "11-eval")].key == "eval"
+    assert stages[resolve_stage(stages, "rl")].key == "rl-code-flash"
     with pytest.raises(HillclimbError, match="unknown stage"):
         resolve_stage(stages, "deploy")
 

@@ -83,7 +83,9 @@ def test_every_artifact(climb: dict) -> None:
         "06-sft-data",
         "07-sft-code-flash",
         "08-sft-thinking",
-        "09-eval",
+        "09-rl-code-flash",
+        "10-rl-thinking",
+        "11-eval",
         "report",
     ]
     for d in stages:
@@ -105,11 +107,20 @@ def test_every_artifact(climb: dict) -> None:
         lines = (run / "06-sft-data" / f"{m}.jsonl").read_text().splitlines()
         kinds = {json.loads(x)["kind"] for x in lines}
         assert "chat" in kinds and (m != "code-flash" or {"fim", "tool", "text"} <= kinds)
-        ev = json.loads((run / "09-eval" / f"{m}.json").read_text())
+        ev = json.loads((run / "11-eval" / f"{m}.json").read_text())
+        rl = run / ("09-rl-code-flash" if m == "code-flash" else "10-rl-thinking") / "run"
+        assert (rl / "final" / "model.safetensors").is_file() and (rl / "report.md").is_file()
+        steps = [json.loads(x) for x in (rl / "metrics.jsonl").read_text().splitlines()]
+        assert [x["step"] for x in steps] == [1, 2] and all("time" in x for x in steps)
+        assert ev["rl"]["tasks"]["settings"] == ev["sft"]["tasks"]["settings"]  # like for like
+        assert s["models"][m]["eval"]["final_stage"] == "rl"
         b = ev["pretrain"]["bpb"]
         assert 0 < b["val_bpb"] < 20 and 0 < b["unigram_bpb"] < 20
         t = ev["sft"]["tasks"]
-        assert t["n"] == 6 * 2 and len(t["by_family_tier"]) == 6
+        assert t["n"] == 7 * 2 and len(t["by_family_tier"]) == 7  # 6 trained + 1 held-out family
+        assert set(t["splits"]) == {"heldout", "heldout_phrasing"} and len(t["cells"]) == 28
+        assert all(c["baseline"]["best"] is not None for c in t["cells"])
+        assert all(c["pass_at_k"] is not None for c in t["cells"])  # smoke samples 2 per item
         assert s["models"][m]["eval"]["pretrain_val_bpb"] == pytest.approx(b["val_bpb"])
     # Both models share the one tokenizer.
     tok = (run / "02-tokenizer" / "tokenizer" / "tokenizer.json").read_bytes()
@@ -119,12 +130,16 @@ def test_every_artifact(climb: dict) -> None:
     md = (run / "report" / "report.md").read_text()
     for section in (
         "## Headline",
-        "## Held-out accuracy",
+        "## Accuracy on problems never trained on",
+        "new phrasing acc",
+        "baseline",
         "## Training curves",
         "## Expert load",
         "## Sample generations",
         "## Data card",
         "## Stage timings",
+        "## RL: the climb",
+        "SFT vs RL",
     ):
         assert section in md
     pngs = sorted(p.name for p in (run / "report").glob("*.png"))
@@ -132,6 +147,7 @@ def test_every_artifact(climb: dict) -> None:
         "expert_load.png",
         "stage_times.png",
         "accuracy_thinking.png",
+        "rl_thinking.png",
         "loss_pretrain-thinking.png",
         "loss_sft-code-flash.png",
     ):
@@ -147,6 +163,8 @@ def test_every_artifact(climb: dict) -> None:
         "sft-data",
         "sft-code-flash",
         "sft-thinking",
+        "rl-code-flash",
+        "rl-thinking",
         "eval",
         "report",
     }
@@ -160,7 +178,7 @@ def test_rerun_skips_every_stage(climb: dict) -> None:
     s = run_climb(RECIPE, climb["run"], print_summary=False)
     assert s["stages_run"] == []
     new = _events(climb["run"])[n:]
-    assert len(new) == 10 and all(e["event"] == "skip" and e["status"] == "skipped" for e in new)
+    assert len(new) == 12 and all(e["event"] == "skip" and e["status"] == "skipped" for e in new)
 
 
 def test_deleted_final_marker_reruns_only_the_report(

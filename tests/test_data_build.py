@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from hillclimb.cli import main
-from hillclimb.data.config import DataConfig, SourceConfig, data_config_from_dict
+from hillclimb.data.config import (
+    DataConfig,
+    DecontaminateConfig,
+    SourceConfig,
+    data_config_from_dict,
+)
 from hillclimb.data.jsonl import iter_documents, iter_jsonl
 from hillclimb.data.pipeline import build
 from hillclimb.data.shards import ShardReader
@@ -25,6 +30,23 @@ corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+# Decontamination runs in every build here, against a small probe set: the default one (what the
+# climb evaluates) takes tens of seconds to generate and is tested in test_data_decontam.py.
+SMALL_PROBES = {"problems_n_per_tier": 3}
+
+
+@pytest.fixture
+def small_default_probes(monkeypatch):
+    """For builds whose config cannot be set (ad hoc `--source`): probes of at most 3 items per
+    family x tier."""
+    from hillclimb.data import decontam
+
+    real = decontam.problem_probe_records
+    monkeypatch.setattr(
+        decontam,
+        "problem_probe_records",
+        lambda seeds, n, fams, workers=1: real(seeds, min(n, 3), fams, workers),
+    )
 
 
 def _cfg(tree: Path, **kw) -> DataConfig:
@@ -35,6 +57,7 @@ def _cfg(tree: Path, **kw) -> DataConfig:
         ],
         chunk_docs=4,
         val_fraction=0.2,
+        decontaminate=DecontaminateConfig(**SMALL_PROBES),
     )
     for k, v in kw.items():
         setattr(cfg, k, v)
@@ -93,7 +116,15 @@ def test_mit_package_kept_with_provenance(built):
         assert d["license"] == "MIT"
         assert d["source"] == "tree" and d["language"] == "python"
         assert d["split"] in ("train", "val")
-        assert d["kept_by"] == ["license", "blocklist", "ai_content", "quality", "secrets", "dedup"]
+        assert d["kept_by"] == [
+            "license",
+            "blocklist",
+            "ai_content",
+            "quality",
+            "secrets",
+            "decontaminate",
+            "dedup",
+        ]
         assert len(d["id"]) == 64
 
 
@@ -160,7 +191,10 @@ def test_data_card_contents(built):
     assert card["by_language"]["python"]["documents"] == len(docs)
     assert set(card["by_split"]) == {"train", "val"}
     names = [f["name"] for f in card["filters"]]
-    assert names == ["ingest", "license", "blocklist", "ai_content", "quality", "secrets", "dedup"]
+    assert names == [
+        "ingest", "license", "blocklist", "ai_content", "quality", "secrets", "decontaminate",
+        "dedup",
+    ]  # fmt: skip
     lic = card["filters"][1]
     assert lic["dropped"] == sum(lic["reasons"].values()) == len(built["rejects"]["license"])
     dd = card["filters"][-1]
@@ -236,6 +270,8 @@ def test_sigkill_then_resume_is_identical(built, tmp_path, fault):
     recipe.write_text(
         "[data]\nchunk_docs = 3\nval_fraction = 0.2\n"
         f'[[data.sources]]\nkind = "tree"\nname = "tree"\npath = "{src}"\nmax_file_bytes = 20000\n'
+        # a small probe set: each killed subprocess builds its own (the full one takes seconds)
+        '[data.decontaminate]\nproblems_n_per_tier = 2\nproblems_families = ["arith", "logic"]\n'
     )
     ref, out = tmp_path / "ref", tmp_path / "out"
     assert main(["data", "build", "--recipe", str(recipe), "--out", str(ref)]) == 0
@@ -250,7 +286,7 @@ def test_sigkill_then_resume_is_identical(built, tmp_path, fault):
     assert _tree_bytes(out) == _tree_bytes(ref)
 
 
-def test_jsonl_and_parquet_sources(tmp_path):
+def test_jsonl_and_parquet_sources(tmp_path, small_default_probes):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -313,7 +349,8 @@ def test_site_packages_metadata_and_package_json(tmp_path):
                 "sources": [
                     {"kind": "tree", "path": str(sp)},
                     {"kind": "tree", "path": str(nm.parent)},
-                ]
+                ],
+                "decontaminate": SMALL_PROBES,
             }
         ),
         out,
@@ -381,7 +418,10 @@ def test_generators_source(tmp_path):
         pytest.skip("hillclimb.problems API not available yet")
     fam = sorted(problems.FAMILIES)[0]
     cfg = data_config_from_dict(
-        {"sources": [{"kind": "generators", "families": [fam], "tiers": [1], "per_tier": 5}]}
+        {
+            "sources": [{"kind": "generators", "families": [fam], "tiers": [1], "per_tier": 5}],
+            "decontaminate": SMALL_PROBES,
+        }
     )
     out = tmp_path / "out"
     build(cfg, out, progress=False)

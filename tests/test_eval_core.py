@@ -57,29 +57,80 @@ def test_bpb_matches_trainer_and_beats_unigram(trained: dict) -> None:
     assert r["tasks"] is None and b["val_tokens"] == 1024
 
 
+def _tasks(**kw):
+    from hillclimb.eval.tasks import TaskEvalConfig
+
+    return TaskEvalConfig(**kw)
+
+
 def test_task_accuracy_structure_and_determinism(trained: dict) -> None:
     from hillclimb.eval import run_eval
 
     kw = dict(
         n_per_tier=2,
-        families=["arith", "logic"],
+        families=["arith", "logic", "sequence"],
         tiers=[1, 2],
         max_tokens=6,
-        samples=2,
+        examples=4,
         batch_size=4,
+        baseline_train_n=50,
     )
-    r1 = run_eval(trained["ckpt"], None, **kw)
-    r2 = run_eval(trained["ckpt"], None, **kw)
+    r1 = run_eval(trained["ckpt"], None, tasks=_tasks(**kw))
+    r2 = run_eval(trained["ckpt"], None, tasks=_tasks(**kw))
     t = r1["tasks"]
     assert r1["bpb"] is None
-    assert t["n"] == 8 and set(t["by_family_tier"]) == {"arith", "logic"}
+    assert t["settings"]["splits"] == ["heldout", "heldout_phrasing"]
+    assert t["n"] == 12 and set(t["by_family_tier"]) == {"arith", "logic", "sequence"}
     assert all(set(cells) == {"1", "2"} for cells in t["by_family_tier"].values())
-    assert sum(c["n"] for cells in t["by_family_tier"].values() for c in cells.values()) == 8
-    assert 0.0 <= t["accuracy"] <= 1.0 and t["settings"]["split"] == "heldout"
-    assert len(t["samples"]) == 2 and {s["family"] for s in t["samples"]} == {"arith", "logic"}
-    assert sum(t["finish_reasons"].values()) == 8
-    # Greedy decoding: the same checkpoint gives the same completions.
+    assert len(t["cells"]) == 2 * 3 * 2
+    for c in t["cells"]:
+        assert c["n"] == 2 and 0.0 <= c["accuracy"] <= 1.0
+        assert c["max_tokens"] == 6 and c["heldout_family"] == (c["family"] == "sequence")
+        b = c["baseline"]
+        assert b["best"] == max(
+            x for x in (b["lookup"], b["majority"], b["chance"]) if x is not None
+        )
+        # Every answer stopped by the 6-token budget counts as truncated, not as a plain miss.
+        assert c["statuses"].get("truncated", 0) <= c["truncated"]
+    logic1 = t["by_family_tier"]["logic"]["1"]["baseline"]
+    assert logic1["chance"] == pytest.approx(0.5)  # two-choice questions
+    assert t["by_family_tier"]["sequence"]["1"]["baseline"]["lookup"] == 0.0  # never trained
+    assert set(t["by_kind_tier"]) == {"reasoning", "heldout_family"}
+    assert sum(t["finish_reasons"].values()) == 24
+    assert {s["family"] for s in t["samples"]} == {"arith", "logic", "sequence"}
+    # Greedy decoding: the same checkpoint gives the same completions and the same table.
     assert [s["content"] for s in t["samples"]] == [s["content"] for s in r2["tasks"]["samples"]]
+    assert t["cells"] == r2["tasks"]["cells"]
+
+
+def test_auto_max_tokens_and_sampled_pass_at_k(trained: dict) -> None:
+    from hillclimb.eval import run_eval
+    from hillclimb.eval.tasks import cell_max_tokens, reference_tokens
+    from hillclimb.problems import generate
+    from hillclimb.serve.engine import Engine
+
+    r = run_eval(
+        trained["ckpt"],
+        None,
+        tasks=_tasks(
+            n_per_tier=2,
+            families=["arith"],
+            tiers=[3],
+            splits=["heldout"],
+            samples_per_item=3,
+            pass_k=[1, 3],
+            batch_size=8,
+            baseline_train_n=20,
+        ),
+    )
+    (cell,) = r["tasks"]["cells"]
+    eng = Engine.from_checkpoint(trained["ckpt"])
+    items = generate("arith", 3, 2, 0, "heldout")
+    longest = max(reference_tokens(eng.tokenizer, p) for p in items)
+    assert cell["max_tokens"] == cell_max_tokens(eng.tokenizer, items, 1.5) >= 1.5 * longest
+    pk = cell["pass_at_k"]
+    assert set(pk) == {"1", "3"} and 0.0 <= pk["1"] <= pk["3"] <= 1.0
+    assert cell["sampled"]["samples_per_item"] == 3
 
 
 def test_cli_json_and_out(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -122,11 +173,13 @@ def test_cli_table(trained: dict, capsys: pytest.CaptureFixture) -> None:
             "1",
             "--max-tokens",
             "4",
+            "--baseline-train-n",
+            "10",
         ]
     )
     assert rc == 0
     out = capsys.readouterr().out
-    assert "held-out accuracy" in out and "arith" in out
+    assert "heldout_phrasing" in out and "baseline" in out and "arith" in out
 
 
 def test_bad_inputs(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -140,7 +193,11 @@ def test_bad_inputs(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(HillclimbError, match="no tokenized shards"):
         run_eval(trained["ckpt"], tmp_path / "empty", accuracy=False)
     with pytest.raises(HillclimbError, match="unknown problem family"):
-        run_eval(trained["ckpt"], None, families=["nonsense"])
+        run_eval(trained["ckpt"], None, tasks=_tasks(families=["nonsense"]))
+    with pytest.raises(HillclimbError, match="unknown split"):
+        run_eval(trained["ckpt"], None, tasks=_tasks(splits=["test"]))
+    with pytest.raises(HillclimbError, match="pass@5"):
+        run_eval(trained["ckpt"], None, tasks=_tasks(samples_per_item=2, pass_k=[5]))
     # Shards tokenized with another tokenizer (different vocabulary) are refused.
     from hillclimb.tokenizer.train import train_tokenizer
 

@@ -104,8 +104,13 @@ def test_causal_property(model):
     changed = ids.clone()
     changed[:, 10:] = (changed[:, 10:] + 1) % V
     out = model(changed)
-    assert torch.equal(base[:, :10], out[:, :10])
-    assert not torch.allclose(base[:, 10:], out[:, 10:])
+    # Not bitwise: changing later tokens changes how many tokens each expert receives, so the
+    # grouped GEMMs run with other shapes and may round differently (seen: 8.9e-8 on a 2-core
+    # machine). A leak from the future moves logits by orders of magnitude more than rounding.
+    leak = (base[:, :10] - out[:, :10]).abs().max().item()
+    effect = (base[:, 10:] - out[:, 10:]).abs().max().item()
+    assert leak <= 1e-5, leak
+    assert effect > 1e-2, effect
 
 
 @pytest.mark.parametrize("preset", PRESETS)

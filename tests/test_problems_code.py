@@ -1,4 +1,6 @@
-"""Code problems checked in the real sandbox: references pass, bugs and attacks fail."""
+"""Code problems checked in the real sandbox: references pass, bugs, near misses and attacks fail.
+
+Most code problems are generated programs (`problems.codegen`); the rest are catalogue tasks."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ def test_references_pass_and_bugs_fail_in_one_batch():
     for family in ("code_function", "code_bugfix"):
         for tier in TIERS:
             ps += generate(family, tier, 3, seed=1, split="heldout")
+    assert sum(p.key.startswith("gen:") for p in ps) >= len(ps) // 2
     refs = [to_messages(p)[1]["content"] for p in ps]
     empty = [_fence(f"def {p.entry_point}(*args):\n    return None\n") for p in ps]
     bugs = [_fence(p.meta["buggy"]) for p in ps if p.family == "code_bugfix"]
@@ -50,3 +53,31 @@ def test_single_check_and_attacks():
     assert not any(r["passed"] for r in results), by_name
     assert by_name["hang"]["status"] == "timeout"
     assert by_name["missing"]["status"] == "error"
+
+
+def test_near_misses_of_generated_functions_fail():
+    """A solution that leaves out one stage or branch of a generated function fails its tests in
+    the sandbox (the generator only keeps functions whose tests tell every part apart)."""
+    import random
+
+    from hillclimb.problems.base import make_problem
+    from hillclimb.problems.codegen import _build, _draw_structure, instance_of
+    from hillclimb.problems.codetasks import assert_line
+
+    ps, good, near = [], [], []
+    rng = random.Random(3)
+    while len(ps) < 8:
+        tier = 2 + len(ps) % 3
+        spec = _build(rng, *_draw_structure(rng, tier))
+        inst = instance_of(spec) if spec is not None else None
+        if inst is None or not spec.ablations:
+            continue
+        tests = "\n".join(assert_line(inst.name, a, e) for a, e in inst.cases) + "\n"
+        built = {"reasoning": inst.plan, "answer": inst.source, "tests": tests}
+        built["entry_point"] = inst.name
+        ps.append(make_problem("code_function", "code", tier, inst.doc, built, inst.key))
+        good.append(_fence(inst.source))
+        near.append(_fence(spec.ablations[0]))
+    results = check_many_details(ps + ps, good + near, timeout_s=10)
+    assert all(r["passed"] for r in results[:8]), results[:8]
+    assert not any(r["passed"] for r in results[8:]), results[8:]

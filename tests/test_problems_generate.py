@@ -12,21 +12,29 @@ import pytest
 from hillclimb.errors import HillclimbError
 from hillclimb.problems import (
     FAMILIES,
+    HELDOUT_FAMILIES,
     TIERS,
+    TRAIN_FAMILIES,
     Problem,
     check,
     describe,
     extract_answer,
     generate,
-    is_heldout,
+    key_bucket,
     problem_suite,
     to_document,
     to_messages,
 )
+from hillclimb.problems.base import SPLITS
 from hillclimb.problems.verify import final_content
 
 REASONING = [f for f, k in FAMILIES.items() if k == "reasoning"]
 CODE = [f for f, k in FAMILIES.items() if k == "code"]
+NAMESPACE = {f: ("code" if k == "code" else f) for f, k in FAMILIES.items()}
+
+
+def _splits(family):
+    return [s for s in SPLITS if not (family in HELDOUT_FAMILIES and s in ("train", "val"))]
 
 
 def test_families_and_kinds():
@@ -44,39 +52,117 @@ def test_families_and_kinds():
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_deterministic(family):
+    split = _splits(family)[0]
     for tier in TIERS:
-        a = generate(family, tier, 30, seed=7)
-        b = generate(family, tier, 30, seed=7)
+        a = generate(family, tier, 30, seed=7, split=split)
+        b = generate(family, tier, 30, seed=7, split=split)
         assert a == b
         assert [p.meta for p in a] == [p.meta for p in b]
-        c = generate(family, tier, 30, seed=8)
+        c = generate(family, tier, 30, seed=8, split=split)
         assert [p.prompt for p in a] != [p.prompt for p in c]
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_split_disjoint_and_by_construction(family):
+@pytest.mark.parametrize("family", list(TRAIN_FAMILIES))
+def test_splits_disjoint_by_problem_over_many_seeds(family):
+    """No underlying problem (key) of val/heldout is ever generated for train, whatever the seed;
+    the split of every item is the bucket of its key."""
+    ns = NAMESPACE[family]
     for tier in TIERS:
-        train = generate(family, tier, 300, seed=1, split="train")
-        held = generate(family, tier, 40, seed=1, split="heldout")
-        assert all(not is_heldout(p.prompt) for p in train)
-        assert all(is_heldout(p.prompt) for p in held)
-        assert not {p.prompt for p in train} & {p.prompt for p in held}
-        # other seeds never cross the line either
-        other = generate(family, tier, 100, seed=99, split="train")
-        assert not {p.prompt for p in other} & {p.prompt for p in held}
+        train = [p for seed in range(4) for p in generate(family, tier, 150, seed, "train")]
+        val = generate(family, tier, 30, seed=1, split="val")
+        held = generate(family, tier, 30, seed=1, split="heldout")
+        phr = generate(family, tier, 30, seed=2, split="heldout_phrasing")
+        assert {key_bucket(ns, p.key) for p in train} == {"train"}
+        assert {key_bucket(ns, p.key) for p in val} == {"val"}
+        assert {key_bucket(ns, p.key) for p in held + phr} == {"test"}
+        train_keys = {p.key for p in train}
+        assert not train_keys & {p.key for p in val + held + phr}
+        assert not {p.key for p in val} & {p.key for p in held + phr}
+        assert not {p.prompt for p in train} & {p.prompt for p in val + held + phr}
+        assert {p.split for p in held} == {"heldout"} and {p.split for p in phr} == {
+            "heldout_phrasing"
+        }
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_heldout_phrasing_pairs_heldout_item_by_item(family):
+    """Same seed: the phrasing split asks the same problems as the held-out split, in wordings
+    that no training item uses."""
+    for tier in TIERS:
+        held = generate(family, tier, 20, seed=5, split="heldout")
+        phr = generate(family, tier, 20, seed=5, split="heldout_phrasing")
+        assert [p.key for p in held] == [p.key for p in phr]
+        for a, b in zip(held, phr, strict=True):
+            if a.meta.get("template") == "ordering":  # the answer is a name: a surface word
+                assert a.meta["choices"].index(a.answer) == b.meta["choices"].index(b.answer)
+            else:
+                assert a.answer == b.answer
+        assert sum(a.prompt != b.prompt for a, b in zip(held, phr, strict=True)) >= 18
+
+
+def _shape(prompt: str) -> str:
+    """A prompt with its numbers and names masked: what a template looks like."""
+    import re
+
+    from hillclimb.problems import logic, word_problem
+
+    names = [n[0] for n in word_problem.NAMES + word_problem.HELDOUT_NAMES]
+    names += list(logic.PEOPLE + logic.HELDOUT_PEOPLE)
+    masked = re.sub(r"-?\d+(/\d+)?", "0", prompt)
+    return re.sub(r"\b(" + "|".join(names) + r")\b", "N", masked)
+
+
+@pytest.fixture(scope="module")
+def train_shapes():
+    return {
+        _shape(p.prompt)
+        for family in TRAIN_FAMILIES
+        for tier in TIERS
+        for seed in range(2)
+        for p in generate(family, tier, 200, seed)
+    }
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_heldout_phrasings_never_used_in_training(family, train_shapes):
+    """No held-out wording is a training wording of any family (numbers and names masked)."""
+    for tier in TIERS:
+        phr = generate(family, tier, 40, seed=0, split="heldout_phrasing")
+        same = [p.prompt for p in phr if _shape(p.prompt) in train_shapes]
+        assert not same, same[:3]
+
+
+def test_heldout_family_never_trains():
+    for family in HELDOUT_FAMILIES:
+        for split in ("train", "val"):
+            with pytest.raises(HillclimbError, match="held-out family"):
+                generate(family, 1, 1, 0, split)
+        assert generate(family, 1, 3, 0, "heldout")
+    assert set(TRAIN_FAMILIES) == set(FAMILIES) - set(HELDOUT_FAMILIES)
+    assert HELDOUT_FAMILIES
+
+
+def test_commutative_facts_split_together():
+    assert key_bucket("arith", "3 + 5") == key_bucket("arith", "3 + 5")
+    keys = {p.key for p in generate("arith", 1, 400, 0)}
+    assert all(" + " not in k or int(k.split(" + ")[0]) <= int(k.split(" + ")[1]) for k in keys)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_unique_within_call_and_fields(family):
+    split = _splits(family)[0]
     for tier in TIERS:
-        ps = generate(family, tier, 100, seed=3)
+        ps = generate(family, tier, 100, seed=3, split=split)
         assert len(ps) == 100
-        assert len({p.prompt for p in ps}) == 100
-        assert len({p.id for p in ps}) == 100
+        if split == "train":
+            assert len({p.prompt for p in ps}) == 100
+        else:
+            assert len({p.key for p in ps}) == len({p.prompt for p in ps})
+        assert len({p.id for p in ps}) == len({p.prompt for p in ps})
         for p in ps:
             assert p.family == family and p.tier == tier and p.kind == FAMILIES[family]
             assert p.id.startswith(f"{family}/t{tier}/")
-            assert p.prompt and p.reasoning and p.answer
+            assert p.prompt and p.reasoning and p.answer and p.key
             if p.kind == "code":
                 assert p.tests and p.entry_point
                 tree = ast.parse(p.answer)
@@ -89,16 +175,24 @@ def test_small_space_fills_with_repeats():
     ps = generate("arith", 1, 3000, seed=0)
     assert len(ps) == 3000
     unique = {p.prompt for p in ps}
-    # 155 one-digit facts x 6 phrasings, ~90% of them in train: all found before any repeat
-    assert 780 <= len(unique) <= 930
+    facts = {p.key for p in ps}
+    # 155 one-digit facts (100 keys: + is order-free), ~75% of keys in train, x 6 phrasings
+    assert 55 <= len(facts) <= 90
+    assert len(unique) == 6 * sum(
+        2 if " + " in k and k.split(" + ")[0] != k.split(" + ")[1] else 1 for k in facts
+    )
     first = [p.prompt for p in ps[: len(unique)]]
-    assert len(set(first)) == len(unique)
+    assert len(set(first)) >= 0.98 * len(unique)  # repeats start once the space looks exhausted
+    held = generate("arith", 1, 40, seed=0, split="heldout")
+    assert len(held) == 40 and len({p.key for p in held}) < 40  # one item per fact, then repeats
 
 
 @pytest.mark.parametrize("family", REASONING)
 def test_reasoning_references_verify_and_wrong_fails(family):
     for tier in TIERS:
-        for p in generate(family, tier, 60, seed=5, split="heldout"):
+        for p in generate(family, tier, 60, seed=5, split="heldout") + generate(
+            family, tier, 30, seed=5, split="heldout_phrasing"
+        ):
             content = to_messages(p)[1]["content"]
             assert content == f"The answer is {p.answer}."
             assert check(p, content), (p.prompt, content)
@@ -122,7 +216,7 @@ def _wrong(p: Problem) -> str:
 
 
 def test_tier1_is_short():
-    for family in REASONING:
+    for family in [f for f in REASONING if f in TRAIN_FAMILIES]:
         for p in generate(family, 1, 200, seed=0):
             assert len(p.prompt) <= 130, p.prompt
             assert p.reasoning.count("\n") <= 1, p.reasoning
@@ -150,7 +244,7 @@ def test_chain_answers_match_python():
 
 def test_documents_and_messages():
     for family in FAMILIES:
-        for p in generate(family, 2, 12, seed=0):
+        for p in generate(family, 2, 12, seed=0, split=_splits(family)[0]):
             doc = to_document(p)
             assert p.prompt.splitlines()[0] in doc or ("# Task: " + p.prompt.splitlines()[0]) in doc
             assert p.reasoning.splitlines()[0] in doc
@@ -169,7 +263,7 @@ def test_documents_and_messages():
 
 def test_code_extract_answer_from_reference():
     for family in CODE:
-        for p in generate(family, 3, 10, seed=0):
+        for p in generate(family, 3, 10, seed=0) + generate(family, 3, 5, 0, "heldout_phrasing"):
             assert extract_answer(p, to_messages(p)[1]["content"]) == p.answer
 
 
@@ -177,14 +271,19 @@ def test_problem_suite_and_describe():
     suite = problem_suite(seed=0, split="heldout", n_per_tier=3)
     assert len(suite) == len(FAMILIES) * len(TIERS) * 3
     assert {(p.family, p.tier) for p in suite} == {(f, t) for f in FAMILIES for t in TIERS}
+    train = problem_suite(seed=0, split="val", n_per_tier=2)
+    assert {p.family for p in train} == set(TRAIN_FAMILIES)
     d = describe()
     assert set(d) == set(FAMILIES)
+    assert d["sequence"]["heldout_family"] and not d["arith"]["heldout_family"]
     assert d["arith"]["tiers"][1]["samples"][0]["prompt"]
 
 
 def test_roundtrip_dict():
     p = generate("code_bugfix", 2, 1, seed=0)[0]
     assert Problem.from_dict(p.to_dict()) == p
+    old = {k: v for k, v in p.to_dict().items() if k not in ("key", "split")}
+    assert Problem.from_dict(old).key == ""  # records written before the split fields load
     with pytest.raises(HillclimbError):
         Problem.from_dict({"id": "x"})
 
@@ -196,6 +295,8 @@ def test_bad_arguments():
         generate("arith", 5, 1, 0)
     with pytest.raises(HillclimbError, match="unknown split"):
         generate("arith", 1, 1, 0, split="test")
+    with pytest.raises(HillclimbError, match="non-negative"):
+        generate("arith", 1, True, 0)
     with pytest.raises(HillclimbError, match="non-negative"):
         generate("arith", 1, -1, 0)
     assert generate("arith", 1, 0, 0) == []

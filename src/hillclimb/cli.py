@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "hillclimb.problems.cli",  # problems describe/show/export
     "hillclimb.tokenizer.cli",  # tokenizer train|eval
     "hillclimb.train.cli",  # train, sft
+    "hillclimb.rl.cli",  # rl
     "hillclimb.eval.cli",  # eval
     "hillclimb.climb",  # climb
     "hillclimb.harness.sandbox_cli",  # sandbox run, sandbox check

@@ -44,6 +44,7 @@ KNOWN_TABLES = {
     "pretrain",
     "sft",
     "sft_data",
+    "rl",
     "eval",
     "report",
 }
@@ -73,14 +74,73 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "n_per_tier": 10,
     "families": [],
     "tiers": [1, 2, 3, 4],
-    "max_tokens": 256,
+    "splits": ["heldout", "heldout_phrasing"],
+    "max_tokens": "auto",  # per family x tier from the longest reference solution (or a number)
+    "samples_per_item": 0,  # sampled pass@k: completions per problem (0: greedy only)
+    "pass_k": [1],
+    "temperature": 0.8,
+    "top_p": 0.95,
+    "sample_splits": [],  # splits that get sampled pass@k (empty: all)
+    "baseline_train_n": 500,  # training items per cell for the lookup-table baseline
     "batch_size": 16,
-    "samples": 4,
+    "samples": 8,  # sample generations kept for the report
     "val_tokens": 32768,
     "seq_len": None,  # default: the model's pre-training seq_len
     "seed": 0,
     "base_accuracy": False,  # also measure task accuracy of the pre-trained (pre-SFT) models
 }
+
+
+def task_config(ev: dict[str, Any]) -> Any:
+    """The `[eval]` section as the evaluation's `TaskEvalConfig`."""
+    from hillclimb.eval.tasks import TaskEvalConfig
+
+    return TaskEvalConfig(
+        n_per_tier=int(ev["n_per_tier"]),
+        families=list(ev["families"]) or None,
+        tiers=list(ev["tiers"]) or None,
+        splits=list(ev["splits"]),
+        seed=int(ev["seed"]),
+        max_tokens=None if ev["max_tokens"] == "auto" else int(ev["max_tokens"]),
+        batch_size=int(ev["batch_size"]),
+        samples_per_item=int(ev["samples_per_item"]),
+        pass_k=[int(k) for k in ev["pass_k"]],
+        temperature=float(ev["temperature"]),
+        top_p=float(ev["top_p"]),
+        sample_splits=list(ev["sample_splits"]) or None,
+        baseline_train_n=int(ev["baseline_train_n"]),
+        examples=int(ev["samples"]),
+    )
+
+
+RESERVED_RL = {"out", "init", "resume", "tokenizer", "data", "preset", "model_config"}
+
+
+def rl_tables(raw: dict[str, Any], names: list[str], seed: int) -> dict[str, dict[str, Any]]:
+    """`[rl]` (+ `[rl.<model>]`): effective `RLConfig` fields per model that has an RL stage.
+
+    A model gets an `rl-<model>` stage when the recipe has an `[rl]` table and the model's
+    effective `enabled` is not false."""
+    from hillclimb.rl.config import RLConfig
+
+    if "rl" not in raw:
+        return {}
+    common, per = _split_per_model(dict(raw.get("rl", {})), names, "rl")
+    out = {}
+    for m in names:
+        eff = _merge(common, per[m])
+        if not eff.pop("enabled", True):
+            continue
+        reserved = sorted(set(eff) & RESERVED_RL)
+        if reserved:
+            raise ConfigError(f"[rl] sets {reserved}, which the climb fills itself; remove them")
+        eff.setdefault("seed", seed)
+        try:
+            RLConfig.from_dict(eff)
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(f"[rl] for {m}: {exc}") from exc
+        out[m] = eff
+    return out
 
 
 def canonical_hash(obj: Any) -> str:
@@ -125,6 +185,7 @@ class Recipe:
     sft_data: dict[str, dict[str, Any]]  # name -> effective SFT data spec
     eval: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
+    rl: dict[str, dict[str, Any]] = field(default_factory=dict)  # models with an RL stage only
 
     @property
     def model_names(self) -> list[str]:
@@ -185,11 +246,11 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         raise ConfigError(f"[climb]: unknown key(s) {sorted(climb)}; known: description, seed")
 
     # ---- data ---------------------------------------------------------------------------------
-    data = copy.deepcopy(raw["data"])
-    for s in data.get("sources", []) or []:
-        if isinstance(s, dict) and isinstance(s.get("path"), str) and s["path"]:
-            s["path"] = expand_path(s["path"], path.parent)
-    build_data_config(data)  # validate now
+    from hillclimb.data.recipe import expand_data_paths
+
+    # source paths and decontamination eval files, expanded like `hillclimb data build` does
+    data = expand_data_paths(copy.deepcopy(raw["data"]), path.parent)
+    data_cfg = build_data_config(data)  # validate now
 
     # ---- tokenizer ----------------------------------------------------------------------------
     tok = dict(raw.get("tokenizer", {}))
@@ -241,6 +302,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
 
     pretrain = train_tables("pretrain", TrainConfig)
     sft = train_tables("sft", SFTConfig)
+    rl = rl_tables(raw, names, seed)
 
     # ---- sft data -----------------------------------------------------------------------------
     from hillclimb import problems as P
@@ -258,6 +320,11 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
             if fam not in P.FAMILIES:
                 raise ConfigError(
                     f"[sft_data] for {m}: unknown family {fam!r}; known: {sorted(P.FAMILIES)}"
+                )
+            if fam in P.HELDOUT_FAMILIES:
+                raise ConfigError(
+                    f"[sft_data] for {m}: {fam!r} is a held-out family (evaluation only); "
+                    f"trainable families: {list(P.TRAIN_FAMILIES)}"
                 )
         for t in eff["tiers"]:
             if t not in P.TIERS:
@@ -277,10 +344,30 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     for fam in ev["families"]:
         if fam not in P.FAMILIES:
             raise ConfigError(f"[eval]: unknown family {fam!r}; known: {sorted(P.FAMILIES)}")
+    if ev["max_tokens"] != "auto" and (
+        isinstance(ev["max_tokens"], bool)
+        or not isinstance(ev["max_tokens"], int)
+        or ev["max_tokens"] < 1
+    ):
+        raise ConfigError(
+            f'[eval]: max_tokens must be "auto" or an integer >= 1, got {ev["max_tokens"]!r}'
+        )
+    try:
+        task_config(ev).validate()
+    except ConfigError as exc:
+        raise ConfigError(f"[eval]: {exc}") from None
+    from hillclimb.data.decontam import coverage_gap
+
+    gap = coverage_gap(
+        data_cfg.decontaminate, int(ev["seed"]), int(ev["n_per_tier"]), ev["families"]
+    )
+    if gap:  # evaluation items the data build would not look for in the training data
+        raise ConfigError(f"{gap}: it must cover the [eval] suite (or set enabled = false)")
 
     return Recipe(
         name=path.stem, path=path, raw=raw, seed=seed, data=data, tokenizer=tok, models=models,
         pretrain=pretrain, sft=sft, sft_data=sft_data, eval=ev, report=dict(raw.get("report", {})),
+        rl=rl,
     )  # fmt: skip
 
 

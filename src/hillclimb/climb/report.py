@@ -9,7 +9,8 @@ run and the report shows exactly what the artifacts say. Plots:
   step (with the unigram baseline for pre-training runs);
 - `expert_load.png`: per training run, a layers x experts heatmap of the share of routed tokens
   (summed over every logged step; 1/E everywhere = perfect balance);
-- `accuracy_<model>.png`: held-out accuracy per family, one bar per tier;
+- `accuracy_<model>.png`: accuracy per family on each evaluation split (new problems, new
+  phrasing), one bar per tier, the no-training baseline as a tick on each bar;
 - `stage_times.png`: seconds per stage.
 
 Markdown (not HTML) because it renders on GitHub, in editors and in a terminal pager alike.
@@ -34,20 +35,15 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _plt() -> Any:
-    import matplotlib
+    from hillclimb.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _save(fig: Any, path: Path) -> None:
-    from hillclimb.io import atomic_path
+    from hillclimb.plots import save_png
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    save_png(fig, path)
 
 
 def plot_loss(run: Path, title: str, dest: Path, baseline: float | None) -> bool:
@@ -116,27 +112,110 @@ def plot_expert_load(runs: list[tuple[str, Path]], dest: Path) -> list[str]:
 
 
 def plot_accuracy(tasks: dict[str, Any], title: str, dest: Path) -> bool:
-    cells = tasks.get("by_family_tier") or {}
-    if not cells:
+    """One panel per evaluation split: accuracy per family, a bar per tier, the no-training
+    baseline of each cell as a black tick on its bar."""
+    splits = tasks.get("splits") or {}
+    if not splits:
         return False
     plt = _plt()
-    fams = list(cells)
     tiers = [str(t) for t in tasks["settings"]["tiers"]]
     width = 0.8 / max(1, len(tiers))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(fams)), 3.6))
-    for j, t in enumerate(tiers):
-        xs = [i + (j - (len(tiers) - 1) / 2) * width for i in range(len(fams))]
-        ys = [cells[f][t]["accuracy"] if t in cells[f] else 0.0 for f in fams]
-        ax.bar(xs, ys, width=width, label=f"tier {t}")
-    ax.set_xticks(range(len(fams)))
-    ax.set_xticklabels(fams, rotation=20, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("held-out accuracy (greedy)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    fams = list(next(iter(splits.values()))["by_family_tier"])
+    fig, axes = plt.subplots(
+        1, len(splits), figsize=(max(6, 1.3 * len(fams)) * len(splits), 3.8), squeeze=False
+    )
+    for ax, (split, sv) in zip(axes[0], splits.items(), strict=True):
+        cells = sv["by_family_tier"]
+        for j, t in enumerate(tiers):
+            xs = [i + (j - (len(tiers) - 1) / 2) * width for i in range(len(fams))]
+            ys = [cells.get(f, {}).get(t, {}).get("accuracy", 0.0) for f in fams]
+            bs = [cells.get(f, {}).get(t, {}).get("baseline", {}).get("best") for f in fams]
+            ax.bar(xs, ys, width=width, label=f"tier {t}")
+            bx = [x for x, b in zip(xs, bs, strict=True) if b is not None]
+            ax.scatter(bx, [b for b in bs if b is not None], marker="_", color="k", s=80, zorder=3)
+        ax.set_xticks(range(len(fams)))
+        ax.set_xticklabels(fams, rotation=20, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy (greedy)")
+        ax.set_title(f"{title} — {split}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8, title="black tick = no-training baseline", title_fontsize=7)
     _save(fig, dest)
     return True
+
+
+def accuracy_table(t: dict[str, Any]) -> str:
+    """One row per family x tier: every split's accuracy beside its no-training baseline."""
+    splits = list(t.get("splits") or {})
+    label = {"heldout": "new problems", "heldout_phrasing": "new phrasing", "val": "val"}
+    header = ["family", "tier"]
+    for s in splits:
+        header += [f"{label.get(s, s)} acc", "baseline"]
+    has_pk = any(c.get("pass_at_k") for c in t["cells"])
+    if has_pk:
+        header.append("sampled pass@k (new problems)")
+    header += ["truncated", "tokens / correct", "max tokens"]
+    by = {(c["split"], c["family"], c["tier"]): c for c in t["cells"]}
+    rows = []
+    for fam in t["splits"][splits[0]]["by_family_tier"]:
+        for tier in t["settings"]["tiers"]:
+            cs = [by.get((s, fam, tier)) for s in splits]
+            if not any(cs):
+                continue
+            c0 = next(c for c in cs if c)
+            name = fam + (" †" if c0["heldout_family"] else "")
+            row: list[Any] = [name, tier]
+            for c in cs:
+                row += (
+                    [f"{c['accuracy']:.0%} ({c['correct']}/{c['n']})", _pct(c["baseline"]["best"])]
+                    if c
+                    else ["-", "-"]
+                )
+            if has_pk:
+                pk = next((c["pass_at_k"] for c in cs if c and c.get("pass_at_k")), None)
+                row.append(" / ".join(f"@{k} {v:.0%}" for k, v in pk.items()) if pk else "-")
+            trunc = sum(c["truncated"] for c in cs if c)
+            n = sum(c["n"] for c in cs if c)
+            tpc = [c["tokens_per_correct"] for c in cs if c and c["tokens_per_correct"]]
+            row += [
+                f"{trunc / n:.0%}",
+                f"{sum(tpc) / len(tpc):.0f}" if tpc else "-",
+                c0["max_tokens"],
+            ]
+            rows.append(row)
+    return _md_table(header, rows)
+
+
+def sft_vs_rl(ev: dict[str, Any]) -> str:
+    """Per family x tier x split: SFT accuracy, RL accuracy, the change, tokens per correct."""
+    a, b = ev["sft"]["tasks"], ev["rl"]["tasks"]
+    by_a = {(c["split"], c["family"], c["tier"]): c for c in a["cells"]}
+    rows = []
+    for c in b["cells"]:
+        o = by_a.get((c["split"], c["family"], c["tier"]))
+        if o is None:
+            continue
+        tpc = [x["tokens_per_correct"] for x in (o, c)]
+        rows.append(
+            [
+                c["family"] + (" †" if c["heldout_family"] else ""),
+                c["tier"],
+                c["split"],
+                f"{o['accuracy']:.0%}",
+                f"{c['accuracy']:.0%}",
+                f"{(c['accuracy'] - o['accuracy']) * 100:+.0f}",
+                _pct(c["baseline"]["best"]),
+                " → ".join("-" if x is None else f"{x:.0f}" for x in tpc),
+            ]
+        )
+    return _md_table(
+        ["family", "tier", "split", "SFT", "RL", "change (points)", "baseline", "tokens / correct"],
+        rows,
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
 
 
 def plot_stage_times(rows: list[dict[str, Any]], dest: Path) -> bool:
@@ -187,7 +266,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
     for m in r.model_names:
         e = evals[m]
         pb, sb = e["pretrain"].get("bpb") or {}, e["sft"].get("bpb") or {}
-        t = e["sft"].get("tasks") or {}
+        t = (e.get("rl") or e["sft"]).get("tasks") or {}
+        ts = e["sft"].get("tasks") or {}
         rows.append(
             [
                 m,
@@ -195,7 +275,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 _fmt(pb.get("val_bpb")),
                 _fmt(sb.get("val_bpb")),
                 _fmt(pb.get("unigram_bpb")),
-                _fmt(t.get("accuracy"), ".1%"),
+                _fmt(ts.get("accuracy"), ".1%"),
+                _fmt(t.get("accuracy"), ".1%") if e.get("rl") else "-",
             ]
         )
     md += [
@@ -206,7 +287,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 "val bpb (pre-trained)",
                 "val bpb (after SFT)",
                 "unigram bpb",
-                "held-out accuracy (all)",
+                "accuracy, new problems (SFT)",
+                "after RL",
             ],
             rows,
         ),
@@ -220,42 +302,75 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
     ]
 
     # ---- accuracy ---------------------------------------------------------------------------
-    md += ["## Held-out accuracy per family and tier (after SFT)", ""]
+    has_rl = any(evals[m].get("rl") for m in r.model_names)
+    md += [
+        "## Accuracy on problems never trained on ("
+        + ("final models: after RL" if has_rl else "after SFT")
+        + ")",
+        "",
+    ]
+    md += [
+        "**new problems** are held out by the underlying problem (operands and facts; for code, "
+        "the whole function — never seen with any example or as a bug to fix); **new phrasing** "
+        "asks the same problems in wordings, names and formats that no training item uses; "
+        "† marks a held-out family (never trained on at all). **baseline** is the best "
+        "no-training score: a lookup table over training items (the answer of the most similar "
+        "training problem), the most common training answer, or chance for multiple choice. "
+        "Accuracy is greedy; **truncated** is the share of answers stopped by the token budget "
+        "(counted as wrong, never hidden); **max tokens** per cell is 1.5x the longest reference "
+        "solution + 16 unless the recipe fixes it.",
+        "",
+        "What these numbers do not show: the models' behaviour on problems outside our "
+        "generators (HumanEval and other suites are separate), or on longer contexts; cells of 20 "
+        "items move by 5 points per item.",
+        "",
+    ]
     for m in r.model_names:
-        t = evals[m]["sft"].get("tasks")
-        if not t:
+        final = evals[m].get("rl") or evals[m]["sft"]
+        t = final.get("tasks")
+        if not t or "cells" not in t:
             continue
-        tiers = [str(x) for x in t["settings"]["tiers"]]
+        tot = ", ".join(
+            f"{s} {v['accuracy']:.1%} ({v['correct']}/{v['n']})" for s, v in t["splits"].items()
+        )
         md += [
             f"### {m}",
             "",
-            f"{t['settings']['n_per_tier']} held-out problems per cell, greedy, at most "
-            f"{t['settings']['max_tokens']} new tokens; overall {t['accuracy']:.1%} "
-            f"({t['correct']}/{t['n']}); finish reasons {t['finish_reasons']}.",
+            f"{t['settings']['n_per_tier']} problems per cell and split; overall {tot}; "
+            f"finish reasons {t['finish_reasons']}.",
+            "",
+            accuracy_table(t),
             "",
         ]
-        md += [
-            _md_table(
-                ["family"] + [f"tier {x}" for x in tiers],
-                [
-                    [f]
-                    + [
-                        f"{cells[x]['accuracy']:.0%} ({cells[x]['correct']}/{cells[x]['n']})"
-                        if x in cells
-                        else "-"
-                        for x in tiers
-                    ]
-                    for f, cells in t["by_family_tier"].items()
-                ],
-            ),
-            "",
-        ]
-        if plot_accuracy(t, f"{m}: held-out accuracy", d / f"accuracy_{m}.png"):
+        if plot_accuracy(t, m, d / f"accuracy_{m}.png"):
             figures.append(f"accuracy_{m}.png")
             md += [f"![accuracy {m}](accuracy_{m}.png)", ""]
         base = evals[m]["pretrain"].get("tasks")
         if base:
             md += [f"Before SFT (pre-trained model): overall {base['accuracy']:.1%}.", ""]
+        if evals[m].get("rl"):
+            md += [f"#### {m}: SFT vs RL (same items, same settings)", "", sft_vs_rl(evals[m]), ""]
+
+    # ---- RL -----------------------------------------------------------------------------------
+    rl_models = [m for m in r.model_names if m in r.rl]
+    if rl_models:
+        from hillclimb.rl.report import plot_rl, summary_lines
+
+        md += ["## RL: the climb", ""]
+        md += [
+            "Left to right: greedy pass rate on the **val** split per family × tier over RL steps "
+            "(the climbing curve; the held-out test split is only used above), the training "
+            "reward and pass rate of the sampled groups, tokens per correct answer per tier, "
+            "the rollout-vs-train log-prob gap, and the step time split.",
+            "",
+        ]
+        for m in rl_models:
+            run = c.dir(f"rl-{m}") / "run"
+            md += [f"### rl-{m}", ""]
+            if plot_rl(run, d / f"rl_{m}.png", m):
+                figures.append(f"rl_{m}.png")
+                md += [f"![rl {m}](rl_{m}.png)", ""]
+            md += summary_lines(run)
 
     # ---- curves -------------------------------------------------------------------------------
     md += ["## Training curves", ""]
@@ -304,13 +419,14 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         md += [_md_table(["run", "MoE layers", "experts", "max load / uniform"], rows), ""]
 
     # ---- samples ------------------------------------------------------------------------------
-    md += ["## Sample generations (held-out, greedy)", ""]
+    md += ["## Sample generations (never-trained problems, greedy)", ""]
     for m in r.model_names:
-        t = evals[m]["sft"].get("tasks") or {}
+        t = (evals[m].get("rl") or evals[m]["sft"]).get("tasks") or {}
         for s in t.get("samples", []):
             mark = "correct" if s["correct"] else "wrong"
             md += [
-                f"**{m}** — {s['family']} tier {s['tier']} ({mark}, finish: {s['finish_reason']})",
+                f"**{m}** — {s['family']} tier {s['tier']}, {s.get('split', 'heldout')} "
+                f"({mark}, finish: {s['finish_reason']})",
                 "",
                 "Prompt:",
                 "",
@@ -367,6 +483,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         ]
         if drops:
             md += ["**filters**", "", _md_table(["filter", "dropped", "top reasons"], drops), ""]
+        from hillclimb.data.card import decontamination_summary
+
+        md += decontamination_summary(card)
 
     # ---- timings ---------------------------------------------------------------------------------
     rows_t = stage_timings(c.out)

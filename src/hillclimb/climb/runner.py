@@ -8,7 +8,8 @@ The line (one directory per stage under RUN_DIR, numbered in order):
     04-pretrain-<m>    pre-training, one stage per model      run/ (checkpoints, final/, logs)
     ..-sft-data        SFT examples per model                 <m>.jsonl
     ..-sft-<m>         SFT from the pre-trained model         run/
-    ..-eval            bpb + held-out accuracy per model      <m>.json, eval.json
+    ..-rl-<m>          RL from the SFT model ([rl] table)     run/ (+ rl.json, report.md)
+    ..-eval            bpb + accuracy per model, SFT and RL   <m>.json, eval.json
     report/            Markdown + PNG report                  report.md, *.png
 
 Why markers and hashes: a stage is complete iff its marker `_stage.json` exists — written LAST,
@@ -231,36 +232,52 @@ def _sft(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
     return body
 
 
+def _rl(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
+    def body(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+        from hillclimb.rl.config import RLConfig
+        from hillclimb.rl.report import write_rl_report
+        from hillclimb.rl.train import run_rl
+
+        run = d / "run"
+        _fresh_run_dir(run)
+        cfg = RLConfig.from_dict(
+            {**c.recipe.rl[model], "out": run, "init": c.final(f"sft-{model}"), "resume": True}
+        )
+        res = run_rl(cfg)
+        write_rl_report(run)
+        _check_final(run)
+        return {
+            k: res.get(k)
+            for k in ("steps", "first", "last", "rollout_tokens_per_s", "sync_share", "elapsed_s")
+        }
+
+    return body
+
+
 def _check_final(run: Path) -> None:
     if not (run / "final" / "config.json").is_file():
         raise HillclimbError(f"training finished without a final checkpoint in {run}")
 
 
 def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.climb.recipe import task_config
     from hillclimb.eval.core import run_eval
 
     ev = c.recipe.eval
     out: dict[str, Any] = {}
     for m in c.recipe.model_names:
         seq = int(ev["seq_len"] or c.recipe.pretrain[m].get("seq_len", 256))
-        common = dict(
-            n_per_tier=int(ev["n_per_tier"]),
-            families=ev["families"] or None,
-            tiers=ev["tiers"] or None,
-            max_tokens=int(ev["max_tokens"]),
-            batch_size=int(ev["batch_size"]),
-            samples=int(ev["samples"]),
-            seed=int(ev["seed"]),
-            val_tokens=int(ev["val_tokens"]),
-            seq_len=seq,
-        )
+        common = dict(tasks=task_config(ev), val_tokens=int(ev["val_tokens"]), seq_len=seq)
         c.say(f"eval {m}: pre-trained model")
         base = run_eval(
             c.final(f"pretrain-{m}"), c.shards_dir, accuracy=bool(ev["base_accuracy"]), **common
         )
-        c.say(f"eval {m}: SFT model (held-out suite)")
+        c.say(f"eval {m}: SFT model (held-out suites)")
         tuned = run_eval(c.final(f"sft-{m}"), c.shards_dir, accuracy=True, **common)
         rec = {"model": m, "pretrain": base, "sft": tuned}
+        if m in c.recipe.rl:
+            c.say(f"eval {m}: RL model (held-out suites, same settings)")
+            rec["rl"] = run_eval(c.final(f"rl-{m}"), c.shards_dir, accuracy=True, **common)
         write_json_atomic(d / f"{m}.json", rec)
         out[m] = rec
     write_json_atomic(d / "eval.json", out)
@@ -268,17 +285,33 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
 
 
 def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
-    base, tuned = rec["pretrain"], rec["sft"]
+    """Headline numbers of the final model (RL when the climb has it, else SFT)."""
+    base, tuned = rec["pretrain"], rec.get("rl") or rec["sft"]
     t = tuned.get("tasks") or {}
+    splits = t.get("splits") or {}
     return {
         "pretrain_val_bpb": (base.get("bpb") or {}).get("val_bpb"),
-        "sft_val_bpb": (tuned.get("bpb") or {}).get("val_bpb"),
+        "sft_val_bpb": (rec["sft"].get("bpb") or {}).get("val_bpb"),
+        "final_val_bpb": (tuned.get("bpb") or {}).get("val_bpb"),
         "unigram_bpb": (base.get("bpb") or {}).get("unigram_bpb"),
         "accuracy": t.get("accuracy"),
         "by_kind_tier": {
             k: {tier: v["accuracy"] for tier, v in tiers.items()}
             for k, tiers in (t.get("by_kind_tier") or {}).items()
         },
+        "by_split": {
+            s: {
+                "accuracy": v["accuracy"],
+                "by_kind_tier": {
+                    k: {tier: x["accuracy"] for tier, x in tiers.items()}
+                    for k, tiers in v["by_kind_tier"].items()
+                },
+            }
+            for s, v in splits.items()
+        },
+        "truncated_share": t.get("truncated_share"),
+        "final_stage": "rl" if rec.get("rl") else "sft",
+        "sft_accuracy": (rec["sft"].get("tasks") or {}).get("accuracy"),
     }
 
 
@@ -328,9 +361,13 @@ def plan(recipe: Recipe) -> list[Stage]:
                 keep_partial=True,
             )
         )
-    stages.append(
-        Stage("eval", "", {"eval": r.eval}, ["shards"] + [f"sft-{m}" for m in names], _eval)
-    )
+    for m in names:
+        if m in r.rl:
+            stages.append(
+                Stage(f"rl-{m}", "", {"rl": r.rl[m]}, [f"sft-{m}"], _rl(m), keep_partial=True)
+            )
+    finals = [f"rl-{m}" if m in r.rl else f"sft-{m}" for m in names]
+    stages.append(Stage("eval", "", {"eval": r.eval}, ["shards"] + finals, _eval))
     stages.append(Stage("report", "report", {"report": r.report}, ["eval"], _report))
     hashes: dict[str, str] = {}
     for i, s in enumerate(stages):
@@ -561,10 +598,22 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
                 for k in ("steps", "tokens", "val_bpb", "final_loss", "tokens_per_s", "elapsed_s")
             },
             "unigram_bpb": (pre.get("extra") or {}).get("unigram_bpb"),
+            # the SFT trainer validates on held-out SFT examples' assistant tokens: a different
+            # quantity from eval's corpus bpb (`eval.sft_val_bpb`), hence a different name
             "sft": {
-                k: sft.get(k) for k in ("steps", "tokens", "val_bpb", "final_loss", "elapsed_s")
+                "steps": sft.get("steps"),
+                "tokens": sft.get("tokens"),
+                "val_bpb_sft_examples": sft.get("val_bpb"),
+                "final_loss": sft.get("final_loss"),
+                "elapsed_s": sft.get("elapsed_s"),
             },
-            "final": str(c.final(f"sft-{m}")),
+            "rl": {
+                k: (c.results.get(f"rl-{m}") or {}).get(k)
+                for k in ("steps", "first", "last", "rollout_tokens_per_s", "sync_share")
+            }
+            if m in c.recipe.rl
+            else None,
+            "final": str(c.final(f"rl-{m}" if m in c.recipe.rl else f"sft-{m}")),
             "eval": ev.get(m, {}),
         }
     timings = stage_timings(c.out)
@@ -591,31 +640,44 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
         return "-" if x is None else fmt.format(x)
 
     tab = Table(title=f"climb {summary['recipe']} — {summary['run_dir']}")
-    for col in (
-        "model",
-        "val bpb (pre)",
-        "val bpb (SFT)",
-        "unigram bpb",
-        "reasoning acc by tier",
-        "code acc by tier",
-    ):
+    for col in ("model", "val bpb (pre)", "val bpb (SFT)", "unigram bpb", "final model"):
         tab.add_column(col)
+    acc = Table(title="greedy accuracy on never-trained problems, by tier")
+    for col in ("model", "split", "reasoning", "code", "held-out family"):
+        acc.add_column(col)
+    short = {"heldout": "new problems", "heldout_phrasing": "new wording"}
     for m, rec in summary["models"].items():
         ev = rec.get("eval") or {}
-        kt = ev.get("by_kind_tier") or {}
-
-        def tiers(kind: str, kt: dict = kt) -> str:
-            return " ".join(f"t{t}:{v:.0%}" for t, v in sorted((kt.get(kind) or {}).items())) or "-"
-
         tab.add_row(
             m,
             f(ev.get("pretrain_val_bpb")),
             f(ev.get("sft_val_bpb")),
             f(ev.get("unigram_bpb", rec.get("unigram_bpb"))),
-            tiers("reasoning"),
-            tiers("code"),
+            ev.get("final_stage", "sft"),
         )
+        by_split = ev.get("by_split") or {"heldout": {"by_kind_tier": ev.get("by_kind_tier") or {}}}
+        for i, (split, sv) in enumerate(by_split.items()):
+            kt = sv.get("by_kind_tier") or {}
+
+            def tiers(kind: str, kt: dict = kt) -> str:
+                cells = sorted((kt.get(kind) or {}).items())
+                return " ".join(f"t{t}:{v:.0%}" for t, v in cells) or "-"
+
+            acc.add_row(
+                m if i == 0 else "",
+                short.get(split, split),
+                tiers("reasoning"),
+                tiers("code"),
+                tiers("heldout_family"),
+            )
     con.print(tab)
+    con.print(acc)
+    con.print(
+        "val bpb: on the pre-training corpus's val split, for the pre-trained and the SFT model. "
+        "Accuracies: the final model (RL when the recipe has it), greedy; new problems = held "
+        "out by underlying problem (code: whole functions), new wording = the same problems "
+        "in phrasings never trained on. Baselines and SFT-vs-RL: the report."
+    )
     con.print(
         f"stages run now: {', '.join(summary['stages_run']) or 'none (all complete)'}; "
         f"total stage time {summary['total_stage_seconds']:.1f}s"

@@ -36,7 +36,7 @@ TOOL_SUBSET = ("read_file", "edit", "submit")
 def problem_records(spec: dict[str, Any]) -> list[dict[str, Any]]:
     from hillclimb import problems as P
 
-    families = spec["families"] or list(P.FAMILIES)
+    families = spec["families"] or list(P.TRAIN_FAMILIES)
     tiers = list(spec["tiers"])
     ns = spec["n"] if isinstance(spec["n"], list) else [spec["n"]] * len(tiers)
     out = []

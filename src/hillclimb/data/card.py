@@ -25,6 +25,9 @@ FILTER_WHY = {
     "quality": "StarCoder-style code heuristics (line lengths, alphanumeric fraction, "
     "auto-generated markers, encoded blobs) and Gopher-style prose heuristics",
     "secrets": "never drops: redacts e-mails, API keys/tokens, private keys, passwords",
+    "decontaminate": "documents containing an evaluation item: a shared run of `ngram` normalised "
+    "words with a probe (prompt, worked solution, reference code or tests of a val/held-out "
+    "problem, or a text of a configured eval file), or a whole shorter probe",
     "dedup": "exact (sha256 of normalised text) and near duplicates (MinHash + LSH); "
     "the most permissively licensed copy is kept",
 }
@@ -37,6 +40,91 @@ def _table(title: str, rows: dict[str, dict[str, Any]], with_tokens: bool) -> li
     for name, r in rows.items():
         out.append(f"| {name} | " + " | ".join(f"{r.get(c, 0):,}" for c in cols) + " |")
     return out + [""]
+
+
+def _match_rows(examples: list[dict[str, Any]]) -> list[str]:
+    out = ["| probe | source | path | matching words |", "|---|---|---|---|"]
+    for e in examples:
+        words = e["match"] if len(e["match"]) <= 160 else e["match"][:157] + "..."
+        out.append(
+            f"| `{e['probe']}` ({e['probe_origin']}) | {e['source']} | {e.get('path') or ''} "
+            f"| {words.replace('|', '/')} |"
+        )
+    return out + [""]
+
+
+def _decontamination(f: dict[str, Any]) -> list[str]:
+    """The decontamination entry's own counts: probes, removals per source, example matches."""
+    lines: list[str] = []
+    excluded = f.get("excluded_problem_files") or {}
+    if excluded:
+        lines += [
+            "Problem generators excluded from tree sources (always; never documents): "
+            + ", ".join(f"{k} {v:,} files" for k, v in excluded.items())
+            + ".",
+            "",
+        ]
+    pr = f.get("probes")
+    if pr:
+        origins = ", ".join(f"{k} {v:,}" for k, v in pr.get("by_origin", {}).items())
+        lines += [
+            f"Probes: {pr['probes']:,} texts ({origins}) from {pr.get('problem_items', 0):,} "
+            f"problems and {len(pr.get('files', [])):,} eval files; {pr['too_short']:,} too "
+            f"short to mean contamination (skipped), {pr['whole_text_probes']:,} matched only "
+            f"whole; {pr['ngrams']:,} distinct hashed n-grams.",
+            "",
+        ]
+    removed = f.get("removed_by_source") or {}
+    if removed:
+        lines += ["| source | documents removed | bytes removed |", "|---|---:|---:|"]
+        for k, v in removed.items():
+            lines.append(f"| {k} | {v['documents']:,} | {v['bytes']:,} |")
+        lines.append("")
+    if f.get("examples"):
+        lines += ["Example matches:", ""] + _match_rows(f["examples"])
+    kept = f.get("generator_overlaps_kept") or {}
+    if kept:
+        lines += [
+            "Generator documents sharing n-grams with probes, kept (the problem split is by "
+            "problem key; sibling problems share template sentences and sub-steps): "
+            + ", ".join(f"{k} {v:,}" for k, v in kept.items())
+            + ".",
+            "",
+        ]
+        if f.get("generator_overlap_examples"):
+            lines += _match_rows(f["generator_overlap_examples"])
+    return lines
+
+
+def decontamination_summary(card: dict[str, Any]) -> list[str]:
+    """A few Markdown lines for reports (the climb's): what decontamination checked and removed,
+    with example matches (probe id + matching words). Empty for cards without the entry."""
+    f = next((x for x in card.get("filters", []) if x.get("name") == "decontaminate"), None)
+    if f is None:
+        return []
+    excluded = sum((f.get("excluded_problem_files") or {}).values())
+    pr = f.get("probes")
+    if not f.get("enabled") or not pr:
+        return [
+            f"**decontamination**: off; {excluded:,} problem-generator files excluded.",
+            "",
+        ]
+    removed = f.get("removed_by_source") or {}
+    by = ", ".join(f"{k} {v['documents']:,} ({v['bytes']:,} bytes)" for k, v in removed.items())
+    kept = sum((f.get("generator_overlaps_kept") or {}).values())
+    lines = [
+        f"**decontamination**: {pr['probes']:,} probe texts ({pr['too_short']:,} too short to "
+        f"count) checked against {f.get('stats', {}).get('documents_checked', 0):,} documents; "
+        f"removed {f['dropped']:,}" + (f" ({by})" if by else "") + f"; {excluded:,} "
+        f"problem-generator files excluded; {kept:,} generator documents share n-grams with "
+        "probes (kept: split by problem key).",
+        "",
+    ]
+    examples = f.get("examples") or f.get("generator_overlap_examples") or []
+    if examples:
+        what = "removed" if f.get("examples") else "kept generator overlaps"
+        lines += [f"Example matches ({what}):", ""] + _match_rows(examples)
+    return lines
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -89,6 +177,8 @@ def render_markdown(card: dict[str, Any]) -> str:
                 "Parameters: " + ", ".join(f"{k}={v}" for k, v in f["params"].items()) + "."
             )
             lines.append("")
+        if f["name"] == "decontaminate":
+            lines += _decontamination(f)
     lines += [
         "Dropped documents are in `rejects/<filter>.jsonl.gz` with the reason (texts truncated "
         "and secret-redacted).",

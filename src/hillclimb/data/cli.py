@@ -66,7 +66,16 @@ def _summary(card: dict, out: str) -> None:
     toks = f", {t['tokens']:,} tokens" if t.get("tokens") is not None else ""
     print(f"data build: {t['documents']:,} documents, {t['bytes']:,} bytes{toks} -> {out}")
     for f in card["filters"]:
-        if f["dropped"]:
+        if f["name"] == "decontaminate" and f.get("probes"):
+            kept = sum(f.get("generator_overlaps_kept", {}).values())
+            excluded = sum(f.get("excluded_problem_files", {}).values())
+            print(
+                f"  decontaminate dropped {f['dropped']:,} of "
+                f"{f.get('stats', {}).get('documents_checked', 0):,} checked against "
+                f"{f['probes']['probes']:,} probes; {excluded:,} problem-generator files "
+                f"excluded; {kept:,} generator overlaps kept"
+            )
+        elif f["dropped"]:
             top = ", ".join(f"{r} {n}" for r, n in list(f["reasons"].items())[:4])
             print(f"  {f['name']:<11} dropped {f['dropped']:>7,}  ({top})")
         elif f.get("stats"):

@@ -145,6 +145,63 @@ class DedupConfig:
 
 
 @dataclass
+class DecontaminateConfig:
+    """Drop documents that contain evaluation items (`decontam.py`; docs/areas/data.md).
+
+    Probes are the texts of `hillclimb.problems.contamination_probes(problems_seeds,
+    problems_n_per_tier, problems_families)` (the val / heldout / heldout_phrasing splits) plus
+    every text of the JSONL `files`. The defaults cover the climb's evaluation suites (seed 0,
+    up to 50 items per family x tier)."""
+
+    enabled: bool = True
+    ngram: int = 13  # a shared run of this many normalised word tokens = contaminated
+    min_tokens: int = 8  # probes shorter than `ngram` count only when whole and at least this long
+    problems_seeds: list[int] = field(default_factory=lambda: [0])  # [] = no problem probes
+    problems_n_per_tier: int = 50
+    problems_families: list[str] = field(default_factory=list)  # empty = every family
+    files: list[str] = field(default_factory=list)  # JSONL(.gz) eval sets: extra probes
+    text_fields: list[str] = field(default_factory=lambda: ["text"])  # probe fields in `files`
+    examples: int = 5  # example matches shown in the data card
+    # generators-source documents that share n-grams with probes: "keep" (counted in the card;
+    # their split is by problem key and siblings share template phrases and sub-steps) or "drop"
+    generator_overlaps: str = "keep"
+
+    def validate(self) -> None:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        w = "[data.decontaminate]"
+        if not is_int(self.ngram) or self.ngram < 4:
+            raise ConfigError(
+                f"{w} ngram must be an integer >= 4 (shorter n-grams match ordinary prose and "
+                f"code everywhere), got {self.ngram!r}"
+            )
+        if not is_int(self.min_tokens) or not 1 <= self.min_tokens <= self.ngram:
+            raise ConfigError(
+                f"{w} min_tokens must be an integer in [1, ngram={self.ngram}], "
+                f"got {self.min_tokens!r}"
+            )
+        if not is_int(self.problems_n_per_tier) or self.problems_n_per_tier < 0:
+            raise ConfigError(f"{w} problems_n_per_tier must be an integer >= 0")
+        if not isinstance(self.problems_seeds, list) or not all(
+            is_int(s) for s in self.problems_seeds
+        ):
+            raise ConfigError(f"{w} problems_seeds must be a list of integers")
+        for key in ("problems_families", "files", "text_fields"):
+            v = getattr(self, key)
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                raise ConfigError(f"{w} {key} must be a list of non-empty strings")
+        if self.files and not self.text_fields:
+            raise ConfigError(f"{w} text_fields must name at least one field when files are set")
+        if not is_int(self.examples) or self.examples < 0:
+            raise ConfigError(f"{w} examples must be an integer >= 0")
+        if self.generator_overlaps not in ("keep", "drop"):
+            raise ConfigError(
+                f'{w} generator_overlaps must be "keep" or "drop", got {self.generator_overlaps!r}'
+            )
+
+
+@dataclass
 class DataConfig:
     """The `[data]` table of a recipe."""
 
@@ -155,6 +212,7 @@ class DataConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
     val_fraction: float = 0.02
     seed: int = 0
     chunk_docs: int = 1000  # items per committed work chunk (the resume granularity)
@@ -187,6 +245,13 @@ class DataConfig:
             if s.name in names:
                 raise ConfigError(f"duplicate source name {s.name!r}")
             names.add(s.name)
+            if "decontaminate" in s.skip_filters:
+                raise ConfigError(
+                    f"source {s.name!r}: decontamination cannot be skipped (evaluation items must "
+                    "never reach training data); disable it for the whole build with "
+                    "[data.decontaminate] enabled = false"
+                )
+        self.decontaminate.validate()
         d = self.dedup
         if not 0.0 < d.threshold <= 1.0:
             raise ConfigError(f"dedup.threshold must be in (0, 1], got {d.threshold}")
@@ -227,6 +292,7 @@ _SUBTABLES: dict[str, type] = {
     "quality": QualityConfig,
     "secrets": SecretsConfig,
     "dedup": DedupConfig,
+    "decontaminate": DecontaminateConfig,
 }
 
 

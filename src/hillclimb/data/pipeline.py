@@ -1,10 +1,13 @@
-"""`hillclimb data build`: sources → filters → dedup → documents, rejects, card, shards.
+"""`hillclimb data build`: sources → filters → decontaminate → dedup → documents, rejects, card.
 
 Why this structure (three stages with on-disk state in `DIR/.work/`):
 
 1. **Filter** — the item stream of all sources (deterministic, see sources.py) is cut into chunks
-   of `chunk_docs` items. Each chunk is loaded, filtered, redacted and MinHashed (in-process or in
-   a process pool) and committed atomically as `.work/chunks/NNNNNN.npz` (records + signatures).
+   of `chunk_docs` items. Each chunk is loaded, filtered, redacted, checked against the
+   evaluation items (decontam.py: the probe index is built once per build, before this stage, and
+   committed as `.work/probes.npz` so a resumed build judges every chunk by the same probes) and
+   MinHashed (in-process or in a process pool) and committed atomically as
+   `.work/chunks/NNNNNN.npz` (records + signatures).
    This is where nearly all the time goes, so it is where resume pays: a restarted build
    re-enumerates the stream (cheap) and skips every chunk already committed.
 2. **Dedup** — global by nature: reads the committed chunks' hashes and signatures (not the
@@ -42,13 +45,16 @@ import numpy as np
 
 from hillclimb.data.card import CARD_FORMAT, render_markdown
 from hillclimb.data.config import DataConfig
+from hillclimb.data.decontam import FILTER_NAME as DECONTAM
+from hillclimb.data.decontam import REASON as CONTAMINATED
+from hillclimb.data.decontam import Decontaminator, ProbeIndex, build_index
 from hillclimb.data.dedup import MinHasher, exact_hash, find_duplicates
 from hillclimb.data.document import Document
 from hillclimb.data.filters import Filter, build_filters, run_filters
 from hillclimb.data.jsonl import JsonlGzWriter, dumps, gzip_bytes
 from hillclimb.data.license import permissiveness
 from hillclimb.data.secrets import Redactor
-from hillclimb.data.sources import Item, LoadError, all_items_for, load_item
+from hillclimb.data.sources import PROBLEMS_SKIP, Item, LoadError, all_items_for, load_item
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_path, write_json_atomic, write_text_atomic
 
@@ -56,7 +62,10 @@ WORK = ".work"
 MARKER = "build.json"
 WORK_FORMAT = "hillclimb-data-work-v1"
 OUTPUTS = ("documents", "rejects", "shards", "data_card.json", "DATA_CARD.md")
-REJECT_FILTERS = ("ingest", "license", "blocklist", "ai_content", "quality", "ai_detector", "dedup")
+REJECT_FILTERS = (
+    "ingest", "license", "blocklist", "ai_content", "quality", "ai_detector", DECONTAM, "dedup",
+)  # fmt: skip
+PROBES = "probes.npz"  # the decontamination probe index, committed once per build
 FAULT_ENV = "HILLCLIMB_DATA_FAULT"  # test hook: "kill-chunk:N", "raise-chunk:N", "kill-dedup", ...
 
 
@@ -68,8 +77,12 @@ FAULT_ENV = "HILLCLIMB_DATA_FAULT"  # test hook: "kill-chunk:N", "raise-chunk:N"
 class ChunkProcessor:
     """Loads and filters one chunk of items; returns (records blob, signatures)."""
 
-    def __init__(self, cfg: DataConfig):
+    def __init__(self, cfg: DataConfig, probes: ProbeIndex | None = None):
         self.cfg = cfg
+        gen_sources = {s.name for s in cfg.sources if s.kind == "generators"}
+        self.decon = (
+            Decontaminator(probes, cfg.decontaminate, gen_sources) if probes is not None else None
+        )
         self.filters: list[Filter] = build_filters(cfg)
         self.hasher = MinHasher(cfg.dedup)
         self.redactor = Redactor(cfg.secrets) if cfg.secrets.enabled else None
@@ -130,19 +143,40 @@ class ChunkProcessor:
                     out.append(self._reject(o, self.detector.name, r, d, it))
             survivors = kept
             stats[self.detector.name].update(self.detector.stats)
+        overlaps: dict[int, dict[str, Any]] = {}
+        if self.decon is not None and survivors:
+            kept = []
+            for o, d, it in survivors:
+                verdict, m = self.decon.check(d.text, d.source, d.meta.get("problem_id"))
+                stats[DECONTAM]["documents_checked"] += 1
+                if verdict == "drop":
+                    assert m is not None
+                    rej = self._reject(o, DECONTAM, CONTAMINATED, d, it)
+                    rej["reject"].update(
+                        probe=m.probe, probe_origin=m.origin, match=m.ngram, bytes=d.n_bytes
+                    )
+                    out.append(rej)
+                    continue
+                d.kept_by.append(DECONTAM)
+                if verdict == "overlap":
+                    assert m is not None
+                    overlaps[o] = {"probe": m.probe, "probe_origin": m.origin, "match": m.ngram}
+                kept.append((o, d, it))
+            survivors = kept
         sigs = np.zeros((len(survivors), self.cfg.dedup.num_perm), dtype=np.uint32)
         for j, (o, doc, _) in enumerate(survivors):
             if self.cfg.dedup.near:
                 sigs[j] = self.hasher.signature(doc.text)
-            out.append(
-                {
-                    "o": o,
-                    "doc": doc.record(),
-                    "exact": exact_hash(doc.text),
-                    "rank": permissiveness(doc.license, self.cfg.license.allow),
-                    "sig": j,
-                }
-            )
+            rec: dict[str, Any] = {
+                "o": o,
+                "doc": doc.record(),
+                "exact": exact_hash(doc.text),
+                "rank": permissiveness(doc.license, self.cfg.license.allow),
+                "sig": j,
+            }
+            if o in overlaps:
+                rec["overlap"] = overlaps[o]
+            out.append(rec)
         out.sort(key=lambda r: r["o"])
         for f in self.filters:
             if f.stats:
@@ -156,9 +190,9 @@ class ChunkProcessor:
 _WORKER: ChunkProcessor | None = None
 
 
-def _worker_init(cfg: DataConfig) -> None:
+def _worker_init(cfg: DataConfig, probes: ProbeIndex | None) -> None:
     global _WORKER
-    _WORKER = ChunkProcessor(cfg)
+    _WORKER = ChunkProcessor(cfg, probes)
 
 
 def _worker_run(start: int, items: list[Item]) -> tuple[bytes, np.ndarray, dict]:
@@ -254,7 +288,9 @@ def _progress(enabled: bool) -> Any:
     )
 
 
-def run_filter_stage(cfg: DataConfig, work: Path, fault: _Fault, progress: bool) -> int:
+def run_filter_stage(
+    cfg: DataConfig, work: Path, fault: _Fault, progress: bool, probes: ProbeIndex | None = None
+) -> int:
     """Stage 1. Returns the number of chunks (committed now or before)."""
     chunk_dir = work / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -275,10 +311,12 @@ def run_filter_stage(cfg: DataConfig, work: Path, fault: _Fault, progress: bool)
                 if k in done:
                     bar.update(task, advance=len(items))
                     continue
-                proc = proc or ChunkProcessor(cfg)
+                proc = proc or ChunkProcessor(cfg, probes)
                 commit(k, len(items), proc.process(k * cfg.chunk_docs, items))
         else:
-            with ProcessPoolExecutor(cfg.workers, initializer=_worker_init, initargs=(cfg,)) as ex:
+            with ProcessPoolExecutor(
+                cfg.workers, initializer=_worker_init, initargs=(cfg, probes)
+            ) as ex:
                 pending: dict[Future, tuple[int, int]] = {}
                 for k, items in _chunks_of(all_items(cfg), cfg.chunk_docs):
                     n_chunks = k + 1
@@ -361,6 +399,85 @@ def _group(counter: dict[str, dict[str, int]], key: str, n_bytes: int) -> None:
     row["bytes"] += n_bytes
 
 
+class _Examples:
+    """The first match of each (source, top-level path part: a directory, a problem family),
+    then the next ones, in stream order, `n` in all: varied, deterministic and bounded."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.seen = 0
+        self.firsts: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+        self.head: list[tuple[int, dict[str, Any]]] = []
+
+    def add(self, example: dict[str, Any]) -> None:
+        key = (example["source"], (example.get("path") or "").split("/")[0])
+        if key not in self.firsts and len(self.firsts) < self.n:
+            self.firsts[key] = (self.seen, example)
+        if len(self.head) < self.n:
+            self.head.append((self.seen, example))
+        self.seen += 1
+
+    def pick(self) -> list[dict[str, Any]]:
+        first = sorted(self.firsts.values(), key=lambda t: t[0])
+        taken = {i for i, _ in first}
+        rest = [t for t in self.head if t[0] not in taken]
+        return [e for _, e in (first + rest)[: self.n]]
+
+
+class _DecontamReport:
+    """Collects the decontamination part of the card while the write stage streams records."""
+
+    def __init__(self, n_examples: int):
+        self.removed: dict[str, dict[str, int]] = {}
+        self.excluded: Counter[str] = Counter()
+        self.matches = _Examples(n_examples)
+        self.overlaps: Counter[str] = Counter()
+        self.overlap_matches = _Examples(n_examples)
+
+    @staticmethod
+    def _example(rec: dict[str, Any], hit: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "probe": hit["probe"],
+            "probe_origin": hit["probe_origin"],
+            "source": rec["source"],
+            "path": rec.get("path"),
+            "match": hit["match"],
+        }
+
+    def add_reject(self, rec: dict[str, Any]) -> None:
+        if rec["filter"] == "ingest" and rec["reason"] == PROBLEMS_SKIP:
+            self.excluded[rec["source"]] += 1
+        elif rec["filter"] == DECONTAM:
+            row = self.removed.setdefault(rec["source"], {"documents": 0, "bytes": 0})
+            row["documents"] += 1
+            row["bytes"] += rec.get("bytes", 0)
+            self.matches.add(self._example(rec, rec))
+
+    def add_overlap(self, rec: dict[str, Any], hit: dict[str, Any]) -> None:
+        self.overlaps[rec["source"]] += 1
+        self.overlap_matches.add(self._example(rec, hit))
+
+    def card(self, cfg: DataConfig, probe_stats: dict[str, Any] | None) -> dict[str, Any]:
+        d = cfg.decontaminate
+        return {
+            "params": {
+                "ngram": d.ngram,
+                "min_tokens": d.min_tokens,
+                "problems_seeds": d.problems_seeds,
+                "problems_n_per_tier": d.problems_n_per_tier,
+                "problems_families": d.problems_families or "all",
+                "files": len(d.files),
+                "generator_overlaps": d.generator_overlaps,
+            },
+            "probes": probe_stats,
+            "removed_by_source": {k: self.removed[k] for k in sorted(self.removed)},
+            "examples": self.matches.pick(),
+            "generator_overlaps_kept": dict(sorted(self.overlaps.items())),
+            "generator_overlap_examples": self.overlap_matches.pick(),
+            "excluded_problem_files": dict(sorted(self.excluded.items())),
+        }
+
+
 def run_write_stage(
     cfg: DataConfig,
     work: Path,
@@ -368,6 +485,7 @@ def run_write_stage(
     dedup: dict,
     tokenizer: Any,
     recipe: str | None,
+    probe_stats: dict[str, Any] | None = None,
 ) -> Path:
     final = work / "final"
     if final.exists():
@@ -387,6 +505,7 @@ def run_write_stage(
     }
     reasons: dict[str, Counter[str]] = defaultdict(Counter)
     stats: dict[str, Counter[str]] = defaultdict(Counter)
+    decon = _DecontamReport(cfg.decontaminate.examples)
     items = 0
     for k in range(n_chunks):
         ch = _load_chunk(work / "chunks" / f"{k:06d}.npz")
@@ -398,8 +517,11 @@ def run_write_stage(
                 rec = r["reject"]
                 rejects[rec["filter"]].write(rec)
                 reasons[rec["filter"]][rec["reason"]] += 1
+                decon.add_reject(rec)
                 continue
             rec = r["doc"]
+            if "overlap" in r:
+                decon.add_overlap(rec, r["overlap"])
             d = dropped.get(str(r["o"]))
             if d is not None:
                 reason, _, keep_id = d
@@ -425,6 +547,7 @@ def run_write_stage(
     filters: list[dict[str, Any]] = []
     names = ["ingest", "license", "blocklist", "ai_content", "quality", "secrets"]
     names += ["ai_detector"] if cfg.ai_content.observer and cfg.ai_content.performer else []
+    names += [DECONTAM]
     enabled = {
         "ingest": True,
         "license": cfg.license.enabled,
@@ -433,6 +556,7 @@ def run_write_stage(
         "quality": cfg.quality.enabled,
         "secrets": cfg.secrets.enabled,
         "ai_detector": True,
+        DECONTAM: cfg.decontaminate.enabled,
     }
     for name in names:
         entry: dict[str, Any] = {
@@ -443,6 +567,8 @@ def run_write_stage(
         }
         if stats.get(name):
             entry["stats"] = dict(sorted(stats[name].items()))
+        if name == DECONTAM:
+            entry.update(decon.card(cfg, probe_stats))
         filters.append(entry)
     d = cfg.dedup
     filters.append(
@@ -609,6 +735,11 @@ def build(
                     "pass --force to discard it"
                 )
             shutil.rmtree(out)
+    # The decontamination probes: built (and eval files read, so a bad one fails before anything
+    # is written) unless an earlier run of this build committed them; then reused as they were.
+    probes: ProbeIndex | None = None
+    if cfg.decontaminate.enabled and not (work / PROBES).is_file():
+        probes = build_index(cfg.decontaminate, cfg.workers)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(exist_ok=True)
     if not (work / "state.json").is_file():
@@ -616,10 +747,18 @@ def build(
             work / "state.json",
             {"format": WORK_FORMAT, "fingerprint": fp, "config": cfg.to_dict()},
         )
-    n_chunks = run_filter_stage(cfg, work, fault_, progress)
+    if cfg.decontaminate.enabled:
+        if probes is None:
+            probes = ProbeIndex.load(work / PROBES)
+        else:
+            probes.save(work / PROBES)
+            fault_.hit("probes")
+    n_chunks = run_filter_stage(cfg, work, fault_, progress, probes)
     dedup = run_dedup_stage(cfg, work, n_chunks)
     fault_.hit("dedup")
-    final = run_write_stage(cfg, work, n_chunks, dedup, tokenizer, recipe)
+    final = run_write_stage(
+        cfg, work, n_chunks, dedup, tokenizer, recipe, probes.stats if probes else None
+    )
     card = json.loads((final / "data_card.json").read_text())
     _install(final, out, fault_)
     write_json_atomic(

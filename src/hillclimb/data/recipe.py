@@ -65,20 +65,37 @@ def expand_source_path(value: str, recipe_dir: Path) -> str:
     return str(p)
 
 
-def load_data_config(name: str | os.PathLike[str]) -> DataConfig:
-    """The `DataConfig` of a recipe (its `[data]` table; other tables are ignored). Source paths
-    are expanded with `expand_source_path`."""
-    path = resolve_recipe(name)
-    recipe = load_recipe(path)
-    if "data" not in recipe:
-        raise ConfigError(f"recipe {path} has no [data] table")
-    table = dict(recipe["data"])
+def expand_data_paths(table: dict[str, Any], recipe_dir: Path) -> dict[str, Any]:
+    """A copy of a `[data]` table with every path expanded by `expand_source_path`: source
+    `path`s and `decontaminate.files` (malformed values are left for validation to report)."""
+    if not isinstance(table, dict):
+        return table
+    table = dict(table)
     sources = table.get("sources")
     if isinstance(sources, list):
         table["sources"] = [
-            {**s, "path": expand_source_path(s["path"], path.parent)}
+            {**s, "path": expand_source_path(s["path"], recipe_dir)}
             if isinstance(s, dict) and isinstance(s.get("path"), str) and s["path"]
             else s
             for s in sources
         ]
-    return data_config_from_dict(table)
+    decon = table.get("decontaminate")
+    if isinstance(decon, dict) and isinstance(decon.get("files"), list):
+        table["decontaminate"] = {
+            **decon,
+            "files": [
+                expand_source_path(f, recipe_dir) if isinstance(f, str) and f else f
+                for f in decon["files"]
+            ],
+        }
+    return table
+
+
+def load_data_config(name: str | os.PathLike[str]) -> DataConfig:
+    """The `DataConfig` of a recipe (its `[data]` table; other tables are ignored). Paths are
+    expanded with `expand_data_paths`."""
+    path = resolve_recipe(name)
+    recipe = load_recipe(path)
+    if "data" not in recipe:
+        raise ConfigError(f"recipe {path} has no [data] table")
+    return data_config_from_dict(expand_data_paths(recipe["data"], path.parent))

@@ -47,6 +47,32 @@ SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"}
 )
 GENERATED_LICENSE = "Apache-2.0"  # documents written by our own generators carry the repo's license
+# Files of this package's problems/ directory (the generators, templates and hand-written
+# reference solutions of every evaluation item) are never documents, whatever the recipe says:
+# a tree or git source that reaches them (`{hillclimb}`, the repository, an installed copy in
+# site-packages) turns each into an ingest skip with this reason, counted in the data card.
+PROBLEMS_SKIP = "problem_generators"
+
+
+@functools.lru_cache(maxsize=1)
+def problems_dir() -> Path:
+    """The resolved `problems/` directory of this hillclimb package (not imported: a path)."""
+    return Path(__file__).resolve().parent.parent / "problems"
+
+
+def protected_prefix(root: Path) -> str | None:
+    """Relative posix prefix under `root` of files that are problem generators: "" when `root`
+    lies inside problems/, "rel/path/problems/" when problems/ lies under `root`, else None."""
+    prob = problems_dir()
+    try:
+        real = root.resolve()
+    except OSError:
+        return None
+    if real == prob or prob in real.parents:
+        return ""
+    if real in prob.parents:
+        return prob.relative_to(real).as_posix() + "/"
+    return None
 
 
 @dataclass
@@ -280,8 +306,10 @@ def tree_items(
     sizes: list[int] = []
     skips: list[Item] = []
     pairs: list[tuple[Path, str, TreeLicenses, Path]] = []
+    protected: dict[Path, str | None] = {}
     for root, label, default in roots:
         lic = TreeLicenses(root, default or cfg.license)
+        protected[root] = protected_prefix(root)
         walk = (
             [f for r, f in files if r == root]
             if files is not None
@@ -304,6 +332,10 @@ def tree_items(
             max_bytes=cfg.max_file_bytes,
             meta=dict(meta or {}),
         )
+        prefix = protected[root]
+        if prefix is not None and rel.startswith(prefix):
+            skips.append(Item(**base, skip=PROBLEMS_SKIP))
+            continue
         if is_license_file(f.name):
             continue  # license texts are metadata for the files beside them, not documents
         if lang is None:
@@ -450,7 +482,7 @@ def generator_items(cfg: SourceConfig) -> Iterator[Item]:
     except ImportError:
         yield Item(source=cfg.name, path="hillclimb.problems", skip="generators_unavailable")
         return
-    families = cfg.families or sorted(problems.FAMILIES)
+    families = cfg.families or sorted(problems.TRAIN_FAMILIES)
     n = 0
     for fam in families:
         if fam not in problems.FAMILIES:

@@ -1,6 +1,7 @@
 """`hillclimb eval --model CKPT [--data DIR]`: evaluate any checkpoint, not only the climb's.
 
-Prints a rich table (bpb vs the unigram baseline, accuracy per family x tier) or, with `--json`,
+Prints rich tables (bpb vs the unigram baseline; per split, accuracy per family x tier with its
+no-training baseline, pass@k and truncation share) or, with `--json`,
 the full result; `--out DIR` also writes `DIR/eval.json` atomically. Heavy imports happen inside
 the handler so `hillclimb --help` stays fast.
 """
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "without it bits per byte is skipped",
     )
     p.add_argument(
-        "--n-per-tier", type=int, default=10, help="held-out problems per family x tier (10)"
+        "--n-per-tier", type=int, default=20, help="problems per family x tier x split (20)"
     )
     p.add_argument(
         "--families", type=_families, default=None, help="comma-separated families (default: all)"
@@ -53,18 +54,50 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tiers", type=_tiers, default=None, help="comma-separated tiers (default: 1,2,3,4)"
     )
     p.add_argument(
-        "--max-tokens", type=int, default=256, help="generation budget per problem (256)"
+        "--splits",
+        type=_families,
+        default=["heldout", "heldout_phrasing"],
+        help="evaluation splits: heldout (new problems/functions), heldout_phrasing (the same "
+        "problems in wordings never trained on), val (tuning only) (default: heldout,heldout_phrasing)",
     )
-    p.add_argument("--batch-size", type=int, default=16, help="generation batch size (16)")
-    p.add_argument("--samples", type=int, default=4, help="sample generations to keep (4)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="generation budget per problem (default: per family x tier, 1.5x the longest "
+        "reference solution + 16, so correct answers are never cut off)",
+    )
+    p.add_argument(
+        "--samples-per-item",
+        type=int,
+        default=0,
+        help="sampled completions per problem for pass@k (0: greedy only)",
+    )
+    p.add_argument(
+        "--pass-k", type=_tiers, default=[1], help="k values for pass@k, each <= samples (1)"
+    )
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0.8)")
+    p.add_argument("--top-p", type=float, default=0.95, help="sampling top-p (0.95)")
+    p.add_argument(
+        "--baseline-train-n",
+        type=int,
+        default=500,
+        help="training items per family x tier for the lookup-table baseline (500)",
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="generation batch size (32)")
+    p.add_argument("--samples", type=int, default=8, help="sample generations to keep (8)")
     p.add_argument("--seq-len", type=int, default=None, help="bpb window length (default 256)")
     p.add_argument("--val-tokens", type=int, default=32768, help="val tokens for bpb (32768)")
-    p.add_argument("--seed", type=int, default=0, help="held-out suite seed (0)")
+    p.add_argument("--seed", type=int, default=0, help="suite and sampling seed (0)")
     p.add_argument("--no-tasks", action="store_true", help="only bits per byte")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", default=None, help="also write DIR/eval.json")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_handle, _parser=p)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
 
 
 def print_eval(result: dict[str, Any], file: Any = None) -> None:
@@ -80,37 +113,72 @@ def print_eval(result: dict[str, Any], file: Any = None) -> None:
             f"{b['val_tokens']} tokens)"
         )
     t = result.get("tasks")
-    if t:
-        tiers = [str(x) for x in t["settings"]["tiers"]]
-        tab = Table(title=f"held-out accuracy (greedy, n={t['settings']['n_per_tier']} per cell)")
-        tab.add_column("family")
-        for tier in tiers:
-            tab.add_column(f"tier {tier}", justify="right")
-        for fam, cells in t["by_family_tier"].items():
-            tab.add_row(fam, *[f"{cells[x]['accuracy']:.0%}" if x in cells else "-" for x in tiers])
-        con.print(tab)
-        con.print(
-            f"overall {t['accuracy']:.1%} ({t['correct']}/{t['n']}); "
-            f"finish reasons {t['finish_reasons']}"
+    if not t:
+        return
+    st = t["settings"]
+    has_pk = bool(st.get("samples_per_item"))
+    for split in st["splits"]:
+        tab = Table(
+            title=f"{split}: greedy accuracy (no-training baseline), n={st['n_per_tier']} per cell"
         )
+        tab.add_column("family")
+        for tier in st["tiers"]:
+            tab.add_column(f"tier {tier}", justify="right")
+        for fam, cells in t["splits"][split]["by_family_tier"].items():
+            row = [
+                fam + (" (held-out family)" if cells and _first(cells)["heldout_family"] else "")
+            ]
+            for tier in st["tiers"]:
+                c = cells.get(str(tier))
+                if c is None:
+                    row.append("-")
+                    continue
+                txt = f"{c['accuracy']:.0%} ({_pct(c['baseline']['best'])})"
+                if has_pk and c.get("pass_at_k"):
+                    txt += " pass@" + "/".join(f"{k}:{v:.0%}" for k, v in c["pass_at_k"].items())
+                if c["truncated"]:
+                    txt += f" trunc {c['truncated_share']:.0%}"
+                row.append(txt)
+            tab.add_row(*row)
+        con.print(tab)
+        tot = t["splits"][split]
+        con.print(f"{split}: overall {tot['accuracy']:.1%} ({tot['correct']}/{tot['n']})")
+    con.print(
+        f"finish reasons {t['finish_reasons']}; truncated {t['truncated_share']:.1%}; "
+        f"mean completion tokens {t['mean_completion_tokens']:.1f}"
+    )
+
+
+def _first(cells: dict[str, Any]) -> dict[str, Any]:
+    return next(iter(cells.values()))
 
 
 def _handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hillclimb.eval.core import run_eval
+    from hillclimb.eval.tasks import TaskEvalConfig
     from hillclimb.io import write_json_atomic
 
-    res = run_eval(
-        args.model,
-        args.data,
+    tasks = TaskEvalConfig(
         n_per_tier=args.n_per_tier,
         families=args.families,
         tiers=args.tiers,
+        splits=args.splits,
+        seed=args.seed,
         max_tokens=args.max_tokens,
         batch_size=args.batch_size,
-        samples=args.samples,
-        seed=args.seed,
+        samples_per_item=args.samples_per_item,
+        pass_k=args.pass_k,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        baseline_train_n=args.baseline_train_n,
+        examples=args.samples,
+    )
+    res = run_eval(
+        args.model,
+        args.data,
+        tasks=tasks,
         val_tokens=args.val_tokens,
         seq_len=args.seq_len,
         accuracy=not args.no_tasks,

@@ -3,23 +3,61 @@
 Rules, per kind (SWE-bench for the test-based ones):
 
 - bugfix / feature: resolved ⇔ every FAIL_TO_PASS test passes and every PASS_TO_PASS test passes
-  (passed or xfailed; a test missing from the output counts as failed).
+  (passed or xfailed; a test missing from the results counts as failed).
 - refactor: the structural checks hold on the submitted code (checked *before* hidden tests are
   copied in, so they judge the agent's code only) and the tests stay green (per-test rule when the
-  task lists tests, else the test command must exit 0).
+  task lists tests, else the run must be green: see below).
 - repo_qa: the normalised answer equals one of the accepted answers; no code runs.
 - terminal: the verifier (`test_command`, usually `python tests/verify.py`) exits 0 on the
   workspace the agent's commands left behind.
 
 Grading always works on a private copy (a fresh copy of `repo/` plus the patch, or a copy of the
 agent's workspace), so nothing the grader does leaks into the task or the episode, and the test
-command runs in the sandbox. Every failure mode is a *result* (`patch_failed`, `test_error`,
-`timeout`, ...), never an exception, so one bad submission cannot stop a run.
+command runs in the sandbox. Every failure mode is a *result* (`patch_failed`, `patch_rejected`,
+`test_error`, `timeout`, ...), never an exception, so one bad submission cannot stop a run.
+
+Where test outcomes come from (the rule). The runner's text output is never evidence: the code
+under test writes to the same stdout. For bugfix / feature / refactor tasks (and any task that
+lists tests) the grader
+
+1. refuses submissions that add, change or delete test infrastructure — conftest.py, pytest
+   configuration files and the pytest sections of pyproject.toml / setup.cfg / tox.ini,
+   sitecustomize / usercustomize / `*.pth`, bytecode — status `patch_rejected` (protected.py);
+2. runs the command with its own reporters (results_channel.py): a pytest plugin via
+   `PYTEST_ADDOPTS=-p ...` for any pytest the command starts, a node:test reporter added to every
+   `node --test`; they sign each test's outcome with a one-shot key that the first runner claims
+   before any test code runs, and the grader accepts only records whose HMAC verifies;
+3. decides FAIL_TO_PASS / PASS_TO_PASS on those records only. No verified record at all (the
+   command runs neither pytest nor `node --test`, crashed before starting, or a hack stopped it)
+   is `test_error`; per-test decisions never fall back to parsing text.
+4. A refactor without test lists is green when the command exits 0 and, if a reporter ran, every
+   reporter finished with no failed/errored test (and pytest exit status 0). Only when nothing
+   could be instrumented does the exit status alone decide; terminal tasks always grade by their
+   verifier's exit status (they are verifier scripts, not test suites).
+
+Threat model (what the channel defends, and what not). Defended: printed fake `PASSED` / TAP `ok`
+/ `✔` lines; fake junit or records files anywhere in the workspace (unsigned or wrongly signed
+lines are counted in `reporter.rejected_lines` and ignored); exiting early (`os._exit(0)`,
+`sys.exit`, `process.exit` at import: tests that never reported count as failed); skipping or
+deselecting tests (skipped is not passed, a missing test is failed); conftest.py / pytest config
+/ startup-hook tampering (refused before the run; conftest files pytest loaded at run time are
+checked against the trusted tree too); shadowing a stdlib or pytest module from the workspace
+before the plugin loads (`PYTHONSAFEPATH`, and the plugin refuses to sign if any workspace module
+was imported before it). Not defended: pytest runs the tests in its own interpreter, so code
+under test can reach the plugin in memory (its key, its hook functions) or monkeypatch pytest's
+report objects and forge through the real channel; node runs each test file in a child process
+whose event stream to the parent (node's own serialisation) the test code could imitate; code
+the test command runs *before* the runner could read the key file. These need deliberate,
+grader-specific exploit code rather than printed text; the sandbox bounds the blast radius (no
+network, only the throw-away workspace writable), and trajectories keep the patch for audit. A
+second, out-of-process check would be the next step if such exploits show up in RL.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import tempfile
 import time
 import unicodedata
@@ -29,11 +67,14 @@ from typing import Any
 
 from hillclimb.harness.execution import run_command
 from hillclimb.harness.patching import apply_patch, copy_tree
+from hillclimb.harness.protected import conftest_digests, infrastructure_changes, trusted_files
+from hillclimb.harness.results_channel import TrustedReport, open_channel
 from hillclimb.harness.structural import run_check
 from hillclimb.harness.task import Task
-from hillclimb.harness.testparse import is_pass, parse_test_output
+from hillclimb.harness.testparse import ERROR, FAIL, is_pass
 
 OUTPUT_TAIL = 4000
+TEST_KINDS = ("bugfix", "feature", "refactor")
 
 
 @dataclass
@@ -41,7 +82,8 @@ class GradeResult:
     task_id: str
     kind: str
     resolved: bool
-    status: str  # resolved | unresolved | patch_failed | test_error | timeout | no_answer | error
+    # resolved | unresolved | patch_failed | patch_rejected | test_error | timeout | no_answer | error
+    status: str
     message: str = ""
     fail_to_pass: dict[str, list[str]] = field(default_factory=lambda: {"passed": [], "failed": []})
     pass_to_pass: dict[str, list[str]] = field(default_factory=lambda: {"passed": [], "failed": []})
@@ -51,6 +93,9 @@ class GradeResult:
     sandbox: dict[str, Any] | None = None  # status, exit_code, duration_s, backend
     output_tail: str = ""
     duration_s: float = 0.0
+    # the trusted result channel (results_channel.py): runners that held the key, how many
+    # finished, verified records, rejected (forged or damaged) lines; None when no tests decide
+    reporter: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,12 +123,17 @@ def _split(ids: tuple[str, ...], outcomes: dict[str, str]) -> dict[str, list[str
     }
 
 
+def _tmp_prefix(task: Task) -> str:
+    # shell-safe: the reporter's path is spliced into the test command
+    return "hc-grade-" + re.sub(r"[^A-Za-z0-9_.-]", "_", task.id[:40]) + "-"
+
+
 def grade_patch(
     task: Task, patch: str | None, *, answer: str | None = None, unsafe: bool = False
 ) -> GradeResult:
     """Grade `task.repo` with `patch` applied (None/empty: the untouched repo)."""
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"hc-grade-{task.id[:40]}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=_tmp_prefix(task)) as tmp:
         ws = Path(tmp) / "ws"
         copy_tree(task.repo, ws)
         if patch and patch.strip():
@@ -104,12 +154,33 @@ def grade_workspace(
 ) -> GradeResult:
     """Grade an agent's final workspace (copied first; the original is left as it is)."""
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"hc-grade-{task.id[:40]}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=_tmp_prefix(task)) as tmp:
         ws = Path(tmp) / "ws"
         copy_tree(Path(workspace), ws)
         res = _grade_in_place(task, ws, answer=answer, unsafe=unsafe)
     res.duration_s = time.monotonic() - t0
     return res
+
+
+def _install_hidden_tests(task: Task, ws: Path) -> None:
+    """Copy the hidden tests in. A symlink on their way (a patch or an agent can leave
+    `tests -> /somewhere` or `tests/test_x.py -> ...`) is removed first: copying follows links,
+    and the grader runs outside the sandbox."""
+    if not task.hidden_tests.is_dir():
+        return
+    dest = ws / task.hidden_tests_dest
+    targets = [(dest, True)] + [
+        (dest / p.relative_to(task.hidden_tests), p.is_dir()) for p in task.hidden_tests.rglob("*")
+    ]
+    for target, is_dir in targets:
+        here = ws
+        for part in target.relative_to(ws).parts[:-1]:
+            here = here / part
+            if here.is_symlink() or (here.exists() and not here.is_dir()):
+                here.unlink()  # the hidden tests are authoritative
+        if target.is_symlink() or (is_dir and target.exists() and not target.is_dir()):
+            target.unlink()
+    copy_tree(task.hidden_tests, dest)
 
 
 def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -> GradeResult:
@@ -126,24 +197,52 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
         )  # fmt: skip
 
     checks = [run_check(ws, c).to_json() for c in task.checks]
+    per_test = bool(task.fail_to_pass or task.pass_to_pass)
+    trusted_run = task.kind in TEST_KINDS or per_test
 
-    if task.hidden_tests.is_dir():
-        copy_tree(task.hidden_tests, ws / task.hidden_tests_dest)
+    try:
+        _install_hidden_tests(task, ws)
+    except (OSError, shutil.Error) as exc:
+        return GradeResult(
+            task.id, task.kind, False, "error", message=f"hidden tests: {exc}", checks=checks
+        )
+    command, env, node_runs = task.test_command, task.env, 0
+    channel = None
+    conftests: dict[str, str] = {}
+    if trusted_run:
+        try:
+            trusted = trusted_files(task.repo, task.hidden_tests, task.hidden_tests_dest)
+            changed = infrastructure_changes(trusted, ws)
+            if changed:
+                return GradeResult(
+                    task.id, task.kind, False, "patch_rejected", checks=checks, answer=answer,
+                    message="the submission changes test infrastructure, which is not allowed: "
+                    + ", ".join(changed[:10]),
+                )  # fmt: skip
+            conftests = conftest_digests(ws)
+            channel = open_channel(ws, task.env)
+            command, env, node_runs = channel.instrument(task.test_command, task.env)
+        except OSError as exc:
+            return GradeResult(
+                task.id, task.kind, False, "error", message=f"grader setup: {exc}", checks=checks
+            )
     try:
         sb = run_command(
-            task.test_command, ws, timeout_s=task.limits.test_timeout_s,
-            memory_mb=task.limits.memory_mb, env=task.env, unsafe=unsafe,
+            command, ws, timeout_s=task.limits.test_timeout_s,
+            memory_mb=task.limits.memory_mb, env=env, unsafe=unsafe,
         )  # fmt: skip
     except Exception as exc:  # the sandbox refused (no backend) or crashed: a result, not a crash
         return GradeResult(
             task.id, task.kind, False, "error", message=f"sandbox: {exc}", checks=checks
         )
+    report = channel.read() if channel is not None else TrustedReport()
+    outcomes = report.outcomes
     output = sb.stdout + ("\n" + sb.stderr if sb.stderr else "")
-    outcomes = parse_test_output(output, task.language)
     res = GradeResult(
         task.id, task.kind, False, "unresolved", tests=outcomes, checks=checks, answer=answer,
         sandbox={"status": sb.status, "exit_code": sb.exit_code, "duration_s": round(sb.duration_s, 3), "backend": sb.backend},
         output_tail=output[-OUTPUT_TAIL:],
+        reporter=report.summary(node_runs) if channel is not None else None,
     )  # fmt: skip
     res.fail_to_pass = _split(task.fail_to_pass, outcomes)
     res.pass_to_pass = _split(task.pass_to_pass, outcomes)
@@ -162,13 +261,36 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
         res.status = "test_error"
         res.message = f"test command not runnable (exit {sb.exit_code}): {sb.stderr.strip()[-300:]}"
         return res
+    untrusted = sorted(p for p, digest in report.conftests.items() if conftests.get(p) != digest)
+    if untrusted:
+        res.status = "patch_rejected"
+        rel = [os.path.relpath(p, ws.resolve()) for p in untrusted]
+        res.message = "a conftest.py that is not part of the task was loaded: " + ", ".join(rel)
+        return res
 
-    if task.fail_to_pass or task.pass_to_pass:
+    ran_to_end = report.started > 0 and report.finished >= report.started
+    if per_test:
         if not outcomes:
             res.status = "test_error"
-            res.message = f"no test outcomes in the output (exit {sb.exit_code}, {sb.status})"
+            if report.started:
+                why = "the test run reported no test (it stopped before any finished)"
+            else:
+                why = (
+                    "no test results came through the grader's reporter (the command must run "
+                    "pytest or `node --test`)"
+                )
+            hint = report.explain_missing()
+            res.message = f"{why}; exit {sb.exit_code}, {sb.status}" + (f"; {hint}" if hint else "")
             return res
         tests_ok = not res.fail_to_pass["failed"] and not res.pass_to_pass["failed"]
+    elif report.started:
+        tests_ok = (
+            sb.status == "ok"
+            and ran_to_end
+            and bool(outcomes)
+            and not any(o in (FAIL, ERROR) for o in outcomes.values())
+            and all(code == 0 for code in report.exit_statuses)
+        )
     else:
         tests_ok = sb.status == "ok"
     res.resolved = bool(tests_ok and checks_ok)
@@ -179,8 +301,15 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             why.append(f"{len(res.fail_to_pass['failed'])} FAIL_TO_PASS failing")
         if res.pass_to_pass["failed"]:
             why.append(f"{len(res.pass_to_pass['failed'])} PASS_TO_PASS failing")
-        if not (task.fail_to_pass or task.pass_to_pass) and sb.status != "ok":
-            why.append(f"command exited {sb.exit_code}")
+        if not per_test and not tests_ok:
+            why.append(f"tests not green (command exited {sb.exit_code})")
+        if report.started and not ran_to_end:
+            why.append("the test run ended early (no end record)")
+        if report.rejected:
+            why.append(f"{report.rejected} unsigned or forged result lines ignored")
+        hint = report.explain_missing()
+        if hint:
+            why.append(hint)
         why += [f"check failed: {c['check']} ({c['detail']})" for c in checks if not c["ok"]]
         res.message = "; ".join(why)
     return res

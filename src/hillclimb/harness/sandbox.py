@@ -4,7 +4,8 @@
 path, no network (a fresh network namespace: loopback only), its own PID/mount/IPC/UTS namespaces,
 rlimits (address space, CPU time, processes, file size, open files), a wall-clock timeout that kills
 the whole process tree, and stdout/stderr captured concurrently and capped. It returns a
-`SandboxResult` that says how the run ended.
+`SandboxResult` that says how the run ended. `hide=[paths]` makes host paths that the mount plan
+would show (e.g. a package inside the bound site-packages) empty inside.
 
 Backends, best first (`sandbox_backend()` probes each with a real trial run, once per process):
 - "bwrap": bubblewrap builds the namespaces and the mount plan; `setpriv` (host root only) drops to
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -234,6 +236,11 @@ def _bwrap_argv(plan, limits, uid, argv, status_fd, fds) -> list[str]:
         a += ["--ro-bind", p, p]
     parents(plan.workspace)
     a += ["--bind", plan.workspace, plan.workspace, "--chdir", plan.workspace]
+    for path, is_dir in plan.hidden:  # last: over whatever bind shows them
+        if is_dir:
+            a += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+        else:
+            a += ["--ro-bind", "/dev/null", path]
     a += ["--remount-ro", "/", "--json-status-fd", str(status_fd), "--"]
     return a + _inner_chain(limits, uid, argv)
 
@@ -243,6 +250,7 @@ def _unshare_argv(plan, limits, uid, argv, env, status_fd) -> list[str]:
     binds += [[d, d, "dev"] for d in plan.dev_binds]
     binds += [[p, p, "ro"] for p in plan.python_binds]
     binds.append([plan.workspace, plan.workspace, "rw"])
+    binds += [["/dev/null", path, "ro"] for path, is_dir in plan.hidden if not is_dir]
     symlinks = [list(x) for x in plan.symlinks]
     symlinks += [
         ["/proc/self/fd", "/dev/fd"],
@@ -256,6 +264,7 @@ def _unshare_argv(plan, limits, uid, argv, env, status_fd) -> list[str]:
         "symlinks": symlinks,
         "files": [list(x) for x in plan.files],
         "tmpfs": [[p, size, 0o1777] for p, size in plan.tmpfs],
+        "hide_dirs": [path for path, is_dir in plan.hidden if is_dir],
         "proc": True,
         "cwd": plan.workspace,
         "uid": uid,
@@ -453,13 +462,13 @@ def _classify(raw: _Raw, backend: str) -> tuple[str, int | None, str]:
     return ("memory" if memory else "error"), exit_code, ""
 
 
-def _run(backend, cmd, workspace, limits, env, stdin, restore_owner) -> SandboxResult:
+def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) -> SandboxResult:
     argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
     # Unsafe mode keeps the caller's uid: a private uid could not even reach an interpreter under
     # a 0700 home directory without the mount namespace to bind it in.
     uid = alloc_uid() if _is_root() and backend != "unsafe" else None
     inner_uid = uid if uid is not None else (0 if backend == "unshare" else os.getuid())
-    plan = build_plan(workspace, inner_uid, inner_uid, limits.memory_mb << 20)
+    plan = build_plan(workspace, inner_uid, inner_uid, limits.memory_mb << 20, hide)
     user = "sandbox" if inner_uid != 0 else "root"
     cmd_env = sandbox_env(env, user)
     owner = WorkspaceOwner(workspace, uid, uid, restore_owner) if uid is not None else None
@@ -521,12 +530,16 @@ def run_sandboxed(
     stdin: str | bytes | None = None,
     unsafe: bool = False,
     backend: str | None = None,
+    hide: Sequence[str | os.PathLike[str]] = (),
 ) -> SandboxResult:
     """Run `cmd` (a list, or a string for /bin/sh -c) with cwd = `workspace`, isolated.
 
     copy_workspace: run on a throw-away copy (the original is untouched). env: extra variables on
     top of a minimal fixed environment. backend: force "bwrap" | "unshare" | "unsafe" (default:
-    the best that works). Raises HillclimbError when no isolation backend works and not `unsafe`.
+    the best that works). hide: host paths that must be unreadable inside although a bind would
+    show them (a directory becomes empty and read-only, a file cannot be opened; e.g. an installed
+    package under the bound site-packages); refused with the unsafe backend, which cannot hide.
+    Raises HillclimbError when no isolation backend works and not `unsafe`.
     """
     limits.validate()
     ws = Path(workspace)
@@ -554,6 +567,8 @@ def run_sandboxed(
             raise HillclimbError(f"sandbox backend {backend!r} does not work here: {why}")
     else:
         raise ConfigError(f"unknown sandbox backend {backend!r} (bwrap, unshare, unsafe)")
+    if backend == "unsafe" and hide:
+        raise ConfigError("sandbox: hide= needs an isolating backend; 'unsafe' cannot hide paths")
     if backend == "unsafe":
         warnings.warn(
             "hillclimb sandbox: UNSAFE mode — the command runs WITHOUT filesystem or network "
@@ -562,8 +577,8 @@ def run_sandboxed(
             stacklevel=2,
         )
     if not copy_workspace:
-        return _run(backend, cmd, os.path.abspath(ws), limits, env, stdin, True)
+        return _run(backend, cmd, os.path.abspath(ws), limits, env, stdin, True, hide)
     with tempfile.TemporaryDirectory(prefix="hillclimb-sandbox-") as tmp:
         copy = os.path.join(tmp, ws.resolve().name or "workspace")
         shutil.copytree(ws, copy, symlinks=True)
-        return _run(backend, cmd, copy, limits, env, stdin, False)
+        return _run(backend, cmd, copy, limits, env, stdin, False, hide)

@@ -8,6 +8,14 @@ Both isolation backends (bubblewrap and the `unshare` init) build the same view 
 Everything else — /root, /home, /work, other users' files, /etc/shadow, the host's /tmp — simply
 does not exist inside. A whitelist, because a blacklist always forgets a directory.
 
+Hiding (`hidden_targets`): a caller can also name host paths that must not be readable inside even
+though a bind would show them — e.g. the code checker hides the installed `hillclimb` package
+(its generators and reference solutions sit in the bound site-packages). A hidden directory gets
+an empty read-only tmpfs mounted over it, a hidden file a read-only bind of /dev/null, both after
+every other mount. Only paths a bind actually shows need it; others are already absent. The
+mount target is the path *inside* the sandbox (relative to the covering bind's destination), so a
+symlinked host prefix cannot make the mount land beside the file it was meant to cover.
+
 Identity: when the host process is root, the command runs as a fresh unprivileged uid per run
 (`alloc_uid`), not as root-without-capabilities. Root would still own most of the bound files,
 could write root-owned /proc knobs, and is exempt from RLIMIT_NPROC (the kernel never applies it to
@@ -22,7 +30,10 @@ import itertools
 import os
 import site
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from hillclimb.errors import ConfigError
 
 # /etc entries a command plausibly needs (dynamic linker, time zone, name-service config). Everything
 # else in /etc (shadow, ssh host keys, ssl/private, credentials in config files) stays hidden.
@@ -65,6 +76,7 @@ class MountPlan:
     dev_binds: list[str] = field(default_factory=list)  # device nodes bound read-write
     python_binds: list[str] = field(default_factory=list)  # interpreter prefixes, read-only
     workspace: str = "/"
+    hidden: list[tuple[str, bool]] = field(default_factory=list)  # (sandbox path, is_dir), last
 
 
 def _covered(path: str, kept: list[str]) -> bool:
@@ -104,7 +116,46 @@ def passwd_files(uid: int, gid: int) -> list[tuple[str, str]]:
     return [("/etc/passwd", users), ("/etc/group", groups), ("/etc/hosts", hosts)]
 
 
-def build_plan(workspace: str, uid: int, gid: int, tmpfs_bytes: int) -> MountPlan:
+def _under(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def hidden_targets(
+    paths: Iterable[str | os.PathLike[str]], binds: list[tuple[str, str]], workspace: str
+) -> list[tuple[str, bool]]:
+    """(sandbox path, is_dir) to cover for each host path in `paths` that a bind would show.
+
+    `binds` are the plan's (host source, sandbox destination) pairs. Paths that do not exist, or
+    that no bind shows, need nothing. Hiding the workspace (or a directory holding it) is refused.
+    """
+    ws_real = os.path.realpath(workspace)
+    roots = [(os.path.realpath(src), dst) for src, dst in binds]
+    out: list[tuple[str, bool]] = []
+    for p in paths:
+        path = os.path.abspath(os.fspath(p))
+        if not os.path.lexists(path):
+            continue
+        real = os.path.realpath(path)
+        if _under(ws_real, real):
+            raise ConfigError(f"sandbox: cannot hide {path!r}: the workspace is inside it")
+        covering = [(src, dst) for src, dst in roots if _under(real, src)]
+        if not covering:
+            continue  # no bind shows it: already absent inside
+        src, dst = max(covering, key=lambda x: len(x[0]))  # the innermost bind shows it
+        rel = os.path.relpath(real, src)
+        target = dst if rel == "." else os.path.join(dst, rel)
+        if (target, os.path.isdir(real)) not in out:
+            out.append((target, os.path.isdir(real)))
+    return out
+
+
+def build_plan(
+    workspace: str,
+    uid: int,
+    gid: int,
+    tmpfs_bytes: int,
+    hide: Iterable[str | os.PathLike[str]] = (),
+) -> MountPlan:
     plan = MountPlan(workspace=workspace)
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
@@ -119,6 +170,8 @@ def build_plan(workspace: str, uid: int, gid: int, tmpfs_bytes: int) -> MountPla
     plan.tmpfs = [("/tmp", tmpfs_bytes), ("/dev/shm", min(tmpfs_bytes, 64 << 20))]
     plan.dev_binds = [d for d in DEV_NODES if os.path.exists(d)]
     plan.python_binds = [p for p in python_paths() if not _covered(p, [workspace])]
+    binds = plan.ro_binds + [(p, p) for p in plan.python_binds + plan.dev_binds]
+    plan.hidden = hidden_targets(hide, binds + [(workspace, workspace)], workspace)
     return plan
 
 

@@ -9,7 +9,9 @@ so it cannot import hillclimb, and it must start fast: ~15 ms).
 
 Why pivot_root onto a fresh tmpfs instead of hiding paths one by one: a whitelist cannot forget a
 private directory; a blacklist can. Bind sources are opened (O_PATH) *before* the staging tmpfs is
-mounted, so any host path (even one under the staging directory) can still be bound.
+mounted, so any host path (even one under the staging directory) can still be bound. Paths the
+caller asked to hide are covered last: a directory by an empty read-only tmpfs, a file by a
+read-only bind of /dev/null (an ordinary entry at the end of `binds`).
 
 Protocol: argv[1] is JSON (see `sandbox.py::_unshare_config`). One line of JSON is written to the
 inherited `status_fd`: {"exit": N} | {"signal": N} | {"error": "..."}; when this process exits, the
@@ -126,6 +128,14 @@ def build_root(cfg):
         elif mode == "rw":
             mount(None, target, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
         os.close(fd)
+    for path in cfg.get("hide_dirs", ()):  # hidden directories: empty, read-only, over the binds
+        mount(
+            "tmpfs",
+            root(path),
+            "tmpfs",
+            MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+            "mode=0555,size=4096",
+        )
     for target, link in cfg["symlinks"]:
         os.makedirs(os.path.dirname(root(link)), exist_ok=True)
         os.symlink(target, root(link))

@@ -30,7 +30,8 @@ KINDS = ("bugfix", "feature", "refactor", "repo_qa", "terminal")
 CHECK_TYPES = ("function_exists", "class_exists", "called_from", "name_absent", "name_present")
 DEFAULT_TEST_COMMAND = "python -m pytest -q -rA -p no:cacheprovider tests"
 # node 20's TAP reporter does not name a test's file, so files run one at a time behind a marker
-# line that `testparse.parse_tap_output` reads (ids `tests/x.test.js::name`).
+# line that `testparse.parse_tap_output` reads (ids `tests/x.test.js::name`). The grader runs its
+# reporter-instrumented equivalent instead (results_channel.SINGLE_RUN_JS_COMMAND).
 JS_TEST_COMMAND = (
     'for f in tests/*.test.js; do echo "# hillclimb-file: $f"; '
     'node --test --test-reporter=tap "$f" || s=1; done; exit ${s:-0}'

@@ -1,12 +1,17 @@
-"""Per-test outcomes from plain pytest output.
+"""Per-test outcomes from plain pytest output (and node's TAP), for trusted output only.
 
-Why parse text instead of a plugin or junit XML: the grader must work with any repo's own pytest
-and configuration, and the test ids it compares against FAIL_TO_PASS / PASS_TO_PASS are pytest
-node ids (`tests/test_x.py::TestA::test_b[param]`), which `-rA` prints verbatim in the "short
-test summary info" section (`PASSED id`, `FAILED id - message`, `ERROR id`, `XPASS id`, ...);
-junit XML would need a lossy class-name mapping back to node ids. We also read `-v` progress lines
-(`id PASSED [ 50%]`) so commands without `-rA` still grade. When a test id appears more than once
-(for example a test that passed its call but errored in teardown) the worst outcome wins.
+Not used to grade submissions: code under test can print these lines, so the grader reads
+outcomes from its own signed reporters (results_channel.py) instead. The task generator still
+reads text, because there the code under test is our own corpus, mutated by us.
+
+Why text (where it is trusted) rather than junit XML: the ids compared against FAIL_TO_PASS /
+PASS_TO_PASS are pytest node ids (`tests/test_x.py::TestA::test_b[param]`), which `-rA` prints
+verbatim in the "short test summary info" section (`PASSED id`, `FAILED id - message`, `ERROR
+id`, `XPASS id`, ...); junit XML would need a lossy class-name mapping back to node ids. We also
+read `-v` progress lines (`id PASSED [ 50%]`). When a test id appears more than once (for example
+a test that passed its call but errored in teardown) the worst outcome wins. The grader's plugin
+reports the same ids and outcomes (tests check the two agree), except that a skipped test, which
+`-rA` prints without its id, is reported as `skipped`.
 
 Only outcomes in the summary/progress formats count; a test missing from the output counts as not
 passed (SWE-bench rules), which also makes a crashed or timed-out run unresolved.
@@ -23,7 +28,9 @@ SKIP = "skipped"
 XFAIL = "xfailed"
 XPASS = "xpassed"
 
-_SEVERITY = {PASS: 0, XFAIL: 1, SKIP: 1, XPASS: 2, FAIL: 3, ERROR: 4}
+# When one test has several outcomes (a passed call, an errored teardown), the worst wins.
+SEVERITY = {PASS: 0, XFAIL: 1, SKIP: 1, XPASS: 2, FAIL: 3, ERROR: 4}
+_SEVERITY = SEVERITY
 _SUMMARY = re.compile(r"^(PASSED|FAILED|ERROR|XPASS|XFAIL|SKIPPED)\s+(\S.*?)\s*$")
 _VERBOSE = re.compile(
     r"^(\S+::\S.*?)\s+(PASSED|FAILED|ERROR|XPASS|XFAIL|SKIPPED)(?:\s+\[\s*\d+%\])?\s*$"

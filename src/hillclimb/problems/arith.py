@@ -1,13 +1,16 @@
 """Family `arith`: one arithmetic operation, with column-by-column worked solutions.
 
 Tiers (each grows the numbers or the operations, never the phrasing):
-1. one-digit a + b, and a - b with a non-negative result (155 facts x 6 phrasings; held-out here
-   therefore measures new phrasings of known facts, not unseen facts);
+1. one-digit a + b, and a - b with a non-negative result (155 facts; a problem's key is the fact,
+   with + and × keys order-free, so 3 + 5 and 5 + 3 are one problem and split together);
 2. two-digit ± (non-negative), one-digit × one-digit, table division;
 3. three-digit ± (negative results allowed), two-digit × one-digit, long division by one digit;
 4. three-digit × two-digit, long division (up to two-digit divisors), fraction + and -.
 
-Phrasing is deliberately narrow (a handful of templates) so tier 1 stays learnable by a tiny model.
+Training phrasing is deliberately narrow (a handful of symbol templates) so tier 1 stays
+learnable by a tiny model. The held-out phrasings are what a user also types: operator words
+("What is 7 plus 5?", "Find the product of 6 and 4."), ASCII operators (`*`, `/`) and unspaced
+expressions — never seen in training, to measure whether the model learned arithmetic or a template.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import random
 from collections.abc import Callable
 from fractions import Fraction
 
-from hillclimb.problems.base import Built
+from hillclimb.problems.base import Built, Draft, Phrasing
 from hillclimb.problems.steps import add_steps, div_steps, fmt, frac_steps, mul_steps, sub_steps
 
 KIND = "reasoning"
@@ -35,6 +38,41 @@ TEMPLATES = (
     "What does {e} equal?",
     "Work out {e}.",
 )
+# Held-out phrasings: operator words per operation, and the expression written differently.
+WORDED: dict[str, tuple[str, ...]] = {
+    "+": (
+        "What is {a} plus {b}?",
+        "Find the sum of {a} and {b}.",
+        "Add {a} and {b}.",
+        "How much is {a} plus {b}?",
+    ),
+    "-": (
+        "What is {a} minus {b}?",
+        "Subtract {b} from {a}.",
+        "How much is {a} minus {b}?",
+        "Take {b} away from {a}. What is left?",
+    ),
+    "×": (
+        "What is {a} times {b}?",
+        "Find the product of {a} and {b}.",
+        "Multiply {a} by {b}.",
+        "How much is {a} multiplied by {b}?",
+    ),
+    "÷": (
+        "What is {a} divided by {b}?",
+        "Divide {a} by {b}.",
+        "How much is {a} divided by {b}?",
+        "What do you get when you divide {a} by {b}?",
+    ),
+}
+# (none of these is a training template of any family: arith_chain trains on "Evaluate {e}.")
+SYMBOLIC_HELDOUT = (
+    "Find the value of {e}.",
+    "{e} equals what?",
+    "Solve: {e}",
+    "Give the result of {e}.",
+)
+ASCII = {"×": "*", "÷": "/"}
 
 
 def _op_problem(rng: random.Random, tier: int) -> tuple[int | Fraction, str, int | Fraction]:
@@ -89,10 +127,30 @@ def _steps(a: int | Fraction, op: str, b: int | Fraction) -> tuple[list[str], in
     return table[op](a, b), (a // b if value is None else value)
 
 
-def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
+def problem_key(a: int | Fraction, op: str, b: int | Fraction) -> str:
+    """The fact itself: order-free for the commutative operations."""
+    x, y = fmt(a), fmt(b)
+    if op in "+×" and Fraction(a) > Fraction(b):
+        x, y = y, x
+    return f"{x} {op} {y}"
+
+
+def _heldout_prompt(phr: Phrasing, a: int | Fraction, op: str, b: int | Fraction) -> str:
+    k = phr.rng.randrange(3)
+    if k == 0:
+        return phr.rng.choice(WORDED[op]).format(a=fmt(a), b=fmt(b))
+    sym = ASCII.get(op, op) if phr.rng.random() < 0.7 else op
+    expr = f"{fmt(a)}{sym}{fmt(b)}" if k == 1 else f"{fmt(a)} {sym} {fmt(b)}"
+    return phr.rng.choice(SYMBOLIC_HELDOUT).format(e=expr)
+
+
+def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
     a, op, b = _op_problem(rng, tier)
     expr = f"{fmt(a)} {op} {fmt(b)}"
-    prompt = rng.choice(TEMPLATES).format(e=expr)
+    if phr.style == "train":
+        prompt = phr.rng.choice(TEMPLATES).format(e=expr)
+    else:
+        prompt = _heldout_prompt(phr, a, op, b)
 
     def build() -> Built:
         lines, value = _steps(a, op, b)
@@ -102,4 +160,4 @@ def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
             "meta": {"expression": expr, "op": op, "steps": len(lines)},
         }
 
-    return prompt, build
+    return Draft(prompt, problem_key(a, op, b), build)

@@ -16,10 +16,9 @@ steps, larger numbers, negative intermediate values allowed.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from hillclimb.problems.base import Built
+from hillclimb.problems.base import Built, Draft, Phrasing
 
 KIND = "reasoning"
 TIER_SUMMARY = {
@@ -30,6 +29,16 @@ TIER_SUMMARY = {
 }
 
 TEMPLATES = ("What is {e}?", "Evaluate {e}.", "Compute {e}.", "Work out {e}.")
+# Held-out phrasings (never trained): other requests, and the expression in ASCII operators.
+HELDOUT_TEMPLATES = (
+    "Find the value of {e}.",
+    "Simplify {e}.",
+    "What number is {e}?",
+    "{e} equals what?",
+    "Solve: {e}",
+    "Please calculate {e} for me.",
+)
+ASCII = {"×": "*", "÷": "/"}
 
 PREC = {"+": 1, "-": 1, "×": 2, "÷": 2}
 
@@ -151,7 +160,7 @@ def solve_steps(root: Node) -> list[str]:
     return lines
 
 
-def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
+def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
     _, kmin, kmax, _, _, _, parens_ok = SPEC[tier]
     while True:
         k = rng.randint(kmin, kmax)
@@ -163,7 +172,14 @@ def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
         if not parens_ok and "(" in expr:
             continue
         break
-    prompt = rng.choice(TEMPLATES).format(e=expr)
+    if phr.style == "train":
+        prompt = phr.rng.choice(TEMPLATES).format(e=expr)
+    else:
+        shown = expr
+        if phr.rng.random() < 0.5:
+            for sym, asc in ASCII.items():
+                shown = shown.replace(sym, asc)
+        prompt = phr.rng.choice(HELDOUT_TEMPLATES).format(e=shown)
 
     def build() -> Built:
         value = root.value
@@ -174,4 +190,4 @@ def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
             "meta": {"expression": expr, "steps": len(lines)},
         }
 
-    return prompt, build
+    return Draft(prompt, expr, build)

@@ -1,19 +1,30 @@
-"""The `Problem` record, the train/held-out split rule and the deterministic generation loop.
+"""The `Problem` record, the split rules and the deterministic generation loop.
 
 Why it is built this way:
 
-- Every family module exposes `sample(rng, tier) -> (prompt, build)`. The prompt is made first
-  and cheaply; `build()` (the worked solution, the answer, the tests) only runs for prompts that
-  land in the requested split and were not seen before in this call. Held-out generation draws
-  ~10x more candidates than it keeps, so this keeps it fast.
-- The split is decided by a hash of the prompt alone (10% bucket = held-out), so train and
-  held-out are disjoint by construction, whatever the seed, count or caller.
+- **Held out by what a problem *is*, not by how it is worded.** Every family's sampler returns a
+  `Draft`: the prompt, a phrasing-free `key` for the underlying problem (the operands and the
+  operation, the facts of a story, the function a code task asks for) and a lazy `build()`. The
+  split is decided by a hash of the key, so a held-out problem never has a training twin that
+  differs only in wording, names or the example shown. A previous rule hashed the prompt text, and
+  most held-out items had such a twin (a lookup table over training items then scored 55% on tier 1).
+- **Four splits** (`SPLITS`): `train` (75% of keys, training phrasings), `val` (10% of keys,
+  training phrasings: for tuning and checkpoint choice, never for reported numbers), `heldout`
+  (15% of keys, training phrasings: *new problems*) and `heldout_phrasing` (the same 15% of keys in
+  phrasings no training item ever uses: *new problems in new words*). Families keep two pools of
+  phrasings (`STYLES`): the training pool and a held-out pool (other sentence forms, operator
+  words, names, and for code a docstring-completion form); the sampler takes the pool to draw from.
+- **Code is held out as whole functions**: the code families' keys name the function (a catalogue
+  task or a generated program's structure), and both code families share one key namespace, so a
+  held-out function is never seen in training — not with another example, not as a bug to fix.
+- **Held-out families** (`problems.HELDOUT_FAMILIES`) are never generated for `train` or `val`.
 - A problem's id is a hash of family, tier and prompt: the same prompt is the same problem.
 - Generation is a pure function of (family, tier, n, seed, split): one `random.Random` seeded from
-  a SHA-256 of those names (never Python's salted `hash()`).
-- Within one call prompts are unique until the family/tier's space looks exhausted (a long run of
+  a SHA-256 of those names (never Python's salted `hash()`). `build()` only runs for drafts that
+  land in the requested split and are new to the call, so rejection stays cheap.
+- Within one call prompts (evaluation splits: keys) are unique until the family/tier's space looks exhausted (a long run of
   draws that only repeat); only then are repeats allowed, so asking for more problems than a
-  small tier holds (tier-1 `arith` has 155 facts) still returns n problems.
+  small tier holds still returns n problems.
 """
 
 from __future__ import annotations
@@ -27,12 +38,58 @@ from typing import Any
 from hillclimb.errors import HillclimbError
 
 TIERS: tuple[int, ...] = (1, 2, 3, 4)
-SPLITS: tuple[str, ...] = ("train", "heldout")
-HELDOUT_PERCENT = 10
+SPLITS: tuple[str, ...] = ("train", "val", "heldout", "heldout_phrasing")
+STYLES: tuple[str, ...] = ("train", "heldout")  # phrasing pools
+# Key buckets (percent of keys): [0, TEST) test, [TEST, TEST + VAL) val, the rest train.
+TEST_PERCENT = 15
+VAL_PERCENT = 10
+# split -> (key bucket, phrasing pool)
+SPLIT_RULE: dict[str, tuple[str, str]] = {
+    "train": ("train", "train"),
+    "val": ("val", "train"),
+    "heldout": ("test", "train"),
+    "heldout_phrasing": ("test", "heldout"),
+}
 
 # What a family's `build()` returns.
 Built = dict[str, Any]
-Sampler = Callable[[random.Random, int], tuple[str, Callable[[], Built]]]
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A sampled problem before its solution is built.
+
+    `key` identifies the underlying problem independently of its wording; `namespace` groups keys
+    that must split together (default: the family; both code families use "code")."""
+
+    prompt: str
+    key: str
+    build: Callable[[], Built]
+    namespace: str | None = None
+
+
+@dataclass
+class Phrasing:
+    """How a sampler words its problem: the phrasing pool (`style`) and a random stream of its own.
+
+    Samplers draw the problem's content (numbers, facts, the function) from the main `rng` and
+    everything about wording (templates, names, objects, the example shown) from `self.rng`, so
+    `heldout` and `heldout_phrasing` walk through the same problems in the same order: the two
+    splits are paired item by item and their difference is the effect of wording alone."""
+
+    style: str
+    rng: random.Random
+
+    def pick(self, train: Any, heldout: Any) -> Any:
+        """A random element of the pool for this style."""
+        pool = train if self.style == "train" else heldout
+        return pool[self.rng.randrange(len(pool))]
+
+    def pool(self, train: Any, heldout: Any) -> Any:
+        return train if self.style == "train" else heldout
+
+
+Sampler = Callable[[random.Random, int, Phrasing], Draft]
 
 
 @dataclass(frozen=True)
@@ -49,6 +106,8 @@ class Problem:
     tests: str | None = None
     entry_point: str | None = None
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    key: str = ""  # the underlying problem, phrasing-free (see the module docstring)
+    split: str = ""  # the split it was generated for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,13 +120,14 @@ class Problem:
             raise HillclimbError(f"not a problem record: {exc}") from exc
 
 
-def prompt_hash(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-
-
-def is_heldout(prompt: str) -> bool:
-    """True iff this prompt belongs to the held-out split (a fixed 10% hash bucket)."""
-    return int(prompt_hash(prompt)[:8], 16) % 100 < HELDOUT_PERCENT
+def key_bucket(namespace: str, key: str) -> str:
+    """ "train", "val" or "test": a fixed hash bucket of (namespace, key)."""
+    h = int(hashlib.sha256(f"{namespace}\0{key}".encode()).hexdigest()[:8], 16) % 100
+    if h < TEST_PERCENT:
+        return "test"
+    if h < TEST_PERCENT + VAL_PERCENT:
+        return "val"
+    return "train"
 
 
 def derive_seed(*parts: object) -> int:
@@ -75,7 +135,9 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
-def make_problem(family: str, kind: str, tier: int, prompt: str, built: Built) -> Problem:
+def make_problem(
+    family: str, kind: str, tier: int, prompt: str, built: Built, key: str = "", split: str = ""
+) -> Problem:
     digest = hashlib.sha256(f"{family}\0{tier}\0{prompt}".encode()).hexdigest()
     return Problem(
         id=f"{family}/t{tier}/{digest[:16]}",
@@ -88,7 +150,14 @@ def make_problem(family: str, kind: str, tier: int, prompt: str, built: Built) -
         tests=built.get("tests"),
         entry_point=built.get("entry_point"),
         meta=built.get("meta", {}),
+        key=key,
+        split=split,
     )
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise HillclimbError(f"unknown split {split!r}; splits are {list(SPLITS)}")
 
 
 def generate_from(
@@ -97,12 +166,14 @@ def generate_from(
     """The generation loop shared by every family (see the module docstring)."""
     if tier not in TIERS:
         raise HillclimbError(f"unknown tier {tier!r}; tiers are {list(TIERS)}")
-    if split not in SPLITS:
-        raise HillclimbError(f"unknown split {split!r}; splits are {list(SPLITS)}")
-    if not isinstance(n, int) or n < 0:
+    check_split(split)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise HillclimbError(f"n must be a non-negative integer, got {n!r}")
-    rng = random.Random(derive_seed(family, tier, seed))
-    want_heldout = split == "heldout"
+    bucket, style = SPLIT_RULE[split]
+    rng = random.Random(derive_seed(family, tier, seed, bucket))
+    phr = Phrasing(style, random.Random(derive_seed(family, tier, seed, bucket, style)))
+    # Training repeats a problem in several phrasings; evaluation splits hold one item per problem.
+    by_key = split != "train"
     out: list[Problem] = []
     by_prompt: dict[str, Problem] = {}
     repeats_allowed = False
@@ -116,13 +187,14 @@ def generate_from(
                 f"{family} tier {tier}: could not draw {n} {split} problems "
                 f"({len(out)} after {draws - 1} draws)"
             )
-        prompt, build = sample(rng, tier)
-        if is_heldout(prompt) != want_heldout:
+        d = sample(rng, tier, phr)
+        if key_bucket(d.namespace or family, d.key) != bucket:
             continue
-        p = by_prompt.get(prompt)
+        ident = d.key if by_key else d.prompt
+        p = by_prompt.get(ident)
         if p is None:
-            p = make_problem(family, kind, tier, prompt, build())
-            by_prompt[prompt] = p
+            p = make_problem(family, kind, tier, d.prompt, d.build(), d.key, split)
+            by_prompt[ident] = p
             out.append(p)
             dup_streak = 0
         elif repeats_allowed:

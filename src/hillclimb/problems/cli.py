@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from hillclimb.problems.base import SPLITS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("problems", help="verifiable reasoning/code problem generators")
@@ -26,14 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tier", type=int, default=1)
     p.add_argument("-n", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="train", choices=("train", "heldout"))
+    p.add_argument("--split", default="train", choices=SPLITS, help="which split (train)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_show, _parser=p)
 
     p = gsub.add_parser("export", help="write problems as JSON lines (problems|messages|documents)")
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="problems", choices=("problems", "messages", "documents"))
-    p.add_argument("--split", default="heldout", choices=("train", "heldout"))
+    p.add_argument("--split", default="heldout", choices=SPLITS, help="which split (heldout)")
     p.add_argument("--n-per-tier", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--families", nargs="*", default=None)

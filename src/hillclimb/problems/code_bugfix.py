@@ -1,17 +1,27 @@
 """Family `code_bugfix`: a reference function with one programmatically injected bug; fix it.
 
-Bugs are AST mutations of our reference implementations, in four categories:
+Bugs are AST mutations of our reference implementations — generated programs (`codegen`) and
+the hand-written catalogue alike — in four categories:
 - `wrong_operator`: swap an arithmetic/augmented/comparison/boolean operator, or drop a unary minus;
 - `off_by_one`: move a boundary (`<` ↔ `<=`, `>` ↔ `>=`) or shift an integer constant by ±1
   inside `range(...)`, a subscript/slice, or a `± constant` expression;
 - `wrong_variable`: replace one variable read by another variable of the same function;
 - `missing_case`: delete an `if` statement (a guard or an early return) from a block.
 
-A mutant is kept only if it still compiles and fails at least one of the task's test cases (run
-in-process: these are our own mutations of our own code, never model output). To keep that safe,
-nothing inside a `while` loop and nothing that decides how long a `for` loop runs is mutated by
-variable swaps, so every mutant terminates. Mutants are enumerated deterministically and cached
-per reference source, so drawing a problem is cheap.
+Why it is built this way:
+
+- The function (and so the split key) comes from `codegen.draw`, shared with `code_function`:
+  a held-out function is never seen in training, neither to write nor to fix.
+- A mutant is kept only if it still compiles and fails at least one of the function's test
+  cases (run in-process: these are our own mutations of our own code, never model output). To
+  keep that safe, nothing inside a `while` loop and nothing that decides how long a `for` loop
+  runs is mutated by variable swaps, no read becomes a container that is grown in place
+  (`out.append(str(out))` doubles its data every iteration) or an augmented assignment's own
+  target (`total += total`), and every run has a `sys.settrace` step budget, so every mutant
+  terminates quickly. A mutant whose wrong result would not fit a prompt is dropped.
+- Catalogue references have all their mutants enumerated once and cached; a generated reference
+  is new almost every draw, so `draw_mutant` tries the candidate edits in a random order and
+  keeps the first that fails a test (cheap, and still deterministic).
 
 The prompt shows the buggy code and one failing assert with what the buggy code actually did;
 the worked reasoning names the faulty line, the category and the corrected line.
@@ -24,28 +34,28 @@ import copy
 import difflib
 import random
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from hillclimb.problems.base import Built
+from hillclimb.problems.base import Built, Draft, Phrasing
+from hillclimb.problems.codegen import draw
 from hillclimb.problems.codetasks import (
-    BY_TIER,
+    CODE_NAMESPACE,
     Instance,
     assert_line,
     call_repr,
     compile_function,
-    instance,
-    task_index,
 )
 
 KIND = "code"
 TIER_SUMMARY = {
     1: "one-line functions: wrong operator, wrong variable, off-by-one constant",
-    2: "conditionals and simple loops: also missing cases and loop bounds",
-    3: "list/string algorithms",
-    4: "classic algorithms (bugs only outside while loops)",
+    2: "conditions and two-stage pipelines: also missing cases and loop bounds",
+    3: "three-stage pipelines, dicts, list/string algorithms",
+    4: "four-stage pipelines, nested loops, classic algorithms (no bugs inside while loops)",
 }
 
 CATEGORY_TEXT = {
@@ -62,6 +72,13 @@ TEMPLATES = (
     "```python\n{code}```\nFailing test: `{test}` ({got}).",
     "This implementation of `{sig}` is wrong: `{test}` fails ({got}). The function {doc}.\n"
     "```python\n{code}```\nWrite the corrected function.",
+)
+
+HELDOUT_TEMPLATES = (
+    "```python\n{code}```\nThis `{sig}` is supposed to be a function that {doc}, but "
+    "`{test}` does not hold ({got}). Please repair it.",
+    "Debug the following code. Intended behaviour: {doc}.\n```python\n{code}```\n"
+    "Observed: `{test}` fails ({got}). Give the fixed version.",
 )
 
 _OP_SWAP: dict[type, type] = {
@@ -96,21 +113,22 @@ class Mutant:
     bad_lines: tuple[str, ...]
     good_lines: tuple[str, ...]
     failures: tuple[tuple[int, str], ...]  # (index into the instance's cases, what it did)
+    edit: str = ""  # the candidate edit (for debugging)
 
 
-def _protected(tree: ast.AST) -> set[int]:
-    """ids of nodes that must not be mutated: inside while loops, loop iterables/range args."""
+def _protected(nodes: list[ast.AST]) -> set[int]:
+    """ids of nodes that must not be mutated: inside while loops."""
     out: set[int] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.While):
             out.update(id(n) for n in ast.walk(node))
     return out
 
 
-def _loop_control(tree: ast.AST) -> set[int]:
+def _loop_control(nodes: list[ast.AST]) -> set[int]:
     """ids of nodes that decide how long a for loop runs (no variable swaps there)."""
     out: set[int] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.For):
             out.update(id(n) for n in ast.walk(node.iter))
         if (
@@ -126,10 +144,11 @@ def _candidates(tree: ast.Module) -> list[tuple[int, str, Any]]:
     """(node index in ast.walk order, category, edit) for every possible mutation."""
     fn = tree.body[0]
     assert isinstance(fn, ast.FunctionDef)
-    protected = _protected(tree)
-    loopctl = _loop_control(tree)
+    nodes = list(ast.walk(tree))
+    protected = _protected(nodes)
+    loopctl = _loop_control(nodes)
     variables = [a.arg for a in fn.args.args]
-    for node in ast.walk(fn):
+    for node in nodes:
         if (
             isinstance(node, ast.Name)
             and isinstance(node.ctx, ast.Store)
@@ -138,17 +157,34 @@ def _candidates(tree: ast.Module) -> list[tuple[int, str, Any]]:
             variables.append(node.id)
     iterated = {
         n.id
-        for loop in ast.walk(fn)
+        for loop in nodes
         if isinstance(loop, ast.For)
         for n in ast.walk(loop.iter)
         if isinstance(n, ast.Name)
     }
+    # Containers that are grown in place (`out.append(...)`): reading one of them where an
+    # element was read (`out.append(str(out))`) can double the data every iteration.
+    grown = {
+        n.func.value.id
+        for n in nodes
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and isinstance(n.func.value, ast.Name)
+        and n.func.attr in _GROWING
+    }
     parents: dict[int, ast.AST] = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         for child in ast.iter_child_nodes(node):
             parents[id(child)] = node
+    # `total += x` must not become `total += total` (repeated doubling or squaring)
+    aug_target = {
+        id(n): a.target.id
+        for a in nodes
+        if isinstance(a, ast.AugAssign) and isinstance(a.target, ast.Name)
+        for n in ast.walk(a.value)
+    }
     out: list[tuple[int, str, Any]] = []
-    for idx, node in enumerate(ast.walk(tree)):
+    for idx, node in enumerate(nodes):
         if id(node) in protected:
             continue
         parent = parents.get(id(node))
@@ -194,7 +230,12 @@ def _candidates(tree: ast.Module) -> list[tuple[int, str, Any]]:
             and not isinstance(parent, ast.Attribute)  # no `out.append` -> `xs.append`
         ):
             for other in variables:
-                if other != node.id and other not in iterated:
+                if (
+                    other != node.id
+                    and other not in iterated
+                    and other not in grown
+                    and aug_target.get(id(node)) != other
+                ):
                     out.append((idx, "wrong_variable", ("name", other)))
         elif (
             isinstance(node, ast.If)
@@ -207,8 +248,8 @@ def _candidates(tree: ast.Module) -> list[tuple[int, str, Any]]:
     return out
 
 
-def _apply(tree: ast.Module, idx: int, edit: tuple[str, Any]) -> ast.Module:
-    new = copy.deepcopy(tree)
+def _apply(source: str, idx: int, edit: tuple[str, Any]) -> ast.Module:
+    new = ast.parse(source)  # a fresh tree (several times faster than deepcopy)
     nodes = list(ast.walk(new))
     node = nodes[idx]
     kind, arg = edit
@@ -238,7 +279,7 @@ def _apply(tree: ast.Module, idx: int, edit: tuple[str, Any]) -> ast.Module:
 def _failures(inst: Instance, source: str) -> tuple[tuple[int, str], ...]:
     """Every failing case of a mutant; empty if it passes all (or runs away)."""
     try:
-        fn = compile_function(source, inst.task.name)
+        fn = compile_function(source, inst.name)
     except Exception:  # noqa: BLE001 - a mutant that does not even define the function
         return ()
     out: list[tuple[int, str]] = []
@@ -250,22 +291,40 @@ def _failures(inst: Instance, source: str) -> tuple[tuple[int, str], ...]:
         except Exception as exc:  # noqa: BLE001 - our own mutant raising is the bug showing
             out.append((i, f"it raises {type(exc).__name__}"))
             continue
-        if got != expected or type(got) is not type(expected):
-            out.append((i, f"it returns {got!r}"))
+        try:
+            same = got == expected and type(got) is type(expected)
+            shown = "" if same else repr(got)
+        except Exception:  # noqa: BLE001 - e.g. a list that contains itself
+            return ()
+        if len(shown) > MAX_SHOWN:
+            return ()  # a runaway result; it would not fit a prompt anyway
+        if not same:
+            out.append((i, f"it returns {shown}"))
     return tuple(out)
 
 
+_GROWING = frozenset({"append", "add", "extend", "insert", "setdefault", "update"})
+
+
 class _StepBudget(BaseException):
-    """Raised by the tracer when a mutant runs too many steps (a second line of defence)."""
+    """Raised by the tracer when a mutant runs too many steps (a second line of defence), or
+    runs for seconds (a last resort: the candidate rules keep data from growing exponentially,
+    so a correct mutant takes milliseconds and this never decides what is generated)."""
 
 
-def _run_limited(fn: Callable, args: tuple, budget: int = 100_000) -> Any:
+MAX_SHOWN = 200
+STEP_BUDGET = 100_000
+TIME_BUDGET_S = 2.0
+
+
+def _run_limited(fn: Callable, args: tuple, budget: int = STEP_BUDGET) -> Any:
     count = 0
+    deadline = time.perf_counter() + TIME_BUDGET_S
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
         nonlocal count
         count += 1
-        if count > budget:
+        if count > budget or time.perf_counter() > deadline:
             raise _StepBudget
         return tracer
 
@@ -277,27 +336,60 @@ def _run_limited(fn: Callable, args: tuple, budget: int = 100_000) -> Any:
         sys.settrace(old)
 
 
+def _mutant(inst: Instance, tree: ast.Module, cand: tuple[int, str, Any]) -> Mutant | None:
+    idx, category, edit = cand
+    try:
+        src = ast.unparse(_apply(inst.source, idx, edit)) + "\n"
+    except Exception:  # noqa: BLE001 - an edit that yields an invalid tree is skipped
+        return None
+    if src == inst.source:
+        return None
+    fails = _failures(inst, src)
+    if not fails:
+        return None
+    bad_lines, good_lines = _diff(inst.source.splitlines(), src.splitlines())
+    return Mutant(category, src, bad_lines, good_lines, fails, f"{edit[0]}@{idx}")
+
+
 @lru_cache(maxsize=2048)
-def mutants(task_index: int, params: tuple[tuple[str, Any], ...]) -> tuple[Mutant, ...]:
-    inst = instance(task_index, params)
-    tree = ast.parse(inst.source)
-    ref_lines = inst.source.splitlines()
+def _candidates_of(source: str) -> tuple[ast.Module, tuple[tuple[int, str, Any], ...]]:
+    tree = ast.parse(source)
+    return tree, tuple(_candidates(tree))
+
+
+_MUTANTS: dict[tuple[str, str, str], tuple[Mutant, ...]] = {}
+
+
+def mutants(inst: Instance) -> tuple[Mutant, ...]:
+    """Every distinct mutant of `inst` that fails one of its cases (cached per reference)."""
+    cache_key = (inst.name, inst.source, repr(inst.cases))
+    hit = _MUTANTS.get(cache_key)
+    if hit is not None:
+        return hit
+    tree, cands = _candidates_of(inst.source)
     out: list[Mutant] = []
     seen: set[str] = set()
-    for idx, category, edit in _candidates(tree):
-        try:
-            src = ast.unparse(_apply(tree, idx, edit)) + "\n"
-        except Exception:  # noqa: BLE001 - an edit that yields an invalid tree is skipped
-            continue
-        if src == inst.source or src in seen:
-            continue
-        seen.add(src)
-        fails = _failures(inst, src)
-        if not fails:
-            continue
-        bad_lines, good_lines = _diff(ref_lines, src.splitlines())
-        out.append(Mutant(category, src, bad_lines, good_lines, fails))
-    return tuple(out)
+    for cand in cands:
+        m = _mutant(inst, tree, cand)
+        if m is not None and m.source not in seen:
+            seen.add(m.source)
+            out.append(m)
+    if len(_MUTANTS) > 4096:
+        _MUTANTS.clear()
+    _MUTANTS[cache_key] = result = tuple(out)
+    return result
+
+
+def draw_mutant(inst: Instance, rng: random.Random) -> Mutant | None:
+    """A random failing mutant: candidate edits in random order, the first that fails a test."""
+    tree, cands = _candidates_of(inst.source)
+    order = list(range(len(cands)))
+    rng.shuffle(order)
+    for i in order:
+        m = _mutant(inst, tree, cands[i])
+        if m is not None:
+            return m
+    return None
 
 
 def _diff(ref: list[str], bug: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -312,7 +404,7 @@ def _diff(ref: list[str], bug: list[str]) -> tuple[tuple[str, ...], tuple[str, .
 
 def _reasoning(m: Mutant, inst: Instance, fail_index: int) -> str:
     args, expected = inst.cases[fail_index]
-    call = call_repr(inst.task.name, args)
+    call = call_repr(inst.name, args)
     if m.category == "missing_case":
         missing = "; ".join(m.good_lines)
         first = f"A case is missing: the function needs `{missing}`."
@@ -323,36 +415,31 @@ def _reasoning(m: Mutant, inst: Instance, fail_index: int) -> str:
     return f"{first}\n{second}\nWith the fix, {call} returns {expected!r}."
 
 
-def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
+def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
     while True:
-        task = rng.choice(BY_TIER[tier])
-        params = tuple(sorted(task.params(rng).items())) if task.params else ()
-        index = task_index(task)
-        ms = mutants(index, params)
-        if ms:
+        inst = draw(rng, tier)
+        if inst.meta.get("origin") == "catalogue":
+            ms = mutants(inst)
+            m = ms[rng.randrange(len(ms))] if ms else None
+        else:
+            m = draw_mutant(inst, rng)
+        if m is not None:
             break
-    m = rng.choice(ms)
-    fail_index, got = rng.choice(m.failures)
-    inst = instance(index, params)
+    fail_index, got = phr.rng.choice(m.failures)
     args, expected = inst.cases[fail_index]
-    test = assert_line(task.name, args, expected)
-    prompt = rng.choice(TEMPLATES).format(
-        sig=f"{task.name}({task.args})", doc=inst.doc, code=m.source, test=test, got=got
+    test = assert_line(inst.name, args, expected)
+    prompt = phr.pick(TEMPLATES, HELDOUT_TEMPLATES).format(
+        sig=inst.sig, doc=inst.doc, code=m.source, test=test, got=got
     )
 
     def build() -> Built:
-        tests = "\n".join(assert_line(task.name, a, e) for a, e in inst.cases) + "\n"
+        tests = "\n".join(assert_line(inst.name, a, e) for a, e in inst.cases) + "\n"
         return {
             "reasoning": _reasoning(m, inst, fail_index),
             "answer": inst.source,
             "tests": tests,
-            "entry_point": task.name,
-            "meta": {
-                "task": task.name,
-                "params": dict(params),
-                "bug": m.category,
-                "buggy": m.source,
-            },
+            "entry_point": inst.name,
+            "meta": dict(inst.meta) | {"bug": m.category, "buggy": m.source},
         }
 
-    return prompt, build
+    return Draft(prompt, inst.key, build, namespace=CODE_NAMESPACE)

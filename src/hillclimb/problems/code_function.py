@@ -1,58 +1,104 @@
 """Family `code_function`: write a Python function from a one-sentence spec; tests are asserts.
 
-The prompt names the function and its arguments, states the behaviour, and gives one worked
-example drawn at random (which is what makes prompts of the same task distinct). The reference
-answer is our hand-written implementation from `codetasks`; the worked reasoning is the task's
-plan plus a check of the example. Tests are the task's fixed edge and random cases plus the
-example, all computed by running our reference.
+Why it is built this way:
+
+- The function comes from `codegen.draw`: about 70% generated programs (compositions of
+  filters, maps and aggregates, piecewise rules, string steps — thousands per tier) and 30% the
+  hand-written catalogue. The split key is the function's structure (or catalogue name), shared
+  with `code_bugfix`, so a held-out function is never trained on in either family.
+- The prompt names the function and its arguments, states the behaviour and shows one worked
+  example. The example is wording, not content: it is drawn from the phrasing stream, so the
+  same function appears with different examples in training while `heldout` and
+  `heldout_phrasing` pair item by item.
+- Held-out phrasings (`phr.style == "heldout"`) use forms no training prompt has: the docstring
+  completion an editor sends (with a doctest; a None result is shown as `... is None` → True,
+  as doctest would print nothing), a conversational request and a terse one.
+- The reference answer is our canonical implementation; the worked reasoning is the plan plus a
+  check of the example. Tests are the fixed edge and random cases plus the example, all computed
+  by running our reference.
 """
 
 from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable
+import textwrap
 
-from hillclimb.problems.base import Built
+from hillclimb.problems.base import Built, Draft, Phrasing
+from hillclimb.problems.codegen import draw
 from hillclimb.problems.codetasks import (
-    BY_TIER,
+    CODE_NAMESPACE,
+    Instance,
     assert_line,
     call_repr,
     compile_function,
-    draw_instance,
 )
 
 KIND = "code"
-TIER_SUMMARY = {t: f"{', '.join(x.name for x in BY_TIER[t])}" for t in BY_TIER}
+TIER_SUMMARY = {
+    1: "one-line expressions: two integer steps, True/False tests, string steps (+ add, is_even…)",
+    2: "one condition or a two-stage pipeline over a list/range/digits/string (+ sum_list…)",
+    3: "three-stage pipelines, dicts, zip/common/concat, three-way bands (+ is_prime…)",
+    4: "four stages: pairs i<j, windows, matrix rows, runs, iterated rules (+ binary_search…)",
+}
 
 TEMPLATES = (
     "Write a Python function `{sig}` that {doc}.",
     "Implement `{sig}` in Python: it {doc}.",
     "Define a Python function `{sig}` which {doc}.",
 )
+# Held-out phrasings: the docstring-completion form an editor sends, and other requests.
+HELDOUT_TEMPLATES = (
+    'Complete this Python function:\n```python\ndef {sig}:\n    """{Doc}.\n\n'
+    '    >>> {doctest}\n    {shown}\n    """\n```',
+    "I need a Python function called `{sig}`. It {doc}. As an example, {call} should give "
+    "{expected}.",
+    "Python: {sig} -- {doc}. Example: {call} -> {expected}",
+)
 
 
-def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
-    inst = draw_instance(rng, tier)
-    task = inst.task
-    sig = f"{task.name}({task.args})"
-    args = task.inputs(rng, dict(inst.params))
-    expected = compile_function(inst.source, task.name)(*copy.deepcopy(args))
-    example = f"For example, `{call_repr(task.name, args)}` returns `{expected!r}`."
-    prompt = rng.choice(TEMPLATES).format(sig=sig, doc=inst.doc) + " " + example
+def _docstring(doc: str) -> str:
+    """The spec wrapped for a docstring body (first line after the opening quotes)."""
+    text = doc[:1].upper() + doc[1:] + "."
+    return textwrap.fill(text, width=92, subsequent_indent="    ")[:-1]
+
+
+def prompt_for(inst: Instance, args: tuple, expected: object, phr: Phrasing) -> str:
+    call = call_repr(inst.name, args)
+    if phr.style == "train":
+        example = f"For example, `{call}` returns `{expected!r}`."
+        return phr.rng.choice(TEMPLATES).format(sig=inst.sig, doc=inst.doc) + " " + example
+    doctest, shown = (f"{call} is None", "True") if expected is None else (call, repr(expected))
+    return phr.rng.choice(HELDOUT_TEMPLATES).format(
+        sig=inst.sig,
+        doc=inst.doc,
+        Doc=_docstring(inst.doc),
+        call=call,
+        expected=repr(expected),
+        doctest=doctest,
+        shown=shown,
+    )
+
+
+def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
+    inst = draw(rng, tier)
+    # The example shown is wording, not content: drawn from the phrasing stream.
+    args = inst.inputs(phr.rng)
+    expected = compile_function(inst.source, inst.name)(*copy.deepcopy(args))
+    prompt = prompt_for(inst, args, expected, phr)
 
     def build() -> Built:
         cases = list(inst.cases)
         if all(a != args for a, _ in cases):
             cases.append((args, expected))
-        tests = "\n".join(assert_line(task.name, a, e) for a, e in cases) + "\n"
-        reasoning = f"{inst.plan}\nCheck: {call_repr(task.name, args)} gives {expected!r}."
+        tests = "\n".join(assert_line(inst.name, a, e) for a, e in cases) + "\n"
+        reasoning = f"{inst.plan}\nCheck: {call_repr(inst.name, args)} gives {expected!r}."
         return {
             "reasoning": reasoning,
             "answer": inst.source,
             "tests": tests,
-            "entry_point": task.name,
-            "meta": {"task": task.name, "params": dict(inst.params)},
+            "entry_point": inst.name,
+            "meta": dict(inst.meta),
         }
 
-    return prompt, build
+    return Draft(prompt, inst.key, build, namespace=CODE_NAMESPACE)

@@ -1,11 +1,20 @@
-"""The catalogue of coding tasks shared by `code_function` and `code_bugfix`.
+"""The catalogue of hand-written coding tasks, and the `Instance` every code problem is made of.
 
-Each task is a function specification with a reference implementation written by hand here,
-an input sampler and edge cases. Tests are `assert f(args) == expected` lines whose expected
+Each catalogue task is a function specification with a reference implementation written by hand
+here, an input sampler and edge cases. Tests are `assert f(args) == expected` lines whose expected
 values come from running OUR reference implementation in-process (it is our code, not a model's;
 model-written code only ever runs in the sandbox). Some tasks take parameters (a constant, a
-character, a greeting) that change the spec, the reference and the tests together, which widens
-the space of distinct problems without making the wording irregular.
+character, a greeting) that change the spec, the reference and the tests together.
+
+Why it is built this way:
+
+- The catalogue is small (49 functions) and classic (binary search, roman numerals, Kadane); most
+  code problems now come from the generators in `codegen`, which compose thousands of distinct
+  functions per tier. Both produce the same `Instance` (name, spec, canonical reference, fixed
+  test cases, split key, input sampler), so `code_function` and `code_bugfix` treat them alike.
+- Split keys name the function: `catalogue:<name>`, except for the few catalogue tasks that are
+  one member of a generated family (`count_positive` is `gen:list|filter_above|count` with 0);
+  those carry the family's key so the family is held out or trained as a whole.
 
 Tiers: 1 = one-line expressions; 2 = a condition or a simple loop; 3 = list/string algorithms;
 4 = classic algorithms (binary search, sieve, DP, bracket matching, roman numerals).
@@ -38,6 +47,7 @@ class CodeTask:
     inputs: Callable[[random.Random, dict], tuple]
     edge: tuple[tuple, ...] = ()
     params: Callable[[random.Random], dict] | None = field(default=None)
+    key: str = ""  # the split key when the task belongs to a generated family (see above)
 
 
 def fill(text: str, params: dict[str, Any]) -> str:
@@ -221,6 +231,7 @@ TASKS: tuple[CodeTask, ...] = (
         "If x is negative return -x, otherwise return x.",
         lambda r, P: (r.randint(-30, 30),),
         edge=((0,), (-5,), (5,)),
+        key="gen:piecewise|below|negate|identity",
     ),
     CodeTask(
         "clamp",
@@ -253,6 +264,7 @@ TASKS: tuple[CodeTask, ...] = (
         "Go through the list and count the elements greater than 0.",
         lambda r, P: (_ints(r, -9, 9, 1, 7),),
         edge=(([],), ([0, 1, -1],)),
+        key="gen:list|filter_above|count",
     ),
     CodeTask(
         "factorial",
@@ -294,6 +306,7 @@ TASKS: tuple[CodeTask, ...] = (
         lambda r, P: (_word(r, 0, 9, "abcdeor"),),
         edge=(("",),),
         params=lambda r: {"c": r.choice("abcdeor")},
+        key="gen:chars|filter_same|count",
     ),
     CodeTask(
         "sign",
@@ -324,6 +337,7 @@ TASKS: tuple[CodeTask, ...] = (
         "Count the characters that are in 'aeiou'.",
         lambda r, P: (_word(r, 0, 9, "abeiotu"),),
         edge=(("",), ("xyz",)),
+        key="gen:chars|filter_vowel|count",
     ),
     CodeTask(
         "min_list",
@@ -418,6 +432,7 @@ TASKS: tuple[CodeTask, ...] = (
         "Keep the elements whose remainder modulo 2 is 0.",
         lambda r, P: (_ints(r, -9, 20, 1, 7),),
         edge=(([],), ([1, 3],)),
+        key="gen:list|filter_multiple|list",
     ),
     CodeTask(
         "char_counts",
@@ -428,6 +443,7 @@ TASKS: tuple[CodeTask, ...] = (
         "Walk the string and increment a per-character counter in a dict.",
         lambda r, P: (_word(r, 0, 8, "abcd"),),
         edge=(("",), ("aab",)),
+        key="gen:chars|tally",
     ),
     CodeTask(
         "index_of",
@@ -458,6 +474,7 @@ TASKS: tuple[CodeTask, ...] = (
         "Split into words, capitalize each and join them with single spaces.",
         lambda r, P: (_sentence(r),),
         edge=(("",),),
+        key="gen:words|map_capitalize|joined",
     ),
     # ---------------- tier 4: classic algorithms ----------------
     CodeTask(
@@ -576,16 +593,26 @@ BY_TIER: dict[int, tuple[CodeTask, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Instance:
-    """A task with its parameters filled in, plus its fixed test cases."""
+    """One function to write: spec, canonical reference, fixed test cases and split key.
 
-    task: CodeTask
-    params: tuple[tuple[str, Any], ...]
+    `cases` are (args, expected) pairs computed by running the reference; `inputs(rng)` draws one
+    more argument tuple (the example a prompt shows)."""
+
+    name: str
+    args: str
     doc: str
     plan: str
     source: str  # canonical reference source
-    cases: tuple[tuple[tuple, Any], ...]  # (args, expected)
+    cases: tuple[tuple[tuple, Any], ...]
+    key: str
+    inputs: Callable[[random.Random], tuple]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sig(self) -> str:
+        return f"{self.name}({self.args})"
 
 
 def call_repr(name: str, args: tuple) -> str:
@@ -606,29 +633,77 @@ def compile_function(source: str, name: str) -> Callable:
     return ns[name]
 
 
+def canonical(source: str) -> str:
+    return ast.unparse(ast.parse(source)) + "\n"
+
+
+def derive_cases(
+    source: str,
+    fn: Callable,
+    edges: tuple[tuple, ...],
+    inputs: Callable[[random.Random], tuple],
+    n_random: int = 5,
+    strict: bool = True,
+) -> tuple[tuple[tuple, Any], ...]:
+    """Edge cases plus `n_random` distinct random inputs (seeded by the source), with the
+    reference's results. `strict=False` skips inputs the reference raises on."""
+    rng = random.Random(derive_seed("code-cases", source))
+    seen: list[tuple] = []
+    for args in edges:
+        if args not in seen:
+            seen.append(args)
+    target = len(seen) + n_random
+    tries = 0
+    while len(seen) < target and tries < 12 * n_random:
+        tries += 1
+        args = inputs(rng)
+        if args not in seen:
+            seen.append(args)
+    out = []
+    for args in seen:
+        try:
+            out.append((args, fn(*_copy(args))))
+        except Exception:
+            if strict:
+                raise
+    return tuple(out)
+
+
 @lru_cache(maxsize=4096)
 def instance(task_index: int, params: tuple[tuple[str, Any], ...]) -> Instance:
     task = TASKS[task_index]
     p = dict(params)
-    source = ast.unparse(ast.parse(fill(task.src, p))) + "\n"
+    source = canonical(fill(task.src, p))
     fn = compile_function(source, task.name)
-    rng = random.Random(derive_seed("code-cases", source))
-    seen: list[tuple] = []
-    for args in task.edge:
-        if args not in seen:
-            seen.append(args)
-    tries = 0
-    while len(seen) < len(task.edge) + 5 and tries < 60:
-        tries += 1
-        args = task.inputs(rng, p)
-        if args not in seen:
-            seen.append(args)
-    cases = tuple((args, fn(*_copy(args))) for args in seen)
-    return Instance(task, params, fill(task.doc, p), fill(task.plan, p), source, cases)
+
+    def inputs(r: random.Random) -> tuple:
+        return task.inputs(r, p)
+
+    cases = derive_cases(source, fn, task.edge, inputs)
+    return Instance(
+        name=task.name,
+        args=task.args,
+        doc=fill(task.doc, p),
+        plan=fill(task.plan, p),
+        source=source,
+        cases=cases,
+        key=task.key or function_key(task.name),
+        inputs=inputs,
+        meta={"origin": "catalogue", "task": task.name, "params": p},
+    )
 
 
 def _copy(args: tuple) -> tuple:
     return tuple(ast.literal_eval(repr(a)) for a in args)
+
+
+# Both code families split by function: one key namespace, the key names the function.
+CODE_NAMESPACE = "code"
+
+
+def function_key(name: str) -> str:
+    """The split key of a catalogue function: the whole task, whatever its parameters or example."""
+    return f"catalogue:{name}"
 
 
 def task_index(task: CodeTask) -> int:
@@ -636,6 +711,7 @@ def task_index(task: CodeTask) -> int:
 
 
 def draw_instance(rng: random.Random, tier: int) -> Instance:
+    """A catalogue task of this tier with its parameters drawn."""
     task = rng.choice(BY_TIER[tier])
     params = tuple(sorted(task.params(rng).items())) if task.params else ()
     return instance(_INDEX[task.name], params)

@@ -8,6 +8,12 @@ Every instance has exactly one correct answer by construction:
 - boolean expressions are fully parenthesised and evaluated one operator per line.
 Answers are a number, a name, `yes`/`no`, or `True`/`False` (matching is case-insensitive).
 
+Content (numbers, expressions, the shape of an ordering, the made-up words of a deduction) is
+drawn from the problem stream and makes the key; names, traits and sentences come from the
+phrasing stream, whose held-out pool uses other sentences, names and traits. Every item records
+its `choices` when it is multiple choice (two for yes/no, True/False and "which is larger"), so
+the report can print chance beside accuracy.
+
 Tiers: 1 = one comparison or one boolean operator; 2 = largest of three, three-person orderings,
 two-operator booleans, one-step deductions; 3 = four people, three operators, two-to-three-step
 chains; 4 = five people with middle positions, boolean formulas over variables, longer chains
@@ -17,9 +23,8 @@ with distractor rules.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
-from hillclimb.problems.base import Built
+from hillclimb.problems.base import Built, Draft, Phrasing
 
 KIND = "reasoning"
 TIER_SUMMARY = {
@@ -78,72 +83,109 @@ WORDS = (
     "fomp",
     "drax",
 )
+HELDOUT_PEOPLE = ("Uma", "Vic", "Wren", "Xan", "Yara", "Zed")
+HELDOUT_TRAITS = (
+    ("stronger", "weaker", "strongest", "weakest"),
+    ("richer", "poorer", "richest", "poorest"),
+)
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 
-def _compare(rng: random.Random, tier: int) -> tuple[str, list[str], str, str]:
+Item = tuple[str, list[str], str, str, str, list[str]]  # prompt, lines, answer, kind, key, choices
+
+
+def _compare(rng: random.Random, tier: int, phr: Phrasing) -> Item:
     hi = 9 if tier == 1 else 99
     a, b = rng.sample(range(0, hi + 1), 2)
     k = rng.randrange(3)
     rel = ">" if a > b else "<"
+    key = f"compare{k}:{a},{b}"
     if k == 0:
-        q = f"Which is larger, {a} or {b}?"
-        return q, [f"{a} {rel} {b}."], str(max(a, b)), "compare"
+        q = phr.pick(
+            ("Which is larger, {a} or {b}?",),
+            ("Of {a} and {b}, which number is bigger?", "Which number is greater: {a} or {b}?"),
+        ).format(a=a, b=b)
+        return q, [f"{a} {rel} {b}."], str(max(a, b)), "compare", key, [str(a), str(b)]
     if k == 1:
-        q = f"Which is smaller, {a} or {b}?"
-        return q, [f"{a} {rel} {b}."], str(min(a, b)), "compare"
-    word, sym, truth = rng.choice((("greater", ">", a > b), ("less", "<", a < b)))
-    q = f"Is {a} {word} than {b}? Answer yes or no."
+        q = phr.pick(
+            ("Which is smaller, {a} or {b}?",),
+            ("Of {a} and {b}, which number is lower?", "Which is less: {a} or {b}?"),
+        ).format(a=a, b=b)
+        return q, [f"{a} {rel} {b}."], str(min(a, b)), "compare", key, [str(a), str(b)]
+    greater = rng.random() < 0.5
+    key += ":" + ("gt" if greater else "lt")
+    word, sym, truth = ("greater", ">", a > b) if greater else ("less", "<", a < b)
+    if phr.style == "train":
+        q = f"Is {a} {word} than {b}? Answer yes or no."
+    else:
+        other = "bigger" if greater else "smaller"
+        q = f"Is {a} {other} than {b}? Reply with yes or no."
     return (
         q,
         [f"{a} {rel} {b}, so {a} {sym} {b} is {'true' if truth else 'false'}."],
         ("yes" if truth else "no"),
         "compare",
+        key,
+        ["yes", "no"],
     )
 
 
-def _extreme3(rng: random.Random) -> tuple[str, list[str], str, str]:
+def _extreme3(rng: random.Random, phr: Phrasing) -> Item:
     xs = rng.sample(range(0, 100), 3)
     largest = rng.random() < 0.5
     word = "largest" if largest else "smallest"
-    q = f"Which number is the {word}: {xs[0]}, {xs[1]} or {xs[2]}?"
+    if phr.style == "train":
+        q = f"Which number is the {word}: {xs[0]}, {xs[1]} or {xs[2]}?"
+    else:
+        other = "biggest" if largest else "lowest"
+        q = f"Among {xs[0]}, {xs[1]} and {xs[2]}, which one is the {other}?"
     best = xs[0]
     lines = []
     for x in xs[1:]:
         new = max(best, x) if largest else min(best, x)
         lines.append(f"Compare {best} and {x}: keep {new}.")
         best = new
-    return q, lines, str(best), "extreme"
+    key = f"extreme:{word}:{','.join(map(str, xs))}"
+    return q, lines, str(best), "extreme", key, [str(x) for x in xs]
 
 
-def _ordering(rng: random.Random, n: int, middle: bool) -> tuple[str, list[str], str, str]:
-    names = rng.sample(PEOPLE, n)  # hidden ranking, index 0 = most
-    more, less, most, least = rng.choice(TRAITS)
+def _ordering(rng: random.Random, n: int, middle: bool, phr: Phrasing) -> Item:
+    # Content: which adjacent facts are stated in which direction and order, and the question.
+    # Surface: the names (ranking index 0 = most) and the trait.
+    directions = [rng.random() < 0.5 for _ in range(n - 1)]
+    order = list(range(n - 1))
+    rng.shuffle(order)
+    if middle:
+        pos = rng.randrange(1, n - 1)
+    else:
+        pos = 0 if rng.random() < 0.5 else n - 1
+    names = phr.rng.sample(phr.pool(PEOPLE, HELDOUT_PEOPLE + PEOPLE), n)
+    more, less, most, least = phr.pick(TRAITS, HELDOUT_TRAITS)
     facts, norm = [], []
     for i in range(n - 1):
         x, y = names[i], names[i + 1]
-        if rng.random() < 0.5:
-            facts.append(f"{x} is {more} than {y}.")
-        else:
-            facts.append(f"{y} is {less} than {x}.")
+        facts.append(f"{x} is {more} than {y}." if directions[i] else f"{y} is {less} than {x}.")
         norm.append((x, y))
-    order = list(range(n - 1))
-    rng.shuffle(order)
     facts = [facts[i] for i in order]
     norm = [norm[i] for i in order]
+    ans = names[pos]
     if middle:
-        pos = rng.randrange(1, n - 1)
-        q_text, ans = f"Who is the {ORDINALS[pos]} {most}?", names[pos]
-    elif rng.random() < 0.5:
-        q_text, ans, pos = f"Who is the {most}?", names[0], 0
+        q_text = f"Who is the {ORDINALS[pos]} {most}?"
+    elif pos == 0:
+        q_text = f"Who is the {most}?"
     else:
-        q_text, ans, pos = f"Who is the {least}?", names[-1], n - 1
+        q_text = f"Who is the {least}?"
+    if phr.style != "train":
+        q_text = q_text.replace("Who is the", "Which person is the")
     q = " ".join(facts) + " " + q_text
     lines = [f"{x} is {more} than {y}." for x, y in norm]
     lines.append(f"From {most} to {least}: {', '.join(names)}.")
     if middle:
         lines.append(f"Position {pos + 1} is {ans}.")
-    return q, lines, ans, "ordering"
+    key = (
+        f"ordering{n}:{''.join('1' if d else '0' for d in directions)}:{order}:{pos}:{int(middle)}"
+    )
+    return q, lines, ans, "ordering", key, list(names)
 
 
 # --- boolean expressions -----------------------------------------------------------------------
@@ -199,29 +241,39 @@ def _bool_steps(e: Expr, lines: list[str]) -> bool:
     return v
 
 
-def _boolean(rng: random.Random, tier: int) -> tuple[str, list[str], str, str]:
+def _boolean(rng: random.Random, tier: int, phr: Phrasing) -> Item:
     k = {1: 1, 2: 2, 3: 3, 4: rng.randint(3, 5)}[tier]
+    ask = phr.pick(
+        ("What is {e}? Answer True or False.",),
+        ("Evaluate {e}. Reply with True or False.", "Is {e} True or False?"),
+    )
     if tier < 4:
         e = _gen_bool(rng, k, ())
-        q = f"What is {_bool_text(e)}? Answer True or False."
+        q = ask.format(e=_bool_text(e))
         lines: list[str] = []
         v = _bool_steps(e, lines)
-        return q, lines, str(v), "boolean"
+        return q, lines, str(v), "boolean", f"bool:{_bool_text(e)}", ["True", "False"]
     names = ("p", "q", "r")
     env = {x: rng.random() < 0.5 for x in names}
     e = _gen_bool(rng, k, names)
     assign = ", ".join(f"{x} = {env[x]}" for x in names)
-    q = f"Let {assign}. What is {_bool_text(e)}? Answer True or False."
+    if phr.style == "train":
+        q = f"Let {assign}. What is {_bool_text(e)}? Answer True or False."
+    else:
+        q = f"Given {assign}, evaluate {_bool_text(e)}. Reply with True or False."
     e2 = _subst(e, env)
     lines = [f"Substitute: {_bool_text(e2)}."]
     v = _bool_steps(e2, lines)
-    return q, lines, str(v), "boolean"
+    return q, lines, str(v), "boolean", f"bool:{assign}:{_bool_text(e)}", ["True", "False"]
 
 
-def _deduction(rng: random.Random, steps: int, distractors: int) -> tuple[str, list[str], str, str]:
+def _plural(word: str) -> str:
+    return word + ("es" if word.endswith(("s", "x", "z")) else "s")
+
+
+def _deduction(rng: random.Random, steps: int, distractors: int, phr: Phrasing) -> Item:
     words = rng.sample(WORDS, steps + 2 + distractors)
     chain = words[: steps + 1]
-    person = rng.choice(PEOPLE)
     rules = [(chain[i], chain[i + 1], True) for i in range(steps)]
     negate = rng.random() < 0.5
     target = words[steps + 1]
@@ -231,58 +283,65 @@ def _deduction(rng: random.Random, steps: int, distractors: int) -> tuple[str, l
         rules.append((words[steps + 2 + j], rng.choice(chain), True))
     shown = rules[:]
     rng.shuffle(shown)
+    person = phr.pick(PEOPLE, HELDOUT_PEOPLE)
 
     def rule_text(a: str, b: str, pos: bool) -> str:
-        return f"Every {a} is a {b}." if pos else f"No {a} is a {b}."
+        if phr.style == "train":
+            return f"Every {a} is a {b}." if pos else f"No {a} is a {b}."
+        return (
+            f"All {_plural(a)} are {_plural(b)}." if pos else f"No {_plural(a)} are {_plural(b)}."
+        )
 
     q_target = target if negate else chain[-1]
-    q = (
-        " ".join(rule_text(*r) for r in shown)
-        + f" {person} is a {chain[0]}. Is {person} a {q_target}? Answer yes or no."
-    )
+    if phr.style == "train":
+        ask = f" {person} is a {chain[0]}. Is {person} a {q_target}? Answer yes or no."
+    else:
+        ask = f" {person} is a {chain[0]}. Does it follow that {person} is a {q_target}? Reply yes or no."
+    q = " ".join(rule_text(*r) for r in shown) + ask
     lines = [f"{person} is a {chain[0]}."]
     for a, b, _ in rules[:steps]:
         lines.append(f"Every {a} is a {b}, so {person} is a {b}.")
     if negate:
         lines.append(f"No {chain[-1]} is a {target}, so {person} is not a {target}.")
-    return q, lines, "no" if negate else "yes", "deduction"
+    key = "deduction:" + ";".join(f"{a}>{b}:{int(pos)}" for a, b, pos in shown) + f"?{q_target}"
+    return q, lines, "no" if negate else "yes", "deduction", key, ["yes", "no"]
 
 
-def _problem(rng: random.Random, tier: int) -> tuple[str, list[str], str, str]:
+def _problem(rng: random.Random, tier: int, phr: Phrasing) -> Item:
     if tier == 1:
-        return _compare(rng, 1) if rng.random() < 0.6 else _boolean(rng, 1)
+        return _compare(rng, 1, phr) if rng.random() < 0.6 else _boolean(rng, 1, phr)
     k = rng.randrange(4)
     if tier == 2:
         if k == 0:
-            return _extreme3(rng)
+            return _extreme3(rng, phr)
         if k == 1:
-            return _ordering(rng, 3, False)
+            return _ordering(rng, 3, False, phr)
         if k == 2:
-            return _boolean(rng, 2)
-        return _deduction(rng, 1, 0)
+            return _boolean(rng, 2, phr)
+        return _deduction(rng, 1, 0, phr)
     if tier == 3:
         if k == 0:
-            return _ordering(rng, 4, False)
+            return _ordering(rng, 4, False, phr)
         if k == 1:
-            return _ordering(rng, 4, True)
+            return _ordering(rng, 4, True, phr)
         if k == 2:
-            return _boolean(rng, 3)
-        return _deduction(rng, rng.randint(2, 3), rng.randint(0, 1))
+            return _boolean(rng, 3, phr)
+        return _deduction(rng, rng.randint(2, 3), rng.randint(0, 1), phr)
     if k <= 1:
-        return _ordering(rng, 5, True)
+        return _ordering(rng, 5, True, phr)
     if k == 2:
-        return _boolean(rng, 4)
-    return _deduction(rng, rng.randint(3, 4), rng.randint(1, 3))
+        return _boolean(rng, 4, phr)
+    return _deduction(rng, rng.randint(3, 4), rng.randint(1, 3), phr)
 
 
-def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
-    prompt, lines, answer, kind = _problem(rng, tier)
+def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
+    prompt, lines, answer, kind, key, choices = _problem(rng, tier, phr)
 
     def build() -> Built:
         return {
             "reasoning": "\n".join(lines),
             "answer": answer,
-            "meta": {"template": kind, "steps": len(lines)},
+            "meta": {"template": kind, "steps": len(lines), "choices": choices},
         }
 
-    return prompt, build
+    return Draft(prompt, key, build)

@@ -1,4 +1,4 @@
-"""Answer extraction and verification: exact-match for reasoning, sandboxed tests for code.
+"""Answer extraction and verification: exact-match for reasoning, sandboxed calls for code.
 
 Conventions (one for the whole project, so SFT data, evaluation and RL rewards agree):
 - reasoning problems: the assistant's final content is `The answer is X.`; `extract_answer` takes
@@ -10,23 +10,68 @@ Conventions (one for the whole project, so SFT data, evaluation and RL rewards a
 - code problems: the content is one ```python fenced block; `extract_answer` takes the last fenced
   block (an unclosed final fence counts up to the end), or the whole completion if there is none.
 
-Code is never run in this process. `check_many` writes one workspace with every candidate and a
-small runner, and makes ONE `run_sandboxed` call per batch; inside, the runner starts one fresh
-`python -I -S` per candidate (a few at a time), with its own wall-clock timeout, address-space
-and file-size limits, stdout/stderr sent to /dev/null, and reports through a per-run random
-nonce that the candidate never sees — so a candidate that exits early, prints fake results or
-hangs simply fails. Harness failures (sandbox missing, runner crashed) raise instead of being
-counted as wrong answers.
+Code checks are built to be an RL reward that cannot be gamed, which is why they do not simply
+run the candidate next to its `assert` lines (a candidate sharing an interpreter with the asserts
+can return an object equal to everything, patch `AssertionError`, exit early or forge the
+"passed" message). Instead:
+- The host parses `Problem.tests` with `ast` (`code_cases`): each line must be
+  `assert NAME(ARGS) == EXPECTED` or `assert NAME(ARGS) is None|True|False`, with Python literals
+  (`ast.literal_eval`) as positional/keyword arguments and expected value; anything else raises
+  `HillclimbError` naming the line. Expected values NEVER enter the sandbox: the sandbox gets the
+  candidate's code and the call arguments only, and its workspace holds no files at all.
+- Inside the sandbox one runner process (`_RUNNER_PY`) starts a fresh `python -I -S` per
+  candidate (a few at a time), each with its own wall-clock timeout (process group killed),
+  512 MB address space, 1 MB file-size limit and stdio on /dev/null. The candidate process
+  (`_ITEM_PY`) captures every reference it needs (`type`, `int`, `hex`, `float.hex`,
+  `_json.encode_basestring_ascii`, `posix.write`, ...) before any candidate code exists, runs the
+  candidate, calls the function once per test case with fresh arguments, and writes ONE line: per
+  case either the return value serialised by our encoder, or the exception it raised. The encoder
+  accepts only EXACT builtin types (`type(v) is int`: None, bool, int, float, str, bytes, list,
+  tuple, dict, set, frozenset), reading the real type with `type()`, never `__class__`; anything
+  else — subclasses included — becomes an "unserialisable TYPE" marker that equals nothing.
+- The host compares, type-strictly: `1`, `1.0` and `True` are three different answers;
+  list != tuple, set != frozenset; dicts and sets compare order-free; floats compare with `==`
+  (so `-0.0 == 0.0`) except that NaN equals NaN. The first failing case gives `status` (a wrong
+  value: "fail", an exception: "error") and `detail`; `cases_passed`/`cases_total` count them.
+- The hillclimb package (generators, reference solutions) is hidden inside the check sandbox
+  (`run_sandboxed(hide=...)`): with a regular install its directory in the bound site-packages is
+  covered by an empty tmpfs; an editable install's source tree is not bound at all (both are
+  passed to `hide` anyway).
+
+What this defends (tests/test_reward_hacks.py): always-equal objects, `__eq__`-overriding
+subclasses, `__class__` spoofing, patched builtins (`AssertionError`, `isinstance`, `type`) or
+`json`/`marshal` in `sys.modules`, `sys.exit`/`os._exit`/`SystemExit` at import or in the call,
+forged result lines on any fd, reading the workspace or the package. The candidate CAN write any
+result line it likes (it may find every in-process secret, and with ctypes it can corrupt its own
+interpreter), so nothing in its process is trusted: a forged line only passes if it holds the
+exact expected values, i.e. if the candidate solved the problem. Between processes: the runner
+and each candidate make themselves non-dumpable before reading their input, so a candidate
+cannot read another candidate's code or the runner's memory through /proc or ptrace; runner lines
+to the host carry a per-batch token only the runner holds. Orphans a candidate leaves behind are
+killed when any candidate ends. Not defended: candidates of one batch share a uid, so one can
+signal (kill, stop) its siblings or the runner — a runner that dies or stalls is detected and
+the candidates without a result are rerun one per sandbox run, so the culprit alone ends up with
+"error"; a killed sibling is recorded as an error for that sibling. A candidate can also fill the
+workspace with files up to the sandbox limits. Harness failures (sandbox missing or refused, the
+runner crashing before it starts) raise `HillclimbError` instead of being counted as wrong answers.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
+import marshal
+import math
 import os
 import re
 import secrets
+import site
 import sys
+import sysconfig
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -145,7 +190,13 @@ def check_many_details(
     workers: int | None = None,
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
-    """Like `check_many`, with `status` (pass|fail|error|timeout|no_answer) and `detail`."""
+    """Like `check_many`, with `status` (pass|fail|error|timeout|no_answer) and `detail`.
+
+    Code results also carry `cases_passed` and `cases_total` (the number of test calls that
+    returned exactly the expected value; 0 when the candidate timed out or never reported).
+    Every code problem's tests are parsed before anything runs, so a malformed suite raises
+    `HillclimbError` without running any candidate.
+    """
     if len(problems) != len(completions):
         raise HillclimbError(
             f"{len(problems)} problems but {len(completions)} completions; they must pair up"
@@ -163,144 +214,797 @@ def check_many_details(
             "status": "pass" if ok else ("no_answer" if got is None else "fail"),
             "detail": "" if got is None else f"extracted {got!r}",
         }
+    suites = {i: code_cases(problems[i]) for i in code_idx}
     for start in range(0, len(code_idx), batch_size):
         chunk = code_idx[start : start + batch_size]
         results = _run_code_batch(
-            [problems[i] for i in chunk], [completions[i] for i in chunk], timeout_s, workers
+            [suites[i] for i in chunk], [completions[i] for i in chunk], timeout_s, workers
         )
         for i, r in zip(chunk, results, strict=True):
             out[i] = r
     return [r for r in out if r is not None]
 
 
-# The per-candidate program. It reads the nonce first (before any candidate code exists), then
-# detaches stdio, limits itself, runs candidate + tests in one namespace and reports once.
-_ITEM_PY = r"""
-import json, os, resource, sys, traceback
-def main():
-    i = int(sys.argv[1])
-    nonce = sys.stdin.readline().strip()
-    with open(os.path.join("items", f"{i}.json"), encoding="utf-8") as f:
-        spec = json.load(f)
-    out = os.dup(1)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    mem = spec["memory_mb"] << 20
+# ---------------------------------------------------------------------------------- code checks
+
+TESTS_FORM = (
+    "'assert NAME(ARGS) == EXPECTED' or 'assert NAME(ARGS) is None|True|False', one per line, "
+    "with ARGS (positional or keyword) and EXPECTED Python literals"
+)
+MEMORY_MB = 512  # address space of each candidate process
+_RESULT_CAP = 64 << 10  # bytes a candidate may report, at least (4x the expected size if larger)
+_TAGS_SEQ = ("list", "tuple")
+_TAGS_SET = ("set", "frozenset")
+
+
+@dataclass(frozen=True)
+class CallCase:
+    """One parsed test line: the call to make in the sandbox, and what it must return (host)."""
+
+    line: str
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    expected: Any
+    want: Any  # `_canon(expected)`: the type-tagged, hashable form compared against results
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _canon(v: Any, depth: int = 0) -> Any:
+    """A hashable, type-tagged form in which equality is exactly the type-strict comparison."""
+    if depth > 100:
+        raise _Unsupported("nesting deeper than 100")
+    t = type(v)
+    if v is None:
+        return ("none",)
+    if t is bool:
+        return ("bool", v)
+    if t is int:
+        return ("int", v)
+    if t is float:
+        return ("float", "nan") if math.isnan(v) else ("float", v)
+    if t is str or t is bytes:
+        return (t.__name__, v)
+    if t is list or t is tuple:
+        return (t.__name__, tuple(_canon(x, depth + 1) for x in v))
+    if t is set or t is frozenset:
+        return (t.__name__, frozenset(_canon(x, depth + 1) for x in v))
+    if t is dict:
+        return (
+            "dict",
+            frozenset((_canon(k, depth + 1), _canon(x, depth + 1)) for k, x in v.items()),
+        )
+    raise _Unsupported(t.__name__)
+
+
+def _literal(node: ast.expr) -> Any:
+    if isinstance(node, ast.Starred):
+        raise ValueError("starred argument")
+    return ast.literal_eval(node)
+
+
+def _parse_line(line: str) -> CallCase:
+    tree = ast.parse(line, mode="exec")
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert) or tree.body[0].msg:
+        raise ValueError("not a single assert statement without a message")
+    test = tree.body[0].test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and len(test.comparators) == 1):
+        raise ValueError("not a single comparison")
+    op, call = test.ops[0], test.left
+    if not isinstance(op, ast.Eq | ast.Is):
+        raise ValueError("the comparison must be == or is")
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+        raise ValueError("the left side must call a function by name")
+    if any(k.arg is None for k in call.keywords):
+        raise ValueError("**kwargs are not allowed")
+    args = tuple(_literal(a) for a in call.args)
+    kwargs = {k.arg: _literal(k.value) for k in call.keywords if k.arg is not None}
+    expected = _literal(test.comparators[0])
+    if isinstance(op, ast.Is) and not (expected is None or type(expected) is bool):
+        raise ValueError("'is' is only allowed with None, True or False")
     try:
+        marshal.dumps((args, kwargs))
+        want = _canon(expected)
+    except (_Unsupported, ValueError) as exc:
+        raise ValueError(f"a value the checker cannot compare ({exc})") from None
+    return CallCase(line, call.func.id, args, kwargs, expected, want)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_tests(tests: str) -> tuple[CallCase, ...]:
+    """The test lines of a code problem, parsed in the host (cached; the same tests recur)."""
+    cases = []
+    for lineno, raw in enumerate(tests.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            cases.append(_parse_line(line))
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as exc:
+            raise HillclimbError(
+                f"tests line {lineno} {line[:200]!r} is not of the accepted form {TESTS_FORM}: "
+                f"{exc}"
+            ) from None
+    if not cases:
+        raise HillclimbError(f"tests contain no test line of the accepted form {TESTS_FORM}")
+    return tuple(cases)
+
+
+def code_cases(p: Problem) -> tuple[CallCase, ...]:
+    """`parse_tests(p.tests)`, with the problem's id in any error."""
+    if not p.tests:
+        raise HillclimbError(f"code problem {p.id} has no tests")
+    try:
+        return parse_tests(p.tests)
+    except HillclimbError as exc:
+        raise HillclimbError(f"code problem {p.id}: {exc}") from None
+
+
+# The per-candidate program (`python -I -S -c`). Everything it relies on is bound to a local
+# before the candidate's code exists; it reports one ASCII line of JSON on a dup of fd 1:
+# {"cases": [["ok", TREE] | ["raise", "Type: message"], ...]} or {"error": "..."}.
+_ITEM_PY = r"""
+def _main():
+    import marshal, posix, resource
+    try:
+        from _json import encode_basestring_ascii as q
+    except ImportError:
+        from json.encoder import py_encode_basestring_ascii as q
+    T, NoneT, B, I, F, S, BY = type, type(None), bool, int, float, str, bytes
+    L, TU, D, SE, FS = list, tuple, dict, set, frozenset
+    hx, fhex, bhex, items, dget, join = hex, float.hex, bytes.hex, dict.items, dict.get, "".join
+    callable_, BaseExc, exec_, compile_, encode = callable, BaseException, exec, compile, str.encode
+    ln = len
+    tname = type.__dict__["__name__"].__get__
+    write, read, exit_ = posix.write, posix.read, posix._exit
+    data = []
+    while True:
+        chunk = read(0, 1 << 16)
+        if not chunk:
+            break
+        data.append(chunk)
+    code, calls, memory_mb, max_line = marshal.loads(b"".join(data))
+    del data
+    out = posix.dup(1)
+    null = posix.open("/dev/null", posix.O_RDWR)
+    for fd in (0, 1, 2):
+        posix.dup2(null, fd)
+    try:
+        mem = memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-    except (ValueError, OSError):
+    except BaseExc:
         pass
-    status, detail = "pass", ""
-    ns = {"__name__": "solution"}
-    try:
-        exec(compile(spec["code"], "solution.py", "exec"), ns)
-        if spec["entry_point"] and not callable(ns.get(spec["entry_point"])):
-            status, detail = "error", "function %s is not defined" % spec["entry_point"]
+
+    class Big(Exception):
+        pass
+
+    budget = [0]
+
+    def enc(v, parts, depth):
+        budget[0] += 1
+        if budget[0] > 1000000:
+            raise Big()
+        t = T(v)
+        if depth > 100:
+            parts.append('["unserialisable","nested deeper than 100"]')
+        elif t is NoneT:
+            parts.append('["none"]')
+        elif t is B:
+            parts.append('["bool",true]' if v is True else '["bool",false]')
+        elif t is I:
+            parts.append('["int","' + hx(v) + '"]')
+        elif t is F:
+            parts.append('["float","' + fhex(v) + '"]')
+        elif t is S:
+            parts.append('["str",' + q(v) + "]")
+        elif t is BY:
+            parts.append('["bytes","' + bhex(v) + '"]')
+        elif t is L or t is TU or t is SE or t is FS:
+            tag = "list" if t is L else "tuple" if t is TU else "set" if t is SE else "frozenset"
+            parts.append('["' + tag + '",[')
+            first = True
+            for x in v:
+                if not first:
+                    parts.append(",")
+                first = False
+                enc(x, parts, depth + 1)
+            parts.append("]]")
+        elif t is D:
+            parts.append('["dict",[')
+            first = True
+            for k, x in items(v):
+                parts.append("[" if first else ",[")
+                first = False
+                enc(k, parts, depth + 1)
+                parts.append(",")
+                enc(x, parts, depth + 1)
+                parts.append("]")
+            parts.append("]]")
         else:
             try:
-                exec(compile(spec["tests"], "tests.py", "exec"), ns)
-            except AssertionError:
-                tb = traceback.extract_tb(sys.exc_info()[2])
-                lines = spec["tests"].splitlines()
-                line = next((fr.lineno for fr in reversed(tb) if fr.filename == "tests.py"), 0)
-                status, detail = "fail", lines[line - 1] if 0 < line <= len(lines) else ""
-    except BaseException as exc:
-        status, detail = "error", (type(exc).__name__ + ": " + str(exc))[:300]
-    os.write(out, (json.dumps({"nonce": nonce, "status": status, "detail": detail}) + "\n").encode())
-    os._exit(0)
-main()
+                name = tname(t)
+            except BaseExc:
+                name = "?"
+            parts.append('["unserialisable",' + q(name[:80] if T(name) is S else "?") + "]")
+
+    def describe(exc):
+        try:
+            name = tname(T(exc))
+        except BaseExc:
+            name = "exception"
+        try:
+            msg = S(exc)
+            msg = msg[:200] if T(msg) is S else ""
+        except BaseExc:
+            msg = ""
+        return name + ": " + msg if msg else name
+
+    def report(line):
+        try:
+            write(out, encode(line, "ascii"))
+        finally:
+            exit_(0)
+
+    ns = {"__name__": "solution"}
+    try:
+        exec_(compile_(code, "solution.py", "exec"), ns)
+    except BaseExc as exc:
+        report('{"error":' + q("the code raised " + describe(exc)) + "}\n")
+    cases = []
+    for name, args, kwargs in calls:
+        fn = dget(ns, name)
+        if not callable_(fn):
+            report('{"error":' + q("function " + name + " is not defined") + "}\n")
+        try:
+            value = fn(*args, **kwargs)
+        except BaseExc as exc:
+            cases.append('["raise",' + q(describe(exc)) + "]")
+            continue
+        parts = []
+        budget[0] = 0
+        try:
+            enc(value, parts, 0)
+            cases.append('["ok",' + join(parts) + "]")
+        except BaseExc:
+            cases.append('["ok",["unserialisable","could not be serialised"]]')
+    line = '{"cases":[' + ",".join(cases) + "]}\n"
+    if ln(line) > max_line:
+        line = '{"error":"result over %d bytes"}\n' % max_line
+    report(line)
+
+
+_main()
 """
 
+# The batch runner (`python -I -S -c`, the sandbox's command). It makes itself non-dumpable and
+# forks the ZYGOTE before it reads anything: a single-threaded process that holds no candidate's
+# code and no token, and forks one child per candidate. Each child is born non-dumpable (the
+# flag survives fork; only exec resets it, which is why there is no exec), so no sibling can
+# ever open its /proc files, ptrace it or copy its fds, not even for the first milliseconds.
+# The runner sends the child its input over a private socketpair, reads its one result line,
+# kills its session, and prints one JSON line per finished candidate with the batch token.
 _RUNNER_PY = r"""
-import concurrent.futures, json, os, signal, subprocess, sys, tempfile
-def main():
-    with open("batch.json", encoding="utf-8") as f:
-        spec = json.load(f)
-    def one(i):
-        nonce = spec["nonces"][i]
-        with tempfile.TemporaryFile() as buf:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", "item.py", str(i)],
-                                    stdin=subprocess.PIPE, stdout=buf, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
+import json, marshal, os, select, signal, socket, struct, sys, threading, time
+
+ITEM_SRC = "ITEM_SRC_HERE"
+REPLY_S = 10.0  # the zygote answers in milliseconds; a stopped or dead one is given up on
+
+
+class Broken(Exception):
+    pass
+
+
+def child(ch):
+    try:
+        os.setsid()  # its own session: killing it reaches whatever it starts (but setsid)
+        os.dup2(ch, 0)
+        os.dup2(ch, 1)
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 2)
+        os.closerange(3, 1 << 16)  # the zygote's socket and anything else inherited
+        exec(compile(ITEM_SRC, "<item>", "exec"), {"__name__": "__item__"})
+    finally:
+        os._exit(70)
+
+
+def zygote(z):
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):  # the host's pipes: the batch (fd 0), the records, "Traceback" (fd 2)
+        os.dup2(null, fd)
+    os.close(null)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(z, 64, 1)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)  # the runner is gone
+        if msg[:1] == b"F" and fds:
             try:
-                proc.communicate((nonce + "\n").encode(), timeout=spec["timeout_s"])
-            except subprocess.TimeoutExpired:
+                pid = os.fork()
+            except OSError:
+                pid = -1
+            if pid == 0:
+                z.close()
+                child(fds[0])
+            os.close(fds[0])
+            pidfd = -1
+            if pid > 0:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    pidfd = os.pidfd_open(pid)
                 except OSError:
-                    pass
-                proc.wait()
-                return {"status": "timeout", "detail": "over %ss" % spec["timeout_s"]}
-            finally:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+            if pidfd < 0:
+                z.send(b"E")
+                continue
+            socket.send_fds(z, [b"P" + struct.pack("i", pid)], [pidfd])
+            os.close(pidfd)
+        elif msg[:1] == b"W":
+            (pid,) = struct.unpack("i", msg[1:5])
+            try:  # only asked for a child that has ended (or been SIGKILLed)
+                rc = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            except (OSError, ValueError):
+                rc = None
+            z.send(b"S" + json.dumps(rc).encode())
+
+
+class Zygote:
+    def __init__(self, sock):
+        self.sock, self.lock, self.broken = sock, threading.Lock(), False
+        sock.settimeout(REPLY_S)
+
+    def call(self, msg, fds=()):
+        with self.lock:
+            if self.broken:
+                raise Broken
+            try:
+                socket.send_fds(self.sock, [msg], list(fds))
+                reply, rfds, _, _ = socket.recv_fds(self.sock, 256, 1)
+                if not reply:
+                    raise OSError("zygote gone")
+                return reply, rfds
+            except OSError:
+                self.broken = True
+                raise Broken from None
+
+    def fork(self, ch):
+        reply, fds = self.call(b"F", [ch])
+        if reply[:1] != b"P" or not fds:
+            for fd in fds:
+                os.close(fd)
+            return None
+        return struct.unpack("i", reply[1:5])[0], fds[0]
+
+    def reap(self, pid):
+        reply, _ = self.call(b"W" + struct.pack("i", pid))
+        return json.loads(reply[1:]) if reply[:1] == b"S" else None
+
+
+def sweep_orphans():
+    # Processes a candidate left behind (setsid + double fork) are re-parented to PID 1, the
+    # sandbox's init. Only inside a PID namespace, where our parent IS that init.
+    me = os.getpid()
+    if os.getppid() != 1:
+        return
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            if ppid == 1:
+                os.kill(int(name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+
+
+def run_one(zyg, item, timeout_s, cap):
+    a, b = socket.socketpair()
+    try:
+        got = zyg.fork(b.fileno())
+    finally:
+        b.close()
+    if got is None:
+        a.close()
+        return {"status": "nostart", "detail": "fork failed"}
+    pid, pidfd = got
+    a.setblocking(False)
+    deadline = time.monotonic() + timeout_s
+    buf, status, pending, exited = bytearray(), "done", memoryview(item), False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                status = "timeout"
+                break
+            r, w, _ = select.select([a, pidfd], [a] if pending is not None else [], [], left)
+            if w:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    pending = pending[a.send(pending[: 1 << 16]) :]
+                except BlockingIOError:
+                    pass
                 except OSError:
-                    pass
-            buf.seek(0)
-            for line in reversed(buf.read(1 << 20).decode("utf-8", "replace").splitlines()):
+                    pending = memoryview(b"")
+                if not len(pending):
+                    pending = None
+                    try:
+                        a.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+            if a in r:
                 try:
-                    rec = json.loads(line)
-                except ValueError:
+                    chunk = a.recv(1 << 16)
+                except BlockingIOError:
                     continue
-                if isinstance(rec, dict) and rec.get("nonce") == nonce:
-                    return {"status": rec["status"], "detail": rec["detail"]}
-            return {"status": "error", "detail": "no result (exit code %s)" % proc.returncode}
-    with concurrent.futures.ThreadPoolExecutor(spec["workers"]) as pool:
-        results = list(pool.map(one, range(len(spec["nonces"]))))
-    print(json.dumps({"results": results}))
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                buf += chunk
+                if len(buf) > cap:
+                    status = "over"
+                    break
+            elif pidfd in r:
+                # ended, but something it started may hold the socket: stop once it is drained
+                exited = True
+                if not select.select([a], [], [], 0)[0]:
+                    break
+    finally:
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        rc = None
+        if not zyg.broken:  # unreaped until we ask: its pid (and group) cannot be reused yet
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if exited or select.select([pidfd], [], [], 5.0)[0]:
+                try:
+                    rc = zyg.reap(pid)
+                except Broken:
+                    pass
+        os.close(pidfd)
+        a.close()
+    # Only a COMPLETE last line is a result: a candidate killed while writing leaves a partial
+    # one, which must read as "no result" (rerun alone), not as a malformed answer.
+    last = bytes(buf[:-1]).rsplit(b"\n", 1)[-1] if buf.endswith(b"\n") else b""
+    try:
+        text = last.decode("ascii")
+    except UnicodeDecodeError:
+        text = "\ufffd"
+    return {"status": status, "rc": rc, "out": text}
+
+
+def main():
+    import ctypes
+
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0, inherited by every fork
+    # SIGINT ignored here, in the zygote and in every candidate: a sibling cannot turn an answer
+    # into a KeyboardInterrupt or crash the runner with a traceback. Other signals kill.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    zs, zc = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if os.fork() == 0:  # before the batch is read: the zygote never holds a candidate's code
+        zs.close()
+        zygote(zc)
+    zc.close()
+    zyg = Zygote(zs)
+    spec = marshal.loads(sys.stdin.buffer.read())
+    token, items, caps = spec["token"], spec["items"], spec["caps"]
+    lock = threading.Lock()
+    todo = list(range(len(items)))[::-1]
+    probe = run_one(zyg, marshal.dumps(("", [], 512, 64)), 10.0, 64)  # works, or we crash
+    if probe != {"status": "done", "rc": 0, "out": '{"cases":[]}'}:
+        raise SystemExit("runner: the zygote does not work: %r" % (probe,))
+
+    def emit(rec):
+        rec["t"] = token
+        line = json.dumps(rec) + "\n"
+        with lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def worker():
+        while not zyg.broken:  # a dead or stopped zygote: the rest get no record (rerun alone)
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop()
+            try:
+                rec = run_one(zyg, items[i], spec["timeout_s"], caps[i])
+            except Broken:
+                return
+            sweep_orphans()
+            rec["i"] = i
+            emit(rec)
+
+    emit({"start": len(items)})
+    threads = [threading.Thread(target=worker) for _ in range(spec["workers"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    emit({"end": len(items)})
+
+
 main()
 """
 
 
-def _run_code_batch(
-    problems: list[Problem], completions: list[str], timeout_s: float, workers: int | None
-) -> list[dict[str, Any]]:
+_RUNNER_SRC = _RUNNER_PY.replace('"ITEM_SRC_HERE"', repr(_ITEM_PY))
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _decode(node: Any, depth: int = 0) -> Any:
+    """A reported tree -> the `_canon` form (raises _Malformed for anything our encoder never
+    writes; an "unserialisable" marker decodes to a form no expected value has)."""
+    if depth > 101 or type(node) is not list or not node or type(node[0]) is not str:
+        raise _Malformed
+    tag, rest = node[0], node[1:]
+    try:
+        if tag == "none" and not rest:
+            return ("none",)
+        if len(rest) != 1:
+            raise _Malformed
+        (x,) = rest
+        if tag == "bool" and type(x) is bool:
+            return ("bool", x)
+        if tag == "int" and type(x) is str:
+            return ("int", int(x, 16))
+        if tag == "float" and type(x) is str:
+            f = float.fromhex(x)
+            return ("float", "nan") if math.isnan(f) else ("float", f)
+        if tag == "str" and type(x) is str:
+            return ("str", x)
+        if tag == "bytes" and type(x) is str:
+            return ("bytes", bytes.fromhex(x))
+        if tag in _TAGS_SEQ and type(x) is list:
+            return (tag, tuple(_decode(e, depth + 1) for e in x))
+        if tag in _TAGS_SET and type(x) is list:
+            return (tag, frozenset(_decode(e, depth + 1) for e in x))
+        if tag == "dict" and type(x) is list:
+            pairs = []
+            for kv in x:
+                if type(kv) is not list or len(kv) != 2:
+                    raise _Malformed
+                pairs.append((_decode(kv[0], depth + 1), _decode(kv[1], depth + 1)))
+            return ("dict", frozenset(pairs))
+        if tag == "unserialisable" and type(x) is str:
+            return ("unserialisable", x[:80])
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _Malformed from exc
+    raise _Malformed
+
+
+def _show(c: Any, limit: int = 80) -> str:
+    """A canonical value as short Python-like text (for `detail`)."""
+
+    def go(c: Any) -> str:
+        tag = c[0]
+        if tag == "none":
+            return "None"
+        if tag == "unserialisable":
+            return f"<{c[1]} object: not a plain builtin value>"
+        if tag == "float":
+            return "nan" if c[1] == "nan" else repr(c[1])
+        if tag == "int" and c[1].bit_length() > 256:  # repr of a huge int can even raise
+            return f"<int of {c[1].bit_length()} bits>"
+        if tag in ("bool", "int", "str", "bytes"):
+            return repr(c[1])
+        if tag == "dict":
+            return "{" + ", ".join(f"{go(k)}: {go(v)}" for k, v in c[1]) + "}"
+        inner = ", ".join(go(x) for x in c[1])
+        if tag == "list":
+            return f"[{inner}]"
+        if tag == "tuple":
+            return f"({inner}{',' if len(c[1]) == 1 else ''})"
+        return f"{tag}({{{inner}}})" if c[1] else f"{tag}()"
+
+    text = go(c)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _verdict(suite: tuple[CallCase, ...], rec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One candidate's runner record -> the public result (never raises on hostile input)."""
+    total = len(suite)
+
+    def res(status: str, detail: str, passed: int = 0) -> dict[str, Any]:
+        return {
+            "passed": status == "pass",
+            "status": status,
+            "detail": detail,
+            "cases_passed": passed,
+            "cases_total": total,
+        }
+
+    status, rc, out = rec.get("status"), rec.get("rc"), rec.get("out")
+    if status == "timeout":
+        return res("timeout", f"over {timeout_s:g}s")
+    if status == "over":
+        return res("error", "reported more output than any correct answer needs")
+    if not isinstance(out, str) or not out.strip():
+        how = f"killed by signal {-rc}" if isinstance(rc, int) and rc < 0 else f"exit code {rc}"
+        return res("error", f"no result ({how})")
+    try:
+        report = json.loads(out)
+    except (ValueError, RecursionError):
+        return res("error", "malformed result line")
+    if type(report) is dict and type(report.get("error")) is str and "cases" not in report:
+        return res("error", report["error"][:300])
+    cases = report.get("cases") if type(report) is dict else None
+    if type(cases) is not list or len(cases) != total:
+        return res("error", "malformed result line")
+    passed, first = 0, None
+    for case, got in zip(suite, cases, strict=True):
+        try:
+            if type(got) is not list or len(got) != 2:
+                raise _Malformed
+            kind, payload = got
+            if kind == "raise" and type(payload) is str:
+                if first is None:
+                    first = ("error", f"{case.line}: raised {payload[:200]}")
+                continue
+            if kind != "ok":
+                raise _Malformed
+            value = _decode(payload)
+        except (_Malformed, RecursionError):
+            return res("error", "malformed result line", passed)
+        if value == case.want:
+            passed += 1
+        elif first is None:
+            first = ("fail", f"{case.line}: got {_show(value)}")
+    if first is None:
+        return res("pass", "", passed)
+    return res(first[0], first[1][:400], passed)
+
+
+@functools.cache
+def _hidden_paths() -> tuple[str, ...]:
+    """What the check sandbox must not show: the installed package, and for an editable install
+    (the package not directly in a site-packages directory) the source checkout holding it."""
+    import hillclimb
+
+    pkg = Path(hillclimb.__file__).resolve().parent
+    out = [str(pkg)]
+    sites = {*site.getsitepackages(), site.getusersitepackages()}
+    sites |= {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    if not any(Path(s).resolve() == pkg.parent for s in sites if s):
+        root = pkg.parent.parent if pkg.parent.name == "src" else pkg.parent
+        out.append(str(root))
+    return tuple(out)
+
+
+def _sandbox_batch(
+    suites: list[tuple[CallCase, ...]],
+    codes: list[str],
+    timeout_s: float,
+    workers: int,
+) -> tuple[list[dict[str, Any] | None], Any]:
+    """One sandbox run: runner records per candidate (None where none came back), and the
+    SandboxResult. Raises HillclimbError when the runner never started (a harness failure)."""
     from hillclimb.harness.sandbox import SandboxLimits, run_sandboxed
 
-    n = len(problems)
-    workers = max(1, min(workers or (os.cpu_count() or 2), 8, n))
-    memory_mb = 512
-    with tempfile.TemporaryDirectory(prefix="hillclimb-check-") as tmp:
-        ws = Path(tmp)
-        (ws / "items").mkdir()
-        nonces = [secrets.token_hex(16) for _ in range(n)]
-        for i, (p, c) in enumerate(zip(problems, completions, strict=True)):
-            if not p.tests:
-                raise HillclimbError(f"code problem {p.id} has no tests")
-            item = {
-                "code": extract_code(c),
-                "tests": p.tests,
-                "entry_point": p.entry_point,
-                "memory_mb": memory_mb,
-            }
-            (ws / "items" / f"{i}.json").write_text(json.dumps(item), encoding="utf-8")
-        (ws / "item.py").write_text(_ITEM_PY, encoding="utf-8")
-        (ws / "runner.py").write_text(_RUNNER_PY, encoding="utf-8")
-        (ws / "batch.json").write_text(
-            json.dumps({"nonces": nonces, "timeout_s": timeout_s, "workers": workers}),
-            encoding="utf-8",
+    n = len(suites)
+    token = secrets.token_hex(16)
+    caps = []
+    items = []
+    for suite, code in zip(suites, codes, strict=True):
+        want_size = len(repr([c.expected for c in suite]))
+        caps.append(max(_RESULT_CAP, 4 * want_size + 64 * len(suite)))
+        calls = [(c.name, c.args, c.kwargs) for c in suite]
+        items.append(marshal.dumps((code, calls, MEMORY_MB, 16 << 20)))
+    batch = {
+        "token": token,
+        "items": items,
+        "caps": caps,
+        "timeout_s": timeout_s,
+        "workers": workers,
+    }
+    rounds = -(-n // workers)
+    limits = SandboxLimits(
+        timeout_s=timeout_s * rounds + 30.0,
+        memory_mb=max(1024, MEMORY_MB * (workers + 1)),
+        max_procs=max(64, 8 * workers),
+        max_output_bytes=2 * sum(caps) + 512 * n + (64 << 10),
+    )
+    with tempfile.TemporaryDirectory(prefix="hillclimb-check-") as ws:
+        real = os.path.realpath(ws)
+        hide = [h for h in _hidden_paths() if not (real + "/").startswith(h.rstrip("/") + "/")]
+        res = run_sandboxed(
+            [sys.executable, "-I", "-S", "-c", _RUNNER_SRC],
+            ws,
+            limits,
+            stdin=marshal.dumps(batch),
+            hide=hide,
         )
-        rounds = -(-n // workers)
-        limits = SandboxLimits(
-            timeout_s=timeout_s * rounds + 30.0,
-            memory_mb=max(1024, memory_mb * (workers + 1)),
-            max_procs=max(64, 8 * workers),
-        )
-        res = run_sandboxed([sys.executable, "-I", "-S", "runner.py"], ws, limits)
-    if res.status != "ok":
+    started = False
+    recs: list[dict[str, Any] | None] = [None] * n
+    for line in res.stdout.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if type(rec) is not dict or rec.get("t") != token:
+            continue
+        if "start" in rec:
+            started = True
+        i = rec.get("i")
+        if type(i) is int and 0 <= i < n and recs[i] is None and rec.get("status") != "nostart":
+            recs[i] = rec
+    if not started or res.status == "refused":
         raise HillclimbError(
             f"code check runner failed in the sandbox ({res.status}, backend {res.backend}): "
             f"{res.stderr.strip()[-500:]}"
         )
-    try:
-        results = json.loads(res.stdout.strip().splitlines()[-1])["results"]
-    except (ValueError, KeyError, IndexError) as exc:
-        raise HillclimbError(f"code check runner printed no results: {exc}") from exc
-    if len(results) != n:
-        raise HillclimbError(f"code check runner returned {len(results)} results for {n}")
-    return [
-        {"passed": r["status"] == "pass", "status": r["status"], "detail": r["detail"]}
-        for r in results
-    ]
+    return recs, res
+
+
+def _needs_solo(rec: dict[str, Any] | None) -> bool:
+    """Whether a candidate's batch outcome may be a sibling's doing, so that only a run alone
+    counts: no record (the runner died, stalled or could not start it), a timeout (a sibling can
+    SIGSTOP it, or starve it of CPU), or an end without a complete result line (a sibling can
+    kill it; signals that do not kill are ignored). A result line, a wrong or raising answer
+    included, is the candidate's own: only it writes that pipe. "over" (too much output) too."""
+    if rec is None:
+        return True
+    return rec.get("status") == "timeout" or (rec.get("status") == "done" and not rec.get("out"))
+
+
+def _solo(suite: tuple[CallCase, ...], code: str, timeout_s: float) -> dict[str, Any]:
+    """One candidate alone in its own sandbox run: its final record, whatever it is."""
+    (rec,), res = _sandbox_batch([suite], [code], timeout_s, 1)
+    if rec is None:
+        if "Traceback" in res.stderr:
+            raise HillclimbError(f"code check runner crashed: {res.stderr.strip()[-500:]}")
+        return {"status": "lost", "detail": res.status}
+    return rec
+
+
+def _run_code_batch(
+    suites: list[tuple[CallCase, ...]],
+    completions: list[str],
+    timeout_s: float,
+    workers: int | None,
+) -> list[dict[str, Any]]:
+    n = len(suites)
+    codes = [extract_code(c) for c in completions]
+    workers = max(1, min(workers or (os.cpu_count() or 2), 8, n))
+    if n == 1:
+        recs: list[dict[str, Any] | None] = [_solo(suites[0], codes[0], timeout_s)]
+    else:
+        recs, _ = _sandbox_batch(suites, codes, timeout_s, workers)
+        # Sabotage is useless: whoever may have been killed, stopped or starved by a sibling (or
+        # lost its runner) is rerun alone, `workers` sandbox runs at a time, and only that run
+        # counts. A candidate that fails on its own gets the same outcome again: the rerun costs
+        # only misbehaving candidates (at most one more timeout each).
+        again = [i for i, r in enumerate(recs) if _needs_solo(r)]
+        if again:
+            with ThreadPoolExecutor(min(workers, len(again))) as pool:
+                solo = pool.map(lambda i: _solo(suites[i], codes[i], timeout_s), again)
+                for i, rec in zip(again, solo, strict=True):
+                    recs[i] = rec
+    out = []
+    for suite, rec in zip(suites, recs, strict=True):
+        assert rec is not None
+        if rec.get("status") == "lost":
+            out.append(
+                {
+                    "passed": False,
+                    "status": "error",
+                    "detail": f"the checker was stopped while this candidate ran ({rec['detail']})",
+                    "cases_passed": 0,
+                    "cases_total": len(suite),
+                }
+            )
+        else:
+            out.append(_verdict(suite, rec, timeout_s))
+    return out

@@ -5,14 +5,19 @@ solution as one short sentence per arithmetic step; the tier is the number of st
 4-5) and the size of the numbers. Numbers are chosen so every intermediate value is a
 non-negative integer and every division is exact, so the answer is always a plain integer (units
 are named in the question and omitted from the answer: "The answer is 19.").
+
+Content and surface are drawn apart (`Phrasing`): the template kind and the numbers come from the
+problem stream and make the key; names, objects, units and the sentences come from the phrasing
+stream. The held-out phrasing pool rewrites every story in other sentences and with names and
+objects that no training story uses, so `heldout_phrasing` measures whether the model reads the
+story or matches a sentence it has seen.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
-from hillclimb.problems.base import Built
+from hillclimb.problems.base import Built, Draft, Phrasing
 
 KIND = "reasoning"
 TIER_SUMMARY = {
@@ -76,6 +81,23 @@ SHOP = (
     ("scarf", "scarves"),
     ("lamp", "lamps"),
 )
+# Surface words only the held-out phrasing pool uses.
+HELDOUT_NAMES = (
+    ("Priya", "she", "her"),
+    ("Diego", "he", "his"),
+    ("Hannah", "she", "her"),
+    ("Yusuf", "he", "his"),
+    ("Clara", "she", "her"),
+    ("Mateo", "he", "his"),
+)
+HELDOUT_OBJECTS = (
+    ("peach", "peaches"),
+    ("crayon", "crayons"),
+    ("seashell", "seashells"),
+    ("domino", "dominoes"),
+    ("acorn", "acorns"),
+)
+HELDOUT_SHOP = (("bracelet", "bracelets"), ("umbrella", "umbrellas"), ("backpack", "backpacks"))
 MONEY = ("dollars", "euros", "pounds", "coins")
 VEHICLES = ("car", "train", "bus", "cyclist", "boat", "truck")
 DIST = ("km", "miles")
@@ -87,137 +109,188 @@ def _count(n: int, obj: tuple[str, str]) -> str:
     return f"{n} {obj[0] if n == 1 else obj[1]}"
 
 
-def _two_names(rng: random.Random) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
-    a, b = rng.sample(NAMES, 2)
-    return a, b
+class _Surface:
+    """Surface words and sentence choice for one story, all from the phrasing stream."""
+
+    def __init__(self, phr: Phrasing) -> None:
+        self.phr = phr
+        self.held = phr.style != "train"
+        names = phr.pool(NAMES, HELDOUT_NAMES)
+        (self.n1, self.p1, _), (self.n2, _, _), (self.n3, _, _) = phr.rng.sample(names, 3)
+        self.obj = phr.pick(OBJECTS, HELDOUT_OBJECTS)
+        self.item, self.item2, self.item3 = phr.rng.sample(phr.pool(SHOP, HELDOUT_SHOP + SHOP), 3)
+        self.cur = phr.rng.choice(MONEY)
+        self.vehicle = phr.rng.choice(VEHICLES)
+        self.unit = phr.rng.choice(DIST)
+        self.box = phr.rng.choice(CONTAINERS)
+        self.machine = phr.rng.choice(MACHINES)
+
+    def say(self, train: str, heldout: str) -> str:
+        return heldout if self.held else train
 
 
-def _t1(rng: random.Random) -> tuple[str, list[str], int, str]:
-    (n1, p1, _), (n2, _, _) = _two_names(rng)
-    obj = rng.choice(OBJECTS)
+Story = tuple[str, list[str], int, str, tuple[int, ...]]
+
+
+def _t1(rng: random.Random, s: _Surface) -> Story:
+    n1, p1, n2, obj = s.n1, s.p1, s.n2, s.obj
+    P1 = p1.capitalize()
     k = rng.randrange(5)
     if k == 0:
         a, b = rng.randint(1, 9), rng.randint(1, 9)
-        q = f"{n1} has {_count(a, obj)}. {p1.capitalize()} gets {b} more. How many {obj[1]} does {n1} have now?"
-        return q, [f"{a} + {b} = {a + b}."], a + b, "gain"
+        q = s.say(
+            f"{n1} has {_count(a, obj)}. {P1} gets {b} more. How many {obj[1]} does {n1} have now?",
+            f"{n1} started with {_count(a, obj)} and was given {b} more. What is the total number of {obj[1]} {p1} has?",
+        )
+        return q, [f"{a} + {b} = {a + b}."], a + b, "gain", (a, b)
     if k == 1:
         a = rng.randint(2, 9)
         b = rng.randint(1, a)
-        q = f"{n1} has {_count(a, obj)}. {p1.capitalize()} gives {b} to {n2}. How many {obj[1]} does {n1} have left?"
-        return q, [f"{a} - {b} = {a - b}."], a - b, "loss"
+        q = s.say(
+            f"{n1} has {_count(a, obj)}. {P1} gives {b} to {n2}. How many {obj[1]} does {n1} have left?",
+            f"There are {_count(a, obj)} in {n1}'s collection. After {p1} hands {b} of them to {n2}, how many remain with {n1}?",
+        )
+        return q, [f"{a} - {b} = {a - b}."], a - b, "loss", (a, b)
     if k == 2:
         a, b = rng.randint(1, 9), rng.randint(1, 9)
-        q = f"{n1} has {_count(a, obj)} and {n2} has {_count(b, obj)}. How many {obj[1]} do they have together?"
-        return q, [f"{a} + {b} = {a + b}."], a + b, "combine"
+        q = s.say(
+            f"{n1} has {_count(a, obj)} and {n2} has {_count(b, obj)}. How many {obj[1]} do they have together?",
+            f"{n1} owns {_count(a, obj)}, while {n2} owns {_count(b, obj)}. If they put them all in one pile, how many {obj[1]} are in the pile?",
+        )
+        return q, [f"{a} + {b} = {a + b}."], a + b, "combine", (a, b)
     if k == 3:
         b = rng.randint(1, 8)
         a = rng.randint(b + 1, 9)
-        q = f"{n1} has {_count(a, obj)}. {n2} has {_count(b, obj)}. How many more {obj[1]} does {n1} have than {n2}?"
-        return q, [f"{a} - {b} = {a - b}."], a - b, "compare"
+        q = s.say(
+            f"{n1} has {_count(a, obj)}. {n2} has {_count(b, obj)}. How many more {obj[1]} does {n1} have than {n2}?",
+            f"{n2} has {_count(b, obj)} and {n1} has {_count(a, obj)}. By how many {obj[1]} does {n1} have the larger amount?",
+        )
+        return q, [f"{a} - {b} = {a - b}."], a - b, "compare", (a, b)
     a, b = rng.randint(2, 9), rng.randint(1, 9)
-    q = f"{n1} is {a} years old. How old will {p1} be in {b} years?"
-    return q, [f"{a} + {b} = {a + b}."], a + b, "age"
+    q = s.say(
+        f"{n1} is {a} years old. How old will {p1} be in {b} years?",
+        f"{n1}'s age today is {a}. How old will {n1} be {b} years from now?",
+    )
+    return q, [f"{a} + {b} = {a + b}."], a + b, "age", (a, b)
 
 
-def _t2(rng: random.Random) -> tuple[str, list[str], int, str]:
-    (n1, p1, _), (n2, _, _) = _two_names(rng)
+def _t2(rng: random.Random, s: _Surface) -> Story:
+    n1, p1, n2 = s.n1, s.p1, s.n2
+    P1 = p1.capitalize()
     k = rng.randrange(5)
     if k == 0:
-        item, item2 = rng.sample(SHOP, 2)
-        cur = rng.choice(MONEY)
+        item, item2, cur = s.item, s.item2, s.cur
         c, p, q2 = rng.randint(2, 9), rng.randint(2, 9), rng.randint(2, 20)
-        q = (
+        q = s.say(
             f"{n1} buys {c} {item[1]} for {p} {cur} each and a {item2[0]} for {q2} {cur}. "
-            f"How many {cur} does {p1} spend?"
+            f"How many {cur} does {p1} spend?",
+            f"At the market, {n1} picks up {c} {item[1]} priced at {p} {cur} apiece, plus one "
+            f"{item2[0]} costing {q2} {cur}. What is the total cost in {cur}?",
         )
         lines = [
             f"The {item[1]} cost {c} × {p} = {c * p} {cur}.",
             f"In total {c * p} + {q2} = {c * p + q2} {cur}.",
         ]
-        return q, lines, c * p + q2, "shopping"
+        return q, lines, c * p + q2, "shopping", (c, p, q2)
     if k == 1:
-        obj = rng.choice(OBJECTS)
+        obj = s.obj
         a, b = rng.randint(5, 30), rng.randint(2, 20)
         c = rng.randint(1, a + b)
-        q = (
-            f"{n1} has {_count(a, obj)}. {p1.capitalize()} finds {b} more and then gives {c} to {n2}. "
-            f"How many {obj[1]} does {n1} have now?"
+        q = s.say(
+            f"{n1} has {_count(a, obj)}. {P1} finds {b} more and then gives {c} to {n2}. "
+            f"How many {obj[1]} does {n1} have now?",
+            f"{n1} begins the day with {_count(a, obj)}. Later {p1} discovers another {b}, and "
+            f"after that {p1} passes {c} to {n2}. How many {obj[1]} does {n1} end up with?",
         )
         lines = [
             f"After finding more: {a} + {b} = {a + b}.",
             f"After giving some away: {a + b} - {c} = {a + b - c}.",
         ]
-        return q, lines, a + b - c, "gain_loss"
+        return q, lines, a + b - c, "gain_loss", (a, b, c)
     if k == 2:
         a, d, y = rng.randint(3, 15), rng.randint(1, 9), rng.randint(1, 10)
-        q = f"{n1} is {a} years old. {n2} is {d} year{'s' if d > 1 else ''} older than {n1}. How old will {n2} be in {y} years?"
+        yrs = f"year{'s' if d > 1 else ''}"
+        q = s.say(
+            f"{n1} is {a} years old. {n2} is {d} {yrs} older than {n1}. How old will {n2} be in {y} years?",
+            f"{n2} was born {d} {yrs} before {n1}, who is now {a}. What age will {n2} reach {y} years from today?",
+        )
         lines = [
             f"{n2} is {a} + {d} = {a + d} years old now.",
             f"In {y} years: {a + d} + {y} = {a + d + y}.",
         ]
-        return q, lines, a + d + y, "ages"
+        return q, lines, a + d + y, "ages", (a, d, y)
     if k == 3:
-        v, u = rng.choice(VEHICLES), rng.choice(DIST)
-        s, t, e = rng.randint(2, 9) * 10, rng.randint(2, 5), rng.randint(1, 20)
-        q = f"A {v} travels {s} {u} per hour for {t} hours and then {e} {u} more. How many {u} does it travel in total?"
+        v, u = s.vehicle, s.unit
+        sp, t, e = rng.randint(2, 9) * 10, rng.randint(2, 5), rng.randint(1, 20)
+        q = s.say(
+            f"A {v} travels {sp} {u} per hour for {t} hours and then {e} {u} more. How many {u} does it travel in total?",
+            f"Moving at a steady {sp} {u} an hour, a {v} drives for {t} hours, then covers a final {e} {u}. What is the whole distance in {u}?",
+        )
         lines = [
-            f"In {t} hours: {s} × {t} = {s * t} {u}.",
-            f"In total {s * t} + {e} = {s * t + e} {u}.",
+            f"In {t} hours: {sp} × {t} = {sp * t} {u}.",
+            f"In total {sp * t} + {e} = {sp * t + e} {u}.",
         ]
-        return q, lines, s * t + e, "distance"
-    obj, box = rng.choice(OBJECTS), rng.choice(CONTAINERS)
+        return q, lines, sp * t + e, "distance", (sp, t, e)
+    obj, box = s.obj, s.box
     b, per, extra = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 9)
-    q = (
+    q = s.say(
         f"{n1} has {b} {box[1]} with {per} {obj[1]} in each {box[0]}, and {extra} loose {obj[1]}. "
-        f"How many {obj[1]} does {p1} have?"
+        f"How many {obj[1]} does {p1} have?",
+        f"There are {b} {box[1]}, each holding {per} {obj[1]}, and {extra} more {obj[1]} lie on "
+        f"the table. All of them belong to {n1}. Count {n1}'s {obj[1]}.",
     )
     lines = [
         f"In the {box[1]}: {b} × {per} = {b * per}.",
         f"With the loose ones: {b * per} + {extra} = {b * per + extra}.",
     ]
-    return q, lines, b * per + extra, "packs"
+    return q, lines, b * per + extra, "packs", (b, per, extra)
 
 
-def _t3(rng: random.Random) -> tuple[str, list[str], int, str]:
-    (n1, p1, _), (n2, _, _) = _two_names(rng)
+def _t3(rng: random.Random, s: _Surface) -> Story:
+    n1, p1, n2, n3 = s.n1, s.p1, s.n2, s.n3
+    P1 = p1.capitalize()
     k = rng.randrange(4)
     if k == 0:
-        item, item2 = rng.sample(SHOP, 2)
-        cur = rng.choice(MONEY)
+        item, item2, cur = s.item, s.item2, s.cur
         c, p, q2 = rng.randint(2, 9), rng.randint(3, 15), rng.randint(5, 30)
         total = c * p + q2
         bill = next(x for x in (20, 50, 100, 200) if x >= total)
-        q = (
+        q = s.say(
             f"{n1} buys {c} {item[1]} at {p} {cur} each and a {item2[0]} for {q2} {cur}. "
-            f"{p1.capitalize()} pays with a {bill}-{cur[:-1]} note. How many {cur} of change does {p1} get?"
+            f"{P1} pays with a {bill}-{cur[:-1]} note. How many {cur} of change does {p1} get?",
+            f"{c} {item[1]} cost {p} {cur} each and one {item2[0]} costs {q2} {cur}. {n1} "
+            f"buys all of them and hands over {bill} {cur}. How much change, in {cur}, comes back?",
         )
         lines = [
             f"The {item[1]} cost {c} × {p} = {c * p} {cur}.",
             f"Everything costs {c * p} + {q2} = {total} {cur}.",
             f"The change is {bill} - {total} = {bill - total} {cur}.",
         ]
-        return q, lines, bill - total, "change"
+        return q, lines, bill - total, "change", (c, p, q2, bill)
     if k == 1:
-        v, u = rng.choice(VEHICLES), rng.choice(DIST)
+        v, u = s.vehicle, s.unit
         s1, t1 = rng.randint(3, 12) * 10, rng.randint(2, 5)
         s2, t2 = rng.randint(3, 12) * 5, rng.randint(2, 4)
-        q = (
+        q = s.say(
             f"A {v} travels at {s1} {u} per hour for {t1} hours, then at {s2} {u} per hour for "
-            f"{t2} hours. How many {u} does it travel in total?"
+            f"{t2} hours. How many {u} does it travel in total?",
+            f"For the first {t1} hours a {v} keeps to {s1} {u} an hour; for the next {t2} hours "
+            f"it slows to {s2} {u} an hour. How far does it go altogether, in {u}?",
         )
         lines = [
             f"First part: {s1} × {t1} = {s1 * t1} {u}.",
             f"Second part: {s2} × {t2} = {s2 * t2} {u}.",
             f"Total: {s1 * t1} + {s2 * t2} = {s1 * t1 + s2 * t2} {u}.",
         ]
-        return q, lines, s1 * t1 + s2 * t2, "trip"
+        return q, lines, s1 * t1 + s2 * t2, "trip", (s1, t1, s2, t2)
     if k == 2:
         a, m, d = rng.randint(3, 12), rng.randint(2, 3), rng.randint(1, 5)
         word = {2: "twice", 3: "three times"}[m]
-        (n3, _, _) = rng.choice([x for x in NAMES if x[0] not in (n1, n2)])
-        q = (
+        q = s.say(
             f"{n1} is {a} years old. {n2} is {word} as old as {n1}. {n3} is {d} years younger than "
-            f"{n2}. What is the sum of their three ages?"
+            f"{n2}. What is the sum of their three ages?",
+            f"{n2}'s age is {word} {n1}'s, and {n1} is {a}. {n3} is {d} years behind {n2}. "
+            f"Add up the ages of {n1}, {n2} and {n3}.",
         )
         b = a * m
         c = b - d
@@ -226,66 +299,82 @@ def _t3(rng: random.Random) -> tuple[str, list[str], int, str]:
             f"{n3} is {b} - {d} = {c} years old.",
             f"The sum is {a} + {b} + {c} = {a + b + c}.",
         ]
-        return q, lines, a + b + c, "ages"
-    obj = rng.choice(OBJECTS)
+        return q, lines, a + b + c, "ages", (a, m, d)
+    obj = s.obj
     k2, each = rng.randint(2, 6), rng.randint(2, 9)
     left = rng.randint(1, 9)
     total = k2 * each + left
     eat = rng.randint(1, left)
-    q = (
+    q = s.say(
         f"{n1} shares {total} {obj[1]} equally among {k2} friends and keeps what is left over. "
-        f"Then {p1} gives {eat} of the leftover {obj[1]} to {n2}. How many {obj[1]} does {n1} keep?"
+        f"Then {p1} gives {eat} of the leftover {obj[1]} to {n2}. How many {obj[1]} does {n1} keep?",
+        f"{total} {obj[1]} are split as evenly as possible between {k2} friends of {n1}, and "
+        f"{n1} takes the remainder. {P1} then passes {eat} of those to {n2}. How many does {n1} still hold?",
     )
     lines = [
         f"{k2} × {each} = {k2 * each}, so each friend gets {each}.",
         f"Left over: {total} - {k2 * each} = {left}.",
         f"{n1} keeps {left} - {eat} = {left - eat}.",
     ]
-    return q, lines, left - eat, "sharing"
+    return q, lines, left - eat, "sharing", (total, k2, eat)
 
 
-def _t4(rng: random.Random) -> tuple[str, list[str], int, str]:
-    (n1, p1, _), _ = _two_names(rng)
+def _t4(rng: random.Random, s: _Surface) -> Story:
+    n1, p1 = s.n1, s.p1
+    P1 = p1.capitalize()
     k = rng.randrange(3)
     if k == 0:
-        items = rng.sample(SHOP, 3)
-        cur = rng.choice(MONEY)
+        items = (s.item, s.item2, s.item3)
+        cur = s.cur
         counts = [rng.randint(2, 9) for _ in items]
         prices = [rng.randint(3, 25) for _ in items]
         costs = [c * p for c, p in zip(counts, prices, strict=True)]
         total = sum(costs)
         bill = next(x for x in (100, 200, 500, 1000) if x >= total)
-        each = [
-            f"{c} {it[1]} at {p} {cur} each" for c, it, p in zip(counts, items, prices, strict=True)
-        ]
-        parts = f"{each[0]}, {each[1]} and {each[2]}"
-        q = f"{n1} buys {parts}. {p1.capitalize()} pays {bill} {cur}. How many {cur} of change does {p1} get?"
+        if s.held:
+            each = [
+                f"{c} {it[1]} ({p} {cur} each)"
+                for c, it, p in zip(counts, items, prices, strict=True)
+            ]
+            q = (
+                f"{n1}'s shopping list: {each[0]}; {each[1]}; {each[2]}. {P1} pays for "
+                f"everything with {bill} {cur}. What change should {p1} receive, in {cur}?"
+            )
+        else:
+            each = [
+                f"{c} {it[1]} at {p} {cur} each"
+                for c, it, p in zip(counts, items, prices, strict=True)
+            ]
+            parts = f"{each[0]}, {each[1]} and {each[2]}"
+            q = f"{n1} buys {parts}. {P1} pays {bill} {cur}. How many {cur} of change does {p1} get?"
         lines = [
             f"{c} × {p} = {c * p} {cur} for the {it[1]}."
             for c, it, p in zip(counts, items, prices, strict=True)
         ]
         lines.append(f"Total: {costs[0]} + {costs[1]} + {costs[2]} = {total} {cur}.")
         lines.append(f"Change: {bill} - {total} = {bill - total} {cur}.")
-        return q, lines, bill - total, "change"
+        return q, lines, bill - total, "change", (*counts, *prices, bill)
     if k == 1:
-        cur = rng.choice(MONEY)
-        s, w = rng.randint(5, 40), rng.randint(3, 12)
-        spend = rng.randint(10, s * w)
+        cur = s.cur
+        sv, w = rng.randint(5, 40), rng.randint(3, 12)
+        spend = rng.randint(10, sv * w)
         e, d = rng.randint(5, 30), rng.randint(2, 7)
-        q = (
-            f"{n1} saves {s} {cur} every week for {w} weeks. Then {p1} spends {spend} {cur} on a gift "
-            f"and earns {e} {cur} a day for {d} days. How many {cur} does {p1} have now?"
+        q = s.say(
+            f"{n1} saves {sv} {cur} every week for {w} weeks. Then {p1} spends {spend} {cur} on a gift "
+            f"and earns {e} {cur} a day for {d} days. How many {cur} does {p1} have now?",
+            f"For {w} weeks in a row, {n1} puts aside {sv} {cur} a week. A present then costs "
+            f"{p1} {spend} {cur}, after which {p1} works {d} days at {e} {cur} per day. How much "
+            f"money, in {cur}, does {n1} have at the end?",
         )
-        saved = s * w
+        saved = sv * w
         lines = [
-            f"Saved: {s} × {w} = {saved} {cur}.",
+            f"Saved: {sv} × {w} = {saved} {cur}.",
             f"After the gift: {saved} - {spend} = {saved - spend} {cur}.",
             f"Earned: {e} × {d} = {e * d} {cur}.",
             f"Now: {saved - spend} + {e * d} = {saved - spend + e * d} {cur}.",
         ]
-        return q, lines, saved - spend + e * d, "savings"
-    m = rng.choice(MACHINES)
-    obj, box = rng.choice(OBJECTS), rng.choice(CONTAINERS)
+        return q, lines, saved - spend + e * d, "savings", (sv, w, spend, e, d)
+    m, obj, box = s.machine, s.obj, s.box
     while True:
         r, mins = rng.randint(4, 30), rng.randint(5, 20)
         made = r * mins
@@ -295,23 +384,27 @@ def _t4(rng: random.Random) -> tuple[str, list[str], int, str]:
     per = rng.choice(divisors)
     bad_boxes = rng.randint(1, 3)
     bad = bad_boxes * per
-    q = (
+    q = s.say(
         f"A {m} makes {r} {obj[1]} per minute for {mins} minutes. {bad} of them are faulty and "
-        f"thrown away, and the rest are packed {per} to a {box[0]}. How many {box[1]} are filled?"
+        f"thrown away, and the rest are packed {per} to a {box[0]}. How many {box[1]} are filled?",
+        f"Running for {mins} minutes, a {m} turns out {r} {obj[1]} each minute. After {bad} "
+        f"defective ones are removed, the good {obj[1]} go into {box[1]} of {per}. How many full "
+        f"{box[1]} are there?",
     )
     lines = [
         f"Made: {r} × {mins} = {made}.",
         f"Kept: {made} - {bad} = {made - bad}.",
         f"{box[1].capitalize()}: {made - bad} ÷ {per} = {(made - bad) // per}.",
     ]
-    return q, lines, (made - bad) // per, "production"
+    return q, lines, (made - bad) // per, "production", (r, mins, bad, per)
 
 
 _BY_TIER = {1: _t1, 2: _t2, 3: _t3, 4: _t4}
 
 
-def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
-    prompt, lines, answer, template = _BY_TIER[tier](rng)
+def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
+    surface = _Surface(phr)
+    prompt, lines, answer, template, nums = _BY_TIER[tier](rng, surface)
 
     def build() -> Built:
         return {
@@ -320,4 +413,4 @@ def sample(rng: random.Random, tier: int) -> tuple[str, Callable[[], Built]]:
             "meta": {"template": template, "steps": len(lines)},
         }
 
-    return prompt, build
+    return Draft(prompt, f"{template}:{','.join(map(str, nums))}", build)

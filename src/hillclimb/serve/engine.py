@@ -61,6 +61,7 @@ from hillclimb.serve.sampling import (
     SamplingParams,
     choose_token,
     make_generator,
+    policy_logprob,
     sample_rows,
     token_logprobs,
     warp_probs,
@@ -103,6 +104,11 @@ class GenerationOutput:
     spec: dict | None
     timings: dict
     error: str | None = None  # message when finish_reason == "error" (extension)
+    # with SamplingParams(policy_logprobs=True), one entry per token of `token_ids`: its log-prob
+    # under the distribution it was sampled from (temperature, top-k, top-p applied; greedy: the
+    # plain softmax), and whether the engine forced it (reasoning budget `</think>`) instead
+    policy_logprobs: list[float] | None = None
+    forced: list[bool] | None = None
 
 
 _wakeups = threading.local()  # per engine thread: async consumers to wake after this step
@@ -247,6 +253,8 @@ class _Request:
     step_ids: list[int] = field(default_factory=list)
     step_logprobs: list[dict] = field(default_factory=list)
     logprobs: list[dict] | None = None
+    policy_lp: list[float] | None = None  # log-prob of each token under the sampling distribution
+    forced: list[bool] | None = None  # tokens the engine forced (reasoning budget), not sampled
     finish_reason: str | None = None
     error: str | None = None
     spec: SpecStats | None = None
@@ -366,6 +374,7 @@ class Engine:
             # micro model with 1 vs 2 threads on a loaded 2-core box).
             torch.set_num_threads(max(1, int(cpu_threads)))
         self.model = model
+        model.eval()  # generation never runs in training mode (MoE statistics, dropout)
         self.cfg = model.cfg
         self.tokenizer = tokenizer
         self.device = (
@@ -504,6 +513,26 @@ class Engine:
             model, tok, device=dev, max_batch=max_batch, max_len=max_len, draft=d, name=name, **kw
         )
 
+    # ---- weights ----------------------------------------------------------------------------
+    def sync_weights(self) -> dict[str, Any]:
+        """Make generation see the model's current weights after they changed in place (RL: an
+        optimizer step on the same module). The fast path's derived tensors (fused QKV, expert
+        copies, bias snapshots) are rewritten in place so compiled steps stay valid; the model
+        goes back to eval mode. Call it with no request running. Returns what it did and how
+        long it took (`seconds`, `in_place`: False when a structural change forced recompiles)."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if self._running:
+                raise HillclimbError("sync_weights needs an idle engine (requests are running)")
+            self.model.eval()
+            in_place = True
+            if self.fast is not None:
+                in_place = self.fast.sync()
+            if self.draft is not None and self.draft.fast is not None and self.draft_engine is None:
+                self.draft.model.eval()
+                self.draft.fast.sync()
+        return {"seconds": time.perf_counter() - t0, "in_place": in_place}
+
     # ---- request intake ----------------------------------------------------------------------
     def _make_request(
         self,
@@ -545,6 +574,8 @@ class Engine:
         req.modes.append((0, think.in_think))
         if params.logprobs is not None:
             req.logprobs = []
+        if params.policy_logprobs:
+            req.policy_lp, req.forced = [], []
         if self.draft is not None and params.speculative is not False:
             req.spec = SpecStats()
         return req
@@ -986,8 +1017,12 @@ class Engine:
         reasoning budget runs out (so the next token can be forced)."""
         n = 0
         for j, tid in enumerate(tokens):
-            if n > 0 and r.think.next_forced() is not None:
+            forced = r.think.next_forced() is not None
+            if n > 0 and forced:
                 break
+            if r.policy_lp is not None and r.forced is not None:
+                r.policy_lp.append(policy_logprob(logits[j], tid, r.params))
+                r.forced.append(forced)
             r.out_ids.append(tid)
             r.step_ids.append(tid)
             n += 1
@@ -1121,6 +1156,8 @@ class Engine:
             reasoning_tokens=r.think.reasoning_tokens,
             finish_reason=r.finish_reason or "error",
             logprobs=r.logprobs,
+            policy_logprobs=r.policy_lp,
+            forced=r.forced,
             spec=r.spec.as_dict() if r.spec is not None else None,  # eligible: always reported
             timings={
                 "queue_s": max((r.t_admit or t_end) - r.t_submit, 0.0),

@@ -261,6 +261,49 @@ class FastForward:
         if bcache is not None:
             self.enable_compile_batch(bcache)
 
+    def sync(self) -> bool:
+        """Bring the derived tensors up to date after the model's weights changed in place (an
+        optimizer step): the fused QKV (and its pre-scaled copy), stacked QK-norm weights, the
+        transposed expert copies and the host copy of the selection biases are rewritten *into
+        the same tensors*, so compiled graphs, which hold references to them, stay valid without
+        a recompilation. Only a change in which layers use a selection bias (all zeros ↔ not)
+        changes the graphs' structure; then this falls back to `refresh()` (recompiles).
+        Returns True when it could sync in place."""
+        model = self.model
+        for rec, b in zip(self.layers, model.layers, strict=True):
+            if rec.is_moe and (rec.bias is None) == bool(b.mlp.gate.expert_bias.any()):
+                self.refresh()
+                return False
+        scale = self.D**-0.5
+        with torch.no_grad():
+            for i, b in enumerate(model.layers):
+                a = b.self_attn
+                torch.cat(
+                    [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], dim=0, out=self.wqkv[i]
+                )
+                if self.qk_w is not None:
+                    assert self.qk_w_s is not None
+                    qk = self.qk_w[i]
+                    qk[: self.H].copy_(a.q_norm.weight.expand(self.H, self.D))
+                    qk[self.H :].copy_(a.k_norm.weight.expand(self.KVH, self.D))
+                    self.qk_w_s[i][: self.H].copy_(qk[: self.H] * scale)
+                    self.qk_w_s[i][self.H :].copy_(qk[self.H :])
+                else:
+                    w = self.wqkv[i]
+                    self.wqkv_s[i][: self.q_dim].copy_(w[: self.q_dim] * scale)
+                    self.wqkv_s[i][self.q_dim :].copy_(w[self.q_dim :])
+            for rec in self.layers:
+                if rec.is_moe and rec.bias is not None:
+                    rec.bias_list = rec.bias.float().tolist()
+            for rec, te in zip(self.layers, self._experts_t, strict=False):
+                if te is None or not rec.is_moe:
+                    continue
+                gu_t, dn_t = te
+                if gu_t.data_ptr() != rec.gate_up.data_ptr():  # a copy, not a view
+                    gu_t.copy_(rec.gate_up.transpose(1, 2))
+                    dn_t.copy_(rec.down.transpose(1, 2))
+        return True
+
     def __call__(
         self,
         ids: torch.Tensor,

@@ -40,6 +40,9 @@ class SamplingParams:
     # Extension (compatible): None = use speculative decoding when the engine has a draft model;
     # False = never for this request; True = require it (error if the engine has no draft).
     speculative: bool | None = None
+    # Extension for RL rollouts: record each token's log-prob under the sampling distribution
+    # (GenerationOutput.policy_logprobs) and which tokens were forced (GenerationOutput.forced).
+    policy_logprobs: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -142,6 +145,17 @@ def warp_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
         probs = probs.masked_fill(drop, 0.0)
         probs = probs / probs.sum(dim=-1, keepdim=True)
     return probs
+
+
+def policy_logprob(logits: torch.Tensor, token_id: int, params: SamplingParams) -> float:
+    """log p(token) under the distribution the token was drawn from: the warped one when
+    sampling, the plain softmax when greedy (a forced token may get -inf: it was not drawn)."""
+    row = logits.reshape(-1).float()
+    if params.greedy:
+        return float(torch.log_softmax(row, dim=-1)[token_id])
+    if params.top_k == 0 and params.top_p >= 1.0:
+        return float(torch.log_softmax(row / max(params.temperature, 1e-6), dim=-1)[token_id])
+    return float(torch.log(warp_probs(row, params)[token_id]))
 
 
 def sample_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> list[int]:

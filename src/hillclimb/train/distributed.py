@@ -59,6 +59,14 @@ class DistInfo:
         if self.enabled:
             dist.barrier()
 
+    def all_gather_object(self, obj: object) -> list[object]:
+        """Every rank's `obj`, in rank order (RL: each rank's share of the rollouts)."""
+        if not self.enabled:
+            return [obj]
+        out: list[object] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
     def broadcast_object(self, obj: object) -> object:
         if not self.enabled:
             return obj

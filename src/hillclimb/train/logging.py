@@ -27,7 +27,7 @@ from typing import Any
 
 from hillclimb.io import write_text_atomic
 
-FILES = ("metrics.jsonl", "val.jsonl", "routing.jsonl")
+FILES = ("metrics.jsonl", "val.jsonl", "routing.jsonl", "curve.jsonl")
 
 
 def truncate_after(run_dir: Path, step: int) -> None:
@@ -138,7 +138,7 @@ class RunLogger:
             for k in ("loss", "aux", "lr", "grad_norm", "tok_s", "balance"):
                 if rec.get(k) is not None:
                     self._tb.add_scalar(f"train/{k}", rec[k], s)
-        info = (
+        info = rec.get("info") or (
             f"loss {rec['loss']:.4f} | {rec['tok_s']:.0f} tok/s | bal {rec.get('balance') or 0:.2f}"
         )
         if self._progress is not None:
@@ -149,6 +149,14 @@ class RunLogger:
                 file=sys.stderr,
                 flush=True,
             )
+
+    def record(self, name: str, rec: dict[str, Any], line: str | None = None) -> None:
+        """Append `rec` to one of `FILES` (e.g. RL's `curve.jsonl`), optionally printing a line."""
+        if not self.enabled:
+            return
+        self._write(name, rec)
+        if line and (self._plain or self._progress is not None):
+            print(f"[{self.stage}] {line}", file=sys.stderr, flush=True)
 
     def routing(self, step: int, layers: list[dict[str, Any]]) -> None:
         if not self.enabled or not layers:

@@ -1,6 +1,9 @@
-"""The training loop shared by pre-training and SFT.
+"""The trainer shared by pre-training, SFT and RL, and the pre-training/SFT loop over it.
 
-Both stages are the same loop over a different batch source: `TrainTask` carries the model config,
+`Trainer` owns setup, resume, the distributed wrap, one optimizer step for any loss
+(`update(batch, loss_fn, lr_mult)`), validation, checkpoints and the final publish; the losses are
+plain objects (`CrossEntropyLoss` here, the policy-gradient losses in `hillclimb.rl`). Pre-training
+and SFT are the same loop over a different batch source: `TrainTask` carries the model config,
 tokenizer, a `batches(step) -> (ids, mask | None)` function giving the *global* batch of a step
 (`[batch_size, seq_len + 1]` int64; `mask` marks target tokens, None = all), fixed validation rows
 and provenance for the checkpoint's `hillclimb.json`. `run_training(cfg, task)` does the rest:
@@ -241,7 +244,361 @@ def _expert_biases(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-# ---- the loop ---------------------------------------------------------------------------------
+# ---- losses -------------------------------------------------------------------------------------
+# "ids" [B, T + 1] int64; optional "mask" [B, T + 1] (targets that count); optional "valid"
+# [B, T + 1] (real tokens of right-padded rows: padding is kept out of attention and out of the
+# MoE balancing statistics and aux loss); more per-row arrays for the loss
+Batch = dict[str, Any]
+
+
+class CrossEntropyLoss:
+    """Next-token cross-entropy over target tokens (pre-training: all; SFT: `mask`ed ones).
+
+    A loss for `Trainer.update` has two parts: `denominator(batch)` over the *global* batch (so
+    the gradient is the same however the batch is split over ranks and micro-batches) and
+    `__call__(logits, micro, model)` → (sum over the micro-batch's targets, stats to log)."""
+
+    name = "nll"
+
+    def denominator(self, batch: Batch) -> float:
+        ids, mask = batch["ids"], batch.get("mask")
+        if mask is None:
+            return float(ids.shape[0] * (ids.shape[1] - 1))
+        return float(mask[:, 1:].sum())
+
+    def __call__(
+        self, logits: torch.Tensor, micro: dict[str, torch.Tensor], model: torch.nn.Module
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        tgt = micro["ids"][:, 1:]
+        if micro.get("mask") is not None:
+            tgt = tgt.masked_fill(micro["mask"][:, 1:] == 0, -100)
+        nll = F.cross_entropy(
+            logits.float().flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction="sum"
+        )
+        return nll, {"nll": float(nll.detach())}
+
+
+# ---- the trainer --------------------------------------------------------------------------------
+class Trainer:
+    """Everything a training stage needs around its optimizer steps, for any loss.
+
+    Built once per run: pre-flight checks, the model (fresh, from `task.init_checkpoint`, or
+    resumed from the latest complete checkpoint with optimizer state, MoE selection biases and
+    RNG states), the DDP/FSDP2 wrap, optimizers, the run logger. Then the caller loops:
+    `update(batch, loss_fn, lr_mult)` is one optimizer step over a global batch (micro-batches,
+    gradient accumulation, clipping, bias update), `validate(step)`, `save(step, extra)`, and
+    `finish()` publishes `final/` and `run.json`. Pre-training and SFT are `run_training`
+    (cross-entropy over a batch function); RL calls the same pieces with its own loss and batches
+    made by rollouts of `trainer.raw` (the unwrapped model, whose weights the engine shares)."""
+
+    def __init__(self, cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo):
+        self.t_start = time.perf_counter()
+        self.cfg, self.task, self.out, self.info = cfg, task, out, info
+        check_writable(out)
+        if info.device.type == "cpu":
+            torch.set_num_threads(cfg.threads or D.local_cpu_threads(info))
+        if cfg.optimizer == "muon" and info.mode == "fsdp":
+            raise ConfigError("optimizer=muon is not supported with distributed=fsdp (use ddp)")
+        self.micro, self.accum = micro_batch_of(cfg, info.world)
+        mcfg = task.model_cfg
+        if cfg.seq_len > mcfg.max_seq_len:
+            raise ConfigError(
+                f"seq_len {cfg.seq_len} exceeds the model's max_seq_len {mcfg.max_seq_len}"
+            )
+        mem = check_memory(mcfg, self.micro, cfg.seq_len, info) if cfg.memory_check else {}
+
+        # ---- resume? -------------------------------------------------------------------------
+        resume_from: tuple[int, Path] | None = None
+        if info.is_main:
+            ck.sweep_temp(out)
+        info.barrier()
+        latest = ck.latest_checkpoint(out)
+        if latest is not None and not cfg.resume:
+            raise HillclimbError(
+                f"{out} already holds checkpoints (latest {latest[1].name}); "
+                "pass --resume to continue it or choose a new --out"
+            )
+        if cfg.resume and latest is not None:
+            resume_from = latest
+        self.resume_from = resume_from
+        self.done: RunResult | None = None
+        done = out / "run.json"
+        if (
+            resume_from is not None
+            and resume_from[0] >= cfg.steps
+            and done.is_file()
+            and (out / "final").is_dir()
+        ):
+            import json
+
+            prev = json.loads(done.read_text())
+            self.done = RunResult(
+                **{k: prev[k] for k in RunResult.__dataclass_fields__ if k in prev}
+            )
+            return
+
+        # ---- model ---------------------------------------------------------------------------
+        from hillclimb.model.checkpoint import load_model
+        from hillclimb.model.transformer import build_model
+
+        model = build_model(mcfg, seed=cfg.seed)
+        src = resume_from[1] if resume_from else task.init_checkpoint
+        if src is not None:
+            loaded = load_model(src, device="cpu", dtype=torch.float32)
+            if loaded.cfg.to_dict() != mcfg.to_dict():
+                diff = {k for k, v in loaded.cfg.to_dict().items() if mcfg.to_dict().get(k) != v}
+                raise HillclimbError(
+                    f"checkpoint {src} has a different model config ({sorted(diff)[:6]})"
+                )
+            model.load_state_dict(loaded.state_dict())
+            del loaded
+        model.to(info.device)
+        model.train()
+        self.raw = model
+        self.wrapped = D.wrap(model, info)
+        self.fwd = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        self.optimizers = build_optimizers(
+            model,
+            optimizer=cfg.optimizer,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=(cfg.beta1, cfg.beta2),
+            eps=cfg.eps,
+            muon_lr=cfg.muon_lr,
+            muon_momentum=cfg.muon_momentum,
+        )
+        self.step, self.tokens_seen = 0, 0
+        self.extra_state: dict[str, Any] = {}  # the caller's resumable state (RL: curriculum...)
+        if resume_from is not None:
+            st = ck.load_trainer_state(resume_from[1])
+            _restore_optim(model, self.optimizers, st["optimizers"], info)
+            for i, m in enumerate(model.moe_layers()):
+                m.gate.expert_bias.copy_(st["expert_bias"][str(i)].to(info.device))
+            ck.set_rng_state(st["rng"])
+            self.step, self.tokens_seen = int(st["step"]), int(st["tokens"])
+            self.extra_state = dict(st.get("extra") or {})
+            if info.is_main:
+                truncate_after(out, self.step)
+        else:
+            torch.manual_seed(cfg.seed)
+            np.random.seed(cfg.seed & 0xFFFFFFFF)
+            import random
+
+            random.seed(cfg.seed)
+        info.barrier()
+
+        self.token_bytes = torch.tensor(
+            task.tokenizer.token_bytes + [0] * (mcfg.vocab_size - task.tokenizer.vocab_size),
+            dtype=torch.float64,
+            device=info.device,
+        )
+        if info.is_main:
+            write_json_atomic(
+                out / "config.json",
+                {
+                    "stage": task.stage,
+                    "train": cfg.to_dict(),
+                    "model": mcfg.to_dict(),
+                    "world_size": info.world,
+                    "mode": info.mode,
+                    "micro_batch_size": self.micro,
+                    "grad_accum": self.accum,
+                    "memory": mem,
+                    **task.summary,
+                },
+            )
+        self.log = RunLogger(
+            out, info.is_main, cfg.steps, self.step, cfg.tensorboard, cfg.progress, task.stage
+        )
+        self.moe_layers = model.moe_layers()
+        self.last_loss: float | None = None
+        self.last_val: dict[str, float] | None = None
+        self.last_saved = self.step if resume_from else -1
+        self.t_loop = time.perf_counter()
+        self.tokens_at_loop = self.tokens_seen
+
+    # ---- one optimizer step ----------------------------------------------------------------
+    def update(
+        self, batch: Batch, loss_fn: Any, lr_mult: float, *, update_bias: bool = True
+    ) -> dict[str, Any]:
+        """One optimizer step on a global batch: this rank's rows in micro-batches, loss =
+        Σ loss_fn / loss_fn.denominator(global batch) + MoE aux losses averaged over all
+        micro-batches (so any world size × accumulation split gives the same gradient), fp32 on
+        CPU / bf16 autocast on CUDA, clipping, the optimizer step, then the auxiliary-loss-free
+        bias update from the step's expert loads (skipped with `update_bias=False`)."""
+        info, micro = self.info, self.micro
+        apply_lr(self.optimizers, lr_mult)
+        ids = batch["ids"]
+        denom = max(loss_fn.denominator(batch), 1.0)
+        if ids.shape[0] % info.world or ids.shape[0] == 0:
+            raise HillclimbError(
+                f"a batch of {ids.shape[0]} rows cannot be split over {info.world} processes"
+            )
+        per = ids.shape[0] // info.world
+        # pre-training/SFT: per == micro x grad_accum; RL batches vary in size
+        accum = -(-per // micro)
+        mine = {
+            k: (None if v is None else v[info.rank * per : (info.rank + 1) * per])
+            for k, v in batch.items()
+            if isinstance(v, np.ndarray) or v is None
+        }
+        stats: dict[str, float] = {}
+        aux_sum = 0.0
+        counts = [torch.zeros(m.cfg.n_experts, dtype=torch.float64) for m in self.moe_layers]
+        n_micro_global = accum * info.world
+        for mi in range(accum):
+            sl = slice(mi * micro, (mi + 1) * micro)
+            mb = {
+                k: None
+                if v is None
+                else torch.from_numpy(np.ascontiguousarray(v[sl])).to(info.device)
+                for k, v in mine.items()
+            }
+            with D.grad_sync(self.wrapped, info, sync=mi == accum - 1):
+                with _autocast(info.device, self.cfg.dtype):
+                    if mb.get("valid") is not None:  # padded rows (RL): pads route nowhere
+                        logits = self.fwd(mb["ids"][:, :-1], attention_mask=mb["valid"][:, :-1])
+                    else:
+                        logits = self.fwd(mb["ids"][:, :-1])
+                part, st = loss_fn(logits, mb, self.raw)
+                aux = self.raw.aux_loss()
+                loss = (part / denom + aux / n_micro_global) * info.world
+                loss.backward()
+            for k, v in st.items():
+                stats[k] = stats.get(k, 0.0) + float(v)
+            aux_sum += float(aux.detach())
+            for c, m in zip(counts, self.moe_layers, strict=True):
+                if m.last_stats is not None:
+                    c += m.last_stats.tokens_per_expert.detach().double().cpu()
+        keys = sorted(stats)
+        tot = torch.tensor([stats[k] for k in keys] + [aux_sum], dtype=torch.float64)
+        info.all_reduce_sum(tot)
+        stats = dict(zip(keys, tot[:-1].tolist(), strict=True))
+        if counts:
+            flat = info.all_reduce_sum(torch.cat(counts))
+            counts = list(flat.split([m.cfg.n_experts for m in self.moe_layers]))
+        grad_norm = _clip(self.raw, self.cfg.grad_clip)
+        for o in self.optimizers:
+            o.step()
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=True)
+        if update_bias:
+            for c, m in zip(counts, self.moe_layers, strict=True):
+                m.update_bias(c)
+        balance = [float(c.max() / c.mean().clamp_min(1e-9)) for c in counts]
+        return {
+            "sums": stats,
+            "denominator": denom,
+            "aux": float(tot[-1]) / n_micro_global,
+            "grad_norm": grad_norm,
+            "lr": self.optimizers[0].param_groups[0]["lr"],
+            "balance": sum(balance) / len(balance) if balance else None,
+        }
+
+    # ---- validation, checkpoints, the end ------------------------------------------------------
+    def validate(self, step_now: int) -> None:
+        task = self.task
+        if task.val_ids.shape[0] == 0:
+            return
+        r = evaluate(
+            self.wrapped,
+            task.val_ids,
+            task.val_mask,
+            self.token_bytes,
+            self.info,
+            self.micro,
+            self.cfg.dtype,
+        )
+        self.last_val = {"step": step_now, **r}
+        self.log.val(self.last_val)
+
+    def save(self, step_now: int) -> Path | None:
+        info, cfg, task = self.info, self.cfg, self.task
+        msd, osds = _full_states(self.wrapped, self.optimizers, info)
+        path = None
+        if info.is_main:
+            from hillclimb.model.transformer import build_model
+
+            state = {
+                "format": ck.STATE_FORMAT,
+                "step": step_now,
+                "tokens": self.tokens_seen,
+                "optimizers": osds,
+                "expert_bias": _expert_biases(self.raw),
+                "rng": ck.rng_state(),
+                "data_position": {"step": step_now, "seed": cfg.seed},
+                "extra": self.extra_state,
+            }
+            if info.mode == "fsdp":
+                cpu_model = build_model(task.model_cfg, seed=cfg.seed)
+                cpu_model.load_state_dict({k: v for k, v in msd.items()}, strict=False)
+                for i, m in enumerate(cpu_model.moe_layers()):
+                    m.gate.expert_bias.copy_(state["expert_bias"][str(i)])
+                to_save = cpu_model
+            else:
+                to_save = self.raw
+            meta = {
+                "lineage": {
+                    "stage": task.stage,
+                    "step": step_now,
+                    "seed": cfg.seed,
+                    "parent": str(task.init_checkpoint) if task.init_checkpoint else None,
+                },
+                **task.meta,
+            }
+            path = ck.save_training_checkpoint(
+                ck.step_dir(self.out, step_now), to_save, task.tokenizer, meta, state
+            )
+            ck.prune(self.out, cfg.keep_last)
+        info.barrier()
+        self.last_saved = step_now
+        return path
+
+    def finish(self, stopped_early: bool = False) -> RunResult:
+        """Validate and save the last step if not done yet, publish `final/`, write `run.json`."""
+        step, info = self.step, self.info
+        try:
+            if self.last_val is None or self.last_val["step"] != step:
+                self.validate(step)
+            final_dir = None
+            if self.last_saved != step:
+                self.save(step)
+            if info.is_main:
+                final_dir = ck.publish_final(self.out, ck.step_dir(self.out, step))
+        finally:
+            self.log.close()
+        elapsed = time.perf_counter() - self.t_start
+        loop_s = max(time.perf_counter() - self.t_loop, 1e-9)
+        lv = self.last_val
+        result = RunResult(
+            run_dir=str(self.out),
+            final_dir=str(final_dir) if final_dir else str(self.out / "final"),
+            stage=self.task.stage,
+            steps=step,
+            tokens=self.tokens_seen,
+            final_loss=self.last_loss,
+            val_loss=lv["val_loss"] if lv else None,
+            val_bpb=lv["val_bpb"] if lv else None,
+            elapsed_s=elapsed,
+            tokens_per_s=(self.tokens_seen - self.tokens_at_loop) / loop_s,
+            stopped_early=stopped_early,
+            resumed_from=self.resume_from[0] if self.resume_from else None,
+            extra=dict(self.task.summary),
+        )
+        if info.is_main:
+            write_json_atomic(self.out / "run.json", result.to_dict())
+        return result
+
+    def over_time(self) -> bool:
+        """Whether the run's time limit has passed (agreed by every rank)."""
+        if self.cfg.time_limit_s is None:
+            return False
+        return bool(
+            self.info.broadcast_object(time.perf_counter() - self.t_start > self.cfg.time_limit_s)
+        )
+
+
+# ---- the pre-training / SFT loop ------------------------------------------------------------------
 def run_training(cfg: TrainConfig, task: TrainTask) -> RunResult:
     if cfg.out is None:
         raise ConfigError("an output run directory (out) is required")
@@ -254,289 +611,60 @@ def run_training(cfg: TrainConfig, task: TrainTask) -> RunResult:
 
 
 def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunResult:
-    t_start = time.perf_counter()
-    check_writable(out)
-    if info.device.type == "cpu":
-        torch.set_num_threads(cfg.threads or D.local_cpu_threads(info))
-    if cfg.optimizer == "muon" and info.mode == "fsdp":
-        raise ConfigError("optimizer=muon is not supported with distributed=fsdp (use ddp)")
-    micro, accum = micro_batch_of(cfg, info.world)
-    mcfg = task.model_cfg
-    if cfg.seq_len > mcfg.max_seq_len:
-        raise ConfigError(
-            f"seq_len {cfg.seq_len} exceeds the model's max_seq_len {mcfg.max_seq_len}"
-        )
-    mem = check_memory(mcfg, micro, cfg.seq_len, info) if cfg.memory_check else {}
-
-    # ---- resume? -----------------------------------------------------------------------------
-    resume_from: tuple[int, Path] | None = None
-    if info.is_main:
-        ck.sweep_temp(out)
-    info.barrier()
-    latest = ck.latest_checkpoint(out)
-    if latest is not None and not cfg.resume:
-        raise HillclimbError(
-            f"{out} already holds checkpoints (latest {latest[1].name}); "
-            "pass --resume to continue it or choose a new --out"
-        )
-    if cfg.resume and latest is not None:
-        resume_from = latest
-    done = out / "run.json"
-    if (
-        resume_from is not None
-        and resume_from[0] >= cfg.steps
-        and done.is_file()
-        and (out / "final").is_dir()
-    ):
-        import json
-
-        prev = json.loads(done.read_text())
-        return RunResult(**{k: prev[k] for k in RunResult.__dataclass_fields__ if k in prev})
-
-    # ---- model -------------------------------------------------------------------------------
-    from hillclimb.model.checkpoint import load_model
-    from hillclimb.model.transformer import build_model
-
-    model = build_model(mcfg, seed=cfg.seed)
-    src = resume_from[1] if resume_from else task.init_checkpoint
-    if src is not None:
-        loaded = load_model(src, device="cpu", dtype=torch.float32)
-        if loaded.cfg.to_dict() != mcfg.to_dict():
-            diff = {k for k, v in loaded.cfg.to_dict().items() if mcfg.to_dict().get(k) != v}
-            raise HillclimbError(
-                f"checkpoint {src} has a different model config ({sorted(diff)[:6]})"
-            )
-        model.load_state_dict(loaded.state_dict())
-        del loaded
-    model.to(info.device)
-    model.train()
-    raw = model
-    wrapped = D.wrap(model, info)
-    fwd = torch.compile(wrapped) if cfg.compile else wrapped
-    optimizers = build_optimizers(
-        raw,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        muon_lr=cfg.muon_lr,
-        muon_momentum=cfg.muon_momentum,
-    )
-    start_step, tokens_seen = 0, 0
-    if resume_from is not None:
-        st = ck.load_trainer_state(resume_from[1])
-        _restore_optim(raw, optimizers, st["optimizers"], info)
-        for i, m in enumerate(raw.moe_layers()):
-            m.gate.expert_bias.copy_(st["expert_bias"][str(i)].to(info.device))
-        ck.set_rng_state(st["rng"])
-        start_step, tokens_seen = int(st["step"]), int(st["tokens"])
-        if info.is_main:
-            truncate_after(out, start_step)
-    else:
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed & 0xFFFFFFFF)
-        import random
-
-        random.seed(cfg.seed)
-    info.barrier()
-
-    token_bytes = torch.tensor(
-        task.tokenizer.token_bytes + [0] * (mcfg.vocab_size - task.tokenizer.vocab_size),
-        dtype=torch.float64,
-        device=info.device,
-    )
-    if info.is_main:
-        write_json_atomic(
-            out / "config.json",
-            {
-                "stage": task.stage,
-                "train": cfg.to_dict(),
-                "model": mcfg.to_dict(),
-                "world_size": info.world,
-                "mode": info.mode,
-                "micro_batch_size": micro,
-                "grad_accum": accum,
-                "memory": mem,
-                **task.summary,
-            },
-        )
-    log = RunLogger(
-        out, info.is_main, cfg.steps, start_step, cfg.tensorboard, cfg.progress, task.stage
-    )
-    moe_layers = raw.moe_layers()
-    last_loss: float | None = None
-    last_val: dict[str, float] | None = None
-    last_saved = start_step if resume_from else -1
+    tr = Trainer(cfg, task, out, info)
+    if tr.done is not None:
+        return tr.done
+    ce = CrossEntropyLoss()
     stopped_early = False
-    step = start_step
-    t_loop = time.perf_counter()
-    tokens_at_loop = tokens_seen
-
-    def save(step_now: int) -> Path | None:
-        nonlocal last_saved
-        msd, osds = _full_states(wrapped, optimizers, info)
-        path = None
-        if info.is_main:
-            state = {
-                "format": ck.STATE_FORMAT,
-                "step": step_now,
-                "tokens": tokens_seen,
-                "optimizers": osds,
-                "expert_bias": _expert_biases(raw),
-                "rng": ck.rng_state(),
-                "data_position": {"step": step_now, "seed": cfg.seed},
-            }
-            if info.mode == "fsdp":
-                cpu_model = build_model(mcfg, seed=cfg.seed)
-                cpu_model.load_state_dict({k: v for k, v in msd.items()}, strict=False)
-                for i, m in enumerate(cpu_model.moe_layers()):
-                    m.gate.expert_bias.copy_(state["expert_bias"][str(i)])
-                to_save = cpu_model
-            else:
-                to_save = raw
-            meta = {
-                "lineage": {
-                    "stage": task.stage,
-                    "step": step_now,
-                    "seed": cfg.seed,
-                    "parent": str(task.init_checkpoint) if task.init_checkpoint else None,
-                },
-                **task.meta,
-            }
-            path = ck.save_training_checkpoint(
-                ck.step_dir(out, step_now), to_save, task.tokenizer, meta, state
-            )
-            ck.prune(out, cfg.keep_last)
-        info.barrier()
-        last_saved = step_now
-        return path
-
-    def validate(step_now: int) -> None:
-        nonlocal last_val
-        if task.val_ids.shape[0] == 0:
-            return
-        r = evaluate(wrapped, task.val_ids, task.val_mask, token_bytes, info, micro, cfg.dtype)
-        last_val = {"step": step_now, **r}
-        log.val(last_val)
-
     try:
-        while step < cfg.steps:
+        while tr.step < cfg.steps:
             mult = lr_multiplier(
-                step, cfg.steps, cfg.schedule, cfg.warmup_steps, cfg.min_lr_ratio, cfg.decay_frac
+                tr.step,
+                cfg.steps,
+                cfg.schedule,
+                cfg.warmup_steps,
+                cfg.min_lr_ratio,
+                cfg.decay_frac,
             )
-            apply_lr(optimizers, mult)
-            ids, mask = task.batches(step)
-            if mask is None:
-                global_targets = float(ids.shape[0] * (ids.shape[1] - 1))
-            else:
-                global_targets = float(mask[:, 1:].sum())
-            denom = max(global_targets, 1.0)
-            per = ids.shape[0] // info.world
-            my_ids = ids[info.rank * per : (info.rank + 1) * per]
-            my_mask = None if mask is None else mask[info.rank * per : (info.rank + 1) * per]
-            stats = torch.zeros(2, dtype=torch.float64)  # Σ nll, Σ aux
-            counts = [torch.zeros(m.cfg.n_experts, dtype=torch.float64) for m in moe_layers]
-            n_micro_global = accum * info.world
-            for mi in range(accum):
-                sl = slice(mi * micro, (mi + 1) * micro)
-                x = torch.from_numpy(np.ascontiguousarray(my_ids[sl])).to(info.device)
-                inp, tgt = x[:, :-1], x[:, 1:]
-                if my_mask is not None:
-                    mk = torch.from_numpy(np.ascontiguousarray(my_mask[sl][:, 1:])).to(info.device)
-                    tgt = tgt.masked_fill(mk == 0, -100)
-                with D.grad_sync(wrapped, info, sync=mi == accum - 1):
-                    with _autocast(info.device, cfg.dtype):
-                        logits = fwd(inp)
-                    nll = F.cross_entropy(
-                        logits.float().flatten(0, 1),
-                        tgt.flatten(),
-                        ignore_index=-100,
-                        reduction="sum",
-                    )
-                    aux = raw.aux_loss()
-                    loss = (nll / denom + aux / n_micro_global) * info.world
-                    loss.backward()
-                stats[0] += float(nll.detach())
-                stats[1] += float(aux.detach())
-                for c, m in zip(counts, moe_layers, strict=True):
-                    if m.last_stats is not None:
-                        c += m.last_stats.tokens_per_expert.detach().double().cpu()
-            info.all_reduce_sum(stats)
-            if counts:
-                flat = info.all_reduce_sum(torch.cat(counts))
-                counts = list(flat.split([m.cfg.n_experts for m in moe_layers]))
-            grad_norm = _clip(raw, cfg.grad_clip)
-            for o in optimizers:
-                o.step()
-            for o in optimizers:
-                o.zero_grad(set_to_none=True)
-            for c, m in zip(counts, moe_layers, strict=True):
-                m.update_bias(c)
-            step += 1
-            tokens_seen += int(ids.shape[0] * (ids.shape[1] - 1))
-            last_loss = float(stats[0] / denom)
+            ids, mask = task.batches(tr.step)
+            st = tr.update({"ids": ids, "mask": mask}, ce, mult)
+            tr.step += 1
+            step = tr.step
+            tr.tokens_seen += int(ids.shape[0] * (ids.shape[1] - 1))
+            tr.last_loss = st["sums"]["nll"] / st["denominator"]
             now = time.perf_counter()
             show = step % cfg.log_every == 0 or step == cfg.steps
-            balance = [float(c.max() / c.mean().clamp_min(1e-9)) for c in counts]
-            log.step(
+            tr.log.step(
                 {
                     "step": step,
-                    "loss": last_loss,
-                    "aux": float(stats[1] / n_micro_global),
-                    "lr": optimizers[0].param_groups[0]["lr"],
-                    "grad_norm": grad_norm,
-                    "tokens": tokens_seen,
-                    "tok_s": (tokens_seen - tokens_at_loop) / max(now - t_loop, 1e-9),
-                    "balance": sum(balance) / len(balance) if balance else None,
-                    "elapsed_s": now - t_start,
+                    "loss": tr.last_loss,
+                    "aux": st["aux"],
+                    "lr": st["lr"],
+                    "grad_norm": st["grad_norm"],
+                    "tokens": tr.tokens_seen,
+                    "tok_s": (tr.tokens_seen - tr.tokens_at_loop) / max(now - tr.t_loop, 1e-9),
+                    "balance": st["balance"],
+                    "elapsed_s": now - tr.t_start,
                 },
                 show,
             )
-            if show and moe_layers:
-                log.routing(step, raw.routing_stats())
-            if not math.isfinite(last_loss):
+            if show and tr.moe_layers:
+                tr.log.routing(step, tr.raw.routing_stats())
+            if not math.isfinite(tr.last_loss):
                 raise HillclimbError(
-                    f"loss became {last_loss} at step {step}; lower the learning rate"
+                    f"loss became {tr.last_loss} at step {step}; lower the learning rate"
                 )
             if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
-                validate(step)
+                tr.validate(step)
             if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
-                save(step)
-            if cfg.time_limit_s is not None:
-                over = info.broadcast_object(time.perf_counter() - t_start > cfg.time_limit_s)
-                if over and step < cfg.steps:
-                    stopped_early = True
-                    break
-        if last_val is None or last_val["step"] != step:
-            validate(step)
-        final_dir = None
-        if last_saved != step:
-            save(step)
-        if info.is_main:
-            final_dir = ck.publish_final(out, ck.step_dir(out, step))
-    finally:
-        log.close()
-    elapsed = time.perf_counter() - t_start
-    loop_s = max(time.perf_counter() - t_loop, 1e-9)
-    result = RunResult(
-        run_dir=str(out),
-        final_dir=str(final_dir) if final_dir else str(out / "final"),
-        stage=task.stage,
-        steps=step,
-        tokens=tokens_seen,
-        final_loss=last_loss,
-        val_loss=last_val["val_loss"] if last_val else None,
-        val_bpb=last_val["val_bpb"] if last_val else None,
-        elapsed_s=elapsed,
-        tokens_per_s=(tokens_seen - tokens_at_loop) / loop_s,
-        stopped_early=stopped_early,
-        resumed_from=resume_from[0] if resume_from else None,
-        extra=dict(task.summary),
-    )
-    if info.is_main:
-        write_json_atomic(out / "run.json", result.to_dict())
-    return result
+                tr.save(step)
+            if tr.over_time() and step < cfg.steps:
+                stopped_early = True
+                break
+    except BaseException:
+        tr.log.close()
+        raise
+    return tr.finish(stopped_early)
 
 
 def _clip(model: torch.nn.Module, max_norm: float) -> float:

@@ -160,7 +160,7 @@ def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
         raise HillclimbError(f"built-in SFT problems need hillclimb.problems: {exc}") from exc
     kinds = spec.get("kinds")
     families = spec.get("families") or [
-        f for f, k in P.FAMILIES.items() if kinds is None or k in kinds
+        f for f in P.TRAIN_FAMILIES if kinds is None or P.FAMILIES[f] in kinds
     ]
     tiers = spec.get("tiers") or list(P.TIERS)
     n = int(spec.get("n", 100))

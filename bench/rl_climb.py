@@ -1,0 +1,135 @@
+"""RL from an SFT checkpoint, with and without length control, evaluated like for like; JSON out.
+
+Usage:
+    python bench/rl_climb.py --sft runs/tiny/08-sft-thinking/run/final --out runs/rl-bench \
+        [--steps 40] [--families arith,logic] [--tiers 1,2] [--n-per-tier 20] [--no-alp]
+
+Runs (from the same SFT checkpoint, the same seed and RL settings):
+  1. RL without length control;
+  2. the same RL with ALP (`--length-penalty alp`), unless --no-alp;
+then evaluates SFT, RL and RL+ALP with the same `TaskEvalConfig` (held-out problems and new
+phrasings, greedy, per-cell max_tokens, baselines) and prints one JSON object: per family x tier
+x split accuracy, tokens per correct answer and truncation for each model, the RL runs' rollout
+throughput and weight-sync share, and the ratios the targets are stated in (RL − SFT points;
+tokens per correct with ALP / without, on the cells both solve). Extra `--rl-arg` flags are
+passed to `hillclimb rl` verbatim (e.g. `--rl-arg=--lr=1e-4`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+sys.path.insert(0, str(SRC))
+
+
+def _rl(sft: Path, out: Path, args: argparse.Namespace, alp: bool) -> dict:
+    if (out / "rl.json").is_file():
+        return json.loads((out / "rl.json").read_text())
+    cmd = [
+        sys.executable, "-m", "hillclimb", "rl", "--model", str(sft), "--out", str(out),
+        "--steps", str(args.steps), "--tiers", args.tiers, "--no-tensorboard", "--resume",
+    ]  # fmt: skip
+    if args.families:
+        cmd += ["--families", args.families]
+    if alp:
+        cmd += ["--length-penalty", "alp"]
+    cmd += args.rl_arg
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env)
+    res = json.loads((out / "rl.json").read_text())
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def _eval(ckpt: Path, args: argparse.Namespace) -> dict:
+    from hillclimb.eval.core import run_eval
+    from hillclimb.eval.tasks import TaskEvalConfig
+
+    fams = [f for f in args.families.split(",") if f] or None
+    cfg = TaskEvalConfig(
+        n_per_tier=args.n_per_tier,
+        families=fams,
+        tiers=[int(t) for t in args.tiers.split(",")],
+        batch_size=32,
+        baseline_train_n=300,
+    )
+    return run_eval(ckpt, None, tasks=cfg)["tasks"]
+
+
+def _cells(t: dict) -> dict:
+    return {
+        f"{c['split']}/{c['family']}/{c['tier']}": {
+            "accuracy": c["accuracy"],
+            "baseline": c["baseline"]["best"],
+            "tokens_per_correct": c["tokens_per_correct"],
+            "truncated_share": c["truncated_share"],
+            "n": c["n"],
+        }
+        for c in t["cells"]
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sft", required=True, type=Path, help="SFT checkpoint to start RL from")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--families", default="")
+    ap.add_argument("--tiers", default="1,2")
+    ap.add_argument("--n-per-tier", type=int, default=20)
+    ap.add_argument("--no-alp", action="store_true")
+    ap.add_argument("--rl-arg", action="append", default=[])
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    load0 = os.getloadavg()[0]
+    runs = {"rl": _rl(args.sft, args.out / "rl", args, alp=False)}
+    if not args.no_alp:
+        runs["rl_alp"] = _rl(args.sft, args.out / "rl_alp", args, alp=True)
+    evals = {"sft": _cells(_eval(args.sft, args))}
+    for name, r in runs.items():
+        evals[name] = _cells(_eval(Path(r["final_dir"]), args))
+    gain = {k: (evals["rl"][k]["accuracy"] - v["accuracy"]) * 100 for k, v in evals["sft"].items()}
+    out = {
+        "bench": "rl_climb",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load1": load0},
+        "sft": str(args.sft),
+        "steps": args.steps,
+        "eval": evals,
+        "rl_minus_sft_points": gain,
+        "runs": {
+            name: {
+                "rollout_tokens_per_s": r.get("rollout_tokens_per_s"),
+                "sync_share": r.get("sync_share"),
+                "elapsed_s": r.get("elapsed_s"),
+                "first": r.get("first"),
+                "last": r.get("last"),
+            }
+            for name, r in runs.items()
+        },
+    }
+    if "rl_alp" in evals:
+        ratio = {}
+        for k, v in evals["rl"].items():
+            w = evals["rl_alp"].get(k)
+            if w and v["tokens_per_correct"] and w["tokens_per_correct"]:
+                ratio[k] = w["tokens_per_correct"] / v["tokens_per_correct"]
+        out["alp_tokens_per_correct_ratio"] = ratio
+        out["alp_minus_rl_points"] = {
+            k: (evals["rl_alp"][k]["accuracy"] - v["accuracy"]) * 100
+            for k, v in evals["rl"].items()
+        }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

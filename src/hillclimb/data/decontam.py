@@ -1,0 +1,442 @@
+"""Decontamination: drop every document that contains an evaluation item.
+
+Why it is built this way:
+
+- **Probes are the evaluation texts themselves.** `hillclimb.problems.contamination_probes` gives
+  the prompt, worked solution, reference code and tests of every val / heldout /
+  heldout_phrasing item the climb can evaluate on (defaults: seed 0, 50 items per family x tier,
+  which covers the climb's suites); user eval sets add JSONL files. Each text is one probe.
+- **Long shared n-grams, not similarity.** A document is contaminated when it shares any run of
+  `ngram` (13) normalised word tokens with a probe — the GPT-3 / PaLM decontamination rule: 13
+  tokens in a row is far too specific to occur by chance, while a similarity score would need a
+  threshold per domain. Probes shorter than `ngram` match only when the *whole* probe occurs, and
+  only if they have at least `min_tokens` (8): "What is 3 + 4?" is in every arithmetic text and
+  means nothing; such probes are counted as too short, not silently lost.
+- **Normalisation for robustness to formatting:** lowercase, the two-character escapes `\\n`,
+  `\\t`, `\\r` read as whitespace, then words = runs of letters/digits (everything else,
+  underscores included, separates). So code quoted as a Python string literal (the way the problem
+  catalogue stores its references) matches the same code written out, re-indented or re-spaced.
+- **Hashed n-grams in sorted numpy arrays.** Tokens get a stable 64-bit BLAKE2b hash (never
+  Python's salted `hash`, so every worker and every resumed run agrees), n-grams a polynomial
+  rolling hash mod 2**64 computed with one vector op per token position. The probe set is one
+  sorted `uint64` array per n-gram length (8 bytes per n-gram, versus ~70 for a Python set of
+  ints) searched with `np.searchsorted`; a parallel array names the probe that owns each hash, so
+  a reject says which evaluation item it matched. A false match needs a 64-bit collision:
+  ~1e-14 per document n-gram for a probe set of 1e5 hashes.
+- **Our own generators are judged by identity.** The `generators` source is split from the
+  evaluation items by problem key, so its document is contaminated when its `problem_id` is a
+  probe's id (the split leaked). Its n-gram overlaps are expected — sibling problems share
+  template sentences and sub-steps; a third of the tiny recipe's generated documents overlap —
+  and are kept and counted (`generator_overlaps = "drop"` drops them); docs/areas/data.md has the
+  measurements.
+- **Built once per build, cached in the work directory.** Generating the probes takes seconds to
+  a minute (the code families build and run programs), so the index is built in the main process,
+  committed atomically to `.work/probes.npz` and handed to the filter workers; a resumed build
+  reloads it, so chunks committed before and after a crash were judged against the same probes
+  even if the generators changed in between. Within one process the problem probes are memoised;
+  with several workers they are generated in parallel, one job per (family, split).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hillclimb.data.config import DecontaminateConfig
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.io import atomic_path
+
+FILTER_NAME = "decontaminate"
+REASON = "contaminated"
+INDEX_FORMAT = "hillclimb-decontam-index-v1"
+
+_ESCAPE = re.compile(r"\\[ntr]")
+_WORD = re.compile(r"[^\W_]+")
+_MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the rolling hash
+_TOKEN_CACHE: dict[str, int] = {}
+_TOKEN_CACHE_MAX = 1 << 18  # distinct tokens memoised per process (~40 MB)
+
+
+def normalize_tokens(text: str) -> list[str]:
+    """Lowercased runs of letters/digits; `\\n`, `\\t`, `\\r` escapes count as whitespace."""
+    return _WORD.findall(_ESCAPE.sub(" ", text.lower()))
+
+
+def _token_hash(tok: str) -> int:
+    h = _TOKEN_CACHE.get(tok)
+    if h is None:
+        if len(_TOKEN_CACHE) >= _TOKEN_CACHE_MAX:
+            _TOKEN_CACHE.clear()
+        digest = hashlib.blake2b(tok.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        h = _TOKEN_CACHE[tok] = int.from_bytes(digest, "little")
+    return h
+
+
+def token_ids(tokens: list[str]) -> np.ndarray:
+    return np.fromiter(map(_token_hash, tokens), dtype=np.uint64, count=len(tokens))
+
+
+def ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """Rolling hashes of every n consecutive token ids (empty if fewer than n)."""
+    m = len(ids) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    h = ids[:m].copy()
+    for j in range(1, n):
+        h *= _MULT
+        h += ids[j : j + m]
+    return h
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe text: `id` of the evaluation item, `origin` ("problems:<split>" or
+    "file:<name>")."""
+
+    id: str
+    origin: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Match:
+    probe: str
+    origin: str
+    ngram: str  # the matching normalised tokens, space-joined
+    tokens: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Probe sources
+# ---------------------------------------------------------------------------------------------
+
+_PROBLEM_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+
+
+def _part_records(args: tuple[list[int], int, str, str]) -> list[dict[str, Any]]:
+    import hillclimb.problems as P
+
+    seeds, n_per_tier, family, split = args
+    return P.contamination_probes(
+        seeds=seeds, n_per_tier=n_per_tier, families=[family], splits=(split,)
+    )
+
+
+def problem_probe_records(
+    seeds: list[int], n_per_tier: int, families: list[str], workers: int = 1
+) -> list[dict[str, Any]]:
+    """`hillclimb.problems.contamination_probes(...)`, memoised per process.
+
+    With `workers > 1` it is computed as one job per (family, split) in a process pool — code
+    families, the slow ones, first — and the parts are concatenated in (family, split) order,
+    which is the single call's own loop order, so the records are identical."""
+    if not seeds or n_per_tier <= 0:
+        return []
+    key = (tuple(seeds), n_per_tier, tuple(families))
+    if key not in _PROBLEM_CACHE:
+        import inspect
+
+        import hillclimb.problems as P
+
+        unknown = sorted(set(families) - set(P.FAMILIES))
+        if unknown:
+            raise ConfigError(
+                f"[data.decontaminate] unknown problems_families {unknown}; "
+                f"known: {sorted(P.FAMILIES)}"
+            )
+        fams = list(families) or list(P.FAMILIES)
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            splits = inspect.signature(P.contamination_probes).parameters["splits"].default
+            parts = [(f, s) for f in fams for s in splits]
+            order = sorted(parts, key=lambda fs: P.FAMILIES[fs[0]] != "code")
+            jobs = [(list(seeds), n_per_tier, f, s) for f, s in order]
+            with ProcessPoolExecutor(min(workers, len(jobs))) as ex:
+                done = dict(zip(order, ex.map(_part_records, jobs), strict=True))
+            _PROBLEM_CACHE[key] = [r for fs in parts for r in done[fs]]
+        else:
+            _PROBLEM_CACHE[key] = P.contamination_probes(
+                seeds=list(seeds), n_per_tier=n_per_tier, families=fams
+            )
+    return _PROBLEM_CACHE[key]
+
+
+def _bad_file(path: str, why: str) -> ConfigError:
+    return ConfigError(f"[data.decontaminate] eval file {path}: {why}")
+
+
+def file_probes(path: str, text_fields: list[str]) -> tuple[list[Probe], dict[str, Any]]:
+    """Probes of one JSONL(.gz) eval file: each line a JSON string, a list of strings, or an
+    object whose `text_fields` hold a string or a list of strings (its `id`, if any, names it).
+    Anything else is an error: a silently empty eval set would let contamination through."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+        data = gzip.decompress(raw) if p.name.endswith(".gz") else raw
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise _bad_file(path, f"cannot read it ({exc.strerror or exc})") from None
+    except (EOFError, gzip.BadGzipFile) as exc:
+        raise _bad_file(path, f"not valid gzip ({exc})") from None
+    except UnicodeDecodeError:
+        raise _bad_file(path, "not UTF-8") from None
+    probes: list[Probe] = []
+    origin = f"file:{p.name}"
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            raise _bad_file(path, f"line {lineno} is not JSON") from None
+        texts: list[str] = []
+        ident = f"{p.name}:{lineno}"
+        if isinstance(obj, str):
+            texts = [obj]
+        elif isinstance(obj, list) and all(isinstance(t, str) for t in obj):
+            texts = list(obj)
+        elif isinstance(obj, dict):
+            if isinstance(obj.get("id"), (str, int)) and not isinstance(obj.get("id"), bool):
+                ident = f"{p.name}:{obj['id']}"
+            for f in text_fields:
+                v = obj.get(f)
+                if isinstance(v, str):
+                    texts.append(v)
+                elif isinstance(v, list) and all(isinstance(t, str) for t in v):
+                    texts.extend(v)
+            if not texts:
+                raise _bad_file(
+                    path, f"line {lineno} has none of the text fields {text_fields} as a string "
+                    "or list of strings (set [data.decontaminate] text_fields)",
+                )  # fmt: skip
+        else:
+            raise _bad_file(
+                path, f"line {lineno} is neither a string, a list of strings nor an object"
+            )
+        probes += [Probe(ident, origin, t) for t in texts]
+    if not probes:
+        raise _bad_file(path, "holds no probe texts")
+    info = {"path": str(path), "sha256": hashlib.sha256(raw).hexdigest(), "probes": len(probes)}
+    return probes, info
+
+
+def collect_probes(
+    cfg: DecontaminateConfig, workers: int = 1
+) -> tuple[list[Probe], dict[str, Any]]:
+    """All probe texts of a config, in a fixed order (problems, then files), and what they came
+    from. Eval files are read first: a bad one fails before seconds of problem generation."""
+    from_files: list[Probe] = []
+    files = []
+    for f in cfg.files:
+        fp, info = file_probes(f, cfg.text_fields)
+        from_files += fp
+        files.append(info)
+    records = problem_probe_records(
+        cfg.problems_seeds, cfg.problems_n_per_tier, cfg.problems_families, workers
+    )
+    probes = [Probe(r["id"], f"problems:{r['split']}", t) for r in records for t in r["texts"] if t]
+    return probes + from_files, {"problem_items": len(records), "files": files}
+
+
+# ---------------------------------------------------------------------------------------------
+# The index
+# ---------------------------------------------------------------------------------------------
+
+
+class ProbeIndex:
+    """Hashed probe n-grams (length `ngram`) and whole short probes (lengths `min_tokens` ..
+    `ngram - 1`), each a sorted `uint64` array with the owning probe of every hash."""
+
+    def __init__(
+        self,
+        ngram: int,
+        min_tokens: int,
+        tables: dict[int, tuple[np.ndarray, np.ndarray]],
+        labels: list[tuple[str, str]],
+        stats: dict[str, Any],
+    ):
+        self.ngram = ngram
+        self.min_tokens = min_tokens
+        self.tables = tables
+        self.labels = labels  # probe index -> (id, origin)
+        # canonical key order, so a fresh index and one reloaded from disk give the same card
+        self.stats: dict[str, Any] = json.loads(json.dumps(stats, sort_keys=True))
+        self._lengths = sorted(tables)
+        self.item_ids = frozenset(pid for pid, origin in labels if origin.startswith("problems:"))
+        self.origin_of = {pid: origin for pid, origin in reversed(labels)}
+
+    @classmethod
+    def build(
+        cls, probes: list[Probe], ngram: int, min_tokens: int, info: dict[str, Any] | None = None
+    ) -> ProbeIndex:
+        parts: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        too_short = whole = 0
+        by_origin: Counter[str] = Counter()
+        for i, p in enumerate(probes):
+            by_origin[p.origin] += 1
+            ids = token_ids(normalize_tokens(p.text))
+            if len(ids) < min_tokens:
+                too_short += 1
+                continue
+            length = min(len(ids), ngram)
+            if length < ngram:
+                whole += 1
+            h = ngram_hashes(ids, length)
+            ks, os_ = parts.setdefault(length, ([], []))
+            ks.append(h)
+            os_.append(np.full(len(h), i, dtype=np.int32))
+        tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for length, (ks, os_) in sorted(parts.items()):
+            keys, owners = np.concatenate(ks), np.concatenate(os_)
+            order = np.lexsort((owners, keys))  # by hash, then by the first probe that owns it
+            keys, owners = keys[order], owners[order]
+            keep = np.ones(len(keys), dtype=bool)
+            keep[1:] = keys[1:] != keys[:-1]
+            tables[length] = (keys[keep], owners[keep])
+        stats = {
+            "probes": len(probes),
+            "too_short": too_short,
+            "whole_text_probes": whole,
+            "ngrams": int(sum(len(k) for k, _ in tables.values())),
+            "by_origin": dict(sorted(by_origin.items())),
+            **(info or {}),
+        }
+        labels = [(p.id, p.origin) for p in probes]
+        return cls(ngram, min_tokens, tables, labels, stats)
+
+    # ---- persistence (the work directory's cache) ------------------------------------------
+    def save(self, path: Path) -> None:
+        head = {
+            "format": INDEX_FORMAT,
+            "ngram": self.ngram,
+            "min_tokens": self.min_tokens,
+            "labels": self.labels,
+            "stats": self.stats,
+        }
+        arrays: dict[str, np.ndarray] = {
+            "head": np.frombuffer(json.dumps(head, sort_keys=True).encode(), dtype=np.uint8)
+        }
+        for length, (keys, owners) in self.tables.items():
+            arrays[f"keys{length}"], arrays[f"owners{length}"] = keys, owners
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ProbeIndex:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                head = json.loads(bytes(z["head"]))
+                tables = {
+                    int(k[4:]): (z[k], z[f"owners{k[4:]}"]) for k in z.files if k.startswith("keys")
+                }
+        except (OSError, ValueError, KeyError) as exc:
+            raise HillclimbError(f"corrupt probe index {path}: {exc}; rerun with --force") from exc
+        if head.get("format") != INDEX_FORMAT:
+            raise HillclimbError(f"probe index {path} has an unknown format; rerun with --force")
+        labels = [(a, b) for a, b in head["labels"]]
+        return cls(head["ngram"], head["min_tokens"], tables, labels, head["stats"])
+
+    # ---- matching -------------------------------------------------------------------------
+    def match(self, text: str) -> Match | None:
+        """The longest-length, first-position probe match in `text`, or None if clean."""
+        if not self._lengths:
+            return None
+        toks = normalize_tokens(text)
+        if len(toks) < self._lengths[0]:
+            return None
+        ids = token_ids(toks)
+        best: tuple[int, int, int] | None = None  # (length, position, probe)
+        h = ngram_hashes(ids, self._lengths[0])
+        length = self._lengths[0]
+        while True:
+            table = self.tables.get(length)
+            if table is not None and len(h):
+                keys, owners = table
+                pos = np.searchsorted(keys, h)
+                pos[pos == len(keys)] = 0
+                hit = np.flatnonzero(keys[pos] == h)
+                if len(hit):
+                    i = int(hit[0])
+                    best = (length, i, int(owners[pos[i]]))
+            if length >= self.ngram or len(h) <= 1:
+                break
+            # extend every (length)-gram by the next token: (length + 1)-grams
+            h = h[:-1] * _MULT + ids[length:]
+            length += 1
+        if best is None:
+            return None
+        length, i, owner = best
+        pid, origin = self.labels[owner]
+        return Match(pid, origin, " ".join(toks[i : i + length]), length)
+
+
+class Decontaminator:
+    """Judges documents against a `ProbeIndex` (one per filter worker).
+
+    Documents of a `generators` source are our own training problems, split from the evaluation
+    items by problem key (problems/base.py). One is contaminated when it *is* an evaluation item
+    (its `problem_id` is a probe's id: the split leaked). Its n-gram overlaps with probes are
+    expected — sibling problems share template sentences and sub-steps ("... for 4 hours then at
+    35 miles per hour for 3 hours ...") — so by default they are kept and counted
+    (`generator_overlaps = "keep"`), not dropped."""
+
+    name = FILTER_NAME
+
+    def __init__(self, index: ProbeIndex, cfg: DecontaminateConfig, generator_sources: set[str]):
+        self.index = index
+        self.drop_generator_overlaps = cfg.generator_overlaps == "drop"
+        self.generator_sources = frozenset(generator_sources)
+
+    def check(self, text: str, source: str, problem_id: str | None) -> tuple[str, Match | None]:
+        """("drop" | "overlap" | "clean", the match)."""
+        generated = source in self.generator_sources
+        if generated and problem_id is not None and problem_id in self.index.item_ids:
+            origin = self.index.origin_of[problem_id]
+            return "drop", Match(problem_id, origin, f"the evaluation item itself ({origin})", 0)
+        m = self.index.match(text)
+        if m is None:
+            return "clean", None
+        if generated and not self.drop_generator_overlaps:
+            return "overlap", m
+        return "drop", m
+
+
+def build_index(cfg: DecontaminateConfig, workers: int = 1) -> ProbeIndex:
+    """The probe index of a config (`workers` processes generate the problem probes)."""
+    probes, info = collect_probes(cfg, workers)
+    return ProbeIndex.build(probes, cfg.ngram, cfg.min_tokens, info)
+
+
+def coverage_gap(
+    cfg: DecontaminateConfig, seed: int, n_per_tier: int, families: list[str] | None
+) -> str | None:
+    """Why the problem probes of `cfg` would miss items of an evaluation suite (`problem_suite(
+    seed, split, n_per_tier, families)`), or None when they cover it (or decontamination is off,
+    which is then the recipe's explicit choice). Suites are prefixes of longer ones, so
+    `problems_n_per_tier >= n_per_tier` covers every split's items."""
+    if not cfg.enabled:
+        return None
+    w = "[data.decontaminate]"
+    if seed not in cfg.problems_seeds:
+        return f"{w} problems_seeds {cfg.problems_seeds} lacks the evaluation seed {seed}"
+    if n_per_tier > cfg.problems_n_per_tier:
+        return (
+            f"{w} problems_n_per_tier {cfg.problems_n_per_tier} is below the evaluation's "
+            f"n_per_tier {n_per_tier}"
+        )
+    if cfg.problems_families:
+        import hillclimb.problems as P
+
+        missing = sorted(set(families or P.FAMILIES) - set(cfg.problems_families))
+        if missing:
+            return f"{w} problems_families lacks the evaluated families {missing}"
+    return None

@@ -1,0 +1,333 @@
+"""Task accuracy that does not hide failures: per family × tier × split, beside its baselines.
+
+What `hillclimb eval` and the climb report show for every family × tier cell, on each evaluation
+split (`problems.EVAL_SPLITS`: `heldout` = new problems, for code new *functions*; and
+`heldout_phrasing` = the same problems in wordings never trained on; held-out families appear in
+both and are flagged):
+
+- **greedy accuracy** (temperature 0: a deterministic function of the weights) and, when
+  `samples_per_item > 0`, **sampled pass@k** (unbiased estimator, `eval.metrics`);
+- the **no-training baseline** beside it (`eval.baselines`: lookup table over training items,
+  majority answer, chance for multiple choice);
+- the **truncation share** (`finish_reason == "length"`) and **tokens per correct answer**;
+- `max_tokens` per cell, sized from the longest reference solution of the cell (worked reasoning +
+  final answer, in the model's own tokens) × `max_tokens_margin` + 16, so a correct answer is
+  never cut off for being long (a fixed 64 used to cut tier-3/4 solutions that need 120+).
+  A fixed `max_tokens` may still be given; truncated answers are then counted as such.
+
+Rollouts go through `rl.rollout.rollout_and_check`, the same function RL uses for rewards.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hillclimb.errors import ConfigError
+
+TASKS_FORMAT = "hillclimb-tasks-v2"
+
+
+@dataclass
+class TaskEvalConfig:
+    n_per_tier: int = 20
+    families: list[str] | None = None
+    tiers: list[int] | None = None
+    splits: list[str] = field(default_factory=lambda: ["heldout", "heldout_phrasing"])
+    seed: int = 0
+    max_tokens: int | None = None  # None: per family x tier from the reference solutions
+    max_tokens_margin: float = 1.5
+    batch_size: int = 32
+    samples_per_item: int = 0  # sampled pass@k: samples per item (0: greedy only)
+    pass_k: list[int] = field(default_factory=lambda: [1])
+    temperature: float = 0.8
+    top_p: float = 0.95
+    sample_splits: list[str] | None = None  # splits that get sampled pass@k (None: all)
+    baseline_train_n: int = 500
+    examples: int = 8  # sample generations kept for the report, spread over families
+
+    def validate(self) -> None:
+        from hillclimb import problems as P
+
+        for f in self.families or []:
+            if f not in P.FAMILIES:
+                raise ConfigError(f"unknown problem family {f!r}; known: {sorted(P.FAMILIES)}")
+        for t in self.tiers or []:
+            if t not in P.TIERS:
+                raise ConfigError(f"tier {t} not in {list(P.TIERS)}")
+        for s in self.splits + list(self.sample_splits or []):
+            if s not in P.SPLITS:
+                raise ConfigError(f"unknown split {s!r}; splits are {list(P.SPLITS)}")
+        if not self.splits:
+            raise ConfigError("at least one evaluation split is needed")
+        if self.n_per_tier < 1:
+            raise ConfigError("n_per_tier must be >= 1")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError("max_tokens must be >= 1 (or omitted for per-cell sizing)")
+        if self.batch_size < 1 or self.baseline_train_n < 0 or self.samples_per_item < 0:
+            raise ConfigError("batch_size >= 1, baseline_train_n >= 0, samples_per_item >= 0")
+        for k in self.pass_k:
+            if self.samples_per_item and not 1 <= k <= self.samples_per_item:
+                raise ConfigError(
+                    f"pass@{k} needs 1 <= k <= samples_per_item ({self.samples_per_item})"
+                )
+        if self.max_tokens_margin < 1.0:
+            raise ConfigError("max_tokens_margin must be >= 1")
+
+
+def reference_tokens(tokenizer: Any, p: Any) -> int:
+    """Tokens of the reference assistant turn: `<think>` reasoning `</think>` + final answer."""
+    from hillclimb.problems.verify import final_content
+
+    return len(tokenizer.encode(f"<think>\n{p.reasoning}\n</think>\n\n{final_content(p)}")) + 2
+
+
+def cell_max_tokens(tokenizer: Any, items: list[Any], margin: float) -> int:
+    longest = max(reference_tokens(tokenizer, p) for p in items)
+    return int(math.ceil((longest * margin + 16) / 8) * 8)
+
+
+def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
+    """Greedy (and optionally sampled) accuracy per family × tier × split, with baselines."""
+    from hillclimb import problems as P
+    from hillclimb.eval.baselines import cell_baselines, summarise
+    from hillclimb.eval.metrics import mean_pass_at_k
+    from hillclimb.rl.rollout import rollout_and_check
+
+    cfg.validate()
+    fams = list(cfg.families or P.FAMILIES)
+    tiers = list(cfg.tiers or P.TIERS)
+    t0 = time.perf_counter()
+    suite: dict[str, list[Any]] = {
+        s: P.problem_suite(cfg.seed, s, cfg.n_per_tier, fams, tiers) for s in cfg.splits
+    }
+    items = [p for s in cfg.splits for p in suite[s]]
+    tok = engine.tokenizer
+    caps: dict[tuple[str, int], int] = {}
+    for f in fams:
+        for t in tiers:
+            cell = [p for p in items if p.family == f and p.tier == t]
+            caps[(f, t)] = cfg.max_tokens or cell_max_tokens(tok, cell, cfg.max_tokens_margin)
+    suite_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    greedy = rollout_and_check(
+        engine,
+        items,
+        n=1,
+        max_tokens=[caps[(p.family, p.tier)] for p in items],
+        temperature=0.0,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+    )
+    greedy_s = time.perf_counter() - t1
+
+    sampled_by_id: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    sampled_s = 0.0
+    if cfg.samples_per_item > 0:
+        sample_splits = cfg.sample_splits or cfg.splits
+        s_items = [p for s in cfg.splits if s in sample_splits for p in suite[s]]
+        t2 = time.perf_counter()
+        rolls = rollout_and_check(
+            engine,
+            s_items,
+            n=cfg.samples_per_item,
+            max_tokens=[caps[(p.family, p.tier)] for p in s_items],
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+        )
+        sampled_s = time.perf_counter() - t2
+        for r in rolls:
+            sampled_by_id[(r.problem.split, r.problem.id)].append(r)
+
+    t3 = time.perf_counter()
+    base: dict[tuple[str, int], list[Any]] = {}
+    for f in fams:
+        for t in tiers:
+            train = (
+                P.generate(f, t, cfg.baseline_train_n, cfg.seed, "train")
+                if f not in P.HELDOUT_FAMILIES and cfg.baseline_train_n
+                else []
+            )
+            base[(f, t)] = train
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    for s in cfg.splits:
+        for f in fams:
+            for t in tiers:
+                cell = [p for p in suite[s] if p.family == f and p.tier == t]
+                for p, o in zip(cell, cell_baselines(cell, base[(f, t)]), strict=True):
+                    outcomes[f"{s}/{p.id}"] = o
+    baseline_s = time.perf_counter() - t3
+
+    cells: list[dict[str, Any]] = []
+    by_split: dict[str, Any] = {}
+    for s in cfg.splits:
+        rows = [r for r in greedy if r.problem.split == s]
+        by_ft: dict[str, dict[str, Any]] = {}
+        for f in fams:
+            for t in tiers:
+                rs = [r for r in rows if r.problem.family == f and r.problem.tier == t]
+                if not rs:
+                    continue
+                cell = _cell(
+                    rs,
+                    [outcomes[f"{s}/{r.problem.id}"] for r in rs],
+                    [sampled_by_id.get((s, r.problem.id), []) for r in rs],
+                    cfg,
+                    mean_pass_at_k,
+                    summarise,
+                )
+                cell.update(
+                    family=f,
+                    tier=t,
+                    kind=P.FAMILIES[f],
+                    split=s,
+                    heldout_family=f in P.HELDOUT_FAMILIES,
+                    max_tokens=caps[(f, t)],
+                )
+                cells.append(cell)
+                by_ft.setdefault(f, {})[str(t)] = cell
+        by_split[s] = {
+            **_totals(rows),
+            "by_family_tier": by_ft,
+            "by_kind_tier": _by_kind_tier(rows, tiers, P),
+        }
+
+    first = cfg.splits[0]
+    finish: dict[str, int] = defaultdict(int)
+    for r in greedy:
+        finish[r.finish_reason] += 1
+    gen_tokens = sum(r.completion_tokens for r in greedy)
+    return {
+        "format": TASKS_FORMAT,
+        "settings": {**asdict(cfg), "families": fams, "tiers": tiers, "temperature_greedy": 0.0},
+        "cells": cells,
+        "splits": by_split,
+        # The first split (held-out problems) at the top level, as before.
+        **{k: by_split[first][k] for k in ("accuracy", "n", "correct", "by_kind_tier")},
+        "by_family_tier": by_split[first]["by_family_tier"],
+        "finish_reasons": dict(finish),
+        "truncated_share": sum(r.truncated for r in greedy) / max(1, len(greedy)),
+        "mean_completion_tokens": gen_tokens / max(1, len(greedy)),
+        "samples": _examples(greedy, fams, cfg.examples),
+        "seconds": {
+            "suite": round(suite_s, 3),
+            "greedy": round(greedy_s, 3),
+            "sampled": round(sampled_s, 3),
+            "baselines": round(baseline_s, 3),
+        },
+        "gen_tokens_per_s": gen_tokens / greedy_s if greedy_s > 0 else 0.0,
+    }
+
+
+def _cell(
+    rs: list[Any],
+    base: list[dict[str, Any]],
+    sampled: list[list[Any]],
+    cfg: TaskEvalConfig,
+    mean_pass_at_k: Any,
+    summarise: Any,
+) -> dict[str, Any]:
+    n = len(rs)
+    correct = [r for r in rs if r.passed]
+    truncated = sum(r.truncated for r in rs)
+    statuses: dict[str, int] = defaultdict(int)
+    for r in rs:
+        statuses[r.status] += 1
+    cell: dict[str, Any] = {
+        "n": n,
+        "correct": len(correct),
+        "accuracy": len(correct) / n,
+        "truncated": truncated,
+        "truncated_share": truncated / n,
+        "statuses": dict(statuses),
+        "mean_completion_tokens": sum(r.completion_tokens for r in rs) / n,
+        "tokens_per_correct": (
+            sum(r.completion_tokens for r in correct) / len(correct) if correct else None
+        ),
+        "baseline": summarise(base).to_dict(),
+        "pass_at_k": None,
+    }
+    if any(sampled):
+        counts = [(len(ss), sum(x.passed for x in ss)) for ss in sampled if ss]
+        cell["pass_at_k"] = {str(k): mean_pass_at_k(counts, k) for k in cfg.pass_k}
+        flat = [x for ss in sampled for x in ss]
+        cell["sampled"] = {
+            "samples_per_item": cfg.samples_per_item,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "truncated_share": sum(x.truncated for x in flat) / len(flat),
+        }
+    return cell
+
+
+def _totals(rows: list[Any]) -> dict[str, Any]:
+    c = sum(r.passed for r in rows)
+    return {"n": len(rows), "correct": c, "accuracy": c / len(rows) if rows else 0.0}
+
+
+def _by_kind_tier(rows: list[Any], tiers: list[int], P: Any) -> dict[str, Any]:
+    """Per kind (trainable families) and for the held-out families, per tier."""
+    out: dict[str, Any] = {}
+    for kind in ("reasoning", "code", "heldout_family"):
+        for t in tiers:
+            sel = [
+                r.passed
+                for r in rows
+                if r.problem.tier == t
+                and (
+                    r.problem.family in P.HELDOUT_FAMILIES
+                    if kind == "heldout_family"
+                    else r.problem.kind == kind and r.problem.family not in P.HELDOUT_FAMILIES
+                )
+            ]
+            if sel:
+                out.setdefault(kind, {})[str(t)] = {
+                    "correct": sum(sel),
+                    "n": len(sel),
+                    "accuracy": sum(sel) / len(sel),
+                }
+    return out
+
+
+def _examples(rolls: list[Any], fams: list[str], limit: int) -> list[dict[str, Any]]:
+    """A few generations for the report: one per family and split (held-out problems first,
+    easiest tier first), up to `limit`."""
+    splits = list(dict.fromkeys(r.problem.split for r in rolls))
+    order = sorted(
+        (r for r in rolls if r.finish_reason != "prompt_too_long"),
+        key=lambda r: (
+            splits.index(r.problem.split),
+            r.problem.tier,
+            fams.index(r.problem.family),
+        ),
+    )
+    picked: list[Any] = []
+    seen: set[tuple[str, str]] = set()
+    for r in order:
+        if len(picked) >= limit:
+            break
+        if (r.problem.family, r.problem.split) not in seen:
+            seen.add((r.problem.family, r.problem.split))
+            picked.append(r)
+    return [
+        {
+            "id": r.problem.id,
+            "family": r.problem.family,
+            "tier": r.problem.tier,
+            "split": r.problem.split,
+            "prompt": r.problem.prompt,
+            "expected": r.problem.answer,
+            "reasoning": r.reasoning_text,
+            "content": r.content_text,
+            "finish_reason": r.finish_reason,
+            "status": r.status,
+            "correct": r.passed,
+        }
+        for r in picked
+    ]

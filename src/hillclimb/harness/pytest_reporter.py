@@ -1,0 +1,233 @@
+"""The pytest half of the grader's trusted result channel (a plugin the grader copies and loads).
+
+Why a plugin instead of reading pytest's text: code under test shares stdout with pytest, so it
+can print `PASSED tests/x.py::test_y` and exit; text is not evidence. This file is copied by
+`results_channel.py` into a fresh directory inside the graded workspace (after the patch is
+applied, under a random module name) and loaded with `-p NAME` through `PYTEST_ADDOPTS`, so pytest
+imports it during argument parsing: before any conftest.py, before any test module, and — because
+the grader runs the command with `PYTHONSAFEPATH=1` and only that directory on `PYTHONPATH` —
+before anything in the workspace can even be imported. On import it
+
+1. imports what it needs with the workspace off sys.path, and checks that no module loaded so
+   far comes from the workspace (a shadowed stdlib module would be attacker code running before
+   us; if one did, the key is destroyed unused and the run reports nothing);
+2. claims the one-shot key: renames `key` to a private name, reads it, deletes it. A second
+   pytest started by the same command finds no key and reports nothing (only a `nokey` note);
+3. gives the command back its own environment (PYTHONPATH, PYTEST_ADDOPTS, PYTHONSAFEPATH) and
+   sys.path (`python -m` puts the current directory first; the task's PYTHONPATH follows), so
+   tests and the subprocesses they start see what they would have seen without us;
+4. reports one record per test — setup/call/teardown worst wins, xfail/skip as pytest's `-rA`
+   summary — plus collection errors, and at the end the session's exit status and the conftest.py
+   files that were loaded, each line signed with HMAC-SHA256 under the key.
+
+The key never appears in a file or in output after step 2, so records the grader accepts can only
+come from this plugin — or from code that digs the key out of this process's memory (tests run in
+the same interpreter; the threat model in grading.py says what that does and does not stop).
+
+Stdlib only, and inert unless `grader.json` sits next to it (importing it from the installed
+package does nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+CONFIG_NAME = "grader.json"
+KEY_NAME = "key"
+RECORDS_NAME = "records.jsonl"
+PROTECTED_ENV = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTHONSAFEPATH")
+_SEVERITY = {"passed": 0, "xfailed": 1, "skipped": 1, "xpassed": 2, "failed": 3, "error": 4}
+_DIR = os.path.dirname(os.path.realpath(__file__))
+_WORKSPACE = os.path.dirname(_DIR)  # the grader directory sits at the workspace's top
+
+# Set when this copy holds the key; the hooks below do nothing without it.
+_state: dict | None = None
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def workspace_modules(workspace: str, own_dir: str) -> list[str]:
+    """Names of loaded modules whose file lies in `workspace` (outside `own_dir`)."""
+    out = []
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if isinstance(f, str) and f:
+            real = os.path.realpath(f)
+            if _under(real, workspace) and not _under(real, own_dir):
+                out.append(name)
+    return sorted(out)
+
+
+def _claim_key(directory: str) -> str | None:
+    path = os.path.join(directory, KEY_NAME)
+    mine = f"{path}.{os.getpid()}"
+    try:
+        os.rename(path, mine)  # atomic: exactly one runner gets the key
+    except OSError:
+        return None
+    try:
+        with open(mine, encoding="ascii") as f:
+            return f.read().strip() or None
+    except (OSError, ValueError):
+        return None
+    finally:
+        _unlink(mine)
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+def _restore_environment(cfg: dict) -> None:
+    for name, value in cfg.get("env", {}).items():
+        if name not in PROTECTED_ENV:
+            continue
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    here = [i for i, p in enumerate(sys.path) if p and os.path.realpath(p) == _DIR]
+    at = here[0] if here else 0
+    sys.path[:] = [p for i, p in enumerate(sys.path) if i not in here]
+    front: list[str] = []
+    if cfg.get("safe_path_added") and sys.flags.safe_path:
+        main = sys.modules.get("__main__")
+        argv0 = sys.argv[0] if sys.argv else ""
+        if getattr(main, "__spec__", None) is not None:  # python -m pytest
+            front.append(os.getcwd())
+        elif argv0 in ("", "-c"):
+            front.append("")
+        else:
+            front.append(os.path.dirname(os.path.realpath(argv0)))
+    front += [os.path.abspath(p) for p in cfg.get("pythonpath", []) if p]
+    sys.path[at:at] = [p for p in front if p not in sys.path]
+
+
+def _import_stdlib():
+    """Import what the plugin needs with every workspace directory off sys.path (pytest's
+    `pythonpath` option may have put one there, and a `hmac.py` in it would otherwise run before
+    the key is claimed)."""
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if not _under(os.path.realpath(p or os.curdir), _WORKSPACE)]
+    try:
+        import hashlib
+        import hmac
+        import json
+    finally:
+        sys.path[:] = saved
+    return hashlib, hmac, json
+
+
+def _activate() -> None:
+    global _state
+    cfg_path = os.path.join(_DIR, CONFIG_NAME)
+    if not os.path.isfile(cfg_path):
+        return  # not a grader copy
+    hashlib, hmac, json = _import_stdlib()
+    foreign = workspace_modules(_WORKSPACE, _DIR)
+    key = _claim_key(_DIR)
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    _restore_environment(cfg)
+    fd = os.open(os.path.join(_DIR, RECORDS_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def note(payload: dict) -> None:  # unsigned: informs the grader's message, proves nothing
+        _write(fd, json.dumps({"p": json.dumps(payload), "m": ""}))
+
+    if key is None:
+        note({"k": "nokey", "runner": "pytest", "pid": os.getpid()})
+        return
+    if foreign:
+        note({"k": "tampered", "runner": "pytest", "modules": foreign[:20]})
+        return
+    secret = key.encode("ascii")
+
+    def emit(payload: dict) -> None:
+        text = json.dumps(payload, sort_keys=True)
+        mac = hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+        _write(fd, json.dumps({"p": text, "m": mac}))
+
+    _state = {"emit": emit, "outcomes": {}, "conftests": {}, "sha256": hashlib.sha256}
+    emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
+
+
+def _write(fd: int, line: str) -> None:
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+    except OSError:
+        return  # a lost record counts against the submission, never for it
+
+
+def outcome_of(report) -> str | None:
+    """One phase's outcome in the `-rA` vocabulary (None: nothing to report for this phase)."""
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if report.passed:
+            return "xpassed" if xfail else "passed"
+        if report.skipped:
+            return "xfailed" if xfail else "skipped"
+        return "failed"
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return None
+
+
+# ---- hooks --------------------------------------------------------------------------------------
+
+
+def pytest_plugin_registered(plugin, plugin_name, manager):
+    if _state is None:
+        return
+    f = getattr(plugin, "__file__", None)
+    if isinstance(f, str) and os.path.basename(f) == "conftest.py":
+        real = os.path.realpath(f)
+        try:
+            with open(real, "rb") as fh:
+                digest = _state["sha256"](fh.read()).hexdigest()
+        except OSError:
+            digest = ""
+        _state["conftests"][real] = digest
+
+
+def pytest_collectreport(report):
+    if _state is not None and report.failed:
+        _state["emit"]({"k": "test", "id": report.nodeid, "o": "error"})
+
+
+def pytest_runtest_logreport(report):
+    if _state is None:
+        return
+    got = outcome_of(report)
+    if got is None:
+        return
+    prev = _state["outcomes"].get(report.nodeid)
+    if prev is None or _SEVERITY[got] > _SEVERITY[prev]:
+        _state["outcomes"][report.nodeid] = got
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    if _state is None:
+        return
+    got = _state["outcomes"].pop(nodeid, None)
+    if got is not None:
+        _state["emit"]({"k": "test", "id": nodeid, "o": got})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _state is None:
+        return
+    # Tests still pending here never finished their teardown (interrupted): not reported.
+    conftests = sorted(_state["conftests"].items())
+    _state["emit"]({"k": "end", "runner": "pytest", "exitstatus": int(exitstatus), "conftests": conftests})  # fmt: skip
+
+
+_activate()

@@ -1,0 +1,115 @@
+"""`hillclimb rl --model CKPT --out RUN [--config FILE.toml] [flags]`: RL with verifiable rewards.
+
+Flags map onto `RLConfig` fields (the training flags mean what they mean for `hillclimb train`);
+`--config` loads an `[rl]` table (or a flat table) first and flags override it. Resumable with
+`--resume`; runs under `torchrun --nproc_per_node N -m hillclimb rl ...` (DDP, gloo on CPU).
+The run directory gets checkpoints/ and final/ (HF layout), metrics.jsonl (one record per RL
+step), curve.jsonl (greedy val pass rate per family x tier), rl.json (summary) and report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import ConfigError
+
+_RL_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--families", "families", "list", "comma-separated families (default: the model's kind)"),
+    ("--tiers", "tiers", "ints", "comma-separated tiers (default 1,2,3,4)"),
+    ("--start-tier", "start_tier", int, "curriculum: first unlocked tier (1)"),
+    ("--promote-at", "promote_at", float, "unlock the next tier at this pass rate (0.8)"),
+    ("--prompts-per-step", "prompts_per_step", int, "prompts per RL step (8)"),
+    ("--group-size", "group_size", int, "G: samples per prompt, >= 2 (8)"),
+    ("--temperature", "temperature", float, "rollout temperature (1.0)"),
+    ("--max-tokens", "max_tokens", int, "completion budget (default: per cell from references)"),
+    ("--reward", "reward", str, "custom reward 'module:function' (Rollout -> float)"),
+    ("--format-reward", "format_reward", float, "bonus for an extractable answer (0)"),
+    ("--overlong", "overlong", str, "truncated completions: mask | soft | none (mask)"),
+    ("--length-penalty", "length_penalty", str, "none | alp (solve-rate-scaled, arXiv 2506.05256)"),
+    ("--alp-beta", "alp_beta", float, "ALP coefficient (0.5, length / budget)"),
+    ("--length-start-step", "length_start_step", int, "RL step at which ALP switches on (0)"),
+    ("--clip-low", "clip_low", float, "PPO clip below (0.2)"),
+    ("--clip-high", "clip_high", float, "clip above, DAPO clip-higher (0.28)"),
+    ("--loss-agg", "loss_agg", str, "token-mean (DAPO) | seq-mean (GRPO) | dr-grpo"),
+    ("--no-std-norm", "std_norm", "false", "do not divide advantages by the group std (Dr. GRPO)"),
+    ("--kl-beta", "kl_beta", float, "KL weight to the initial policy, k3 (0)"),
+    ("--epochs", "epochs", int, "policy epochs per batch (1)"),
+    ("--minibatches", "minibatches", int, "optimizer steps per epoch (1)"),
+    ("--no-dynamic-sampling", "dynamic_sampling", "false", "keep groups with equal rewards"),
+    ("--eval-every", "eval_every", int, "RL steps between val-split evaluations (10; 0: off)"),
+    ("--eval-n-per-tier", "eval_n_per_tier", int, "val problems per family x tier (8)"),
+    ("--engine-batch", "engine_batch", int, "concurrent rollouts in the engine (64)"),
+]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from hillclimb.train.cli import _add_common
+
+    p = sub.add_parser(
+        "rl",
+        help="reinforcement learning with verifiable rewards (GRPO family, length control)",
+        description="RL from a checkpoint on our problem generators' train split: sampled groups, "
+        "verifier rewards (exact answers, sandboxed tests), clipped policy gradient. "
+        "Resumable; torchrun-able.",
+    )
+    p.add_argument("--model", dest="init", type=Path, default=None, help="checkpoint to start from")
+    for flag, dest, typ, hlp in _RL_FLAGS:
+        if typ == "false":
+            p.add_argument(
+                flag, dest=dest, action="store_const", const=False, default=None, help=hlp
+            )
+        elif typ == "list":
+            p.add_argument(flag, dest=dest, type=_list, default=None, help=hlp)
+        elif typ == "ints":
+            p.add_argument(flag, dest=dest, type=_ints, default=None, help=hlp)
+        else:
+            p.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
+    _add_common(p)
+    p.set_defaults(func=_handle, _parser=p)
+
+
+def _list(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        return [int(x) for x in _list(s)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from hillclimb.rl.config import RLConfig
+    from hillclimb.train.cli import _collect, _cpu_env, _is_main
+
+    _cpu_env()
+    fields = {f.name for f in dataclasses.fields(RLConfig)}
+    d = _collect(args, "rl", fields)
+    if not d.get("init"):
+        raise ConfigError("pass --model CHECKPOINT (the SFT model to start RL from)")
+    cfg = RLConfig.from_dict(d)
+    from hillclimb.rl.report import write_rl_report
+    from hillclimb.rl.train import run_rl
+
+    res = run_rl(cfg)
+    if _is_main():
+        report = write_rl_report(Path(res["run_dir"]))
+        if args.json:
+            print(json.dumps(res, indent=2, default=str))
+        else:
+            first, last = res.get("first") or {}, res.get("last") or {}
+            print(
+                f"rl: {res['steps']} steps; train pass rate {first.get('pass_rate', 0):.0%} → "
+                f"{last.get('pass_rate', 0):.0%}, tokens {first.get('mean_tokens', 0):.0f} → "
+                f"{last.get('mean_tokens', 0):.0f}; final checkpoint: {res['final_dir']}; "
+                f"report: {report}",
+                file=sys.stderr,
+            )
+    return 0

@@ -1,0 +1,119 @@
+"""`RLConfig`: what `hillclimb rl` and the climb's `rl-<model>` stages run, with documented defaults.
+
+It extends `TrainConfig` (the optimizer, schedule, device, checkpointing and resume fields mean the
+same as in pre-training and SFT; `init` is the policy to start from, `steps` the number of RL
+steps) with the rollout, reward and loss settings. Each default names where its number comes
+from; where it is ours (tuned on the tiny models), it says so.
+
+One RL step: `prompts_per_step` prompts from the curriculum × `group_size` sampled completions
+each → rewards → group advantages → (dynamic sampling drops groups whose rewards are all equal and
+refills from the curriculum) → `epochs` passes of `minibatches` optimizer steps each → the engine
+syncs the new weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hillclimb.errors import ConfigError
+from hillclimb.rl.grpo import AGGREGATIONS
+from hillclimb.train.config import TrainConfig
+
+OVERLONG = ("mask", "soft", "none")
+LENGTH_PENALTIES = ("none", "alp")
+
+
+@dataclass
+class RLConfig(TrainConfig):
+    # ---- what to train on ----------------------------------------------------------------------
+    families: list[str] = field(default_factory=list)  # default: the model's kind (see rl.train)
+    tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    start_tier: int = 1  # curriculum: tiers above this unlock as lower ones saturate
+    promote_at: float = 0.8  # unlock the next tier when a tier's pass rate (EMA) reaches this
+    pool_size: int = 2000  # train-split problems drawn per family x tier to sample prompts from
+    # ---- rollouts --------------------------------------------------------------------------------
+    prompts_per_step: int = 8
+    group_size: int = 8  # G: DeepSeekMath used 64, DAPO 16; 8 keeps a CPU step short (ours)
+    temperature: float = 1.0  # sample from the policy itself (DAPO, Dr. GRPO use 1.0)
+    max_tokens: int | None = None  # None: per family x tier, 1.5x the longest reference + 16
+    engine_batch: int = 64  # concurrent rollouts in the engine (KV-cache slots)
+    # ---- rewards -----------------------------------------------------------------------------
+    reward: str | None = None  # "module:function" (Rollout -> float); None: correctness 1/0
+    format_reward: float = 0.0  # bonus for an extractable final answer (0: off)
+    overlong: str = "mask"  # truncated completions: "mask" (no gradient), "soft" (DAPO), "none"
+    overlong_buffer: int = 16  # "soft": tokens before the budget where the penalty ramps to -1
+    length_penalty: str = "none"  # "alp": solve-rate-scaled length penalty (arXiv 2506.05256)
+    alp_beta: float = 0.5  # ALP's β with length normalised by the cell's budget (ours)
+    length_start_step: int = 0  # ALP switches on at this RL step (after accuracy is established)
+    # ---- loss --------------------------------------------------------------------------------
+    clip_low: float = 0.2  # PPO ε (Schulman 2017; DAPO keeps 0.2 for the low side)
+    clip_high: float = 0.28  # DAPO clip-higher
+    loss_agg: str = "token-mean"  # DAPO; "seq-mean" = GRPO; "dr-grpo" = constant normaliser
+    std_norm: bool = True  # GRPO divides advantages by the group std; Dr. GRPO does not
+    kl_beta: float = 0.0  # KL to the initial policy (k3); 0 as in DAPO / Dr. GRPO
+    epochs: int = 1  # μ policy epochs per batch (1: on-policy, the ratio stays ≈ 1)
+    minibatches: int = 1  # optimizer steps per epoch
+    dynamic_sampling: bool = True  # DAPO: skip groups whose rewards are all equal
+    refill_rounds: int = 2  # dynamic sampling: extra rollout rounds to refill dropped groups
+    update_bias: bool = True  # keep the auxiliary-loss-free expert-bias updates during RL
+    # ---- monitoring ------------------------------------------------------------------------------
+    eval_every: int = 10  # RL steps between greedy evaluations on the val split (the curve)
+    eval_n_per_tier: int = 8
+    # ---- TrainConfig defaults that differ for RL ------------------------------------------------
+    lr: float = 2e-4  # ours (tiny models after SFT at 1e-3..2e-3)
+    schedule: str = "constant"
+    warmup_steps: int = 3
+    weight_decay: float = 0.0
+    steps: int = 40
+    val_every: int = 0
+    val_tokens: int = 0
+    log_every: int = 1
+    batch_size: int = 64  # set from prompts_per_step x group_size / minibatches
+    micro_batch_size: int | None = 16  # rows per forward (bounded activations; ours)
+    seq_len: int = 1024  # set from the model's context when training starts
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.batch_size = max(
+            1, self.prompts_per_step * self.group_size // max(1, self.minibatches)
+        )
+        self.validate_rl()
+
+    def validate_rl(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"invalid RL config: {msg}")
+
+        need(self.group_size >= 2, f"group_size (G) must be >= 2, got {self.group_size}")
+        need(self.prompts_per_step >= 1, "prompts_per_step must be >= 1")
+        need(self.temperature > 0, "temperature must be > 0 (a policy gradient needs sampling)")
+        need(self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be >= 1")
+        need(self.engine_batch >= 1, "engine_batch must be >= 1")
+        need(self.overlong in OVERLONG, f"overlong must be one of {OVERLONG}")
+        need(self.overlong_buffer >= 1, "overlong_buffer must be >= 1")
+        need(self.length_penalty in LENGTH_PENALTIES, f"length_penalty: one of {LENGTH_PENALTIES}")
+        need(self.alp_beta >= 0 and self.length_start_step >= 0, "alp_beta, length_start_step >= 0")
+        need(0 <= self.clip_low < 1 and self.clip_high >= 0, "clip_low in [0, 1), clip_high >= 0")
+        need(self.loss_agg in AGGREGATIONS, f"loss_agg must be one of {AGGREGATIONS}")
+        need(self.kl_beta >= 0, "kl_beta must be >= 0")
+        need(self.epochs >= 1 and self.minibatches >= 1, "epochs and minibatches must be >= 1")
+        need(self.refill_rounds >= 0, "refill_rounds must be >= 0")
+        need(self.eval_every >= 0 and self.eval_n_per_tier >= 1, "eval_every >= 0, n >= 1")
+        need(0 < self.promote_at <= 1, "promote_at must be in (0, 1]")
+        need(self.pool_size >= self.prompts_per_step, "pool_size must be >= prompts_per_step")
+        need(bool(self.tiers) and self.start_tier in self.tiers, "start_tier must be in tiers")
+        from hillclimb import problems as P
+
+        for t in self.tiers:
+            need(t in P.TIERS, f"tier {t} not in {list(P.TIERS)}")
+        for f in self.families:
+            need(f in P.FAMILIES, f"unknown family {f!r}; families: {sorted(P.FAMILIES)}")
+            need(
+                f not in P.HELDOUT_FAMILIES,
+                f"{f!r} is a held-out family (evaluation only); trainable: {list(P.TRAIN_FAMILIES)}",
+            )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        return super().from_dict(d)

@@ -1,0 +1,140 @@
+"""The GRPO family: group-relative advantages and a clipped policy-gradient loss with the
+published fixes as options.
+
+For each prompt, G completions are sampled and rewarded; a completion's advantage is its reward
+minus the group mean, divided by the group's standard deviation (GRPO, DeepSeekMath, arXiv
+2402.03300) or not (`std_norm=False`: Dr. GRPO, arXiv 2503.20783, which shows the division
+over-weights easy and hard prompts). Every token of a completion carries its sequence's advantage.
+
+The loss per token is PPO's clipped surrogate with asymmetric clipping (DAPO "clip-higher",
+arXiv 2503.14476: ε_low 0.2, ε_high 0.28, so unlikely tokens can grow and entropy does not
+collapse):
+
+    ratio = exp(logπ_θ(a) − logπ_old(a)),   ℓ = −min(ratio·A, clip(ratio, 1−ε_low, 1+ε_high)·A)
+
+aggregated over the batch in one of three ways (`agg`):
+- `token-mean` (DAPO): Σ_tokens ℓ / (number of loss tokens in the global batch) — every token
+  weighs the same, so long completions are not under-weighted;
+- `seq-mean` (GRPO): Σ_seq (Σ_t ℓ / |seq|) / (number of sequences) — the original per-sequence
+  mean, which under-weights long correct and long wrong answers alike;
+- `dr-grpo`: Σ_tokens ℓ / (sequences × max_tokens) — Dr. GRPO's constant normaliser, no length
+  bias at all.
+Optional KL to a frozen reference policy with the k3 estimator (Schulman 2020: k3 = r − 1 −
+log r with r = π_ref/π_θ, unbiased and ≥ 0), weight `kl_beta` (default 0: DAPO and Dr. GRPO drop
+it for verifiable rewards).
+
+`logπ_θ` is computed at the rollout temperature (logits / T), the distribution tokens were
+sampled from, so the importance ratio starts at 1 (up to rounding; the rollout-vs-train gap is
+logged). Forced tokens (the engine's reasoning-budget `</think>`) and prompt tokens are masked.
+The loss object follows `train.loop.Trainer.update`'s protocol: `denominator(global batch)` and
+`__call__(logits, micro-batch, model) → (sum, stats)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hillclimb.errors import ConfigError
+
+AGGREGATIONS = ("token-mean", "seq-mean", "dr-grpo")
+
+
+def group_advantages(rewards: list[float], std_norm: bool = True, eps: float = 1e-6) -> list[float]:
+    """Advantages of one group: (r − mean) [/ (std + eps)] (population std, as in GRPO)."""
+    if not rewards:
+        return []
+    r = np.asarray(rewards, dtype=np.float64)
+    a = r - r.mean()
+    if std_norm:
+        a = a / (r.std() + eps)
+    return a.tolist()
+
+
+def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(π_θ ‖ π_ref) from samples of π_θ: r − 1 − log r, r = π_ref/π_θ."""
+    d = ref_logp - logp
+    return torch.exp(d) - 1.0 - d
+
+
+@dataclass
+class PolicyLoss:
+    """The clipped policy-gradient loss over a batch of rollouts.
+
+    Batch arrays (ids axis, `[B, T + 1]`, as `Trainer.update` slices them): `ids`, `mask` (1 on
+    completion tokens that get a gradient), `old_lp` (each token's log-prob under the rollout
+    policy), `adv` (`[B]`), optional `ref_lp`; `max_len` (one number) for `dr-grpo`."""
+
+    temperature: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    agg: str = "token-mean"
+    kl_beta: float = 0.0
+    name: str = "pg"
+
+    def __post_init__(self) -> None:
+        if self.agg not in AGGREGATIONS:
+            raise ConfigError(f"loss aggregation must be one of {AGGREGATIONS}, got {self.agg!r}")
+        if not (0 <= self.clip_low < 1 and self.clip_high >= 0):
+            raise ConfigError("clip_low must be in [0, 1) and clip_high >= 0")
+        if self.temperature <= 0:
+            raise ConfigError("the rollout temperature must be > 0 for a policy gradient")
+
+    def denominator(self, batch: dict[str, Any]) -> float:
+        mask = batch["mask"][:, 1:]
+        if self.agg == "token-mean":
+            return float(mask.sum())
+        if self.agg == "seq-mean":
+            return float((mask.sum(axis=1) > 0).sum())
+        return float((mask.sum(axis=1) > 0).sum() * int(batch["max_len"][0]))
+
+    def token_logp(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """log π_θ of each target token at the rollout temperature: [B, T]."""
+        lp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
+        return lp.gather(-1, ids[:, 1:, None])[..., 0]
+
+    def __call__(
+        self, logits: torch.Tensor, mb: dict[str, torch.Tensor], model: Any
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        mask = mb["mask"][:, 1:].to(torch.float32)
+        logp = self.token_logp(logits, mb["ids"])
+        old = mb["old_lp"][:, 1:].to(torch.float32)
+        adv = mb["adv"].to(torch.float32)[:, None]
+        diff = torch.where(mask > 0, logp - old, torch.zeros_like(logp))
+        ratio = torch.exp(diff)
+        surr = torch.minimum(
+            ratio * adv, torch.clamp(ratio, 1.0 - self.clip_low, 1.0 + self.clip_high) * adv
+        )
+        per_tok = -surr
+        kl = torch.zeros_like(logp)
+        if self.kl_beta > 0 and mb.get("ref_lp") is not None:
+            ref = mb["ref_lp"][:, 1:].to(torch.float32)
+            kl = torch.where(mask > 0, k3(logp, ref), torch.zeros_like(logp))
+            per_tok = per_tok + self.kl_beta * kl
+        per_tok = per_tok * mask
+        if self.agg == "seq-mean":
+            lens = mask.sum(dim=1).clamp_min(1.0)
+            total = (per_tok.sum(dim=1) / lens).sum()
+        else:
+            total = per_tok.sum()
+        with torch.no_grad():
+            clipped = ((ratio < 1.0 - self.clip_low) & (adv < 0)) | (
+                (ratio > 1.0 + self.clip_high) & (adv > 0)
+            )
+            stats = {
+                "pg_loss": float(total.detach()),
+                "loss_tokens": float(mask.sum()),
+                "clipped_tokens": float((clipped.float() * mask).sum()),
+                "abs_logp_gap": float((diff.abs() * mask).sum()),
+                "kl_sum": float((kl * mask).sum()),
+                "entropy_proxy": float((-logp * mask).sum()),
+            }
+        return total, stats
+
+
+def finite_or(x: float, default: float = 0.0) -> float:
+    return x if math.isfinite(x) else default

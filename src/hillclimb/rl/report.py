@@ -1,0 +1,141 @@
+"""`RUN/report.md` + PNGs for an RL run, read back from `metrics.jsonl` and `curve.jsonl` only.
+
+Plots: the climbing curve (greedy val pass rate per family × tier over RL steps), the training
+reward and pass rate, completion tokens per correct answer per tier, the rollout-vs-train
+log-prob gap, and the step time split (rollout / reward / update / weight sync). The climb's
+report embeds the same plots for its `rl-<model>` stages.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from hillclimb.io import write_text_atomic
+
+
+def _plt() -> Any:
+    from hillclimb.plots import pyplot
+
+    return pyplot()
+
+
+def _save(fig: Any, path: Path) -> None:
+    from hillclimb.plots import save_png
+
+    save_png(fig, path)
+
+
+def plot_rl(run: Path, dest: Path, title: str) -> bool:
+    """One figure with five panels; False when the run has no steps yet."""
+    from hillclimb.train.logging import read_jsonl
+
+    steps = read_jsonl(run / "metrics.jsonl")
+    curve = [c for c in read_jsonl(run / "curve.jsonl") if "cells" in c]
+    if not steps:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(1, 5, figsize=(24, 3.8))
+    xs = [s["step"] for s in steps]
+    # 1. the climbing curve
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for c in curve:
+        for cell, v in c["cells"].items():
+            series[cell].append((c["step"], v["accuracy"]))
+    for cell, pts in sorted(series.items()):
+        ax[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=cell)
+    ax[0].set_ylim(0, 1)
+    ax[0].set_title(f"{title}: val pass rate (greedy)")
+    ax[0].set_xlabel("RL step")
+    if series:
+        ax[0].legend(fontsize=6, ncol=2)
+    # 2. reward and training pass rate
+    ax[1].plot(xs, [s["reward"] for s in steps], label="reward")
+    ax[1].plot(xs, [s["pass_rate"] for s in steps], label="pass rate (samples)")
+    ax[1].set_title("training reward")
+    ax[1].set_xlabel("RL step")
+    ax[1].legend(fontsize=7)
+    # 3. tokens per correct answer per tier
+    tiers: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for c in curve:
+        by_tier: dict[str, list[float]] = defaultdict(list)
+        for cell, v in c["cells"].items():
+            if v.get("tokens_per_correct"):
+                by_tier[cell.rsplit("/", 1)[1]].append(v["tokens_per_correct"])
+        for t, vals in by_tier.items():
+            tiers[t].append((c["step"], sum(vals) / len(vals)))
+    for t, pts in sorted(tiers.items()):
+        ax[2].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"tier {t}")
+    ax[2].set_title("tokens per correct answer (val)")
+    ax[2].set_xlabel("RL step")
+    if tiers:
+        ax[2].legend(fontsize=7)
+    # 4. log-prob gap between rollout and training forward
+    ax[3].plot(xs, [s["logp_gap"] for s in steps])
+    ax[3].set_yscale("symlog", linthresh=1e-6)
+    ax[3].set_title("|log π_rollout − log π_train| (mean)")
+    ax[3].set_xlabel("RL step")
+    # 5. step time split
+    parts = ("rollout_s", "reward_s", "update_s", "sync_s")
+    bottom = [0.0] * len(steps)
+    for k in parts:
+        v = [s["time"][k] for s in steps]
+        ax[4].bar(xs, v, bottom=bottom, label=k[:-2])
+        bottom = [a + b for a, b in zip(bottom, v, strict=True)]
+    ax[4].set_title("seconds per step")
+    ax[4].set_xlabel("RL step")
+    ax[4].legend(fontsize=7)
+    for a in ax:
+        a.grid(alpha=0.3)
+    _save(fig, dest)
+    return True
+
+
+def summary_lines(run: Path) -> list[str]:
+    """Markdown lines: first/last training numbers, the curve's first and last points, timings."""
+    from hillclimb.train.logging import read_jsonl
+
+    steps = read_jsonl(run / "metrics.jsonl")
+    curve = [c for c in read_jsonl(run / "curve.jsonl") if "cells" in c]
+    if not steps:
+        return ["(no RL steps recorded)"]
+    tot = {
+        k: sum(s["time"][k] for s in steps) for k in ("rollout_s", "reward_s", "update_s", "sync_s")
+    }
+    total = sum(tot.values()) or 1.0
+    toks = sum(s["completion_tokens"] for s in steps)
+    lines = [
+        f"{len(steps)} RL steps; training pass rate {steps[0]['pass_rate']:.0%} (step 1) → "
+        f"{steps[-1]['pass_rate']:.0%} (step {steps[-1]['step']}); mean completion tokens "
+        f"{steps[0]['mean_tokens']:.0f} → {steps[-1]['mean_tokens']:.0f}; rollout-vs-train "
+        f"log-prob gap {sum(s['logp_gap'] for s in steps) / len(steps):.1e} (mean).",
+        "",
+        f"Time: rollout {tot['rollout_s']:.0f}s ({tot['rollout_s'] / total:.0%}), reward "
+        f"{tot['reward_s']:.0f}s ({tot['reward_s'] / total:.0%}), update {tot['update_s']:.0f}s "
+        f"({tot['update_s'] / total:.0%}), weight sync {tot['sync_s']:.2f}s "
+        f"({tot['sync_s'] / total:.1%}); rollout throughput "
+        f"{toks / max(tot['rollout_s'], 1e-9):.0f} tokens/s.",
+        "",
+    ]
+    if curve:
+        first, last = curve[0], curve[-1]
+        rows = [
+            "| cell | val pass rate, step " + f"{first['step']} | step {last['step']} |",
+            "|---|---|---|",
+        ]
+        for cell in sorted(last["cells"]):
+            a = first["cells"].get(cell, {}).get("accuracy")
+            b = last["cells"][cell]["accuracy"]
+            rows.append(f"| {cell} | {'-' if a is None else f'{a:.0%}'} | {b:.0%} |")
+        lines += rows + [""]
+    return lines
+
+
+def write_rl_report(run: Path) -> Path:
+    md = [f"# RL run `{run}`", ""]
+    if plot_rl(run, run / "rl.png", run.name):
+        md += ["![rl](rl.png)", ""]
+    md += summary_lines(run)
+    write_text_atomic(run / "report.md", "\n".join(md) + "\n")
+    return run / "report.md"

@@ -1,0 +1,498 @@
+"""`run_rl(cfg)`: reinforcement learning with verifiable rewards on our problem generators.
+
+The loop, per RL step (all state on disk is the trainer's: checkpoints carry the weights,
+optimizer, MoE biases, RNG and the curriculum, so `--resume` after a kill continues exactly):
+
+1. **sync** — the generation engine wraps the trainer's own model (`trainer.raw`, shared
+   weights); `Engine.sync_weights()` refreshes its derived tensors after the last update.
+2. **rollouts** — `prompts_per_step` train-split prompts from the curriculum, `group_size`
+   samples each at the policy temperature, through `rl.rollout.rollout_and_check` (the function
+   the evaluation uses): token ids as sampled, each token's log-prob under the sampling
+   distribution, forced tokens flagged. With several ranks, prompt i is rolled out by rank
+   i mod world and the groups are gathered, so every rank sees the same global batch (per-sample
+   seeds derive from (seed, step, prompt, i): the same step gets the same samples whatever the
+   rank count).
+3. **rewards** — verifier-based (`rl.rewards`), shaped per group (ALP length penalty, overlong
+   handling); group advantages (`rl.grpo.group_advantages`); dynamic sampling drops groups whose
+   rewards are all equal and refills from the curriculum (`refill_rounds`).
+4. **update** — `epochs` × `minibatches` optimizer steps of `rl.grpo.PolicyLoss` through
+   `train.loop.Trainer.update` (the same micro-batching, DDP and clipping as pre-training).
+5. **log** — `metrics.jsonl` per step: reward, pass rate, completion tokens (all and per correct
+   answer), dropped groups, the rollout-vs-train log-prob gap, clip fraction, and the step time
+   split (rollout / reward / update / sync); `curve.jsonl` every `eval_every` steps: greedy pass
+   rate on the **val** split per family × tier (the climbing curve; the held-out test split is left
+   for the final evaluation, so nothing is tuned on it).
+
+Routing replay (reusing the rollout's expert choices in the training forward) is not built yet:
+the rollout-vs-train log-prob gap is logged every step so its absence is visible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.io import write_json_atomic
+from hillclimb.problems.base import derive_seed
+from hillclimb.rl.config import RLConfig
+from hillclimb.rl.curriculum import Curriculum
+from hillclimb.rl.grpo import PolicyLoss, group_advantages
+from hillclimb.rl.rewards import load_reward, score, shape_group
+from hillclimb.rl.rollout import Rollout, rollout_and_check
+
+RL_FORMAT = "hillclimb-rl-v1"
+
+
+def default_families(model_family: str | None) -> list[str]:
+    """thinking → the trainable reasoning families; code-flash → the code families."""
+    from hillclimb import problems as P
+
+    kind = "code" if (model_family or "").startswith("code") else "reasoning"
+    return [f for f in P.TRAIN_FAMILIES if P.FAMILIES[f] == kind]
+
+
+def cell_budget(tokenizer: Any, problems: list[Any], margin: float = 1.5) -> int:
+    from hillclimb.eval.tasks import cell_max_tokens
+
+    return cell_max_tokens(tokenizer, problems, margin)
+
+
+def build_batch(
+    groups: list[dict[str, Any]], pad_rows_to: int, max_len: int
+) -> dict[str, np.ndarray]:
+    """Rows = prompt + completion ids (right-padded; `valid` marks real tokens, so padding never
+    enters attention, the MoE balancing statistics or the aux loss); `mask` marks completion
+    tokens that train (not forced, member kept); `old_lp` the rollout log-probs; `adv` per row."""
+    rows: list[tuple[Rollout, float]] = []
+    for g in groups:
+        for r, a, k in zip(g["rollouts"], g["adv"], g["keep"], strict=True):
+            if k and r.completion_ids:
+                rows.append((r, a))
+    n = max(len(rows), 1)
+    n = -(-n // pad_rows_to) * pad_rows_to
+    T1 = max([len(r.prompt_ids) + len(r.completion_ids) for r, _ in rows] + [2])
+    ids = np.zeros((n, T1), dtype=np.int64)
+    mask = np.zeros((n, T1), dtype=np.float32)
+    valid = np.zeros((n, T1), dtype=np.int64)
+    old = np.zeros((n, T1), dtype=np.float32)
+    adv = np.zeros((n,), dtype=np.float32)
+    for i, (r, a) in enumerate(rows):
+        p, c = len(r.prompt_ids), len(r.completion_ids)
+        ids[i, :p] = r.prompt_ids
+        ids[i, p : p + c] = r.completion_ids
+        valid[i, : p + c] = 1
+        lp = np.asarray(r.logprobs or [0.0] * c, dtype=np.float64)
+        forced = np.asarray(r.forced or [False] * c, dtype=bool)
+        ok = ~forced & np.isfinite(lp)
+        mask[i, p : p + c] = ok.astype(np.float32)
+        old[i, p : p + c] = np.where(ok, lp, 0.0).astype(np.float32)
+        adv[i] = a
+    return {
+        "ids": ids,
+        "mask": mask,
+        "valid": valid,
+        "old_lp": old,
+        "adv": adv,
+        "max_len": np.full((n,), max_len, dtype=np.int64),
+    }
+
+
+def _slice(batch: dict[str, np.ndarray], sel: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[sel] for k, v in batch.items()}
+
+
+def run_rl(cfg: RLConfig, reward_fn: Any = None) -> dict[str, Any]:
+    """Run (or resume) RL; `reward_fn` (a callable `Rollout -> float`) overrides `cfg.reward`."""
+    from hillclimb.train import distributed as D
+
+    if cfg.out is None:
+        raise ConfigError("an output run directory (--out) is required")
+    info = D.init(cfg.device, cfg.distributed)
+    try:
+        return _run(cfg, Path(cfg.out), info, reward_fn)
+    finally:
+        D.shutdown(info)
+
+
+def _check_model(path: Path | None) -> Path:
+    if path is None:
+        raise ConfigError("RL starts from a checkpoint: pass --model CHECKPOINT")
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise HillclimbError(f"{p} is not a checkpoint directory (no config.json)")
+    if not (p / "tokenizer.json").is_file():
+        raise HillclimbError(
+            f"checkpoint {p} has no tokenizer.json: RL needs the model's tokenizer to build "
+            "prompts and read answers"
+        )
+    return p
+
+
+def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict[str, Any]:
+    from hillclimb.serve.engine import Engine
+    from hillclimb.tokenizer.io import load_tokenizer
+    from hillclimb.train.loop import Trainer, TrainTask
+    from hillclimb.train.pretrain import resolve_model_config
+    from hillclimb.train.schedule import lr_multiplier
+
+    model_dir = _check_model(cfg.init)
+    tok = load_tokenizer(model_dir)
+    mcfg = resolve_model_config(cfg, tok)
+    cfg.seq_len = min(cfg.seq_len, mcfg.max_seq_len)
+    reward_fn = custom_reward or load_reward(cfg.reward, cfg.format_reward)  # fails before work
+    families = list(cfg.families) or default_families(getattr(mcfg, "family", None))
+    if not families:
+        raise ConfigError("no trainable families for this model; pass --families")
+    task = TrainTask(
+        stage="rl",
+        model_cfg=mcfg,
+        tokenizer=tok,
+        batches=lambda step: (np.zeros((0, 2), dtype=np.int64), None),
+        val_ids=np.zeros((0, 2), dtype=np.int64),
+        val_mask=None,
+        init_checkpoint=model_dir,
+        meta={"rl": {"families": families, "tiers": list(cfg.tiers), "loss": cfg.loss_agg}},
+        summary={"families": families},
+    )
+    tr = Trainer(cfg, task, out, info)
+    if tr.done is not None:
+        prev = out / "rl.json"
+        return __import__("json").loads(prev.read_text()) if prev.is_file() else tr.done.to_dict()
+    cur = Curriculum(
+        families,
+        list(cfg.tiers),
+        start_tier=cfg.start_tier,
+        promote_at=cfg.promote_at,
+        pool_size=cfg.pool_size,
+        seed=cfg.seed,
+    )
+    cur.load(tr.extra_state.get("curriculum") or {})
+    opt_step = int(tr.extra_state.get("opt_step", 0))
+    engine = Engine(tr.raw, tok, max_batch=cfg.engine_batch, seed=cfg.seed, compile=False)
+    ref_model = None
+    if cfg.kl_beta > 0:
+        from hillclimb.model.checkpoint import load_model
+
+        ref_model = load_model(model_dir, device=str(info.device)).eval()
+        for p in ref_model.parameters():
+            p.requires_grad_(False)
+    loss = PolicyLoss(
+        temperature=cfg.temperature,
+        clip_low=cfg.clip_low,
+        clip_high=cfg.clip_high,
+        agg=cfg.loss_agg,
+        kl_beta=cfg.kl_beta,
+    )
+    budgets: dict[tuple[str, int], int] = {}
+
+    def budget(p: Any) -> int:
+        k = (p.family, p.tier)
+        if k not in budgets:
+            b = cfg.max_tokens or cell_budget(tok, cur.pool(p.family, p.tier)[:200])
+            budgets[k] = min(b, engine.max_context - 1)
+        return budgets[k]
+
+    total_opt = cfg.steps * cfg.epochs * cfg.minibatches
+    summary_steps: list[dict[str, Any]] = []
+    stopped_early = False
+    try:
+        if tr.step == 0 and cfg.eval_every:
+            _curve(tr, engine, cur, cfg, budget, step=0)
+        while tr.step < cfg.steps:
+            step = tr.step
+            t0 = time.perf_counter()
+            sync = engine.sync_weights()
+            t_sync = time.perf_counter() - t0
+            groups, stats = _collect(cfg, engine, cur, reward_fn, budget, step, info)
+            t_roll, t_rew = stats.pop("rollout_s"), stats.pop("reward_s")
+            t1 = time.perf_counter()
+            upd: list[dict[str, Any]] = []
+            if groups:
+                batch = build_batch(groups, info.world * cfg.minibatches, max(budgets.values()))
+                if ref_model is not None:
+                    batch["ref_lp"] = _ref_logprobs(ref_model, batch, cfg.temperature, info)
+                tr.raw.train()
+                n = batch["ids"].shape[0]
+                per_mb = n // cfg.minibatches
+                for _ in range(cfg.epochs):
+                    for m in range(cfg.minibatches):
+                        mb = _slice(batch, np.arange(m * per_mb, (m + 1) * per_mb))
+                        mult = lr_multiplier(
+                            opt_step,
+                            total_opt,
+                            cfg.schedule,
+                            cfg.warmup_steps,
+                            cfg.min_lr_ratio,
+                            cfg.decay_frac,
+                        )
+                        upd.append(tr.update(mb, loss, mult, update_bias=cfg.update_bias))
+                        opt_step += 1
+            t_upd = time.perf_counter() - t1
+            tr.step += 1
+            tr.tokens_seen += stats["completion_tokens"]
+            rec = _step_record(tr, step + 1, stats, upd, sync, t_roll, t_rew, t_upd, t_sync)
+            tr.last_loss = rec["loss"]
+            summary_steps.append(rec)
+            tr.log.step(rec, True)
+            if tr.moe_layers and upd:
+                tr.log.routing(tr.step, tr.raw.routing_stats())
+            if not math.isfinite(rec["loss"]):
+                raise HillclimbError(f"RL loss became {rec['loss']} at step {tr.step}; lower --lr")
+            moved = cur.promote()
+            if moved:
+                tr.log.record("curve.jsonl", {"step": tr.step, "unlocked": moved})
+            tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
+            if cfg.eval_every and tr.step % cfg.eval_every == 0 and tr.step < cfg.steps:
+                _curve(tr, engine, cur, cfg, budget, step=tr.step)
+            if cfg.ckpt_every and tr.step % cfg.ckpt_every == 0 and tr.step < cfg.steps:
+                tr.save(tr.step)
+            if tr.over_time() and tr.step < cfg.steps:
+                stopped_early = True
+                break
+        if cfg.eval_every:
+            _curve(tr, engine, cur, cfg, budget, step=tr.step)
+        tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
+    except BaseException:
+        tr.log.close()
+        raise
+    tr.raw.eval()
+    res = tr.finish(stopped_early)
+    from hillclimb.train.logging import read_jsonl
+
+    steps = read_jsonl(out / "metrics.jsonl")
+    curve = [c for c in read_jsonl(out / "curve.jsonl") if "cells" in c]
+    summary = {
+        "format": RL_FORMAT,
+        "run_dir": str(out),
+        "final_dir": res.final_dir,
+        "init": str(model_dir),
+        "steps": res.steps,
+        "families": families,
+        "config": cfg.to_dict(),
+        "curriculum": cur.state(),
+        "first": _headline(steps[:3]),
+        "last": _headline(steps[-3:]),
+        "curve": curve,
+        "elapsed_s": res.elapsed_s,
+        "rollout_tokens_per_s": (
+            sum(s["completion_tokens"] for s in steps)
+            / max(sum(s["time"]["rollout_s"] for s in steps), 1e-9)
+            if steps
+            else 0.0
+        ),
+        "sync_share": (
+            sum(s["time"]["sync_s"] for s in steps)
+            / max(sum(s["time"]["total_s"] for s in steps), 1e-9)
+            if steps
+            else 0.0
+        ),
+        "stopped_early": stopped_early,
+    }
+    if info.is_main:
+        write_json_atomic(out / "rl.json", summary)
+    return summary
+
+
+def _collect(
+    cfg: RLConfig,
+    engine: Any,
+    cur: Curriculum,
+    reward_fn: Any,
+    budget: Any,
+    step: int,
+    info: Any,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rollouts → rewards → groups with advantages, refilling groups that dynamic sampling drops."""
+    groups: list[dict[str, Any]] = []
+    st: dict[str, Any] = {
+        "groups": 0,
+        "dropped": 0,
+        "samples": 0,
+        "passed": 0,
+        "truncated": 0,
+        "completion_tokens": 0,
+        "correct_tokens": 0,
+        "reward_sum": 0.0,
+        "by_cell": {},
+        "rollout_s": 0.0,
+        "reward_s": 0.0,
+    }
+    for rnd in range(cfg.refill_rounds + 1):
+        need = cfg.prompts_per_step - len(groups)
+        if need <= 0 or (rnd > 0 and not cfg.dynamic_sampling):
+            break
+        probs = cur.draw(step, need if rnd else cfg.prompts_per_step, rnd)
+        t0 = time.perf_counter()
+        mine = [p for i, p in enumerate(probs) if i % info.world == info.rank]
+        rolls = rollout_and_check(
+            engine,
+            mine,
+            n=cfg.group_size,
+            max_tokens=[budget(p) for p in mine],
+            temperature=cfg.temperature,
+            seed=derive_seed("rl-rollout", cfg.seed, step, rnd) >> 1,
+            batch_size=cfg.engine_batch,
+            logprobs=True,
+        )
+        if info.world > 1:  # gather every rank's groups, back in prompt order
+            parts = info.all_gather_object(rolls)
+            by_rank = [list(x) for x in parts]
+            rolls = []
+            for i in range(len(probs)):
+                src = by_rank[i % info.world]
+                rolls.extend(src[: cfg.group_size])
+                by_rank[i % info.world] = src[cfg.group_size :]
+        st["rollout_s"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        for gi in range(len(probs)):
+            g = rolls[gi * cfg.group_size : (gi + 1) * cfg.group_size]
+            raw = [score(reward_fn, r) for r in g]
+            alp = (
+                cfg.alp_beta
+                if (cfg.length_penalty == "alp" and step >= cfg.length_start_step)
+                else 0.0
+            )
+            shaped, keep, info_g = shape_group(
+                g,
+                raw,
+                budget=budget(g[0].problem),
+                overlong=cfg.overlong,
+                overlong_buffer=cfg.overlong_buffer,
+                alp_beta=alp,
+            )
+            cur.observe(g[0].problem, info_g["solve_rate"])
+            cell = st["by_cell"].setdefault(f"{g[0].problem.family}/{g[0].problem.tier}", [0, 0])
+            cell[0] += sum(r.passed for r in g)
+            cell[1] += len(g)
+            st["samples"] += len(g)
+            st["passed"] += sum(r.passed for r in g)
+            st["truncated"] += sum(r.truncated for r in g)
+            st["completion_tokens"] += sum(r.completion_tokens for r in g)
+            st["correct_tokens"] += sum(r.completion_tokens for r in g if r.passed)
+            st["reward_sum"] += sum(raw)
+            if cfg.dynamic_sampling and max(shaped) - min(shaped) < 1e-9:
+                st["dropped"] += 1
+                continue
+            adv = group_advantages(shaped, std_norm=cfg.std_norm)
+            groups.append({"rollouts": g, "adv": adv, "keep": keep})
+        st["reward_s"] += time.perf_counter() - t1
+    st["groups"] = len(groups)
+    return groups, st
+
+
+@torch.no_grad()
+def _ref_logprobs(
+    model: Any, batch: dict[str, np.ndarray], temperature: float, info: Any
+) -> np.ndarray:
+    out = np.zeros_like(batch["old_lp"])
+    ids = torch.from_numpy(batch["ids"]).to(info.device)
+    for s in range(0, ids.shape[0], 8):
+        x = ids[s : s + 8]
+        lp = torch.log_softmax(model(x[:, :-1]).float() / temperature, dim=-1)
+        out[s : s + 8, 1:] = lp.gather(-1, x[:, 1:, None])[..., 0].cpu().numpy()
+    return out
+
+
+def _step_record(
+    tr: Any,
+    step: int,
+    st: dict[str, Any],
+    upd: list[dict[str, Any]],
+    sync: dict[str, Any],
+    t_roll: float,
+    t_rew: float,
+    t_upd: float,
+    t_sync: float,
+) -> dict[str, Any]:
+    n = max(st["samples"], 1)
+    first = upd[0]["sums"] if upd else {}
+    toks = sum(u["sums"].get("loss_tokens", 0.0) for u in upd)
+    clipped = sum(u["sums"].get("clipped_tokens", 0.0) for u in upd)
+    total = t_roll + t_rew + t_upd + t_sync
+    rec = {
+        "step": step,
+        "loss": float(np.mean([u["sums"].get("pg_loss", 0.0) / u["denominator"] for u in upd]))
+        if upd
+        else 0.0,
+        "aux": float(np.mean([u["aux"] for u in upd])) if upd else 0.0,
+        "lr": upd[-1]["lr"] if upd else 0.0,
+        "grad_norm": float(np.mean([u["grad_norm"] for u in upd])) if upd else 0.0,
+        "tokens": tr.tokens_seen,
+        "tok_s": st["completion_tokens"] / max(t_roll, 1e-9),
+        "balance": upd[-1]["balance"] if upd else None,
+        "elapsed_s": time.perf_counter() - tr.t_start,
+        "reward": st["reward_sum"] / n,
+        "pass_rate": st["passed"] / n,
+        "truncated_share": st["truncated"] / n,
+        "completion_tokens": st["completion_tokens"],
+        "mean_tokens": st["completion_tokens"] / n,
+        "tokens_per_correct": st["correct_tokens"] / st["passed"] if st["passed"] else None,
+        "groups": st["groups"],
+        "dropped_groups": st["dropped"],
+        "by_cell": {k: v[0] / v[1] for k, v in st["by_cell"].items()},
+        "clip_frac": clipped / toks if toks else 0.0,
+        "logp_gap": first.get("abs_logp_gap", 0.0) / max(first.get("loss_tokens", 0.0), 1.0),
+        "kl": sum(u["sums"].get("kl_sum", 0.0) for u in upd) / toks if toks else 0.0,
+        "sync_in_place": sync.get("in_place", True),
+        "time": {
+            "rollout_s": t_roll,
+            "reward_s": t_rew,
+            "update_s": t_upd,
+            "sync_s": t_sync,
+            "total_s": total,
+        },
+    }
+    rec["info"] = (
+        f"reward {rec['reward']:.2f} | pass {rec['pass_rate']:.0%} | {rec['mean_tokens']:.0f} tok "
+        f"| groups {rec['groups']} (-{rec['dropped_groups']}) | gap {rec['logp_gap']:.1e}"
+    )
+    return rec
+
+
+def _curve(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, step: int) -> None:
+    """Greedy pass rate on the val split per family x tier: the climbing curve."""
+    from hillclimb import problems as P
+
+    probs = [
+        p
+        for f in cur.families
+        for t in cfg.tiers
+        for p in P.generate(f, t, cfg.eval_n_per_tier, cfg.seed, "val")
+    ]
+    engine.sync_weights()
+    rolls = rollout_and_check(
+        engine, probs, n=1, max_tokens=[budget(p) for p in probs], temperature=0.0
+    )
+    cells: dict[str, dict[str, Any]] = {}
+    for r in rolls:
+        c = cells.setdefault(
+            f"{r.problem.family}/{r.problem.tier}",
+            {"n": 0, "correct": 0, "tokens": 0, "correct_tokens": 0, "truncated": 0},
+        )
+        c["n"] += 1
+        c["correct"] += int(r.passed)
+        c["tokens"] += r.completion_tokens
+        c["correct_tokens"] += r.completion_tokens if r.passed else 0
+        c["truncated"] += int(r.truncated)
+    for c in cells.values():
+        c["accuracy"] = c["correct"] / c["n"]
+        c["tokens_per_correct"] = c["correct_tokens"] / c["correct"] if c["correct"] else None
+    acc = sum(r.passed for r in rolls) / max(1, len(rolls))
+    tr.log.record(
+        "curve.jsonl",
+        {"step": step, "split": "val", "accuracy": acc, "cells": cells},
+        line=f"step {step} val pass rate {acc:.1%} ({len(rolls)} problems, greedy)",
+    )
+
+
+def _headline(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    if not steps:
+        return {}
+    keys = ("reward", "pass_rate", "mean_tokens", "logp_gap")
+    return {k: float(np.mean([s[k] for s in steps])) for k in keys}

@@ -1,0 +1,492 @@
+"""Decontamination in `hillclimb data build`: planted evaluation items are removed exactly, the
+package's problem generators never become documents, the card counts it all, resume stays
+byte-identical and bad configuration fails clearly. Corpora are made in tmp_path."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hillclimb import problems as P
+from hillclimb.cli import main
+from hillclimb.data.config import DataConfig, DecontaminateConfig, data_config_from_dict
+from hillclimb.data.decontam import (
+    Probe,
+    ProbeIndex,
+    build_index,
+    coverage_gap,
+    normalize_tokens,
+)
+from hillclimb.data.jsonl import iter_documents, iter_jsonl
+from hillclimb.data.pipeline import build
+from hillclimb.data.recipe import expand_source_path, load_data_config
+from hillclimb.data.sources import PROBLEMS_SKIP, problems_dir, source_items
+from hillclimb.errors import ConfigError
+
+_spec = importlib.util.spec_from_file_location(
+    "data_corpus", Path(__file__).parent / "fixtures" / "data" / "corpus.py"
+)
+corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corpus)
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = str(ROOT / "src")
+# small probe set for speed: the planted items are drawn from exactly these suites
+PROBES = {"problems_n_per_tier": 3, "problems_families": ["word_problem", "code_function"]}
+
+
+def _heldout_word_problem() -> P.Problem:
+    return P.problem_suite(0, "heldout", 3, ["word_problem"], [3])[0]
+
+
+def _heldout_code() -> P.Problem:
+    """A held-out code reference long enough to hold a 13-gram (tier 1 ones are one-liners)."""
+    for p in P.problem_suite(0, "heldout", 3, ["code_function"], [2, 3, 4]):
+        if len(normalize_tokens(p.answer)) >= 13:
+            return p
+    raise AssertionError("no held-out code reference with >= 13 tokens")
+
+
+def _make_corpus(root: Path, planted: bool) -> dict[str, Path]:
+    """An MIT tree of distinct modules and a JSONL file; with `planted`, one tree file holds a
+    held-out word problem (prompt + worked solution), one a held-out code reference as a Python
+    string literal (with \\n escapes), and one JSONL record the word problem again."""
+    pkg = root / "tree"
+    pkg.mkdir(parents=True)
+    (pkg / "LICENSE").write_text(corpus.MIT)
+    for i in range(6):
+        (pkg / f"mod_{i}.py").write_text(corpus.python_module(1000 + i))
+    recs = [
+        {"text": corpus.python_module(2000 + i), "path": f"j/m{i}.py", "license": "MIT"}
+        for i in range(4)
+    ]
+    if planted:
+        wp, code = _heldout_word_problem(), _heldout_code()
+        doc = f'"""Notes.\n\n{wp.prompt}\n\n{wp.reasoning}\n{P.final_content(wp)}\n"""\n\n'
+        (pkg / "notes.py").write_text(doc + corpus.python_module(3000, 2))
+        (pkg / "table.py").write_text(
+            f"REFERENCE = {code.answer!r}\n\n\n" + corpus.python_module(3001, 2)
+        )
+        assert "\\n" in repr(code.answer)
+        recs.insert(
+            2,
+            {"text": doc + corpus.python_module(3002, 2), "path": "j/planted.py", "license": "MIT"},
+        )
+    jl = root / "docs.jsonl"
+    jl.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return {"tree": pkg, "jsonl": jl}
+
+
+def _cfg(paths: dict[str, Path], **decon) -> DataConfig:
+    return data_config_from_dict(
+        {
+            "chunk_docs": 3,
+            "val_fraction": 0.2,
+            "sources": [
+                {"kind": "tree", "name": "tree", "path": str(paths["tree"])},
+                {"kind": "jsonl", "name": "jl", "path": str(paths["jsonl"])},
+            ],
+            "decontaminate": {**PROBES, **decon},
+        }
+    )
+
+
+def _rejects(out: Path) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for f in sorted((out / "rejects").glob("*.jsonl.gz")):
+        for r in iter_jsonl(f):
+            found.setdefault(r["filter"], []).append(r)
+    return found
+
+
+def _entry(card: dict) -> dict:
+    return next(f for f in card["filters"] if f["name"] == "decontaminate")
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    paths = _make_corpus(root / "src", planted=True)
+    out, base = root / "out", root / "base"
+    card = build(_cfg(paths), out, progress=False)
+    card_off = build(_cfg(paths, enabled=False), base, progress=False)
+    return {"paths": paths, "out": out, "card": card, "base": base, "card_off": card_off}
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation and the index
+# ---------------------------------------------------------------------------------------------
+
+
+def test_normalisation_matches_code_written_out_and_as_string_literal():
+    code = "def count_vowels(word):\n    total = 0\n    for ch in word:\n        total += 1\n"
+    assert normalize_tokens(repr(code)) == normalize_tokens(code)
+    assert normalize_tokens("A\tB\\tc\\nD_e") == ["a", "b", "c", "d", "e"]
+    assert normalize_tokens("x = 3 +  4") == normalize_tokens("X=3+4")
+
+
+def test_index_ngrams_whole_short_probes_and_too_short():
+    long = "the quick brown fox jumps over the lazy dog while seven tired otters sleep soundly"
+    short = "alpha beta gamma delta epsilon zeta eta theta iota"  # 9 tokens: whole only
+    tiny = "one two three"  # too short to mean anything
+    probes = [Probe(name, "file:t", text) for name, text in [("long", long), ("short", short)]]
+    index = ProbeIndex.build([*probes, Probe("tiny", "file:t", tiny)], ngram=13, min_tokens=8)
+    assert index.stats["probes"] == 3 and index.stats["too_short"] == 1
+    assert index.stats["whole_text_probes"] == 1
+    words = long.split()
+    m = index.match("Intro text. " + " ".join(words[1:14]).upper() + " -- end")
+    assert m is not None and m.probe == "long" and m.tokens == 13
+    assert m.ngram == " ".join(words[1:14])
+    assert index.match("intro " + " ".join(words[:12]) + " end") is None  # only 12 shared
+    assert index.match(f"see: {short}!").probe == "short"
+    assert index.match(" ".join(short.split()[:8])) is None  # part of a short probe: no
+    assert index.match(f"{tiny} {tiny}") is None
+    assert index.match("") is None
+
+
+def test_index_survives_save_and_load(tmp_path):
+    probes = [Probe(f"p{i}", "file:t", corpus.python_module(i, 1)) for i in range(5)]
+    index = ProbeIndex.build(probes, 13, 8)
+    index.save(tmp_path / "probes.npz")
+    again = ProbeIndex.load(tmp_path / "probes.npz")
+    assert again.stats == index.stats and again.labels == index.labels
+    for p in probes:
+        assert again.match(p.text).probe == index.match(p.text).probe == p.id
+
+
+def test_parallel_probe_generation_equals_one_call():
+    from hillclimb.data import decontam
+
+    fams = ["word_problem", "code_bugfix", "sequence"]
+    decontam._PROBLEM_CACHE.pop(((0,), 2, tuple(fams)), None)
+    par = decontam.problem_probe_records([0], 2, fams, workers=2)
+    assert par == P.contamination_probes(seeds=[0], n_per_tier=2, families=fams)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planted evaluation items
+# ---------------------------------------------------------------------------------------------
+
+
+def test_planted_items_removed_exactly(planted):
+    rej = _rejects(planted["out"])["decontaminate"]
+    assert {(r["source"], r["path"]) for r in rej} == {
+        ("tree", "notes.py"),
+        ("tree", "table.py"),
+        ("jl", "j/planted.py"),
+    }
+    wp, code = _heldout_word_problem(), _heldout_code()
+    probe_of = {r["path"]: r["probe"] for r in rej}
+    assert probe_of == {"notes.py": wp.id, "j/planted.py": wp.id, "table.py": code.id}
+    assert all(r["reason"] == "contaminated" and r["match"] for r in rej)
+    assert all(r["probe_origin"] == "problems:heldout" for r in rej)
+    # nothing else changed: the same documents as without decontamination, minus the planted
+    kept = {d["id"] for d in iter_documents(planted["out"])}
+    base = {d["path"]: d["id"] for d in iter_documents(planted["base"])}
+    planted_ids = {base.pop(p) for p in ("notes.py", "table.py", "j/planted.py")}
+    assert kept == set(base.values()) and not kept & planted_ids
+    assert all("decontaminate" in d["kept_by"] for d in iter_documents(planted["out"]))
+
+
+def test_card_counts_removals(planted):
+    e = _entry(planted["card"])
+    assert e["enabled"] and e["dropped"] == 3 and e["reasons"] == {"contaminated": 3}
+    rej = _rejects(planted["out"])["decontaminate"]
+    assert e["removed_by_source"] == {
+        "jl": {"documents": 1, "bytes": sum(r["bytes"] for r in rej if r["source"] == "jl")},
+        "tree": {"documents": 2, "bytes": sum(r["bytes"] for r in rej if r["source"] == "tree")},
+    }
+    assert {x["probe"] for x in e["examples"]} == {_heldout_word_problem().id, _heldout_code().id}
+    assert [(x["source"], x["path"]) for x in e["examples"]] == [
+        ("tree", "notes.py"),
+        ("tree", "table.py"),
+        ("jl", "j/planted.py"),
+    ]
+    pr = e["probes"]
+    assert pr["probes"] > 0 and pr["too_short"] >= 0 and pr["ngrams"] > 0
+    assert set(pr["by_origin"]) == {"problems:val", "problems:heldout", "problems:heldout_phrasing"}
+    assert e["stats"]["documents_checked"] == planted["card_off"]["ingest"]["items"] - sum(
+        planted["card_off"]["ingest"]["skipped"].values()
+    )
+    md = (planted["out"] / "DATA_CARD.md").read_text()
+    assert "decontaminate — dropped 3" in md and _heldout_code().id in md
+    assert f"Probes: {pr['probes']:,} texts" in md
+    off = _entry(planted["card_off"])
+    assert not off["enabled"] and off["dropped"] == 0 and off["probes"] is None
+
+
+def test_clean_corpus_loses_nothing(tmp_path):
+    paths = _make_corpus(tmp_path / "src", planted=False)
+    card = build(_cfg(paths), tmp_path / "on", progress=False)
+    build(_cfg(paths, enabled=False), tmp_path / "off", progress=False)
+    e = _entry(card)
+    assert e["dropped"] == 0 and e["removed_by_source"] == {} and e["examples"] == []
+    on = {d["id"]: d["text"] for d in iter_documents(tmp_path / "on")}
+    off = {d["id"]: d["text"] for d in iter_documents(tmp_path / "off")}
+    assert on == off and len(on) == 10
+    assert "decontaminate" not in _rejects(tmp_path / "on")
+
+
+def test_eval_file_probes(tmp_path):
+    item = "Zorblax quantifies the wibbling frumious bandersnatch across eleven purple harbors"
+    evals = tmp_path / "evals.jsonl"
+    evals.write_text(
+        json.dumps({"id": "q1", "question": item, "answer": "42"})
+        + "\n"
+        + json.dumps(["a list of strings is a probe per string", "second string of it"])
+        + "\n\n"
+        + json.dumps("a bare string line")
+        + "\n"
+    )
+    paths = _make_corpus(tmp_path / "src", planted=False)
+    (paths["tree"] / "leak.py").write_text(f"# {item.lower()}\n" + corpus.python_module(4000, 2))
+    cfg = _cfg(paths, files=[str(evals)], text_fields=["question", "answer"], problems_seeds=[])
+    card = build(cfg, tmp_path / "out", progress=False)
+    e = _entry(card)
+    assert e["dropped"] == 1 and e["examples"][0]["probe"] == "evals.jsonl:q1"
+    assert e["examples"][0]["probe_origin"] == "file:evals.jsonl"
+    pr = e["probes"]
+    assert pr["by_origin"] == {"file:evals.jsonl": 5} and pr["problem_items"] == 0
+    assert pr["files"][0]["probes"] == 5 and len(pr["files"][0]["sha256"]) == 64
+    assert pr["too_short"] == 3  # "42", the second list string and the bare string
+    assert pr["whole_text_probes"] == 2  # the 11-word item and the 9-word list string
+
+
+# ---------------------------------------------------------------------------------------------
+# The package's problem generators
+# ---------------------------------------------------------------------------------------------
+
+
+def _problem_files() -> set[str]:
+    return {
+        f"problems/{p.relative_to(problems_dir()).as_posix()}"
+        for p in problems_dir().rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+
+
+def test_hillclimb_tree_never_includes_problems():
+    from hillclimb.data.config import SourceConfig
+
+    hc = expand_source_path("{hillclimb}", ROOT)
+    items = list(source_items(SourceConfig(kind="tree", name="hc", path=hc, include=["*.py"])))
+    skipped = {it.path for it in items if it.skip == PROBLEMS_SKIP}
+    assert skipped == _problem_files() and len(skipped) >= 8
+    assert not [it for it in items if it.file and Path(it.file).is_relative_to(problems_dir())]
+    assert any(it.path == "data/decontam.py" and it.file for it in items)
+    # a source rooted inside problems/: every file excluded
+    inner = list(source_items(SourceConfig(kind="tree", name="p", path=str(problems_dir()))))
+    assert inner and all(it.skip == PROBLEMS_SKIP for it in inner if it.path.endswith(".py"))
+    # a git source of the repository (tracked files) reaches them through src/hillclimb/problems
+    if (ROOT / ".git").exists():
+        git = list(source_items(SourceConfig(kind="git", name="g", path=str(ROOT))))
+        under = [it for it in git if it.path.startswith("src/hillclimb/problems/")]
+        assert under and all(it.skip == PROBLEMS_SKIP for it in under)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_problem_files_excluded_and_counted_always(tmp_path, enabled):
+    table = {
+        "sources": [
+            {"kind": "tree", "name": "hc", "path": "{hillclimb}", "license": "Apache-2.0",
+             "include": ["problems/*.py", "errors.py"]},
+        ],
+        "decontaminate": {**PROBES, "enabled": enabled},
+    }  # fmt: skip
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("")
+    from hillclimb.data.recipe import expand_data_paths
+
+    card = build(data_config_from_dict(expand_data_paths(table, tmp_path)), tmp_path / "o")
+    n = len({f for f in _problem_files() if f.count("/") == 1})
+    assert card["ingest"]["skipped"] == {PROBLEMS_SKIP: n}
+    assert _entry(card)["excluded_problem_files"] == {"hc": n}
+    assert [d["path"] for d in iter_documents(tmp_path / "o")] == ["errors.py"]
+    assert f"hc {n} files" in (tmp_path / "o" / "DATA_CARD.md").read_text()
+
+
+def test_generator_documents_are_never_evaluation_items(tmp_path):
+    """The generators source (train split) must never yield an evaluation item; its n-gram
+    overlaps with probes (shared templates and sub-steps of sibling problems) are kept and
+    counted, or dropped on request. Probes: 10 items per family x tier x split (the default 50
+    takes tens of seconds to generate)."""
+    cfg = data_config_from_dict(
+        {
+            "sources": [{"kind": "generators", "per_tier": 30}],
+            "decontaminate": {"problems_n_per_tier": 10},
+        }
+    )
+    card = build(cfg, tmp_path / "keep", progress=False)
+    e = _entry(card)
+    assert e["dropped"] == 0
+    n_docs = 30 * len(P.TRAIN_FAMILIES) * len(P.TIERS)
+    assert e["stats"]["documents_checked"] == n_docs  # the check ran over every document
+    index = build_index(cfg.decontaminate)  # memoised: the same probes
+    generated = {d["problem_id"] for d in iter_documents(tmp_path / "keep")}
+    generated |= {r["problem_id"] for r in _rejects(tmp_path / "keep").get("dedup", [])}
+    assert len(generated) > 0.9 * n_docs and not generated & index.item_ids
+    overlaps = sum(e["generator_overlaps_kept"].values())
+    assert all(x["source"] == "generators" for x in e["generator_overlap_examples"])
+    cfg.decontaminate.generator_overlaps = "drop"
+    e2 = _entry(build(cfg, tmp_path / "drop", progress=False))
+    assert e2["dropped"] == overlaps and e2["generator_overlaps_kept"] == {}
+
+
+def test_a_leaked_generator_item_is_dropped(tmp_path, monkeypatch):
+    """If the split ever leaked, the generators source would emit an evaluation item: simulate
+    it by making generate() return held-out problems, and check they are removed by id."""
+    import hillclimb.data.sources as sources
+
+    real = P.generate
+    monkeypatch.setattr(
+        P, "generate", lambda fam, tier, n, seed, split="train": real(fam, tier, n, seed, "heldout")
+    )
+    cfg = data_config_from_dict(
+        {
+            "sources": [{"kind": "generators", "families": ["arith"], "tiers": [1], "per_tier": 3}],
+            "decontaminate": {"problems_n_per_tier": 3, "problems_families": ["arith"]},
+            "dedup": {"exact": False, "near": False},
+        }
+    )
+    assert sources.generator_items  # the source reads problems.generate at call time
+    e = _entry(build(cfg, tmp_path / "o", progress=False))
+    assert e["dropped"] == 3 and e["removed_by_source"]["generators"]["documents"] == 3
+    assert all("evaluation item itself" in x["match"] for x in e["examples"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume and configuration
+# ---------------------------------------------------------------------------------------------
+
+
+def _tree_bytes(d: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(d)): p.read_bytes()
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and ".work" not in p.parts
+    }
+
+
+@pytest.mark.parametrize("fault", ["raise-probes", "raise-chunk:2", "raise-dedup"])
+def test_resume_after_failure_is_identical(planted, tmp_path, fault):
+    cfg = _cfg(planted["paths"])
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="injected fault"):
+        build(cfg, out, progress=False, fault=fault)
+    assert (out / ".work" / "probes.npz").is_file()
+    build(cfg, out, resume=True, progress=False)
+    assert _tree_bytes(out) == _tree_bytes(planted["out"])
+
+
+def test_sigkill_after_probes_then_resume_is_identical(planted, tmp_path):
+    paths = planted["paths"]
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        "[data]\nchunk_docs = 3\nval_fraction = 0.2\n"
+        f'[[data.sources]]\nkind = "tree"\nname = "tree"\npath = "{paths["tree"]}"\n'
+        f'[[data.sources]]\nkind = "jsonl"\nname = "jl"\npath = "{paths["jsonl"]}"\n'
+        "[data.decontaminate]\nproblems_n_per_tier = 3\n"
+        'problems_families = ["word_problem", "code_function"]\n'
+    )
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert main(["data", "build", "--recipe", str(recipe), "--out", str(ref)]) == 0
+    env = {**os.environ, "PYTHONPATH": SRC, "HILLCLIMB_DATA_FAULT": "kill-probes"}
+    cmd = [sys.executable, "-m", "hillclimb", "data", "build", "--recipe", str(recipe)]
+    proc = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()
+    assert (out / ".work" / "probes.npz").is_file() and not (out / ".work" / "chunks").exists()
+    env.pop("HILLCLIMB_DATA_FAULT")
+    proc = subprocess.run([*cmd, "--out", str(out), "--resume"], env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert _tree_bytes(out) == _tree_bytes(ref)
+    assert _entry(json.loads((out / "data_card.json").read_text()))["dropped"] == 3
+
+
+@pytest.mark.parametrize(
+    ("decon", "match"),
+    [
+        ({"ngram": 3}, "ngram must be an integer >= 4"),
+        ({"ngram": 10, "min_tokens": 11}, "min_tokens must be an integer in"),
+        ({"generator_overlaps": "maybe"}, "generator_overlaps"),
+        ({"problems_seeds": "0"}, "problems_seeds must be a list"),
+        ({"ngrams": 13}, "unknown key"),
+    ],
+)
+def test_bad_config_is_a_clear_error(decon, match):
+    with pytest.raises(ConfigError, match=match):
+        data_config_from_dict({"sources": [{"kind": "generators"}], "decontaminate": decon})
+
+
+def test_decontamination_cannot_be_skipped_per_source():
+    with pytest.raises(ConfigError, match="cannot be skipped"):
+        data_config_from_dict(
+            {"sources": [{"kind": "generators", "skip_filters": ["decontaminate"]}]}
+        )
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "cannot read it"),
+        (b"{not json\n", "line 1 is not JSON"),
+        (b'{"text": "ok"}\n{"other": "x"}\n', "line 2 has none of the text fields"),
+        (b"42\n", "neither a string"),
+        (b"\n\n", "holds no probe texts"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_bad_eval_file_fails_before_writing(tmp_path, content, match):
+    evals = tmp_path / "evals.jsonl"
+    if content is not None:
+        evals.write_bytes(content)
+    cfg = data_config_from_dict(
+        {
+            "sources": [{"kind": "generators", "per_tier": 1}],
+            "decontaminate": {"files": [str(evals)], "problems_seeds": []},
+        }
+    )
+    with pytest.raises(ConfigError, match=match):
+        build(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_unreadable_eval_file_in_one_line(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        '[data]\n[[data.sources]]\nkind = "generators"\nper_tier = 1\n'
+        '[data.decontaminate]\nfiles = ["missing.jsonl"]\n'
+    )
+    assert main(["data", "build", "--recipe", str(recipe), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "eval file" in err and str(tmp_path / "missing.jsonl") in err and "\n" not in err
+
+
+def test_recipe_paths_and_eval_coverage(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        '[data]\n[[data.sources]]\nkind = "generators"\n'
+        '[data.decontaminate]\nfiles = ["evals/a.jsonl"]\n'
+    )
+    cfg = load_data_config(recipe)
+    assert cfg.decontaminate.files == [str((tmp_path / "evals" / "a.jsonl").resolve())]
+    assert coverage_gap(DecontaminateConfig(), 0, 50, None) is None
+    assert "n_per_tier" in coverage_gap(DecontaminateConfig(problems_n_per_tier=10), 0, 20, None)
+    assert "seed 3" in coverage_gap(DecontaminateConfig(), 3, 10, None)
+    assert coverage_gap(DecontaminateConfig(enabled=False), 3, 99, None) is None
+    # the climb refuses a recipe whose probes miss its own evaluation suite
+    from hillclimb.climb.recipe import parse_recipe
+
+    for name in ("smoke", "tiny"):
+        path = ROOT / "recipes" / f"{name}.toml"
+        raw = tomllib.loads(path.read_text())
+        parse_recipe(raw, path)
+        raw["data"]["decontaminate"]["problems_n_per_tier"] = 0
+        with pytest.raises(ConfigError, match="must cover the \\[eval\\] suite"):
+            parse_recipe(raw, path)

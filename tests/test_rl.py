@@ -1,0 +1,363 @@
+"""RL: advantages and losses equal their formulas, clipping, KL, masks, log-prob agreement between
+rollout and training forward, a micro run that learns, exact resume after kill -9, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.rl.grpo import PolicyLoss, group_advantages, k3
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+# ---- formulas ---------------------------------------------------------------------------------
+def test_group_advantages_formulas():
+    r = [1.0, 0.0, 0.0, 1.0, 1.0]
+    mean, std = 0.6, math.sqrt(sum((x - 0.6) ** 2 for x in r) / 5)
+    assert group_advantages(r) == pytest.approx([(x - mean) / (std + 1e-6) for x in r])
+    assert group_advantages(r, std_norm=False) == pytest.approx([x - mean for x in r])
+    assert group_advantages([0.5, 0.5]) == [0.0, 0.0]
+    assert group_advantages([]) == []
+
+
+def _crafted(seed=0, B=3, T=5, V=7):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, V, generator=g, requires_grad=True)
+    ids = torch.randint(0, V, (B, T + 1), generator=g)
+    mask = torch.zeros(B, T + 1)
+    mask[0, 2:6] = 1  # 4 loss tokens
+    mask[1, 4:6] = 1  # 2
+    mask[2, 1:6] = 1  # 5
+    with torch.no_grad():
+        lp = torch.log_softmax(logits / 0.7, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    old = torch.zeros(B, T + 1)
+    old[:, 1:] = lp + torch.randn(B, T, generator=g) * 0.3  # ratios spread around 1
+    adv = torch.tensor([1.0, -0.5, 0.25])
+    return logits, {"ids": ids, "mask": mask, "old_lp": old, "adv": adv}, lp
+
+
+def _manual(logits, mb, lp, clip_low, clip_high):
+    ratio = torch.exp(lp - mb["old_lp"][:, 1:])
+    a = mb["adv"][:, None]
+    surr = torch.minimum(ratio * a, ratio.clamp(1 - clip_low, 1 + clip_high) * a)
+    return -surr * mb["mask"][:, 1:]
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean", "dr-grpo"])
+def test_policy_loss_aggregations_equal_formulas(agg):
+    logits, mb, _ = _crafted()
+    loss = PolicyLoss(temperature=0.7, agg=agg)
+    total, stats = loss(logits, mb, None)
+    lp = torch.log_softmax(logits / 0.7, -1).gather(-1, mb["ids"][:, 1:, None])[..., 0]
+    per = _manual(logits, mb, lp, 0.2, 0.28)
+    np_batch = {k: v.numpy() for k, v in mb.items()}
+    np_batch["max_len"] = np.array([9, 9, 9])
+    denom = loss.denominator(np_batch)
+    if agg == "token-mean":
+        want = per.sum() / 11
+        assert denom == 11
+    elif agg == "seq-mean":
+        want = sum(per[i].sum() / n for i, n in enumerate((4, 2, 5))) / 3
+        assert denom == 3
+    else:
+        want = per.sum() / (3 * 9)
+        assert denom == 27
+    assert float(total.detach() / denom) == pytest.approx(float(want), rel=1e-6)
+    assert stats["loss_tokens"] == 11
+
+
+def test_clipping_stops_the_gradient_beyond_the_trust_region():
+    V = 4
+    logits = torch.zeros(1, 1, V, requires_grad=True)
+    ids = torch.tensor([[0, 2]])
+    mask = torch.tensor([[0.0, 1.0]])
+    lp_now = math.log(0.25)
+    for old_lp, adv, grad_expected in [
+        (lp_now - 0.5, 1.0, False),  # ratio e^0.5 = 1.65 > 1.28 and A > 0: clipped, no gradient
+        (lp_now - 0.5, -1.0, True),  # same ratio, A < 0: the min keeps the unclipped term
+        (lp_now + 0.5, -1.0, False),  # ratio 0.61 < 0.8 and A < 0: clipped
+        (lp_now, 1.0, True),  # ratio 1: inside
+        (lp_now - 0.2, 1.0, True),  # ratio 1.22 < 1.28 (clip-higher lets it grow)
+    ]:
+        logits.grad = None
+        mb = {
+            "ids": ids,
+            "mask": mask,
+            "old_lp": torch.tensor([[0.0, old_lp]]),
+            "adv": torch.tensor([adv]),
+        }
+        total, st = PolicyLoss(temperature=1.0)(logits, mb, None)
+        total.backward()
+        has = bool(logits.grad.abs().sum() > 0)
+        assert has == grad_expected, (old_lp, adv)
+        assert st["clipped_tokens"] == (0.0 if grad_expected else 1.0)
+
+
+def test_k3_is_nonnegative_and_estimates_kl():
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(6, generator=g), 0)
+    q = torch.softmax(torch.randn(6, generator=g), 0)
+    exact = float((p * (p / q).log()).sum())  # KL(p || q)
+    draws = torch.multinomial(p, 200_000, replacement=True, generator=g)
+    est = k3(p.log()[draws], q.log()[draws])
+    assert float(est.min()) >= 0.0
+    assert float(est.mean()) == pytest.approx(exact, rel=0.05)
+    assert float(k3(torch.tensor([-1.0]), torch.tensor([-1.0]))) == 0.0
+
+
+def test_kl_term_adds_beta_times_k3():
+    logits, mb, lp = _crafted(seed=3)
+    ref = torch.zeros_like(mb["old_lp"])
+    ref[:, 1:] = lp - 0.1
+    mb["ref_lp"] = ref
+    base, _ = PolicyLoss(temperature=0.7)(logits, mb, None)
+    with_kl, st = PolicyLoss(temperature=0.7, kl_beta=0.5)(logits, mb, None)
+    kl = (k3(lp, ref[:, 1:]) * mb["mask"][:, 1:]).sum()
+    assert float(with_kl - base) == pytest.approx(0.5 * float(kl), rel=1e-5)
+    assert st["kl_sum"] == pytest.approx(float(kl), rel=1e-5)
+
+
+def test_shape_group_alp_overlong_and_batch_masks():
+    from hillclimb.problems import generate
+    from hillclimb.rl.rewards import shape_group
+    from hillclimb.rl.rollout import Rollout
+    from hillclimb.rl.train import build_batch
+
+    p = generate("arith", 1, 1, 0)[0]
+
+    def roll(n, passed, reason="stop", forced=None):
+        return Rollout(
+            problem=p, sample=0, prompt_ids=[1, 2, 3], completion_ids=list(range(10, 10 + n)),
+            completion_tokens=n, passed=passed, finish_reason=reason,
+            logprobs=[-0.5] * n, forced=forced or [False] * n,
+        )  # fmt: skip
+
+    g = [roll(10, True), roll(20, True), roll(40, False, "length"), roll(5, False)]
+    raw = [1.0, 1.0, 0.0, 0.0]
+    shaped, keep, info = shape_group(
+        g, raw, budget=40, overlong="mask", overlong_buffer=8, alp_beta=0.5
+    )
+    assert info["solve_rate"] == 0.5
+    assert shaped == pytest.approx(
+        [1 - 0.5 * 10 / 40 * 0.5, 1 - 0.5 * 20 / 40 * 0.5, -0.5 * 0.5, -0.5 * 5 / 40 * 0.5]
+    )
+    assert keep == [True, True, False, True]  # the truncated one gets no gradient
+    soft, keep2, _ = shape_group(
+        g, raw, budget=40, overlong="soft", overlong_buffer=8, alp_beta=0.0
+    )
+    assert soft == [1.0, 1.0, -1.0, 0.0] and all(keep2)
+    # Forced tokens (the reasoning budget's </think>) and dropped members carry no loss.
+    g[1] = roll(4, True, forced=[False, True, False, False])
+    batch = build_batch([{"rollouts": g, "adv": [1, 2, 3, 4], "keep": keep}], 1, 40)
+    assert batch["ids"].shape[0] == 3  # the masked (truncated) member is left out
+    assert batch["mask"][0, 3:13].tolist() == [1.0] * 10
+    assert batch["mask"][1, 3:7].tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert batch["mask"][:, :3].sum() == 0 and batch["adv"].tolist() == [1, 2, 4]
+    assert batch["old_lp"][0, 3] == pytest.approx(-0.5) and batch["ids"][1, 3:7].tolist() == [
+        10,
+        11,
+        12,
+        13,
+    ]
+
+
+# ---- a real micro policy -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    from hillclimb.cli import main
+
+    d = tmp_path_factory.mktemp("rl") / "init"
+    assert main(["init", "--preset", "thinking-micro", "--out", str(d), "--seed", "0"]) == 0
+    return d
+
+
+def test_rollout_logprobs_equal_training_forward(micro):
+    """The log-probs the engine records while sampling (temperature 0.7) are what the training
+    forward computes for the same token ids (the importance ratio starts at 1)."""
+    from hillclimb.model.checkpoint import load_model
+    from hillclimb.problems import generate
+    from hillclimb.rl.rollout import rollout_and_check
+    from hillclimb.serve.engine import Engine
+    from hillclimb.tokenizer.io import load_tokenizer
+
+    model = load_model(micro)
+    eng = Engine(model, load_tokenizer(micro), max_batch=8, seed=0)
+    probs = generate("arith", 1, 3, 0) + generate("logic", 2, 2, 0)
+    rolls = rollout_and_check(eng, probs, n=2, max_tokens=12, temperature=0.7, logprobs=True)
+    loss = PolicyLoss(temperature=0.7)
+    worst = 0.0
+    with torch.no_grad():
+        for r in rolls:
+            ids = torch.tensor([r.prompt_ids + r.completion_ids])
+            lp = loss.token_logp(model(ids[:, :-1]), ids)[0, len(r.prompt_ids) - 1 :]
+            assert len(r.logprobs) == len(r.completion_ids) == lp.shape[0]
+            worst = max(worst, float((lp - torch.tensor(r.logprobs)).abs().max()))
+            assert r.forced == [False] * len(r.completion_ids)
+    assert worst <= 1e-4
+
+
+def _cfg(micro, out, **kw):
+    from hillclimb.rl.config import RLConfig
+
+    base = dict(
+        init=micro, out=out, steps=12, prompts_per_step=8, group_size=8, families=["arith"],
+        tiers=[1], max_tokens=3, lr=3e-2, warmup_steps=0, eval_every=0, overlong="none",
+        tensorboard=False, threads=1, pool_size=64, seed=0,
+    )  # fmt: skip
+    base.update(kw)
+    return RLConfig(**base)
+
+
+def even_first_token(r) -> float:
+    """A trivial preference: the first completion token has an even id (≈0.5 at init)."""
+    return 1.0 if r.completion_ids and r.completion_ids[0] % 2 == 0 else 0.0
+
+
+def test_micro_rl_learns_a_trivial_preference(micro, tmp_path):
+    from hillclimb.rl.train import run_rl
+
+    res = run_rl(_cfg(micro, tmp_path / "run"), reward_fn=even_first_token)
+    steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(steps) == 12 and res["steps"] == 12
+    assert 0.25 <= steps[0]["reward"] <= 0.75  # a coin flip at init
+    assert np.mean([s["reward"] for s in steps[-3:]]) >= 0.9
+    assert all(s["logp_gap"] < 1e-4 for s in steps)  # on-policy: the ratio starts at 1
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    assert res["rollout_tokens_per_s"] > 0 and 0 <= res["sync_share"] < 1
+
+
+def test_dynamic_sampling_drops_groups_with_equal_rewards(micro, tmp_path):
+    from hillclimb.rl.train import run_rl
+
+    res = run_rl(_cfg(micro, tmp_path / "run", steps=2, refill_rounds=1), reward_fn=lambda r: 1.0)
+    steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(s["groups"] == 0 and s["dropped_groups"] == 16 for s in steps)  # 8 + 8 refilled
+    assert res["steps"] == 2
+
+
+def _weights(d: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_kill_then_resume_gives_the_uninterrupted_weights(micro, tmp_path):
+    from hillclimb.train.checkpointing import KILL_ENV
+
+    args = [
+        sys.executable, "-m", "hillclimb", "rl", "--model", str(micro), "--steps", "6",
+        "--prompts-per-step", "4", "--group-size", "4", "--families", "arith", "--tiers", "1",
+        "--max-tokens", "4", "--lr", "1e-2", "--warmup-steps", "0", "--eval-every", "0",
+        "--overlong", "none", "--ckpt-every", "2", "--threads", "1", "--no-tensorboard",
+        "--format-reward", "0.5",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    whole = subprocess.run(
+        [*args, "--out", str(tmp_path / "whole")], env=env, capture_output=True, text=True
+    )
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    crashed = subprocess.run(
+        [*args, "--out", str(tmp_path / "cut")],
+        env={**env, KILL_ENV: "4"},
+        capture_output=True,
+        text=True,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert not (tmp_path / "cut" / "final").exists()
+    resumed = subprocess.run(
+        [*args, "--out", str(tmp_path / "cut"), "--resume"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _weights(tmp_path / "whole" / "final"), _weights(tmp_path / "cut" / "final")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma = (tmp_path / "whole" / "metrics.jsonl").read_text()
+    mb = (tmp_path / "cut" / "metrics.jsonl").read_text()
+
+    def strip(text: str) -> list[dict]:
+        drop = ("elapsed_s", "tok_s", "time", "info")
+        return [
+            {k: v for k, v in json.loads(x).items() if k not in drop} for x in text.splitlines()
+        ]
+
+    assert strip(ma) == strip(mb)
+
+
+def test_bad_input_is_refused_clearly(micro, tmp_path):
+    from hillclimb.rl.config import RLConfig
+    from hillclimb.rl.train import run_rl
+
+    with pytest.raises(ConfigError, match="unknown family"):
+        RLConfig(init=micro, out=tmp_path / "a", families=["nope"])
+    with pytest.raises(ConfigError, match="held-out family"):
+        RLConfig(init=micro, out=tmp_path / "a", families=["sequence"])
+    with pytest.raises(ConfigError, match="group_size"):
+        RLConfig(init=micro, out=tmp_path / "a", group_size=1)
+    with pytest.raises(ConfigError, match="module:function"):
+        run_rl(_cfg(micro, tmp_path / "b", reward="nonsense"))
+    no_tok = tmp_path / "notok"
+    no_tok.mkdir()
+    for f in micro.iterdir():
+        if f.name != "tokenizer.json":
+            (no_tok / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(HillclimbError, match="no tokenizer.json"):
+        run_rl(_cfg(no_tok, tmp_path / "c"))
+
+    def boom(r):
+        raise ValueError("bad reward")
+
+    with pytest.raises(HillclimbError, match="boom raised on problem"):
+        run_rl(_cfg(micro, tmp_path / "d", steps=1), reward_fn=boom)
+    # A finished run is never overwritten without --resume.
+    run_rl(_cfg(micro, tmp_path / "e", steps=1), reward_fn=even_first_token)
+    before = _weights(tmp_path / "e" / "final")
+    with pytest.raises(HillclimbError, match="already holds checkpoints"):
+        run_rl(_cfg(micro, tmp_path / "e", steps=1), reward_fn=even_first_token)
+    after = _weights(tmp_path / "e" / "final")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_two_ranks_give_the_one_rank_update(micro, tmp_path):
+    """torchrun with 2 processes (DDP, gloo): each rank rolls out half the prompts, the groups
+    are gathered, and the step sees the same samples and makes the same update as 1 process.
+    AdamW's first step moves every weight by ±lr whatever its gradient's size, so the few weights
+    whose gradient is rounding noise may differ; everything else must agree."""
+    args = [
+        "-m", "hillclimb", "rl", "--model", str(micro), "--steps", "3", "--prompts-per-step", "4",
+        "--group-size", "4", "--families", "arith", "--tiers", "1", "--max-tokens", "4", "--lr",
+        "1e-2", "--warmup-steps", "0", "--eval-every", "0", "--overlong", "none", "--threads", "1",
+        "--no-tensorboard", "--format-reward", "0.5", "--micro-batch-size", "4",
+        "--no-dynamic-sampling",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+
+    def rows(d: str) -> list[tuple]:
+        recs = [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        return [(r["reward"], r["pass_rate"], r["groups"], r["completion_tokens"]) for r in recs]
+
+    assert rows("one") == rows("two")
+    init = _weights(micro)
+    a, b = _weights(tmp_path / "one" / "final"), _weights(tmp_path / "two" / "final")
+    da = torch.cat([(a[k] - init[k]).flatten() for k in init])
+    db = torch.cat([(b[k] - init[k]).flatten() for k in init])
+    assert float(da.abs().max()) > 1e-3  # it did update
+    assert float(torch.nn.functional.cosine_similarity(da, db, dim=0)) > 0.999
+    assert float(((da - db).abs() > 1e-5).float().mean()) < 1e-3
