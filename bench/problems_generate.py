@@ -13,7 +13,14 @@ import json
 import platform
 import time
 
-from hillclimb.problems import FAMILIES, check_many, generate, problem_suite, to_messages
+from hillclimb.problems import (
+    FAMILIES,
+    HELDOUT_FAMILIES,
+    check_many,
+    generate,
+    problem_suite,
+    to_messages,
+)
 
 
 def main() -> None:
@@ -25,6 +32,8 @@ def main() -> None:
     for family in FAMILIES:
         row = {}
         for split, n in (("train", args.n), ("heldout", args.n // 10)):
+            if family in HELDOUT_FAMILIES and split == "train":
+                continue  # evaluation-only family: no train split
             t0 = time.perf_counter()
             ps = generate(family, 2, n, seed=0, split=split)
             assert len(ps) == n

@@ -251,3 +251,22 @@ def test_no_two_scalar_families_compute_the_same_functions():
                     break
         twins = [sorted(keys) for keys in seen.values() if len(keys) > 1]
         assert len(twins) <= limit, (form, twins)
+
+
+def test_early_key_is_the_key_instances_carry():
+    """The split check runs on the key before any instance is built (cheap rejection): it must be
+    the key the built instances carry."""
+    import random
+
+    from hillclimb.problems import codegen
+
+    for tier in (1, 2, 3, 4):
+        rng = random.Random(tier)
+        for _ in range(150):
+            form, structure = codegen._draw_structure(rng, tier)
+            key = codegen.early_key(form, structure)
+            for _ in range(4):
+                spec = codegen._build(rng, form, structure)
+                if spec is not None:
+                    assert spec.key == key
+                    break

@@ -79,6 +79,13 @@ class Phrasing:
 
     style: str
     rng: random.Random
+    # (namespace, key) -> whether the loop will keep it: lets a sampler whose content is costly to
+    # finish (code: tests derived by running the reference) stop as soon as its key is known. It
+    # depends only on the key's bucket, so paired splits still consume the same randomness.
+    accept: Callable[[str, str], bool] | None = None
+
+    def wants(self, namespace: str, key: str) -> bool:
+        return self.accept is None or self.accept(namespace, key)
 
     def pick(self, train: Any, heldout: Any) -> Any:
         """A random element of the pool for this style."""
@@ -171,7 +178,11 @@ def generate_from(
         raise HillclimbError(f"n must be a non-negative integer, got {n!r}")
     bucket, style = SPLIT_RULE[split]
     rng = random.Random(derive_seed(family, tier, seed, bucket))
-    phr = Phrasing(style, random.Random(derive_seed(family, tier, seed, bucket, style)))
+    phr = Phrasing(
+        style,
+        random.Random(derive_seed(family, tier, seed, bucket, style)),
+        lambda ns, key: key_bucket(ns, key) == bucket,
+    )
     # Training repeats a problem in several phrasings; evaluation splits hold one item per problem.
     by_key = split != "train"
     out: list[Problem] = []

@@ -415,9 +415,15 @@ def _reasoning(m: Mutant, inst: Instance, fail_index: int) -> str:
     return f"{first}\n{second}\nWith the fix, {call} returns {expected!r}."
 
 
+def _unbuilt() -> Built:
+    raise AssertionError("a draft refused by the split is never built")
+
+
 def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
     while True:
-        inst = draw(rng, tier)
+        inst = draw(rng, tier, lambda key: phr.wants(CODE_NAMESPACE, key))
+        if isinstance(inst, str):  # refused by the split: no mutant searched
+            return Draft("", inst, _unbuilt, namespace=CODE_NAMESPACE)
         if inst.meta.get("origin") == "catalogue":
             ms = mutants(inst)
             m = ms[rng.randrange(len(ms))] if ms else None

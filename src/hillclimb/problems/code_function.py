@@ -80,8 +80,14 @@ def prompt_for(inst: Instance, args: tuple, expected: object, phr: Phrasing) -> 
     )
 
 
+def _unbuilt() -> Built:
+    raise AssertionError("a draft refused by the split is never built")
+
+
 def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
-    inst = draw(rng, tier)
+    inst = draw(rng, tier, lambda key: phr.wants(CODE_NAMESPACE, key))
+    if isinstance(inst, str):  # refused by the split: nothing built
+        return Draft("", inst, _unbuilt, namespace=CODE_NAMESPACE)
     # The example shown is wording, not content: drawn from the phrasing stream.
     args = inst.inputs(phr.rng)
     expected = compile_function(inst.source, inst.name)(*copy.deepcopy(args))

@@ -131,10 +131,24 @@ def _passes(code: str, name: str, cases: tuple[tuple[tuple, Any], ...]) -> bool:
     return True
 
 
-def generated(rng: random.Random, tier: int) -> Instance:
-    """A generated function of this tier (content drawn from `rng` only)."""
+def early_key(form: str, structure: tuple) -> str:
+    """The key a structure's instances will carry, known before any of them is built."""
+    if form == "pipe":
+        return pipeline.key_of(*structure)
+    return _key_of(form, structure)
+
+
+def generated(
+    rng: random.Random, tier: int, accept: Callable[[str], bool] | None = None
+) -> Instance | str:
+    """A generated function of this tier (content drawn from `rng` only); when `accept` refuses
+    the drawn structure's key, that key (a str) at once, before any instance is built."""
     while True:
         form, structure = _draw_structure(rng, tier)
+        if accept is not None:
+            key = early_key(form, structure)
+            if not accept(key):
+                return key
         for _ in range(_TRIES_PER_STRUCTURE):
             spec = _build(rng, form, structure)
             inst = instance_of(spec) if spec is not None else None
@@ -142,11 +156,17 @@ def generated(rng: random.Random, tier: int) -> Instance:
                 return inst
 
 
-def draw(rng: random.Random, tier: int) -> Instance:
-    """A code function for tier `tier`: generated (`GENERATED_SHARE`) or from the catalogue."""
+def draw(
+    rng: random.Random, tier: int, accept: Callable[[str], bool] | None = None
+) -> Instance | str:
+    """A code function for tier `tier`: generated (`GENERATED_SHARE`) or from the catalogue.
+    With `accept`, a refused key comes back as a str instead (cheap rejection)."""
     if rng.random() < GENERATED_SHARE:
-        return generated(rng, tier)
-    return draw_instance(rng, tier)
+        return generated(rng, tier, accept)
+    inst = draw_instance(rng, tier)
+    if accept is not None and not accept(inst.key):
+        return inst.key
+    return inst
 
 
 def structure_count(tier: int) -> dict[str, int]:
