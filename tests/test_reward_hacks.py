@@ -18,7 +18,7 @@ import hillclimb
 from hillclimb import problems as P
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.sandbox import sandbox_backend
-from hillclimb.problems import Problem, check_many_details
+from hillclimb.problems import Problem, check_many_details, verify
 from hillclimb.problems.verify import _decode, _verdict, code_cases, final_content, parse_tests
 
 pytestmark = pytest.mark.skipif(sandbox_backend() is None, reason="no sandbox backend works here")
@@ -402,15 +402,33 @@ def test_every_code_family_and_tier_parses_and_the_reference_passes():
     assert not bad, bad[:3]
 
 
-def test_killing_the_runner_only_fails_the_culprit(real_problems):
+# Source of `ancestors()`: the pids above the calling process (needs `import os`).
+ANCESTORS = """
+def ancestors():
+    out, pid = set(), os.getpid()
+    while pid > 1:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        out.add(pid)
+    return out
+"""
+
+
+@pytest.mark.parametrize("victims", ["parent", "ancestors"])
+def test_killing_the_runner_only_fails_the_culprit(real_problems, victims):
+    """The parent is the zygote that forks the candidates, its parent the runner (the sandbox's
+    init above them cannot be signalled from inside): the candidates without a record are rerun
+    alone, the killer's own rerun kills its own runner."""
     p = real_problems[0]
+    who = "[os.getppid()]" if victims == "parent" else "sorted(ancestors())"
     killer = _fenced(
-        f"import os, signal\ndef {p.entry_point}(*a, **k):\n"
-        "    os.kill(os.getppid(), signal.SIGKILL)\n    return 0\n"
+        f"import os, signal\n{textwrap.dedent(ANCESTORS)}\ndef {p.entry_point}(*a, **k):\n"
+        f"    for pid in {who}:\n        os.kill(pid, signal.SIGKILL)\n    return 0\n"
     )
     honest = final_content(p)
     details = check_many_details([p] * 4, [honest, killer, honest, honest], timeout_s=TIMEOUT_S)
-    assert [d["status"] for d in details] == ["pass", "error", "pass", "pass"], details
+    assert [d["status"] for d in details] == ["pass", details[1]["status"], "pass", "pass"]
+    assert details[1]["status"] in ("fail", "error"), details[1]
 
 
 PROBE = """
@@ -458,10 +476,11 @@ def f():
 """
 ORPHAN_COUNTER = """
 import os
+ANCESTORS
 def f():
-    n = 0
+    n, mine = 0, ancestors() | {os.getpid()}
     for pid in os.listdir("/proc"):
-        if pid.isdigit() and int(pid) not in (os.getpid(), os.getppid()):
+        if pid.isdigit() and int(pid) not in mine:
             try:
                 with open(f"/proc/{pid}/stat", "rb") as fh:
                     state, ppid = fh.read().rsplit(b")", 1)[1].split()[:2]
@@ -469,7 +488,7 @@ def f():
             except OSError:
                 pass
     return n
-"""
+""".replace("ANCESTORS", ANCESTORS)
 
 
 def test_orphans_left_by_a_candidate_are_killed():
@@ -484,20 +503,16 @@ def test_orphans_left_by_a_candidate_are_killed():
     assert [d["status"] for d in details] == ["pass", "pass"], details
 
 
-# Signals every process of its uid that is neither itself nor one of its ancestors (the runner,
-# the sandbox's init), found via /proc, for ~2 s (under TIMEOUT_S), so that it hits each sibling
-# the runner starts meanwhile; it answers with how many it hit (a wrong answer: "fail").
+# Signals every process of its uid but itself and those in SPARE (e.g. its ancestors: the zygote,
+# the runner, the sandbox's init), found via /proc, for ~1 s (under TIMEOUT_S), so that it hits
+# each sibling started meanwhile; it answers with how many it hit (a wrong answer: "fail").
 SABOTEUR = """
 import os, signal, time
+ANCESTORS
 def f():
-    me, uid, hit = os.getpid(), os.getuid(), set()
-    spare, pid = {me}, me
-    while pid > 1:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-        spare.add(pid)
-    spare -= set(SPARE_NOT)
-    end = time.monotonic() + 2.0
+    uid, hit = os.getuid(), set()
+    spare = SPARE | {os.getpid()}
+    end = time.monotonic() + 1.0
     while time.monotonic() < end:
         for name in os.listdir("/proc"):
             if not name.isdigit() or int(name) in spare:
@@ -510,7 +525,7 @@ def f():
             except OSError:
                 pass
     return f"hit {len(hit)}"
-"""
+""".replace("ANCESTORS", ANCESTORS)
 # An honest answer after ~0.2 s of work, so that siblings are running while the saboteur does.
 SLOW_HONEST = """
 def f():
@@ -526,9 +541,10 @@ def f():
 )
 def test_sabotaging_siblings_gains_nothing(sig, runner_too):
     """GRPO compares the samples of one prompt, checked in one batch: killing or stopping the
-    siblings would raise the saboteur's advantage. They are rerun alone, so all still pass."""
-    spare_not = "(os.getppid(),)" if runner_too else "()"
-    saboteur = SABOTEUR.replace("signal.SIG)", f"signal.{sig})").replace("SPARE_NOT", spare_not)
+    siblings would raise the saboteur's advantage. They are rerun alone, so all still pass.
+    SIGINT (sent to the runner and zygote too) is ignored: no KeyboardInterrupt, no crash."""
+    spare = "set()" if runner_too else "ancestors()"
+    saboteur = SABOTEUR.replace("signal.SIG)", f"signal.{sig})").replace("SPARE |", spare + " |")
     n = 6
     details = check_many_details(
         [_mk("assert f() == 1")] * (n + 1),
@@ -542,3 +558,106 @@ def test_sabotaging_siblings_gains_nothing(sig, runner_too):
     if bad["status"] == "fail":  # it ran to the end: it must have hit someone
         hits = int(bad["detail"].rsplit("hit ", 1)[1].rstrip("'"))
         assert hits >= 1, bad
+
+
+# For ~1 s, tries every way into every other process of the sandbox (siblings from the instant
+# they exist): open its /proc fds, memory and environment, copy its fds (pidfd_getfd), ptrace it.
+# Returns (how many ways in it found, whether it saw any sibling at all).
+INTRUDER = """
+import ctypes, os, time
+ANCESTORS
+def f():
+    libc = ctypes.CDLL(None, use_errno=True)
+    mine = ancestors() | {os.getpid()}
+    ways, seen, end = 0, set(), time.monotonic() + 1.0
+    while time.monotonic() < end:
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in mine:
+                continue
+            pid = int(name)
+            seen.add(pid)
+            for what in ("fd/0", "fd/1", "mem", "environ"):
+                try:
+                    os.close(os.open(f"/proc/{pid}/{what}", os.O_RDONLY | os.O_NONBLOCK))
+                    ways += 1
+                except OSError:
+                    pass
+            try:
+                pidfd = os.pidfd_open(pid)
+                for fd in range(3):
+                    got = libc.syscall(438, pidfd, fd, 0)  # pidfd_getfd
+                    if got >= 0:
+                        os.close(got)
+                        ways += 1
+                os.close(pidfd)
+            except OSError:
+                pass
+            if libc.ptrace(16, pid, 0, 0) == 0:  # PTRACE_ATTACH
+                libc.ptrace(17, pid, 0, 0)
+                ways += 1
+    return (ways, len(seen) > 0)
+""".replace("ANCESTORS", ANCESTORS)
+
+
+def test_siblings_are_out_of_reach_from_their_first_instant():
+    """Candidates are forked from a non-dumpable zygote, never exec'd: not even in its first
+    milliseconds can a sibling steal one's input (its code: in GRPO, a correct sibling's answer
+    to the same prompt) or write a result line for it."""
+    n = 6
+    details = check_many_details(
+        [_mk("assert f() == (0, True)")] + [_mk("assert f() == 1")] * n,
+        [_fenced(INTRUDER)] + [_fenced(SLOW_HONEST)] * n,
+        timeout_s=TIMEOUT_S,
+        workers=4,
+    )
+    assert [d["status"] for d in details] == ["pass"] * (n + 1), details
+
+
+def test_rerun_policy(monkeypatch):
+    """Which batch outcomes are rerun alone, and which solo timeouts once more with nothing
+    beside them (the runner is faked: each candidate's code names its scripted records)."""
+    T = 2.0
+    line = '{"cases":[["ok",["int","0x1"]]]}'
+    ok = {"status": "done", "rc": 0, "cpu": 0.01, "wait": None, "out": line}
+
+    def timeout(cpu, wait=0.0):
+        return {"status": "timeout", "rc": -9, "cpu": cpu, "wait": wait, "out": ""}
+
+    script = {  # code -> [batch record, solo record, solo record]
+        "answers": [ok],
+        "runner_lost": [None, ok],
+        "killed": [{"status": "done", "rc": -9, "cpu": 0.01, "wait": None, "out": ""}, ok],
+        "spins": [timeout(0.99 * T)],  # ran on a CPU all along: its own timeout
+        "stopped": [timeout(0.0), ok],
+        "starved_twice": [timeout(0.1), timeout(0.1, 0.9 * T), ok],
+        "sleeps": [timeout(0.0), timeout(0.0, 0.0)],  # alone and asleep: its own timeout
+    }
+    calls: list[tuple[str, ...]] = []
+
+    class Res:
+        stderr, status = "", "killed"
+
+    def fake(suites, codes, timeout_s, workers):
+        names = tuple(c.strip() for c in codes)
+        calls.append(names)
+        nth = sum(c == names for c in calls) if len(names) == 1 else 1
+        return [script[name][nth] if len(names) == 1 else script[name][0] for name in names], Res
+
+    monkeypatch.setattr(verify, "_sandbox_batch", fake)
+    names = list(script)
+    details = check_many_details([_mk("assert f() == 1")] * len(names), names, timeout_s=T)
+    got = {name: d["status"] for name, d in zip(names, details, strict=True)}
+    assert got == {
+        "answers": "pass",
+        "runner_lost": "pass",
+        "killed": "pass",
+        "spins": "timeout",
+        "stopped": "pass",
+        "starved_twice": "pass",
+        "sleeps": "timeout",
+    }
+    assert calls[0] == tuple(names)  # one batch, then single-candidate runs only
+    assert sorted(c[0] for c in calls[1:]) == sorted(
+        ["runner_lost", "killed", "stopped", "starved_twice", "sleeps", "starved_twice"]
+    )
+    assert calls[-1] == ("starved_twice",)  # the last, alone on the machine

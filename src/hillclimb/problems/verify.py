@@ -19,10 +19,11 @@ can return an object equal to everything, patch `AssertionError`, exit early or 
   (`ast.literal_eval`) as positional/keyword arguments and expected value; anything else raises
   `HillclimbError` naming the line. Expected values NEVER enter the sandbox: the sandbox gets the
   candidate's code and the call arguments only, and its workspace holds no files at all.
-- Inside the sandbox one runner process (`_RUNNER_PY`) starts a fresh `python -I -S` per
-  candidate (a few at a time), each with its own wall-clock timeout (process group killed),
-  512 MB address space, 1 MB file-size limit and stdio on /dev/null. The candidate process
-  (`_ITEM_PY`) captures every reference it needs (`type`, `int`, `hex`, `float.hex`,
+- Inside the sandbox one runner process (`_RUNNER_PY`) forks a zygote before it reads the batch;
+  the zygote forks one child per candidate (a few at a time; no exec), each in its own session
+  with its own wall-clock timeout (session killed), 512 MB address space, 1 MB file-size limit,
+  stdio on /dev/null and a private socketpair to the runner as its only channel. The child runs
+  `_ITEM_PY`, which captures every reference it needs (`type`, `int`, `hex`, `float.hex`,
   `_json.encode_basestring_ascii`, `posix.write`, ...) before any candidate code exists, runs the
   candidate, calls the function once per test case with fresh arguments, and writes ONE line: per
   case either the return value serialised by our encoder, or the exception it raised. The encoder
@@ -44,16 +45,39 @@ subclasses, `__class__` spoofing, patched builtins (`AssertionError`, `isinstanc
 forged result lines on any fd, reading the workspace or the package. The candidate CAN write any
 result line it likes (it may find every in-process secret, and with ctypes it can corrupt its own
 interpreter), so nothing in its process is trusted: a forged line only passes if it holds the
-exact expected values, i.e. if the candidate solved the problem. Between processes: the runner
-and each candidate make themselves non-dumpable before reading their input, so a candidate
-cannot read another candidate's code or the runner's memory through /proc or ptrace; runner lines
-to the host carry a per-batch token only the runner holds. Orphans a candidate leaves behind are
-killed when any candidate ends. Not defended: candidates of one batch share a uid, so one can
-signal (kill, stop) its siblings or the runner — a runner that dies or stalls is detected and
-the candidates without a result are rerun one per sandbox run, so the culprit alone ends up with
-"error"; a killed sibling is recorded as an error for that sibling. A candidate can also fill the
-workspace with files up to the sandbox limits. Harness failures (sandbox missing or refused, the
-runner crashing before it starts) raise `HillclimbError` instead of being counted as wrong answers.
+exact expected values, i.e. if the candidate solved the problem.
+
+Between processes: the runner makes itself non-dumpable before it forks the zygote, and the
+zygote (which never holds a candidate's code or the token) forks every candidate without exec,
+so each one is non-dumpable from its first instruction: no candidate can open another's /proc
+files (fds, memory, environment), ptrace it or copy its fds (pidfd_getfd), nor the runner's —
+not even in a sibling's first milliseconds. (With one exec'd `python` per candidate it could:
+that window let a candidate read its siblings' code, in GRPO correct answers to its own prompt,
+or write their result lines.) Runner lines to the host carry a per-batch token only the runner
+holds. SIGINT is ignored throughout. Orphans a candidate leaves behind are killed when any
+candidate ends.
+
+Sabotage gains nothing. Candidates of a batch share a uid, so one can still signal (kill, stop)
+its siblings, the zygote or the runner, or starve them of CPU; in GRPO, where the samples of one
+prompt are compared, failing siblings would raise its advantage. So a candidate whose outcome a
+sibling may have caused (`_settled`: no record, no complete result line, or a timeout during
+which it was not on a CPU nearly all the time) is rerun ALONE in its own sandbox run (`workers`
+runs at a time, where nothing can signal it) and that run counts; a timeout there that was
+starvation by a concurrent rerun (it waited for a CPU, `/proc/PID/schedstat`) rather than its
+own sleep or spin is run once more with no other run beside it. Outcomes are never attributed to
+anyone: each comes from the candidate's own socket, or from its own rerun, so a candidate can
+neither pass off its failure as a sibling's doing nor escape it (its rerun fails the same way).
+The reruns cost time only for candidates that die without a result or time out without using a
+CPU; at worst a batch of n takes ceil(n/workers) timeouts, as many again (plus a sandbox start
+each) for the parallel reruns, and one more timeout per candidate starved while rerun.
+
+Not defended: a candidate that SIGSTOPs the runner stalls its batch until the sandbox timeout
+(ceil(n/workers) timeouts + 30 s) before the reruns start (time only: the culprit's own rerun
+stalls too and ends in "error"). A candidate needing 95-100% of the time limit in CPU can be
+tipped into a timeout by a sibling taking a little CPU, as by any load on the machine. A
+candidate can fill the workspace with files up to the sandbox limits. Harness failures (sandbox
+missing or refused, the runner crashing before it starts) raise `HillclimbError` instead of
+being counted as wrong answers.
 """
 
 from __future__ import annotations
@@ -343,8 +367,9 @@ def code_cases(p: Problem) -> tuple[CallCase, ...]:
         raise HillclimbError(f"code problem {p.id}: {exc}") from None
 
 
-# The per-candidate program (`python -I -S -c`). Everything it relies on is bound to a local
-# before the candidate's code exists; it reports one ASCII line of JSON on a dup of fd 1:
+# The per-candidate program, exec'd in a child the zygote forked (see the runner), with its
+# socket to the runner on fds 0 and 1. Everything it relies on is bound to a local before the
+# candidate's code exists; it reports one ASCII line of JSON on a dup of fd 1:
 # {"cases": [["ok", TREE] | ["raise", "Type: message"], ...]} or {"error": "..."}.
 _ITEM_PY = r"""
 def _main():
@@ -498,7 +523,7 @@ class Broken(Exception):
     pass
 
 
-def child(ch):
+def child(ch, item_code):
     try:
         os.setsid()  # its own session: killing it reaches whatever it starts (but setsid)
         os.dup2(ch, 0)
@@ -506,12 +531,13 @@ def child(ch):
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 2)
         os.closerange(3, 1 << 16)  # the zygote's socket and anything else inherited
-        exec(compile(ITEM_SRC, "<item>", "exec"), {"__name__": "__item__"})
+        exec(item_code, {"__name__": "__item__"})
     finally:
         os._exit(70)
 
 
 def zygote(z):
+    item_code = compile(ITEM_SRC, "<item>", "exec")
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):  # the host's pipes: the batch (fd 0), the records, "Traceback" (fd 2)
         os.dup2(null, fd)
@@ -530,7 +556,7 @@ def zygote(z):
                 pid = -1
             if pid == 0:
                 z.close()
-                child(fds[0])
+                child(fds[0], item_code)
             os.close(fds[0])
             pidfd = -1
             if pid > 0:
@@ -547,10 +573,11 @@ def zygote(z):
         elif msg[:1] == b"W":
             (pid,) = struct.unpack("i", msg[1:5])
             try:  # only asked for a child that has ended (or been SIGKILLed)
-                rc = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                _, st, use = os.wait4(pid, 0)
+                done = [os.waitstatus_to_exitcode(st), use.ru_utime + use.ru_stime]
             except (OSError, ValueError):
-                rc = None
-            z.send(b"S" + json.dumps(rc).encode())
+                done = [None, None]
+            z.send(b"S" + json.dumps(done).encode())
 
 
 class Zygote:
@@ -582,7 +609,7 @@ class Zygote:
 
     def reap(self, pid):
         reply, _ = self.call(b"W" + struct.pack("i", pid))
-        return json.loads(reply[1:]) if reply[:1] == b"S" else None
+        return json.loads(reply[1:]) if reply[:1] == b"S" else [None, None]
 
 
 def sweep_orphans():
@@ -607,6 +634,9 @@ def run_one(zyg, item, timeout_s, cap):
     a, b = socket.socketpair()
     try:
         got = zyg.fork(b.fileno())
+    except Broken:
+        a.close()
+        raise
     finally:
         b.close()
     if got is None:
@@ -615,12 +645,17 @@ def run_one(zyg, item, timeout_s, cap):
     pid, pidfd = got
     a.setblocking(False)
     deadline = time.monotonic() + timeout_s
-    buf, status, pending, exited = bytearray(), "done", memoryview(item), False
+    buf, status, pending, exited, wait = bytearray(), "done", memoryview(item), False, None
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 status = "timeout"
+                try:  # ns on a CPU, ns waiting for one, slices: was it starved or asleep?
+                    with open("/proc/%d/schedstat" % pid, "rb") as f:
+                        wait = int(f.read().split()[1]) / 1e9
+                except (OSError, ValueError, IndexError):
+                    pass
                 break
             r, w, _ = select.select([a, pidfd], [a] if pending is not None else [], [], left)
             if w:
@@ -659,7 +694,7 @@ def run_one(zyg, item, timeout_s, cap):
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
             pass
-        rc = None
+        rc = cpu = None
         if not zyg.broken:  # unreaped until we ask: its pid (and group) cannot be reused yet
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -667,7 +702,7 @@ def run_one(zyg, item, timeout_s, cap):
                 pass
             if exited or select.select([pidfd], [], [], 5.0)[0]:
                 try:
-                    rc = zyg.reap(pid)
+                    rc, cpu = zyg.reap(pid)
                 except Broken:
                     pass
         os.close(pidfd)
@@ -679,18 +714,20 @@ def run_one(zyg, item, timeout_s, cap):
         text = last.decode("ascii")
     except UnicodeDecodeError:
         text = "\ufffd"
-    return {"status": status, "rc": rc, "out": text}
+    return {"status": status, "rc": rc, "cpu": cpu, "wait": wait, "out": text}
 
 
 def main():
     import ctypes
 
-    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0, inherited by every fork
+    if ctypes.CDLL(None).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0, kept by every fork
+        raise SystemExit("runner: cannot make itself non-dumpable")
     # SIGINT ignored here, in the zygote and in every candidate: a sibling cannot turn an answer
     # into a KeyboardInterrupt or crash the runner with a traceback. Other signals kill.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     zs, zc = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    if os.fork() == 0:  # before the batch is read: the zygote never holds a candidate's code
+    zpid = os.fork()
+    if zpid == 0:  # before the batch is read: the zygote never holds a candidate's code
         zs.close()
         zygote(zc)
     zc.close()
@@ -700,7 +737,7 @@ def main():
     lock = threading.Lock()
     todo = list(range(len(items)))[::-1]
     probe = run_one(zyg, marshal.dumps(("", [], 512, 64)), 10.0, 64)  # works, or we crash
-    if probe != {"status": "done", "rc": 0, "out": '{"cases":[]}'}:
+    if (probe["status"], probe["rc"], probe["out"]) != ("done", 0, '{"cases":[]}'):
         raise SystemExit("runner: the zygote does not work: %r" % (probe,))
 
     def emit(rec):
@@ -730,6 +767,8 @@ def main():
         t.start()
     for t in threads:
         t.join()
+    os.kill(zpid, signal.SIGKILL)  # our child, unreaped: this pid is still the zygote
+    os.waitpid(zpid, 0)
     emit({"end": len(items)})
 
 
@@ -948,19 +987,33 @@ def _sandbox_batch(
     return recs, res
 
 
-def _needs_solo(rec: dict[str, Any] | None) -> bool:
-    """Whether a candidate's batch outcome may be a sibling's doing, so that only a run alone
-    counts: no record (the runner died, stalled or could not start it), a timeout (a sibling can
-    SIGSTOP it, or starve it of CPU), or an end without a complete result line (a sibling can
-    kill it; signals that do not kill are ignored). A result line, a wrong or raising answer
-    included, is the candidate's own: only it writes that pipe. "over" (too much output) too."""
+OWN_TIMEOUT_CPU = 0.95  # a timeout is the candidate's own if it ran this much of it on a CPU
+ASLEEP = 0.5  # ... or, running alone, if it ran or waited for a CPU less than this much of it
+
+
+def _settled(rec: dict[str, Any] | None, timeout_s: float, alone: bool = False) -> bool:
+    """Whether a record is the candidate's own doing, whatever ran beside it. A result line (a
+    wrong or raising answer included) is: only the candidate writes its socket, and signals
+    that do not kill are ignored. Too much output is. A timeout is if the candidate ran on a
+    CPU for nearly all of it (others can only lower that), or, when it ran `alone` (nothing can
+    signal it there), if it mostly slept rather than waited for a CPU (a concurrent run can
+    starve it). Not settled: no record (the runner or zygote died or stalled, or could not
+    start it), an end without a complete result line (a sibling can SIGKILL it), any other
+    timeout (a sibling can SIGSTOP it or starve it)."""
     if rec is None:
-        return True
-    return rec.get("status") == "timeout" or (rec.get("status") == "done" and not rec.get("out"))
+        return False
+    status, cpu, wait = rec.get("status"), rec.get("cpu"), rec.get("wait")
+    if status == "timeout":
+        if type(cpu) is not float:
+            return False
+        if cpu >= OWN_TIMEOUT_CPU * timeout_s:
+            return True
+        return alone and type(wait) is float and cpu + wait < ASLEEP * timeout_s
+    return status != "done" or bool(rec.get("out"))
 
 
 def _solo(suite: tuple[CallCase, ...], code: str, timeout_s: float) -> dict[str, Any]:
-    """One candidate alone in its own sandbox run: its final record, whatever it is."""
+    """One candidate alone in its own sandbox run: its record, or a "lost" one."""
     (rec,), res = _sandbox_batch([suite], [code], timeout_s, 1)
     if rec is None:
         if "Traceback" in res.stderr:
@@ -982,16 +1035,28 @@ def _run_code_batch(
         recs: list[dict[str, Any] | None] = [_solo(suites[0], codes[0], timeout_s)]
     else:
         recs, _ = _sandbox_batch(suites, codes, timeout_s, workers)
-        # Sabotage is useless: whoever may have been killed, stopped or starved by a sibling (or
-        # lost its runner) is rerun alone, `workers` sandbox runs at a time, and only that run
-        # counts. A candidate that fails on its own gets the same outcome again: the rerun costs
-        # only misbehaving candidates (at most one more timeout each).
-        again = [i for i, r in enumerate(recs) if _needs_solo(r)]
-        if again:
-            with ThreadPoolExecutor(min(workers, len(again))) as pool:
-                solo = pool.map(lambda i: _solo(suites[i], codes[i], timeout_s), again)
-                for i, rec in zip(again, solo, strict=True):
-                    recs[i] = rec
+        # Sabotage is useless: a candidate whose outcome a sibling may have caused is rerun
+        # ALONE in its own sandbox run (`workers` runs at a time), and that run counts. There
+        # nothing can signal it (other runs are other PID namespaces), but a concurrent rerun
+        # can starve it of CPU: a timeout there that was not its own is run once more, alone
+        # on the machine. One that fails by itself gets the same outcome again; the reruns
+        # cost time only for candidates that die without a result or time out without using
+        # the CPU (see `_settled`).
+        again = [i for i, r in enumerate(recs) if not _settled(r, timeout_s)]
+        for conc in (min(workers, len(again)), 1):
+            if not again:
+                break
+            with ThreadPoolExecutor(conc) as pool:
+                solo = list(pool.map(lambda i: _solo(suites[i], codes[i], timeout_s), again))
+            for i, rec in zip(again, solo, strict=True):
+                recs[i] = rec
+            if conc == 1:
+                break
+            again = [
+                i
+                for i, rec in zip(again, solo, strict=True)
+                if rec.get("status") == "timeout" and not _settled(rec, timeout_s, alone=True)
+            ]
     out = []
     for suite, rec in zip(suites, recs, strict=True):
         assert rec is not None

@@ -43,6 +43,8 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--eval-every", "eval_every", int, "RL steps between val-split evaluations (10; 0: off)"),
     ("--eval-n-per-tier", "eval_n_per_tier", int, "val problems per family x tier (8)"),
     ("--engine-batch", "engine_batch", int, "concurrent rollouts in the engine (64)"),
+    ("--aux-scale", "aux_scale", float, "weight of the MoE aux/z losses (1.0)"),
+    ("--no-update-bias", "update_bias", "false", "freeze the expert selection biases"),
 ]
 
 

@@ -57,6 +57,7 @@ class RLConfig(TrainConfig):
     dynamic_sampling: bool = True  # DAPO: skip groups whose rewards are all equal
     refill_rounds: int = 2  # dynamic sampling: extra rollout rounds to refill dropped groups
     update_bias: bool = True  # keep the auxiliary-loss-free expert-bias updates during RL
+    aux_scale: float = 1.0  # weight of the MoE aux/z losses in the RL loss
     # ---- monitoring ------------------------------------------------------------------------------
     eval_every: int = 10  # RL steps between greedy evaluations on the val split (the curve)
     eval_n_per_tier: int = 8

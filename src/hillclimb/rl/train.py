@@ -231,7 +231,11 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                             cfg.min_lr_ratio,
                             cfg.decay_frac,
                         )
-                        upd.append(tr.update(mb, loss, mult, update_bias=cfg.update_bias))
+                        upd.append(
+                            tr.update(
+                                mb, loss, mult, update_bias=cfg.update_bias, aux_scale=cfg.aux_scale
+                            )
+                        )
                         opt_step += 1
             t_upd = time.perf_counter() - t1
             tr.step += 1

@@ -419,13 +419,21 @@ class Trainer:
 
     # ---- one optimizer step ----------------------------------------------------------------
     def update(
-        self, batch: Batch, loss_fn: Any, lr_mult: float, *, update_bias: bool = True
+        self,
+        batch: Batch,
+        loss_fn: Any,
+        lr_mult: float,
+        *,
+        update_bias: bool = True,
+        aux_scale: float = 1.0,
     ) -> dict[str, Any]:
         """One optimizer step on a global batch: this rank's rows in micro-batches, loss =
         Σ loss_fn / loss_fn.denominator(global batch) + MoE aux losses averaged over all
         micro-batches (so any world size × accumulation split gives the same gradient), fp32 on
         CPU / bf16 autocast on CUDA, clipping, the optimizer step, then the auxiliary-loss-free
-        bias update from the step's expert loads (skipped with `update_bias=False`)."""
+        bias update from the step's expert loads (skipped with `update_bias=False`).
+        `aux_scale` weights the MoE aux/z losses (RL: its policy gradient is far smaller than a
+        cross-entropy gradient, so the full balancing term would steer the routers alone)."""
         info, micro = self.info, self.micro
         apply_lr(self.optimizers, lr_mult)
         ids = batch["ids"]
@@ -462,7 +470,7 @@ class Trainer:
                         logits = self.fwd(mb["ids"][:, :-1])
                 part, st = loss_fn(logits, mb, self.raw)
                 aux = self.raw.aux_loss()
-                loss = (part / denom + aux / n_micro_global) * info.world
+                loss = (part / denom + aux_scale * aux / n_micro_global) * info.world
                 loss.backward()
             for k, v in st.items():
                 stats[k] = stats.get(k, 0.0) + float(v)
