@@ -188,3 +188,30 @@ def test_local_checkpoint_client(tmp_path):
     b = client.chat(msgs, [], max_tokens=8, temperature=0.0, seed=0)
     assert 0 < a.usage.completion_tokens <= 8 and a.usage.prompt_tokens > 0
     assert (a.content, a.raw) == (b.content, b.raw)  # greedy: deterministic
+
+
+def test_tiny_model_episode_ends_with_context_exhausted_not_a_crash(tmp_path):
+    """A micro model (512-token context) asked for the default 4,096 tokens per turn: turns get
+    what fits, and when the history fills the context the episode ends `context_exhausted`."""
+    pytest.importorskip("hillclimb.serve.engine")
+    from hillclimb.harness.agent import EpisodeLimits, run_episode
+    from hillclimb.harness.clients import ContextExhausted, LocalClient
+
+    ck = tmp_path / "ck"
+    assert main(["init", "--preset", "thinking-micro", "--out", str(ck), "--seed", "0"]) == 0
+    client = LocalClient(ck)
+    long = [{"role": "user", "content": "word " * 600}]
+    with pytest.raises(ContextExhausted, match="context tokens"):
+        client.chat(long, [], max_tokens=4096, temperature=0.0, seed=0)
+    r = client.chat(
+        [{"role": "user", "content": "hi"}], [], max_tokens=4096, temperature=0.0, seed=0
+    )
+    assert r.usage.prompt_tokens + r.usage.completion_tokens <= client.engine.max_context
+    tasks = tmp_path / "tasks"
+    assert main(["harness", "generate", "--out", str(tasks), "--n", "1", "--seed", "0"]) == 0
+    from hillclimb.harness.task import load_task
+
+    task = load_task(next(p for p in tasks.iterdir() if p.is_dir()))
+    ep = run_episode(task, client, EpisodeLimits(max_steps=50, temperature=0.0, seed=0))
+    # the task prompt with the full tool schema alone is ~4k tokens: the first turn cannot fit
+    assert ep.exit_status == "context_exhausted" and "context tokens" in ep.error

@@ -29,6 +29,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask without changing it (os.umask would, briefly, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _plain_mode(path: Path, directory: bool) -> None:
+    """Temp files and dirs are created private (0600/0700); give the published artifact the mode
+    a plain `open`/`mkdir` would have (PNGs and reports readable by the user's other tools)."""
+    try:
+        os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside `dest`; on success it is fsynced and renamed onto `dest`."""
@@ -41,6 +61,7 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        _plain_mode(tmp_path, directory=False)
         os.replace(tmp_path, dest)
         _fsync_dir(dest.parent)
     except BaseException:
@@ -76,6 +97,7 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        _plain_mode(tmp, directory=True)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
     except BaseException:

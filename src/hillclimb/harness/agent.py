@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hillclimb.harness.clients import ModelClient, ModelError
+from hillclimb.harness.clients import ContextExhausted, ModelClient, ModelError
 from hillclimb.harness.grading import GradeResult, grade_workspace
 from hillclimb.harness.patching import copy_tree, diff_trees
 from hillclimb.harness.task import Task
@@ -39,6 +39,7 @@ SYSTEM_PROMPT = (
 
 EXIT_STATUSES = (
     "submitted", "max_steps", "max_tokens", "timeout", "format_error", "model_error", "error",
+    "context_exhausted",
 )  # fmt: skip
 
 
@@ -203,6 +204,10 @@ def _loop(
                 ep.messages, TOOL_SCHEMAS, max_tokens=lim.max_tokens_per_turn,
                 temperature=lim.temperature, seed=seed,
             )  # fmt: skip
+        except ContextExhausted as exc:
+            ep.model_s += time.monotonic() - t0
+            ep.exit_status, ep.error = "context_exhausted", str(exc)
+            return
         except ModelError as exc:
             ep.model_s += time.monotonic() - t0
             ep.exit_status, ep.error = "model_error", str(exc)

@@ -45,7 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--api-key", default=None, help="bearer token (default: $HILLCLIMB_API_KEY)")
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--max-steps", type=int, default=30)
-    run.add_argument("--max-tokens-per-turn", type=int, default=4096)
+    run.add_argument(
+        "--max-tokens-per-turn",
+        type=int,
+        default=4096,
+        help="completion tokens per turn (4096; a local checkpoint gets at most what its context "
+        "has left, and the episode ends context_exhausted when nothing is left)",
+    )
     run.add_argument("--max-total-tokens", type=int, default=200_000)
     run.add_argument("--wall", type=float, default=900.0, help="seconds per episode (900)")
     run.add_argument(

@@ -33,6 +33,14 @@ class ModelError(HillclimbError):
     """The model endpoint/engine failed (not the model's own mistake)."""
 
 
+class ContextExhausted(ModelError):
+    """The conversation no longer leaves room for a useful reply in the model's context."""
+
+
+# A turn needs at least this many completion tokens to hold one tool call.
+MIN_TURN_TOKENS = 16
+
+
 @dataclass
 class Usage:
     prompt_tokens: int = 0
@@ -243,8 +251,16 @@ class LocalClient:
             messages, tools=tools or None, add_generation_prompt=True,
             enable_thinking=self.enable_thinking,
         )  # fmt: skip
+        # Per-turn budget follows the model's context: ask for what fits, and end the episode
+        # cleanly (not with an engine error) once the history leaves no room for a reply.
+        room = self.engine.max_context - len(ids)
+        if room < MIN_TURN_TOKENS:
+            raise ContextExhausted(
+                f"the conversation ({len(ids)} tokens) leaves {max(room, 0)} of "
+                f"{self.engine.max_context} context tokens for the reply"
+            )
         params = self._sampling.SamplingParams(
-            max_tokens=max_tokens, temperature=temperature, seed=seed
+            max_tokens=min(max_tokens, room), temperature=temperature, seed=seed
         )
         try:
             out = self.engine.generate(ids, params)
