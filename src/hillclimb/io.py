@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,8 @@ def _umask() -> int:
 def _plain_mode(path: Path, directory: bool) -> None:
     """Temp files and dirs are created private (0600/0700); give the published artifact the mode
     a plain `open`/`mkdir` would have (PNGs and reports readable by the user's other tools)."""
-    try:
+    with suppress(OSError):
         os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
-    except OSError:
-        pass
 
 
 @contextmanager
