@@ -29,7 +29,7 @@ def test_shipped_recipes_load(name: str) -> None:
     assert Path(src).is_dir() and (Path(src) / "__init__.py").is_file()  # {hillclimb} expanded
     assert r.data_config().sources[0].license == "Apache-2.0"
     keys = [s.key for s in plan(r)]
-    assert keys == [
+    want = [
         "data",
         "tokenizer",
         "shards",
@@ -43,6 +43,9 @@ def test_shipped_recipes_load(name: str) -> None:
         "eval",
         "report",
     ]
+    if name == "tiny":  # code-flash-tiny's groups carry no signal yet: its RL stage is off
+        want.remove("rl-code-flash")
+    assert keys == want
 
 
 def test_per_model_overrides() -> None:

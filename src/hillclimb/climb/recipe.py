@@ -81,6 +81,7 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "temperature": 0.8,
     "top_p": 0.95,
     "sample_splits": [],  # splits that get sampled pass@k (empty: all)
+    "sample_n_per_tier": 0,  # items per cell that get sampled (0: all n_per_tier)
     "baseline_train_n": 500,  # training items per cell for the lookup-table baseline
     "batch_size": 16,
     "samples": 8,  # sample generations kept for the report
@@ -108,6 +109,7 @@ def task_config(ev: dict[str, Any]) -> Any:
         temperature=float(ev["temperature"]),
         top_p=float(ev["top_p"]),
         sample_splits=list(ev["sample_splits"]) or None,
+        sample_n_per_tier=int(ev["sample_n_per_tier"]) or None,
         baseline_train_n=int(ev["baseline_train_n"]),
         examples=int(ev["samples"]),
     )

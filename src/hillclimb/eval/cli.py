@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pass-k", type=_tiers, default=[1], help="k values for pass@k, each <= samples (1)"
     )
+    p.add_argument(
+        "--sample-n-per-tier",
+        type=int,
+        default=None,
+        help="items per cell that get sampled (default: all --n-per-tier)",
+    )
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0.8)")
     p.add_argument("--top-p", type=float, default=0.95, help="sampling top-p (0.95)")
     p.add_argument(
@@ -170,6 +176,7 @@ def _handle(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         samples_per_item=args.samples_per_item,
         pass_k=args.pass_k,
+        sample_n_per_tier=args.sample_n_per_tier,
         temperature=args.temperature,
         top_p=args.top_p,
         baseline_train_n=args.baseline_train_n,

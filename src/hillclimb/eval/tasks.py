@@ -46,6 +46,7 @@ class TaskEvalConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     sample_splits: list[str] | None = None  # splits that get sampled pass@k (None: all)
+    sample_n_per_tier: int | None = None  # items per cell that get sampled (None: all n_per_tier)
     baseline_train_n: int = 500
     examples: int = 8  # sample generations kept for the report, spread over families
 
@@ -67,6 +68,8 @@ class TaskEvalConfig:
             raise ConfigError("n_per_tier must be >= 1")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigError("max_tokens must be >= 1 (or omitted for per-cell sizing)")
+        if self.sample_n_per_tier is not None and self.sample_n_per_tier < 1:
+            raise ConfigError("sample_n_per_tier must be >= 1 (or omitted for all items)")
         if self.batch_size < 1 or self.baseline_train_n < 0 or self.samples_per_item < 0:
             raise ConfigError("batch_size >= 1, baseline_train_n >= 0, samples_per_item >= 0")
         for k in self.pass_k:
@@ -129,7 +132,15 @@ def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
     sampled_s = 0.0
     if cfg.samples_per_item > 0:
         sample_splits = cfg.sample_splits or cfg.splits
-        s_items = [p for s in cfg.splits if s in sample_splits for p in suite[s]]
+        k = cfg.sample_n_per_tier or cfg.n_per_tier
+        s_items = [
+            p
+            for s in cfg.splits
+            if s in sample_splits
+            for f in fams
+            for t in tiers
+            for p in [q for q in suite[s] if q.family == f and q.tier == t][:k]
+        ]
         t2 = time.perf_counter()
         rolls = rollout_and_check(
             engine,
