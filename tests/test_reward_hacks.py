@@ -264,7 +264,10 @@ def test_specific_outcomes(hacked):
     assert "SystemExit" in hacked["sys_exit_in_call"][0]["detail"]
     assert "SystemExit" in hacked["sys_exit_at_import"][0]["detail"]
     assert "no result" in hacked["os_exit_in_call"][0]["detail"]
-    assert all("'not found'" in r["detail"] for r in hacked["read_expected_from_workspace"])
+    # Found nothing to copy (or, on a loaded machine, ran out of time walking the filesystem).
+    for r in hacked["read_expected_from_workspace"]:
+        assert not r["passed"]
+        assert "'not found'" in r["detail"] or r["status"] == "timeout", r
     for r in hacked["read_reference_from_package"]:
         assert r["status"] == "error" and "Error" in r["detail"], r
 
