@@ -105,8 +105,8 @@ def test_task_accuracy_structure_and_determinism(trained: dict) -> None:
 
 def test_auto_max_tokens_and_sampled_pass_at_k(trained: dict) -> None:
     from hillclimb.eval import run_eval
-    from hillclimb.eval.tasks import cell_max_tokens, reference_tokens
     from hillclimb.problems import generate
+    from hillclimb.rl.rollout import cell_max_tokens, reference_tokens
     from hillclimb.serve.engine import Engine
 
     r = run_eval(

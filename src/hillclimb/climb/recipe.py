@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import sysconfig
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,18 +156,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = copy.deepcopy(v)
     return out
-
-
-def expand_path(value: str, recipe_dir: Path) -> str:
-    """`{hillclimb}`, `{stdlib}` placeholders; relative paths are relative to the recipe file."""
-    import hillclimb
-
-    v = value.replace("{hillclimb}", str(Path(hillclimb.__file__).resolve().parent))
-    v = v.replace("{stdlib}", str(Path(sysconfig.get_paths()["stdlib"]).resolve()))
-    p = Path(v).expanduser()
-    if not p.is_absolute():
-        p = (recipe_dir / p).resolve()
-    return str(p)
 
 
 @dataclass

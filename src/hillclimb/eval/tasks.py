@@ -20,13 +20,16 @@ Rollouts go through `rl.rollout.rollout_and_check`, the same function RL uses fo
 
 from __future__ import annotations
 
-import math
+import functools
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hillclimb.errors import ConfigError
+from hillclimb.eval.baselines import cell_baselines, summarise
+from hillclimb.eval.metrics import mean_pass_at_k
+from hillclimb.rl.rollout import cell_max_tokens
 
 TASKS_FORMAT = "hillclimb-tasks-v2"
 
@@ -81,23 +84,17 @@ class TaskEvalConfig:
             raise ConfigError("max_tokens_margin must be >= 1")
 
 
-def reference_tokens(tokenizer: Any, p: Any) -> int:
-    """Tokens of the reference assistant turn: `<think>` reasoning `</think>` + final answer."""
-    from hillclimb.problems.verify import final_content
+@functools.lru_cache(maxsize=256)
+def _train_items(family: str, tier: int, n: int, seed: int) -> tuple[Any, ...]:
+    """The lookup baseline's training items (a climb evaluates several models on the same ones)."""
+    from hillclimb import problems as P
 
-    return len(tokenizer.encode(f"<think>\n{p.reasoning}\n</think>\n\n{final_content(p)}")) + 2
-
-
-def cell_max_tokens(tokenizer: Any, items: list[Any], margin: float) -> int:
-    longest = max(reference_tokens(tokenizer, p) for p in items)
-    return int(math.ceil((longest * margin + 16) / 8) * 8)
+    return tuple(P.generate(family, tier, n, seed, "train"))
 
 
 def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
     """Greedy (and optionally sampled) accuracy per family × tier × split, with baselines."""
     from hillclimb import problems as P
-    from hillclimb.eval.baselines import cell_baselines, summarise
-    from hillclimb.eval.metrics import mean_pass_at_k
     from hillclimb.rl.rollout import rollout_and_check
 
     cfg.validate()
@@ -160,12 +157,11 @@ def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
     base: dict[tuple[str, int], list[Any]] = {}
     for f in fams:
         for t in tiers:
-            train = (
-                P.generate(f, t, cfg.baseline_train_n, cfg.seed, "train")
+            base[(f, t)] = (
+                list(_train_items(f, t, cfg.baseline_train_n, cfg.seed))
                 if f not in P.HELDOUT_FAMILIES and cfg.baseline_train_n
                 else []
             )
-            base[(f, t)] = train
     outcomes: dict[str, list[dict[str, Any]]] = {}
     for s in cfg.splits:
         for f in fams:
@@ -190,8 +186,6 @@ def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
                     [outcomes[f"{s}/{r.problem.id}"] for r in rs],
                     [sampled_by_id.get((s, r.problem.id), []) for r in rs],
                     cfg,
-                    mean_pass_at_k,
-                    summarise,
                 )
                 cell.update(
                     family=f,
@@ -241,8 +235,6 @@ def _cell(
     base: list[dict[str, Any]],
     sampled: list[list[Any]],
     cfg: TaskEvalConfig,
-    mean_pass_at_k: Any,
-    summarise: Any,
 ) -> dict[str, Any]:
     n = len(rs)
     correct = [r for r in rs if r.passed]

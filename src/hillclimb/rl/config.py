@@ -14,7 +14,6 @@ syncs the new weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from hillclimb.errors import ConfigError
 from hillclimb.rl.grpo import AGGREGATIONS
@@ -114,7 +113,3 @@ class RLConfig(TrainConfig):
                 f not in P.HELDOUT_FAMILIES,
                 f"{f!r} is a held-out family (evaluation only); trainable: {list(P.TRAIN_FAMILIES)}",
             )
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
-        return super().from_dict(d)

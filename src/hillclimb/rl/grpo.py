@@ -32,7 +32,6 @@ The loss object follows `train.loop.Trainer.update`'s protocol: `denominator(glo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +133,3 @@ class PolicyLoss:
                 "entropy_proxy": float((-logp * mask).sum()),
             }
         return total, stats
-
-
-def finite_or(x: float, default: float = 0.0) -> float:
-    return x if math.isfinite(x) else default

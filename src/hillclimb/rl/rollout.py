@@ -15,18 +15,21 @@ gradient can train on exactly what was generated.
 - **Determinism.** Sample `i` of problem `p` is drawn with a seed derived from (seed, p.id, i),
   so the same call gives the same samples however the batch is cut or ordered. Greedy
   (temperature 0) ignores seeds.
-- `max_tokens` may be one number or one per problem (the evaluation sizes it per family × tier
-  from the reference solutions, so a long correct answer is never cut off).
+- `max_tokens` may be one number or one per problem; `cell_max_tokens` sizes it per family × tier
+  from the reference solutions (evaluation and RL both use it), so a long correct answer is never
+  cut off.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.problems import Problem, check_many_details
+from hillclimb.problems.verify import final_content
 
 
 @dataclass
@@ -61,6 +64,16 @@ def chat_prompt(tokenizer: Any, p: Problem) -> list[int]:
     return tokenizer.encode_chat(
         [{"role": "user", "content": p.prompt}], add_generation_prompt=True
     )
+
+
+def reference_tokens(tokenizer: Any, p: Any) -> int:
+    """Tokens of the reference assistant turn: `<think>` reasoning `</think>` + final answer."""
+    return len(tokenizer.encode(f"<think>\n{p.reasoning}\n</think>\n\n{final_content(p)}")) + 2
+
+
+def cell_max_tokens(tokenizer: Any, items: list[Any], margin: float) -> int:
+    longest = max(reference_tokens(tokenizer, p) for p in items)
+    return int(math.ceil((longest * margin + 16) / 8) * 8)
 
 
 def rollout_and_check(

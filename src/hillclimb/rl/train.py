@@ -29,6 +29,7 @@ the rollout-vs-train log-prob gap is logged every step so its absence is visible
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ from hillclimb.rl.config import RLConfig
 from hillclimb.rl.curriculum import Curriculum
 from hillclimb.rl.grpo import PolicyLoss, group_advantages
 from hillclimb.rl.rewards import load_reward, score, shape_group
-from hillclimb.rl.rollout import Rollout, rollout_and_check
+from hillclimb.rl.rollout import Rollout, cell_max_tokens, rollout_and_check
 
 RL_FORMAT = "hillclimb-rl-v1"
 
@@ -55,12 +56,6 @@ def default_families(model_family: str | None) -> list[str]:
 
     kind = "code" if (model_family or "").startswith("code") else "reasoning"
     return [f for f in P.TRAIN_FAMILIES if P.FAMILIES[f] == kind]
-
-
-def cell_budget(tokenizer: Any, problems: list[Any], margin: float = 1.5) -> int:
-    from hillclimb.eval.tasks import cell_max_tokens
-
-    return cell_max_tokens(tokenizer, problems, margin)
 
 
 def build_batch(
@@ -163,7 +158,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     tr = Trainer(cfg, task, out, info)
     if tr.done is not None:
         prev = out / "rl.json"
-        return __import__("json").loads(prev.read_text()) if prev.is_file() else tr.done.to_dict()
+        return json.loads(prev.read_text()) if prev.is_file() else tr.done.to_dict()
     cur = Curriculum(
         families,
         list(cfg.tiers),
@@ -194,7 +189,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     def budget(p: Any) -> int:
         k = (p.family, p.tier)
         if k not in budgets:
-            b = cfg.max_tokens or cell_budget(tok, cur.pool(p.family, p.tier)[:200])
+            b = cfg.max_tokens or cell_max_tokens(tok, cur.pool(p.family, p.tier)[:200], 1.5)
             budgets[k] = min(b, engine.max_context - 1)
         return budgets[k]
 
@@ -216,7 +211,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             if groups:
                 batch = build_batch(groups, info.world * cfg.minibatches, max(budgets.values()))
                 if ref_model is not None:
-                    batch["ref_lp"] = _ref_logprobs(ref_model, batch, cfg.temperature, info)
+                    batch["ref_lp"] = _ref_logprobs(ref_model, batch, loss, info)
                 tr.raw.train()
                 n = batch["ids"].shape[0]
                 per_mb = n // cfg.minibatches
@@ -392,14 +387,16 @@ def _collect(
 
 @torch.no_grad()
 def _ref_logprobs(
-    model: Any, batch: dict[str, np.ndarray], temperature: float, info: Any
+    model: Any, batch: dict[str, np.ndarray], loss: PolicyLoss, info: Any
 ) -> np.ndarray:
+    """log π_ref of every target token (the same computation as the policy's, frozen weights)."""
     out = np.zeros_like(batch["old_lp"])
     ids = torch.from_numpy(batch["ids"]).to(info.device)
+    valid = torch.from_numpy(batch["valid"]).to(info.device)
     for s in range(0, ids.shape[0], 8):
         x = ids[s : s + 8]
-        lp = torch.log_softmax(model(x[:, :-1]).float() / temperature, dim=-1)
-        out[s : s + 8, 1:] = lp.gather(-1, x[:, 1:, None])[..., 0].cpu().numpy()
+        logits = model(x[:, :-1], attention_mask=valid[s : s + 8, :-1])
+        out[s : s + 8, 1:] = loss.token_logp(logits, x).cpu().numpy()
     return out
 
 

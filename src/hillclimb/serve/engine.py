@@ -1017,12 +1017,11 @@ class Engine:
         reasoning budget runs out (so the next token can be forced)."""
         n = 0
         for j, tid in enumerate(tokens):
-            forced = r.think.next_forced() is not None
-            if n > 0 and forced:
+            if n > 0 and r.think.next_forced() is not None:
                 break
             if r.policy_lp is not None and r.forced is not None:
                 r.policy_lp.append(policy_logprob(logits[j], tid, r.params))
-                r.forced.append(forced)
+                r.forced.append(r.think.next_forced() is not None)
             r.out_ids.append(tid)
             r.step_ids.append(tid)
             n += 1
