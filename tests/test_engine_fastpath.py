@@ -84,7 +84,9 @@ def test_slot_range_view_equals_gather(model):
             for t in range(6, 20)
         ]
         outs.append(torch.cat(steps, dim=1))
-    assert torch.equal(outs[0], outs[1])
+    # same arithmetic, but a slot range reads views where an index list reads gathered copies:
+    # other memory layouts may pick other kernels, so not bitwise
+    assert torch.allclose(outs[0], outs[1], atol=1e-6, rtol=0)
     full = model(ids)[:, -1]
     assert torch.allclose(outs[1][:, -1], full, atol=1e-5)
 

@@ -196,6 +196,8 @@ def test_bad_inputs(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture
         run_eval(trained["ckpt"], None, tasks=_tasks(families=["nonsense"]))
     with pytest.raises(HillclimbError, match="unknown split"):
         run_eval(trained["ckpt"], None, tasks=_tasks(splits=["test"]))
+    with pytest.raises(HillclimbError, match="sample_n_per_tier"):
+        run_eval(trained["ckpt"], None, tasks=_tasks(samples_per_item=2, sample_n_per_tier=0))
     with pytest.raises(HillclimbError, match="pass@5"):
         run_eval(trained["ckpt"], None, tasks=_tasks(samples_per_item=2, pass_k=[5]))
     # Shards tokenized with another tokenizer (different vocabulary) are refused.

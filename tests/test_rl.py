@@ -303,6 +303,10 @@ def test_bad_input_is_refused_clearly(micro, tmp_path):
         RLConfig(init=micro, out=tmp_path / "a", families=["sequence"])
     with pytest.raises(ConfigError, match="group_size"):
         RLConfig(init=micro, out=tmp_path / "a", group_size=1)
+    with pytest.raises(ConfigError, match="aux_scale"):
+        RLConfig(init=micro, out=tmp_path / "a", aux_scale=-1.0)
+    with pytest.raises(ConfigError, match="loss_agg"):
+        RLConfig(init=micro, out=tmp_path / "a", loss_agg="mean")
     with pytest.raises(ConfigError, match="module:function"):
         run_rl(_cfg(micro, tmp_path / "b", reward="nonsense"))
     no_tok = tmp_path / "notok"

@@ -97,6 +97,7 @@ class RLConfig(TrainConfig):
         need(0 <= self.clip_low < 1 and self.clip_high >= 0, "clip_low in [0, 1), clip_high >= 0")
         need(self.loss_agg in AGGREGATIONS, f"loss_agg must be one of {AGGREGATIONS}")
         need(self.kl_beta >= 0, "kl_beta must be >= 0")
+        need(self.aux_scale >= 0, "aux_scale must be >= 0")
         need(self.epochs >= 1 and self.minibatches >= 1, "epochs and minibatches must be >= 1")
         need(self.refill_rounds >= 0, "refill_rounds must be >= 0")
         need(self.eval_every >= 0 and self.eval_n_per_tier >= 1, "eval_every >= 0, n >= 1")
