@@ -121,7 +121,12 @@ def test_every_artifact(climb: dict) -> None:
         assert set(t["splits"]) == {"heldout", "heldout_phrasing"} and len(t["cells"]) == 28
         assert all(c["baseline"]["best"] is not None for c in t["cells"])
         assert all(c["pass_at_k"] is not None for c in t["cells"])  # smoke samples 2 per item
-        assert s["models"][m]["eval"]["pretrain_val_bpb"] == pytest.approx(b["val_bpb"])
+        sm = s["models"][m]
+        assert sm["eval"]["corpus_val_bpb_pretrained"] == pytest.approx(b["val_bpb"])
+        assert sm["eval"]["corpus_val_bpb_sft"] == pytest.approx(ev["sft"]["bpb"]["val_bpb"])
+        assert sm["eval"]["corpus_unigram_bpb"] == pytest.approx(b["unigram_bpb"])
+        assert sm["sft"]["sft_examples_val_bpb"] is not None and "val_bpb" not in sm["sft"]
+        assert sm["pretrain"]["corpus_val_bpb"] is not None and "val_bpb" not in sm["pretrain"]
     # Both models share the one tokenizer.
     tok = (run / "02-tokenizer" / "tokenizer" / "tokenizer.json").read_bytes()
     assert (run / "07-sft-code-flash" / "run" / "final" / "tokenizer.json").read_bytes() == tok
@@ -225,3 +230,20 @@ def test_changed_recipe_is_refused_with_a_hint(climb: dict, tmp_path: Path) -> N
         match=r"stage sft-code-flash .*steps: 12 -> 13.*--restart-from sft-code-flash",
     ):
         run_climb(changed, climb["run"], print_summary=False)
+
+
+def test_summary_table_says_what_bpb_is_measured_on():
+    """The terminal summary names the data of every bits/byte column (corpus, not SFT data)."""
+    import io
+
+    from hillclimb.climb.runner import print_summary_table
+
+    ev = {"corpus_val_bpb_pretrained": 1.5, "corpus_val_bpb_sft": 2.25, "corpus_unigram_bpb": 3.0}
+    summary = {"recipe": "r", "run_dir": "d", "stages_run": [], "total_stage_seconds": 1.0,
+               "report": "d/report/report.md", "models": {"m": {"eval": ev}}}  # fmt: skip
+    buf = io.StringIO()
+    print_summary_table(summary, file=buf)
+    out = " ".join(buf.getvalue().split())
+    assert "2.250" in out and "1.500" in out and "3.000" in out
+    assert "pre-training corpus's val split (not on SFT data)" in out
+    assert "sft_examples_val_bpb" in out

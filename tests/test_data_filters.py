@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hillclimb.data.config import (
@@ -227,3 +229,121 @@ def test_code_mentioning_license_texts_is_not_that_license():
     import hillclimb.data.license as lic
 
     assert license_from_header(Path(lic.__file__).read_text(), code=True) is None
+
+
+# --- license files with several sections: the grant decides, not every license named ---------
+
+_FIXTURES = Path(__file__).parent / "fixtures" / "licenses"
+
+
+def test_cpython_license_file_is_psf():
+    """CPython's LICENSE.txt grants the PSF License; its CNRI section only *mentions* the GPL
+    (it used to be read as GPL-2.0-only, which dropped the whole standard library)."""
+    text = (_FIXTURES / "cpython-3.11-LICENSE.txt").read_text(encoding="utf-8")
+    assert "GNU General Public License" in text  # the mention is really there
+    assert license_from_text(text) == "PSF-2.0"
+
+
+def test_interpreter_license_file_is_psf():
+    import sysconfig
+
+    f = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
+    if not f.is_file():
+        pytest.skip(f"no {f} on this machine")
+    assert license_from_text(f.read_text(encoding="utf-8", errors="replace")) == "PSF-2.0"
+
+
+_BSD3 = (
+    "Copyright (c) 2019, Acme\nAll rights reserved.\n\n"
+    "Redistribution and use in source and binary forms, with or without\n"
+    "modification, are permitted provided that the following conditions are met:\n"
+    "1. Redistributions of source code must retain the above copyright notice.\n"
+    "2. Redistributions in binary form must reproduce the above copyright notice.\n"
+    "3. Neither the name of the copyright holder nor the names of its contributors may be\n"
+    "   used to endorse or promote products derived from this software.\n"
+)
+_MIT = (
+    "MIT License\n\nCopyright (c) 2021 Acme\n\n"
+    "Permission is hereby granted, free of charge, to any person obtaining a copy\n"
+    'of this software and associated documentation files (the "Software"), to deal\n'
+    "in the Software without restriction.\n"
+)
+_GPL2_NOTICE = (
+    "This program is free software; you can redistribute it and/or modify\n"
+    "it under the terms of the GNU General Public License as published by\n"
+    "the Free Software Foundation; either version 2 of the License, or\n"
+    "(at your option) any later version.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "spdx"),
+    [
+        # a BSD file whose comment quotes the GPL's name (before and after the grant)
+        (
+            "# Note: unlike the GNU General Public License version 2, this license does not\n"
+            "# require derived works to be released as source.\n" + _BSD3,
+            "BSD-3-Clause",
+        ),
+        (
+            _BSD3 + "\n# (The GNU General Public License, version 3, is not used here.)\n",
+            "BSD-3-Clause",
+        ),
+        # an MIT file that mentions Apache
+        (
+            _MIT + "\nThe file util/vendored.py was adapted from a project under the\n"
+            "Apache License, Version 2.0; it was rewritten before inclusion.\n",
+            "MIT",
+        ),
+        # a real GPL notice is still GPL, even with other licenses named after it
+        (_GPL2_NOTICE, "GPL-2.0-or-later"),
+        (
+            _GPL2_NOTICE
+            + "\nSee also the GNU Lesser General Public License and the MIT license.\n",
+            "GPL-2.0-or-later",
+        ),
+        # grants in order: the first section is the file's own license
+        (_MIT + "\n---\nThird-party notice:\n" + _BSD3, "MIT"),
+        # only a mention and nothing granted: the named license counts (headers that name the GPL)
+        ("Distributed under the GNU General Public License, version 3.\n", "GPL-3.0-only"),
+        # ISC and 0BSD share their first sentence; ISC goes on "provided that ..."
+        (
+            "Permission to use, copy, modify, and/or distribute this software for any purpose\n"
+            "with or without fee is hereby granted, provided that the above copyright notice\n"
+            "and this permission notice appear in all copies.\n\n"
+            'THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES\n',
+            "ISC",
+        ),
+        (
+            "Permission to use, copy, modify, and/or distribute this software for any purpose\n"
+            "with or without fee is hereby granted.\n\n"
+            'THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES\n',
+            "0BSD",
+        ),
+        # a sentence wrapped over comment lines reads as one sentence
+        (
+            "# Redistribution and use in source and\n# binary forms, with or without modification\n",
+            "BSD-2-Clause",
+        ),
+    ],
+)
+def test_multi_section_license_texts(text, spdx):
+    assert license_from_text(text) == spdx
+
+
+@pytest.mark.parametrize(
+    ("name", "spdx"),
+    [
+        # full license texts that name other licenses in their body
+        ("GPL-2", "GPL-2.0-only"),  # names the LGPL ("covered by the ... instead")
+        ("GPL-3", "GPL-3.0-only"),  # names the LGPL at its end
+        ("LGPL-2.1", "LGPL-2.1-only"),  # names the GPL throughout
+        ("MPL-2.0", "MPL-2.0"),  # lists the GPLs as "Secondary Licenses"
+        ("Apache-2.0", "Apache-2.0"),
+    ],
+)
+def test_system_license_texts(name, spdx):
+    f = Path("/usr/share/common-licenses") / name
+    if not f.is_file():
+        pytest.skip(f"no {f} on this machine")
+    assert license_from_text(f.read_text(encoding="utf-8", errors="replace")) == spdx

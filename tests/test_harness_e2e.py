@@ -191,8 +191,8 @@ def test_local_checkpoint_client(tmp_path):
 
 
 def test_tiny_model_episode_ends_with_context_exhausted_not_a_crash(tmp_path):
-    """A micro model (512-token context) asked for the default 4,096 tokens per turn: turns get
-    what fits, and when the history fills the context the episode ends `context_exhausted`."""
+    """A micro model (512-token context) asked for 4,096 tokens per turn (or the default, what
+    the context leaves): turns get what fits, and when the history fills the context the episode ends `context_exhausted`."""
     pytest.importorskip("hillclimb.serve.engine")
     from hillclimb.harness.agent import EpisodeLimits, run_episode
     from hillclimb.harness.clients import ContextExhausted, LocalClient
@@ -207,6 +207,12 @@ def test_tiny_model_episode_ends_with_context_exhausted_not_a_crash(tmp_path):
         [{"role": "user", "content": "hi"}], [], max_tokens=4096, temperature=0.0, seed=0
     )
     assert r.usage.prompt_tokens + r.usage.completion_tokens <= client.engine.max_context
+    # the default (None) asks for what the context leaves
+    assert EpisodeLimits().max_tokens_per_turn is None
+    r = client.chat(
+        [{"role": "user", "content": "hi"}], [], max_tokens=None, temperature=0.0, seed=0
+    )
+    assert r.usage.prompt_tokens + r.usage.completion_tokens <= client.engine.max_context
     tasks = tmp_path / "tasks"
     assert main(["harness", "generate", "--out", str(tasks), "--n", "1", "--seed", "0"]) == 0
     from hillclimb.harness.task import load_task
@@ -215,3 +221,45 @@ def test_tiny_model_episode_ends_with_context_exhausted_not_a_crash(tmp_path):
     ep = run_episode(task, client, EpisodeLimits(max_steps=50, temperature=0.0, seed=0))
     # the task prompt with the full tool schema alone is ~4k tokens: the first turn cannot fit
     assert ep.exit_status == "context_exhausted" and "context tokens" in ep.error
+
+
+def test_endpoint_client_follows_the_endpoints_context():
+    """`max_tokens=None` (harness run's default) leaves `max_tokens` out, so the server's own
+    default applies, capped by its context; a context_length_exceeded 400 ends the episode
+    `context_exhausted`, not `model_error`."""
+    import httpx
+
+    from hillclimb.harness.clients import ContextExhausted, ModelError
+
+    bodies: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if body["messages"][-1]["content"] == "long":
+            err = {"message": "too long", "type": "invalid_request_error",
+                   "param": "messages", "code": "context_length_exceeded"}  # fmt: skip
+            return httpx.Response(400, json={"error": err})
+        if body["messages"][-1]["content"] == "bad":
+            return httpx.Response(400, json={"error": {"message": "no", "code": "invalid_value"}})
+        msg = {"role": "assistant", "content": "ok"}
+        return httpx.Response(200, json={"choices": [{"message": msg, "finish_reason": "stop"}],
+                                         "usage": {"prompt_tokens": 3, "completion_tokens": 1}})  # fmt: skip
+
+    client = OpenAIClient("http://test/v1", "m")
+    client._client = httpx.Client(transport=httpx.MockTransport(handler))
+    r = client.chat(
+        [{"role": "user", "content": "hi"}], [], max_tokens=None, temperature=0.0, seed=0
+    )
+    assert r.content == "ok" and "max_tokens" not in bodies[-1]
+    client.chat([{"role": "user", "content": "hi"}], [], max_tokens=7, temperature=0.0, seed=None)
+    assert bodies[-1]["max_tokens"] == 7
+    with pytest.raises(ContextExhausted):
+        client.chat(
+            [{"role": "user", "content": "long"}], [], max_tokens=None, temperature=0.0, seed=0
+        )
+    with pytest.raises(ModelError) as e:
+        client.chat(
+            [{"role": "user", "content": "bad"}], [], max_tokens=None, temperature=0.0, seed=0
+        )
+    assert not isinstance(e.value, ContextExhausted)

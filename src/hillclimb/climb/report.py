@@ -284,9 +284,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             [
                 "model",
                 "preset",
-                "val bpb (pre-trained)",
-                "val bpb (after SFT)",
-                "unigram bpb",
+                "corpus val bpb (pre-trained)",
+                "corpus val bpb (after SFT)",
+                "corpus unigram bpb",
                 "accuracy, new problems (SFT)",
                 "after RL",
             ],
@@ -295,7 +295,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         "",
     ]
     md += [
-        "Bits per byte are on the corpus's val split (fixed windows); the unigram baseline is a "
+        "Bits per byte are on the pre-training corpus's val split (fixed windows), after SFT "
+        "too; the unigram baseline is a "
         "smoothed unigram model of the train split. A model has learned beyond token frequencies "
         "exactly when its bpb is below the baseline.",
         "",

@@ -285,15 +285,18 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
 
 
 def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
-    """Headline numbers of the final model (RL when the climb has it, else SFT)."""
+    """Headline numbers of the final model (RL when the climb has it, else SFT).
+
+    Bits/byte keys name the data they are measured on: `corpus_*` is the pre-training corpus's
+    val split (eval's fixed windows), for the pre-trained, SFT and final model."""
     base, tuned = rec["pretrain"], rec.get("rl") or rec["sft"]
     t = tuned.get("tasks") or {}
     splits = t.get("splits") or {}
     return {
-        "pretrain_val_bpb": (base.get("bpb") or {}).get("val_bpb"),
-        "sft_val_bpb": (rec["sft"].get("bpb") or {}).get("val_bpb"),
-        "final_val_bpb": (tuned.get("bpb") or {}).get("val_bpb"),
-        "unigram_bpb": (base.get("bpb") or {}).get("unigram_bpb"),
+        "corpus_val_bpb_pretrained": (base.get("bpb") or {}).get("val_bpb"),
+        "corpus_val_bpb_sft": (rec["sft"].get("bpb") or {}).get("val_bpb"),
+        "corpus_val_bpb_final": (tuned.get("bpb") or {}).get("val_bpb"),
+        "corpus_unigram_bpb": (base.get("bpb") or {}).get("unigram_bpb"),
         "accuracy": t.get("accuracy"),
         "by_kind_tier": {
             k: {tier: v["accuracy"] for tier, v in tiers.items()}
@@ -591,19 +594,24 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
     for m in c.recipe.model_names:
         pre = c.results.get(f"pretrain-{m}", {})
         sft = c.results.get(f"sft-{m}", {})
+        # Bits/byte keys say what they are measured on (docs/areas/climb.md): `corpus_*` on the
+        # pre-training corpus's val split, `sft_examples_*` on held-out SFT examples' assistant
+        # tokens (what the SFT trainer validates on — not comparable with corpus bpb).
         models[m] = {
             "preset": c.recipe.models[m]["preset"],
             "pretrain": {
-                k: pre.get(k)
-                for k in ("steps", "tokens", "val_bpb", "final_loss", "tokens_per_s", "elapsed_s")
+                "steps": pre.get("steps"),
+                "tokens": pre.get("tokens"),
+                # the pre-training run's own last validation ([pretrain] val_tokens)
+                "corpus_val_bpb": pre.get("val_bpb"),
+                "final_loss": pre.get("final_loss"),
+                "tokens_per_s": pre.get("tokens_per_s"),
+                "elapsed_s": pre.get("elapsed_s"),
             },
-            "unigram_bpb": (pre.get("extra") or {}).get("unigram_bpb"),
-            # the SFT trainer validates on held-out SFT examples' assistant tokens: a different
-            # quantity from eval's corpus bpb (`eval.sft_val_bpb`), hence a different name
             "sft": {
                 "steps": sft.get("steps"),
                 "tokens": sft.get("tokens"),
-                "val_bpb_sft_examples": sft.get("val_bpb"),
+                "sft_examples_val_bpb": sft.get("val_bpb"),
                 "final_loss": sft.get("final_loss"),
                 "elapsed_s": sft.get("elapsed_s"),
             },
@@ -614,7 +622,7 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
             if m in c.recipe.rl
             else None,
             "final": str(c.final(f"rl-{m}" if m in c.recipe.rl else f"sft-{m}")),
-            "eval": ev.get(m, {}),
+            "eval": _current_headline(c, m, ev.get(m, {})),
         }
     timings = stage_timings(c.out)
     return {
@@ -630,6 +638,16 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
     }
 
 
+def _current_headline(c: Climb, m: str, cached: dict[str, Any]) -> dict[str, Any]:
+    """The eval headline rebuilt from `eval/<model>.json` (so a summary written after the keys
+    were renamed uses today's names even when the eval stage finished earlier)."""
+    try:
+        rec = _read(c.dir("eval") / f"{m}.json")
+    except KeyError:  # a recipe without an eval stage
+        return cached
+    return _eval_headline(rec) if rec else cached
+
+
 def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -640,7 +658,13 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
         return "-" if x is None else fmt.format(x)
 
     tab = Table(title=f"climb {summary['recipe']} — {summary['run_dir']}")
-    for col in ("model", "val bpb (pre)", "val bpb (SFT)", "unigram bpb", "final model"):
+    for col in (
+        "model",
+        "corpus val bpb: pre-trained",
+        "corpus val bpb: after SFT",
+        "corpus unigram bpb",
+        "final model",
+    ):
         tab.add_column(col)
     acc = Table(title="greedy accuracy on never-trained problems, by tier")
     for col in ("model", "split", "reasoning", "code", "held-out family"):
@@ -650,9 +674,9 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
         ev = rec.get("eval") or {}
         tab.add_row(
             m,
-            f(ev.get("pretrain_val_bpb")),
-            f(ev.get("sft_val_bpb")),
-            f(ev.get("unigram_bpb", rec.get("unigram_bpb"))),
+            f(ev.get("corpus_val_bpb_pretrained")),
+            f(ev.get("corpus_val_bpb_sft")),
+            f(ev.get("corpus_unigram_bpb")),
             ev.get("final_stage", "sft"),
         )
         by_split = ev.get("by_split") or {"heldout": {"by_kind_tier": ev.get("by_kind_tier") or {}}}
@@ -673,7 +697,9 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
     con.print(tab)
     con.print(acc)
     con.print(
-        "val bpb: on the pre-training corpus's val split, for the pre-trained and the SFT model. "
+        "corpus val bpb: bits/byte on the pre-training corpus's val split (not on SFT data), for "
+        "the pre-trained and the SFT model (the SFT trainer's own val bpb, on held-out SFT "
+        "examples, is `sft.sft_examples_val_bpb` in summary.json). "
         "Accuracies: the final model (RL when the recipe has it), greedy; new problems = held "
         "out by underlying problem (code: whole functions), new wording = the same problems "
         "in phrasings never trained on. Baselines and SFT-vs-RL: the report."

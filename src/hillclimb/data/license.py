@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -26,73 +27,140 @@ PROPRIETARY = "LicenseRef-proprietary"
 
 _SPDX_TAG = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+\-() ]+?)\s*(?:\*/|-->|$)", re.M)
 
-# (spdx id, [phrases that must ALL appear]) — checked in order, first hit wins. Phrases are
-# lowercase with single spaces (the text is normalised the same way before matching).
-_TEXT_RULES: list[tuple[str, list[str]]] = [
-    ("AGPL-3.0-or-later", ["gnu affero general public license", "or (at your option) any later"]),
-    ("AGPL-3.0-only", ["gnu affero general public license"]),
-    ("LGPL-2.1-or-later", ["gnu lesser general public license", "version 2.1", "any later"]),
-    ("LGPL-3.0-or-later", ["gnu lesser general public license", "version 3", "any later"]),
-    ("LGPL-3.0-only", ["gnu lesser general public license", "version 3"]),
-    ("LGPL-2.1-only", ["gnu lesser general public license"]),
-    ("LGPL-2.0-or-later", ["gnu library general public license"]),
-    ("GPL-3.0-or-later", ["gnu general public license", "version 3", "any later version"]),
-    ("GPL-2.0-or-later", ["gnu general public license", "version 2", "any later version"]),
-    ("GPL-3.0-only", ["gnu general public license", "version 3"]),
-    ("GPL-2.0-only", ["gnu general public license", "version 2"]),
-    ("GPL-3.0-or-later", ["gnu general public license"]),
-    ("MPL-2.0", ["mozilla public license", "2.0"]),
-    ("EPL-2.0", ["eclipse public license", "2.0"]),
-    ("CDDL-1.0", ["common development and distribution license"]),
-    ("PSF-2.0", ["python software foundation license version 2"]),
-    ("PSF-2.0", ["psf license agreement"]),
-    ("Apache-2.0", ["apache license", "version 2.0"]),
-    ("Apache-2.0", ["licensed under the apache license"]),
-    ("BSL-1.0", ["boost software license"]),
-    ("Unlicense", ["this is free and unencumbered software released into the public domain"]),
-    ("CC0-1.0", ["cc0 1.0 universal"]),
-    ("CC0-1.0", ["creativecommons.org/publicdomain/zero/1.0"]),
-    (
-        "0BSD",
-        [
-            "permission to use, copy, modify, and/or distribute this software for any purpose "
-            "with or without fee is hereby granted",
-            'the software is provided "as is" and the author disclaims',
-        ],
+# What a license *file* says is decided by its grant, not by every license it names. CPython's
+# LICENSE.txt grants the PSF License and, in its CNRI section, *mentions* "the GNU General Public
+# License"; the GPL-3 text names the LGPL ("use the GNU Lesser General Public License instead");
+# the MPL-2.0 text lists the GPLs as "Secondary Licenses". So each occurrence of a rule's anchor
+# is either a *grant* — a sentence that only the license's own text or a statement applying it
+# contains ("Permission is hereby granted, free of charge", a title line with its date, a name
+# right after "licensed under the" / "under the terms of the") — or a *mention* (the bare name).
+# The earliest grant in the text decides (a multi-section file's first section is its own grant;
+# later sections are bundled or historical parts); with no grant at all, the first mention in
+# rule order decides, most restrictive first, so a header that only names the GPL still counts.
+
+
+@dataclass(frozen=True)
+class _Rule:
+    spdx: str
+    anchor: str  # lowercase, single spaces; the match is placed at its occurrence
+    also: tuple[str, ...] = ()  # must follow the anchor within `window` characters
+    grant: bool = False  # True: the anchor is itself a grant sentence (never a mere mention)
+    window: int = 400
+
+
+# Phrases right before a license name that make the occurrence a grant.
+_GRANT_LEADS = (
+    "under the terms of the ",
+    "under the terms of ",
+    "licensed under the ",
+    "licensed under ",
+    "released under the ",
+    "released under ",
+    "subject to the terms of the ",
+    "made available under the ",
+)
+# A license's own title line: "<name> version 2, june 1991", "<name> version 2.0, january 2004".
+_TITLE_AFTER = re.compile(
+    r"[ ,-]*(?:version|v\.?) ?\d+(?:\.\d+)?,? (?:\d{1,2} )?(?:january|february|march|april|may|"
+    r"june|july|august|september|october|november|december) \d{4}"
+)
+
+_AGPL = "gnu affero general public license"
+_LGPL = "gnu lesser general public license"
+_GPL = "gnu general public license"
+_ANY_LATER = "any later"
+
+# Checked in this order among matches at the same position (more specific first).
+_TEXT_RULES: list[_Rule] = [
+    _Rule("AGPL-3.0-or-later", _AGPL, ("or (at your option) any later",)),
+    _Rule("AGPL-3.0-only", _AGPL),
+    _Rule("LGPL-2.1-or-later", _LGPL, ("version 2.1", _ANY_LATER)),
+    _Rule("LGPL-3.0-or-later", _LGPL, ("version 3", _ANY_LATER)),
+    _Rule("LGPL-3.0-only", _LGPL, ("version 3",)),
+    _Rule("LGPL-2.1-only", _LGPL),
+    _Rule("LGPL-2.0-or-later", "gnu library general public license"),
+    _Rule("GPL-3.0-or-later", _GPL, ("version 3", "any later version")),
+    _Rule("GPL-2.0-or-later", _GPL, ("version 2", "any later version")),
+    _Rule("GPL-3.0-only", _GPL, ("version 3",)),
+    _Rule("GPL-2.0-only", _GPL, ("version 2",)),
+    _Rule("GPL-3.0-or-later", _GPL),
+    _Rule("MPL-2.0", "mozilla public license", ("2.0",)),
+    _Rule("EPL-2.0", "eclipse public license", ("2.0",)),
+    _Rule("CDDL-1.0", "common development and distribution license"),
+    _Rule("PSF-2.0", "python software foundation license version 2"),
+    _Rule("PSF-2.0", "psf license agreement", grant=True),
+    _Rule(
+        "PSF-2.0", "this license agreement is between the python software foundation", grant=True
     ),
-    (
+    _Rule("Apache-2.0", "apache license", ("version 2.0",)),
+    _Rule("Apache-2.0", "licensed under the apache license", grant=True),
+    _Rule("BSL-1.0", "boost software license"),
+    _Rule(
+        "BSL-1.0",
+        "permission is hereby granted, free of charge, to any person or organization obtaining a "
+        "copy of the software and accompanying documentation covered by this license",
+        grant=True,
+    ),
+    _Rule(
+        "Unlicense",
+        "this is free and unencumbered software released into the public domain",
+        grant=True,
+    ),
+    _Rule("CC0-1.0", "cc0 1.0 universal", grant=True),
+    _Rule("CC0-1.0", "creativecommons.org/publicdomain/zero/1.0", grant=True),
+    # ISC before 0BSD: the same sentence, ISC continues "provided that the above ..."
+    _Rule(
         "ISC",
-        [
-            "permission to use, copy, modify, and/or distribute this software for any purpose "
-            "with or without fee is hereby granted, provided that the above copyright notice",
-        ],
+        "permission to use, copy, modify, and/or distribute this software for any purpose "
+        "with or without fee is hereby granted, provided that the above copyright notice",
+        grant=True,
     ),
-    ("ISC", ["permission to use, copy, modify, and distribute this software for any purpose"]),
-    (
+    _Rule(
+        "0BSD",
+        "permission to use, copy, modify, and/or distribute this software for any purpose "
+        "with or without fee is hereby granted",
+        ('the software is provided "as is" and the author disclaims',),
+        grant=True,
+    ),
+    _Rule(
+        "ISC",
+        "permission to use, copy, modify, and distribute this software for any purpose",
+        grant=True,
+    ),
+    _Rule(
         "Zlib",
-        [
-            "this software is provided 'as-is', without any express or implied warranty",
-            "permission is granted to anyone to use this software for any purpose",
-        ],
+        "this software is provided 'as-is', without any express or implied warranty",
+        ("permission is granted to anyone to use this software for any purpose",),
+        grant=True,
     ),
-    ("MIT", ["permission is hereby granted, free of charge, to any person obtaining a copy"]),
-    ("MIT", ["licensed under the mit license"]),
-    ("MIT", ["released under the mit license"]),
-    ("MIT", ["mit license (mit)"]),
-    (
+    _Rule(
+        "MIT",
+        "permission is hereby granted, free of charge, to any person obtaining a copy",
+        grant=True,
+    ),
+    _Rule("MIT", "licensed under the mit license", grant=True),
+    _Rule("MIT", "released under the mit license", grant=True),
+    _Rule("MIT", "mit license (mit)", grant=True),
+    _Rule(
         "BSD-3-Clause",
-        ["redistribution and use in source and binary forms", "neither the name of"],
+        "redistribution and use in source and binary forms",
+        ("neither the name of",),
+        grant=True,
+        window=2000,
     ),
-    (
+    _Rule(
         "BSD-3-Clause",
-        ["redistribution and use in source and binary forms", "may not be used to endorse"],
+        "redistribution and use in source and binary forms",
+        ("may not be used to endorse",),
+        grant=True,
+        window=2000,
     ),
-    ("BSD-2-Clause", ["redistribution and use in source and binary forms"]),
-    ("BSD-3-Clause", ["use of this source code is governed by a bsd-style license"]),
-    (PROPRIETARY, ["proprietary and confidential"]),
-    (PROPRIETARY, ["unauthorized copying of this file"]),
-    (PROPRIETARY, ["confidential and proprietary"]),
-    (PROPRIETARY, ["all rights reserved. no part of this"]),
+    _Rule("BSD-2-Clause", "redistribution and use in source and binary forms", grant=True),
+    _Rule("BSD-3-Clause", "use of this source code is governed by a bsd-style license", grant=True),
+    _Rule(PROPRIETARY, "proprietary and confidential", grant=True),
+    _Rule(PROPRIETARY, "unauthorized copying of this file", grant=True),
+    _Rule(PROPRIETARY, "confidential and proprietary", grant=True),
+    _Rule(PROPRIETARY, "all rights reserved. no part of this", grant=True),
 ]
 
 # Short names found in package metadata, lowercased with punctuation collapsed → SPDX.
@@ -239,7 +307,13 @@ _KNOWN_SPDX = {
 _TROVE_PREFIX = "license ::"
 
 
+# Comment leaders at the start of a line, so a sentence wrapped over `#`/`//`/` *` lines reads
+# as one sentence.
+_LINE_LEADER = re.compile(r"^[ \t]*(?:#+|//+|/\*+|\*+(?!/)|--|;+|%+|rem\b|<!--)[ \t]?", re.I | re.M)
+
+
 def _norm(text: str) -> str:
+    text = _LINE_LEADER.sub(" ", text)
     return " ".join(text.lower().replace("\u2019", "'").split())
 
 
@@ -277,12 +351,48 @@ def normalize_license(name: str | None) -> str:
     return UNKNOWN
 
 
+def _is_grant(rule: _Rule, t: str, pos: int) -> bool:
+    if rule.grant:
+        return True
+    if any(t.startswith(lead, pos - len(lead)) for lead in _GRANT_LEADS if pos >= len(lead)):
+        return True
+    return _TITLE_AFTER.match(t, pos + len(rule.anchor)) is not None
+
+
+def _matches(t: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+    """(grants, mentions) as (position, rule index, spdx): every rule's first occurrence of each
+    kind whose `also` phrases follow within the rule's window."""
+    grants: list[tuple[int, int, str]] = []
+    mentions: list[tuple[int, int, str]] = []
+    for i, rule in enumerate(_TEXT_RULES):
+        got_grant = got_mention = False
+        pos = t.find(rule.anchor)
+        while pos >= 0 and not (got_grant and (got_mention or rule.grant)):
+            tail = t[pos : pos + len(rule.anchor) + rule.window]
+            if all(a in tail for a in rule.also):
+                if _is_grant(rule, t, pos):
+                    if not got_grant:
+                        grants.append((pos, i, rule.spdx))
+                        got_grant = True
+                elif not got_mention:
+                    mentions.append((pos, i, rule.spdx))
+                    got_mention = True
+            pos = t.find(rule.anchor, pos + 1)
+    return grants, mentions
+
+
 def license_from_text(text: str) -> str:
-    """Classify license text (a LICENSE file or a file header) by its canonical sentences."""
+    """Classify license text (a LICENSE file or a file header) by its grant.
+
+    The earliest grant wins (ties: rule order); a license the text only *mentions* counts only
+    when the text grants nothing we recognise — then the most restrictive mention wins, so a
+    header that just names the GPL is never read as permissive."""
     t = _norm(text[:200_000])
-    for spdx, phrases in _TEXT_RULES:
-        if all(p in t for p in phrases):
-            return spdx
+    grants, mentions = _matches(t)
+    if grants:
+        return min(grants)[2]
+    if mentions:
+        return min(mentions, key=lambda m: m[1])[2]
     return UNKNOWN
 
 

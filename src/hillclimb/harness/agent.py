@@ -46,7 +46,9 @@ EXIT_STATUSES = (
 @dataclass(frozen=True)
 class EpisodeLimits:
     max_steps: int = 30  # model turns
-    max_tokens_per_turn: int = 4096  # completion tokens asked for per turn
+    # completion tokens asked for per turn; None: what the model's context leaves (a local
+    # checkpoint: its context minus the conversation; an endpoint: its own default/cap)
+    max_tokens_per_turn: int | None = None
     max_total_tokens: int = 200_000  # prompt + completion summed over turns (what an API bills)
     wall_s: float = 900.0
     max_consecutive_errors: int = 3  # malformed turns in a row before giving up

@@ -1,8 +1,8 @@
 """CLI: `hillclimb harness run|grade|generate`, `hillclimb telemetry export|stats|feedback`.
 
-Also mounts `hillclimb sandbox ...` (defined in `sandbox_cli.py`) because this module is the
-harness package's entry in the top-level COMMAND_MODULES list. Heavy work is imported inside the
-handlers so `hillclimb --help` stays fast.
+`hillclimb sandbox ...` lives in `sandbox_cli.py`, registered by the top-level COMMAND_MODULES
+list (once; this module does not mount it again). Heavy work is imported inside the handlers so
+`hillclimb --help` stays fast.
 """
 
 from __future__ import annotations
@@ -17,13 +17,6 @@ from hillclimb.errors import HillclimbError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    try:
-        from hillclimb.harness import sandbox_cli
-    except ImportError:
-        sandbox_cli = None  # type: ignore[assignment]
-    if sandbox_cli is not None and "sandbox" not in sub.choices:
-        sandbox_cli.register(sub)
-
     h = sub.add_parser("harness", help="agent harness: run models on tasks, grade, generate tasks")
     hs = h.add_subparsers(dest="harness_command", metavar="SUBCOMMAND")
     h.set_defaults(_parser=h)
@@ -44,25 +37,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--api-key", default=None, help="bearer token (default: $HILLCLIMB_API_KEY)")
     run.add_argument("--out", required=True, help="output directory")
-    run.add_argument("--max-steps", type=int, default=30)
+    run.add_argument("--max-steps", type=int, default=30, help="model turns per episode (30)")
     run.add_argument(
         "--max-tokens-per-turn",
         type=int,
-        default=4096,
-        help="completion tokens per turn (4096; a local checkpoint gets at most what its context "
-        "has left, and the episode ends context_exhausted when nothing is left)",
+        default=None,
+        help="completion tokens asked for per turn (default: what the model's context leaves — "
+        "a checkpoint's context minus the conversation, an endpoint's own cap; given, a local "
+        "checkpoint still gets at most what its context has left). The episode ends "
+        "context_exhausted when nothing is left",
     )
-    run.add_argument("--max-total-tokens", type=int, default=200_000)
+    run.add_argument(
+        "--max-total-tokens",
+        type=int,
+        default=200_000,
+        help="prompt + completion tokens summed over an episode's turns (200000)",
+    )
     run.add_argument("--wall", type=float, default=900.0, help="seconds per episode (900)")
     run.add_argument(
         "--max-errors", type=int, default=3, help="consecutive malformed turns allowed"
     )
-    run.add_argument("--temperature", type=float, default=0.0)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--concurrency", type=int, default=1)
+    run.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0)")
+    run.add_argument("--seed", type=int, default=0, help="sampling seed; turn i uses seed + i")
+    run.add_argument("--concurrency", type=int, default=1, help="episodes run at once (1)")
     run.add_argument("--request-timeout", type=float, default=300.0, help="HTTP timeout, s")
     run.add_argument("--telemetry", default=None, help="SQLite file (default OUT/telemetry.db)")
-    run.add_argument("--no-telemetry", action="store_true")
+    run.add_argument("--no-telemetry", action="store_true", help="record no telemetry")
     run.add_argument(
         "--unsafe", action="store_true", help="allow running without sandbox isolation"
     )
@@ -70,55 +70,68 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_cmd_run, _parser=run)
 
     grade = hs.add_parser("grade", help="grade a task's repo with a patch applied (or untouched)")
-    grade.add_argument("--task", required=True)
+    grade.add_argument("--task", required=True, help="task directory")
     grade.add_argument("--patch", default=None, help="unified diff file (default: no patch)")
     grade.add_argument("--answer", default=None, help="answer for repo_qa tasks")
     grade.add_argument("--solution", action="store_true", help="grade the task's own solution")
-    grade.add_argument("--unsafe", action="store_true")
-    grade.add_argument("--json", action="store_true")
+    grade.add_argument(
+        "--unsafe", action="store_true", help="allow grading without sandbox isolation"
+    )
+    grade.add_argument("--json", action="store_true", help="print the grade as JSON")
     grade.set_defaults(func=_cmd_grade, _parser=grade)
 
     gen = hs.add_parser("generate", help="generate verified tasks from the built-in corpus")
-    gen.add_argument("--out", required=True)
-    gen.add_argument("--n", type=int, required=True)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", required=True, help="output directory (one sub-directory per task)")
+    gen.add_argument("--n", type=int, required=True, help="number of tasks to generate")
     gen.add_argument(
-        "--kinds", nargs="+", default=None, help="bugfix feature refactor repo_qa terminal"
+        "--seed", type=int, default=0, help="generator seed (0); same seed, same tasks"
+    )
+    gen.add_argument(
+        "--kinds",
+        nargs="+",
+        default=None,
+        help="task kinds to draw from: bugfix feature refactor repo_qa terminal (default: all)",
     )
     gen.add_argument(
         "--languages", nargs="+", default=None,
         help="python (default) and/or javascript (bugfix, feature, repo_qa; needs node)",
     )  # fmt: skip
     gen.add_argument("--multi-prob", type=float, default=0.3, help="chance of a two-package repo")
-    gen.add_argument("--unsafe", action="store_true")
-    gen.add_argument("--json", action="store_true")
+    gen.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="verify tasks without sandbox isolation (when no sandbox backend works)",
+    )
+    gen.add_argument("--json", action="store_true", help="print the summary as JSON")
     gen.set_defaults(func=_cmd_generate, _parser=gen)
 
     t = sub.add_parser("telemetry", help="the edit/episode telemetry database (data flywheel)")
     ts = t.add_subparsers(dest="telemetry_command", metavar="SUBCOMMAND")
     t.set_defaults(_parser=t)
     exp = ts.add_parser("export", help="SFT examples and RL prompts from recorded episodes")
-    exp.add_argument("--db", required=True)
-    exp.add_argument("--out", required=True)
+    exp.add_argument(
+        "--db", required=True, help="telemetry database (harness run's OUT/telemetry.db)"
+    )
+    exp.add_argument("--out", required=True, help="output directory for the SFT/RL files")
     exp.add_argument(
         "--require-accepted", action="store_true", help="SFT only from user-accepted episodes"
     )
-    exp.add_argument("--json", action="store_true")
+    exp.add_argument("--json", action="store_true", help="print the counts as JSON")
     exp.set_defaults(func=_cmd_export, _parser=exp)
     st = ts.add_parser("stats", help="counts, resolve rates, tokens, edits, feedback")
-    st.add_argument("--db", required=True)
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--db", required=True, help="telemetry database")
+    st.add_argument("--json", action="store_true", help="print the stats as JSON")
     st.set_defaults(func=_cmd_stats, _parser=st)
     fb = ts.add_parser("feedback", help="record a user's accept/reject of an edit or episode")
-    fb.add_argument("--db", required=True)
+    fb.add_argument("--db", required=True, help="telemetry database")
     target = fb.add_mutually_exclusive_group(required=True)
-    target.add_argument("--edit", type=int)
-    target.add_argument("--episode")
+    target.add_argument("--edit", type=int, help="edit id (telemetry stats lists them)")
+    target.add_argument("--episode", help="episode id")
     verdict = fb.add_mutually_exclusive_group(required=True)
-    verdict.add_argument("--accept", action="store_true")
-    verdict.add_argument("--reject", action="store_true")
-    fb.add_argument("--source", default="user")
-    fb.add_argument("--note", default=None)
+    verdict.add_argument("--accept", action="store_true", help="the user kept it")
+    verdict.add_argument("--reject", action="store_true", help="the user threw it away")
+    fb.add_argument("--source", default="user", help="who gave the verdict (user)")
+    fb.add_argument("--note", default=None, help="free-text note stored with the verdict")
     fb.set_defaults(func=_cmd_feedback, _parser=fb)
 
 

@@ -13,7 +13,9 @@ checkpoints, or a scripted agent:
   it the reference agent that applies a task's known solution through the real tools.
 
 Failures of the model *service* (down, HTTP errors, unparsable responses) raise `ModelError`; the
-loop ends that episode with exit status `model_error`. Mistakes *of the model* (bad JSON in a
+loop ends that episode with exit status `model_error`. A conversation that has outgrown the
+model's context raises `ContextExhausted` (exit status `context_exhausted`). `max_tokens=None`
+asks for what the context leaves (the default: tiny models have 1–2k-token contexts). Mistakes *of the model* (bad JSON in a
 call, unknown tool) are not errors here: they become tool calls with `error` set.
 """
 
@@ -39,6 +41,16 @@ class ContextExhausted(ModelError):
 
 # A turn needs at least this many completion tokens to hold one tool call.
 MIN_TURN_TOKENS = 16
+
+
+def _context_exceeded(resp: Any) -> bool:
+    """Is this HTTP 400 the endpoint saying the conversation leaves no room for a reply? (OpenAI
+    and vLLM-style servers, ours included, send `error.code == "context_length_exceeded"`.)"""
+    try:
+        err = resp.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(err, dict) and err.get("code") == "context_length_exceeded"
 
 
 @dataclass
@@ -69,7 +81,7 @@ class ModelClient(Protocol):
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         *,
-        max_tokens: int,
+        max_tokens: int | None,
         temperature: float,
         seed: int | None,
     ) -> ChatResult: ...
@@ -125,7 +137,7 @@ class OpenAIClient:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         *,
-        max_tokens: int,
+        max_tokens: int | None,
         temperature: float,
         seed: int | None,
     ) -> ChatResult:
@@ -134,9 +146,10 @@ class OpenAIClient:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": self._wire_messages(messages),
-            "max_tokens": int(max_tokens),
             "temperature": float(temperature),
         }
+        if max_tokens is not None:  # None: the endpoint's default, which its context caps
+            body["max_tokens"] = int(max_tokens)
         if tools:
             body["tools"] = tools
             body["tool_choice"] = "auto"
@@ -157,6 +170,8 @@ class OpenAIClient:
                     f"endpoint {url} returned HTTP {resp.status_code}: {resp.text[:300]}"
                 )
                 continue
+            if resp.status_code == 400 and _context_exceeded(resp):
+                raise ContextExhausted(f"endpoint {url}: {resp.text[:300]}")
             if resp.status_code != 200:
                 raise ModelError(
                     f"endpoint {url} returned HTTP {resp.status_code}: {resp.text[:300]}"
@@ -242,7 +257,7 @@ class LocalClient:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         *,
-        max_tokens: int,
+        max_tokens: int | None,
         temperature: float,
         seed: int | None,
     ) -> ChatResult:
@@ -260,7 +275,9 @@ class LocalClient:
                 f"{self.engine.max_context} context tokens for the reply"
             )
         params = self._sampling.SamplingParams(
-            max_tokens=min(max_tokens, room), temperature=temperature, seed=seed
+            max_tokens=room if max_tokens is None else min(max_tokens, room),
+            temperature=temperature,
+            seed=seed,
         )
         try:
             out = self.engine.generate(ids, params)
@@ -301,7 +318,7 @@ class ScriptedClient:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         *,
-        max_tokens: int,
+        max_tokens: int | None,
         temperature: float,
         seed: int | None,
     ) -> ChatResult:

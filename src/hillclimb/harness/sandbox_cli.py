@@ -35,7 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--max-file-mb", type=int, default=256, help="largest file written (256)")
     run.add_argument("--max-output", type=int, default=1 << 20, help="bytes kept per stream")
     run.add_argument("--in-place", action="store_true", help="run on the workspace itself")
-    run.add_argument("--backend", choices=["bwrap", "unshare", "unsafe"], default=None)
+    run.add_argument(
+        "--backend",
+        choices=["bwrap", "unshare", "unsafe"],
+        default=None,
+        help="isolation backend (default: the best that works here; `sandbox check` says which)",
+    )
     run.add_argument(
         "--unsafe", action="store_true", help="allow running WITHOUT isolation if none works"
     )
@@ -45,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_cmd_run, _parser=run)
 
     check = gsub.add_parser("check", help="which isolation backend works here, and why not others")
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=_cmd_check, _parser=check)
 
 

@@ -14,7 +14,24 @@ from pathlib import Path
 
 from hillclimb.errors import HillclimbError
 
-DEFAULT_DB = "hillclimb_usage.sqlite"
+# Server state (the usage/credits database and its -wal/-shm files) lives in a per-user state
+# directory, not the current one: `hillclimb serve` started from a checkout must not leave files
+# in it. XDG Base Directory spec: $XDG_STATE_HOME (an absolute path), else ~/.local/state.
+DEFAULT_DB = "usage.sqlite"
+
+
+def default_state_dir() -> Path:
+    """`$XDG_STATE_HOME/hillclimb`, or `~/.local/state/hillclimb` when that is unset/relative."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "hillclimb"
+
+
+def usage_db_path(db: Path | None, state_dir: Path | None) -> Path:
+    """The usage database: an explicit `--db` wins; else `DEFAULT_DB` in the state directory."""
+    if db is not None:
+        return db
+    return (state_dir if state_dir is not None else default_state_dir()) / DEFAULT_DB
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "HILLCLIMB_API_KEYS is read too. No keys anywhere = open mode",
     )
     s.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="directory for server state: the usage/credits database "
+        f"(default $XDG_STATE_HOME/hillclimb or ~/.local/state/hillclimb; file {DEFAULT_DB})",
+    )
+    s.add_argument(
         "--db",
         type=Path,
-        default=Path(DEFAULT_DB),
-        help=f"SQLite usage/credits database (default ./{DEFAULT_DB})",
+        default=None,
+        help=f"SQLite usage/credits database (default STATE_DIR/{DEFAULT_DB}; overrides "
+        "--state-dir)",
     )
     s.add_argument(
         "--prices",
@@ -113,21 +138,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     ksub = k.add_subparsers(dest="keys_command", metavar="COMMAND")
     k.set_defaults(_parser=k)
     kc = ksub.add_parser("create", help="create an account and print its new API key once")
-    kc.add_argument("--db", type=Path, required=True)
-    kc.add_argument("--name", required=True)
+    _db_args(kc)
+    kc.add_argument("--name", required=True, help="account name")
     kc.add_argument("--credits", type=float, default=None, help="initial credits (omit: unlimited)")
     kc.add_argument("--rpm", type=float, default=None, help="rate limit, requests per minute")
-    kc.add_argument("--json", action="store_true")
+    kc.add_argument("--json", action="store_true", help="print the account and key as JSON")
     kc.set_defaults(func=_keys_create, _parser=kc)
     ka = ksub.add_parser("credit", help="add credits to an account")
-    ka.add_argument("--db", type=Path, required=True)
-    ka.add_argument("--name", required=True)
+    _db_args(ka)
+    ka.add_argument("--name", required=True, help="account name")
     ka.add_argument("--add", type=float, required=True, help="credits to add")
     ka.set_defaults(func=_keys_credit, _parser=ka)
     ku = ksub.add_parser("usage", help="per-account balance and token usage")
-    ku.add_argument("--db", type=Path, required=True)
-    ku.add_argument("--json", action="store_true")
+    _db_args(ku)
+    ku.add_argument("--json", action="store_true", help="print the usage report as JSON")
     ku.set_defaults(func=_keys_usage, _parser=ku)
+
+
+def _db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help=f"usage database (default: the server's, STATE_DIR/{DEFAULT_DB})",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="server state directory (default $XDG_STATE_HOME/hillclimb or "
+        "~/.local/state/hillclimb)",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -144,7 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise HillclimbError("--stream-interval must be between 0 and 1 second")
     if args.threads is not None and args.threads < 1:
         raise HillclimbError("--threads must be >= 1")
-    state = load_state(args.thinking, args.flash, db=args.db, keys_file=args.keys,
+    if args.state_dir is not None and args.state_dir.exists() and not args.state_dir.is_dir():
+        raise HillclimbError(f"--state-dir {args.state_dir} exists and is not a directory")
+    db = usage_db_path(args.db, args.state_dir)
+    state = load_state(args.thinking, args.flash, db=db, keys_file=args.keys,
                        env_keys=os.environ.get("HILLCLIMB_API_KEYS"), prices_file=args.prices,
                        router_file=args.router, max_batch=args.max_batch, device=args.device,
                        speculative=not args.no_speculative,
@@ -173,16 +217,17 @@ def _chat(args: argparse.Namespace) -> int:
 def _keys_create(args: argparse.Namespace) -> int:
     from hillclimb.serve.accounting import UsageDB
 
-    db = UsageDB(args.db)
+    path = usage_db_path(args.db, args.state_dir)
+    db = UsageDB(path)
     key = db.create_account(args.name, args.credits, args.rpm)
     acc = db.account_by_name(args.name)
     if args.json:
         print(json.dumps({"name": acc.name, "key": key, "credits": acc.credits,
-                          "rate_limit_rpm": acc.rate_limit_rpm, "db": str(args.db)}))  # fmt: skip
+                          "rate_limit_rpm": acc.rate_limit_rpm, "db": str(path)}))  # fmt: skip
     else:
         credits = "unlimited" if acc.credits is None else f"{acc.credits:g}"
         print(f"created account {acc.name!r} (credits {credits}, rate limit "
-              f"{acc.rate_limit_rpm or 'none'} rpm) in {args.db}")  # fmt: skip
+              f"{acc.rate_limit_rpm or 'none'} rpm) in {path}")  # fmt: skip
         print(f"API key (shown once, store it now): {key}")
     return 0
 
@@ -190,7 +235,10 @@ def _keys_create(args: argparse.Namespace) -> int:
 def _keys_credit(args: argparse.Namespace) -> int:
     from hillclimb.serve.accounting import UsageDB
 
-    acc = UsageDB(args.db).add_credits(args.name, args.add)
+    path = usage_db_path(args.db, args.state_dir)
+    if not path.is_file():
+        raise HillclimbError(f"no usage database at {path}")
+    acc = UsageDB(path).add_credits(args.name, args.add)
     credits = "unlimited" if acc.credits is None else f"{acc.credits:g}"
     print(f"{acc.name}: balance {credits} credits")
     return 0
@@ -199,16 +247,17 @@ def _keys_credit(args: argparse.Namespace) -> int:
 def _keys_usage(args: argparse.Namespace) -> int:
     from hillclimb.serve.accounting import UsageDB
 
-    if not args.db.is_file():
-        raise HillclimbError(f"no usage database at {args.db}")
-    usage = UsageDB(args.db).usage()
+    path = usage_db_path(args.db, args.state_dir)
+    if not path.is_file():
+        raise HillclimbError(f"no usage database at {path}")
+    usage = UsageDB(path).usage()
     if args.json:
         print(json.dumps(usage, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"usage: {args.db}")
+    t = Table(title=f"usage: {path}")
     for col in ("account", "balance", "requests", "prompt", "completion", "reasoning", "spent",
                 "held", "rpm"):  # fmt: skip
         t.add_column(col, justify="left" if col == "account" else "right")

@@ -14,6 +14,9 @@ Files in the run directory (rank 0 only):
 On resume every JSONL file is cut back to the checkpoint's step (atomic rewrite), so the curve of
 an interrupted-and-resumed run is the curve of an uninterrupted one. The progress bar shows only
 on a TTY (never under pytest); without it a plain line goes to stderr every `log_every` steps.
+Both name the model (a climb trains two, one after the other) and say the time spent and left:
+`[pretrain thinking-tiny] step 100/600 ... | 1m05s elapsed, ETA 5m25s` — the ETA is the mean
+pace of the steps run in this process (a resumed run does not count the steps it skipped).
 """
 
 from __future__ import annotations
@@ -57,6 +60,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _duration(seconds: float) -> str:
+    """12s, 3m05s, 1h02m."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def want_progress(setting: bool | None) -> bool:
     if setting is not None:
         return setting
@@ -76,11 +89,14 @@ class RunLogger:
         progress: bool | None,
         stage: str,
         quiet: bool = False,
+        model: str | None = None,
     ):
         self.enabled = enabled
         self.run_dir = run_dir
         self.total = total_steps
         self.stage = stage
+        self.label = f"{stage} {model}" if model else stage  # printed as [label]
+        self._start_step = start_step
         self._files: dict[str, Any] = {}
         self._tb = None
         self._progress = None
@@ -101,19 +117,23 @@ class RunLogger:
             except ImportError:  # tensorboard is a declared dependency; degrade if absent
                 self._tb = None
         if want_progress(progress):
+            from rich.markup import escape
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
                 Progress,
                 TextColumn,
+                TimeElapsedColumn,
                 TimeRemainingColumn,
             )
 
             self._progress = Progress(
-                TextColumn(f"[bold]{stage}[/bold]"),
+                TextColumn(f"[bold]{escape(self.label)}[/bold]"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
                 TimeRemainingColumn(),
                 transient=False,
             )
@@ -145,10 +165,21 @@ class RunLogger:
             self._progress.update(self._task, completed=s, info=info)
         elif self._plain and show:
             print(
-                f"[{self.stage}] step {s}/{self.total} {info} | lr {rec['lr']:.2e}",
+                f"[{self.label}] step {s}/{self.total} {info} | lr {rec['lr']:.2e} | "
+                + self.timing(s),
                 file=sys.stderr,
                 flush=True,
             )
+
+    def timing(self, step: int, now: float | None = None) -> str:
+        """`1m05s elapsed, ETA 5m25s` at `step`: ETA from the mean pace of this process's steps."""
+        elapsed = (time.perf_counter() if now is None else now) - self._t0
+        done = step - self._start_step
+        if done <= 0 or step >= self.total:
+            return f"{_duration(elapsed)} elapsed" + (", done" if step >= self.total else "")
+        return (
+            f"{_duration(elapsed)} elapsed, ETA {_duration(elapsed / done * (self.total - step))}"
+        )
 
     def record(self, name: str, rec: dict[str, Any], line: str | None = None) -> None:
         """Append `rec` to one of `FILES` (e.g. RL's `curve.jsonl`), optionally printing a line."""
@@ -156,7 +187,7 @@ class RunLogger:
             return
         self._write(name, rec)
         if line and (self._plain or self._progress is not None):
-            print(f"[{self.stage}] {line}", file=sys.stderr, flush=True)
+            print(f"[{self.label}] {line}", file=sys.stderr, flush=True)
 
     def routing(self, step: int, layers: list[dict[str, Any]]) -> None:
         if not self.enabled or not layers:
@@ -176,7 +207,8 @@ class RunLogger:
             self._tb.add_scalar("val/bpb", rec["val_bpb"], rec["step"])
         if self._plain:
             print(
-                f"[{self.stage}] step {rec['step']} val loss {rec['val_loss']:.4f} bpb {rec['val_bpb']:.4f}",
+                f"[{self.label}] step {rec['step']} val loss {rec['val_loss']:.4f} "
+                f"bpb {rec['val_bpb']:.4f}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -408,8 +408,9 @@ class Trainer:
                 },
             )
         self.log = RunLogger(
-            out, info.is_main, cfg.steps, self.step, cfg.tensorboard, cfg.progress, task.stage
-        )
+            out, info.is_main, cfg.steps, self.step, cfg.tensorboard, cfg.progress, task.stage,
+            model=mcfg.name,
+        )  # fmt: skip
         self.moe_layers = model.moe_layers()
         self.last_loss: float | None = None
         self.last_val: dict[str, float] | None = None
