@@ -172,6 +172,47 @@ def test_shape_group_alp_overlong_and_batch_masks():
     ]
 
 
+def test_budget_conditioning_reward_is_l1_max():
+    """Within its thinking budget a completion keeps its reward; beyond it, it loses
+    β · min(1, overshoot / budget); thinking counts think-block tokens without the tags."""
+    from hillclimb.problems import generate
+    from hillclimb.rl.rewards import shape_group, thinking_tokens
+    from hillclimb.rl.rollout import Rollout
+
+    p = generate("arith", 1, 1, 0)[0]
+
+    def roll(reasoning, budget, reason="stop"):
+        return Rollout(
+            problem=p, sample=0, prompt_ids=[1], completion_ids=[5] * (reasoning + 4),
+            completion_tokens=reasoning + 4, reasoning_tokens=reasoning, passed=True,
+            finish_reason=reason, think_budget=budget,
+        )  # fmt: skip
+
+    g = [roll(12, 10), roll(17, 10), roll(40, 10), roll(0, 10), roll(30, None)]
+    assert [thinking_tokens(r) for r in g] == [10, 15, 38, 0, 28]
+    assert thinking_tokens(roll(30, 10, "length")) == 29  # unclosed: only <think> to drop
+    shaped, keep, _ = shape_group(
+        g, [1.0] * 5, budget=64, overlong="none", overlong_buffer=8, alp_beta=0.0, budget_beta=0.8
+    )
+    assert shaped == pytest.approx([1.0, 1.0 - 0.8 * 0.5, 1.0 - 0.8, 1.0, 1.0])
+    off, _, _ = shape_group(
+        g, [1.0] * 5, budget=64, overlong="none", overlong_buffer=8, alp_beta=0.0
+    )
+    assert off == [1.0] * 5
+
+
+def test_budget_note_is_shared_by_rl_prompts_and_the_server():
+    from hillclimb.serve.budget import budget_note, with_budget_note
+
+    user = [{"role": "user", "content": "hi"}]
+    assert with_budget_note(user, 32) == [{"role": "system", "content": budget_note(32)}, *user]
+    sys_user = [{"role": "system", "content": "Be brief."}, *user]
+    out = with_budget_note(sys_user, 8)
+    assert out[0] == {"role": "system", "content": f"{budget_note(8)}\n\nBe brief."}
+    assert out[1:] == user and sys_user[0]["content"] == "Be brief."  # input not mutated
+    assert "8" in budget_note(8)
+
+
 # ---- a real micro policy -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
@@ -207,13 +248,113 @@ def test_rollout_logprobs_equal_training_forward(micro):
     assert worst <= 1e-4
 
 
+def _replay_rollouts(micro):
+    from hillclimb.model.checkpoint import load_model
+    from hillclimb.problems import generate
+    from hillclimb.rl.rollout import rollout_and_check
+    from hillclimb.serve.engine import Engine
+    from hillclimb.tokenizer.io import load_tokenizer
+
+    model = load_model(micro)
+    eng = Engine(model, load_tokenizer(micro), max_batch=8, seed=0, record_routing=True)
+    # prompts of different lengths: batched prefill with right padding, then batched decode
+    probs = generate("arith", 1, 2, 0) + generate("logic", 2, 2, 0)
+    rolls = rollout_and_check(eng, probs, n=2, max_tokens=10, temperature=1.0, logprobs=True)
+    return model, rolls
+
+
+def test_engine_records_the_routes_the_training_forward_takes(micro):
+    """Routing replay, part 1: the engine logs every forwarded token's experts (prompt and fed-
+    back completion tokens, through padded batched prefill and batched decode), and they are the
+    experts the model's own forward picks for the same tokens (agreement 1 on equal weights)."""
+    from hillclimb.model.moe import routing_replay
+
+    model, rolls = _replay_rollouts(micro)
+    layers = model.moe_layers()
+    k = layers[0].gate.top_k
+    with torch.no_grad():
+        for r in rolls:
+            n = len(r.prompt_ids) + len(r.completion_ids)
+            assert r.routes.shape == (n - 1, len(layers), k)  # the last token is never fed back
+            assert int(r.routes.min()) >= 0
+            ids = torch.tensor([r.prompt_ids + r.completion_ids])
+            with routing_replay(layers, r.routes[None].long(), apply=False):
+                model(ids[:, :-1])
+            agree = sum(m.last_agreement[0] for m in layers)
+            assert agree == (n - 1) * len(layers)
+    assert all(m.replay is None for m in layers)  # the context cleans up
+
+
+def test_routing_replay_routes_through_the_recorded_experts(micro):
+    """Routing replay, part 2: after the router moved (as after an optimizer step), the training
+    forward still sends each token to the experts recorded at rollout time; without replay it
+    does not, and the agreement says so."""
+    from hillclimb.model.moe import routing_replay
+
+    model, rolls = _replay_rollouts(micro)
+    layers = model.moe_layers()
+    E = layers[0].cfg.n_experts
+    r = max(rolls, key=lambda x: len(x.completion_ids))
+    ids = torch.tensor([r.prompt_ids + r.completion_ids])[:, :-1]
+    routes = r.routes[None].long()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in layers:
+            m.gate.weight.add_(torch.randn(m.gate.weight.shape, generator=g) * 0.5)
+    seen: list[torch.Tensor] = []
+    hooks = [
+        m.experts.register_forward_hook(lambda mod, args, out: seen.append(args[1].clone()))
+        for m in layers
+    ]
+    try:
+        with torch.no_grad():
+            with routing_replay(layers, routes, apply=True):
+                model(ids)
+            replay_agree = [m.last_agreement for m in layers]
+            want = [
+                torch.bincount(routes[0, :, j].reshape(-1), minlength=E) for j in range(len(layers))
+            ]
+            assert [c.tolist() for c in seen] == [w.tolist() for w in want]
+            seen.clear()
+            with routing_replay(layers, routes, apply=False):
+                model(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    own = [m.last_agreement for m in layers]
+    assert own == replay_agree  # agreement measures the router's own choice either way
+    assert sum(a for a, _ in own) < sum(n for _, n in own)  # the moved router disagrees
+    assert [c.tolist() for c in seen] != [w.tolist() for w in want]
+
+
+def test_routing_replay_refuses_bad_input(micro):
+    from hillclimb.model.checkpoint import load_model
+    from hillclimb.model.moe import routing_replay
+    from hillclimb.serve.engine import Engine
+    from hillclimb.tokenizer.io import load_tokenizer
+
+    model = load_model(micro)
+    layers = model.moe_layers()
+    wrong_layers = torch.zeros(1, 4, len(layers) + 1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="MoE layers"), routing_replay(layers, wrong_layers):
+        pass
+    wrong_tokens = torch.zeros(1, 3, len(layers), 2, dtype=torch.long)
+    with (
+        pytest.raises(ValueError, match="routing replay has shape"),
+        routing_replay(layers, wrong_tokens),
+    ):
+        model(torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(HillclimbError, match="record_routing"):
+        Engine(model, load_tokenizer(micro), record_routing=True, compile=True)
+
+
 def _cfg(micro, out, **kw):
     from hillclimb.rl.config import RLConfig
 
     base = dict(
         init=micro, out=out, steps=12, prompts_per_step=8, group_size=8, families=["arith"],
         tiers=[1], max_tokens=3, lr=3e-2, warmup_steps=0, eval_every=0, overlong="none",
-        tensorboard=False, threads=1, pool_size=64, seed=0,
+        tensorboard=False, threads=1, pool_size=64, seed=0, pareto_budgets=[],
     )  # fmt: skip
     base.update(kw)
     return RLConfig(**base)
@@ -233,8 +374,71 @@ def test_micro_rl_learns_a_trivial_preference(micro, tmp_path):
     assert 0.25 <= steps[0]["reward"] <= 0.75  # a coin flip at init
     assert np.mean([s["reward"] for s in steps[-3:]]) >= 0.9
     assert all(s["logp_gap"] < 1e-4 for s in steps)  # on-policy: the ratio starts at 1
+    # routing replay is on by default: the first update of a step sees the rollout's weights,
+    # so the training router agrees with every recorded choice
+    agreement = [s["router_agreement"] for s in steps if s["groups"]]  # steps that updated
+    assert agreement and all(a == 1.0 for a in agreement)
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
     assert res["rollout_tokens_per_s"] > 0 and 0 <= res["sync_share"] < 1
+
+
+def test_budget_conditioned_run_records_pareto_points_and_marks_the_checkpoint(micro, tmp_path):
+    """`--budget-conditioning`: prompts carry their budget note, the final checkpoint says so
+    (the server renders the same note), and the start/end accuracy-vs-tokens points at forced
+    thinking budgets land in curve.jsonl, rl.json and the report."""
+    from hillclimb.model.checkpoint import read_info
+    from hillclimb.rl.report import write_rl_report
+    from hillclimb.rl.train import run_rl
+    from hillclimb.serve.budget import BUDGET_NOTE
+
+    seen: list[int | None] = []
+
+    def record(r):
+        seen.append(r.think_budget)
+        return even_first_token(r)
+
+    cfg = _cfg(
+        micro, tmp_path / "run", steps=2, max_tokens=16, budget_conditioning=True,
+        budget_fracs=[0.25, 0.5], eval_every=2, eval_n_per_tier=3, pareto_budgets=[2, 6],
+    )  # fmt: skip
+    res = run_rl(cfg, reward_fn=record)
+    assert seen and set(seen) <= {4, 8}  # 0.25 and 0.5 of the 16-token budget
+    assert read_info(tmp_path / "run" / "final")["budget_conditioning"]["note"] == BUDGET_NOTE
+    assert [r["step"] for r in res["pareto"]] == [0, 2]
+    for rec in res["pareto"]:
+        assert [p["budget"] for p in rec["pareto"]] == [2, 6]
+        for p in rec["pareto"]:
+            assert 0 <= p["accuracy"] <= 1 and 0 < p["mean_tokens"] <= 16
+    report = write_rl_report(tmp_path / "run").read_text()
+    assert "| thinking budget |" in report and "Router agreement" in report
+
+
+def test_rollouts_carry_the_budget_note(micro):
+    from hillclimb.model.checkpoint import load_model
+    from hillclimb.problems import generate
+    from hillclimb.rl.rollout import chat_prompt, rollout_and_check
+    from hillclimb.serve.budget import budget_note
+    from hillclimb.serve.engine import Engine
+    from hillclimb.tokenizer.io import load_tokenizer
+
+    tok = load_tokenizer(micro)
+    eng = Engine(load_model(micro), tok, max_batch=4, seed=0)
+    probs = generate("arith", 1, 2, 0)
+    rolls = rollout_and_check(
+        eng, probs, n=1, max_tokens=8, temperature=1.0, think_budgets=[3, None]
+    )
+    assert budget_note(3) in tok.decode(rolls[0].prompt_ids)
+    assert "Think for at most" not in tok.decode(rolls[1].prompt_ids)
+    assert rolls[0].think_budget == 3 and rolls[1].think_budget is None
+    plain = rollout_and_check(
+        eng, probs, n=1, max_tokens=8, think_budgets=[3, None], budget_note=False
+    )
+    assert plain[0].prompt_ids == chat_prompt(tok, probs[0]) != rolls[0].prompt_ids
+    assert plain[1].prompt_ids == rolls[1].prompt_ids
+    with pytest.raises(HillclimbError, match="think_budgets"):
+        rollout_and_check(eng, probs, think_budgets=[3])
+    with pytest.raises(HillclimbError, match=">= 1 token"):
+        rollout_and_check(eng, probs, think_budgets=[0, 1])
 
 
 def test_dynamic_sampling_drops_groups_with_equal_rewards(micro, tmp_path):
@@ -307,6 +511,10 @@ def test_bad_input_is_refused_clearly(micro, tmp_path):
         RLConfig(init=micro, out=tmp_path / "a", aux_scale=-1.0)
     with pytest.raises(ConfigError, match="loss_agg"):
         RLConfig(init=micro, out=tmp_path / "a", loss_agg="mean")
+    with pytest.raises(ConfigError, match="budget_fracs"):
+        RLConfig(init=micro, out=tmp_path / "a", budget_fracs=[0.0, 1.5])
+    with pytest.raises(ConfigError, match="pareto_budgets"):
+        RLConfig(init=micro, out=tmp_path / "a", pareto_budgets=[0])
     with pytest.raises(ConfigError, match="module:function"):
         run_rl(_cfg(micro, tmp_path / "b", reward="nonsense"))
     no_tok = tmp_path / "notok"

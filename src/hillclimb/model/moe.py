@@ -20,6 +20,8 @@ values always come from the unbiased probabilities.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -208,11 +210,19 @@ class MoE(nn.Module):
         )
         self.last_stats: MoEStats | None = None
         self.last_aux: torch.Tensor | None = None  # weighted aux + z loss, with grad
+        # routing replay (`routing_replay`): recorded expert ids [B·T, k] for the next forward,
+        # whether to use them, and (tokens whose own top-k set equals the record, tokens compared)
+        self.replay: torch.Tensor | None = None
+        self.replay_apply = True
+        self.last_agreement: tuple[float, float] | None = None
 
     def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, D = x.shape
         flat = x.reshape(-1, D)
-        r = self.gate(flat)
+        if self.replay is None:
+            r = self.gate(flat)
+        else:
+            r = self._replayed(flat, self.replay)
         k = r.indices.shape[1]
         E = self.cfg.n_experts
         flat_idx = r.indices.reshape(-1)
@@ -229,6 +239,31 @@ class MoE(nn.Module):
             out = out + self.shared(flat)
         self._balance(r, counts, token_mask)
         return out.view(B, T, D)
+
+    def _replayed(self, flat: torch.Tensor, replay: torch.Tensor) -> RouterOutput:
+        """Route with the recorded experts (when `replay_apply`) and measure how many tokens'
+        own top-k set equals the record (the router agreement RL logs)."""
+        if replay.shape != (flat.shape[0], self.gate.top_k):
+            raise ValueError(
+                f"routing replay has shape {tuple(replay.shape)}, the forward routes "
+                f"{flat.shape[0]} tokens to {self.gate.top_k} experts"
+            )
+        own = self.gate(flat)
+        have = replay[:, :1] >= 0
+        with torch.no_grad():
+            same = (own.indices.sort(dim=-1).values == replay.sort(dim=-1).values).all(dim=-1)
+            self.last_agreement = (float((same & have[:, 0]).sum()), float(have.sum()))
+        if not self.replay_apply:
+            return own
+        # the recorded experts; gate values from this forward's probabilities (the router keeps
+        # its gradient), renormalised as the router does
+        idx = torch.where(have, replay, own.indices)
+        w = own.probs.gather(-1, idx)
+        if self.gate.norm_topk_prob:
+            w = w / w.sum(dim=-1, keepdim=True)
+        return RouterOutput(
+            indices=idx, weights=w.to(flat.dtype), logits=own.logits, probs=own.probs
+        )
 
     def _balance(
         self, r: RouterOutput, counts: torch.Tensor, token_mask: torch.Tensor | None
@@ -269,3 +304,31 @@ class MoE(nn.Module):
         counts = counts.float()
         err = counts.mean() - counts
         self.gate.expert_bias.add_(self.cfg.bias_update_rate * torch.sign(err))
+
+
+@contextlib.contextmanager
+def routing_replay(
+    layers: list[MoE], routes: torch.Tensor | None, apply: bool = True
+) -> Iterator[None]:
+    """Within the block, the forward of `layers` replays `routes` [B, T, n_layers, k] (expert
+    ids per token and MoE layer, −1 where nothing was recorded, e.g. padding) — or, with
+    `apply=False`, routes as usual and only measures agreement with the record. RL uses it so
+    the training forward routes each token to the experts that generated it (arXiv 2510.11370):
+    in an MoE a tiny change in router logits flips a top-k choice and with it the token's
+    log-probability, which the importance ratio would read as a policy change."""
+    if routes is None:
+        yield
+        return
+    if routes.dim() != 4 or routes.shape[2] != len(layers):
+        raise ValueError(
+            f"routes must be [batch, tokens, {len(layers)} MoE layers, k], got {tuple(routes.shape)}"
+        )
+    try:
+        for j, m in enumerate(layers):
+            m.replay = routes[:, :, j, : m.gate.top_k].reshape(-1, m.gate.top_k).long()
+            m.replay_apply = apply
+            m.last_agreement = None
+        yield
+    finally:
+        for m in layers:
+            m.replay = None

@@ -32,6 +32,15 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--length-penalty", "length_penalty", str, "none | alp (solve-rate-scaled, arXiv 2506.05256)"),
     ("--alp-beta", "alp_beta", float, "ALP coefficient (0.5, length / budget)"),
     ("--length-start-step", "length_start_step", int, "RL step at which ALP switches on (0)"),
+    (
+        "--budget-conditioning",
+        "budget_conditioning",
+        "true",
+        "put a thinking budget in each prompt and penalise overshooting it (L1-max)",
+    ),
+    ("--budget-fracs", "budget_fracs", "floats", "budgets as fractions of the cell budget"),
+    ("--budget-beta", "budget_beta", float, "penalty for a full budget overshoot (1.0)"),
+    ("--pareto-budgets", "pareto_budgets", "ints", "forced thinking budgets for the Pareto plot"),
     ("--clip-low", "clip_low", float, "PPO clip below (0.2)"),
     ("--clip-high", "clip_high", float, "clip above, DAPO clip-higher (0.28)"),
     ("--loss-agg", "loss_agg", str, "token-mean (DAPO) | seq-mean (GRPO) | dr-grpo"),
@@ -45,6 +54,12 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--engine-batch", "engine_batch", int, "concurrent rollouts in the engine (64)"),
     ("--aux-scale", "aux_scale", float, "weight of the MoE aux/z losses (1.0)"),
     ("--no-update-bias", "update_bias", "false", "freeze the expert selection biases"),
+    (
+        "--no-routing-replay",
+        "routing_replay",
+        "false",
+        "route training tokens by the training router instead of the rollout's recorded experts",
+    ),
 ]
 
 
@@ -60,14 +75,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", dest="init", type=Path, default=None, help="checkpoint to start from")
     for flag, dest, typ, hlp in _RL_FLAGS:
-        if typ == "false":
+        if typ in ("false", "true"):
             p.add_argument(
-                flag, dest=dest, action="store_const", const=False, default=None, help=hlp
+                flag, dest=dest, action="store_const", const=typ == "true", default=None, help=hlp
             )
         elif typ == "list":
             p.add_argument(flag, dest=dest, type=_list, default=None, help=hlp)
         elif typ == "ints":
             p.add_argument(flag, dest=dest, type=_ints, default=None, help=hlp)
+        elif typ == "floats":
+            p.add_argument(flag, dest=dest, type=_floats, default=None, help=hlp)
         else:
             p.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
     _add_common(p)
@@ -83,6 +100,13 @@ def _ints(s: str) -> list[int]:
         return [int(x) for x in _list(s)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in _list(s)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
 def _handle(args: argparse.Namespace) -> int:

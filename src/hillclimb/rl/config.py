@@ -45,6 +45,15 @@ class RLConfig(TrainConfig):
     length_penalty: str = "none"  # "alp": solve-rate-scaled length penalty (arXiv 2506.05256)
     alp_beta: float = 0.5  # ALP's β with length normalised by the cell's budget (ours)
     length_start_step: int = 0  # ALP switches on at this RL step (after accuracy is established)
+    # budget conditioning (L1, arXiv 2503.04697, "max" variant): each prompt carries a thinking
+    # budget drawn from `budget_fracs` × the cell's token budget (shared by its group), and a
+    # completion loses `budget_beta` × the overshoot / budget (at most `budget_beta`)
+    budget_conditioning: bool = False
+    budget_fracs: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # ours
+    budget_beta: float = 1.0  # ours: a full overshoot (2x the budget) costs a correct answer
+    # accuracy vs tokens at these forced thinking budgets, at the start and the end (Pareto plot;
+    # empty: off); the unlimited point is the curve's own evaluation
+    pareto_budgets: list[int] = field(default_factory=lambda: [4, 8, 16, 32])  # ours (tiny)
     # ---- loss --------------------------------------------------------------------------------
     clip_low: float = 0.2  # PPO ε (Schulman 2017; DAPO keeps 0.2 for the low side)
     clip_high: float = 0.28  # DAPO clip-higher
@@ -57,6 +66,9 @@ class RLConfig(TrainConfig):
     refill_rounds: int = 2  # dynamic sampling: extra rollout rounds to refill dropped groups
     update_bias: bool = True  # keep the auxiliary-loss-free expert-bias updates during RL
     aux_scale: float = 1.0  # weight of the MoE aux/z losses in the RL loss
+    # route each token through the experts that generated it (Rollout Routing Replay,
+    # arXiv 2510.11370: prevents MoE RL collapse from rollout/training routing mismatch)
+    routing_replay: bool = True
     # ---- monitoring ------------------------------------------------------------------------------
     eval_every: int = 10  # RL steps between greedy evaluations on the val split (the curve)
     eval_n_per_tier: int = 8
@@ -98,6 +110,15 @@ class RLConfig(TrainConfig):
         need(self.loss_agg in AGGREGATIONS, f"loss_agg must be one of {AGGREGATIONS}")
         need(self.kl_beta >= 0, "kl_beta must be >= 0")
         need(self.aux_scale >= 0, "aux_scale must be >= 0")
+        need(
+            bool(self.budget_fracs) and all(0 < f <= 1 for f in self.budget_fracs),
+            f"budget_fracs must be fractions in (0, 1], got {self.budget_fracs}",
+        )
+        need(self.budget_beta >= 0, "budget_beta must be >= 0")
+        need(
+            all(b >= 1 for b in self.pareto_budgets),
+            f"pareto_budgets must be >= 1 token, got {self.pareto_budgets}",
+        )
         need(self.epochs >= 1 and self.minibatches >= 1, "epochs and minibatches must be >= 1")
         need(self.refill_rounds >= 0, "refill_rounds must be >= 0")
         need(self.eval_every >= 0 and self.eval_n_per_tier >= 1, "eval_every >= 0, n >= 1")

@@ -2,7 +2,9 @@
 
 Plots: the climbing curve (greedy val pass rate per family × tier over RL steps), the training
 reward and pass rate, completion tokens per correct answer per tier, the rollout-vs-train
-log-prob gap, and the step time split (rollout / reward / update / weight sync). The climb's
+log-prob gap with the router agreement (share of tokens whose training top-k equals the
+rollout's), the step time split (rollout / reward / update / weight sync), and accuracy against
+tokens at forced thinking budgets at the start and the end (the Pareto plot). The climb's
 report embeds the same plots for its `rl-<model>` stages.
 """
 
@@ -28,15 +30,17 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def plot_rl(run: Path, dest: Path, title: str) -> bool:
-    """One figure with five panels; False when the run has no steps yet."""
+    """One figure with six panels; False when the run has no steps yet."""
     from hillclimb.train.logging import read_jsonl
 
     steps = read_jsonl(run / "metrics.jsonl")
-    curve = [c for c in read_jsonl(run / "curve.jsonl") if "cells" in c]
+    records = read_jsonl(run / "curve.jsonl")
+    curve = [c for c in records if "cells" in c]
+    pareto = [c for c in records if "pareto" in c]
     if not steps:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(1, 5, figsize=(24, 3.8))
+    fig, ax = plt.subplots(1, 6, figsize=(29, 3.8))
     xs = [s["step"] for s in steps]
     # 1. the climbing curve
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -74,8 +78,14 @@ def plot_rl(run: Path, dest: Path, title: str) -> bool:
     # 4. log-prob gap between rollout and training forward
     ax[3].plot(xs, [s["logp_gap"] for s in steps])
     ax[3].set_yscale("symlog", linthresh=1e-6)
-    ax[3].set_title("|log π_rollout − log π_train| (mean)")
+    ax[3].set_title("|log π_rollout − log π_train| (mean); router agreement")
     ax[3].set_xlabel("RL step")
+    agree = [(s["step"], s["router_agreement"]) for s in steps if s.get("router_agreement")]
+    if agree:
+        tw = ax[3].twinx()
+        tw.plot([a[0] for a in agree], [a[1] for a in agree], color="tab:orange", ls="--")
+        tw.set_ylim(0, 1.02)
+        tw.set_ylabel("router agreement", fontsize=7)
     # 5. step time split
     parts = ("rollout_s", "reward_s", "update_s", "sync_s")
     bottom = [0.0] * len(steps)
@@ -86,6 +96,22 @@ def plot_rl(run: Path, dest: Path, title: str) -> bool:
     ax[4].set_title("seconds per step")
     ax[4].set_xlabel("RL step")
     ax[4].legend(fontsize=7)
+    # 6. accuracy vs tokens at forced thinking budgets (+ the unbudgeted curve point)
+    for rec in (pareto[0], pareto[-1]) if len(pareto) > 1 else pareto:
+        pts = [(p["mean_tokens"], p["accuracy"]) for p in rec["pareto"]]
+        free = [c for c in curve if c["step"] == rec["step"] and "mean_tokens" in c]
+        if free:
+            pts.append((free[0]["mean_tokens"], free[0]["accuracy"]))
+        ax[5].plot(
+            [p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"step {rec['step']}"
+        )
+        for p, b in zip(pts, [q["budget"] for q in rec["pareto"]] + ["∞"], strict=False):
+            ax[5].annotate(str(b), p, fontsize=6)
+    ax[5].set_ylim(0, 1)
+    ax[5].set_title("val accuracy vs tokens at thinking budgets")
+    ax[5].set_xlabel("mean completion tokens")
+    if pareto:
+        ax[5].legend(fontsize=7)
     for a in ax:
         a.grid(alpha=0.3)
     _save(fig, dest)
@@ -118,6 +144,29 @@ def summary_lines(run: Path) -> list[str]:
         f"{toks / max(tot['rollout_s'], 1e-9):.0f} tokens/s.",
         "",
     ]
+    agree = [s["router_agreement"] for s in steps if s.get("router_agreement") is not None]
+    if agree:
+        lines += [
+            f"Router agreement (training top-k = rollout's, first update of a step): mean "
+            f"{sum(agree) / len(agree):.4f}, min {min(agree):.4f}.",
+            "",
+        ]
+    pareto = [c for c in read_jsonl(run / "curve.jsonl") if "pareto" in c]
+    if pareto:
+        ends = [pareto[0], pareto[-1]] if len(pareto) > 1 else pareto
+        lines += [
+            "| thinking budget | "
+            + " | ".join(f"step {r['step']}: accuracy, tokens" for r in ends)
+            + " |",
+            "|---|" + "---|" * len(ends),
+        ]
+        for i, p in enumerate(ends[0]["pareto"]):
+            cells = [
+                f"{r['pareto'][i]['accuracy']:.0%}, {r['pareto'][i]['mean_tokens']:.1f}"
+                for r in ends
+            ]
+            lines.append(f"| {p['budget']} | " + " | ".join(cells) + " |")
+        lines.append("")
     if curve:
         first, last = curve[0], curve[-1]
         rows = [

@@ -40,6 +40,14 @@ def has_format(r: Rollout) -> bool:
     return extract_answer(r.problem, r.text) is not None and "answer" in r.text.lower()
 
 
+def thinking_tokens(r: Rollout) -> int:
+    """Tokens inside the think block, tags excluded (what a serve-time budget counts)."""
+    if not r.reasoning_tokens:
+        return 0
+    closed = r.reasoning_tokens >= 2 and not r.truncated
+    return max(0, r.reasoning_tokens - (2 if closed else 1))
+
+
 def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
     """The reward function: `spec` = "module:function" or None (correctness), plus the format
     bonus."""
@@ -86,13 +94,17 @@ def shape_group(
     overlong: str,
     overlong_buffer: int,
     alp_beta: float,
+    budget_beta: float = 0.0,
 ) -> tuple[list[float], list[bool], dict[str, Any]]:
     """Training rewards for one group and which members train (False: masked out).
 
     - ALP (`alp_beta > 0`): r − β · (n / budget) · max(p̂, 1/G), p̂ = the group's solve rate, n
       the completion's tokens: easy prompts (p̂ high) pay for every token, hard ones barely.
     - overlong "soft" (DAPO): completions within `overlong_buffer` tokens of the budget lose
-      linearly up to 1; "mask": truncated completions get no gradient at all."""
+      linearly up to 1; "mask": truncated completions get no gradient at all.
+    - budget conditioning (`budget_beta > 0`, rollouts with a `think_budget` b): L1-max — a
+      completion whose thinking t (think-block tokens, tags excluded) exceeds b loses
+      β · min(1, (t − b) / b); within budget nothing changes, so the model may think less."""
     g = len(rollouts)
     solved = sum(r.passed for r in rollouts) / g if g else 0.0
     out, keep = list(raw), [True] * g
@@ -102,6 +114,10 @@ def shape_group(
             out[i] -= alp_beta * (n / max(1, budget)) * max(solved, 1.0 / g)
         if overlong == "soft" and n > budget - overlong_buffer:
             out[i] -= min(1.0, (n - (budget - overlong_buffer)) / overlong_buffer)
+        if budget_beta > 0 and r.think_budget:
+            over = thinking_tokens(r) - r.think_budget
+            if over > 0:
+                out[i] -= budget_beta * min(1.0, over / r.think_budget)
         if overlong == "mask" and r.truncated:
             keep[i] = False
     return out, keep, {"solve_rate": solved}

@@ -23,8 +23,11 @@ optimizer, MoE biases, RNG and the curriculum, so `--resume` after a kill contin
    rate on the **val** split per family × tier (the climbing curve; the held-out test split is left
    for the final evaluation, so nothing is tuned on it).
 
-Routing replay (reusing the rollout's expert choices in the training forward) is not built yet:
-the rollout-vs-train log-prob gap is logged every step so its absence is visible.
+Routing replay (`routing_replay`, on by default): the engine records each token's experts
+during the rollout and the training forward routes the token through them (gate values still
+from the training router, so it keeps its gradient); `router_agreement` (how many tokens' own
+top-k equals the record, at the first and the last update of a step) and the log-prob gap are
+logged with and without it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from hillclimb.rl.curriculum import Curriculum
 from hillclimb.rl.grpo import PolicyLoss, group_advantages
 from hillclimb.rl.rewards import load_reward, score, shape_group
 from hillclimb.rl.rollout import Rollout, cell_max_tokens, rollout_and_check
+from hillclimb.serve.budget import BUDGET_NOTE
 
 RL_FORMAT = "hillclimb-rl-v1"
 
@@ -77,7 +81,14 @@ def build_batch(
     valid = np.zeros((n, T1), dtype=np.int64)
     old = np.zeros((n, T1), dtype=np.float32)
     adv = np.zeros((n,), dtype=np.float32)
+    shapes = {tuple(r.routes.shape[1:]) for r, _ in rows if r.routes is not None}
+    routes = None
+    if len(shapes) == 1:  # the rollout engine recorded routes: [rows, T, n_moe, k], −1 = none
+        routes = np.full((n, T1, *shapes.pop()), -1, dtype=np.int16)
     for i, (r, a) in enumerate(rows):
+        if routes is not None and r.routes is not None:
+            m = min(len(r.routes), T1)
+            routes[i, :m] = np.asarray(r.routes[:m])
         p, c = len(r.prompt_ids), len(r.completion_ids)
         ids[i, :p] = r.prompt_ids
         ids[i, p : p + c] = r.completion_ids
@@ -88,7 +99,7 @@ def build_batch(
         mask[i, p : p + c] = ok.astype(np.float32)
         old[i, p : p + c] = np.where(ok, lp, 0.0).astype(np.float32)
         adv[i] = a
-    return {
+    batch = {
         "ids": ids,
         "mask": mask,
         "valid": valid,
@@ -96,6 +107,9 @@ def build_batch(
         "adv": adv,
         "max_len": np.full((n,), max_len, dtype=np.int64),
     }
+    if routes is not None:
+        batch["routes"] = routes
+    return batch
 
 
 def _slice(batch: dict[str, np.ndarray], sel: np.ndarray) -> dict[str, np.ndarray]:
@@ -152,7 +166,15 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         val_ids=np.zeros((0, 2), dtype=np.int64),
         val_mask=None,
         init_checkpoint=model_dir,
-        meta={"rl": {"families": families, "tiers": list(cfg.tiers), "loss": cfg.loss_agg}},
+        meta={
+            "rl": {"families": families, "tiers": list(cfg.tiers), "loss": cfg.loss_agg},
+            # the server renders the same budget note for this model (serve.budget)
+            **(
+                {"budget_conditioning": {"note": BUDGET_NOTE, "fracs": list(cfg.budget_fracs)}}
+                if cfg.budget_conditioning
+                else {}
+            ),
+        },
         summary={"families": families},
     )
     tr = Trainer(cfg, task, out, info)
@@ -169,7 +191,14 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     )
     cur.load(tr.extra_state.get("curriculum") or {})
     opt_step = int(tr.extra_state.get("opt_step", 0))
-    engine = Engine(tr.raw, tok, max_batch=cfg.engine_batch, seed=cfg.seed, compile=False)
+    engine = Engine(
+        tr.raw,
+        tok,
+        max_batch=cfg.engine_batch,
+        seed=cfg.seed,
+        compile=False,
+        record_routing=bool(tr.moe_layers),  # agreement is logged with and without replay
+    )
     ref_model = None
     if cfg.kl_beta > 0:
         from hillclimb.model.checkpoint import load_model
@@ -199,6 +228,8 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     try:
         if tr.step == 0 and cfg.eval_every:
             _curve(tr, engine, cur, cfg, budget, step=0)
+        if tr.step == 0 and cfg.pareto_budgets:
+            _pareto(tr, engine, cur, cfg, budget, step=0)
         while tr.step < cfg.steps:
             step = tr.step
             t0 = time.perf_counter()
@@ -228,7 +259,12 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                         )
                         upd.append(
                             tr.update(
-                                mb, loss, mult, update_bias=cfg.update_bias, aux_scale=cfg.aux_scale
+                                mb,
+                                loss,
+                                mult,
+                                update_bias=cfg.update_bias,
+                                aux_scale=cfg.aux_scale,
+                                replay_routes=cfg.routing_replay,
                             )
                         )
                         opt_step += 1
@@ -256,6 +292,8 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                 break
         if cfg.eval_every:
             _curve(tr, engine, cur, cfg, budget, step=tr.step)
+        if cfg.pareto_budgets:
+            _pareto(tr, engine, cur, cfg, budget, step=tr.step)
         tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
     except BaseException:
         tr.log.close()
@@ -278,6 +316,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         "first": _headline(steps[:3]),
         "last": _headline(steps[-3:]),
         "curve": curve,
+        "pareto": [c for c in read_jsonl(out / "curve.jsonl") if "pareto" in c],
         "elapsed_s": res.elapsed_s,
         "rollout_tokens_per_s": (
             sum(s["completion_tokens"] for s in steps)
@@ -329,6 +368,12 @@ def _collect(
         probs = cur.draw(step, need if rnd else cfg.prompts_per_step, rnd)
         t0 = time.perf_counter()
         mine = [p for i, p in enumerate(probs) if i % info.world == info.rank]
+        think = None
+        if cfg.budget_conditioning:  # one budget per prompt, shared by its group
+            think = [
+                max(1, round(budget(p) * _pick(cfg.budget_fracs, cfg.seed, step, rnd, p.id)))
+                for p in mine
+            ]
         rolls = rollout_and_check(
             engine,
             mine,
@@ -338,6 +383,7 @@ def _collect(
             seed=derive_seed("rl-rollout", cfg.seed, step, rnd) >> 1,
             batch_size=cfg.engine_batch,
             logprobs=True,
+            think_budgets=think,
         )
         if info.world > 1:  # gather every rank's groups, back in prompt order
             parts = info.all_gather_object(rolls)
@@ -364,6 +410,7 @@ def _collect(
                 overlong=cfg.overlong,
                 overlong_buffer=cfg.overlong_buffer,
                 alp_beta=alp,
+                budget_beta=cfg.budget_beta if cfg.budget_conditioning else 0.0,
             )
             cur.observe(g[0].problem, info_g["solve_rate"])
             cell = st["by_cell"].setdefault(f"{g[0].problem.family}/{g[0].problem.tier}", [0, 0])
@@ -439,6 +486,10 @@ def _step_record(
         "by_cell": {k: v[0] / v[1] for k, v in st["by_cell"].items()},
         "clip_frac": clipped / toks if toks else 0.0,
         "logp_gap": first.get("abs_logp_gap", 0.0) / max(first.get("loss_tokens", 0.0), 1.0),
+        # share of tokens whose training top-k equals the rollout's, at the first update (same
+        # weights as the rollout) and the last (after this step's earlier updates)
+        "router_agreement": _agreement(upd[0]) if upd else None,
+        "router_agreement_last": _agreement(upd[-1]) if upd else None,
         "kl": sum(u["sums"].get("kl_sum", 0.0) for u in upd) / toks if toks else 0.0,
         "sync_in_place": sync.get("in_place", True),
         "time": {
@@ -456,16 +507,66 @@ def _step_record(
     return rec
 
 
-def _curve(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, step: int) -> None:
-    """Greedy pass rate on the val split per family x tier: the climbing curve."""
+def _agreement(u: dict[str, Any]) -> float | None:
+    n = u["sums"].get("route_tokens", 0.0)
+    return u["sums"].get("route_agree", 0.0) / n if n else None
+
+
+def _pick(choices: list[float], *parts: object) -> float:
+    return choices[derive_seed("rl-budget", *parts) % len(choices)]
+
+
+def _val_problems(cur: Curriculum, cfg: RLConfig) -> list[Any]:
     from hillclimb import problems as P
 
-    probs = [
+    return [
         p
         for f in cur.families
         for t in cfg.tiers
         for p in P.generate(f, t, cfg.eval_n_per_tier, cfg.seed, "val")
     ]
+
+
+def _pareto(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, step: int) -> None:
+    """Greedy val accuracy and tokens at each forced thinking budget (the engine closes the
+    think block when the budget is spent, as the server does; a budget-conditioned policy also
+    gets the budget note): one point per budget for the accuracy-vs-tokens (Pareto) plot."""
+    probs = _val_problems(cur, cfg)
+    engine.sync_weights()
+    points = []
+    for b in sorted(cfg.pareto_budgets):
+        rolls = rollout_and_check(
+            engine,
+            probs,
+            n=1,
+            max_tokens=[budget(p) for p in probs],
+            temperature=0.0,
+            think_budgets=[b] * len(probs),
+            budget_note=cfg.budget_conditioning,
+            force_budget=True,
+        )
+        n = max(1, len(rolls))
+        points.append(
+            {
+                "budget": b,
+                "accuracy": sum(r.passed for r in rolls) / n,
+                "mean_tokens": sum(r.completion_tokens for r in rolls) / n,
+                "mean_reasoning_tokens": sum(r.reasoning_tokens for r in rolls) / n,
+            }
+        )
+    tr.log.record(
+        "curve.jsonl",
+        {"step": step, "split": "val", "pareto": points},
+        line=f"step {step} val accuracy at thinking budgets "
+        + ", ".join(
+            f"{p['budget']}: {p['accuracy']:.0%} ({p['mean_tokens']:.0f} tok)" for p in points
+        ),
+    )
+
+
+def _curve(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, step: int) -> None:
+    """Greedy pass rate on the val split per family x tier: the climbing curve."""
+    probs = _val_problems(cur, cfg)
     engine.sync_weights()
     rolls = rollout_and_check(
         engine, probs, n=1, max_tokens=[budget(p) for p in probs], temperature=0.0
@@ -487,7 +588,13 @@ def _curve(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, st
     acc = sum(r.passed for r in rolls) / max(1, len(rolls))
     tr.log.record(
         "curve.jsonl",
-        {"step": step, "split": "val", "accuracy": acc, "cells": cells},
+        {
+            "step": step,
+            "split": "val",
+            "accuracy": acc,
+            "mean_tokens": sum(r.completion_tokens for r in rolls) / max(1, len(rolls)),
+            "cells": cells,
+        },
         line=f"step {step} val pass rate {acc:.1%} ({len(rolls)} problems, greedy)",
     )
 

@@ -16,6 +16,12 @@ budgets it can actually honour:
 | medium | 1024    | 1/4                       |
 | high   | 4096    | 1/2                       |
 
+Budget conditioning (the training half): a model trained by `hillclimb rl --budget-conditioning`
+saw its budget in the prompt — a system note, `budget_note(n)` — and was rewarded for staying
+within it, so its checkpoint says `budget_conditioning` in `hillclimb.json` and the server puts
+the same note in front of the conversation when a request sets a budget (`with_budget_note`).
+The forced `</think>` stays as the hard cap either way.
+
 An explicit `thinking_token_budget` wins over `reasoning_effort`. The budget counts tokens
 generated inside the think block, excluding the `<think>`/`</think>` tags themselves; the
 `reasoning_tokens` usage figure counts every generated token of the block, tags included.
@@ -24,6 +30,7 @@ generated inside the think block, excluding the `<think>`/`</think>` tags themse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hillclimb.tokenizer.specials import THINK_END, THINK_START
 
@@ -32,6 +39,30 @@ EFFORT_BUDGETS: dict[str, tuple[int, float]] = {
     "medium": (1024, 1 / 4),
     "high": (4096, 1 / 2),
 }
+
+
+BUDGET_NOTE = "Think for at most {n} tokens."
+
+
+def budget_note(n: int) -> str:
+    """The system note that tells a budget-conditioned model its thinking budget (RL and the
+    server must render it identically: it is part of what the model was trained on)."""
+    return BUDGET_NOTE.format(n=int(n))
+
+
+def with_budget_note(messages: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """`messages` with the budget note as the first system message (prepended to an existing
+    leading system message's text, so the conversation keeps one system turn)."""
+    note = budget_note(n)
+    if (
+        messages
+        and messages[0].get("role") == "system"
+        and isinstance(messages[0].get("content"), str)
+    ):
+        first = dict(messages[0])
+        first["content"] = f"{note}\n\n{first['content']}"
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]
 
 
 def effort_budget(effort: str, max_context: int) -> int:

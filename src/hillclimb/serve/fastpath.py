@@ -65,6 +65,7 @@ class _Layer:
     n_experts: int = 1
     shared: Any = None
     bias_list: list[float] | None = None
+    moe_i: int = -1  # index among the MoE layers (the route log's layer axis)
 
 
 def _rms(x: torch.Tensor, w: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -194,6 +195,7 @@ class FastForward:
                     is_moe=b.is_moe,
                 )
                 if b.is_moe:
+                    rec.moe_i = sum(r.is_moe for r in self.layers)
                     rec.gate_w = mlp.gate.weight
                     rec.top_k = mlp.gate.top_k
                     rec.norm_topk = mlp.gate.norm_topk_prob
@@ -242,11 +244,47 @@ class FastForward:
         self._views: weakref.WeakKeyDictionary[KVCache, dict[int, Any]] = (
             weakref.WeakKeyDictionary()
         )
+        # Route log (RL routing replay, `enable_route_log`): expert ids per (slot, cache cell,
+        # MoE layer), written by the eager steps; `_rec` = (slots, cells) of the step running.
+        self.routes: torch.Tensor | None = getattr(self, "routes", None)
+        self._rec: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def lean(self) -> bool:
         """Whether the single-slot steps (`decode_one`, `extend_one`) apply: CPU fp32 weights."""
         return self.embed_w.device.type == "cpu" and self.embed_w.dtype == torch.float32
+
+    def enable_route_log(self, n_slots: int) -> None:
+        """Record every token's expert choices: `routes[slot, cell, moe_layer]` = the top-k
+        expert ids the router picked for the token in that cache cell (−1 = none). RL reads a
+        finished request's routes (`slot_routes`) so the training forward can replay them
+        (routing replay). Only the eager steps log; the engine refuses to compile with it."""
+        n_moe = sum(rec.is_moe for rec in self.layers)
+        k = max((rec.top_k for rec in self.layers if rec.is_moe), default=1)
+        self.routes = torch.full((n_slots, self.max_len, max(n_moe, 1), k), -1, dtype=torch.int16)
+
+    def slot_routes(self, cache: KVCache, slot: int) -> torch.Tensor:
+        """The routes of slot's tokens in order ([n_tokens, n_moe, k], int16): its valid cells
+        before the cursor (prompt, then every token fed back; the last sampled token never is)."""
+        assert self.routes is not None
+        cur = int(cache.cursor[slot])
+        cells = cache.valid[slot, :cur].nonzero().squeeze(1).cpu()
+        return self.routes[slot, cells].clone()
+
+    def _log_routes(self, layer: _Layer, idx: torch.Tensor) -> None:
+        if self._rec is not None and self.routes is not None:
+            slots, cells = self._rec
+            self.routes[slots, cells, layer.moe_i] = idx.reshape(-1, layer.top_k).to(
+                device="cpu", dtype=torch.int16
+            )
+
+    def _set_rec(self, slots: torch.Tensor | int, cells: torch.Tensor) -> None:
+        if self.routes is None:
+            return
+        cells = cells.reshape(-1).cpu()
+        if isinstance(slots, int):
+            slots = torch.full_like(cells, slots)
+        self._rec = (slots.reshape(-1).cpu(), cells)
 
     def refresh(self) -> None:
         """Re-fuse the weights (call after the model's weights change in place); a compiled step
@@ -368,6 +406,11 @@ class FastForward:
             ]
             mask = mask[:, None]  # [B, 1, T, L]
             cos, sin = self.cos[positions], self.sin[positions]  # [B, T, D]
+        if self.routes is not None:
+            if single_slot is not None:
+                self._set_rec(single_slot, torch.arange(c0, L))
+            else:
+                self._set_rec(rows, write_idx)
         x = F.embedding(ids, self.embed_w)
         gqa = self.KVH != self.H
         # Batched one-token steps: attention as two small matmuls with the padding mask filled in
@@ -405,6 +448,7 @@ class FastForward:
             x = x + _lin(o.transpose(1, 2).reshape(B, T, self.q_dim), layer.wo)
             h = _rms(x, layer.ln2, eps)
             x = x + self._ffn(layer, h)
+        self._rec = None
         if last_only and attention_mask is not None:
             last = attention_mask.sum(dim=1) - 1
             x = x[torch.arange(B, device=dev), last][:, None]
@@ -790,6 +834,8 @@ class FastForward:
             return out[-1:] if last_only else out
         s = slot
         c0, p0, L = self._advance(cache, s, T)
+        if self.routes is not None:
+            self._set_rec(s, torch.arange(c0, L))
         H, KVH, D = self.H, self.KVH, self.D
         G = H // KVH
         qk_end = self.q_dim + self.kv_dim
@@ -824,6 +870,7 @@ class FastForward:
             x = torch.addmm(x, o.reshape(T, H * D), layer.wo.t())
             h = _rms_rows(x, layer.ln2, eps, dm)
             x = self._ffn_rows(layer, h, x)
+        self._rec = None
         if last_only:
             x = x[-1:]
         return F.linear(_rms_rows(x, self.norm_w, eps, dm), self.lm_w)
@@ -872,6 +919,8 @@ class FastForward:
                 list(zip(i, ww, strict=True))
                 for i, ww in zip(idx.tolist(), w.tolist(), strict=True)
             ]
+        if self._rec is not None:
+            self._log_routes(layer, torch.tensor([[e for e, _ in row] for row in pairs]))
         if len(pairs) == 1:  # one token: GEMVs on the chosen experts' weight views, no copies
             y = x[0]
             hv = h[0]
@@ -905,6 +954,8 @@ class FastForward:
         k = layer.top_k
         flat = h.reshape(n, Dm)
         w, idx = _route(layer, _lin(flat, layer.gate_w).float())
+        if self._rec is not None:
+            self._log_routes(layer, idx)
         w = w.to(h.dtype)
         if n * k <= 4:
             # A handful of token-expert pairs: plain GEMVs on the selected experts' weight views

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.io import write_json_atomic
 from hillclimb.model.config import ModelConfig
+from hillclimb.model.moe import routing_replay
 from hillclimb.train import checkpointing as ck
 from hillclimb.train import distributed as D
 from hillclimb.train.config import TrainConfig
@@ -427,6 +428,7 @@ class Trainer:
         *,
         update_bias: bool = True,
         aux_scale: float = 1.0,
+        replay_routes: bool = True,
     ) -> dict[str, Any]:
         """One optimizer step on a global batch: this rank's rows in micro-batches, loss =
         Σ loss_fn / loss_fn.denominator(global batch) + MoE aux losses averaged over all
@@ -434,7 +436,10 @@ class Trainer:
         CPU / bf16 autocast on CUDA, clipping, the optimizer step, then the auxiliary-loss-free
         bias update from the step's expert loads (skipped with `update_bias=False`).
         `aux_scale` weights the MoE aux/z losses (RL: its policy gradient is far smaller than a
-        cross-entropy gradient, so the full balancing term would steer the routers alone)."""
+        cross-entropy gradient, so the full balancing term would steer the routers alone).
+        A batch with `routes` (RL: the rollout's expert ids per token, [rows, T, n_moe, k]) is
+        routed through them (`replay_routes`, routing replay) or only compared with them; the
+        router agreement comes back as `route_agree` / `route_tokens` sums."""
         info, micro = self.info, self.micro
         apply_lr(self.optimizers, lr_mult)
         ids = batch["ids"]
@@ -463,13 +468,28 @@ class Trainer:
                 else torch.from_numpy(np.ascontiguousarray(v[sl])).to(info.device)
                 for k, v in mine.items()
             }
+            routes = mb.get("routes")
             with D.grad_sync(self.wrapped, info, sync=mi == accum - 1):
-                with _autocast(info.device, self.cfg.dtype):
+                with (
+                    _autocast(info.device, self.cfg.dtype),
+                    routing_replay(
+                        self.moe_layers,
+                        None if routes is None else routes[:, :-1],
+                        apply=replay_routes,
+                    ),
+                ):
                     if mb.get("valid") is not None:  # padded rows (RL): pads route nowhere
                         logits = self.fwd(mb["ids"][:, :-1], attention_mask=mb["valid"][:, :-1])
                     else:
                         logits = self.fwd(mb["ids"][:, :-1])
                 part, st = loss_fn(logits, mb, self.raw)
+                if routes is not None:
+                    agree = [m.last_agreement or (0.0, 0.0) for m in self.moe_layers]
+                    st = {
+                        **st,
+                        "route_agree": sum(a for a, _ in agree),
+                        "route_tokens": sum(n for _, n in agree),
+                    }
                 aux = self.raw.aux_loss()
                 loss = (part / denom + aux_scale * aux / n_micro_global) * info.world
                 loss.backward()
