@@ -98,6 +98,15 @@ class Episode:
     grade_s: float = 0.0
     limits: dict[str, Any] = field(default_factory=dict)
     tools: list[str] = field(default_factory=lambda: list(TOOL_NAMES))
+    # Token-faithful clients (LocalClient): the episode exactly as the model saw and wrote it —
+    # every token id in order, `loss_mask` 1 where the model sampled the token (0: system, task,
+    # tool observations, template markup, forced tokens), and each sampled token's log-prob
+    # under the sampling distribution (0 elsewhere). `token_faithful` False: a later turn's
+    # prompt did not extend the recorded ids (the client re-rendered), so they stop there.
+    token_ids: list[int] | None = None
+    loss_mask: list[int] | None = None
+    token_logprobs: list[float] | None = None
+    token_faithful: bool | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -179,6 +188,31 @@ def run_episode(
     return ep
 
 
+def _record_tokens(ep: Episode, result: Any) -> None:
+    """Extend the episode's token transcript by this turn: the prompt tokens the model had not
+    seen yet (tool observations, template markup; no loss) and the tokens it sampled."""
+    p, c = result.prompt_ids, result.completion_ids
+    if p is None or c is None or ep.token_faithful is False:
+        return
+    if ep.token_ids is None:
+        ep.token_ids, ep.loss_mask, ep.token_logprobs = [], [], []
+        ep.token_faithful = True
+    assert ep.loss_mask is not None and ep.token_logprobs is not None
+    n = len(ep.token_ids)
+    if p[:n] != ep.token_ids:
+        ep.token_faithful = False
+        return
+    new = list(p[n:])
+    ep.token_ids += new
+    ep.loss_mask += [0] * len(new)
+    ep.token_logprobs += [0.0] * len(new)
+    lps = result.logprobs if result.logprobs is not None else [0.0] * len(c)
+    forced = result.forced if result.forced is not None else [False] * len(c)
+    ep.token_ids += list(c)
+    ep.loss_mask += [0 if f else 1 for f in forced]
+    ep.token_logprobs += [float(x) for x in lps]
+
+
 def _loop(
     ep: Episode,
     task: Task,
@@ -215,6 +249,7 @@ def _loop(
             ep.exit_status, ep.error = "model_error", str(exc)
             return
         ep.model_s += time.monotonic() - t0
+        _record_tokens(ep, result)
         ep.turns += 1
         ep.prompt_tokens += result.usage.prompt_tokens
         ep.completion_tokens += result.usage.completion_tokens

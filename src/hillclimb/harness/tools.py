@@ -166,6 +166,46 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
     ),
 ]
 TOOL_NAMES = [t["function"]["name"] for t in TOOL_SCHEMAS]
+
+
+def compact_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI tool schemas as a small model is shown them: name, the description's first
+    sentence, and `{"param": "type"}` with optional parameters marked `param?` — ≈650 instead of
+    ≈1,450 template tokens for our seven tools on the tiny tokenizer, which leaves a 1–2k-token
+    context room for the task. The tool *calls* are unchanged (same names and arguments), so a
+    trajectory is valid under either rendering; SFT data and the harness must use the same one."""
+    out = []
+    for t in tools:
+        f = t.get("function", t) if isinstance(t, dict) else {}
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+            raise ValueError(f"not a function tool schema: {str(t)[:200]}")
+        params = f.get("parameters") or {}
+        required = set(params.get("required") or [])
+        props = params.get("properties") or {}
+        desc = str(f.get("description") or "").split(". ")[0].strip().rstrip(".")
+        out.append(
+            {
+                "name": f["name"],
+                "description": desc,
+                "parameters": {
+                    (k if k in required else f"{k}?"): (
+                        v.get("type", "any") if isinstance(v, dict) else "any"
+                    )
+                    for k, v in props.items()
+                },
+            }
+        )
+    return out
+
+
+def use_compact_tools(tokenizer: Any, tools: list[dict[str, Any]], context: int) -> bool:
+    """Whether the full schemas would take more than a quarter of the model's context."""
+    if not tools:
+        return False
+    n = len(tokenizer.encode_chat([{"role": "user", "content": ""}], tools=tools))
+    return n > context // 4
+
+
 _PARAMS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOL_SCHEMAS}
 _TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
 

@@ -121,6 +121,50 @@ class Tokenizer:
         read) cannot close a turn or fake a tool response; only the template's own markup and
         assistant turns yield special tokens. `continue_final_message` reopens the last
         assistant turn (prefill)."""
+        rendered, texts = self._render_marked(
+            messages, tools, add_generation_prompt and not continue_final_message, **kwargs
+        )
+        if continue_final_message:
+            rendered = rendered.rstrip("\n")
+            if not rendered.endswith(IM_END):
+                raise HillclimbError("the chat template did not end the final message as expected")
+            rendered = rendered[: -len(IM_END)]
+        return self._encode_marked(rendered, texts)
+
+    def encode_chat_tail(
+        self,
+        messages: list[dict[str, Any]],
+        start: int,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> list[int]:
+        """Ids of what the template adds for `messages[start:]` plus the generation prompt,
+        after a conversation whose first `start` messages were already tokenised (an agent's
+        tool observations appended to the ids it sampled, instead of re-rendering the whole
+        conversation from text, which is not reversible). Same untrusted-text rule as
+        `encode_chat`. Raises HillclimbError if the template renders the earlier messages
+        differently once later ones follow."""
+        if not 0 < start <= len(messages):
+            raise HillclimbError(f"start must be in 1..{len(messages)}, got {start}")
+        full, texts = self._render_marked(messages, tools, True, **kwargs)
+        prev, _ = self._render_marked(messages[:start], tools, False, **kwargs)
+        if not full.startswith(prev):
+            raise HillclimbError(
+                "the chat template renders earlier messages differently once later ones follow; "
+                "the conversation cannot be extended token by token"
+            )
+        return self._encode_marked(full[len(prev) :], texts)
+
+    def _render_marked(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        add_generation_prompt: bool,
+        **kwargs: Any,
+    ) -> tuple[str, list[str]]:
+        """The rendered conversation with every untrusted text replaced by a numbered marker,
+        and those texts (numbered in message order, so a prefix of the conversation gets the
+        same markers)."""
         texts: list[str] = []
 
         def mark(value: Any) -> Any:
@@ -140,19 +184,15 @@ class Tokenizer:
                         m2[key] = mark(m2[key])
             safe.append(m2)
         rendered = self.apply_chat_template(
-            safe,
-            tools=tools,
-            add_generation_prompt=add_generation_prompt and not continue_final_message,
-            **kwargs,
+            safe, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
         )
-        if continue_final_message:
-            rendered = rendered.rstrip("\n")
-            if not rendered.endswith(IM_END):
-                raise HillclimbError("the chat template did not end the final message as expected")
-            rendered = rendered[: -len(IM_END)]
+        return rendered, texts
+
+    def _encode_marked(self, rendered: str, texts: list[str]) -> list[int]:
         pieces = re.split("\ue000(\\d+)\ue001", rendered)
-        if not any(sp in t for t in texts for sp in SPECIAL_TOKENS):
-            # Nothing to neutralise: encode the whole conversation at once, so the ids are exactly
+        used = [texts[int(p)] for i, p in enumerate(pieces) if i % 2 == 1]
+        if not any(sp in t for t in used for sp in SPECIAL_TOKENS):
+            # Nothing to neutralise: encode the whole text at once, so the ids are exactly
             # those training saw (BPE merges may cross a template/content boundary).
             return self.encode(
                 "".join(p if i % 2 == 0 else texts[int(p)] for i, p in enumerate(pieces))
