@@ -1,4 +1,6 @@
-"""`hillclimb eval --model CKPT [--data DIR]`: evaluate any checkpoint, not only the climb's.
+"""`hillclimb eval --model CKPT [--data DIR]`: evaluate any checkpoint, not only the climb's;
+`hillclimb eval --model CKPT|URL --suite S`: a standard suite (`eval.suites`) against a checkpoint
+or any OpenAI-compatible endpoint, scored by the same code.
 
 Prints rich tables (bpb vs the unigram baseline; per split, accuracy per family x tier with its
 no-training baseline, pass@k and truncation share) or, with `--json`,
@@ -36,7 +38,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accuracy per problem family and tier.",
     )
     p.add_argument(
-        "--model", required=True, help="checkpoint directory (HF layout with tokenizer.json)"
+        "--model",
+        required=True,
+        help="checkpoint directory (HF layout with tokenizer.json); with --suite also an "
+        "OpenAI-compatible base URL such as http://127.0.0.1:8000/v1",
+    )
+    p.add_argument(
+        "--suite",
+        default=None,
+        help="run a standard suite instead of the generator tasks: humaneval (HumanEval, "
+        "completion form, run in the sandbox), ifeval (verifiable instructions we wrote), "
+        "adversarial (our categorised tricky coding set)",
+    )
+    p.add_argument("--limit", type=int, default=None, help="suite: first N items only")
+    p.add_argument(
+        "--n-items", type=int, default=None, help="suite ifeval: number of generated prompts"
+    )
+    p.add_argument(
+        "--form",
+        choices=["completion", "chat"],
+        default="completion",
+        help="suite humaneval: raw-prompt completion (native) or one chat turn (completion)",
+    )
+    p.add_argument("--api-key", default=None, help="suite against a URL: bearer API key")
+    p.add_argument(
+        "--served-model",
+        default=None,
+        help="suite against a URL: the model name to request (default: the first of /models)",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=4, help="suite against a URL: requests in flight (4)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="suite: seconds per test program (10)"
     )
     p.add_argument(
         "--data",
@@ -159,8 +193,90 @@ def _first(cells: dict[str, Any]) -> dict[str, Any]:
     return next(iter(cells.values()))
 
 
+def print_suite(result: dict[str, Any], file: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(file=file or sys.stdout)
+    con.print(
+        f"[bold]{result['suite']}[/bold] — {result['model']} ({result['backend']}), "
+        f"{result['n_items']} items, {result['seconds']:.1f} s"
+    )
+    tab = Table(title="metric (95% bootstrap interval over items)")
+    tab.add_column("metric")
+    tab.add_column("value", justify="right")
+    tab.add_column("95% CI", justify="right")
+    tab.add_column("n", justify="right")
+    for name, m in result["metrics"].items():
+        tab.add_row(name, f"{m['value']:.1%}", f"{m['ci95'][0]:.1%} – {m['ci95'][1]:.1%}",
+                    str(m["n"]))  # fmt: skip
+    con.print(tab)
+    for title, key in (("category", "by_category"), ("instruction", "by_instruction")):
+        groups = result.get(key)
+        if groups:
+            t = Table(title=f"accuracy per {title}")
+            t.add_column(title)
+            t.add_column("accuracy", justify="right")
+            t.add_column("n", justify="right")
+            for g, m in groups.items():
+                t.add_row(g, f"{m['value']:.0%}", str(m["n"]))
+            con.print(t)
+    con.print(
+        f"finish reasons {result['finish_reasons']}; truncated (max_tokens) "
+        f"{result['truncated_share']:.1%}; mean completion tokens "
+        f"{result['mean_completion_tokens']:.1f}"
+    )
+
+
+def _handle_suite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hillclimb.eval.suites import SuiteConfig, check_suite, run_suite
+    from hillclimb.io import write_json_atomic
+
+    check_suite(args.suite)
+    cfg = SuiteConfig(
+        limit=args.limit,
+        samples_per_item=args.samples_per_item,
+        pass_k=args.pass_k,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        timeout_s=args.timeout,
+        form=args.form,
+        n_items=args.n_items,
+    )
+    res = run_suite(
+        args.suite,
+        args.model,
+        cfg,
+        api_key=args.api_key,
+        served_model=args.served_model,
+        device=args.device,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+    )
+    if args.out:
+        write_json_atomic(Path(args.out) / f"{args.suite}.json", res)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print_suite(res)
+    return 0
+
+
 def _handle(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    from hillclimb.errors import HillclimbError
+
+    if args.suite is not None:
+        return _handle_suite(args)
+    if args.model.startswith(("http://", "https://")):
+        raise HillclimbError(
+            "a URL can only be evaluated with --suite (humaneval, ifeval, adversarial)"
+        )
 
     from hillclimb.eval.core import run_eval
     from hillclimb.eval.tasks import TaskEvalConfig

@@ -1,4 +1,4 @@
-"""Metrics shared by every evaluation: the unbiased pass@k estimator.
+"""Metrics shared by every evaluation: the unbiased pass@k estimator and bootstrap intervals.
 
 pass@k is the chance that at least one of k samples solves a problem. Estimating it from k
 samples is noisy and taking the best of n > k samples is biased upwards; the standard unbiased
@@ -12,6 +12,7 @@ computed as a running product so large n never overflows. It is averaged over pr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from hillclimb.errors import HillclimbError
@@ -35,3 +36,44 @@ def mean_pass_at_k(counts: Iterable[tuple[int, int]], k: int) -> float:
     """Mean pass@k over problems given (n, c) per problem."""
     vals = [pass_at_k(n, c, k) for n, c in counts]
     return sum(vals) / len(vals) if vals else 0.0
+
+
+def bootstrap_ci(
+    values: list[float],
+    weights: list[float] | None = None,
+    *,
+    seed: int = 0,
+    resamples: int = 1000,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean over items, resampling items with replacement.
+
+    With `weights` it is the interval of the ratio `sum(values) / sum(weights)` (a cluster
+    bootstrap: e.g. instruction-level accuracy, where one prompt carries several instructions and
+    its instructions are resampled together). Seeded, so a report is reproducible. Returns (lo, hi);
+    (0, 0) for no items. The interval describes the sampling error of *these items*; it says
+    nothing about items the suite does not contain.
+    """
+    import random
+
+    if not 0 < level < 1:
+        raise HillclimbError(f"confidence level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise HillclimbError(f"resamples must be >= 1, got {resamples}")
+    n = len(values)
+    if weights is not None and len(weights) != n:
+        raise HillclimbError(f"{n} values but {len(weights)} weights")
+    if n == 0:
+        return (0.0, 0.0)
+    w = weights if weights is not None else [1.0] * n
+    rng = random.Random(seed)
+    stats = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        den = sum(w[i] for i in idx)
+        stats.append(sum(values[i] for i in idx) / den if den else 0.0)
+    stats.sort()
+    a = (1 - level) / 2
+    lo = stats[min(resamples - 1, max(0, int(a * resamples)))]
+    hi = stats[min(resamples - 1, max(0, int(math.ceil((1 - a) * resamples)) - 1))]
+    return (lo, hi)

@@ -1,0 +1,297 @@
+"""Where a suite's completions come from: a checkpoint (through the engine) or any
+OpenAI-compatible base URL (our server, vLLM, a hosted model), behind one interface.
+
+Why both: comparing our checkpoint with another model is only fair on the same items, the same
+prompts, the same stop rules and the same checker. A suite asks a `Backend` for completions of
+raw prompts (`complete`, the `/v1/completions` form) or of one user turn (`chat`, the
+`/v1/chat/completions` form); everything after that — truncation at stop strings, checking,
+statistics — is shared.
+
+- `EngineBackend` loads `serve.engine.Engine` from a checkpoint. `max_tokens` is clamped to the
+  room the context leaves; a prompt that leaves none is `finish_reason == "prompt_too_long"`.
+- `HTTPBackend` talks plain HTTP (httpx) to `BASE/completions` and `BASE/chat/completions` with
+  `--api-key` as a bearer token, a few requests in flight. It sends at most 4 stop strings (the
+  OpenAI API's limit); stop strings are always applied again on the client, so the text checked is
+  the same whichever backend produced it. An unreachable URL, a refused key or an unknown model
+  fails at once with a one-line `HillclimbError` naming the URL; a per-item "context exceeded"
+  answer becomes `prompt_too_long` for that item.
+- Sample `i` of item `id` is drawn with a seed derived from (seed, id, i) on both backends (a
+  hosted API may treat `seed` as best effort).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hillclimb.errors import HillclimbError
+
+MAX_HTTP_STOPS = 4
+
+
+@dataclass
+class Request:
+    """One generation: `prompt` is raw text (complete) or the user turn (chat)."""
+
+    item_id: str
+    prompt: str
+    sample: int = 0
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass
+class Completion:
+    text: str  # the answer (chat: content after any think block), cut at the first stop string
+    finish_reason: str  # stop | length | prompt_too_long | error
+    completion_tokens: int = 0
+    reasoning_text: str = ""
+
+
+class Backend(Protocol):
+    name: str  # what the report calls the model
+    kind: str  # "engine" | "http"
+
+    def complete(self, reqs: list[Request]) -> list[Completion]: ...
+
+    def chat(self, reqs: list[Request]) -> list[Completion]: ...
+
+    def close(self) -> None: ...
+
+
+def sample_seed(seed: int, item_id: str, i: int) -> int:
+    h = hashlib.sha256(f"hillclimb.suite/{seed}/{item_id}/{i}".encode()).digest()
+    return int.from_bytes(h[:8], "little") >> 1
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> tuple[str, bool]:
+    """`text` up to the earliest stop string, and whether one was found."""
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _finish(text: str, reason: str, stop: tuple[str, ...], tokens: int, reasoning: str = ""):
+    cut, hit = cut_at_stop(text, stop)
+    return Completion(cut, "stop" if hit else reason, tokens, reasoning)
+
+
+def is_url(model: str) -> bool:
+    return model.startswith(("http://", "https://"))
+
+
+class EngineBackend:
+    kind = "engine"
+
+    def __init__(
+        self, path: str, *, device: str | None = None, batch_size: int = 16, engine: Any = None
+    ) -> None:
+        from pathlib import Path
+
+        from hillclimb.serve.engine import Engine
+
+        if engine is None:
+            p = Path(path)
+            if not p.exists():
+                raise HillclimbError(f"checkpoint not found: {path}")
+            if not (p / "config.json").is_file() or not (p / "tokenizer.json").is_file():
+                raise HillclimbError(
+                    f"{path} is not a checkpoint directory (needs config.json and tokenizer.json)"
+                )
+            engine = Engine.from_checkpoint(p, device=device, max_batch=batch_size)
+        self.engine = engine
+        self.batch_size = batch_size
+        self.name = str(path)
+
+    def _run(self, reqs: list[Request], ids: list[list[int]], chat: bool) -> list[Completion]:
+        from hillclimb.serve.engine import SamplingParams
+
+        out: list[Completion | None] = [None] * len(reqs)
+        jobs = []
+        for j, (r, pid) in enumerate(zip(reqs, ids, strict=True)):
+            room = self.engine.max_context - len(pid)
+            if room < 2:
+                out[j] = Completion("", "prompt_too_long")
+                continue
+            sp = SamplingParams(
+                max_tokens=max(1, min(r.max_tokens, room)),
+                temperature=r.temperature,
+                top_p=r.top_p,
+                stop=list(r.stop),
+                seed=r.seed,
+            )
+            jobs.append((j, pid, sp))
+        for s in range(0, len(jobs), self.batch_size):
+            chunk = jobs[s : s + self.batch_size]
+            res = self.engine.generate_batch([p for _, p, _ in chunk], [sp for _, _, sp in chunk])
+            for (j, _, _), o in zip(chunk, res, strict=True):
+                if o.finish_reason == "error":
+                    raise HillclimbError(f"generation failed: {o.error}")
+                text = o.content_text if chat else o.text
+                out[j] = _finish(
+                    text, o.finish_reason, reqs[j].stop, o.completion_tokens, o.reasoning_text
+                )
+        return [c for c in out if c is not None]
+
+    def complete(self, reqs: list[Request]) -> list[Completion]:
+        tok = self.engine.tokenizer
+        return self._run(reqs, [tok.encode(r.prompt) for r in reqs], chat=False)
+
+    def chat(self, reqs: list[Request]) -> list[Completion]:
+        tok = self.engine.tokenizer
+        ids = [
+            tok.encode_chat([{"role": "user", "content": r.prompt}], add_generation_prompt=True)
+            for r in reqs
+        ]
+        return self._run(reqs, ids, chat=True)
+
+    def close(self) -> None:
+        pass
+
+
+_CONTEXT = re.compile(r"context|maximum.*length|too long", re.I)
+# OpenAI / vLLM / our server: "maximum context length is 512 tokens ... (506 in the prompt, ..."
+_ROOM = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the (?:prompt|messages)")
+
+
+def _room(msg: str) -> int | None:
+    """Completion tokens that fit, read off a context-exceeded error message (None: unknown)."""
+    m = _ROOM.search(msg)
+    if m:
+        return int(m.group(1)) - int(m.group(2))
+    m = re.search(r"at most (\d+)", msg)
+    return int(m.group(1)) if m else None
+
+
+class HTTPBackend:
+    kind = "http"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        concurrency: int = 4,
+        timeout_s: float = 600.0,
+    ) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(timeout=timeout_s, headers=headers)
+        self.concurrency = max(1, concurrency)
+        models = self._get("/models")
+        ids = [m.get("id") for m in (models.get("data") or []) if isinstance(m, dict)]
+        if model is None:
+            if not ids:
+                raise HillclimbError(f"{self.url}/models lists no model; pass --served-model NAME")
+            model = ids[0]
+        elif ids and model not in ids:
+            raise HillclimbError(
+                f"model {model!r} is not served at {self.url} (it serves: {', '.join(ids)})"
+            )
+        self.model = model
+        self.name = f"{self.url} ({model})"
+
+    def _error(self, path: str, exc: Exception) -> HillclimbError:
+        return HillclimbError(f"cannot reach {self.url}{path}: {type(exc).__name__}: {exc}")
+
+    def _get(self, path: str) -> dict[str, Any]:
+        import httpx
+
+        try:
+            r = self.client.get(self.url + path)
+        except httpx.HTTPError as exc:
+            raise self._error(path, exc) from None
+        if r.status_code != 200:
+            raise HillclimbError(f"{self.url}{path} answered HTTP {r.status_code}: {r.text[:300]}")
+        try:
+            return r.json()
+        except ValueError:
+            raise HillclimbError(f"{self.url}{path} did not answer JSON: {r.text[:200]}") from None
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The JSON answer, or None when the server says the prompt does not fit its context."""
+        import httpx
+
+        for _ in range(2):
+            try:
+                r = self.client.post(self.url + path, json=body)
+            except httpx.HTTPError as exc:
+                raise self._error(path, exc) from None
+            if r.status_code == 200:
+                return r.json()
+            msg = r.text[:400]
+            if r.status_code == 400 and _CONTEXT.search(msg):
+                room = _room(msg)
+                if room is not None and 2 <= room < body["max_tokens"]:
+                    body = {**body, "max_tokens": room}  # what fits, as the engine backend does
+                    continue
+                return None
+            raise HillclimbError(f"{self.url}{path} answered HTTP {r.status_code}: {msg}")
+        return None
+
+    def _body(self, r: Request) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": r.max_tokens,
+            "temperature": r.temperature,
+            "top_p": r.top_p,
+            "seed": r.seed,
+        }
+        if r.stop:
+            body["stop"] = list(r.stop[:MAX_HTTP_STOPS])
+        return body
+
+    def _one_complete(self, r: Request) -> Completion:
+        ans = self._post("/completions", {**self._body(r), "prompt": r.prompt})
+        if ans is None:
+            return Completion("", "prompt_too_long")
+        ch = ans["choices"][0]
+        toks = int((ans.get("usage") or {}).get("completion_tokens") or 0)
+        return _finish(ch.get("text") or "", ch.get("finish_reason") or "stop", r.stop, toks)
+
+    def _one_chat(self, r: Request) -> Completion:
+        msgs = [{"role": "user", "content": r.prompt}]
+        ans = self._post("/chat/completions", {**self._body(r), "messages": msgs})
+        if ans is None:
+            return Completion("", "prompt_too_long")
+        ch = ans["choices"][0]
+        msg = ch.get("message") or {}
+        toks = int((ans.get("usage") or {}).get("completion_tokens") or 0)
+        text, reasoning = msg.get("content") or "", msg.get("reasoning_content") or ""
+        return _finish(text, ch.get("finish_reason") or "stop", r.stop, toks, reasoning)
+
+    def _map(self, fn: Any, reqs: list[Request]) -> list[Completion]:
+        with concurrent.futures.ThreadPoolExecutor(self.concurrency) as ex:
+            return list(ex.map(fn, reqs))
+
+    def complete(self, reqs: list[Request]) -> list[Completion]:
+        return self._map(self._one_complete, reqs)
+
+    def chat(self, reqs: list[Request]) -> list[Completion]:
+        return self._map(self._one_chat, reqs)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_backend(
+    model: str,
+    *,
+    api_key: str | None = None,
+    served_model: str | None = None,
+    device: str | None = None,
+    batch_size: int = 16,
+    concurrency: int = 4,
+) -> Backend:
+    """A checkpoint directory → `EngineBackend`; an http(s) base URL → `HTTPBackend`."""
+    if is_url(model):
+        return HTTPBackend(model, api_key=api_key, model=served_model, concurrency=concurrency)
+    return EngineBackend(model, device=device, batch_size=batch_size)
