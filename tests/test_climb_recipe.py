@@ -41,6 +41,7 @@ def test_shipped_recipes_load(name: str) -> None:
         "rl-code-flash",
         "rl-thinking",
         "eval",
+        "registry",
         "report",
     ]
     if name == "tiny":  # code-flash-tiny's groups carry no signal yet: its RL stage is off
@@ -103,7 +104,7 @@ def test_hashes_change_only_downstream_of_an_edit() -> None:
     raw["sft"]["thinking"] = {"steps": 99}
     edited = {s.key: s.hash for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))}
     changed = {k for k in base if base[k] != edited[k]}
-    assert changed == {"sft-thinking", "rl-thinking", "eval", "report"}
+    assert changed == {"sft-thinking", "rl-thinking", "eval", "registry", "report"}
     raw = _raw()
     raw["tokenizer"]["vocab_size"] = 800
     edited = {s.key: s.hash for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))}

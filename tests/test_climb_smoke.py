@@ -86,6 +86,7 @@ def test_every_artifact(climb: dict) -> None:
         "09-rl-code-flash",
         "10-rl-thinking",
         "11-eval",
+        "12-registry",
         "report",
     ]
     for d in stages:
@@ -171,9 +172,42 @@ def test_every_artifact(climb: dict) -> None:
         "rl-code-flash",
         "rl-thinking",
         "eval",
+        "registry",
         "report",
     }
     assert json.loads((run / "summary.json").read_text())["report"].endswith("report/report.md")
+
+
+def test_registry_stage_registers_lineage_and_runs_the_gate(climb: dict) -> None:
+    from hillclimb.registry.db import Registry
+
+    run, reg_res = climb["run"], climb["summary"]["registry"]
+    assert "error" not in reg_res, reg_res
+    assert Path(reg_res["registry"]).parent == Path(os.environ["XDG_STATE_HOME"]) / "hillclimb"
+    with Registry(reg_res["registry"], create=False) as reg:
+        for m in ("code-flash", "thinking"):
+            rec = reg_res["models"][m]
+            ids = rec["checkpoints"]
+            assert set(ids) == {"pretrain", "sft", "rl"}
+            chain = reg.lineage(ids["rl"])
+            if ids["rl"] == ids["sft"]:  # smoke RL can leave the weights as they were: one ckpt
+                assert [c.stage for c in chain] == ["sft", "pretrain"]
+                assert rec["decision"] == "skipped" and "identical" in rec["reasons"][0]
+            else:
+                assert [c.stage for c in chain] == ["rl", "sft", "pretrain"]
+                rl_dir = run / f"{'09' if m == 'code-flash' else '10'}-rl-{m}" / "run" / "final"
+                assert chain[0].path == str(rl_dir.resolve())
+            assert chain[0].recipe_hash and chain[0].data_card_hash and chain[0].run_id
+            # item-level results of the real eval output: 14 items per split, like the totals
+            ev, items = reg.items(ids["rl"], "heldout")
+            assert ev.n == len(items) == 14
+            assert set(rec["evals"]["sft"]) == {"heldout", "heldout_phrasing"}
+            assert rec["decision"] in ("promoted", "refused", "skipped"), rec
+            if rec["decision"] != "skipped":
+                assert [c["suite"] for c in rec["checks"]] == ["heldout", "heldout_phrasing"]
+    md = (run / "report" / "report.md").read_text()
+    assert "## Registry and promotion gate" in md and "thinking@prod" in md
+    assert (run / "12-registry" / "gate.md").is_file()
 
 
 def test_rerun_skips_every_stage(climb: dict) -> None:
@@ -183,7 +217,7 @@ def test_rerun_skips_every_stage(climb: dict) -> None:
     s = run_climb(RECIPE, climb["run"], print_summary=False)
     assert s["stages_run"] == []
     new = _events(climb["run"])[n:]
-    assert len(new) == 12 and all(e["event"] == "skip" and e["status"] == "skipped" for e in new)
+    assert len(new) == 13 and all(e["event"] == "skip" and e["status"] == "skipped" for e in new)
 
 
 def test_deleted_final_marker_reruns_only_the_report(

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "hillclimb.rl.cli",  # rl
     "hillclimb.eval.cli",  # eval
     "hillclimb.climb",  # climb
+    "hillclimb.registry.cli",  # registry list|show|compare|add|add-eval|alias, promote
     "hillclimb.harness.sandbox_cli",  # sandbox run, sandbox check
     "hillclimb.harness.cli",  # harness, telemetry
     "hillclimb.serve.cli",  # serve, chat, bench serve

@@ -1,11 +1,12 @@
 """`hillclimb climb --recipe NAME`: the main job — the whole line, end to end, resumably.
 
 data build → tokenizer → tokenized shards → pre-train each model (one shared tokenizer) → SFT data
-→ SFT each model → evaluation → report, driven by one recipe TOML (`recipes/smoke.toml`,
-`recipes/tiny.toml`). Modules: `recipe` (load/validate the TOML, per-stage sections), `runner`
-(stages, completion markers, resume, summary), `sftdata` (chat / tool-call / FIM examples),
-`report` (Markdown + matplotlib). This module only declares the CLI, so `hillclimb --help` never
-imports torch.
+→ SFT each model → evaluation → registry + promotion gate → report, driven by one recipe TOML
+(`recipes/smoke.toml`, `recipes/tiny.toml`). Modules: `recipe` (load/validate the TOML, per-stage
+sections), `runner` (stages, completion markers, resume, summary), `sftdata` (chat / tool-call /
+FIM examples), `promotion` (the registry stage: register, import evals, run the gate), `report`
+(Markdown + matplotlib). This module only declares the CLI, so `hillclimb --help` never imports
+torch.
 
 Library use: `from hillclimb.climb.runner import run_climb; run_climb("tiny", "runs/tiny")`.
 """
@@ -34,6 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sft-data, sft[-MODEL], eval, report)",
     )
     p.add_argument(
+        "--registry",
+        default=None,
+        help="registry the climb registers its checkpoints, evaluations and gate decisions in "
+        "(default $XDG_STATE_HOME/hillclimb/registry.sqlite or ~/.local/state/hillclimb/...)",
+    )
+    p.add_argument(
+        "--no-registry", action="store_true", help="do not register anything or run the gate"
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of a table"
     )
     p.set_defaults(func=_handle, _parser=p)
@@ -45,7 +55,11 @@ def _handle(args: argparse.Namespace) -> int:
     from hillclimb.climb.runner import run_climb
 
     summary = run_climb(
-        args.recipe, args.out, restart_from=args.restart_from, print_summary=not args.json
+        args.recipe,
+        args.out,
+        restart_from=args.restart_from,
+        print_summary=not args.json,
+        registry=False if args.no_registry else args.registry,
     )
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -488,6 +488,13 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
 
         md += decontamination_summary(card)
 
+    # ---- promotion gate ----------------------------------------------------------------------
+    gate = c.results.get("registry")
+    if gate:
+        from hillclimb.climb.promotion import render
+
+        md += ["## Registry and promotion gate", "", render(gate), ""]
+
     # ---- timings ---------------------------------------------------------------------------------
     rows_t = stage_timings(c.out)
     md += [

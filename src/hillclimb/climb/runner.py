@@ -10,6 +10,7 @@ The line (one directory per stage under RUN_DIR, numbered in order):
     ..-sft-<m>         SFT from the pre-trained model         run/
     ..-rl-<m>          RL from the SFT model ([rl] table)     run/ (+ rl.json, report.md)
     ..-eval            bpb + accuracy per model, SFT and RL   <m>.json, eval.json
+    ..-registry        register checkpoints + evals, gate     gate.md (summary.json `registry`)
     report/            Markdown + PNG report                  report.md, *.png
 
 Why markers and hashes: a stage is complete iff its marker `_stage.json` exists — written LAST,
@@ -39,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hillclimb.climb.promotion import GATE_SETTINGS
 from hillclimb.climb.recipe import Recipe, canonical_hash, describe_change, load_recipe
 from hillclimb.errors import HillclimbError
 from hillclimb.io import write_json_atomic
@@ -73,6 +75,7 @@ class Climb:
     stages: list[Stage] = field(default_factory=list)
     progress: bool = False
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    registry: Path | bool | None = None  # registry file; None: the state dir's; False: off
 
     # ---- paths of stage outputs -----------------------------------------------------------------
     def stage(self, key: str) -> Stage:
@@ -318,6 +321,12 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _registry(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.climb.promotion import registry_stage
+
+    return registry_stage(c, d)
+
+
 def _report(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.climb.report import write_report
 
@@ -371,6 +380,9 @@ def plan(recipe: Recipe) -> list[Stage]:
             )
     finals = [f"rl-{m}" if m in r.rl else f"sft-{m}" for m in names]
     stages.append(Stage("eval", "", {"eval": r.eval}, ["shards"] + finals, _eval))
+    # register checkpoints + evals, promotion gate (docs/areas/registry.md); the report's
+    # parents stay ["eval"] so adding this stage left finished climbs' report hashes valid
+    stages.append(Stage("registry", "", {"gate": GATE_SETTINGS}, ["eval"], _registry))
     stages.append(Stage("report", "report", {"report": r.report}, ["eval"], _report))
     hashes: dict[str, str] = {}
     for i, s in enumerate(stages):
@@ -438,8 +450,10 @@ def run_climb(
     restart_from: str | None = None,
     progress: bool | None = None,
     print_summary: bool = True,
+    registry: Path | bool | None = None,
 ) -> dict[str, Any]:
-    """Run (or continue) a climb; returns the summary (also RUN_DIR/summary.json)."""
+    """Run (or continue) a climb; returns the summary (also RUN_DIR/summary.json). `registry`:
+    the registry file the climb registers into (None: STATE_DIR/registry.sqlite; False: none)."""
     r = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     run_dir = Path(out) if out is not None else Path("runs") / r.name
     c = Climb(
@@ -447,6 +461,7 @@ def run_climb(
         out=run_dir,
         stages=plan(r),
         progress=sys.stderr.isatty() if progress is None else progress,
+        registry=Path(registry) if isinstance(registry, (str, os.PathLike)) else registry,
     )
     _open_run_dir(c)
     if restart_from is not None:
@@ -634,6 +649,7 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
         "stage_seconds": {t["stage"]: t["seconds"] for t in timings},
         "total_stage_seconds": round(sum(t["seconds"] for t in timings), 3),
         "models": models,
+        "registry": c.results.get("registry"),
         "report": str(c.out / "report" / "report.md"),
     }
 
@@ -708,4 +724,8 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
         f"stages run now: {', '.join(summary['stages_run']) or 'none (all complete)'}; "
         f"total stage time {summary['total_stage_seconds']:.1f}s"
     )
+    if summary.get("registry"):
+        from hillclimb.climb.promotion import render
+
+        con.print(render(summary["registry"]), markup=False, highlight=False)
     con.print(f"report: {summary['report']}")

@@ -220,6 +220,8 @@ def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
         "truncated_share": sum(r.truncated for r in greedy) / max(1, len(greedy)),
         "mean_completion_tokens": gen_tokens / max(1, len(greedy)),
         "samples": _examples(greedy, fams, cfg.examples),
+        # item-level results (greedy), so two models can be compared on shared items (registry)
+        "items": [_item(r, sampled_by_id.get((r.problem.split, r.problem.id), [])) for r in greedy],
         "seconds": {
             "suite": round(suite_s, 3),
             "greedy": round(greedy_s, 3),
@@ -267,6 +269,15 @@ def _cell(
             "truncated_share": sum(x.truncated for x in flat) / len(flat),
         }
     return cell
+
+
+def _item(r: Any, sampled: list[Any]) -> dict[str, Any]:
+    p = r.problem
+    out = {"id": p.id, "split": p.split, "family": p.family, "tier": p.tier}
+    out.update(passed=r.passed, status=r.status)
+    if sampled:
+        out["sample_pass_rate"] = sum(x.passed for x in sampled) / len(sampled)
+    return out
 
 
 def _totals(rows: list[Any]) -> dict[str, Any]:

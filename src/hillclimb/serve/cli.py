@@ -36,8 +36,24 @@ def usage_db_path(db: Path | None, state_dir: Path | None) -> Path:
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="OpenAI-compatible server for thinking / code-flash / auto")
-    s.add_argument("--thinking", type=Path, default=None, help="thinking checkpoint directory")
-    s.add_argument("--flash", type=Path, default=None, help="code-flash checkpoint directory")
+    s.add_argument(
+        "--thinking",
+        type=Path,
+        default=None,
+        help="thinking checkpoint directory, or a registry alias such as thinking@prod",
+    )
+    s.add_argument(
+        "--flash",
+        type=Path,
+        default=None,
+        help="code-flash checkpoint directory, or a registry alias such as code-flash@prod",
+    )
+    s.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="registry that resolves MODEL@TAG aliases (default STATE_DIR/registry.sqlite)",
+    )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument(
@@ -188,7 +204,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.state_dir is not None and args.state_dir.exists() and not args.state_dir.is_dir():
         raise HillclimbError(f"--state-dir {args.state_dir} exists and is not a directory")
     db = usage_db_path(args.db, args.state_dir)
-    state = load_state(args.thinking, args.flash, db=db, keys_file=args.keys,
+    thinking, flash = (_checkpoint_or_alias(p, args) for p in (args.thinking, args.flash))
+    state = load_state(thinking, flash, db=db, keys_file=args.keys,
                        env_keys=os.environ.get("HILLCLIMB_API_KEYS"), prices_file=args.prices,
                        router_file=args.router, max_batch=args.max_batch, device=args.device,
                        speculative=not args.no_speculative,
@@ -198,6 +215,21 @@ def _serve(args: argparse.Namespace) -> int:
                        log_level=args.log_level)  # fmt: skip
     serve_forever(state, args.host, args.port, log_level=args.log_level)
     return 0
+
+
+def _checkpoint_or_alias(path: Path | None, args: argparse.Namespace) -> Path | None:
+    """A checkpoint directory as given, or the one a registry alias (`thinking@prod`, not an
+    existing path) points at; unknown aliases and deleted checkpoints are clear errors."""
+    if path is None or path.exists() or "@" not in str(path):
+        return path
+    from hillclimb.registry.db import Registry, registry_path
+
+    where = registry_path(args.registry, args.state_dir)
+    if not where.is_file():
+        raise HillclimbError(f"{path} is not a checkpoint directory, and no registry at {where} "
+                             "resolves it as an alias (--registry PATH)")  # fmt: skip
+    with Registry(where, create=False) as reg:
+        return reg.serve_path(str(path))
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -1,0 +1,180 @@
+"""The climb's `registry` stage: register what the climb made, then run the promotion gate.
+
+Why in the climb: the hill-climbing rule only works if every candidate is recorded with its
+lineage and item-level results and then judged against the incumbent by the same rule a person
+would apply with `hillclimb promote`. So after `eval`, for each model this stage
+
+1. registers the run and every checkpoint the climb made (pre-trained, SFT, RL finals) with
+   stage, parent, recipe hash (the stage's hash: its recipe sections chained with its parents')
+   and data-card hash (`03-shards/data_card.json`);
+2. imports each evaluation with its item-level results (one suite per eval split);
+3. runs the gate: candidate = the final model (RL when the recipe has it), incumbent = what
+   `<model>@prod` points at if anything, else the SFT checkpoint; target = the recipe's first eval
+   split, gates = the other splits. On promotion the alias moves (`hillclimb serve --thinking
+   thinking@prod` then serves it).
+
+A refusal is a result, not a failure: the climb reports it (summary.json `registry`, the
+report, `NN-registry/gate.md`) and carries on. A registry that cannot be opened or written is
+reported the same way, so a read-only state directory never costs a finished climb. The same
+(candidate, incumbent, alias) is never judged twice: a re-run reuses the stored decision.
+Cost: hashing the checkpoints' weights and a 10 000-resample bootstrap, about a second.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.io import write_text_atomic
+
+if TYPE_CHECKING:
+    from hillclimb.climb.runner import Climb
+
+ALIAS_TAG = "prod"
+GATE_SETTINGS = {"alias_tag": ALIAS_TAG, "alpha": 0.05, "resamples": 10_000, "seed": 0}
+
+
+def registry_stage(c: Climb, d: Path) -> dict[str, Any]:
+    """Register the climb's checkpoints and evaluations and gate each model's final checkpoint.
+    Never raises for registry trouble or a refusal: both are in the returned result."""
+    from hillclimb.registry.db import Registry, registry_path
+
+    if c.registry is False:
+        return {"skipped": "registry disabled (--no-registry)"}
+    where = registry_path(c.registry if isinstance(c.registry, Path) else None)
+    out: dict[str, Any] = {"registry": str(where), "models": {}}
+    try:
+        with Registry(where) as reg:
+            for m in c.recipe.model_names:
+                out["models"][m] = _model(c, reg, m)
+    except (HillclimbError, sqlite3.Error, OSError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        c.say(f"registry: not updated ({out['error']}); the climb goes on")
+    write_text_atomic(d / "gate.md", render(out) + "\n")
+    for line in render(out).splitlines():
+        c.say(line)
+    return out
+
+
+def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
+    from hillclimb.climb.recipe import canonical_hash
+    from hillclimb.registry.db import file_hash
+    from hillclimb.registry.evalfile import load_eval_file
+    from hillclimb.registry.gate import GateConfig, promote
+
+    run_id = reg.register_run(
+        "climb", c.out, name=c.recipe.name, recipe_hash=canonical_hash(c.recipe.raw)
+    )
+    card = c.shards_dir / "data_card.json"
+    card_hash = file_hash(card) if card.is_file() else None
+    stages = [f"pretrain-{m}", f"sft-{m}"] + ([f"rl-{m}"] if m in c.recipe.rl else [])
+    ids: dict[str, str] = {}
+    parent: str | None = None
+    for key in stages:
+        ck = reg.register_checkpoint(
+            c.final(key),
+            stage=key.split("-", 1)[0],
+            parent=parent,
+            run_id=run_id,
+            recipe_hash=c.stage(key).hash,
+            data_card_hash=card_hash,
+            meta={"climb": str(c.out), "climb_stage": key},
+        )
+        ids[key.split("-", 1)[0]] = parent = ck.id
+    rec: dict[str, Any] = {"checkpoints": ids, "evals": {}}
+    ev_file = c.dir("eval") / f"{m}.json"
+    ev = load_eval_file(ev_file)
+    for stage, ck_id in ids.items():
+        res = ev.get(stage) if isinstance(ev, dict) else None
+        if res and res.get("tasks"):
+            try:
+                evals = reg.add_eval_result(ck_id, res, source=str(ev_file))
+            except HillclimbError as exc:  # e.g. an eval stage from before item-level results
+                rec["evals"][stage] = {"error": str(exc)}
+                continue
+            rec["evals"][stage] = {e.suite: e.accuracy for e in evals}
+
+    cand = ids.get("rl") or ids["sft"]
+    alias = f"{m}@{ALIAS_TAG}"
+    current = reg.find_alias(alias)
+    inc = current.checkpoint_id if current else ids["sft"]
+    rec.update(alias=alias, candidate=cand, incumbent=inc)
+    if cand == inc:
+        why = (
+            f"already {alias}"
+            if current
+            else "RL left the weights identical to SFT's"
+            if "rl" in ids
+            else "no RL stage: the final model is the SFT model"
+        )
+        rec.update(decision="skipped", reasons=[f"candidate {cand} is the incumbent ({why})"])
+        return rec
+    prior = [
+        x
+        for x in reg.decisions(cand)
+        if x["candidate"] == cand and x["incumbent"] == inc and x["alias"] == alias
+    ]
+    if prior:
+        dec = prior[0]["report"]
+        rec.update(decision="promoted" if dec["promoted"] else "refused", reused=prior[0]["id"])
+    else:
+        splits = list(c.recipe.eval.get("splits") or ["heldout"])
+        cfg = GateConfig(
+            target=splits[0],
+            gates=tuple(splits[1:]),
+            alpha=GATE_SETTINGS["alpha"],
+            resamples=GATE_SETTINGS["resamples"],
+            seed=GATE_SETTINGS["seed"],
+        )
+        try:
+            d = promote(reg, cand, inc, cfg, alias=alias)
+        except HillclimbError as exc:  # e.g. no shared items with an incumbent from elsewhere
+            rec.update(decision="error", reasons=[str(exc)])
+            return rec
+        dec = d.to_dict()
+        rec["decision"] = "promoted" if d.promoted else "refused"
+    rec["reasons"] = dec["reasons"]
+    rec["checks"] = [
+        {
+            "role": ch["role"],
+            "suite": ch["comparison"]["suite"],
+            "ok": ch["ok"],
+            "reason": ch["reason"],
+            **{
+                k: ch["comparison"]["stats"][k]
+                for k in ("n", "mean_a", "mean_b", "delta", "ci_low", "ci_high")
+            },
+            "p_better": ch["comparison"]["stats"]["p_better"],
+            "p_worse": ch["comparison"]["stats"]["p_worse"],
+            "effect_size": ch["comparison"]["stats"]["effect_size"],
+        }
+        for ch in dec["checks"]
+    ]
+    return rec
+
+
+def render(out: dict[str, Any]) -> str:
+    """Markdown lines for the report and the terminal."""
+    if out.get("skipped"):
+        return f"registry: {out['skipped']}"
+    lines = [f"registry: {out.get('registry')}"]
+    if out.get("error"):
+        lines.append(f"registry error (climb not failed): {out['error']}")
+    for m, rec in out.get("models", {}).items():
+        lines.append(
+            f"- {m}: {rec.get('decision', '?').upper()} candidate {rec.get('candidate')} over "
+            f"incumbent {rec.get('incumbent')} for {rec.get('alias')}"
+            + (f" (decision #{rec['reused']}, reused)" if rec.get("reused") else "")
+        )
+        for ch in rec.get("checks", []):
+            lines.append(
+                f"  - {ch['role']} {ch['suite']}: {ch['mean_a']:.1%} -> {ch['mean_b']:.1%} "
+                f"({ch['delta'] * 100:+.1f} pts, CI [{ch['ci_low'] * 100:+.1f}, "
+                f"{ch['ci_high'] * 100:+.1f}], p(better) {ch['p_better']:.3g}, p(worse) "
+                f"{ch['p_worse']:.3g}, dz {ch['effect_size']:+.2f}, n={ch['n']}): {ch['reason']}"
+            )
+        for r in rec.get("reasons", []):
+            lines.append(f"  - reason: {r}")
+    return "\n".join(lines)

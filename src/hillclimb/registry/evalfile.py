@@ -1,0 +1,245 @@
+"""Reading evaluation files into the registry: what `hillclimb eval --json|--out` and the climb write.
+
+Two kinds of result. A standard-suite result (`hillclimb eval --suite S`, format
+`hillclimb-suite-v1`) is one suite, S, with its `items`. A `run_eval` result gives one suite per
+evaluation split (`heldout`, `heldout_phrasing`) from `tasks.items`; every split's `n`/`correct`
+totals are checked against its items, so a truncated or hand-edited file is refused.
+
+`run_eval` results (format `hillclimb-eval-v2`) come in three wrappers: the result itself (`hillclimb
+eval --json`, `--out DIR/eval.json`), a climb's per-model file `NN-eval/<model>.json`
+(`{"model", "pretrain", "sft", "rl"}`), and the climb's `NN-eval/eval.json` (model → that).
+`pick_result` finds the one that evaluated a given checkpoint: by `--stage` when given, else by
+the checkpoint path the result names, else the only result with task accuracy. Anything else —
+unreadable JSON, no result, several candidates — is a `HillclimbError` before anything is
+stored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.registry.db import Item
+
+EVAL_FORMATS = ("hillclimb-eval-v1", "hillclimb-eval-v2", "hillclimb-suite-v1")
+
+
+def load_eval_file(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise HillclimbError(f"eval file not found: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HillclimbError(f"{p} is not valid JSON (corrupt eval file?): {exc}") from exc
+
+
+def find_results(obj: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every `run_eval` result inside `obj`, with its location (`"thinking.sft"`, `""`)."""
+    if isinstance(obj, dict):
+        if obj.get("format") in EVAL_FORMATS:
+            return [(where, obj)]
+        out: list[tuple[str, dict[str, Any]]] = []
+        for k, v in obj.items():
+            out += find_results(v, f"{where}.{k}" if where else str(k))
+        return out
+    return []
+
+
+def pick_result(
+    obj: Any,
+    checkpoint_path: str,
+    *,
+    source: str,
+    stage: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The result in `obj` for the checkpoint at `checkpoint_path` (see the module doc);
+    `force` takes the only result with task accuracy whatever checkpoint path it names."""
+    found = find_results(obj)
+    if not found:
+        raise HillclimbError(
+            f"{source}: no evaluation result in it (expected format {EVAL_FORMATS[-1]}, "
+            "from `hillclimb eval --json` or a climb's eval stage)"
+        )
+    if stage is not None:
+        sel = [(w, r) for w, r in found if w.split(".")[-1] == stage]
+        if len(sel) != 1:
+            have = ", ".join(w or "(top level)" for w, _ in found)
+            raise HillclimbError(f"{source}: no single result for stage {stage!r}; it has {have}")
+        return sel[0][1]
+    target = str(Path(checkpoint_path).resolve())
+    by_path = [(w, r) for w, r in found if _same(r.get("model"), target)]
+    if len(by_path) == 1:
+        return by_path[0][1]
+    with_tasks = [(w, r) for w, r in found if r.get("tasks") or r.get("items")]
+    if force and len(with_tasks) == 1:
+        return with_tasks[0][1]
+    if len(found) == 1 and not _other_dir(found[0][1].get("model"), target):
+        return found[0][1]  # e.g. a suite result naming the model, not its directory
+    if len(found) == 1 or (not by_path and len(with_tasks) == 1):
+        w, r = found[0] if len(found) == 1 else with_tasks[0]
+        raise HillclimbError(
+            f"{source}: its result{' at ' + w if w else ''} evaluated {r.get('model')!r}, not "
+            f"{checkpoint_path}; pass --force if the checkpoint moved"
+        )
+    have = ", ".join(f"{w or '(top)'} = {r.get('model')}" for w, r in found)
+    raise HillclimbError(f"{source}: several results and none for {checkpoint_path}: {have}")
+
+
+def _same(model: Any, target: str) -> bool:
+    if not isinstance(model, str):
+        return False
+    try:
+        return str(Path(model).resolve()) == target
+    except OSError:
+        return False
+
+
+def _other_dir(model: Any, target: str) -> bool:
+    """`model` names an existing directory other than `target` (the result is someone else's)."""
+    if not isinstance(model, str) or model.startswith(("http://", "https://")):
+        return False
+    p = Path(model)
+    try:
+        return p.is_dir() and str(p.resolve()) != target
+    except OSError:
+        return False
+
+
+# ---- reading an eval result -----------------------------------------------------------------------
+# Settings that change what an item's outcome means (generation budget); two evaluations that
+# differ here are still compared on shared items, with a warning.
+OUTCOME_SETTINGS = ("max_tokens", "max_tokens_margin", "temperature_greedy")
+
+
+SUITE_FORMAT = "hillclimb-suite-v1"  # eval.suites (HumanEval, IFEval, ...): one suite per file
+Parsed = dict[str, tuple[dict[str, Any], dict[str, Any], list[Item]]]
+
+
+def parse_result(result: Any, source: str) -> Parsed:
+    """suite → (summary, settings, items) from one evaluation result: a `run_eval` result (one
+    suite per split) or a standard-suite result (`hillclimb eval --suite S`: one suite, S).
+    `HillclimbError` when there are no item-level results or they disagree with the totals."""
+    if isinstance(result, dict) and result.get("format") == SUITE_FORMAT:
+        return parse_suite_result(result, source)
+    return parse_task_result(result, source)
+
+
+def _bad(source: str, why: str) -> HillclimbError:
+    return HillclimbError(f"{source}: not a usable evaluation result: {why}")
+
+
+def parse_suite_result(result: dict[str, Any], source: str) -> Parsed:
+    name, raw = result.get("suite"), result.get("items")
+    if not isinstance(name, str) or not name or ":" in name:
+        raise _bad(source, f"bad suite name {name!r}")
+    if not isinstance(raw, list) or not raw:
+        raise _bad(source, "it has no item-level results (`items`)")
+    items: list[Item] = []
+    seen: set[str] = set()
+    for i, it in enumerate(raw):
+        if not isinstance(it, dict) or "id" not in it or not isinstance(it.get("passed"), bool):
+            raise _bad(source, f"item {i} needs an id and passed: true/false")
+        iid = str(it["id"])
+        if iid in seen:
+            raise _bad(source, f"item {iid} appears twice")
+        seen.add(iid)
+        score = float(it["passed"])
+        if it.get("samples"):
+            score = float(it.get("samples_passed", 0)) / float(it["samples"])
+        items.append(Item(iid, it.get("category"), None, None, it["passed"], score))
+    correct = sum(it.passed for it in items)
+    st = result.get("settings") if isinstance(result.get("settings"), dict) else {}
+    settings = {k: st.get(k) for k in ("max_tokens", "form", "timeout_s")}
+    summary = {
+        "metric": "greedy pass rate",
+        "n": len(items),
+        "correct": correct,
+        "accuracy": correct / len(items),
+        "metrics": result.get("metrics") or {},
+        "model": result.get("model"),
+        "backend": result.get("backend"),
+    }
+    return {name: (summary, settings, items)}
+
+
+def parse_task_result(result: Any, source: str) -> Parsed:
+    """The `run_eval` case of `parse_result`: one suite per evaluation split."""
+    from hillclimb import problems as P
+
+    def bad(why: str) -> HillclimbError:
+        return _bad(source, why)
+
+    if not isinstance(result, dict):
+        raise bad("expected a JSON object")
+    tasks = result.get("tasks")
+    if not isinstance(tasks, dict):
+        raise bad("it has no task results (`tasks` is missing or null; bits/byte only?)")
+    raw_items = tasks.get("items")
+    if not isinstance(raw_items, list):
+        raise bad(
+            "it has no item-level results (`tasks.items`); it was written by an older "
+            "`hillclimb eval` — evaluate again"
+        )
+    splits = tasks.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise bad("`tasks.splits` is missing")
+    st = tasks.get("settings") if isinstance(tasks.get("settings"), dict) else {}
+    settings = {k: st.get(k) for k in OUTCOME_SETTINGS}
+    by_split: dict[str, list[Item]] = {s: [] for s in splits}
+    seen: set[tuple[str, str]] = set()
+    for i, it in enumerate(raw_items):
+        try:
+            split, iid, fam = str(it["split"]), str(it["id"]), it.get("family")
+            tier = int(it["tier"]) if it.get("tier") is not None else None
+            passed = it["passed"]
+            score = float(it.get("sample_pass_rate", float(passed)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"item {i} is malformed ({type(exc).__name__}: {exc})") from None
+        if not isinstance(passed, bool):
+            raise bad(f"item {i} ({iid}): `passed` must be true/false, got {passed!r}")
+        if split not in by_split:
+            raise bad(f"item {iid} is in split {split!r}, which the result does not report")
+        if (split, iid) in seen:
+            raise bad(f"item {iid} appears twice in split {split!r}")
+        seen.add((split, iid))
+        kind = (
+            "heldout_family"
+            if fam in P.HELDOUT_FAMILIES
+            else P.FAMILIES.get(fam)
+            if isinstance(fam, str)
+            else None
+        )
+        by_split[split].append(Item(iid, fam, tier, kind, passed, score))
+    out: dict[str, tuple[dict[str, Any], dict[str, Any], list[Item]]] = {}
+    for s, rec in splits.items():
+        items = by_split[s]
+        try:
+            n, correct = int(rec["n"]), int(rec["correct"])
+        except (KeyError, TypeError, ValueError):
+            raise bad(f"split {s!r} has no n/correct totals") from None
+        if n != len(items) or correct != sum(it.passed for it in items):
+            raise bad(
+                f"split {s!r} reports {correct}/{n} correct but its items say "
+                f"{sum(it.passed for it in items)}/{len(items)}"
+            )
+        if not items:
+            raise bad(f"split {s!r} has no items")
+        summary = {
+            "metric": "greedy accuracy",
+            "n": n,
+            "correct": correct,
+            "accuracy": correct / n,
+            "by_kind_tier": rec.get("by_kind_tier") or {},
+            "by_family_tier": {
+                f: {t: c.get("accuracy") for t, c in cells.items()}
+                for f, cells in (rec.get("by_family_tier") or {}).items()
+            },
+            "model": result.get("model"),
+            "preset": result.get("preset"),
+        }
+        out[s] = (summary, settings, items)
+    return out

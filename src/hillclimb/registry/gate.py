@@ -1,0 +1,266 @@
+"""The promotion gate — the hill-climbing rule.
+
+A candidate replaces the incumbent (an alias such as `thinking@prod` moves to it) only if
+
+1. on the **target** suite it is better beyond noise: the paired bootstrap over the items both
+   were evaluated on gives a positive mean difference with one-sided p < `alpha`; and
+2. on every **gate** suite it is not worse beyond noise: one-sided p(worse) >= `alpha`.
+
+Why paired on shared items: the two models saw the same problems, so per-item differences cancel
+item difficulty; comparing two accuracies as if independent would call a real 4-point gain on
+500 items noise, or a 4-point loss on 40 items real. Why "beyond noise" and not "higher": a
+climb that keeps every candidate with a higher number keeps lucky draws, and the incumbent drifts
+on noise. Gates guard what the target does not measure (new wordings, another kind of problem):
+a candidate that buys target points by forgetting them is refused.
+
+Every decision — promoted or refused, with its statistics and reasons — is stored in the
+registry (`decisions`), and the alias moves in the same transaction as the record. Multiple gates
+are each tested at `alpha` (no correction): a gate can only refuse, so this errs towards keeping
+the incumbent.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.eval.bootstrap import PairedBootstrap, paired_bootstrap
+from hillclimb.registry.db import Registry, check_alias_name
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    target: str
+    gates: tuple[str, ...] = ()
+    alpha: float = 0.05
+    resamples: int = 10_000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.target:
+            raise HillclimbError("a target suite is needed (--target SUITE)")
+        if not 0 < self.alpha < 0.5:
+            raise HillclimbError(f"alpha must be in (0, 0.5), got {self.alpha}")
+
+
+@dataclass
+class Comparison:
+    """Incumbent (a) vs candidate (b) on the items of one suite both were evaluated on."""
+
+    suite: str
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    stats: PairedBootstrap
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stats": self.stats.to_dict()}
+
+    def line(self) -> str:
+        s = self.stats
+        pct = int(round(s.confidence * 100))
+        return (
+            f"{s.mean_a:.1%} -> {s.mean_b:.1%} ({s.delta * 100:+.1f} pts, {pct}% CI "
+            f"[{s.ci_low * 100:+.1f}, {s.ci_high * 100:+.1f}]), p(better)={s.p_better:.3g}, "
+            f"p(worse)={s.p_worse:.3g}, dz={s.effect_size:+.2f}, n={s.n} shared items "
+            f"({s.b_only} only the candidate passes, {s.a_only} only the incumbent)"
+        )
+
+
+def compare(
+    reg: Registry,
+    a: str,
+    b: str,
+    suite: str,
+    *,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Paired bootstrap of checkpoint `b` minus checkpoint `a` (ids) on `suite`'s shared items."""
+    ea, ia = reg.items(a, suite)
+    eb, ib = reg.items(b, suite)
+    shared = sorted(set(ia) & set(ib))
+    if not shared:
+        raise HillclimbError(
+            f"checkpoints {a} and {b} share no items on suite {suite!r} ({len(ia)} and "
+            f"{len(ib)} items): they were evaluated with different seeds or families"
+        )
+    warnings = []
+    if ea.settings != eb.settings:
+        diff = {
+            k: (ea.settings.get(k), eb.settings.get(k))
+            for k in set(ea.settings) | set(eb.settings)
+            if ea.settings.get(k) != eb.settings.get(k)
+        }
+        warnings.append(f"{suite}: evaluated with different generation settings {diff}")
+    stats = paired_bootstrap(
+        [float(ia[k].passed) for k in shared],
+        [float(ib[k].passed) for k in shared],
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    return Comparison(suite, a, b, len(ia), len(ib), stats, warnings)
+
+
+@dataclass
+class Check:
+    role: str  # "target" | "gate"
+    ok: bool
+    reason: str
+    comparison: Comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "ok": self.ok,
+            "reason": self.reason,
+            "comparison": self.comparison.to_dict(),
+        }
+
+
+@dataclass
+class Decision:
+    candidate: str
+    incumbent: str
+    alias: str | None
+    promoted: bool
+    reasons: list[str]
+    checks: list[Check]
+    config: GateConfig
+    decision_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "incumbent": self.incumbent,
+            "alias": self.alias,
+            "promoted": self.promoted,
+            "reasons": self.reasons,
+            "checks": [c.to_dict() for c in self.checks],
+            "config": asdict(self.config),
+            "decision_id": self.decision_id,
+            "warnings": self.warnings,
+        }
+
+    def render(self) -> str:
+        head = "PROMOTED" if self.promoted else "REFUSED"
+        where = f" -> {self.alias}" if self.alias and self.promoted else ""
+        lines = [f"{head}: candidate {self.candidate} over incumbent {self.incumbent}{where}"]
+        for c in self.checks:
+            mark = "ok " if c.ok else "NO "
+            lines.append(f"  [{mark}] {c.role} {c.comparison.suite}: {c.comparison.line()}")
+            lines.append(f"        {c.reason}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines.append("  decision: " + "; ".join(self.reasons))
+        return "\n".join(lines)
+
+
+def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> Decision:
+    """Run the gate (no writes): target improves beyond noise, no gate regresses beyond it."""
+    cfg.validate()
+    if candidate == incumbent:
+        raise HillclimbError(f"candidate and incumbent are the same checkpoint ({candidate})")
+    kw = dict(resamples=cfg.resamples, confidence=cfg.confidence, seed=cfg.seed)
+    # Every suite is looked up before any statistics: an unknown suite fails the whole call.
+    suites = [cfg.target] + [g for g in dict.fromkeys(cfg.gates) if g != cfg.target]
+    comps = [compare(reg, incumbent, candidate, s, **kw) for s in suites]  # type: ignore[arg-type]
+    checks: list[Check] = []
+    t = comps[0].stats
+    if t.delta > 0 and t.p_better < cfg.alpha:
+        checks.append(
+            Check(
+                "target",
+                True,
+                f"improves beyond noise (p={t.p_better:.3g} < {cfg.alpha})",
+                comps[0],
+            )
+        )
+    elif t.delta > 0:
+        checks.append(
+            Check(
+                "target",
+                False,
+                f"higher but within noise (p={t.p_better:.3g} >= {cfg.alpha})",
+                comps[0],
+            )
+        )
+    else:
+        checks.append(Check("target", False, "does not improve", comps[0]))
+    for comp in comps[1:]:
+        s = comp.stats
+        if s.delta < 0 and s.p_worse < cfg.alpha:
+            checks.append(
+                Check(
+                    "gate", False, f"regresses beyond noise (p={s.p_worse:.3g} < {cfg.alpha})", comp
+                )
+            )
+        else:
+            checks.append(
+                Check("gate", True, f"no regression beyond noise (p(worse)={s.p_worse:.3g})", comp)
+            )
+    failed = [c for c in checks if not c.ok]
+    reasons = (
+        [f"{c.role} {c.comparison.suite} {c.reason}" for c in failed]
+        if failed
+        else [f"target {cfg.target} improves and no gate regresses"]
+    )
+    return Decision(
+        candidate=candidate,
+        incumbent=incumbent,
+        alias=None,
+        promoted=not failed,
+        reasons=reasons,
+        checks=checks,
+        config=cfg,
+        warnings=[w for c in comps for w in c.warnings],
+    )
+
+
+def promote(
+    reg: Registry,
+    candidate_ref: str,
+    incumbent_ref: str | None,
+    cfg: GateConfig,
+    *,
+    alias: str | None = None,
+) -> Decision:
+    """Resolve the references, run the gate, record the decision and (when promoted) move
+    `alias` to the candidate, all or nothing. Without `incumbent_ref` the alias's current
+    checkpoint is the incumbent."""
+    if alias is not None:
+        check_alias_name(alias)
+    cand = reg.resolve(candidate_ref)
+    if incumbent_ref is None:
+        if alias is None or reg.find_alias(alias) is None:
+            raise HillclimbError(
+                "no incumbent: give --over CKPT (or an --alias that already points somewhere)"
+            )
+        inc = reg.checkpoint(reg.alias(alias).checkpoint_id)
+    else:
+        inc = reg.resolve(incumbent_ref)
+    if alias is not None:
+        prefix = alias.split("@", 1)[0]
+        if cand.model and prefix != cand.model:
+            raise HillclimbError(
+                f"alias {alias} names model {prefix!r} but the candidate is a {cand.model!r} "
+                "checkpoint"
+            )
+        gone = cand.missing_reason()
+        if gone:
+            raise HillclimbError(f"cannot promote candidate {cand.id} to {alias}: {gone}")
+    dec = decide(reg, cand.id, inc.id, cfg)
+    dec.alias = alias
+    dec.decision_id = reg.record_decision(cand.id, inc.id, alias, dec.promoted, dec.to_dict())
+    return dec
+
+
+def print_decision(dec: Decision, file: Any = None) -> None:
+    print(dec.render(), file=file or sys.stdout)
