@@ -123,26 +123,36 @@ def test_resolve_stage_names() -> None:
 
 def test_sft_data_records(tmp_path: Path) -> None:
     from hillclimb.climb.sftdata import _minimal_edit, build_sft_file, tool_records
+
+    # Tool-call episodes in the harness's format, executed against the harness's real tools.
+    from hillclimb.harness.agent import SYSTEM_PROMPT
+    from hillclimb.harness.tools import TOOL_SCHEMAS, compact_tools
     from hillclimb.tokenizer.io import bytelevel_tokenizer
     from hillclimb.train.sft_data import encode_record
 
-    # Tool-call conversations are executed against the harness's real tools.
-    recs = tool_records(3, seed=0, tiers=[1])
-    assert len(recs) == 3
+    recs = tool_records(6, seed=0, tiers=[1], context=2048)
+    assert len(recs) == 6
+    assert tool_records(1, seed=0, tiers=[1])[0]["tools"] == TOOL_SCHEMAS  # no context: full
     tok = bytelevel_tokenizer()
+    plans = set()
     for r in recs:
-        names = [
-            m["tool_calls"][0]["function"]["name"] for m in r["messages"] if m.get("tool_calls")
-        ]
-        assert names == ["read_file", "edit", "submit"]
-        obs = [m["content"] for m in r["messages"] if m["role"] == "tool"]
-        assert (
-            obs[0].startswith("[solution.py")
-            and obs[1].startswith("Edited solution.py")
-            and obs[2] == "Submitted."
-        )
+        assert r["tools"] == compact_tools(TOOL_SCHEMAS)  # what LocalClient shows a 2k model
+        msgs = r["messages"]
+        assert msgs[0] == {"role": "system", "content": SYSTEM_PROMPT}
+        names = tuple(m["tool_calls"][0]["function"]["name"] for m in msgs if m.get("tool_calls"))
+        plans.add(names)
+        assert names[-1] == "submit" and msgs[-1]["role"] == "assistant"  # submit ends it
+        assert all(m["reasoning_content"] == "" for m in msgs if m["role"] == "assistant")
+        obs = [m["content"] for m in msgs if m["role"] == "tool"]
+        assert obs[names.index("read_file")].startswith("[solution.py")
+        assert obs[-1].startswith("exit code 0")  # the last test run passes
+        if names[0] == "run":  # recovery: the failing tests first
+            assert not obs[0].startswith("exit code 0")
+        if names.count("edit") == 2:  # recovery: a stale old_str is refused, then fixed
+            assert obs[names.index("edit")].startswith("Error")
         ex = encode_record(tok, r)
         assert 0 < ex.n_targets < len(ex.ids)
+    assert ("read_file", "edit", "run", "submit") in plans and len(plans) >= 2
     assert _minimal_edit("a\nb\nc\n", "a\nB\nc\n") == ("b\n", "B\n")
     assert _minimal_edit("x\nx\ny\n", "x\nx\nz\n") == ("y\n", "z\n")
     # A corpus for FIM: one code document.

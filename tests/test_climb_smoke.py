@@ -264,6 +264,12 @@ def test_changed_recipe_is_refused_with_a_hint(climb: dict, tmp_path: Path) -> N
         match=r"stage sft-code-flash .*steps: 12 -> 13.*--restart-from sft-code-flash",
     ):
         run_climb(changed, climb["run"], print_summary=False)
+    # --restart-from a later stage with that recipe is refused too, and removes nothing first
+    before = sorted(p.name for p in climb["run"].iterdir())
+    with pytest.raises(HillclimbError, match=r"stage sft-code-flash .*steps: 12 -> 13"):
+        run_climb(changed, climb["run"], restart_from="report", print_summary=False)
+    assert sorted(p.name for p in climb["run"].iterdir()) == before
+    assert (climb["run"] / "report" / "_stage.json").is_file()
 
 
 def test_summary_table_says_what_bpb_is_measured_on():

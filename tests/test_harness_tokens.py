@@ -63,9 +63,7 @@ def test_compact_tool_schema_is_small_and_keeps_names_and_arguments():
     msgs = [{"role": "user", "content": "x"}]
     full_n = len(tok.encode_chat(msgs, tools=TOOL_SCHEMAS))
     assert len(tok.encode_chat(msgs, tools=small)) < 0.55 * full_n
-    assert use_compact_tools(tok, TOOL_SCHEMAS, 2048) and not use_compact_tools(
-        tok, TOOL_SCHEMAS, 131072
-    )
+    assert use_compact_tools(2048) and not use_compact_tools(131072)
     with pytest.raises(ValueError, match="not a function tool schema"):
         compact_tools([{"type": "function"}])
 

@@ -573,3 +573,93 @@ def test_two_ranks_give_the_one_rank_update(micro, tmp_path):
     assert float(da.abs().max()) > 1e-3  # it did update
     assert float(torch.nn.functional.cosine_similarity(da, db, dim=0)) > 0.999
     assert float(((da - db).abs() > 1e-5).float().mean()) < 1e-3
+
+
+# ---- agentic RL in the harness ----------------------------------------------------------------
+def test_episode_reward_credits_partial_fixes_and_punishes_broken_syntax():
+    from types import SimpleNamespace
+
+    from hillclimb.rl.harness import episode_reward
+
+    def ep(resolved=False, f2p=(0, 2), p2p_failed=(), status="unresolved", edits=()):
+        g = {"status": status, "fail_to_pass": {"passed": ["a"] * f2p[0], "failed": ["b"] * f2p[1]},
+             "pass_to_pass": {"passed": ["c"], "failed": list(p2p_failed)}}  # fmt: skip
+        return SimpleNamespace(resolved=resolved, grade=g, edits=[{"status": s} for s in edits])
+
+    assert episode_reward(ep(resolved=True, f2p=(2, 0), status="resolved")) == 1.0
+    assert episode_reward(ep(f2p=(1, 1))) == pytest.approx(0.25)  # half the F2P tests, × 0.5
+    assert episode_reward(ep(f2p=(1, 1), p2p_failed=["c2"])) == 0.0  # broke a passing test
+    assert episode_reward(ep(f2p=(2, 0), status="patch_rejected")) == 0.0  # a forged report
+    assert episode_reward(ep(edits=["rejected_syntax"] * 2)) == pytest.approx(-0.2)
+    assert episode_reward(ep(edits=["rejected_syntax"] * 9)) == pytest.approx(-0.5)
+
+
+def test_harness_rl_trains_on_episode_transcripts(tmp_path):
+    """`rl --harness TASKS`: groups of episodes on one task through the real agent loop on the
+    trainer's engine; the batch rows are the episodes' token transcripts with only sampled
+    tokens in the loss, their recorded log-probs as old_lp (the ratio starts at 1), and the run
+    checkpoints and resumes like problem RL."""
+    import dataclasses
+
+    from hillclimb.cli import main as cli
+    from hillclimb.model.checkpoint import save_checkpoint
+    from hillclimb.model.config import get_preset
+    from hillclimb.model.transformer import build_model
+    from hillclimb.rl import harness as H
+    from hillclimb.rl.train import run_rl
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    tasks = tmp_path / "tasks"
+    assert cli(["harness", "generate", "--out", str(tasks), "--n", "1", "--seed", "5",
+                "--kinds", "bugfix"]) == 0  # fmt: skip
+    cfg = dataclasses.replace(get_preset("code-flash-micro"), max_seq_len=4096)
+    ck = save_checkpoint(build_model(cfg, seed=0), tmp_path / "init", bytelevel_tokenizer())
+    seen: list = []
+
+    def sampled_even(ep) -> float:  # a reward with variance: share of even sampled ids
+        seen.append(ep)
+        ids = [t for t, m in zip(ep.token_ids or [], ep.loss_mask or [], strict=True) if m]
+        return sum(t % 2 == 0 for t in ids) / max(1, len(ids))
+
+    batches: list = []
+    real = H.episode_batch
+
+    def spy(groups, pad, max_len):
+        b = real(groups, pad, max_len)
+        batches.append((groups, b))
+        return b
+
+    H.episode_batch = spy
+    try:
+        res = run_rl(
+            _cfg(
+                ck,
+                tmp_path / "run",
+                harness=str(tasks),
+                steps=2,
+                prompts_per_step=1,
+                group_size=2,
+                max_tokens=12,
+                harness_max_steps=2,
+                harness_concurrency=2,
+                lr=1e-3,
+            ),  # fmt: skip
+            reward_fn=sampled_even,
+        )
+    finally:
+        H.episode_batch = real
+    assert res["steps"] == 2 and len(seen) == 4 and all(e.token_faithful for e in seen)
+    steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(s["logp_gap"] < 1e-4 for s in steps if s["groups"])
+    groups, b = batches[0]
+    eps = groups[0]["episodes"]
+    for i, e in enumerate(eps):
+        k = len(e.token_ids)
+        assert b["ids"][i, :k].tolist() == e.token_ids
+        assert b["mask"][i, :k].tolist() == [float(m) for m in e.loss_mask]
+        assert b["mask"][i].sum() == e.completion_tokens  # only what the model sampled
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    state = json.loads((tmp_path / "run" / "rl.json").read_text())["curriculum"]
+    assert list(state["task_rate"]) == [eps[0].task_id]
+    with pytest.raises(ConfigError, match="no task directories"):
+        run_rl(_cfg(ck, tmp_path / "run2", harness=str(tmp_path / "empty")))

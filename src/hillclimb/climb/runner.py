@@ -204,11 +204,14 @@ def _pretrain(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
 
 def _sft_data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.climb.sftdata import build_sft_file
+    from hillclimb.model.config import get_preset
 
     out = {}
     for m in c.recipe.model_names:
         seq = int(c.recipe.sft[m].get("seq_len", 256))
-        out[m] = build_sft_file(c.recipe.sft_data[m], c.corpus, d / f"{m}.jsonl", seq)
+        # the model's context decides how tool schemas are rendered (as the harness shows them)
+        ctx = get_preset(c.recipe.models[m]["preset"]).max_seq_len
+        out[m] = build_sft_file(c.recipe.sft_data[m], c.corpus, d / f"{m}.jsonl", seq, ctx)
         out[m]["file"] = str(d / f"{m}.jsonl")
     return out
 
@@ -464,15 +467,12 @@ def run_climb(
         registry=Path(registry) if isinstance(registry, (str, os.PathLike)) else registry,
     )
     _open_run_dir(c)
-    if restart_from is not None:
-        i = resolve_stage(c.stages, restart_from)
-        for s in c.stages[i:]:
-            _remove(c.out / s.dirname)
-        c.log(event="restart", stage=c.stages[i].key)
-        c.say(f"restarting from {c.stages[i].key}: removed it and every later stage")
-    # Validate every existing marker before doing any work.
+    restart_at = resolve_stage(c.stages, restart_from) if restart_from is not None else None
+    # Validate every marker that stays before doing any work or removing anything: a refused run
+    # (a kept stage was made with another recipe) leaves the run directory as it was.
+    kept = c.stages if restart_at is None else c.stages[:restart_at]
     first_todo = None
-    for i, s in enumerate(c.stages):
+    for i, s in enumerate(kept):
         d = c.out / s.dirname
         done = _read(d / MARKER)
         if done is not None:
@@ -484,6 +484,13 @@ def run_climb(
             raise _mismatch(c, s, started, "started")
         if first_todo is None:
             first_todo = i
+    if restart_at is not None:
+        for s in c.stages[restart_at:]:
+            _remove(c.out / s.dirname)
+        c.log(event="restart", stage=c.stages[restart_at].key)
+        c.say(f"restarting from {c.stages[restart_at].key}: removed it and every later stage")
+        if first_todo is None:
+            first_todo = restart_at
     t_climb = time.perf_counter()
     ran: list[str] = []
     for i, s in enumerate(c.stages):

@@ -5,11 +5,16 @@ Everything here comes from our own code and our licensed corpus, never from a mo
 - **chat** — `hillclimb.problems` train-split instances rendered by `to_messages` (the worked
   solution as `reasoning_content`, i.e. inside `<think>`; the answer sentence or code block as
   content). Families, tiers and counts per (family, tier) come from `[sft_data]`.
-- **tool** — harness-style agent conversations for `code_bugfix` instances: the buggy function is
-  written to `solution.py` in a temporary workspace, and the conversation is *executed* with the
-  harness's real `ToolBox` (`read_file`, `edit`, `submit`), so every tool observation in the data
-  is exactly what the harness will show the model at run time. The edit is the minimal line diff
-  between the buggy code and our reference solution.
+- **tool** — agent episodes in the harness's own format for `code_bugfix` train-split instances:
+  the harness system prompt and task wording, every tool offered (compact schemas for models
+  with a context ≤ `harness.tools.COMPACT_CONTEXT`, as `LocalClient` shows them), and a
+  workspace with the buggy `solution.py` and `tests/test_solution.py` (the instance's asserts).
+  The conversation is *executed* with the real `ToolBox`, so every observation is exactly what
+  the harness will show: read → edit (the minimal line diff to our reference) → run the tests →
+  submit, with recoveries in a share of episodes — running the failing tests first, or an edit
+  whose `old_str` is stale (the tool's error), then reading again and editing correctly.
+  Assistant turns carry an empty think block, which is what the harness's generation prompt
+  holds for a non-thinking turn, so training and harness see the same tokens.
 - **fim** — fill-in-the-middle cuts of corpus code documents (train split only) via
   `hillclimb.train.sft_data.fim_from_corpus` (code-flash, for IDE completion).
 
@@ -23,14 +28,13 @@ from __future__ import annotations
 import difflib
 import json
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_path
-
-TOOL_SUBSET = ("read_file", "edit", "submit")
 
 
 def problem_records(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,25 +79,61 @@ def _minimal_edit(buggy: str, fixed: str) -> tuple[str, str] | None:
     return old, new
 
 
-def _tool_schemas() -> list[dict[str, Any]]:
-    from hillclimb.harness.tools import TOOL_SCHEMAS
+def _tool_schemas(context: int | None) -> list[dict[str, Any]]:
+    from hillclimb.harness.tools import COMPACT_CONTEXT, TOOL_SCHEMAS, compact_tools
 
-    return [t for t in TOOL_SCHEMAS if t["function"]["name"] in TOOL_SUBSET]
+    compact = context is not None and context <= COMPACT_CONTEXT
+    return compact_tools(TOOL_SCHEMAS) if compact else TOOL_SCHEMAS
 
 
-def tool_records(n: int, seed: int, tiers: list[int]) -> list[dict[str, Any]]:
-    """`n` bug-fix agent conversations executed against the harness's real tools."""
+def _episode_plan(rng: random.Random, edit: tuple[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """The calls of one reference episode: the plain path or one with a recovery."""
+    read = ("read_file", {"path": "solution.py"})
+    good = ("edit", {"path": "solution.py", "old_str": edit[0], "new_str": edit[1]})
+    test = ("run", {"command": "python -m pytest -q"})
+    r = rng.random()
+    if r < 0.2:  # run the failing tests first, then fix
+        plan = [test, read, good, test]
+    elif r < 0.4:  # a stale old_str: the edit tool refuses it; read again, edit correctly
+        stale = edit[0].replace("    ", "  ", 1) if "    " in edit[0] else edit[0] + "#"
+        plan = [read, ("edit", {**good[1], "old_str": stale}), read, good, test]
+    else:
+        plan = [read, good, test]
+    return [*plan, ("submit", {})]
+
+
+_TIMES = (
+    (re.compile(r"^(exit code -?\d+) \(\d+(?:\.\d+)?s\)", re.M), r"\1 (0.3s)"),
+    (re.compile(r" in \d+(?:\.\d+)?s\b"), " in 0.01s"),
+)
+
+
+def _steady(observation: str) -> str:
+    """A `run` observation with its wall-clock figures (the tool's `(0.3s)`, pytest's `in
+    0.01s`) set to typical values, so the SFT data is a function of the seed alone."""
+    for pat, rep in _TIMES:
+        observation = pat.sub(rep, observation)
+    return observation
+
+
+def tool_records(
+    n: int, seed: int, tiers: list[int], context: int | None = None
+) -> list[dict[str, Any]]:
+    """`n` bug-fix agent episodes executed against the harness's real tools (see the module
+    docstring); `context` is the model's context, which decides the tool schema rendering."""
     if n <= 0:
         return []
     from hillclimb import problems as P
+    from hillclimb.harness.agent import SYSTEM_PROMPT
     from hillclimb.harness.tools import ToolBox
 
-    tools = _tool_schemas()
+    tools = _tool_schemas(context)
+    rng = random.Random(seed * 7919 + 13)
     per_tier = max(1, -(-n // max(1, len(tiers))))
     probs = []
     for tier in tiers:
         probs += P.generate(
-            "code_bugfix", int(tier), per_tier, seed=seed * 1000 + 77, split="train"
+            "code_bugfix", int(tier), per_tier * 2, seed=seed * 1000 + 77, split="train"
         )
     out: list[dict[str, Any]] = []
     for k, p in enumerate(probs):
@@ -105,32 +145,37 @@ def tool_records(n: int, seed: int, tiers: list[int]) -> list[dict[str, Any]]:
         edit = _minimal_edit(buggy, p.answer if p.answer.endswith("\n") else p.answer + "\n")
         if edit is None:
             continue
-        head = p.prompt.split("```", 1)[0].strip()
-        user = f"{head}\nThe function is in `solution.py`. Fix the file, then submit."
-        with tempfile.TemporaryDirectory(prefix="hc-sft-tool-") as ws:
-            (Path(ws) / "solution.py").write_text(buggy, encoding="utf-8")
-            box = ToolBox(Path(ws))
-            calls = [
-                ("Let me look at solution.py first.", "read_file", {"path": "solution.py"}),
-                (
-                    p.reasoning,
-                    "edit",
-                    {"path": "solution.py", "old_str": edit[0], "new_str": edit[1]},
-                ),
-                ("The fix is in place.", "submit", {}),
+        head = p.prompt.split("```", 1)[0].strip().replace("This version has a bug:", "").strip()
+        fails = p.prompt.rsplit("```", 1)[-1].strip()
+        user = (
+            f"{head} The function is in `solution.py` and has a bug. {fails}\n\n"
+            "Edit the files in the repository; call `submit` when you are done."
+        )
+        tests = "from solution import *\n\n\ndef test_solution():\n" + "".join(
+            f"    {line.strip()}\n" for line in p.tests.splitlines() if line.strip()
+        )
+        with tempfile.TemporaryDirectory(prefix="hc-sft-tool-") as tmp:
+            ws = Path(tmp)
+            (ws / "solution.py").write_text(buggy, encoding="utf-8")
+            (ws / "tests").mkdir()
+            (ws / "tests" / "test_solution.py").write_text(tests, encoding="utf-8")
+            box = ToolBox(ws, run_timeout_s=20.0)
+            msgs: list[dict[str, Any]] = [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": user},
             ]
-            msgs: list[dict[str, Any]] = [{"role": "user", "content": user}]
             ok = True
-            for i, (thought, name, args) in enumerate(calls):
+            for i, (name, args) in enumerate(_episode_plan(rng, edit)):
                 outcome = box.call(name, args)
-                if not outcome.ok:
+                stale = name == "edit" and args["old_str"] != edit[0]
+                if outcome.malformed or (not outcome.ok and not stale):
                     ok = False
                     break
                 cid = f"call_{k}_{i}"
                 msgs.append(
                     {
                         "role": "assistant",
-                        "reasoning_content": thought,
+                        "reasoning_content": "",  # the non-thinking turn's empty think block
                         "content": "",
                         "tool_calls": [
                             {
@@ -141,20 +186,20 @@ def tool_records(n: int, seed: int, tiers: list[int]) -> list[dict[str, Any]]:
                         ],
                     }
                 )
-                msgs.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": cid,
-                        "name": name,
-                        "content": outcome.observation,
-                    }
-                )
+                if name != "submit":  # the harness ends the episode at submit
+                    msgs.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": cid,
+                            "name": name,
+                            "content": _steady(outcome.observation),
+                        }
+                    )
             if not ok:
                 continue
-            fixed = (Path(ws) / "solution.py").read_text(encoding="utf-8")
+            fixed = (ws / "solution.py").read_text(encoding="utf-8")
         if fixed.strip() != p.answer.strip():
             continue  # the executed edit must reproduce our reference exactly
-        msgs.append({"role": "assistant", "content": f"Fixed `{p.entry_point}` in solution.py."})
         out.append({"messages": msgs, "tools": tools, "kind": "tool", "source": p.id})
     return out
 
@@ -197,10 +242,15 @@ def text_records(corpus: Path, n: int, seed: int, max_chars: int) -> list[dict]:
     return out
 
 
-def build_sft_file(spec: dict[str, Any], corpus: Path, dest: Path, seq_len: int) -> dict[str, Any]:
-    """Write the SFT JSONL for one model; returns counts by kind/family/tier."""
+def build_sft_file(
+    spec: dict[str, Any], corpus: Path, dest: Path, seq_len: int, context: int | None = None
+) -> dict[str, Any]:
+    """Write the SFT JSONL for one model (`context`: its context length, which decides how
+    tool schemas are rendered); returns counts by kind/family/tier."""
     recs = problem_records(spec)
-    recs += tool_records(int(spec["tool_examples"]), int(spec["seed"]), list(spec["tiers"]))
+    recs += tool_records(
+        int(spec["tool_examples"]), int(spec["seed"]), list(spec["tiers"]), context
+    )
     recs += fim_records(
         corpus,
         int(spec["fim_examples"]),

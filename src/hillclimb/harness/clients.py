@@ -254,8 +254,9 @@ class LocalClient:
     tokens so `<think>` and `<tool_call>` blocks survive for `parse_assistant_text`.
 
     `compact_tools`: render tools with `harness.tools.compact_tools` (short descriptions, types
-    only) — None = when the full schemas would take more than a quarter of the model's context,
-    as on the tiny models (the full set is ≈1.4k tokens).
+    only) — None = for models whose context is ≤ `harness.tools.COMPACT_CONTEXT` tokens (the
+    full set is ≈1.45k tokens on the tiny tokenizer); the climb's tool SFT data follows the same
+    rule.
     """
 
     def __init__(
@@ -293,7 +294,6 @@ class LocalClient:
         self._seen: list[str] = []
         self._tools_key = ""
         self._ids: list[int] = []
-        self._compact_auto: dict[str, bool] = {}
 
     def reset(self) -> None:
         """Forget the conversation (the next call renders from scratch)."""
@@ -305,12 +305,7 @@ class LocalClient:
 
         compact = self.compact_tools
         if compact is None:
-            key = json.dumps(tools, sort_keys=True)
-            if key not in self._compact_auto:
-                self._compact_auto[key] = use_compact_tools(
-                    self.tokenizer, tools, self.engine.max_context
-                )
-            compact = self._compact_auto[key]
+            compact = use_compact_tools(self.engine.max_context)
         return compact_tools(tools) if compact and tools else tools
 
     def _prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:

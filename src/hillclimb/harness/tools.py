@@ -198,12 +198,14 @@ def compact_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def use_compact_tools(tokenizer: Any, tools: list[dict[str, Any]], context: int) -> bool:
-    """Whether the full schemas would take more than a quarter of the model's context."""
-    if not tools:
-        return False
-    n = len(tokenizer.encode_chat([{"role": "user", "content": ""}], tools=tools))
-    return n > context // 4
+# Models with at most this many tokens of context are shown `compact_tools` (the full schemas
+# take ≈1.45k of a tiny model's 1–2k tokens); one rule for the harness and the SFT data.
+COMPACT_CONTEXT = 8192
+
+
+def use_compact_tools(context: int) -> bool:
+    """Whether a model with this context is shown the compact tool schemas."""
+    return context <= COMPACT_CONTEXT
 
 
 _PARAMS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOL_SCHEMAS}

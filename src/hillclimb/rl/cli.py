@@ -19,6 +19,14 @@ from hillclimb.errors import ConfigError
 
 _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--families", "families", "list", "comma-separated families (default: the model's kind)"),
+    (
+        "--harness",
+        "harness",
+        str,
+        "agentic RL: a `harness generate` task dir (episodes, not problems)",
+    ),
+    ("--harness-max-steps", "harness_max_steps", int, "model turns per harness episode (6)"),
+    ("--harness-concurrency", "harness_concurrency", int, "harness episodes in flight (8)"),
     ("--tiers", "tiers", "ints", "comma-separated tiers (default 1,2,3,4)"),
     ("--start-tier", "start_tier", int, "curriculum: first unlocked tier (1)"),
     ("--promote-at", "promote_at", float, "unlock the next tier at this pass rate (0.8)"),

@@ -31,6 +31,11 @@ class RLConfig(TrainConfig):
     start_tier: int = 1  # curriculum: tiers above this unlock as lower ones saturate
     promote_at: float = 0.8  # unlock the next tier when a tier's pass rate (EMA) reaches this
     pool_size: int = 2000  # train-split problems drawn per family x tier to sample prompts from
+    # agentic RL in the harness (rl/harness.py): a `harness generate` task directory; groups of
+    # `group_size` episodes per task instead of single-turn problems
+    harness: str | None = None
+    harness_max_steps: int = 6  # model turns per episode (ours: tiny contexts fill fast)
+    harness_concurrency: int = 8  # episodes in flight on the engine at once
     # ---- rollouts --------------------------------------------------------------------------------
     prompts_per_step: int = 8
     group_size: int = 8  # G: DeepSeekMath used 64, DAPO 16; 8 keeps a CPU step short (ours)
@@ -115,6 +120,8 @@ class RLConfig(TrainConfig):
             f"budget_fracs must be fractions in (0, 1], got {self.budget_fracs}",
         )
         need(self.budget_beta >= 0, "budget_beta must be >= 0")
+        need(self.harness_max_steps >= 1, "harness_max_steps must be >= 1")
+        need(self.harness_concurrency >= 1, "harness_concurrency must be >= 1")
         need(
             all(b >= 1 for b in self.pareto_budgets),
             f"pareto_budgets must be >= 1 token, got {self.pareto_budgets}",

@@ -155,7 +155,15 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     mcfg = resolve_model_config(cfg, tok)
     cfg.seq_len = min(cfg.seq_len, mcfg.max_seq_len)
     reward_fn = custom_reward or load_reward(cfg.reward, cfg.format_reward)  # fails before work
-    families = list(cfg.families) or default_families(getattr(mcfg, "family", None))
+    h_tasks = None
+    if cfg.harness:  # agentic RL: episodes on harness tasks (rl/harness.py)
+        from hillclimb.rl.harness import load_tasks
+
+        h_tasks = load_tasks(cfg.harness)
+        reward_fn = custom_reward or (load_reward(cfg.reward) if cfg.reward else None)
+        families = ["harness"]
+    else:
+        families = list(cfg.families) or default_families(getattr(mcfg, "family", None))
     if not families:
         raise ConfigError("no trainable families for this model; pass --families")
     task = TrainTask(
@@ -181,14 +189,26 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     if tr.done is not None:
         prev = out / "rl.json"
         return json.loads(prev.read_text()) if prev.is_file() else tr.done.to_dict()
-    cur = Curriculum(
-        families,
-        list(cfg.tiers),
-        start_tier=cfg.start_tier,
-        promote_at=cfg.promote_at,
-        pool_size=cfg.pool_size,
-        seed=cfg.seed,
-    )
+    cur: Any
+    if h_tasks is not None:
+        from hillclimb.harness.agent import EpisodeLimits
+        from hillclimb.rl.harness import TaskCurriculum, collect_episodes, episode_batch
+
+        cur = TaskCurriculum(h_tasks, cfg.seed)
+        limits = EpisodeLimits(
+            max_steps=cfg.harness_max_steps,
+            max_tokens_per_turn=cfg.max_tokens,
+            temperature=cfg.temperature,
+        )
+    else:
+        cur = Curriculum(
+            families,
+            list(cfg.tiers),
+            start_tier=cfg.start_tier,
+            promote_at=cfg.promote_at,
+            pool_size=cfg.pool_size,
+            seed=cfg.seed,
+        )
     cur.load(tr.extra_state.get("curriculum") or {})
     opt_step = int(tr.extra_state.get("opt_step", 0))
     engine = Engine(
@@ -226,21 +246,28 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     summary_steps: list[dict[str, Any]] = []
     stopped_early = False
     try:
-        if tr.step == 0 and cfg.eval_every:
+        problems = h_tasks is None  # the val curve and Pareto points are problem evaluations
+        if tr.step == 0 and cfg.eval_every and problems:
             _curve(tr, engine, cur, cfg, budget, step=0)
-        if tr.step == 0 and cfg.pareto_budgets:
+        if tr.step == 0 and cfg.pareto_budgets and problems:
             _pareto(tr, engine, cur, cfg, budget, step=0)
         while tr.step < cfg.steps:
             step = tr.step
             t0 = time.perf_counter()
             sync = engine.sync_weights()
             t_sync = time.perf_counter() - t0
-            groups, stats = _collect(cfg, engine, cur, reward_fn, budget, step, info)
+            if problems:
+                groups, stats = _collect(cfg, engine, cur, reward_fn, budget, step, info)
+            else:
+                groups, stats = collect_episodes(cfg, engine, cur, reward_fn, step, info, limits)
             t_roll, t_rew = stats.pop("rollout_s"), stats.pop("reward_s")
             t1 = time.perf_counter()
             upd: list[dict[str, Any]] = []
             if groups:
-                batch = build_batch(groups, info.world * cfg.minibatches, max(budgets.values()))
+                if problems:
+                    batch = build_batch(groups, info.world * cfg.minibatches, max(budgets.values()))
+                else:
+                    batch = episode_batch(groups, info.world * cfg.minibatches, engine.max_context)
                 if ref_model is not None:
                     batch["ref_lp"] = _ref_logprobs(ref_model, batch, loss, info)
                 tr.raw.train()
@@ -283,16 +310,21 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             if moved:
                 tr.log.record("curve.jsonl", {"step": tr.step, "unlocked": moved})
             tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
-            if cfg.eval_every and tr.step % cfg.eval_every == 0 and tr.step < cfg.steps:
+            if (
+                problems
+                and cfg.eval_every
+                and tr.step % cfg.eval_every == 0
+                and tr.step < cfg.steps
+            ):
                 _curve(tr, engine, cur, cfg, budget, step=tr.step)
             if cfg.ckpt_every and tr.step % cfg.ckpt_every == 0 and tr.step < cfg.steps:
                 tr.save(tr.step)
             if tr.over_time() and tr.step < cfg.steps:
                 stopped_early = True
                 break
-        if cfg.eval_every:
+        if cfg.eval_every and problems:
             _curve(tr, engine, cur, cfg, budget, step=tr.step)
-        if cfg.pareto_budgets:
+        if cfg.pareto_budgets and problems:
             _pareto(tr, engine, cur, cfg, budget, step=tr.step)
         tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
     except BaseException:

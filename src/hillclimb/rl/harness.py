@@ -1,0 +1,231 @@
+"""Agentic RL inside the harness: groups of episodes on one task, rewards from the grader.
+
+`hillclimb rl --harness TASKS` trains on the harness's own episodes instead of single-turn
+problems: every RL step draws tasks from TASKS (a `harness generate` directory), runs G episodes
+of each with the policy (`harness.agent.run_episode` through `LocalClient(engine=...)`, the same
+loop `harness run` evaluates with, concurrently on the trainer's engine), grades them with the
+harness grader and turns each group into advantages. The loss sees each episode's token
+transcript exactly as sampled (`Episode.token_ids`, `loss_mask`, `token_logprobs`): only tokens
+the model wrote train; the system prompt, task text, tool observations and template markup never
+do (harness/agent.py, clients.py: token-faithful episodes).
+
+Reward (`episode_reward`), from graders that code under test cannot forge (the trusted result
+channel; a forged test report is `patch_rejected` and earns nothing):
+  1 if resolved; else `partial` × (share of FAIL_TO_PASS tests passing) when no PASS_TO_PASS test
+  broke; minus `syntax_penalty` per edit rejected for breaking syntax (at most 0.5 in total).
+Curriculum (`TaskCurriculum`): tasks are drawn with weight p̂(1 − p̂) + 0.05 from their group
+resolve-rate EMA (informative tasks, strictly between 0 and 1, first; untried ones as p̂ = 0.5);
+its state rides in the checkpoint like the problem curriculum's.
+
+Not here: routing replay for episodes (a transcript mixes prefilled and sampled turns; the rollout
+engine's routes would need stitching per turn — the log-prob gap is still logged) and KV reuse
+between turns (each turn prefills its whole prompt).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.problems.base import derive_seed
+
+
+def load_tasks(root: str | Path) -> list[Any]:
+    """Every task directory under `root` (a `harness generate` output), sorted by id."""
+    from hillclimb.harness.task import find_task_dirs, load_task
+
+    dirs = find_task_dirs(Path(root)) if Path(root).is_dir() else []
+    if not dirs:
+        raise ConfigError(f"--harness {root}: no task directories found (run `harness generate`)")
+    return sorted((load_task(d) for d in dirs), key=lambda t: t.id)
+
+
+def episode_reward(ep: Any, partial: float = 0.5, syntax_penalty: float = 0.1) -> float:
+    """The reward of one graded episode (see the module docstring)."""
+    g = ep.grade or {}
+    if ep.resolved:
+        r = 1.0
+    else:
+        f2p, p2p = g.get("fail_to_pass") or {}, g.get("pass_to_pass") or {}
+        n = len(f2p.get("passed", [])) + len(f2p.get("failed", []))
+        intact = not p2p.get("failed") and g.get("status") not in ("patch_rejected", "error")
+        r = partial * len(f2p.get("passed", [])) / n if n and intact else 0.0
+    broken = sum(1 for e in ep.edits if e.get("status") == "rejected_syntax")
+    return r - min(0.5, syntax_penalty * broken)
+
+
+class TaskCurriculum:
+    """Tasks weighted by how informative their groups are (resolve rate strictly in (0, 1))."""
+
+    def __init__(self, tasks: list[Any], seed: int, ema: float = 0.3):
+        self.tasks, self.seed, self.alpha = tasks, seed, ema
+        self.rate: dict[str, float] = {}
+
+    def weight(self, task: Any) -> float:
+        p = self.rate.get(task.id)
+        return 0.3 if p is None else p * (1 - p) + 0.05
+
+    def draw(self, step: int, n: int, round_: int = 0) -> list[Any]:
+        rng = random.Random(derive_seed("rl-harness-draw", self.seed, step, round_))
+        return rng.choices(self.tasks, weights=[self.weight(t) for t in self.tasks], k=n)
+
+    def observe(self, task: Any, rate: float) -> None:
+        prev = self.rate.get(task.id)
+        self.rate[task.id] = rate if prev is None else (1 - self.alpha) * prev + self.alpha * rate
+
+    def promote(self) -> list[str]:
+        return []
+
+    def state(self) -> dict[str, Any]:
+        return {"task_rate": dict(self.rate)}
+
+    def load(self, st: dict[str, Any]) -> None:
+        self.rate.update({k: float(v) for k, v in (st or {}).get("task_rate", {}).items()})
+
+
+def run_group_episodes(
+    engine: Any,
+    jobs: list[tuple[Any, int]],
+    limits: Any,
+    concurrency: int,
+) -> list[Any]:
+    """Episodes for (task, seed) jobs on one engine, `concurrency` at a time (each with its own
+    token-faithful client; the engine batches their turns). Order follows `jobs`."""
+    from dataclasses import replace
+
+    from hillclimb.harness.agent import run_episode
+    from hillclimb.harness.clients import LocalClient
+
+    out: list[Any] = [None] * len(jobs)
+    lock = threading.Lock()
+    nxt = [0]
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = nxt[0]
+                nxt[0] += 1
+            if i >= len(jobs):
+                return
+            task, seed = jobs[i]
+            out[i] = run_episode(task, LocalClient(engine=engine), replace(limits, seed=seed))
+
+    engine.start()
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(max(1, concurrency))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        engine.stop()
+    missing = [jobs[i][0].id for i, e in enumerate(out) if e is None]
+    if missing:
+        raise HillclimbError(f"episodes did not finish for tasks {missing}")
+    return out
+
+
+def collect_episodes(
+    cfg: Any,
+    engine: Any,
+    cur: TaskCurriculum,
+    reward_fn: Callable[[Any], float] | None,
+    step: int,
+    info: Any,
+    limits: Any,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One RL step's groups: tasks from the curriculum × `group_size` episodes each (this rank's
+    share, gathered across ranks), rewards, advantages; dynamic sampling drops (and refills)
+    groups whose rewards are all equal. Same stats keys as the problem collector."""
+    import time
+
+    from hillclimb.rl.grpo import group_advantages
+
+    st: dict[str, Any] = {"groups": 0, "dropped": 0, "samples": 0, "passed": 0, "truncated": 0,
+                          "completion_tokens": 0, "correct_tokens": 0, "reward_sum": 0.0,
+                          "by_cell": {}, "rollout_s": 0.0, "reward_s": 0.0}  # fmt: skip
+    groups: list[dict[str, Any]] = []
+    G = cfg.group_size
+    for rnd in range(cfg.refill_rounds + 1):
+        need = cfg.prompts_per_step - len(groups)
+        if need <= 0 or (rnd > 0 and not cfg.dynamic_sampling):
+            break
+        tasks = cur.draw(step, need if rnd else cfg.prompts_per_step, rnd)
+        t0 = time.perf_counter()
+        jobs = [
+            (t, derive_seed("rl-episode", cfg.seed, step, rnd, t.id, i) >> 33)
+            for gi, t in enumerate(tasks)
+            if gi % info.world == info.rank
+            for i in range(G)
+        ]
+        eps = run_group_episodes(engine, jobs, limits, cfg.harness_concurrency)
+        if info.world > 1:
+            parts = [list(x) for x in info.all_gather_object(eps)]
+            eps = []
+            for gi in range(len(tasks)):
+                src = parts[gi % info.world]
+                eps.extend(src[:G])
+                parts[gi % info.world] = src[G:]
+        st["rollout_s"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        for gi, task in enumerate(tasks):
+            g = eps[gi * G : (gi + 1) * G]
+            if any(e.token_faithful is False for e in g):  # None: no turn ran (no tokens)
+                raise HillclimbError(
+                    f"task {task.id}: an episode's prompts stopped extending its token "
+                    "transcript; agentic RL needs the local engine's token-faithful client"
+                )
+            rewards = [float(reward_fn(e)) if reward_fn else episode_reward(e) for e in g]
+            cur.observe(task, sum(e.resolved for e in g) / G)
+            cell = st["by_cell"].setdefault(f"harness/{task.kind}", [0, 0])
+            cell[0] += sum(e.resolved for e in g)
+            cell[1] += G
+            st["samples"] += G
+            st["passed"] += sum(e.resolved for e in g)
+            st["truncated"] += sum(e.exit_status == "context_exhausted" for e in g)
+            st["completion_tokens"] += sum(e.completion_tokens for e in g)
+            st["correct_tokens"] += sum(e.completion_tokens for e in g if e.resolved)
+            st["reward_sum"] += sum(rewards)
+            if cfg.dynamic_sampling and max(rewards) - min(rewards) < 1e-9:
+                st["dropped"] += 1
+                continue
+            adv = group_advantages(rewards, std_norm=cfg.std_norm)
+            groups.append({"episodes": g, "adv": adv})
+        st["reward_s"] += time.perf_counter() - t1
+    st["groups"] = len(groups)
+    return groups, st
+
+
+def episode_batch(
+    groups: list[dict[str, Any]], pad_rows_to: int, max_len: int
+) -> dict[str, np.ndarray]:
+    """Rows = episode transcripts (right-padded): `mask` = the episode's loss mask (sampled
+    tokens only), `old_lp` = the sampling log-probs, `adv` per episode — the keys `build_batch`
+    makes for single-turn rollouts, so `PolicyLoss` and `Trainer.update` take both."""
+    rows = [(e, a) for g in groups for e, a in zip(g["episodes"], g["adv"], strict=True)]
+    rows = [(e, a) for e, a in rows if e.token_ids and any(e.loss_mask)]
+    n = -(-max(len(rows), 1) // pad_rows_to) * pad_rows_to
+    T1 = max([len(e.token_ids) for e, _ in rows] + [2])
+    ids = np.zeros((n, T1), dtype=np.int64)
+    mask = np.zeros((n, T1), dtype=np.float32)
+    valid = np.zeros((n, T1), dtype=np.int64)
+    old = np.zeros((n, T1), dtype=np.float32)
+    adv = np.zeros((n,), dtype=np.float32)
+    for i, (e, a) in enumerate(rows):
+        k = len(e.token_ids)
+        ids[i, :k] = e.token_ids
+        valid[i, :k] = 1
+        m = np.asarray(e.loss_mask, dtype=np.float32)
+        lp = np.asarray(e.token_logprobs, dtype=np.float64)
+        ok = (m > 0) & np.isfinite(lp)
+        mask[i, :k] = ok.astype(np.float32)
+        old[i, :k] = np.where(ok, lp, 0.0).astype(np.float32)
+        adv[i] = a
+    return {"ids": ids, "mask": mask, "valid": valid, "old_lp": old, "adv": adv,
+            "max_len": np.full((n,), max_len, dtype=np.int64)}  # fmt: skip
