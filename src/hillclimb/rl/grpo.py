@@ -133,3 +133,19 @@ class PolicyLoss:
                 "entropy_proxy": float((-logp * mask).sum()),
             }
         return total, stats
+
+
+def empty_batch(n_rows: int, length: int, pad_rows_to: int, max_len: int) -> dict[str, np.ndarray]:
+    """Zeroed arrays of the batch `PolicyLoss` reads, rows padded up to a multiple of
+    `pad_rows_to`: `ids`, `mask` (tokens that train), `valid` (real tokens), `old_lp`, `adv`,
+    `max_len` (dr-grpo's constant normaliser)."""
+    n = -(-max(n_rows, 1) // pad_rows_to) * pad_rows_to
+    T1 = max(length, 2)
+    return {
+        "ids": np.zeros((n, T1), dtype=np.int64),
+        "mask": np.zeros((n, T1), dtype=np.float32),
+        "valid": np.zeros((n, T1), dtype=np.int64),
+        "old_lp": np.zeros((n, T1), dtype=np.float32),
+        "adv": np.zeros((n,), dtype=np.float32),
+        "max_len": np.full((n,), max_len, dtype=np.int64),
+    }

@@ -34,6 +34,7 @@ import numpy as np
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.problems.base import derive_seed
+from hillclimb.rl.grpo import empty_batch
 
 
 def load_tasks(root: str | Path) -> list[Any]:
@@ -210,13 +211,8 @@ def episode_batch(
     makes for single-turn rollouts, so `PolicyLoss` and `Trainer.update` take both."""
     rows = [(e, a) for g in groups for e, a in zip(g["episodes"], g["adv"], strict=True)]
     rows = [(e, a) for e, a in rows if e.token_ids and any(e.loss_mask)]
-    n = -(-max(len(rows), 1) // pad_rows_to) * pad_rows_to
-    T1 = max([len(e.token_ids) for e, _ in rows] + [2])
-    ids = np.zeros((n, T1), dtype=np.int64)
-    mask = np.zeros((n, T1), dtype=np.float32)
-    valid = np.zeros((n, T1), dtype=np.int64)
-    old = np.zeros((n, T1), dtype=np.float32)
-    adv = np.zeros((n,), dtype=np.float32)
+    b = empty_batch(len(rows), max([len(e.token_ids) for e, _ in rows] + [2]), pad_rows_to, max_len)
+    ids, mask, valid, old, adv = (b[k] for k in ("ids", "mask", "valid", "old_lp", "adv"))
     for i, (e, a) in enumerate(rows):
         k = len(e.token_ids)
         ids[i, :k] = e.token_ids
@@ -227,5 +223,4 @@ def episode_batch(
         mask[i, :k] = ok.astype(np.float32)
         old[i, :k] = np.where(ok, lp, 0.0).astype(np.float32)
         adv[i] = a
-    return {"ids": ids, "mask": mask, "valid": valid, "old_lp": old, "adv": adv,
-            "max_len": np.full((n,), max_len, dtype=np.int64)}  # fmt: skip
+    return b

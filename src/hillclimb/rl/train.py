@@ -46,7 +46,7 @@ from hillclimb.io import write_json_atomic
 from hillclimb.problems.base import derive_seed
 from hillclimb.rl.config import RLConfig
 from hillclimb.rl.curriculum import Curriculum
-from hillclimb.rl.grpo import PolicyLoss, group_advantages
+from hillclimb.rl.grpo import PolicyLoss, empty_batch, group_advantages
 from hillclimb.rl.rewards import load_reward, score, shape_group
 from hillclimb.rl.rollout import Rollout, cell_max_tokens, rollout_and_check
 from hillclimb.serve.budget import BUDGET_NOTE
@@ -73,14 +73,10 @@ def build_batch(
         for r, a, k in zip(g["rollouts"], g["adv"], g["keep"], strict=True):
             if k and r.completion_ids:
                 rows.append((r, a))
-    n = max(len(rows), 1)
-    n = -(-n // pad_rows_to) * pad_rows_to
     T1 = max([len(r.prompt_ids) + len(r.completion_ids) for r, _ in rows] + [2])
-    ids = np.zeros((n, T1), dtype=np.int64)
-    mask = np.zeros((n, T1), dtype=np.float32)
-    valid = np.zeros((n, T1), dtype=np.int64)
-    old = np.zeros((n, T1), dtype=np.float32)
-    adv = np.zeros((n,), dtype=np.float32)
+    batch = empty_batch(len(rows), T1, pad_rows_to, max_len)
+    ids, mask, valid, old, adv = (batch[k] for k in ("ids", "mask", "valid", "old_lp", "adv"))
+    n = ids.shape[0]
     shapes = {tuple(r.routes.shape[1:]) for r, _ in rows if r.routes is not None}
     routes = None
     if len(shapes) == 1:  # the rollout engine recorded routes: [rows, T, n_moe, k], −1 = none
@@ -99,14 +95,6 @@ def build_batch(
         mask[i, p : p + c] = ok.astype(np.float32)
         old[i, p : p + c] = np.where(ok, lp, 0.0).astype(np.float32)
         adv[i] = a
-    batch = {
-        "ids": ids,
-        "mask": mask,
-        "valid": valid,
-        "old_lp": old,
-        "adv": adv,
-        "max_len": np.full((n,), max_len, dtype=np.int64),
-    }
     if routes is not None:
         batch["routes"] = routes
     return batch
