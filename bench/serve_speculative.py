@@ -25,6 +25,7 @@ import argparse
 import json
 import platform
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -37,9 +38,17 @@ def corpus_text(root: Path) -> str:
 
 
 def train(
-    model, ids: torch.Tensor, steps: int, seq: int, batch: int, lr: float, seed: int
+    model,
+    ids: torch.Tensor,
+    steps: int,
+    seq: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    log_every: int = 0,
 ) -> float:
-    """Plain next-token training (AdamW, cosine decay) on one long token stream."""
+    """Plain next-token training (AdamW, cosine decay) on one long token stream (progress on
+    stderr every `log_every` steps when > 0)."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -60,6 +69,8 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if log_every and (sched.last_epoch % log_every == 0):
+            print(f"step {sched.last_epoch}/{steps} loss {float(loss):.3f}", file=sys.stderr)
     model.eval()
     return float(loss.detach())
 

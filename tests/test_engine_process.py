@@ -96,8 +96,9 @@ def test_bad_input_refused_in_parent(remote):
         eng.submit(list(range(5)) * 1000, SamplingParams(max_tokens=4))
     with pytest.raises(HillclimbError, match="out of range"):
         eng.submit([10**9], SamplingParams(max_tokens=4))
+    # code-flash drafts with prompt lookup (the serve default), but it has no draft model
     with pytest.raises(HillclimbError, match="no draft"):
-        eng.submit("x", SamplingParams(max_tokens=4, speculative=True))
+        eng.submit("x", SamplingParams(max_tokens=4, speculative=True, drafter="model"))
     assert eng.running_count == 0
     assert eng.submit("still serving", SamplingParams(max_tokens=2)).result(timeout=30)
 

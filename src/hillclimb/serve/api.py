@@ -24,6 +24,9 @@ MAX_N = 16
 MAX_PROMPTS = 64
 MAX_LOGPROBS = 20
 MAX_STOP = 4
+# predicted outputs: the text is tokenized and searched by the lookup drafter; beyond this many
+# characters it cannot fit any context we serve (the token count is checked against the model's)
+MAX_PREDICTION_CHARS = 1 << 20
 
 
 class APIError(Exception):
@@ -100,6 +103,12 @@ class _Sampling(_Base):
     # Reasoning controls (passed to the engine); `thinking_token_budget` comes as extra body.
     reasoning_effort: str | None = None
     thinking_token_budget: int | None = None
+    # OpenAI Predicted Outputs: {"type": "content", "content": str | [text parts]} — a draft
+    # source (prompt lookup searches it first); checked by hand for OpenAI-style messages
+    prediction: Any = None
+    # Extension: the draft source for this request ("model", "lookup", "none"; default: the
+    # model's — lookup for code-flash, the draft model for thinking — or lookup with a prediction)
+    drafter: str | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -142,7 +151,6 @@ _KNOWN_UNSUPPORTED = {
     "function_call": "use 'tools' and 'tool_choice'",
     "audio": "text only",
     "modalities": "text only",
-    "prediction": "predicted outputs are not implemented",
     "web_search_options": "no web search",
     "service_tier": "single tier",
     "min_p": "not implemented",
@@ -232,6 +240,46 @@ def _check_sampling(req: _Sampling) -> None:
     if req.thinking_token_budget is not None and req.thinking_token_budget < 0:
         raise invalid("thinking_token_budget must be >= 0.", "thinking_token_budget",
                       "invalid_value")  # fmt: skip
+    if req.drafter is not None and req.drafter not in ("model", "lookup", "none"):
+        raise invalid(f"drafter must be 'model', 'lookup' or 'none', got {req.drafter!r}.",
+                      "drafter", "invalid_value")  # fmt: skip
+    if req.prediction is not None:
+        req.prediction = prediction_text(req.prediction)
+
+
+def prediction_text(pred: Any) -> str:
+    """The text of an OpenAI `prediction` object, or a 400 saying what is wrong with it."""
+    if not isinstance(pred, dict):
+        raise invalid("Invalid type for 'prediction': expected an object like "
+                      "{'type': 'content', 'content': '...'}.", "prediction",
+                      "invalid_type")  # fmt: skip
+    extra = sorted(set(pred) - {"type", "content"})
+    if extra:
+        raise invalid(f"Unrecognized field in prediction: {extra[0]}", f"prediction.{extra[0]}",
+                      "unknown_parameter")  # fmt: skip
+    if pred.get("type") != "content":
+        raise invalid(f"Invalid value for 'prediction.type': {pred.get('type')!r}; the only "
+                      "supported value is 'content'.", "prediction.type",
+                      "invalid_value")  # fmt: skip
+    content = pred.get("content")
+    if isinstance(content, list):
+        parts = []
+        for j, part in enumerate(content):
+            if (not isinstance(part, dict) or part.get("type") != "text"
+                    or not isinstance(part.get("text"), str)):  # fmt: skip
+                raise invalid(f"Invalid value for 'prediction.content[{j}]': expected "
+                              "{'type': 'text', 'text': '...'}.", f"prediction.content[{j}]",
+                              "invalid_type")  # fmt: skip
+            parts.append(part["text"])
+        content = "".join(parts)
+    if not isinstance(content, str):
+        raise invalid("Invalid type for 'prediction.content': expected a string or an array of "
+                      "text parts.", "prediction.content", "invalid_type")  # fmt: skip
+    if len(content) > MAX_PREDICTION_CHARS:
+        raise invalid(f"prediction.content is too long: {len(content)} characters (at most "
+                      f"{MAX_PREDICTION_CHARS}).", "prediction.content",
+                      "invalid_value")  # fmt: skip
+    return content
 
 
 def _check_completion(req: CompletionRequest) -> None:

@@ -25,6 +25,12 @@ Design, in the order a request meets it:
   16, 32, … 256 steps (doubling while it keeps losing), then probes again. Greedy output is identical either way; a *seeded
   sampled* request never switches on timing (its random stream would then depend on load), and
   `speculative=True` forces speculation.
+- Model-free drafting (`drafters.LookupDrafter`): prompt lookup over prompt + output, and over
+  an OpenAI *predicted output* (`SamplingParams.prediction`) first. Each request has one draft
+  source (`SamplingParams.drafter`, else "lookup" when a prediction is given, else the engine's
+  `drafter`); the lookup decides when to draft from the request's own acceptance (a cost model
+  in plain steps, back-off when it loses) instead of timings, and decodes plainly when nothing
+  matches.
 - No request can crash the loop: an exception while handling one request ends that request with
   finish_reason "error"; a failed batched forward is retried per request so only the culprit
   fails; anything else fails the running requests and the loop continues.
@@ -56,6 +62,7 @@ from hillclimb.errors import HillclimbError
 from hillclimb.model.kv_cache import KVCache
 from hillclimb.serve.budget import ThinkState, resolve_budget
 from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
+from hillclimb.serve.drafters import Drafter, LookupConfig, LookupDrafter
 from hillclimb.serve.fastpath import FastForward
 from hillclimb.serve.sampling import (
     SamplingParams,
@@ -258,6 +265,8 @@ class _Request:
     finish_reason: str | None = None
     error: str | None = None
     spec: SpecStats | None = None
+    drafter: str = "none"  # "model" | "lookup" | "none" (resolved at submit)
+    prediction: list[int] | None = None  # predicted-output token ids (lookup source)
     spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
     spec_steps: int = 0
     t_admit: float = 0.0
@@ -309,6 +318,7 @@ def check_request(
     max_context: int,
     name: str,
     has_draft: bool,
+    default_drafter: str = "none",
 ) -> list[int]:
     """Validate a request before it is queued → its prompt token ids; `HillclimbError` with a
     user-facing message otherwise. A function of the model's shape only, so a server whose
@@ -340,9 +350,42 @@ def check_request(
             f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
             f"{name} ({max_context}); lower max_tokens to at most {max_context - len(ids)}"
         )
-    if params.speculative is True and not has_draft:
+    drafter = resolve_drafter(params, default_drafter, has_draft)
+    if params.speculative is True and drafter == "none":
         raise HillclimbError(f"speculative decoding requested but {name} has no draft model")
+    if drafter == "model" and not has_draft:
+        raise HillclimbError(f"drafter 'model' requested but {name} has no draft model")
+    prediction_ids(params.prediction, tokenizer, vocab_size, max_context)
     return ids
+
+
+def resolve_drafter(params: SamplingParams, default: str, has_draft: bool) -> str:
+    """The draft source of one request: none when speculation is off for it, the one it names,
+    lookup when it brings a prediction, else the engine's default."""
+    if params.speculative is False:
+        return "none"
+    if params.drafter is not None:
+        return params.drafter
+    if params.prediction:
+        return "lookup"
+    return default if default != "model" or has_draft else "none"
+
+
+def prediction_ids(
+    prediction: str | list[int] | None, tokenizer: Any, vocab_size: int, max_context: int
+) -> list[int] | None:
+    """A prediction as token ids (`HillclimbError` when out of range or longer than the
+    context: no answer can repeat more than the context holds)."""
+    if prediction is None:
+        return None
+    ids = tokenizer.encode(prediction) if isinstance(prediction, str) else list(prediction)
+    if any(not 0 <= t < vocab_size for t in ids):
+        raise HillclimbError(f"prediction token ids out of range 0..{vocab_size - 1}")
+    if len(ids) > max_context:
+        raise HillclimbError(
+            f"prediction has {len(ids)} tokens, more than the model's context ({max_context})"
+        )
+    return ids or None
 
 
 class Engine:
@@ -365,6 +408,8 @@ class Engine:
         cpu_threads: int | None = None,
         fast_path: bool = True,
         compile: bool = False,
+        drafter: str | None = None,
+        lookup: LookupConfig | None = None,
     ):
         if max_batch < 1:
             raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
@@ -450,6 +495,9 @@ class Engine:
         self._spec_backoff = 16
         self._spec_total = SpecStats()
         self.spec_max_running = spec_max_running
+        # model-free drafting (prompt lookup / predictions): per-slot n-gram indexes, no cache
+        self.lookup = LookupDrafter(max_batch, lookup, gamma_max)
+        self._lookup_total = SpecStats()
         self.draft: DraftRunner | None = None
         self.draft_engine: Engine | None = None
         if draft is not None:
@@ -481,6 +529,14 @@ class Engine:
                 fast=dfast,
                 compile=compile,
             )
+        if drafter is None:
+            drafter = "model" if self.draft is not None else "none"
+        if drafter not in ("model", "lookup", "none"):
+            raise HillclimbError(f"drafter must be model, lookup or none, got {drafter!r}")
+        if drafter == "model" and self.draft is None:
+            raise HillclimbError("drafter 'model' needs a draft model (draft=...)")
+        # the draft source of requests that name none and bring no prediction
+        self.default_drafter = drafter
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -549,6 +605,7 @@ class Engine:
             max_context=self.max_context,
             name=self.name,
             has_draft=self.draft is not None,
+            default_drafter=self.default_drafter,
         )
         stop_ids = set(params.stop_token_ids or [])
         if not params.ignore_eos:
@@ -576,8 +633,13 @@ class Engine:
             req.logprobs = []
         if params.policy_logprobs:
             req.policy_lp, req.forced = [], []
-        if self.draft is not None and params.speculative is not False:
+        req.drafter = resolve_drafter(params, self.default_drafter, self.draft is not None)
+        if req.drafter != "none":
             req.spec = SpecStats()
+        if req.drafter == "lookup":
+            req.prediction = prediction_ids(
+                params.prediction, self.tokenizer, self.cfg.vocab_size, self.max_context
+            )
         return req
 
     def submit(
@@ -672,9 +734,10 @@ class Engine:
                 self._fail(r, exc)
             self._retire()
             self.cache.reset()
-            if self.draft is not None:
-                for s in range(self.max_batch):
+            for s in range(self.max_batch):
+                if self.draft is not None:
                     self.draft.reset(s)
+                self.lookup.reset(s)
 
     # ---- one step (callers hold the lock and run under torch.inference_mode) ------------------
     def _step(self) -> None:
@@ -697,6 +760,13 @@ class Engine:
             for r in joiners:
                 r.slot = self._free.pop(0)  # lowest free slot (kept sorted): compact slots
                 r.t_admit = time.perf_counter()
+                if r.drafter == "lookup":
+                    self.lookup.start(
+                        r.slot,
+                        len(r.prompt_ids),
+                        r.prediction,
+                        forced=r.params.speculative is True,
+                    )
                 self._running.append(r)
             self._prefill(joiners)
             self._retire()
@@ -705,16 +775,19 @@ class Engine:
         if not active:
             return
         plain: list[_Request] = []
-        use_spec = self.draft is not None and len(self._running) <= self.spec_max_running
+        use_spec = len(self._running) <= self.spec_max_running
         for r in active:
-            g = self._spec_gamma(r) if use_spec and self._spec_wanted(r) else 0
+            d = self._drafter(r) if use_spec else None
+            g = self._spec_gamma(r, d) if d is not None and self._spec_wanted(r) else 0
             if g >= 1:
+                assert d is not None
                 try:
-                    self._spec_step(r, g)
+                    if self._spec_step(r, d, g):
+                        continue
                 except Exception as exc:
                     self._fail(r, exc)
-            else:
-                plain.append(r)
+                    continue
+            plain.append(r)
         if plain:
             self._decode(plain)
         self._totals["decode_steps"] += 1
@@ -728,6 +801,7 @@ class Engine:
                     self.cache.reset([r.slot])
                     if self.draft is not None:
                         self.draft.reset(r.slot)
+                    self.lookup.reset(r.slot)
                     self._free.append(r.slot)
                     self._free.sort()
                     self._holes[r.slot] = False
@@ -938,9 +1012,18 @@ class Engine:
         return sample_rows(warp_probs(logits, reqs[0].params), [r.gen for r in reqs])
 
     # ---- speculative decode ------------------------------------------------------------------
-    def _spec_gamma(self, r: _Request) -> int:
-        assert self.draft is not None and r.slot is not None
-        g = self.draft.gamma(r.slot)
+    def _drafter(self, r: _Request) -> Drafter | None:
+        if r.drafter == "lookup":
+            return self.lookup
+        if r.drafter == "model":
+            return self.draft
+        return None
+
+    def _spec_gamma(self, r: _Request, d: Drafter) -> int:
+        assert r.slot is not None
+        g = d.gamma(r.slot)
+        if g < 1:
+            return 0
         remaining = r.params.max_tokens - len(r.out_ids)
         g = min(g, remaining - 1)  # a step commits up to γ+1 tokens
         free = r.think.tokens_until_budget()
@@ -949,7 +1032,7 @@ class Engine:
         g = min(
             g,
             self._storage - int(self.cache.cursor[r.slot]) - 2,
-            self.draft.room(r.slot, r.seq_len) - 1,
+            d.room(r.slot, r.seq_len) - 1,
         )
         return max(g, 0)
 
@@ -957,6 +1040,8 @@ class Engine:
         """Whether request r takes a speculative step now (see the module docstring)."""
         if r.spec is None:
             return False
+        if r.drafter == "lookup":
+            return True  # its own policy: acceptance-based, no timings (`drafters.py`)
         p = r.params
         if p.speculative is True or (p.seed is not None and not p.greedy):
             return True
@@ -983,12 +1068,16 @@ class Engine:
         else:
             self._spec_backoff = 16
 
-    def _spec_step(self, r: _Request, gamma: int) -> None:
-        assert self.draft is not None and r.spec is not None and r.slot is not None
+    def _spec_step(self, r: _Request, d: Drafter, gamma: int) -> bool:
+        """One draft-and-verify step; False when the drafter proposed nothing (the request then
+        takes the plain batched step)."""
+        assert r.spec is not None and r.slot is not None
         t0 = time.perf_counter()
         seq = r.prompt_ids + r.out_ids
         L = len(seq)
-        drafts, q = self.draft.propose(r.slot, seq, gamma, r.params, r.gen)
+        drafts, q = d.propose(r.slot, seq, gamma, r.params, r.gen)
+        if not drafts:
+            return False
         x = torch.tensor([[r.pending, *drafts]], device=self.device)
         slots = torch.tensor([r.slot], device=self.device)
         if self._fast_one and not self._holes[r.slot]:
@@ -1000,15 +1089,16 @@ class Engine:
         n, nxt = accept_drafts(logits, drafts, q, r.params, r.gen)
         committed = drafts[:n] + [nxt]
         r.spec.add(len(drafts), n)
-        self._spec_total.add(len(drafts), n)
-        self.draft.adapt(r.slot, len(drafts), n)
+        (self._spec_total if d is self.draft else self._lookup_total).add(len(drafts), n)
+        d.adapt(r.slot, len(drafts), n)
         c = self._commit(r, committed, logits[: n + 1])
         if not r.finished:
             self.cache.truncate(r.slot, L + c - 1)
-            self.draft.rollback(r.slot, L + c - 1)
+            d.rollback(r.slot, L + c - 1)
         self._flush_events(r)
-        if c > 0:
+        if c > 0 and d is self.draft:  # the timing policy is the model drafter's
             self._observe_spec(r, (time.perf_counter() - t0) * 1e3 / c)
+        return True
 
     # ---- committing tokens -------------------------------------------------------------------
     def _commit(self, r: _Request, tokens: list[int], logits: torch.Tensor) -> int:
@@ -1157,7 +1247,8 @@ class Engine:
             logprobs=r.logprobs,
             policy_logprobs=r.policy_lp,
             forced=r.forced,
-            spec=r.spec.as_dict() if r.spec is not None else None,  # eligible: always reported
+            # eligible: always reported
+            spec={**r.spec.as_dict(), "drafter": r.drafter} if r.spec is not None else None,
             timings={
                 "queue_s": max((r.t_admit or t_end) - r.t_submit, 0.0),
                 "prefill_s": max(r.t_first - r.t_admit, 0.0) if r.t_first else 0.0,
@@ -1187,6 +1278,8 @@ class Engine:
             "compiled_batch": bool(self.fast is not None and self.fast.compiled_batch),
             "totals": dict(self._totals),
             "speculative": self._spec_total.as_dict() if self.draft is not None else None,
+            "lookup": self._lookup_total.as_dict(),
+            "default_drafter": self.default_drafter,
         }
         return out
 

@@ -54,6 +54,9 @@ class EngineOptions:
     max_batch: int = 16  # batch slots per model
     device: str | None = None  # default: cuda if available
     speculative: bool = True  # thinking verifies code-flash's drafts when both are loaded
+    # code-flash's default draft source: prompt lookup (model-free; code answers quote their
+    # prompts); "none" turns it off. A request's `prediction` always drafts with lookup.
+    flash_drafter: str = "lookup"
     compile: bool | None = None  # compiled decode steps; None = on for CPU
     threads: int | None = None  # torch intra-op threads; None = auto
 
@@ -81,7 +84,9 @@ def load_engines(
                  "2 cores, cached on disk for later starts; --no-compile skips)")  # fmt: skip
     kw = {"device": dev, "max_batch": opts.max_batch, "compile": comp}
     if flash is not None:
-        engines["code-flash"] = Engine.from_checkpoint(flash, name="code-flash", **kw)
+        engines["code-flash"] = Engine.from_checkpoint(
+            flash, name="code-flash", drafter=opts.flash_drafter, **kw
+        )
     spec_on = bool(opts.speculative and flash is not None and thinking is not None)
     if thinking is not None:
         draft = engines["code-flash"] if spec_on else None
@@ -152,6 +157,7 @@ def _host_main(conn: Any, spec: dict[str, Any]) -> None:
             "compiled_batch": eng.compiled_batch,
             "compile_error": eng.compile_error,
             "has_draft": eng.draft is not None,
+            "default_drafter": eng.default_drafter,
         }
         for name, eng in engines.items()
     }
@@ -387,6 +393,7 @@ class RemoteEngine:
         self.compiled_batch: bool = info["compiled_batch"]
         self.compile_error: str | None = info["compile_error"]
         self.has_draft: bool = info["has_draft"]
+        self.default_drafter: str = info["default_drafter"]
 
     def submit(self, prompt: Any, params: Any, request_id: str | None = None) -> Any:
         import uuid
@@ -395,7 +402,8 @@ class RemoteEngine:
 
         ids = check_request(prompt, params, tokenizer=self.tokenizer,
                             vocab_size=self.cfg.vocab_size, max_context=self.max_context,
-                            name=self.name, has_draft=self.has_draft)  # fmt: skip
+                            name=self.name, has_draft=self.has_draft,
+                            default_drafter=self.default_drafter)  # fmt: skip
         rid = request_id or f"req-{uuid.uuid4().hex[:16]}"
         return self.host.submit(self.name, rid, ids, params)
 

@@ -22,6 +22,8 @@ from hillclimb.errors import HillclimbError
 
 REASONING_EFFORTS = ("low", "medium", "high")
 MAX_LOGPROBS = 20
+# draft sources for speculative decoding (`drafters.py`): a draft model, prompt lookup, none
+DRAFTERS = ("model", "lookup", "none")
 
 
 @dataclass
@@ -43,6 +45,12 @@ class SamplingParams:
     # Extension for RL rollouts: record each token's log-prob under the sampling distribution
     # (GenerationOutput.policy_logprobs) and which tokens were forced (GenerationOutput.forced).
     policy_logprobs: bool = False
+    # Extension: which draft source speculates for this request (`DRAFTERS`; None = the
+    # engine's default, and "lookup" whenever a prediction is given).
+    drafter: str | None = None
+    # OpenAI predicted output: text (or token ids) the answer is expected to largely repeat;
+    # the lookup drafter searches it first. Never changes *what* is generated, only how fast.
+    prediction: str | list[int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -112,6 +120,18 @@ class SamplingParams:
             bad(f"thinking_token_budget must be an integer >= 0, got {b!r}")
         if self.speculative not in (None, True, False):
             bad("speculative must be true, false or null")
+        if self.drafter is not None and self.drafter not in DRAFTERS:
+            bad(f"drafter must be one of {', '.join(DRAFTERS)} or null, got {self.drafter!r}")
+        pred = self.prediction
+        if (
+            pred is not None
+            and not isinstance(pred, str)
+            and not (
+                isinstance(pred, list)
+                and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in pred)
+            )
+        ):
+            bad("prediction must be a string or a list of non-negative token ids")
 
     @property
     def greedy(self) -> bool:

@@ -998,6 +998,14 @@ def _sampling_params(req: Any, max_new: int, entry: ModelEntry) -> list[Any]:
     else:
         logprobs = req.logprobs
     top_k = req.top_k if req.top_k is not None and req.top_k > 0 else 0
+    prediction = None
+    if req.prediction is not None:  # the text, checked by `api.prediction_text`
+        prediction = entry.engine.tokenizer.encode(req.prediction)
+        ctx = entry.engine.max_context
+        if len(prediction) > ctx:
+            raise invalid(f"prediction.content is too long: {len(prediction)} tokens, more than "
+                          f"this model's context ({ctx}).", "prediction.content",
+                          "invalid_value")  # fmt: skip
     out = []
     for i in range(req.n):
         seed = None if req.seed is None else (req.seed + i) % (2**63)
@@ -1012,6 +1020,8 @@ def _sampling_params(req: Any, max_new: int, entry: ModelEntry) -> list[Any]:
             logprobs=logprobs,
             reasoning_effort=req.reasoning_effort,
             thinking_token_budget=req.thinking_token_budget,
+            drafter=req.drafter,
+            prediction=prediction,
         )
         try:
             p.validate()

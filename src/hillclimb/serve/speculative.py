@@ -71,8 +71,13 @@ def accept_drafts(
     generator: torch.Generator,
 ) -> tuple[int, int]:
     """Verify γ draft tokens. target_logits [γ+1, V] (raw), draft_probs [γ, V] (warped q; None
-    when greedy). Returns (n_accepted, next_token): the first n drafts are kept and next_token is
-    the correction (on a rejection) or the bonus token (all accepted)."""
+    when greedy or when the draft is deterministic). Returns (n_accepted, next_token): the first
+    n drafts are kept and next_token is the correction (on a rejection) or the bonus token (all
+    accepted).
+
+    A deterministic draft (prompt lookup, a prediction) is q = one-hot(d): d is kept with
+    probability min(1, p(d) / 1) = p(d), and the residual norm(max(0, p − q)) is p with d
+    removed, renormalised — the same rule, without materialising q."""
     g = len(draft_tokens)
     if params.greedy:
         target_arg = torch.argmax(target_logits, dim=-1).tolist()
@@ -80,20 +85,25 @@ def accept_drafts(
         while n < g and target_arg[n] == draft_tokens[n]:
             n += 1
         return n, int(target_arg[n])
-    assert draft_probs is not None
     p = warp_probs(target_logits, params)  # [γ+1, V]
     idx = torch.tensor(draft_tokens, device=p.device)
     rows = torch.arange(g, device=p.device)
     px = p[rows, idx]
-    qx = draft_probs[rows, idx]
     r = torch.rand(g, generator=generator, device=p.device)
-    ok = (r * qx < px).tolist()  # r < p/q without dividing by a tiny q
+    if draft_probs is None:  # one-hot q: keep d with probability p(d)
+        ok = (r < px).tolist()
+    else:
+        ok = (r * draft_probs[rows, idx] < px).tolist()  # r < p/q without dividing by a tiny q
     n = 0
     while n < g and ok[n]:
         n += 1
     if n == g:
         return n, int(torch.multinomial(p[g], 1, generator=generator))
-    residual = (p[n] - draft_probs[n]).clamp_min(0.0)
+    if draft_probs is None:
+        residual = p[n].clone()
+        residual[draft_tokens[n]] = 0.0
+    else:
+        residual = (p[n] - draft_probs[n]).clamp_min(0.0)
     total = float(residual.sum())
     dist = residual / total if total > 0 else p[n]
     return n, int(torch.multinomial(dist, 1, generator=generator))
@@ -106,7 +116,10 @@ class _DraftSlot:
 
 
 class DraftRunner:
-    """The draft model with its own KV cache (one slot per target slot)."""
+    """The draft model with its own KV cache (one slot per target slot); a `drafters.Drafter`."""
+
+    name = "model"
+    deterministic = False
 
     def __init__(
         self,
@@ -141,6 +154,9 @@ class DraftRunner:
         self.gamma_max = gamma_max
         self.slots: list[_DraftSlot] = [_DraftSlot(gamma=gamma_init) for _ in range(n_slots)]
         self.stats = SpecStats()
+
+    def start(self, slot: int, prompt_len: int, prediction: list[int] | None) -> None:
+        """A request took the slot (its cache was reset when the last one left)."""
 
     def reset(self, slot: int) -> None:
         self.cache.reset([slot])
