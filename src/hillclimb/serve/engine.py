@@ -116,6 +116,9 @@ class GenerationOutput:
     # plain softmax), and whether the engine forced it (reasoning budget `</think>`) instead
     policy_logprobs: list[float] | None = None
     forced: list[bool] | None = None
+    # with Engine(record_routing=True) and policy_logprobs: the expert ids each forwarded token
+    # (prompt, then completion tokens fed back) was routed to, int16 [n_tokens, n_moe, top_k]
+    routes: torch.Tensor | None = None
 
 
 _wakeups = threading.local()  # per engine thread: async consumers to wake after this step
@@ -408,6 +411,7 @@ class Engine:
         cpu_threads: int | None = None,
         fast_path: bool = True,
         compile: bool = False,
+        record_routing: bool = False,
         drafter: str | None = None,
         lookup: LookupConfig | None = None,
     ):
@@ -443,6 +447,11 @@ class Engine:
             self.cfg, max_batch, self._storage, device=self.device, dtype=self.dtype
         )
         self.fast = FastForward(model, self._storage) if fast_path else None
+        if record_routing:
+            # RL routing replay: the eager steps log each token's experts per slot and cell
+            if self.fast is None or compile:
+                raise HillclimbError("record_routing needs the fast path and compile=False")
+            self.fast.enable_route_log(max_batch)
         # the single-slot steps (`FastForward.decode_one` / `extend_one`) are written for CPU fp32
         self._fast_one = self.fast is not None and self.fast.lean
         # `compile`: the single-stream decode step compiled by inductor (CPU fp32; a failure
@@ -1234,6 +1243,10 @@ class Engine:
         t_end = r.t_end or time.perf_counter()
         decode_s = max(t_end - r.t_first, 0.0) if r.t_first else 0.0
         n = len(r.out_ids)
+        routes = None
+        if r.slot is not None and r.params.policy_logprobs and self.fast is not None:
+            if self.fast.routes is not None:
+                routes = self.fast.slot_routes(self.cache, r.slot)
         return GenerationOutput(
             request_id=r.request_id,
             prompt_tokens=len(r.prompt_ids),
@@ -1247,6 +1260,7 @@ class Engine:
             logprobs=r.logprobs,
             policy_logprobs=r.policy_lp,
             forced=r.forced,
+            routes=routes,
             # eligible: always reported
             spec={**r.spec.as_dict(), "drafter": r.drafter} if r.spec is not None else None,
             timings={
