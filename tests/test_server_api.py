@@ -197,6 +197,40 @@ def test_reasoning_budget_and_reasoning_tokens(client, server):
     assert 5 <= rt < r.usage.completion_tokens
 
 
+def test_budget_conditioned_model_reads_its_budget_in_the_prompt(client, server, tmp_path):
+    """A model RL-trained with budget conditioning (its hillclimb.json says so) gets a request's
+    thinking budget as the same system note training used; other models and unbudgeted
+    requests get the conversation unchanged."""
+    import json as _json
+
+    from hillclimb.serve.budget import with_budget_note
+    from hillclimb.serve.server import _budget_conditioned
+
+    tok = server.state.tokenizer
+    msgs = [{"role": "user", "content": "What is 2 + 2?"}]
+    entry = server.state.models["thinking"]
+    assert entry.budget_note is False
+
+    def prompt_tokens(**extra):
+        r = client.chat.completions.create(model="thinking", messages=msgs, max_tokens=2,
+                                           temperature=0, extra_body=extra)  # fmt: skip
+        return r.usage.prompt_tokens
+
+    plain = len(tok.encode_chat(msgs, add_generation_prompt=True))
+    assert prompt_tokens(thinking_token_budget=7) == plain
+    entry.budget_note = True
+    try:
+        noted = len(tok.encode_chat(with_budget_note(msgs, 7), add_generation_prompt=True))
+        assert prompt_tokens(thinking_token_budget=7) == noted > plain
+        assert prompt_tokens() == plain  # no budget asked: no note
+    finally:
+        entry.budget_note = False
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "hillclimb.json").write_text(_json.dumps({"budget_conditioning": {"note": "x"}}))
+    assert _budget_conditioned(ck) and not _budget_conditioned(None)
+
+
 def test_chat_reasoning_content_separated(client):
     # Assistant prefill "<think>\n" (continue_final_message) starts generation inside a think
     # block; the budget forces </think> after 6 tokens, then the answer follows.

@@ -53,6 +53,7 @@ from hillclimb.serve.api import (
     parse_request,
 )
 from hillclimb.serve.auth import Authenticator, AuthError, KeySpec, retry_after_header
+from hillclimb.serve.budget import resolve_budget, with_budget_note
 from hillclimb.serve.metrics import ServerMetrics, engine_collector
 from hillclimb.tokenizer.specials import (
     THINK_END,
@@ -80,6 +81,10 @@ class ModelEntry:
     checkpoint: str | None = None
     active_params: int | None = None
     total_params: int | None = None
+    # trained with budget conditioning (`hillclimb rl --budget-conditioning`; its checkpoint's
+    # hillclimb.json says so): a request's thinking budget also goes into the prompt, as the
+    # note the model was trained with (`serve.budget.with_budget_note`)
+    budget_note: bool = False
 
 
 @dataclass
@@ -214,7 +219,8 @@ def build_state(
             price = default_price(active)
         else:
             price = Price(0.0, 0.0)
-        models[name] = ModelEntry(name, eng, price, str(ckpt) if ckpt else None, active, total)
+        models[name] = ModelEntry(name, eng, price, str(ckpt) if ckpt else None, active, total,
+                                  budget_note=_budget_conditioned(ckpt))  # fmt: skip
     state = ServerState(models=models, db=usage_db, auth=Authenticator(usage_db, keys),
                         router=router, default_max_tokens=default_max_tokens,
                         owns_engines=owns_engines, speculative=speculative,
@@ -813,6 +819,11 @@ async def _handle(state: ServerState, request: Request, endpoint: str, authorize
         else:
             prompts, messages = _completion_prompts(req, tok), None
         entry, decision = await _resolve(state, req.model, prompts[0], messages)
+        if endpoint == "chat" and entry.budget_note:
+            budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget,
+                                    entry.engine.max_context)  # fmt: skip
+            if budget is not None:
+                prompts = _chat_prompt(req, tok, budget)
         model_label = entry.id
         max_new = _max_tokens(state, entry, req, prompts, endpoint)
         params = _sampling_params(req, max_new, entry)
@@ -890,7 +901,20 @@ async def _watch_disconnect(request: Request, job: _Job) -> None:
         return
 
 
-def _chat_prompt(req: ChatCompletionRequest, tok: Any) -> list[list[int]]:
+def _budget_conditioned(ckpt: str | Path | None) -> bool:
+    if ckpt is None:
+        return False
+    from hillclimb.model.checkpoint import read_info
+
+    try:
+        return bool(read_info(ckpt).get("budget_conditioning"))
+    except (OSError, HillclimbError):
+        return False
+
+
+def _chat_prompt(
+    req: ChatCompletionRequest, tok: Any, budget: int | None = None
+) -> list[list[int]]:
     kwargs: dict[str, Any] = {}
     ctk = req.chat_template_kwargs or {}
     if "enable_thinking" in ctk:
@@ -898,7 +922,10 @@ def _chat_prompt(req: ChatCompletionRequest, tok: Any) -> list[list[int]]:
     cont = bool(req.continue_final_message)
     try:
         # encode_chat keeps message text untrusted: "<|im_end|>" typed by a user stays text.
-        ids = tok.encode_chat(message_dicts(req), tools=req.tools or None,
+        msgs = message_dicts(req)
+        if budget is not None:  # a budget-conditioned model reads its budget in the prompt
+            msgs = with_budget_note(msgs, budget)
+        ids = tok.encode_chat(msgs, tools=req.tools or None,
                               add_generation_prompt=not cont, continue_final_message=cont,
                               **kwargs)  # fmt: skip
     except HillclimbError as exc:
