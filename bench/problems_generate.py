@@ -51,7 +51,7 @@ def main() -> None:
         "per_s": round(len(reasoning) / dt),
     }
     try:
-        from hillclimb.harness.sandbox import sandbox_backend
+        from hillclimb.sandbox import sandbox_backend
 
         backend = sandbox_backend()
     except ImportError:

@@ -20,7 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-from hillclimb.harness.sandbox import SandboxLimits, probe_backend, run_sandboxed
+from hillclimb.sandbox import SandboxLimits, probe_backend, run_sandboxed
 
 
 def stats(times: list[float]) -> dict:

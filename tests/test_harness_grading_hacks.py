@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from hillclimb.harness.execution import run_command
 from hillclimb.harness.grading import grade_patch, grade_workspace
 from hillclimb.harness.patching import apply_patch, copy_tree, diff_trees, unified_file_diff
 from hillclimb.harness.protected import infrastructure_changes, trusted_files
@@ -27,6 +26,7 @@ from hillclimb.harness.results_channel import (
 from hillclimb.harness.task import JS_TEST_COMMAND, Task, find_task_dirs, load_task
 from hillclimb.harness.taskgen import generate as gen
 from hillclimb.harness.testparse import is_pass, parse_pytest_output, parse_tap_output
+from hillclimb.sandbox import run_command
 
 Edit = str | None | Callable[[str], str]
 

@@ -14,13 +14,14 @@ import pytest
 from hillclimb.cli import main
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.grading import grade_patch
-from hillclimb.harness.sandbox import SandboxLimits, probe_backend, run_sandboxed
 from hillclimb.harness.task import JS_TEST_COMMAND, find_task_dirs, load_task
 from hillclimb.harness.taskgen import generate as gen
 from hillclimb.harness.taskgen import js_mutate, js_tasks
+from hillclimb.harness.taskgen.common import ProjectRunner
 from hillclimb.harness.taskgen.js_corpus import JS_PROJECTS
 from hillclimb.harness.taskgen.mutate import Edit
 from hillclimb.harness.testparse import parse_tap_output, parse_test_output
+from hillclimb.sandbox import SandboxLimits, probe_backend, run_sandboxed
 
 needs_node = pytest.mark.skipif(
     shutil.which("node") is None or js_tasks.node_version() is None,
@@ -210,7 +211,7 @@ def test_mutations_that_break_parsing_or_fail_nothing_are_discarded(monkeypatch)
         ]
 
     monkeypatch.setattr(js_mutate, "bug_edits", bad)
-    spec = js_tasks.broken_code_task("bugfix", random.Random(0), gen._Runner(False), "x", 0.0)
+    spec = js_tasks.broken_code_task("bugfix", random.Random(0), ProjectRunner(False), "x", 0.0)
     assert spec is None
 
 

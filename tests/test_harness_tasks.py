@@ -12,6 +12,7 @@ from hillclimb.harness.grading import grade_patch
 from hillclimb.harness.task import KINDS, find_task_dirs, load_task
 from hillclimb.harness.taskgen import generate as gen
 from hillclimb.harness.taskgen import mutate
+from hillclimb.harness.taskgen.common import ProjectRunner
 from hillclimb.harness.taskgen.corpus import PROJECTS
 
 
@@ -66,7 +67,7 @@ def test_bug_that_fails_no_test_is_discarded(monkeypatch):
     monkeypatch.setattr(mutate, "bug_edits", harmless)
     import random
 
-    spec = gen._broken_code_task("bugfix", random.Random(0), gen._Runner(False), "x", 0.0)
+    spec = gen._broken_code_task("bugfix", random.Random(0), ProjectRunner(False), "x", 0.0)
     assert spec is None
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from hillclimb.problems import TIERS, check, check_many_details, generate, to_messages
 
-sandbox = pytest.importorskip("hillclimb.harness.sandbox")
+sandbox = pytest.importorskip("hillclimb.sandbox")
 pytestmark = pytest.mark.skipif(
     sandbox.sandbox_backend() is None, reason="no sandbox isolation backend on this machine"
 )

@@ -17,9 +17,9 @@ import pytest
 import hillclimb
 from hillclimb import problems as P
 from hillclimb.errors import HillclimbError
-from hillclimb.harness.sandbox import sandbox_backend
 from hillclimb.problems import Problem, check_many_details, verify
 from hillclimb.problems.verify import _decode, _verdict, code_cases, final_content, parse_tests
+from hillclimb.sandbox import sandbox_backend
 
 pytestmark = pytest.mark.skipif(sandbox_backend() is None, reason="no sandbox backend works here")
 

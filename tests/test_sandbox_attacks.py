@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hillclimb.harness.sandbox import SandboxLimits, probe_backend, run_sandboxed
+from hillclimb.sandbox import SandboxLimits, probe_backend, run_sandboxed
 
 BACKENDS = [b for b in ("bwrap", "unshare") if probe_backend(b)[0]]
 pytestmark = pytest.mark.skipif(not BACKENDS, reason="no sandbox isolation backend works here")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from hillclimb import sandbox
 from hillclimb.cli import main as cli_main
 from hillclimb.errors import ConfigError, HillclimbError
-from hillclimb.harness import sandbox
-from hillclimb.harness.sandbox import SandboxLimits, probe_backend, run_sandboxed, sandbox_backend
+from hillclimb.sandbox import SandboxLimits, probe_backend, run_sandboxed, sandbox_backend
 
 BACKENDS = [b for b in ("bwrap", "unshare") if probe_backend(b)[0]]
 needs_backend = pytest.mark.skipif(not BACKENDS, reason="no sandbox isolation backend works here")

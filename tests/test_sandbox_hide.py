@@ -12,8 +12,8 @@ import pytest
 
 import hillclimb
 from hillclimb.errors import ConfigError
-from hillclimb.harness.sandbox import SandboxLimits, probe_backend, run_sandboxed
-from hillclimb.harness.sandbox_fs import hidden_targets
+from hillclimb.sandbox import SandboxLimits, probe_backend, run_sandboxed
+from hillclimb.sandbox.fs import hidden_targets
 
 BACKENDS = [b for b in ("bwrap", "unshare") if probe_backend(b)[0]]
 needs_backend = pytest.mark.skipif(not BACKENDS, reason="no sandbox isolation backend works here")

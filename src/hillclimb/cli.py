@@ -30,7 +30,7 @@ COMMAND_MODULES = [
     "hillclimb.eval.cli",  # eval
     "hillclimb.climb",  # climb
     "hillclimb.registry.cli",  # registry list|show|compare|add|add-eval|alias, promote
-    "hillclimb.harness.sandbox_cli",  # sandbox run, sandbox check
+    "hillclimb.sandbox.cli",  # sandbox run, sandbox check
     "hillclimb.harness.cli",  # harness, telemetry
     "hillclimb.serve.cli",  # serve, chat, bench serve
 ]

@@ -30,7 +30,7 @@ from hillclimb.errors import HillclimbError
 from hillclimb.io import write_text_atomic
 
 if TYPE_CHECKING:
-    from hillclimb.climb.runner import Climb
+    from hillclimb.climb.state import Climb
 
 ALIAS_TAG = "prod"
 GATE_SETTINGS = {"alias_tag": ALIAS_TAG, "alpha": 0.05, "resamples": 10_000, "seed": 0}

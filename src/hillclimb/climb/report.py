@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hillclimb.io import write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hillclimb.climb.runner import Climb
+    from hillclimb.climb.state import Climb
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -247,7 +247,7 @@ def _quote(text: str, limit: int = 600) -> str:
 
 
 def write_report(c: Climb, d: Path) -> dict[str, Any]:
-    from hillclimb.climb.runner import stage_timings
+    from hillclimb.climb.state import stage_timings
 
     r = c.recipe
     d.mkdir(parents=True, exist_ok=True)
@@ -362,7 +362,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             "Left to right: greedy pass rate on the **val** split per family × tier over RL steps "
             "(the climbing curve; the held-out test split is only used above), the training "
             "reward and pass rate of the sampled groups, tokens per correct answer per tier, "
-            "the rollout-vs-train log-prob gap, and the step time split.",
+            "the rollout-vs-train log-prob gap with the router agreement (dashed), the step time "
+            "split, and val accuracy against tokens at forced thinking budgets at the first and "
+            "last step (the Pareto points; the table below lists them).",
             "",
         ]
         for m in rl_models:

@@ -35,82 +35,26 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hillclimb.climb.promotion import GATE_SETTINGS
 from hillclimb.climb.recipe import Recipe, canonical_hash, describe_change, load_recipe
+from hillclimb.climb.state import (
+    MARKER,
+    MARKER_FORMAT,
+    RUN_FILE,
+    STARTED,
+    Climb,
+    Stage,
+    now_iso,
+    read_json,
+    stage_timings,
+)
 from hillclimb.errors import HillclimbError
 from hillclimb.io import write_json_atomic
 
-MARKER = "_stage.json"
-STARTED = "_started.json"
-RUN_FILE = "climb.json"
-LOG_FILE = "climb.jsonl"
-MARKER_FORMAT = "hillclimb-climb-stage-v1"
 FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STAGE before its marker
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass
-class Stage:
-    key: str  # "data", "tokenizer", "shards", "pretrain-thinking", ..., "eval", "report"
-    dirname: str
-    section: dict[str, Any]  # the recipe section(s) this stage reads (fingerprinted)
-    parents: list[str]
-    fn: Callable[[Climb, Stage, Path], dict[str, Any]]
-    hash: str = ""
-    keep_partial: bool = False  # resumable: keep an unfinished stage's contents on re-run
-
-
-@dataclass
-class Climb:
-    recipe: Recipe
-    out: Path
-    stages: list[Stage] = field(default_factory=list)
-    progress: bool = False
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    registry: Path | bool | None = None  # registry file; None: the state dir's; False: off
-
-    # ---- paths of stage outputs -----------------------------------------------------------------
-    def stage(self, key: str) -> Stage:
-        for s in self.stages:
-            if s.key == key:
-                return s
-        raise KeyError(key)
-
-    def dir(self, key: str) -> Path:
-        return self.out / self.stage(key).dirname
-
-    @property
-    def corpus(self) -> Path:
-        return self.dir("data") / "corpus"
-
-    @property
-    def tokenizer_dir(self) -> Path:
-        return self.dir("tokenizer") / "tokenizer"
-
-    @property
-    def shards_dir(self) -> Path:
-        return self.dir("shards")
-
-    def final(self, key: str) -> Path:
-        return self.dir(key) / "run" / "final"
-
-    def log(self, **rec: Any) -> None:
-        rec = {"time": _now(), **rec}
-        with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def say(self, msg: str) -> None:
-        print(f"[climb] {msg}", file=sys.stderr, flush=True)
 
 
 # ---- stage bodies -------------------------------------------------------------------------------
@@ -398,15 +342,6 @@ def plan(recipe: Recipe) -> list[Stage]:
     return stages
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
 def resolve_stage(stages: list[Stage], name: str) -> int:
     """Index of the stage named `name` (exact key, dir name, or a prefix like "pretrain")."""
     for i, s in enumerate(stages):
@@ -474,12 +409,12 @@ def run_climb(
     first_todo = None
     for i, s in enumerate(kept):
         d = c.out / s.dirname
-        done = _read(d / MARKER)
+        done = read_json(d / MARKER)
         if done is not None:
             if done.get("hash") != s.hash:
                 raise _mismatch(c, s, done, "completed")
             continue
-        started = _read(d / STARTED)
+        started = read_json(d / STARTED)
         if started is not None and started.get("hash") != s.hash:
             raise _mismatch(c, s, started, "started")
         if first_todo is None:
@@ -495,7 +430,7 @@ def run_climb(
     ran: list[str] = []
     for i, s in enumerate(c.stages):
         d = c.out / s.dirname
-        done = _read(d / MARKER)
+        done = read_json(d / MARKER)
         if done is not None and (first_todo is None or i < first_todo):
             c.results[s.key] = done.get("result", {})
             c.log(
@@ -517,7 +452,8 @@ def run_climb(
         resumed = d.exists()
         d.mkdir(parents=True, exist_ok=True)
         write_json_atomic(
-            d / STARTED, {"stage": s.key, "hash": s.hash, "section": s.section, "started": _now()}
+            d / STARTED,
+            {"stage": s.key, "hash": s.hash, "section": s.section, "started": now_iso()},
         )
         c.log(event="start", stage=s.key, resumed=resumed)
         c.say(f"{s.key}: {'resuming' if resumed else 'running'} → {d}")
@@ -547,7 +483,7 @@ def run_climb(
                 "section": s.section,
                 "parents": s.parents,
                 "seconds": secs,
-                "finished": _now(),
+                "finished": now_iso(),
                 "result": result,
             },
         )
@@ -581,7 +517,7 @@ def _open_run_dir(c: Climb) -> None:
                     "format": "hillclimb-climb-run-v1",
                     "recipe": c.recipe.name,
                     "recipe_path": str(c.recipe.path),
-                    "created": _now(),
+                    "created": now_iso(),
                 },
             )
         shutil.copyfile(c.recipe.path, out / ".recipe.toml.tmp")
@@ -593,23 +529,6 @@ def _open_run_dir(c: Climb) -> None:
 
 
 # ---- summary ------------------------------------------------------------------------------------
-def stage_timings(out: Path) -> list[dict[str, Any]]:
-    """Per stage: the seconds of the run that completed it (from its marker) and its status."""
-    rows = []
-    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        m = _read(d / MARKER)
-        if m is not None:
-            rows.append(
-                {
-                    "stage": m["stage"],
-                    "dir": d.name,
-                    "seconds": m["seconds"],
-                    "finished": m["finished"],
-                }
-            )
-    return rows
-
-
 def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
     models: dict[str, Any] = {}
     ev = c.results.get("eval", {})
@@ -665,7 +584,7 @@ def _current_headline(c: Climb, m: str, cached: dict[str, Any]) -> dict[str, Any
     """The eval headline rebuilt from `eval/<model>.json` (so a summary written after the keys
     were renamed uses today's names even when the eval stage finished earlier)."""
     try:
-        rec = _read(c.dir("eval") / f"{m}.json")
+        rec = read_json(c.dir("eval") / f"{m}.json")
     except KeyError:  # a recipe without an eval stage
         return cached
     return _eval_headline(rec) if rec else cached

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hillclimb.eval.backends import Backend, Request
-from hillclimb.eval.suites import SuiteConfig, generation_stats, metric, program_item
+from hillclimb.eval.suite_common import SuiteConfig, generation_stats, metric, program_item
 
 DEFAULT_MAX_TOKENS = 512
 PROMPT = (

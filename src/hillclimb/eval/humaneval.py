@@ -27,7 +27,7 @@ from hillclimb.errors import HillclimbError
 from hillclimb.eval.backends import Backend, Completion, Request, sample_seed
 from hillclimb.eval.metrics import pass_at_k
 from hillclimb.eval.programs import run_programs
-from hillclimb.eval.suites import SuiteConfig, generation_stats, metric, program_item
+from hillclimb.eval.suite_common import SuiteConfig, generation_stats, metric, program_item
 
 STOP = ("\ndef", "\nclass", "\nif __name__", "\nprint", "\n#")
 DEFAULT_MAX_TOKENS = 512

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hillclimb.eval.backends import Backend, Request
-from hillclimb.eval.suites import SuiteConfig, generation_stats, metric
+from hillclimb.eval.suite_common import SuiteConfig, generation_stats, metric
 
 DEFAULT_N_ITEMS = 120
 DEFAULT_MAX_TOKENS = 512

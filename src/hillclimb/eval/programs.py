@@ -141,7 +141,7 @@ def run_programs(
 def _batch(
     programs: list[str], timeout_s: float, workers: int, memory_mb: int, hide: tuple[str, ...]
 ) -> list[ProgramResult]:
-    from hillclimb.harness.sandbox import SandboxLimits, run_sandboxed
+    from hillclimb.sandbox import SandboxLimits, run_sandboxed
 
     if not programs:
         return []

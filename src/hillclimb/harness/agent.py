@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hillclimb.harness.clients import ContextExhausted, ModelClient, ModelError
 from hillclimb.harness.grading import GradeResult, grade_workspace
@@ -28,8 +28,34 @@ from hillclimb.harness.task import Task
 from hillclimb.harness.toolcalls import assistant_message, tool_message
 from hillclimb.harness.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox
 
-if TYPE_CHECKING:  # pragma: no cover
-    from hillclimb.harness.telemetry import Telemetry
+
+class EpisodeRecorder(Protocol):
+    """What the runner tells a recorder (`harness.telemetry.Telemetry` is the one we have).
+
+    A protocol rather than an import: telemetry stores `Episode`s, so it sits above this module;
+    the runner only needs these three calls (issue 16: no import cycle agent <-> telemetry).
+    """
+
+    def start_episode(self, ep: Episode, source: str = "harness") -> None: ...
+
+    def finish_episode(self, ep: Episode) -> None: ...
+
+    def record_edit(
+        self,
+        *,
+        episode_id: str | None,
+        task_id: str | None,
+        model: str,
+        tool: str,
+        path: str,
+        status: str,
+        error: str | None = None,
+        turn: int | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        arguments: dict[str, Any] | None = None,
+    ) -> int: ...
+
 
 SYSTEM_PROMPT = (
     "You are a coding agent working in a software repository. The repository root is the current "
@@ -132,7 +158,7 @@ def run_episode(
     task: Task,
     client: ModelClient,
     limits: EpisodeLimits = EpisodeLimits(),
-    telemetry: Telemetry | None = None,
+    telemetry: EpisodeRecorder | None = None,
     *,
     keep_workspace: str | Path | None = None,
 ) -> Episode:
@@ -219,7 +245,7 @@ def _loop(
     client: ModelClient,
     lim: EpisodeLimits,
     tools: ToolBox,
-    telemetry: Telemetry | None,
+    telemetry: EpisodeRecorder | None,
     t_start: float,
 ) -> None:
     consecutive_bad = 0

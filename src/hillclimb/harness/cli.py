@@ -1,6 +1,6 @@
 """CLI: `hillclimb harness run|grade|generate`, `hillclimb telemetry export|stats|feedback`.
 
-`hillclimb sandbox ...` lives in `sandbox_cli.py`, registered by the top-level COMMAND_MODULES
+`hillclimb sandbox ...` lives in `hillclimb/sandbox/cli.py`, registered by the top-level COMMAND_MODULES
 list (once; this module does not mount it again). Heavy work is imported inside the handlers so
 `hillclimb --help` stays fast.
 """

@@ -65,13 +65,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hillclimb.harness.execution import run_command
 from hillclimb.harness.patching import apply_patch, copy_tree
 from hillclimb.harness.protected import conftest_digests, infrastructure_changes, trusted_files
 from hillclimb.harness.results_channel import TrustedReport, open_channel
 from hillclimb.harness.structural import run_check
 from hillclimb.harness.task import Task
 from hillclimb.harness.testparse import ERROR, FAIL, is_pass
+from hillclimb.sandbox import run_command
 
 OUTPUT_TAIL = 4000
 TEST_KINDS = ("bugfix", "feature", "refactor")

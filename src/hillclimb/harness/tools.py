@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hillclimb.harness.execution import run_command
 from hillclimb.harness.patching import IGNORED_DIRS
+from hillclimb.sandbox import run_command
 
 
 def _js_syntax_gate(path: Path, text: str) -> None:

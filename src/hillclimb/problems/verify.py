@@ -930,7 +930,7 @@ def _sandbox_batch(
 ) -> tuple[list[dict[str, Any] | None], Any]:
     """One sandbox run: runner records per candidate (None where none came back), and the
     SandboxResult. Raises HillclimbError when the runner never started (a harness failure)."""
-    from hillclimb.harness.sandbox import SandboxLimits, run_sandboxed
+    from hillclimb.sandbox import SandboxLimits, run_sandboxed
 
     n = len(suites)
     token = secrets.token_hex(16)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
+from hillclimb.registry.evalfile import Item, parse_result
 
 REGISTRY_FILE = "registry.sqlite"
 SCHEMA_VERSION = 1
@@ -168,16 +169,6 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Item:
-    item_id: str
-    family: str | None
-    tier: int | None
-    kind: str | None
-    passed: bool
-    score: float
 
 
 @dataclass(frozen=True)
@@ -467,8 +458,6 @@ class Registry:
         item-level results. A re-import of the same suite
         with the same settings replaces the earlier one. Checks the file's own totals against its
         items first: a corrupt file changes nothing."""
-        from hillclimb.registry.evalfile import parse_result
-
         self.checkpoint(cid)
         suites = parse_result(result, source or "<result>")
         out_ids: list[int] = []

@@ -17,13 +17,26 @@ stored.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
-from hillclimb.registry.db import Item
 
 EVAL_FORMATS = ("hillclimb-eval-v1", "hillclimb-eval-v2", "hillclimb-suite-v1")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluated item as the registry stores it (a row of `eval_items`). Defined here, by the
+    parser that makes them, so `db.py` imports this module and not the other way round (issue 16)."""
+
+    item_id: str
+    family: str | None
+    tier: int | None
+    kind: str | None
+    passed: bool
+    score: float
 
 
 def load_eval_file(path: str | Path) -> Any:

@@ -9,7 +9,7 @@ must be unresolved, with its reference solution (patch or answer) resolved. A ta
 check is replaced by another candidate from the same RNG stream, so output is deterministic.
 
 JavaScript tasks (`languages=["javascript"]`: bugfix, feature, repo_qa) are built by js_tasks.py on
-the same TaskSpec / sandbox runner / proof, with TAP-parsed outcomes instead of pytest's.
+the same TaskSpec / sandbox runner (common.py) / proof, with TAP-parsed outcomes instead of pytest's.
 
 Why visible tests lose the FAIL_TO_PASS functions: as in SWE-bench the agent should find the bug
 from the report, not from a failing test it can read; the hidden `tests/` restores them.
@@ -22,72 +22,23 @@ import random
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
-from hillclimb.harness.execution import run_command
 from hillclimb.harness.patching import diff_trees, unified_file_diff
-from hillclimb.harness.task import DEFAULT_TEST_COMMAND, KINDS, dumps_toml
+from hillclimb.harness.task import KINDS, dumps_toml
 from hillclimb.harness.taskgen import mutate, terminal
+from hillclimb.harness.taskgen.common import ProjectRunner, TaskSpec, split_tests, write_files
 from hillclimb.harness.taskgen.corpus import PROJECTS
 from hillclimb.harness.taskgen.questions import questions
-from hillclimb.harness.testparse import is_pass, parse_test_output
+from hillclimb.harness.testparse import is_pass
 from hillclimb.io import atomic_dir, write_json_atomic
+from hillclimb.sandbox import run_command
 
 MAX_ATTEMPTS = 12
 GEN_LANGUAGES = ("python", "javascript")
 RENAME_PATTERNS = ["compute_{}", "get_{}", "{}_value", "calc_{}"]
-
-
-@dataclass
-class TaskSpec:
-    id: str
-    kind: str
-    instruction: str
-    repo: dict[str, str]
-    hidden: dict[str, str] = field(default_factory=dict)  # relative to tests/
-    solution: dict[str, str | None] | None = (
-        None  # files the reference solution changes (None: delete)
-    )
-    f2p: list[str] = field(default_factory=list)
-    p2p: list[str] = field(default_factory=list)
-    answers: list[str] = field(default_factory=list)
-    checks: list[dict[str, str]] = field(default_factory=list)
-    test_command: str = DEFAULT_TEST_COMMAND
-    solution_sh: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    language: str = "python"
-
-
-class _Runner:
-    """Runs a project's tests in the sandbox, with a cache for unchanged file sets."""
-
-    def __init__(self, unsafe: bool) -> None:
-        self.unsafe = unsafe
-        self.cache: dict[int, tuple[dict[str, str], str, str]] = {}
-
-    def run(
-        self, files: dict[str, str], cmd: str = DEFAULT_TEST_COMMAND, language: str = "python"
-    ) -> tuple[dict[str, str], str, str]:
-        key = hash((tuple(sorted(files.items())), cmd, language))
-        if key in self.cache:
-            return self.cache[key]
-        with tempfile.TemporaryDirectory(prefix="hc-gen-") as tmp:
-            _write_files(Path(tmp), files)
-            res = run_command(cmd, tmp, timeout_s=60, memory_mb=2048, unsafe=self.unsafe)
-        out = res.stdout + "\n" + res.stderr
-        val = (parse_test_output(out, language) if res.status != "timeout" else {}, res.status, out)
-        self.cache[key] = val
-        return val
-
-
-def _write_files(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
 
 
 def _source_modules(files: dict[str, str]) -> list[str]:
@@ -96,13 +47,6 @@ def _source_modules(files: dict[str, str]) -> list[str]:
         for p in sorted(files)
         if p.endswith(".py") and not p.startswith("tests/") and not p.endswith("__init__.py")
     ]
-
-
-def _split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(non-test files, test files keyed relative to tests/)."""
-    code = {p: t for p, t in files.items() if not p.startswith("tests/")}
-    tests = {p[len("tests/") :]: t for p, t in files.items() if p.startswith("tests/")}
-    return code, tests
 
 
 def _drop_tests(test_files: dict[str, str], ids: list[str]) -> dict[str, str]:
@@ -152,7 +96,7 @@ def _pick_files(rng: random.Random, multi_prob: float) -> tuple[list[str], dict[
     return chosen, files
 
 
-def _baseline(runner: _Runner, files: dict[str, str], projects: list[str]) -> dict[str, str]:
+def _baseline(runner: ProjectRunner, files: dict[str, str], projects: list[str]) -> dict[str, str]:
     outcomes, status, out = runner.run(files)
     if not outcomes or not all(is_pass(o) for o in outcomes.values()):
         raise HillclimbError(
@@ -162,7 +106,7 @@ def _baseline(runner: _Runner, files: dict[str, str], projects: list[str]) -> di
 
 
 def _broken_code_task(
-    kind: str, rng: random.Random, runner: _Runner, tid: str, multi_prob: float
+    kind: str, rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
 ) -> TaskSpec | None:
     projects, files = _pick_files(rng, multi_prob)
     base = _baseline(runner, files, projects)
@@ -191,10 +135,10 @@ def _broken_code_task(
         p2p = sorted(t for t in base if is_pass(outcomes.get(t)))
         if not f2p:
             continue  # the bug does not make any test fail: useless, discard
-        code, tests = _split_tests(broken)
+        code, tests = split_tests(broken)
         visible = _drop_tests(tests, f2p)
         repo = dict(code, **{f"tests/{k}": v for k, v in visible.items()})
-        _, hidden = _split_tests(files)
+        _, hidden = split_tests(files)
         fn = edit.function or "?"
         if kind == "bugfix":
             doc = _docstring(files[module], fn)
@@ -230,7 +174,7 @@ def _docstring(src: str, dotted: str) -> str:
 
 
 def _refactor_task(
-    rng: random.Random, runner: _Runner, tid: str, multi_prob: float
+    rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
 ) -> TaskSpec | None:
     projects, files = _pick_files(rng, multi_prob)
     base = _baseline(runner, files, projects)
@@ -239,7 +183,7 @@ def _refactor_task(
         for m in _source_modules(files)
         if m.split("/")[0] in {p.split("/")[0] for p in PROJECTS[projects[0]]}
     ]
-    code, tests = _split_tests(files)
+    code, tests = split_tests(files)
     if rng.random() < 0.5:
         cands = [(m, d, n) for m in primary for d, n in mutate.renameable(files, m)]
         rng.shuffle(cands)
@@ -254,7 +198,7 @@ def _refactor_task(
             outcomes, _, _ = runner.run(renamed)
             if not outcomes or not all(is_pass(o) for o in outcomes.values()):
                 continue
-            _, hidden = _split_tests(renamed)
+            _, hidden = split_tests(renamed)
             old_with_new_tests, _, _ = runner.run(
                 dict(code, **{f"tests/{k}": v for k, v in hidden.items()})
             )
@@ -313,7 +257,7 @@ def _qa_task(rng: random.Random, tid: str, multi_prob: float) -> TaskSpec | None
     )  # fmt: skip
 
 
-def _terminal_task(rng: random.Random, runner: _Runner, tid: str) -> TaskSpec | None:
+def _terminal_task(rng: random.Random, runner: ProjectRunner, tid: str) -> TaskSpec | None:
     template = rng.choice(terminal.TEMPLATES)
     t = template(rng)
     return TaskSpec(
@@ -360,10 +304,10 @@ def _write_task(spec: TaskSpec, dest: Path, unsafe: bool) -> bool:
 
     try:
         with atomic_dir(dest) as tmp:
-            _write_files(tmp / "repo", spec.repo)
+            write_files(tmp / "repo", spec.repo)
             (tmp / "repo").mkdir(exist_ok=True)
             if spec.hidden:
-                _write_files(tmp / "tests", spec.hidden)
+                write_files(tmp / "tests", spec.hidden)
             patch = _solution_patch(spec, tmp / "repo", unsafe)
             if spec.kind != "repo_qa" and not patch:
                 raise _Discard("no reference solution")
@@ -455,7 +399,7 @@ def generate_tasks(
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(unsafe)
+    runner = ProjectRunner(unsafe)
     manifest: list[dict[str, Any]] = []
     failures: list[str] = []
     for i in range(n):

@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 
 from hillclimb.harness.task import JS_TEST_COMMAND
 from hillclimb.harness.taskgen import js_mutate
-from hillclimb.harness.taskgen.generate import TaskSpec, _Runner, _split_tests
+from hillclimb.harness.taskgen.common import ProjectRunner, TaskSpec, split_tests
 from hillclimb.harness.taskgen.js_corpus import JS_PROJECTS
 from hillclimb.harness.taskgen.mutate import Edit
 from hillclimb.harness.taskgen.questions import Question
@@ -37,7 +37,7 @@ _NODE: dict[bool, str | None] = {}
 def node_version(unsafe: bool = False) -> str | None:
     """`node --version` as seen inside the sandbox, or None when node cannot run there."""
     if unsafe not in _NODE:
-        from hillclimb.harness.execution import run_command
+        from hillclimb.sandbox import run_command
 
         with tempfile.TemporaryDirectory(prefix="hc-node-") as tmp:
             try:
@@ -75,7 +75,7 @@ def _source_modules(files: dict[str, str], project: str) -> list[str]:
     )
 
 
-def _baseline(runner: _Runner, files: dict[str, str], projects: list[str]) -> dict[str, str]:
+def _baseline(runner: ProjectRunner, files: dict[str, str], projects: list[str]) -> dict[str, str]:
     from hillclimb.errors import HillclimbError
 
     outcomes, status, out = runner.run(files, JS_TEST_COMMAND, "javascript")
@@ -130,7 +130,7 @@ def tap_fail_messages(output: str, ids: list[str], limit: int = 3) -> list[str]:
 
 
 def broken_code_task(
-    kind: str, rng: random.Random, runner: _Runner, tid: str, multi_prob: float
+    kind: str, rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
 ) -> TaskSpec | None:
     """A JavaScript bugfix or feature task, validated in the sandbox; None if no candidate held."""
     projects, files = _pick_files(rng, multi_prob)
@@ -153,13 +153,13 @@ def broken_code_task(
         p2p = sorted(t for t in base if is_pass(outcomes.get(t)))
         if not f2p:
             continue  # the mutation makes no test fail: useless, discard
-        code, tests = _split_tests(broken)
+        code, tests = split_tests(broken)
         visible = {}
         for rel, text in tests.items():
             names = {t.split("::", 1)[1] for t in f2p if t.split("::", 1)[0] == f"tests/{rel}"}
             visible[rel] = js_mutate.drop_tests(text, names) if names else text
         repo = dict(code, **{f"tests/{k}": v for k, v in visible.items()})
-        _, hidden = _split_tests(files)
+        _, hidden = split_tests(files)
         fn = edit.function or "?"
         doc = edit.extra.get("doc", "")
         if kind == "bugfix":

@@ -4,7 +4,7 @@ Why this file exists: bubblewrap is not always installed (or usable), but util-l
 `unshare` only creates namespaces; something running *inside* them still has to build a private
 root (tmpfs + read-only binds of the few host paths the command needs), bring up loopback, drop
 privileges, apply rlimits, reap orphans as PID 1 and report how the command ended. This script does
-exactly that, with the standard library only (it is run as `python -I -S sandbox_init.py CONFIG`,
+exactly that, with the standard library only (it is run as `python -I -S init.py CONFIG`,
 so it cannot import hillclimb, and it must start fast: ~15 ms).
 
 Why pivot_root onto a fresh tmpfs instead of hiding paths one by one: a whitelist cannot forget a
@@ -13,7 +13,7 @@ mounted, so any host path (even one under the staging directory) can still be bo
 caller asked to hide are covered last: a directory by an empty read-only tmpfs, a file by a
 read-only bind of /dev/null (an ordinary entry at the end of `binds`).
 
-Protocol: argv[1] is JSON (see `sandbox.py::_unshare_config`). One line of JSON is written to the
+Protocol: argv[1] is JSON (see `core.py::_unshare_config`). One line of JSON is written to the
 inherited `status_fd`: {"exit": N} | {"signal": N} | {"error": "..."}; when this process exits, the
 kernel kills every process left in the PID namespace, so nothing outlives the command.
 """

@@ -2,7 +2,7 @@
 
 Every command that can execute model-written code (the agent's `run` tool, grading test commands,
 terminal-task verifiers, generator validation) goes through `run_command`, which calls
-`hillclimb.harness.sandbox.run_sandboxed` (DESIGN.md: the sandbox is the only place model code
+`hillclimb.sandbox.run_sandboxed` (DESIGN.md: the sandbox is the only place model code
 runs). The environment is fixed rather than inherited so results do not depend on the caller's
 shell: `python` is the harness's own interpreter (its directory is first on PATH), hash seeds are
 pinned, bytecode is not written into the workspace, and pytest plugin autoloading is off (faster
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hillclimb.harness.sandbox import SandboxResult
+    from hillclimb.sandbox.core import SandboxResult
 
 
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -48,7 +48,7 @@ def run_command(
     unsafe: bool = False,
 ) -> SandboxResult:
     """Run `cmd` (str: through /bin/sh -c) with cwd = `workspace`, inside the sandbox."""
-    from hillclimb.harness.sandbox import SandboxLimits, run_sandboxed
+    from hillclimb.sandbox.core import SandboxLimits, run_sandboxed
 
     limits = SandboxLimits(
         timeout_s=float(timeout_s), memory_mb=int(memory_mb), max_output_bytes=max_output_bytes

@@ -10,7 +10,7 @@ would show (e.g. a package inside the bound site-packages) empty inside.
 Backends, best first (`sandbox_backend()` probes each with a real trial run, once per process):
 - "bwrap": bubblewrap builds the namespaces and the mount plan; `setpriv` (host root only) drops to
   a per-run uid and `prlimit` applies the rlimits, both exec'd in place (no extra process, ~ms).
-- "unshare": util-linux `unshare` creates the namespaces and `sandbox_init.py` (stdlib-only Python,
+- "unshare": util-linux `unshare` creates the namespaces and `init.py` (stdlib-only Python,
   PID 1 inside) builds the same mount plan, drops privileges, applies rlimits and reaps orphans.
 - "unsafe": only on explicit request — rlimits and a process group, as the caller's own uid. No
   filesystem or network isolation, and a child that calls setsid() escapes the timeout kill; as
@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hillclimb.errors import ConfigError, HillclimbError
-from hillclimb.harness.sandbox_fs import (
+from hillclimb.sandbox.fs import (
     WorkspaceOwner,
     alloc_uid,
     build_plan,
@@ -56,7 +56,7 @@ from hillclimb.harness.sandbox_fs import (
 
 BACKENDS = ("bwrap", "unshare")
 STATUSES = ("ok", "error", "timeout", "memory", "killed", "refused")
-_INIT_SCRIPT = Path(__file__).with_name("sandbox_init.py")
+_INIT_SCRIPT = Path(__file__).with_name("init.py")
 _KILL_GRACE_S = 2.0  # after a kill, how long we keep draining pipes before giving up on them
 _STDERR_TAIL = 8192  # bytes of stderr kept (beyond the cap) to classify how the run ended
 _MEMORY_MARKERS = (

@@ -1,4 +1,4 @@
-"""`hillclimb sandbox run|check`: the sandbox as a command (the library is `harness/sandbox.py`).
+"""`hillclimb sandbox run|check`: the sandbox as a command (the library is `sandbox/core.py`).
 
 `run` copies the workspace to a throw-away directory by default (the original is never touched by
 the command); `--in-place` runs on the directory itself, which is what the harness does on its own
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from hillclimb.errors import HillclimbError
-    from hillclimb.harness.sandbox import SandboxLimits, run_sandboxed
+    from hillclimb.sandbox.core import SandboxLimits, run_sandboxed
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -114,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from hillclimb.harness.sandbox import backend_report, sandbox_backend
+    from hillclimb.sandbox.core import backend_report, sandbox_backend
 
     report = backend_report()
     chosen = sandbox_backend()

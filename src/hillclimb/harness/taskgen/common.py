@@ -1,0 +1,73 @@
+"""What the Python and JavaScript task generators share: the task record and the sandboxed test runner.
+
+Why a module of its own: `generate.py` drives generation and dispatches to `js_tasks.py` for
+JavaScript, while `js_tasks.py` builds on the same `TaskSpec`, test runner and file split. With
+those in `generate.py` the two modules imported each other (issue 16); here both import downward.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hillclimb.harness.task import DEFAULT_TEST_COMMAND
+from hillclimb.harness.testparse import parse_test_output
+from hillclimb.sandbox import run_command
+
+
+@dataclass
+class TaskSpec:
+    id: str
+    kind: str
+    instruction: str
+    repo: dict[str, str]
+    hidden: dict[str, str] = field(default_factory=dict)  # relative to tests/
+    solution: dict[str, str | None] | None = (
+        None  # files the reference solution changes (None: delete)
+    )
+    f2p: list[str] = field(default_factory=list)
+    p2p: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    checks: list[dict[str, str]] = field(default_factory=list)
+    test_command: str = DEFAULT_TEST_COMMAND
+    solution_sh: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    language: str = "python"
+
+
+class ProjectRunner:
+    """Runs a project's tests in the sandbox, with a cache for unchanged file sets."""
+
+    def __init__(self, unsafe: bool) -> None:
+        self.unsafe = unsafe
+        self.cache: dict[int, tuple[dict[str, str], str, str]] = {}
+
+    def run(
+        self, files: dict[str, str], cmd: str = DEFAULT_TEST_COMMAND, language: str = "python"
+    ) -> tuple[dict[str, str], str, str]:
+        key = hash((tuple(sorted(files.items())), cmd, language))
+        if key in self.cache:
+            return self.cache[key]
+        with tempfile.TemporaryDirectory(prefix="hc-gen-") as tmp:
+            write_files(Path(tmp), files)
+            res = run_command(cmd, tmp, timeout_s=60, memory_mb=2048, unsafe=self.unsafe)
+        out = res.stdout + "\n" + res.stderr
+        val = (parse_test_output(out, language) if res.status != "timeout" else {}, res.status, out)
+        self.cache[key] = val
+        return val
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+
+
+def split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(non-test files, test files keyed relative to tests/)."""
+    code = {p: t for p, t in files.items() if not p.startswith("tests/")}
+    tests = {p[len("tests/") :]: t for p, t in files.items() if p.startswith("tests/")}
+    return code, tests
