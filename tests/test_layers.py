@@ -53,12 +53,6 @@ ALLOWED_UP: dict[tuple[str, str], str] = {
         "the serve *command* resolves `--thinking thinking@prod` through the registry; the serving "
         "library (engine, server) never imports it"
     ),
-    # TODO(issue 16): move the tool-call text format (harness/toolcalls.py) below both serve and
-    # harness (e.g. next to the chat template in tokenizer/), then drop this exception. Left in
-    # place because serve/ was being edited by someone else when the layers were written down.
-    ("serve/server.py", "hillclimb.harness.toolcalls"): (
-        "the server parses `<tool_call>` blocks with the harness's parser (issue 16 TODO)"
-    ),
 }
 
 

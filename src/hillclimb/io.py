@@ -101,3 +101,12 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def default_state_dir() -> Path:
+    """Per-user state (the server's usage database, the registry): `$XDG_STATE_HOME/hillclimb`,
+    or `~/.local/state/hillclimb` when that is unset or relative (XDG Base Directory spec), never
+    the current directory — a command started from a checkout must not leave files in it."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "hillclimb"

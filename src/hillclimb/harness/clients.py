@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hillclimb.errors import HillclimbError
-from hillclimb.harness.toolcalls import ToolCall, parse_arguments, parse_assistant_text
+from hillclimb.tokenizer.toolcalls import ToolCall, parse_arguments, parse_assistant_text
 
 
 class ModelError(HillclimbError):

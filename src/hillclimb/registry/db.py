@@ -120,7 +120,7 @@ def registry_path(registry: Path | None = None, state_dir: Path | None = None) -
     `~/.local/state/hillclimb`)."""
     if registry is not None:
         return Path(registry)
-    from hillclimb.serve.cli import default_state_dir
+    from hillclimb.io import default_state_dir
 
     return (Path(state_dir) if state_dir is not None else default_state_dir()) / REGISTRY_FILE
 

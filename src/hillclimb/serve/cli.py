@@ -13,18 +13,12 @@ import os
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
+from hillclimb.io import default_state_dir
 
 # Server state (the usage/credits database and its -wal/-shm files) lives in a per-user state
 # directory, not the current one: `hillclimb serve` started from a checkout must not leave files
 # in it. XDG Base Directory spec: $XDG_STATE_HOME (an absolute path), else ~/.local/state.
 DEFAULT_DB = "usage.sqlite"
-
-
-def default_state_dir() -> Path:
-    """`$XDG_STATE_HOME/hillclimb`, or `~/.local/state/hillclimb` when that is unset/relative."""
-    xdg = os.environ.get("XDG_STATE_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
-    return base / "hillclimb"
 
 
 def usage_db_path(db: Path | None, state_dir: Path | None) -> Path:

@@ -391,7 +391,7 @@ class _ChatChoice:
     def _content(self, text: str, final: bool) -> list[dict[str, Any]]:
         if not self.parse_tools:
             return self._emit_content(text)
-        from hillclimb.harness.toolcalls import parse_call_json
+        from hillclimb.tokenizer.toolcalls import parse_call_json
 
         deltas: list[dict[str, Any]] = []
         self.buf += text
