@@ -31,7 +31,9 @@ def remote(ckpts):
 
 
 def test_same_tokens_as_in_process_engine(remote, ckpts):
-    local = Engine.from_checkpoint(ckpts["code-flash"], device="cpu", max_batch=4)
+    # the served code-flash heals completion prompts by default (EngineOptions)
+    local = Engine.from_checkpoint(ckpts["code-flash"], device="cpu", max_batch=4,
+                                   token_healing=EngineOptions().flash_token_healing)  # fmt: skip
     prompts = ["def add(a, b):", "hello", "x = [1, 2"]
     sp = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True, logprobs=1)
     want = local.generate_batch(prompts, sp)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -113,6 +114,10 @@ class EngineBackend:
 
         out: list[Completion | None] = [None] * len(reqs)
         jobs = []
+        # token healing (`serve/healing.py`) for the completion form: off unless
+        # HILLCLIMB_EVAL_TOKEN_HEALING=on, so scores stay comparable with earlier runs; the
+        # served code-flash heals by default, so `on` measures what an IDE client gets
+        heal = not chat and os.environ.get("HILLCLIMB_EVAL_TOKEN_HEALING", "off") == "on"
         for j, (r, pid) in enumerate(zip(reqs, ids, strict=True)):
             room = self.engine.max_context - len(pid)
             if room < 2:
@@ -124,6 +129,7 @@ class EngineBackend:
                 top_p=r.top_p,
                 stop=list(r.stop),
                 seed=r.seed,
+                token_healing=heal,
             )
             jobs.append((j, pid, sp))
         for s in range(0, len(jobs), self.batch_size):

@@ -117,6 +117,9 @@ class CompletionRequest(_Sampling):
     echo: bool = False
     logprobs: int | None = None
     best_of: int | None = None
+    # Extension: token healing (`serve/healing.py`); null = the model's default (on for
+    # code-flash, off for thinking)
+    token_healing: bool | None = None
 
 
 class ChatMessage(_Base):

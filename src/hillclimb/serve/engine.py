@@ -64,6 +64,7 @@ from hillclimb.serve.budget import ThinkState, resolve_budget
 from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
 from hillclimb.serve.drafters import Drafter, LookupConfig, LookupDrafter
 from hillclimb.serve.fastpath import FastForward
+from hillclimb.serve.healing import HealIndex, StripPrefix
 from hillclimb.serve.sampling import (
     SamplingParams,
     choose_token,
@@ -119,6 +120,9 @@ class GenerationOutput:
     # with Engine(record_routing=True) and policy_logprobs: the expert ids each forwarded token
     # (prompt, then completion tokens fed back) was routed to, int16 [n_tokens, n_moe, top_k]
     routes: torch.Tensor | None = None
+    # token healing (`healing.py`): how many prompt tokens were backed up (then `prompt_tokens`
+    # counts the prompt without them and `completion_tokens` the tokens that re-cover them)
+    healed_tokens: int = 0
 
 
 _wakeups = threading.local()  # per engine thread: async consumers to wake after this step
@@ -252,7 +256,7 @@ class _Request:
     stop_ids: set[int]
     stopper: StopMatcher
     think: ThinkState
-    detok: IncrementalDetokenizer
+    detok: IncrementalDetokenizer | StripPrefix
     t_submit: float
     slot: int | None = None
     out_ids: list[int] = field(default_factory=list)
@@ -272,6 +276,8 @@ class _Request:
     prediction: list[int] | None = None  # predicted-output token ids (lookup source)
     spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
     spec_steps: int = 0
+    heal_left: bytes = b""  # token healing: removed prompt bytes the output must still reproduce
+    healed_tokens: int = 0  # prompt tokens backed up by token healing
     t_admit: float = 0.0
     t_first: float = 0.0
     t_end: float = 0.0
@@ -414,6 +420,7 @@ class Engine:
         record_routing: bool = False,
         drafter: str | None = None,
         lookup: LookupConfig | None = None,
+        token_healing: bool = False,
     ):
         if max_batch < 1:
             raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
@@ -546,6 +553,18 @@ class Engine:
             raise HillclimbError("drafter 'model' needs a draft model (draft=...)")
         # the draft source of requests that name none and bring no prediction
         self.default_drafter = drafter
+        # token healing for requests that leave `token_healing` None (`healing.py`); off by
+        # default so batch users (RL, harness, evaluation) see unchanged prompts; the server
+        # turns it on for code-flash
+        self.token_healing = bool(token_healing)
+        self._heal_index: HealIndex | None = None
+
+    @property
+    def heal_index(self) -> HealIndex:
+        """The tokenizer's healing tables, built on first use (8 ms for the 2k tiny vocabulary)."""
+        if self._heal_index is None:
+            self._heal_index = HealIndex(self.tokenizer, self.cfg.vocab_size)
+        return self._heal_index
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -623,6 +642,12 @@ class Engine:
         budget = resolve_budget(
             params.reasoning_effort, params.thinking_token_budget, self.max_context
         )
+        heal = params.token_healing if params.token_healing is not None else self.token_healing
+        plan = self.heal_index.plan(ids) if heal else None
+        detok: IncrementalDetokenizer | StripPrefix = IncrementalDetokenizer(self.tokenizer.decode)
+        if plan is not None:
+            ids = plan.ids
+            detok = StripPrefix(detok, plan.text)
         think = ThinkState.for_prompt(self.tokenizer, ids, budget)
         rid = request_id or f"req-{uuid.uuid4().hex[:16]}"
         req = _Request(
@@ -634,9 +659,11 @@ class Engine:
             stop_ids=stop_ids,
             stopper=StopMatcher(params.stop),
             think=think,
-            detok=IncrementalDetokenizer(self.tokenizer.decode),
+            detok=detok,
             t_submit=time.perf_counter(),
         )
+        if plan is not None:
+            req.heal_left, req.healed_tokens = plan.removed, plan.n_removed
         req.modes.append((0, think.in_think))
         if params.logprobs is not None:
             req.logprobs = []
@@ -894,6 +921,8 @@ class Engine:
     def _after_prefill(self, r: _Request, logits: torch.Tensor, t0: float) -> None:
         r.t_first = time.perf_counter()
         try:
+            if r.heal_left:
+                logits = self._heal_mask(r, logits)
             tid = self._choose(r, logits)
             self._commit(r, [tid], logits[None])
             self._flush_events(r)
@@ -953,6 +982,11 @@ class Engine:
         return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
 
     def _after_decode(self, reqs: list[_Request], logits: torch.Tensor) -> None:
+        healing = [i for i, r in enumerate(reqs) if r.heal_left]
+        if healing:
+            logits = logits.clone()
+            for i in healing:
+                logits[i] = self._heal_mask(reqs[i], logits[i])
         chosen = self._choose_rows(reqs, logits)
         for i, r in enumerate(reqs):
             try:
@@ -1007,6 +1041,13 @@ class Engine:
                         chosen[i] = exc
         return chosen
 
+    def _heal_mask(self, r: _Request, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [V] with every token that is inconsistent with the removed prompt text at
+        -inf (token healing). Logprobs and policy log-probs then describe this constrained
+        distribution, the one the token is drawn from."""
+        allowed = self.heal_index.mask(r.heal_left, logits.device)
+        return logits.masked_fill(~allowed, float("-inf"))
+
     def _choose(self, r: _Request, logits: torch.Tensor) -> int:
         forced = r.think.next_forced()
         if forced is not None:
@@ -1047,7 +1088,7 @@ class Engine:
 
     def _spec_wanted(self, r: _Request) -> bool:
         """Whether request r takes a speculative step now (see the module docstring)."""
-        if r.spec is None:
+        if r.spec is None or r.heal_left:  # healing steps are constrained plain steps
             return False
         if r.drafter == "lookup":
             return True  # its own policy: acceptance-based, no timings (`drafters.py`)
@@ -1124,6 +1165,8 @@ class Engine:
             r.out_ids.append(tid)
             r.step_ids.append(tid)
             n += 1
+            if r.heal_left:
+                r.heal_left = self.heal_index.advance(r.heal_left, tid) or b""
             if r.logprobs is not None:
                 r.step_logprobs.extend(
                     token_logprobs(
@@ -1261,6 +1304,7 @@ class Engine:
             policy_logprobs=r.policy_lp,
             forced=r.forced,
             routes=routes,
+            healed_tokens=r.healed_tokens,
             # eligible: always reported
             spec={**r.spec.as_dict(), "drafter": r.drafter} if r.spec is not None else None,
             timings={

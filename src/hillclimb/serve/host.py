@@ -57,6 +57,9 @@ class EngineOptions:
     # code-flash's default draft source: prompt lookup (model-free; code answers quote their
     # prompts); "none" turns it off. A request's `prediction` always drafts with lookup.
     flash_drafter: str = "lookup"
+    # token healing for code-flash completions whose request leaves `token_healing` null
+    # (`serve/healing.py`); thinking never heals by default
+    flash_token_healing: bool = True
     compile: bool | None = None  # compiled decode steps; None = on for CPU
     threads: int | None = None  # torch intra-op threads; None = auto
 
@@ -85,7 +88,11 @@ def load_engines(
     kw = {"device": dev, "max_batch": opts.max_batch, "compile": comp}
     if flash is not None:
         engines["code-flash"] = Engine.from_checkpoint(
-            flash, name="code-flash", drafter=opts.flash_drafter, **kw
+            flash,
+            name="code-flash",
+            drafter=opts.flash_drafter,
+            token_healing=opts.flash_token_healing,
+            **kw,
         )
     spec_on = bool(opts.speculative and flash is not None and thinking is not None)
     if thinking is not None:

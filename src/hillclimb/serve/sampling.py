@@ -51,6 +51,10 @@ class SamplingParams:
     # OpenAI predicted output: text (or token ids) the answer is expected to largely repeat;
     # the lookup drafter searches it first. Never changes *what* is generated, only how fast.
     prediction: str | list[int] | None = None
+    # Extension (`healing.py`): back up the prompt's last token and constrain the first generated
+    # token(s) to extend the removed text; the output never repeats it. None = the engine's
+    # default (`Engine(token_healing=...)`: on for the served code-flash, off elsewhere).
+    token_healing: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -120,6 +124,8 @@ class SamplingParams:
             bad(f"thinking_token_budget must be an integer >= 0, got {b!r}")
         if self.speculative not in (None, True, False):
             bad("speculative must be true, false or null")
+        if self.token_healing is not None and not isinstance(self.token_healing, bool):
+            bad("token_healing must be true, false or null")
         if self.drafter is not None and self.drafter not in DRAFTERS:
             bad(f"drafter must be one of {', '.join(DRAFTERS)} or null, got {self.drafter!r}")
         pred = self.prediction

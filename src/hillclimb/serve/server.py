@@ -481,6 +481,7 @@ class _Job:
         self.handles: list[Any] = []
         self.prompt_lens: list[int] = []
         self.distinct_prompt_tokens = 0
+        self.n = 1  # choices per prompt (the first choice of each prompt counts its healing)
         self.tasks: list[asyncio.Task] = []
         self.reserved = False
         self.finalized = False
@@ -585,7 +586,11 @@ class _Job:
             else:
                 completion += self.counts[i][0]
                 reasoning += self.counts[i][1]
-        return self.distinct_prompt_tokens, completion, reasoning
+        # token healing backs up prompt tokens: they are prefilled by no one and re-generated
+        # (counted as completion tokens), so the prompt count drops by as many, once per prompt
+        healed = sum(getattr(self.outputs.get(i), "healed_tokens", 0) or 0
+                     for i in range(0, len(self.handles), self.n))  # fmt: skip
+        return self.distinct_prompt_tokens - healed, completion, reasoning
 
     def spec_summary(self) -> dict[str, Any] | None:
         specs = [o.spec for o in self.outputs.values() if getattr(o, "spec", None)]
@@ -835,6 +840,7 @@ async def _handle(state: ServerState, request: Request, endpoint: str, authorize
         job_prompts = [p for p in prompts for _ in range(req.n)]
         job_params = [params[i % req.n] for i in range(len(job_prompts))]
         job.distinct_prompt_tokens = sum(len(p) for p in prompts)
+        job.n = req.n
         job.reserve(job.distinct_prompt_tokens, max_new * len(job_prompts))
         try:
             job.submit(job_prompts, job_params)
@@ -1049,6 +1055,8 @@ def _sampling_params(req: Any, max_new: int, entry: ModelEntry) -> list[Any]:
             thinking_token_budget=req.thinking_token_budget,
             drafter=req.drafter,
             prediction=prediction,
+            # completions only (None = the model's default); chat prompts end in the template
+            token_healing=(False if isinstance(req, ChatCompletionRequest) else req.token_healing),
         )
         try:
             p.validate()
