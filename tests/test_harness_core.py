@@ -15,8 +15,8 @@ from hillclimb.harness.patching import apply_patch, diff_trees
 from hillclimb.harness.structural import run_check
 from hillclimb.harness.task import StructuralCheck, dumps_toml, load_task
 from hillclimb.harness.testparse import parse_pytest_output
-from hillclimb.tokenizer.toolcalls import parse_assistant_text
 from hillclimb.harness.tools import ToolBox, truncate
+from hillclimb.tokenizer.toolcalls import parse_assistant_text
 
 TINY = Path(__file__).parent / "fixtures" / "harness" / "tiny_bugfix"
 
@@ -292,9 +292,9 @@ def test_parse_assistant_text():
 
 def test_chat_template_renders_trajectory_messages():
     from hillclimb.harness.telemetry import sft_messages
-    from hillclimb.tokenizer.toolcalls import ToolCall, assistant_message, tool_message
     from hillclimb.tokenizer.io import _compiled_template
     from hillclimb.tokenizer.specials import CHAT_TEMPLATE
+    from hillclimb.tokenizer.toolcalls import ToolCall, assistant_message, tool_message
 
     call = ToolCall("c1", "read_file", {"path": "a.py"}, '{"path": "a.py"}')
     msgs = [

@@ -25,8 +25,8 @@ from hillclimb.harness.clients import ContextExhausted, ModelClient, ModelError
 from hillclimb.harness.grading import GradeResult, grade_workspace
 from hillclimb.harness.patching import copy_tree, diff_trees
 from hillclimb.harness.task import Task
-from hillclimb.tokenizer.toolcalls import assistant_message, tool_message
 from hillclimb.harness.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox
+from hillclimb.tokenizer.toolcalls import assistant_message, tool_message
 
 
 class EpisodeRecorder(Protocol):

@@ -1287,9 +1287,9 @@ class Engine:
         decode_s = max(t_end - r.t_first, 0.0) if r.t_first else 0.0
         n = len(r.out_ids)
         routes = None
-        if r.slot is not None and r.params.policy_logprobs and self.fast is not None:
-            if self.fast.routes is not None:
-                routes = self.fast.slot_routes(self.cache, r.slot)
+        fast = self.fast
+        if r.slot is not None and r.params.policy_logprobs and fast and fast.routes is not None:
+            routes = fast.slot_routes(self.cache, r.slot)
         return GenerationOutput(
             request_id=r.request_id,
             prompt_tokens=len(r.prompt_ids),
