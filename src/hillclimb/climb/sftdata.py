@@ -86,19 +86,39 @@ def _tool_schemas(context: int | None) -> list[dict[str, Any]]:
     return compact_tools(TOOL_SCHEMAS) if compact else TOOL_SCHEMAS
 
 
-def _episode_plan(rng: random.Random, edit: tuple[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    """The calls of one reference episode: the plain path or one with a recovery."""
-    read = ("read_file", {"path": "solution.py"})
-    good = ("edit", {"path": "solution.py", "old_str": edit[0], "new_str": edit[1]})
+# Where the buggy module lives: the harness's repositories are not one `solution.py`, so the
+# episodes must not teach that name (a model trained on it alone reads `solution.py` forever).
+_LAYOUTS = ("solution.py", "{f}.py", "lib/{f}.py", "src/{f}_utils.py", "app/core.py")
+
+
+def _episode_plan(
+    rng: random.Random, edit: tuple[str, str], path: str, named: bool, entry: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """The calls of one reference episode. When the task does not name the file (`named`
+    False) the agent first finds it — `search` for the function's definition or `list_dir` —
+    then reads, edits, tests and submits; a share of episodes recover from a mistake: tests run
+    before the fix (they fail), an edit with a stale `old_str` (refused), or a read of a file
+    that does not exist (the tool says so; the agent lists the repository)."""
+    read = ("read_file", {"path": path})
+    good = ("edit", {"path": path, "old_str": edit[0], "new_str": edit[1]})
     test = ("run", {"command": "python -m pytest -q"})
+    find: list[tuple[str, dict[str, Any]]] = []
+    if not named:
+        if rng.random() < 0.5:
+            find = [("search", {"pattern": f"def {entry}("})]
+        else:
+            find = [("list_dir", {"path": "."})]
     r = rng.random()
-    if r < 0.2:  # run the failing tests first, then fix
-        plan = [test, read, good, test]
-    elif r < 0.4:  # a stale old_str: the edit tool refuses it; read again, edit correctly
+    if r < 0.15:  # run the failing tests first, then fix
+        plan = [test, *find, read, good, test]
+    elif r < 0.3:  # a stale old_str: the edit tool refuses it; read again, edit correctly
         stale = edit[0].replace("    ", "  ", 1) if "    " in edit[0] else edit[0] + "#"
-        plan = [read, ("edit", {**good[1], "old_str": stale}), read, good, test]
+        plan = [*find, read, ("edit", {**good[1], "old_str": stale}), read, good, test]
+    elif r < 0.45 and path != "solution.py":  # a guessed file that is not there
+        plan = [("read_file", {"path": "solution.py"}), ("list_dir", {"path": "."}), read, good,
+                test]  # fmt: skip
     else:
-        plan = [read, good, test]
+        plan = [*find, read, good, test]
     return [*plan, ("submit", {})]
 
 
@@ -147,28 +167,37 @@ def tool_records(
             continue
         head = p.prompt.split("```", 1)[0].strip().replace("This version has a bug:", "").strip()
         fails = p.prompt.rsplit("```", 1)[-1].strip()
+        path = rng.choice(_LAYOUTS).format(f=p.entry_point)
+        named = rng.random() < 0.5
+        where = f"The function is in `{path}` and has a bug." if named else "It has a bug."
         user = (
-            f"{head} The function is in `solution.py` and has a bug. {fails}\n\n"
+            f"{head} {where} {fails}\n\n"
             "Edit the files in the repository; call `submit` when you are done."
         )
-        tests = "from solution import *\n\n\ndef test_solution():\n" + "".join(
-            f"    {line.strip()}\n" for line in p.tests.splitlines() if line.strip()
-        )
+        folder, module = str(Path(path).parent), Path(path).stem
+        tests = (
+            "import sys\nfrom pathlib import Path\n\n"
+            f"sys.path.insert(0, str(Path(__file__).resolve().parents[1] / {folder!r}))\n"
+            f"from {module} import *  # noqa: E402,F403\n\n\ndef test_{p.entry_point}():\n"
+        ) + "".join(f"    {line.strip()}\n" for line in p.tests.splitlines() if line.strip())
         with tempfile.TemporaryDirectory(prefix="hc-sft-tool-") as tmp:
             ws = Path(tmp)
-            (ws / "solution.py").write_text(buggy, encoding="utf-8")
+            (ws / path).parent.mkdir(parents=True, exist_ok=True)
+            (ws / path).write_text(buggy, encoding="utf-8")
             (ws / "tests").mkdir()
-            (ws / "tests" / "test_solution.py").write_text(tests, encoding="utf-8")
+            (ws / "tests" / f"test_{module}.py").write_text(tests, encoding="utf-8")
             box = ToolBox(ws, run_timeout_s=20.0)
             msgs: list[dict[str, Any]] = [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": user},
             ]
             ok = True
-            for i, (name, args) in enumerate(_episode_plan(rng, edit)):
+            for i, (name, args) in enumerate(_episode_plan(rng, edit, path, named, p.entry_point)):
                 outcome = box.call(name, args)
+                # the planned mistakes: a stale old_str, a guessed file that is not there
                 stale = name == "edit" and args["old_str"] != edit[0]
-                if outcome.malformed or (not outcome.ok and not stale):
+                guessed = name == "read_file" and args["path"] != path
+                if outcome.malformed or (not outcome.ok and not (stale or guessed)):
                     ok = False
                     break
                 cid = f"call_{k}_{i}"
@@ -197,7 +226,7 @@ def tool_records(
                     )
             if not ok:
                 continue
-            fixed = (ws / "solution.py").read_text(encoding="utf-8")
+            fixed = (ws / path).read_text(encoding="utf-8")
         if fixed.strip() != p.answer.strip():
             continue  # the executed edit must reproduce our reference exactly
         out.append({"messages": msgs, "tools": tools, "kind": "tool", "source": p.id})
