@@ -149,3 +149,40 @@ def empty_batch(n_rows: int, length: int, pad_rows_to: int, max_len: int) -> dic
         "adv": np.zeros((n,), dtype=np.float32),
         "max_len": np.full((n,), max_len, dtype=np.int64),
     }
+
+
+def step_stats() -> dict[str, Any]:
+    """The counters one RL step's collector fills (`tally_group`), read by the step record."""
+    return {"groups": 0, "dropped": 0, "samples": 0, "passed": 0, "truncated": 0,
+            "completion_tokens": 0, "correct_tokens": 0, "reward_sum": 0.0, "by_cell": {},
+            "rollout_s": 0.0, "reward_s": 0.0}  # fmt: skip
+
+
+def tally_group(
+    st: dict[str, Any],
+    cell: str,
+    passed: list[bool],
+    truncated: list[bool],
+    tokens: list[int],
+    raw: list[float],
+    shaped: list[float],
+    *,
+    dynamic_sampling: bool,
+    std_norm: bool,
+) -> list[float] | None:
+    """Count one group (per member: passed, truncated, completion tokens, raw reward) into the
+    step's stats and return its advantages from the `shaped` rewards — or None when dynamic
+    sampling drops it (all shaped rewards equal: no gradient)."""
+    c = st["by_cell"].setdefault(cell, [0, 0])
+    c[0] += sum(passed)
+    c[1] += len(passed)
+    st["samples"] += len(passed)
+    st["passed"] += sum(passed)
+    st["truncated"] += sum(truncated)
+    st["completion_tokens"] += sum(tokens)
+    st["correct_tokens"] += sum(t for t, ok in zip(tokens, passed, strict=True) if ok)
+    st["reward_sum"] += sum(raw)
+    if dynamic_sampling and max(shaped) - min(shaped) < 1e-9:
+        st["dropped"] += 1
+        return None
+    return group_advantages(shaped, std_norm=std_norm)

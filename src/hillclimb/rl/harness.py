@@ -34,7 +34,7 @@ import numpy as np
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.problems.base import derive_seed
-from hillclimb.rl.grpo import empty_batch
+from hillclimb.rl.grpo import empty_batch, step_stats, tally_group
 
 
 def load_tasks(root: str | Path) -> list[Any]:
@@ -146,11 +146,7 @@ def collect_episodes(
     groups whose rewards are all equal. Same stats keys as the problem collector."""
     import time
 
-    from hillclimb.rl.grpo import group_advantages
-
-    st: dict[str, Any] = {"groups": 0, "dropped": 0, "samples": 0, "passed": 0, "truncated": 0,
-                          "completion_tokens": 0, "correct_tokens": 0, "reward_sum": 0.0,
-                          "by_cell": {}, "rollout_s": 0.0, "reward_s": 0.0}  # fmt: skip
+    st = step_stats()
     groups: list[dict[str, Any]] = []
     G = cfg.group_size
     for rnd in range(cfg.refill_rounds + 1):
@@ -184,19 +180,19 @@ def collect_episodes(
                 )
             rewards = [float(reward_fn(e)) if reward_fn else episode_reward(e) for e in g]
             cur.observe(task, sum(e.resolved for e in g) / G)
-            cell = st["by_cell"].setdefault(f"harness/{task.kind}", [0, 0])
-            cell[0] += sum(e.resolved for e in g)
-            cell[1] += G
-            st["samples"] += G
-            st["passed"] += sum(e.resolved for e in g)
-            st["truncated"] += sum(e.exit_status == "context_exhausted" for e in g)
-            st["completion_tokens"] += sum(e.completion_tokens for e in g)
-            st["correct_tokens"] += sum(e.completion_tokens for e in g if e.resolved)
-            st["reward_sum"] += sum(rewards)
-            if cfg.dynamic_sampling and max(rewards) - min(rewards) < 1e-9:
-                st["dropped"] += 1
+            adv = tally_group(
+                st,
+                f"harness/{task.kind}",
+                [e.resolved for e in g],
+                [e.exit_status == "context_exhausted" for e in g],
+                [e.completion_tokens for e in g],
+                rewards,
+                rewards,
+                dynamic_sampling=cfg.dynamic_sampling,
+                std_norm=cfg.std_norm,
+            )
+            if adv is None:
                 continue
-            adv = group_advantages(rewards, std_norm=cfg.std_norm)
             groups.append({"episodes": g, "adv": adv})
         st["reward_s"] += time.perf_counter() - t1
     st["groups"] = len(groups)

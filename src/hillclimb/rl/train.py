@@ -46,7 +46,7 @@ from hillclimb.io import write_json_atomic
 from hillclimb.problems.base import derive_seed
 from hillclimb.rl.config import RLConfig
 from hillclimb.rl.curriculum import Curriculum
-from hillclimb.rl.grpo import PolicyLoss, empty_batch, group_advantages
+from hillclimb.rl.grpo import PolicyLoss, empty_batch, step_stats, tally_group
 from hillclimb.rl.rewards import load_reward, score, shape_group
 from hillclimb.rl.rollout import Rollout, cell_max_tokens, rollout_and_check
 from hillclimb.serve.budget import BUDGET_NOTE
@@ -368,19 +368,7 @@ def _collect(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rollouts → rewards → groups with advantages, refilling groups that dynamic sampling drops."""
     groups: list[dict[str, Any]] = []
-    st: dict[str, Any] = {
-        "groups": 0,
-        "dropped": 0,
-        "samples": 0,
-        "passed": 0,
-        "truncated": 0,
-        "completion_tokens": 0,
-        "correct_tokens": 0,
-        "reward_sum": 0.0,
-        "by_cell": {},
-        "rollout_s": 0.0,
-        "reward_s": 0.0,
-    }
+    st = step_stats()
     for rnd in range(cfg.refill_rounds + 1):
         need = cfg.prompts_per_step - len(groups)
         if need <= 0 or (rnd > 0 and not cfg.dynamic_sampling):
@@ -433,19 +421,19 @@ def _collect(
                 budget_beta=cfg.budget_beta if cfg.budget_conditioning else 0.0,
             )
             cur.observe(g[0].problem, info_g["solve_rate"])
-            cell = st["by_cell"].setdefault(f"{g[0].problem.family}/{g[0].problem.tier}", [0, 0])
-            cell[0] += sum(r.passed for r in g)
-            cell[1] += len(g)
-            st["samples"] += len(g)
-            st["passed"] += sum(r.passed for r in g)
-            st["truncated"] += sum(r.truncated for r in g)
-            st["completion_tokens"] += sum(r.completion_tokens for r in g)
-            st["correct_tokens"] += sum(r.completion_tokens for r in g if r.passed)
-            st["reward_sum"] += sum(raw)
-            if cfg.dynamic_sampling and max(shaped) - min(shaped) < 1e-9:
-                st["dropped"] += 1
+            adv = tally_group(
+                st,
+                f"{g[0].problem.family}/{g[0].problem.tier}",
+                [r.passed for r in g],
+                [r.truncated for r in g],
+                [r.completion_tokens for r in g],
+                raw,
+                shaped,
+                dynamic_sampling=cfg.dynamic_sampling,
+                std_norm=cfg.std_norm,
+            )
+            if adv is None:
                 continue
-            adv = group_advantages(shaped, std_norm=cfg.std_norm)
             groups.append({"rollouts": g, "adv": adv, "keep": keep})
         st["reward_s"] += time.perf_counter() - t1
     st["groups"] = len(groups)
