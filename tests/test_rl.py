@@ -272,6 +272,7 @@ def test_engine_records_the_routes_the_training_forward_takes(micro):
     model, rolls = _replay_rollouts(micro)
     layers = model.moe_layers()
     k = layers[0].gate.top_k
+    agree = total = 0.0
     with torch.no_grad():
         for r in rolls:
             n = len(r.prompt_ids) + len(r.completion_ids)
@@ -280,8 +281,13 @@ def test_engine_records_the_routes_the_training_forward_takes(micro):
             ids = torch.tensor([r.prompt_ids + r.completion_ids])
             with routing_replay(layers, r.routes[None].long(), apply=False):
                 model(ids[:, :-1])
-            agree = sum(m.last_agreement[0] for m in layers)
-            assert agree == (n - 1) * len(layers)
+            assert all(m.last_agreement[1] == n - 1 for m in layers)  # every token compared
+            agree += sum(m.last_agreement[0] for m in layers)
+            total += (n - 1) * len(layers)
+    # Not bitwise: engine and training forward round differently, and a near-tie between two
+    # experts' scores may flip on another machine's kernels; a wrong record (shifted cells, a
+    # lost slot) disagrees on most tokens.
+    assert agree / total >= 0.98
     assert all(m.replay is None for m in layers)  # the context cleans up
 
 
@@ -377,7 +383,7 @@ def test_micro_rl_learns_a_trivial_preference(micro, tmp_path):
     # routing replay is on by default: the first update of a step sees the rollout's weights,
     # so the training router agrees with every recorded choice
     agreement = [s["router_agreement"] for s in steps if s["groups"]]  # steps that updated
-    assert agreement and all(a == 1.0 for a in agreement)
+    assert agreement and all(a >= 0.98 for a in agreement)  # rounding may flip a near-tie
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
     assert res["rollout_tokens_per_s"] > 0 and 0 <= res["sync_share"] < 1
 
