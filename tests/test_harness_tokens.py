@@ -156,3 +156,13 @@ def test_concurrent_episodes_on_one_engine_match_sequential_ones(setup):
     finally:
         eng.stop()
     assert all(x is not None for x in seq) and out == seq
+
+
+def test_local_client_needs_exactly_one_model_source(setup, tmp_path):
+    from hillclimb.harness.clients import LocalClient
+
+    _, eng, _ = setup
+    with pytest.raises(HillclimbError, match="checkpoint directory or engine="):
+        LocalClient()
+    with pytest.raises(HillclimbError, match="checkpoint directory or engine="):
+        LocalClient(tmp_path, engine=eng)
