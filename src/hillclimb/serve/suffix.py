@@ -1,0 +1,185 @@
+"""Suffix drafting: prompt lookup plus the engine's recent outputs, ranked by frequency.
+
+Prompt lookup (`drafters.LookupDrafter`) only sees the request's own prompt and output. Agent
+and RL workloads repeat themselves *across* requests: an agent's turns re-emit the same tool-call
+scaffolding, file paths and test commands; the n samples of a GRPO group, and the same prompt
+revisited a few steps later, produce near-identical reasoning and code. SuffixDecoding
+(arXiv 2411.04975) drafts from a suffix tree over previous outputs, choosing at each step the
+continuation seen most often after the current context, and reports its largest gains on such
+agentic workloads. This module is that idea in the engine's terms:
+
+- `OutputHistory` — the last `max_tokens` tokens of finished outputs, one n-gram index over all
+  of them (outputs separated by a token id no sequence contains, so no n-gram spans two). For a
+  context it walks from the longest matching n-gram down and proposes the *most frequent*
+  continuation among that n-gram's recent occurrences (ties: the most recent), one token at a
+  time, extending the context with each proposed token — the greedy path of a frequency-weighted
+  suffix tree. It stops when no n-gram matches or the leading continuation's share falls below
+  `min_share` (the history disagrees with itself, so a guess would likely be rejected).
+- `SuffixDrafter` — a `LookupDrafter` whose proposal comes from the request's prediction or
+  its own prompt + output first (the most specific evidence), and from the history when those
+  have no match. The acceptance policy (per-request α, cost model, back-off) is the lookup's.
+
+Proposals are deterministic (one-hot), so the exact acceptance rule keeps sampled output
+distributed as plain sampling and greedy output identical to plain greedy decoding: the history
+changes how fast an answer is produced, never what it is.
+
+Privacy: the history is shared by every request of one engine. Output is unaffected, but on a
+multi-tenant server the *speed* of an answer can hint that someone else's recent output
+contained the same text (a timing side channel). The server never enables this drafter by
+default; a request (or an engine started with `drafter="suffix"`) asks for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hillclimb.errors import HillclimbError
+from hillclimb.serve.drafters import LookupConfig, LookupDrafter, NgramIndex
+from hillclimb.serve.sampling import SamplingParams
+
+__all__ = ["HistoryConfig", "OutputHistory", "SuffixDrafter"]
+
+_SEP = -1  # between outputs in the history; never a token id, so no n-gram spans two outputs
+
+
+@dataclass
+class HistoryConfig:
+    """What the output history keeps and how it proposes."""
+
+    ngram_min: int = 2
+    ngram_max: int = 8
+    max_tokens: int = 65536  # kept tokens (oldest outputs dropped first)
+    max_occurrences: int = 64  # recent occurrences of an n-gram counted for its continuation
+    min_share: float = 0.3  # stop drafting when the leading continuation's share is below this
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.ngram_min <= self.ngram_max <= 64:
+            raise HillclimbError(
+                f"history n-gram sizes must satisfy 1 <= min <= max <= 64, got "
+                f"{self.ngram_min}..{self.ngram_max}"
+            )
+        if self.max_tokens < 1 or self.max_occurrences < 1:
+            raise HillclimbError("history max_tokens and max_occurrences must be >= 1")
+        if not 0 < self.min_share <= 1:
+            raise HillclimbError(f"history min_share must be in (0, 1], got {self.min_share}")
+
+
+class OutputHistory:
+    """Recent finished outputs, indexed for frequency-ranked continuation (module docstring)."""
+
+    def __init__(self, config: HistoryConfig | None = None) -> None:
+        self.cfg = config or HistoryConfig()
+        self.outputs: deque[list[int]] = deque()
+        self.kept = 0  # tokens in `outputs`
+        self.index = NgramIndex(self.cfg.ngram_min, self.cfg.ngram_max)
+        self.added = 0  # outputs ever added (a counter for stats)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def add(self, tokens: list[int]) -> None:
+        """Remember one finished output (its generated tokens, not its prompt)."""
+        tokens = [int(t) for t in tokens]
+        if len(tokens) < 2:
+            return  # nothing to continue from
+        self.outputs.append(tokens)
+        self.kept += len(tokens)
+        self.added += 1
+        while self.kept > self.cfg.max_tokens and len(self.outputs) > 1:
+            self.kept -= len(self.outputs.popleft())
+        if len(self.index.tokens) > 2 * self.cfg.max_tokens:
+            # rebuild over what is kept; amortised O(1) per token since it at least halves
+            self.index = NgramIndex(self.cfg.ngram_min, self.cfg.ngram_max)
+            for out in self.outputs:
+                self.index.extend([*out, _SEP])
+        else:
+            self.index.extend([*tokens, _SEP])
+        # index.extend leaves the last n-gram (ending at _SEP) unindexed until the next output;
+        # keys containing _SEP never match a real sequence, so that is harmless.
+
+    def next_token(self, context: list[int]) -> tuple[int, float] | None:
+        """(most frequent continuation of the longest matching suffix of `context`, its share
+        among that n-gram's recent occurrences), or None when no n-gram of it occurs."""
+        toks = self.index.tokens
+        c = self.cfg
+        for n in range(min(c.ngram_max, len(context)), c.ngram_min - 1, -1):
+            pos = self.index.index.get(tuple(context[len(context) - n :]))
+            if not pos:
+                continue
+            recent = pos[-c.max_occurrences :]
+            counts: Counter[int] = Counter()
+            last_seen: dict[int, int] = {}
+            for i, p in enumerate(recent):
+                if p < len(toks) and toks[p] != _SEP:
+                    counts[toks[p]] += 1
+                    last_seen[toks[p]] = i
+            if not counts:
+                continue  # every occurrence ended its output: try a shorter n-gram
+            best = max(counts, key=lambda t: (counts[t], last_seen[t]))
+            return best, counts[best] / len(recent)
+        return None
+
+    def draft(self, context: list[int], limit: int) -> list[int]:
+        """Up to `limit` tokens continuing `context` along the most frequent path."""
+        out: list[int] = []
+        ctx = list(context[-self.cfg.ngram_max :])
+        while len(out) < limit:
+            nxt = self.next_token(ctx)
+            if nxt is None or nxt[1] < self.cfg.min_share:
+                break
+            out.append(nxt[0])
+            ctx = [*ctx[1:], nxt[0]] if len(ctx) >= self.cfg.ngram_max else [*ctx, nxt[0]]
+        return out
+
+    def stats(self) -> dict[str, int]:
+        return {"outputs": len(self.outputs), "tokens": self.kept, "added": self.added}
+
+
+class SuffixDrafter(LookupDrafter):
+    """Prompt lookup first, then the shared output history (module docstring)."""
+
+    name = "suffix"
+    deterministic = True
+
+    def __init__(
+        self,
+        n_slots: int,
+        config: LookupConfig | None = None,
+        gamma_max: int = 12,
+        history: OutputHistory | None = None,
+    ) -> None:
+        super().__init__(n_slots, config, gamma_max)
+        self.history = history if history is not None else OutputHistory()
+
+    def propose(
+        self,
+        slot: int,
+        seq: list[int],
+        gamma: int,
+        params: SamplingParams,
+        generator: torch.Generator,
+    ) -> tuple[list[int], None]:
+        tokens, _ = super().propose(slot, seq, gamma, params, generator)
+        if tokens:
+            return tokens, None
+        s = self._slot(slot)
+        drafted = self.history.draft(seq, gamma)
+        if not drafted:
+            return [], None  # the lookup already counted the miss
+        g, _ = self.cfg.best_gamma(self.alpha(slot), len(drafted))
+        if self.forced[slot]:
+            g = len(drafted)
+        s.stats["misses"] -= 1
+        s.stats["matches"] += 1
+        s.stats["history"] = s.stats.get("history", 0) + 1
+        s.last = (2, 0)  # source 2: the history (no alignment pointer to move)
+        return drafted[: max(1, g)], None
+
+    def slot_stats(self, slot: int) -> dict[str, Any]:
+        out = super().slot_stats(slot)
+        out.setdefault("history", 0)
+        return out

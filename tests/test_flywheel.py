@@ -1,0 +1,116 @@
+"""The flywheel store (`serve/flywheel.py`): content only with consent, feedback only on one's own
+requests, and an export that keeps accepted + consented answers with their provenance."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from hillclimb.errors import HillclimbError
+from hillclimb.serve.flywheel import FeedbackError, FlywheelStore
+
+CHAT_REQ = {
+    "messages": [{"role": "user", "content": "Fix the bug in add."}],
+    "tools": [{"type": "function", "function": {"name": "edit", "parameters": {}}}],
+}
+CHAT_RESP = {"choices": [{"content": "def add(a, b):\n    return a + b\n"}]}
+
+
+@pytest.fixture()
+def store(tmp_path):
+    with FlywheelStore(tmp_path / "flywheel.sqlite") as s:
+        yield s
+
+
+def test_content_only_with_consent_and_never_in_open_mode(store):
+    assert (
+        store.record_served(
+            "r1", account="alice", endpoint="chat", model="m", request=CHAT_REQ, response=CHAT_RESP
+        )
+        is False
+    )
+    store.set_consent("alice", True)
+    assert (
+        store.record_served(
+            "r2", account="alice", endpoint="chat", model="m", request=CHAT_REQ, response=CHAT_RESP
+        )
+        is True
+    )
+    assert store.record_served(
+        "r3", account="alice", endpoint="chat", model="m", request=CHAT_REQ,
+        response=CHAT_RESP, open_mode=True,
+    ) is False  # fmt: skip
+    rows = dict(store._query("SELECT request_id, request IS NOT NULL FROM served"))
+    assert rows == {"r1": 0, "r2": 1, "r3": 0}
+
+
+def test_feedback_owner_only_and_unknown_request(store):
+    store.record_served(
+        "r1", account="alice", endpoint="chat", model="m", request=CHAT_REQ, response=CHAT_RESP
+    )
+    with pytest.raises(FeedbackError) as e:
+        store.record_feedback("r1", account="mallory", accepted=True)
+    assert e.value.status == 403
+    with pytest.raises(FeedbackError) as e:
+        store.record_feedback("nope", account="alice", accepted=True)
+    assert e.value.status == 404
+    with pytest.raises(FeedbackError) as e:
+        store.record_feedback("r1", account="alice", accepted=True, edit={"applied": "yes"})
+    assert e.value.status == 400
+    out = store.record_feedback(
+        "r1", account="alice", accepted=True, edit={"path": "src/a.py", "applied": True}
+    )
+    assert out["accepted"] is True and out["training_use"] is False  # served without consent
+    assert store.stats()["edits_applied"] == 1
+
+
+def test_export_accepted_consented_latest_verdict_with_provenance(store):
+    store.set_consent("alice", True)
+    for rid in ("c1", "c2", "c3"):
+        store.record_served(
+            rid, account="alice", endpoint="chat", model="m", request=CHAT_REQ, response=CHAT_RESP
+        )
+    store.record_served(
+        "f1", account="alice", endpoint="completions", model="m",
+        request={"prompt": "def f(x):\n    ", "suffix": "\n\nprint(f(2))\n"},
+        response={"choices": [{"text": "return x * 2"}]},
+    )  # fmt: skip
+    store.record_served(
+        "b1", account="bob", endpoint="chat", model="m", request=CHAT_REQ, response=CHAT_RESP
+    )  # bob never opted in
+    store.record_feedback("c1", account="alice", accepted=True)
+    store.record_feedback("c2", account="alice", accepted=True)
+    store.record_feedback("c2", account="alice", accepted=False)  # changed their mind
+    fb = store.record_feedback("f1", account="alice", accepted=True)
+    store.record_feedback("b1", account="bob", accepted=True)
+    recs, counts = store.training_records()
+    assert counts == {"accepted": 3, "rejected": 1, "no_consent": 1, "exported": 2}
+    chat = next(r for r in recs if "messages" in r)
+    assert chat["messages"][-1] == {
+        "role": "assistant",
+        "content": CHAT_RESP["choices"][0]["content"],
+    }
+    assert chat["tools"] == CHAT_REQ["tools"] and chat["meta"]["request_id"] == "c1"
+    fim = next(r for r in recs if "fim" in r)
+    assert fim["fim"] == {"prefix": "def f(x):\n    ", "middle": "return x * 2",
+                          "suffix": "\n\nprint(f(2))\n"}  # fmt: skip
+    assert fim["meta"] == {"source": "api", "account": "alice", "request_id": "f1",
+                           "feedback_id": fb["id"], "model": "m", "consent": True}  # fmt: skip
+    # revoking consent keeps everything alice sent out of later exports
+    store.set_consent("alice", False)
+    recs, counts = store.training_records()
+    assert recs == [] and counts["no_consent"] == 3
+
+
+def test_not_a_flywheel_database(tmp_path):
+    bad = tmp_path / "x.sqlite"
+    bad.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(HillclimbError, match="not a flywheel database"):
+        FlywheelStore(bad)
+    other = tmp_path / "y.sqlite"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        c.execute("INSERT INTO meta VALUES ('schema', '99')")
+    with pytest.raises(HillclimbError, match="schema v99"):
+        FlywheelStore(other)
