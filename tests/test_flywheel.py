@@ -114,3 +114,30 @@ def test_not_a_flywheel_database(tmp_path):
         c.execute("INSERT INTO meta VALUES ('schema', '99')")
     with pytest.raises(HillclimbError, match="schema v99"):
         FlywheelStore(other)
+
+
+def test_telemetry_export_takes_the_served_database(tmp_path, capsys):
+    import json
+
+    from hillclimb.cli import main
+    from hillclimb.harness.telemetry import Telemetry
+
+    Telemetry(tmp_path / "telemetry.db").close()
+    with FlywheelStore(tmp_path / "flywheel.sqlite") as s:
+        s.set_consent("alice", True)
+        s.record_served(
+            "c1", account="alice", endpoint="chat", model="m", request=CHAT_REQ, response=CHAT_RESP
+        )
+        s.record_feedback("c1", account="alice", accepted=True)
+    out = tmp_path / "export"
+    argv = ["telemetry", "export", "--db", str(tmp_path / "telemetry.db"), "--out", str(out)]
+    assert main([*argv, "--served", str(tmp_path / "flywheel.sqlite"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sft_by_source"] == {"harness": 0, "api": 1}
+    assert summary["api"]["exported"] == 1
+    lines = (out / "sft.jsonl").read_text().splitlines()
+    assert [json.loads(x)["meta"]["source"] for x in lines] == ["api"]
+    # a missing served database is a clear error, and the earlier export is untouched
+    assert main([*argv, "--served", str(tmp_path / "missing.sqlite")]) != 0
+    assert "flywheel database" in capsys.readouterr().err
+    assert (out / "sft.jsonl").read_text().splitlines() == lines

@@ -116,6 +116,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument(
         "--require-accepted", action="store_true", help="SFT only from user-accepted episodes"
     )
+    exp.add_argument(
+        "--served",
+        default=None,
+        help="also export what API users accepted (opted-in accounts only): the server's "
+        "flywheel database, STATE_DIR/flywheel.sqlite of `hillclimb serve`",
+    )
     exp.add_argument("--json", action="store_true", help="print the counts as JSON")
     exp.set_defaults(func=_cmd_export, _parser=exp)
     st = ts.add_parser("stats", help="counts, resolve rates, tokens, edits, feedback")
@@ -278,12 +284,25 @@ def _open_db(path: str):
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from hillclimb.serve.flywheel import FlywheelStore
+
+    if args.served is not None and not Path(args.served).is_file():
+        raise HillclimbError(f"flywheel database {args.served} does not exist")
     with _open_db(args.db) as tel:
-        s = tel.export(args.out, require_accepted=args.require_accepted)
+        served = FlywheelStore(args.served) if args.served is not None else None
+        try:
+            s = tel.export(args.out, require_accepted=args.require_accepted, served=served)
+        finally:
+            if served is not None:
+                served.close()
     if args.json:
         print(json.dumps(s, indent=2))
     else:
-        print(f"{s['sft_examples']} SFT examples, {s['rl_prompts']} RL prompts -> {args.out}")
+        by = s["sft_by_source"]
+        print(
+            f"{s['sft_examples']} SFT examples ({by['harness']} harness, {by['api']} API), "
+            f"{s['rl_prompts']} RL prompts -> {args.out}"
+        )
     return 0
 
 

@@ -28,6 +28,7 @@ from hillclimb.io import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from hillclimb.harness.agent import Episode
+    from hillclimb.serve.flywheel import FlywheelStore
 
 SCHEMA_VERSION = 1
 
@@ -280,10 +281,20 @@ class Telemetry:
             out[ep_id] = False
         return out
 
-    def export(self, out_dir: str | Path, *, require_accepted: bool = False) -> dict[str, Any]:
+    def export(
+        self,
+        out_dir: str | Path,
+        *,
+        require_accepted: bool = False,
+        served: FlywheelStore | None = None,
+    ) -> dict[str, Any]:
         """Write `sft.jsonl` (successful, not user-rejected trajectories; with
         `require_accepted` only explicitly accepted ones) and `rl_prompts.jsonl` (one task
-        reference per task with a failed or user-rejected episode), plus `export.json`."""
+        reference per task with a failed or user-rejected episode), plus `export.json`.
+
+        With `served` (the API server's flywheel database) the SFT file also gets the answers API
+        users accepted, from accounts that opted in (`FlywheelStore.training_records`). Every
+        SFT line says where it came from in `meta.source` (`harness` | `api`)."""
         out = Path(out_dir)
         fb = self._episode_feedback()
         sft_lines: list[str] = []
@@ -300,8 +311,8 @@ class Telemetry:
                 sft_lines.append(json.dumps({
                     "messages": sft_messages(traj["messages"]),
                     "tools": _tool_schemas(),
-                    "meta": {"episode_id": ep_id, "task_id": task_id, "kind": kind, "model": model,
-                             "user_feedback": verdict},
+                    "meta": {"source": "harness", "episode_id": ep_id, "task_id": task_id,
+                             "kind": kind, "model": model, "user_feedback": verdict},
                 }, ensure_ascii=False))  # fmt: skip
             elif (not resolved or verdict is False) and status != "model_error":
                 ref = rl.setdefault(task_id, {
@@ -311,11 +322,18 @@ class Telemetry:
                 ref["failed_episodes"].append(ep_id)
                 if model not in ref["models"]:
                     ref["models"].append(model)
+        harness_sft = len(sft_lines)
+        api_counts: dict[str, int] | None = None
+        if served is not None:
+            api_records, api_counts = served.training_records()
+            sft_lines += [json.dumps(r, ensure_ascii=False) for r in api_records]
         rl_lines = [json.dumps(v, ensure_ascii=False) for v in rl.values()]
         write_text_atomic(out / "sft.jsonl", "".join(line + "\n" for line in sft_lines))
         write_text_atomic(out / "rl_prompts.jsonl", "".join(line + "\n" for line in rl_lines))
         summary = {
             "db": str(self.path), "sft_examples": len(sft_lines), "rl_prompts": len(rl_lines),
+            "sft_by_source": {"harness": harness_sft, "api": len(sft_lines) - harness_sft},
+            "served_db": str(served.path) if served is not None else None, "api": api_counts,
             "episodes_considered": len(rows), "require_accepted": require_accepted,
             "files": {"sft": str(out / "sft.jsonl"), "rl": str(out / "rl_prompts.jsonl")},
         }  # fmt: skip
