@@ -141,3 +141,34 @@ def test_telemetry_export_takes_the_served_database(tmp_path, capsys):
     assert main([*argv, "--served", str(tmp_path / "missing.sqlite")]) != 0
     assert "flywheel database" in capsys.readouterr().err
     assert (out / "sft.jsonl").read_text().splitlines() == lines
+
+
+def test_flywheel_tasks_feedback_export_become_training_data(tmp_path, capsys):
+    """Run tasks → a user rejects one episode → export: the accepted episodes are SFT examples
+    (source harness), the rejected task is an RL prompt that `rl --harness EXPORT` loads."""
+    import json
+
+    from hillclimb.cli import main
+    from hillclimb.harness.telemetry import Telemetry
+    from hillclimb.rl.harness import load_tasks
+
+    tasks, run, exp = tmp_path / "tasks", tmp_path / "run", tmp_path / "export"
+    assert main(["harness", "generate", "--out", str(tasks), "--n", "2", "--seed", "5",
+                 "--kinds", "bugfix"]) == 0  # fmt: skip
+    assert main(["harness", "run", "--tasks", str(tasks), "--model", "reference", "--out", str(run),
+                 "--json"]) == 0  # fmt: skip
+    db = run / "telemetry.db"
+    with Telemetry(db) as tel:
+        eps = tel.query("SELECT id, task_id, resolved FROM episodes ORDER BY task_id")
+    assert len(eps) == 2 and all(r for _, _, r in eps)  # the reference agent solves both
+    rejected_ep, rejected_task = eps[0][0], eps[0][1]
+    assert main(["telemetry", "feedback", "--db", str(db), "--episode", rejected_ep,
+                 "--reject"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["telemetry", "export", "--db", str(db), "--out", str(exp), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sft_by_source"] == {"harness": 1, "api": 0} and summary["rl_prompts"] == 1
+    sft = [json.loads(x) for x in (exp / "sft.jsonl").read_text().splitlines()]
+    assert sft[0]["meta"]["task_id"] == eps[1][1] and sft[0]["meta"]["source"] == "harness"
+    assert [t.id for t in load_tasks(exp)] == [rejected_task]
+    assert [t.id for t in load_tasks(exp / "rl_prompts.jsonl")] == [rejected_task]

@@ -24,6 +24,7 @@ between turns (each turn prefills its whole prompt).
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Callable
@@ -38,13 +39,44 @@ from hillclimb.rl.grpo import empty_batch, step_stats, tally_group
 
 
 def load_tasks(root: str | Path) -> list[Any]:
-    """Every task directory under `root` (a `harness generate` output), sorted by id."""
+    """The tasks to train on, sorted by id: every task directory under `root` (a `harness
+    generate` output), or the tasks a telemetry export names (`rl_prompts.jsonl`, or the export
+    directory holding it: the flywheel's unresolved and user-rejected tasks)."""
     from hillclimb.harness.task import find_task_dirs, load_task
 
-    dirs = find_task_dirs(Path(root)) if Path(root).is_dir() else []
+    root = Path(root)
+    refs = root / "rl_prompts.jsonl" if root.is_dir() else root
+    if refs.is_file() and refs.suffix == ".jsonl":
+        return _exported_tasks(refs)
+    dirs = find_task_dirs(root) if root.is_dir() else []
     if not dirs:
-        raise ConfigError(f"--harness {root}: no task directories found (run `harness generate`)")
+        raise ConfigError(
+            f"--harness {root}: no task directories found (run `harness generate`) and no "
+            "rl_prompts.jsonl (run `telemetry export`)"
+        )
     return sorted((load_task(d) for d in dirs), key=lambda t: t.id)
+
+
+def _exported_tasks(refs: Path) -> list[Any]:
+    """Tasks named by a telemetry export's `rl_prompts.jsonl` (one `{"task_id", "task_dir"}`
+    per line); a line whose task directory is gone is a clear error, not a silent skip."""
+    from hillclimb.harness.task import load_task
+
+    tasks = []
+    for n, line in enumerate(refs.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ref = json.loads(line)
+            task_dir = Path(ref["task_dir"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{refs}:{n}: not a task reference ({exc})") from None
+        if not task_dir.is_dir():
+            raise ConfigError(f"{refs}:{n}: task directory {task_dir} does not exist")
+        tasks.append(load_task(task_dir))
+    if not tasks:
+        raise ConfigError(f"--harness {refs}: no task references (nothing failed or was rejected)")
+    return sorted(tasks, key=lambda t: t.id)
 
 
 def episode_reward(ep: Any, partial: float = 0.5, syntax_penalty: float = 0.1) -> float:
