@@ -669,3 +669,28 @@ def test_harness_rl_trains_on_episode_transcripts(tmp_path):
     assert list(state["task_rate"]) == [eps[0].task_id]
     with pytest.raises(ConfigError, match="no task directories"):
         run_rl(_cfg(ck, tmp_path / "run2", harness=str(tmp_path / "empty")))
+
+
+def test_final_checkpoint_carries_the_policys_thinking_profile(micro, tmp_path, monkeypatch):
+    """The last val curve's thinking lengths become the checkpoint's `thinking_profile` (what
+    the server maps reasoning_effort low/medium onto). An untrained micro model never opens a
+    think block, so the rollouts' lengths are set here — the wiring is what is under test."""
+    import hillclimb.rl.train as T
+    from hillclimb.model.checkpoint import read_info
+    from hillclimb.serve.budget import thinking_profile
+
+    real, seen = T._curve, []
+
+    def lengths(*args, **kwargs):
+        rolls = real(*args, **kwargs)
+        for i, r in enumerate(rolls):
+            r.reasoning_tokens = 3 * i + 1
+        seen.append(len(rolls))
+        return rolls
+
+    monkeypatch.setattr(T, "_curve", lengths)
+    T.run_rl(_cfg(micro, tmp_path / "run", steps=2, max_tokens=8, eval_every=2,
+                  eval_n_per_tier=3, pareto_budgets=[]), reward_fn=even_first_token)  # fmt: skip
+    prof = read_info(tmp_path / "run" / "final")["thinking_profile"]
+    want = thinking_profile([3 * i + 1 for i in range(seen[-1])], prof["source"])
+    assert prof == want and prof["n"] == seen[-1] > 0 and "val split" in prof["source"]

@@ -49,7 +49,7 @@ from hillclimb.rl.curriculum import Curriculum
 from hillclimb.rl.grpo import PolicyLoss, empty_batch, step_stats, tally_group
 from hillclimb.rl.rewards import load_reward, score, shape_group
 from hillclimb.rl.rollout import Rollout, cell_max_tokens, rollout_and_check
-from hillclimb.serve.budget import BUDGET_NOTE
+from hillclimb.serve.budget import BUDGET_NOTE, PROFILE_KEY, thinking_profile
 
 RL_FORMAT = "hillclimb-rl-v1"
 
@@ -311,7 +311,15 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                 stopped_early = True
                 break
         if cfg.eval_every and problems:
-            _curve(tr, engine, cur, cfg, budget, step=tr.step)
+            final_rolls = _curve(tr, engine, cur, cfg, budget, step=tr.step)
+            # how long this policy thinks, unbudgeted, on held-out problems: the server maps
+            # reasoning_effort low/medium onto fractions of it (serve.budget)
+            prof = thinking_profile(
+                [r.reasoning_tokens for r in final_rolls],
+                f"hillclimb rl step {tr.step}: val split, greedy, unbudgeted",
+            )
+            if prof is not None:
+                task.meta[PROFILE_KEY] = prof
         if cfg.pareto_budgets and problems:
             _pareto(tr, engine, cur, cfg, budget, step=tr.step)
         tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
@@ -572,8 +580,11 @@ def _pareto(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, s
     )
 
 
-def _curve(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, step: int) -> None:
-    """Greedy pass rate on the val split per family x tier: the climbing curve."""
+def _curve(
+    tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, step: int
+) -> list[Rollout]:
+    """Greedy pass rate on the val split per family x tier: the climbing curve (returns the
+    rollouts it measured)."""
     probs = _val_problems(cur, cfg)
     engine.sync_weights()
     rolls = rollout_and_check(
@@ -605,6 +616,7 @@ def _curve(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, st
         },
         line=f"step {step} val pass rate {acc:.1%} ({len(rolls)} problems, greedy)",
     )
+    return rolls
 
 
 def _headline(steps: list[dict[str, Any]]) -> dict[str, Any]:

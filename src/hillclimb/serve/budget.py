@@ -16,6 +16,15 @@ budgets it can actually honour:
 | medium | 1024    | 1/4                       |
 | high   | 4096    | 1/2                       |
 
+The table alone did not change behaviour on small models: a tiny thinking model thinks for a
+few dozen tokens, far below even `low`'s cap, so low and high gave identical output. So a
+checkpoint may carry its own **thinking profile** (`hillclimb.json` → `thinking_profile`: the
+median and 90th percentile of its thinking length, measured by `hillclimb rl` on held-out
+problems, greedy and unbudgeted, at the end of the run). With one, `low` and `medium` become
+fractions of the model's own p90 (`EFFORT_FRACTIONS`: 1/4 and 1/2, never above the table's
+cap), and `high` keeps the table's budget (think as long as you normally would). Tokens and
+accuracy per level are measured by `bench/serve_effort.py` (BENCHMARKS.md).
+
 Budget conditioning (the training half): a model trained by `hillclimb rl --budget-conditioning`
 saw its budget in the prompt — a system note, `budget_note(n)` — and was rewarded for staying
 within it, so its checkpoint says `budget_conditioning` in `hillclimb.json` and the server puts
@@ -29,6 +38,7 @@ generated inside the think block, excluding the `<think>`/`</think>` tags themse
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,16 +75,50 @@ def with_budget_note(messages: list[dict[str, Any]], n: int) -> list[dict[str, A
     return [{"role": "system", "content": note}, *messages]
 
 
-def effort_budget(effort: str, max_context: int) -> int:
+# effort -> fraction of the model's own p90 thinking length (when its checkpoint has a profile)
+EFFORT_FRACTIONS: dict[str, float] = {"low": 0.25, "medium": 0.5}
+PROFILE_KEY = "thinking_profile"
+
+
+def thinking_profile(reasoning_tokens: list[int], source: str) -> dict[str, Any] | None:
+    """Median and 90th percentile (nearest rank) of thinking lengths; None when nothing was
+    measured or no sample thought at all."""
+    xs = sorted(int(x) for x in reasoning_tokens if x > 0)
+    if not xs:
+        return None
+
+    def rank(q: float) -> int:
+        return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+    return {"p50": rank(0.5), "p90": rank(0.9), "n": len(xs), "source": source}
+
+
+def profile_from_info(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The thinking profile in a checkpoint's `hillclimb.json` (None if absent or malformed)."""
+    prof = info.get(PROFILE_KEY)
+    if isinstance(prof, dict) and isinstance(prof.get("p90"), int | float) and prof["p90"] > 0:
+        return prof
+    return None
+
+
+def effort_budget(effort: str, max_context: int, profile: dict[str, Any] | None = None) -> int:
     nominal, frac = EFFORT_BUDGETS[effort]
-    return max(1, min(nominal, int(max_context * frac)))
+    cap = max(1, min(nominal, int(max_context * frac)))
+    if profile is not None and effort in EFFORT_FRACTIONS:
+        return max(1, min(cap, math.ceil(EFFORT_FRACTIONS[effort] * float(profile["p90"]))))
+    return cap
 
 
-def resolve_budget(effort: str | None, explicit: int | None, max_context: int) -> int | None:
+def resolve_budget(
+    effort: str | None,
+    explicit: int | None,
+    max_context: int,
+    profile: dict[str, Any] | None = None,
+) -> int | None:
     if explicit is not None:
         return explicit
     if effort is not None:
-        return effort_budget(effort, max_context)
+        return effort_budget(effort, max_context, profile)
     return None
 
 

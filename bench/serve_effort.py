@@ -1,0 +1,117 @@
+"""Does `reasoning_effort` change what the served thinking model does? Tokens and accuracy per level.
+
+Usage:
+    python bench/serve_effort.py --model runs/tiny/09-rl-thinking/run/final \
+        [--families arith,arith_chain,logic,word_problem] [--tiers 1,2] [--n-per-tier 16]
+
+For each effort level (none, low, medium, high) the held-out (val split) problems are answered
+greedily through the engine with exactly what the server does for that request: the budget the
+engine resolves for `reasoning_effort` (`serve.budget.resolve_budget`, with the checkpoint's
+measured thinking profile when it has one), the think block closed when the budget is spent,
+and the budget note in the prompt for budget-conditioned checkpoints. Prints one JSON object:
+per level the budget, accuracy, mean reasoning tokens (inside the think block, tags included)
+and mean completion tokens, plus the ratios against "none". All levels see the same problems,
+prompts and settings, side by side in one run.
+
+What it does not show: whether the model *plans* for a budget (only a budget-conditioned
+checkpoint is told its budget; others are cut off), or quality beyond exact-answer accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+LEVELS = (None, "low", "medium", "high")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="a thinking checkpoint directory")
+    ap.add_argument("--families", default="arith,arith_chain,logic,word_problem")
+    ap.add_argument("--tiers", default="1,2")
+    ap.add_argument("--n-per-tier", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-tokens", type=int, default=256, help="answer cap per problem")
+    args = ap.parse_args()
+
+    import torch
+
+    from hillclimb import problems as P
+    from hillclimb.model.checkpoint import read_info
+    from hillclimb.rl.rollout import rollout_and_check
+    from hillclimb.serve.budget import profile_from_info, resolve_budget
+    from hillclimb.serve.engine import Engine
+
+    torch.manual_seed(args.seed)
+    engine = Engine.from_checkpoint(args.model)
+    info = read_info(args.model)
+    profile = profile_from_info(info)
+    conditioned = bool(info.get("budget_conditioning"))
+    probs = [
+        p
+        for f in args.families.split(",")
+        for t in (int(x) for x in args.tiers.split(","))
+        for p in P.generate(f, t, args.n_per_tier, args.seed, "val")
+    ]
+    rows = []
+    for level in LEVELS:
+        budget = resolve_budget(level, None, engine.max_context, profile)
+        t0 = time.perf_counter()
+        rolls = rollout_and_check(
+            engine,
+            probs,
+            n=1,
+            max_tokens=args.max_tokens,
+            temperature=0.0,
+            think_budgets=[budget] * len(probs),
+            budget_note=conditioned,
+            force_budget=True,
+        )
+        n = max(1, len(rolls))
+        rows.append(
+            {
+                "effort": level or "none",
+                "budget": budget,
+                "accuracy": sum(r.passed for r in rolls) / n,
+                "mean_reasoning_tokens": sum(r.reasoning_tokens for r in rolls) / n,
+                "mean_completion_tokens": sum(r.completion_tokens for r in rolls) / n,
+                "wall_s": round(time.perf_counter() - t0, 2),
+            }
+        )
+    base = rows[0]
+    for r in rows:
+        r["reasoning_tokens_vs_none"] = (
+            r["mean_reasoning_tokens"] / base["mean_reasoning_tokens"]
+            if base["mean_reasoning_tokens"]
+            else None
+        )
+        r["accuracy_minus_none"] = r["accuracy"] - base["accuracy"]
+    print(
+        json.dumps(
+            {
+                "bench": "serve_effort",
+                "model": str(args.model),
+                "budget_conditioned": conditioned,
+                "thinking_profile": profile,
+                "problems": len(probs),
+                "families": args.families,
+                "tiers": args.tiers,
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "torch_threads": torch.get_num_threads(),
+                "levels": rows,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
