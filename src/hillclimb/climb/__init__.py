@@ -5,8 +5,9 @@ data build → tokenizer → tokenized shards → pre-train each model (one shar
 (`recipes/smoke.toml`, `recipes/tiny.toml`). Modules: `recipe` (load/validate the TOML, per-stage
 sections), `runner` (stages, completion markers, resume, summary), `sftdata` (chat / tool-call /
 FIM examples), `promotion` (the registry stage: register, import evals, run the gate), `report`
-(Markdown + matplotlib). This module only declares the CLI, so `hillclimb --help` never imports
-torch.
+(Markdown + matplotlib), `html_report` (one self-contained HTML file; also `hillclimb report RUN`
+for any climb run or eval output). This module only declares the CLI, so `hillclimb --help` never
+imports torch.
 
 Library use: `from hillclimb.climb.runner import run_climb; run_climb("tiny", "runs/tiny")`.
 """
@@ -48,6 +49,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_handle, _parser=p)
 
+    r = sub.add_parser(
+        "report",
+        help="one self-contained HTML report for a climb run or an eval output",
+        description="Write one static HTML file (plots embedded, no scripts, no network) for a "
+        "climb run directory, an eval --json/--out file, a suite result or an eval output "
+        "directory. Missing pieces are noted as 'not in this run'.",
+    )
+    r.add_argument("run", metavar="RUN", help="climb run directory, eval JSON file or eval dir")
+    r.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="output file (default RUN/report.html; for a JSON file <name>.report.html beside it)",
+    )
+    r.set_defaults(func=_handle_report, _parser=r)
+
 
 def _handle(args: argparse.Namespace) -> int:
     import json
@@ -63,4 +80,13 @@ def _handle(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _handle_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hillclimb.climb.html_report import write_html_report
+
+    print(write_html_report(Path(args.run), Path(args.out) if args.out else None))
     return 0

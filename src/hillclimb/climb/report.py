@@ -7,18 +7,21 @@ run and the report shows exactly what the artifacts say. Plots:
 
 - `loss_<stage>.png`: per training run, train loss (nats/token) and validation bits per byte by
   step (with the unigram baseline for pre-training runs);
-- `expert_load.png`: per training run, a layers x experts heatmap of the share of routed tokens
-  (summed over every logged step; 1/E everywhere = perfect balance);
+- `expert_load.png`: per training run, a layers x experts heatmap of load relative to even
+  (summed over every logged step; 1 everywhere = perfect balance), one colour scale for all;
 - `accuracy_<model>.png`: accuracy per family on each evaluation split (new problems, new
   phrasing), one bar per tier, the no-training baseline as a tick on each bar;
+- `tokens_<model>.png`: completion tokens (mean and per correct answer) per family over tiers;
 - `stage_times.png`: seconds per stage.
 
-Markdown (not HTML) because it renders on GitHub, in editors and in a terminal pager alike.
+Markdown because it renders on GitHub, in editors and in a terminal pager alike; the same
+plots and tables also go into one self-contained `report.html` (`climb/html_report.py`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,27 +91,96 @@ def expert_load(run: Path) -> list[list[float]] | None:
     return rows
 
 
-def plot_expert_load(runs: list[tuple[str, Path]], dest: Path) -> list[str]:
+@dataclass(frozen=True)
+class LoadScale:
+    """The one colour scale of every expert-load heatmap: load relative to even (1 = every expert
+    gets 1/E of the tokens), so runs with different expert counts share one scale."""
+
+    vmin: float
+    vmax: float
+    even: float = 1.0
+
+
+def relative_load(mat: list[list[float]]) -> list[list[float]]:
+    """Token shares -> load relative to even (share x experts)."""
+    return [[v * len(row) for v in row] for row in mat]
+
+
+def expert_loads(runs: list[tuple[str, Path]]) -> list[tuple[str, list[list[float]]]]:
+    """(name, relative load matrix) for every run that logged routing."""
     data = [(name, expert_load(run)) for name, run in runs]
-    data = [(n, m) for n, m in data if m]
+    return [(n, relative_load(m)) for n, m in data if m]
+
+
+def load_scale(data: list[tuple[str, list[list[float]]]]) -> LoadScale:
+    top = max((max(row) for _, m in data for row in m), default=1.0)
+    return LoadScale(0.0, max(2.0, float(top)))
+
+
+def expert_load_rows(
+    data: list[tuple[str, list[list[float]]]],
+) -> tuple[list[str], list[list[Any]]]:
+    """Per run: MoE layers, experts, and the most loaded expert's load relative to even."""
+    rows = [[n, len(m), len(m[0]), f"{max(max(r) for r in m):.2f}"] for n, m in data]
+    return ["run", "MoE layers", "experts", "max load / uniform"], rows
+
+
+def plot_expert_load(data: list[tuple[str, list[list[float]]]], dest: Path) -> LoadScale | None:
+    """Heatmaps (layers x experts) of relative load, one per run, all on ONE diverging colour
+    scale centred on even load (white), with one colour bar marked at even load."""
     if not data:
-        return []
+        return None
+    from matplotlib.colors import TwoSlopeNorm
+
+    scale = load_scale(data)
+    norm = TwoSlopeNorm(vmin=scale.vmin, vcenter=scale.even, vmax=scale.vmax)
     plt = _plt()
     fig, axes = plt.subplots(
-        1, len(data), figsize=(4.2 * len(data), 3.4), squeeze=False, constrained_layout=True
+        1, len(data), figsize=(3.8 * len(data) + 1.2, 3.4), squeeze=False, constrained_layout=True
     )
+    im = None
     for k, (ax, (name, mat)) in enumerate(zip(axes[0], data, strict=True)):
-        im = ax.imshow(mat, aspect="auto", cmap="viridis", vmin=0.0)
+        im = ax.imshow(mat, aspect="auto", cmap="RdBu_r", norm=norm)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("expert")
         if k == 0:
             ax.set_ylabel("MoE layer")
         ax.set_yticks(range(len(mat)))
-        fig.colorbar(
-            im, ax=ax, fraction=0.046, pad=0.02, label="token share" if k == len(data) - 1 else None
-        )
+    bar = fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.02)
+    bar.set_label(f"load / even load (one scale, {scale.vmin:g}-{scale.vmax:.2f})")
+    bar.ax.axhline(scale.even, color="k", lw=2)
+    ticks = sorted({scale.vmin, scale.even / 2, scale.even, scale.vmax})
+    bar.set_ticks(ticks, labels=["even" if t == scale.even else f"{t:.2f}" for t in ticks])
     _save(fig, dest)
-    return [n for n, _ in data]
+    return scale
+
+
+def plot_tokens_by_tier(tasks: dict[str, Any], title: str, dest: Path) -> bool:
+    """Tokens against difficulty: mean completion tokens (solid) and tokens per correct answer
+    (dashed) per family over tiers, on the first evaluation split."""
+    cells = [c for c in tasks.get("cells") or [] if c["split"] == next(iter(tasks["splits"]), "")]
+    if not cells:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for fam in dict.fromkeys(c["family"] for c in cells):
+        cs = sorted((c for c in cells if c["family"] == fam), key=lambda c: c["tier"])
+        line = ax.plot(
+            [c["tier"] for c in cs],
+            [c["mean_completion_tokens"] for c in cs],
+            marker="o",
+            label=fam,
+        )[0]
+        tpc = [(c["tier"], c["tokens_per_correct"]) for c in cs if c.get("tokens_per_correct")]
+        ax.plot([t for t, _ in tpc], [v for _, v in tpc], ls="--", color=line.get_color(), lw=1)
+    ax.set_xticks(sorted({c["tier"] for c in cells}))
+    ax.set_xlabel("tier (difficulty)")
+    ax.set_ylabel("completion tokens")
+    ax.set_title(f"{title}: tokens by tier (solid mean, dashed per correct)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, dest)
+    return True
 
 
 def plot_accuracy(tasks: dict[str, Any], title: str, dest: Path) -> bool:
@@ -146,6 +218,17 @@ def plot_accuracy(tasks: dict[str, Any], title: str, dest: Path) -> bool:
 
 def accuracy_table(t: dict[str, Any]) -> str:
     """One row per family x tier: every split's accuracy beside its no-training baseline."""
+    return _md_table(*accuracy_rows(t))
+
+
+Interval = tuple[float, float]
+
+
+def accuracy_rows(
+    t: dict[str, Any], intervals: dict[tuple[str, str, int], Interval] | None = None
+) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the accuracy table; with `intervals` ((split, family, tier) -> 95%
+    bootstrap interval) each accuracy carries its interval."""
     splits = list(t.get("splits") or {})
     label = {"heldout": "new problems", "heldout_phrasing": "new phrasing", "val": "val"}
     header = ["family", "tier"]
@@ -165,12 +248,12 @@ def accuracy_table(t: dict[str, Any]) -> str:
             c0 = next(c for c in cs if c)
             name = fam + (" †" if c0["heldout_family"] else "")
             row: list[Any] = [name, tier]
-            for c in cs:
-                row += (
-                    [f"{c['accuracy']:.0%} ({c['correct']}/{c['n']})", _pct(c["baseline"]["best"])]
-                    if c
-                    else ["-", "-"]
-                )
+            for s, c in zip(splits, cs, strict=True):
+                ci = (intervals or {}).get((s, fam, tier))
+                acc = f"{c['accuracy']:.0%} ({c['correct']}/{c['n']})" if c else "-"
+                if c and ci:
+                    acc += f" [{ci[0]:.0%}, {ci[1]:.0%}]"
+                row += [acc, _pct(c["baseline"]["best"])] if c else ["-", "-"]
             if has_pk:
                 pk = next((c["pass_at_k"] for c in cs if c and c.get("pass_at_k")), None)
                 row.append(" / ".join(f"@{k} {v:.0%}" for k, v in pk.items()) if pk else "-")
@@ -183,11 +266,30 @@ def accuracy_table(t: dict[str, Any]) -> str:
                 c0["max_tokens"],
             ]
             rows.append(row)
-    return _md_table(header, rows)
+    return header, rows
+
+
+def cell_intervals(
+    t: dict[str, Any], resamples: int = 1000
+) -> dict[tuple[str, str, int], Interval]:
+    """95% percentile bootstrap interval of every (split, family, tier) cell's greedy accuracy,
+    from the item-level results (`tasks.items`), seeded so a report is reproducible. Like the
+    suites' intervals it is the sampling error of these items, not of the skill."""
+    from hillclimb.eval.metrics import bootstrap_ci
+
+    by: dict[tuple[str, str, int], list[float]] = {}
+    for it in t.get("items") or []:
+        by.setdefault((it["split"], it["family"], it["tier"]), []).append(float(it["passed"]))
+    return {k: bootstrap_ci(v, resamples=resamples) for k, v in by.items()}
 
 
 def sft_vs_rl(ev: dict[str, Any]) -> str:
     """Per family x tier x split: SFT accuracy, RL accuracy, the change, tokens per correct."""
+    return _md_table(*sft_vs_rl_rows(ev))
+
+
+def sft_vs_rl_rows(ev: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the SFT-vs-RL table (same items, same settings)."""
     a, b = ev["sft"]["tasks"], ev["rl"]["tasks"]
     by_a = {(c["split"], c["family"], c["tier"]): c for c in a["cells"]}
     rows = []
@@ -208,10 +310,8 @@ def sft_vs_rl(ev: dict[str, Any]) -> str:
                 " → ".join("-" if x is None else f"{x:.0f}" for x in tpc),
             ]
         )
-    return _md_table(
-        ["family", "tier", "split", "SFT", "RL", "change (points)", "baseline", "tokens / correct"],
-        rows,
-    )
+    header = ["family", "tier", "split", "SFT", "RL", "change (points)", "baseline"]
+    return header + ["tokens / correct"], rows
 
 
 def _pct(x: float | None) -> str:
@@ -346,6 +446,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         if plot_accuracy(t, m, d / f"accuracy_{m}.png"):
             figures.append(f"accuracy_{m}.png")
             md += [f"![accuracy {m}](accuracy_{m}.png)", ""]
+        if plot_tokens_by_tier(t, m, d / f"tokens_{m}.png"):
+            figures.append(f"tokens_{m}.png")
+            md += [f"![tokens by tier {m}](tokens_{m}.png)", ""]
         base = evals[m]["pretrain"].get("tasks")
         if base:
             md += [f"Before SFT (pre-trained model): overall {base['accuracy']:.1%}.", ""]
@@ -401,25 +504,20 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
     ]
 
     # ---- routing ------------------------------------------------------------------------------
-    shown = plot_expert_load(runs, d / "expert_load.png")
-    if shown:
+    loads = expert_loads(runs)
+    if plot_expert_load(loads, d / "expert_load.png"):
         figures.append("expert_load.png")
         md += [
             "## Expert load",
             "",
-            "Share of routed tokens per MoE layer and expert, summed over the logged steps of each "
-            "run (uniform = 1/experts).",
+            "Load per MoE layer and expert relative to even load (1 = every expert gets 1/experts "
+            "of the routed tokens), summed over the logged steps of each run; one colour scale "
+            "for every heatmap, white = even.",
             "",
             "![expert load](expert_load.png)",
             "",
         ]
-        rows = []
-        for name, run in runs:
-            mat = expert_load(run)
-            if mat:
-                worst = max(max(row) * len(row) for row in mat)
-                rows.append([name, len(mat), len(mat[0]), f"{worst:.2f}"])
-        md += [_md_table(["run", "MoE layers", "experts", "max load / uniform"], rows), ""]
+        md += [_md_table(*expert_load_rows(loads)), ""]
 
     # ---- samples ------------------------------------------------------------------------------
     md += ["## Sample generations (never-trained problems, greedy)", ""]

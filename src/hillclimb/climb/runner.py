@@ -11,7 +11,7 @@ The line (one directory per stage under RUN_DIR, numbered in order):
     ..-rl-<m>          RL from the SFT model ([rl] table)     run/ (+ rl.json, report.md)
     ..-eval            bpb + accuracy per model, SFT and RL   <m>.json, eval.json
     ..-registry        register checkpoints + evals, gate     gate.md (summary.json `registry`)
-    report/            Markdown + PNG report                  report.md, *.png
+    report/            Markdown + PNG report, one-file HTML   report.md, *.png, report.html
 
 Why markers and hashes: a stage is complete iff its marker `_stage.json` exists — written LAST,
 atomically, after every output — and the marker records the SHA-256 of the recipe section(s) the
@@ -275,9 +275,11 @@ def _registry(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
 
 
 def _report(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+    from hillclimb.climb.html_report import write_html_report
     from hillclimb.climb.report import write_report
 
-    return write_report(c, d)
+    res = write_report(c, d)
+    return {**res, "html": str(write_html_report(c.out, d / "report.html"))}
 
 
 # ---- planning -----------------------------------------------------------------------------------
