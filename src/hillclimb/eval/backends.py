@@ -189,6 +189,7 @@ class HTTPBackend:
         import httpx
 
         self.url = url.rstrip("/")
+        self.api_key = api_key  # the harness suite's agent client authenticates with it too
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=timeout_s, headers=headers)
         self.concurrency = max(1, concurrency)

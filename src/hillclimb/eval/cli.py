@@ -48,7 +48,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="run a standard suite instead of the generator tasks: humaneval (HumanEval, "
         "completion form, run in the sandbox), ifeval (verifiable instructions we wrote), "
-        "adversarial (our categorised tricky coding set)",
+        "adversarial (our categorised tricky coding set), harness (resolve rate on generated "
+        "repository tasks through the agent loop; needs --tasks)",
+    )
+    p.add_argument(
+        "--tasks",
+        action="append",
+        default=None,
+        metavar="[NAME=]DIR",
+        help="suite harness: a `harness generate` output, once per task group (e.g. "
+        "--tasks seen=DIR1 --tasks unseen=DIR2: each group gets its own resolve rate)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=30, help="suite harness: model turns per episode (30)"
     )
     p.add_argument("--limit", type=int, default=None, help="suite: first N items only")
     p.add_argument(
@@ -67,7 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="suite against a URL: the model name to request (default: the first of /models)",
     )
     p.add_argument(
-        "--concurrency", type=int, default=4, help="suite against a URL: requests in flight (4)"
+        "--concurrency",
+        type=int,
+        default=4,
+        help="suite against a URL: requests in flight; suite harness: episodes in flight (4)",
     )
     p.add_argument(
         "--timeout", type=float, default=10.0, help="suite: seconds per test program (10)"
@@ -246,6 +261,9 @@ def _handle_suite(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         form=args.form,
         n_items=args.n_items,
+        tasks=args.tasks,
+        harness_max_steps=args.max_steps,
+        harness_concurrency=args.concurrency,
     )
     res = run_suite(
         args.suite,

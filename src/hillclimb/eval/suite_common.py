@@ -30,6 +30,10 @@ class SuiteConfig:
     bootstrap: int = 1000  # bootstrap resamples
     form: str = "completion"  # humaneval: completion (raw prompt) | chat (one user turn)
     n_items: int | None = None  # generated suites (ifeval): how many prompts (None: default)
+    # harness suite: task groups ("[NAME=]DIR"), turns per episode, episodes in flight
+    tasks: list[str] | None = None
+    harness_max_steps: int = 30
+    harness_concurrency: int = 4
 
     def validate(self) -> None:
         if self.limit is not None and self.limit < 1:

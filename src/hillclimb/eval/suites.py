@@ -45,10 +45,17 @@ def _adversarial(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     return run_adversarial(backend, cfg)
 
 
+def _harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb.eval.harness_suite import run_harness
+
+    return run_harness(backend, cfg)
+
+
 SUITES: dict[str, Callable[[Backend, SuiteConfig], dict[str, Any]]] = {
     "humaneval": _humaneval,
     "ifeval": _ifeval,
     "adversarial": _adversarial,
+    "harness": _harness,
 }
 
 

@@ -1,0 +1,127 @@
+"""The harness suite — `hillclimb eval --model CKPT|URL --suite harness --tasks [NAME=]DIR ...`:
+resolve rate on generated repository tasks, through the same agent loop users run.
+
+Why a suite and not only `harness run`: a resolve rate is an accuracy like any other, so it gets
+the suite envelope (bootstrap interval, truncated share, per-item records, `--out`) and can be a
+target or a gate of `hillclimb promote`. Tasks come in named groups, one per `--tasks` flag, so
+the two held-out questions the coder's training raises are answered side by side: tasks made by
+*new mutations of projects the model trained on* and tasks from *projects never used in
+training* (`harness generate --split`, docs/areas/harness.md). Each group gets its own rate and
+interval; `resolve_rate` pools them.
+
+A checkpoint runs on one started engine shared by `--concurrency` episodes (the engine batches
+their turns, as RL rollouts do); a URL runs through the OpenAI-compatible client. Episodes are
+greedy (temperature 0, seed `--seed`) with `--max-steps` turns. An episode that ran out of turns,
+context or tokens counts as truncated.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.eval.backends import Backend
+from hillclimb.eval.suite_common import SuiteConfig, metric
+
+# episode endings that mean "stopped by a limit", not "gave an answer"
+TRUNCATED = ("max_steps", "max_tokens", "timeout", "context_exhausted")
+
+
+def parse_task_groups(specs: list[str] | None) -> dict[str, str]:
+    """`["heldout=DIR", "DIR2"]` → {"heldout": DIR, "DIR2's name": DIR2}; names are unique."""
+    groups: dict[str, str] = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).name or spec, spec
+        if not name or not path:
+            raise HillclimbError(f"--tasks {spec!r}: expected [NAME=]DIR")
+        if name in groups:
+            raise HillclimbError(f"--tasks: group name {name!r} given twice")
+        if not Path(path).is_dir():
+            raise HillclimbError(f"--tasks {spec!r}: {path} is not a directory")
+        groups[name] = path
+    return groups
+
+
+def _client_factory(backend: Backend) -> tuple[Any, Any]:
+    """(a factory of per-thread model clients, the engine to start/stop or None)."""
+    from hillclimb.harness.clients import LocalClient, OpenAIClient
+
+    engine = getattr(backend, "engine", None)
+    if engine is not None:
+        return (lambda: LocalClient(engine=engine)), engine
+    url, model = getattr(backend, "url", None), getattr(backend, "model", None)
+    if url is None or model is None:
+        raise HillclimbError(f"the harness suite cannot drive a {backend.kind!r} backend")
+    key = getattr(backend, "api_key", None)
+    return (lambda: OpenAIClient(url, model, key)), None
+
+
+def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb.harness.agent import EpisodeLimits
+    from hillclimb.harness.runner import run_tasks
+    from hillclimb.harness.task import find_task_dirs
+
+    groups = parse_task_groups(cfg.tasks)
+    if not groups:
+        raise HillclimbError(
+            "--suite harness needs --tasks [NAME=]DIR (a `harness generate` output)"
+        )
+    for name, path in groups.items():
+        if not find_task_dirs(Path(path)):
+            raise HillclimbError(f"--tasks {name}={path}: no task directories found")
+    if cfg.harness_max_steps < 1 or cfg.harness_concurrency < 1:
+        raise HillclimbError("--max-steps and --concurrency must be >= 1")
+    limits = EpisodeLimits(max_steps=cfg.harness_max_steps, temperature=0.0, seed=cfg.seed)
+    factory, engine = _client_factory(backend)
+    items: list[dict[str, Any]] = []
+    if engine is not None:
+        engine.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp:
+            for name, path in groups.items():
+                report = run_tasks(
+                    path,
+                    factory,
+                    Path(tmp) / name,
+                    limits,
+                    concurrency=cfg.harness_concurrency,
+                )
+                rows = sorted(report.rows, key=lambda r: str(r["task_id"]))
+                if cfg.limit is not None:
+                    rows = rows[: cfg.limit]
+                for r in rows:
+                    items.append(
+                        {
+                            "id": r["task_id"],
+                            "group": name,
+                            "kind": r["kind"],
+                            "passed": bool(r["resolved"]),
+                            "status": r["grade_status"] or r["exit_status"],
+                            "exit_status": r["exit_status"],
+                            "turns": r["turns"],
+                            "completion_tokens": r["completion_tokens"],
+                        }
+                    )
+    finally:
+        if engine is not None:
+            engine.stop()
+    metrics = {"resolve_rate": metric([float(i["passed"]) for i in items], cfg)}
+    for k, name in enumerate(groups, 1):
+        vals = [float(i["passed"]) for i in items if i["group"] == name]
+        metrics[f"resolve_rate/{name}"] = metric(vals, cfg, salt=k)
+    n = len(items)
+    ends: dict[str, int] = {}
+    for i in items:
+        ends[i["exit_status"]] = ends.get(i["exit_status"], 0) + 1
+    return {
+        "metrics": metrics,
+        "groups": dict(groups),
+        "truncated_share": sum(ends.get(t, 0) for t in TRUNCATED) / n if n else 0.0,
+        "finish_reasons": dict(sorted(ends.items())),
+        "mean_completion_tokens": sum(i["completion_tokens"] for i in items) / n if n else 0.0,
+        "items": items,
+    }

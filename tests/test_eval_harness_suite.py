@@ -1,0 +1,88 @@
+"""`--suite harness`: resolve rate per task group (held-out mutations vs unseen projects) with
+intervals, through the agent loop; a solver that resolves everything scores 1.0 in every group,
+a micro checkpoint runs end to end on one shared engine; bad --tasks specs are clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from hillclimb.cli import main
+from hillclimb.errors import HillclimbError
+from hillclimb.eval import harness_suite as HS
+from hillclimb.eval.suite_common import SuiteConfig
+from hillclimb.eval.suites import run_suite
+
+
+@pytest.fixture(scope="module")
+def groups(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hsuite")
+    for name, seed in (("a", 5), ("b", 7)):
+        assert main(["harness", "generate", "--out", str(root / name), "--n", "2",
+                     "--seed", str(seed), "--kinds", "bugfix"]) == 0  # fmt: skip
+    return root
+
+
+def test_reference_solver_resolves_every_group(groups, monkeypatch):
+    """The programmatic reference agent (a real solver, not a model) stands in for the model:
+    every task resolved, so each group's rate and the pooled rate are exactly 1."""
+    from hillclimb.harness.clients import ReferenceClient
+
+    monkeypatch.setattr(HS, "_client_factory", lambda backend: (ReferenceClient, None))
+
+    class NoModel:
+        kind, name = "reference", "reference"
+
+        def close(self) -> None:
+            pass
+
+    cfg = SuiteConfig(tasks=[f"seen={groups / 'a'}", f"unseen={groups / 'b'}"], bootstrap=200)
+    res = run_suite("harness", "reference", cfg, backend=NoModel())
+    m = res["metrics"]
+    assert m["resolve_rate"]["value"] == 1.0 and m["resolve_rate"]["n"] == 4
+    assert m["resolve_rate/seen"]["n"] == 2 and m["resolve_rate/unseen"]["value"] == 1.0
+    assert {i["group"] for i in res["items"]} == {"seen", "unseen"}
+    assert res["truncated_share"] == 0.0 and res["finish_reasons"] == {"submitted": 4}
+
+
+def test_micro_checkpoint_runs_episodes_on_one_engine(groups, tmp_path):
+    ck = tmp_path / "ck"
+    assert main(["init", "--preset", "code-flash-micro", "--out", str(ck), "--seed", "0"]) == 0
+    cfg = SuiteConfig(tasks=[str(groups / "a")], harness_max_steps=2, harness_concurrency=2)
+    res = run_suite("harness", str(ck), cfg, batch_size=2)
+    assert res["suite"] == "harness" and res["backend"] == "engine"
+    assert len(res["items"]) == 2 and all(i["group"] == "a" for i in res["items"])
+    m = res["metrics"]["resolve_rate"]
+    assert 0.0 <= m["ci95"][0] <= m["value"] <= m["ci95"][1] <= 1.0
+    ends = res["finish_reasons"]
+    assert sum(ends.values()) == 2
+    assert res["truncated_share"] == sum(ends.get(t, 0) for t in HS.TRUNCATED) / 2
+
+
+def test_bad_task_specs(tmp_path, groups):
+    with pytest.raises(HillclimbError, match="is not a directory"):
+        HS.parse_task_groups([f"x={tmp_path / 'missing'}"])
+    with pytest.raises(HillclimbError, match="given twice"):
+        HS.parse_task_groups([f"x={groups / 'a'}", f"x={groups / 'b'}"])
+    with pytest.raises(HillclimbError, match="expected \\[NAME=\\]DIR"):
+        HS.parse_task_groups(["=" + str(groups)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HillclimbError, match="no task directories"):
+        HS.run_harness(object(), SuiteConfig(tasks=[str(tmp_path / "empty")]))  # type: ignore[arg-type]
+    with pytest.raises(HillclimbError, match="needs --tasks"):
+        HS.run_harness(object(), SuiteConfig())  # type: ignore[arg-type]
+
+
+def test_cli_runs_the_harness_suite(groups, tmp_path, capsys):
+    import json
+
+    ck = tmp_path / "ck"
+    assert main(["init", "--preset", "code-flash-micro", "--out", str(ck), "--seed", "0"]) == 0
+    capsys.readouterr()
+    argv = ["eval", "--model", str(ck), "--suite", "harness", "--tasks", f"heldout={groups / 'a'}",
+            "--max-steps", "1", "--concurrency", "1", "--out", str(tmp_path / "o"), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["metrics"]) == {"resolve_rate", "resolve_rate/heldout"}
+    assert json.loads((tmp_path / "o" / "harness.json").read_text())["suite"] == "harness"
+    assert main(["eval", "--model", str(ck), "--suite", "harness"]) != 0
+    assert "needs --tasks" in capsys.readouterr().err
