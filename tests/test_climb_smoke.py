@@ -160,6 +160,9 @@ def test_every_artifact(climb: dict) -> None:
         assert name in pngs
     for p in (run / "report").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same report as one self-contained HTML file (images embedded, nothing fetched)
+    html = (run / "report" / "report.html").read_text()
+    assert "<img" in html and "data:image/png;base64," in html and 'src="http' not in html
     assert set(s["stage_seconds"]) == {
         "data",
         "tokenizer",
