@@ -214,8 +214,13 @@ def test_gamma_adapts_and_caches_roll_back(models):
     o = spec.generate("Hello world", SamplingParams(max_tokens=60, temperature=0, ignore_eos=True))
     s = o.spec
     assert s["drafted"] > 0 and s["accepted"] < s["drafted"]  # some rejections happened
-    # after the request the slot is free and both caches are empty
-    assert int(spec.cache.valid.sum()) == 0 and int(spec.draft.cache.valid.sum()) == 0
+    # after the request the draft cache is empty and the target's slot holds exactly the
+    # prefix-cache entry: prompt + output minus the last token, rejected drafts rolled back
+    ids = spec.tokenizer.encode("Hello world")
+    (entry,) = spec.prefix.entries.values()
+    assert entry.tokens == (ids + o.token_ids)[: len(ids) + len(o.token_ids) - 1]
+    assert int(spec.cache.valid.sum()) == len(entry.tokens) == int(spec.cache.seen.sum())
+    assert int(spec.draft.cache.valid.sum()) == 0
     spec2 = make(models, "target", gamma_init=1, gamma_max=8)
     o2 = spec2.generate(
         "Hello world", SamplingParams(max_tokens=60, temperature=0, ignore_eos=True)

@@ -71,6 +71,28 @@ class KVCache:
         self.cursor[slot] = cut
         self.seen[slot] = n_real
 
+    def copy_prefix(self, src: int, dst: int, n: int) -> torch.Tensor:
+        """Make slot `dst` hold exactly the first `n` real tokens of slot `src`, densely in cells
+        0..n-1 (`src == dst` compacts a slot in place). Returns the source cells used.
+
+        Why this is exact: a token's K carries its rotary *position* (its index among the real
+        tokens, `seen`), not its storage cell, and padding cells are never attended to; so
+        dropping the holes and continuing from position n gives the same attention inputs as
+        prefilling those n tokens into a fresh slot. The prefix cache (`serve/prefix_cache.py`)
+        uses it to adopt or copy a finished request's KV instead of prefilling it again."""
+        cells = torch.nonzero(self.valid[src, : int(self.cursor[src])]).flatten()[:n]
+        if cells.numel() != n:
+            raise ValueError(f"slot {src} holds {cells.numel()} real tokens, not {n}")
+        dense = n == 0 or int(cells[-1]) == n - 1
+        if not (src == dst and dense):
+            for t in (*self.k, *self.v):
+                t[dst, :, :n] = t[src, :, :n] if dense else t[src].index_select(1, cells)
+        self.valid[dst] = False
+        self.valid[dst, :n] = True
+        self.cursor[dst] = n
+        self.seen[dst] = n
+        return cells
+
     def prepare(
         self, slot_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:

@@ -85,6 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-speculative", action="store_true", help="do not let code-flash draft for thinking"
     )
     s.add_argument(
+        "--prefix-cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep finished requests' KV in idle slots and reuse shared prompt prefixes "
+        "(conversation history, system prompts) instead of prefilling them (default: on)",
+    )
+    s.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -195,6 +202,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise HillclimbError("--stream-interval must be between 0 and 1 second")
     if args.threads is not None and args.threads < 1:
         raise HillclimbError("--threads must be >= 1")
+    if args.prefix_cache is not None:
+        # the engines (in this process or the engine child, which inherits the environment)
+        # read it when built with `Engine(prefix_cache=None)`
+        os.environ["HILLCLIMB_PREFIX_CACHE"] = "1" if args.prefix_cache else "0"
     if args.state_dir is not None and args.state_dir.exists() and not args.state_dir.is_dir():
         raise HillclimbError(f"--state-dir {args.state_dir} exists and is not a directory")
     db = usage_db_path(args.db, args.state_dir)

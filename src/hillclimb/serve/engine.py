@@ -65,6 +65,7 @@ from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
 from hillclimb.serve.drafters import Drafter, LookupConfig, LookupDrafter
 from hillclimb.serve.fastpath import FastForward
 from hillclimb.serve.healing import HealIndex, StripPrefix
+from hillclimb.serve.prefix_cache import PrefixCache, PrefixEntry, common_prefix
 from hillclimb.serve.sampling import (
     SamplingParams,
     choose_token,
@@ -123,6 +124,9 @@ class GenerationOutput:
     # token healing (`healing.py`): how many prompt tokens were backed up (then `prompt_tokens`
     # counts the prompt without them and `completion_tokens` the tokens that re-cover them)
     healed_tokens: int = 0
+    # prefix cache (`prefix_cache.py`): prompt tokens whose KV was reused instead of prefilled
+    # (OpenAI's usage.prompt_tokens_details.cached_tokens)
+    cached_tokens: int = 0
 
 
 _wakeups = threading.local()  # per engine thread: async consumers to wake after this step
@@ -278,6 +282,9 @@ class _Request:
     spec_steps: int = 0
     heal_left: bytes = b""  # token healing: removed prompt bytes the output must still reproduce
     healed_tokens: int = 0  # prompt tokens backed up by token healing
+    reused: int = 0  # prompt tokens whose KV came from the prefix cache (not prefilled)
+    share_logits: bool = False  # admitted with followers of the same prompt: keep its logits
+    prefill_logits: torch.Tensor | None = None  # the last prompt token's logits (share_logits)
     t_admit: float = 0.0
     t_first: float = 0.0
     t_end: float = 0.0
@@ -421,6 +428,8 @@ class Engine:
         drafter: str | None = None,
         lookup: LookupConfig | None = None,
         token_healing: bool = False,
+        prefix_cache: bool | None = None,
+        prefix_min_tokens: int = 8,
     ):
         if max_batch < 1:
             raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
@@ -501,6 +510,7 @@ class Engine:
             "reasoning_tokens": 0,
             "decode_steps": 0,
             "prefill_forwards": 0,
+            "prefill_tokens": 0,  # prompt tokens fed to prefill forwards (reused ones are not)
             "spec_backoffs": 0,
             "batched_steps": 0,
             "batched_compiled_steps": 0,
@@ -515,12 +525,12 @@ class Engine:
         self.lookup = LookupDrafter(max_batch, lookup, gamma_max)
         self._lookup_total = SpecStats()
         self.draft: DraftRunner | None = None
-        self.draft_engine: Engine | None = None
+        self._draft_shared = False  # the draft is another engine's model (it syncs its own)
         if draft is not None:
             dfast = None
             if isinstance(draft, Engine):
                 dmodel, dlock = draft.model, draft._lock
-                self.draft_engine = draft
+                self._draft_shared = True
                 if draft.fast is not None and draft.fast.max_len >= self._storage:
                     dfast = draft.fast  # the draft engine's (possibly compiled) steps
                 if draft.tokenizer.vocab_size != tokenizer.vocab_size:
@@ -558,6 +568,14 @@ class Engine:
         # turns it on for code-flash
         self.token_healing = bool(token_healing)
         self._heal_index: HealIndex | None = None
+        # prefix cache (`prefix_cache.py`): None = on unless HILLCLIMB_PREFIX_CACHE is 0/off
+        # (how `hillclimb serve --no-prefix-cache` reaches the engine process)
+        if prefix_cache is None:
+            env = os.environ.get("HILLCLIMB_PREFIX_CACHE", "1").strip().lower()
+            prefix_cache = env not in ("0", "false", "off", "no")
+        self.prefix: PrefixCache | None = (
+            PrefixCache(min_tokens=max(1, int(prefix_min_tokens))) if prefix_cache else None
+        )
 
     @property
     def heal_index(self) -> HealIndex:
@@ -612,9 +630,10 @@ class Engine:
             in_place = True
             if self.fast is not None:
                 in_place = self.fast.sync()
-            if self.draft is not None and self.draft.fast is not None and self.draft_engine is None:
+            if self.draft is not None and self.draft.fast is not None and not self._draft_shared:
                 self.draft.model.eval()
                 self.draft.fast.sync()
+            self._drop_prefix()  # cached KV was computed with the old weights
         return {"seconds": time.perf_counter() - t0, "in_place": in_place}
 
     # ---- request intake ----------------------------------------------------------------------
@@ -769,6 +788,7 @@ class Engine:
             for r in list(self._running):
                 self._fail(r, exc)
             self._retire()
+            self._drop_prefix()
             self.cache.reset()
             for s in range(self.max_batch):
                 if self.draft is not None:
@@ -787,24 +807,9 @@ class Engine:
             if r.handle.cancelled and not r.finished:
                 self._end(r, "cancelled")
         self._retire()
-        # 2. admission: prefill joiners into free slots
-        joiners: list[_Request] = []
-        with self._cv:
-            while self._waiting and len(joiners) < len(self._free):
-                joiners.append(self._waiting.popleft())
+        # 2. admission: prefill joiners into free slots (reusing cached prefixes)
+        joiners = self._admit()
         if joiners:
-            for r in joiners:
-                r.slot = self._free.pop(0)  # lowest free slot (kept sorted): compact slots
-                r.t_admit = time.perf_counter()
-                if r.drafter == "lookup":
-                    self.lookup.start(
-                        r.slot,
-                        len(r.prompt_ids),
-                        r.prediction,
-                        forced=r.params.speculative is True,
-                    )
-                self._running.append(r)
-            self._prefill(joiners)
             self._retire()
         # 3. decode: speculative steps for lightly loaded draft engines, else one batched step
         active = [r for r in self._running if not r.finished and r not in joiners]
@@ -834,30 +839,230 @@ class Engine:
         for r in self._running:
             if r.finished:
                 if r.slot is not None:
-                    self.cache.reset([r.slot])
                     if self.draft is not None:
                         self.draft.reset(r.slot)
                     self.lookup.reset(r.slot)
-                    self._free.append(r.slot)
-                    self._free.sort()
-                    self._holes[r.slot] = False
+                    if not self._keep_prefix(r):
+                        self._free_slot(r.slot)
                     r.slot = None
             else:
                 keep.append(r)
         self._running = keep
 
+    def _free_slot(self, slot: int) -> None:
+        self.cache.reset([slot])
+        self._free.append(slot)
+        self._free.sort()
+        self._holes[slot] = False
+
+    def _keep_prefix(self, r: _Request) -> bool:
+        """Keep a finished request's KV as a prefix-cache entry. Between steps a slot holds
+        prompt + output minus the pending token; a request that ended inside a speculative step
+        may hold rejected drafts past that, which are cut. Failed requests are not kept (a
+        failed forward may have left cells half written)."""
+        if self.prefix is None or r.finish_reason == "error" or r.slot is None:
+            return False
+        n = min(int(self.cache.seen[r.slot]), r.seq_len - 1)
+        if n < self.prefix.min_tokens:
+            return False
+        self.cache.truncate(r.slot, n)
+        return self.prefix.put(r.slot, (r.prompt_ids + r.out_ids)[:n])
+
+    def _drop_prefix(self) -> None:
+        """Forget every cached prefix (the weights changed, or a step failed)."""
+        if self.prefix is not None:
+            for slot in self.prefix.clear():
+                self._free_slot(slot)
+
+    # ---- admission and prefix reuse ----------------------------------------------------------
+    def _admit(self) -> list[_Request]:
+        """Take waiting requests into slots and prefill them → the joiners.
+
+        With the prefix cache each joiner first looks for the longest prefix of its prompt whose
+        KV already exists: a cached entry (adopted or copied), a running request's slot (copied),
+        or another joiner of this step (copied after that one's prefill; with an identical
+        prompt its last logits are reused too, so a GRPO group of n costs one prefill). Planned
+        copies pin their source entry so no later joiner evicts it first (`prefix_cache.py`).
+        Only the remaining tokens are prefilled."""
+        pc = self.prefix
+        joiners: list[_Request] = []
+        leaders: list[_Request] = []  # joiners prefilled in the first phase
+        followers: list[tuple[_Request, _Request, int]] = []  # (joiner, leader, n)
+        # (request, source slot, n, kind, pinned entry to release after the copy)
+        copies: list[tuple[_Request, int, int, str, PrefixEntry | None]] = []
+        with self._cv:
+            while self._waiting:
+                r = self._waiting[0]
+                plan = self._plan_reuse(r, leaders) if pc is not None else None
+                slot = self._claim_slot(r, plan)
+                if slot is None:
+                    break
+                self._waiting.popleft()
+                r.slot = slot
+                joiners.append(r)
+                if plan is None:
+                    leaders.append(r)
+                    continue
+                kind, src, n = plan
+                if kind == "batch":
+                    assert isinstance(src, _Request)
+                    src.share_logits |= n == len(r.prompt_ids)
+                    followers.append((r, src, n))
+                    continue
+                leaders.append(r)
+                if isinstance(src, PrefixEntry):
+                    adopted = src.slot == slot
+                    copies.append(
+                        (r, src.slot, n, "adopted" if adopted else kind, None if adopted else src)
+                    )
+                else:
+                    assert src.slot is not None
+                    copies.append((r, src.slot, n, kind, None))
+        if not joiners:
+            return joiners
+        for r in joiners:
+            assert r.slot is not None
+            r.t_admit = time.perf_counter()
+            if r.drafter == "lookup":
+                self.lookup.start(
+                    r.slot, len(r.prompt_ids), r.prediction, forced=r.params.speculative is True
+                )
+            self._running.append(r)
+            if pc is not None:
+                pc.stats.lookups += 1
+                pc.stats.prompt_tokens += len(r.prompt_ids)
+        for r, src, n, kind, pinned in copies:
+            self._reuse(r, src, n, kind)
+            if pinned is not None and pc is not None:
+                pc.unpin(pinned.slot)
+        self._prefill(leaders)
+        rest: list[_Request] = []
+        for r, lead, n in followers:
+            if lead.slot is None or lead.finish_reason == "error" or r.finished:
+                rest.append(r)  # the leader's KV is not there: prefill in full
+                continue
+            assert pc is not None
+            if not self._reuse(r, lead.slot, n, "batch"):
+                rest.append(r)
+                continue
+            pc.stats.shared_in_batch += 1
+            if n == len(r.prompt_ids) and lead.prefill_logits is not None:
+                pc.stats.shared_logits += 1
+                self._after_prefill(r, lead.prefill_logits, time.perf_counter())
+            else:
+                rest.append(r)
+        for lead in leaders:
+            lead.prefill_logits = None
+        if rest:
+            self._prefill(rest)
+        return joiners
+
+    def _plan_reuse(
+        self, r: _Request, leaders: list[_Request]
+    ) -> tuple[str, PrefixEntry | _Request, int] | None:
+        """The best KV source for r's prompt: ("cached", entry, n), ("running", request, n) or
+        ("batch", joiner, n); None below the cache's minimum. At least the last prompt token is
+        always prefilled (its logits give the first token) unless a joiner has the same prompt."""
+        assert self.prefix is not None
+        p = r.prompt_ids
+        limit = len(p) - 1
+        entry, n = self.prefix.best(p, limit)
+        best: tuple[str, PrefixEntry | _Request, int] | None = None
+        if entry is not None:
+            best = ("cached", entry, n)
+        best_n = max(n, self.prefix.min_tokens - 1)
+        for q in self._running:
+            if q.finished or q.slot is None:
+                continue
+            m = common_prefix(q.prompt_ids, p, limit)
+            if m == len(q.prompt_ids) and len(q.out_ids) > 1:  # its fed-back output, too
+                m += common_prefix(q.out_ids[:-1], p[m:], limit - m)
+            m = min(m, int(self.cache.seen[q.slot]))
+            if m > best_n:
+                best, best_n = ("running", q, m), m
+        for q in leaders:
+            m = common_prefix(q.prompt_ids, p, len(p))
+            if m == len(p) and len(q.prompt_ids) != len(p):
+                m = limit  # its last logits are not this prompt's
+            if m > best_n:
+                best, best_n = ("batch", q, m), m
+        return best
+
+    def _claim_slot(
+        self, r: _Request, plan: tuple[str, PrefixEntry | _Request, int] | None
+    ) -> int | None:
+        """A slot for r: the cached entry it reuses when adopting costs nothing else (the match
+        covers the whole entry, or it is the eviction victim anyway), else the lowest empty slot,
+        else the least-recently-used unpinned entry (evicted). None when there is none."""
+        pc = self.prefix
+        if plan is not None and plan[0] == "cached" and pc is not None:
+            e = plan[1]
+            assert isinstance(e, PrefixEntry)
+            if e.refs == 0 and (
+                plan[2] >= len(e.tokens) or (not self._free and pc.victim() == e.slot)
+            ):
+                pc.take(e.slot)
+                return e.slot
+            pc.pin(e.slot)  # no later joiner may evict it before the copy
+            pc.touch(e.slot)
+        if self._free:
+            return self._free.pop(0)  # lowest free slot (kept sorted): compact slots
+        v = pc.victim() if pc is not None else None
+        if v is None:
+            if plan is not None and plan[0] == "cached" and pc is not None:
+                pc.unpin(plan[1].slot)  # type: ignore[union-attr]
+            return None
+        assert pc is not None
+        pc.evict(v)
+        self.cache.reset([v])
+        self._holes[v] = False
+        return v
+
+    def _reuse(self, r: _Request, src: int, n: int, kind: str) -> bool:
+        """Give r's slot the first n tokens of KV of slot src (densely; src may be r's own slot:
+        an adopted entry is cut and compacted in place), and their recorded routes, so the
+        routes RL replays are the ones that produced this KV. A failed copy leaves r an empty
+        slot to prefill in full (False)."""
+        assert r.slot is not None and self.prefix is not None
+        try:
+            cells = self.cache.copy_prefix(src, r.slot, n)
+            fast = self.fast
+            if fast is not None and fast.routes is not None:
+                fast.routes[r.slot, :n] = fast.routes[src, cells.cpu()]
+        except Exception:
+            self.cache.reset([r.slot])
+            self._holes[r.slot] = False
+            return False
+        self._holes[r.slot] = False
+        r.reused = n
+        st = self.prefix.stats
+        st.hits += 1
+        st.reused_tokens += n
+        if kind == "cached":
+            st.copied += 1
+        elif kind == "running":
+            st.from_running += 1
+        return True
+
     # ---- prefill -----------------------------------------------------------------------------
     def _prefill(self, reqs: list[_Request]) -> None:
         """Prefill joiners: groups whose padded length still leaves room share one forward."""
-        reqs = sorted(reqs, key=lambda r: len(r.prompt_ids))
+
+        def rem(r: _Request) -> int:  # tokens to prefill (after any reused prefix)
+            return len(r.prompt_ids) - r.reused
+
+        reqs = sorted(reqs, key=rem)
         groups: list[list[_Request]] = []
         for r in reqs:
             if groups:
                 g = groups[-1]
-                T = len(r.prompt_ids)  # sorted: the longest so far
+                T = rem(r)  # sorted: the longest so far
                 if (
-                    all(T + x.params.max_tokens + self.gamma_max + 2 <= self._storage for x in g)
-                    and sum(len(x.prompt_ids) for x in g) + T <= 8192
+                    all(
+                        x.reused + T + x.params.max_tokens + self.gamma_max + 2 <= self._storage
+                        for x in g
+                    )
+                    and sum(rem(x) for x in g) + T <= 8192
                 ):
                     g.append(r)
                     continue
@@ -871,7 +1076,7 @@ class Engine:
                     self._fail(g[0], _last_exc())
                     continue
                 for r in g:  # retry one by one so only a culprit fails
-                    self.cache.reset([r.slot])
+                    self._rewind(r)
                     try:
                         lg = self._prefill_forward([r])
                     except Exception as exc:
@@ -882,26 +1087,39 @@ class Engine:
             for i, r in enumerate(g):
                 self._after_prefill(r, logits[i], t0)
 
+    def _rewind(self, r: _Request) -> None:
+        """Undo a failed prefill of r: its slot keeps only the reused prefix (if any)."""
+        if r.reused:
+            self.cache.truncate(r.slot, r.reused)
+        else:
+            self.cache.reset([r.slot])
+
     def _prefill_forward(self, g: list[_Request]) -> torch.Tensor:
-        T = max(len(r.prompt_ids) for r in g)
+        # a reused prefix is already in the slot (dense, cursor = reused): feed the rest
+        todo = [r.prompt_ids[r.reused :] for r in g]
+        T = max(len(x) for x in todo)
         ids = torch.zeros(len(g), T, dtype=torch.long)
         mask = torch.zeros(len(g), T, dtype=torch.long)
-        for i, r in enumerate(g):
-            n = len(r.prompt_ids)
-            ids[i, :n] = torch.tensor(r.prompt_ids)
-            mask[i, :n] = 1
+        for i, x in enumerate(todo):
+            ids[i, : len(x)] = torch.tensor(x)
+            mask[i, : len(x)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         slots = torch.tensor([r.slot for r in g], device=self.device)
         self._totals["prefill_forwards"] += 1
-        for r in g:
-            self._holes[r.slot] = len(r.prompt_ids) < T
+        self._totals["prefill_tokens"] += sum(len(x) for x in todo)
+        for r, x in zip(g, todo, strict=True):
+            self._holes[r.slot] = len(x) < T
         if len(g) == 1:
             r = g[0]
-            if self.compiled and T <= _COMPILED_PREFILL_MAX and int(self.cache.cursor[r.slot]) == 0:
-                # a short prompt alone: the compiled single-slot graph (code-flash-tiny at 20
-                # tokens: 1.31 ms vs 1.94 lean, 2.99 the model's forward)
+            if (
+                self.compiled
+                and T <= _COMPILED_PREFILL_MAX
+                and int(self.cache.cursor[r.slot]) == r.reused
+            ):
+                # a short prompt (or rest of one) alone: the compiled single-slot graph
+                # (code-flash-tiny at 20 tokens: 1.31 ms vs 1.94 lean, 2.99 the model's forward)
                 assert self.fast is not None
-                return self.fast.extend_one(r.prompt_ids, self.cache, r.slot)
+                return self.fast.extend_one(todo[0], self.cache, r.slot)
         if self.fast is not None:
             # the lean forward (no MoE statistics, fused QKV), code-flash-tiny on one core
             # (`bench/serve_steps.py`): 1.39x the model's forward for one 58-token prompt,
@@ -920,6 +1138,8 @@ class Engine:
 
     def _after_prefill(self, r: _Request, logits: torch.Tensor, t0: float) -> None:
         r.t_first = time.perf_counter()
+        if r.share_logits:
+            r.prefill_logits = logits  # joiners with the same prompt sample from these too
         try:
             if r.heal_left:
                 logits = self._heal_mask(r, logits)
@@ -1305,6 +1525,7 @@ class Engine:
             forced=r.forced,
             routes=routes,
             healed_tokens=r.healed_tokens,
+            cached_tokens=r.reused,
             # eligible: always reported
             spec={**r.spec.as_dict(), "drafter": r.drafter} if r.spec is not None else None,
             timings={
@@ -1338,13 +1559,16 @@ class Engine:
             "speculative": self._spec_total.as_dict() if self.draft is not None else None,
             "lookup": self._lookup_total.as_dict(),
             "default_drafter": self.default_drafter,
+            "prefix": self.prefix_stats(),
         }
         return out
 
-    @torch.inference_mode()
-    def score(self, prompt_ids: list[int]) -> torch.Tensor:
-        """Per-token logprobs of a sequence: out[i] = log p(ids[i+1] | ids[:i+1]), shape [n-1]."""
-        return self.score_stats(prompt_ids)["logprobs"]
+    def prefix_stats(self) -> dict[str, Any]:
+        """Prefix-cache counters (`PrefixCache.as_dict`): hit rate, tokens saved, entries,
+        evictions; `{"enabled": False}` when the cache is off."""
+        if self.prefix is None:
+            return {"enabled": False}
+        return {"enabled": True, "min_tokens": self.prefix.min_tokens, **self.prefix.as_dict()}
 
     @torch.inference_mode()
     def score_stats(self, prompt_ids: list[int]) -> dict[str, Any]:
