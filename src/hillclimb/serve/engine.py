@@ -67,6 +67,7 @@ from hillclimb.serve.fastpath import FastForward
 from hillclimb.serve.healing import HealIndex, StripPrefix
 from hillclimb.serve.prefix_cache import PrefixCache, PrefixEntry, common_prefix
 from hillclimb.serve.sampling import (
+    DRAFTERS,
     SamplingParams,
     choose_token,
     make_generator,
@@ -76,6 +77,7 @@ from hillclimb.serve.sampling import (
     warp_probs,
 )
 from hillclimb.serve.speculative import DraftRunner, SpecStats, accept_drafts
+from hillclimb.serve.suffix import OutputHistory, SuffixDrafter
 from hillclimb.tokenizer.specials import THINK_END, THINK_START
 
 __all__ = ["Engine", "GenerationOutput", "RequestHandle", "SamplingParams", "TokenEvent"]
@@ -276,7 +278,7 @@ class _Request:
     finish_reason: str | None = None
     error: str | None = None
     spec: SpecStats | None = None
-    drafter: str = "none"  # "model" | "lookup" | "none" (resolved at submit)
+    drafter: str = "none"  # "model" | "lookup" | "suffix" | "none" (resolved at submit)
     prediction: list[int] | None = None  # predicted-output token ids (lookup source)
     spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
     spec_steps: int = 0
@@ -383,7 +385,7 @@ def resolve_drafter(params: SamplingParams, default: str, has_draft: bool) -> st
     if params.drafter is not None:
         return params.drafter
     if params.prediction:
-        return "lookup"
+        return "suffix" if default == "suffix" else "lookup"  # both search a prediction first
     return default if default != "model" or has_draft else "none"
 
 
@@ -524,6 +526,11 @@ class Engine:
         # model-free drafting (prompt lookup / predictions): per-slot n-gram indexes, no cache
         self.lookup = LookupDrafter(max_batch, lookup, gamma_max)
         self._lookup_total = SpecStats()
+        # suffix drafting: the lookup plus a history of this engine's recent outputs
+        # (`suffix.py`); the history is fed only once a request has used it
+        self.suffix = SuffixDrafter(max_batch, lookup, gamma_max, history=OutputHistory())
+        self._suffix_total = SpecStats()
+        self._suffix_used = False
         self.draft: DraftRunner | None = None
         self._draft_shared = False  # the draft is another engine's model (it syncs its own)
         if draft is not None:
@@ -557,8 +564,8 @@ class Engine:
             )
         if drafter is None:
             drafter = "model" if self.draft is not None else "none"
-        if drafter not in ("model", "lookup", "none"):
-            raise HillclimbError(f"drafter must be model, lookup or none, got {drafter!r}")
+        if drafter not in DRAFTERS:
+            raise HillclimbError(f"drafter must be one of {', '.join(DRAFTERS)}, got {drafter!r}")
         if drafter == "model" and self.draft is None:
             raise HillclimbError("drafter 'model' needs a draft model (draft=...)")
         # the draft source of requests that name none and bring no prediction
@@ -691,7 +698,8 @@ class Engine:
         req.drafter = resolve_drafter(params, self.default_drafter, self.draft is not None)
         if req.drafter != "none":
             req.spec = SpecStats()
-        if req.drafter == "lookup":
+        if req.drafter in ("lookup", "suffix"):
+            self._suffix_used = self._suffix_used or req.drafter == "suffix"
             req.prediction = prediction_ids(
                 params.prediction, self.tokenizer, self.cfg.vocab_size, self.max_context
             )
@@ -794,6 +802,7 @@ class Engine:
                 if self.draft is not None:
                     self.draft.reset(s)
                 self.lookup.reset(s)
+                self.suffix.reset(s)
 
     # ---- one step (callers hold the lock and run under torch.inference_mode) ------------------
     def _step(self) -> None:
@@ -842,6 +851,9 @@ class Engine:
                     if self.draft is not None:
                         self.draft.reset(r.slot)
                     self.lookup.reset(r.slot)
+                    self.suffix.reset(r.slot)
+                    if self._suffix_used and r.finish_reason in ("stop", "length"):
+                        self.suffix.history.add(r.out_ids)
                     if not self._keep_prefix(r):
                         self._free_slot(r.slot)
                     r.slot = None
@@ -923,8 +935,9 @@ class Engine:
         for r in joiners:
             assert r.slot is not None
             r.t_admit = time.perf_counter()
-            if r.drafter == "lookup":
-                self.lookup.start(
+            if r.drafter in ("lookup", "suffix"):
+                d = self.lookup if r.drafter == "lookup" else self.suffix
+                d.start(
                     r.slot, len(r.prompt_ids), r.prediction, forced=r.params.speculative is True
                 )
             self._running.append(r)
@@ -1285,6 +1298,8 @@ class Engine:
     def _drafter(self, r: _Request) -> Drafter | None:
         if r.drafter == "lookup":
             return self.lookup
+        if r.drafter == "suffix":
+            return self.suffix
         if r.drafter == "model":
             return self.draft
         return None
@@ -1310,7 +1325,7 @@ class Engine:
         """Whether request r takes a speculative step now (see the module docstring)."""
         if r.spec is None or r.heal_left:  # healing steps are constrained plain steps
             return False
-        if r.drafter == "lookup":
+        if r.drafter in ("lookup", "suffix"):
             return True  # its own policy: acceptance-based, no timings (`drafters.py`)
         p = r.params
         if p.speculative is True or (p.seed is not None and not p.greedy):
@@ -1359,7 +1374,8 @@ class Engine:
         n, nxt = accept_drafts(logits, drafts, q, r.params, r.gen)
         committed = drafts[:n] + [nxt]
         r.spec.add(len(drafts), n)
-        (self._spec_total if d is self.draft else self._lookup_total).add(len(drafts), n)
+        total = {id(self.draft): self._spec_total, id(self.suffix): self._suffix_total}
+        total.get(id(d), self._lookup_total).add(len(drafts), n)
         d.adapt(r.slot, len(drafts), n)
         c = self._commit(r, committed, logits[: n + 1])
         if not r.finished:
@@ -1558,6 +1574,7 @@ class Engine:
             "totals": dict(self._totals),
             "speculative": self._spec_total.as_dict() if self.draft is not None else None,
             "lookup": self._lookup_total.as_dict(),
+            "suffix": {**self._suffix_total.as_dict(), "history": self.suffix.history.stats()},
             "default_drafter": self.default_drafter,
             "prefix": self.prefix_stats(),
         }

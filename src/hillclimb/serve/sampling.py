@@ -22,8 +22,9 @@ from hillclimb.errors import HillclimbError
 
 REASONING_EFFORTS = ("low", "medium", "high")
 MAX_LOGPROBS = 20
-# draft sources for speculative decoding (`drafters.py`): a draft model, prompt lookup, none
-DRAFTERS = ("model", "lookup", "none")
+# draft sources for speculative decoding (`drafters.py`, `suffix.py`): a draft model, prompt
+# lookup, prompt lookup + the engine's recent outputs, none
+DRAFTERS = ("model", "lookup", "suffix", "none")
 
 
 @dataclass
@@ -46,7 +47,7 @@ class SamplingParams:
     # (GenerationOutput.policy_logprobs) and which tokens were forced (GenerationOutput.forced).
     policy_logprobs: bool = False
     # Extension: which draft source speculates for this request (`DRAFTERS`; None = the
-    # engine's default, and "lookup" whenever a prediction is given).
+    # engine's default, and "lookup" — "suffix" on a suffix engine — whenever a prediction is given).
     drafter: str | None = None
     # OpenAI predicted output: text (or token ids) the answer is expected to largely repeat;
     # the lookup drafter searches it first. Never changes *what* is generated, only how fast.

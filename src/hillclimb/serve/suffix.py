@@ -13,15 +13,23 @@ agentic workloads. This module is that idea in the engine's terms:
   context it walks from the longest matching n-gram down and proposes the *most frequent*
   continuation among that n-gram's recent occurrences (ties: the most recent), one token at a
   time, extending the context with each proposed token — the greedy path of a frequency-weighted
-  suffix tree. It stops when no n-gram matches or the leading continuation's share falls below
-  `min_share` (the history disagrees with itself, so a guess would likely be rejected).
+  suffix tree. It stops when no n-gram of at least `min_match` tokens matches (a short context
+  such as a chat template's opening is shared by every output and says nothing about this one)
+  or the leading continuation's share falls below `min_share` (the history disagrees with
+  itself, so a guess would likely be rejected).
 - `SuffixDrafter` — a `LookupDrafter` whose proposal comes from the request's prediction or
   its own prompt + output first (the most specific evidence), and from the history when those
-  have no match. The acceptance policy (per-request α, cost model, back-off) is the lookup's.
+  have no match. The acceptance policy (per-request α, cost model, back-off) is the lookup's,
+  except that a request's prior α is the engine's recent acceptance for this drafter once it
+  has evidence (the fixed prior made every short answer pay for probing).
 
 Proposals are deterministic (one-hot), so the exact acceptance rule keeps sampled output
 distributed as plain sampling and greedy output identical to plain greedy decoding: the history
-changes how fast an answer is produced, never what it is.
+changes how fast an answer is produced, never what it is. One consequence to know: a *seeded
+sampled* request follows the right distribution, but its exact tokens depend on what the engine
+answered before (the drafts, and so the random draws spent verifying them, do); prompt lookup
+alone keeps such a request reproducible on any engine. A rerun of the same process with the
+same requests replays the same history and so the same tokens.
 
 Privacy: the history is shared by every request of one engine. Output is unaffected, but on a
 multi-tenant server the *speed* of an answer can hint that someone else's recent output
@@ -43,6 +51,8 @@ from hillclimb.serve.sampling import SamplingParams
 
 __all__ = ["HistoryConfig", "OutputHistory", "SuffixDrafter"]
 
+SEEN_MIN = 8.0  # evidence (accepted tokens + rejections) before the engine-wide estimate is used
+SEEN_DECAY = 0.995  # per verification step: the engine-wide estimate follows the workload
 _SEP = -1  # between outputs in the history; never a token id, so no n-gram spans two outputs
 
 
@@ -51,10 +61,13 @@ class HistoryConfig:
     """What the output history keeps and how it proposes."""
 
     ngram_min: int = 2
-    ngram_max: int = 8
+    ngram_max: int = 16
     max_tokens: int = 65536  # kept tokens (oldest outputs dropped first)
     max_occurrences: int = 64  # recent occurrences of an n-gram counted for its continuation
     min_share: float = 0.3  # stop drafting when the leading continuation's share is below this
+    # draft only from contexts at least this long: short n-grams ("The answer is") are shared by
+    # every output and predict nothing about this one (measured: bench/serve_suffix.py)
+    min_match: int = 6
 
     def __post_init__(self) -> None:
         if not 1 <= self.ngram_min <= self.ngram_max <= 64:
@@ -66,6 +79,11 @@ class HistoryConfig:
             raise HillclimbError("history max_tokens and max_occurrences must be >= 1")
         if not 0 < self.min_share <= 1:
             raise HillclimbError(f"history min_share must be in (0, 1], got {self.min_share}")
+        if not self.ngram_min <= self.min_match <= self.ngram_max:
+            raise HillclimbError(
+                f"history min_match must be within the n-gram sizes "
+                f"{self.ngram_min}..{self.ngram_max}, got {self.min_match}"
+            )
 
 
 class OutputHistory:
@@ -101,12 +119,14 @@ class OutputHistory:
         # index.extend leaves the last n-gram (ending at _SEP) unindexed until the next output;
         # keys containing _SEP never match a real sequence, so that is harmless.
 
-    def next_token(self, context: list[int]) -> tuple[int, float] | None:
-        """(most frequent continuation of the longest matching suffix of `context`, its share
-        among that n-gram's recent occurrences), or None when no n-gram of it occurs."""
+    def next_token(self, context: list[int], min_n: int | None = None) -> tuple[int, float] | None:
+        """(most frequent continuation of the longest matching suffix of `context` — at least
+        `min_n` tokens long, default `ngram_min` — and its share among that n-gram's recent
+        occurrences), or None when no such n-gram occurs."""
         toks = self.index.tokens
         c = self.cfg
-        for n in range(min(c.ngram_max, len(context)), c.ngram_min - 1, -1):
+        lo = c.ngram_min if min_n is None else max(c.ngram_min, min_n)
+        for n in range(min(c.ngram_max, len(context)), lo - 1, -1):
             pos = self.index.index.get(tuple(context[len(context) - n :]))
             if not pos:
                 continue
@@ -128,7 +148,7 @@ class OutputHistory:
         out: list[int] = []
         ctx = list(context[-self.cfg.ngram_max :])
         while len(out) < limit:
-            nxt = self.next_token(ctx)
+            nxt = self.next_token(ctx, self.cfg.min_match)
             if nxt is None or nxt[1] < self.cfg.min_share:
                 break
             out.append(nxt[0])
@@ -154,6 +174,25 @@ class SuffixDrafter(LookupDrafter):
     ) -> None:
         super().__init__(n_slots, config, gamma_max)
         self.history = history if history is not None else OutputHistory()
+        # acceptance across this engine's recent requests (decayed counts): a new request
+        # starts from it instead of the fixed prior, so short answers do not each pay for
+        # probing a workload where drafting does not pay
+        self.seen_accepted = 0.0
+        self.seen_rejected = 0.0
+
+    def start(
+        self, slot: int, prompt_len: int, prediction: list[int] | None, forced: bool = False
+    ) -> None:
+        super().start(slot, prompt_len, prediction, forced)
+        seen = self.seen_accepted + self.seen_rejected
+        if not prediction and seen >= SEEN_MIN:
+            alpha = self.seen_accepted / seen
+            self._slot(slot).prior = min(0.95, max(0.05, alpha))
+
+    def adapt(self, slot: int, drafted: int, accepted: int) -> None:
+        super().adapt(slot, drafted, accepted)
+        self.seen_accepted = SEEN_DECAY * self.seen_accepted + accepted
+        self.seen_rejected = SEEN_DECAY * self.seen_rejected + (1 if accepted < drafted else 0)
 
     def propose(
         self,

@@ -1,0 +1,133 @@
+"""Agent episodes on one engine: aggregate throughput at 1 vs N concurrent episodes; JSON out.
+
+Usage:
+    python bench/harness_episodes.py --model runs/tiny/07-sft-code-flash/run/final \
+        [--tasks DIR | --n-tasks 8 --seed 7] [--concurrency 1,8] [--max-steps 6]
+
+Why: RL in the harness and `eval --suite harness` run many episodes at once; they share one
+started engine whose batched decode step serves every episode's turn (issue 13). This measures
+what that sharing buys: the same greedy episodes (same tasks, seeds and limits, so the same
+trajectories — a test asserts it) run with each concurrency level in one process, side by side,
+and the script reports per level the wall time, episodes per minute, aggregate completion
+tokens/s and the split of episode time into model turns / tools (edits, test runs) / grading.
+Also the per-episode prefill tokens the engine actually computed against the prompt tokens it
+was sent (the prefix cache's saving, when the engine has one).
+
+What it does not show: resolve rates (a tiny model resolves ≈0 of these tasks; the number here
+is throughput), or contention from other processes (run it on an idle machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="a code-flash checkpoint directory")
+    ap.add_argument("--tasks", default=None, help="a `harness generate` output (else generated)")
+    ap.add_argument("--n-tasks", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--concurrency", default="1,8")
+    ap.add_argument("--max-steps", type=int, default=6)
+    args = ap.parse_args()
+
+    import torch
+
+    from hillclimb.cli import main as cli
+    from hillclimb.harness.agent import EpisodeLimits
+    from hillclimb.harness.task import find_task_dirs, load_task
+    from hillclimb.rl.harness import run_group_episodes
+    from hillclimb.serve.engine import Engine
+
+    levels = [int(x) for x in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        tasks_dir = args.tasks
+        if tasks_dir is None:
+            tasks_dir = str(Path(tmp) / "tasks")
+            cli(["harness", "generate", "--out", tasks_dir, "--n", str(args.n_tasks),
+                 "--seed", str(args.seed), "--kinds", "bugfix"])  # fmt: skip
+        tasks = [load_task(d) for d in sorted(find_task_dirs(Path(tasks_dir)))]
+        limits = EpisodeLimits(max_steps=args.max_steps, temperature=0.0, seed=0)
+        engine = Engine.from_checkpoint(args.model, max_batch=max(levels))
+        rows, trajectories = [], []
+        for c in levels:
+            before = _engine_counters(engine)
+            t0 = time.perf_counter()
+            eps = run_group_episodes(engine, [(t, 0) for t in tasks], limits, c)
+            wall = time.perf_counter() - t0
+            after = _engine_counters(engine)
+            comp = sum(e.completion_tokens for e in eps)
+            rows.append(
+                {
+                    "concurrency": c,
+                    "episodes": len(eps),
+                    "wall_s": round(wall, 2),
+                    "episodes_per_min": round(60 * len(eps) / wall, 2),
+                    "completion_tokens": comp,
+                    "prompt_tokens": sum(e.prompt_tokens for e in eps),
+                    "aggregate_tokens_per_s": round(comp / wall, 1),
+                    "turns": sum(e.turns for e in eps),
+                    "model_s": round(sum(e.model_s for e in eps), 2),
+                    "tool_s": round(sum(e.tool_s for e in eps), 2),
+                    "grade_s": round(sum(e.grade_s for e in eps), 2),
+                    "resolved": sum(bool(e.resolved) for e in eps),
+                    "exit_statuses": sorted({e.exit_status for e in eps}),
+                    # cumulative counters: this level's share (entries/cached_tokens are levels)
+                    "engine_counters": {k: after[k] - before.get(k, 0) for k in after},
+                }
+            )
+            trajectories.append([list(e.token_ids or []) for e in eps])
+    base = rows[0]
+    for r, traj in zip(rows, trajectories, strict=True):
+        r["throughput_vs_first"] = round(
+            r["aggregate_tokens_per_s"] / max(1e-9, base["aggregate_tokens_per_s"]), 2
+        )
+        r["same_trajectories_as_first"] = traj == trajectories[0]
+    print(
+        json.dumps(
+            {
+                "bench": "harness_episodes",
+                "model": str(args.model),
+                "tasks": len(tasks),
+                "max_steps": args.max_steps,
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "torch_threads": torch.get_num_threads(),
+                "levels": rows,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _engine_counters(engine: object) -> dict[str, int]:
+    """Numeric engine counters (prefill tokens computed, prefix-cache hits) when it has them."""
+    stats = getattr(engine, "stats", None)
+    if not callable(stats):
+        return {}
+    out: dict[str, int] = {}
+
+    def walk(prefix: str, d: object) -> None:
+        if isinstance(d, dict):
+            for k, v in d.items():
+                walk(f"{prefix}{k}.", v)
+        elif isinstance(d, int) and not isinstance(d, bool):
+            key = prefix.rstrip(".")
+            if key.startswith(("totals.", "prefix.")) and key != "prefix.min_tokens":
+                out[key] = d
+
+    walk("", stats())
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
