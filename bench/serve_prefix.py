@@ -172,6 +172,36 @@ def run_unshared(
     return {"single_s": t1 - t0, "batch_s": t2 - t1, "replies": single + batch}
 
 
+def long_system_prompt(tok: Any, k: int, n_tokens: int) -> str:
+    """A system prompt of about n_tokens tokens, different for every k (so each run's first
+    request is cold), of seeded random words."""
+    rng = random.Random(1000 + k)
+    words = [f"rule{k}:"]
+    while len(tok.encode(" ".join(words))) < n_tokens:
+        words.extend(rng.choice(WORDS) for _ in range(16))
+    ids = tok.encode(" ".join(words))[:n_tokens]
+    return tok.decode(ids)
+
+
+def run_ttft(engine: Any, system: str, k: int) -> dict[str, Any]:
+    """Time to first token of two requests sharing a long system prompt (different questions):
+    the second one finds the system prompt's KV in the cache."""
+    from hillclimb.serve.engine import SamplingParams
+
+    sp = SamplingParams(max_tokens=1, temperature=0, ignore_eos=True)
+    out: dict[str, Any] = {"replies": []}
+    for i, q in enumerate((f"Summarise rule {k}.", f"Which words repeat in rule {k}?")):
+        ids = engine.tokenizer.encode_chat(
+            [{"role": "system", "content": system}, {"role": "user", "content": q}],
+            add_generation_prompt=True,
+        )
+        t0 = time.perf_counter()
+        out["replies"].append(engine.generate(ids, sp).token_ids)
+        out[("first" if i == 0 else "second") + "_ttft_s"] = time.perf_counter() - t0
+        out["prompt_tokens"] = len(ids)
+    return out
+
+
 def side_by_side(fn: Any, on: Any, off: Any, reps: int) -> dict[str, Any]:
     """Run fn(engine, k) for k in range(reps) on both engines (alternating who goes first) and
     assert identical replies; → per-engine lists of the numeric fields."""
@@ -210,6 +240,10 @@ def main() -> None:
     ap.add_argument("--unshared-reps", type=int, default=5)
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument(
+        "--system-tokens", type=int, default=1000, help="ttft: shared system prompt tokens"
+    )
+    ap.add_argument("--ttft-reps", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
     on, off, source = make_engines(args)
@@ -260,7 +294,12 @@ def main() -> None:
             off,
             args.unshared_reps,
         )  # fmt: skip
+        room = on.max_context - 40  # the question and the chat template's tokens
+        sys_tokens = min(args.system_tokens, room)
+        systems = [long_system_prompt(tok, k, sys_tokens) for k in range(args.ttft_reps)]
+        ttft = side_by_side(lambda e, k: run_ttft(e, systems[k], k), on, off, args.ttft_reps)
     c, g, u = summary(chat, False), summary(grpo, False), summary(unshared, True)
+    t = summary(ttft, False)
     result = {
         "bench": "serve_prefix",
         "model": source,
@@ -290,6 +329,15 @@ def main() -> None:
             "median_s_first_rep_skipped": u,
             "overhead_single": round(u["on"]["single_s"] / u["off"]["single_s"] - 1, 4),
             "overhead_batch": round(u["on"]["batch_s"] / u["off"]["batch_s"] - 1, 4),
+        },
+        "ttft": {
+            "system_tokens": sys_tokens,
+            "reps": args.ttft_reps,
+            "median": t,
+            # the second request's speed-up from the cache (first/second on the cached engine)
+            "second_vs_first_on": round(t["on"]["first_ttft_s"] / t["on"]["second_ttft_s"], 2),
+            "second_vs_first_off": round(t["off"]["first_ttft_s"] / t["off"]["second_ttft_s"], 2),
+            "second_on_vs_off": round(t["off"]["second_ttft_s"] / t["on"]["second_ttft_s"], 2),
         },
         "prefix_stats": on.prefix_stats(),
         "identical_outputs": True,
