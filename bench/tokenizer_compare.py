@@ -13,6 +13,13 @@ Prints one JSON object. Steps:
    `tokenizer eval`, which trains the GPT-2-regex baseline on the identical documents.
 
 Usage: python bench/tokenizer_compare.py [--vocab 32768 8192 4096] [--max-bytes N]
+       python bench/tokenizer_compare.py --cross-language [--train-bytes N] [--vocab ...]
+
+`--cross-language` (issue 16) runs a different comparison instead: BPE trained on Python only
+(this Python's stdlib, a small byte budget), measured in-domain on held-out stdlib files and
+cross-language on Java (the `java.base` sources of the first JDK `lib/src.zip` under
+/usr/lib/jvm) and C (/usr/include), for our pre-tokenizer now (`code`), before issue 16
+(`code-v1`) and GPT-2's regex, every vocabulary size side by side in one JSON object.
 """
 
 from __future__ import annotations
@@ -107,18 +114,134 @@ def fetch_gpt2_tiktoken(workdir: Path) -> Path | None:
     return dest
 
 
+def _take(items: list[tuple[str, str]], cap: int) -> list[str]:
+    """Texts in key order while they fit in `cap` UTF-8 bytes (deterministic, file-order free)."""
+    out, n = [], 0
+    for _key, text in sorted(items):
+        size = len(text.encode("utf-8"))
+        if n + size <= cap:
+            out.append(text)
+            n += size
+    return out
+
+
+def _code_files(root: Path, exts: set[str], max_file: int = 1 << 20):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in ("site-packages", "__pycache__") and not d.startswith(".")
+        )
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if os.path.splitext(name)[1] in exts and not p.is_symlink():
+                try:
+                    data = p.read_bytes()
+                    if data and len(data) <= max_file and b"\0" not in data:
+                        yield data, data.decode("utf-8")
+                except (OSError, UnicodeDecodeError):
+                    continue
+
+
+def cross_language_sets(train_bytes: int, heldout_bytes: int) -> tuple[dict, dict]:
+    """{"train": Python texts, "python"|"java"|"c": held-out texts} and where each came from."""
+    import zipfile
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    train, val, seen = [], [], set()
+    for data, text in _code_files(stdlib, {".py"}):
+        h = hashlib.sha256(data).hexdigest()
+        if h not in seen:
+            seen.add(h)
+            key = hashlib.sha256(b"train\0" + data).hexdigest()
+            (val if int(h[:8], 16) % 20 == 0 else train).append((key, text))
+    sets = {"train": _take(train, train_bytes), "python": _take(val, heldout_bytes)}
+    sources = {"train": f"{stdlib} (*.py, 19 in 20 by content hash)",
+               "python": f"{stdlib} (*.py, the other 1 in 20)"}  # fmt: skip
+    jdk = sorted(p for p in Path("/usr/lib/jvm").glob("*/lib/src.zip") if p.is_file())
+    if jdk:
+        with zipfile.ZipFile(jdk[0]) as z:
+            java = [(hashlib.sha256(b).hexdigest(), b.decode("utf-8", "replace"))
+                    for i in z.infolist() if i.filename.startswith("java.base/")
+                    and i.filename.endswith(".java") and (b := z.read(i))]  # fmt: skip
+        sets["java"] = _take(java, heldout_bytes)
+        sources["java"] = f"{jdk[0]} (java.base/**/*.java)"
+    c = [
+        (hashlib.sha256(d).hexdigest(), t)
+        for d, t in _code_files(Path("/usr/include"), {".h", ".c"})
+    ]
+    if c:
+        sets["c"] = _take(c, heldout_bytes)
+        sources["c"] = "/usr/include (*.h, *.c)"
+    return sets, sources
+
+
+def cross_language(vocabs: list[int], train_bytes: int, heldout_bytes: int) -> dict:
+    """Issue 16's comparison; `fewer_vs_gpt2_regex` = 1 - tokens / GPT-2-regex BPE tokens."""
+    from hillclimb.tokenizer.pretok import pattern_of
+    from hillclimb.tokenizer.train import train_tokenizer
+
+    sets, sources = cross_language_sets(train_bytes, heldout_bytes)
+    langs = [k for k in sets if k != "train"]
+    groups = {lang: [lang] for lang in langs} | {"cross": [x for x in langs if x != "python"]}
+    kinds = ["code", "code-v1", "gpt2"]
+    results = []
+    for vocab in vocabs:
+        row: dict = {"vocab_size": vocab, "train_seconds": {}, "tokens": {}}
+        for kind in kinds:
+            t0 = time.perf_counter()
+            tok = train_tokenizer(sets["train"], vocab, pretokenizer=kind)
+            row["train_seconds"][kind] = round(time.perf_counter() - t0, 1)
+            row["tokens"][kind] = {
+                lang: sum(len(ids) for ids in tok.encode_batch(sets[lang])) for lang in langs
+            }
+            for g, members in groups.items():
+                row["tokens"][kind][g] = sum(row["tokens"][kind][m] for m in members)
+        base = row["tokens"]["gpt2"]
+        row["fewer_vs_gpt2_regex"] = {
+            kind: {g: round(1 - row["tokens"][kind][g] / base[g], 4) for g in groups}
+            for kind in kinds if kind != "gpt2"
+        }  # fmt: skip
+        results.append(row)
+    return {
+        "bench": "tokenizer_cross_language",
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.platform()}",
+        "python": platform.python_version(),
+        "patterns": {k: pattern_of(k)[0] for k in kinds},
+        "sources": sources,
+        "sizes": {
+            k: {"documents": len(v), "bytes": sum(len(t.encode("utf-8")) for t in v)}
+            for k, v in sets.items()
+        },  # fmt: skip
+        "cross_group": groups["cross"],
+        "results": results,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=None)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/hillclimb-bench-tokenizer"))
-    ap.add_argument("--vocab", type=int, nargs="+", default=[32768, 8192, 4096])
+    ap.add_argument("--vocab", type=int, nargs="+", default=None,
+                    help="default: 32768 8192 4096 (--cross-language: 4096 8192 32768)")  # fmt: skip
     ap.add_argument("--max-bytes", type=int, default=None,
                     help="training byte budget for the 32K+ vocabularies (default: all)")  # fmt: skip
     ap.add_argument("--small-max-bytes", type=int, default=20_000_000,
                     help="training byte budget for vocabularies < 16K (the climb's setting)")  # fmt: skip
     ap.add_argument("--gpt2-tiktoken", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cross-language", action="store_true",
+                    help="Python-only training, held-out Python/Java/C (issue 16) instead")  # fmt: skip
+    ap.add_argument("--train-bytes", type=int, default=5_000_000,
+                    help="--cross-language: Python training budget")  # fmt: skip
+    ap.add_argument("--heldout-bytes", type=int, default=1_500_000,
+                    help="--cross-language: held-out budget per language")  # fmt: skip
     args = ap.parse_args()
+    if args.cross_language:
+        vocabs = sorted(args.vocab or [4096, 8192, 32768])
+        rep = cross_language(vocabs, args.train_bytes, args.heldout_bytes)
+        print(json.dumps(rep, indent=2))
+        return 0
 
     from hillclimb.tokenizer.evaluate import evaluate
     from hillclimb.tokenizer.train import TrainConfig, save_trained, train_from_corpus
@@ -136,7 +259,7 @@ def main() -> int:
     gpt2 = args.gpt2_tiktoken or fetch_gpt2_tiktoken(args.workdir)
 
     results = []
-    for vocab in args.vocab:
+    for vocab in args.vocab or [32768, 8192, 4096]:
         budget = args.max_bytes if vocab >= 16384 else args.small_max_bytes
         cfg = TrainConfig(corpus=str(corpus), vocab_size=vocab, max_bytes=budget, seed=args.seed)
         tok, meta = train_from_corpus(cfg)

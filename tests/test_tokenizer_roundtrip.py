@@ -55,22 +55,56 @@ def test_pretokens_partition_the_input(text: str):
     pieces = pretokenize(text)
     assert "".join(pieces) == text
     assert all(pieces)
-    for p in pieces:  # every numeric character (any script) is a piece of its own
+    at = 0
+    for p in pieces:  # a digit of a number is a piece of its own; a run may follow a letter
         if any(unicodedata.category(c).startswith("N") for c in p):
-            assert len(p) == 1, pieces
+            assert all(unicodedata.category(c).startswith("N") for c in p), pieces
+            if len(p) > 1:
+                assert at > 0 and unicodedata.category(text[at - 1]).startswith("L"), pieces
+        at += len(p)
     assert "".join(pretokenize(text, "gpt2")) == text
 
 
 def test_pretokenizer_code_pieces():
     assert pretokenize("x = 1\n        return self.__init__(a, b)\n\n    def g():\n\tpass") == [
-        "x", " = ", "1", "\n        return", " self.", "__init__(", "a,", " b)",
-        "\n\n    def", " g():", "\n\tpass",
+        "x", " = ", "1", "\n        return", " self", ".__", "init", "__(", "a", ", ", "b", ")",
+        "\n\n    def", " g", "():", "\n\tpass",
     ]  # fmt: skip
     assert pretokenize("2024") == ["2", "0", "2", "4"]
+    assert pretokenize("x = 2048") == ["x", " = ", "2", "0", "4", "8"]
     assert pretokenize("a\r\n    }\r\n") == ["a", "\r\n    }", "\r\n"]
     assert pretokenize("    indented") == ["   ", " indented"]  # first line: no newline
-    assert pretokenize("foo_bar_baz") == ["foo_bar_baz"]
+    assert pretokenize("foo_bar_baz") == ["foo", "_bar", "_baz"]
     assert pretokenize("foo_bar", "gpt2") == ["foo", "_", "bar"]
+
+
+JAVA = (
+    "    /** Returns the field. */\n    public int size() {\n        return field.get(this);\n    }"
+)
+
+
+def test_cross_language_pieces_on_java_and_c():
+    """Issue 16: pieces that a Python-only vocabulary shares with Java/C. A word takes no trailing
+    punctuation (code-v1 glued up to 3 chars: ` field.`, ` size()`, `this);`), identifiers split
+    at `_` (C shares `_LEN`, not `MAX_LEN`), and digits glued to a letter are a name or literal
+    part (`int32`, `0x1F00`) while a number stays digit by digit."""
+    assert pretokenize(JAVA) == [
+        "   ", " /** ", "Returns", " the", " field", ". ", "*/", "\n    public", " int", " size",
+        "() ", "{", "\n        return", " field", ".get", "(this", ");", "\n    }",
+    ]  # fmt: skip
+    assert {" field.", " size()", "this);"} <= set(pretokenize(JAVA, "code-v1"))
+    assert pretokenize("int32_t n = MAX_LEN; // 0x1F00, 2048") == [
+        "int", "32", "_t", " n", " = ", "MAX", "_LEN", "; ", "// ", "0", "x", "1", "F", "00", ", ",
+        "2", "0", "4", "8",
+    ]  # fmt: skip
+    assert pretokenize("int32_t n = MAX_LEN;", "code-v1")[:4] == ["int", "3", "2", "_t"]
+
+
+def test_word_tokens_do_not_depend_on_following_punctuation(tok):
+    for word in (" self", " field", " return", " value", "x"):
+        alone = tok.encode(word)
+        for punct in (".", ",", ");", "):", "() {"):
+            assert tok.encode(word + punct)[: len(alone)] == alone, (word, punct)
 
 
 def test_special_tokens_are_atomic_only_when_allowed(tok):

@@ -87,14 +87,14 @@ def test_transformers_loads_it_with_identical_encodings(tokdir: Path):
     assert rendered == ours.apply_chat_template(msgs, add_generation_prompt=True)
 
 
-def test_learns_indentation_and_keeps_digits_single(tokdir: Path):
+def test_learns_indentation_and_keeps_number_digits_single(tokdir: Path):
     import hillclimb
 
     tok = hillclimb.load_tokenizer(tokdir)
     texts = [tok.decode([i]) for i in range(tok.vocab_size - len(SPECIAL_TOKENS))]
     assert "\n        " in texts and "\n    " in texts  # newline + indent learned as one token
     assert any(t.startswith("\n    return") for t in texts)  # a line-opening keyword merged
-    assert not any(re.search(r"\d.*\d|\d\D|\D\d", t) for t in texts if re.search(r"\d", t))
+    assert not any(re.search(r"\d\D|\D\d", t) for t in texts)  # digits never join non-digits
     ids = tok.encode("    x = 2048\n")
     assert [tok.decode([i]) for i in ids][-5:-1] == ["2", "0", "4", "8"]
 
@@ -180,3 +180,31 @@ def test_bad_input_is_a_clean_error(corpus: Path, tmp_path: Path, capsys):
     assert main(["tokenizer", "train", "--corpus", str(tmp_path / "nope"), "--vocab-size",
                  "400", "--out", str(tmp_path / "o")]) == 2  # fmt: skip
     assert not (tmp_path / "o").exists()
+
+
+def test_code_v1_tokenizers_keep_their_rule(tmp_path: Path):
+    """Issue 16 changed the pattern to code-v2; a code-v1 tokenizer.json stores its own regex, so
+    files trained before load and encode exactly as they did."""
+    import hillclimb
+    from hillclimb.tokenizer.pretok import CODE_PATTERN, CODE_PATTERNS, CODE_V1_PATTERN
+    from hillclimb.tokenizer.train import TrainConfig, save_trained, train_from_corpus
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in (FIXTURES / "src").iterdir():
+        (src / p.name).write_text(p.read_text())
+    metas = {}
+    for kind in ("code", "code-v1"):
+        tok, meta = train_from_corpus(TrainConfig(str(src), 400, pretokenizer=kind))
+        save_trained(tok, meta, tmp_path / kind)
+        metas[kind] = meta
+    assert (
+        metas["code"]["pattern_version"] == "code-v2" and metas["code"]["pattern"] == CODE_PATTERN
+    )
+    assert metas["code-v1"]["pattern"] == CODE_V1_PATTERN == CODE_PATTERNS["code-v1"]
+    old = hillclimb.load_tokenizer(tmp_path / "code-v1")
+    pre = json.loads(old.hf.to_str())["pre_tokenizer"]["pretokenizers"][0]
+    assert pre["pattern"]["Regex"] == CODE_V1_PATTERN
+    s = "        return self.items[i]):\n"
+    assert old.decode(old.encode(s)) == s
+    assert "Ġself." in [piece for piece, _ in old.hf.pre_tokenizer.pre_tokenize_str(s)]  # v1 kept

@@ -74,8 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-bytes", type=_positive_int, default=None,
                    help="train on a seeded subsample of at most this many UTF-8 bytes")  # fmt: skip
     t.add_argument("--seed", type=int, default=0, help="seed of the --max-bytes subsample")
-    t.add_argument("--pretokenizer", choices=["code", "gpt2"], default="code",
-                   help="pre-tokenization regex (gpt2 = the baseline)")  # fmt: skip
+    t.add_argument("--pretokenizer", choices=["code", "code-v1", "gpt2"], default="code",
+                   help="pre-tokenization regex (gpt2 = the baseline; code-v1 = ours before "
+                        "issue 16)")  # fmt: skip
     t.add_argument("--min-frequency", type=_positive_int, default=2)
     t.add_argument("--progress", action="store_true", help="show the trainer's progress bar")
     t.set_defaults(func=_train, _parser=t)

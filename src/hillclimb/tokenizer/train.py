@@ -256,7 +256,7 @@ class TrainConfig:
 
 def train_from_corpus(cfg: TrainConfig, show_progress: bool = False) -> tuple[Tokenizer, dict]:
     """Select documents, train, and return the tokenizer with its provenance record."""
-    from hillclimb.tokenizer.pretok import CODE_PATTERN, CODE_PATTERN_VERSION, GPT2_PATTERN
+    from hillclimb.tokenizer.pretok import pattern_of
 
     sel = select_documents(cfg.corpus, "train", cfg.max_bytes, cfg.seed)
     t0 = time.perf_counter()
@@ -273,8 +273,8 @@ def train_from_corpus(cfg: TrainConfig, show_progress: bool = False) -> tuple[To
         "vocab_size": tok.vocab_size,
         "requested_vocab_size": cfg.vocab_size,
         "pretokenizer": cfg.pretokenizer,
-        "pattern_version": CODE_PATTERN_VERSION if cfg.pretokenizer == "code" else "gpt2",
-        "pattern": CODE_PATTERN if cfg.pretokenizer == "code" else GPT2_PATTERN,
+        "pattern_version": pattern_of(cfg.pretokenizer)[0],
+        "pattern": pattern_of(cfg.pretokenizer)[1],
         "min_frequency": cfg.min_frequency,
         "selection": sel.to_json(),
         "train_seconds": round(seconds, 3),
