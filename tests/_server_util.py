@@ -25,14 +25,19 @@ def load_engines(ckpts: dict[str, Path], max_batch: int = 8, speculative: bool =
 
     engines = {}
     if "code-flash" in ckpts:
-        engines["code-flash"] = Engine.from_checkpoint(ckpts["code-flash"], device="cpu",
-                                                       max_batch=max_batch, name="code-flash",
-                                                       seed=0)  # fmt: skip
+        engines["code-flash"] = Engine.from_checkpoint(
+            ckpts["code-flash"], device="cpu", max_batch=max_batch, name="code-flash", seed=0
+        )
     if "thinking" in ckpts:
         draft = engines.get("code-flash") if speculative else None
-        engines["thinking"] = Engine.from_checkpoint(ckpts["thinking"], device="cpu",
-                                                     max_batch=max_batch, name="thinking",
-                                                     draft=draft, seed=0)  # fmt: skip
+        engines["thinking"] = Engine.from_checkpoint(
+            ckpts["thinking"],
+            device="cpu",
+            max_batch=max_batch,
+            name="thinking",
+            draft=draft,
+            seed=0,
+        )
     return engines
 
 

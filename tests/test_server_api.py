@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from _server_util import load_engines, make_checkpoints, wait_for
-from hillclimb.serve.accounting import MICRO, Price
 from hillclimb.serve.auth import KeySpec
+from hillclimb.serve.billing import MICRO, Price
 from hillclimb.serve.router import Router
 from hillclimb.serve.server import ServerThread, build_state
 from hillclimb.tokenizer.specials import fim_prompt
@@ -33,11 +33,21 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("server")
     ckpts = make_checkpoints(root)
     engines = load_engines(ckpts, max_batch=8, speculative=True)
-    keys = [KeySpec(RICH, "rich"), KeySpec(POOR, "poor", credits=POOR_CREDITS),
-            KeySpec(LIMITED, "limited", rate_limit_rpm=2)]  # fmt: skip
+    keys = [
+        KeySpec(RICH, "rich"),
+        KeySpec(POOR, "poor", credits=POOR_CREDITS),
+        KeySpec(LIMITED, "limited", rate_limit_rpm=2),
+    ]
     router = Router(engines["code-flash"])
-    state = build_state(engines, db=root / "usage.sqlite", keys=keys, prices=PRICES,
-                        checkpoints=ckpts, router=router, speculative=True)  # fmt: skip
+    state = build_state(
+        engines,
+        db=root / "usage.sqlite",
+        keys=keys,
+        prices=PRICES,
+        checkpoints=ckpts,
+        router=router,
+        speculative=True,
+    )
     with ServerThread(state) as srv:
         yield srv
 
@@ -49,8 +59,9 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=60,
-                      headers={"Authorization": f"Bearer {RICH}"}) as c:  # fmt: skip
+    with httpx.Client(
+        base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {RICH}"}
+    ) as c:
         yield c
 
 
@@ -61,8 +72,13 @@ def test_models(client):
 
 
 def test_completion_usage_and_length(client, server):
-    r = client.completions.create(model="code-flash", prompt="def add(a, b):", max_tokens=12,
-                                  temperature=0, extra_body={"ignore_eos": True})  # fmt: skip
+    r = client.completions.create(
+        model="code-flash",
+        prompt="def add(a, b):",
+        max_tokens=12,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
     tok = server.state.tokenizer
     assert r.object == "text_completion" and r.model == "code-flash"
     assert r.choices[0].finish_reason == "length"
@@ -71,8 +87,13 @@ def test_completion_usage_and_length(client, server):
     assert r.usage.total_tokens == r.usage.prompt_tokens + 12
     # token-id prompt gives the same greedy text
     ids = tok.encode("def add(a, b):")
-    r2 = client.completions.create(model="code-flash", prompt=ids, max_tokens=12, temperature=0,
-                                   extra_body={"ignore_eos": True})  # fmt: skip
+    r2 = client.completions.create(
+        model="code-flash",
+        prompt=ids,
+        max_tokens=12,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
     assert r2.choices[0].text == r.choices[0].text
 
 
@@ -89,8 +110,14 @@ def test_fim_suffix_builds_fim_prompt_server_side(client, server):
 
 
 def test_completion_n_and_seed(client):
-    kw = dict(model="thinking", prompt="Once", max_tokens=10, temperature=1.0, seed=5,
-              extra_body={"ignore_eos": True})  # fmt: skip
+    kw = dict(
+        model="thinking",
+        prompt="Once",
+        max_tokens=10,
+        temperature=1.0,
+        seed=5,
+        extra_body={"ignore_eos": True},
+    )
     a = client.completions.create(n=2, **kw)
     b = client.completions.create(n=2, **kw)
     assert [c.index for c in a.choices] == [0, 1]
@@ -100,8 +127,9 @@ def test_completion_n_and_seed(client):
 
 def test_chat_and_stream_agree(client, server):
     msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
-    full = client.chat.completions.create(model="thinking", messages=msgs, max_tokens=16,
-                                          temperature=0)  # fmt: skip
+    full = client.chat.completions.create(
+        model="thinking", messages=msgs, max_tokens=16, temperature=0
+    )
     assert full.object == "chat.completion"
     msg = full.choices[0].message
     assert msg.role == "assistant"
@@ -114,53 +142,87 @@ def test_chat_and_stream_agree(client, server):
     assert hc["model"] == "thinking"
     assert "speculative" in hc and hc["speculative"]["drafted"] >= 0  # code-flash drafts
 
-    stream = client.chat.completions.create(model="thinking", messages=msgs, max_tokens=16,
-                                            temperature=0, stream=True,
-                                            stream_options={"include_usage": True})  # fmt: skip
+    stream = client.chat.completions.create(
+        model="thinking",
+        messages=msgs,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert len({c.id for c in chunks}) == 1
     assert chunks[0].choices[0].delta.role == "assistant"
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
-                        for c in chunks if c.choices)  # fmt: skip
+    reasoning = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for c in chunks
+        if c.choices
+    )
     assert content == (msg.content or "")
     assert reasoning == (msg.model_extra.get("reasoning_content") or "")
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and
-                c.choices[0].finish_reason]  # fmt: skip
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == [full.choices[0].finish_reason]
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == u.total_tokens
     assert all(c.usage is None for c in chunks[:-1])
 
 
 def test_chat_stream_n2(client):
-    chunks = list(client.chat.completions.create(
-        model="code-flash", messages=[{"role": "user", "content": "hi"}], max_tokens=5, n=2,
-        seed=3, stream=True, extra_body={"ignore_eos": True}))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model="code-flash",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=5,
+            n=2,
+            seed=3,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+    )
     finished = sorted(c.choices[0].index for c in chunks if c.choices[0].finish_reason)
     assert finished == [0, 1]
     full = client.chat.completions.create(
-        model="code-flash", messages=[{"role": "user", "content": "hi"}], max_tokens=5, n=2,
-        seed=3, extra_body={"ignore_eos": True})  # fmt: skip
+        model="code-flash",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=5,
+        n=2,
+        seed=3,
+        extra_body={"ignore_eos": True},
+    )
     for i in (0, 1):
-        streamed = "".join(c.choices[0].delta.content or "" for c in chunks
-                           if c.choices[0].index == i)  # fmt: skip
+        streamed = "".join(
+            c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == i
+        )
         assert streamed == full.choices[i].message.content
     assert full.usage.completion_tokens == 10
 
 
 def test_logprobs(client):
-    r = client.completions.create(model="code-flash", prompt="ab", max_tokens=4, temperature=0,
-                                  logprobs=2, extra_body={"ignore_eos": True})  # fmt: skip
+    r = client.completions.create(
+        model="code-flash",
+        prompt="ab",
+        max_tokens=4,
+        temperature=0,
+        logprobs=2,
+        extra_body={"ignore_eos": True},
+    )
     lp = r.choices[0].logprobs
     assert len(lp.tokens) == 4 and len(lp.token_logprobs) == 4
     assert all(len(t) == 2 for t in lp.top_logprobs)
     assert all(x <= 0 for x in lp.token_logprobs)
     assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[0] == 0
-    c = client.chat.completions.create(model="code-flash", max_tokens=3, temperature=0,
-                                       messages=[{"role": "user", "content": "x"}],
-                                       logprobs=True, top_logprobs=3,
-                                       extra_body={"ignore_eos": True})  # fmt: skip
+    c = client.chat.completions.create(
+        model="code-flash",
+        max_tokens=3,
+        temperature=0,
+        messages=[{"role": "user", "content": "x"}],
+        logprobs=True,
+        top_logprobs=3,
+        extra_body={"ignore_eos": True},
+    )
     content = c.choices[0].logprobs.content
     assert len(content) == 3 and all(len(e.top_logprobs) == 3 for e in content)
     # greedy: the chosen token is the most likely alternative
@@ -168,8 +230,13 @@ def test_logprobs(client):
 
 
 def test_stream_raw_sse_shape_and_done(http):
-    body = {"model": "code-flash", "prompt": "x", "max_tokens": 5, "stream": True,
-            "ignore_eos": True}  # fmt: skip
+    body = {
+        "model": "code-flash",
+        "prompt": "x",
+        "max_tokens": 5,
+        "stream": True,
+        "ignore_eos": True,
+    }
     with http.stream("POST", "/v1/completions", json=body) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -212,8 +279,9 @@ def test_budget_conditioned_model_reads_its_budget_in_the_prompt(client, server,
     assert entry.budget_note is False
 
     def prompt_tokens(**extra):
-        r = client.chat.completions.create(model="thinking", messages=msgs, max_tokens=2,
-                                           temperature=0, extra_body=extra)  # fmt: skip
+        r = client.chat.completions.create(
+            model="thinking", messages=msgs, max_tokens=2, temperature=0, extra_body=extra
+        )
         return r.usage.prompt_tokens
 
     plain = len(tok.encode_chat(msgs, add_generation_prompt=True))
@@ -235,17 +303,24 @@ def test_chat_reasoning_content_separated(client):
     # Assistant prefill "<think>\n" (continue_final_message) starts generation inside a think
     # block; the budget forces </think> after 6 tokens, then the answer follows.
     msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<think>\n"}]
-    kw = dict(model="thinking", messages=msgs, max_tokens=24, temperature=0,
-              extra_body={"continue_final_message": True, "thinking_token_budget": 6,
-                          "ignore_eos": True})  # fmt: skip
+    kw = dict(
+        model="thinking",
+        messages=msgs,
+        max_tokens=24,
+        temperature=0,
+        extra_body={"continue_final_message": True, "thinking_token_budget": 6, "ignore_eos": True},
+    )
     full = client.chat.completions.create(**kw)
     m = full.choices[0].message
     reasoning = m.model_extra["reasoning_content"]
     assert reasoning and "</think>" not in reasoning and "<think>" not in (m.content or "")
     assert full.usage.completion_tokens_details.reasoning_tokens >= 6
     chunks = list(client.chat.completions.create(stream=True, **kw))
-    r_stream = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
-                       for c in chunks if c.choices)  # fmt: skip
+    r_stream = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for c in chunks
+        if c.choices
+    )
     c_stream = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert r_stream == reasoning and c_stream == (m.content or "")
 
@@ -253,24 +328,41 @@ def test_chat_reasoning_content_separated(client):
 def test_tools_are_rendered(client):
     tools = [{"type": "function", "function": {"name": "read", "parameters": {}}}]
     msgs = [{"role": "user", "content": "open a.py"}]
-    a = client.chat.completions.create(model="code-flash", messages=msgs, max_tokens=4,
-                                       temperature=0, tools=tools)  # fmt: skip
-    b = client.chat.completions.create(model="code-flash", messages=msgs, max_tokens=4,
-                                       temperature=0)  # fmt: skip
+    a = client.chat.completions.create(
+        model="code-flash", messages=msgs, max_tokens=4, temperature=0, tools=tools
+    )
+    b = client.chat.completions.create(
+        model="code-flash", messages=msgs, max_tokens=4, temperature=0
+    )
     assert a.usage.prompt_tokens > b.usage.prompt_tokens + 20
     # an assistant turn with tool_calls and a tool result render too
     msgs2 = msgs + [
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-         "function": {"name": "read_file", "arguments": "{\"path\": \"a.py\"}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "read_file", "arguments": '{"path": "a.py"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "print(1)"},
-    ]  # fmt: skip
+    ]
     c = client.chat.completions.create(model="code-flash", messages=msgs2, max_tokens=4)
     assert c.usage.prompt_tokens > b.usage.prompt_tokens + 40
 
 
 def test_auto_routing_is_reported(http):
-    r = http.post("/v1/chat/completions", json={"model": "auto", "max_tokens": 4, "messages": [
-        {"role": "user", "content": "what is 2+2?"}]})  # fmt: skip
+    r = http.post(
+        "/v1/chat/completions",
+        json={
+            "model": "auto",
+            "max_tokens": 4,
+            "messages": [{"role": "user", "content": "what is 2+2?"}],
+        },
+    )
     assert r.status_code == 200, r.text
     routed = r.headers["x-hillclimb-routed-to"]
     assert routed in ("thinking", "code-flash")
@@ -282,8 +374,10 @@ def test_auto_routing_is_reported(http):
     # a long, reasoning-heavy prompt scores higher than a trivial one
     hard = "Prove step by step why the sum of the first n odd numbers is n^2; derive it. " * 3
     easy_score = hc["score"]
-    r2 = http.post("/v1/chat/completions", json={"model": "auto", "max_tokens": 2, "messages": [
-        {"role": "user", "content": hard}]})  # fmt: skip
+    r2 = http.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "max_tokens": 2, "messages": [{"role": "user", "content": hard}]},
+    )
     assert r2.json()["hillclimb"]["score"] > easy_score
 
 
@@ -297,12 +391,24 @@ def test_auto_routing_is_reported(http):
         ({"model": "thinking", "prompt": "x", "top_p": 0}, 400, "top_p", None),
         ({"model": "thinking", "prompt": "x", "top_k": -5}, 400, "top_k", None),
         ({"model": "thinking", "prompt": "x", "n": 0}, 400, "n", None),
-        ({"model": "thinking", "prompt": "x", "logit_bias": {"5": 1}}, 400, "logit_bias",
-         "unsupported_parameter"),
-        ({"model": "thinking", "prompt": "x", "presence_penalty": 0.5}, 400, "presence_penalty",
-         "unsupported_parameter"),
-        ({"model": "thinking", "prompt": "x", "frobnicate": 1}, 400, "frobnicate",
-         "unknown_parameter"),
+        (
+            {"model": "thinking", "prompt": "x", "logit_bias": {"5": 1}},
+            400,
+            "logit_bias",
+            "unsupported_parameter",
+        ),
+        (
+            {"model": "thinking", "prompt": "x", "presence_penalty": 0.5},
+            400,
+            "presence_penalty",
+            "unsupported_parameter",
+        ),
+        (
+            {"model": "thinking", "prompt": "x", "frobnicate": 1},
+            400,
+            "frobnicate",
+            "unknown_parameter",
+        ),
         ({"model": "thinking", "prompt": "x", "temperature": "hot"}, 400, "temperature", None),
         ({"model": "thinking", "prompt": "x", "temperature": "0.5"}, 400, "temperature", None),
         ({"model": "thinking", "prompt": "x", "max_tokens": True}, 400, "max_tokens", None),
@@ -311,10 +417,14 @@ def test_auto_routing_is_reported(http):
         ({"model": "thinking"}, 400, "prompt", None),
         ({"model": "thinking", "prompt": [999999]}, 400, "prompt", None),
         ({"model": "thinking", "prompt": "x" * 2000}, 400, "prompt", "context_length_exceeded"),
-        ({"model": "thinking", "prompt": "x" * 500, "max_tokens": 100}, 400, "prompt",
-         "context_length_exceeded"),
+        (
+            {"model": "thinking", "prompt": "x" * 500, "max_tokens": 100},
+            400,
+            "prompt",
+            "context_length_exceeded",
+        ),
     ],
-)  # fmt: skip
+)
 def test_completion_errors(http, body, status, param, code):
     r = http.post("/v1/completions", json=body)
     assert r.status_code == status, r.text
@@ -329,20 +439,52 @@ def test_completion_errors(http, body, status, param, code):
     "body, param",
     [
         ({"model": "thinking", "messages": []}, "messages"),
-        ({"model": "thinking", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-        ({"model": "thinking", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-         "messages[0].content[0].type"),
-        ({"model": "thinking", "messages": [{"role": "user", "content": "x"}],
-          "functions": [{"name": "f"}]}, "functions"),
-        ({"model": "thinking", "messages": [{"role": "user", "content": "x"}],
-          "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f"}}]},
-         "tool_choice"),
-        ({"model": "thinking", "messages": [{"role": "user", "content": "x"}],
-          "reasoning_effort": "extreme"}, "reasoning_effort"),
-        ({"model": "thinking", "messages": [{"role": "user", "content": "x"}],
-          "response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {"model": "thinking", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages[0].role",
+        ),
+        (
+            {
+                "model": "thinking",
+                "messages": [{"role": "user", "content": [{"type": "image_url"}]}],
+            },
+            "messages[0].content[0].type",
+        ),
+        (
+            {
+                "model": "thinking",
+                "messages": [{"role": "user", "content": "x"}],
+                "functions": [{"name": "f"}],
+            },
+            "functions",
+        ),
+        (
+            {
+                "model": "thinking",
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": "required",
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+            },
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "thinking",
+                "messages": [{"role": "user", "content": "x"}],
+                "reasoning_effort": "extreme",
+            },
+            "reasoning_effort",
+        ),
+        (
+            {
+                "model": "thinking",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_object"},
+            },
+            "response_format",
+        ),
     ],
-)  # fmt: skip
+)
 def test_chat_errors(http, body, param):
     r = http.post("/v1/chat/completions", json=body)
     assert r.status_code == 400, r.text
@@ -350,8 +492,9 @@ def test_chat_errors(http, body, param):
 
 
 def test_malformed_json_and_openai_client_errors(http, client):
-    r = http.post("/v1/chat/completions", content=b"{not json",
-                  headers={"content-type": "application/json"})  # fmt: skip
+    r = http.post(
+        "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     r = http.post("/v1/chat/completions", content=b"[1, 2]")
     assert r.status_code == 400
@@ -395,10 +538,18 @@ def test_credits_never_negative_under_concurrency(server):
     max_cost = len(tok.encode(prompt)) + 60  # 1 credit per token: reservation per request
 
     def one(_: int) -> int:
-        r = httpx.post(server.url + "/v1/completions", timeout=60,
-                       headers={"Authorization": f"Bearer {POOR}"},
-                       json={"model": "code-flash", "prompt": prompt, "max_tokens": 60,
-                             "ignore_eos": True, "temperature": 1.0})  # fmt: skip
+        r = httpx.post(
+            server.url + "/v1/completions",
+            timeout=60,
+            headers={"Authorization": f"Bearer {POOR}"},
+            json={
+                "model": "code-flash",
+                "prompt": prompt,
+                "max_tokens": 60,
+                "ignore_eos": True,
+                "temperature": 1.0,
+            },
+        )
         if r.status_code == 402:
             assert r.json()["error"]["code"] == "insufficient_credits"
         return r.status_code
@@ -419,8 +570,13 @@ def test_credits_never_negative_under_concurrency(server):
 
 def test_disconnect_frees_engine_slot(server):
     eng = server.state.models["thinking"].engine
-    body = {"model": "thinking", "messages": [{"role": "user", "content": "go"}],
-            "max_tokens": 400, "stream": True, "ignore_eos": True}  # fmt: skip
+    body = {
+        "model": "thinking",
+        "messages": [{"role": "user", "content": "go"}],
+        "max_tokens": 400,
+        "stream": True,
+        "ignore_eos": True,
+    }
     hdr = {"Authorization": f"Bearer {RICH}"}
     with (
         httpx.Client(base_url=server.url, timeout=60) as c,
@@ -441,13 +597,20 @@ def test_disconnect_frees_engine_slot(server):
 
 def test_barrage_of_bad_requests_keeps_serving(server):
     hdr = {"Authorization": f"Bearer {RICH}"}
-    bad_bodies = [b"", b"{", b"null", b'{"model": 5}', b'{"model": "thinking", "prompt": {}}',
-                  b'{"model": "thinking", "messages": "hi"}', b'\xff\xfe',
-                  json.dumps({"model": "thinking", "prompt": "x", "max_tokens": -1}).encode(),
-                  json.dumps({"model": "thinking", "prompt": "x", "stop": ["", "a"]}).encode(),
-                  json.dumps({"model": "thinking", "prompt": "x", "n": 10**6}).encode(),
-                  json.dumps({"model": "thinking", "prompt": "x", "seed": 2**70}).encode(),
-                  json.dumps({"model": "thinking", "prompt": [[]]}).encode()]  # fmt: skip
+    bad_bodies = [
+        b"",
+        b"{",
+        b"null",
+        b'{"model": 5}',
+        b'{"model": "thinking", "prompt": {}}',
+        b'{"model": "thinking", "messages": "hi"}',
+        b"\xff\xfe",
+        json.dumps({"model": "thinking", "prompt": "x", "max_tokens": -1}).encode(),
+        json.dumps({"model": "thinking", "prompt": "x", "stop": ["", "a"]}).encode(),
+        json.dumps({"model": "thinking", "prompt": "x", "n": 10**6}).encode(),
+        json.dumps({"model": "thinking", "prompt": "x", "seed": 2**70}).encode(),
+        json.dumps({"model": "thinking", "prompt": [[]]}).encode(),
+    ]
     good = {"model": "code-flash", "prompt": "hi", "max_tokens": 3}
     results: list[tuple[str, int]] = []
     lock = threading.Lock()
@@ -459,8 +622,11 @@ def test_barrage_of_bad_requests_keeps_serving(server):
                 r = c.post("/v1/completions", json=good)
                 kind = "good"
             else:
-                r = c.post(path, content=bad_bodies[i % len(bad_bodies)],
-                           headers={"content-type": "application/json"})  # fmt: skip
+                r = c.post(
+                    path,
+                    content=bad_bodies[i % len(bad_bodies)],
+                    headers={"content-type": "application/json"},
+                )
                 kind = "bad"
             with lock:
                 results.append((kind, r.status_code))
@@ -476,11 +642,17 @@ def test_barrage_of_bad_requests_keeps_serving(server):
 def test_metrics_exposition(server, client):
     client.completions.create(model="code-flash", prompt="m", max_tokens=2)
     text = httpx.get(server.url + "/metrics").text
-    for name in ("hillclimb_requests_total{", "hillclimb_prompt_tokens_total{",
-                 "hillclimb_completion_tokens_total{", "hillclimb_time_to_first_token_seconds_bucket{",
-                 "hillclimb_request_duration_seconds_bucket{", "hillclimb_engine_queue_depth{",
-                 "hillclimb_engine_running{", "hillclimb_spec_acceptance_rate{",
-                 "# TYPE hillclimb_request_duration_seconds histogram"):  # fmt: skip
+    for name in (
+        "hillclimb_requests_total{",
+        "hillclimb_prompt_tokens_total{",
+        "hillclimb_completion_tokens_total{",
+        "hillclimb_time_to_first_token_seconds_bucket{",
+        "hillclimb_request_duration_seconds_bucket{",
+        "hillclimb_engine_queue_depth{",
+        "hillclimb_engine_running{",
+        "hillclimb_spec_acceptance_rate{",
+        "# TYPE hillclimb_request_duration_seconds histogram",
+    ):
         assert name in text, name
     assert 'status="401"' in text and 'status="400"' in text
     assert time.time() > 0

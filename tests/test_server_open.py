@@ -86,8 +86,24 @@ def test_chat_session_and_loop(server):
 
 def test_keys_cli(tmp_path, capsys):
     db = tmp_path / "k.sqlite"
-    assert cli_main(["keys", "create", "--db", str(db), "--name", "ann", "--credits", "2.5",
-                     "--rpm", "30", "--json"]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "keys",
+                "create",
+                "--db",
+                str(db),
+                "--name",
+                "ann",
+                "--credits",
+                "2.5",
+                "--rpm",
+                "30",
+                "--json",
+            ]
+        )
+        == 0
+    )
     created = json.loads(capsys.readouterr().out)
     assert created["key"].startswith("hc-") and created["credits"] == 2.5
     assert cli_main(["keys", "create", "--db", str(db), "--name", "ann"]) == 2  # duplicate name
@@ -116,12 +132,31 @@ def test_serve_command_subprocess(ckpts, tmp_path):
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"hc-subprocess-key-1": {"name": "sub", "credits": 100}}))
     env = {**os.environ, "PYTHONPATH": SRC, "HILLCLIMB_API_KEYS": ""}
-    cmd = [sys.executable, "-m", "hillclimb", "serve", "--thinking", str(ckpts["thinking"]),
-           "--flash", str(ckpts["code-flash"]), "--port", str(port), "--keys", str(keys),
-           "--db", str(tmp_path / "u.sqlite"), "--max-batch", "4", "--device", "cpu",
-           "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "hillclimb",
+        "serve",
+        "--thinking",
+        str(ckpts["thinking"]),
+        "--flash",
+        str(ckpts["code-flash"]),
+        "--port",
+        str(port),
+        "--keys",
+        str(keys),
+        "--db",
+        str(tmp_path / "u.sqlite"),
+        "--max-batch",
+        "4",
+        "--device",
+        "cpu",
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -140,14 +175,21 @@ def test_serve_command_subprocess(ckpts, tmp_path):
         assert all(m["engine_process"] for m in models), health  # the default layout
         engine_pid = next(iter(models))["engine_pid"]
         c = openai.OpenAI(base_url=url + "/v1", api_key="hc-subprocess-key-1", max_retries=0)
-        r = c.chat.completions.create(model="thinking", max_tokens=4,
-                                      messages=[{"role": "user", "content": "x"}])  # fmt: skip
+        r = c.chat.completions.create(
+            model="thinking", max_tokens=4, messages=[{"role": "user", "content": "x"}]
+        )
         assert r.usage.completion_tokens >= 1
-        r = c.chat.completions.create(model="auto", max_tokens=3,  # router: RPC scoring
-                                      messages=[{"role": "user", "content": "def f(x):"}])  # fmt: skip
+        r = c.chat.completions.create(
+            model="auto",
+            max_tokens=3,  # router: RPC scoring
+            messages=[{"role": "user", "content": "def f(x):"}],
+        )
         assert r.usage.completion_tokens >= 1
-        chunks = list(c.completions.create(model="code-flash", prompt="def add(a, b):",
-                                           max_tokens=5, stream=True))  # fmt: skip
+        chunks = list(
+            c.completions.create(
+                model="code-flash", prompt="def add(a, b):", max_tokens=5, stream=True
+            )
+        )
         assert chunks and chunks[-1].choices[0].finish_reason in ("stop", "length")
         assert httpx.get(url + "/v1/models").status_code == 401
     finally:

@@ -10,7 +10,6 @@ import threading
 import pytest
 
 from hillclimb.errors import HillclimbError
-from hillclimb.serve.accounting import MICRO, Price, UsageDB, default_price
 from hillclimb.serve.api import APIError, ChatCompletionRequest, CompletionRequest, parse_request
 from hillclimb.serve.auth import (
     Authenticator,
@@ -19,6 +18,7 @@ from hillclimb.serve.auth import (
     load_env_keys,
     load_keys_file,
 )
+from hillclimb.serve.billing import MICRO, Price, UsageDB, default_price
 from hillclimb.serve.engine import TokenEvent
 from hillclimb.serve.metrics import Counter, Histogram, ServerMetrics
 from hillclimb.serve.server import _ChatChoice, _RawText, _Whitespace
@@ -33,9 +33,15 @@ def _feed_all(choice: _ChatChoice, pieces: list[tuple[str, bool]]) -> list[dict]
 
 def test_chat_choice_splits_reasoning_content_and_tool_calls():
     c = _ChatChoice(0, parse_tools=True, call_prefix="call_x")
-    pieces = [("\nLet me", True), (" think.\n", True), ("\n\nI will ", False), ("read it.\n<tool", False),
-              ('_call>\n{"name": "read_file", "argu', False), ('ments": {"path": "a.py"}}\n</tool_call>', False),
-              ("\n", False)]  # fmt: skip
+    pieces = [
+        ("\nLet me", True),
+        (" think.\n", True),
+        ("\n\nI will ", False),
+        ("read it.\n<tool", False),
+        ('_call>\n{"name": "read_file", "argu', False),
+        ('ments": {"path": "a.py"}}\n</tool_call>', False),
+        ("\n", False),
+    ]
     deltas = _feed_all(c, pieces)
     assert c.reasoning == "Let me think."
     assert c.content == "I will read it."
@@ -73,9 +79,11 @@ def test_whitespace_strip_streaming_equals_strip():
 
 def test_raw_text_puts_think_tags_back():
     r = _RawText(think_start_id=7)
-    evs = [TokenEvent([7, 1], "plan", True, None, False, None),
-           TokenEvent([], "answer", False, None, False, None),
-           TokenEvent([2], "!", False, None, True, "stop")]  # fmt: skip
+    evs = [
+        TokenEvent([7, 1], "plan", True, None, False, None),
+        TokenEvent([], "answer", False, None, False, None),
+        TokenEvent([2], "!", False, None, True, "stop"),
+    ]
     assert "".join(r.feed(e) for e in evs) == "<think>plan</think>answer!"
 
 
@@ -144,8 +152,11 @@ def test_keys_files_and_env(tmp_path):
     assert (b.name, b.credits, b.rate_limit_rpm) == ("bob", 1.5, None)
     assert [s.name for s in load_env_keys("sk-cccccccc3, sk-dddddddd4")] == ["env0", "env1"]
     assert load_env_keys('{"sk-eeeeeeee5": {"name": "eve"}}')[0].name == "eve"
-    for bad in ('{"short": {}}', '{"sk-ffffffff6": {"credits": -1}}',
-                '{"sk-ffffffff6": {"colour": 1}}'):  # fmt: skip
+    for bad in (
+        '{"short": {}}',
+        '{"sk-ffffffff6": {"credits": -1}}',
+        '{"sk-ffffffff6": {"colour": 1}}',
+    ):
         with pytest.raises(HillclimbError):
             load_env_keys(bad)
     (tmp_path / "bad.json").write_text("{nope")
@@ -198,8 +209,15 @@ def test_credits_concurrent_writers_never_overdraw(tmp_path):
                 with lock:
                     refused.append(rid)
                 continue
-            db.settle(rid, prompt_tokens=1, completion_tokens=1, reasoning_tokens=0,
-                      cost_micro=MICRO // 2, finish_reason="stop", http_status=200)  # fmt: skip
+            db.settle(
+                rid,
+                prompt_tokens=1,
+                completion_tokens=1,
+                reasoning_tokens=0,
+                cost_micro=MICRO // 2,
+                finish_reason="stop",
+                http_status=200,
+            )
             with lock:
                 ok.append(rid)
 

@@ -66,8 +66,13 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 
 def unsupported(param: str, why: str = "") -> APIError:
     msg = f"Unsupported parameter: '{param}' is not supported by this server"
-    return APIError(400, msg + (f" ({why})." if why else "."), "invalid_request_error", param,
-                    "unsupported_parameter")  # fmt: skip
+    return APIError(
+        400,
+        msg + (f" ({why})." if why else "."),
+        "invalid_request_error",
+        param,
+        "unsupported_parameter",
+    )
 
 
 class _Base(BaseModel):
@@ -172,8 +177,17 @@ def _loc_param(err: dict[str, Any]) -> str:
     # pydantic adds union-member names ("str", "list[int]") to the location; drop them.
     keep = []
     for p in parts:
-        if p in {"str", "int", "float", "bool", "list[str]", "list[int]", "list[list[int]]",
-                 "list[dict[str,any]]", "dict[str,any]"}:  # fmt: skip
+        if p in {
+            "str",
+            "int",
+            "float",
+            "bool",
+            "list[str]",
+            "list[int]",
+            "list[list[int]]",
+            "list[dict[str,any]]",
+            "dict[str,any]",
+        }:
             continue
         keep.append(p)
     return ".".join(keep) if keep else "body"
@@ -191,15 +205,16 @@ def parse_request(cls: type[_Sampling], body: Any) -> Any:
         err = exc.errors()[0]
         param = _loc_param(err)
         if err.get("type") == "missing":
-            raise invalid(f"Missing required parameter: '{param}'.", param,
-                          "missing_required_parameter") from None  # fmt: skip
-        raise invalid(f"Invalid value for '{param}': {err.get('msg')}.", param,
-                      "invalid_value") from None  # fmt: skip
+            raise invalid(
+                f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+            ) from None
+        raise invalid(
+            f"Invalid value for '{param}': {err.get('msg')}.", param, "invalid_value"
+        ) from None
     for name in req.model_extra or {}:
         if name in _KNOWN_UNSUPPORTED:
             raise unsupported(name, _KNOWN_UNSUPPORTED[name])
-        raise invalid(f"Unrecognized request argument supplied: {name}", name,
-                      "unknown_parameter")  # fmt: skip
+        raise invalid(f"Unrecognized request argument supplied: {name}", name, "unknown_parameter")
     _check_sampling(req)
     if isinstance(req, CompletionRequest):
         _check_completion(req)
@@ -210,16 +225,21 @@ def parse_request(cls: type[_Sampling], body: Any) -> Any:
 
 def _check_sampling(req: _Sampling) -> None:
     if req.max_tokens is not None and req.max_tokens < 1:
-        raise invalid(f"max_tokens must be at least 1, got {req.max_tokens}.", "max_tokens",
-                      "invalid_value")  # fmt: skip
+        raise invalid(
+            f"max_tokens must be at least 1, got {req.max_tokens}.", "max_tokens", "invalid_value"
+        )
     if req.temperature is not None and not 0.0 <= req.temperature <= 2.0:
-        raise invalid(f"temperature must be between 0 and 2, got {req.temperature}.",
-                      "temperature", "invalid_value")  # fmt: skip
+        raise invalid(
+            f"temperature must be between 0 and 2, got {req.temperature}.",
+            "temperature",
+            "invalid_value",
+        )
     if req.top_p is not None and not 0.0 < req.top_p <= 1.0:
         raise invalid(f"top_p must be in (0, 1], got {req.top_p}.", "top_p", "invalid_value")
     if req.top_k is not None and req.top_k < -1:
-        raise invalid(f"top_k must be -1, 0 (off) or positive, got {req.top_k}.", "top_k",
-                      "invalid_value")  # fmt: skip
+        raise invalid(
+            f"top_k must be -1, 0 (off) or positive, got {req.top_k}.", "top_k", "invalid_value"
+        )
     if not 1 <= req.n <= MAX_N:
         raise invalid(f"n must be between 1 and {MAX_N}, got {req.n}.", "n", "invalid_value")
     if req.seed is not None and not -(2**63) <= req.seed < 2**63:
@@ -238,14 +258,21 @@ def _check_sampling(req: _Sampling) -> None:
     if req.stream_options is not None and not req.stream:
         raise invalid("stream_options is only allowed when stream is true.", "stream_options")
     if req.reasoning_effort is not None and req.reasoning_effort not in ("low", "medium", "high"):
-        raise invalid(f"reasoning_effort must be 'low', 'medium' or 'high', got "
-                      f"{req.reasoning_effort!r}.", "reasoning_effort", "invalid_value")  # fmt: skip
+        raise invalid(
+            f"reasoning_effort must be 'low', 'medium' or 'high', got {req.reasoning_effort!r}.",
+            "reasoning_effort",
+            "invalid_value",
+        )
     if req.thinking_token_budget is not None and req.thinking_token_budget < 0:
-        raise invalid("thinking_token_budget must be >= 0.", "thinking_token_budget",
-                      "invalid_value")  # fmt: skip
+        raise invalid(
+            "thinking_token_budget must be >= 0.", "thinking_token_budget", "invalid_value"
+        )
     if req.drafter is not None and req.drafter not in ("model", "lookup", "none"):
-        raise invalid(f"drafter must be 'model', 'lookup' or 'none', got {req.drafter!r}.",
-                      "drafter", "invalid_value")  # fmt: skip
+        raise invalid(
+            f"drafter must be 'model', 'lookup' or 'none', got {req.drafter!r}.",
+            "drafter",
+            "invalid_value",
+        )
     if req.prediction is not None:
         req.prediction = prediction_text(req.prediction)
 
@@ -253,35 +280,56 @@ def _check_sampling(req: _Sampling) -> None:
 def prediction_text(pred: Any) -> str:
     """The text of an OpenAI `prediction` object, or a 400 saying what is wrong with it."""
     if not isinstance(pred, dict):
-        raise invalid("Invalid type for 'prediction': expected an object like "
-                      "{'type': 'content', 'content': '...'}.", "prediction",
-                      "invalid_type")  # fmt: skip
+        raise invalid(
+            "Invalid type for 'prediction': expected an object like "
+            "{'type': 'content', 'content': '...'}.",
+            "prediction",
+            "invalid_type",
+        )
     extra = sorted(set(pred) - {"type", "content"})
     if extra:
-        raise invalid(f"Unrecognized field in prediction: {extra[0]}", f"prediction.{extra[0]}",
-                      "unknown_parameter")  # fmt: skip
+        raise invalid(
+            f"Unrecognized field in prediction: {extra[0]}",
+            f"prediction.{extra[0]}",
+            "unknown_parameter",
+        )
     if pred.get("type") != "content":
-        raise invalid(f"Invalid value for 'prediction.type': {pred.get('type')!r}; the only "
-                      "supported value is 'content'.", "prediction.type",
-                      "invalid_value")  # fmt: skip
+        raise invalid(
+            f"Invalid value for 'prediction.type': {pred.get('type')!r}; the only "
+            "supported value is 'content'.",
+            "prediction.type",
+            "invalid_value",
+        )
     content = pred.get("content")
     if isinstance(content, list):
         parts = []
         for j, part in enumerate(content):
-            if (not isinstance(part, dict) or part.get("type") != "text"
-                    or not isinstance(part.get("text"), str)):  # fmt: skip
-                raise invalid(f"Invalid value for 'prediction.content[{j}]': expected "
-                              "{'type': 'text', 'text': '...'}.", f"prediction.content[{j}]",
-                              "invalid_type")  # fmt: skip
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                raise invalid(
+                    f"Invalid value for 'prediction.content[{j}]': expected "
+                    "{'type': 'text', 'text': '...'}.",
+                    f"prediction.content[{j}]",
+                    "invalid_type",
+                )
             parts.append(part["text"])
         content = "".join(parts)
     if not isinstance(content, str):
-        raise invalid("Invalid type for 'prediction.content': expected a string or an array of "
-                      "text parts.", "prediction.content", "invalid_type")  # fmt: skip
+        raise invalid(
+            "Invalid type for 'prediction.content': expected a string or an array of text parts.",
+            "prediction.content",
+            "invalid_type",
+        )
     if len(content) > MAX_PREDICTION_CHARS:
-        raise invalid(f"prediction.content is too long: {len(content)} characters (at most "
-                      f"{MAX_PREDICTION_CHARS}).", "prediction.content",
-                      "invalid_value")  # fmt: skip
+        raise invalid(
+            f"prediction.content is too long: {len(content)} characters (at most "
+            f"{MAX_PREDICTION_CHARS}).",
+            "prediction.content",
+            "invalid_value",
+        )
     return content
 
 
@@ -296,8 +344,9 @@ def _check_completion(req: CompletionRequest) -> None:
     if isinstance(p, list) and p and isinstance(p[0], str | list) and len(p) > MAX_PROMPTS:
         raise invalid(f"at most {MAX_PROMPTS} prompts per request.", "prompt", "invalid_value")
     if req.logprobs is not None and not 0 <= req.logprobs <= MAX_LOGPROBS:
-        raise invalid(f"logprobs must be between 0 and {MAX_LOGPROBS}.", "logprobs",
-                      "invalid_value")  # fmt: skip
+        raise invalid(
+            f"logprobs must be between 0 and {MAX_LOGPROBS}.", "logprobs", "invalid_value"
+        )
     if req.best_of is not None and req.best_of != req.n:
         raise unsupported("best_of", "only best_of == n")
     if req.echo and req.logprobs is not None:
@@ -311,47 +360,70 @@ def _check_completion(req: CompletionRequest) -> None:
 def _check_chat(req: ChatCompletionRequest) -> None:
     if req.max_completion_tokens is not None:
         if req.max_completion_tokens < 1:
-            raise invalid("max_completion_tokens must be at least 1.", "max_completion_tokens",
-                          "invalid_value")  # fmt: skip
+            raise invalid(
+                "max_completion_tokens must be at least 1.",
+                "max_completion_tokens",
+                "invalid_value",
+            )
         if req.max_tokens is not None and req.max_tokens != req.max_completion_tokens:
-            raise invalid("max_tokens and max_completion_tokens disagree; send one.",
-                          "max_completion_tokens")  # fmt: skip
+            raise invalid(
+                "max_tokens and max_completion_tokens disagree; send one.", "max_completion_tokens"
+            )
         req.max_tokens = req.max_completion_tokens
     roles = {"system", "developer", "user", "assistant", "tool"}
     for i, m in enumerate(req.messages):
         if m.role not in roles:
-            raise invalid(f"Invalid value for 'messages[{i}].role': {m.role!r}; expected one of "
-                          f"{sorted(roles)}.", f"messages[{i}].role", "invalid_value")  # fmt: skip
+            raise invalid(
+                f"Invalid value for 'messages[{i}].role': {m.role!r}; expected one of "
+                f"{sorted(roles)}.",
+                f"messages[{i}].role",
+                "invalid_value",
+            )
         if isinstance(m.content, list):
             for j, part in enumerate(m.content):
                 if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    raise unsupported(f"messages[{i}].content[{j}].type",
-                                      "only text content parts are supported")  # fmt: skip
+                    raise unsupported(
+                        f"messages[{i}].content[{j}].type", "only text content parts are supported"
+                    )
         if m.role in ("system", "developer", "user", "tool") and m.content is None:
-            raise invalid(f"messages[{i}].content is required for role {m.role!r}.",
-                          f"messages[{i}].content", "invalid_value")  # fmt: skip
+            raise invalid(
+                f"messages[{i}].content is required for role {m.role!r}.",
+                f"messages[{i}].content",
+                "invalid_value",
+            )
         if m.model_extra:
             name = next(iter(m.model_extra))
-            raise invalid(f"Unrecognized field in messages[{i}]: {name}",
-                          f"messages[{i}].{name}", "unknown_parameter")  # fmt: skip
+            raise invalid(
+                f"Unrecognized field in messages[{i}]: {name}",
+                f"messages[{i}].{name}",
+                "unknown_parameter",
+            )
     if req.tools:
         for i, t in enumerate(req.tools):
             fn = t.get("function")
             if t.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):
-                raise invalid(f"tools[{i}] must be {{'type': 'function', 'function': "
-                              f"{{'name': ...}}}}.", f"tools[{i}]", "invalid_value")  # fmt: skip
+                raise invalid(
+                    f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}.",
+                    f"tools[{i}]",
+                    "invalid_value",
+                )
     tc = req.tool_choice
     if tc is not None and tc not in ("auto", "none"):
         raise unsupported("tool_choice", "only 'auto' and 'none'")
     if req.top_logprobs is not None:
         if not 0 <= req.top_logprobs <= MAX_LOGPROBS:
-            raise invalid(f"top_logprobs must be between 0 and {MAX_LOGPROBS}.", "top_logprobs",
-                          "invalid_value")  # fmt: skip
+            raise invalid(
+                f"top_logprobs must be between 0 and {MAX_LOGPROBS}.",
+                "top_logprobs",
+                "invalid_value",
+            )
         if not req.logprobs:
             raise invalid("top_logprobs requires logprobs to be true.", "top_logprobs")
     if req.continue_final_message and req.messages[-1].role != "assistant":
-        raise invalid("continue_final_message needs the last message to be from the assistant.",
-                      "continue_final_message")  # fmt: skip
+        raise invalid(
+            "continue_final_message needs the last message to be from the assistant.",
+            "continue_final_message",
+        )
     rf = req.response_format
     if rf is not None and rf.get("type") != "text":
         raise unsupported("response_format", "only {'type': 'text'}")
@@ -368,8 +440,10 @@ def message_dicts(req: ChatCompletionRequest) -> list[dict[str, Any]]:
         content = m.content
         if isinstance(content, list):
             content = "".join(part["text"] for part in content)
-        d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
-                             "content": content or ""}  # fmt: skip
+        d: dict[str, Any] = {
+            "role": "system" if m.role == "developer" else m.role,
+            "content": content or "",
+        }
         if m.tool_calls:
             d["tool_calls"] = m.tool_calls
         if m.reasoning_content is not None:

@@ -1,7 +1,7 @@
 """API keys (Bearer), where they come from, and per-key rate limits.
 
 Why the usage database is the one source of truth for accounts: balances change with every
-request, so they must live where the reservations are made (accounting.py). A keys file or the
+request, so they must live where the reservations are made (billing.py). A keys file or the
 `HILLCLIMB_API_KEYS` environment variable only *registers* keys into it at start-up — a key's
 `credits` there is its initial grant, applied the first time the key is seen (restarting the
 server never refills a balance; `hillclimb keys credit` does). `hillclimb keys create` writes a
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
-from hillclimb.serve.accounting import Account, UsageDB
+from hillclimb.serve.billing import Account, UsageDB
 
 ENV_KEYS = "HILLCLIMB_API_KEYS"
 
@@ -47,8 +47,9 @@ def _spec(key: str, value: Any, where: str, i: int) -> KeySpec:
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        raise HillclimbError(f"{where}: the value of a key must be a table "
-                             "{name, credits, rate_limit_rpm}")  # fmt: skip
+        raise HillclimbError(
+            f"{where}: the value of a key must be a table {{name, credits, rate_limit_rpm}}"
+        )
     unknown = set(value) - {"name", "credits", "rate_limit_rpm"}
     if unknown:
         raise HillclimbError(f"{where}: unknown fields for a key: {sorted(unknown)}")
@@ -60,8 +61,12 @@ def _spec(key: str, value: Any, where: str, i: int) -> KeySpec:
     if rpm is not None and rpm == 0:
         raise HillclimbError(f"{where}: rate_limit_rpm must be > 0 (omit it for no limit)")
     name = value.get("name") or f"key{i}"
-    return KeySpec(key, str(name), None if credits is None else float(credits),
-                   None if rpm is None else float(rpm))  # fmt: skip
+    return KeySpec(
+        key,
+        str(name),
+        None if credits is None else float(credits),
+        None if rpm is None else float(rpm),
+    )
 
 
 def parse_keys(data: Any, where: str) -> list[KeySpec]:
@@ -69,8 +74,9 @@ def parse_keys(data: Any, where: str) -> list[KeySpec]:
     if isinstance(data, dict) and set(data) == {"keys"}:
         data = data["keys"]
     if not isinstance(data, dict):
-        raise HillclimbError(f"{where}: expected a table mapping key -> {{name, credits, "
-                             "rate_limit_rpm}")  # fmt: skip
+        raise HillclimbError(
+            f"{where}: expected a table mapping key -> {{name, credits, rate_limit_rpm}}"
+        )
     specs = [_spec(k, v, where, i) for i, (k, v) in enumerate(data.items())]
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
@@ -158,9 +164,11 @@ class Authenticator:
         if self.open_mode:
             return None
         if not authorization:
-            raise AuthError("You didn't provide an API key. You need to provide your API key in "
-                            "an Authorization header using Bearer auth (Authorization: Bearer "
-                            "YOUR_KEY).")  # fmt: skip
+            raise AuthError(
+                "You didn't provide an API key. You need to provide your API key in "
+                "an Authorization header using Bearer auth (Authorization: Bearer "
+                "YOUR_KEY)."
+            )
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

@@ -252,7 +252,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    from hillclimb.serve.accounting import UsageDB
+    from hillclimb.serve.billing import UsageDB
 
     path = usage_db_path(args.db, args.state_dir)
     db = UsageDB(path)
@@ -270,7 +270,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _keys_credit(args: argparse.Namespace) -> int:
-    from hillclimb.serve.accounting import UsageDB
+    from hillclimb.serve.billing import UsageDB
 
     path = usage_db_path(args.db, args.state_dir)
     if not path.is_file():
@@ -282,7 +282,7 @@ def _keys_credit(args: argparse.Namespace) -> int:
 
 
 def _keys_usage(args: argparse.Namespace) -> int:
-    from hillclimb.serve.accounting import UsageDB
+    from hillclimb.serve.billing import UsageDB
 
     path = usage_db_path(args.db, args.state_dir)
     if not path.is_file():

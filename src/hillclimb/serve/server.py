@@ -43,7 +43,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from hillclimb.errors import HillclimbError
-from hillclimb.serve.accounting import InsufficientCredits, Price, UsageDB, default_price
 from hillclimb.serve.api import (
     APIError,
     ChatCompletionRequest,
@@ -53,6 +52,7 @@ from hillclimb.serve.api import (
     parse_request,
 )
 from hillclimb.serve.auth import Authenticator, AuthError, KeySpec, retry_after_header
+from hillclimb.serve.billing import InsufficientCredits, Price, UsageDB, default_price
 from hillclimb.serve.budget import resolve_budget, with_budget_note
 from hillclimb.serve.metrics import ServerMetrics, engine_collector
 from hillclimb.tokenizer.specials import (
@@ -166,8 +166,9 @@ def parse_prices(data: Any, where: str = "prices") -> dict[str, Price]:
         if model not in MODEL_IDS:
             raise HillclimbError(f"{where}: unknown model {model!r} (expected one of {MODEL_IDS})")
         if not isinstance(v, dict) or set(v) - {"prompt", "completion"}:
-            raise HillclimbError(f"{where}: {model} needs {{prompt, completion}} (credits per "
-                                 "million tokens)")  # fmt: skip
+            raise HillclimbError(
+                f"{where}: {model} needs {{prompt, completion}} (credits per million tokens)"
+            )
         try:
             price = Price(float(v.get("prompt", 0.0)), float(v.get("completion", 0.0)))
         except (TypeError, ValueError) as exc:
@@ -219,12 +220,25 @@ def build_state(
             price = default_price(active)
         else:
             price = Price(0.0, 0.0)
-        models[name] = ModelEntry(name, eng, price, str(ckpt) if ckpt else None, active, total,
-                                  budget_note=_budget_conditioned(ckpt))  # fmt: skip
-    state = ServerState(models=models, db=usage_db, auth=Authenticator(usage_db, keys),
-                        router=router, default_max_tokens=default_max_tokens,
-                        owns_engines=owns_engines, speculative=speculative,
-                        stream_interval=stream_interval)  # fmt: skip
+        models[name] = ModelEntry(
+            name,
+            eng,
+            price,
+            str(ckpt) if ckpt else None,
+            active,
+            total,
+            budget_note=_budget_conditioned(ckpt),
+        )
+    state = ServerState(
+        models=models,
+        db=usage_db,
+        auth=Authenticator(usage_db, keys),
+        router=router,
+        default_max_tokens=default_max_tokens,
+        owns_engines=owns_engines,
+        speculative=speculative,
+        stream_interval=stream_interval,
+    )
     state.metrics.add_collector(engine_collector({k: m.engine for k, m in models.items()}))
     return state
 
@@ -259,8 +273,13 @@ def load_state(
     specs = load_keys_file(keys_file) if keys_file else []
     specs += load_env_keys(env_keys)
     prices = load_prices(prices_file) if prices_file else None
-    opts = EngineOptions(max_batch=max_batch, device=device, speculative=speculative,
-                         compile=compile, threads=threads)  # fmt: skip
+    opts = EngineOptions(
+        max_batch=max_batch,
+        device=device,
+        speculative=speculative,
+        compile=compile,
+        threads=threads,
+    )
     if engine_process:
         import torch
 
@@ -283,9 +302,17 @@ def load_state(
             router = Router.load(router_file, flash_engine) if router_file else Router(flash_engine)
     ckpts = {k: v for k, v in (("thinking", thinking), ("code-flash", flash)) if v is not None}
     try:
-        return build_state(engines, db=db, keys=specs, prices=prices, checkpoints=ckpts,
-                           router=router, default_max_tokens=default_max_tokens,
-                           speculative=spec_on, stream_interval=stream_interval)  # fmt: skip
+        return build_state(
+            engines,
+            db=db,
+            keys=specs,
+            prices=prices,
+            checkpoints=ckpts,
+            router=router,
+            default_max_tokens=default_max_tokens,
+            speculative=spec_on,
+            stream_interval=stream_interval,
+        )
     except BaseException:
         for eng in engines.values():  # an engine process must not outlive a failed start
             eng.stop()
@@ -405,8 +432,11 @@ class _ChatChoice:
                 i = len(self.tool_calls)
                 call = parse_call_json(body, f"{self.call_prefix}_{i}")
                 if call.name and call.error is None:
-                    tc = {"id": call.id, "type": "function",
-                          "function": {"name": call.name, "arguments": call.raw_arguments}}  # fmt: skip
+                    tc = {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.raw_arguments},
+                    }
                     self.tool_calls.append(tc)
                     deltas.append({"tool_calls": [{"index": i, **tc}]})
                 else:  # malformed: keep it visible as text rather than lose it
@@ -469,8 +499,16 @@ class _Job:
     """The engine requests of one HTTP request (one per choice), their event stream, and the
     accounting that must be settled exactly once."""
 
-    def __init__(self, state: ServerState, entry: ModelEntry, request_id: str, endpoint: str,
-                 requested_model: str, account: Any, t0: float):  # fmt: skip
+    def __init__(
+        self,
+        state: ServerState,
+        entry: ModelEntry,
+        request_id: str,
+        endpoint: str,
+        requested_model: str,
+        account: Any,
+        t0: float,
+    ):
         self.state = state
         self.entry = entry
         self.request_id = request_id
@@ -494,12 +532,19 @@ class _Job:
     def reserve(self, prompt_tokens_total: int, max_new_total: int) -> None:
         max_cost = self.entry.price.cost_micro(prompt_tokens_total, max_new_total)
         try:
-            self.state.db.reserve(self.request_id, self.account, self.endpoint,
-                                  self.requested_model, self.entry.id, max_cost)  # fmt: skip
+            self.state.db.reserve(
+                self.request_id,
+                self.account,
+                self.endpoint,
+                self.requested_model,
+                self.entry.id,
+                max_cost,
+            )
         except InsufficientCredits as exc:
             self.state.metrics.credits_refused.inc()
-            raise APIError(402, str(exc), "insufficient_quota", None,
-                           "insufficient_credits") from None  # fmt: skip
+            raise APIError(
+                402, str(exc), "insufficient_quota", None, "insufficient_credits"
+            ) from None
         self.reserved = True
 
     def submit(self, prompts: list[list[int]], params: list[Any]) -> None:
@@ -588,8 +633,10 @@ class _Job:
                 reasoning += self.counts[i][1]
         # token healing backs up prompt tokens: they are prefilled by no one and re-generated
         # (counted as completion tokens), so the prompt count drops by as many, once per prompt
-        healed = sum(getattr(self.outputs.get(i), "healed_tokens", 0) or 0
-                     for i in range(0, len(self.handles), self.n))  # fmt: skip
+        healed = sum(
+            getattr(self.outputs.get(i), "healed_tokens", 0) or 0
+            for i in range(0, len(self.handles), self.n)
+        )
         return self.distinct_prompt_tokens - healed, completion, reasoning
 
     def spec_summary(self) -> dict[str, Any] | None:
@@ -599,9 +646,13 @@ class _Job:
         drafted = sum(s.get("drafted", 0) for s in specs)
         accepted = sum(s.get("accepted", 0) for s in specs)
         steps = sum(s.get("steps", 0) for s in specs)
-        return {"drafted": drafted, "accepted": accepted, "steps": steps,
-                "acceptance_rate": accepted / drafted if drafted else 0.0,
-                "mean_accept_len": (accepted + steps) / steps if steps else 0.0}  # fmt: skip
+        return {
+            "drafted": drafted,
+            "accepted": accepted,
+            "steps": steps,
+            "acceptance_rate": accepted / drafted if drafted else 0.0,
+            "mean_accept_len": (accepted + steps) / steps if steps else 0.0,
+        }
 
     async def finalize(self, status: int) -> None:
         if self.finalized:
@@ -627,10 +678,15 @@ class _Job:
             finish = ",".join(sorted(set(self.finish.values()))) or "cancelled"
             cost = self.entry.price.cost_micro(prompt, completion)
             try:
-                self.state.db.settle(self.request_id, prompt_tokens=prompt,
-                                     completion_tokens=completion, reasoning_tokens=reasoning,
-                                     cost_micro=cost, finish_reason=finish,
-                                     http_status=status)  # fmt: skip
+                self.state.db.settle(
+                    self.request_id,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    reasoning_tokens=reasoning,
+                    cost_micro=cost,
+                    finish_reason=finish,
+                    http_status=status,
+                )
             except Exception:
                 log.exception("settling %s", self.request_id)
 
@@ -665,26 +721,46 @@ def create_app(state: ServerState) -> FastAPI:
             if state.owns_engines:
                 state.stop_engines()
 
-    app = FastAPI(title="hillclimb", version="0.1.0", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, openapi_url=None)  # fmt: skip
+    app = FastAPI(
+        title="hillclimb",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.hillclimb = state
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
         log.exception("unhandled error on %s", request.url.path)
-        return _error_response(APIError(500, "The server had an error while processing your "
-                                        "request.", "server_error"))  # fmt: skip
+        return _error_response(
+            APIError(500, "The server had an error while processing your request.", "server_error")
+        )
 
     @app.exception_handler(404)
     async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-        return _error_response(APIError(404, f"Unknown route {request.method} {request.url.path}",
-                                        "invalid_request_error", None, "not_found"))  # fmt: skip
+        return _error_response(
+            APIError(
+                404,
+                f"Unknown route {request.method} {request.url.path}",
+                "invalid_request_error",
+                None,
+                "not_found",
+            )
+        )
 
     @app.exception_handler(405)
     async def _bad_method(request: Request, exc: Exception) -> JSONResponse:
-        return _error_response(APIError(405, f"Method {request.method} not allowed on "
-                                        f"{request.url.path}", "invalid_request_error", None,
-                                        "method_not_allowed"))  # fmt: skip
+        return _error_response(
+            APIError(
+                405,
+                f"Method {request.method} not allowed on {request.url.path}",
+                "invalid_request_error",
+                None,
+                "method_not_allowed",
+            )
+        )
 
     def authorize(request: Request, endpoint: str) -> Any:
         try:
@@ -698,27 +774,45 @@ def create_app(state: ServerState) -> FastAPI:
         if wait > 0:
             state.metrics.rate_limited.inc()
             state.metrics.requests.inc(endpoint, "-", "429")
-            raise APIError(429, f"Rate limit reached for key {account.name!r} "
-                           f"({account.rate_limit_rpm:g} requests per minute). Try again in "
-                           f"{wait:.1f}s.", "requests", None, "rate_limit_exceeded",
-                           headers={"Retry-After": retry_after_header(wait)})  # fmt: skip
+            raise APIError(
+                429,
+                f"Rate limit reached for key {account.name!r} "
+                f"({account.rate_limit_rpm:g} requests per minute). Try again in "
+                f"{wait:.1f}s.",
+                "requests",
+                None,
+                "rate_limit_exceeded",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
         return account
 
     async def read_body(request: Request) -> Any:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise APIError(413, f"Request body too large (limit {MAX_BODY_BYTES} bytes).",
-                           "invalid_request_error", None, "request_too_large")  # fmt: skip
+            raise APIError(
+                413,
+                f"Request body too large (limit {MAX_BODY_BYTES} bytes).",
+                "invalid_request_error",
+                None,
+                "request_too_large",
+            )
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
-            raise APIError(413, f"Request body too large (limit {MAX_BODY_BYTES} bytes).",
-                           "invalid_request_error", None, "request_too_large")  # fmt: skip
+            raise APIError(
+                413,
+                f"Request body too large (limit {MAX_BODY_BYTES} bytes).",
+                "invalid_request_error",
+                None,
+                "request_too_large",
+            )
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise invalid("We could not parse the JSON body of your request. (HINT: This likely "
-                          "means you aren't using your HTTP library correctly. The OpenAI API "
-                          "expects a JSON payload.)") from None  # fmt: skip
+            raise invalid(
+                "We could not parse the JSON body of your request. (HINT: This likely "
+                "means you aren't using your HTTP library correctly. The OpenAI API "
+                "expects a JSON payload.)"
+            ) from None
 
     def engine_health() -> dict[str, Any]:
         models = {}
@@ -735,11 +829,16 @@ def create_app(state: ServerState) -> FastAPI:
     async def health() -> JSONResponse:
         models = await asyncio.to_thread(engine_health)
         ok = all(v["ok"] for v in models.values())
-        return JSONResponse({"status": "ok" if ok else "degraded", "models": models,
-                             "auth": "open" if state.open_mode else "keys",
-                             "speculative": state.speculative,
-                             "uptime_s": round(time.time() - state.started, 3)},
-                            status_code=200 if ok else 503)  # fmt: skip
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "degraded",
+                "models": models,
+                "auth": "open" if state.open_mode else "keys",
+                "speculative": state.speculative,
+                "uptime_s": round(time.time() - state.started, 3),
+            },
+            status_code=200 if ok else 503,
+        )
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
@@ -752,8 +851,9 @@ def create_app(state: ServerState) -> FastAPI:
             authorize(request, "models")
         except APIError as err:
             return _error_response(err)
-        return JSONResponse({"object": "list", "data": [_model_card(state, m)
-                                                        for m in state.model_ids()]})  # fmt: skip
+        return JSONResponse(
+            {"object": "list", "data": [_model_card(state, m) for m in state.model_ids()]}
+        )
 
     @app.get("/v1/models/{model_id}")
     async def get_model(model_id: str, request: Request) -> Response:
@@ -781,8 +881,12 @@ def _small_stats(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_card(state: ServerState, mid: str) -> dict[str, Any]:
-    card: dict[str, Any] = {"id": mid, "object": "model", "created": int(state.started),
-                            "owned_by": "hillclimb"}  # fmt: skip
+    card: dict[str, Any] = {
+        "id": mid,
+        "object": "model",
+        "created": int(state.started),
+        "owned_by": "hillclimb",
+    }
     if mid == AUTO:
         card["hillclimb"] = {"routes_to": [m for m in MODEL_IDS if m in state.models]}
         return card
@@ -799,13 +903,19 @@ def _model_card(state: ServerState, mid: str) -> dict[str, Any]:
 
 
 def _unknown_model(model: str, state: ServerState) -> APIError:
-    return APIError(404, f"The model '{model}' does not exist or you do not have access to it. "
-                    f"Available: {', '.join(state.model_ids())}.", "invalid_request_error",
-                    "model", "model_not_found")  # fmt: skip
+    return APIError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it. "
+        f"Available: {', '.join(state.model_ids())}.",
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    )
 
 
-async def _handle(state: ServerState, request: Request, endpoint: str, authorize: Any,
-                  read_body: Any) -> Response:  # fmt: skip
+async def _handle(
+    state: ServerState, request: Request, endpoint: str, authorize: Any, read_body: Any
+) -> Response:
     t0 = time.perf_counter()
     job: _Job | None = None
     model_label = "-"
@@ -825,8 +935,9 @@ async def _handle(state: ServerState, request: Request, endpoint: str, authorize
             prompts, messages = _completion_prompts(req, tok), None
         entry, decision = await _resolve(state, req.model, prompts[0], messages)
         if endpoint == "chat" and entry.budget_note:
-            budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget,
-                                    entry.engine.max_context)  # fmt: skip
+            budget = resolve_budget(
+                req.reasoning_effort, req.thinking_token_budget, entry.engine.max_context
+            )
             if budget is not None:
                 prompts = _chat_prompt(req, tok, budget)
         model_label = entry.id
@@ -850,12 +961,19 @@ async def _handle(state: ServerState, request: Request, endpoint: str, authorize
         extra: dict[str, Any] = {"requested_model": req.model}
         if decision is not None:
             headers[ROUTED_HEADER] = entry.id
-            extra.update(routed_to=entry.id, score=decision.score, threshold=decision.threshold,
-                         reason=decision.reason,
-                         features=getattr(decision, "features", None) or {})  # fmt: skip
+            extra.update(
+                routed_to=entry.id,
+                score=decision.score,
+                threshold=decision.threshold,
+                reason=decision.reason,
+                features=getattr(decision, "features", None) or {},
+            )
         if req.stream:
-            gen = (_stream_chat(job, req, extra, prompts) if endpoint == "chat"
-                   else _stream_completion(job, req, extra, prompts))  # fmt: skip
+            gen = (
+                _stream_chat(job, req, extra, prompts)
+                if endpoint == "chat"
+                else _stream_completion(job, req, extra, prompts)
+            )
             return _JobStreamingResponse(gen, job, headers)
         watcher = asyncio.create_task(_watch_disconnect(request, job))
         try:
@@ -890,8 +1008,9 @@ async def _handle(state: ServerState, request: Request, endpoint: str, authorize
             await job.finalize(500)
         else:
             state.metrics.requests.inc(endpoint, model_label, "500")
-        return _error_response(APIError(500, "The server had an error while processing your "
-                                        "request.", "server_error"))  # fmt: skip
+        return _error_response(
+            APIError(500, "The server had an error while processing your request.", "server_error")
+        )
 
 
 async def _watch_disconnect(request: Request, job: _Job) -> None:
@@ -931,15 +1050,21 @@ def _chat_prompt(
         msgs = message_dicts(req)
         if budget is not None:  # a budget-conditioned model reads its budget in the prompt
             msgs = with_budget_note(msgs, budget)
-        ids = tok.encode_chat(msgs, tools=req.tools or None,
-                              add_generation_prompt=not cont, continue_final_message=cont,
-                              **kwargs)  # fmt: skip
+        ids = tok.encode_chat(
+            msgs,
+            tools=req.tools or None,
+            add_generation_prompt=not cont,
+            continue_final_message=cont,
+            **kwargs,
+        )
     except HillclimbError as exc:
-        raise invalid(f"{exc}; cannot continue the final assistant message.",
-                      "continue_final_message") from None  # fmt: skip
+        raise invalid(
+            f"{exc}; cannot continue the final assistant message.", "continue_final_message"
+        ) from None
     except Exception as exc:  # a template error is the request's fault (odd message shapes)
-        raise invalid(f"could not render the messages with the chat template: {exc}",
-                      "messages") from None  # fmt: skip
+        raise invalid(
+            f"could not render the messages with the chat template: {exc}", "messages"
+        ) from None
     return [ids]
 
 
@@ -967,13 +1092,17 @@ def _completion_prompts(req: CompletionRequest, tok: Any) -> list[list[int]]:
             raise invalid("prompt must not be empty.", "prompt")
         bad = [t for t in ids if not 0 <= t < vocab]
         if bad:
-            raise invalid(f"token id {bad[0]} is outside the vocabulary (size {vocab}).", "prompt",
-                          "invalid_value")  # fmt: skip
+            raise invalid(
+                f"token id {bad[0]} is outside the vocabulary (size {vocab}).",
+                "prompt",
+                "invalid_value",
+            )
     return ids_list
 
 
-async def _resolve(state: ServerState, model: str, prompt_ids: list[int],
-                   messages: list[dict[str, Any]] | None) -> tuple[ModelEntry, Any]:  # fmt: skip
+async def _resolve(
+    state: ServerState, model: str, prompt_ids: list[int], messages: list[dict[str, Any]] | None
+) -> tuple[ModelEntry, Any]:
     if model != AUTO:
         return state.models[model], None
     if state.router is None or len(state.models) < 2:
@@ -990,34 +1119,53 @@ async def _resolve(state: ServerState, model: str, prompt_ids: list[int],
         return state.models[target], decision
     decision = await asyncio.to_thread(state.router.decide, prompt_ids, messages)
     state.metrics.routed.inc(decision.model)
-    log.info("auto -> %s (score %.4f, threshold %.4f): %s", decision.model, decision.score,
-             decision.threshold, decision.reason)  # fmt: skip
+    log.info(
+        "auto -> %s (score %.4f, threshold %.4f): %s",
+        decision.model,
+        decision.score,
+        decision.threshold,
+        decision.reason,
+    )
     return state.models[decision.model], decision
 
 
-def _max_tokens(state: ServerState, entry: ModelEntry, req: Any, prompts: list[list[int]],
-                endpoint: str) -> int:  # fmt: skip
+def _max_tokens(
+    state: ServerState, entry: ModelEntry, req: Any, prompts: list[list[int]], endpoint: str
+) -> int:
     ctx = entry.engine.max_context
     longest = max(len(p) for p in prompts)
     param = "messages" if endpoint == "chat" else "prompt"
     if longest >= ctx:
-        raise APIError(400, f"This model's maximum context length is {ctx} tokens. However, your "
-                       f"{param} resulted in {longest} tokens, which leaves no room for a "
-                       "completion. Please reduce the length of the " + param + ".",
-                       "invalid_request_error", param, "context_length_exceeded")  # fmt: skip
+        raise APIError(
+            400,
+            f"This model's maximum context length is {ctx} tokens. However, your "
+            f"{param} resulted in {longest} tokens, which leaves no room for a "
+            "completion. Please reduce the length of the " + param + ".",
+            "invalid_request_error",
+            param,
+            "context_length_exceeded",
+        )
     if req.max_tokens is None:
         default = 16 if endpoint == "completions" else state.default_max_tokens
         return min(default, ctx - longest)
     if req.max_tokens > ctx:
-        raise invalid(f"max_tokens is too large: {req.max_tokens}. This model supports at most "
-                      f"{ctx} tokens of context (prompt + completion).", "max_tokens",
-                      "invalid_value")  # fmt: skip
+        raise invalid(
+            f"max_tokens is too large: {req.max_tokens}. This model supports at most "
+            f"{ctx} tokens of context (prompt + completion).",
+            "max_tokens",
+            "invalid_value",
+        )
     if longest + req.max_tokens > ctx:
-        raise APIError(400, f"This model's maximum context length is {ctx} tokens. However, you "
-                       f"requested {longest + req.max_tokens} tokens ({longest} in the {param}, "
-                       f"{req.max_tokens} in the completion). Please reduce the length of the "
-                       f"{param} or completion.", "invalid_request_error", param,
-                       "context_length_exceeded")  # fmt: skip
+        raise APIError(
+            400,
+            f"This model's maximum context length is {ctx} tokens. However, you "
+            f"requested {longest + req.max_tokens} tokens ({longest} in the {param}, "
+            f"{req.max_tokens} in the completion). Please reduce the length of the "
+            f"{param} or completion.",
+            "invalid_request_error",
+            param,
+            "context_length_exceeded",
+        )
     return req.max_tokens
 
 
@@ -1036,9 +1184,12 @@ def _sampling_params(req: Any, max_new: int, entry: ModelEntry) -> list[Any]:
         prediction = entry.engine.tokenizer.encode(req.prediction)
         ctx = entry.engine.max_context
         if len(prediction) > ctx:
-            raise invalid(f"prediction.content is too long: {len(prediction)} tokens, more than "
-                          f"this model's context ({ctx}).", "prediction.content",
-                          "invalid_value")  # fmt: skip
+            raise invalid(
+                f"prediction.content is too long: {len(prediction)} tokens, more than "
+                f"this model's context ({ctx}).",
+                "prediction.content",
+                "invalid_value",
+            )
     out = []
     for i in range(req.n):
         seed = None if req.seed is None else (req.seed + i) % (2**63)
@@ -1093,17 +1244,26 @@ def _chat_logprobs(ev_logprobs: list[dict[str, Any]] | None, tok: Any) -> list[d
         tops = []
         for alt in rec.get("top_logprobs") or rec.get("top") or []:
             at = alt.get("token") if alt.get("token") is not None else tok.decode([alt["token_id"]])
-            tops.append({"token": at, "logprob": float(alt["logprob"]),
-                         "bytes": list(at.encode("utf-8"))})  # fmt: skip
-        out.append({"token": text, "logprob": float(rec["logprob"]),
-                    "bytes": list(text.encode("utf-8")), "top_logprobs": tops})  # fmt: skip
+            tops.append(
+                {"token": at, "logprob": float(alt["logprob"]), "bytes": list(at.encode("utf-8"))}
+            )
+        out.append(
+            {
+                "token": text,
+                "logprob": float(rec["logprob"]),
+                "bytes": list(text.encode("utf-8")),
+                "top_logprobs": tops,
+            }
+        )
     return out
 
 
 async def _collect_chat(job: _Job, req: ChatCompletionRequest, extra: dict[str, Any]) -> dict:
     tok = job.entry.engine.tokenizer
-    choices = [_ChatChoice(i, _parse_tools(req), f"call_{job.request_id[-8:]}_{i}")
-               for i in range(len(job.handles))]  # fmt: skip
+    choices = [
+        _ChatChoice(i, _parse_tools(req), f"call_{job.request_id[-8:]}_{i}")
+        for i in range(len(job.handles))
+    ]
     async for i, ev in job.events():
         c = choices[i]
         c.feed(ev.text, ev.is_reasoning)
@@ -1115,17 +1275,25 @@ async def _collect_chat(job: _Job, req: ChatCompletionRequest, extra: dict[str, 
     out_choices = []
     for c in choices:
         finish = _finish(job.finish.get(c.index))
-        msg: dict[str, Any] = {"role": "assistant", "content": c.content or None,
-                               "reasoning_content": c.reasoning or None}  # fmt: skip
+        msg: dict[str, Any] = {
+            "role": "assistant",
+            "content": c.content or None,
+            "reasoning_content": c.reasoning or None,
+        }
         if c.tool_calls:
             msg["tool_calls"] = c.tool_calls
             if finish == "stop":
                 finish = "tool_calls"
         elif msg["content"] is None:
             msg["content"] = ""
-        out_choices.append({"index": c.index, "message": msg,
-                            "logprobs": {"content": c.logprobs} if req.logprobs else None,
-                            "finish_reason": finish})  # fmt: skip
+        out_choices.append(
+            {
+                "index": c.index,
+                "message": msg,
+                "logprobs": {"content": c.logprobs} if req.logprobs else None,
+                "finish_reason": finish,
+            }
+        )
     return _envelope(job, "chat.completion", out_choices, extra)
 
 
@@ -1146,14 +1314,21 @@ def _envelope(
     }
 
 
-async def _stream_end(job: _Job, base: dict[str, Any], include_usage: bool,
-                      extra: dict[str, Any]) -> AsyncIterator[bytes]:  # fmt: skip
+async def _stream_end(
+    job: _Job, base: dict[str, Any], include_usage: bool, extra: dict[str, Any]
+) -> AsyncIterator[bytes]:
     """The end of every stream: wait for the outputs, the optional usage chunk, `[DONE]`."""
     await job.collect_outputs()
     if include_usage:
         prompt, completion, reasoning = job.usage()
-        yield _sse({**base, "choices": [], "usage": _usage(prompt, completion, reasoning),
-                    "hillclimb": _hillclimb_field(job, extra)})  # fmt: skip
+        yield _sse(
+            {
+                **base,
+                "choices": [],
+                "usage": _usage(prompt, completion, reasoning),
+                "hillclimb": _hillclimb_field(job, extra),
+            }
+        )
     yield b"data: [DONE]\n\n"
 
 
@@ -1164,24 +1339,37 @@ def _stream_failure(job: _Job, exc: Exception) -> bytes:
     return _sse(err.body()) + b"data: [DONE]\n\n"
 
 
-async def _stream_chat(job: _Job, req: ChatCompletionRequest, extra: dict[str, Any],
-                       prompts: list[list[int]]) -> AsyncIterator[bytes]:  # fmt: skip
+async def _stream_chat(
+    job: _Job, req: ChatCompletionRequest, extra: dict[str, Any], prompts: list[list[int]]
+) -> AsyncIterator[bytes]:
     tok = job.entry.engine.tokenizer
     created = int(time.time())
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    base = {"id": job.request_id, "object": "chat.completion.chunk", "created": created,
-            "model": job.entry.id, "system_fingerprint": None}  # fmt: skip
+    base = {
+        "id": job.request_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": job.entry.id,
+        "system_fingerprint": None,
+    }
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None,
-              logprobs: Any = None) -> bytes:  # fmt: skip
-        obj = {**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
-                                    "finish_reason": finish}]}  # fmt: skip
+    def chunk(
+        index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
+    ) -> bytes:
+        obj = {
+            **base,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            ],
+        }
         if include_usage:
             obj["usage"] = None
         return _sse(obj)
 
-    choices = [_ChatChoice(i, _parse_tools(req), f"call_{job.request_id[-8:]}_{i}")
-               for i in range(len(job.handles))]  # fmt: skip
+    choices = [
+        _ChatChoice(i, _parse_tools(req), f"call_{job.request_id[-8:]}_{i}")
+        for i in range(len(job.handles))
+    ]
     try:
         yield b"".join(chunk(c.index, {"role": "assistant", "content": ""}) for c in choices)
         async for batch in job.batches(stream=True):
@@ -1252,8 +1440,9 @@ def _echo_text(req: CompletionRequest, prompts: list[list[int]], k: int, tok: An
     return tok.decode(prompts[k])
 
 
-async def _collect_completion(job: _Job, req: CompletionRequest, extra: dict[str, Any],
-                              prompts: list[list[int]]) -> dict:  # fmt: skip
+async def _collect_completion(
+    job: _Job, req: CompletionRequest, extra: dict[str, Any], prompts: list[list[int]]
+) -> dict:
     tok = job.entry.engine.tokenizer
     texts = {i: "" for i in range(len(job.handles))}
     raw = {i: _RawText(tok.token_id(THINK_START)) for i in texts}
@@ -1272,24 +1461,35 @@ async def _collect_completion(job: _Job, req: CompletionRequest, extra: dict[str
         if req.echo:
             text = _echo_text(req, prompts, i // req.n, tok) + text
         lp = _completion_logprobs(records[i], tok, 0) if req.logprobs is not None else None
-        choices.append({"index": i, "text": text, "logprobs": lp,
-                        "finish_reason": _finish(job.finish.get(i))})  # fmt: skip
+        choices.append(
+            {"index": i, "text": text, "logprobs": lp, "finish_reason": _finish(job.finish.get(i))}
+        )
     return _envelope(job, "text_completion", choices, extra)
 
 
-async def _stream_completion(job: _Job, req: CompletionRequest, extra: dict[str, Any],
-                             prompts: list[list[int]]) -> AsyncIterator[bytes]:  # fmt: skip
+async def _stream_completion(
+    job: _Job, req: CompletionRequest, extra: dict[str, Any], prompts: list[list[int]]
+) -> AsyncIterator[bytes]:
     tok = job.entry.engine.tokenizer
     created = int(time.time())
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    base = {"id": job.request_id, "object": "text_completion", "created": created,
-            "model": job.entry.id, "system_fingerprint": None}  # fmt: skip
+    base = {
+        "id": job.request_id,
+        "object": "text_completion",
+        "created": created,
+        "model": job.entry.id,
+        "system_fingerprint": None,
+    }
     offsets = {i: 0 for i in range(len(job.handles))}
     raw = {i: _RawText(tok.token_id(THINK_START)) for i in offsets}
 
     def chunk(index: int, text: str, finish: str | None = None, logprobs: Any = None) -> bytes:
-        obj = {**base, "choices": [{"index": index, "text": text, "logprobs": logprobs,
-                                    "finish_reason": finish}]}  # fmt: skip
+        obj = {
+            **base,
+            "choices": [
+                {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
+            ],
+        }
         if include_usage:
             obj["usage"] = None
         return _sse(obj)
@@ -1350,8 +1550,9 @@ class ServerThread:
 
     A socket is bound before the thread starts, so the port is known and cannot be taken."""
 
-    def __init__(self, state: ServerState, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning"):  # fmt: skip
+    def __init__(
+        self, state: ServerState, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ):
         import uvicorn
 
         self.state = state
@@ -1359,8 +1560,9 @@ class ServerThread:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(create_app(state), log_level=log_level, access_log=False,
-                                timeout_graceful_shutdown=2)  # fmt: skip
+        config = uvicorn.Config(
+            create_app(state), log_level=log_level, access_log=False, timeout_graceful_shutdown=2
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="hillclimb-server", daemon=True)
 
@@ -1397,20 +1599,24 @@ class ServerThread:
 def banner(state: ServerState, url: str) -> str:
     lines = [f"hillclimb serve: {url}/v1  (models: {', '.join(state.model_ids())})"]
     for mid, m in state.models.items():
-        lines.append(f"  {mid}: {m.checkpoint or '(in memory)'}; context {m.engine.max_context}; "
-                     f"price/1M tokens prompt {m.price.prompt:.6g}, completion "
-                     f"{m.price.completion:.6g} credits")  # fmt: skip
+        lines.append(
+            f"  {mid}: {m.checkpoint or '(in memory)'}; context {m.engine.max_context}; "
+            f"price/1M tokens prompt {m.price.prompt:.6g}, completion "
+            f"{m.price.completion:.6g} credits"
+        )
     if state.speculative:
         lines.append("  speculative decoding: code-flash drafts, thinking verifies")
     lines.append(f"  usage database: {state.db.path}")
     if state.open_mode:
         bar = "!" * 78
-        lines += [bar,
-                  "!!  OPEN MODE: no API keys are configured. ANYONE who can reach this port can",
-                  "!!  use the models, without authentication, credits or rate limits.",
-                  "!!  For anything but local use, pass --keys FILE, set HILLCLIMB_API_KEYS, or",
-                  "!!  create keys with `hillclimb keys create --db DB --name NAME --credits C`.",
-                  bar]  # fmt: skip
+        lines += [
+            bar,
+            "!!  OPEN MODE: no API keys are configured. ANYONE who can reach this port can",
+            "!!  use the models, without authentication, credits or rate limits.",
+            "!!  For anything but local use, pass --keys FILE, set HILLCLIMB_API_KEYS, or",
+            "!!  create keys with `hillclimb keys create --db DB --name NAME --credits C`.",
+            bar,
+        ]
     else:
         lines.append(f"  auth: API keys required ({state.db.count_accounts()} accounts)")
     return "\n".join(lines)
@@ -1421,5 +1627,11 @@ def serve_forever(state: ServerState, host: str, port: int, log_level: str = "in
 
     url = f"http://{host}:{port}"
     print(banner(state, url), flush=True)
-    uvicorn.run(create_app(state), host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=5)  # fmt: skip
+    uvicorn.run(
+        create_app(state),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

@@ -1,4 +1,6 @@
-"""Per-key usage accounting and credits in SQLite: reserve up front, settle at the end.
+"""Billing: per-key credits and usage in SQLite — reserve up front, settle at the end.
+
+(Named billing, not accounting: `model/accounting.py` counts parameters and FLOPs.)
 
 Why reserve-then-settle in `BEGIN IMMEDIATE` transactions: a request's final cost is known only
 when generation ends, but its *largest possible* cost is known before it starts (prompt tokens +
@@ -29,7 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +133,7 @@ def to_micro(credits: float | None) -> int | None:
 
 
 class UsageDB:
-    """The accounting database. Thread-safe: one connection per thread, writes in
+    """The billing database. Thread-safe: one connection per thread, writes in
     `BEGIN IMMEDIATE` transactions."""
 
     def __init__(self, path: str | Path):
@@ -149,14 +151,16 @@ class UsageDB:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
-                         (SCHEMA_VERSION,))  # fmt: skip
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
         except sqlite3.DatabaseError as exc:
             raise HillclimbError(f"cannot open usage database {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
-                               check_same_thread=False)  # fmt: skip
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+        )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -198,8 +202,13 @@ class UsageDB:
             self._shared = None
 
     # ---- accounts -----------------------------------------------------------------------------
-    def create_account(self, name: str, credits: float | None, rate_limit_rpm: float | None = None,
-                       key: str | None = None) -> str:  # fmt: skip
+    def create_account(
+        self,
+        name: str,
+        credits: float | None,
+        rate_limit_rpm: float | None = None,
+        key: str | None = None,
+    ) -> str:
         """Create an account; returns its plaintext key (generated unless given)."""
         if not name:
             raise HillclimbError("an account needs a non-empty name")
@@ -238,8 +247,10 @@ class UsageDB:
                     (name, h, key[:8], to_micro(credits), rate_limit_rpm, time.time()),
                 )
             else:
-                c.execute("UPDATE accounts SET name = ?, rate_limit_rpm = ?, disabled = 0 "
-                          "WHERE id = ?", (name, rate_limit_rpm, row["id"]))  # fmt: skip
+                c.execute(
+                    "UPDATE accounts SET name = ?, rate_limit_rpm = ?, disabled = 0 WHERE id = ?",
+                    (name, rate_limit_rpm, row["id"]),
+                )
 
     def add_credits(self, name: str, credits: float) -> Account:
         amount = to_micro(credits)
@@ -248,8 +259,10 @@ class UsageDB:
             if row is None:
                 raise HillclimbError(f"no account named {name!r}")
             if row["credits_micro"] is not None:
-                c.execute("UPDATE accounts SET credits_micro = credits_micro + ? WHERE id = ?",
-                          (amount, row["id"]))  # fmt: skip
+                c.execute(
+                    "UPDATE accounts SET credits_micro = credits_micro + ? WHERE id = ?",
+                    (amount, row["id"]),
+                )
         return self.account_by_name(name)
 
     def count_accounts(self) -> int:
@@ -260,83 +273,134 @@ class UsageDB:
     def _account(self, row: sqlite3.Row | None) -> Account | None:
         if row is None:
             return None
-        return Account(row["id"], row["name"], row["key_prefix"], row["credits_micro"],
-                       row["rate_limit_rpm"], bool(row["disabled"]))  # fmt: skip
+        return Account(
+            row["id"],
+            row["name"],
+            row["key_prefix"],
+            row["credits_micro"],
+            row["rate_limit_rpm"],
+            bool(row["disabled"]),
+        )
 
     def account_by_key(self, key: str) -> Account | None:
         with self._read() as c:
-            row = c.execute("SELECT * FROM accounts WHERE key_hash = ?",
-                            (hash_key(key),)).fetchone()  # fmt: skip
+            row = c.execute(
+                "SELECT * FROM accounts WHERE key_hash = ?", (hash_key(key),)
+            ).fetchone()
         return self._account(row)
 
     def account_by_name(self, name: str) -> Account:
         with self._read() as c:
-            acc = self._account(c.execute("SELECT * FROM accounts WHERE name = ?",
-                                          (name,)).fetchone())  # fmt: skip
+            acc = self._account(
+                c.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
+            )
         if acc is None:
             raise HillclimbError(f"no account named {name!r}")
         return acc
 
     # ---- requests -----------------------------------------------------------------------------
-    def reserve(self, request_id: str, account: Account | None, endpoint: str,
-                requested_model: str, model: str, max_cost_micro: int) -> None:  # fmt: skip
+    def reserve(
+        self,
+        request_id: str,
+        account: Account | None,
+        endpoint: str,
+        requested_model: str,
+        model: str,
+        max_cost_micro: int,
+    ) -> None:
         """Record a request and hold its maximum cost; raises InsufficientCredits (nothing
         written) when the balance cannot cover it."""
         now = time.time()
         with self._write() as c:
             if account is not None:
-                row = c.execute("SELECT credits_micro FROM accounts WHERE id = ?",
-                                (account.id,)).fetchone()  # fmt: skip
+                row = c.execute(
+                    "SELECT credits_micro FROM accounts WHERE id = ?", (account.id,)
+                ).fetchone()
                 balance = row["credits_micro"] if row is not None else 0
                 if balance is not None:
                     if balance < max_cost_micro:
                         raise InsufficientCredits(max_cost_micro, balance)
-                    c.execute("UPDATE accounts SET credits_micro = credits_micro - ? WHERE id = ?",
-                              (max_cost_micro, account.id))  # fmt: skip
+                    c.execute(
+                        "UPDATE accounts SET credits_micro = credits_micro - ? WHERE id = ?",
+                        (max_cost_micro, account.id),
+                    )
             c.execute(
                 "INSERT INTO requests(id, account_id, account_name, endpoint, requested_model, "
                 "model, status, reserved_micro, created) VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
-                (request_id, account.id if account else None, account.name if account else "open",
-                 endpoint, requested_model, model, max_cost_micro, now),
-            )  # fmt: skip
+                (
+                    request_id,
+                    account.id if account else None,
+                    account.name if account else "open",
+                    endpoint,
+                    requested_model,
+                    model,
+                    max_cost_micro,
+                    now,
+                ),
+            )
 
-    def settle(self, request_id: str, *, prompt_tokens: int, completion_tokens: int,
-               reasoning_tokens: int, cost_micro: int, finish_reason: str | None,
-               http_status: int) -> int:  # fmt: skip
+    def settle(
+        self,
+        request_id: str,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        reasoning_tokens: int,
+        cost_micro: int,
+        finish_reason: str | None,
+        http_status: int,
+    ) -> int:
         """Charge the actual cost (capped at the reservation) and refund the rest; returns the
         cost charged. Settling twice is a no-op."""
         with self._write() as c:
-            row = c.execute("SELECT account_id, reserved_micro, status FROM requests WHERE id = ?",
-                            (request_id,)).fetchone()  # fmt: skip
+            row = c.execute(
+                "SELECT account_id, reserved_micro, status FROM requests WHERE id = ?",
+                (request_id,),
+            ).fetchone()
             if row is None or row["status"] != "reserved":
                 return 0
             cost = min(int(cost_micro), int(row["reserved_micro"]))
             refund = int(row["reserved_micro"]) - cost
             if row["account_id"] is not None and refund:
-                c.execute("UPDATE accounts SET credits_micro = credits_micro + ? "
-                          "WHERE id = ? AND credits_micro IS NOT NULL",
-                          (refund, row["account_id"]))  # fmt: skip
+                c.execute(
+                    "UPDATE accounts SET credits_micro = credits_micro + ? "
+                    "WHERE id = ? AND credits_micro IS NOT NULL",
+                    (refund, row["account_id"]),
+                )
             c.execute(
                 "UPDATE requests SET status = 'settled', cost_micro = ?, prompt_tokens = ?, "
                 "completion_tokens = ?, reasoning_tokens = ?, finish_reason = ?, http_status = ?, "
                 "finished = ? WHERE id = ?",
-                (cost, prompt_tokens, completion_tokens, reasoning_tokens, finish_reason,
-                 http_status, time.time(), request_id),
-            )  # fmt: skip
+                (
+                    cost,
+                    prompt_tokens,
+                    completion_tokens,
+                    reasoning_tokens,
+                    finish_reason,
+                    http_status,
+                    time.time(),
+                    request_id,
+                ),
+            )
             return cost
 
     def release_stale(self) -> int:
         """Refund every reservation left by a process that died before settling."""
         with self._write() as c:
-            rows = c.execute("SELECT id, account_id, reserved_micro FROM requests "
-                             "WHERE status = 'reserved'").fetchall()  # fmt: skip
+            rows = c.execute(
+                "SELECT id, account_id, reserved_micro FROM requests WHERE status = 'reserved'"
+            ).fetchall()
             for r in rows:
                 if r["account_id"] is not None:
-                    c.execute("UPDATE accounts SET credits_micro = credits_micro + ? "
-                              "WHERE id = ? AND credits_micro IS NOT NULL",
-                              (r["reserved_micro"], r["account_id"]))  # fmt: skip
-                c.execute("UPDATE requests SET status = 'released', finished = ? WHERE id = ?",
-                          (time.time(), r["id"]))  # fmt: skip
+                    c.execute(
+                        "UPDATE accounts SET credits_micro = credits_micro + ? "
+                        "WHERE id = ? AND credits_micro IS NOT NULL",
+                        (r["reserved_micro"], r["account_id"]),
+                    )
+                c.execute(
+                    "UPDATE requests SET status = 'released', finished = ? WHERE id = ?",
+                    (time.time(), r["id"]),
+                )
         return len(rows)
 
     # ---- reports ------------------------------------------------------------------------------
@@ -348,11 +412,16 @@ class UsageDB:
     def _usage(self, c: sqlite3.Connection) -> dict[str, Any]:
         accounts = []
         names = [r["name"] for r in c.execute("SELECT name FROM accounts ORDER BY id")]
-        extra = [r[0] for r in c.execute(
-            "SELECT DISTINCT account_name FROM requests WHERE account_id IS NULL")]  # fmt: skip
+        extra = [
+            r[0]
+            for r in c.execute(
+                "SELECT DISTINCT account_name FROM requests WHERE account_id IS NULL"
+            )
+        ]
         for name in names + extra:
-            acc = self._account(c.execute("SELECT * FROM accounts WHERE name = ?",
-                                          (name,)).fetchone())  # fmt: skip
+            acc = self._account(
+                c.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
+            )
             where = "account_id = ?" if acc else "account_id IS NULL AND account_name = ?"
             arg = acc.id if acc else name
             tot = c.execute(
@@ -360,41 +429,47 @@ class UsageDB:
                 f"COALESCE(SUM(completion_tokens),0) AS c, COALESCE(SUM(reasoning_tokens),0) AS r, "
                 f"COALESCE(SUM(cost_micro),0) AS cost, "
                 f"COALESCE(SUM(CASE WHEN status='reserved' THEN reserved_micro END),0) AS held "
-                f"FROM requests WHERE {where}", (arg,)).fetchone()  # fmt: skip
+                f"FROM requests WHERE {where}",
+                (arg,),
+            ).fetchone()
             per_model = [
-                {"model": r["model"], "requests": r["n"], "prompt_tokens": r["p"],
-                 "completion_tokens": r["c"], "reasoning_tokens": r["r"],
-                 "cost": r["cost"] / MICRO}
+                {
+                    "model": r["model"],
+                    "requests": r["n"],
+                    "prompt_tokens": r["p"],
+                    "completion_tokens": r["c"],
+                    "reasoning_tokens": r["r"],
+                    "cost": r["cost"] / MICRO,
+                }
                 for r in c.execute(
                     f"SELECT model, COUNT(*) AS n, SUM(prompt_tokens) AS p, "
                     f"SUM(completion_tokens) AS c, SUM(reasoning_tokens) AS r, "
                     f"SUM(cost_micro) AS cost FROM requests WHERE {where} GROUP BY model "
-                    f"ORDER BY model", (arg,))
-            ]  # fmt: skip
-            accounts.append({
-                "name": name,
-                "key_prefix": acc.key_prefix if acc else None,
-                "credits": acc.credits if acc else None,
-                "unlimited": acc is None or acc.credits_micro is None,
-                "rate_limit_rpm": acc.rate_limit_rpm if acc else None,
-                "requests": tot["requests"],
-                "prompt_tokens": tot["p"],
-                "completion_tokens": tot["c"],
-                "reasoning_tokens": tot["r"],
-                "spent": tot["cost"] / MICRO,
-                "held": tot["held"] / MICRO,
-                "by_model": per_model,
-            })  # fmt: skip
+                    f"ORDER BY model",
+                    (arg,),
+                )
+            ]
+            accounts.append(
+                {
+                    "name": name,
+                    "key_prefix": acc.key_prefix if acc else None,
+                    "credits": acc.credits if acc else None,
+                    "unlimited": acc is None or acc.credits_micro is None,
+                    "rate_limit_rpm": acc.rate_limit_rpm if acc else None,
+                    "requests": tot["requests"],
+                    "prompt_tokens": tot["p"],
+                    "completion_tokens": tot["c"],
+                    "reasoning_tokens": tot["r"],
+                    "spent": tot["cost"] / MICRO,
+                    "held": tot["held"] / MICRO,
+                    "by_model": per_model,
+                }
+            )
         return {"db": self.path, "accounts": accounts}
 
     def requests(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._read() as c:
-            rows = c.execute("SELECT * FROM requests ORDER BY created DESC LIMIT ?",
-                             (limit,)).fetchall()  # fmt: skip
+            rows = c.execute(
+                "SELECT * FROM requests ORDER BY created DESC LIMIT ?", (limit,)
+            ).fetchall()
         return [dict(r) for r in rows]
-
-
-def account_dict(acc: Account) -> dict[str, Any]:
-    d = asdict(acc)
-    d["credits"] = acc.credits
-    return d
