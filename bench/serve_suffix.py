@@ -12,8 +12,8 @@ alternating per request so load drift hits all alike:
   and then answered again, sampled with a *new* seed (temperature `--temperature`): the timed
   pass. Outputs differ between passes where sampling differs, so the history is a real, noisy
   source, not a copy of the answer.
-- `fresh`: problems of another seed that no request has answered (the history has only
-  unrelated outputs): drafting must not cost more than it saves here.
+- `fresh`: problems of another seed (a new one every timed pass) that no request has answered
+  (the history has only unrelated outputs): drafting must not cost more than it saves here.
 
 Every contender sees exactly the same requests; with greedy decoding (`--temperature 0`) the
 outputs must be identical across contenders (asserted); with sampling they follow the same
@@ -69,7 +69,8 @@ def main() -> int:
     engines = {c: Engine.from_checkpoint(args.model, max_batch=1, drafter=c) for c in CONTENDERS}
     tok = engines["none"].tokenizer
     revisit = [chat_prompt(tok, p) for p in problems(0)]
-    fresh = [chat_prompt(tok, p) for p in problems(1)]
+    # fresh prompts are new in every timed pass (a repeated one would be a revisit)
+    fresh = [[chat_prompt(tok, p) for p in problems(1 + rep)] for rep in range(args.repeats)]
     greedy = args.temperature == 0
 
     def params(seed: int) -> SamplingParams:
@@ -83,9 +84,10 @@ def main() -> int:
         for c in CONTENDERS:
             engines[c].generate(ids, params(0))
     results: dict[str, dict] = {}
-    for name, prompts in (("revisit", revisit), ("fresh", fresh)):
+    for name in ("revisit", "fresh"):
         tot = {c: {"tokens": 0, "seconds": 0.0, "drafted": 0, "accepted": 0} for c in CONTENDERS}
         for rep in range(args.repeats):
+            prompts = revisit if name == "revisit" else fresh[rep]
             for i, ids in enumerate(prompts):
                 outs = {}
                 for c in CONTENDERS:

@@ -41,7 +41,10 @@ def setup():
     target = build_model(get_preset("thinking-micro"), seed=0).eval()
     tok = bytelevel_tokenizer()
     plain = Engine(target, tok, max_batch=8, seed=0)
-    look = Engine(target, tok, max_batch=8, seed=0, drafter="lookup", spec_max_running=8)
+    # an optimistic prior, so requests without a prediction draft from their first step (the
+    # default prior does not pay at the measured step costs: test_first_probe_is_gated)
+    look = Engine(target, tok, max_batch=8, seed=0, drafter="lookup", spec_max_running=8,
+                  lookup=LookupConfig(prior=0.8))  # fmt: skip
     return {"model": target, "tok": tok, "plain": plain, "lookup": look}
 
 
@@ -118,8 +121,25 @@ def test_bad_drafter_and_prediction_inputs(setup):
         LookupConfig(ngram_min=3, ngram_max=2)
 
 
+def test_first_probe_is_gated_by_the_prior(setup):
+    """Before any verification a request drafts only if its prior pays at the configured step
+    costs: the plain prior does not, a prediction's does; at the engine level a short greedy
+    answer with the default config then costs no verification at all, output unchanged."""
+    d = LookupDrafter(2, LookupConfig())
+    d.start(0, 3, None)
+    d.start(1, 3, [5, 6, 7])
+    assert not d.pays(0) and d.gamma(0) == 0 and d.slot_stats(0)["gated"] == 1
+    assert d.pays(1) and d.gamma(1) == d.gamma_max
+    d.start(0, 3, None, forced=True)
+    assert d.gamma(0) == d.gamma_max  # speculative=True always drafts
+    eng = Engine(setup["model"], setup["tok"], max_batch=2, seed=0, drafter="lookup")
+    ref = setup["plain"].generate(PROMPTS[1], GREEDY)
+    o = eng.generate(PROMPTS[1], GREEDY)
+    assert o.token_ids == ref.token_ids and o.spec["steps"] == 0
+
+
 def test_policy_backs_off_when_drafts_lose_and_recovers():
-    cfg = LookupConfig(backoff_min=4, backoff_max=16)
+    cfg = LookupConfig(backoff_min=4, backoff_max=16, prior=0.8)
     d = LookupDrafter(1, cfg)
     d.start(0, 3, None)
     assert d.gamma(0) == cfg.gamma_max
@@ -135,7 +155,9 @@ def test_policy_backs_off_when_drafts_lose_and_recovers():
     assert tail == sorted(tail) and tail[-1] == 16  # doubling back-off, capped
     for _ in range(30):  # drafts accepted again: the estimate recovers and the back-off resets
         d.adapt(0, 4, 4)
-    assert d.gamma(0) > 0 and d.slots[0].backoff == cfg.backoff_min
+    assert d.slots[0].backoff == cfg.backoff_min
+    pending = [d.gamma(0) for _ in range(cfg.backoff_max + 1)]  # a back-off set on the way up
+    assert pending[-1] == cfg.gamma_max and pending.count(0) <= cfg.backoff_max
     forced = LookupDrafter(1, cfg)
     forced.start(0, 3, None, forced=True)
     for _ in range(5):

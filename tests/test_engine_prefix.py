@@ -256,7 +256,10 @@ def test_recorded_routes_of_reused_tokens(model, tok):
 
 
 def test_lookup_speculation_with_cache_same_tokens(model, tok):
-    on, off = engines(model, tok, max_batch=2, drafter="lookup")
+    from hillclimb.serve.drafters import LookupConfig
+
+    # a prior that drafts from the first step (the default one is gated: test_engine_lookup)
+    on, off = engines(model, tok, max_batch=2, drafter="lookup", lookup=LookupConfig(prior=0.8))
     a_outs, b_outs = conversation(on, off, tok, turns=3)
     assert [a.token_ids for _, a in a_outs] == [b.token_ids for b in b_outs]
     assert on.stats()["lookup"]["steps"] > 0 and on.prefix_stats()["hits"] == 2

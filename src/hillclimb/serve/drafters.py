@@ -32,9 +32,12 @@ tokens (with a prior — higher when a prediction is given) estimates the per-to
 `verify_per_token` · (T − 1), picks the γ that maximises expected tokens per cost,
 E(γ, α) / verify(γ + 1) with E = (1 − α^(γ+1)) / (1 − α). When even the best γ does not beat
 plain decoding by `min_gain` (1.1), the request decodes plainly for a back-off of `backoff_min`, 2×, …
-`backoff_max` steps and then probes with one draft; a winning probe resets the back-off. Steps
-with no n-gram match cost only the lookup. The cost defaults come from the compiled CPU steps of
-thinking-tiny (decode 0.66 ms; verifying 2 / 5 / 13 tokens 0.80 / 1.17 / 1.97 ms, BENCHMARKS.md).
+`backoff_max` steps and then probes with one draft; a winning probe resets the back-off. Before
+its first verification a request drafts only if its prior α already pays (a prediction's prior
+does; the plain prior 0.5 does not at the measured step costs), so short answers do not each
+pay for a losing probe. Steps with no n-gram match cost only the lookup. The cost defaults are
+whole engine steps (forward + acceptance + commit) on the compiled CPU steps of thinking-tiny,
+not forwards alone: a verification step costs ≈2–2.5 plain steps (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -86,8 +89,11 @@ class LookupConfig:
     ngram_max: int = 4
     ngram_min: int = 2
     gamma_max: int = 12  # also capped by the engine's gamma_max (its cache overshoot room)
-    # cost of verifying T tokens in plain decode steps: base + per_token · (T − 1)
-    verify_base: float = 1.1
+    # cost of one verification step of T tokens, in plain decode steps: base + per_token ·
+    # (T − 1). The base is the whole speculative step measured in the engine (forward, the
+    # acceptance test, committing, rollback) against a whole plain step, not the forwards alone
+    # (BENCHMARKS.md, "Suffix drafting")
+    verify_base: float = 2.0
     verify_per_token: float = 0.15
     # prior on per-token acceptance (pseudo-counts: weight · prior accepted, weight · (1 − prior)
     # rejected); a prediction is a stronger hint than the prompt
@@ -186,7 +192,9 @@ class _LookupSlot:
     skip: int = 0  # plain steps left before the next probe
     backoff: int = 4
     last: tuple[int, int] | None = None  # (source: 0 prediction / 1 context, start) of the proposal
-    stats: dict[str, int] = field(default_factory=lambda: {"matches": 0, "misses": 0, "skips": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"matches": 0, "misses": 0, "skips": 0, "gated": 0}
+    )
 
 
 class LookupDrafter:
@@ -234,13 +242,24 @@ class LookupDrafter:
         return (s.accepted + w * s.prior) / (s.accepted + s.rejected + w)
 
     def gamma(self, slot: int) -> int:
-        """Draft length this step would allow (the match decides the rest); 0 while backing off."""
+        """Draft length this step would allow (the match decides the rest); 0 while backing off,
+        and 0 before the first verification when the prior alone says drafting would not pay
+        (the first probe of every request was a measured loss on short answers)."""
         s = self._slot(slot)
-        if s.skip > 0 and not self.forced[slot]:
+        if self.forced[slot]:
+            return self.gamma_max
+        if s.skip > 0:
             s.skip -= 1
             s.stats["skips"] += 1
             return 0
+        if s.accepted + s.rejected == 0 and not self.pays(slot):
+            s.stats["gated"] += 1
+            return 0
         return self.gamma_max
+
+    def pays(self, slot: int) -> bool:
+        """Whether the best draft length at the current α beats plain decoding by `min_gain`."""
+        return self.cfg.best_gamma(self.alpha(slot), self.gamma_max)[1] >= self.cfg.min_gain
 
     def adapt(self, slot: int, drafted: int, accepted: int) -> None:
         s = self._slot(slot)

@@ -51,8 +51,12 @@ from hillclimb.serve.sampling import SamplingParams
 
 __all__ = ["HistoryConfig", "OutputHistory", "SuffixDrafter"]
 
+# a gated request probes only with continuations this unanimous, seen at least this often
+# (requiring 3 sightings stopped every probe on revisited prompts: bench/serve_suffix.py)
+CONFIDENT_SHARE = 0.9
+CONFIDENT_COUNT = 1
 SEEN_MIN = 8.0  # evidence (accepted tokens + rejections) before the engine-wide estimate is used
-SEEN_DECAY = 0.995  # per verification step: the engine-wide estimate follows the workload
+SEEN_DECAY = 0.95  # per verification step: the engine-wide estimate follows the workload
 _SEP = -1  # between outputs in the history; never a token id, so no n-gram spans two outputs
 
 
@@ -123,6 +127,11 @@ class OutputHistory:
         """(most frequent continuation of the longest matching suffix of `context` — at least
         `min_n` tokens long, default `ngram_min` — and its share among that n-gram's recent
         occurrences), or None when no such n-gram occurs."""
+        nxt = self._next(context, min_n)
+        return None if nxt is None else (nxt[0], nxt[1])
+
+    def _next(self, context: list[int], min_n: int | None) -> tuple[int, float, int] | None:
+        """`next_token` plus how many recent occurrences continued that way."""
         toks = self.index.tokens
         c = self.cfg
         lo = c.ngram_min if min_n is None else max(c.ngram_min, min_n)
@@ -140,16 +149,21 @@ class OutputHistory:
             if not counts:
                 continue  # every occurrence ended its output: try a shorter n-gram
             best = max(counts, key=lambda t: (counts[t], last_seen[t]))
-            return best, counts[best] / len(recent)
+            return best, counts[best] / len(recent), counts[best]
         return None
 
-    def draft(self, context: list[int], limit: int) -> list[int]:
-        """Up to `limit` tokens continuing `context` along the most frequent path."""
+    def draft(
+        self, context: list[int], limit: int, min_share: float | None = None, min_count: int = 1
+    ) -> list[int]:
+        """Up to `limit` tokens continuing `context` along the most frequent path, each with at
+        least `min_share` (default: the config's) of its context's recent occurrences and seen
+        at least `min_count` times."""
+        floor = self.cfg.min_share if min_share is None else min_share
         out: list[int] = []
         ctx = list(context[-self.cfg.ngram_max :])
         while len(out) < limit:
-            nxt = self.next_token(ctx, self.cfg.min_match)
-            if nxt is None or nxt[1] < self.cfg.min_share:
+            nxt = self._next(ctx, self.cfg.min_match)
+            if nxt is None or nxt[1] < floor or nxt[2] < min_count:
                 break
             out.append(nxt[0])
             ctx = [*ctx[1:], nxt[0]] if len(ctx) >= self.cfg.ngram_max else [*ctx, nxt[0]]
@@ -179,11 +193,22 @@ class SuffixDrafter(LookupDrafter):
         # probing a workload where drafting does not pay
         self.seen_accepted = 0.0
         self.seen_rejected = 0.0
+        self.gated: list[bool] = [False] * n_slots
+
+    def gamma(self, slot: int) -> int:
+        """The lookup's policy, except that a request gated before its first verification (its
+        prior does not pay) may still probe with a *confident* history proposal — the only way
+        the engine-wide acceptance estimate can learn that the history pays."""
+        g = super().gamma(slot)
+        s = self._slot(slot)
+        self.gated[slot] = g == 0 and s.accepted + s.rejected == 0 and s.skip == 0
+        return self.gamma_max if self.gated[slot] else g
 
     def start(
         self, slot: int, prompt_len: int, prediction: list[int] | None, forced: bool = False
     ) -> None:
         super().start(slot, prompt_len, prediction, forced)
+        self.gated[slot] = False
         seen = self.seen_accepted + self.seen_rejected
         if not prediction and seen >= SEEN_MIN:
             alpha = self.seen_accepted / seen
@@ -202,10 +227,19 @@ class SuffixDrafter(LookupDrafter):
         params: SamplingParams,
         generator: torch.Generator,
     ) -> tuple[list[int], None]:
+        s = self._slot(slot)
+        if self.gated[slot]:  # only a confident history proposal may probe
+            drafted = self.history.draft(seq, gamma, CONFIDENT_SHARE, CONFIDENT_COUNT)
+            if not drafted:
+                s.stats["misses"] += 1
+                return [], None
+            s.stats["matches"] += 1
+            s.stats["history"] = s.stats.get("history", 0) + 1
+            s.last = (2, 0)
+            return drafted, None
         tokens, _ = super().propose(slot, seq, gamma, params, generator)
         if tokens:
             return tokens, None
-        s = self._slot(slot)
         drafted = self.history.draft(seq, gamma)
         if not drafted:
             return [], None  # the lookup already counted the miss
