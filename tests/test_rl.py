@@ -657,6 +657,14 @@ def test_harness_rl_trains_on_episode_transcripts(tmp_path):
     assert res["steps"] == 2 and len(seen) == 4 and all(e.token_faithful for e in seen)
     steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(s["logp_gap"] < 1e-4 for s in steps if s["groups"])
+    # throughput: episodes per step and where their time went
+    assert all(
+        s["harness"]["episodes"] == 2 and s["harness"]["episodes_per_min"] > 0 for s in steps
+    )
+    assert all(s["harness"]["model_s"] > 0 and s["harness"]["grade_s"] > 0 for s in steps)
+    from hillclimb.rl.report import summary_lines
+
+    assert any("Agent episodes: 4 in" in line for line in summary_lines(tmp_path / "run"))
     groups, b = batches[0]
     eps = groups[0]["episodes"]
     for i, e in enumerate(eps):

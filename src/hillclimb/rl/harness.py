@@ -202,6 +202,12 @@ def collect_episodes(
                 eps.extend(src[:G])
                 parts[gi % info.world] = src[G:]
         st["rollout_s"] += time.perf_counter() - t0
+        h = st.setdefault("harness", {"episodes": 0, "model_s": 0.0, "tool_s": 0.0, "grade_s": 0.0})
+        h["episodes"] += len(eps)
+        for e in eps:  # where an episode's time went: model turns / tools and tests / grading
+            h["model_s"] += e.model_s
+            h["tool_s"] += e.tool_s
+            h["grade_s"] += e.grade_s
         t1 = time.perf_counter()
         for gi, task in enumerate(tasks):
             g = eps[gi * G : (gi + 1) * G]

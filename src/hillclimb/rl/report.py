@@ -144,6 +144,16 @@ def summary_lines(run: Path) -> list[str]:
         f"{toks / max(tot['rollout_s'], 1e-9):.0f} tokens/s.",
         "",
     ]
+    hs = [s["harness"] for s in steps if s.get("harness")]
+    if hs:
+        eps = sum(h["episodes"] for h in hs)
+        m, t, g = (sum(h[k] for h in hs) for k in ("model_s", "tool_s", "grade_s"))
+        lines += [
+            f"Agent episodes: {eps} in {tot['rollout_s']:.0f}s of rollout "
+            f"({60 * eps / max(tot['rollout_s'], 1e-9):.1f} episodes/min); summed over "
+            f"episodes: model turns {m:.0f}s, tools and test runs {t:.0f}s, grading {g:.0f}s.",
+            "",
+        ]
     agree = [s["router_agreement"] for s in steps if s.get("router_agreement") is not None]
     if agree:
         lines += [

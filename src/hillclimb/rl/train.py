@@ -508,6 +508,18 @@ def _step_record(
         "router_agreement_last": _agreement(upd[-1]) if upd else None,
         "kl": sum(u["sums"].get("kl_sum", 0.0) for u in upd) / toks if toks else 0.0,
         "sync_in_place": sync.get("in_place", True),
+        # agentic steps: episodes, episodes per minute of rollout, and the episodes' own time
+        # split (summed over concurrent episodes, so it can exceed the rollout's wall time)
+        **(
+            {
+                "harness": {
+                    **st["harness"],
+                    "episodes_per_min": 60 * st["harness"]["episodes"] / max(t_roll, 1e-9),
+                }
+            }
+            if "harness" in st
+            else {}
+        ),
         "time": {
             "rollout_s": t_roll,
             "reward_s": t_rew,
