@@ -271,7 +271,7 @@ def test_budget_conditioned_model_reads_its_budget_in_the_prompt(client, server,
     import json as _json
 
     from hillclimb.serve.budget import with_budget_note
-    from hillclimb.serve.server import _budget_conditioned
+    from hillclimb.serve.state import budget_conditioned
 
     tok = server.state.tokenizer
     msgs = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -296,7 +296,7 @@ def test_budget_conditioned_model_reads_its_budget_in_the_prompt(client, server,
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / "hillclimb.json").write_text(_json.dumps({"budget_conditioning": {"note": "x"}}))
-    assert _budget_conditioned(ck) and not _budget_conditioned(None)
+    assert budget_conditioned(ck) and not budget_conditioned(None)
 
 
 def test_chat_reasoning_content_separated(client):

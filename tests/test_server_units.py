@@ -21,10 +21,11 @@ from hillclimb.serve.auth import (
 from hillclimb.serve.billing import MICRO, Price, UsageDB, default_price
 from hillclimb.serve.engine import TokenEvent
 from hillclimb.serve.metrics import Counter, Histogram, ServerMetrics
-from hillclimb.serve.server import _ChatChoice, _RawText, _Whitespace
+from hillclimb.serve.serving_chat import ChatChoice, Whitespace
+from hillclimb.serve.serving_completion import RawText
 
 
-def _feed_all(choice: _ChatChoice, pieces: list[tuple[str, bool]]) -> list[dict]:
+def _feed_all(choice: ChatChoice, pieces: list[tuple[str, bool]]) -> list[dict]:
     deltas = []
     for text, reasoning in pieces:
         deltas += choice.feed(text, reasoning)
@@ -32,7 +33,7 @@ def _feed_all(choice: _ChatChoice, pieces: list[tuple[str, bool]]) -> list[dict]
 
 
 def test_chat_choice_splits_reasoning_content_and_tool_calls():
-    c = _ChatChoice(0, parse_tools=True, call_prefix="call_x")
+    c = ChatChoice(0, parse_tools=True, call_prefix="call_x")
     pieces = [
         ("\nLet me", True),
         (" think.\n", True),
@@ -60,25 +61,25 @@ def test_chat_choice_splits_reasoning_content_and_tool_calls():
 
 
 def test_chat_choice_without_tools_and_malformed_or_unterminated_calls():
-    plain = _ChatChoice(0, parse_tools=False, call_prefix="c")
+    plain = ChatChoice(0, parse_tools=False, call_prefix="c")
     _feed_all(plain, [("a <tool_call>{}</tool_call> b", False)])
     assert plain.content == "a <tool_call>{}</tool_call> b" and not plain.tool_calls
-    bad = _ChatChoice(0, parse_tools=True, call_prefix="c")
+    bad = ChatChoice(0, parse_tools=True, call_prefix="c")
     _feed_all(bad, [("x <tool_call>not json</tool_call>", False)])
     assert not bad.tool_calls and "not json" in bad.content
-    cut = _ChatChoice(0, parse_tools=True, call_prefix="c")
+    cut = ChatChoice(0, parse_tools=True, call_prefix="c")
     _feed_all(cut, [('ok <tool_call>{"name": "f", "argu', False)])
     assert not cut.tool_calls and cut.content.startswith("ok <tool_call>{")
 
 
 def test_whitespace_strip_streaming_equals_strip():
     for parts in (["  a", " b ", "\n", "c\n\n"], ["\n\n"], ["x"], [" ", "", " y", "  "]):
-        w = _Whitespace()
+        w = Whitespace()
         assert "".join(w.feed(p) for p in parts) == "".join(parts).strip()
 
 
 def test_raw_text_puts_think_tags_back():
-    r = _RawText(think_start_id=7)
+    r = RawText(think_start_id=7)
     evs = [
         TokenEvent([7, 1], "plan", True, None, False, None),
         TokenEvent([], "answer", False, None, False, None),

@@ -1,0 +1,158 @@
+"""The FastAPI app (vLLM's `api_server`): routes, error handlers, the engines' lifespan.
+
+Why so thin: a route only authorizes and hands over — chat and completions to the shared flow
+(`serving.handle`) with their `Endpoint`, the rest (`/health`, `/metrics`, `/v1/models`) reads
+`ServerState`. Unknown routes and methods, and any exception that escapes, still answer with an
+OpenAI error object, so a client never sees Starlette's HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from hillclimb.serve.api import APIError
+from hillclimb.serve.serving import authorize, error_response, handle, server_error, unknown_model
+from hillclimb.serve.serving_chat import ChatEndpoint
+from hillclimb.serve.serving_completion import CompletionEndpoint
+from hillclimb.serve.state import AUTO, MODEL_IDS, ServerState
+
+log = logging.getLogger("hillclimb.serve")
+
+CHAT = ChatEndpoint()
+COMPLETIONS = CompletionEndpoint()
+
+
+def create_app(state: ServerState) -> FastAPI:
+    """The app over a built `ServerState`; it starts the engines and, when it owns them, stops
+    them."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start_engines()
+        try:
+            yield
+        finally:
+            if state.owns_engines:
+                state.stop_engines()
+
+    app = FastAPI(
+        title="hillclimb",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.hillclimb = state
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(server_error())
+
+    def route_error(status: int, message: str, code: str) -> JSONResponse:
+        return error_response(APIError(status, message, "invalid_request_error", None, code))
+
+    @app.exception_handler(404)
+    async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+        return route_error(404, f"Unknown route {request.method} {request.url.path}", "not_found")
+
+    @app.exception_handler(405)
+    async def _bad_method(request: Request, exc: Exception) -> JSONResponse:
+        message = f"Method {request.method} not allowed on {request.url.path}"
+        return route_error(405, message, "method_not_allowed")
+
+    def engine_health() -> dict[str, Any]:
+        models = {}
+        for mid, m in state.models.items():
+            try:
+                models[mid] = {"ok": True, **_small_stats(m.engine.stats())}
+            except Exception as exc:
+                models[mid] = {"ok": False, "error": str(exc)}
+        return models
+
+    # Engine stats can be a call to the engine process: off the event loop, so a slow answer
+    # never stalls the streams.
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        models = await asyncio.to_thread(engine_health)
+        ok = all(v["ok"] for v in models.values())
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "degraded",
+                "models": models,
+                "auth": "open" if state.open_mode else "keys",
+                "speculative": state.speculative,
+                "uptime_s": round(time.time() - state.started, 3),
+            },
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        text = await asyncio.to_thread(state.metrics.render)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        try:
+            authorize(state, request, "models")
+        except APIError as err:
+            return error_response(err)
+        return JSONResponse(
+            {"object": "list", "data": [_model_card(state, m) for m in state.model_ids()]}
+        )
+
+    @app.get("/v1/models/{model_id}")
+    async def get_model(model_id: str, request: Request) -> Response:
+        try:
+            authorize(state, request, "models")
+            if model_id not in state.model_ids():
+                raise unknown_model(model_id, state)
+        except APIError as err:
+            return error_response(err)
+        return JSONResponse(_model_card(state, model_id))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await handle(state, request, COMPLETIONS)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await handle(state, request, CHAT)
+
+    return app
+
+
+def _small_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stats.items() if isinstance(v, int | float | str | bool)}
+
+
+def _model_card(state: ServerState, mid: str) -> dict[str, Any]:
+    card: dict[str, Any] = {
+        "id": mid,
+        "object": "model",
+        "created": int(state.started),
+        "owned_by": "hillclimb",
+    }
+    if mid == AUTO:
+        card["hillclimb"] = {"routes_to": [m for m in MODEL_IDS if m in state.models]}
+        return card
+    m = state.models[mid]
+    card["max_model_len"] = m.engine.max_context
+    card["hillclimb"] = {
+        "checkpoint": m.checkpoint,
+        "active_params": m.active_params,
+        "total_params": m.total_params,
+        "price_per_million_tokens": {"prompt": m.price.prompt, "completion": m.price.completion},
+        "speculative_draft": "code-flash" if (state.speculative and mid == "thinking") else None,
+    }
+    return card

@@ -1,0 +1,287 @@
+"""One HTTP request in flight: its engine requests (one per choice), their events, its usage,
+and the billing and metrics that must be settled exactly once.
+
+Why one object per request: every exit path — normal end, an error after the reservation, a
+client that disconnects mid-stream — must cancel the engine requests (freeing their batch slots)
+and settle the reserved credits, and must do it once. `Job.finalize()` is that single, idempotent
+place; the chat and completion endpoints, streaming or not, all answer through a `Job`, so usage
+and the `hillclimb` extension field are computed one way for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from hillclimb.serve.api import APIError
+from hillclimb.serve.billing import Account, InsufficientCredits
+
+if TYPE_CHECKING:
+    from fastapi import Request
+
+    from hillclimb.serve.engine import GenerationOutput, RequestHandle, TokenEvent
+    from hillclimb.serve.sampling import SamplingParams
+    from hillclimb.serve.state import ModelEntry, ServerState
+
+log = logging.getLogger("hillclimb.serve")
+
+
+def usage_dict(prompt: int, completion: int, reasoning: int) -> dict[str, Any]:
+    """OpenAI's `usage` object."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
+
+
+def openai_finish(engine_reason: str | None) -> str:
+    """The engine's finish reason as OpenAI's (`stop` or `length`)."""
+    return engine_reason if engine_reason in ("stop", "length") else "stop"
+
+
+class Job:
+    """The engine requests of one HTTP request (one per choice), their event stream, and the
+    accounting that must be settled exactly once."""
+
+    def __init__(
+        self,
+        state: ServerState,
+        entry: ModelEntry,
+        request_id: str,
+        endpoint: str,
+        requested_model: str,
+        account: Account | None,
+        t0: float,
+        extra: dict[str, Any] | None = None,
+    ):
+        self.state = state
+        self.entry = entry
+        self.request_id = request_id
+        self.endpoint = endpoint
+        self.requested_model = requested_model
+        self.account = account
+        self.t0 = t0
+        # the `hillclimb` extension field's request part (requested model, routing decision)
+        self.extra: dict[str, Any] = dict(extra or {})
+        self.handles: list[RequestHandle] = []
+        self.prompt_lens: list[int] = []
+        self.distinct_prompt_tokens = 0
+        self.n = 1  # choices per prompt (the first choice of each prompt counts its healing)
+        self.tasks: list[asyncio.Task] = []
+        self.reserved = False
+        self.finalized = False
+        self.first_token_at: float | None = None
+        self.outputs: dict[int, GenerationOutput] = {}  # by choice index
+        self.counts: dict[int, list[int]] = {}  # choice -> [completion, reasoning] (fallback)
+        self.finish: dict[int, str] = {}
+
+    # billing
+    def reserve(self, prompt_tokens_total: int, max_new_total: int) -> None:
+        max_cost = self.entry.price.cost_micro(prompt_tokens_total, max_new_total)
+        try:
+            self.state.db.reserve(
+                self.request_id,
+                self.account,
+                self.endpoint,
+                self.requested_model,
+                self.entry.id,
+                max_cost,
+            )
+        except InsufficientCredits as exc:
+            self.state.metrics.credits_refused.inc()
+            raise APIError(
+                402, str(exc), "insufficient_quota", None, "insufficient_credits"
+            ) from None
+        self.reserved = True
+
+    def submit(self, prompts: list[list[int]], params: list[SamplingParams]) -> None:
+        eng = self.entry.engine
+        for i, (ids, p) in enumerate(zip(prompts, params, strict=True)):
+            self.handles.append(eng.submit(ids, p, request_id=f"{self.request_id}-{i}"))
+            self.prompt_lens.append(len(ids))
+            self.counts[i] = [0, 0]
+
+    async def batches(self, stream: bool = False) -> AsyncIterator[list[tuple[int, TokenEvent]]]:
+        """Lists of (choice index, TokenEvent), as they arrive: everything already delivered by
+        the engine is drained at once, so under load one SSE write carries many tokens. With
+        `stream`, a batch after the first waits out `state.flush_interval` since the last."""
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        last: float | None = None
+
+        async def pump(i: int, h: RequestHandle) -> None:
+            try:
+                async for ev in h.aiter():
+                    queue.put_nowait((i, ev))
+            except BaseException as exc:  # noqa: BLE001 - forwarded to the consumer
+                queue.put_nowait((i, exc))
+                return
+            queue.put_nowait((i, None))
+
+        self.tasks = [asyncio.create_task(pump(i, h)) for i, h in enumerate(self.handles)]
+        left = len(self.handles)
+        while left:
+            items = [await queue.get()]
+            if stream and last is not None:
+                wait = last + self.state.flush_interval(self.entry) - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            batch = []
+            for i, ev in items:
+                if ev is None:
+                    left -= 1
+                elif isinstance(ev, BaseException):
+                    raise ev
+                else:
+                    self._count(i, ev)
+                    batch.append((i, ev))
+            if batch:
+                last = loop.time()
+                yield batch
+
+    async def events(self) -> AsyncIterator[tuple[int, TokenEvent]]:
+        """(choice index, TokenEvent) from every engine request, as they arrive."""
+        async for batch in self.batches():
+            for item in batch:
+                yield item
+
+    def _count(self, i: int, ev: TokenEvent) -> None:
+        if ev.token_ids and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+            self.state.metrics.ttft.observe(self.entry.id, value=self.first_token_at - self.t0)
+        c = self.counts[i]
+        c[0] += len(ev.token_ids)
+        if ev.is_reasoning:
+            c[1] += len(ev.token_ids)
+        if ev.finished:
+            self.finish[i] = ev.finish_reason or "stop"
+
+    async def collect_outputs(self) -> None:
+        """GenerationOutputs of the finished engine requests (exact usage, spec, timings)."""
+        for i, h in enumerate(self.handles):
+            if i in self.outputs or i not in self.finish:
+                continue
+            try:
+                self.outputs[i] = await asyncio.to_thread(h.result, 30.0)
+            except Exception:  # the stream already ended; fall back to our own counts
+                log.exception("request %s: no result for choice %d", self.request_id, i)
+
+    def usage(self) -> tuple[int, int, int]:
+        completion = reasoning = 0
+        for i in range(len(self.handles)):
+            out = self.outputs.get(i)
+            if out is not None:
+                completion += out.completion_tokens
+                reasoning += out.reasoning_tokens
+            else:
+                completion += self.counts[i][0]
+                reasoning += self.counts[i][1]
+        # token healing backs up prompt tokens: they are prefilled by no one and re-generated
+        # (counted as completion tokens), so the prompt count drops by as many, once per prompt
+        healed = sum(
+            getattr(self.outputs.get(i), "healed_tokens", 0) or 0
+            for i in range(0, len(self.handles), self.n)
+        )
+        return self.distinct_prompt_tokens - healed, completion, reasoning
+
+    def spec_summary(self) -> dict[str, Any] | None:
+        specs = [o.spec for o in self.outputs.values() if getattr(o, "spec", None)]
+        if not specs:
+            return None
+        drafted = sum(s.get("drafted", 0) for s in specs)
+        accepted = sum(s.get("accepted", 0) for s in specs)
+        steps = sum(s.get("steps", 0) for s in specs)
+        return {
+            "drafted": drafted,
+            "accepted": accepted,
+            "steps": steps,
+            "acceptance_rate": accepted / drafted if drafted else 0.0,
+            "mean_accept_len": (accepted + steps) / steps if steps else 0.0,
+        }
+
+    async def finalize(self, status: int) -> None:
+        if self.finalized:
+            return
+        self.finalized = True
+        for t in self.tasks:
+            t.cancel()
+        for h in self.handles:
+            try:
+                h.cancel()
+            except Exception:
+                log.exception("cancel %s", self.request_id)
+        self.state.metrics.inflight.add(amount=-1)
+        prompt, completion, reasoning = self.usage()
+        m = self.state.metrics
+        mid = self.entry.id
+        m.requests.inc(self.endpoint, mid, str(status))
+        m.prompt_tokens.inc(mid, amount=prompt)
+        m.completion_tokens.inc(mid, amount=completion)
+        m.reasoning_tokens.inc(mid, amount=reasoning)
+        m.latency.observe(self.endpoint, mid, value=time.perf_counter() - self.t0)
+        if self.reserved:
+            finish = ",".join(sorted(set(self.finish.values()))) or "cancelled"
+            cost = self.entry.price.cost_micro(prompt, completion)
+            try:
+                self.state.db.settle(
+                    self.request_id,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    reasoning_tokens=reasoning,
+                    cost_micro=cost,
+                    finish_reason=finish,
+                    http_status=status,
+                )
+            except Exception:
+                log.exception("settling %s", self.request_id)
+
+    # the answer's common parts
+    def hillclimb_field(self) -> dict[str, Any]:
+        """The `hillclimb` extension field: request part, served model, speculation, timings."""
+        out = dict(self.extra)
+        out["model"] = self.entry.id
+        spec = self.spec_summary()
+        if spec:
+            out["speculative"] = spec
+        if self.outputs:
+            first = self.outputs[min(self.outputs)]
+            timings = getattr(first, "timings", None)
+            if timings:
+                out["timings"] = timings
+        return out
+
+    def usage_dict(self) -> dict[str, Any]:
+        return usage_dict(*self.usage())
+
+    def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        """The OpenAI response object around `choices` (chat and text completions alike)."""
+        return {
+            "id": self.request_id,
+            "object": obj,
+            "created": int(time.time()),
+            "model": self.entry.id,
+            "choices": choices,
+            "usage": self.usage_dict(),
+            "system_fingerprint": None,
+            "hillclimb": self.hillclimb_field(),
+        }
+
+    async def watch_disconnect(self, request: Request) -> None:
+        """Cancel the engine requests of a non-streaming request whose client went away."""
+        try:
+            while True:
+                await asyncio.sleep(0.25)
+                if await request.is_disconnected():
+                    for h in self.handles:
+                        h.cancel()
+                    return
+        except asyncio.CancelledError:
+            return

@@ -1,0 +1,376 @@
+"""The request flow chat and text completions share (vLLM's `serving_engine`).
+
+In request order: authenticate the Bearer key (401) → take a rate-limit token (429) → read and
+parse the body (413, 400: `api.py`) → resolve the model, routing `auto` through the Router (404
+for an unknown id) → render the prompt (the endpoint's part: chat template, or the FIM prompt
+when a completion carries `suffix`) and check it against the context (400
+`context_length_exceeded`) → reserve the request's maximum cost (402) → submit one engine request
+per choice → answer as JSON or SSE (the endpoint's part again) → settle the actual cost and
+record metrics (`Job.finalize`).
+
+Why an `Endpoint` object: the two endpoints differ only in how a request becomes prompts and
+sampling options and how events become an answer; everything else — and every error path — is
+written once in `handle`. Nothing a client sends can take the server down: `handle` catches
+`APIError` (its own 4xx), `HillclimbError` (bad input the engine found: 400) and any other
+exception (500, logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from hillclimb.errors import HillclimbError
+from hillclimb.serve.api import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    invalid,
+    parse_request,
+)
+from hillclimb.serve.auth import AuthError, retry_after_header
+from hillclimb.serve.billing import Account
+from hillclimb.serve.job import Job
+from hillclimb.serve.state import AUTO, ModelEntry, ServerState
+from hillclimb.serve.streaming import JobStreamingResponse
+
+if TYPE_CHECKING:
+    from hillclimb.serve.router import RouteDecision
+    from hillclimb.serve.sampling import SamplingParams
+    from hillclimb.tokenizer.io import Tokenizer
+
+log = logging.getLogger("hillclimb.serve")
+
+ROUTED_HEADER = "x-hillclimb-routed-to"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_CHOICES = 64  # engine requests one HTTP request may start (prompts × n)
+
+Req = TypeVar("Req", ChatCompletionRequest, CompletionRequest)
+
+
+class Endpoint(ABC, Generic[Req]):
+    """What one OpenAI endpoint adds to the shared flow."""
+
+    name = ""  # metrics label and the usage row's endpoint: "chat" | "completions"
+    request_type: type[Req]
+    id_prefix = ""  # of the response id
+    prompt_param = ""  # the field a context-length error names
+
+    @abstractmethod
+    def prompts(
+        self, req: Req, tok: Tokenizer
+    ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
+        """Token ids per prompt, and the messages the router reads (None: only the ids)."""
+
+    def for_model(
+        self, req: Req, tok: Tokenizer, entry: ModelEntry, prompts: list[list[int]]
+    ) -> list[list[int]]:
+        """The prompts for the model the request resolved to (default: unchanged)."""
+        return prompts
+
+    @abstractmethod
+    def default_max_tokens(self, state: ServerState) -> int: ...
+
+    @abstractmethod
+    def logprobs(self, req: Req) -> int | None:
+        """Top alternatives to report per token; None: no logprobs."""
+
+    @abstractmethod
+    def token_healing(self, req: Req) -> bool | None: ...
+
+    @abstractmethod
+    async def collect(self, job: Job, req: Req, prompts: list[list[int]]) -> dict[str, Any]:
+        """The whole answer as one JSON object."""
+
+    @abstractmethod
+    def stream(self, job: Job, req: Req, prompts: list[list[int]]) -> AsyncIterator[bytes]:
+        """The answer as SSE bytes."""
+
+
+def token_text(rec: dict[str, Any], tok: Tokenizer) -> str:
+    """The text of an engine logprob record's token (decoded when the record has none)."""
+    text = rec.get("token")
+    return text if text is not None else tok.decode([rec["token_id"]])
+
+
+def top_alternatives(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """An engine logprob record's top alternatives (either key the engine may use)."""
+    return rec.get("top_logprobs") or rec.get("top") or []
+
+
+def error_response(err: APIError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+def server_error() -> APIError:
+    return APIError(500, "The server had an error while processing your request.", "server_error")
+
+
+def unknown_model(model: str, state: ServerState) -> APIError:
+    return APIError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it. "
+        f"Available: {', '.join(state.model_ids())}.",
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+    )
+
+
+def authorize(state: ServerState, request: Request, endpoint: str) -> Account | None:
+    """The request's account (None in open mode); 401 / 429 are counted here."""
+    try:
+        account = state.auth.authenticate(request.headers.get("authorization"))
+    except AuthError as exc:
+        state.metrics.requests.inc(endpoint, "-", "401")
+        raise APIError(401, str(exc), "invalid_request_error", None, "invalid_api_key") from None
+    wait = state.auth.retry_after(account)
+    if wait > 0:
+        state.metrics.rate_limited.inc()
+        state.metrics.requests.inc(endpoint, "-", "429")
+        raise APIError(
+            429,
+            f"Rate limit reached for key {account.name!r} "
+            f"({account.rate_limit_rpm:g} requests per minute). Try again in "
+            f"{wait:.1f}s.",
+            "requests",
+            None,
+            "rate_limit_exceeded",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+    return account
+
+
+def _too_large() -> APIError:
+    return APIError(
+        413,
+        f"Request body too large (limit {MAX_BODY_BYTES} bytes).",
+        "invalid_request_error",
+        None,
+        "request_too_large",
+    )
+
+
+async def read_body(request: Request) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise _too_large()
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise invalid(
+            "We could not parse the JSON body of your request. (HINT: This likely "
+            "means you aren't using your HTTP library correctly. The OpenAI API "
+            "expects a JSON payload.)"
+        ) from None
+
+
+async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) -> Response:
+    """One chat or completion request, from the HTTP request to the response."""
+    t0 = time.perf_counter()
+    job: Job | None = None
+    model_label = "-"
+    try:
+        account = authorize(state, request, endpoint.name)
+        req = parse_request(endpoint.request_type, await read_body(request))
+        if req.model not in state.model_ids():
+            raise unknown_model(req.model, state)
+        tok = state.tokenizer
+        prompts, messages = endpoint.prompts(req, tok)
+        entry, decision = await resolve_model(state, req.model, prompts[0], messages)
+        prompts = endpoint.for_model(req, tok, entry, prompts)
+        model_label = entry.id
+        max_new = max_tokens(state, entry, req, prompts, endpoint)
+        params = sampling_params(req, max_new, entry, endpoint)
+        rid = endpoint.id_prefix + uuid.uuid4().hex[:24]
+        job = Job(state, entry, rid, endpoint.name, req.model, account, t0)
+        state.metrics.inflight.add(amount=1)
+        if len(prompts) * req.n > MAX_CHOICES:
+            raise invalid(f"at most {MAX_CHOICES} choices per request (prompts × n).", "n")
+        job_prompts = [p for p in prompts for _ in range(req.n)]
+        job_params = [params[i % req.n] for i in range(len(job_prompts))]
+        job.distinct_prompt_tokens = sum(len(p) for p in prompts)
+        job.n = req.n
+        job.reserve(job.distinct_prompt_tokens, max_new * len(job_prompts))
+        try:
+            job.submit(job_prompts, job_params)
+        except HillclimbError as exc:
+            raise invalid(str(exc)) from None
+        headers = {"x-request-id": rid}
+        job.extra = {"requested_model": req.model}
+        if decision is not None:
+            headers[ROUTED_HEADER] = entry.id
+            job.extra.update(
+                routed_to=entry.id,
+                score=decision.score,
+                threshold=decision.threshold,
+                reason=decision.reason,
+                features=getattr(decision, "features", None) or {},
+            )
+        if req.stream:
+            return JobStreamingResponse(endpoint.stream(job, req, prompts), job, headers)
+        watcher = asyncio.create_task(job.watch_disconnect(request))
+        try:
+            payload = await endpoint.collect(job, req, prompts)
+        finally:
+            watcher.cancel()
+        if job.finish and all(f == "error" for f in job.finish.values()):
+            raise APIError(500, "The engine failed while generating.", "server_error")
+        if "cancelled" in job.finish.values():  # the client went away (or shutdown)
+            await job.finalize(499)
+            return Response(status_code=499)
+        await job.finalize(200)
+        return JSONResponse(payload, headers=headers)
+    except APIError as err:
+        if job is not None:
+            await job.finalize(err.status)
+        elif err.status not in (401, 429):  # those two are counted in authorize()
+            state.metrics.requests.inc(endpoint.name, model_label, str(err.status))
+        return error_response(err)
+    except HillclimbError as exc:
+        if job is not None:
+            await job.finalize(400)
+        else:
+            state.metrics.requests.inc(endpoint.name, model_label, "400")
+        return error_response(invalid(str(exc)))
+    except Exception:
+        log.exception("request failed")
+        if job is not None:
+            await job.finalize(500)
+        else:
+            state.metrics.requests.inc(endpoint.name, model_label, "500")
+        return error_response(server_error())
+
+
+async def resolve_model(
+    state: ServerState, model: str, prompt_ids: list[int], messages: list[dict[str, Any]] | None
+) -> tuple[ModelEntry, RouteDecision | SimpleNamespace | None]:
+    """The model that serves the request and, for `auto`, the routing decision."""
+    if model != AUTO:
+        return state.models[model], None
+    if state.router is None or len(state.models) < 2:
+        if len(state.models) < 2:
+            target = next(iter(state.models))
+            reason = f"only {target} is loaded"
+        else:
+            target = "code-flash"
+            reason = "no router configured: code-flash is the default assistant"
+        fallback = SimpleNamespace(model=target, score=None, threshold=None, reason=reason)
+        state.metrics.routed.inc(target)
+        return state.models[target], fallback
+    decision = await asyncio.to_thread(state.router.decide, prompt_ids, messages)
+    state.metrics.routed.inc(decision.model)
+    log.info(
+        "auto -> %s (score %.4f, threshold %.4f): %s",
+        decision.model,
+        decision.score,
+        decision.threshold,
+        decision.reason,
+    )
+    return state.models[decision.model], decision
+
+
+def max_tokens(
+    state: ServerState,
+    entry: ModelEntry,
+    req: ChatCompletionRequest | CompletionRequest,
+    prompts: list[list[int]],
+    endpoint: Endpoint[Any],
+) -> int:
+    """The request's completion budget, checked against the model's context."""
+    ctx = entry.engine.max_context
+    longest = max(len(p) for p in prompts)
+    param = endpoint.prompt_param
+    if longest >= ctx:
+        raise APIError(
+            400,
+            f"This model's maximum context length is {ctx} tokens. However, your "
+            f"{param} resulted in {longest} tokens, which leaves no room for a "
+            "completion. Please reduce the length of the " + param + ".",
+            "invalid_request_error",
+            param,
+            "context_length_exceeded",
+        )
+    if req.max_tokens is None:
+        return min(endpoint.default_max_tokens(state), ctx - longest)
+    if req.max_tokens > ctx:
+        raise invalid(
+            f"max_tokens is too large: {req.max_tokens}. This model supports at most "
+            f"{ctx} tokens of context (prompt + completion).",
+            "max_tokens",
+            "invalid_value",
+        )
+    if longest + req.max_tokens > ctx:
+        raise APIError(
+            400,
+            f"This model's maximum context length is {ctx} tokens. However, you "
+            f"requested {longest + req.max_tokens} tokens ({longest} in the {param}, "
+            f"{req.max_tokens} in the completion). Please reduce the length of the "
+            f"{param} or completion.",
+            "invalid_request_error",
+            param,
+            "context_length_exceeded",
+        )
+    return req.max_tokens
+
+
+def sampling_params(
+    req: ChatCompletionRequest | CompletionRequest,
+    max_new: int,
+    entry: ModelEntry,
+    endpoint: Endpoint[Any],
+) -> list[SamplingParams]:
+    """One SamplingParams per choice (seeds differ per choice: seed + i)."""
+    from hillclimb.serve.engine import SamplingParams
+
+    stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    logprobs = endpoint.logprobs(req)
+    top_k = req.top_k if req.top_k is not None and req.top_k > 0 else 0
+    prediction = None
+    if req.prediction is not None:  # the text, checked by `api.prediction_text`
+        prediction = entry.engine.tokenizer.encode(req.prediction)
+        ctx = entry.engine.max_context
+        if len(prediction) > ctx:
+            raise invalid(
+                f"prediction.content is too long: {len(prediction)} tokens, more than "
+                f"this model's context ({ctx}).",
+                "prediction.content",
+                "invalid_value",
+            )
+    out = []
+    for i in range(req.n):
+        seed = None if req.seed is None else (req.seed + i) % (2**63)
+        p = SamplingParams(
+            max_tokens=max_new,
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p,
+            top_k=top_k,
+            seed=seed,
+            stop=stops,
+            ignore_eos=req.ignore_eos,
+            logprobs=logprobs,
+            reasoning_effort=req.reasoning_effort,
+            thinking_token_budget=req.thinking_token_budget,
+            drafter=req.drafter,
+            prediction=prediction,
+            token_healing=endpoint.token_healing(req),
+        )
+        try:
+            p.validate()
+        except HillclimbError as exc:
+            raise invalid(str(exc)) from None
+        out.append(p)
+    return out

@@ -1,0 +1,324 @@
+"""`POST /v1/chat/completions` (vLLM's `serving_chat`): the chat template in, reasoning /
+content / tool-call deltas out.
+
+Why one state machine (`ChatChoice`) for streaming and non-streaming answers: the same token
+events become the same `reasoning_content`, `content` and `tool_calls` either way, so the two
+can never disagree. Text inside `<tool_call>...</tool_call>` becomes an OpenAI tool call only when
+the request gave tools; a malformed or unterminated block stays visible as content rather than
+being lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from hillclimb.errors import HillclimbError
+from hillclimb.serve.api import ChatCompletionRequest, invalid, message_dicts
+from hillclimb.serve.budget import resolve_budget, with_budget_note
+from hillclimb.serve.job import openai_finish
+from hillclimb.serve.serving import Endpoint, token_text, top_alternatives
+from hillclimb.serve.streaming import ChoiceStream
+from hillclimb.tokenizer.specials import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
+
+if TYPE_CHECKING:
+    from hillclimb.serve.engine import TokenEvent
+    from hillclimb.serve.job import Job
+    from hillclimb.serve.state import ModelEntry, ServerState
+    from hillclimb.tokenizer.io import Tokenizer
+
+Delta = dict[str, Any]
+
+
+class Whitespace:
+    """Streams a section with leading and trailing whitespace removed (like `str.strip()` on the
+    whole), holding back trailing whitespace until non-space text follows."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.pending = ""
+
+    def feed(self, text: str) -> str:
+        if not text:
+            return ""
+        if not self.started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self.started = True
+        body = text.rstrip()
+        if not body:
+            self.pending += text
+            return ""
+        out = self.pending + body
+        self.pending = text[len(body) :]
+        return out
+
+
+def hold_prefix(buf: str, token: str) -> int:
+    """Length of the longest suffix of `buf` that is a proper prefix of `token`."""
+    for k in range(min(len(buf), len(token) - 1), 0, -1):
+        if token.startswith(buf[-k:]):
+            return k
+    return 0
+
+
+class ChatChoice:
+    """Turns one choice's token events into reasoning / content / tool-call deltas."""
+
+    def __init__(self, index: int, parse_tools: bool, call_prefix: str):
+        self.index = index
+        self.parse_tools = parse_tools
+        self.call_prefix = call_prefix
+        self.reasoning_ws = Whitespace()
+        self.content_ws = Whitespace()
+        self.reasoning = ""
+        self.content = ""
+        self.tool_calls: list[dict[str, Any]] = []
+        self.buf = ""  # content not yet emitted (tool-call parsing)
+        self.in_call = False
+        self.logprobs: list[dict[str, Any]] = []
+
+    def feed(self, text: str, is_reasoning: bool) -> list[Delta]:
+        """Deltas (dicts with `reasoning_content`, `content` or `tool_calls`) for new text."""
+        text = text.replace(THINK_START, "").replace(THINK_END, "")
+        if is_reasoning:
+            out = self.reasoning_ws.feed(text)
+            self.reasoning += out
+            return [{"reasoning_content": out}] if out else []
+        return self._content(text, final=False)
+
+    def close(self) -> list[Delta]:
+        return self._content("", final=True)
+
+    def finish_reason(self, engine_reason: str | None) -> str:
+        """OpenAI's finish reason: `tool_calls` when the answer ended in tool calls."""
+        finish = openai_finish(engine_reason)
+        return "tool_calls" if self.tool_calls and finish == "stop" else finish
+
+    def _emit_content(self, text: str) -> list[Delta]:
+        out = self.content_ws.feed(text)
+        self.content += out
+        return [{"content": out}] if out else []
+
+    def _content(self, text: str, final: bool) -> list[Delta]:
+        if not self.parse_tools:
+            return self._emit_content(text)
+        from hillclimb.tokenizer.toolcalls import parse_call_json
+
+        deltas: list[Delta] = []
+        self.buf += text
+        while True:
+            if self.in_call:
+                end = self.buf.find(TOOL_CALL_END)
+                if end < 0:
+                    break
+                body, self.buf = self.buf[:end], self.buf[end + len(TOOL_CALL_END) :]
+                self.in_call = False
+                i = len(self.tool_calls)
+                call = parse_call_json(body, f"{self.call_prefix}_{i}")
+                if call.name and call.error is None:
+                    tc = {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.raw_arguments},
+                    }
+                    self.tool_calls.append(tc)
+                    deltas.append({"tool_calls": [{"index": i, **tc}]})
+                else:  # malformed: keep it visible as text rather than lose it
+                    deltas += self._emit_content(f"{TOOL_CALL_START}{body}{TOOL_CALL_END}")
+            else:
+                start = self.buf.find(TOOL_CALL_START)
+                if start >= 0:
+                    deltas += self._emit_content(self.buf[:start])
+                    self.buf = self.buf[start + len(TOOL_CALL_START) :]
+                    self.in_call = True
+                    continue
+                hold = 0 if final else hold_prefix(self.buf, TOOL_CALL_START)
+                deltas += self._emit_content(self.buf[: len(self.buf) - hold])
+                self.buf = self.buf[len(self.buf) - hold :]
+                break
+        if final and self.in_call:  # unterminated call (length limit): give back the raw text
+            deltas += self._emit_content(TOOL_CALL_START + self.buf)
+            self.buf = ""
+            self.in_call = False
+        return deltas
+
+
+def merge_deltas(deltas: list[Delta]) -> list[Delta]:
+    """Adjacent text deltas of the same kind merged (fewer SSE chunks, same concatenation)."""
+    out: list[Delta] = []
+    for d in deltas:
+        if out and set(d) == set(out[-1]) and set(d) <= {"content", "reasoning_content"}:
+            k = next(iter(d))
+            out[-1] = {k: out[-1][k] + d[k]}
+        else:
+            out.append(dict(d))
+    return out
+
+
+def chat_prompt(
+    req: ChatCompletionRequest, tok: Tokenizer, budget: int | None = None
+) -> list[list[int]]:
+    kwargs: dict[str, Any] = {}
+    ctk = req.chat_template_kwargs or {}
+    if "enable_thinking" in ctk:
+        kwargs["enable_thinking"] = bool(ctk["enable_thinking"])
+    cont = bool(req.continue_final_message)
+    try:
+        # encode_chat keeps message text untrusted: "<|im_end|>" typed by a user stays text.
+        msgs = message_dicts(req)
+        if budget is not None:  # a budget-conditioned model reads its budget in the prompt
+            msgs = with_budget_note(msgs, budget)
+        ids = tok.encode_chat(
+            msgs,
+            tools=req.tools or None,
+            add_generation_prompt=not cont,
+            continue_final_message=cont,
+            **kwargs,
+        )
+    except HillclimbError as exc:
+        raise invalid(
+            f"{exc}; cannot continue the final assistant message.", "continue_final_message"
+        ) from None
+    except Exception as exc:  # a template error is the request's fault (odd message shapes)
+        raise invalid(
+            f"could not render the messages with the chat template: {exc}", "messages"
+        ) from None
+    return [ids]
+
+
+def chat_logprobs(records: list[dict[str, Any]] | None, tok: Tokenizer) -> list[dict[str, Any]]:
+    """Engine logprob records → OpenAI chat `logprobs.content` entries."""
+    out = []
+    for rec in records or []:
+        text = token_text(rec, tok)
+        tops = []
+        for alt in top_alternatives(rec):
+            at = token_text(alt, tok)
+            tops.append(
+                {"token": at, "logprob": float(alt["logprob"]), "bytes": list(at.encode("utf-8"))}
+            )
+        out.append(
+            {
+                "token": text,
+                "logprob": float(rec["logprob"]),
+                "bytes": list(text.encode("utf-8")),
+                "top_logprobs": tops,
+            }
+        )
+    return out
+
+
+def _choices(job: Job, req: ChatCompletionRequest) -> list[ChatChoice]:
+    parse_tools = bool(req.tools) and req.tool_choice != "none"
+    prefix = f"call_{job.request_id[-8:]}"
+    return [ChatChoice(i, parse_tools, f"{prefix}_{i}") for i in range(len(job.handles))]
+
+
+class ChatStream(ChoiceStream[Delta]):
+    """`chat.completion.chunk`s: a first `{"role": "assistant", "content": ""}` delta per
+    choice, then reasoning / content / tool-call deltas."""
+
+    object_name = "chat.completion.chunk"
+    piece_key = "delta"
+    empty: Delta = {}
+
+    def __init__(self, job: Job, req: ChatCompletionRequest):
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        super().__init__(job, include_usage)
+        self.req = req
+        self.tok = job.entry.engine.tokenizer
+        self.choices = _choices(job, req)
+
+    def head(self) -> list[bytes]:
+        return [self.chunk(c.index, {"role": "assistant", "content": ""}) for c in self.choices]
+
+    def feed(self, i: int, ev: TokenEvent) -> tuple[list[Delta], Any | None]:
+        c = self.choices[i]
+        deltas = c.feed(ev.text, ev.is_reasoning)
+        if ev.finished:
+            deltas += c.close()
+        if self.req.logprobs and ev.logprobs:
+            return deltas, {"content": chat_logprobs(ev.logprobs, self.tok)}
+        return deltas, None
+
+    def merge(self, pieces: list[Delta]) -> list[Delta]:
+        return merge_deltas(pieces)
+
+    def finish_reason(self, i: int, engine_reason: str | None) -> str:
+        return self.choices[i].finish_reason(engine_reason)
+
+
+class ChatEndpoint(Endpoint[ChatCompletionRequest]):
+    name = "chat"
+    request_type = ChatCompletionRequest
+    id_prefix = "chatcmpl-"
+    prompt_param = "messages"
+
+    def prompts(
+        self, req: ChatCompletionRequest, tok: Tokenizer
+    ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
+        return chat_prompt(req, tok), message_dicts(req)
+
+    def for_model(
+        self,
+        req: ChatCompletionRequest,
+        tok: Tokenizer,
+        entry: ModelEntry,
+        prompts: list[list[int]],
+    ) -> list[list[int]]:
+        """A budget-conditioned model reads its thinking budget in the prompt."""
+        if not entry.budget_note:
+            return prompts
+        ctx = entry.engine.max_context
+        budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget, ctx)
+        return prompts if budget is None else chat_prompt(req, tok, budget)
+
+    def default_max_tokens(self, state: ServerState) -> int:
+        return state.default_max_tokens
+
+    def logprobs(self, req: ChatCompletionRequest) -> int | None:
+        return (req.top_logprobs or 0) if req.logprobs else None
+
+    def token_healing(self, req: ChatCompletionRequest) -> bool | None:
+        return False  # a chat prompt ends in the template's assistant header, not in user text
+
+    async def collect(
+        self, job: Job, req: ChatCompletionRequest, prompts: list[list[int]]
+    ) -> dict[str, Any]:
+        tok = job.entry.engine.tokenizer
+        choices = _choices(job, req)
+        async for i, ev in job.events():
+            c = choices[i]
+            c.feed(ev.text, ev.is_reasoning)
+            if req.logprobs:
+                c.logprobs += chat_logprobs(ev.logprobs, tok)
+        for c in choices:
+            c.close()
+        await job.collect_outputs()
+        out = []
+        for c in choices:
+            msg: dict[str, Any] = {
+                "role": "assistant",
+                "content": c.content or None,
+                "reasoning_content": c.reasoning or None,
+            }
+            if c.tool_calls:
+                msg["tool_calls"] = c.tool_calls
+            elif msg["content"] is None:
+                msg["content"] = ""
+            out.append(
+                {
+                    "index": c.index,
+                    "message": msg,
+                    "logprobs": {"content": c.logprobs} if req.logprobs else None,
+                    "finish_reason": c.finish_reason(job.finish.get(c.index)),
+                }
+            )
+        return job.envelope("chat.completion", out)
+
+    def stream(
+        self, job: Job, req: ChatCompletionRequest, prompts: list[list[int]]
+    ) -> AsyncIterator[bytes]:
+        return ChatStream(job, req).sse()

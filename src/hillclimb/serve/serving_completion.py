@@ -1,0 +1,195 @@
+"""`POST /v1/completions` (vLLM's `serving_completion`): raw or FIM prompts in, raw text out.
+
+Why the think tags are put back (`RawText`): a completion is the model's raw continuation, while
+the engine streams visible text and marks reasoning with `is_reasoning`; the text a client gets
+must be what the model wrote. `suffix` builds the FIM prompt here, server-side, with the same
+`fim_prompt` a client rendering the template itself would use, so both get identical tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from hillclimb.serve.api import CompletionRequest, invalid
+from hillclimb.serve.job import openai_finish
+from hillclimb.serve.serving import Endpoint, token_text, top_alternatives
+from hillclimb.serve.streaming import ChoiceStream
+from hillclimb.tokenizer.specials import THINK_END, THINK_START, fim_prompt
+
+if TYPE_CHECKING:
+    from hillclimb.serve.engine import TokenEvent
+    from hillclimb.serve.job import Job
+    from hillclimb.serve.state import ServerState
+    from hillclimb.tokenizer.io import Tokenizer
+
+
+class RawText:
+    """Completion text from token events, with the `<think>`/`</think>` tags put back (the
+    engine streams visible text and marks the reasoning side with `is_reasoning`)."""
+
+    def __init__(self, think_start_id: int):
+        self.think_start_id = think_start_id
+        self.mode: bool | None = None
+        self.saw_start = False
+
+    def feed(self, ev: TokenEvent) -> str:
+        if self.think_start_id in ev.token_ids:
+            self.saw_start = True
+        if not ev.text:
+            return ""
+        prefix = ""
+        if self.mode is None:
+            prefix = THINK_START if ev.is_reasoning and self.saw_start else ""
+        elif ev.is_reasoning != self.mode:
+            prefix = THINK_START if ev.is_reasoning else THINK_END
+        self.mode = ev.is_reasoning
+        return prefix + ev.text
+
+
+def completion_prompts(req: CompletionRequest, tok: Tokenizer) -> list[list[int]]:
+    p = req.prompt
+    vocab = tok.vocab_size
+    if isinstance(p, str):
+        texts: list[str] | None = [p]
+        ids_list = None
+    elif p and isinstance(p[0], int):
+        texts, ids_list = None, [list(p)]  # type: ignore[arg-type]
+    elif p and isinstance(p[0], str):
+        texts, ids_list = list(p), None  # type: ignore[arg-type]
+    else:
+        texts, ids_list = None, [list(x) for x in p]  # type: ignore[union-attr]
+    if req.suffix is not None:
+        if texts is None:
+            raise invalid("suffix (fill-in-the-middle) needs a text prompt.", "suffix")
+        texts = [fim_prompt(t, req.suffix) for t in texts]
+    if texts is not None:
+        ids_list = [tok.encode(t) for t in texts]
+    assert ids_list is not None
+    for ids in ids_list:
+        if not ids:
+            raise invalid("prompt must not be empty.", "prompt")
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise invalid(
+                f"token id {bad[0]} is outside the vocabulary (size {vocab}).",
+                "prompt",
+                "invalid_value",
+            )
+    return ids_list
+
+
+def echo_text(req: CompletionRequest, prompts: list[list[int]], k: int, tok: Tokenizer) -> str:
+    if isinstance(req.prompt, str):
+        return req.prompt
+    if req.prompt and isinstance(req.prompt[0], str):
+        return req.prompt[k]  # type: ignore[return-value]
+    return tok.decode(prompts[k])
+
+
+def completion_logprobs(
+    records: list[dict[str, Any]], tok: Tokenizer, offset0: int
+) -> dict[str, Any]:
+    """Engine logprob records → an OpenAI completion `logprobs` object (offsets from
+    `offset0`, the text length already sent)."""
+    tokens, lps, tops, offsets = [], [], [], []
+    pos = offset0
+    for rec in records:
+        t = token_text(rec, tok)
+        tokens.append(t)
+        lps.append(float(rec["logprob"]))
+        alts = top_alternatives(rec)
+        tops.append({token_text(a, tok): float(a["logprob"]) for a in alts} if alts else None)
+        offsets.append(pos)
+        pos += len(t)
+    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
+
+
+class CompletionStream(ChoiceStream[str]):
+    """`text_completion` chunks: the echoed prompt first when asked, then the raw text."""
+
+    object_name = "text_completion"
+    piece_key = "text"
+    empty = ""
+
+    def __init__(self, job: Job, req: CompletionRequest, prompts: list[list[int]]):
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        super().__init__(job, include_usage)
+        self.req = req
+        self.prompts = prompts
+        self.tok = job.entry.engine.tokenizer
+        self.offsets = {i: 0 for i in range(len(job.handles))}  # text sent per choice
+        self.raw = {i: RawText(self.tok.token_id(THINK_START)) for i in self.offsets}
+
+    def head(self) -> list[bytes]:
+        if not self.req.echo:
+            return []
+        echo = []
+        for i in self.offsets:
+            t = echo_text(self.req, self.prompts, i // self.req.n, self.tok)
+            self.offsets[i] = len(t)
+            echo.append(self.chunk(i, t))
+        return echo
+
+    def feed(self, i: int, ev: TokenEvent) -> tuple[list[str], Any | None]:
+        text = self.raw[i].feed(ev)
+        lp = None
+        if self.req.logprobs is not None and ev.logprobs:
+            lp = completion_logprobs(ev.logprobs, self.tok, self.offsets[i])
+        self.offsets[i] += len(text)
+        return ([text] if text else []), lp
+
+    def merge(self, pieces: list[str]) -> list[str]:
+        text = "".join(pieces)
+        return [text] if text else []
+
+
+class CompletionEndpoint(Endpoint[CompletionRequest]):
+    name = "completions"
+    request_type = CompletionRequest
+    id_prefix = "cmpl-"
+    prompt_param = "prompt"
+
+    def prompts(
+        self, req: CompletionRequest, tok: Tokenizer
+    ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
+        return completion_prompts(req, tok), None
+
+    def default_max_tokens(self, state: ServerState) -> int:
+        return 16  # OpenAI's default for completions
+
+    def logprobs(self, req: CompletionRequest) -> int | None:
+        return req.logprobs
+
+    def token_healing(self, req: CompletionRequest) -> bool | None:
+        return req.token_healing  # None: the model's default
+
+    async def collect(
+        self, job: Job, req: CompletionRequest, prompts: list[list[int]]
+    ) -> dict[str, Any]:
+        tok = job.entry.engine.tokenizer
+        texts = {i: "" for i in range(len(job.handles))}
+        raw = {i: RawText(tok.token_id(THINK_START)) for i in texts}
+        records: dict[int, list[dict[str, Any]]] = {i: [] for i in texts}
+        async for i, ev in job.events():
+            texts[i] += raw[i].feed(ev)
+            if req.logprobs is not None and ev.logprobs:
+                records[i] += ev.logprobs
+        await job.collect_outputs()
+        choices = []
+        for i in range(len(job.handles)):
+            text = texts[i]
+            out = job.outputs.get(i)
+            if out is not None:
+                text = out.text  # the engine's final text (stop strings removed)
+            if req.echo:
+                text = echo_text(req, prompts, i // req.n, tok) + text
+            lp = completion_logprobs(records[i], tok, 0) if req.logprobs is not None else None
+            finish = openai_finish(job.finish.get(i))
+            choices.append({"index": i, "text": text, "logprobs": lp, "finish_reason": finish})
+        return job.envelope("text_completion", choices)
+
+    def stream(
+        self, job: Job, req: CompletionRequest, prompts: list[list[int]]
+    ) -> AsyncIterator[bytes]:
+        return CompletionStream(job, req, prompts).sse()
