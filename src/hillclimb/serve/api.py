@@ -14,7 +14,7 @@ Errors travel as `APIError`, which the server renders as OpenAI's error object
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -193,7 +193,10 @@ def _loc_param(err: dict[str, Any]) -> str:
     return ".".join(keep) if keep else "body"
 
 
-def parse_request(cls: type[_Sampling], body: Any) -> Any:
+RequestT = TypeVar("RequestT", "CompletionRequest", "ChatCompletionRequest")
+
+
+def parse_request(cls: type[RequestT], body: Any) -> RequestT:
     """Validate a decoded JSON body into `cls`, or raise a 400 `APIError` naming the parameter."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")

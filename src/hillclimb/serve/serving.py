@@ -25,7 +25,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -35,6 +35,7 @@ from hillclimb.serve.api import (
     APIError,
     ChatCompletionRequest,
     CompletionRequest,
+    RequestT,
     invalid,
     parse_request,
 )
@@ -55,25 +56,23 @@ ROUTED_HEADER = "x-hillclimb-routed-to"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_CHOICES = 64  # engine requests one HTTP request may start (prompts × n)
 
-Req = TypeVar("Req", ChatCompletionRequest, CompletionRequest)
 
-
-class Endpoint(ABC, Generic[Req]):
+class Endpoint(ABC, Generic[RequestT]):
     """What one OpenAI endpoint adds to the shared flow."""
 
     name = ""  # metrics label and the usage row's endpoint: "chat" | "completions"
-    request_type: type[Req]
+    request_type: type[RequestT]
     id_prefix = ""  # of the response id
     prompt_param = ""  # the field a context-length error names
 
     @abstractmethod
     def prompts(
-        self, req: Req, tok: Tokenizer
+        self, req: RequestT, tok: Tokenizer
     ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
         """Token ids per prompt, and the messages the router reads (None: only the ids)."""
 
     def for_model(
-        self, req: Req, tok: Tokenizer, entry: ModelEntry, prompts: list[list[int]]
+        self, req: RequestT, tok: Tokenizer, entry: ModelEntry, prompts: list[list[int]]
     ) -> list[list[int]]:
         """The prompts for the model the request resolved to (default: unchanged)."""
         return prompts
@@ -82,18 +81,18 @@ class Endpoint(ABC, Generic[Req]):
     def default_max_tokens(self, state: ServerState) -> int: ...
 
     @abstractmethod
-    def logprobs(self, req: Req) -> int | None:
+    def logprobs(self, req: RequestT) -> int | None:
         """Top alternatives to report per token; None: no logprobs."""
 
     @abstractmethod
-    def token_healing(self, req: Req) -> bool | None: ...
+    def token_healing(self, req: RequestT) -> bool | None: ...
 
     @abstractmethod
-    async def collect(self, job: Job, req: Req, prompts: list[list[int]]) -> dict[str, Any]:
+    async def collect(self, job: Job, req: RequestT, prompts: list[list[int]]) -> dict[str, Any]:
         """The whole answer as one JSON object."""
 
     @abstractmethod
-    def stream(self, job: Job, req: Req, prompts: list[list[int]]) -> AsyncIterator[bytes]:
+    def stream(self, job: Job, req: RequestT, prompts: list[list[int]]) -> AsyncIterator[bytes]:
         """The answer as SSE bytes."""
 
 
