@@ -18,6 +18,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hillclimb.serve.sampling import DRAFTERS
+
 # Largest `n` (choices per prompt) we fan out; each choice is one engine request.
 MAX_N = 16
 # Largest number of prompts in one /v1/completions batch.
@@ -111,8 +113,9 @@ class _Sampling(_Base):
     # OpenAI Predicted Outputs: {"type": "content", "content": str | [text parts]} — a draft
     # source (prompt lookup searches it first); checked by hand for OpenAI-style messages
     prediction: Any = None
-    # Extension: the draft source for this request ("model", "lookup", "none"; default: the
-    # model's — lookup for code-flash, the draft model for thinking — or lookup with a prediction)
+    # Extension: the draft source for this request ("model", "lookup", "suffix", "none"; default:
+    # the model's — lookup for code-flash, the draft model for thinking — or lookup with a
+    # prediction)
     drafter: str | None = None
 
 
@@ -270,9 +273,9 @@ def _check_sampling(req: _Sampling) -> None:
         raise invalid(
             "thinking_token_budget must be >= 0.", "thinking_token_budget", "invalid_value"
         )
-    if req.drafter is not None and req.drafter not in ("model", "lookup", "none"):
+    if req.drafter is not None and req.drafter not in DRAFTERS:
         raise invalid(
-            f"drafter must be 'model', 'lookup' or 'none', got {req.drafter!r}.",
+            f"drafter must be one of {', '.join(repr(d) for d in DRAFTERS)}, got {req.drafter!r}.",
             "drafter",
             "invalid_value",
         )

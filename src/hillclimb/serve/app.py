@@ -19,7 +19,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from hillclimb.serve.api import APIError
-from hillclimb.serve.serving import authorize, error_response, handle, server_error, unknown_model
+from hillclimb.serve.flywheel import FeedbackError
+from hillclimb.serve.serving import (
+    authorize,
+    error_response,
+    handle,
+    read_body,
+    server_error,
+    unknown_model,
+)
 from hillclimb.serve.serving_chat import ChatEndpoint
 from hillclimb.serve.serving_completion import CompletionEndpoint
 from hillclimb.serve.state import AUTO, MODEL_IDS, ServerState
@@ -129,7 +137,57 @@ def create_app(state: ServerState) -> FastAPI:
     async def chat_completions(request: Request) -> Response:
         return await handle(state, request, CHAT)
 
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> Response:
+        """Accept / reject one of your own served requests (the data flywheel's signal), and
+        optionally the edit you applied from it: `{"id", "accepted", "choice"?, "edit"?:
+        {"path", "applied"}, "note"?}`."""
+        try:
+            account = authorize(state, request, "feedback")
+            if state.flywheel is None:
+                raise APIError(404, "feedback is not recorded by this server", code="not_found")
+            body = await read_body(request)
+            out = await asyncio.to_thread(_feedback, state, account, body)
+        except APIError as err:
+            return error_response(err)
+        return JSONResponse({"object": "feedback", **out})
+
     return app
+
+
+def _feedback(state: ServerState, account: Any, body: Any) -> dict[str, Any]:
+    """Validate a feedback body and record it (`FlywheelStore.record_feedback`)."""
+
+    def bad(msg: str, param: str) -> APIError:
+        return APIError(400, msg, "invalid_request_error", param, "invalid_value")
+
+    if not isinstance(body, dict):
+        raise bad("the body must be a JSON object", "body")
+    rid, accepted = body.get("id"), body.get("accepted")
+    if not isinstance(rid, str) or not rid:
+        raise bad("'id' must be the id of a response you received", "id")
+    if not isinstance(accepted, bool):
+        raise bad("'accepted' must be true or false", "accepted")
+    choice = body.get("choice", 0)
+    if isinstance(choice, bool) or not isinstance(choice, int) or choice < 0:
+        raise bad("'choice' must be an integer >= 0", "choice")
+    edit, note = body.get("edit"), body.get("note")
+    if edit is not None and not isinstance(edit, dict):
+        raise bad("'edit' must be an object {path, applied}", "edit")
+    if note is not None and not isinstance(note, str):
+        raise bad("'note' must be a string", "note")
+    assert state.flywheel is not None
+    try:
+        return state.flywheel.record_feedback(
+            rid,
+            account=account.name if account is not None else "open",
+            accepted=accepted,
+            choice=choice,
+            edit=edit,
+            note=note,
+        )
+    except FeedbackError as exc:
+        raise APIError(exc.status, str(exc), "invalid_request_error", "id", exc.code) from None
 
 
 def _small_stats(stats: dict[str, Any]) -> dict[str, Any]:

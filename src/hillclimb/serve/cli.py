@@ -1,7 +1,7 @@
 """CLI of the serving side: `hillclimb serve`, `hillclimb chat`, `hillclimb keys ...`.
 
 Handlers import FastAPI, uvicorn and torch lazily so `hillclimb --help` stays fast. `keys`
-subcommands only touch the SQLite usage database (accounting.py), so operators can create keys,
+subcommands only touch the SQLite usage database (billing.py), so operators can create keys,
 top up credits and read usage while a server runs on the same file (WAL).
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import default_state_dir
+from hillclimb.serve.flywheel import FILENAME as FLYWHEEL_FILE
 
 # Server state (the usage/credits database and its -wal/-shm files) lives in a per-user state
 # directory, not the current one: `hillclimb serve` started from a checkout must not leave files
@@ -170,6 +171,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _db_args(ku)
     ku.add_argument("--json", action="store_true", help="print the usage report as JSON")
     ku.set_defaults(func=_keys_usage, _parser=ku)
+    kn = ksub.add_parser(
+        "consent",
+        help="whether an account's requests may become training data (the flywheel; off "
+        "unless turned on here)",
+    )
+    _db_args(kn)
+    kn.add_argument("--name", required=True, help="account name")
+    on_off = kn.add_mutually_exclusive_group(required=True)
+    on_off.add_argument("--on", action="store_true", help="the account opted in")
+    on_off.add_argument("--off", action="store_true", help="the account opted out (default)")
+    kn.set_defaults(func=_keys_consent, _parser=kn)
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
@@ -202,10 +214,6 @@ def _serve(args: argparse.Namespace) -> int:
         raise HillclimbError("--stream-interval must be between 0 and 1 second")
     if args.threads is not None and args.threads < 1:
         raise HillclimbError("--threads must be >= 1")
-    if args.prefix_cache is not None:
-        # the engines (in this process or the engine child, which inherits the environment)
-        # read it when built with `Engine(prefix_cache=None)`
-        os.environ["HILLCLIMB_PREFIX_CACHE"] = "1" if args.prefix_cache else "0"
     if args.state_dir is not None and args.state_dir.exists() and not args.state_dir.is_dir():
         raise HillclimbError(f"--state-dir {args.state_dir} exists and is not a directory")
     db = usage_db_path(args.db, args.state_dir)
@@ -217,7 +225,8 @@ def _serve(args: argparse.Namespace) -> int:
                        default_max_tokens=args.default_max_tokens,
                        compile=args.compile, stream_interval=args.stream_interval,
                        threads=args.threads, engine_process=args.engine_process,
-                       log_level=args.log_level)  # fmt: skip
+                       log_level=args.log_level, prefix_cache=args.prefix_cache,
+                       flywheel=db.parent / FLYWHEEL_FILE)  # fmt: skip
     serve_forever(state, args.host, args.port, log_level=args.log_level)
     return 0
 
@@ -278,6 +287,21 @@ def _keys_credit(args: argparse.Namespace) -> int:
     acc = UsageDB(path).add_credits(args.name, args.add)
     credits = "unlimited" if acc.credits is None else f"{acc.credits:g}"
     print(f"{acc.name}: balance {credits} credits")
+    return 0
+
+
+def _keys_consent(args: argparse.Namespace) -> int:
+    from hillclimb.serve.billing import UsageDB
+    from hillclimb.serve.flywheel import FlywheelStore
+
+    path = usage_db_path(args.db, args.state_dir)
+    if not path.is_file():
+        raise HillclimbError(f"no usage database at {path}")
+    UsageDB(path).account_by_name(args.name)  # an unknown account is a clear error
+    with FlywheelStore(path.parent / FLYWHEEL_FILE) as fw:
+        fw.set_consent(args.name, bool(args.on))
+    state = "may" if args.on else "may not"
+    print(f"{args.name}: requests from now on {state} become training data ({fw.path})")
     return 0
 
 

@@ -297,9 +297,11 @@ def _record(
         if request.get("tools"):
             rec["tools"] = request["tools"]
         return rec
+    if not isinstance(request.get("prompt"), str):
+        return None  # token-id or batched prompts are not kept
     return {
         "fim": {
-            "prefix": request.get("prompt", ""),
+            "prefix": request["prompt"],
             "middle": answer.get("text", ""),
             "suffix": request.get("suffix") or "",
         }

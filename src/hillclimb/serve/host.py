@@ -61,6 +61,9 @@ class EngineOptions:
     # (`serve/healing.py`); thinking never heals by default
     flash_token_healing: bool = True
     compile: bool | None = None  # compiled decode steps; None = on for CPU
+    # the prefix cache over the KV slots (`serve/prefix_cache.py`); None = the engine's
+    # default (on, unless HILLCLIMB_PREFIX_CACHE=0)
+    prefix_cache: bool | None = None
     threads: int | None = None  # torch intra-op threads; None = auto
 
 
@@ -85,7 +88,12 @@ def load_engines(
     if comp:
         log.info("compiling the decode steps (three graphs per model, ≈10–15 s each on "
                  "2 cores, cached on disk for later starts; --no-compile skips)")  # fmt: skip
-    kw = {"device": dev, "max_batch": opts.max_batch, "compile": comp}
+    kw = {
+        "device": dev,
+        "max_batch": opts.max_batch,
+        "compile": comp,
+        "prefix_cache": opts.prefix_cache,
+    }
     if flash is not None:
         engines["code-flash"] = Engine.from_checkpoint(
             flash,

@@ -29,14 +29,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("hillclimb.serve")
 
 
-def usage_dict(prompt: int, completion: int, reasoning: int) -> dict[str, Any]:
-    """OpenAI's `usage` object."""
+def usage_dict(prompt: int, completion: int, reasoning: int, cached: int = 0) -> dict[str, Any]:
+    """OpenAI's `usage` object (`cached`: prompt tokens whose KV the prefix cache reused)."""
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "completion_tokens_details": {"reasoning_tokens": reasoning},
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached},
     }
 
 
@@ -80,6 +80,10 @@ class Job:
         self.outputs: dict[int, GenerationOutput] = {}  # by choice index
         self.counts: dict[int, list[int]] = {}  # choice -> [completion, reasoning] (fallback)
         self.finish: dict[int, str] = {}
+        # the flywheel (`serve/flywheel.py`): the request as sent (set by the endpoint) and a
+        # function giving each choice's final answer, read once when the job is finalized
+        self.flywheel_request: dict[str, Any] | None = None
+        self.answers: Any = None
 
     # billing
     def reserve(self, prompt_tokens_total: int, max_new_total: int) -> None:
@@ -227,6 +231,19 @@ class Job:
         m.completion_tokens.inc(mid, amount=completion)
         m.reasoning_tokens.inc(mid, amount=reasoning)
         m.latency.observe(self.endpoint, mid, value=time.perf_counter() - self.t0)
+        if status == 200 and self.state.flywheel is not None:
+            try:
+                self.state.flywheel.record_served(
+                    self.request_id,
+                    account=self.account.name if self.account is not None else "open",
+                    endpoint=self.endpoint,
+                    model=self.entry.id,
+                    request=self.flywheel_request or {},
+                    response={"choices": self.answers() if self.answers else []},
+                    open_mode=self.account is None,
+                )
+            except Exception:
+                log.exception("flywheel record %s", self.request_id)
         if self.reserved:
             finish = ",".join(sorted(set(self.finish.values()))) or "cancelled"
             cost = self.entry.price.cost_micro(prompt, completion)
@@ -259,7 +276,12 @@ class Job:
         return out
 
     def usage_dict(self) -> dict[str, Any]:
-        return usage_dict(*self.usage())
+        # reused prompt tokens, once per distinct prompt (its first choice), as healing counts
+        cached = sum(
+            getattr(self.outputs.get(i), "cached_tokens", 0) or 0
+            for i in range(0, len(self.handles), self.n)
+        )
+        return usage_dict(*self.usage(), cached=cached)
 
     def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         """The OpenAI response object around `choices` (chat and text completions alike)."""

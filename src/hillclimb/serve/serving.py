@@ -88,6 +88,10 @@ class Endpoint(ABC, Generic[RequestT]):
     def token_healing(self, req: RequestT) -> bool | None: ...
 
     @abstractmethod
+    def flywheel_request(self, req: RequestT) -> dict[str, Any] | None:
+        """What the flywheel keeps of the request (only for accounts that opted in)."""
+        return None
+
     async def collect(self, job: Job, req: RequestT, prompts: list[list[int]]) -> dict[str, Any]:
         """The whole answer as one JSON object."""
 
@@ -196,6 +200,7 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
         params = sampling_params(req, max_new, entry, endpoint)
         rid = endpoint.id_prefix + uuid.uuid4().hex[:24]
         job = Job(state, entry, rid, endpoint.name, req.model, account, t0)
+        job.flywheel_request = endpoint.flywheel_request(req)
         state.metrics.inflight.add(amount=1)
         if len(prompts) * req.n > MAX_CHOICES:
             raise invalid(f"at most {MAX_CHOICES} choices per request (prompts × n).", "n")

@@ -210,6 +210,11 @@ def chat_logprobs(records: list[dict[str, Any]] | None, tok: Tokenizer) -> list[
     return out
 
 
+def _answers(choices: list[ChatChoice]) -> Any:
+    """The flywheel's view of the finished choices: final content and tool calls."""
+    return lambda: [{"content": c.content, "tool_calls": c.tool_calls or None} for c in choices]
+
+
 def _choices(job: Job, req: ChatCompletionRequest) -> list[ChatChoice]:
     parse_tools = bool(req.tools) and req.tool_choice != "none"
     prefix = f"call_{job.request_id[-8:]}"
@@ -230,6 +235,7 @@ class ChatStream(ChoiceStream[Delta]):
         self.req = req
         self.tok = job.entry.engine.tokenizer
         self.choices = _choices(job, req)
+        job.answers = _answers(self.choices)
 
     def head(self) -> list[bytes]:
         return [self.chunk(c.index, {"role": "assistant", "content": ""}) for c in self.choices]
@@ -261,6 +267,9 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
     ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
         return chat_prompt(req, tok), message_dicts(req)
 
+    def flywheel_request(self, req: ChatCompletionRequest) -> dict[str, Any] | None:
+        return {"messages": message_dicts(req), "tools": req.tools}
+
     def for_model(
         self,
         req: ChatCompletionRequest,
@@ -289,6 +298,7 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
     ) -> dict[str, Any]:
         tok = job.entry.engine.tokenizer
         choices = _choices(job, req)
+        job.answers = _answers(choices)
         async for i, ev in job.events():
             c = choices[i]
             c.feed(ev.text, ev.is_reasoning)

@@ -105,6 +105,13 @@ def completion_logprobs(
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
 
+def _answers(job: Job) -> Any:
+    """The flywheel's view of the finished choices: the engine's final texts."""
+    return lambda: [
+        {"text": getattr(job.outputs.get(i), "text", "")} for i in range(len(job.handles))
+    ]
+
+
 class CompletionStream(ChoiceStream[str]):
     """`text_completion` chunks: the echoed prompt first when asked, then the raw text."""
 
@@ -113,6 +120,7 @@ class CompletionStream(ChoiceStream[str]):
     empty = ""
 
     def __init__(self, job: Job, req: CompletionRequest, prompts: list[list[int]]):
+        job.answers = _answers(job)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         super().__init__(job, include_usage)
         self.req = req
@@ -155,6 +163,16 @@ class CompletionEndpoint(Endpoint[CompletionRequest]):
     ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
         return completion_prompts(req, tok), None
 
+    def flywheel_request(self, req: CompletionRequest) -> dict[str, Any] | None:
+        # one text prompt (an IDE's completion or FIM request); token-id and batched prompts
+        # are not kept
+        prompt = (
+            req.prompt[0] if isinstance(req.prompt, list) and len(req.prompt) == 1 else req.prompt
+        )
+        if not isinstance(prompt, str):
+            return None
+        return {"prompt": prompt, "suffix": req.suffix}
+
     def default_max_tokens(self, state: ServerState) -> int:
         return 16  # OpenAI's default for completions
 
@@ -168,6 +186,7 @@ class CompletionEndpoint(Endpoint[CompletionRequest]):
         self, job: Job, req: CompletionRequest, prompts: list[list[int]]
     ) -> dict[str, Any]:
         tok = job.entry.engine.tokenizer
+        job.answers = _answers(job)
         texts = {i: "" for i in range(len(job.handles))}
         raw = {i: RawText(tok.token_id(THINK_START)) for i in texts}
         records: dict[int, list[dict[str, Any]]] = {i: [] for i in texts}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hillclimb.errors import HillclimbError
 from hillclimb.serve.auth import Authenticator, KeySpec
 from hillclimb.serve.billing import Price, UsageDB, default_price
+from hillclimb.serve.flywheel import FlywheelStore
 from hillclimb.serve.metrics import ServerMetrics, engine_collector
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ class ServerState:
     # seconds between two SSE writes of one stream; None = auto (see `flush_interval`)
     stream_interval: float | None = None
     started: float = field(default_factory=time.time)
+    # the data flywheel's API half (`serve/flywheel.py`): who was served what, consent,
+    # feedback; None = not recorded (no POST /v1/feedback)
+    flywheel: FlywheelStore | None = None
 
     def flush_interval(self, entry: ModelEntry) -> float:
         """How long a stream lets tokens gather before its next SSE write. Auto: none while
@@ -157,6 +161,7 @@ def build_state(
     owns_engines: bool = True,
     speculative: bool = False,
     stream_interval: float | None = None,
+    flywheel: FlywheelStore | str | Path | None = None,
 ) -> ServerState:
     """Assemble a server from loaded engines (ids `thinking` / `code-flash`).
 
@@ -204,6 +209,11 @@ def build_state(
         owns_engines=owns_engines,
         speculative=speculative,
         stream_interval=stream_interval,
+        flywheel=(
+            flywheel
+            if flywheel is None or isinstance(flywheel, FlywheelStore)
+            else FlywheelStore(flywheel)
+        ),
     )
     state.metrics.add_collector(engine_collector({k: m.engine for k, m in models.items()}))
     return state
@@ -226,6 +236,8 @@ def load_state(
     stream_interval: float | None = None,
     threads: int | None = None,
     engine_process: bool = False,
+    prefix_cache: bool | None = None,
+    flywheel: str | Path | None = None,
     log_level: str = "warning",
 ) -> ServerState:
     """Load checkpoints into engines (thinking verifies code-flash's drafts when both are given
@@ -245,6 +257,7 @@ def load_state(
         speculative=speculative,
         compile=compile,
         threads=threads,
+        prefix_cache=prefix_cache,
     )
     if engine_process:
         import torch
@@ -271,6 +284,7 @@ def load_state(
             default_max_tokens=default_max_tokens,
             speculative=spec_on,
             stream_interval=stream_interval,
+            flywheel=flywheel,
         )
     except BaseException:
         for eng in engines.values():  # an engine process must not outlive a failed start
