@@ -290,3 +290,48 @@ def test_summary_table_says_what_bpb_is_measured_on():
     assert "2.250" in out and "1.500" in out and "3.000" in out
     assert "pre-training corpus's val split (not on SFT data)" in out
     assert "sft_examples_val_bpb" in out
+
+
+def test_flywheel_export_feeds_the_next_climb(climb: dict, tmp_path: Path, capsys) -> None:
+    """Run tasks → a user rejects one → export → the next climb (a copy of this run with the
+    export in the recipe) re-runs SFT data onwards, trains code-flash on the accepted episode
+    and its report says how many examples came from the flywheel."""
+    import shutil
+
+    from hillclimb.climb.runner import run_climb
+
+    tasks, hrun, exp = tmp_path / "tasks", tmp_path / "hrun", tmp_path / "export"
+    assert main(["harness", "generate", "--out", str(tasks), "--n", "2", "--seed", "5",
+                 "--kinds", "bugfix"]) == 0  # fmt: skip
+    assert main(["harness", "run", "--tasks", str(tasks), "--model", "reference", "--out",
+                 str(hrun), "--json"]) == 0  # fmt: skip
+    from hillclimb.harness.telemetry import Telemetry
+
+    with Telemetry(hrun / "telemetry.db") as tel:
+        first = tel.query("SELECT id FROM episodes ORDER BY task_id")[0][0]
+    assert main(["telemetry", "feedback", "--db", str(hrun / "telemetry.db"), "--episode", first,
+                 "--reject"]) == 0  # fmt: skip
+    assert main(["telemetry", "export", "--db", str(hrun / "telemetry.db"), "--out",
+                 str(exp)]) == 0  # fmt: skip
+    capsys.readouterr()
+    recipe = tmp_path / "smoke-flywheel.toml"
+    recipe.write_text(
+        RECIPE.read_text().replace(
+            "[sft_data.code-flash]\n", f'[sft_data.code-flash]\nflywheel = ["{exp}"]\n'
+        )
+    )
+    run = tmp_path / "run"
+    shutil.copytree(climb["run"], run)
+    with pytest.raises(HillclimbError, match="stage sft-data"):
+        run_climb(recipe, run, print_summary=False)  # a changed recipe needs --restart-from
+    s = run_climb(recipe, run, restart_from="sft-data", print_summary=False)
+    assert s["stages_run"][0] == "sft-data" and "sft-code-flash" in s["stages_run"]
+    rec = json.loads((run / "06-sft-data" / "_stage.json").read_text())["result"]["code-flash"]
+    fw = rec["flywheel"]
+    assert fw["sft_examples"] == 1 and fw["by_source"] == {"harness": 1}
+    assert fw["rl_prompts_available"] == 1 and rec["by_kind"]["flywheel"] == 1
+    lines = (run / "06-sft-data" / "code-flash.jsonl").read_text().splitlines()
+    mine = [json.loads(x) for x in lines if '"kind": "flywheel"' in x]
+    assert len(mine) == 1 and mine[0]["meta"]["source"] == "harness"
+    md = (run / "report" / "report.md").read_text()
+    assert "## The flywheel" in md and "| code-flash | 1 |" in md

@@ -67,6 +67,9 @@ SFT_DATA_DEFAULTS: dict[str, Any] = {
     # plain corpus windows (loss on every token) mixed into SFT so the model keeps modelling the
     # corpus while it learns the chat format ("replay"; without it val bits/byte regresses)
     "text_examples": 0,
+    # `hillclimb telemetry export` directories whose accepted episodes / consented API answers
+    # join this model's SFT data (climb/flywheel.py); paths relative to the recipe
+    "flywheel": [],
     "seed": None,  # default: [climb].seed
 }
 EVAL_DEFAULTS: dict[str, Any] = {
@@ -295,6 +298,8 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
 
     # ---- sft data -----------------------------------------------------------------------------
     from hillclimb import problems as P
+    from hillclimb.climb.flywheel import check_exports
+    from hillclimb.data.recipe import expand_source_path
 
     common, per = _split_per_model(dict(raw.get("sft_data", {})), names, "sft_data")
     sft_data = {}
@@ -322,6 +327,12 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
             raise ConfigError(f"[sft_data] for {m}: `n` as a list must align with `tiers`")
         if eff["seed"] is None:
             eff["seed"] = seed
+        if not isinstance(eff["flywheel"], list) or not all(
+            isinstance(x, str) for x in eff["flywheel"]
+        ):
+            raise ConfigError(f"[sft_data] for {m}: `flywheel` must be a list of directories")
+        eff["flywheel"] = [expand_source_path(x, path.parent) for x in eff["flywheel"]]
+        check_exports(eff["flywheel"], f"[sft_data] for {m}")
         sft_data[m] = eff
 
     # ---- eval ---------------------------------------------------------------------------------

@@ -335,6 +335,42 @@ def _fmt(x: Any, spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
+    """Markdown: how many SFT examples per model came from telemetry exports (none: no lines)."""
+    rows = []
+    for model, counts in sorted(sft_data.items()):
+        fw = counts.get("flywheel") if isinstance(counts, dict) else None
+        if not fw:
+            continue
+        src = ", ".join(f"{k} {v}" for k, v in sorted(fw["by_source"].items())) or "none"
+        rows.append(
+            [model, fw["sft_examples"], counts.get("examples", "-"), src,
+             fw["refused_no_consent"], fw["rl_prompts_available"], len(fw["exports"])]
+        )  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## The flywheel",
+        "",
+        "SFT examples that came from telemetry exports (resolved harness episodes; API answers "
+        "users accepted, from accounts that opted in), of all SFT examples of the model:",
+        "",
+        _md_table(
+            [
+                "model",
+                "from the flywheel",
+                "all SFT examples",
+                "by source",
+                "refused (no consent)",
+                "RL prompts in the exports",
+                "exports",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+    ]
+
+
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -587,6 +623,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         from hillclimb.data.card import decontamination_summary
 
         md += decontamination_summary(card)
+
+    # ---- the flywheel ------------------------------------------------------------------------
+    md += flywheel_lines(c.results.get("sft-data") or {})
 
     # ---- promotion gate ----------------------------------------------------------------------
     gate = c.results.get("registry")

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hillclimb.climb.flywheel import fingerprint
 from hillclimb.climb.promotion import GATE_SETTINGS
 from hillclimb.climb.recipe import Recipe, canonical_hash, describe_change, load_recipe
 from hillclimb.climb.state import (
@@ -306,7 +307,16 @@ def plan(recipe: Recipe) -> list[Stage]:
         Stage(
             "sft-data",
             "",
-            {"sft_data": r.sft_data, "seq_len": {m: r.sft[m].get("seq_len") for m in names}},
+            {
+                "sft_data": r.sft_data,
+                "seq_len": {m: r.sft[m].get("seq_len") for m in names},
+                # a new telemetry export re-runs SFT data (and what follows); the same does not
+                **(
+                    {"flywheel": {m: fingerprint(r.sft_data[m]["flywheel"]) for m in names}}
+                    if any(r.sft_data[m]["flywheel"] for m in names)
+                    else {}
+                ),
+            },
             ["data"],
             _sft_data,
         )

@@ -288,6 +288,12 @@ def build_sft_file(
         list(spec["fim_languages"]),
     )
     recs += text_records(corpus, int(spec.get("text_examples", 0)), int(spec["seed"]), seq_len * 2)
+    flywheel: dict[str, Any] | None = None
+    if spec.get("flywheel"):
+        from hillclimb.climb.flywheel import flywheel_records
+
+        fw_recs, flywheel = flywheel_records(list(spec["flywheel"]))
+        recs += fw_recs
     if not recs:
         raise HillclimbError(
             "the [sft_data] spec produced no examples (n = 0 and no tool/FIM examples)"
@@ -300,6 +306,8 @@ def build_sft_file(
             counts["by_family"][r["family"]] = counts["by_family"].get(r["family"], 0) + 1
             t = str(r["tier"])
             counts["by_tier"][t] = counts["by_tier"].get(t, 0) + 1
+    if flywheel is not None:
+        counts["flywheel"] = flywheel
     with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in recs:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
