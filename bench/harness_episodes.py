@@ -20,6 +20,7 @@ is throughput), or contention from other processes (run it on an idle machine).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -38,6 +39,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--max-steps", type=int, default=6)
+    ap.add_argument("--compile", action="store_true", help="compiled decode steps (the server's)")
     args = ap.parse_args()
 
     import torch
@@ -53,11 +55,12 @@ def main() -> int:
         tasks_dir = args.tasks
         if tasks_dir is None:
             tasks_dir = str(Path(tmp) / "tasks")
-            cli(["harness", "generate", "--out", tasks_dir, "--n", str(args.n_tasks),
-                 "--seed", str(args.seed), "--kinds", "bugfix"])  # fmt: skip
+            with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
+                cli(["harness", "generate", "--out", tasks_dir, "--n", str(args.n_tasks),
+                     "--seed", str(args.seed), "--kinds", "bugfix"])  # fmt: skip
         tasks = [load_task(d) for d in sorted(find_task_dirs(Path(tasks_dir)))]
         limits = EpisodeLimits(max_steps=args.max_steps, temperature=0.0, seed=0)
-        engine = Engine.from_checkpoint(args.model, max_batch=max(levels))
+        engine = Engine.from_checkpoint(args.model, max_batch=max(levels), compile=args.compile)
         rows, trajectories = [], []
         for c in levels:
             before = _engine_counters(engine)
@@ -99,6 +102,7 @@ def main() -> int:
                 "model": str(args.model),
                 "tasks": len(tasks),
                 "max_steps": args.max_steps,
+                "compile": args.compile,
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                 "torch_threads": torch.get_num_threads(),
                 "levels": rows,
