@@ -46,6 +46,8 @@ def test_shipped_recipes_load(name: str) -> None:
     ]
     if name == "tiny":  # code-flash-tiny's groups carry no signal yet: its RL stage is off
         want.remove("rl-code-flash")
+    else:  # smoke proves the agentic RL stage runs
+        want.insert(want.index("eval"), "rl-harness-code-flash")
     assert keys == want
 
 
@@ -90,6 +92,9 @@ def test_rl_stage_per_model_can_be_switched_off() -> None:
     assert "rl-code-flash" not in keys and "rl-thinking" in keys
     raw.pop("rl")
     keys = [s.key for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))]
+    assert [k for k in keys if k.startswith("rl-")] == ["rl-harness-code-flash"]
+    raw["rl_harness"]["code-flash"]["enabled"] = False
+    keys = [s.key for s in plan(parse_recipe(raw, ROOT / "recipes" / "smoke.toml"))]
     assert not any(k.startswith("rl-") for k in keys)
 
 
@@ -115,7 +120,7 @@ def test_resolve_stage_names() -> None:
     stages = plan(load_recipe(ROOT / "recipes" / "smoke.toml"))
     assert stages[resolve_stage(stages, "pretrain")].key == "pretrain-code-flash"
     assert stages[resolve_stage(stages, "sft-thinking")].key == "sft-thinking"
-    assert stages[resolve_stage(stages, "11-eval")].key == "eval"
+    assert stages[resolve_stage(stages, "12-eval")].key == "eval"
     assert stages[resolve_stage(stages, "rl")].key == "rl-code-flash"
     with pytest.raises(HillclimbError, match="unknown stage"):
         resolve_stage(stages, "deploy")
@@ -241,3 +246,31 @@ def test_text_records_are_deterministic_windows_and_refuse_an_empty_corpus(tmp_p
         text_records(tmp_path / "val", 2, seed=0, max_chars=100)
     with pytest.raises(HillclimbError, match="no documents"):
         text_records(tmp_path / "missing", 2, seed=0, max_chars=100)
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ({"thinkin": {"steps": 1}}, "not models of this recipe"),
+        ({"code-flash": {"n_tasks": 0}}, "n_tasks must be an integer >= 1"),
+        ({"code-flash": {"harness": "x"}}, "fills itself"),
+        ({"code-flash": {"group_size": 1}}, "rl_harness.code-flash"),
+    ],
+)
+def test_rl_harness_table_errors(table, match) -> None:
+    raw = _raw()
+    raw["rl_harness"] = table
+    with pytest.raises(ConfigError, match=match):
+        parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+
+
+def test_rl_harness_final_is_what_eval_and_registry_use() -> None:
+    from hillclimb.climb.runner import rl_final
+
+    r = load_recipe(ROOT / "recipes" / "smoke.toml")
+    assert rl_final(r, "code-flash") == "rl-harness-code-flash"
+    assert rl_final(r, "thinking") == "rl-thinking"
+    eval_stage = next(s for s in plan(r) if s.key == "eval")
+    assert (
+        "rl-harness-code-flash" in eval_stage.parents and "rl-code-flash" not in eval_stage.parents
+    )

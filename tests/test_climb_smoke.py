@@ -85,8 +85,9 @@ def test_every_artifact(climb: dict) -> None:
         "08-sft-thinking",
         "09-rl-code-flash",
         "10-rl-thinking",
-        "11-eval",
-        "12-registry",
+        "11-rl-harness-code-flash",
+        "12-eval",
+        "13-registry",
         "report",
     ]
     for d in stages:
@@ -108,13 +109,14 @@ def test_every_artifact(climb: dict) -> None:
         lines = (run / "06-sft-data" / f"{m}.jsonl").read_text().splitlines()
         kinds = {json.loads(x)["kind"] for x in lines}
         assert "chat" in kinds and (m != "code-flash" or {"fim", "tool", "text"} <= kinds)
-        ev = json.loads((run / "11-eval" / f"{m}.json").read_text())
+        ev = json.loads((run / "12-eval" / f"{m}.json").read_text())
         rl = run / ("09-rl-code-flash" if m == "code-flash" else "10-rl-thinking") / "run"
         assert (rl / "final" / "model.safetensors").is_file() and (rl / "report.md").is_file()
         steps = [json.loads(x) for x in (rl / "metrics.jsonl").read_text().splitlines()]
         assert [x["step"] for x in steps] == [1, 2] and all("time" in x for x in steps)
         assert ev["rl"]["tasks"]["settings"] == ev["sft"]["tasks"]["settings"]  # like for like
         assert s["models"][m]["eval"]["final_stage"] == "rl"
+        assert ev["rl_stage"] == ("rl-harness-code-flash" if m == "code-flash" else "rl-thinking")
         b = ev["pretrain"]["bpb"]
         assert 0 < b["val_bpb"] < 20 and 0 < b["unigram_bpb"] < 20
         t = ev["sft"]["tasks"]
@@ -174,10 +176,19 @@ def test_every_artifact(climb: dict) -> None:
         "sft-thinking",
         "rl-code-flash",
         "rl-thinking",
+        "rl-harness-code-flash",
         "eval",
         "registry",
         "report",
     }
+    # agentic RL in the harness: generated tasks, episodes through the agent loop, a checkpoint
+    hr = run / "11-rl-harness-code-flash"
+    assert (hr / "run" / "final" / "model.safetensors").is_file()
+    assert json.loads((hr / "_stage.json").read_text())["result"]["tasks"] == 1
+    steps = [json.loads(x) for x in (hr / "run" / "metrics.jsonl").read_text().splitlines()]
+    # groups of 2 episodes; a group whose rewards are all equal is dropped and refilled
+    assert steps and steps[0]["harness"]["episodes"] in (2, 4, 6)
+    assert "### rl-harness-code-flash" in (run / "report" / "report.md").read_text()
     assert json.loads((run / "summary.json").read_text())["report"].endswith("report/report.md")
 
 
@@ -197,9 +208,17 @@ def test_registry_stage_registers_lineage_and_runs_the_gate(climb: dict) -> None
                 assert [c.stage for c in chain] == ["sft", "pretrain"]
                 assert rec["decision"] == "skipped" and "identical" in rec["reasons"][0]
             else:
-                assert [c.stage for c in chain] == ["rl", "sft", "pretrain"]
-                rl_dir = run / f"{'09' if m == 'code-flash' else '10'}-rl-{m}" / "run" / "final"
-                assert chain[0].path == str(rl_dir.resolve())
+                # code-flash: problem RL then harness RL (one checkpoint when harness RL left
+                # the weights as they were)
+                got = [c.stage for c in chain]
+                n_rl = 2 if m == "code-flash" else 1
+                assert got[-2:] == ["sft", "pretrain"] and 1 <= len(got) - 2 <= n_rl
+                assert set(got[:-2]) == {"rl"}
+                finals = {
+                    str((run / d / "run" / "final").resolve())
+                    for d in ("09-rl-code-flash", "11-rl-harness-code-flash", "10-rl-thinking")
+                }
+                assert chain[0].path in finals
             assert chain[0].recipe_hash and chain[0].data_card_hash and chain[0].run_id
             # item-level results of the real eval output: 14 items per split, like the totals
             ev, items = reg.items(ids["rl"], "heldout")
@@ -210,7 +229,7 @@ def test_registry_stage_registers_lineage_and_runs_the_gate(climb: dict) -> None
                 assert [c["suite"] for c in rec["checks"]] == ["heldout", "heldout_phrasing"]
     md = (run / "report" / "report.md").read_text()
     assert "## Registry and promotion gate" in md and "thinking@prod" in md
-    assert (run / "12-registry" / "gate.md").is_file()
+    assert (run / "13-registry" / "gate.md").is_file()
 
 
 def test_rerun_skips_every_stage(climb: dict) -> None:
@@ -220,7 +239,7 @@ def test_rerun_skips_every_stage(climb: dict) -> None:
     s = run_climb(RECIPE, climb["run"], print_summary=False)
     assert s["stages_run"] == []
     new = _events(climb["run"])[n:]
-    assert len(new) == 13 and all(e["event"] == "skip" and e["status"] == "skipped" for e in new)
+    assert len(new) == 14 and all(e["event"] == "skip" and e["status"] == "skipped" for e in new)
 
 
 def test_deleted_final_marker_reruns_only_the_report(

@@ -70,6 +70,8 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
     card = c.shards_dir / "data_card.json"
     card_hash = file_hash(card) if card.is_file() else None
     stages = [f"pretrain-{m}", f"sft-{m}"] + ([f"rl-{m}"] if m in c.recipe.rl else [])
+    if m in c.recipe.rl_harness:  # registered as stage "rl" too: the final RL-trained model
+        stages.append(f"rl-harness-{m}")
     ids: dict[str, str] = {}
     parent: str | None = None
     for key in stages:

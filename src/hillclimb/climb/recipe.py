@@ -44,6 +44,7 @@ KNOWN_TABLES = {
     "sft",
     "sft_data",
     "rl",
+    "rl_harness",
     "eval",
     "report",
 }
@@ -147,6 +148,47 @@ def rl_tables(raw: dict[str, Any], names: list[str], seed: int) -> dict[str, dic
     return out
 
 
+# what the climb generates for an `rl-harness-<model>` stage (`harness generate` options)
+HARNESS_TASK_DEFAULTS: dict[str, Any] = {"n_tasks": 8, "task_seed": 1000, "kinds": ["bugfix"]}
+
+
+def rl_harness_tables(
+    raw: dict[str, Any], names: list[str], seed: int
+) -> dict[str, dict[str, Any]]:
+    """`[rl_harness.<model>]`: agentic RL in the harness after the model's other training.
+    Only models with their own table get the stage (a reasoning model has no use for it);
+    task keys (`HARNESS_TASK_DEFAULTS`) say what tasks the climb generates, the rest are
+    `RLConfig` fields (`harness` itself is filled by the climb)."""
+    from hillclimb.rl.config import RLConfig
+
+    table = raw.get("rl_harness", {})
+    if not isinstance(table, dict):
+        raise ConfigError("[rl_harness] must be a table of [rl_harness.<model>] tables")
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"[rl_harness]: {unknown} are not models of this recipe; use [rl_harness.<model>]"
+        )
+    out = {}
+    for m in names:
+        eff = dict(table.get(m) or {})
+        if not eff or not eff.pop("enabled", True):
+            continue
+        tasks = {k: eff.pop(k, v) for k, v in HARNESS_TASK_DEFAULTS.items()}
+        if not isinstance(tasks["n_tasks"], int) or tasks["n_tasks"] < 1:
+            raise ConfigError(f"[rl_harness.{m}] n_tasks must be an integer >= 1")
+        reserved = sorted(set(eff) & (RESERVED_RL | {"harness"}))
+        if reserved:
+            raise ConfigError(f"[rl_harness.{m}] sets {reserved}, which the climb fills itself")
+        eff.setdefault("seed", seed)
+        try:
+            RLConfig.from_dict({**eff, "harness": "tasks"})
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(f"[rl_harness.{m}]: {exc}") from exc
+        out[m] = {"tasks": tasks, "rl": eff}
+    return out
+
+
 def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -178,6 +220,8 @@ class Recipe:
     eval: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
     rl: dict[str, dict[str, Any]] = field(default_factory=dict)  # models with an RL stage only
+    # models with an agentic RL stage in the harness: {"tasks": {...}, "rl": RLConfig fields}
+    rl_harness: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def model_names(self) -> list[str]:
@@ -367,7 +411,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     return Recipe(
         name=path.stem, path=path, raw=raw, seed=seed, data=data, tokenizer=tok, models=models,
         pretrain=pretrain, sft=sft, sft_data=sft_data, eval=ev, report=dict(raw.get("report", {})),
-        rl=rl,
+        rl=rl, rl_harness=rl_harness_tables(raw, names, seed),
     )  # fmt: skip
 
 

@@ -513,6 +513,11 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 figures.append(f"rl_{m}.png")
                 md += [f"![rl {m}](rl_{m}.png)", ""]
             md += summary_lines(run)
+    for m in (m for m in r.model_names if m in r.rl_harness):
+        from hillclimb.rl.report import summary_lines
+
+        md += [f"### rl-harness-{m} (agentic RL in the harness)", ""]
+        md += summary_lines(c.dir(f"rl-harness-{m}") / "run")
 
     # ---- curves -------------------------------------------------------------------------------
     md += ["## Training curves", ""]

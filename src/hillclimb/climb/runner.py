@@ -205,6 +205,44 @@ def _rl(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
     return body
 
 
+def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
+    """Agentic RL in the harness (`hillclimb rl --harness`) on tasks this stage generates
+    (`[rl_harness.<model>]` n_tasks / task_seed / kinds; evaluate on tasks of other seeds —
+    other mutations — with `hillclimb eval --suite harness`)."""
+
+    def body(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
+        from hillclimb.harness.task import find_task_dirs
+        from hillclimb.harness.taskgen.generate import generate_tasks
+        from hillclimb.rl.config import RLConfig
+        from hillclimb.rl.report import write_rl_report
+        from hillclimb.rl.train import run_rl
+
+        spec = c.recipe.rl_harness[model]
+        tasks = d / "tasks"
+        if not tasks.is_dir() or not find_task_dirs(tasks):
+            t = spec["tasks"]
+            gen = generate_tasks(
+                tasks, int(t["n_tasks"]), seed=int(t["task_seed"]), kinds=list(t["kinds"])
+            )
+            if not gen["generated"]:
+                raise HillclimbError(f"rl-harness-{model}: no task generated ({gen['failures']})")
+        run = d / "run"
+        _fresh_run_dir(run)
+        cfg = RLConfig.from_dict(
+            {**spec["rl"], "harness": str(tasks), "out": run, "init": c.final(parent),
+             "resume": True}
+        )  # fmt: skip
+        res = run_rl(cfg)
+        write_rl_report(run)
+        _check_final(run)
+        return {
+            "tasks": len(find_task_dirs(tasks)),
+            **{k: res.get(k) for k in ("steps", "first", "last", "elapsed_s")},
+        }
+
+    return body
+
+
 def _check_final(run: Path) -> None:
     if not (run / "final" / "config.json").is_file():
         raise HillclimbError(f"training finished without a final checkpoint in {run}")
@@ -226,13 +264,25 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
         c.say(f"eval {m}: SFT model (held-out suites)")
         tuned = run_eval(c.final(f"sft-{m}"), c.shards_dir, accuracy=True, **common)
         rec = {"model": m, "pretrain": base, "sft": tuned}
-        if m in c.recipe.rl:
-            c.say(f"eval {m}: RL model (held-out suites, same settings)")
-            rec["rl"] = run_eval(c.final(f"rl-{m}"), c.shards_dir, accuracy=True, **common)
+        rl_key = rl_final(c.recipe, m)
+        if rl_key is not None:
+            c.say(f"eval {m}: RL model ({rl_key}; held-out suites, same settings)")
+            rec["rl"] = run_eval(c.final(rl_key), c.shards_dir, accuracy=True, **common)
+            rec["rl_stage"] = rl_key
         write_json_atomic(d / f"{m}.json", rec)
         out[m] = rec
     write_json_atomic(d / "eval.json", out)
     return {m: _eval_headline(r) for m, r in out.items()}
+
+
+def rl_final(recipe: Recipe, model: str) -> str | None:
+    """The stage whose checkpoint is the model's RL-trained final: harness RL when the recipe
+    has it (it starts from the problem-RL or SFT model), else problem RL, else None."""
+    if model in recipe.rl_harness:
+        return f"rl-harness-{model}"
+    if model in recipe.rl:
+        return f"rl-{model}"
+    return None
 
 
 def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +387,20 @@ def plan(recipe: Recipe) -> list[Stage]:
             stages.append(
                 Stage(f"rl-{m}", "", {"rl": r.rl[m]}, [f"sft-{m}"], _rl(m), keep_partial=True)
             )
-    finals = [f"rl-{m}" if m in r.rl else f"sft-{m}" for m in names]
+    before_harness = {m: f"rl-{m}" if m in r.rl else f"sft-{m}" for m in names}
+    for m in names:
+        if m in r.rl_harness:
+            stages.append(
+                Stage(
+                    f"rl-harness-{m}",
+                    "",
+                    {"rl_harness": r.rl_harness[m]},
+                    [before_harness[m]],
+                    _rl_harness(m, before_harness[m]),
+                    keep_partial=True,
+                )
+            )
+    finals = [f"rl-harness-{m}" if m in r.rl_harness else before_harness[m] for m in names]
     stages.append(Stage("eval", "", {"eval": r.eval}, ["shards"] + finals, _eval))
     # register checkpoints + evals, promotion gate (docs/areas/registry.md); the report's
     # parents stay ["eval"] so adding this stage left finished climbs' report hashes valid
