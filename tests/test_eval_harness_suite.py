@@ -86,3 +86,34 @@ def test_cli_runs_the_harness_suite(groups, tmp_path, capsys):
     assert json.loads((tmp_path / "o" / "harness.json").read_text())["suite"] == "harness"
     assert main(["eval", "--model", str(ck), "--suite", "harness"]) != 0
     assert "needs --tasks" in capsys.readouterr().err
+
+
+def test_table_output_and_cost_per_solved(groups, tmp_path, capsys, monkeypatch):
+    """Without --json the harness suite prints its table; --prices adds the cost per solved
+    item (the reference solver stands in for the model, as above)."""
+    from hillclimb.harness.clients import ReferenceClient
+
+    monkeypatch.setattr(HS, "_client_factory", lambda backend: (ReferenceClient, None))
+    ck = tmp_path / "ck"
+    assert main(["init", "--preset", "code-flash-micro", "--out", str(ck), "--seed", "0"]) == 0
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"code-flash": {"prompt": 1.0, "completion": 2000000.0}}')
+    capsys.readouterr()
+    argv = ["eval", "--model", str(ck), "--suite", "harness", "--tasks", f"x={groups / 'a'}",
+            "--prices", str(prices)]  # fmt: skip
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "resolve_rate/x" in out and "solved 2/2" in out and "credits per solved item" in out
+    assert main([*argv, "--price-model", "thinking"]) != 0
+    assert "no price for 'thinking'" in capsys.readouterr().err
+
+
+def test_efficiency_counts_and_prices():
+    from hillclimb.eval.suites import efficiency
+
+    body = {"items": [{"passed": True}, {"passed": False}, {"passed": True}],
+            "n_generations": 3, "mean_completion_tokens": 10.0}  # fmt: skip
+    e = efficiency(body, (1.0, 2e6))
+    assert e["solved"] == 2 and e["completion_tokens"] == 30 and e["tokens_per_solved"] == 15.0
+    assert e["completion_cost"] == 60.0 and e["cost_per_solved"] == 30.0
+    assert efficiency({"items": [{"passed": False}]}, None)["tokens_per_solved"] is None

@@ -62,6 +62,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-steps", type=int, default=30, help="suite harness: model turns per episode (30)"
     )
+    p.add_argument(
+        "--prices",
+        default=None,
+        help="suite: a prices file (JSON/TOML {model: {prompt, completion}} credits per million "
+        "tokens, as `hillclimb serve --prices`) → cost per solved item",
+    )
+    p.add_argument(
+        "--price-model",
+        default=None,
+        help="suite: which model's price applies (default: the checkpoint's family, or "
+        "--served-model for a URL)",
+    )
     p.add_argument("--limit", type=int, default=None, help="suite: first N items only")
     p.add_argument(
         "--n-items", type=int, default=None, help="suite ifeval: number of generated prompts"
@@ -241,6 +253,38 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
         f"{result['truncated_share']:.1%}; mean completion tokens "
         f"{result['mean_completion_tokens']:.1f}"
     )
+    eff = result.get("efficiency") or {}
+    if eff:
+        per = eff["tokens_per_solved"]
+        line = f"solved {eff['solved']}/{eff['items']}; completion tokens per solved item " + (
+            f"{per:.1f}" if per is not None else "- (none solved)"
+        )
+        if "cost_per_solved" in eff:
+            c = eff["cost_per_solved"]
+            line += "; credits per solved item " + (f"{c:.6g}" if c is not None else "-")
+            line += " (completion tokens only)"
+        con.print(line)
+
+
+def _price(args: argparse.Namespace) -> tuple[float, float] | None:
+    """(prompt, completion) credits per million tokens for `--prices`, or None."""
+    if args.prices is None:
+        return None
+    from hillclimb.errors import HillclimbError
+    from hillclimb.serve.state import load_prices
+
+    prices = load_prices(args.prices)
+    name = args.price_model or args.served_model
+    if name is None and not args.model.startswith(("http://", "https://")):
+        from hillclimb.model.checkpoint import read_info
+
+        name = read_info(args.model).get("family")
+    if name not in prices:
+        raise HillclimbError(
+            f"--prices {args.prices} has no price for {name!r} (it prices "
+            f"{', '.join(prices) or 'nothing'}); pass --price-model"
+        )
+    return prices[name].prompt, prices[name].completion
 
 
 def _handle_suite(args: argparse.Namespace) -> int:
@@ -269,6 +313,7 @@ def _handle_suite(args: argparse.Namespace) -> int:
         args.suite,
         args.model,
         cfg,
+        price=_price(args),
         api_key=args.api_key,
         served_model=args.served_model,
         device=args.device,

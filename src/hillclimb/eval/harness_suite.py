@@ -118,6 +118,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     for i in items:
         ends[i["exit_status"]] = ends.get(i["exit_status"], 0) + 1
     return {
+        "n_items": n,
         "metrics": metrics,
         "groups": dict(groups),
         "truncated_share": sum(ends.get(t, 0) for t in TRUNCATED) / n if n else 0.0,

@@ -75,8 +75,10 @@ def run_suite(
     device: str | None = None,
     batch_size: int = 16,
     concurrency: int = 4,
+    price: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Run suite `name` against `model` (a checkpoint directory or an http(s) base URL)."""
+    """Run suite `name` against `model` (a checkpoint directory or an http(s) base URL);
+    `price` (credits per million prompt / completion tokens) adds a cost per solved item."""
     from hillclimb.eval.backends import open_backend
 
     check_suite(name)
@@ -104,5 +106,33 @@ def run_suite(
         "backend": be.kind,
         "settings": asdict(cfg),
         **body,
+        "efficiency": efficiency(body, price),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def efficiency(body: dict[str, Any], price: tuple[float, float] | None) -> dict[str, Any]:
+    """Token efficiency of a suite run: completion tokens of the greedy answers per solved item,
+    and with `price` (credits per million prompt / completion tokens) what a solved item cost.
+
+    Only completion tokens are priced: the backends do not report prompt tokens for every
+    backend alike, so `cost_per_solved` is a lower bound (said in `cost_note`)."""
+    items = body.get("items") or []
+    solved = sum(1 for i in items if i.get("passed"))
+    n = body.get("n_generations") or len(items)
+    tokens = float(body.get("mean_completion_tokens") or 0.0) * n
+    out: dict[str, Any] = {
+        "items": len(items),
+        "solved": solved,
+        "completion_tokens": round(tokens),
+        "tokens_per_solved": round(tokens / solved, 1) if solved else None,
+    }
+    if price is not None:
+        cost = tokens * price[1] / 1e6
+        out.update(
+            price_per_million={"prompt": price[0], "completion": price[1]},
+            completion_cost=round(cost, 6),
+            cost_per_solved=round(cost / solved, 6) if solved else None,
+            cost_note="completion tokens only (a lower bound on the cost per solved item)",
+        )
+    return out
