@@ -428,7 +428,7 @@ class _FakeClimb:
 
         self.out, self.registry, self.said = root, registry, []
         self.recipe = SimpleNamespace(
-            name="fake", raw={"x": seed}, model_names=["thinking"], rl={"thinking": {}},
+            name="fake", raw={"x": seed}, model_names=["thinking"], rl={"thinking": {}}, rl_harness={},
             eval={"splits": ["heldout", "heldout_phrasing"]},
         )  # fmt: skip
         self.shards_dir = root / "03-shards"
