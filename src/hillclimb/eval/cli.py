@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a standard suite instead of the generator tasks: humaneval (HumanEval, "
         "completion form, run in the sandbox), ifeval (verifiable instructions we wrote), "
         "adversarial (our categorised tricky coding set), harness (resolve rate on generated "
-        "repository tasks through the agent loop; needs --tasks)",
+        "repository tasks through the agent loop; needs --tasks), fim (fill-in-the-middle on held-out "
+        "cuts of the Python standard library: exact match, prefix match, empty/fence shares)",
     )
     p.add_argument(
         "--tasks",
@@ -75,9 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--served-model for a URL)",
     )
     p.add_argument("--limit", type=int, default=None, help="suite: first N items only")
-    p.add_argument(
-        "--n-items", type=int, default=None, help="suite ifeval: number of generated prompts"
-    )
+    p.add_argument("--n-items", type=int, default=None, help="suites ifeval, fim: number of items")
     p.add_argument(
         "--form",
         choices=["completion", "chat"],

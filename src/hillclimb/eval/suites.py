@@ -45,6 +45,12 @@ def _adversarial(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     return run_adversarial(backend, cfg)
 
 
+def _fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb.eval.fim_suite import run_fim
+
+    return run_fim(backend, cfg)
+
+
 def _harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.eval.harness_suite import run_harness
 
@@ -56,6 +62,7 @@ SUITES: dict[str, Callable[[Backend, SuiteConfig], dict[str, Any]]] = {
     "ifeval": _ifeval,
     "adversarial": _adversarial,
     "harness": _harness,
+    "fim": _fim,
 }
 
 
