@@ -18,7 +18,7 @@ from hillclimb.harness.task import JS_TEST_COMMAND, find_task_dirs, load_task
 from hillclimb.harness.taskgen import generate as gen
 from hillclimb.harness.taskgen import js_mutate, js_tasks
 from hillclimb.harness.taskgen.common import ProjectRunner
-from hillclimb.harness.taskgen.js_corpus import JS_PROJECTS
+from hillclimb.harness.taskgen.corpus import JS_PROJECTS
 from hillclimb.harness.taskgen.mutate import Edit
 from hillclimb.harness.testparse import parse_tap_output, parse_test_output
 from hillclimb.sandbox import SandboxLimits, probe_backend, run_sandboxed

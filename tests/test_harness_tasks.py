@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from hillclimb.cli import main
+from hillclimb.errors import HillclimbError
 from hillclimb.harness.grading import grade_patch
-from hillclimb.harness.task import KINDS, find_task_dirs, load_task
+from hillclimb.harness.task import (
+    DEFAULT_TEST_COMMAND,
+    JS_TEST_COMMAND,
+    KINDS,
+    find_task_dirs,
+    load_task,
+)
 from hillclimb.harness.taskgen import generate as gen
-from hillclimb.harness.taskgen import mutate
+from hillclimb.harness.taskgen import js_tasks, mutate
 from hillclimb.harness.taskgen.common import ProjectRunner
-from hillclimb.harness.taskgen.corpus import PROJECTS
+from hillclimb.harness.taskgen.corpus import (
+    JS_PROJECTS,
+    PROJECTS,
+    load_projects,
+    projects_root,
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +134,69 @@ def test_cli_generate_and_grade(tmp_path, capsys):
     (task_dir / "task.toml").write_text("kind = ")
     assert main(["harness", "grade", "--task", str(task_dir)]) == 2
     assert "malformed task.toml" in capsys.readouterr().err
+
+
+# ---- the corpus as files (issue 16) -----------------------------------------------------------
+
+
+TEST_DEF = {"python": r"^def (test_\w+)\(", "javascript": r"^test\('([^']+)'"}
+
+
+@pytest.mark.parametrize(
+    ("language", "name"),
+    [("python", n) for n in sorted(PROJECTS)] + [("javascript", n) for n in sorted(JS_PROJECTS)],
+)
+def test_corpus_project_passes_its_own_tests(language, name):
+    """What is stored is the correct version: every module parses (`node --check` for
+    JavaScript) and every test the project defines runs and passes, in the sandbox, as the
+    generator runs them."""
+    if language == "python":
+        files, cmd = PROJECTS[name], DEFAULT_TEST_COMMAND
+    else:
+        if js_tasks.node_version() is None:
+            pytest.skip("node does not run inside the sandbox here")
+        files = JS_PROJECTS[name]
+        checks = " && ".join(f"node --check '{p}'" for p in sorted(files) if p.endswith(".js"))
+        cmd = f"{checks} || exit 99; {JS_TEST_COMMAND}"
+    outcomes, status, out = ProjectRunner(False).run(files, cmd, language)
+    defined = {
+        f"{rel}::{m}"
+        for rel, text in files.items()
+        if rel.startswith("tests/")
+        for m in re.findall(TEST_DEF[language], text, re.M)
+    }
+    assert status == "ok" and defined and set(outcomes) == defined, (status, out[-800:])
+    assert set(outcomes.values()) == {"passed"}, out[-800:]
+
+
+def test_corpus_is_read_from_files_and_skips_caches(tmp_path):
+    proj = tmp_path / "python" / "demo"
+    (proj / "demo").mkdir(parents=True)
+    (proj / "demo" / "m.py").write_bytes(b"x = 1\r\n")  # stored bytes, no newline translation
+    (proj / "tests").mkdir()
+    (proj / "tests" / "test_m.py").write_text("def test_x():\n    pass\n")
+    for junk in ("__pycache__/m.cpython-311.pyc", ".pytest_cache/v", "demo/__pycache__/m.pyc"):
+        (proj / junk).parent.mkdir(parents=True, exist_ok=True)
+        (proj / junk).write_text("junk")
+    assert load_projects("python", tmp_path) == {
+        "demo": {"demo/m.py": "x = 1\r\n", "tests/test_m.py": "def test_x():\n    pass\n"}
+    }
+    with pytest.raises(HillclimbError, match="no javascript projects|missing"):
+        load_projects("javascript", tmp_path)
+    with pytest.raises(HillclimbError, match="unknown corpus language"):
+        load_projects("go", tmp_path)
+
+
+def test_corpus_files_are_package_data():
+    """Every file of the data tree is covered by a pyproject package-data pattern, so a wheel
+    (not only a checkout) carries the corpus."""
+    root = Path(str(projects_root()))
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["hillclimb"]
+    suffixes = {
+        p.suffix
+        for p in root.rglob("*")
+        if p.is_file() and not any(x.startswith(".") or x == "__pycache__" for x in p.parts)
+    }
+    for suffix in suffixes:
+        assert f"harness/taskgen/projects/**/*{suffix}" in patterns or f"**/*{suffix}" in patterns

@@ -56,9 +56,21 @@ ALLOWED_UP: dict[tuple[str, str], str] = {
 }
 
 
+def _rel(path: Path) -> str:
+    return path.relative_to(SRC).as_posix()
+
+
+# Package data that happens to be Python: the task generator's corpus, each project a repository
+# of its own (`inventory/store.py` imports `inventory`), read as text and never imported as
+# hillclimb modules.
+DATA_TREES = ("harness/taskgen/projects",)
+
+
 def _modules() -> dict[str, Path]:
     mods = {}
     for p in sorted(SRC.rglob("*.py")):
+        if any(_rel(p).startswith(d + "/") for d in DATA_TREES):
+            continue
         parts = list(p.relative_to(SRC.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
@@ -115,10 +127,6 @@ def _imports(module: str, path: Path) -> list[tuple[str, int, bool]]:
         for t, line, lazy in out
         if t == "hillclimb" or t.startswith("hillclimb.")
     ]
-
-
-def _rel(path: Path) -> str:
-    return path.relative_to(SRC).as_posix()
 
 
 def _layer_of() -> dict[str, int]:

@@ -1,12 +1,15 @@
-"""What the Python and JavaScript task generators share: the task record and the sandboxed test runner.
+"""What the Python and JavaScript task generators share: the task record, the sandboxed test
+runner, the file split and the project draw.
 
 Why a module of its own: `generate.py` drives generation and dispatches to `js_tasks.py` for
-JavaScript, while `js_tasks.py` builds on the same `TaskSpec`, test runner and file split. With
-those in `generate.py` the two modules imported each other (issue 16); here both import downward.
+JavaScript, while `js_tasks.py` builds on the same `TaskSpec`, test runner, file split and project
+draw. With those in `generate.py` the two modules imported each other (issue 16); here both import
+downward, and each piece has one implementation.
 """
 
 from __future__ import annotations
 
+import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,3 +74,19 @@ def split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     code = {p: t for p, t in files.items() if not p.startswith("tests/")}
     tests = {p[len("tests/") :]: t for p, t in files.items() if p.startswith("tests/")}
     return code, tests
+
+
+def pick_projects(
+    rng: random.Random, projects: dict[str, dict[str, str]], multi_prob: float
+) -> tuple[list[str], dict[str, str]]:
+    """One project, and with probability `multi_prob` a second, different one: (names, merged
+    files). The draws (`choice`, `random`, `choice`) are part of the seed contract: the same seed
+    must keep drawing the same projects, so their order and number do not change."""
+    names = sorted(projects)
+    chosen = [rng.choice(names)]
+    if rng.random() < multi_prob:
+        chosen.append(rng.choice([n for n in names if n != chosen[0]]))
+    files: dict[str, str] = {}
+    for n in chosen:
+        files.update(projects[n])
+    return chosen, files

@@ -28,8 +28,14 @@ from typing import Any
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.patching import diff_trees, unified_file_diff
 from hillclimb.harness.task import KINDS, dumps_toml
-from hillclimb.harness.taskgen import mutate, terminal
-from hillclimb.harness.taskgen.common import ProjectRunner, TaskSpec, split_tests, write_files
+from hillclimb.harness.taskgen import js_tasks, mutate, terminal
+from hillclimb.harness.taskgen.common import (
+    ProjectRunner,
+    TaskSpec,
+    pick_projects,
+    split_tests,
+    write_files,
+)
 from hillclimb.harness.taskgen.corpus import PROJECTS
 from hillclimb.harness.taskgen.questions import questions
 from hillclimb.harness.testparse import is_pass
@@ -85,17 +91,6 @@ def _fail_messages(output: str, ids: list[str], limit: int = 3) -> list[str]:
 # ---- builders ---------------------------------------------------------------------------------
 
 
-def _pick_files(rng: random.Random, multi_prob: float) -> tuple[list[str], dict[str, str]]:
-    names = sorted(PROJECTS)
-    chosen = [rng.choice(names)]
-    if rng.random() < multi_prob:
-        chosen.append(rng.choice([n for n in names if n != chosen[0]]))
-    files: dict[str, str] = {}
-    for n in chosen:
-        files.update(PROJECTS[n])
-    return chosen, files
-
-
 def _baseline(runner: ProjectRunner, files: dict[str, str], projects: list[str]) -> dict[str, str]:
     outcomes, status, out = runner.run(files)
     if not outcomes or not all(is_pass(o) for o in outcomes.values()):
@@ -108,7 +103,7 @@ def _baseline(runner: ProjectRunner, files: dict[str, str], projects: list[str])
 def _broken_code_task(
     kind: str, rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
 ) -> TaskSpec | None:
-    projects, files = _pick_files(rng, multi_prob)
+    projects, files = pick_projects(rng, PROJECTS, multi_prob)
     base = _baseline(runner, files, projects)
     primary = [
         m
@@ -176,7 +171,7 @@ def _docstring(src: str, dotted: str) -> str:
 def _refactor_task(
     rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
 ) -> TaskSpec | None:
-    projects, files = _pick_files(rng, multi_prob)
+    projects, files = pick_projects(rng, PROJECTS, multi_prob)
     base = _baseline(runner, files, projects)
     primary = [
         m
@@ -244,7 +239,7 @@ def _refactor_task(
 
 
 def _qa_task(rng: random.Random, tid: str, multi_prob: float) -> TaskSpec | None:
-    projects, files = _pick_files(rng, multi_prob)
+    projects, files = pick_projects(rng, PROJECTS, multi_prob)
     qs = questions(files)
     if not qs:
         return None
@@ -377,15 +372,12 @@ def generate_tasks(
     if n < 1:
         raise HillclimbError("--n must be at least 1")
     notes: list[str] = []
-    if "javascript" in languages:
-        from hillclimb.harness.taskgen import js_tasks
-
-        if js_tasks.node_version(unsafe) is None:
-            languages.remove("javascript")
-            notes.append(
-                "javascript skipped: `node` does not run inside the sandbox (install Node.js >= 18 "
-                "under /usr, e.g. the Debian package `nodejs`)"
-            )
+    if "javascript" in languages and js_tasks.node_version(unsafe) is None:
+        languages.remove("javascript")
+        notes.append(
+            "javascript skipped: `node` does not run inside the sandbox (install Node.js >= 18 "
+            "under /usr, e.g. the Debian package `nodejs`)"
+        )
     combos = [
         (k, lang)
         for k in kinds

@@ -7,7 +7,7 @@ or delete one function — and a tokenizer that gets strings, template literals,
 regex literals right is enough to find those spots without touching text inside strings or
 comments. Structure (which function a token belongs to, JSDoc comments, `module.exports`) is
 recovered from brace matching over the token stream, which is exact for the conventions the
-corpus follows (js_corpus.py). Whatever the tokenizer cannot judge (a replaced variable still
+corpus follows (corpus.py). Whatever the tokenizer cannot judge (a replaced variable still
 in scope? a mutation still parses?) is settled the way the Python generator settles it: by
 running `node --check` and the tests in the sandbox, and discarding candidates that do not make a
 test fail.

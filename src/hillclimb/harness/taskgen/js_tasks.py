@@ -1,6 +1,6 @@
 """JavaScript task builders for `hillclimb harness generate --languages javascript`.
 
-The same recipe as the Python generator (generate.py), on the Node.js corpus (js_corpus.py) with
+The same recipe as the Python generator (generate.py), on the Node.js corpus (corpus.py) with
 the token-level mutator (js_mutate.py): every candidate bug or feature is validated in the
 sandbox — `node --check` on the changed module, then `node --test` file by file — and kept only
 if the module still parses, every baseline test still *runs* (a mutation that stops a test file
@@ -21,13 +21,15 @@ import re
 import tempfile
 from collections import Counter, defaultdict
 
+from hillclimb.errors import HillclimbError
 from hillclimb.harness.task import JS_TEST_COMMAND
 from hillclimb.harness.taskgen import js_mutate
-from hillclimb.harness.taskgen.common import ProjectRunner, TaskSpec, split_tests
-from hillclimb.harness.taskgen.js_corpus import JS_PROJECTS
+from hillclimb.harness.taskgen.common import ProjectRunner, TaskSpec, pick_projects, split_tests
+from hillclimb.harness.taskgen.corpus import JS_PROJECTS
 from hillclimb.harness.taskgen.mutate import Edit
 from hillclimb.harness.taskgen.questions import Question
 from hillclimb.harness.testparse import FILE_MARKER, is_pass
+from hillclimb.sandbox import run_command
 
 JS_KINDS = ("bugfix", "feature", "repo_qa")
 MAX_CANDIDATES = 6
@@ -37,8 +39,6 @@ _NODE: dict[bool, str | None] = {}
 def node_version(unsafe: bool = False) -> str | None:
     """`node --version` as seen inside the sandbox, or None when node cannot run there."""
     if unsafe not in _NODE:
-        from hillclimb.sandbox import run_command
-
         with tempfile.TemporaryDirectory(prefix="hc-node-") as tmp:
             try:
                 res = run_command("node --version", tmp, timeout_s=30, unsafe=unsafe)
@@ -50,14 +50,9 @@ def node_version(unsafe: bool = False) -> str | None:
     return _NODE[unsafe]
 
 
-def _pick_files(rng: random.Random, multi_prob: float) -> tuple[list[str], dict[str, str]]:
-    names = sorted(JS_PROJECTS)
-    chosen = [rng.choice(names)]
-    if rng.random() < multi_prob:
-        chosen.append(rng.choice([n for n in names if n != chosen[0]]))
-    files: dict[str, str] = {}
-    for n in chosen:
-        files.update(JS_PROJECTS[n])
+def _pick_js_repo(rng: random.Random, multi_prob: float) -> tuple[list[str], dict[str, str]]:
+    """`pick_projects` on the JavaScript corpus, plus the `package.json` every repo has."""
+    chosen, files = pick_projects(rng, JS_PROJECTS, multi_prob)
     pkg = {
         "name": "-".join(chosen),
         "version": "1.0.0",
@@ -76,8 +71,6 @@ def _source_modules(files: dict[str, str], project: str) -> list[str]:
 
 
 def _baseline(runner: ProjectRunner, files: dict[str, str], projects: list[str]) -> dict[str, str]:
-    from hillclimb.errors import HillclimbError
-
     outcomes, status, out = runner.run(files, JS_TEST_COMMAND, "javascript")
     if not outcomes or not all(is_pass(o) for o in outcomes.values()):
         raise HillclimbError(
@@ -133,7 +126,7 @@ def broken_code_task(
     kind: str, rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
 ) -> TaskSpec | None:
     """A JavaScript bugfix or feature task, validated in the sandbox; None if no candidate held."""
-    projects, files = _pick_files(rng, multi_prob)
+    projects, files = _pick_js_repo(rng, multi_prob)
     base = _baseline(runner, files, projects)
     cands: list[tuple[str, Edit]] = []
     for module in _source_modules(files, projects[0]):
@@ -260,7 +253,7 @@ def questions(files: dict[str, str]) -> list[Question]:
 
 
 def qa_task(rng: random.Random, tid: str, multi_prob: float) -> TaskSpec | None:
-    projects, files = _pick_files(rng, multi_prob)
+    projects, files = _pick_js_repo(rng, multi_prob)
     qs = questions(files)
     if not qs:
         return None

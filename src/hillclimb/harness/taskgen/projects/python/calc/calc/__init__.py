@@ -1,0 +1,1 @@
+"""An arithmetic expression evaluator."""

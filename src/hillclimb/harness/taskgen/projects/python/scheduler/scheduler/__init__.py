@@ -1,0 +1,1 @@
+"""A job queue with priorities and deadlines."""
