@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.errors import ConfigError
 
 KNOWN_TABLES = {
     "climb",
@@ -431,9 +431,3 @@ def describe_change(old: Any, new: Any, prefix: str = "") -> list[str]:
     if old != new:
         return [f"{prefix or 'value'}: {old!r} -> {new!r}"]
     return []
-
-
-def require_file(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise HillclimbError(f"{what} missing: {path}")
-    return path

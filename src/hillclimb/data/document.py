@@ -46,8 +46,6 @@ NAME_LANGUAGE: dict[str, str] = {
 
 # Languages judged by prose heuristics rather than code heuristics.
 TEXT_LANGUAGES = frozenset({"text", "markdown", "rst", "tex"})
-# Data formats (judged by code heuristics, kept out of "code" stats in cards).
-DATA_LANGUAGES = frozenset({"json", "yaml", "toml", "ini", "xml"})
 
 
 def language_for_path(path: str) -> str | None:

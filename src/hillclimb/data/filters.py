@@ -40,8 +40,6 @@ from hillclimb.data.license import (
 from hillclimb.data.secrets import Redactor
 from hillclimb.errors import ConfigError
 
-FILTER_ORDER = ("license", "blocklist", "ai_content", "quality", "secrets")
-
 
 class Filter(Protocol):
     name: str

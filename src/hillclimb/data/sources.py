@@ -477,11 +477,8 @@ def git_items(cfg: SourceConfig) -> list[Item]:
 
 
 def generator_items(cfg: SourceConfig) -> Iterator[Item]:
-    try:
-        import hillclimb.problems as problems
-    except ImportError:
-        yield Item(source=cfg.name, path="hillclimb.problems", skip="generators_unavailable")
-        return
+    import hillclimb.problems as problems
+
     families = cfg.families or sorted(problems.TRAIN_FAMILIES)
     n = 0
     for fam in families:

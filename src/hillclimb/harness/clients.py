@@ -269,11 +269,9 @@ class LocalClient:
         name: str | None = None,
         **engine_kw: Any,
     ) -> None:
-        try:
-            from hillclimb.serve import engine as engine_mod
-            from hillclimb.serve import sampling as sampling_mod
-        except ImportError:
-            raise HillclimbError("local checkpoints need hillclimb.serve (not available)") from None
+        from hillclimb.serve import engine as engine_mod
+        from hillclimb.serve import sampling as sampling_mod
+
         if (checkpoint_dir is None) == (engine is None):
             raise HillclimbError("LocalClient needs a checkpoint directory or engine=, not both")
         self._sampling = sampling_mod

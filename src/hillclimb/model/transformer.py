@@ -163,10 +163,6 @@ class Transformer(nn.Module):
             )
         return out
 
-    def update_expert_bias(self) -> None:
-        for m in self.moe_layers():
-            m.update_bias()
-
     def loss(
         self,
         input_ids: torch.Tensor,

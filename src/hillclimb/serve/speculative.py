@@ -25,7 +25,7 @@ every draft token was accepted, −1 otherwise, bounded to [1, gamma_max].
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -228,11 +228,3 @@ class DraftRunner:
         if keep < s.held:
             self.cache.truncate(slot, keep)
             s.held = keep
-
-
-@dataclass
-class SpecResult:
-    tokens: list[int] = field(default_factory=list)  # committed tokens (accepted + next)
-    logits: torch.Tensor | None = None  # target logits for each committed token [len, V]
-    drafted: int = 0
-    accepted: int = 0

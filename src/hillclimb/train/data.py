@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from hillclimb.data.shards import ShardReader, Split
+from hillclimb.data.shards import Split
 from hillclimb.errors import HillclimbError
 
 
@@ -82,12 +81,3 @@ def unigram_bpb(
     if nbytes <= 0:
         return float("nan")
     return float(-logp[t].sum() / (math.log(2) * nbytes))
-
-
-def open_shards(path) -> ShardReader:  # noqa: ANN001
-    return ShardReader(path)
-
-
-def to_tensor(rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.from_numpy(np.ascontiguousarray(rows)).to(device)
-    return t[:, :-1], t[:, 1:]

@@ -154,10 +154,8 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
 def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Chat records from `hillclimb.problems`: spec = {"families": [...]|None, "tiers": [...],
     "n": per (family, tier), "kinds": ["reasoning"]|None}. Train split only."""
-    try:
-        from hillclimb import problems as P
-    except ImportError as exc:  # the generators package is optional at import time
-        raise HillclimbError(f"built-in SFT problems need hillclimb.problems: {exc}") from exc
+    from hillclimb import problems as P
+
     kinds = spec.get("kinds")
     families = spec.get("families") or [
         f for f in P.TRAIN_FAMILIES if kinds is None or P.FAMILIES[f] in kinds
