@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from _train_util import write_shards
+from hillclimb.data.shard_eval import unigram_bpb, val_windows
 from hillclimb.data.shards import ShardReader
 from hillclimb.tokenizer.io import bytelevel_tokenizer
 from hillclimb.train import sft_data as S
-from hillclimb.train.data import PretrainBatches, rank_rows, unigram_bpb, val_windows
+from hillclimb.train.data import PretrainBatches, rank_rows
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 Two measurements, both reproducible from a checkpoint directory and a data directory:
 
 - **Validation bits per byte** on the val split of tokenized shards (the same fixed windows the
-  trainer validates on: `hillclimb.train.data.val_windows`), next to the **unigram baseline** (a
-  smoothed unigram model of the train split, `unigram_bpb`) — the number a model must beat to
-  have learned anything beyond token frequencies. bpb is tokenizer-independent, so models with
+  trainer validates on: `hillclimb.data.shard_eval.val_windows`, shared by both), next to the
+  **unigram baseline** (a smoothed unigram model of the train split, `unigram_bpb`) — the number
+  a model must beat to have learned anything beyond token frequencies. bpb is tokenizer-independent, so models with
   different vocabularies compare.
 - **Task accuracy per family × tier × split** (`eval.tasks.evaluate_tasks`): new problems (code:
   new functions), the same problems in new phrasings, held-out families; greedy accuracy beside
@@ -53,9 +53,8 @@ def bits_per_byte(
     import torch
     import torch.nn.functional as F
 
+    from hillclimb.data.shard_eval import check_shards_match, unigram_bpb, val_windows
     from hillclimb.data.shards import ShardReader
-    from hillclimb.train.data import unigram_bpb, val_windows
-    from hillclimb.train.pretrain import check_shards_match
 
     reader = ShardReader(data)
     if tokenizer_path is not None:

@@ -7,16 +7,11 @@ is exact, and the same global batch is produced whatever the number of processes
 takes its contiguous slice of rows (`rank_rows`). Windows may cross document boundaries — the
 shards put `eos` between documents, as nanoGPT/nanochat pack them — which keeps every token useful.
 
-Validation uses fixed, non-overlapping windows from the start of the val split (the same windows
-at every evaluation and in every run with the same `seq_len`, so curves are comparable), and
-reports bits per byte: Σ NLL(nats) / (ln 2 · Σ UTF-8 bytes of the target tokens), the
-tokenizer-independent measure (special tokens count 0 bytes). `unigram_bpb` gives the baseline a
-model must beat: the val bpb of the train split's smoothed token frequencies.
+The fixed val windows and the unigram baseline live in `hillclimb.data.shard_eval`, shared with
+`hillclimb eval` so both report the same bits/byte.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -55,29 +50,3 @@ def rank_rows(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
     """This rank's contiguous share of a global batch (batch size divisible by world)."""
     per = batch.shape[0] // world
     return batch[rank * per : (rank + 1) * per]
-
-
-def val_windows(split: Split, seq_len: int, max_tokens: int) -> np.ndarray:
-    """Non-overlapping [n, seq_len + 1] windows from the start of the split (≤ max_tokens targets)."""
-    n_win = min(max(1, max_tokens // seq_len), (split.n_tokens - 1) // seq_len)
-    if n_win <= 0:
-        return np.zeros((0, seq_len + 1), dtype=np.int64)
-    rows = [
-        np.asarray(split.tokens[i * seq_len : i * seq_len + seq_len + 1], dtype=np.int64)
-        for i in range(n_win)
-    ]
-    return np.stack(rows)
-
-
-def unigram_bpb(
-    train: Split, val_targets: np.ndarray, token_bytes: np.ndarray, vocab: int
-) -> float:
-    """Bits per byte of an add-one-smoothed unigram model (train counts) on the val targets."""
-    counts = np.bincount(np.asarray(train.tokens[:50_000_000], dtype=np.int64), minlength=vocab)
-    counts = counts[:vocab].astype(np.float64) + 1.0
-    logp = np.log(counts / counts.sum())
-    t = val_targets.reshape(-1)
-    nbytes = float(token_bytes[t].sum())
-    if nbytes <= 0:
-        return float("nan")
-    return float(-logp[t].sum() / (math.log(2) * nbytes))

@@ -9,17 +9,17 @@ size)`, and a train split long enough for one window. The loop itself is `loop.r
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hillclimb.data.shards import ShardReader, file_sha256
+from hillclimb.data.shard_eval import check_shards_match, unigram_bpb, val_windows
+from hillclimb.data.shards import ShardReader
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.model.config import ModelConfig, get_preset, padded_vocab
 from hillclimb.train.config import TrainConfig
-from hillclimb.train.data import PretrainBatches, unigram_bpb, val_windows
+from hillclimb.train.data import PretrainBatches
 from hillclimb.train.loop import RunResult, TrainTask, run_training
 
 
@@ -30,32 +30,6 @@ def resolve_tokenizer(tokenizer: Path | None, init: Path | None) -> tuple[Any, P
     if src is None:
         raise ConfigError("a tokenizer is required: pass --tokenizer DIR (or --init CHECKPOINT)")
     return load_tokenizer(src), Path(src)
-
-
-def tokenizer_hashes(tok: Any, path: Path) -> set[str]:
-    """Every SHA-256 under which this tokenizer may have been recorded by `data build`."""
-    out = {
-        hashlib.sha256(tok.hf.to_str().encode()).hexdigest(),
-        hashlib.sha256(tok.hf.to_str(pretty=True).encode()).hexdigest(),
-    }
-    f = path / "tokenizer.json" if path.is_dir() else path
-    if f.is_file():
-        out.add(file_sha256(f))
-    return out
-
-
-def check_shards_match(reader: ShardReader, tok: Any, tok_path: Path, allow_mismatch: bool) -> None:
-    if reader.vocab_size != tok.vocab_size:
-        raise HillclimbError(
-            f"shards at {reader.dir} were tokenized with a {reader.vocab_size}-token vocabulary but the "
-            f"tokenizer at {tok_path} has {tok.vocab_size}; re-tokenize the data or pass the matching tokenizer"
-        )
-    recorded = reader.meta.get("tokenizer_sha256")
-    if recorded and not allow_mismatch and recorded not in tokenizer_hashes(tok, tok_path):
-        raise HillclimbError(
-            f"shards at {reader.dir} were tokenized with a different tokenizer (sha256 {recorded[:12]}…) "
-            f"than {tok_path}; re-tokenize or pass --allow-tokenizer-mismatch"
-        )
 
 
 def resolve_model_config(cfg: TrainConfig, tok: Any) -> ModelConfig:
