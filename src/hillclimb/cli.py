@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "hillclimb.rl.cli",  # rl
     "hillclimb.eval.cli",  # eval
     "hillclimb.eval.routing_cli",  # router fit
+    "hillclimb.eval.arena.cli",  # arena
     "hillclimb.climb",  # climb
     "hillclimb.registry.cli",  # registry list|show|compare|add|add-eval|alias, promote
     "hillclimb.sandbox.cli",  # sandbox run, sandbox check
