@@ -4,7 +4,8 @@ Everything here comes from our own code and our licensed corpus, never from a mo
 
 - **chat** — `hillclimb.problems` train-split instances rendered by `to_messages` (the worked
   solution as `reasoning_content`, i.e. inside `<think>`; the answer sentence or code block as
-  content). Families, tiers and counts per (family, tier) come from `[sft_data]`.
+  content). Families, tiers and counts per (family, tier) come from `[sft_data]`; the records
+  are `hillclimb.train.sft_data.problem_examples`, the same ones `hillclimb sft --problems` makes.
 - **tool** — agent episodes in the harness's own format for `code_bugfix` train-split instances:
   the harness system prompt and task wording, every tool offered (compact schemas for models
   with a context ≤ `harness.tools.COMPACT_CONTEXT`, as `LocalClient` shows them), and a
@@ -35,25 +36,6 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_path
-
-
-def problem_records(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    from hillclimb import problems as P
-
-    families = spec["families"] or list(P.TRAIN_FAMILIES)
-    tiers = list(spec["tiers"])
-    ns = spec["n"] if isinstance(spec["n"], list) else [spec["n"]] * len(tiers)
-    out = []
-    for fi, fam in enumerate(families):
-        for tier, n in zip(tiers, ns, strict=True):
-            if int(n) <= 0:
-                continue
-            for p in P.generate(
-                fam, int(tier), int(n), seed=int(spec["seed"]) * 1000 + fi, split="train"
-            ):
-                out.append({"messages": P.to_messages(p), "kind": "chat", "source": p.id,
-                            "family": fam, "tier": int(tier)})  # fmt: skip
-    return out
 
 
 def _minimal_edit(buggy: str, fixed: str) -> tuple[str, str] | None:
@@ -276,7 +258,9 @@ def build_sft_file(
 ) -> dict[str, Any]:
     """Write the SFT JSONL for one model (`context`: its context length, which decides how
     tool schemas are rendered); returns counts by kind/family/tier."""
-    recs = problem_records(spec)
+    from hillclimb.train.sft_data import problem_examples
+
+    recs = problem_examples(spec, int(spec["seed"])) if spec["tiers"] else []
     recs += tool_records(
         int(spec["tool_examples"]), int(spec["seed"]), list(spec["tiers"]), context
     )

@@ -152,23 +152,29 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
 
 
 def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Chat records from `hillclimb.problems`: spec = {"families": [...]|None, "tiers": [...],
-    "n": per (family, tier), "kinds": ["reasoning"]|None}. Train split only."""
+    """Chat records from `hillclimb.problems`, train split only: spec = {"families": [...]|None,
+    "tiers": [...]|None, "n": per (family, tier) — an int, or a list aligned with `tiers` —,
+    "kinds": ["reasoning"]|None}. Each record says its `kind` ("chat"), `source` (problem id),
+    `family` and `tier`, so the climb's SFT mixture (which calls this too) can count them."""
     from hillclimb import problems as P
 
     kinds = spec.get("kinds")
     families = spec.get("families") or [
         f for f in P.TRAIN_FAMILIES if kinds is None or P.FAMILIES[f] in kinds
     ]
-    tiers = spec.get("tiers") or list(P.TIERS)
-    n = int(spec.get("n", 100))
+    tiers = [int(t) for t in spec.get("tiers") or P.TIERS]
+    n = spec.get("n", 100)
+    ns = [int(k) for k in n] if isinstance(n, list) else [int(n)] * len(tiers)
     out = []
     for fi, fam in enumerate(families):
         if fam not in P.FAMILIES:
             raise HillclimbError(f"unknown problem family {fam!r}; known: {sorted(P.FAMILIES)}")
-        for tier in tiers:
-            for prob in P.generate(fam, int(tier), n, seed=seed * 1000 + fi, split="train"):
-                out.append({"messages": P.to_messages(prob), "source": prob.id})
+        for tier, k in zip(tiers, ns, strict=True):
+            if k <= 0:
+                continue
+            for prob in P.generate(fam, tier, k, seed=seed * 1000 + fi, split="train"):
+                out.append({"messages": P.to_messages(prob), "kind": "chat", "source": prob.id,
+                            "family": fam, "tier": tier})  # fmt: skip
     return out
 
 
