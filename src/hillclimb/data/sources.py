@@ -366,13 +366,32 @@ def _missing(cfg: SourceConfig, path: str) -> Item:
     return Item(source=cfg.name, path=path, skip="missing_source")
 
 
+def _within_budget(cfg: SourceConfig, items: Iterator[Item]) -> Iterator[Item]:
+    """A record stream cut at `max_files` / `max_bytes`: records are taken in file order (a JSONL
+    or Parquet file has no tree to sample from) and the stream stops before the first text item
+    that would exceed either cap; skipped records pass through uncounted."""
+    n = total = 0
+    for item in items:
+        if item.text is not None:
+            if cfg.max_files is not None and n >= cfg.max_files:
+                return
+            size = len(item.text.encode("utf-8", "surrogatepass"))
+            if cfg.max_bytes is not None and total + size > cfg.max_bytes:
+                return
+            n, total = n + 1, total + size
+        yield item
+
+
 def jsonl_items(cfg: SourceConfig) -> Iterator[Item]:
     p = Path(cfg.path)
     if not p.is_file():
         yield _missing(cfg, cfg.path)
         return
+    yield from _within_budget(cfg, _jsonl_records(cfg, p))
+
+
+def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
     opener = gzip.open if p.name.endswith(".gz") else open
-    n = total = 0
     try:
         with opener(p, "rb") as f:
             for lineno, raw in enumerate(f, 1):
@@ -384,15 +403,7 @@ def jsonl_items(cfg: SourceConfig) -> Iterator[Item]:
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     yield Item(source=cfg.name, path=where, skip="malformed_record")
                     continue
-                item = _record_item(cfg, obj, where)
-                if item.text is not None:
-                    if cfg.max_files is not None and n >= cfg.max_files:
-                        return
-                    size = len(item.text.encode("utf-8", "surrogatepass"))
-                    if cfg.max_bytes is not None and total + size > cfg.max_bytes:
-                        return
-                    n, total = n + 1, total + size
-                yield item
+                yield _record_item(cfg, obj, where)
     except (OSError, EOFError, gzip.BadGzipFile):
         yield Item(source=cfg.name, path=p.name, skip="unreadable")
 
@@ -426,24 +437,19 @@ def parquet_items(cfg: SourceConfig) -> Iterator[Item]:
     if not p.is_file():
         yield _missing(cfg, cfg.path)
         return
+    yield from _within_budget(cfg, _parquet_records(cfg, p))
+
+
+def _parquet_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
     import pyarrow.parquet as pq
 
-    n = total = 0
     try:
         pf = pq.ParquetFile(p)
         row = 0
         for batch in pf.iter_batches(batch_size=1024):
             for obj in batch.to_pylist():
                 row += 1
-                item = _record_item(cfg, obj, f"{p.name}:{row}")
-                if item.text is not None:
-                    if cfg.max_files is not None and n >= cfg.max_files:
-                        return
-                    size = len(item.text.encode("utf-8", "surrogatepass"))
-                    if cfg.max_bytes is not None and total + size > cfg.max_bytes:
-                        return
-                    n, total = n + 1, total + size
-                yield item
+                yield _record_item(cfg, obj, f"{p.name}:{row}")
     except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError)
         yield Item(source=cfg.name, path=p.name, skip=f"unreadable:{type(exc).__name__}")
 
