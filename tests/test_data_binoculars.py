@@ -1,5 +1,6 @@
-"""Binoculars score: the math on small torch models, and the filter on real (random-init)
-hillclimb checkpoints once the model package exists."""
+"""Binoculars score: the math on small torch models, the filter with a given scorer (the data
+library never loads a model), the build refusing a configured detector without one, and the
+command's checkpoint scorer on real (random-init) hillclimb checkpoints."""
 
 from __future__ import annotations
 
@@ -62,9 +63,63 @@ def test_filter_disabled_without_paths():
     assert BinocularsFilter.enabled(AIContentConfig(observer="a", performer="b"))
 
 
-def test_filter_on_real_checkpoints(tmp_path):
-    pytest.importorskip("hillclimb.model.checkpoint")
+def test_filter_uses_the_given_scorer_in_batches():
+    calls = []
+
+    def scorer(texts):
+        calls.append(len(texts))
+        return [0.5 if "gpt" in t else 1.5 for t in texts]
+
+    f = BinocularsFilter(AIContentConfig(observer="a", performer="b", batch_size=2), scorer)
+    docs = [Document(t, "s") for t in ("human one", "gpt two", "human three")]
+    assert f.apply_batch(docs) == [None, "below_threshold", None]
+    assert calls == [2, 1] and f.stats["scored"] == 3
+    assert [d.meta["binoculars_score"] for d in docs] == [1.5, 0.5, 1.5]
+
+
+def test_build_refuses_a_configured_detector_without_a_scorer(tmp_path):
+    from hillclimb.data.config import DataConfig, SourceConfig
+    from hillclimb.data.pipeline import build
+    from hillclimb.errors import HillclimbError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    cfg = DataConfig(sources=[SourceConfig(kind="tree", name="s", path=str(tmp_path / "src"))])
+    cfg.ai_content.observer, cfg.ai_content.performer = "obs", "perf"
+    with pytest.raises(HillclimbError, match="no scorer"):
+        build(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_modules_load_no_model():
+    """Only the command (data/cli.py) loads checkpoints; the library takes a scorer."""
+    import ast
+    from pathlib import Path
+
+    import hillclimb.data
+
+    bad = []
+    for path in sorted(Path(hillclimb.data.__file__).parent.glob("*.py")):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {a.name for a in node.names}
+                if node.module.startswith("hillclimb.model") or (
+                    node.module == "hillclimb" and names & {"load_model", "model"}
+                ):
+                    bad.append(f"{path.name}:{node.lineno}")
+            elif isinstance(node, ast.Import):
+                bad += [f"{path.name}:{node.lineno}" for a in node.names
+                        if a.name.startswith("hillclimb.model")]  # fmt: skip
+    assert not bad, bad
+
+
+def test_checkpoint_scorer_on_real_checkpoints(tmp_path):
+    import pickle
+
     from hillclimb.cli import main
+    from hillclimb.data.cli import checkpoint_scorer
 
     for name, seed in (("obs", 0), ("perf", 1)):
         assert main(["init", "--preset", "thinking-micro", "--out", str(tmp_path / name),
@@ -72,10 +127,14 @@ def test_filter_on_real_checkpoints(tmp_path):
     cfg = AIContentConfig(
         observer=str(tmp_path / "obs"), performer=str(tmp_path / "perf"), threshold=0.0
     )
-    f = BinocularsFilter(cfg)
+    assert checkpoint_scorer(AIContentConfig()) is None
+    scorer = checkpoint_scorer(cfg)
+    scorer = pickle.loads(pickle.dumps(scorer))  # what a parallel build's workers receive
+    f = BinocularsFilter(cfg, scorer)
     docs = [Document("def f(x):\n    return x + 1\n", "s"), Document("Hello there, world.", "s")]
     assert f.apply_batch(docs) == [None, None]  # threshold 0 keeps everything
     scores = [d.meta["binoculars_score"] for d in docs]
     assert all(s > 0 for s in scores)
     f.cfg.threshold = 1e9
     assert f.apply_batch(docs) == ["below_threshold", "below_threshold"]
+    assert pickle.loads(pickle.dumps(scorer))._loaded is None  # models never travel

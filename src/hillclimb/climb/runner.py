@@ -61,13 +61,16 @@ FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STA
 # ---- stage bodies -------------------------------------------------------------------------------
 def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.data import pipeline
+    from hillclimb.data.cli import checkpoint_scorer
 
+    cfg = c.recipe.data_config()
     card = pipeline.build(
-        c.recipe.data_config(),
+        cfg,
         d / "corpus",
         resume=True,
         recipe=str(c.recipe.path),
         progress=c.progress,
+        ai_scorer=checkpoint_scorer(cfg.ai_content),
     )
     return {"totals": card.get("totals", {}), "corpus": str(d / "corpus")}
 

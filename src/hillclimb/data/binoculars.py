@@ -15,20 +15,38 @@ Falcon-7B-instruct); it is `ai_content.threshold` in the recipe.
 In hillclimb the two models are our own checkpoints (e.g. the thinking and code-flash models of
 the previous climb), which is the hill-climbing loop's "better data": each generation filters the
 next one's corpus. The detector is off unless both `ai_content.observer` and `.performer` are
-set; the model package is imported lazily so the data stage runs without torch models.
+set.
+
+Why the filter takes a scorer instead of loading checkpoints: the data package never loads models
+(DESIGN.md, "data → model never"). `BinocularsFilter` is given a `TextScorer` (texts → scores)
+built by whoever runs the build — `hillclimb data build` and the climb's data stage both use
+`hillclimb.data.cli.checkpoint_scorer`, which loads the two checkpoints lazily, in the process
+that first scores (each worker of a parallel build), as before. This module needs only torch,
+for the score itself.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hillclimb.data.config import AIContentConfig
 from hillclimb.data.document import Document
-from hillclimb.errors import HillclimbError
+
+if TYPE_CHECKING:
+    import torch
+
+# Binoculars scores of a batch of texts, one per text (lower = more machine-like).
+TextScorer = Callable[[list[str]], list[float]]
 
 
-def binoculars_scores(observer_logits: Any, performer_logits: Any, ids: Any, mask: Any) -> Any:
+def binoculars_scores(
+    observer_logits: torch.Tensor,
+    performer_logits: torch.Tensor,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
     """Per-sequence Binoculars score from logits [B, T, V], ids [B, T], mask [B, T] (1 = real).
 
     Position t's logits predict token t+1; the last position and padding are ignored."""
@@ -49,72 +67,26 @@ def binoculars_scores(observer_logits: Any, performer_logits: Any, ids: Any, mas
     return log_ppl / x_ppl.clamp_min(torch.finfo(torch.float32).tiny)
 
 
-class BinocularsScorer:
-    """Loads an observer and a performer checkpoint (same tokenizer) and scores texts."""
-
-    def __init__(
-        self, observer: str, performer: str, device: str | None = None, max_tokens: int = 512
-    ):
-        from hillclimb import load_model, load_tokenizer
-
-        self.tok = load_tokenizer(observer)
-        perf_tok = load_tokenizer(performer)
-        if perf_tok.hf.to_str() != self.tok.hf.to_str():
-            raise HillclimbError(
-                "Binoculars needs observer and performer checkpoints with the same tokenizer"
-            )
-        self.observer = load_model(observer, device=device)
-        self.performer = load_model(performer, device=device)
-        self.device = device
-        self.max_tokens = max_tokens
-
-    def score(self, texts: list[str]) -> list[float]:
-        import torch
-
-        seqs = [ids[: self.max_tokens] for ids in self.tok.encode_batch(texts)]
-        seqs = [s if len(s) >= 2 else s + [self.tok.eos_id] * (2 - len(s)) for s in seqs]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.tok.eos_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[i, : len(s)] = 1
-        if self.device:
-            ids, mask = ids.to(self.device), mask.to(self.device)
-        with torch.no_grad():
-            scores = binoculars_scores(self.observer(ids), self.performer(ids), ids, mask)
-        return [float(x) for x in scores.cpu()]
-
-
 class BinocularsFilter:
     """Batch filter: drop documents whose Binoculars score is below the threshold."""
 
     name = "ai_detector"
 
-    def __init__(self, cfg: AIContentConfig):
+    def __init__(self, cfg: AIContentConfig, scorer: TextScorer):
         self.cfg = cfg
+        self.scorer = scorer
         self.stats: Counter[str] = Counter()
-        self._scorer: BinocularsScorer | None = None
 
     @staticmethod
     def enabled(cfg: AIContentConfig) -> bool:
         return bool(cfg.enabled and cfg.observer and cfg.performer)
 
-    def _get(self) -> BinocularsScorer:
-        if self._scorer is None:
-            assert self.cfg.observer and self.cfg.performer
-            self._scorer = BinocularsScorer(
-                self.cfg.observer, self.cfg.performer, self.cfg.device, self.cfg.max_tokens
-            )
-        return self._scorer
-
     def apply_batch(self, docs: list[Document]) -> list[str | None]:
         out: list[str | None] = []
-        scorer = self._get()
         bs = max(1, self.cfg.batch_size)
         for s in range(0, len(docs), bs):
             batch = docs[s : s + bs]
-            for d, score in zip(batch, scorer.score([d.text for d in batch]), strict=True):
+            for d, score in zip(batch, self.scorer([d.text for d in batch]), strict=True):
                 self.stats["scored"] += 1
                 d.meta["binoculars_score"] = round(score, 4)
                 out.append(None if score >= self.cfg.threshold else "below_threshold")

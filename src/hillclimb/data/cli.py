@@ -3,6 +3,10 @@
 Why thin: the handlers only turn arguments into a `DataConfig` (from a recipe's `[data]` table,
 or the default filters over ad hoc `--source` paths) and call `pipeline.build` /
 `pipeline.retokenize`, so the climb and tests call the same library functions.
+
+The command is also where the AI-content detector's checkpoints are loaded (`checkpoint_scorer`):
+the data library takes a scorer and never loads a model (DESIGN.md); the climb's data stage uses
+the same function.
 """
 
 from __future__ import annotations
@@ -10,11 +14,84 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hillclimb.errors import HillclimbError
 
+if TYPE_CHECKING:
+    import torch
 
-def _config_from_args(args: argparse.Namespace):  # -> DataConfig
+    from hillclimb.data.binoculars import TextScorer
+    from hillclimb.data.config import AIContentConfig, DataConfig
+    from hillclimb.tokenizer.io import Tokenizer
+
+
+class CheckpointPairScorer:
+    """Binoculars scores from an observer and a performer checkpoint (same tokenizer).
+
+    Loads both lazily, on the first call, so the object pickles cheaply into the workers of a
+    parallel build and each worker loads its own copy (torch state is never forked)."""
+
+    def __init__(
+        self, observer: str, performer: str, device: str | None = None, max_tokens: int = 512
+    ):
+        self.paths = (observer, performer)
+        self.device = device
+        self.max_tokens = max_tokens
+        self._loaded: tuple[Tokenizer, torch.nn.Module, torch.nn.Module] | None = None
+
+    def _load(self) -> tuple[Tokenizer, torch.nn.Module, torch.nn.Module]:
+        if self._loaded is None:
+            from hillclimb import load_model, load_tokenizer
+
+            observer, performer = self.paths
+            tok = load_tokenizer(observer)
+            if load_tokenizer(performer).hf.to_str() != tok.hf.to_str():
+                raise HillclimbError(
+                    "Binoculars needs observer and performer checkpoints with the same tokenizer"
+                )
+            self._loaded = (
+                tok,
+                load_model(observer, device=self.device),
+                load_model(performer, device=self.device),
+            )
+        return self._loaded
+
+    def __call__(self, texts: list[str]) -> list[float]:
+        import torch
+
+        from hillclimb.data.binoculars import binoculars_scores
+
+        tok, observer, performer = self._load()
+        seqs = [ids[: self.max_tokens] for ids in tok.encode_batch(texts)]
+        seqs = [s if len(s) >= 2 else s + [tok.eos_id] * (2 - len(s)) for s in seqs]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), tok.eos_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        if self.device:
+            ids, mask = ids.to(self.device), mask.to(self.device)
+        with torch.no_grad():
+            scores = binoculars_scores(observer(ids), performer(ids), ids, mask)
+        return [float(x) for x in scores.cpu()]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loaded": None}
+
+
+def checkpoint_scorer(cfg: AIContentConfig) -> TextScorer | None:
+    """The scorer for `cfg`'s observer/performer pair, or None when the detector is off."""
+    from hillclimb.data.binoculars import BinocularsFilter
+
+    if not BinocularsFilter.enabled(cfg):
+        return None
+    assert cfg.observer and cfg.performer
+    return CheckpointPairScorer(cfg.observer, cfg.performer, cfg.device, cfg.max_tokens)
+
+
+def _config_from_args(args: argparse.Namespace) -> DataConfig:
     from hillclimb.data.config import DataConfig, SourceConfig
     from hillclimb.data.recipe import load_data_config
     from hillclimb.data.sources import detect_kind
@@ -53,6 +130,7 @@ def _build(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         recipe=recipe,
         progress=not args.json,
+        ai_scorer=checkpoint_scorer(cfg.ai_content),
     )
     if args.json:
         print(json.dumps(card, indent=2))

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from hillclimb.data.binoculars import BinocularsFilter, TextScorer
 from hillclimb.data.card import CARD_FORMAT, render_markdown
 from hillclimb.data.config import DataConfig
 from hillclimb.data.decontam import FILTER_NAME as DECONTAM
@@ -77,7 +78,12 @@ FAULT_ENV = "HILLCLIMB_DATA_FAULT"  # test hook: "kill-chunk:N", "raise-chunk:N"
 class ChunkProcessor:
     """Loads and filters one chunk of items; returns (records blob, signatures)."""
 
-    def __init__(self, cfg: DataConfig, probes: ProbeIndex | None = None):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        probes: ProbeIndex | None = None,
+        ai_scorer: TextScorer | None = None,
+    ):
         self.cfg = cfg
         gen_sources = {s.name for s in cfg.sources if s.kind == "generators"}
         self.decon = (
@@ -86,10 +92,10 @@ class ChunkProcessor:
         self.filters: list[Filter] = build_filters(cfg)
         self.hasher = MinHasher(cfg.dedup)
         self.redactor = Redactor(cfg.secrets) if cfg.secrets.enabled else None
-        from hillclimb.data.binoculars import BinocularsFilter
-
         self.detector = (
-            BinocularsFilter(cfg.ai_content) if BinocularsFilter.enabled(cfg.ai_content) else None
+            BinocularsFilter(cfg.ai_content, ai_scorer)
+            if ai_scorer is not None and BinocularsFilter.enabled(cfg.ai_content)
+            else None
         )
 
     def _reject(self, o: int, filt: str, reason: str, doc: Document | None, item: Item) -> dict:
@@ -190,9 +196,9 @@ class ChunkProcessor:
 _WORKER: ChunkProcessor | None = None
 
 
-def _worker_init(cfg: DataConfig, probes: ProbeIndex | None) -> None:
+def _worker_init(cfg: DataConfig, probes: ProbeIndex | None, ai_scorer: TextScorer | None) -> None:
     global _WORKER
-    _WORKER = ChunkProcessor(cfg, probes)
+    _WORKER = ChunkProcessor(cfg, probes, ai_scorer)
 
 
 def _worker_run(start: int, items: list[Item]) -> tuple[bytes, np.ndarray, dict]:
@@ -289,7 +295,12 @@ def _progress(enabled: bool) -> Any:
 
 
 def run_filter_stage(
-    cfg: DataConfig, work: Path, fault: _Fault, progress: bool, probes: ProbeIndex | None = None
+    cfg: DataConfig,
+    work: Path,
+    fault: _Fault,
+    progress: bool,
+    probes: ProbeIndex | None = None,
+    ai_scorer: TextScorer | None = None,
 ) -> int:
     """Stage 1. Returns the number of chunks (committed now or before)."""
     chunk_dir = work / "chunks"
@@ -311,11 +322,11 @@ def run_filter_stage(
                 if k in done:
                     bar.update(task, advance=len(items))
                     continue
-                proc = proc or ChunkProcessor(cfg, probes)
+                proc = proc or ChunkProcessor(cfg, probes, ai_scorer)
                 commit(k, len(items), proc.process(k * cfg.chunk_docs, items))
         else:
             with ProcessPoolExecutor(
-                cfg.workers, initializer=_worker_init, initargs=(cfg, probes)
+                cfg.workers, initializer=_worker_init, initargs=(cfg, probes, ai_scorer)
             ) as ex:
                 pending: dict[Future, tuple[int, int]] = {}
                 for k, items in _chunks_of(all_items(cfg), cfg.chunk_docs):
@@ -681,9 +692,18 @@ def build(
     recipe: str | None = None,
     progress: bool = True,
     fault: str | None = None,
+    ai_scorer: TextScorer | None = None,
 ) -> dict[str, Any]:
-    """Run (or continue) a data build into `out`; returns the data card."""
+    """Run (or continue) a data build into `out`; returns the data card.
+
+    `ai_scorer` scores texts for the model-based AI-content detector; it is required when
+    `cfg.ai_content` names an observer and a performer (`data.cli.checkpoint_scorer` builds it)."""
     cfg.validate()
+    if BinocularsFilter.enabled(cfg.ai_content) and ai_scorer is None:
+        raise HillclimbError(
+            "ai_content.observer and .performer are set but no scorer was given: pass "
+            "ai_scorer=hillclimb.data.cli.checkpoint_scorer(cfg.ai_content)"
+        )
     out = Path(out)
     fault_ = _Fault(fault if fault is not None else os.environ.get(FAULT_ENV))
     state = dir_state(out)
@@ -704,7 +724,7 @@ def build(
             shutil.rmtree(staging)
         card = build(
             cfg, staging, resume=True, tokenizer=tokenizer, recipe=recipe,
-            progress=progress, fault=fault,
+            progress=progress, fault=fault, ai_scorer=ai_scorer,
         )  # fmt: skip
         old = out.parent / f".{out.name}.old"
         if old.exists():
@@ -753,7 +773,7 @@ def build(
         else:
             probes.save(work / PROBES)
             fault_.hit("probes")
-    n_chunks = run_filter_stage(cfg, work, fault_, progress, probes)
+    n_chunks = run_filter_stage(cfg, work, fault_, progress, probes, ai_scorer)
     dedup = run_dedup_stage(cfg, work, n_chunks)
     fault_.hit("dedup")
     final = run_write_stage(
