@@ -27,7 +27,7 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--run", action="store_true", help="run the climb first")
     args = ap.parse_args()
-    from hillclimb.climb.recipe import load_recipe
+    from hillclimb.climb.climb_recipe import load_recipe
     from hillclimb.climb.runner import run_climb, stage_timings
 
     recipe = load_recipe(args.recipe)

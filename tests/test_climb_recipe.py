@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hillclimb.climb.recipe import load_recipe, parse_recipe
+from hillclimb.climb.climb_recipe import load_recipe, parse_recipe
 from hillclimb.climb.runner import plan, resolve_stage
 from hillclimb.errors import ConfigError, HillclimbError
 
@@ -127,7 +127,7 @@ def test_resolve_stage_names() -> None:
 
 
 def test_sft_data_records(tmp_path: Path) -> None:
-    from hillclimb.climb.sftdata import _minimal_edit, build_sft_file, tool_records
+    from hillclimb.climb.sft_mixture import _minimal_edit, build_sft_file, tool_records
 
     # Tool-call episodes in the harness's format, executed against the harness's real tools.
     from hillclimb.harness.agent import SYSTEM_PROMPT
@@ -227,7 +227,7 @@ def test_text_records_are_deterministic_windows_and_refuse_an_empty_corpus(tmp_p
     import gzip
     import json as _json
 
-    from hillclimb.climb.sftdata import text_records
+    from hillclimb.climb.sft_mixture import text_records
     from hillclimb.errors import HillclimbError
 
     docs = tmp_path / "corpus" / "documents"

@@ -481,7 +481,7 @@ def test_recipe_paths_and_eval_coverage(tmp_path):
     assert "seed 3" in coverage_gap(DecontaminateConfig(), 3, 10, None)
     assert coverage_gap(DecontaminateConfig(enabled=False), 3, 99, None) is None
     # the climb refuses a recipe whose probes miss its own evaluation suite
-    from hillclimb.climb.recipe import parse_recipe
+    from hillclimb.climb.climb_recipe import parse_recipe
 
     for name in ("smoke", "tiny"):
         path = ROOT / "recipes" / f"{name}.toml"

@@ -12,8 +12,8 @@ from hillclimb.cli import main
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.agent import EpisodeLimits, run_episode
 from hillclimb.harness.clients import LocalClient, ModelError, ScriptedClient, reference_actions
-from hillclimb.harness.runner import run_tasks
 from hillclimb.harness.task import load_task
+from hillclimb.harness.task_runner import run_tasks
 from hillclimb.harness.telemetry import Telemetry
 
 TINY = Path(__file__).parent / "fixtures" / "harness" / "tiny_bugfix"

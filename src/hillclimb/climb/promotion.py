@@ -59,7 +59,7 @@ def registry_stage(c: Climb, d: Path) -> dict[str, Any]:
 
 
 def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
-    from hillclimb.climb.recipe import canonical_hash
+    from hillclimb.climb.climb_recipe import canonical_hash
     from hillclimb.registry.db import file_hash
     from hillclimb.registry.evalfile import load_eval_file
     from hillclimb.registry.gate import GateConfig, promote

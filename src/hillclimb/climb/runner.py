@@ -38,9 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hillclimb.climb.climb_recipe import Recipe, canonical_hash, describe_change, load_recipe
 from hillclimb.climb.flywheel import fingerprint
 from hillclimb.climb.promotion import GATE_SETTINGS
-from hillclimb.climb.recipe import Recipe, canonical_hash, describe_change, load_recipe
 from hillclimb.climb.state import (
     MARKER,
     MARKER_FORMAT,
@@ -151,7 +151,7 @@ def _pretrain(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
 
 
 def _sft_data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
-    from hillclimb.climb.sftdata import build_sft_file
+    from hillclimb.climb.sft_mixture import build_sft_file
     from hillclimb.model.config import get_preset
 
     out = {}
@@ -252,7 +252,7 @@ def _check_final(run: Path) -> None:
 
 
 def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
-    from hillclimb.climb.recipe import task_config
+    from hillclimb.climb.climb_recipe import task_config
     from hillclimb.eval.core import run_eval
 
     ev = c.recipe.eval

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hillclimb.climb.recipe import Recipe
+from hillclimb.climb.climb_recipe import Recipe
 
 MARKER = "_stage.json"
 STARTED = "_started.json"

@@ -62,8 +62,8 @@ def _client_factory(backend: Backend) -> tuple[Any, Any]:
 
 def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.harness.agent import EpisodeLimits
-    from hillclimb.harness.runner import run_tasks
     from hillclimb.harness.task import find_task_dirs
+    from hillclimb.harness.task_runner import run_tasks
 
     groups = parse_task_groups(cfg.tasks)
     if not groups:

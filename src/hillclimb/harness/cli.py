@@ -171,7 +171,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from hillclimb.harness.agent import EpisodeLimits
-    from hillclimb.harness.runner import run_tasks
+    from hillclimb.harness.task_runner import run_tasks
 
     if args.concurrency < 1 or args.max_steps < 1:
         raise HillclimbError("--concurrency and --max-steps must be at least 1")
