@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from hillclimb.data.secrets import Redactor
 from hillclimb.data.sources import PROBLEMS_SKIP, Item, LoadError, all_items_for, load_item
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_path, write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from hillclimb.tokenizer.io import Tokenizer
 
 WORK = ".work"
 MARKER = "build.json"
@@ -494,7 +497,7 @@ def run_write_stage(
     work: Path,
     n_chunks: int,
     dedup: dict,
-    tokenizer: Any,
+    tokenizer: str | os.PathLike[str] | Tokenizer | None,
     recipe: str | None,
     probe_stats: dict[str, Any] | None = None,
 ) -> Path:
@@ -688,7 +691,7 @@ def build(
     *,
     resume: bool = False,
     force: bool = False,
-    tokenizer: Any = None,
+    tokenizer: str | os.PathLike[str] | Tokenizer | None = None,
     recipe: str | None = None,
     progress: bool = True,
     fault: str | None = None,
@@ -795,7 +798,9 @@ def build(
     return card
 
 
-def retokenize(data_dir: str | os.PathLike[str], tokenizer: Any) -> dict[str, Any]:
+def retokenize(
+    data_dir: str | os.PathLike[str], tokenizer: str | os.PathLike[str] | Tokenizer
+) -> dict[str, Any]:
     """(Re)write `DIR/shards` for a complete build with another tokenizer; updates the card."""
     from hillclimb.data.tokenize import tokenize_corpus
 

@@ -14,14 +14,17 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hillclimb.data.jsonl import iter_documents
 from hillclimb.data.shards import ShardWriter, file_sha256, write_meta
 from hillclimb.errors import HillclimbError
 
+if TYPE_CHECKING:
+    from hillclimb.tokenizer.io import Tokenizer
 
-def _load(tokenizer: Any) -> tuple[Any, str]:
+
+def _load(tokenizer: str | os.PathLike[str] | Tokenizer) -> tuple[Tokenizer, str]:
     if isinstance(tokenizer, (str, os.PathLike)):
         from hillclimb import load_tokenizer
 
@@ -34,7 +37,7 @@ def _load(tokenizer: Any) -> tuple[Any, str]:
 
 def tokenize_corpus(
     data_dir: str | os.PathLike[str],
-    tokenizer: Any,
+    tokenizer: str | os.PathLike[str] | Tokenizer,
     shards_dir: str | os.PathLike[str],
     shard_tokens: int = 1 << 26,
     batch_docs: int = 256,

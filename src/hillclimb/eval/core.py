@@ -21,10 +21,14 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.eval.tasks import TaskEvalConfig, evaluate_tasks
+
+if TYPE_CHECKING:
+    from hillclimb.model.transformer import Transformer
+    from hillclimb.tokenizer.io import Tokenizer
 
 EVAL_FORMAT = "hillclimb-eval-v2"
 
@@ -39,8 +43,8 @@ def _check_checkpoint(path: Path) -> None:
 
 
 def bits_per_byte(
-    model: Any,
-    tok: Any,
+    model: Transformer,
+    tok: Tokenizer,
     data: str | Path,
     *,
     seq_len: int,

@@ -32,10 +32,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hillclimb.errors import HillclimbError
 from hillclimb.tokenizer.toolcalls import ToolCall, parse_arguments, parse_assistant_text
+
+if TYPE_CHECKING:
+    from hillclimb.serve.engine import Engine
 
 
 class ModelError(HillclimbError):
@@ -263,7 +266,7 @@ class LocalClient:
         self,
         checkpoint_dir: str | Path | None = None,
         *,
-        engine: Any = None,
+        engine: Engine | None = None,
         enable_thinking: bool = False,
         compact_tools: bool | None = None,
         name: str | None = None,

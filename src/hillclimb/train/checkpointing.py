@@ -30,13 +30,16 @@ import re
 import shutil
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_dir
+
+if TYPE_CHECKING:
+    from hillclimb.tokenizer.io import Tokenizer
 
 STATE_FILE = "trainer_state.pt"
 STATE_FORMAT = "hillclimb-trainer-state-v1"
@@ -107,7 +110,7 @@ def set_rng_state(st: dict[str, Any]) -> None:
 def save_training_checkpoint(
     dest: Path,
     model: torch.nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     meta: dict[str, Any],
     trainer_state: dict[str, Any] | None,
 ) -> Path:

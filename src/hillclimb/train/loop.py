@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from hillclimb.train.logging import RunLogger, truncate_after
 from hillclimb.train.optim import build_optimizers
 from hillclimb.train.schedule import apply_lr, lr_multiplier
 
+if TYPE_CHECKING:
+    from hillclimb.tokenizer.io import Tokenizer
+
 BatchFn = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
 
 
@@ -57,7 +60,7 @@ BatchFn = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
 class TrainTask:
     stage: str  # "pretrain" | "sft"
     model_cfg: ModelConfig
-    tokenizer: Any
+    tokenizer: Tokenizer
     batches: BatchFn
     val_ids: np.ndarray  # [n, seq_len + 1]
     val_mask: np.ndarray | None

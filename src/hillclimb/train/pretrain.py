@@ -10,7 +10,7 @@ size)`, and a train split long enough for one window. The loop itself is `loop.r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +22,11 @@ from hillclimb.train.config import TrainConfig
 from hillclimb.train.data import PretrainBatches
 from hillclimb.train.loop import RunResult, TrainTask, run_training
 
+if TYPE_CHECKING:
+    from hillclimb.tokenizer.io import Tokenizer
 
-def resolve_tokenizer(tokenizer: Path | None, init: Path | None) -> tuple[Any, Path]:
+
+def resolve_tokenizer(tokenizer: Path | None, init: Path | None) -> tuple[Tokenizer, Path]:
     from hillclimb.tokenizer.io import load_tokenizer
 
     src = tokenizer or init
@@ -32,7 +35,7 @@ def resolve_tokenizer(tokenizer: Path | None, init: Path | None) -> tuple[Any, P
     return load_tokenizer(src), Path(src)
 
 
-def resolve_model_config(cfg: TrainConfig, tok: Any) -> ModelConfig:
+def resolve_model_config(cfg: TrainConfig, tok: Tokenizer) -> ModelConfig:
     vocab = padded_vocab(tok.vocab_size)
     if cfg.init is not None:
         from hillclimb.model.checkpoint import load_config

@@ -11,6 +11,7 @@ trains with the masked loss. Validation bpb is over the assistant/middle bytes o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from hillclimb.train import sft_data as S
 from hillclimb.train.config import SFTConfig
 from hillclimb.train.loop import RunResult, TrainTask, run_training
 from hillclimb.train.pretrain import resolve_model_config, resolve_tokenizer
+
+if TYPE_CHECKING:
+    from hillclimb.tokenizer.io import Tokenizer
 
 
 def collect_records(cfg: SFTConfig) -> tuple[list[dict], list[dict]]:
@@ -42,7 +46,7 @@ def collect_records(cfg: SFTConfig) -> tuple[list[dict], list[dict]]:
     return recs, val
 
 
-def encode_all(tok, recs: list[dict], max_len: int) -> tuple[list[S.Example], int]:  # noqa: ANN001
+def encode_all(tok: Tokenizer, recs: list[dict], max_len: int) -> tuple[list[S.Example], int]:
     out, dropped = [], 0
     for r in recs:
         ex = S.encode_record(tok, r)

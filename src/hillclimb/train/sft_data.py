@@ -35,12 +35,15 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hillclimb.errors import HillclimbError
 from hillclimb.tokenizer.specials import ENDOFTEXT, FIM_PAD, fim_prompt
+
+if TYPE_CHECKING:
+    from hillclimb.tokenizer.io import Tokenizer
 
 NON_CODE_LANGUAGES = {"text", "markdown", "reasoning", "unknown", "json", "yaml", "toml"}
 
@@ -61,7 +64,7 @@ class Example:
 
 # ---- encoding ------------------------------------------------------------------------------
 def encode_chat(
-    tok: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    tok: Tokenizer, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
 ) -> Example:
     if not messages or not any(m.get("role") == "assistant" for m in messages):
         raise HillclimbError("chat example has no assistant message to learn from")
@@ -98,18 +101,18 @@ def encode_chat(
     return Example(ids, mask, "chat")
 
 
-def encode_fim(tok: Any, prefix: str, middle: str, suffix: str) -> Example:
+def encode_fim(tok: Tokenizer, prefix: str, middle: str, suffix: str) -> Example:
     p = tok.encode(fim_prompt(prefix, suffix))
     m = tok.encode(middle) + [tok.token_id(ENDOFTEXT)]
     return Example(p + m, [0] * len(p) + [1] * len(m), "fim")
 
 
-def encode_text(tok: Any, text: str) -> Example:
+def encode_text(tok: Tokenizer, text: str) -> Example:
     t = tok.encode(text) + [tok.token_id(ENDOFTEXT)]
     return Example(t, [1] * len(t), "text")
 
 
-def encode_record(tok: Any, rec: dict[str, Any]) -> Example:
+def encode_record(tok: Tokenizer, rec: dict[str, Any]) -> Example:
     if "messages" in rec:
         return encode_chat(tok, rec["messages"], rec.get("tools"))
     if "fim" in rec:
@@ -346,5 +349,5 @@ def _count_rows(examples: list[Example], order: list[int], row_len: int) -> int:
     return rows + (1 if cur else 0)
 
 
-def pad_id(tok: Any) -> int:
+def pad_id(tok: Tokenizer) -> int:
     return tok.token_id(FIM_PAD)
