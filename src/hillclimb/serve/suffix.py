@@ -232,25 +232,27 @@ class SuffixDrafter(LookupDrafter):
             drafted = self.history.draft(seq, gamma, CONFIDENT_SHARE, CONFIDENT_COUNT)
             if not drafted:
                 s.stats["misses"] += 1
-                return [], None
-            s.stats["matches"] += 1
-            s.stats["history"] = s.stats.get("history", 0) + 1
-            s.last = (2, 0)
-            return drafted, None
+            return self._from_history(s, drafted), None
         tokens, _ = super().propose(slot, seq, gamma, params, generator)
         if tokens:
             return tokens, None
         drafted = self.history.draft(seq, gamma)
         if not drafted:
             return [], None  # the lookup already counted the miss
+        s.stats["misses"] -= 1  # the lookup counted one; the history matched instead
         g, _ = self.cfg.best_gamma(self.alpha(slot), len(drafted))
-        if self.forced[slot]:
-            g = len(drafted)
-        s.stats["misses"] -= 1
-        s.stats["matches"] += 1
-        s.stats["history"] = s.stats.get("history", 0) + 1
-        s.last = (2, 0)  # source 2: the history (no alignment pointer to move)
-        return drafted[: max(1, g)], None
+        return self._from_history(
+            s, drafted[: len(drafted) if self.forced[slot] else max(1, g)]
+        ), None
+
+    def _from_history(self, s: Any, drafted: list[int]) -> list[int]:
+        """Count a history proposal (none when empty) and mark its source: 2, the history (no
+        alignment pointer to move in `adapt`)."""
+        if drafted:
+            s.stats["matches"] += 1
+            s.stats["history"] = s.stats.get("history", 0) + 1
+            s.last = (2, 0)
+        return drafted
 
     def slot_stats(self, slot: int) -> dict[str, Any]:
         out = super().slot_stats(slot)
