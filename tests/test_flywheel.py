@@ -41,7 +41,7 @@ def test_content_only_with_consent_and_never_in_open_mode(store):
         "r3", account="alice", endpoint="chat", model="m", request=CHAT_REQ,
         response=CHAT_RESP, open_mode=True,
     ) is False  # fmt: skip
-    rows = dict(store._query("SELECT request_id, request IS NOT NULL FROM served"))
+    rows = dict(store.query("SELECT request_id, request IS NOT NULL FROM served"))
     assert rows == {"r1": 0, "r2": 1, "r3": 0}
 
 

@@ -110,3 +110,70 @@ def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME", "")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
     return base / "hillclimb"
+
+
+class LockedSQLite:
+    """One SQLite file in WAL mode behind one lock, with a versioned schema.
+
+    Why shared: the harness's telemetry and the server's flywheel store keep their state the
+    same way — transactional, readable while written (WAL), safe from several threads (one
+    connection behind a lock) and processes (busy timeout) — and refuse a file that is not
+    theirs or has another schema version with a clear error, touching nothing. A subclass sets
+    `KIND` (for messages), `SCHEMA` (CREATE ... IF NOT EXISTS, with a `meta(key, value)` table),
+    `VERSION` and `VERSION_KEY` (the meta row holding it)."""
+
+    KIND = "database"
+    SCHEMA = ""
+    VERSION = "1"
+    VERSION_KEY = "schema"
+    FOREIGN_KEYS = False
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import sqlite3
+        import threading
+
+        from hillclimb.errors import HillclimbError
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            if self.FOREIGN_KEYS:
+                self._db.execute("PRAGMA foreign_keys=ON")
+            with self._db:
+                self._db.executescript(self.SCHEMA)
+                row = self._db.execute(
+                    "SELECT value FROM meta WHERE key=?", (self.VERSION_KEY,)
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO meta VALUES (?, ?)", (self.VERSION_KEY, self.VERSION)
+                    )
+                elif str(row[0]) != self.VERSION:
+                    raise HillclimbError(
+                        f"{self.path}: {self.KIND} schema v{row[0]}, expected v{self.VERSION}"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise HillclimbError(f"{self.path}: not a {self.KIND} database: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _exec(self, sql: str, params: tuple = ()) -> Any:
+        """One statement in its own transaction (a write)."""
+        with self._lock, self._db:
+            return self._db.execute(sql, params)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hillclimb.errors import HillclimbError
-from hillclimb.io import write_json_atomic, write_text_atomic
+from hillclimb.io import LockedSQLite, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from hillclimb.harness.agent import Episode
@@ -88,51 +86,14 @@ CREATE INDEX IF NOT EXISTS feedback_edit ON feedback(edit_id);
 """
 
 
-class Telemetry:
+class Telemetry(LockedSQLite):
     """A telemetry database. Thread-safe; open many times (processes) on the same file."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            with self._db:
-                self._db.executescript(SCHEMA)
-                row = self._db.execute(
-                    "SELECT value FROM meta WHERE key='schema_version'"
-                ).fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                    )
-                elif int(row[0]) != SCHEMA_VERSION:
-                    raise HillclimbError(
-                        f"{self.path}: telemetry schema v{row[0]}, expected v{SCHEMA_VERSION}"
-                    )
-        except sqlite3.DatabaseError as exc:
-            raise HillclimbError(f"{self.path}: not a telemetry database: {exc}") from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Telemetry:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _exec(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
-        with self._lock, self._db:
-            return self._db.execute(sql, params)
-
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+    KIND = "telemetry"
+    SCHEMA = SCHEMA
+    VERSION = str(SCHEMA_VERSION)
+    VERSION_KEY = "schema_version"
+    FOREIGN_KEYS = True
 
     # ---- recording ----------------------------------------------------------------------------
     def start_episode(self, ep: Episode, source: str = "harness") -> None:

@@ -30,13 +30,11 @@ request, and an operator can delete or ship the flywheel file without touching c
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
+from hillclimb.io import LockedSQLite
 
 SCHEMA_VERSION = "1"
 FILENAME = "flywheel.sqlite"
@@ -85,58 +83,25 @@ class FeedbackError(HillclimbError):
         self.code = code
 
 
-class FlywheelStore:
+class FlywheelStore(LockedSQLite):
     """The flywheel database (module docstring). Thread-safe; one connection behind a lock."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            with self._db:
-                self._db.executescript(_SCHEMA)
-                row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None:
-                    self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-                elif row[0] != SCHEMA_VERSION:
-                    raise HillclimbError(
-                        f"{self.path}: flywheel schema v{row[0]}, expected v{SCHEMA_VERSION}"
-                    )
-        except sqlite3.DatabaseError as exc:
-            raise HillclimbError(f"{self.path}: not a flywheel database: {exc}") from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> FlywheelStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
-    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
-        with self._lock, self._db:
-            return self._db.execute(sql, params)
+    KIND = "flywheel"
+    SCHEMA = _SCHEMA
+    VERSION = SCHEMA_VERSION
+    VERSION_KEY = "schema"
 
     # ---- consent ------------------------------------------------------------------------------
     def set_consent(self, account: str, opted_in: bool) -> None:
         if not account:
             raise HillclimbError("consent needs an account name")
-        self._write(
+        self._exec(
             "INSERT INTO consent (account, opted_in, changed_at) VALUES (?, ?, ?)",
             (account, int(bool(opted_in)), time.time()),
         )
 
     def consent(self, account: str) -> bool:
-        rows = self._query(
+        rows = self.query(
             "SELECT opted_in FROM consent WHERE account=? ORDER BY id DESC LIMIT 1", (account,)
         )
         return bool(rows and rows[0][0])
@@ -156,7 +121,7 @@ class FlywheelStore:
         """Record a served request; its content only when the account has opted in (never in
         open mode, where no account can have). Returns whether content was kept."""
         keep = not open_mode and self.consent(account)
-        self._write(
+        self._exec(
             "INSERT OR REPLACE INTO served (request_id, account, endpoint, model, consent,"
             " request, response, created_at) VALUES (?,?,?,?,?,?,?,?)",
             (
@@ -184,7 +149,7 @@ class FlywheelStore:
     ) -> dict[str, Any]:
         """A verdict on `request_id` by `account`; refused (FeedbackError) for an unknown request
         or another account's."""
-        rows = self._query("SELECT account, consent FROM served WHERE request_id=?", (request_id,))
+        rows = self.query("SELECT account, consent FROM served WHERE request_id=?", (request_id,))
         if not rows:
             raise FeedbackError(f"no served request with id {request_id!r}", 404, "not_found")
         owner, consent = rows[0]
@@ -201,7 +166,7 @@ class FlywheelStore:
             if a is not None and not isinstance(a, bool):
                 raise FeedbackError("edit.applied must be a boolean", 400, "invalid_request_error")
             applied = None if a is None else int(a)
-        cur = self._write(
+        cur = self._exec(
             "INSERT INTO feedback (request_id, account, choice, accepted, edit_path,"
             " edit_applied, note, created_at) VALUES (?,?,?,?,?,?,?,?)",
             (
@@ -224,9 +189,9 @@ class FlywheelStore:
 
     # ---- reading ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        served = dict(self._query("SELECT consent, COUNT(*) FROM served GROUP BY consent"))
-        verdicts = dict(self._query("SELECT accepted, COUNT(*) FROM feedback GROUP BY accepted"))
-        edits = self._query("SELECT COUNT(*) FROM feedback WHERE edit_applied=1")[0][0]
+        served = dict(self.query("SELECT consent, COUNT(*) FROM served GROUP BY consent"))
+        verdicts = dict(self.query("SELECT accepted, COUNT(*) FROM feedback GROUP BY accepted"))
+        edits = self.query("SELECT COUNT(*) FROM feedback WHERE edit_applied=1")[0][0]
         return {
             "db": str(self.path),
             "served": sum(served.values()),
@@ -236,7 +201,7 @@ class FlywheelStore:
             "edits_applied": edits,
             "accounts_opted_in": sum(
                 1
-                for (acc,) in self._query("SELECT DISTINCT account FROM consent")
+                for (acc,) in self.query("SELECT DISTINCT account FROM consent")
                 if self.consent(acc)
             ),
         }
@@ -248,7 +213,7 @@ class FlywheelStore:
         served and now."""
         counts = {"accepted": 0, "rejected": 0, "no_consent": 0, "exported": 0}
         latest: dict[str, tuple[int, int, int]] = {}
-        for fid, rid, choice, accepted in self._query(
+        for fid, rid, choice, accepted in self.query(
             "SELECT id, request_id, choice, accepted FROM feedback ORDER BY id"
         ):
             latest[rid] = (fid, choice, accepted)
@@ -258,7 +223,7 @@ class FlywheelStore:
                 counts["rejected"] += 1
                 continue
             counts["accepted"] += 1
-            account, endpoint, model, consent, req, resp = self._query(
+            account, endpoint, model, consent, req, resp = self.query(
                 "SELECT account, endpoint, model, consent, request, response FROM served"
                 " WHERE request_id=?",
                 (rid,),
