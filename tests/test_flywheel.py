@@ -172,3 +172,43 @@ def test_flywheel_tasks_feedback_export_become_training_data(tmp_path, capsys):
     assert sft[0]["meta"]["task_id"] == eps[1][1] and sft[0]["meta"]["source"] == "harness"
     assert [t.id for t in load_tasks(exp)] == [rejected_task]
     assert [t.id for t in load_tasks(exp / "rl_prompts.jsonl")] == [rejected_task]
+
+
+def test_climb_admits_only_harness_and_consented_api_records(tmp_path):
+    """A hand-edited export cannot smuggle a user's answer into training: API records need
+    `meta.consent` true; a directory that is not an export is a clear error."""
+    import json
+
+    from hillclimb.climb.flywheel import fingerprint, flywheel_records
+    from hillclimb.errors import ConfigError
+
+    exp = tmp_path / "export"
+    exp.mkdir()
+    (exp / "export.json").write_text("{}")
+    lines = [
+        {"messages": [{"role": "user", "content": "a"}], "meta": {"source": "harness"}},
+        {
+            "messages": [{"role": "user", "content": "b"}],
+            "meta": {"source": "api", "consent": True},
+        },
+        {"messages": [{"role": "user", "content": "c"}], "meta": {"source": "api"}},
+        {
+            "messages": [{"role": "user", "content": "d"}],
+            "meta": {"source": "api", "consent": "yes"},
+        },
+        {"messages": [{"role": "user", "content": "e"}]},
+    ]
+    (exp / "sft.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (exp / "rl_prompts.jsonl").write_text('{"task_id": "t", "task_dir": "x"}\n')
+    recs, counts = flywheel_records([str(exp)])
+    assert [r["messages"][0]["content"] for r in recs] == ["a", "b"]
+    assert all(r["kind"] == "flywheel" for r in recs)
+    assert counts["refused_no_consent"] == 3 and counts["rl_prompts_available"] == 1
+    before = fingerprint([str(exp)])
+    (exp / "rl_prompts.jsonl").write_text("")
+    assert fingerprint([str(exp)]) != before  # a changed export re-runs the stage
+    with pytest.raises(ConfigError, match="not a `hillclimb telemetry export` output"):
+        flywheel_records([str(tmp_path)])
+    (exp / "sft.jsonl").write_text("{not json\n")
+    with pytest.raises(ConfigError, match="not JSON"):
+        flywheel_records([str(exp)])
