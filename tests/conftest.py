@@ -13,3 +13,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # throw-away directory: tests never touch ~/.local/state/hillclimb. Tests that need a given state
 # directory set XDG_STATE_HOME themselves (monkeypatch).
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="hillclimb-test-state-")
+
+# Property tests draw the same examples on every run (a CI failure is then reproducible, and a
+# rerun does not pass by luck). `HYPOTHESIS_PROFILE=explore` draws fresh random examples - run it
+# by hand to search for new failures, and pin what it finds as an explicit case.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("default", derandomize=True, database=None)
+_hypothesis_settings.register_profile("explore", derandomize=False)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

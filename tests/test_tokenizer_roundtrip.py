@@ -49,6 +49,20 @@ def test_roundtrip_any_string(tok, text: str):
     assert tok.encode_batch([text, text])[0] == tok.encode(text)
 
 
+def _letter_or_newer(c: str) -> bool:
+    """A letter for the oracle. The pre-tokenizer's regex engine (Oniguruma, in `tokenizers`) may
+    know a newer Unicode than this Python's `unicodedata`: a code point Python calls unassigned
+    (`Cn`, e.g. U+2EBF0, CJK Extension I since Unicode 15.1) can be a letter there."""
+    cat = unicodedata.category(c)
+    return cat.startswith("L") or cat == "Cn"
+
+
+def test_digits_after_a_newer_unicode_letter():
+    """Found by a random CI draw: U+2EBF0 is a letter to the regex, unassigned to Python 3.11."""
+    assert pretokenize("\U0002ebf000") == ["\U0002ebf0", "00"]  # a run after a letter
+    assert pretokenize("a00") == ["a", "00"] and pretokenize("-00") == ["-", "0", "0"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(text=ANY_TEXT)
 def test_pretokens_partition_the_input(text: str):
@@ -60,7 +74,7 @@ def test_pretokens_partition_the_input(text: str):
         if any(unicodedata.category(c).startswith("N") for c in p):
             assert all(unicodedata.category(c).startswith("N") for c in p), pieces
             if len(p) > 1:
-                assert at > 0 and unicodedata.category(text[at - 1]).startswith("L"), pieces
+                assert at > 0 and _letter_or_newer(text[at - 1]), pieces
         at += len(p)
     assert "".join(pretokenize(text, "gpt2")) == text
 
