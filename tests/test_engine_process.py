@@ -90,6 +90,11 @@ def test_rpc_stats_and_router_scores(remote, ckpts):
     assert set(got) == set(want)
     for k in want:
         assert torch.allclose(got[k], want[k], atol=1e-5), k
+    # echo + logprobs in /v1/completions: prompt logprobs through the process boundary
+    local = Engine.from_checkpoint(ckpts["code-flash"], device="cpu").prompt_logprobs(ids, 2)
+    remote_lps = remote["code-flash"].prompt_logprobs(ids, 2)
+    assert len(remote_lps) == len(local) == len(ids) - 1
+    assert [r["logprob"] for r in remote_lps] == pytest.approx([r["logprob"] for r in local])
 
 
 def test_bad_input_refused_in_parent(remote):

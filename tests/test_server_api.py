@@ -229,6 +229,39 @@ def test_logprobs(client):
     assert all(abs(e.logprob - e.top_logprobs[0].logprob) < 1e-5 for e in content)
 
 
+def test_echo_logprobs_are_the_models_prompt_logprobs(client, server):
+    """What lm-eval's `loglikelihood` sends (echo + logprobs, max_tokens 1): every prompt token's
+    logprob given the ones before it, checked against the checkpoint's own forward."""
+    import torch
+
+    from hillclimb.model.checkpoint import load_model
+
+    prompt = "def add(a, b):\n    return"
+    r = client.completions.create(
+        model="code-flash", prompt=prompt, max_tokens=1, temperature=0, echo=True, logprobs=1
+    )
+    lp = r.choices[0].logprobs
+    tok = server.state.models["code-flash"].engine.tokenizer
+    ids = tok.encode(prompt)
+    n = len(ids)
+    assert r.choices[0].text.startswith(prompt)
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.text_offset) == n + 1
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[n] == len(prompt)
+    model = load_model(server.state.models["code-flash"].checkpoint)
+    with torch.no_grad():
+        want = torch.log_softmax(model(torch.tensor([ids]))[0, :-1].float(), -1)
+    want = want.gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+    assert lp.token_logprobs[1:n] == pytest.approx(want, abs=1e-4)
+    assert all(len(t) == 1 for t in lp.top_logprobs[1:])
+    # the sum over the continuation is what lm-eval scores; a stream cannot carry prompt logprobs
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(
+            model="code-flash", prompt=prompt, max_tokens=1, echo=True, logprobs=1, stream=True
+        )
+
+
 def test_stream_raw_sse_shape_and_done(http):
     body = {
         "model": "code-flash",

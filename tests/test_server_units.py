@@ -119,7 +119,12 @@ def test_request_validation():
         )
     assert ei.value.param == "max_completion_tokens"
     with pytest.raises(APIError):
-        parse_request(CompletionRequest, {"model": "m", "prompt": "x", "echo": True, "logprobs": 1})
+        parse_request(
+            CompletionRequest,
+            {"model": "m", "prompt": "x", "echo": True, "logprobs": 1, "stream": True},
+        )
+    # echo + logprobs (prompt logprobs, what lm-eval's loglikelihood requests send) is accepted
+    parse_request(CompletionRequest, {"model": "m", "prompt": "x", "echo": True, "logprobs": 1})
 
 
 def test_prometheus_text_format():

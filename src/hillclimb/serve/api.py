@@ -355,9 +355,9 @@ def _check_completion(req: CompletionRequest) -> None:
         )
     if req.best_of is not None and req.best_of != req.n:
         raise unsupported("best_of", "only best_of == n")
-    if req.echo and req.logprobs is not None:
+    if req.echo and req.logprobs is not None and req.stream:
         raise unsupported(
-            "echo", "echo together with logprobs (prompt logprobs) is not implemented"
+            "echo", "echo with logprobs (prompt logprobs) is not implemented when streaming"
         )
     if req.echo and req.suffix is not None:
         raise invalid("echo cannot be combined with suffix.", "echo")

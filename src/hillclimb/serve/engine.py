@@ -1588,6 +1588,21 @@ class Engine:
         return {"enabled": True, "min_tokens": self.prefix.min_tokens, **self.prefix.as_dict()}
 
     @torch.inference_mode()
+    def prompt_logprobs(self, prompt_ids: list[int], n_top: int) -> list[dict[str, Any]]:
+        """Logprob records (the `token_logprobs` shape) of prompt tokens 1..n-1, each given the
+        tokens before it: `/v1/completions` with `echo` + `logprobs` (the first token has none).
+        One full forward under the model lock, outside the KV cache and the batch."""
+        ids = list(prompt_ids)
+        if len(ids) > self.max_context:
+            raise ValueError(f"prompt of {len(ids)} tokens exceeds the context {self.max_context}")
+        if len(ids) < 2:
+            return []
+        x = torch.tensor([ids], device=self.device)
+        with self._lock:
+            logits = self.model(x)[0, :-1]
+        return token_logprobs(logits, ids[1:], n_top, self._token_text)
+
+    @torch.inference_mode()
     def score_stats(self, prompt_ids: list[int]) -> dict[str, Any]:
         """Logprobs plus per-position predictive entropy (nats), [n-1] each (router features)."""
         ids = list(prompt_ids)[-self.max_context :]

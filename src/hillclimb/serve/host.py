@@ -221,6 +221,8 @@ def _call(engine: Any, method: str, args: tuple) -> Any:
     if method == "score_stats":
         st = engine.score_stats(*args)
         return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in st.items()}
+    if method == "prompt_logprobs":
+        return engine.prompt_logprobs(*args)
     raise HillclimbError(f"unknown engine call {method!r}")
 
 
@@ -436,6 +438,9 @@ class RemoteEngine:
 
         st = self.host.call(self.name, "score_stats", list(prompt_ids))
         return {k: torch.tensor(v) if isinstance(v, list) else v for k, v in st.items()}
+
+    def prompt_logprobs(self, prompt_ids: list[int], n_top: int) -> list[dict[str, Any]]:
+        return self.host.call(self.name, "prompt_logprobs", list(prompt_ids), n_top)
 
     def start(self) -> None:
         """The engines run from the moment the process is ready."""

@@ -8,6 +8,7 @@ must be what the model wrote. `suffix` builds the FIM prompt here, server-side, 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,26 @@ def completion_logprobs(
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
 
+def echo_logprobs(
+    prompt_ids: list[int],
+    prompt_records: list[dict[str, Any]],
+    echo: str,
+    records: list[dict[str, Any]],
+    tok: Tokenizer,
+) -> dict[str, Any]:
+    """`logprobs` for `echo`: every prompt token (the first with logprob and top None, as
+    OpenAI and vLLM send it), then the generated tokens (offsets after the echoed text)."""
+    first = tok.decode(prompt_ids[:1])
+    head = completion_logprobs(prompt_records, tok, len(first))
+    tail = completion_logprobs(records, tok, len(echo))
+    return {
+        "tokens": [first] + head["tokens"] + tail["tokens"],
+        "token_logprobs": [None] + head["token_logprobs"] + tail["token_logprobs"],
+        "top_logprobs": [None] + head["top_logprobs"] + tail["top_logprobs"],
+        "text_offset": [0] + head["text_offset"] + tail["text_offset"],
+    }
+
+
 def _answers(job: Job) -> Any:
     """The flywheel's view of the finished choices: the engine's final texts."""
     return lambda: [
@@ -187,6 +208,12 @@ class CompletionEndpoint(Endpoint[CompletionRequest]):
     ) -> dict[str, Any]:
         tok = job.entry.engine.tokenizer
         job.answers = _answers(job)
+        prompt_lps = None
+        if req.echo and req.logprobs is not None:
+            engine = job.entry.engine
+            prompt_lps = [
+                await asyncio.to_thread(engine.prompt_logprobs, p, req.logprobs) for p in prompts
+            ]
         texts = {i: "" for i in range(len(job.handles))}
         raw = {i: RawText(tok.token_id(THINK_START)) for i in texts}
         records: dict[int, list[dict[str, Any]]] = {i: [] for i in texts}
@@ -201,9 +228,14 @@ class CompletionEndpoint(Endpoint[CompletionRequest]):
             out = job.outputs.get(i)
             if out is not None:
                 text = out.text  # the engine's final text (stop strings removed)
-            if req.echo:
-                text = echo_text(req, prompts, i // req.n, tok) + text
-            lp = completion_logprobs(records[i], tok, 0) if req.logprobs is not None else None
+            k = i // req.n
+            echo = echo_text(req, prompts, k, tok) if req.echo else ""
+            text = echo + text
+            lp = None
+            if prompt_lps is not None:
+                lp = echo_logprobs(prompts[k], prompt_lps[k], echo, records[i], tok)
+            elif req.logprobs is not None:
+                lp = completion_logprobs(records[i], tok, 0)
             finish = openai_finish(job.finish.get(i))
             choices.append({"index": i, "text": text, "logprobs": lp, "finish_reason": finish})
         return job.envelope("text_completion", choices)
