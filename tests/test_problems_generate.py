@@ -97,7 +97,8 @@ def test_heldout_phrasing_pairs_heldout_item_by_item(family):
                 assert a.meta["choices"].index(a.answer) == b.meta["choices"].index(b.answer)
             else:
                 assert a.answer == b.answer
-        assert sum(a.prompt != b.prompt for a, b in zip(held, phr, strict=True)) >= 18
+        n = len(held)  # a small tier (arith tier 1) has fewer than 20 held-out problems
+        assert sum(a.prompt != b.prompt for a, b in zip(held, phr, strict=True)) >= 0.9 * n
 
 
 def _shape(prompt: str) -> str:
@@ -153,11 +154,11 @@ def test_unique_within_call_and_fields(family):
     split = _splits(family)[0]
     for tier in TIERS:
         ps = generate(family, tier, 100, seed=3, split=split)
-        assert len(ps) == 100
         if split == "train":
-            assert len({p.prompt for p in ps}) == 100
-        else:
-            assert len({p.key for p in ps}) == len({p.prompt for p in ps})
+            assert len(ps) == 100 and len({p.prompt for p in ps}) == 100
+        else:  # each problem once; a small tier's evaluation split may hold fewer than n
+            assert 0 < len(ps) <= 100
+            assert len({p.key for p in ps}) == len({p.prompt for p in ps}) == len(ps)
         assert len({p.id for p in ps}) == len({p.prompt for p in ps})
         for p in ps:
             assert p.family == family and p.tier == tier and p.kind == FAMILIES[family]
@@ -183,8 +184,13 @@ def test_small_space_fills_with_repeats():
     )
     first = [p.prompt for p in ps[: len(unique)]]
     assert len(set(first)) >= 0.98 * len(unique)  # repeats start once the space looks exhausted
+    # an evaluation split holds each problem once: a small tier gives fewer than n, never repeats
     held = generate("arith", 1, 40, seed=0, split="heldout")
-    assert len(held) == 40 and len({p.key for p in held}) < 40  # one item per fact, then repeats
+    assert 5 <= len(held) < 40 and len({p.key for p in held}) == len({p.id for p in held})
+    assert len({p.id for p in held}) == len(held)
+    phr = generate("arith", 1, 40, seed=0, split="heldout_phrasing")
+    assert [p.key for p in phr] == [p.key for p in held]  # the same problems, other words
+    assert generate("arith", 1, 40, seed=0, split="heldout") == held  # deterministic
 
 
 @pytest.mark.parametrize("family", REASONING)

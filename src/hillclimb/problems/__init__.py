@@ -69,8 +69,9 @@ def _module(family: str) -> ModuleType:
 def generate(family: str, tier: int, n: int, seed: int, split: str = "train") -> list[Problem]:
     """n problems of one family and tier; a pure function of its arguments.
 
-    Train prompts are unique within the call (evaluation splits: underlying problems) until the
-    tier's space is exhausted, after which repeats fill the list up to n. A held-out family has
+    Train prompts are unique within the call until the tier's space is exhausted, after which
+    repeats fill the list up to n; evaluation splits hold each underlying problem once and may
+    return fewer than n items from a small tier (tier 1 arithmetic). A held-out family has
     no `train` or `val` split: asking for one is an error, so it cannot leak into training.
     """
     mod = _module(family)

@@ -22,9 +22,11 @@ Why it is built this way:
 - Generation is a pure function of (family, tier, n, seed, split): one `random.Random` seeded from
   a SHA-256 of those names (never Python's salted `hash()`). `build()` only runs for drafts that
   land in the requested split and are new to the call, so rejection stays cheap.
-- Within one call prompts (evaluation splits: keys) are unique until the family/tier's space looks exhausted (a long run of
-  draws that only repeat); only then are repeats allowed, so asking for more problems than a
-  small tier holds still returns n problems.
+- Within one call prompts (evaluation splits: keys) are unique until the family/tier's space looks
+  exhausted (a long run of draws that only repeat). Then `train` fills up to n with repeats (a
+  small tier still gives the mixture its share), while an evaluation split stops: it returns
+  fewer than n items rather than count one problem twice (a repeated item weighs an accuracy
+  and narrows its interval for nothing, and the registry refuses such a result).
 """
 
 from __future__ import annotations
@@ -212,7 +214,9 @@ def generate_from(
             out.append(p)
         else:
             dup_streak += 1
-            # The space looks exhausted: from now on repeats fill up to n.
+            # The space looks exhausted: training fills up to n with repeats, evaluation stops.
             if dup_streak > max(2000, 4 * len(by_prompt)):
+                if by_key:
+                    break
                 repeats_allowed = True
     return out
