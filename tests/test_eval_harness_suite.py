@@ -16,9 +16,9 @@ from hillclimb.eval.suites import run_suite
 @pytest.fixture(scope="module")
 def groups(tmp_path_factory):
     root = tmp_path_factory.mktemp("hsuite")
-    for name, seed in (("a", 5), ("b", 7)):
+    for name, seed, split in (("a", 5, "train"), ("b", 7, "heldout")):
         assert main(["harness", "generate", "--out", str(root / name), "--n", "2",
-                     "--seed", str(seed), "--kinds", "bugfix"]) == 0  # fmt: skip
+                     "--seed", str(seed), "--kinds", "bugfix", "--split", split]) == 0  # fmt: skip
     return root
 
 
@@ -41,6 +41,12 @@ def test_reference_solver_resolves_every_group(groups, monkeypatch):
     assert m["resolve_rate"]["value"] == 1.0 and m["resolve_rate"]["n"] == 4
     assert m["resolve_rate/seen"]["n"] == 2 and m["resolve_rate/unseen"]["value"] == 1.0
     assert {i["group"] for i in res["items"]} == {"seen", "unseen"}
+    # tasks say which projects they came from: trained-on vs never-trained-on projects
+    assert {(i["group"], i["project_split"]) for i in res["items"]} == {
+        ("seen", "train"),
+        ("unseen", "heldout"),
+    }
+    assert m["resolve_rate/projects:heldout"]["n"] == m["resolve_rate/projects:train"]["n"] == 2
     assert res["truncated_share"] == 0.0 and res["finish_reasons"] == {"submitted": 4}
 
 
@@ -82,7 +88,11 @@ def test_cli_runs_the_harness_suite(groups, tmp_path, capsys):
             "--max-steps", "1", "--concurrency", "1", "--out", str(tmp_path / "o"), "--json"]  # fmt: skip
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
-    assert set(res["metrics"]) == {"resolve_rate", "resolve_rate/heldout"}
+    assert set(res["metrics"]) == {
+        "resolve_rate",
+        "resolve_rate/heldout",
+        "resolve_rate/projects:train",
+    }
     assert json.loads((tmp_path / "o" / "harness.json").read_text())["suite"] == "harness"
     assert main(["eval", "--model", str(ck), "--suite", "harness"]) != 0
     assert "needs --tasks" in capsys.readouterr().err

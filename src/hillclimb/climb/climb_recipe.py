@@ -149,7 +149,11 @@ def rl_tables(raw: dict[str, Any], names: list[str], seed: int) -> dict[str, dic
 
 
 # what the climb generates for an `rl-harness-<model>` stage (`harness generate` options)
-HARNESS_TASK_DEFAULTS: dict[str, Any] = {"n_tasks": 8, "task_seed": 1000, "kinds": ["bugfix"]}
+# `split = "train"`: never the held-out projects (`harness generate --split`), so an evaluation on
+# `--split heldout` tasks measures code the coder never trained on.
+HARNESS_TASK_DEFAULTS: dict[str, Any] = {
+    "n_tasks": 8, "task_seed": 1000, "kinds": ["bugfix"], "split": "train",
+}  # fmt: skip
 
 
 def rl_harness_tables(
@@ -177,6 +181,11 @@ def rl_harness_tables(
         tasks = {k: eff.pop(k, v) for k, v in HARNESS_TASK_DEFAULTS.items()}
         if not isinstance(tasks["n_tasks"], int) or tasks["n_tasks"] < 1:
             raise ConfigError(f"[rl_harness.{m}] n_tasks must be an integer >= 1")
+        if tasks["split"] not in ("train", "all"):
+            raise ConfigError(
+                f"[rl_harness.{m}] split must be 'train' or 'all', got {tasks['split']!r} "
+                "(the held-out projects are for evaluation: `harness generate --split heldout`)"
+            )
         reserved = sorted(set(eff) & (RESERVED_RL | {"harness"}))
         if reserved:
             raise ConfigError(f"[rl_harness.{m}] sets {reserved}, which the climb fills itself")

@@ -210,8 +210,9 @@ def _rl(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
 
 def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
     """Agentic RL in the harness (`hillclimb rl --harness`) on tasks this stage generates
-    (`[rl_harness.<model>]` n_tasks / task_seed / kinds; evaluate on tasks of other seeds —
-    other mutations — with `hillclimb eval --suite harness`)."""
+    (`[rl_harness.<model>]` n_tasks / task_seed / kinds / split, default `train`: never the
+    held-out projects; evaluate with `hillclimb eval --suite harness` on tasks of other seeds —
+    other mutations — and on `harness generate --split heldout` tasks — unseen projects)."""
 
     def body(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
         from hillclimb.harness.task import find_task_dirs
@@ -225,7 +226,11 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
         if not tasks.is_dir() or not find_task_dirs(tasks):
             t = spec["tasks"]
             gen = generate_tasks(
-                tasks, int(t["n_tasks"]), seed=int(t["task_seed"]), kinds=list(t["kinds"])
+                tasks,
+                int(t["n_tasks"]),
+                seed=int(t["task_seed"]),
+                kinds=list(t["kinds"]),
+                split=str(t.get("split", "train")),
             )
             if not gen["generated"]:
                 raise HillclimbError(f"rl-harness-{model}: no task generated ({gen['failures']})")

@@ -6,8 +6,9 @@ the suite envelope (bootstrap interval, truncated share, per-item records, `--ou
 target or a gate of `hillclimb promote`. Tasks come in named groups, one per `--tasks` flag, so
 the two held-out questions the coder's training raises are answered side by side: tasks made by
 *new mutations of projects the model trained on* and tasks from *projects never used in
-training* (`harness generate --split`, docs/areas/harness.md). Each group gets its own rate and
-interval; `resolve_rate` pools them.
+training* (`harness generate --split heldout`, docs/areas/harness.md). Each group gets its own
+rate and interval; `resolve_rate` pools them, and tasks that carry a project split (`train` /
+`heldout` in their meta) also get `resolve_rate/projects:<split>` whatever group they are in.
 
 A checkpoint runs on one started engine shared by `--concurrency` episodes (the engine batches
 their turns, as RL rollouts do); a URL runs through the OpenAI-compatible client. Episodes are
@@ -62,7 +63,7 @@ def _client_factory(backend: Backend) -> tuple[Any, Any]:
 
 def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.harness.agent import EpisodeLimits
-    from hillclimb.harness.task import find_task_dirs
+    from hillclimb.harness.task import find_task_dirs, load_task
     from hillclimb.harness.task_runner import run_tasks
 
     groups = parse_task_groups(cfg.tasks)
@@ -70,9 +71,15 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         raise HillclimbError(
             "--suite harness needs --tasks [NAME=]DIR (a `harness generate` output)"
         )
+    # which projects each task was drawn from (`harness generate --split`): "all" when unsplit
+    split_of: dict[str, str] = {}
     for name, path in groups.items():
-        if not find_task_dirs(Path(path)):
+        dirs = find_task_dirs(Path(path))
+        if not dirs:
             raise HillclimbError(f"--tasks {name}={path}: no task directories found")
+        for d in dirs:
+            t = load_task(d)
+            split_of[t.id] = str(t.meta.get("split", "all"))
     if cfg.harness_max_steps < 1 or cfg.harness_concurrency < 1:
         raise HillclimbError("--max-steps and --concurrency must be >= 1")
     limits = EpisodeLimits(max_steps=cfg.harness_max_steps, temperature=0.0, seed=cfg.seed)
@@ -98,6 +105,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                         {
                             "id": r["task_id"],
                             "group": name,
+                            "project_split": split_of.get(str(r["task_id"]), "all"),
                             "kind": r["kind"],
                             "passed": bool(r["resolved"]),
                             "status": r["grade_status"] or r["exit_status"],
@@ -113,6 +121,10 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     for k, name in enumerate(groups, 1):
         vals = [float(i["passed"]) for i in items if i["group"] == name]
         metrics[f"resolve_rate/{name}"] = metric(vals, cfg, salt=k)
+    splits = sorted({i["project_split"] for i in items} - {"all"})
+    for k, sp in enumerate(splits, len(groups) + 1):  # seen vs never-trained-on projects
+        vals = [float(i["passed"]) for i in items if i["project_split"] == sp]
+        metrics[f"resolve_rate/projects:{sp}"] = metric(vals, cfg, salt=k)
     n = len(items)
     ends: dict[str, int] = {}
     for i in items:

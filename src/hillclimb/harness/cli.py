@@ -96,6 +96,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--languages", nargs="+", default=None,
         help="python (default) and/or javascript (bugfix, feature, repo_qa; needs node)",
     )  # fmt: skip
+    gen.add_argument(
+        "--split", choices=["all", "train", "heldout"], default="all",
+        help="projects to draw from: train (never the held-out projects), heldout (only those: "
+        "evaluation on code never trained on), all (default)",
+    )  # fmt: skip
     gen.add_argument("--multi-prob", type=float, default=0.3, help="chance of a two-package repo")
     gen.add_argument(
         "--unsafe",
@@ -263,7 +268,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     progress = None if args.json else (lambda tid: print(f"wrote {tid}", file=sys.stderr))
     s = generate_tasks(args.out, args.n, seed=args.seed, kinds=args.kinds, languages=args.languages,
-                       multi_project_prob=args.multi_prob, unsafe=args.unsafe, progress=progress)  # fmt: skip
+                       multi_project_prob=args.multi_prob, unsafe=args.unsafe, progress=progress,
+                       split=args.split)  # fmt: skip
     if args.json:
         print(json.dumps(s, indent=2))
     else:

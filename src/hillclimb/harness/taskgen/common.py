@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hillclimb.errors import HillclimbError
 from hillclimb.harness.task import DEFAULT_TEST_COMMAND
 from hillclimb.harness.testparse import parse_test_output
 from hillclimb.sandbox import run_command
@@ -76,13 +77,38 @@ def split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     return code, tests
 
 
+# Projects and terminal templates never used for training tasks: `harness generate --split
+# heldout` draws only from them, `--split train` never does (`all`, the default, draws from every
+# project, as before the split existed: the same seed keeps giving the same tasks). An agent
+# trained on `train` tasks and evaluated on `heldout` ones is measured on code it never saw, not on
+# new mutations of code it learned (docs/areas/harness.md, "Held-out projects").
+TASK_SPLITS: tuple[str, ...] = ("all", "train", "heldout")
+HELDOUT_PROJECTS: frozenset[str] = frozenset(
+    {"gridpath", "roman", "textstats"}  # Python: 3 of 13
+    | {"ranges", "semver"}  # JavaScript: 2 of 9
+)
+HELDOUT_TEMPLATES: frozenset[str] = frozenset({"grep_errors", "json_value"})  # terminal: 2 of 6
+
+
+def check_task_split(split: str) -> None:
+    if split not in TASK_SPLITS:
+        raise HillclimbError(f"unknown task split {split!r}; choose from {list(TASK_SPLITS)}")
+
+
+def in_split(name: str, split: str, heldout: frozenset[str] = HELDOUT_PROJECTS) -> bool:
+    """Whether project (or terminal template) `name` may be drawn for `split`."""
+    check_task_split(split)
+    return split == "all" or (name in heldout) == (split == "heldout")
+
+
 def pick_projects(
-    rng: random.Random, projects: dict[str, dict[str, str]], multi_prob: float
+    rng: random.Random, projects: dict[str, dict[str, str]], multi_prob: float, split: str = "all"
 ) -> tuple[list[str], dict[str, str]]:
     """One project, and with probability `multi_prob` a second, different one: (names, merged
-    files). The draws (`choice`, `random`, `choice`) are part of the seed contract: the same seed
-    must keep drawing the same projects, so their order and number do not change."""
-    names = sorted(projects)
+    files), both from `split`'s projects. The draws (`choice`, `random`, `choice`) are part of the
+    seed contract: the same seed must keep drawing the same projects, so their order and number
+    do not change."""
+    names = sorted(n for n in projects if in_split(n, split))
     chosen = [rng.choice(names)]
     if rng.random() < multi_prob:
         chosen.append(rng.choice([n for n in names if n != chosen[0]]))

@@ -30,8 +30,11 @@ from hillclimb.harness.patching import diff_trees, unified_file_diff
 from hillclimb.harness.task import KINDS, dumps_toml
 from hillclimb.harness.taskgen import js_tasks, mutate, terminal
 from hillclimb.harness.taskgen.common import (
+    HELDOUT_TEMPLATES,
     ProjectRunner,
     TaskSpec,
+    check_task_split,
+    in_split,
     pick_projects,
     split_tests,
     write_files,
@@ -101,9 +104,14 @@ def _baseline(runner: ProjectRunner, files: dict[str, str], projects: list[str])
 
 
 def _broken_code_task(
-    kind: str, rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
+    kind: str,
+    rng: random.Random,
+    runner: ProjectRunner,
+    tid: str,
+    multi_prob: float,
+    split: str = "all",
 ) -> TaskSpec | None:
-    projects, files = pick_projects(rng, PROJECTS, multi_prob)
+    projects, files = pick_projects(rng, PROJECTS, multi_prob, split)
     base = _baseline(runner, files, projects)
     primary = [
         m
@@ -169,9 +177,9 @@ def _docstring(src: str, dotted: str) -> str:
 
 
 def _refactor_task(
-    rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
+    rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float, split: str = "all"
 ) -> TaskSpec | None:
-    projects, files = pick_projects(rng, PROJECTS, multi_prob)
+    projects, files = pick_projects(rng, PROJECTS, multi_prob, split)
     base = _baseline(runner, files, projects)
     primary = [
         m
@@ -238,8 +246,10 @@ def _refactor_task(
     return None
 
 
-def _qa_task(rng: random.Random, tid: str, multi_prob: float) -> TaskSpec | None:
-    projects, files = pick_projects(rng, PROJECTS, multi_prob)
+def _qa_task(
+    rng: random.Random, tid: str, multi_prob: float, split: str = "all"
+) -> TaskSpec | None:
+    projects, files = pick_projects(rng, PROJECTS, multi_prob, split)
     qs = questions(files)
     if not qs:
         return None
@@ -252,8 +262,11 @@ def _qa_task(rng: random.Random, tid: str, multi_prob: float) -> TaskSpec | None
     )  # fmt: skip
 
 
-def _terminal_task(rng: random.Random, runner: ProjectRunner, tid: str) -> TaskSpec | None:
-    template = rng.choice(terminal.TEMPLATES)
+def _terminal_task(
+    rng: random.Random, runner: ProjectRunner, tid: str, split: str = "all"
+) -> TaskSpec | None:
+    templates = [t for t in terminal.TEMPLATES if in_split(t.__name__, split, HELDOUT_TEMPLATES)]
+    template = rng.choice(templates)
     t = template(rng)
     return TaskSpec(
         tid,
@@ -353,6 +366,7 @@ def generate_tasks(
     multi_project_prob: float = 0.3,
     unsafe: bool = False,
     progress: Callable[[str], None] | None = None,
+    split: str = "all",
 ) -> dict[str, Any]:
     """Generate `n` verified tasks into `out_dir` (round-robin over the supported (kind,
     language) pairs of `kinds` x `languages`); returns the manifest.
@@ -360,7 +374,12 @@ def generate_tasks(
     JavaScript supports bugfix, feature and repo_qa (js_tasks.py); it is skipped, with a note in
     the manifest, when node does not run inside the sandbox. Existing task directories with the
     same id are kept (generation is deterministic, so a rerun with the same seed only fills in
-    what is missing)."""
+    what is missing).
+
+    `split` (`common.TASK_SPLITS`): `train` draws only projects and terminal templates outside
+    `common.HELDOUT_PROJECTS` / `HELDOUT_TEMPLATES`, `heldout` only those, `all` every one. The
+    split is part of each task's id (`-heldout-`, `-train-`; none for `all`) and its meta."""
+    check_task_split(split)
     kinds = list(kinds or KINDS)
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
@@ -401,27 +420,32 @@ def generate_tasks(
         for attempt in range(MAX_ATTEMPTS):
             if lang == "javascript":
                 if kind == "repo_qa":
-                    spec = js_tasks.qa_task(rng, "", multi_project_prob)
+                    spec = js_tasks.qa_task(rng, "", multi_project_prob, split)
                 else:
-                    spec = js_tasks.broken_code_task(kind, rng, runner, "", multi_project_prob)
+                    spec = js_tasks.broken_code_task(
+                        kind, rng, runner, "", multi_project_prob, split
+                    )
             elif kind in ("bugfix", "feature"):
-                spec = _broken_code_task(kind, rng, runner, "", multi_project_prob)
+                spec = _broken_code_task(kind, rng, runner, "", multi_project_prob, split)
             elif kind == "refactor":
-                spec = _refactor_task(rng, runner, "", multi_project_prob)
+                spec = _refactor_task(rng, runner, "", multi_project_prob, split)
             elif kind == "repo_qa":
-                spec = _qa_task(rng, "", multi_project_prob)
+                spec = _qa_task(rng, "", multi_project_prob, split)
             else:
-                spec = _terminal_task(rng, runner, "")
+                spec = _terminal_task(rng, runner, "", split)
             if spec is None:
                 continue
             label = spec.meta.get("template") or "+".join(spec.meta.get("projects", []))
             if lang != "python":
                 label = f"js-{label}"
-            spec.id = f"{kind}-{label}-{seed}-{i:04d}"
+            if split != "all":
+                spec.meta["split"] = split
+            tag = "" if split == "all" else f"{split}-"
+            spec.id = f"{kind}-{label}-{tag}{seed}-{i:04d}"
             dest = out / spec.id
             if dest.exists() or _write_task(spec, dest, unsafe):
                 manifest.append({"id": spec.id, "kind": kind, "language": lang, "attempts": attempt + 1, **{
-                    k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template")}})  # fmt: skip
+                    k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template", "split")}})  # fmt: skip
                 if progress:
                     progress(spec.id)
                 done = True
@@ -431,7 +455,7 @@ def generate_tasks(
                 f"task {i} ({kind}): no verifiable candidate in {MAX_ATTEMPTS} attempts"
             )
     summary = {
-        "seed": seed, "n": n, "kinds": kinds, "languages": languages, "generated": len(manifest),
+        "seed": seed, "n": n, "split": split, "kinds": kinds, "languages": languages, "generated": len(manifest),
         "failures": failures, "notes": notes, "tasks": manifest,
     }  # fmt: skip
     write_json_atomic(out / "manifest.json", summary)

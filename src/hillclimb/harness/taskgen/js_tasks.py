@@ -50,9 +50,11 @@ def node_version(unsafe: bool = False) -> str | None:
     return _NODE[unsafe]
 
 
-def _pick_js_repo(rng: random.Random, multi_prob: float) -> tuple[list[str], dict[str, str]]:
+def _pick_js_repo(
+    rng: random.Random, multi_prob: float, split: str = "all"
+) -> tuple[list[str], dict[str, str]]:
     """`pick_projects` on the JavaScript corpus, plus the `package.json` every repo has."""
-    chosen, files = pick_projects(rng, JS_PROJECTS, multi_prob)
+    chosen, files = pick_projects(rng, JS_PROJECTS, multi_prob, split)
     pkg = {
         "name": "-".join(chosen),
         "version": "1.0.0",
@@ -123,10 +125,15 @@ def tap_fail_messages(output: str, ids: list[str], limit: int = 3) -> list[str]:
 
 
 def broken_code_task(
-    kind: str, rng: random.Random, runner: ProjectRunner, tid: str, multi_prob: float
+    kind: str,
+    rng: random.Random,
+    runner: ProjectRunner,
+    tid: str,
+    multi_prob: float,
+    split: str = "all",
 ) -> TaskSpec | None:
     """A JavaScript bugfix or feature task, validated in the sandbox; None if no candidate held."""
-    projects, files = _pick_js_repo(rng, multi_prob)
+    projects, files = _pick_js_repo(rng, multi_prob, split)
     base = _baseline(runner, files, projects)
     cands: list[tuple[str, Edit]] = []
     for module in _source_modules(files, projects[0]):
@@ -252,8 +259,8 @@ def questions(files: dict[str, str]) -> list[Question]:
     return out
 
 
-def qa_task(rng: random.Random, tid: str, multi_prob: float) -> TaskSpec | None:
-    projects, files = _pick_js_repo(rng, multi_prob)
+def qa_task(rng: random.Random, tid: str, multi_prob: float, split: str = "all") -> TaskSpec | None:
+    projects, files = _pick_js_repo(rng, multi_prob, split)
     qs = questions(files)
     if not qs:
         return None

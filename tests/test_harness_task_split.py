@@ -1,0 +1,89 @@
+"""Held-out projects: `harness generate --split train|heldout|all` keeps training tasks off the
+projects (and terminal templates) that evaluation uses to measure code the coder never saw."""
+
+from __future__ import annotations
+
+import json
+import random
+import tomllib
+
+import pytest
+
+from hillclimb.cli import main
+from hillclimb.errors import HillclimbError
+from hillclimb.harness.task import find_task_dirs, load_task
+from hillclimb.harness.taskgen import generate as gen
+from hillclimb.harness.taskgen import terminal
+from hillclimb.harness.taskgen.common import (
+    HELDOUT_PROJECTS,
+    HELDOUT_TEMPLATES,
+    in_split,
+    pick_projects,
+)
+from hillclimb.harness.taskgen.corpus import JS_PROJECTS, PROJECTS
+
+
+def test_heldout_names_exist_and_leave_most_for_training():
+    for corpus in (PROJECTS, JS_PROJECTS):
+        held = HELDOUT_PROJECTS & set(corpus)
+        assert 2 <= len(held) <= len(corpus) // 3, held
+    assert set(PROJECTS) | set(JS_PROJECTS) >= HELDOUT_PROJECTS  # no stale name
+    names = {t.__name__ for t in terminal.TEMPLATES}
+    assert names > HELDOUT_TEMPLATES and len(names - HELDOUT_TEMPLATES) >= 3
+
+
+@pytest.mark.parametrize("corpus", [PROJECTS, JS_PROJECTS], ids=["python", "javascript"])
+def test_pick_projects_respects_the_split(corpus):
+    seen = {"train": set(), "heldout": set(), "all": set()}
+    for seed in range(300):
+        for split in seen:
+            names, files = pick_projects(random.Random(seed), corpus, 0.5, split)
+            assert len(set(names)) == len(names) and files
+            seen[split] |= set(names)
+    assert seen["heldout"] == HELDOUT_PROJECTS & set(corpus)
+    assert seen["train"] == set(corpus) - HELDOUT_PROJECTS
+    assert seen["all"] == set(corpus)
+    # `all` draws exactly as before the split existed (the seed contract of generated tasks)
+    for seed in range(50):
+        rng_a, rng_b = random.Random(seed), random.Random(seed)
+        names = sorted(corpus)
+        want = [rng_b.choice(names)]
+        if rng_b.random() < 0.5:
+            want.append(rng_b.choice([n for n in names if n != want[0]]))
+        assert pick_projects(rng_a, corpus, 0.5)[0] == want
+
+
+def test_unknown_split_is_refused(tmp_path):
+    with pytest.raises(HillclimbError, match="unknown task split"):
+        gen.generate_tasks(tmp_path / "x", 1, split="test")
+    with pytest.raises(HillclimbError, match="unknown task split"):
+        in_split("calc", "eval")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):
+        main(["harness", "generate", "--out", str(tmp_path / "y"), "--n", "1", "--split", "x"])
+
+
+def test_generated_heldout_and_train_tasks_keep_to_their_projects(tmp_path, capsys):
+    out = tmp_path / "held"
+    rc = main(["harness", "generate", "--out", str(out), "--n", "3", "--seed", "2",
+               "--kinds", "bugfix", "repo_qa", "terminal", "--split", "heldout", "--json"])  # fmt: skip
+    s = json.loads(capsys.readouterr().out)
+    assert rc == 0 and s["split"] == "heldout" and s["generated"] == 3
+    for rec in s["tasks"]:
+        assert "-heldout-" in rec["id"] and rec["split"] == "heldout"
+        if rec["kind"] == "terminal":
+            assert rec["template"] in HELDOUT_TEMPLATES
+        else:
+            assert set(rec["projects"]) <= HELDOUT_PROJECTS
+    for d in find_task_dirs(out):
+        doc = tomllib.loads((d / "task.toml").read_text())
+        assert doc["meta"]["split"] == "heldout"
+        load_task(d)
+    s = gen.generate_tasks(tmp_path / "train", 3, seed=2, kinds=["bugfix", "repo_qa", "terminal"],
+                           split="train")  # fmt: skip
+    assert s["generated"] == 3
+    for rec in s["tasks"]:
+        if rec["kind"] == "terminal":
+            assert rec["template"] not in HELDOUT_TEMPLATES
+        else:
+            assert not set(rec["projects"]) & HELDOUT_PROJECTS
