@@ -373,3 +373,74 @@ def test_adversarial_suite_reports_per_category() -> None:
     assert res["metrics"]["accuracy"]["value"] == pytest.approx(5 / 40)
     assert res["by_category"]["unicode"]["value"] == 1.0
     assert res["by_category"]["quoting"]["value"] == 0.0 and res["n_items"] == 40
+
+
+# ---- the generator tasks as a suite (checkpoint or URL) ----------------------------------------
+def test_problems_suite_scores_right_answers_1_and_silence_0() -> None:
+    """A backend that answers every held-out problem with its reference (worked reasoning in the
+    think block, the final answer as content) scores 1.0 on every split and kind; one that says
+    nothing scores 0 with status no_answer. Items are split-qualified (a prompt may be in both
+    evaluation splits) and the no-training baseline is reported beside the accuracy."""
+    from hillclimb import problems as P
+    from hillclimb.eval.backends import Completion
+    from hillclimb.problems.verify import final_content
+
+    by_prompt = {}
+    for split in P.EVAL_SPLITS:
+        for p in P.problem_suite(0, split, 2):
+            by_prompt[p.prompt] = p
+
+    class Oracle:
+        kind, name = "oracle", "oracle"
+
+        def __init__(self, right: bool) -> None:
+            self.right = right
+
+        def chat(self, reqs):  # noqa: ANN001, ANN202
+            out = []
+            for r in reqs:
+                p = by_prompt[r.prompt]
+                text = final_content(p) if self.right else ""
+                out.append(Completion(text, "stop", 5, p.reasoning if self.right else ""))
+            return out
+
+        def close(self) -> None:
+            pass
+
+    cfg = SuiteConfig(n_items=2, bootstrap=100)
+    good = run_suite("problems", "oracle", cfg, backend=Oracle(True))
+    assert good["n_items"] == len(
+        {(s, p.id) for s in P.EVAL_SPLITS for p in P.problem_suite(0, s, 2)}
+    )
+    assert len({i["id"] for i in good["items"]}) == good["n_items"]
+    assert all(i["id"].split("/", 1)[0] in P.EVAL_SPLITS for i in good["items"])
+    for name, m in good["metrics"].items():
+        assert m["value"] == 1.0, name
+    assert {"accuracy/heldout/code", "accuracy/heldout_phrasing/heldout_family"} <= set(
+        good["metrics"]
+    )
+    assert set(good["baselines"]) == set(P.EVAL_SPLITS)
+    assert all(0.0 <= b < 1.0 for b in good["baselines"].values())
+    bad = run_suite("problems", "oracle", cfg, backend=Oracle(False))
+    assert all(m["value"] == 0.0 for m in bad["metrics"].values())
+    assert {i["status"] for i in bad["items"]} <= {"no_answer", "error"}  # error: no code given
+    assert "no_answer" in {i["status"] for i in bad["items"]}
+
+
+def test_problems_suite_on_a_checkpoint_and_its_server_agree(micro: Path, tmp_path: Path) -> None:
+    from _server_util import load_engines
+    from hillclimb.serve.server import ServerThread, build_state
+
+    cfg = SuiteConfig(n_items=1, max_tokens=12, bootstrap=100)
+    ck = run_suite("problems", str(micro), cfg)
+    engines = load_engines({"code-flash": micro}, max_batch=4)
+    state = build_state(engines, db=tmp_path / "u.sqlite", checkpoints={"code-flash": micro})
+    with ServerThread(state) as srv:
+        url = run_suite("problems", srv.url + "/v1", cfg)
+    assert ck["backend"] == "engine" and url["backend"] == "http"
+    keys = ("id", "passed", "status")
+    assert [{k: r[k] for k in keys} for r in url["items"]] == [
+        {k: r[k] for k in keys} for r in ck["items"]
+    ]
+    assert ck["metrics"].keys() == url["metrics"].keys()
+    assert ck["truncated_share"] > 0.5  # 12 tokens cannot hold a worked solution: said, not hidden

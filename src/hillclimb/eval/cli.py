@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--suite",
         default=None,
-        help="run a standard suite instead of the generator tasks: humaneval (HumanEval, "
+        help="run a standard suite instead of the generator tasks: problems (the generator "
+        "tasks' held-out split through the suite backends, so a URL can be scored too), "
+        "humaneval (HumanEval, "
         "completion form, run in the sandbox), ifeval (verifiable instructions we wrote), "
         "adversarial (our categorised tricky coding set), harness (resolve rate on generated "
         "repository tasks through the agent loop; needs --tasks), fim (fill-in-the-middle on held-out "
@@ -76,7 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--served-model for a URL)",
     )
     p.add_argument("--limit", type=int, default=None, help="suite: first N items only")
-    p.add_argument("--n-items", type=int, default=None, help="suites ifeval, fim: number of items")
+    p.add_argument(
+        "--n-items",
+        type=int,
+        default=None,
+        help="suites ifeval, fim: number of items; problems: items per family x tier (20)",
+    )
     p.add_argument(
         "--form",
         choices=["completion", "chat"],
@@ -237,6 +244,14 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
         tab.add_row(name, f"{m['value']:.1%}", f"{m['ci95'][0]:.1%} – {m['ci95'][1]:.1%}",
                     str(m["n"]))  # fmt: skip
     con.print(tab)
+    if result.get("baselines"):
+        con.print(
+            "no-training baseline (best of lookup / majority / chance per cell): "
+            + ", ".join(
+                f"{s} {b:.1%}" if b is not None else f"{s} -"
+                for s, b in result["baselines"].items()
+            )
+        )
     for title, key in (("category", "by_category"), ("instruction", "by_instruction")):
         groups = result.get(key)
         if groups:
@@ -337,7 +352,8 @@ def _handle(args: argparse.Namespace) -> int:
         return _handle_suite(args)
     if args.model.startswith(("http://", "https://")):
         raise HillclimbError(
-            "a URL can only be evaluated with --suite (humaneval, ifeval, adversarial)"
+            "a URL can only be evaluated with --suite (problems, humaneval, ifeval, adversarial, "
+            "fim, harness)"
         )
 
     from hillclimb.eval.core import run_eval

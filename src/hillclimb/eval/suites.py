@@ -51,6 +51,12 @@ def _fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     return run_fim(backend, cfg)
 
 
+def _problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb.eval.problems_suite import run_problems
+
+    return run_problems(backend, cfg)
+
+
 def _harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.eval.harness_suite import run_harness
 
@@ -58,6 +64,7 @@ def _harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
 
 
 SUITES: dict[str, Callable[[Backend, SuiteConfig], dict[str, Any]]] = {
+    "problems": _problems,
     "humaneval": _humaneval,
     "ifeval": _ifeval,
     "adversarial": _adversarial,

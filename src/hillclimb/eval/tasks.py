@@ -92,12 +92,22 @@ def _train_items(family: str, tier: int, n: int, seed: int) -> tuple[Any, ...]:
     return tuple(P.generate(family, tier, n, seed, "train"))
 
 
-def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
-    """Greedy (and optionally sampled) accuracy per family × tier × split, with baselines."""
+def evaluate_tasks(
+    engine: Any, cfg: TaskEvalConfig, *, rollout: Any = None, tokenizer: Any = None
+) -> dict[str, Any]:
+    """Greedy (and optionally sampled) accuracy per family × tier × split, with baselines.
+
+    `engine` rolls out through `rl.rollout.rollout_and_check`; another source of answers (the
+    `problems` suite's OpenAI-compatible backend) passes `rollout` — a callable with that
+    function's signature minus the engine — and `tokenizer` (None: per-cell `max_tokens` from the
+    reference solution's UTF-8 bytes, an upper bound on any byte-level BPE's token count)."""
     from hillclimb import problems as P
     from hillclimb.rl.rollout import rollout_and_check
 
     cfg.validate()
+    if rollout is None:
+        rollout = functools.partial(rollout_and_check, engine)
+        tokenizer = engine.tokenizer
     fams = list(cfg.families or P.FAMILIES)
     tiers = list(cfg.tiers or P.TIERS)
     t0 = time.perf_counter()
@@ -105,17 +115,15 @@ def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
         s: P.problem_suite(cfg.seed, s, cfg.n_per_tier, fams, tiers) for s in cfg.splits
     }
     items = [p for s in cfg.splits for p in suite[s]]
-    tok = engine.tokenizer
     caps: dict[tuple[str, int], int] = {}
     for f in fams:
         for t in tiers:
             cell = [p for p in items if p.family == f and p.tier == t]
-            caps[(f, t)] = cfg.max_tokens or cell_max_tokens(tok, cell, cfg.max_tokens_margin)
+            caps[(f, t)] = cfg.max_tokens or cell_max_tokens(tokenizer, cell, cfg.max_tokens_margin)
     suite_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    greedy = rollout_and_check(
-        engine,
+    greedy = rollout(
         items,
         n=1,
         max_tokens=[caps[(p.family, p.tier)] for p in items],
@@ -139,8 +147,7 @@ def evaluate_tasks(engine: Any, cfg: TaskEvalConfig) -> dict[str, Any]:
             for p in [q for q in suite[s] if q.family == f and q.tier == t][:k]
         ]
         t2 = time.perf_counter()
-        rolls = rollout_and_check(
-            engine,
+        rolls = rollout(
             s_items,
             n=cfg.samples_per_item,
             max_tokens=[caps[(p.family, p.tier)] for p in s_items],

@@ -76,8 +76,11 @@ def chat_prompt(tokenizer: Any, p: Problem, think_budget: int | None = None) -> 
 
 
 def reference_tokens(tokenizer: Any, p: Any) -> int:
-    """Tokens of the reference assistant turn: `<think>` reasoning `</think>` + final answer."""
-    return len(tokenizer.encode(f"<think>\n{p.reasoning}\n</think>\n\n{final_content(p)}")) + 2
+    """Tokens of the reference assistant turn: `<think>` reasoning `</think>` + final answer.
+    Without a tokenizer (a model behind a URL): its UTF-8 bytes, which bound the token count of
+    any byte-level BPE from above."""
+    text = f"<think>\n{p.reasoning}\n</think>\n\n{final_content(p)}"
+    return (len(tokenizer.encode(text)) if tokenizer is not None else len(text.encode())) + 2
 
 
 def cell_max_tokens(tokenizer: Any, items: list[Any], margin: float) -> int:

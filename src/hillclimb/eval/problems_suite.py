@@ -1,0 +1,153 @@
+"""The problems suite — `hillclimb eval --model CKPT|URL --suite problems`: reasoning and code
+from our own generators on the held-out split, for a checkpoint *or any OpenAI-compatible URL*.
+
+Why a suite when `hillclimb eval --model CKPT` already scores the same families: that path
+drives our engine directly (token ids in, token ids out) and cannot score a model behind a URL —
+our server, vLLM, a hosted model. Here the same items (`problems.problem_suite`: new problems,
+the same problems in new wording, held-out families), the same per-cell `max_tokens` rule, the
+same checker (`problems.check_many_details`) and the same baselines go through a `Backend`
+(`eval.backends`): one user turn per problem, the answer is the message content after any think
+block. Table layout, baselines and item records are `eval.tasks.evaluate_tasks`'s; this module
+only supplies the rollouts and wraps the result in the suite envelope (bootstrap intervals per
+split and per kind, truncated share, items for the registry).
+
+What it does not do: a checkpoint through this suite goes through the chat form of the backend
+(`EngineBackend.chat`: the same chat template and sampling as `hillclimb eval`), so greedy
+answers match the default eval's up to the per-sample seeds of sampled pass@k.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hillclimb.eval.backends import Backend, Request
+from hillclimb.eval.suite_common import SuiteConfig, metric
+
+DEFAULT_N_PER_TIER = 20
+
+
+def backend_rollouts(backend: Backend, check_timeout_s: float = 10.0) -> Any:
+    """A `rollout_and_check`-shaped callable that asks `backend` (chat form) instead of an
+    engine; each answer is checked exactly as an engine rollout is."""
+    from hillclimb.problems import check_many_details
+    from hillclimb.rl.rollout import Rollout, sample_seed
+
+    def run(
+        problems: list[Any],
+        *,
+        n: int = 1,
+        max_tokens: int | list[int] = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 32,  # noqa: ARG001 (the backend batches itself)
+    ) -> list[Rollout]:
+        caps = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(problems)
+        asked = [(p, i) for p in problems for i in range(n)]  # problem-major, as an engine's
+        reqs = [
+            Request(
+                item_id=p.id,
+                prompt=p.prompt,
+                sample=i,
+                max_tokens=int(cap),
+                temperature=temperature,
+                top_p=top_p,
+                seed=sample_seed(seed, p.id, i),
+            )
+            for p, cap in zip(problems, caps, strict=True)
+            for i in range(n)
+        ]
+        comps = backend.chat(reqs)
+        out = []
+        for (p, i), c in zip(asked, comps, strict=True):
+            think = f"<think>\n{c.reasoning_text}\n</think>\n\n" if c.reasoning_text else ""
+            out.append(
+                Rollout(
+                    problem=p,
+                    sample=i,
+                    prompt_ids=[],
+                    text=think + c.text,
+                    reasoning_text=c.reasoning_text,
+                    content_text=c.text,
+                    finish_reason=c.finish_reason,
+                    completion_tokens=c.completion_tokens,
+                )
+            )
+        ran = [r for r in out if r.finish_reason != "prompt_too_long"]
+        details = check_many_details(
+            [r.problem for r in ran], [r.text for r in ran], timeout_s=check_timeout_s
+        )
+        for r, d in zip(ran, details, strict=True):
+            r.passed, r.status, r.detail = bool(d["passed"]), d["status"], d.get("detail", "")
+            if not r.passed and r.truncated:
+                r.status = "truncated"
+        return out
+
+    return run
+
+
+def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb import problems as P
+    from hillclimb.eval.tasks import TaskEvalConfig, evaluate_tasks
+
+    tcfg = TaskEvalConfig(
+        n_per_tier=cfg.n_items or DEFAULT_N_PER_TIER,
+        seed=cfg.seed,
+        max_tokens=cfg.max_tokens,
+        samples_per_item=cfg.samples_per_item,
+        pass_k=list(cfg.pass_k),
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+    )
+    engine = getattr(backend, "engine", None)
+    res = evaluate_tasks(
+        None,
+        tcfg,
+        rollout=backend_rollouts(backend, cfg.timeout_s),
+        tokenizer=engine.tokenizer if engine is not None else None,
+    )
+    # one record per (split, problem): a problem may keep its prompt in both evaluation splits
+    items = [{**i, "id": f"{i['split']}/{i['id']}"} for i in res["items"]]
+    if cfg.limit is not None:
+        items = items[: cfg.limit]
+    metrics: dict[str, Any] = {}
+    salt = 0
+    for split in tcfg.splits:
+        sel = [i for i in items if i["split"] == split]
+        metrics[f"accuracy/{split}"] = metric([float(i["passed"]) for i in sel], cfg, salt=salt)
+        salt += 1
+        for kind, label in (("reasoning", "reasoning"), ("code", "code"), (None, "heldout_family")):
+            part = [
+                i
+                for i in sel
+                if (
+                    i["family"] in P.HELDOUT_FAMILIES
+                    if kind is None
+                    else P.FAMILIES[i["family"]] == kind and i["family"] not in P.HELDOUT_FAMILIES
+                )
+            ]
+            if part:
+                metrics[f"accuracy/{split}/{label}"] = metric(
+                    [float(i["passed"]) for i in part], cfg, salt=salt
+                )
+                salt += 1
+    # the no-training baseline beside every accuracy: the best of lookup / majority / chance per
+    # cell, pooled over the split's cells by their item counts
+    baselines = {}
+    for split in res["splits"]:
+        cells = [c for c in res["cells"] if c["split"] == split]
+        n = sum(c["n"] for c in cells)
+        best = sum((c["baseline"].get("best") or 0.0) * c["n"] for c in cells)
+        baselines[split] = round(best / n, 4) if n else None
+    return {
+        "n_items": len(items),
+        "metrics": metrics,
+        "baselines": baselines,
+        "cells": res["cells"],
+        "truncated_share": res["truncated_share"],
+        "finish_reasons": res["finish_reasons"],
+        "n_generations": len(res["items"]),
+        "mean_completion_tokens": res["mean_completion_tokens"],
+        "samples": res["samples"],
+        "items": items,
+    }
