@@ -8,8 +8,9 @@ with verifiable rewards (`check`).
 
 Families: `arith`, `arith_chain`, `word_problem`, `logic` (reasoning; answer checked by
 normalised exact match), `code_function`, `code_bugfix` (code; checked by running the tests in
-the sandbox) and the held-out family `sequence` (never trained on). Tiers 1..4 grow steps and
-sizes; tier 1 is deliberately tiny. Splits (`base.SPLITS`) are decided by the underlying problem,
+the sandbox) and the held-out families `sequence` and `competition` (AIME-style counting and
+number theory: the hard reasoning tier; never trained on). Tiers 1..4 grow steps and sizes; tier
+1 is deliberately tiny. Splits (`base.SPLITS`) are decided by the underlying problem,
 not its wording: `train`, `val` (tuning), `heldout` (new problems) and `heldout_phrasing` (the same
 new problems in wordings no training item uses). See docs/areas/problems.md.
 """
@@ -25,6 +26,7 @@ from hillclimb.problems import (
     arith_chain,
     code_bugfix,
     code_function,
+    competition,
     logic,
     sequence,
     word_problem,
@@ -47,11 +49,12 @@ _MODULES: dict[str, ModuleType] = {
     "code_function": code_function,
     "code_bugfix": code_bugfix,
     "sequence": sequence,
+    "competition": competition,
 }
 
 FAMILIES: dict[str, str] = {name: mod.KIND for name, mod in _MODULES.items()}
 # Families that are only ever evaluated: no train or val split exists for them.
-HELDOUT_FAMILIES: tuple[str, ...] = ("sequence",)
+HELDOUT_FAMILIES: tuple[str, ...] = ("sequence", "competition")
 TRAIN_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f not in HELDOUT_FAMILIES)
 # The evaluation splits, in report order.
 EVAL_SPLITS: tuple[str, ...] = ("heldout", "heldout_phrasing")
