@@ -293,7 +293,8 @@ def test_cli_suite_bad_input(micro: Path, tmp_path: Path, capsys) -> None:  # no
     out = tmp_path / "out"
     assert main(["eval", "--model", str(micro), "--suite", "nope", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "unknown suite 'nope'" in err and "humaneval, ifeval" in err
+    assert "unknown suite 'nope'" in err
+    assert all(n in err for n in ("problems", "humaneval", "completion", "ifeval", "fim"))
     url = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
     assert main(["eval", "--model", url, "--suite", "humaneval", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -444,3 +445,49 @@ def test_problems_suite_on_a_checkpoint_and_its_server_agree(micro: Path, tmp_pa
     ]
     assert ck["metrics"].keys() == url["metrics"].keys()
     assert ck["truncated_share"] > 0.5  # 12 tokens cannot hold a worked solution: said, not hidden
+
+
+def test_completion_suite_references_pass_and_stubs_fail() -> None:
+    """Our completion-form set: each held-out function's reference body (the source minus its
+    `def` line) continues the prompt to a passing program; a stub body fails; a backend that
+    answers with the reference scores 1.0 at every tier, one with `pass` scores 0."""
+    from hillclimb.eval import completion_suite as CS
+    from hillclimb.eval.backends import Completion
+    from hillclimb.eval.humaneval import score
+
+    its = CS.items(3, seed=0)
+    assert len(its) == 12 and {it["tier"] for it in its} == {1, 2, 3, 4}
+    for it in its:
+        assert it["prompt"].startswith(f"def {it['entry_point']}(") and '"""' in it["prompt"]
+    bodies = {it["task_id"]: it["canonical_solution"].split("\n", 1)[1] for it in its}
+    assert all(r.passed for r in score(its, [bodies[i["task_id"]] for i in its], "completion", 10))
+    assert not any(r.passed for r in score(its, ["    pass\n"] * len(its), "completion", 10))
+
+    class Fixed:
+        kind, name = "fixed", "fixed"
+
+        def __init__(self, right: bool) -> None:
+            self.right = right
+
+        def complete(self, reqs):  # noqa: ANN001, ANN202
+            return [Completion(bodies[r.item_id] if self.right else "    pass\n", "stop", 3)
+                    for r in reqs]  # fmt: skip
+
+        def close(self) -> None:
+            pass
+
+    cfg = SuiteConfig(n_items=3, bootstrap=100)
+    good = run_suite("completion", "fixed", cfg, backend=Fixed(True))
+    assert {k: v["value"] for k, v in good["metrics"].items()} == {
+        "pass@1": 1.0, "pass@1/tier1": 1.0, "pass@1/tier2": 1.0, "pass@1/tier3": 1.0,
+        "pass@1/tier4": 1.0,
+    }  # fmt: skip
+    bad = run_suite("completion", "fixed", cfg, backend=Fixed(False))
+    assert bad["metrics"]["pass@1"]["value"] == 0.0 and bad["n_items"] == 12
+
+
+def test_completion_suite_on_a_checkpoint(micro: Path) -> None:
+    res = run_suite("completion", str(micro), SuiteConfig(n_items=1, max_tokens=8, bootstrap=50))
+    assert res["backend"] == "engine" and res["n_items"] == 4
+    assert [r["tier"] for r in res["items"]] == [1, 2, 3, 4]
+    assert sum(res["finish_reasons"].values()) == 4

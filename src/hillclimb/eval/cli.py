@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a standard suite instead of the generator tasks: problems (the generator "
         "tasks' held-out split through the suite backends, so a URL can be scored too), "
         "humaneval (HumanEval, "
-        "completion form, run in the sandbox), ifeval (verifiable instructions we wrote), "
+        "completion form, run in the sandbox), completion (held-out generated functions in the same "
+        "completion form), ifeval (verifiable instructions we wrote), "
         "adversarial (our categorised tricky coding set), harness (resolve rate on generated "
         "repository tasks through the agent loop; needs --tasks), fim (fill-in-the-middle on held-out "
         "cuts of the Python standard library: exact match, prefix match, empty/fence shares)",

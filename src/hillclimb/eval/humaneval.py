@@ -59,7 +59,9 @@ def load_problems(limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def check_program(item: dict[str, Any], completion: str, form: str = "completion") -> str:
-    """The program whose clean exit means `completion` passes `item`'s tests."""
+    """The program whose clean exit means `completion` passes `item`'s tests: the function, then
+    `item["test"]`, then `check(entry_point)` unless the item says its tests are plain asserts
+    (`"asserts": True`, our completion set)."""
     if form == "chat":
         from hillclimb.problems.verify import extract_code
 
@@ -69,7 +71,8 @@ def check_program(item: dict[str, Any], completion: str, form: str = "completion
         body = code
     else:
         body = item["prompt"] + completion
-    return f"{body}\n\n{item['test']}\n\ncheck({item['entry_point']})\n"
+    call = "" if item.get("asserts") else f"\n\ncheck({item['entry_point']})"
+    return f"{body}\n\n{item['test']}{call}\n"
 
 
 def hidden_paths() -> tuple[str, ...]:
@@ -96,7 +99,15 @@ def score(
 
 
 def run_humaneval(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    items = load_problems(cfg.limit)
+    return run_completion_items(backend, cfg, load_problems(cfg.limit))
+
+
+def run_completion_items(
+    backend: Backend, cfg: SuiteConfig, items: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Greedy pass@1 and sampled pass@k of HumanEval-shaped items (`task_id`, `prompt`, `test`,
+    `entry_point`, optional `asserts`) in the completion or chat form: HumanEval itself, and our
+    own completion set (`completion_suite.py`)."""
     max_tokens = cfg.max_tokens or DEFAULT_MAX_TOKENS
     chat = cfg.form == "chat"
     stop = () if chat else STOP

@@ -51,6 +51,12 @@ def _fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     return run_fim(backend, cfg)
 
 
+def _completion(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb.eval.completion_suite import run_completion
+
+    return run_completion(backend, cfg)
+
+
 def _problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.eval.problems_suite import run_problems
 
@@ -66,6 +72,7 @@ def _harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
 SUITES: dict[str, Callable[[Backend, SuiteConfig], dict[str, Any]]] = {
     "problems": _problems,
     "humaneval": _humaneval,
+    "completion": _completion,
     "ifeval": _ifeval,
     "adversarial": _adversarial,
     "harness": _harness,

@@ -63,6 +63,15 @@ def _docstring(doc: str) -> str:
     return textwrap.fill(text, width=92, subsequent_indent="    ")[:-1]
 
 
+def completion_prompt(inst: Instance, args: tuple, expected: object) -> str:
+    """The function as an editor would send it for completion (HumanEval's native form): the
+    signature and a docstring with one doctest, to be continued with the body. Kept in every
+    problem's `meta["completion_prompt"]` for `hillclimb eval --suite completion`."""
+    call = call_repr(inst.name, args)
+    doctest, shown = (f"{call} is None", "True") if expected is None else (call, repr(expected))
+    return f'def {inst.sig}:\n    """{_docstring(inst.doc)}.\n\n    >>> {doctest}\n    {shown}\n    """\n'
+
+
 def prompt_for(inst: Instance, args: tuple, expected: object, phr: Phrasing) -> str:
     call = call_repr(inst.name, args)
     if phr.style == "train":
@@ -104,7 +113,7 @@ def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
             "answer": inst.source,
             "tests": tests,
             "entry_point": inst.name,
-            "meta": dict(inst.meta),
+            "meta": {**inst.meta, "completion_prompt": completion_prompt(inst, args, expected)},
         }
 
     return Draft(prompt, inst.key, build, namespace=CODE_NAMESPACE)

@@ -1,0 +1,60 @@
+"""Our own completion-form set — `hillclimb eval --model CKPT|URL --suite completion`: held-out
+functions in HumanEval's native form (signature + docstring with one doctest, to be continued
+with the body), scored by running their tests in the sandbox.
+
+Why beside HumanEval: HumanEval is 164 fixed public problems (possibly in a hosted model's
+training data, and a level far above our tiny models); this set is drawn from the `code_function`
+generator's *held-out functions* — never trained on in any family or phrasing, by the split key —
+so it is unseen by construction, sized per tier, and sets the completion form (what an IDE sends)
+beside the chat form the climb's eval uses for the same functions. Protocol as HumanEval's
+(`humaneval.run_completion_items`): the continuation is cut at the first `humaneval.STOP`, the
+program is prompt + completion + the problem's asserts, greedy pass@1 and sampled pass@k with
+bootstrap intervals, per-tier rates. The prompt is `meta["completion_prompt"]` of the problem
+(`problems.code_function.completion_prompt`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hillclimb.eval.backends import Backend
+from hillclimb.eval.suite_common import SuiteConfig, metric
+
+DEFAULT_N_PER_TIER = 20
+
+
+def items(n_per_tier: int, seed: int) -> list[dict[str, Any]]:
+    """HumanEval-shaped records of `n_per_tier` held-out functions per tier."""
+    from hillclimb import problems as P
+
+    out = []
+    for tier in P.TIERS:
+        for p in P.generate("code_function", tier, n_per_tier, seed, "heldout"):
+            out.append(
+                {
+                    "task_id": p.id,
+                    "tier": tier,
+                    "prompt": p.meta["completion_prompt"],
+                    "test": p.tests,
+                    "entry_point": p.entry_point,
+                    "asserts": True,
+                    "canonical_solution": p.answer,
+                }
+            )
+    return out
+
+
+def run_completion(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb.eval.humaneval import run_completion_items
+
+    its = items(cfg.n_items or DEFAULT_N_PER_TIER, cfg.seed)
+    if cfg.limit is not None:
+        its = its[: cfg.limit]
+    out = run_completion_items(backend, cfg, its)
+    tier_of = {it["task_id"]: it["tier"] for it in its}
+    for row in out["items"]:
+        row["tier"] = tier_of[row["id"]]
+    for k, tier in enumerate(sorted(set(tier_of.values())), 1):
+        vals = [float(r["passed"]) for r in out["items"] if r["tier"] == tier]
+        out["metrics"][f"pass@1/tier{tier}"] = metric(vals, cfg, salt=100 + k)
+    return out
