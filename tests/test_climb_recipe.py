@@ -265,6 +265,36 @@ def test_rl_harness_table_errors(table, match) -> None:
         parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
 
 
+@pytest.mark.parametrize(
+    ("suites", "match"),
+    [
+        (["harness"], "cannot run in the climb"),
+        (["nope"], "cannot run in the climb"),
+        ({"thinkin": ["humaneval"]}, "not a model of this recipe"),
+        ({"thinking": "humaneval"}, "expected a list"),
+        ("humaneval", "must be a list"),
+    ],
+)
+def test_eval_suites_errors(suites, match) -> None:
+    raw = _raw()
+    raw["eval"]["suites"] = suites
+    with pytest.raises(ConfigError, match=match):
+        parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+    raw = _raw()
+    raw["eval"]["suite_limit"] = -1
+    with pytest.raises(ConfigError, match="suite_limit"):
+        parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+
+
+def test_eval_suites_list_means_every_model() -> None:
+    from hillclimb.climb.climb_recipe import eval_suites
+
+    names = ["thinking", "code-flash"]
+    assert eval_suites({"suites": ["humaneval"]}, names) == {m: ["humaneval"] for m in names}
+    assert eval_suites({"suites": {"code-flash": ["fim", "fim"]}}, names) == {"code-flash": ["fim"]}
+    assert eval_suites({}, names) == {}
+
+
 def test_rl_harness_final_is_what_eval_and_registry_use() -> None:
     from hillclimb.climb.runner import rl_final
 

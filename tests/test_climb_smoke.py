@@ -120,14 +120,22 @@ def test_every_artifact(climb: dict) -> None:
         b = ev["pretrain"]["bpb"]
         assert 0 < b["val_bpb"] < 20 and 0 < b["unigram_bpb"] < 20
         t = ev["sft"]["tasks"]
-        assert t["n"] == 7 * 2 and len(t["by_family_tier"]) == 7  # 6 trained + 1 held-out family
-        assert set(t["splits"]) == {"heldout", "heldout_phrasing"} and len(t["cells"]) == 28
+        assert t["n"] == 8 * 2 and len(t["by_family_tier"]) == 8  # 6 trained + 2 held-out families
+        assert set(t["splits"]) == {"heldout", "heldout_phrasing"} and len(t["cells"]) == 32
         assert all(c["baseline"]["best"] is not None for c in t["cells"])
         assert all(c["pass_at_k"] is not None for c in t["cells"])  # smoke samples 2 per item
         sm = s["models"][m]
         assert sm["eval"]["corpus_val_bpb_pretrained"] == pytest.approx(b["val_bpb"])
         assert sm["eval"]["corpus_val_bpb_sft"] == pytest.approx(ev["sft"]["bpb"]["val_bpb"])
         assert sm["eval"]["corpus_unigram_bpb"] == pytest.approx(b["unigram_bpb"])
+        # `[eval] suites` (smoke: code-flash only, 4 items) on the final checkpoint
+        if m == "code-flash":
+            res = json.loads((run / "12-eval" / "suite-code-flash-completion.json").read_text())
+            assert res["suite"] == "completion" and res["n_items"] == 4
+            assert res["model"].endswith("11-rl-harness-code-flash/run/final")
+            assert set(sm["eval"]["suites"]["completion"]) >= {"pass@1"}
+        else:
+            assert "suites" not in ev and sm["eval"]["suites"] == {}
         assert sm["sft"]["sft_examples_val_bpb"] is not None and "val_bpb" not in sm["sft"]
         assert sm["pretrain"]["corpus_val_bpb"] is not None and "val_bpb" not in sm["pretrain"]
     # Both models share the one tokenizer.
@@ -138,6 +146,7 @@ def test_every_artifact(climb: dict) -> None:
     md = (run / "report" / "report.md").read_text()
     for section in (
         "## Headline",
+        "## Standard suites (final models)",
         "## Accuracy on problems never trained on",
         "new phrasing acc",
         "baseline",
@@ -220,9 +229,9 @@ def test_registry_stage_registers_lineage_and_runs_the_gate(climb: dict) -> None
                 }
                 assert chain[0].path in finals
             assert chain[0].recipe_hash and chain[0].data_card_hash and chain[0].run_id
-            # item-level results of the real eval output: 14 items per split, like the totals
+            # item-level results of the real eval output: 16 items per split, like the totals
             ev, items = reg.items(ids["rl"], "heldout")
-            assert ev.n == len(items) == 14
+            assert ev.n == len(items) == 16
             assert set(rec["evals"]["sft"]) == {"heldout", "heldout_phrasing"}
             assert rec["decision"] in ("promoted", "refused", "skipped"), rec
             if rec["decision"] != "skipped":

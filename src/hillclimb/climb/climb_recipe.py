@@ -92,7 +92,48 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "seq_len": None,  # default: the model's pre-training seq_len
     "seed": 0,
     "base_accuracy": False,  # also measure task accuracy of the pre-trained (pre-SFT) models
+    # standard suites (`hillclimb eval --suite S`) run on each model's final checkpoint: a list
+    # (every model) or a table {model = [suites]}; e.g. HumanEval pass@1 for every climb
+    "suites": [],
+    "suite_limit": 0,  # first N items of each suite (0: all)
+    "suite_max_tokens": 0,  # completion cap per item (0: each suite's default)
 }
+# suites the climb can run by itself (harness needs task directories it does not have)
+CLIMB_SUITES: tuple[str, ...] = (
+    "problems",
+    "humaneval",
+    "completion",
+    "ifeval",
+    "adversarial",
+    "fim",
+)
+
+
+def eval_suites(ev: dict[str, Any], names: list[str]) -> dict[str, list[str]]:
+    """`[eval] suites` as {model: [suite, ...]}; ConfigError on a bad value."""
+    raw = ev.get("suites") or []
+    table = {m: raw for m in names} if isinstance(raw, list) else raw
+    if not isinstance(table, dict):
+        raise ConfigError("[eval] suites must be a list of suite names or a {model = [...]} table")
+    out: dict[str, list[str]] = {}
+    for m, suites in table.items():
+        if m not in names:
+            raise ConfigError(f"[eval] suites: {m!r} is not a model of this recipe ({names})")
+        if not isinstance(suites, list) or not all(isinstance(x, str) for x in suites):
+            raise ConfigError(f"[eval] suites for {m}: expected a list of suite names")
+        bad = [x for x in suites if x not in CLIMB_SUITES]
+        if bad:
+            raise ConfigError(
+                f"[eval] suites for {m}: {bad} cannot run in the climb; choose from "
+                f"{list(CLIMB_SUITES)}"
+            )
+        if suites:
+            out[m] = list(dict.fromkeys(suites))
+    for k in ("suite_limit", "suite_max_tokens"):
+        v = ev.get(k, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"[eval] {k} must be an integer >= 0 (0: the suite's default)")
+    return out
 
 
 def task_config(ev: dict[str, Any]) -> Any:
@@ -405,6 +446,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         raise ConfigError(
             f'[eval]: max_tokens must be "auto" or an integer >= 1, got {ev["max_tokens"]!r}'
         )
+    eval_suites(ev, names)
     try:
         task_config(ev).validate()
     except ConfigError as exc:

@@ -491,6 +491,30 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         if evals[m].get("rl"):
             md += [f"#### {m}: SFT vs RL (same items, same settings)", "", sft_vs_rl(evals[m]), ""]
 
+    suite_rows = [
+        [m, name, metric, _pct(v["value"]), f"{_pct(v['ci95'][0])} – {_pct(v['ci95'][1])}",
+         v["n"], _pct(res.get("truncated_share"))]
+        for m in r.model_names
+        for name, res in (evals[m].get("suites") or {}).items()
+        for metric, v in res["metrics"].items()
+    ]  # fmt: skip
+    if suite_rows:
+        md += [
+            "## Standard suites (final models)",
+            "",
+            "`[eval] suites` of the recipe, each on the model's final checkpoint with the suite's "
+            "own defaults (`hillclimb eval --suite S`); full results in the eval stage's "
+            "`suite-<model>-<suite>.json`. HumanEval is 164 public problems in the completion "
+            "form; `completion` is our held-out generated functions in the same form. Near 0 is "
+            "the honest level of a tiny model here; what these do not show is anything about "
+            "larger models.",
+            "",
+            _md_table(
+                ["model", "suite", "metric", "value", "95% CI", "n", "truncated"], suite_rows
+            ),
+            "",
+        ]
+
     # ---- RL -----------------------------------------------------------------------------------
     rl_models = [m for m in r.model_names if m in r.rl]
     if rl_models:

@@ -257,8 +257,9 @@ def _check_final(run: Path) -> None:
 
 
 def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
-    from hillclimb.climb.climb_recipe import task_config
+    from hillclimb.climb.climb_recipe import eval_suites, task_config
     from hillclimb.eval.core import run_eval
+    from hillclimb.eval.suite_common import SuiteConfig
 
     ev = c.recipe.eval
     out: dict[str, Any] = {}
@@ -277,10 +278,41 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
             c.say(f"eval {m}: RL model ({rl_key}; held-out suites, same settings)")
             rec["rl"] = run_eval(c.final(rl_key), c.shards_dir, accuracy=True, **common)
             rec["rl_stage"] = rl_key
+        suites = eval_suites(ev, c.recipe.model_names).get(m, [])
+        if suites:
+            final = rl_key if rl_key is not None else f"sft-{m}"
+            cfg = SuiteConfig(
+                seed=int(ev["seed"]),
+                limit=int(ev["suite_limit"]) or None,
+                max_tokens=int(ev["suite_max_tokens"]) or None,
+            )
+            rec["suites"] = _run_suites(c, m, c.final(final), suites, cfg, d)
         write_json_atomic(d / f"{m}.json", rec)
         out[m] = rec
     write_json_atomic(d / "eval.json", out)
     return {m: _eval_headline(r) for m, r in out.items()}
+
+
+def _run_suites(
+    c: Climb, m: str, ckpt: Path, suites: list[str], cfg: Any, d: Path
+) -> dict[str, Any]:
+    """`[eval] suites` on the final checkpoint; each full result as `suite-<model>-<suite>.json`
+    (the HTML report and `hillclimb registry add-eval` read it), a summary per suite returned."""
+    from hillclimb.eval.suites import run_suite
+
+    out: dict[str, Any] = {}
+    for name in suites:
+        c.say(f"eval {m}: suite {name} (final model)")
+        res = run_suite(name, str(ckpt), cfg)
+        write_json_atomic(d / f"suite-{m}-{name}.json", res)
+        out[name] = {
+            "metrics": res["metrics"],
+            "n_items": res["n_items"],
+            "truncated_share": res.get("truncated_share"),
+            "seconds": res["seconds"],
+            "file": f"suite-{m}-{name}.json",
+        }
+    return out
 
 
 def rl_final(recipe: Recipe, model: str) -> str | None:
@@ -323,6 +355,10 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         },
         "truncated_share": t.get("truncated_share"),
         "final_stage": "rl" if rec.get("rl") else "sft",
+        "suites": {
+            name: {k: v["value"] for k, v in s["metrics"].items()}
+            for name, s in (rec.get("suites") or {}).items()
+        },
         "sft_accuracy": (rec["sft"].get("tasks") or {}).get("accuracy"),
     }
 
