@@ -79,8 +79,15 @@ def test_generated_heldout_and_train_tasks_keep_to_their_projects(tmp_path, caps
         doc = tomllib.loads((d / "task.toml").read_text())
         assert doc["meta"]["split"] == "heldout"
         load_task(d)
+    # RL refuses to train on them; it takes the train split's tasks
+    from hillclimb.errors import ConfigError
+    from hillclimb.rl.harness import load_tasks
+
+    with pytest.raises(ConfigError, match="held-out projects"):
+        load_tasks(out)
     s = gen.generate_tasks(tmp_path / "train", 3, seed=2, kinds=["bugfix", "repo_qa", "terminal"],
                            split="train")  # fmt: skip
+    assert len(load_tasks(tmp_path / "train")) == 3
     assert s["generated"] == 3
     for rec in s["tasks"]:
         if rec["kind"] == "terminal":

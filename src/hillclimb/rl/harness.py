@@ -47,14 +47,27 @@ def load_tasks(root: str | Path) -> list[Any]:
     root = Path(root)
     refs = root / "rl_prompts.jsonl" if root.is_dir() else root
     if refs.is_file() and refs.suffix == ".jsonl":
-        return _exported_tasks(refs)
+        return _no_heldout(_exported_tasks(refs), str(refs))
     dirs = find_task_dirs(root) if root.is_dir() else []
     if not dirs:
         raise ConfigError(
             f"--harness {root}: no task directories found (run `harness generate`) and no "
             "rl_prompts.jsonl (run `telemetry export`)"
         )
-    return sorted((load_task(d) for d in dirs), key=lambda t: t.id)
+    return _no_heldout(sorted((load_task(d) for d in dirs), key=lambda t: t.id), str(root))
+
+
+def _no_heldout(tasks: list[Any], where: str) -> list[Any]:
+    """Refuse tasks drawn from the held-out projects (`harness generate --split heldout`): they
+    are how an evaluation measures code the model never trained on."""
+    held = [t.id for t in tasks if (t.meta or {}).get("split") == "heldout"]
+    if held:
+        raise ConfigError(
+            f"--harness {where}: {len(held)} task(s) come from the held-out projects (e.g. "
+            f"{held[0]}); they are for evaluation only — generate training tasks with "
+            "`harness generate --split train`"
+        )
+    return tasks
 
 
 def _exported_tasks(refs: Path) -> list[Any]:
