@@ -220,18 +220,25 @@ def _wrong_accept(target_logits, draft_tokens, draft_probs, params, generator):
     return g, int(torch.multinomial(p[g], 1, generator=generator))
 
 
+def sampled_case(model, tok, depth: int = 3) -> tuple[dict, list[int], dict, list[int]]:
+    """The engine-level distribution tests' case: 3-token samples (top-k 2) of "The answer is"
+    → (sampling params, prompt ids, the exact distribution of the first `depth` tokens, the
+    likeliest continuation)."""
+    # one token more than scored, so a step after the first token can draft 2
+    params = dict(max_tokens=depth + 1, temperature=1.0, top_k=2, ignore_eos=True)
+    ids = tok.encode("The answer is")
+    exact = _exact_prefix_dist(model, ids, SamplingParams(**params), depth)
+    assert math.isclose(sum(exact.values()), 1.0, rel_tol=1e-5) and len(exact) == 2**depth
+    return params, ids, exact, list(max(exact, key=exact.get))
+
+
 def test_sampled_lookup_follows_target_distribution(setup, monkeypatch):
     """Engine level: 3-token samples (top-k 2) with a prediction that drafts one fixed
     continuation at every position against the exact target distribution (chi-square, p >
     0.001), and a rule that skips the p(d) test is detected on the same path."""
     model, tok = setup["model"], setup["tok"]
     depth, n = 3, 300
-    # one token more than scored, so a step after the first token can draft 2
-    params = dict(max_tokens=depth + 1, temperature=1.0, top_k=2, ignore_eos=True)
-    ids = tok.encode("The answer is")
-    exact = _exact_prefix_dist(model, ids, SamplingParams(**params), depth)
-    assert math.isclose(sum(exact.values()), 1.0, rel_tol=1e-5) and len(exact) == 2**depth
-    likely = list(max(exact, key=exact.get))
+    params, ids, exact, likely = sampled_case(model, tok, depth)
     # the prompt's last 2 tokens + the likeliest continuation: drafted from the first step on
     prediction = ids[-2:] + likely + likely
 

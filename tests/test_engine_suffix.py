@@ -130,20 +130,14 @@ def test_suffix_greedy_identical_and_drafts_from_earlier_outputs(micro):
 def test_sampled_suffix_follows_target_distribution(micro, monkeypatch):
     """History drafts are one-hot proposals like prompt lookup's: 3-token samples match the
     exact target distribution (chi-square), and skipping the p(d) test is detected."""
-    import math
 
     import hillclimb.serve.engine as engine_mod
     from hillclimb.serve.engine import Engine
-    from test_engine_lookup import _chi_square, _wrong_accept, chi2_crit
-    from test_engine_spec import _exact_prefix_dist
+    from test_engine_lookup import _chi_square, _wrong_accept, chi2_crit, sampled_case
 
     model, tok = micro
     depth, n = 3, 300
-    params = dict(max_tokens=depth + 1, temperature=1.0, top_k=2, ignore_eos=True)
-    ids = tok.encode("The answer is")
-    exact = _exact_prefix_dist(model, ids, SamplingParams(**params), depth)
-    assert math.isclose(sum(exact.values()), 1.0, rel_tol=1e-5)
-    likely = list(max(exact, key=exact.get))
+    params, ids, exact, likely = sampled_case(model, tok, depth)
 
     def empirical():
         eng = Engine(model, tok, max_batch=16, seed=0, drafter="suffix", spec_max_running=16,

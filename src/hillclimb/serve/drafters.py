@@ -43,6 +43,7 @@ not forwards alone: a verification step costs ≈2–2.5 plain steps (BENCHMARKS
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,6 +53,11 @@ from hillclimb.errors import HillclimbError
 from hillclimb.serve.sampling import DRAFTERS, SamplingParams
 
 __all__ = ["DRAFTERS", "Drafter", "LookupConfig", "LookupDrafter", "NgramIndex"]
+
+
+ProposeFn = Callable[
+    [int, list[int], int, SamplingParams, torch.Generator], tuple[list[int], torch.Tensor | None]
+]
 
 
 class Drafter(Protocol):
@@ -66,14 +72,9 @@ class Drafter(Protocol):
 
     def room(self, slot: int, seq_len: int) -> int: ...
 
-    def propose(
-        self,
-        slot: int,
-        seq: list[int],
-        gamma: int,
-        params: SamplingParams,
-        generator: torch.Generator,
-    ) -> tuple[list[int], torch.Tensor | None]: ...
+    # propose(slot, seq, gamma, params, generator) → (up to γ tokens continuing seq, the pending
+    # token last; their warped draft distributions [γ, V], or None for one-hot drafts)
+    propose: ProposeFn
 
     def adapt(self, slot: int, drafted: int, accepted: int) -> None: ...
 
@@ -278,16 +279,14 @@ class LookupDrafter:
             s.backoff = c.backoff_min
 
     # ---- drafting -----------------------------------------------------------------------------
-    def propose(
-        self,
-        slot: int,
-        seq: list[int],
-        gamma: int,
-        params: SamplingParams,
-        generator: torch.Generator,
-    ) -> tuple[list[int], None]:
-        """Up to `gamma` tokens continuing `seq` (prompt + output, pending token last) from the
-        prediction or the sequence itself; [] when nothing matches."""
+    def propose(self, slot: int, seq: list[int], gamma: int, *_: Any) -> tuple[list[int], None]:
+        """Up to `gamma` tokens continuing `seq` (prompt + output, pending token last); [] when
+        nothing matches. One-hot drafts: the sampling parameters and the generator (`ProposeFn`)
+        are not needed."""
+        return self._draft(slot, seq, gamma), None
+
+    def _draft(self, slot: int, seq: list[int], gamma: int) -> list[int]:
+        """The lookup: from the prediction or the sequence itself."""
         s = self._slot(slot)
         ctx = s.context
         if len(ctx.tokens) < len(seq):
@@ -298,20 +297,20 @@ class LookupDrafter:
         s.last = None
         if start is None:
             s.stats["misses"] += 1
-            return [], None
+            return []
         tokens = s.prediction.tokens if src == 0 and s.prediction is not None else ctx.tokens
         avail = len(tokens) - start
         limit = min(gamma, avail)
         if limit < 1:
             s.stats["misses"] += 1
-            return [], None
+            return []
         g, _ = self.cfg.best_gamma(self.alpha(slot), limit)
         if self.forced[slot]:
             g = limit
         g = max(1, g)
         s.last = (src, start)
         s.stats["matches"] += 1
-        return list(tokens[start : start + g]), None
+        return list(tokens[start : start + g])
 
     def _match(self, s: _LookupSlot, seq: list[int], tail: list[int]) -> tuple[int, int | None]:
         pred = s.prediction

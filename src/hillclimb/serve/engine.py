@@ -76,7 +76,13 @@ from hillclimb.serve.sampling import (
     token_logprobs,
     warp_probs,
 )
-from hillclimb.serve.speculative import DraftRunner, SpecStats, accept_drafts
+from hillclimb.serve.speculative import (
+    BatchCostConfig,
+    BatchVerifyCost,
+    DraftRunner,
+    SpecStats,
+    accept_drafts,
+)
 from hillclimb.serve.suffix import OutputHistory, SuffixDrafter
 from hillclimb.tokenizer.specials import THINK_END, THINK_START
 
@@ -313,6 +319,20 @@ class _Request:
         return mode
 
 
+@dataclass
+class _Draft:
+    """One request's proposal this step, waiting for verification."""
+
+    r: _Request
+    d: Drafter
+    drafts: list[int]
+    q: torch.Tensor | None  # warped draft distributions (a draft model's sampled proposals)
+    must: bool  # the batch may not cap or skip it (see `Engine._propose`)
+    t0: float  # when proposing began (the model drafter's timing policy)
+
+
+SPEC_BATCH = ("auto", "always", "off")
+
 # Prompts up to this many tokens prefill alone through the compiled single-slot graph; longer
 # ones (and groups) through FastForward's lean forward. Crossover on one core
 # (`bench/serve_steps.py`): 40–80 tokens for code-flash-tiny, 32–48 for thinking-tiny, whose
@@ -432,9 +452,13 @@ class Engine:
         token_healing: bool = False,
         prefix_cache: bool | None = None,
         prefix_min_tokens: int = 8,
+        spec_batch: str = "auto",
+        batch_cost: BatchCostConfig | None = None,
     ):
         if max_batch < 1:
             raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
+        if spec_batch not in SPEC_BATCH:
+            raise HillclimbError(f"spec_batch must be one of {', '.join(SPEC_BATCH)}")
         if cpu_threads is not None:
             # Process-wide on purpose: small-batch decode is latency-bound, and on a busy CPU
             # intra-op threads spin against each other (measured 4 ms vs 50+ ms per token on the
@@ -516,13 +540,24 @@ class Engine:
             "spec_backoffs": 0,
             "batched_steps": 0,
             "batched_compiled_steps": 0,
+            "verify_steps": 0,  # batched verification forwards (model-free drafts, ragged)
+            "verify_rows": 0,  # rows in them (plain rows included)
+            "verify_declined": 0,  # steps with drafts the cost model sent to plain decoding
         }
         self._plain_ms: float | None = None  # EMA of a one-stream plain decode step (ms)
         self._plain_count = 0  # plain decode steps so far (the back-off clock)
         self._spec_probe_at = 0  # auto speculation: decode plainly until _plain_count gets here
         self._spec_backoff = 16
         self._spec_total = SpecStats()
+        # the most running requests at which the draft *model* speculates (per request: its
+        # drafting costs a draft forward per token); with spec_batch="off" the model-free
+        # drafters obey it too (the behaviour before batched verification)
         self.spec_max_running = spec_max_running
+        # model-free drafts of several rows: one ragged verification forward, when the measured
+        # cost model says it beats a plain batched step ("auto"), on every draft ("always"), or
+        # never ("off": per-request verification up to spec_max_running running requests)
+        self.spec_batch = spec_batch
+        self.batch_cost = BatchVerifyCost(batch_cost)
         # model-free drafting (prompt lookup / predictions): per-slot n-gram indexes, no cache
         self.lookup = LookupDrafter(max_batch, lookup, gamma_max)
         self._lookup_total = SpecStats()
@@ -825,19 +860,30 @@ class Engine:
         if not active:
             return
         plain: list[_Request] = []
-        use_spec = len(self._running) <= self.spec_max_running
+        rows: list[_Draft] = []  # model-free proposals, verified together below
+        model_spec = len(self._running) <= self.spec_max_running
+        free_spec = self.spec_batch != "off" or model_spec
         for r in active:
-            d = self._drafter(r) if use_spec else None
-            g = self._spec_gamma(r, d) if d is not None and self._spec_wanted(r) else 0
+            d = self._drafter(r)
+            ok = model_spec if d is self.draft else free_spec
+            g = self._spec_gamma(r, d) if d is not None and ok and self._spec_wanted(r) else 0
             if g >= 1:
                 assert d is not None
                 try:
-                    if self._spec_step(r, d, g):
-                        continue
+                    if d is self.draft:  # per request: drafting needs the draft's forwards
+                        if self._spec_step(r, d, g):
+                            continue
+                    else:
+                        row = self._propose(r, d, g)
+                        if row is not None:
+                            rows.append(row)
+                            continue
                 except Exception as exc:
                     self._fail(r, exc)
                     continue
             plain.append(r)
+        if rows:
+            plain = self._verify_rows(rows, plain)
         if plain:
             self._decode(plain)
         self._totals["decode_steps"] += 1
@@ -1186,8 +1232,10 @@ class Engine:
                 self._after_decode([r], lg)
             return
         self._after_decode(reqs, logits)
+        ms = (time.perf_counter() - t0) * 1e3
+        self.batch_cost.observe_plain(len(reqs), ms)  # the batched verification's yardstick
         if len(reqs) == 1 and len(self._running) == 1:  # the one-stream yardstick for `auto`
-            self._observe_plain((time.perf_counter() - t0) * 1e3)
+            self._observe_plain(ms)
 
     def _observe_plain(self, ms: float) -> None:
         self._plain_ms = ms if self._plain_ms is None else 0.8 * self._plain_ms + 0.2 * ms
@@ -1354,37 +1402,183 @@ class Engine:
             self._spec_backoff = 16
 
     def _spec_step(self, r: _Request, d: Drafter, gamma: int) -> bool:
-        """One draft-and-verify step; False when the drafter proposed nothing (the request then
-        takes the plain batched step)."""
-        assert r.spec is not None and r.slot is not None
-        t0 = time.perf_counter()
-        seq = r.prompt_ids + r.out_ids
-        L = len(seq)
-        drafts, q = d.propose(r.slot, seq, gamma, r.params, r.gen)
-        if not drafts:
+        """One draft-and-verify step of one request; False when the drafter proposed nothing
+        (the request then takes the plain batched step)."""
+        row = self._propose(r, d, gamma)
+        if row is None:
             return False
-        x = torch.tensor([[r.pending, *drafts]], device=self.device)
-        slots = torch.tensor([r.slot], device=self.device)
+        self._verify_one(row)
+        return True
+
+    def _propose(self, r: _Request, d: Drafter, gamma: int) -> _Draft | None:
+        assert r.slot is not None
+        t0 = time.perf_counter()
+        drafts, q = d.propose(r.slot, r.prompt_ids + r.out_ids, gamma, r.params, r.gen)
+        if not drafts:
+            return None
+        # a row whose drafts the batch may not cap or skip: forced, or seeded and sampled (its
+        # random stream, spent verifying, must not depend on what shares its batch)
+        must = r.params.speculative is True or (r.params.seed is not None and not r.params.greedy)
+        return _Draft(r, d, drafts, q, must, t0)
+
+    def _verify_one(self, x: _Draft) -> None:
+        """Verify one request's drafts in a single-slot forward of [pending, d1..dγ]."""
+        r = x.r
+        assert r.slot is not None
+        toks = [r.pending, *x.drafts]
         if self._fast_one and not self._holes[r.slot]:
-            logits = self.fast.extend_one([r.pending, *drafts], self.cache, r.slot, last_only=False)
-        elif self.fast is not None:
-            logits = self.fast(x, self.cache, slots, last_only=False, single_slot=r.slot)[0]
+            assert self.fast is not None
+            logits = self.fast.extend_one(toks, self.cache, r.slot, last_only=False)
         else:
-            logits = self.model(x, cache=self.cache, slot_ids=slots)[0]  # [γ+1, V]
-        n, nxt = accept_drafts(logits, drafts, q, r.params, r.gen)
-        committed = drafts[:n] + [nxt]
+            ids = torch.tensor([toks], device=self.device)
+            slots = torch.tensor([r.slot], device=self.device)
+            if self.fast is not None:
+                logits = self.fast(ids, self.cache, slots, last_only=False, single_slot=r.slot)[0]
+            else:
+                logits = self.model(ids, cache=self.cache, slot_ids=slots)[0]  # [γ+1, V]
+        c = self._accept_commit(x, logits, r.seq_len)
+        if c > 0 and x.d is self.draft:  # the timing policy is the model drafter's
+            self._observe_spec(r, (time.perf_counter() - x.t0) * 1e3 / c)
+
+    def _accept_commit(self, x: _Draft, logits: torch.Tensor, L: int) -> int:
+        """Apply the acceptance rule to one row's verification logits [γ+1, V] (L = the
+        sequence length with the pending token), commit the kept drafts + the correction or
+        bonus token, roll the cache (and the drafter) back past the rejected ones → tokens
+        committed."""
+        r, d, drafts = x.r, x.d, x.drafts
+        assert r.spec is not None and r.slot is not None
+        n, nxt = accept_drafts(logits, drafts, x.q, r.params, r.gen)
         r.spec.add(len(drafts), n)
         total = {id(self.draft): self._spec_total, id(self.suffix): self._suffix_total}
         total.get(id(d), self._lookup_total).add(len(drafts), n)
         d.adapt(r.slot, len(drafts), n)
-        c = self._commit(r, committed, logits[: n + 1])
+        c = self._commit(r, drafts[:n] + [nxt], logits[: n + 1])
         if not r.finished:
             self.cache.truncate(r.slot, L + c - 1)
             d.rollback(r.slot, L + c - 1)
         self._flush_events(r)
-        if c > 0 and d is self.draft:  # the timing policy is the model drafter's
-            self._observe_spec(r, (time.perf_counter() - t0) * 1e3 / c)
-        return True
+        return c
+
+    # ---- batched verification (model-free drafts) ------------------------------------------------
+    def _verify_rows(self, rows: list[_Draft], plain: list[_Request]) -> list[_Request]:
+        """Verify this step's model-free drafts; → the requests left for the plain batched step.
+
+        One drafting request alone (no plain rows) verifies through the single-slot step: its
+        drafter's own policy, calibrated on that step, already decided. Several rows: one ragged
+        forward over the drafting rows *and* the plain ones (γ = 0), when the measured cost model
+        (`BatchVerifyCost`) says that it beats one plain batched step — else every row decodes
+        plainly (the proposals are dropped; the drafters' state did not change)."""
+        if self.spec_batch == "off" or (len(rows) == 1 and not plain):
+            for x in rows:
+                try:
+                    self._verify_one(x)
+                except Exception as exc:
+                    self._fail(x.r, exc)
+            return plain
+        n_rows = len(rows) + len(plain)
+        cost = self.batch_cost
+        if self.spec_batch == "always":
+            cap = max(len(x.drafts) for x in rows)
+        elif cost.plain(n_rows) is None and not any(x.must for x in rows):
+            cap = 0  # measure a plain step of this batch first: the yardstick
+        else:
+            free = [(len(x.drafts), self._alpha(x)) for x in rows if not x.must]
+            must = [(len(x.drafts), self._alpha(x)) for x in rows if x.must]
+            cap = cost.plan(n_rows, free, must, probe=cost.declined >= cost.cfg.probe_every)
+        if cap == 0:
+            self._totals["verify_declined"] += 1
+            return plain + [x.r for x in rows]
+        for x in rows:
+            x.drafts = x.drafts[:cap]  # (a must row's drafts are never longer than cap)
+        # every row writes cap + 1 cells: a row without that room takes the other path
+        fits = {
+            id(r)
+            for r in [x.r for x in rows] + plain
+            if int(self.cache.cursor[r.slot]) + cap + 1 <= self._storage
+        }
+        for x in rows:
+            if id(x.r) not in fits:
+                try:
+                    self._verify_one(x)
+                except Exception as exc:
+                    self._fail(x.r, exc)
+        batch = [x for x in rows if id(x.r) in fits]
+        if not batch:
+            return plain
+        self._verify_batch(batch, [r for r in plain if id(r) in fits], cap)
+        return [r for r in plain if id(r) not in fits]
+
+    def _alpha(self, x: _Draft) -> float:
+        """The per-token acceptance the row's drafter estimates for it (0.5 if it has none)."""
+        alpha = getattr(x.d, "alpha", None)
+        return float(alpha(x.r.slot)) if alpha is not None else 0.5
+
+    def _verify_batch(self, rows: list[_Draft], plain: list[_Request], cap: int) -> None:
+        """One forward over every row: [pending, d1..dγ_i] right-filled with the pending token
+        to cap + 1 (the fillers come after the real tokens, so causality keeps them out of every
+        real token's attention; the FFN and LM head skip them; each slot is truncated past its
+        last committed token afterwards, fillers and rejected drafts alike). Then the acceptance
+        rule per drafting row, the ordinary sampling for plain rows."""
+        t0 = time.perf_counter()
+        items: list[tuple[_Request, _Draft | None]] = [(x.r, x) for x in rows]
+        items += [(r, None) for r in plain]
+        items.sort(key=lambda it: it[0].slot)  # contiguous slots: the cache read as views
+        B, T = len(items), cap + 1
+        ids = torch.empty(B, T, dtype=torch.long)
+        real = torch.zeros(B, T, dtype=torch.bool)
+        lens: list[int] = []
+        for i, (r, x) in enumerate(items):
+            toks = [r.pending, *(x.drafts if x is not None else [])]
+            ids[i] = r.pending
+            ids[i, : len(toks)] = torch.tensor(toks)
+            real[i, : len(toks)] = True
+            lens.append(len(toks))
+        seq = [r.seq_len for r, _ in items]
+        slot_list = [r.slot for r, _ in items]
+        try:
+            logits = self._verify_forward(ids.to(self.device), real.to(self.device), slot_list)
+        except Exception:
+            for r, L in zip([r for r, _ in items], seq, strict=True):
+                self.cache.truncate(r.slot, L - 1)  # roll the partial step back, retry alone
+            for r, x in items:
+                try:
+                    if x is not None:
+                        self._verify_one(x)
+                    else:
+                        self._decode([r])
+                except Exception as exc:
+                    self._fail(r, exc)
+            return
+        self._totals["verify_steps"] += 1
+        self._totals["verify_rows"] += B
+        chunks = torch.split(logits, lens)
+        prow = [i for i, (_, x) in enumerate(items) if x is None]
+        if prow:
+            preqs = [items[i][0] for i in prow]
+            self._after_decode(preqs, torch.cat([chunks[i] for i in prow]))
+            for r in preqs:
+                if not r.finished:
+                    self.cache.truncate(r.slot, r.seq_len - 1)  # the fillers
+        for i, (r, x) in enumerate(items):
+            if x is None:
+                continue
+            try:
+                self._accept_commit(x, chunks[i], seq[i])
+            except Exception as exc:
+                self._fail(r, exc)
+        xs = self.batch_cost.x([len(x.drafts) for x in rows], B, cap)
+        self.batch_cost.observe_verify(xs, B, (time.perf_counter() - t0) * 1e3)
+
+    def _verify_forward(
+        self, ids: torch.Tensor, real: torch.Tensor, slot_list: list[int]
+    ) -> torch.Tensor:
+        """Logits of the real tokens of a filled [B, T] verification batch, packed [n_real, V]."""
+        slots = torch.tensor(slot_list, device=self.device)
+        if self.fast is not None:
+            rng = _slot_range(slot_list)
+            return self.fast(ids, self.cache, slots, last_only=False, slot_range=rng, real=real)
+        out = self.model(ids, cache=self.cache, slot_ids=slots)  # [B, T, V]
+        return out.reshape(-1, out.shape[-1])[real.reshape(-1)]
 
     # ---- committing tokens -------------------------------------------------------------------
     def _commit(self, r: _Request, tokens: list[int], logits: torch.Tensor) -> int:
@@ -1576,6 +1770,7 @@ class Engine:
             "lookup": self._lookup_total.as_dict(),
             "suffix": {**self._suffix_total.as_dict(), "history": self.suffix.history.stats()},
             "default_drafter": self.default_drafter,
+            "batch_spec": {"mode": self.spec_batch, **self.batch_cost.as_dict()},
             "prefix": self.prefix_stats(),
         }
         return out

@@ -380,6 +380,7 @@ class FastForward:
         dense: bool = False,
         slot_range: tuple[int, int] | None = None,
         attention_mask: torch.Tensor | None = None,
+        real: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ids [B, T] (all real tokens) → logits [B, 1 or T, V]; advances the cache like
         `Transformer.forward(..., cache=cache, slot_ids=slot_ids)` without padding.
@@ -392,8 +393,15 @@ class FastForward:
         slice views instead of being gathered (copied) per layer. `attention_mask` [B, T] (1 =
         real, 0 = right padding; batched prefill of prompts of different lengths): padding cells
         are reserved but stay invalid, as `KVCache.prepare` does for the model's forward, and
-        with `last_only` each row's logits are those of its last real token."""
+        with `last_only` each row's logits are those of its last real token. `real` [B, T] bool
+        (ragged speculative verification, rows of different draft lengths filled up to T with
+        filler tokens *after* their real ones, so causality keeps the fillers out of the real
+        tokens' attention; the caller truncates them away): the FFN and the LM head run only on
+        the real tokens, and the result is their logits packed row-major, [n_real, V]."""
         B, T = ids.shape
+        ridx = torch.nonzero(real.reshape(-1)).flatten() if real is not None else None
+        # (route logging wants every token's experts: then the fillers run the FFN too)
+        pack = ridx if self.routes is None else None
         dev = ids.device
         if single_slot is not None:
             s = single_slot
@@ -475,8 +483,16 @@ class FastForward:
                 )
             x = x + _lin(o.transpose(1, 2).reshape(B, T, self.q_dim), layer.wo)
             h = _rms(x, layer.ln2, eps)
-            x = x + self._ffn(layer, h)
+            if pack is not None:  # fillers skip the FFN (their outputs are never read)
+                hp = h.reshape(B * T, -1).index_select(0, pack)[None]
+                y = self._ffn(layer, hp)[0]
+                x = x.reshape(B * T, -1).index_add(0, pack, y).view(B, T, -1)
+            else:
+                x = x + self._ffn(layer, h)
         self._rec = None
+        if ridx is not None:
+            x = x.reshape(B * T, -1).index_select(0, ridx)
+            return _lin(_rms(x, self.norm_w, eps), self.lm_w)
         if last_only and attention_mask is not None:
             last = attention_mask.sum(dim=1) - 1
             x = x[torch.arange(B, device=dev), last][:, None]

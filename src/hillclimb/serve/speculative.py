@@ -109,6 +109,123 @@ def accept_drafts(
     return n, int(torch.multinomial(dist, 1, generator=generator))
 
 
+def expected_tokens(gamma: int, alpha: float) -> float:
+    """Expected tokens one verification of γ drafts commits at per-token acceptance α
+    (accepted drafts + the correction or bonus token): (1 − α^(γ+1)) / (1 − α)."""
+    return gamma + 1.0 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
+
+
+@dataclass
+class BatchCostConfig:
+    """The cost of a batched verification step, in plain batched decode steps of the same rows:
+    c = `base` + `per_token` · x, x = draft tokens per row (all rows, plain ones too), the
+    fillers of shorter rows at `filler` weight (they run attention but skip the FFN and LM
+    head). The priors are measured (`bench/serve_batched_spec.py`, code-flash-tiny, 32 rows, one
+    core, whole engine steps); the engine refits both numbers online from its own steps."""
+
+    base: float = 1.3
+    per_token: float = 0.15
+    filler: float = 0.3
+    min_gain: float = 1.05  # verify only when expected tokens per cost beat plain by this
+    forget: float = 0.97  # recursive least squares forgetting factor per observed step
+    probe_every: int = 64  # declined decisions before one verify step re-measures anyway
+
+
+class BatchVerifyCost:
+    """When a batched verification step pays over a plain batched decode step.
+
+    Why measured: whether verifying B rows × (γ + 1) tokens beats B one-token steps depends on
+    the model, the batch and the machine (on CPU a decode step of a small MoE is mostly
+    per-kernel overhead, so extra tokens are cheap; a big model at a big batch is compute-bound
+    and they are not). The engine feeds it the wall time of its plain batched steps (an EMA per
+    row count) and of its verification steps; the verification's relative cost is refitted by
+    recursive least squares on c = base + per_token · x. `plan` then picks, per step, the draft
+    length cap Γ that maximises expected committed tokens per cost, or 0 (decode plainly)."""
+
+    def __init__(self, config: BatchCostConfig | None = None) -> None:
+        self.cfg = config or BatchCostConfig()
+        self.theta = [self.cfg.base, self.cfg.per_token]
+        self.P = [[0.5, 0.0], [0.0, 0.05]]  # prior covariance: a few steps move it
+        self.plain_ms: dict[int, float] = {}
+        self.declined = 0
+        self.observed = 0
+
+    def observe_plain(self, rows: int, ms: float) -> None:
+        old = self.plain_ms.get(rows)
+        self.plain_ms[rows] = ms if old is None else 0.8 * old + 0.2 * ms
+
+    def plain(self, rows: int) -> float | None:
+        """EMA ms of a plain batched step of `rows` rows (the nearest measured row count,
+        scaled linearly in rows when it is not this one)."""
+        if rows in self.plain_ms:
+            return self.plain_ms[rows]
+        if not self.plain_ms:
+            return None
+        k = min(self.plain_ms, key=lambda b: abs(b - rows))
+        return self.plain_ms[k] * (0.5 + 0.5 * rows / k)
+
+    def x(self, draft_lens: list[int], rows: int, cap: int) -> float:
+        """Draft tokens per row of a verification with lengths capped at `cap`."""
+        real = sum(min(g, cap) for g in draft_lens)
+        fill = rows * cap - real
+        return (real + self.cfg.filler * fill) / rows
+
+    def cost(self, x: float) -> float:
+        return max(1.0, self.theta[0] + self.theta[1] * x)
+
+    def observe_verify(self, x: float, rows: int, ms: float) -> None:
+        base = self.plain(rows)
+        if base is None or base <= 0:
+            return
+        c = ms / base
+        lam = self.cfg.forget
+        P, th = self.P, self.theta
+        phi = (1.0, x)
+        Pphi = (P[0][0] + P[0][1] * x, P[1][0] + P[1][1] * x)
+        den = lam + phi[0] * Pphi[0] + phi[1] * Pphi[1]
+        k = (Pphi[0] / den, Pphi[1] / den)
+        err = c - (th[0] + th[1] * x)
+        th[0] = min(10.0, max(0.5, th[0] + k[0] * err))
+        th[1] = min(5.0, max(0.0, th[1] + k[1] * err))
+        self.P = [[(P[i][j] - k[i] * Pphi[j]) / lam for j in range(2)] for i in range(2)]
+        self.observed += 1
+
+    def plan(
+        self,
+        rows: int,
+        free: list[tuple[int, float]],
+        must: list[tuple[int, float]],
+        probe: bool = False,
+    ) -> int:
+        """The draft-length cap Γ for this step (0: decode plainly). `rows`: every row of the
+        step; `free`: (γ, α) of the rows whose drafts may be capped or skipped; `must`: those
+        that may not (seeded sampled or forced rows: their random stream must not depend on
+        their batch), so Γ ≥ their γ. `probe`: verify even when the model says no."""
+        lens = [g for g, _ in free] + [g for g, _ in must]
+        if not lens:
+            return 0
+        lo = max((g for g, _ in must), default=1)
+        best, best_ratio = 0, 0.0 if must else self.cfg.min_gain
+        for cap in range(lo, max(lens) + 1):
+            gain = sum(expected_tokens(min(g, cap), a) - 1 for g, a in free)
+            gain += sum(expected_tokens(g, a) - 1 for g, a in must)
+            ratio = (rows + gain) / (rows * self.cost(self.x(lens, rows, cap)))
+            if ratio > best_ratio:
+                best, best_ratio = cap, ratio
+        if best == 0 and probe:
+            best = max(lens)
+        self.declined = 0 if best else self.declined + 1
+        return best
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "base": round(self.theta[0], 3),
+            "per_token": round(self.theta[1], 3),
+            "observed": self.observed,
+            "plain_ms": {b: round(v, 3) for b, v in sorted(self.plain_ms.items())},
+        }
+
+
 @dataclass
 class _DraftSlot:
     held: int = 0  # tokens of the slot's sequence that the draft cache holds

@@ -43,11 +43,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from hillclimb.errors import HillclimbError
 from hillclimb.serve.drafters import LookupConfig, LookupDrafter, NgramIndex
-from hillclimb.serve.sampling import SamplingParams
 
 __all__ = ["HistoryConfig", "OutputHistory", "SuffixDrafter"]
 
@@ -219,31 +216,22 @@ class SuffixDrafter(LookupDrafter):
         self.seen_accepted = SEEN_DECAY * self.seen_accepted + accepted
         self.seen_rejected = SEEN_DECAY * self.seen_rejected + (1 if accepted < drafted else 0)
 
-    def propose(
-        self,
-        slot: int,
-        seq: list[int],
-        gamma: int,
-        params: SamplingParams,
-        generator: torch.Generator,
-    ) -> tuple[list[int], None]:
+    def _draft(self, slot: int, seq: list[int], gamma: int) -> list[int]:
         s = self._slot(slot)
         if self.gated[slot]:  # only a confident history proposal may probe
             drafted = self.history.draft(seq, gamma, CONFIDENT_SHARE, CONFIDENT_COUNT)
             if not drafted:
                 s.stats["misses"] += 1
-            return self._from_history(s, drafted), None
-        tokens, _ = super().propose(slot, seq, gamma, params, generator)
+            return self._from_history(s, drafted)
+        tokens = super()._draft(slot, seq, gamma)
         if tokens:
-            return tokens, None
+            return tokens
         drafted = self.history.draft(seq, gamma)
         if not drafted:
-            return [], None  # the lookup already counted the miss
+            return []  # the lookup already counted the miss
         s.stats["misses"] -= 1  # the lookup counted one; the history matched instead
         g, _ = self.cfg.best_gamma(self.alpha(slot), len(drafted))
-        return self._from_history(
-            s, drafted[: len(drafted) if self.forced[slot] else max(1, g)]
-        ), None
+        return self._from_history(s, drafted[: len(drafted) if self.forced[slot] else max(1, g)])
 
     def _from_history(self, s: Any, drafted: list[int]) -> list[int]:
         """Count a history proposal (none when empty) and mark its source: 2, the history (no
