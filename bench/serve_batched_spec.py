@@ -16,6 +16,9 @@ client threads submits `--per-client` requests back to back (greedy, `ignore_eos
 Workloads:
 - `code_edit`: a function of this repository + "replace line k with: ...", `prediction` = the
   original function (how a client sends the file it edits);
+- `code_edit_own_answer`: the same prompts with the model's own greedy answer as `prediction`
+  (every draft right, long runs: the ceiling of the mechanism, a client that predicts
+  perfectly);
 - `open_ended`: a source line to continue, no prediction (prompt lookup only).
 
 Random-weight models (`--preset`, built in memory) do not follow instructions: greedy decoding
@@ -178,6 +181,12 @@ def main() -> None:
     }
     try:
         out["code_edit"] = compare(eng, edit, args)
+        # the same prompts with the model's own plain answer as the prediction: every draft
+        # right, long runs (the ceiling of the mechanism here; a client predicting perfectly)
+        own = run_clients(eng, edit, args.clients, args.per_client, False)["outs"]
+        edit_own = [(p, {**kw, "prediction": own[j]}) for j, (p, kw) in enumerate(edit)
+                    if j in own]  # fmt: skip
+        out["code_edit_own_answer"] = compare(eng, edit_own, args)
         out["open_ended"] = compare(eng, open_cases, args)
         out["cost_model"] = eng.stats()["batch_spec"]
     finally:

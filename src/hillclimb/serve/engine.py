@@ -333,6 +333,14 @@ class _Draft:
 
 SPEC_BATCH = ("auto", "always", "off")
 
+
+def _must(r: _Request) -> bool:
+    """Whether a request's drafts may never be capped or skipped by its batch: forced
+    speculation, or a seeded sampled request (its random stream, spent verifying drafts, must
+    not depend on what shares its batch)."""
+    return r.params.speculative is True or (r.params.seed is not None and not r.params.greedy)
+
+
 # Prompts up to this many tokens prefill alone through the compiled single-slot graph; longer
 # ones (and groups) through FastForward's lean forward. Crossover on one core
 # (`bench/serve_steps.py`): 40–80 tokens for code-flash-tiny, 32–48 for thinking-tiny, whose
@@ -558,6 +566,11 @@ class Engine:
         # never ("off": per-request verification up to spec_max_running running requests)
         self.spec_batch = spec_batch
         self.batch_cost = BatchVerifyCost(batch_cost)
+        # after a declined batch, the model-free drafters of unforced rows are not even asked
+        # for this many steps (proposing 32 rows costs ≈20% of a plain step of a tiny model):
+        # 4, 8, … 64 steps while verification keeps losing, reset when it is chosen
+        self._batch_skip = 0
+        self._batch_backoff = 4
         # model-free drafting (prompt lookup / predictions): per-slot n-gram indexes, no cache
         self.lookup = LookupDrafter(max_batch, lookup, gamma_max)
         self._lookup_total = SpecStats()
@@ -863,9 +876,12 @@ class Engine:
         rows: list[_Draft] = []  # model-free proposals, verified together below
         model_spec = len(self._running) <= self.spec_max_running
         free_spec = self.spec_batch != "off" or model_spec
+        skip = self._batch_skip > 0 and len(active) > 1 and self.spec_batch == "auto"
+        if skip:
+            self._batch_skip -= 1
         for r in active:
             d = self._drafter(r)
-            ok = model_spec if d is self.draft else free_spec
+            ok = model_spec if d is self.draft else free_spec and not (skip and not _must(r))
             g = self._spec_gamma(r, d) if d is not None and ok and self._spec_wanted(r) else 0
             if g >= 1:
                 assert d is not None
@@ -1416,10 +1432,7 @@ class Engine:
         drafts, q = d.propose(r.slot, r.prompt_ids + r.out_ids, gamma, r.params, r.gen)
         if not drafts:
             return None
-        # a row whose drafts the batch may not cap or skip: forced, or seeded and sampled (its
-        # random stream, spent verifying, must not depend on what shares its batch)
-        must = r.params.speculative is True or (r.params.seed is not None and not r.params.greedy)
-        return _Draft(r, d, drafts, q, must, t0)
+        return _Draft(r, d, drafts, q, _must(r), t0)
 
     def _verify_one(self, x: _Draft) -> None:
         """Verify one request's drafts in a single-slot forward of [pending, d1..dγ]."""
@@ -1487,7 +1500,11 @@ class Engine:
             cap = cost.plan(n_rows, free, must, probe=cost.declined >= cost.cfg.probe_every)
         if cap == 0:
             self._totals["verify_declined"] += 1
+            if cost.plain(n_rows) is not None:
+                self._batch_skip = self._batch_backoff
+                self._batch_backoff = min(64, 2 * self._batch_backoff)
             return plain + [x.r for x in rows]
+        self._batch_backoff = 4
         for x in rows:
             x.drafts = x.drafts[:cap]  # (a must row's drafts are never longer than cap)
         # every row writes cap + 1 cells: a row without that room takes the other path
@@ -1566,8 +1583,10 @@ class Engine:
                 self._accept_commit(x, chunks[i], seq[i])
             except Exception as exc:
                 self._fail(r, exc)
+        # the whole step against a whole plain step: proposing, the forward, acceptance, commits
+        t_start = min([t0, *(x.t0 for x in rows)])
         xs = self.batch_cost.x([len(x.drafts) for x in rows], B, cap)
-        self.batch_cost.observe_verify(xs, B, (time.perf_counter() - t0) * 1e3)
+        self.batch_cost.observe_verify(xs, B, (time.perf_counter() - t_start) * 1e3)
 
     def _verify_forward(
         self, ids: torch.Tensor, real: torch.Tensor, slot_list: list[int]
