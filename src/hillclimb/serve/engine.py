@@ -31,6 +31,10 @@ Design, in the order a request meets it:
   `drafter`); the lookup decides when to draft from the request's own acceptance (a cost model
   in plain steps, back-off when it loses) instead of timings, and decodes plainly when nothing
   matches.
+- Model-free drafts of several requests are verified together: one ragged forward over every
+  row (drafts of different lengths filled up to the longest, plain rows included), per-row
+  acceptance and cache rollback, when a measured cost model (`speculative.BatchVerifyCost`)
+  says that beats a plain batched step — so drafting also helps under load.
 - No request can crash the loop: an exception while handling one request ends that request with
   finish_reason "error"; a failed batched forward is retried per request so only the culprit
   fails; anything else fails the running requests and the loop continues.
@@ -868,7 +872,8 @@ class Engine:
         joiners = self._admit()
         if joiners:
             self._retire()
-        # 3. decode: speculative steps for lightly loaded draft engines, else one batched step
+        # 3. decode: draft-model steps per request at light load; model-free proposals verified
+        # together (`_verify_rows`); the rest in one plain batched step
         active = [r for r in self._running if not r.finished and r not in joiners]
         if not active:
             return
