@@ -107,52 +107,35 @@ def bug_edits(src: str) -> list[Edit]:
     tree = ast.parse(src)
     offs = _offsets(src)
     out: list[Edit] = []
+
+    def swap_operator(
+        kind: str, fname: str, left: ast.AST, right: ast.AST, old: str, new: str, line: int
+    ) -> None:
+        """The operator `old` between two operands becomes `new` (kept if the result parses)."""
+        s = _gap_edit(src, offs, left, right, old, new)
+        if s and _parses(s):
+            out.append(Edit(kind, f"`{old}` replaced by `{new}`", fname, s, {"line": line}))
+
     for fname, fn in _functions(tree):
         body_nodes = [n for stmt in fn.body for n in ast.walk(stmt)]
         for node in body_nodes:
             if isinstance(node, ast.BinOp) and type(node.op) in _BINOP:
                 old, new = _BINOP[type(node.op)]
-                s = _gap_edit(src, offs, node.left, node.right, old, new)
-                if s and _parses(s):
-                    out.append(
-                        Edit(
-                            "wrong_operator",
-                            f"`{old}` replaced by `{new}`",
-                            fname,
-                            s,
-                            {"line": node.lineno},
-                        )
-                    )
+                swap_operator("wrong_operator", fname, node.left, node.right, old, new, node.lineno)
             elif isinstance(node, ast.BoolOp):
                 old, new = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
-                s = _gap_edit(src, offs, node.values[0], node.values[1], old, new)
-                if s and _parses(s):
-                    out.append(
-                        Edit(
-                            "wrong_operator",
-                            f"`{old}` replaced by `{new}`",
-                            fname,
-                            s,
-                            {"line": node.lineno},
-                        )
-                    )
+                swap_operator(
+                    "wrong_operator", fname, node.values[0], node.values[1], old, new, node.lineno
+                )
             elif isinstance(node, ast.Compare):
                 operands = [node.left, *node.comparators]
                 for i, op in enumerate(node.ops):
                     for table, kind in ((_CMP_WRONG, "wrong_operator"), (_CMP_OBO, "off_by_one")):
                         if type(op) in table:
                             old, new = table[type(op)]
-                            s = _gap_edit(src, offs, operands[i], operands[i + 1], old, new)
-                            if s and _parses(s):
-                                out.append(
-                                    Edit(
-                                        kind,
-                                        f"`{old}` replaced by `{new}`",
-                                        fname,
-                                        s,
-                                        {"line": node.lineno},
-                                    )
-                                )
+                            swap_operator(
+                                kind, fname, operands[i], operands[i + 1], old, new, node.lineno
+                            )
             elif (
                 isinstance(node, ast.Constant)
                 and type(node.value) is int
