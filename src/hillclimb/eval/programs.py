@@ -141,7 +141,7 @@ def run_programs(
 def _batch(
     programs: list[str], timeout_s: float, workers: int, memory_mb: int, hide: tuple[str, ...]
 ) -> list[ProgramResult]:
-    from hillclimb.sandbox import SandboxLimits, run_sandboxed
+    from hillclimb.sandbox import SandboxLimits, batch_records, run_sandboxed
 
     if not programs:
         return []
@@ -176,24 +176,7 @@ def _batch(
             stdin=json.dumps(batch),
             hide=[h for h in hide if os.path.exists(h)],
         )
-    started = False
-    recs: dict[int, dict] = {}
-    for line in res.stdout.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if type(rec) is not dict or rec.get("t") != token:
-            continue
-        started = started or "start" in rec
-        i = rec.get("i")
-        if type(i) is int and 0 <= i < len(programs) and i not in recs:
-            recs[i] = rec
-    if not started or res.status == "refused":
-        raise HillclimbError(
-            f"program runner failed in the sandbox ({res.status}, backend {res.backend}): "
-            f"{res.stderr.strip()[-500:]}"
-        )
+    recs = batch_records(res, token, len(programs), "program runner")
     out = []
     for i, m in enumerate(markers):
         rec = recs.get(i)

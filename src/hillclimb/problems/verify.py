@@ -930,7 +930,7 @@ def _sandbox_batch(
 ) -> tuple[list[dict[str, Any] | None], Any]:
     """One sandbox run: runner records per candidate (None where none came back), and the
     SandboxResult. Raises HillclimbError when the runner never started (a harness failure)."""
-    from hillclimb.sandbox import SandboxLimits, run_sandboxed
+    from hillclimb.sandbox import SandboxLimits, batch_records, run_sandboxed
 
     n = len(suites)
     token = secrets.token_hex(16)
@@ -965,26 +965,10 @@ def _sandbox_batch(
             stdin=marshal.dumps(batch),
             hide=hide,
         )
-    started = False
-    recs: list[dict[str, Any] | None] = [None] * n
-    for line in res.stdout.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if type(rec) is not dict or rec.get("t") != token:
-            continue
-        if "start" in rec:
-            started = True
-        i = rec.get("i")
-        if type(i) is int and 0 <= i < n and recs[i] is None and rec.get("status") != "nostart":
-            recs[i] = rec
-    if not started or res.status == "refused":
-        raise HillclimbError(
-            f"code check runner failed in the sandbox ({res.status}, backend {res.backend}): "
-            f"{res.stderr.strip()[-500:]}"
-        )
-    return recs, res
+    found = batch_records(
+        res, token, n, "code check runner", lambda rec: rec.get("status") != "nostart"
+    )
+    return [found.get(i) for i in range(n)], res
 
 
 OWN_TIMEOUT_CPU = 0.95  # a timeout is the candidate's own if it ran this much of it on a CPU

@@ -5,9 +5,10 @@ Why a package of its own, at the bottom of the layer order next to `io`: code pr
 run model code, so the sandbox belongs to none of them. It imports nothing from hillclimb but
 `errors`, and everything above may import it (tests/test_layers.py enforces the direction).
 
-Modules: `core` (run_sandboxed, limits, result, backends), `fs` (mount plan, environment, per-run
-uid), `init` (stdlib-only PID 1 of the `unshare` backend, run as a script), `execution`
-(`run_command`: a command with the harness's fixed environment), `cli` (`hillclimb sandbox`).
+Modules: `core` (run_sandboxed, limits, result, backends, `batch_records`: the tagged records of
+a batch runner), `fs` (mount plan, environment, per-run uid), `init` (stdlib-only PID 1 of the
+`unshare` backend, run as a script), `execution` (`run_command`: a command with the harness's
+fixed environment), `cli` (`hillclimb sandbox`).
 Details: docs/areas/sandbox.md. The public names are re-exported here; importing them costs only
 standard-library modules.
 """
@@ -16,6 +17,7 @@ from hillclimb.sandbox.core import (
     SandboxLimits,
     SandboxResult,
     backend_report,
+    batch_records,
     probe_backend,
     run_sandboxed,
     sandbox_backend,
@@ -26,6 +28,7 @@ __all__ = [
     "SandboxLimits",
     "SandboxResult",
     "backend_report",
+    "batch_records",
     "base_env",
     "probe_backend",
     "run_command",

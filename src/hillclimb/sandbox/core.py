@@ -42,9 +42,10 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.sandbox.fs import (
@@ -582,3 +583,40 @@ def run_sandboxed(
         copy = os.path.join(tmp, ws.resolve().name or "workspace")
         shutil.copytree(ws, copy, symlinks=True)
         return _run(backend, cmd, copy, limits, env, stdin, False, hide)
+
+
+def batch_records(
+    res: SandboxResult,
+    token: str,
+    n: int,
+    runner: str,
+    accept: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """The records a batch runner printed from inside one `run_sandboxed` call, by item index.
+
+    A batch runner (code checks in `problems/verify.py`, test programs in `eval/programs.py`)
+    writes one JSON object a line, each tagged `"t": token` with the batch's secret token (so a
+    candidate's own stdout cannot pass for a record), first `{"start": true}`, then one record
+    per item `"i"` in 0..n-1. The first record of an index that `accept` takes is kept. Raises
+    HillclimbError, naming `runner`, when the runner never started or the sandbox refused: a
+    broken harness must not read as candidates that all fail.
+    """
+    started = False
+    recs: dict[int, dict[str, Any]] = {}
+    for line in res.stdout.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if type(rec) is not dict or rec.get("t") != token:
+            continue
+        started = started or "start" in rec
+        i = rec.get("i")
+        if type(i) is int and 0 <= i < n and i not in recs and (accept is None or accept(rec)):
+            recs[i] = rec
+    if not started or res.status == "refused":
+        raise HillclimbError(
+            f"{runner} failed in the sandbox ({res.status}, backend {res.backend}): "
+            f"{res.stderr.strip()[-500:]}"
+        )
+    return recs
