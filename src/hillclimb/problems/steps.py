@@ -53,6 +53,15 @@ def _place(i: int) -> str:
     return PLACES[i] if i < len(PLACES) else f"Column {i + 1}"
 
 
+def _column(i: int, last: bool, expr: str, carry: int, value: int) -> str:
+    """One column of a written sum or product: `expr` (+ the carry in) = `value`, the digit
+    written and the carry out; the last column writes its whole value."""
+    expr += f" + {carry}" if carry else ""
+    if last or value < 10:
+        return f"{_place(i)}: {expr} = {value}, write {value}."
+    return f"{_place(i)}: {expr} = {value}, write {value % 10}, carry {value // 10}."
+
+
 def add_steps(a: int, b: int) -> list[str]:
     """Steps for a + b with a, b >= 0."""
     if a < 10 and b < 10:
@@ -64,13 +73,7 @@ def add_steps(a: int, b: int) -> list[str]:
         x = da[i] if i < len(da) else 0
         y = db[i] if i < len(db) else 0
         s = x + y + carry
-        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
-        if i == width - 1:
-            lines.append(f"{_place(i)}: {expr} = {s}, write {s}.")
-        elif s >= 10:
-            lines.append(f"{_place(i)}: {expr} = {s}, write {s % 10}, carry 1.")
-        else:
-            lines.append(f"{_place(i)}: {expr} = {s}, write {s}.")
+        lines.append(_column(i, i == width - 1, f"{x} + {y}", carry, s))
         carry = s // 10
     lines.append(f"So {a} + {b} = {a + b}.")
     return lines
@@ -123,13 +126,7 @@ def mul_steps(a: int, b: int) -> list[str]:
     lines, carry = [], 0
     for i, x in enumerate(da):
         p = x * b + carry
-        expr = f"{x} × {b}" + (f" + {carry}" if carry else "")
-        if i == len(da) - 1:
-            lines.append(f"{_place(i)}: {expr} = {p}, write {p}.")
-        elif p >= 10:
-            lines.append(f"{_place(i)}: {expr} = {p}, write {p % 10}, carry {p // 10}.")
-        else:
-            lines.append(f"{_place(i)}: {expr} = {p}, write {p}.")
+        lines.append(_column(i, i == len(da) - 1, f"{x} × {b}", carry, p))
         carry = p // 10
     lines.append(f"So {a} × {b} = {a * b}.")
     return lines
