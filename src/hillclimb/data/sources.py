@@ -26,7 +26,7 @@ import site
 import subprocess
 import sysconfig
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -382,12 +382,20 @@ def _within_budget(cfg: SourceConfig, items: Iterator[Item]) -> Iterator[Item]:
         yield item
 
 
-def jsonl_items(cfg: SourceConfig) -> Iterator[Item]:
+def _record_file_items(
+    cfg: SourceConfig, records: Callable[[SourceConfig, Path], Iterator[Item]]
+) -> Iterator[Item]:
+    """A one-file record source (JSONL, Parquet): its `records` within the budget, or a single
+    `missing_source` item when the file is not there."""
     p = Path(cfg.path)
     if not p.is_file():
         yield _missing(cfg, cfg.path)
         return
-    yield from _within_budget(cfg, _jsonl_records(cfg, p))
+    yield from _within_budget(cfg, records(cfg, p))
+
+
+def jsonl_items(cfg: SourceConfig) -> Iterator[Item]:
+    return _record_file_items(cfg, _jsonl_records)
 
 
 def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
@@ -433,11 +441,7 @@ def _record_item(cfg: SourceConfig, obj: Any, where: str) -> Item:
 
 
 def parquet_items(cfg: SourceConfig) -> Iterator[Item]:
-    p = Path(cfg.path)
-    if not p.is_file():
-        yield _missing(cfg, cfg.path)
-        return
-    yield from _within_budget(cfg, _parquet_records(cfg, p))
+    return _record_file_items(cfg, _parquet_records)
 
 
 def _parquet_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
