@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -302,11 +303,29 @@ def _price(args: argparse.Namespace) -> tuple[float, float] | None:
     return prices[name].prompt, prices[name].completion
 
 
-def _handle_suite(args: argparse.Namespace) -> int:
+def _report(
+    args: argparse.Namespace,
+    res: dict[str, Any],
+    filename: str,
+    printer: Callable[[dict[str, Any]], None],
+) -> int:
+    """A finished evaluation: written to `--out/filename` if asked, then printed (`--json`: the
+    whole result, else `printer`'s table)."""
     from pathlib import Path
 
-    from hillclimb.eval.suites import SuiteConfig, check_suite, run_suite
     from hillclimb.io import write_json_atomic
+
+    if args.out:
+        write_json_atomic(Path(args.out) / filename, res)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        printer(res)
+    return 0
+
+
+def _handle_suite(args: argparse.Namespace) -> int:
+    from hillclimb.eval.suites import SuiteConfig, check_suite, run_suite
 
     check_suite(args.suite)
     cfg = SuiteConfig(
@@ -335,18 +354,10 @@ def _handle_suite(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         concurrency=args.concurrency,
     )
-    if args.out:
-        write_json_atomic(Path(args.out) / f"{args.suite}.json", res)
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        print_suite(res)
-    return 0
+    return _report(args, res, f"{args.suite}.json", print_suite)
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from hillclimb.errors import HillclimbError
 
     if args.suite is not None:
@@ -359,7 +370,6 @@ def _handle(args: argparse.Namespace) -> int:
 
     from hillclimb.eval.core import run_eval
     from hillclimb.eval.tasks import TaskEvalConfig
-    from hillclimb.io import write_json_atomic
 
     tasks = TaskEvalConfig(
         n_per_tier=args.n_per_tier,
@@ -386,10 +396,4 @@ def _handle(args: argparse.Namespace) -> int:
         accuracy=not args.no_tasks,
         device=args.device,
     )
-    if args.out:
-        write_json_atomic(Path(args.out) / "eval.json", res)
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        print_eval(res)
-    return 0
+    return _report(args, res, "eval.json", print_eval)
