@@ -29,6 +29,14 @@ def usage_db_path(db: Path | None, state_dir: Path | None) -> Path:
     return (state_dir if state_dir is not None else default_state_dir()) / DEFAULT_DB
 
 
+def _existing_usage_db(args: argparse.Namespace) -> Path:
+    """The usage database `hillclimb keys` reads (`--db`, `--state-dir`); it must exist."""
+    path = usage_db_path(args.db, args.state_dir)
+    if not path.is_file():
+        raise HillclimbError(f"no usage database at {path}")
+    return path
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="OpenAI-compatible server for thinking / code-flash / auto")
     s.add_argument(
@@ -281,9 +289,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 def _keys_credit(args: argparse.Namespace) -> int:
     from hillclimb.serve.billing import UsageDB
 
-    path = usage_db_path(args.db, args.state_dir)
-    if not path.is_file():
-        raise HillclimbError(f"no usage database at {path}")
+    path = _existing_usage_db(args)
     acc = UsageDB(path).add_credits(args.name, args.add)
     credits = "unlimited" if acc.credits is None else f"{acc.credits:g}"
     print(f"{acc.name}: balance {credits} credits")
@@ -294,9 +300,7 @@ def _keys_consent(args: argparse.Namespace) -> int:
     from hillclimb.serve.billing import UsageDB
     from hillclimb.serve.flywheel import FlywheelStore
 
-    path = usage_db_path(args.db, args.state_dir)
-    if not path.is_file():
-        raise HillclimbError(f"no usage database at {path}")
+    path = _existing_usage_db(args)
     UsageDB(path).account_by_name(args.name)  # an unknown account is a clear error
     with FlywheelStore(path.parent / FLYWHEEL_FILE) as fw:
         fw.set_consent(args.name, bool(args.on))
@@ -308,9 +312,7 @@ def _keys_consent(args: argparse.Namespace) -> int:
 def _keys_usage(args: argparse.Namespace) -> int:
     from hillclimb.serve.billing import UsageDB
 
-    path = usage_db_path(args.db, args.state_dir)
-    if not path.is_file():
-        raise HillclimbError(f"no usage database at {path}")
+    path = _existing_usage_db(args)
     usage = UsageDB(path).usage()
     if args.json:
         print(json.dumps(usage, indent=2))
