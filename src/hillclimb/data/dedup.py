@@ -23,6 +23,7 @@ import hashlib
 import re
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,6 +154,22 @@ class DedupResult:
     candidate_pairs: int
 
 
+def _keep_one(
+    groups: Iterable[list[int]],
+    key: Callable[[int], tuple[int, int]],
+    why: str,
+    dropped: dict[int, tuple[str, int]],
+) -> None:
+    """In each group of duplicates keep the member with the lowest `key`; every other member is
+    dropped as (`why`, the kept one)."""
+    for members in groups:
+        if len(members) > 1:
+            keep = min(members, key=key)
+            for m in members:
+                if m != keep:
+                    dropped[m] = (why, keep)
+
+
 def find_duplicates(
     exact: list[str], sigs: np.ndarray | None, ranks: list[int], cfg: DedupConfig
 ) -> DedupResult:
@@ -165,12 +182,7 @@ def find_duplicates(
         groups: dict[str, list[int]] = defaultdict(list)
         for i, h in enumerate(exact):
             groups[h].append(i)
-        for members in groups.values():
-            if len(members) > 1:
-                keep = min(members, key=key)
-                for m in members:
-                    if m != keep:
-                        dropped[m] = ("exact", keep)
+        _keep_one(groups.values(), key, "exact", dropped)
     if cfg.bands is not None and cfg.rows is not None:
         bands, rows = cfg.bands, cfg.rows
     else:
@@ -204,10 +216,5 @@ def find_duplicates(
         clusters: dict[int, list[int]] = defaultdict(list)
         for i in alive:
             clusters[uf.find(i)].append(i)
-        for members in clusters.values():
-            if len(members) > 1:
-                keep = min(members, key=key)
-                for m in members:
-                    if m != keep:
-                        dropped[m] = ("near", keep)
+        _keep_one(clusters.values(), key, "near", dropped)
     return DedupResult(dropped=dropped, bands=bands, rows=rows, candidate_pairs=pairs)
