@@ -132,10 +132,24 @@ def grade_patch(
     task: Task, patch: str | None, *, answer: str | None = None, unsafe: bool = False
 ) -> GradeResult:
     """Grade `task.repo` with `patch` applied (None/empty: the untouched repo)."""
+    return _grade_copy(task, task.repo, patch, answer=answer, unsafe=unsafe)
+
+
+def grade_workspace(
+    task: Task, workspace: str | Path, *, answer: str | None = None, unsafe: bool = False
+) -> GradeResult:
+    """Grade an agent's final workspace (copied first; the original is left as it is)."""
+    return _grade_copy(task, Path(workspace), None, answer=answer, unsafe=unsafe)
+
+
+def _grade_copy(
+    task: Task, source: Path, patch: str | None, *, answer: str | None, unsafe: bool
+) -> GradeResult:
+    """Grade a private copy of `source` (with `patch` applied first, if any), timed."""
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=_tmp_prefix(task)) as tmp:
         ws = Path(tmp) / "ws"
-        copy_tree(task.repo, ws)
+        copy_tree(source, ws)
         if patch and patch.strip():
             applied = apply_patch(ws, patch)
             if not applied.ok:
@@ -144,19 +158,6 @@ def grade_patch(
                     message=f"patch does not apply ({applied.tool}): {applied.message}",
                     duration_s=time.monotonic() - t0,
                 )  # fmt: skip
-        res = _grade_in_place(task, ws, answer=answer, unsafe=unsafe)
-    res.duration_s = time.monotonic() - t0
-    return res
-
-
-def grade_workspace(
-    task: Task, workspace: str | Path, *, answer: str | None = None, unsafe: bool = False
-) -> GradeResult:
-    """Grade an agent's final workspace (copied first; the original is left as it is)."""
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=_tmp_prefix(task)) as tmp:
-        ws = Path(tmp) / "ws"
-        copy_tree(Path(workspace), ws)
         res = _grade_in_place(task, ws, answer=answer, unsafe=unsafe)
     res.duration_s = time.monotonic() - t0
     return res
