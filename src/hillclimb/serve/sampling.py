@@ -27,6 +27,11 @@ MAX_LOGPROBS = 20
 DRAFTERS = ("model", "lookup", "suffix", "none")
 
 
+def _finite_number(x: Any) -> bool:
+    """An int or float (not a bool) that is neither infinite nor NaN."""
+    return not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
+
+
 @dataclass
 class SamplingParams:
     max_tokens: int = 256
@@ -76,21 +81,10 @@ class SamplingParams:
         ):
             bad(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
         t = self.temperature
-        if (
-            isinstance(t, bool)
-            or not isinstance(t, int | float)
-            or not math.isfinite(t)
-            or t < 0
-            or t > 100
-        ):
+        if not _finite_number(t) or t < 0 or t > 100:
             bad(f"temperature must be a number in [0, 100], got {t!r}")
         p = self.top_p
-        if (
-            isinstance(p, bool)
-            or not isinstance(p, int | float)
-            or not math.isfinite(p)
-            or not 0 < p <= 1
-        ):
+        if not _finite_number(p) or not 0 < p <= 1:
             bad(f"top_p must be in (0, 1], got {p!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             bad(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
