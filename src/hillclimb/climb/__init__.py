@@ -2,12 +2,13 @@
 
 data build → tokenizer → tokenized shards → pre-train each model (one shared tokenizer) → SFT data
 → SFT each model → evaluation → registry + promotion gate → report, driven by one recipe TOML
-(`recipes/smoke.toml`, `recipes/tiny.toml`). Modules: `recipe` (load/validate the TOML, per-stage
-sections), `runner` (stages, completion markers, resume, summary), `sftdata` (chat / tool-call /
-FIM examples), `promotion` (the registry stage: register, import evals, run the gate), `report`
-(Markdown + matplotlib), `html_report` (one self-contained HTML file; also `hillclimb report RUN`
-for any climb run or eval output). This module only declares the CLI, so `hillclimb --help` never
-imports torch.
+(`recipes/smoke.toml`, `recipes/tiny.toml`). Modules: `climb_recipe` (load/validate the TOML,
+per-stage sections), `runner` (stages, completion markers, resume, summary), `state` (the run's
+stages, paths, markers, timings), `sft_mixture` (chat / tool-call / FIM examples), `flywheel`
+(telemetry exports as SFT examples), `promotion` (the registry stage: register, import evals, run
+the gate), `report` (Markdown + matplotlib), `html_report` (one self-contained HTML file; also
+`hillclimb report RUN` for any climb run or eval output). This module only declares the CLI, so
+`hillclimb --help` never imports torch.
 
 Library use: `from hillclimb.climb.runner import run_climb; run_climb("tiny", "runs/tiny")`.
 """
