@@ -56,6 +56,12 @@ def test_ngram_index_longest_latest_and_aligned():
     assert ix.find([0, 1, 2]) == 9  # "1 2" last seen at 7..8
     assert ix.find([1, 2], after=3) == 6  # first occurrence at or after 3
     assert ix.find([8, 6]) is None
+    # periodic text: the latest occurrence is one period back (3 tokens to propose); asking for a
+    # longer draft takes the latest occurrence that has that many tokens after it
+    per = NgramIndex(2, 2)
+    per.extend([1, 2, 3] * 5 + [1, 2])
+    assert per.match([1, 2]) == (14, 2) and per.match([1, 2], want=5) == (11, 2)
+    assert per.match([1, 2], want=100) == (2, 2)  # none long enough: the most tokens after it
     # the last n-gram of a growing sequence has no continuation yet: not indexed
     ix2 = NgramIndex(2, 2)
     ix2.extend([4, 5, 6])

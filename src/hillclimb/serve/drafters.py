@@ -158,27 +158,42 @@ class NgramIndex:
                 self.index.setdefault(key, []).append(i + 1)
         self.done = max(self.done, end)
 
-    def match(self, suffix: list[int], after: int | None = None) -> tuple[int, int] | None:
+    def match(
+        self, suffix: list[int], after: int | None = None, want: int = 1
+    ) -> tuple[int, int] | None:
         """(continuation start, n) for the longest n-gram suffix of `suffix` that occurs: its
         first occurrence at or after `after` when given (keeps an alignment moving forward),
-        else the most recent one. Only starts with at least one token to propose."""
+        else the most recent one with at least `want` tokens after it — in text that repeats
+        with a short period (a loop, a list of similar lines) the most recent occurrence is one
+        period back, so its continuation runs into the end of the sequence after a token or
+        two, while an earlier one proposes a whole draft (checked among the last
+        `RECENT_OCCURRENCES`; else the one with the most tokens after it). Only starts with at
+        least one token to propose."""
+        end = len(self.tokens)
         for n in range(min(self.n_max, len(suffix)), self.n_min - 1, -1):
             pos = self.index.get(tuple(suffix[len(suffix) - n :]))
-            if not pos or pos[0] >= len(self.tokens):
+            if not pos or pos[0] >= end:
                 continue
             if after is not None:
                 k = bisect.bisect_left(pos, after)
-                if k < len(pos) and pos[k] < len(self.tokens):
+                if k < len(pos) and pos[k] < end:
                     return pos[k], n
             i = len(pos) - 1
-            while pos[i] >= len(self.tokens):  # a static source's final n-gram
+            while pos[i] >= end:  # a static source's final n-gram
                 i -= 1
-            return pos[i], n
+            for j in range(i, max(-1, i - RECENT_OCCURRENCES), -1):
+                if end - pos[j] >= want:
+                    return pos[j], n
+            return pos[max(0, i - RECENT_OCCURRENCES + 1)], n
         return None
 
     def find(self, suffix: list[int], after: int | None = None) -> int | None:
         m = self.match(suffix, after)
         return None if m is None else m[0]
+
+
+# how many of an n-gram's latest occurrences the lookup considers for a long enough continuation
+RECENT_OCCURRENCES = 8
 
 
 @dataclass
@@ -293,7 +308,7 @@ class LookupDrafter:
             ctx.extend(seq[len(ctx.tokens) :])
         nmax = self.cfg.ngram_max
         tail = seq[-nmax:]
-        src, start = self._match(s, seq, tail)
+        src, start = self._match(s, seq, tail, gamma)
         s.last = None
         if start is None:
             s.stats["misses"] += 1
@@ -312,7 +327,9 @@ class LookupDrafter:
         s.stats["matches"] += 1
         return list(tokens[start : start + g])
 
-    def _match(self, s: _LookupSlot, seq: list[int], tail: list[int]) -> tuple[int, int | None]:
+    def _match(
+        self, s: _LookupSlot, seq: list[int], tail: list[int], want: int = 1
+    ) -> tuple[int, int | None]:
         pred = s.prediction
         if pred is not None:
             # still aligned: the sequence ends with the prediction's tokens before pred_ptr
@@ -324,7 +341,7 @@ class LookupDrafter:
             if p == 0 and 0 < len(out) <= self.cfg.ngram_max and pred.tokens[: len(out)] == out:
                 return 0, len(out)  # the answer so far is the prediction's start
         pm = pred.match(tail, after=s.pred_ptr) if pred is not None else None
-        cm = s.context.match(tail)
+        cm = s.context.match(tail, want=want)
         if pm is not None and (cm is None or pm[1] >= cm[1]):  # the longer match; ties: prediction
             return 0, pm[0]
         return 1, None if cm is None else cm[0]
