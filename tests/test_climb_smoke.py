@@ -363,3 +363,27 @@ def test_flywheel_export_feeds_the_next_climb(climb: dict, tmp_path: Path, capsy
     assert len(mine) == 1 and mine[0]["meta"]["source"] == "harness"
     md = (run / "report" / "report.md").read_text()
     assert "## The flywheel" in md and "| code-flash | 1 |" in md
+
+
+def test_gate_evaluates_an_incumbent_from_elsewhere(climb: dict, tmp_path: Path) -> None:
+    """`thinking@prod` points at a checkpoint with no evaluation (promoted by hand, or by a climb
+    whose eval could not be imported): the registry stage evaluates it with this recipe's
+    settings and the gate decides, instead of erroring. A separate registry file keeps the
+    module's shared one untouched."""
+    from hillclimb.climb.runner import run_climb
+    from hillclimb.registry.db import Registry
+
+    run, reg_file = climb["run"], tmp_path / "registry.sqlite"
+    pre = run / "05-pretrain-thinking" / "run" / "final"
+    with Registry(reg_file) as reg:
+        ck = reg.register_checkpoint(pre, stage="pretrain")
+        reg.set_alias("thinking@prod", ck.id, "by hand, never evaluated")
+        inc = ck.id
+    s = run_climb(RECIPE, run, restart_from="registry", print_summary=False, registry=reg_file)
+    rec = s["registry"]["models"]["thinking"]
+    assert rec["incumbent"] == inc and rec["decision"] in ("promoted", "refused"), rec
+    assert set(rec["incumbent_evaluated"]) == {"heldout", "heldout_phrasing"}
+    with Registry(reg_file, create=False) as reg:
+        ev, items = reg.items(inc, "heldout")
+        assert len(items) == 16
+    assert "evaluated now" in (run / "13-registry" / "gate.md").read_text()

@@ -123,6 +123,8 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
         rec.update(decision="promoted" if dec["promoted"] else "refused", reused=prior[0]["id"])
     else:
         splits = list(c.recipe.eval.get("splits") or ["heldout"])
+        if current is not None:
+            _evaluate_incumbent(c, reg, cand, inc, splits, rec)
         cfg = GateConfig(
             target=splits[0],
             gates=tuple(splits[1:]),
@@ -157,6 +159,32 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
     return rec
 
 
+def _evaluate_incumbent(
+    c: Climb, reg: Any, cand: str, inc: str, splits: list[str], rec: dict[str, Any]
+) -> None:
+    """Like for like: an incumbent the alias brought from elsewhere (an earlier climb, a
+    `hillclimb promote` by hand) is judged on this climb's items and generation settings. When
+    it has no evaluation of a gate split with the candidate's settings, it is evaluated here
+    with the recipe's `[eval]` (no bits/byte) and the result imported; when its checkpoint is
+    gone, the gate says so."""
+    from hillclimb.climb.climb_recipe import task_config
+    from hillclimb.eval.core import run_eval
+
+    mine = {e.suite: e.settings for e in reg.evals(cand)}
+    have: dict[str, Any] = {}
+    for e in reg.evals(inc):  # newest last
+        have[e.suite] = e.settings
+    if all(s in have and have[s] == mine.get(s) for s in splits):
+        return
+    path = Path(reg.checkpoint(inc).path)
+    if not (path / "config.json").is_file():
+        return  # `promote` names what is missing
+    c.say(f"registry: evaluating incumbent {inc} ({path}) with this recipe's eval settings")
+    res = run_eval(path, None, tasks=task_config(c.recipe.eval), accuracy=True)
+    evals = reg.add_eval_result(inc, res, source=f"climb {c.out}: incumbent, like for like")
+    rec["incumbent_evaluated"] = {e.suite: e.accuracy for e in evals}
+
+
 def render(out: dict[str, Any]) -> str:
     """Markdown lines for the report and the terminal."""
     if out.get("skipped"):
@@ -170,6 +198,12 @@ def render(out: dict[str, Any]) -> str:
             f"incumbent {rec.get('incumbent')} for {rec.get('alias')}"
             + (f" (decision #{rec['reused']}, reused)" if rec.get("reused") else "")
         )
+        if rec.get("incumbent_evaluated"):
+            lines.append(
+                "  - the incumbent had no evaluation with this climb's settings: evaluated now ("
+                + ", ".join(f"{k} {v:.1%}" for k, v in rec["incumbent_evaluated"].items())
+                + ")"
+            )
         for ch in rec.get("checks", []):
             lines.append(
                 f"  - {ch['role']} {ch['suite']}: {ch['mean_a']:.1%} -> {ch['mean_b']:.1%} "
