@@ -131,17 +131,58 @@ def test_first_probe_is_gated_by_the_prior(setup):
     """Before any verification a request drafts only if its prior pays at the configured step
     costs: the plain prior does not, a prediction's does; at the engine level a short greedy
     answer with the default config then costs no verification at all, output unchanged."""
-    d = LookupDrafter(2, LookupConfig())
+    d = LookupDrafter(2, LookupConfig(explore_every=16))
     d.start(0, 3, None)
     d.start(1, 3, [5, 6, 7])
+    assert not d.pays(0) and d.gamma(0) == d.gamma_max  # the engine's first gated request probes
+    assert d.slot_stats(0).get("explored") == 1 and d.gamma(0) == d.gamma_max  # till a match
+    d.start(0, 3, None)  # the next one is gated: no evidence yet that drafting pays
     assert not d.pays(0) and d.gamma(0) == 0 and d.slot_stats(0)["gated"] == 1
     assert d.pays(1) and d.gamma(1) == d.gamma_max
     d.start(0, 3, None, forced=True)
     assert d.gamma(0) == d.gamma_max  # speculative=True always drafts
-    eng = Engine(setup["model"], setup["tok"], max_batch=2, seed=0, drafter="lookup")
+    eng = Engine(setup["model"], setup["tok"], max_batch=2, seed=0, drafter="lookup",
+                 lookup=LookupConfig(explore_every=10**6))  # fmt: skip
+    eng.lookup.gated_requests = 1  # the exploration probe already spent
     ref = setup["plain"].generate(PROMPTS[1], GREEDY)
     o = eng.generate(PROMPTS[1], GREEDY)
     assert o.token_ids == ref.token_ids and o.spec["steps"] == 0
+
+
+def test_engine_wide_prior_learns_whether_lookup_pays():
+    """New requests start from the acceptance of earlier requests' context drafts: after probes
+    whose drafts were all accepted the next request drafts from its first match; after probes
+    that all failed requests stay gated, and only every `explore_every`-th gated request probes.
+    Prediction and forced requests are not evidence about prompt lookup."""
+    cfg = LookupConfig(explore_every=16)
+    d = LookupDrafter(1, cfg)
+    d.start(0, 3, None)
+    assert d.gamma(0) == d.gamma_max  # exploration
+    d.slots[0].last = (1, 0)
+    d.adapt(0, 10, 10)  # every draft token accepted
+    d.reset(0)
+    assert d.seen_prior() > cfg.prior and d.seen_accepted + d.seen_rejected >= cfg.seen_min
+    d.start(0, 3, None)
+    assert d.pays(0) and d.gamma(0) == d.gamma_max and "explored" not in d.slot_stats(0)
+    for _ in range(40):  # the workload changes: drafts now fail
+        d.slots[0].last = (1, 0)
+        d.adapt(0, 4, 0)
+    d.reset(0)
+    assert d.seen_prior() < cfg.prior
+    probes = 0
+    for _ in range(32):
+        d.start(0, 3, None)
+        probes += d.gamma(0) > 0
+        d.reset(0)
+    assert probes == 2  # requests 17 and 33 of the gated ones (the 1st explored above)
+    before = (d.seen_accepted, d.seen_rejected)
+    d.start(0, 3, [1, 2, 3])
+    d.slots[0].last = (0, 0)
+    d.adapt(0, 4, 4)
+    d.start(0, 3, None, forced=True)
+    d.slots[0].last = (1, 0)
+    d.adapt(0, 4, 4)
+    assert (d.seen_accepted, d.seen_rejected) == before
 
 
 def test_policy_backs_off_when_drafts_lose_and_recovers():

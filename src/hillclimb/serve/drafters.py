@@ -107,6 +107,14 @@ class LookupConfig:
     min_gain: float = 1.1
     backoff_min: int = 4
     backoff_max: int = 64
+    # Engine-wide acceptance of prompt-lookup drafts (decayed per verification, over every
+    # request): once it holds `seen_min` evidence it replaces `prior` for new requests, so a
+    # workload whose answers copy their prompt (code edits) drafts from its first match while one
+    # that does not (open questions) stays gated. Without evidence nobody would ever probe past
+    # the gate, so every `explore_every`-th gated request probes once anyway.
+    seen_min: float = 8.0
+    seen_decay: float = 0.95
+    explore_every: int = 16
 
     def __post_init__(self) -> None:
         if not 1 <= self.ngram_min <= self.ngram_max <= 64:
@@ -116,6 +124,10 @@ class LookupConfig:
             )
         if self.gamma_max < 1 or self.backoff_min < 1 or self.backoff_max < self.backoff_min:
             raise HillclimbError("lookup gamma_max and back-off lengths must be >= 1")
+        if self.explore_every < 1 or self.seen_min < 0 or not 0 < self.seen_decay <= 1:
+            raise HillclimbError(
+                "lookup explore_every must be >= 1, seen_min >= 0 and seen_decay in (0, 1]"
+            )
         if not (0 < self.prior < 1 and 0 < self.prior_prediction < 1 and 0 < self.decay <= 1):
             raise HillclimbError("lookup priors must be in (0, 1) and decay in (0, 1]")
 
@@ -208,6 +220,8 @@ class _LookupSlot:
     skip: int = 0  # plain steps left before the next probe
     backoff: int = 4
     last: tuple[int, int] | None = None  # (source: 0 prediction / 1 context, start) of the proposal
+    explored: bool = False  # counted once towards the engine-wide exploration quota
+    exploring: bool = False  # this request probes at its first match despite the gate
     stats: dict[str, int] = field(
         default_factory=lambda: {"matches": 0, "misses": 0, "skips": 0, "gated": 0}
     )
@@ -224,6 +238,10 @@ class LookupDrafter:
         self.gamma_max = max(1, min(self.cfg.gamma_max, gamma_max))
         self.slots: list[_LookupSlot | None] = [None] * n_slots
         self.forced: list[bool] = [False] * n_slots
+        # engine-wide decayed evidence on unforced context drafts (`LookupConfig.seen_*`)
+        self.seen_accepted = 0.0
+        self.seen_rejected = 0.0
+        self.gated_requests = 0  # requests that met the gate (exploration counter)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(
@@ -237,9 +255,17 @@ class LookupDrafter:
             s.prediction.extend(list(prediction), final=True)
             s.prior = c.prior_prediction
         else:
-            s.prior = c.prior
+            s.prior = self.seen_prior()
         self.slots[slot] = s
         self.forced[slot] = forced
+
+    def seen_prior(self) -> float:
+        """The prior of a new request without a prediction: the engine-wide acceptance of
+        context drafts once there is `seen_min` evidence, else the configured `prior`."""
+        seen = self.seen_accepted + self.seen_rejected
+        if seen < self.cfg.seen_min:
+            return self.cfg.prior
+        return min(0.95, max(0.05, self.seen_accepted / seen))
 
     def reset(self, slot: int) -> None:
         self.slots[slot] = None
@@ -269,6 +295,14 @@ class LookupDrafter:
             s.stats["skips"] += 1
             return 0
         if s.accepted + s.rejected == 0 and not self.pays(slot):
+            if not s.explored:
+                s.explored = True
+                self.gated_requests += 1
+                if (self.gated_requests - 1) % self.cfg.explore_every == 0:
+                    s.exploring = True  # evidence for the engine-wide prior
+                    s.stats["explored"] = 1
+            if s.exploring:  # until its first match is verified (steps without one cost nothing)
+                return self.gamma_max
             s.stats["gated"] += 1
             return 0
         return self.gamma_max
@@ -286,6 +320,9 @@ class LookupDrafter:
             # just past the committed correction/bonus token, if it matched the prediction too
             # (`_match` checks that before trusting the pointer)
             s.pred_ptr = s.last[1] + accepted + 1
+        elif not self.forced[slot] and s.prediction is None:  # evidence for `seen_prior`
+            self.seen_accepted = c.seen_decay * self.seen_accepted + accepted
+            self.seen_rejected = c.seen_decay * self.seen_rejected + (accepted < drafted)
         _, ratio = c.best_gamma(self.alpha(slot), self.gamma_max)
         if ratio < c.min_gain:
             s.skip = s.backoff

@@ -52,8 +52,6 @@ __all__ = ["HistoryConfig", "OutputHistory", "SuffixDrafter"]
 # (requiring 3 sightings stopped every probe on revisited prompts: bench/serve_suffix.py)
 CONFIDENT_SHARE = 0.9
 CONFIDENT_COUNT = 1
-SEEN_MIN = 8.0  # evidence (accepted tokens + rejections) before the engine-wide estimate is used
-SEEN_DECAY = 0.95  # per verification step: the engine-wide estimate follows the workload
 _SEP = -1  # between outputs in the history; never a token id, so no n-gram spans two outputs
 
 
@@ -185,11 +183,8 @@ class SuffixDrafter(LookupDrafter):
     ) -> None:
         super().__init__(n_slots, config, gamma_max)
         self.history = history if history is not None else OutputHistory()
-        # acceptance across this engine's recent requests (decayed counts): a new request
-        # starts from it instead of the fixed prior, so short answers do not each pay for
-        # probing a workload where drafting does not pay
-        self.seen_accepted = 0.0
-        self.seen_rejected = 0.0
+        # (the engine-wide acceptance a new request starts from is the lookup's `seen_prior`,
+        # fed by history drafts too)
         self.gated: list[bool] = [False] * n_slots
 
     def gamma(self, slot: int) -> int:
@@ -206,15 +201,6 @@ class SuffixDrafter(LookupDrafter):
     ) -> None:
         super().start(slot, prompt_len, prediction, forced)
         self.gated[slot] = False
-        seen = self.seen_accepted + self.seen_rejected
-        if not prediction and seen >= SEEN_MIN:
-            alpha = self.seen_accepted / seen
-            self._slot(slot).prior = min(0.95, max(0.05, alpha))
-
-    def adapt(self, slot: int, drafted: int, accepted: int) -> None:
-        super().adapt(slot, drafted, accepted)
-        self.seen_accepted = SEEN_DECAY * self.seen_accepted + accepted
-        self.seen_rejected = SEEN_DECAY * self.seen_rejected + (1 if accepted < drafted else 0)
 
     def _draft(self, slot: int, seq: list[int], gamma: int) -> list[int]:
         s = self._slot(slot)
