@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_lookup import measure  # noqa: E402 (alternating contenders, identical output)
+from serve_lookup import edit_contenders, measure  # noqa: E402 (alternating, identical output)
 
 
 def main() -> None:
@@ -54,21 +54,14 @@ def main() -> None:
     cases, buggy = [], []
     for tier in [int(t) for t in args.tiers.split(",")]:
         for p in P.generate("code_bugfix", tier, args.n_per_tier, args.seed, "heldout"):
-            ids = tok.encode_chat([{"role": "user", "content": p.prompt}], add_generation_prompt=True)
+            ids = tok.encode_chat(
+                [{"role": "user", "content": p.prompt}], add_generation_prompt=True
+            )
             src = p.meta["buggy"] if p.meta["buggy"].endswith("\n") else p.meta["buggy"] + "\n"
             pred = tok.encode(f"```python\n{src}```")
             cases.append((ids, {"max_tokens": args.max_tokens, "prediction": pred}))
             buggy.append(src)
-    res = measure(
-        {
-            "plain": (plain, False),
-            "lookup": (look, False),
-            "lookup_prediction": (look, True),
-            "lookup_own_answer_as_prediction": (look, "own"),
-        },
-        cases,
-        args.repeats,
-    )
+    res = measure(edit_contenders(plain, look), cases, args.repeats)
     texts = res.pop("_texts")[: len(cases)]
     copied = []
     for text, src in zip(texts, buggy, strict=True):

@@ -91,6 +91,17 @@ def edit_example(func: str, rng: random.Random) -> tuple[str, str, str]:
     return prompt, answer, prediction
 
 
+def edit_contenders(plain, look) -> dict:  # noqa: ANN001
+    """The code-edit contenders (`measure`'s engines): plain decoding, lookup, lookup + the
+    case's `prediction`, lookup + the model's own plain answer as the prediction (the ceiling)."""
+    return {
+        "plain": (plain, False),
+        "lookup": (look, False),
+        "lookup_prediction": (look, True),
+        "lookup_own_answer_as_prediction": (look, "own"),
+    }
+
+
 def measure(engines: dict, cases: list[tuple[str, dict]], repeats: int) -> dict:
     """Alternate the contenders per case; tokens/s (prefill included), identical output."""
     from hillclimb.serve.engine import SamplingParams
@@ -211,16 +222,7 @@ def main() -> None:
         n_answer = len(tok.encode(a))
         cases.append((p, {"max_tokens": n_answer + 16, "prediction": pred}))
         answers.append(a.removesuffix("<|im_end|>"))
-    edit = measure(
-        {
-            "plain": (plain, False),
-            "lookup": (look, False),
-            "lookup_prediction": (look, True),
-            "lookup_own_answer_as_prediction": (look, "own"),
-        },
-        cases,
-        args.repeats,
-    )
+    edit = measure(edit_contenders(plain, look), cases, args.repeats)
     texts = edit.pop("_texts")
     edit["exact_edit_answers"] = sum(
         t.strip() == a.strip() for t, a in zip(texts[: len(answers)], answers, strict=False)
