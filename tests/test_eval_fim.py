@@ -64,8 +64,42 @@ def test_suite_runs_on_a_checkpoint(tmp_path: Path, capsys):
     assert main(["eval", "--model", str(ck), "--suite", "fim", "--n-items", "4",
                  "--max-tokens", "8", "--json"]) == 0  # fmt: skip
     res = json.loads(capsys.readouterr().out)
-    assert res["n_items"] == 4 and len(res["items"]) == 4
-    assert set(res["metrics"]) == {"exact", "exact_stripped", "prefix_match", "empty", "fence"}
+    # 4 stdlib items + 4 // 10 -> 1 test-based item per tier (tier 1's one-line bodies have
+    # no middle to cut: 3)
+    assert res["n_text_items"] == 4 and res["n_test_items"] == 3
+    assert res["n_items"] == 7 and len(res["items"]) == 7
+    assert set(res["metrics"]) == {"exact", "exact_stripped", "prefix_match", "empty", "fence",
+                                   "test_pass", "test_exact_stripped"}  # fmt: skip
     assert all(0 <= m["value"] <= 1 for m in res["metrics"].values())
-    assert res["efficiency"]["items"] == 4
-    assert set(res["baseline"]) == {"what", "exact_stripped", "prefix_match"}
+    assert res["metrics"]["test_pass"]["n"] == 3
+    assert res["efficiency"]["items"] == 7
+    assert set(res["baseline"]) == {"what", "exact_stripped", "prefix_match", "test_pass"}
+
+
+def test_test_based_items_pass_with_the_right_line_and_fail_without():
+    """The removed line itself passes its function's tests, `pass` in its place fails; a
+    different but equivalent line (same semantics, other spelling) also passes — what exact
+    match cannot credit."""
+    from hillclimb.eval.fim_suite import make_test_items, test_programs
+    from hillclimb.eval.humaneval import hidden_paths
+    from hillclimb.eval.programs import run_programs
+
+    items = make_test_items(3, seed=0)
+    assert len(items) >= 8 and len({it["id"] for it in items}) == len(items)
+    assert make_test_items(3, seed=0) == items  # seeded
+    for it in items:
+        assert it["prefix"].startswith("def ") and '"""' in it["prefix"]
+        assert it["suffix"].startswith("\n") and it["middle"].strip()
+    right = run_programs(test_programs(items, [it["middle"] for it in items]), hide=hidden_paths())
+    assert all(r.passed for r in right), [r.detail for r in right if not r.passed][:2]
+    indent = [it["middle"][: len(it["middle"]) - len(it["middle"].lstrip())] for it in items]
+    wrong = run_programs(test_programs(items, [i + "pass" for i in indent]), hide=hidden_paths())
+    assert sum(r.passed for r in wrong) <= len(items) // 4
+    # the same statement with redundant parentheses around a return value is not an exact
+    # match, and still passes
+    rets = [(it, it["middle"].replace("return ", "return (", 1) + ")") for it in items
+            if it["middle"].lstrip().startswith("return ")]  # fmt: skip
+    if rets:
+        alt = run_programs(test_programs([i for i, _ in rets], [a for _, a in rets]),
+                           hide=hidden_paths())  # fmt: skip
+        assert all(r.passed for r in alt)

@@ -17,8 +17,17 @@ user sees as "how much of the line was right"). Also the share of empty answers 
 that open a Markdown fence (the failure the issue reported: "```python" for a FIM request).
 Beside them, the no-model baseline "repeat the previous non-blank line" on the same items.
 
-What it does not show: multi-line middles, or whether a different but correct line was written
-(exact match is strict); test-based FIM scoring is not built.
+**Test-based FIM** (`test_pass`): exact match cannot tell a different but correct line from a
+wrong one, so a second item set is scored by running tests. Items are the `code_function`
+generator's held-out functions (never trained on) with at least two one-line statements in the
+body: one of them is removed (seeded); prefix = the function as an editor shows it (signature +
+docstring, `meta["completion_prompt"]`) + the body before the line, suffix = the body after it;
+the program prefix + answer line + suffix + the problem's asserts runs in the sandbox
+(`eval.programs`). `--n-items N` asks N stdlib items and N // 10 test items per tier (default 10;
+tier 1's bodies are one statement, so it gives none); the "previous line" baseline is run
+through the same tests.
+
+What it does not show: multi-line middles; other languages.
 """
 
 from __future__ import annotations
@@ -107,6 +116,58 @@ def make_items(n: int, seed: int, root: Path | None = None) -> list[dict[str, An
     return items
 
 
+DEFAULT_TEST_PER_TIER = 10
+
+
+def make_test_items(per_tier: int, seed: int) -> list[dict[str, Any]]:
+    """`per_tier` test-based items per tier from held-out generated functions (docstring)."""
+    from hillclimb import problems as P
+
+    rng = random.Random(f"fim-tests/{seed}")
+    items: list[dict[str, Any]] = []
+    for tier in P.TIERS:
+        got = 0
+        for p in P.generate("code_function", tier, per_tier * 4, seed, "heldout"):
+            if got >= per_tier:
+                break
+            lines = p.answer.splitlines(keepends=True)
+            fn = ast.parse(p.answer).body[0]
+            cands = sorted(
+                {
+                    node.lineno - 1
+                    for node in ast.walk(fn)
+                    if isinstance(node, ast.stmt) and node is not fn
+                    and node.lineno == node.end_lineno
+                    and len(lines[node.lineno - 1].strip()) >= MIN_MIDDLE
+                }
+            )  # fmt: skip
+            if len(cands) < 2:  # a one-statement body is a completion, not a middle
+                continue
+            k = rng.choice(cands)
+            middle = lines[k].rstrip("\n")
+            items.append(
+                {
+                    "id": f"fim-test-t{tier}-{got:02d}",
+                    "source": p.id,
+                    "line": k + 1,
+                    "prefix": p.meta["completion_prompt"] + "".join(lines[1:k]),
+                    "middle": middle,
+                    "suffix": "\n" + "".join(lines[k + 1 :]),
+                    "tests": p.tests,
+                }
+            )
+            got += 1
+    return items
+
+
+def test_programs(items: list[dict[str, Any]], answers: list[str]) -> list[str]:
+    """Prefix + the answer's first line + suffix + the asserts, per item."""
+    return [
+        f"{it['prefix']}{a.split(chr(10), 1)[0]}{it['suffix']}\n\n{it['tests']}"
+        for it, a in zip(items, answers, strict=True)
+    ]
+
+
 def score(middle: str, answer: str) -> dict[str, Any]:
     line = answer.split("\n", 1)[0]
     k = 0
@@ -123,11 +184,18 @@ def score(middle: str, answer: str) -> dict[str, Any]:
 
 
 def run_fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+    from hillclimb.eval.humaneval import hidden_paths
+    from hillclimb.eval.programs import run_programs
     from hillclimb.tokenizer.specials import fim_prompt
 
     items = make_items(cfg.n_items or DEFAULT_N_ITEMS, cfg.seed)
+    tests = make_test_items(
+        max(1, cfg.n_items // 10) if cfg.n_items else DEFAULT_TEST_PER_TIER, cfg.seed
+    )
     if cfg.limit:
-        items = items[: cfg.limit]
+        items, tests = items[: cfg.limit], tests[: cfg.limit]
+    n_text = len(items)
+    items = items + tests
     max_tokens = cfg.max_tokens or DEFAULT_MAX_TOKENS
     comps = backend.complete(
         [
@@ -144,37 +212,47 @@ def run_fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
             for it in items
         ]
     )
-    rows = []
-    for it, c in zip(items, comps, strict=True):
-        s = score(it["middle"], c.text)
-        rows.append(
-            {
-                "id": it["id"],
-                "source": f"{it['source']}:{it['line']}",
-                "middle": it["middle"],
-                **s,
-                "passed": s["exact_stripped"],
-                "finish_reason": c.finish_reason,
-                "completion_tokens": c.completion_tokens,
-            }
-        )
-    metrics = {
-        "exact": metric([float(r["exact"]) for r in rows], cfg, salt=1),
-        "exact_stripped": metric([float(r["exact_stripped"]) for r in rows], cfg, salt=2),
-        "prefix_match": metric([float(r["prefix_match"]) for r in rows], cfg, salt=3),
-        "empty": metric([float(r["empty"]) for r in rows], cfg, salt=4),
-        "fence": metric([float(r["fence"]) for r in rows], cfg, salt=5),
-    }
     # the no-model baseline: repeat the last non-blank line of the prefix (indentation and
     # repeated statements make this non-trivial for code)
-    base = [score(it["middle"], _previous_line(it["prefix"])) for it in items]
+    prev = [_previous_line(it["prefix"]) for it in items]
+    ran = run_programs(
+        test_programs(tests + tests, [c.text for c in comps[n_text:]] + prev[n_text:]),
+        timeout_s=cfg.timeout_s,
+        hide=hidden_paths(),
+    )
+    ran_model, ran_base = ran[: len(tests)], ran[len(tests) :]
+    rows = []
+    for j, (it, c) in enumerate(zip(items, comps, strict=True)):
+        s = score(it["middle"], c.text)
+        row = {"id": it["id"], "source": f"{it['source']}:{it['line']}", "middle": it["middle"],
+               **s, "passed": s["exact_stripped"]}  # fmt: skip
+        if j >= n_text:  # test-based: a different but working line counts
+            r = ran_model[j - n_text]
+            row.update(passed=r.passed, test_status=r.status)
+        rows.append(
+            {**row, "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+        )
+    text_rows, test_rows = rows[:n_text], rows[n_text:]
+    metrics = {
+        "exact": metric([float(r["exact"]) for r in text_rows], cfg, salt=1),
+        "exact_stripped": metric([float(r["exact_stripped"]) for r in text_rows], cfg, salt=2),
+        "prefix_match": metric([float(r["prefix_match"]) for r in text_rows], cfg, salt=3),
+        "empty": metric([float(r["empty"]) for r in rows], cfg, salt=4),
+        "fence": metric([float(r["fence"]) for r in rows], cfg, salt=5),
+        "test_pass": metric([float(r["passed"]) for r in test_rows], cfg, salt=8),
+        "test_exact_stripped": metric([float(r["exact_stripped"]) for r in test_rows], cfg, salt=9),
+    }
+    base = [score(it["middle"], p) for it, p in zip(items[:n_text], prev, strict=False)]
     baseline = {
         "what": "repeat the previous non-blank line",
         "exact_stripped": metric([float(b["exact_stripped"]) for b in base], cfg, salt=6),
         "prefix_match": metric([float(b["prefix_match"]) for b in base], cfg, salt=7),
+        "test_pass": metric([float(r.passed) for r in ran_base], cfg, salt=10),
     }
     return {
         "n_items": len(items),
+        "n_text_items": n_text,
+        "n_test_items": len(tests),
         "metrics": metrics,
         "baseline": baseline,
         **generation_stats(comps),
