@@ -347,13 +347,21 @@ NAIVE = {  # the obvious code each trap is about: it must fail
     "path_traversal/1": "import os\ndef safe_join(base, name):\n"
     "    return os.path.normpath(os.path.join(base, name))",
     "quoting/1": "def shell_command(args):\n    return ' '.join(args)",
+    "concurrency/3": "def call_once(f):\n    box = []\n    def w():\n        if not box:\n"
+    "            box.append(f())\n        return box[0]\n    return w",
+    "concurrency/2": "from concurrent.futures import ThreadPoolExecutor, as_completed\n"
+    "def run_all(funcs):\n    with ThreadPoolExecutor(len(funcs) or 1) as ex:\n"
+    "        return [f.result() for f in as_completed([ex.submit(g) for g in funcs])]",
+    "dates/1": "def is_leap(year):\n    return year % 4 == 0",
+    "dates/3": "from datetime import date\ndef add_months(d, n):\n"
+    "    m = d.year * 12 + d.month - 1 + n\n    return date(m // 12, m % 12 + 1, d.day)",
 }
 
 
 def test_adversarial_references_pass_and_naive_code_fails() -> None:
     from hillclimb.eval.adversarial import CATEGORIES, ITEMS, REFERENCES, score
 
-    assert len(CATEGORIES) == 8 and len(ITEMS) == 40 and set(REFERENCES) == {i.id for i in ITEMS}
+    assert len(CATEGORIES) == 10 and len(ITEMS) == 50 and set(REFERENCES) == {i.id for i in ITEMS}
     assert set(NAIVE) <= set(REFERENCES) and {k.split("/")[0] for k in NAIVE} == set(CATEGORIES)
     refs = [f"```python\n{REFERENCES[i.id]}\n```" for i in ITEMS]
     res = score(list(ITEMS), refs, 10.0)
@@ -371,9 +379,9 @@ def test_adversarial_suite_reports_per_category() -> None:
         return Completion(f"```python\n{REFERENCES[r.item_id]}\n```" if ok else "no", "stop", 5)
 
     res = run_suite("adversarial", "s", SuiteConfig(), backend=_Scripted(answer))
-    assert res["metrics"]["accuracy"]["value"] == pytest.approx(5 / 40)
+    assert res["metrics"]["accuracy"]["value"] == pytest.approx(5 / 50)
     assert res["by_category"]["unicode"]["value"] == 1.0
-    assert res["by_category"]["quoting"]["value"] == 0.0 and res["n_items"] == 40
+    assert res["by_category"]["quoting"]["value"] == 0.0 and res["n_items"] == 50
 
 
 # ---- the generator tasks as a suite (checkpoint or URL) ----------------------------------------

@@ -3,7 +3,8 @@
 Why: our generators and HumanEval reward code that handles the examples; real bugs live where
 the obvious code breaks — an off-by-one, `len()` of UTF-8 bytes vs characters, an empty list, a
 shared mutable default, `0.1 + 0.2 == 0.3`, Python's floor division where C truncates, a path
-that climbs out of its directory, a string pasted into a shell or SQL. Each item here is a
+that climbs out of its directory, a string pasted into a shell or SQL, a counter or a cache
+shared by threads, a month that has no 31st. Each item here is a
 function spec written by us that names the trap only as a requirement, plus hidden tests that
 the naive solution fails. Per-category accuracy says which kind of care a model lacks.
 
@@ -246,6 +247,82 @@ ITEMS: tuple[AdvItem, ...] = (
        "the escape character.",
        "assert like_pattern('50%_off') == '50\\\\%\\\\_off'\n"
        "assert like_pattern('a\\\\b') == 'a\\\\\\\\b'\nassert like_pattern('plain') == 'plain'"),
+    # ---- concurrency: shared state under threads (the tests force frequent thread switches)
+    _i("concurrency", 1, "make_counter()",
+       "Return an object with a method increment() and an attribute value (starting at 0) that "
+       "stays exact when many threads call increment() at the same time.",
+       "import sys, threading\nsys.setswitchinterval(1e-6)\nc = make_counter()\n"
+       "def work():\n    for _ in range(20000):\n        c.increment()\n"
+       "ts = [threading.Thread(target=work) for _ in range(4)]\n"
+       "[t.start() for t in ts]\n[t.join() for t in ts]\nassert c.value == 80000, c.value"),
+    _i("concurrency", 2, "run_all(funcs)",
+       "Call every zero-argument function in funcs concurrently (one thread each) and return "
+       "their results as a list in the order of funcs, not in the order they finish.",
+       "import time\nfs = [lambda d=d: (time.sleep(d), d)[1] for d in (0.4, 0.0, 0.3)]\n"
+       "t = time.monotonic()\nassert run_all(fs) == [0.4, 0.0, 0.3]\n"
+       "assert time.monotonic() - t < 0.6  # concurrent (one after another takes 0.7 s)\n"
+       "assert run_all([]) == []"),
+    _i("concurrency", 3, "call_once(f)",
+       "Return a wrapper that takes no arguments and calls f() only the first time it is called, "
+       "returning f's result every time — even when many threads call the wrapper at once while "
+       "the first call is still running.",
+       "import threading, time\nn = [0]\n"
+       "def slow():\n    time.sleep(0.05)\n    n[0] += 1\n    return 'v'\n"
+       "w = call_once(slow)\nout = []\n"
+       "ts = [threading.Thread(target=lambda: out.append(w())) for _ in range(4)]\n"
+       "[t.start() for t in ts]\n[t.join() for t in ts]\n"
+       "assert n[0] == 1 and out == ['v'] * 4, (n, out)\nassert w() == 'v' and n[0] == 1"),
+    _i("concurrency", 4, "bounded_map(f, xs, limit)",
+       "Return [f(x) for x in xs], computed in threads with at most limit calls of f running at "
+       "the same time.",
+       "import threading, time\nlock = threading.Lock()\nnow, peak = [0], [0]\n"
+       "def f(x):\n    with lock:\n        now[0] += 1\n        peak[0] = max(peak[0], now[0])\n"
+       "    time.sleep(0.02)\n    with lock:\n        now[0] -= 1\n    return x * x\n"
+       "assert bounded_map(f, list(range(12)), 3) == [x * x for x in range(12)]\n"
+       "assert 1 <= peak[0] <= 3, peak\nassert bounded_map(f, [], 2) == []"),
+    _i("concurrency", 5, "make_cache(compute)",
+       "Return an object with a method get(key) that returns compute(key), calling compute at "
+       "most once per key even when several threads ask for the same new key at the same time.",
+       "import threading, time\ncalls = []\n"
+       "def compute(k):\n    calls.append(k)\n    time.sleep(0.05)\n    return k * 2\n"
+       "c = make_cache(compute)\nout = []\n"
+       "ts = [threading.Thread(target=lambda: out.append(c.get(7))) for _ in range(4)]\n"
+       "[t.start() for t in ts]\n[t.join() for t in ts]\n"
+       "assert out == [14] * 4 and calls == [7], (out, calls)\n"
+       "assert c.get(1) == 2 and calls == [7, 1]"),
+    # ---- dates and calendars: the rules the simple formula gets wrong
+    _i("dates", 1, "is_leap(year)",
+       "Return True if year is a leap year in the Gregorian calendar.",
+       "assert is_leap(2024) and is_leap(2000) and is_leap(1600)\n"
+       "assert not is_leap(1900) and not is_leap(2100) and not is_leap(2023)"),
+    _i("dates", 2, "days_in_month(year, month)",
+       "Return the number of days in the given month (1-12) of the given Gregorian year.",
+       "assert days_in_month(2024, 2) == 29 and days_in_month(1900, 2) == 28\n"
+       "assert days_in_month(2000, 2) == 29 and days_in_month(2023, 4) == 30\n"
+       "assert days_in_month(2023, 12) == 31"),
+    _i("dates", 3, "add_months(d, n)",
+       "d is a datetime.date; return the date n months later (n may be negative), keeping the "
+       "day of month but clamping it to the last day of the target month.",
+       "from datetime import date\nassert add_months(date(2023, 1, 31), 1) == date(2023, 2, 28)\n"
+       "assert add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)\n"
+       "assert add_months(date(2023, 12, 15), 1) == date(2024, 1, 15)\n"
+       "assert add_months(date(2023, 3, 31), -1) == date(2023, 2, 28)\n"
+       "assert add_months(date(2023, 5, 10), -17) == date(2021, 12, 10)"),
+    _i("dates", 4, "age_on(birth, day)",
+       "birth and day are datetime.date; return the person's age in whole years on day (the "
+       "birthday itself counts; someone born on 29 February has a birthday on 1 March in "
+       "non-leap years).",
+       "from datetime import date\nassert age_on(date(2000, 6, 15), date(2024, 6, 14)) == 23\n"
+       "assert age_on(date(2000, 6, 15), date(2024, 6, 15)) == 24\n"
+       "assert age_on(date(2000, 2, 29), date(2023, 2, 28)) == 22\n"
+       "assert age_on(date(2000, 2, 29), date(2023, 3, 1)) == 23\n"
+       "assert age_on(date(2000, 2, 29), date(2024, 2, 29)) == 24"),
+    _i("dates", 5, "iso_week(d)",
+       "d is a datetime.date; return (iso_year, week) of its ISO 8601 week (weeks start on "
+       "Monday; week 1 contains the year's first Thursday).",
+       "from datetime import date\nassert iso_week(date(2024, 12, 30)) == (2025, 1)\n"
+       "assert iso_week(date(2021, 1, 3)) == (2020, 53)\n"
+       "assert iso_week(date(2023, 6, 15)) == (2023, 24)"),
 )  # fmt: skip
 
 CATEGORIES = tuple(dict.fromkeys(it.category for it in ITEMS))
@@ -293,6 +370,16 @@ REFERENCES: dict[str, str] = {
     "quoting/3": "import html\ndef html_escape(s):\n    return html.escape(s, quote=True)",
     "quoting/4": "def csv_field(s):\n    if any(c in s for c in ',\"\\r\\n'):\n        return '\"' + s.replace('\"', '\"\"') + '\"'\n    return s",
     "quoting/5": "def like_pattern(s):\n    return s.replace('\\\\', '\\\\\\\\').replace('%', '\\\\%').replace('_', '\\\\_')",
+    "concurrency/1": "import threading\nclass _Counter:\n    def __init__(self):\n        self.value = 0\n        self._lock = threading.Lock()\n    def increment(self):\n        with self._lock:\n            self.value += 1\ndef make_counter():\n    return _Counter()",
+    "concurrency/2": "import threading\ndef run_all(funcs):\n    out = [None] * len(funcs)\n    def run(i, f):\n        out[i] = f()\n    ts = [threading.Thread(target=run, args=(i, f)) for i, f in enumerate(funcs)]\n    for t in ts:\n        t.start()\n    for t in ts:\n        t.join()\n    return out",
+    "concurrency/3": "import threading\ndef call_once(f):\n    lock, box = threading.Lock(), []\n    def w():\n        with lock:\n            if not box:\n                box.append(f())\n        return box[0]\n    return w",
+    "concurrency/4": "from concurrent.futures import ThreadPoolExecutor\ndef bounded_map(f, xs, limit):\n    with ThreadPoolExecutor(max_workers=max(1, limit)) as ex:\n        return list(ex.map(f, xs))",
+    "concurrency/5": "import threading\nclass _Cache:\n    def __init__(self, compute):\n        self.compute, self.values, self.lock = compute, {}, threading.Lock()\n        self.key_locks = {}\n    def get(self, key):\n        with self.lock:\n            if key in self.values:\n                return self.values[key]\n            kl = self.key_locks.setdefault(key, threading.Lock())\n        with kl:\n            with self.lock:\n                if key in self.values:\n                    return self.values[key]\n            v = self.compute(key)\n            with self.lock:\n                self.values[key] = v\n            return v\ndef make_cache(compute):\n    return _Cache(compute)",
+    "dates/1": "def is_leap(year):\n    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)",
+    "dates/2": "import calendar\ndef days_in_month(year, month):\n    return calendar.monthrange(year, month)[1]",
+    "dates/3": "import calendar\nfrom datetime import date\ndef add_months(d, n):\n    m = d.year * 12 + d.month - 1 + n\n    y, mo = divmod(m, 12)\n    return date(y, mo + 1, min(d.day, calendar.monthrange(y, mo + 1)[1]))",
+    "dates/4": "import calendar\ndef age_on(birth, day):\n    bm, bd = birth.month, birth.day\n    if (bm, bd) == (2, 29) and not calendar.isleap(day.year):\n        bm, bd = 3, 1\n    return day.year - birth.year - ((day.month, day.day) < (bm, bd))",
+    "dates/5": "def iso_week(d):\n    y, w, _ = d.isocalendar()\n    return (y, w)",
 }  # fmt: skip
 
 
