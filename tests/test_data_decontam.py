@@ -312,6 +312,39 @@ def test_problem_files_excluded_and_counted_always(tmp_path, enabled):
     assert f"hc {n} files" in (tmp_path / "o" / "DATA_CARD.md").read_text()
 
 
+def test_heldout_marked_directories_are_never_documents(tmp_path):
+    """A directory holding `.hillclimb-heldout` (and everything below it) is held out of tree
+    and git sources, counted in the data card; the task generator's held-out projects carry
+    the marker, so a recipe ingesting this package never trains on them."""
+    from hillclimb.data.config import SourceConfig
+    from hillclimb.data.sources import HELDOUT_SKIP
+    from hillclimb.harness.taskgen.common import HELDOUT_PROJECTS
+    from hillclimb.io import HELDOUT_MARKER
+
+    src = tmp_path / "src"
+    (src / "keep").mkdir(parents=True)
+    (src / "keep" / "a.py").write_text("def a():\n    return 1\n")
+    (src / "eval_only" / "deep").mkdir(parents=True)
+    (src / "eval_only" / HELDOUT_MARKER).write_text("")
+    (src / "eval_only" / "b.py").write_text("def b():\n    return 2\n")
+    (src / "eval_only" / "deep" / "c.py").write_text("def c():\n    return 3\n")
+    table = {"sources": [{"kind": "tree", "name": "t", "path": str(src),
+                          "license": "Apache-2.0"}]}  # fmt: skip
+    card = build(data_config_from_dict(table), tmp_path / "o")
+    assert [d["path"] for d in iter_documents(tmp_path / "o")] == ["keep/a.py"]
+    assert card["ingest"]["skipped"] == {HELDOUT_SKIP: 2}
+    assert _entry(card)["excluded_heldout_files"] == {"t": 2}
+    assert "Held-out directories" in (tmp_path / "o" / "DATA_CARD.md").read_text()
+    # this package's own tree: the held-out task projects are skipped, the others are not
+    hc = expand_source_path("{hillclimb}", ROOT)
+    items = list(source_items(SourceConfig(kind="tree", name="hc", path=hc, include=["*.py"])))
+    held = {it.path.split("/")[4] for it in items if it.skip == HELDOUT_SKIP}
+    assert held == HELDOUT_PROJECTS - {"ranges", "semver"}  # include: *.py (those are .js)
+    kept = {it.path.split("/")[4] for it in items
+            if it.file and it.path.startswith("harness/taskgen/projects/")}  # fmt: skip
+    assert kept and not kept & HELDOUT_PROJECTS
+
+
 def test_generator_documents_are_never_evaluation_items(tmp_path):
     """The generators source (train split) must never yield an evaluation item; its n-gram
     overlaps with probes (shared templates and sub-steps of sibling problems) are kept and

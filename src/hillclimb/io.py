@@ -15,6 +15,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+# A directory holding a file of this name is held out of training data: the data pipeline never
+# ingests its files (`data.sources`), and the task generator's held-out projects carry it
+# (`harness generate --split heldout`). Here, below both, so each reads the one name.
+HELDOUT_MARKER = ".hillclimb-heldout"
+
 
 def _fsync_dir(path: Path) -> None:
     try:

@@ -64,6 +64,15 @@ def _decontamination(f: dict[str, Any]) -> list[str]:
             + ".",
             "",
         ]
+    held = f.get("excluded_heldout_files") or {}
+    if held:
+        lines += [
+            "Held-out directories (marked `.hillclimb-heldout`: code kept for evaluation only) "
+            "excluded from tree sources: "
+            + ", ".join(f"{k} {v:,} files" for k, v in held.items())
+            + ".",
+            "",
+        ]
     pr = f.get("probes")
     if pr:
         origins = ", ".join(f"{k} {v:,}" for k, v in pr.get("by_origin", {}).items())

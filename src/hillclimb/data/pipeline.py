@@ -55,7 +55,14 @@ from hillclimb.data.filters import Filter, build_filters, run_filters
 from hillclimb.data.jsonl import JsonlGzWriter, dumps, gzip_bytes
 from hillclimb.data.license import permissiveness
 from hillclimb.data.secrets import Redactor
-from hillclimb.data.sources import PROBLEMS_SKIP, Item, LoadError, all_items_for, load_item
+from hillclimb.data.sources import (
+    HELDOUT_SKIP,
+    PROBLEMS_SKIP,
+    Item,
+    LoadError,
+    all_items_for,
+    load_item,
+)
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_path, write_json_atomic, write_text_atomic
 
@@ -444,6 +451,7 @@ class _DecontamReport:
     def __init__(self, n_examples: int):
         self.removed: dict[str, dict[str, int]] = {}
         self.excluded: Counter[str] = Counter()
+        self.heldout: Counter[str] = Counter()  # files under `.hillclimb-heldout` directories
         self.matches = _Examples(n_examples)
         self.overlaps: Counter[str] = Counter()
         self.overlap_matches = _Examples(n_examples)
@@ -461,6 +469,8 @@ class _DecontamReport:
     def add_reject(self, rec: dict[str, Any]) -> None:
         if rec["filter"] == "ingest" and rec["reason"] == PROBLEMS_SKIP:
             self.excluded[rec["source"]] += 1
+        elif rec["filter"] == "ingest" and rec["reason"] == HELDOUT_SKIP:
+            self.heldout[rec["source"]] += 1
         elif rec["filter"] == DECONTAM:
             row = self.removed.setdefault(rec["source"], {"documents": 0, "bytes": 0})
             row["documents"] += 1
@@ -489,6 +499,7 @@ class _DecontamReport:
             "generator_overlaps_kept": dict(sorted(self.overlaps.items())),
             "generator_overlap_examples": self.overlap_matches.pick(),
             "excluded_problem_files": dict(sorted(self.excluded.items())),
+            "excluded_heldout_files": dict(sorted(self.heldout.items())),
         }
 
 

@@ -42,6 +42,7 @@ from hillclimb.data.license import (
     license_from_text,
     normalize_license,
 )
+from hillclimb.io import HELDOUT_MARKER
 
 SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"}
@@ -52,6 +53,11 @@ GENERATED_LICENSE = "Apache-2.0"  # documents written by our own generators carr
 # a tree or git source that reaches them (`{hillclimb}`, the repository, an installed copy in
 # site-packages) turns each into an ingest skip with this reason, counted in the data card.
 PROBLEMS_SKIP = "problem_generators"
+# A directory holding a file named `io.HELDOUT_MARKER` is held out of every tree or git source: its
+# files become ingest skips with HELDOUT_SKIP, counted in the data card. How code is kept for
+# evaluation only — the task generator's held-out projects carry the marker
+# (`harness generate --split heldout` draws only from them), and users can mark their own.
+HELDOUT_SKIP = "heldout_marked"
 
 
 @functools.lru_cache(maxsize=1)
@@ -291,6 +297,33 @@ def _walk(root: Path, exclude_dirs: tuple[str, ...] = ()) -> Iterator[Path]:
             yield Path(dirpath) / fn
 
 
+class _HeldoutDirs:
+    """Whether a file lies under a directory marked with `HELDOUT_MARKER` (up to its root);
+    directory answers are cached, so a tree costs one stat per directory."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Path, bool] = {}
+
+    def marked(self, f: Path, root: Path) -> bool:
+        d = f.parent
+        trail = []
+        while True:
+            if d in self.cache:
+                hit = self.cache[d]
+                break
+            trail.append(d)
+            if (d / HELDOUT_MARKER).is_file():
+                hit = True
+                break
+            if d == root or d.parent == d:
+                hit = False
+                break
+            d = d.parent
+        for t in trail:
+            self.cache[t] = hit
+        return hit
+
+
 def tree_items(
     cfg: SourceConfig,
     roots: list[tuple[Path, str, str | None]],
@@ -307,6 +340,7 @@ def tree_items(
     skips: list[Item] = []
     pairs: list[tuple[Path, str, TreeLicenses, Path]] = []
     protected: dict[Path, str | None] = {}
+    heldout = _HeldoutDirs()
     for root, label, default in roots:
         lic = TreeLicenses(root, default or cfg.license)
         protected[root] = protected_prefix(root)
@@ -335,6 +369,11 @@ def tree_items(
         prefix = protected[root]
         if prefix is not None and rel.startswith(prefix):
             skips.append(Item(**base, skip=PROBLEMS_SKIP))
+            continue
+        if f.name == HELDOUT_MARKER:
+            continue  # the marker itself is metadata, not a held-out file
+        if heldout.marked(f, root):
+            skips.append(Item(**base, skip=HELDOUT_SKIP))
             continue
         if is_license_file(f.name):
             continue  # license texts are metadata for the files beside them, not documents

@@ -17,6 +17,7 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.task import DEFAULT_TEST_COMMAND
+from hillclimb.io import HELDOUT_MARKER
 from hillclimb.harness.testparse import parse_test_output
 from hillclimb.sandbox import run_command
 
@@ -82,11 +83,25 @@ def split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 # project, as before the split existed: the same seed keeps giving the same tasks). An agent
 # trained on `train` tasks and evaluated on `heldout` ones is measured on code it never saw, not on
 # new mutations of code it learned (docs/areas/harness.md, "Held-out projects").
+# The held-out projects are the ones whose directory carries `io.HELDOUT_MARKER` (Python
+# gridpath, roman, textstats; JavaScript ranges, semver): the same file keeps them out of the
+# pre-training corpus when a recipe ingests this package's own source tree.
 TASK_SPLITS: tuple[str, ...] = ("all", "train", "heldout")
-HELDOUT_PROJECTS: frozenset[str] = frozenset(
-    {"gridpath", "roman", "textstats"}  # Python: 3 of 13
-    | {"ranges", "semver"}  # JavaScript: 2 of 9
-)
+
+
+def _marked_projects() -> frozenset[str]:
+    from hillclimb.harness.taskgen.corpus import LANGUAGES, projects_root
+
+    root = projects_root()
+    return frozenset(
+        p.name
+        for lang in LANGUAGES
+        for p in (root / lang).iterdir()
+        if p.is_dir() and (p / HELDOUT_MARKER).is_file()
+    )
+
+
+HELDOUT_PROJECTS: frozenset[str] = _marked_projects()
 HELDOUT_TEMPLATES: frozenset[str] = frozenset({"grep_errors", "json_value"})  # terminal: 2 of 6
 
 
