@@ -10,9 +10,10 @@ implementations:
 - `LookupDrafter` — prompt lookup / n-gram drafting (HF `prompt_lookup_num_tokens`, vLLM
   `ngram`): the last n tokens of the sequence (n from `ngram_max` down to `ngram_min`) are looked
   up in the prompt + the tokens generated so far, and what followed their most recent
-  occurrence with a full draft after it is proposed (`NgramIndex.match`). With an OpenAI *predicted output* the prediction's tokens are searched
-  first, and an alignment pointer keeps drafting from where the previous accepted draft ended
-  (a repeated line elsewhere in the text does not derail it).
+  occurrence with a full draft after it is proposed (`NgramIndex.match`). With an OpenAI
+  *predicted output* the prediction's tokens are searched first, and an alignment pointer keeps
+  drafting from where the previous accepted draft ended (a repeated line elsewhere in the text
+  does not derail it).
 
 Why model-free: on this hardware a draft model costs 50–60% of a target step (BENCHMARKS.md,
 "Speculative decoding"), which caps model drafting at ≈1.2–1.5× even with a perfect draft. A
