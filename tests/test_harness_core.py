@@ -290,6 +290,24 @@ def test_parse_assistant_text():
     assert "not valid JSON" in p.tool_calls[2].error and "unterminated" in p.tool_calls[3].error
 
 
+def test_a_call_one_bracket_short_is_read_closed_and_nothing_else_is_guessed():
+    """The tiny coder's common slip — the final `}` missing before `</tool_call>` — is read
+    closed; an unterminated string, a stray closer or a non-object stays an error."""
+    from hillclimb.tokenizer.toolcalls import close_json, parse_call_json
+
+    c = parse_call_json('{"name": "read_file", "arguments": {"path": "a.py"}', "c0")
+    assert c.name == "read_file" and c.arguments == {"path": "a.py"} and c.error is None
+    c = parse_call_json(
+        '{"name": "edit", "arguments": {"path": "a.py", "old": "x}", "new": "[y"', "c1"
+    )
+    assert c.arguments == {"path": "a.py", "old": "x}", "new": "[y"}  # brackets in strings: text
+    assert close_json('{"a": [1, {"b": 2') == '{"a": [1, {"b": 2}]}'
+    assert close_json('{"a": "open') is None and close_json('{"a": 1}}') is None
+    assert close_json('{"a": 1]') is None and close_json('{"a": 1}') is None
+    for body in ('{"name": "run", "arguments": {"command": "ls', '{"name": "run"}}', "[1, 2"):
+        assert parse_call_json(body, "c").error, body
+
+
 def test_chat_template_renders_trajectory_messages():
     from hillclimb.harness.telemetry import sft_messages
     from hillclimb.tokenizer.io import _compiled_template

@@ -65,12 +65,45 @@ def parse_arguments(name: str, raw: Any) -> tuple[dict[str, Any] | None, str, st
     return parsed, raw, None
 
 
+def close_json(text: str) -> str | None:
+    """`text` with the brackets it leaves open closed, or None when nothing can be closed
+    safely (an unterminated string, a stray closer). Small models end a call one `}` short
+    (`{"name": "read_file", "arguments": {"path": "a.py"}</tool_call>`): the intent is
+    unambiguous, so the parser accepts the closed form rather than end the episode on it."""
+    stack: list[str] = []
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and (not stack or stack.pop() != ch):
+            return None  # a closer with nothing (or something else) open
+    if in_str or not stack:
+        return None
+    return text + "".join(reversed(stack))
+
+
 def parse_call_json(body: str, call_id: str) -> ToolCall:
-    """One `<tool_call>` body: `{"name": str, "arguments": {...} | "json"}`."""
+    """One `<tool_call>` body: `{"name": str, "arguments": {...} | "json"}`; a body that only
+    lacks closing brackets is read closed (`close_json`)."""
     try:
         obj = json.loads(body.strip())
     except json.JSONDecodeError as exc:
-        return ToolCall(call_id, "", None, body.strip(), f"tool call is not valid JSON: {exc}")
+        closed = close_json(body.strip())
+        try:
+            obj = json.loads(closed) if closed is not None else None
+        except json.JSONDecodeError:
+            obj = None
+        if obj is None:
+            return ToolCall(call_id, "", None, body.strip(), f"tool call is not valid JSON: {exc}")
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
         return ToolCall(
             call_id, "", None, body.strip(), 'tool call must be {"name": ..., "arguments": {...}}'
