@@ -56,23 +56,16 @@ def _match_rows(examples: list[dict[str, Any]]) -> list[str]:
 def _decontamination(f: dict[str, Any]) -> list[str]:
     """The decontamination entry's own counts: probes, removals per source, example matches."""
     lines: list[str] = []
-    excluded = f.get("excluded_problem_files") or {}
-    if excluded:
-        lines += [
-            "Problem generators excluded from tree sources (always; never documents): "
-            + ", ".join(f"{k} {v:,} files" for k, v in excluded.items())
-            + ".",
-            "",
-        ]
-    held = f.get("excluded_heldout_files") or {}
-    if held:
-        lines += [
-            "Held-out directories (marked `.hillclimb-heldout`: code kept for evaluation only) "
-            "excluded from tree sources: "
-            + ", ".join(f"{k} {v:,} files" for k, v in held.items())
-            + ".",
-            "",
-        ]
+    for key, what in (
+        ("excluded_problem_files", "Problem generators excluded from tree sources (always; "
+         "never documents)"),
+        ("excluded_heldout_files", "Held-out directories (marked `.hillclimb-heldout`: code "
+         "kept for evaluation only) excluded from tree sources"),
+    ):  # fmt: skip
+        counts = f.get(key) or {}
+        if counts:
+            files = ", ".join(f"{k} {v:,} files" for k, v in counts.items())
+            lines += [f"{what}: {files}.", ""]
     pr = f.get("probes")
     if pr:
         origins = ", ".join(f"{k} {v:,}" for k, v in pr.get("by_origin", {}).items())
