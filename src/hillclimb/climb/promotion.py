@@ -17,7 +17,9 @@ A refusal is a result, not a failure: the climb reports it (summary.json `regist
 report, `NN-registry/gate.md`) and carries on. A registry that cannot be opened or written is
 reported the same way, so a read-only state directory never costs a finished climb. The same
 (candidate, incumbent, alias) is never judged twice: a re-run reuses the stored decision.
-Cost: hashing the checkpoints' weights and a 10 000-resample bootstrap, about a second.
+Cost: hashing the checkpoints' weights and a 10 000-resample bootstrap, about a second — plus,
+once, an evaluation of an incumbent from elsewhere that has none under this climb's settings
+(`_evaluate_incumbent`: like for like, the recipe's `[eval]`).
 """
 
 from __future__ import annotations
