@@ -32,9 +32,15 @@ def main() -> None:
         for p in generate("arith", tier, 10, seed=0, split="heldout"):
             choices, label = choices_for(int(p.answer), rng)
             rows.append(
-                {"id": p.id, "tier": tier, "question": p.prompt,
-                 "expression": p.meta["expression"], "answer": p.answer,
-                 "choices": choices, "label": label}
+                {
+                    "id": p.id,
+                    "tier": tier,
+                    "question": p.prompt,
+                    "expression": p.meta["expression"],
+                    "answer": p.answer,
+                    "choices": choices,
+                    "label": label,
+                }
             )
     OUT.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {len(rows)} items to {OUT}")

@@ -17,8 +17,8 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.task import DEFAULT_TEST_COMMAND
-from hillclimb.io import HELDOUT_MARKER
 from hillclimb.harness.testparse import parse_test_output
+from hillclimb.io import HELDOUT_MARKER
 from hillclimb.sandbox import run_command
 
 
