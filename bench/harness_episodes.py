@@ -61,7 +61,7 @@ def main() -> int:
         tasks = [load_task(d) for d in sorted(find_task_dirs(Path(tasks_dir)))]
         limits = EpisodeLimits(max_steps=args.max_steps, temperature=0.0, seed=0)
         engine = Engine.from_checkpoint(args.model, max_batch=max(levels), compile=args.compile)
-        rows, trajectories = [], []
+        rows, trajectories, full_streams = [], [], []
         for c in levels:
             before = _engine_counters(engine)
             t0 = time.perf_counter()
@@ -88,13 +88,22 @@ def main() -> int:
                     "engine_counters": {k: after[k] - before.get(k, 0) for k in after},
                 }
             )
-            trajectories.append([list(e.token_ids or []) for e in eps])
+            # the model's own tokens; tool observations carry wall-clock times ("(0.2s)"), so
+            # the full streams may differ between levels where the model did not
+            trajectories.append(
+                [
+                    [t for t, m in zip(e.token_ids or [], e.loss_mask or [], strict=True) if m]
+                    for e in eps
+                ]
+            )
+            full_streams.append([list(e.token_ids or []) for e in eps])
     base = rows[0]
-    for r, traj in zip(rows, trajectories, strict=True):
+    for r, traj, full in zip(rows, trajectories, full_streams, strict=True):
         r["throughput_vs_first"] = round(
             r["aggregate_tokens_per_s"] / max(1e-9, base["aggregate_tokens_per_s"]), 2
         )
-        r["same_trajectories_as_first"] = traj == trajectories[0]
+        r["same_trajectories_as_first"] = traj == trajectories[0]  # model-sampled tokens
+        r["same_full_streams_as_first"] = full == full_streams[0]  # incl. tool observations
     print(
         json.dumps(
             {
