@@ -2,7 +2,7 @@
 
 Usage:
     python bench/harness_episodes.py --model runs/tiny/07-sft-code-flash/run/final \
-        [--tasks DIR | --n-tasks 8 --seed 7] [--concurrency 1,8] [--max-steps 6]
+        [--tasks DIR | --n-tasks 8 --seed 7] [--concurrency 1,8] [--max-steps 6] [--threads auto,2]
 
 Why: RL in the harness and `eval --suite harness` run many episodes at once; they share one
 started engine whose batched decode step serves every episode's turn (issue 13). This measures
@@ -11,7 +11,9 @@ trajectories — a test asserts it) run with each concurrency level in one proce
 and the script reports per level the wall time, episodes per minute, aggregate completion
 tokens/s and the split of episode time into model turns / tools (edits, test runs) / grading.
 Also the per-episode prefill tokens the engine actually computed against the prompt tokens it
-was sent (the prefix cache's saving, when the engine has one).
+was sent (the prefix cache's saving, when the engine has one). `--threads auto,2` repeats every
+level with another intra-op thread count in the same process (auto = one thread for a small CPU
+model, `run_group_episodes`' rule).
 
 What it does not show: resolve rates (a tiny model resolves ≈0 of these tasks; the number here
 is throughput), or contention from other processes (run it on an idle machine).
@@ -40,6 +42,9 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--max-steps", type=int, default=6)
     ap.add_argument("--compile", action="store_true", help="compiled decode steps (the server's)")
+    ap.add_argument("--threads", default="auto",
+                    help="torch intra-op threads while episodes run, comma-separated to compare "
+                    "(auto = run_group_episodes' rule: 1 for a small CPU model)")  # fmt: skip
     args = ap.parse_args()
 
     import torch
@@ -62,16 +67,19 @@ def main() -> int:
         limits = EpisodeLimits(max_steps=args.max_steps, temperature=0.0, seed=0)
         engine = Engine.from_checkpoint(args.model, max_batch=max(levels), compile=args.compile)
         rows, trajectories, full_streams = [], [], []
-        for c in levels:
+        runs = [(th, c) for th in args.threads.split(",") for c in levels]
+        for th, c in runs:
+            n_threads = None if th == "auto" else int(th)
             before = _engine_counters(engine)
             t0 = time.perf_counter()
-            eps = run_group_episodes(engine, [(t, 0) for t in tasks], limits, c)
+            eps = run_group_episodes(engine, [(t, 0) for t in tasks], limits, c, n_threads)
             wall = time.perf_counter() - t0
             after = _engine_counters(engine)
             comp = sum(e.completion_tokens for e in eps)
             rows.append(
                 {
                     "concurrency": c,
+                    "threads": th,
                     "episodes": len(eps),
                     "wall_s": round(wall, 2),
                     "episodes_per_min": round(60 * len(eps) / wall, 2),
@@ -102,6 +110,11 @@ def main() -> int:
         r["throughput_vs_first"] = round(
             r["aggregate_tokens_per_s"] / max(1e-9, base["aggregate_tokens_per_s"]), 2
         )
+        # vs the first concurrency level under the same thread setting (the issue's ratio)
+        one = next(x for x in rows if x["threads"] == r["threads"])
+        r["throughput_vs_first_level"] = round(
+            r["aggregate_tokens_per_s"] / max(1e-9, one["aggregate_tokens_per_s"]), 2
+        )
         r["same_trajectories_as_first"] = traj == trajectories[0]  # model-sampled tokens
         r["same_full_streams_as_first"] = full == full_streams[0]  # incl. tool observations
     print(
@@ -113,7 +126,7 @@ def main() -> int:
                 "max_steps": args.max_steps,
                 "compile": args.compile,
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                "torch_threads": torch.get_num_threads(),
+                "process_torch_threads": torch.get_num_threads(),
                 "levels": rows,
             },
             indent=2,

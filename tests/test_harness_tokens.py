@@ -166,3 +166,38 @@ def test_local_client_needs_exactly_one_model_source(setup, tmp_path):
         LocalClient()
     with pytest.raises(HillclimbError, match="checkpoint directory or engine="):
         LocalClient(tmp_path, engine=eng)
+
+
+def test_group_episodes_decode_a_small_cpu_model_on_one_thread(setup, monkeypatch):
+    """`run_group_episodes` runs a small CPU model's episodes with one intra-op thread (their test
+    subprocesses want the other core; `small_cpu_model`) and gives the process its thread count
+    back afterwards, for the RL update."""
+    import dataclasses
+
+    from hillclimb.harness import agent
+    from hillclimb.harness.agent import EpisodeLimits
+    from hillclimb.model.config import get_preset
+    from hillclimb.rl.harness import run_group_episodes
+    from hillclimb.serve.engine import small_cpu_model
+
+    _, eng, tasks = setup
+    seen: list[int] = []
+    real = agent.run_episode
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(agent, "run_episode", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lim = EpisodeLimits(max_steps=1, temperature=0.0, seed=0, max_tokens_per_turn=8)
+        eps = run_group_episodes(eng, [(tasks[0], 1), (tasks[1], 2)], lim, concurrency=2)
+        assert len(eps) == 2 and seen == [1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    wide = dataclasses.replace(get_preset("code-flash-micro"), d_model=1024)
+    assert small_cpu_model(eng.cfg, "cpu") and not small_cpu_model(eng.cfg, "cuda")
+    assert not small_cpu_model(wide, "cpu")

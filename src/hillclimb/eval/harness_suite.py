@@ -65,6 +65,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.harness.agent import EpisodeLimits
     from hillclimb.harness.task import find_task_dirs, load_task
     from hillclimb.harness.task_runner import run_tasks
+    from hillclimb.serve.engine import intra_op_threads, small_cpu_model
 
     groups = parse_task_groups(cfg.tasks)
     if not groups:
@@ -87,8 +88,13 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     items: list[dict[str, Any]] = []
     if engine is not None:
         engine.start()
+    # a small CPU model decodes on one intra-op thread while its episodes' tests take the other
+    one = 1 if engine is not None and small_cpu_model(engine.cfg, engine.device) else None
     try:
-        with tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp:
+        with (
+            intra_op_threads(one),
+            tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp,
+        ):
             for name, path in groups.items():
                 report = run_tasks(
                     path,

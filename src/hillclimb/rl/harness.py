@@ -140,13 +140,16 @@ def run_group_episodes(
     jobs: list[tuple[Any, int]],
     limits: Any,
     concurrency: int,
+    threads: int | None = None,
 ) -> list[Any]:
     """Episodes for (task, seed) jobs on one engine, `concurrency` at a time (each with its own
-    token-faithful client; the engine batches their turns). Order follows `jobs`."""
+    token-faithful client; the engine batches their turns). Order follows `jobs`. `threads`:
+    torch intra-op threads while they run (None: one for a small CPU model, else unchanged)."""
     from dataclasses import replace
 
     from hillclimb.harness.agent import run_episode
     from hillclimb.harness.clients import LocalClient
+    from hillclimb.serve.engine import intra_op_threads, small_cpu_model
 
     out: list[Any] = [None] * len(jobs)
     lock = threading.Lock()
@@ -162,13 +165,18 @@ def run_group_episodes(
             task, seed = jobs[i]
             out[i] = run_episode(task, LocalClient(engine=engine), replace(limits, seed=seed))
 
+    # one intra-op thread for a small CPU model while episodes run (their test subprocesses want
+    # the other core; `small_cpu_model`), the process's count again for the RL update after
+    if threads is None and small_cpu_model(engine.cfg, engine.device):
+        threads = 1
     engine.start()
     try:
-        threads = [threading.Thread(target=worker) for _ in range(max(1, concurrency))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with intra_op_threads(threads):
+            threads = [threading.Thread(target=worker) for _ in range(max(1, concurrency))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
     finally:
         engine.stop()
     missing = [jobs[i][0].id for i, e in enumerate(out) if e is None]

@@ -352,6 +352,32 @@ def _must(r: _Request) -> bool:
 _COMPILED_PREFILL_MAX = 40
 
 
+def small_cpu_model(cfg: Any, device: torch.device | str) -> bool:
+    """Whether decoding `cfg` on `device` wants one intra-op thread: a CPU model of width
+    ≤ 512. Its decode steps are latency-bound small kernels, and the process's other work (the
+    server's event loop; agent episodes' tool and test subprocesses) wants the other core:
+    measured faster with 1 thread than 2 on 2 cores for the server at 1, 8 and 32 clients
+    (`bench/serve_concurrency.py`) and for agent episodes at 1 and 8 (`bench/harness_episodes.py`;
+    BENCHMARKS.md). The server and `run_group_episodes` apply it; batched RL rollouts without
+    subprocesses keep the process's threads."""
+    return torch.device(device).type == "cpu" and int(cfg.d_model) <= 512
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` inside the block (None: unchanged), restored
+    after (process-wide: call it where nothing else in the process runs torch meanwhile)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _slot_range(slots: list[int]) -> tuple[int, int] | None:
     """(a, b) when slots are exactly a, a+1, …, b-1 (the fast path then reads the KV cache as
     slice views, and the compiled batched step applies), else None."""

@@ -74,7 +74,7 @@ def load_engines(
     on)."""
     import torch
 
-    from hillclimb.serve.engine import Engine
+    from hillclimb.serve.engine import Engine, small_cpu_model
 
     if thinking is None and flash is None:
         raise HillclimbError("give --thinking DIR and/or --flash DIR")
@@ -109,8 +109,8 @@ def load_engines(
     # Auto threads: one intra-op thread for small models. On 2 cores the single-process
     # server was faster with 1 at 1, 8 and 32 clients (the event loop wants the other core):
     # `bench/serve_concurrency.py --preset tiny --threads 1|2`, BENCHMARKS.md.
-    small = max(e.cfg.d_model for e in engines.values()) <= 512
-    if threads is None and torch.device(dev).type == "cpu" and small:
+    small = all(small_cpu_model(e.cfg, dev) for e in engines.values())
+    if threads is None and small:
         torch.set_num_threads(1)
     for name, eng in engines.items():
         if comp and not eng.compiled:
