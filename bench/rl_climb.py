@@ -12,7 +12,9 @@ phrasings, greedy, per-cell max_tokens, baselines) and prints one JSON object: p
 x split accuracy, tokens per correct answer and truncation for each model, the RL runs' rollout
 throughput and weight-sync share, and the ratios the targets are stated in (RL − SFT points;
 tokens per correct with ALP / without, on the cells both solve). Extra `--rl-arg` flags are
-passed to `hillclimb rl` verbatim (e.g. `--rl-arg=--lr=1e-4`).
+passed to `hillclimb rl` verbatim (e.g. `--rl-arg=--lr=1e-4`). `--max-tokens N` sets one
+completion budget for both RL and the evaluation: the per-cell default is sized from the
+minimal reference solutions and would truncate a model trained with `verbose_fraction`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def _rl(sft: Path, out: Path, args: argparse.Namespace, alp: bool) -> dict:
         cmd += ["--families", args.families]
     if alp:
         cmd += ["--length-penalty", "alp"]
+    if args.max_tokens:
+        cmd += ["--max-tokens", str(args.max_tokens)]
     cmd += args.rl_arg
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     t0 = time.perf_counter()
@@ -61,6 +65,7 @@ def _eval(ckpt: Path, args: argparse.Namespace) -> dict:
         tiers=[int(t) for t in args.tiers.split(",")],
         batch_size=32,
         baseline_train_n=300,
+        max_tokens=args.max_tokens or None,
     )
     return run_eval(ckpt, None, tasks=cfg)["tasks"]
 
@@ -87,6 +92,9 @@ def main() -> int:
     ap.add_argument("--tiers", default="1,2")
     ap.add_argument("--n-per-tier", type=int, default=20)
     ap.add_argument("--no-alp", action="store_true")
+    ap.add_argument("--max-tokens", type=int, default=0,
+                    help="one completion budget for RL and evaluation (0: per cell from the "
+                    "references; a verbose SFT model needs more)")  # fmt: skip
     ap.add_argument("--rl-arg", action="append", default=[])
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

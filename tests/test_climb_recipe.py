@@ -51,6 +51,29 @@ def test_shipped_recipes_load(name: str) -> None:
     assert keys == want
 
 
+def test_tiny_verbose_recipe_shares_tiny_up_to_pretraining_and_runs_alp() -> None:
+    """tiny-verbose reuses tiny's data, tokenizer and pre-training sections exactly (the same
+    stage hashes, so a finished tiny climb's first stages are valid in it), writes half its
+    reasoning the long way, and runs RL with ALP under one completion budget for RL and eval."""
+    v, t = load_recipe("tiny-verbose"), load_recipe("tiny")
+    assert v.model_names == ["thinking"]
+    hv = {s.key: s.hash for s in plan(v)}
+    ht = {s.key: s.hash for s in plan(t)}
+    for k in ("data", "tokenizer", "shards", "pretrain-thinking"):
+        assert hv[k] == ht[k], k
+    assert v.sft_data["thinking"]["verbose_fraction"] == 0.5
+    assert t.sft_data["thinking"]["verbose_fraction"] == 0.0
+    rl = v.rl["thinking"]
+    assert rl["length_penalty"] == "alp" and rl["max_tokens"] == v.eval["max_tokens"] == 256
+    assert [s.key for s in plan(v)][-5:] == [
+        "sft-thinking",
+        "rl-thinking",
+        "eval",
+        "registry",
+        "report",
+    ]
+
+
 def test_per_model_overrides() -> None:
     r = load_recipe(ROOT / "recipes" / "tiny.toml")
     assert r.sft["code-flash"]["seq_len"] != r.sft["thinking"]["seq_len"]

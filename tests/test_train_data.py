@@ -10,6 +10,7 @@ import pytest
 from _train_util import write_shards
 from hillclimb.data.shard_eval import unigram_bpb, val_windows
 from hillclimb.data.shards import ShardReader
+from hillclimb.errors import HillclimbError
 from hillclimb.tokenizer.io import bytelevel_tokenizer
 from hillclimb.train import sft_data as S
 from hillclimb.train.data import PretrainBatches, rank_rows
@@ -142,3 +143,31 @@ def test_problem_examples_when_generators_exist(tok):
     ex = S.encode_record(tok, recs[0])
     learned = tok.decode([t for t, m in zip(ex.ids, ex.mask, strict=True) if m])
     assert learned.startswith("<think>") and learned.endswith("<|im_end|>")
+
+
+def test_verbose_fraction_writes_that_share_the_long_way_and_keeps_the_answer():
+    """`verbose_fraction`: about that share of reasoning problems get the restated, worked-twice
+    solution (same problems, same answers, only more tokens); 0 leaves the data as it was; the
+    choice is a fixed function of (seed, problem), so a rebuild writes the same file."""
+    pytest.importorskip("hillclimb.problems")
+    from hillclimb.problems.render import VERBOSE_CHECK
+
+    spec = {"families": ["arith", "logic"], "tiers": [1, 2], "n": 100}
+    plain = S.problem_examples(spec, seed=3)
+    half = S.problem_examples({**spec, "verbose_fraction": 0.5}, seed=3)
+    assert [r["source"] for r in plain] == [r["source"] for r in half]
+    assert not any(r.get("verbose") for r in plain)
+    n = sum(bool(r.get("verbose")) for r in half)
+    assert 0.4 * len(half) <= n <= 0.6 * len(half)
+    for a, b in zip(plain, half, strict=True):
+        ra, rb = a["messages"][1]["reasoning_content"], b["messages"][1]["reasoning_content"]
+        assert a["messages"][1]["content"] == b["messages"][1]["content"]  # same final answer
+        if b.get("verbose"):
+            assert VERBOSE_CHECK in rb and rb.count(ra) == 2 and len(rb) > 2 * len(ra)
+        else:
+            assert ra == rb
+    assert half == S.problem_examples({**spec, "verbose_fraction": 0.5}, seed=3)
+    every = S.problem_examples({**spec, "verbose_fraction": 1.0}, seed=3)
+    assert all(r.get("verbose") for r in every)
+    with pytest.raises(HillclimbError, match="verbose_fraction"):
+        S.problem_examples({**spec, "verbose_fraction": 1.5}, seed=3)

@@ -68,6 +68,9 @@ SFT_DATA_DEFAULTS: dict[str, Any] = {
     # plain corpus windows (loss on every token) mixed into SFT so the model keeps modelling the
     # corpus while it learns the chat format ("replay"; without it val bits/byte regresses)
     "text_examples": 0,
+    # share of reasoning problems whose worked solution is written the long way (restated, then
+    # worked twice): redundant tokens for length control to remove (`verbose_reasoning`)
+    "verbose_fraction": 0.0,
     # `hillclimb telemetry export` directories whose accepted episodes / consented API answers
     # join this model's SFT data (climb/flywheel.py); paths relative to the recipe
     "flywheel": [],

@@ -290,6 +290,8 @@ def build_sft_file(
             counts["by_family"][r["family"]] = counts["by_family"].get(r["family"], 0) + 1
             t = str(r["tier"])
             counts["by_tier"][t] = counts["by_tier"].get(t, 0) + 1
+        if r.get("verbose"):
+            counts["verbose"] = counts.get("verbose", 0) + 1
     if flywheel is not None:
         counts["flywheel"] = flywheel
     with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -21,11 +21,32 @@ def _layout(p: Problem, n: int) -> int:
     return int(hashlib.sha256(p.id.encode()).hexdigest()[:8], 16) % n
 
 
-def to_messages(p: Problem) -> list[dict]:
+def to_messages(p: Problem, verbose: bool = False) -> list[dict]:
+    """The SFT chat record; `verbose` writes the reasoning the long way (`verbose_reasoning`)."""
+    reasoning = verbose_reasoning(p) if verbose and p.kind == "reasoning" else p.reasoning
     return [
         {"role": "user", "content": p.prompt},
-        {"role": "assistant", "reasoning_content": p.reasoning, "content": final_content(p)},
+        {"role": "assistant", "reasoning_content": reasoning, "content": final_content(p)},
     ]
+
+
+VERBOSE_CHECK = "Let me check by working it out again."
+VERBOSE_AGREE = "Both workings agree."
+
+
+def verbose_reasoning(p: Problem) -> str:
+    """The worked solution written the way a reasoner that overthinks writes it: the question
+    restated, the work, then the same work again as a check. Every step is correct and the
+    answer unchanged; the tokens are redundant by construction.
+
+    Why: length control (RL with ALP, `hillclimb rl --length-penalty alp`) can only shorten
+    reasoning that is longer than it needs to be, and our generators write the minimal worked
+    solution. `[sft_data] verbose_fraction` mixes this form into SFT so the experiment has
+    something to remove, as the long chains of thought of the reasoners the technique was made
+    for do (docs/areas/rl.md). Family-independent on purpose: no step is invented."""
+    return (
+        f"The question: {p.prompt}\n{p.reasoning}\n{VERBOSE_CHECK}\n{p.reasoning}\n{VERBOSE_AGREE}"
+    )
 
 
 def to_document(p: Problem) -> str:

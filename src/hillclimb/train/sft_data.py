@@ -29,6 +29,7 @@ function of (seed, s) — the same stateless resume contract as pre-training.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -154,14 +155,27 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
     return out
 
 
+def _verbose(problem_id: str, seed: int, fraction: float) -> bool:
+    """Whether this problem's SFT reasoning is written the long way: a fixed hash of (seed, id),
+    so a rebuild writes the same data."""
+    if fraction <= 0.0:
+        return False
+    h = hashlib.sha256(f"verbose\0{seed}\0{problem_id}".encode()).digest()
+    return int.from_bytes(h[:8], "little") / 2**64 < fraction
+
+
 def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Chat records from `hillclimb.problems`, train split only: spec = {"families": [...]|None,
     "tiers": [...]|None, "n": per (family, tier) — an int, or a list aligned with `tiers` —,
-    "kinds": ["reasoning"]|None}. Each record says its `kind` ("chat"), `source` (problem id),
+    "kinds": ["reasoning"]|None, "verbose_fraction": share of reasoning problems whose worked
+    solution is written the long way, `problems.render.verbose_reasoning`}. Each record says its `kind` ("chat"), `source` (problem id),
     `family` and `tier`, so the climb's SFT mixture (which calls this too) can count them."""
     from hillclimb import problems as P
 
     kinds = spec.get("kinds")
+    verbose_fraction = float(spec.get("verbose_fraction", 0.0))
+    if not 0.0 <= verbose_fraction <= 1.0:
+        raise HillclimbError(f"verbose_fraction must be in [0, 1], got {verbose_fraction}")
     families = spec.get("families") or [
         f for f in P.TRAIN_FAMILIES if kinds is None or P.FAMILIES[f] in kinds
     ]
@@ -176,8 +190,10 @@ def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
             if k <= 0:
                 continue
             for prob in P.generate(fam, tier, k, seed=seed * 1000 + fi, split="train"):
-                out.append({"messages": P.to_messages(prob), "kind": "chat", "source": prob.id,
-                            "family": fam, "tier": tier})  # fmt: skip
+                verbose = _verbose(prob.id, seed, verbose_fraction)
+                out.append({"messages": P.to_messages(prob, verbose), "kind": "chat",
+                            "source": prob.id, "family": fam, "tier": tier,
+                            **({"verbose": True} if verbose else {})})  # fmt: skip
     return out
 
 
