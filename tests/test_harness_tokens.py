@@ -201,3 +201,33 @@ def test_group_episodes_decode_a_small_cpu_model_on_one_thread(setup, monkeypatc
     wide = dataclasses.replace(get_preset("code-flash-micro"), d_model=1024)
     assert small_cpu_model(eng.cfg, "cpu") and not small_cpu_model(eng.cfg, "cuda")
     assert not small_cpu_model(wide, "cpu")
+
+
+def test_harness_run_with_a_checkpoint_loads_one_engine_for_all_tasks(setup, tmp_path, monkeypatch):
+    """`harness run --model DIR --concurrency 2`: one engine serves every task and thread (the
+    episodes are batched by it), instead of a model copy per task; it is stopped afterwards."""
+    import json
+
+    from hillclimb.model.checkpoint import save_checkpoint
+    from hillclimb.serve import engine as engine_mod
+
+    model, _, tasks = setup
+    ck = tmp_path / "ck"
+    save_checkpoint(model, ck)
+    made: list = []
+    real = engine_mod.Engine.from_checkpoint.__func__
+
+    def counting(cls, *a, **k):
+        made.append(real(cls, *a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(engine_mod.Engine, "from_checkpoint", classmethod(counting))
+    out = tmp_path / "out"
+    root = tasks[0].root.parent
+    rc = main(["harness", "run", "--tasks", str(root), "--model", str(ck), "--out", str(out),
+               "--concurrency", "2", "--max-steps", "1", "--max-tokens-per-turn", "8",
+               "--no-telemetry", "--json"])  # fmt: skip
+    assert rc == 0 and len(made) == 1
+    assert made[0]._thread is None or not made[0]._thread.is_alive()
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["task_id"] for r in rows) == sorted(t.id for t in tasks)

@@ -155,7 +155,9 @@ def _print(obj: dict, as_json: bool) -> None:
     Console().print_json(json.dumps(obj))
 
 
-def make_client(model: str, model_name: str | None, api_key: str | None, timeout: float):
+def make_client(
+    model: str, model_name: str | None, api_key: str | None, timeout: float, concurrency: int = 1
+):
     from hillclimb.harness.clients import LocalClient, OpenAIClient, ReferenceClient
 
     if model == "reference":
@@ -164,8 +166,17 @@ def make_client(model: str, model_name: str | None, api_key: str | None, timeout
         key = api_key or os.environ.get("HILLCLIMB_API_KEY")
         return lambda: OpenAIClient(model, model_name or "default", key, timeout_s=timeout)
     if Path(model).is_dir():
-        LocalClient(model)  # fail fast (clear error) before any task starts
-        return lambda: LocalClient(model)
+        # one engine for every task and thread: concurrent episodes are batched by it instead
+        # of each task loading its own model copy (the caller starts and stops it: `.engine`)
+        from hillclimb.serve.engine import Engine
+
+        engine = Engine.from_checkpoint(model, max_batch=max(1, concurrency))
+
+        def local() -> LocalClient:
+            return LocalClient(engine=engine, name=Path(model).name)
+
+        local.engine = engine  # type: ignore[attr-defined]
+        return local
     raise HillclimbError(
         f"--model {model!r} is neither an http(s) URL, a directory, nor 'reference'"
     )
@@ -180,7 +191,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.concurrency < 1 or args.max_steps < 1:
         raise HillclimbError("--concurrency and --max-steps must be at least 1")
-    factory = make_client(args.model, args.model_name, args.api_key, args.request_timeout)
+    factory = make_client(
+        args.model, args.model_name, args.api_key, args.request_timeout, args.concurrency
+    )
     limits = EpisodeLimits(
         max_steps=args.max_steps, max_tokens_per_turn=args.max_tokens_per_turn,
         max_total_tokens=args.max_total_tokens, wall_s=args.wall,
@@ -201,8 +214,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(f"{row['task_id']}: {mark} ({row['exit_status']}, {row['turns']} turns, "
                           f"{row['completion_tokens']} tokens)" + (f" — {row['error']}" if row["error"] else ""))  # fmt: skip
 
-    report = run_tasks(args.tasks, factory, out, limits, concurrency=args.concurrency,
-                       telemetry_path=db, progress=progress)  # fmt: skip
+    engine = getattr(factory, "engine", None)
+    if engine is None:
+        report = run_tasks(args.tasks, factory, out, limits, concurrency=args.concurrency,
+                           telemetry_path=db, progress=progress)  # fmt: skip
+    else:
+        from hillclimb.serve.engine import intra_op_threads, small_cpu_model
+
+        engine.start()
+        try:  # a small CPU model decodes on one thread while the tests take the other core
+            with intra_op_threads(1 if small_cpu_model(engine.cfg, engine.device) else None):
+                report = run_tasks(args.tasks, factory, out, limits, concurrency=args.concurrency,
+                                   telemetry_path=db, progress=progress)  # fmt: skip
+        finally:
+            engine.stop()
     s = report.summary
     if args.json:
         print(json.dumps(dict(s, skipped=report.skipped, out=str(out)), indent=2))
