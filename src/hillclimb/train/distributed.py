@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,9 +102,16 @@ def init(device: str = "auto", mode: str = "auto") -> DistInfo:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Tear the process group down while the interpreter is fully alive. The DDP wrapper's
+    hooks make reference cycles, so the wrapper (and the Gloo work it holds) would otherwise be
+    freed by the garbage collector during interpreter finalisation: one CI run saw rank 1 abort
+    there ("terminate called without an active exception") after a finished run (docs/LOG.md,
+    session 9). Collect first, then destroy."""
     if info.enabled and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
