@@ -430,6 +430,11 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
             raise ConfigError(f"[sft_data] for {m}: `flywheel` must be a list of directories")
         eff["flywheel"] = [expand_source_path(x, path.parent) for x in eff["flywheel"]]
         check_exports(eff["flywheel"], f"[sft_data] for {m}")
+        vf = eff["verbose_fraction"]
+        if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 <= vf <= 1:
+            raise ConfigError(f"[sft_data] for {m}: verbose_fraction must be in [0, 1], got {vf!r}")
+        if vf == 0:  # the default writes the same data as before the key existed: keep the
+            del eff["verbose_fraction"]  # stage hash of finished climbs valid
         sft_data[m] = eff
 
     # ---- eval ---------------------------------------------------------------------------------
