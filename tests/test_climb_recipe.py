@@ -74,6 +74,14 @@ def test_tiny_verbose_recipe_shares_tiny_up_to_pretraining_and_runs_alp() -> Non
     ]
 
 
+@pytest.mark.parametrize("bad", [1.5, -0.1, "half", True])
+def test_verbose_fraction_out_of_range_is_refused_at_load(bad) -> None:
+    raw = _raw()
+    raw.setdefault("sft_data", {})["verbose_fraction"] = bad
+    with pytest.raises(ConfigError, match="verbose_fraction"):
+        parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+
+
 def test_per_model_overrides() -> None:
     r = load_recipe(ROOT / "recipes" / "tiny.toml")
     assert r.sft["code-flash"]["seq_len"] != r.sft["thinking"]["seq_len"]

@@ -18,6 +18,7 @@ context or tokens counts as truncated.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.harness.agent import EpisodeLimits
     from hillclimb.harness.task import find_task_dirs, load_task
     from hillclimb.harness.task_runner import run_tasks
-    from hillclimb.serve.engine import intra_op_threads, small_cpu_model
+    from hillclimb.serve.engine import running_for_episodes
 
     groups = parse_task_groups(cfg.tasks)
     if not groups:
@@ -86,43 +87,33 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     limits = EpisodeLimits(max_steps=cfg.harness_max_steps, temperature=0.0, seed=cfg.seed)
     factory, engine = _client_factory(backend)
     items: list[dict[str, Any]] = []
-    if engine is not None:
-        engine.start()
-    # a small CPU model decodes on one intra-op thread while its episodes' tests take the other
-    one = 1 if engine is not None and small_cpu_model(engine.cfg, engine.device) else None
-    try:
-        with (
-            intra_op_threads(one),
-            tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp,
-        ):
-            for name, path in groups.items():
-                report = run_tasks(
-                    path,
-                    factory,
-                    Path(tmp) / name,
-                    limits,
-                    concurrency=cfg.harness_concurrency,
+    running = running_for_episodes(engine) if engine is not None else contextlib.nullcontext()
+    with running, tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp:
+        for name, path in groups.items():
+            report = run_tasks(
+                path,
+                factory,
+                Path(tmp) / name,
+                limits,
+                concurrency=cfg.harness_concurrency,
+            )
+            rows = sorted(report.rows, key=lambda r: str(r["task_id"]))
+            if cfg.limit is not None:
+                rows = rows[: cfg.limit]
+            for r in rows:
+                items.append(
+                    {
+                        "id": r["task_id"],
+                        "group": name,
+                        "project_split": split_of.get(str(r["task_id"]), "all"),
+                        "kind": r["kind"],
+                        "passed": bool(r["resolved"]),
+                        "status": r["grade_status"] or r["exit_status"],
+                        "exit_status": r["exit_status"],
+                        "turns": r["turns"],
+                        "completion_tokens": r["completion_tokens"],
+                    }
                 )
-                rows = sorted(report.rows, key=lambda r: str(r["task_id"]))
-                if cfg.limit is not None:
-                    rows = rows[: cfg.limit]
-                for r in rows:
-                    items.append(
-                        {
-                            "id": r["task_id"],
-                            "group": name,
-                            "project_split": split_of.get(str(r["task_id"]), "all"),
-                            "kind": r["kind"],
-                            "passed": bool(r["resolved"]),
-                            "status": r["grade_status"] or r["exit_status"],
-                            "exit_status": r["exit_status"],
-                            "turns": r["turns"],
-                            "completion_tokens": r["completion_tokens"],
-                        }
-                    )
-    finally:
-        if engine is not None:
-            engine.stop()
     metrics = {"resolve_rate": metric([float(i["passed"]) for i in items], cfg)}
     for k, name in enumerate(groups, 1):
         vals = [float(i["passed"]) for i in items if i["group"] == name]

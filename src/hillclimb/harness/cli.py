@@ -8,6 +8,7 @@ list (once; this module does not mount it again). Heavy work is imported inside 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -215,19 +216,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           f"{row['completion_tokens']} tokens)" + (f" — {row['error']}" if row["error"] else ""))  # fmt: skip
 
     engine = getattr(factory, "engine", None)
-    if engine is None:
+    if engine is not None:
+        from hillclimb.serve.engine import running_for_episodes
+
+        running = running_for_episodes(engine)
+    else:
+        running = contextlib.nullcontext()
+    with running:
         report = run_tasks(args.tasks, factory, out, limits, concurrency=args.concurrency,
                            telemetry_path=db, progress=progress)  # fmt: skip
-    else:
-        from hillclimb.serve.engine import intra_op_threads, small_cpu_model
-
-        engine.start()
-        try:  # a small CPU model decodes on one thread while the tests take the other core
-            with intra_op_threads(1 if small_cpu_model(engine.cfg, engine.device) else None):
-                report = run_tasks(args.tasks, factory, out, limits, concurrency=args.concurrency,
-                                   telemetry_path=db, progress=progress)  # fmt: skip
-        finally:
-            engine.stop()
     s = report.summary
     if args.json:
         print(json.dumps(dict(s, skipped=report.skipped, out=str(out)), indent=2))

@@ -149,7 +149,7 @@ def run_group_episodes(
 
     from hillclimb.harness.agent import run_episode
     from hillclimb.harness.clients import LocalClient
-    from hillclimb.serve.engine import intra_op_threads, small_cpu_model
+    from hillclimb.serve.engine import running_for_episodes
 
     out: list[Any] = [None] * len(jobs)
     lock = threading.Lock()
@@ -165,20 +165,13 @@ def run_group_episodes(
             task, seed = jobs[i]
             out[i] = run_episode(task, LocalClient(engine=engine), replace(limits, seed=seed))
 
-    # one intra-op thread for a small CPU model while episodes run (their test subprocesses want
-    # the other core; `small_cpu_model`), the process's count again for the RL update after
-    if threads is None and small_cpu_model(engine.cfg, engine.device):
-        threads = 1
-    engine.start()
-    try:
-        with intra_op_threads(threads):
-            threads = [threading.Thread(target=worker) for _ in range(max(1, concurrency))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-    finally:
-        engine.stop()
+    # the process's thread count comes back for the RL update after
+    with running_for_episodes(engine, threads):
+        workers = [threading.Thread(target=worker) for _ in range(max(1, concurrency))]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
     missing = [jobs[i][0].id for i, e in enumerate(out) if e is None]
     if missing:
         raise HillclimbError(f"episodes did not finish for tasks {missing}")

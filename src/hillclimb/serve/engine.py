@@ -358,7 +358,7 @@ def small_cpu_model(cfg: Any, device: torch.device | str) -> bool:
     server's event loop; agent episodes' tool and test subprocesses) wants the other core:
     measured faster with 1 thread than 2 on 2 cores for the server at 1, 8 and 32 clients
     (`bench/serve_concurrency.py`) and for agent episodes at 1 and 8 (`bench/harness_episodes.py`;
-    BENCHMARKS.md). The server and `run_group_episodes` apply it; batched RL rollouts without
+    BENCHMARKS.md). The server and `running_for_episodes` apply it; batched RL rollouts without
     subprocesses keep the process's threads."""
     return torch.device(device).type == "cpu" and int(cfg.d_model) <= 512
 
@@ -376,6 +376,22 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def running_for_episodes(engine: Any, threads: int | None = None) -> Iterator[Any]:
+    """`engine` started for agent episodes and stopped after, with `threads` intra-op threads
+    meanwhile (None: one for a small CPU model, `small_cpu_model`, else unchanged) — the
+    episodes' test subprocesses want the other core. Used by RL in the harness,
+    `eval --suite harness` and `harness run`."""
+    if threads is None and small_cpu_model(engine.cfg, engine.device):
+        threads = 1
+    engine.start()
+    try:
+        with intra_op_threads(threads):
+            yield engine
+    finally:
+        engine.stop()
 
 
 def _slot_range(slots: list[int]) -> tuple[int, int] | None:

@@ -168,8 +168,9 @@ def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Chat records from `hillclimb.problems`, train split only: spec = {"families": [...]|None,
     "tiers": [...]|None, "n": per (family, tier) — an int, or a list aligned with `tiers` —,
     "kinds": ["reasoning"]|None, "verbose_fraction": share of reasoning problems whose worked
-    solution is written the long way, `problems.render.verbose_reasoning`}. Each record says its `kind` ("chat"), `source` (problem id),
-    `family` and `tier`, so the climb's SFT mixture (which calls this too) can count them."""
+    solution is written the long way, `problems.render.verbose_reasoning`}. Each record says its
+    `kind` ("chat"), `source` (problem id), `family` and `tier` (and `verbose` when it is), so
+    the climb's SFT mixture (which calls this too) can count them."""
     from hillclimb import problems as P
 
     kinds = spec.get("kinds")
