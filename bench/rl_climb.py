@@ -11,7 +11,9 @@ then evaluates SFT, RL and RL+ALP with the same `TaskEvalConfig` (held-out probl
 phrasings, greedy, per-cell max_tokens, baselines) and prints one JSON object: per family x tier
 x split accuracy, tokens per correct answer and truncation for each model, the RL runs' rollout
 throughput and weight-sync share, and the ratios the targets are stated in (RL − SFT points;
-tokens per correct with ALP / without, on the cells both solve). Extra `--rl-arg` flags are
+tokens per correct with ALP / without, on the cells both solve), and a summary pooled per split
+x tier (accuracy, tokens per correct answer and per answer, each tier's tokens over tier 1's),
+with the cells SFT already saturates (`--saturated`) pooled on their own. Extra `--rl-arg` flags are
 passed to `hillclimb rl` verbatim (e.g. `--rl-arg=--lr=1e-4`). `--max-tokens N` sets one
 completion budget for both RL and the evaluation: the per-cell default is sized from the
 minimal reference solutions and would truncate a model trained with `verbose_fraction`.
@@ -62,7 +64,7 @@ def _eval(ckpt: Path, args: argparse.Namespace) -> dict:
     cfg = TaskEvalConfig(
         n_per_tier=args.n_per_tier,
         families=fams,
-        tiers=[int(t) for t in args.tiers.split(",")],
+        tiers=[int(t) for t in (args.eval_tiers or args.tiers).split(",")],
         batch_size=32,
         baseline_train_n=300,
         max_tokens=args.max_tokens or None,
@@ -76,11 +78,58 @@ def _cells(t: dict) -> dict:
             "accuracy": c["accuracy"],
             "baseline": c["baseline"]["best"],
             "tokens_per_correct": c["tokens_per_correct"],
+            "mean_completion_tokens": c["mean_completion_tokens"],
             "truncated_share": c["truncated_share"],
             "n": c["n"],
         }
         for c in t["cells"]
     }
+
+
+def _pool(cells: dict, keys: list[str]) -> dict:
+    """Accuracy and tokens pooled over `keys` (item-weighted, as if one cell)."""
+    rows = [cells[k] for k in keys if k in cells]
+    n = sum(r["n"] for r in rows)
+    correct = sum(r["accuracy"] * r["n"] for r in rows)
+    tok_c = sum((r["tokens_per_correct"] or 0.0) * r["accuracy"] * r["n"] for r in rows)
+    tok = sum(r["mean_completion_tokens"] * r["n"] for r in rows)
+    return {
+        "n": n,
+        "accuracy": correct / n if n else None,
+        "tokens_per_correct": tok_c / correct if correct else None,
+        "mean_completion_tokens": tok / n if n else None,
+    }
+
+
+def _summary(evals: dict, saturated: float) -> dict:
+    """Per split x tier pools for every model, the tier ratios (tokens per correct answer and
+    per answer, each tier over tier 1), and the cells SFT saturates (accuracy >= `saturated`)
+    pooled the same way: where the issue's length-control target is stated."""
+    out: dict = {"by_split_tier": {}, "tier_ratio": {}, "saturated": {}}
+    groups: dict = {}
+    for k in evals["sft"]:
+        split, _fam, tier = k.split("/")
+        groups.setdefault(f"{split}/t{tier}", []).append(k)
+    for name, cells in evals.items():
+        pools = {g: _pool(cells, ks) for g, ks in sorted(groups.items())}
+        out["by_split_tier"][name] = pools
+        ratios = {}
+        for g, v in pools.items():
+            split, tier = g.split("/")
+            first = pools.get(f"{split}/t1")
+            if tier == "t1" or not first:
+                continue
+            for m in ("tokens_per_correct", "mean_completion_tokens"):
+                if v[m] and first[m]:
+                    ratios[f"{g}/{m}"] = v[m] / first[m]
+        out["tier_ratio"][name] = ratios
+    sat = [k for k, v in evals["sft"].items() if v["accuracy"] >= saturated]
+    out["saturated"] = {
+        "threshold": saturated,
+        "cells": sat,
+        **{name: _pool(cells, sat) for name, cells in evals.items()},
+    }
+    return out
 
 
 def main() -> int:
@@ -95,6 +144,15 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=0,
                     help="one completion budget for RL and evaluation (0: per cell from the "
                     "references; a verbose SFT model needs more)")  # fmt: skip
+    ap.add_argument("--eval-tiers", default="",
+                    help="tiers to evaluate (default: --tiers); e.g. 1,2,3 to see whether "
+                    "tokens rise with difficulty beyond the trained tiers")  # fmt: skip
+    ap.add_argument(
+        "--saturated",
+        type=float,
+        default=0.9,
+        help="SFT accuracy at which a cell counts as saturated (summary only)",
+    )
     ap.add_argument("--rl-arg", action="append", default=[])
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +171,7 @@ def main() -> int:
         "steps": args.steps,
         "eval": evals,
         "rl_minus_sft_points": gain,
+        "summary": _summary(evals, args.saturated),
         "runs": {
             name: {
                 "rollout_tokens_per_s": r.get("rollout_tokens_per_s"),

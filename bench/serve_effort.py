@@ -13,8 +13,14 @@ per level the budget, accuracy, mean reasoning tokens (inside the think block, t
 and mean completion tokens, plus the ratios against "none". All levels see the same problems,
 prompts and settings, side by side in one run.
 
-What it does not show: whether the model *plans* for a budget (only a budget-conditioned
-checkpoint is told its budget; others are cut off), or quality beyond exact-answer accuracy.
+`--budgets 26,64,256` asks with explicit `thinking_token_budget` values instead of the effort
+levels; `--note-only` leaves the think block open (no forced `</think>`), so a budget-conditioned
+checkpoint is only *told* its budget: whatever changes with the budget then is trained
+behaviour, not truncation. RL trains it that way (`hillclimb rl --budget-conditioning`: the note
+in the prompt, a penalty for overshooting, no cut).
+
+What it does not show: quality beyond exact-answer accuracy, or (without `--note-only`) whether
+the model plans for its budget rather than being cut off.
 """
 
 from __future__ import annotations
@@ -39,7 +45,19 @@ def main() -> int:
     ap.add_argument("--n-per-tier", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=256, help="answer cap per problem")
+    ap.add_argument("--budgets", default="",
+                    help="explicit thinking budgets (e.g. 26,64,256) instead of effort levels")  # fmt: skip
+    ap.add_argument("--note-only", action="store_true",
+                    help="put the budget note in the prompt (any model: one not trained with it "
+                    "is the control) and never close the think block at the budget (measures "
+                    "planning, not truncation)")  # fmt: skip
     args = ap.parse_args()
+    try:
+        explicit = [int(b) for b in args.budgets.split(",") if b.strip()]
+    except ValueError:
+        ap.error(f"--budgets must be comma-separated integers, got {args.budgets!r}")
+    if any(b < 1 for b in explicit):
+        ap.error("--budgets must be positive")
 
     import torch
 
@@ -61,8 +79,12 @@ def main() -> int:
         for p in P.generate(f, t, args.n_per_tier, args.seed, "val")
     ]
     rows = []
-    for level in LEVELS:
-        budget = resolve_budget(level, None, engine.max_context, profile)
+    levels: list[tuple[str | None, int | None]] = (
+        [(None, None)] + [(f"budget {b}", b) for b in explicit]
+        if explicit
+        else [(lv, resolve_budget(lv, None, engine.max_context, profile)) for lv in LEVELS]
+    )
+    for level, budget in levels:
         t0 = time.perf_counter()
         rolls = rollout_and_check(
             engine,
@@ -71,8 +93,8 @@ def main() -> int:
             max_tokens=args.max_tokens,
             temperature=0.0,
             think_budgets=[budget] * len(probs),
-            budget_note=conditioned,
-            force_budget=True,
+            budget_note=conditioned or args.note_only,
+            force_budget=not args.note_only,
         )
         n = max(1, len(rolls))
         rows.append(
@@ -99,6 +121,7 @@ def main() -> int:
                 "bench": "serve_effort",
                 "model": str(args.model),
                 "budget_conditioned": conditioned,
+                "forced_cut": not args.note_only,
                 "thinking_profile": profile,
                 "problems": len(probs),
                 "families": args.families,
