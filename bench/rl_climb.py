@@ -79,6 +79,7 @@ def _cells(t: dict) -> dict:
             "baseline": c["baseline"]["best"],
             "tokens_per_correct": c["tokens_per_correct"],
             "mean_completion_tokens": c["mean_completion_tokens"],
+            "reasoning_tokens_per_correct": c.get("reasoning_tokens_per_correct"),
             "truncated_share": c["truncated_share"],
             "n": c["n"],
         }
@@ -93,10 +94,14 @@ def _pool(cells: dict, keys: list[str]) -> dict:
     correct = sum(r["accuracy"] * r["n"] for r in rows)
     tok_c = sum((r["tokens_per_correct"] or 0.0) * r["accuracy"] * r["n"] for r in rows)
     tok = sum(r["mean_completion_tokens"] * r["n"] for r in rows)
+    rea_c = sum(
+        (r.get("reasoning_tokens_per_correct") or 0.0) * r["accuracy"] * r["n"] for r in rows
+    )
     return {
         "n": n,
         "accuracy": correct / n if n else None,
         "tokens_per_correct": tok_c / correct if correct else None,
+        "reasoning_tokens_per_correct": rea_c / correct if correct else None,
         "mean_completion_tokens": tok / n if n else None,
     }
 
@@ -119,7 +124,11 @@ def _summary(evals: dict, saturated: float) -> dict:
             first = pools.get(f"{split}/t1")
             if tier == "t1" or not first:
                 continue
-            for m in ("tokens_per_correct", "mean_completion_tokens"):
+            for m in (
+                "tokens_per_correct",
+                "reasoning_tokens_per_correct",
+                "mean_completion_tokens",
+            ):
                 if v[m] and first[m]:
                     ratios[f"{g}/{m}"] = v[m] / first[m]
         out["tier_ratio"][name] = ratios

@@ -214,3 +214,23 @@ def test_bad_inputs(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["eval", "--model", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hillclimb: error:") and "config.json" in err and err.count("\n") == 1
+
+
+def test_cell_token_figures_count_correct_answers_only() -> None:
+    """tokens_per_correct and reasoning_tokens_per_correct average over the correct answers only
+    (a truncated miss is long and must not count); mean_completion_tokens over all."""
+    from types import SimpleNamespace as N
+
+    from hillclimb.eval.tasks import TaskEvalConfig, _cell
+
+    def r(ok: bool, comp: int, rea: int) -> N:
+        status = "ok" if ok else "truncated"
+        return N(passed=ok, truncated=not ok, status=status, completion_tokens=comp,
+                 reasoning_tokens=rea)  # fmt: skip
+
+    c = _cell([r(True, 30, 20), r(True, 20, 10), r(False, 50, 50)], [], [[], [], []],
+              TaskEvalConfig())  # fmt: skip
+    assert c["tokens_per_correct"] == 25.0 and c["reasoning_tokens_per_correct"] == 15.0
+    assert c["mean_completion_tokens"] == pytest.approx(100 / 3)
+    none = _cell([r(False, 50, 50)], [], [[]], TaskEvalConfig())
+    assert none["tokens_per_correct"] is None and none["reasoning_tokens_per_correct"] is None

@@ -262,6 +262,13 @@ def _cell(
         "tokens_per_correct": (
             sum(r.completion_tokens for r in correct) / len(correct) if correct else None
         ),
+        # think-block tokens (tags included) of the correct answers: the part length control
+        # acts on, without the template and answer line every answer pays alike
+        "reasoning_tokens_per_correct": (
+            sum(getattr(r, "reasoning_tokens", 0) for r in correct) / len(correct)
+            if correct
+            else None
+        ),
         "baseline": summarise(base).to_dict(),
         "pass_at_k": None,
     }
