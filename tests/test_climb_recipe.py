@@ -74,6 +74,23 @@ def test_tiny_verbose_recipe_shares_tiny_up_to_pretraining_and_runs_alp() -> Non
     ]
 
 
+def test_tiny_code_recipe_pretrains_with_copy_rows_and_runs_code_rl() -> None:
+    """tiny-code shares tiny's data and tokenizer stages; its code-flash pre-training starts with
+    copy rows alone and keeps a share of them after; RL trains on the code families."""
+    c, t = load_recipe("tiny-code"), load_recipe("tiny")
+    assert c.model_names == ["code-flash"]
+    hc = {s.key: s.hash for s in plan(c)}
+    ht = {s.key: s.hash for s in plan(t)}
+    for k in ("data", "tokenizer", "shards"):
+        assert hc[k] == ht[k], k
+    pre = c.pretrain["code-flash"]
+    assert 0 < pre["copy_warmup_steps"] < pre["steps"] and 0 < pre["copy_fraction"] < 1
+    assert "copy_fraction" not in t.pretrain["code-flash"]  # tiny's own hashes unchanged
+    assert hc["pretrain-code-flash"] != ht["pretrain-code-flash"]
+    assert set(c.rl["code-flash"]["families"]) <= {"code_function", "code_bugfix"}
+    assert [s.key for s in plan(c)][-4:] == ["rl-code-flash", "eval", "registry", "report"]
+
+
 @pytest.mark.parametrize("bad", [1.5, -0.1, "half", True])
 def test_verbose_fraction_out_of_range_is_refused_at_load(bad) -> None:
     raw = _raw()

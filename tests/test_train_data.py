@@ -40,6 +40,85 @@ def test_pretrain_batches_are_a_pure_function_of_seed_and_step(tmp_path):
     assert np.array_equal(np.concatenate(parts), full)
 
 
+def _spans(ids: np.ndarray, mask: np.ndarray) -> list[int]:
+    """Parse a copy row: span (k tokens, no targets), its repeat's first token (no target), the
+    rest of the repeat (k - 1 targets), and so on; the last span may be cut by the row's end.
+    Checks every repeat against its span; returns the lengths of the spans seen whole."""
+    ks, i, n = [], 0, len(ids)
+    while i < n:
+        j = i
+        while j < n and mask[j] == 0:
+            j += 1
+        if j == n:
+            break
+        e = j
+        while e < n and mask[e] == 1:
+            e += 1
+        k = j - i - 1
+        assert ids[j - 1] == ids[i]  # the repeat's first token
+        assert np.array_equal(ids[j:e], ids[i + 1 : i + 1 + (e - j)])
+        if e < n:
+            assert e - j == k - 1
+            ks.append(k)
+        i = e
+    return ks
+
+
+def test_copy_rows_repeat_corpus_tokens_with_targets_on_the_repeats_only(tmp_path):
+    reader = ShardReader(write_shards(tmp_path))
+    train = reader.split("train")
+    plain = PretrainBatches(train, 64, 8, seed=3)
+    ids0, mask0 = plain.batch_and_mask(4)
+    assert mask0 is None and np.array_equal(ids0, plain.batch(4))  # off: the batch is unchanged
+    every = PretrainBatches(train, 256, 8, seed=3, copy_fraction=1.0)
+    ids, mask = every.batch_and_mask(4)
+    assert ids.shape == mask.shape == (8, 257)
+    vocab = set(np.asarray(train.tokens).tolist())
+    for r in range(8):
+        assert set(ids[r].tolist()) <= vocab  # corpus ids, never made-up ones
+        ks = _spans(ids[r], mask[r])
+        assert ks and all(8 <= k <= 48 for k in ks)
+    again = PretrainBatches(train, 256, 8, seed=3, copy_fraction=1.0).batch_and_mask(4)
+    assert np.array_equal(again[0], ids) and np.array_equal(again[1], mask)  # pure of (seed, step)
+    half = PretrainBatches(train, 64, 64, seed=3, copy_fraction=0.5)
+    hi, hm = half.batch_and_mask(7)
+    copied = (hm == 0).any(axis=1)
+    assert 10 < copied.sum() < 54  # about half the rows, chosen per step
+    # the other rows are the plain windows of the same step, targets everywhere
+    base = PretrainBatches(train, 64, 64, seed=3).batch(7)
+    assert np.array_equal(hi[~copied], base[~copied]) and (hm[~copied] == 1).all()
+
+
+def test_copy_warmup_steps_give_copy_rows_only_then_the_mix(tmp_path):
+    reader = ShardReader(write_shards(tmp_path))
+    train = reader.split("train")
+    b = PretrainBatches(train, 64, 16, seed=5, copy_fraction=0.0, copy_warmup_steps=3)
+    for step in range(3):  # the warm-up: every row a copy row
+        ids, mask = b.batch_and_mask(step)
+        assert (mask == 0).any(axis=1).all()
+        for r in range(16):
+            assert _spans(ids[r], mask[r])
+    ids, mask = b.batch_and_mask(3)  # after it, the plain corpus windows (copy_fraction 0)
+    assert mask is None and np.array_equal(ids, PretrainBatches(train, 64, 16, seed=5).batch(3))
+
+
+def test_copy_fraction_is_validated_and_pretraining_only():
+    from hillclimb.errors import ConfigError
+    from hillclimb.train.config import SFTConfig, TrainConfig
+
+    with pytest.raises(ConfigError, match="copy_fraction"):
+        TrainConfig(copy_fraction=1.5)
+    assert SFTConfig(copy_fraction=0.25).copy_fraction == 0.25  # SFT keeps copying alive
+    with pytest.raises(ConfigError, match="pre-training option"):
+        SFTConfig(copy_warmup_steps=10)
+    with pytest.raises(ConfigError, match="copy_warmup_steps"):
+        TrainConfig(steps=10, copy_warmup_steps=11)
+    from hillclimb.rl.config import RLConfig
+
+    with pytest.raises(ConfigError, match="pre-training options"):
+        RLConfig(copy_fraction=0.5)
+
+
 def test_val_windows_and_unigram_baseline(tmp_path, tok):
     reader = ShardReader(write_shards(tmp_path))
     val = reader.split("val")
@@ -171,3 +250,25 @@ def test_verbose_fraction_writes_that_share_the_long_way_and_keeps_the_answer():
     assert all(r.get("verbose") for r in every)
     with pytest.raises(HillclimbError, match="verbose_fraction"):
         S.problem_examples({**spec, "verbose_fraction": 1.5}, seed=3)
+
+
+def test_copy_rows_mix_into_masked_batches_and_skip_specials():
+    """SFT's use: rows that are not picked keep their ids and mask; picked rows are copy rows
+    whose spans never contain a special id (the chat template's markers)."""
+    from hillclimb.train.data import CopyRows, ordinary_ids
+
+    vocab = ordinary_ids(np.array([5, 3, 3, 9, 0, 1, 7, 7, 12]), {0, 1})
+    assert vocab.tolist() == [3, 5, 7, 9, 12]
+    copies = CopyRows(vocab, 65, seed=2)
+    ids = np.arange(32 * 65).reshape(32, 65) % 97
+    mask = (np.arange(65) % 2)[None, :].repeat(32, axis=0)
+    out, om = copies.mix(3, ids, mask, 0.5)
+    picked = ~(out == ids).all(axis=1)
+    assert 4 < picked.sum() < 28
+    assert np.array_equal(om[~picked], mask[~picked]) and not np.array_equal(ids, out)
+    assert set(out[picked].ravel().tolist()) <= set(vocab.tolist())
+    again = copies.mix(3, ids, mask, 0.5)
+    assert np.array_equal(again[0], out) and np.array_equal(again[1], om)
+    assert copies.mix(3, ids, mask, 0.0)[0] is ids  # share 0: the batch untouched
+    with pytest.raises(HillclimbError, match="seq_len"):
+        CopyRows(vocab, 10, seed=0)

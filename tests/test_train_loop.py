@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -144,6 +145,30 @@ def test_muon_and_wsd_run(pretrained, tmp_path):
         tmp_path / "muon" / "checkpoints" / "step_000012" / "trainer_state.pt", weights_only=True
     )
     assert len(st["optimizers"]) == 2
+
+
+def test_pretrain_runs_on_copy_rows(pretrained, tmp_path):
+    """copy_fraction = 1: every row is spans and their repeats with loss on the repeats only;
+    the masked batches go through the ordinary trainer (finite, falling loss). Whether copying
+    forms is a question for real runs (`bench/copy_probe.py`), not 30 micro steps."""
+    from hillclimb.train import pretrain
+
+    root, _ = pretrained
+    r = pretrain.run(
+        _cfg(
+            root,
+            out=tmp_path / "copy",
+            copy_fraction=1.0,
+            steps=30,
+            seq_len=48,
+            lr=3e-3,
+            val_every=0,
+            tensorboard=False,
+        )  # fmt: skip
+    )
+    m = read_jsonl(tmp_path / "copy" / "metrics.jsonl")
+    assert r.steps == 30 and all(math.isfinite(x["loss"]) for x in m)
+    assert m[-1]["loss"] < m[0]["loss"] - 1.0
 
 
 def test_preflight_errors_come_before_any_work(pretrained, tmp_path):

@@ -106,6 +106,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="accept shards whose tokenizer hash differs",
     )
+    t.add_argument(
+        "--copy-fraction",
+        dest="copy_fraction",
+        type=float,
+        default=None,
+        help="share of each step's rows that are copy rows (spans and their repeats)",
+    )
+    t.add_argument(
+        "--copy-warmup-steps",
+        dest="copy_warmup_steps",
+        type=int,
+        default=None,
+        help="the first N steps use copy rows only (in-context copying; BENCHMARKS.md)",
+    )
     _add_common(t)
     t.set_defaults(func=_train, _parser=t)
 
@@ -143,6 +157,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="corpus dir (documents/*.jsonl) to cut FIM examples from",
     )
     s.add_argument("--fim-examples", dest="fim_examples", type=int, default=None)
+    s.add_argument(
+        "--copy-fraction",
+        dest="copy_fraction",
+        type=float,
+        default=None,
+        help="share of each step's rows that are copy rows (keeps in-context copying)",
+    )
     _add_common(s)
     s.set_defaults(func=_sft, _parser=s)
 

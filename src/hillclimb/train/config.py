@@ -43,6 +43,14 @@ class TrainConfig:
     batch_size: int = 16  # global sequences per optimizer step
     micro_batch_size: int | None = None  # per rank per forward (default: batch_size / world)
     steps: int = 200
+    # pre-training and SFT: this share of each step's rows are copy rows (random data ids, each
+    # span followed by itself; loss on the repeats only), so the model learns to copy from its
+    # context (induction) — which the tiny corpus alone never taught it (BENCHMARKS.md, session 10)
+    copy_fraction: float = 0.0
+    # pre-training only: the first this-many steps use copy rows alone (from a fresh init the
+    # mechanism forms on copy rows after a plateau of a few hundred steps; mixed into the corpus
+    # at 25-50% it did not form in 400 steps: BENCHMARKS.md, session 10)
+    copy_warmup_steps: int = 0
     # ---- optimizer & schedule -----------------------------------------------------------
     optimizer: str = "adamw"  # "adamw" | "muon" (Muon for hidden matrices, AdamW for the rest)
     lr: float = 3e-3  # AdamW peak learning rate
@@ -93,6 +101,14 @@ class TrainConfig:
             "micro_batch_size must be > 0",
         )
         need(self.steps >= 0, "steps must be >= 0")
+        need(
+            0 <= self.copy_warmup_steps <= self.steps,
+            f"copy_warmup_steps must be in [0, steps={self.steps}], got {self.copy_warmup_steps}",
+        )
+        need(
+            0.0 <= self.copy_fraction <= 1.0,
+            f"copy_fraction must be in [0, 1], got {self.copy_fraction}",
+        )
         need(
             self.optimizer in ("adamw", "muon"),
             f"optimizer must be adamw|muon, got {self.optimizer!r}",
@@ -168,6 +184,8 @@ class SFTConfig(TrainConfig):
         self.val_data = [Path(p) for p in self.val_data]
         self.fim_corpus = _path(self.fim_corpus)
         super().__post_init__()
+        if self.copy_warmup_steps:
+            raise ConfigError("copy_warmup_steps is a pre-training option (SFT starts from one)")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError("invalid SFTConfig: val_fraction must be in [0, 1)")
         if self.fim_examples < 0:

@@ -24,26 +24,116 @@ def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed & 0xFFFFFFFF, step, stream, 0x68696C6C])
 
 
-class PretrainBatches:
-    """`batch(step) -> int64 array [batch_size, seq_len + 1]` of the global batch."""
+COPY_SPAN = (8, 48)  # tokens per copied span (each row packs spans and their repeats)
 
-    def __init__(self, split: Split, seq_len: int, batch_size: int, seed: int):
+
+class CopyRows:
+    """Copy rows mixed into a stage's batches: spans of 8–48 ids drawn uniformly from `vocab`
+    (the ids the stage's own data uses, specials excluded), each followed by itself; only the
+    repeats are targets (from their second token: the first cannot be known).
+
+    Why: in-context copying needs induction heads, and on the tiny corpus (1.25M tokens, 400
+    steps) pre-training never formed them: a repeated random span was no easier to predict than
+    the first time, so fixing a shown function or accepting a prompt-lookup draft could not work
+    (`bench/copy_probe.py`, BENCHMARKS.md). Random span lengths matter: with one fixed length a
+    model copies by position (attend K back), which is not induction. Ids are drawn uniformly,
+    not by frequency: frequent ids would make spans repeat a few tokens, and a one-token match
+    back into the span is then ambiguous. Rows are a pure function of (seed, step)."""
+
+    def __init__(self, vocab: np.ndarray, width: int, seed: int):
+        if width < 2 * COPY_SPAN[0] + 1:
+            raise HillclimbError(
+                f"copy rows need seq_len >= {2 * COPY_SPAN[0]} (a span and its repeat), "
+                f"got {width - 1}"
+            )
+        if vocab.size < 2:
+            raise HillclimbError("copy rows need at least 2 distinct ordinary token ids")
+        self.vocab = vocab
+        self.width = width
+        self.seed = seed
+
+    def row(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        ids: list[int] = []
+        mask: list[int] = []
+        hi = min(COPY_SPAN[1], (self.width - 1) // 2)  # the first span always fits its repeat
+        while len(ids) < self.width:
+            k = int(rng.integers(COPY_SPAN[0], hi + 1))
+            span = self.vocab[rng.integers(0, self.vocab.size, size=k)].tolist()
+            ids += span + span
+            mask += [0] * k + [0] + [1] * (k - 1)
+        w = self.width
+        return np.asarray(ids[:w], dtype=np.int64), np.asarray(mask[:w], dtype=np.int64)
+
+    def mix(
+        self, step: int, ids: np.ndarray, mask: np.ndarray | None, share: float
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Replace about `share` of the rows of a step's batch (chosen per step) by copy rows."""
+        if share <= 0.0:
+            return ids, mask
+        rng = step_rng(self.seed, step, stream=1)
+        pick = rng.random(ids.shape[0]) < share
+        ids = ids.copy()
+        mask = np.ones_like(ids, dtype=np.int64) if mask is None else mask.copy()
+        for i in np.flatnonzero(pick):
+            ids[i], mask[i] = self.row(rng)
+        return ids, mask
+
+
+def ordinary_ids(ids: np.ndarray, special: set[int] | frozenset[int] = frozenset()) -> np.ndarray:
+    """The distinct ids in `ids`, special tokens removed: what copy spans are drawn from."""
+    u = np.unique(np.asarray(ids))
+    return u[~np.isin(u, np.fromiter(special, dtype=u.dtype, count=len(special)))]
+
+
+class PretrainBatches:
+    """`batch(step) -> int64 array [batch_size, seq_len + 1]` of the global batch;
+    `batch_and_mask(step)` also gives the target mask (None when every token is a target).
+
+    With `copy_fraction`, that share of each step's rows are copy rows (`CopyRows`, ids from the
+    corpus); the first `copy_warmup_steps` steps use copy rows only. Why a warm-up: mixed into the
+    corpus at 25-50% from the start, copying never formed in 400 steps; on copy rows alone it does
+    after a plateau of a seed-dependent few hundred steps (BENCHMARKS.md, session 11)."""
+
+    def __init__(
+        self,
+        split: Split,
+        seq_len: int,
+        batch_size: int,
+        seed: int,
+        copy_fraction: float = 0.0,
+        copy_warmup_steps: int = 0,
+        special: set[int] | frozenset[int] = frozenset(),
+    ):
         self.tokens = split.tokens
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.seed = seed
+        self.copy_fraction = float(copy_fraction)
+        self.copy_warmup_steps = int(copy_warmup_steps)
+        self.special = special
         self.n = int(self.tokens.size)
         if self.n < seq_len + 2:
             raise HillclimbError(
                 f"training split has {self.n} tokens, fewer than one window of seq_len+1="
                 f"{seq_len + 1}; add data or lower seq_len"
             )
+        self._copies: CopyRows | None = None
+        if self.copy_fraction > 0 or self.copy_warmup_steps > 0:
+            vocab = ordinary_ids(np.asarray(self.tokens), special)
+            self._copies = CopyRows(vocab, seq_len + 1, seed)
 
     def batch(self, step: int) -> np.ndarray:
+        return self.batch_and_mask(step)[0]
+
+    def batch_and_mask(self, step: int) -> tuple[np.ndarray, np.ndarray | None]:
         rng = step_rng(self.seed, step)
         starts = rng.integers(0, self.n - self.seq_len - 1, size=self.batch_size)
         rows = [np.asarray(self.tokens[s : s + self.seq_len + 1], dtype=np.int64) for s in starts]
-        return np.stack(rows)
+        ids = np.stack(rows)
+        if self._copies is None:
+            return ids, None
+        share = 1.0 if step < self.copy_warmup_steps else self.copy_fraction
+        return self._copies.mix(step, ids, None, share)
 
 
 def rank_rows(batch: np.ndarray, rank: int, world: int) -> np.ndarray:

@@ -67,7 +67,15 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     check_shards_match(reader, tok, tok_path, cfg.allow_tokenizer_mismatch)
     mcfg = resolve_model_config(cfg, tok)
     train = reader.split("train")
-    batches = PretrainBatches(train, cfg.seq_len, cfg.batch_size, cfg.seed)
+    batches = PretrainBatches(
+        train,
+        cfg.seq_len,
+        cfg.batch_size,
+        cfg.seed,
+        cfg.copy_fraction,
+        cfg.copy_warmup_steps,
+        special=set(tok.special_ids.values()),
+    )
     if "val" in reader.splits() and reader.split("val").n_tokens > cfg.seq_len + 1:
         val_ids = val_windows(reader.split("val"), cfg.seq_len, cfg.val_tokens)
     else:
@@ -85,7 +93,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         stage="pretrain",
         model_cfg=mcfg,
         tokenizer=tok,
-        batches=lambda step: (batches.batch(step), None),
+        batches=batches.batch_and_mask,
         val_ids=val_ids,
         val_mask=None,
         init_checkpoint=cfg.init,

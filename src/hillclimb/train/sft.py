@@ -78,6 +78,19 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         raise HillclimbError(f"every SFT example is longer than {max_len} tokens; raise --seq-len")
     pad = S.pad_id(tok)
     batches = S.SFTBatches(examples, cfg.seq_len, cfg.batch_size, cfg.seed, pad)
+    batch_fn = batches.batch
+    if cfg.copy_fraction > 0:
+        # copy rows keep in-context copying alive through SFT (it wears off without them:
+        # probe 0.81 -> 0.20 over 800 code SFT steps, LOG.md session 11); ids from the examples
+        from hillclimb.train.data import CopyRows, ordinary_ids
+
+        every = np.fromiter((i for e in examples for i in e.ids), dtype=np.int64)
+        copies = CopyRows(ordinary_ids(every, set(tok.special_ids.values())), cfg.seq_len + 1,
+                          cfg.seed)  # fmt: skip
+
+        def batch_fn(step: int) -> tuple[np.ndarray, np.ndarray | None]:
+            return copies.mix(step, *batches.batch(step), cfg.copy_fraction)
+
     if val_ex:
         vi, vm = S.pack(val_ex, range(len(val_ex)), cfg.seq_len + 1, pad)
         keep = max(1, cfg.val_tokens // cfg.seq_len)
@@ -94,6 +107,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         "sft_dropped": dropped,
         "sft_kinds": kinds,
         "rows_per_epoch": batches.rows_per_epoch(),
+        "copy_fraction": cfg.copy_fraction,
         "target_tokens": int(sum(e.n_targets for e in examples)),
     }
     epochs = cfg.steps * cfg.batch_size / max(1, batches.rows_per_epoch())
@@ -110,7 +124,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         stage="sft",
         model_cfg=mcfg,
         tokenizer=tok,
-        batches=batches.batch,
+        batches=batch_fn,
         val_ids=vi,
         val_mask=vm,
         init_checkpoint=Path(cfg.init),
