@@ -107,3 +107,18 @@ def test_recipe_table_fills_configs_and_flags_override(tmp_path):
         TrainConfig.from_dict({"stepz": 1})
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="linear")
+
+
+def test_hold_keeps_the_peak_through_the_copy_warmup_then_runs_the_schedule_afresh():
+    from hillclimb.train.schedule import lr_multiplier, lr_multiplier_with_hold
+
+    kw = dict(schedule="cosine", warmup_steps=10, min_lr_ratio=0.1, decay_frac=0.2)
+    # no hold: exactly the plain schedule
+    for s in range(0, 100, 7):
+        assert lr_multiplier_with_hold(s, 100, 0, **kw) == lr_multiplier(s, 100, **kw)
+    # hold 40 of 100: warmup, then the peak until step 40 ...
+    held = [lr_multiplier_with_hold(s, 100, 40, **kw) for s in range(100)]
+    assert held[0] == 0.1 and held[9] == 1.0 and all(m == 1.0 for m in held[9:40])
+    # ... then the schedule over the other 60 steps from its own start (warmup again)
+    assert held[40:] == [lr_multiplier(s, 60, **kw) for s in range(60)]
+    assert held[-1] == pytest.approx(0.1)

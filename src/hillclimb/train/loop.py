@@ -48,7 +48,7 @@ from hillclimb.train import distributed as D
 from hillclimb.train.config import TrainConfig
 from hillclimb.train.logging import RunLogger, truncate_after
 from hillclimb.train.optim import build_optimizers
-from hillclimb.train.schedule import apply_lr, lr_multiplier
+from hillclimb.train.schedule import apply_lr, lr_multiplier_with_hold
 
 if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
@@ -650,9 +650,10 @@ def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunR
     stopped_early = False
     try:
         while tr.step < cfg.steps:
-            mult = lr_multiplier(
+            mult = lr_multiplier_with_hold(
                 tr.step,
                 cfg.steps,
+                cfg.copy_warmup_steps,
                 cfg.schedule,
                 cfg.warmup_steps,
                 cfg.min_lr_ratio,

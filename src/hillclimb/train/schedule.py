@@ -44,6 +44,38 @@ def lr_multiplier(
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+def lr_multiplier_with_hold(
+    step: int,
+    total_steps: int,
+    hold_steps: int,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    min_lr_ratio: float = 0.1,
+    decay_frac: float = 0.2,
+) -> float:
+    """`lr_multiplier` after a first phase of `hold_steps` steps held at the peak (after its own
+    warmup), the schedule then running over the remaining steps from its own start.
+
+    Why: pre-training's copy warm-up (`copy_warmup_steps`) is a different task whose loss sits on
+    a plateau until in-context copying forms; under one cosine over the whole run its rate is
+    already decaying there. Measured (code-flash-tiny, copy rows only): seeds 0 and 3 left the
+    plateau at ≈ 285 steps with the rate near its peak, while seed 0 under a cosine over 1,000
+    steps had not after 600 (docs/LOG.md, session 11). The corpus phase then starts as a fresh
+    pre-training would (warmup, then the schedule)."""
+    if hold_steps <= 0:
+        return lr_multiplier(step, total_steps, schedule, warmup_steps, min_lr_ratio, decay_frac)
+    if step < hold_steps:
+        return lr_multiplier(step, hold_steps, "constant", warmup_steps)
+    return lr_multiplier(
+        step - hold_steps,
+        total_steps - hold_steps,
+        schedule,
+        warmup_steps,
+        min_lr_ratio,
+        decay_frac,
+    )
+
+
 def apply_lr(optimizers: list, multiplier: float) -> None:
     for opt in optimizers:
         for group in opt.param_groups:
