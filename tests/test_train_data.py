@@ -272,3 +272,14 @@ def test_copy_rows_mix_into_masked_batches_and_skip_specials():
     assert copies.mix(3, ids, mask, 0.0)[0] is ids  # share 0: the batch untouched
     with pytest.raises(HillclimbError, match="seq_len"):
         CopyRows(vocab, 10, seed=0)
+
+
+def test_ordinary_ids_counts_in_chunks_like_unique_would():
+    from hillclimb.train.data import CopyRows, ordinary_ids
+
+    a = np.random.default_rng(0).integers(0, 3000, size=10_003).astype(np.uint16)
+    want = [i for i in np.unique(a).tolist() if i not in {0, 7, 2999}]
+    for chunk in (1, 7, 4096, 1 << 24):  # chunk edges never lose or add an id
+        assert ordinary_ids(a, {0, 7, 2999}, chunk=chunk).tolist() == want
+    with pytest.raises(HillclimbError, match="2 distinct"):
+        CopyRows(ordinary_ids(np.array([5, 5, 1]), {1}), 65, seed=0)

@@ -79,10 +79,21 @@ class CopyRows:
         return ids, mask
 
 
-def ordinary_ids(ids: np.ndarray, special: set[int] | frozenset[int] = frozenset()) -> np.ndarray:
-    """The distinct ids in `ids`, special tokens removed: what copy spans are drawn from."""
-    u = np.unique(np.asarray(ids))
-    return u[~np.isin(u, np.fromiter(special, dtype=u.dtype, count=len(special)))]
+def ordinary_ids(
+    ids: np.ndarray, special: set[int] | frozenset[int] = frozenset(), chunk: int = 1 << 24
+) -> np.ndarray:
+    """The distinct ids in `ids` (ascending), special tokens removed: what copy spans are drawn
+    from. Counted chunk by chunk, so a memory-mapped corpus is neither loaded whole nor sorted."""
+    seen = np.zeros(0, dtype=bool)
+    for i in range(0, int(ids.size), chunk):
+        c = np.bincount(np.asarray(ids[i : i + chunk]).astype(np.int64, copy=False)) > 0
+        if c.size > seen.size:
+            c[: seen.size] |= seen
+            seen = c
+        else:
+            seen[: c.size] |= c
+    u = np.flatnonzero(seen)
+    return u[~np.isin(u, np.fromiter(special, dtype=np.int64, count=len(special)))]
 
 
 class PretrainBatches:

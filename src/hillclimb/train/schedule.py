@@ -62,17 +62,11 @@ def lr_multiplier_with_hold(
     plateau at ≈ 285 steps with the rate near its peak, while seed 0 under a cosine over 1,000
     steps had not after 600 (docs/LOG.md, session 11). The corpus phase then starts as a fresh
     pre-training would (warmup, then the schedule)."""
-    if hold_steps <= 0:
-        return lr_multiplier(step, total_steps, schedule, warmup_steps, min_lr_ratio, decay_frac)
-    if step < hold_steps:
-        return lr_multiplier(step, hold_steps, "constant", warmup_steps)
+    hold = max(0, hold_steps)
+    if step < hold:
+        return lr_multiplier(step, hold, "constant", warmup_steps)
     return lr_multiplier(
-        step - hold_steps,
-        total_steps - hold_steps,
-        schedule,
-        warmup_steps,
-        min_lr_ratio,
-        decay_frac,
+        step - hold, total_steps - hold, schedule, warmup_steps, min_lr_ratio, decay_frac
     )
 
 
