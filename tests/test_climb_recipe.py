@@ -243,6 +243,40 @@ def test_sft_data_records(tmp_path: Path) -> None:
     assert again.read_text() == (tmp_path / "out.jsonl").read_text()  # deterministic
 
 
+def test_task_records_are_reference_episodes_on_training_sites() -> None:
+    """Agent episodes on generated repository tasks: the bug report the harness shows, a read
+    of the named module, the smallest edit that reproduces the reference fix (its `old_str`
+    copied from the read), passing tests, submit; only training projects and sites."""
+    from hillclimb.climb.sft_mixture import task_records
+    from hillclimb.harness.agent import SYSTEM_PROMPT
+    from hillclimb.harness.taskgen.common import HELDOUT_PROJECTS
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+    from hillclimb.train.sft_data import encode_record
+
+    recs = task_records(3, seed=0, context=2048)
+    assert len(recs) == 3 and {r["kind"] for r in recs} == {"task"}
+    tok = bytelevel_tokenizer()
+    for r in recs:
+        assert "-train-" in r["source"]
+        assert not any(p in r["source"] for p in HELDOUT_PROJECTS)
+        msgs = r["messages"]
+        assert msgs[0] == {"role": "system", "content": SYSTEM_PROMPT}
+        assert msgs[1]["content"].startswith("Bug report: ")
+        calls = [json.loads(m["tool_calls"][0]["function"]["arguments"]) | {
+            "_name": m["tool_calls"][0]["function"]["name"]} for m in msgs if m.get("tool_calls")]  # fmt: skip
+        obs = [m["content"] for m in msgs if m["role"] == "tool"]
+        assert calls[-1]["_name"] == "submit" and obs[-1].startswith("exit code 0")
+        edits = [c for c in calls if c["_name"] == "edit"]
+        good = edits[-1]
+        assert f"`{good['path']}`" in msgs[1]["content"]  # the module the bug report names
+        read = next(o for c, o in zip(calls, obs, strict=False) if c["_name"] == "read_file")
+        shown = "\n".join(line.split("| ", 1)[1] for line in read.splitlines()[1:] if "| " in line)
+        assert good["old_str"].rstrip("\n") in shown and good["old_str"] != good["new_str"]
+        ex = encode_record(tok, r)
+        assert 0 < ex.n_targets < len(ex.ids)
+    assert task_records(3, seed=0, context=2048) == recs  # deterministic
+
+
 def test_failed_stage_is_logged_and_leaves_no_marker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

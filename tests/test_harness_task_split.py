@@ -94,3 +94,52 @@ def test_generated_heldout_and_train_tasks_keep_to_their_projects(tmp_path, caps
             assert rec["template"] not in HELDOUT_TEMPLATES
         else:
             assert not set(rec["projects"]) & HELDOUT_PROJECTS
+
+
+def test_mutation_sites_split_by_line_about_one_in_four():
+    from hillclimb.harness.taskgen import mutate
+    from hillclimb.harness.taskgen.common import keep_mutation, mutation_split
+
+    sides: dict[tuple[str, str | None, int], set[str]] = {}
+    for files in PROJECTS.values():
+        for module, src in files.items():
+            if not module.endswith(".py") or module.startswith("tests/"):
+                continue
+            for e in mutate.bug_edits(src):
+                key = (module, e.function, e.extra["line"])
+                side = mutation_split(*key)
+                sides.setdefault(key, set()).add(side)
+                assert keep_mutation(*key, "train") == (side == "train")
+                assert keep_mutation(*key, "heldout_mutations") == (side == "heldout")
+                assert keep_mutation(*key, "all") and keep_mutation(*key, "heldout")
+    assert all(len(s) == 1 for s in sides.values())  # every mutation of a line: one side
+    share = sum("heldout" in s for s in sides.values()) / len(sides)
+    assert 0.15 < share < 0.35, share
+    assert mutation_split("a.py", "f", 3) == mutation_split("a.py", "f", 3)  # pure
+
+
+def test_heldout_mutation_tasks_never_share_a_site_with_training_tasks(tmp_path):
+    from hillclimb.errors import ConfigError
+    from hillclimb.harness.taskgen.common import mutation_split
+    from hillclimb.rl.harness import load_tasks
+
+    def sites(root):
+        out = set()
+        for d in find_task_dirs(root):
+            meta = load_task(d).meta
+            assert not set(meta["projects"]) & HELDOUT_PROJECTS
+            out.add((meta["module"], meta["function"], meta["line"]))
+        return out
+
+    gen.generate_tasks(tmp_path / "hm", 3, seed=4, kinds=["bugfix"], split="heldout_mutations")
+    gen.generate_tasks(tmp_path / "tr", 3, seed=4, kinds=["bugfix"], split="train")
+    held, train = sites(tmp_path / "hm"), sites(tmp_path / "tr")
+    assert len(held) == 3 and len(train) == 3
+    assert {mutation_split(*s) for s in held} == {"heldout"}
+    assert {mutation_split(*s) for s in train} == {"train"}
+    assert all("-heldout_mutations-" in d.name for d in find_task_dirs(tmp_path / "hm"))
+    with pytest.raises(ConfigError, match="mutation"):
+        load_tasks(tmp_path / "hm")  # evaluation only
+    with pytest.raises(HillclimbError, match="heldout_mutations"):
+        gen.generate_tasks(tmp_path / "x", 1, kinds=["repo_qa"], split="heldout_mutations")
+    assert not (tmp_path / "x").exists()

@@ -124,6 +124,26 @@ def test_sft_trains_only_on_assistant_tokens_from_a_checkpoint(pretrained, tmp_p
     assert info["lineage"]["stage"] == "sft" and info["lineage"]["parent"].endswith("final")
 
 
+def test_sft_may_extend_the_context_and_nothing_else(pretrained, tmp_path):
+    """Tool episodes can be longer than pre-training's context: fine-tuning may raise
+    `max_seq_len` (RoPE angles are per position, no weight changes shape); any other change of
+    the model config is refused before any work."""
+    from hillclimb.model.checkpoint import load_config
+    from hillclimb.train import sft
+
+    root, _ = pretrained
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"text": f"{i} {i + 1} {i + 2}"}) + "\n" for i in range(40)))
+    ctx = load_config(root / "run" / "final")[0].max_seq_len
+    kw = dict(init=root / "run" / "final", sft_data=[data], seq_len=32, batch_size=4, steps=2,
+              val_every=0, threads=1, tensorboard=False)  # fmt: skip
+    sft.run(SFTConfig(out=tmp_path / "long", model_overrides={"max_seq_len": 2 * ctx}, **kw))
+    assert load_config(tmp_path / "long" / "final")[0].max_seq_len == 2 * ctx
+    with pytest.raises(HillclimbError, match="different model config"):
+        sft.run(SFTConfig(out=tmp_path / "deep", model_overrides={"top_k": 1}, **kw))
+    assert not (tmp_path / "deep" / "final").exists()
+
+
 def test_muon_and_wsd_run(pretrained, tmp_path):
     from hillclimb.train import pretrain
 

@@ -63,6 +63,8 @@ SFT_DATA_DEFAULTS: dict[str, Any] = {
     "tiers": [1, 2],
     "n": 100,  # problems per (family, tier); or a list aligned with `tiers`
     "tool_examples": 0,  # harness-style tool-call conversations (real ToolBox observations)
+    # agent episodes on generated repository bug-fix tasks (training projects and mutation sites)
+    "task_examples": 0,
     "fim_examples": 0,  # fill-in-the-middle cuts of corpus code (code-flash)
     "fim_languages": [],
     # plain corpus windows (loss on every token) mixed into SFT so the model keeps modelling the

@@ -30,6 +30,7 @@ import difflib
 import json
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,58 @@ def _steady(observation: str) -> str:
     return observation
 
 
+def _planned_mistake(old_str: str, path: str):
+    """The mistakes a plan makes on purpose (an edit with a stale `old_str`, a read of a file
+    that is not there): their tool errors are part of the episode, any other error spoils it."""
+
+    def planned(name: str, args: dict[str, Any]) -> bool:
+        if name == "edit":
+            return args["old_str"] != old_str
+        return name == "read_file" and args["path"] != path
+
+    return planned
+
+
+def _execute(
+    box: Any,
+    plan: list[tuple[str, dict[str, Any]]],
+    msgs: list[dict[str, Any]],
+    call_prefix: str,
+    planned: Any,
+) -> bool:
+    """Run `plan` with the real tools, appending each call and its observation to `msgs` in the
+    harness's message shapes; False when a call fails that the plan did not mean to fail."""
+    for i, (name, args) in enumerate(plan):
+        outcome = box.call(name, args)
+        if outcome.malformed or (not outcome.ok and not planned(name, args)):
+            return False
+        cid = f"{call_prefix}_{i}"
+        msgs.append(
+            {
+                "role": "assistant",
+                "reasoning_content": "",  # the non-thinking turn's empty think block
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": cid,
+                        "type": "function",
+                        "function": {"name": name, "arguments": json.dumps(args)},
+                    }
+                ],
+            }
+        )
+        if name != "submit":  # the harness ends the episode at submit
+            msgs.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": cid,
+                    "name": name,
+                    "content": _steady(outcome.observation),
+                }
+            )
+    return True
+
+
 def tool_records(
     n: int, seed: int, tiers: list[int], context: int | None = None
 ) -> list[dict[str, Any]]:
@@ -173,45 +226,101 @@ def tool_records(
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": user},
             ]
-            ok = True
-            for i, (name, args) in enumerate(_episode_plan(rng, edit, path, named, p.entry_point)):
-                outcome = box.call(name, args)
-                # the planned mistakes: a stale old_str, a guessed file that is not there
-                stale = name == "edit" and args["old_str"] != edit[0]
-                guessed = name == "read_file" and args["path"] != path
-                if outcome.malformed or (not outcome.ok and not (stale or guessed)):
-                    ok = False
-                    break
-                cid = f"call_{k}_{i}"
-                msgs.append(
-                    {
-                        "role": "assistant",
-                        "reasoning_content": "",  # the non-thinking turn's empty think block
-                        "content": "",
-                        "tool_calls": [
-                            {
-                                "id": cid,
-                                "type": "function",
-                                "function": {"name": name, "arguments": json.dumps(args)},
-                            }
-                        ],
-                    }
-                )
-                if name != "submit":  # the harness ends the episode at submit
-                    msgs.append(
-                        {
-                            "role": "tool",
-                            "tool_call_id": cid,
-                            "name": name,
-                            "content": _steady(outcome.observation),
-                        }
-                    )
+            plan = _episode_plan(rng, edit, path, named, p.entry_point)
+            ok = _execute(box, plan, msgs, f"call_{k}", _planned_mistake(edit[0], path))
             if not ok:
                 continue
             fixed = (ws / path).read_text(encoding="utf-8")
         if fixed.strip() != p.answer.strip():
             continue  # the executed edit must reproduce our reference exactly
         out.append({"messages": msgs, "tools": tools, "kind": "tool", "source": p.id})
+    return out
+
+
+def _task_plan(
+    rng: random.Random, edit: tuple[str, str], path: str, function: str, line: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """The calls of one reference episode on a generated repository task (the bug report names
+    the function and its module): read the module — from the window holding the bug when the
+    file is longer than one read — edit the smallest unique hunk, run the tests, submit. A share
+    of episodes run the tests first, find the function with `search` first, or recover from an
+    edit whose `old_str` is stale."""
+    from hillclimb.harness.tools import READ_WINDOW
+
+    args: dict[str, Any] = {"path": path}
+    if line > READ_WINDOW:
+        args["start_line"] = max(1, line - READ_WINDOW // 2)
+    read = ("read_file", args)
+    good = ("edit", {"path": path, "old_str": edit[0], "new_str": edit[1]})
+    test = ("run", {"command": "python -m pytest -q"})
+    r = rng.random()
+    if r < 0.15:  # run the tests first (the visible ones pass: the failing ones are hidden)
+        plan = [test, read, good, test]
+    elif r < 0.3:  # a stale old_str: the edit tool refuses it; read again, edit correctly
+        stale = edit[0].replace("    ", "  ", 1) if "    " in edit[0] else edit[0] + "#"
+        plan = [read, ("edit", {**good[1], "old_str": stale}), read, good, test]
+    elif r < 0.4:  # find the definition first
+        plan = [("search", {"pattern": f"def {function.rsplit('.', 1)[-1]}("}), read, good, test]
+    else:
+        plan = [read, good, test]
+    return [*plan, ("submit", {})]
+
+
+def task_records(n: int, seed: int, context: int | None = None) -> list[dict[str, Any]]:
+    """Up to `n` agent episodes on generated repository bug-fix tasks (`harness generate
+    --kinds bugfix --split train`: the training projects at their training mutation sites only,
+    so `--split heldout_mutations` and `--split heldout` tasks stay unseen). Each episode is
+    executed with the real tools on a copy of the task's repository and kept only when it leaves
+    the module exactly as the task's reference solution does; the edit is the smallest unique
+    line hunk of that solution, i.e. what an agent that read the file would write."""
+    if n <= 0:
+        return []
+    from hillclimb.harness.agent import SYSTEM_PROMPT, task_prompt
+    from hillclimb.harness.patching import apply_patch, copy_tree, diff_trees
+    from hillclimb.harness.task import find_task_dirs, load_task
+    from hillclimb.harness.taskgen.generate import generate_tasks
+    from hillclimb.harness.tools import ToolBox
+
+    tools = _tool_schemas(context)
+    rng = random.Random(seed * 7919 + 29)
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="hc-sft-task-") as tmp:
+        root = Path(tmp)
+        generate_tasks(root / "tasks", n, seed=seed * 1000 + 501, kinds=["bugfix"], split="train")
+        for d in find_task_dirs(root / "tasks"):
+            task = load_task(d)
+            if task.solution_patch is None:
+                continue
+            fixed_ws = root / "fixed"
+            shutil.rmtree(fixed_ws, ignore_errors=True)
+            copy_tree(task.repo, fixed_ws)
+            if not apply_patch(fixed_ws, task.solution_patch.read_text(encoding="utf-8")).ok:
+                continue
+            changed = diff_trees(task.repo, fixed_ws).changed
+            if len(changed) != 1:
+                continue
+            path = changed[0]
+            buggy = (task.repo / path).read_text(encoding="utf-8")
+            fixed = (fixed_ws / path).read_text(encoding="utf-8")
+            edit = _minimal_edit(buggy, fixed)
+            if edit is None:
+                continue
+            line = buggy[: buggy.index(edit[0])].count("\n") + 1
+            ws = root / "ws"
+            shutil.rmtree(ws, ignore_errors=True)
+            copy_tree(task.repo, ws)
+            box = ToolBox(ws, run_timeout_s=20.0, env=dict(task.env))
+            msgs: list[dict[str, Any]] = [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": task_prompt(task)},
+            ]
+            function = str((task.meta or {}).get("function") or "")
+            plan = _task_plan(rng, edit, path, function, line)
+            if not _execute(box, plan, msgs, f"call_{task.id}", _planned_mistake(edit[0], path)):
+                continue
+            if (ws / path).read_text(encoding="utf-8") != fixed:
+                continue  # the executed edit must reproduce the reference solution exactly
+            out.append({"messages": msgs, "tools": tools, "kind": "task", "source": task.id})
     return out
 
 
@@ -264,6 +373,7 @@ def build_sft_file(
     recs += tool_records(
         int(spec["tool_examples"]), int(spec["seed"]), list(spec["tiers"]), context
     )
+    recs += task_records(int(spec.get("task_examples", 0)), int(spec["seed"]), context)
     recs += fim_records(
         corpus,
         int(spec["fim_examples"]),

@@ -98,9 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="python (default) and/or javascript (bugfix, feature, repo_qa; needs node)",
     )  # fmt: skip
     gen.add_argument(
-        "--split", choices=["all", "train", "heldout"], default="all",
-        help="projects to draw from: train (never the held-out projects), heldout (only those: "
-        "evaluation on code never trained on), all (default)",
+        "--split", choices=["all", "train", "heldout", "heldout_mutations"], default="all",
+        help="what to draw from: train (never the held-out projects, never a held-out mutation "
+        "site), heldout (only the held-out projects: evaluation on code never trained on), "
+        "heldout_mutations (bugfix/feature at the held-out sites of the training projects: new "
+        "mutations of code trained on), all (default)",
     )  # fmt: skip
     gen.add_argument("--multi-prob", type=float, default=0.3, help="chance of a two-package repo")
     gen.add_argument(

@@ -58,13 +58,14 @@ def load_tasks(root: str | Path) -> list[Any]:
 
 
 def _no_heldout(tasks: list[Any], where: str) -> list[Any]:
-    """Refuse tasks drawn from the held-out projects (`harness generate --split heldout`): they
-    are how an evaluation measures code the model never trained on."""
-    held = [t.id for t in tasks if (t.meta or {}).get("split") == "heldout"]
+    """Refuse tasks drawn from the held-out projects or mutation sites (`harness generate
+    --split heldout|heldout_mutations`): they are how an evaluation measures what the model
+    never trained on."""
+    held = [t.id for t in tasks if (t.meta or {}).get("split") in ("heldout", "heldout_mutations")]
     if held:
         raise ConfigError(
-            f"--harness {where}: {len(held)} task(s) come from the held-out projects (e.g. "
-            f"{held[0]}); they are for evaluation only — generate training tasks with "
+            f"--harness {where}: {len(held)} task(s) come from the held-out projects or mutation "
+            f"sites (e.g. {held[0]}); they are for evaluation only — generate training tasks with "
             "`harness generate --split train`"
         )
     return tasks

@@ -349,8 +349,11 @@ class Trainer:
         src = resume_from[1] if resume_from else task.init_checkpoint
         if src is not None:
             loaded = load_model(src, device="cpu", dtype=torch.float32)
-            if loaded.cfg.to_dict() != mcfg.to_dict():
-                diff = {k for k, v in loaded.cfg.to_dict().items() if mcfg.to_dict().get(k) != v}
+            diff = {k for k, v in loaded.cfg.to_dict().items() if mcfg.to_dict().get(k) != v}
+            # a longer (or shorter) context is the one change the weights do not see: RoPE
+            # angles are computed per position, so fine-tuning may extend it (`--set
+            # max_seq_len=N`: tool episodes longer than pre-training's context)
+            if diff and not (diff == {"max_seq_len"} and not resume_from):
                 raise HillclimbError(
                     f"checkpoint {src} has a different model config ({sorted(diff)[:6]})"
                 )

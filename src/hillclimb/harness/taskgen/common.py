@@ -9,6 +9,7 @@ downward, and each piece has one implementation.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -86,7 +87,14 @@ def split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 # The held-out projects are the ones whose directory carries `io.HELDOUT_MARKER` (Python
 # gridpath, roman, textstats; JavaScript ranges, semver): the same file keeps them out of the
 # pre-training corpus when a recipe ingests this package's own source tree.
-TASK_SPLITS: tuple[str, ...] = ("all", "train", "heldout")
+#
+# Within the training projects, bug and stub *sites* are split too: one site in four (a line of
+# a module, or a function for a stub) is held out (`mutation_split`). `--split train` never draws
+# a held-out site and `--split heldout_mutations` draws only those (from the training projects),
+# so "new mutations of projects the model trained on" means a line whose fix no training episode
+# ever wrote, not merely another seed that may redraw a training task.
+TASK_SPLITS: tuple[str, ...] = ("all", "train", "heldout", "heldout_mutations")
+MUTATION_SPLIT_KINDS = ("bugfix", "feature")  # the kinds built from mutation sites
 
 
 def _marked_projects() -> frozenset[str]:
@@ -111,9 +119,27 @@ def check_task_split(split: str) -> None:
 
 
 def in_split(name: str, split: str, heldout: frozenset[str] = HELDOUT_PROJECTS) -> bool:
-    """Whether project (or terminal template) `name` may be drawn for `split`."""
+    """Whether project (or terminal template) `name` may be drawn for `split`
+    (`heldout_mutations` draws from the training projects)."""
     check_task_split(split)
     return split == "all" or (name in heldout) == (split == "heldout")
+
+
+def mutation_split(module: str, function: str | None, site: object) -> str:
+    """`heldout` for one mutation site in four, else `train`: a pure function of the module
+    path, the enclosing function and the site (a line number, or the mutated source when a
+    transform has no line), so every mutation of one line falls on the same side."""
+    key = f"{module}\0{function}\0{site}".encode()
+    return "heldout" if hashlib.sha256(key).digest()[0] % 4 == 0 else "train"
+
+
+def keep_mutation(module: str, function: str | None, site: object, split: str) -> bool:
+    """Whether a mutation site may be drawn for `split`: `train` keeps the training sites,
+    `heldout_mutations` the held-out ones, `all` and `heldout` (unseen projects) every one."""
+    if split not in ("train", "heldout_mutations"):
+        return True
+    want = "heldout" if split == "heldout_mutations" else "train"
+    return mutation_split(module, function, site) == want
 
 
 def pick_projects(

@@ -31,10 +31,12 @@ from hillclimb.harness.task import KINDS, dumps_toml
 from hillclimb.harness.taskgen import js_tasks, mutate, terminal
 from hillclimb.harness.taskgen.common import (
     HELDOUT_TEMPLATES,
+    MUTATION_SPLIT_KINDS,
     ProjectRunner,
     TaskSpec,
     check_task_split,
     in_split,
+    keep_mutation,
     pick_projects,
     split_tests,
     write_files,
@@ -125,7 +127,11 @@ def _broken_code_task(
             if kind == "bugfix"
             else mutate.stub_edits(files[module])
         )
-        cands += [(module, e) for e in edits]
+        cands += [
+            (module, e)
+            for e in edits
+            if keep_mutation(module, e.function, e.extra.get("line", e.new_source), split)
+        ]
     if not cands:
         return None
     rng.shuffle(cands)
@@ -160,11 +166,13 @@ def _broken_code_task(
                 f"Specification (its docstring): {doc}\n"
                 "Hidden tests will exercise it; keep the rest of the behaviour unchanged."
             )
+        meta = {"projects": projects, "module": module, "function": fn, "mutation": edit.kind,
+                "description": edit.description, "multi_project": len(projects) > 1}  # fmt: skip
+        if "line" in edit.extra:  # the mutation site (`common.mutation_split`)
+            meta["line"] = int(edit.extra["line"])
         return TaskSpec(
-            tid, kind, instruction, repo, hidden, {module: files[module]}, f2p, p2p,
-            meta={"projects": projects, "module": module, "function": fn, "mutation": edit.kind,
-                  "description": edit.description, "multi_project": len(projects) > 1},
-        )  # fmt: skip
+            tid, kind, instruction, repo, hidden, {module: files[module]}, f2p, p2p, meta=meta
+        )
     return None
 
 
@@ -377,8 +385,11 @@ def generate_tasks(
     what is missing).
 
     `split` (`common.TASK_SPLITS`): `train` draws only projects and terminal templates outside
-    `common.HELDOUT_PROJECTS` / `HELDOUT_TEMPLATES`, `heldout` only those, `all` every one. The
-    split is part of each task's id (`-heldout-`, `-train-`; none for `all`) and its meta."""
+    `common.HELDOUT_PROJECTS` / `HELDOUT_TEMPLATES`, and only the training mutation sites
+    (`common.mutation_split`); `heldout` only the held-out projects and templates;
+    `heldout_mutations` (bugfix and feature) the held-out sites of the training projects; `all`
+    every one. The split is part of each task's id (`-heldout-`, `-train-`; none for `all`) and
+    its meta."""
     check_task_split(split)
     kinds = list(kinds or KINDS)
     bad = [k for k in kinds if k not in KINDS]
@@ -390,6 +401,11 @@ def generate_tasks(
         raise HillclimbError(f"unknown languages {bad}; choose from {list(GEN_LANGUAGES)}")
     if n < 1:
         raise HillclimbError("--n must be at least 1")
+    if split == "heldout_mutations" and set(kinds) - set(MUTATION_SPLIT_KINDS):
+        raise HillclimbError(
+            f"--split heldout_mutations holds out mutation sites, so it makes only "
+            f"{list(MUTATION_SPLIT_KINDS)} tasks; got kinds {kinds} (use --kinds bugfix feature)"
+        )
     notes: list[str] = []
     if "javascript" in languages and js_tasks.node_version(unsafe) is None:
         languages.remove("javascript")

@@ -24,7 +24,13 @@ from collections import Counter, defaultdict
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.task import JS_TEST_COMMAND
 from hillclimb.harness.taskgen import js_mutate
-from hillclimb.harness.taskgen.common import ProjectRunner, TaskSpec, pick_projects, split_tests
+from hillclimb.harness.taskgen.common import (
+    ProjectRunner,
+    TaskSpec,
+    keep_mutation,
+    pick_projects,
+    split_tests,
+)
 from hillclimb.harness.taskgen.corpus import JS_PROJECTS
 from hillclimb.harness.taskgen.mutate import Edit
 from hillclimb.harness.taskgen.questions import Question
@@ -142,7 +148,11 @@ def broken_code_task(
             edits = js_mutate.bug_edits(src)
         else:
             edits = js_mutate.stub_edits(src) + js_mutate.remove_edits(src)
-        cands += [(module, e) for e in edits]
+        cands += [
+            (module, e)
+            for e in edits
+            if keep_mutation(module, e.function, e.extra.get("line", e.new_source), split)
+        ]
     for module, edit in _interleave(rng, cands)[:MAX_CANDIDATES]:
         broken = dict(files, **{module: edit.new_source})
         cmd = f"node --check '{module}' || exit 99; {JS_TEST_COMMAND}"
