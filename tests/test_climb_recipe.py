@@ -229,15 +229,16 @@ def test_sft_data_records(tmp_path: Path) -> None:
         "tiers": [1, 2],
         "n": [3, 2],
         "tool_examples": 2,
+        "task_examples": 1,
         "fim_examples": 4,
         "fim_languages": [],
         "seed": 0,
     }
     counts = build_sft_file(spec, tmp_path / "corpus", tmp_path / "out.jsonl", seq_len=128)
-    assert counts["by_kind"] == {"chat": 10, "tool": 2, "fim": 4}
+    assert counts["by_kind"] == {"chat": 10, "tool": 2, "task": 1, "fim": 4}
     assert counts["by_tier"] == {"1": 6, "2": 4}
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
-    assert len(lines) == 16
+    assert len(lines) == 17
     again = tmp_path / "again.jsonl"
     build_sft_file(spec, tmp_path / "corpus", again, seq_len=128)
     assert again.read_text() == (tmp_path / "out.jsonl").read_text()  # deterministic
@@ -266,6 +267,11 @@ def test_task_records_are_reference_episodes_on_training_sites() -> None:
             "_name": m["tool_calls"][0]["function"]["name"]} for m in msgs if m.get("tool_calls")]  # fmt: skip
         obs = [m["content"] for m in msgs if m["role"] == "tool"]
         assert calls[-1]["_name"] == "submit" and obs[-1].startswith("exit code 0")
+        said = [m["content"] for m in msgs if m.get("tool_calls") and m["content"]]
+        first_read = next(m for m in msgs if m.get("tool_calls") and
+                          m["tool_calls"][0]["function"]["name"] == "read_file")  # fmt: skip
+        assert said == [first_read["content"]]  # the report's opening, restated before reading
+        assert msgs[1]["content"].startswith(said[0][:-1]) and said[0].endswith(".py`.")
         edits = [c for c in calls if c["_name"] == "edit"]
         good = edits[-1]
         assert f"`{good['path']}`" in msgs[1]["content"]  # the module the bug report names
@@ -350,7 +356,6 @@ def test_rl_harness_table_errors(table, match) -> None:
 @pytest.mark.parametrize(
     ("suites", "match"),
     [
-        (["harness"], "cannot run in the climb"),
         (["nope"], "cannot run in the climb"),
         ({"thinkin": ["humaneval"]}, "not a model of this recipe"),
         ({"thinking": "humaneval"}, "expected a list"),
@@ -366,6 +371,11 @@ def test_eval_suites_errors(suites, match) -> None:
     raw["eval"]["suite_limit"] = -1
     with pytest.raises(ConfigError, match="suite_limit"):
         parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+    for key, bad in (("harness_tasks", 0), ("harness_max_steps", True), ("harness_task_seed", "7")):
+        raw = _raw()
+        raw["eval"][key] = bad
+        with pytest.raises(ConfigError, match=key):
+            parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
 
 
 def test_eval_suites_list_means_every_model() -> None:

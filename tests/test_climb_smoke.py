@@ -134,6 +134,11 @@ def test_every_artifact(climb: dict) -> None:
             assert res["suite"] == "completion" and res["n_items"] == 4
             assert res["model"].endswith("11-rl-harness-code-flash/run/final")
             assert set(sm["eval"]["suites"]["completion"]) >= {"pass@1"}
+            # the harness suite on held-out tasks the eval stage generated (one per group)
+            hs = json.loads((run / "12-eval" / "suite-code-flash-harness.json").read_text())
+            assert hs["n_items"] == 2 and set(hs["groups"]) == {"new-mutations", "unseen-projects"}
+            assert {i["project_split"] for i in hs["items"]} == {"heldout_mutations", "heldout"}
+            assert "resolve_rate" in sm["eval"]["suites"]["harness"]
         else:
             assert "suites" not in ev and sm["eval"]["suites"] == {}
         assert sm["sft"]["sft_examples_val_bpb"] is not None and "val_bpb" not in sm["sft"]

@@ -283,3 +283,29 @@ def test_ordinary_ids_counts_in_chunks_like_unique_would():
         assert ordinary_ids(a, {0, 7, 2999}, chunk=chunk).tolist() == want
     with pytest.raises(HillclimbError, match="2 distinct"):
         CopyRows(ordinary_ids(np.array([5, 5, 1]), {1}), 65, seed=0)
+
+
+def test_distant_copy_rows_repeat_earlier_spans_from_far_back():
+    """SFT's copy rows: every target is predictable from an earlier occurrence of the span it
+    belongs to, and repeats reach back over hundreds of tokens, not only the adjacent span."""
+    from hillclimb.train.data import CopyRows
+
+    vocab = np.arange(10, 2000)
+    width = 2049
+    copies = CopyRows(vocab, width, seed=0, distant=True)
+    rng = np.random.default_rng(1)
+    far = 0
+    for _ in range(4):
+        ids, mask = copies.row(rng)
+        assert ids.shape == mask.shape == (width,)
+        assert 0.3 < mask.mean() < 0.7
+        for i in np.flatnonzero(mask):
+            # a target continues a repeat: the two tokens before it occur together earlier on
+            prev = [j for j in range(1, i - 1) if ids[j - 1] == ids[i - 1] and ids[j] == ids[i]]
+            assert prev, i
+            far += (i - max(prev)) > 300
+    assert far > 100  # distances spread over the row
+    a, b = copies.row(np.random.default_rng(5)), copies.row(np.random.default_rng(5))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # pure of the rng
+    adjacent, _ = CopyRows(vocab, width, seed=0).row(np.random.default_rng(5))
+    assert not np.array_equal(adjacent, a[0])

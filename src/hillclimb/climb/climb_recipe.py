@@ -102,9 +102,16 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "suites": [],
     "suite_limit": 0,  # first N items of each suite (0: all)
     "suite_max_tokens": 0,  # completion cap per item (0: each suite's default)
+    # the harness suite in the climb: the eval stage generates its own held-out bug-fix tasks,
+    # this many per group — new mutation sites of the training projects, and projects never
+    # trained on (`harness generate --split heldout_mutations` / `heldout`) — with this seed
+    "harness_tasks": 20,
+    "harness_task_seed": 7,
+    "harness_max_steps": 12,  # model turns per episode
 }
-# suites the climb can run by itself (harness needs task directories it does not have)
+# suites the climb can run by itself (harness: on held-out tasks the eval stage generates)
 CLIMB_SUITES: tuple[str, ...] = (
+    "harness",
     "problems",
     "humaneval",
     "completion",
@@ -138,6 +145,13 @@ def eval_suites(ev: dict[str, Any], names: list[str]) -> dict[str, list[str]]:
         v = ev.get(k, 0)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"[eval] {k} must be an integer >= 0 (0: the suite's default)")
+    for k in ("harness_tasks", "harness_max_steps"):
+        v = ev.get(k, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"[eval] {k} must be an integer >= 1, got {v!r}")
+    v = ev.get("harness_task_seed", 0)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"[eval] harness_task_seed must be an integer, got {v!r}")
     return out
 
 

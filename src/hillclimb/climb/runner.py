@@ -263,6 +263,7 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
 
     ev = c.recipe.eval
     out: dict[str, Any] = {}
+    harness: list[str] | None = None
     for m in c.recipe.model_names:
         seq = int(ev["seq_len"] or c.recipe.pretrain[m].get("seq_len", 256))
         common = dict(tasks=task_config(ev), val_tokens=int(ev["val_tokens"]), seq_len=seq)
@@ -279,18 +280,44 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
             rec["rl"] = run_eval(c.final(rl_key), c.shards_dir, accuracy=True, **common)
             rec["rl_stage"] = rl_key
         suites = eval_suites(ev, c.recipe.model_names).get(m, [])
+        if "harness" in suites and harness is None:
+            harness = _harness_tasks(c, d)  # once per stage, shared by the models
         if suites:
             final = rl_key if rl_key is not None else f"sft-{m}"
             cfg = SuiteConfig(
                 seed=int(ev["seed"]),
                 limit=int(ev["suite_limit"]) or None,
                 max_tokens=int(ev["suite_max_tokens"]) or None,
+                tasks=harness if "harness" in suites else None,
+                harness_max_steps=int(ev["harness_max_steps"]),
             )
             rec["suites"] = _run_suites(c, m, c.final(final), suites, cfg, d)
         write_json_atomic(d / f"{m}.json", rec)
         out[m] = rec
     write_json_atomic(d / "eval.json", out)
     return {m: _eval_headline(r) for m, r in out.items()}
+
+
+def _harness_tasks(c: Climb, d: Path) -> list[str]:
+    """Held-out bug-fix tasks for the harness suite, generated once per eval stage (in
+    `d/harness-tasks/`, reused by every model): `[eval] harness_tasks` at the held-out mutation
+    sites of the training projects ("new-mutations") and as many from the held-out projects
+    ("unseen-projects"). Training data never draws either (`task_examples` and the harness RL
+    stage use `--split train`), so a resolve rate here is on fixes no training episode wrote."""
+    from hillclimb.harness.taskgen.generate import generate_tasks
+
+    ev = c.recipe.eval
+    groups = {"new-mutations": "heldout_mutations", "unseen-projects": "heldout"}
+    specs = []
+    for name, split in groups.items():
+        dest = d / "harness-tasks" / name
+        c.say(f"eval: generating {ev['harness_tasks']} held-out harness tasks ({split})")
+        generate_tasks(
+            dest, int(ev["harness_tasks"]), seed=int(ev["harness_task_seed"]),
+            kinds=["bugfix"], split=split,
+        )  # fmt: skip
+        specs.append(f"{name}={dest}")
+    return specs
 
 
 def _run_suites(

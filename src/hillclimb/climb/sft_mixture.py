@@ -137,9 +137,11 @@ def _execute(
     msgs: list[dict[str, Any]],
     call_prefix: str,
     planned: Any,
+    notes: dict[int, str] | None = None,
 ) -> bool:
     """Run `plan` with the real tools, appending each call and its observation to `msgs` in the
-    harness's message shapes; False when a call fails that the plan did not mean to fail."""
+    harness's message shapes (`notes`: assistant text before the call of that plan step); False
+    when a call fails that the plan did not mean to fail."""
     for i, (name, args) in enumerate(plan):
         outcome = box.call(name, args)
         if outcome.malformed or (not outcome.ok and not planned(name, args)):
@@ -149,7 +151,7 @@ def _execute(
             {
                 "role": "assistant",
                 "reasoning_content": "",  # the non-thinking turn's empty think block
-                "content": "",
+                "content": (notes or {}).get(i, ""),
                 "tool_calls": [
                     {
                         "id": cid,
@@ -266,6 +268,18 @@ def _task_plan(
     return [*plan, ("submit", {})]
 
 
+def _restate(instruction: str, path: str) -> str:
+    """The bug report's opening up to the module it names (``Bug report: `f` in `m.py` ``),
+    which the agent writes before its first read. Why: a small model copies a run of text once it
+    has its first token (the token before it matches, so an induction head continues it), but
+    cannot find the first token of a path from a different cue (a JSON `path` field is not the
+    report's "in `...`"); restating the report's opening verbatim is all continuation, and the
+    path is then a few tokens back (LOG.md, session 12). Empty when the report does not name
+    the module."""
+    end = instruction.find(f"`{path}`")
+    return instruction[: end + len(path) + 2] + "." if end >= 0 else ""
+
+
 def task_records(n: int, seed: int, context: int | None = None) -> list[dict[str, Any]]:
     """Up to `n` agent episodes on generated repository bug-fix tasks (`harness generate
     --kinds bugfix --split train`: the training projects at their training mutation sites only,
@@ -316,7 +330,10 @@ def task_records(n: int, seed: int, context: int | None = None) -> list[dict[str
             ]
             function = str((task.meta or {}).get("function") or "")
             plan = _task_plan(rng, edit, path, function, line)
-            if not _execute(box, plan, msgs, f"call_{task.id}", _planned_mistake(edit[0], path)):
+            first_read = next(i for i, (name, _) in enumerate(plan) if name == "read_file")
+            notes = {first_read: _restate(task.instruction, path)}
+            mistake = _planned_mistake(edit[0], path)
+            if not _execute(box, plan, msgs, f"call_{task.id}", mistake, notes):
                 continue
             if (ws / path).read_text(encoding="utf-8") != fixed:
                 continue  # the executed edit must reproduce the reference solution exactly

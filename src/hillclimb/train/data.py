@@ -38,9 +38,17 @@ class CopyRows:
     (`bench/copy_probe.py`, BENCHMARKS.md). Random span lengths matter: with one fixed length a
     model copies by position (attend K back), which is not induction. Ids are drawn uniformly,
     not by frequency: frequent ids would make spans repeat a few tokens, and a one-token match
-    back into the span is then ambiguous. Rows are a pure function of (seed, step)."""
+    back into the span is then ambiguous. Rows are a pure function of (seed, step).
 
-    def __init__(self, vocab: np.ndarray, width: int, seed: int):
+    `distant` rows repeat spans from anywhere earlier in the row, not just the one before: each
+    new piece is, with even odds, a fresh span or a repeat of a uniformly drawn earlier one, so
+    copy distances spread over the whole row. Why: adjacent repeats teach copying over 8–48
+    tokens only — a copying code-flash (probe 0.75) fell to 0.03 with 300 tokens between the span
+    and its repeat, while an agent copies a path or a line from a tool observation hundreds to
+    thousands of tokens back (LOG.md, session 12). SFT uses them; pre-training keeps adjacent
+    repeats (copying forms on those; distant ones are the harder task)."""
+
+    def __init__(self, vocab: np.ndarray, width: int, seed: int, distant: bool = False):
         if width < 2 * COPY_SPAN[0] + 1:
             raise HillclimbError(
                 f"copy rows need seq_len >= {2 * COPY_SPAN[0]} (a span and its repeat), "
@@ -51,16 +59,28 @@ class CopyRows:
         self.vocab = vocab
         self.width = width
         self.seed = seed
+        self.distant = distant
 
     def row(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         ids: list[int] = []
         mask: list[int] = []
         hi = min(COPY_SPAN[1], (self.width - 1) // 2)  # the first span always fits its repeat
+        spans: list[list[int]] = []
         while len(ids) < self.width:
+            if self.distant and spans and rng.random() < 0.5:
+                span = spans[int(rng.integers(0, len(spans)))]
+                ids += span
+                mask += [0] + [1] * (len(span) - 1)
+                continue
             k = int(rng.integers(COPY_SPAN[0], hi + 1))
             span = self.vocab[rng.integers(0, self.vocab.size, size=k)].tolist()
-            ids += span + span
-            mask += [0] * k + [0] + [1] * (k - 1)
+            if self.distant:
+                spans.append(span)
+                ids += span
+                mask += [0] * k
+            else:
+                ids += span + span
+                mask += [0] * k + [0] + [1] * (k - 1)
         w = self.width
         return np.asarray(ids[:w], dtype=np.int64), np.asarray(mask[:w], dtype=np.int64)
 
