@@ -10,7 +10,7 @@ import pytest
 from _train_util import write_shards
 from hillclimb.data.shard_eval import unigram_bpb, val_windows
 from hillclimb.data.shards import ShardReader
-from hillclimb.errors import HillclimbError
+from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.tokenizer.io import bytelevel_tokenizer
 from hillclimb.train import sft_data as S
 from hillclimb.train.data import PretrainBatches, rank_rows
@@ -309,3 +309,11 @@ def test_distant_copy_rows_repeat_earlier_spans_from_far_back():
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # pure of the rng
     adjacent, _ = CopyRows(vocab, width, seed=0).row(np.random.default_rng(5))
     assert not np.array_equal(adjacent, a[0])
+
+
+def test_copy_distant_needs_copy_rows():
+    from hillclimb.train import SFTConfig
+
+    with pytest.raises(ConfigError, match="copy_distant"):
+        SFTConfig(copy_distant=True)
+    assert SFTConfig(copy_distant=True, copy_fraction=0.25).copy_distant

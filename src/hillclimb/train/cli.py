@@ -164,6 +164,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="share of each step's rows that are copy rows (keeps in-context copying)",
     )
+    s.add_argument(
+        "--copy-distant",
+        dest="copy_distant",
+        action="store_true",
+        default=None,
+        help="copy rows repeat spans from anywhere earlier in the row (long-range copying)",
+    )
     _add_common(s)
     s.set_defaults(func=_sft, _parser=s)
 

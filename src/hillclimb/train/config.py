@@ -171,6 +171,11 @@ class SFTConfig(TrainConfig):
     fim_examples: int = 0
     fim_languages: list[str] | None = None  # default: every language except text/markdown/reasoning
     max_example_tokens: int | None = None  # longer examples are dropped (default: seq_len + 1)
+    # copy rows whose spans repeat from anywhere earlier in the row, not just adjacently
+    # (`CopyRows(distant=True)`): copying over hundreds of tokens, as an agent copies from a tool
+    # observation. Off by default: at 25% in 4096-token SFT rows they took held-out code_bugfix
+    # from 12.5% to 0% (LOG.md, session 12)
+    copy_distant: bool = False
     # SFT defaults differ from pre-training: a lower LR, short warmup, no decay on a tiny set.
     lr: float = 1e-3
     muon_lr: float = 0.01
@@ -186,6 +191,8 @@ class SFTConfig(TrainConfig):
         super().__post_init__()
         if self.copy_warmup_steps:
             raise ConfigError("copy_warmup_steps is a pre-training option (SFT starts from one)")
+        if self.copy_distant and not self.copy_fraction:
+            raise ConfigError("copy_distant needs copy_fraction > 0 (it shapes the copy rows)")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError("invalid SFTConfig: val_fraction must be in [0, 1)")
         if self.fim_examples < 0:

@@ -45,8 +45,9 @@ class CopyRows:
     copy distances spread over the whole row. Why: adjacent repeats teach copying over 8–48
     tokens only — a copying code-flash (probe 0.75) fell to 0.03 with 300 tokens between the span
     and its repeat, while an agent copies a path or a line from a tool observation hundreds to
-    thousands of tokens back (LOG.md, session 12). SFT uses them; pre-training keeps adjacent
-    repeats (copying forms on those; distant ones are the harder task)."""
+    thousands of tokens back (LOG.md, session 12). SFT's `copy_distant` turns them on
+    (measured there: they teach the distance, but at 25% of 4096-token SFT rows they cost the
+    short code tasks); pre-training keeps adjacent repeats (copying forms on those)."""
 
     def __init__(self, vocab: np.ndarray, width: int, seed: int, distant: bool = False):
         if width < 2 * COPY_SPAN[0] + 1:

@@ -85,9 +85,8 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         from hillclimb.train.data import CopyRows, ordinary_ids
 
         every = np.fromiter((i for e in examples for i in e.ids), dtype=np.int64)
-        # distant repeats: an agent copies from observations far back in its context
         copies = CopyRows(ordinary_ids(every, set(tok.special_ids.values())), cfg.seq_len + 1,
-                          cfg.seed, distant=True)  # fmt: skip
+                          cfg.seed, distant=cfg.copy_distant)  # fmt: skip
 
         def batch_fn(step: int) -> tuple[np.ndarray, np.ndarray | None]:
             return copies.mix(step, *batches.batch(step), cfg.copy_fraction)
