@@ -317,3 +317,40 @@ def test_copy_distant_needs_copy_rows():
     with pytest.raises(ConfigError, match="copy_distant"):
         SFTConfig(copy_distant=True)
     assert SFTConfig(copy_distant=True, copy_fraction=0.25).copy_distant
+
+
+def test_length_buckets_keep_short_examples_in_short_rows():
+    """Short examples are packed only into short rows (more of them a step), long ones into long
+    rows; each step draws a bucket by (seed, step) with odds from the buckets' target tokens;
+    batches are pure of the step, and an epoch of each bucket serves every example."""
+    rng = np.random.default_rng(0)
+    short = [S.Example([7] * n, [0] + [1] * (n - 1)) for n in rng.integers(5, 16, size=60)]
+    long = [S.Example([9] * n, [0] + [1] * (n - 1)) for n in rng.integers(40, 64, size=12)]
+    b = S.BucketedSFTBatches(short + long, 64, 2, seed=3, pad_id=0, short_seq_len=16)
+    shapes = {}
+    for step in range(200):
+        ids, mask = b.batch(step)
+        shapes[ids.shape] = shapes.get(ids.shape, 0) + 1
+        if ids.shape == (8, 17):  # 2 * 64 // 16 rows of 16 + 1
+            assert not (ids == 9).any()
+        else:
+            assert ids.shape == (2, 65) and not (ids == 7).any()
+    assert set(shapes) == {(8, 17), (2, 65)}
+    share = sum(e.n_targets for e in short) / sum(e.n_targets for e in short + long)
+    assert abs(shapes[(8, 17)] / 200 - share) < 0.12
+    again = S.BucketedSFTBatches(short + long, 64, 2, seed=3, pad_id=0, short_seq_len=16)
+    for step in (150, 3, 77):  # any order: pure of the step
+        assert all(
+            np.array_equal(x, y) for x, y in zip(again.batch(step), b.batch(step), strict=True)
+        )
+    # the first steps of the short bucket cover an epoch of the short examples
+    served = sum(int((b.batch(s)[1]).sum()) for s in range(200) if b.batch(s)[0].shape[1] == 17)
+    assert served >= sum(e.n_targets for e in short)
+    only_short = S.BucketedSFTBatches(short, 64, 2, seed=3, pad_id=0, short_seq_len=16)
+    assert only_short.batch(5)[0].shape == (8, 17)
+    with pytest.raises(HillclimbError, match="short_seq_len"):
+        S.BucketedSFTBatches(short, 64, 2, seed=3, pad_id=0, short_seq_len=64)
+    from hillclimb.train import SFTConfig
+
+    with pytest.raises(ConfigError, match="short_seq_len"):
+        SFTConfig(seq_len=256, short_seq_len=512)

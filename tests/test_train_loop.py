@@ -144,6 +144,27 @@ def test_sft_may_extend_the_context_and_nothing_else(pretrained, tmp_path):
     assert not (tmp_path / "deep" / "final").exists()
 
 
+def test_sft_runs_with_length_buckets_and_copy_rows(pretrained, tmp_path):
+    """Steps alternate between short rows (more of them) and long rows; copy rows take the
+    width of whichever rows a step has; the trainer takes both shapes."""
+    from hillclimb.train import sft
+
+    root, _ = pretrained
+    data = tmp_path / "sft.jsonl"
+    recs = [{"text": " ".join(str(i + k) for k in range(4))} for i in range(60)]
+    recs += [{"text": " ".join(str(i + k) for k in range(18))} for i in range(20)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    cfg = SFTConfig(init=root / "run" / "final", sft_data=[data], out=tmp_path / "b", seq_len=96,
+                    short_seq_len=24, batch_size=2, steps=12, copy_fraction=0.3, lr=5e-3,
+                    val_every=0, threads=1, tensorboard=False)  # fmt: skip
+    r = sft.run(cfg)
+    m = read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    assert r.steps == 12 and all(math.isfinite(x["loss"]) for x in m)
+    batches = sft.build_task(cfg).batches
+    shapes = {batches(step)[0].shape for step in range(12)}
+    assert shapes == {(8, 25), (2, 97)}  # 2 * 96 // 24 short rows, or 2 long ones
+
+
 def test_muon_and_wsd_run(pretrained, tmp_path):
     from hillclimb.train import pretrain
 

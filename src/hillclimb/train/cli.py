@@ -165,6 +165,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="share of each step's rows that are copy rows (keeps in-context copying)",
     )
     s.add_argument(
+        "--short-seq-len",
+        dest="short_seq_len",
+        type=int,
+        default=None,
+        help="length buckets: examples of at most this many tokens go in rows this long "
+        "(more rows a step), longer ones in --seq-len rows (0: off)",
+    )
+    s.add_argument(
         "--copy-distant",
         dest="copy_distant",
         action="store_true",

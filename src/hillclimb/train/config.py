@@ -176,6 +176,10 @@ class SFTConfig(TrainConfig):
     # observation. Off by default: at 25% in 4096-token SFT rows they took held-out code_bugfix
     # from 12.5% to 0% (LOG.md, session 12)
     copy_distant: bool = False
+    # length buckets: > 0 packs examples of at most this many tokens into rows of this length
+    # (batch_size * seq_len // short_seq_len of them a step) and longer ones into seq_len rows, a
+    # step drawing one bucket (`sft_data.BucketedSFTBatches`); 0: every example in seq_len rows
+    short_seq_len: int = 0
     # SFT defaults differ from pre-training: a lower LR, short warmup, no decay on a tiny set.
     lr: float = 1e-3
     muon_lr: float = 0.01
@@ -191,6 +195,11 @@ class SFTConfig(TrainConfig):
         super().__post_init__()
         if self.copy_warmup_steps:
             raise ConfigError("copy_warmup_steps is a pre-training option (SFT starts from one)")
+        if self.short_seq_len and not 0 < self.short_seq_len < self.seq_len:
+            raise ConfigError(
+                f"short_seq_len must be 0 (off) or in (0, seq_len={self.seq_len}), "
+                f"got {self.short_seq_len}"
+            )
         if self.copy_distant and not self.copy_fraction:
             raise ConfigError("copy_distant needs copy_fraction > 0 (it shapes the copy rows)")
         if not 0 <= self.val_fraction < 1:

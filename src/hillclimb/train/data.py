@@ -62,12 +62,16 @@ class CopyRows:
         self.seed = seed
         self.distant = distant
 
-    def row(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def row(
+        self, rng: np.random.Generator, width: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One copy row of `width` tokens (default: the stage's row width)."""
+        w = width or self.width
         ids: list[int] = []
         mask: list[int] = []
-        hi = min(COPY_SPAN[1], (self.width - 1) // 2)  # the first span always fits its repeat
+        hi = min(COPY_SPAN[1], (w - 1) // 2)  # the first span always fits its repeat
         spans: list[list[int]] = []
-        while len(ids) < self.width:
+        while len(ids) < w:
             if self.distant and spans and rng.random() < 0.5:
                 span = spans[int(rng.integers(0, len(spans)))]
                 ids += span
@@ -82,7 +86,6 @@ class CopyRows:
             else:
                 ids += span + span
                 mask += [0] * k + [0] + [1] * (k - 1)
-        w = self.width
         return np.asarray(ids[:w], dtype=np.int64), np.asarray(mask[:w], dtype=np.int64)
 
     def mix(
@@ -95,8 +98,8 @@ class CopyRows:
         pick = rng.random(ids.shape[0]) < share
         ids = ids.copy()
         mask = np.ones_like(ids, dtype=np.int64) if mask is None else mask.copy()
-        for i in np.flatnonzero(pick):
-            ids[i], mask[i] = self.row(rng)
+        for i in np.flatnonzero(pick):  # rows as wide as the batch's (SFT length buckets)
+            ids[i], mask[i] = self.row(rng, ids.shape[1])
         return ids, mask
 
 

@@ -77,7 +77,13 @@ def build_task(cfg: SFTConfig) -> TrainTask:
     if not examples:
         raise HillclimbError(f"every SFT example is longer than {max_len} tokens; raise --seq-len")
     pad = S.pad_id(tok)
-    batches = S.SFTBatches(examples, cfg.seq_len, cfg.batch_size, cfg.seed, pad)
+    batches: S.SFTBatches | S.BucketedSFTBatches
+    if cfg.short_seq_len:
+        batches = S.BucketedSFTBatches(
+            examples, cfg.seq_len, cfg.batch_size, cfg.seed, pad, cfg.short_seq_len
+        )
+    else:
+        batches = S.SFTBatches(examples, cfg.seq_len, cfg.batch_size, cfg.seed, pad)
     batch_fn = batches.batch
     if cfg.copy_fraction > 0:
         # copy rows keep in-context copying alive through SFT (it wears off without them:
