@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hillclimb.errors import HillclimbError
-from hillclimb.train.data import step_rng
 from hillclimb.tokenizer.specials import ENDOFTEXT, FIM_PAD, fim_prompt
+from hillclimb.train.data import step_rng
 
 if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
