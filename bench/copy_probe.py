@@ -3,7 +3,7 @@ random token sequence (an induction probe); JSON out.
 
 Usage:
     python bench/copy_probe.py --model runs/tiny/07-sft-code-flash/run/final [--model M2 ...] \
-        [--rows 16] [--length 40] [--seed 0]
+        [--rows 16] [--length 40] [--seed 0] [--at OFFSET:GAP ...]
 
 Each row is k random ordinary token ids (never special tokens) followed by the same k ids again.
 A model with induction heads predicts the second copy from the first (accuracy → 1, loss far below
@@ -12,8 +12,12 @@ losses equal). Why this matters here: fixing a function, editing a file, or a pr
 being accepted all need the model to reproduce text it was shown; this isolates that ability
 from everything else (BENCHMARKS.md, session 10: none of the tiny climb's models can).
 
+`--at OFFSET:GAP` puts OFFSET random tokens before the span and GAP between it and its repeat:
+copying late in a long context and over a distance (session 12: adjacent copy rows in 256-token
+pre-training rows teach copying over tens of tokens only).
+
 What it does not show: copying of in-distribution text (real code repeated is partly predictable
-without copying) or over long distances; it is a yes/no probe of the mechanism.
+without copying); it is a probe of the mechanism.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 
-def probe(model_dir: str, rows: int, length: int, seed: int) -> dict:
+def probe(model_dir: str, rows: int, length: int, seed: int, offset: int = 0, gap: int = 0) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -41,17 +45,22 @@ def probe(model_dir: str, rows: int, length: int, seed: int) -> dict:
     ordinary = torch.tensor([i for i in range(vocab) if i not in special])
     g = torch.Generator().manual_seed(seed)
     seq = ordinary[torch.randint(len(ordinary), (rows, length), generator=g)]
-    x = torch.cat([seq, seq], 1)
+    pre = ordinary[torch.randint(len(ordinary), (rows, offset), generator=g)]
+    mid = ordinary[torch.randint(len(ordinary), (rows, gap), generator=g)]
+    x = torch.cat([pre, seq, mid, seq], 1)
     with torch.no_grad():
         logits = model(x)
     nll = F.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
     ).view(rows, -1)
-    first, second = nll[:, : length - 1], nll[:, length:]
-    hit = logits[:, length:-1].argmax(-1) == x[:, length + 1 :]
+    s2 = offset + length + gap  # where the repeat starts (its first token cannot be known)
+    first, second = nll[:, offset : offset + length - 1], nll[:, s2:]
+    hit = logits[:, s2:-1].argmax(-1) == x[:, s2 + 1 :]
     return {
         "model": model_dir,
         "preset": getattr(model.cfg, "name", ""),
+        "offset": offset,
+        "gap": gap,
         "loss_first_copy": first.mean().item(),
         "loss_second_copy": second.mean().item(),
         "top1_second_copy": hit.float().mean().item(),
@@ -64,16 +73,31 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--length", type=int, default=40, help="tokens per copy")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--at", action="append", default=None, metavar="OFFSET:GAP",
+        help="random tokens before the span and between the span and its repeat (repeatable; "
+        "default 0:0): copying at a distance, as an agent copies from a tool observation",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.rows < 1 or args.length < 2:
         ap.error("--rows must be >= 1 and --length >= 2")
+    try:
+        at = [tuple(int(v) for v in a.split(":")) for a in (args.at or ["0:0"])]
+    except ValueError:
+        ap.error("--at expects OFFSET:GAP, two integers >= 0")
+    if any(len(a) != 2 or min(a) < 0 for a in at):
+        ap.error("--at expects OFFSET:GAP, two integers >= 0")
     out = {
         "bench": "copy_probe",
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "rows": args.rows,
         "length": args.length,
         "seed": args.seed,
-        "models": [probe(m, args.rows, args.length, args.seed) for m in args.model],
+        "models": [
+            probe(m, args.rows, args.length, args.seed, off, gap)
+            for m in args.model
+            for off, gap in at
+        ],
     }
     print(json.dumps(out, indent=2))
     return 0
