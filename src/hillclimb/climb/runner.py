@@ -303,7 +303,7 @@ def _harness_tasks(c: Climb, d: Path) -> list[str]:
     `d/harness-tasks/`, reused by every model): `[eval] harness_tasks` at the held-out mutation
     sites of the training projects ("new-mutations") and as many from the held-out projects
     ("unseen-projects"). Training data never draws either (`task_examples` and the harness RL
-    stage use `--split train`), so a resolve rate here is on fixes no training episode wrote."""
+    stage use `--split train`), so a resolve rate here is on lines no training task broke."""
     from hillclimb.harness.taskgen.generate import generate_tasks
 
     ev = c.recipe.eval

@@ -32,6 +32,7 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def _steady(observation: str) -> str:
     return observation
 
 
-def _planned_mistake(old_str: str, path: str):
+def _planned_mistake(old_str: str, path: str) -> Callable[[str, dict[str, Any]], bool]:
     """The mistakes a plan makes on purpose (an edit with a stale `old_str`, a read of a file
     that is not there): their tool errors are part of the episode, any other error spoils it."""
 
@@ -136,7 +137,7 @@ def _execute(
     plan: list[tuple[str, dict[str, Any]]],
     msgs: list[dict[str, Any]],
     call_prefix: str,
-    planned: Any,
+    planned: Callable[[str, dict[str, Any]], bool],
     notes: dict[int, str] | None = None,
 ) -> bool:
     """Run `plan` with the real tools, appending each call and its observation to `msgs` in the

@@ -91,8 +91,8 @@ def split_tests(files: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 # Within the training projects, bug and stub *sites* are split too: one site in four (a line of
 # a module, or a function for a stub) is held out (`mutation_split`). `--split train` never draws
 # a held-out site and `--split heldout_mutations` draws only those (from the training projects),
-# so "new mutations of projects the model trained on" means a line whose fix no training episode
-# ever wrote, not merely another seed that may redraw a training task.
+# so "new mutations of projects the model trained on" means a line no training task broke, not
+# merely another seed that may redraw a training task.
 TASK_SPLITS: tuple[str, ...] = ("all", "train", "heldout", "heldout_mutations")
 MUTATION_SPLIT_KINDS = ("bugfix", "feature")  # the kinds built from mutation sites
 
