@@ -215,6 +215,13 @@ def test_sft_data_records(tmp_path: Path) -> None:
              for r in recs for m in r["messages"]
              if m.get("tool_calls") and m["tool_calls"][0]["function"]["name"] == "edit"}  # fmt: skip
     assert len(paths) >= 2
+    from hillclimb.climb.sft_mixture import _steady
+
+    ws = tmp_path / "hc-sft-tool-x1"  # observations never carry the random workspace path
+    obs = f"exit code 1 (0.7s)\nfile {ws}/tests/test_a.py, line 3\n1 failed in 0.12s"
+    assert _steady(obs, ws) == (
+        "exit code 1 (0.3s)\nfile /tmp/hc-episode/repo/tests/test_a.py, line 3\n1 failed in 0.01s"
+    )
     assert _minimal_edit("a\nb\nc\n", "a\nB\nc\n") == ("b\n", "B\n")
     assert _minimal_edit("x\nx\ny\n", "x\nx\nz\n") == ("y\n", "z\n")
     # A corpus for FIM: one code document.

@@ -112,11 +112,20 @@ _TIMES = (
 )
 
 
-def _steady(observation: str) -> str:
+# the workspace path observations show (a pytest error names its files): the shape of the
+# harness's own episode workspace, one fixed name instead of a random temporary directory
+_WORKSPACE = "/tmp/hc-episode/repo"
+
+
+def _steady(observation: str, workspace: Path | None = None) -> str:
     """A `run` observation with its wall-clock figures (the tool's `(0.3s)`, pytest's `in
-    0.01s`) set to typical values, so the SFT data is a function of the seed alone."""
+    0.01s`) set to typical values and the temporary `workspace` path to a fixed one, so the SFT
+    data is a function of the seed alone."""
     for pat, rep in _TIMES:
         observation = pat.sub(rep, observation)
+    if workspace is not None:
+        for p in dict.fromkeys((str(workspace.resolve()), str(workspace))):
+            observation = observation.replace(p, _WORKSPACE)
     return observation
 
 
@@ -168,7 +177,7 @@ def _execute(
                     "role": "tool",
                     "tool_call_id": cid,
                     "name": name,
-                    "content": _steady(outcome.observation),
+                    "content": _steady(outcome.observation, Path(box.workspace)),
                 }
             )
     return True
