@@ -75,6 +75,12 @@ def _tool_schemas(context: int | None) -> list[dict[str, Any]]:
 _LAYOUTS = ("solution.py", "{f}.py", "lib/{f}.py", "src/{f}_utils.py", "app/core.py")
 
 
+def _stale(old_str: str) -> str:
+    """An `old_str` the file does not hold (one indentation level halved, or a stray `#`): the
+    planned mistake an episode recovers from by reading again."""
+    return old_str.replace("    ", "  ", 1) if "    " in old_str else old_str + "#"
+
+
 def _episode_plan(
     rng: random.Random, edit: tuple[str, str], path: str, named: bool, entry: str
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -96,7 +102,7 @@ def _episode_plan(
     if r < 0.15:  # run the failing tests first, then fix
         plan = [test, *find, read, good, test]
     elif r < 0.3:  # a stale old_str: the edit tool refuses it; read again, edit correctly
-        stale = edit[0].replace("    ", "  ", 1) if "    " in edit[0] else edit[0] + "#"
+        stale = _stale(edit[0])
         plan = [*find, read, ("edit", {**good[1], "old_str": stale}), read, good, test]
     elif r < 0.45 and path != "solution.py":  # a guessed file that is not there
         plan = [("read_file", {"path": "solution.py"}), ("list_dir", {"path": "."}), read, good,
@@ -269,7 +275,7 @@ def _task_plan(
     if r < 0.15:  # run the tests first (the visible ones pass: the failing ones are hidden)
         plan = [test, read, good, test]
     elif r < 0.3:  # a stale old_str: the edit tool refuses it; read again, edit correctly
-        stale = edit[0].replace("    ", "  ", 1) if "    " in edit[0] else edit[0] + "#"
+        stale = _stale(edit[0])
         plan = [read, ("edit", {**good[1], "old_str": stale}), read, good, test]
     elif r < 0.4:  # find the definition first
         plan = [("search", {"pattern": f"def {function.rsplit('.', 1)[-1]}("}), read, good, test]

@@ -398,8 +398,8 @@ class BucketedSFTBatches:
                 weights.append(float(sum(e.n_targets for e in exs)))
         self.p_first = weights[0] / sum(weights)
         self.seed = seed
-        self._picks: list[int] = []  # bucket of each step so far
-        self._used: list[list[int]] = []  # steps each bucket served before step i
+        self._steps: list[tuple[int, int]] = []  # (bucket, that bucket's own step) per step
+        self._served = [0] * len(self.buckets)
 
     def _pick(self, step: int) -> int:
         if len(self.buckets) == 1:
@@ -407,14 +407,12 @@ class BucketedSFTBatches:
         return int(step_rng(self.seed, step, stream=2).random() >= self.p_first)
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        while len(self._picks) <= step:
-            used = self._used[-1].copy() if self._used else [0] * len(self.buckets)
-            if self._picks:
-                used[self._picks[-1]] += 1
-            self._used.append(used)
-            self._picks.append(self._pick(len(self._picks)))
-        b = self._picks[step]
-        return self.buckets[b].batch(self._used[step][b])
+        while len(self._steps) <= step:
+            b = self._pick(len(self._steps))
+            self._steps.append((b, self._served[b]))
+            self._served[b] += 1
+        b, own_step = self._steps[step]
+        return self.buckets[b].batch(own_step)
 
     def rows_per_epoch(self) -> int:
         return sum(x.rows_per_epoch() for x in self.buckets)
