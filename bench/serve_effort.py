@@ -9,8 +9,8 @@ greedily through the engine with exactly what the server does for that request: 
 engine resolves for `reasoning_effort` (`serve.budget.resolve_budget`, with the checkpoint's
 measured thinking profile when it has one), the think block closed when the budget is spent,
 and the budget note in the prompt for budget-conditioned checkpoints. Prints one JSON object:
-per level the budget, accuracy, mean reasoning tokens (inside the think block, tags included)
-and mean completion tokens, plus the ratios against "none". All levels see the same problems,
+per level the budget, accuracy, mean reasoning tokens (inside the think block, tags included;
+also per tier), mean completion tokens and the share of answers that kept within the budget, plus the ratios against "none". All levels see the same problems,
 prompts and settings, side by side in one run.
 
 `--budgets 26,64,256` asks with explicit `thinking_token_budget` values instead of the effort
@@ -97,6 +97,9 @@ def main() -> int:
             force_budget=not args.note_only,
         )
         n = max(1, len(rolls))
+        by_tier: dict[str, list[int]] = {}
+        for p, r in zip(probs, rolls, strict=True):
+            by_tier.setdefault(str(p.tier), []).append(r.reasoning_tokens)
         rows.append(
             {
                 "effort": level or "none",
@@ -104,6 +107,15 @@ def main() -> int:
                 "accuracy": sum(r.passed for r in rolls) / n,
                 "mean_reasoning_tokens": sum(r.reasoning_tokens for r in rolls) / n,
                 "mean_completion_tokens": sum(r.completion_tokens for r in rolls) / n,
+                # share of answers whose think block (tags excluded) stayed within the budget
+                "within_budget": (
+                    sum(max(0, r.reasoning_tokens - 2) <= budget for r in rolls) / n
+                    if budget is not None
+                    else None
+                ),
+                "reasoning_tokens_by_tier": {
+                    t: round(sum(v) / len(v), 1) for t, v in sorted(by_tier.items())
+                },
                 "wall_s": round(time.perf_counter() - t0, 2),
             }
         )

@@ -249,6 +249,17 @@ def test_sft_data_records(tmp_path: Path) -> None:
     again = tmp_path / "again.jsonl"
     build_sft_file(spec, tmp_path / "corpus", again, seq_len=128)
     assert again.read_text() == (tmp_path / "out.jsonl").read_text()  # deterministic
+    # budget notes: the climb hands over its tokenizer, which measures each form's length
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    bytelevel_tokenizer().save(tmp_path / "tok")
+    noted = {**spec, "budget_fraction": 1.0, "budget_range": [8, 400]}
+    with pytest.raises(HillclimbError, match="tokenizer"):
+        build_sft_file(noted, tmp_path / "corpus", tmp_path / "b.jsonl", seq_len=128)
+    counts = build_sft_file(
+        noted, tmp_path / "corpus", tmp_path / "b.jsonl", seq_len=128, tokenizer=tmp_path / "tok"
+    )
+    assert counts["budget_notes"] == 5  # every arith problem; code_function never
 
 
 def test_task_records_are_reference_episodes_on_training_sites() -> None:
@@ -404,3 +415,23 @@ def test_rl_harness_final_is_what_eval_and_registry_use() -> None:
     assert (
         "rl-harness-code-flash" in eval_stage.parents and "rl-code-flash" not in eval_stage.parents
     )
+
+
+def test_budget_notes_in_sft_data_are_validated_and_read_the_tokenizer() -> None:
+    """`[sft_data] budget_fraction` / `budget_range`: bad values are refused at load; the
+    default leaves the section (and so finished climbs' stage hashes) as it was; with notes the
+    sft-data stage also depends on the tokenizer, which measures each solution's length."""
+    base = parse_recipe(_raw(), ROOT / "recipes" / "smoke.toml")
+    assert all("budget_fraction" not in s for s in base.sft_data.values())
+    assert "tokenizer" not in next(s for s in plan(base) if s.key == "sft-data").parents
+    raw = _raw()
+    raw.setdefault("sft_data", {}).update(budget_fraction=0.5, budget_range=[4, 64])
+    r = parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+    assert all(s["budget_range"] == [4, 64] for s in r.sft_data.values())
+    assert "tokenizer" in next(s for s in plan(r) if s.key == "sft-data").parents
+    for key, bad in [("budget_fraction", 1.5), ("budget_fraction", True), ("budget_range", [9, 2]),
+                     ("budget_range", "wide"), ("budget_range", [0, 8])]:  # fmt: skip
+        raw = _raw()
+        raw.setdefault("sft_data", {}).update({"budget_fraction": 0.5, key: bad})
+        with pytest.raises(ConfigError, match=key):
+            parse_recipe(raw, ROOT / "recipes" / "smoke.toml")

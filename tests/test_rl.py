@@ -388,6 +388,27 @@ def test_micro_rl_learns_a_trivial_preference(micro, tmp_path):
     assert res["rollout_tokens_per_s"] > 0 and 0 <= res["sync_share"] < 1
 
 
+def test_rl_keeps_the_budget_conditioning_sft_gave_its_init(micro, tmp_path):
+    """A policy whose SFT data carried budget notes stays marked after RL without the note (the
+    server must keep rendering it); with `--budget-conditioning` the run's own record wins."""
+    import shutil
+
+    from hillclimb.rl.train import _budget_meta
+    from hillclimb.serve.budget import BUDGET_NOTE
+
+    assert _budget_meta(_cfg(micro, tmp_path / "a"), micro) == {}
+    init = tmp_path / "init"
+    shutil.copytree(micro, init)
+    info = json.loads((init / "hillclimb.json").read_text())
+    info["budget_conditioning"] = {"note": BUDGET_NOTE, "sft_examples": 7}
+    (init / "hillclimb.json").write_text(json.dumps(info))
+    assert _budget_meta(_cfg(init, tmp_path / "b"), init) == {
+        "budget_conditioning": {"note": BUDGET_NOTE, "sft_examples": 7, "inherited": True}
+    }
+    own = _budget_meta(_cfg(init, tmp_path / "c", budget_conditioning=True), init)
+    assert own["budget_conditioning"]["note"] == BUDGET_NOTE and "inherited" not in own
+
+
 def test_budget_conditioned_run_records_pareto_points_and_marks_the_checkpoint(micro, tmp_path):
     """`--budget-conditioning`: prompts carry their budget note, the final checkpoint says so
     (the server renders the same note), and the start/end accuracy-vs-tokens points at forced

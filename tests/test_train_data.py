@@ -354,3 +354,50 @@ def test_length_buckets_keep_short_examples_in_short_rows():
 
     with pytest.raises(ConfigError, match="short_seq_len"):
         SFTConfig(seq_len=256, short_seq_len=512)
+
+
+def test_budget_notes_pick_the_longest_form_that_fits_and_render_the_served_note():
+    """`budget_fraction`: that share of reasoning problems open with the server's budget note
+    (byte-identical to `with_budget_note`, so training and serving agree), b within
+    `budget_range`; the solution is the long form exactly when its reasoning fits b tokens, the
+    answer never changes; rebuilds are identical; without a tokenizer it is a clear error."""
+    pytest.importorskip("hillclimb.problems")
+    from hillclimb import problems as P
+    from hillclimb.serve.budget import with_budget_note
+
+    def count(text: str) -> int:  # a stand-in tokenizer: one token per word
+        return len(text.split())
+
+    spec = {"families": ["arith", "logic", "code_function"], "tiers": [1, 2], "n": 60,
+            "budget_fraction": 0.5, "budget_range": [4, 400]}  # fmt: skip
+    recs = S.problem_examples(spec, seed=5, count_tokens=count)
+    plain = {r["source"]: r for r in S.problem_examples({**spec, "budget_fraction": 0}, seed=5)}
+    noted = [r for r in recs if "budget" in r]
+    reasoning = [r for r in recs if P.FAMILIES[r["family"]] == "reasoning"]
+    assert 0.35 * len(reasoning) <= len(noted) <= 0.65 * len(reasoning)
+    assert all(P.FAMILIES[r["family"]] == "reasoning" for r in noted)  # code: never noted
+    assert S.budget_noted(recs) == len(noted) and S.budget_noted(plain.values()) == 0
+    every_long = S.problem_examples({**spec, "verbose_fraction": 1.0, "budget_fraction": 0}, 5)
+    long = {x["source"]: x["messages"] for x in every_long}
+    forms = set()
+    for r in noted:
+        b, base = r["budget"], plain[r["source"]]["messages"]
+        assert 4 <= b <= 400
+        fits = count(long[r["source"]][1]["reasoning_content"]) <= b
+        want = long[r["source"]] if fits else base
+        assert r["messages"] == with_budget_note(want, b)
+        assert bool(r.get("verbose")) == fits
+        forms.add(fits)
+    assert forms == {True, False}  # both forms occur across the range
+    assert recs == S.problem_examples(spec, seed=5, count_tokens=count)
+    with pytest.raises(HillclimbError, match="tokenizer"):
+        S.problem_examples(spec, seed=5)
+    for bad in ([0, 10], [20, 10], "8-256", [1]):
+        with pytest.raises(HillclimbError, match="budget_range"):
+            S.problem_examples({**spec, "budget_range": bad}, seed=5, count_tokens=count)
+    with pytest.raises(HillclimbError, match="budget_fraction"):
+        S.problem_examples({**spec, "budget_fraction": 2}, seed=5, count_tokens=count)
+    # a note that only looks like one is not counted; another writer's exact note is
+    odd = {"messages": [{"role": "system", "content": "Think for at most many tokens."}]}
+    theirs = {"messages": [{"role": "system", "content": "Think for at most 12 tokens.\n\nHi"}]}
+    assert S.budget_noted([odd, {"text": "x"}, theirs]) == 1

@@ -82,6 +82,7 @@ def test_pretrain_learns_and_writes_the_run_directory(pretrained):
 
 
 def test_sft_trains_only_on_assistant_tokens_from_a_checkpoint(pretrained, tmp_path):
+    from hillclimb.serve.budget import BUDGET_NOTE, with_budget_note
     from hillclimb.train import sft
 
     root, _ = pretrained
@@ -101,6 +102,8 @@ def test_sft_trains_only_on_assistant_tokens_from_a_checkpoint(pretrained, tmp_p
                 }
             )
     recs.append({"fim": {"prefix": "the cat ", "middle": "sat", "suffix": " on"}})
+    # budget-noted examples make the note a trained input: the checkpoint says so (serving)
+    recs[:3] = [{"messages": with_budget_note(r["messages"], 9)} for r in recs[:3]]
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in recs))
     cfg = SFTConfig(
@@ -122,6 +125,8 @@ def test_sft_trains_only_on_assistant_tokens_from_a_checkpoint(pretrained, tmp_p
     assert r.val_bpb is not None and r.val_bpb > 0
     info = json.loads((tmp_path / "sft" / "final" / "hillclimb.json").read_text())
     assert info["lineage"]["stage"] == "sft" and info["lineage"]["parent"].endswith("final")
+    assert info["budget_conditioning"] == {"note": BUDGET_NOTE, "sft_examples": 3}
+    assert r.extra["budget_noted"] == 3
 
 
 def test_sft_may_extend_the_context_and_nothing_else(pretrained, tmp_path):
@@ -139,6 +144,8 @@ def test_sft_may_extend_the_context_and_nothing_else(pretrained, tmp_path):
               val_every=0, threads=1, tensorboard=False)  # fmt: skip
     sft.run(SFTConfig(out=tmp_path / "long", model_overrides={"max_seq_len": 2 * ctx}, **kw))
     assert load_config(tmp_path / "long" / "final")[0].max_seq_len == 2 * ctx
+    info = json.loads((tmp_path / "long" / "final" / "hillclimb.json").read_text())
+    assert "budget_conditioning" not in info  # no budget notes in its data
     with pytest.raises(HillclimbError, match="different model config"):
         sft.run(SFTConfig(out=tmp_path / "deep", model_overrides={"top_k": 1}, **kw))
     assert not (tmp_path / "deep" / "final").exists()

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hillclimb.errors import ConfigError
+from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.train.sft_data import budget_range
 
 KNOWN_TABLES = {
     "climb",
@@ -73,6 +74,11 @@ SFT_DATA_DEFAULTS: dict[str, Any] = {
     # share of reasoning problems whose worked solution is written the long way (restated, then
     # worked twice): redundant tokens for length control to remove (`verbose_reasoning`)
     "verbose_fraction": 0.0,
+    # share of reasoning problems whose example carries a thinking budget as the system note the
+    # server renders for a budget-conditioned model; the worked solution is the longest form that
+    # fits it (`train.sft_data.problem_examples`); budgets drawn log-uniformly from budget_range
+    "budget_fraction": 0.0,
+    "budget_range": [8, 256],
     # `hillclimb telemetry export` directories whose accepted episodes / consented API answers
     # join this model's SFT data (climb/flywheel.py); paths relative to the recipe
     "flywheel": [],
@@ -451,6 +457,15 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
             raise ConfigError(f"[sft_data] for {m}: verbose_fraction must be in [0, 1], got {vf!r}")
         if vf == 0:  # the default writes the same data as before the key existed: keep the
             del eff["verbose_fraction"]  # stage hash of finished climbs valid
+        bf = eff["budget_fraction"]
+        if isinstance(bf, bool) or not isinstance(bf, int | float) or not 0 <= bf <= 1:
+            raise ConfigError(f"[sft_data] for {m}: budget_fraction must be in [0, 1], got {bf!r}")
+        try:
+            eff["budget_range"] = list(budget_range(eff["budget_range"]))
+        except HillclimbError as exc:
+            raise ConfigError(f"[sft_data] for {m}: {exc}") from None
+        if bf == 0:  # as verbose_fraction: the default keeps finished climbs' stage hashes
+            del eff["budget_fraction"], eff["budget_range"]
         sft_data[m] = eff
 
     # ---- eval ---------------------------------------------------------------------------------

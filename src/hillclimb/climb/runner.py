@@ -159,7 +159,9 @@ def _sft_data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
         seq = int(c.recipe.sft[m].get("seq_len", 256))
         # the model's context decides how tool schemas are rendered (as the harness shows them)
         ctx = get_preset(c.recipe.models[m]["preset"]).max_seq_len
-        out[m] = build_sft_file(c.recipe.sft_data[m], c.corpus, d / f"{m}.jsonl", seq, ctx)
+        out[m] = build_sft_file(
+            c.recipe.sft_data[m], c.corpus, d / f"{m}.jsonl", seq, ctx, c.tokenizer_dir
+        )
         out[m]["file"] = str(d / f"{m}.jsonl")
     return out
 
@@ -438,7 +440,10 @@ def plan(recipe: Recipe) -> list[Stage]:
                     else {}
                 ),
             },
-            ["data"],
+            # budget notes pick each solution's form by its length in tokens: the tokenizer's
+            ["data", "tokenizer"]
+            if any(r.sft_data[m].get("budget_fraction") for m in names)
+            else ["data"],
             _sft_data,
         )
     )

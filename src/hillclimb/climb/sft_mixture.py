@@ -396,13 +396,28 @@ def text_records(corpus: Path, n: int, seed: int, max_chars: int) -> list[dict]:
 
 
 def build_sft_file(
-    spec: dict[str, Any], corpus: Path, dest: Path, seq_len: int, context: int | None = None
+    spec: dict[str, Any],
+    corpus: Path,
+    dest: Path,
+    seq_len: int,
+    context: int | None = None,
+    tokenizer: Path | None = None,
 ) -> dict[str, Any]:
     """Write the SFT JSONL for one model (`context`: its context length, which decides how
-    tool schemas are rendered); returns counts by kind/family/tier."""
+    tool schemas are rendered; `tokenizer`: counts thinking tokens for budget notes); returns
+    counts by kind/family/tier."""
     from hillclimb.train.sft_data import problem_examples
 
-    recs = problem_examples(spec, int(spec["seed"])) if spec["tiers"] else []
+    count = None
+    if tokenizer is not None and spec.get("budget_fraction"):
+        from hillclimb.tokenizer.io import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+
+        def count(text: str) -> int:
+            return len(tok.encode(text))
+
+    recs = problem_examples(spec, int(spec["seed"]), count) if spec["tiers"] else []
     recs += tool_records(
         int(spec["tool_examples"]), int(spec["seed"]), list(spec["tiers"]), context
     )
@@ -435,6 +450,8 @@ def build_sft_file(
             counts["by_tier"][t] = counts["by_tier"].get(t, 0) + 1
         if r.get("verbose"):
             counts["verbose"] = counts.get("verbose", 0) + 1
+        if r.get("budget"):
+            counts["budget_notes"] = counts.get("budget_notes", 0) + 1
     if flywheel is not None:
         counts["flywheel"] = flywheel
     with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:

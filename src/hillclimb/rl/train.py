@@ -131,6 +131,21 @@ def _check_model(path: Path | None) -> Path:
     return p
 
 
+def _budget_meta(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
+    """`budget_conditioning` for the RL checkpoint's `hillclimb.json`: this run's (it trains on
+    the note), or the init's when SFT already made the note a trained input (`hillclimb sft` on
+    budget-noted data) and this run does not touch it."""
+    if cfg.budget_conditioning:
+        return {"budget_conditioning": {"note": BUDGET_NOTE, "fracs": list(cfg.budget_fracs)}}
+    from hillclimb.model.checkpoint import read_info
+
+    try:
+        prior = read_info(model_dir).get("budget_conditioning")
+    except (OSError, HillclimbError):
+        prior = None
+    return {"budget_conditioning": {**prior, "inherited": True}} if isinstance(prior, dict) else {}
+
+
 def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict[str, Any]:
     from hillclimb.serve.engine import Engine
     from hillclimb.tokenizer.io import load_tokenizer
@@ -165,11 +180,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         meta={
             "rl": {"families": families, "tiers": list(cfg.tiers), "loss": cfg.loss_agg},
             # the server renders the same budget note for this model (serve.budget)
-            **(
-                {"budget_conditioning": {"note": BUDGET_NOTE, "fracs": list(cfg.budget_fracs)}}
-                if cfg.budget_conditioning
-                else {}
-            ),
+            **_budget_meta(cfg, model_dir),
         },
         summary={"families": families},
     )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.serve.budget import BUDGET_NOTE
 from hillclimb.train import sft_data as S
 from hillclimb.train.config import SFTConfig
 from hillclimb.train.loop import RunResult, TrainTask, run_training
@@ -118,13 +119,18 @@ def build_task(cfg: SFTConfig) -> TrainTask:
     }
     epochs = cfg.steps * cfg.batch_size / max(1, batches.rows_per_epoch())
     summary["epochs"] = round(epochs, 3)
-    meta = {
+    noted = S.budget_noted(recs)
+    if noted:
+        summary["budget_noted"] = noted
+    meta: dict = {
+        # trained on the budget note: the server renders it for this model (serve.budget)
+        **({"budget_conditioning": {"note": BUDGET_NOTE, "sft_examples": noted}} if noted else {}),
         "data": {
             "sft": [str(p) for p in cfg.sft_data],
             "problems": cfg.problems,
             "fim_corpus": str(cfg.fim_corpus) if cfg.fim_corpus else None,
             "examples": len(examples),
-        }
+        },
     }
     return TrainTask(
         stage="sft",

@@ -31,9 +31,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,19 +166,51 @@ def _verbose(problem_id: str, seed: int, fraction: float) -> bool:
     return int.from_bytes(h[:8], "little") / 2**64 < fraction
 
 
-def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+def _budget(problem_id: str, seed: int, fraction: float, lo: int, hi: int) -> int | None:
+    """The thinking budget this problem's SFT example carries (None: no note): a fixed hash of
+    (seed, id) decides whether it carries one and draws it log-uniformly from [lo, hi]."""
+    if fraction <= 0.0:
+        return None
+    h = hashlib.sha256(f"budget\0{seed}\0{problem_id}".encode()).digest()
+    if int.from_bytes(h[:8], "little") / 2**64 >= fraction:
+        return None
+    u = int.from_bytes(h[8:16], "little") / 2**64
+    return max(lo, min(hi, int(round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))))))
+
+
+def problem_examples(
+    spec: dict[str, Any], seed: int, count_tokens: Callable[[str], int] | None = None
+) -> list[dict[str, Any]]:
     """Chat records from `hillclimb.problems`, train split only: spec = {"families": [...]|None,
     "tiers": [...]|None, "n": per (family, tier) — an int, or a list aligned with `tiers` —,
     "kinds": ["reasoning"]|None, "verbose_fraction": share of reasoning problems whose worked
-    solution is written the long way, `problems.render.verbose_reasoning`}. Each record says its
-    `kind` ("chat"), `source` (problem id), `family` and `tier` (and `verbose` when it is), so
-    the climb's SFT mixture (which calls this too) can count them."""
+    solution is written the long way, `problems.render.verbose_reasoning`, "budget_fraction":
+    share of reasoning problems that carry a thinking budget, "budget_range": [lo, hi] tokens}.
+
+    Budget notes (SFT half of budget conditioning, docs/areas/rl.md): a noted problem gets the
+    system note the server renders for a budget-conditioned model (`serve.budget.budget_note`),
+    with b drawn log-uniformly from `budget_range`, and its worked solution is the longest of our
+    two forms whose reasoning fits b tokens (`count_tokens`, the model's tokenizer): the long
+    form when it fits, the minimal one otherwise (even when that exceeds b: it is the shortest
+    correct solution we have). So a larger budget buys more thinking, the behaviour L1's reward
+    asks for, and the mapping is in the data rather than left for RL to discover.
+
+    Each record says its `kind` ("chat"), `source` (problem id), `family` and `tier` (and
+    `verbose` / `budget` when it has them), so the climb's SFT mixture can count them."""
     from hillclimb import problems as P
+    from hillclimb.problems.render import verbose_reasoning
+    from hillclimb.serve.budget import with_budget_note
 
     kinds = spec.get("kinds")
     verbose_fraction = float(spec.get("verbose_fraction", 0.0))
     if not 0.0 <= verbose_fraction <= 1.0:
         raise HillclimbError(f"verbose_fraction must be in [0, 1], got {verbose_fraction}")
+    budget_fraction = float(spec.get("budget_fraction", 0.0))
+    if not 0.0 <= budget_fraction <= 1.0:
+        raise HillclimbError(f"budget_fraction must be in [0, 1], got {budget_fraction}")
+    lo, hi = budget_range(spec.get("budget_range", DEFAULT_BUDGET_RANGE))
+    if budget_fraction > 0 and count_tokens is None:
+        raise HillclimbError("budget_fraction needs the model's tokenizer to count thinking tokens")
     families = spec.get("families") or [
         f for f in P.TRAIN_FAMILIES if kinds is None or P.FAMILIES[f] in kinds
     ]
@@ -192,11 +225,52 @@ def problem_examples(spec: dict[str, Any], seed: int) -> list[dict[str, Any]]:
             if k <= 0:
                 continue
             for prob in P.generate(fam, tier, k, seed=seed * 1000 + fi, split="train"):
-                verbose = _verbose(prob.id, seed, verbose_fraction)
-                out.append({"messages": P.to_messages(prob, verbose), "kind": "chat",
-                            "source": prob.id, "family": fam, "tier": tier,
-                            **({"verbose": True} if verbose else {})})  # fmt: skip
+                b = _budget(prob.id, seed, budget_fraction, lo, hi)
+                if b is not None and prob.kind == "reasoning":
+                    assert count_tokens is not None
+                    verbose = count_tokens(verbose_reasoning(prob)) <= b
+                    msgs = with_budget_note(P.to_messages(prob, verbose), b)
+                else:
+                    b = None
+                    verbose = _verbose(prob.id, seed, verbose_fraction)
+                    msgs = P.to_messages(prob, verbose)
+                out.append({"messages": msgs, "kind": "chat", "source": prob.id, "family": fam,
+                            "tier": tier, **({"verbose": True} if verbose else {}),
+                            **({"budget": b} if b is not None else {})})  # fmt: skip
     return out
+
+
+DEFAULT_BUDGET_RANGE = (8, 256)
+
+
+def budget_range(value: Any) -> tuple[int, int]:
+    """`[lo, hi]` thinking-token budgets, 1 ≤ lo ≤ hi, or a clear error."""
+    try:
+        lo, hi = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise HillclimbError(f"budget_range must be two integers [lo, hi], got {value!r}") from None
+    if not 1 <= lo <= hi:
+        raise HillclimbError(f"budget_range must satisfy 1 <= lo <= hi, got {value!r}")
+    return lo, hi
+
+
+def budget_noted(records: Iterable[dict[str, Any]]) -> int:
+    """How many chat records open with the budget note a budget-conditioned model is served with
+    (`serve.budget.budget_note`), whoever wrote them: SFT on them makes the note a trained input,
+    so the checkpoint says so (`budget_conditioning` in `hillclimb.json`) and the server renders it."""
+    import re
+
+    from hillclimb.serve.budget import BUDGET_NOTE
+
+    head, tail = BUDGET_NOTE.split("{n}")
+    pattern = re.compile(re.escape(head) + r"\d+" + re.escape(tail))
+    count = 0
+    for r in records:
+        msgs = r.get("messages") or []
+        first = msgs[0] if msgs and isinstance(msgs[0], dict) else {}
+        if first.get("role") == "system" and pattern.match(str(first.get("content", ""))):
+            count += 1
+    return count
 
 
 def _iter_corpus(corpus: Path) -> Iterable[dict[str, Any]]:
