@@ -63,6 +63,8 @@ def test_tiny_verbose_recipe_shares_tiny_up_to_pretraining_and_runs_alp() -> Non
         assert hv[k] == ht[k], k
     assert v.sft_data["thinking"]["verbose_fraction"] == 0.5
     assert "verbose_fraction" not in t.sft_data["thinking"]  # default: tiny's hashes unchanged
+    assert v.sft_data["thinking"]["budget_fraction"] == 0.5  # the served effort is trained
+    assert "budget_fraction" not in t.sft_data["thinking"]
     rl = v.rl["thinking"]
     assert rl["length_penalty"] == "alp" and rl["max_tokens"] == v.eval["max_tokens"] == 256
     assert [s.key for s in plan(v)][-5:] == [

@@ -199,6 +199,30 @@ def test_budget_conditioning_reward_is_l1_max():
         g, [1.0] * 5, budget=64, overlong="none", overlong_buffer=8, alp_beta=0.0
     )
     assert off == [1.0] * 5
+    # with ALP on too, only the unnoted rollout pays ALP; noted ones answer to their budget
+    both, _, _ = shape_group(
+        g, [1.0] * 5, budget=64, overlong="none", overlong_buffer=8, alp_beta=0.5, budget_beta=0.8
+    )
+    alp = 0.5 * (34 / 64) * 1.0  # solve rate 1: every token of the unnoted completion pays
+    assert both == pytest.approx([1.0, 1.0 - 0.8 * 0.5, 1.0 - 0.8, 1.0, 1.0 - alp])
+
+
+def test_budget_fracs_of_zero_leave_those_groups_without_a_note(micro, tmp_path):
+    """`budget_fracs` may hold 0: those groups get no note (and no budget), so one run trains the
+    unbudgeted default and the budget mapping side by side; all zeros is refused."""
+    from hillclimb.rl.train import run_rl
+
+    seen: list[int | None] = []
+
+    def record(r):
+        seen.append(r.think_budget)
+        return even_first_token(r)
+
+    run_rl(_cfg(micro, tmp_path / "run", steps=2, max_tokens=16, budget_conditioning=True,
+                budget_fracs=[0.0, 0.5]), reward_fn=record)  # fmt: skip
+    assert set(seen) == {None, 8}
+    with pytest.raises(ConfigError, match="budget_fracs"):
+        _cfg(micro, tmp_path / "x", budget_conditioning=True, budget_fracs=[0.0])
 
 
 def test_budget_note_is_shared_by_rl_prompts_and_the_server():

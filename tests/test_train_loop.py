@@ -290,3 +290,18 @@ def test_cli_reports_bad_input_as_one_line(tmp_path):
         and "tokenizer" in p.stderr
         and "Traceback" not in p.stderr
     )
+
+
+def test_sft_problems_with_budget_notes_use_the_models_tokenizer(pretrained, tmp_path):
+    """`hillclimb sft --problems '{..., "budget_fraction": 1}'`: the run's tokenizer measures
+    each solution (no separate tokenizer to pass), and the task marks the checkpoint."""
+    pytest.importorskip("hillclimb.problems")
+    from hillclimb.train import sft
+
+    root, _ = pretrained
+    spec = {"families": ["arith"], "tiers": [1], "n": 6, "budget_fraction": 1.0}
+    cfg = SFTConfig(init=root / "run" / "final", problems=spec, out=tmp_path / "p", seq_len=256,
+                    batch_size=2, steps=1, val_every=0, threads=1, tensorboard=False)  # fmt: skip
+    task = sft.build_task(cfg)
+    assert task.meta["budget_conditioning"]["sft_examples"] == 6
+    assert task.summary["budget_noted"] == 6

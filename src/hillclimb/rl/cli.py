@@ -46,7 +46,12 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
         "true",
         "put a thinking budget in each prompt and penalise overshooting it (L1-max)",
     ),
-    ("--budget-fracs", "budget_fracs", "floats", "budgets as fractions of the cell budget"),
+    (
+        "--budget-fracs",
+        "budget_fracs",
+        "floats",
+        "budgets as fractions of the cell budget (0: no note)",
+    ),
     ("--budget-beta", "budget_beta", float, "penalty for a full budget overshoot (1.0)"),
     ("--pareto-budgets", "pareto_budgets", "ints", "forced thinking budgets for the Pareto plot"),
     ("--clip-low", "clip_low", float, "PPO clip below (0.2)"),

@@ -52,7 +52,8 @@ class RLConfig(TrainConfig):
     length_start_step: int = 0  # ALP switches on at this RL step (after accuracy is established)
     # budget conditioning (L1, arXiv 2503.04697, "max" variant): each prompt carries a thinking
     # budget drawn from `budget_fracs` × the cell's token budget (shared by its group), and a
-    # completion loses `budget_beta` × the overshoot / budget (at most `budget_beta`)
+    # completion loses `budget_beta` × the overshoot / budget (at most `budget_beta`); a
+    # fraction of 0 draws "no note" for that group, which ALP (if on) then governs alone
     budget_conditioning: bool = False
     budget_fracs: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])  # ours
     budget_beta: float = 1.0  # ours: a full overshoot (2x the budget) costs a correct answer
@@ -122,8 +123,11 @@ class RLConfig(TrainConfig):
         need(self.kl_beta >= 0, "kl_beta must be >= 0")
         need(self.aux_scale >= 0, "aux_scale must be >= 0")
         need(
-            bool(self.budget_fracs) and all(0 < f <= 1 for f in self.budget_fracs),
-            f"budget_fracs must be fractions in (0, 1], got {self.budget_fracs}",
+            bool(self.budget_fracs)
+            and all(0 <= f <= 1 for f in self.budget_fracs)
+            and any(f > 0 for f in self.budget_fracs),
+            f"budget_fracs must be fractions in [0, 1] (0: no note), at least one above 0, "
+            f"got {self.budget_fracs}",
         )
         need(self.budget_beta >= 0, "budget_beta must be >= 0")
         need(self.harness_max_steps >= 1, "harness_max_steps must be >= 1")

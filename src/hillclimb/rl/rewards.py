@@ -100,6 +100,8 @@ def shape_group(
 
     - ALP (`alp_beta > 0`): r − β · (n / budget) · max(p̂, 1/G), p̂ = the group's solve rate, n
       the completion's tokens: easy prompts (p̂ high) pay for every token, hard ones barely.
+      Not on rollouts whose prompt carried a thinking budget: the user's budget, not ALP,
+      says how long those may think (otherwise a high budget's note would be trained away).
     - overlong "soft" (DAPO): completions within `overlong_buffer` tokens of the budget lose
       linearly up to 1; "mask": truncated completions get no gradient at all.
     - budget conditioning (`budget_beta > 0`, rollouts with a `think_budget` b): L1-max — a
@@ -110,7 +112,7 @@ def shape_group(
     out, keep = list(raw), [True] * g
     for i, r in enumerate(rollouts):
         n = r.completion_tokens
-        if alp_beta > 0:
+        if alp_beta > 0 and not r.think_budget:  # a noted prompt's length is its budget's
             out[i] -= alp_beta * (n / max(1, budget)) * max(solved, 1.0 / g)
         if overlong == "soft" and n > budget - overlong_buffer:
             out[i] -= min(1.0, (n - (budget - overlong_buffer)) / overlong_buffer)

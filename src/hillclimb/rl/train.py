@@ -397,9 +397,10 @@ def _collect(
         mine = [p for i, p in enumerate(probs) if i % info.world == info.rank]
         think = None
         if cfg.budget_conditioning:  # one budget per prompt, shared by its group
+            fracs = [_pick(cfg.budget_fracs, cfg.seed, step, rnd, p.id) for p in mine]
             think = [
-                max(1, round(budget(p) * _pick(cfg.budget_fracs, cfg.seed, step, rnd, p.id)))
-                for p in mine
+                max(1, round(budget(p) * f)) if f > 0 else None
+                for p, f in zip(mine, fracs, strict=True)
             ]
         rolls = rollout_and_check(
             engine,

@@ -25,10 +25,12 @@ fractions of the model's own p90 (`EFFORT_FRACTIONS`: 1/4 and 1/2, never above t
 cap), and `high` keeps the table's budget (think as long as you normally would). Tokens and
 accuracy per level are measured by `bench/serve_effort.py` (BENCHMARKS.md).
 
-Budget conditioning (the training half): a model trained by `hillclimb rl --budget-conditioning`
-saw its budget in the prompt — a system note, `budget_note(n)` — and was rewarded for staying
-within it, so its checkpoint says `budget_conditioning` in `hillclimb.json` and the server puts
-the same note in front of the conversation when a request sets a budget (`with_budget_note`).
+Budget conditioning (the training half): a model trained on budget-noted SFT data (`[sft_data]
+budget_fraction`: the longest solution form that fits the budget) or by `hillclimb rl
+--budget-conditioning` (rewarded for staying within it) saw its budget in the prompt — a system
+note, `budget_note(n)` — so its checkpoint says `budget_conditioning` in `hillclimb.json` and the
+server puts the same note in front of the conversation when a request sets a budget
+(`with_budget_note`).
 The forced `</think>` stays as the hard cap either way.
 
 An explicit `thinking_token_budget` wins over `reasoning_effort`. The budget counts tokens

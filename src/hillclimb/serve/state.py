@@ -293,7 +293,8 @@ def load_state(
 
 
 def budget_conditioned(ckpt: str | Path | None) -> bool:
-    """Whether a checkpoint was RL-trained with budget conditioning (its `hillclimb.json`)."""
+    """Whether a checkpoint was trained to read the budget note (SFT on budget-noted data or
+    budget-conditioned RL: `budget_conditioning` in its `hillclimb.json`)."""
     if ckpt is None:
         return False
     from hillclimb.model.checkpoint import read_info

@@ -147,7 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SPEC",
         help='built-in examples from hillclimb.problems, JSON: {"tiers":[1,2],"n":500,'
-        '"families":null,"kinds":["reasoning"]}',
+        '"families":null,"kinds":["reasoning"],"verbose_fraction":0,"budget_fraction":0,'
+        '"budget_range":[8,256]}',
     )
     s.add_argument(
         "--fim-corpus",

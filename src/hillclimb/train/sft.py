@@ -26,13 +26,14 @@ if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
 
 
-def collect_records(cfg: SFTConfig) -> tuple[list[dict], list[dict]]:
-    """(train records, explicit val records)."""
+def collect_records(cfg: SFTConfig, tok: Tokenizer | None = None) -> tuple[list[dict], list[dict]]:
+    """(train records, explicit val records); `tok` measures solutions for budget notes."""
     recs: list[dict] = []
     if cfg.sft_data:
         recs += S.read_jsonl(cfg.sft_data)
     if cfg.problems:
-        recs += S.problem_examples(cfg.problems, cfg.seed)
+        count = (lambda text: len(tok.encode(text))) if tok is not None else None
+        recs += S.problem_examples(cfg.problems, cfg.seed, count)
     if cfg.fim_corpus is not None and cfg.fim_examples > 0:
         recs += S.fim_from_corpus(
             cfg.fim_corpus,
@@ -63,7 +64,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         raise ConfigError("SFT starts from a checkpoint: pass --from CHECKPOINT")
     tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init)
     mcfg = resolve_model_config(cfg, tok)
-    recs, val_recs = collect_records(cfg)
+    recs, val_recs = collect_records(cfg, tok)
     max_len = cfg.max_example_tokens or cfg.seq_len + 1
     examples, dropped = encode_all(tok, recs, max_len)
     if not val_recs and cfg.val_fraction > 0 and len(examples) > 1:
