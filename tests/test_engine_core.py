@@ -330,6 +330,18 @@ def test_reasoning_budget_forces_think_end(engine):
     assert content.lstrip("\n") == out.content_text
     seen_ids = [t for ev in evs for t in ev.token_ids]
     assert seen_ids == out.token_ids
+    # with the checkpoint's thinking profile, low effort is a quarter of its p90 (the server's
+    # mapping lives in the engine, so every caller gets it)
+    engine.thinking_profile = {"p50": 10, "p90": 20}
+    try:
+        low = engine.generate(
+            prompt,
+            SamplingParams(max_tokens=30, temperature=0, ignore_eos=True, reasoning_effort="low"),
+        )
+    finally:
+        engine.thinking_profile = None
+    te_pos = low.token_ids.index(te) if te in low.token_ids else len(low.token_ids)
+    assert te_pos <= 5 and low.reasoning_tokens <= 6
 
 
 @torch.no_grad()

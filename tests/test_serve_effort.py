@@ -40,3 +40,24 @@ def test_effort_budgets_with_and_without_a_profile():
 )  # fmt: skip
 def test_malformed_or_missing_profiles_fall_back_to_the_table(info):
     assert profile_from_info(info) is None
+
+
+def test_engines_from_checkpoints_carry_their_profile(tmp_path):
+    """`Engine.from_checkpoint` reads the checkpoint's profile (RL writes it), so a served
+    `reasoning_effort` maps onto the model's own thinking lengths; none or a malformed file:
+    the table."""
+    import json
+
+    from hillclimb.cli import main
+    from hillclimb.serve.budget import checkpoint_profile
+    from hillclimb.serve.engine import Engine
+
+    ck = tmp_path / "ck"
+    assert main(["init", "--preset", "thinking-micro", "--out", str(ck), "--seed", "0"]) == 0
+    assert checkpoint_profile(ck) is None and Engine.from_checkpoint(ck).thinking_profile is None
+    info = json.loads((ck / "hillclimb.json").read_text())
+    prof = {"p50": 12, "p90": 30, "n": 5, "source": "test"}
+    (ck / "hillclimb.json").write_text(json.dumps({**info, "thinking_profile": prof}))
+    assert Engine.from_checkpoint(ck).thinking_profile == prof
+    (ck / "hillclimb.json").write_text("{not json")
+    assert checkpoint_profile(ck) is None and checkpoint_profile(tmp_path / "none") is None

@@ -303,7 +303,7 @@ def test_budget_conditioned_model_reads_its_budget_in_the_prompt(client, server,
     requests get the conversation unchanged."""
     import json as _json
 
-    from hillclimb.serve.budget import with_budget_note
+    from hillclimb.serve.budget import effort_budget, with_budget_note
     from hillclimb.serve.state import budget_conditioned
 
     tok = server.state.tokenizer
@@ -324,8 +324,18 @@ def test_budget_conditioned_model_reads_its_budget_in_the_prompt(client, server,
         noted = len(tok.encode_chat(with_budget_note(msgs, 7), add_generation_prompt=True))
         assert prompt_tokens(thinking_token_budget=7) == noted > plain
         assert prompt_tokens() == plain  # no budget asked: no note
+        # an effort level resolves against the model's thinking profile, as the engine does
+        entry.engine.thinking_profile = {"p50": 2, "p90": 4}
+        low = len(tok.encode_chat(with_budget_note(msgs, 1), add_generation_prompt=True))
+        table = effort_budget("low", entry.engine.max_context)  # what it was without a profile
+        assert table != 1
+        assert low != len(
+            tok.encode_chat(with_budget_note(msgs, table), add_generation_prompt=True)
+        )
+        assert prompt_tokens(reasoning_effort="low") == low
     finally:
         entry.budget_note = False
+        entry.engine.thinking_profile = None
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / "hillclimb.json").write_text(_json.dumps({"budget_conditioning": {"note": "x"}}))

@@ -103,6 +103,17 @@ def profile_from_info(info: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def checkpoint_profile(path: Any) -> dict[str, Any] | None:
+    """The thinking profile a checkpoint directory carries (None: none, or unreadable)."""
+    from hillclimb.errors import HillclimbError
+    from hillclimb.model.checkpoint import read_info
+
+    try:
+        return profile_from_info(read_info(path))
+    except (OSError, ValueError, HillclimbError):
+        return None
+
+
 def effort_budget(effort: str, max_context: int, profile: dict[str, Any] | None = None) -> int:
     nominal, frac = EFFORT_BUDGETS[effort]
     cap = max(1, min(nominal, int(max_context * frac)))

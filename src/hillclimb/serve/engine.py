@@ -64,7 +64,7 @@ import torch
 
 from hillclimb.errors import HillclimbError
 from hillclimb.model.kv_cache import KVCache
-from hillclimb.serve.budget import ThinkState, resolve_budget
+from hillclimb.serve.budget import ThinkState, checkpoint_profile, resolve_budget
 from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
 from hillclimb.serve.drafters import Drafter, LookupConfig, LookupDrafter
 from hillclimb.serve.fastpath import FastForward
@@ -508,6 +508,7 @@ class Engine:
         prefix_min_tokens: int = 8,
         spec_batch: str = "auto",
         batch_cost: BatchCostConfig | None = None,
+        thinking_profile: dict[str, Any] | None = None,
     ):
         if max_batch < 1:
             raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
@@ -527,6 +528,8 @@ class Engine:
         )
         self.dtype = next(model.parameters()).dtype
         self.name = name or getattr(self.cfg, "family", None) or "model"
+        # the checkpoint's measured thinking lengths: reasoning_effort low/medium follow them
+        self.thinking_profile = thinking_profile
         ctx = self.cfg.max_seq_len if max_len is None else int(max_len)
         if ctx < 2:
             raise HillclimbError(f"max_len must be >= 2, got {ctx}")
@@ -702,6 +705,7 @@ class Engine:
         from hillclimb.tokenizer.io import load_tokenizer
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kw.setdefault("thinking_profile", checkpoint_profile(path))
         model = load_model(path, device=dev)
         tok = load_tokenizer(path)
         d: Engine | torch.nn.Module | None
@@ -760,7 +764,10 @@ class Engine:
             stop_ids |= set(self.tokenizer.stop_ids)
         seed = params.seed if params.seed is not None else self._rng.getrandbits(63)
         budget = resolve_budget(
-            params.reasoning_effort, params.thinking_token_budget, self.max_context
+            params.reasoning_effort,
+            params.thinking_token_budget,
+            self.max_context,
+            self.thinking_profile,
         )
         heal = params.token_healing if params.token_healing is not None else self.token_healing
         plan = self.heal_index.plan(ids) if heal else None

@@ -399,6 +399,7 @@ class RemoteEngine:
 
     def __init__(self, host: EngineProcess, name: str, checkpoint: str | Path):
         from hillclimb.model.checkpoint import load_config
+        from hillclimb.serve.budget import checkpoint_profile
         from hillclimb.tokenizer.io import load_tokenizer
 
         self.host, self.name = host, name
@@ -411,6 +412,8 @@ class RemoteEngine:
         self.compile_error: str | None = info["compile_error"]
         self.has_draft: bool = info["has_draft"]
         self.default_drafter: str = info["default_drafter"]
+        # the engine process resolves budgets with the same profile (Engine.from_checkpoint)
+        self.thinking_profile = checkpoint_profile(checkpoint)
 
     def submit(self, prompt: Any, params: Any, request_id: str | None = None) -> Any:
         import uuid

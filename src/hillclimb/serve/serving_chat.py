@@ -281,7 +281,8 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
         if not entry.budget_note:
             return prompts
         ctx = entry.engine.max_context
-        budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget, ctx)
+        profile = getattr(entry.engine, "thinking_profile", None)  # as the engine resolves it
+        budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget, ctx, profile)
         return prompts if budget is None else chat_prompt(req, tok, budget)
 
     def default_max_tokens(self, state: ServerState) -> int:
