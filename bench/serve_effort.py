@@ -8,7 +8,9 @@ For each effort level (none, low, medium, high) the held-out (val split) problem
 greedily through the engine with exactly what the server does for that request: the budget the
 engine resolves for `reasoning_effort` (`serve.budget.resolve_budget`, with the checkpoint's
 measured thinking profile when it has one), the think block closed when the budget is spent,
-and the budget note in the prompt for budget-conditioned checkpoints. Prints one JSON object:
+and the budget note in the prompt for budget-conditioned checkpoints — which are only *told* an
+effort level's budget, with the effort table's cap as the hard limit
+(`serving_chat.thinking_limits`). Prints one JSON object:
 per level the budget, accuracy, mean reasoning tokens (inside the think block, tags included;
 also per tier), mean completion tokens and the share of answers that kept within the budget, plus the ratios against "none". All levels see the same problems,
 prompts and settings, side by side in one run.
@@ -64,7 +66,7 @@ def main() -> int:
     from hillclimb import problems as P
     from hillclimb.model.checkpoint import read_info
     from hillclimb.rl.rollout import rollout_and_check
-    from hillclimb.serve.budget import profile_from_info, resolve_budget
+    from hillclimb.serve.budget import effort_budget, profile_from_info, resolve_budget
     from hillclimb.serve.engine import Engine
 
     torch.manual_seed(args.seed)
@@ -85,6 +87,14 @@ def main() -> int:
         else [(lv, resolve_budget(lv, None, engine.max_context, profile)) for lv in LEVELS]
     )
     for level, budget in levels:
+        # the server's hard cap: the budget itself, except that a budget-reading model asked
+        # for an effort level is only told it, with the effort table's cap as the backstop
+        # (`serving_chat.thinking_limits`); --note-only: no cut at all
+        hard = budget
+        if conditioned and not explicit and level is not None:
+            hard = effort_budget(level, engine.max_context)
+        if args.note_only:
+            hard = None
         t0 = time.perf_counter()
         rolls = rollout_and_check(
             engine,
@@ -94,7 +104,7 @@ def main() -> int:
             temperature=0.0,
             think_budgets=[budget] * len(probs),
             budget_note=conditioned or args.note_only,
-            force_budget=not args.note_only,
+            force_budgets=[hard] * len(probs),
         )
         n = max(1, len(rolls))
         by_tier: dict[str, list[int]] = {}
@@ -104,6 +114,7 @@ def main() -> int:
             {
                 "effort": level or "none",
                 "budget": budget,
+                "hard_cap": hard,
                 "accuracy": sum(r.passed for r in rolls) / n,
                 "mean_reasoning_tokens": sum(r.reasoning_tokens for r in rolls) / n,
                 "mean_completion_tokens": sum(r.completion_tokens for r in rolls) / n,

@@ -61,3 +61,32 @@ def test_engines_from_checkpoints_carry_their_profile(tmp_path):
     assert Engine.from_checkpoint(ck).thinking_profile == prof
     (ck / "hillclimb.json").write_text("{not json")
     assert checkpoint_profile(ck) is None and checkpoint_profile(tmp_path / "none") is None
+
+
+def test_a_budget_reading_model_is_told_its_effort_and_cut_only_at_the_table():
+    """Chat: for a model trained to read its budget, `reasoning_effort` becomes the note (its
+    budget from the profile) and the engine's hard cap is the table's backstop; an explicit
+    `thinking_token_budget` is a hard cap for every model; other models keep effort as asked."""
+    from types import SimpleNamespace
+
+    from hillclimb.serve.api import ChatCompletionRequest
+    from hillclimb.serve.serving_chat import ChatEndpoint
+
+    ep = ChatEndpoint()
+    eng = SimpleNamespace(max_context=1024, thinking_profile={"p50": 10, "p90": 40})
+    reads = SimpleNamespace(budget_note=True, engine=eng)
+    plain = SimpleNamespace(budget_note=False, engine=eng)
+
+    def req(**kw):
+        return ChatCompletionRequest(
+            model="thinking", messages=[{"role": "user", "content": "hi"}], **kw
+        )
+
+    assert ep.thinking_limits(req(reasoning_effort="low"), reads) == (None, 128)
+    assert ep.thinking_limits(req(reasoning_effort="high"), reads) == (None, 512)
+    assert ep.thinking_limits(req(reasoning_effort="low", thinking_token_budget=9), reads) == (
+        "low",
+        9,
+    )
+    assert ep.thinking_limits(req(reasoning_effort="low"), plain) == ("low", None)
+    assert ep.thinking_limits(req(), reads) == (None, None)

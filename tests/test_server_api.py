@@ -332,10 +332,20 @@ def test_budget_conditioned_model_reads_its_budget_in_the_prompt(client, server,
         assert low != len(
             tok.encode_chat(with_budget_note(msgs, table), add_generation_prompt=True)
         )
+        # ... and the engine is told no effort, only the table's backstop as its hard cap
+        seen, real = [], entry.engine.submit
+
+        def spy(prompt, params, *a, **kw):
+            seen.append((params.reasoning_effort, params.thinking_token_budget))
+            return real(prompt, params, *a, **kw)
+
+        entry.engine.submit = spy
         assert prompt_tokens(reasoning_effort="low") == low
+        assert seen == [(None, table)]
     finally:
         entry.budget_note = False
         entry.engine.thinking_profile = None
+        entry.engine.__dict__.pop("submit", None)
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / "hillclimb.json").write_text(_json.dumps({"budget_conditioning": {"note": "x"}}))

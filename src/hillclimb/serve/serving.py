@@ -77,6 +77,11 @@ class Endpoint(ABC, Generic[RequestT]):
         """The prompts for the model the request resolved to (default: unchanged)."""
         return prompts
 
+    def thinking_limits(self, req: RequestT, entry: ModelEntry) -> tuple[str | None, int | None]:
+        """(reasoning_effort, thinking_token_budget) for the engine: the hard cap on thinking
+        (default: as the request asks)."""
+        return req.reasoning_effort, req.thinking_token_budget
+
     @abstractmethod
     def default_max_tokens(self, state: ServerState) -> int: ...
 
@@ -354,6 +359,7 @@ def sampling_params(
                 "prediction.content",
                 "invalid_value",
             )
+    effort, think_cap = endpoint.thinking_limits(req, entry)
     out = []
     for i in range(req.n):
         seed = None if req.seed is None else (req.seed + i) % (2**63)
@@ -366,8 +372,8 @@ def sampling_params(
             stop=stops,
             ignore_eos=req.ignore_eos,
             logprobs=logprobs,
-            reasoning_effort=req.reasoning_effort,
-            thinking_token_budget=req.thinking_token_budget,
+            reasoning_effort=effort,
+            thinking_token_budget=think_cap,
             drafter=req.drafter,
             prediction=prediction,
             token_healing=endpoint.token_healing(req),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.serve.api import ChatCompletionRequest, invalid, message_dicts
-from hillclimb.serve.budget import resolve_budget, with_budget_note
+from hillclimb.serve.budget import effort_budget, resolve_budget, with_budget_note
 from hillclimb.serve.job import openai_finish
 from hillclimb.serve.serving import Endpoint, token_text, top_alternatives
 from hillclimb.serve.streaming import ChoiceStream
@@ -284,6 +284,18 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
         profile = getattr(entry.engine, "thinking_profile", None)  # as the engine resolves it
         budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget, ctx, profile)
         return prompts if budget is None else chat_prompt(req, tok, budget)
+
+    def thinking_limits(
+        self, req: ChatCompletionRequest, entry: ModelEntry
+    ) -> tuple[str | None, int | None]:
+        """For a model trained to read its budget, `reasoning_effort` is a request the note
+        carries (`for_model`), and the hard cap is only the effort table's backstop: cutting at
+        the note's budget cut below the shortest correct solutions and cost such a model
+        accuracy (BENCHMARKS.md, "Budget notes in SFT"). `thinking_token_budget` stays a hard
+        cap for every model (vLLM's meaning)."""
+        if entry.budget_note and req.thinking_token_budget is None and req.reasoning_effort:
+            return None, effort_budget(req.reasoning_effort, entry.engine.max_context)
+        return req.reasoning_effort, req.thinking_token_budget
 
     def default_max_tokens(self, state: ServerState) -> int:
         return state.default_max_tokens

@@ -48,9 +48,9 @@ class ModelEntry:
     checkpoint: str | None = None
     active_params: int | None = None
     total_params: int | None = None
-    # trained with budget conditioning (`hillclimb rl --budget-conditioning`; its checkpoint's
-    # hillclimb.json says so): a request's thinking budget also goes into the prompt, as the
-    # note the model was trained with (`serve.budget.with_budget_note`)
+    # trained to read its budget (SFT on budget-noted data or `hillclimb rl
+    # --budget-conditioning`; its checkpoint's hillclimb.json says so): a request's thinking
+    # budget also goes into the prompt, as the note it was trained with (`with_budget_note`)
     budget_note: bool = False
 
 
