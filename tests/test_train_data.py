@@ -392,7 +392,7 @@ def test_budget_notes_pick_the_longest_form_that_fits_and_render_the_served_note
     assert recs == S.problem_examples(spec, seed=5, count_tokens=count)
     with pytest.raises(HillclimbError, match="tokenizer"):
         S.problem_examples(spec, seed=5)
-    for bad in ([0, 10], [20, 10], "8-256", [1]):
+    for bad in ([0, 10], [20, 10], "8-256", "12", [1], [8.5, 64], [True, 9], [4, 8, 16]):
         with pytest.raises(HillclimbError, match="budget_range"):
             S.problem_examples({**spec, "budget_range": bad}, seed=5, count_tokens=count)
     with pytest.raises(HillclimbError, match="budget_fraction"):

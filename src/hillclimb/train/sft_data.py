@@ -245,10 +245,12 @@ DEFAULT_BUDGET_RANGE = (8, 256)
 
 def budget_range(value: Any) -> tuple[int, int]:
     """`[lo, hi]` thinking-token budgets, 1 ≤ lo ≤ hi, or a clear error."""
-    try:
-        lo, hi = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise HillclimbError(f"budget_range must be two integers [lo, hi], got {value!r}") from None
+    bad = HillclimbError(f"budget_range must be two integers [lo, hi], got {value!r}")
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise bad
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise bad
+    lo, hi = value
     if not 1 <= lo <= hi:
         raise HillclimbError(f"budget_range must satisfy 1 <= lo <= hi, got {value!r}")
     return lo, hi
