@@ -66,8 +66,8 @@ def sample_seed(seed: int, problem_id: str, i: int) -> int:
 
 def chat_prompt(tokenizer: Any, p: Problem, think_budget: int | None = None) -> list[int]:
     """The problem as one user turn; with `think_budget`, behind the budget note a
-    budget-conditioned model is trained and served with (`serve.budget.with_budget_note`)."""
-    from hillclimb.serve.budget import with_budget_note
+    budget-conditioned model is trained and served with (`tokenizer.specials.with_budget_note`)."""
+    from hillclimb.tokenizer.specials import with_budget_note
 
     msgs = [{"role": "user", "content": p.prompt}]
     if think_budget is not None:

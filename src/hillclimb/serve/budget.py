@@ -44,37 +44,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hillclimb.tokenizer.specials import THINK_END, THINK_START
+from hillclimb.tokenizer.specials import (  # noqa: F401 (the note lives with the chat template)
+    BUDGET_NOTE,
+    THINK_END,
+    THINK_START,
+    budget_note,
+    with_budget_note,
+)
 
 EFFORT_BUDGETS: dict[str, tuple[int, float]] = {
     "low": (256, 1 / 8),
     "medium": (1024, 1 / 4),
     "high": (4096, 1 / 2),
 }
-
-
-BUDGET_NOTE = "Think for at most {n} tokens."
-
-
-def budget_note(n: int) -> str:
-    """The system note that tells a budget-conditioned model its thinking budget (RL and the
-    server must render it identically: it is part of what the model was trained on)."""
-    return BUDGET_NOTE.format(n=int(n))
-
-
-def with_budget_note(messages: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """`messages` with the budget note as the first system message (prepended to an existing
-    leading system message's text, so the conversation keeps one system turn)."""
-    note = budget_note(n)
-    if (
-        messages
-        and messages[0].get("role") == "system"
-        and isinstance(messages[0].get("content"), str)
-    ):
-        first = dict(messages[0])
-        first["content"] = f"{note}\n\n{first['content']}"
-        return [first, *messages[1:]]
-    return [{"role": "system", "content": note}, *messages]
 
 
 # effort -> fraction of the model's own p90 thinking length (when its checkpoint has a profile)

@@ -11,6 +11,8 @@ by us with the same Jinja source, so there is exactly one definition of the chat
 
 from __future__ import annotations
 
+from typing import Any
+
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -100,3 +102,30 @@ CHAT_TEMPLATE = (
 def fim_prompt(prefix: str, suffix: str) -> str:
     """The PSM fill-in-the-middle prompt (Qwen2.5-Coder's layout); the model writes the middle."""
     return f"{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
+
+
+# The thinking-budget note a budget-conditioned model reads (L1-style budget conditioning). It
+# lives with the chat template because SFT data (train), RL prompts (rl) and the server (serve)
+# must render it byte-identically: it is part of what the model was trained on.
+BUDGET_NOTE = "Think for at most {n} tokens."
+
+
+def budget_note(n: int) -> str:
+    """The system note that tells a budget-conditioned model its thinking budget (RL and the
+    server must render it identically: it is part of what the model was trained on)."""
+    return BUDGET_NOTE.format(n=int(n))
+
+
+def with_budget_note(messages: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """`messages` with the budget note as the first system message (prepended to an existing
+    leading system message's text, so the conversation keeps one system turn)."""
+    note = budget_note(n)
+    if (
+        messages
+        and messages[0].get("role") == "system"
+        and isinstance(messages[0].get("content"), str)
+    ):
+        first = dict(messages[0])
+        first["content"] = f"{note}\n\n{first['content']}"
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hillclimb.errors import ConfigError, HillclimbError
-from hillclimb.serve.budget import BUDGET_NOTE
+from hillclimb.tokenizer.specials import BUDGET_NOTE
 from hillclimb.train import sft_data as S
 from hillclimb.train.config import SFTConfig
 from hillclimb.train.loop import RunResult, TrainTask, run_training

@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hillclimb.errors import HillclimbError
-from hillclimb.tokenizer.specials import ENDOFTEXT, FIM_PAD, fim_prompt
+from hillclimb.tokenizer.specials import (
+    BUDGET_NOTE,
+    ENDOFTEXT,
+    FIM_PAD,
+    fim_prompt,
+    with_budget_note,
+)
 from hillclimb.train.data import step_rng
 
 if TYPE_CHECKING:
@@ -188,7 +194,7 @@ def problem_examples(
     share of reasoning problems that carry a thinking budget, "budget_range": [lo, hi] tokens}.
 
     Budget notes (SFT half of budget conditioning, docs/areas/rl.md): a noted problem gets the
-    system note the server renders for a budget-conditioned model (`serve.budget.budget_note`),
+    system note the server renders for a budget-conditioned model (`tokenizer.specials.budget_note`),
     with b drawn log-uniformly from `budget_range`, and its worked solution is the longest of our
     two forms whose reasoning fits b tokens (`count_tokens`, the model's tokenizer): the long
     form when it fits, the minimal one otherwise (even when that exceeds b: it is the shortest
@@ -199,7 +205,6 @@ def problem_examples(
     `verbose` / `budget` when it has them), so the climb's SFT mixture can count them."""
     from hillclimb import problems as P
     from hillclimb.problems.render import verbose_reasoning
-    from hillclimb.serve.budget import with_budget_note
 
     kinds = spec.get("kinds")
     verbose_fraction = float(spec.get("verbose_fraction", 0.0))
@@ -258,11 +263,9 @@ def budget_range(value: Any) -> tuple[int, int]:
 
 def budget_noted(records: Iterable[dict[str, Any]]) -> int:
     """How many chat records open with the budget note a budget-conditioned model is served with
-    (`serve.budget.budget_note`), whoever wrote them: SFT on them makes the note a trained input,
+    (`tokenizer.specials.budget_note`), whoever wrote them: SFT on them makes the note a trained input,
     so the checkpoint says so (`budget_conditioning` in `hillclimb.json`) and the server renders it."""
     import re
-
-    from hillclimb.serve.budget import BUDGET_NOTE
 
     head, tail = BUDGET_NOTE.split("{n}")
     pattern = re.compile(re.escape(head) + r"\d+" + re.escape(tail))
