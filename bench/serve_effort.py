@@ -4,16 +4,18 @@ Usage:
     python bench/serve_effort.py --model runs/tiny/09-rl-thinking/run/final \
         [--families arith,arith_chain,logic,word_problem] [--tiers 1,2] [--n-per-tier 16]
 
-For each effort level (none, low, medium, high) the held-out (val split) problems are answered
-greedily through the engine with exactly what the server does for that request: the budget the
-engine resolves for `reasoning_effort` (`serve.budget.resolve_budget`, with the checkpoint's
-measured thinking profile when it has one), the think block closed when the budget is spent,
-and the budget note in the prompt for budget-conditioned checkpoints — which are only *told* an
-effort level's budget, with the effort table's cap as the hard limit
-(`serving_chat.thinking_limits`). Prints one JSON object:
-per level the budget, accuracy, mean reasoning tokens (inside the think block, tags included;
-also per tier), mean completion tokens and the share of answers that kept within the budget, plus the ratios against "none". All levels see the same problems,
-prompts and settings, side by side in one run.
+For each effort level (none, low, medium, high) the problems (`--split`: val by default, whose
+problems are never trained on but tune checkpoints; `heldout` / `heldout_phrasing` for reported
+accuracy) are answered greedily through the engine with exactly what the server does for that
+request: the budget the engine resolves for `reasoning_effort` (`serve.budget.resolve_budget`,
+with the checkpoint's measured thinking profile when it has one), the think block closed when
+the budget is spent, and the budget note in the prompt for budget-conditioned checkpoints —
+which are only *told* an effort level's budget, with the effort table's cap as the hard limit
+(`serving_chat.thinking_limits`). Prints one JSON object: the no-training baseline on the same
+problems (`baseline_accuracy`, as `hillclimb eval` computes it), and per level the budget,
+accuracy, mean reasoning tokens (inside the think block, tags included; also per tier), mean
+completion tokens, the share of answers that kept within the budget, and the ratios against
+"none". All levels see the same problems, prompts and settings, side by side in one run.
 
 `--budgets 26,64,256` asks with explicit `thinking_token_budget` values instead of the effort
 levels; `--note-only` leaves the think block open (no forced `</think>`), so a budget-conditioned
@@ -33,6 +35,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -46,6 +49,11 @@ def main() -> int:
     ap.add_argument("--tiers", default="1,2")
     ap.add_argument("--n-per-tier", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="val", choices=["val", "heldout", "heldout_phrasing"],
+                    help="problems to ask: val (default) or the held-out splits (new problems; "
+                    "the same in new wordings), where the no-training baseline is reported too")  # fmt: skip
+    ap.add_argument("--baseline-train-n", type=int, default=500,
+                    help="training items per cell for the lookup baseline (as `hillclimb eval`)")  # fmt: skip
     ap.add_argument("--max-tokens", type=int, default=256, help="answer cap per problem")
     ap.add_argument("--budgets", default="",
                     help="explicit thinking budgets (e.g. 26,64,256) instead of effort levels")  # fmt: skip
@@ -78,8 +86,22 @@ def main() -> int:
         p
         for f in args.families.split(",")
         for t in (int(x) for x in args.tiers.split(","))
-        for p in P.generate(f, t, args.n_per_tier, args.seed, "val")
+        for p in P.generate(f, t, args.n_per_tier, args.seed, args.split)
     ]
+    # the no-training baseline on the same items, as `hillclimb eval` computes it: per family x
+    # tier the best of a lookup table over training items, the majority answer and chance
+    from hillclimb.eval.baselines import cell_baselines, summarise
+
+    cells: dict[tuple[str, int], list[Any]] = {}
+    for p in probs:
+        cells.setdefault((p.family, p.tier), []).append(p)
+    baseline = sum(
+        summarise(
+            cell_baselines(cell, P.generate(f, t, args.baseline_train_n, args.seed, "train"))
+        ).best
+        * len(cell)
+        for (f, t), cell in cells.items()
+    ) / max(1, len(probs))
     rows = []
     levels: list[tuple[str | None, int | None]] = (
         [(None, None)] + [(f"budget {b}", b) for b in explicit]
@@ -147,6 +169,8 @@ def main() -> int:
                 "forced_cut": not args.note_only,
                 "thinking_profile": profile,
                 "problems": len(probs),
+                "split": args.split,
+                "baseline_accuracy": baseline,
                 "families": args.families,
                 "tiers": args.tiers,
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
