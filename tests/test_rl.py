@@ -490,6 +490,8 @@ def test_rollouts_carry_the_budget_note(micro):
         rollout_and_check(eng, probs, think_budgets=[3])
     with pytest.raises(HillclimbError, match=">= 1 token"):
         rollout_and_check(eng, probs, think_budgets=[0, 1])
+    with pytest.raises(HillclimbError, match="force_budgets"):
+        rollout_and_check(eng, probs, force_budgets=[4])
 
 
 def test_dynamic_sampling_drops_groups_with_equal_rewards(micro, tmp_path):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import ConfigError, HillclimbError
-from hillclimb.train.sft_data import budget_range
+from hillclimb.train.sft_data import DEFAULT_BUDGET_RANGE, budget_range
 
 KNOWN_TABLES = {
     "climb",
@@ -78,7 +78,7 @@ SFT_DATA_DEFAULTS: dict[str, Any] = {
     # server renders for a budget-conditioned model; the worked solution is the longest form that
     # fits it (`train.sft_data.problem_examples`); budgets drawn log-uniformly from budget_range
     "budget_fraction": 0.0,
-    "budget_range": [8, 256],
+    "budget_range": list(DEFAULT_BUDGET_RANGE),
     # `hillclimb telemetry export` directories whose accepted episodes / consented API answers
     # join this model's SFT data (climb/flywheel.py); paths relative to the recipe
     "flywheel": [],

@@ -583,7 +583,7 @@ def _pareto(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, s
             temperature=0.0,
             think_budgets=[b] * len(probs),
             budget_note=cfg.budget_conditioning,
-            force_budget=True,
+            force_budgets=[b] * len(probs),
         )
         n = max(1, len(rolls))
         points.append(
