@@ -82,6 +82,7 @@ def _cells(t: dict) -> dict:
             "reasoning_tokens_per_correct": c.get("reasoning_tokens_per_correct"),
             "truncated_share": c["truncated_share"],
             "n": c["n"],
+            "correct": c["correct"],
         }
         for c in t["cells"]
     }
@@ -89,21 +90,9 @@ def _cells(t: dict) -> dict:
 
 def _pool(cells: dict, keys: list[str]) -> dict:
     """Accuracy and tokens pooled over `keys` (item-weighted, as if one cell)."""
-    rows = [cells[k] for k in keys if k in cells]
-    n = sum(r["n"] for r in rows)
-    correct = sum(r["accuracy"] * r["n"] for r in rows)
-    tok_c = sum((r["tokens_per_correct"] or 0.0) * r["accuracy"] * r["n"] for r in rows)
-    tok = sum(r["mean_completion_tokens"] * r["n"] for r in rows)
-    rea_c = sum(
-        (r.get("reasoning_tokens_per_correct") or 0.0) * r["accuracy"] * r["n"] for r in rows
-    )
-    return {
-        "n": n,
-        "accuracy": correct / n if n else None,
-        "tokens_per_correct": tok_c / correct if correct else None,
-        "reasoning_tokens_per_correct": rea_c / correct if correct else None,
-        "mean_completion_tokens": tok / n if n else None,
-    }
+    from hillclimb.eval.tasks import pool_cells
+
+    return pool_cells([cells[k] for k in keys if k in cells])
 
 
 def _summary(evals: dict, saturated: float) -> dict:

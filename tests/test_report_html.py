@@ -235,7 +235,9 @@ def test_one_self_contained_file_with_every_section(full: tuple[Path, _Doc]) -> 
     html = out.read_text()
     assert "http://" not in html and "https://" not in html
     text = "".join(doc.text)
-    for needle in ("pretrain-m", "sft-m", "rl-m", "thinking budget", "SFT vs RL", "baseline"):
+    for needle in (
+        "pretrain-m", "sft-m", "rl-m", "thinking budget", "SFT vs RL", "baseline", "RL thinking / correct",
+    ):  # fmt: skip
         assert needle in text, needle
 
 

@@ -428,6 +428,13 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
             f"<h4>{_e(m)}: SFT vs RL (same items, same settings)</h4>",
             _table(*R.sft_vs_rl_rows(phases)),
         ]
+    tiers = R.tokens_by_tier_rows(phases)
+    if tiers:
+        parts += [
+            f"<h4>{_e(m)}: tokens by tier</h4>",
+            f"<p>{_e(R.TOKENS_BY_TIER_NOTE)}</p>",
+            _table(*tiers),
+        ]
     return parts
 
 

@@ -314,6 +314,58 @@ def sft_vs_rl_rows(ev: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return header + ["tokens / correct"], rows
 
 
+def tokens_by_tier_rows(phases: dict[str, Any]) -> tuple[list[str], list[list[Any]]] | None:
+    """Header and rows of the tokens-by-tier table: per tier, pooled over the trained reasoning
+    families on the held-out problems (`eval.tasks.tokens_by_tier`), each of SFT and RL:
+    accuracy, completion tokens and think-block tokens per correct answer, each as a multiple of
+    tier 1's. Where issue 12's "tokens rise with tier" is read. None without reasoning cells."""
+    from hillclimb.eval.tasks import tokens_by_tier
+
+    tabs = {
+        p: tokens_by_tier(phases[p]["tasks"])
+        for p in ("sft", "rl")
+        if (phases.get(p) or {}).get("tasks")
+    }
+    tabs = {p: t for p, t in tabs.items() if t}
+    if not tabs:
+        return None
+
+    def tok(v: dict[str, Any], m: str) -> str:
+        x, r = v[m], v["ratio"][m]
+        return "-" if x is None else f"{x:.0f} ({r:.1f}×)" if r is not None else f"{x:.0f}"
+
+    header = ["tier", "n"]
+    for p in tabs:
+        header += [
+            f"{p.upper()} accuracy",
+            f"{p.upper()} tokens / correct",
+            f"{p.upper()} thinking / correct",
+        ]
+    rows = []
+    for tier in sorted({t for tab in tabs.values() for t in tab}):
+        row: list[Any] = [tier, next(tab[tier]["n"] for tab in tabs.values() if tier in tab)]
+        for tab in tabs.values():
+            v = tab.get(tier)
+            row += (
+                [
+                    _pct(v["accuracy"]),
+                    tok(v, "tokens_per_correct"),
+                    tok(v, "reasoning_tokens_per_correct"),
+                ]
+                if v
+                else ["-", "-", "-"]
+            )
+        rows.append(row)
+    return header, rows
+
+
+TOKENS_BY_TIER_NOTE = (
+    "Trained reasoning families pooled, held-out problems; thinking = the think block, tags "
+    "included; (×) = over tier 1. Pooled over correct answers, so the family mix differs "
+    "between tiers."
+)
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
@@ -490,6 +542,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             md += [f"Before SFT (pre-trained model): overall {base['accuracy']:.1%}.", ""]
         if evals[m].get("rl"):
             md += [f"#### {m}: SFT vs RL (same items, same settings)", "", sft_vs_rl(evals[m]), ""]
+        tiers = tokens_by_tier_rows(evals[m])
+        if tiers:
+            md += [f"#### {m}: tokens by tier", "", TOKENS_BY_TIER_NOTE, "", _md_table(*tiers), ""]
 
     suite_rows = [
         [m, name, metric, _pct(v["value"]), f"{_pct(v['ci95'][0])} – {_pct(v['ci95'][1])}",

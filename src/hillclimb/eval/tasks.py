@@ -323,6 +323,59 @@ def _by_kind_tier(rows: list[Any], tiers: list[int], P: Any) -> dict[str, Any]:
     return out
 
 
+TOKEN_METRICS = ("tokens_per_correct", "reasoning_tokens_per_correct", "mean_completion_tokens")
+
+
+def pool_cells(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cells pooled as if they were one: accuracy over all their items, tokens per correct
+    answer over all their correct answers (so a family with more correct answers weighs more),
+    mean completion tokens over all their items."""
+    n = sum(c["n"] for c in cells)
+    correct = sum(c.get("correct", c["accuracy"] * c["n"]) for c in cells)
+    out: dict[str, Any] = {"n": n, "correct": correct, "accuracy": correct / n if n else None}
+    for m in TOKEN_METRICS:
+        if m == "mean_completion_tokens":
+            tot = sum(c[m] * c["n"] for c in cells)
+            out[m] = tot / n if n else None
+        else:
+            solved = [(c.get(m), c.get("correct", c["accuracy"] * c["n"])) for c in cells]
+            solved = [(x, k) for x, k in solved if k]
+            # a cell with correct answers but no figure (an older eval file): no honest pool
+            known = correct and all(x is not None for x, _ in solved)
+            out[m] = sum(x * k for x, k in solved) / correct if known else None
+    return out
+
+
+def tokens_by_tier(
+    tasks: dict[str, Any], split: str | None = None, kind: str = "reasoning"
+) -> dict[int, dict[str, Any]]:
+    """Accuracy and tokens per tier, pooled over the trainable families of `kind` on `split`
+    (default: the first evaluated split, the held-out problems), with each token figure as a
+    multiple of the lowest tier's (`ratio`). Why: issue 12 states adaptive length control as
+    "tokens rise with tier (tier 3 >= 3x tier 1)", and a per-cell table cannot show it. Held-out
+    families are left out (nothing was trained on them); a tier whose pool has no correct answer
+    has no per-correct figure and no ratio. Pooling mixes families by how many answers each gets
+    right, which differs between tiers; the per-cell table beside it shows that mix."""
+    split = split or next(iter(tasks.get("splits") or {}), None)
+    cells = [
+        c
+        for c in tasks.get("cells") or []
+        if c["split"] == split and c.get("kind") == kind and not c.get("heldout_family")
+    ]
+    pools = {
+        t: pool_cells([c for c in cells if c["tier"] == t])
+        for t in sorted({c["tier"] for c in cells})
+    }
+    if not pools:
+        return {}
+    first = pools[min(pools)]
+    for v in pools.values():
+        v["ratio"] = {
+            m: v[m] / first[m] if v[m] is not None and first[m] else None for m in TOKEN_METRICS
+        }
+    return pools
+
+
 def _examples(rolls: list[Any], fams: list[str], limit: int) -> list[dict[str, Any]]:
     """A few generations for the report: one per family and split (held-out problems first,
     easiest tier first), up to `limit`."""
