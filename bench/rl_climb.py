@@ -12,7 +12,7 @@ phrasings, greedy, per-cell max_tokens, baselines) and prints one JSON object: p
 x split accuracy, tokens per correct answer and truncation for each model, the RL runs' rollout
 throughput and weight-sync share, and the ratios the targets are stated in (RL − SFT points;
 tokens per correct with ALP / without, on the cells both solve), and a summary pooled per split
-x tier (accuracy, tokens per correct answer and per answer, each tier's tokens over tier 1's),
+x tier (accuracy, tokens per correct answer and per answer, the reference solutions' tokens, each over tier 1's),
 with the cells SFT already saturates (`--saturated`) pooled on their own. Extra `--rl-arg` flags are
 passed to `hillclimb rl` verbatim (e.g. `--rl-arg=--lr=1e-4`). `--max-tokens N` sets one
 completion budget for both RL and the evaluation: the per-cell default is sized from the
@@ -32,6 +32,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 sys.path.insert(0, str(SRC))
+
+from hillclimb.eval.tasks import TOKEN_METRICS, pool_cells  # noqa: E402
 
 
 def _rl(sft: Path, out: Path, args: argparse.Namespace, alp: bool) -> dict:
@@ -83,6 +85,7 @@ def _cells(t: dict) -> dict:
             "truncated_share": c["truncated_share"],
             "n": c["n"],
             "correct": c["correct"],
+            "reference_tokens": c.get("reference_tokens"),
         }
         for c in t["cells"]
     }
@@ -90,8 +93,6 @@ def _cells(t: dict) -> dict:
 
 def _pool(cells: dict, keys: list[str]) -> dict:
     """Accuracy and tokens pooled over `keys` (item-weighted, as if one cell)."""
-    from hillclimb.eval.tasks import pool_cells
-
     return pool_cells([cells[k] for k in keys if k in cells])
 
 
@@ -113,11 +114,7 @@ def _summary(evals: dict, saturated: float) -> dict:
             first = pools.get(f"{split}/t1")
             if tier == "t1" or not first:
                 continue
-            for m in (
-                "tokens_per_correct",
-                "reasoning_tokens_per_correct",
-                "mean_completion_tokens",
-            ):
+            for m in TOKEN_METRICS:
                 if v[m] and first[m]:
                     ratios[f"{g}/{m}"] = v[m] / first[m]
         out["tier_ratio"][name] = ratios

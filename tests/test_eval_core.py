@@ -128,6 +128,9 @@ def test_auto_max_tokens_and_sampled_pass_at_k(trained: dict) -> None:
     items = generate("arith", 3, 2, 0, "heldout")
     longest = max(reference_tokens(eng.tokenizer, p) for p in items)
     assert cell["max_tokens"] == cell_max_tokens(eng.tokenizer, items, 1.5) >= 1.5 * longest
+    # the items' own worked solutions, in this tokenizer: what "tokens rise with tier" is read against
+    refs = [reference_tokens(eng.tokenizer, p) for p in items]
+    assert cell["reference_tokens"] == pytest.approx(sum(refs) / len(refs))
     pk = cell["pass_at_k"]
     assert set(pk) == {"1", "3"} and 0.0 <= pk["1"] <= pk["3"] <= 1.0
     assert cell["sampled"]["samples_per_item"] == 3

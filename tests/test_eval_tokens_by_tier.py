@@ -11,6 +11,7 @@ from hillclimb.eval.tasks import pool_cells, tokens_by_tier
 
 def _cell(fam, tier, n, correct, tpc, rpc, mean, split="heldout", kind="reasoning", held=False):
     return {
+        "reference_tokens": 10.0 * tier,
         "family": fam,
         "tier": tier,
         "split": split,
@@ -52,6 +53,8 @@ def test_pool_weights_per_correct_by_correct_answers_and_mean_by_items():
     assert pool_cells(old)["reasoning_tokens_per_correct"] is None
     assert pool_cells(old)["tokens_per_correct"] == pytest.approx(p["tokens_per_correct"])
     assert pool_cells([CELLS[3]])["tokens_per_correct"] is None  # nothing solved
+    no_ref = [{k: v for k, v in c.items() if k != "reference_tokens"} for c in CELLS[:2]]
+    assert pool_cells(no_ref[:1] + CELLS[1:2])["reference_tokens"] is None
 
 
 def test_tokens_by_tier_pools_trained_reasoning_cells_of_the_first_split():
@@ -64,6 +67,7 @@ def test_tokens_by_tier_pools_trained_reasoning_cells_of_the_first_split():
     assert t3["ratio"]["tokens_per_correct"] == pytest.approx(90.0 / ((200 + 200) / 15))
     assert t3["ratio"]["reasoning_tokens_per_correct"] == pytest.approx(80.0 / (270 / 15))
     assert t3["ratio"]["mean_completion_tokens"] == pytest.approx(110.0 / 35.0)
+    assert t3["reference_tokens"] == 30.0 and t3["ratio"]["reference_tokens"] == pytest.approx(3.0)
     assert t1["ratio"]["tokens_per_correct"] == pytest.approx(1.0)
     # the other split on request; nothing of another kind or a held-out family
     assert tokens_by_tier(TASKS, split="heldout_phrasing")[1]["tokens_per_correct"] == 999.0
@@ -84,9 +88,9 @@ def test_report_rows_put_sft_and_rl_side_by_side():
     header, rows = tokens_by_tier_rows({"sft": {"tasks": TASKS}, "rl": {"tasks": rl}})
     assert header[:2] == ["tier", "n"] and "SFT tokens / correct" in header
     assert "RL thinking / correct" in header
-    assert rows[0][:3] == [1, 20, "75%"]
-    assert rows[1][0] == 3 and rows[1][3] == "90 (3.4×)"
+    assert rows[0][:4] == [1, 20, "10 (1.0×)", "75%"]
+    assert rows[1][0] == 3 and rows[1][2] == "30 (3.0×)" and rows[1][4] == "90 (3.4×)"
     assert rows[1][header.index("RL tokens / correct")] == "180 (6.8×)"
     # SFT only (no RL stage), and nothing at all without reasoning cells
-    assert tokens_by_tier_rows({"sft": {"tasks": TASKS}})[0][2] == "SFT accuracy"
+    assert tokens_by_tier_rows({"sft": {"tasks": TASKS}})[0][3] == "SFT accuracy"
     assert tokens_by_tier_rows({"sft": {"tasks": {"splits": {}, "cells": []}}}) is None

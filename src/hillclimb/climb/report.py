@@ -316,9 +316,11 @@ def sft_vs_rl_rows(ev: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 def tokens_by_tier_rows(phases: dict[str, Any]) -> tuple[list[str], list[list[Any]]] | None:
     """Header and rows of the tokens-by-tier table: per tier, pooled over the trained reasoning
-    families on the held-out problems (`eval.tasks.tokens_by_tier`), each of SFT and RL:
-    accuracy, completion tokens and think-block tokens per correct answer, each as a multiple of
-    tier 1's. Where issue 12's "tokens rise with tier" is read. None without reasoning cells."""
+    families on the held-out problems (`eval.tasks.tokens_by_tier`), the reference solutions'
+    tokens, then for each of SFT and RL: accuracy, completion tokens and think-block tokens per
+    correct answer, each as a multiple of tier 1's. Where issue 12's "tokens rise with tier" is
+    read, beside how much the problems themselves make them rise. None without reasoning
+    cells."""
     from hillclimb.eval.tasks import tokens_by_tier
 
     tabs = {
@@ -334,7 +336,7 @@ def tokens_by_tier_rows(phases: dict[str, Any]) -> tuple[list[str], list[list[An
         x, r = v[m], v["ratio"][m]
         return "-" if x is None else f"{x:.0f} ({r:.1f}×)" if r is not None else f"{x:.0f}"
 
-    header = ["tier", "n"]
+    header = ["tier", "n", "reference tokens"]
     for p in tabs:
         header += [
             f"{p.upper()} accuracy",
@@ -343,7 +345,8 @@ def tokens_by_tier_rows(phases: dict[str, Any]) -> tuple[list[str], list[list[An
         ]
     rows = []
     for tier in sorted({t for tab in tabs.values() for t in tab}):
-        row: list[Any] = [tier, next(tab[tier]["n"] for tab in tabs.values() if tier in tab)]
+        first = next(tab[tier] for tab in tabs.values() if tier in tab)
+        row: list[Any] = [tier, first["n"], tok(first, "reference_tokens")]
         for tab in tabs.values():
             v = tab.get(tier)
             row += (
@@ -361,8 +364,10 @@ def tokens_by_tier_rows(phases: dict[str, Any]) -> tuple[list[str], list[list[An
 
 TOKENS_BY_TIER_NOTE = (
     "Trained reasoning families pooled, held-out problems; thinking = the think block, tags "
-    "included; (×) = over tier 1. Pooled over correct answers, so the family mix differs "
-    "between tiers."
+    "included; (×) = over tier 1. Reference tokens: the same problems' own minimal worked "
+    "solutions in this tokenizer, per problem — how much tokens must rise with tier for a model "
+    "that neither pads nor skips steps. Per correct answer pools the answers each family gets "
+    "right, so the family mix differs between tiers."
 )
 
 

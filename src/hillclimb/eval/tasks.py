@@ -102,7 +102,7 @@ def evaluate_tasks(
     function's signature minus the engine — and `tokenizer` (None: per-cell `max_tokens` from the
     reference solution's UTF-8 bytes, an upper bound on any byte-level BPE's token count)."""
     from hillclimb import problems as P
-    from hillclimb.rl.rollout import rollout_and_check
+    from hillclimb.rl.rollout import reference_tokens, rollout_and_check
 
     cfg.validate()
     if rollout is None:
@@ -201,6 +201,13 @@ def evaluate_tasks(
                     split=s,
                     heldout_family=f in P.HELDOUT_FAMILIES,
                     max_tokens=caps[(f, t)],
+                    # what the items' own (minimal) worked solutions cost in this tokenizer: the
+                    # length a model that neither pads nor skips steps would write
+                    reference_tokens=(
+                        sum(reference_tokens(tokenizer, r.problem) for r in rs) / len(rs)
+                        if tokenizer is not None
+                        else None
+                    ),
                 )
                 cells.append(cell)
                 by_ft.setdefault(f, {})[str(t)] = cell
@@ -323,20 +330,27 @@ def _by_kind_tier(rows: list[Any], tiers: list[int], P: Any) -> dict[str, Any]:
     return out
 
 
-TOKEN_METRICS = ("tokens_per_correct", "reasoning_tokens_per_correct", "mean_completion_tokens")
+TOKEN_METRICS = (
+    "tokens_per_correct",
+    "reasoning_tokens_per_correct",
+    "mean_completion_tokens",
+    "reference_tokens",
+)
+PER_ITEM = ("mean_completion_tokens", "reference_tokens")
 
 
 def pool_cells(cells: list[dict[str, Any]]) -> dict[str, Any]:
     """Cells pooled as if they were one: accuracy over all their items, tokens per correct
     answer over all their correct answers (so a family with more correct answers weighs more),
-    mean completion tokens over all their items."""
+    mean completion tokens and reference-solution tokens over all their items. A figure some
+    cell lacks (an older eval file) is None, never a partial pool."""
     n = sum(c["n"] for c in cells)
     correct = sum(c.get("correct", c["accuracy"] * c["n"]) for c in cells)
     out: dict[str, Any] = {"n": n, "correct": correct, "accuracy": correct / n if n else None}
     for m in TOKEN_METRICS:
-        if m == "mean_completion_tokens":
-            tot = sum(c[m] * c["n"] for c in cells)
-            out[m] = tot / n if n else None
+        if m in PER_ITEM:
+            known = n and all(c.get(m) is not None for c in cells)
+            out[m] = sum(c[m] * c["n"] for c in cells) / n if known else None
         else:
             solved = [(c.get(m), c.get("correct", c["accuracy"] * c["n"])) for c in cells]
             solved = [(x, k) for x, k in solved if k]
