@@ -12,11 +12,12 @@ phrasings, greedy, per-cell max_tokens, baselines) and prints one JSON object: p
 x split accuracy, tokens per correct answer and truncation for each model, the RL runs' rollout
 throughput and weight-sync share, and the ratios the targets are stated in (RL − SFT points;
 tokens per correct with ALP / without, on the cells both solve), and a summary pooled per split
-x tier (accuracy, tokens per correct answer and per answer, the reference solutions' tokens, each over tier 1's),
-with the cells SFT already saturates (`--saturated`) pooled on their own. Extra `--rl-arg` flags are
-passed to `hillclimb rl` verbatim (e.g. `--rl-arg=--lr=1e-4`). `--max-tokens N` sets one
-completion budget for both RL and the evaluation: the per-cell default is sized from the
-minimal reference solutions and would truncate a model trained with `verbose_fraction`.
+x tier (accuracy, tokens per correct answer and per answer, the reference solutions' tokens,
+each over tier 1's), with the cells SFT already saturates (`--saturated`) pooled on their own.
+Extra `--rl-arg` flags are passed to `hillclimb rl` verbatim (e.g. `--rl-arg=--lr=1e-4`).
+`--max-tokens N` sets one completion budget for both RL and the evaluation: the per-cell default
+is sized from the minimal reference solutions and would truncate a model trained with
+`verbose_fraction`.
 """
 
 from __future__ import annotations
