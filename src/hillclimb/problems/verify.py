@@ -618,6 +618,9 @@ def sweep_orphans():
     me = os.getpid()
     if os.getppid() != 1:
         return
+    # SIGKILL is delivered asynchronously: on a loaded machine a killed orphan can still be
+    # running when the next candidate starts, so wait (briefly) until each is dead or reaped.
+    killed = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
@@ -626,8 +629,22 @@ def sweep_orphans():
                 ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
             if ppid == 1:
                 os.kill(int(name), signal.SIGKILL)
+                killed.append(name)
         except (OSError, ValueError, IndexError):
             pass
+    deadline = time.monotonic() + 2.0
+    while killed and time.monotonic() < deadline:
+        alive = []
+        for name in killed:
+            try:
+                with open("/proc/%s/stat" % name, "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X"):
+                        alive.append(name)
+            except (OSError, IndexError):
+                pass
+        killed = alive
+        if killed:
+            time.sleep(0.002)
 
 
 def run_one(zyg, item, timeout_s, cap):
