@@ -127,6 +127,33 @@ def test_per_model_overrides() -> None:
     (lambda r: r["sft_data"].update(families=["sequence"]), "held-out family"),
     (lambda r: r["tokenizer"].update(vocab=1), r"\[tokenizer\]: unknown"),
     (lambda r: r["data"]["sources"][0].update(kind="ftp"), "unknown source kind"),
+    # malformed shapes and types: one line naming the key, never a TypeError/ValueError
+    (lambda r: r.update(climb=5), r"\[climb\] must be a table"),
+    (lambda r: r["climb"].update(seed="abc"), r"\[climb\]: seed must be an integer"),
+    (lambda r: r.update(tokenizer=5), r"\[tokenizer\] must be a table"),
+    (lambda r: r["tokenizer"].update(vocab_size="big"), "vocab_size must be an integer"),
+    (lambda r: r["tokenizer"].update(vocab_size=10), "vocab_size must be >= "),
+    (lambda r: r["tokenizer"].update(pretokenizer="nope"), "unknown pretokenizer"),
+    (lambda r: r["models"]["thinking"].update(overrides=[1, 2]), "overrides must be a table"),
+    (lambda r: r["models"].update({"../evil": {"preset": "thinking-micro"}}), "model name"),
+    (lambda r: r.update(pretrain=5), r"\[pretrain\] must be a table"),
+    (lambda r: r["pretrain"].update(steps=1.5), r"\[pretrain\] for .*steps must be an integer"),
+    (lambda r: r["pretrain"].update(seq_len=100000), "exceeds the model's max_seq_len"),
+    (lambda r: r["sft_data"].update(tiers=1), "tiers must be a list of integers"),
+    (lambda r: r["sft_data"].update(n="x"), "n must be an integer or a list"),
+    (lambda r: r["sft_data"].update(tool_examples=-1), "must be >= 0"),
+    (lambda r: r.update(rl=3), r"\[rl\] must be a table"),
+    (lambda r: r["rl"].update(enabled="no"), "enabled must be true or false"),
+    (lambda r: r["rl_harness"]["code-flash"].update(kinds=["nope"]), "unknown task kinds"),
+    (lambda r: r.update(eval=5), r"\[eval\] must be a table"),
+    (lambda r: r["eval"].update(n_per_tier="x"), "n_per_tier must be an integer"),
+    (lambda r: r["eval"].update(temperature="hot"), "temperature must be a number"),
+    (lambda r: r["eval"].update(tiers=2), "tiers must be a list of integers"),
+    (lambda r: r["eval"].update(val_tokens="x"), "val_tokens must be an integer"),
+    (lambda r: r["data"].update(workers="two"), "workers must be an integer"),
+    (lambda r: r["data"]["sources"][1].update(families=["nope"]), "unknown problem families"),
+    (lambda r: r["data"]["sources"][1].update(tiers=[9]), r"tiers \[9\] not in"),
+    (lambda r: r["data"]["sources"][0].update(max_files=-1), "max_files must be >= 0"),
 ])  # fmt: skip
 def test_bad_recipes_fail_before_any_work(mutate, match: str) -> None:  # noqa: ANN001
     raw = _raw()
@@ -174,6 +201,35 @@ def test_resolve_stage_names() -> None:
     assert stages[resolve_stage(stages, "rl")].key == "rl-code-flash"
     with pytest.raises(HillclimbError, match="unknown stage"):
         resolve_stage(stages, "deploy")
+    with pytest.raises(HillclimbError, match="needs a stage name"):  # "" prefixes every stage
+        resolve_stage(stages, "")
+
+
+def test_refused_climb_leaves_the_run_directory_as_it_was(tmp_path: Path) -> None:
+    """A resume refused for a changed recipe (or an unknown --restart-from) must not overwrite
+    RUN/recipe.toml: it still describes the run that is there."""
+    from hillclimb.climb.runner import run_climb
+
+    run = tmp_path / "run"
+    (run / "01-data").mkdir(parents=True)
+    (run / "climb.json").write_text('{"format": "hillclimb-climb-run-v1"}')
+    (run / "recipe.toml").write_text("# the recipe of the run that is here\n")
+    marker = {"stage": "data", "hash": "0" * 64, "section": {"data": {"seed": 1}}}
+    (run / "01-data" / "_stage.json").write_text(json.dumps(marker))
+    with pytest.raises(HillclimbError, match="different recipe"):
+        run_climb(ROOT / "recipes" / "smoke.toml", run, print_summary=False)
+    with pytest.raises(HillclimbError, match="unknown stage"):
+        run_climb(ROOT / "recipes" / "smoke.toml", run, restart_from="deploy", print_summary=False)
+    assert (run / "recipe.toml").read_text() == "# the recipe of the run that is here\n"
+    assert sorted(p.name for p in run.iterdir()) == ["01-data", "climb.json", "recipe.toml"]
+
+
+def test_a_damaged_marker_counts_as_no_marker(tmp_path: Path) -> None:
+    from hillclimb.climb.state import read_json
+
+    for text in ("[]", "5", "{bad", "\udcff"):
+        (tmp_path / "m.json").write_text(text, errors="surrogateescape")
+        assert read_json(tmp_path / "m.json") is None
 
 
 def test_sft_data_records(tmp_path: Path) -> None:
@@ -437,3 +493,18 @@ def test_budget_notes_in_sft_data_are_validated_and_read_the_tokenizer() -> None
         raw.setdefault("sft_data", {}).update({"budget_fraction": 0.5, key: bad})
         with pytest.raises(ConfigError, match=key):
             parse_recipe(raw, ROOT / "recipes" / "smoke.toml")
+
+
+def test_summary_final_is_the_harness_rl_checkpoint(tmp_path: Path) -> None:
+    """With `[rl_harness]`, the summary's final checkpoint is harness RL's (the one the eval
+    stage and the registry use), not problem RL's; a model without it keeps problem RL's."""
+    from hillclimb.climb.runner import build_summary, rl_final
+    from hillclimb.climb.state import Climb
+
+    r = load_recipe(ROOT / "recipes" / "smoke.toml")
+    c = Climb(recipe=r, out=tmp_path, stages=plan(r))
+    models = build_summary(c, [], 0.0)["models"]
+    assert rl_final(r, "code-flash") == "rl-harness-code-flash"
+    assert models["code-flash"]["final"] == str(c.final("rl-harness-code-flash"))
+    assert models["code-flash"]["final"].endswith("11-rl-harness-code-flash/run/final")
+    assert models["thinking"]["final"].endswith("10-rl-thinking/run/final")

@@ -116,6 +116,12 @@ def test_every_artifact(climb: dict) -> None:
         assert [x["step"] for x in steps] == [1, 2] and all("time" in x for x in steps)
         assert ev["rl"]["tasks"]["settings"] == ev["sft"]["tasks"]["settings"]  # like for like
         assert s["models"][m]["eval"]["final_stage"] == "rl"
+        # summary.json names the checkpoint eval and the registry used (harness RL's if any)
+        assert s["models"][m]["final"].endswith(
+            "11-rl-harness-code-flash/run/final"
+            if m == "code-flash"
+            else "10-rl-thinking/run/final"
+        )
         assert ev["rl_stage"] == ("rl-harness-code-flash" if m == "code-flash" else "rl-thinking")
         b = ev["pretrain"]["bpb"]
         assert 0 < b["val_bpb"] < 20 and 0 < b["unigram_bpb"] < 20

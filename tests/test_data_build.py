@@ -19,7 +19,7 @@ from hillclimb.data.config import (
     data_config_from_dict,
 )
 from hillclimb.data.jsonl import iter_documents, iter_jsonl
-from hillclimb.data.pipeline import build
+from hillclimb.data.pipeline import build, split_val
 from hillclimb.data.shards import ShardReader
 from hillclimb.errors import HillclimbError
 
@@ -428,3 +428,56 @@ def test_generators_source(tmp_path):
     docs = list(iter_documents(out))
     assert docs and all(d["source"] == "generators" and d["family"] == fam for d in docs)
     assert all(d["license"] == "Apache-2.0" for d in docs)
+
+
+def test_split_always_keeps_a_train_document():
+    """With >= 2 documents both splits are non-empty: 2 documents both under val_fraction went
+    to val (pre-training then failed: "no documents with split == 'train'"). Splits that had
+    both sides are unchanged (the old rule, inlined)."""
+    two = [("doc-a", 0), ("doc-b", 1)]
+    assert len(split_val(DataConfig(val_fraction=0.99), two)) == 1
+    assert split_val(DataConfig(val_fraction=0.2), [("only", 0)]) == []
+    assert split_val(DataConfig(val_fraction=0.0), two) == []
+    from hillclimb.data.pipeline import _split_rank
+
+    for n in (2, 3, 10, 50):
+        kept = [(f"doc-{i}", i) for i in range(n)]
+        for frac in (0.02, 0.2, 0.5, 0.9):
+            cfg = DataConfig(val_fraction=frac)
+            scored = sorted((_split_rank(cfg.seed, d), o) for d, o in kept)
+            old = sorted([o for u, o in scored if u < frac] or [scored[0][1]])
+            val = split_val(cfg, kept)
+            assert 1 <= len(val) < n
+            if len(old) < n:
+                assert val == old
+
+
+def test_single_document_warns_and_emptied_source_shows_zero(tmp_path, capsys):
+    """One kept document → no val split: the card (JSON and Markdown) and the CLI summary say so.
+    A source whose every document was removed (here: all exact duplicates) keeps a 0 row in
+    the card's "by source" instead of vanishing. A record-level skip carries its `detail`."""
+    from hillclimb.data import cli as data_cli
+
+    doc = {"text": corpus.python_module(900), "path": "a/one.py", "license": "MIT"}
+    (tmp_path / "a.jsonl").write_text(json.dumps(doc) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(doc) + "\n" + json.dumps({"body": "x"}) + "\n")
+    cfg = DataConfig(
+        sources=[
+            SourceConfig(kind="jsonl", name="a", path=str(tmp_path / "a.jsonl")),
+            SourceConfig(kind="jsonl", name="b", path=str(tmp_path / "b.jsonl")),
+        ],
+        val_fraction=0.1,
+        decontaminate=DecontaminateConfig(enabled=False),
+    )
+    out = tmp_path / "out"
+    card = build(cfg, out, progress=False)
+    assert card["by_split"] == {"train": card["by_source"]["a"]}
+    assert card["by_source"]["b"] == {"documents": 0, "bytes": 0}
+    assert "| b | 0 | 0 |" in (out / "DATA_CARD.md").read_text()
+    assert card["warnings"] and card["warnings"][0].startswith("no val split (only 1 document")
+    assert "**Warning:** no val split" in (out / "DATA_CARD.md").read_text()
+    data_cli._summary(card, str(out))
+    assert "warning: no val split" in capsys.readouterr().out
+    (ingest,) = [r for f in (out / "rejects").glob("ingest*") for r in iter_jsonl(f)]
+    assert ingest["reason"] == "malformed_record"
+    assert ingest["detail"] == "text_field 'text' missing; record fields: body"

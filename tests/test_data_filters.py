@@ -14,7 +14,13 @@ from hillclimb.data.config import (
     SecretsConfig,
 )
 from hillclimb.data.document import Document
-from hillclimb.data.filters import AIContentFilter, BlocklistFilter, LicenseFilter, QualityFilter
+from hillclimb.data.filters import (
+    AIContentFilter,
+    BlocklistFilter,
+    LicenseFilter,
+    QualityFilter,
+    text_words,
+)
 from hillclimb.data.license import (
     license_allowed,
     license_from_header,
@@ -94,6 +100,12 @@ def test_allowlist_expressions():
     assert not license_allowed("unknown", allow)
     assert license_allowed("unknown", allow, allow_unknown=True)
     assert license_allowed("(Apache-2.0 OR BSD-3-Clause)", allow)
+    # parentheses and precedence: splitting on " OR " first allowed the GPL part here
+    assert not license_allowed("(MIT OR Apache-2.0) AND GPL-3.0-only", allow)
+    assert license_allowed("MIT AND (GPL-3.0-only OR Apache-2.0)", allow)
+    assert license_allowed("MIT OR GPL-3.0-only AND LGPL-2.1-only", allow)  # AND binds tighter
+    assert license_allowed("Apache-2.0 WITH LLVM-exception", allow)
+    assert not license_allowed("(MIT", allow) and not license_allowed("MIT AND", allow)
 
 
 def test_package_metadata(tmp_path):
@@ -202,6 +214,22 @@ def test_quality_code_and_text():
     )
     nums = " ".join(["123 456 789 1011"] * 10)
     assert q.apply(Document(nums, "s", language="text")) in ("alpha_words", "mean_word_length")
+
+
+def test_quality_keeps_cjk_prose():
+    """Chinese and Japanese have no spaces between words: each ideograph/kana is a word (was:
+    a paragraph was one word → `too_few_words`); English and Korean count as before."""
+    q = QualityFilter(QualityConfig())
+    zh = "北京是中华人民共和国的首都，也是全国的政治和文化中心。这座城市有三千多年的历史。\n" * 3
+    ja = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。\n" * 3
+    ko = "대한민국은 동아시아의 한반도 남부에 위치한 민주공화국이다. 수도는 서울특별시이다. " * 4
+    for text in (zh, ja, ko, zh + "Python 3.12 的 API 文档。"):
+        assert q.apply(Document(text, "s", language="markdown")) is None, text
+    words, n_cjk = text_words("中文，テスト API。")
+    assert words == ["中", "文", "テ", "ス", "ト", "API。"] and n_cjk == 5
+    assert q.apply(Document("短い。" * 6, "s", language="text")) == "too_few_words"
+    assert q.apply(Document("中。，！" * 15, "s", language="text")) == "too_few_words"  # 15 words
+    assert text_words("plain words, here.") == (["plain", "words,", "here."], 0)
 
 
 def test_code_mentioning_license_texts_is_not_that_license():

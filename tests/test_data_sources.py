@@ -48,3 +48,65 @@ def test_caps_cut_the_record_stream_in_order(tmp_path, fmt, caps, kept):
     skipped = [it.skip for it in got if it.text is None]
     # the malformed second record is passed through (uncounted) once the stream reaches it
     assert skipped == (["malformed_record"] if len(kept) >= 1 else [])
+
+
+def _records(tmp_path, fmt, rows):
+    if fmt == "jsonl":
+        p = tmp_path / "r.jsonl"
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return p, jsonl_items
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    p = tmp_path / "r.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), p)
+    return p, parquet_items
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_record_license_not_a_string_is_never_the_sources(tmp_path, fmt):
+    """A record whose `license` we cannot read was relabelled as the source's MIT and kept (a
+    GPL record laundered); now it is a `malformed_license` skip, and a list of SPDX ids means
+    all of them apply."""
+    if fmt == "jsonl":
+        rows = [
+            {"text": "a", "license": ["GPL-3.0-only"]},
+            {"text": "b", "license": {"spdx": "GPL-3.0-only"}},
+            {"text": "c", "license": ["MIT", "Apache-2.0"]},
+            {"text": "d", "license": None},
+            {"text": "e"},
+            {"text": "f", "license": []},
+            {"text": "g", "license": 3},
+            {"text": "h", "license": ["MIT OR Apache-2.0", "GPL-3.0-only"]},
+        ]
+    else:  # a Parquet column has one type: lists of strings (null and empty included)
+        rows = [
+            {"text": "a", "license": ["GPL-3.0-only"]},
+            {"text": "c", "license": ["MIT", "Apache-2.0"]},
+            {"text": "d", "license": None},
+            {"text": "f", "license": []},
+            {"text": "h", "license": ["MIT OR Apache-2.0", "GPL-3.0-only"]},
+        ]
+    p, items = _records(tmp_path, fmt, rows)
+    got = {
+        it.text or it.path: it
+        for it in items(SourceConfig(kind=fmt, name="s", path=str(p), license="MIT"))
+    }
+    lic = {k: it.license for k, it in got.items() if it.text is not None}
+    assert lic["a"] == "GPL-3.0-only"
+    assert lic["c"] == "MIT AND Apache-2.0"
+    assert lic["d"] == "MIT"  # null: the record states nothing → the source licence
+    assert lic["h"] == "(MIT OR Apache-2.0) AND GPL-3.0-only"
+    skipped = {it.path: it for it in got.values() if it.text is None}
+    assert all(it.skip == "malformed_license" and it.detail for it in skipped.values())
+    assert len(skipped) == (3 if fmt == "jsonl" else 1)
+    if fmt == "jsonl":
+        assert lic["e"] == "MIT"
+        assert "spdx" in skipped["r.jsonl:2"].detail
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_wrong_text_field_names_the_field_and_the_columns(tmp_path, fmt):
+    p, items = _records(tmp_path, fmt, [{"content": "hello", "id": "x1"}])
+    got = list(items(SourceConfig(kind=fmt, name="s", path=str(p), text_field="text")))
+    assert [it.skip for it in got] == ["malformed_record"]
+    assert got[0].detail == "text_field 'text' missing; record fields: content, id"

@@ -210,6 +210,20 @@ def test_bad_inputs(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture
     bad = write_shards(tmp_path / "other", n_train=50, n_val=20, tok=other)
     with pytest.raises(HillclimbError, match="vocabulary"):
         run_eval(trained["ckpt"], bad, accuracy=False)
+    # Same vocabulary size, another tokenizer: refused without suggesting a flag `eval` lacks
+    # (only `train` has --allow-tokenizer-mismatch).
+    other_tok = tmp_path / "other_tok"
+    shutil.copytree(trained["data"], other_tok)
+    meta_file = next(other_tok.rglob("meta.json"))
+    meta = json.loads(meta_file.read_text())
+    meta["tokenizer_sha256"] = "0" * 64
+    meta_file.write_text(json.dumps(meta))
+    assert (
+        main(["eval", "--model", str(trained["ckpt"]), "--data", str(other_tok), "--no-tasks"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "different tokenizer" in err and "re-tokenize" in err
+    assert "--allow-tokenizer-mismatch" not in err
     # The CLI prints it as one line and exits 2.
     broken = tmp_path / "broken"
     shutil.copytree(trained["ckpt"], broken)

@@ -127,3 +127,35 @@ def test_efficiency_counts_and_prices():
     assert e["solved"] == 2 and e["completion_tokens"] == 30 and e["tokens_per_solved"] == 15.0
     assert e["completion_cost"] == 60.0 and e["cost_per_solved"] == 30.0
     assert efficiency({"items": [{"passed": False}]}, None)["tokens_per_solved"] is None
+
+
+def test_max_tokens_reaches_every_turn_and_context_exhaustion_is_named(groups, monkeypatch, capsys):
+    """`--max-tokens` (and the climb's `[eval] suite_max_tokens`) caps each agent turn; an
+    episode ended by a full context is reported as such, not as "truncated (max_tokens)"."""
+    from hillclimb.eval.cli import print_suite
+    from hillclimb.harness.clients import ContextExhausted
+
+    asked: list[int | None] = []
+
+    class Full:
+        name = "full"
+
+        def chat(self, messages, tools, *, max_tokens=None, **kw):  # noqa: ANN001, ANN003, ANN202
+            asked.append(max_tokens)
+            raise ContextExhausted("no room left in the context")
+
+    monkeypatch.setattr(HS, "_client_factory", lambda backend: (Full, None))
+
+    class NoModel:
+        kind, name = "fake", "fake"
+
+        def close(self) -> None:
+            pass
+
+    cfg = SuiteConfig(tasks=[str(groups / "a")], max_tokens=96, bootstrap=50)
+    res = run_suite("harness", "fake", cfg, backend=NoModel())
+    assert asked and set(asked) == {96}
+    assert res["truncated_share"] == 1.0 and res["truncated_by"] == {"context_exhausted": 1.0}
+    print_suite(res)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "context exhausted 100.0%" in out and "max_tokens" not in out.split("finish reasons")[1]

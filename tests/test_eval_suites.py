@@ -499,3 +499,52 @@ def test_completion_suite_on_a_checkpoint(micro: Path) -> None:
     assert res["backend"] == "engine" and res["n_items"] == 4
     assert [r["tier"] for r in res["items"]] == [1, 2, 3, 4]
     assert sum(res["finish_reasons"].values()) == 4
+
+
+def test_problems_suite_takes_families_tiers_and_splits() -> None:
+    """`--suite problems --families logic --tiers 3 --splits heldout` evaluates exactly that
+    cell, not all families x tiers x splits (the flags used to be dropped on the way)."""
+
+    class Silent:
+        kind, name = "silent", "silent"
+
+        def chat(self, reqs):  # noqa: ANN001, ANN202
+            return [Completion("", "stop", 1, "") for _ in reqs]
+
+        def close(self) -> None:
+            pass
+
+    cfg = SuiteConfig(n_items=2, families=["logic"], tiers=[3], splits=["heldout"], bootstrap=50)
+    res = run_suite("problems", "silent", cfg, backend=Silent())
+    assert res["n_items"] == 2
+    assert {(i["split"], i["family"], i["tier"]) for i in res["items"]} == {("heldout", "logic", 3)}
+    assert {(c["split"], c["family"], c["tier"]) for c in res["cells"]} == {("heldout", "logic", 3)}
+    with pytest.raises(HillclimbError, match="unknown problem family"):
+        SuiteConfig(families=["nope"]).validate()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--suite", "ifeval", "--families", "logic"],
+            "--families does not apply to --suite ifeval",
+        ),
+        (["--suite", "harness", "--tiers", "3"], "--tiers does not apply to --suite harness"),
+        (["--suite", "humaneval", "--splits", "val"], "--splits does not apply"),
+        (["--suite", "problems", "--n-per-tier", "5"], "--suite problems takes --n-items"),
+        (["--suite", "ifeval", "--samples-per-item", "4"], "--samples-per-item does not apply"),
+        (["--suite", "fim", "--tasks", "x"], "--tasks does not apply to --suite fim"),
+        (["--limit", "3"], "--limit does not apply to evaluation without --suite"),
+        (["--pass-k", "1,4"], "--pass-k 1,4 needs sampled completions"),
+        (["--suite", "humaneval", "--pass-k", "1,4"], "--pass-k 1,4 needs sampled completions"),
+    ],
+)
+def test_cli_refuses_flags_the_mode_does_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], expected: str
+) -> None:
+    """A flag nothing reads in the chosen mode is a one-line error before any model is loaded
+    (the checkpoint here does not even exist), not a silently different evaluation."""
+    assert main(["eval", "--model", str(tmp_path / "none"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and "checkpoint not found" not in err

@@ -179,7 +179,13 @@ def test_gate_promotes_a_better_candidate_and_refuses_a_worse_one(reg, tmp_path)
     assert reg.alias("thinking@prod").checkpoint_id == better
     assert reg.alias("thinking@prod").decision_id == dec.decision_id
     text = dec.render()
-    assert text.startswith("PROMOTED") and "p(better)=" in text and "CI" in text
+    assert text.startswith("PROMOTED") and "p(one-sided, better)=" in text and "CI" in text
+    # p_worse is a one-sided p-value: labelled so in the text (a gate that passes with
+    # "p(worse)=1" read as "certainly worse"); the JSON keeps its field names (a contract)
+    gate = dec.checks[1]
+    assert f"p(one-sided, worse)={gate.comparison.stats.p_worse:.3g}" in text
+    assert "p(one-sided, worse)=" in gate.reason and "p(worse)" not in text
+    assert {"p_better", "p_worse"} <= set(dec.to_dict()["checks"][1]["comparison"]["stats"])
     history = reg.decisions()
     assert [d["promoted"] for d in history[:3]] == [True, False, True]  # newest first; manual last
 
@@ -328,7 +334,9 @@ def test_cli_add_eval_compare_promote_show(tmp_path, capsys) -> None:
             "--gates", "heldout_phrasing", "--alias", "thinking@prod", "--resamples", "2000"]  # fmt: skip
     assert main([*args, *r]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("PROMOTED") and "-> thinking@prod" in out and "p(better)=" in out
+    assert (
+        out.startswith("PROMOTED") and "-> thinking@prod" in out and "p(one-sided, better)=" in out
+    )
     # the reverse is refused: exit 1, alias unchanged
     assert main(["promote", str(dirs["inc"]), "--alias", "thinking@prod", "--target", "heldout",
                  *r]) == 1  # fmt: skip

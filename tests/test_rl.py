@@ -568,6 +568,8 @@ def test_bad_input_is_refused_clearly(micro, tmp_path):
         RLConfig(init=micro, out=tmp_path / "a", budget_fracs=[0.0, 1.5])
     with pytest.raises(ConfigError, match="pareto_budgets"):
         RLConfig(init=micro, out=tmp_path / "a", pareto_budgets=[0])
+    with pytest.raises(ConfigError, match="format_reward applies to single-turn"):
+        RLConfig(init=micro, out=tmp_path / "a", harness=str(tmp_path), format_reward=0.1)
     with pytest.raises(ConfigError, match="module:function"):
         run_rl(_cfg(micro, tmp_path / "b", reward="nonsense"))
     no_tok = tmp_path / "notok"
@@ -645,6 +647,52 @@ def test_episode_reward_credits_partial_fixes_and_punishes_broken_syntax():
     assert episode_reward(ep(f2p=(2, 0), status="patch_rejected")) == 0.0  # a forged report
     assert episode_reward(ep(edits=["rejected_syntax"] * 2)) == pytest.approx(-0.2)
     assert episode_reward(ep(edits=["rejected_syntax"] * 9)) == pytest.approx(-0.5)
+
+
+def test_harness_custom_reward_goes_through_the_reward_checks():
+    """`rl --harness --reward mod:fn` calls fn on the graded Episode through `rewards.score`,
+    as problem RL does: a reward written for a Rollout is a clear error naming the function,
+    the task and what a harness reward receives (it was a bare AttributeError traceback), and a
+    NaN is refused (it would have become a NaN loss)."""
+    from hillclimb.harness.agent import Episode
+    from hillclimb.rl.harness import episode_reward, episode_rewards
+
+    eps = [
+        Episode("e0", "bugfix-0001", "bugfix", "d", "m", resolved=True, grade={}),
+        Episode("e1", "bugfix-0001", "bugfix", "d", "m", grade={}),
+    ]
+
+    def for_rollouts(r):  # the documented problem-RL contract: a Rollout
+        return 1.0 if r.passed else 0.0
+
+    with pytest.raises(
+        HillclimbError, match="for_rollouts raised on harness task bugfix-0001"
+    ) as e:
+        episode_rewards(for_rollouts, eps)
+    assert "receives a harness Episode" in str(e.value) and "AttributeError" in str(e.value)
+    with pytest.raises(HillclimbError, match="returned nan on harness task bugfix-0001"):
+        episode_rewards(lambda ep: float("nan"), eps)
+    assert episode_rewards(lambda ep: float(ep.resolved), eps) == [1.0, 0.0]
+    assert episode_rewards(None, eps) == [episode_reward(e) for e in eps] == [1.0, 0.0]
+
+
+def test_reward_module_is_found_in_the_current_directory(tmp_path, monkeypatch):
+    """The `hillclimb` console script does not put the current directory on sys.path (`python
+    -m` does): `--reward myreward:fn` beside myreward.py still loads; a module found nowhere
+    says where it looked and that PYTHONPATH is the way to point elsewhere."""
+    from hillclimb.rl.rewards import load_reward
+
+    name = "hc_test_cwd_reward"
+    (tmp_path / f"{name}.py").write_text("def fn(r):\n    return 0.25\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    try:
+        assert load_reward(f"{name}:fn")(None) == 0.25  # type: ignore[arg-type]
+    finally:
+        sys.modules.pop(name, None)
+    with pytest.raises(ConfigError, match="set PYTHONPATH"):
+        load_reward("hc_test_no_such_module:fn")
 
 
 def test_harness_rl_trains_on_episode_transcripts(tmp_path):

@@ -117,6 +117,42 @@ def default_state_dir() -> Path:
     return base / "hillclimb"
 
 
+def refuse_foreign_sqlite(path: str | os.PathLike[str], marker_table: str, kind: str) -> None:
+    """Raise HillclimbError when `path` is an SQLite database of someone else: it holds tables,
+    but not `marker_table` (a table only `kind`'s schema has).
+
+    Why: every store here opens with `CREATE TABLE IF NOT EXISTS ...`, so pointing one at another
+    store's file (`--registry telemetry.db`) would silently add its tables to it and carry on with
+    an empty view. The file is opened read-only, so the check itself changes nothing; a missing,
+    empty or unreadable file passes (creating it, or the caller's own "not a database" error)."""
+    import sqlite3
+
+    from hillclimb.errors import HillclimbError
+
+    p = Path(path)
+    try:
+        if not p.is_file() or p.stat().st_size == 0:
+            return
+        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    except (OSError, sqlite3.Error):
+        return
+    try:
+        names = sorted(
+            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        )
+    except sqlite3.Error:
+        return
+    finally:
+        con.close()
+    if names and marker_table not in names:
+        shown = ", ".join(n for n in names if not n.startswith("sqlite_"))
+        article = "an" if kind[:1] in "aeio" else "a"  # "a usage", "an arena"
+        raise HillclimbError(
+            f"{p} is not {article} {kind} database (it holds the tables {shown}); "
+            "refusing to change it"
+        )
+
+
 class LockedSQLite:
     """One SQLite file in WAL mode behind one lock, with a versioned schema.
 
@@ -132,6 +168,9 @@ class LockedSQLite:
     VERSION = "1"
     VERSION_KEY = "schema"
     FOREIGN_KEYS = False
+    # A table only this schema has: a file with tables but not this one is refused untouched
+    # (`refuse_foreign_sqlite`). None: no check.
+    MARKER_TABLE: str | None = None
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         import sqlite3
@@ -140,6 +179,8 @@ class LockedSQLite:
         from hillclimb.errors import HillclimbError
 
         self.path = Path(path)
+        if self.MARKER_TABLE is not None:
+            refuse_foreign_sqlite(self.path, self.MARKER_TABLE, self.KIND)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:

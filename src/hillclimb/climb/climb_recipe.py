@@ -28,11 +28,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hillclimb.config_types import check_values, require_table
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.train.sft_data import DEFAULT_BUDGET_RANGE, budget_range
 
@@ -115,6 +117,26 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "harness_task_seed": 7,
     "harness_max_steps": 12,  # model turns per episode
 }
+# value types of the tables whose defaults live here (`config_types.check_values`): a string
+# where a number belongs fails before any work, not in the stage that reads it hours later
+TOKENIZER_TYPES = {"vocab_size": "int", "max_bytes": "int | None", "min_frequency": "int",
+                   "pretokenizer": "str"}  # fmt: skip
+SFT_DATA_TYPES = {
+    "families": "list[str]", "tiers": "list[int]", "n": "int | list[int]",
+    "tool_examples": "int", "task_examples": "int", "fim_examples": "int",
+    "fim_languages": "list[str]", "text_examples": "int", "flywheel": "list[str]",
+    "seed": "int | None",
+}  # fmt: skip
+EVAL_TYPES = {
+    "n_per_tier": "int", "families": "list[str]", "tiers": "list[int]", "splits": "list[str]",
+    "max_tokens": "int | str", "samples_per_item": "int", "pass_k": "list[int]",
+    "temperature": "float", "top_p": "float", "sample_splits": "list[str]",
+    "sample_n_per_tier": "int", "baseline_train_n": "int", "batch_size": "int", "samples": "int",
+    "val_tokens": "int", "seq_len": "int | None", "seed": "int", "base_accuracy": "bool",
+}  # fmt: skip
+# a model's name becomes directory and file names (`04-pretrain-NAME/`, `06-sft-data/NAME.jsonl`)
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
 # suites the climb can run by itself (harness: on held-out tasks the eval stage generates)
 CLIMB_SUITES: tuple[str, ...] = (
     "harness",
@@ -196,11 +218,14 @@ def rl_tables(raw: dict[str, Any], names: list[str], seed: int) -> dict[str, dic
 
     if "rl" not in raw:
         return {}
-    common, per = _split_per_model(dict(raw.get("rl", {})), names, "rl")
+    common, per = _split_per_model(require_table(raw["rl"], "[rl]"), names, "rl")
     out = {}
     for m in names:
         eff = _merge(common, per[m])
-        if not eff.pop("enabled", True):
+        enabled = eff.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"[rl] for {m}: enabled must be true or false, got {enabled!r}")
+        if not enabled:
             continue
         reserved = sorted(set(eff) & RESERVED_RL)
         if reserved:
@@ -239,14 +264,29 @@ def rl_harness_tables(
         raise ConfigError(
             f"[rl_harness]: {unknown} are not models of this recipe; use [rl_harness.<model>]"
         )
+    from hillclimb.harness.task import KINDS
+
     out = {}
     for m in names:
-        eff = dict(table.get(m) or {})
-        if not eff or not eff.pop("enabled", True):
+        eff = require_table(table.get(m) or {}, f"[rl_harness.{m}]")
+        enabled = eff.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"[rl_harness.{m}] enabled must be true or false, got {enabled!r}")
+        if not eff or not enabled:
             continue
         tasks = {k: eff.pop(k, v) for k, v in HARNESS_TASK_DEFAULTS.items()}
-        if not isinstance(tasks["n_tasks"], int) or tasks["n_tasks"] < 1:
+        check_values(
+            {"n_tasks": "int", "task_seed": "int", "kinds": "list[str]", "split": "str"},
+            tasks,
+            f"[rl_harness.{m}]",
+        )
+        if tasks["n_tasks"] < 1:
             raise ConfigError(f"[rl_harness.{m}] n_tasks must be an integer >= 1")
+        bad_kinds = [k for k in tasks["kinds"] if k not in KINDS]
+        if bad_kinds or not tasks["kinds"]:
+            raise ConfigError(
+                f"[rl_harness.{m}] kinds: unknown task kinds {bad_kinds}; choose from {list(KINDS)}"
+            )
         if tasks["split"] not in ("train", "all"):
             raise ConfigError(
                 f"[rl_harness.{m}] split must be 'train' or 'all', got {tasks['split']!r} "
@@ -338,7 +378,14 @@ def load_recipe(name: str | Path) -> Recipe:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
-    return parse_recipe(raw, path)
+    try:
+        return parse_recipe(raw, path)
+    except HillclimbError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # a value of a shape no check above anticipated: still one line naming the recipe, never
+        # a traceback (the checks name the key for every shape we know of)
+        raise ConfigError(f"recipe {path} is malformed: {type(exc).__name__}: {exc}") from exc
 
 
 def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
@@ -350,7 +397,11 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     for t in ("data", "models"):
         if t not in raw:
             raise ConfigError(f"recipe {path} has no [{t}] table (a climb needs data and models)")
+    for t in KNOWN_TABLES - {"rl_harness"}:  # rl_harness says so itself, with its own hint
+        if t in raw:
+            require_table(raw[t], f"[{t}]")
     climb = dict(raw.get("climb", {}))
+    check_values({"seed": "int", "description": "str"}, climb, "[climb]")
     seed = int(climb.pop("seed", 0))
     climb.pop("description", None)
     if climb:
@@ -368,7 +419,24 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     bad = sorted(set(tok) - set(TOKENIZER_DEFAULTS))
     if bad:
         raise ConfigError(f"[tokenizer]: unknown key(s) {bad}; known: {sorted(TOKENIZER_DEFAULTS)}")
+    check_values(TOKENIZER_TYPES, tok, "[tokenizer]")
     tok = {**TOKENIZER_DEFAULTS, **tok}
+    from hillclimb.tokenizer.pretok import PRETOKENIZERS
+    from hillclimb.tokenizer.train import MIN_VOCAB
+
+    if tok["vocab_size"] < MIN_VOCAB:
+        raise ConfigError(
+            f"[tokenizer]: vocab_size must be >= {MIN_VOCAB}, got {tok['vocab_size']}"
+        )
+    if tok["min_frequency"] < 1:
+        raise ConfigError(f"[tokenizer]: min_frequency must be >= 1, got {tok['min_frequency']}")
+    if tok["max_bytes"] is not None and tok["max_bytes"] < 1:
+        raise ConfigError(f"[tokenizer]: max_bytes must be >= 1, got {tok['max_bytes']}")
+    if tok["pretokenizer"] not in PRETOKENIZERS:
+        raise ConfigError(
+            f"[tokenizer]: unknown pretokenizer {tok['pretokenizer']!r}; "
+            f"choose from {list(PRETOKENIZERS)}"
+        )
 
     # ---- models -------------------------------------------------------------------------------
     from hillclimb.model.config import get_preset
@@ -377,17 +445,26 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     if not isinstance(raw["models"], dict) or not raw["models"]:
         raise ConfigError("[models] must hold at least one [models.NAME] table")
     for name, spec in raw["models"].items():
+        if not MODEL_NAME.fullmatch(name):
+            raise ConfigError(
+                f"[models]: model name {name!r} must be letters, digits, '_', '.' or '-' "
+                "(it names the stage directories)"
+            )
         if not isinstance(spec, dict) or "preset" not in spec:
             raise ConfigError(f'[models.{name}] needs a `preset` (e.g. "{name}-tiny")')
         extra = sorted(set(spec) - {"preset", "overrides"})
         if extra:
             raise ConfigError(f"[models.{name}]: unknown key(s) {extra}; known: preset, overrides")
-        overrides = dict(spec.get("overrides", {}))
+        overrides = require_table(spec.get("overrides", {}), f"[models.{name}].overrides")
         try:
             get_preset(spec["preset"]).replace(**overrides)
         except TypeError as exc:
             raise ConfigError(f"[models.{name}].overrides: {exc}") from exc
         models[name] = {"preset": spec["preset"], "overrides": overrides}
+    # each model's context: a training seq_len above it fails now, not after the data build
+    contexts = {
+        n: get_preset(m["preset"]).replace(**m["overrides"]).max_seq_len for n, m in models.items()
+    }
     names = list(models)
 
     # ---- pretrain / sft -----------------------------------------------------------------------
@@ -405,9 +482,15 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
                 )
             eff.setdefault("seed", seed)
             try:
-                cls.from_dict(eff)
-            except TypeError as exc:
+                cfg = cls.from_dict(eff)
+            except (TypeError, ConfigError) as exc:
                 raise ConfigError(f"[{table}] for {m}: {exc}") from exc
+            ctx = cfg.model_overrides.get("max_seq_len", contexts[m])
+            if isinstance(ctx, int) and cfg.seq_len > ctx:
+                raise ConfigError(
+                    f"[{table}] for {m}: seq_len {cfg.seq_len} exceeds the model's max_seq_len "
+                    f"{ctx} (raise it with [models.{m}] overrides = {{ max_seq_len = N }})"
+                )
             out[m] = eff
         return out
 
@@ -429,6 +512,11 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
             raise ConfigError(
                 f"[sft_data] for {m}: unknown key(s) {bad}; known: {sorted(SFT_DATA_DEFAULTS)}"
             )
+        check_values(SFT_DATA_TYPES, eff, f"[sft_data] for {m}")
+        counts = ["tool_examples", "task_examples", "fim_examples", "text_examples"]
+        ns = eff["n"] if isinstance(eff["n"], list) else [eff["n"]]
+        if any(eff[k] < 0 for k in counts) or any(x < 0 for x in ns):
+            raise ConfigError(f"[sft_data] for {m}: n and {', '.join(counts)} must be >= 0")
         for fam in eff["families"]:
             if fam not in P.FAMILIES:
                 raise ConfigError(
@@ -473,7 +561,13 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     bad = sorted(set(ev) - set(EVAL_DEFAULTS))
     if bad:
         raise ConfigError(f"[eval]: unknown key(s) {bad}; known: {sorted(EVAL_DEFAULTS)}")
+    check_values(EVAL_TYPES, ev, "[eval]")
     ev = {**EVAL_DEFAULTS, **ev}
+    for k in ("val_tokens", "samples"):
+        if ev[k] < 0:
+            raise ConfigError(f"[eval]: {k} must be >= 0, got {ev[k]}")
+    if ev["seq_len"] is not None and ev["seq_len"] < 1:
+        raise ConfigError(f"[eval]: seq_len must be >= 1, got {ev['seq_len']}")
     for fam in ev["families"]:
         if fam not in P.FAMILIES:
             raise ConfigError(f"[eval]: unknown family {fam!r}; known: {sorted(P.FAMILIES)}")

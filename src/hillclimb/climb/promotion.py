@@ -210,8 +210,8 @@ def render(out: dict[str, Any]) -> str:
             lines.append(
                 f"  - {ch['role']} {ch['suite']}: {ch['mean_a']:.1%} -> {ch['mean_b']:.1%} "
                 f"({ch['delta'] * 100:+.1f} pts, CI [{ch['ci_low'] * 100:+.1f}, "
-                f"{ch['ci_high'] * 100:+.1f}], p(better) {ch['p_better']:.3g}, p(worse) "
-                f"{ch['p_worse']:.3g}, dz {ch['effect_size']:+.2f}, n={ch['n']}): {ch['reason']}"
+                f"{ch['ci_high'] * 100:+.1f}], p(one-sided, better) "
+                f"{ch['p_better']:.3g}, p(one-sided, worse) {ch['p_worse']:.3g}, dz {ch['effect_size']:+.2f}, n={ch['n']}): {ch['reason']}"
             )
         for r in rec.get("reasons", []):
             lines.append(f"  - reason: {r}")

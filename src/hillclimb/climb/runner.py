@@ -495,6 +495,10 @@ def plan(recipe: Recipe) -> list[Stage]:
 
 def resolve_stage(stages: list[Stage], name: str) -> int:
     """Index of the stage named `name` (exact key, dir name, or a prefix like "pretrain")."""
+    if not name.strip():  # "" is a prefix of every stage: it would restart the whole climb
+        raise HillclimbError(
+            f"--restart-from needs a stage name; stages: {', '.join(s.key for s in stages)}"
+        )
     for i, s in enumerate(stages):
         if name in (s.key, s.dirname):
             return i
@@ -552,7 +556,7 @@ def run_climb(
         progress=sys.stderr.isatty() if progress is None else progress,
         registry=Path(registry) if isinstance(registry, (str, os.PathLike)) else registry,
     )
-    _open_run_dir(c)
+    _check_run_dir(c.out)
     restart_at = resolve_stage(c.stages, restart_from) if restart_from is not None else None
     # Validate every marker that stays before doing any work or removing anything: a refused run
     # (a kept stage was made with another recipe) leaves the run directory as it was.
@@ -570,6 +574,9 @@ def run_climb(
             raise _mismatch(c, s, started, "started")
         if first_todo is None:
             first_todo = i
+    # only an accepted run writes climb.json and the recipe copy: a refused one (another recipe,
+    # an unknown --restart-from) must leave RUN/recipe.toml describing the run that is there
+    _open_run_dir(c)
     if restart_at is not None:
         for s in c.stages[restart_at:]:
             _remove(c.out / s.dirname)
@@ -649,16 +656,22 @@ def run_climb(
     return summary
 
 
-def _open_run_dir(c: Climb) -> None:
-    out = c.out
-    meta = out / RUN_FILE
+def _check_run_dir(out: Path) -> None:
+    """Refuse an --out that is a file or a directory of something else (before anything is read
+    from it or written to it)."""
     if out.exists():
         if not out.is_dir():
             raise HillclimbError(f"{out} exists and is not a directory")
-        if not meta.is_file() and any(out.iterdir()):
+        if not (out / RUN_FILE).is_file() and any(out.iterdir()):
             raise HillclimbError(
                 f"{out} exists, is not empty and is not a climb run directory; choose a new --out"
             )
+
+
+def _open_run_dir(c: Climb) -> None:
+    out = c.out
+    meta = out / RUN_FILE
+    _check_run_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if not meta.is_file():
@@ -713,7 +726,8 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
             }
             if m in c.recipe.rl
             else None,
-            "final": str(c.final(f"rl-{m}" if m in c.recipe.rl else f"sft-{m}")),
+            # the checkpoint eval and the registry use: harness RL's when the recipe has it
+            "final": str(c.final(rl_final(c.recipe, m) or f"sft-{m}")),
             "eval": _current_headline(c, m, ev.get(m, {})),
         }
     timings = stage_timings(c.out)

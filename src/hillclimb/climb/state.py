@@ -87,12 +87,15 @@ class Climb:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """A marker's JSON object, or None when it is absent or unreadable (a damaged marker, even
+    one that is valid JSON but not an object, counts as no marker: the stage runs again)."""
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return obj if isinstance(obj, dict) else None
 
 
 def stage_timings(out: Path) -> list[dict[str, Any]]:

@@ -150,6 +150,8 @@ def render_markdown(card: dict[str, Any]) -> str:
             f"(shards dtype {tk.get('dtype', '?')}).",
             "",
         ]
+    for w in card.get("warnings", []):
+        lines += [f"**Warning:** {w}.", ""]
     lines += ["## Sources", "", "| name | kind | path |", "|---|---|---|"]
     for s in card["sources"]:
         lines.append(f"| {s['name']} | {s['kind']} | {s.get('path') or ''} |")

@@ -103,6 +103,10 @@ def _config_from_args(args: argparse.Namespace) -> DataConfig:
     elif args.source:
         sources = []
         for i, p in enumerate(args.source):
+            # a path typed on the command line that is not there is a typo, not a source to
+            # count as skipped (a recipe's optional sources may be missing on some machines)
+            if not Path(p).exists():
+                raise HillclimbError(f"--source {p}: no such file or directory")
             name = Path(p).name or f"source{i}"
             name = name if name not in {s.name for s in sources} else f"{name}{i}"
             sources.append(SourceConfig(kind=detect_kind(p), name=name, path=p))
@@ -158,6 +162,8 @@ def _summary(card: dict, out: str) -> None:
             print(f"  {f['name']:<11} dropped {f['dropped']:>7,}  ({top})")
         elif f.get("stats"):
             print(f"  {f['name']:<11} {', '.join(f'{k} {v}' for k, v in f['stats'].items())}")
+    for w in card.get("warnings", []):
+        print(f"  warning: {w}")
     print(f"  see {Path(out) / 'DATA_CARD.md'}")
 
 
@@ -179,11 +185,16 @@ def _card(args: argparse.Namespace) -> int:
     p = Path(args.data) / "data_card.json"
     if not p.is_file():
         raise HillclimbError(f"no data_card.json in {args.data}")
-    card = json.loads(p.read_text())
+    md = Path(args.data) / "DATA_CARD.md"
+    try:  # a damaged or partly copied corpus: say which file, never a traceback
+        card = json.loads(p.read_text(encoding="utf-8"))
+        text = None if args.json else md.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HillclimbError(f"cannot read the data card in {args.data}: {exc}") from exc
     if args.json:
         print(json.dumps(card, indent=2))
     else:
-        print((Path(args.data) / "DATA_CARD.md").read_text())
+        print(text)
     return 0
 
 

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hillclimb.config_types import check_field_types
 from hillclimb.errors import ConfigError
 
 SOURCE_KINDS = ("tree", "jsonl", "parquet", "git", "generators", "python_env", "system_code")
@@ -244,6 +245,13 @@ class DataConfig:
                 raise ConfigError(f"source of kind {s.kind!r} needs a `path`")
             if s.name in names:
                 raise ConfigError(f"duplicate source name {s.name!r}")
+            for cap in ("max_files", "max_bytes"):
+                if getattr(s, cap) is not None and getattr(s, cap) < 0:
+                    raise ConfigError(f"source {s.name!r}: {cap} must be >= 0")
+            if s.max_file_bytes < 1:
+                raise ConfigError(f"source {s.name!r}: max_file_bytes must be >= 1")
+            if s.kind == "generators":
+                _check_generators(s)
             names.add(s.name)
             if "decontaminate" in s.skip_filters:
                 raise ConfigError(
@@ -263,6 +271,23 @@ class DataConfig:
             raise ConfigError("dedup.bands * dedup.rows must be <= num_perm")
 
 
+def _check_generators(s: SourceConfig) -> None:
+    """A generators source names real families and tiers: a typo would otherwise build a corpus
+    without those problems and only count them as rejects."""
+    from hillclimb import problems as P
+
+    bad = [f for f in s.families if f not in P.FAMILIES]
+    if bad:
+        raise ConfigError(
+            f"source {s.name!r}: unknown problem families {bad}; known: {sorted(P.FAMILIES)}"
+        )
+    bad_tiers = [t for t in s.tiers if t not in P.TIERS]
+    if bad_tiers:
+        raise ConfigError(f"source {s.name!r}: tiers {bad_tiers} not in {list(P.TIERS)}")
+    if s.per_tier < 0:
+        raise ConfigError(f"source {s.name!r}: per_tier must be >= 0, got {s.per_tier}")
+
+
 def _fill(cls: type, table: dict[str, Any], where: str) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table, got {type(table).__name__}")
@@ -270,6 +295,8 @@ def _fill(cls: type, table: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}")
+    # `max_files = "x"` or `tiers = 1` is named now, not as a TypeError mid-build
+    check_field_types(cls, table, where)
     kwargs = {}
     for k, v in table.items():
         if k == "sources":

@@ -230,6 +230,46 @@ def encoded_runs(text: str) -> list[int]:
 
 _ALNUM_DROP = re.compile(r"[\W_]+")
 
+# Scripts written without spaces between words: Han ideographs (with the CJK extension blocks and
+# compatibility ideographs), hiragana and katakana (with the half-width and phonetic-extension
+# forms). Hangul is not here: Korean puts spaces between words, so `str.split` already counts it.
+_CJK_CHARS = (
+    "\u3005\u3007\u3021-\u3029\u3038-\u303b"  # 々 〇 Hangzhou numerals, 〻
+    "\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff"  # hiragana, katakana, katakana ext.
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9d"  # Han, compat., half-width kana
+    "\U00020000-\U0003134f"  # Han extensions B-G
+)
+_CJK = re.compile(f"[{_CJK_CHARS}]")
+_CJK_SPLIT = re.compile(f"([{_CJK_CHARS}])")
+
+
+def text_words(text: str) -> tuple[list[str], int]:
+    """The words of prose, and how many of them are CJK characters.
+
+    Why not just `text.split()`: Chinese and Japanese are written without spaces, so a paragraph
+    is one "word" and real prose failed `too_few_words` / `mean_word_length`. Inside a
+    whitespace token that holds Han or kana, each such character counts as one word (a
+    character is the closest unit to a word these scripts have without a segmenter), and the
+    pieces between them count as words only when they hold a letter or digit (ideographic
+    punctuation is not a word, just as a comma is not in English). Tokens without Han or kana
+    are kept whole, so results for English, Korean and code are what `text.split()` gave.
+    """
+    words: list[str] = []
+    n_cjk = 0
+    for tok in text.split():
+        if not _CJK.search(tok):
+            words.append(tok)
+            continue
+        for piece in _CJK_SPLIT.split(tok):
+            if not piece:
+                continue
+            if len(piece) == 1 and _CJK.match(piece):
+                words.append(piece)
+                n_cjk += 1
+            elif any(ch.isalnum() for ch in piece):
+                words.append(piece)
+    return words, n_cjk
+
 
 class QualityFilter:
     """StarCoder-style heuristics for code; Gopher-style heuristics for prose."""
@@ -275,12 +315,16 @@ class QualityFilter:
 
     def _text(self, text: str) -> str | None:
         c = self.cfg
-        words = text.split()
+        words, n_cjk = text_words(text)
         if len(words) < c.min_words:
             return "too_few_words"
-        mean = sum(len(w) for w in words) / len(words)
-        if not c.min_mean_word_length <= mean <= c.max_mean_word_length:
-            return "mean_word_length"
+        # word length means nothing for one-character CJK words: judge it on the other words,
+        # and only when they are at least half of the text (mostly-CJK prose skips the check)
+        spaced = [w for w in words if not (len(w) == 1 and _CJK.match(w))] if n_cjk else words
+        if len(spaced) * 2 >= len(words):
+            mean = sum(len(w) for w in spaced) / len(spaced)
+            if not c.min_mean_word_length <= mean <= c.max_mean_word_length:
+                return "mean_word_length"
         symbols = text.count("#") + text.count("...") + text.count("\u2026")
         if symbols / len(words) > c.max_symbol_word_ratio:
             # markdown headings are '#' too: count only runs that are not line-leading headings

@@ -546,22 +546,63 @@ def is_license_file(name: str) -> bool:
     return _is_license_filename(name)
 
 
+_SPDX_TOKEN = re.compile(r"[()]|[^\s()]+")
+
+
 def license_allowed(expr: str, allow: Iterable[str], allow_unknown: bool = False) -> bool:
-    """Is an SPDX expression usable under the allowlist? `A OR B`: either; `A AND B`: both."""
+    """Is an SPDX expression usable under the allowlist? `A OR B`: either; `A AND B`: both.
+
+    Parsed with SPDX precedence (WITH binds tightest, then AND, then OR) and parentheses. Why a
+    parser: splitting on " OR " first read `(MIT OR Apache-2.0) AND GPL-3.0-only` as `(MIT` OR
+    `…`, allowing a GPL document. An expression that does not parse is not allowed.
+    """
     allowed = {a.lower() for a in allow}
     if expr == UNKNOWN:
         return allow_unknown
-    e = expr.strip()
-    if e.startswith("(") and e.endswith(")") and e.count("(") == 1:
-        e = e[1:-1]
-    if " OR " in e:
-        return any(license_allowed(p.strip(), allow, allow_unknown) for p in e.split(" OR "))
-    if " AND " in e:
-        return all(license_allowed(p.strip(), allow, allow_unknown) for p in e.split(" AND "))
-    if " WITH " in e:
-        e = e.split(" WITH ")[0]
-    e = e.strip("() ")
-    return e.lower() in allowed
+    toks = _SPDX_TOKEN.findall(expr)
+    pos = 0
+
+    def take(tok: str) -> bool:
+        nonlocal pos
+        if pos < len(toks) and toks[pos] == tok:
+            pos += 1
+            return True
+        return False
+
+    def term() -> bool:  # license [WITH exception] | "(" expr ")"
+        nonlocal pos
+        if take("("):
+            ok = any_of()
+            if not take(")"):
+                raise ValueError("unbalanced parentheses")
+            return ok
+        if pos >= len(toks) or toks[pos] in ("(", ")", "AND", "OR", "WITH"):
+            raise ValueError("license id expected")
+        name = toks[pos].lower()
+        pos += 1
+        if take("WITH"):
+            if pos >= len(toks) or toks[pos] in ("(", ")", "AND", "OR", "WITH"):
+                raise ValueError("exception id expected")
+            pos += 1
+        return allow_unknown if name == UNKNOWN else name in allowed
+
+    def all_of() -> bool:
+        ok = term()
+        while take("AND"):
+            ok = term() and ok
+        return ok
+
+    def any_of() -> bool:
+        ok = all_of()
+        while take("OR"):
+            ok = all_of() or ok
+        return ok
+
+    try:
+        ok = any_of()
+    except ValueError:
+        return False
+    return ok and pos == len(toks)
 
 
 def license_family(expr: str) -> str:

@@ -111,6 +111,8 @@ class ChunkProcessor:
     def _reject(self, o: int, filt: str, reason: str, doc: Document | None, item: Item) -> dict:
         if doc is None:
             rec: dict[str, Any] = {"source": item.source, "path": item.path, "url": item.url}
+            if item.detail:
+                rec["detail"] = item.detail
         else:
             text = doc.text[: self.cfg.rejects_text_chars]
             if self.redactor is not None:
@@ -370,6 +372,44 @@ def _split_rank(seed: int, doc_id: str) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
+def split_val(cfg: DataConfig, kept: list[tuple[str, int]]) -> list[int]:
+    """Stream ordinals of the val documents among `kept` (doc id, ordinal), sorted.
+
+    A document is val when its seeded hash rank is under `val_fraction`. With two or more
+    documents both sides are guaranteed: none under the fraction → the lowest-ranked one is val;
+    all under it (a tiny corpus: 2 documents both went to val and pre-training then had no train
+    split) → the highest-ranked one goes back to train. Corpora that already had both sides
+    split exactly as before. A single document stays train; the card warns there is no val.
+    """
+    if cfg.val_fraction <= 0 or len(kept) < 2:
+        return []
+    scored = sorted((_split_rank(cfg.seed, d), o) for d, o in kept)
+    val = [o for u, o in scored if u < cfg.val_fraction] or [scored[0][1]]
+    if len(val) == len(scored):
+        val = val[:-1]
+    return sorted(val)
+
+
+def split_warnings(cfg: DataConfig, by_split: dict[str, dict[str, int]]) -> list[str]:
+    """Plain-language problems with the split that the next stages would otherwise report as
+    a bare "no documents with split == ..." error (card `warnings`, printed by the CLI)."""
+    n_train = by_split.get("train", {}).get("documents", 0)
+    n_val = by_split.get("val", {}).get("documents", 0)
+    if n_train + n_val == 0:
+        return ["no documents were kept: there is nothing to train on (see the filter reasons)"]
+    if n_val == 0:
+        why, fix = (
+            ("val_fraction = 0", "set val_fraction > 0")
+            if cfg.val_fraction <= 0
+            else (f"only {n_train} document kept; a val split needs a second one", "add documents")
+        )
+        return [
+            f"no val split ({why}): training measures validation loss on the val split, "
+            f"so {fix} before training on this corpus"
+        ]
+    return []
+
+
 def run_dedup_stage(cfg: DataConfig, work: Path, n_chunks: int) -> dict:
     path = work / "dedup.json"
     if path.is_file():
@@ -394,13 +434,9 @@ def run_dedup_stage(cfg: DataConfig, work: Path, n_chunks: int) -> dict:
         str(ords[i]): [reason, ords[keep], ids[keep]] for i, (reason, keep) in res.dropped.items()
     }
     kept_ids = [(ids[i], ords[i]) for i in range(len(ords)) if i not in res.dropped]
-    val: list[int] = []
-    if cfg.val_fraction > 0 and len(kept_ids) >= 2:
-        scored = sorted((_split_rank(cfg.seed, d), o) for d, o in kept_ids)
-        val = [o for u, o in scored if u < cfg.val_fraction] or [scored[0][1]]
     state = {
         "dropped": dropped,
-        "val": sorted(val),
+        "val": split_val(cfg, kept_ids),
         "bands": res.bands,
         "rows": res.rows,
         "candidate_pairs": res.candidate_pairs,
@@ -522,9 +558,11 @@ def run_write_stage(
     rejects = {f: JsonlGzWriter(final / "rejects", f, cfg.docs_per_file) for f in REJECT_FILTERS}
     dropped = dedup["dropped"]
     val = set(dedup["val"])
+    # every configured source gets a row, so one whose documents were all removed shows 0
+    sources = {s.name: {"documents": 0, "bytes": 0} for s in cfg.sources}
     by: dict[str, dict[str, dict[str, int]]] = {
         "split": {},
-        "source": {},
+        "source": sources,
         "language": {},
         "license": {},
     }
@@ -638,6 +676,9 @@ def run_write_stage(
         },
         "tokenizer": None,
     }
+    warnings = split_warnings(cfg, by["split"])
+    if warnings:  # only when there is one: cards of healthy builds stay byte-identical
+        card["warnings"] = warnings
     if tokenizer is not None:
         from hillclimb.data.tokenize import tokenize_corpus
 
@@ -728,6 +769,17 @@ def build(
     if state == "complete":
         if not force:
             if resume:
+                try:
+                    prev_fp = json.loads((out / MARKER).read_text()).get("fingerprint")
+                except (OSError, ValueError, AttributeError):
+                    prev_fp = None
+                if prev_fp is not None and prev_fp != cfg.fingerprint():
+                    # a no-op "resume" would hand back a corpus built from other settings
+                    raise HillclimbError(
+                        f"{out} holds a complete data build with a different configuration; "
+                        "pass --force to rebuild it (the old one is replaced only when the new "
+                        "one is complete) or choose a new --out"
+                    )
                 return json.loads((out / "data_card.json").read_text())
             raise HillclimbError(
                 f"{out} already holds a complete data build; pass --force to rebuild it "

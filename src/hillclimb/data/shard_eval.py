@@ -68,9 +68,17 @@ def tokenizer_hashes(tok: Tokenizer, path: Path) -> set[str]:
 
 
 def check_shards_match(
-    reader: ShardReader, tok: Tokenizer, tok_path: Path, allow_mismatch: bool
+    reader: ShardReader,
+    tok: Tokenizer,
+    tok_path: Path,
+    allow_mismatch: bool,
+    override_flag: str | None = "--allow-tokenizer-mismatch",
 ) -> None:
-    """Refuse shards tokenized with another vocabulary size or (unless allowed) tokenizer file."""
+    """Refuse shards tokenized with another vocabulary size or (unless allowed) tokenizer file.
+
+    `override_flag` is the caller's flag that allows a mismatch, named in the error; None where
+    the command has none (`hillclimb eval`: bits per byte over another tokenizer's ids would
+    divide by the wrong byte counts, so there is nothing sensible to allow)."""
     if reader.vocab_size != tok.vocab_size:
         raise HillclimbError(
             f"shards at {reader.dir} were tokenized with a {reader.vocab_size}-token vocabulary but the "
@@ -80,5 +88,11 @@ def check_shards_match(
     if recorded and not allow_mismatch and recorded not in tokenizer_hashes(tok, tok_path):
         raise HillclimbError(
             f"shards at {reader.dir} were tokenized with a different tokenizer (sha256 {recorded[:12]}…) "
-            f"than {tok_path}; re-tokenize or pass --allow-tokenizer-mismatch"
+            f"than {tok_path}; "
+            + (
+                f"re-tokenize or pass {override_flag}"
+                if override_flag
+                else "re-tokenize the data with this checkpoint's tokenizer or pass the shards "
+                "built with it"
+            )
         )

@@ -94,6 +94,7 @@ class Item:
     language: str | None = None
     license: str | None = None  # license known before reading (metadata, dataset field, dir)
     skip: str | None = None  # reason this candidate is skipped without reading
+    detail: str | None = None  # what exactly was wrong, for the reject record (not counted)
     meta: dict[str, Any] = field(default_factory=dict)
     skip_filters: tuple[str, ...] = ()
     max_bytes: int = 1 << 20
@@ -455,14 +456,49 @@ def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
         yield Item(source=cfg.name, path=p.name, skip="unreadable")
 
 
+MALFORMED_LICENSE = "malformed_license"
+
+
+def _record_license(value: Any, default: str | None) -> str | None:
+    """The licence a record states, as an SPDX expression (None: it states none).
+
+    A record's own `license` overrides the source's; only an absent or null field falls back to
+    the source licence. A list of SPDX strings (dataset metadata often has `licenses: [...]`)
+    means all of them apply, so it becomes `A AND B` and the licence filter needs every part
+    allowed; a list item that is itself an expression is parenthesised. Anything else (a dict,
+    a number, a list holding non-strings or nothing) raises ValueError: relabelling a record
+    whose licence we cannot read as the source's would launder e.g. a GPL record into MIT.
+    """
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        parts = [" ".join(v.split()) for v in value]
+        if len(parts) == 1:
+            return parts[0]
+        return " AND ".join(f"({p})" if " " in p else p for p in parts)
+    raise ValueError(f"unreadable license field {json.dumps(value, default=str)[:80]}")
+
+
 def _record_item(cfg: SourceConfig, obj: Any, where: str) -> Item:
-    if not isinstance(obj, dict) or not isinstance(obj.get(cfg.text_field), str):
-        return Item(source=cfg.name, path=where, skip="malformed_record")
+    if not isinstance(obj, dict):
+        detail = f"record is a {type(obj).__name__}, not an object"
+        return Item(source=cfg.name, path=where, skip="malformed_record", detail=detail)
+    if not isinstance(obj.get(cfg.text_field), str):
+        # name the column: a wrong `text_field` otherwise shows only as every row rejected
+        keys = ", ".join(sorted(map(str, obj))[:8]) + (", ..." if len(obj) > 8 else "")
+        what = "missing" if obj.get(cfg.text_field) is None else "not a string"
+        detail = f"text_field {cfg.text_field!r} {what}; record fields: {keys or '(none)'}"
+        return Item(source=cfg.name, path=where, skip="malformed_record", detail=detail)
     path = obj.get("path") if isinstance(obj.get("path"), str) else where
     lang = obj.get("language") if isinstance(obj.get("language"), str) else None
     if lang is None and path:
         lang = language_for_path(path)
-    lic = obj.get("license") if isinstance(obj.get("license"), str) else cfg.license
+    try:
+        lic = _record_license(obj.get("license"), cfg.license)
+    except ValueError as exc:
+        return Item(source=cfg.name, path=path, skip=MALFORMED_LICENSE, detail=str(exc))
     meta = {}
     if isinstance(obj.get("id"), str):
         meta["source_id"] = obj["id"]

@@ -265,9 +265,8 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
                 t.add_row(g, f"{m['value']:.0%}", str(m["n"]))
             con.print(t)
     con.print(
-        f"finish reasons {result['finish_reasons']}; truncated (max_tokens) "
-        f"{result['truncated_share']:.1%}; mean completion tokens "
-        f"{result['mean_completion_tokens']:.1f}"
+        f"finish reasons {result['finish_reasons']}; {_truncation(result)}; mean completion "
+        f"tokens {result['mean_completion_tokens']:.1f}"
     )
     eff = result.get("efficiency") or {}
     if eff:
@@ -280,6 +279,29 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
             line += "; credits per solved item " + (f"{c:.6g}" if c is not None else "-")
             line += " (completion tokens only)"
         con.print(line)
+
+
+# harness episode endings as the summary names them (`max_tokens` there is the episode's total
+# token budget, not the per-turn cap)
+_LIMIT_NAMES = {
+    "context_exhausted": "context exhausted",
+    "max_steps": "out of turns (max_steps)",
+    "max_tokens": "episode token budget",
+    "timeout": "wall-clock timeout",
+}
+
+
+def _truncation(result: dict[str, Any]) -> str:
+    """The truncated share named by its cause. Answer suites are cut by `max_tokens` only; the
+    harness suite's episodes end at one of several limits (`truncated_by`), and calling an
+    exhausted context "max_tokens" sent users to raise a limit that was not the one hit."""
+    by = result.get("truncated_by")
+    if by is None:
+        return f"truncated (max_tokens) {result['truncated_share']:.1%}"
+    if not by:
+        return "stopped by a limit 0.0%"
+    causes = ", ".join(f"{_LIMIT_NAMES.get(k, k)} {v:.1%}" for k, v in sorted(by.items()))
+    return f"stopped by a limit {result['truncated_share']:.1%} ({causes})"
 
 
 def _price(args: argparse.Namespace) -> tuple[float, float] | None:
@@ -313,10 +335,14 @@ def _report(
     whole result, else `printer`'s table)."""
     from pathlib import Path
 
+    from hillclimb.errors import HillclimbError
     from hillclimb.io import write_json_atomic
 
     if args.out:
-        write_json_atomic(Path(args.out) / filename, res)
+        try:
+            write_json_atomic(Path(args.out) / filename, res)
+        except OSError as exc:
+            raise HillclimbError(f"cannot write {Path(args.out) / filename}: {exc}") from exc
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -324,10 +350,88 @@ def _report(
     return 0
 
 
+# Which flags each mode reads: "eval" is the generator-task evaluation (no --suite), the rest
+# are suite names, "*" every suite. A flag given where nothing reads it is refused in one line
+# (`_refuse_unread_flags`): `--suite problems --families logic` evaluating all eight families,
+# or `--suite ifeval --samples-per-item 4` reporting no pass@k, looked like a result.
+_ALL_SUITES = ("problems", "humaneval", "completion", "ifeval", "adversarial", "harness", "fim")
+_SAMPLING = ("eval", "problems", "humaneval", "completion")
+_FLAG_READERS: dict[str, tuple[str, ...]] = {
+    "families": ("eval", "problems"),
+    "tiers": ("eval", "problems"),
+    "splits": ("eval", "problems"),
+    "n_per_tier": ("eval",),
+    "sample_n_per_tier": ("eval",),
+    "baseline_train_n": ("eval",),
+    "samples": ("eval",),
+    "seq_len": ("eval",),
+    "val_tokens": ("eval",),
+    "no_tasks": ("eval",),
+    "data": ("eval",),
+    "samples_per_item": _SAMPLING,
+    "pass_k": _SAMPLING,
+    "temperature": _SAMPLING,
+    "top_p": _SAMPLING,
+    "limit": ("*",),
+    "n_items": ("problems", "completion", "ifeval", "fim"),
+    "form": ("humaneval", "completion"),
+    "tasks": ("harness",),
+    "max_steps": ("harness",),
+    "timeout": ("problems", "humaneval", "completion", "adversarial", "fim"),
+    "prices": ("*",),
+    "price_model": ("*",),
+    "api_key": ("*",),
+    "served_model": ("*",),
+    "concurrency": ("*",),
+}
+# the counterpart to suggest, where the mode that refused a flag reads a similar one
+_INSTEAD = {"n_per_tier": "n_items", "n_items": "n_per_tier", "limit": "n_per_tier"}
+
+
+def _refuse_unread_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag that differs from its default where the chosen mode never reads it.
+
+    Why refuse rather than ignore: an evaluation that ran on other items (all families instead of
+    `--families logic`) or without the asked-for pass@k prints a plausible table, and nothing
+    says the flag did nothing. A flag given with its default value cannot be told apart from
+    one not given, and changes nothing, so it passes."""
+    from hillclimb.errors import HillclimbError
+
+    parser = getattr(args, "_parser", None)
+    if parser is None:
+        return
+    mode = args.suite or "eval"
+    for dest, readers in _FLAG_READERS.items():
+        if getattr(args, dest, None) == parser.get_default(dest):
+            continue
+        if mode in readers or ("*" in readers and mode != "eval"):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        where = f"--suite {mode}" if mode != "eval" else "evaluation without --suite"
+        used = ", ".join(
+            "evaluation without --suite"
+            if r == "eval"
+            else ("any --suite" if r == "*" else f"--suite {r}")
+            for r in readers
+        )
+        alt = _INSTEAD.get(dest)
+        hint = ""
+        if alt is not None and mode in _FLAG_READERS[alt]:
+            hint = f"; {where} takes --{alt.replace('_', '-')}"
+        raise HillclimbError(f"{flag} does not apply to {where} (only to: {used}){hint}")
+    if not args.samples_per_item and any(k != 1 for k in args.pass_k):
+        # the docs pair them (`--samples-per-item N --pass-k 1,N`): pass@k > 1 needs samples
+        raise HillclimbError(
+            f"--pass-k {','.join(map(str, args.pass_k))} needs sampled completions: add "
+            f"--samples-per-item >= {max(args.pass_k)} (without it only greedy pass@1 is scored)"
+        )
+
+
 def _handle_suite(args: argparse.Namespace) -> int:
     from hillclimb.eval.suites import SuiteConfig, check_suite, run_suite
 
     check_suite(args.suite)
+    _refuse_unread_flags(args)
     cfg = SuiteConfig(
         limit=args.limit,
         samples_per_item=args.samples_per_item,
@@ -339,6 +443,9 @@ def _handle_suite(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         form=args.form,
         n_items=args.n_items,
+        families=args.families,
+        tiers=args.tiers,
+        splits=list(args.splits),
         tasks=args.tasks,
         harness_max_steps=args.max_steps,
         harness_concurrency=args.concurrency,
@@ -357,9 +464,21 @@ def _handle_suite(args: argparse.Namespace) -> int:
     return _report(args, res, f"{args.suite}.json", print_suite)
 
 
+def _check_out(out: str | None) -> None:
+    """`--out` must be a directory (or not exist yet): found now, not as a FileExistsError
+    traceback after the whole evaluation ran."""
+    from pathlib import Path
+
+    from hillclimb.errors import HillclimbError
+
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise HillclimbError(f"--out {out} exists and is not a directory")
+
+
 def _handle(args: argparse.Namespace) -> int:
     from hillclimb.errors import HillclimbError
 
+    _check_out(args.out)
     if args.suite is not None:
         return _handle_suite(args)
     if args.model.startswith(("http://", "https://")):
@@ -368,6 +487,7 @@ def _handle(args: argparse.Namespace) -> int:
             "fim, harness)"
         )
 
+    _refuse_unread_flags(args)
     from hillclimb.eval.core import run_eval
     from hillclimb.eval.tasks import TaskEvalConfig
 

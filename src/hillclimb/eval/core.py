@@ -62,7 +62,8 @@ def bits_per_byte(
 
     reader = ShardReader(data)
     if tokenizer_path is not None:
-        check_shards_match(reader, tok, tokenizer_path, allow_mismatch=False)
+        # eval has no override: bpb over another tokenizer's ids would not measure this model
+        check_shards_match(reader, tok, tokenizer_path, allow_mismatch=False, override_flag=None)
     if "val" not in reader.splits() or reader.split("val").n_tokens <= seq_len + 1:
         raise HillclimbError(
             f"shards at {reader.dir} have no val split longer than seq_len={seq_len}"

@@ -12,8 +12,10 @@ rate and interval; `resolve_rate` pools them, and tasks that carry a project spl
 
 A checkpoint runs on one started engine shared by `--concurrency` episodes (the engine batches
 their turns, as RL rollouts do); a URL runs through the OpenAI-compatible client. Episodes are
-greedy (temperature 0, seed `--seed`) with `--max-steps` turns. An episode that ran out of turns,
-context or tokens counts as truncated.
+greedy (temperature 0, seed `--seed`) with `--max-steps` turns of at most `--max-tokens`
+completion tokens each (default: what the context leaves). An episode that ran out of turns,
+context or tokens counts as truncated; `truncated_by` says which limit, since "the context filled
+up" and "a turn was cut at max_tokens" call for different fixes.
 """
 
 from __future__ import annotations
@@ -84,7 +86,15 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
             split_of[t.id] = str(t.meta.get("split", "all"))
     if cfg.harness_max_steps < 1 or cfg.harness_concurrency < 1:
         raise HillclimbError("--max-steps and --concurrency must be >= 1")
-    limits = EpisodeLimits(max_steps=cfg.harness_max_steps, temperature=0.0, seed=cfg.seed)
+    # `--max-tokens` / `[eval] suite_max_tokens` cap each turn, as every other suite caps an
+    # answer; without it a turn may fill what the context leaves and episodes end
+    # `context_exhausted` after a few verbose turns
+    limits = EpisodeLimits(
+        max_steps=cfg.harness_max_steps,
+        max_tokens_per_turn=cfg.max_tokens,
+        temperature=0.0,
+        seed=cfg.seed,
+    )
     factory, engine = _client_factory(backend)
     items: list[dict[str, Any]] = []
     running = running_for_episodes(engine) if engine is not None else contextlib.nullcontext()
@@ -131,6 +141,8 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         "metrics": metrics,
         "groups": dict(groups),
         "truncated_share": sum(ends.get(t, 0) for t in TRUNCATED) / n if n else 0.0,
+        # which limit ended them: a context that filled up is not a `max_tokens` cut
+        "truncated_by": {t: ends[t] / n for t in TRUNCATED if ends.get(t)},
         "finish_reasons": dict(sorted(ends.items())),
         "mean_completion_tokens": sum(i["completion_tokens"] for i in items) / n if n else 0.0,
         "items": items,

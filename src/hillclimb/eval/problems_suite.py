@@ -92,6 +92,9 @@ def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
 
     tcfg = TaskEvalConfig(
         n_per_tier=cfg.n_items or DEFAULT_N_PER_TIER,
+        families=list(cfg.families) if cfg.families else None,
+        tiers=list(cfg.tiers) if cfg.tiers else None,
+        splits=list(cfg.splits),
         seed=cfg.seed,
         max_tokens=cfg.max_tokens,
         samples_per_item=cfg.samples_per_item,

@@ -30,6 +30,10 @@ class SuiteConfig:
     bootstrap: int = 1000  # bootstrap resamples
     form: str = "completion"  # humaneval: completion (raw prompt) | chat (one user turn)
     n_items: int | None = None  # generated suites (ifeval): how many prompts (None: default)
+    # problems suite: which families / tiers / evaluation splits (None: all families and tiers)
+    families: list[str] | None = None
+    tiers: list[int] | None = None
+    splits: list[str] = field(default_factory=lambda: ["heldout", "heldout_phrasing"])
     # harness suite: task groups ("[NAME=]DIR"), turns per episode, episodes in flight
     tasks: list[str] | None = None
     harness_max_steps: int = 30
@@ -59,6 +63,11 @@ class SuiteConfig:
             raise HillclimbError(f"--form must be completion or chat, got {self.form!r}")
         if self.n_items is not None and self.n_items < 1:
             raise HillclimbError(f"--n-items must be >= 1, got {self.n_items}")
+        if self.families or self.tiers or self.splits != ["heldout", "heldout_phrasing"]:
+            # checked before a model is loaded or a URL reached, by the generator eval's own rule
+            from hillclimb.eval.tasks import TaskEvalConfig
+
+            TaskEvalConfig(families=self.families, tiers=self.tiers, splits=self.splits).validate()
 
 
 def metric(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -185,6 +186,35 @@ def make_client(
     )
 
 
+def _out_dir_ok(out: Path, flag: str = "--out") -> None:
+    """An output directory may exist (runs resume, exports refresh) but must be a directory."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise HillclimbError(f"{flag} {out}: {p} exists and is not a directory")
+            return
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    """Bad limits fail here with one line, before a model loads or anything is written."""
+    if args.concurrency < 1 or args.max_steps < 1:
+        raise HillclimbError("--concurrency and --max-steps must be at least 1")
+    if args.max_tokens_per_turn is not None and args.max_tokens_per_turn < 1:
+        raise HillclimbError(f"--max-tokens-per-turn must be at least 1, got {args.max_tokens_per_turn}")  # fmt: skip
+    if args.max_total_tokens < 1:
+        raise HillclimbError(f"--max-total-tokens must be at least 1, got {args.max_total_tokens}")
+    if args.max_errors < 0:
+        raise HillclimbError(f"--max-errors must be >= 0, got {args.max_errors}")
+    for flag, value in (("--wall", args.wall), ("--request-timeout", args.request_timeout)):
+        if not math.isfinite(value) or value <= 0:
+            raise HillclimbError(f"{flag} must be a positive number of seconds, got {value}")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise HillclimbError(f"--temperature must be >= 0, got {args.temperature}")
+    _out_dir_ok(Path(args.out))
+    if args.telemetry is not None and Path(args.telemetry).is_dir():
+        raise HillclimbError(f"--telemetry {args.telemetry} is a directory, not a database file")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -192,8 +222,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from hillclimb.harness.agent import EpisodeLimits
     from hillclimb.harness.task_runner import run_tasks
 
-    if args.concurrency < 1 or args.max_steps < 1:
-        raise HillclimbError("--concurrency and --max-steps must be at least 1")
+    _check_run_args(args)
     factory = make_client(
         args.model, args.model_name, args.api_key, args.request_timeout, args.concurrency
     )
@@ -290,6 +319,9 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from hillclimb.harness.taskgen.generate import generate_tasks
 
+    if not 0.0 <= args.multi_prob <= 1.0:  # also refuses nan
+        raise HillclimbError(f"--multi-prob must be between 0 and 1, got {args.multi_prob}")
+    _out_dir_ok(Path(args.out))
     progress = None if args.json else (lambda tid: print(f"wrote {tid}", file=sys.stderr))
     s = generate_tasks(args.out, args.n, seed=args.seed, kinds=args.kinds, languages=args.languages,
                        multi_project_prob=args.multi_prob, unsafe=args.unsafe, progress=progress,
@@ -314,10 +346,15 @@ def _open_db(path: str):
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from hillclimb.io import refuse_foreign_sqlite
     from hillclimb.serve.flywheel import FlywheelStore
 
     if args.served is not None and not Path(args.served).is_file():
         raise HillclimbError(f"flywheel database {args.served} does not exist")
+    if args.served is not None:
+        # FlywheelStore would add its tables to any SQLite file it is pointed at
+        refuse_foreign_sqlite(args.served, "served", "flywheel")
+    _out_dir_ok(Path(args.out))
     with _open_db(args.db) as tel:
         served = FlywheelStore(args.served) if args.served is not None else None
         try:

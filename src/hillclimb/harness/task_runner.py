@@ -106,9 +106,7 @@ def run_tasks(
 
     out = Path(out_dir)
     traj_dir = out / "trajectories"
-    traj_dir.mkdir(parents=True, exist_ok=True)
     dirs = find_task_dirs(tasks_dir)
-    telemetry = Telemetry(telemetry_path) if telemetry_path else None
     lock = threading.Lock()
     local = threading.local()
 
@@ -123,6 +121,9 @@ def run_tasks(
     todo: list[Path] = []
     skipped = 0
     seen_ids: dict[str, Path] = {}
+    # Two tasks writing one trajectory file would overwrite each other's results (ids that differ
+    # only in characters `_safe_name` replaces, or a broken task named like another's id).
+    seen_files: dict[str, Path] = {}
     for d in dirs:
         try:
             tid = load_task(d).id
@@ -133,6 +134,12 @@ def run_tasks(
                 raise HillclimbError(f"duplicate task id {tid!r} in {seen_ids[tid]} and {d}")
             seen_ids[tid] = d
         p = traj_path(d, tid)
+        if p.name in seen_files:
+            raise HillclimbError(
+                f"tasks {seen_files[p.name]} and {d} would both write trajectories/{p.name}; "
+                "give them distinct ids (and task directories distinct names)"
+            )
+        seen_files[p.name] = d
         if p.is_file():
             try:
                 prev = json.loads(p.read_text(encoding="utf-8"))
@@ -142,6 +149,12 @@ def run_tasks(
             except (json.JSONDecodeError, OSError):
                 pass
         todo.append(d)
+    # only now, when every task has its own file, is anything created
+    try:
+        traj_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HillclimbError(f"cannot create {traj_dir}: {exc}") from None
+    telemetry = Telemetry(telemetry_path) if telemetry_path else None
 
     def rebuild() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         rows = []

@@ -94,6 +94,7 @@ class Telemetry(LockedSQLite):
     VERSION = str(SCHEMA_VERSION)
     VERSION_KEY = "schema_version"
     FOREIGN_KEYS = True
+    MARKER_TABLE = "episodes"  # another store's SQLite file is refused, not converted
 
     # ---- recording ----------------------------------------------------------------------------
     def start_episode(self, ep: Episode, source: str = "harness") -> None:

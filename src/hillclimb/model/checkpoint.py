@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from hillclimb.errors import HillclimbError
@@ -84,9 +85,33 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
             for fname in sorted(set(weight_map.values())):
                 out.update(load_file(str(directory / fname)))
             return out
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        # SafetensorError (truncated or corrupt file) is no ValueError: caught by name
         raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
     raise HillclimbError(f"no model.safetensors (or index) in {directory}")
+
+
+def check_weight_files(directory: Path) -> None:
+    """Raise HillclimbError unless every weight file of `directory` has a readable safetensors
+    header that the file's size covers (a truncated copy fails), without loading a tensor. For
+    copying a checkpoint as it is (`hillclimb export --format hf`)."""
+    from safetensors import safe_open
+
+    single = directory / "model.safetensors"
+    index = directory / "model.safetensors.index.json"
+    try:
+        if single.is_file():
+            files = [single]
+        elif index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            files = [directory / f for f in sorted(set(weight_map.values()))]
+        else:
+            raise HillclimbError(f"no model.safetensors (or index) in {directory}")
+        for f in files:
+            with safe_open(str(f), framework="pt") as fh:
+                fh.keys()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
+        raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
 
 
 def generation_config(tokenizer: Any | None) -> dict[str, Any]:
@@ -164,9 +189,12 @@ def read_info(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not f.is_file():
         return {}
     try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as exc:
+        info = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HillclimbError(f"malformed {f}: {exc}") from exc
+    if not isinstance(info, dict):
+        raise HillclimbError(f"malformed {f}: not a JSON object")
+    return info
 
 
 def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
@@ -180,15 +208,26 @@ def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
         raise HillclimbError(f"{d} is not a checkpoint: config.json missing")
     try:
         hf_cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HillclimbError(f"malformed {cfg_file}: {exc}") from exc
+    if not isinstance(hf_cfg, dict):
+        raise HillclimbError(f"malformed {cfg_file}: not a JSON object")
     layout = "hillclimb" if hf_cfg.get("model_type") == "hillclimb_moe" else "qwen3_moe"
-    if "model_config" in info:
-        cfg = ModelConfig.from_dict(info["model_config"])
-    elif layout == "qwen3_moe":
-        cfg = config_from_hf(hf_cfg, name=d.name)
-    else:
-        raise HillclimbError(f"{d}: hillclimb layout without hillclimb.json")
+    # A hand-edited or foreign config (a missing key, a wrong type) is one line, not a traceback.
+    try:
+        if "model_config" in info:
+            if not isinstance(info["model_config"], dict):
+                raise HillclimbError(f"malformed {d / 'hillclimb.json'}: model_config is not an object")  # fmt: skip
+            cfg = ModelConfig.from_dict(info["model_config"])
+        elif layout == "qwen3_moe":
+            cfg = config_from_hf(hf_cfg, name=d.name)
+        else:
+            raise HillclimbError(f"{d}: hillclimb layout without hillclimb.json")
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, HillclimbError):
+            raise
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise HillclimbError(f"{d}: unusable model config ({what})") from exc
     return cfg, layout
 
 

@@ -149,9 +149,12 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from hillclimb.io import atomic_dir
-    from hillclimb.model.checkpoint import load_config, read_info
+    from hillclimb.model.checkpoint import check_weight_files, load_config, read_info
     from hillclimb.model.hf import NotExpressible
 
+    parent = next((p for p in args.out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise HillclimbError(f"--out {args.out}: {parent} is not a directory")
     if args.format == "gguf":
         return _export_gguf(args)
     if args.dtype is not None:
@@ -168,6 +171,9 @@ def _export(args: argparse.Namespace) -> int:
         raise NotExpressible(
             f"{args.checkpoint} cannot be exported as Qwen3-MoE: uses {', '.join(problems or ['unsupported features'])}"
         )
+    # the HF export copies files as they are: a checkpoint with no weights, or a truncated
+    # copy of them, must fail here instead of producing an export that does not load
+    check_weight_files(args.checkpoint)
     with atomic_dir(args.out) as tmp:
         for f in sorted(args.checkpoint.iterdir()):
             if f.is_file() and not f.name.startswith("."):

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
+from hillclimb.io import refuse_foreign_sqlite
 from hillclimb.registry.evalfile import Item, parse_result
 
 REGISTRY_FILE = "registry.sqlite"
@@ -240,6 +241,9 @@ class Registry:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise HillclimbError(f"cannot create {self.path.parent}: {exc}") from exc
+        else:
+            # `--registry telemetry.db` must not turn another store's file into a registry
+            refuse_foreign_sqlite(self.path, "checkpoints", "registry")
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self.conn.row_factory = sqlite3.Row

@@ -6,6 +6,10 @@ A candidate replaces the incumbent (an alias such as `thinking@prod` moves to it
    were evaluated on gives a positive mean difference with one-sided p < `alpha`; and
 2. on every **gate** suite it is not worse beyond noise: one-sided p(worse) >= `alpha`.
 
+Both are one-sided bootstrap p-values, not probabilities of being better or worse: p(worse) = 1
+means "no sign of a regression", not "certainly worse". The printed lines and reasons say
+"p(one-sided, better|worse)" for that reason; the JSON keeps `p_better` / `p_worse` (a contract).
+
 Why paired on shared items: the two models saw the same problems, so per-item differences cancel
 item difficulty; comparing two accuracies as if independent would call a real 4-point gain on
 500 items noise, or a 4-point loss on 40 items real. Why "beyond noise" and not "higher": a
@@ -66,8 +70,9 @@ class Comparison:
         pct = int(round(s.confidence * 100))
         return (
             f"{s.mean_a:.1%} -> {s.mean_b:.1%} ({s.delta * 100:+.1f} pts, {pct}% CI "
-            f"[{s.ci_low * 100:+.1f}, {s.ci_high * 100:+.1f}]), p(better)={s.p_better:.3g}, "
-            f"p(worse)={s.p_worse:.3g}, dz={s.effect_size:+.2f}, n={s.n} shared items "
+            f"[{s.ci_low * 100:+.1f}, {s.ci_high * 100:+.1f}]), "
+            f"p(one-sided, better)={s.p_better:.3g}, p(one-sided, worse)={s.p_worse:.3g}, "
+            f"dz={s.effect_size:+.2f}, n={s.n} shared items "
             f"({s.b_only} only the candidate passes, {s.a_only} only the incumbent)"
         )
 
@@ -179,7 +184,7 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
             Check(
                 "target",
                 True,
-                f"improves beyond noise (p={t.p_better:.3g} < {cfg.alpha})",
+                f"improves beyond noise (p(one-sided, better)={t.p_better:.3g} < {cfg.alpha})",
                 comps[0],
             )
         )
@@ -188,7 +193,7 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
             Check(
                 "target",
                 False,
-                f"higher but within noise (p={t.p_better:.3g} >= {cfg.alpha})",
+                f"higher but within noise (p(one-sided, better)={t.p_better:.3g} >= {cfg.alpha})",
                 comps[0],
             )
         )
@@ -199,12 +204,20 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
         if s.delta < 0 and s.p_worse < cfg.alpha:
             checks.append(
                 Check(
-                    "gate", False, f"regresses beyond noise (p={s.p_worse:.3g} < {cfg.alpha})", comp
+                    "gate",
+                    False,
+                    f"regresses beyond noise (p(one-sided, worse)={s.p_worse:.3g} < {cfg.alpha})",
+                    comp,
                 )
             )
         else:
             checks.append(
-                Check("gate", True, f"no regression beyond noise (p(worse)={s.p_worse:.3g})", comp)
+                Check(
+                    "gate",
+                    True,
+                    f"no regression beyond noise (p(one-sided, worse)={s.p_worse:.3g})",
+                    comp,
+                )
             )
     failed = [c for c in checks if not c.ok]
     reasons = (

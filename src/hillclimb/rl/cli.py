@@ -34,7 +34,14 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--group-size", "group_size", int, "G: samples per prompt, >= 2 (8)"),
     ("--temperature", "temperature", float, "rollout temperature (1.0)"),
     ("--max-tokens", "max_tokens", int, "completion budget (default: per cell from references)"),
-    ("--reward", "reward", str, "custom reward 'module:function' (Rollout -> float)"),
+    (
+        "--reward",
+        "reward",
+        str,
+        "custom reward 'module:function' (Rollout -> float; with --harness it is called on the "
+        "graded harness Episode instead); the module is imported from sys.path, else from the "
+        "current directory",
+    ),
     ("--format-reward", "format_reward", float, "bonus for an extractable answer (0)"),
     ("--overlong", "overlong", str, "truncated completions: mask | soft | none (mask)"),
     ("--length-penalty", "length_penalty", str, "none | alp (solve-rate-scaled, arXiv 2506.05256)"),

@@ -131,6 +131,12 @@ class RLConfig(TrainConfig):
         )
         need(self.budget_beta >= 0, "budget_beta must be >= 0")
         need(self.harness_max_steps >= 1, "harness_max_steps must be >= 1")
+        # the bonus reads a single-turn answer; an episode's reward is its graded resolve, so
+        # accepting the flag there would silently do nothing
+        need(
+            self.harness is None or self.format_reward == 0,
+            "format_reward applies to single-turn problems, not to harness episodes",
+        )
         need(self.harness_concurrency >= 1, "harness_concurrency must be >= 1")
         need(
             all(b >= 1 for b in self.pareto_budgets),

@@ -107,6 +107,18 @@ def episode_reward(ep: Any, partial: float = 0.5, syntax_penalty: float = 0.1) -
     return r - min(0.5, syntax_penalty * broken)
 
 
+def episode_rewards(reward_fn: Callable[[Any], float] | None, episodes: list[Any]) -> list[float]:
+    """The rewards of one group: `reward_fn` (a custom `--reward`, called on each graded
+    `Episode`) or `episode_reward`. A custom one goes through `rewards.score`, as in problem RL,
+    so a reward written for a `Rollout`, one that raises or one that returns NaN stops the run
+    with an error naming the function and the task, not a bare traceback or a NaN loss."""
+    if reward_fn is None:
+        return [episode_reward(e) for e in episodes]
+    from hillclimb.rl.rewards import score
+
+    return [score(reward_fn, e) for e in episodes]
+
+
 class TaskCurriculum:
     """Tasks weighted by how informative their groups are (resolve rate strictly in (0, 1))."""
 
@@ -231,7 +243,7 @@ def collect_episodes(
                     f"task {task.id}: an episode's prompts stopped extending its token "
                     "transcript; agentic RL needs the local engine's token-faithful client"
                 )
-            rewards = [float(reward_fn(e)) if reward_fn else episode_reward(e) for e in g]
+            rewards = episode_rewards(reward_fn, g)
             cur.observe(task, sum(e.resolved for e in g) / G)
             adv = tally_group(
                 st,

@@ -13,14 +13,22 @@ rewards and says which completions get no gradient (`overlong = "mask"`).
 
 Custom rewards: `--reward my_pkg.rewards:score` (or `reward = "..."` in a recipe) imports a
 callable `score(rollout) -> float`; one that raises or returns a non-finite number stops the
-run with a clear error naming the function.
+run with a clear error naming the function. With `--harness TASKS` the callable receives a graded
+`harness.agent.Episode` instead of a `Rollout` (`resolved`, `grade`, `edits`, `exit_status`,
+`turns`, `completion_tokens`, `token_ids`/`loss_mask`, ...; the default there is
+`rl.harness.episode_reward`) and goes through the same `score` checks. The module is found on
+`sys.path` and, failing that, in the current directory (as `python -m` would), so
+`--reward myreward:fn` works beside `myreward.py`; an installed module of the same name wins.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import ConfigError, HillclimbError
@@ -57,9 +65,15 @@ def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
         if not mod or not name:
             raise ConfigError(f"reward must be 'module:function', got {spec!r}")
         try:
-            fn = getattr(importlib.import_module(mod), name)
+            fn = getattr(_import_reward_module(mod), name)
         except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"cannot load reward function {spec!r}: {exc}") from exc
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and exc.name == mod.partition(".")[0]:
+                hint = (
+                    f" (looked on sys.path and in the current directory {os.getcwd()}; set "
+                    "PYTHONPATH to the directory holding the module)"
+                )
+            raise ConfigError(f"cannot load reward function {spec!r}: {exc}{hint}") from exc
         if not callable(fn):
             raise ConfigError(f"reward {spec!r} is not callable")
         base = fn
@@ -72,17 +86,56 @@ def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
     return with_format
 
 
-def score(fn: RewardFn, r: Rollout) -> float:
-    """Call a reward function with the errors a user needs to fix it."""
+def _import_reward_module(mod: str) -> Any:
+    """Import `mod` from sys.path, else from the current directory.
+
+    Why the fallback: the `hillclimb` console script, unlike `python -m`, does not put the
+    current directory on sys.path, so `--reward myreward:fn` beside `myreward.py` failed with
+    "No module named 'myreward'". The directory is appended (not prepended) and only after the
+    normal import found nothing, so it never shadows an installed or standard-library module."""
+    try:
+        return importlib.import_module(mod)
+    except ModuleNotFoundError as exc:
+        top = mod.partition(".")[0]
+        cwd = os.getcwd()
+        here = Path(cwd)
+        local = (here / f"{top}.py").is_file() or (here / top).is_dir()
+        if exc.name != top or not local or cwd in sys.path:
+            raise
+        sys.path.append(cwd)  # kept: the module may import its neighbours later
+        importlib.invalidate_caches()
+        return importlib.import_module(mod)
+
+
+def _subject(r: Any) -> str:
+    """What a reward was scored on, for its error: a problem (a `Rollout`) or a harness task
+    (an `Episode`, `--harness` mode)."""
+    problem = getattr(r, "problem", None)
+    if problem is not None:
+        return f"problem {problem.id}"
+    task = getattr(r, "task_id", None)
+    return f"harness task {task} (an Episode)" if task is not None else type(r).__name__
+
+
+def score(fn: Callable[[Any], float], r: Any) -> float:
+    """Call a reward function with the errors a user needs to fix it: on a `Rollout` (problem
+    RL) or a graded `harness.agent.Episode` (`--harness`), the same checks either way."""
     name = getattr(fn, "__qualname__", repr(fn))
     try:
         v = float(fn(r))
     except Exception as exc:
+        hint = ""
+        if isinstance(exc, AttributeError) and getattr(r, "task_id", None) is not None:
+            # the usual cause: a reward written for a Rollout (`r.passed`, `r.content_text`)
+            hint = (
+                "; with --harness a reward receives a harness Episode (resolved, grade, edits, "
+                "exit_status, turns, completion_tokens, ...), not a Rollout (docs/areas/rl.md)"
+            )
         raise HillclimbError(
-            f"reward function {name} raised on problem {r.problem.id}: {type(exc).__name__}: {exc}"
+            f"reward function {name} raised on {_subject(r)}: {type(exc).__name__}: {exc}{hint}"
         ) from exc
     if not math.isfinite(v):
-        raise HillclimbError(f"reward function {name} returned {v} on problem {r.problem.id}")
+        raise HillclimbError(f"reward function {name} returned {v} on {_subject(r)}")
     return v
 
 

@@ -263,6 +263,9 @@ def _check_sampling(req: _Sampling) -> None:
         raise unsupported("logit_bias")
     if req.stream_options is not None and not req.stream:
         raise invalid("stream_options is only allowed when stream is true.", "stream_options")
+    if req.stream_options is not None and req.stream_options.continuous_usage_stats:
+        # vLLM's usage-in-every-chunk: not implemented, and refusing beats a silent no-op
+        raise unsupported("stream_options.continuous_usage_stats", "only include_usage")
     if req.reasoning_effort is not None and req.reasoning_effort not in ("low", "medium", "high"):
         raise invalid(
             f"reasoning_effort must be 'low', 'medium' or 'high', got {req.reasoning_effort!r}.",
@@ -407,13 +410,31 @@ def _check_chat(req: ChatCompletionRequest) -> None:
     if req.tools:
         for i, t in enumerate(req.tools):
             fn = t.get("function")
-            if t.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):
+            name = fn.get("name") if isinstance(fn, dict) else None
+            if t.get("type") != "function" or not isinstance(name, str) or not name:
                 raise invalid(
                     f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}.",
                     f"tools[{i}]",
                     "invalid_value",
                 )
+            # the template renders these into the prompt as they are: a wrong type would give
+            # the model a garbled tool (a silently wrong answer), so it is refused like OpenAI
+            for key, kind, label in (("description", str, "a string"),
+                                     ("parameters", dict, "a JSON Schema object")):  # fmt: skip
+                if fn.get(key) is not None and not isinstance(fn[key], kind):
+                    raise invalid(
+                        f"Invalid type for 'tools[{i}].function.{key}': expected {label}.",
+                        f"tools[{i}].function.{key}",
+                        "invalid_type",
+                    )
     tc = req.tool_choice
+    if isinstance(tc, str) and tc not in ("auto", "none", "required"):
+        raise invalid(
+            f"Invalid value for 'tool_choice': {tc!r}; expected 'none', 'auto', 'required' or a "
+            "named tool.",
+            "tool_choice",
+            "invalid_value",
+        )
     if tc is not None and tc not in ("auto", "none"):
         raise unsupported("tool_choice", "only 'auto' and 'none'")
     if req.top_logprobs is not None:

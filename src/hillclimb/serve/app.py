@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from hillclimb.serve.api import APIError
 from hillclimb.serve.flywheel import FeedbackError
 from hillclimb.serve.serving import (
+    MAX_CHOICES,
     authorize,
     error_response,
     handle,
@@ -155,27 +156,52 @@ def create_app(state: ServerState) -> FastAPI:
     return app
 
 
+_FEEDBACK_FIELDS = {"id", "accepted", "choice", "edit", "note"}
+# a note is a remark, not a document: every feedback row is kept in flywheel.sqlite
+MAX_FEEDBACK_NOTE = 64 * 1024
+
+
 def _feedback(state: ServerState, account: Any, body: Any) -> dict[str, Any]:
     """Validate a feedback body and record it (`FlywheelStore.record_feedback`)."""
 
     def bad(msg: str, param: str) -> APIError:
         return APIError(400, msg, "invalid_request_error", param, "invalid_value")
 
+    def unrecognized(param: str) -> APIError:
+        msg = f"Unrecognized field: {param}"
+        return APIError(400, msg, "invalid_request_error", param, "unknown_parameter")
+
     if not isinstance(body, dict):
         raise bad("the body must be a JSON object", "body")
+    # nothing is silently ignored: a misspelt field ("acepted", "edit.aplied") is refused
+    unknown = sorted(set(body) - _FEEDBACK_FIELDS)
+    if unknown:
+        raise unrecognized(unknown[0])
     rid, accepted = body.get("id"), body.get("accepted")
     if not isinstance(rid, str) or not rid:
         raise bad("'id' must be the id of a response you received", "id")
     if not isinstance(accepted, bool):
         raise bad("'accepted' must be true or false", "accepted")
+    # bounded: a request has at most MAX_CHOICES choices, and SQLite stores 64-bit integers
+    # (a larger one was a 500)
     choice = body.get("choice", 0)
-    if isinstance(choice, bool) or not isinstance(choice, int) or choice < 0:
-        raise bad("'choice' must be an integer >= 0", "choice")
+    if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < MAX_CHOICES:
+        raise bad(f"'choice' must be an integer in 0..{MAX_CHOICES - 1}", "choice")
     edit, note = body.get("edit"), body.get("note")
-    if edit is not None and not isinstance(edit, dict):
-        raise bad("'edit' must be an object {path, applied}", "edit")
+    if edit is not None:
+        if not isinstance(edit, dict):
+            raise bad("'edit' must be an object {path, applied}", "edit")
+        unknown = sorted(set(edit) - {"path", "applied"})
+        if unknown:
+            raise unrecognized(f"edit.{unknown[0]}")
+        if edit.get("path") is not None and not isinstance(edit["path"], str):
+            raise bad("'edit.path' must be a string", "edit.path")
+        if edit.get("applied") is not None and not isinstance(edit["applied"], bool):
+            raise bad("'edit.applied' must be true or false", "edit.applied")
     if note is not None and not isinstance(note, str):
         raise bad("'note' must be a string", "note")
+    if note is not None and len(note) > MAX_FEEDBACK_NOTE:
+        raise bad(f"'note' is too long (at most {MAX_FEEDBACK_NOTE} characters)", "note")
     assert state.flywheel is not None
     try:
         return state.flywheel.record_feedback(

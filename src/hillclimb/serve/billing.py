@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
+from hillclimb.io import refuse_foreign_sqlite
 
 MICRO = 1_000_000  # micro-credits per credit
 SCHEMA_VERSION = "1"
@@ -139,23 +140,43 @@ class UsageDB:
     def __init__(self, path: str | Path):
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._check_path(Path(self.path))
         self._local = threading.local()
         # Serialises this process's writers (fewer busy waits). ":memory:" is one database per
         # connection, so there all threads share a single connection under this lock.
         self._lock = threading.RLock()
         self._shared: sqlite3.Connection | None = None
-        if self.path == ":memory:":
-            self._shared = self._connect()
-        conn = self._conn()
+        # Connecting is inside the try too: a file that is not SQLite fails at the first PRAGMA
+        # of `_connect`, a path SQLite cannot open at `connect` — both clear errors, not
+        # tracebacks. Nothing before the schema script writes, so a refused file is untouched.
         try:
+            if self.path == ":memory:":
+                self._shared = self._connect()
+            conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            self.close()
             raise HillclimbError(f"cannot open usage database {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _check_path(path: Path) -> None:
+        """Refuse, before anything is created or written, a path that cannot be this store: a
+        directory, a parent that cannot be made, or another store's SQLite file — the schema is
+        `CREATE TABLE IF NOT EXISTS`, so opening a registry or telemetry database would
+        silently add `accounts`/`requests` to it."""
+        if path.is_dir():
+            raise HillclimbError(f"usage database {path} is a directory, not a file")
+        refuse_foreign_sqlite(path, "accounts", "usage")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HillclimbError(
+                f"cannot create the directory of usage database {path}: {exc}"
+            ) from exc
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(

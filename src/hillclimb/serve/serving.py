@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -105,6 +107,18 @@ class Endpoint(ABC, Generic[RequestT]):
         """The answer as SSE bytes."""
 
 
+# vLLM's floor for a reported logprob: a token the sampler had masked out (token healing's
+# constraint on the first tokens, top-k / top-p) has -inf, which JSON cannot carry (the plain
+# answer failed with a 500, a stream sent `-Infinity`, which no JSON parser reads)
+MIN_LOGPROB = -9999.0
+
+
+def logprob_value(value: float) -> float:
+    """A logprob as a finite JSON number (`MIN_LOGPROB` for -inf or NaN)."""
+    v = float(value)
+    return v if math.isfinite(v) else MIN_LOGPROB
+
+
 def token_text(rec: dict[str, Any], tok: Tokenizer) -> str:
     """The text of an engine logprob record's token (decoded when the record has none)."""
     text = rec.get("token")
@@ -169,21 +183,67 @@ def _too_large() -> APIError:
     )
 
 
+def _bad_json() -> APIError:
+    return invalid(
+        "We could not parse the JSON body of your request. (HINT: This likely "
+        "means you aren't using your HTTP library correctly. The OpenAI API "
+        "expects a JSON payload.)"
+    )
+
+
+# a JSON `\uD800`..`\uDFFF` escape: the only way a surrogate gets into a decoded UTF-8 body
+# (json.loads also takes UTF-16/32 bodies: those, with their NUL bytes, are always checked)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]|\x00")
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    """Whether any string (key or value) in a decoded JSON value holds a lone UTF-16 surrogate.
+    Iterative: the nesting depth is the client's."""
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
+
+
 async def read_body(request: Request) -> Any:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+    """The decoded JSON body, or 413 / 400. Read in chunks so a body without (or lying about)
+    its Content-Length is refused at the limit instead of being buffered whole; a body nested
+    deeper than the JSON decoder recurses, or with a lone surrogate escape (`"\\ud800"`: valid
+    JSON, not text — it cannot be tokenized, stored in SQLite or even echoed back in an error
+    message) or an integer longer than Python parses (4300 digits) is a 400, not a 500."""
+    length = request.headers.get("content-length") or ""
+    if length.isascii() and length.isdigit() and (len(length) > 12 or int(length) > MAX_BODY_BYTES):
         raise _too_large()
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
+        raise _bad_json() from None
+    except RecursionError:
+        raise invalid("The JSON body of your request is nested too deeply.") from None
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
         raise invalid(
-            "We could not parse the JSON body of your request. (HINT: This likely "
-            "means you aren't using your HTTP library correctly. The OpenAI API "
-            "expects a JSON payload.)"
-        ) from None
+            "The JSON body of your request contains an unpaired UTF-16 surrogate escape "
+            "(\\ud800-\\udfff); strings must be valid Unicode."
+        )
+    return body
 
 
 async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) -> Response:

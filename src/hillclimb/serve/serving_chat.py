@@ -17,7 +17,7 @@ from hillclimb.errors import HillclimbError
 from hillclimb.serve.api import ChatCompletionRequest, invalid, message_dicts
 from hillclimb.serve.budget import effort_budget, resolve_budget, with_budget_note
 from hillclimb.serve.job import openai_finish
-from hillclimb.serve.serving import Endpoint, token_text, top_alternatives
+from hillclimb.serve.serving import Endpoint, logprob_value, token_text, top_alternatives
 from hillclimb.serve.streaming import ChoiceStream
 from hillclimb.tokenizer.specials import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
 
@@ -197,12 +197,16 @@ def chat_logprobs(records: list[dict[str, Any]] | None, tok: Tokenizer) -> list[
         for alt in top_alternatives(rec):
             at = token_text(alt, tok)
             tops.append(
-                {"token": at, "logprob": float(alt["logprob"]), "bytes": list(at.encode("utf-8"))}
+                {
+                    "token": at,
+                    "logprob": logprob_value(alt["logprob"]),
+                    "bytes": list(at.encode("utf-8")),
+                }
             )
         out.append(
             {
                 "token": text,
-                "logprob": float(rec["logprob"]),
+                "logprob": logprob_value(rec["logprob"]),
                 "bytes": list(text.encode("utf-8")),
                 "top_logprobs": tops,
             }

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hillclimb.serve.api import CompletionRequest, invalid
 from hillclimb.serve.job import openai_finish
-from hillclimb.serve.serving import Endpoint, token_text, top_alternatives
+from hillclimb.serve.serving import Endpoint, logprob_value, token_text, top_alternatives
 from hillclimb.serve.streaming import ChoiceStream
 from hillclimb.tokenizer.specials import THINK_END, THINK_START, fim_prompt
 
@@ -98,9 +98,11 @@ def completion_logprobs(
     for rec in records:
         t = token_text(rec, tok)
         tokens.append(t)
-        lps.append(float(rec["logprob"]))
+        lps.append(logprob_value(rec["logprob"]))
         alts = top_alternatives(rec)
-        tops.append({token_text(a, tok): float(a["logprob"]) for a in alts} if alts else None)
+        tops.append(
+            {token_text(a, tok): logprob_value(a["logprob"]) for a in alts} if alts else None
+        )
         offsets.append(pos)
         pos += len(t)
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}

@@ -38,7 +38,10 @@ Piece = TypeVar("Piece")  # what one chunk carries: chat a delta dict, completio
 
 
 def to_json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Strict JSON, as the non-streaming answer's: a non-finite float raises (the stream then
+    ends with an error object) instead of writing `NaN` / `-Infinity`, which clients cannot
+    parse."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def sse(obj: Any) -> bytes:

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from hillclimb.errors import HillclimbError
 
 
 def _train(args: argparse.Namespace) -> int:
     from hillclimb.tokenizer.train import TrainConfig, save_trained, train_from_corpus
 
+    out = Path(args.out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        # save_trained refuses it too, but only after training: fail before the work
+        raise HillclimbError(f"output {out} already exists; choose a new directory")
     cfg = TrainConfig(
         corpus=args.corpus,
         vocab_size=args.vocab_size,
@@ -46,13 +53,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# Larger than any vocabulary, byte budget or count we could use, and small enough for the Rust
+# trainer's integers: `1e100` is refused here instead of overflowing inside `tokenizers`.
+MAX_INT_ARG = 2**40
+
+
 def _positive_int(text: str) -> int:
     try:
-        v = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError as exc:
+        if "e" in text.lower():  # 32e3; but not 1.5e0 (a fraction) nor 1e100 (an overflow)
+            f = float(text)
+            if not f.is_integer():
+                raise ValueError(text)
+            v = int(f)
+        else:
+            v = int(text)
+    except (ValueError, OverflowError) as exc:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if v > MAX_INT_ARG:
+        raise argparse.ArgumentTypeError(f"too large: {text!r} (at most {MAX_INT_ARG})")
     return v
 
 

@@ -39,6 +39,10 @@ TRAIN_META = "tokenizer_train.json"  # provenance written beside tokenizer.json
 VAL_EVERY = 20  # documents without a split: 1 in VAL_EVERY (by content hash) is held out
 MAX_FILE_BYTES = 8 << 20  # plain-directory mode skips larger files (generated data, dumps)
 MIN_VOCAB = 256 + len(SPECIAL_TOKENS) + 1
+# `tokenizers`' BPE trainer allocates tables sized by the requested vocabulary up front (~70 bytes
+# an entry): 2**31 aborts the process (Rust OOM, no Python error). 2**20 is 16x our largest
+# preset vocabulary (65,536) and costs ~70 MB.
+MAX_VOCAB = 1 << 20
 
 # Extension -> language for plain directories (the data pipeline records its own languages).
 EXT_LANGUAGE = {
@@ -204,6 +208,17 @@ def iter_selected_texts(sel: Selection) -> Iterator[str]:
             yield d.text
 
 
+def check_vocab_size(vocab_size: int) -> None:
+    """Raise ConfigError unless MIN_VOCAB <= vocab_size <= MAX_VOCAB."""
+    if vocab_size < MIN_VOCAB:
+        raise ConfigError(
+            f"vocab size {vocab_size} too small: need >= {MIN_VOCAB} "
+            f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens + 1 merge)"
+        )
+    if vocab_size > MAX_VOCAB:
+        raise ConfigError(f"vocab size {vocab_size} too large: at most {MAX_VOCAB}")
+
+
 def train_tokenizer(
     texts: Iterable[str],
     vocab_size: int,
@@ -222,11 +237,7 @@ def train_tokenizer(
 
     from hillclimb.tokenizer.pretok import build_pretokenizer
 
-    if vocab_size < MIN_VOCAB:
-        raise ConfigError(
-            f"vocab size {vocab_size} too small: need >= {MIN_VOCAB} "
-            f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens + 1 merge)"
-        )
+    check_vocab_size(vocab_size)
     hf = HFTokenizer(models.BPE(fuse_unk=False, byte_fallback=False))
     hf.pre_tokenizer = build_pretokenizer(pretokenizer)
     hf.decoder = decoders.ByteLevel()
@@ -258,6 +269,7 @@ def train_from_corpus(cfg: TrainConfig, show_progress: bool = False) -> tuple[To
     """Select documents, train, and return the tokenizer with its provenance record."""
     from hillclimb.tokenizer.pretok import pattern_of
 
+    check_vocab_size(cfg.vocab_size)  # before reading the corpus, which can take minutes
     sel = select_documents(cfg.corpus, "train", cfg.max_bytes, cfg.seed)
     t0 = time.perf_counter()
     tok = train_tokenizer(
@@ -301,10 +313,27 @@ def save_trained(tok: Tokenizer, meta: dict, out: str | os.PathLike[str]) -> Pat
 
 
 def read_train_meta(tokdir: str | os.PathLike[str]) -> dict | None:
+    """The provenance record, checked for the fields `tokenizer eval` reads (a hand-edited or
+    foreign file is one clear error, not a KeyError deep in the evaluation)."""
     f = Path(tokdir) / TRAIN_META
     if not f.is_file():
         return None
     try:
-        return json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HillclimbError(f"malformed {f}: {exc}") from exc
+    sel = meta.get("selection") if isinstance(meta, dict) else None
+    ok = (
+        isinstance(sel, dict)
+        and isinstance(sel.get("corpus"), str)
+        and isinstance(sel.get("split"), str)
+        and isinstance(sel.get("seed"), int)
+        and (sel.get("max_bytes") is None or isinstance(sel.get("max_bytes"), int))
+        and isinstance(sel.get("fingerprint"), str)
+    )
+    if not ok:
+        raise HillclimbError(
+            f"malformed {f}: expected an object whose `selection` has corpus, split, seed, "
+            "max_bytes and fingerprint"
+        )
+    return meta

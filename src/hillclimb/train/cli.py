@@ -288,6 +288,14 @@ def _sft(args: argparse.Namespace) -> int:
             d["problems"] = json.loads(d["problems"])
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--problems must be JSON: {exc}") from exc
+        from hillclimb.train.sft_data import PROBLEM_SPEC_TYPES, check_problem_spec
+
+        check_problem_spec(d["problems"])
+        unknown = sorted(set(d["problems"]) - set(PROBLEM_SPEC_TYPES))
+        if unknown:  # a typo ("teirs") would silently fall back to the default
+            raise ConfigError(
+                f"--problems: unknown key(s) {unknown}; known: {sorted(PROBLEM_SPEC_TYPES)}"
+            )
     cfg = SFTConfig.from_dict(d)
     from hillclimb.train import sft
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hillclimb.config_types import check_field_types
 from hillclimb.errors import ConfigError
 
 
@@ -148,6 +149,8 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        # a wrong type (`steps = "ten"`) is named here, not as a TypeError from validate()
+        check_field_types(cls, d, f"invalid {cls.__name__}")
         return cls(**d)
 
     def replace(self, **kw: Any) -> Any:

@@ -282,6 +282,48 @@ class CrossEntropyLoss:
         return nll, {"nll": float(nll.detach())}
 
 
+# ---- resume ------------------------------------------------------------------------------------
+# Settings a resume may change: where things are (paths: a moved run dir; the init checkpoint is
+# ignored on resume and the model config is checked against the checkpoint itself), how long to
+# run (`steps` extends a run), and what is logged/evaluated/saved and on what hardware. Every other
+# field (seed, batch, lr, schedule, RL's group size, families, reward, ...) shapes the trajectory:
+# resuming with another value would silently splice two different runs into one curve.
+RESUME_FREE_FIELDS = frozenset({
+    "out", "data", "tokenizer", "init", "sft_data", "val_data", "fim_corpus", "harness",
+    "preset", "model_config", "model_overrides", "resume", "steps", "time_limit_s", "progress",
+    "tensorboard", "threads", "log_every", "val_every", "val_tokens", "ckpt_every", "keep_last",
+    "memory_check", "compile", "device", "dtype", "distributed", "micro_batch_size",
+    "allow_tokenizer_mismatch", "eval_every", "eval_n_per_tier", "engine_batch",
+    "harness_concurrency", "pareto_budgets",
+})  # fmt: skip
+
+
+def check_resume_config(out: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume the run in `out` with settings other than those it was trained with
+    (its `config.json`, written at every (re)start). A run without a readable record (older
+    formats) is resumed as before."""
+    import json
+
+    try:
+        prev = json.loads((out / "config.json").read_text()).get("train")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(prev, dict):
+        return
+    new = json.loads(json.dumps(cfg.to_dict(), default=str))
+    changed = [
+        f"{k}: {prev[k]!r} -> {new[k]!r}"
+        for k in sorted(new)
+        if k not in RESUME_FREE_FIELDS and k in prev and prev[k] != new[k]
+    ]
+    if changed:
+        more = f"; … {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise HillclimbError(
+            f"{out} was trained with other settings ({'; '.join(changed[:6])}{more}); resume it "
+            "with the settings it was started with, or choose a new --out"
+        )
+
+
 # ---- the trainer --------------------------------------------------------------------------------
 class Trainer:
     """Everything a training stage needs around its optimizer steps, for any loss.
@@ -324,6 +366,7 @@ class Trainer:
             )
         if cfg.resume and latest is not None:
             resume_from = latest
+            check_resume_config(out, cfg)
         self.resume_from = resume_from
         self.done: RunResult | None = None
         done = out / "run.json"

@@ -152,14 +152,21 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
         if not files or not all(f.is_file() for f in files):
             raise HillclimbError(f"SFT data not found: {p}")
         for f in files:
-            with _open(f) as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
+            n = 0
+            try:
+                with _open(f) as fh:
+                    for n, line in enumerate(fh, 1):
+                        if not line.strip():
+                            continue
+                        try:
+                            rec = json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
+                        if not isinstance(rec, dict):
+                            raise HillclimbError(f"{f}:{n}: expected a JSON object per line")
+                        out.append(rec)
+            except (OSError, EOFError, UnicodeDecodeError) as exc:  # binary, bad gzip, unreadable
+                raise HillclimbError(f"{f}:{n + 1}: cannot read SFT data: {exc}") from exc
     return out
 
 
@@ -206,6 +213,7 @@ def problem_examples(
     from hillclimb import problems as P
     from hillclimb.problems.render import verbose_reasoning
 
+    check_problem_spec(spec)
     kinds = spec.get("kinds")
     verbose_fraction = float(spec.get("verbose_fraction", 0.0))
     if not 0.0 <= verbose_fraction <= 1.0:
@@ -246,6 +254,27 @@ def problem_examples(
 
 
 DEFAULT_BUDGET_RANGE = (8, 256)
+# the keys of a problems spec (`hillclimb sft --problems`, the climb's `[sft_data]`) and their types
+PROBLEM_SPEC_TYPES = {
+    "families": "list[str] | None", "tiers": "list[int] | None", "n": "int | list[int]",
+    "kinds": "list[str] | None", "verbose_fraction": "float", "budget_fraction": "float",
+    "budget_range": "list[int]",
+}  # fmt: skip
+
+
+def check_problem_spec(spec: Any) -> None:
+    """A problems spec of the right shape, or a HillclimbError naming the key (`{"n": "x"}`
+    or `[1, 2]` would otherwise fail as a ValueError / AttributeError traceback)."""
+    from hillclimb import problems as P
+    from hillclimb.config_types import check_values
+
+    if not isinstance(spec, dict):
+        raise HillclimbError(f"problems spec must be a JSON object, got {spec!r}")
+    check_values(PROBLEM_SPEC_TYPES, spec, "problems spec")
+    kinds = sorted(set(P.FAMILIES.values()))
+    bad = [k for k in spec.get("kinds") or [] if k not in kinds]
+    if bad:
+        raise HillclimbError(f"problems spec: unknown kinds {bad}; kinds are {kinds}")
 
 
 def budget_range(value: Any) -> tuple[int, int]:

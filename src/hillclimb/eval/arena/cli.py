@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
@@ -149,6 +150,8 @@ def _arena(args: argparse.Namespace) -> int:
     from hillclimb.eval.arena.store import ArenaStore
     from hillclimb.serve.billing import UsageDB
 
+    if not 0 <= args.port <= 65535:
+        raise HillclimbError(f"--port must be between 0 and 65535, got {args.port}")
     specs = _specs(args.models)
     check_targets(specs)
     gen = GenerationConfig(args.max_tokens, args.temperature, args.top_p)
@@ -160,7 +163,10 @@ def _arena(args: argparse.Namespace) -> int:
             "create them with `hillclimb keys create --name NAME` (same --db / --state-dir)"
         )
     prompts = load_prompts(args.prompts)
-    accounts = UsageDB(usage)
+    try:
+        accounts = UsageDB(usage)
+    except sqlite3.DatabaseError as exc:  # UsageDB lets a corrupt file's first PRAGMA through
+        raise HillclimbError(f"cannot open usage database {usage}: {exc}") from None
     if accounts.count_accounts() == 0:
         raise HillclimbError(
             f"the usage database {usage} has no API keys, so the arena cannot tell voters apart; "

@@ -167,7 +167,10 @@ def load_prompts(path: str | Path | None) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise HillclimbError(f"prompt set {p} does not exist")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HillclimbError(f"cannot read prompt set {p}: {exc}") from None
     prompts: list[str] = []
     if p.suffix == ".jsonl":
         for i, line in enumerate(text.splitlines(), 1):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
+from hillclimb.io import refuse_foreign_sqlite
 
 SCHEMA_VERSION = "arena-v1"
 OUTCOMES = ("left", "right", "tie", "both_bad")
@@ -136,6 +137,8 @@ class ArenaStore:
             p = Path(self.path)
             if p.exists() and not p.is_file():
                 raise HillclimbError(f"arena database {p} exists and is not a file")
+            # `--arena-db registry.sqlite` must not add the arena's tables to another store
+            refuse_foreign_sqlite(p, "votes", "arena")
             p.parent.mkdir(parents=True, exist_ok=True)
         # One connection for every thread, under a lock: arena traffic is a few writes a minute,
         # and one connection cannot see a half-written state of its own. Other processes

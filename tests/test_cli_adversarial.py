@@ -1,0 +1,160 @@
+"""Bad input through the CLI: one line naming what is wrong, exit 2, no traceback, and nothing
+already stored is lost or overwritten (malformed config files and specs, damaged files, resumes
+with other settings, an --out that is a file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _train_util import save_tokenizer_dir, write_shards
+from hillclimb.cli import main
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], match: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert match in err, err
+    return err
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    write_shards(tmp_path / "data", n_train=60, n_val=10)
+    save_tokenizer_dir(tmp_path)
+    return tmp_path
+
+
+def _train_args(root: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--preset", "thinking-micro", "--data", str(root / "data"),
+        "--tokenizer", str(root / "tokenizer"), "--out", str(root / "run"), "--seq-len", "32",
+        "--batch-size", "2", "--val-every", "0", "--val-tokens", "64", "--threads", "1",
+        "--no-tensorboard", "--no-memory-check", *extra,
+    ]  # fmt: skip
+
+
+def test_train_config_with_wrong_types_is_one_line(data_dir: Path, capsys) -> None:
+    cfg = data_dir / "bad.toml"
+    cfg.write_text('[train]\nsteps = "ten"\n')
+    _refused([*_train_args(data_dir), "--config", str(cfg)], capsys, "steps must be an integer")
+    cfg.write_text("[sft]\nbatch_size = [1, 2]\n")
+    _refused(
+        ["sft", "--from", str(data_dir / "x"), "--out", str(data_dir / "s"), "--config", str(cfg)],
+        capsys,
+        "batch_size must be an integer",
+    )
+    assert not (data_dir / "run").exists() and not (data_dir / "s").exists()
+
+
+def test_resume_with_other_settings_is_refused_and_keeps_the_run(data_dir: Path, capsys) -> None:
+    assert main(_train_args(data_dir, "--steps", "2", "--lr", "1e-2")) == 0
+    capsys.readouterr()
+    run = data_dir / "run"
+    before = (run / "config.json").read_text()
+    _refused(
+        _train_args(data_dir, "--steps", "3", "--lr", "5e-2", "--resume"),
+        capsys,
+        "lr: 0.01 -> 0.05",
+    )
+    assert (run / "config.json").read_text() == before
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_000002"]
+    # the same settings (more steps is allowed) resume
+    assert main(_train_args(data_dir, "--steps", "3", "--lr", "1e-2", "--resume")) == 0
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("[1, 2]", "must be a JSON object"),
+        ('{"n": "x"}', "n must be an integer"),
+        ('{"n": 2, "tiers": 1}', "tiers must be a list of integers"),
+        ('{"n": 2, "teirs": [1]}', "unknown key(s) ['teirs']"),
+        ('{"n": 2, "kinds": ["nope"]}', "unknown kinds ['nope']"),
+    ],
+)
+def test_sft_problems_spec_errors(tmp_path: Path, capsys, spec: str, match: str) -> None:
+    out = tmp_path / "s"
+    _refused(["sft", "--from", str(tmp_path / "ck"), "--problems", spec, "--out", str(out)],
+             capsys, match)  # fmt: skip
+    assert not out.exists()
+
+
+def test_sft_data_that_is_not_utf8_json_lines(tmp_path: Path, capsys) -> None:
+    assert main(["init", "--preset", "thinking-micro", "--out", str(tmp_path / "ck")]) == 0
+    capsys.readouterr()
+    for name, blob in (("bin.jsonl", b"\xff\xfe\n"), ("bin.jsonl.gz", b"\xff\xfe"),
+                       ("num.jsonl", b"5\n")):  # fmt: skip
+        (tmp_path / name).write_bytes(blob)
+        _refused(
+            ["sft", "--from", str(tmp_path / "ck"), "--data", str(tmp_path / name),
+             "--out", str(tmp_path / "s"), "--steps", "1"],
+            capsys,
+            name,
+        )  # fmt: skip
+    assert not (tmp_path / "s").exists()
+
+
+def test_eval_out_that_is_a_file_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    (tmp_path / "out").write_text("keep me")
+    _refused(
+        ["eval", "--model", str(tmp_path / "no-such"), "--out", str(tmp_path / "out")],
+        capsys,
+        "is not a directory",
+    )
+    assert (tmp_path / "out").read_text() == "keep me"
+
+
+def test_data_card_of_a_damaged_corpus(tmp_path: Path, capsys) -> None:
+    (tmp_path / "data_card.json").write_text("{bad")
+    _refused(["data", "card", "--data", str(tmp_path)], capsys, "cannot read the data card")
+    (tmp_path / "data_card.json").write_text("{}")  # DATA_CARD.md missing
+    _refused(["data", "card", "--data", str(tmp_path)], capsys, "DATA_CARD.md")
+
+
+def test_data_resume_of_a_complete_build_with_other_settings(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("# SPDX-License-Identifier: MIT\ndef add(a, b):\n    return a + b\n")
+    out = tmp_path / "corpus"
+    args = ["data", "build", "--source", str(src), "--out", str(out), "--json"]
+    assert main(args) == 0
+    capsys.readouterr()
+    card = (out / "data_card.json").read_text()
+    assert main([*args, "--resume"]) == 0  # same settings: a no-op
+    capsys.readouterr()
+    (tmp_path / "other").mkdir()
+    _refused(
+        ["data", "build", "--source", str(src), "--source", str(tmp_path / "other"),
+         "--out", str(out), "--resume"],
+        capsys,
+        "different configuration",
+    )  # fmt: skip
+    assert (out / "data_card.json").read_text() == card
+
+
+def test_climb_with_a_malformed_recipe_writes_nothing(tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(
+        "[data]\nsources = []\n[models.x]\npreset = 'thinking-micro'\n[climb]\nseed = 'x'\n"
+    )
+    _refused(
+        ["climb", "--recipe", str(recipe), "--out", str(tmp_path / "run")],
+        capsys,
+        "seed must be an integer",
+    )
+    assert not (tmp_path / "run").exists()
+    recipe.write_bytes(b"\xff\xfe[data]\n")
+    _refused(["climb", "--recipe", str(recipe)], capsys, "cannot read recipe")
+
+
+def test_data_build_from_a_source_that_is_not_there(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "corpus"
+    _refused(
+        ["data", "build", "--source", str(tmp_path / "no-such"), "--out", str(out)],
+        capsys,
+        "no such file or directory",
+    )
+    assert not out.exists()
