@@ -508,3 +508,53 @@ def test_summary_final_is_the_harness_rl_checkpoint(tmp_path: Path) -> None:
     assert models["code-flash"]["final"] == str(c.final("rl-harness-code-flash"))
     assert models["code-flash"]["final"].endswith("11-rl-harness-code-flash/run/final")
     assert models["thinking"]["final"].endswith("10-rl-thinking/run/final")
+
+
+def test_reward_module_is_checked_at_load(tmp_path: Path, monkeypatch) -> None:
+    """`reward` in `[rl]` / `[rl.<model>]` / `[rl_harness.<model>]`: a value that is not
+    `module:function`, or whose module is found neither on sys.path nor in the current
+    directory, is refused at load (not when the RL stage starts, after SFT); the module is
+    looked up without being imported, and the loader's current-directory fallback counts."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))  # not the cwd
+    smoke = ROOT / "recipes" / "smoke.toml"
+
+    def in_rl(raw: dict, v: str) -> None:
+        raw["rl"]["reward"] = v
+
+    def in_rl_model(raw: dict, v: str) -> None:
+        raw["rl"]["thinking"] = {"reward": v}
+
+    def in_rl_harness(raw: dict, v: str) -> None:
+        raw["rl_harness"]["code-flash"]["reward"] = v
+
+    for set_reward, match in [
+        (in_rl, r"\[rl\] for code-flash: reward"),
+        (in_rl_model, r"\[rl\] for thinking: reward"),
+        (in_rl_harness, r"\[rl_harness.code-flash\] reward"),
+    ]:
+        for bad in ("hc_nomod_xyz:fn", "hillclimb.rl.hc_nomod_xyz:fn", "no_colon", ":fn"):
+            raw = _raw()
+            set_reward(raw, bad)
+            with pytest.raises(ConfigError, match=match):  # one line naming the table and key
+                parse_recipe(raw, smoke)
+        raw = _raw()
+        set_reward(raw, "hillclimb.rl.rewards:correctness")
+        parse_recipe(raw, smoke)
+    # beside the module in the current directory (the reward loader's fallback): accepted, and
+    # not imported by the check (its import would raise)
+    (tmp_path / "hc_local_reward.py").write_text("raise RuntimeError('imported')\n")
+    raw = _raw()
+    raw["rl"]["reward"] = "hc_local_reward:fn"
+    parse_recipe(raw, smoke)
+    import sys
+
+    assert "hc_local_reward" not in sys.modules
+    # a package directory counts too; a dotted name under an unimported parent is left to the
+    # loader rather than importing the parent to look inside it
+    (tmp_path / "hc_local_pkg").mkdir()
+    (tmp_path / "hc_local_pkg" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    raw = _raw()
+    raw["rl"]["reward"] = "hc_local_pkg.sub:fn"
+    parse_recipe(raw, smoke)
+    assert "hc_local_pkg" not in sys.modules

@@ -370,3 +370,25 @@ def test_cli_export_gguf(tmp_path, capsys):
     assert (
         main(["export", str(tmp_path / "ck"), "--out", str(tmp_path / "hf"), "--dtype", "f16"]) == 2
     )
+
+
+def test_config_that_does_not_match_the_weights_is_refused(tmp_path, capsys):
+    """`hillclimb.json` with `model_config: {}` loads the default config, whose shapes are not a
+    code-flash-micro model's: refused (naming the first mismatching tensor) before anything is
+    written, instead of a GGUF whose metadata and tensors disagree."""
+    save_checkpoint(_model("code-flash-micro"), tmp_path / "ck")
+    info_file = tmp_path / "ck" / "hillclimb.json"
+    info = json.loads(info_file.read_text())
+    info["model_config"] = {}
+    info_file.write_text(json.dumps(info))
+    with pytest.raises(HillclimbError, match=r"tensor model\.embed_tokens\.weight has shape"):
+        export_gguf(tmp_path / "ck", tmp_path / "m.gguf")
+    assert not (tmp_path / "m.gguf").exists()
+    # one field off (a layer more than stored) names the first tensor that is missing
+    info["model_config"] = get_preset("code-flash-micro").replace(n_layers=3).to_dict()
+    info_file.write_text(json.dumps(info))
+    out = tmp_path / "m.gguf"
+    assert main(["export", str(tmp_path / "ck"), "--format", "gguf", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "does not match the weights" in err and "model.layers.2." in err and "missing" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

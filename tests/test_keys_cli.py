@@ -162,3 +162,35 @@ def test_read_only_file_is_a_clear_error_and_untouched(read_only_db, capsys, com
     line = _refused(*_keys(capsys, command, read_only_db))
     assert "readonly" in line or "read-only" in line
     assert read_only_db.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_newer_schema_version_is_refused_untouched(tmp_path, capsys, command):
+    """A usage database whose `meta` row records a schema version this code does not know (a
+    newer hillclimb's) is refused with one line naming the version, before anything is written;
+    the current version and a database without the row (made before it existed) still open."""
+    db = tmp_path / "usage.sqlite"
+    made = UsageDB(db)
+    made.create_account("alice", 2.0)
+    made.close()
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    con.close()
+    before = _snapshot(tmp_path)
+    line = _refused(*_keys(capsys, command, db))
+    assert "schema version '2'" in line and str(db) in line
+    assert _snapshot(tmp_path) == before
+    with pytest.raises(HillclimbError, match="schema version '2'"):
+        UsageDB(db)  # `hillclimb serve --db` goes through the same check
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("DELETE FROM meta WHERE key='schema'")
+    con.close()
+    again = UsageDB(db)  # no version row: the current schema, which gets its row
+    assert again.account_by_name("alice").credits == 2.0
+    again.close()
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("1",)
+    con.close()
+    UsageDB(db).close()  # the current version opens

@@ -174,6 +174,25 @@ def test_not_expressible_features_fail_export_clearly(tmp_path):
     assert (tmp_path / "z" / "model.safetensors").is_file()
 
 
+def test_hf_export_refuses_config_that_does_not_match_the_weights(tmp_path, capsys):
+    """The HF export copies files as they are: a `hillclimb.json` whose `model_config` does not
+    describe the weights (`{}` is the default config, not code-flash-micro) is refused with one
+    line naming the first mismatching tensor, and nothing is written."""
+    from hillclimb.cli import main
+
+    save_checkpoint(build_model(_cfg("code-flash-micro"), seed=0), tmp_path / "ck")
+    info_file = tmp_path / "ck" / "hillclimb.json"
+    info = json.loads(info_file.read_text())
+    info_file.write_text(json.dumps({**info, "model_config": {}}))
+    assert main(["export", str(tmp_path / "ck"), "--out", str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert "model.embed_tokens.weight has shape [512, 48], the config implies [512, 64]" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "hf").exists()
+    # the matching config still exports
+    info_file.write_text(json.dumps(info))
+    assert main(["export", str(tmp_path / "ck"), "--out", str(tmp_path / "hf")]) == 0
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(HillclimbError, match="not found"):
         load_model(tmp_path / "nope")

@@ -415,7 +415,7 @@ def test_serve_resolves_an_alias(monkeypatch, tmp_path, capsys) -> None:
     d = fake_ckpt(tmp_path / "ck", 1)
     r.set_alias("thinking@prod", r.register_checkpoint(d).id, "test")
     r.close()
-    base = ["serve", "--state-dir", str(state), "--no-compile"]
+    base = ["serve", "--state-dir", str(state), "--no-compile", "--port", "0"]  # 0: never busy
     assert main([*base, "--thinking", "thinking@prod"]) == 0
     assert seen["args"][0] == d.resolve() and seen["args"][1] is None
     assert main([*base, "--thinking", "thinking@nope"]) == 2

@@ -38,7 +38,8 @@ def _serve_db(monkeypatch, argv: list[str]) -> Path:
 
     monkeypatch.setattr(server, "load_state", fake_load_state)
     monkeypatch.setattr(server, "serve_forever", lambda *a, **kw: None)
-    assert main(["serve", "--thinking", "ck", *argv]) == 0
+    # --port 0: serve checks that it can listen before loading; 8000 may be busy on this machine
+    assert main(["serve", "--thinking", "ck", "--port", "0", *argv]) == 0
     return Path(seen["db"])
 
 

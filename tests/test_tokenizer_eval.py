@@ -71,7 +71,7 @@ def test_eval_is_reproducible_and_gpt2_optional(trained, capsys):
     reps = []
     for _ in range(2):
         assert main(["tokenizer", "eval", "--tokenizer", str(tok), "--corpus", str(corpus),
-                     "--gpt2-tiktoken", "/nonexistent/gpt2.tiktoken", "--json"]) == 0  # fmt: skip
+                     "--json"]) == 0  # fmt: skip
         reps.append(json.loads(capsys.readouterr().out))
     a, b = (r["languages"] for r in reps)
     assert a["all"]["gpt2_regex_bpe"] == b["all"]["gpt2_regex_bpe"]
@@ -92,6 +92,13 @@ def test_eval_errors(trained, tmp_path: Path, capsys):
     assert main(["tokenizer", "eval", "--tokenizer", str(bare)]) == 2
     assert "--corpus" in capsys.readouterr().err
     assert main(["tokenizer", "eval", "--tokenizer", str(tmp_path / "none")]) == 2
+    capsys.readouterr()
+    # an explicit --gpt2-tiktoken that is missing (or a directory) is an error, not a skip
+    for missing in (tmp_path / "nonexistent" / "gpt2.tiktoken", tmp_path):
+        assert main(["tokenizer", "eval", "--tokenizer", str(tok), "--no-baseline",
+                     "--gpt2-tiktoken", str(missing)]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert "--gpt2-tiktoken" in err and "omit the option" in err and len(err.splitlines()) == 1
     bad = tmp_path / "bad.tiktoken"
     bad.write_text("not a rank file\n")
     assert main(["tokenizer", "eval", "--tokenizer", str(tok), "--no-baseline",

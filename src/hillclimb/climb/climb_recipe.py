@@ -209,6 +209,31 @@ def task_config(ev: dict[str, Any]) -> Any:
 RESERVED_RL = {"out", "init", "resume", "tokenizer", "data", "preset", "model_config"}
 
 
+def check_reward(spec: Any, where: str) -> None:
+    """Refuse a `reward` the RL stage could not load, at recipe load.
+
+    Why here: the RL stage loads the reward only when it starts, after pre-training and SFT have
+    run for many minutes. Checked: the `module:function` shape and that the module can be found
+    (`rewards.reward_module_found`: the loader's own rule — `sys.path`, then the current
+    directory — without importing user code); whether the function exists needs the import,
+    which stays with the stage."""
+    if spec is None:
+        return
+    from hillclimb.rl.rewards import reward_module_found, split_reward_spec
+
+    if not isinstance(spec, str):
+        raise ConfigError(f"{where} reward must be a 'module:function' string, got {spec!r}")
+    try:
+        mod, _ = split_reward_spec(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} {exc}") from exc
+    if not reward_module_found(mod):
+        raise ConfigError(
+            f"{where} reward = {spec!r}: no module {mod!r} on sys.path or in the current "
+            "directory (set PYTHONPATH to the directory holding it)"
+        )
+
+
 def rl_tables(raw: dict[str, Any], names: list[str], seed: int) -> dict[str, dict[str, Any]]:
     """`[rl]` (+ `[rl.<model>]`): effective `RLConfig` fields per model that has an RL stage.
 
@@ -235,6 +260,7 @@ def rl_tables(raw: dict[str, Any], names: list[str], seed: int) -> dict[str, dic
             RLConfig.from_dict(eff)
         except (TypeError, ConfigError) as exc:
             raise ConfigError(f"[rl] for {m}: {exc}") from exc
+        check_reward(eff.get("reward"), f"[rl] for {m}:")
         out[m] = eff
     return out
 
@@ -300,6 +326,7 @@ def rl_harness_tables(
             RLConfig.from_dict({**eff, "harness": "tasks"})
         except (TypeError, ConfigError) as exc:
             raise ConfigError(f"[rl_harness.{m}]: {exc}") from exc
+        check_reward(eff.get("reward"), f"[rl_harness.{m}]")
         out[m] = {"tasks": tasks, "rl": eff}
     return out
 

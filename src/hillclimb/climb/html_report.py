@@ -96,7 +96,8 @@ def load_input(path: Path) -> ReportInput:
 def _load_json(path: Path, strict: bool = True) -> Any:
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError) as e:
+        # RecursionError: nesting deeper than the parser's limit (`[[[[…]]]]`) is damage too
         if strict:
             raise HillclimbError(f"report: cannot read {path} as JSON: {e}") from None
         return None
@@ -109,7 +110,7 @@ def _stage_dirs(out: Path) -> dict[str, Path]:
     subdirs = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     for d in subdirs:
         m = read_json(d / MARKER)
-        if m and "stage" in m:
+        if m and isinstance(m.get("stage"), str):  # a damaged marker (stage 3, [..]) is none
             prev = found.get(m["stage"])
             if prev is None or str(m.get("finished", "")) >= prev[0]:
                 found[m["stage"]] = (str(m.get("finished", "")), d)
@@ -529,11 +530,13 @@ overflow:auto}.note{color:#8a5a00;background:#fff6e0;padding:.3em .6em}
 
 
 def _build(key: str, inp: ReportInput) -> str:
-    """One section; a record of an older or partial format that lacks a field the section reads
-    becomes a note naming the field, so one odd file never costs the whole report."""
+    """One section; a record of an older or partial format that lacks a field the section reads,
+    or holds a value of another shape where an object was expected (`"bpb": 3` read with
+    `.get`: AttributeError), becomes a note naming the field, so one odd file never costs the
+    whole report."""
     try:
         return BUILDERS[key](inp)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         return _note(f"A readable {key} record ({type(e).__name__}: {e}; older or partial format?)")
 
 
@@ -559,8 +562,17 @@ def default_out(run: Path) -> Path:
 
 
 def write_html_report(run: Path, out: Path | None = None) -> Path:
+    """Read RUN, write the report to `out` (default `default_out(RUN)`); returns where.
+
+    Why the destination is checked before the input is read: `--out DIR` or a path under a
+    file would otherwise fail after every plot was drawn, with an OSError traceback."""
     run = Path(run)
-    inp = load_input(run)
     dest = Path(out) if out else default_out(run)
-    write_text_atomic(dest, build_html(inp))
+    if dest.is_dir():
+        raise HillclimbError(f"report: {dest} is a directory; name the HTML file to write (--out)")
+    inp = load_input(run)
+    try:
+        write_text_atomic(dest, build_html(inp))
+    except OSError as e:
+        raise HillclimbError(f"report: cannot write {dest}: {e}") from None
     return dest

@@ -69,8 +69,17 @@ def _fmt(v: Any) -> str:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from hillclimb.eval.routing import RouterFitConfig, report_path, run_router_fit
+    from pathlib import Path
 
+    from hillclimb.errors import HillclimbError
+    from hillclimb.eval.routing import RouterFitConfig, report_path, run_router_fit
+    from hillclimb.serve.cli import check_device
+
+    # Both checked before the models answer a single problem: they used to fail with a traceback
+    # (torch's device parser; the atomic rename onto a directory) — the latter after the fit.
+    if Path(args.out).is_dir():
+        raise HillclimbError(f"--out {args.out} is a directory; name the router .json file")
+    check_device(args.device)
     cfg = RouterFitConfig(
         thinking=args.thinking,
         code_flash=args.code_flash,

@@ -91,27 +91,73 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     raise HillclimbError(f"no model.safetensors (or index) in {directory}")
 
 
+def _weight_files(directory: Path) -> list[Path]:
+    single = directory / "model.safetensors"
+    index = directory / "model.safetensors.index.json"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return [directory / f for f in sorted(set(weight_map.values()))]
+    raise HillclimbError(f"no model.safetensors (or index) in {directory}")
+
+
 def check_weight_files(directory: Path) -> None:
     """Raise HillclimbError unless every weight file of `directory` has a readable safetensors
     header that the file's size covers (a truncated copy fails), without loading a tensor. For
     copying a checkpoint as it is (`hillclimb export --format hf`)."""
     from safetensors import safe_open
 
-    single = directory / "model.safetensors"
-    index = directory / "model.safetensors.index.json"
     try:
-        if single.is_file():
-            files = [single]
-        elif index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            files = [directory / f for f in sorted(set(weight_map.values()))]
-        else:
-            raise HillclimbError(f"no model.safetensors (or index) in {directory}")
-        for f in files:
+        for f in _weight_files(directory):
             with safe_open(str(f), framework="pt") as fh:
                 fh.keys()
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
         raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
+
+
+def expected_hf_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """HF on-disk tensor name -> the shape `cfg` implies, in the model's order (built on the meta
+    device: no memory, no weights)."""
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    return {k: tuple(v.shape) for k, v in state_to_hf(model.state_dict(), cfg).items()}
+
+
+def check_weight_shapes(directory: Path, cfg: ModelConfig) -> None:
+    """Raise HillclimbError naming the first tensor whose stored shape (read from the safetensors
+    headers, no tensor loaded) is not what `cfg` implies, or that is missing or unexpected.
+
+    Why: `hillclimb.json` carries the model config; one that does not describe the weights
+    (`model_config: {}` loads the default config) made `hillclimb export` write a file whose
+    config and tensors disagree (or fail deep inside with a traceback). Checked for the Qwen3-MoE
+    layout, before the export writes anything."""
+    from safetensors import safe_open
+
+    stored: dict[str, tuple[int, ...]] = {}
+    try:
+        for f in _weight_files(directory):
+            with safe_open(str(f), framework="pt") as fh:
+                names = fh.keys()  # a safe_open handle is not iterable
+                for k in names:
+                    stored[k] = tuple(fh.get_slice(k).get_shape())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
+        raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
+    if cfg.tie_embeddings:
+        stored.pop("lm_head.weight", None)  # tied: the loader ignores a stored copy
+    where = (
+        f"{directory}: the model config (hillclimb.json / config.json) does not match the weights"
+    )
+    for name, want in expected_hf_shapes(cfg).items():
+        got = stored.pop(name, None)
+        if got is None:
+            raise HillclimbError(f"{where}: tensor {name} (shape {list(want)}) is missing")
+        if got != want:
+            raise HillclimbError(
+                f"{where}: tensor {name} has shape {list(got)}, the config implies {list(want)}"
+            )
+    if stored:
+        raise HillclimbError(f"{where}: unexpected tensor {sorted(stored)[0]}")
 
 
 def generation_config(tokenizer: Any | None) -> dict[str, Any]:

@@ -149,7 +149,12 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from hillclimb.io import atomic_dir
-    from hillclimb.model.checkpoint import check_weight_files, load_config, read_info
+    from hillclimb.model.checkpoint import (
+        check_weight_files,
+        check_weight_shapes,
+        load_config,
+        read_info,
+    )
     from hillclimb.model.hf import NotExpressible
 
     parent = next((p for p in args.out.absolute().parents if p.exists()), None)
@@ -174,6 +179,9 @@ def _export(args: argparse.Namespace) -> int:
     # the HF export copies files as they are: a checkpoint with no weights, or a truncated
     # copy of them, must fail here instead of producing an export that does not load
     check_weight_files(args.checkpoint)
+    # ... and one whose config does not describe its weights would export a model that does not
+    # load (the copy would carry the wrong config.json / hillclimb.json)
+    check_weight_shapes(args.checkpoint, cfg)
     with atomic_dir(args.out) as tmp:
         for f in sorted(args.checkpoint.iterdir()):
             if f.is_file() and not f.name.startswith("."):

@@ -367,7 +367,7 @@ def export_gguf(
 ) -> GGUFExport:
     """Export a checkpoint directory to one GGUF file. Refuses (NotExpressible) what the HF export
     refuses and what llama.cpp's qwen3moe cannot compute; refuses an existing `out`."""
-    from hillclimb.model.checkpoint import load_config, read_weights
+    from hillclimb.model.checkpoint import check_weight_shapes, load_config, read_weights
     from hillclimb.model.hf import state_from_hf
     from hillclimb.tokenizer.io import load_tokenizer
 
@@ -395,6 +395,7 @@ def export_gguf(
         )
     if not (ck / "tokenizer.json").is_file():
         raise HillclimbError(f"{ck} has no tokenizer.json; a GGUF file must carry its tokenizer")
+    check_weight_shapes(ck, cfg)  # headers only: a config that misdescribes the weights, named
     tok = load_tokenizer(ck)
     state = state_from_hf(read_weights(ck), cfg)
     return write_gguf(cfg, state, tok, out, dtype=dtype, name=ck.name)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from hillclimb.errors import HillclimbError
 from hillclimb.problems.base import SPLITS
 
 
@@ -79,6 +81,10 @@ def _export(args: argparse.Namespace) -> int:
     from hillclimb.io import write_text_atomic
     from hillclimb.problems import problem_suite, to_document, to_messages
 
+    # Checked before anything is generated: `--out DIR`, `--out ""` or a path under a file used
+    # to end in an OSError traceback from the atomic rename.
+    if not args.out or Path(args.out).is_dir():
+        raise HillclimbError(f"--out {args.out!r} must name a file to write, not a directory")
     ps = problem_suite(args.seed, args.split, args.n_per_tier, args.families, args.tiers)
     lines = []
     for p in ps:
@@ -94,6 +100,9 @@ def _export(args: argparse.Namespace) -> int:
                 "license": "Apache-2.0",
             }
         lines.append(json.dumps(rec, ensure_ascii=False))
-    write_text_atomic(args.out, "\n".join(lines) + ("\n" if lines else ""))
+    try:
+        write_text_atomic(args.out, "\n".join(lines) + ("\n" if lines else ""))
+    except OSError as exc:
+        raise HillclimbError(f"cannot write {args.out}: {exc}") from None
     print(f"wrote {len(lines)} {args.format} to {args.out}")
     return 0

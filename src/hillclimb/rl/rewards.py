@@ -24,6 +24,7 @@ run with a clear error naming the function. With `--harness TASKS` the callable 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -61,9 +62,7 @@ def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
     bonus."""
     base: RewardFn = correctness
     if spec:
-        mod, _, name = spec.partition(":")
-        if not mod or not name:
-            raise ConfigError(f"reward must be 'module:function', got {spec!r}")
+        mod, name = split_reward_spec(spec)
         try:
             fn = getattr(_import_reward_module(mod), name)
         except (ImportError, AttributeError) as exc:
@@ -86,6 +85,47 @@ def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
     return with_format
 
 
+def split_reward_spec(spec: str) -> tuple[str, str]:
+    """`"module:function"` -> (module, function), or a `ConfigError` saying what shape is
+    expected (shared with the climb recipe's check, so both refuse the same values)."""
+    mod, _, name = spec.partition(":")
+    if not mod or not name:
+        raise ConfigError(f"reward must be 'module:function', got {spec!r}")
+    return mod, name
+
+
+def _local_module(top: str) -> bool:
+    """Whether the current directory holds top-level module `top` (`top.py` or a package
+    directory): the rule `_import_reward_module` falls back on."""
+    here = Path(os.getcwd())
+    return (here / f"{top}.py").is_file() or (here / top).is_dir()
+
+
+def reward_module_found(mod: str) -> bool:
+    """Whether `load_reward` would find module `mod`, decided WITHOUT importing user code.
+
+    Why: a climb recipe's `[rl] reward` is otherwise checked only when the RL stage starts, after
+    pre-training and SFT. `find_spec` of a dotted name imports its parents (running their code),
+    so only the top-level name is looked up — on `sys.path`, then in the current directory as
+    the loader does — and a deeper name only where its parent is already imported. False means
+    the import is certain to fail; True does not promise the function exists."""
+    parts = mod.split(".")
+    for i in range(len(parts)):
+        name = ".".join(parts[:i])
+        if i and name not in sys.modules:
+            return True  # checking deeper would import the parent: leave it to the loader
+        full = ".".join(parts[: i + 1])
+        try:
+            found = importlib.util.find_spec(full) is not None
+        except ModuleNotFoundError:  # a parent that is not a package: the import fails too
+            return False
+        except (ImportError, ValueError):  # e.g. a module in sys.modules without __spec__
+            return True
+        if not found:
+            return i == 0 and _local_module(full)
+    return True
+
+
 def _import_reward_module(mod: str) -> Any:
     """Import `mod` from sys.path, else from the current directory.
 
@@ -98,9 +138,7 @@ def _import_reward_module(mod: str) -> Any:
     except ModuleNotFoundError as exc:
         top = mod.partition(".")[0]
         cwd = os.getcwd()
-        here = Path(cwd)
-        local = (here / f"{top}.py").is_file() or (here / top).is_dir()
-        if exc.name != top or not local or cwd in sys.path:
+        if exc.name != top or not _local_module(top) or cwd in sys.path:
             raise
         sys.path.append(cwd)  # kept: the module may import its neighbours later
         importlib.invalidate_caches()

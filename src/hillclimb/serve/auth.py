@@ -89,10 +89,10 @@ def load_keys_file(path: str | os.PathLike[str]) -> list[KeySpec]:
     p = Path(path)
     if not p.is_file():
         raise HillclimbError(f"keys file {p} does not exist")
-    text = p.read_text(encoding="utf-8")
     try:
+        text = p.read_text(encoding="utf-8")
         data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise HillclimbError(f"malformed keys file {p}: {exc}") from exc
     return parse_keys(data, str(p))
 

@@ -153,6 +153,14 @@ class UsageDB:
             if self.path == ":memory:":
                 self._shared = self._connect()
             conn = self._conn()
+            stored = self._stored_version(conn)
+            if stored is not None and stored != SCHEMA_VERSION:
+                self.close()
+                raise HillclimbError(
+                    f"usage database {self.path} has schema version {stored!r}; this hillclimb "
+                    f"knows version {SCHEMA_VERSION!r} (made by a newer hillclimb?); refusing to "
+                    "change it"
+                )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
             conn.execute(
@@ -161,6 +169,22 @@ class UsageDB:
         except sqlite3.Error as exc:
             self.close()
             raise HillclimbError(f"cannot open usage database {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _stored_version(conn: sqlite3.Connection) -> str | None:
+        """The schema version an existing database records (None: a fresh file, or one made
+        before the version row existed — the current schema, which gets the row).
+
+        Why read before anything is written: the schema is `CREATE TABLE IF NOT EXISTS` and the
+        version row `INSERT OR IGNORE`, so a database of another schema version used to be
+        opened as if it were this one — reading and settling rows whose meaning may differ."""
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if has_meta is None:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        return None if row is None else str(row[0])
 
     @staticmethod
     def _check_path(path: Path) -> None:

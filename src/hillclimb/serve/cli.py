@@ -224,6 +224,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise HillclimbError("--threads must be >= 1")
     if args.state_dir is not None and args.state_dir.exists() and not args.state_dir.is_dir():
         raise HillclimbError(f"--state-dir {args.state_dir} exists and is not a directory")
+    if args.default_max_tokens < 1:
+        raise HillclimbError(f"--default-max-tokens must be >= 1, got {args.default_max_tokens}")
+    check_device(args.device)
+    check_bind(args.host, args.port)
     db = usage_db_path(args.db, args.state_dir)
     thinking, flash = (_checkpoint_or_alias(p, args) for p in (args.thinking, args.flash))
     state = load_state(thinking, flash, db=db, keys_file=args.keys,
@@ -237,6 +241,53 @@ def _serve(args: argparse.Namespace) -> int:
                        flywheel=db.parent / FLYWHEEL_FILE)  # fmt: skip
     serve_forever(state, args.host, args.port, log_level=args.log_level)
     return 0
+
+
+def check_device(device: str | None) -> None:
+    """A `--device` torch cannot parse, or a CUDA device on a machine without one, is a one-line
+    error before any checkpoint is read (it used to be a torch traceback from the engine)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise HillclimbError(f"--device {device!r} is not a torch device: {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HillclimbError(f"--device {device}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise HillclimbError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+
+
+def check_bind(host: str, port: int) -> None:
+    """Bind `host:port` once and let it go, before the models load.
+
+    Why: uvicorn binds only after every checkpoint is loaded (and compiled), so a port out of
+    range was an OverflowError traceback, and a busy port, an unknown host name or an address
+    this machine does not have an exit 3 — each after a long start-up. A socket with
+    SO_REUSEADDR (as uvicorn's) is closed at once, so it does not hold the port."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise HillclimbError(f"--port must be between 0 and 65535, got {port}")
+    if host == "":  # every interface, as uvicorn/asyncio read an empty host
+        family, addr = socket.AF_INET, ("", port)
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise HillclimbError(f"--host {host!r} does not resolve: {exc}") from None
+        family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise HillclimbError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _checkpoint_or_alias(path: Path | None, args: argparse.Namespace) -> Path | None:

@@ -224,9 +224,9 @@ class Router:
     def load(cls, path: str | os.PathLike[str], flash: Any) -> Router:
         p = Path(path)
         try:
-            d = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HillclimbError(f"cannot read router weights {p}: {exc}") from exc
-        if d.get("format") != "hillclimb-router-v1":
+        if not isinstance(d, dict) or d.get("format") != "hillclimb-router-v1":
             raise HillclimbError(f"{p} is not a hillclimb router file")
         return cls(flash, threshold=float(d.get("threshold", 0.0)), weights=d.get("weights"))

@@ -41,6 +41,15 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from hillclimb.tokenizer.evaluate import evaluate, format_report
 
+    gpt2 = args.gpt2_tiktoken
+    if gpt2 is not None and not Path(gpt2).is_file():
+        # `evaluate()` skips comparison (b) for a missing file (bench/tokenizer_compare.py relies
+        # on that), but a path the user typed and mistyped must not pass as "skipped" with exit
+        # 0; refused here, before the tokenizer is loaded and baseline (a) trained
+        what = "is not a file" if Path(gpt2).exists() else "does not exist"
+        raise HillclimbError(
+            f"--gpt2-tiktoken {gpt2} {what}; omit the option to skip the GPT-2 comparison"
+        )
     rep = evaluate(
         args.tokenizer,
         corpus=args.corpus,

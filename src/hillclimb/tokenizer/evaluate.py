@@ -10,7 +10,8 @@ tokens/line for
   fingerprint, so the baseline is reproducible; training is deterministic;
 - **(b) GPT-2** - OpenAI's real 50,257-token vocabulary, built with `tiktoken.Encoding` from the
   `gpt2.tiktoken` rank file that the `openai-whisper` sdist ships. Optional: without
-  `--gpt2-tiktoken PATH` it is skipped with a note (nothing is downloaded at run time).
+  `--gpt2-tiktoken PATH` it is skipped with a note (nothing is downloaded at run time); the CLI
+  refuses a given PATH that does not exist, while `evaluate()` skips it (the bench's opt-out).
 
 Every tokenizer encodes text as plain text (special-token lookalikes inside documents are not
 specials), so counts are comparable. Throughput is MB/s of UTF-8 over the whole val set with each

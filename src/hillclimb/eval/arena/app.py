@@ -336,7 +336,12 @@ def create_app(arena: Arena) -> FastAPI:
     @app.get("/results")
     async def results(request: Request) -> Response:
         sess, _, name = page_voter(request)
-        ratings, n = await run_in_threadpool(arena.results)
+        try:
+            ratings, n = await run_in_threadpool(arena.results)
+        except HillclimbError as exc:
+            # e.g. `--prior 0` while the win graph is not yet strongly connected: the stored votes
+            # do not determine ratings yet. A state of the data, not a server fault (no 500).
+            raise _HTTPError(409, f"no ratings from the stored votes yet: {exc}") from None
         rc = arena.cfg.rating
         return html(
             pages.results_page(

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sqlite3
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import default_state_dir
-from hillclimb.serve.cli import usage_db_path
+from hillclimb.serve.cli import check_bind, usage_db_path
 
 DEFAULT_ARENA_DB = "arena.sqlite"
 
@@ -83,8 +84,9 @@ def _rating_config(args: argparse.Namespace):  # noqa: ANN202
 
     if args.bootstrap < 0:
         raise HillclimbError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    if args.prior < 0:
-        raise HillclimbError(f"--prior must be >= 0, got {args.prior}")
+    # NaN/inf would pass a `< 0` test, start the arena and then fail every results page
+    if not (args.prior >= 0 and math.isfinite(args.prior)):
+        raise HillclimbError(f"--prior must be a finite number >= 0, got {args.prior}")
     return RatingConfig(prior=args.prior, n_bootstrap=args.bootstrap)
 
 
@@ -150,8 +152,7 @@ def _arena(args: argparse.Namespace) -> int:
     from hillclimb.eval.arena.store import ArenaStore
     from hillclimb.serve.billing import UsageDB
 
-    if not 0 <= args.port <= 65535:
-        raise HillclimbError(f"--port must be between 0 and 65535, got {args.port}")
+    check_bind(args.host, args.port)  # a busy port fails now, not after the models load
     specs = _specs(args.models)
     check_targets(specs)
     gen = GenerationConfig(args.max_tokens, args.temperature, args.top_p)

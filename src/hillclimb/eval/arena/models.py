@@ -18,6 +18,7 @@ visible reasoning trace would tell the voter which model is the thinking one.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -47,8 +48,11 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise HillclimbError(f"--max-tokens must be >= 1, got {self.max_tokens}")
-        if self.temperature < 0:
-            raise HillclimbError(f"--temperature must be >= 0, got {self.temperature}")
+        # `not >= 0` rather than `< 0`: NaN compares false both ways and would slip through
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise HillclimbError(
+                f"--temperature must be a finite number >= 0, got {self.temperature}"
+            )
         if not 0 < self.top_p <= 1:
             raise HillclimbError(f"--top-p must be in (0, 1], got {self.top_p}")
 
@@ -118,8 +122,18 @@ class Contender:
             top_p=gen.top_p,
             seed=seed,
         )
-        out = self.backend.chat([req])[0]
-        return out.text, out.finish_reason
+        try:
+            out = self.backend.chat([req])[0]
+        except HillclimbError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            # A URL model whose server answers 200 with something that is not a chat completion
+            # (not JSON, no `choices`, ...): the backend's parsing fails. It is that model failing
+            # to answer (the battle page's 502), not a fault of the arena (a 500).
+            raise HillclimbError(
+                f"its answer was not a chat completion ({type(exc).__name__}: {exc})"
+            ) from None
+        return str(out.text), str(out.finish_reason)
 
     def close(self) -> None:
         self.backend.close()
