@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -13,6 +15,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # throw-away directory: tests never touch ~/.local/state/hillclimb. Tests that need a given state
 # directory set XDG_STATE_HOME themselves (monkeypatch).
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="hillclimb-test-state-")
+# ... and it goes when the run ends: a test run leaves nothing behind in the system's temp dir.
+atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], ignore_errors=True)
 
 # Property tests draw the same examples on every run (a CI failure is then reproducible, and a
 # rerun does not pass by luck). `HYPOTHESIS_PROFILE=explore` draws fresh random examples - run it

@@ -292,6 +292,11 @@ def test_validation_errors_before_queueing(engine):
     with pytest.raises(HillclimbError, match="start"):
         Engine(engine.model, engine.tokenizer, max_batch=1).submit("x", SamplingParams())
     assert engine.stats()["running"] == 0 and engine.stats()["queue_depth"] == 0
+    # a KV cache bigger than the machine: refused by name before anything is allocated
+    with pytest.raises(
+        HillclimbError, match=r"KV cache for 100000000 batch slots .*\(--max-batch\)"
+    ):
+        Engine(engine.model, engine.tokenizer, max_batch=100_000_000)
 
 
 def test_reasoning_budget_forces_think_end(engine):

@@ -33,3 +33,64 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
             raise RuntimeError("killed")
     assert (tmp_path / "f").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+# ---- one writer per output directory ------------------------------------------------------------
+_HOLDER = """
+import sys, time
+from hillclimb.io import exclusive_dir
+with exclusive_dir(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def _hold(path):
+    """A second process holding `path` (returns once it holds it)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE,
+                         text=True)  # fmt: skip
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_a_second_process_is_refused_until_the_first_dies(tmp_path):
+    from hillclimb.errors import HillclimbError
+    from hillclimb.io import exclusive_dir
+
+    run = tmp_path / "run"
+    p = _hold(run)
+    try:
+        refused = pytest.raises(HillclimbError, match=rf"--out {run} is in use .*pid {p.pid}:")
+        with refused, exclusive_dir(run):
+            pass
+    finally:
+        p.kill()  # kill -9: the kernel drops the lock, nothing stale blocks the next run
+        p.wait()
+    with exclusive_dir(run):
+        with exclusive_dir(run):  # re-entrant within a process (a climb and its stages)
+            pass
+        assert (tmp_path / ".run.lock").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == []  # nothing left beside or inside
+
+
+def test_commands_refuse_a_directory_another_process_writes(tmp_path, capsys):
+    from hillclimb.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("theirs")
+    p = _hold(run)
+    try:
+        for argv in (
+            ["climb", "--recipe", "smoke", "--out", str(run), "--no-registry"],
+            ["data", "build", "--recipe", "smoke", "--out", str(run)],
+        ):
+            assert main(argv) != 0
+            assert "is in use by another hillclimb process" in capsys.readouterr().err
+    finally:
+        p.kill()
+        p.wait()
+    assert [x.name for x in run.iterdir()] == ["keep.txt"]  # nothing of theirs touched

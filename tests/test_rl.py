@@ -606,7 +606,8 @@ def test_two_ranks_give_the_one_rank_update(micro, tmp_path):
         "--no-tensorboard", "--format-reward", "0.5", "--micro-batch-size", "4",
         "--no-dynamic-sampling",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    # TMPDIR: torchrun's agent leaves a torchelastic_* directory in the temp dir; keep it in tmp_path
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env,
                          capture_output=True, text=True)  # fmt: skip
     assert one.returncode == 0, one.stderr[-2000:]

@@ -128,9 +128,9 @@ def test_bad_input_is_a_clear_error(tmp_path):
 
 
 @pytest.fixture
-def no_backends(monkeypatch):
+def no_backends(monkeypatch, tmp_path_factory):
     """A machine without bwrap/unshare: only the system basics (sh, prlimit, setpriv) on PATH."""
-    bindir = Path(__import__("tempfile").mkdtemp(prefix="hc-bin-"))
+    bindir = tmp_path_factory.mktemp("hc-bin")
     for tool in ("prlimit", "setpriv", "sh", "true", "echo"):
         for d in ("/usr/bin", "/bin"):
             if os.path.exists(f"{d}/{tool}"):

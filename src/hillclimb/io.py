@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -106,6 +108,100 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_HELD: dict[str, int] = {}  # lock path -> how many times this process holds it (re-entrant)
+_HELD_GUARD = threading.Lock()
+
+
+def _lock_path(path: Path) -> Path:
+    p = Path(os.path.abspath(path))
+    return p.parent / f".{p.name}.lock"
+
+
+@contextmanager
+def exclusive_dir(path: str | os.PathLike[str], flag: str = "--out") -> Iterator[None]:
+    """Hold `path` for this process while a command writes into it; a second process (another
+    `climb`, `train --resume`, `data build` on the same directory) is refused at once, naming
+    the holder, instead of interleaving its writes with ours (two runs appending to one
+    metrics.jsonl, saving checkpoints over each other's, removing a stage the other is in).
+
+    An advisory `flock` on `.NAME.lock` beside the directory (beside, so the directory's own
+    contents, which the commands inspect before writing, are unchanged; and so it can be held
+    before the directory exists). The kernel drops it when the process dies, kill -9 included,
+    so a crashed run never blocks the next one. Re-entrant within a process (a climb holds its
+    run directory while its stages hold their own). Where the file cannot be made (a read-only
+    parent) or the filesystem has no flock, nothing is held: the command's own checks remain."""
+    import fcntl
+
+    from hillclimb.errors import HillclimbError
+
+    lock = _lock_path(Path(path))
+    key = str(lock)
+    with _HELD_GUARD:
+        if _HELD.get(key):
+            _HELD[key] += 1
+            held_here = True
+        else:
+            held_here = False
+    if held_here:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD[key] -= 1
+        return
+    fd = None
+    while fd is None:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            break  # cannot make the lock file: run unlocked
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+            except OSError:
+                holder = ""
+            os.close(fd)
+            raise HillclimbError(
+                f"{flag} {path} is in use by another hillclimb process"
+                + (f" (pid {holder})" if holder else "")
+                + "; wait for it to finish or choose another directory"
+            ) from None
+        except OSError:
+            os.close(fd)
+            fd = None
+            break  # no flock on this filesystem: run unlocked
+        # the holder before us may have unlinked the file between our open and our lock: then
+        # we hold a lock on a name nobody else will open; take the current file instead
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except OSError:
+            same = False
+        if not same:
+            os.close(fd)
+            fd = None
+            continue
+        with suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}: {' '.join(sys.argv)[:3000]}\n".encode())
+        break
+    with _HELD_GUARD:
+        _HELD[key] = 1
+    try:
+        yield
+    finally:
+        with _HELD_GUARD:
+            _HELD.pop(key, None)
+        if fd is not None:
+            # unlink while still holding the lock: a waiter that opened the old file sees it is
+            # gone (the samestat check above) and retries on a fresh one
+            with suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
 
 
 def default_state_dir() -> Path:

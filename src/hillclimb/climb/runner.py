@@ -53,7 +53,7 @@ from hillclimb.climb.state import (
     stage_timings,
 )
 from hillclimb.errors import HillclimbError
-from hillclimb.io import write_json_atomic
+from hillclimb.io import exclusive_dir, write_json_atomic
 
 FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STAGE before its marker
 
@@ -556,6 +556,11 @@ def run_climb(
         progress=sys.stderr.isatty() if progress is None else progress,
         registry=Path(registry) if isinstance(registry, (str, os.PathLike)) else registry,
     )
+    with exclusive_dir(c.out):  # a second climb on RUN is refused, not interleaved
+        return _climb(c, restart_from, print_summary)
+
+
+def _climb(c: Climb, restart_from: str | None, print_summary: bool) -> dict[str, Any]:
     _check_run_dir(c.out)
     restart_at = resolve_stage(c.stages, restart_from) if restart_from is not None else None
     # Validate every marker that stays before doing any work or removing anything: a refused run

@@ -64,7 +64,7 @@ from hillclimb.data.sources import (
     load_item,
 )
 from hillclimb.errors import HillclimbError
-from hillclimb.io import atomic_path, write_json_atomic, write_text_atomic
+from hillclimb.io import atomic_path, exclusive_dir, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
@@ -752,7 +752,23 @@ def build(
     """Run (or continue) a data build into `out`; returns the data card.
 
     `ai_scorer` scores texts for the model-based AI-content detector; it is required when
-    `cfg.ai_content` names an observer and a performer (`data.cli.checkpoint_scorer` builds it)."""
+    `cfg.ai_content` names an observer and a performer (`data.cli.checkpoint_scorer` builds it).
+    A second build into the same `out` while this one runs is refused (`io.exclusive_dir`)."""
+    with exclusive_dir(out):
+        return _build(cfg, out, resume, force, tokenizer, recipe, progress, fault, ai_scorer)
+
+
+def _build(
+    cfg: DataConfig,
+    out: str | os.PathLike[str],
+    resume: bool,
+    force: bool,
+    tokenizer: str | os.PathLike[str] | Tokenizer | None,
+    recipe: str | None,
+    progress: bool,
+    fault: str | None,
+    ai_scorer: TextScorer | None,
+) -> dict[str, Any]:
     cfg.validate()
     if BinocularsFilter.enabled(cfg.ai_content) and ai_scorer is None:
         raise HillclimbError(

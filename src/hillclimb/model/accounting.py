@@ -11,7 +11,9 @@ figure for plain multi-head attention, so the GQA/MQA saving is visible.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -142,6 +144,20 @@ def human(n: float, unit: str = "") -> str:
         if abs(n) >= div:
             return f"{n / div:.2f}{suf}{unit}"
     return f"{n:.0f}{unit}"
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on `device` (CPU: MemAvailable), for up-front checks."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def human_bytes(n: float) -> str:

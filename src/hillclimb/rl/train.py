@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 
 from hillclimb.errors import ConfigError, HillclimbError
-from hillclimb.io import write_json_atomic
+from hillclimb.io import exclusive_dir, write_json_atomic
 from hillclimb.problems.base import derive_seed
 from hillclimb.rl.config import RLConfig
 from hillclimb.rl.curriculum import Curriculum
@@ -110,11 +111,12 @@ def run_rl(cfg: RLConfig, reward_fn: Any = None) -> dict[str, Any]:
 
     if cfg.out is None:
         raise ConfigError("an output run directory (--out) is required")
-    info = D.init(cfg.device, cfg.distributed)
-    try:
-        return _run(cfg, Path(cfg.out), info, reward_fn)
-    finally:
-        D.shutdown(info)
+    with exclusive_dir(cfg.out) if D.env_rank() == 0 else nullcontext():
+        info = D.init(cfg.device, cfg.distributed)
+        try:
+            return _run(cfg, Path(cfg.out), info, reward_fn)
+        finally:
+            D.shutdown(info)
 
 
 def _check_model(path: Path | None) -> Path:

@@ -480,6 +480,24 @@ def prediction_ids(
     return ids or None
 
 
+def _check_cache_fits(
+    cfg: Any, slots: int, storage: int, device: torch.device, dtype: torch.dtype
+) -> None:
+    """Refuse a KV cache that cannot fit, up front and by name (`serve --max-batch 100000`
+    was an allocation traceback, or the OOM killer)."""
+    from hillclimb.model.accounting import available_memory, human_bytes
+
+    per_slot = 2 * cfg.n_layers * cfg.n_kv_heads * storage * cfg.head_dim * dtype.itemsize
+    have = available_memory(device)
+    if slots * per_slot > 0.8 * have:
+        fit = max(0, int(0.8 * have // per_slot))
+        raise HillclimbError(
+            f"a KV cache for {slots} batch slots of {storage} tokens needs "
+            f"{human_bytes(slots * per_slot)}, but {human_bytes(have)} is free on {device}; "
+            f"use at most {fit} slots (--max-batch) or a shorter context"
+        )
+
+
 class Engine:
     """Batched, continuously batched, optionally speculative generation over one model."""
 
@@ -542,6 +560,7 @@ class Engine:
         self.gamma_max = gamma_max
         # Storage per slot: the context plus room for one speculative overshoot.
         self._storage = self.max_context + gamma_max + 2
+        _check_cache_fits(self.cfg, max_batch, self._storage, self.device, self.dtype)
         self.cache = KVCache(
             self.cfg, max_batch, self._storage, device=self.device, dtype=self.dtype
         )

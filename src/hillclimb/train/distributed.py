@@ -76,10 +76,15 @@ class DistInfo:
         return box[0]
 
 
+def env_rank() -> int:
+    """This process's global rank under torchrun (0 without it), readable before `init`."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init(device: str = "auto", mode: str = "auto") -> DistInfo:
     """Join the torchrun process group if there is one; pick device and backend."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from hillclimb.errors import ConfigError, HillclimbError
-from hillclimb.io import write_json_atomic
+from hillclimb.io import exclusive_dir, write_json_atomic
 from hillclimb.model.config import ModelConfig
 from hillclimb.model.moe import routing_replay
 from hillclimb.train import checkpointing as ck
@@ -102,23 +102,10 @@ def check_writable(out: Path) -> None:
         ) from exc
 
 
-def available_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-
-
 def check_memory(
     model_cfg: ModelConfig, micro_batch: int, seq_len: int, info: D.DistInfo
 ) -> dict[str, int]:
-    from hillclimb.model.accounting import human_bytes, train_memory_bytes
+    from hillclimb.model.accounting import available_memory, human_bytes, train_memory_bytes
 
     need = train_memory_bytes(model_cfg, micro_batch, seq_len)
     have = available_memory(info.device)
@@ -681,11 +668,12 @@ def run_training(cfg: TrainConfig, task: TrainTask) -> RunResult:
     if cfg.out is None:
         raise ConfigError("an output run directory (out) is required")
     out = Path(cfg.out)
-    info = D.init(cfg.device, cfg.distributed)
-    try:
-        return _run(cfg, task, out, info)
-    finally:
-        D.shutdown(info)
+    with exclusive_dir(out) if D.env_rank() == 0 else contextlib.nullcontext():
+        info = D.init(cfg.device, cfg.distributed)
+        try:
+            return _run(cfg, task, out, info)
+        finally:
+            D.shutdown(info)
 
 
 def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunResult:
