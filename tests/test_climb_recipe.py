@@ -133,6 +133,7 @@ def test_per_model_overrides() -> None:
     (lambda r: r.update(tokenizer=5), r"\[tokenizer\] must be a table"),
     (lambda r: r["tokenizer"].update(vocab_size="big"), "vocab_size must be an integer"),
     (lambda r: r["tokenizer"].update(vocab_size=10), "vocab_size must be >= "),
+    (lambda r: r["tokenizer"].update(vocab_size=2**31), "vocab_size must be <= "),
     (lambda r: r["tokenizer"].update(pretokenizer="nope"), "unknown pretokenizer"),
     (lambda r: r["models"]["thinking"].update(overrides=[1, 2]), "overrides must be a table"),
     (lambda r: r["models"].update({"../evil": {"preset": "thinking-micro"}}), "model name"),

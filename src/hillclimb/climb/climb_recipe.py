@@ -449,11 +449,15 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     check_values(TOKENIZER_TYPES, tok, "[tokenizer]")
     tok = {**TOKENIZER_DEFAULTS, **tok}
     from hillclimb.tokenizer.pretok import PRETOKENIZERS
-    from hillclimb.tokenizer.train import MIN_VOCAB
+    from hillclimb.tokenizer.train import MAX_VOCAB, MIN_VOCAB
 
     if tok["vocab_size"] < MIN_VOCAB:
         raise ConfigError(
             f"[tokenizer]: vocab_size must be >= {MIN_VOCAB}, got {tok['vocab_size']}"
+        )
+    if tok["vocab_size"] > MAX_VOCAB:  # found at load, not after the data stage has run
+        raise ConfigError(
+            f"[tokenizer]: vocab_size must be <= {MAX_VOCAB}, got {tok['vocab_size']}"
         )
     if tok["min_frequency"] < 1:
         raise ConfigError(f"[tokenizer]: min_frequency must be >= 1, got {tok['min_frequency']}")
