@@ -559,3 +559,35 @@ def test_reward_module_is_checked_at_load(tmp_path: Path, monkeypatch) -> None:
     raw["rl"]["reward"] = "hc_local_pkg.sub:fn"
     parse_recipe(raw, smoke)
     assert "hc_local_pkg" not in sys.modules
+
+
+def test_recipes_ship_inside_the_package():
+    """`pip install` (not -e) of the project gives recipes that `--recipe tiny` finds: the
+    package's `recipes` links to the repository's, and package data carries `**/*.toml`."""
+    import tomllib
+
+    import hillclimb
+    from hillclimb.data.recipe import resolve_recipe
+
+    pkg = Path(hillclimb.__file__).parent
+    root = pkg.parent.parent
+    shipped = sorted(p.name for p in (pkg / "recipes").glob("*.toml"))
+    assert shipped == sorted(p.name for p in (root / "recipes").glob("*.toml"))
+    assert "tiny.toml" in shipped and "smoke.toml" in shipped
+    meta = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "**/*.toml" in meta["tool"]["setuptools"]["package-data"]["hillclimb"]
+    # the harness grades with pytest, so a plain install must have it
+    assert any(d.startswith("pytest") for d in meta["project"]["dependencies"])
+    assert resolve_recipe("smoke").is_file()
+
+
+def test_harness_stage_regenerates_tasks_after_a_failed_generation(tmp_path):
+    from hillclimb.climb.runner import _has_tasks
+
+    tasks = tmp_path / "tasks"
+    assert not _has_tasks(tasks)
+    tasks.mkdir()  # what a generation that failed part-way leaves
+    assert not _has_tasks(tasks)
+    (tasks / "bugfix-x-0-0000").mkdir()
+    (tasks / "bugfix-x-0-0000" / "task.toml").write_text("")
+    assert _has_tasks(tasks)

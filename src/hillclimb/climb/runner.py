@@ -225,7 +225,7 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
 
         spec = c.recipe.rl_harness[model]
         tasks = d / "tasks"
-        if not tasks.is_dir() or not find_task_dirs(tasks):
+        if not _has_tasks(tasks):  # first run, or a generation that failed part-way
             t = spec["tasks"]
             gen = generate_tasks(
                 tasks,
@@ -251,6 +251,15 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
         }
 
     return body
+
+
+def _has_tasks(tasks: Path) -> bool:
+    from hillclimb.harness.task import find_task_dirs
+
+    try:
+        return bool(find_task_dirs(tasks))
+    except HillclimbError:  # missing or empty (find_task_dirs raises on both)
+        return False
 
 
 def _check_final(run: Path) -> None:
