@@ -151,6 +151,29 @@ def test_index_ngrams_whole_short_probes_and_too_short():
     assert index.match("") is None
 
 
+def test_unicode_disguises_do_not_hide_a_probe():
+    """Measured before `_fold` (the default probes' held-out texts of >= 13 words, 2,876): a
+    document with the item's digits written full-width was caught 39% of the time, with Latin
+    letters swapped for Cyrillic look-alikes 3.6%, with a soft hyphen after each `o` 53%."""
+    text = (
+        "Nina shares 18 shells equally among 2 friends and keeps what is left over. "
+        "Then she gives 5 of the leftover shells to her brother. How many does she keep?"
+    )
+    index = ProbeIndex.build([Probe("item", "problems:heldout", text)], ngram=13, min_tokens=8)
+    fullwidth = text.translate({ord(d): chr(0xFF10 + int(d)) for d in "0123456789"})
+    cyrillic = text.translate(str.maketrans("aeopcxiAEOPCX", "аеорсхіАЕОРСХ"))
+    greek = text.translate(str.maketrans("oai", "οαι"))
+    soft = text.replace("o", "o\u00ad").replace("e", "e\u200b")
+    for disguised in (fullwidth, cyrillic, greek, soft, text.replace(" ", "\u3000")):
+        assert disguised != text
+        m = index.match("Preface.\r\n" + disguised + "\r\n")
+        assert m is not None and m.probe == "item", disguised
+    # genuine non-Latin text is not turned into probe words
+    assert index.match("Нина делит 18 ракушек поровну между 2 друзьями и оставляет остаток") is None
+    assert normalize_tokens("ｄｅｆ ａｄｄ（ａ， ｂ）") == ["def", "add", "a", "b"]
+    assert normalize_tokens("\ufb01nd the \ufb02ag") == ["find", "the", "flag"]  # ligatures
+
+
 def test_index_survives_save_and_load(tmp_path):
     probes = [Probe(f"p{i}", "file:t", corpus.python_module(i, 1)) for i in range(5)]
     index = ProbeIndex.build(probes, 13, 8)

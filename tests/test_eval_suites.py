@@ -501,21 +501,24 @@ def test_completion_suite_on_a_checkpoint(micro: Path) -> None:
     assert sum(res["finish_reasons"].values()) == 4
 
 
+class _Silent:
+    """A backend that answers every request with nothing (suite plumbing, not model quality)."""
+
+    kind, name = "silent", "silent"
+
+    def chat(self, reqs):  # noqa: ANN001, ANN202
+        return [Completion("", "stop", 1, "") for _ in reqs]
+
+    def close(self) -> None:
+        pass
+
+
 def test_problems_suite_takes_families_tiers_and_splits() -> None:
     """`--suite problems --families logic --tiers 3 --splits heldout` evaluates exactly that
     cell, not all families x tiers x splits (the flags used to be dropped on the way)."""
 
-    class Silent:
-        kind, name = "silent", "silent"
-
-        def chat(self, reqs):  # noqa: ANN001, ANN202
-            return [Completion("", "stop", 1, "") for _ in reqs]
-
-        def close(self) -> None:
-            pass
-
     cfg = SuiteConfig(n_items=2, families=["logic"], tiers=[3], splits=["heldout"], bootstrap=50)
-    res = run_suite("problems", "silent", cfg, backend=Silent())
+    res = run_suite("problems", "silent", cfg, backend=_Silent())
     assert res["n_items"] == 2
     assert {(i["split"], i["family"], i["tier"]) for i in res["items"]} == {("heldout", "logic", 3)}
     assert {(c["split"], c["family"], c["tier"]) for c in res["cells"]} == {("heldout", "logic", 3)}
@@ -548,3 +551,18 @@ def test_cli_refuses_flags_the_mode_does_not_read(
     assert main(["eval", "--model", str(tmp_path / "none"), *argv]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err and "checkpoint not found" not in err
+
+
+def test_problems_suite_limit_reports_baselines_on_the_items_it_scores():
+    """`--suite problems --limit N` scores the first N items; its baseline must be pooled over
+    those items' cells, and a split with no item left gets no accuracy (it was reported as 0.0
+    over n = 0, and the baseline pooled every generated cell, e.g. logic's 50% chance beside an
+    accuracy over arithmetic items only)."""
+    cfg = SuiteConfig(n_items=4, families=["arith", "logic"], tiers=[1], bootstrap=20, limit=4)
+    res = run_suite("problems", "silent", cfg, backend=_Silent())
+    kept = {(i["split"], i["family"]) for i in res["items"]}
+    assert kept == {("heldout", "arith")} and res["n_items"] == 4
+    assert set(res["metrics"]) == {"accuracy/heldout", "accuracy/heldout/reasoning"}
+    cell = next(c for c in res["cells"] if (c["split"], c["family"]) == ("heldout", "arith"))
+    assert res["baselines"]["heldout"] == round(cell["baseline"]["best"], 4)
+    assert res["baselines"]["heldout_phrasing"] is None

@@ -43,6 +43,7 @@ import gzip
 import hashlib
 import json
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ from hillclimb.io import atomic_path
 
 FILTER_NAME = "decontaminate"
 REASON = "contaminated"
-INDEX_FORMAT = "hillclimb-decontam-index-v1"
+INDEX_FORMAT = "hillclimb-decontam-index-v2"  # v2: Unicode folding in normalize_tokens
 
 _ESCAPE = re.compile(r"\\[ntr]")
 _WORD = re.compile(r"[^\W_]+")
@@ -65,9 +66,40 @@ _TOKEN_CACHE: dict[str, int] = {}
 _TOKEN_CACHE_MAX = 1 << 18  # distinct tokens memoised per process (~40 MB)
 
 
+# Latin look-alikes among Cyrillic and Greek lowercase letters (after `str.lower`): a probe
+# written with them ("аdd" with a Cyrillic а) must not slip past as other words.
+_CONFUSABLES = str.maketrans(
+    {
+        **dict(zip("аеорсухіјѕԁһԛԝӏк", "aeopcyxijsdhqwlk", strict=True)),  # Cyrillic
+        **dict(zip("αειικνορυχω", "aeiiknopuxw", strict=True)),  # Greek
+    }
+)
+
+# Unicode format characters (category Cf: soft hyphen, zero-width space/joiners, bidi marks, BOM,
+# tags): invisible, so they can sit inside a word without changing how it reads.
+_FORMAT_CHARS = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f]"
+)
+
+
+def _fold(text: str) -> str:
+    """Unicode disguises folded away: NFKC (full-width digits, ligatures, compatibility forms),
+    invisible format characters (soft hyphen, zero-width joiners) dropped, Cyrillic/Greek
+    look-alikes mapped to Latin. ASCII text is returned as is (the fast path)."""
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    text = _FORMAT_CHARS.sub("", text)
+    return text.lower().translate(_CONFUSABLES)
+
+
 def normalize_tokens(text: str) -> list[str]:
-    """Lowercased runs of letters/digits; `\\n`, `\\t`, `\\r` escapes count as whitespace."""
-    return _WORD.findall(_ESCAPE.sub(" ", text.lower()))
+    """Lowercased runs of letters/digits; `\\n`, `\\t`, `\\r` escapes count as whitespace;
+    Unicode disguises folded (`_fold`)."""
+    return _WORD.findall(_ESCAPE.sub(" ", _fold(text).lower()))
 
 
 def _token_hash(tok: str) -> int:

@@ -117,6 +117,8 @@ def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     salt = 0
     for split in tcfg.splits:
         sel = [i for i in items if i["split"] == split]
+        if not sel:  # --limit cut the split away: no accuracy rather than 0.0 over no items
+            continue
         metrics[f"accuracy/{split}"] = metric([float(i["passed"]) for i in sel], cfg, salt=salt)
         salt += 1
         for kind, label in (("reasoning", "reasoning"), ("code", "code"), (None, "heldout_family")):
@@ -135,12 +137,17 @@ def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                 )
                 salt += 1
     # the no-training baseline beside every accuracy: the best of lookup / majority / chance per
-    # cell, pooled over the split's cells by their item counts
+    # cell, pooled over the split's cells by the number of items the accuracy counts in each (with
+    # --limit, the kept items: a baseline over other items than the accuracy's is no comparison)
+    from collections import Counter
+
+    kept = Counter((i["split"], i["family"], i["tier"]) for i in items)
     baselines = {}
     for split in res["splits"]:
         cells = [c for c in res["cells"] if c["split"] == split]
-        n = sum(c["n"] for c in cells)
-        best = sum((c["baseline"].get("best") or 0.0) * c["n"] for c in cells)
+        w = [kept[(split, c["family"], c["tier"])] for c in cells]
+        n = sum(w)
+        best = sum((c["baseline"].get("best") or 0.0) * k for c, k in zip(cells, w, strict=True))
         baselines[split] = round(best / n, 4) if n else None
     return {
         "n_items": len(items),

@@ -160,6 +160,29 @@ def solve_steps(root: Node) -> list[str]:
     return lines
 
 
+def problem_key(node: Node) -> str:
+    """The expression up to the order of the operands of + and x (as `arith` keys its facts):
+    a run of the same commutative operator is one sorted list of operands, so `9 + 7 × 2` and
+    `7 × 2 + 9`, or `5 + 7 + 7` and `7 + 7 + 5`, are one problem and split together. Measured
+    before this rule (default suite, seed 0): 23 / 50 held-out tier-1 and 32 / 50 tier-2
+    expressions had such a twin among the training draws."""
+    if node.op is None:
+        return str(node.value)
+    assert node.left is not None and node.right is not None
+    if node.op in "+×":
+        terms: list[str] = []
+        stack = [node.right, node.left]
+        while stack:
+            n = stack.pop()
+            if n.op == node.op:
+                assert n.left is not None and n.right is not None
+                stack += [n.right, n.left]
+            else:
+                terms.append(problem_key(n))
+        return "(" + f" {node.op} ".join(sorted(terms)) + ")"
+    return f"({problem_key(node.left)} {node.op} {problem_key(node.right)})"
+
+
 def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
     _, kmin, kmax, _, _, _, parens_ok = SPEC[tier]
     while True:
@@ -181,6 +204,8 @@ def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
                 shown = shown.replace(sym, asc)
         prompt = phr.rng.choice(HELDOUT_TEMPLATES).format(e=shown)
 
+    key = problem_key(root)  # before build(), which reduces the tree in place
+
     def build() -> Built:
         value = root.value
         lines = solve_steps(root)
@@ -190,4 +215,4 @@ def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
             "meta": {"expression": expr, "steps": len(lines)},
         }
 
-    return Draft(prompt, expr, build)
+    return Draft(prompt, key, build)

@@ -157,7 +157,8 @@ def _t1(rng: random.Random, s: _Surface) -> Story:
             f"{n1} has {_count(a, obj)} and {n2} has {_count(b, obj)}. How many {obj[1]} do they have together?",
             f"{n1} owns {_count(a, obj)}, while {n2} owns {_count(b, obj)}. If they put them all in one pile, how many {obj[1]} are in the pile?",
         )
-        return q, [f"{a} + {b} = {a + b}."], a + b, "combine", (a, b)
+        # the two owners' names are surface, so (a, b) and (b, a) are one problem: key order-free
+        return q, [f"{a} + {b} = {a + b}."], a + b, "combine", (min(a, b), max(a, b))
     if k == 3:
         b = rng.randint(1, 8)
         a = rng.randint(b + 1, 9)
