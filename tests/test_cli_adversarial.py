@@ -49,6 +49,20 @@ def test_train_config_with_wrong_types_is_one_line(data_dir: Path, capsys) -> No
     assert not (data_dir / "run").exists() and not (data_dir / "s").exists()
 
 
+def test_a_climb_recipe_as_config_names_what_to_do(data_dir: Path, capsys) -> None:
+    """`train/sft/rl --config recipes/tiny.toml`: the recipe's tables are per model, so say it is
+    a climb recipe instead of "unknown TrainConfig keys: ['climb', 'eval', ...]"."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny.toml"
+    for argv, section in (
+        (_train_args(data_dir), "pretrain"),
+        (["sft", "--from", str(data_dir / "x"), "--out", str(data_dir / "s")], "sft"),
+        (["rl", "--model", str(data_dir / "x"), "--out", str(data_dir / "r")], "rl"),
+    ):
+        err = _refused([*argv, "--config", str(recipe)], capsys, "is a climb recipe")
+        assert f"copy the recipe's [{section}] settings" in err
+    assert not any((data_dir / d).exists() for d in ("run", "s", "r"))
+
+
 def test_resume_with_other_settings_is_refused_and_keeps_the_run(data_dir: Path, capsys) -> None:
     assert main(_train_args(data_dir, "--steps", "2", "--lr", "1e-2")) == 0
     capsys.readouterr()

@@ -108,3 +108,13 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     )
     assert "tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`hillclimb model presets | head -1`: the pipe closes under us; exit quietly (141, as a
+    process killed by SIGPIPE), never a BrokenPipeError traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "hillclimb", "model", "presets"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    p.stdout.close()  # long before the child has imported anything and printed
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err and "Error" not in err, err

@@ -116,3 +116,15 @@ def test_cli_register_show_export(tmp_path, capsys):
     args = parser.parse_args(["problems", "export", "--out", str(out), "--families", "nope"])
     with pytest.raises(HillclimbError):
         args.func(args)
+
+
+def test_export_lists_take_commas_or_spaces(tmp_path):
+    """`--families arith,logic --tiers 1,2` (as eval and rl take lists) = `arith logic` `1 2`."""
+    from hillclimb.cli import main
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    base = ["problems", "export", "--n-per-tier", "2"]
+    assert main([*base, "--families", "arith,logic", "--tiers", "1,2", "--out", str(a)]) == 0
+    assert main([*base, "--families", "arith", "logic", "--tiers", "1", "2", "--out", str(b)]) == 0
+    assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 8
+    assert main([*base, "--tiers", "one", "--out", str(tmp_path / "c.jsonl")]) == 2

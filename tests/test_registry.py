@@ -518,3 +518,23 @@ def test_climb_stage_registers_promotes_reuses_and_never_raises(tmp_path) -> Non
     )
     c3.registry = False
     assert "skipped" in registry_stage(c3, tmp_path / "g3")
+
+
+def test_add_eval_for_a_copy_of_registered_weights(tmp_path, capsys) -> None:
+    """An RL run that made no update leaves final/ with the SFT weights: one record (a checkpoint
+    is its weights), listed at the SFT path. The RL directory's own eval file must still attach."""
+    import shutil
+
+    r = ["--registry", str(tmp_path / "r.sqlite")]
+    sft = fake_ckpt(tmp_path / "sft", 1)
+    rl = tmp_path / "rl"
+    shutil.copytree(sft, rl)
+    for d in (sft, rl):
+        f = tmp_path / f"{d.name}.json"
+        f.write_text(json.dumps(eval_result(d, {"heldout": [True, False]})))
+        assert main(["registry", "add-eval", str(d), str(f), *r]) == 0, capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(eval_result(tmp_path / "elsewhere", {"heldout": [True]})))
+    (tmp_path / "elsewhere").mkdir()
+    assert main(["registry", "add-eval", str(rl), str(other), *r]) == 2  # still refused
+    assert f"not {rl}" in capsys.readouterr().err  # naming the directory the user gave

@@ -98,3 +98,22 @@ def test_sandbox_is_registered_once():
     assert "sandbox" not in sub.choices and "harness" in sub.choices
     top = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)][0]
     assert list(top.choices).count("sandbox") == 1
+
+
+def test_both_checkpoints_are_checked_before_either_loads(tmp_path, capsys, monkeypatch):
+    """`serve --thinking GOOD --flash MISSING` used to load (and compile) thinking first, then
+    fail on the flash path; and a missing --thinking was reported after nothing at all."""
+    from hillclimb.serve import host
+
+    def never(*a, **k):
+        raise AssertionError("an engine was loaded before the paths were checked")
+
+    monkeypatch.setattr(host, "load_engines", never)
+    monkeypatch.setattr(host, "start_engine_process", never)
+    (tmp_path / "empty").mkdir()
+    for argv, said in (
+        (["--thinking", str(tmp_path / "nope")], "--thinking: checkpoint directory not found"),
+        (["--flash", str(tmp_path / "empty")], "--flash: "),
+    ):
+        assert main(["serve", *argv, "--port", "0"]) == 2
+        assert said in capsys.readouterr().err

@@ -65,12 +65,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         rc = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
     except HillclimbError as exc:
         print(f"hillclimb: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hillclimb: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `hillclimb registry list --json | head`: the reader left; stop quietly, as `cat` does
+        # (exit 128 + SIGPIPE). Output still buffered goes to /dev/null, not to another error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return int(rc or 0)
 
 

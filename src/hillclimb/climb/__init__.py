@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="STAGE",
         help="redo STAGE and every later stage (data, tokenizer, shards, pretrain[-MODEL], "
-        "sft-data, sft[-MODEL], eval, report)",
+        "sft-data, sft[-MODEL], rl[-MODEL], rl-harness-MODEL, eval, registry, report; the "
+        "recipe decides which exist)",
     )
     p.add_argument(
         "--registry",

@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--n-items",
         type=int,
         default=None,
-        help="suites ifeval, fim: number of items; problems: items per family x tier (20)",
+        help="suites ifeval, fim: number of items; problems: items per family x tier (20); "
+        "completion: held-out functions per tier (20)",
     )
     p.add_argument(
         "--form",
@@ -482,10 +483,7 @@ def _handle(args: argparse.Namespace) -> int:
     if args.suite is not None:
         return _handle_suite(args)
     if args.model.startswith(("http://", "https://")):
-        raise HillclimbError(
-            "a URL can only be evaluated with --suite (problems, humaneval, ifeval, adversarial, "
-            "fim, harness)"
-        )
+        raise HillclimbError(f"a URL can only be evaluated with --suite ({', '.join(_ALL_SUITES)})")
 
     _refuse_unread_flags(args)
     from hillclimb.eval.core import run_eval

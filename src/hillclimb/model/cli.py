@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format",
         choices=["hf", "gguf"],
         default="hf",
-        help="hf: checkpoint directory (transformers, vLLM); gguf: one llama.cpp file",
+        help="hf: checkpoint directory (transformers; the Qwen3-MoE layout vLLM/SGLang read, not "
+        "run here); gguf: one llama.cpp file",
     )
     e.add_argument("--out", required=True, type=Path)
     e.add_argument(
@@ -188,7 +189,8 @@ def _export(args: argparse.Namespace) -> int:
                 shutil.copy2(f, tmp / f.name)
     print(
         f"exported {args.checkpoint} → {args.out} (Qwen3-MoE, HF layout; loads with "
-        "transformers.AutoModelForCausalLM and vLLM)"
+        "transformers.AutoModelForCausalLM; vLLM and SGLang read this layout but have not been "
+        "run on it here)"
     )
     return 0
 

@@ -40,9 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="heldout", choices=SPLITS, help="which split (heldout)")
     p.add_argument("--n-per-tier", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--families", nargs="*", default=None)
-    p.add_argument("--tiers", nargs="*", type=int, default=None)
+    # space- or comma-separated (`--families arith logic` or `arith,logic`, as eval/rl take them)
+    p.add_argument("--families", nargs="*", default=None, help="families (default: all)")
+    p.add_argument("--tiers", nargs="*", default=None, help="tiers (default: all)")
     p.set_defaults(func=_export, _parser=p)
+
+
+def _flat(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -85,7 +92,12 @@ def _export(args: argparse.Namespace) -> int:
     # to end in an OSError traceback from the atomic rename.
     if not args.out or Path(args.out).is_dir():
         raise HillclimbError(f"--out {args.out!r} must name a file to write, not a directory")
-    ps = problem_suite(args.seed, args.split, args.n_per_tier, args.families, args.tiers)
+    tiers = _flat(args.tiers)
+    bad = [t for t in tiers or [] if not t.isdigit()]
+    if bad:
+        raise HillclimbError(f"--tiers: expected tier numbers, got {bad}")
+    ps = problem_suite(args.seed, args.split, args.n_per_tier, _flat(args.families),
+                       [int(t) for t in tiers] if tiers is not None else None)  # fmt: skip
     lines = []
     for p in ps:
         if args.format == "problems":

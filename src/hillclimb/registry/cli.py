@@ -257,6 +257,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _add_eval(args: argparse.Namespace) -> int:
+    from hillclimb.errors import HillclimbError
     from hillclimb.registry.evalfile import load_eval_file, parse_result, pick_result
 
     source = str(args.eval_json)
@@ -268,7 +269,21 @@ def _add_eval(args: argparse.Namespace) -> int:
                 ck = reg.register_checkpoint(ckpt_dir)
             else:
                 ck = reg.resolve(args.ckpt)
-            result = pick_result(obj, ck.path, source=source, stage=args.stage, force=args.force)
+            # a checkpoint is its weights: the same weights in two directories (an RL run that
+            # made no update) are one record, listed at the first path registered. A result
+            # naming the directory given here is about these weights too.
+            paths = list(dict.fromkeys([*([ckpt_dir] if ckpt_dir.is_dir() else []), ck.path]))
+            errors: list[HillclimbError] = []
+            for path in paths:
+                try:
+                    result = pick_result(
+                        obj, path, source=source, stage=args.stage, force=args.force
+                    )
+                    break
+                except HillclimbError as exc:
+                    errors.append(exc)
+            else:
+                raise errors[0]
             parse_result(result, source)  # validate before writing
             evals = reg.add_eval_result(ck.id, result, source=str(args.eval_json.resolve()))
     if args.json:

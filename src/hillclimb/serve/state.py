@@ -248,6 +248,14 @@ def load_state(
 
     if thinking is None and flash is None:
         raise HillclimbError("give --thinking DIR and/or --flash DIR")
+    from hillclimb.model.checkpoint import load_config
+
+    for flag, path in (("--thinking", thinking), ("--flash", flash)):
+        if path is not None:  # both named before either model loads or compiles (minutes)
+            try:
+                load_config(path)
+            except HillclimbError as exc:
+                raise HillclimbError(f"{flag}: {exc}") from None
     specs = load_keys_file(keys_file) if keys_file else []
     specs += load_env_keys(env_keys)
     prices = load_prices(prices_file) if prices_file else None

@@ -51,7 +51,12 @@ _COMMON: list[tuple[str, str, Any, str]] = [
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help="TOML file with a [train]/[sft] table")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML file with this command's table ([train], [sft] or [rl]) or a flat table",
+    )
     for flag, dest, typ, hlp in _COMMON:
         if typ is None:
             p.add_argument(
@@ -191,6 +196,15 @@ def load_toml_table(path: Path, table: str) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if "climb" in data or "models" in data:
+        # a climb recipe: its settings sit in [pretrain] / [sft] / [rl] with per-model tables,
+        # which a single run cannot choose between; say so instead of "unknown keys: [climb, ...]"
+        section = "pretrain" if table == "train" else table
+        raise ConfigError(
+            f"{path} is a climb recipe (run it with `hillclimb climb --recipe {path}`); --config "
+            f"takes a file with a [{table}] table or a flat one: copy the recipe's [{section}] "
+            f"settings (and the [{section}.<model>] overrides you want) into it"
+        )
     return dict(data.get(table, data))
 
 

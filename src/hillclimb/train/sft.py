@@ -62,6 +62,8 @@ def encode_all(tok: Tokenizer, recs: list[dict], max_len: int) -> tuple[list[S.E
 def build_task(cfg: SFTConfig) -> TrainTask:
     if cfg.init is None:
         raise ConfigError("SFT starts from a checkpoint: pass --from CHECKPOINT")
+    if not Path(cfg.init).is_dir():  # before its tokenizer is looked for: name the real problem
+        raise ConfigError(f"--from {cfg.init}: checkpoint directory not found")
     tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init)
     mcfg = resolve_model_config(cfg, tok)
     recs, val_recs = collect_records(cfg, tok)
