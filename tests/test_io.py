@@ -69,6 +69,15 @@ def test_a_second_process_is_refused_until_the_first_dies(tmp_path):
     finally:
         p.kill()  # kill -9: the kernel drops the lock, nothing stale blocks the next run
         p.wait()
+    (tmp_path / "link").symlink_to(run, target_is_directory=True)
+    p = _hold(tmp_path / "link")  # the same directory reached through a link: the same lock
+    try:
+        with pytest.raises(HillclimbError, match="is in use"), exclusive_dir(run):
+            pass
+    finally:
+        p.kill()
+        p.wait()
+    (tmp_path / "link").unlink()
     with exclusive_dir(run):
         with exclusive_dir(run):  # re-entrant within a process (a climb and its stages)
             pass

@@ -115,7 +115,7 @@ _HELD_GUARD = threading.Lock()
 
 
 def _lock_path(path: Path) -> Path:
-    p = Path(os.path.abspath(path))
+    p = Path(os.path.realpath(path))  # one lock however the directory is reached (links, ..)
     return p.parent / f".{p.name}.lock"
 
 
