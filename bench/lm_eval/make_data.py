@@ -26,6 +26,11 @@ def choices_for(answer: int, rng: random.Random) -> tuple[list[str], int]:
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=OUT, help=f"where to write ({OUT.name} here)")
+    out = ap.parse_args().out
     rng = random.Random(0)
     rows = []
     for tier in (1, 2):
@@ -42,8 +47,8 @@ def main() -> None:
                     "label": label,
                 }
             )
-    OUT.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"wrote {len(rows)} items to {OUT}")
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"wrote {len(rows)} items to {out}")
 
 
 if __name__ == "__main__":
