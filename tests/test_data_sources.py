@@ -110,3 +110,23 @@ def test_wrong_text_field_names_the_field_and_the_columns(tmp_path, fmt):
     got = list(items(SourceConfig(kind=fmt, name="s", path=str(p), text_field="text")))
     assert [it.skip for it in got] == ["malformed_record"]
     assert got[0].detail == "text_field 'text' missing; record fields: content, id"
+
+
+def test_links_and_special_files_are_counted_never_followed(tmp_path):
+    """A file that is a link may lead out of the source (~/.ssh, /etc) and a FIFO blocks its
+    reader: neither is read, and both are counted as ingest skips instead of vanishing."""
+    import os
+
+    from hillclimb.data.sources import tree_items
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.py").write_text("x = 1\n")
+    secret = tmp_path / "secret.py"
+    secret.write_text("KEY = 'outside the source'\n")
+    (src / "link.py").symlink_to(secret)
+    os.mkfifo(src / "pipe.py")
+    cfg = SourceConfig(kind="tree", name="t", path=str(src), license="MIT")
+    got = {i.path: (i.skip, i.file) for i in tree_items(cfg, [(src, "", "MIT")])}
+    assert got["link.py"] == ("symlink", None) and got["pipe.py"] == ("not_a_regular_file", None)
+    assert got["ok.py"][0] is None and got["ok.py"][1] == str(src / "ok.py")

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import site
+import stat
 import subprocess
 import sysconfig
 import zipfile
@@ -386,7 +387,13 @@ def tree_items(
         except OSError:
             skips.append(Item(**base, skip="unreadable"))
             continue
-        if not f.is_file() or f.is_symlink():
+        if stat.S_ISLNK(st.st_mode):
+            # never followed (it may lead out of the source: ~/.ssh, /etc), but counted, so a
+            # corpus whose files are links says where they went
+            skips.append(Item(**base, skip="symlink"))
+            continue
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader; sockets, devices
+            skips.append(Item(**base, skip="not_a_regular_file"))
             continue
         if st.st_size > cfg.max_file_bytes:
             skips.append(Item(**base, skip="too_large"))
