@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -401,3 +402,39 @@ def test_budget_notes_pick_the_longest_form_that_fits_and_render_the_served_note
     odd = {"messages": [{"role": "system", "content": "Think for at most many tokens."}]}
     theirs = {"messages": [{"role": "system", "content": "Think for at most 12 tokens.\n\nHi"}]}
     assert S.budget_noted([odd, {"text": "x"}, theirs]) == 1
+
+
+def test_chat_records_in_every_openai_shape(tmp_path, tok):
+    """Users' SFT files come in the API's shapes: content as text parts, a `developer` turn, an
+    assistant turn with `null` content and tool calls. They encode as their plain-string form;
+    shapes the template cannot render are one error naming file:line (was a jinja TypeError)."""
+    plain = [{"role": "system", "content": "Be short."}, {"role": "user", "content": "2+2?"},
+             {"role": "assistant", "content": "4"}]  # fmt: skip
+    parts = [{"role": "developer", "content": [{"type": "text", "text": "Be "},
+                                              {"type": "text", "text": "short."}]},
+             {"role": "user", "content": [{"type": "text", "text": "2+2?"}], "name": "bob"},
+             {"role": "assistant", "content": [{"type": "text", "text": "4"}]}]  # fmt: skip
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "f", "arguments": '{"x": 1}'}}  # fmt: skip
+    tools = [{"role": "user", "content": "go"},
+             {"role": "assistant", "content": None, "tool_calls": [call]},
+             {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+             {"role": "assistant", "content": "done"}]  # fmt: skip
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(json.dumps({"messages": m}) + "\n" for m in (plain, parts, tools)))
+    recs = S.read_jsonl([f])
+    a, b, c = (S.encode_record(tok, r) for r in recs)
+    assert (a.ids, a.mask) == (b.ids, b.mask)
+    assert c.n_targets > 0
+    for bad, said in (
+        ({"messages": [{"role": "robot", "content": "x"}]}, ":1: messages[0].role 'robot'"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "only text parts"),
+        ({"messages": [{"role": "user", "content": 5}]}, "must be a string or a list"),
+        ({"messages": [{"role": "user", "content": None}]}, "must be a string or a list"),
+        ({"messages": []}, "non-empty list"),
+        ({"messages": [{"role": "assistant", "content": "", "tool_calls": "f()"}]}, "tool_calls"),
+        ({"messages": [{"role": "user", "content": "x"}], "tools": "all"}, "tools must be"),
+    ):
+        f.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(HillclimbError, match=re.escape(said)):
+            S.read_jsonl([f])

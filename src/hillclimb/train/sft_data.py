@@ -71,6 +71,55 @@ class Example:
         return int(sum(self.mask))
 
 
+# ---- chat records as users write them ---------------------------------------------------------
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def normalize_chat(rec: dict[str, Any], where: str) -> dict[str, Any]:
+    """A chat record in any shape the OpenAI API accepts, as the chat template renders it: content
+    given as text parts joined, `developer` read as `system` (as the server does), an assistant
+    turn's `null` content (tool calls only) as "". Anything else the template cannot render is
+    one error naming the record (`where`: file:line), not a template traceback mid-build."""
+    msgs, tools = rec.get("messages"), rec.get("tools")
+    if not isinstance(msgs, list) or not msgs:
+        raise HillclimbError(f"{where}: messages must be a non-empty list of message objects")
+    if tools is not None and (
+        not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)
+    ):
+        raise HillclimbError(f"{where}: tools must be a list of tool objects")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise HillclimbError(f"{where}: messages[{i}] is not an object")
+        role = m.get("role")
+        if role not in CHAT_ROLES:
+            raise HillclimbError(f"{where}: messages[{i}].role {role!r}: expected one of "
+                                 f"{list(CHAT_ROLES)}")  # fmt: skip
+        c = m.get("content")
+        if isinstance(c, list):
+            if not all(
+                isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                for p in c
+            ):
+                raise HillclimbError(f"{where}: messages[{i}].content: only text parts "
+                                     '({"type": "text", "text": ...}) are supported')  # fmt: skip
+            c = "".join(p["text"] for p in c)
+        elif c is None and role == "assistant":
+            c = ""
+        elif not isinstance(c, str):
+            raise HillclimbError(f"{where}: messages[{i}].content must be a string or a list of "
+                                 "text parts")  # fmt: skip
+        tc = m.get("tool_calls")
+        if tc is not None and (
+            not isinstance(tc, list)
+            or not all(isinstance(t, dict) and isinstance(t.get("function"), dict) for t in tc)
+        ):
+            raise HillclimbError(f"{where}: messages[{i}].tool_calls must be a list of "
+                                 '{"function": {"name", "arguments"}} objects')  # fmt: skip
+        out.append({**m, "role": "system" if role == "developer" else role, "content": c})
+    return {**rec, "messages": out}
+
+
 # ---- encoding ------------------------------------------------------------------------------
 def encode_chat(
     tok: Tokenizer, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
@@ -164,6 +213,8 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
                             raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
                         if not isinstance(rec, dict):
                             raise HillclimbError(f"{f}:{n}: expected a JSON object per line")
+                        if "messages" in rec:
+                            rec = normalize_chat(rec, f"{f}:{n}")
                         out.append(rec)
             except (OSError, EOFError, UnicodeDecodeError) as exc:  # binary, bad gzip, unreadable
                 raise HillclimbError(f"{f}:{n + 1}: cannot read SFT data: {exc}") from exc
