@@ -481,3 +481,28 @@ def test_single_document_warns_and_emptied_source_shows_zero(tmp_path, capsys):
     (ingest,) = [r for f in (out / "rejects").glob("ingest*") for r in iter_jsonl(f)]
     assert ingest["reason"] == "malformed_record"
     assert ingest["detail"] == "text_field 'text' missing; record fields: body"
+
+
+def test_special_token_strings_in_documents_are_text_in_the_shards(tmp_path):
+    """A corpus document that quotes `<|endoftext|>` or `<|im_end|>` (this package's own source
+    does) is encoded as text: the shards hold one eos per document, as separator, and no other
+    special token."""
+    from hillclimb.data.tokenize import tokenize_corpus
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    tok = bytelevel_tokenizer()
+    docs = tmp_path / "corpus" / "documents"
+    docs.mkdir(parents=True)
+    texts = ['STOP = "<|im_end|>"\n', "a README: <|endoftext|> ends a document\n", "plain\n"]
+    (docs / "part-0.jsonl").write_text(
+        "".join(
+            json.dumps({"id": str(i), "text": t, "split": "train"}) + "\n"
+            for i, t in enumerate(texts)
+        )  # fmt: skip
+    )
+    tokenize_corpus(tmp_path / "corpus", tok, tmp_path / "shards")
+    sp = ShardReader(tmp_path / "shards").split("train")
+    ids = [int(x) for x in sp.tokens[: sp.doc_offsets[-1]]]
+    specials = set(tok.special_ids.values())
+    assert [i for i in ids if i in specials] == [tok.eos_id] * len(texts)
+    assert tok.decode(ids[: int(sp.doc_offsets[1]) - 1]) == texts[0]

@@ -256,3 +256,22 @@ def test_credits_concurrent_writers_never_overdraw(tmp_path):
         )
         == 0
     )
+
+
+def test_fim_request_reads_the_code_around_the_hole_as_text():
+    """An IDE editing a file that itself contains `<|fim_middle|>` / `<|im_end|>` (this
+    repository's source does): one hole, at the end; no stop token inside the prompt. A raw
+    prompt stays model format (special tokens parsed, as vLLM)."""
+    from hillclimb.serve.api import CompletionRequest
+    from hillclimb.serve.serving_completion import completion_prompts
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    tok = bytelevel_tokenizer()
+    code = 'MIDDLE = "<|fim_middle|>"; STOP = "<|im_end|>"\n'
+    (ids,) = completion_prompts(
+        CompletionRequest(model="code-flash", prompt=code, suffix=code), tok
+    )
+    mid, end = tok.token_id("<|fim_middle|>"), tok.token_id("<|im_end|>")
+    assert ids.count(mid) == 1 and ids[-1] == mid and end not in ids
+    (raw,) = completion_prompts(CompletionRequest(model="code-flash", prompt=code), tok)
+    assert raw.count(mid) == 1 and end in raw

@@ -63,7 +63,7 @@ class CheckpointPairScorer:
         from hillclimb.data.binoculars import binoculars_scores
 
         tok, observer, performer = self._load()
-        seqs = [ids[: self.max_tokens] for ids in tok.encode_batch(texts)]
+        seqs = [ids[: self.max_tokens] for ids in tok.encode_batch(texts, allow_special=False)]
         seqs = [s if len(s) >= 2 else s + [tok.eos_id] * (2 - len(s)) for s in seqs]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), tok.eos_id, dtype=torch.long)

@@ -4,7 +4,10 @@ Why a separate step: the climb builds data, then trains the tokenizer on it, the
 so shards must be (re)writable from the kept documents without re-filtering, and a corpus can be
 re-tokenized with another tokenizer. Documents are streamed in file order, encoded in batches
 (`encode_batch` runs in Rust threads), and appended to `ShardWriter`s per split; token counts
-per source, language and license are returned for the data card.
+per source, language and license are returned for the data card. Documents are data: a
+special-token string inside one (`<|im_end|>` in a Python string, `<|endoftext|>` in a README)
+is encoded as text, never as the token (which would end a document mid-way, or teach the model
+to emit its stop token inside code).
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ def tokenize_corpus(
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        for rec, ids in zip(batch, tok.encode_batch([r["text"] for r in batch]), strict=True):
+        for rec, ids in zip(
+            batch, tok.encode_batch([r["text"] for r in batch], allow_special=False), strict=True
+        ):
             split = rec.get("split", "train")
             if split not in writers:
                 raise HillclimbError(f"document {rec.get('id')} has unknown split {split!r}")

@@ -2,8 +2,10 @@
 
 Why the think tags are put back (`RawText`): a completion is the model's raw continuation, while
 the engine streams visible text and marks reasoning with `is_reasoning`; the text a client gets
-must be what the model wrote. `suffix` builds the FIM prompt here, server-side, with the same
-`fim_prompt` a client rendering the template itself would use, so both get identical tokens.
+must be what the model wrote. `suffix` builds the FIM prompt here, server-side, in the layout of
+`specials.fim_prompt` that a client rendering the template itself would use: identical tokens,
+except that special-token strings inside the client's code are read as text here
+(`Tokenizer.encode_fim`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from hillclimb.serve.api import CompletionRequest, invalid
 from hillclimb.serve.job import openai_finish
 from hillclimb.serve.serving import Endpoint, logprob_value, token_text, top_alternatives
 from hillclimb.serve.streaming import ChoiceStream
-from hillclimb.tokenizer.specials import THINK_END, THINK_START, fim_prompt
+from hillclimb.tokenizer.specials import THINK_END, THINK_START
 
 if TYPE_CHECKING:
     from hillclimb.serve.engine import TokenEvent
@@ -63,9 +65,10 @@ def completion_prompts(req: CompletionRequest, tok: Tokenizer) -> list[list[int]
     if req.suffix is not None:
         if texts is None:
             raise invalid("suffix (fill-in-the-middle) needs a text prompt.", "suffix")
-        texts = [fim_prompt(t, req.suffix) for t in texts]
-    if texts is not None:
-        ids_list = [tok.encode(t) for t in texts]
+        # the code around the hole is data: `<|fim_middle|>` written in the user's file is text
+        ids_list = [tok.encode_fim(t, req.suffix) for t in texts]
+    elif texts is not None:
+        ids_list = [tok.encode(t) for t in texts]  # a raw prompt is model format (as vLLM)
     assert ids_list is not None
     for ids in ids_list:
         if not ids:

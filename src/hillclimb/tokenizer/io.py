@@ -22,7 +22,10 @@ from hillclimb.io import write_json_atomic, write_text_atomic
 from hillclimb.tokenizer.specials import (
     CHAT_TEMPLATE,
     ENDOFTEXT,
+    FIM_MIDDLE,
     FIM_PAD,
+    FIM_PREFIX,
+    FIM_SUFFIX,
     IM_END,
     SPECIAL_TOKENS,
     STOP_TOKENS,
@@ -42,18 +45,36 @@ class Tokenizer:
     # ---- basic contract -------------------------------------------------------------------
     def encode(self, text: str, allow_special: bool = True) -> list[int]:
         """Token ids for `text`. With `allow_special=False`, special-token strings inside `text`
-        are encoded as ordinary text (use this for untrusted user content)."""
-        if allow_special:
-            return self.hf.encode(text, add_special_tokens=False).ids
-        prev = self.hf.encode_special_tokens
-        try:
-            self.hf.encode_special_tokens = True
-            return self.hf.encode(text, add_special_tokens=False).ids
-        finally:
-            self.hf.encode_special_tokens = prev
+        are encoded as ordinary text (use this for data: user content, corpus documents, code
+        around a FIM hole). Text without special-token strings gets the same ids either way."""
+        hf = self.hf if allow_special else self._plain
+        return hf.encode(text, add_special_tokens=False).ids
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+    def encode_batch(self, texts: list[str], allow_special: bool = True) -> list[list[int]]:
+        hf = self.hf if allow_special else self._plain
+        return [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+
+    @cached_property
+    def _plain(self) -> HFTokenizer:
+        """A copy that reads special-token strings as text. A copy, not a flag flipped on
+        `self.hf` around each call: the server encodes from several threads, and a flipped
+        flag would leak into another thread's encode."""
+        hf = HFTokenizer.from_str(self.hf.to_str())
+        hf.encode_special_tokens = True
+        return hf
+
+    def encode_fim(self, prefix: str, suffix: str) -> list[int]:
+        """The PSM fill-in-the-middle prompt (`specials.fim_prompt`) as ids, the code around the
+        hole read as text: a file that itself contains `<|fim_middle|>` or `<|im_end|>` (this
+        repository's own source does) cannot move the hole or end the completion. The same ids
+        as `encode(fim_prompt(prefix, suffix))` whenever the code has no such strings."""
+        return (
+            [self.token_id(FIM_PREFIX)]
+            + self.encode(prefix, allow_special=False)
+            + [self.token_id(FIM_SUFFIX)]
+            + self.encode(suffix, allow_special=False)
+            + [self.token_id(FIM_MIDDLE)]
+        )
 
     def decode(self, ids: list[int], skip_special: bool = False) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special)
@@ -121,7 +142,7 @@ class Tokenizer:
         read) cannot close a turn or fake a tool response; only the template's own markup and
         assistant turns yield special tokens. `continue_final_message` reopens the last
         assistant turn (prefill)."""
-        rendered, texts = self._render_marked(
+        rendered, texts = self.render_marked(
             messages, tools, add_generation_prompt and not continue_final_message, **kwargs
         )
         if continue_final_message:
@@ -129,7 +150,7 @@ class Tokenizer:
             if not rendered.endswith(IM_END):
                 raise HillclimbError("the chat template did not end the final message as expected")
             rendered = rendered[: -len(IM_END)]
-        return self._encode_marked(rendered, texts)
+        return self.encode_marked(rendered, texts)
 
     def encode_chat_tail(
         self,
@@ -146,16 +167,16 @@ class Tokenizer:
         differently once later ones follow."""
         if not 0 < start <= len(messages):
             raise HillclimbError(f"start must be in 1..{len(messages)}, got {start}")
-        full, texts = self._render_marked(messages, tools, True, **kwargs)
-        prev, _ = self._render_marked(messages[:start], tools, False, **kwargs)
+        full, texts = self.render_marked(messages, tools, True, **kwargs)
+        prev, _ = self.render_marked(messages[:start], tools, False, **kwargs)
         if not full.startswith(prev):
             raise HillclimbError(
                 "the chat template renders earlier messages differently once later ones follow; "
                 "the conversation cannot be extended token by token"
             )
-        return self._encode_marked(full[len(prev) :], texts)
+        return self.encode_marked(full[len(prev) :], texts)
 
-    def _render_marked(
+    def render_marked(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
@@ -188,7 +209,7 @@ class Tokenizer:
         )
         return rendered, texts
 
-    def _encode_marked(self, rendered: str, texts: list[str]) -> list[int]:
+    def encode_marked(self, rendered: str, texts: list[str]) -> list[int]:
         pieces = re.split("\ue000(\\d+)\ue001", rendered)
         used = [texts[int(p)] for i, p in enumerate(pieces) if i % 2 == 1]
         if not any(sp in t for t in used for sp in SPECIAL_TOKENS):

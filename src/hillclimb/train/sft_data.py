@@ -46,7 +46,6 @@ from hillclimb.tokenizer.specials import (
     BUDGET_NOTE,
     ENDOFTEXT,
     FIM_PAD,
-    fim_prompt,
     with_budget_note,
 )
 from hillclimb.train.data import step_rng
@@ -126,15 +125,19 @@ def encode_chat(
 ) -> Example:
     if not messages or not any(m.get("role") == "assistant" for m in messages):
         raise HillclimbError("chat example has no assistant message to learn from")
-    full = tok.apply_chat_template(messages, tools=tools)
+    # Rendered with system/user/tool text marked (`Tokenizer.render_marked`) and that text
+    # encoded as data, as the server encodes a request (`Tokenizer.encode_chat`): a user turn
+    # quoting `<|im_end|>` trains on the same ids the server will feed the model. Without such
+    # strings the ids are those of the plain rendering.
+    full, texts = tok.render_marked(messages, tools, False)
     ids: list[int] = []
     mask: list[int] = []
     done = 0  # characters of `full` already tokenized
     for i, m in enumerate(messages):
         if m.get("role") != "assistant":
             continue
-        head = tok.apply_chat_template(messages[:i], tools=tools, add_generation_prompt=True)
-        turn = tok.apply_chat_template(messages[: i + 1], tools=tools)
+        head, _ = tok.render_marked(messages[:i], tools, True)
+        turn, _ = tok.render_marked(messages[: i + 1], tools, False)
         if not full.startswith(head) or not full.startswith(turn) or len(head) < done:
             raise HillclimbError("chat template is not prefix-stable for this conversation")
         body = turn[len(head) :]
@@ -144,7 +147,7 @@ def encode_chat(
         learn = body[: end + len("<|im_end|>")]
         ctx = full[done : len(head)]
         if ctx:
-            t = tok.encode(ctx)
+            t = tok.encode_marked(ctx, texts)
             ids += t
             mask += [0] * len(t)
         t = tok.encode(learn)
@@ -153,20 +156,23 @@ def encode_chat(
         done = len(head) + len(learn)
     rest = full[done:]
     if rest:
-        t = tok.encode(rest)
+        t = tok.encode_marked(rest, texts)
         ids += t
         mask += [0] * len(t)
     return Example(ids, mask, "chat")
 
 
 def encode_fim(tok: Tokenizer, prefix: str, middle: str, suffix: str) -> Example:
-    p = tok.encode(fim_prompt(prefix, suffix))
-    m = tok.encode(middle) + [tok.token_id(ENDOFTEXT)]
+    """Code is data: special-token strings in prefix, middle or suffix are text (as the server
+    encodes a `suffix` request, `Tokenizer.encode_fim`)."""
+    p = tok.encode_fim(prefix, suffix)
+    m = tok.encode(middle, allow_special=False) + [tok.token_id(ENDOFTEXT)]
     return Example(p + m, [0] * len(p) + [1] * len(m), "fim")
 
 
 def encode_text(tok: Tokenizer, text: str) -> Example:
-    t = tok.encode(text) + [tok.token_id(ENDOFTEXT)]
+    """Plain text is data, as corpus documents are (`data.tokenize`)."""
+    t = tok.encode(text, allow_special=False) + [tok.token_id(ENDOFTEXT)]
     return Example(t, [1] * len(t), "text")
 
 
