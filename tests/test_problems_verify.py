@@ -128,3 +128,35 @@ def test_export_lists_take_commas_or_spaces(tmp_path):
     assert main([*base, "--families", "arith", "logic", "--tiers", "1", "2", "--out", str(b)]) == 0
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 8
     assert main([*base, "--tiers", "one", "--out", str(tmp_path / "c.jsonl")]) == 2
+
+
+def test_a_hedged_final_answer_is_never_correct():
+    """ "The answer is 35 or 36 or 7." passed for 35 (the checker took the first number): a
+    policy that lists candidates would be paid for it. Several different answers joined by a
+    list separator, or several different boxed answers, are `ambiguous`; explanations after
+    the answer, repeats of one value and self-corrections (the last statement wins) are not."""
+    from hillclimb.problems import check_many_details, generate
+    from hillclimb.problems.verify import answer_is_hedged
+
+    num = generate("arith", 2, 1, 0, "train")[0]
+    a = num.answer
+    for text, ok in (
+        (f"The answer is {a}.", True),
+        (f"The answer is **{a}**, since it is the sum.", True),
+        (f"The answer is {a}, since 3 × 4 = 12.", True),
+        (f"The answer is {a} or {a}.", True),
+        (f"The answer is 999.\nNo wait, the answer is {a}.", True),
+        (f"The answer is {a} or 7 or 8.", False),
+        (f"The answer is {a}, 999.", False),
+        (f"Answer: {a}; maybe 1", False),
+        (f"\\boxed{{999}} and \\boxed{{{a}}}", False),
+    ):
+        assert check(num, text) is ok, text
+        assert answer_is_hedged(num, text) is (not ok), text
+    yn = next(p for p in generate("logic", 1, 40, 0, "train") if p.answer in ("yes", "no"))
+    other = "no" if yn.answer == "yes" else "yes"
+    assert check(yn, f"The answer is {yn.answer}.")
+    assert not check(yn, f"The answer is {yn.answer} or {other}.")
+    assert not check(yn, f"The answer is {yn.answer}/{other}.")
+    (d,) = check_many_details([num], [f"The answer is {a} or 7."])
+    assert d["status"] == "ambiguous" and not d["passed"]

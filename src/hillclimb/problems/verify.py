@@ -154,22 +154,61 @@ def extract_code(completion: str) -> str:
 
 
 def extract_answer(p: Problem, completion: str) -> str | None:
-    """The final answer in a completion, normalised (None if there is none)."""
+    """The final answer in a completion, normalised (None if there is none, or if the answer
+    offers several: `answer_is_hedged`)."""
     if p.kind == "code":
         return extract_code(completion)
+    got, hedged = _extract(p, completion)
+    return None if hedged else got
+
+
+def answer_is_hedged(p: Problem, completion: str) -> bool:
+    """Whether the final answer offers more than one answer: "The answer is 35 or 36",
+    "True/False", "yes, no", two different `\\boxed{}`. Such a completion is never correct —
+    else a policy learns to list candidates and a checker that takes the first (or last) one
+    pays it (measured before this rule: "The answer is 35 or 36 or 7." passed for 35)."""
+    return p.kind != "code" and _extract(p, completion)[1]
+
+
+# two candidate answers joined by a list separator, with nothing else between them
+_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&]\s*)?(?:(?:or|and)\b\s*)?(?:(?:maybe|perhaps|possibly)\b\s*)?",
+                        re.IGNORECASE)  # fmt: skip
+
+
+def _hedged_tail(p: Problem, tail: str) -> bool:
+    if parse_number(p.answer) is not None:
+        spans = [(m.start(), m.end(), _number(m.group(0).rstrip(","))) for m in
+                 _NUM_RE.finditer(tail)]  # fmt: skip
+    else:
+        choices = [str(c) for c in p.meta.get("choices") or []] or [p.answer]
+        pat = "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True))
+        spans = [(m.start(), m.end(), m.group(0).casefold()) for m in
+                 re.finditer(rf"(?<![\w'])(?:{pat})(?![\w'])", tail, re.IGNORECASE)]  # fmt: skip
+    for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
+        gap = tail[end:start]
+        if tail[:end].endswith(","):
+            gap = "," + gap
+        if a != b and _HEDGE_GAP.fullmatch(gap):
+            return True
+    return False
+
+
+def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
+    """(the final answer normalised, whether it is hedged)."""
     text = _after_think(completion)
     matches = list(_ANSWER_RE.finditer(text))
-    if matches:
+    if matches:  # the last answer statement wins (a model may correct itself)
         tail = text[matches[-1].end() :].split("\n", 1)[0].strip().strip("*`\"'")
-        return _normalise(p, tail)
+        return _normalise(p, tail), _hedged_tail(p, tail)
     boxed = _BOXED_RE.findall(text)
     if boxed:
-        return _normalise(p, boxed[-1])
+        values = {_normalise(p, b) for b in boxed}
+        return _normalise(p, boxed[-1]), len(values) > 1 or _hedged_tail(p, boxed[-1])
     if parse_number(p.answer) is not None:
         nums = _NUM_RE.findall(text)
         if nums:
-            return _number(nums[-1])
-    return None
+            return _number(nums[-1]), False
+    return None, False
 
 
 def reference_answer(p: Problem) -> str:
@@ -214,7 +253,8 @@ def check_many_details(
     workers: int | None = None,
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
-    """Like `check_many`, with `status` (pass|fail|error|timeout|no_answer) and `detail`.
+    """Like `check_many`, with `status` (pass|fail|error|timeout|no_answer|ambiguous: a hedged
+    final answer, `answer_is_hedged`) and `detail`.
 
     Code results also carry `cases_passed` and `cases_total` (the number of test calls that
     returned exactly the expected value; 0 when the candidate timed out or never reported).
@@ -231,12 +271,16 @@ def check_many_details(
         if p.kind == "code":
             code_idx.append(i)
             continue
-        got = extract_answer(p, c)
+        got, hedged = _extract(p, c)
         ok = check(p, c)
         out[i] = {
             "passed": ok,
-            "status": "pass" if ok else ("no_answer" if got is None else "fail"),
-            "detail": "" if got is None else f"extracted {got!r}",
+            "status": "pass"
+            if ok
+            else ("ambiguous" if hedged else "no_answer" if got is None else "fail"),
+            "detail": "more than one answer offered"
+            if hedged
+            else ("" if got is None else f"extracted {got!r}"),
         }
     suites = {i: code_cases(problems[i]) for i in code_idx}
     for start in range(0, len(code_idx), batch_size):
