@@ -25,12 +25,14 @@ Why it is built this way:
 from __future__ import annotations
 
 import ast
+import functools
 import random
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from hillclimb.problems import codegen_pipeline as pipeline
+from hillclimb.problems.base import derive_seed
 from hillclimb.problems.codegen_scalar import FORMS
 from hillclimb.problems.codegen_spec import GenSpec
 from hillclimb.problems.codetasks import (
@@ -62,6 +64,11 @@ TIER_FORMS: dict[int, tuple[tuple[str, float], ...]] = {
 N_RANDOM_CASES = 9
 MAX_TEST_LINE = 300
 _TRIES_PER_STRUCTURE = 4
+# Telling a function apart from its alternatives (see `tell_apart`): how many sibling structures
+# are built per function, how many inputs are drawn to separate one, how many cases may be added.
+N_SIBLINGS = 16
+SEARCH_DRAWS = 48
+MAX_EXTRA_CASES = 8
 
 
 @cache
@@ -91,16 +98,27 @@ def _informative(cases: tuple[tuple[tuple, Any], ...]) -> bool:
     return len({repr(r) for r in results}) >= 3
 
 
-def instance_of(spec: GenSpec) -> Instance | None:
-    """The tested instance of a generated spec, or None if its tests would be weak or unwieldy."""
+def instance_of(
+    spec: GenSpec, siblings: Callable[[], list[GenSpec]] | None = None
+) -> Instance | None:
+    """The tested instance of a generated spec, or None if its tests would be weak or unwieldy,
+    or if the reference cannot be told apart from an ablation or a sibling (`tell_apart`)."""
     source = canonical(spec.code)
     fn = compile_function(source, spec.name)
     cases = derive_cases(source, fn, spec.edges, spec.inputs, N_RANDOM_CASES, strict=False)
     if len(cases) < 4 or not _informative(cases):
         return None
-    if any(len(assert_line(spec.name, a, e)) > MAX_TEST_LINE for a, e in cases):
+    alternatives = [(code, spec.name) for code in spec.ablations]
+    samplers = [spec.inputs]
+    if siblings is not None:
+        for sib in siblings():
+            alternatives.append((sib.code, sib.name))
+            samplers.append(sib.inputs)
+    told = tell_apart(source, fn, cases, alternatives, samplers)
+    if told is None:
         return None
-    if any(_passes(code, spec.name, cases) for code in spec.ablations):
+    cases = told
+    if any(len(assert_line(spec.name, a, e)) > MAX_TEST_LINE for a, e in cases):
         return None
     return Instance(
         name=spec.name,
@@ -113,6 +131,60 @@ def instance_of(spec: GenSpec) -> Instance | None:
         inputs=spec.inputs,
         meta={"origin": "generated", "task": spec.key, "params": spec.params},
     )
+
+
+def tell_apart(
+    source: str,
+    fn: Callable,
+    cases: tuple[tuple[tuple, Any], ...],
+    alternatives: list[tuple[str, str]],
+    samplers: list[Callable[[random.Random], tuple]],
+) -> tuple[tuple[tuple, Any], ...] | None:
+    """`cases` plus inputs that tell the reference apart from every alternative (`(code, name)`:
+    the reference with parts left out, and sibling structures), or None when some alternative
+    gives the same results on every input tried (then it is the same function on this domain:
+    a twin key, or a part that does nothing).
+
+    For each alternative that passes all cases so far, inputs are drawn in turn from the
+    reference's sampler and the alternatives' (a sibling's sampler knows the inputs where its
+    own constants matter), and the first input on which the two differ becomes a case. This is
+    the generic rule behind "tests are discriminating": no nearby other function, and no
+    solution that ignores part of the spec, passes them."""
+    rng = random.Random(derive_seed("code-tell-apart", source))
+    out = list(cases)
+    seen = {repr(a) for a, _ in out}
+    for code, name in alternatives:
+        if not _passes(code, name, tuple(out)):
+            continue
+        alt = compile_function(code, name)
+        for k in range(SEARCH_DRAWS):
+            try:
+                args = samplers[k % len(samplers)](rng)
+            except Exception:  # noqa: BLE001 - a sampler that cannot draw here
+                continue
+            if repr(args) in seen:
+                continue
+            try:
+                expected = fn(*ast.literal_eval(repr(args)))
+            except Exception:  # noqa: BLE001 - outside the reference's domain
+                continue
+            if not _same(alt, args, expected):
+                out.append((args, expected))
+                seen.add(repr(args))
+                break
+        else:
+            return None
+        if len(out) > len(cases) + MAX_EXTRA_CASES:
+            return None
+    return tuple(out)
+
+
+def _same(fn: Callable, args: tuple, expected: Any) -> bool:
+    try:
+        got = fn(*ast.literal_eval(repr(args)))
+    except Exception:  # noqa: BLE001 - raising is telling apart
+        return False
+    return got == expected and type(got) is type(expected)
 
 
 def _passes(code: str, name: str, cases: tuple[tuple[tuple, Any], ...]) -> bool:
@@ -150,8 +222,11 @@ def generated(
             if not accept(key):
                 return key
         for _ in range(_TRIES_PER_STRUCTURE):
+            state = rng.getstate()
             spec = _build(rng, form, structure)
-            inst = instance_of(spec) if spec is not None else None
+            if spec is None:
+                continue
+            inst = instance_of(spec, functools.partial(sibling_specs, form, structure, spec, state))
             if inst is not None:
                 return inst
 
@@ -167,6 +242,56 @@ def draw(
     if accept is not None and not accept(inst.key):
         return inst.key
     return inst
+
+
+def _tok(x: Any) -> tuple:
+    return (getattr(x, "src", ""), getattr(x, "token", x))
+
+
+@cache
+def _form_holes(form: str) -> dict[tuple, tuple[tuple, ...]]:
+    """A form's structures grouped by all parts but one (index, the other parts' tokens)."""
+    holes: dict[tuple, list[tuple]] = {}
+    for s in form_structures(form):
+        toks = tuple(_tok(x) for x in s)
+        for i in range(len(s)):
+            holes.setdefault((i, toks[:i] + toks[i + 1 :]), []).append(s)
+    return {k: tuple(v) for k, v in holes.items()}
+
+
+def siblings(form: str, structure: tuple) -> list[tuple]:
+    """The structures of the same form one part away (another source, stage, branch, step or
+    aggregate): the nearest other keys, which a function's tests must reject."""
+    if form == "pipe":
+        return pipeline.siblings(structure)  # type: ignore[arg-type]
+    toks = tuple(_tok(x) for x in structure)
+    holes = _form_holes(form)
+    out: list[tuple] = []
+    for i in range(len(structure)):
+        for s in holes.get((i, toks[:i] + toks[i + 1 :]), ()):
+            if _tok(s[i]) != toks[i]:
+                out.append(s)
+    return out
+
+
+def sibling_specs(form: str, structure: tuple, spec: GenSpec, state: object) -> list[GenSpec]:
+    """Up to `N_SIBLINGS` sibling structures (a deterministic choice), each built from the same
+    random state as `spec`, so shared parts tend to get the same constants."""
+    sibs = siblings(form, structure)
+    pick = random.Random(derive_seed("code-siblings", spec.code))
+    if len(sibs) > N_SIBLINGS:
+        sibs = pick.sample(sibs, N_SIBLINGS)
+    out: list[GenSpec] = []
+    for sib in sibs:
+        r = random.Random()
+        r.setstate(state)  # type: ignore[arg-type]
+        try:
+            built = _build(r, form, sib)
+        except Exception:  # noqa: BLE001 - a sibling this state cannot build is skipped
+            continue
+        if built is not None and built.args == spec.args:
+            out.append(built)
+    return out
 
 
 def structure_count(tier: int) -> dict[str, int]:

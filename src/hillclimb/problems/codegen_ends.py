@@ -568,7 +568,7 @@ def _agg_list() -> list[Agg]:
             ("return max({values}) - min({values}) if {values} else 0",),
             "Collect them; the answer is max - min, or 0 for none.",
             ("spread", "range_of"),
-            no_maps=frozenset({"shift", "negate", "reflect"}),
+            no_maps=frozenset({"shift", "negate", "reflect", "affine"}),  # affine: a scale
         ),
         Agg(
             "distinct",
@@ -691,7 +691,7 @@ def _agg_list() -> list[Agg]:
             "Add up the lengths.",
             ("total_length", "letters_in"),
             (("total = 0",), ("total += len({v})",), ("return total",)),
-            no_maps=_LENGTH_SAME | {"suffix"},
+            no_maps=_LENGTH_SAME | {"suffix", "tail"},  # len(w[-k:]) is len(w[:k])
         ),
         # ---- cost 1: dicts and runs
         Agg(
@@ -815,7 +815,7 @@ def _agg_list() -> list[Agg]:
                 ("return counts",),
             ),
             cost=1,
-            no_maps=_LENGTH_SAME | {"suffix"},
+            no_maps=_LENGTH_SAME | {"suffix", "tail"},  # len(w[-k:]) is len(w[:k])
         ),
         Agg(
             "longest_equal",

@@ -894,7 +894,7 @@ def map_allowed(maps: tuple[Op, ...], nxt: Op) -> bool:
         return not groups
     tokens = {o.token for o in same}
     if nxt.token == "wlen":
-        return tokens <= {"prefix", "drop", "tail", "strip"}
+        return tokens <= {"prefix", "drop", "strip"}  # len(w[-k:]) is len(w[:k])
     if nxt.token == "wcount":  # case-insensitive counts: only after upcase
         return not tokens & {"reverse", "downcase", "swapcase", "capitalize"}
     return not same  # initial / final: straight from the split words

@@ -18,6 +18,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,6 +59,9 @@ _NONNEG = frozenset({"range", "digits", "rows_len", "windows_distinct", "zip_abs
 _NONNEG |= {"pairs_absdiff", "common", "missing"}
 _SIGNED_MAPS = frozenset({"shift", "negate", "reflect", "affine"})
 _SINGLETON_FILTERS = frozenset({"equal", "same"})  # every kept element is the same value
+# character steps that are one string method on the whole string (`s.upper()`,
+# `s.replace('a', 'b')`, `s.replace('x', '')` for a filter `!= 'x'`)
+_STR_METHOD = frozenset({"upcase", "downcase", "swapcase", "replace", "other"})
 _LOOSE = frozenset({"unequal", "other", "lacks", "nonmultiple"})  # keep almost everything
 # character maps that do nothing (or one thing) to the characters a class filter keeps
 _CHAR_VACUOUS = {
@@ -75,6 +79,7 @@ _WORD_VACUOUS = {
 }
 
 StageKey = tuple[str, str]  # (element type in, token)
+Structure = tuple[Source, tuple[Op, ...], Agg]
 
 
 def _weight(src: Source) -> float:
@@ -108,6 +113,8 @@ class State:
                 vacuous |= table.get(o.token, frozenset())
         if self.source.token == "zip_absdiff" and not maps:
             vacuous |= {"multiple", "nonmultiple"}  # divisibility ignores the sign of a - b
+        if self.source.token == "zip_sub" and not self.stages:
+            vacuous.add("absval")  # |a - b| is the source zip_absdiff
         if self.typ == INT and not self._maybe_negative():
             vacuous.add("absval")
         if self.source.token == "range" and not maps:
@@ -175,12 +182,26 @@ class State:
                 agg.pred is not None or agg.token in _ORDER_ONLY
             ):
                 continue  # stretches of adjacent pairs mean little
+            if (
+                self.source.token.startswith(("pairs", "windows"))
+                and agg.token in ("first", "last")
+                and not filters
+            ):
+                continue  # one slice (the first/last pair i < j is the first/last window of 2)
+            if (
+                self.source.token == "chars"
+                and agg.token in ("concat", "rconcat")
+                and all(o.token in _STR_METHOD for o in self.stages)
+            ):
+                continue  # a chain of string methods (`s[::-1].upper()`): tier-1 `str1`
             out.append(agg)
         return out
 
     @staticmethod
     def _range_ok(agg: Agg, tokens: set[str], filters: set[str]) -> bool:
         """1..n is increasing and distinct: most order/duplicate aggregates are another one."""
+        if agg.token in ("has", "empty"):
+            return False  # whether some i <= n qualifies is a threshold on n: `test|below`
         if agg.token in _RANGE_ORDERED:
             return "modulo" in tokens
         if agg.token in _RANGE_DISTINCT:
@@ -459,18 +480,64 @@ def spec(p: PipeUse) -> tuple[str, str]:
 
 
 def ablations(p: PipeUse) -> list[PipeUse]:
-    """The pipeline without one of its stages, where the types still fit."""
+    """The pipeline without some of its stages (any non-empty subset), where the types still
+    fit: a pair of stages can cancel out (`x * 3` then `x // 3`) where neither alone does."""
     out = []
-    for i in range(len(p.stages)):
-        stages = p.stages[:i] + p.stages[i + 1 :]
-        typ = p.source.typ
-        ok = True
-        for u in stages:
-            ok = ok and u.op.src == typ
-            typ = u.op.dst
-        if ok and typ in p.agg.agg.types:
-            out.append(PipeUse(p.source, p.sconsts, stages, p.agg))
+    n = len(p.stages)
+    for drop in range(1, n + 1):
+        for gone in itertools.combinations(range(n), drop):
+            stages = tuple(u for i, u in enumerate(p.stages) if i not in gone)
+            typ = p.source.typ
+            ok = True
+            for u in stages:
+                ok = ok and u.op.src == typ
+                typ = u.op.dst
+            if ok and typ in p.agg.agg.types:
+                out.append(PipeUse(p.source, p.sconsts, stages, p.agg))
     return out
+
+
+def legal(structure: Structure) -> bool:
+    """Whether the grammar can produce this structure (every stage and the aggregate allowed)."""
+    src, ops, agg = structure
+    stages: tuple[StageKey, ...] = ()
+    for o in ops:
+        if not any(x is o for x in _state(src.token, stages).ops()):
+            return False
+        stages += (_key(o),)
+    return any(a is agg for a in _state(src.token, stages).aggs(agg.cost))
+
+
+def siblings(structure: Structure) -> list[Structure]:
+    """(See `_siblings`; cached per structure.)"""
+    src, ops, agg = structure
+    return list(_siblings_of(src.token, tuple(_key(o) for o in ops), AGGS.index(agg)))
+
+
+@lru_cache(maxsize=65_536)
+def _siblings_of(source: str, stages: tuple[StageKey, ...], agg: int) -> tuple[Structure, ...]:
+    return tuple(_siblings((SOURCES[source], tuple(OPS[k] for k in stages), AGGS[agg])))
+
+
+def _siblings(structure: Structure) -> list[Structure]:
+    """The legal structures one part away: another source (same arguments, type and cost),
+    another operation at one stage (same kind and types) or another aggregate (same cost).
+    A function's tests must tell it apart from these, its nearest other keys."""
+    src, ops, agg = structure
+    out: list[Structure] = []
+    for s2 in SOURCES.values():
+        same = (s2.args, s2.typ, s2.cost) == (src.args, src.typ, src.cost)
+        # not between 1..n and the digits of n: other domains (n = 10**5 ...)
+        if s2 is not src and same and src.args != "n":
+            out.append((s2, ops, agg))
+    for i, op in enumerate(ops):
+        for o2 in BY_TYPE[op.src]:
+            if o2 is not op and o2.kind == op.kind and o2.dst == op.dst:
+                out.append((src, ops[:i] + (o2,) + ops[i + 1 :], agg))
+    for a2 in AGGS:
+        if a2.token != agg.token and a2.cost == agg.cost:
+            out.append((src, ops, a2))
+    return [x for x in out if legal(x)]
 
 
 def interesting(p: PipeUse) -> list:
@@ -480,9 +547,6 @@ def interesting(p: PipeUse) -> list:
     for use in p.stages:
         out += use.interesting()
     return out
-
-
-Structure = tuple[Source, tuple[Op, ...], Agg]
 
 
 def build(rng: random.Random, structure: Structure) -> GenSpec | None:

@@ -57,8 +57,17 @@ def _p(o: Op, r: random.Random, seen: list | None = None) -> OpUse:
 # ---------------------------------------------------------------- tier 1
 
 
+# |x| then these is a `piecewise` rule on the sign of x (-|x|: x or -x; |x| + c: c - x or x + c)
+_ABS_PIECEWISE = frozenset({"negate", "shift"})
+
+
 def _expr_pairs() -> list[tuple[Op, Op]]:
-    return [(a, b) for a in _INT_MAPS for b in _INT_MAPS if map_allowed((a,), b)]
+    return [
+        (a, b)
+        for a in _INT_MAPS
+        for b in _INT_MAPS
+        if map_allowed((a,), b) and not (a.token == "absval" and b.token in _ABS_PIECEWISE)
+    ]
 
 
 def _paren(code: str) -> str:

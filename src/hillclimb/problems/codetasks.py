@@ -144,6 +144,7 @@ TASKS: tuple[CodeTask, ...] = (
         "A number is even when n % 2 is 0.",
         lambda r, P: (r.randint(-20, 50),),
         edge=((0,), (7,)),
+        key="gen:test|modulo|below",  # n % 2 < 1
     ),
     CodeTask(
         "larger",
@@ -181,6 +182,7 @@ TASKS: tuple[CodeTask, ...] = (
         "n is divisible by {k} when n % {k} is 0.",
         lambda r, P: (r.randint(0, 100) if r.random() < 0.6 else P["k"] * r.randint(0, 9),),
         params=_k(2, 9),
+        key="gen:test|modulo|below",  # n % k < 1
     ),
     CodeTask(
         "first_item",
@@ -283,8 +285,9 @@ TASKS: tuple[CodeTask, ...] = (
         "returns the string s reversed",
         "def reverse_string(s):\n    return s[::-1]\n",
         "A slice with step -1 reverses a string.",
-        lambda r, P: (_word(r),),
-        edge=(("",), ("ab",)),
+        # with spaces: reversing each word in place is another function
+        lambda r, P: (_word(r) if r.random() < 0.5 else _sentence(r),),
+        edge=(("",), ("ab",), ("ab cde",)),
     ),
     CodeTask(
         "is_palindrome",
