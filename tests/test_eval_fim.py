@@ -103,3 +103,25 @@ def test_test_based_items_pass_with_the_right_line_and_fail_without():
         alt = run_programs(test_programs([i for i, _ in rets], [a for _, a in rets]),
                            hide=hidden_paths())  # fmt: skip
         assert all(r.passed for r in alt)
+
+
+def test_fim_items_come_from_stdlib_files_no_corpus_ingests():
+    """The default data recipe ingests this Python's stdlib (`python_env`); the FIM suite cuts
+    its items from the stdlib. So a third of the stdlib files is held out: FIM items come only
+    from those, and the python_env source skips exactly those (`heldout_eval`)."""
+    import sysconfig
+
+    from hillclimb.data.config import SourceConfig
+    from hillclimb.data.sources import source_items
+    from hillclimb.eval.fim_suite import stdlib_files
+    from hillclimb.io import stdlib_heldout
+
+    base = Path(sysconfig.get_paths()["stdlib"])
+    fim = {p.relative_to(base).as_posix() for p in stdlib_files()}
+    assert len(fim) >= 150 and all(stdlib_heldout(r) for r in fim)
+    items = list(source_items(SourceConfig(kind="python_env", name="env", max_files=100_000)))
+    std = {i.path.removeprefix("stdlib/"): i for i in items if i.path.startswith("stdlib/")}
+    assert all(std[r].skip == "heldout_eval" for r in fim if r in std)
+    assert not any(i.file for r, i in std.items() if stdlib_heldout(r))  # none read
+    assert any(i.file for i in std.values())  # the other two thirds are ingested
+    assert len(make_items(100, 0)) == 100

@@ -23,6 +23,18 @@ from typing import Any
 HELDOUT_MARKER = ".hillclimb-heldout"
 
 
+def stdlib_heldout(rel: str) -> bool:
+    """Whether this standard-library file (its path relative to the stdlib root) is held out for
+    the FIM suite: a fixed third of the files by a hash of the path. `eval --suite fim` cuts its
+    items only from these, and the data pipeline's `python_env` source never ingests them (ingest
+    skip `heldout_eval`), so a model trained on the default data recipe, which takes this
+    Python's stdlib, is not scored on lines it was trained on. Here for the same reason as
+    HELDOUT_MARKER: eval and data both read it."""
+    import hashlib
+
+    return hashlib.sha256(f"fim-heldout\0{rel}".encode()).digest()[0] < 86
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

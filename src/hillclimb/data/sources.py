@@ -43,7 +43,7 @@ from hillclimb.data.license import (
     license_from_text,
     normalize_license,
 )
-from hillclimb.io import HELDOUT_MARKER
+from hillclimb.io import HELDOUT_MARKER, stdlib_heldout
 
 SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"}
@@ -59,6 +59,9 @@ PROBLEMS_SKIP = "problem_generators"
 # evaluation only — the task generator's held-out projects carry the marker
 # (`harness generate --split heldout` draws only from them), and users can mark their own.
 HELDOUT_SKIP = "heldout_marked"
+# A third of this Python's stdlib files are the FIM suite's held-out code (`io.stdlib_heldout`):
+# the python_env source skips them with this reason.
+EVAL_HELDOUT_SKIP = "heldout_eval"
 
 
 @functools.lru_cache(maxsize=1)
@@ -376,6 +379,9 @@ def tree_items(
             continue  # the marker itself is metadata, not a held-out file
         if heldout.marked(f, root):
             skips.append(Item(**base, skip=HELDOUT_SKIP))
+            continue
+        if label == "stdlib" and stdlib_heldout(rel):  # the FIM suite's held-out files
+            skips.append(Item(**base, skip=EVAL_HELDOUT_SKIP))
             continue
         if is_license_file(f.name):
             continue  # license texts are metadata for the files beside them, not documents

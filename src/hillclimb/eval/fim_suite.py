@@ -2,8 +2,10 @@
 cuts of licensed code that is not in our training corpus.
 
 Why: code-flash serves IDE completions (`/v1/completions` with `suffix`), and the generator
-suites never ask for a middle. Items are cut from this Python's standard library (PSF-2.0,
-a licensed source the climb recipes do not ingest), one line inside a function body per item:
+suites never ask for a middle. Items are cut from this Python's standard library (PSF-2.0), from
+the third of its files that no corpus built here contains (`io.stdlib_heldout`: the default data
+recipe ingests the stdlib through `python_env`, which skips exactly those), one line inside a
+function body per item:
 prefix = up to `PREFIX_CHARS` before the line, suffix = up to `SUFFIX_CHARS` after it, the
 middle = the line itself (without its newline). The prompt is the PSM layout our server builds
 for a `suffix` request (`tokenizer.specials.fim_prompt`, Qwen2.5-Coder's tokens), sent as raw
@@ -50,12 +52,18 @@ MIN_MIDDLE = 8  # characters of the removed line (shorter lines say little)
 
 
 def stdlib_files(root: Path | None = None) -> list[Path]:
-    """The standard library's own .py files (no tests, no site-packages), sorted."""
+    """The standard library's own .py files (no tests, no site-packages) held out of every corpus
+    the data pipeline builds (`io.stdlib_heldout`: a third of the files), sorted. With `root`
+    (another tree of code) every file counts."""
+    from hillclimb.io import stdlib_heldout
+
     base = Path(root or sysconfig.get_paths()["stdlib"])
     out = []
     for p in sorted(base.rglob("*.py")):
         rel = p.relative_to(base).parts
         if any(x in ("site-packages", "dist-packages", "test", "tests", "idlelib") for x in rel):
+            continue
+        if root is None and not stdlib_heldout(p.relative_to(base).as_posix()):
             continue
         out.append(p)
     return out
