@@ -546,3 +546,20 @@ def test_recipe_paths_and_eval_coverage(tmp_path):
         raw["data"]["decontaminate"]["problems_n_per_tier"] = 0
         with pytest.raises(ConfigError, match="must cover the \\[eval\\] suite"):
             parse_recipe(raw, path)
+
+
+def test_evaluation_code_annotated_line_by_line_is_still_caught():
+    """A held-out function with a comment after every line was a different run of words: the
+    default probes' held-out texts of >= 13 words so edited were caught 1,419 of 2,877 times.
+    The second look without line comments catches 2,872 (session 16), and never un-catches."""
+    from hillclimb.data.decontam import Decontaminator, strip_line_comments
+
+    ref = P.generate("code_function", 3, 1, 0, "heldout")[0]
+    index = ProbeIndex.build([Probe(ref.id, "problems:heldout", ref.answer)], 13, 8)
+    annotated = "\n".join(line + "  # step" for line in ref.answer.splitlines())
+    judge = Decontaminator(index, DecontaminateConfig(), set())
+    assert index.match(annotated) is None  # the first look alone misses it
+    verdict, m = judge.check("# my notes\n" + annotated + "\n", "web", None)
+    assert verdict == "drop" and m.probe == ref.id
+    assert judge.check("x = 1  # nothing here\n", "web", None) == ("clean", None)
+    assert strip_line_comments('u = "http://x.y/#a"  # c\n') == 'u = "http://x.y/#a"  \n'

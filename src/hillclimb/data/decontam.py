@@ -411,6 +411,17 @@ class ProbeIndex:
         return Match(pid, origin, " ".join(toks[i : i + length]), length)
 
 
+# Line comments (`# ...`, `// ...`) that start a line or follow whitespace: the second look at a
+# document (`Decontaminator.check`) reads it without them.
+_LINE_COMMENT = re.compile(r"(?m)(?:^|(?<=\s))(?:#|//)[^\n]*")
+
+
+def strip_line_comments(text: str) -> str:
+    """`text` without `#` / `//` line comments, so evaluation code annotated line by line ("x = 1
+    # set x") is still one run of words. A URL's `//` follows `:`, not whitespace, and stays."""
+    return _LINE_COMMENT.sub("", text)
+
+
 class Decontaminator:
     """Judges documents against a `ProbeIndex` (one per filter worker).
 
@@ -435,6 +446,13 @@ class Decontaminator:
             origin = self.index.origin_of[problem_id]
             return "drop", Match(problem_id, origin, f"the evaluation item itself ({origin})", 0)
         m = self.index.match(text)
+        if m is None and ("#" in text or "//" in text):
+            # a second look without line comments: a probe annotated after every line was a
+            # different run of words and got through half the time (measured, session 16). Only
+            # ever adds matches: the first look is unchanged.
+            stripped = strip_line_comments(text)
+            if stripped != text:
+                m = self.index.match(stripped)
         if m is None:
             return "clean", None
         if generated and not self.drop_generator_overlaps:
