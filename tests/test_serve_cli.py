@@ -117,3 +117,24 @@ def test_both_checkpoints_are_checked_before_either_loads(tmp_path, capsys, monk
     ):
         assert main(["serve", *argv, "--port", "0"]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_swapped_roles_are_served_with_a_warning(tmp_path, monkeypatch, caplog):
+    """`serve --thinking CODE_FLASH_CKPT`: allowed (any model can fill a role), but said."""
+    from hillclimb.errors import HillclimbError
+    from hillclimb.model.checkpoint import save_checkpoint
+    from hillclimb.model.config import PRESETS
+    from hillclimb.model.transformer import build_model
+    from hillclimb.serve import host
+    from hillclimb.serve.state import load_state
+
+    ckpt = tmp_path / "cf"
+    save_checkpoint(build_model(PRESETS["code-flash-micro"]), ckpt)
+
+    def stop(*a, **k):
+        raise HillclimbError("stop here")
+
+    monkeypatch.setattr(host, "load_engines", stop)
+    with caplog.at_level("WARNING", logger="hillclimb.serve"), pytest.raises(HillclimbError):
+        load_state(ckpt, None, db=tmp_path / "u.db", engine_process=False)
+    assert "holds a code-flash model; serving it as thinking" in caplog.text

@@ -250,12 +250,19 @@ def load_state(
         raise HillclimbError("give --thinking DIR and/or --flash DIR")
     from hillclimb.model.checkpoint import load_config
 
-    for flag, path in (("--thinking", thinking), ("--flash", flash)):
+    for flag, path, role in (
+        ("--thinking", thinking, "thinking"),
+        ("--flash", flash, "code-flash"),
+    ):
         if path is not None:  # both named before either model loads or compiles (minutes)
             try:
-                load_config(path)
+                cfg, _ = load_config(path)
             except HillclimbError as exc:
                 raise HillclimbError(f"{flag}: {exc}") from None
+            family = getattr(cfg, "family", None)
+            if family in ("thinking", "code-flash") and family != role:
+                # allowed (any model can fill either role), but rarely meant: say so loudly
+                log.warning("%s %s holds a %s model; serving it as %s", flag, path, family, role)
     specs = load_keys_file(keys_file) if keys_file else []
     specs += load_env_keys(env_keys)
     prices = load_prices(prices_file) if prices_file else None
