@@ -152,7 +152,7 @@ def test_index_ngrams_whole_short_probes_and_too_short():
 
 
 def test_unicode_disguises_do_not_hide_a_probe():
-    """Measured before `_fold` (the default probes' held-out texts of >= 13 words, 2,876): a
+    """Measured before `_fold` (the default probes' held-out texts of >= 13 words, 2,871; `bench/decontam_disguises.py`): a
     document with the item's digits written full-width was caught 39% of the time, with Latin
     letters swapped for Cyrillic look-alikes 3.6%, with a soft hyphen after each `o` 53%."""
     text = (
