@@ -234,7 +234,11 @@ def test_card_counts_removals(planted):
     ]
     pr = e["probes"]
     assert pr["probes"] > 0 and pr["too_short"] >= 0 and pr["ngrams"] > 0
-    assert set(pr["by_origin"]) == {"problems:val", "problems:heldout", "problems:heldout_phrasing"}
+    assert set(pr["by_origin"]) == {
+        "problems:val", "problems:heldout", "problems:heldout_phrasing",
+        "suite:humaneval", "suite:adversarial", "suite:ifeval", "suite:fim",
+    }  # fmt: skip
+    assert pr["suite_items"]["humaneval"] == 164 and pr["suite_items"]["ifeval"] == 1000
     assert e["stats"]["documents_checked"] == planted["card_off"]["ingest"]["items"] - sum(
         planted["card_off"]["ingest"]["skipped"].values()
     )
@@ -270,7 +274,9 @@ def test_eval_file_probes(tmp_path):
     )
     paths = _make_corpus(tmp_path / "src", planted=False)
     (paths["tree"] / "leak.py").write_text(f"# {item.lower()}\n" + corpus.python_module(4000, 2))
-    cfg = _cfg(paths, files=[str(evals)], text_fields=["question", "answer"], problems_seeds=[])
+    cfg = _cfg(
+        paths, files=[str(evals)], text_fields=["question", "answer"], problems_seeds=[], suites=[]
+    )
     card = build(cfg, tmp_path / "out", progress=False)
     e = _entry(card)
     assert e["dropped"] == 1 and e["examples"][0]["probe"] == "evals.jsonl:q1"
@@ -544,8 +550,97 @@ def test_recipe_paths_and_eval_coverage(tmp_path):
         raw = tomllib.loads(path.read_text())
         parse_recipe(raw, path)
         raw["data"]["decontaminate"]["problems_n_per_tier"] = 0
-        with pytest.raises(ConfigError, match="must cover the \\[eval\\] suite"):
+        with pytest.raises(ConfigError, match="must cover the \\[eval\\] suites"):
             parse_recipe(raw, path)
+
+
+def test_standard_suite_items_are_probes(tmp_path):
+    """HumanEval, the adversarial set, the IFEval-style prompts and the FIM suite's held-out
+    stdlib code are probes by default: a corpus file holding any of them is dropped (the tiny
+    recipe's own corpus held eval/adversarial.py, references and hidden tests included); with
+    `suites = []` the same files are kept."""
+    from hillclimb.eval.adversarial import ITEMS, REFERENCES
+    from hillclimb.eval.fim_suite import stdlib_files
+    from hillclimb.eval.humaneval import load_problems
+    from hillclimb.eval.ifeval import generate_items
+
+    he = load_problems()[17]
+    adv = ITEMS[9]
+    planted = {
+        "he.py": he["prompt"] + he["canonical_solution"],
+        "adv_tests.py": f"def {adv.signature}:\n    pass\n\n{adv.tests}\n",
+        "adv_ref.py": REFERENCES[adv.id],
+        "ifeval.md": "Prompts we like:\n\n" + generate_items(30, 0)[29].prompt + "\n",
+        "fim.py": stdlib_files()[3].read_text(encoding="utf-8"),
+    }
+    paths = _make_corpus(tmp_path / "src", planted=False)
+    for name, text in planted.items():
+        (paths["tree"] / name).write_text(text)
+    on = build(_cfg(paths, problems_seeds=[0]), tmp_path / "on", progress=False)
+    kept_on = {d["path"] for d in iter_documents(tmp_path / "on")}
+    assert not kept_on & set(planted)
+    e = _entry(on)
+    hits = {(x["path"], x["probe_origin"]) for x in _rejects(tmp_path / "on")["decontaminate"]}
+    assert hits == {
+        ("he.py", "suite:humaneval"), ("adv_tests.py", "suite:adversarial"),
+        ("adv_ref.py", "suite:adversarial"), ("ifeval.md", "suite:ifeval"),
+        ("fim.py", "suite:fim"),
+    }  # fmt: skip
+    assert e["params"]["suites"] == ["humaneval", "adversarial", "ifeval", "fim"]
+    build(_cfg(paths, problems_seeds=[0], suites=[]), tmp_path / "off", progress=False)
+    kept_off = {d["path"] for d in iter_documents(tmp_path / "off")}
+    assert set(planted) <= kept_off and kept_off - set(planted) == kept_on
+
+
+def test_the_package_eval_suites_never_reach_the_corpus(tmp_path):
+    """A tree source over the installed package (the tiny recipe's `{hillclimb}`) keeps the
+    evaluation code but not the suites whose items live in it."""
+    table = {
+        "sources": [
+            {"kind": "tree", "name": "hc", "path": "{hillclimb}", "license": "Apache-2.0",
+             "include": ["eval/*.py"]},
+        ],
+        "decontaminate": {"problems_n_per_tier": 0},
+    }  # fmt: skip
+    from hillclimb.data.recipe import expand_data_paths
+
+    card = build(data_config_from_dict(expand_data_paths(table, tmp_path)), tmp_path / "o")
+    kept = {d["path"] for d in iter_documents(tmp_path / "o")}
+    assert "eval/humaneval.py" in kept and "eval/probes.py" in kept
+    assert not {"eval/adversarial.py", "eval/ifeval.py"} & kept
+    dropped = {r["path"] for r in _rejects(tmp_path / "o")["decontaminate"]}
+    assert {"eval/adversarial.py", "eval/ifeval.py"} <= dropped
+    assert _entry(card)["removed_by_source"]["hc"]["documents"] == len(dropped)
+
+
+def test_suite_coverage_and_config_errors():
+    d = DecontaminateConfig()
+    assert coverage_gap(d, 0, 50, None, ["humaneval", "adversarial", "ifeval", "fim"], 0) is None
+    gap = coverage_gap(DecontaminateConfig(suites=["humaneval"]), 0, 50, None, ["adversarial"])
+    assert "lacks the evaluated suite 'adversarial'" in gap
+    assert "suite_items 1000" in coverage_gap(d, 0, 50, None, ["ifeval"], 1500)
+    # completion: `limit` held-out code functions per tier; fim: 4 x limit // 10 candidates
+    assert coverage_gap(d, 0, 50, None, ["completion"], 50) is None
+    assert "completion/fim" in coverage_gap(d, 0, 50, None, ["completion"], 51)
+    assert "completion/fim" in coverage_gap(d, 0, 50, None, ["fim"], 200)
+    fams = DecontaminateConfig(problems_families=["arith"])
+    assert "code_function" in coverage_gap(fams, 0, 50, ["arith"], ["completion"])
+    assert coverage_gap(DecontaminateConfig(enabled=False), 0, 50, None, ["adversarial"]) is None
+    for bad, msg in (
+        ({"suites": ["mmlu"]}, "no probes for these"),
+        ({"suites": "humaneval"}, "list of suite names"),
+        ({"suite_items": -1}, "suite_items"),
+    ):
+        with pytest.raises(ConfigError, match=msg):
+            DecontaminateConfig(**bad).validate()
+    # the climb refuses a recipe that evaluates a suite its data build would not look for
+    from hillclimb.climb.climb_recipe import parse_recipe
+
+    path = ROOT / "recipes" / "tiny.toml"
+    raw = tomllib.loads(path.read_text())
+    raw["data"]["decontaminate"]["suites"] = ["adversarial"]
+    with pytest.raises(ConfigError, match="lacks the evaluated suite 'humaneval'"):
+        parse_recipe(raw, path)
 
 
 def test_evaluation_code_annotated_line_by_line_is_still_caught():

@@ -619,7 +619,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         raise ConfigError(
             f'[eval]: max_tokens must be "auto" or an integer >= 1, got {ev["max_tokens"]!r}'
         )
-    eval_suites(ev, names)
+    by_model = eval_suites(ev, names)
     try:
         task_config(ev).validate()
     except ConfigError as exc:
@@ -627,10 +627,15 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     from hillclimb.data.decontam import coverage_gap
 
     gap = coverage_gap(
-        data_cfg.decontaminate, int(ev["seed"]), int(ev["n_per_tier"]), ev["families"]
+        data_cfg.decontaminate,
+        int(ev["seed"]),
+        int(ev["n_per_tier"]),
+        ev["families"],
+        sorted({s for suites in by_model.values() for s in suites}),
+        int(ev.get("suite_limit", 0)),
     )
     if gap:  # evaluation items the data build would not look for in the training data
-        raise ConfigError(f"{gap}: it must cover the [eval] suite (or set enabled = false)")
+        raise ConfigError(f"{gap}: it must cover the [eval] suites (or set enabled = false)")
 
     return Recipe(
         name=path.stem, path=path, raw=raw, seed=seed, data=data, tokenizer=tok, models=models,

@@ -145,14 +145,20 @@ class DedupConfig:
     seed: int = 1
 
 
+# the standard evaluation suites whose items can be decontamination probes; their texts come
+# from `hillclimb.eval.probes` (a layer above: decontam.py imports it lazily)
+SUITE_PROBE_NAMES: tuple[str, ...] = ("humaneval", "adversarial", "ifeval", "fim")
+
+
 @dataclass
 class DecontaminateConfig:
     """Drop documents that contain evaluation items (`decontam.py`; docs/areas/data.md).
 
     Probes are the texts of `hillclimb.problems.contamination_probes(problems_seeds,
     problems_n_per_tier, problems_families)` (the val / heldout / heldout_phrasing splits) plus
-    every text of the JSONL `files`. The defaults cover the climb's evaluation suites (seed 0,
-    up to 50 items per family x tier)."""
+    the items of the standard evaluation `suites` (`hillclimb.eval.probes`) plus every text of
+    the JSONL `files`. The defaults cover the climb's evaluation suites (seed 0, up to 50 items
+    per family x tier; HumanEval, adversarial, IFEval-style and FIM items)."""
 
     enabled: bool = True
     ngram: int = 13  # a shared run of this many normalised word tokens = contaminated
@@ -160,6 +166,10 @@ class DecontaminateConfig:
     problems_seeds: list[int] = field(default_factory=lambda: [0])  # [] = no problem probes
     problems_n_per_tier: int = 50
     problems_families: list[str] = field(default_factory=list)  # empty = every family
+    # standard evaluation suites whose items are probes too (`hillclimb.eval.probes`); the
+    # generated ones (ifeval, fim) for every seed of `problems_seeds`; [] = none
+    suites: list[str] = field(default_factory=lambda: list(SUITE_PROBE_NAMES))
+    suite_items: int = 1000  # items per seed of the ifeval suite's probes (its default run: 120)
     files: list[str] = field(default_factory=list)  # JSONL(.gz) eval sets: extra probes
     text_fields: list[str] = field(default_factory=lambda: ["text"])  # probe fields in `files`
     examples: int = 5  # example matches shown in the data card
@@ -188,6 +198,16 @@ class DecontaminateConfig:
             is_int(s) for s in self.problems_seeds
         ):
             raise ConfigError(f"{w} problems_seeds must be a list of integers")
+        if not isinstance(self.suites, list) or not all(isinstance(x, str) for x in self.suites):
+            raise ConfigError(f"{w} suites must be a list of suite names")
+        unknown = [x for x in self.suites if x not in SUITE_PROBE_NAMES]
+        if unknown:
+            raise ConfigError(
+                f"{w} suites {unknown}: no probes for these; known: {list(SUITE_PROBE_NAMES)} "
+                "(completion's items are the problem probes' code_function items)"
+            )
+        if not is_int(self.suite_items) or self.suite_items < 0:
+            raise ConfigError(f"{w} suite_items must be an integer >= 0")
         for key in ("problems_families", "files", "text_fields"):
             v = getattr(self, key)
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):

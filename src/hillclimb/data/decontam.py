@@ -264,7 +264,7 @@ def file_probes(path: str, text_fields: list[str]) -> tuple[list[Probe], dict[st
 def collect_probes(
     cfg: DecontaminateConfig, workers: int = 1
 ) -> tuple[list[Probe], dict[str, Any]]:
-    """All probe texts of a config, in a fixed order (problems, then files), and what they came
+    """All probe texts of a config, in a fixed order (problems, suites, files), and what they came
     from. Eval files are read first: a bad one fails before seconds of problem generation."""
     from_files: list[Probe] = []
     files = []
@@ -276,7 +276,13 @@ def collect_probes(
         cfg.problems_seeds, cfg.problems_n_per_tier, cfg.problems_families, workers
     )
     probes = [Probe(r["id"], f"problems:{r['split']}", t) for r in records for t in r["texts"] if t]
-    return probes + from_files, {"problem_items": len(records), "files": files}
+    from hillclimb.eval.probes import suite_probe_records
+
+    suite_recs = suite_probe_records(cfg.suites, cfg.problems_seeds, cfg.suite_items)
+    probes += [Probe(r["id"], f"suite:{r['suite']}", t) for r in suite_recs for t in r["texts"]]
+    suite_items = {s: sum(r["suite"] == s for r in suite_recs) for s in cfg.suites}
+    info = {"problem_items": len(records), "suite_items": suite_items, "files": files}
+    return probes + from_files, info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,12 +473,18 @@ def build_index(cfg: DecontaminateConfig, workers: int = 1) -> ProbeIndex:
 
 
 def coverage_gap(
-    cfg: DecontaminateConfig, seed: int, n_per_tier: int, families: list[str] | None
+    cfg: DecontaminateConfig,
+    seed: int,
+    n_per_tier: int,
+    families: list[str] | None,
+    suites: list[str] = (),  # type: ignore[assignment]
+    suite_limit: int = 0,
 ) -> str | None:
-    """Why the problem probes of `cfg` would miss items of an evaluation suite (`problem_suite(
-    seed, split, n_per_tier, families)`), or None when they cover it (or decontamination is off,
-    which is then the recipe's explicit choice). Suites are prefixes of longer ones, so
-    `problems_n_per_tier >= n_per_tier` covers every split's items."""
+    """Why the probes of `cfg` would miss items of an evaluation — its problem suite
+    (`problem_suite(seed, split, n_per_tier, families)`) and the standard `suites` run with
+    `suite_limit` items (0: each suite's default) — or None when they cover it (or
+    decontamination is off, which is then the recipe's explicit choice). Suites are prefixes of
+    longer ones, so `problems_n_per_tier >= n_per_tier` covers every split's items."""
     if not cfg.enabled:
         return None
     w = "[data.decontaminate]"
@@ -489,4 +501,32 @@ def coverage_gap(
         missing = sorted(set(families or P.FAMILIES) - set(cfg.problems_families))
         if missing:
             return f"{w} problems_families lacks the evaluated families {missing}"
+    from hillclimb.eval.probes import SUITE_PROBES, default_items
+
+    for s in suites:
+        if s in SUITE_PROBES and s not in cfg.suites:
+            return f"{w} suites {cfg.suites} lacks the evaluated suite {s!r}"
+    dflt = default_items()
+    if "ifeval" in suites and (suite_limit or dflt["ifeval"]) > cfg.suite_items:
+        return (
+            f"{w} suite_items {cfg.suite_items} is below the ifeval suite's "
+            f"{suite_limit or dflt['ifeval']} items"
+        )
+    # held-out code_function items: the completion suite's `limit` per tier, the FIM suite's
+    # test items (candidates: 4 x max(1, limit // 10) per tier)
+    code_n = 0
+    if "completion" in suites:
+        code_n = suite_limit or dflt["completion"]
+    if "fim" in suites:
+        per_tier = max(1, suite_limit // 10) if suite_limit else dflt["fim_test_per_tier"]
+        code_n = max(code_n, 4 * per_tier)
+    if code_n:
+        if code_n > cfg.problems_n_per_tier:
+            return (
+                f"{w} problems_n_per_tier {cfg.problems_n_per_tier} is below the "
+                f"{code_n} held-out code_function items per tier that the completion/fim "
+                "suites evaluate"
+            )
+        if cfg.problems_families and "code_function" not in cfg.problems_families:
+            return f"{w} problems_families lacks code_function, which the completion/fim suites use"
     return None

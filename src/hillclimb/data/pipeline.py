@@ -526,6 +526,8 @@ class _DecontamReport:
                 "problems_seeds": d.problems_seeds,
                 "problems_n_per_tier": d.problems_n_per_tier,
                 "problems_families": d.problems_families or "all",
+                "suites": d.suites,
+                "suite_items": d.suite_items,
                 "files": len(d.files),
                 "generator_overlaps": d.generator_overlaps,
             },
