@@ -280,6 +280,15 @@ def test_cli_suite_on_a_checkpoint(micro: Path, tmp_path: Path, capsys) -> None:
     assert [r["id"] for r in res["items"]] == ["HumanEval/0", "HumanEval/1"]
     assert set(res["metrics"]["pass@1"]) == {"value", "ci95", "n"}
     assert json.loads((out / "humaneval.json").read_text())["items"] == res["items"]
+    # a second run into the same --out never replaces the first result silently
+    before = (out / "humaneval.json").read_bytes()
+    assert main([*args, "--limit", "1", "--max-tokens", "16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds an evaluation result" in err and "--force" in err
+    assert (out / "humaneval.json").read_bytes() == before
+    assert main([*args, "--limit", "1", "--max-tokens", "16", "--out", str(out), "--force"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "humaneval.json").read_text())["n_items"] == 1
     assert main(["eval", "--model", str(micro), "--suite", "ifeval", "--limit", "3",
                  "--max-tokens", "8"]) == 0  # fmt: skip
     text = capsys.readouterr().out

@@ -167,7 +167,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="suite and sampling seed (0)")
     p.add_argument("--no-tasks", action="store_true", help="only bits per byte")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--out", default=None, help="also write DIR/eval.json")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="also write DIR/eval.json (DIR/SUITE.json with --suite); an existing one is kept "
+        "unless --force",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing result file in --out")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_handle, _parser=p)
 
@@ -465,21 +471,31 @@ def _handle_suite(args: argparse.Namespace) -> int:
     return _report(args, res, f"{args.suite}.json", print_suite)
 
 
-def _check_out(out: str | None) -> None:
-    """`--out` must be a directory (or not exist yet): found now, not as a FileExistsError
-    traceback after the whole evaluation ran."""
+def _check_out(args: argparse.Namespace) -> None:
+    """`--out` must be a directory (or not exist yet), and the result file it would get must not
+    exist unless `--force`: found now, not after the whole evaluation ran — and an earlier
+    result (maybe the only copy of an hour's evaluation) is never replaced silently."""
     from pathlib import Path
 
     from hillclimb.errors import HillclimbError
 
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
+    if args.out is None:
+        return
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
         raise HillclimbError(f"--out {out} exists and is not a directory")
+    target = out / (f"{args.suite}.json" if args.suite is not None else "eval.json")
+    if target.exists() and not args.force:
+        raise HillclimbError(
+            f"{target} already holds an evaluation result; pass --force to replace it or "
+            "choose another --out"
+        )
 
 
 def _handle(args: argparse.Namespace) -> int:
     from hillclimb.errors import HillclimbError
 
-    _check_out(args.out)
+    _check_out(args)
     if args.suite is not None:
         return _handle_suite(args)
     if args.model.startswith(("http://", "https://")):
