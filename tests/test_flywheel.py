@@ -212,3 +212,36 @@ def test_climb_admits_only_harness_and_consented_api_records(tmp_path):
     (exp / "sft.jsonl").write_text("{not json\n")
     with pytest.raises(ConfigError, match="not JSON"):
         flywheel_records([str(exp)])
+
+
+def test_export_leaves_out_episodes_on_evaluation_only_tasks(tmp_path, capsys):
+    """An evaluation run recorded in telemetry (the reference agent on held-out tasks here)
+    must not become the next climb's SFT data or RL prompts: episodes on held-out tasks — and
+    on tasks whose task.toml is gone — are left out and counted."""
+    import json
+    import shutil
+
+    from hillclimb.cli import main
+
+    tasks, run, exp = tmp_path / "tasks", tmp_path / "run", tmp_path / "export"
+    for split in ("train", "heldout"):  # both into one directory
+        assert main(["harness", "generate", "--out", str(tasks), "--n", "1",
+                     "--seed", "3", "--kinds", "bugfix", "--split", split]) == 0  # fmt: skip
+    assert main(["harness", "run", "--tasks", str(tasks), "--model", "reference", "--out", str(run),
+                 "--json"]) == 0  # fmt: skip
+    capsys.readouterr()
+    argv = ["telemetry", "export", "--db", str(run / "telemetry.db"), "--out", str(exp), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes_considered"] == 2 and summary["sft_examples"] == 1
+    assert summary["evaluation_only_tasks_excluded"] == 1
+    (why,) = summary["evaluation_only_examples"].values()
+    assert "--split heldout" in why
+    sft = [json.loads(x) for x in (exp / "sft.jsonl").read_text().splitlines()]
+    assert ["-train-" in r["meta"]["task_id"] for r in sft] == [True]
+    # the training task's directory removed: it can no longer be shown to be a training task
+    (train_dir,) = [d for d in tasks.iterdir() if "-train-" in d.name]
+    shutil.rmtree(train_dir)
+    assert main([*argv[:-1], "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sft_examples"] == 0 and summary["evaluation_only_tasks_excluded"] == 2

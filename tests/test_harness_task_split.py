@@ -143,3 +143,33 @@ def test_heldout_mutation_tasks_never_share_a_site_with_training_tasks(tmp_path)
     with pytest.raises(HillclimbError, match="heldout_mutations"):
         gen.generate_tasks(tmp_path / "x", 1, kinds=["repo_qa"], split="heldout_mutations")
     assert not (tmp_path / "x").exists()
+
+
+def test_split_all_tasks_on_heldout_projects_templates_or_sites_are_evaluation_only(tmp_path):
+    """`--split all` (the default) draws from every project, template and site, so a task's
+    recorded split is not enough: `heldout_reason` reads its projects, template and mutation
+    site, and `rl --harness` refuses such a task."""
+    from hillclimb.errors import ConfigError
+    from hillclimb.harness.taskgen.common import heldout_reason, mutation_split
+    from hillclimb.rl.harness import load_tasks
+
+    gen.generate_tasks(tmp_path / "all", 10, seed=1)
+    metas = {d.name: load_task(d).meta for d in find_task_dirs(tmp_path / "all")}
+    for name, meta in metas.items():
+        expected = bool(set(meta.get("projects", [])) & HELDOUT_PROJECTS) or (
+            meta.get("template") in HELDOUT_TEMPLATES
+        ) or ("line" in meta and mutation_split(meta["module"], meta["function"], meta["line"])
+              == "heldout")  # fmt: skip
+        assert bool(heldout_reason(meta)) == expected, name
+    flagged = [n for n, m in metas.items() if heldout_reason(m)]
+    assert flagged and len(flagged) < len(metas)  # seed 1: some of each
+    with pytest.raises(ConfigError, match=f"{len(flagged)} of {len(metas)} task"):
+        load_tasks(tmp_path / "all")
+    # a held-out mutation site is found from the site itself, without the recorded split
+    gen.generate_tasks(tmp_path / "hm", 2, seed=4, kinds=["bugfix"], split="heldout_mutations")
+    for d in find_task_dirs(tmp_path / "hm"):
+        meta = dict(load_task(d).meta)
+        assert "--split heldout_mutations" in heldout_reason(meta)
+        meta.pop("split")
+        assert "held-out site" in heldout_reason(meta)
+    assert heldout_reason({}) is None and heldout_reason(None) is None

@@ -265,7 +265,14 @@ class Telemetry(LockedSQLite):
             "SELECT id, task_id, task_kind, task_dir, model, resolved, trajectory, status FROM episodes"
             " WHERE status!='running' AND trajectory IS NOT NULL ORDER BY started_at, id"
         )
+        held: dict[str, str | None] = {}  # task_dir -> why it is evaluation-only
+        excluded: dict[str, str] = {}  # task_id -> why
         for ep_id, task_id, kind, task_dir, model, resolved, traj_json, status in rows:
+            if task_dir not in held:
+                held[task_dir] = _evaluation_only(task_dir)
+            if held[task_dir]:
+                excluded[task_id] = held[task_dir]
+                continue
             verdict = fb.get(ep_id)
             accepted = verdict is True or (verdict is None and not require_accepted)
             if resolved and accepted and status == "submitted":
@@ -297,10 +304,31 @@ class Telemetry(LockedSQLite):
             "sft_by_source": {"harness": harness_sft, "api": len(sft_lines) - harness_sft},
             "served_db": str(served.path) if served is not None else None, "api": api_counts,
             "episodes_considered": len(rows), "require_accepted": require_accepted,
+            "evaluation_only_tasks_excluded": len(excluded),
+            "evaluation_only_examples": dict(sorted(excluded.items())[:5]),
             "files": {"sft": str(out / "sft.jsonl"), "rl": str(out / "rl_prompts.jsonl")},
         }  # fmt: skip
         write_json_atomic(out / "export.json", summary)
         return summary
+
+
+def _evaluation_only(task_dir: str | None) -> str | None:
+    """Why episodes on the task in `task_dir` must not become training data, or None.
+
+    Held-out tasks (`taskgen.common.heldout_reason`: held-out projects, templates, mutation
+    sites) are what the harness suite measures; an episode on one — an evaluation run recorded
+    in telemetry — would teach the next climb the answer. A task whose `task.toml` cannot be
+    read cannot be shown to be a training task, so it is left out too."""
+    from hillclimb.harness.task import load_task
+    from hillclimb.harness.taskgen.common import heldout_reason
+
+    if not task_dir:
+        return "no task directory recorded"
+    try:
+        meta = load_task(task_dir).meta
+    except HillclimbError as exc:
+        return f"task unreadable ({exc})"
+    return heldout_reason(meta)
 
 
 def _tool_schemas() -> list[dict[str, Any]]:

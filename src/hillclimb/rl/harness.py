@@ -58,14 +58,18 @@ def load_tasks(root: str | Path) -> list[Any]:
 
 
 def _no_heldout(tasks: list[Any], where: str) -> list[Any]:
-    """Refuse tasks drawn from the held-out projects or mutation sites (`harness generate
-    --split heldout|heldout_mutations`): they are how an evaluation measures what the model
-    never trained on."""
-    held = [t.id for t in tasks if (t.meta or {}).get("split") in ("heldout", "heldout_mutations")]
+    """Refuse tasks from the held-out projects, terminal templates or mutation sites
+    (`taskgen.common.heldout_reason`: `--split heldout|heldout_mutations`, and `--split all`
+    tasks that happen to use them): they are how an evaluation measures what the model never
+    trained on."""
+    from hillclimb.harness.taskgen.common import heldout_reason
+
+    held = [(t.id, r) for t in tasks if (r := heldout_reason(t.meta))]
     if held:
         raise ConfigError(
-            f"--harness {where}: {len(held)} task(s) come from the held-out projects or mutation "
-            f"sites (e.g. {held[0]}); they are for evaluation only — generate training tasks with "
+            f"--harness {where}: {len(held)} of {len(tasks)} task(s) come from the held-out "
+            f"projects, terminal templates or mutation sites, which are for evaluation only (e.g. "
+            f"{held[0][0]}: {held[0][1]}); generate training tasks with "
             "`harness generate --split train`"
         )
     return tasks

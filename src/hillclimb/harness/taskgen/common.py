@@ -133,6 +133,36 @@ def mutation_split(module: str, function: str | None, site: object) -> str:
     return "heldout" if hashlib.sha256(key).digest()[0] % 4 == 0 else "train"
 
 
+HELDOUT_SPLITS = ("heldout", "heldout_mutations")
+
+
+def heldout_reason(meta: dict[str, Any] | None) -> str | None:
+    """Why a task with this `task.toml` meta is evaluation-only, or None for a training task.
+
+    Not only its recorded split: `--split all` (the default) draws from every project and site,
+    so an `all` task can still break a held-out project, use a held-out terminal template or
+    mutate a held-out line — training on it would teach what the harness suite measures."""
+    meta = meta or {}
+    if meta.get("split") in HELDOUT_SPLITS:
+        return f"generated with --split {meta['split']}"
+    projects = meta.get("projects")
+    if isinstance(projects, list):
+        held = sorted(str(p) for p in projects if p in HELDOUT_PROJECTS)
+        if held:
+            return f"uses the held-out project {held[0]}"
+    if meta.get("template") in HELDOUT_TEMPLATES:
+        return f"uses the held-out terminal template {meta['template']}"
+    module, function, line = meta.get("module"), meta.get("function"), meta.get("line")
+    if (
+        isinstance(module, str)
+        and isinstance(line, int)
+        and not isinstance(line, bool)
+        and mutation_split(module, function, line) == "heldout"
+    ):
+        return f"mutates a held-out site ({module}:{line})"
+    return None
+
+
 def keep_mutation(module: str, function: str | None, site: object, split: str) -> bool:
     """Whether a mutation site may be drawn for `split`: `train` keeps the training sites,
     `heldout_mutations` the held-out ones, `all` and `heldout` (unseen projects) every one."""
