@@ -369,11 +369,14 @@ def test_flywheel_export_feeds_the_next_climb(climb: dict, tmp_path: Path, capsy
     fw = rec["flywheel"]
     assert fw["sft_examples"] == 1 and fw["by_source"] == {"harness": 1}
     assert fw["rl_prompts_available"] == 1 and rec["by_kind"]["flywheel"] == 1
+    # checked against the data build's probes (and the task against the held-out split)
+    assert fw["decontamination"] == "probes of the data build" and fw["refused"] == {}
     lines = (run / "06-sft-data" / "code-flash.jsonl").read_text().splitlines()
     mine = [json.loads(x) for x in lines if '"kind": "flywheel"' in x]
     assert len(mine) == 1 and mine[0]["meta"]["source"] == "harness"
     md = (run / "report" / "report.md").read_text()
     assert "## The flywheel" in md and "| code-flash | 1 |" in md
+    assert "probes of the data build" in md
 
 
 def test_gate_evaluates_an_incumbent_from_elsewhere(climb: dict, tmp_path: Path) -> None:

@@ -338,6 +338,8 @@ def test_problem_files_excluded_and_counted_always(tmp_path, enabled):
     assert card["ingest"]["skipped"] == {PROBLEMS_SKIP: n}
     assert _entry(card)["excluded_problem_files"] == {"hc": n}
     assert [d["path"] for d in iter_documents(tmp_path / "o")] == ["errors.py"]
+    # the index the build used is an output (the climb's SFT-data stage checks flywheel data)
+    assert (tmp_path / "o" / "probes.npz").is_file() == enabled
     assert f"hc {n} files" in (tmp_path / "o" / "DATA_CARD.md").read_text()
 
 

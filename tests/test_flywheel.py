@@ -185,8 +185,12 @@ def test_climb_admits_only_harness_and_consented_api_records(tmp_path):
     exp = tmp_path / "export"
     exp.mkdir()
     (exp / "export.json").write_text("{}")
+    train_task = {"projects": ["strutil"], "module": "strutil/text.py", "split": "train"}
     lines = [
-        {"messages": [{"role": "user", "content": "a"}], "meta": {"source": "harness"}},
+        {
+            "messages": [{"role": "user", "content": "a"}],
+            "meta": {"source": "harness", "task": train_task},
+        },  # fmt: skip
         {
             "messages": [{"role": "user", "content": "b"}],
             "meta": {"source": "api", "consent": True},
@@ -197,6 +201,12 @@ def test_climb_admits_only_harness_and_consented_api_records(tmp_path):
             "meta": {"source": "api", "consent": "yes"},
         },
         {"messages": [{"role": "user", "content": "e"}]},
+        # episodes on a held-out task, and on a task the record does not describe
+        {
+            "messages": [{"role": "user", "content": "f"}],
+            "meta": {"source": "harness", "task": {"projects": ["textstats"]}},
+        },  # fmt: skip
+        {"messages": [{"role": "user", "content": "g"}], "meta": {"source": "harness"}},
     ]
     (exp / "sft.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (exp / "rl_prompts.jsonl").write_text('{"task_id": "t", "task_dir": "x"}\n')
@@ -204,6 +214,8 @@ def test_climb_admits_only_harness_and_consented_api_records(tmp_path):
     assert [r["messages"][0]["content"] for r in recs] == ["a", "b"]
     assert all(r["kind"] == "flywheel" for r in recs)
     assert counts["refused_no_consent"] == 3 and counts["rl_prompts_available"] == 1
+    assert counts["refused"] == {"no_consent": 3, "evaluation_only_task": 1, "task_unknown": 1}
+    assert counts["decontamination"].startswith("off") and counts["decontaminated"] == 0
     before = fingerprint([str(exp)])
     (exp / "rl_prompts.jsonl").write_text("")
     assert fingerprint([str(exp)]) != before  # a changed export re-runs the stage
@@ -239,9 +251,43 @@ def test_export_leaves_out_episodes_on_evaluation_only_tasks(tmp_path, capsys):
     assert "--split heldout" in why
     sft = [json.loads(x) for x in (exp / "sft.jsonl").read_text().splitlines()]
     assert ["-train-" in r["meta"]["task_id"] for r in sft] == [True]
+    assert sft[0]["meta"]["task"]["split"] == "train"  # what the climb checks again
     # the training task's directory removed: it can no longer be shown to be a training task
     (train_dir,) = [d for d in tasks.iterdir() if "-train-" in d.name]
     shutil.rmtree(train_dir)
     assert main([*argv[:-1], "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["sft_examples"] == 0 and summary["evaluation_only_tasks_excluded"] == 2
+
+
+def test_climb_drops_flywheel_records_that_contain_an_evaluation_item(tmp_path):
+    """A consenting API user ran HumanEval through the endpoint and accepted the answers: with
+    the data build's probes those records are dropped and counted, the others kept."""
+    import json
+
+    from hillclimb.climb.flywheel import flywheel_records
+    from hillclimb.data.config import DecontaminateConfig
+    from hillclimb.data.decontam import build_index
+    from hillclimb.eval.humaneval import load_problems
+
+    he = load_problems()[5]
+    exp = tmp_path / "export"
+    exp.mkdir()
+    (exp / "export.json").write_text("{}")
+    api = {"source": "api", "consent": True}
+    lines = [
+        {"messages": [{"role": "user", "content": he["prompt"]},
+                      {"role": "assistant", "content": he["canonical_solution"]}], "meta": api},
+        {"messages": [{"role": "user", "content": "Write a function that adds two numbers."},
+                      {"role": "assistant", "content": "def add(a, b):\n    return a + b\n"}],
+         "meta": api},
+    ]  # fmt: skip
+    (exp / "sft.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    probes = build_index(DecontaminateConfig(problems_n_per_tier=0, suites=["humaneval"]))
+    recs, counts = flywheel_records([str(exp)], probes)
+    assert [r["messages"][0]["content"] for r in recs] == [lines[1]["messages"][0]["content"]]
+    assert counts["decontaminated"] == 1 and counts["refused"] == {"contaminated": 1}
+    (ex,) = counts["contaminated_examples"]
+    assert ex["probe"] == f"humaneval/{he['task_id']}" and ex["line"] == 1
+    recs, counts = flywheel_records([str(exp)])  # no probes: decontamination off, said so
+    assert len(recs) == 2 and counts["decontamination"].startswith("off")

@@ -8,9 +8,14 @@ docs/areas/server.md). A recipe names export directories per model in `[sft_data
     flywheel = ["exports/2026-12-05"]    # `telemetry export` output directories
 
 and the sft-data stage adds their `sft.jsonl` records to that model's SFT file. What is admitted:
-harness episodes (our own runs on our own tasks) and API answers whose record says the account
-consented (`meta.consent` true — the export only writes those, this re-checks, so a hand-edited
-export cannot smuggle a user's data in). Every admitted record keeps its `meta` (episode or
+harness episodes (our own runs on our own tasks) on *training* tasks (the export keeps each
+task's projects / template / mutation site in `meta.task`; an episode on a held-out task, or one
+whose task is unknown, is refused: `harness.taskgen.common.heldout_reason`) and API answers
+whose record says the account consented (`meta.consent` true — the export only writes those,
+this re-checks, so a hand-edited export cannot smuggle a user's data in). Admitted records are
+then decontaminated against the data build's probe index (`probes.npz` beside its documents): a
+user who ran a benchmark through the endpoint and accepted the answers must not put that
+benchmark into the next climb's SFT data. Every admitted record keeps its `meta` (episode or
 request id, account, consent) and gets `kind = "flywheel"`, so the stage record and the report
 count how many training examples came from the flywheel and from where. The export's RL prompts
 (unresolved / rejected tasks) are counted here; `hillclimb rl --harness EXPORT_DIR` trains on
@@ -52,8 +57,44 @@ def fingerprint(paths: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def flywheel_records(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(SFT records admitted from the exports, counts and provenance for the stage record)."""
+def _text(rec: dict[str, Any]) -> str:
+    """Every string a record would train on (message contents, tool-call arguments), joined."""
+    parts: list[str] = []
+    for m in rec.get("messages") or []:
+        if not isinstance(m, dict):
+            continue
+        c = m.get("content")
+        if isinstance(c, str):
+            parts.append(c)
+        elif isinstance(c, list):
+            parts += [p.get("text", "") for p in c if isinstance(p, dict)]
+        parts += [json.dumps(tc, ensure_ascii=False) for tc in m.get("tool_calls") or []]
+    return "\n".join(p for p in parts if isinstance(p, str))
+
+
+def _refusal(rec: Any, source: Any) -> str | None:
+    """Why an export record may not be trained on, or None."""
+    from hillclimb.harness.taskgen.common import heldout_reason
+
+    meta = rec.get("meta") if isinstance(rec, dict) else None
+    if source == "harness":
+        task = meta.get("task") if isinstance(meta, dict) else None
+        if not isinstance(task, dict):
+            return "task_unknown"  # an export written before task metadata was kept, or edited
+        return "evaluation_only_task" if heldout_reason(task) else None
+    if source == "api" and meta.get("consent") is True:
+        return None
+    return "no_consent"
+
+
+def flywheel_records(
+    paths: list[str], probes: Any | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(SFT records admitted from the exports, counts and provenance for the stage record).
+
+    `probes` (the data build's `ProbeIndex`, `probes.npz` beside its documents) drops records
+    that contain an evaluation item — an API user who ran a benchmark through the endpoint and
+    accepted the answers — exactly as the data build drops such documents."""
     check_exports(paths, "[sft_data] flywheel")
     records: list[dict[str, Any]] = []
     counts: dict[str, Any] = {
@@ -61,8 +102,20 @@ def flywheel_records(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, 
         "sft_examples": 0,
         "by_source": {},
         "refused_no_consent": 0,
+        "refused": {},
+        "decontaminated": 0,
+        "decontamination": "probes of the data build"
+        if probes is not None
+        else "off (no probes.npz in the corpus)",
+        "contaminated_examples": [],
         "rl_prompts_available": 0,
     }
+    decon = None
+    if probes is not None:
+        from hillclimb.data.config import DecontaminateConfig
+        from hillclimb.data.decontam import Decontaminator
+
+        decon = Decontaminator(probes, DecontaminateConfig(), set())
     for p in paths:
         d = Path(p)
         admitted = refused = 0
@@ -75,19 +128,30 @@ def flywheel_records(paths: list[str]) -> tuple[list[dict[str, Any]], dict[str, 
                 raise ConfigError(f"{d / 'sft.jsonl'}:{n + 1}: not JSON ({exc})") from None
             meta = rec.get("meta") if isinstance(rec, dict) else None
             source = meta.get("source") if isinstance(meta, dict) else None
-            if source == "harness" or (source == "api" and meta.get("consent") is True):
+            why = _refusal(rec, source)
+            if why is None and decon is not None:
+                verdict, m = decon.check(_text(rec), "flywheel", None)
+                if verdict != "clean":
+                    why = "contaminated"
+                    counts["decontaminated"] += 1
+                    if len(counts["contaminated_examples"]) < 5:
+                        counts["contaminated_examples"].append(
+                            {"export": str(d), "line": n + 1, "probe": m.probe, "match": m.ngram}
+                        )
+            if why is None:
                 rec["kind"], rec["source"] = "flywheel", f"flywheel/{source}"
                 records.append(rec)
                 admitted += 1
                 counts["by_source"][source] = counts["by_source"].get(source, 0) + 1
             else:
                 refused += 1
+                counts["refused"][why] = counts["refused"].get(why, 0) + 1
+                counts["refused_no_consent"] += why == "no_consent"
         rl = d / "rl_prompts.jsonl"
         n_rl = sum(1 for x in rl.read_text().splitlines() if x.strip()) if rl.is_file() else 0
         counts["exports"].append(
             {"path": str(d), "sft_examples": admitted, "refused": refused, "rl_prompts": n_rl}
         )
         counts["sft_examples"] += admitted
-        counts["refused_no_consent"] += refused
         counts["rl_prompts_available"] += n_rl
     return records, counts

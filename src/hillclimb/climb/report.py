@@ -400,9 +400,14 @@ def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
         if not fw:
             continue
         src = ", ".join(f"{k} {v}" for k, v in sorted(fw["by_source"].items())) or "none"
+        refused = fw.get("refused")  # by reason (older stage records: consent only)
+        other = ", ".join(
+            f"{k} {v}" for k, v in sorted((refused or {}).items()) if k != "no_consent"
+        )
         rows.append(
             [model, fw["sft_examples"], counts.get("examples", "-"), src,
-             fw["refused_no_consent"], fw["rl_prompts_available"], len(fw["exports"])]
+             fw["refused_no_consent"], other or "none", fw.get("decontamination", "-"),
+             fw["rl_prompts_available"], len(fw["exports"])]
         )  # fmt: skip
     if not rows:
         return []
@@ -419,6 +424,8 @@ def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
                 "all SFT examples",
                 "by source",
                 "refused (no consent)",
+                "refused (evaluation-only task, unknown task, contains an evaluation item)",
+                "decontamination",
                 "RL prompts in the exports",
                 "exports",
             ],

@@ -434,7 +434,12 @@ def build_sft_file(
     if spec.get("flywheel"):
         from hillclimb.climb.flywheel import flywheel_records
 
-        fw_recs, flywheel = flywheel_records(list(spec["flywheel"]))
+        probes = None
+        if (corpus / "probes.npz").is_file():  # absent: the data build ran without decontamination
+            from hillclimb.data.decontam import ProbeIndex
+
+            probes = ProbeIndex.load(corpus / "probes.npz")
+        fw_recs, flywheel = flywheel_records(list(spec["flywheel"]), probes)
         recs += fw_recs
     if not recs:
         raise HillclimbError(

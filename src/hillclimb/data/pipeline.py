@@ -72,7 +72,9 @@ if TYPE_CHECKING:
 WORK = ".work"
 MARKER = "build.json"
 WORK_FORMAT = "hillclimb-data-work-v1"
-OUTPUTS = ("documents", "rejects", "shards", "data_card.json", "DATA_CARD.md")
+# probes.npz: the decontamination index the build used, kept so later stages can hold their own
+# inputs to it (the climb's SFT-data stage checks flywheel records: climb/flywheel.py)
+OUTPUTS = ("documents", "rejects", "shards", "data_card.json", "DATA_CARD.md", "probes.npz")
 REJECT_FILTERS = (
     "ingest", "license", "blocklist", "ai_content", "quality", "ai_detector", DECONTAM, "dedup",
 )  # fmt: skip
@@ -864,6 +866,8 @@ def _build(
         cfg, work, n_chunks, dedup, tokenizer, recipe, probes.stats if probes else None
     )
     card = json.loads((final / "data_card.json").read_text())
+    if probes is not None:
+        shutil.copyfile(work / PROBES, final / "probes.npz")
     _install(final, out, fault_)
     write_json_atomic(
         out / MARKER,

@@ -266,10 +266,11 @@ class Telemetry(LockedSQLite):
             " WHERE status!='running' AND trajectory IS NOT NULL ORDER BY started_at, id"
         )
         held: dict[str, str | None] = {}  # task_dir -> why it is evaluation-only
+        task_meta: dict[str, dict[str, Any]] = {}  # task_dir -> what `heldout_reason` reads
         excluded: dict[str, str] = {}  # task_id -> why
         for ep_id, task_id, kind, task_dir, model, resolved, traj_json, status in rows:
             if task_dir not in held:
-                held[task_dir] = _evaluation_only(task_dir)
+                held[task_dir], task_meta[task_dir] = _evaluation_only(task_dir)
             if held[task_dir]:
                 excluded[task_id] = held[task_dir]
                 continue
@@ -281,7 +282,8 @@ class Telemetry(LockedSQLite):
                     "messages": sft_messages(traj["messages"]),
                     "tools": _tool_schemas(),
                     "meta": {"source": "harness", "episode_id": ep_id, "task_id": task_id,
-                             "kind": kind, "model": model, "user_feedback": verdict},
+                             "kind": kind, "model": model, "user_feedback": verdict,
+                             "task": task_meta[task_dir]},
                 }, ensure_ascii=False))  # fmt: skip
             elif (not resolved or verdict is False) and status != "model_error":
                 ref = rl.setdefault(task_id, {
@@ -312,8 +314,9 @@ class Telemetry(LockedSQLite):
         return summary
 
 
-def _evaluation_only(task_dir: str | None) -> str | None:
-    """Why episodes on the task in `task_dir` must not become training data, or None.
+def _evaluation_only(task_dir: str | None) -> tuple[str | None, dict[str, Any]]:
+    """(Why episodes on the task in `task_dir` must not become training data, or None; the
+    task meta that decides it, kept in the SFT record so the climb can check it again).
 
     Held-out tasks (`taskgen.common.heldout_reason`: held-out projects, templates, mutation
     sites) are what the harness suite measures; an episode on one — an evaluation run recorded
@@ -323,12 +326,13 @@ def _evaluation_only(task_dir: str | None) -> str | None:
     from hillclimb.harness.taskgen.common import heldout_reason
 
     if not task_dir:
-        return "no task directory recorded"
+        return "no task directory recorded", {}
     try:
-        meta = load_task(task_dir).meta
+        meta = load_task(task_dir).meta or {}
     except HillclimbError as exc:
-        return f"task unreadable ({exc})"
-    return heldout_reason(meta)
+        return f"task unreadable ({exc})", {}
+    keep = ("split", "projects", "template", "module", "function", "line")
+    return heldout_reason(meta), {k: meta[k] for k in keep if k in meta}
 
 
 def _tool_schemas() -> list[dict[str, Any]]:
