@@ -660,3 +660,15 @@ def test_evaluation_code_annotated_line_by_line_is_still_caught():
     assert verdict == "drop" and m.probe == ref.id
     assert judge.check("x = 1  # nothing here\n", "web", None) == ("clean", None)
     assert strip_line_comments('u = "http://x.y/#a"  # c\n') == 'u = "http://x.y/#a"  \n'
+
+
+def test_fim_probes_on_a_python_without_sources(monkeypatch):
+    """A Python shipped without its stdlib .py files (some slim images) has no FIM items to
+    protect: the default suite probes must not fail the data build there."""
+    import hillclimb.eval.fim_suite as fim
+    import hillclimb.eval.probes as probes
+
+    monkeypatch.setattr(fim, "stdlib_files", lambda root=None: [])
+    monkeypatch.setattr(probes, "_CACHE", {})
+    assert probes.suite_probe_records(["fim"], [0], 10) == []
+    assert probes.suite_probe_records(["adversarial"], [0], 10)  # the others are unaffected

@@ -70,6 +70,8 @@ def _fim(seeds: list[int], n_items: int) -> list[Record]:
     from hillclimb.eval.fim_suite import make_items, stdlib_files
 
     n = len(stdlib_files())  # one item per file at most: every item the suite can ask
+    if n == 0:  # a Python shipped without its .py sources: the suite has no items to protect
+        return []
     c = FIM_CONTEXT_CHARS
     return [
         {
