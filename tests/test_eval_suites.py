@@ -293,6 +293,7 @@ def test_cli_suite_on_a_checkpoint(micro: Path, tmp_path: Path, capsys) -> None:
                  "--max-tokens", "8"]) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert "prompt_strict" in text and "95% CI" in text
+    assert "no-training baseline" in text and "the prompt echoed" in text
     assert main(["eval", "--model", str(micro), "--suite", "adversarial", "--limit", "2",
                  "--max-tokens", "8"]) == 0  # fmt: skip
     assert "off_by_one" in capsys.readouterr().out
@@ -391,6 +392,63 @@ def test_adversarial_suite_reports_per_category() -> None:
     assert res["metrics"]["accuracy"]["value"] == pytest.approx(5 / 50)
     assert res["by_category"]["unicode"]["value"] == 1.0
     assert res["by_category"]["quoting"]["value"] == 0.0 and res["n_items"] == 50
+    # no trivial function body passes any item (the tests are worth something)
+    assert res["baseline"]["accuracy"]["value"] == 0.0
+    assert res["baseline"]["items_passed_by_some_trivial_answer"] == 0
+
+
+def test_first_param_of_prompts_and_signatures() -> None:
+    from hillclimb.eval.humaneval import load_problems
+    from hillclimb.eval.suite_common import first_param, trivial_returns
+
+    he = {it["task_id"]: it for it in load_problems()}
+    # HumanEval/38 defines a helper before the function the prompt ends in
+    assert first_param(he["HumanEval/38"]["prompt"], "decode_cyclic") == "s"
+    assert first_param(he["HumanEval/0"]["prompt"], "has_close_elements") == "numbers"
+    assert first_param("def f(a, /, b=1): pass", "f") == "a"
+    assert first_param("def g(): pass", "g") is None
+    assert first_param("def h(:", "h") is None
+    assert trivial_returns("x")["return the first argument"] == "x"
+    assert "return the first argument" not in trivial_returns(None)
+
+
+def test_trivial_baselines_of_the_code_suites() -> None:
+    """No trivial body (a constant, the first argument) passes any HumanEval item or any
+    held-out completion item; a weak test is found and named."""
+    from hillclimb.eval.completion_suite import items as completion_items
+    from hillclimb.eval.humaneval import load_problems, run_completion_items, trivial_item_baseline
+
+    cfg = SuiteConfig()
+    for items in (load_problems(), completion_items(5, 0)):
+        b = trivial_item_baseline(items, cfg)
+        assert b["pass@1"]["value"] == 0.0 and b["pass@1"]["n"] == len(items)
+        assert b["items_passed_by_some_trivial_answer"] == 0
+    weak = {"task_id": "weak", "prompt": "def f(a, b):\n", "test": "assert f(3, 4) == 3",
+            "entry_point": "f", "asserts": True}  # fmt: skip
+    strong = {**weak, "task_id": "strong", "test": "assert f(3, 4) == 7\nassert f(0, 0) == 0"}
+    be = _Scripted(lambda r: Completion("    return a + b\n", "stop", 4))
+    res = run_completion_items(be, cfg, [weak, strong])
+    assert [r["passed"] for r in res["items"]] == [False, True]
+    b = res["baseline"]
+    assert b["pass@1"]["value"] == 0.5 and "return the first argument" in b["what"]
+    assert b["items_passed_by_some_trivial_answer"] == 1
+
+
+def test_ifeval_echo_baseline() -> None:
+    """Echoing the prompt obeys some instructions; the suite prints that beside the model."""
+    from hillclimb.eval.ifeval import echo_baseline
+
+    b = echo_baseline(generate_items(120, seed=0), SuiteConfig())
+    assert "upper case" in b["what"]
+    assert b["prompt_strict"]["value"] == pytest.approx(0.15)
+    assert b["instruction_strict"]["value"] > b["prompt_strict"]["value"]
+    res = run_suite(
+        "ifeval",
+        "s",
+        SuiteConfig(n_items=12),
+        backend=_Scripted(lambda r: Completion("", "stop", 0)),
+    )
+    assert set(res["metrics"]) <= set(res["baseline"])
 
 
 # ---- the generator tasks as a suite (checkpoint or URL) ----------------------------------------

@@ -558,9 +558,11 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         if tiers:
             md += [f"#### {m}: tokens by tier", "", TOKENS_BY_TIER_NOTE, "", _md_table(*tiers), ""]
 
+    from hillclimb.eval.suite_common import suite_baseline
+
     suite_rows = [
         [m, name, metric, _pct(v["value"]), f"{_pct(v['ci95'][0])} – {_pct(v['ci95'][1])}",
-         v["n"], _pct(res.get("truncated_share"))]
+         v["n"], _pct(suite_baseline(res).get(metric)), _pct(res.get("truncated_share"))]
         for m in r.model_names
         for name, res in (evals[m].get("suites") or {}).items()
         for metric, v in res["metrics"].items()
@@ -574,11 +576,23 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             "`suite-<model>-<suite>.json`. HumanEval is 164 public problems in the completion "
             "form; `completion` is our held-out generated functions in the same form. Near 0 is "
             "the honest level of a tiny model here; what these do not show is anything about "
-            "larger models.",
+            "larger models. The no-training baseline is what a model with no skill gets on the "
+            "same items: code suites, a function that only returns a constant or its first "
+            "argument (best of seven); IFEval, the prompt echoed back; FIM, the previous line.",
             "",
             _md_table(
-                ["model", "suite", "metric", "value", "95% CI", "n", "truncated"], suite_rows
-            ),
+                [
+                    "model",
+                    "suite",
+                    "metric",
+                    "value",
+                    "95% CI",
+                    "n",
+                    "no-training baseline",
+                    "truncated",
+                ],
+                suite_rows,
+            ),  # fmt: skip
             "",
         ]
 

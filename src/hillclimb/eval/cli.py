@@ -249,10 +249,24 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
     tab.add_column("value", justify="right")
     tab.add_column("95% CI", justify="right")
     tab.add_column("n", justify="right")
+    from hillclimb.eval.suite_common import suite_baseline
+
+    base = suite_baseline(result)
+    if base:
+        tab.add_column("no-training baseline", justify="right")
     for name, m in result["metrics"].items():
-        tab.add_row(name, f"{m['value']:.1%}", f"{m['ci95'][0]:.1%} – {m['ci95'][1]:.1%}",
-                    str(m["n"]))  # fmt: skip
+        row = [name, f"{m['value']:.1%}", f"{m['ci95'][0]:.1%} – {m['ci95'][1]:.1%}", str(m["n"])]
+        if base:
+            row.append(f"{base[name]:.1%}" if name in base else "-")
+        tab.add_row(*row)
     con.print(tab)
+    if base:
+        b = result["baseline"]
+        extra = b.get("items_passed_by_some_trivial_answer")
+        con.print(
+            f"no-training baseline: {b.get('what', '?')}"
+            + (f"; items some trivial answer passes: {extra}" if extra is not None else "")
+        )
     if result.get("baselines"):
         con.print(
             "no-training baseline (best of lookup / majority / chance per cell): "

@@ -27,7 +27,16 @@ from hillclimb.errors import HillclimbError
 from hillclimb.eval.backends import Backend, Completion, Request, sample_seed
 from hillclimb.eval.metrics import pass_at_k
 from hillclimb.eval.programs import run_programs
-from hillclimb.eval.suite_common import SuiteConfig, generation_stats, metric, program_item
+from hillclimb.eval.suite_common import (
+    SuiteConfig,
+    collect_trivial,
+    first_param,
+    generation_stats,
+    metric,
+    program_item,
+    trivial_baseline,
+    trivial_programs,
+)
 
 STOP = ("\ndef", "\nclass", "\nif __name__", "\nprint", "\n#")
 DEFAULT_MAX_TOKENS = 512
@@ -98,6 +107,16 @@ def score(
     return run_programs(progs, timeout_s=timeout_s, hide=hidden_paths())
 
 
+def trivial_item_baseline(items: list[dict[str, Any]], cfg: SuiteConfig) -> dict[str, Any]:
+    """The no-training baseline of HumanEval-shaped items: the prompt continued with one
+    `return EXPR` line (`suite_common.TRIVIAL_RETURNS`), run like any completion."""
+    firsts = [first_param(it["prompt"], it["entry_point"]) for it in items]
+    idx, names, texts = trivial_programs(firsts, lambda i, e: f"    return {e}\n")
+    res = score([items[i] for i in idx], texts, "completion", cfg.timeout_s)
+    passed = collect_trivial(len(items), idx, names, [r.passed for r in res])
+    return trivial_baseline(passed, "pass@1", cfg)
+
+
 def run_humaneval(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     return run_completion_items(backend, cfg, load_problems(cfg.limit))
 
@@ -149,6 +168,7 @@ def run_completion_items(
     out: dict[str, Any] = {
         "n_items": len(items),
         "metrics": metrics,
+        "baseline": trivial_item_baseline(items, cfg),
         **generation_stats(g_comps),
         "items": rows,
     }

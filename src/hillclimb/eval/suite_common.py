@@ -8,6 +8,7 @@ modules imported each other (issue 16). Now all four import downward, into this 
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,3 +110,87 @@ def program_item(item_id: str, result: Any, comp: Completion, **extra: Any) -> d
         "completion_tokens": comp.completion_tokens,
         "completion": comp.text,
     }
+
+
+# The no-training baseline of the code suites: a function whose body is `return EXPR` for each of
+# these (the last one returns its first parameter). A suite whose tests such a function passes
+# rewards nothing; the best single one is the score of a model that learned only the signature.
+TRIVIAL_RETURNS: dict[str, str] = {
+    "return None": "None",
+    "return 0": "0",
+    "return ''": "''",
+    "return []": "[]",
+    "return True": "True",
+    "return False": "False",
+    "return the first argument": "{first}",
+}
+
+
+def first_param(source: str, name: str) -> str | None:
+    """The first positional parameter of function `name` in `source` (a prompt that ends inside
+    the function, or a `def` line), or None when there is none or it does not parse."""
+    for text in (source + "    pass\n", source + "\n    pass\n", source):
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+                args = node.args.posonlyargs + node.args.args
+                return args[0].arg if args else None
+        return None
+    return None
+
+
+def trivial_returns(first: str | None) -> dict[str, str]:
+    """{answer name: return expression} of the trivial answers for a function."""
+    return {k: v.format(first=first) for k, v in TRIVIAL_RETURNS.items() if first or "{" not in v}
+
+
+def trivial_baseline(
+    passed: dict[str, list[bool]], metric_name: str, cfg: SuiteConfig
+) -> dict[str, Any]:
+    """The baseline record from {answer name: passed per item} (every list one entry per item;
+    False where the answer does not apply): the best single answer as `metric_name`, which one,
+    and how many items some trivial answer passes (a test-strength check: should be 0)."""
+    best = max(TRIVIAL_RETURNS, key=lambda k: sum(passed[k]))  # ties: the first listed
+    return {
+        "what": f"a function that does nothing but `{best}` (the best of {len(TRIVIAL_RETURNS)} "
+        "trivial bodies)",
+        metric_name: metric([float(x) for x in passed[best]], cfg, salt=77),
+        "items_passed_by_some_trivial_answer": sum(
+            any(v) for v in zip(*passed.values(), strict=True)
+        ),
+    }
+
+
+def trivial_programs(keys: list[str | None], make: Any) -> tuple[list[int], list[str], list[str]]:
+    """For items with first parameters `keys`, every trivial answer as a program text made by
+    `make(item_index, return_expression)`: (item index, answer name, program) lists."""
+    idx, names, progs = [], [], []
+    for i, first in enumerate(keys):
+        for name, expr in trivial_returns(first).items():
+            idx.append(i)
+            names.append(name)
+            progs.append(make(i, expr))
+    return idx, names, progs
+
+
+def collect_trivial(
+    n_items: int, idx: list[int], names: list[str], ok: list[bool]
+) -> dict[str, list[bool]]:
+    """{answer name: passed per item} from the flat results of `trivial_programs`."""
+    passed = {k: [False] * n_items for k in TRIVIAL_RETURNS}
+    for i, k, p in zip(idx, names, ok, strict=True):
+        passed[k][i] = bool(p)
+    return passed
+
+
+def suite_baseline(result: dict[str, Any]) -> dict[str, float]:
+    """{metric: value} of a suite result's no-training `baseline` (HumanEval, completion,
+    adversarial: trivial function bodies; IFEval: echoing the prompt; FIM: repeating the previous
+    line) for the metrics it has; {} when the result has none."""
+    b = result.get("baseline")
+    if not isinstance(b, dict):
+        return {}
+    return {k: v["value"] for k, v in b.items() if isinstance(v, dict) and "value" in v}
