@@ -7,9 +7,14 @@ judges, as the data build does (`Decontaminator.check`):
   recipe's `{hillclimb}` tree source reads): which evaluation suites live in it;
 - every stdlib `.py` file the `python_env` source may ingest (the two thirds outside the FIM
   suite's held-out third): how much ordinary code the probes take away, and through what;
-- with `--corpus DIR`, every document of a built corpus (e.g. `runs/tiny/01-data/corpus`).
+- with `--corpus DIR`, every document of a built corpus (e.g. `runs/tiny/01-data/corpus`);
+- with `--roots DIR ...`, every `.py` / `.h` / `.c` file under those trees (ordinary code the
+  probes should leave alone: C headers, numpy), with `--with-problems` against the full default
+  index (problem probes too, seed 0, 50 per family x tier).
 
     python bench/decontam_suites.py [--corpus DIR]     # ~10 s on 2 cores; one JSON object
+    python bench/decontam_suites.py --with-problems --roots /usr/include \
+        .venv/lib/python3.11/site-packages/numpy          # ~40 s
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", default=None, help="a `data build` output directory")
     ap.add_argument("--examples", type=int, default=12)
+    ap.add_argument("--roots", nargs="*", default=[], help="other code trees to judge")
+    ap.add_argument("--with-problems", action="store_true", help="problem probes as well")
     args = ap.parse_args()
 
-    cfg = DecontaminateConfig(problems_n_per_tier=0)
+    cfg = DecontaminateConfig(problems_n_per_tier=50 if args.with_problems else 0)
     index = build_index(cfg)
     dec = Decontaminator(index, cfg, {"generators"})
     out: dict = {"probes": index.stats}
@@ -78,6 +85,16 @@ def main() -> None:
             for d in iter_documents(Path(args.corpus))
         ]
         out["corpus"] = judge(dec, docs, args.examples)
+    if args.roots:
+        docs = []
+        for r in args.roots:
+            for f in sorted(Path(r).rglob("*")):
+                if f.suffix in (".py", ".h", ".c") and f.is_file():
+                    try:
+                        docs.append((str(f), "tree", f.read_text(encoding="utf-8")))
+                    except (OSError, UnicodeDecodeError):
+                        continue
+        out["roots"] = judge(dec, docs, args.examples)
     print(json.dumps(out, indent=1))
 
 

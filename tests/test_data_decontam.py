@@ -672,3 +672,32 @@ def test_fim_probes_on_a_python_without_sources(monkeypatch):
     monkeypatch.setattr(probes, "_CACHE", {})
     assert probes.suite_probe_records(["fim"], [0], 10) == []
     assert probes.suite_probe_records(["adversarial"], [0], 10)  # the others are unaffected
+
+
+def test_number_runs_that_could_come_from_anywhere_are_not_probes():
+    """HumanEval/152's tests hold thirteen zeros in a row and /129's count 1 … 13: as probe
+    n-grams they dropped C headers and numpy files as contaminated. Runs of numbers with at most
+    3 values or one step size are skipped; the items themselves are still caught."""
+    from hillclimb.data.decontam import Decontaminator, uninformative_windows
+    from hillclimb.eval.humaneval import load_problems
+
+    def vague(text: str, n: int) -> list[bool]:
+        return list(uninformative_windows(normalize_tokens(text), n))
+
+    assert vague("0 0 0 0", 3) == [True, True]
+    assert vague("x 1 2 3", 3) == [False, True]
+    assert all(vague("0 0 0 1 1 1 1 2 2 2 2 3 3", 13))
+    assert all(vague("10 11 12 13 14", 5))
+    assert not any(vague("3 1 4 1 5 9 2 6", 8))  # a real test's data
+    cfg = DecontaminateConfig(problems_n_per_tier=0, suites=["humaneval"])
+    index = build_index(cfg)
+    assert index.stats["uninformative_ngrams_skipped"] > 0
+    dec = Decontaminator(index, cfg, set())
+    header = "static const int table[] = {" + ", ".join(["0"] * 40) + "};\n"
+    counting = "months = [" + ", ".join(str(i) for i in range(1, 20)) + "]\n"
+    for text in (header, counting):
+        assert dec.check(text, "tree", None) == ("clean", None)
+    he = {it["task_id"]: it for it in load_problems()}
+    for tid in ("HumanEval/152", "HumanEval/129"):
+        verdict, m = dec.check(he[tid]["prompt"] + he[tid]["canonical_solution"], "tree", None)
+        assert verdict == "drop" and m.probe == f"humaneval/{tid}"
