@@ -90,7 +90,7 @@ def main() -> int:
     ]
     # the no-training baseline on the same items, as `hillclimb eval` computes it: per family x
     # tier the best of a lookup table over training items, the majority answer and chance
-    from hillclimb.eval.baselines import cell_baselines, summarise
+    from hillclimb.problems.baselines import cell_baselines, summarise
 
     cells: dict[tuple[str, int], list[Any]] = {}
     for p in probs:

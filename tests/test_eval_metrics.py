@@ -8,9 +8,9 @@ import random
 import pytest
 
 from hillclimb.errors import HillclimbError
-from hillclimb.eval.baselines import cell_baselines, summarise
 from hillclimb.eval.metrics import mean_pass_at_k, pass_at_k
 from hillclimb.problems import Problem
+from hillclimb.problems.baselines import cell_baselines, summarise
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 10, 40])

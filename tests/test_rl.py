@@ -462,6 +462,22 @@ def test_budget_conditioned_run_records_pareto_points_and_marks_the_checkpoint(m
             assert 0 <= p["accuracy"] <= 1 and 0 < p["mean_tokens"] <= 16
     report = write_rl_report(tmp_path / "run").read_text()
     assert "| thinking budget |" in report and "Router agreement" in report
+    # the val curve's cells carry their no-training baseline (the report prints it beside them)
+    from hillclimb.rl.train import _val_baselines
+
+    curve = [json.loads(x) for x in (tmp_path / "run" / "curve.jsonl").read_text().splitlines()]
+    cells = [c for c in curve if "cells" in c][-1]["cells"]
+    assert cells and all(0 <= c["baseline"] <= 1 for c in cells.values())
+    assert "no-training baseline |" in report
+    from hillclimb import problems as P
+    from hillclimb.problems.baselines import cell_baselines, summarise
+
+    (cell,) = [k for k in cells if k.startswith("arith/")][:1]
+    t = int(cell.split("/")[1])
+    items = P.generate("arith", t, 3, cfg.seed, "val")
+    train = P.generate("arith", t, 500, cfg.seed, "train")
+    assert cells[cell]["baseline"] == summarise(cell_baselines(items, train)).best
+    assert _val_baselines.cache_info().currsize >= 1
 
 
 def test_rollouts_carry_the_budget_note(micro):

@@ -7,7 +7,7 @@ both and are flagged):
 
 - **greedy accuracy** (temperature 0: a deterministic function of the weights) and, when
   `samples_per_item > 0`, **sampled pass@k** (unbiased estimator, `eval.metrics`);
-- the **no-training baseline** beside it (`eval.baselines`: lookup table over training items,
+- the **no-training baseline** beside it (`problems.baselines`: lookup table over training items,
   majority answer, chance for multiple choice);
 - the **truncation share** (`finish_reason == "length"`) and **tokens per correct answer**;
 - `max_tokens` per cell, sized from the longest reference solution of the cell (worked reasoning +
@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hillclimb.errors import ConfigError
-from hillclimb.eval.baselines import cell_baselines, summarise
 from hillclimb.eval.metrics import mean_pass_at_k
+from hillclimb.problems.baselines import cell_baselines, summarise
 from hillclimb.rl.rollout import cell_max_tokens
 
 TASKS_FORMAT = "hillclimb-tasks-v2"

@@ -180,13 +180,18 @@ def summary_lines(run: Path) -> list[str]:
     if curve:
         first, last = curve[0], curve[-1]
         rows = [
-            "| cell | val pass rate, step " + f"{first['step']} | step {last['step']} |",
-            "|---|---|---|",
+            "| cell | val pass rate, step "
+            + f"{first['step']} | step {last['step']} | no-training baseline |",
+            "|---|---|---|---|",
         ]
         for cell in sorted(last["cells"]):
             a = first["cells"].get(cell, {}).get("accuracy")
             b = last["cells"][cell]["accuracy"]
-            rows.append(f"| {cell} | {'-' if a is None else f'{a:.0%}'} | {b:.0%} |")
+            base = last["cells"][cell].get("baseline")  # absent in runs from before it existed
+            rows.append(
+                f"| {cell} | {'-' if a is None else f'{a:.0%}'} | {b:.0%} | "
+                f"{'-' if base is None else f'{base:.0%}'} |"
+            )
         lines += rows + [""]
     return lines
 

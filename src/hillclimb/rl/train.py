@@ -32,6 +32,7 @@ logged with and without it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -558,6 +559,31 @@ def _pick(choices: list[float], *parts: object) -> float:
     return choices[derive_seed("rl-budget", *parts) % len(choices)]
 
 
+@functools.lru_cache(maxsize=4)
+def _val_baselines(
+    families: tuple[str, ...], tiers: tuple[int, ...], n: int, seed: int
+) -> dict[str, float | None]:
+    """The no-training baseline (best of lookup / majority / chance over `VAL_BASELINE_TRAIN_N`
+    training items, `problems.baselines`) of each val cell the curve measures, computed once."""
+    from hillclimb import problems as P
+    from hillclimb.problems.baselines import cell_baselines, summarise
+
+    out: dict[str, float | None] = {}
+    for f in families:
+        for t in tiers:
+            items = P.generate(f, t, n, seed, "val")
+            train = (
+                []
+                if f in P.HELDOUT_FAMILIES
+                else P.generate(f, t, VAL_BASELINE_TRAIN_N, seed, "train")
+            )
+            out[f"{f}/{t}"] = summarise(cell_baselines(items, train)).best
+    return out
+
+
+VAL_BASELINE_TRAIN_N = 500  # as `hillclimb eval`'s default `--baseline-train-n`
+
+
 def _val_problems(cur: Curriculum, cfg: RLConfig) -> list[Any]:
     from hillclimb import problems as P
 
@@ -627,9 +653,11 @@ def _curve(
         c["tokens"] += r.completion_tokens
         c["correct_tokens"] += r.completion_tokens if r.passed else 0
         c["truncated"] += int(r.truncated)
-    for c in cells.values():
+    base = _val_baselines(tuple(cur.families), tuple(cfg.tiers), cfg.eval_n_per_tier, cfg.seed)
+    for k, c in cells.items():
         c["accuracy"] = c["correct"] / c["n"]
         c["tokens_per_correct"] = c["correct_tokens"] / c["correct"] if c["correct"] else None
+        c["baseline"] = base.get(k)
     acc = sum(r.passed for r in rolls) / max(1, len(rolls))
     tr.log.record(
         "curve.jsonl",
