@@ -169,6 +169,10 @@ def test_telemetry_cli(tmp_path, capsys):
         and st["resolved"] == 1
         and st["by_status"] == {"format_error": 1, "submitted": 1}
     )
+    assert main(["telemetry", "stats", "--db", str(db)]) == 0  # for a person: tables, not JSON
+    text = capsys.readouterr().out
+    assert "2 finished episodes" in text and "1 resolved (50.0%)" in text
+    assert "per model" in text and "per task kind" in text and not text.lstrip().startswith("{")
     assert main(["telemetry", "feedback", "--db", str(db), "--edit", "1", "--accept"]) == 0
     assert (
         main(["telemetry", "export", "--db", str(db), "--out", str(tmp_path / "x"), "--json"]) == 0

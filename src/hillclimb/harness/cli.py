@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from hillclimb.errors import HillclimbError
 
@@ -375,8 +376,50 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     with _open_db(args.db) as tel:
-        _print(tel.stats(), args.json)
+        st = tel.stats()
+    if args.json:
+        _print(st, True)
+    else:
+        print_stats(st)
     return 0
+
+
+def print_stats(st: dict[str, Any], file: Any = None) -> None:
+    """`telemetry stats` for a person: totals, then episodes per model and per task kind."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(file=file)
+
+    def pct(x: float) -> str:
+        return f"{x:.1%}"
+
+    def counts(d: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+
+    con.print(
+        f"[bold]{st['db']}[/bold]: {st['episodes']} finished episodes ({st['running']} running), "
+        f"{st['resolved']} resolved ({pct(st['resolve_rate'])}), mean turns "
+        f"{st['mean_turns']:.1f}, tokens {st['prompt_tokens']} prompt / "
+        f"{st['completion_tokens']} completion"
+    )
+    con.print(f"episode endings: {counts(st['by_status'])}")
+    for title, key, cols in (
+        ("per model", "by_model", ("episodes", "resolved", "resolve_rate", "completion_tokens")),
+        ("per task kind", "by_kind", ("episodes", "resolved", "resolve_rate")),
+    ):
+        if st[key]:
+            tab = Table(title=title)
+            tab.add_column(title.split()[-1])
+            for c in cols:
+                tab.add_column(c.replace("_", " "), justify="right")
+            for name, row in st[key].items():
+                tab.add_row(
+                    name, *(pct(row[c]) if c == "resolve_rate" else str(row[c]) for c in cols)
+                )
+            con.print(tab)
+    con.print(f"edits: {counts(st['edits'])}; verdicts: {counts(st['edit_verdicts'])}")
+    con.print(f"feedback: {counts(st['feedback'])}")
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
