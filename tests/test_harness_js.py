@@ -277,3 +277,19 @@ def test_js_edit_that_breaks_syntax_is_rejected(tmp_path):
     assert "return x + 1;" in (ws / "a.js").read_text()
     out = box.call("edit", {"path": "a.js", "old_str": "return x + 1;", "new_str": "return x + 2;"})
     assert out.ok and "x + 2" in (ws / "a.js").read_text()
+
+
+@needs_node
+def test_js_mutation_tasks_record_their_side_of_the_site_split(js_generated):
+    """JavaScript edits carry no line, so `heldout_reason` reads the side recorded at
+    generation: the one `common.mutation_split` gives the task's own site."""
+    from hillclimb.harness.taskgen.common import HELDOUT_PROJECTS, heldout_reason
+
+    tasks = [load_task(d) for d in find_task_dirs(js_generated)]
+    mutated = [t for t in tasks if t.kind in ("bugfix", "feature")]
+    assert mutated and all(t.meta["site_split"] in ("train", "heldout") for t in mutated)
+    for t in mutated:
+        meta = dict(t.meta)
+        assert (heldout_reason(meta) is not None) == (
+            meta["site_split"] == "heldout" or bool(set(meta["projects"]) & HELDOUT_PROJECTS)
+        )

@@ -158,18 +158,33 @@ def test_split_all_tasks_on_heldout_projects_templates_or_sites_are_evaluation_o
     for name, meta in metas.items():
         expected = bool(set(meta.get("projects", [])) & HELDOUT_PROJECTS) or (
             meta.get("template") in HELDOUT_TEMPLATES
-        ) or ("line" in meta and mutation_split(meta["module"], meta["function"], meta["line"])
-              == "heldout")  # fmt: skip
+        ) or meta.get("site_split") == "heldout"  # fmt: skip
+        if "line" in meta:  # the recorded side is the one its site gives
+            site = mutation_split(meta["module"], meta["function"], meta["line"])
+            assert meta["site_split"] == site, name
         assert bool(heldout_reason(meta)) == expected, name
     flagged = [n for n, m in metas.items() if heldout_reason(m)]
     assert flagged and len(flagged) < len(metas)  # seed 1: some of each
     with pytest.raises(ConfigError, match=f"{len(flagged)} of {len(metas)} task"):
         load_tasks(tmp_path / "all")
-    # a held-out mutation site is found from the site itself, without the recorded split
-    gen.generate_tasks(tmp_path / "hm", 2, seed=4, kinds=["bugfix"], split="heldout_mutations")
+    # a held-out mutation site is found without the recorded split: from the recorded side of
+    # the site split (bugfix and feature — a stub's site is its mutated source), or the line
+    gen.generate_tasks(
+        tmp_path / "hm", 4, seed=4, kinds=["bugfix", "feature"], split="heldout_mutations"
+    )
+    gen.generate_tasks(tmp_path / "tr", 4, seed=4, kinds=["bugfix", "feature"], split="train")
+    kinds = set()
     for d in find_task_dirs(tmp_path / "hm"):
         meta = dict(load_task(d).meta)
+        kinds.add(d.name.split("-")[0])
         assert "--split heldout_mutations" in heldout_reason(meta)
         meta.pop("split")
-        assert "held-out site" in heldout_reason(meta)
+        assert meta["site_split"] == "heldout" and "held-out site" in heldout_reason(meta)
+        if "line" in meta:
+            meta.pop("site_split")
+            assert "held-out site" in heldout_reason(meta)
+    assert kinds == {"bugfix", "feature"}
+    for d in find_task_dirs(tmp_path / "tr"):
+        meta = load_task(d).meta
+        assert meta["site_split"] == "train" and heldout_reason(meta) is None
     assert heldout_reason({}) is None and heldout_reason(None) is None

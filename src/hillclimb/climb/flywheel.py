@@ -58,18 +58,23 @@ def fingerprint(paths: list[str]) -> str:
 
 
 def _text(rec: dict[str, Any]) -> str:
-    """Every string a record would train on (message contents, tool-call arguments), joined."""
+    """Every string a record could train on, joined: every string anywhere in it but its `meta`
+    — message contents in any shape, tool-call arguments, and the `text` / `fim` fields that
+    `train.sft_data.encode_record` trains on when a record has no messages."""
     parts: list[str] = []
-    for m in rec.get("messages") or []:
-        if not isinstance(m, dict):
-            continue
-        c = m.get("content")
-        if isinstance(c, str):
-            parts.append(c)
-        elif isinstance(c, list):
-            parts += [p.get("text", "") for p in c if isinstance(p, dict)]
-        parts += [json.dumps(tc, ensure_ascii=False) for tc in m.get("tool_calls") or []]
-    return "\n".join(p for p in parts if isinstance(p, str))
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            parts.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk({k: v for k, v in rec.items() if k != "meta"})
+    return "\n".join(parts)
 
 
 def _refusal(rec: Any, source: Any) -> str | None:

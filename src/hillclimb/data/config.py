@@ -163,7 +163,9 @@ class DecontaminateConfig:
     enabled: bool = True
     ngram: int = 13  # a shared run of this many normalised word tokens = contaminated
     min_tokens: int = 8  # probes shorter than `ngram` count only when whole and at least this long
-    problems_seeds: list[int] = field(default_factory=lambda: [0])  # [] = no problem probes
+    # the evaluation seeds; [] only without seeded suites (ifeval, fim); no problem probes:
+    # problems_n_per_tier = 0
+    problems_seeds: list[int] = field(default_factory=lambda: [0])
     problems_n_per_tier: int = 50
     problems_families: list[str] = field(default_factory=list)  # empty = every family
     # standard evaluation suites whose items are probes too (`hillclimb.eval.probes`); the
@@ -208,6 +210,11 @@ class DecontaminateConfig:
             )
         if not is_int(self.suite_items) or self.suite_items < 0:
             raise ConfigError(f"{w} suite_items must be an integer >= 0")
+        for key in ("suites", "problems_seeds"):
+            v = getattr(self, key)
+            twice = sorted({x for x in v if v.count(x) > 1})
+            if twice:  # their probes would be counted twice in the card
+                raise ConfigError(f"{w} {key} lists {twice} more than once")
         for key in ("problems_families", "files", "text_fields"):
             v = getattr(self, key)
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):

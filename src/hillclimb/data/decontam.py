@@ -294,6 +294,15 @@ def collect_probes(
         fp, info = file_probes(f, cfg.text_fields)
         from_files += fp
         files.append(info)
+    seeded = [s for s in cfg.suites if s in ("ifeval", "fim")]
+    if seeded and not cfg.problems_seeds:
+        # their items are cut per evaluation seed: no seed, no probes, and the suite's items
+        # would reach the training data unlooked-for
+        raise ConfigError(
+            f"[data.decontaminate] suites {seeded} are probed for every seed of problems_seeds, "
+            "which is empty: set problems_seeds to the evaluation seeds (problems_n_per_tier = 0 "
+            "turns the problem probes off) or remove them from suites"
+        )
     records = problem_probe_records(
         cfg.problems_seeds, cfg.problems_n_per_tier, cfg.problems_families, workers
     )

@@ -489,16 +489,34 @@ def _check_out(args: argparse.Namespace) -> None:
     """`--out` must be a directory (or not exist yet), and the result file it would get must not
     exist unless `--force`: found now, not after the whole evaluation ran — and an earlier
     result (maybe the only copy of an hour's evaluation) is never replaced silently."""
+    import os
     from pathlib import Path
 
     from hillclimb.errors import HillclimbError
 
     if args.out is None:
         return
+    if not args.out.strip():
+        raise HillclimbError("--out needs a directory name (got an empty string)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise HillclimbError(f"--out {out} exists and is not a directory")
+    # the directory it would be created in: a dangling link or a file on the way fails the
+    # write only after the whole evaluation ran, and the result (not yet printed) was lost
+    anc = out
+    while not anc.exists():
+        if anc.is_symlink():
+            raise HillclimbError(f"--out {out}: {anc} is a symbolic link to nothing")
+        if anc.parent == anc:
+            break
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise HillclimbError(f"--out {out}: {anc} is not a directory")
+    if anc.is_dir() and not os.access(anc, os.W_OK | os.X_OK):
+        raise HillclimbError(f"--out {out}: {anc} is not writable")
     target = out / (f"{args.suite}.json" if args.suite is not None else "eval.json")
+    if target.is_dir():
+        raise HillclimbError(f"{target} is a directory; choose another --out")
     if target.exists() and not args.force:
         raise HillclimbError(
             f"{target} already holds an evaluation result; pass --force to replace it or "

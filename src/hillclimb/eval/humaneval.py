@@ -111,7 +111,9 @@ def trivial_item_baseline(items: list[dict[str, Any]], cfg: SuiteConfig) -> dict
     """The no-training baseline of HumanEval-shaped items: the prompt continued with one
     `return EXPR` line (`suite_common.TRIVIAL_RETURNS`), run like any completion."""
     firsts = [first_param(it["prompt"], it["entry_point"]) for it in items]
-    idx, names, texts = trivial_programs(firsts, lambda i, e: f"    return {e}\n")
+    # on a line of its own, also after a prompt that does not end with a newline
+    nl = ["" if it["prompt"].endswith("\n") else "\n" for it in items]
+    idx, names, texts = trivial_programs(firsts, lambda i, e: f"{nl[i]}    return {e}\n")
     res = score([items[i] for i in idx], texts, "completion", cfg.timeout_s)
     passed = collect_trivial(len(items), idx, names, [r.passed for r in res])
     return trivial_baseline(passed, "pass@1", cfg)

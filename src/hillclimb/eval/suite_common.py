@@ -193,4 +193,9 @@ def suite_baseline(result: dict[str, Any]) -> dict[str, float]:
     b = result.get("baseline")
     if not isinstance(b, dict):
         return {}
-    return {k: v["value"] for k, v in b.items() if isinstance(v, dict) and "value" in v}
+    out: dict[str, float] = {}
+    for k, v in b.items():
+        x = v.get("value") if isinstance(v, dict) else v  # older results: a flat {metric: value}
+        if isinstance(x, int | float) and not isinstance(x, bool):
+            out[k] = float(x)
+    return out

@@ -331,7 +331,7 @@ def _evaluation_only(task_dir: str | None) -> tuple[str | None, dict[str, Any]]:
         meta = load_task(task_dir).meta or {}
     except HillclimbError as exc:
         return f"task unreadable ({exc})", {}
-    keep = ("split", "projects", "template", "module", "function", "line")
+    keep = ("split", "projects", "template", "module", "function", "line", "site_split")
     return heldout_reason(meta), {k: meta[k] for k in keep if k in meta}
 
 

@@ -143,16 +143,34 @@ def heldout_reason(meta: dict[str, Any] | None) -> str | None:
     so an `all` task can still break a held-out project, use a held-out terminal template or
     mutate a held-out line — training on it would teach what the harness suite measures."""
     meta = meta or {}
+    if not isinstance(meta, dict):  # a hand-edited export: nothing shows it is a training task
+        return f"task meta is not a table ({type(meta).__name__})"
     if meta.get("split") in HELDOUT_SPLITS:
         return f"generated with --split {meta['split']}"
     projects = meta.get("projects")
-    if isinstance(projects, list):
-        held = sorted(str(p) for p in projects if p in HELDOUT_PROJECTS)
-        if held:
-            return f"uses the held-out project {held[0]}"
-    if meta.get("template") in HELDOUT_TEMPLATES:
-        return f"uses the held-out terminal template {meta['template']}"
+    if isinstance(projects, str):  # one project written as a string, not a list
+        projects = [projects]
+    if projects is not None and (
+        not isinstance(projects, list) or not all(isinstance(p, str) for p in projects)
+    ):
+        return f"its projects {projects!r} are not a list of project names"
+    held = sorted(p for p in projects or [] if p in HELDOUT_PROJECTS)
+    if held:
+        return f"uses the held-out project {held[0]}"
+    template = meta.get("template")
+    if template is not None and not isinstance(template, str):
+        return f"its terminal template {template!r} is not a template name"
+    if template in HELDOUT_TEMPLATES:
+        return f"uses the held-out terminal template {template}"
+    site_split = meta.get("site_split")  # recorded at generation (bugfix / feature tasks)
+    if site_split == "heldout":
+        return "mutates a held-out site"
+    if site_split is not None and site_split != "train":
+        return f"its site split {site_split!r} is neither train nor heldout"
     module, function, line = meta.get("module"), meta.get("function"), meta.get("line")
+    if "line" in meta and (not isinstance(line, int) or isinstance(line, bool)):
+        # the site cannot be placed on either side of the split: not shown to be training
+        return f"its mutation site's line {line!r} is not a line number"
     if (
         isinstance(module, str)
         and isinstance(line, int)

@@ -37,6 +37,7 @@ from hillclimb.harness.taskgen.common import (
     check_task_split,
     in_split,
     keep_mutation,
+    mutation_split,
     pick_projects,
     split_tests,
     write_files,
@@ -170,6 +171,11 @@ def _broken_code_task(
                 "description": edit.description, "multi_project": len(projects) > 1}  # fmt: skip
         if "line" in edit.extra:  # the mutation site (`common.mutation_split`)
             meta["line"] = int(edit.extra["line"])
+        # which side of the site split this task fell on, recorded whatever --split drew it:
+        # a stub's site is the mutated source, which meta does not keep (`heldout_reason`)
+        meta["site_split"] = mutation_split(
+            module, edit.function, edit.extra.get("line", edit.new_source)
+        )
         return TaskSpec(
             tid, kind, instruction, repo, hidden, {module: files[module]}, f2p, p2p, meta=meta
         )

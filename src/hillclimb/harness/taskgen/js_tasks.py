@@ -28,6 +28,7 @@ from hillclimb.harness.taskgen.common import (
     ProjectRunner,
     TaskSpec,
     keep_mutation,
+    mutation_split,
     pick_projects,
     split_tests,
 )
@@ -205,7 +206,9 @@ def broken_code_task(
             tid, kind, instruction, repo, hidden, {module: files[module]}, f2p, p2p,
             test_command=JS_TEST_COMMAND, language="javascript",
             meta={"projects": projects, "module": module, "function": fn, "mutation": edit.kind,
-                  "description": edit.description, "multi_project": len(projects) > 1},
+                  "description": edit.description, "multi_project": len(projects) > 1,
+                  "site_split": mutation_split(
+                      module, edit.function, edit.extra.get("line", edit.new_source))},
         )  # fmt: skip
     return None
 
