@@ -4,7 +4,7 @@ docs/areas/data.md "Decontamination").
 Builds the default probe index (`problems.contamination_probes`, seed 0, 50 per family x tier),
 takes every held-out probe text of >= 13 normalised words, disguises it (CRLF, tabs, NBSP,
 full-width digits, Cyrillic look-alikes, zero-width spaces, NFKD, ligatures, soft hyphens, a
-comment after every line), embeds it in a document and counts how often the filter still finds
+comment after every line, HTML-escaped), embeds it in a document and counts how often the filter still finds
 it — the index alone, and as `Decontaminator.check` judges a document (with its second look
 without line comments).
 
@@ -14,6 +14,7 @@ without line comments).
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import unicodedata
 from collections import Counter
@@ -38,6 +39,8 @@ def disguises(t: str) -> dict[str, str]:
         "ligature_fi": t.replace("fi", "\ufb01"),
         "soft_hyphen": t.replace("o", "o\u00ad"),
         "comment_every_line": "\n".join(line + "  # note" for line in t.splitlines()),
+        # as a web page shows code: < > & " ' as entities, newlines as <br> (session 17)
+        "html_escaped": html.escape(t).replace("\n", "<br>\n"),
     }
 
 

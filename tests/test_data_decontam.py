@@ -684,11 +684,13 @@ def test_number_runs_that_could_come_from_anywhere_are_not_probes():
     def vague(text: str, n: int) -> list[bool]:
         return list(uninformative_windows(normalize_tokens(text), n))
 
-    assert vague("0 0 0 0", 3) == [True, True]
-    assert vague("x 1 2 3", 3) == [False, True]
+    assert vague("0 0 0 0 0 0 0 0 0", 8) == [True, True]
+    assert vague("xs 1 2 3 4 5 6 7 8 9", 9) == [False, True]
     assert all(vague("0 0 0 1 1 1 1 2 2 2 2 3 3", 13))
-    assert all(vague("10 11 12 13 14", 5))
-    assert not any(vague("3 1 4 1 5 9 2 6", 8))  # a real test's data
+    assert all(vague("10 11 12 13 14 15 16 17", 8))
+    assert all(vague("0 1 2 3 4 5 6 7 8 9 a b c", 13))  # hex digits, in a Unicode table
+    assert not any(vague("3 1 4 1 5 9 2 6 5 3 5 8 9", 13))  # a real test's data
+    assert not any(vague("x 1 y 2 z 3 w 4", 8))
     cfg = DecontaminateConfig(problems_n_per_tier=0, suites=["humaneval"])
     index = build_index(cfg)
     assert index.stats["uninformative_ngrams_skipped"] > 0
@@ -701,3 +703,31 @@ def test_number_runs_that_could_come_from_anywhere_are_not_probes():
     for tid in ("HumanEval/152", "HumanEval/129"):
         verdict, m = dec.check(he[tid]["prompt"] + he[tid]["canonical_solution"], "tree", None)
         assert verdict == "drop" and m.probe == f"humaneval/{tid}"
+
+
+def test_evaluation_code_in_a_web_page_is_caught():
+    """Held-out code as a web page shows it — HTML-escaped with <br> line breaks, or syntax-
+    highlighted by Pygments into <span>s — was caught 1,360 of 2,877 times (the escaped form,
+    session 17): markup gets a look as text, which only adds matches."""
+    import html as html_mod
+
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    from hillclimb.data.decontam import Decontaminator, html_to_text
+
+    p = _heldout_code()
+    cfg = DecontaminateConfig(**PROBES, suites=[])
+    dec = Decontaminator(build_index(cfg), cfg, set())
+    escaped = "<pre>" + html_mod.escape(p.answer).replace("\n", "<br>\n") + "</pre>"
+    highlighted = highlight(p.answer, PythonLexer(), HtmlFormatter())
+    for page in (escaped, highlighted):
+        assert html_to_text(page) != page
+        verdict, m = dec.check(f"<html><body>{page}</body></html>", "web", None)
+        assert verdict == "drop" and m.probe == p.id
+    # C's address-of before a name that is also an entity name stays as it is
+    assert html_to_text("x = &notify; y = a &lt; b") == "x = &notify; y = a < b"
+    assert dec.check("<p>Nothing to see here, only prose about lists.</p>", "web", None)[0] == (
+        "clean"
+    )
