@@ -419,7 +419,8 @@ def test_text_records_are_deterministic_windows_and_refuse_an_empty_corpus(tmp_p
         ({"thinkin": {"steps": 1}}, "not models of this recipe"),
         ({"code-flash": {"n_tasks": 0}}, "n_tasks must be an integer >= 1"),
         ({"code-flash": {"harness": "x"}}, "fills itself"),
-        ({"code-flash": {"split": "heldout"}}, "held-out projects are for evaluation"),
+        ({"code-flash": {"split": "heldout"}}, "held-out projects, terminal templates"),
+        ({"code-flash": {"split": "all"}}, "an 'all' task set includes some"),
         ({"code-flash": {"group_size": 1}}, "rl_harness.code-flash"),
     ],
 )

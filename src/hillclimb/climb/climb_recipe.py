@@ -322,10 +322,11 @@ def rl_harness_tables(
             raise ConfigError(
                 f"[rl_harness.{m}] kinds: unknown task kinds {bad_kinds}; choose from {list(KINDS)}"
             )
-        if tasks["split"] not in ("train", "all"):
+        if tasks["split"] != "train":
             raise ConfigError(
-                f"[rl_harness.{m}] split must be 'train' or 'all', got {tasks['split']!r} "
-                "(the held-out projects are for evaluation: `harness generate --split heldout`)"
+                f"[rl_harness.{m}] split must be 'train', got {tasks['split']!r}: the held-out "
+                "projects, terminal templates and mutation sites are for evaluation, and an "
+                "'all' task set includes some (`hillclimb rl --harness` refuses them)"
             )
         reserved = sorted(set(eff) & (RESERVED_RL | {"harness"}))
         if reserved:
