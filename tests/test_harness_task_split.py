@@ -153,7 +153,7 @@ def test_split_all_tasks_on_heldout_projects_templates_or_sites_are_evaluation_o
     from hillclimb.harness.taskgen.common import heldout_reason, mutation_split
     from hillclimb.rl.harness import load_tasks
 
-    gen.generate_tasks(tmp_path / "all", 10, seed=1)
+    summary = gen.generate_tasks(tmp_path / "all", 10, seed=1)
     metas = {d.name: load_task(d).meta for d in find_task_dirs(tmp_path / "all")}
     for name, meta in metas.items():
         expected = bool(set(meta.get("projects", [])) & HELDOUT_PROJECTS) or (
@@ -165,6 +165,10 @@ def test_split_all_tasks_on_heldout_projects_templates_or_sites_are_evaluation_o
         assert bool(heldout_reason(meta)) == expected, name
     flagged = [n for n, m in metas.items() if heldout_reason(m)]
     assert flagged and len(flagged) < len(metas)  # seed 1: some of each
+    # the generator says so, in the manifest and in a note
+    assert summary["evaluation_only"] == len(flagged)
+    assert sorted(t["id"] for t in summary["tasks"] if "evaluation_only" in t) == sorted(flagged)
+    assert any(f"{len(flagged)} of 10 tasks are evaluation-only" in n for n in summary["notes"])
     with pytest.raises(ConfigError, match=f"{len(flagged)} of {len(metas)} task"):
         load_tasks(tmp_path / "all")
     # a held-out mutation site is found without the recorded split: from the recorded side of

@@ -35,6 +35,7 @@ from hillclimb.harness.taskgen.common import (
     ProjectRunner,
     TaskSpec,
     check_task_split,
+    heldout_reason,
     in_split,
     keep_mutation,
     mutation_split,
@@ -468,6 +469,9 @@ def generate_tasks(
             if dest.exists() or _write_task(spec, dest, unsafe):
                 manifest.append({"id": spec.id, "kind": kind, "language": lang, "attempts": attempt + 1, **{
                     k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template", "split")}})  # fmt: skip
+                why = heldout_reason(spec.meta)
+                if why:
+                    manifest[-1]["evaluation_only"] = why
                 if progress:
                     progress(spec.id)
                 done = True
@@ -476,9 +480,16 @@ def generate_tasks(
             failures.append(
                 f"task {i} ({kind}): no verifiable candidate in {MAX_ATTEMPTS} attempts"
             )
+    held = sum("evaluation_only" in t for t in manifest)
+    if held and split == "all":
+        notes.append(
+            f"{held} of {len(manifest)} tasks are evaluation-only (held-out projects, terminal "
+            "templates or mutation sites; `rl --harness` refuses them): generate training tasks "
+            "with --split train"
+        )
     summary = {
         "seed": seed, "n": n, "split": split, "kinds": kinds, "languages": languages, "generated": len(manifest),
-        "failures": failures, "notes": notes, "tasks": manifest,
+        "evaluation_only": held, "failures": failures, "notes": notes, "tasks": manifest,
     }  # fmt: skip
     write_json_atomic(out / "manifest.json", summary)
     return summary
