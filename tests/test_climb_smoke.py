@@ -155,6 +155,10 @@ def test_every_artifact(climb: dict) -> None:
     assert (run / "08-sft-thinking" / "run" / "final" / "tokenizer.json").read_bytes() == tok
     # Report: Markdown with every section, real PNGs.
     md = (run / "report" / "report.md").read_text()
+    # each suite metric beside its no-training baseline (trivial bodies pass no completion item)
+    assert "| code-flash | completion | pass@1 | " in md
+    row = next(x for x in md.splitlines() if x.startswith("| code-flash | completion | pass@1 |"))
+    assert row.split("|")[7].strip() == "0%", row
     for section in (
         "## Headline",
         "## Standard suites (final models)",

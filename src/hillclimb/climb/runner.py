@@ -345,6 +345,7 @@ def _run_suites(
         write_json_atomic(d / f"suite-{m}-{name}.json", res)
         out[name] = {
             "metrics": res["metrics"],
+            "baseline": res.get("baseline"),  # the no-training baseline on the same items
             "n_items": res["n_items"],
             "truncated_share": res.get("truncated_share"),
             "seconds": res["seconds"],
