@@ -245,6 +245,7 @@ def test_card_counts_removals(planted):
     md = (planted["out"] / "DATA_CARD.md").read_text()
     assert "decontaminate — dropped 3" in md and _heldout_code().id in md
     assert f"Probes: {pr['probes']:,} texts" in md
+    assert "the suites' items (adversarial 50, fim " in md and "humaneval 164, ifeval 1,000)" in md
     off = _entry(planted["card_off"])
     assert not off["enabled"] and off["dropped"] == 0 and off["probes"] is None
 

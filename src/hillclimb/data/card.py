@@ -27,7 +27,8 @@ FILTER_WHY = {
     "secrets": "never drops: redacts e-mails, API keys/tokens, private keys, passwords",
     "decontaminate": "documents containing an evaluation item: a shared run of `ngram` normalised "
     "words with a probe (prompt, worked solution, reference code or tests of a val/held-out "
-    "problem, or a text of a configured eval file), or a whole shorter probe",
+    "problem, an item of a standard evaluation suite, or a text of a configured eval file), or a "
+    "whole shorter probe",
     "dedup": "exact (sha256 of normalised text) and near duplicates (MinHash + LSH); "
     "the most permissively licensed copy is kept",
 }
@@ -69,11 +70,17 @@ def _decontamination(f: dict[str, Any]) -> list[str]:
     pr = f.get("probes")
     if pr:
         origins = ", ".join(f"{k} {v:,}" for k, v in pr.get("by_origin", {}).items())
+        suites = ", ".join(f"{k} {v:,}" for k, v in (pr.get("suite_items") or {}).items())
+        vague = pr.get("uninformative_ngrams_skipped")
         lines += [
             f"Probes: {pr['probes']:,} texts ({origins}) from {pr.get('problem_items', 0):,} "
-            f"problems and {len(pr.get('files', [])):,} eval files; {pr['too_short']:,} too "
+            f"problems, "
+            + (f"the suites' items ({suites}) " if suites else "no suite items ")
+            + f"and {len(pr.get('files', [])):,} eval files; {pr['too_short']:,} too "
             f"short to mean contamination (skipped), {pr['whole_text_probes']:,} matched only "
-            f"whole; {pr['ngrams']:,} distinct hashed n-grams.",
+            f"whole; {pr['ngrams']:,} distinct hashed n-grams"
+            + (f" ({vague:,} runs of numbers or characters left out)" if vague else "")
+            + ".",
             "",
         ]
     removed = f.get("removed_by_source") or {}
