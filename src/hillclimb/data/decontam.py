@@ -485,8 +485,7 @@ _HTML_TAGS = (
 _HTML_TAG = re.compile(rf"</?(?:{_HTML_TAGS})\b[^<>]{{0,500}}>", re.IGNORECASE)
 _HTML_ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _HTML_HINT = re.compile(
-    rf"&(?:lt|gt|amp|quot|apos|nbsp|#\d+|#x[0-9a-f]+);|</?(?:{_HTML_TAGS})\b[^<>]{{0,500}}>",
-    re.IGNORECASE,
+    rf"&(?:lt|gt|amp|quot|apos|nbsp|#\d+|#x[0-9a-f]+);|{_HTML_TAG.pattern}", re.IGNORECASE
 )
 
 
@@ -534,26 +533,27 @@ class Decontaminator:
         if generated and problem_id is not None and problem_id in self.index.item_ids:
             origin = self.index.origin_of[problem_id]
             return "drop", Match(problem_id, origin, f"the evaluation item itself ({origin})", 0)
-        m = self.index.match(text)
-        if m is None and ("#" in text or "//" in text):
-            # a second look without line comments: a probe annotated after every line was a
-            # different run of words and got through half the time (measured, session 16). Only
-            # ever adds matches: the first look is unchanged.
-            stripped = strip_line_comments(text)
-            if stripped != text:
-                m = self.index.match(stripped)
+        m = self._look(text)
         if m is None and ("&" in text or "<" in text) and _HTML_HINT.search(text):
-            # and one as text when it is markup: HTML-escaped held-out code was caught 1,360
-            # of 2,877 times (session 17); likewise only adds matches
-            plain = html_to_text(text)
-            m = self.index.match(plain)
-            if m is None and ("#" in plain or "//" in plain):
-                m = self.index.match(strip_line_comments(plain))
+            # markup is read again as text: HTML-escaped held-out code was caught 1,360 of
+            # 2,877 times (session 17); like the look without comments, it only adds matches
+            m = self._look(html_to_text(text))
         if m is None:
             return "clean", None
         if generated and not self.drop_generator_overlaps:
             return "overlap", m
         return "drop", m
+
+    def _look(self, text: str) -> Match | None:
+        """The index's match in `text`, else in `text` without line comments: a probe annotated
+        after every line was a different run of words and got through half the time (measured,
+        session 16). The second look only ever adds matches."""
+        m = self.index.match(text)
+        if m is None and ("#" in text or "//" in text):
+            stripped = strip_line_comments(text)
+            if stripped != text:
+                m = self.index.match(stripped)
+        return m
 
 
 def build_index(cfg: DecontaminateConfig, workers: int = 1) -> ProbeIndex:

@@ -25,13 +25,11 @@ from typing import Any
 from hillclimb.eval.backends import Backend, Request
 from hillclimb.eval.suite_common import (
     SuiteConfig,
-    collect_trivial,
     first_param,
     generation_stats,
     metric,
     program_item,
     trivial_baseline,
-    trivial_programs,
 )
 
 DEFAULT_MAX_TOKENS = 512
@@ -421,16 +419,17 @@ def run_adversarial(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         vals = [float(r["passed"]) for r in rows if r["category"] == cat]
         if vals:
             by_cat[cat] = metric(vals, cfg, salt=10 + k)
-    firsts = [first_param(f"def {it.signature}: pass", it.signature.split("(")[0]) for it in items]
-    idx, names, progs = trivial_programs(
-        firsts, lambda i, e: f"def {items[i].signature}:\n    return {e}\n"
+    baseline = trivial_baseline(
+        [first_param(f"def {it.signature}: pass", it.signature.split("(")[0]) for it in items],
+        lambda i, e: f"def {items[i].signature}:\n    return {e}\n",
+        lambda idx, progs: [r.passed for r in score([items[i] for i in idx], progs, cfg.timeout_s)],
+        "accuracy",
+        cfg,
     )
-    base = score([items[i] for i in idx], progs, cfg.timeout_s)
-    passed = collect_trivial(len(items), idx, names, [r.passed for r in base])
     return {
         "n_items": len(items),
         "metrics": {"accuracy": metric([float(r["passed"]) for r in rows], cfg)},
-        "baseline": trivial_baseline(passed, "accuracy", cfg),
+        "baseline": baseline,
         "by_category": by_cat,
         **generation_stats(comps),
         "items": rows,

@@ -29,13 +29,11 @@ from hillclimb.eval.metrics import pass_at_k
 from hillclimb.eval.programs import run_programs
 from hillclimb.eval.suite_common import (
     SuiteConfig,
-    collect_trivial,
     first_param,
     generation_stats,
     metric,
     program_item,
     trivial_baseline,
-    trivial_programs,
 )
 
 STOP = ("\ndef", "\nclass", "\nif __name__", "\nprint", "\n#")
@@ -113,10 +111,15 @@ def trivial_item_baseline(items: list[dict[str, Any]], cfg: SuiteConfig) -> dict
     firsts = [first_param(it["prompt"], it["entry_point"]) for it in items]
     # on a line of its own, also after a prompt that does not end with a newline
     nl = ["" if it["prompt"].endswith("\n") else "\n" for it in items]
-    idx, names, texts = trivial_programs(firsts, lambda i, e: f"{nl[i]}    return {e}\n")
-    res = score([items[i] for i in idx], texts, "completion", cfg.timeout_s)
-    passed = collect_trivial(len(items), idx, names, [r.passed for r in res])
-    return trivial_baseline(passed, "pass@1", cfg)
+    return trivial_baseline(
+        firsts,
+        lambda i, e: f"{nl[i]}    return {e}\n",
+        lambda idx, texts: [
+            r.passed for r in score([items[i] for i in idx], texts, "completion", cfg.timeout_s)
+        ],
+        "pass@1",
+        cfg,
+    )
 
 
 def run_humaneval(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,11 +149,26 @@ def trivial_returns(first: str | None) -> dict[str, str]:
 
 
 def trivial_baseline(
-    passed: dict[str, list[bool]], metric_name: str, cfg: SuiteConfig
+    firsts: list[str | None],
+    make: Callable[[int, str], str],
+    run: Callable[[list[int], list[str]], list[bool]],
+    metric_name: str,
+    cfg: SuiteConfig,
 ) -> dict[str, Any]:
-    """The baseline record from {answer name: passed per item} (every list one entry per item;
-    False where the answer does not apply): the best single answer as `metric_name`, which one,
-    and how many items some trivial answer passes (a test-strength check: should be 0)."""
+    """The baseline record of items whose functions have first parameters `firsts`: every
+    trivial answer of each item as a program `make(item index, return expression)`, all of them
+    judged in one `run(item indices, programs)` (passed per program); the best single answer as
+    `metric_name`, which one, and how many items some trivial answer passes (a test-strength
+    check: should be 0)."""
+    idx, names, progs = [], [], []
+    for i, first in enumerate(firsts):
+        for name, expr in trivial_returns(first).items():
+            idx.append(i)
+            names.append(name)
+            progs.append(make(i, expr))
+    passed = {k: [False] * len(firsts) for k in TRIVIAL_RETURNS}  # False: does not apply
+    for i, k, ok in zip(idx, names, run(idx, progs), strict=True):
+        passed[k][i] = bool(ok)
     best = max(TRIVIAL_RETURNS, key=lambda k: sum(passed[k]))  # ties: the first listed
     return {
         "what": f"a function that does nothing but `{best}` (the best of {len(TRIVIAL_RETURNS)} "
@@ -162,28 +178,6 @@ def trivial_baseline(
             any(v) for v in zip(*passed.values(), strict=True)
         ),
     }
-
-
-def trivial_programs(keys: list[str | None], make: Any) -> tuple[list[int], list[str], list[str]]:
-    """For items with first parameters `keys`, every trivial answer as a program text made by
-    `make(item_index, return_expression)`: (item index, answer name, program) lists."""
-    idx, names, progs = [], [], []
-    for i, first in enumerate(keys):
-        for name, expr in trivial_returns(first).items():
-            idx.append(i)
-            names.append(name)
-            progs.append(make(i, expr))
-    return idx, names, progs
-
-
-def collect_trivial(
-    n_items: int, idx: list[int], names: list[str], ok: list[bool]
-) -> dict[str, list[bool]]:
-    """{answer name: passed per item} from the flat results of `trivial_programs`."""
-    passed = {k: [False] * n_items for k in TRIVIAL_RETURNS}
-    for i, k, p in zip(idx, names, ok, strict=True):
-        passed[k][i] = bool(p)
-    return passed
 
 
 def suite_baseline(result: dict[str, Any]) -> dict[str, float]:

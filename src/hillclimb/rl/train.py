@@ -559,6 +559,9 @@ def _pick(choices: list[float], *parts: object) -> float:
     return choices[derive_seed("rl-budget", *parts) % len(choices)]
 
 
+VAL_BASELINE_TRAIN_N = 500  # as `hillclimb eval`'s default `--baseline-train-n`
+
+
 @functools.lru_cache(maxsize=4)
 def _val_baselines(
     families: tuple[str, ...], tiers: tuple[int, ...], n: int, seed: int
@@ -579,9 +582,6 @@ def _val_baselines(
             )
             out[f"{f}/{t}"] = summarise(cell_baselines(items, train)).best
     return out
-
-
-VAL_BASELINE_TRAIN_N = 500  # as `hillclimb eval`'s default `--baseline-train-n`
 
 
 def _val_problems(cur: Curriculum, cfg: RLConfig) -> list[Any]:
