@@ -115,6 +115,7 @@ def test_per_model_overrides() -> None:
     (lambda r: r["models"]["thinking"].update(preset="no-such"), "unknown preset"),
     (lambda r: r["pretrain"].update(stepz=3), "unknown TrainConfig keys"),
     (lambda r: r["pretrain"].update(out="x"), "fills itself"),
+    (lambda r: r["sft"].update(decontaminate="default"), "sets decontaminate"),
     (lambda r: r["sft"].update(lr=-1.0), "learning rates"),
     (lambda r: r["sft_data"].update(families=["nope"]), "unknown family"),
     (lambda r: r["eval"].update(bogus=1), r"\[eval\]: unknown"),

@@ -305,3 +305,61 @@ def test_sft_problems_with_budget_notes_use_the_models_tokenizer(pretrained, tmp
     task = sft.build_task(cfg)
     assert task.meta["budget_conditioning"]["sft_examples"] == 6
     assert task.summary["budget_noted"] == 6
+
+
+def test_sft_decontaminate_drops_records_holding_an_evaluation_item(pretrained, tmp_path, capsys):
+    """`hillclimb sft --data FILE --decontaminate PROBES`: a user's SFT file never passed through
+    the data build, so its records are judged by the same probe index (`probes.npz`) on every
+    string they could train on; the contaminated ones are dropped and the run (and checkpoint)
+    says what was judged against what. Without the flag the run says it was not checked."""
+    from hillclimb.data.decontam import Probe, ProbeIndex
+    from hillclimb.errors import ConfigError
+    from hillclimb.train import sft
+    from hillclimb.train.cli import _print_decontamination
+
+    root, _ = pretrained
+    item = (
+        "def separate_paren_groups(paren_string):\n    result = []\n    depth = 0\n"
+        "    for c in paren_string:\n        if c == '(':\n            depth += 1\n"
+    )
+    build = tmp_path / "corpus"
+    build.mkdir()
+    ProbeIndex.build([Probe("HumanEval/1", "suite:humaneval", item)], 13, 8).save(
+        build / "probes.npz"
+    )
+    clean = [{"text": f"{i} plus {i + 1} is {2 * i + 1}"} for i in range(30)]
+    leaks = [
+        {"messages": [{"role": "user", "content": "solve it"},
+                      {"role": "assistant", "content": "Here:\n" + item}]},
+        {"messages": [{"role": "user", "content": "x"},
+                      {"role": "assistant", "content": "",
+                       "tool_calls": [{"function": {"name": "edit",
+                                                    "arguments": {"new_str": item}}}]}]},
+        {"text": item.replace("\n", "\r\n")},
+    ]  # fmt: skip
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in clean[:15] + leaks + clean[15:]))
+    kw = dict(init=root / "run" / "final", sft_data=[data], out=tmp_path / "s", seq_len=64,
+              batch_size=2, steps=1, val_every=0, threads=1, tensorboard=False)  # fmt: skip
+    for spec in (build, build / "probes.npz"):
+        task = sft.build_task(SFTConfig(decontaminate=str(spec), **kw))
+        rep = task.summary["decontamination"]
+        assert rep["judged"] == 33 and rep["dropped"] == 3, rep
+        assert rep["by_origin"] == {"suite:humaneval": 3}
+        assert [e["record"] for e in rep["examples"]] == [15, 16, 17]
+        assert task.summary["sft_examples"] + task.summary["sft_val_examples"] == 30
+        assert task.meta["data"]["decontamination"]["dropped"] == 3
+        _print_decontamination(rep)
+        assert "dropped 3 of 33" in capsys.readouterr().err
+    off = sft.build_task(SFTConfig(**kw))
+    assert off.summary["decontamination"] == "off"
+    _print_decontamination("off")
+    assert "not checked against evaluation items" in capsys.readouterr().err
+    # bad specs fail when the config is made, before a model or any data is read
+    for bad in (tmp_path / "nope.npz", tmp_path, ""):
+        with pytest.raises(ConfigError, match="--decontaminate"):
+            SFTConfig(decontaminate=str(bad), **kw)
+    # a file of nothing but evaluation items is an error, not an empty run
+    data.write_text("".join(json.dumps(r) + "\n" for r in leaks))
+    with pytest.raises(HillclimbError, match="every one of the 3"):
+        sft.build_task(SFTConfig(decontaminate=str(build), **kw))

@@ -521,6 +521,12 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
                 raise ConfigError(
                     f"[{table}] sets {reserved}, which the climb fills itself; remove them"
                 )
+            if "decontaminate" in eff and cls is SFTConfig:
+                raise ConfigError(
+                    f"[{table}] sets decontaminate: the climb's SFT data is its generators' train "
+                    "split and flywheel records already judged against the data build's probes "
+                    "(the sft-data stage); `hillclimb sft --decontaminate` is for your own files"
+                )
             eff.setdefault("seed", seed)
             try:
                 cfg = cls.from_dict(eff)

@@ -32,6 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hillclimb.data.decontam_records import record_text
 from hillclimb.errors import ConfigError
 
 
@@ -55,26 +56,6 @@ def fingerprint(paths: list[str]) -> str:
             h.update(name.encode())
             h.update(f.read_bytes() if f.is_file() else b"-")
     return h.hexdigest()[:16]
-
-
-def _text(rec: dict[str, Any]) -> str:
-    """Every string a record could train on, joined: every string anywhere in it but its `meta`
-    — message contents in any shape, tool-call arguments, and the `text` / `fim` fields that
-    `train.sft_data.encode_record` trains on when a record has no messages."""
-    parts: list[str] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, str):
-            parts.append(v)
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    walk({k: v for k, v in rec.items() if k != "meta"})
-    return "\n".join(parts)
 
 
 def _refusal(rec: Any, source: Any) -> str | None:
@@ -135,7 +116,7 @@ def flywheel_records(
             source = meta.get("source") if isinstance(meta, dict) else None
             why = _refusal(rec, source)
             if why is None and decon is not None:
-                verdict, m = decon.check(_text(rec), "flywheel", None)
+                verdict, m = decon.check(record_text(rec), "flywheel", None)
                 if verdict != "clean":
                     why = "contaminated"
                     counts["decontaminated"] += 1

@@ -185,6 +185,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="copy rows repeat spans from anywhere earlier in the row (long-range copying)",
     )
+    s.add_argument(
+        "--decontaminate",
+        default=None,
+        metavar="PROBES",
+        help="drop --data / FIM records that contain an evaluation item: a data build's "
+        "probes.npz, its output dir, or `default` (the default probes; ~1 min)",
+    )
     _add_common(s)
     s.set_defaults(func=_sft, _parser=s)
 
@@ -316,4 +323,24 @@ def _sft(args: argparse.Namespace) -> int:
     result = sft.run(cfg)
     if _is_main():
         _print(result, args.json)
+        if not args.json:
+            _print_decontamination(result.extra.get("decontamination"))
     return 0
+
+
+def _print_decontamination(rep: Any) -> None:
+    """One line on what the --data / FIM records were judged against: a user's SFT file never
+    went through the data build, so saying nothing would leave its contamination unspoken."""
+    if rep == "off":
+        print(
+            "sft: --data / FIM records were not checked against evaluation items "
+            "(pass --decontaminate PROBES: a data build's probes.npz, or `default`)",
+            file=sys.stderr,
+        )
+    elif isinstance(rep, dict):
+        origins = ", ".join(f"{k} {v}" for k, v in rep["by_origin"].items()) or "none"
+        print(
+            f"sft: decontamination dropped {rep['dropped']:,} of {rep['judged']:,} --data / FIM "
+            f"records ({origins}; probes: {rep['probes']})",
+            file=sys.stderr,
+        )

@@ -173,6 +173,9 @@ class SFTConfig(TrainConfig):
     fim_corpus: Path | None = None
     fim_examples: int = 0
     fim_languages: list[str] | None = None  # default: every language except text/markdown/reasoning
+    # judge `sft_data` and FIM records against evaluation items before training
+    # (`data.decontam_records`): a probes.npz, a data build output dir holding one, or "default"
+    decontaminate: str | None = None
     max_example_tokens: int | None = None  # longer examples are dropped (default: seq_len + 1)
     # copy rows whose spans repeat from anywhere earlier in the row, not just adjacently
     # (`CopyRows(distant=True)`): copying over hundreds of tokens, as an agent copies from a tool
@@ -209,6 +212,10 @@ class SFTConfig(TrainConfig):
             raise ConfigError("invalid SFTConfig: val_fraction must be in [0, 1)")
         if self.fim_examples < 0:
             raise ConfigError("invalid SFTConfig: fim_examples must be >= 0")
+        if self.decontaminate is not None:
+            from hillclimb.data.decontam_records import check_probes_spec
+
+            check_probes_spec(self.decontaminate)
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()

@@ -26,26 +26,52 @@ if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
 
 
-def collect_records(cfg: SFTConfig, tok: Tokenizer | None = None) -> tuple[list[dict], list[dict]]:
-    """(train records, explicit val records); `tok` measures solutions for budget notes."""
-    recs: list[dict] = []
-    if cfg.sft_data:
-        recs += S.read_jsonl(cfg.sft_data)
-    if cfg.problems:
-        count = (lambda text: len(tok.encode(text))) if tok is not None else None
-        recs += S.problem_examples(cfg.problems, cfg.seed, count)
+def collect_records(
+    cfg: SFTConfig, tok: Tokenizer | None = None
+) -> tuple[list[dict], list[dict], dict | str]:
+    """(train records, explicit val records, decontamination report); `tok` measures solutions
+    for budget notes.
+
+    With `cfg.decontaminate`, records from `--data` files and FIM cuts are judged against the
+    evaluation items (`data.decontam_records`) before anything else and the contaminated ones
+    dropped; built-in problem examples are the generators' train split and are not judged. The
+    report says what was judged and dropped ("off" without it, "nothing to judge" when only
+    problem examples are trained)."""
+    data = S.read_jsonl(cfg.sft_data) if cfg.sft_data else []
+    fim: list[dict] = []
     if cfg.fim_corpus is not None and cfg.fim_examples > 0:
-        recs += S.fim_from_corpus(
+        fim = S.fim_from_corpus(
             cfg.fim_corpus,
             cfg.fim_examples,
             cfg.seed,
             max_chars=cfg.seq_len * 3,
             languages=cfg.fim_languages,
         )
+    report: dict | str = "off" if data or fim else "nothing to judge"
+    if cfg.decontaminate is not None and (data or fim):
+        from hillclimb.data.decontam_records import decontaminate_records, load_probes
+
+        index, where = load_probes(cfg.decontaminate)
+        kept, rep = decontaminate_records(data + fim, index)
+        report = {"probes": where, **rep}
+        if not kept:
+            raise HillclimbError(
+                f"every one of the {len(data) + len(fim)} --data / FIM records contains an "
+                f"evaluation item (--decontaminate {cfg.decontaminate}); e.g. "
+                f"{rep['examples'][0]}"
+            )
+        keep = {id(r) for r in kept}
+        data = [r for r in data if id(r) in keep]
+        fim = [r for r in fim if id(r) in keep]
+    recs: list[dict] = list(data)
+    if cfg.problems:
+        count = (lambda text: len(tok.encode(text))) if tok is not None else None
+        recs += S.problem_examples(cfg.problems, cfg.seed, count)
+    recs += fim
     if not recs:
         raise ConfigError("no SFT data: pass --data FILE.jsonl, --problems or --fim-corpus")
     val = S.read_jsonl(cfg.val_data) if cfg.val_data else []
-    return recs, val
+    return recs, val, report
 
 
 def encode_all(tok: Tokenizer, recs: list[dict], max_len: int) -> tuple[list[S.Example], int]:
@@ -66,7 +92,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         raise ConfigError(f"--from {cfg.init}: checkpoint directory not found")
     tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init)
     mcfg = resolve_model_config(cfg, tok)
-    recs, val_recs = collect_records(cfg, tok)
+    recs, val_recs, decon = collect_records(cfg, tok)
     max_len = cfg.max_example_tokens or cfg.seq_len + 1
     examples, dropped = encode_all(tok, recs, max_len)
     if not val_recs and cfg.val_fraction > 0 and len(examples) > 1:
@@ -119,6 +145,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         "rows_per_epoch": batches.rows_per_epoch(),
         "copy_fraction": cfg.copy_fraction,
         "target_tokens": int(sum(e.n_targets for e in examples)),
+        "decontamination": decon,
     }
     epochs = cfg.steps * cfg.batch_size / max(1, batches.rows_per_epoch())
     summary["epochs"] = round(epochs, 3)
@@ -133,6 +160,10 @@ def build_task(cfg: SFTConfig) -> TrainTask:
             "problems": cfg.problems,
             "fim_corpus": str(cfg.fim_corpus) if cfg.fim_corpus else None,
             "examples": len(examples),
+            # what the --data / FIM records were judged against (the checkpoint keeps it)
+            "decontamination": decon
+            if isinstance(decon, str)
+            else {k: decon[k] for k in ("probes", "judged", "dropped", "by_origin")},
         },
     }
     return TrainTask(
