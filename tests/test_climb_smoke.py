@@ -159,6 +159,10 @@ def test_every_artifact(climb: dict) -> None:
     assert "| code-flash | completion | pass@1 | " in md
     row = next(x for x in md.splitlines() if x.startswith("| code-flash | completion | pass@1 |"))
     assert row.split("|")[7].strip() == "0%", row
+    # the headline's accuracies beside their pooled no-training baseline
+    head = next(x for x in md.splitlines() if x.startswith("| thinking | "))
+    assert head.split("|")[-2].strip().endswith("%"), head
+    assert s["models"]["thinking"]["eval"]["baseline"] is not None
     for section in (
         "## Headline",
         "## Standard suites (final models)",
@@ -333,6 +337,13 @@ def test_summary_table_says_what_bpb_is_measured_on():
     assert "2.250" in out and "1.500" in out and "3.000" in out
     assert "pre-training corpus's val split (not on SFT data)" in out
     assert "sft_examples_val_bpb" in out
+    # every accuracy row has its no-training baseline row (absent only for older summaries)
+    ev["by_split"] = {"heldout": {"by_kind_tier": {"reasoning": {"1": 0.8, "2": 0.31}},
+                                  "baseline_by_kind_tier": {"reasoning": {"1": 0.19, "2": None}}}}  # fmt: skip
+    buf = io.StringIO()
+    print_summary_table(summary, file=buf)
+    out = " ".join(buf.getvalue().split())
+    assert "t1:80% t2:31%" in out and "no-training baseline" in out and "t1:19% t2:-" in out
 
 
 def test_flywheel_export_feeds_the_next_climb(climb: dict, tmp_path: Path, capsys) -> None:

@@ -96,6 +96,17 @@ def test_task_accuracy_structure_and_determinism(trained: dict) -> None:
     assert logic1["chance"] == pytest.approx(0.5)  # two-choice questions
     assert t["by_family_tier"]["sequence"]["1"]["baseline"]["lookup"] == 0.0  # never trained
     assert set(t["by_kind_tier"]) == {"reasoning", "heldout_family"}
+    # pooled accuracies carry the pooled no-training baseline of the same items (per-cell best,
+    # weighted by items): the first split's at the top level, per kind x tier below it
+    for split, sv in t["splits"].items():
+        mine = [c for c in t["cells"] if c["split"] == split]
+        want = sum(c["n"] * c["baseline"]["best"] for c in mine) / sum(c["n"] for c in mine)
+        assert sv["baseline"] == pytest.approx(want)
+        seq1 = [c for c in mine if c["family"] == "sequence" and c["tier"] == 1]
+        assert sv["by_kind_tier"]["heldout_family"]["1"]["baseline"] == pytest.approx(
+            seq1[0]["baseline"]["best"]
+        )
+    assert t["baseline"] == t["splits"][next(iter(t["splits"]))]["baseline"]
     assert sum(t["finish_reasons"].values()) == 24
     assert {s["family"] for s in t["samples"]} == {"arith", "logic", "sequence"}
     # Greedy decoding: the same checkpoint gives the same completions and the same table.

@@ -477,6 +477,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 _fmt(pb.get("unigram_bpb")),
                 _fmt(ts.get("accuracy"), ".1%"),
                 _fmt(t.get("accuracy"), ".1%") if e.get("rl") else "-",
+                _fmt(t.get("baseline", ts.get("baseline")), ".1%"),
             ]
         )
     md += [
@@ -489,6 +490,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 "corpus unigram bpb",
                 "accuracy, new problems (SFT)",
                 "after RL",
+                "no-training baseline",
             ],
             rows,
         ),
@@ -498,7 +500,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         "Bits per byte are on the pre-training corpus's val split (fixed windows), after SFT "
         "too; the unigram baseline is a "
         "smoothed unigram model of the train split. A model has learned beyond token frequencies "
-        "exactly when its bpb is below the baseline.",
+        "exactly when its bpb is below the baseline. The accuracies' no-training baseline is on "
+        "the same items: each cell's best of a lookup table over training items, the most "
+        "common training answer and chance, pooled by items (per cell below).",
         "",
     ]
 

@@ -378,6 +378,9 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         "corpus_val_bpb_final": (tuned.get("bpb") or {}).get("val_bpb"),
         "corpus_unigram_bpb": (base.get("bpb") or {}).get("unigram_bpb"),
         "accuracy": t.get("accuracy"),
+        # the no-training baseline on the same items (pooled per-cell best: eval/tasks.py);
+        # None for an evaluation written before it was kept
+        "baseline": t.get("baseline"),
         "by_kind_tier": {
             k: {tier: v["accuracy"] for tier, v in tiers.items()}
             for k, tiers in (t.get("by_kind_tier") or {}).items()
@@ -385,8 +388,13 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         "by_split": {
             s: {
                 "accuracy": v["accuracy"],
+                "baseline": v.get("baseline"),
                 "by_kind_tier": {
                     k: {tier: x["accuracy"] for tier, x in tiers.items()}
+                    for k, tiers in v["by_kind_tier"].items()
+                },
+                "baseline_by_kind_tier": {
+                    k: {tier: x.get("baseline") for tier, x in tiers.items()}
                     for k, tiers in v["by_kind_tier"].items()
                 },
             }
@@ -802,20 +810,25 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
             ev.get("final_stage", "sft"),
         )
         by_split = ev.get("by_split") or {"heldout": {"by_kind_tier": ev.get("by_kind_tier") or {}}}
-        for i, (split, sv) in enumerate(by_split.items()):
-            kt = sv.get("by_kind_tier") or {}
+        first = True
+        for split, sv in by_split.items():
+            rows = [(short.get(split, split), sv.get("by_kind_tier") or {})]
+            if sv.get("baseline_by_kind_tier"):  # absent in summaries of older evaluations
+                rows.append(("  no-training baseline", sv["baseline_by_kind_tier"]))
+            for label, kt in rows:
 
-            def tiers(kind: str, kt: dict = kt) -> str:
-                cells = sorted((kt.get(kind) or {}).items())
-                return " ".join(f"t{t}:{v:.0%}" for t, v in cells) or "-"
+                def tiers(kind: str, kt: dict = kt) -> str:
+                    cells = sorted((kt.get(kind) or {}).items())
+                    return " ".join(f"t{t}:{f(v, '{:.0%}')}" for t, v in cells) or "-"
 
-            acc.add_row(
-                m if i == 0 else "",
-                short.get(split, split),
-                tiers("reasoning"),
-                tiers("code"),
-                tiers("heldout_family"),
-            )
+                acc.add_row(
+                    m if first else "",
+                    label,
+                    tiers("reasoning"),
+                    tiers("code"),
+                    tiers("heldout_family"),
+                )
+                first = False
     con.print(tab)
     con.print(acc)
     con.print(
@@ -824,7 +837,9 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
         "examples, is `sft.sft_examples_val_bpb` in summary.json). "
         "Accuracies: the final model (RL when the recipe has it), greedy; new problems = held "
         "out by underlying problem (code: whole functions), new wording = the same problems "
-        "in phrasings never trained on. Baselines and SFT-vs-RL: the report."
+        "in phrasings never trained on; the no-training baseline row is the best of a lookup "
+        "table over training items, the most common training answer and chance, per cell. "
+        "SFT-vs-RL: the report."
     )
     con.print(
         f"stages run now: {', '.join(summary['stages_run']) or 'none (all complete)'}; "

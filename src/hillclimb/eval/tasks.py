@@ -213,8 +213,9 @@ def evaluate_tasks(
                 by_ft.setdefault(f, {})[str(t)] = cell
         by_split[s] = {
             **_totals(rows),
+            "baseline": _pooled_baseline([c for c in cells if c["split"] == s]),
             "by_family_tier": by_ft,
-            "by_kind_tier": _by_kind_tier(rows, tiers, P),
+            "by_kind_tier": _by_kind_tier(rows, tiers, P, [c for c in cells if c["split"] == s]),
         }
 
     first = cfg.splits[0]
@@ -228,7 +229,7 @@ def evaluate_tasks(
         "cells": cells,
         "splits": by_split,
         # The first split (held-out problems) at the top level, as before.
-        **{k: by_split[first][k] for k in ("accuracy", "n", "correct", "by_kind_tier")},
+        **{k: by_split[first][k] for k in ("accuracy", "n", "correct", "baseline", "by_kind_tier")},
         "by_family_tier": by_split[first]["by_family_tier"],
         "finish_reasons": dict(finish),
         "truncated_share": sum(r.truncated for r in greedy) / max(1, len(greedy)),
@@ -306,8 +307,25 @@ def _totals(rows: list[Any]) -> dict[str, Any]:
     return {"n": len(rows), "correct": c, "accuracy": c / len(rows) if rows else 0.0}
 
 
-def _by_kind_tier(rows: list[Any], tiers: list[int], P: Any) -> dict[str, Any]:
-    """Per kind (trainable families) and for the held-out families, per tier."""
+def _pooled_baseline(cells: list[dict[str, Any]]) -> float | None:
+    """The no-training baseline of pooled cells: each cell's best baseline (lookup, majority or
+    chance: `cell_baselines`) weighted by its items, so a pooled accuracy is printed beside what
+    a model with no skill gets on the same items (None without cells)."""
+    n = sum(c["n"] for c in cells)
+    if not n:
+        return None
+    return sum(c["n"] * ((c.get("baseline") or {}).get("best") or 0.0) for c in cells) / n
+
+
+def _kind_of(family: str, P: Any) -> str:
+    return "heldout_family" if family in P.HELDOUT_FAMILIES else P.FAMILIES[family]
+
+
+def _by_kind_tier(
+    rows: list[Any], tiers: list[int], P: Any, cells: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Per kind (trainable families) and for the held-out families, per tier, each with the
+    pooled no-training baseline of its cells."""
     out: dict[str, Any] = {}
     for kind in ("reasoning", "code", "heldout_family"):
         for t in tiers:
@@ -322,10 +340,12 @@ def _by_kind_tier(rows: list[Any], tiers: list[int], P: Any) -> dict[str, Any]:
                 )
             ]
             if sel:
+                mine = [c for c in cells if c["tier"] == t and _kind_of(c["family"], P) == kind]
                 out.setdefault(kind, {})[str(t)] = {
                     "correct": sum(sel),
                     "n": len(sel),
                     "accuracy": sum(sel) / len(sel),
+                    "baseline": _pooled_baseline(mine),
                 }
     return out
 
