@@ -15,11 +15,20 @@ needs it. Install with `pip install datatrove` (an optional extra).
 Typical cluster use:
 
     from datatrove.executor import SlurmPipelineExecutor
-    from hillclimb.data.datatrove_steps import filter_pipeline
-    SlurmPipelineExecutor(pipeline=filter_pipeline(cfg, "s3://bucket/out", "s3://bucket/rej"),
+    from hillclimb.data.datatrove_steps import filter_pipeline, write_probe_index
+    write_probe_index(cfg, "/shared/probes.npz")      # once, before the executor
+    SlurmPipelineExecutor(pipeline=filter_pipeline(cfg, "s3://bucket/out", "s3://bucket/rej",
+                                                   probes="/shared/probes.npz"),
                           tasks=512, ...).run()
 
 followed by datatrove's four MinHash stages configured with `minhash_config(cfg.dedup)`.
+
+Decontamination runs here too, as in the local build (after the filters, before dedup): a
+scale-out corpus that skipped it would train on the evaluation items the local build drops, and
+nothing downstream would say so. The probe index is built once, before the executor, by
+`write_probe_index(cfg, PATH)` on a filesystem every task can read (it is the local build's
+`probes.npz`), and each task loads it once; `filter_pipeline` refuses a config with
+decontamination on and no index, rather than leave it out silently.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from hillclimb.data.config import DataConfig, DedupConfig
 from hillclimb.data.document import Document
 from hillclimb.data.filters import build_filters
 from hillclimb.data.sources import LoadError, all_items_for, load_item
+from hillclimb.errors import ConfigError
 
 _PROVENANCE = ("source", "path", "url", "language", "license")
 
@@ -124,6 +134,60 @@ class HillclimbFilter(BaseFilter):
         return True
 
 
+def write_probe_index(cfg: DataConfig, path: str) -> dict[str, Any]:
+    """Build the decontamination probe index of `cfg` (problem items, standard suites, eval
+    files) and save it atomically at `path` (a local or shared-filesystem path every task can
+    read); returns its stats. Run once, before the executor."""
+    from pathlib import Path
+
+    from hillclimb.data.decontam import build_index
+
+    index = build_index(cfg.decontaminate, cfg.workers)
+    index.save(Path(path))
+    return index.stats
+
+
+class HillclimbDecontaminate(BaseFilter):
+    """The local build's decontamination (`data.decontam.Decontaminator`) as a datatrove filter:
+    documents that contain an evaluation item are dropped with reason
+    `decontaminate:contaminated` (the exclusion writer's record names the `probe`,
+    `probe_origin` and `match`); a generators document's expected n-gram overlaps are kept and
+    counted (`generator_overlap`) unless `generator_overlaps = "drop"`."""
+
+    type = "🔻 - FILTER"
+    name = "hillclimb decontaminate"
+
+    def __init__(self, cfg: DataConfig, probes: str, exclusion_writer: Any = None):
+        super().__init__(exclusion_writer=exclusion_writer)
+        self.cfg = cfg
+        self.probes = str(probes)
+        self._judge: Any = None  # loaded once per task process (the step is pickled to tasks)
+
+    def _load(self) -> Any:
+        if self._judge is None:
+            from pathlib import Path
+
+            from hillclimb.data.decontam import Decontaminator, ProbeIndex
+
+            gen = {s.name for s in self.cfg.sources if s.kind == "generators"}
+            index = ProbeIndex.load(Path(self.probes))
+            self._judge = Decontaminator(index, self.cfg.decontaminate, gen)
+        return self._judge
+
+    def filter(self, doc: DTDocument) -> bool | tuple[bool, str]:
+        m = doc.metadata
+        verdict, match = self._load().check(doc.text, m.get("source", ""), m.get("problem_id"))
+        if verdict == "clean":
+            return True
+        assert match is not None
+        if verdict == "overlap":
+            self.stat_update("generator_overlap")
+            return True
+        m.update(probe=match.probe, probe_origin=match.origin, match=match.ngram)
+        self.stat_update(f"contaminated_{match.origin.split(':')[0]}")
+        return False, "decontaminate:contaminated"
+
+
 def minhash_config(d: DedupConfig) -> Any:
     """datatrove MinhashConfig with our parameters and code-appropriate normalisation."""
     from datatrove.pipeline.dedup.minhash import MinhashConfig
@@ -148,14 +212,24 @@ def minhash_config(d: DedupConfig) -> Any:
 
 
 def filter_pipeline(
-    cfg: DataConfig, output_dir: str, rejects_dir: str | None = None
+    cfg: DataConfig, output_dir: str, rejects_dir: str | None = None, probes: str | None = None
 ) -> list[PipelineStep]:
-    """Reader → our filters in pipeline order → JSONL writer (rejects per filter if asked)."""
+    """Reader → our filters in pipeline order → decontamination (with `probes`, the index
+    `write_probe_index` saved) → JSONL writer (rejects per filter if asked)."""
     from datatrove.pipeline.writers import JsonlWriter
 
+    if cfg.decontaminate.enabled and probes is None:
+        raise ConfigError(
+            "[data.decontaminate] is enabled: build the probe index first with "
+            "`write_probe_index(cfg, PATH)` (a path every task can read) and pass probes=PATH, "
+            "or set [data.decontaminate] enabled = false to build without it"
+        )
     steps: list[PipelineStep] = [HillclimbReader(cfg)]
     for f in build_filters(cfg):
         excl = JsonlWriter(f"{rejects_dir}/{f.name}") if rejects_dir else None
         steps.append(HillclimbFilter(cfg, f.name, exclusion_writer=excl))
+    if cfg.decontaminate.enabled:
+        excl = JsonlWriter(f"{rejects_dir}/decontaminate") if rejects_dir else None
+        steps.append(HillclimbDecontaminate(cfg, str(probes), exclusion_writer=excl))
     steps.append(JsonlWriter(output_dir))
     return steps
