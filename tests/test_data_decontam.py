@@ -732,3 +732,149 @@ def test_evaluation_code_in_a_web_page_is_caught():
     assert dec.check("<p>Nothing to see here, only prose about lists.</p>", "web", None)[0] == (
         "clean"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Renamed identifiers and URL-encoding (session 18)
+# ---------------------------------------------------------------------------------------------
+
+PROBE_FN = """def count_blocks_chars(s):
+    values = []
+    for ch in s:
+        c = 'e' if ch == 'u' else ch
+        values.append(c)
+    count = 0
+    for i in range(len(values)):
+        if i == 0 or values[i] != values[i - 1]:
+            count += 1
+    return count
+"""
+# the same function, every name the code chose itself renamed consistently
+RENAMED_FN = """def runs_of_letters(text):
+    parts = []
+    for letter in text:
+        mapped = 'e' if letter == 'u' else letter  # same rule
+        parts.append(mapped)
+    total = 0
+    for k in range(len(parts)):
+        if k == 0 or parts[k] != parts[k - 1]:
+            total += 1
+    return total
+"""
+# the same control structure, every literal and attribute different: another function
+OTHER_FN = """def count_changes(s):
+    values = []
+    for ch in s:
+        c = 'x' if ch == 'y' else ch
+        values.insert(c)
+    count = 1
+    for i in range(len(values)):
+        if i == 2 or values[i] != values[i - 3]:
+            count -= 4
+    return count
+"""
+
+
+def _fn_index() -> ProbeIndex:
+    probes = [
+        Probe("item/fn", "problems:heldout", PROBE_FN),
+        Probe("item/prose", "problems:heldout", "Count the blocks of equal characters in s."),
+    ]
+    return ProbeIndex.build(probes, 13, 8)
+
+
+def _judge(index: ProbeIndex):
+    from hillclimb.data.decontam import Decontaminator
+
+    return Decontaminator(index, DecontaminateConfig(), set())
+
+
+def test_a_renamed_copy_of_a_probe_function_is_dropped():
+    """Held-out functions with their names consistently renamed (s -> text, count -> total) were
+    caught 0 of 292 times (`bench/decontam_disguises.py`, session 18): every 13-word run holds a
+    name. Their skeletons (names numbered per function) are probe n-grams of their own."""
+    from hillclimb.data.decontam import code_skeleton
+
+    index = _fn_index()
+    assert index.stats["skeleton_probes"] == 1 and index.stats["skeleton_ngrams"] > 0
+    assert code_skeleton(RENAMED_FN)[0] == code_skeleton(PROBE_FN)[0]
+    doc = "Here is my solution:\n\n```python\n" + RENAMED_FN + "```\n\nIt runs in O(n).\n"
+    assert index.match(doc) is None  # the word look alone misses it
+    verdict, m = _judge(index).check(doc, "web", None)
+    assert verdict == "drop" and m.probe == "item/fn" and m.origin == "problems:heldout"
+    assert m.ngram.startswith("skeleton: def <0> ( <1> ) :") and m.tokens == index.skeleton_ngram
+    # a method of a class, re-indented: numbered from its own `def` line all the same
+    method = "class Solver:\n" + "".join("    " + line + "\n" for line in RENAMED_FN.splitlines())
+    assert _judge(index).check(method, "web", None)[1].probe == "item/fn"
+    # and quoted as a string literal with \n escapes, as the problem catalogue stores code
+    assert _judge(index).check(f"REF = {RENAMED_FN!r}\n", "web", None)[1].probe == "item/fn"
+
+
+def test_the_same_structure_with_other_literals_and_attributes_is_kept():
+    """A skeleton keeps literals, keywords, builtins and attributes: a function with the probe's
+    control flow but its own constants and method calls is ordinary code, not a copy."""
+    judge = _judge(_fn_index())
+    assert judge.check("# utils\n" + OTHER_FN, "tree", None) == ("clean", None)
+    generic = (
+        "def best_of(xs):\n    best = None\n    for x in xs:\n        best = x\n    return best\n"
+    )
+    assert judge.check(generic, "tree", None) == ("clean", None)
+
+
+def test_url_encoded_copies_are_dropped():
+    """URL-encoded held-out texts were caught 0 of 2,877 times (`quote`) and 663 (`quote_plus`,
+    whose `+` separates words) before the percent-decoded look (session 18)."""
+    from urllib.parse import quote, quote_plus
+
+    index = _fn_index()
+    judge = _judge(index)
+    for enc in (quote, quote_plus):
+        doc = f"GET /run?lang=python&code={enc(PROBE_FN)} HTTP/1.1\n"
+        assert index.match(doc) is None or enc is quote_plus
+        verdict, m = judge.check(doc, "web", None)
+        assert verdict == "drop" and m.probe == "item/fn", enc
+    renamed = "https://example.org/paste?src=" + quote(RENAMED_FN)
+    assert judge.check(renamed, "web", None)[1].probe == "item/fn"  # both looks at once
+
+
+def test_ordinary_documents_do_not_pay_for_the_new_looks(monkeypatch):
+    """No `def `: no skeleton; no run of percent-escapes: no decoded view (C's printf formats,
+    a single `%20`). The data build judges mostly such text."""
+    from hillclimb.data import decontam
+
+    judge = _judge(_fn_index())
+
+    def boom(text: str):
+        raise AssertionError("skeleton computed")
+
+    monkeypatch.setattr(decontam, "code_skeleton", boom)
+    for text in ("int main(void) { printf(\"%02d %5s\\n\", x, y); return 0; }",
+                 "See https://example.org/a%20b for the blocks of s.", "x = 100 % 7\n"):  # fmt: skip
+        assert judge._views(text) == [text]
+        assert judge.check(text, "web", None) == ("clean", None)
+
+
+def test_reloaded_index_judges_renamed_and_encoded_copies_the_same(tmp_path):
+    """A resumed build reloads `probes.npz`: the skeleton table and its length travel with it."""
+    from urllib.parse import quote
+
+    index = _fn_index()
+    index.save(tmp_path / "probes.npz")
+    again = ProbeIndex.load(tmp_path / "probes.npz")
+    assert again.stats == index.stats and again.skeleton_ngram == index.skeleton_ngram
+    assert all((a == b).all() for a, b in zip(again.skeleton, index.skeleton, strict=True))
+    for doc in ("x\n" + RENAMED_FN, quote(PROBE_FN), OTHER_FN):
+        assert _judge(again).check(doc, "web", None) == _judge(index).check(doc, "web", None)
+    # an index of the format before skeletons (v4: no skeleton table) is refused, not half-used
+    import numpy as np
+
+    from hillclimb.errors import HillclimbError
+
+    with np.load(tmp_path / "probes.npz") as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("skeleton")}
+    head = json.loads(bytes(arrays["head"]))
+    head["format"] = "hillclimb-decontam-index-v4"
+    arrays["head"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "v4.npz", **arrays)
+    with pytest.raises(HillclimbError, match="unknown format; rerun with --force"):
+        ProbeIndex.load(tmp_path / "v4.npz")

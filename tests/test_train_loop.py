@@ -359,6 +359,11 @@ def test_sft_decontaminate_drops_records_holding_an_evaluation_item(pretrained, 
     for bad in (tmp_path / "nope.npz", tmp_path, ""):
         with pytest.raises(ConfigError, match="--decontaminate"):
             SFTConfig(decontaminate=str(bad), **kw)
+    # a damaged (or older-format) index: a clear error saying how to rebuild it
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not an index")
+    with pytest.raises(ConfigError, match="rebuild it"):
+        sft.build_task(SFTConfig(decontaminate=str(junk), **kw))
     # a file of nothing but evaluation items is an error, not an empty run
     data.write_text("".join(json.dumps(r) + "\n" for r in leaks))
     with pytest.raises(HillclimbError, match="every one of the 3"):

@@ -80,6 +80,12 @@ def _decontamination(f: dict[str, Any]) -> list[str]:
             f"short to mean contamination (skipped), {pr['whole_text_probes']:,} matched only "
             f"whole; {pr['ngrams']:,} distinct hashed n-grams"
             + (f" ({vague:,} runs of numbers or characters left out)" if vague else "")
+            + (
+                f"; {pr['skeleton_ngrams']:,} code skeleton {pr['skeleton_ngram']}-grams of "
+                f"{pr['skeleton_probes']:,} code probes (copies with renamed identifiers)"
+                if pr.get("skeleton_ngrams")
+                else ""
+            )
             + ".",
             "",
         ]

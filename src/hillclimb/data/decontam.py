@@ -16,6 +16,23 @@ Why it is built this way:
   `\\t`, `\\r` read as whitespace, then words = runs of letters/digits (everything else,
   underscores included, separates). So code quoted as a Python string literal (the way the problem
   catalogue stores its references) matches the same code written out, re-indented or re-spaced.
+- **Encoded copies are read decoded.** A document is also looked at without its line comments,
+  with its markup read as text (HTML-escaped code) and, when two `%XX` escapes sit in one run
+  without whitespace, percent-decoded (`percent_decode`: a URL-encoded copy, `quote` or
+  `quote_plus`, was caught 0 and 663 of 2,877 times, now 2,877 and 2,877; session 18). Each view
+  is taken only on its cheap hint, so ordinary text pays nothing, and each only adds matches.
+- **Renamed identifiers: code skeletons.** Code whose function, parameter and local names were
+  consistently renamed shares no 13-word run with its probe (0 of 292 held-out functions,
+  session 18). So the code probes (a Python `def name(`; not the FIM windows) also give n-grams
+  of their *skeleton* (`code_skeleton`): every name the code chose itself replaced by `<k>`,
+  numbered by first appearance from the last `def` / `class`, with keywords, builtins,
+  attributes after `.`, literals and punctuation kept. A document with a `def name(` whose words
+  matched nothing is skeletonised and looked up in that table. The length, `SKELETON_NGRAM` =
+  30 tokens, is measured: at 25 the skeleton of an ordinary loop over all pairs of a list
+  matched sympy and google-cloud-sdk files; at 30 none of 26,129 ordinary files with a
+  `def name(` matched (`bench/decontam_skeleton_sweep.py`), and 226 of 292 renamed held-out
+  functions are caught (every one with at least 30 skeleton tokens; shorter ones are too
+  generic to tell apart from ordinary code). docs/areas/data.md has the table.
 - **Hashed n-grams in sorted numpy arrays.** Tokens get a stable 64-bit BLAKE2b hash (never
   Python's salted `hash`, so every worker and every resumed run agrees), n-grams a polynomial
   rolling hash mod 2**64 computed with one vector op per token position. The probe set is one
@@ -39,13 +56,16 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import hashlib
 import html
 import html.entities
 import json
+import keyword
 import re
 import unicodedata
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +80,10 @@ from hillclimb.io import atomic_path
 FILTER_NAME = "decontaminate"
 REASON = "contaminated"
 # v2: Unicode folding in normalize_tokens; v3: uninformative number runs are not probe n-grams;
-# v4: nor runs of single characters in 0-9a-z order
-INDEX_FORMAT = "hillclimb-decontam-index-v4"
+# v4: nor runs of single characters in 0-9a-z order; v5: code skeleton n-grams (renamed names)
+INDEX_FORMAT = "hillclimb-decontam-index-v5"
+# skeleton tokens per code n-gram (`code_skeleton`); chosen by measurement, docs/areas/data.md
+SKELETON_NGRAM = 30
 
 _ESCAPE = re.compile(r"\\[ntr]")
 _WORD = re.compile(r"[^\W_]+")
@@ -159,6 +181,122 @@ def uninformative_windows(tokens: list[str], n: int) -> np.ndarray:
 
 
 _RANK = {c: i for i, c in enumerate("0123456789abcdefghijklmnopqrstuvwxyz")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Code skeletons: code with its names numbered, for copies whose identifiers were renamed
+# ---------------------------------------------------------------------------------------------
+
+# One skeleton token: a name or number (not a string prefix), a string literal (optional prefix;
+# triple-quoted ones may span lines), a comment (dropped) or one other non-space character.
+# Names first and possessive: the most frequent token, matched without backtracking.
+_SKEL_TOKEN = re.compile(
+    r"""\w++(?!['"])|[rbuf]{0,2}(?:"{3}[\s\S]*?"{3}|'{3}[\s\S]*?'{3}|"(?:[^"\\\n]|\\.)*"|"""
+    r"""'(?:[^'\\\n]|\\.)*')|#[^\n]*|\S"""
+)
+# Keywords that open a unit: names are numbered afresh from each, in probe and document alike.
+_UNIT_START = frozenset(("def", "class"))
+_SKEL_ESCAPE = re.compile(r"\\([ntr])")
+# Names a renaming keeps: keywords and builtins (lowercase: skeletons are case-folded).
+_SKEL_KEEP = frozenset(
+    w.lower() for w in (*keyword.kwlist, *keyword.softkwlist, *dir(builtins)) if w.isidentifier()
+)
+_PLACEHOLDER, _PUNCT, _KEPT = 0, 1, 2  # kinds of skeleton tokens
+_SKEL_MIN_KEPT = 3  # kept tokens a probe's skeleton window needs (`skeleton_windows`)
+
+
+def code_skeleton(text: str) -> tuple[list[str], np.ndarray]:
+    """(tokens, kinds): `text` as code with every name it could have chosen itself replaced by
+    `<k>`, the k-th distinct such name of its unit. A unit starts at each `def` / `class`
+    keyword, so a function is numbered the same wherever it sits: at the top of a file, as a
+    method, after a `>>> ` prompt or a URL's `code=`; Python allows these keywords nowhere else.
+    Kept as they are: keywords, builtins, the attribute after a `.`, numbers, string literals
+    (as their normalised words) and punctuation; comments are dropped, whitespace ignored, text
+    case-folded. A copy whose function, parameter and local names were consistently renamed
+    has the same skeleton; `kinds` marks each token placeholder / punctuation / kept."""
+    if "\\" in text:
+        text = _SKEL_ESCAPE.sub(_unescape, text)
+    text = _fold(text).lower()
+    toks: list[str] = []
+    kinds: list[int] = []
+    names: dict[str, str] = {}
+    after_dot = False
+    for tok in _SKEL_TOKEN.findall(text):
+        c = tok[0]
+        if c == "#":
+            continue
+        if len(tok) > 1 and tok[-1] in "'\"":  # a string literal, whitespace normalised
+            toks.append('"' + " ".join(tok.lstrip("rbuf").strip("'\"").split()) + '"')
+            kinds.append(_KEPT)
+        elif c.isalpha() or c == "_":
+            if after_dot or tok in _SKEL_KEEP:
+                if tok in _UNIT_START:  # even after a `.`: a sentence's full stop before `def`
+                    names = {}
+                toks.append(tok)
+                kinds.append(_KEPT)
+            else:
+                ph = names.get(tok)
+                if ph is None:
+                    ph = names[tok] = f"<{len(names)}>"
+                toks.append(ph)
+                kinds.append(_PLACEHOLDER)
+        elif c.isdigit():
+            toks.append(tok)
+            kinds.append(_KEPT)
+        else:
+            toks.append(tok)
+            kinds.append(_PUNCT)
+        after_dot = tok == "."
+    return toks, np.array(kinds, dtype=np.int8)
+
+
+def _unescape(m: re.Match[str]) -> str:
+    """`\\n` as a line break (so code quoted as a string literal still opens its units), `\\t`
+    and `\\r` as a space."""
+    return "\n" if m.group(1) == "n" else " "
+
+
+# Probe origins without skeleton n-grams: a FIM probe is a 600-character window of a held-out
+# stdlib file cut at any line, not an evaluated function; the FIM suite needs copies of those
+# lines caught, which the word look does. Its skeletons match sibling modules that share
+# structure under other names: at 20 tokens, before the window rule, 107 of the ingestable stdlib
+# files and 30 numpy / C files (the word look: 87 and 1; session 18); at 30, none more.
+_NO_SKELETON_ORIGINS = frozenset({"suite:fim"})
+
+
+# A Python function definition: `def name(` (a leading `\b` would cost C headers 20 times as
+# much: it turns off the regex engine's scan for the literal "def"; `_defines_function` checks
+# the character before instead, so C's `#ifdef X` / `#undef X` do not count).
+_DEF = re.compile(r"def[ \t]+\w+[ \t]*\(")
+
+
+def looks_like_code(text: str) -> bool:
+    """The cheap hint that gates skeleton n-grams, for probes and documents alike: a Python
+    `def name(`. Probe skeletons are of Python functions; prose and C pay a substring test and
+    a literal-prefixed regex scan (0.02 s for 3,000 C headers, 34 MB, which nearly all hold
+    `def ` in `#ifdef`; session 18)."""
+    return "def " in text and any(_defines_function(text, m.start()) for m in _DEF.finditer(text))
+
+
+def _defines_function(text: str, i: int) -> bool:
+    """Whether the `def` at `i` is a word of its own (not the end of `ifdef`, `undef`)."""
+    return i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")
+
+
+def skeleton_windows(kinds: np.ndarray, n: int) -> np.ndarray:
+    """Per window of `n` skeleton tokens: True when it can stand for the code it came from — it
+    holds a name (a window without one is not changed by renaming, the word look judges it, and
+    is often a run of numbers and commas from a test, "[0, 0, 0, ...]", that could come from
+    anywhere) and at least `_SKEL_MIN_KEPT` kept tokens (keywords, builtins, attributes,
+    literals), so names and punctuation alone, such as a long parameter list "def <0> ( <1> ,
+    <2> , ...", are no probe. Measured at 30 tokens (session 18): 3 kept tokens cost no recall
+    (226 of 292 renamed held-out functions either way), `n // 4` cost 21."""
+    m = len(kinds) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=bool)
+    ph = np.concatenate(([0], np.cumsum(kinds == _PLACEHOLDER)))
+    kept = np.concatenate(([0], np.cumsum(kinds == _KEPT)))
+    return (ph[n : n + m] - ph[:m] >= 1) & (kept[n : n + m] - kept[:m] >= _SKEL_MIN_KEPT)
 
 
 @dataclass(frozen=True)
@@ -332,9 +470,52 @@ def collect_probes(
 # ---------------------------------------------------------------------------------------------
 
 
+def _table(ks: list[np.ndarray], os_: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Hash arrays and their owners as one sorted table: each hash once, owned by the first probe
+    that has it (a reject names the earliest probe, whatever the order of the parts)."""
+    if not ks:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32)
+    keys, owners = np.concatenate(ks), np.concatenate(os_)
+    order = np.lexsort((owners, keys))  # by hash, then by the first probe that owns it
+    keys, owners = keys[order], owners[order]
+    keep = np.ones(len(keys), dtype=bool)
+    keep[1:] = keys[1:] != keys[:-1]
+    return keys[keep], owners[keep]
+
+
+def _skeleton_table(
+    probes: list[Probe], n: int
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """The skeleton n-gram table of the code probes (`looks_like_code`, FIM windows excepted;
+    their informative windows, `skeleton_windows`) and its counts for the card."""
+    ks: list[np.ndarray] = []
+    os_: list[np.ndarray] = []
+    code = skipped = 0
+    for i, p in enumerate(probes):
+        if p.origin in _NO_SKELETON_ORIGINS or not looks_like_code(p.text):
+            continue
+        code += 1
+        toks, kinds = code_skeleton(p.text)
+        h = ngram_hashes(token_ids(toks), n)
+        good = skeleton_windows(kinds, n)
+        skipped += int((~good).sum())
+        if good.any():
+            ks.append(h[good])
+            os_.append(np.full(int(good.sum()), i, dtype=np.int32))
+    table = _table(ks, os_)
+    stats = {
+        "skeleton_ngram": n,
+        "skeleton_probes": code,
+        "skeleton_ngrams": len(table[0]),
+        "skeleton_windows_skipped": skipped,
+    }
+    return table, stats
+
+
 class ProbeIndex:
     """Hashed probe n-grams (length `ngram`) and whole short probes (lengths `min_tokens` ..
-    `ngram - 1`), each a sorted `uint64` array with the owning probe of every hash."""
+    `ngram - 1`), each a sorted `uint64` array with the owning probe of every hash; and the
+    `skeleton_ngram`-grams of code probes' skeletons (`code_skeleton`), another such table."""
 
     def __init__(
         self,
@@ -343,10 +524,15 @@ class ProbeIndex:
         tables: dict[int, tuple[np.ndarray, np.ndarray]],
         labels: list[tuple[str, str]],
         stats: dict[str, Any],
+        skeleton: tuple[np.ndarray, np.ndarray] | None = None,
+        skeleton_ngram: int = SKELETON_NGRAM,
     ):
         self.ngram = ngram
         self.min_tokens = min_tokens
         self.tables = tables
+        empty = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32))
+        self.skeleton = skeleton if skeleton is not None else empty
+        self.skeleton_ngram = skeleton_ngram
         self.labels = labels  # probe index -> (id, origin)
         # canonical key order, so a fresh index and one reloaded from disk give the same card
         self.stats: dict[str, Any] = json.loads(json.dumps(stats, sort_keys=True))
@@ -356,7 +542,12 @@ class ProbeIndex:
 
     @classmethod
     def build(
-        cls, probes: list[Probe], ngram: int, min_tokens: int, info: dict[str, Any] | None = None
+        cls,
+        probes: list[Probe],
+        ngram: int,
+        min_tokens: int,
+        info: dict[str, Any] | None = None,
+        skeleton_ngram: int = SKELETON_NGRAM,
     ) -> ProbeIndex:
         parts: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         too_short = whole = skipped = uninformative = 0
@@ -382,14 +573,8 @@ class ProbeIndex:
             ks, os_ = parts.setdefault(length, ([], []))
             ks.append(h)
             os_.append(np.full(len(h), i, dtype=np.int32))
-        tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for length, (ks, os_) in sorted(parts.items()):
-            keys, owners = np.concatenate(ks), np.concatenate(os_)
-            order = np.lexsort((owners, keys))  # by hash, then by the first probe that owns it
-            keys, owners = keys[order], owners[order]
-            keep = np.ones(len(keys), dtype=bool)
-            keep[1:] = keys[1:] != keys[:-1]
-            tables[length] = (keys[keep], owners[keep])
+        tables = {length: _table(ks, os_) for length, (ks, os_) in sorted(parts.items())}
+        skeleton, skel_stats = _skeleton_table(probes, skeleton_ngram)
         stats = {
             "probes": len(probes),
             "too_short": too_short,
@@ -398,10 +583,11 @@ class ProbeIndex:
             "uninformative_probes": uninformative,
             "ngrams": int(sum(len(k) for k, _ in tables.values())),
             "by_origin": dict(sorted(by_origin.items())),
+            **skel_stats,
             **(info or {}),
         }
         labels = [(p.id, p.origin) for p in probes]
-        return cls(ngram, min_tokens, tables, labels, stats)
+        return cls(ngram, min_tokens, tables, labels, stats, skeleton, skeleton_ngram)
 
     # ---- persistence (the work directory's cache) ------------------------------------------
     def save(self, path: Path) -> None:
@@ -409,6 +595,7 @@ class ProbeIndex:
             "format": INDEX_FORMAT,
             "ngram": self.ngram,
             "min_tokens": self.min_tokens,
+            "skeleton_ngram": self.skeleton_ngram,
             "labels": self.labels,
             "stats": self.stats,
         }
@@ -417,6 +604,7 @@ class ProbeIndex:
         }
         for length, (keys, owners) in self.tables.items():
             arrays[f"keys{length}"], arrays[f"owners{length}"] = keys, owners
+        arrays["skeleton_keys"], arrays["skeleton_owners"] = self.skeleton
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
@@ -425,15 +613,26 @@ class ProbeIndex:
         try:
             with np.load(path, allow_pickle=False) as z:
                 head = json.loads(bytes(z["head"]))
+                if head.get("format") != INDEX_FORMAT:
+                    raise HillclimbError(
+                        f"probe index {path} has an unknown format; rerun with --force"
+                    )
                 tables = {
                     int(k[4:]): (z[k], z[f"owners{k[4:]}"]) for k in z.files if k.startswith("keys")
                 }
+                skeleton = (z["skeleton_keys"], z["skeleton_owners"])
         except (OSError, ValueError, KeyError) as exc:
             raise HillclimbError(f"corrupt probe index {path}: {exc}; rerun with --force") from exc
-        if head.get("format") != INDEX_FORMAT:
-            raise HillclimbError(f"probe index {path} has an unknown format; rerun with --force")
         labels = [(a, b) for a, b in head["labels"]]
-        return cls(head["ngram"], head["min_tokens"], tables, labels, head["stats"])
+        return cls(
+            head["ngram"],
+            head["min_tokens"],
+            tables,
+            labels,
+            head["stats"],
+            skeleton,
+            head["skeleton_ngram"],
+        )
 
     # ---- matching -------------------------------------------------------------------------
     def match(self, text: str) -> Match | None:
@@ -467,6 +666,26 @@ class ProbeIndex:
         length, i, owner = best
         pid, origin = self.labels[owner]
         return Match(pid, origin, " ".join(toks[i : i + length]), length)
+
+    def match_skeleton(self, text: str) -> Match | None:
+        """The first skeleton n-gram of `text` (`code_skeleton`) that a code probe has, or None:
+        the probe's code with its names renamed. `Match.ngram` is the skeleton, names as `<k>`."""
+        keys, owners = self.skeleton
+        n = self.skeleton_ngram
+        if not len(keys):
+            return None
+        toks, _ = code_skeleton(text)
+        h = ngram_hashes(token_ids(toks), n)
+        if not len(h):
+            return None
+        pos = np.searchsorted(keys, h)
+        pos[pos == len(keys)] = 0
+        hit = np.flatnonzero(keys[pos] == h)
+        if not len(hit):
+            return None
+        i = int(hit[0])
+        pid, origin = self.labels[int(owners[pos[i]])]
+        return Match(pid, origin, "skeleton: " + " ".join(toks[i : i + n]), n)
 
 
 # Line comments (`# ...`, `// ...`) that start a line or follow whitespace: the second look at a
@@ -504,6 +723,19 @@ def _entity(m: re.Match[str]) -> str:
     return html.unescape(ref) if known else ref
 
 
+# URL-encoded text (`urllib.parse.quote` / `quote_plus`, a query string): two percent-escapes in
+# one run without whitespace ("jar%2C+and+7+loose+books.+How+many+books+does+he+have%3F"). A
+# document with one gets a look percent-decoded; prose, with its spaces, has none.
+_PERCENT_HINT = re.compile(r"%[0-9A-Fa-f]{2}[^\s%]{0,200}%[0-9A-Fa-f]{2}")
+
+
+def percent_decode(text: str) -> str:
+    """`text` with `%XX` escapes decoded (as UTF-8) and `+` read as a space, as a URL query
+    carries text. Words are separated by any non-letter, so a literal `+` read as a space
+    changes no word of the word look."""
+    return urllib.parse.unquote_plus(text)
+
+
 def strip_line_comments(text: str) -> str:
     """`text` without `#` / `//` line comments, so evaluation code annotated line by line ("x = 1
     # set x") is still one run of words. A URL's `//` follows `:`, not whitespace, and stays."""
@@ -533,16 +765,37 @@ class Decontaminator:
         if generated and problem_id is not None and problem_id in self.index.item_ids:
             origin = self.index.origin_of[problem_id]
             return "drop", Match(problem_id, origin, f"the evaluation item itself ({origin})", 0)
-        m = self._look(text)
-        if m is None and ("&" in text or "<" in text) and _HTML_HINT.search(text):
-            # markup is read again as text: HTML-escaped held-out code was caught 1,360 of
-            # 2,877 times (session 17); like the look without comments, it only adds matches
-            m = self._look(html_to_text(text))
+        m = None
+        views = self._views(text)
+        for view in views:
+            m = self._look(view)
+            if m is not None:
+                break
+        else:
+            # renamed identifiers: code probes' skeletons, only where a `def ` hints at code
+            for view in views:
+                if looks_like_code(view):
+                    m = self.index.match_skeleton(view)
+                    if m is not None:
+                        break
         if m is None:
             return "clean", None
         if generated and not self.drop_generator_overlaps:
             return "overlap", m
         return "drop", m
+
+    @staticmethod
+    def _views(text: str) -> list[str]:
+        """`text`, and as it reads decoded when it carries hints of an encoding: markup read as
+        text (HTML-escaped held-out code was caught 1,360 of 2,877 times before, session 17) and
+        percent-escapes decoded (URL-encoded: 0 of 2,877, session 18). Ordinary documents have
+        neither hint and pay nothing; a decoded view only ever adds matches."""
+        views = [text]
+        if ("&" in text or "<" in text) and _HTML_HINT.search(text):
+            views.append(html_to_text(text))
+        if "%" in text and _PERCENT_HINT.search(text):
+            views.append(percent_decode(text))
+        return views
 
     def _look(self, text: str) -> Match | None:
         """The index's match in `text`, else in `text` without line comments: a probe annotated

@@ -80,9 +80,17 @@ def load_probes(spec: str | Path) -> tuple[Any, str]:
         from hillclimb.data.config import DecontaminateConfig
 
         return build_index(DecontaminateConfig()), "default probes ([data.decontaminate] defaults)"
+    from hillclimb.errors import HillclimbError
+
     path = check_probes_spec(spec)
     assert path is not None
-    return ProbeIndex.load(path), str(path)
+    try:
+        return ProbeIndex.load(path), str(path)
+    except HillclimbError as exc:  # its hint names the data build's --force: say what that means
+        raise ConfigError(
+            f"--decontaminate {spec}: {exc} (rebuild it: `hillclimb data build ... --force`, "
+            "or pass `default`)"
+        ) from None
 
 
 def decontaminate_records(
