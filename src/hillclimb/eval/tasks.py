@@ -318,6 +318,7 @@ def _pooled_baseline(cells: list[dict[str, Any]]) -> float | None:
 
 
 def _kind_of(family: str, P: Any) -> str:
+    """The row of `by_kind_tier` a family's items pool into (items and cells alike)."""
     return "heldout_family" if family in P.HELDOUT_FAMILIES else P.FAMILIES[family]
 
 
@@ -332,12 +333,7 @@ def _by_kind_tier(
             sel = [
                 r.passed
                 for r in rows
-                if r.problem.tier == t
-                and (
-                    r.problem.family in P.HELDOUT_FAMILIES
-                    if kind == "heldout_family"
-                    else r.problem.kind == kind and r.problem.family not in P.HELDOUT_FAMILIES
-                )
+                if r.problem.tier == t and _kind_of(r.problem.family, P) == kind
             ]
             if sel:
                 mine = [c for c in cells if c["tier"] == t and _kind_of(c["family"], P) == kind]
