@@ -107,8 +107,8 @@ class RLConfig(TrainConfig):
 
         need(self.group_size >= 2, f"group_size (G) must be >= 2, got {self.group_size}")
         need(
-            not (self.copy_fraction or self.copy_warmup_steps),
-            "copy_fraction and copy_warmup_steps are pre-training options",
+            not (self.copy_fraction or self.copy_warmup_steps or self.fim_rate),
+            "copy_fraction, copy_warmup_steps and fim_rate are pre-training options",
         )
         need(self.prompts_per_step >= 1, "prompts_per_step must be >= 1")
         need(self.temperature > 0, "temperature must be > 0 (a policy gradient needs sampling)")

@@ -125,6 +125,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="the first N steps use copy rows only (in-context copying; BENCHMARKS.md)",
     )
+    t.add_argument(
+        "--fim-rate",
+        dest="fim_rate",
+        type=float,
+        default=None,
+        help="share of document pieces rearranged for fill-in-the-middle (0: off; code: 0.5)",
+    )
+    t.add_argument(
+        "--fim-spm-rate",
+        dest="fim_spm_rate",
+        type=float,
+        default=None,
+        help="of those, the share in the SPM layout (suffix first) rather than PSM (0.5)",
+    )
     _add_common(t)
     t.set_defaults(func=_train, _parser=t)
 

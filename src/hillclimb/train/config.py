@@ -52,6 +52,12 @@ class TrainConfig:
     # mechanism forms on copy rows after a plateau of a few hundred steps; mixed into the corpus
     # at 25-50% it did not form in 400 steps: BENCHMARKS.md, session 10)
     copy_warmup_steps: int = 0
+    # pre-training only: this share of the document pieces in each window is rearranged for
+    # fill-in-the-middle (prefix, suffix, then the middle; `train.fim`), and of those this share
+    # in the SPM layout (suffix first) rather than PSM. 0.5 / 0.5 are StarCoder's and Bavarian et
+    # al. 2022's (arXiv 2207.14255) settings; 0 (off) by default, the code recipes turn it on
+    fim_rate: float = 0.0
+    fim_spm_rate: float = 0.5
     # ---- optimizer & schedule -----------------------------------------------------------
     optimizer: str = "adamw"  # "adamw" | "muon" (Muon for hidden matrices, AdamW for the rest)
     lr: float = 3e-3  # AdamW peak learning rate
@@ -109,6 +115,11 @@ class TrainConfig:
         need(
             0.0 <= self.copy_fraction <= 1.0,
             f"copy_fraction must be in [0, 1], got {self.copy_fraction}",
+        )
+        need(0.0 <= self.fim_rate <= 1.0, f"fim_rate must be in [0, 1], got {self.fim_rate}")
+        need(
+            0.0 <= self.fim_spm_rate <= 1.0,
+            f"fim_spm_rate must be in [0, 1], got {self.fim_spm_rate}",
         )
         need(
             self.optimizer in ("adamw", "muon"),
@@ -201,6 +212,11 @@ class SFTConfig(TrainConfig):
         super().__post_init__()
         if self.copy_warmup_steps:
             raise ConfigError("copy_warmup_steps is a pre-training option (SFT starts from one)")
+        if self.fim_rate:
+            raise ConfigError(
+                "fim_rate is a pre-training option; SFT trains FIM from `fim` records "
+                "(--data) or cuts of a corpus (--fim-corpus, --fim-examples)"
+            )
         if self.short_seq_len and not 0 < self.short_seq_len < self.seq_len:
             raise ConfigError(
                 f"short_seq_len must be 0 (off) or in (0, seq_len={self.seq_len}), "

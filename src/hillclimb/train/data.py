@@ -17,6 +17,7 @@ import numpy as np
 
 from hillclimb.data.shards import Split
 from hillclimb.errors import HillclimbError
+from hillclimb.train.fim import FimIds, fim_batch
 
 
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -127,7 +128,10 @@ class PretrainBatches:
     With `copy_fraction`, that share of each step's rows are copy rows (`CopyRows`, ids from the
     corpus); the first `copy_warmup_steps` steps use copy rows only. Why a warm-up: mixed into the
     corpus at 25-50% from the start, copying never formed in 400 steps; on copy rows alone it does
-    after a plateau of a seed-dependent few hundred steps (BENCHMARKS.md, session 11)."""
+    after a plateau of a seed-dependent few hundred steps (BENCHMARKS.md, session 11).
+
+    With `fim_rate` (and `fim_ids`), that share of the document pieces in each window is
+    rearranged for fill-in-the-middle (`train.fim`), before copy rows replace any row."""
 
     def __init__(
         self,
@@ -138,8 +142,16 @@ class PretrainBatches:
         copy_fraction: float = 0.0,
         copy_warmup_steps: int = 0,
         special: set[int] | frozenset[int] = frozenset(),
+        fim_rate: float = 0.0,
+        fim_spm_rate: float = 0.5,
+        fim_ids: FimIds | None = None,
     ):
+        if fim_rate > 0 and fim_ids is None:
+            raise HillclimbError("fim_rate > 0 needs the FIM token ids (fim_ids)")
         self.tokens = split.tokens
+        self.fim_rate = float(fim_rate)
+        self.fim_spm_rate = float(fim_spm_rate)
+        self.fim_ids = fim_ids
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.seed = seed
@@ -165,6 +177,12 @@ class PretrainBatches:
         starts = rng.integers(0, self.n - self.seq_len - 1, size=self.batch_size)
         rows = [np.asarray(self.tokens[s : s + self.seq_len + 1], dtype=np.int64) for s in starts]
         ids = np.stack(rows)
+        if self.fim_rate > 0:
+            assert self.fim_ids is not None
+            ids, _ = fim_batch(
+                ids, step_rng(self.seed, step, stream=2), self.fim_ids, self.fim_rate,
+                self.fim_spm_rate,
+            )  # fmt: skip
         if self._copies is None:
             return ids, None
         share = 1.0 if step < self.copy_warmup_steps else self.copy_fraction

@@ -20,6 +20,7 @@ from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.model.config import ModelConfig, get_preset, padded_vocab
 from hillclimb.train.config import TrainConfig
 from hillclimb.train.data import PretrainBatches
+from hillclimb.train.fim import FimIds
 from hillclimb.train.loop import RunResult, TrainTask, run_training
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         cfg.copy_fraction,
         cfg.copy_warmup_steps,
         special=set(tok.special_ids.values()),
+        fim_rate=cfg.fim_rate,
+        fim_spm_rate=cfg.fim_spm_rate,
+        fim_ids=FimIds.from_tokenizer(tok, reader.eos_id) if cfg.fim_rate > 0 else None,
     )
     if "val" in reader.splits() and reader.split("val").n_tokens > cfg.seq_len + 1:
         val_ids = val_windows(reader.split("val"), cfg.seq_len, cfg.val_tokens)
@@ -89,6 +93,8 @@ def build_task(cfg: TrainConfig) -> TrainTask:
             "tokenizer_sha256": reader.meta.get("tokenizer_sha256"),
         }
     }
+    if cfg.fim_rate:  # what an IDE client can expect of the checkpoint (absent: never taught)
+        meta["fim"] = {"rate": cfg.fim_rate, "spm_rate": cfg.fim_spm_rate}
     return TrainTask(
         stage="pretrain",
         model_cfg=mcfg,
