@@ -199,7 +199,9 @@ def exclusive_dir(path: str | os.PathLike[str], flag: str = "--out") -> Iterator
             continue
         with suppress(OSError):
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}: {' '.join(sys.argv)[:3000]}\n".encode())
+            # surrogateescape: an argument that is not UTF-8 (a file name) reaches argv escaped
+            line = f"{os.getpid()}: {' '.join(sys.argv)[:3000]}\n"
+            os.write(fd, line.encode("utf-8", "surrogateescape"))
         break
     with _HELD_GUARD:
         _HELD[key] = 1

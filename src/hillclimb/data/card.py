@@ -201,4 +201,6 @@ def render_markdown(card: dict[str, Any]) -> str:
         "and secret-redacted).",
         "",
     ]
-    return "\n".join(lines)
+    # a path that is not UTF-8 (a file name os.walk surrogate-escaped) is shown as `\udcff`
+    # instead of making the card unwritable at the very end of a build
+    return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")

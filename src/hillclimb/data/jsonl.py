@@ -11,15 +11,26 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII kept as UTF-8 except lone surrogates, which are written as `\\uXXXX`
+    escapes: a file name that is not UTF-8 (os.walk, `git ls-files` give it surrogate-escaped)
+    or a record field holding `"\\ud800"` must not make the output file invalid UTF-8 that
+    ordinary JSON readers refuse. `json.loads` returns the identical string."""
+    s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if not s.isascii() and _SURROGATE.search(s):
+        s = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+    return s
 
 
 def gzip_bytes(data: bytes, level: int = 6) -> bytes:
@@ -71,7 +82,7 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                         yield json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise HillclimbError(f"{p}:{lineno}: malformed JSON: {exc}") from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt deflate data in a .gz
         raise HillclimbError(f"cannot read {p}: {exc}") from exc
 
 

@@ -25,7 +25,12 @@ from pathlib import Path
 UNKNOWN = "unknown"
 PROPRIETARY = "LicenseRef-proprietary"
 
-_SPDX_TAG = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+\-() ]+?)\s*(?:\*/|-->|$)", re.M)
+# The tag, then the rest of its line; the expression is the leading run of SPDX expression
+# characters, so whatever comment syntax closes the line (`*/`, `-->`, `*)`, `-}`, `#}`, `"""`,
+# `;`, `, see LICENSE`) ends it. Only `*/` and `-->` used to: `(* SPDX-License-Identifier:
+# GPL-3.0-only *)` (OCaml) was no tag at all, and the file took its directory's licence.
+_SPDX_TAG = re.compile(r"SPDX-License-Identifier:[ \t]*([^\r\n]*)", re.I)
+_SPDX_EXPR = re.compile(r"[A-Za-z0-9.+\-() \t]*")
 
 # What a license *file* says is decided by its grant, not by every license it names. CPython's
 # LICENSE.txt grants the PSF License and, in its CNRI section, *mentions* "the GNU General Public
@@ -339,6 +344,14 @@ def normalize_license(name: str | None) -> str:
             else:
                 out.append(normalize_license(p))
         return "".join(out).replace("( ", "(").replace(" )", ")")
+    with_exc = re.fullmatch(r"(\(\s*)?([^\s()]+)\s+WITH\s+([^\s()]+)(\s*\))?", s, re.I)
+    if with_exc and bool(with_exc.group(1)) == bool(with_exc.group(4)):
+        # `GPL-2.0-only WITH Linux-syscall-note`: the licence, and its exception as written
+        base = normalize_license(with_exc.group(2))
+        if base == UNKNOWN:
+            return UNKNOWN
+        out = f"{base} WITH {with_exc.group(3)}"
+        return f"({out})" if with_exc.group(1) else out
     low = s.lower().rstrip(".")
     if low in _KNOWN_SPDX:
         return _KNOWN_SPDX[low]
@@ -398,10 +411,18 @@ def license_from_text(text: str) -> str:
 
 def spdx_tag(text: str) -> str | None:
     """The expression after `SPDX-License-Identifier:` in `text`, normalised; None if absent."""
-    m = _SPDX_TAG.search(text)
-    if not m:
-        return None
-    return normalize_license(m.group(1).strip())
+    for m in _SPDX_TAG.finditer(text):
+        expr = _SPDX_EXPR.match(m.group(1)).group(0)  # type: ignore[union-attr]
+        while True:  # trailing comment punctuation: `-}` / `-->` leave "-", `.)` a stray ")"
+            trimmed = expr.rstrip(" \t-.")
+            if trimmed.endswith(")") and trimmed.count(")") > trimmed.count("("):
+                trimmed = trimmed[:-1]
+            if trimmed == expr:
+                break
+            expr = trimmed
+        if expr:
+            return normalize_license(expr)
+    return None
 
 
 _COMMENT_PREFIXES = ("#", "//", "/*", "*", "--", ";", "<!--", "%", "'", "rem ", "!")
@@ -447,6 +468,10 @@ def license_from_header(text: str, header_lines: int = 40, code: bool = False) -
     if tag is not None and tag != UNKNOWN:
         return tag
     found = license_from_text("\n".join(leading_comment_block(lines)) if code else head)
+    if found == UNKNOWN and tag == UNKNOWN:
+        # the file names its licence and we cannot read it (`LicenseRef-Foo`, an id we do not
+        # know): its licence is unknown, not its directory's, which it overrides
+        return UNKNOWN
     return None if found == UNKNOWN else found
 
 

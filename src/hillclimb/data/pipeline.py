@@ -110,11 +110,19 @@ class ChunkProcessor:
             else None
         )
 
-    def _reject(self, o: int, filt: str, reason: str, doc: Document | None, item: Item) -> dict:
+    def _reject(
+        self,
+        o: int,
+        filt: str,
+        reason: str,
+        doc: Document | None,
+        item: Item,
+        detail: str | None = None,
+    ) -> dict:
         if doc is None:
             rec: dict[str, Any] = {"source": item.source, "path": item.path, "url": item.url}
-            if item.detail:
-                rec["detail"] = item.detail
+            if item.detail or detail:
+                rec["detail"] = item.detail or detail
         else:
             text = doc.text[: self.cfg.rejects_text_chars]
             if self.redactor is not None:
@@ -136,7 +144,7 @@ class ChunkProcessor:
             try:
                 doc = load_item(item)
             except LoadError as exc:
-                out.append(self._reject(o, "ingest", exc.reason, None, item))
+                out.append(self._reject(o, "ingest", exc.reason, None, item, exc.detail))
                 continue
             stats["ingest"]["documents_read"] += 1
             stats["ingest"]["bytes_read"] += doc.n_bytes

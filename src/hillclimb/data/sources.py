@@ -27,6 +27,7 @@ import stat
 import subprocess
 import sysconfig
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,9 +108,10 @@ class Item:
 class LoadError(Exception):
     """An item could not become a document; `.reason` is the counted skip reason."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, detail: str | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
 
 
 @functools.lru_cache(maxsize=4)
@@ -127,6 +129,15 @@ def load_item(item: Item) -> Document:
         text = item.text
         if len(text) > item.max_bytes:
             raise LoadError("too_large")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # a JSON record can hold "\ud800": not Unicode text, so no UTF-8 file, tokenizer or
+            # model can take it; the same skip as a file whose bytes are not UTF-8
+            bad = f"U+{ord(text[exc.start]):04X}"
+            raise LoadError(
+                "non_utf8", f"text holds a lone surrogate {bad} at {exc.start}"
+            ) from None
     else:
         try:
             if item.zip_file:
@@ -294,9 +305,15 @@ def _apply_caps(items: list[Item], sizes: list[int], cfg: SourceConfig) -> list[
     return [it for i, it in enumerate(items) if i in chosen]
 
 
-def _walk(root: Path, exclude_dirs: tuple[str, ...] = ()) -> Iterator[Path]:
+def _walk(
+    root: Path, exclude_dirs: tuple[str, ...] = (), errors: list[OSError] | None = None
+) -> Iterator[Path]:
+    """Files under `root`, sorted. A directory that cannot be listed (no permission, a path
+    beyond PATH_MAX, a root that is not a directory) is appended to `errors`: os.walk's default
+    is to drop it silently, with every file below it."""
     skip = SKIP_DIRS | set(exclude_dirs)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    onerror = errors.append if errors is not None else None
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in skip)
         for fn in sorted(filenames):
             yield Path(dirpath) / fn
@@ -349,13 +366,33 @@ def tree_items(
     for root, label, default in roots:
         lic = TreeLicenses(root, default or cfg.license)
         protected[root] = protected_prefix(root)
+        errors: list[OSError] = []
         walk = (
             [f for r, f in files if r == root]
             if files is not None
-            else _walk(root, extra_exclude_dirs)
+            else _walk(root, extra_exclude_dirs, errors)
         )
         for f in walk:
             pairs.append((f, label, lic, root))
+        for err in errors:  # a directory we could not list: counted, never silently empty
+            where = Path(err.filename) if err.filename is not None else root
+            try:
+                rel = where.relative_to(root).as_posix()
+            except ValueError:
+                rel = "."
+            if rel == ".":  # the root itself (not a directory, no permission)
+                shown = label or str(root)
+            else:
+                shown = f"{label}/{rel}/" if label else f"{rel}/"
+            skips.append(
+                Item(
+                    source=cfg.name,
+                    path=shown,
+                    skip="unreadable",
+                    detail=f"directory not listed: {err.strerror or err}",
+                    meta=dict(meta or {}),
+                )
+            )
     for f, label, lic, root in pairs:
         rel = f.relative_to(root).as_posix()
         shown = f"{label}/{rel}" if label else rel
@@ -465,7 +502,7 @@ def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
                     yield Item(source=cfg.name, path=where, skip="malformed_record")
                     continue
                 yield _record_item(cfg, obj, where)
-    except (OSError, EOFError, gzip.BadGzipFile):
+    except (OSError, EOFError, zlib.error):  # zlib.error: a corrupt deflate stream in a .gz
         yield Item(source=cfg.name, path=p.name, skip="unreadable")
 
 
@@ -555,15 +592,24 @@ def git_items(cfg: SourceConfig) -> list[Item]:
             ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True
         ).stdout
         head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            errors="surrogateescape",
         ).stdout.strip()
         remote = subprocess.run(
             ["git", "-C", str(root), "config", "--get", "remote.origin.url"],
             capture_output=True,
             text=True,
+            errors="surrogateescape",
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return [Item(source=cfg.name, path=cfg.path, skip="not_a_git_repo")]
+    except (OSError, subprocess.CalledProcessError) as exc:
+        # say why: "not a git repository", or git refusing a repository owned by another user
+        # ("dubious ownership"; trusting it is the owner's call: git config safe.directory)
+        err = getattr(exc, "stderr", None) or b""
+        lines = [ln for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+        detail = lines[0].strip()[:300] if lines else str(exc)[:300]
+        return [Item(source=cfg.name, path=cfg.path, skip="not_a_git_repo", detail=detail)]
     root = root.resolve()
     files = [(root, root / p.decode("utf-8", "surrogateescape")) for p in out.split(b"\0") if p]
     meta: dict[str, Any] = {"repo": root.name}
@@ -731,12 +777,12 @@ def detect_kind(path: str) -> str:
     """Source kind for an ad hoc `--source PATH`."""
     p = Path(path)
     name = p.name.lower()
+    if p.is_dir():  # a directory is a tree whatever its name (`dumps.jsonl/`, `x.parquet/`)
+        return "git" if (p / ".git").exists() else "tree"
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
-    if p.is_dir() and (p / ".git").exists():
-        return "git"
     return "tree"
 
 

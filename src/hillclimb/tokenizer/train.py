@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,7 +69,8 @@ class Document:
 
 
 def _hash_split(doc_id: str) -> str:
-    h = int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:8], 16)
+    # surrogatepass: a plain directory's non-UTF-8 file names reach here surrogate-escaped
+    h = int(hashlib.sha256(doc_id.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16)
     return "val" if h % VAL_EVERY == 0 else "train"
 
 
@@ -91,10 +93,17 @@ def _iter_jsonl(path: Path) -> Iterator[Document]:
                 text = rec.get("text") if isinstance(rec, dict) else None
                 if not isinstance(text, str):
                     raise HillclimbError(f"{path}:{lineno}: record has no string 'text' field")
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:  # JSON allows "\ud800"; BPE cannot take it
+                    raise HillclimbError(
+                        f"{path}:{lineno}: 'text' holds a lone surrogate "
+                        f"U+{ord(text[exc.start]):04X} at {exc.start}: not Unicode text"
+                    ) from None
                 doc_id = str(rec.get("id") or hashlib.sha256(text.encode("utf-8")).hexdigest())
                 split = rec.get("split") or _hash_split(doc_id)
                 yield Document(doc_id, text, str(rec.get("language") or "text"), str(split))
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise HillclimbError(f"cannot read {path}: {exc}") from exc
 
 
@@ -181,7 +190,7 @@ def select_documents(
         raise ConfigError(f"--max-bytes must be positive, got {max_bytes}")
     keyed: list[tuple[str, str, int]] = []
     for d in iter_documents(path, split):
-        key = hashlib.sha256(f"{seed}\0{d.id}".encode()).hexdigest()
+        key = hashlib.sha256(f"{seed}\0{d.id}".encode("utf-8", "surrogatepass")).hexdigest()
         keyed.append((key, d.id, len(d.text.encode("utf-8"))))
     if not keyed:
         raise HillclimbError(f"corpus {path} has no documents with split == {split!r}")
@@ -195,7 +204,8 @@ def select_documents(
         sel.ids.add(doc_id)
         sel.documents += 1
         sel.bytes += n
-    sel.fingerprint = hashlib.sha256("\n".join(sorted(sel.ids)).encode()).hexdigest()
+    ids = "\n".join(sorted(sel.ids)).encode("utf-8", "surrogatepass")
+    sel.fingerprint = hashlib.sha256(ids).hexdigest()
     return sel
 
 
