@@ -295,3 +295,31 @@ def test_a_command_line_argument_that_is_not_utf8_can_hold_an_output_dir(tmp_pat
     with exclusive_dir(tmp_path / "out"):
         locks = [p for p in tmp_path.glob(".*lock") if p.is_file()]  # beside the directory
         assert locks and any(b"bad\xffdir" in p.read_bytes() for p in locks)
+
+
+def test_a_recipe_from_a_pipe_is_refused_with_what_to_do(tmp_path):
+    """`--recipe <(printf ...)` was "recipe ... not found" although the path exists."""
+    import subprocess as sp
+    import sys
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    p = sp.run(
+        ["bash", "-c", f'"{sys.executable}" -m hillclimb climb --recipe <(printf "[climb]\\n") '
+         f'--out "{tmp_path}/run"'],
+        capture_output=True, text=True, env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )  # fmt: skip
+    assert p.returncode != 0 and "not a regular file" in p.stderr, p.stderr[-800:]
+    assert "Traceback" not in p.stderr and not (tmp_path / "run").exists()
+
+
+def test_data_card_tables_survive_pipes_and_newlines_in_names():
+    from hillclimb.data.card import _match_rows, _table
+
+    rows = _table("by source", {"a|b\nc": {"documents": 1, "bytes": 2}}, False)
+    row = rows[4]
+    assert row.count(" | ") == 2 and "\n" not in row and "a\\|b c" in row
+    m = _match_rows(
+        [{"probe": "p", "probe_origin": "o", "source": "s|t", "path": "x\ny|z", "match": "w"}]
+    )[2]
+    assert m.count(" | ") == 3 and "\n" not in m and "s\\|t" in m

@@ -34,12 +34,18 @@ FILTER_WHY = {
 }
 
 
+def _cell(v: Any) -> str:
+    """A Markdown table cell: a `|` or a line break in a file or source name (both legal in a
+    POSIX file name) would otherwise end the cell or the row and shift the table."""
+    return str(v).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def _table(title: str, rows: dict[str, dict[str, Any]], with_tokens: bool) -> list[str]:
     cols = ["documents", "bytes"] + (["tokens"] if with_tokens else [])
     out = [f"### {title}", "", f"| {title.split()[-1]} | " + " | ".join(cols) + " |"]
     out.append("|---|" + "---:|" * len(cols))
     for name, r in rows.items():
-        out.append(f"| {name} | " + " | ".join(f"{r.get(c, 0):,}" for c in cols) + " |")
+        out.append(f"| {_cell(name)} | " + " | ".join(f"{r.get(c, 0):,}" for c in cols) + " |")
     return out + [""]
 
 
@@ -48,8 +54,8 @@ def _match_rows(examples: list[dict[str, Any]]) -> list[str]:
     for e in examples:
         words = e["match"] if len(e["match"]) <= 160 else e["match"][:157] + "..."
         out.append(
-            f"| `{e['probe']}` ({e['probe_origin']}) | {e['source']} | {e.get('path') or ''} "
-            f"| {words.replace('|', '/')} |"
+            f"| `{_cell(e['probe'])}` ({_cell(e['probe_origin'])}) | {_cell(e['source'])} "
+            f"| {_cell(e.get('path') or '')} | {_cell(words.replace('|', '/'))} |"
         )
     return out + [""]
 
@@ -93,7 +99,7 @@ def _decontamination(f: dict[str, Any]) -> list[str]:
     if removed:
         lines += ["| source | documents removed | bytes removed |", "|---|---:|---:|"]
         for k, v in removed.items():
-            lines.append(f"| {k} | {v['documents']:,} | {v['bytes']:,} |")
+            lines.append(f"| {_cell(k)} | {v['documents']:,} | {v['bytes']:,} |")
         lines.append("")
     if f.get("examples"):
         lines += ["Example matches:", ""] + _match_rows(f["examples"])
@@ -167,7 +173,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines += [f"**Warning:** {w}.", ""]
     lines += ["## Sources", "", "| name | kind | path |", "|---|---|---|"]
     for s in card["sources"]:
-        lines.append(f"| {s['name']} | {s['kind']} | {s.get('path') or ''} |")
+        lines.append(f"| {_cell(s['name'])} | {s['kind']} | {_cell(s.get('path') or '')} |")
     lines.append("")
     lines += ["## Contents", ""]
     lines += _table("by split", card["by_split"], with_tokens)
@@ -182,7 +188,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         if f.get("reasons"):
             lines += ["| reason | documents |", "|---|---:|"]
             for reason, n in f["reasons"].items():
-                lines.append(f"| {reason} | {n:,} |")
+                lines.append(f"| {_cell(reason)} | {n:,} |")
             lines.append("")
         if f.get("stats"):
             lines.append(

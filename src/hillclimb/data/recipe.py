@@ -33,6 +33,13 @@ def resolve_recipe(name: str | os.PathLike[str]) -> Path:
     p = Path(name)
     if p.is_file():
         return p
+    if p.exists() and not p.is_dir():
+        # `--recipe <(...)`: a pipe can be read once, and relative source paths are relative to
+        # the recipe's own directory, which a pipe does not have
+        raise HillclimbError(
+            f"recipe {str(name)!r} is not a regular file (a pipe or a device): save it to a "
+            ".toml file and pass that path"
+        )
     tried = [p]
     if p.parent == Path(".") or str(name) == p.name:
         for c in _candidates(str(name)):
