@@ -101,8 +101,11 @@ class EngineBackend:
             if not p.exists():
                 raise HillclimbError(f"checkpoint not found: {path}")
             if not (p / "config.json").is_file() or not (p / "tokenizer.json").is_file():
+                from hillclimb.model.checkpoint import run_dir_hint
+
                 raise HillclimbError(
-                    f"{path} is not a checkpoint directory (needs config.json and tokenizer.json)"
+                    f"{path} is not a checkpoint directory (needs config.json and "
+                    f"tokenizer.json){run_dir_hint(p)}"
                 )
             engine = Engine.from_checkpoint(p, device=device, max_batch=batch_size)
         self.engine = engine

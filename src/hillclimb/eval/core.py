@@ -36,10 +36,12 @@ EVAL_FORMAT = "hillclimb-eval-v2"
 def _check_checkpoint(path: Path) -> None:
     if not path.exists():
         raise HillclimbError(f"checkpoint not found: {path}")
+    from hillclimb.model.checkpoint import run_dir_hint
+
     if not path.is_dir() or not (path / "config.json").is_file():
         raise HillclimbError(f"{path} is not a checkpoint directory (no config.json)")
     if not (path / "tokenizer.json").is_file():
-        raise HillclimbError(f"checkpoint {path} has no tokenizer.json")
+        raise HillclimbError(f"checkpoint {path} has no tokenizer.json{run_dir_hint(path)}")
 
 
 def bits_per_byte(

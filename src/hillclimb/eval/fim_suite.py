@@ -85,7 +85,7 @@ def make_items(n: int, seed: int, root: Path | None = None) -> list[dict[str, An
             tree = ast.parse(text)
         except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
             continue
-        lines = text.splitlines(keepends=True)
+        lines = _source_lines(text)
         starts = [0]
         for line in lines:
             starts.append(starts[-1] + len(line))
@@ -125,6 +125,15 @@ def make_items(n: int, seed: int, root: Path | None = None) -> list[dict[str, An
 
 
 DEFAULT_TEST_PER_TIER = 10
+
+
+def _source_lines(text: str) -> list[str]:
+    """The lines of `text` as `ast` numbers them (with their "\\n"). Not `str.splitlines`: it
+    also breaks at form feeds, \\x1c-\\x1e, \\x85 and U+2028/2029 (legal inside Python source,
+    e.g. in a docstring), after which `lines[node.lineno - 1]` was another line than the
+    statement's: the cut landed in a docstring and the item's line number was off."""
+    parts = text.split("\n")
+    return [x + "\n" for x in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def make_test_items(per_tier: int, seed: int) -> list[dict[str, Any]]:

@@ -67,6 +67,18 @@ class TaskEvalConfig:
                 raise ConfigError(f"unknown split {s!r}; splits are {list(P.SPLITS)}")
         if not self.splits:
             raise ConfigError("at least one evaluation split is needed")
+        # a repeated family, tier or split evaluated its items twice: the same problems counted
+        # as more items (n doubled, the interval narrowed for nothing; `--tiers 1,1 --splits
+        # heldout,heldout` reported 16 items of 4)
+        for name, values in (
+            ("families", self.families or []),
+            ("tiers", self.tiers or []),
+            ("splits", self.splits),
+            ("sample_splits", self.sample_splits or []),
+        ):
+            dup = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+            if dup:
+                raise ConfigError(f"{name} lists {dup} more than once")
         if self.n_per_tier < 1:
             raise ConfigError("n_per_tier must be >= 1")
         if self.max_tokens is not None and self.max_tokens < 1:

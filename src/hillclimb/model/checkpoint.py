@@ -243,6 +243,15 @@ def read_info(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return info
 
 
+def run_dir_hint(path: str | os.PathLike[str]) -> str:
+    """ "; it is a run directory: its model is RUN/final" when `path` is a training run (which
+    holds its own config.json, the run's settings) rather than a checkpoint; else ""."""
+    final = Path(path) / "final"
+    if (final / "config.json").is_file() and (final / "tokenizer.json").is_file():
+        return f"; it is a training run directory: its final model is {final}"
+    return ""
+
+
 def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
     """(config, layout) for a checkpoint dir; layout is 'qwen3_moe' or 'hillclimb'."""
     d = Path(directory)
@@ -251,7 +260,7 @@ def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
     info = read_info(d)
     cfg_file = d / "config.json"
     if not cfg_file.is_file():
-        raise HillclimbError(f"{d} is not a checkpoint: config.json missing")
+        raise HillclimbError(f"{d} is not a checkpoint: config.json missing{run_dir_hint(d)}")
     try:
         hf_cfg = json.loads(cfg_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -123,10 +123,43 @@ class Problem:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Problem:
+        """A record of `to_dict` (an exported or hand-written JSON line) back as a Problem; a
+        field of the wrong type is refused here, naming it (an `"answer": null` used to load and
+        then fail inside the checker with an AttributeError traceback)."""
+        if not isinstance(d, dict):
+            raise HillclimbError(
+                f"not a problem record: expected an object, got {type(d).__name__}"
+            )
         try:
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+            p = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
         except TypeError as exc:
             raise HillclimbError(f"not a problem record: {exc}") from exc
+        where = f"problem record {p.id!r}" if isinstance(p.id, str) else "problem record"
+        wrong = [
+            f"{k} must be {want}, got {getattr(p, k)!r}"[:200]
+            for k, ok, want in (
+                ("id", isinstance(p.id, str) and p.id, "a non-empty string"),
+                ("family", isinstance(p.family, str), "a string"),
+                ("kind", p.kind in ("reasoning", "code"), "'reasoning' or 'code'"),
+                ("tier", type(p.tier) is int, "an integer"),
+                ("prompt", isinstance(p.prompt, str), "a string"),
+                ("reasoning", isinstance(p.reasoning, str), "a string"),
+                ("answer", isinstance(p.answer, str), "a string"),
+                ("tests", p.tests is None or isinstance(p.tests, str), "a string or null"),
+                (
+                    "entry_point",
+                    p.entry_point is None or isinstance(p.entry_point, str),
+                    "a string or null",
+                ),  # fmt: skip
+                ("meta", isinstance(p.meta, dict), "an object"),
+                ("key", isinstance(p.key, str), "a string"),
+                ("split", isinstance(p.split, str), "a string"),
+            )
+            if not ok
+        ]
+        if wrong:
+            raise HillclimbError(f"{where}: " + "; ".join(wrong))
+        return p
 
 
 def key_bucket(namespace: str, key: str) -> str:

@@ -17,7 +17,8 @@ from math import gcd
 
 PLACES = ("Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-thousands")
 
-_NUM_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?(?:/\d+)?$")
+_NUM_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE]([+-]?\d+))?(?:/\d+)?$")
+MAX_EXPONENT = 4300  # Python's default int-from-text digit limit: no exact answer is longer
 
 
 def fmt(x: int | Fraction) -> str:
@@ -30,9 +31,14 @@ def fmt(x: int | Fraction) -> str:
 
 
 def parse_number(text: str) -> Fraction | None:
-    """Parse `1,234`, `+8`, `−3` (unicode minus), `$12`, `0.5`, `3 / 4` into a Fraction."""
+    """Parse `1,234`, `+8`, `−3` (unicode minus), `$12`, `0.5`, `.5`, `3 / 4`, `1e5` into a
+    Fraction (exactly: `1e5` is 100000, `2.5e-1` is 1/4; an exponent beyond `MAX_EXPONENT` is
+    no number, as `10**10**9` would take minutes to build)."""
     s = text.strip().replace(",", "").replace("\u2212", "-").replace("$", "").replace(" ", "")
-    if not _NUM_RE.match(s):
+    m = _NUM_RE.match(s)
+    if not m:
+        return None
+    if m.group(1) is not None and abs(int(m.group(1))) > MAX_EXPONENT:
         return None
     try:
         if "/" in s:

@@ -3,7 +3,8 @@
 Conventions (one for the whole project, so SFT data, evaluation and RL rewards agree):
 - reasoning problems: the assistant's final content is `The answer is X.`; `extract_answer` takes
   the LAST "answer is"/"answer:" in the completion (after any `</think>`), tolerating whitespace,
-  a trailing period, thousands commas, a leading "+", "$", a unicode minus and fractions; if the
+  a trailing period, thousands commas (groups of three: `1,234`; `3,5` is two numbers), a
+  leading "+", "$", a unicode minus, fractions, `.5` and `1e5` (exact values); if the
   phrase is missing it falls back to `\\boxed{X}` and then (numeric answers only) to the last
   number in the final content. Numbers compare as exact fractions (`0.5` == `1/2`), words
   case-insensitively (`yes`, `True`, names).
@@ -106,7 +107,14 @@ from hillclimb.problems.steps import fmt, parse_number
 
 _ANSWER_RE = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
-_NUM_TOKEN = r"[-+\u2212]?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?"
+# A number as written in an answer. A comma groups thousands only as `1,234` / `12,345,678`
+# (three digits after each comma): `3,5` (a decimal comma in many locales) or `12,13` (a list)
+# are two numbers — hedged when different — where they used to read as 35 and 1213. `.5` is
+# 0.5 and `1e5` is 100000 (they read as 5 and 1: "The answer is 1e5." passed for 1).
+_NUM_TOKEN = (
+    r"[-+\u2212]?\$?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+    r"(?:\s*/\s*\d+)?"
+)
 _NUM_RE = re.compile(_NUM_TOKEN)
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'_-]*|" + _NUM_TOKEN)
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -171,7 +179,9 @@ def answer_is_hedged(p: Problem, completion: str) -> bool:
 
 
 # two candidate answers joined by a list separator, with nothing else between them
-_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&]\s*)?(?:(?:or|and)\b\s*)?(?:(?:maybe|perhaps|possibly)\b\s*)?",
+# (an alternative in brackets counts too: "35 (or 36)", "yes [maybe no]"; "12 (3 × 4)" does not)
+_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&]\s*)?(?:[(\[]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
+                        r"(?:(?:or|and)\b\s*)?(?:(?:maybe|perhaps|possibly)\b\s*)?",
                         re.IGNORECASE)  # fmt: skip
 
 

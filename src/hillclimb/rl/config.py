@@ -13,6 +13,7 @@ syncs the new weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from hillclimb.errors import ConfigError
@@ -158,3 +159,14 @@ class RLConfig(TrainConfig):
                 f not in P.HELDOUT_FAMILIES,
                 f"{f!r} is a held-out family (evaluation only); trainable: {list(P.TRAIN_FAMILIES)}",
             )
+        # a repeated tier or family made a second curriculum cell for the same problems (twice
+        # the sampling weight) and counted each val problem twice in the curve
+        for name, values in (("tiers", self.tiers), ("families", self.families)):
+            dup = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+            need(not dup, f"{name} lists {dup} more than once")
+        # an infinite/NaN weight passed the checks above (`inf >= 0`) and surfaced mid-run as a
+        # NaN loss blamed on the learning rate, or as "rewards too large"
+        for name in ("temperature", "format_reward", "alp_beta", "budget_beta", "clip_high",
+                     "kl_beta", "aux_scale"):  # fmt: skip
+            v = getattr(self, name)
+            need(math.isfinite(v), f"{name} must be a finite number, got {v}")

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hillclimb.errors import ConfigError
+from hillclimb.errors import ConfigError, HillclimbError
 
 AGGREGATIONS = ("token-mean", "seq-mean", "dr-grpo")
 
@@ -48,10 +48,16 @@ def group_advantages(rewards: list[float], std_norm: bool = True, eps: float = 1
     if not rewards:
         return []
     r = np.asarray(rewards, dtype=np.float64)
-    a = r - r.mean()
     if std_norm:
-        a = a / (r.std() + eps)
-    return a.tolist()
+        # computed on r / max|r| (the same value: a / (std + eps) = u / (std_u + eps / s)):
+        # finite rewards above ~1e154 overflowed the squares in the std to inf, and every
+        # advantage silently became 0 (or NaN)
+        s = float(np.abs(r).max())
+        if s == 0.0:
+            return [0.0] * len(rewards)
+        u = r / s
+        return ((u - u.mean()) / (u.std() + eps / s)).tolist()
+    return (r - r.mean()).tolist()
 
 
 def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -185,4 +191,12 @@ def tally_group(
     if dynamic_sampling and max(shaped) - min(shaped) < 1e-9:
         st["dropped"] += 1
         return None
-    return group_advantages(shaped, std_norm=std_norm)
+    adv = group_advantages(shaped, std_norm=std_norm)
+    big = max(abs(a) for a in adv)
+    if not big <= float(np.finfo(np.float32).max):  # the batch holds advantages as float32
+        raise HillclimbError(
+            f"advantages of {big:.3g} in {cell} do not fit the training batch (float32): the "
+            f"rewards are too large ({max(abs(x) for x in shaped):.3g}); scale the reward down "
+            "or keep the group std normalisation on"
+        )
+    return adv

@@ -12,8 +12,8 @@ overlong punishment) lives here too: `shape_group` turns the group's raw rewards
 rewards and says which completions get no gradient (`overlong = "mask"`).
 
 Custom rewards: `--reward my_pkg.rewards:score` (or `reward = "..."` in a recipe) imports a
-callable `score(rollout) -> float`; one that raises or returns a non-finite number stops the
-run with a clear error naming the function. With `--harness TASKS` the callable receives a graded
+callable `score(rollout) -> float`; one that raises, returns no real number (a string, None)
+or a non-finite one stops the run with a clear error naming the function (`score`). With `--harness TASKS` the callable receives a graded
 `harness.agent.Episode` instead of a `Rollout` (`resolved`, `grade`, `edits`, `exit_status`,
 `turns`, `completion_tokens`, `token_ids`/`loss_mask`, ...; the default there is
 `rl.harness.episode_reward`) and goes through the same `score` checks. The module is found on
@@ -23,6 +23,8 @@ run with a clear error naming the function. With `--harness TASKS` the callable 
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib
 import importlib.util
 import math
@@ -73,6 +75,11 @@ def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
                     "PYTHONPATH to the directory holding the module)"
                 )
             raise ConfigError(f"cannot load reward function {spec!r}: {exc}{hint}") from exc
+        except (Exception, SystemExit) as exc:  # the module's own code: a SyntaxError, a raise
+            raise ConfigError(
+                f"cannot load reward function {spec!r}: importing {mod!r} raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if not callable(fn):
             raise ConfigError(f"reward {spec!r} is not callable")
         base = fn
@@ -157,11 +164,19 @@ def _subject(r: Any) -> str:
 
 def score(fn: Callable[[Any], float], r: Any) -> float:
     """Call a reward function with the errors a user needs to fix it: on a `Rollout` (problem
-    RL) or a graded `harness.agent.Episode` (`--harness`), the same checks either way."""
+    RL) or a graded `harness.agent.Episode` (`--harness`), the same checks either way.
+
+    The function gets a deep copy of `r`: the run keeps using `r` (its token ids build the
+    training rows, `passed` the pass rate, solve rate and curriculum), so a reward that edits
+    what it is given (`r.completion_ids.append(...)`, `r.passed = True`) changed the batch
+    (a shape traceback) or the logged pass rate. What it prints goes to stderr: stdout carries
+    `hillclimb rl --json`'s result. It must return a real number (a bool, an int, a float, a
+    NumPy scalar or a one-element tensor); a string, None or `sys.exit` in it is an error."""
     name = getattr(fn, "__qualname__", repr(fn))
     try:
-        v = float(fn(r))
-    except Exception as exc:
+        with contextlib.redirect_stdout(sys.stderr):
+            out = fn(copy.deepcopy(r))
+    except (Exception, SystemExit) as exc:
         hint = ""
         if isinstance(exc, AttributeError) and getattr(r, "task_id", None) is not None:
             # the usual cause: a reward written for a Rollout (`r.passed`, `r.content_text`)
@@ -172,9 +187,24 @@ def score(fn: Callable[[Any], float], r: Any) -> float:
         raise HillclimbError(
             f"reward function {name} raised on {_subject(r)}: {type(exc).__name__}: {exc}{hint}"
         ) from exc
+    try:
+        # float("0.5") would read a string as a number: a reward must be one, not its text
+        if isinstance(out, str | bytes | bytearray) or out is None:
+            raise TypeError(type(out).__name__)
+        v = float(out.detach() if callable(getattr(out, "detach", None)) else out)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise HillclimbError(
+            f"reward function {name} returned {_short(out)} ({type(out).__name__}) on "
+            f"{_subject(r)}: a reward must be a real number ({exc})"
+        ) from exc
     if not math.isfinite(v):
         raise HillclimbError(f"reward function {name} returned {v} on {_subject(r)}")
     return v
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def shape_group(

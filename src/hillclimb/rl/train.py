@@ -127,9 +127,11 @@ def _check_model(path: Path | None) -> Path:
     if not (p / "config.json").is_file():
         raise HillclimbError(f"{p} is not a checkpoint directory (no config.json)")
     if not (p / "tokenizer.json").is_file():
+        from hillclimb.model.checkpoint import run_dir_hint
+
         raise HillclimbError(
             f"checkpoint {p} has no tokenizer.json: RL needs the model's tokenizer to build "
-            "prompts and read answers"
+            f"prompts and read answers{run_dir_hint(p)}"
         )
     return p
 
@@ -189,8 +191,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     )
     tr = Trainer(cfg, task, out, info)
     if tr.done is not None:
-        prev = out / "rl.json"
-        return json.loads(prev.read_text()) if prev.is_file() else tr.done.to_dict()
+        return _finished_summary(out, tr.done.to_dict())
     cur: Any
     if h_tasks is not None:
         from hillclimb.harness.agent import EpisodeLimits
@@ -377,6 +378,30 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     if info.is_main:
         write_json_atomic(out / "rl.json", summary)
     return summary
+
+
+def _finished_summary(out: Path, done: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a run that had already finished (`--resume` on it): its `rl.json`, with
+    the paths of where the run is NOW — a run moved or copied since pointed `run_dir` at its old
+    place, and `hillclimb rl` then wrote report.md there (into another run, or a directory it
+    created). An unreadable `rl.json` (hand-edited, cut short) falls back to the trainer's
+    record of the finished run instead of a JSON traceback."""
+    import sys
+
+    prev = out / "rl.json"
+    res: Any = None
+    if prev.is_file():
+        try:
+            res = json.loads(prev.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            print(f"warning: {prev} is unreadable ({exc}); using the checkpoint's record",
+                  file=sys.stderr)  # fmt: skip
+    if not isinstance(res, dict):
+        from hillclimb.train.logging import read_jsonl
+
+        steps = read_jsonl(out / "metrics.jsonl")
+        res = {**done, "first": _headline(steps[:3]), "last": _headline(steps[-3:])}
+    return {**res, "run_dir": str(out), "final_dir": str(out / "final")}
 
 
 def _collect(
