@@ -207,7 +207,7 @@ def run_episode(
     if keep_workspace is not None:
         dest = Path(keep_workspace)
         shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(ws, dest, symlinks=True)
+        copy_tree(ws, dest)  # links as links; a model's FIFOs and sockets are left out
     shutil.rmtree(tmp, ignore_errors=True)
     if telemetry is not None:
         telemetry.finish_episode(ep)

@@ -294,11 +294,16 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         elif task.solution_patch is None:
             raise HillclimbError(f"task {task.id} has no solution.patch")
         else:
-            patch = task.solution_patch.read_text(encoding="utf-8")
+            try:
+                patch = task.solution_patch.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HillclimbError(f"task {task.id}: solution.patch is not UTF-8 text ({exc})") from None  # fmt: skip
     if args.patch:
         p = Path(args.patch)
-        if not p.is_file():
+        if not p.exists():
             raise HillclimbError(f"patch file {p} does not exist")
+        if not p.is_file():
+            raise HillclimbError(f"patch file {p} is not a regular file")
         patch = p.read_text(encoding="utf-8", errors="replace")
     res = grade_patch(task, patch, answer=answer, unsafe=args.unsafe)
     d = res.to_json()

@@ -29,6 +29,7 @@ call, unknown tool) are not errors here: they become tool calls with `error` set
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,6 +451,16 @@ class ReferenceClient:
         raise ModelError("the reference client must be specialised with for_task(task)")
 
 
+def _read_utf8(path: Path, task: Any) -> str:
+    """A task's reference file as text, or a HillclimbError naming it (never a traceback)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HillclimbError(f"task {task.id}: {path.name} is not UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise HillclimbError(f"task {task.id}: cannot read {path.name}: {exc}") from None
+
+
 def reference_actions(task: Any) -> list[dict[str, Any]]:
     """A script that solves `task` with the real tools, from its reference solution.
 
@@ -465,7 +476,7 @@ def reference_actions(task: Any) -> list[dict[str, Any]]:
         return [{"name": "submit", "arguments": {"answer": task.answers[0]}}]
     actions: list[dict[str, Any]] = []
     if task.kind == "terminal" and task.solution_script is not None:
-        script = task.solution_script.read_text(encoding="utf-8")
+        script = _read_utf8(task.solution_script, task)
         actions.append({"name": "run", "arguments": {"command": script}})
         return actions + [{"name": "submit", "arguments": {}}]
     if task.solution_patch is None:
@@ -473,14 +484,15 @@ def reference_actions(task: Any) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp) / "ws"
         copy_tree(task.repo, ws)
-        res = apply_patch(ws, task.solution_patch.read_text(encoding="utf-8"))
+        res = apply_patch(ws, _read_utf8(task.solution_patch, task))
         if not res.ok:
             raise HillclimbError(f"task {task.id}: solution.patch does not apply: {res.message}")
         changed = diff_trees(task.repo, ws).changed
         after = iter_files(ws)
         for rel in changed:
             if rel in after:
-                content = after[rel].read_text(encoding="utf-8")
+                # exact text (read_text would turn CRLF into LF)
+                content = after[rel].read_bytes().decode("utf-8")
                 actions.append(
                     {
                         "name": "create_file",
@@ -488,5 +500,5 @@ def reference_actions(task: Any) -> list[dict[str, Any]]:
                     }
                 )
             else:
-                actions.append({"name": "run", "arguments": {"command": f"rm -f -- '{rel}'"}})
+                actions.append({"name": "run", "arguments": {"command": f"rm -f -- {shlex.quote(rel)}"}})  # fmt: skip
     return actions + [{"name": "submit", "arguments": {}}]

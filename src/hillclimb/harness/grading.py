@@ -181,6 +181,8 @@ def _install_hidden_tests(task: Task, ws: Path) -> None:
                 here.unlink()  # the hidden tests are authoritative
         if target.is_symlink() or (is_dir and target.exists() and not target.is_dir()):
             target.unlink()
+        elif not is_dir and target.is_dir():
+            shutil.rmtree(target)  # copying a file onto a directory would land inside it
     copy_tree(task.hidden_tests, dest)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -25,8 +26,18 @@ IGNORED_DIRS = {".git", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_ca
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 
 
+def _special(p: Path) -> bool:
+    """A FIFO, socket or device (never a symlink): reading one can block or never end."""
+    try:
+        mode = os.lstat(p).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
 def iter_files(root: Path) -> dict[str, Path]:
-    """Relative posix path -> file, skipping caches. Symlinks are listed as files (not followed)."""
+    """Relative posix path -> file, skipping caches. Symlinks are listed as files (not followed);
+    FIFOs, sockets and devices are not files of a submission and are skipped."""
     out: dict[str, Path] = {}
     if not root.is_dir():
         return out
@@ -36,6 +47,8 @@ def iter_files(root: Path) -> dict[str, Path]:
             if name.endswith(IGNORED_SUFFIXES):
                 continue
             p = Path(dirpath) / name
+            if _special(p):
+                continue
             out[p.relative_to(root).as_posix()] = p
     return out
 
@@ -55,6 +68,25 @@ def _read_text(p: Path | None) -> str | None:
         return None
 
 
+def _same(a: Path, b: Path) -> bool:
+    """Equal content, never reading through a symlink: a link is its target text (it may dangle,
+    or point at /dev/zero or a host file — the workspace is the model's)."""
+    a_link, b_link = a.is_symlink(), b.is_symlink()
+    if a_link or b_link:
+        return a_link and b_link and os.readlink(a) == os.readlink(b)
+    return a.read_bytes() == b.read_bytes()
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines as diff and `git apply` see them: ended by \n only (str.splitlines would also cut
+    at \r, \f, \v, U+2028 ..., and the patch would not apply)."""
+    lines = text.split("\n")
+    out = [ln + "\n" for ln in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
 @dataclass
 class TreeDiff:
     patch: str
@@ -70,7 +102,7 @@ def diff_trees(old_root: str | os.PathLike[str], new_root: str | os.PathLike[str
     skipped: list[str] = []
     for rel in sorted(set(old_files) | set(new_files)):
         a_p, b_p = old_files.get(rel), new_files.get(rel)
-        if a_p is not None and b_p is not None and a_p.read_bytes() == b_p.read_bytes():
+        if a_p is not None and b_p is not None and _same(a_p, b_p):
             continue
         a, b = _read_text(a_p), _read_text(b_p)
         if a is None or b is None:
@@ -88,8 +120,8 @@ def unified_file_diff(rel: str, old: str | None, new: str | None) -> str:
         header += "new file mode 100644\n"
     elif new is None:
         header += "deleted file mode 100644\n"
-    a_lines = (old or "").splitlines(keepends=True)
-    b_lines = (new or "").splitlines(keepends=True)
+    a_lines = _split_lines(old or "")
+    b_lines = _split_lines(new or "")
     fromfile = f"a/{rel}" if old is not None else "/dev/null"
     tofile = f"b/{rel}" if new is not None else "/dev/null"
     body = []
@@ -148,12 +180,17 @@ def apply_patch(
         os.unlink(pfile)
 
 
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    """Caches and bytecode, and FIFOs/sockets/devices (a model's `mkfifo` must not make the
+    copy fail or block)."""
+    skip = set(_IGNORE_CACHES(directory, names))
+    return skip | {n for n in names if n not in skip and _special(Path(directory) / n)}
+
+
+_IGNORE_CACHES = shutil.ignore_patterns(*IGNORED_DIRS, "*.pyc")
+
+
 def copy_tree(src: Path, dst: Path) -> None:
-    """Copy a directory tree (symlinks copied as links, caches skipped) into `dst` (merging)."""
-    shutil.copytree(
-        src,
-        dst,
-        symlinks=True,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns(*IGNORED_DIRS, "*.pyc"),
-    )
+    """Copy a directory tree (symlinks copied as links, caches and special files skipped) into
+    `dst` (merging)."""
+    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True, ignore=_ignore)

@@ -26,8 +26,18 @@ class CheckResult:
         return {"check": self.check, "ok": self.ok, "detail": self.detail}
 
 
-def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+class _NotInRepo(Exception):
+    """A path that is a symlink out of the workspace, or not a regular file."""
+
+
+def _parse(path: Path, workspace: Path) -> ast.Module:
+    """Parse a workspace file. The workspace is the model's and this runs outside the sandbox,
+    so a symlink is followed only to a regular file inside the workspace (never to /dev/zero, a
+    FIFO or a host file)."""
+    real = path.resolve()
+    if not real.is_relative_to(workspace.resolve()) or not real.is_file():
+        raise _NotInRepo(f"{path.relative_to(workspace).as_posix()} is not a regular file inside the repository")  # fmt: skip
+    return ast.parse(real.read_bytes().decode("utf-8"), filename=str(path))
 
 
 def _find_def(tree: ast.Module, dotted: str) -> ast.AST | None:
@@ -91,7 +101,7 @@ def run_check(
             mod = workspace / str(check.module)
             if not mod.is_file():
                 return CheckResult(desc, False, f"{check.module} does not exist")
-            tree = _parse(mod)
+            tree = _parse(mod, workspace)
             if check.type == "called_from":
                 caller = _find_def(tree, str(check.caller))
                 if caller is None:
@@ -113,12 +123,19 @@ def run_check(
         # name_absent / name_present over every .py file under `path`
         base = workspace / (check.path or ".")
         found_in: list[str] = []
-        files = {base.name: base} if base.is_file() else iter_files(base)
+        if not base.resolve().is_relative_to(workspace.resolve()):
+            files = {}  # a link out of the repository (`path -> /` would walk the host)
+        else:
+            files = {base.name: base} if base.is_file() else iter_files(base)
         for rel, p in files.items():
             full_rel = (p.relative_to(workspace)).as_posix()
             if not rel.endswith(".py") or any(full_rel.startswith(e) for e in exclude):
                 continue
-            if check.name in identifiers(_parse(p)):
+            try:
+                tree = _parse(p, workspace)
+            except _NotInRepo:
+                continue  # not code in the repository (a link out of it, a FIFO)
+            if check.name in identifiers(tree):
                 found_in.append(full_rel)
         if check.type == "name_absent":
             ok = not found_in
@@ -127,5 +144,7 @@ def run_check(
             )
         ok = bool(found_in)
         return CheckResult(desc, ok, "" if ok else f"{check.name} appears nowhere")
+    except _NotInRepo as exc:
+        return CheckResult(desc, False, str(exc))
     except (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeDecodeError) as exc:
         return CheckResult(desc, False, f"cannot parse: {type(exc).__name__}: {exc}")

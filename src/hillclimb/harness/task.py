@@ -200,6 +200,8 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
         for key in ("module", "path"):
             if c.get(key) is not None and not (isinstance(c[key], str) and _rel_path_ok(c[key])):
                 raise _err(root, f"checks[{i}].{key} must be a relative path inside the repo")
+        if c.get("caller") is not None and not (isinstance(c["caller"], str) and c["caller"]):
+            raise _err(root, f"checks[{i}].caller must be a non-empty string")
         checks.append(
             StructuralCheck(
                 type=ctype,
@@ -233,10 +235,14 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
     bad = sorted(set(raw_limits) - lim_fields)
     if bad:
         raise _err(root, f"unknown [limits] keys {bad} (known: {sorted(lim_fields)})")
+    int_limits = ("max_steps", "max_tokens", "memory_mb")
     for k, v in raw_limits.items():
-        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 or math.isinf(v):
-            raise _err(root, f"limits.{k} must be a positive number")
-    limits = TaskLimits(**{k: (int(v) if k in ("max_steps", "max_tokens", "memory_mb") else float(v)) for k, v in raw_limits.items()})  # fmt: skip
+        # nan passes `v <= 0`; a fraction of an integer limit would truncate (0.5 steps -> 0)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise _err(root, f"limits.{k} must be a positive number, got {v!r}")
+        if k in int_limits and v != int(v):
+            raise _err(root, f"limits.{k} must be a whole number, got {v!r}")
+    limits = TaskLimits(**{k: (int(v) if k in int_limits else float(v)) for k, v in raw_limits.items()})  # fmt: skip
     meta = raw.get("meta", {})
     if not isinstance(meta, dict):
         raise _err(root, "`meta` must be a table")

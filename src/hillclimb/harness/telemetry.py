@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hillclimb.errors import HillclimbError
+from hillclimb.harness.tools import utf8_text
 from hillclimb.io import LockedSQLite, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,6 +87,13 @@ CREATE INDEX IF NOT EXISTS feedback_edit ON feedback(edit_id);
 """
 
 
+def _utf8(params: tuple) -> tuple:
+    """SQLite parameters with every string made UTF-8-encodable: a non-UTF-8 file name in a
+    workspace (surrogate escapes from the OS) or a `\\udXXX` in a model's JSON would otherwise
+    make the insert raise and take the whole run down."""
+    return tuple(utf8_text(v) if isinstance(v, str) else v for v in params)
+
+
 class Telemetry(LockedSQLite):
     """A telemetry database. Thread-safe; open many times (processes) on the same file."""
 
@@ -101,8 +109,8 @@ class Telemetry(LockedSQLite):
         self._exec(
             "INSERT OR REPLACE INTO episodes (id, task_id, task_kind, task_dir, model, source, status, started_at)"
             " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-            (ep.episode_id, ep.task_id, ep.task_kind, ep.task_dir, ep.model, source, ep.started_at),
-        )
+            _utf8((ep.episode_id, ep.task_id, ep.task_kind, ep.task_dir, ep.model, source, ep.started_at)),
+        )  # fmt: skip
 
     def finish_episode(self, ep: Episode) -> None:
         grade = ep.grade or {}
@@ -110,7 +118,7 @@ class Telemetry(LockedSQLite):
             self._db.execute(
                 "UPDATE episodes SET status=?, resolved=?, reward=?, grade_status=?, prompt_tokens=?,"
                 " completion_tokens=?, turns=?, wall_s=?, finished_at=?, error=?, trajectory=? WHERE id=?",
-                (
+                _utf8((
                     ep.exit_status,
                     int(ep.resolved),
                     ep.reward,
@@ -123,8 +131,8 @@ class Telemetry(LockedSQLite):
                     ep.error,
                     json.dumps(ep.to_json(), ensure_ascii=False),
                     ep.episode_id,
-                ),
-            )
+                )),
+            )  # fmt: skip
             # Applied edits are judged by the tests of the episode they belong to.
             verdict = "tests_passed" if ep.resolved else "rejected_by_tests"
             if ep.task_kind != "repo_qa":
@@ -152,11 +160,11 @@ class Telemetry(LockedSQLite):
         cur = self._exec(
             "INSERT INTO edits (episode_id, task_id, model, turn, tool, path, status, error,"
             " prompt_tokens, completion_tokens, arguments, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
+            _utf8((
                 episode_id, task_id, model, turn, tool, path, status, error, prompt_tokens,
                 completion_tokens, json.dumps(arguments, ensure_ascii=False) if arguments is not None else None,
                 time.time(),
-            ),
+            )),
         )  # fmt: skip
         return int(cur.lastrowid)
 
@@ -177,7 +185,7 @@ class Telemetry(LockedSQLite):
         cur = self._exec(
             "INSERT INTO feedback (target, edit_id, episode_id, accepted, source, note, created_at)"
             " VALUES (?,?,?,?,?,?,?)",
-            (*row, int(bool(accepted)), source, note, time.time()),
+            _utf8((*row, int(bool(accepted)), source, note, time.time())),
         )
         return int(cur.lastrowid)
 

@@ -16,7 +16,11 @@ pathological regex cannot hang the harness) goes through the sandbox.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
+import re
+import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +216,26 @@ _PARAMS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOL_SCHE
 _TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def utf8_text(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD. A file name that is not UTF-8 comes back
+    from the OS as surrogate escapes (and a model's JSON may spell `\\udXXX`); such a string
+    cannot be encoded as UTF-8 — not by the tokenizer, SQLite, or a UTF-8 file."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as pytest, editors and `edit` count them: split at \n only (str.splitlines also
+    splits at \r, \f, \v, \x1c-\x1e, \x85, U+2028/9, which would shift line numbers), with a
+    CRLF's \r dropped for display."""
+    parts = text.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in parts]
+
+
 class ToolError(Exception):
     """A tool call the model got wrong; its message becomes the observation."""
 
@@ -260,7 +284,7 @@ class ToolBox:
                     "status": getattr(exc, "edit_status", "rejected_invalid"),
                     "error": str(exc),
                 }
-        out.observation = truncate(out.observation, self.max_observation_chars)
+        out.observation = utf8_text(truncate(out.observation, self.max_observation_chars))
         return out
 
     @staticmethod
@@ -304,12 +328,16 @@ class ToolBox:
         p = self.resolve(path)
         if p.is_dir():
             raise ToolError(f"{path!r} is a directory; use list_dir")
+        if not p.is_file():  # a FIFO, socket or device: reading could block forever
+            raise ToolError(f"{path!r} is not a regular file")
+        if end_line is not None and end_line < start_line:
+            raise ToolError(f"end_line {end_line} is before start_line {start_line}")
         if p.stat().st_size > MAX_FILE_BYTES:
             raise ToolError(f"{path!r} is too large to view ({p.stat().st_size} bytes); use search")
         data = p.read_bytes()
         if b"\0" in data:
             raise ToolError(f"{path!r} is a binary file")
-        lines = data.decode("utf-8", errors="replace").splitlines()
+        lines = _lines(data.decode("utf-8", errors="replace"))
         n = len(lines)
         start = max(1, start_line)
         end = min(n, end_line if end_line is not None else start + READ_WINDOW - 1)
@@ -352,7 +380,10 @@ class ToolBox:
     def _tool_search(self, pattern: str, path: str = ".", regex: bool = False) -> ToolOutcome:
         if not pattern:
             raise ToolError("pattern must not be empty")
-        target = self.rel(self.resolve(path))
+        found = self.resolve(path)
+        if not (found.is_dir() or found.is_file()):  # grep would block on a FIFO
+            raise ToolError(f"{path!r} is not a regular file or directory")
+        target = self.rel(found)
         cmd = ["grep", "-rnI", "-E" if regex else "-F", "--color=never"]
         cmd += [f"--exclude-dir={d}" for d in sorted(IGNORED_DIRS)]
         cmd += ["-e", pattern, "--", target]
@@ -395,21 +426,44 @@ class ToolBox:
             raise err from None
 
     def _write(self, p: Path, text: str) -> None:
-        tmp = p.with_name(f".{p.name}.hc-tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
+        """Replace `p` atomically with `text` (exact bytes: no newline translation), keeping
+        its permission bits. The temporary file gets a fresh name, created exclusively: the
+        workspace is the model's, and a fixed name could already be a symlink pointing out of it
+        (the harness runs outside the sandbox, so following it would write anywhere)."""
+        try:
+            mode = stat.S_IMODE(os.stat(p).st_mode)
+        except FileNotFoundError:
+            mode = 0o644  # a new file (os.umask is process-wide: not read from threads)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".hc-tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+            os.chmod(tmp, mode)
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _tool_edit(self, path: str, old_str: str, new_str: str) -> ToolOutcome:
         p = self.resolve(path)
         if not p.is_file():
             raise ToolError(f"{path!r} is not a file")
         try:
-            text = p.read_text(encoding="utf-8")
+            # exact text: no newline translation, so CRLF files and lone CRs stay as they are
+            text = p.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
             raise ToolError(f"{path!r} is not a UTF-8 text file") from None
         if old_str == "":
             raise ToolError("old_str must not be empty (use create_file to write a whole file)")
         count = text.count(old_str)
+        if count == 0 and "\r\n" in text and "\n" in old_str and "\r" not in old_str:
+            # a CRLF file: read_file shows its lines without the CR, so the model writes \n
+            crlf = old_str.replace("\n", "\r\n")
+            if crlf in text:
+                old_str, count = crlf, text.count(crlf)
+                if "\r" not in new_str:
+                    new_str = new_str.replace("\n", "\r\n")
         if count == 0:
             hint = ""
             if text.count(old_str.strip()) == 1:
@@ -427,7 +481,7 @@ class ToolBox:
         self._syntax_gate(p, new_text)
         self._write(p, new_text)
         start = text[: text.index(old_str)].count("\n") + 1
-        new_lines = new_text.splitlines()
+        new_lines = _lines(new_text)
         lo, hi = max(1, start - 3), min(len(new_lines), start + new_str.count("\n") + 3)
         snippet = "\n".join(f"{i:>5}| {new_lines[i - 1]}" for i in range(lo, hi + 1))
         return ToolOutcome(

@@ -521,6 +521,31 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
     )
 
 
+# System directories never usable as a workspace: the workspace is bound read-write over them and
+# (as root) handed to the sandbox uid for the run — chown clears setuid bits, so even a restored
+# owner would leave the host broken.
+SYSTEM_DIRS = frozenset(
+    {"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+     "/sbin", "/sys", "/usr", "/var"}
+)  # fmt: skip
+
+
+def _check_workspace(ws: Path, copy_workspace: bool) -> None:
+    real = ws.resolve()
+    if str(real) in SYSTEM_DIRS:
+        raise HillclimbError(
+            f"sandbox workspace {str(ws)!r} is the system directory {str(real)!r}; use a "
+            "project directory"
+        )
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if copy_workspace and tmp.is_relative_to(real):
+        # the throw-away copy would be made inside the tree being copied, copying itself
+        raise HillclimbError(
+            f"sandbox workspace {str(ws)!r} contains the temporary directory {str(tmp)!r}, "
+            "where its copy would be made; use a smaller directory"
+        )
+
+
 def run_sandboxed(
     cmd: list[str] | str,
     workspace: str | os.PathLike,
@@ -546,6 +571,7 @@ def run_sandboxed(
     ws = Path(workspace)
     if not ws.is_dir():
         raise HillclimbError(f"sandbox workspace {str(ws)!r} is not a directory")
+    _check_workspace(ws, copy_workspace)
     if isinstance(cmd, list | tuple) and not cmd:
         raise HillclimbError("sandbox: empty command")
     if backend is None:
