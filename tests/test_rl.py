@@ -814,3 +814,28 @@ def test_final_checkpoint_carries_the_policys_thinking_profile(micro, tmp_path, 
     prof = read_info(tmp_path / "run" / "final")["thinking_profile"]
     want = thinking_profile([3 * i + 1 for i in range(seen[-1])], prof["source"])
     assert prof == want and prof["n"] == seen[-1] > 0 and "val split" in prof["source"]
+
+
+def test_placebo_reward_is_a_fair_deterministic_coin_blind_to_correctness():
+    """`--reward hillclimb.rl.rewards:placebo`: the control run for any RL result."""
+    import dataclasses
+
+    from hillclimb.problems.base import Problem
+    from hillclimb.rl.rewards import load_reward, placebo
+    from hillclimb.rl.rollout import Rollout
+
+    p = Problem(id="arith/t1/x", family="arith", kind="reasoning", tier=1, prompt="2 + 3?",
+                reasoning="", answer="5")  # fmt: skip
+    rs = [
+        Rollout(problem=p, sample=i % 8, prompt_ids=[1], completion_ids=[i, i // 8],
+                passed=bool(i % 3), status="pass" if i % 3 else "fail")
+        for i in range(400)
+    ]  # fmt: skip
+    v = [placebo(r) for r in rs]
+    assert set(v) == {0.0, 1.0} and 160 < sum(v) < 240  # about half
+    assert v == [placebo(r) for r in rs]  # deterministic
+    flipped = [placebo(dataclasses.replace(r, passed=not r.passed)) for r in rs]
+    assert flipped == v  # blind to correctness
+    agree = sum((x == 1.0) == r.passed for x, r in zip(v, rs, strict=True))
+    assert 160 < agree < 240  # uncorrelated with it
+    assert load_reward("hillclimb.rl.rewards:placebo") is placebo
