@@ -323,3 +323,21 @@ def test_data_card_tables_survive_pipes_and_newlines_in_names():
         [{"probe": "p", "probe_origin": "o", "source": "s|t", "path": "x\ny|z", "match": "w"}]
     )[2]
     assert m.count(" | ") == 3 and "\n" not in m and "s\\|t" in m
+
+
+def test_token_bytes_sum_to_the_texts_utf8_length():
+    """Bits per byte divide by the bytes the tokens stand for. A token holding part of a
+    multi-byte character decodes alone to U+FFFD, and `token_bytes` counted its 3 bytes: "é😀"
+    came to 18 bytes instead of 6, flattering bpb on non-ASCII text."""
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    tok = bytelevel_tokenizer()
+    for text in (
+        "é😀",
+        "naïve — 漢字 ≥ ∑",
+        "plain ascii\n\tdef f(x): return x",
+    ):
+        ids = tok.encode(text)
+        assert sum(tok.token_bytes[i] for i in ids) == len(text.encode("utf-8")), text
+        assert b"".join(tok.token_raw_bytes[i] for i in ids) == text.encode("utf-8")
+    assert all(tok.token_bytes[i] == 0 for i in tok.special_ids.values())

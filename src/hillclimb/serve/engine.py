@@ -100,7 +100,13 @@ class TokenEvent:
     `text` is the visible text delta: `<think>`/`</think>` tags are not part of it; instead
     `is_reasoning` says which side of the think block the delta belongs to (a step that crosses
     the boundary yields two events). Joining the reasoning deltas gives the raw reasoning, the
-    others the content. Token ids ride on the first event of a step."""
+    others the content. Token ids ride on the first event of a step.
+
+    `raw_text` is the same delta with the think tags put back where they were generated:
+    joining it gives `GenerationOutput.text` (what `/v1/completions` returns). The tags cannot be
+    recovered from `text` and `is_reasoning` alone: a tag with no visible text after it (the
+    last token, or `</think>` forced by a budget at the length limit) or an empty think block
+    changes no delta's side."""
 
     token_ids: list[int]
     text: str
@@ -108,6 +114,7 @@ class TokenEvent:
     logprobs: list[dict] | None
     finished: bool
     finish_reason: str | None
+    raw_text: str | None = None
 
 
 @dataclass
@@ -280,6 +287,7 @@ class _Request:
     emitted: int = 0  # visible[:emitted] has been streamed
     modes: list[tuple[int, bool]] = field(default_factory=list)  # (visible offset, is_reasoning)
     tags: list[tuple[int, str]] = field(default_factory=list)  # (visible offset, tag text)
+    tags_sent: int = 0  # r.tags[:tags_sent] have gone out in events' raw_text
     step_ids: list[int] = field(default_factory=list)
     step_logprobs: list[dict] = field(default_factory=list)
     logprobs: list[dict] | None = None
@@ -1726,24 +1734,31 @@ class Engine:
     def _flush_events(self, r: _Request) -> None:
         """Stream what is safe: text up to the stop-string hold-back, split at think boundaries."""
         end = len(r.visible) if r.finished else r.stopper.safe_end(r.visible)
-        pieces: list[tuple[bool, str]] = []
+        pieces: list[tuple[bool, int, str]] = []  # (is_reasoning, visible offset, text)
         a = r.emitted
         if end > a and (len(r.modes) == 1 or r.modes[-1][0] <= a):
-            pieces.append((r.modes[-1][1], r.visible[a:end]))  # common case: no mode change
+            pieces.append((r.modes[-1][1], a, r.visible[a:end]))  # common case: no mode change
             r.emitted = end
         elif end > a:
             cuts = sorted({off for off, _ in r.modes if a < off < end} | {a, end})
             for s, e in zip(cuts, cuts[1:], strict=False):
                 if e > s:
-                    pieces.append((r.mode_at(s), r.visible[s:e]))
+                    pieces.append((r.mode_at(s), s, r.visible[s:e]))
             r.emitted = end
         if not pieces and not r.step_ids and not r.finished:
             return
         if not pieces:
-            pieces = [(r.think.in_think if not r.finished else r.mode_at(len(r.visible)), "")]
+            mode = r.think.in_think if not r.finished else r.mode_at(len(r.visible))
+            pieces = [(mode, a, "")]
         lp = r.step_logprobs if r.logprobs is not None else None
-        for k, (mode, text) in enumerate(pieces):
+        for k, (mode, start, text) in enumerate(pieces):
             last = k == len(pieces) - 1
+            # tags generated before this piece's text (a tag sits at a mode cut, so at a piece's
+            # start); at the end, the tags after the last text (stop-cut ones are dropped, as in
+            # `_output`)
+            raw = self._tags_upto(r, start) + text
+            if r.finished and last:
+                raw += self._tags_upto(r, len(r.visible))
             ev = TokenEvent(
                 token_ids=list(r.step_ids) if k == 0 else [],
                 text=text,
@@ -1753,6 +1768,7 @@ class Engine:
                 ),
                 finished=r.finished and last,
                 finish_reason=r.finish_reason if last else None,
+                raw_text=raw,
             )
             r.handle._push(ev)
         if r.logprobs is not None:
@@ -1761,6 +1777,15 @@ class Engine:
         r.step_logprobs = []
         if r.finished:
             r.handle._finish(self._output(r))
+
+    @staticmethod
+    def _tags_upto(r: _Request, offset: int) -> str:
+        """The think tags at visible offsets <= `offset` not yet sent (marked sent)."""
+        out = ""
+        while r.tags_sent < len(r.tags) and r.tags[r.tags_sent][0] <= offset:
+            out += r.tags[r.tags_sent][1]
+            r.tags_sent += 1
+        return out
 
     # ---- endings -----------------------------------------------------------------------------
     def _end(self, r: _Request, reason: str) -> None:

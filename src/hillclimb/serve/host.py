@@ -46,6 +46,11 @@ from hillclimb.serve.engine import RequestHandle
 log = logging.getLogger("hillclimb.serve")
 
 
+class EngineUnavailable(HillclimbError):
+    """The engine process is gone or does not answer: the server's failure, not the request's
+    (the HTTP API answers 503, not 400)."""
+
+
 # ---- loading the engines (either process) -------------------------------------------------------
 @dataclass
 class EngineOptions:
@@ -276,12 +281,12 @@ class EngineProcess:
 
     def send(self, msg: Any) -> None:
         if self.dead is not None:
-            raise HillclimbError(f"the engine process is not running: {self.dead}")
+            raise EngineUnavailable(f"the engine process is not running: {self.dead}")
         try:
             with self._send_lock:
                 self._conn.send(msg)
         except (OSError, EOFError, BrokenPipeError) as exc:
-            raise HillclimbError(f"the engine process is not running: {exc}") from None
+            raise EngineUnavailable(f"the engine process is not running: {exc}") from None
 
     def submit(self, model: str, rid: str, ids: list[int], params: Any) -> Any:
         h = _RemoteHandle(rid, self)
@@ -306,12 +311,16 @@ class EngineProcess:
         try:
             self.send(("call", call_id, model, method, args))
             if not slot[0].wait(timeout):
-                raise HillclimbError(f"the engine process did not answer {method} in {timeout} s")
+                raise EngineUnavailable(
+                    f"the engine process did not answer {method} in {timeout} s"
+                )
         finally:
             with self._lock:
                 self._calls.pop(call_id, None)
         ok, value = slot[1], slot[2]
         if not ok:
+            if self.dead is not None:  # failed by `_die`: the process is gone
+                raise EngineUnavailable(f"the engine process is not running: {value}")
             raise HillclimbError(str(value))
         return value
 

@@ -76,6 +76,7 @@ class Job:
         self.tasks: list[asyncio.Task] = []
         self.reserved = False
         self.finalized = False
+        self.failed = False  # a stream that ended with an error object (`ChoiceStream.sse`)
         self.first_token_at: float | None = None
         self.outputs: dict[int, GenerationOutput] = {}  # by choice index
         self.counts: dict[int, list[int]] = {}  # choice -> [completion, reasoning] (fallback)
@@ -179,6 +180,8 @@ class Job:
                 log.exception("request %s: no result for choice %d", self.request_id, i)
 
     def usage(self) -> tuple[int, int, int]:
+        if not self.handles:  # refused before any engine request ran (a 400 at submit): free
+            return 0, 0, 0
         completion = reasoning = 0
         for i in range(len(self.handles)):
             out = self.outputs.get(i)

@@ -43,6 +43,7 @@ from hillclimb.serve.api import (
 )
 from hillclimb.serve.auth import AuthError, retry_after_header
 from hillclimb.serve.billing import Account
+from hillclimb.serve.host import EngineUnavailable
 from hillclimb.serve.job import Job
 from hillclimb.serve.state import AUTO, ModelEntry, ServerState
 from hillclimb.serve.streaming import JobStreamingResponse
@@ -125,6 +126,16 @@ def token_text(rec: dict[str, Any], tok: Tokenizer) -> str:
     return text if text is not None else tok.decode([rec["token_id"]])
 
 
+def token_bytes(rec: dict[str, Any], tok: Tokenizer) -> list[int]:
+    """The bytes of an engine logprob record's token (chat logprobs' `bytes`): the token's own
+    bytes, so the tokens of a character split across tokens join into its UTF-8 (each one's text
+    alone is U+FFFD, whose bytes would not). Falls back to the UTF-8 of its text."""
+    tid = rec.get("token_id")
+    if isinstance(tid, int) and 0 <= tid < tok.vocab_size and tok.token_raw_bytes[tid]:
+        return list(tok.token_raw_bytes[tid])
+    return list(token_text(rec, tok).encode("utf-8"))
+
+
 def top_alternatives(rec: dict[str, Any]) -> list[dict[str, Any]]:
     """An engine logprob record's top alternatives (either key the engine may use)."""
     return rec.get("top_logprobs") or rec.get("top") or []
@@ -136,6 +147,16 @@ def error_response(err: APIError) -> JSONResponse:
 
 def server_error() -> APIError:
     return APIError(500, "The server had an error while processing your request.", "server_error")
+
+
+def engine_unavailable(exc: Exception) -> APIError:
+    return APIError(
+        503,
+        f"The model's engine is not available ({exc}); try again later.",
+        "server_error",
+        None,
+        "engine_unavailable",
+    )
 
 
 def unknown_model(model: str, state: ServerState) -> APIError:
@@ -276,6 +297,8 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
         job.reserve(job.distinct_prompt_tokens, max_new * len(job_prompts))
         try:
             job.submit(job_prompts, job_params)
+        except EngineUnavailable:
+            raise
         except HillclimbError as exc:
             raise invalid(str(exc)) from None
         headers = {"x-request-id": rid}
@@ -307,6 +330,14 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
         if job is not None:
             await job.finalize(err.status)
         elif err.status not in (401, 429):  # those two are counted in authorize()
+            state.metrics.requests.inc(endpoint.name, model_label, str(err.status))
+        return error_response(err)
+    except EngineUnavailable as exc:  # the server's failure, not the request's: not a 400
+        log.error("request refused: %s", exc)
+        err = engine_unavailable(exc)
+        if job is not None:
+            await job.finalize(err.status)
+        else:
             state.metrics.requests.inc(endpoint.name, model_label, str(err.status))
         return error_response(err)
     except HillclimbError as exc:

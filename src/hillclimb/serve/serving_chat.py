@@ -17,7 +17,13 @@ from hillclimb.errors import HillclimbError
 from hillclimb.serve.api import ChatCompletionRequest, invalid, message_dicts
 from hillclimb.serve.budget import effort_budget, resolve_budget, with_budget_note
 from hillclimb.serve.job import openai_finish
-from hillclimb.serve.serving import Endpoint, logprob_value, token_text, top_alternatives
+from hillclimb.serve.serving import (
+    Endpoint,
+    logprob_value,
+    token_bytes,
+    token_text,
+    top_alternatives,
+)
 from hillclimb.serve.streaming import ChoiceStream
 from hillclimb.tokenizer.specials import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
 
@@ -200,14 +206,14 @@ def chat_logprobs(records: list[dict[str, Any]] | None, tok: Tokenizer) -> list[
                 {
                     "token": at,
                     "logprob": logprob_value(alt["logprob"]),
-                    "bytes": list(at.encode("utf-8")),
+                    "bytes": token_bytes(alt, tok),
                 }
             )
         out.append(
             {
                 "token": text,
                 "logprob": logprob_value(rec["logprob"]),
-                "bytes": list(text.encode("utf-8")),
+                "bytes": token_bytes(rec, tok),
                 "top_logprobs": tops,
             }
         )

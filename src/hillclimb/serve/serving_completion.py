@@ -37,6 +37,8 @@ class RawText:
         self.saw_start = False
 
     def feed(self, ev: TokenEvent) -> str:
+        if ev.raw_text is not None:  # the engine put the tags back where they were generated
+            return ev.raw_text
         if self.think_start_id in ev.token_ids:
             self.saw_start = True
         if not ev.text:

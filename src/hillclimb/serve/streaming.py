@@ -137,6 +137,7 @@ class ChoiceStream(ABC, Generic[Piece]):
         except Exception as exc:
             # headers are already sent: end with an OpenAI error object and [DONE]
             log.exception("stream %s failed", job.request_id)
+            job.failed = True  # settled and counted as a 500, not as an answer
             err = APIError(500, f"generation failed: {type(exc).__name__}", "server_error")
             yield sse(err.body()) + DONE
 
@@ -155,4 +156,6 @@ class JobStreamingResponse(StreamingResponse):
             closed = not self.job.finish or len(self.job.finish) < len(self.job.handles)
             with contextlib.suppress(Exception):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
-            await self.job.finalize(499 if closed else 200)
+            # a stream that ended in an error object failed (500), as the plain answer would
+            status = 500 if self.job.failed else 499 if closed else 200
+            await self.job.finalize(status)

@@ -108,13 +108,35 @@ class Tokenizer:
         return [self.token_id(t) for t in STOP_TOKENS]
 
     @cached_property
-    def token_bytes(self) -> list[int]:
-        """UTF-8 byte length of each token id's text (0 for specials): for bits-per-byte."""
+    def token_raw_bytes(self) -> list[bytes]:
+        """The bytes each token id stands for (b"" for specials). Byte-level BPE pieces map back
+        through GPT-2's byte table; a piece outside it (a tokenizer that is not byte-level)
+        falls back to the UTF-8 of its decoded text. Why not always the decoded text: a token
+        holding part of a multi-byte character decodes alone to U+FFFD, three bytes for what
+        is one or two (session 19)."""
+        from hillclimb.tokenizer.bytelevel import byte_to_unicode
+
+        u2b = {c: b for b, c in byte_to_unicode().items()}
         specials = set(self.special_ids.values())
-        out = []
+        out: list[bytes] = []
         for i in range(self.vocab_size):
-            out.append(0 if i in specials else len(self.decode([i]).encode("utf-8")))
+            piece = None if i in specials else self.id_to_token(i)
+            if not piece:
+                out.append(b"")
+            elif all(c in u2b for c in piece):
+                out.append(bytes(u2b[c] for c in piece))
+            else:
+                out.append(self.decode([i]).encode("utf-8"))
         return out
+
+    @cached_property
+    def token_bytes(self) -> list[int]:
+        """Byte length of each token id (0 for specials): the denominator of bits per byte, so
+        the tokens of a text sum to its UTF-8 length. Until session 19 this was the length of
+        each token's decoded text: a token holding part of a character (CJK, emoji, "—" where
+        the vocabulary did not merge it) counted as U+FFFD's 3 bytes, inflating the bytes and
+        flattering bits per byte on non-ASCII text."""
+        return [len(b) for b in self.token_raw_bytes]
 
     # ---- chat -----------------------------------------------------------------------------
     def apply_chat_template(
