@@ -174,3 +174,18 @@ def test_train_cli_with_fim_records_it_and_keeps_val_left_to_right(tmp_path):
     )  # fmt: skip
     assert bad.returncode != 0 and "fim_rate must be in [0, 1]" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad" / "final").exists()
+
+
+def test_set_vocab_size_with_a_preset_is_used_or_refused_in_one_line(tmp_path):
+    """`--set vocab_size=N` beside `--preset` raised "replace() got multiple values for keyword
+    argument 'vocab_size'" (a traceback)."""
+    from hillclimb.train.pretrain import resolve_model_config
+
+    tok = bytelevel_tokenizer()
+    cfg = TrainConfig(preset="code-flash-micro", model_overrides={"vocab_size": 1024})
+    assert resolve_model_config(cfg, tok).vocab_size == 1024
+    for bad in (8, "big", True):
+        with pytest.raises(ConfigError, match="vocab_size must be an int >="):
+            resolve_model_config(
+                TrainConfig(preset="code-flash-micro", model_overrides={"vocab_size": bad}), tok
+            )

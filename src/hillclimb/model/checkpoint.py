@@ -135,14 +135,34 @@ def check_weight_shapes(directory: Path, cfg: ModelConfig) -> None:
     from safetensors import safe_open
 
     stored: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, str] = {}
     try:
         for f in _weight_files(directory):
             with safe_open(str(f), framework="pt") as fh:
                 names = fh.keys()  # a safe_open handle is not iterable
                 for k in names:
-                    stored[k] = tuple(fh.get_slice(k).get_shape())
+                    sl = fh.get_slice(k)
+                    stored[k] = tuple(sl.get_shape())
+                    dtypes[k] = str(sl.get_dtype())
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
         raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
+    for k, dt in dtypes.items():
+        if dt.upper() not in _FLOAT_DTYPES:
+            raise HillclimbError(
+                f"{directory}: tensor {k} is stored as {dt}, not a floating-point type; "
+                "these are not model weights"
+            )
+    _check_shapes(directory, stored, cfg)
+
+
+# safetensors header dtype names of the floating-point types a model's weights may be stored in
+_FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+
+
+def _check_shapes(directory: Path, stored: dict[str, tuple[int, ...]], cfg: ModelConfig) -> None:
+    """HF on-disk tensor name -> stored shape, against what `cfg` implies (see
+    `check_weight_shapes`); raises HillclimbError naming the first difference."""
+    stored = dict(stored)
     if cfg.tie_embeddings:
         stored.pop("lm_head.weight", None)  # tied: the loader ignores a stored copy
     where = (
@@ -278,7 +298,8 @@ def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
             cfg = config_from_hf(hf_cfg, name=d.name)
         else:
             raise HillclimbError(f"{d}: hillclimb layout without hillclimb.json")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # AttributeError: a nested value of the wrong kind (`rope_parameters: [..]`)
         if isinstance(exc, HillclimbError):
             raise
         what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -295,9 +316,26 @@ def load_model(
     d = Path(directory)
     cfg, layout = load_config(d)
     raw = read_weights(d)
+    for k, v in raw.items():
+        if not v.is_floating_point():
+            raise HillclimbError(
+                f"{d}: tensor {k} is stored as {v.dtype}, not a floating-point type; "
+                "these are not model weights"
+            )
+    if layout == "qwen3_moe":
+        # shapes first: a config that does not describe the weights is one line naming the
+        # tensor, not a size-mismatch traceback from torch
+        _check_shapes(d, {k: tuple(v.shape) for k, v in raw.items()}, cfg)
     state = state_from_hf(raw, cfg) if layout == "qwen3_moe" else raw
     with torch.device("meta"):
         model = Transformer(cfg)
+    want = model.state_dict()
+    for k, v in state.items():
+        if k in want and tuple(v.shape) != tuple(want[k].shape):
+            raise HillclimbError(
+                f"{d}: the model config (hillclimb.json) does not match the weights: tensor {k} "
+                f"has shape {list(v.shape)}, the config implies {list(want[k].shape)}"
+            )
     dev = torch.device(device) if device is not None else torch.device("cpu")
     model = model.to_empty(device=dev)
     # Buffers not stored on disk (rotary frequencies, zero selection bias) are recomputed.

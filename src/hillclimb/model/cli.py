@@ -183,6 +183,18 @@ def _export(args: argparse.Namespace) -> int:
     # ... and one whose config does not describe its weights would export a model that does not
     # load (the copy would carry the wrong config.json / hillclimb.json)
     check_weight_shapes(args.checkpoint, cfg)
+    # the copy carries config.json, which every other reader uses in place of hillclimb.json (our
+    # loader's source): two files that describe different models export a model that does not load
+    if "model_config" in read_info(args.checkpoint):
+        from hillclimb.model.hf import hf_config_differences
+
+        diff = hf_config_differences(cfg, json.loads((args.checkpoint / "config.json").read_text()))
+        if diff:
+            more = f"; … {len(diff) - 4} more" if len(diff) > 4 else ""
+            raise HillclimbError(
+                f"{args.checkpoint}: config.json and hillclimb.json describe different models "
+                f"({'; '.join(diff[:4])}{more}); transformers would read config.json"
+            )
     with atomic_dir(args.out) as tmp:
         for f in sorted(args.checkpoint.iterdir()):
             if f.is_file() and not f.name.startswith("."):

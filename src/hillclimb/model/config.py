@@ -70,6 +70,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.rope_scaling, dict):
+            known = {f.name for f in dataclasses.fields(RopeScaling)}
+            unknown = sorted(set(self.rope_scaling) - known)
+            if unknown:
+                raise ConfigError(
+                    f"invalid model config {self.name!r}: unknown rope_scaling keys {unknown} "
+                    f"(known: {sorted(known)})"
+                )
             self.rope_scaling = RopeScaling(**self.rope_scaling)
         self.validate()
 
@@ -79,11 +86,40 @@ class ModelConfig:
             if not cond:
                 raise ConfigError(f"invalid model config {self.name!r}: {msg}")
 
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_real(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        # Types first: a value of the wrong type (a JSON string, a float width, a bool count)
+        # would otherwise pass a comparison or fail deep inside torch with a traceback.
         for f in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim"):
+            need(is_int(getattr(self, f)) and getattr(self, f) > 0, f"{f} must be a positive int")
+        for f in (
+            "n_experts", "top_k", "d_expert", "n_shared_experts", "d_shared", "n_dense_layers",
+            "d_dense", "max_seq_len",
+        ):  # fmt: skip
+            need(is_int(getattr(self, f)), f"{f} must be an int, got {getattr(self, f)!r}")
+        for f in (
+            "rope_theta", "norm_eps", "aux_loss_coef", "z_loss_coef", "bias_update_rate",
+            "init_std",
+        ):  # fmt: skip
             need(
-                isinstance(getattr(self, f), int) and getattr(self, f) > 0,
-                f"{f} must be a positive int",
+                is_real(getattr(self, f)), f"{f} must be a finite number, got {getattr(self, f)!r}"
             )
+        for f in ("norm_topk_prob", "qk_norm", "tie_embeddings", "bias_balancing"):
+            need(
+                isinstance(getattr(self, f), bool),
+                f"{f} must be true or false, got {getattr(self, f)!r}",
+            )
+        for f in ("name", "family", "expert_impl"):
+            need(isinstance(getattr(self, f), str), f"{f} must be a string")
+        need(isinstance(self.extra, dict), "extra must be an object")
+        need(
+            self.rope_scaling is None or isinstance(self.rope_scaling, RopeScaling),
+            f"rope_scaling must be an object or null, got {self.rope_scaling!r}",
+        )
         need(self.n_experts >= 1, "n_experts must be >= 1")
         need(
             1 <= self.top_k <= self.n_experts,
@@ -99,6 +135,10 @@ class ModelConfig:
         )
         need(0 <= self.n_dense_layers <= self.n_layers, "n_dense_layers must be in 0..n_layers")
         need(self.n_shared_experts >= 0, "n_shared_experts must be >= 0")
+        need(self.d_shared >= 0, "d_shared must be >= 0 (0: = d_expert)")
+        need(self.d_dense >= 0, "d_dense must be >= 0 (0: = 4 * d_model)")
+        need(self.init_std >= 0, "init_std must be >= 0")
+        need(self.bias_update_rate >= 0, "bias_update_rate must be >= 0")
         need(self.max_seq_len > 0, "max_seq_len must be > 0")
         need(self.rope_theta > 0, "rope_theta must be > 0")
         need(self.norm_eps > 0, "norm_eps must be > 0")
@@ -108,11 +148,20 @@ class ModelConfig:
         need(self.aux_loss_coef >= 0 and self.z_loss_coef >= 0, "loss coefficients must be >= 0")
         if self.rope_scaling is not None:
             rs = self.rope_scaling
-            need(rs.factor >= 1.0, "rope_scaling.factor must be >= 1")
+            for f in ("factor", "beta_fast", "beta_slow"):
+                need(is_real(getattr(rs, f)), f"rope_scaling.{f} must be a finite number")
             need(
-                rs.original_max_position_embeddings > 0,
-                "rope_scaling.original_max_position_embeddings must be > 0",
+                is_int(rs.original_max_position_embeddings)
+                and rs.original_max_position_embeddings > 0,
+                "rope_scaling.original_max_position_embeddings must be a positive int",
             )
+            need(rs.factor >= 1.0, "rope_scaling.factor must be >= 1")
+            if rs.factor > 1.0:  # YaRN's ramp takes logs of these
+                need(
+                    rs.beta_fast > 0 and rs.beta_slow > 0,
+                    "rope_scaling.beta_fast and beta_slow must be > 0",
+                )
+                need(self.rope_theta != 1, "rope_theta must not be 1 with YaRN scaling")
 
     # ---------------------------------------------------------------------------------------
     @property

@@ -58,7 +58,7 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
             "beta_fast": float(rs.beta_fast),
             "beta_slow": float(rs.beta_slow),
         }
-    return {
+    out = {
         "architectures": ["Qwen3MoeForCausalLM"],
         "model_type": "qwen3_moe",
         "vocab_size": cfg.vocab_size,
@@ -94,6 +94,12 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
         "use_cache": True,
         "dtype": "float32",
     }
+    if cfg.d_model % 8 or cfg.d_expert % 8:
+        # transformers' default MoE path (`grouped_mm`) needs 16-byte row strides and fails on
+        # such widths ("strides should be multiple of 16 bytes"); its per-expert loop computes the
+        # same model. Other readers ignore the key. (Our own model falls back the same way.)
+        out["experts_implementation"] = "eager"
+    return out
 
 
 def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
@@ -161,6 +167,38 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
         aux_loss_coef=float(d.get("router_aux_loss_coef", 0.01)),
         init_std=float(d.get("initializer_range", 0.02)),
     )
+
+
+def hf_config_differences(cfg: ModelConfig, hf: dict[str, Any]) -> list[str]:
+    """What a Qwen3-MoE reader of `hf` (a config.json) would build differently from `cfg`
+    (the model `hillclimb.json` describes), as "field: hillclimb.json X, config.json Y" strings.
+    Our loader reads `hillclimb.json`; transformers, vLLM and llama.cpp's converter read
+    config.json, so a copy whose two files disagree loads in one and not the other."""
+    try:
+        other = config_from_hf(hf, name=cfg.name)
+    except (HillclimbError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        return [f"config.json is not a usable Qwen3-MoE config ({what})"]
+
+    def view(c: ModelConfig) -> dict[str, Any]:
+        rs = c.rope_scaling
+        d = {
+            f: getattr(c, f)
+            for f in (
+                "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                "top_k", "d_expert", "norm_topk_prob", "n_dense_layers", "max_seq_len",
+                "rope_theta", "norm_eps", "tie_embeddings",
+            )
+        }  # fmt: skip
+        d["rope_scaling"] = None if rs is None or rs.factor <= 1.0 else vars(rs)
+        if c.n_dense_layers < c.n_layers:
+            d["n_experts"] = c.n_experts
+        if c.n_dense_layers:
+            d["d_dense"] = c.d_dense_eff
+        return d
+
+    a, b = view(cfg), view(other)
+    return [f"{k}: hillclimb.json {a.get(k)!r}, config.json {b.get(k)!r}" for k in a if a.get(k) != b.get(k)]  # fmt: skip
 
 
 _EXPERT_KEY = re.compile(

@@ -145,8 +145,15 @@ def load_trainer_state(ckpt: Path) -> dict[str, Any]:
         st = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises a variety of errors for a corrupt file
         raise HillclimbError(f"cannot read trainer state {f}: {exc}") from exc
+    if not isinstance(st, dict):
+        raise HillclimbError(f"{f}: not a trainer state (a {type(st).__name__}, not a dict)")
     if st.get("format") != STATE_FORMAT:
         raise HillclimbError(f"{f}: unknown trainer state format {st.get('format')!r}")
+    # a damaged or hand-made state fails here with one line, not with a KeyError mid-restore
+    kinds = {"step": int, "tokens": int, "optimizers": list, "expert_bias": dict, "rng": dict}
+    for key, kind in kinds.items():
+        if not isinstance(st.get(key), kind) or isinstance(st.get(key), bool):
+            raise HillclimbError(f"{f}: damaged trainer state ({key!r} missing or not a {kind.__name__})")  # fmt: skip
     return st
 
 

@@ -408,10 +408,25 @@ class Trainer:
         self.extra_state: dict[str, Any] = {}  # the caller's resumable state (RL: curriculum...)
         if resume_from is not None:
             st = ck.load_trainer_state(resume_from[1])
-            _restore_optim(model, self.optimizers, st["optimizers"], info)
-            for i, m in enumerate(model.moe_layers()):
-                m.gate.expert_bias.copy_(st["expert_bias"][str(i)].to(info.device))
-            ck.set_rng_state(st["rng"])
+            try:
+                _restore_optim(model, self.optimizers, st["optimizers"], info)
+                for i, m in enumerate(model.moe_layers()):
+                    m.gate.expert_bias.copy_(st["expert_bias"][str(i)].to(info.device))
+                ck.set_rng_state(st["rng"])
+            except (
+                KeyError,
+                IndexError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                RuntimeError,
+            ) as exc:
+                if isinstance(exc, HillclimbError):
+                    raise
+                raise HillclimbError(
+                    f"cannot restore the trainer state of {resume_from[1]} (damaged or from "
+                    f"another run: {type(exc).__name__}: {exc})"
+                ) from exc
             self.step, self.tokens_seen = int(st["step"]), int(st["tokens"])
             self.extra_state = dict(st.get("extra") or {})
             if info.is_main:

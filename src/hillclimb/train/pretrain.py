@@ -57,7 +57,14 @@ def resolve_model_config(cfg: TrainConfig, tok: Tokenizer) -> ModelConfig:
         raise ConfigError(
             "a model is required: --preset NAME, --model-config JSON or --init CHECKPOINT"
         )
-    return mcfg.replace(vocab_size=vocab, **cfg.model_overrides)
+    over = dict(cfg.model_overrides)
+    want = over.pop("vocab_size", vocab)  # `--set vocab_size=N`: a larger table is allowed
+    if isinstance(want, bool) or not isinstance(want, int) or want < tok.vocab_size:
+        raise ConfigError(
+            f"vocab_size must be an int >= the tokenizer's {tok.vocab_size} tokens, got {want!r} "
+            f"(default: {vocab}, the tokenizer's size padded)"
+        )
+    return mcfg.replace(vocab_size=want, **over)
 
 
 def build_task(cfg: TrainConfig) -> TrainTask:
