@@ -29,15 +29,10 @@ from typing import Any
 
 import torch
 
+from hillclimb.tokenizer.bytelevel import unicode_to_byte
 from hillclimb.tokenizer.specials import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
 __all__ = ["HealIndex", "HealPlan", "StripPrefix"]
-
-
-def _unicode_to_byte() -> dict[str, int]:
-    from hillclimb.tokenizer.bytelevel import byte_to_unicode
-
-    return {c: b for b, c in byte_to_unicode().items()}
 
 
 @dataclass
@@ -59,7 +54,7 @@ class HealIndex:
 
     def __init__(self, tokenizer: Any, vocab_size: int):
         self.vocab_size = int(vocab_size)
-        u2b = _unicode_to_byte()
+        u2b = unicode_to_byte()
         specials = set(getattr(tokenizer, "special_ids", {}).values())
         hf = getattr(tokenizer, "hf", None)
         added = set()

@@ -27,6 +27,11 @@ def byte_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
+def unicode_to_byte() -> dict[str, int]:
+    """The inverse of `byte_to_unicode`: a byte-level BPE piece's characters back to its bytes."""
+    return {c: b for b, c in byte_to_unicode().items()}
+
+
 def build_bytelevel_tokenizer() -> Tokenizer:
     """A lossless byte-level tokenizer with ids 0..255 = bytes, then the special tokens."""
     vocab = {ch: b for b, ch in sorted(byte_to_unicode().items())}

@@ -114,9 +114,9 @@ class Tokenizer:
         falls back to the UTF-8 of its decoded text. Why not always the decoded text: a token
         holding part of a multi-byte character decodes alone to U+FFFD, three bytes for what
         is one or two (session 19)."""
-        from hillclimb.tokenizer.bytelevel import byte_to_unicode
+        from hillclimb.tokenizer.bytelevel import unicode_to_byte
 
-        u2b = {c: b for b, c in byte_to_unicode().items()}
+        u2b = unicode_to_byte()
         specials = set(self.special_ids.values())
         out: list[bytes] = []
         for i in range(self.vocab_size):

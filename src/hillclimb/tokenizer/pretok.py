@@ -106,8 +106,8 @@ def build_pretokenizer(kind: str = "code") -> pre_tokenizers.PreTokenizer:
 
 def pretokenize(text: str, kind: str = "code") -> list[str]:
     """The pre-tokens of `text` as plain strings (for inspection, docs and tests)."""
-    from hillclimb.tokenizer.bytelevel import byte_to_unicode
+    from hillclimb.tokenizer.bytelevel import unicode_to_byte
 
-    decode = {c: b for b, c in byte_to_unicode().items()}
+    decode = unicode_to_byte()
     pieces = build_pretokenizer(kind).pre_tokenize_str(text)
     return [bytes(decode[c] for c in piece).decode("utf-8") for piece, _ in pieces]
