@@ -42,10 +42,20 @@ from hillclimb.rl.rollout import Rollout
 RewardFn = Callable[[Rollout], float]
 
 
+def _reads_only(fn: Callable[..., float]) -> Callable[..., float]:
+    """Mark one of our own rewards as read-only: `score` passes it the rollout itself, not a
+    deep copy (the copy guards the run against a custom reward that edits what it is given;
+    ours do not, and copying every rollout of every step for them is pure overhead)."""
+    fn._hillclimb_reads_only = True  # type: ignore[attr-defined]
+    return fn
+
+
+@_reads_only
 def correctness(r: Rollout) -> float:
     return 1.0 if r.passed else 0.0
 
 
+@_reads_only
 def placebo(r: Rollout) -> float:
     """A fair coin per completion, blind to correctness: `--reward hillclimb.rl.rewards:placebo`.
 
@@ -107,7 +117,9 @@ def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
     def with_format(r: Rollout) -> float:
         return base(r) + (format_bonus if has_format(r) else 0.0)
 
-    return with_format
+    return (
+        _reads_only(with_format) if getattr(base, "_hillclimb_reads_only", False) else with_format
+    )
 
 
 def split_reward_spec(spec: str) -> tuple[str, str]:
@@ -184,7 +196,7 @@ def score(fn: Callable[[Any], float], r: Any) -> float:
     """Call a reward function with the errors a user needs to fix it: on a `Rollout` (problem
     RL) or a graded `harness.agent.Episode` (`--harness`), the same checks either way.
 
-    The function gets a deep copy of `r`: the run keeps using `r` (its token ids build the
+    A custom function gets a deep copy of `r` (ours, marked `_reads_only`, get `r`): the run keeps using `r` (its token ids build the
     training rows, `passed` the pass rate, solve rate and curriculum), so a reward that edits
     what it is given (`r.completion_ids.append(...)`, `r.passed = True`) changed the batch
     (a shape traceback) or the logged pass rate. What it prints goes to stderr: stdout carries
@@ -193,7 +205,8 @@ def score(fn: Callable[[Any], float], r: Any) -> float:
     name = getattr(fn, "__qualname__", repr(fn))
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            out = fn(copy.deepcopy(r))
+            own = getattr(fn, "_hillclimb_reads_only", False)
+            out = fn(r if own else copy.deepcopy(r))
     except (Exception, SystemExit) as exc:
         hint = ""
         if isinstance(exc, AttributeError) and getattr(r, "task_id", None) is not None:
