@@ -15,7 +15,9 @@ their turns, as RL rollouts do); a URL runs through the OpenAI-compatible client
 greedy (temperature 0, seed `--seed`) with `--max-steps` turns of at most `--max-tokens`
 completion tokens each (default: what the context leaves). An episode that ran out of turns,
 context or tokens counts as truncated; `truncated_by` says which limit, since "the context filled
-up" and "a turn was cut at max_tokens" call for different fixes.
+up" and "a turn was cut at max_tokens" call for different fixes. Tasks whose untouched
+repository already grades resolved are left out of every rate and listed in `invalid_tasks`
+(`harness.task_runner`: a model that did nothing would score them).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _client_factory(backend: Backend) -> tuple[Any, Any]:
 def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.harness.agent import EpisodeLimits
     from hillclimb.harness.task import find_task_dirs, load_task
-    from hillclimb.harness.task_runner import run_tasks
+    from hillclimb.harness.task_runner import INVALID, run_tasks
     from hillclimb.serve.engine import running_for_episodes
 
     groups = parse_task_groups(cfg.tasks)
@@ -97,6 +99,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     )
     factory, engine = _client_factory(backend)
     items: list[dict[str, Any]] = []
+    invalid: list[str] = []
     running = running_for_episodes(engine) if engine is not None else contextlib.nullcontext()
     with running, tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp:
         for name, path in groups.items():
@@ -111,6 +114,9 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
             if cfg.limit is not None:
                 rows = rows[: cfg.limit]
             for r in rows:
+                if r["exit_status"] == INVALID:  # resolved untouched: measures nothing
+                    invalid.append(str(r["task_id"]))
+                    continue
                 items.append(
                     {
                         "id": r["task_id"],
@@ -124,6 +130,11 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                         "completion_tokens": r["completion_tokens"],
                     }
                 )
+    if invalid and not items:
+        raise HillclimbError(
+            f"--suite harness: every task ({len(invalid)}) already grades resolved on its "
+            "untouched repository, so none measures anything (task_invalid)"
+        )
     metrics = {"resolve_rate": metric([float(i["passed"]) for i in items], cfg)}
     for k, name in enumerate(groups, 1):
         vals = [float(i["passed"]) for i in items if i["group"] == name]
@@ -146,4 +157,6 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         "finish_reasons": dict(sorted(ends.items())),
         "mean_completion_tokens": sum(i["completion_tokens"] for i in items) / n if n else 0.0,
         "items": items,
+        # tasks left out: their untouched repository already grades resolved
+        "invalid_tasks": sorted(invalid),
     }

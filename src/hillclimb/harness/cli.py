@@ -69,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--unsafe", action="store_true", help="allow running without sandbox isolation"
     )
+    run.add_argument(
+        "--no-check-tasks",
+        action="store_true",
+        help="skip grading each untouched repository first (tasks that already grade resolved "
+        "end task_invalid and are not counted; the check costs one test run per task)",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_cmd_run, _parser=run)
 
@@ -256,7 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         running = contextlib.nullcontext()
     with running:
         report = run_tasks(args.tasks, factory, out, limits, concurrency=args.concurrency,
-                           telemetry_path=db, progress=progress)  # fmt: skip
+                           telemetry_path=db, progress=progress,
+                           check_tasks=not args.no_check_tasks)  # fmt: skip
     s = report.summary
     if args.json:
         print(json.dumps(dict(s, skipped=report.skipped, out=str(out)), indent=2))

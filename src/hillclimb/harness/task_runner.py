@@ -10,6 +10,15 @@ Why rebuild results.jsonl from the trajectory files instead of appending: every 
 atomically, so a crash at any moment leaves complete files only, and a resumed run (which skips
 tasks whose trajectory is final) recomputes the table from the same truth. Tasks that ended in a
 model or task error are retried on resume — the endpoint may be back, the task.toml fixed.
+
+Tasks that need no work are not scored (`check_tasks`, on by default; `harness run
+--no-check-tasks` skips it). Before a task's episode, the grader runs on its *untouched*
+repository; a task that already grades resolved (hidden tests that pass without a fix, a
+refactor whose checks already hold) would count as resolved for a model that did nothing, so it
+ends `task_invalid` without an episode, and `summary.json`'s `resolve_rate` leaves it out of the
+denominator (`invalid` counts them). Generated tasks were proven unresolved when they were made
+(`harness generate`); the check catches tasks written or edited by hand. It costs one grade per
+task (a test run), and is retried on resume like a task error, in case the task was fixed.
 """
 
 from __future__ import annotations
@@ -27,10 +36,12 @@ from typing import Any
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.agent import EpisodeLimits, run_episode
 from hillclimb.harness.clients import ModelClient, ModelError, ScriptedClient
+from hillclimb.harness.grading import grade_patch
 from hillclimb.harness.task import find_task_dirs, load_task
 from hillclimb.io import write_json_atomic, write_text_atomic
 
-RETRY_STATUSES = {"model_error", "task_error", "error"}
+RETRY_STATUSES = {"model_error", "task_error", "task_invalid", "error"}
+INVALID = "task_invalid"  # the untouched repository already grades resolved: nothing to do
 
 
 def _safe_name(s: str) -> str:
@@ -55,10 +66,15 @@ def result_row(traj: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over every task; the resolve rates leave out `task_invalid` tasks (resolved
+    untouched: they measure nothing)."""
     n = len(rows)
+    invalid = sum(1 for r in rows if r["exit_status"] == INVALID)
     resolved = sum(r["resolved"] for r in rows)
     by_kind: dict[str, dict[str, Any]] = {}
     for r in rows:
+        if r["exit_status"] == INVALID:
+            continue
         k = by_kind.setdefault(
             r["kind"] or "?", {"tasks": 0, "resolved": 0, "completion_tokens": 0}
         )
@@ -66,21 +82,45 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         k["resolved"] += int(r["resolved"])
         k["completion_tokens"] += r["completion_tokens"]
     for k in by_kind.values():
-        k["resolve_rate"] = k["resolved"] / k["tasks"]
+        k["resolve_rate"] = k["resolved"] / k["tasks"] if k["tasks"] else 0.0
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["exit_status"]] = statuses.get(r["exit_status"], 0) + 1
     return {
         "tasks": n,
+        "invalid": invalid,
         "resolved": resolved,
-        "resolve_rate": resolved / n if n else 0.0,
+        "resolve_rate": resolved / (n - invalid) if n - invalid else 0.0,
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "mean_turns": sum(r["turns"] for r in rows) / n if n else 0.0,
         "exit_statuses": dict(sorted(statuses.items())),
         "by_kind": dict(sorted(by_kind.items())),
-        "errors": sum(1 for r in rows if r["exit_status"] in RETRY_STATUSES),
+        "errors": sum(1 for r in rows if r["exit_status"] in RETRY_STATUSES - {INVALID}),
     }
+
+
+def _untouched_resolves(
+    task: Any, task_dir: Path, t0: float, limits: EpisodeLimits
+) -> dict[str, Any] | None:
+    """The `task_invalid` record of a task whose untouched repository already grades resolved,
+    else None. A repo_qa task needs an answer, so it cannot resolve untouched."""
+    if task.kind == "repo_qa":
+        return None
+    pre = grade_patch(task, None, unsafe=limits.unsafe)
+    if not pre.resolved:
+        return None
+    return {
+        "format": "hillclimb-trajectory-v1", "task_id": task.id, "task_kind": task.kind,
+        "task_dir": str(task_dir), "model": None, "exit_status": INVALID,
+        "error": (
+            "the task's untouched repository already grades resolved (its hidden tests pass "
+            "/ its checks hold without any change), so it cannot tell a fix from doing "
+            "nothing: not run and not counted; fix the task (or use --no-check-tasks)"
+        ),
+        "resolved": False, "reward": 0.0, "started_at": t0, "wall_s": time.time() - t0,
+        "messages": [], "grade": None, "untouched_grade": pre.to_json(),
+    }  # fmt: skip
 
 
 @dataclass
@@ -100,8 +140,10 @@ def run_tasks(
     concurrency: int = 1,
     telemetry_path: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    check_tasks: bool = True,
 ) -> RunReport:
-    """Run every task under `tasks_dir`; resumable; never stops for one task's failure."""
+    """Run every task under `tasks_dir`; resumable; never stops for one task's failure.
+    `check_tasks`: grade each untouched repository first (see the module docstring)."""
     from hillclimb.harness.telemetry import Telemetry
 
     out = Path(out_dir)
@@ -181,6 +223,11 @@ def run_tasks(
             }  # fmt: skip
             path = traj_path(task_dir, None)
         else:
+            traj = _untouched_resolves(task, task_dir, t0, limits) if check_tasks else None
+            if traj is not None:
+                traj["model"] = getattr(client(), "name", "?")
+            path = traj_path(task_dir, task.id)
+        if traj is None:
             c = client()
             if hasattr(c, "for_task"):  # per-task clients (the reference agent)
                 try:
@@ -189,7 +236,6 @@ def run_tasks(
                     c = ScriptedClient([ModelError(str(exc))], name=getattr(c, "name", "?"))
             ep = run_episode(task, c, limits, telemetry)
             traj = ep.to_json()
-            path = traj_path(task_dir, task.id)
         write_json_atomic(path, traj)
         row = result_row(traj)
         with lock:
