@@ -115,16 +115,18 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
         )
         rec.update(decision="skipped", reasons=[f"candidate {cand} is the incumbent ({why})"])
         return rec
+    splits = list(c.recipe.eval.get("splits") or ["heldout"])
     prior = [
         x
         for x in reg.decisions(cand)
         if x["candidate"] == cand and x["incumbent"] == inc and x["alias"] == alias
-    ]
+    ][:1]
+    if prior and not _same_evidence(reg, prior[0]["report"], cand, inc, splits):
+        prior = []  # the eval stage re-ran since (new items or settings): judge again
     if prior:
         dec = prior[0]["report"]
         rec.update(decision="promoted" if dec["promoted"] else "refused", reused=prior[0]["id"])
     else:
-        splits = list(c.recipe.eval.get("splits") or ["heldout"])
         if current is not None:
             _evaluate_incumbent(c, reg, cand, inc, splits, rec)
         cfg = GateConfig(
@@ -135,7 +137,9 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
             seed=GATE_SETTINGS["seed"],
         )
         try:
-            d = promote(reg, cand, inc, cfg, alias=alias)
+            # the alias as read above, before the incumbent's evaluation (minutes): another
+            # climb that promoted meanwhile is not written over
+            d = promote(reg, cand, inc, cfg, alias=alias, alias_was=inc if current else None)
         except HillclimbError as exc:  # e.g. no shared items with an incumbent from elsewhere
             rec.update(decision="error", reasons=[str(exc)])
             return rec
@@ -159,6 +163,27 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
         for ch in dec["checks"]
     ]
     return rec
+
+
+def _same_evidence(
+    reg: Any, report: dict[str, Any], cand: str, inc: str, splits: list[str]
+) -> bool:
+    """Whether a stored decision judged what the gate would judge now: the same target and
+    gate splits, on the evaluations that are the newest of each checkpoint today (a decision
+    stored before comparisons named their evaluations is not reused)."""
+    checks = report.get("checks") or []
+    want = list(dict.fromkeys(splits))
+    if [ch.get("comparison", {}).get("suite") for ch in checks] != want:
+        return False
+    for ch in checks:
+        comp = ch["comparison"]
+        try:
+            now = (reg.latest_eval(inc, comp["suite"]).id, reg.latest_eval(cand, comp["suite"]).id)
+        except HillclimbError:
+            return False
+        if (comp.get("eval_a"), comp.get("eval_b")) != now:
+            return False
+    return True
 
 
 def _evaluate_incumbent(

@@ -52,7 +52,7 @@ from hillclimb.climb.state import (
     read_json,
     stage_timings,
 )
-from hillclimb.errors import HillclimbError
+from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.io import exclusive_dir, write_json_atomic
 
 FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STAGE before its marker
@@ -500,6 +500,7 @@ def plan(recipe: Recipe) -> list[Stage]:
     # parents stay ["eval"] so adding this stage left finished climbs' report hashes valid
     stages.append(Stage("registry", "", {"gate": GATE_SETTINGS}, ["eval"], _registry))
     stages.append(Stage("report", "report", {"report": r.report}, ["eval"], _report))
+    _check_unique_keys(r, stages)
     hashes: dict[str, str] = {}
     for i, s in enumerate(stages):
         if not s.dirname:
@@ -509,6 +510,22 @@ def plan(recipe: Recipe) -> list[Stage]:
         )
         hashes[s.key] = s.hash
     return stages
+
+
+def _check_unique_keys(recipe: Recipe, stages: list[Stage]) -> None:
+    """Refuse model names that give two stages one key (a model named `data` has the SFT stage
+    `sft-data`, the SFT examples' key; `harness-x` with RL has `rl-harness-x`, model `x`'s
+    harness RL). Why: a stage's outputs are found by key (`Climb.dir`, `final`), so the second
+    one's checkpoint was looked for in the first one's directory and the climb failed after
+    training, in the stage that read it."""
+    keys = [s.key for s in stages]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ConfigError(
+            f"recipe {recipe.path}: the model names {recipe.model_names} give two stages the "
+            f"name(s) {dup} (a model's stages are pretrain-NAME, sft-NAME, rl-NAME and "
+            "rl-harness-NAME; the climb's own include sft-data); rename the model"
+        )
 
 
 def resolve_stage(stages: list[Stage], name: str) -> int:
@@ -781,13 +798,16 @@ def _current_headline(c: Climb, m: str, cached: dict[str, Any]) -> dict[str, Any
 def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    con = Console(file=file or sys.stdout)
+    # printed as text, never as rich markup: a run directory such as `runs/ablation[lr=3e-5]`
+    # lost its `[...]` (the printed report path did not exist) and `[/]` raised MarkupError
+    con = Console(file=file or sys.stdout, markup=False, highlight=False)
 
     def f(x: Any, fmt: str = "{:.3f}") -> str:
         return "-" if x is None else fmt.format(x)
 
-    tab = Table(title=f"climb {summary['recipe']} — {summary['run_dir']}")
+    tab = Table(title=Text(f"climb {summary['recipe']} — {summary['run_dir']}"))
     for col in (
         "model",
         "corpus val bpb: pre-trained",
@@ -848,5 +868,5 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
     if summary.get("registry"):
         from hillclimb.climb.promotion import render
 
-        con.print(render(summary["registry"]), markup=False, highlight=False)
+        con.print(render(summary["registry"]))
     con.print(f"report: {summary['report']}")

@@ -170,8 +170,11 @@ def _list(args: argparse.Namespace) -> int:
             return 0
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        t = Table(title=f"registry {reg.path}")
+        # paths, model and stage names are shown as they are, never read as rich markup
+        # (`run[/]x` raised MarkupError; `[lr=3e-5]` vanished from a path)
+        t = Table(title=Text(f"registry {reg.path}"))
         for col in ("id", "model", "stage", "parent", "evals", "aliases", "path"):
             t.add_column(col)
         for r in rows:
@@ -179,7 +182,7 @@ def _list(args: argparse.Namespace) -> int:
             path = r["path"] + (" (MISSING)" if r["missing"] else "")
             t.add_row(r["id"], r["model"] or "-", r["stage"] or "-", r["parent_id"] or "-",
                       evals, ", ".join(r["aliases"]) or "-", path)  # fmt: skip
-        con = Console()
+        con = Console(markup=False, highlight=False)
         con.width = max(con.width, 180)  # ids and paths are not worth truncating
         con.print(t)
     return 0

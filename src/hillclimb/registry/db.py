@@ -111,6 +111,10 @@ CREATE TABLE IF NOT EXISTS aliases (
 """
 
 
+# `record_decision(alias_was=...)` default: move the alias whatever it points at (manual aliases)
+ANY_TARGET = object()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -271,8 +275,16 @@ class Registry:
     def __enter__(self) -> Registry:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        """Close; a database error met inside the block (a file damaged after it opened, a
+        lock held past the busy timeout) becomes one `HillclimbError` naming the registry, not a
+        traceback. Integrity errors stay what they are: they are bugs, not bad files."""
         self.close()
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.IntegrityError):
+            raise HillclimbError(
+                f"registry {self.path} could not be used: {exc} (a damaged file, or another "
+                "process held it too long); a write it refused was rolled back"
+            ) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -460,7 +472,8 @@ class Registry:
         """Import one evaluation result for checkpoint `cid` (`parse_result`: a `run_eval`
         result gives one suite per split, a standard-suite result one suite), each with its
         item-level results. A re-import of the same suite
-        with the same settings replaces the earlier one. Checks the file's own totals against its
+        with the same settings replaces the earlier one (an identical one is kept, id and all:
+        `_same_as_latest`). Checks the file's own totals against its
         items first: a corrupt file changes nothing."""
         self.checkpoint(cid)
         suites = parse_result(result, source or "<result>")
@@ -468,6 +481,11 @@ class Registry:
         with self.transaction() as db:
             for suite, (summary, settings, items) in suites.items():
                 settings_json = json.dumps(settings, sort_keys=True)
+                summary_json = json.dumps(summary, sort_keys=True)
+                same = self._same_as_latest(cid, suite, settings_json, summary_json, items)
+                if same is not None:  # the same result again: kept as it is, with its id
+                    out_ids.append(same)
+                    continue
                 db.execute(
                     "DELETE FROM evals WHERE checkpoint_id=? AND suite=? AND settings=?",
                     (cid, suite, settings_json),
@@ -481,7 +499,7 @@ class Registry:
                         summary["n"],
                         summary["accuracy"],
                         settings_json,
-                        json.dumps(summary, sort_keys=True),
+                        summary_json,
                         source,
                         _now(),
                     ),
@@ -497,6 +515,30 @@ class Registry:
                 )
                 out_ids.append(eid)
         return [self._eval(i) for i in out_ids]
+
+    def _same_as_latest(
+        self, cid: str, suite: str, settings_json: str, summary_json: str, items: list[Item]
+    ) -> int | None:
+        """The id of `cid`'s newest evaluation on `suite` when it holds exactly this result (same
+        settings, summary and item results), else None.
+
+        Why: the climb's registry stage imports its eval files on every run; a re-import that
+        replaced an identical row gave it a new id, and a stored gate decision (which names
+        the evaluations it compared) could not tell "the same evidence" from "the eval stage
+        ran again"."""
+        row = self.conn.execute(
+            "SELECT id, settings, summary FROM evals WHERE checkpoint_id=? AND suite=? "
+            "ORDER BY id DESC LIMIT 1",
+            (cid, suite),
+        ).fetchone()
+        if row is None or row["settings"] != settings_json or row["summary"] != summary_json:
+            return None
+        stored = self.conn.execute(
+            "SELECT item_id, family, tier, kind, passed, score FROM eval_items WHERE eval_id=?",
+            (row["id"],),
+        ).fetchall()
+        new = [(it.item_id, it.family, it.tier, it.kind, int(it.passed), it.score) for it in items]
+        return row["id"] if sorted(map(tuple, stored)) == sorted(new) else None
 
     def _eval(self, eid: int) -> Evaluation:
         row = self.conn.execute("SELECT * FROM evals WHERE id=?", (eid,)).fetchone()
@@ -589,12 +631,25 @@ class Registry:
         alias: str | None,
         promoted: bool,
         report: dict[str, Any],
+        *,
+        alias_was: str | None | object = ANY_TARGET,
     ) -> int:
         """Store a promotion decision and, when promoted, point `alias` at the candidate — in
-        one transaction."""
+        one transaction. `alias_was`: the checkpoint the alias pointed at (None: no alias) when
+        the decision was judged; if another writer moved it since, nothing is stored
+        (`HillclimbError`): the candidate was never compared with what it would replace."""
         if alias is not None:
             check_alias_name(alias)
         with self.transaction() as db:
+            if promoted and alias is not None and alias_was is not ANY_TARGET:
+                row = db.execute("SELECT checkpoint_id FROM aliases WHERE name=?", (alias,))
+                now = (row.fetchone() or [None])[0]
+                if now != alias_was:
+                    raise HillclimbError(
+                        f"alias {alias} moved from {alias_was or '(none)'} to {now or '(none)'} "
+                        "while the gate ran (another promotion); nothing was recorded — run the "
+                        "promotion again to judge the candidate against it"
+                    )
             cur = db.execute(
                 "INSERT INTO decisions(created, candidate, incumbent, alias, promoted, report) "
                 "VALUES (?,?,?,?,?,?)",
@@ -659,7 +714,7 @@ class Registry:
 
 
 def check_alias_name(name: str) -> None:
-    if not ALIAS_RE.match(name):
+    if not ALIAS_RE.fullmatch(name):
         raise HillclimbError(
             f"bad alias {name!r}: use MODEL@TAG (letters, digits, '.', '_', '-'), e.g. thinking@prod"
         )

@@ -17,6 +17,7 @@ stored.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,15 @@ def _other_dir(model: Any, target: str) -> bool:
 OUTCOME_SETTINGS = ("max_tokens", "max_tokens_margin", "temperature_greedy")
 
 
+# Suites whose items are drawn from the evaluation seed and numbered by position (`ifeval-000`,
+# `fim-000`, `fim-test-t1-00`): under another seed the same id is another prompt. Their seed is
+# kept in the settings as `item_seed`, and evaluations with different ones are never paired
+# (`gate.compare` refuses). HumanEval's and the problems suite's ids name their item whatever the
+# seed (a fixed problem set; content-derived problem ids), so their seed is not kept.
+SEEDED_SUITES = ("ifeval", "fim")
+# Settings that decide which item an id names: two evaluations that differ here share no item.
+ITEM_SETTINGS = ("item_seed",)
+
 SUITE_FORMAT = "hillclimb-suite-v1"  # eval.suites (HumanEval, IFEval, ...): one suite per file
 Parsed = dict[str, tuple[dict[str, Any], dict[str, Any], list[Item]]]
 
@@ -143,6 +153,21 @@ def parse_result(result: Any, source: str) -> Parsed:
 
 def _bad(source: str, why: str) -> HillclimbError:
     return HillclimbError(f"{source}: not a usable evaluation result: {why}")
+
+
+def _score(source: str, iid: str, compute: Callable[[], Any]) -> float:
+    """An item's score (a pass rate over samples) checked to be a number in [0, 1].
+
+    Why: the registry stores it as REAL NOT NULL — SQLite stores NaN as NULL, so a NaN failed
+    as an IntegrityError traceback — and a hand-edited `samples: "0"` divided by zero; inf or
+    a rate above 1 is no pass rate at all."""
+    try:
+        x = float(compute())
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise _bad(source, f"item {iid}: its score is not a number ({exc})") from None
+    if not 0.0 <= x <= 1.0:  # False for NaN too
+        raise _bad(source, f"item {iid}: its score {x!r} is not a pass rate in [0, 1]")
+    return x
 
 
 def parse_suite_result(result: dict[str, Any], source: str) -> Parsed:
@@ -162,11 +187,15 @@ def parse_suite_result(result: dict[str, Any], source: str) -> Parsed:
         seen.add(iid)
         score = float(it["passed"])
         if it.get("samples"):
-            score = float(it.get("samples_passed", 0)) / float(it["samples"])
+            score = _score(
+                source, iid, lambda it=it: float(it.get("samples_passed", 0)) / it["samples"]
+            )
         items.append(Item(iid, it.get("category"), None, None, it["passed"], score))
     correct = sum(it.passed for it in items)
     st = result.get("settings") if isinstance(result.get("settings"), dict) else {}
     settings = {k: st.get(k) for k in ("max_tokens", "form", "timeout_s")}
+    if name in SEEDED_SUITES:
+        settings["item_seed"] = st.get("seed")
     summary = {
         "metric": "greedy pass rate",
         "n": len(items),
@@ -209,11 +238,11 @@ def parse_task_result(result: Any, source: str) -> Parsed:
             split, iid, fam = str(it["split"]), str(it["id"]), it.get("family")
             tier = int(it["tier"]) if it.get("tier") is not None else None
             passed = it["passed"]
-            score = float(it.get("sample_pass_rate", float(passed)))
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"item {i} is malformed ({type(exc).__name__}: {exc})") from None
         if not isinstance(passed, bool):
             raise bad(f"item {i} ({iid}): `passed` must be true/false, got {passed!r}")
+        score = _score(source, iid, lambda it=it, p=passed: it.get("sample_pass_rate", float(p)))
         if split not in by_split:
             raise bad(f"item {iid} is in split {split!r}, which the result does not report")
         if (split, iid) in seen:

@@ -31,7 +31,8 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.eval.bootstrap import PairedBootstrap, paired_bootstrap
-from hillclimb.registry.db import Registry, check_alias_name
+from hillclimb.registry.db import ANY_TARGET, Registry, check_alias_name
+from hillclimb.registry.evalfile import ITEM_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class Comparison:
     n_b: int
     stats: PairedBootstrap
     warnings: list[str] = field(default_factory=list)
+    # the evaluations compared (registry ids): a stored decision names its evidence, so a
+    # later re-import of either (a re-run eval stage) is seen as new evidence
+    eval_a: int | None = None
+    eval_b: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stats": self.stats.to_dict()}
@@ -90,6 +95,17 @@ def compare(
     """Paired bootstrap of checkpoint `b` minus checkpoint `a` (ids) on `suite`'s shared items."""
     ea, ia = reg.items(a, suite)
     eb, ib = reg.items(b, suite)
+    # ids of a seeded suite are positions in the items its seed drew (`ifeval-000`): under two
+    # seeds the "shared" ids are different prompts, so nothing is paired (evalfile.ITEM_SETTINGS)
+    other = {k: (ea.settings.get(k), eb.settings.get(k)) for k in ITEM_SETTINGS
+             if ea.settings.get(k) != eb.settings.get(k)}  # fmt: skip
+    if other:
+        raise HillclimbError(
+            f"checkpoints {a} and {b} were evaluated on different items of suite {suite!r} "
+            f"({', '.join(f'{k} {x!r} vs {y!r}' for k, (x, y) in other.items())}: the same item "
+            "id names another prompt); evaluate both with the same seed (an evaluation imported "
+            "before the seed was kept shows None: import its file again)"
+        )
     shared = sorted(set(ia) & set(ib))
     if not shared:
         raise HillclimbError(
@@ -111,7 +127,7 @@ def compare(
         confidence=confidence,
         seed=seed,
     )
-    return Comparison(suite, a, b, len(ia), len(ib), stats, warnings)
+    return Comparison(suite, a, b, len(ia), len(ib), stats, warnings, ea.id, eb.id)
 
 
 @dataclass
@@ -244,12 +260,18 @@ def promote(
     cfg: GateConfig,
     *,
     alias: str | None = None,
+    alias_was: str | None | object = ANY_TARGET,
 ) -> Decision:
     """Resolve the references, run the gate, record the decision and (when promoted) move
     `alias` to the candidate, all or nothing. Without `incumbent_ref` the alias's current
-    checkpoint is the incumbent."""
+    checkpoint is the incumbent. The alias moves only if it still points where it did when the
+    gate started (or at `alias_was`, what the caller read before its own preparations): a
+    promotion that raced another one is refused, not written over it."""
     if alias is not None:
         check_alias_name(alias)
+        if alias_was is ANY_TARGET:
+            found = reg.find_alias(alias)
+            alias_was = found.checkpoint_id if found else None
     cand = reg.resolve(candidate_ref)
     if incumbent_ref is None:
         if alias is None or reg.find_alias(alias) is None:
@@ -271,7 +293,9 @@ def promote(
             raise HillclimbError(f"cannot promote candidate {cand.id} to {alias}: {gone}")
     dec = decide(reg, cand.id, inc.id, cfg)
     dec.alias = alias
-    dec.decision_id = reg.record_decision(cand.id, inc.id, alias, dec.promoted, dec.to_dict())
+    dec.decision_id = reg.record_decision(
+        cand.id, inc.id, alias, dec.promoted, dec.to_dict(), alias_was=alias_was
+    )
     return dec
 
 

@@ -165,14 +165,26 @@ class ArenaStore:
             )
 
     @contextmanager
+    def _usable(self) -> Iterator[None]:
+        """A database error (a file damaged after it opened, a lock held past the busy timeout)
+        as one `HillclimbError` naming the file, not a traceback (`arena --results`); integrity
+        errors pass through (the vote rules are read from them)."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise HillclimbError(f"arena database {self.path} could not be used: {exc}") from exc
+
+    @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._usable():
             yield self._db
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One `BEGIN IMMEDIATE` transaction: all of it is stored, or (on any error) none."""
-        with self._lock:
+        with self._lock, self._usable():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
