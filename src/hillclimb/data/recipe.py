@@ -46,6 +46,11 @@ def resolve_recipe(name: str | os.PathLike[str]) -> Path:
             if c.is_file():
                 return c
             tried.append(c)
+    if p.is_dir():
+        raise HillclimbError(
+            f"recipe {str(name)!r} is a directory: pass a recipe file (a .toml) or a built-in "
+            f"recipe's name (looked at: {', '.join(str(t) for t in tried)})"
+        )
     raise HillclimbError(
         f"recipe {str(name)!r} not found (looked at: {', '.join(str(t) for t in tried)})"
     )
