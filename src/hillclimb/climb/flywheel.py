@@ -21,6 +21,14 @@ count how many training examples came from the flywheel and from where. The expo
 (unresolved / rejected tasks) are counted here; `hillclimb rl --harness EXPORT_DIR` trains on
 them.
 
+Each training event is admitted once: exports overlap (every `telemetry export` writes all the
+episodes the database holds, so today's export repeats yesterday's) and a recipe may name one
+twice, so a record whose episode (harness) or request (api) was already admitted — or, without
+such an id, whose training content was — is refused as `duplicate`. A record the SFT encoder
+could not read (messages that are not a list of messages, a `fim` without its three strings) is
+refused as `malformed` here, with its line, rather than failing the SFT run that reads the
+mixture later.
+
 The stage's cache key includes a fingerprint of each export's files, so a new export re-runs
 SFT data and everything after it, and an unchanged one does not.
 """
@@ -33,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.data.decontam_records import record_text
-from hillclimb.errors import ConfigError
+from hillclimb.errors import ConfigError, HillclimbError
 
 
 def check_exports(paths: list[str], where: str) -> None:
@@ -73,6 +81,47 @@ def _refusal(rec: Any, source: Any) -> str | None:
     return "no_consent"
 
 
+FIM_KEYS = ("prefix", "middle", "suffix")
+
+
+def _malformed(rec: dict[str, Any], where: str) -> str | None:
+    """Why the SFT encoder (`train.sft_data.encode_record`) could not train on `rec`, or None."""
+    from hillclimb.train.sft_data import normalize_chat
+
+    if "messages" in rec:
+        try:
+            normalize_chat(rec, where)
+        except HillclimbError as exc:
+            return str(exc)
+        return None
+    if "fim" in rec:
+        f = rec["fim"]
+        ok = isinstance(f, dict) and all(isinstance(f.get(k), str) for k in FIM_KEYS)
+        return None if ok else f"{where}: fim must hold the strings {list(FIM_KEYS)}"
+    if "text" in rec:
+        return None if isinstance(rec["text"], str) else f"{where}: text must be a string"
+    return f"{where}: none of messages / fim / text"
+
+
+def _event_key(rec: dict[str, Any], source: Any) -> str:
+    """What makes two records the same training event: the episode (ids carry a uuid) or the
+    account's request (a client may choose its request ids) they came from, else (a record
+    without one) their training content."""
+    meta = rec.get("meta") or {}
+    rid = meta.get("episode_id") if source == "harness" else meta.get("request_id")
+    if isinstance(rid, str) and rid:
+        return json.dumps([source, meta.get("account") if source == "api" else None, rid])
+    body = json.dumps({k: v for k, v in rec.items() if k != "meta"}, sort_keys=True)
+    return "content:" + hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc}); is it a telemetry export?") from None
+
+
 def flywheel_records(
     paths: list[str], probes: Any | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -94,8 +143,10 @@ def flywheel_records(
         if probes is not None
         else "off (no probes.npz in the corpus)",
         "contaminated_examples": [],
+        "malformed_examples": [],
         "rl_prompts_available": 0,
     }
+    seen: set[str] = set()
     decon = None
     if probes is not None:
         from hillclimb.data.config import DecontaminateConfig
@@ -105,7 +156,7 @@ def flywheel_records(
     for p in paths:
         d = Path(p)
         admitted = refused = 0
-        for n, line in enumerate(d.joinpath("sft.jsonl").read_text(encoding="utf-8").splitlines()):
+        for n, line in enumerate(_lines(d / "sft.jsonl")):
             if not line.strip():
                 continue
             try:
@@ -115,6 +166,12 @@ def flywheel_records(
             meta = rec.get("meta") if isinstance(rec, dict) else None
             source = meta.get("source") if isinstance(meta, dict) else None
             why = _refusal(rec, source)
+            if why is None and (bad := _malformed(rec, f"{d / 'sft.jsonl'}:{n + 1}")):
+                why = "malformed"
+                if len(counts["malformed_examples"]) < 5:
+                    counts["malformed_examples"].append(bad)
+            if why is None and _event_key(rec, source) in seen:
+                why = "duplicate"
             if why is None and decon is not None:
                 verdict, m = decon.check(record_text(rec), "flywheel", None)
                 if verdict != "clean":
@@ -125,6 +182,7 @@ def flywheel_records(
                             {"export": str(d), "line": n + 1, "probe": m.probe, "match": m.ngram}
                         )
             if why is None:
+                seen.add(_event_key(rec, source))
                 rec["kind"], rec["source"] = "flywheel", f"flywheel/{source}"
                 records.append(rec)
                 admitted += 1
@@ -134,7 +192,7 @@ def flywheel_records(
                 counts["refused"][why] = counts["refused"].get(why, 0) + 1
                 counts["refused_no_consent"] += why == "no_consent"
         rl = d / "rl_prompts.jsonl"
-        n_rl = sum(1 for x in rl.read_text().splitlines() if x.strip()) if rl.is_file() else 0
+        n_rl = sum(1 for x in _lines(rl) if x.strip()) if rl.is_file() else 0
         counts["exports"].append(
             {"path": str(d), "sft_examples": admitted, "refused": refused, "rl_prompts": n_rl}
         )

@@ -175,7 +175,10 @@ class Telemetry(LockedSQLite):
         if isinstance(target, bool) or not isinstance(target, int | str):
             raise HillclimbError("feedback target must be an edit id (int) or an episode id (str)")
         if isinstance(target, int):
-            if not self.query("SELECT 1 FROM edits WHERE id=?", (target,)):
+            # an id past SQLite's 64-bit range names no edit (and would raise OverflowError)
+            if not -(2**63) <= target < 2**63 or not self.query(
+                "SELECT 1 FROM edits WHERE id=?", (target,)
+            ):
                 raise HillclimbError(f"no edit with id {target}")
             row = ("edit", target, None)
         else:
@@ -276,6 +279,7 @@ class Telemetry(LockedSQLite):
         held: dict[str, str | None] = {}  # task_dir -> why it is evaluation-only
         task_meta: dict[str, dict[str, Any]] = {}  # task_dir -> what `heldout_reason` reads
         excluded: dict[str, str] = {}  # task_id -> why
+        malformed: list[str] = []  # episodes whose stored trajectory cannot be read back
         for ep_id, task_id, kind, task_dir, model, resolved, traj_json, status in rows:
             if task_dir not in held:
                 held[task_dir], task_meta[task_dir] = _evaluation_only(task_dir)
@@ -285,9 +289,12 @@ class Telemetry(LockedSQLite):
             verdict = fb.get(ep_id)
             accepted = verdict is True or (verdict is None and not require_accepted)
             if resolved and accepted and status == "submitted":
-                traj = json.loads(traj_json)
+                messages = _trajectory_messages(traj_json)
+                if messages is None:
+                    malformed.append(ep_id)
+                    continue
                 sft_lines.append(json.dumps({
-                    "messages": sft_messages(traj["messages"]),
+                    "messages": messages,
                     "tools": _tool_schemas(),
                     "meta": {"source": "harness", "episode_id": ep_id, "task_id": task_id,
                              "kind": kind, "model": model, "user_feedback": verdict,
@@ -307,8 +314,6 @@ class Telemetry(LockedSQLite):
             api_records, api_counts = served.training_records()
             sft_lines += [json.dumps(r, ensure_ascii=False) for r in api_records]
         rl_lines = [json.dumps(v, ensure_ascii=False) for v in rl.values()]
-        write_text_atomic(out / "sft.jsonl", "".join(line + "\n" for line in sft_lines))
-        write_text_atomic(out / "rl_prompts.jsonl", "".join(line + "\n" for line in rl_lines))
         summary = {
             "db": str(self.path), "sft_examples": len(sft_lines), "rl_prompts": len(rl_lines),
             "sft_by_source": {"harness": harness_sft, "api": len(sft_lines) - harness_sft},
@@ -316,10 +321,52 @@ class Telemetry(LockedSQLite):
             "episodes_considered": len(rows), "require_accepted": require_accepted,
             "evaluation_only_tasks_excluded": len(excluded),
             "evaluation_only_examples": dict(sorted(excluded.items())[:5]),
+            "malformed_episodes": len(malformed), "malformed_examples": malformed[:5],
             "files": {"sft": str(out / "sft.jsonl"), "rl": str(out / "rl_prompts.jsonl")},
         }  # fmt: skip
-        write_json_atomic(out / "export.json", summary)
+        _write_export(out, sft_lines, rl_lines, summary)
         return summary
+
+
+def _write_export(
+    out: Path, sft_lines: list[str], rl_lines: list[str], summary: dict[str, Any]
+) -> None:
+    """The three export files, each atomically, `export.json` last and removed first: it is what
+    marks a directory as an export (`climb.flywheel.check_exports`), so an export interrupted
+    between files is refused as incomplete rather than read as a new `sft.jsonl` beside the
+    previous export's `rl_prompts.jsonl`."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "export.json").unlink(missing_ok=True)
+        write_text_atomic(out / "sft.jsonl", "".join(line + "\n" for line in sft_lines))
+        write_text_atomic(out / "rl_prompts.jsonl", "".join(line + "\n" for line in rl_lines))
+        write_json_atomic(out / "export.json", summary)
+    except OSError as exc:
+        raise HillclimbError(
+            f"cannot write the telemetry export to {out}: {exc}; the directory holds no complete "
+            "export (no export.json) until a rerun succeeds"
+        ) from None
+
+
+def _trajectory_messages(traj_json: str) -> list[dict[str, Any]] | None:
+    """The SFT messages of a stored trajectory, or None when it is not one (a database edited by
+    hand, written by another program, or damaged): one such row is left out and counted, it
+    does not abort the export of every other episode."""
+    try:
+        traj = json.loads(traj_json)
+    except (TypeError, ValueError):
+        return None
+    msgs = traj.get("messages") if isinstance(traj, dict) else None
+    if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
+        return None
+    calls = [m.get("tool_calls") or [] for m in msgs]
+    if not all(
+        isinstance(c, list)
+        and all(isinstance(tc, dict) and isinstance(tc.get("function", {}), dict) for tc in c)
+        for c in calls
+    ):
+        return None
+    return sft_messages(msgs)
 
 
 def _evaluation_only(task_dir: str | None) -> tuple[str | None, dict[str, Any]]:

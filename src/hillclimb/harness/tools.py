@@ -525,6 +525,7 @@ class ToolBox:
             "error": f"exit code {res.exit_code} ({res.duration_s:.1f}s)",
             "timeout": f"TIMED OUT after {t:.0f}s (process tree killed)",
             "memory": "KILLED: memory limit exceeded",
+            "disk": "KILLED: workspace disk quota exceeded (delete files to go on)",
             "killed": f"KILLED by a signal (exit {res.exit_code})",
             "refused": "REFUSED by the sandbox",
         }.get(res.status, res.status)

@@ -77,11 +77,17 @@ def _no_heldout(tasks: list[Any], where: str) -> list[Any]:
 
 def _exported_tasks(refs: Path) -> list[Any]:
     """Tasks named by a telemetry export's `rl_prompts.jsonl` (one `{"task_id", "task_dir"}`
-    per line); a line whose task directory is gone is a clear error, not a silent skip."""
+    per line); a line whose task directory is gone is a clear error, not a silent skip. A task
+    named twice (files of several exports concatenated) is loaded once: the curriculum draws
+    by weight per entry, so a repeat would double its share of the steps."""
     from hillclimb.harness.task import load_task
 
-    tasks = []
-    for n, line in enumerate(refs.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = refs.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--harness {refs}: not UTF-8 text ({exc})") from None
+    tasks, seen = [], set()
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -91,6 +97,9 @@ def _exported_tasks(refs: Path) -> list[Any]:
             raise ConfigError(f"{refs}:{n}: not a task reference ({exc})") from None
         if not task_dir.is_dir():
             raise ConfigError(f"{refs}:{n}: task directory {task_dir} does not exist")
+        if task_dir.resolve() in seen:
+            continue
+        seen.add(task_dir.resolve())
         tasks.append(load_task(task_dir))
     if not tasks:
         raise ConfigError(f"--harness {refs}: no task references (nothing failed or was rejected)")

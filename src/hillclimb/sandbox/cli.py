@@ -3,8 +3,9 @@
 `run` copies the workspace to a throw-away directory by default (the original is never touched by
 the command); `--in-place` runs on the directory itself, which is what the harness does on its own
 per-episode copy. The exit code mirrors the command's so scripts can chain it: the command's own
-code for ok/error, 124 timeout (as coreutils `timeout`), 137 memory, 128+N for a signal, 125 when the
-sandbox could not be set up. `check` says which backend would run and why the others would not.
+code for ok/error, 124 timeout (as coreutils `timeout`), 137 memory, 128+N for a signal, 153 when
+the workspace went over its disk quota (128 + SIGXFSZ, the file-size signal), 125 when the sandbox
+could not be set up. `check` says which backend would run and why the others would not.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import json
 import sys
 
-_EXIT = {"timeout": 124, "memory": 137, "refused": 125}
+_EXIT = {"timeout": 124, "memory": 137, "disk": 153, "refused": 125}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--cpu", type=int, default=None, help="CPU-time limit, s (timeout + 1)")
     run.add_argument("--max-procs", type=int, default=128, help="processes + threads (128)")
     run.add_argument("--max-file-mb", type=int, default=256, help="largest file written (256)")
+    run.add_argument(
+        "--max-workspace-mb",
+        type=int,
+        default=2048,
+        help="disk quota: what the workspace may hold during the run (2048)",
+    )
     run.add_argument("--max-output", type=int, default=1 << 20, help="bytes kept per stream")
     run.add_argument("--in-place", action="store_true", help="run on the workspace itself")
     run.add_argument(
@@ -79,6 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_procs=args.max_procs,
         max_file_mb=args.max_file_mb,
         max_output_bytes=args.max_output,
+        max_workspace_mb=args.max_workspace_mb,
     )
     res = run_sandboxed(
         cmd,

@@ -3,7 +3,8 @@
 `run_sandboxed(cmd, workspace, limits)` runs a command with the workspace as its only writable host
 path, no network (a fresh network namespace: loopback only), its own PID/mount/IPC/UTS namespaces,
 rlimits (address space, CPU time, processes, file size, open files), a wall-clock timeout that kills
-the whole process tree, and stdout/stderr captured concurrently and capped. It returns a
+the whole process tree, a workspace disk quota (polled; the tree is killed when the workspace holds
+more than `max_workspace_mb`), and stdout/stderr captured concurrently and capped. It returns a
 `SandboxResult` that says how the run ended. `hide=[paths]` makes host paths that the mount plan
 would show (e.g. a package inside the bound site-packages) empty inside.
 
@@ -23,8 +24,17 @@ The same happens on normal exit, so nothing a run starts outlives it.
 
 Why `status` is trusted: a timeout is something we did; "memory" is an exit whose stderr shows an
 allocation failure (RLIMIT_AS makes allocations fail with ENOMEM: MemoryError, bad_alloc); a signal
-death is "killed" (SIGXCPU, the CPU-time limit, is reported as "timeout"); "refused" means the
-sandbox itself could not be set up and the command never ran.
+death is "killed" (SIGXCPU, the CPU-time limit, is reported as "timeout"); "disk" means the
+workspace grew past its quota (we measured it, and killed the tree if it was still running);
+"refused" means the sandbox itself could not be set up and the command never ran.
+
+Why a polled quota and not a mount option: the workspace is a bind of a host directory (changes
+must persist), so no size= applies to it, and per-user disk quotas or loop-mounted images need a
+set-up the design cannot count on. RLIMIT_FSIZE bounds each file; the quota bounds their sum. The
+tree is walked every 10-100 ms (more often as a fast writer nears the cap, less often when walking
+is slow) and once after the run, so a run overshoots by what it writes between two polls: measured
+at ~2 GB/s into the page cache, tens of MB. /tmp inside is a tmpfs sized by
+`memory_mb`, so it needs no quota of its own (the `unsafe` backend has neither).
 """
 
 from __future__ import annotations
@@ -49,17 +59,21 @@ from typing import Any
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.sandbox.fs import (
+    MAX_DEPTH,
     WorkspaceOwner,
     alloc_uid,
     build_plan,
     sandbox_env,
+    workspace_bytes,
 )
 
 BACKENDS = ("bwrap", "unshare")
-STATUSES = ("ok", "error", "timeout", "memory", "killed", "refused")
+STATUSES = ("ok", "error", "timeout", "memory", "killed", "disk", "refused")
 _INIT_SCRIPT = Path(__file__).with_name("init.py")
 _KILL_GRACE_S = 2.0  # after a kill, how long we keep draining pipes before giving up on them
 _STDERR_TAIL = 8192  # bytes of stderr kept (beyond the cap) to classify how the run ended
+_DISK_POLL_S = (0.01, 0.1)  # bounds of the interval between two measurements of the workspace
+_DISK_RATE = 1 << 30  # bytes/s a run is assumed able to write until it is seen writing faster
 _MEMORY_MARKERS = (
     b"MemoryError",
     b"Cannot allocate memory",
@@ -68,6 +82,16 @@ _MEMORY_MARKERS = (
     b"Out of memory",
     b"memory exhausted",
 )
+
+
+_MAX_SECONDS = 1e7  # ~116 days: past any real run, well inside what select() and prlimit take
+_MAX_COUNTS = {  # upper bounds per limit (MB values stay far below 2**63 bytes)
+    "memory_mb": 1 << 40,
+    "max_procs": (1 << 31) - 1,
+    "max_file_mb": 1 << 40,
+    "max_open_files": 1 << 20,  # the kernel's default fs.nr_open: RLIMIT_NOFILE cannot exceed it
+    "max_workspace_mb": 1 << 40,
+}
 
 
 @dataclass(frozen=True)
@@ -79,15 +103,24 @@ class SandboxLimits:
     max_file_mb: int = 256  # largest file the command may write (RLIMIT_FSIZE)
     max_open_files: int = 512
     max_output_bytes: int = 1 << 20  # per stream, captured and capped
+    # what the workspace may hold on disk during a run (all files, du-style); a workspace that is
+    # already larger when the run starts may shrink but not grow
+    max_workspace_mb: int = 2048
 
     def validate(self) -> None:
-        if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
-            raise ConfigError(f"sandbox timeout_s must be a positive number, got {self.timeout_s}")
-        for name in ("memory_mb", "max_procs", "max_file_mb", "max_open_files"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"sandbox {name} must be >= 1, got {getattr(self, name)}")
-        if self.cpu_s is not None and self.cpu_s < 1:
-            raise ConfigError(f"sandbox cpu_s must be >= 1, got {self.cpu_s}")
+        """Each limit in a range the kernel (and `prlimit`) accepts: a value past it used to make
+        prlimit fail before the command ran, reported as the command's own exit 1."""
+        if not (0 < self.timeout_s <= _MAX_SECONDS and math.isfinite(self.timeout_s)):
+            raise ConfigError(
+                f"sandbox timeout_s must be a positive number of at most {_MAX_SECONDS:.0f} s, "
+                f"got {self.timeout_s}"
+            )
+        for name, top in _MAX_COUNTS.items():
+            v = getattr(self, name)
+            if not 1 <= v <= top:
+                raise ConfigError(f"sandbox {name} must be in 1..{top}, got {v}")
+        if self.cpu_s is not None and not 1 <= self.cpu_s <= _MAX_SECONDS:
+            raise ConfigError(f"sandbox cpu_s must be in 1..{_MAX_SECONDS:.0f}, got {self.cpu_s}")
         if self.max_output_bytes < 0:
             raise ConfigError("sandbox max_output_bytes must be >= 0")
 
@@ -108,8 +141,10 @@ class SandboxLimits:
 
 @dataclass
 class SandboxResult:
-    status: str  # "ok" | "error" | "timeout" | "memory" | "killed" | "refused"
-    exit_code: int | None  # exit status; -N when killed by signal N; None on timeout/refusal
+    status: str  # "ok" | "error" | "timeout" | "memory" | "killed" | "disk" | "refused"
+    exit_code: (
+        int | None
+    )  # exit status; -N when killed by signal N; None on timeout/refusal/quota kill
     stdout: str
     stderr: str
     stdout_truncated: bool
@@ -296,6 +331,52 @@ class _Raw:
     timed_out: bool
     duration_s: float
     status_lines: list[dict]
+    disk_exceeded: bool = False  # the quota check killed the tree while it ran
+
+
+class _DiskQuota:
+    """The workspace's disk quota for one run: measured at the start, polled, measured at the end.
+
+    The cap is `max_workspace_mb`, or the size at the start when that is larger: a workspace that
+    is over its quota already may still be cleaned up (`rm` shrinks it) but not grown. A run that
+    nests directories deeper than `fs.MAX_DEPTH` levels is over it too (below that depth its files
+    would go uncounted), unless the tree was that deep before it started.
+    """
+
+    def __init__(self, root: str, limit_mb: int) -> None:
+        self.root, self.limit_mb = root, limit_mb
+        self.start, self.deep_at_start = workspace_bytes(root)
+        self.used, self.too_deep = self.start, False
+        self.cap = max(limit_mb << 20, self.start)
+        self.last = time.monotonic()
+        self.next = self.last + _DISK_POLL_S[0]  # then as planned by `over`
+
+    def over(self) -> bool:
+        """Measure now and plan the next poll: sooner when, at the rate just seen, the cap is
+        near (the overshoot is what is written between two polls); never so often that walking
+        the tree takes over ~10% of a core."""
+        t = time.monotonic()
+        used, deep = workspace_bytes(self.root)
+        self.too_deep = deep and not self.deep_at_start
+        now = time.monotonic()
+        rate = max(0, used - self.used) / max(now - self.last, 1e-3)
+        self.used, self.last = used, now
+        lo, hi = _DISK_POLL_S
+        soon = (self.cap - used) / max(rate, _DISK_RATE) / 2
+        self.next = now + max(10 * (now - t), min(hi, max(lo, soon)))
+        return used > self.cap or self.too_deep
+
+    def note(self) -> str:
+        if self.too_deep:
+            return (
+                f"sandbox: workspace disk quota exceeded: directories nested deeper than "
+                f"{MAX_DEPTH} levels cannot be measured; delete them"
+            )
+        return (
+            f"sandbox: workspace disk quota exceeded: it holds {self.used / 2**20:.1f} MB, more "
+            f"than its quota of {self.cap / 2**20:.0f} MB (max_workspace_mb={self.limit_mb}); "
+            "delete files to free space"
+        )
 
 
 def _kill_group(pgid: int) -> None:
@@ -303,9 +384,10 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None) -> _Raw:
+def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None, quota=None) -> _Raw:
     """Run argv, feeding stdin and draining both pipes in one selector loop (no deadlock on
-    gigabytes of output: bytes past the cap are read and dropped), until EOF or the deadline."""
+    gigabytes of output: bytes past the cap are read and dropped), until EOF or the deadline.
+    `quota` (a `_DiskQuota`) is polled in the same loop; going over it kills the tree."""
     cap = limits.max_output_bytes
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -338,17 +420,27 @@ def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None) -> _Raw:
         else:
             proc.stdin.close()
     deadline = t0 + limits.timeout_s
-    timed_out = False
+    timed_out = disk_exceeded = False
     while sel.get_map():
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        if quota is not None and not (timed_out or disk_exceeded) and now >= quota.next:
+            if quota.over():
+                disk_exceeded = True
+                _kill_group(proc.pid)
+                deadline = time.monotonic() + _KILL_GRACE_S
+            now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
-            if timed_out:
+            if timed_out or disk_exceeded:
                 break  # still open after the grace period: a pipe holder escaped; stop reading
             timed_out = True
             _kill_group(proc.pid)
             deadline = time.monotonic() + _KILL_GRACE_S
             continue
-        for key, _ in sel.select(timeout=remaining):
+        wait = remaining
+        if quota is not None and not (timed_out or disk_exceeded):
+            wait = max(0.0, min(wait, quota.next - now))
+        for key, _ in sel.select(timeout=wait):
             fd = key.fd
             if key.events & selectors.EVENT_WRITE:
                 try:
@@ -377,7 +469,7 @@ def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None) -> _Raw:
     try:
         rc = proc.wait(timeout=_KILL_GRACE_S)
     except subprocess.TimeoutExpired:
-        timed_out = True
+        timed_out = not disk_exceeded
         _kill_group(proc.pid)
         rc = proc.wait()
     _kill_group(proc.pid)  # stragglers in the group (only possible for the unsafe backend)
@@ -416,11 +508,14 @@ def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None) -> _Raw:
         timed_out=timed_out,
         duration_s=time.monotonic() - t0,
         status_lines=status_lines,
+        disk_exceeded=disk_exceeded,
     )
 
 
 def _classify(raw: _Raw, backend: str) -> tuple[str, int | None, str]:
     """(status, exit_code, extra stderr note) from how the process ended."""
+    if raw.disk_exceeded:
+        return "disk", None, ""
     if raw.timed_out:
         return "timeout", None, ""
     exit_code: int | None
@@ -491,11 +586,14 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
             full = _inner_chain(limits, uid, argv)
             popen_env = cmd_env
             cwd = workspace
+        quota = _DiskQuota(workspace, limits.max_workspace_mb)
         if owner is not None:
             owner.give()
         try:
-            raw = _execute(full, popen_env, data, limits, fds, status_r, cwd)
+            raw = _execute(full, popen_env, data, limits, fds, status_r, cwd, quota)
             status_r = None
+            # a run that wrote fast and ended between two polls is caught here
+            over = raw.disk_exceeded or quota.over()
         finally:
             if owner is not None:
                 owner.take_back()
@@ -506,6 +604,8 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
         if status_r is not None:
             os.close(status_r)
     status, exit_code, note = _classify(raw, backend)
+    if over and status != "refused":
+        status, note = "disk", quota.note()
     stderr = raw.stderr.decode("utf-8", errors="replace")
     if note:
         stderr = stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + note + "\n"
@@ -607,8 +707,25 @@ def run_sandboxed(
         return _run(backend, cmd, os.path.abspath(ws), limits, env, stdin, True, hide)
     with tempfile.TemporaryDirectory(prefix="hillclimb-sandbox-") as tmp:
         copy = os.path.join(tmp, ws.resolve().name or "workspace")
-        shutil.copytree(ws, copy, symlinks=True)
+        _copy_workspace(ws, copy)
         return _run(backend, cmd, copy, limits, env, stdin, False, hide)
+
+
+def _copy_workspace(ws: Path, copy: str) -> None:
+    """The throw-away copy; a tree that cannot be copied (a named pipe or socket in it, an
+    unreadable file) is a clear error naming the first path, not a shutil traceback."""
+    try:
+        shutil.copytree(ws, copy, symlinks=True)
+    except shutil.Error as exc:
+        errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        first = f"{errors[0][0]}: {errors[0][2]}" if errors and len(errors[0]) == 3 else str(exc)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise HillclimbError(
+            f"sandbox: cannot copy workspace {str(ws)!r}: {first}{more}; remove it, or run "
+            "--in-place"
+        ) from None
+    except OSError as exc:
+        raise HillclimbError(f"sandbox: cannot copy workspace {str(ws)!r}: {exc}") from None
 
 
 def batch_records(

@@ -22,15 +22,21 @@ could write root-owned /proc knobs, and is exempt from RLIMIT_NPROC (the kernel 
 uid 0), so a fork bomb would be unbounded. A per-run uid makes RLIMIT_NPROC count only this
 sandbox's processes. The price: the workspace must be writable by that uid, so `WorkspaceOwner`
 chowns it for the run and restores the recorded owners afterwards (O(files), ~1 ms per 1000).
+
+Disk: the workspace is the one writable host path, so it is also the one way a run can fill the
+host's disk (RLIMIT_FSIZE caps each file, not how many). `workspace_bytes` measures what the
+workspace holds, which `core` polls against `SandboxLimits.max_workspace_mb`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import site
+import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from hillclimb.errors import ConfigError
@@ -209,7 +215,9 @@ class WorkspaceOwner:
     """Hand a workspace to the sandbox uid for one run, then give every path its owner back.
 
     Symlinks are changed with lchown (never their targets). Regular files with more than one hard
-    link are left alone: a hard link could point at a host file outside the workspace.
+    link are left alone: a hard link could point at a host file outside the workspace. The tree is
+    walked by directory file descriptors (`TreeWalk`): a run can nest directories past PATH_MAX,
+    where every path-based call fails (it used to crash the caller with ENAMETOOLONG).
     """
 
     def __init__(self, root: str, uid: int, gid: int, restore: bool) -> None:
@@ -218,31 +226,148 @@ class WorkspaceOwner:
         st = os.lstat(root)
         self.default = (st.st_uid, st.st_gid)
 
-    def _walk(self):
-        yield self.root
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            for name in dirnames + filenames:
-                yield os.path.join(dirpath, name)
-
     def give(self) -> None:
-        for path in self._walk():
-            st = os.lstat(path)
-            if st.st_nlink > 1 and not os.path.isdir(path) and not os.path.islink(path):
+        st = os.lstat(self.root)
+        if self.restore:
+            self.saved[self.root] = (st.st_uid, st.st_gid)
+        os.lchown(self.root, self.uid, self.gid)
+        for fd, name, key, st in TreeWalk(self.root):
+            if st.st_nlink > 1 and not (stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
                 continue
             if self.restore:
-                self.saved[path] = (st.st_uid, st.st_gid)
-            os.lchown(path, self.uid, self.gid)
+                self.saved[key] = (st.st_uid, st.st_gid)
+            os.chown(name, self.uid, self.gid, dir_fd=fd, follow_symlinks=False)
 
     def take_back(self) -> None:
         if not self.restore:
             return
-        for path in self._walk():
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if st.st_uid != self.uid and path not in self.saved:
+        uid, gid = self.saved.get(self.root, self.default)
+        os.lchown(self.root, uid, gid)
+        for fd, name, key, st in TreeWalk(self.root):
+            if st.st_uid != self.uid and key not in self.saved:
                 continue  # not touched by us nor created by the sandbox
-            uid, gid = self.saved.get(path, self.default)
+            uid, gid = self.saved.get(key, self.default)
             if (st.st_uid, st.st_gid) != (uid, gid):
-                os.lchown(path, uid, gid)
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+
+
+MAX_DEPTH = 256  # directory levels a walk descends; deeper is a tree no task needs
+MIN_ENTRY_BYTES = 4096  # one block: an empty file or a directory still costs an inode and a block
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class TreeWalk:
+    """Every entry under `root` as (parent directory fd, name, path, lstat), depth first.
+
+    Why file descriptors: every call is relative to an open parent directory, so no path is
+    longer than one name and a tree nested past PATH_MAX is walked like any other (the `path`
+    yielded is a key, never opened). Symlinks are never followed (O_NOFOLLOW), entries that vanish
+    are skipped, and one fd is open per level, at most `MAX_DEPTH` levels: deeper directories are
+    not entered and `too_deep` says so. `make_readable`: a directory the caller owns but cannot
+    list or search (a run sharing the caller's uid can chmod its own) gets u+rwx back first,
+    through the directory's own fd, so a symlink swapped in cannot redirect the chmod.
+    """
+
+    def __init__(self, root: str, make_readable: bool = False) -> None:
+        self.root, self.make_readable, self.too_deep = root, make_readable, False
+
+    def __iter__(self) -> Iterator[tuple[int, str, str, os.stat_result]]:
+        top = self._open(None, self.root)
+        if top is None:
+            return
+        stack = [(top, self.root, iter(self._names(top)))]
+        try:
+            while stack:
+                fd, key, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    os.close(stack.pop()[0])
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                path = f"{key}/{name}"
+                yield fd, name, path, st
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                if len(stack) >= MAX_DEPTH:
+                    self.too_deep = True
+                    continue
+                child = self._open(fd, name)
+                if child is not None:
+                    stack.append((child, path, iter(self._names(child))))
+        finally:
+            for fd, _, _ in stack:
+                os.close(fd)
+
+    @staticmethod
+    def _names(fd: int) -> list[str]:
+        try:
+            return sorted(os.listdir(fd))
+        except OSError:
+            return []
+
+    def _open(self, parent: int | None, name: str) -> int | None:
+        """An O_RDONLY fd of directory `name` (relative to `parent`), or None."""
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except PermissionError:
+            return self._reopen_readable(parent, name) if self.make_readable else None
+        except OSError:
+            return None
+        if self.make_readable:
+            with contextlib.suppress(OSError):
+                st = os.fstat(fd)
+                if st.st_uid == os.geteuid() and st.st_mode & 0o700 != 0o700:
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+        return fd
+
+    @staticmethod
+    def _reopen_readable(parent: int | None, name: str) -> int | None:
+        """A directory opened O_PATH (no read permission needed), made u+rwx through
+        /proc/self/fd if it is ours, then opened for reading through that same link."""
+        flags = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+        try:
+            p = os.open(name, flags, dir_fd=parent)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(p)
+            if st.st_uid != os.geteuid():
+                return None
+            os.chmod(f"/proc/self/fd/{p}", stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+            return os.open(f"/proc/self/fd/{p}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        finally:
+            os.close(p)
+
+
+def workspace_bytes(root: str) -> tuple[int, bool]:
+    """(bytes the tree under `root` occupies on disk, du-style; whether it is deeper than
+    `MAX_DEPTH` levels), for the workspace quota.
+
+    Allocated blocks, not apparent sizes (a sparse file does not fill a disk), every entry counted
+    as at least one 4 KiB block (so a flood of empty files counts too), each hard-linked inode
+    once, symlinks never followed, other file systems not entered (`TreeWalk`). Directories the
+    run made unreadable are made readable to their owner again to be counted: the run could
+    have done the same itself.
+    """
+    try:
+        top = os.lstat(root)
+    except OSError:
+        return 0, False
+    seen: set[tuple[int, int]] = set()
+    total = max(top.st_blocks * 512, MIN_ENTRY_BYTES)
+    walk = TreeWalk(root, make_readable=True)
+    for _, _, _, st in walk:
+        if st.st_dev != top.st_dev:
+            continue  # a mount point inside the workspace: another file system's space
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        total += max(st.st_blocks * 512, MIN_ENTRY_BYTES)
+    return total, walk.too_deep

@@ -211,6 +211,7 @@ class FlywheelStore(LockedSQLite):
 
         The latest verdict per request decides; consent must hold both when the request was
         served and now."""
+        # + "malformed" (only when some are): stored rows that are not a request/answer pair
         counts = {"accepted": 0, "rejected": 0, "no_consent": 0, "exported": 0}
         latest: dict[str, tuple[int, int, int]] = {}
         for fid, rid, choice, accepted in self.query(
@@ -231,8 +232,9 @@ class FlywheelStore(LockedSQLite):
             if not consent or req is None or not self.consent(account):
                 counts["no_consent"] += 1
                 continue
-            rec = _record(endpoint, json.loads(req), json.loads(resp), choice)
+            rec = _stored_record(endpoint, req, resp, choice)
             if rec is None:
+                counts["malformed"] = counts.get("malformed", 0) + 1
                 continue
             rec["meta"] = {
                 "source": "api",
@@ -247,13 +249,28 @@ class FlywheelStore(LockedSQLite):
         return records, counts
 
 
+def _stored_record(endpoint: str, req: Any, resp: Any, choice: int) -> dict[str, Any] | None:
+    """The SFT record of one stored request/answer pair, or None when the stored JSON is not
+    one (a damaged or hand-edited database, a choice the answer does not have): counted as
+    `malformed` and left out, so one bad row does not abort the export of all the others."""
+    try:
+        request, response = json.loads(req), json.loads(resp)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(request, dict) or not isinstance(response, dict):
+        return None
+    return _record(endpoint, request, response, choice)
+
+
 def _record(
     endpoint: str, request: dict[str, Any], response: dict[str, Any], choice: int
 ) -> dict[str, Any] | None:
     choices = response.get("choices") or []
-    if not 0 <= choice < len(choices):
+    if not isinstance(choices, list) or not 0 <= choice < len(choices):
         return None
     answer = choices[choice]
+    if not isinstance(answer, dict) or not isinstance(request.get("messages", []), list):
+        return None
     if endpoint == "chat":
         msg: dict[str, Any] = {"role": "assistant", "content": answer.get("content") or ""}
         if answer.get("tool_calls"):

@@ -16,7 +16,11 @@ data (pyproject `package-data`) and are read through `importlib.resources`, so a
 generates the same tasks as a checkout. A project is every file under its directory, keyed by
 its path relative to that directory (`inventory/store.py`, `tests/test_inventory.py`); caches
 (`__pycache__`, `*.pyc`, dot-directories) are skipped, so running a project's tests in place
-changes nothing.
+changes nothing. A corpus given as `root` is held to what a task repository can be: UTF-8 text
+files of at most `MAX_FILE_BYTES`, and no symlinks (a task stores file contents by relative path,
+so a link cannot be kept as a link, and following one would copy files from outside the tree —
+a link to /etc put the host's files into generated tasks — or loop forever); each is a clear
+error naming the file.
 
 Python (`PROJECTS`): one package per project; `tests/test_<name>.py` imports modules
 (`from pkg import mod`) and calls `mod.func`, so removing or renaming one function fails only the
@@ -39,12 +43,14 @@ from __future__ import annotations
 
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from hillclimb.errors import HillclimbError
 
 LANGUAGES = ("python", "javascript")
 _SKIP_DIRS = {"__pycache__", "node_modules"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
+MAX_FILE_BYTES = 1 << 20  # a task's files are read whole, shown to models and tested in seconds
 
 
 def projects_root() -> Traversable:
@@ -57,11 +63,31 @@ def _walk(node: Traversable, prefix: str, out: dict[str, str]) -> None:
         if child.name.startswith(".") or child.name in _SKIP_DIRS:
             continue
         rel = f"{prefix}{child.name}"
+        if isinstance(child, Path) and child.is_symlink():
+            raise HillclimbError(
+                f"task corpus file {child} is a symlink; a project must hold its files itself"
+            )
         if child.is_dir():
             _walk(child, rel + "/", out)
         elif not child.name.endswith(_SKIP_SUFFIXES):
-            # bytes, not read_text: no newline translation, the text is exactly what is stored
-            out[rel] = child.read_bytes().decode("utf-8")
+            out[rel] = _read(child)
+
+
+def _read(child: Traversable) -> str:
+    """A corpus file's text: bytes, not read_text, so no newline translation — the text is
+    exactly what is stored."""
+    if isinstance(child, Path) and child.stat().st_size > MAX_FILE_BYTES:
+        raise HillclimbError(
+            f"task corpus file {child} is larger than {MAX_FILE_BYTES >> 10} KiB; projects must "
+            "be small enough to test in seconds"
+        )
+    data = child.read_bytes()
+    if len(data) > MAX_FILE_BYTES:
+        raise HillclimbError(f"task corpus file {child} is larger than {MAX_FILE_BYTES >> 10} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HillclimbError(f"task corpus file {child} is not UTF-8 text ({exc})") from None
 
 
 def load_projects(language: str, root: Traversable | None = None) -> dict[str, dict[str, str]]:
