@@ -188,25 +188,31 @@ def test_climb_admits_only_harness_and_consented_api_records(tmp_path):
     train_task = {"projects": ["strutil"], "module": "strutil/text.py", "split": "train"}
     lines = [
         {
-            "messages": [{"role": "user", "content": "a"}],
+            "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "ok"}],
             "meta": {"source": "harness", "task": train_task},
         },  # fmt: skip
         {
-            "messages": [{"role": "user", "content": "b"}],
+            "messages": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "ok"}],
             "meta": {"source": "api", "consent": True},
         },
-        {"messages": [{"role": "user", "content": "c"}], "meta": {"source": "api"}},
         {
-            "messages": [{"role": "user", "content": "d"}],
+            "messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "ok"}],
+            "meta": {"source": "api"},
+        },
+        {
+            "messages": [{"role": "user", "content": "d"}, {"role": "assistant", "content": "ok"}],
             "meta": {"source": "api", "consent": "yes"},
         },
-        {"messages": [{"role": "user", "content": "e"}]},
+        {"messages": [{"role": "user", "content": "e"}, {"role": "assistant", "content": "ok"}]},
         # episodes on a held-out task, and on a task the record does not describe
         {
-            "messages": [{"role": "user", "content": "f"}],
+            "messages": [{"role": "user", "content": "f"}, {"role": "assistant", "content": "ok"}],
             "meta": {"source": "harness", "task": {"projects": ["textstats"]}},
         },  # fmt: skip
-        {"messages": [{"role": "user", "content": "g"}], "meta": {"source": "harness"}},
+        {
+            "messages": [{"role": "user", "content": "g"}, {"role": "assistant", "content": "ok"}],
+            "meta": {"source": "harness"},
+        },
     ]
     (exp / "sft.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (exp / "rl_prompts.jsonl").write_text('{"task_id": "t", "task_dir": "x"}\n')

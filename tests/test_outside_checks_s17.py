@@ -107,7 +107,13 @@ def test_flywheel_decontaminates_every_trained_field(tmp_path):
         {"text": ITEM, "meta": api},
         {"fim": {"prefix": ITEM, "middle": "    return 0\n", "suffix": ""}, "meta": api},
         {"messages": clean, "tools": [{"function": {"description": ITEM}}], "meta": api},
-        {"messages": [{"role": "user", "content": [{"type": "text", "text": ITEM}]}], "meta": api},
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": ITEM}]},
+                {"role": "assistant", "content": "ok"},
+            ],
+            "meta": api,
+        },  # fmt: skip
         {
             "messages": [
                 *clean,
@@ -129,8 +135,9 @@ def test_flywheel_decontaminates_every_trained_field(tmp_path):
     (d / "export.json").write_text("{}")
     (d / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out, counts = flywheel_records([str(d)], index)
-    assert counts["refused"] == {"contaminated": 5}
-    assert len(out) == 2 and out[-1]["messages"] == clean
+    # `tool_calls: 5` is refused as malformed (session 20): SFT cannot train on it
+    assert counts["refused"] == {"contaminated": 5, "malformed": 1}
+    assert len(out) == 1 and out[-1]["messages"] == clean
 
 
 # ---- no-training baselines -----------------------------------------------------------------------

@@ -397,3 +397,22 @@ def test_the_run_tool_names_a_disk_quota_kill(tmp_path, monkeypatch):
     box = tools.ToolBox(tmp_path, run_timeout_s=5)
     out = box.call("run", {"command": "yes > f"}).observation
     assert out.startswith("KILLED: workspace disk quota exceeded"), out
+
+
+def test_flywheel_refuses_a_chat_with_no_assistant_turn(tmp_path):
+    """A user-only chat record was admitted into the SFT mixture; the SFT run then failed on
+    it ("chat example has no assistant message to learn from"), after the data stage."""
+    from hillclimb.climb.flywheel import flywheel_records
+
+    exp = tmp_path / "export"
+    exp.mkdir()
+    (exp / "export.json").write_text("{}")
+    meta = {"source": "api", "consent": True}
+    lines = [{"messages": [{"role": "user", "content": "q"}], "meta": meta},
+             {"messages": [{"role": "user", "content": "q2"},
+                           {"role": "assistant", "content": "a"}], "meta": meta}]  # fmt: skip
+    (exp / "sft.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    recs, counts = flywheel_records([str(exp)])
+    assert [r["messages"][0]["content"] for r in recs] == ["q2"]
+    assert counts["refused"] == {"malformed": 1}
+    assert "no assistant message" in counts["malformed_examples"][0]

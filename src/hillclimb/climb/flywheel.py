@@ -90,9 +90,11 @@ def _malformed(rec: dict[str, Any], where: str) -> str | None:
 
     if "messages" in rec:
         try:
-            normalize_chat(rec, where)
+            chat = normalize_chat(rec, where)
         except HillclimbError as exc:
             return str(exc)
+        if not any(m["role"] == "assistant" for m in chat["messages"]):
+            return f"{where}: no assistant message to learn from"  # SFT would refuse it
         return None
     if "fim" in rec:
         f = rec["fim"]
