@@ -56,8 +56,13 @@ def _spec(key: str, value: Any, where: str, i: int) -> KeySpec:
     credits = value.get("credits")
     rpm = value.get("rate_limit_rpm")
     for label, v in (("credits", credits), ("rate_limit_rpm", rpm)):
-        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
-            raise HillclimbError(f"{where}: {label} must be a number >= 0 (or absent), got {v!r}")
+        # NaN passed `v < 0` and was stored as NULL: a rate limit read as "no limit"
+        if v is not None and (
+            not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0
+        ):
+            raise HillclimbError(
+                f"{where}: {label} must be a finite number >= 0 (or absent), got {v!r}"
+            )
     if rpm is not None and rpm == 0:
         raise HillclimbError(f"{where}: rate_limit_rpm must be > 0 (omit it for no limit)")
     name = value.get("name") or f"key{i}"

@@ -39,6 +39,9 @@ from hillclimb.errors import HillclimbError
 from hillclimb.io import refuse_foreign_sqlite
 
 MICRO = 1_000_000  # micro-credits per credit
+# the largest balance: micro-credits are SQLite INTEGERs (signed 64-bit, ≈9.2e18); a larger grant
+# was an OverflowError traceback, and a sum past the limit silently turned into a REAL
+MAX_CREDITS = 1e12
 SCHEMA_VERSION = "1"
 
 _SCHEMA = """
@@ -130,6 +133,8 @@ def to_micro(credits: float | None) -> int | None:
         return None
     if credits < 0 or not math.isfinite(credits):
         raise HillclimbError(f"credits must be a finite number >= 0, got {credits}")
+    if credits > MAX_CREDITS:
+        raise HillclimbError(f"credits must be at most {MAX_CREDITS:g}, got {credits:g}")
     return round(credits * MICRO)
 
 
@@ -257,8 +262,13 @@ class UsageDB:
         """Create an account; returns its plaintext key (generated unless given)."""
         if not name:
             raise HillclimbError("an account needs a non-empty name")
-        if rate_limit_rpm is not None and rate_limit_rpm <= 0:
-            raise HillclimbError(f"rate_limit_rpm must be > 0, got {rate_limit_rpm}")
+        # NaN passed `<= 0` and was stored as NULL: no rate limit at all
+        if rate_limit_rpm is not None and not (
+            math.isfinite(rate_limit_rpm) and rate_limit_rpm > 0
+        ):
+            raise HillclimbError(
+                f"rate_limit_rpm must be a finite number > 0, got {rate_limit_rpm}"
+            )
         key = key or new_key()
         with self._write() as c:
             if c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
@@ -304,6 +314,11 @@ class UsageDB:
             if row is None:
                 raise HillclimbError(f"no account named {name!r}")
             if row["credits_micro"] is not None:
+                if row["credits_micro"] + amount > MAX_CREDITS * MICRO:
+                    raise HillclimbError(
+                        f"{name!r} would hold more than the largest balance, "
+                        f"{MAX_CREDITS:g} credits"
+                    )
                 c.execute(
                     "UPDATE accounts SET credits_micro = credits_micro + ? WHERE id = ?",
                     (amount, row["id"]),

@@ -80,9 +80,16 @@ def thinking_profile(reasoning_tokens: list[int], source: str) -> dict[str, Any]
 def profile_from_info(info: dict[str, Any]) -> dict[str, Any] | None:
     """The thinking profile in a checkpoint's `hillclimb.json` (None if absent or malformed)."""
     prof = info.get(PROFILE_KEY)
-    if isinstance(prof, dict) and isinstance(prof.get("p90"), int | float) and prof["p90"] > 0:
-        return prof
-    return None
+    if not isinstance(prof, dict):
+        return None
+    p90 = prof.get("p90")
+    if isinstance(p90, bool) or not isinstance(p90, int | float):
+        return None
+    try:  # `Infinity` (Python's json reads it) or a huge int failed every effort request later
+        ok = math.isfinite(float(p90)) and p90 > 0
+    except OverflowError:
+        ok = False
+    return prof if ok else None
 
 
 def checkpoint_profile(path: Any) -> dict[str, Any] | None:

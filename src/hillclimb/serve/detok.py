@@ -56,11 +56,21 @@ class IncrementalDetokenizer:
 
 
 class StopMatcher:
-    """Finds stop strings in an append-only text and tells how much is safe to emit."""
+    """Finds stop strings in an append-only text and tells how much is safe to emit.
+
+    Why stateful: `safe_end` runs after every engine step on the whole visible text, and a stop
+    string may be long (the API does not cap its length). Trying every prefix length of every
+    stop string at each step was O(len(stop)²) per step; instead each stop string keeps a
+    Knuth–Morris–Pratt state — the longest prefix of it that ends the text seen so far — and only
+    the characters added since the last call are fed to it (amortised O(1) per character)."""
 
     def __init__(self, stops: list[str]):
         self.stops = [s for s in stops if s]
         self.max_len = max((len(s) for s in self.stops), default=0)
+        self._fail = [_prefix_function(s) for s in self.stops]
+        self._states = [0] * len(self.stops)
+        self._seen = 0  # length of the text the states describe
+        self._tail = ""  # its last max_len - 1 characters
 
     def find(self, text: str, start: int) -> int | None:
         """Earliest index >= start - (max_len - 1) where a stop string begins, or None."""
@@ -78,10 +88,45 @@ class StopMatcher:
         """Length of the prefix of `text` that cannot be the start of a stop string."""
         if not self.stops:
             return len(text)
-        hold = 0
-        for s in self.stops:
-            for k in range(min(len(s) - 1, len(text)), 0, -1):
-                if text.endswith(s[:k]):
-                    hold = max(hold, k)
-                    break
-        return len(text) - hold
+        keep = self.max_len - 1
+        n = self._seen
+        # A state (< len(stop)) depends only on the text's last max_len - 1 characters, so the
+        # states carry over whenever those characters of the text seen are unchanged; otherwise
+        # (a text that is not an extension) they are rebuilt from the new text's tail.
+        if len(text) < n or text[max(0, n - keep) : n] != self._tail:
+            n = max(0, len(text) - keep)
+            self._states = [0] * len(self.stops)
+        new = text[n:]
+        if new:
+            for j, s in enumerate(self.stops):
+                self._states[j] = _kmp_advance(s, self._fail[j], self._states[j], new)
+        self._seen = len(text)
+        self._tail = text[max(0, len(text) - keep) :]
+        return len(text) - max(self._states)
+
+
+def _prefix_function(s: str) -> list[int]:
+    """pi[i] = length of the longest proper prefix of s[: i + 1] that is also its suffix."""
+    pi = [0] * len(s)
+    k = 0
+    for i in range(1, len(s)):
+        while k and s[i] != s[k]:
+            k = pi[k - 1]
+        if s[i] == s[k]:
+            k += 1
+        pi[i] = k
+    return pi
+
+
+def _kmp_advance(s: str, pi: list[int], k: int, text: str) -> int:
+    """The longest proper prefix of `s` ending the text, after `text` follows a text whose
+    longest such prefix had length k (a whole match falls back to its longest border)."""
+    last = len(s)
+    for ch in text:
+        while k and s[k] != ch:
+            k = pi[k - 1]
+        if s[k] == ch:
+            k += 1
+            if k == last:
+                k = pi[k - 1]
+    return k

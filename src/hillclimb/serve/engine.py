@@ -88,7 +88,18 @@ from hillclimb.serve.speculative import (
     accept_drafts,
 )
 from hillclimb.serve.suffix import OutputHistory, SuffixDrafter
-from hillclimb.tokenizer.specials import THINK_END, THINK_START
+from hillclimb.tokenizer.specials import (
+    FIM_MIDDLE,
+    FIM_PREFIX,
+    FIM_SUFFIX,
+    IM_START,
+    THINK_END,
+    THINK_START,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+    TOOL_RESPONSE_END,
+    TOOL_RESPONSE_START,
+)
 
 __all__ = ["Engine", "GenerationOutput", "RequestHandle", "SamplingParams", "TokenEvent"]
 
@@ -301,6 +312,7 @@ class _Request:
     spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
     spec_steps: int = 0
     heal_left: bytes = b""  # token healing: removed prompt bytes the output must still reproduce
+    banned: list[int] | None = None  # token ids never chosen (a FIM middle: the tool-call tokens)
     healed_tokens: int = 0  # prompt tokens backed up by token healing
     reused: int = 0  # prompt tokens whose KV came from the prefix cache (not prefilled)
     share_logits: bool = False  # admitted with followers of the same prompt: keep its logits
@@ -699,6 +711,7 @@ class Engine:
         # turns it on for code-flash
         self.token_healing = bool(token_healing)
         self._heal_index: HealIndex | None = None
+        self._fim_middle, self._fim_banned = _fim_tokens(self.tokenizer, self.cfg.vocab_size)
         # prefix cache (`prefix_cache.py`): None = on unless HILLCLIMB_PREFIX_CACHE is 0/off
         # (how `hillclimb serve --no-prefix-cache` reaches the engine process)
         if prefix_cache is None:
@@ -818,6 +831,8 @@ class Engine:
         )
         if plan is not None:
             req.heal_left, req.healed_tokens = plan.removed, plan.n_removed
+        if self._fim_middle is not None and self._fim_middle in ids and self._fim_banned:
+            req.banned = self._fim_banned
         req.modes.append((0, think.in_think))
         if params.logprobs is not None:
             req.logprobs = []
@@ -1297,8 +1312,7 @@ class Engine:
         if r.share_logits:
             r.prefill_logits = logits  # joiners with the same prompt sample from these too
         try:
-            if r.heal_left:
-                logits = self._heal_mask(r, logits)
+            logits = self._constrain(r, logits)
             tid = self._choose(r, logits)
             self._commit(r, [tid], logits[None])
             self._flush_events(r)
@@ -1360,11 +1374,11 @@ class Engine:
         return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
 
     def _after_decode(self, reqs: list[_Request], logits: torch.Tensor) -> None:
-        healing = [i for i, r in enumerate(reqs) if r.heal_left]
-        if healing:
+        constrained = [i for i, r in enumerate(reqs) if r.heal_left or r.banned]
+        if constrained:
             logits = logits.clone()
-            for i in healing:
-                logits[i] = self._heal_mask(reqs[i], logits[i])
+            for i in constrained:
+                logits[i] = self._constrain(reqs[i], logits[i])
         chosen = self._choose_rows(reqs, logits)
         for i, r in enumerate(reqs):
             try:
@@ -1419,10 +1433,21 @@ class Engine:
                         chosen[i] = exc
         return chosen
 
+    def _constrain(self, r: _Request, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [..., V] with the tokens request r may not choose at -inf: those inconsistent
+        with the removed prompt text (token healing) and its banned ones (a FIM middle). The
+        input is not modified. Logprobs and policy log-probs then describe this constrained
+        distribution, the one the token is drawn from (and drafts are verified against)."""
+        if r.heal_left:
+            logits = self._heal_mask(r, logits)
+        if r.banned:
+            logits = logits.clone()
+            logits[..., r.banned] = float("-inf")
+        return logits
+
     def _heal_mask(self, r: _Request, logits: torch.Tensor) -> torch.Tensor:
-        """Logits [V] with every token that is inconsistent with the removed prompt text at
-        -inf (token healing). Logprobs and policy log-probs then describe this constrained
-        distribution, the one the token is drawn from."""
+        """Logits [..., V] with every token that is inconsistent with the removed prompt text at
+        -inf (token healing)."""
         allowed = self.heal_index.mask(r.heal_left, logits.device)
         return logits.masked_fill(~allowed, float("-inf"))
 
@@ -1541,6 +1566,7 @@ class Engine:
         committed."""
         r, d, drafts = x.r, x.d, x.drafts
         assert r.spec is not None and r.slot is not None
+        logits = self._constrain(r, logits)
         n, nxt = accept_drafts(logits, drafts, x.q, r.params, r.gen)
         r.spec.add(len(drafts), n)
         total = {id(self.draft): self._spec_total, id(self.suffix): self._suffix_total}
@@ -1695,14 +1721,17 @@ class Engine:
             r.out_ids.append(tid)
             r.step_ids.append(tid)
             n += 1
-            if r.heal_left:
-                r.heal_left = self.heal_index.advance(r.heal_left, tid) or b""
+            rest, left = r.heal_left, None
+            if rest:
+                left = self.heal_index.advance(rest, tid)  # None: diverged (a forced token)
+                r.heal_left = left or b""
             if r.logprobs is not None:
-                r.step_logprobs.extend(
-                    token_logprobs(
-                        logits[j : j + 1], [tid], r.params.logprobs or 0, self._token_text
-                    )
+                recs = token_logprobs(
+                    logits[j : j + 1], [tid], r.params.logprobs or 0, self._token_text
                 )
+                if left is not None:  # on divergence the text keeps the healed part too
+                    self._unheal_record(recs[0], rest)
+                r.step_logprobs.extend(recs)
             if tid in r.stop_ids:
                 r.visible += r.detok.flush()
                 self._end(r, "stop")
@@ -1730,6 +1759,24 @@ class Engine:
 
     def _token_text(self, tid: int) -> str:
         return self.tokenizer.decode([tid])
+
+    def _unheal_record(self, rec: dict[str, Any], rest: bytes) -> None:
+        """Token healing: a logprob record (and its alternatives) while `rest`, the removed
+        prompt bytes, was still to be reproduced. Its token text loses the part that repeats the
+        prompt — `StripPrefix` cuts the same part from the output — so the records' texts join
+        into exactly the returned text (a token inside the removed text becomes "")."""
+        for r in [rec, *rec.get("top_logprobs", [])]:
+            b = (
+                self.heal_index.bytes[r["token_id"]]
+                if 0 <= r["token_id"] < self.cfg.vocab_size
+                else None
+            )
+            if not b:
+                continue
+            if b.startswith(rest):
+                r["token"] = b[len(rest) :].decode("utf-8", errors="replace")
+            elif rest.startswith(b):
+                r["token"] = ""
 
     def _flush_events(self, r: _Request) -> None:
         """Stream what is safe: text up to the stop-string hold-back, split at think boundaries."""
@@ -1929,6 +1976,33 @@ class Engine:
         chosen = lp.gather(-1, tgt[:, None])[:, 0]
         ent = -(lp.exp() * lp).sum(-1)
         return {"logprobs": chosen.cpu(), "entropy": ent.cpu()}
+
+
+def _fim_tokens(tokenizer: Any, vocab_size: int) -> tuple[int | None, list[int]]:
+    """(the `<|fim_middle|>` id, the ids a FIM middle never contains) for this tokenizer.
+
+    Why: a prompt holding `<|fim_middle|>` asks for the code between a prefix and a suffix, and
+    an IDE pastes the answer into the file. A model that also learned tool calls (SFT) can
+    answer with `<tool_call>{"name": ...}` instead, which is never valid code; forbidding the
+    tool-call and tool-response tokens while decoding a middle makes that impossible. The other
+    markup a middle can never hold goes with them: the FIM markers themselves and the start of
+    a chat turn (a middle ends with end-of-text, which stays allowed). (None, []) for a
+    tokenizer without these special tokens."""
+    tid = getattr(tokenizer, "token_id", None)
+    if tid is None:
+        return None, []
+
+    def get(name: str) -> int | None:
+        try:
+            t = tid(name)
+        except (KeyError, HillclimbError):
+            return None
+        return t if isinstance(t, int) and 0 <= t < vocab_size else None
+
+    names = (TOOL_CALL_START, TOOL_CALL_END, TOOL_RESPONSE_START, TOOL_RESPONSE_END,
+             FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, IM_START)  # fmt: skip
+    banned = [get(t) for t in names]
+    return get(FIM_MIDDLE), [t for t in banned if t is not None]
 
 
 def _last_exc() -> BaseException:

@@ -128,15 +128,15 @@ def load_engines(
 def _host_main(conn: Any, spec: dict[str, Any]) -> None:
     """Engine process: load the engines, then serve the pipe until "stop" or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's shutdown stops us
-    logging.basicConfig(level=spec.get("log_level", "WARNING"),
-                        format="%(levelname)s %(name)s[engine]: %(message)s")  # fmt: skip
     send_lock = threading.Lock()
 
     def send(msg: Any) -> None:
         with send_lock:
             conn.send(msg)
 
-    try:
+    try:  # everything before "ready" reports its failure (a bad log level included)
+        logging.basicConfig(level=spec.get("log_level", "WARNING"),
+                            format="%(levelname)s %(name)s[engine]: %(message)s")  # fmt: skip
         engines, spec_on = load_engines(spec["thinking"], spec["flash"], spec["opts"])
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         send(("failed", f"{type(exc).__name__}: {exc}"))
@@ -270,7 +270,16 @@ class EngineProcess:
             if start_timeout is not None and time.monotonic() - t0 > start_timeout:
                 self.proc.kill()
                 raise HillclimbError(f"the engine process did not start in {start_timeout} s")
-        msg = self._conn.recv()
+        try:
+            msg = self._conn.recv()
+        except (EOFError, OSError):
+            # the child died before a word (killed, crashed in native code, or gone before its
+            # own error reporting ran): the pipe closed, which is what `poll` saw
+            self.proc.join(timeout=10)
+            raise HillclimbError(
+                f"the engine process exited while loading (exit code {self.proc.exitcode}); "
+                "run with --no-engine-process to see the error in this process"
+            ) from None
         if msg[0] == "failed":
             self.proc.join(timeout=10)
             raise HillclimbError(f"loading the engines failed: {msg[1]}")

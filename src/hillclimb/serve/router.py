@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -108,13 +109,18 @@ class Router:
         max_score_tokens: int = 512,
     ):
         self.flash = flash
-        self.threshold = float(threshold)
+        self.threshold = _finite(threshold, "router threshold")
         w = dict(DEFAULT_WEIGHTS)
         if weights:
+            if not isinstance(weights, dict):
+                raise HillclimbError(
+                    f"router weights must be an object of named numbers, got "
+                    f"{type(weights).__name__}"
+                )
             unknown = set(weights) - set(DEFAULT_WEIGHTS)
             if unknown:
                 raise HillclimbError(f"unknown router weights: {sorted(unknown)}")
-            w.update({k: float(v) for k, v in weights.items()})
+            w.update({k: _finite(v, f"router weight {k!r}") for k, v in weights.items()})
         self.weights = w
         self.max_score_tokens = max_score_tokens
 
@@ -185,7 +191,7 @@ class Router:
             missing = [k for k in FEATURES if k not in f]
             if missing:
                 raise HillclimbError(f"router example lacks features {missing}")
-            X.append([float(f[k]) for k in FEATURES])
+            X.append([_finite(f[k], f"router example feature {k!r}") for k in FEATURES])
             y.append(0.0 if ok else 1.0)
         if len(X) < 2 or len(set(y)) < 2:
             raise HillclimbError("router fit needs at least two examples with both labels")
@@ -229,4 +235,19 @@ class Router:
             raise HillclimbError(f"cannot read router weights {p}: {exc}") from exc
         if not isinstance(d, dict) or d.get("format") != "hillclimb-router-v1":
             raise HillclimbError(f"{p} is not a hillclimb router file")
-        return cls(flash, threshold=float(d.get("threshold", 0.0)), weights=d.get("weights"))
+        try:
+            return cls(flash, threshold=d.get("threshold", 0.0), weights=d.get("weights"))
+        except HillclimbError as exc:
+            raise HillclimbError(f"{p}: {exc}") from None
+
+
+def _finite(value: Any, what: str) -> float:
+    """A finite number, else a `HillclimbError` naming it: a NaN or infinite weight (a hand-edited
+    file, a feature that overflowed) would make every score NaN and route silently one way, and a
+    string would surface as a bare ValueError."""
+    if not isinstance(value, numbers.Real):
+        raise HillclimbError(f"{what} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise HillclimbError(f"{what} must be finite, got {v}")
+    return v

@@ -155,6 +155,10 @@ class CompletionStream(ChoiceStream[str]):
         self.prompts = prompts
         self.tok = job.entry.engine.tokenizer
         self.offsets = {i: 0 for i in range(len(job.handles))}  # text sent per choice
+        # where the next logprob token starts: tokens' texts are counted on their own, since a
+        # step's text can be held back (an unfinished UTF-8 character, a possible stop string)
+        # while its tokens are sent, so chunk text and chunk tokens need not line up
+        self.lp_offsets = dict(self.offsets)
         self.raw = {i: RawText(self.tok.token_id(THINK_START)) for i in self.offsets}
 
     def head(self) -> list[bytes]:
@@ -163,7 +167,7 @@ class CompletionStream(ChoiceStream[str]):
         echo = []
         for i in self.offsets:
             t = echo_text(self.req, self.prompts, i // self.req.n, self.tok)
-            self.offsets[i] = len(t)
+            self.offsets[i] = self.lp_offsets[i] = len(t)
             echo.append(self.chunk(i, t))
         return echo
 
@@ -171,7 +175,8 @@ class CompletionStream(ChoiceStream[str]):
         text = self.raw[i].feed(ev)
         lp = None
         if self.req.logprobs is not None and ev.logprobs:
-            lp = completion_logprobs(ev.logprobs, self.tok, self.offsets[i])
+            lp = completion_logprobs(ev.logprobs, self.tok, self.lp_offsets[i])
+            self.lp_offsets[i] += sum(len(t) for t in lp["tokens"])
         self.offsets[i] += len(text)
         return ([text] if text else []), lp
 

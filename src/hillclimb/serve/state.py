@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,8 +144,9 @@ def parse_prices(data: Any, where: str = "prices") -> dict[str, Price]:
             price = Price(float(v.get("prompt", 0.0)), float(v.get("completion", 0.0)))
         except (TypeError, ValueError) as exc:
             raise HillclimbError(f"{where}: {model}: prices must be numbers") from exc
-        if price.prompt < 0 or price.completion < 0:
-            raise HillclimbError(f"{where}: {model}: prices must be >= 0")
+        # NaN passed `< 0` (TOML has `nan` and `inf`) and every request then failed billing
+        if not all(math.isfinite(x) and x >= 0 for x in (price.prompt, price.completion)):
+            raise HillclimbError(f"{where}: {model}: prices must be finite numbers >= 0")
         out[model] = price
     return out
 
