@@ -168,6 +168,12 @@ _CONTEXT = re.compile(r"context|maximum.*length|too long", re.I)
 _ROOM = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the (?:prompt|messages)")
 
 
+def _reason(choice: dict[str, Any]) -> str:
+    """A choice's finish reason ("stop" when the server gives none or something odd)."""
+    reason = choice.get("finish_reason")
+    return reason if isinstance(reason, str) and reason else "stop"
+
+
 def _room(msg: str) -> int | None:
     """Completion tokens that fit, read off a context-exceeded error message (None: unknown)."""
     m = _ROOM.search(msg)
@@ -197,7 +203,8 @@ class HTTPBackend:
         self.client = httpx.Client(timeout=timeout_s, headers=headers)
         self.concurrency = max(1, concurrency)
         models = self._get("/models")
-        ids = [m.get("id") for m in (models.get("data") or []) if isinstance(m, dict)]
+        data = models.get("data") if isinstance(models, dict) else None  # `[]`: no model listed
+        ids = [m.get("id") for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
         if model is None:
             if not ids:
                 raise HillclimbError(f"{self.url}/models lists no model; pass --served-model NAME")
@@ -236,7 +243,13 @@ class HTTPBackend:
             except httpx.HTTPError as exc:
                 raise self._error(path, exc) from None
             if r.status_code == 200:
-                return r.json()
+                try:
+                    ans = r.json()
+                except ValueError:
+                    raise HillclimbError(
+                        f"{self.url}{path} answered HTTP 200 that is not JSON: {r.text[:200]!r}"
+                    ) from None
+                return ans
             msg = r.text[:400]
             if r.status_code == 400 and _CONTEXT.search(msg):
                 room = _room(msg)
@@ -259,24 +272,55 @@ class HTTPBackend:
             body["stop"] = list(r.stop[:MAX_HTTP_STOPS])
         return body
 
+    def _choice(self, path: str, ans: Any) -> tuple[dict[str, Any], int]:
+        """(the first choice, its completion tokens) of a 200 answer, or a `HillclimbError`
+        quoting it: a server that answers `{}`, `{"choices": []}` or a list ended the whole
+        suite in a KeyError traceback."""
+        choices = ans.get("choices") if isinstance(ans, dict) else None
+        ch = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(ch, dict):
+            raise HillclimbError(
+                f"{self.url}{path} answered without a choice to read: {str(ans)[:300]}"
+            )
+        usage = ans.get("usage")
+        toks = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        ok = isinstance(toks, int) and not isinstance(toks, bool) and toks >= 0
+        return ch, toks if ok else 0
+
+    def _text(self, path: str, value: Any, what: str) -> str:
+        """A text field of a choice: a string, null (nothing), or a list of content parts
+        (`[{"type": "text", "text": ...}]`, which some servers send) joined."""
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(
+            isinstance(x, str) or (isinstance(x, dict) and isinstance(x.get("text", ""), str))
+            for x in value
+        ):
+            return "".join(x if isinstance(x, str) else x.get("text", "") for x in value)
+        raise HillclimbError(f"{self.url}{path} answered a {what} that is not text: {value!r:.200}")
+
     def _one_complete(self, r: Request) -> Completion:
         ans = self._post("/completions", {**self._body(r), "prompt": r.prompt})
         if ans is None:
             return Completion("", "prompt_too_long")
-        ch = ans["choices"][0]
-        toks = int((ans.get("usage") or {}).get("completion_tokens") or 0)
-        return _finish(ch.get("text") or "", ch.get("finish_reason") or "stop", r.stop, toks)
+        ch, toks = self._choice("/completions", ans)
+        text = self._text("/completions", ch.get("text"), "text")
+        return _finish(text, _reason(ch), r.stop, toks)
 
     def _one_chat(self, r: Request) -> Completion:
         msgs = [{"role": "user", "content": r.prompt}]
-        ans = self._post("/chat/completions", {**self._body(r), "messages": msgs})
+        path = "/chat/completions"
+        ans = self._post(path, {**self._body(r), "messages": msgs})
         if ans is None:
             return Completion("", "prompt_too_long")
-        ch = ans["choices"][0]
-        msg = ch.get("message") or {}
-        toks = int((ans.get("usage") or {}).get("completion_tokens") or 0)
-        text, reasoning = msg.get("content") or "", msg.get("reasoning_content") or ""
-        return _finish(text, ch.get("finish_reason") or "stop", r.stop, toks, reasoning)
+        ch, toks = self._choice(path, ans)
+        msg = ch.get("message")
+        msg = msg if isinstance(msg, dict) else {}
+        text = self._text(path, msg.get("content"), "content")
+        reasoning = self._text(path, msg.get("reasoning_content"), "reasoning_content")
+        return _finish(text, _reason(ch), r.stop, toks, reasoning)
 
     def _map(self, fn: Any, reqs: list[Request]) -> list[Completion]:
         with concurrent.futures.ThreadPoolExecutor(self.concurrency) as ex:

@@ -19,15 +19,21 @@ from typing import Any
 
 def _tiers(s: str) -> list[int]:
     try:
-        return [int(x) for x in s.split(",") if x.strip()]
+        out = [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"tiers must be comma-separated integers, got {s!r}"
         ) from None
+    if not out:  # `--tiers ""` read as no selection, i.e. every tier
+        raise argparse.ArgumentTypeError(f"tiers must name at least one tier, got {s!r}")
+    return out
 
 
 def _families(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
+    out = [x.strip() for x in s.split(",") if x.strip()]
+    if not out:  # `--families ,` read as no selection, i.e. every family
+        raise argparse.ArgumentTypeError(f"families must name at least one family, got {s!r}")
+    return out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -440,6 +446,8 @@ def _refuse_unread_flags(args: argparse.Namespace) -> None:
         if alt is not None and mode in _FLAG_READERS[alt]:
             hint = f"; {where} takes --{alt.replace('_', '-')}"
         raise HillclimbError(f"{flag} does not apply to {where} (only to: {used}){hint}")
+    if any(k < 1 for k in args.pass_k):  # else "add --samples-per-item >= 0" was the advice
+        raise HillclimbError(f"--pass-k values must be >= 1, got {args.pass_k}")
     if not args.samples_per_item and any(k != 1 for k in args.pass_k):
         # the docs pair them (`--samples-per-item N --pass-k 1,N`): pass@k > 1 needs samples
         raise HillclimbError(

@@ -7,9 +7,12 @@ training data, and a level far above our tiny models); this set is drawn from th
 generator's *held-out functions* — never trained on in any family or phrasing, by the split key —
 so it is unseen by construction, sized per tier, and sets the completion form (what an IDE sends)
 beside the chat form the climb's eval uses for the same functions. Protocol as HumanEval's
-(`humaneval.run_completion_items`): the continuation is cut at the first `humaneval.STOP`, the
-program is prompt + completion + the problem's asserts, greedy pass@1 and sampled pass@k with
-bootstrap intervals, per-tier rates. The prompt is `meta["completion_prompt"]` of the problem
+(`humaneval.run_completion_items`): the continuation is cut at the first `humaneval.STOP`,
+greedy pass@1 and sampled pass@k with bootstrap intervals, per-tier rates. One difference:
+prompt + completion is judged against the problem's asserts by the RL reward's checker
+(`suite_common.check_assert_programs`: expected values never enter the candidate's process,
+type-strict comparison), not run beside them, where an always-equal return value or a printed
+end marker passed every item. The prompt is `meta["completion_prompt"]` of the problem
 (`problems.code_function.completion_prompt`).
 """
 

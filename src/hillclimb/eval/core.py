@@ -124,6 +124,11 @@ def run_eval(
         raise HillclimbError(f"data directory not found: {data}")
     if val_tokens < 1:
         raise ConfigError("val_tokens must be >= 1")
+    # `--seq-len 0` divided by zero cutting the val windows (a negative one cut nonsense)
+    if seq_len is not None and seq_len < 1:
+        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
+    if not accuracy and data is None:  # `--no-tasks` alone printed a header and exited 0
+        raise ConfigError("nothing to evaluate: --no-tasks skips accuracy and no --data is given")
     if accuracy:
         cfg.validate()
     t0 = time.perf_counter()

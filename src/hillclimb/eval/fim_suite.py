@@ -24,8 +24,9 @@ wrong one, so a second item set is scored by running tests. Items are the `code_
 generator's held-out functions (never trained on) with at least two one-line statements in the
 body: one of them is removed (seeded); prefix = the function as an editor shows it (signature +
 docstring, `meta["completion_prompt"]`) + the body before the line, suffix = the body after it;
-the program prefix + answer line + suffix + the problem's asserts runs in the sandbox
-(`eval.programs`). `--n-items N` asks N stdlib items and N // 10 test items per tier (default 10;
+prefix + answer line + suffix is judged against the problem's asserts by the RL reward's checker
+in the sandbox (`suite_common.check_assert_programs`; run beside the asserts, a one-line
+`return` of an always-equal object passed every item). `--n-items N` asks N stdlib items and N // 10 test items per tier (default 10;
 tier 1's bodies are one statement, so it gives none); the "previous line" baseline is run
 through the same tests.
 
@@ -180,9 +181,31 @@ def make_test_items(per_tier: int, seed: int) -> list[dict[str, Any]]:
 def test_programs(items: list[dict[str, Any]], answers: list[str]) -> list[str]:
     """Prefix + the answer's first line + suffix + the asserts, per item."""
     return [
-        f"{it['prefix']}{a.split(chr(10), 1)[0]}{it['suffix']}\n\n{it['tests']}"
+        f"{code}\n\n{it['tests']}"
+        for it, code in zip(items, candidate_sources(items, answers), strict=True)
+    ]
+
+
+def candidate_sources(items: list[dict[str, Any]], answers: list[str]) -> list[str]:
+    """Prefix + the answer's first line + suffix (the function to test), per item."""
+    return [
+        f"{it['prefix']}{a.split(chr(10), 1)[0]}{it['suffix']}"
         for it, a in zip(items, answers, strict=True)
     ]
+
+
+def run_test_items(items: list[dict[str, Any]], answers: list[str], timeout_s: float) -> list[Any]:
+    """Each answer line in its function, judged against the item's asserts by the reward's
+    checker (`suite_common.check_assert_programs`: a one-line `return` of an always-equal
+    object passed every item when the function and its asserts shared an interpreter)."""
+    from hillclimb.eval.suite_common import check_assert_programs
+
+    return check_assert_programs(
+        [it["id"] for it in items],
+        candidate_sources(items, answers),
+        [it["tests"] for it in items],
+        timeout_s,
+    )
 
 
 def score(middle: str, answer: str) -> dict[str, Any]:
@@ -201,8 +224,6 @@ def score(middle: str, answer: str) -> dict[str, Any]:
 
 
 def run_fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
-    from hillclimb.eval.humaneval import hidden_paths
-    from hillclimb.eval.programs import run_programs
     from hillclimb.tokenizer.specials import fim_prompt
 
     items = make_items(cfg.n_items or DEFAULT_N_ITEMS, cfg.seed)
@@ -232,10 +253,8 @@ def run_fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     # the no-model baseline: repeat the last non-blank line of the prefix (indentation and
     # repeated statements make this non-trivial for code)
     prev = [_previous_line(it["prefix"]) for it in items]
-    ran = run_programs(
-        test_programs(tests + tests, [c.text for c in comps[n_text:]] + prev[n_text:]),
-        timeout_s=cfg.timeout_s,
-        hide=hidden_paths(),
+    ran = run_test_items(
+        tests + tests, [c.text for c in comps[n_text:]] + prev[n_text:], cfg.timeout_s
     )
     ran_model, ran_base = ran[: len(tests)], ran[len(tests) :]
     rows = []

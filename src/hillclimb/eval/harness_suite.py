@@ -79,12 +79,20 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         )
     # which projects each task was drawn from (`harness generate --split`): "all" when unsplit
     split_of: dict[str, str] = {}
+    group_of: dict[str, str] = {}
     for name, path in groups.items():
         dirs = find_task_dirs(Path(path))
         if not dirs:
             raise HillclimbError(f"--tasks {name}={path}: no task directories found")
         for d in dirs:
             t = load_task(d)
+            # a task in two groups (the same DIR twice, a DIR and its parent, a copy) ran twice
+            # and counted twice in the pooled resolve rate
+            if group_of.setdefault(t.id, name) != name:
+                raise HillclimbError(
+                    f"--tasks: task {t.id!r} is in both group {group_of[t.id]!r} and {name!r}; "
+                    "each task may be in one group only (it would be run and counted twice)"
+                )
             split_of[t.id] = str(t.meta.get("split", "all"))
     if cfg.harness_max_steps < 1 or cfg.harness_concurrency < 1:
         raise HillclimbError("--max-steps and --concurrency must be >= 1")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 from typing import Any
 
 from hillclimb.errors import HillclimbError
@@ -29,6 +30,7 @@ from hillclimb.eval.metrics import pass_at_k
 from hillclimb.eval.programs import run_programs
 from hillclimb.eval.suite_common import (
     SuiteConfig,
+    check_assert_programs,
     first_param,
     generation_stats,
     metric,
@@ -65,19 +67,31 @@ def load_problems(limit: int | None = None) -> list[dict[str, Any]]:
     return rows[:limit] if limit else rows
 
 
-def check_program(item: dict[str, Any], completion: str, form: str = "completion") -> str:
-    """The program whose clean exit means `completion` passes `item`'s tests: the function, then
-    `item["test"]`, then `check(entry_point)` unless the item says its tests are plain asserts
-    (`"asserts": True`, our completion set)."""
+def candidate_code(item: dict[str, Any], completion: str, form: str = "completion") -> str:
+    """The candidate's source: the prompt continued by `completion`, or (chat form) the last
+    fenced block of the answer, given the prompt's signature when it has none of its own."""
     if form == "chat":
         from hillclimb.problems.verify import extract_code
 
         code = extract_code(completion)
-        if f"def {item['entry_point']}" not in code:
+        if not _defines(code, item["entry_point"]):
             code = item["prompt"] + code  # a body without the signature
-        body = code
-    else:
-        body = item["prompt"] + completion
+        return code
+    return item["prompt"] + completion
+
+
+def _defines(code: str, name: str) -> bool:
+    """Whether `code` has a `def name(` line: a substring test took a body whose helper is
+    `def name_inner` for the whole function, added no signature, and a right body failed."""
+    pattern = rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\("
+    return re.search(pattern, code, re.M) is not None
+
+
+def check_program(item: dict[str, Any], completion: str, form: str = "completion") -> str:
+    """The program whose clean exit means `completion` passes `item`'s tests: the function, then
+    `item["test"]`, then `check(entry_point)` unless the item says its tests are plain asserts
+    (`"asserts": True`, our completion set)."""
+    body = candidate_code(item, completion, form)
     call = "" if item.get("asserts") else f"\n\ncheck({item['entry_point']})"
     return f"{body}\n\n{item['test']}{call}\n"
 
@@ -100,9 +114,29 @@ def hidden_paths() -> tuple[str, ...]:
 def score(
     items: list[dict[str, Any]], completions: list[str], form: str, timeout_s: float
 ) -> list[Any]:
-    """Run each (item, completion) pair's check program; `ProgramResult`s in order."""
-    progs = [check_program(it, c, form) for it, c in zip(items, completions, strict=True)]
-    return run_programs(progs, timeout_s=timeout_s, hide=hidden_paths())
+    """Judge each (item, completion) pair; `ProgramResult`s in order.
+
+    HumanEval items run their check program (the published protocol: the candidate shares an
+    interpreter with the tests, so an always-equal return value or a printed end marker passes
+    them). Our own items (`"asserts": True`: `assert f(literal) == literal` lines) go to the
+    RL reward's checker (`problems.verify.check_code_details`), which keeps the expected values
+    out of the candidate's process and compares type-strictly, as the chat-form evaluation of
+    the same functions does (`suite_common.check_assert_programs`)."""
+    pairs = list(zip(items, completions, strict=True))
+    out: list[Any] = [None] * len(pairs)
+    ours = [i for i, (it, _) in enumerate(pairs) if it.get("asserts")]
+    theirs = [i for i, (it, _) in enumerate(pairs) if not it.get("asserts")]
+    progs = [check_program(*pairs[i], form) for i in theirs]
+    ran = run_programs(progs, timeout_s=timeout_s, hide=hidden_paths())
+    judged = check_assert_programs(
+        [str(pairs[i][0]["task_id"]) for i in ours],
+        [candidate_code(*pairs[i], form) for i in ours],
+        [pairs[i][0]["test"] for i in ours],
+        timeout_s,
+    )
+    for i, r in [*zip(theirs, ran, strict=True), *zip(ours, judged, strict=True)]:
+        out[i] = r
+    return out
 
 
 def trivial_item_baseline(items: list[dict[str, Any]], cfg: SuiteConfig) -> dict[str, Any]:

@@ -137,8 +137,9 @@ def _title(text: str) -> bool:
 
 
 def _quoted(text: str) -> bool:
+    """Wrapped in double quotes around something: `""` (an empty answer in quotes) passed."""
     t = text.strip()
-    return len(t) >= 2 and t[0] == '"' and t[-1] == '"'
+    return len(t) >= 2 and t[0] == '"' and t[-1] == '"' and _has_letters(t[1:-1])
 
 
 def _postscript(text: str, marker: str) -> bool:

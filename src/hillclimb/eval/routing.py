@@ -82,6 +82,11 @@ class RouterFitConfig:
         for t in self.tiers or []:
             if t not in P.TIERS:
                 raise ConfigError(f"tier {t} not in {list(P.TIERS)}")
+        # a repeated family or tier put its prompts in the fit and the report twice
+        for name, values in (("families", self.families or []), ("tiers", self.tiers or [])):
+            dup = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+            if dup:
+                raise ConfigError(f"{name} lists {dup} more than once")
         if self.n_per_tier < 2:
             raise ConfigError(f"n_per_tier must be >= 2 (got {self.n_per_tier})")
         if self.label not in LABELS:

@@ -113,6 +113,32 @@ def program_item(item_id: str, result: Any, comp: Completion, **extra: Any) -> d
     }
 
 
+def check_assert_programs(
+    ids: list[str], codes: list[str], tests: list[str], timeout_s: float
+) -> list[Any]:
+    """`ProgramResult`s of candidate sources `codes` against our own tests (`assert f(literal) ==
+    literal` lines), judged by the RL reward's checker (`problems.verify.check_code_details`).
+
+    Why not `programs.run_programs(code + tests)`: a candidate sharing an interpreter with the
+    asserts passes them by returning an object equal to everything, or by printing the run's
+    end marker (it is in its own code object) and exiting 0 — measured on the completion and
+    FIM test sets, every item passed that way. The checker keeps the expected values out of the
+    candidate's process and compares type-strictly, as the chat-form evaluation does."""
+    from hillclimb.eval.programs import ProgramResult
+    from hillclimb.problems.base import Problem
+    from hillclimb.problems.verify import check_code_details
+
+    problems = [
+        Problem(id=i, family="suite", kind="code", tier=0, prompt="", reasoning="", answer="",
+                tests=t)
+        for i, t in zip(ids, tests, strict=True)
+    ]  # fmt: skip
+    return [
+        ProgramResult(bool(d["passed"]), d["status"], d.get("detail", ""))
+        for d in check_code_details(problems, codes, timeout_s=timeout_s)
+    ]
+
+
 # The no-training baseline of the code suites: a function whose body is `return EXPR` for each of
 # these (the last one returns its first parameter). A suite whose tests such a function passes
 # rewards nothing; the best single one is the score of a model that learned only the signature.

@@ -95,7 +95,13 @@ def problem_suite(
 ) -> list[Problem]:
     """An evaluation suite: n_per_tier problems for every family x tier (held-out by default).
 
-    Without `families`, train/val suites cover the trainable families and held-out suites all."""
+    Without `families`, train/val suites cover the trainable families and held-out suites all.
+    A family or tier named twice is refused: its items would be in the suite twice (an exported
+    evaluation set, a routing fit), counted as more evidence than there is."""
+    for name, values in (("families", families or []), ("tiers", tiers or [])):
+        dup = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+        if dup:
+            raise HillclimbError(f"{name} lists {dup} more than once")
     out: list[Problem] = []
     default = list(TRAIN_FAMILIES) if split in ("train", "val") else list(FAMILIES)
     for family in families or default:

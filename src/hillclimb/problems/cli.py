@@ -96,6 +96,11 @@ def _export(args: argparse.Namespace) -> int:
     bad = [t for t in tiers or [] if not t.isdigit()]
     if bad:
         raise HillclimbError(f"--tiers: expected tier numbers, got {bad}")
+    # `--families ,` or a bare `--tiers` selected nothing, which read as "all" and exported
+    # every family or tier
+    for flag, values in (("--families", _flat(args.families)), ("--tiers", tiers)):
+        if values == []:
+            raise HillclimbError(f"{flag} names nothing; leave it out for all")
     ps = problem_suite(args.seed, args.split, args.n_per_tier, _flat(args.families),
                        [int(t) for t in tiers] if tiers is not None else None)  # fmt: skip
     lines = []

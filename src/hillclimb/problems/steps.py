@@ -19,15 +19,25 @@ PLACES = ("Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-tho
 
 _NUM_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE]([+-]?\d+))?(?:/\d+)?$")
 MAX_EXPONENT = 4300  # Python's default int-from-text digit limit: no exact answer is longer
+_CHUNK = 10**1000  # `_int_text` writes longer integers in pieces of this many digits
 
 
 def fmt(x: int | Fraction) -> str:
     """Canonical text of a number: `12`, `-3`, `7/12`, `-1/6`."""
     if isinstance(x, Fraction):
         if x.denominator == 1:
-            return str(x.numerator)
-        return f"{x.numerator}/{x.denominator}"
-    return str(int(x))
+            return _int_text(x.numerator)
+        return f"{_int_text(x.numerator)}/{_int_text(x.denominator)}"
+    return _int_text(int(x))
+
+
+def _int_text(n: int) -> str:
+    """`str(n)` for any size: `str` refuses integers over 4300 digits, which `parse_number`
+    accepts (`1e4300`, `123e4298`), and an answer written that way crashed the checker."""
+    if -_CHUNK < n < _CHUNK:
+        return str(n)
+    q, r = divmod(abs(n), _CHUNK)
+    return ("-" if n < 0 else "") + _int_text(q) + str(r).zfill(1000)
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -38,17 +48,23 @@ def parse_number(text: str) -> Fraction | None:
     m = _NUM_RE.match(s)
     if not m:
         return None
-    if m.group(1) is not None and abs(int(m.group(1))) > MAX_EXPONENT:
+    exp = m.group(1)
+    # measured by its digits first: `int()` of an exponent over 4300 digits raises ValueError,
+    # and a completion "The answer is 1e999…9" crashed the checker (an eval, an RL step)
+    digits = (exp or "").lstrip("+-").lstrip("0")
+    if len(digits) > len(str(MAX_EXPONENT)) or int(digits or "0") > MAX_EXPONENT:
         return None
     try:
         if "/" in s:
             num, den = s.split("/")
             if int(den) == 0:
                 return None
-            return Fraction(Fraction(num), int(den))
-        return Fraction(s)
+            value = Fraction(Fraction(num), int(den))
+        else:
+            value = Fraction(s)
     except (ValueError, ZeroDivisionError):
         return None
+    return value
 
 
 def _digits(x: int) -> list[int]:

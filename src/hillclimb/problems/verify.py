@@ -4,10 +4,10 @@ Conventions (one for the whole project, so SFT data, evaluation and RL rewards a
 - reasoning problems: the assistant's final content is `The answer is X.`; `extract_answer` takes
   the LAST "answer is"/"answer:" in the completion (after any `</think>`), tolerating whitespace,
   a trailing period, thousands commas (groups of three: `1,234`; `3,5` is two numbers), a
-  leading "+", "$", a unicode minus, fractions, `.5` and `1e5` (exact values); if the
-  phrase is missing it falls back to `\\boxed{X}` and then (numeric answers only) to the last
-  number in the final content. Numbers compare as exact fractions (`0.5` == `1/2`), words
-  case-insensitively (`yes`, `True`, names).
+  leading "+", "$", a unicode minus, fractions (also TeX `\\frac{a}{b}`), `.5` and `1e5` (exact
+  values); if the phrase is missing it falls back to `\\boxed{X}` and then (numeric answers
+  only) to the last number in the final content. Numbers compare as exact fractions (`0.5` ==
+  `1/2`), words case-insensitively (`yes`, `True`, names).
 - code problems: the content is one ```python fenced block; `extract_answer` takes the last fenced
   block (an unclosed final fence counts up to the end), or the whole completion if there is none.
 
@@ -180,9 +180,15 @@ def answer_is_hedged(p: Problem, completion: str) -> bool:
 
 # two candidate answers joined by a list separator, with nothing else between them
 # (an alternative in brackets counts too: "35 (or 36)", "yes [maybe no]"; "12 (3 × 4)" does not)
-_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&]\s*)?(?:[(\[]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
+# (a sentence end counts only before a word that offers the other one: "5. Or 6.", not "5. 6 of
+# them"; markup around either answer is no separator: "**5** or **6**", "`yes` or `no`")
+_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&]\s*|[.!?]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
+                        r"(?:[(\[]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
                         r"(?:(?:or|and)\b\s*)?(?:(?:maybe|perhaps|possibly)\b\s*)?",
                         re.IGNORECASE)  # fmt: skip
+# markup a model wraps an answer in (bold, code, quotes, TeX math and boxes), removed from the gap
+# between two candidates before the gap is judged
+_GAP_MARKUP = re.compile(r"\\[A-Za-z]+\s*\{|\\[()\[\]]|[*_`\"'$\u201c\u201d\u2018\u2019{}]")
 
 
 def _hedged_tail(p: Problem, tail: str) -> bool:
@@ -198,14 +204,20 @@ def _hedged_tail(p: Problem, tail: str) -> bool:
         gap = tail[end:start]
         if tail[:end].endswith(","):
             gap = "," + gap
+        gap = _GAP_MARKUP.sub("", gap)
         if a != b and _HEDGE_GAP.fullmatch(gap):
             return True
     return False
 
 
+# TeX fractions as written by models taught on competition maths: `\frac{7}{12}`, `\dfrac{-1}{6}`
+_TEX_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{\s*([-+\u2212]?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
+
+
 def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
     """(the final answer normalised, whether it is hedged)."""
-    text = _after_think(completion)
+    # `\frac{1}{2}` read as the two numbers 1 and 2 (a correct 1/2 was "ambiguous" or "1")
+    text = _TEX_FRAC_RE.sub(r"\1/\2", _after_think(completion))
     matches = list(_ANSWER_RE.finditer(text))
     if matches:  # the last answer statement wins (a model may correct itself)
         tail = text[matches[-1].end() :].split("\n", 1)[0].strip().strip("*`\"'")
@@ -292,15 +304,45 @@ def check_many_details(
             if hedged
             else ("" if got is None else f"extracted {got!r}"),
         }
-    suites = {i: code_cases(problems[i]) for i in code_idx}
-    for start in range(0, len(code_idx), batch_size):
-        chunk = code_idx[start : start + batch_size]
-        results = _run_code_batch(
-            [suites[i] for i in chunk], [completions[i] for i in chunk], timeout_s, workers
-        )
-        for i, r in zip(chunk, results, strict=True):
-            out[i] = r
+    codes = check_code_details(
+        [problems[i] for i in code_idx],
+        [extract_code(completions[i]) for i in code_idx],
+        timeout_s=timeout_s,
+        workers=workers,
+        batch_size=batch_size,
+    )
+    for i, r in zip(code_idx, codes, strict=True):
+        out[i] = r
     return [r for r in out if r is not None]
+
+
+def check_code_details(
+    problems: list[Problem],
+    codes: list[str],
+    *,
+    timeout_s: float = 10.0,
+    workers: int | None = None,
+    batch_size: int = 256,
+) -> list[dict[str, Any]]:
+    """The code half of `check_many_details` for source that is already the program (nothing
+    extracted from a chat answer): e.g. a completion-form prompt with its continuation. Any
+    suite whose tests have the accepted form should be scored here, not by running the
+    candidate beside its asserts, which an always-equal return value or a forged end marker
+    passes."""
+    if len(problems) != len(codes):
+        raise HillclimbError(f"{len(problems)} problems but {len(codes)} programs")
+    suites = [code_cases(p) for p in problems]
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(problems), batch_size):
+        out.extend(
+            _run_code_batch(
+                suites[start : start + batch_size],
+                codes[start : start + batch_size],
+                timeout_s,
+                workers,
+            )
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------------- code checks
@@ -1079,12 +1121,11 @@ def _solo(suite: tuple[CallCase, ...], code: str, timeout_s: float) -> dict[str,
 
 def _run_code_batch(
     suites: list[tuple[CallCase, ...]],
-    completions: list[str],
+    codes: list[str],
     timeout_s: float,
     workers: int | None,
 ) -> list[dict[str, Any]]:
     n = len(suites)
-    codes = [extract_code(c) for c in completions]
     workers = max(1, min(workers or (os.cpu_count() or 2), 8, n))
     if n == 1:
         recs: list[dict[str, Any] | None] = [_solo(suites[0], codes[0], timeout_s)]
