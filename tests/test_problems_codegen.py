@@ -11,7 +11,6 @@ import copy
 import json
 import random
 import re
-import time
 
 import pytest
 
@@ -221,13 +220,12 @@ def test_heldout_phrasings_differ_from_training_phrasings():
                     assert doc and ">>> " in doc and " is None" not in doc.split(">>>")[0]
 
 
-def test_generation_is_fast():
+def test_generation_gives_every_requested_problem():
+    """200 per tier, every one distinct. Speed is measured by `bench/problems_generate.py`
+    (BENCHMARKS.md), not here: a 2-second assert failed under a loaded machine."""
     for tier in TIERS:
-        t0 = time.perf_counter()
         ps = generate("code_function", tier, 200, seed=21, split="train")
-        dt = time.perf_counter() - t0
-        assert len(ps) == 200
-        assert dt < 2.0, (tier, dt)  # ~0.1-0.3 s on a 2-core laptop
+        assert len(ps) == 200 and len({p.id for p in ps}) == 200
 
 
 def test_no_two_scalar_families_compute_the_same_functions():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import time
 from fractions import Fraction
 from operator import add, mul, sub, truediv
 
@@ -308,9 +307,7 @@ def test_bad_arguments():
     assert generate("arith", 1, 0, 0) == []
 
 
-def test_speed_10k_per_second_ish():
-    t0 = time.perf_counter()
+def test_ten_thousand_problems_in_one_call():
+    """Speed is measured by `bench/problems_generate.py` (BENCHMARKS.md), not by a timed test."""
     ps = generate("arith_chain", 2, 10_000, seed=11)
-    dt = time.perf_counter() - t0
-    assert len(ps) == 10_000
-    assert dt < 3.0, dt  # ~0.5 s on a 2-core laptop; generous for CI noise
+    assert len(ps) == 10_000 and all(p.answer for p in ps)
