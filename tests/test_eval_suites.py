@@ -34,7 +34,12 @@ def test_bootstrap_ci_seeded_and_sane() -> None:
     lo, hi = bootstrap_ci(vals, seed=3)
     assert (lo, hi) == bootstrap_ci(vals, seed=3)  # reproducible
     assert lo < 0.3 < hi and lo > 0.15 and hi < 0.45
-    assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
+    # identical pass/fail items: Wilson, not a zero-width interval (5 of 5 is not certainty)
+    lo, hi = bootstrap_ci([1.0] * 5)
+    assert hi == 1.0 and lo == pytest.approx(0.5655, abs=1e-3)
+    lo, hi = bootstrap_ci([0.0] * 164)
+    assert lo == 0.0 and hi == pytest.approx(3.8415 / (164 + 3.8415), abs=1e-4)
+    assert bootstrap_ci([0.5] * 4) == (0.5, 0.5)  # not pass/fail: the bootstrap as before
     assert bootstrap_ci([]) == (0.0, 0.0)
     # ratio of sums (instruction level): 3 of 4, 1 of 2 → 4/6 overall, inside the interval
     lo, hi = bootstrap_ci([3.0, 1.0], [4.0, 2.0], seed=0)

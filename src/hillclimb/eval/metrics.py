@@ -53,6 +53,11 @@ def bootstrap_ci(
     its instructions are resampled together). Seeded, so a report is reproducible. Returns (lo, hi);
     (0, 0) for no items. The interval describes the sampling error of *these items*; it says
     nothing about items the suite does not contain.
+
+    Pass/fail items that all agree (0 of n or n of n solved) get the Wilson score interval
+    instead: every resample of identical items is identical, so the percentile bootstrap said
+    [100%, 100%] for 5 of 5 — certainty from five items. Wilson gives [56.6%, 100%] there and
+    [0%, 2.3%] for 0 of 164 (session 20).
     """
     import random
 
@@ -65,6 +70,8 @@ def bootstrap_ci(
         raise HillclimbError(f"{n} values but {len(weights)} weights")
     if n == 0:
         return (0.0, 0.0)
+    if weights is None and values[0] in (0.0, 1.0) and all(v == values[0] for v in values):
+        return wilson_ci(int(values[0]) * n, n, level)
     w = weights if weights is not None else [1.0] * n
     rng = random.Random(seed)
     stats = []
@@ -77,3 +84,18 @@ def bootstrap_ci(
     lo = stats[min(resamples - 1, max(0, int(a * resamples)))]
     hi = stats[min(resamples - 1, max(0, int(math.ceil((1 - a) * resamples)) - 1))]
     return (lo, hi)
+
+
+def wilson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion, k successes of n (Wilson 1927): never zero-width
+    for n > 0, and near-nominal coverage even at 0 or n successes, where the normal
+    approximation and the percentile bootstrap collapse to a point."""
+    from statistics import NormalDist
+
+    if not 0 <= k <= n or n < 1:
+        raise HillclimbError(f"wilson_ci needs 0 <= k <= n and n >= 1 (k={k}, n={n})")
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
