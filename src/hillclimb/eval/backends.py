@@ -317,7 +317,10 @@ class HTTPBackend:
             return Completion("", "prompt_too_long")
         ch, toks = self._choice(path, ans)
         msg = ch.get("message")
-        msg = msg if isinstance(msg, dict) else {}
+        if msg is not None and not isinstance(msg, dict):  # e.g. `"message": 5`: no answer
+            raise HillclimbError(f"{self.url}{path} answered a message that is not an object: "
+                                 f"{msg!r:.200}")  # fmt: skip
+        msg = msg or {}
         text = self._text(path, msg.get("content"), "content")
         reasoning = self._text(path, msg.get("reasoning_content"), "reasoning_content")
         return _finish(text, _reason(ch), r.stop, toks, reasoning)
