@@ -14,12 +14,14 @@ from hillclimb.errors import HillclimbError
 
 
 def _train(args: argparse.Namespace) -> int:
-    from hillclimb.tokenizer.train import TrainConfig, save_trained, train_from_corpus
+    from hillclimb.tokenizer.train import (
+        TrainConfig,
+        check_new_out,
+        save_trained,
+        train_from_corpus,
+    )
 
-    out = Path(args.out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        # save_trained refuses it too, but only after training: fail before the work
-        raise HillclimbError(f"output {out} already exists; choose a new directory")
+    check_new_out(args.out)  # save_trained checks again, but only after training: fail first
     cfg = TrainConfig(
         corpus=args.corpus,
         vocab_size=args.vocab_size,

@@ -31,6 +31,11 @@ from hillclimb.tokenizer.specials import (
     STOP_TOKENS,
 )
 
+# Markers for untrusted text in a rendered conversation (`Tokenizer.render_marked`): private-use
+# characters, lengthened with `_MARK_PAD` until the opening occurs in none of the conversation's
+# strings (`Tokenizer.marker_for`).
+_MARK_OPEN, _MARK_PAD, _MARK_CLOSE = "\ue000", "\ue002", "\ue001"
+
 
 class Tokenizer:
     """The shared tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`, chat template."""
@@ -164,15 +169,17 @@ class Tokenizer:
         read) cannot close a turn or fake a tool response; only the template's own markup and
         assistant turns yield special tokens. `continue_final_message` reopens the last
         assistant turn (prefill)."""
+        marker = self.marker_for(messages, tools, **kwargs)
         rendered, texts = self.render_marked(
-            messages, tools, add_generation_prompt and not continue_final_message, **kwargs
-        )
+            messages, tools, add_generation_prompt and not continue_final_message,
+            marker=marker, **kwargs,
+        )  # fmt: skip
         if continue_final_message:
             rendered = rendered.rstrip("\n")
             if not rendered.endswith(IM_END):
                 raise HillclimbError("the chat template did not end the final message as expected")
             rendered = rendered[: -len(IM_END)]
-        return self.encode_marked(rendered, texts)
+        return self.encode_marked(rendered, texts, marker)
 
     def encode_chat_tail(
         self,
@@ -189,32 +196,53 @@ class Tokenizer:
         differently once later ones follow."""
         if not 0 < start <= len(messages):
             raise HillclimbError(f"start must be in 1..{len(messages)}, got {start}")
-        full, texts = self.render_marked(messages, tools, True, **kwargs)
-        prev, _ = self.render_marked(messages[:start], tools, False, **kwargs)
+        marker = self.marker_for(messages, tools, **kwargs)
+        full, texts = self.render_marked(messages, tools, True, marker=marker, **kwargs)
+        prev, _ = self.render_marked(messages[:start], tools, False, marker=marker, **kwargs)
         if not full.startswith(prev):
             raise HillclimbError(
                 "the chat template renders earlier messages differently once later ones follow; "
                 "the conversation cannot be extended token by token"
             )
-        return self.encode_marked(full[len(prev) :], texts)
+        return self.encode_marked(full[len(prev) :], texts, marker)
+
+    @staticmethod
+    def marker_for(
+        messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> str:
+        """The opening of the markers `render_marked` puts where untrusted text goes: a run of
+        private-use characters that occurs in no string of the conversation, its tools or the
+        template arguments. Why not one fixed character: text rendered as it is (an assistant
+        turn, a tool definition) holding the marker form U+E000 "0" U+E001 was encoded as the
+        conversation's system text in its place, and U+E000 "99" U+E001 was an
+        IndexError (session 20). Pass the same marker to every render of one conversation and
+        its prefixes, and to `encode_marked`."""
+        blob = json.dumps([messages, tools, kwargs], ensure_ascii=False, default=str)
+        marker = _MARK_OPEN
+        while marker in blob:
+            marker += _MARK_PAD
+        return marker
 
     def render_marked(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         add_generation_prompt: bool,
+        *,
+        marker: str | None = None,
         **kwargs: Any,
     ) -> tuple[str, list[str]]:
-        """The rendered conversation with every untrusted text replaced by a numbered marker,
-        and those texts (numbered in message order, so a prefix of the conversation gets the
-        same markers)."""
+        """The rendered conversation with every untrusted text replaced by a numbered marker
+        (`marker_for`; default: the one for these messages), and those texts (numbered in
+        message order, so a prefix of the conversation gets the same markers)."""
         texts: list[str] = []
+        opening = marker or self.marker_for(messages, tools, **kwargs)
 
         def mark(value: Any) -> Any:
             if not isinstance(value, str):
                 return value
             texts.append(value)
-            return f"\ue000{len(texts) - 1}\ue001"
+            return f"{opening}{len(texts) - 1}{_MARK_CLOSE}"
 
         safe = []
         for m in messages:
@@ -231,8 +259,10 @@ class Tokenizer:
         )
         return rendered, texts
 
-    def encode_marked(self, rendered: str, texts: list[str]) -> list[int]:
-        pieces = re.split("\ue000(\\d+)\ue001", rendered)
+    def encode_marked(self, rendered: str, texts: list[str], marker: str) -> list[int]:
+        """Ids of a `render_marked` rendering (`marker`: the one it was rendered with): the
+        marked texts encoded as data when any holds a special-token string."""
+        pieces = re.split(re.escape(marker) + "(\\d+)" + _MARK_CLOSE, rendered)
         used = [texts[int(p)] for i, p in enumerate(pieces) if i % 2 == 1]
         if not any(sp in t for t in used for sp in SPECIAL_TOKENS):
             # Nothing to neutralise: encode the whole text at once, so the ids are exactly
@@ -329,6 +359,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         hf = HFTokenizer.from_file(str(file))
     except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
         raise HillclimbError(f"cannot read tokenizer {file}: {exc}") from exc
+    _check_byte_alphabet(hf, file)
     template = CHAT_TEMPLATE
     cfg_file = file.parent / "tokenizer_config.json"
     if cfg_file.is_file():
@@ -337,6 +368,27 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         except json.JSONDecodeError as exc:
             raise HillclimbError(f"malformed {cfg_file}: {exc}") from exc
     return Tokenizer(hf, template)
+
+
+def _check_byte_alphabet(hf: HFTokenizer, file: Path) -> None:
+    """A byte-level tokenizer (ByteLevel decoder) must hold all 256 byte symbols: BPE without an
+    unknown token drops a byte it has no symbol for, so a damaged or hand-edited
+    `tokenizer.json` lacking one encoded "ABA" as "B" — data lost silently, in training and
+    serving alike."""
+    from tokenizers import decoders
+
+    from hillclimb.tokenizer.bytelevel import byte_to_unicode
+
+    if not isinstance(hf.decoder, decoders.ByteLevel):
+        return
+    missing = [b for b, ch in byte_to_unicode().items() if hf.token_to_id(ch) is None]
+    if missing:
+        shown = ", ".join(f"0x{b:02x}" for b in missing[:8])
+        raise HillclimbError(
+            f"tokenizer {file} is byte-level but lacks the symbols of {len(missing)} byte(s) "
+            f"({shown}{', …' if len(missing) > 8 else ''}): text holding them would be dropped "
+            "when encoded; the file is damaged"
+        )
 
 
 def bytelevel_tokenizer() -> Tokenizer:

@@ -304,18 +304,28 @@ def train_from_corpus(cfg: TrainConfig, show_progress: bool = False) -> tuple[To
     return tok, meta
 
 
+def check_new_out(out: str | os.PathLike[str]) -> Path:
+    """`out` as a path a new tokenizer directory may be published at: absent, or an empty
+    directory. A symbolic link is refused, dangling or not: publishing renames a directory
+    onto the path, which fails on a link (it was a NotADirectoryError traceback, after
+    training for a dangling one)."""
+    out = Path(out)
+    if out.is_symlink():
+        raise HillclimbError(f"output {out} is a symbolic link; choose a new directory")
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise HillclimbError(f"output {out} already exists; choose a new directory")
+    return out
+
+
 def save_trained(tok: Tokenizer, meta: dict, out: str | os.PathLike[str]) -> Path:
     """Write tokenizer.json, tokenizer_config.json and the provenance record atomically as a
     directory: `out` appears complete or not at all; an existing non-empty `out` is refused."""
     from hillclimb.io import atomic_dir, write_json_atomic
     from hillclimb.tokenizer.io import save_tokenizer
 
-    out = Path(out)
+    out = check_new_out(out)
     if out.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        else:
-            raise HillclimbError(f"output {out} already exists; choose a new directory")
+        out.rmdir()  # empty (check_new_out)
     with atomic_dir(out) as tmp:
         save_tokenizer(tok, tmp)
         write_json_atomic(tmp / TRAIN_META, meta)

@@ -214,8 +214,8 @@ def load_toml_table(path: Path, table: str) -> dict[str, Any]:
     import tomllib
 
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if "climb" in data or "models" in data:
         # a climb recipe: its settings sit in [pretrain] / [sft] / [rl] with per-model tables,
@@ -226,7 +226,10 @@ def load_toml_table(path: Path, table: str) -> dict[str, Any]:
             f"takes a file with a [{table}] table or a flat one: copy the recipe's [{section}] "
             f"settings (and the [{section}.<model>] overrides you want) into it"
         )
-    return dict(data.get(table, data))
+    got = data.get(table, data)
+    if not isinstance(got, dict):  # `train = 5`: was a TypeError / ValueError from dict()
+        raise ConfigError(f"{path}: `{table}` must be a table ([{table}]), got {got!r}")
+    return dict(got)
 
 
 def _model_overrides(items: list[str]) -> dict[str, Any]:
@@ -248,7 +251,10 @@ def _collect(args: argparse.Namespace, table: str, fields: set[str]) -> dict[str
         if k in fields and v is not None:
             d[k] = v
     if args.model_set:
-        d["model_overrides"] = {**d.get("model_overrides", {}), **_model_overrides(args.model_set)}
+        base = d.get("model_overrides", {})
+        if not isinstance(base, dict):  # `model_overrides = 5` beside --set: was a TypeError
+            raise ConfigError(f"model_overrides must be a table, got {base!r}")
+        d["model_overrides"] = {**base, **_model_overrides(args.model_set)}
     return d
 
 

@@ -16,6 +16,7 @@ with accumulation and N processes without it train on the same global batch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(f"invalid {type(self).__name__}: {msg}")
 
+        # torch seeds from a 64-bit integer: a larger one was a ValueError traceback at init
+        need(-(2**63) <= self.seed < 2**63, f"seed must fit in 64 bits, got {self.seed}")
         need(self.seq_len > 0, "seq_len must be > 0")
         need(self.batch_size > 0, "batch_size must be > 0")
         need(
@@ -129,7 +132,24 @@ class TrainConfig:
             self.schedule in ("cosine", "wsd", "constant"),
             f"schedule must be cosine|wsd|constant, got {self.schedule!r}",
         )
+        # NaN passes no comparison and inf passes `> 0`: both reached the optimizer and came
+        # back as a NaN loss blamed on the learning rate (or, for beta1 = 1.5 or eps = -1, as a
+        # ValueError traceback from torch's AdamW at the first step)
+        for name in ("lr", "muon_lr", "muon_momentum", "weight_decay", "beta1", "beta2", "eps",
+                     "grad_clip", "min_lr_ratio", "decay_frac"):  # fmt: skip
+            v = getattr(self, name)
+            need(math.isfinite(v), f"{name} must be a finite number, got {v}")
         need(self.lr > 0 and self.muon_lr > 0, "learning rates must be > 0")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("beta1", "beta2", "muon_momentum"):
+            v = getattr(self, name)
+            need(0 <= v < 1, f"{name} must be in [0, 1), got {v}")
+        need(self.eps > 0, f"eps must be > 0, got {self.eps}")
+        need(
+            self.time_limit_s is None
+            or (math.isfinite(self.time_limit_s) and self.time_limit_s > 0),
+            f"time_limit_s must be a positive number of seconds, got {self.time_limit_s}",
+        )
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         need(0 <= self.decay_frac <= 1, "decay_frac must be in [0, 1]")
         need(self.warmup_steps >= 0, "warmup_steps must be >= 0")
@@ -228,6 +248,15 @@ class SFTConfig(TrainConfig):
             raise ConfigError("invalid SFTConfig: val_fraction must be in [0, 1)")
         if self.fim_examples < 0:
             raise ConfigError("invalid SFTConfig: fim_examples must be >= 0")
+        if self.max_example_tokens is not None and not (
+            0 < self.max_example_tokens <= self.seq_len + 1
+        ):
+            # a longer example does not fit a row: packing cut it to the row, so the model
+            # trained on an answer without its end (and its closing <|im_end|>)
+            raise ConfigError(
+                f"invalid SFTConfig: max_example_tokens must be in [1, seq_len + 1 = "
+                f"{self.seq_len + 1}], got {self.max_example_tokens}"
+            )
         if self.decontaminate is not None:
             from hillclimb.data.decontam_records import check_probes_spec
 

@@ -121,6 +121,23 @@ def ordinary_ids(
     return u[~np.isin(u, np.fromiter(special, dtype=np.int64, count=len(special)))]
 
 
+def check_ids_in_vocab(ids: np.ndarray, vocab_size: int, where: str, chunk: int = 1 << 24) -> None:
+    """Refuse a token stream holding an id the tokenizer does not have. `meta.json` says which
+    vocabulary the shards were written for, but nothing else checks their contents: a damaged
+    shard or a hand-edited `meta.json` reached the model as an embedding IndexError traceback
+    (a device-side assert on CUDA) or, for an id between the tokenizer's size and the padded
+    table's, trained silently on a row no text maps to. One chunked pass over the memory map."""
+    for i in range(0, int(ids.size), chunk):
+        c = np.asarray(ids[i : i + chunk])
+        if c.size and int(c.max()) >= vocab_size:
+            j = i + int(np.argmax(c >= vocab_size))
+            raise HillclimbError(
+                f"{where} holds token id {int(ids[j])} at position {j}, outside the tokenizer's "
+                f"{vocab_size} ids: the shards are damaged or were tokenized with another "
+                "tokenizer; re-tokenize the data"
+            )
+
+
 class PretrainBatches:
     """`batch(step) -> int64 array [batch_size, seq_len + 1]` of the global batch;
     `batch_and_mask(step)` also gives the target mask (None when every token is a target).

@@ -76,17 +76,41 @@ class DistInfo:
         return box[0]
 
 
+def _env_int(name: str, default: int) -> int:
+    """A torchrun environment variable as an integer; a stray non-integer value (an exported
+    `WORLD_SIZE=two`) is one ConfigError, not a ValueError traceback."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {name}={raw!r} is not an integer (torchrun sets it; unset it "
+            "to run as one process)"
+        ) from None
+
+
 def env_rank() -> int:
     """This process's global rank under torchrun (0 without it), readable before `init`."""
-    return int(os.environ.get("RANK", "0"))
+    return _env_int("RANK", 0)
 
 
 def init(device: str = "auto", mode: str = "auto") -> DistInfo:
     """Join the torchrun process group if there is one; pick device and backend."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1)
     rank = env_rank()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    local_rank = _env_int("LOCAL_RANK", 0)
+    local_world = _env_int("LOCAL_WORLD_SIZE", world)
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} / WORLD_SIZE={world} is not a process of a group")
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if world > 1 and not os.environ.get(v)]
+    if missing:
+        # torch's env:// rendezvous raised a ValueError traceback for this
+        raise ConfigError(
+            f"WORLD_SIZE={world} is set but {' and '.join(missing)} not: start the processes "
+            "with torchrun, or unset WORLD_SIZE to run as one process"
+        )
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda requested but CUDA is not available")

@@ -48,6 +48,17 @@ def truncate_after(run_dir: Path, step: int) -> None:
         write_text_atomic(f, "".join(k + "\n" for k in keep))
 
 
+def clear_logs(run_dir: Path) -> None:
+    """Empty the JSONL logs of a run starting from step 0: records left by an earlier attempt
+    that died before its first checkpoint would otherwise precede the new run's steps 1, 2, ...
+    in one file, and the report would plot both curves as one. (TensorBoard hides the old
+    events itself: the writer purges from step 1, `RunLogger`.)"""
+    for name in FILES:
+        f = run_dir / name
+        if f.is_file():
+            write_text_atomic(f, "")
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -111,9 +122,7 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(
-                    str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None
-                )
+                self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
             except ImportError:  # tensorboard is a declared dependency; degrade if absent
                 self._tb = None
         if want_progress(progress):

@@ -46,7 +46,7 @@ from hillclimb.model.moe import routing_replay
 from hillclimb.train import checkpointing as ck
 from hillclimb.train import distributed as D
 from hillclimb.train.config import TrainConfig
-from hillclimb.train.logging import RunLogger, truncate_after
+from hillclimb.train.logging import RunLogger, clear_logs, truncate_after
 from hillclimb.train.optim import build_optimizers
 from hillclimb.train.schedule import apply_lr, lr_multiplier_with_hold
 
@@ -285,18 +285,30 @@ RESUME_FREE_FIELDS = frozenset({
 })  # fmt: skip
 
 
-def check_resume_config(out: Path, cfg: TrainConfig) -> None:
+def check_resume_config(out: Path, cfg: TrainConfig, data_fingerprint: str | None = None) -> None:
     """Refuse to resume the run in `out` with settings other than those it was trained with
     (its `config.json`, written at every (re)start). A run without a readable record (older
-    formats) is resumed as before."""
+    formats) is resumed as before.
+
+    `data_fingerprint` (a stage's `TrainTask.summary["data_fingerprint"]`: what its batches are
+    drawn from) is compared too: the data paths may change on resume (a moved directory), but
+    other data behind them would splice two runs into one curve just as another seed would."""
     import json
 
     try:
-        prev = json.loads((out / "config.json").read_text()).get("train")
+        rec = json.loads((out / "config.json").read_text())
+        prev = rec.get("train")
     except (OSError, ValueError, AttributeError):
         return
     if not isinstance(prev, dict):
         return
+    was = rec.get("data_fingerprint")
+    if data_fingerprint and isinstance(was, str) and was != data_fingerprint:
+        raise HillclimbError(
+            f"{out} was trained on other data (fingerprint {was[:12]}…, now "
+            f"{data_fingerprint[:12]}…); resume it with the data it was started with, or choose "
+            "a new --out"
+        )
     new = json.loads(json.dumps(cfg.to_dict(), default=str))
     changed = [
         f"{k}: {prev[k]!r} -> {new[k]!r}"
@@ -353,7 +365,7 @@ class Trainer:
             )
         if cfg.resume and latest is not None:
             resume_from = latest
-            check_resume_config(out, cfg)
+            check_resume_config(out, cfg, task.summary.get("data_fingerprint"))
         self.resume_from = resume_from
         self.done: RunResult | None = None
         done = out / "run.json"
@@ -432,6 +444,10 @@ class Trainer:
             if info.is_main:
                 truncate_after(out, self.step)
         else:
+            if info.is_main:
+                # a fresh start in a directory an abandoned attempt logged into (it died before
+                # its first checkpoint: a NaN, a kill) must not append to that attempt's curve
+                clear_logs(out)
             torch.manual_seed(cfg.seed)
             np.random.seed(cfg.seed & 0xFFFFFFFF)
             import random
@@ -558,6 +574,17 @@ class Trainer:
             flat = info.all_reduce_sum(torch.cat(counts))
             counts = list(flat.split([m.cfg.n_experts for m in self.moe_layers]))
         grad_norm = _clip(self.raw, self.cfg.grad_clip)
+        if not math.isfinite(grad_norm):
+            # Stop before the step: applied, it turns every weight into NaN, and the next
+            # checkpoint would store those weights (pruning the last good one) for `--resume`
+            # to continue from. The norm is global, so every rank stops here together.
+            for o in self.optimizers:
+                o.zero_grad(set_to_none=True)
+            raise HillclimbError(
+                f"the gradient became {grad_norm} at step {self.step + 1} (loss "
+                f"{_loss_of(stats, denom)}); the update was not applied and the checkpoints "
+                "are as they were: lower the learning rate"
+            )
         for o in self.optimizers:
             o.step()
         for o in self.optimizers:
@@ -747,6 +774,11 @@ def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunR
         tr.log.close()
         raise
     return tr.finish(stopped_early)
+
+
+def _loss_of(stats: dict[str, float], denom: float) -> str:
+    """The step's mean loss for a message, when the loss reports one (`nll`; RL losses differ)."""
+    return f"{stats['nll'] / denom:.4g}" if "nll" in stats else "not reported"
 
 
 def _clip(model: torch.nn.Module, max_norm: float) -> float:

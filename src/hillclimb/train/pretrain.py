@@ -19,7 +19,7 @@ from hillclimb.data.shards import ShardReader
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.model.config import ModelConfig, get_preset, padded_vocab
 from hillclimb.train.config import TrainConfig
-from hillclimb.train.data import PretrainBatches
+from hillclimb.train.data import PretrainBatches, check_ids_in_vocab
 from hillclimb.train.fim import FimIds
 from hillclimb.train.loop import RunResult, TrainTask, run_training
 
@@ -67,6 +67,22 @@ def resolve_model_config(cfg: TrainConfig, tok: Tokenizer) -> ModelConfig:
     return mcfg.replace(vocab_size=want, **over)
 
 
+def shards_fingerprint(reader: ShardReader) -> str:
+    """What a pre-training run's batches are drawn from, for `--resume` to compare: the train
+    split's record in `meta.json` (shard names, tokens, documents, bytes) and the tokenizer the
+    shards were made with — not the path, which may move. Cheap: no token is read."""
+    import hashlib
+    import json
+
+    rec = {
+        "train": reader.meta["splits"].get("train"),
+        "vocab_size": reader.vocab_size,
+        "eos_id": reader.eos_id,
+        "tokenizer_sha256": reader.meta.get("tokenizer_sha256"),
+    }
+    return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()
+
+
 def build_task(cfg: TrainConfig) -> TrainTask:
     if cfg.data is None:
         raise ConfigError("--data DIR (tokenized shards from `hillclimb data build`) is required")
@@ -75,6 +91,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     check_shards_match(reader, tok, tok_path, cfg.allow_tokenizer_mismatch)
     mcfg = resolve_model_config(cfg, tok)
     train = reader.split("train")
+    check_ids_in_vocab(train.tokens, tok.vocab_size, f"the train split of {reader.dir}")
     batches = PretrainBatches(
         train,
         cfg.seq_len,
@@ -87,8 +104,11 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         fim_spm_rate=cfg.fim_spm_rate,
         fim_ids=FimIds.from_tokenizer(tok, reader.eos_id) if cfg.fim_rate > 0 else None,
     )
-    if "val" in reader.splits() and reader.split("val").n_tokens > cfg.seq_len + 1:
-        val_ids = val_windows(reader.split("val"), cfg.seq_len, cfg.val_tokens)
+    val = reader.split("val") if "val" in reader.splits() else None
+    if val is not None:
+        check_ids_in_vocab(val.tokens, tok.vocab_size, f"the val split of {reader.dir}")
+    if val is not None and val.n_tokens > cfg.seq_len + 1:
+        val_ids = val_windows(val, cfg.seq_len, cfg.val_tokens)
     else:
         val_ids = np.zeros((0, cfg.seq_len + 1), dtype=np.int64)
     tb = np.asarray(tok.token_bytes + [0] * (mcfg.vocab_size - tok.vocab_size), dtype=np.float64)
@@ -112,6 +132,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         init_checkpoint=cfg.init,
         meta=meta,
         summary={
+            "data_fingerprint": shards_fingerprint(reader),
             "unigram_bpb": uni,
             "train_tokens": train.n_tokens,
             "val_windows": int(val_ids.shape[0]),

@@ -85,6 +85,20 @@ def encode_all(tok: Tokenizer, recs: list[dict], max_len: int) -> tuple[list[S.E
     return out, dropped
 
 
+def examples_fingerprint(examples: list[S.Example]) -> str:
+    """SHA-256 of the training examples (ids and masks, in order): what `--resume` compares,
+    since the `--data` paths may change but other records behind them would splice two runs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(len(e.ids).to_bytes(8, "little"))
+        h.update(np.asarray(e.ids, dtype=np.int64).tobytes())
+        h.update(np.asarray(e.mask, dtype=np.int8).tobytes())
+        h.update(b"\0" + e.kind.encode() + b"\0")
+    return h.hexdigest()
+
+
 def build_task(cfg: SFTConfig) -> TrainTask:
     if cfg.init is None:
         raise ConfigError("SFT starts from a checkpoint: pass --from CHECKPOINT")
@@ -97,7 +111,10 @@ def build_task(cfg: SFTConfig) -> TrainTask:
     examples, dropped = encode_all(tok, recs, max_len)
     if not val_recs and cfg.val_fraction > 0 and len(examples) > 1:
         order = np.random.default_rng([cfg.seed & 0xFFFFFFFF, 0x76616C]).permutation(len(examples))
-        n_val = max(1, int(round(cfg.val_fraction * len(examples))))
+        # at least one example for validation, and at least one left to train on: a share
+        # near 1 rounded up to every example, and the run failed as "every SFT example is
+        # longer than N tokens"
+        n_val = min(max(1, int(round(cfg.val_fraction * len(examples)))), len(examples) - 1)
         val_idx = set(order[:n_val].tolist())
         val_ex = [e for i, e in enumerate(examples) if i in val_idx]
         examples = [e for i, e in enumerate(examples) if i not in val_idx]
@@ -105,7 +122,10 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         val_ex, vdrop = encode_all(tok, val_recs, max_len)
         dropped += vdrop
     if not examples:
-        raise HillclimbError(f"every SFT example is longer than {max_len} tokens; raise --seq-len")
+        raise HillclimbError(
+            f"no SFT example to train on: {dropped} of {len(recs) + len(val_recs)} records "
+            f"are longer than {max_len} tokens; raise --seq-len"
+        )
     pad = S.pad_id(tok)
     batches: S.SFTBatches | S.BucketedSFTBatches
     if cfg.short_seq_len:
@@ -118,8 +138,16 @@ def build_task(cfg: SFTConfig) -> TrainTask:
     if cfg.copy_fraction > 0:
         # copy rows keep in-context copying alive through SFT (it wears off without them:
         # probe 0.81 -> 0.20 over 800 code SFT steps, LOG.md session 11); ids from the examples
-        from hillclimb.train.data import CopyRows, ordinary_ids
+        from hillclimb.train.data import COPY_SPAN, CopyRows, ordinary_ids
 
+        if cfg.short_seq_len and cfg.short_seq_len < 2 * COPY_SPAN[0]:
+            # copy rows take the width of the step's rows: a short bucket's rows cannot hold a
+            # span and its repeat (it was a numpy ValueError at the first short step, mid-run)
+            raise ConfigError(
+                f"copy rows need rows of at least {2 * COPY_SPAN[0]} tokens (a span and its "
+                f"repeat); --short-seq-len {cfg.short_seq_len} is shorter: raise it or drop "
+                "--copy-fraction"
+            )
         every = np.fromiter((i for e in examples for i in e.ids), dtype=np.int64)
         copies = CopyRows(ordinary_ids(every, set(tok.special_ids.values())), cfg.seq_len + 1,
                           cfg.seed, distant=cfg.copy_distant)  # fmt: skip
@@ -138,6 +166,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
     for e in examples:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
     summary = {
+        "data_fingerprint": examples_fingerprint(examples),
         "sft_examples": len(examples),
         "sft_val_examples": len(val_ex),
         "sft_dropped": dropped,

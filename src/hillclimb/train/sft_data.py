@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,15 +109,52 @@ def normalize_chat(rec: dict[str, Any], where: str) -> dict[str, Any]:
         elif not isinstance(c, str):
             raise HillclimbError(f"{where}: messages[{i}].content must be a string or a list of "
                                  "text parts")  # fmt: skip
+        rc = m.get("reasoning_content")
+        if rc is not None and not isinstance(rc, str):
+            raise HillclimbError(f"{where}: messages[{i}].reasoning_content must be a string")
         tc = m.get("tool_calls")
-        if tc is not None and (
-            not isinstance(tc, list)
-            or not all(isinstance(t, dict) and isinstance(t.get("function"), dict) for t in tc)
-        ):
+        if tc is not None and (not isinstance(tc, list) or not all(_is_call(t) for t in tc)):
+            # the template writes `name` and `arguments` into the turn: a missing or non-string
+            # name failed there as a TypeError traceback
             raise HillclimbError(f"{where}: messages[{i}].tool_calls must be a list of "
-                                 '{"function": {"name", "arguments"}} objects')  # fmt: skip
+                                 '{"function": {"name": non-empty string, "arguments": JSON '
+                                 "string or object}} objects")  # fmt: skip
         out.append({**m, "role": "system" if role == "developer" else role, "content": c})
     return {**rec, "messages": out}
+
+
+def _is_call(t: Any) -> bool:
+    fn = t.get("function") if isinstance(t, dict) else None
+    return (
+        isinstance(fn, dict)
+        and isinstance(fn.get("name"), str)
+        and bool(fn["name"])
+        and isinstance(fn.get("arguments"), str | dict)
+    )
+
+
+def check_record(rec: dict[str, Any], where: str) -> dict[str, Any]:
+    """A record as `encode_record` reads it: chat records normalized (`normalize_chat`), `fim`
+    an object of three strings, `text` a string. Anything else is one error naming `where`
+    (file:line) rather than a TypeError from the tokenizer mid-build."""
+    try:
+        json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON allows "\ud800"; the tokenizer cannot take it
+        raise HillclimbError(
+            f"{where}: holds a lone surrogate (U+{ord(exc.object[exc.start]):04X}): not Unicode text"
+        ) from None
+    if "messages" in rec:
+        return normalize_chat(rec, where)
+    if "fim" in rec:
+        f = rec["fim"]
+        if not isinstance(f, dict) or not all(
+            isinstance(f.get(k), str) for k in ("prefix", "middle", "suffix")
+        ):
+            raise HillclimbError(f'{where}: fim must be {{"prefix", "middle", "suffix"}}, '
+                                 "each a string")  # fmt: skip
+    elif "text" in rec and not isinstance(rec["text"], str):
+        raise HillclimbError(f"{where}: text must be a string")
+    return rec
 
 
 # ---- encoding ------------------------------------------------------------------------------
@@ -129,15 +167,16 @@ def encode_chat(
     # encoded as data, as the server encodes a request (`Tokenizer.encode_chat`): a user turn
     # quoting `<|im_end|>` trains on the same ids the server will feed the model. Without such
     # strings the ids are those of the plain rendering.
-    full, texts = tok.render_marked(messages, tools, False)
+    marker = tok.marker_for(messages, tools)  # one for the conversation and its prefixes
+    full, texts = tok.render_marked(messages, tools, False, marker=marker)
     ids: list[int] = []
     mask: list[int] = []
     done = 0  # characters of `full` already tokenized
     for i, m in enumerate(messages):
         if m.get("role") != "assistant":
             continue
-        head, _ = tok.render_marked(messages[:i], tools, True)
-        turn, _ = tok.render_marked(messages[: i + 1], tools, False)
+        head, _ = tok.render_marked(messages[:i], tools, True, marker=marker)
+        turn, _ = tok.render_marked(messages[: i + 1], tools, False, marker=marker)
         if not full.startswith(head) or not full.startswith(turn) or len(head) < done:
             raise HillclimbError("chat template is not prefix-stable for this conversation")
         body = turn[len(head) :]
@@ -147,7 +186,7 @@ def encode_chat(
         learn = body[: end + len("<|im_end|>")]
         ctx = full[done : len(head)]
         if ctx:
-            t = tok.encode_marked(ctx, texts)
+            t = tok.encode_marked(ctx, texts, marker)
             ids += t
             mask += [0] * len(t)
         t = tok.encode(learn)
@@ -156,7 +195,7 @@ def encode_chat(
         done = len(head) + len(learn)
     rest = full[done:]
     if rest:
-        t = tok.encode_marked(rest, texts)
+        t = tok.encode_marked(rest, texts, marker)
         ids += t
         mask += [0] * len(t)
     return Example(ids, mask, "chat")
@@ -219,10 +258,9 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
                             raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
                         if not isinstance(rec, dict):
                             raise HillclimbError(f"{f}:{n}: expected a JSON object per line")
-                        if "messages" in rec:
-                            rec = normalize_chat(rec, f"{f}:{n}")
-                        out.append(rec)
-            except (OSError, EOFError, UnicodeDecodeError) as exc:  # binary, bad gzip, unreadable
+                        out.append(check_record(rec, f"{f}:{n}"))
+            # binary, bad gzip (a corrupt stream is a zlib.error, not an OSError), unreadable
+            except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
                 raise HillclimbError(f"{f}:{n + 1}: cannot read SFT data: {exc}") from exc
     return out
 
@@ -370,10 +408,25 @@ def _iter_corpus(corpus: Path) -> Iterable[dict[str, Any]]:
     if not files:
         raise HillclimbError(f"no documents/*.jsonl(.gz) under {corpus}")
     for f in files:
-        with _open(f) as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
+        n = 0
+        try:
+            with _open(f) as fh:
+                for n, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
+                    # a corpus document is `{"text": str, ...}` (`hillclimb data build`); other
+                    # shapes were a KeyError / AttributeError traceback in fim_from_corpus
+                    if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                        raise HillclimbError(f"{f}:{n}: expected a document object with a "
+                                             "string `text`")  # fmt: skip
+                    check_record({"text": rec["text"]}, f"{f}:{n}")  # no lone surrogates
+                    yield rec
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+            raise HillclimbError(f"{f}:{n + 1}: cannot read corpus documents: {exc}") from exc
 
 
 def fim_split(text: str, rng: random.Random, max_chars: int) -> tuple[str, str, str] | None:
