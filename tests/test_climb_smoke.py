@@ -255,6 +255,10 @@ def test_registry_stage_registers_lineage_and_runs_the_gate(climb: dict) -> None
             assert rec["decision"] in ("promoted", "refused", "skipped"), rec
             if rec["decision"] != "skipped":
                 assert [c["suite"] for c in rec["checks"]] == ["heldout", "heldout_phrasing"]
+            # a first climb leaves a servable `<model>@prod` whatever the gate decided (README's
+            # `serve --thinking thinking@prod` failed after a refusal: "unknown alias")
+            stands = rec["candidate"] if rec["decision"] == "promoted" else rec["incumbent"]
+            assert reg.alias(f"{m}@prod").checkpoint_id == stands
     md = (run / "report" / "report.md").read_text()
     assert "## Registry and promotion gate" in md and "thinking@prod" in md
     assert (run / "13-registry" / "gate.md").is_file()

@@ -114,6 +114,8 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
             else "no RL stage: the final model is the SFT model"
         )
         rec.update(decision="skipped", reasons=[f"candidate {cand} is the incumbent ({why})"])
+        if current is None:
+            _first_alias(reg, alias, inc, rec)
         return rec
     splits = list(c.recipe.eval.get("splits") or ["heldout"])
     prior = [
@@ -162,7 +164,31 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
         }
         for ch in dec["checks"]
     ]
+    if current is None and rec["decision"] == "refused":
+        _first_alias(reg, alias, inc, rec)
     return rec
+
+
+def _first_alias(reg: Any, alias: str, ck: str, rec: dict[str, Any]) -> None:
+    """Point a new `<model>@prod` at the checkpoint that stands (the SFT model the gate kept, or
+    the final model when there was nothing to judge), recorded as a decision.
+
+    Why: without it, a first climb whose gate refused RL (or that has no RL stage) left no
+    alias, and README's `hillclimb serve --thinking thinking@prod` failed with "unknown alias".
+    Only when the alias does not exist yet (`alias_was=None`: if another climb created it
+    meanwhile, theirs stands); an existing alias moves only through the gate."""
+    try:
+        reg.record_decision(
+            ck, None, alias, True,
+            {"manual": True, "promoted": True,
+             "reason": f"first {alias}: the checkpoint that stands after this climb's gate"},
+            alias_was=None,
+        )  # fmt: skip
+    except HillclimbError as exc:  # created by someone else meanwhile: theirs stands
+        rec["reasons"] = [*rec.get("reasons", []), f"{alias} not created: {exc}"]
+        return
+    rec["alias_created"] = ck
+    rec["reasons"] = [*rec.get("reasons", []), f"{alias} created: it points at {ck}"]
 
 
 def _same_evidence(
