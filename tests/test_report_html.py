@@ -360,6 +360,11 @@ def test_cli_writes_default_and_out(tmp_path: Path) -> None:
     assert (run / "report.html").is_file()
     assert main(["report", str(run), "--out", str(tmp_path / "o.html")]) == 0
     assert (tmp_path / "o.html").is_file()
+    # a climb with its report stage done: the rebuild replaces that stage's HTML file (README:
+    # "`hillclimb report RUN` rebuilds it"), not a second copy beside it
+    (run / "report").mkdir()
+    assert main(["report", str(run)]) == 0
+    assert (run / "report" / "report.html").is_file()
 
 
 def test_a_partial_record_costs_one_section_not_the_report(tmp_path: Path) -> None:

@@ -557,8 +557,14 @@ def build_html(inp: ReportInput) -> str:
 
 
 def default_out(run: Path) -> Path:
-    """RUN/report.html for a directory; `<name>.report.html` beside an eval JSON file."""
-    return run / "report.html" if run.is_dir() else run.with_name(run.stem + ".report.html")
+    """RUN/report/report.html for a climb run (the file its report stage writes, so `hillclimb
+    report RUN` rebuilds that one rather than a second copy beside it); RUN/report.html for
+    another directory (an eval `--out`); `<name>.report.html` beside an eval JSON file."""
+    if run.is_dir():
+        if (run / "climb.json").is_file() and (run / "report").is_dir():
+            return run / "report" / "report.html"
+        return run / "report.html"
+    return run.with_name(run.stem + ".report.html")
 
 
 def write_html_report(run: Path, out: Path | None = None) -> Path:

@@ -870,3 +870,6 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
 
         con.print(render(summary["registry"]))
     con.print(f"report: {summary['report']}")
+    html = Path(summary["report"]).with_suffix(".html")
+    if html.is_file():
+        con.print(f"report (one HTML file): {html}")
