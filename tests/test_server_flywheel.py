@@ -102,6 +102,13 @@ def test_consent_then_feedback_then_export(served, tmp_path, capsys):
     assert by_id[fim]["fim"]["suffix"] == "\n\nprint(f(1))\n"
     assert all(r["meta"]["account"] == "alice" and r["meta"]["consent"] for r in recs)
     assert UsageDB(root / "usage.sqlite").account_by_name("alice").name == "alice"
+    # a server operator with no harness runs exports without --db (session 20: it was required)
+    out = tmp_path / "exp"
+    assert main(["telemetry", "export", "--served", str(root / FILENAME), "--out", str(out)]) == 0
+    assert len((out / "sft.jsonl").read_text().splitlines()) == 3
+    capsys.readouterr()
+    assert main(["telemetry", "export", "--out", str(tmp_path / "none")]) == 2
+    assert "needs --db" in capsys.readouterr().err
 
 
 def test_prefix_cache_metrics_and_cached_tokens(served):

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(_parser=t)
     exp = ts.add_parser("export", help="SFT examples and RL prompts from recorded episodes")
     exp.add_argument(
-        "--db", required=True, help="telemetry database (harness run's OUT/telemetry.db)"
+        "--db",
+        default=None,
+        help="telemetry database (harness run's OUT/telemetry.db); optional with --served "
+        "(a server's users only, no harness episodes)",
     )
     exp.add_argument("--out", required=True, help="output directory for the SFT/RL files")
     exp.add_argument(
@@ -367,8 +371,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.served is not None:
         # FlywheelStore would add its tables to any SQLite file it is pointed at
         refuse_foreign_sqlite(args.served, "served", "flywheel")
+    if args.db is None and args.served is None:
+        raise HillclimbError(
+            "telemetry export needs --db (a harness run's telemetry.db) and/or --served (the "
+            "server's flywheel.sqlite)"
+        )
     _out_dir_ok(Path(args.out))
-    with _open_db(args.db) as tel:
+    with contextlib.ExitStack() as stack:
+        if args.db is None:  # only what API users accepted: an empty harness database
+            from hillclimb.harness.telemetry import Telemetry
+
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="hillclimb-export-"))
+            tel = stack.enter_context(Telemetry(Path(tmp) / "telemetry.db"))
+        else:
+            tel = stack.enter_context(_open_db(args.db))
         served = FlywheelStore(args.served) if args.served is not None else None
         try:
             s = tel.export(args.out, require_accepted=args.require_accepted, served=served)
