@@ -150,12 +150,31 @@ def _handle(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(res, indent=2, default=str))
         else:
-            first, last = res.get("first") or {}, res.get("last") or {}
+            # a run the time limit cut short said only "N steps", as if N had been asked for
+            cut = (
+                f" of {cfg.steps} (stopped by --time-limit; --resume continues)"
+                if res.get("stopped_early")
+                else ""
+            )
             print(
-                f"rl: {res['steps']} steps; train pass rate {first.get('pass_rate', 0):.0%} → "
-                f"{last.get('pass_rate', 0):.0%}, tokens {first.get('mean_tokens', 0):.0f} → "
-                f"{last.get('mean_tokens', 0):.0f}; final checkpoint: {res['final_dir']}; "
-                f"report: {report}",
+                f"rl: {res['steps']} steps{cut}; {_headline_text(res)}; final checkpoint: "
+                f"{res['final_dir']}; report: {report}",
                 file=sys.stderr,
             )
     return 0
+
+
+def _headline_text(res: dict[str, Any]) -> str:
+    """First → last training pass rate and tokens, or that no step was recorded.
+
+    Why: a run of 0 steps (`--steps 0`, or a resume of one) has no training numbers, and
+    printing the missing ones as "pass rate 0% → 0%, tokens 0 → 0" reported a measurement
+    that was never made."""
+    first, last = res.get("first") or {}, res.get("last") or {}
+    keys = ("pass_rate", "mean_tokens")
+    if not all(isinstance(d, dict) and all(k in d for k in keys) for d in (first, last)):
+        return "no training steps recorded"
+    return (
+        f"train pass rate {first['pass_rate']:.0%} → {last['pass_rate']:.0%}, tokens "
+        f"{first['mean_tokens']:.0f} → {last['mean_tokens']:.0f}"
+    )

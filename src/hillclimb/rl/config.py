@@ -117,6 +117,17 @@ class RLConfig(TrainConfig):
         need(self.engine_batch >= 1, "engine_batch must be >= 1")
         need(self.overlong in OVERLONG, f"overlong must be one of {OVERLONG}")
         need(self.overlong_buffer >= 1, "overlong_buffer must be >= 1")
+        # DAPO's soft punishment ramps over the last `overlong_buffer` tokens before the budget;
+        # a budget inside the buffer made the ramp start at (or before) the first token, so
+        # every completion lost reward by its length: a length penalty, not an overlong one
+        need(
+            self.overlong != "soft"
+            or self.max_tokens is None
+            or self.max_tokens > self.overlong_buffer,
+            f"overlong 'soft' needs max_tokens ({self.max_tokens}) above overlong_buffer "
+            f"({self.overlong_buffer}), or every completion is punished as overlong; use "
+            "overlong 'mask' or 'none', or a larger max_tokens",
+        )
         need(self.length_penalty in LENGTH_PENALTIES, f"length_penalty: one of {LENGTH_PENALTIES}")
         need(self.alp_beta >= 0 and self.length_start_step >= 0, "alp_beta, length_start_step >= 0")
         need(0 <= self.clip_low < 1 and self.clip_high >= 0, "clip_low in [0, 1), clip_high >= 0")
@@ -138,6 +149,14 @@ class RLConfig(TrainConfig):
             self.harness is None or self.format_reward == 0,
             "format_reward applies to single-turn problems, not to harness episodes",
         )
+        # harness episodes are shaped by nothing but their graded reward: these options were
+        # silently ignored there, and `budget_conditioning` still marked the checkpoint, so the
+        # server put a thinking-budget note before a model that never trained on one
+        for name, off in (("budget_conditioning", False), ("length_penalty", "none")):
+            need(
+                self.harness is None or getattr(self, name) == off,
+                f"{name} applies to single-turn problems, not to harness episodes",
+            )
         need(self.harness_concurrency >= 1, "harness_concurrency must be >= 1")
         need(
             all(b >= 1 for b in self.pareto_budgets),
@@ -170,3 +189,5 @@ class RLConfig(TrainConfig):
                      "kl_beta", "aux_scale"):  # fmt: skip
             v = getattr(self, name)
             need(math.isfinite(v), f"{name} must be a finite number, got {v}")
+        # the engine refuses more (serve.sampling) — at the first rollout, after setup
+        need(self.temperature <= 100, f"temperature must be <= 100, got {self.temperature}")

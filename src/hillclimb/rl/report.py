@@ -118,14 +118,8 @@ def plot_rl(run: Path, dest: Path, title: str) -> bool:
     return True
 
 
-def summary_lines(run: Path) -> list[str]:
-    """Markdown lines: first/last training numbers, the curve's first and last points, timings."""
-    from hillclimb.train.logging import read_jsonl
-
-    steps = read_jsonl(run / "metrics.jsonl")
-    curve = [c for c in read_jsonl(run / "curve.jsonl") if "cells" in c]
-    if not steps:
-        return ["(no RL steps recorded)"]
+def _step_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """The training numbers and timings of the recorded steps (non-empty)."""
     tot = {
         k: sum(s["time"][k] for s in steps) for k in ("rollout_s", "reward_s", "update_s", "sync_s")
     }
@@ -154,6 +148,17 @@ def summary_lines(run: Path) -> list[str]:
             f"episodes: model turns {m:.0f}s, tools and test runs {t:.0f}s, grading {g:.0f}s.",
             "",
         ]
+    return lines
+
+
+def summary_lines(run: Path) -> list[str]:
+    """Markdown lines: first/last training numbers, the curve's first and last points, timings."""
+    from hillclimb.train.logging import read_jsonl
+
+    steps = read_jsonl(run / "metrics.jsonl")
+    curve = [c for c in read_jsonl(run / "curve.jsonl") if "cells" in c]
+    # a run of 0 steps still has its val curve and Pareto points (the init's numbers)
+    lines = _step_lines(steps) if steps else ["(no RL steps recorded)", ""]
     agree = [s["router_agreement"] for s in steps if s.get("router_agreement") is not None]
     if agree:
         lines += [
@@ -170,12 +175,15 @@ def summary_lines(run: Path) -> list[str]:
             + " |",
             "|---|" + "---|" * len(ends),
         ]
-        for i, p in enumerate(ends[0]["pareto"]):
+        # rows by budget, not by position: `pareto_budgets` may change on resume, and reading the
+        # end's i-th point under the start's i-th budget mislabelled it (or ran off the list)
+        by_budget = [{p["budget"]: p for p in r["pareto"]} for r in ends]
+        for b in sorted({b for d in by_budget for b in d}):
             cells = [
-                f"{r['pareto'][i]['accuracy']:.0%}, {r['pareto'][i]['mean_tokens']:.1f}"
-                for r in ends
+                f"{d[b]['accuracy']:.0%}, {d[b]['mean_tokens']:.1f}" if b in d else "-"
+                for d in by_budget
             ]
-            lines.append(f"| {p['budget']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {b} | " + " | ".join(cells) + " |")
         lines.append("")
     if curve:
         first, last = curve[0], curve[-1]

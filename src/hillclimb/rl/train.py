@@ -120,6 +120,88 @@ def run_rl(cfg: RLConfig, reward_fn: Any = None) -> dict[str, Any]:
             D.shutdown(info)
 
 
+def rl_inputs(
+    families: list[str], tasks: list[Any] | None, reference: Path | None = None
+) -> dict[str, Any]:
+    """What the run trains on, recorded in its `config.json` for `--resume` to compare: the
+    mode, the problem families, a hash of the harness tasks' definitions (not their path, which
+    may move) and, with a KL term, a hash of the `reference` policy's weights.
+
+    Why: `--harness` and `--model` are paths and resumes may change paths, so a problem-RL run
+    resumed with `--harness DIR` (or a harness run resumed with other tasks behind DIR), or a KL
+    run resumed with another `--model` (its reference), went on training on something else and
+    spliced two runs into one curve and one checkpoint."""
+    import hashlib
+
+    rec: dict[str, Any] = {"mode": "problems" if tasks is None else "harness",
+                           "families": list(families), "tasks": None, "kl_reference": None}  # fmt: skip
+    if tasks is not None:
+        keys = ("id", "kind", "instruction", "test_command", "fail_to_pass", "pass_to_pass",
+                "answers", "checks")  # fmt: skip
+        defs = [{k: repr(getattr(t, k, None)) for k in keys} for t in tasks]
+        rec["tasks"] = hashlib.sha256(json.dumps(defs, sort_keys=True).encode()).hexdigest()
+    if reference is not None:
+        rec["kl_reference"] = _weights_sha256(reference)
+    return rec
+
+
+def rl_fingerprint(inputs: dict[str, Any]) -> str:
+    """One hash of `rl_inputs` (the trainer's own data check, `train.loop.check_resume_config`)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+_INPUT_NAMES = {"mode": "what it trains on", "families": "families",
+                "tasks": "the harness tasks (a hash of their definitions)",
+                "kl_reference": "the KL reference policy (a hash of --model's weights)"}  # fmt: skip
+
+
+def _brief(v: Any) -> str:
+    """A value for the resume message: hashes cut to 12 hex digits."""
+    return f"{v[:12]}…" if isinstance(v, str) and len(v) == 64 else repr(v)
+
+
+def check_resume_inputs(out: Path, resume: bool, inputs: dict[str, Any]) -> None:
+    """Refuse to resume the run in `out` on other inputs than it was started with, naming what
+    changed (a run from before this record is resumed as before)."""
+    from hillclimb.train.checkpointing import latest_checkpoint
+
+    if not resume or latest_checkpoint(out) is None:
+        return
+    try:
+        prev = json.loads((out / "config.json").read_text(encoding="utf-8")).get("rl_inputs")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return
+    if not isinstance(prev, dict):
+        return
+    changed = [
+        f"{_INPUT_NAMES.get(k, k)}: {_brief(prev.get(k))} -> {_brief(v)}"
+        for k, v in inputs.items()
+        # a KL term switched on or off is `kl_beta`'s change, which the settings check names
+        if prev.get(k) != v and not (k == "kl_reference" and None in (v, prev.get(k)))
+    ]
+    if changed:
+        raise HillclimbError(
+            f"{out} was trained on other inputs ({'; '.join(changed)}); resume it with the "
+            "--model / --harness / --families it was started with, or choose a new --out"
+        )
+
+
+def _weights_sha256(model_dir: Path) -> str:
+    """SHA-256 of a checkpoint's weight files (names and bytes, streamed): its content, not its
+    path."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def _check_model(path: Path | None) -> Path:
     if path is None:
         raise ConfigError("RL starts from a checkpoint: pass --model CHECKPOINT")
@@ -174,6 +256,8 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         families = list(cfg.families) or default_families(getattr(mcfg, "family", None))
     if not families:
         raise ConfigError("no trainable families for this model; pass --families")
+    inputs = rl_inputs(families, h_tasks, model_dir if cfg.kl_beta > 0 else None)
+    check_resume_inputs(out, cfg.resume, inputs)
     task = TrainTask(
         stage="rl",
         model_cfg=mcfg,
@@ -187,7 +271,11 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             # the server renders the same budget note for this model (serve.budget)
             **_budget_meta(cfg, model_dir),
         },
-        summary={"families": families},
+        summary={
+            "families": families,
+            "data_fingerprint": rl_fingerprint(inputs),
+            "rl_inputs": inputs,
+        },
     )
     tr = Trainer(cfg, task, out, info)
     if tr.done is not None:
@@ -238,22 +326,35 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     )
     budgets: dict[tuple[str, int], int] = {}
 
-    def budget(p: Any) -> int:
-        k = (p.family, p.tier)
+    def cell_budget(family: str, tier: int) -> int:
+        k = (family, tier)
         if k not in budgets:
-            b = cfg.max_tokens or cell_max_tokens(tok, cur.pool(p.family, p.tier)[:200], 1.5)
+            b = cfg.max_tokens or cell_max_tokens(tok, cur.pool(family, tier)[:200], 1.5)
             budgets[k] = min(b, engine.max_context - 1)
         return budgets[k]
+
+    def budget(p: Any) -> int:
+        return cell_budget(p.family, p.tier)
+
+    def max_len() -> int:
+        """dr-grpo's constant normaliser: the largest budget of any cell the run may train on.
+        Why not the cells seen so far: which cells a run has touched depends on the val curve
+        (`eval_every`, free on resume) and on whether it was resumed, so the loss scale of the
+        same step differed between an interrupted and an uninterrupted run."""
+        return max(cell_budget(f, t) for f in cur.families for t in cfg.tiers)
 
     total_opt = cfg.steps * cfg.epochs * cfg.minibatches
     summary_steps: list[dict[str, Any]] = []
     stopped_early = False
+    curve_at: tuple[int, list[Rollout]] | None = None  # the last val curve: (step, rollouts)
+    pareto_at: int | None = None
     try:
         problems = h_tasks is None  # the val curve and Pareto points are problem evaluations
         if tr.step == 0 and cfg.eval_every and problems:
-            _curve(tr, engine, cur, cfg, budget, step=0)
+            curve_at = (0, _curve(tr, engine, cur, cfg, budget, step=0))
         if tr.step == 0 and cfg.pareto_budgets and problems:
             _pareto(tr, engine, cur, cfg, budget, step=0)
+            pareto_at = 0
         while tr.step < cfg.steps:
             step = tr.step
             t0 = time.perf_counter()
@@ -268,7 +369,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             upd: list[dict[str, Any]] = []
             if groups:
                 if problems:
-                    batch = build_batch(groups, info.world * cfg.minibatches, max(budgets.values()))
+                    batch = build_batch(groups, info.world * cfg.minibatches, max_len())
                 else:
                     batch = episode_batch(groups, info.world * cfg.minibatches, engine.max_context)
                 if ref_model is not None:
@@ -279,6 +380,12 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                 for _ in range(cfg.epochs):
                     for m in range(cfg.minibatches):
                         mb = _slice(batch, np.arange(m * per_mb, (m + 1) * per_mb))
+                        if not mb["mask"].any():
+                            # only padding (fewer kept rows than minibatches: dynamic sampling
+                            # or overlong masking dropped them): no loss token, so no step —
+                            # AdamW would still move every weight by its momentum, and the
+                            # step's logged loss would average in a 0
+                            continue
                         mult = lr_multiplier(
                             opt_step,
                             total_opt,
@@ -319,14 +426,20 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                 and tr.step % cfg.eval_every == 0
                 and tr.step < cfg.steps
             ):
-                _curve(tr, engine, cur, cfg, budget, step=tr.step)
+                curve_at = (tr.step, _curve(tr, engine, cur, cfg, budget, step=tr.step))
             if cfg.ckpt_every and tr.step % cfg.ckpt_every == 0 and tr.step < cfg.steps:
                 tr.save(tr.step)
             if tr.over_time() and tr.step < cfg.steps:
                 stopped_early = True
                 break
         if cfg.eval_every and problems:
-            final_rolls = _curve(tr, engine, cur, cfg, budget, step=tr.step)
+            # the same weights were just measured (a run of 0 steps, or one the time limit
+            # stopped right after a curve point): reuse it rather than record it twice
+            final_rolls = (
+                curve_at[1]
+                if curve_at is not None and curve_at[0] == tr.step
+                else _curve(tr, engine, cur, cfg, budget, step=tr.step)
+            )
             # how long this policy thinks, unbudgeted, on held-out problems: the server maps
             # reasoning_effort low/medium onto fractions of it (serve.budget)
             prof = thinking_profile(
@@ -335,7 +448,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             )
             if prof is not None:
                 task.meta[PROFILE_KEY] = prof
-        if cfg.pareto_budgets and problems:
+        if cfg.pareto_budgets and problems and pareto_at != tr.step:
             _pareto(tr, engine, cur, cfg, budget, step=tr.step)
         tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
     except BaseException:
