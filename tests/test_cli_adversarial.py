@@ -172,3 +172,64 @@ def test_data_build_from_a_source_that_is_not_there(tmp_path: Path, capsys) -> N
         "no such file or directory",
     )
     assert not out.exists()
+
+
+def test_data_build_that_keeps_no_document_fails_and_says_why(tmp_path: Path, capsys) -> None:
+    """A `--source` tree with no license evidence lost every file to the license filter and the
+    build exited 0 with a corpus of nothing (a new user's first try on their own code)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("def add(a, b):\n    return a + b\n")
+    out = tmp_path / "corpus"
+    assert main(["data", "build", "--source", str(src), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "kept no document" in err and "LICENSE/COPYING" in err
+    assert (out / "data_card.json").is_file()  # the card says what was dropped and why
+
+
+def test_client_commands_read_the_api_key_from_the_environment(monkeypatch) -> None:
+    """`chat` read $HILLCLIMB_API_KEY and $OPENAI_API_KEY, `harness run` only the first, `eval`
+    and `arena` neither: the same exported key was a 401 for half the commands."""
+    from hillclimb.io import client_api_key
+
+    monkeypatch.delenv("HILLCLIMB_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert client_api_key(None) is None
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    assert client_api_key(None) == "sk-openai"
+    monkeypatch.setenv("HILLCLIMB_API_KEY", "sk-hc")
+    assert client_api_key(None) == "sk-hc" and client_api_key("sk-flag") == "sk-flag"
+    import inspect
+
+    from hillclimb.eval import cli as eval_cli
+    from hillclimb.eval.arena import cli as arena_cli
+    from hillclimb.harness import cli as harness_cli
+    from hillclimb.serve import cli as serve_cli
+
+    for mod in (eval_cli, arena_cli, harness_cli, serve_cli):  # every client path uses it
+        assert "client_api_key(" in inspect.getsource(mod), mod.__name__
+
+
+def test_eval_table_shows_a_cell_smaller_than_asked() -> None:
+    """The title said "n=40 per cell" when a cell's pool held 16 items (arith tier 1)."""
+    import io
+
+    from hillclimb.eval.cli import print_eval
+
+    def cell(n: int) -> dict:
+        return {"accuracy": 0.5, "baseline": {"best": 0.1}, "truncated": 0,
+                "truncated_share": 0.0, "heldout_family": False, "n": n}  # fmt: skip
+
+    split = {"by_family_tier": {"arith": {"1": cell(16), "2": cell(40)}}, "accuracy": 0.5,
+             "correct": 28, "n": 56}  # fmt: skip
+    res = {"name": "m", "preset": "micro", "model": "m", "tasks": {"settings": {"splits": ["heldout"], "tiers": [1, 2], "n_per_tier": 40},
+                     "splits": {"heldout": split}, "finish_reasons": {"stop": 56},
+                     "truncated_share": 0.0, "mean_completion_tokens": 9.0}}  # fmt: skip
+    buf = io.StringIO()
+    print_eval(res, file=buf)
+    out = buf.getvalue()
+    assert (
+        "n=40 per cell unless shown" in out
+        and "n=16" in out
+        and "n=40 " not in out.split("unless shown")[1]
+    )

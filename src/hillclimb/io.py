@@ -333,3 +333,13 @@ class LockedSQLite:
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+
+def client_api_key(explicit: str | None) -> str | None:
+    """The bearer key a client command sends to an OpenAI-compatible URL: `--api-key`, else
+    `$HILLCLIMB_API_KEY`, else `$OPENAI_API_KEY`.
+
+    Why one function: `chat` read both variables, `harness run` only the first, and `eval` and
+    `arena` neither, so the same exported key worked for one command and was a 401 for the
+    next."""
+    return explicit or os.environ.get("HILLCLIMB_API_KEY") or os.environ.get("OPENAI_API_KEY")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,6 +141,17 @@ def _build(args: argparse.Namespace) -> int:
         print(json.dumps(card, indent=2))
     else:
         _summary(card, args.out)
+    if not card["totals"]["documents"]:
+        # a corpus of nothing is a failed build, not a success (a `--source` tree without any
+        # license evidence loses every file to the license filter)
+        print(
+            "hillclimb: error: data build kept no document (the filters above say why). Files "
+            "whose license is unknown are dropped: give the source a LICENSE/COPYING file, "
+            "package metadata or SPDX headers, or use a recipe whose source declares "
+            '`license = "..."` (docs/areas/data.md)',
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

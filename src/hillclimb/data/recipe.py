@@ -45,7 +45,8 @@ def resolve_recipe(name: str | os.PathLike[str]) -> Path:
         for c in _candidates(str(name)):
             if c.is_file():
                 return c
-            tried.append(c)
+            if c not in tried:  # cwd = the repo root: one path, listed once
+                tried.append(c)
     if p.is_dir():
         raise HillclimbError(
             f"recipe {str(name)!r} is a directory: pass a recipe file (a .toml) or a built-in "

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from hillclimb.io import client_api_key
+
 
 def _tiers(s: str) -> list[int]:
     try:
@@ -99,7 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="completion",
         help="suite humaneval: raw-prompt completion (native) or one chat turn (completion)",
     )
-    p.add_argument("--api-key", default=None, help="suite against a URL: bearer API key")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="suite against a URL: bearer API key (default: $HILLCLIMB_API_KEY, else "
+        "$OPENAI_API_KEY)",
+    )
     p.add_argument(
         "--served-model",
         default=None,
@@ -207,7 +214,9 @@ def print_eval(result: dict[str, Any], file: Any = None) -> None:
     has_pk = bool(st.get("samples_per_item"))
     for split in st["splits"]:
         tab = Table(
-            title=f"{split}: greedy accuracy (no-training baseline), n={st['n_per_tier']} per cell"
+            # a cell's pool can hold fewer items than asked (arith tier 1: 16): those show n
+            title=f"{split}: greedy accuracy (no-training baseline), n={st['n_per_tier']} per "
+            "cell unless shown"
         )
         tab.add_column("family")
         for tier in st["tiers"]:
@@ -222,6 +231,8 @@ def print_eval(result: dict[str, Any], file: Any = None) -> None:
                     row.append("-")
                     continue
                 txt = f"{c['accuracy']:.0%} ({_pct(c['baseline']['best'])})"
+                if c.get("n") is not None and c["n"] != st["n_per_tier"]:
+                    txt += f" n={c['n']}"
                 if has_pk and c.get("pass_at_k"):
                     txt += " pass@" + "/".join(f"{k}:{v:.0%}" for k, v in c["pass_at_k"].items())
                 if c["truncated"]:
@@ -484,7 +495,7 @@ def _handle_suite(args: argparse.Namespace) -> int:
         args.model,
         cfg,
         price=_price(args),
-        api_key=args.api_key,
+        api_key=client_api_key(args.api_key),
         served_model=args.served_model,
         device=args.device,
         batch_size=args.batch_size,

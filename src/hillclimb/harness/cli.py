@@ -11,13 +11,13 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
+from hillclimb.io import client_api_key
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--model-name", default=None, help="model id sent to an endpoint (default: 'default')"
     )
-    run.add_argument("--api-key", default=None, help="bearer token (default: $HILLCLIMB_API_KEY)")
+    run.add_argument(
+        "--api-key",
+        default=None,
+        help="bearer token (default: $HILLCLIMB_API_KEY, else $OPENAI_API_KEY)",
+    )
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--max-steps", type=int, default=30, help="model turns per episode (30)")
     run.add_argument(
@@ -178,7 +182,7 @@ def make_client(
     if model == "reference":
         return lambda: ReferenceClient()
     if model.startswith(("http://", "https://")):
-        key = api_key or os.environ.get("HILLCLIMB_API_KEY")
+        key = client_api_key(api_key)
         return lambda: OpenAIClient(model, model_name or "default", key, timeout_s=timeout)
     if Path(model).is_dir():
         # one engine for every task and thread: concurrent episodes are batched by it instead

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
-from hillclimb.io import default_state_dir
+from hillclimb.io import client_api_key, default_state_dir
 from hillclimb.serve.flywheel import FILENAME as FLYWHEEL_FILE
 
 # Server state (the usage/credits database and its -wal/-shm files) lives in a per-user state
@@ -118,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="compile the decode steps (single-stream and batched) with torch.compile/inductor "
+        help="compile the decode steps (single-stream, multi-token verification and batched) with torch.compile/inductor "
         "(default: on for CPU; ≈10 s per graph at start-up, cached on disk; falls back to eager)",
     )
     s.add_argument(
@@ -308,7 +308,7 @@ def _checkpoint_or_alias(path: Path | None, args: argparse.Namespace) -> Path | 
 def _chat(args: argparse.Namespace) -> int:
     from hillclimb.serve.chat_cli import run_chat
 
-    key = args.api_key or os.environ.get("HILLCLIMB_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    key = client_api_key(args.api_key)
     if args.url is None and args.thinking is None and args.flash is None:
         raise HillclimbError("give --url URL, or --thinking DIR and/or --flash DIR")
     if args.url is not None and (args.thinking or args.flash):

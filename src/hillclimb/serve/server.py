@@ -138,7 +138,8 @@ def banner(state: ServerState, url: str) -> str:
             bar,
         ]
     else:
-        lines.append(f"  auth: API keys required ({state.db.count_accounts()} accounts)")
+        n = state.db.count_accounts()
+        lines.append(f"  auth: API keys required ({n} account{'' if n == 1 else 's'})")
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
-from hillclimb.io import default_state_dir
+from hillclimb.io import client_api_key, default_state_dir
 from hillclimb.serve.cli import check_bind, usage_db_path
 
 DEFAULT_ARENA_DB = "arena.sqlite"
@@ -59,7 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("--db", type=Path, default=None, help="the server's usage/keys database")
     a.add_argument("--arena-db", type=Path, default=None, help="the votes database")
-    a.add_argument("--api-key", default=None, help="bearer key sent to URL models")
+    a.add_argument(
+        "--api-key",
+        default=None,
+        help="bearer key sent to URL models (default: $HILLCLIMB_API_KEY, else $OPENAI_API_KEY)",
+    )
     a.add_argument("--device", default=None, help="device for checkpoint models (default auto)")
     a.add_argument("--max-tokens", type=int, default=512)
     a.add_argument("--temperature", type=float, default=0.7)
@@ -173,7 +177,7 @@ def _arena(args: argparse.Namespace) -> int:
             f"the usage database {usage} has no API keys, so the arena cannot tell voters apart; "
             "create one per voter with `hillclimb keys create --name NAME`"
         )
-    contenders = open_contenders(specs, api_key=args.api_key, device=args.device)
+    contenders = open_contenders(specs, api_key=client_api_key(args.api_key), device=args.device)
     try:
         store = ArenaStore(arena_db_path(args.arena_db, args.state_dir))
         arena = Arena(
