@@ -273,9 +273,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                            telemetry_path=db, progress=progress,
                            check_tasks=not args.no_check_tasks)  # fmt: skip
     s = report.summary
+    # every task of the run ended in an error (an endpoint that is down, a wrong URL): a failed
+    # run, not a finished one with a 0% resolve rate — the results are kept and resume retries
+    failed = s["tasks"] > 0 and s["errors"] == s["tasks"]
+    if failed:
+        print(
+            f"hillclimb: error: every task ended in an error ({s['exit_statuses']}); see "
+            f"{out / 'results.jsonl'} — rerun with the same --out to retry them",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(dict(s, skipped=report.skipped, out=str(out)), indent=2))
-        return 0
+        return 1 if failed else 0
     table = Table(
         title=f"harness run: {s['resolved']}/{s['tasks']} resolved ({s['resolve_rate']:.1%})"
     )
@@ -293,7 +302,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"exit statuses: {s['exit_statuses']}; skipped (already done): {report.skipped}; out: {out}"
     )
-    return 0
+    return 1 if failed else 0
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
