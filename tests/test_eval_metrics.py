@@ -148,3 +148,35 @@ def test_rollout_seeds_depend_on_problem_and_sample_not_batching():
     assert [sp.seed for sp in a.calls] == [sp.seed for sp in b.calls]
     assert len({sp.seed for sp in a.calls}) == 6
     assert a.calls[0].seed == sample_seed(7, "x/t1/1", 0)
+
+
+def test_a_problem_drawn_twice_gets_fresh_samples_the_second_time():
+    """The curriculum draws with replacement; a problem twice in one step was sampled with the
+    same seeds both times (identical groups: a doubled gradient, no new information). The first
+    occurrence keeps its seeds."""
+    from hillclimb.rl.rollout import rollout_and_check, sample_seed
+
+    x, y = _p("What is 1 + 1?", "2", i=1), _p("What is 1 + 2?", "3", i=2)
+    script = {14: ("The answer is 2.", "stop")}
+    a, b = _Engine(script), _Engine(script)
+    rollout_and_check(a, [x, y, x], n=2, temperature=1.0, seed=7)
+    rollout_and_check(b, [x, y], n=2, temperature=1.0, seed=7)
+    seeds = [sp.seed for sp in a.calls]
+    assert seeds[:4] == [sp.seed for sp in b.calls]  # no repeat before: unchanged
+    assert len(set(seeds)) == 6 and seeds[4:] == [sample_seed(7, "x/t1/1", i) for i in (2, 3)]
+
+
+def test_repeats_given_by_a_ddp_rank_number_them_as_one_process_would():
+    from hillclimb.rl.rollout import repeat_index, rollout_and_check
+
+    x, y = _p("What is 1 + 1?", "2", i=1), _p("What is 1 + 2?", "3", i=2)
+    draw = [x, y, x, x]
+    assert repeat_index(draw) == [0, 0, 1, 2]
+    script = {14: ("The answer is 2.", "stop")}
+    whole, rank1 = _Engine(script), _Engine(script)
+    rollout_and_check(whole, draw, n=2, temperature=1.0, seed=7)
+    # rank 1 of 2 holds positions 1 and 3 (y and the third x)
+    rollout_and_check(rank1, [y, x], n=2, temperature=1.0, seed=7, repeats=[0, 2])
+    assert [sp.seed for sp in rank1.calls] == [sp.seed for sp in whole.calls][2:4] + [
+        sp.seed for sp in whole.calls
+    ][6:8]

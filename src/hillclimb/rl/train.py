@@ -50,7 +50,7 @@ from hillclimb.rl.config import RLConfig
 from hillclimb.rl.curriculum import Curriculum
 from hillclimb.rl.grpo import PolicyLoss, empty_batch, step_stats, tally_group
 from hillclimb.rl.rewards import load_reward, score, shape_group
-from hillclimb.rl.rollout import Rollout, cell_max_tokens, rollout_and_check
+from hillclimb.rl.rollout import Rollout, cell_max_tokens, repeat_index, rollout_and_check
 from hillclimb.serve.budget import BUDGET_NOTE, PROFILE_KEY, thinking_profile
 
 RL_FORMAT = "hillclimb-rl-v1"
@@ -536,6 +536,7 @@ def _collect(
         probs = cur.draw(step, need if rnd else cfg.prompts_per_step, rnd)
         t0 = time.perf_counter()
         mine = [p for i, p in enumerate(probs) if i % info.world == info.rank]
+        reps = [k for i, k in enumerate(repeat_index(probs)) if i % info.world == info.rank]
         think = None
         if cfg.budget_conditioning:  # one budget per prompt, shared by its group
             fracs = [_pick(cfg.budget_fracs, cfg.seed, step, rnd, p.id) for p in mine]
@@ -553,6 +554,7 @@ def _collect(
             batch_size=cfg.engine_batch,
             logprobs=True,
             think_budgets=think,
+            repeats=reps,
         )
         if info.world > 1:  # gather every rank's groups, back in prompt order
             parts = info.all_gather_object(rolls)
