@@ -35,7 +35,7 @@ import math
 import os
 import random
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,23 +246,30 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
         if not files or not all(f.is_file() for f in files):
             raise HillclimbError(f"SFT data not found: {p}")
         for f in files:
-            n = 0
-            try:
-                with _open(f) as fh:
-                    for n, line in enumerate(fh, 1):
-                        if not line.strip():
-                            continue
-                        try:
-                            rec = json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
-                        if not isinstance(rec, dict):
-                            raise HillclimbError(f"{f}:{n}: expected a JSON object per line")
-                        out.append(check_record(rec, f"{f}:{n}"))
-            # binary, bad gzip (a corrupt stream is a zlib.error, not an OSError), unreadable
-            except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
-                raise HillclimbError(f"{f}:{n + 1}: cannot read SFT data: {exc}") from exc
+            for where, rec in _json_lines(f, "SFT data"):
+                if not isinstance(rec, dict):
+                    raise HillclimbError(f"{where}: expected a JSON object per line")
+                out.append(check_record(rec, where))
     return out
+
+
+def _json_lines(f: Path, what: str) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, the parsed value) for each non-blank line of a JSONL(.gz) file; a line that
+    is not JSON, or a file that cannot be read — binary, a corrupt gzip stream (a zlib.error,
+    not an OSError), unreadable — is one error naming the file and line."""
+    n = 0
+    try:
+        with _open(f) as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
+                yield f"{f}:{n}", rec
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        raise HillclimbError(f"{f}:{n + 1}: cannot read {what}: {exc}") from exc
 
 
 def _verbose(problem_id: str, seed: int, fraction: float) -> bool:
@@ -408,25 +415,13 @@ def _iter_corpus(corpus: Path) -> Iterable[dict[str, Any]]:
     if not files:
         raise HillclimbError(f"no documents/*.jsonl(.gz) under {corpus}")
     for f in files:
-        n = 0
-        try:
-            with _open(f) as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
-                    # a corpus document is `{"text": str, ...}` (`hillclimb data build`); other
-                    # shapes were a KeyError / AttributeError traceback in fim_from_corpus
-                    if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                        raise HillclimbError(f"{f}:{n}: expected a document object with a "
-                                             "string `text`")  # fmt: skip
-                    check_record({"text": rec["text"]}, f"{f}:{n}")  # no lone surrogates
-                    yield rec
-        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
-            raise HillclimbError(f"{f}:{n + 1}: cannot read corpus documents: {exc}") from exc
+        for where, rec in _json_lines(f, "corpus documents"):
+            # a corpus document is `{"text": str, ...}` (`hillclimb data build`); other shapes
+            # were a KeyError / AttributeError traceback in fim_from_corpus
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                raise HillclimbError(f"{where}: expected a document object with a string `text`")
+            check_record({"text": rec["text"]}, where)  # no lone surrogates
+            yield rec
 
 
 def fim_split(text: str, rng: random.Random, max_chars: int) -> tuple[str, str, str] | None:
