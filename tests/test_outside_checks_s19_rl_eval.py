@@ -360,3 +360,43 @@ def test_a_run_directory_passed_as_a_model_names_its_final_checkpoint(tmp_path):
     with pytest.raises(HillclimbError) as e:
         _check_checkpoint(run)
     assert "final model" not in str(e.value)
+
+
+# ---- our read-only rewards are not deep-copied (session 20) -------------------------------------
+@pytest.mark.parametrize("bonus", [0.0, 0.1])
+@pytest.mark.parametrize("spec", [None, "hillclimb.rl.rewards:placebo"])
+def test_our_rewards_get_the_rollout_itself_and_custom_ones_a_copy(spec, bonus):
+    from hillclimb.rl import rewards
+
+    seen = []
+    r = _rollout()
+    fn = rewards.load_reward(spec, format_bonus=bonus)
+    rewards.score(lambda x: seen.append(x) or fn(x), r)  # a custom reward: a copy
+    assert seen[0] is not r and seen[0].completion_ids == r.completion_ids
+    assert getattr(fn, "_hillclimb_reads_only", False)
+    v = rewards.score(fn, r)
+    assert v == fn(r)  # the same value as the uncopied call
+
+
+def test_a_wrapped_custom_reward_still_gets_a_copy(tmp_path, monkeypatch):
+    from hillclimb.rl import rewards
+
+    (tmp_path / "hc_s20_meddle.py").write_text(
+        "def fn(r):\n    r.completion_ids.append(9)\n    return 1.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fn = rewards.load_reward("hc_s20_meddle:fn", format_bonus=0.1)
+    assert not getattr(fn, "_hillclimb_reads_only", False)
+    r = _rollout()
+    assert rewards.score(fn, r) == pytest.approx(1.1)
+    assert r.completion_ids == [3, 4]
+
+
+def test_the_default_reward_is_not_copied(monkeypatch):
+    from hillclimb.rl import rewards
+
+    def no_copy(x, memo=None):
+        raise AssertionError("deep-copied a read-only reward's rollout")
+
+    monkeypatch.setattr(rewards.copy, "deepcopy", no_copy)
+    assert rewards.score(rewards.load_reward(None), _rollout()) == 1.0
