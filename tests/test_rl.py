@@ -839,3 +839,23 @@ def test_placebo_reward_is_a_fair_deterministic_coin_blind_to_correctness():
     agree = sum((x == 1.0) == r.passed for x, r in zip(v, rs, strict=True))
     assert 160 < agree < 240  # uncorrelated with it
     assert load_reward("hillclimb.rl.rewards:placebo") is placebo
+
+
+def test_rollouts_record_think_tokens(micro):
+    """`rollout_and_check` sets `think_tokens` (the engine's reasoning count minus the tags it
+    generated), so the reward never falls back to the estimate."""
+    from hillclimb.model.checkpoint import load_model
+    from hillclimb.problems import generate
+    from hillclimb.rl.rollout import rollout_and_check
+    from hillclimb.serve.engine import Engine
+    from hillclimb.tokenizer.io import load_tokenizer
+
+    tok = load_tokenizer(micro)
+    eng = Engine(load_model(micro), tok, max_batch=4, seed=0, compile=False)
+    rs = rollout_and_check(
+        eng, generate("arith", 1, 2, 0), n=2, max_tokens=8, temperature=1.0, force_budgets=[2, 2]
+    )
+    tags = {tok.token_id("<think>"), tok.token_id("</think>")}
+    for r in rs:
+        assert r.think_tokens is not None
+        assert r.think_tokens == r.reasoning_tokens - sum(t in tags for t in r.completion_ids)

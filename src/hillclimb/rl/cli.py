@@ -27,6 +27,13 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ),
     ("--harness-max-steps", "harness_max_steps", int, "model turns per harness episode (6)"),
     ("--harness-concurrency", "harness_concurrency", int, "harness episodes in flight (8)"),
+    (
+        "--no-check-tasks",
+        "check_tasks",
+        "false",
+        "with --harness: skip grading each untouched repository first (tasks that already "
+        "grade resolved are otherwise left out: doing nothing would earn their reward)",
+    ),
     ("--tiers", "tiers", "ints", "comma-separated tiers (default 1,2,3,4)"),
     ("--start-tier", "start_tier", int, "curriculum: first unlocked tier (1)"),
     ("--promote-at", "promote_at", float, "unlock the next tier at this pass rate (0.8)"),

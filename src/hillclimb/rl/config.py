@@ -21,6 +21,8 @@ from hillclimb.rl.grpo import AGGREGATIONS
 from hillclimb.train.config import TrainConfig
 
 OVERLONG = ("mask", "soft", "none")
+MAX_GROUP = 1024  # samples per prompt (ours: 16x DeepSeekMath's 64)
+MAX_ROLLOUTS = 65536  # prompts_per_step x group_size held at once (ours)
 LENGTH_PENALTIES = ("none", "alp")
 
 
@@ -37,6 +39,7 @@ class RLConfig(TrainConfig):
     harness: str | None = None
     harness_max_steps: int = 6  # model turns per episode (ours: tiny contexts fill fast)
     harness_concurrency: int = 8  # episodes in flight on the engine at once
+    check_tasks: bool = True  # grade each untouched repo first; leave out tasks it resolves
     # ---- rollouts --------------------------------------------------------------------------------
     prompts_per_step: int = 8
     group_size: int = 8  # G: DeepSeekMath used 64, DAPO 16; 8 keeps a CPU step short (ours)
@@ -107,6 +110,15 @@ class RLConfig(TrainConfig):
                 raise ConfigError(f"invalid RL config: {msg}")
 
         need(self.group_size >= 2, f"group_size (G) must be >= 2, got {self.group_size}")
+        # every rollout of a step is held at once (tokens, log-probs, routes): a typo such as
+        # 80000 for 8 ran out of memory mid-rollout instead of failing here; published GRPO
+        # runs use 8-64 (DeepSeekMath 64)
+        need(
+            self.group_size <= MAX_GROUP
+            and self.prompts_per_step * self.group_size <= MAX_ROLLOUTS,
+            f"group_size (G) must be <= {MAX_GROUP} and prompts_per_step x group_size <= "
+            f"{MAX_ROLLOUTS} rollouts per step, got {self.prompts_per_step} x {self.group_size}",
+        )
         need(
             not (self.copy_fraction or self.copy_warmup_steps or self.fim_rate),
             "copy_fraction, copy_warmup_steps and fim_rate are pre-training options",

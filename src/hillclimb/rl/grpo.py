@@ -188,7 +188,11 @@ def tally_group(
     st["completion_tokens"] += sum(tokens)
     st["correct_tokens"] += sum(t for t, ok in zip(tokens, passed, strict=True) if ok)
     st["reward_sum"] += sum(raw)
-    if dynamic_sampling and max(shaped) - min(shaped) < 1e-9:
+    # equal up to float rounding, relative to the rewards' size: an absolute 1e-9 dropped
+    # every group of a reward scaled below 1e-9 (it never trained) — while exact equality
+    # would keep groups that differ only by rounding (0.1 * 3 vs 0.3), whose std-normalised
+    # advantages are noise blown up to +-1
+    if dynamic_sampling and max(shaped) - min(shaped) <= 1e-9 * max(abs(x) for x in shaped):
         st["dropped"] += 1
         return None
     adv = group_advantages(shaped, std_norm=std_norm)

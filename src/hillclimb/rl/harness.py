@@ -17,6 +17,12 @@ Curriculum (`TaskCurriculum`): tasks are drawn with weight p̂(1 − p̂) + 0.05
 resolve-rate EMA (informative tasks, strictly between 0 and 1, first; untried ones as p̂ = 0.5);
 its state rides in the checkpoint like the problem curriculum's.
 
+Tasks that need no work (`drop_resolved_untouched`): before the first step each task's
+*untouched* repository is graded, as `harness run` does; a task that already grades resolved
+would pay an episode that changes nothing the full reward, so it is left out of training (named
+in the log and in `rl.json`'s `invalid_tasks`); `--no-check-tasks` skips the check (one test run
+per task).
+
 Not here: routing replay for episodes (a transcript mixes prefilled and sampled turns; the rollout
 engine's routes would need stitching per turn — the log-prob gap is still logged) and KV reuse
 between turns (each turn prefills its whole prompt).
@@ -104,6 +110,28 @@ def _exported_tasks(refs: Path) -> list[Any]:
     if not tasks:
         raise ConfigError(f"--harness {refs}: no task references (nothing failed or was rejected)")
     return sorted(tasks, key=lambda t: t.id)
+
+
+def drop_resolved_untouched(tasks: list[Any], info: Any) -> tuple[list[Any], list[str]]:
+    """(the tasks to train on, the ids left out): a task whose untouched repository already
+    grades resolved is left out (see the module docstring); repo_qa tasks need an answer, so
+    they cannot resolve untouched. Rank 0 grades and broadcasts the verdict, so DDP ranks train
+    on the same tasks even if a test is flaky. Every task resolving untouched is an error."""
+    from hillclimb.harness.grading import grade_patch
+
+    bad: list[str] = []
+    if info.is_main:
+        bad = [t.id for t in tasks if t.kind != "repo_qa" and grade_patch(t, None).resolved]
+    if info.world > 1:
+        bad = list(info.broadcast_object(bad))
+    keep = [t for t in tasks if t.id not in set(bad)]
+    if not keep:
+        raise ConfigError(
+            f"--harness: all {len(tasks)} task(s) already grade resolved on their untouched "
+            "repository (an episode that changes nothing would earn the full reward); fix the "
+            "tasks, or pass --no-check-tasks"
+        )
+    return keep, bad
 
 
 def episode_reward(ep: Any, partial: float = 0.5, syntax_penalty: float = 0.1) -> float:

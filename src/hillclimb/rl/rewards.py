@@ -80,7 +80,11 @@ def has_format(r: Rollout) -> bool:
 
 
 def thinking_tokens(r: Rollout) -> int:
-    """Tokens inside the think block, tags excluded (what a serve-time budget counts)."""
+    """Tokens inside the think block, tags excluded (what a serve-time budget counts). From
+    the sampled ids where the rollout counted them; otherwise estimated from `reasoning_tokens`
+    (tags included), which cannot tell a block closed and then truncated from an open one."""
+    if r.think_tokens is not None:
+        return r.think_tokens
     if not r.reasoning_tokens:
         return 0
     closed = r.reasoning_tokens >= 2 and not r.truncated

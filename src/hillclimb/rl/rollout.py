@@ -50,6 +50,9 @@ class Rollout:
     # routes): routing replay makes the training forward use them
     routes: Any = None
     think_budget: int | None = None  # the thinking budget the prompt carried (budget conditioning)
+    # tokens generated inside think blocks, tags excluded (set by `rollouts`, which replays the
+    # engine's think tracking over the sampled ids; None: estimate from reasoning_tokens)
+    think_tokens: int | None = None
     passed: bool = False
     status: str = "prompt_too_long"  # pass|fail|error|timeout|no_answer|truncated|prompt_too_long
     detail: str = ""
@@ -57,6 +60,20 @@ class Rollout:
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+
+def _think_tokens(tok: Any, prompt_ids: list[int], completion_ids: list[int]) -> int:
+    """Generated tokens inside think blocks without their tags, counted by the engine's own
+    think tracking (`serve.budget.ThinkState`: the prompt may open the block; a completion may
+    close it and then be truncated), so the count agrees with what a serve-time budget spends."""
+    from hillclimb.serve.budget import ThinkState
+
+    st = ThinkState.for_prompt(tok, prompt_ids, None)
+    n = 0
+    for t in completion_ids:
+        reasoning, tag = st.observe(t)
+        n += reasoning and not tag
+    return n
 
 
 def sample_seed(seed: int, problem_id: str, i: int) -> int:
@@ -180,6 +197,7 @@ def rollout_and_check(
             r.completion_tokens, r.reasoning_tokens = o.completion_tokens, o.reasoning_tokens
             r.logprobs, r.forced = o.policy_logprobs, o.forced
             r.routes = getattr(o, "routes", None)
+            r.think_tokens = _think_tokens(tok, r.prompt_ids, r.completion_ids)
     ran = [r for r in out if r.finish_reason != "prompt_too_long"]
     details = check_many_details(
         [r.problem for r in ran], [r.text for r in ran], timeout_s=check_timeout_s

@@ -283,8 +283,22 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     cur: Any
     if h_tasks is not None:
         from hillclimb.harness.agent import EpisodeLimits
-        from hillclimb.rl.harness import TaskCurriculum, collect_episodes, episode_batch
+        from hillclimb.rl.harness import (
+            TaskCurriculum,
+            collect_episodes,
+            drop_resolved_untouched,
+            episode_batch,
+        )
 
+        invalid_tasks: list[str] = []
+        if cfg.check_tasks:  # tasks resolved untouched would reward doing nothing
+            h_tasks, invalid_tasks = drop_resolved_untouched(h_tasks, info)
+            if invalid_tasks and info.is_main:
+                print(
+                    f"rl: left out {len(invalid_tasks)} of {len(h_tasks) + len(invalid_tasks)} "
+                    f"task(s) that already grade resolved untouched: {', '.join(invalid_tasks)}",
+                    flush=True,
+                )
         cur = TaskCurriculum(h_tasks, cfg.seed)
         limits = EpisodeLimits(
             max_steps=cfg.harness_max_steps,
@@ -488,6 +502,8 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         ),
         "stopped_early": stopped_early,
     }
+    if h_tasks is not None:
+        summary["invalid_tasks"] = invalid_tasks
     if info.is_main:
         write_json_atomic(out / "rl.json", summary)
     return summary

@@ -119,8 +119,27 @@ def normalize_chat(rec: dict[str, Any], where: str) -> dict[str, Any]:
             raise HillclimbError(f"{where}: messages[{i}].tool_calls must be a list of "
                                  '{"function": {"name": non-empty string, "arguments": JSON '
                                  "string or object}} objects")  # fmt: skip
-        out.append({**m, "role": "system" if role == "developer" else role, "content": c})
+        extra = {"tool_calls": _checked_calls(tc, f"{where}: messages[{i}]")} if tc else {}
+        out.append({**m, "role": "system" if role == "developer" else role, "content": c, **extra})
     return {**rec, "messages": out}
+
+
+def _checked_calls(calls: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """Tool calls whose `arguments` are a JSON object (an object, or a string holding one; an
+    empty string is `{}`). The template writes a string verbatim into `<tool_call>`, so a string
+    that is not a JSON object taught the model malformed calls (and "" left `"arguments": }`)."""
+    from hillclimb.tokenizer.toolcalls import parse_arguments
+
+    out = []
+    for j, t in enumerate(calls):
+        fn = t["function"]
+        _, raw, err = parse_arguments(fn["name"], fn["arguments"])
+        if err:
+            raise HillclimbError(f"{where}.tool_calls[{j}]: {err}")
+        if isinstance(fn["arguments"], str) and fn["arguments"] != raw:  # "" -> "{}"
+            t = {**t, "function": {**fn, "arguments": raw}}
+        out.append(t)
+    return out
 
 
 def _is_call(t: Any) -> bool:
