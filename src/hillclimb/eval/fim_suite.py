@@ -26,7 +26,7 @@ body: one of them is removed (seeded); prefix = the function as an editor shows 
 docstring, `meta["completion_prompt"]`) + the body before the line, suffix = the body after it;
 prefix + answer line + suffix is judged against the problem's asserts by the RL reward's checker
 in the sandbox (`suite_common.check_assert_programs`; run beside the asserts, a one-line
-`return` of an always-equal object passed every item). `--n-items N` asks N stdlib items and N // 10 test items per tier (default 10;
+`return` of an always-equal object passed every item). `--n-items N` asks N stdlib items and max(1, N // 10) test items per tier (default 10;
 tier 1's bodies are one statement, so it gives none); the "previous line" baseline is run
 through the same tests.
 
