@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hillclimb.errors import HillclimbError
 from hillclimb.model.attention import Attention
 from hillclimb.model.config import ModelConfig
 from hillclimb.model.moe import Experts, MoE
@@ -68,6 +69,13 @@ def account(cfg: ModelConfig, kv_dtype_bytes: int = 2) -> Accounting:
 
 
 def account_model(model: Transformer, kv_dtype_bytes: int = 2) -> Accounting:
+    # a KV element of 0 bytes divided by zero (kv_saving); a negative one reported negative bytes
+    if (
+        isinstance(kv_dtype_bytes, bool)
+        or not isinstance(kv_dtype_bytes, int)
+        or kv_dtype_bytes < 1
+    ):
+        raise HillclimbError(f"kv_dtype_bytes must be a positive int, got {kv_dtype_bytes!r}")
     cfg = model.cfg
     seen: set[int] = set()
     total = 0

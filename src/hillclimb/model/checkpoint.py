@@ -180,6 +180,40 @@ def _check_shapes(directory: Path, stored: dict[str, tuple[int, ...]], cfg: Mode
         raise HillclimbError(f"{where}: unexpected tensor {sorted(stored)[0]}")
 
 
+def stored_dtype_name(state: dict[str, torch.Tensor]) -> str:
+    """The dtype most of `state`'s floating-point weights are stored in, as config.json's `dtype`
+    names it. Why: transformers' `dtype="auto"` and vLLM's `--dtype auto` read that key; a fixed
+    "float32" loaded a bf16 checkpoint at twice its size and told vLLM a dtype it did not have."""
+    by_dtype: dict[torch.dtype, int] = {}
+    for v in state.values():
+        if v.is_floating_point():
+            by_dtype[v.dtype] = by_dtype.get(v.dtype, 0) + v.numel()
+    if not by_dtype:
+        return "float32"
+    return str(max(by_dtype, key=lambda d: by_dtype[d])).removeprefix("torch.")
+
+
+def check_weights_finite(directory: Path) -> None:
+    """Raise HillclimbError naming the first stored tensor that holds NaN or inf, reading one
+    tensor at a time. Why: an export hands the model to runtimes that compute with it as it is;
+    a diverged or damaged checkpoint exported "successfully" and produced NaN logits there."""
+    from safetensors import safe_open
+
+    try:
+        for f in _weight_files(directory):
+            with safe_open(str(f), framework="pt") as fh:
+                names = fh.keys()  # a safe_open handle is not iterable
+                for k in names:
+                    t = fh.get_tensor(k)
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        raise HillclimbError(
+                            f"{directory}: tensor {k} holds NaN or inf values (weights not finite); "
+                            "every runtime would compute NaN with it — refusing to export"
+                        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
+        raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
+
+
 def generation_config(tokenizer: Any | None) -> dict[str, Any]:
     cfg: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_p": 0.95}
     if tokenizer is not None:
@@ -200,6 +234,9 @@ def save_checkpoint(
     from hillclimb.tokenizer.io import bytelevel_tokenizer, save_tokenizer
 
     d = Path(directory)
+    if d.is_symlink():
+        # a dangling link passes `exists()`; the final rename then failed with a traceback
+        raise HillclimbError(f"{d} is a symbolic link (to {os.readlink(d)}); name a new directory")
     if d.exists():
         raise HillclimbError(f"{d} already exists; refusing to overwrite a checkpoint")
     cfg = model.cfg
@@ -226,6 +263,7 @@ def save_checkpoint(
             )
         else:
             hf_cfg = config_to_hf(cfg)
+            hf_cfg["dtype"] = stored_dtype_name(state)
             hf_cfg["eos_token_id"] = tok.stop_ids[0]
             hf_cfg["pad_token_id"] = tok.special_ids.get("<|fim_pad|>")
             write_weights(tmp, state_to_hf(state, cfg), max_shard_bytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -93,6 +94,10 @@ def _info(args: argparse.Namespace) -> int:
     from hillclimb.model.accounting import account, human, human_bytes
     from hillclimb.model.config import get_preset
 
+    if args.kv_dtype_bytes < 1:
+        raise HillclimbError(
+            f"--kv-dtype-bytes must be a positive number of bytes (bf16: 2), got {args.kv_dtype_bytes}"
+        )
     if args.preset:
         cfg = get_preset(args.preset)
     else:
@@ -153,6 +158,7 @@ def _export(args: argparse.Namespace) -> int:
     from hillclimb.model.checkpoint import (
         check_weight_files,
         check_weight_shapes,
+        check_weights_finite,
         load_config,
         read_info,
     )
@@ -161,6 +167,12 @@ def _export(args: argparse.Namespace) -> int:
     parent = next((p for p in args.out.absolute().parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise HillclimbError(f"--out {args.out}: {parent} is not a directory")
+    if args.out.is_symlink():
+        # a dangling link passes `exists()`: the final rename then failed with a traceback (a
+        # directory) or replaced the user's link (a GGUF file)
+        raise HillclimbError(
+            f"--out {args.out} is a symbolic link (to {os.readlink(args.out)}); name a new path"
+        )
     if args.format == "gguf":
         return _export_gguf(args)
     if args.dtype is not None:
@@ -183,6 +195,10 @@ def _export(args: argparse.Namespace) -> int:
     # ... and one whose config does not describe its weights would export a model that does not
     # load (the copy would carry the wrong config.json / hillclimb.json)
     check_weight_shapes(args.checkpoint, cfg)
+    # ... and NaN/inf weights would be handed on as a model that computes NaN
+    check_weights_finite(args.checkpoint)
+    # ... and the copy carries the tokenizer files transformers' AutoTokenizer reads
+    _check_tokenizer_files(args.checkpoint)
     # the copy carries config.json, which every other reader uses in place of hillclimb.json (our
     # loader's source): two files that describe different models export a model that does not load
     if "model_config" in read_info(args.checkpoint):
@@ -205,6 +221,29 @@ def _export(args: argparse.Namespace) -> int:
         "run on it here)"
     )
     return 0
+
+
+def _check_tokenizer_files(checkpoint: Path) -> None:
+    """Raise HillclimbError when the checkpoint's tokenizer files would not load in the copy's
+    readers (`tokenizers` for tokenizer.json, JSON for tokenizer_config.json). Why: the HF export
+    copies files as they are and promised a copy that loads with transformers; a damaged
+    tokenizer.json was exported and AutoTokenizer then failed on it. Only the files' own formats
+    are checked, not our special tokens, so a foreign Qwen3-MoE directory still exports."""
+    from tokenizers import Tokenizer
+
+    tj = checkpoint / "tokenizer.json"
+    if tj.is_file():
+        try:
+            Tokenizer.from_file(str(tj))
+        except Exception as exc:  # tokenizers raises plain Exception on malformed files
+            raise HillclimbError(f"{checkpoint}: cannot read tokenizer {tj.name}: {exc}") from exc
+    tc = checkpoint / "tokenizer_config.json"
+    if tc.is_file():
+        try:
+            if not isinstance(json.loads(tc.read_text()), dict):
+                raise HillclimbError(f"{checkpoint}: malformed tokenizer {tc.name}: not an object")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HillclimbError(f"{checkpoint}: malformed tokenizer {tc.name}: {exc}") from exc
 
 
 def _export_gguf(args: argparse.Namespace) -> int:

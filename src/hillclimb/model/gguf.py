@@ -38,7 +38,8 @@ llama.cpp would compute something else), we refuse with `NotExpressible`:
   are refused: padding every expert to the dense width would multiply the file size.
 
 Tokenizer: llama.cpp's byte-level BPE ("gpt2" model): byte-level token strings, merges, token
-types (our special tokens CONTROL, padding rows UNUSED), bos/eos/eot/pad/FIM ids, chat template.
+types (our special tokens and other special added tokens CONTROL, non-special added tokens
+USER_DEFINED, padding rows UNUSED), bos/eos/eot/pad/FIM ids, chat template.
 llama.cpp cannot take a custom pre-tokenizer regex from the file: it picks a built-in one by name
 (`tokenizer.ggml.pre`). Our code-aware regex (`tokenizer/pretok.py`) is closest to Qwen2's, so
 we write "qwen2" and say so: encoding in llama.cpp is then *valid but not always identical* to ours
@@ -76,7 +77,7 @@ FORMAT_VERSION = 1
 NO_MERGES_SENTINEL = "\u2581 \u2581"
 
 # GGUF token types (gguf.TokenType values; repeated here so the mapping is readable).
-TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_UNUSED = 1, 3, 5
+TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED = 1, 3, 4, 5
 
 
 def _gguf() -> Any:
@@ -217,6 +218,11 @@ def vocab_info(tok: Any, n_vocab: int) -> VocabInfo:
     pre, exact = _classify_pretokenizer(tj, len(merges))
     by_id: dict[int, str] = {i: t for t, i in tok.hf.get_vocab(with_added_tokens=True).items()}
     specials = set(tok.special_ids.values())
+    # Added tokens (beyond ours) keep their role: a NORMAL token is only reachable through merges
+    # and is decoded through the byte alphabet, so an added "<|tool_x|>" was never produced from
+    # text by llama.cpp and "héllo wörld" decoded to invalid UTF-8. Special ones are CONTROL,
+    # the rest USER_DEFINED (matched whole in text, decoded as written), as transformers treats them.
+    added = {int(a["id"]): bool(a.get("special")) for a in tj.get("added_tokens") or []}
     tokens, types = [], []
     for i in range(n_vocab):
         t = by_id.get(i)
@@ -225,7 +231,10 @@ def vocab_info(tok: Any, n_vocab: int) -> VocabInfo:
             types.append(TOKEN_UNUSED)
         else:
             tokens.append(t)
-            types.append(TOKEN_CONTROL if i in specials else TOKEN_NORMAL)
+            if i in specials or added.get(i):
+                types.append(TOKEN_CONTROL)
+            else:
+                types.append(TOKEN_USER_DEFINED if i in added else TOKEN_NORMAL)
     return VocabInfo(
         tokens,
         types,
@@ -238,6 +247,42 @@ def vocab_info(tok: Any, n_vocab: int) -> VocabInfo:
 
 
 # ---- the export ------------------------------------------------------------------------------
+def _refuse_existing(out: Path) -> None:
+    """Refuse an `out` that exists, or is a symbolic link (a dangling one passes `exists()`, and
+    the final rename replaced the user's link with the file)."""
+    if out.is_symlink():
+        raise HillclimbError(
+            f"{out} is a symbolic link (to {os.readlink(out)}); refusing to replace it"
+        )
+    if out.exists():
+        raise HillclimbError(f"{out} already exists; refusing to overwrite it")
+
+
+def _check_finite(tensors: dict[str, torch.Tensor]) -> None:
+    """Why: llama.cpp computes with the file as written; NaN/inf weights (a diverged or damaged
+    checkpoint) exported silently and gave NaN logits there."""
+    for tname, t in tensors.items():
+        if not bool(torch.isfinite(t).all()):
+            raise HillclimbError(
+                f"tensor {tname} holds NaN or inf values (weights not finite); llama.cpp would "
+                "compute NaN with it — refusing to export"
+            )
+
+
+def _check_encoded(tname: str, arr: np.ndarray, dtype: str) -> None:
+    """A finite fp32 weight beyond the half type's range (f16: ±65504) becomes ±inf when encoded:
+    refuse instead of writing a file that computes inf/NaN (bf16 keeps fp32's range)."""
+    if dtype == "f32":
+        return
+    vals = arr if dtype == "f16" else (arr.astype(np.uint32) << 16).view(np.float32)
+    if not np.isfinite(vals).all():
+        other = "--dtype bf16 or f32" if dtype == "f16" else "--dtype f32"
+        raise HillclimbError(
+            f"tensor {tname} holds values beyond the {dtype} range (they would be written as "
+            f"inf); use {other}"
+        )
+
+
 @dataclass
 class GGUFExport:
     path: Path
@@ -274,13 +319,13 @@ def write_gguf(
     if dtype not in DTYPES:
         raise HillclimbError(f"unknown GGUF dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     out = Path(out)
-    if out.exists():
-        raise HillclimbError(f"{out} already exists; refusing to overwrite it")
+    _refuse_existing(out)
     problems = expressibility_problems(cfg, state) + gguf_problems(cfg)
     if problems:
         raise NotExpressible(f"cannot export as llama.cpp {ARCH}: uses {'; '.join(problems)}")
     vocab = vocab_info(tok, cfg.vocab_size)
     tensors = gguf_state(cfg, state)
+    _check_finite(tensors)
 
     w = gguf.GGUFWriter(None, ARCH)
     K = gguf.Keys
@@ -349,7 +394,9 @@ def write_gguf(
 
     n_bytes = 0
     for tname, t in tensors.items():
-        arr, qtype = _encode(t, "f32" if _keep_f32(tname, t) else dtype, gguf)
+        tdtype = "f32" if _keep_f32(tname, t) else dtype
+        arr, qtype = _encode(t, tdtype, gguf)
+        _check_encoded(tname, arr, tdtype)
         w.add_tensor(tname, arr, raw_dtype=qtype)
         n_bytes += arr.nbytes
     with atomic_path(out) as tmp:
@@ -374,8 +421,7 @@ def export_gguf(
     ck = Path(checkpoint)
     out = Path(out)
     cfg, layout = load_config(ck)
-    if out.exists():
-        raise HillclimbError(f"{out} already exists; refusing to overwrite it")
+    _refuse_existing(out)
     if dtype not in DTYPES:
         raise HillclimbError(f"unknown GGUF dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if layout != "qwen3_moe":

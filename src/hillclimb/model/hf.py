@@ -124,11 +124,12 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
             "dense first layers only"
         )
     rope = d.get("rope_parameters") or {}
+    legacy = d.get("rope_scaling") or {}
     theta = float(rope.get("rope_theta", d.get("rope_theta", 10000.0)))
     scaling = None
-    rtype = rope.get("rope_type") or (d.get("rope_scaling") or {}).get("rope_type") or "default"
+    rtype = _rope_type(rope) or _rope_type(legacy) or "default"
     if rtype == "yarn":
-        src = rope if rope.get("rope_type") == "yarn" else d["rope_scaling"]
+        src = rope if _rope_type(rope) == "yarn" else legacy
         if src.get("attention_factor") or src.get("mscale") or src.get("truncate") is False:
             raise HillclimbError(
                 "YaRN with attention_factor/mscale/truncate overrides is not supported"
@@ -167,6 +168,13 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
         aux_loss_coef=float(d.get("router_aux_loss_coef", 0.01)),
         init_std=float(d.get("initializer_range", 0.02)),
     )
+
+
+def _rope_type(params: dict[str, Any]) -> str | None:
+    """A RoPE parameter block's type. Why both keys: configs of the transformers 4.x era (Qwen2.5's
+    long-context recipe among them) write `"type": "yarn"`, which transformers still reads as
+    `rope_type`; reading only `rope_type` loaded such a model without YaRN (other logits)."""
+    return params.get("rope_type") or params.get("type")
 
 
 def hf_config_differences(cfg: ModelConfig, hf: dict[str, Any]) -> list[str]:

@@ -11,12 +11,14 @@ position only (decode steps). Auxiliary MoE losses of the last training forward 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hillclimb.errors import HillclimbError
 from hillclimb.model.attention import Attention
 from hillclimb.model.config import ModelConfig
 from hillclimb.model.kv_cache import KVCache
@@ -68,8 +70,14 @@ class Transformer(nn.Module):
         """Seeded normal init; output projections scaled by 1/sqrt(2·layers) (GPT-2 style)."""
         if self.embed_tokens.weight.device.type == "meta":
             return
+        seed = 0 if seed is None else seed
+        # torch takes seeds in [-2**63, 2**64); outside it a ValueError traceback ("Overflow when
+        # unpacking long long") came from `hillclimb init --seed` and every trainer
+        ok = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+        if not ok or not -(2**63) <= int(seed) < 2**64:
+            raise HillclimbError(f"seed must be an int in [-2**63, 2**64), got {seed!r}")
         gen = torch.Generator(device="cpu")
-        gen.manual_seed(0 if seed is None else seed)
+        gen.manual_seed(int(seed))
         std = self.cfg.init_std
         out_std = std / math.sqrt(2 * self.cfg.n_layers)
 
