@@ -19,6 +19,9 @@ from hillclimb.config_types import check_field_types
 from hillclimb.errors import ConfigError
 
 SOURCE_KINDS = ("tree", "jsonl", "parquet", "git", "generators", "python_env", "system_code")
+# the filters a source may opt out of (`skip_filters`): the per-document ones and the detector;
+# ingest, decontamination and dedup apply to every document of the build
+SKIPPABLE_FILTERS = ("license", "blocklist", "ai_content", "quality", "secrets", "ai_detector")
 
 # Permissive licenses kept by default (SPDX ids; LicenseRef-BSD is an unversioned "BSD License"
 # trove classifier, which is permissive in every variant).
@@ -286,6 +289,12 @@ class DataConfig:
                     "never reach training data); disable it for the whole build with "
                     "[data.decontaminate] enabled = false"
                 )
+            bad = [f for f in s.skip_filters if f not in SKIPPABLE_FILTERS]
+            if bad:  # a misspelt filter name was ignored: the filter ran as if not skipped
+                raise ConfigError(
+                    f"source {s.name!r}: skip_filters {bad} name no filter that can be skipped; "
+                    f"known: {list(SKIPPABLE_FILTERS)}"
+                )
         self.decontaminate.validate()
         d = self.dedup
         if not 0.0 < d.threshold <= 1.0:
@@ -294,6 +303,12 @@ class DataConfig:
             raise ConfigError("dedup.shingle_size must be >= 1 and num_perm >= 2")
         if (d.bands is None) != (d.rows is None):
             raise ConfigError("set both dedup.bands and dedup.rows, or neither")
+        if d.bands is not None and d.rows is not None and (d.bands < 1 or d.rows < 1):
+            # 0 bands compare nothing and -1 x -1 passed the product check: near-dedup was off
+            # without a word while the card still said `near: true`
+            raise ConfigError(
+                f"dedup.bands and dedup.rows must be >= 1, got {d.bands} and {d.rows}"
+            )
         if d.bands is not None and d.bands * d.rows > d.num_perm:
             raise ConfigError("dedup.bands * dedup.rows must be <= num_perm")
 

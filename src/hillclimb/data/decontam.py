@@ -384,8 +384,9 @@ def file_probes(path: str, text_fields: list[str]) -> tuple[list[Probe], dict[st
     p = Path(path)
     try:
         raw = p.read_bytes()
-        data = gzip.decompress(raw) if p.name.endswith(".gz") else raw
-        text = data.decode("utf-8")
+        gz = p.name.lower().endswith(".gz") or raw[:2] == b"\x1f\x8b"  # `sources.is_gzip`
+        data = gzip.decompress(raw) if gz else raw
+        text = data.decode("utf-8-sig")  # a BOM (Windows tools) is no part of line 1's JSON
     except OSError as exc:
         raise _bad_file(path, f"cannot read it ({exc.strerror or exc})") from None
     except (EOFError, gzip.BadGzipFile) as exc:
@@ -394,7 +395,9 @@ def file_probes(path: str, text_fields: list[str]) -> tuple[list[Probe], dict[st
         raise _bad_file(path, "not UTF-8") from None
     probes: list[Probe] = []
     origin = f"file:{p.name}"
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # JSON lines end at "\n" (and "\r\n"); `str.splitlines` would also split a string holding a
+    # raw U+2028 / U+0085, which JSON allows
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -56,8 +56,10 @@ from hillclimb.data.jsonl import JsonlGzWriter, dumps, gzip_bytes
 from hillclimb.data.license import permissiveness
 from hillclimb.data.secrets import Redactor
 from hillclimb.data.sources import (
+    BUILD_FORMAT,
     HELDOUT_SKIP,
     PROBLEMS_SKIP,
+    WORK_FORMAT,
     Item,
     LoadError,
     all_items_for,
@@ -71,7 +73,6 @@ if TYPE_CHECKING:
 
 WORK = ".work"
 MARKER = "build.json"
-WORK_FORMAT = "hillclimb-data-work-v1"
 # probes.npz: the decontamination index the build used, kept so later stages can hold their own
 # inputs to it (the climb's SFT-data stage checks flywheel records: climb/flywheel.py)
 OUTPUTS = ("documents", "rejects", "shards", "data_card.json", "DATA_CARD.md", "probes.npz")
@@ -124,9 +125,12 @@ class ChunkProcessor:
             if item.detail or detail:
                 rec["detail"] = item.detail or detail
         else:
-            text = doc.text[: self.cfg.rejects_text_chars]
+            # redact, then cut: cut first, a secret straddling the cut (a key's END line gone)
+            # no longer matched its pattern and its first part stayed in the reject
+            text = doc.text
             if self.redactor is not None:
                 text = self.redactor.redact(text)[0]
+            text = text[: self.cfg.rejects_text_chars]
             rec = doc.record()
             rec["text"] = text
             rec.pop("split", None)
@@ -161,9 +165,16 @@ class ChunkProcessor:
                 survivors.append((o, doc, item))
         if self.detector is not None and survivors:
             self.detector.stats = Counter()
-            reasons = self.detector.apply_batch([d for _, d, _ in survivors])
+            name = self.detector.name
+            # a source's `skip_filters = ["ai_detector"]` holds here too (not only in run_filters)
+            judged = [d for _, d, _ in survivors if name not in d.skip_filters]
+            verdicts = iter(self.detector.apply_batch(judged) if judged else [])
             kept = []
-            for (o, d, it), r in zip(survivors, reasons, strict=True):
+            for o, d, it in survivors:
+                if name in d.skip_filters:
+                    kept.append((o, d, it))
+                    continue
+                r = next(verdicts)
                 if r is None:
                     d.kept_by.append(self.detector.name)
                     kept.append((o, d, it))
@@ -254,9 +265,11 @@ def _load_chunk(path: Path) -> Chunk:
             blob, sigs, head = bytes(z["rec"]), z["sig"], json.loads(bytes(z["head"]))
     except (OSError, ValueError, KeyError) as exc:
         raise HillclimbError(f"corrupt work chunk {path}: {exc}; rerun with --force") from exc
+    # split on "\n" only: JSON keeps U+2028, U+2029 and U+0085 raw inside a string, and
+    # `str.splitlines` would cut a document holding one in two (a JSONDecodeError mid-build)
     records = [
         json.loads(ln)
-        for ln in gzip.decompress(blob).decode("utf-8", "surrogatepass").splitlines()
+        for ln in gzip.decompress(blob).decode("utf-8", "surrogatepass").split("\n")
         if ln
     ]
     return Chunk(int(path.stem), head["items"], head["stats"], records, sigs)
@@ -736,6 +749,20 @@ def _install(final: Path, out: Path, fault: _Fault) -> None:
         fault.hit("install")
 
 
+def _built_with(out: Path) -> str | None:
+    """The config fingerprint of the (complete or incomplete) build in `out`; None when there
+    is none or it cannot be read."""
+    state = dir_state(out)
+    marker = out / MARKER if state == "complete" else out / WORK / "state.json"
+    if state not in ("complete", "incomplete"):
+        return None
+    try:
+        fp = json.loads(marker.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fp if isinstance(fp, str) else None
+
+
 def dir_state(out: Path) -> str:
     """'absent' | 'empty' | 'complete' | 'incomplete' | 'foreign'."""
     if not out.exists():
@@ -808,13 +835,20 @@ def _build(
                         "pass --force to rebuild it (the old one is replaced only when the new "
                         "one is complete) or choose a new --out"
                     )
-                return json.loads((out / "data_card.json").read_text())
+                card = json.loads((out / "data_card.json").read_text())
+                if tokenizer is not None and not _has_shards_of(out, card, tokenizer):
+                    # asked for shards (`--tokenizer`): a no-op resume left none, or another
+                    # tokenizer's, and still reported success
+                    return retokenize(out, tokenizer)
+                return card
             raise HillclimbError(
                 f"{out} already holds a complete data build; pass --force to rebuild it "
                 "(the old one is replaced only when the new one is complete)"
             )
         staging = out.parent / f".{out.name}.rebuild"
-        if dir_state(staging) == "foreign":
+        if dir_state(staging) == "foreign" or _built_with(staging) not in (None, cfg.fingerprint()):
+            # an interrupted --force of other settings: resuming it is refused ("different
+            # configuration; pass --force"), which the user had passed, on every later --force
             shutil.rmtree(staging)
         card = build(
             cfg, staging, resume=True, tokenizer=tokenizer, recipe=recipe,
@@ -880,7 +914,7 @@ def _build(
     write_json_atomic(
         out / MARKER,
         {
-            "format": "hillclimb-data-build-v1",
+            "format": BUILD_FORMAT,
             "fingerprint": fp,
             "recipe": recipe,
             "tokenizer": tok_key,
@@ -889,6 +923,21 @@ def _build(
     )
     shutil.rmtree(work, ignore_errors=True)
     return card
+
+
+def _has_shards_of(
+    out: Path, card: dict[str, Any], tokenizer: str | os.PathLike[str] | Tokenizer
+) -> bool:
+    """Whether `out` holds shards written with `tokenizer` (by the hash the card records)."""
+    from hillclimb.data.tokenize import tokenizer_sha256
+
+    info = card.get("tokenizer") or {}
+    if not (out / "shards" / "meta.json").is_file() or not info.get("sha256"):
+        return False
+    try:
+        return bool(info["sha256"] == tokenizer_sha256(tokenizer))
+    except OSError:  # no such tokenizer file: retokenize says so
+        return False
 
 
 def retokenize(

@@ -33,6 +33,15 @@ _PRIVATE_KEY_RE = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----.*?-----END \1PRIVATE KEY\2-----",
     re.S,
 )
+# A BEGIN line whose END never comes (a key pasted in part, a file cut short, a reject's text cut
+# at `rejects_text_chars`): the block above does not match, so the key body would stay. This one
+# takes the BEGIN line and the key lines after it: base64 runs (8+ characters or `=`-padded),
+# RFC 1421 headers (`Proc-Type: ...`) and blank lines, over real or JSON-escaped (`\n`) newlines.
+_OPEN_PRIVATE_KEY_RE = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:(?:\r?\n|(?:\\r)?\\n)[ \t]*"
+    r"(?:[A-Za-z0-9+/]{8,}={0,2}|[A-Za-z0-9+/]*={1,2}|[A-Za-z][A-Za-z-]*: [^\r\n\\]*)?)*"
+)
 # (kind, cheap substring that must be present, pattern): the substring test skips the regex
 # scan on the vast majority of files, which contain no token of that issuer at all.
 _TOKEN_RES: list[tuple[str, tuple[str, ...], re.Pattern[str]]] = [
@@ -119,6 +128,9 @@ class Redactor:
         if cfg.private_keys and "PRIVATE KEY" in text:
             text, n = _PRIVATE_KEY_RE.subn(PRIVATE_KEY, text)
             counts["private_key"] += n
+            if "PRIVATE KEY" in text:
+                text, n = _OPEN_PRIVATE_KEY_RE.subn(PRIVATE_KEY, text)
+                counts["private_key"] += n
         if cfg.keys:
             for kind, needles, rx in _TOKEN_RES:
                 if any(n in text for n in needles):

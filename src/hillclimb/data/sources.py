@@ -16,6 +16,7 @@ later, overrides it.
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import functools
 import gzip
@@ -105,6 +106,16 @@ class Item:
     max_bytes: int = 1 << 20
 
 
+# byte-order marks of the encodings whose ASCII text is full of NUL bytes (UTF-32 first: its
+# little-endian mark begins with UTF-16's)
+_UTF16_32_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
 class LoadError(Exception):
     """An item could not become a document; `.reason` is the counted skip reason."""
 
@@ -127,7 +138,11 @@ def load_item(item: Item) -> Document:
         raise LoadError(item.skip)
     if item.text is not None:
         text = item.text
-        if len(text) > item.max_bytes:
+        # the cap is in bytes, as for files: 1 MiB of CJK text is 3 MiB, not 1 Mi characters
+        if len(text) > item.max_bytes or (
+            4 * len(text) > item.max_bytes
+            and len(text.encode("utf-8", "surrogatepass")) > item.max_bytes
+        ):
             raise LoadError("too_large")
         try:
             text.encode("utf-8")
@@ -156,6 +171,9 @@ def load_item(item: Item) -> Document:
             raise
         except (OSError, KeyError, zipfile.BadZipFile):
             raise LoadError("unreadable") from None
+        bom = next((name for mark, name in _UTF16_32_BOMS if data.startswith(mark)), None)
+        if bom is not None:  # text, though its NULs looked binary: say which encoding it is
+            raise LoadError("non_utf8", f"{bom} text (byte-order mark)")
         if b"\x00" in data[:8192]:
             raise LoadError("binary")
         try:
@@ -305,18 +323,50 @@ def _apply_caps(items: list[Item], sizes: list[int], cfg: SourceConfig) -> list[
     return [it for i, it in enumerate(items) if i in chosen]
 
 
+# The `format` of a data build's completion marker (`DIR/build.json`) and of a running build's
+# work state (`DIR/.work/state.json`); pipeline.py writes both.
+BUILD_FORMAT = "hillclimb-data-build-v1"
+WORK_FORMAT = "hillclimb-data-work-v1"
+
+
+def _json_format(path: Path) -> Any:
+    try:
+        if not path.is_file() or path.stat().st_size > 1 << 20:
+            return None
+        return json.loads(path.read_bytes()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def is_data_build(d: Path) -> bool:
+    """Whether directory `d` is a hillclimb data build: a finished one (`build.json`), one being
+    written (`.work/state.json`; a `--force` rebuild's staging copy too). `data build --source .
+    --out corpus` puts its output inside its own source; read as a tree it trained on its work
+    state, a rebuild on the previous card, and a resume saw more files than the run it resumes."""
+    return (
+        _json_format(d / "build.json") == BUILD_FORMAT
+        or _json_format(d / ".work" / "state.json") == WORK_FORMAT
+    )
+
+
 def _walk(
     root: Path, exclude_dirs: tuple[str, ...] = (), errors: list[OSError] | None = None
 ) -> Iterator[Path]:
     """Files under `root`, sorted. A directory that cannot be listed (no permission, a path
     beyond PATH_MAX, a root that is not a directory) is appended to `errors`: os.walk's default
-    is to drop it silently, with every file below it."""
+    is to drop it silently, with every file below it. Data builds below the root (`is_data_build`)
+    are pruned with the `.NAME.lock` file beside each (`io.exclusive_dir`): build outputs, not
+    sources."""
     skip = SKIP_DIRS | set(exclude_dirs)
     onerror = errors.append if errors is not None else None
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        here = Path(dirpath)
+        builds = {d for d in dirnames if d not in skip and is_data_build(here / d)}
+        dirnames[:] = sorted(d for d in dirnames if d not in skip and d not in builds)
+        locks = {f".{d}.lock" for d in builds}
         for fn in sorted(filenames):
-            yield Path(dirpath) / fn
+            if fn not in locks:
+                yield here / fn
 
 
 class _HeldoutDirs:
@@ -488,8 +538,21 @@ def jsonl_items(cfg: SourceConfig) -> Iterator[Item]:
     return _record_file_items(cfg, _jsonl_records)
 
 
+def is_gzip(p: Path) -> bool:
+    """Whether `p` is gzip-compressed: named `.gz` in any case (`DUMP.JSONL.GZ`) or starting
+    with gzip's magic bytes (a `.jsonl` that is compressed). Case-sensitive names read the
+    compressed bytes of `X.JSONL.GZ` as JSON lines: every record malformed."""
+    if p.name.lower().endswith(".gz"):
+        return True
+    try:
+        with open(p, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
 def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
-    opener = gzip.open if p.name.endswith(".gz") else open
+    opener = gzip.open if is_gzip(p) else open
     try:
         with opener(p, "rb") as f:
             for lineno, raw in enumerate(f, 1):
@@ -779,7 +842,7 @@ def detect_kind(path: str) -> str:
     name = p.name.lower()
     if p.is_dir():  # a directory is a tree whatever its name (`dumps.jsonl/`, `x.parquet/`)
         return "git" if (p / ".git").exists() else "tree"
-    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")):
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"

@@ -27,15 +27,21 @@ if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
 
 
+def tokenizer_sha256(tokenizer: str | os.PathLike[str] | Tokenizer) -> str:
+    """The hash shards record for `tokenizer` (`meta.json`, the card's `tokenizer.sha256`): of
+    its `tokenizer.json` file, or of a loaded tokenizer's serialisation."""
+    if isinstance(tokenizer, (str, os.PathLike)):
+        p = Path(tokenizer)
+        return file_sha256(p / "tokenizer.json" if p.is_dir() else p)
+    return hashlib.sha256(tokenizer.hf.to_str().encode()).hexdigest()
+
+
 def _load(tokenizer: str | os.PathLike[str] | Tokenizer) -> tuple[Tokenizer, str]:
     if isinstance(tokenizer, (str, os.PathLike)):
         from hillclimb import load_tokenizer
 
-        tok = load_tokenizer(tokenizer)
-        p = Path(tokenizer)
-        file = p / "tokenizer.json" if p.is_dir() else p
-        return tok, file_sha256(file)
-    return tokenizer, hashlib.sha256(tokenizer.hf.to_str().encode()).hexdigest()
+        return load_tokenizer(tokenizer), tokenizer_sha256(tokenizer)
+    return tokenizer, tokenizer_sha256(tokenizer)
 
 
 def tokenize_corpus(
