@@ -458,6 +458,14 @@ def _check_chat(req: ChatCompletionRequest) -> None:
     for k in ctk:
         if k != "enable_thinking":
             raise unsupported(f"chat_template_kwargs.{k}", "only enable_thinking")
+    # the template tests `enable_thinking is false`: the string "false" would leave thinking on
+    # (and `bool(None)` turned it off), so only a boolean or null (the default) is taken
+    if not isinstance(ctk.get("enable_thinking"), bool | None):
+        raise invalid(
+            "Invalid type for 'chat_template_kwargs.enable_thinking': expected a boolean.",
+            "chat_template_kwargs.enable_thinking",
+            "invalid_type",
+        )
 
 
 def message_dicts(req: ChatCompletionRequest) -> list[dict[str, Any]]:

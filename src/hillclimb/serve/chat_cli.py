@@ -26,7 +26,23 @@ from hillclimb.tokenizer.specials import THINK_END, THINK_START
 
 
 def normalize_url(url: str) -> str:
-    """Base URL ending in /v1 (accepts with or without it)."""
+    """Base URL ending in /v1 (accepts with or without it). A URL the HTTP client cannot use is
+    a `HillclimbError` here, before the chat starts: `localhost:8000` (no scheme) started the
+    chat and failed every turn with "unsupported protocol 'localhost://'", and a malformed one
+    (`http://[::1`, a bad port) ended in httpx's traceback."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise HillclimbError(f"--url {url!r} is not a valid URL: {exc}") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise HillclimbError(f"--url {url!r}: port {parsed.port} is outside 1-65535")
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise HillclimbError(
+            f"--url must be an http:// or https:// URL with a host (e.g. "
+            f"http://127.0.0.1:8000), got {url!r}"
+        )
     url = url.rstrip("/")
     return url if url.endswith("/v1") else url + "/v1"
 

@@ -319,7 +319,9 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
             payload = await endpoint.collect(job, req, prompts)
         finally:
             watcher.cancel()
-        if job.finish and all(f == "error" for f in job.finish.values()):
+        # one failed choice fails the answer, as it fails the stream: its cut text must not
+        # read as an ordinary "stop"
+        if "error" in job.finish.values():
             raise APIError(500, "The engine failed while generating.", "server_error")
         if "cancelled" in job.finish.values():  # the client went away (or shutdown)
             await job.finalize(499)

@@ -38,15 +38,17 @@ Delta = dict[str, Any]
 
 class Whitespace:
     """Streams a section with leading and trailing whitespace removed (like `str.strip()` on the
-    whole), holding back trailing whitespace until non-space text follows."""
+    whole), holding back trailing whitespace until non-space text follows. With `strip=False`
+    the text passes as it is (the section an assistant prefill continues)."""
 
-    def __init__(self) -> None:
+    def __init__(self, strip: bool = True) -> None:
+        self.strip = strip
         self.started = False
         self.pending = ""
 
     def feed(self, text: str) -> str:
-        if not text:
-            return ""
+        if not text or not self.strip:
+            return text
         if not self.started:
             text = text.lstrip()
             if not text:
@@ -72,12 +74,17 @@ def hold_prefix(buf: str, token: str) -> int:
 class ChatChoice:
     """Turns one choice's token events into reasoning / content / tool-call deltas."""
 
-    def __init__(self, index: int, parse_tools: bool, call_prefix: str):
+    def __init__(
+        self, index: int, parse_tools: bool, call_prefix: str, continues: str | None = None
+    ):
+        """`continues`: the section ("reasoning" or "content") an assistant prefill ends in
+        (`continue_final_message`): the client joins the answer to its prefix, so that section
+        keeps its whitespace ("Sure," + " it is" must not read "Sure,it is")."""
         self.index = index
         self.parse_tools = parse_tools
         self.call_prefix = call_prefix
-        self.reasoning_ws = Whitespace()
-        self.content_ws = Whitespace()
+        self.reasoning_ws = Whitespace(strip=continues != "reasoning")
+        self.content_ws = Whitespace(strip=continues != "content")
         self.reasoning = ""
         self.content = ""
         self.tool_calls: list[dict[str, Any]] = []
@@ -168,8 +175,8 @@ def chat_prompt(
 ) -> list[list[int]]:
     kwargs: dict[str, Any] = {}
     ctk = req.chat_template_kwargs or {}
-    if "enable_thinking" in ctk:
-        kwargs["enable_thinking"] = bool(ctk["enable_thinking"])
+    if ctk.get("enable_thinking") is not None:  # a boolean (`api._check_chat`); null: default
+        kwargs["enable_thinking"] = ctk["enable_thinking"]
     cont = bool(req.continue_final_message)
     try:
         # encode_chat keeps message text untrusted: "<|im_end|>" typed by a user stays text.
@@ -225,10 +232,20 @@ def _answers(choices: list[ChatChoice]) -> Any:
     return lambda: [{"content": c.content, "tool_calls": c.tool_calls or None} for c in choices]
 
 
+def continued_section(req: ChatCompletionRequest) -> str | None:
+    """The section an assistant prefill ends in: "reasoning" when its text has a `<think>`
+    still open, else "content"; None without `continue_final_message`."""
+    if not req.continue_final_message:
+        return None
+    content = message_dicts(req)[-1]["content"]
+    return "reasoning" if content.rfind(THINK_START) > content.rfind(THINK_END) else "content"
+
+
 def _choices(job: Job, req: ChatCompletionRequest) -> list[ChatChoice]:
     parse_tools = bool(req.tools) and req.tool_choice != "none"
     prefix = f"call_{job.request_id[-8:]}"
-    return [ChatChoice(i, parse_tools, f"{prefix}_{i}") for i in range(len(job.handles))]
+    cont = continued_section(req)
+    return [ChatChoice(i, parse_tools, f"{prefix}_{i}", cont) for i in range(len(job.handles))]
 
 
 class ChatStream(ChoiceStream[Delta]):

@@ -32,7 +32,7 @@ import torch
 
 from hillclimb.model.kv_cache import KVCache
 from hillclimb.serve.fastpath import FastForward
-from hillclimb.serve.sampling import SamplingParams, warp_probs
+from hillclimb.serve.sampling import SamplingParams, sample_from, warp_probs
 
 
 @dataclass
@@ -77,7 +77,13 @@ def accept_drafts(
 
     A deterministic draft (prompt lookup, a prediction) is q = one-hot(d): d is kept with
     probability min(1, p(d) / 1) = p(d), and the residual norm(max(0, p − q)) is p with d
-    removed, renormalised — the same rule, without materialising q."""
+    removed, renormalised. That is the same as drawing each position from p exactly as plain
+    sampling does (`sample_from`: one uniform from the request's generator) and keeping d while
+    the draw equals it, the first other draw being the correction — which is how it is done, so
+    a seeded request spends its random stream identically whether drafts ran or not, and its
+    tokens never depend on the drafter's policy or the engine's history (drawing γ uniforms at
+    once and a `torch.multinomial` correction gave a seeded request different tokens when the
+    lookup drafted)."""
     g = len(draft_tokens)
     if params.greedy:
         target_arg = torch.argmax(target_logits, dim=-1).tolist()
@@ -86,27 +92,35 @@ def accept_drafts(
             n += 1
         return n, int(target_arg[n])
     p = warp_probs(target_logits, params)  # [γ+1, V]
+    if draft_probs is None:
+        return _accept_one_hot(p, draft_tokens, generator)
     idx = torch.tensor(draft_tokens, device=p.device)
     rows = torch.arange(g, device=p.device)
     px = p[rows, idx]
     r = torch.rand(g, generator=generator, device=p.device)
-    if draft_probs is None:  # one-hot q: keep d with probability p(d)
-        ok = (r < px).tolist()
-    else:
-        ok = (r * draft_probs[rows, idx] < px).tolist()  # r < p/q without dividing by a tiny q
+    ok = (r * draft_probs[rows, idx] < px).tolist()  # r < p/q without dividing by a tiny q
     n = 0
     while n < g and ok[n]:
         n += 1
     if n == g:
         return n, int(torch.multinomial(p[g], 1, generator=generator))
-    if draft_probs is None:
-        residual = p[n].clone()
-        residual[draft_tokens[n]] = 0.0
-    else:
-        residual = (p[n] - draft_probs[n]).clamp_min(0.0)
+    residual = (p[n] - draft_probs[n]).clamp_min(0.0)
     total = float(residual.sum())
     dist = residual / total if total > 0 else p[n]
     return n, int(torch.multinomial(dist, 1, generator=generator))
+
+
+def _accept_one_hot(
+    p: torch.Tensor, draft_tokens: list[int], generator: torch.Generator
+) -> tuple[int, int]:
+    """`accept_drafts` for one-hot drafts on warped probabilities p [γ+1, V]: each position
+    drawn as plain sampling draws it, the draft kept while the draws agree."""
+    g = len(draft_tokens)
+    for n in range(g):
+        x = sample_from(p[n], generator)
+        if x != draft_tokens[n]:
+            return n, x
+    return g, sample_from(p[g], generator)
 
 
 def expected_tokens(gamma: int, alpha: float) -> float:

@@ -25,11 +25,11 @@ agentic workloads. This module is that idea in the engine's terms:
 
 Proposals are deterministic (one-hot), so the exact acceptance rule keeps sampled output
 distributed as plain sampling and greedy output identical to plain greedy decoding: the history
-changes how fast an answer is produced, never what it is. One consequence to know: a *seeded
-sampled* request follows the right distribution, but its exact tokens depend on what the engine
-answered before (the drafts, and so the random draws spent verifying them, do); prompt lookup
-alone keeps such a request reproducible on any engine. A rerun of the same process with the
-same requests replays the same history and so the same tokens.
+changes how fast an answer is produced, never what it is. A *seeded sampled* request gets the
+same tokens too: verification draws each position exactly as plain sampling does and keeps the
+draft while they agree (`speculative.accept_drafts`), so the drafts — and so what the engine
+answered before — do not change which random draws the request spends (up to floating-point
+differences between the verify and decode forwards, as for greedy output).
 
 Privacy: the history is shared by every request of one engine. Output is unaffected, but on a
 multi-tenant server the *speed* of an answer can hint that someone else's recent output
