@@ -243,7 +243,7 @@ def _linear(rng: random.Random) -> Solved:
     lines = [
         f"x runs from 0 to {n // a}; y = ({n} - {a}x) / {b} must be a whole number.",
         (f"That holds for x = {', '.join(map(str, xs))}." if xs else "It never holds."),
-        f"So there are {len(xs)} solutions.",
+        "So there is 1 solution." if len(xs) == 1 else f"So there are {len(xs)} solutions.",
     ]
     return {"a": a, "b": b, "n": n}, lines, len(xs)
 

@@ -326,7 +326,10 @@ def _deduction(rng: random.Random, steps: int, distractors: int, phr: Phrasing) 
         lines.append(f"Every {a} is a {b}, so {person} is a {b}.")
     if negate:
         lines.append(f"No {chain[-1]} is a {target}, so {person} is not a {target}.")
-    key = "deduction:" + ";".join(f"{a}>{b}:{int(pos)}" for a, b, pos in shown) + f"?{q_target}"
+    # the rules as a set: the order they are stated in is wording (keyed as shown until session
+    # 21, a held-out deduction had training twins that listed the same rules in another order)
+    key = "deduction:" + ";".join(sorted(f"{a}>{b}:{int(pos)}" for a, b, pos in rules))
+    key += f"?{q_target}"
     return q, lines, "no" if negate else "yes", "deduction", key, ["yes", "no"]
 
 

@@ -17,7 +17,16 @@ from math import gcd
 
 PLACES = ("Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-thousands")
 
-_NUM_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE]([+-]?\d+))?(?:/\d+)?$")
+# sign, mantissa (with its exponent `e`), power (`^k`, `^{k}`, `**k`), denominator
+_NUM_RE = re.compile(
+    r"^([+-]?)((?:\d+(?:\.\d+)?|\.\d+)(?:[eE]([+-]?\d+))?)"
+    r"(?:(?:\^\{?|\*\*)([+-]?\d+)\}?)?(?:/(\d+))?$"
+)
+SUPERSCRIPT_DIGITS = (
+    "\u207a\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"  # ⁺⁻⁰¹²…⁹
+)
+_SUPERSCRIPT_RE = re.compile(f"[{SUPERSCRIPT_DIGITS}]+")
+_SUPERSCRIPTS = str.maketrans(SUPERSCRIPT_DIGITS, "+-0123456789")
 MAX_EXPONENT = 4300  # Python's default int-from-text digit limit: no exact answer is longer
 _CHUNK = 10**1000  # `_int_text` writes longer integers in pieces of this many digits
 
@@ -41,30 +50,50 @@ def _int_text(n: int) -> str:
 
 
 def parse_number(text: str) -> Fraction | None:
-    """Parse `1,234`, `+8`, `−3` (unicode minus), `$12`, `0.5`, `.5`, `3 / 4`, `1e5` into a
-    Fraction (exactly: `1e5` is 100000, `2.5e-1` is 1/4; an exponent beyond `MAX_EXPONENT` is
-    no number, as `10**10**9` would take minutes to build)."""
+    """Parse `1,234`, `+8`, `−3` (unicode minus), `$12`, `0.5`, `.5`, `3 / 4`, `1e5`, `2^10`
+    (also `2^{10}`, `2**10`, `2¹⁰`) into a Fraction (exactly: `1e5` is 100000, `2.5e-1` is 1/4;
+    an exponent beyond `MAX_EXPONENT`, or a power with more digits than that, is no number, as
+    `10**10**9` would take minutes to build). A sign applies after the power: `-2^2` is -4."""
     s = text.strip().replace(",", "").replace("\u2212", "-").replace("$", "").replace(" ", "")
+    # "2¹⁰" is 2^10: read as 2 until session 21, so "12²" passed for 12
+    s = _SUPERSCRIPT_RE.sub(lambda m: "^" + m.group(0).translate(_SUPERSCRIPTS), s)
     m = _NUM_RE.match(s)
     if not m:
         return None
-    exp = m.group(1)
+    sign, mantissa, exp, power, den = m.groups()
     # measured by its digits first: `int()` of an exponent over 4300 digits raises ValueError,
     # and a completion "The answer is 1e999…9" crashed the checker (an eval, an RL step)
     digits = (exp or "").lstrip("+-").lstrip("0")
     if len(digits) > len(str(MAX_EXPONENT)) or int(digits or "0") > MAX_EXPONENT:
         return None
     try:
-        if "/" in s:
-            num, den = s.split("/")
+        value = Fraction(mantissa)
+        if power is not None:
+            value = _power(value, power)
+            if value is None:
+                return None
+        if sign == "-":
+            value = -value
+        if den is not None:
             if int(den) == 0:
                 return None
-            value = Fraction(Fraction(num), int(den))
-        else:
-            value = Fraction(s)
+            value = value / int(den)
     except (ValueError, ZeroDivisionError):
         return None
     return value
+
+
+def _power(base: Fraction, exponent: str) -> Fraction | None:
+    """`base ** exponent`, or None when the result would have more than about `MAX_EXPONENT`
+    digits (before it is built) — read as "The answer is 10^5." was 10 until session 21."""
+    if len(exponent.lstrip("+-")) > 20:
+        return None
+    k = int(exponent)
+    if abs(base) not in (0, 1):
+        bits = max(base.numerator.bit_length(), base.denominator.bit_length())
+        if abs(k) * (bits - 1) * 0.30103 > MAX_EXPONENT:
+            return None
+    return base**k
 
 
 def _digits(x: int) -> list[int]:

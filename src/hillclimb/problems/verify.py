@@ -4,10 +4,12 @@ Conventions (one for the whole project, so SFT data, evaluation and RL rewards a
 - reasoning problems: the assistant's final content is `The answer is X.`; `extract_answer` takes
   the LAST "answer is"/"answer:" in the completion (after any `</think>`), tolerating whitespace,
   a trailing period, thousands commas (groups of three: `1,234`; `3,5` is two numbers), a
-  leading "+", "$", a unicode minus, fractions (also TeX `\\frac{a}{b}`), `.5` and `1e5` (exact
-  values); if the phrase is missing it falls back to `\\boxed{X}` and then (numeric answers
-  only) to the last number in the final content. Numbers compare as exact fractions (`0.5` ==
-  `1/2`), words case-insensitively (`yes`, `True`, names).
+  leading "+", "$", a unicode minus or the word "negative"/"minus", fractions (also TeX
+  `\\frac{a}{b}`), `.5`, `1e5` and powers `2^10` (exact values); if the phrase is missing it
+  falls back to `\\boxed{X}` and then (numeric answers only) to the last number in the final
+  content. Numbers compare as exact fractions (`0.5` == `1/2`), words case-insensitively (`yes`,
+  `True`, names; TeX markup around them such as `\\boxed{\\text{True}}` is skipped). A range
+  ("35–36", "35 to 36") is a hedge, like "35 or 36".
 - code problems: the content is one ```python fenced block; `extract_answer` takes the last fenced
   block (an unclosed final fence counts up to the end), or the whole completion if there is none.
 
@@ -103,16 +105,21 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.problems.base import Problem
-from hillclimb.problems.steps import fmt, parse_number
+from hillclimb.problems.steps import SUPERSCRIPT_DIGITS, fmt, parse_number
 
 _ANSWER_RE = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
-_BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
+# one level of braces inside: `\boxed{\text{True}}` (the body is `\text{True}`)
+_BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+# a TeX command word (`\boxed`, `\text`, `\mathrm`): markup, never the answer word
+_TEX_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 # A number as written in an answer. A comma groups thousands only as `1,234` / `12,345,678`
 # (three digits after each comma): `3,5` (a decimal comma in many locales) or `12,13` (a list)
 # are two numbers — hedged when different — where they used to read as 35 and 1213. `.5` is
 # 0.5 and `1e5` is 100000 (they read as 5 and 1: "The answer is 1e5." passed for 1).
+# A power belongs to its number: "10^5" is 100000 (read as 10 until session 21).
 _NUM_TOKEN = (
     r"[-+\u2212]?\$?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+    r"(?: ?(?:\^|\*\*) ?(?:\{[-+]?\d+\}|[-+]?\d+)|[" + SUPERSCRIPT_DIGITS + "]+)?"
     r"(?:\s*/\s*\d+)?"
 )
 _NUM_RE = re.compile(_NUM_TOKEN)
@@ -145,7 +152,8 @@ def _number(text: str) -> str | None:
 def _normalise(p: Problem, raw: str) -> str | None:
     if parse_number(p.answer) is not None:
         return _number(raw)
-    m = _WORD_RE.search(raw)
+    # "The answer is \boxed{True}." read as the word 'boxed' (session 21)
+    m = _WORD_RE.search(_TEX_COMMAND_RE.sub(" ", raw))
     if not m:
         return None
     word = m.group(0)
@@ -182,9 +190,10 @@ def answer_is_hedged(p: Problem, completion: str) -> bool:
 # (an alternative in brackets counts too: "35 (or 36)", "yes [maybe no]"; "12 (3 × 4)" does not)
 # (a sentence end counts only before a word that offers the other one: "5. Or 6.", not "5. 6 of
 # them"; markup around either answer is no separator: "**5** or **6**", "`yes` or `no`")
-_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&]\s*|[.!?]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
+# (a range is a hedge too: "35–36", "35 - 36", "35 to 36" passed for 35 until session 21)
+_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&\u2013-]\s*|[.!?]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
                         r"(?:[(\[]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
-                        r"(?:(?:or|and)\b\s*)?(?:(?:maybe|perhaps|possibly)\b\s*)?",
+                        r"(?:(?:or|and|to)\b\s*)?(?:(?:maybe|perhaps|possibly)\b\s*)?",
                         re.IGNORECASE)  # fmt: skip
 # markup a model wraps an answer in (bold, code, quotes, TeX math and boxes), removed from the gap
 # between two candidates before the gap is judged
@@ -212,12 +221,16 @@ def _hedged_tail(p: Problem, tail: str) -> bool:
 
 # TeX fractions as written by models taught on competition maths: `\frac{7}{12}`, `\dfrac{-1}{6}`
 _TEX_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{\s*([-+\u2212]?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
+# a sign in words: "The answer is negative 3." read as 3 (right for 3, wrong for -3) until
+# session 21
+_SIGN_WORD_RE = re.compile(r"\b(?:negative|minus)\s+(?=\$?\.?\d)", re.IGNORECASE)
 
 
 def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
     """(the final answer normalised, whether it is hedged)."""
     # `\frac{1}{2}` read as the two numbers 1 and 2 (a correct 1/2 was "ambiguous" or "1")
     text = _TEX_FRAC_RE.sub(r"\1/\2", _after_think(completion))
+    text = _SIGN_WORD_RE.sub("-", text)
     matches = list(_ANSWER_RE.finditer(text))
     if matches:  # the last answer statement wins (a model may correct itself)
         tail = text[matches[-1].end() :].split("\n", 1)[0].strip().strip("*`\"'")

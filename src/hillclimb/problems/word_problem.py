@@ -98,15 +98,25 @@ HELDOUT_OBJECTS = (
     ("acorn", "acorns"),
 )
 HELDOUT_SHOP = (("bracelet", "bracelets"), ("umbrella", "umbrellas"), ("backpack", "backpacks"))
-MONEY = ("dollars", "euros", "pounds", "coins")
+# (singular, plural): a drawn amount can be 1 ("in 1 year", "= 1 dollar", "a final 1 mile")
+MONEY = (("dollar", "dollars"), ("euro", "euros"), ("pound", "pounds"), ("coin", "coins"))
 VEHICLES = ("car", "train", "bus", "cyclist", "boat", "truck")
-DIST = ("km", "miles")
+DIST = (("km", "km"), ("mile", "miles"))
+YEARS = ("year", "years")
 CONTAINERS = (("box", "boxes"), ("bag", "bags"), ("basket", "baskets"), ("jar", "jars"))
 MACHINES = ("machine", "printer", "bakery", "factory line")
 
 
 def _count(n: int, obj: tuple[str, str]) -> str:
+    """`n` and the noun in agreement with it: "1 apple", "3 apples" (also for units: the
+    templates draw amounts from ranges that include 1, and "in 1 years" was written until
+    session 21)."""
     return f"{n} {obj[0] if n == 1 else obj[1]}"
+
+
+def _note(bill: int, money: tuple[str, str]) -> str:
+    """What a bill is paid with: "a 50-dollar note", but "50 coins" (there is no coin note)."""
+    return f"{bill} coins" if money[1] == "coins" else f"a {bill}-{money[0]} note"
 
 
 class _Surface:
@@ -119,9 +129,11 @@ class _Surface:
         (self.n1, self.p1, _), (self.n2, _, _), (self.n3, _, _) = phr.rng.sample(names, 3)
         self.obj = phr.pick(OBJECTS, HELDOUT_OBJECTS)
         self.item, self.item2, self.item3 = phr.rng.sample(phr.pool(SHOP, HELDOUT_SHOP + SHOP), 3)
-        self.cur = phr.rng.choice(MONEY)
+        self.money = phr.rng.choice(MONEY)
+        self.cur = self.money[1]  # amounts named with `cur` are always more than one
         self.vehicle = phr.rng.choice(VEHICLES)
-        self.unit = phr.rng.choice(DIST)
+        self.dist = phr.rng.choice(DIST)
+        self.unit = self.dist[1]
         self.box = phr.rng.choice(CONTAINERS)
         self.machine = phr.rng.choice(MACHINES)
 
@@ -169,8 +181,8 @@ def _t1(rng: random.Random, s: _Surface) -> Story:
         return q, [f"{a} - {b} = {a - b}."], a - b, "compare", (a, b)
     a, b = rng.randint(2, 9), rng.randint(1, 9)
     q = s.say(
-        f"{n1} is {a} years old. How old will {p1} be in {b} years?",
-        f"{n1}'s age today is {a}. How old will {n1} be {b} years from now?",
+        f"{n1} is {a} years old. How old will {p1} be in {_count(b, YEARS)}?",
+        f"{n1}'s age today is {a}. How old will {n1} be {_count(b, YEARS)} from now?",
     )
     return q, [f"{a} + {b} = {a + b}."], a + b, "age", (a, b)
 
@@ -210,22 +222,22 @@ def _t2(rng: random.Random, s: _Surface) -> Story:
         return q, lines, a + b - c, "gain_loss", (a, b, c)
     if k == 2:
         a, d, y = rng.randint(3, 15), rng.randint(1, 9), rng.randint(1, 10)
-        yrs = f"year{'s' if d > 1 else ''}"
+        dy, yy = _count(d, YEARS), _count(y, YEARS)
         q = s.say(
-            f"{n1} is {a} years old. {n2} is {d} {yrs} older than {n1}. How old will {n2} be in {y} years?",
-            f"{n2} was born {d} {yrs} before {n1}, who is now {a}. What age will {n2} reach {y} years from today?",
+            f"{n1} is {a} years old. {n2} is {dy} older than {n1}. How old will {n2} be in {yy}?",
+            f"{n2} was born {dy} before {n1}, who is now {a}. What age will {n2} reach {yy} from today?",
         )
         lines = [
             f"{n2} is {a} + {d} = {a + d} years old now.",
-            f"In {y} years: {a + d} + {y} = {a + d + y}.",
+            f"In {yy}: {a + d} + {y} = {a + d + y}.",
         ]
         return q, lines, a + d + y, "ages", (a, d, y)
     if k == 3:
         v, u = s.vehicle, s.unit
         sp, t, e = rng.randint(2, 9) * 10, rng.randint(2, 5), rng.randint(1, 20)
         q = s.say(
-            f"A {v} travels {sp} {u} per hour for {t} hours and then {e} {u} more. How many {u} does it travel in total?",
-            f"Moving at a steady {sp} {u} an hour, a {v} drives for {t} hours, then covers a final {e} {u}. What is the whole distance in {u}?",
+            f"A {v} travels {sp} {u} per hour for {t} hours and then {_count(e, s.dist)} more. How many {u} does it travel in total?",
+            f"Moving at a steady {sp} {u} an hour, a {v} drives for {t} hours, then covers a final {_count(e, s.dist)}. What is the whole distance in {u}?",
         )
         lines = [
             f"In {t} hours: {sp} × {t} = {sp * t} {u}.",
@@ -234,10 +246,12 @@ def _t2(rng: random.Random, s: _Surface) -> Story:
         return q, lines, sp * t + e, "distance", (sp, t, e)
     obj, box = s.obj, s.box
     b, per, extra = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 9)
+    loose = (f"1 loose {obj[0]}", f"1 more {obj[0]} lies") if extra == 1 else \
+        (f"{extra} loose {obj[1]}", f"{extra} more {obj[1]} lie")  # fmt: skip
     q = s.say(
-        f"{n1} has {b} {box[1]} with {per} {obj[1]} in each {box[0]}, and {extra} loose {obj[1]}. "
+        f"{n1} has {b} {box[1]} with {per} {obj[1]} in each {box[0]}, and {loose[0]}. "
         f"How many {obj[1]} does {p1} have?",
-        f"There are {b} {box[1]}, each holding {per} {obj[1]}, and {extra} more {obj[1]} lie on "
+        f"There are {b} {box[1]}, each holding {per} {obj[1]}, and {loose[1]} on "
         f"the table. All of them belong to {n1}. Count {n1}'s {obj[1]}.",
     )
     lines = [
@@ -258,14 +272,14 @@ def _t3(rng: random.Random, s: _Surface) -> Story:
         bill = next(x for x in (20, 50, 100, 200) if x >= total)
         q = s.say(
             f"{n1} buys {c} {item[1]} at {p} {cur} each and a {item2[0]} for {q2} {cur}. "
-            f"{P1} pays with a {bill}-{cur[:-1]} note. How many {cur} of change does {p1} get?",
+            f"{P1} pays with {_note(bill, s.money)}. How many {cur} of change does {p1} get?",
             f"{c} {item[1]} cost {p} {cur} each and one {item2[0]} costs {q2} {cur}. {n1} "
             f"buys all of them and hands over {bill} {cur}. How much change, in {cur}, comes back?",
         )
         lines = [
             f"The {item[1]} cost {c} × {p} = {c * p} {cur}.",
             f"Everything costs {c * p} + {q2} = {total} {cur}.",
-            f"The change is {bill} - {total} = {bill - total} {cur}.",
+            f"The change is {bill} - {total} = {_count(bill - total, s.money)}.",
         ]
         return q, lines, bill - total, "change", (c, p, q2, bill)
     if k == 1:
@@ -288,16 +302,16 @@ def _t3(rng: random.Random, s: _Surface) -> Story:
         a, m, d = rng.randint(3, 12), rng.randint(2, 3), rng.randint(1, 5)
         word = {2: "twice", 3: "three times"}[m]
         q = s.say(
-            f"{n1} is {a} years old. {n2} is {word} as old as {n1}. {n3} is {d} years younger than "
-            f"{n2}. What is the sum of their three ages?",
-            f"{n2}'s age is {word} {n1}'s, and {n1} is {a}. {n3} is {d} years behind {n2}. "
+            f"{n1} is {a} years old. {n2} is {word} as old as {n1}. {n3} is {_count(d, YEARS)} "
+            f"younger than {n2}. What is the sum of their three ages?",
+            f"{n2}'s age is {word} {n1}'s, and {n1} is {a}. {n3} is {_count(d, YEARS)} behind {n2}. "
             f"Add up the ages of {n1}, {n2} and {n3}.",
         )
         b = a * m
         c = b - d
         lines = [
             f"{n2} is {a} × {m} = {b} years old.",
-            f"{n3} is {b} - {d} = {c} years old.",
+            f"{n3} is {b} - {d} = {_count(c, YEARS)} old.",
             f"The sum is {a} + {b} + {c} = {a + b + c}.",
         ]
         return q, lines, a + b + c, "ages", (a, m, d)
@@ -356,7 +370,7 @@ def _t4(rng: random.Random, s: _Surface) -> Story:
             for c, it, p in zip(counts, items, prices, strict=True)
         ]
         lines.append(f"Total: {costs[0]} + {costs[1]} + {costs[2]} = {total} {cur}.")
-        lines.append(f"Change: {bill} - {total} = {bill - total} {cur}.")
+        lines.append(f"Change: {bill} - {total} = {_count(bill - total, s.money)}.")
         return q, lines, bill - total, "change", (*counts, *prices, bill)
     if k == 1:
         cur = s.cur
@@ -373,7 +387,7 @@ def _t4(rng: random.Random, s: _Surface) -> Story:
         saved = sv * w
         lines = [
             f"Saved: {sv} × {w} = {saved} {cur}.",
-            f"After the gift: {saved} - {spend} = {saved - spend} {cur}.",
+            f"After the gift: {saved} - {spend} = {_count(saved - spend, s.money)}.",
             f"Earned: {e} × {d} = {e * d} {cur}.",
             f"Now: {saved - spend} + {e * d} = {saved - spend + e * d} {cur}.",
         ]

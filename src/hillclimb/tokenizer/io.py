@@ -46,6 +46,7 @@ class Tokenizer:
         missing = [t for t in SPECIAL_TOKENS if hf.token_to_id(t) is None]
         if missing:
             raise HillclimbError(f"tokenizer lacks required special tokens: {missing}")
+        _check_special_roles(hf)
 
     # ---- basic contract -------------------------------------------------------------------
     def encode(self, text: str, allow_special: bool = True) -> list[int]:
@@ -360,14 +361,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
         raise HillclimbError(f"cannot read tokenizer {file}: {exc}") from exc
     _check_byte_alphabet(hf, file)
-    template = CHAT_TEMPLATE
-    cfg_file = file.parent / "tokenizer_config.json"
-    if cfg_file.is_file():
-        try:
-            template = json.loads(cfg_file.read_text()).get("chat_template") or CHAT_TEMPLATE
-        except json.JSONDecodeError as exc:
-            raise HillclimbError(f"malformed {cfg_file}: {exc}") from exc
-    return Tokenizer(hf, template)
+    return Tokenizer(hf, _read_chat_template(file.parent / "tokenizer_config.json"))
 
 
 def _check_byte_alphabet(hf: HFTokenizer, file: Path) -> None:
@@ -389,6 +383,57 @@ def _check_byte_alphabet(hf: HFTokenizer, file: Path) -> None:
             f"({shown}{', …' if len(missing) > 8 else ''}): text holding them would be dropped "
             "when encoded; the file is damaged"
         )
+
+
+def _check_special_roles(hf: HFTokenizer) -> None:
+    """Each special token must be an added token marked special. One that is only a plain added
+    token (`"special": false` in a hand-edited or foreign `tokenizer.json`) is matched in text
+    whatever `encode_special_tokens` says, so a user's "<|im_end|>" closed the turn inside
+    `encode_chat`, and `decode(skip_special=True)` kept it (session 21); one that is only a
+    vocabulary entry is never produced from the template's markup at all."""
+    special = {t.content for t in hf.get_added_tokens_decoder().values() if t.special}
+    wrong = [t for t in SPECIAL_TOKENS if t not in special]
+    if wrong:
+        raise HillclimbError(
+            f"tokenizer holds {wrong} but not as special added tokens: text containing those "
+            "strings would be read as the tokens themselves (user text could close a turn); "
+            "the tokenizer.json is damaged or not ours"
+        )
+
+
+def _read_chat_template(cfg_file: Path) -> str:
+    """The chat template of `tokenizer_config.json` (ours when the file or the field is absent),
+    checked here: a config that is not a JSON object, is not UTF-8, or holds a template that is
+    not a string or does not compile was an AttributeError / UnicodeDecodeError / TypeError /
+    jinja2 traceback on load or at the first chat (session 21). transformers' list of named
+    templates is read for its "default" entry."""
+    if not cfg_file.is_file():
+        return CHAT_TEMPLATE
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HillclimbError(f"malformed {cfg_file}: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise HillclimbError(f"malformed {cfg_file}: expected a JSON object")
+    template = cfg.get("chat_template")
+    if isinstance(template, list):  # [{"name": "default", "template": "..."}, ...]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+        if template is None:
+            raise HillclimbError(f"{cfg_file}: chat_template lists no template named 'default'")
+    if not template:
+        return CHAT_TEMPLATE
+    if not isinstance(template, str):
+        raise HillclimbError(
+            f"{cfg_file}: chat_template must be a string, got {type(template).__name__}"
+        )
+    import jinja2
+
+    try:
+        _compiled_template(template)
+    except jinja2.TemplateError as exc:
+        raise HillclimbError(f"{cfg_file}: chat_template does not compile: {exc}") from exc
+    return template
 
 
 def bytelevel_tokenizer() -> Tokenizer:

@@ -45,6 +45,25 @@ class ParsedText:
     tool_calls: list[ToolCall] = field(default_factory=list)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_json(text: str) -> Any:
+    """`json.loads` for model-written text, where every failure is a `json.JSONDecodeError`: a
+    body nested past the recursion limit (RecursionError), an integer of more than 4,300 digits
+    (ValueError) — what a small model stuck in a loop writes — ended the agent loop or the
+    server's request in a traceback (session 21). `NaN` / `Infinity` are refused: they are not
+    JSON, and re-serialised as `NaN` no OpenAI client could read the arguments."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        msg = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise json.JSONDecodeError(msg, text[:200], 0) from None
+
+
 _BLOCK = re.compile(re.escape(TOOL_CALL_START) + r"(.*?)" + re.escape(TOOL_CALL_END), re.DOTALL)
 
 
@@ -57,7 +76,7 @@ def parse_arguments(name: str, raw: Any) -> tuple[dict[str, Any] | None, str, st
     if not isinstance(raw, str):
         return None, json.dumps(raw), f"arguments of {name!r} must be a JSON object"
     try:
-        parsed = json.loads(raw)
+        parsed = loads_json(raw)
     except json.JSONDecodeError as exc:
         return None, raw, f"arguments of {name!r} are not valid JSON: {exc}"
     if not isinstance(parsed, dict):
@@ -95,11 +114,11 @@ def parse_call_json(body: str, call_id: str) -> ToolCall:
     """One `<tool_call>` body: `{"name": str, "arguments": {...} | "json"}`; a body that only
     lacks closing brackets is read closed (`close_json`)."""
     try:
-        obj = json.loads(body.strip())
+        obj = loads_json(body.strip())
     except json.JSONDecodeError as exc:
         closed = close_json(body.strip())
         try:
-            obj = json.loads(closed) if closed is not None else None
+            obj = loads_json(closed) if closed is not None else None
         except json.JSONDecodeError:
             obj = None
         if obj is None:
