@@ -14,7 +14,9 @@ statistics — is shared.
   OpenAI API's limit); stop strings are always applied again on the client, so the text checked is
   the same whichever backend produced it. An unreachable URL, a refused key or an unknown model
   fails at once with a one-line `HillclimbError` naming the URL; a per-item "context exceeded"
-  answer becomes `prompt_too_long` for that item.
+  answer becomes `prompt_too_long` for that item. A busy or restarting server (429, 408, 5xx
+  gateway answers, a dropped connection, a read timeout) is retried with backoff before the run
+  fails: nothing of a suite run is written unless it all succeeded.
 - Sample `i` of item `id` is drawn with a seed derived from (seed, id, i) on both backends (a
   hosted API may treat `seed` as best effort).
 """
@@ -25,6 +27,8 @@ import concurrent.futures
 import hashlib
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -168,6 +172,22 @@ _CONTEXT = re.compile(r"context|maximum.*length|too long", re.I)
 _ROOM = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the (?:prompt|messages)")
 
 
+# answers of a server that is busy or restarting, not of a bad request: retried (`_send`)
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds before retry 1, 2, ...
+MAX_RETRY_AFTER_S = 60.0
+
+
+def _retry_after(header: str | None, default: float) -> float:
+    """Seconds to wait from a `Retry-After` header (delta seconds; an HTTP date or nonsense
+    falls back to `default`), never negative and at most `MAX_RETRY_AFTER_S`."""
+    try:
+        wait = float(header) if header is not None else default
+    except ValueError:
+        wait = default
+    return min(MAX_RETRY_AFTER_S, wait) if wait >= 0 else default
+
+
 def _reason(choice: dict[str, Any]) -> str:
     """A choice's finish reason ("stop" when the server gives none or something odd)."""
     reason = choice.get("finish_reason")
@@ -202,6 +222,11 @@ class HTTPBackend:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=timeout_s, headers=headers)
         self.concurrency = max(1, concurrency)
+        self.retry_delays = RETRY_DELAYS
+        # answers whose server reported no (or no usable) `usage.completion_tokens`: counted as
+        # 0 tokens in the items, so the run's token figures are unknown, not measured (`run_suite`)
+        self.usage_unknown = 0
+        self._lock = threading.Lock()
         models = self._get("/models")
         data = models.get("data") if isinstance(models, dict) else None  # `[]`: no model listed
         ids = [m.get("id") for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
@@ -241,15 +266,34 @@ class HTTPBackend:
         except ValueError:
             raise HillclimbError(f"{self.url}{path} did not answer JSON: {r.text[:200]}") from None
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The JSON answer, or None when the server says the prompt does not fit its context."""
+    def _send(self, path: str, body: dict[str, Any]) -> Any:
+        """POST `body`, retrying what a busy or restarting server answers — 429, 408, 500, 502,
+        503, 504, a dropped connection or a read timeout — up to `len(RETRY_DELAYS)` times,
+        waiting `Retry-After` (capped) or the next delay. Why: a suite's answers are kept only
+        when the whole run succeeds, so one rate-limited request of a hosted API ended an
+        hour of HumanEval samples with nothing written. Other answers return at once."""
         import httpx
 
-        for _ in range(2):
+        for attempt in range(len(self.retry_delays) + 1):
+            last = attempt == len(self.retry_delays)
             try:
                 r = self.client.post(self.url + path, json=body)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if last:
+                    raise self._error(path, exc) from None
+                time.sleep(self.retry_delays[attempt])
+                continue
             except httpx.HTTPError as exc:
                 raise self._error(path, exc) from None
+            if r.status_code not in RETRY_STATUS or last:
+                return r
+            time.sleep(_retry_after(r.headers.get("retry-after"), self.retry_delays[attempt]))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The JSON answer, or None when the server says the prompt does not fit its context."""
+        for _ in range(2):
+            r = self._send(path, body)
             if r.status_code == 200:
                 try:
                     ans = r.json()
@@ -265,7 +309,12 @@ class HTTPBackend:
                     body = {**body, "max_tokens": room}  # what fits, as the engine backend does
                     continue
                 return None
-            raise HillclimbError(f"{self.url}{path} answered HTTP {r.status_code}: {msg}")
+            retried = (
+                f" (after {len(self.retry_delays)} retries)"
+                if r.status_code in RETRY_STATUS
+                else ""
+            )
+            raise HillclimbError(f"{self.url}{path} answered HTTP {r.status_code}{retried}: {msg}")
         return None
 
     def _body(self, r: Request) -> dict[str, Any]:
@@ -293,6 +342,9 @@ class HTTPBackend:
         usage = ans.get("usage")
         toks = usage.get("completion_tokens") if isinstance(usage, dict) else None
         ok = isinstance(toks, int) and not isinstance(toks, bool) and toks >= 0
+        if not ok:
+            with self._lock:  # answers arrive on `concurrency` threads
+                self.usage_unknown += 1
         return ch, toks if ok else 0
 
     def _text(self, path: str, value: Any, what: str) -> str:

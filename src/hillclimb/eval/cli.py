@@ -302,20 +302,25 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
             for g, m in groups.items():
                 t.add_row(g, f"{m['value']:.0%}", str(m["n"]))
             con.print(t)
-    con.print(
-        f"finish reasons {result['finish_reasons']}; {_truncation(result)}; mean completion "
-        f"tokens {result['mean_completion_tokens']:.1f}"
+    unknown = result.get("usage_unknown")
+    tokens = (
+        f"mean completion tokens {result['mean_completion_tokens']:.1f}"
+        if not unknown
+        else f"completion tokens unknown (no usage reported for {unknown} answers)"
     )
+    con.print(f"finish reasons {result['finish_reasons']}; {_truncation(result)}; {tokens}")
     eff = result.get("efficiency") or {}
     if eff:
         per = eff["tokens_per_solved"]
+        why = "unknown" if unknown else "- (none solved)"
         line = f"solved {eff['solved']}/{eff['items']}; completion tokens per solved item " + (
-            f"{per:.1f}" if per is not None else "- (none solved)"
+            f"{per:.1f}" if per is not None else why
         )
         if "cost_per_solved" in eff:
             c = eff["cost_per_solved"]
-            line += "; credits per solved item " + (f"{c:.6g}" if c is not None else "-")
-            line += " (completion tokens only)"
+            line += "; credits per solved item " + (
+                f"{c:.6g} (completion tokens only)" if c is not None else why
+            )
         con.print(line)
 
 
@@ -377,15 +382,57 @@ def _report(
     from hillclimb.io import write_json_atomic
 
     if args.out:
+        target = Path(args.out) / filename
         try:
-            write_json_atomic(Path(args.out) / filename, res)
+            if args.force:
+                write_json_atomic(target, res)
+            else:
+                _write_new(target, res)
         except OSError as exc:
-            raise HillclimbError(f"cannot write {Path(args.out) / filename}: {exc}") from exc
+            raise HillclimbError(f"cannot write {target}: {exc}") from exc
     if args.json:
         print(json.dumps(res, indent=2))
     else:
         printer(res)
     return 0
+
+
+def _write_new(target: Any, res: dict[str, Any]) -> None:
+    """Write `res` to `target` only if no file is there, atomically (a hard link of a complete
+    temporary file, which fails where the name exists).
+
+    Why not check-then-replace: `_check_out` looks before the run, and a second run into the same
+    `--out` that finished first was silently replaced by this one (its file then held the other
+    run's numbers). Now this run's result stays beside it under a name of its own, said in the
+    error, and nothing already stored is replaced."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from hillclimb.errors import HillclimbError
+    from hillclimb.io import write_json_atomic
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{target.stem}.", suffix=".json", dir=target.parent)
+    os.close(fd)
+    write_json_atomic(tmp, res)
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise HillclimbError(
+            f"{target} appeared while this evaluation ran (another run into the same --out?) "
+            f"and was kept; this run's result is in {tmp}"
+        ) from None
+    except OSError:  # a file system without hard links: the check-then-replace of before
+        if target.exists():
+            raise HillclimbError(
+                f"{target} appeared while this evaluation ran and was kept; this run's result "
+                f"is in {tmp}"
+            ) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
 
 
 # Which flags each mode reads: "eval" is the generator-task evaluation (no --suite), the rest

@@ -9,6 +9,7 @@ modules imported each other (issue 16). Now all four import downward, into this 
 from __future__ import annotations
 
 import ast
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,8 +60,17 @@ class SuiteConfig:
             )
         if self.max_tokens is not None and self.max_tokens < 1:
             raise HillclimbError(f"--max-tokens must be >= 1, got {self.max_tokens}")
-        if self.timeout_s <= 0:
-            raise HillclimbError(f"timeout must be > 0 s, got {self.timeout_s}")
+        # `not > 0` rather than `<= 0`: NaN compares false both ways and slipped through to the
+        # sandbox, which refused it only after every answer had been generated
+        if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
+            raise HillclimbError(f"--timeout must be a finite number of seconds > 0, got "
+                                 f"{self.timeout_s}")  # fmt: skip
+        check_sampling(self.temperature, self.top_p)
+        if self.harness_max_steps < 1 or self.harness_concurrency < 1:
+            raise HillclimbError(
+                f"--max-steps and --concurrency must be >= 1, got {self.harness_max_steps} and "
+                f"{self.harness_concurrency}"
+            )
         if self.form not in ("completion", "chat"):
             raise HillclimbError(f"--form must be completion or chat, got {self.form!r}")
         if self.n_items is not None and self.n_items < 1:
@@ -70,6 +80,18 @@ class SuiteConfig:
             from hillclimb.eval.tasks import TaskEvalConfig
 
             TaskEvalConfig(families=self.families, tiers=self.tiers, splits=self.splits).validate()
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Refuse sampling settings no backend can use, before a model loads or a URL is asked.
+
+    Why here: the engine refused a NaN or negative `--temperature` only when the sampled part
+    began (after the whole greedy pass), and a URL backend ended in a `ValueError` traceback
+    (NaN is not JSON) — the same rule the arena applies to its `--temperature` / `--top-p`."""
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise HillclimbError(f"--temperature must be a finite number >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise HillclimbError(f"--top-p must be in (0, 1], got {top_p}")
 
 
 def metric(

@@ -88,6 +88,9 @@ def run_suite(
     finally:
         if own:
             be.close()
+    unknown = int(getattr(be, "usage_unknown", 0) or 0)
+    if unknown:
+        body["usage_unknown"] = unknown
     return {
         "format": SUITE_FORMAT,
         "suite": name,
@@ -116,6 +119,18 @@ def efficiency(body: dict[str, Any], price: tuple[float, float] | None) -> dict[
         "completion_tokens": round(tokens),
         "tokens_per_solved": round(tokens / solved, 1) if solved else None,
     }
+    unknown = body.get("usage_unknown")
+    if unknown:
+        # a server that sends no `usage` read as 0 tokens: "0.0 tokens per solved item, cost 0"
+        # was printed as if measured
+        out.update(completion_tokens=None, tokens_per_solved=None,
+                   tokens_note=f"the server reported no token usage for {unknown} answers: "
+                   "token counts and costs are unknown")  # fmt: skip
+        if price is not None:
+            out.update(price_per_million={"prompt": price[0], "completion": price[1]},
+                       completion_cost=None, cost_per_solved=None,
+                       cost_note="unknown: no token usage reported")  # fmt: skip
+        return out
     if price is not None:
         cost = tokens * price[1] / 1e6
         out.update(

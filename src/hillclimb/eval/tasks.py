@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hillclimb.errors import ConfigError
+from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.eval.metrics import mean_pass_at_k
 from hillclimb.problems.baselines import cell_baselines, summarise
 from hillclimb.rl.rollout import cell_max_tokens
@@ -94,6 +94,12 @@ class TaskEvalConfig:
                 )
         if self.max_tokens_margin < 1.0:
             raise ConfigError("max_tokens_margin must be >= 1")
+        from hillclimb.eval.suite_common import check_sampling
+
+        try:  # now, not when the sampled pass begins after the whole greedy one
+            check_sampling(self.temperature, self.top_p)
+        except HillclimbError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=256)

@@ -62,12 +62,15 @@ class Rollout:
         return self.finish_reason == "length"
 
 
-def _think_tokens(tok: Any, prompt_ids: list[int], completion_ids: list[int]) -> int:
+def _think_tokens(tok: Any, prompt_ids: list[int], completion_ids: list[int]) -> int | None:
     """Generated tokens inside think blocks without their tags, counted by the engine's own
     think tracking (`serve.budget.ThinkState`: the prompt may open the block; a completion may
-    close it and then be truncated), so the count agrees with what a serve-time budget spends."""
+    close it and then be truncated), so the count agrees with what a serve-time budget spends.
+    None for a tokenizer without special-token lookup (`thinking_tokens` then estimates)."""
     from hillclimb.serve.budget import ThinkState
 
+    if not hasattr(tok, "token_id"):
+        return None
     st = ThinkState.for_prompt(tok, prompt_ids, None)
     n = 0
     for t in completion_ids:

@@ -127,7 +127,7 @@ def _results(args: argparse.Namespace) -> int:
     print(f"{len(votes)} votes in {path}")
     print(f"{'rank':>4}  {'rating':>6}  {'95% interval':>13}  {'votes':>5}  W/T/B/L  model")
     for r in ratings:
-        ci = "-" if r.ci_low is None else f"{r.ci_low:.0f}-{r.ci_high:.0f}"
+        ci = r.interval_text()
         print(
             f"{r.rank:>4}  {r.rating:>6.0f}  {ci:>13}  {r.games:>5}  "
             f"{r.wins}/{r.ties}/{r.both_bad}/{r.losses}  {r.model}"

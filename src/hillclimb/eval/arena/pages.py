@@ -134,9 +134,8 @@ def battle_page(b: Battle, csrf: str, voter: str) -> str:
 
 
 def _ci(r: ModelRating) -> str:
-    if r.ci_low is None or r.ci_high is None:
-        return "–"
-    return f"{r.ci_low:.0f} – {r.ci_high:.0f}"
+    text = r.interval_text(" – ")
+    return "–" if text == "-" else text
 
 
 def results_page(

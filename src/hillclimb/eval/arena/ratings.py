@@ -45,6 +45,12 @@ A_WINS, B_WINS, TIE, BOTH_BAD = "a", "b", "tie", "both_bad"
 OUTCOME_SCORE = {A_WINS: 1.0, B_WINS: 0.0, TIE: 0.5, BOTH_BAD: 0.5}
 
 
+NO_FIT = (
+    "no finite Bradley–Terry fit: some model never won or never lost against the others (the win "
+    "graph is not strongly connected); use prior > 0"
+)
+
+
 @dataclass(frozen=True)
 class Game:
     """One vote between two different models; `outcome` is one of OUTCOME_SCORE's keys."""
@@ -79,6 +85,15 @@ class ModelRating:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def interval_text(self, sep: str = "-") -> str:
+        """The interval as shown: "-" without one; an end no finite bound reaches (`prior=0`
+        resamples without a finite fit) as "-inf" / "+inf"."""
+        if self.ci_low is None and self.ci_high is None:
+            return "-"
+        lo = "-inf" if self.ci_low is None else f"{self.ci_low:.0f}"
+        hi = "+inf" if self.ci_high is None else f"{self.ci_high:.0f}"
+        return f"{lo}{sep}{hi}"
 
 
 def _check_games(models: Sequence[str], games: Sequence[Game]) -> dict[str, int]:
@@ -141,10 +156,7 @@ def fit_log_strengths(
     if prior == 0:
         for b in range(w.shape[0]):
             if not _strongly_connected(w[b]):
-                raise HillclimbError(
-                    "no finite Bradley–Terry fit: some model never won or never lost against the "
-                    "others (the win graph is not strongly connected); use prior > 0"
-                )
+                raise HillclimbError(NO_FIT)
     games = w + np.swapaxes(w, 1, 2)  # N_ij
     wins = w.sum(axis=2)  # W_i
     p = np.ones(w.shape[:2])
@@ -160,6 +172,50 @@ def fit_log_strengths(
         raise HillclimbError(f"the Bradley–Terry fit did not converge in {max_iter} iterations")
     logp = np.log(p)
     return logp[0] if single else logp
+
+
+def _bootstrap_bounds(wb: np.ndarray, cfg: RatingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bounds per model over the bootstrap win matrices `wb` [B, n, n].
+
+    With `prior=0` a resample can lack a finite fit even when the votes have one (4 votes 3:1 —
+    a third of the resamples hold only the 3 wins): its ratings are infinite in some direction.
+    Such a resample counts as -inf for the lower bound and +inf for the upper bound of every
+    model (the conservative reading), so a bound it reaches is unbounded (None) rather than the
+    whole rating refused — before, one such resample made `rate` raise "some model never won or
+    never lost", which the votes themselves contradicted."""
+    ok = np.array([cfg.prior > 0 or _strongly_connected(m) for m in wb])
+    n = wb.shape[1]
+    boot = np.zeros((len(wb), n))
+    if ok.any():
+        boot[ok] = to_elo(fit_log_strengths(wb[ok], cfg.prior, tol=cfg.tol, max_iter=cfg.max_iter))
+    alpha = (1.0 - cfg.confidence) / 2.0
+    if ok.all():
+        return np.quantile(boot, alpha, axis=0), np.quantile(boot, 1.0 - alpha, axis=0)
+    low = np.where(ok[:, None], boot, -np.inf)
+    high = np.where(ok[:, None], boot, np.inf)
+    # "lower"/"higher": never interpolate between a finite value and an infinite one
+    return (
+        np.quantile(low, alpha, axis=0, method="lower"),
+        np.quantile(high, 1.0 - alpha, axis=0, method="higher"),
+    )
+
+
+# ratings closer than this (Elo points) are the same rating: the fit converges to ~1e-7
+RANK_TOL = 1e-6
+
+
+def _rank(point: np.ndarray, i: int) -> int:
+    """1 + the number of models rated higher (competition ranking: 1, 1, 3). Why not the
+    position in the sorted list: models the votes cannot tell apart (all ties, 1:1) got ranks 1
+    and 2 by the alphabetical order of their names."""
+    return 1 + int((point > point[i] + RANK_TOL).sum())
+
+
+def _finite(bound: np.ndarray | None, i: int) -> float | None:
+    """A bound as a float, None when there is no bootstrap or the bound is unbounded."""
+    if bound is None or not math.isfinite(float(bound[i])):
+        return None
+    return float(bound[i])
 
 
 def to_elo(log_strength: np.ndarray) -> np.ndarray:
@@ -182,9 +238,7 @@ def rate(
         rng = np.random.default_rng(cfg.seed)
         counts = rng.multinomial(len(games), np.full(len(games), 1.0 / len(games)), cfg.n_bootstrap)
         wb = (counts @ contrib).reshape(cfg.n_bootstrap, n, n)
-        boot = to_elo(fit_log_strengths(wb, cfg.prior, tol=cfg.tol, max_iter=cfg.max_iter))
-        alpha = (1.0 - cfg.confidence) / 2.0
-        lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+        lo, hi = _bootstrap_bounds(wb, cfg)
     tallies = {m: {"games": 0, "wins": 0, "losses": 0, "ties": 0, "both_bad": 0} for m in models}
     for g in games:
         for m in (g.a, g.b):
@@ -201,10 +255,10 @@ def rate(
     return [
         ModelRating(
             model=models[i],
-            rank=r + 1,
+            rank=_rank(point, i),
             rating=float(point[i]),
-            ci_low=None if lo is None else float(lo[i]),
-            ci_high=None if hi is None else float(hi[i]),
+            ci_low=_finite(lo, i),
+            ci_high=_finite(hi, i),
             **tallies[models[i]],
         )
         for r, i in enumerate(order)
