@@ -383,6 +383,20 @@ class Recipe:
     def data_config(self) -> Any:
         return build_data_config(self.data)
 
+    def pretrain_overrides(self, m: str) -> dict[str, Any]:
+        """ModelConfig fields model `m` is pre-trained with: `[models.m] overrides`, then
+        `[pretrain]` / `[pretrain.m]` `model_overrides` (the later wins)."""
+        return {**self.models[m]["overrides"], **(self.pretrain[m].get("model_overrides") or {})}
+
+    def context(self, m: str) -> int:
+        """Model `m`'s context after SFT — what the harness's `LocalClient` reads from the
+        checkpoint to choose how it renders tools: preset, the pre-training overrides, then
+        `[sft]` / `[sft.m]` `model_overrides`."""
+        from hillclimb.model.config import get_preset
+
+        over = {**self.pretrain_overrides(m), **(self.sft[m].get("model_overrides") or {})}
+        return int(get_preset(self.models[m]["preset"]).replace(**over).max_seq_len)
+
 
 def build_data_config(table: dict[str, Any]) -> Any:
     """`DataConfig` from a `[data]` table (validated by the data pipeline's own filler)."""
@@ -532,6 +546,13 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
                 cfg = cls.from_dict(eff)
             except (TypeError, ConfigError) as exc:
                 raise ConfigError(f"[{table}] for {m}: {exc}") from exc
+            if cfg.model_overrides:  # applied over [models.NAME] overrides: fields checked now
+                try:
+                    get_preset(models[m]["preset"]).replace(
+                        **{**models[m]["overrides"], **cfg.model_overrides}
+                    )
+                except (TypeError, ConfigError) as exc:
+                    raise ConfigError(f"[{table}] for {m}: model_overrides: {exc}") from exc
             ctx = cfg.model_overrides.get("max_seq_len", contexts[m])
             if isinstance(ctx, int) and cfg.seq_len > ctx:
                 raise ConfigError(
@@ -579,6 +600,12 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
                 raise ConfigError(f"[sft_data] for {m}: tier {t} not in {list(P.TIERS)}")
         if isinstance(eff["n"], list) and len(eff["n"]) != len(eff["tiers"]):
             raise ConfigError(f"[sft_data] for {m}: `n` as a list must align with `tiers`")
+        if not (eff["tiers"] and any(ns)) and not any(eff[k] for k in counts + ["flywheel"]):
+            # found now, not by the sft-data stage after the data build and pre-training
+            raise ConfigError(
+                f"[sft_data] for {m}: makes no SFT example (n = 0 or no tiers, and no "
+                f"{', '.join(counts)} or flywheel); the SFT stage needs at least one"
+            )
         if eff["seed"] is None:
             eff["seed"] = seed
         if not isinstance(eff["flywheel"], list) or not all(
@@ -633,6 +660,12 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         raise ConfigError(f"[eval]: {exc}") from None
     from hillclimb.data.decontam import coverage_gap
 
+    report = dict(raw.get("report", {}))
+    if report:  # no key is read yet: a `title` or `samples` here would change nothing, silently
+        raise ConfigError(
+            f"[report]: unknown key(s) {sorted(report)}; the report stage takes no settings "
+            "(its sample count is [eval] samples; remove the table)"
+        )
     gap = coverage_gap(
         data_cfg.decontaminate,
         int(ev["seed"]),
@@ -646,7 +679,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
 
     return Recipe(
         name=path.stem, path=path, raw=raw, seed=seed, data=data, tokenizer=tok, models=models,
-        pretrain=pretrain, sft=sft, sft_data=sft_data, eval=ev, report=dict(raw.get("report", {})),
+        pretrain=pretrain, sft=sft, sft_data=sft_data, eval=ev, report=report,
         rl=rl, rl_harness=rl_harness_tables(raw, names, seed),
     )  # fmt: skip
 
@@ -664,6 +697,20 @@ def describe_change(old: Any, new: Any, prefix: str = "") -> list[str]:
             else:
                 out += describe_change(old[k], new[k], p)
         return out
+    nested = (dict, list)
+    if (
+        isinstance(old, list)
+        and isinstance(new, list)
+        and len(old) == len(new)
+        and any(isinstance(x, nested) for x in old + new)
+    ):
+        # per item: one changed glob of one `[[data.sources]]` entry is that key, not both lists
+        # of every source printed whole
+        return [
+            line
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for line in describe_change(a, b, f"{prefix}[{i}]")
+        ]
     if old != new:
         return [f"{prefix or 'value'}: {old!r} -> {new!r}"]
     return []

@@ -45,7 +45,8 @@ def registry_stage(c: Climb, d: Path) -> dict[str, Any]:
 
     if c.registry is False:
         return {"skipped": "registry disabled (--no-registry)"}
-    where = registry_path(c.registry if isinstance(c.registry, Path) else None)
+    # absolute: a re-run from another directory compares it with its own `--registry`
+    where = registry_path(c.registry if isinstance(c.registry, Path) else None).absolute()
     out: dict[str, Any] = {"registry": str(where), "models": {}}
     try:
         with Registry(where) as reg:

@@ -446,6 +446,20 @@ def _quote(text: str, limit: int = 600) -> str:
     return "\n".join("    " + ln for ln in (t or "(empty)").splitlines())
 
 
+def _cell_step(evals: dict[str, Any]) -> str:
+    """The report's "one item moves a cell by 100/n points" clause, with n the cell sizes these
+    evaluations used (their own `n_per_tier`). Why read back: the sentence said "cells of 20
+    items move by 5 points per item" whatever `[eval] n_per_tier` was (one item: 100 points)."""
+    sizes = set()
+    for e in evals.values():
+        settings = ((e.get("rl") or e.get("sft") or {}).get("tasks") or {}).get("settings") or {}
+        n = settings.get("n_per_tier")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            sizes.add(n)
+    parts = [f"{n} item{'s' if n != 1 else ''} per cell: {100 / n:.3g}" for n in sorted(sizes)]
+    return f"; one item moves a cell by 100/n points ({', '.join(parts)})" if parts else ""
+
+
 def write_report(c: Climb, d: Path) -> dict[str, Any]:
     from hillclimb.climb.state import stage_timings
 
@@ -526,8 +540,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         "solution + 16 unless the recipe fixes it.",
         "",
         "What these numbers do not show: the models' behaviour on problems outside our "
-        "generators (HumanEval and other suites are separate), or on longer contexts; cells of 20 "
-        "items move by 5 points per item.",
+        "generators (HumanEval and other suites are separate), or on longer contexts"
+        + _cell_step(evals)
+        + ".",
         "",
     ]
     for m in r.model_names:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -73,6 +74,33 @@ def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
         ai_scorer=checkpoint_scorer(cfg.ai_content),
     )
     return {"totals": card.get("totals", {}), "corpus": str(d / "corpus")}
+
+
+PATH_SOURCES = ("tree", "git", "jsonl", "parquet")
+
+
+def _check_sources_exist(recipe: Recipe) -> None:
+    """Refuse a `[[data.sources]]` path that is not there, before the data stage starts.
+    Why: the data build records a missing source as one `missing_source` ingest skip and goes
+    on, so a typo in a user's corpus path (or a relative path meant from the shell's directory,
+    not the recipe's) gave a climb trained on the other sources alone — the generators' problems
+    — with nothing said. Checked only when the data stage is about to run, not at load: a
+    finished climb never reads its sources again, so moving them afterwards costs nothing."""
+    raw = recipe.raw.get("data", {}).get("sources") or []
+    for i, src in enumerate(recipe.data_config().sources):
+        if src.kind in PATH_SOURCES and src.path and not Path(src.path).exists():
+            given = raw[i].get("path") if i < len(raw) and isinstance(raw[i], dict) else None
+            relative = isinstance(given, str) and not given.startswith(("/", "~", "{"))
+            how = (
+                f" (the recipe says {given!r}; a relative path is resolved from the recipe's "
+                f"directory {recipe.path.parent})"
+                if relative
+                else ""
+            )
+            raise ConfigError(
+                f"[data] source {src.name or src.kind!r}: {src.path} does not exist{how}; "
+                "fix the path or remove the source"
+            )
 
 
 def _tokenizer(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
@@ -139,7 +167,9 @@ def _pretrain(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
                 "data": c.shards_dir,
                 "tokenizer": c.tokenizer_dir,
                 "preset": spec["preset"],
-                "model_overrides": spec["overrides"],
+                # [models.NAME] overrides with [pretrain] model_overrides on top (the recipe
+                # accepts both; the second was replaced by the first, silently)
+                "model_overrides": c.recipe.pretrain_overrides(model),
                 "resume": True,
             }
         )
@@ -152,13 +182,14 @@ def _pretrain(model: str) -> Callable[[Climb, Stage, Path], dict[str, Any]]:
 
 def _sft_data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.climb.sft_mixture import build_sft_file
-    from hillclimb.model.config import get_preset
 
     out = {}
     for m in c.recipe.model_names:
         seq = int(c.recipe.sft[m].get("seq_len", 256))
-        # the model's context decides how tool schemas are rendered (as the harness shows them)
-        ctx = get_preset(c.recipe.models[m]["preset"]).max_seq_len
+        # the model's context decides how tool schemas are rendered (as the harness shows them):
+        # the trained checkpoint's, overrides included (the preset's alone rendered compact tools
+        # for a model the harness then showed the full ones)
+        ctx = c.recipe.context(m)
         out[m] = build_sft_file(
             c.recipe.sft_data[m], c.corpus, d / f"{m}.jsonl", seq, ctx, c.tokenizer_dir
         )
@@ -416,6 +447,24 @@ def _registry(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     return registry_stage(c, d)
 
 
+def _same_registry(c: Climb, result: dict[str, Any]) -> bool:
+    """Whether a completed registry stage registered into the registry this invocation names
+    (`--registry`, the default state directory's, or none for `--no-registry`). Why: the choice
+    is an option, not a recipe key, so it is in no stage hash; a climb finished with
+    `--no-registry` and re-run with `--registry FILE` skipped the stage, registered nothing and
+    printed "registry disabled (--no-registry)". A different target re-runs the stage (cheap:
+    registering is idempotent and a stored decision is reused) and the report after it;
+    `--no-registry` keeps what an earlier run registered (and its gate in the report)."""
+    from hillclimb.registry.db import registry_path
+
+    if c.registry is False:  # nothing to register now; what an earlier run registered stays
+        return True
+    if "skipped" in result or not isinstance(result.get("registry"), str):
+        return False
+    want = registry_path(c.registry if isinstance(c.registry, Path) else None)
+    return Path(result["registry"]).resolve() == want.resolve()
+
+
 def _report(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.climb.html_report import write_html_report
     from hillclimb.climb.report import write_report
@@ -498,7 +547,9 @@ def plan(recipe: Recipe) -> list[Stage]:
     stages.append(Stage("eval", "", {"eval": r.eval}, ["shards"] + finals, _eval))
     # register checkpoints + evals, promotion gate (docs/areas/registry.md); the report's
     # parents stay ["eval"] so adding this stage left finished climbs' report hashes valid
-    stages.append(Stage("registry", "", {"gate": GATE_SETTINGS}, ["eval"], _registry))
+    stages.append(
+        Stage("registry", "", {"gate": GATE_SETTINGS}, ["eval"], _registry, current=_same_registry)
+    )
     stages.append(Stage("report", "report", {"report": r.report}, ["eval"], _report))
     _check_unique_keys(r, stages)
     hashes: dict[str, str] = {}
@@ -598,6 +649,7 @@ def run_climb(
 def _climb(c: Climb, restart_from: str | None, print_summary: bool) -> dict[str, Any]:
     _check_run_dir(c.out)
     restart_at = resolve_stage(c.stages, restart_from) if restart_from is not None else None
+    stale = _stale_stage_dirs(c, restart_at)
     # Validate every marker that stays before doing any work or removing anything: a refused run
     # (a kept stage was made with another recipe) leaves the run directory as it was.
     kept = c.stages if restart_at is None else c.stages[:restart_at]
@@ -608,18 +660,24 @@ def _climb(c: Climb, restart_from: str | None, print_summary: bool) -> dict[str,
         if done is not None:
             if done.get("hash") != s.hash:
                 raise _mismatch(c, s, done, "completed")
-            continue
+            if s.current is None or s.current(c, done.get("result") or {}):
+                continue
+            c.say(f"{s.key}: complete, but not for this invocation's options: runs again")
         started = read_json(d / STARTED)
         if started is not None and started.get("hash") != s.hash:
             raise _mismatch(c, s, started, "started")
         if first_todo is None:
             first_todo = i
+    if restart_at == 0 or first_todo == 0:  # the data build runs: its sources must be there
+        _check_sources_exist(c.recipe)
     # only an accepted run writes climb.json and the recipe copy: a refused one (another recipe,
     # an unknown --restart-from) must leave RUN/recipe.toml describing the run that is there
     _open_run_dir(c)
     if restart_at is not None:
         for s in c.stages[restart_at:]:
             _remove(c.out / s.dirname)
+        for d in stale:  # laid out by another plan at or after the restart: redone now
+            _remove(d)
         c.log(event="restart", stage=c.stages[restart_at].key)
         c.say(f"restarting from {c.stages[restart_at].key}: removed it and every later stage")
         if first_todo is None:
@@ -694,6 +752,56 @@ def _climb(c: Climb, restart_from: str | None, print_summary: bool) -> dict[str,
     if print_summary:
         print_summary_table(summary)
     return summary
+
+
+STAGE_DIR = re.compile(r"(\d+)-.+")
+
+
+def _stage_number(dirname: str) -> int | None:
+    m = STAGE_DIR.fullmatch(dirname)
+    return int(m.group(1)) if m else None
+
+
+def _stale_stage_dirs(c: Climb, restart_at: int | None) -> list[Path]:
+    """Stage directories in RUN that this recipe's plan does not name; refused unless
+    `--restart-from` removes them. Why: stage directories are numbered by the recipe's
+    `[models]` order and stage tables, so reordering the models or adding `[rl]` after a climb
+    renumbers every later stage; the old `05-pretrain-thinking/` then stayed beside the new
+    `04-pretrain-thinking/`, a re-run removed "later stages" by their new names only, and the
+    summary's and report's stage times mixed the two layouts. A stage directory is one holding
+    a marker or `_started.json` (anything else in RUN is left alone)."""
+    if not c.out.is_dir():
+        return []
+    planned = {s.dirname for s in c.stages}
+    stale = sorted(
+        (
+            d
+            for d in c.out.iterdir()
+            if d.is_dir()
+            and d.name not in planned
+            and _stage_number(d.name) is not None
+            and ((d / MARKER).exists() or (d / STARTED).exists())
+        ),
+        key=lambda d: (_stage_number(d.name), d.name),
+    )
+    if not stale:
+        return []
+    first = min(_stage_number(d.name) or 0 for d in stale)
+    # the first stage of this plan laid out at or after the oldest stale position: everything
+    # from there on was numbered differently when it ran
+    at = next(
+        (i for i, s in enumerate(c.stages) if (_stage_number(s.dirname) or 10**9) >= first),
+        len(c.stages) - 1,
+    )
+    if restart_at is not None and restart_at <= at:
+        return stale
+    names = ", ".join(d.name for d in stale[:6]) + (" …" if len(stale) > 6 else "")
+    raise HillclimbError(
+        f"{c.out} holds stage directories this recipe does not plan ({names}): the stage list "
+        "changed since they ran (the [models] order and the rl/rl_harness tables number the "
+        f"stages); re-run with --restart-from {c.stages[at].key} to remove them and redo that "
+        "stage and every later one, or choose a new --out"
+    )
 
 
 def _check_run_dir(out: Path) -> None:

@@ -39,6 +39,9 @@ class Stage:
     fn: Callable[[Climb, Stage, Path], dict[str, Any]]
     hash: str = ""
     keep_partial: bool = False  # resumable: keep an unfinished stage's contents on re-run
+    # for a stage whose outputs depend on this invocation's options, not only on the recipe:
+    # False when a completed stage's result does not fit them (the stage runs again)
+    current: Callable[[Climb, dict[str, Any]], bool] | None = None
 
 
 @dataclass
