@@ -65,6 +65,8 @@ class SuiteConfig:
         if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
             raise HillclimbError(f"--timeout must be a finite number of seconds > 0, got "
                                  f"{self.timeout_s}")  # fmt: skip
+        from hillclimb.eval.tasks import check_sampling
+
         check_sampling(self.temperature, self.top_p)
         if self.harness_max_steps < 1 or self.harness_concurrency < 1:
             raise HillclimbError(
@@ -80,18 +82,6 @@ class SuiteConfig:
             from hillclimb.eval.tasks import TaskEvalConfig
 
             TaskEvalConfig(families=self.families, tiers=self.tiers, splits=self.splits).validate()
-
-
-def check_sampling(temperature: float, top_p: float) -> None:
-    """Refuse sampling settings no backend can use, before a model loads or a URL is asked.
-
-    Why here: the engine refused a NaN or negative `--temperature` only when the sampled part
-    began (after the whole greedy pass), and a URL backend ended in a `ValueError` traceback
-    (NaN is not JSON) — the same rule the arena applies to its `--temperature` / `--top-p`."""
-    if not (temperature >= 0 and math.isfinite(temperature)):
-        raise HillclimbError(f"--temperature must be a finite number >= 0, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise HillclimbError(f"--top-p must be in (0, 1], got {top_p}")
 
 
 def metric(

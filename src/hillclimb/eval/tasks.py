@@ -21,6 +21,7 @@ Rollouts go through `rl.rollout.rollout_and_check`, the same function RL uses fo
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -94,12 +95,22 @@ class TaskEvalConfig:
                 )
         if self.max_tokens_margin < 1.0:
             raise ConfigError("max_tokens_margin must be >= 1")
-        from hillclimb.eval.suite_common import check_sampling
-
         try:  # now, not when the sampled pass begins after the whole greedy one
             check_sampling(self.temperature, self.top_p)
         except HillclimbError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Refuse sampling settings no backend can use, before a model loads or a URL is asked.
+
+    Why here (and not in suite_common, which imports this module): the engine refused a NaN or negative `--temperature` only when the sampled part
+    began (after the whole greedy pass), and a URL backend ended in a `ValueError` traceback
+    (NaN is not JSON) — the same rule the arena applies to its `--temperature` / `--top-p`."""
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise HillclimbError(f"--temperature must be a finite number >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise HillclimbError(f"--top-p must be in (0, 1], got {top_p}")
 
 
 @functools.lru_cache(maxsize=256)
