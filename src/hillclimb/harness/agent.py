@@ -174,12 +174,32 @@ def run_episode(
     if telemetry is not None:
         telemetry.start_episode(ep)
     tmp = Path(tempfile.mkdtemp(prefix="hc-episode-"))
-    ws = tmp / "repo"
+    try:
+        _play_and_grade(ep, task, client, lim, telemetry, t_start, tmp / "repo", keep_workspace)
+    finally:  # also when interrupted (Ctrl-C): the workspace copy never outlives the episode
+        shutil.rmtree(tmp, ignore_errors=True)
+    if telemetry is not None:
+        telemetry.finish_episode(ep)
+    return ep
+
+
+def _play_and_grade(
+    ep: Episode,
+    task: Task,
+    client: ModelClient,
+    lim: EpisodeLimits,
+    telemetry: EpisodeRecorder | None,
+    t_start: float,
+    ws: Path,
+    keep_workspace: str | Path | None,
+) -> None:
+    """The tool loop in workspace `ws`, then the grade of what it left (run_episode's body)."""
     try:
         copy_tree(task.repo, ws)
         tools = ToolBox(
             ws, run_timeout_s=min(lim.run_timeout_s or task.limits.test_timeout_s, task.limits.test_timeout_s),
             memory_mb=task.limits.memory_mb, env=dict(task.env), unsafe=lim.unsafe,
+            deadline=t_start + lim.wall_s,
         )  # fmt: skip
         ep.messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -208,10 +228,6 @@ def run_episode(
         dest = Path(keep_workspace)
         shutil.rmtree(dest, ignore_errors=True)
         copy_tree(ws, dest)  # links as links; a model's FIFOs and sockets are left out
-    shutil.rmtree(tmp, ignore_errors=True)
-    if telemetry is not None:
-        telemetry.finish_episode(ep)
-    return ep
 
 
 def _record_tokens(ep: Episode, result: Any) -> None:

@@ -29,6 +29,7 @@ call, unknown tool) are not errors here: they become tool calls with `error` set
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -237,11 +238,32 @@ class OpenAIClient:
             parsed = parse_assistant_text(content)
             content, calls = parsed.content, parsed.tool_calls
             reasoning = reasoning or parsed.reasoning
-        usage_raw = data.get("usage") or {}
-        usage = Usage(
-            int(usage_raw.get("prompt_tokens") or 0), int(usage_raw.get("completion_tokens") or 0)
-        )
+        usage = _usage(data.get("usage"))
+        if not isinstance(reasoning, str):  # the trajectory and the chat template want text
+            reasoning = None if reasoning is None else json.dumps(reasoning)[:20000]
         return ChatResult(content, reasoning, calls, usage, choice.get("finish_reason"), data)
+
+
+def _usage(raw: Any) -> Usage:
+    """An endpoint's token counts: absent ones are 0; anything but a whole, non-negative number
+    is the service's failure (ModelError), not a harness crash — and a negative count would
+    lower the episode's total below its token budget."""
+    if raw is None:
+        return Usage()
+    if not isinstance(raw, dict):
+        raise ModelError(f"malformed chat completion: usage is not an object: {str(raw)[:200]}")
+    counts = []
+    for key in ("prompt_tokens", "completion_tokens"):
+        v = raw.get(key)
+        if v is None:
+            v = 0
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or v < 0 or v != int(v):
+            raise ModelError(
+                f"malformed chat completion: usage.{key} is not a token count: {v!r}"[:300]
+            )
+        counts.append(int(v))
+    return Usage(*counts)
 
 
 # ---- local checkpoints ------------------------------------------------------------------------

@@ -163,6 +163,28 @@ def _grade_copy(
     return res
 
 
+def _clear_hidden_only_dirs(task: Task, ws: Path) -> None:
+    """Empty each directory the hidden tests bring that `repo/` does not have (the destination
+    and its subdirectories): whatever is there, the agent or patch made, and it must not run as
+    part of the tests. `python tests/verify.py` puts tests/ first on `sys.path`, so a planted
+    `tests/json.py` ran inside a terminal task's verifier and could exit 0 for it; an agent's own
+    failing `tests/test_x.py` would count against a refactor's green run. A directory repo/ has
+    (`.`, or a repo's own tests/) keeps the agent's files: new modules are legitimate there."""
+    dirs = [Path(task.hidden_tests_dest)] + sorted(
+        Path(task.hidden_tests_dest) / p.relative_to(task.hidden_tests)
+        for p in task.hidden_tests.rglob("*")
+        if p.is_dir() and not p.is_symlink()
+    )
+    for rel in dirs:
+        if (task.repo / rel).is_dir():
+            continue
+        here = ws / rel
+        if here.is_symlink() or here.is_file():
+            here.unlink()
+        elif here.is_dir():
+            shutil.rmtree(here)
+
+
 def _install_hidden_tests(task: Task, ws: Path) -> None:
     """Copy the hidden tests in. A symlink on their way (a patch or an agent can leave
     `tests -> /somewhere` or `tests/test_x.py -> ...`) is removed first: copying follows links,
@@ -183,6 +205,7 @@ def _install_hidden_tests(task: Task, ws: Path) -> None:
             target.unlink()
         elif not is_dir and target.is_dir():
             shutil.rmtree(target)  # copying a file onto a directory would land inside it
+    _clear_hidden_only_dirs(task, ws)  # after the loop: no symlink is left on these paths
     copy_tree(task.hidden_tests, dest)
 
 

@@ -17,13 +17,19 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
+from hillclimb.sandbox.fs import copy_file
 
 IGNORED_DIRS = {".git", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
 IGNORED_SUFFIXES = (".pyc", ".pyo")
+# Larger files are not diffed (listed in `TreeDiff.skipped_large`): the same bound as what the
+# tools let a model view or edit. A workspace may hold gigabytes (its disk quota), and difflib
+# over a big log an agent's command wrote ran for minutes in the harness process, outside the
+# sandbox's memory limit, and put every line into the trajectory.
+MAX_DIFF_FILE_BYTES = 2_000_000
 
 
 def _special(p: Path) -> bool:
@@ -74,7 +80,19 @@ def _same(a: Path, b: Path) -> bool:
     a_link, b_link = a.is_symlink(), b.is_symlink()
     if a_link or b_link:
         return a_link and b_link and os.readlink(a) == os.readlink(b)
-    return a.read_bytes() == b.read_bytes()
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:  # in blocks: either may be huge
+        while True:
+            block = fa.read(1 << 20)
+            if block != fb.read(1 << 20):
+                return False
+            if not block:
+                return True
+
+
+def _too_large(p: Path | None) -> bool:
+    return p is not None and not p.is_symlink() and os.path.getsize(p) > MAX_DIFF_FILE_BYTES
 
 
 def _split_lines(text: str) -> list[str]:
@@ -90,8 +108,9 @@ def _split_lines(text: str) -> list[str]:
 @dataclass
 class TreeDiff:
     patch: str
-    changed: list[str]
-    skipped_binary: list[str]
+    changed: list[str]  # the files the patch changes
+    skipped_binary: list[str]  # binaries and symlinks: changed, but not in the patch
+    skipped_large: list[str] = field(default_factory=list)  # over MAX_DIFF_FILE_BYTES: likewise
 
 
 def diff_trees(old_root: str | os.PathLike[str], new_root: str | os.PathLike[str]) -> TreeDiff:
@@ -100,9 +119,13 @@ def diff_trees(old_root: str | os.PathLike[str], new_root: str | os.PathLike[str
     chunks: list[str] = []
     changed: list[str] = []
     skipped: list[str] = []
+    large: list[str] = []
     for rel in sorted(set(old_files) | set(new_files)):
         a_p, b_p = old_files.get(rel), new_files.get(rel)
         if a_p is not None and b_p is not None and _same(a_p, b_p):
+            continue
+        if _too_large(a_p) or _too_large(b_p):
+            large.append(rel)
             continue
         a, b = _read_text(a_p), _read_text(b_p)
         if a is None or b is None:
@@ -110,20 +133,44 @@ def diff_trees(old_root: str | os.PathLike[str], new_root: str | os.PathLike[str
             continue
         changed.append(rel)
         chunks.append(unified_file_diff(rel, a if a_p else None, b if b_p else None))
-    return TreeDiff(patch="".join(chunks), changed=changed, skipped_binary=skipped)
+    return TreeDiff(
+        patch="".join(chunks), changed=changed, skipped_binary=skipped, skipped_large=large
+    )
+
+
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f",
+              "\r": "\\r", '"': '\\"', "\\": "\\\\"}  # fmt: skip
+
+
+def _patch_name(prefix: str, rel: str) -> str:
+    """`prefix + rel` as a diff header names it: C-quoted, as git writes it, when it holds a
+    control character (a raw tab or newline splits the header line, and `git apply` refused the
+    whole patch); other names, UTF-8 included, stay as they are (both readers accept them)."""
+    name = prefix + rel
+    if not any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        return name
+    out = []
+    for c in name:
+        if c in _C_ESCAPES:
+            out.append(_C_ESCAPES[c])
+        elif ord(c) < 0x20 or c == "\x7f":
+            out.append(f"\\{ord(c):03o}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
 
 
 def unified_file_diff(rel: str, old: str | None, new: str | None) -> str:
     """A git-style diff for one file; `None` means the file does not exist on that side."""
-    header = f"diff --git a/{rel} b/{rel}\n"
+    header = f"diff --git {_patch_name('a/', rel)} {_patch_name('b/', rel)}\n"
     if old is None:
         header += "new file mode 100644\n"
     elif new is None:
         header += "deleted file mode 100644\n"
     a_lines = _split_lines(old or "")
     b_lines = _split_lines(new or "")
-    fromfile = f"a/{rel}" if old is not None else "/dev/null"
-    tofile = f"b/{rel}" if new is not None else "/dev/null"
+    fromfile = _patch_name("a/", rel) if old is not None else "/dev/null"
+    tofile = _patch_name("b/", rel) if new is not None else "/dev/null"
     body = []
     for line in difflib.unified_diff(a_lines, b_lines, fromfile=fromfile, tofile=tofile, n=3):
         if line.startswith(("--- ", "+++ ")):
@@ -191,6 +238,8 @@ _IGNORE_CACHES = shutil.ignore_patterns(*IGNORED_DIRS, "*.pyc")
 
 
 def copy_tree(src: Path, dst: Path) -> None:
-    """Copy a directory tree (symlinks copied as links, caches and special files skipped) into
-    `dst` (merging)."""
-    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True, ignore=_ignore)
+    """Copy a directory tree (symlinks copied as links, caches and special files skipped, sparse
+    files kept sparse) into `dst` (merging)."""
+    shutil.copytree(
+        src, dst, symlinks=True, dirs_exist_ok=True, ignore=_ignore, copy_function=copy_file
+    )

@@ -12,8 +12,13 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-from hillclimb.harness.patching import iter_files
+from hillclimb.harness.patching import MAX_DIFF_FILE_BYTES, iter_files
 from hillclimb.harness.task import StructuralCheck
+
+# ast.parse costs ~400x a file's size in memory (12 MB of `x = 1` lines: 4.7 GB, a minute), in
+# the harness process, outside the sandbox; an agent's command may write 256 MB files. Larger
+# files fail the check, at the bound the tools and the recorded patch use.
+MAX_PARSE_BYTES = MAX_DIFF_FILE_BYTES
 
 
 @dataclass
@@ -37,6 +42,12 @@ def _parse(path: Path, workspace: Path) -> ast.Module:
     real = path.resolve()
     if not real.is_relative_to(workspace.resolve()) or not real.is_file():
         raise _NotInRepo(f"{path.relative_to(workspace).as_posix()} is not a regular file inside the repository")  # fmt: skip
+    size = real.stat().st_size
+    if size > MAX_PARSE_BYTES:  # the check fails closed: a name could hide in an unread file
+        raise ValueError(
+            f"{path.relative_to(workspace).as_posix()} is {size} bytes, more than the "
+            f"{MAX_PARSE_BYTES} a structural check parses"
+        )
     return ast.parse(real.read_bytes().decode("utf-8"), filename=str(path))
 
 

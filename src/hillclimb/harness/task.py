@@ -130,7 +130,17 @@ def _str_list(raw: dict, key: str, path: Path) -> tuple[str, ...]:
 
 def _rel_path_ok(p: str) -> bool:
     parts = Path(p).parts
-    return bool(p) and not Path(p).is_absolute() and ".." not in parts
+    return bool(p) and "\0" not in p and not Path(p).is_absolute() and ".." not in parts
+
+
+def _env_ok(env: object) -> bool:
+    """A table of strings the OS can pass to a process: names non-empty, without `=` or NUL,
+    values without NUL. Anything else fails in `execve` — at every grade and every `run` call,
+    after the model's turns are spent — so it is refused when the task loads."""
+    return isinstance(env, dict) and all(
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\0" not in k + v
+        for k, v in env.items()
+    )
 
 
 def load_task(task_dir: str | os.PathLike[str]) -> Task:
@@ -165,6 +175,8 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
     test_command = raw.get("test_command", DEFAULT_TEST_COMMANDS[language])
     if not isinstance(test_command, str) or not test_command.strip():
         raise _err(root, "`test_command` must be a non-empty string")
+    if "\0" in test_command:
+        raise _err(root, "`test_command` must not contain a NUL character")
     f2p = _str_list(raw, "FAIL_TO_PASS", root)
     p2p = _str_list(raw, "PASS_TO_PASS", root)
 
@@ -224,10 +236,12 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
     if not isinstance(dest, str) or not _rel_path_ok(dest):
         raise _err(root, "`hidden_tests_dest` must be a relative path inside the repo")
     env = raw.get("env", {})
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise _err(root, "`env` must be a table of strings")
+    if not _env_ok(env):
+        raise _err(
+            root,
+            "`env` must be a table of strings (names non-empty, without `=` or NUL; values "
+            "without NUL)",
+        )
     raw_limits = raw.get("limits", {})
     if not isinstance(raw_limits, dict):
         raise _err(root, "`limits` must be a table")

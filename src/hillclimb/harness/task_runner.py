@@ -45,7 +45,48 @@ INVALID = "task_invalid"  # the untouched repository already grades resolved: no
 
 
 def _safe_name(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", s)[:150] or "task"
+    """A trajectory file name for a task id: letters and digits of any script kept (an ASCII-only
+    rule made every all-CJK id `_`, so two such tasks could not run together), anything else
+    one `_`, at most 150 bytes of UTF-8 (file names are limited in bytes, not characters)."""
+    name = re.sub(r"[^\w.-]+", "_", s)
+    return name.encode("utf-8")[:150].decode("utf-8", errors="ignore") or "task"
+
+
+def _read_trajectory(path: Path) -> dict[str, Any] | None:
+    """A trajectory file's record, or None when it is unreadable, not UTF-8 JSON, or not an
+    object (a disk error or a hand edit): such a file is rerun and replaced, never a crash."""
+    try:
+        rec = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _recorded_dir(rec: dict[str, Any]) -> Path | None:
+    """The task directory a trajectory was made from (resolved), if it names one."""
+    d = rec.get("task_dir")
+    if not isinstance(d, str) or not d:
+        return None
+    try:
+        return Path(d).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def _records_by_task_dir(traj_dir: Path) -> dict[Path, list[Path]]:
+    """Trajectory files grouped by the task directory they record. A task directory's record
+    moves when its name changes (a broken task.toml is recorded under the directory's name, a
+    loaded one under its id): the file under the old name is stale then, and counting both
+    made one task two rows of results.jsonl and summary.json."""
+    out: dict[Path, list[Path]] = {}
+    if not traj_dir.is_dir():
+        return out
+    for p in sorted(traj_dir.glob("*.json")):
+        rec = _read_trajectory(p)
+        d = _recorded_dir(rec) if rec is not None else None
+        if d is not None:
+            out.setdefault(d, []).append(p)
+    return out
 
 
 def result_row(traj: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +153,7 @@ def _untouched_resolves(
         return None
     return {
         "format": "hillclimb-trajectory-v1", "task_id": task.id, "task_kind": task.kind,
-        "task_dir": str(task_dir), "model": None, "exit_status": INVALID,
+        "task_dir": str(task_dir.resolve()), "model": None, "exit_status": INVALID,
         "error": (
             "the task's untouched repository already grades resolved (its hidden tests pass "
             "/ its checks hold without any change), so it cannot tell a fix from doing "
@@ -162,6 +203,8 @@ def run_tasks(
 
     todo: list[Path] = []
     skipped = 0
+    recorded = _records_by_task_dir(traj_dir)
+    current: dict[Path, Path] = {}  # task directory (resolved) -> its trajectory file now
     seen_ids: dict[str, Path] = {}
     # Two tasks writing one trajectory file would overwrite each other's results (ids that differ
     # only in characters `_safe_name` replaces, or a broken task named like another's id).
@@ -182,29 +225,35 @@ def run_tasks(
                 "give them distinct ids (and task directories distinct names)"
             )
         seen_files[p.name] = d
-        if p.is_file():
-            try:
-                prev = json.loads(p.read_text(encoding="utf-8"))
-                if prev.get("exit_status") not in RETRY_STATUSES:
-                    skipped += 1
-                    continue
-            except (json.JSONDecodeError, OSError):
-                pass
+        current[d.resolve()] = p
+        prev = _read_trajectory(p) if p.is_file() else None
+        if prev is not None and prev.get("exit_status") not in RETRY_STATUSES:
+            skipped += 1
+            continue
         todo.append(d)
     # only now, when every task has its own file, is anything created
     try:
         traj_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HillclimbError(f"cannot create {traj_dir}: {exc}") from None
+
+    def drop_stale(task_dir: Path, keep: Path) -> None:
+        """Remove this task directory's records under names other than `keep`, its record now."""
+        for old in recorded.get(task_dir.resolve(), []):
+            if old != keep:
+                old.unlink(missing_ok=True)
+
+    for d in dirs:
+        if d not in todo:  # final already; a record under another name is an older one
+            drop_stale(d, current[d.resolve()])
     telemetry = Telemetry(telemetry_path) if telemetry_path else None
 
     def rebuild() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         rows = []
         for p in sorted(traj_dir.glob("*.json")):
-            try:
-                rows.append(result_row(json.loads(p.read_text(encoding="utf-8"))))
-            except (json.JSONDecodeError, OSError):
-                continue
+            rec = _read_trajectory(p)
+            if rec is not None:
+                rows.append(result_row(rec))
         write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         summary = summarize(rows)
         write_json_atomic(out / "summary.json", summary)
@@ -217,7 +266,7 @@ def run_tasks(
         except HillclimbError as exc:
             traj = {
                 "format": "hillclimb-trajectory-v1", "task_id": task_dir.name, "task_kind": None,
-                "task_dir": str(task_dir), "model": getattr(client(), "name", "?"),
+                "task_dir": str(task_dir.resolve()), "model": getattr(client(), "name", "?"),
                 "exit_status": "task_error", "error": str(exc), "resolved": False, "reward": 0.0,
                 "started_at": t0, "wall_s": 0.0, "messages": [], "grade": None,
             }  # fmt: skip
@@ -239,6 +288,7 @@ def run_tasks(
         write_json_atomic(path, traj)
         row = result_row(traj)
         with lock:
+            drop_stale(task_dir, path)
             rebuild()
         if progress is not None:
             progress(row)

@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,13 @@ class ToolError(Exception):
     """A tool call the model got wrong; its message becomes the observation."""
 
 
+def _no_nul(name: str, value: str) -> None:
+    """A NUL byte cannot be part of a process argument: the OS call raises ValueError, which
+    would escape the tool and end the episode as a harness error instead of telling the model."""
+    if "\0" in value:
+        raise ToolError(f"{name} contains a NUL character")
+
+
 @dataclass
 class ToolOutcome:
     observation: str
@@ -260,6 +268,9 @@ class ToolBox:
     env: dict[str, str] = field(default_factory=dict)
     unsafe: bool = False
     max_observation_chars: int = MAX_OBSERVATION_CHARS
+    # time.monotonic() by which the episode must end (run_episode sets it from its wall limit):
+    # `run` and `search` stop there, so one long command cannot stretch the episode past it
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).resolve()
@@ -316,6 +327,12 @@ class ToolBox:
         if must_exist and not resolved.exists():
             raise ToolError(f"{path!r} does not exist")
         return resolved
+
+    def _time_left(self, want: float) -> float:
+        """`want` seconds, or fewer if the episode's deadline comes first (at least 1 s)."""
+        if self.deadline is None:
+            return want
+        return max(1.0, min(want, self.deadline - time.monotonic()))
 
     def rel(self, p: Path) -> str:
         r = p.relative_to(self.workspace).as_posix()
@@ -380,6 +397,7 @@ class ToolBox:
     def _tool_search(self, pattern: str, path: str = ".", regex: bool = False) -> ToolOutcome:
         if not pattern:
             raise ToolError("pattern must not be empty")
+        _no_nul("pattern", pattern)
         found = self.resolve(path)
         if not (found.is_dir() or found.is_file()):  # grep would block on a FIFO
             raise ToolError(f"{path!r} is not a regular file or directory")
@@ -387,7 +405,9 @@ class ToolBox:
         cmd = ["grep", "-rnI", "-E" if regex else "-F", "--color=never"]
         cmd += [f"--exclude-dir={d}" for d in sorted(IGNORED_DIRS)]
         cmd += ["-e", pattern, "--", target]
-        res = run_command(cmd, self.workspace, timeout_s=20, memory_mb=512, unsafe=self.unsafe)
+        res = run_command(
+            cmd, self.workspace, timeout_s=self._time_left(20), memory_mb=512, unsafe=self.unsafe
+        )
         if res.status == "timeout":
             raise ToolError("search timed out; use a simpler pattern")
         if res.exit_code == 2:
@@ -449,6 +469,9 @@ class ToolBox:
         p = self.resolve(path)
         if not p.is_file():
             raise ToolError(f"{path!r} is not a file")
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:  # read whole in the harness process, outside the sandbox
+            raise ToolError(f"{path!r} is too large to edit ({size} bytes); use run")
         try:
             # exact text: no newline translation, so CRLF files and lone CRs stay as they are
             text = p.read_bytes().decode("utf-8")
@@ -511,11 +534,13 @@ class ToolBox:
     def _tool_run(self, command: str, timeout: float | None = None) -> ToolOutcome:
         if not command.strip():
             raise ToolError("command must not be empty")
+        _no_nul("command", command)
         t = (
             self.run_timeout_s
             if timeout is None
             else max(1.0, min(float(timeout), self.run_timeout_s))
         )
+        t = self._time_left(t)
         res = run_command(
             command, self.workspace, timeout_s=t, memory_mb=self.memory_mb, env=self.env,
             max_output_bytes=256 * 1024, unsafe=self.unsafe,

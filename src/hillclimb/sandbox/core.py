@@ -63,6 +63,7 @@ from hillclimb.sandbox.fs import (
     WorkspaceOwner,
     alloc_uid,
     build_plan,
+    copy_file,
     sandbox_env,
     workspace_bytes,
 )
@@ -388,7 +389,6 @@ def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None, quota=None)
     """Run argv, feeding stdin and draining both pipes in one selector loop (no deadlock on
     gigabytes of output: bytes past the cap are read and dropped), until EOF or the deadline.
     `quota` (a `_DiskQuota`) is polled in the same loop; going over it kills the tree."""
-    cap = limits.max_output_bytes
     t0 = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -400,6 +400,26 @@ def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None, quota=None)
         pass_fds=pass_fds,
         start_new_session=True,  # our kill reaches the backend's processes as a group
     )
+    try:
+        return _collect(proc, stdin, limits, pass_fds, status_r, quota, t0)
+    except BaseException:
+        # Interrupted (Ctrl-C, an error in this loop): the command must not outlive us. The
+        # group holds the backend (bwrap, or unshare and the namespace's init, whose death ends
+        # every process in it); unshare has no parent-death signal, so without this kill a
+        # `sleep 1000` in it ran on after the harness had stopped.
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=_KILL_GRACE_S)
+        for f in (proc.stdout, proc.stderr, proc.stdin):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        raise
+
+
+def _collect(proc, stdin, limits, pass_fds, status_r, quota, t0) -> _Raw:
+    """The I/O loop of `_execute` for a started `proc`, until EOF or the deadline."""
+    cap = limits.max_output_bytes
     # The child has its copies; ours would keep data pipes open. Close each exactly once and drop
     # it from the caller's list: closing an fd twice could close another thread's reused number.
     for fd in [fd for fd in pass_fds if fd != status_r]:
@@ -715,7 +735,7 @@ def _copy_workspace(ws: Path, copy: str) -> None:
     """The throw-away copy; a tree that cannot be copied (a named pipe or socket in it, an
     unreadable file) is a clear error naming the first path, not a shutil traceback."""
     try:
-        shutil.copytree(ws, copy, symlinks=True)
+        shutil.copytree(ws, copy, symlinks=True, copy_function=copy_file)
     except shutil.Error as exc:
         errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
         first = f"{errors[0][0]}: {errors[0][2]}" if errors and len(errors[0]) == 3 else str(exc)

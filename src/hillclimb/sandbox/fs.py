@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import site
 import stat
 import sys
@@ -211,11 +212,22 @@ def sandbox_env(extra: dict[str, str] | None, user: str) -> dict[str, str]:
     return env
 
 
+def _keep_owner(st: os.stat_result) -> bool:
+    """Entries `WorkspaceOwner` never hands over: files with several hard links (one could be a
+    host file outside the workspace), and set-user-ID / set-group-ID files — a chown clears those
+    bits for good (an in-place run of `true` stripped them), and restoring them after a run that
+    could rewrite the file would make a setuid binary of its code. Left as they are, the run
+    cannot write them (unless their mode lets everyone)."""
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        return False
+    return st.st_nlink > 1 or bool(st.st_mode & (stat.S_ISUID | stat.S_ISGID))
+
+
 class WorkspaceOwner:
     """Hand a workspace to the sandbox uid for one run, then give every path its owner back.
 
     Symlinks are changed with lchown (never their targets). Regular files with more than one hard
-    link are left alone: a hard link could point at a host file outside the workspace. The tree is
+    link, and set-user-ID / set-group-ID files, are left alone (`_keep_owner`). The tree is
     walked by directory file descriptors (`TreeWalk`): a run can nest directories past PATH_MAX,
     where every path-based call fails (it used to crash the caller with ENAMETOOLONG).
     """
@@ -232,7 +244,7 @@ class WorkspaceOwner:
             self.saved[self.root] = (st.st_uid, st.st_gid)
         os.lchown(self.root, self.uid, self.gid)
         for fd, name, key, st in TreeWalk(self.root):
-            if st.st_nlink > 1 and not (stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            if _keep_owner(st):
                 continue
             if self.restore:
                 self.saved[key] = (st.st_uid, st.st_gid)
@@ -371,3 +383,50 @@ def workspace_bytes(root: str) -> tuple[int, bool]:
             seen.add((st.st_dev, st.st_ino))
         total += max(st.st_blocks * 512, MIN_ENTRY_BYTES)
     return total, walk.too_deep
+
+
+def _copy_data(fi: int, fo: int, start: int, end: int) -> None:
+    os.lseek(fi, start, os.SEEK_SET)
+    os.lseek(fo, start, os.SEEK_SET)
+    while start < end:
+        chunk = memoryview(os.read(fi, min(1 << 20, end - start)))
+        if not chunk:
+            break
+        start += len(chunk)
+        while chunk:
+            chunk = chunk[os.write(fo, chunk) :]
+
+
+def copy_file(src: str, dst: str, *, follow_symlinks: bool = True) -> str:
+    """`shutil.copy2` that keeps holes as holes, for every copy of a workspace (the sandbox's
+    throw-away copy, the harness's episode and grading copies). A sparse file (`truncate -s
+    250M`) holds next to no blocks, so the disk quota (allocated blocks) allows a thousand of
+    them, and a plain copy — grading's runs outside the sandbox — wrote every zero. Data ranges
+    come from SEEK_DATA/SEEK_HOLE (a file system without them reports one range: all data)."""
+    if not follow_symlinks and os.path.islink(src):
+        return shutil.copy2(src, dst, follow_symlinks=False)
+    if not stat.S_ISREG(os.stat(src).st_mode):  # a FIFO: opening it would block; shutil refuses
+        return shutil.copy2(src, dst)
+    fi = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # never blocks on a swap
+    try:
+        st = os.fstat(fi)
+        if not stat.S_ISREG(st.st_mode) or st.st_blocks * 512 >= st.st_size:
+            return shutil.copy2(src, dst)  # dense (the common case): the fast path
+        fo = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            pos = 0
+            while pos < st.st_size:
+                try:
+                    start = os.lseek(fi, pos, os.SEEK_DATA)
+                except OSError:  # ENXIO: only a hole is left
+                    break
+                end = os.lseek(fi, start, os.SEEK_HOLE)
+                _copy_data(fi, fo, start, end)
+                pos = end
+            os.ftruncate(fo, st.st_size)
+        finally:
+            os.close(fo)
+    finally:
+        os.close(fi)
+    shutil.copystat(src, dst)
+    return dst
