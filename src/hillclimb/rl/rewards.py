@@ -224,10 +224,10 @@ def score(fn: Callable[[Any], float], r: Any) -> float:
         ) from exc
     try:
         # float("0.5") would read a string as a number: a reward must be one, not its text
-        if isinstance(out, str | bytes | bytearray) or out is None:
+        if isinstance(out, str | bytes | bytearray) or out is None or _is_complex(out):
             raise TypeError(type(out).__name__)
         v = float(out.detach() if callable(getattr(out, "detach", None)) else out)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
         raise HillclimbError(
             f"reward function {name} returned {_short(out)} ({type(out).__name__}) on "
             f"{_subject(r)}: a reward must be a real number ({exc})"
@@ -235,6 +235,20 @@ def score(fn: Callable[[Any], float], r: Any) -> float:
     if not math.isfinite(v):
         raise HillclimbError(f"reward function {name} returned {v} on {_subject(r)}")
     return v
+
+
+def _is_complex(v: Any) -> bool:
+    """A complex value of any kind. Why: `float()` of a NumPy complex scalar keeps the real part
+    with only a warning (a reward of 1+2j trained as 1.0), and of a complex tensor raises a
+    RuntimeError that was a traceback; Python's own complex is a TypeError already."""
+    import numpy as np
+
+    if isinstance(v, complex | np.complexfloating):
+        return True
+    if isinstance(v, np.ndarray):
+        return bool(np.iscomplexobj(v))
+    is_complex = getattr(v, "is_complex", None)  # torch tensors
+    return callable(is_complex) and bool(is_complex())
 
 
 def _short(v: Any) -> str:

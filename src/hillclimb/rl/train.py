@@ -362,12 +362,17 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     stopped_early = False
     curve_at: tuple[int, list[Rollout]] | None = None  # the last val curve: (step, rollouts)
     pareto_at: int | None = None
+    # val points a resumed run already recorded at its checkpoint's step (stopped after its final
+    # evaluation and checkpoint, before `final/` was published): measured again, they would be
+    # the same numbers twice in curve.jsonl and in the plots
+    logged_curve, logged_pareto = _logged_points(out) if tr.resume_from else (set(), set())
     try:
         problems = h_tasks is None  # the val curve and Pareto points are problem evaluations
         if tr.step == 0 and cfg.eval_every and problems:
-            curve_at = (0, _curve(tr, engine, cur, cfg, budget, step=0))
+            curve_at = (0, _curve(tr, engine, cur, cfg, budget, step=0, log=0 not in logged_curve))
         if tr.step == 0 and cfg.pareto_budgets and problems:
-            _pareto(tr, engine, cur, cfg, budget, step=0)
+            if 0 not in logged_pareto:
+                _pareto(tr, engine, cur, cfg, budget, step=0)
             pareto_at = 0
         while tr.step < cfg.steps:
             step = tr.step
@@ -452,7 +457,9 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             final_rolls = (
                 curve_at[1]
                 if curve_at is not None and curve_at[0] == tr.step
-                else _curve(tr, engine, cur, cfg, budget, step=tr.step)
+                else _curve(
+                    tr, engine, cur, cfg, budget, step=tr.step, log=tr.step not in logged_curve
+                )
             )
             # how long this policy thinks, unbudgeted, on held-out problems: the server maps
             # reasoning_effort low/medium onto fractions of it (serve.budget)
@@ -462,7 +469,12 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             )
             if prof is not None:
                 task.meta[PROFILE_KEY] = prof
-        if cfg.pareto_budgets and problems and pareto_at != tr.step:
+        if (
+            cfg.pareto_budgets
+            and problems
+            and pareto_at != tr.step
+            and tr.step not in logged_pareto
+        ):
             _pareto(tr, engine, cur, cfg, budget, step=tr.step)
         tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
     except BaseException:
@@ -483,8 +495,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         "families": families,
         "config": cfg.to_dict(),
         "curriculum": cur.state(),
-        "first": _headline(steps[:3]),
-        "last": _headline(steps[-3:]),
+        **_ends(steps),
         "curve": curve,
         "pareto": [c for c in read_jsonl(out / "curve.jsonl") if "pareto" in c],
         "elapsed_s": res.elapsed_s,
@@ -529,7 +540,7 @@ def _finished_summary(out: Path, done: dict[str, Any]) -> dict[str, Any]:
         from hillclimb.train.logging import read_jsonl
 
         steps = read_jsonl(out / "metrics.jsonl")
-        res = {**done, "first": _headline(steps[:3]), "last": _headline(steps[-3:])}
+        res = {**done, **_ends(steps)}
     return {**res, "run_dir": str(out), "final_dir": str(out / "final")}
 
 
@@ -788,11 +799,29 @@ def _pareto(tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, s
     )
 
 
+def _logged_points(out: Path) -> tuple[set[int], set[int]]:
+    """Steps with a val-curve point and steps with Pareto points in `out`'s curve.jsonl."""
+    from hillclimb.train.logging import read_jsonl
+
+    recs = [r for r in read_jsonl(out / "curve.jsonl") if isinstance(r, dict)]
+    return (
+        {r.get("step") for r in recs if "cells" in r},
+        {r.get("step") for r in recs if "pareto" in r},
+    )
+
+
 def _curve(
-    tr: Any, engine: Any, cur: Curriculum, cfg: RLConfig, budget: Any, step: int
+    tr: Any,
+    engine: Any,
+    cur: Curriculum,
+    cfg: RLConfig,
+    budget: Any,
+    step: int,
+    log: bool = True,
 ) -> list[Rollout]:
     """Greedy pass rate on the val split per family x tier: the climbing curve (returns the
-    rollouts it measured)."""
+    rollouts it measured; `log=False`: a point already recorded, measured again only for its
+    rollouts)."""
     probs = _val_problems(cur, cfg)
     engine.sync_weights()
     rolls = rollout_and_check(
@@ -815,6 +844,8 @@ def _curve(
         c["tokens_per_correct"] = c["correct_tokens"] / c["correct"] if c["correct"] else None
         c["baseline"] = base.get(k)
     acc = sum(r.passed for r in rolls) / max(1, len(rolls))
+    if not log:
+        return rolls
     tr.log.record(
         "curve.jsonl",
         {
@@ -827,6 +858,14 @@ def _curve(
         line=f"step {step} val pass rate {acc:.1%} ({len(rolls)} problems, greedy)",
     )
     return rolls
+
+
+def _ends(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`first` / `last`: the means of the first and the last up to 3 steps, never the same step
+    twice. Why: with 3 windows of 3 over a run of 2-5 steps they overlapped (over 2 steps they
+    were the same two steps), so a pass rate that went from 12% to 0% read "6% → 6%"."""
+    k = max(1, min(3, len(steps) // 2))
+    return {"first": _headline(steps[:k]), "last": _headline(steps[-k:])}
 
 
 def _headline(steps: list[dict[str, Any]]) -> dict[str, Any]:

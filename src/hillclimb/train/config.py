@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.config_types import check_field_types
-from hillclimb.errors import ConfigError
+from hillclimb.errors import ConfigError, HillclimbError
 
 
 def _path(v: Any) -> Path | None:
@@ -257,6 +257,25 @@ class SFTConfig(TrainConfig):
                 f"invalid SFTConfig: max_example_tokens must be in [1, seq_len + 1 = "
                 f"{self.seq_len + 1}], got {self.max_example_tokens}"
             )
+        if self.fim_examples and self.fim_corpus is None:
+            raise ConfigError("invalid SFTConfig: fim_examples needs fim_corpus (the corpus to "
+                              "cut them from: --fim-corpus DIR)")  # fmt: skip
+        if self.fim_corpus is not None and not self.fim_examples:
+            # the corpus was silently left unused (and alone, the run said "no SFT data: pass
+            # ... or --fim-corpus")
+            raise ConfigError(
+                f"invalid SFTConfig: fim_corpus {self.fim_corpus} needs fim_examples > 0 "
+                "(how many FIM cuts to make: --fim-examples N)"
+            )
+        if self.problems is not None:
+            # here, not only for the --problems flag: a --config table or a library caller
+            # reached problem_examples with a typo (silently the default) or a short `n` list
+            from hillclimb.train.sft_data import check_problem_spec
+
+            try:
+                check_problem_spec(self.problems, only_known_keys=True)
+            except HillclimbError as exc:
+                raise ConfigError(f"invalid SFTConfig: {exc}") from None
         if self.decontaminate is not None:
             from hillclimb.data.decontam_records import check_probes_spec
 

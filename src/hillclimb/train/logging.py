@@ -6,7 +6,8 @@ Files in the run directory (rank 0 only):
   "tokens", "tok_s", "balance", "elapsed_s"}`; `loss` is the global mean cross-entropy (nats/token)
   of the step's batch, `aux` the weighted MoE auxiliary + z loss, `balance` the mean over MoE
   layers of max/mean expert load for the step (1.0 = perfectly balanced), `tokens` cumulative.
-- `val.jsonl`: `{"step", "val_loss", "val_bpb", "val_tokens", "val_bytes"}` per evaluation.
+- `val.jsonl`: `{"step", "val_loss", "val_bpb", "val_tokens", "val_bytes"}` per evaluation
+  (`val_bpb` null when the targets have no bytes: special tokens only).
 - `routing.jsonl`: every `log_every` steps, per MoE layer `{"layer", "tokens_per_expert",
   "entropy", "balance", "aux_loss", "z_loss"}` (routing is dropless: nothing dropped/overflowed).
 - `tb/`: TensorBoard scalars of the same numbers.
@@ -213,11 +214,12 @@ class RunLogger:
         self._write("val.jsonl", rec)
         if self._tb is not None:
             self._tb.add_scalar("val/loss", rec["val_loss"], rec["step"])
-            self._tb.add_scalar("val/bpb", rec["val_bpb"], rec["step"])
+            if rec["val_bpb"] is not None:  # None: the targets had no bytes (special tokens)
+                self._tb.add_scalar("val/bpb", rec["val_bpb"], rec["step"])
         if self._plain:
+            bpb = "n/a" if rec["val_bpb"] is None else f"{rec['val_bpb']:.4f}"
             print(
-                f"[{self.label}] step {rec['step']} val loss {rec['val_loss']:.4f} "
-                f"bpb {rec['val_bpb']:.4f}",
+                f"[{self.label}] step {rec['step']} val loss {rec['val_loss']:.4f} bpb {bpb}",
                 file=sys.stderr,
                 flush=True,
             )

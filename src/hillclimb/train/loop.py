@@ -67,6 +67,9 @@ class TrainTask:
     init_checkpoint: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)  # extra fields for run.json / RunResult
+    # global rows of the steps whose batches are not `batch_size` rows, by what makes them (SFT
+    # length buckets): checked against the process count before any step, not at the first one
+    other_rows: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -186,9 +189,13 @@ def evaluate(
     info.all_reduce_sum(tot)
     model.train(was)
     nll_sum, count, nbytes = tot.tolist()
+    # nothing measured is None, not a number: rows without a target (an SFT val set whose only
+    # targets fall on a row's first token) reported a val loss of 0.0, and targets of special
+    # tokens only (empty replies: `<|im_end|>` has no bytes) a bpb of NaN, which run.json then
+    # held as a bare `NaN` (not JSON)
     return {
-        "val_loss": nll_sum / max(count, 1.0),
-        "val_bpb": nll_sum / (math.log(2) * nbytes) if nbytes > 0 else float("nan"),
+        "val_loss": nll_sum / count if count > 0 else None,
+        "val_bpb": nll_sum / (math.log(2) * nbytes) if nbytes > 0 else None,
         "val_tokens": int(count),
         "val_bytes": int(nbytes),
     }
@@ -323,6 +330,44 @@ def check_resume_config(out: Path, cfg: TrainConfig, data_fingerprint: str | Non
         )
 
 
+def finished_result(out: Path, step: int) -> RunResult | None:
+    """The recorded result of the run in `out` when it finished at checkpoint `step`: its
+    `run.json`, if that describes `step` and `final/` exists; otherwise None (publish again).
+
+    Why the step must match: `run.json` and `final/` are written after the last checkpoint, so a
+    run extended with `--steps` and stopped between its last save and that publish still held the
+    shorter run's record and `final/`; `--resume` returned those and never published the newer
+    weights. An unreadable `run.json` (hand-edited, cut short) is likewise re-published, not a
+    JSON traceback. The paths are where `out` is now (a moved run's record named its old place)."""
+    import json
+
+    try:
+        prev = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(prev, dict) or prev.get("steps") != step or not (out / "final").is_dir():
+        return None
+    # where the run is now: one moved or copied since named its old place (another run's)
+    prev.update(run_dir=str(out), final_dir=str(out / "final"))
+    try:
+        return RunResult(**{k: prev[k] for k in RunResult.__dataclass_fields__ if k in prev})
+    except TypeError:  # a record missing required fields
+        return None
+
+
+def last_val_at(out: Path, step: int) -> dict[str, Any] | None:
+    """The validation record of `step` in `val.jsonl` (read after `truncate_after`), if any.
+
+    Why: a resume at the run's last step (stopped after its final validation and checkpoint,
+    before `final/` was published) would validate the same weights again and append a second
+    record for that step; `finish` reuses this one instead."""
+    from hillclimb.train.logging import read_jsonl
+
+    recs = [r for r in read_jsonl(out / "val.jsonl") if isinstance(r, dict)]
+    last = recs[-1] if recs else None
+    return last if last is not None and last.get("step") == step else None
+
+
 # ---- the trainer --------------------------------------------------------------------------------
 class Trainer:
     """Everything a training stage needs around its optimizer steps, for any loss.
@@ -345,6 +390,11 @@ class Trainer:
         if cfg.optimizer == "muon" and info.mode == "fsdp":
             raise ConfigError("optimizer=muon is not supported with distributed=fsdp (use ddp)")
         self.micro, self.accum = micro_batch_of(cfg, info.world)
+        for what, rows in task.other_rows.items():
+            if rows % info.world:  # was "a batch of N rows cannot be split" at such a step
+                raise ConfigError(
+                    f"{what} is {rows} rows, which {info.world} processes cannot share evenly"
+                )
         mcfg = task.model_cfg
         if cfg.seq_len > mcfg.max_seq_len:
             raise ConfigError(
@@ -368,20 +418,10 @@ class Trainer:
             check_resume_config(out, cfg, task.summary.get("data_fingerprint"))
         self.resume_from = resume_from
         self.done: RunResult | None = None
-        done = out / "run.json"
-        if (
-            resume_from is not None
-            and resume_from[0] >= cfg.steps
-            and done.is_file()
-            and (out / "final").is_dir()
-        ):
-            import json
-
-            prev = json.loads(done.read_text())
-            self.done = RunResult(
-                **{k: prev[k] for k in RunResult.__dataclass_fields__ if k in prev}
-            )
-            return
+        if resume_from is not None and resume_from[0] >= cfg.steps:
+            self.done = finished_result(out, resume_from[0])
+            if self.done is not None:
+                return
 
         # ---- model ---------------------------------------------------------------------------
         from hillclimb.model.checkpoint import load_model
@@ -481,7 +521,8 @@ class Trainer:
         )  # fmt: skip
         self.moe_layers = model.moe_layers()
         self.last_loss: float | None = None
-        self.last_val: dict[str, float] | None = None
+        # every rank reads it (after the barrier above): they must agree on validating again
+        self.last_val: dict[str, Any] | None = last_val_at(out, self.step) if resume_from else None
         self.last_saved = self.step if resume_from else -1
         self.t_loop = time.perf_counter()
         self.tokens_at_loop = self.tokens_seen
@@ -616,6 +657,8 @@ class Trainer:
             self.micro,
             self.cfg.dtype,
         )
+        if not r["val_tokens"]:  # no target token in the val rows: nothing to record
+            return
         self.last_val = {"step": step_now, **r}
         self.log.val(self.last_val)
 
@@ -706,10 +749,17 @@ class Trainer:
 
 
 # ---- the pre-training / SFT loop ------------------------------------------------------------------
-def run_training(cfg: TrainConfig, task: TrainTask) -> RunResult:
+def require_out(cfg: TrainConfig) -> Path:
+    """The run directory, or a ConfigError. Stages call it before building their task: without
+    `--out` the data was read, encoded (and decontaminated) and the model config resolved first,
+    only to be refused after all that work."""
     if cfg.out is None:
-        raise ConfigError("an output run directory (out) is required")
-    out = Path(cfg.out)
+        raise ConfigError("an output run directory (--out) is required")
+    return Path(cfg.out)
+
+
+def run_training(cfg: TrainConfig, task: TrainTask) -> RunResult:
+    out = require_out(cfg)
     with exclusive_dir(out) if D.env_rank() == 0 else contextlib.nullcontext():
         info = D.init(cfg.device, cfg.distributed)
         try:

@@ -21,19 +21,39 @@ from hillclimb.model.config import ModelConfig, get_preset, padded_vocab
 from hillclimb.train.config import TrainConfig
 from hillclimb.train.data import PretrainBatches, check_ids_in_vocab
 from hillclimb.train.fim import FimIds
-from hillclimb.train.loop import RunResult, TrainTask, run_training
+from hillclimb.train.loop import RunResult, TrainTask, require_out, run_training
 
 if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
 
 
-def resolve_tokenizer(tokenizer: Path | None, init: Path | None) -> tuple[Tokenizer, Path]:
+def resolve_tokenizer(
+    tokenizer: Path | None, init: Path | None, allow_mismatch: bool = False
+) -> tuple[Tokenizer, Path]:
+    """The run's tokenizer: `tokenizer`, else the `init` checkpoint's.
+
+    Both given: they must map every id to the same token (unless `allow_mismatch`). Why: the
+    checkpoint's embeddings and head mean its own tokenizer's ids; fine-tuning it through
+    another one (a retrained BPE of a similar size) trained silently on ids that meant other
+    text, and saved the other tokenizer beside those weights as if they belonged together."""
     from hillclimb.tokenizer.io import load_tokenizer
 
     src = tokenizer or init
     if src is None:
         raise ConfigError("a tokenizer is required: pass --tokenizer DIR (or --init CHECKPOINT)")
-    return load_tokenizer(src), Path(src)
+    tok = load_tokenizer(src)
+    if tokenizer is not None and init is not None and not allow_mismatch:
+        try:
+            own = load_tokenizer(init)
+        except HillclimbError:  # a checkpoint without tokenizer files: --tokenizer supplies it
+            own = None
+        if own is not None and own.hf.get_vocab(True) != tok.hf.get_vocab(True):
+            raise HillclimbError(
+                f"--tokenizer {tokenizer} is not the tokenizer checkpoint {init} was trained "
+                "with (their ids stand for other text); leave --tokenizer out to use the "
+                "checkpoint's, or set allow_tokenizer_mismatch"
+            )
+    return tok, Path(src)
 
 
 def resolve_model_config(cfg: TrainConfig, tok: Tokenizer) -> ModelConfig:
@@ -87,7 +107,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     if cfg.data is None:
         raise ConfigError("--data DIR (tokenized shards from `hillclimb data build`) is required")
     reader = ShardReader(cfg.data)
-    tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init)
+    tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init, cfg.allow_tokenizer_mismatch)
     check_shards_match(reader, tok, tok_path, cfg.allow_tokenizer_mismatch)
     mcfg = resolve_model_config(cfg, tok)
     train = reader.split("train")
@@ -142,4 +162,5 @@ def build_task(cfg: TrainConfig) -> TrainTask:
 
 def run(cfg: TrainConfig) -> RunResult:
     """Pre-train per `cfg`; returns the run's summary (also written to RUN_DIR/run.json)."""
+    require_out(cfg)  # before the data is read
     return run_training(cfg, build_task(cfg))

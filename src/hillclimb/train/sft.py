@@ -19,7 +19,7 @@ from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.tokenizer.specials import BUDGET_NOTE
 from hillclimb.train import sft_data as S
 from hillclimb.train.config import SFTConfig
-from hillclimb.train.loop import RunResult, TrainTask, run_training
+from hillclimb.train.loop import RunResult, TrainTask, require_out, run_training
 from hillclimb.train.pretrain import resolve_model_config, resolve_tokenizer
 
 if TYPE_CHECKING:
@@ -85,6 +85,34 @@ def encode_all(tok: Tokenizer, recs: list[dict], max_len: int) -> tuple[list[S.E
     return out, dropped
 
 
+def split_val(
+    examples: list[S.Example], fraction: float, seed: int
+) -> tuple[list[S.Example], list[S.Example]]:
+    """(train, val): a seeded `fraction` of the distinct examples held out, every copy of an
+    example on the same side.
+
+    Why by distinct example: a record repeated in the data (the generators' train split repeats
+    easy problems: 142 of 2,400 tier 1-2 reasoning records repeat another) had one copy held
+    out and another trained on, so the "held-out" validation partly measured memorised
+    examples. Without repeats the split is the one made before (the same permutation)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(tuple(e.ids), []).append(i)
+    members = list(groups.values())
+    if len(members) < 2:  # one distinct example: nothing can be held out from it
+        return examples, []
+    order = np.random.default_rng([seed & 0xFFFFFFFF, 0x76616C]).permutation(len(members))
+    # at least one example for validation, and at least one left to train on: a share near 1
+    # rounded up to every example, and the run failed as "every SFT example is longer than N
+    # tokens"
+    n_val = min(max(1, int(round(fraction * len(members)))), len(members) - 1)
+    val_idx = {i for g in order[:n_val].tolist() for i in members[g]}
+    return (
+        [e for i, e in enumerate(examples) if i not in val_idx],
+        [e for i, e in enumerate(examples) if i in val_idx],
+    )
+
+
 def examples_fingerprint(examples: list[S.Example]) -> str:
     """SHA-256 of the training examples (ids and masks, in order): what `--resume` compares,
     since the `--data` paths may change but other records behind them would splice two runs."""
@@ -104,20 +132,13 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         raise ConfigError("SFT starts from a checkpoint: pass --from CHECKPOINT")
     if not Path(cfg.init).is_dir():  # before its tokenizer is looked for: name the real problem
         raise ConfigError(f"--from {cfg.init}: checkpoint directory not found")
-    tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init)
+    tok, tok_path = resolve_tokenizer(cfg.tokenizer, cfg.init, cfg.allow_tokenizer_mismatch)
     mcfg = resolve_model_config(cfg, tok)
     recs, val_recs, decon = collect_records(cfg, tok)
     max_len = cfg.max_example_tokens or cfg.seq_len + 1
     examples, dropped = encode_all(tok, recs, max_len)
-    if not val_recs and cfg.val_fraction > 0 and len(examples) > 1:
-        order = np.random.default_rng([cfg.seed & 0xFFFFFFFF, 0x76616C]).permutation(len(examples))
-        # at least one example for validation, and at least one left to train on: a share
-        # near 1 rounded up to every example, and the run failed as "every SFT example is
-        # longer than N tokens"
-        n_val = min(max(1, int(round(cfg.val_fraction * len(examples)))), len(examples) - 1)
-        val_idx = set(order[:n_val].tolist())
-        val_ex = [e for i, e in enumerate(examples) if i in val_idx]
-        examples = [e for i, e in enumerate(examples) if i not in val_idx]
+    if not val_recs and cfg.val_fraction > 0:
+        examples, val_ex = split_val(examples, cfg.val_fraction, cfg.seed)
     else:
         val_ex, vdrop = encode_all(tok, val_recs, max_len)
         dropped += vdrop
@@ -176,8 +197,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         "target_tokens": int(sum(e.n_targets for e in examples)),
         "decontamination": decon,
     }
-    epochs = cfg.steps * cfg.batch_size / max(1, batches.rows_per_epoch())
-    summary["epochs"] = round(epochs, 3)
+    summary["epochs"] = round(batches.epochs(cfg.steps), 3)
     noted = S.budget_noted(recs)
     if noted:
         summary["budget_noted"] = noted
@@ -195,6 +215,13 @@ def build_task(cfg: SFTConfig) -> TrainTask:
             else {k: decon[k] for k in ("probes", "judged", "dropped", "by_origin")},
         },
     }
+    other_rows = {}
+    if isinstance(batches, S.BucketedSFTBatches) and batches.short_rows is not None:
+        other_rows[
+            f"a short-bucket step (batch_size * seq_len // short_seq_len = {cfg.batch_size} * "
+            f"{cfg.seq_len} // {cfg.short_seq_len}; choose --short-seq-len to make it a "
+            "multiple of the process count)"
+        ] = batches.short_rows
     return TrainTask(
         stage="sft",
         model_cfg=mcfg,
@@ -205,9 +232,11 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         init_checkpoint=Path(cfg.init),
         meta=meta,
         summary=summary,
+        other_rows=other_rows,
     )
 
 
 def run(cfg: SFTConfig) -> RunResult:
     """Fine-tune per `cfg`; returns the run's summary (also written to RUN_DIR/run.json)."""
+    require_out(cfg)  # before the data is read
     return run_training(cfg, build_task(cfg))

@@ -383,19 +383,35 @@ PROBLEM_SPEC_TYPES = {
 }  # fmt: skip
 
 
-def check_problem_spec(spec: Any) -> None:
+def check_problem_spec(spec: Any, *, only_known_keys: bool = False) -> None:
     """A problems spec of the right shape, or a HillclimbError naming the key (`{"n": "x"}`
-    or `[1, 2]` would otherwise fail as a ValueError / AttributeError traceback)."""
+    or `[1, 2]` would otherwise fail as a ValueError / AttributeError traceback).
+
+    `n` as a list needs one count per tier (the `tiers` given, else every tier): a shorter list
+    was a `zip()` ValueError traceback after the model was loaded. `only_known_keys` (a user's
+    spec, `SFTConfig.problems`; the climb adds its own keys) refuses keys it does not know: a
+    typo (`teirs`) silently fell back to the default, training on every tier."""
     from hillclimb import problems as P
     from hillclimb.config_types import check_values
 
     if not isinstance(spec, dict):
         raise HillclimbError(f"problems spec must be a JSON object, got {spec!r}")
+    if only_known_keys:
+        unknown = sorted(set(spec) - set(PROBLEM_SPEC_TYPES))
+        if unknown:
+            raise HillclimbError(
+                f"problems spec: unknown key(s) {unknown}; known: {sorted(PROBLEM_SPEC_TYPES)}"
+            )
     check_values(PROBLEM_SPEC_TYPES, spec, "problems spec")
     kinds = sorted(set(P.FAMILIES.values()))
     bad = [k for k in spec.get("kinds") or [] if k not in kinds]
     if bad:
         raise HillclimbError(f"problems spec: unknown kinds {bad}; kinds are {kinds}")
+    n, tiers = spec.get("n"), spec.get("tiers") or list(P.TIERS)
+    if isinstance(n, list) and len(n) != len(tiers):
+        raise HillclimbError(
+            f"problems spec: n {n} must give one count per tier {tiers} (or be one number)"
+        )
 
 
 def budget_range(value: Any) -> tuple[int, int]:
@@ -568,6 +584,10 @@ class SFTBatches:
     def rows_per_epoch(self) -> int:
         return self._rows_in(0)
 
+    def epochs(self, steps: int) -> float:
+        """Passes over the examples in `steps` steps (by the first epoch's row count)."""
+        return steps * self.batch_size / max(1, self.rows_per_epoch())
+
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         # Epochs may differ slightly in row count (packing depends on order): walk the counts.
         pos = step * self.batch_size
@@ -620,6 +640,7 @@ class BucketedSFTBatches:
         short = [e for e in examples if len(e) <= short_seq_len + 1]
         long = [e for e in examples if len(e) > short_seq_len + 1]
         rows = max(1, batch_size * seq_len // short_seq_len)
+        self.short_rows = rows if short else None  # rows of a short step (None: no short bucket)
         self.buckets: list[SFTBatches] = []
         weights: list[float] = []
         for k, (exs, sl, b) in enumerate(
@@ -648,6 +669,20 @@ class BucketedSFTBatches:
 
     def rows_per_epoch(self) -> int:
         return sum(x.rows_per_epoch() for x in self.buckets)
+
+    def epochs(self, steps: int) -> float:
+        """Passes over the examples in `steps` steps: each bucket's passes (the steps that drew
+        it, times its rows a step, over its rows an epoch), averaged over the examples.
+
+        Why not `steps * batch_size / rows_per_epoch()`: a short bucket's step is
+        `seq_len // short_seq_len` times as many rows, so that undercounted the passes over
+        short examples by that factor (4x at 128 / 32)."""
+        drawn = [0] * len(self.buckets)
+        for step in range(steps):
+            drawn[self._pick(step)] += 1
+        n = [len(b.examples) for b in self.buckets]
+        passes = [b.epochs(k) for b, k in zip(self.buckets, drawn, strict=True)]
+        return sum(k * e for k, e in zip(n, passes, strict=True)) / sum(n)
 
 
 def _count_rows(examples: list[Example], order: list[int], row_len: int) -> int:
