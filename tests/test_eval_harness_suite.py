@@ -159,3 +159,33 @@ def test_max_tokens_reaches_every_turn_and_context_exhaustion_is_named(groups, m
     print_suite(res)
     out = " ".join(capsys.readouterr().out.split())
     assert "context exhausted 100.0%" in out and "max_tokens" not in out.split("finish reasons")[1]
+
+
+def test_limit_runs_only_the_first_tasks_by_id(groups, monkeypatch):
+    """`--limit N` runs N tasks per group (the first by id); it ran every task and then kept N,
+    so a quick look cost the whole suite."""
+    from hillclimb.harness.clients import ReferenceClient
+
+    started: list[str] = []
+
+    class Counting(ReferenceClient):
+        def for_task(self, task):  # one call per episode
+            started.append(task.id)
+            return super().for_task(task)
+
+    monkeypatch.setattr(HS, "_client_factory", lambda backend: (Counting, None))
+
+    class NoModel:
+        kind, name = "reference", "reference"
+
+        def close(self) -> None:
+            pass
+
+    from hillclimb.harness.task import find_task_dirs, load_task
+
+    ids = sorted(load_task(d).id for d in find_task_dirs(groups / "a"))
+    cfg = SuiteConfig(tasks=[f"seen={groups / 'a'}"], bootstrap=50, limit=1)
+    res = run_suite("harness", "reference", cfg, backend=NoModel())
+    assert [i["id"] for i in res["items"]] == ids[:1]
+    assert res["metrics"]["resolve_rate"]["n"] == 1
+    assert started == ids[:1]  # one task's episode ran, not two

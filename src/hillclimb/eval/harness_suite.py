@@ -80,12 +80,15 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     # which projects each task was drawn from (`harness generate --split`): "all" when unsplit
     split_of: dict[str, str] = {}
     group_of: dict[str, str] = {}
+    chosen: dict[str, list[Path]] = {}  # each group's task dirs, the first `--limit` by task id
     for name, path in groups.items():
         dirs = find_task_dirs(Path(path))
         if not dirs:
             raise HillclimbError(f"--tasks {name}={path}: no task directories found")
+        by_id: list[tuple[str, Path]] = []
         for d in dirs:
             t = load_task(d)
+            by_id.append((str(t.id), d))
             # a task in two groups (the same DIR twice, a DIR and its parent, a copy) ran twice
             # and counted twice in the pooled resolve rate
             if group_of.setdefault(t.id, name) != name:
@@ -94,6 +97,8 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                     "each task may be in one group only (it would be run and counted twice)"
                 )
             split_of[t.id] = str(t.meta.get("split", "all"))
+        # `--limit N` runs N tasks per group (it ran every task and then kept N: no quicker)
+        chosen[name] = [d for _, d in sorted(by_id)[: cfg.limit]]
     if cfg.harness_max_steps < 1 or cfg.harness_concurrency < 1:
         raise HillclimbError("--max-steps and --concurrency must be >= 1")
     # `--max-tokens` / `[eval] suite_max_tokens` cap each turn, as every other suite caps an
@@ -117,10 +122,9 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                 Path(tmp) / name,
                 limits,
                 concurrency=cfg.harness_concurrency,
+                task_dirs=chosen[name],
             )
             rows = sorted(report.rows, key=lambda r: str(r["task_id"]))
-            if cfg.limit is not None:
-                rows = rows[: cfg.limit]
             for r in rows:
                 if r["exit_status"] == INVALID:  # resolved untouched: measures nothing
                     invalid.append(str(r["task_id"]))

@@ -182,14 +182,16 @@ def run_tasks(
     telemetry_path: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     check_tasks: bool = True,
+    task_dirs: list[Path] | None = None,
 ) -> RunReport:
-    """Run every task under `tasks_dir`; resumable; never stops for one task's failure.
-    `check_tasks`: grade each untouched repository first (see the module docstring)."""
+    """Run every task under `tasks_dir` (or only `task_dirs`, a selection of them); resumable;
+    never stops for one task's failure. `check_tasks`: grade each untouched repository first
+    (see the module docstring)."""
     from hillclimb.harness.telemetry import Telemetry
 
     out = Path(out_dir)
     traj_dir = out / "trajectories"
-    dirs = find_task_dirs(tasks_dir)
+    dirs = find_task_dirs(tasks_dir) if task_dirs is None else list(task_dirs)
     lock = threading.Lock()
     local = threading.local()
 
