@@ -132,10 +132,11 @@ def _add_json(inp: ReportInput, f: Path, obj: Any) -> bool:
         return True
     if fmt.startswith("hillclimb-eval-"):
         name = str(obj.get("name") or Path(str(obj.get("model", f.stem))).name)
-        inp.evals.setdefault(name, {})["eval"] = obj
+        _file_eval(inp, name, {"eval": obj}, f)
         return True
     if _is_model_record(obj):  # the climb eval stage's <model>.json
-        inp.evals[str(obj.get("model") or f.stem)] = {p: obj[p] for p in PHASES if obj.get(p)}
+        phases = {p: obj[p] for p in PHASES if obj.get(p)}
+        _file_eval(inp, str(obj.get("model") or f.stem), phases, f)
         return True
     if obj and all(_is_model_record(v) for v in obj.values()):  # the climb's eval.json
         for m, rec in obj.items():
@@ -144,6 +145,22 @@ def _add_json(inp: ReportInput, f: Path, obj: Any) -> bool:
     spec = list(_acceptance_records(obj, label))
     inp.speculative += spec
     return bool(spec)
+
+
+def _file_eval(inp: ReportInput, name: str, phases: dict[str, Any], f: Path) -> None:
+    """Show `phases` under model `name`, or under `name (file)` when another file already put
+    different results there.
+
+    Why: results are keyed by the model's family name, and two checkpoints of one family
+    evaluated into one directory (`sft.json`, `rl.json`, both `"name": "thinking"`) shared a
+    key — the file read last replaced the other, and the report showed one evaluation as if it
+    were the only one. The climb's `eval.json` and `<model>.json` carry the same results and
+    still show once."""
+    have = inp.evals.setdefault(name, {})
+    if all(have.get(p, r) == r for p, r in phases.items()):  # new phases, or the same ones
+        have.update(phases)
+    else:
+        inp.evals[f"{name} ({f.name})"] = phases
 
 
 def _is_model_record(obj: Any) -> bool:

@@ -148,8 +148,20 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
             return rec
         dec = d.to_dict()
         rec["decision"] = "promoted" if d.promoted else "refused"
-    rec["reasons"] = dec["reasons"]
-    rec["checks"] = [
+    rec.update(gate_record(dec))
+    if current is None and rec["decision"] == "refused":
+        _first_alias(reg, alias, inc, rec)
+    return rec
+
+
+def gate_record(dec: dict[str, Any]) -> dict[str, Any]:
+    """What the climb keeps of a gate decision (`Decision.to_dict()`, stored or new): reasons,
+    per-check statistics and the gate's warnings.
+
+    Why the warnings: they say when the comparison was not like for like (different generation
+    settings, items only one checkpoint was evaluated on); the summary and report showed the
+    p-values without them."""
+    checks = [
         {
             "role": ch["role"],
             "suite": ch["comparison"]["suite"],
@@ -159,15 +171,15 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
                 k: ch["comparison"]["stats"][k]
                 for k in ("n", "mean_a", "mean_b", "delta", "ci_low", "ci_high")
             },
-            "p_better": ch["comparison"]["stats"]["p_better"],
-            "p_worse": ch["comparison"]["stats"]["p_worse"],
+            # the p-values the gate decided on (bootstrap and exact sign test; older stored
+            # decisions have only the bootstrap's)
+            "p_better": ch["comparison"].get("p_better", ch["comparison"]["stats"]["p_better"]),
+            "p_worse": ch["comparison"].get("p_worse", ch["comparison"]["stats"]["p_worse"]),
             "effect_size": ch["comparison"]["stats"]["effect_size"],
         }
         for ch in dec["checks"]
     ]
-    if current is None and rec["decision"] == "refused":
-        _first_alias(reg, alias, inc, rec)
-    return rec
+    return {"reasons": dec["reasons"], "checks": checks, "warnings": dec.get("warnings") or []}
 
 
 def _first_alias(reg: Any, alias: str, ck: str, rec: dict[str, Any]) -> None:
@@ -204,6 +216,8 @@ def _same_evidence(
         return False
     for ch in checks:
         comp = ch["comparison"]
+        if "p_exact_better" not in comp:  # judged by the bootstrap alone (tiny-n promotions)
+            return False
         try:
             now = (reg.latest_eval(inc, comp["suite"]).id, reg.latest_eval(cand, comp["suite"]).id)
         except HillclimbError:
@@ -265,6 +279,8 @@ def render(out: dict[str, Any]) -> str:
                 f"{ch['ci_high'] * 100:+.1f}], p(one-sided, better) "
                 f"{ch['p_better']:.3g}, p(one-sided, worse) {ch['p_worse']:.3g}, dz {ch['effect_size']:+.2f}, n={ch['n']}): {ch['reason']}"
             )
+        for w in rec.get("warnings", []):
+            lines.append(f"  - warning: {w}")
         for r in rec.get("reasons", []):
             lines.append(f"  - reason: {r}")
     return "\n".join(lines)

@@ -159,6 +159,25 @@ class Checkpoint:
             return f"its directory {p} has no config.json or weights any more"
         return None
 
+    def unservable_reason(self) -> str | None:
+        """Why an alias must not point at this checkpoint's directory: its files are gone, or
+        its weights are no longer the ones registered (None: they are).
+
+        Why the hash: a checkpoint is its weights, and its evaluations and gate decisions are
+        about those bytes. A directory trained into again (or a weights file replaced) after
+        registration kept its path, so an alias moved to it — and `serve` behind the alias —
+        served weights that no evaluation or gate had seen."""
+        gone = self.missing_reason()
+        if gone:
+            return gone
+        now = content_hash(self.path)
+        if now != self.content_hash:
+            return (
+                f"its weights in {self.path} changed since it was registered (they hash to "
+                f"{now[:12]}, not {self.content_hash[:12]}); register and evaluate them again"
+            )
+        return None
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -363,7 +382,7 @@ class Registry:
             merged_meta = {**(meta or {}), **(json.loads(old["meta"]) if old else {})}
             # the first location stands while it still holds the weights (a copy elsewhere, or
             # a later stage that changed nothing, does not move it); a moved checkpoint follows
-            keep = old is not None and weight_files(Path(old["path"]))
+            keep = old is not None and _holds(Path(old["path"]), chash, d)
             path_now = old["path"] if keep else _abs(d)
             db.execute(
                 "INSERT INTO checkpoints(id, content_hash, path, model, preset, stage, parent_id, "
@@ -423,12 +442,22 @@ class Registry:
         s = str(ref)
         p = Path(s).expanduser()
         if p.is_dir():
-            found = self._by_path(_abs(p))
-            if found is None and weight_files(p):
+            # a directory names the weights in it now (not what was registered at its path:
+            # trained into again, it holds another checkpoint); without weights, its record
+            if weight_files(p):
                 row = self.conn.execute(
                     "SELECT * FROM checkpoints WHERE content_hash=?", (content_hash(p),)
                 ).fetchone()
                 found = _checkpoint(row) if row else None
+                was = self._by_path(_abs(p)) if found is None else None
+                if was is not None:
+                    raise HillclimbError(
+                        f"the weights in {p} changed since they were registered as checkpoint "
+                        f"{was.id}: `hillclimb registry add {p}` registers the new ones (and "
+                        f"`{was.id}` still names the old)"
+                    )
+            else:
+                found = self._by_path(_abs(p))
             if found is None:
                 raise HillclimbError(
                     f"checkpoint {p} is not registered in {self.path} "
@@ -669,7 +698,7 @@ class Registry:
         """Point `name` at `cid` without a gate (recorded as a manual decision with `reason`)."""
         check_alias_name(name)
         ck = self.checkpoint(cid)
-        gone = ck.missing_reason()
+        gone = ck.unservable_reason()
         if gone:
             raise HillclimbError(f"refusing to alias {name} to checkpoint {cid}: {gone}")
         old = self.find_alias(name)
@@ -704,7 +733,7 @@ class Registry:
         its checkpoint's files are gone."""
         a = self.alias(name)
         ck = self.checkpoint(a.checkpoint_id)
-        gone = ck.missing_reason()
+        gone = ck.unservable_reason()
         if gone:
             raise HillclimbError(
                 f"alias {name} points at checkpoint {ck.id}, but {gone}; promote another "
@@ -718,6 +747,19 @@ def check_alias_name(name: str) -> None:
         raise HillclimbError(
             f"bad alias {name!r}: use MODEL@TAG (letters, digits, '.', '_', '-'), e.g. thinking@prod"
         )
+
+
+def _holds(old: Path, chash: str, new: Path) -> bool:
+    """Whether `old` (a checkpoint's recorded directory) still holds the weights hashed
+    `chash` — `new`, the directory just hashed, is known to."""
+    if not weight_files(old):
+        return False
+    if _abs(old) == _abs(new):
+        return True
+    try:
+        return content_hash(old) == chash
+    except (HillclimbError, OSError):
+        return False
 
 
 def _matches(it: Item, filt: str) -> bool:

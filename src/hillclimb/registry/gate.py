@@ -17,6 +17,14 @@ climb that keeps every candidate with a higher number keeps lucky draws, and the
 on noise. Gates guard what the target does not measure (new wordings, another kind of problem):
 a candidate that buys target points by forgetting them is refused.
 
+Why an exact sign test beside the bootstrap: the null-centred bootstrap cannot see noise it has
+no spread to resample. One shared item that only the candidate passes (or any n where every item
+moved the same way) resamples to a zero-width distribution, and the bootstrap called a +100 point
+"gain" on one item significant at p = 1/10001. The exact one-sided sign test on the items the two
+disagree on (McNemar's exact test for pass/fail) is valid at every n: one item gives p = 0.5,
+five items all one way p = 0.031. The gate decides on the larger of the two p-values (`p_exact_*`
+keep the sign test's, `stats` the bootstrap's); at hundreds of items they agree.
+
 Every decision — promoted or refused, with its statistics and reasons — is stored in the
 registry (`decisions`), and the alias moves in the same transaction as the record. Multiple gates
 are each tested at `alpha` (no correction): a gate can only refuse, so this errs towards keeping
@@ -25,6 +33,7 @@ the incumbent.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -66,9 +75,28 @@ class Comparison:
     # later re-import of either (a re-run eval stage) is seen as new evidence
     eval_a: int | None = None
     eval_b: int | None = None
+    # exact one-sided sign-test p-values over the discordant items (see the module doc)
+    p_exact_better: float = 1.0
+    p_exact_worse: float = 1.0
+
+    @property
+    def p_better(self) -> float:
+        """The p-value the gate decides "better" on: the larger of bootstrap and sign test."""
+        return max(self.stats.p_better, self.p_exact_better)
+
+    @property
+    def p_worse(self) -> float:
+        """The p-value the gate decides "worse" on: the larger of bootstrap and sign test."""
+        return max(self.stats.p_worse, self.p_exact_worse)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "stats": self.stats.to_dict()}
+        # p_better / p_worse: what the gate decided on (`stats` keeps the bootstrap's own)
+        return {
+            **asdict(self),
+            "stats": self.stats.to_dict(),
+            "p_better": self.p_better,
+            "p_worse": self.p_worse,
+        }
 
     def line(self) -> str:
         s = self.stats
@@ -76,8 +104,9 @@ class Comparison:
         return (
             f"{s.mean_a:.1%} -> {s.mean_b:.1%} ({s.delta * 100:+.1f} pts, {pct}% CI "
             f"[{s.ci_low * 100:+.1f}, {s.ci_high * 100:+.1f}]), "
-            f"p(one-sided, better)={s.p_better:.3g}, p(one-sided, worse)={s.p_worse:.3g}, "
-            f"dz={s.effect_size:+.2f}, n={s.n} shared items "
+            f"p(one-sided, better)={self.p_better:.3g}, p(one-sided, worse)={self.p_worse:.3g} "
+            f"(larger of bootstrap and exact sign test), dz={s.effect_size:+.2f}, "
+            f"n={s.n} shared items "
             f"({s.b_only} only the candidate passes, {s.a_only} only the incumbent)"
         )
 
@@ -113,6 +142,15 @@ def compare(
             f"{len(ib)} items): they were evaluated with different seeds or families"
         )
     warnings = []
+    left_a, left_b = len(ia) - len(shared), len(ib) - len(shared)
+    if left_a or left_b:
+        # paired means on the shared items only: say what was left out, or a candidate
+        # evaluated on 10 of the incumbent's 500 items reads like a full comparison
+        warnings.append(
+            f"{suite}: compared on the {len(shared)} items both were evaluated on; "
+            f"{left_a} of {a}'s {len(ia)} and {left_b} of {b}'s {len(ib)} are left out "
+            "(another item count, seed or problems version?)"
+        )
     if ea.settings != eb.settings:
         diff = {
             k: (ea.settings.get(k), eb.settings.get(k))
@@ -127,7 +165,23 @@ def compare(
         confidence=confidence,
         seed=seed,
     )
-    return Comparison(suite, a, b, len(ia), len(ib), stats, warnings, ea.id, eb.id)
+    return Comparison(
+        suite, a, b, len(ia), len(ib), stats, warnings, ea.id, eb.id,
+        p_exact_better=sign_test_p(stats.b_only, stats.a_only),
+        p_exact_worse=sign_test_p(stats.a_only, stats.b_only),
+    )  # fmt: skip
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Exact one-sided sign-test p-value: P(X >= wins) for X ~ Binomial(wins + losses, 1/2).
+
+    Ties (items both pass or both fail) carry no evidence and are left out; with no
+    discordant item at all there is no evidence either way (p = 1)."""
+    n = wins + losses
+    if n == 0 or wins == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(wins, n + 1))
+    return min(1.0, tail / 2**n)
 
 
 @dataclass
@@ -194,13 +248,13 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
     suites = [cfg.target] + [g for g in dict.fromkeys(cfg.gates) if g != cfg.target]
     comps = [compare(reg, incumbent, candidate, s, **kw) for s in suites]  # type: ignore[arg-type]
     checks: list[Check] = []
-    t = comps[0].stats
-    if t.delta > 0 and t.p_better < cfg.alpha:
+    t, tp = comps[0].stats, comps[0].p_better
+    if t.delta > 0 and tp < cfg.alpha:
         checks.append(
             Check(
                 "target",
                 True,
-                f"improves beyond noise (p(one-sided, better)={t.p_better:.3g} < {cfg.alpha})",
+                f"improves beyond noise (p(one-sided, better)={tp:.3g} < {cfg.alpha})",
                 comps[0],
             )
         )
@@ -209,20 +263,20 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
             Check(
                 "target",
                 False,
-                f"higher but within noise (p(one-sided, better)={t.p_better:.3g} >= {cfg.alpha})",
+                f"higher but within noise (p(one-sided, better)={tp:.3g} >= {cfg.alpha})",
                 comps[0],
             )
         )
     else:
         checks.append(Check("target", False, "does not improve", comps[0]))
     for comp in comps[1:]:
-        s = comp.stats
-        if s.delta < 0 and s.p_worse < cfg.alpha:
+        s, pw = comp.stats, comp.p_worse
+        if s.delta < 0 and pw < cfg.alpha:
             checks.append(
                 Check(
                     "gate",
                     False,
-                    f"regresses beyond noise (p(one-sided, worse)={s.p_worse:.3g} < {cfg.alpha})",
+                    f"regresses beyond noise (p(one-sided, worse)={pw:.3g} < {cfg.alpha})",
                     comp,
                 )
             )
@@ -231,7 +285,7 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
                 Check(
                     "gate",
                     True,
-                    f"no regression beyond noise (p(one-sided, worse)={s.p_worse:.3g})",
+                    f"no regression beyond noise (p(one-sided, worse)={pw:.3g})",
                     comp,
                 )
             )
@@ -288,7 +342,7 @@ def promote(
                 f"alias {alias} names model {prefix!r} but the candidate is a {cand.model!r} "
                 "checkpoint"
             )
-        gone = cand.missing_reason()
+        gone = cand.unservable_reason()
         if gone:
             raise HillclimbError(f"cannot promote candidate {cand.id} to {alias}: {gone}")
     dec = decide(reg, cand.id, inc.id, cfg)
