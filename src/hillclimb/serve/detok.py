@@ -4,8 +4,10 @@ Why incremental with a look-back window: with byte-level BPE a multi-byte UTF-8 
 split across tokens, so decoding one token at a time would emit U+FFFD halves. We decode a short
 window of the last tokens, emit only the new suffix, and hold it back while it ends in an
 incomplete character (the TGI/vLLM "prefix/read offset" scheme). A model with random weights emits
-invalid byte sequences that will never complete; after `MAX_HOLD` tokens the replacement character
-is emitted rather than stalling the stream forever.
+invalid byte sequences that will never complete; after `MAX_HOLD` tokens the text before the
+unfinished character is emitted rather than stalling the stream (the replacement character once
+that character can no longer complete), so the streamed text always joins into one decode of
+the tokens.
 
 Stop strings are matched on the visible text: a suffix that could still become a stop string is
 held back (never streamed), and once a stop string appears the text is cut before it, so no text
@@ -43,16 +45,31 @@ class IncrementalDetokenizer:
         prefix = self.decode(self.ids[self.prefix_offset : self.read_offset])
         full = self.decode(self.ids[self.prefix_offset :])
         pending = len(self.ids) - self.read_offset
-        if not force and full.endswith(REPLACEMENT) and pending < MAX_HOLD:
-            return ""
+        end = len(self.ids)
+        if not force and full.endswith(REPLACEMENT):
+            if pending < MAX_HOLD:
+                return ""
+            end, full = self._final_part(prefix, full)
         if len(full) < len(prefix) or not full.startswith(prefix):
             # The decoder re-segmented the window: fall back to a plain suffix difference.
             delta = full[len(prefix) :] if len(full) > len(prefix) else ""
         else:
             delta = full[len(prefix) :]
         self.prefix_offset = self.read_offset
-        self.read_offset = len(self.ids)
+        self.read_offset = end
         return delta
+
+    def _final_part(self, prefix: str, full: str) -> tuple[int, str]:
+        """Held too long: the longest window `ids[prefix_offset:k]` whose text is final — a
+        proper prefix of the whole window's text (so the bytes after k cannot change it) — and
+        that text. Only the trailing incomplete character stays held: counting every pending
+        token (stray invalid bytes before it included) gave up in the middle of a valid
+        character, emitted it as U+FFFD and then lost it. None final: everything goes out."""
+        for k in range(len(self.ids) - 1, self.read_offset, -1):
+            text = self.decode(self.ids[self.prefix_offset : k])
+            if len(text) < len(full) and full.startswith(text) and text.startswith(prefix):
+                return k, text
+        return len(self.ids), full
 
 
 class StopMatcher:

@@ -550,6 +550,10 @@ class Engine:
     ):
         if max_batch < 1:
             raise HillclimbError(f"max_batch must be >= 1, got {max_batch}")
+        if isinstance(gamma_max, bool) or not isinstance(gamma_max, int) or gamma_max < 0:
+            # the KV storage per slot is context + gamma_max + 2: a negative one left slots too
+            # short for the context, and every long answer failed near its end with an overflow
+            raise HillclimbError(f"gamma_max must be an integer >= 0, got {gamma_max!r}")
         if spec_batch not in SPEC_BATCH:
             raise HillclimbError(f"spec_batch must be one of {', '.join(SPEC_BATCH)}")
         if cpu_threads is not None:
@@ -1733,7 +1737,13 @@ class Engine:
                     self._unheal_record(recs[0], rest)
                 r.step_logprobs.extend(recs)
             if tid in r.stop_ids:
+                # the held-back text comes out, and is searched for stop strings like any
+                # other text (with stop=["\ufffd"] an unfinished character was emitted as one)
+                before = len(r.visible)
                 r.visible += r.detok.flush()
+                hit = r.stopper.find(r.visible, before)
+                if hit is not None:
+                    r.visible = r.visible[:hit]
                 self._end(r, "stop")
                 break
             is_reasoning, is_tag = r.think.observe(tid)

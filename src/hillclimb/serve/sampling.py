@@ -162,6 +162,9 @@ def warp_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
         sp, idx = torch.sort(probs, dim=-1, descending=True)
         before = torch.cumsum(sp, dim=-1) - sp  # mass strictly before each sorted token
         drop_sorted = before >= params.top_p
+        # the most likely token always stays: a top_p below float32's smallest number is 0 in
+        # this comparison and dropped every token (NaN probabilities, a garbage draw)
+        drop_sorted[..., 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, idx, drop_sorted)
         probs = probs.masked_fill(drop, 0.0)
         probs = probs / probs.sum(dim=-1, keepdim=True)
