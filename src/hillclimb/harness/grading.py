@@ -2,8 +2,10 @@
 
 Rules, per kind (SWE-bench for the test-based ones):
 
-- bugfix / feature: resolved ⇔ every FAIL_TO_PASS test passes and every PASS_TO_PASS test passes
-  (passed or xfailed; a test missing from the results counts as failed).
+- bugfix / feature: resolved ⇔ every FAIL_TO_PASS test passes (passed: an xfail is not a fix) and
+  every PASS_TO_PASS test passes (passed or xfailed; a test missing from the results counts as
+  failed). A skip or xfail raised by the code under test (not the test's own module, a conftest
+  or an installed package) is reported failed by the reporter (pytest_reporter.py).
 - refactor: the structural checks hold on the submitted code (checked *before* hidden tests are
   copied in, so they judge the agent's code only) and the tests stay green (per-test rule when the
   task lists tests, else the run must be green: see below).
@@ -70,7 +72,7 @@ from hillclimb.harness.protected import conftest_digests, infrastructure_changes
 from hillclimb.harness.results_channel import TrustedReport, open_channel
 from hillclimb.harness.structural import run_check
 from hillclimb.harness.task import Task
-from hillclimb.harness.testparse import ERROR, FAIL, is_pass
+from hillclimb.harness.testparse import ERROR, FAIL, PASS, is_pass
 from hillclimb.sandbox import run_command
 
 OUTPUT_TAIL = 4000
@@ -116,10 +118,14 @@ def normalize_answer(text: str) -> str:
     return s
 
 
-def _split(ids: tuple[str, ...], outcomes: dict[str, str]) -> dict[str, list[str]]:
+def _split(
+    ids: tuple[str, ...], outcomes: dict[str, str], *, strict: bool = False
+) -> dict[str, list[str]]:
+    """Which of `ids` passed: `is_pass` (passed or xfailed), or with `strict` only "passed"."""
+    ok = (lambda o: o == PASS) if strict else is_pass
     return {
-        "passed": [t for t in ids if is_pass(outcomes.get(t))],
-        "failed": [t for t in ids if not is_pass(outcomes.get(t))],
+        "passed": [t for t in ids if ok(outcomes.get(t))],
+        "failed": [t for t in ids if not ok(outcomes.get(t))],
     }
 
 
@@ -169,7 +175,8 @@ def _clear_hidden_only_dirs(task: Task, ws: Path) -> None:
     part of the tests. `python tests/verify.py` puts tests/ first on `sys.path`, so a planted
     `tests/json.py` ran inside a terminal task's verifier and could exit 0 for it; an agent's own
     failing `tests/test_x.py` would count against a refactor's green run. A directory repo/ has
-    (`.`, or a repo's own tests/) keeps the agent's files: new modules are legitimate there."""
+    keeps the agent's files here, for the infrastructure check to see (a planted
+    `tests/conftest.py` is refused); `_reset_test_dirs` then removes them before the run."""
     dirs = [Path(task.hidden_tests_dest)] + sorted(
         Path(task.hidden_tests_dest) / p.relative_to(task.hidden_tests)
         for p in task.hidden_tests.rglob("*")
@@ -185,10 +192,43 @@ def _clear_hidden_only_dirs(task: Task, ws: Path) -> None:
             shutil.rmtree(here)
 
 
-def _install_hidden_tests(task: Task, ws: Path) -> None:
+def _test_dirs(task: Task) -> list[Path]:
+    """The directories that hold the task's test suite once the hidden tests are in: their
+    destination, or, when that is the repo's root, each top-level directory they bring."""
+    dest = Path(task.hidden_tests_dest)
+    if dest.parts:
+        return [dest]
+    return sorted(p.relative_to(task.hidden_tests) for p in task.hidden_tests.iterdir()
+                  if p.is_dir() and not p.is_symlink())  # fmt: skip
+
+
+def _reset_test_dirs(task: Task, ws: Path) -> None:
+    """Make each test directory (`_test_dirs`) exactly what `repo/` has there (nothing, if it
+    has none) before the hidden tests are copied over it: whatever else is there, the agent or
+    patch made, and the hidden tests must not run it. A hidden test importing a helper the repo
+    keeps beside it (`from helpers import check`) ran the patch's version, and a `check` that
+    asserted nothing resolved the task (session 21); a module planted there (`tests/pkg.py`)
+    shadows the package for tests that put their directory first on `sys.path`. Code outside
+    these directories (the package, new modules) is kept."""
+    for rel in _test_dirs(task):
+        here = ws / rel
+        if here.is_symlink() or here.is_file():
+            here.unlink()
+        elif here.is_dir():
+            shutil.rmtree(here)
+        trusted = task.repo / rel
+        if trusted.is_dir() and not trusted.is_symlink():
+            copy_tree(trusted, here)
+
+
+def _install_hidden_tests(task: Task, ws: Path, *, reset: bool = False) -> None:
     """Copy the hidden tests in. A symlink on their way (a patch or an agent can leave
     `tests -> /somewhere` or `tests/test_x.py -> ...`) is removed first: copying follows links,
-    and the grader runs outside the sandbox."""
+    and the grader runs outside the sandbox. With `reset` (test-graded kinds, after the
+    infrastructure check, which must see what the submission did there in order to refuse it),
+    the test directories are first made what repo/ has there (`_reset_test_dirs`). Terminal
+    tasks keep the agent's files in a directory repo/ has: their verifier judges the workspace
+    the agent left, which may rightly include files there."""
     if not task.hidden_tests.is_dir():
         return
     dest = ws / task.hidden_tests_dest
@@ -205,7 +245,8 @@ def _install_hidden_tests(task: Task, ws: Path) -> None:
             target.unlink()
         elif not is_dir and target.is_dir():
             shutil.rmtree(target)  # copying a file onto a directory would land inside it
-    _clear_hidden_only_dirs(task, ws)  # after the loop: no symlink is left on these paths
+    # after the loop: no symlink is left on these paths
+    (_reset_test_dirs if reset else _clear_hidden_only_dirs)(task, ws)
     copy_tree(task.hidden_tests, dest)
 
 
@@ -245,6 +286,7 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
                     message="the submission changes test infrastructure, which is not allowed: "
                     + ", ".join(changed[:10]),
                 )  # fmt: skip
+            _install_hidden_tests(task, ws, reset=True)
             conftests = conftest_digests(ws)
             channel = open_channel(ws, task.env)
             command, env, node_runs = channel.instrument(task.test_command, task.env)
@@ -270,7 +312,11 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
         output_tail=output[-OUTPUT_TAIL:],
         reporter=report.summary(node_runs) if channel is not None else None,
     )  # fmt: skip
-    res.fail_to_pass = _split(task.fail_to_pass, outcomes)
+    # A FAIL_TO_PASS test must pass: an xfail is the test's author expecting it to fail, which
+    # a fix never needs (an xfail-marked test failing before the fix is xfailed, i.e. not a
+    # FAIL_TO_PASS test). Counting xfailed paid a package whose functions were `pytest.xfail`
+    # itself (`slugify = pytest.xfail`: no frame of the package for the reporter to see).
+    res.fail_to_pass = _split(task.fail_to_pass, outcomes, strict=True)
     res.pass_to_pass = _split(task.pass_to_pass, outcomes)
     checks_ok = all(c["ok"] for c in checks)
 

@@ -17,7 +17,9 @@ before anything in the workspace can even be imported. On import it
    sys.path (`python -m` puts the current directory first; the task's PYTHONPATH follows), so
    tests and the subprocesses they start see what they would have seen without us;
 4. reports one record per test — setup/call/teardown worst wins, xfail/skip as pytest's `-rA`
-   summary — plus collection errors, and at the end the session's exit status and the conftest.py
+   summary, except that a skip or xfail raised through the code under test (a frame in the
+   workspace that is neither the test's own module nor a conftest.py) is a failure — plus
+   collection errors (a module skipped by the code under test is one), and at the end the session's exit status and the conftest.py
    files that were loaded, each line signed with HMAC-SHA256 under the key.
 
 The key never appears in a file or in output after step 2, so records the grader accepts can only
@@ -120,6 +122,7 @@ def _import_stdlib():
         import hashlib
         import hmac
         import json
+        import unittest  # noqa: F401  (for `_skip_exceptions`: here, with the workspace off the path)
     finally:
         sys.path[:] = saved
     return hashlib, hmac, json
@@ -154,8 +157,47 @@ def _activate() -> None:
         mac = hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
         _write(fd, json.dumps({"p": text, "m": mac}))
 
-    _state = {"emit": emit, "outcomes": {}, "conftests": {}, "sha256": hashlib.sha256}
+    _state = {
+        "emit": emit, "outcomes": {}, "conftests": {}, "sha256": hashlib.sha256,
+        "skips": _skip_exceptions(), "forced": set(), "root": os.getcwd(),
+    }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
+
+
+def _skip_exceptions() -> tuple[type, ...]:
+    """What skips or xfails a test when raised (`pytest.skip`/`importorskip`, `pytest.xfail`,
+    `unittest.SkipTest`), taken while pytest is loading us: before any workspace code exists."""
+    out: list[type] = []
+    outcomes = sys.modules.get("_pytest.outcomes")
+    for name in ("Skipped", "XFailed"):
+        cls = getattr(outcomes, name, None)
+        if isinstance(cls, type):
+            out.append(cls)
+    skip_test = getattr(sys.modules.get("unittest"), "SkipTest", None)
+    if isinstance(skip_test, type):
+        out.append(skip_test)
+    return tuple(out)
+
+
+def _trusted_file(filename: str, test_file: str) -> bool:
+    """Whether code in `filename` may skip or xfail the test in `test_file`: the test's own
+    module, a conftest.py (the grader checks every loaded one against the task), or anything
+    outside the workspace (pytest, plugins, the standard library). Not the code under test."""
+    if filename.startswith("<frozen "):
+        return True
+    real = os.path.realpath(filename)
+    if real == test_file or os.path.basename(real) == "conftest.py" or _under(real, _DIR):
+        return True
+    return not _under(real, _WORKSPACE)
+
+
+def _raised_by_untrusted(tb, test_file: str) -> bool:
+    """Whether a frame the exception passed through is untrusted code (see `_trusted_file`)."""
+    while tb is not None:
+        if not _trusted_file(tb.tb_frame.f_code.co_filename, test_file):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _write(fd: int, line: str) -> None:
@@ -184,6 +226,11 @@ def outcome_of(report) -> str | None:
 # ---- hooks --------------------------------------------------------------------------------------
 
 
+def pytest_configure(config):
+    if _state is not None:
+        _state["root"] = str(config.rootpath)
+
+
 def pytest_plugin_registered(plugin, plugin_name, manager):
     if _state is None:
         return
@@ -199,8 +246,37 @@ def pytest_plugin_registered(plugin, plugin_name, manager):
 
 
 def pytest_collectreport(report):
-    if _state is not None and report.failed:
+    if _state is None:
+        return
+    if report.failed or (report.skipped and _skipped_by_untrusted(report)):
         _state["emit"]({"k": "test", "id": report.nodeid, "o": "error"})
+
+
+def _skipped_by_untrusted(report) -> bool:
+    """A collection skip raised by the code under test (`pytest.skip(allow_module_level=True)`
+    in the graded package takes every test module importing it out of the run, leaving a
+    "green" run of the rest). pytest records where the skip was raised in `longrepr`."""
+    where = report.longrepr[0] if isinstance(report.longrepr, tuple) else None
+    if not isinstance(where, str):
+        return True  # no location: not a skip we can vouch for
+    # the collected file's id is relative to the rootdir, the skip's location to the cwd
+    module = os.path.realpath(os.path.join(_state["root"], str(report.fspath)))
+    return not _trusted_file(where, module)
+
+
+def pytest_runtest_makereport(item, call):
+    """Note a phase skipped or xfailed by the code under test: `pytest.xfail()` (or
+    `pytest.skip()`) called from the graded package turned every test that reached it into
+    "xfailed", which counts as passing, so a submission whose functions all just called
+    `pytest.xfail()` resolved the task (session 21). Such a phase is reported failed (call) or
+    an error (setup/teardown). Returns None: pytest builds the report as usual."""
+    if _state is None or call.excinfo is None:
+        return None
+    if isinstance(call.excinfo.value, _state["skips"]):
+        test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
+        if _raised_by_untrusted(call.excinfo.tb, test_file):
+            _state["forced"].add((item.nodeid, call.when))
+    return None
 
 
 def pytest_runtest_logreport(report):
@@ -209,6 +285,8 @@ def pytest_runtest_logreport(report):
     got = outcome_of(report)
     if got is None:
         return
+    if got in ("skipped", "xfailed") and (report.nodeid, report.when) in _state["forced"]:
+        got = "failed" if report.when == "call" else "error"
     prev = _state["outcomes"].get(report.nodeid)
     if prev is None or _SEVERITY[got] > _SEVERITY[prev]:
         _state["outcomes"][report.nodeid] = got

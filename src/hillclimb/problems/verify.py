@@ -2,14 +2,16 @@
 
 Conventions (one for the whole project, so SFT data, evaluation and RL rewards agree):
 - reasoning problems: the assistant's final content is `The answer is X.`; `extract_answer` takes
-  the LAST "answer is"/"answer:" in the completion (after any `</think>`), tolerating whitespace,
+  the LAST "answer is"/"answer:" in the completion (after any `</think>`; a `<think>` never
+  closed leaves no answer; invisible characters are dropped), tolerating whitespace,
   a trailing period, thousands commas (groups of three: `1,234`; `3,5` is two numbers), a
   leading "+", "$", a unicode minus or the word "negative"/"minus", fractions (also TeX
   `\\frac{a}{b}`), `.5`, `1e5` and powers `2^10` (exact values); if the phrase is missing it
   falls back to `\\boxed{X}` and then (numeric answers only) to the last number in the final
   content. Numbers compare as exact fractions (`0.5` == `1/2`), words case-insensitively (`yes`,
   `True`, names; TeX markup around them such as `\\boxed{\\text{True}}` is skipped). A range
-  ("35–36", "35 to 36") is a hedge, like "35 or 36".
+  ("35–36", "35 to 36") is a hedge, like "35 or 36"; "The answer is not 6" is no answer; a dash
+  in a sign's place ("–5") is a minus.
 - code problems: the content is one ```python fenced block; `extract_answer` takes the last fenced
   block (an unclosed final fence counts up to the end), or the whole completion if there is none.
 
@@ -107,7 +109,10 @@ from hillclimb.errors import HillclimbError
 from hillclimb.problems.base import Problem
 from hillclimb.problems.steps import SUPERSCRIPT_DIGITS, fmt, parse_number
 
-_ANSWER_RE = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
+# `is\b`: "The answer isn't 6, it's 5." read "n't 6" and passed for 6 (session 21)
+_ANSWER_RE = re.compile(r"answer\s*(?:is\b|:|=)\s*:?\s*", re.IGNORECASE)
+# "The answer is not 6." states no answer (it passed for 6 until session 21)
+_NEGATED_RE = re.compile(r"(?:not|never|neither)\b", re.IGNORECASE)
 # one level of braces inside: `\boxed{\text{True}}` (the body is `\text{True}`)
 _BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 # a TeX command word (`\boxed`, `\text`, `\mathrm`): markup, never the answer word
@@ -136,9 +141,14 @@ def final_content(p: Problem) -> str:
 
 
 def _after_think(text: str) -> str:
+    """The final content: what follows the last `</think>`; nothing when a `<think>` was opened
+    and never closed (all of it is reasoning, e.g. a completion cut off while thinking: an
+    "answer is" inside it was paid as a final answer until session 21)."""
     if "</think>" in text:
-        return text.rsplit("</think>", 1)[1]
-    return text.replace("<think>", "")
+        text = text.rsplit("</think>", 1)[1]
+    elif "<think>" in text:
+        return ""
+    return text.split("<think>", 1)[0]  # a block opened again after the content
 
 
 def _number(text: str) -> str | None:
@@ -191,10 +201,18 @@ def answer_is_hedged(p: Problem, completion: str) -> bool:
 # (a sentence end counts only before a word that offers the other one: "5. Or 6.", not "5. 6 of
 # them"; markup around either answer is no separator: "**5** or **6**", "`yes` or `no`")
 # (a range is a hedge too: "35–36", "35 - 36", "35 to 36" passed for 35 until session 21)
-_HEDGE_GAP = re.compile(r"\s*(?:[,;/|&\u2013-]\s*|[.!?]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
-                        r"(?:[(\[]\s*(?=(?:or|maybe|perhaps|possibly)\b))?"
-                        r"(?:(?:or|and|to)\b\s*)?(?:(?:maybe|perhaps|possibly)\b\s*)?",
+# (so are "5 vs 6", "5 and/or 6", "5 ~ 6", "5 − 6", "5 ∨ 6", "5 ± 1", "5 +/- 1", "5—6", "5 — or 6", "5; otherwise
+# 6", "5 or else 6": each passed for 5 until session 21)
+_ALTERNATIVE = r"(?:or|maybe|perhaps|possibly|alternatively|otherwise|else)\b"
+_HEDGE_GAP = re.compile(r"\u2014|\s*(?:(?:[,;/|&~\u2013\u2212\u2228\u00b1-]|\+/-)\s*"
+                        r"|[.!?\u2014]\s*(?=" + _ALTERNATIVE + r"))?"
+                        r"(?:[(\[]\s*(?=" + _ALTERNATIVE + r"))?"
+                        r"(?:(?:and/or|or|and|to|vs\.?|versus)(?:\b|(?<=\.))\s*)?"
+                        r"(?:(?:maybe|perhaps|possibly|alternatively|otherwise|else)\b\s*)?",
                         re.IGNORECASE)  # fmt: skip
+# a bare other candidate in brackets: "5 (6)", "True (False)" ("12 (3 × 4)" is an explanation)
+_BRACKET_OPEN = re.compile(r"\s*[(\[]\s*")
+_BRACKET_CLOSE = re.compile(r"\s*[)\]]")
 # markup a model wraps an answer in (bold, code, quotes, TeX math and boxes), removed from the gap
 # between two candidates before the gap is judged
 _GAP_MARKUP = re.compile(r"\\[A-Za-z]+\s*\{|\\[()\[\]]|[*_`\"'$\u201c\u201d\u2018\u2019{}]")
@@ -209,12 +227,17 @@ def _hedged_tail(p: Problem, tail: str) -> bool:
         pat = "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True))
         spans = [(m.start(), m.end(), m.group(0).casefold()) for m in
                  re.finditer(rf"(?<![\w'])(?:{pat})(?![\w'])", tail, re.IGNORECASE)]  # fmt: skip
-    for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
+    for (_, end, a), (start, b_end, b) in zip(spans, spans[1:], strict=False):
+        if a == b:
+            continue
         gap = tail[end:start]
         if tail[:end].endswith(","):
             gap = "," + gap
         gap = _GAP_MARKUP.sub("", gap)
-        if a != b and _HEDGE_GAP.fullmatch(gap):
+        if _HEDGE_GAP.fullmatch(gap):
+            return True
+        after = _GAP_MARKUP.sub("", tail[b_end : b_end + 8])
+        if _BRACKET_OPEN.fullmatch(gap) and _BRACKET_CLOSE.match(after):
             return True
     return False
 
@@ -226,15 +249,51 @@ _TEX_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{\s*([-+\u2212]?\d+)\s*\}\s*\{\s*(\d+
 _SIGN_WORD_RE = re.compile(r"\b(?:negative|minus)\s+(?=\$?\.?\d)", re.IGNORECASE)
 
 
+# Characters a reader does not see (zero-width spaces and joiners, bidi marks, the BOM, soft
+# hyphens: Unicode category Cf) hid a hedge: "5\u200b or 6" and "yes\u200b/no" passed for the
+# first (session 21). They are removed before anything is read.
+_INVISIBLE_RE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+# A dash that reads as a minus sign (hyphen, figure/en/em dash, small and fullwidth hyphen-minus)
+# in front of a number: "The answer is –5." passed for 5 and failed for -5 (session 21). Only in
+# a sign's place, so a range ("35–36") or a dash before an explanation ("35 — 5 × 7") keeps it.
+_DASH_SIGN_RE = re.compile("(?<![\\w.])[\u2010-\u2015\ufe63\uff0d](?=\\$?\\.?\\d)")
+# fraction and division slashes: "5⁄6" is 5/6, not 5
+_SLASHES = str.maketrans({"\u2044": "/", "\u2215": "/"})
+
+
+def _clean(text: str) -> str:
+    """A reasoning completion's final content as a reader sees it."""
+    text = _INVISIBLE_RE.sub("", text)
+    text = _after_think(text).translate(_SLASHES)
+    # `\frac{1}{2}` read as the two numbers 1 and 2 (a correct 1/2 was "ambiguous" or "1")
+    text = _TEX_FRAC_RE.sub(r"\1/\2", text)
+    text = _DASH_SIGN_RE.sub("-", text)
+    return _SIGN_WORD_RE.sub("-", text)
+
+
+# the next line offers another answer: "The answer is 5.\nOr 6." passed for 5 (session 21)
+_NEXT_OFFER_RE = re.compile(r"\s*[*_`>\-]*\s*(?=" + _ALTERNATIVE + ")", re.IGNORECASE)
+
+
+def _offered_next(rest: str) -> str:
+    """The line after the answer's when it starts with an alternative ("Or 6", "Maybe 6"), as
+    text to judge with the answer's line; else nothing."""
+    nxt = rest.lstrip().split("\n", 1)[0]
+    return " " + nxt if _NEXT_OFFER_RE.match(nxt) else ""
+
+
 def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
     """(the final answer normalised, whether it is hedged)."""
-    # `\frac{1}{2}` read as the two numbers 1 and 2 (a correct 1/2 was "ambiguous" or "1")
-    text = _TEX_FRAC_RE.sub(r"\1/\2", _after_think(completion))
-    text = _SIGN_WORD_RE.sub("-", text)
+    text = _clean(completion)
     matches = list(_ANSWER_RE.finditer(text))
     if matches:  # the last answer statement wins (a model may correct itself)
-        tail = text[matches[-1].end() :].split("\n", 1)[0].strip().strip("*`\"'")
-        return _normalise(p, tail), _hedged_tail(p, tail)
+        line, _, rest = text[matches[-1].end() :].partition("\n")
+        tail = line.strip().strip("*`\"'")
+        if _NEGATED_RE.match(tail):  # "the answer is not 6": a denial, not an answer
+            return None, False
+        return _normalise(p, tail), _hedged_tail(p, tail + _offered_next(rest))
     boxed = _BOXED_RE.findall(text)
     if boxed:
         values = {_normalise(p, b) for b in boxed}
