@@ -859,3 +859,6 @@ def test_rollouts_record_think_tokens(micro):
     for r in rs:
         assert r.think_tokens is not None
         assert r.think_tokens == r.reasoning_tokens - sum(t in tags for t in r.completion_ids)
+        n_tags = sum(t in tags for t in r.completion_ids)
+        assert r.think_tokens + r.content_tokens + n_tags == len(r.completion_ids)
+        assert r.answer_allowance > 4  # the reference answer's tokens + slack

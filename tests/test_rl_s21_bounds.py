@@ -64,10 +64,32 @@ def test_thinking_tokens_count_the_sampled_block_without_tags():
             st.observe(t)
         r = Rollout(problem=p, sample=0, prompt_ids=prompt_ids, completion_ids=comp,
                     reasoning_tokens=st.reasoning_tokens, finish_reason=reason)  # fmt: skip
-        r.think_tokens = _think_tokens(tok, prompt_ids, comp)
+        r.think_tokens, r.content_tokens = _think_tokens(tok, prompt_ids, comp)
         return thinking_tokens(r)
 
     assert case(prompt, [ts, a, b, te, a], "length") == 2  # closed, then cut: was 3
     assert case([*prompt, ts], [a, b, te, a], "stop") == 2  # the prompt opened it: was 1
     assert case(prompt, [ts, a, b, a], "length") == 3  # never closed
     assert case(prompt, [a, b], "stop") == 0
+
+
+def test_reasoning_outside_the_think_block_is_charged_to_the_budget():
+    """Counting only the think block let a budget-noted policy skip `<think>` and reason in the
+    content for free (red team, session 21): tokens outside the block beyond the answer's
+    allowance now count as thinking; an answer within its allowance costs nothing."""
+    from hillclimb.problems import generate
+    from hillclimb.rl.rewards import budget_tokens, shape_group
+    from hillclimb.rl.rollout import Rollout
+
+    p = generate("arith", 1, 1, 0)[0]
+
+    def roll(think, content, allowance=10):
+        return Rollout(problem=p, sample=0, prompt_ids=[1], completion_tokens=think + content,
+                       think_tokens=think, content_tokens=content, answer_allowance=allowance,
+                       think_budget=8, passed=True, finish_reason="stop")  # fmt: skip
+
+    honest, dodge, short = roll(8, 10), roll(0, 40), roll(4, 6)
+    assert [budget_tokens(r) for r in (honest, dodge, short)] == [8, 30, 4]
+    shaped, _, _ = shape_group([honest, dodge, short], [1.0] * 3, budget=64, overlong="none",
+                               overlong_buffer=8, alp_beta=0.0, budget_beta=1.0)  # fmt: skip
+    assert shaped == pytest.approx([1.0, 0.0, 1.0])  # the dodge pays the full overshoot

@@ -91,6 +91,17 @@ def thinking_tokens(r: Rollout) -> int:
     return max(0, r.reasoning_tokens - (2 if closed else 1))
 
 
+def budget_tokens(r: Rollout) -> int:
+    """What a thinking budget is charged for: the think block's tokens, plus the tokens outside
+    it beyond what the answer needs (`Rollout.answer_allowance`). Why: counting the block alone
+    let a policy skip or close `<think>` early and reason in the content, unpenalised (found by
+    the session-21 red team)."""
+    extra = 0
+    if r.content_tokens is not None:
+        extra = max(0, r.content_tokens - r.answer_allowance)
+    return thinking_tokens(r) + extra
+
+
 def load_reward(spec: str | None, format_bonus: float = 0.0) -> RewardFn:
     """The reward function: `spec` = "module:function" or None (correctness), plus the format
     bonus."""
@@ -275,7 +286,8 @@ def shape_group(
     - overlong "soft" (DAPO): completions within `overlong_buffer` tokens of the budget lose
       linearly up to 1; "mask": truncated completions get no gradient at all.
     - budget conditioning (`budget_beta > 0`, rollouts with a `think_budget` b): L1-max — a
-      completion whose thinking t (think-block tokens, tags excluded) exceeds b loses
+      completion whose thinking t (think-block tokens, tags excluded, plus tokens outside the
+      block beyond what the answer needs: `budget_tokens`) exceeds b loses
       β · min(1, (t − b) / b); within budget nothing changes, so the model may think less."""
     g = len(rollouts)
     solved = sum(r.passed for r in rollouts) / g if g else 0.0
@@ -287,7 +299,7 @@ def shape_group(
         if overlong == "soft" and n > budget - overlong_buffer:
             out[i] -= min(1.0, (n - (budget - overlong_buffer)) / overlong_buffer)
         if budget_beta > 0 and r.think_budget:
-            over = thinking_tokens(r) - r.think_budget
+            over = budget_tokens(r) - r.think_budget
             if over > 0:
                 out[i] -= budget_beta * min(1.0, over / r.think_budget)
         if overlong == "mask" and r.truncated:

@@ -53,6 +53,11 @@ class Rollout:
     # tokens generated inside think blocks, tags excluded (set by `rollouts`, which replays the
     # engine's think tracking over the sampled ids; None: estimate from reasoning_tokens)
     think_tokens: int | None = None
+    # generated tokens outside think blocks (tags excluded), and how many of them the answer may
+    # take (the reference final answer's tokens + slack): budget conditioning counts the excess
+    # as thinking, so reasoning moved out of the block does not dodge the budget
+    content_tokens: int | None = None
+    answer_allowance: int = 0
     passed: bool = False
     status: str = "prompt_too_long"  # pass|fail|error|timeout|no_answer|truncated|prompt_too_long
     detail: str = ""
@@ -62,21 +67,28 @@ class Rollout:
         return self.finish_reason == "length"
 
 
-def _think_tokens(tok: Any, prompt_ids: list[int], completion_ids: list[int]) -> int | None:
-    """Generated tokens inside think blocks without their tags, counted by the engine's own
-    think tracking (`serve.budget.ThinkState`: the prompt may open the block; a completion may
-    close it and then be truncated), so the count agrees with what a serve-time budget spends.
-    None for a tokenizer without special-token lookup (`thinking_tokens` then estimates)."""
+ANSWER_SLACK = 4  # tokens beyond the reference answer's own (separators, end of turn)
+
+
+def _think_tokens(
+    tok: Any, prompt_ids: list[int], completion_ids: list[int]
+) -> tuple[int, int] | None:
+    """(generated tokens inside think blocks, generated tokens outside them), tags excluded,
+    counted by the engine's own think tracking (`serve.budget.ThinkState`: the prompt may open
+    the block; a completion may close it and then be truncated), so the count agrees with what
+    a serve-time budget spends. None for a tokenizer without special-token lookup
+    (`thinking_tokens` then estimates)."""
     from hillclimb.serve.budget import ThinkState
 
     if not hasattr(tok, "token_id"):
         return None
     st = ThinkState.for_prompt(tok, prompt_ids, None)
-    n = 0
+    inside = outside = 0
     for t in completion_ids:
         reasoning, tag = st.observe(t)
-        n += reasoning and not tag
-    return n
+        inside += reasoning and not tag
+        outside += not reasoning
+    return inside, outside
 
 
 def sample_seed(seed: int, problem_id: str, i: int) -> int:
@@ -200,7 +212,10 @@ def rollout_and_check(
             r.completion_tokens, r.reasoning_tokens = o.completion_tokens, o.reasoning_tokens
             r.logprobs, r.forced = o.policy_logprobs, o.forced
             r.routes = getattr(o, "routes", None)
-            r.think_tokens = _think_tokens(tok, r.prompt_ids, r.completion_ids)
+            split = _think_tokens(tok, r.prompt_ids, r.completion_ids)
+            if split is not None:
+                r.think_tokens, r.content_tokens = split
+                r.answer_allowance = len(tok.encode(final_content(r.problem))) + ANSWER_SLACK
     ran = [r for r in out if r.finish_reason != "prompt_too_long"]
     details = check_many_details(
         [r.problem for r in ran], [r.text for r in ran], timeout_s=check_timeout_s
