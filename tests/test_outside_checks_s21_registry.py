@@ -190,3 +190,18 @@ def test_items_left_out_of_the_pairing_are_named_in_the_decision_and_the_climb_r
     capsys.readouterr()
     assert main(["promote", b, "--over", a, "--target", "heldout", "--registry", str(db)]) == 0
     assert warn in capsys.readouterr().out
+
+
+def test_all_equal_paired_differences_get_an_interval_not_a_point():
+    """Every resample of identical differences is identical: one item read "+100 points, CI
+    [+100, +100]". Now a Wilson bound on the share of items that differ by that much."""
+    from hillclimb.eval.bootstrap import paired_bootstrap
+
+    one = paired_bootstrap([0.0], [1.0], resamples=200)
+    assert one.delta == 1.0 and one.ci_low < 0 and one.ci_high == 1.0
+    many = paired_bootstrap([1.0] * 621, [1.0] * 621, resamples=200)
+    assert -0.01 < many.ci_low < 0 < many.ci_high < 0.01
+    mixed = paired_bootstrap([0, 1, 0, 1], [1, 1, 0, 0], resamples=200)  # unchanged path
+    assert mixed.ci_low <= mixed.delta <= mixed.ci_high
+    tokens = paired_bootstrap([10.0, 12.0], [13.0, 15.0], resamples=200)  # not unit scores
+    assert tokens.ci_low == tokens.ci_high == 3.0

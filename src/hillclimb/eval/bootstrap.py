@@ -84,6 +84,8 @@ def paired_bootstrap(
     boot = draws @ values / n  # resampled mean differences
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [tail, 1 - tail])
+    if values.size == 1 and _unit_scores(xa, xb):
+        lo, hi = _all_equal_interval(float(values[0]), n, confidence)
     centred = boot - delta  # the null distribution (same spread, mean 0)
     eps = 1e-12  # ties: a resample exactly as extreme as observed counts as extreme
     p_better = (1 + int((centred >= delta - eps).sum())) / (resamples + 1)
@@ -107,3 +109,20 @@ def paired_bootstrap(
         resamples=resamples,
         seed=seed,
     )
+
+
+def _unit_scores(xa: Any, xb: Any) -> bool:
+    return bool(((xa >= 0) & (xa <= 1) & (xb >= 0) & (xb <= 1)).all())
+
+
+def _all_equal_interval(c: float, n: int, confidence: float) -> tuple[float, float]:
+    """The interval when every paired difference equals `c` (scores in [0, 1]).
+
+    Why: every resample of identical differences is identical, so the percentile interval was
+    [c, c] — "+100 points, CI [+100, +100]" on one item. Instead: a Wilson lower bound w on the
+    share of items whose difference is c (n of n observed); the other 1 − w could differ by
+    anything in [−1, 1]. Wide for a handful of items, ±0.6 points at 621 all-equal ones."""
+    from hillclimb.eval.metrics import wilson_ci
+
+    w, _ = wilson_ci(n, n, confidence)
+    return max(-1.0, w * c - (1 - w)), min(1.0, w * c + (1 - w))
