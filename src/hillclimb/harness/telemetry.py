@@ -241,17 +241,24 @@ class Telemetry(LockedSQLite):
         }
 
     def _episode_feedback(self) -> dict[str, bool]:
-        """Latest user verdict per episode (episode feedback, or any rejected edit in it)."""
+        """Latest user verdict per episode: its latest episode feedback, overruled by any edit
+        in it whose *latest* verdict is a rejection. Latest by insertion order (`id`): a user
+        who rejects an edit and then accepts it has changed their mind, and clocks of several
+        writers need not agree."""
         out: dict[str, bool] = {}
         for ep_id, accepted in self.query(
-            "SELECT episode_id, accepted FROM feedback WHERE target='episode' ORDER BY created_at, id"
+            "SELECT episode_id, accepted FROM feedback WHERE target='episode' ORDER BY id"
         ):
             out[ep_id] = bool(accepted)
-        for (ep_id,) in self.query(
-            "SELECT DISTINCT e.episode_id FROM feedback f JOIN edits e ON f.edit_id=e.id"
-            " WHERE f.target='edit' AND f.accepted=0 AND e.episode_id IS NOT NULL"
+        edits: dict[int, tuple[str, bool]] = {}  # edit id -> (episode, latest verdict)
+        for edit_id, ep_id, accepted in self.query(
+            "SELECT f.edit_id, e.episode_id, f.accepted FROM feedback f JOIN edits e"
+            " ON f.edit_id=e.id WHERE f.target='edit' AND e.episode_id IS NOT NULL ORDER BY f.id"
         ):
-            out[ep_id] = False
+            edits[edit_id] = (ep_id, bool(accepted))
+        for ep_id, accepted in edits.values():
+            if not accepted:
+                out[ep_id] = False
         return out
 
     def export(
@@ -276,15 +283,17 @@ class Telemetry(LockedSQLite):
             "SELECT id, task_id, task_kind, task_dir, model, resolved, trajectory, status FROM episodes"
             " WHERE status!='running' AND trajectory IS NOT NULL ORDER BY started_at, id"
         )
-        held: dict[str, str | None] = {}  # task_dir -> why it is evaluation-only
-        task_meta: dict[str, dict[str, Any]] = {}  # task_dir -> what `heldout_reason` reads
+        held: dict[tuple[str, str], str | None] = {}  # (task_dir, task_id) -> why excluded
+        task_meta: dict[tuple[str, str], dict[str, Any]] = {}  # what `heldout_reason` reads
         excluded: dict[str, str] = {}  # task_id -> why
         malformed: list[str] = []  # episodes whose stored trajectory cannot be read back
         for ep_id, task_id, kind, task_dir, model, resolved, traj_json, status in rows:
-            if task_dir not in held:
-                held[task_dir], task_meta[task_dir] = _evaluation_only(task_dir)
-            if held[task_dir]:
-                excluded[task_id] = held[task_dir]
+            task = (task_dir, task_id)
+            if task not in held:
+                held[task], task_meta[task] = _evaluation_only(task_dir, task_id)
+            why = held[task]
+            if why:
+                excluded[task_id] = why
                 continue
             verdict = fb.get(ep_id)
             accepted = verdict is True or (verdict is None and not require_accepted)
@@ -298,7 +307,7 @@ class Telemetry(LockedSQLite):
                     "tools": _tool_schemas(),
                     "meta": {"source": "harness", "episode_id": ep_id, "task_id": task_id,
                              "kind": kind, "model": model, "user_feedback": verdict,
-                             "task": task_meta[task_dir]},
+                             "task": task_meta[task]},
                 }, ensure_ascii=False))  # fmt: skip
             elif (not resolved or verdict is False) and status != "model_error":
                 ref = rl.setdefault(task_id, {
@@ -369,23 +378,28 @@ def _trajectory_messages(traj_json: str) -> list[dict[str, Any]] | None:
     return sft_messages(msgs)
 
 
-def _evaluation_only(task_dir: str | None) -> tuple[str | None, dict[str, Any]]:
-    """(Why episodes on the task in `task_dir` must not become training data, or None; the
-    task meta that decides it, kept in the SFT record so the climb can check it again).
+def _evaluation_only(task_dir: str | None, task_id: str) -> tuple[str | None, dict[str, Any]]:
+    """(Why episodes on task `task_id` in `task_dir` must not become training data, or None;
+    the task meta that decides it, kept in the SFT record so the climb can check it again).
 
     Held-out tasks (`taskgen.common.heldout_reason`: held-out projects, templates, mutation
     sites) are what the harness suite measures; an episode on one — an evaluation run recorded
     in telemetry — would teach the next climb the answer. A task whose `task.toml` cannot be
-    read cannot be shown to be a training task, so it is left out too."""
+    read cannot be shown to be a training task, so it is left out too; so is one whose directory
+    now holds another task (tasks regenerated into the same path): its meta says nothing about
+    the task the episode ran on, and RL would be pointed at a task the episode never saw."""
     from hillclimb.harness.task import load_task
     from hillclimb.harness.taskgen.common import heldout_reason
 
     if not task_dir:
         return "no task directory recorded", {}
     try:
-        meta = load_task(task_dir).meta or {}
+        task = load_task(task_dir)
     except HillclimbError as exc:
         return f"task unreadable ({exc})", {}
+    if task.id != task_id:
+        return f"its directory {task_dir} now holds task {task.id!r}, not {task_id!r}", {}
+    meta = task.meta or {}
     keep = ("split", "projects", "template", "module", "function", "line", "site_split")
     return heldout_reason(meta), {k: meta[k] for k in keep if k in meta}
 

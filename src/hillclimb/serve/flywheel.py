@@ -224,11 +224,15 @@ class FlywheelStore(LockedSQLite):
                 counts["rejected"] += 1
                 continue
             counts["accepted"] += 1
-            account, endpoint, model, consent, req, resp = self.query(
+            rows = self.query(
                 "SELECT account, endpoint, model, consent, request, response FROM served"
                 " WHERE request_id=?",
                 (rid,),
-            )[0]
+            )
+            if not rows:  # the served row was deleted by hand (an account's data purged)
+                counts["malformed"] = counts.get("malformed", 0) + 1
+                continue
+            account, endpoint, model, consent, req, resp = rows[0]
             if not consent or req is None or not self.consent(account):
                 counts["no_consent"] += 1
                 continue

@@ -181,13 +181,38 @@ def heldout_reason(meta: dict[str, Any] | None) -> str | None:
     return None
 
 
+def edit_site(extra: dict[str, Any], new_source: str) -> object:
+    """An edit's site for the split: the lines it spans, its line, or (a transform without
+    one: a stub) the mutated source."""
+    return extra.get("lines") or extra.get("line", new_source)
+
+
+def edit_split(module: str, function: str | None, site: object) -> str:
+    """`mutation_split` of an edit at `site`, or at every line of `site` when it is a list (a
+    removed guard spans its `if` line and the `raise`/`return` below): `train` or `heldout`
+    when every line falls on that side, else `mixed`. A guard whose first line is a training
+    site may cover a held-out line, so keying it by its first line alone let a training task's
+    fix rewrite a line a held-out mutation breaks."""
+    sites = site if isinstance(site, list) else [site]
+    sides = {mutation_split(module, function, s) for s in sites}
+    return sides.pop() if len(sides) == 1 else "mixed"
+
+
+def recorded_site_split(module: str, function: str | None, site: object) -> str:
+    """What `meta.site_split` records: `train` only when every line of the edit is a training
+    site (a mixed edit touches a held-out line, so its task is evaluation-only)."""
+    return "train" if edit_split(module, function, site) == "train" else "heldout"
+
+
 def keep_mutation(module: str, function: str | None, site: object, split: str) -> bool:
-    """Whether a mutation site may be drawn for `split`: `train` keeps the training sites,
-    `heldout_mutations` the held-out ones, `all` and `heldout` (unseen projects) every one."""
+    """Whether a mutation at `site` (one site, or the list of lines an edit spans) may be drawn
+    for `split`: `train` keeps edits wholly on training sites, `heldout_mutations` those wholly
+    on held-out ones (a mixed edit is neither), `all` and `heldout` (unseen projects) every
+    one."""
     if split not in ("train", "heldout_mutations"):
         return True
     want = "heldout" if split == "heldout_mutations" else "train"
-    return mutation_split(module, function, site) == want
+    return edit_split(module, function, site) == want
 
 
 def pick_projects(

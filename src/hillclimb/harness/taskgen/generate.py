@@ -35,11 +35,12 @@ from hillclimb.harness.taskgen.common import (
     ProjectRunner,
     TaskSpec,
     check_task_split,
+    edit_site,
     heldout_reason,
     in_split,
     keep_mutation,
-    mutation_split,
     pick_projects,
+    recorded_site_split,
     split_tests,
     write_files,
 )
@@ -114,7 +115,12 @@ def _broken_code_task(
     tid: str,
     multi_prob: float,
     split: str = "all",
+    made: Callable[[str, str], bool] | None = None,
 ) -> TaskSpec | None:
+    """A bugfix or feature task on a drawn project, or None. Passed over after the shuffle, so
+    the order of the other candidates is unchanged: a mutation this run already holds
+    (`made(module, broken_source)`) and a `wrong_variable` swap to a name not bound there
+    (`mutate._bound_before`: a NameError whose message names the injected token)."""
     projects, files = pick_projects(rng, PROJECTS, multi_prob, split)
     base = _baseline(runner, files, projects)
     primary = [
@@ -132,12 +138,17 @@ def _broken_code_task(
         cands += [
             (module, e)
             for e in edits
-            if keep_mutation(module, e.function, e.extra.get("line", e.new_source), split)
+            if keep_mutation(module, e.function, edit_site(e.extra, e.new_source), split)
         ]
     if not cands:
         return None
     rng.shuffle(cands)
-    for module, edit in cands[:6]:
+    fresh = [
+        c
+        for c in cands
+        if not c[1].extra.get("out_of_scope") and not (made and made(c[0], c[1].new_source))
+    ]
+    for module, edit in fresh[:6]:
         broken = dict(files, **{module: edit.new_source})
         outcomes, status, output = runner.run(broken)
         if status == "timeout":
@@ -173,9 +184,10 @@ def _broken_code_task(
         if "line" in edit.extra:  # the mutation site (`common.mutation_split`)
             meta["line"] = int(edit.extra["line"])
         # which side of the site split this task fell on, recorded whatever --split drew it:
-        # a stub's site is the mutated source, which meta does not keep (`heldout_reason`)
-        meta["site_split"] = mutation_split(
-            module, edit.function, edit.extra.get("line", edit.new_source)
+        # a stub's site is the mutated source, which meta does not keep (`heldout_reason`), and
+        # a removed guard's every line, of which `line` is the first (`common.edit_split`)
+        meta["site_split"] = recorded_site_split(
+            module, edit.function, edit_site(edit.extra, edit.new_source)
         )
         return TaskSpec(
             tid, kind, instruction, repo, hidden, {module: files[module]}, f2p, p2p, meta=meta
@@ -367,6 +379,20 @@ def _write_task(spec: TaskSpec, dest: Path, unsafe: bool) -> bool:
     return True
 
 
+def _identity(spec: TaskSpec) -> tuple[Any, ...]:
+    """What makes two tasks the same task, whatever their ids: the broken code and its fix
+    (one mutation on one site, whichever second project was drawn beside it), the question and
+    its answers, the terminal data and its verifier. Independent seeds per task index redraw
+    popular sites (80 bug/feature tasks of one seed held 13 repeats): a repeat counts one
+    success several times in a resolve rate and one example several times in training."""
+    if spec.kind == "terminal":
+        return (spec.kind, spec.instruction, tuple(sorted(spec.repo.items())), spec.solution_sh)
+    if spec.solution:  # bugfix, feature, refactor: the files as given and as fixed
+        fix = tuple(sorted(spec.solution.items(), key=lambda kv: kv[0]))
+        return (spec.kind, spec.language, fix, tuple(spec.repo.get(p) for p, _ in fix))
+    return (spec.kind, spec.language, spec.instruction, tuple(spec.answers))
+
+
 class _Discard(Exception):
     pass
 
@@ -398,7 +424,7 @@ def generate_tasks(
     every one. The split is part of each task's id (`-heldout-`, `-train-`; none for `all`) and
     its meta."""
     check_task_split(split)
-    kinds = list(kinds or KINDS)
+    kinds = list(dict.fromkeys(kinds or KINDS))  # a repeated kind would skew the round-robin
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise HillclimbError(f"unknown task kinds {bad}; choose from {list(KINDS)}")
@@ -436,20 +462,27 @@ def generate_tasks(
     runner = ProjectRunner(unsafe)
     manifest: list[dict[str, Any]] = []
     failures: list[str] = []
+    made: set[tuple[Any, ...]] = set()  # `_identity` of every task kept so far
+    made_edits: set[tuple[str, str, str, str | None]] = set()  # (kind, language, file, broken)
     for i in range(n):
         kind, lang = combos[i % len(combos)]
         rng = random.Random(f"{seed}:{i}")
         done = False
+        repeats = 0
+
+        def repeated(module: str, broken: str, kind: str = kind, lang: str = lang) -> bool:
+            return (kind, lang, module, broken) in made_edits
+
         for attempt in range(MAX_ATTEMPTS):
             if lang == "javascript":
                 if kind == "repo_qa":
                     spec = js_tasks.qa_task(rng, "", multi_project_prob, split)
                 else:
                     spec = js_tasks.broken_code_task(
-                        kind, rng, runner, "", multi_project_prob, split
+                        kind, rng, runner, "", multi_project_prob, split, repeated
                     )
             elif kind in ("bugfix", "feature"):
-                spec = _broken_code_task(kind, rng, runner, "", multi_project_prob, split)
+                spec = _broken_code_task(kind, rng, runner, "", multi_project_prob, split, repeated)
             elif kind == "refactor":
                 spec = _refactor_task(rng, runner, "", multi_project_prob, split)
             elif kind == "repo_qa":
@@ -458,6 +491,10 @@ def generate_tasks(
                 spec = _terminal_task(rng, runner, "", split)
             if spec is None:
                 continue
+            identity = _identity(spec)
+            if identity in made:
+                repeats += 1
+                continue  # this run already holds the same task under another id: draw again
             label = spec.meta.get("template") or "+".join(spec.meta.get("projects", []))
             if lang != "python":
                 label = f"js-{label}"
@@ -467,6 +504,8 @@ def generate_tasks(
             spec.id = f"{kind}-{label}-{tag}{seed}-{i:04d}"
             dest = out / spec.id
             if dest.exists() or _write_task(spec, dest, unsafe):
+                made.add(identity)
+                made_edits.update((kind, lang, m, spec.repo.get(m)) for m in spec.solution or {})
                 manifest.append({"id": spec.id, "kind": kind, "language": lang, "attempts": attempt + 1, **{
                     k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template", "split")}})  # fmt: skip
                 why = heldout_reason(spec.meta)
@@ -479,6 +518,7 @@ def generate_tasks(
         if not done:
             failures.append(
                 f"task {i} ({kind}): no verifiable candidate in {MAX_ATTEMPTS} attempts"
+                + (f" ({repeats} repeated a task already made)" if repeats else "")
             )
     held = sum("evaluation_only" in t for t in manifest)
     if held and split == "all":

@@ -488,7 +488,9 @@ def _missing_case(mod: Module, idx: int, fn: JSFunction, line: int) -> Edit | No
     if not _alone_on_lines(src, start_c, end_c):
         return None
     s = src[: _line_start(src, start_c)] + src[_line_end(src, end_c) :]
-    return Edit("missing_case", f"guard at line {line} removed", fn.name, s, {"line": line})
+    last = line + src.count("\n", start_c, end_c)  # every line it removes is its site
+    return Edit("missing_case", f"guard at line {line} removed", fn.name, s,
+                {"line": line, "lines": list(range(line, last + 1))})  # fmt: skip
 
 
 def _locals(mod: Module, fn: JSFunction) -> set[str]:

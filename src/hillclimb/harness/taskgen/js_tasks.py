@@ -20,6 +20,7 @@ import random
 import re
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Callable
 
 from hillclimb.errors import HillclimbError
 from hillclimb.harness.task import JS_TEST_COMMAND
@@ -27,14 +28,15 @@ from hillclimb.harness.taskgen import js_mutate
 from hillclimb.harness.taskgen.common import (
     ProjectRunner,
     TaskSpec,
+    edit_site,
     keep_mutation,
-    mutation_split,
     pick_projects,
+    recorded_site_split,
     split_tests,
 )
 from hillclimb.harness.taskgen.corpus import JS_PROJECTS
 from hillclimb.harness.taskgen.mutate import Edit
-from hillclimb.harness.taskgen.questions import Question
+from hillclimb.harness.taskgen.questions import Question, gradable
 from hillclimb.harness.testparse import FILE_MARKER, is_pass
 from hillclimb.sandbox import run_command
 
@@ -138,8 +140,10 @@ def broken_code_task(
     tid: str,
     multi_prob: float,
     split: str = "all",
+    made: Callable[[str, str], bool] | None = None,
 ) -> TaskSpec | None:
-    """A JavaScript bugfix or feature task, validated in the sandbox; None if no candidate held."""
+    """A JavaScript bugfix or feature task, validated in the sandbox; None if no candidate held.
+    `made(module, broken_source)` says a mutation this run already holds (passed over)."""
     projects, files = _pick_js_repo(rng, multi_prob, split)
     base = _baseline(runner, files, projects)
     cands: list[tuple[str, Edit]] = []
@@ -152,9 +156,11 @@ def broken_code_task(
         cands += [
             (module, e)
             for e in edits
-            if keep_mutation(module, e.function, e.extra.get("line", e.new_source), split)
+            if keep_mutation(module, e.function, edit_site(e.extra, e.new_source), split)
         ]
-    for module, edit in _interleave(rng, cands)[:MAX_CANDIDATES]:
+    order = _interleave(rng, cands)
+    fresh = [c for c in order if not (made and made(c[0], c[1].new_source))]
+    for module, edit in fresh[:MAX_CANDIDATES]:
         broken = dict(files, **{module: edit.new_source})
         cmd = f"node --check '{module}' || exit 99; {JS_TEST_COMMAND}"
         outcomes, status, output = runner.run(broken, cmd, "javascript")
@@ -207,8 +213,8 @@ def broken_code_task(
             test_command=JS_TEST_COMMAND, language="javascript",
             meta={"projects": projects, "module": module, "function": fn, "mutation": edit.kind,
                   "description": edit.description, "multi_project": len(projects) > 1,
-                  "site_split": mutation_split(
-                      module, edit.function, edit.extra.get("line", edit.new_source))},
+                  "site_split": recorded_site_split(
+                      module, edit.function, edit_site(edit.extra, edit.new_source))},
         )  # fmt: skip
     return None
 
@@ -269,7 +275,7 @@ def questions(files: dict[str, str]) -> list[Question]:
             out.append(Question("unique_caller",
                                 f"Which function or method calls `{callee}`? (There is exactly one.)",
                                 spell))  # fmt: skip
-    return out
+    return gradable(out)
 
 
 def qa_task(rng: random.Random, tid: str, multi_prob: float, split: str = "all") -> TaskSpec | None:

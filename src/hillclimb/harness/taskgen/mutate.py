@@ -177,11 +177,16 @@ def bug_edits(src: str) -> list[Edit]:
                             f"guard at line {node.lineno} removed",
                             fname,
                             s,
-                            {"line": node.lineno},
-                        )
+                            # every line it removes is its site (`common.edit_split`)
+                            {
+                                "line": node.lineno,
+                                "lines": list(range(node.lineno, node.end_lineno + 1)),
+                            },
+                        )  # fmt: skip
                     )
         # wrong_variable: a loaded local replaced by another local of the same function
         locals_ = _local_names(fn)
+        bound = _bound_before(fn)
         if len(locals_) >= 2:
             for node in body_nodes:
                 if (
@@ -199,16 +204,61 @@ def bug_edits(src: str) -> list[Edit]:
                         _abs(offs, node.end_lineno, node.end_col_offset), other,
                     )  # fmt: skip
                     if _parses(s):
+                        extra: dict = {"line": node.lineno}
+                        if other not in bound(node):
+                            extra["out_of_scope"] = True  # see `_bound_before`
                         out.append(
-                            Edit(
-                                "wrong_variable",
-                                f"`{node.id}` replaced by `{other}`",
-                                fname,
-                                s,
-                                {"line": node.lineno},
-                            )
-                        )
+                            Edit("wrong_variable", f"`{node.id}` replaced by `{other}`", fname, s,
+                                 extra)
+                        )  # fmt: skip
     return out
+
+
+_SCOPES = (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ListComp,
+           ast.SetComp, ast.DictComp, ast.GeneratorExp)  # fmt: skip
+
+
+def _bound_before(fn: ast.FunctionDef):
+    """`bound(node)`: the names surely bound where `node` reads one — the parameters, names the
+    function's own scope assigns on an earlier line, and the targets of comprehensions around
+    `node`. A `wrong_variable` swap to any other local (a comprehension's variable outside it,
+    a local assigned only later) is a NameError / UnboundLocalError, not a wrong value: its
+    message names the injected token, so the bug report would point at the line. Such edits
+    are kept (the candidate list, hence every seed's draw, is unchanged) but marked
+    `out_of_scope`, and the generator passes over them."""
+    parents: dict[int, ast.AST] = {}
+    for n in ast.walk(fn):
+        for child in ast.iter_child_nodes(n):
+            parents[id(child)] = n
+    params = {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
+    params |= {a.arg for a in (fn.args.vararg, fn.args.kwarg) if a is not None}
+    stores: list[tuple[int, str]] = []  # (line, name) stored in the function's own scope
+    todo = list(ast.iter_child_nodes(fn))
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            stores.append((n.lineno, n.id))
+        if not isinstance(n, _SCOPES):
+            todo.extend(ast.iter_child_nodes(n))
+
+    def bound(node: ast.AST) -> set[str]:
+        names = params | {name for line, name in stores if line < node.lineno}  # type: ignore[attr-defined]
+        child, up, in_iter = node, parents.get(id(node)), False
+        while up is not None and up is not fn:
+            if isinstance(up, ast.comprehension):
+                in_iter = child is up.iter
+            elif isinstance(up, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+                # a generator's iterable sees only the generators before it; its conditions
+                # and the element see its own target too
+                gens = up.generators
+                k = next((i for i, g in enumerate(gens) if g is child), len(gens))
+                seen = gens[:k] + ([gens[k]] if k < len(gens) and not in_iter else [])
+                for g in seen:
+                    names |= {t.id for t in ast.walk(g.target) if isinstance(t, ast.Name)}
+            child, up = up, parents.get(id(up))
+        return names
+
+    return bound
 
 
 def _bodies(fn: ast.AST) -> list[list[ast.stmt]]:
