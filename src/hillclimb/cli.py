@@ -6,12 +6,16 @@ stays fast — a `register()` only declares arguments; heavy imports (torch, tok
 happen inside the handler that runs.
 
 A handler is `fn(args) -> int | None`; an exception of type `HillclimbError` is printed as a
-one-line error (exit 2) instead of a traceback, because bad input deserves a clear message.
+one-line error (exit 2) instead of a traceback, because bad input deserves a clear message; so is
+an `OSError` no handler anticipated (exit 2 for an unusable path, 1 for e.g. a full disk).
+Ctrl-C is `hillclimb: interrupted`, exit 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import os
 import sys
@@ -52,20 +56,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OSError numbers that mean the path given was unusable (bad input: exit 2, as a
+# HillclimbError); any other OSError (disk full, I/O error) is a runtime failure (exit 1).
+_BAD_PATH_ERRNOS = {
+    errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP,
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.EXDEV, errno.ENOTEMPTY,
+}  # fmt: skip
+
+
+def _os_error_text(exc: OSError) -> str:
+    """`File name too long: 'aaa…'`: the reason and the path(s), without the `[Errno N]`."""
+    text = exc.strerror or str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return text + "".join(f": {os.fsdecode(n) if isinstance(n, bytes) else n!r}" for n in names)
+
+
+def _pass_undecodable_names_through() -> None:
+    """A file name that is not UTF-8 (`--out $'bad\\xff'`) reaches us as surrogate escapes;
+    printing it ("wrote bad\\udcff") raised UnicodeEncodeError under a UTF-8 locale (stdout errors
+    'strict'), a traceback after the work was done. Write the name's own bytes back instead, as
+    Python already does under the C locale and as `ls` does; other text is unaffected."""
+    for stream in (sys.stdout,):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
     # Spin-waiting OpenMP threads collapse throughput when cores are oversubscribed (measured
     # 10-160x on 2-core CPUs, docs/LOG.md); must be set before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "func", None)
-    if handler is None:
-        # `hillclimb` or `hillclimb model` with no leaf command: show the relevant help.
-        (getattr(args, "_parser", None) or parser).print_help()
-        return 0 if args.command is None else 2
+    _pass_undecodable_names_through()
     try:
+        # building the parser imports every stage's cli module (~0.2 s): Ctrl-C there is an
+        # interrupt like any other, not a traceback
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler = getattr(args, "func", None)
+        if handler is None:
+            # `hillclimb` or `hillclimb model` with no leaf command: show the relevant help.
+            (getattr(args, "_parser", None) or parser).print_help()
+            return 0 if args.command is None else 2
         rc = handler(args)
-        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+        # a closed pipe shows here, not as a traceback at interpreter exit; `>&-` (no stdout
+        # at all) leaves sys.stdout None, where print() writes nothing and flush() would fail
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except HillclimbError as exc:
         print(f"hillclimb: error: {exc}", file=sys.stderr)
         return 2
@@ -77,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         # (exit 128 + SIGPIPE). Output still buffered goes to /dev/null, not to another error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # what no handler checked for (a name over 255 bytes, a full disk): one line, as for
+        # any other bad input, instead of a traceback from wherever the path was first touched
+        print(f"hillclimb: error: {_os_error_text(exc)}", file=sys.stderr)
+        return 2 if exc.errno in _BAD_PATH_ERRNOS else 1
     return int(rc or 0)
 
 

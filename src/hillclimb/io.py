@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -66,10 +67,54 @@ def _plain_mode(path: Path, directory: bool) -> None:
         os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+_SPECIAL_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def refuse_special_file(dest: str | os.PathLike[str]) -> None:
+    """Raise HillclimbError when `dest` exists (links followed) and is not a regular file.
+
+    Why: the atomic rename replaces whatever has the name, so `--out` naming a FIFO, or as root
+    `/dev/null` or `/dev/full`, swapped the special file for a regular one and reported
+    success, deleting a device node every process on the machine uses."""
+    from hillclimb.errors import HillclimbError
+
+    try:
+        mode = os.stat(dest).st_mode
+    except (OSError, ValueError):
+        return  # not there (or unreachable: the write itself says why)
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            raise HillclimbError(
+                f"{os.fsdecode(dest)} is {kind}, not a regular file; refusing to replace it "
+                "(name a new or regular file)"
+            )
+
+
+def refuse_unusable_parent(dest: str | os.PathLike[str], flag: str = "--out") -> None:
+    """Raise HillclimbError when `dest` cannot be created because an existing ancestor is not a
+    directory (`--out FILE/x`). A command calls it before its work, so the mistake costs nothing
+    instead of a traceback from `mkdir` after minutes of training."""
+    from hillclimb.errors import HillclimbError
+
+    p = Path(os.path.abspath(dest)).parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise HillclimbError(f"{flag} {os.fsdecode(dest)}: {p} is not a directory")
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path beside `dest`; on success it is fsynced and renamed onto `dest`."""
+    """Yield a temp path beside `dest`; on success it is fsynced and renamed onto `dest`.
+    `dest` may be new or a regular file (or a link to one); anything else is refused."""
     dest = Path(dest)
+    refuse_special_file(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)

@@ -20,14 +20,14 @@ from hillclimb.io import client_api_key
 
 
 def _tiers(s: str) -> list[int]:
+    """`1,2,4` → [1, 2, 4], for `--tiers` and `--pass-k` alike; the messages name no option,
+    argparse puts the flag's own name in front ("argument --pass-k: ...")."""
     try:
         out = [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"tiers must be comma-separated integers, got {s!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
     if not out:  # `--tiers ""` read as no selection, i.e. every tier
-        raise argparse.ArgumentTypeError(f"tiers must name at least one tier, got {s!r}")
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {s!r}")
     return out
 
 

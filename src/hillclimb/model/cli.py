@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from hillclimb.io import refuse_unusable_parent
     from hillclimb.model.checkpoint import save_checkpoint
     from hillclimb.model.config import get_preset, padded_vocab
     from hillclimb.model.transformer import build_model
@@ -67,6 +68,7 @@ def _init(args: argparse.Namespace) -> int:
     cfg = get_preset(args.preset)
     if args.out.exists():
         raise HillclimbError(f"{args.out} already exists; choose a new --out directory")
+    refuse_unusable_parent(args.out)  # `--out FILE/x`: was a FileExistsError traceback
     tok = None
     if args.tokenizer is not None:
         from hillclimb.tokenizer.io import load_tokenizer

@@ -14,6 +14,7 @@ from hillclimb.errors import HillclimbError
 
 
 def _train(args: argparse.Namespace) -> int:
+    from hillclimb.io import refuse_unusable_parent
     from hillclimb.tokenizer.train import (
         TrainConfig,
         check_new_out,
@@ -22,6 +23,7 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     check_new_out(args.out)  # save_trained checks again, but only after training: fail first
+    refuse_unusable_parent(args.out)  # `--out FILE/x` failed in mkdir, after the training
     cfg = TrainConfig(
         corpus=args.corpus,
         vocab_size=args.vocab_size,
