@@ -56,3 +56,17 @@ def test_one_model_is_used(models_server, ids, picked):
     be = HTTPBackend(url)
     assert be.model == picked
     be.close()
+
+
+def test_harness_run_picks_the_served_model_like_eval(models_server):
+    """`harness run --model URL` without `--model-name` asked for "default" (404 on every task
+    from our server and vLLM); it now uses the only model listed, or names them all."""
+    from hillclimb.harness.cli import make_client
+
+    url, listed = models_server
+    listed[:] = ["code-flash", "auto"]
+    assert make_client(url, None, None, 10.0)().model == "code-flash"
+    assert make_client(url, "mine", None, 10.0)().model == "mine"  # named: used as given
+    listed[:] = ["thinking", "code-flash", "auto"]
+    with pytest.raises(HillclimbError, match=r"serves 2 models.*--model-name"):
+        make_client(url, None, None, 10.0)

@@ -84,6 +84,15 @@ def test_chat_session_and_loop(server):
     assert [m["role"] for m in s.history] == ["system"]
 
 
+def test_chat_without_max_tokens_fits_the_context(server):
+    """`hillclimb chat` sent max_tokens 512 by default: a 512-token model answered 400 on the
+    first turn. Without the flag it sends none, and the server caps by what the context leaves."""
+    s = ChatSession(server.url, model="code-flash", temperature=0)
+    reply = s.send("hello")
+    ctx = server.state.models["code-flash"].engine.max_context
+    assert 1 <= reply.usage["completion_tokens"] <= ctx
+
+
 def test_keys_cli(tmp_path, capsys):
     db = tmp_path / "k.sqlite"
     assert (

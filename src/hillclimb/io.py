@@ -388,3 +388,20 @@ def client_api_key(explicit: str | None) -> str | None:
     `arena` neither, so the same exported key worked for one command and was a 401 for the
     next."""
     return explicit or os.environ.get("HILLCLIMB_API_KEY") or os.environ.get("OPENAI_API_KEY")
+
+
+def pick_served_model(url: str, ids: list[str]) -> str:
+    """The model to use at `url` when the user named none, from its `/models` ids: the only one
+    (our router's `auto` is an alias, so one model beside it counts as one); none or several is
+    an error asking for the flag. Shared by `eval --model URL` and `harness run --model URL`
+    (the harness sent "default", which our server and vLLM answer with 404 on every task)."""
+    from hillclimb.errors import HillclimbError
+
+    real = [i for i in dict.fromkeys(ids) if i != "auto"] or list(dict.fromkeys(ids))
+    if not real:
+        raise HillclimbError(f"{url}/models lists no model; name the model to use")
+    if len(real) > 1:
+        raise HillclimbError(
+            f"{url} serves {len(real)} models ({', '.join(real)}); name the one to use"
+        )
+    return real[0]

@@ -233,15 +233,13 @@ class HTTPBackend:
         if model is None:
             if not ids:
                 raise HillclimbError(f"{self.url}/models lists no model; pass --served-model NAME")
-            # the first listed was scored silently (ours lists thinking first); our server's
-            # `auto` (the router) is an alias, so one model beside it is unambiguous
-            real = [i for i in dict.fromkeys(ids) if i != "auto"] or ids
-            if len(real) > 1:
-                raise HillclimbError(
-                    f"{self.url} serves {len(real)} models ({', '.join(real)}); pass "
-                    "--served-model NAME to say which one to score"
-                )
-            model = real[0]
+            # the first listed was scored silently (ours lists thinking first)
+            from hillclimb.io import pick_served_model
+
+            try:
+                model = pick_served_model(self.url, ids)
+            except HillclimbError as exc:
+                raise HillclimbError(f"{exc} (--served-model NAME)") from None
         elif ids and model not in ids:
             raise HillclimbError(
                 f"model {model!r} is not served at {self.url} (it serves: {', '.join(ids)})"

@@ -92,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--n-items",
         type=int,
         default=None,
-        help="suites ifeval, fim: number of items; problems: items per family x tier (20); "
+        help="ifeval: number of items; fim: N text items plus max(1, N // 10) test items per "
+        "tier 2-4; problems: items per family x tier (20); "
         "completion: held-out functions per tier (20)",
     )
     p.add_argument(

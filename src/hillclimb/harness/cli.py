@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, help="http(s)://host/v1 | checkpoint DIR | reference"
     )
     run.add_argument(
-        "--model-name", default=None, help="model id sent to an endpoint (default: 'default')"
+        "--model-name",
+        default=None,
+        help="model id sent to an endpoint (default: the only model its /models lists)",
     )
     run.add_argument(
         "--api-key",
@@ -174,6 +176,32 @@ def _print(obj: dict, as_json: bool) -> None:
     Console().print_json(json.dumps(obj))
 
 
+def _served_model(url: str, key: str | None, timeout: float) -> str:
+    """The model at `url` when `--model-name` is not given: the only one its `/models` lists
+    (besides our router's `auto`), else an error naming them ("default" when nothing is listed
+    there: the episodes then fail per task, as an unreachable endpoint does). Every task used to ask for
+    "default", which our server (and vLLM) answer with 404: each task ended `model_error`."""
+    import httpx
+
+    from hillclimb.io import pick_served_model
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    base = url.rstrip("/")
+    try:
+        r = httpx.get(base + "/models", headers=headers, timeout=min(timeout, 30.0))
+        r.raise_for_status()
+        data = r.json().get("data")
+        ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+    except (httpx.HTTPError, ValueError, AttributeError):
+        # unreachable or no model list: the run goes on and each task records why it failed
+        # (`model_error`, retried on resume), as before
+        return "default"
+    try:
+        return pick_served_model(base, [i for i in ids if isinstance(i, str)])
+    except HillclimbError as exc:
+        raise HillclimbError(f"{exc} (--model-name NAME)") from None
+
+
 def make_client(
     model: str, model_name: str | None, api_key: str | None, timeout: float, concurrency: int = 1
 ):
@@ -183,7 +211,8 @@ def make_client(
         return lambda: ReferenceClient()
     if model.startswith(("http://", "https://")):
         key = client_api_key(api_key)
-        return lambda: OpenAIClient(model, model_name or "default", key, timeout_s=timeout)
+        name = model_name or _served_model(model, key, timeout)
+        return lambda: OpenAIClient(model, name, key, timeout_s=timeout)
     if Path(model).is_dir():
         # one engine for every task and thread: concurrent episodes are batched by it instead
         # of each task loading its own model copy (the caller starts and stops it: `.engine`)

@@ -62,7 +62,7 @@ class ChatSession:
     model: str = "auto"
     api_key: str | None = None
     system: str | None = None
-    max_tokens: int = 512
+    max_tokens: int | None = None  # None: the server's default, capped by the context
     temperature: float = 0.7
     reasoning_effort: str | None = None
     timeout: float = 600.0
@@ -97,8 +97,10 @@ class ChatSession:
         The turn joins the history only when the answer completes."""
         messages = self.history + [{"role": "user", "content": text}]
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
-                                "max_tokens": self.max_tokens, "temperature": self.temperature,
+                                "temperature": self.temperature,
                                 "stream_options": {"include_usage": True}}  # fmt: skip
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
         if self.reasoning_effort:
             body["reasoning_effort"] = self.reasoning_effort
         in_think = False  # for servers that stream <think> inside content
@@ -275,7 +277,7 @@ def chat_loop(session: ChatSession, console: Any, lines: TextIO, show_thinking: 
 
 
 def run_chat(*, url: str | None, thinking: Path | None, flash: Path | None, model: str,
-             api_key: str | None, system: str | None, max_tokens: int, temperature: float,
+             api_key: str | None, system: str | None, max_tokens: int | None, temperature: float,
              reasoning_effort: str | None, show_thinking: bool) -> int:  # fmt: skip
     from rich.console import Console
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from hillclimb.errors import HillclimbError
@@ -150,7 +151,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Bearer key (default: $HILLCLIMB_API_KEY or $OPENAI_API_KEY)",
     )
     c.add_argument("--system", default=None, help="system prompt")
-    c.add_argument("--max-tokens", type=int, default=512)
+    c.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="completion tokens per answer (default: the server's, capped by what the "
+        "context leaves; a fixed 512 overflowed a 512-token model's context on the first turn)",
+    )
     c.add_argument("--temperature", type=float, default=0.7)
     c.add_argument("--reasoning-effort", choices=["low", "medium", "high"], default=None)
     c.add_argument(
@@ -334,6 +341,13 @@ def _keys_create(args: argparse.Namespace) -> int:
         print(f"created account {acc.name!r} (credits {credits}, rate limit "
               f"{acc.rate_limit_rpm or 'none'} rpm) in {path}")  # fmt: skip
         print(f"API key (shown once, store it now): {key}")
+    # open mode is decided at start-up: a server already running on this database that started
+    # without accounts keeps serving without keys until it is restarted
+    print(
+        "note: a server already running on this database in open mode keeps serving without "
+        "keys until it is restarted",
+        file=sys.stderr,
+    )
     return 0
 
 
