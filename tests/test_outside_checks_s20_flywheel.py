@@ -360,7 +360,8 @@ def test_telemetry_export_interrupted_between_files_is_not_an_export(tmp_path, c
     (out / "rl_prompts.jsonl").unlink()
     (out / "rl_prompts.jsonl").mkdir()  # the next write of it fails
     assert cli_main(argv) == 2
-    assert "cannot write the telemetry export" in capsys.readouterr().err
+    # (session 21: the atomic writer now refuses to replace a non-regular file, naming it)
+    assert "rl_prompts.jsonl is a directory" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="not a `hillclimb telemetry export` output"):
         check_exports([str(out)], "test")
     (out / "rl_prompts.jsonl").rmdir()

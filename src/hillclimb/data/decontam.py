@@ -80,8 +80,9 @@ from hillclimb.io import atomic_path
 FILTER_NAME = "decontaminate"
 REASON = "contaminated"
 # v2: Unicode folding in normalize_tokens; v3: uninformative number runs are not probe n-grams;
-# v4: nor runs of single characters in 0-9a-z order; v5: code skeleton n-grams (renamed names)
-INDEX_FORMAT = "hillclimb-decontam-index-v5"
+# v4: nor runs of single characters in 0-9a-z order; v5: code skeleton n-grams (renamed names);
+# v6: accents and more look-alikes folded, `\\uXXXX` / `\\xXX` escapes decoded (session 21)
+INDEX_FORMAT = "hillclimb-decontam-index-v6"
 # skeleton tokens per code n-gram (`code_skeleton`); chosen by measurement, docs/areas/data.md
 SKELETON_NGRAM = 30
 
@@ -98,8 +99,19 @@ _CONFUSABLES = str.maketrans(
     {
         **dict(zip("аеорсухіјѕԁһԛԝӏк", "aeopcyxijsdhqwlk", strict=True)),  # Cyrillic
         **dict(zip("αειικνορυχω", "aeiiknopuxw", strict=True)),  # Greek
+        # Latin letters of other alphabets (IPA, dotless i / j) and Armenian look-alikes: a
+        # dotless ı, Latin alpha ɑ or Armenian օ for every i / a / o hid 51%, 61% and 45% of
+        # held-out texts (session 21)
+        **dict(zip("ıȷɑɡɩʏɪʟɴʀօսոհցզ", "ijagiyilnrounhgq", strict=True)),
+        # Latin small capitals (ᴀ ʙ ᴄ ...): lowercase letters of their own, untouched by NFKC
+        **dict(zip("ᴀʙᴄᴅᴇꜰɢʜᴊᴋᴍᴏᴘꜱᴛᴜᴠᴡᴢ", "abcdefghjkmopstuvwz", strict=True)),
     }
 )
+
+# Combining marks of the Latin, Greek and Cyrillic scripts (after NFKD): accents added to a
+# probe's letters ("é" for "e", "à" for "a") hid 86% of held-out texts (session 21); folded away
+# in probes and documents alike, they cost nothing but the distinction of "résumé" and "resume".
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 # Unicode format characters (category Cf: soft hyphen, zero-width space/joiners, bidi marks, BOM,
 # tags): invisible, so they can sit inside a word without changing how it reads.
@@ -112,19 +124,103 @@ _FORMAT_CHARS = re.compile(
 
 
 def _fold(text: str) -> str:
-    """Unicode disguises folded away: NFKC (full-width digits, ligatures, compatibility forms),
-    invisible format characters (soft hyphen, zero-width joiners) dropped, Cyrillic/Greek
-    look-alikes mapped to Latin. ASCII text is returned as is (the fast path)."""
+    """Unicode disguises folded away: NFKD (full-width digits, ligatures, compatibility forms)
+    with the accents it splits off dropped (`_COMBINING`), invisible format characters (soft
+    hyphen, zero-width joiners) dropped, look-alike letters of other scripts mapped to Latin.
+    ASCII text is returned as is (the fast path)."""
     if text.isascii():
         return text
-    text = unicodedata.normalize("NFKC", text)
-    text = _FORMAT_CHARS.sub("", text)
+    text = unicodedata.normalize("NFKD", text)
+    text = _COMBINING.sub("", _FORMAT_CHARS.sub("", text))
     return text.lower().translate(_CONFUSABLES)
 
 
+# Numbers written as words ("fifteen oranges", "one hundred and twenty-four"): a document is
+# also matched with them read as digits (`ProbeIndex.match`). A held-out word problem or worked
+# solution retold with its numbers spelled out shared no 13-word run with its probe 37% of the
+# time (session 21). Documents only: probes keep their words, since HumanEval's own number words
+# ("'one': 1, 'two': 2", "one, two, three, four") read as digits matched the lookup tables and
+# counting runs of ordinary code (humanize, pyarrow).
+_UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+          "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+          "eighteen", "nineteen"]  # fmt: skip
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9}
+_NUMBER_WORDS = {
+    **{w: v for v, w in enumerate(_UNITS)},
+    **{w: 10 * (i + 2) for i, w in enumerate(_TENS)},
+    "hundred": 100,
+    **_SCALES,
+}
+
+
+def _number_run(toks: list[str], i: int) -> tuple[int, int]:
+    """(value, end) of the number spelled by the words from `toks[i]` (a number word): units
+    after tens ("twenty four"), "hundred" after a unit, scales, and an "and" after "hundred" or
+    a scale when a unit or ten follows ("one hundred and five"). Two units in a row are two
+    numbers ("one two" is 1, then 2)."""
+    total = cur = 0
+    last = ""  # kind of the previous word: unit, ten, hundred, scale
+    j = i
+    while j < len(toks):
+        w = toks[j]
+        if (
+            w == "and"
+            and last in ("hundred", "scale")
+            and j + 1 < len(toks)
+            and toks[j + 1] in _NUMBER_WORDS
+            and _NUMBER_WORDS[toks[j + 1]] < 100
+        ):
+            j += 1
+            continue
+        v = _NUMBER_WORDS.get(w)
+        if v is None:
+            break
+        if v < 20:
+            if last == "unit" or (last == "ten" and (cur % 10 or v >= 10)):
+                break
+            cur, last = cur + v, "unit"
+        elif v < 100:
+            if last in ("unit", "ten"):
+                break
+            cur, last = cur + v, "ten"
+        elif v == 100:
+            if last not in ("", "unit", "scale") or cur % 100 >= 10:
+                break
+            cur, last = max(cur % 100, 1) * 100 + (cur - cur % 100), "hundred"
+        else:
+            if last == "scale" or (total and v >= total):
+                break
+            total, cur, last = total + max(cur, 1) * v, 0, "scale"
+        j += 1
+    return total + cur, j
+
+
+def _words_to_digits(toks: list[str]) -> tuple[list[str], list[str]]:
+    """(`toks` with every run of number words replaced by its value in digits, the words each
+    token stands for: what a reject's `match` shows)."""
+    out: list[str] = []
+    shown: list[str] = []
+    i = 0
+    while i < len(toks):
+        if toks[i] in _NUMBER_WORDS:
+            value, end = _number_run(toks, i)
+            out.append(str(value))
+            shown.append(" ".join(toks[i:end]))
+            i = end
+        else:
+            out.append(toks[i])
+            shown.append(toks[i])
+            i += 1
+    return out, shown
+
+
 def normalize_tokens(text: str) -> list[str]:
-    """Lowercased runs of letters/digits; `\\n`, `\\t`, `\\r` escapes count as whitespace;
-    Unicode disguises folded (`_fold`)."""
+    """Lowercased runs of letters/digits; `\\n`, `\\t`, `\\r` escapes count as whitespace
+    and `\\uXXXX` / `\\xXX` escapes as their characters (`decode_char_escapes`); Unicode
+    disguises folded (`_fold`)."""
+    if "\\" in text:
+        text = decode_char_escapes(text)
     return _WORD.findall(_ESCAPE.sub(" ", _fold(text).lower()))
 
 
@@ -639,10 +735,39 @@ class ProbeIndex:
 
     # ---- matching -------------------------------------------------------------------------
     def match(self, text: str) -> Match | None:
-        """The longest-length, first-position probe match in `text`, or None if clean."""
+        """The longest-length, first-position probe match in `text`, or None if clean; when
+        none, the same with its numbers written as words read as digits (`_words_to_digits`)."""
         if not self._lengths:
             return None
         toks = normalize_tokens(text)
+        m = self._match_tokens(toks, toks)
+        if m is None and not _NUMBER_WORDS.keys().isdisjoint(toks):
+            m = self._match_number_words(toks)
+        return m
+
+    def _match_number_words(self, toks: list[str]) -> Match | None:
+        """`match` with number words read as digits, on the windows that hold one: the other
+        windows were judged already (a second pass over the whole document cost 35% more on
+        the stdlib, where half the modules say "one" somewhere)."""
+        digits, shown = _words_to_digits(toks)
+        n = self.ngram
+        spans: list[list[int]] = []
+        for j, (d, w) in enumerate(zip(digits, shown, strict=True)):
+            if d == w:
+                continue
+            a, b = max(0, j - n + 1), min(len(digits), j + n)
+            if spans and a <= spans[-1][1]:
+                spans[-1][1] = b
+            else:
+                spans.append([a, b])
+        for a, b in spans:
+            m = self._match_tokens(digits[a:b], shown[a:b])
+            if m is not None:
+                return m
+        return None
+
+    def _match_tokens(self, toks: list[str], shown: list[str]) -> Match | None:
+        """`match` on normalised tokens; `shown[i]` is what token `i` stands for in the text."""
         if len(toks) < self._lengths[0]:
             return None
         ids = token_ids(toks)
@@ -668,7 +793,7 @@ class ProbeIndex:
             return None
         length, i, owner = best
         pid, origin = self.labels[owner]
-        return Match(pid, origin, " ".join(toks[i : i + length]), length)
+        return Match(pid, origin, " ".join(shown[i : i + length]), length)
 
     def match_skeleton(self, text: str) -> Match | None:
         """The first skeleton n-gram of `text` (`code_skeleton`) that a code probe has, or None:
@@ -739,6 +864,93 @@ def percent_decode(text: str) -> str:
     return urllib.parse.unquote_plus(text)
 
 
+# Character escapes of a JSON or Python string: `json.dumps` (ensure_ascii, its default) and
+# `ascii()` write "6 × 2" as "6 \\u00d7 2", so the escape read as a word ("u00d7") and every
+# n-gram across it differed: a held-out text with any non-ASCII character, JSON-dumped into a
+# document or an SFT record's tool-call arguments, got through (52 of 1,204 texts, session 21).
+# `normalize_tokens` decodes them, in probes and documents alike (as a view of its own it
+# doubled the cost of the 298 of 1,786 stdlib modules that hold such an escape).
+_CHAR_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2})")
+
+
+def decode_char_escapes(text: str) -> str:
+    """`text` with `\\uXXXX`, `\\UXXXXXXXX` and `\\xXX` escapes read as their characters (a
+    surrogate half, or a number beyond Unicode, as a space: neither is part of a word)."""
+    return _CHAR_ESCAPE.sub(_char, text)
+
+
+def _char(m: re.Match[str]) -> str:
+    code = int(m.group(0)[2:], 16)
+    return " " if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF else chr(code)
+
+
+# A listing with line numbers, as a code viewer, a PDF or a book prints it ("  1  def f(x):",
+# "2: ...", "3 | ..."): the numbers cut every run of words; held-out texts so printed were caught
+# 58% of the time (session 21). Three lines numbered n, n+1, n+2 are the hint.
+_LINE_NUMBER = re.compile(r"(?m)^[ \t]*(\d{1,6})(?:[.:|)\]][ \t]?|[ \t]|$)")
+
+
+def numbered_listing(text: str) -> bool:
+    """Whether `text` has three lines in a row numbered n, n+1, n+2 (`_LINE_NUMBER`)."""
+    streak, prev, prev_end = 0, -2, -2
+    for m in _LINE_NUMBER.finditer(text):
+        value = int(m.group(1))
+        adjacent = value == prev + 1 and text.count("\n", prev_end, m.start()) == 1
+        streak = streak + 1 if adjacent else 1
+        if streak >= 3:
+            return True
+        prev, prev_end = value, m.end()
+    return False
+
+
+def strip_line_numbers(text: str) -> str:
+    """`text` without the number (and its separator) that starts each numbered line."""
+    return _LINE_NUMBER.sub("", text)
+
+
+# A word hyphenated at a line break, as text wrapped for print (and a PDF's extracted text)
+# carries it: "equal-\nly" is two words where the probe has one.
+_HYPHEN_BREAK = re.compile(r"(?<=[^\W\d_])-[ \t]*\r?\n[ \t]*(?=[^\W\d_])")
+
+
+def join_hyphenated(text: str) -> str:
+    """`text` with words hyphenated across a line break joined again ("equal-\\nly" -> "equally")."""
+    return _HYPHEN_BREAK.sub("", text)
+
+
+# A JSON document (an object or an array) opens with `{` or `[` after optional whitespace.
+_JSON_START = re.compile(r"\s*[{\[]")
+
+
+def json_strings(text: str) -> str | None:
+    """The strings of `text` read as a JSON document, one after another, or None when it is not
+    one. A list of lines (a Jupyter notebook's cell `source`, each line ending in `\\n`) is
+    joined as the code it holds: inside the JSON its lines are string literals, so the code
+    skeleton of a notebook whose names were renamed read as quotes and commas (held-out
+    texts renamed and stored as a notebook's code cell: 440 of 635 caught before this view,
+    565 after, session 21 — the rest are functions too short for a skeleton n-gram)."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, (dict, list)):
+        return None
+    parts: list[str] = []
+    stack: list[Any] = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            parts.append(v)
+        elif isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            if v and all(isinstance(x, str) for x in v) and all(x.endswith("\n") for x in v[:-1]):
+                parts.append("".join(v))
+            else:
+                stack.extend(reversed(v))
+    return "\n".join(parts)
+
+
 def strip_line_comments(text: str) -> str:
     """`text` without `#` / `//` line comments, so evaluation code annotated line by line ("x = 1
     # set x") is still one run of words. A URL's `//` follows `:`, not whitespace, and stays."""
@@ -790,14 +1002,22 @@ class Decontaminator:
     @staticmethod
     def _views(text: str) -> list[str]:
         """`text`, and as it reads decoded when it carries hints of an encoding: markup read as
-        text (HTML-escaped held-out code was caught 1,360 of 2,877 times before, session 17) and
-        percent-escapes decoded (URL-encoded: 0 of 2,877, session 18). Ordinary documents have
-        neither hint and pay nothing; a decoded view only ever adds matches."""
+        text (HTML-escaped held-out code was caught 1,360 of 2,877 times before, session 17),
+        percent-escapes decoded (URL-encoded: 0 of 2,877, session 18), a JSON document's strings (a notebook's code cells), line numbers of
+        a printed listing removed and words hyphenated at line breaks joined (session 21).
+        Ordinary documents have none of the hints and pay nothing; a decoded view only ever
+        adds matches."""
         views = [text]
         if ("&" in text or "<" in text) and _HTML_HINT.search(text):
             views.append(html_to_text(text))
         if "%" in text and _PERCENT_HINT.search(text):
             views.append(percent_decode(text))
+        if _JSON_START.match(text) and (decoded := json_strings(text)) is not None:
+            views.append(decoded)
+        if numbered_listing(text):
+            views.append(strip_line_numbers(text))
+        if ("-\n" in text or "-\r\n" in text) and _HYPHEN_BREAK.search(text):
+            views.append(join_hyphenated(text))
         return views
 
     def _look(self, text: str) -> Match | None:
