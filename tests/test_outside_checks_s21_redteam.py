@@ -208,7 +208,8 @@ def test_a_function_that_is_pytest_xfail_does_not_pass_a_failing_test(tmp_path):
     )
     alias = make_patch(task, {"pkg/__init__.py": "import pytest\n\nf = pytest.xfail\n"})
     res = grade_patch(task, alias)
-    assert res.tests == {"tests/test_f.py::test_f": "xfailed"}
+    # reported failed since session 22 (the reporter asks what name the test called)
+    assert res.tests == {"tests/test_f.py::test_f": "failed"}
     assert not res.resolved and res.fail_to_pass["failed"] == ["tests/test_f.py::test_f"]
     honest = make_patch(task, {"pkg/__init__.py": "def f(s):\n    return s[::-1]\n"})
     assert grade_patch(task, honest).resolved

@@ -5,7 +5,8 @@ Rules, per kind (SWE-bench for the test-based ones):
 - bugfix / feature: resolved ⇔ every FAIL_TO_PASS test passes (passed: an xfail is not a fix) and
   every PASS_TO_PASS test passes (passed or xfailed; a test missing from the results counts as
   failed). A skip or xfail raised by the code under test (not the test's own module, a conftest
-  or an installed package) is reported failed by the reporter (pytest_reporter.py).
+  or an installed package), or reached under another name (`g = pytest.xfail` in the package:
+  the test called `g`, not `xfail`), is reported failed by the reporter (pytest_reporter.py).
 - refactor: the structural checks hold on the submitted code (checked *before* hidden tests are
   copied in, so they judge the agent's code only) and the tests stay green (per-test rule when the
   task lists tests, else the run must be green: see below).

@@ -123,6 +123,9 @@ def _import_stdlib():
         import hmac
         import json
         import unittest  # noqa: F401  (for `_skip_exceptions`: here, with the workspace off the path)
+        import ast  # noqa: F401  (for `_aliased_skip`, likewise)
+        import dis  # noqa: F401
+        import linecache  # noqa: F401
     finally:
         sys.path[:] = saved
     return hashlib, hmac, json
@@ -200,6 +203,65 @@ def _raised_by_untrusted(tb, test_file: str) -> bool:
     return False
 
 
+# The names under which a test's author calls what skips or xfails it (`pytest.skip`,
+# `pytest.xfail`, `pytest.importorskip`, `self.skipTest`, `raise unittest.SkipTest`).
+_SKIP_NAMES = frozenset({"skip", "xfail", "importorskip", "skipTest", "SkipTest"})
+
+
+def _aliased_skip(tb) -> bool:
+    """Whether a skip/xfail whose frames are all trusted was reached under another name: with
+    `f = pytest.xfail` in the package (or a `functools.partial` of it) no frame of the package
+    lies between the test and the xfail, so `_raised_by_untrusted` sees only the test and pytest,
+    and a passing-to-passing test the submission broke came back "xfailed", which counts as
+    passing (PASS_TO_PASS, and a refactor's green run). The last workspace frame (the test, a
+    helper in it, or a conftest) must have raised it with `raise` or called it by one of
+    `_SKIP_NAMES`; a call under any other name, or one we cannot read, counts as aliased."""
+    last = None
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.startswith("<frozen ") and _under(os.path.realpath(name), _WORKSPACE):
+            last = tb
+        tb = tb.tb_next
+    if last is None:
+        return False  # raised by pytest or the standard library alone (markers, skipIf)
+    return _callee(last.tb_frame.f_code, last.tb_lasti) not in _SKIP_NAMES | {"<raise>"}
+
+
+def _callee(code, lasti: int) -> str | None:
+    """The name a frame's current instruction calls (`pytest.xfail(...)` → "xfail"), "<raise>"
+    for a `raise` statement, None when it cannot be told."""
+    import ast
+    import dis
+    import linecache
+
+    try:
+        # the instruction at `lasti`, or the one whose inline caches it points into (3.11)
+        ins = None
+        for i in dis.get_instructions(code):
+            if i.offset > lasti:
+                break
+            ins = i
+        if ins is None:
+            return None
+        if ins.opname in ("RAISE_VARARGS", "RERAISE"):
+            return "<raise>"
+        pos = ins.positions
+        if pos is None or None in (pos.lineno, pos.end_lineno, pos.col_offset, pos.end_col_offset):
+            return None
+        lines = linecache.getlines(code.co_filename)[pos.lineno - 1 : pos.end_lineno]
+        if not lines:
+            return None
+        lines[-1] = lines[-1].encode("utf-8")[: pos.end_col_offset].decode("utf-8", "replace")
+        lines[0] = lines[0].encode("utf-8")[pos.col_offset :].decode("utf-8", "replace")
+        node = ast.parse("".join(lines).strip(), mode="eval").body
+    except (SyntaxError, ValueError, UnicodeError):
+        return None
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+
+
 def _write(fd: int, line: str) -> None:
     try:
         os.write(fd, (line + "\n").encode("utf-8"))
@@ -274,7 +336,8 @@ def pytest_runtest_makereport(item, call):
         return None
     if isinstance(call.excinfo.value, _state["skips"]):
         test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
-        if _raised_by_untrusted(call.excinfo.tb, test_file):
+        tb = call.excinfo.tb
+        if _raised_by_untrusted(tb, test_file) or _aliased_skip(tb):
             _state["forced"].add((item.nodeid, call.when))
     return None
 
