@@ -119,13 +119,13 @@ def _import_stdlib():
     saved = sys.path[:]
     sys.path[:] = [p for p in saved if not _under(os.path.realpath(p or os.curdir), _WORKSPACE)]
     try:
+        import ast  # noqa: F401  (for `_aliased_skip`, likewise)
+        import dis  # noqa: F401
         import hashlib
         import hmac
         import json
-        import unittest  # noqa: F401  (for `_skip_exceptions`: here, with the workspace off the path)
-        import ast  # noqa: F401  (for `_aliased_skip`, likewise)
-        import dis  # noqa: F401
         import linecache  # noqa: F401
+        import unittest  # noqa: F401  (for `_skip_exceptions`: here, with the workspace off the path)
     finally:
         sys.path[:] = saved
     return hashlib, hmac, json
