@@ -119,7 +119,7 @@ def _import_stdlib():
     saved = sys.path[:]
     sys.path[:] = [p for p in saved if not _under(os.path.realpath(p or os.curdir), _WORKSPACE)]
     try:
-        import ast  # noqa: F401  (for `_aliased_skip`, likewise)
+        import ast  # noqa: F401  (ast, dis, linecache: for `_aliased_skip`, as unittest below)
         import dis  # noqa: F401
         import hashlib
         import hmac
