@@ -272,6 +272,7 @@ def _overview(inp: ReportInput) -> str:
                     R._fmt(bpb.get("val_bpb")),
                     R._fmt(bpb.get("unigram_bpb")),
                     R._fmt(t.get("accuracy"), ".1%"),
+                    R._fmt(t.get("baseline"), ".1%"),
                 ]
             )
     if rows:
@@ -282,6 +283,7 @@ def _overview(inp: ReportInput) -> str:
             "corpus val bpb",
             "unigram bpb",
             "accuracy (first split)",
+            "no-training baseline",
         ]
         parts.append(_table(hdr, rows))
     else:
@@ -422,13 +424,11 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
         t = rec.get("tasks") or {}
         for s, v in (t.get("splits") or {}).items():
             vals = [float(i["passed"]) for i in t.get("items") or [] if i["split"] == s]
-            rows.append(
-                [p, s, f"{v['accuracy']:.1%} ({v['correct']}/{v['n']})", _ci(vals) if vals else "-"]
-            )
+            acc = f"{v['accuracy']:.1%} ({v['correct']}/{v['n']})"
+            rows.append([p, s, acc, _ci(vals) if vals else "-", R._fmt(v.get("baseline"), ".1%")])
     if rows:
-        parts.append(
-            _table(["stage", "split", "accuracy (greedy)", "95% bootstrap interval"], rows)
-        )
+        hdr = ["stage", "split", "accuracy (greedy)", "95% bootstrap interval"]
+        parts.append(_table(hdr + ["no-training baseline (same items)"], rows))
     fin = _final(phases)
     t = (fin[1].get("tasks") or {}) if fin else {}
     if not t.get("cells"):
@@ -443,7 +443,7 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
     ]
     if phases.get("rl") and phases.get("sft"):
         parts += [
-            f"<h4>{_e(m)}: SFT vs RL (same items, same settings)</h4>",
+            f"<h4>{_e(R.sft_vs_rl_title(m, phases))}</h4>",
             _table(*R.sft_vs_rl_rows(phases)),
         ]
     tiers = R.tokens_by_tier_rows(phases)
@@ -457,17 +457,32 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _suite(label: str, s: dict[str, Any]) -> list[str]:
+    """A suite result's metrics, each beside its no-training baseline on the same items.
+
+    Why: the section said "No no-training baseline is defined for this suite" under every
+    suite — HumanEval, completion, IFEval and FIM results carry one (`baseline`), and
+    `report.md` prints it; a 2% pass rate reads differently beside a 2% trivial baseline."""
+    from hillclimb.eval.suite_common import suite_baseline
+
+    base = suite_baseline(s)
+    what = (s.get("baseline") or {}).get("what") if isinstance(s.get("baseline"), dict) else None
+    said = (
+        f"No-training baseline (same items): {_e(what)}." if what
+        else "No-training baseline: beside each metric." if base
+        else "This result holds no no-training baseline."
+    )  # fmt: skip
     parts = [
         f"<h3>suite {_e(s.get('suite'))} — {_e(s.get('model'))} ({_e(label)})</h3>",
         f"<p>{s.get('n_items', '?')} items; truncated {s.get('truncated_share', 0):.0%}; mean "
-        f"completion tokens {s.get('mean_completion_tokens', 0):.1f}. No no-training baseline "
-        "is defined for this suite.</p>",
+        f"completion tokens {s.get('mean_completion_tokens', 0):.1f}. {said}</p>",
     ]
     rows = [
-        [k, f"{v['value']:.1%}", f"[{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]", v.get("n", "-")]
+        [k, f"{v['value']:.1%}", f"[{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]", v.get("n", "-"),
+         R._fmt(base.get(k), ".1%")]
         for k, v in (s.get("metrics") or {}).items()
-    ]
-    parts.append(_table(["metric", "value", "95% bootstrap interval", "n"], rows))
+    ]  # fmt: skip
+    hdr = ["metric", "value", "95% bootstrap interval", "n", "no-training baseline"]
+    parts.append(_table(hdr, rows))
     for key in ("by_category", "by_instruction"):
         sub = s.get(key) or {}
         if sub:

@@ -114,9 +114,14 @@ def _model(c: Climb, reg: Any, m: str) -> dict[str, Any]:
             if "rl" in ids
             else "no RL stage: the final model is the SFT model"
         )
-        rec.update(decision="skipped", reasons=[f"candidate {cand} is the incumbent ({why})"])
-        if current is None:
+        if current is None:  # nothing to judge: the alias is created, not gated
+            rec.update(
+                decision="skipped",
+                reasons=[f"no incumbent to compare with: {alias} did not exist and {why}"],
+            )
             _first_alias(reg, alias, inc, rec)
+        else:
+            rec.update(decision="skipped", reasons=[f"candidate {cand} is the incumbent ({why})"])
         return rec
     splits = list(c.recipe.eval.get("splits") or ["heldout"])
     prior = [
@@ -219,7 +224,8 @@ def _same_evidence(
         if "p_exact_better" not in comp:  # judged by the bootstrap alone (tiny-n promotions)
             return False
         try:
-            now = (reg.latest_eval(inc, comp["suite"]).id, reg.latest_eval(cand, comp["suite"]).id)
+            ev_cand = reg.latest_eval(cand, comp["suite"])  # as `gate.compare` picks them
+            now = (reg.latest_eval(inc, comp["suite"], like=ev_cand.settings).id, ev_cand.id)
         except HillclimbError:
             return False
         if (comp.get("eval_a"), comp.get("eval_b")) != now:
@@ -238,11 +244,9 @@ def _evaluate_incumbent(
     from hillclimb.climb.climb_recipe import task_config
     from hillclimb.eval.core import run_eval
 
-    mine = {e.suite: e.settings for e in reg.evals(cand)}
-    have: dict[str, Any] = {}
-    for e in reg.evals(inc):  # newest last
-        have[e.suite] = e.settings
-    if all(s in have and have[s] == mine.get(s) for s in splits):
+    mine = {e.suite: e.settings for e in reg.evals(cand)}  # newest last: the gate's
+    have = [(e.suite, e.settings) for e in reg.evals(inc)]  # any of them: the gate finds it
+    if all((s, mine.get(s)) in have for s in splits):
         return
     path = Path(reg.checkpoint(inc).path)
     if not (path / "config.json").is_file():
@@ -261,11 +265,7 @@ def render(out: dict[str, Any]) -> str:
     if out.get("error"):
         lines.append(f"registry error (climb not failed): {out['error']}")
     for m, rec in out.get("models", {}).items():
-        lines.append(
-            f"- {m}: {rec.get('decision', '?').upper()} candidate {rec.get('candidate')} over "
-            f"incumbent {rec.get('incumbent')} for {rec.get('alias')}"
-            + (f" (decision #{rec['reused']}, reused)" if rec.get("reused") else "")
-        )
+        lines.append(f"- {m}: " + _headline(rec))
         if rec.get("incumbent_evaluated"):
             lines.append(
                 "  - the incumbent had no evaluation with this climb's settings: evaluated now ("
@@ -284,3 +284,20 @@ def render(out: dict[str, Any]) -> str:
         for r in rec.get("reasons", []):
             lines.append(f"  - reason: {r}")
     return "\n".join(lines)
+
+
+def _headline(rec: dict[str, Any]) -> str:
+    """The first line of a model's gate record.
+
+    Why not always "DECISION candidate X over incumbent Y": with nothing to judge (no RL stage,
+    or RL left the weights unchanged) X and Y are one checkpoint, and a first climb read
+    "SKIPPED candidate X over incumbent X … created", as if X had been compared with itself."""
+    cand, inc, alias = rec.get("candidate"), rec.get("incumbent"), rec.get("alias")
+    if rec.get("decision") == "skipped" and cand == inc:
+        if rec.get("alias_created"):
+            return f"{alias} CREATED at {rec['alias_created']}: no incumbent, no gate"
+        return f"SKIPPED candidate {cand} for {alias}: it is the incumbent, nothing to judge"
+    return (
+        f"{rec.get('decision', '?').upper()} candidate {cand} over incumbent {inc} for {alias}"
+        + (f" (decision #{rec['reused']}, reused)" if rec.get("reused") else "")
+    )

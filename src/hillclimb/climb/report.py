@@ -283,6 +283,55 @@ def cell_intervals(
     return {k: bootstrap_ci(v, resamples=resamples) for k, v in by.items()}
 
 
+# Task-eval settings that decide which items are asked (families, tiers, cell size, seed), what
+# an answer may cost (token budget) or how it is decoded, and which baseline is printed: two
+# evaluations that differ in one are not like for like.
+LIKE_SETTINGS = (
+    "families", "tiers", "splits", "n_per_tier", "seed", "max_tokens", "max_tokens_margin",
+    "temperature_greedy", "baseline_train_n",
+)  # fmt: skip
+
+
+def unlike(
+    a: dict[str, Any], b: dict[str, Any], names: tuple[str, str] = ("SFT", "RL")
+) -> list[str]:
+    """Why task evaluations `a` and `b` (`tasks` of two results) are not like for like: settings
+    in `LIKE_SETTINGS` that differ, items only one was asked (by split and id) or, without
+    item-level results, cells of different size; [] when they are like for like."""
+    sa, sb = a.get("settings") or {}, b.get("settings") or {}
+    out = [f"{k} {sa.get(k)!r} vs {sb.get(k)!r}" for k in LIKE_SETTINGS if sa.get(k) != sb.get(k)]
+    ia = {(str(i.get("split")), str(i.get("id"))) for i in a.get("items") or []}
+    ib = {(str(i.get("split")), str(i.get("id"))) for i in b.get("items") or []}
+    if ia and ib and ia != ib:
+        out.append(
+            f"{len(ia - ib)} of {names[0]}'s {len(ia)} items and {len(ib - ia)} of "
+            f"{names[1]}'s {len(ib)} are not the other's"
+        )
+    elif not (ia and ib):
+        na = {(c["split"], c["family"], c["tier"]): c["n"] for c in a.get("cells") or []}
+        n_diff = sum(
+            na.get((c["split"], c["family"], c["tier"]), c["n"]) != c["n"]
+            for c in b.get("cells") or []
+        )
+        if n_diff:
+            out.append(f"{n_diff} cells of different size")
+    return out
+
+
+def sft_vs_rl_title(m: str, ev: dict[str, Any]) -> str:
+    """The SFT-vs-RL table's heading: "same items, same settings" only when that was checked.
+
+    Why: the heading said so unconditionally; SFT and RL results evaluated with another seed,
+    cell size or token budget were set side by side cell by cell, and a change the evaluation
+    made read as the change RL made."""
+    why = unlike(ev["sft"]["tasks"], ev["rl"]["tasks"])
+    if not why:
+        return f"{m}: SFT vs RL (same items, same settings)"
+    return (
+        f"{m}: SFT vs RL — NOT like for like ({'; '.join(why)}): a change below is not RL's alone"
+    )
+
+
 def sft_vs_rl(ev: dict[str, Any]) -> str:
     """Per family x tier x split: SFT accuracy, RL accuracy, the change, tokens per correct."""
     return _md_table(*sft_vs_rl_rows(ev))
@@ -510,6 +559,16 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         ),
         "",
     ]
+    for m in r.model_names:  # the headline sets SFT beside RL: say when that is not like for like
+        e = evals[m]
+        if (e.get("rl") or {}).get("tasks") and (e["sft"].get("tasks")):
+            why = unlike(e["sft"]["tasks"], e["rl"]["tasks"])
+            if why:
+                md += [
+                    f"**{m}: SFT and RL were not evaluated like for like** ({'; '.join(why)}): "
+                    "the two accuracies above are not a measure of what RL changed.",
+                    "",
+                ]
     md += [
         "Bits per byte are on the pre-training corpus's val split (fixed windows), after SFT "
         "too; the unigram baseline is a "
@@ -572,7 +631,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         if base:
             md += [f"Before SFT (pre-trained model): overall {base['accuracy']:.1%}.", ""]
         if evals[m].get("rl"):
-            md += [f"#### {m}: SFT vs RL (same items, same settings)", "", sft_vs_rl(evals[m]), ""]
+            md += [f"#### {sft_vs_rl_title(m, evals[m])}", "", sft_vs_rl(evals[m]), ""]
         tiers = tokens_by_tier_rows(evals[m])
         if tiers:
             md += [f"#### {m}: tokens by tier", "", TOKENS_BY_TIER_NOTE, "", _md_table(*tiers), ""]

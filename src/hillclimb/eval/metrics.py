@@ -74,6 +74,9 @@ def bootstrap_ci(
     if n == 0:
         return (0.0, 0.0)
     w = weights if weights is not None else [1.0] * n
+    if not all(math.isfinite(x) for x in [*values, *w]):
+        # NaN sorts nowhere: the interval came back as (0.33, nan), printed as "33% – nan%"
+        raise HillclimbError("bootstrap interval: every value and weight must be a finite number")
     agree = _all_agree(values, w)
     if agree is not None:
         return wilson_ci(agree * n, n, level)

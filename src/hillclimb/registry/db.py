@@ -267,26 +267,40 @@ class Registry:
         else:
             # `--registry telemetry.db` must not turn another store's file into a registry
             refuse_foreign_sqlite(self.path, "checkpoints", "registry")
+            _refuse_other_checkpoints_table(self.path)
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.conn.execute("PRAGMA busy_timeout = 30000")
             self.conn.execute("PRAGMA journal_mode = WAL")
+            # the version first: a registry of another schema is refused before this one's
+            # tables are added to it
+            self._check_schema(self._schema_version())
             self.conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
             with self.transaction():
-                row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                row = self._schema_version()
                 if row is None:
                     self.conn.execute(
                         "INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                     )
-                elif int(row["value"]) != SCHEMA_VERSION:
-                    raise HillclimbError(
-                        f"registry {self.path} has schema {row['value']}, this hillclimb "
-                        f"reads {SCHEMA_VERSION}"
-                    )
+                self._check_schema(row)
         except sqlite3.DatabaseError as exc:
             raise HillclimbError(f"{self.path} is not a usable registry database: {exc}") from exc
+
+    def _schema_version(self) -> str | None:
+        """The `meta` table's schema row (None: no table or no row yet)."""
+        has = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        row = has and self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        return str(row[0]) if row else None
+
+    def _check_schema(self, version: str | None) -> None:
+        if version is not None and version != str(SCHEMA_VERSION):
+            raise HillclimbError(
+                f"registry {self.path} has schema {version}, this hillclimb reads {SCHEMA_VERSION}"
+            )
 
     def close(self) -> None:
         self.conn.close()
@@ -585,14 +599,31 @@ class Registry:
         ).fetchall()
         return [r["suite"] for r in rows]
 
-    def latest_eval(self, cid: str, suite: str) -> Evaluation:
+    def latest_eval(
+        self, cid: str, suite: str, *, like: dict[str, Any] | None = None
+    ) -> Evaluation:
         """The newest evaluation of `cid` on `suite` (a split; a `SPLIT:FILTER` selector's
-        split); a clear error naming the suites it does have otherwise."""
+        split) — with settings `like` when it has one — ; a clear error naming the suites it
+        does have otherwise.
+
+        Why `like`: evaluations of one suite under other settings (a token budget, a seed) are
+        all kept; the gate compared the candidate with the incumbent's newest one, under other
+        settings with a warning, even when the incumbent also had one like the candidate's."""
         split = suite.split(":", 1)[0]
-        row = self.conn.execute(
-            "SELECT * FROM evals WHERE checkpoint_id=? AND suite=? ORDER BY id DESC LIMIT 1",
-            (cid, split),
-        ).fetchone()
+        row = None
+        if like is not None:
+            row = self.conn.execute(
+                "SELECT * FROM evals WHERE checkpoint_id=? AND suite=? AND settings=? "
+                "ORDER BY id DESC LIMIT 1",
+                (cid, split, json.dumps(like, sort_keys=True)),
+            ).fetchone()
+        row = (
+            row
+            or self.conn.execute(
+                "SELECT * FROM evals WHERE checkpoint_id=? AND suite=? ORDER BY id DESC LIMIT 1",
+                (cid, split),
+            ).fetchone()
+        )
         if row is None:
             have = self.suites(cid)
             raise HillclimbError(
@@ -601,10 +632,12 @@ class Registry:
             )
         return _evaluation(row)
 
-    def items(self, cid: str, suite: str) -> tuple[Evaluation, dict[str, Item]]:
+    def items(
+        self, cid: str, suite: str, *, like: dict[str, Any] | None = None
+    ) -> tuple[Evaluation, dict[str, Item]]:
         """Item results of the newest evaluation of `cid` on `suite` (`SPLIT` or `SPLIT:FILTER`,
-        FILTER = a kind, a family or a tier `tN`)."""
-        ev = self.latest_eval(cid, suite)
+        FILTER = a kind, a family or a tier `tN`), with settings `like` when it has one."""
+        ev = self.latest_eval(cid, suite, like=like)
         rows = self.conn.execute(
             "SELECT item_id, family, tier, kind, passed, score FROM eval_items WHERE eval_id=?",
             (ev.id,),
@@ -740,6 +773,31 @@ class Registry:
                 f"checkpoint or `hillclimb registry alias {name} CKPT` (registry {self.path})"
             )
         return Path(ck.path)
+
+
+def _refuse_other_checkpoints_table(path: Path) -> None:
+    """Raise HillclimbError when `path` has a `checkpoints` table that is not the registry's
+    (no `content_hash` column): a training tool's own database, say.
+
+    Why: `refuse_foreign_sqlite` looks for the table's name only, so such a file passed the
+    check, had `meta`, `runs`, `evals`, ... added to it and only then failed on a missing
+    column — another program's file changed by a command that refused it. Read-only; a file
+    SQLite cannot read passes, to the caller's own "not a usable registry" error."""
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    except (OSError, sqlite3.Error):
+        return
+    try:
+        cols = {r[1] for r in con.execute("PRAGMA table_info(checkpoints)")}
+    except sqlite3.Error:
+        return
+    finally:
+        con.close()
+    if cols and "content_hash" not in cols:
+        raise HillclimbError(
+            f"{path} is not a registry database (its `checkpoints` table has the columns "
+            f"{', '.join(sorted(cols))}); refusing to change it"
+        )
 
 
 def check_alias_name(name: str) -> None:

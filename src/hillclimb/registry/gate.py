@@ -122,8 +122,8 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Paired bootstrap of checkpoint `b` minus checkpoint `a` (ids) on `suite`'s shared items."""
-    ea, ia = reg.items(a, suite)
     eb, ib = reg.items(b, suite)
+    ea, ia = reg.items(a, suite, like=eb.settings)  # like for like when `a` has it
     # ids of a seeded suite are positions in the items its seed drew (`ifeval-000`): under two
     # seeds the "shared" ids are different prompts, so nothing is paired (evalfile.ITEM_SETTINGS)
     other = {k: (ea.settings.get(k), eb.settings.get(k)) for k in ITEM_SETTINGS
