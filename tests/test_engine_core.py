@@ -17,6 +17,7 @@ from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
 from hillclimb.serve.engine import Engine, SamplingParams
 from hillclimb.tokenizer.io import bytelevel_tokenizer
 
+REAL = bytelevel_tokenizer().vocab_size  # the model's rows beyond it are padding
 PROMPTS = ["Hello world", "def f(x):\n    return", "a", "The quick brown fox jumps over"]
 
 
@@ -46,7 +47,7 @@ def reference_greedy(model, ids, n):
     x = list(ids)
     out = []
     for _ in range(n):
-        t = int(model(torch.tensor([x]))[0, -1].argmax())
+        t = int(model(torch.tensor([x]))[0, -1, :REAL].argmax())  # padded ids are no tokens
         out.append(t)
         x.append(t)
     return out
@@ -81,7 +82,7 @@ def test_batched_equals_single_and_seeds_ignore_neighbours(engine):
 def test_top_k_restricts_support(engine):
     ids = engine.tokenizer.encode("Hello")
     with torch.no_grad():
-        logits = engine.model(torch.tensor([ids]))[0, -1]
+        logits = engine.model(torch.tensor([ids]))[0, -1, :REAL]
     top3 = set(torch.topk(logits, 3).indices.tolist())
     firsts = {
         engine.generate("Hello", SamplingParams(max_tokens=1, seed=s, top_k=3)).token_ids[0]
@@ -173,7 +174,7 @@ def test_logprobs_match_reference(engine):
     assert o.logprobs is not None and len(o.logprobs) == 4
     ids = engine.tokenizer.encode("Hello") + o.token_ids
     with torch.no_grad():
-        lp = torch.log_softmax(engine.model(torch.tensor([ids]))[0].float(), -1)
+        lp = torch.log_softmax(engine.model(torch.tensor([ids]))[0, :, :REAL].float(), -1)
     n = len(engine.tokenizer.encode("Hello"))
     for i, e in enumerate(o.logprobs):
         assert e["token_id"] == o.token_ids[i]

@@ -166,7 +166,8 @@ def _exact_prefix_dist(model, ids, params, depth):
         for pre, pr in frontier:
             with torch.no_grad():
                 logits = model(torch.tensor([ids + list(pre)]))[0, -1]
-            probs = warp_probs(logits, params)
+            # the engine samples among real tokens only (not the embedding table's padding)
+            probs = warp_probs(logits[: bytelevel_tokenizer().vocab_size], params)
             for t in torch.nonzero(probs).flatten().tolist():
                 nxt.append((pre + (t,), pr * float(probs[t])))
         frontier = nxt

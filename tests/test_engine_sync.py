@@ -54,7 +54,8 @@ def _max_gap(engine: Engine, prompts: list[str], batched: bool) -> float:
     with torch.no_grad():
         for p, o in zip(prompts, outs, strict=True):
             ids = tok.encode(p) + o.token_ids
-            lp = torch.log_softmax(model(torch.tensor([ids]))[0].float(), dim=-1)
+            logits = model(torch.tensor([ids]))[0, :, : tok.vocab_size]  # real tokens only
+            lp = torch.log_softmax(logits.float(), dim=-1)
             start = len(ids) - len(o.token_ids) - 1
             for j, entry in enumerate(o.logprobs):
                 for alt in entry["top_logprobs"]:

@@ -295,6 +295,7 @@ class _Request:
     slot: int | None = None
     out_ids: list[int] = field(default_factory=list)
     visible: str = ""  # generated text without think tags
+    raw: str = ""  # the same with the tags: what stop strings are searched in
     emitted: int = 0  # visible[:emitted] has been streamed
     modes: list[tuple[int, bool]] = field(default_factory=list)  # (visible offset, is_reasoning)
     tags: list[tuple[int, str]] = field(default_factory=list)  # (visible offset, tag text)
@@ -582,6 +583,7 @@ class Engine:
             )
         self.max_batch = max_batch
         self.gamma_max = gamma_max
+        self._n_real = int(tokenizer.vocab_size)  # ids from here on are embedding padding
         # Storage per slot: the context plus room for one speculative overshoot.
         self._storage = self.max_context + gamma_max + 2
         _check_cache_fits(self.cfg, max_batch, self._storage, self.device, self.dtype)
@@ -701,6 +703,7 @@ class Engine:
                 fast_path=fast_path,
                 fast=dfast,
                 compile=compile,
+                real_vocab=self._n_real,
             )
         if drafter is None:
             drafter = "model" if self.draft is not None else "none"
@@ -981,7 +984,10 @@ class Engine:
             self._batch_skip -= 1
         for r in active:
             d = self._drafter(r)
-            ok = model_spec if d is self.draft else free_spec and not (skip and not _must(r))
+            # a must row (forced, or seeded and sampled) drafts whatever the load: a seeded
+            # sample that speculated alone and decoded plainly in a crowd drew other tokens
+            must = _must(r)
+            ok = (model_spec if d is self.draft else free_spec and not skip) or must
             g = self._spec_gamma(r, d) if d is not None and ok and self._spec_wanted(r) else 0
             if g >= 1:
                 assert d is not None
@@ -1097,23 +1103,31 @@ class Engine:
         for r in joiners:
             assert r.slot is not None
             r.t_admit = time.perf_counter()
-            if r.drafter in ("lookup", "suffix"):
-                d = self.lookup if r.drafter == "lookup" else self.suffix
-                d.start(
-                    r.slot, len(r.prompt_ids), r.prediction, forced=r.params.speculative is True
-                )
+            # running first: a joiner that fails below is retired like any other, its slot
+            # freed (a raising drafter.start left the slot taken and the request unfinished)
             self._running.append(r)
             if pc is not None:
                 pc.stats.lookups += 1
                 pc.stats.prompt_tokens += len(r.prompt_ids)
+            if r.drafter in ("lookup", "suffix"):
+                d = self.lookup if r.drafter == "lookup" else self.suffix
+                try:
+                    d.start(
+                        r.slot, len(r.prompt_ids), r.prediction, forced=r.params.speculative is True
+                    )
+                except Exception as exc:
+                    self._fail(r, exc)
         for r, src, n, kind, pinned in copies:
-            self._reuse(r, src, n, kind)
+            if not r.finished:
+                self._reuse(r, src, n, kind)
             if pinned is not None and pc is not None:
                 pc.unpin(pinned.slot)
-        self._prefill(leaders)
+        self._prefill([r for r in leaders if not r.finished])
         rest: list[_Request] = []
         for r, lead, n in followers:
-            if lead.slot is None or lead.finish_reason == "error" or r.finished:
+            if r.finished:
+                continue
+            if lead.slot is None or lead.finish_reason == "error":
                 rest.append(r)  # the leader's KV is not there: prefill in full
                 continue
             assert pc is not None
@@ -1270,6 +1284,10 @@ class Engine:
             self.cache.reset([r.slot])
 
     def _prefill_forward(self, g: list[_Request]) -> torch.Tensor:
+        """The last prompt token's logits of each joiner [B, V] (real tokens only)."""
+        return self._real_vocab(self._prefill_logits(g))
+
+    def _prefill_logits(self, g: list[_Request]) -> torch.Tensor:
         # a reused prefix is already in the slot (dense, cursor = reused): feed the rest
         todo = [r.prompt_ids[r.reused :] for r in g]
         T = max(len(x) for x in todo)
@@ -1356,6 +1374,10 @@ class Engine:
         self._plain_ms = ms if self._plain_ms is None else 0.8 * self._plain_ms + 0.2 * ms
 
     def _decode_forward(self, reqs: list[_Request]) -> torch.Tensor:
+        """Next-token logits of each row's pending token [B, V] (real tokens only)."""
+        return self._real_vocab(self._decode_logits(reqs))
+
+    def _decode_logits(self, reqs: list[_Request]) -> torch.Tensor:
         if self.fast is not None and len(reqs) == 1 and self._fast_one:
             s = reqs[0].slot
             if not self._holes[s]:
@@ -1559,6 +1581,7 @@ class Engine:
                 logits = self.fast(ids, self.cache, slots, last_only=False, single_slot=r.slot)[0]
             else:
                 logits = self.model(ids, cache=self.cache, slot_ids=slots)[0]  # [γ+1, V]
+        logits = self._real_vocab(logits)
         c = self._accept_commit(x, logits, r.seq_len)
         if c > 0 and x.d is self.draft:  # the timing policy is the model drafter's
             self._observe_spec(r, (time.perf_counter() - x.t0) * 1e3 / c)
@@ -1706,9 +1729,10 @@ class Engine:
         slots = torch.tensor(slot_list, device=self.device)
         if self.fast is not None:
             rng = _slot_range(slot_list)
-            return self.fast(ids, self.cache, slots, last_only=False, slot_range=rng, real=real)
+            out = self.fast(ids, self.cache, slots, last_only=False, slot_range=rng, real=real)
+            return self._real_vocab(out)
         out = self.model(ids, cache=self.cache, slot_ids=slots)  # [B, T, V]
-        return out.reshape(-1, out.shape[-1])[real.reshape(-1)]
+        return self._real_vocab(out.reshape(-1, out.shape[-1])[real.reshape(-1)])
 
     # ---- committing tokens -------------------------------------------------------------------
     def _commit(self, r: _Request, tokens: list[int], logits: torch.Tensor) -> int:
@@ -1739,33 +1763,79 @@ class Engine:
             if tid in r.stop_ids:
                 # the held-back text comes out, and is searched for stop strings like any
                 # other text (with stop=["\ufffd"] an unfinished character was emitted as one)
-                before = len(r.visible)
-                r.visible += r.detok.flush()
-                hit = r.stopper.find(r.visible, before)
+                before = len(r.raw)
+                self._add_text(r, r.detok.flush())
+                hit = r.stopper.find(r.raw, before)
                 if hit is not None:
-                    r.visible = r.visible[:hit]
+                    self._cut(r, hit)
                 self._end(r, "stop")
                 break
             is_reasoning, is_tag = r.think.observe(tid)
-            before = len(r.visible)
+            before = len(r.raw)
             if is_tag:
-                r.visible += r.detok.flush()
-                r.tags.append((len(r.visible), self.tokenizer.id_to_token(tid) or ""))
+                self._add_text(r, r.detok.flush())
+                tag = self.tokenizer.id_to_token(tid) or ""
+                r.tags.append((len(r.visible), tag))
+                r.raw += tag
                 r.modes.append((len(r.visible), tid == self._think_ids[0]))
                 r.detok = IncrementalDetokenizer(self.tokenizer.decode)
             else:
-                r.visible += r.detok.add(tid)
+                self._add_text(r, r.detok.add(tid))
             if len(r.out_ids) >= r.params.max_tokens:
-                r.visible += r.detok.flush()
-            hit = r.stopper.find(r.visible, before)
+                self._add_text(r, r.detok.flush())
+            hit = r.stopper.find(r.raw, before)
             if hit is not None:
-                r.visible = r.visible[:hit]
+                self._cut(r, hit)
                 self._end(r, "stop")
                 break
             if len(r.out_ids) >= r.params.max_tokens:
                 self._end(r, "length")
                 break
         return n
+
+    def _real_vocab(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [..., V] with the padded rows of the embedding table (ids from the tokenizer's
+        size up to the model's vocabulary, rounded up for fast matmuls) at -inf; the input is not
+        modified. Those ids are no tokens: a model never trained on them can still rank them
+        first (a random micro model put most of its mass there), and they decode to nothing.
+        Applied to every forward's logits, so no path (greedy, sampled, speculative, batched,
+        compiled) can choose one, and logprobs are the softmax over the real tokens — the
+        distribution sampled from."""
+        if self._n_real >= logits.shape[-1]:
+            return logits
+        out = logits.clone()
+        out[..., self._n_real :] = float("-inf")
+        return out
+
+    @staticmethod
+    def _add_text(r: _Request, text: str) -> None:
+        r.visible += text
+        r.raw += text
+
+    @staticmethod
+    def _raw_to_visible(r: _Request, i: int) -> tuple[int, int]:
+        """(visible offset, tags before it) of offset i of the raw text. An offset inside a
+        tag maps to the tag's place, the tag not counted: a cut or a hold-back there takes the
+        whole tag."""
+        shift = 0
+        for k, (off, tag) in enumerate(r.tags):
+            start = off + shift
+            if i <= start:
+                return i - shift, k
+            if i < start + len(tag):
+                return off, k
+            shift += len(tag)
+        return i - shift, len(r.tags)
+
+    def _cut(self, r: _Request, hit: int) -> None:
+        """End the generated text before a stop string that begins at offset `hit` of the raw
+        text. Stop strings are searched in the text with the think tags, the text the answer
+        returns (`GenerationOutput.text`): searched without them, stop=["</think>"] never
+        fired. A tag the stop string cuts goes, with its change of mode."""
+        vis, kept = self._raw_to_visible(r, hit)
+        r.visible, r.raw = r.visible[:vis], r.raw[:hit]
+        del r.tags[kept:]
+        del r.modes[kept + 1 :]  # modes[0] is the prompt's; modes[k + 1] came with tags[k]
 
     def _token_text(self, tid: int) -> str:
         return self.tokenizer.decode([tid])
@@ -1790,7 +1860,10 @@ class Engine:
 
     def _flush_events(self, r: _Request) -> None:
         """Stream what is safe: text up to the stop-string hold-back, split at think boundaries."""
-        end = len(r.visible) if r.finished else r.stopper.safe_end(r.visible)
+        if r.finished:
+            end, tags_safe = len(r.visible), len(r.tags)
+        else:  # a held-back possible stop string may hold a tag back too
+            end, tags_safe = self._raw_to_visible(r, r.stopper.safe_end(r.raw))
         pieces: list[tuple[bool, int, str]] = []  # (is_reasoning, visible offset, text)
         a = r.emitted
         if end > a and (len(r.modes) == 1 or r.modes[-1][0] <= a):
@@ -1813,9 +1886,9 @@ class Engine:
             # tags generated before this piece's text (a tag sits at a mode cut, so at a piece's
             # start); at the end, the tags after the last text (stop-cut ones are dropped, as in
             # `_output`)
-            raw = self._tags_upto(r, start) + text
+            raw = self._tags_upto(r, start, tags_safe) + text
             if r.finished and last:
-                raw += self._tags_upto(r, len(r.visible))
+                raw += self._tags_upto(r, len(r.visible), tags_safe)
             ev = TokenEvent(
                 token_ids=list(r.step_ids) if k == 0 else [],
                 text=text,
@@ -1836,10 +1909,11 @@ class Engine:
             r.handle._finish(self._output(r))
 
     @staticmethod
-    def _tags_upto(r: _Request, offset: int) -> str:
-        """The think tags at visible offsets <= `offset` not yet sent (marked sent)."""
+    def _tags_upto(r: _Request, offset: int, limit: int) -> str:
+        """The think tags at visible offsets <= `offset` among the first `limit` (the rest are
+        held back) not yet sent (marked sent)."""
         out = ""
-        while r.tags_sent < len(r.tags) and r.tags[r.tags_sent][0] <= offset:
+        while r.tags_sent < min(limit, len(r.tags)) and r.tags[r.tags_sent][0] <= offset:
             out += r.tags[r.tags_sent][1]
             r.tags_sent += 1
         return out
@@ -1968,7 +2042,7 @@ class Engine:
             return []
         x = torch.tensor([ids], device=self.device)
         with self._lock:
-            logits = self.model(x)[0, :-1]
+            logits = self._real_vocab(self.model(x)[0, :-1])
         return token_logprobs(logits, ids[1:], n_top, self._token_text)
 
     @torch.inference_mode()
@@ -1980,11 +2054,11 @@ class Engine:
             return {"logprobs": z, "entropy": z}
         x = torch.tensor([ids], device=self.device)
         with self._lock:
-            logits = self.model(x)[0, :-1].float()
+            logits = self._real_vocab(self.model(x)[0, :-1].float())
         lp = torch.log_softmax(logits, dim=-1)
         tgt = x[0, 1:]
         chosen = lp.gather(-1, tgt[:, None])[:, 0]
-        ent = -(lp.exp() * lp).sum(-1)
+        ent = -(lp.exp() * lp.clamp_min(torch.finfo(lp.dtype).min)).sum(-1)  # 0·log 0 = 0
         return {"logprobs": chosen.cpu(), "entropy": ent.cpu()}
 
 

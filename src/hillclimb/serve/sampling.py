@@ -12,6 +12,7 @@ OpenAI and vLLM do, so they are comparable across sampling settings.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,20 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def choice_seed(seed: int, index: int) -> int:
+    """The seed of choice `index` of a request with several choices (OpenAI's `n`) and `seed`.
+
+    Why not `seed + index`: then choice 1 of a request with seed s was the sample of a request
+    with seed s + 1 (the same stream, the same tokens), so n samples drawn as n requests with
+    consecutive seeds repeated each other, and a best-of-n over them was not n draws. Choice 0
+    keeps the seed (n = 1 answers are unchanged); the others are a keyed hash of (seed, index),
+    deterministic on every platform and in [0, 2**63)."""
+    if index == 0:
+        return int(seed) % (1 << 63)
+    h = hashlib.blake2b(f"{int(seed)}:{int(index)}".encode(), digest_size=8, person=b"choice")
+    return int.from_bytes(h.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:

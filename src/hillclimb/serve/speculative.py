@@ -266,8 +266,11 @@ class DraftRunner:
         fast_path: bool = True,
         fast: FastForward | None = None,
         compile: bool = False,
+        real_vocab: int | None = None,
     ):
         self.model = model
+        # ids from here on are the embedding table's padding, never drafted (`Engine._real_vocab`)
+        self.real_vocab = real_vocab
         dtype = next(model.parameters()).dtype
         # sharing the draft engine's steps: the same cache length too, so a compiled step
         # (static cache shape) serves both caches
@@ -333,6 +336,9 @@ class DraftRunner:
                 logits = self._forward(torch.tensor([new], device=self.device), slot_ids, slot)
             s.held = len(seq)
             for i in range(gamma):
+                if self.real_vocab is not None and self.real_vocab < logits.shape[-1]:
+                    logits = logits.clone()
+                    logits[self.real_vocab :] = float("-inf")
                 if params.greedy:
                     t = int(torch.argmax(logits))
                 else:
