@@ -7,8 +7,9 @@ request, so they must live where the reservations are made (billing.py). A keys 
 server never refills a balance; `hillclimb keys credit` does). `hillclimb keys create` writes a
 key straight into the database.
 
-Auth is on when the database holds at least one enabled account; otherwise the server runs in
-open mode (local use), and says so loudly at start-up.
+Auth is on when the database holds at least one account (a revoked one counts: revoking every
+key must not reopen the server); otherwise the server runs in open mode (local use), and says so
+loudly at start-up.
 
 Rate limits are token buckets per key, in memory: capacity `rate_limit_rpm` requests, refilled at
 `rpm / 60` per second. A refused request gets 429 with `Retry-After` (seconds until one token is
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
-from hillclimb.serve.billing import Account, UsageDB
+from hillclimb.serve.billing import MIN_RPM, Account, UsageDB
 
 ENV_KEYS = "HILLCLIMB_API_KEYS"
 
@@ -44,6 +45,14 @@ class KeySpec:
 def _spec(key: str, value: Any, where: str, i: int) -> KeySpec:
     if not isinstance(key, str) or len(key) < 8:
         raise HillclimbError(f"{where}: API keys must be strings of at least 8 characters")
+    if not all("!" <= ch <= "~" for ch in key):
+        # a key with a space, a newline or a non-ASCII character can never match: the header is
+        # stripped and split at the first space, and HTTP headers carry ASCII — such a key was
+        # registered (turning auth on) and then refused as "Incorrect API key" on every request
+        shown = key[:4] + "…" if len(key) > 4 else key
+        raise HillclimbError(
+            f"{where}: API key {shown!r} must be printable ASCII without spaces or line breaks"
+        )
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -63,8 +72,10 @@ def _spec(key: str, value: Any, where: str, i: int) -> KeySpec:
             raise HillclimbError(
                 f"{where}: {label} must be a finite number >= 0 (or absent), got {v!r}"
             )
-    if rpm is not None and rpm == 0:
-        raise HillclimbError(f"{where}: rate_limit_rpm must be > 0 (omit it for no limit)")
+    if rpm is not None and rpm < MIN_RPM:
+        raise HillclimbError(
+            f"{where}: rate_limit_rpm must be >= {MIN_RPM:g} (omit it for no limit), got {rpm!r}"
+        )
     name = value.get("name") or f"key{i}"
     return KeySpec(
         key,
@@ -119,8 +130,9 @@ def load_env_keys(value: str | None) -> list[KeySpec]:
 
 class TokenBucket:
     def __init__(self, rpm: float):
+        self.rpm = rpm
         self.capacity = max(1.0, rpm)
-        self.rate = rpm / 60.0
+        self.rate = max(rpm, MIN_RPM) / 60.0  # a smaller stored limit (an older database)
         self.tokens = self.capacity
         self.stamp = time.monotonic()
 
@@ -146,7 +158,7 @@ class RateLimiter:
             return 0.0
         with self._lock:
             b = self._buckets.get(account.id)
-            if b is None or b.rate != account.rate_limit_rpm / 60.0:
+            if b is None or b.rpm != account.rate_limit_rpm:
                 b = self._buckets[account.id] = TokenBucket(account.rate_limit_rpm)
             return b.take()
 
@@ -162,7 +174,9 @@ class Authenticator:
         self.db = db
         for s in specs or []:
             db.sync_key(s.key, s.name, s.credits, s.rate_limit_rpm)
-        self.open_mode = db.count_accounts() == 0
+        # every account counts, revoked ones too: revoking the last key must leave a server that
+        # refuses everyone, not one that restarts in open mode and serves anyone
+        self.open_mode = db.count_accounts(include_revoked=True) == 0
         self.limiter = RateLimiter()
 
     def authenticate(self, authorization: str | None) -> Account | None:
@@ -181,6 +195,8 @@ class Authenticator:
         acc = self.db.account_by_key(token)
         if acc is None or acc.disabled:
             shown = token[:4] + "*" * 4 + token[-4:] if len(token) > 8 else "****"
+            if acc is not None:
+                raise AuthError(f"This API key has been revoked: {shown}.")
             raise AuthError(f"Incorrect API key provided: {shown}.")
         return acc
 

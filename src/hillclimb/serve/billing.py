@@ -29,6 +29,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ MICRO = 1_000_000  # micro-credits per credit
 # was an OverflowError traceback, and a sum past the limit silently turned into a REAL
 MAX_CREDITS = 1e12
 SCHEMA_VERSION = "1"
+MAX_NAME_CHARS = 128
+# the smallest rate limit, in requests per minute (one request per 1000 minutes): a smaller one
+# (say 5e-324, a finite number > 0) divided by zero in the token bucket — a 500 on the key's
+# second request — or sent a Retry-After of hundreds of digits
+MIN_RPM = 1e-3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -126,6 +132,37 @@ def hash_key(key: str) -> str:
 
 def new_key() -> str:
     return "hc-" + secrets.token_urlsafe(32)
+
+
+def check_account_name(name: Any) -> str:
+    """An account name operators can type back (`keys credit --name`) and that prints on one
+    line: a non-blank string without control characters (newline, NUL, tab), without outer
+    whitespace, at most `MAX_NAME_CHARS` characters. Why: `keys create --name ' '` or a name with
+    a newline made an account that `keys credit` could hardly address, and that broke the
+    one-line CLI output, the usage table and the server log."""
+    if not isinstance(name, str) or not name.strip():
+        raise HillclimbError(f"an account needs a non-blank name, got {name!r}")
+    if name != name.strip():
+        raise HillclimbError(f"account name {name!r} starts or ends with whitespace")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise HillclimbError(f"account name {name!r} contains control characters")
+    if len(name) > MAX_NAME_CHARS:
+        raise HillclimbError(
+            f"account name is {len(name)} characters long; at most {MAX_NAME_CHARS} allowed"
+        )
+    return name
+
+
+def check_rpm(rate_limit_rpm: float | None) -> None:
+    """A rate limit is None (no limit) or a finite number of requests per minute >= `MIN_RPM`
+    (NaN passed `<= 0` and was stored as NULL: no rate limit at all)."""
+    if rate_limit_rpm is not None and not (
+        math.isfinite(rate_limit_rpm) and rate_limit_rpm >= MIN_RPM
+    ):
+        raise HillclimbError(
+            f"rate_limit_rpm must be a finite number >= {MIN_RPM:g} requests per minute, "
+            f"got {rate_limit_rpm}"
+        )
 
 
 def to_micro(credits: float | None) -> int | None:
@@ -260,15 +297,8 @@ class UsageDB:
         key: str | None = None,
     ) -> str:
         """Create an account; returns its plaintext key (generated unless given)."""
-        if not name:
-            raise HillclimbError("an account needs a non-empty name")
-        # NaN passed `<= 0` and was stored as NULL: no rate limit at all
-        if rate_limit_rpm is not None and not (
-            math.isfinite(rate_limit_rpm) and rate_limit_rpm > 0
-        ):
-            raise HillclimbError(
-                f"rate_limit_rpm must be a finite number > 0, got {rate_limit_rpm}"
-            )
+        check_account_name(name)
+        check_rpm(rate_limit_rpm)
         key = key or new_key()
         with self._write() as c:
             if c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
@@ -286,7 +316,11 @@ class UsageDB:
         self, key: str, name: str, credits: float | None, rate_limit_rpm: float | None
     ) -> None:
         """Register a key from a keys file/env: inserted with its credits the first time; later
-        loads update name and rate limit but never reset the balance (it is the DB's)."""
+        loads update name and rate limit but never reset the balance (it is the DB's), nor
+        restore a key `hillclimb keys revoke` revoked (a leaked key left in the file must stay
+        refused after a restart; `keys revoke --restore` brings it back)."""
+        check_account_name(name)
+        check_rpm(rate_limit_rpm)
         h = hash_key(key)
         with self._write() as c:
             row = c.execute("SELECT id, name FROM accounts WHERE key_hash = ?", (h,)).fetchone()
@@ -303,7 +337,7 @@ class UsageDB:
                 )
             else:
                 c.execute(
-                    "UPDATE accounts SET name = ?, rate_limit_rpm = ?, disabled = 0 WHERE id = ?",
+                    "UPDATE accounts SET name = ?, rate_limit_rpm = ? WHERE id = ?",
                     (name, rate_limit_rpm, row["id"]),
                 )
 
@@ -325,10 +359,23 @@ class UsageDB:
                 )
         return self.account_by_name(name)
 
-    def count_accounts(self) -> int:
+    def count_accounts(self, include_revoked: bool = False) -> int:
+        """Enabled accounts (with `include_revoked`, every account ever made)."""
+        where = "" if include_revoked else " WHERE disabled = 0"
         with self._read() as c:
-            row = c.execute("SELECT COUNT(*) FROM accounts WHERE disabled = 0").fetchone()
+            row = c.execute("SELECT COUNT(*) FROM accounts" + where).fetchone()
         return int(row[0])
+
+    def set_revoked(self, name: str, revoked: bool) -> Account:
+        """Revoke an account's key (`hillclimb keys revoke`), or restore it. A running server
+        reads the account on every request, so a revoked key is refused from its next request;
+        the account's usage and balance are kept."""
+        with self._write() as c:
+            row = c.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise HillclimbError(f"no account named {name!r}")
+            c.execute("UPDATE accounts SET disabled = ? WHERE id = ?", (int(revoked), row["id"]))
+        return self.account_by_name(name)
 
     def _account(self, row: sqlite3.Row | None) -> Account | None:
         if row is None:
@@ -471,17 +518,19 @@ class UsageDB:
 
     def _usage(self, c: sqlite3.Connection) -> dict[str, Any]:
         accounts = []
-        names = [r["name"] for r in c.execute("SELECT name FROM accounts ORDER BY id")]
-        extra = [
-            r[0]
+        owners: list[tuple[str, Account | None]] = [
+            (r["name"], self._account(r)) for r in c.execute("SELECT * FROM accounts ORDER BY id")
+        ]
+        # requests served without an account (open mode, named "open") are their own rows, even
+        # when an account of the same name exists: looked up by name, they vanished from the
+        # report and that account was listed twice
+        owners += [
+            (r[0], None)
             for r in c.execute(
                 "SELECT DISTINCT account_name FROM requests WHERE account_id IS NULL"
             )
         ]
-        for name in names + extra:
-            acc = self._account(
-                c.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
-            )
+        for name, acc in owners:
             where = "account_id = ?" if acc else "account_id IS NULL AND account_name = ?"
             arg = acc.id if acc else name
             tot = c.execute(
@@ -516,6 +565,7 @@ class UsageDB:
                     "credits": acc.credits if acc else None,
                     "unlimited": acc is None or acc.credits_micro is None,
                     "rate_limit_rpm": acc.rate_limit_rpm if acc else None,
+                    "revoked": bool(acc and acc.disabled),
                     "requests": tot["requests"],
                     "prompt_tokens": tot["p"],
                     "completion_tokens": tot["c"],

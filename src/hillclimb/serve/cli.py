@@ -182,6 +182,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ka.add_argument("--name", required=True, help="account name")
     ka.add_argument("--add", type=float, required=True, help="credits to add")
     ka.set_defaults(func=_keys_credit, _parser=ka)
+    kr = ksub.add_parser(
+        "revoke",
+        help="revoke an account's key: refused from its next request, even by a running server, "
+        "and after restarts (usage and balance are kept)",
+    )
+    _db_args(kr)
+    kr.add_argument("--name", required=True, help="account name")
+    kr.add_argument("--restore", action="store_true", help="accept the revoked key again")
+    kr.set_defaults(func=_keys_revoke, _parser=kr)
     ku = ksub.add_parser("usage", help="per-account balance and token usage")
     _db_args(ku)
     ku.add_argument("--json", action="store_true", help="print the usage report as JSON")
@@ -233,6 +242,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise HillclimbError(f"--state-dir {args.state_dir} exists and is not a directory")
     if args.default_max_tokens < 1:
         raise HillclimbError(f"--default-max-tokens must be >= 1, got {args.default_max_tokens}")
+    check_router(args.router, args.thinking, args.flash)
     check_device(args.device)
     check_bind(args.host, args.port)
     db = usage_db_path(args.db, args.state_dir)
@@ -248,6 +258,24 @@ def _serve(args: argparse.Namespace) -> int:
                        flywheel=db.parent / FLYWHEEL_FILE)  # fmt: skip
     serve_forever(state, args.host, args.port, log_level=args.log_level)
     return 0
+
+
+def check_router(router: Path | None, thinking: Path | None, flash: Path | None) -> None:
+    """`--router FILE` is read and checked before any checkpoint loads.
+
+    Why: the router is only built when both models are served, so with one model the file was
+    never read — a missing or wrong file was silently ignored and the server started; with both,
+    a missing file was only noticed after every checkpoint had loaded (and compiled)."""
+    if router is None:
+        return
+    if thinking is None or flash is None:
+        raise HillclimbError(
+            "--router routes model 'auto' between two models: give both --thinking and --flash, "
+            "or drop --router"
+        )
+    from hillclimb.serve.router import Router
+
+    Router.load(router, None)  # a missing, unreadable or malformed file is a clear error
 
 
 def check_device(device: str | None) -> None:
@@ -358,6 +386,15 @@ def _keys_credit(args: argparse.Namespace) -> int:
     acc = UsageDB(path).add_credits(args.name, args.add)
     credits = "unlimited" if acc.credits is None else f"{acc.credits:g}"
     print(f"{acc.name}: balance {credits} credits")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from hillclimb.serve.billing import UsageDB
+
+    acc = UsageDB(_existing_usage_db(args)).set_revoked(args.name, not args.restore)
+    state = "revoked: its key is refused" if acc.disabled else "restored: its key is accepted"
+    print(f"{acc.name}: {state} from the next request on")
     return 0
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from hillclimb.errors import HillclimbError
 from hillclimb.serve.api import (
@@ -45,6 +46,7 @@ from hillclimb.serve.auth import AuthError, retry_after_header
 from hillclimb.serve.billing import Account
 from hillclimb.serve.host import EngineUnavailable
 from hillclimb.serve.job import Job
+from hillclimb.serve.sampling import choice_seed
 from hillclimb.serve.state import AUTO, ModelEntry, ServerState
 from hillclimb.serve.streaming import JobStreamingResponse
 
@@ -160,9 +162,11 @@ def engine_unavailable(exc: Exception) -> APIError:
 
 
 def unknown_model(model: str, state: ServerState) -> APIError:
+    # the id as sent, cut: a 10 MB `model` string was echoed back whole in the 404 (and logs)
+    shown = model if len(model) <= 200 else model[:200] + f"… ({len(model)} characters)"
     return APIError(
         404,
-        f"The model '{model}' does not exist or you do not have access to it. "
+        f"The model '{shown}' does not exist or you do not have access to it. "
         f"Available: {', '.join(state.model_ids())}.",
         "invalid_request_error",
         "model",
@@ -204,11 +208,23 @@ def _too_large() -> APIError:
     )
 
 
-def _bad_json() -> APIError:
+def _bad_json(exc: ValueError) -> APIError:
+    """OpenAI's message, plus what was wrong and where: a body that is not UTF-8 (a Latin-1
+    client, a binary upload) and a JSON syntax error both got only the generic hint, which
+    left the client guessing which byte to look at."""
+    if isinstance(exc, UnicodeDecodeError):
+        detail = (
+            f"The body is not valid UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); send the JSON encoded as UTF-8."
+        )
+    elif isinstance(exc, json.JSONDecodeError):
+        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})."
+    else:  # an integer literal longer than Python converts
+        detail = str(exc).split(";")[0] + "."
     return invalid(
         "We could not parse the JSON body of your request. (HINT: This likely "
         "means you aren't using your HTTP library correctly. The OpenAI API "
-        "expects a JSON payload.)"
+        f"expects a JSON payload.) {detail}"
     )
 
 
@@ -236,27 +252,66 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (`_unique_keys`)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads`' object hook that refuses a key given twice.
+
+    Why: the decoder silently keeps the last value, so `{"max_tokens": 2, "max_tokens": 4000}`
+    was served (and billed) as 4000, while a proxy, a gateway's validator or a log reader that
+    keeps the first value saw 2 — one body, two meanings. OpenAI-style: a 400 naming the key."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return out
+
+
+def _client_gone() -> APIError:
+    """The client closed the connection before its body arrived: nothing to answer, counted as
+    499 like a stream the client closed (it was a 500 and a logged traceback)."""
+    return APIError(499, "The client closed the request.", "invalid_request_error", None, None)
+
+
 async def read_body(request: Request) -> Any:
     """The decoded JSON body, or 413 / 400. Read in chunks so a body without (or lying about)
     its Content-Length is refused at the limit instead of being buffered whole; a body nested
     deeper than the JSON decoder recurses, or with a lone surrogate escape (`"\\ud800"`: valid
     JSON, not text — it cannot be tokenized, stored in SQLite or even echoed back in an error
-    message) or an integer longer than Python parses (4300 digits) is a 400, not a 500."""
+    message), an integer longer than Python parses (4300 digits) or a key given twice in one
+    object is a 400, not a 500; a client that hangs up mid-body is a 499."""
     length = request.headers.get("content-length") or ""
     if length.isascii() and length.isdigit() and (len(length) > 12 or int(length) > MAX_BODY_BYTES):
         raise _too_large()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _client_gone() from None
     raw = b"".join(chunks)
     try:
-        body = json.loads(raw)
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
-        raise _bad_json() from None
+        body = json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        # as text that can be echoed back: a key may hold a lone surrogate escape
+        key = str(exc)[:200].encode("utf-8", "backslashreplace").decode("utf-8")
+        raise invalid(
+            f"The JSON body of your request names the key '{key}' more than once; send each "
+            "key once.",
+            key,
+            "duplicate_key",
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer > 4300 digits
+        raise _bad_json(exc) from None
     except RecursionError:
         raise invalid("The JSON body of your request is nested too deeply.") from None
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
@@ -435,7 +490,7 @@ def sampling_params(
     entry: ModelEntry,
     endpoint: Endpoint[Any],
 ) -> list[SamplingParams]:
-    """One SamplingParams per choice (seeds differ per choice: seed + i)."""
+    """One SamplingParams per choice (seeds differ per choice: `sampling.choice_seed(seed, i)`)."""
     from hillclimb.serve.engine import SamplingParams
 
     stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
@@ -455,7 +510,7 @@ def sampling_params(
     effort, think_cap = endpoint.thinking_limits(req, entry)
     out = []
     for i in range(req.n):
-        seed = None if req.seed is None else (req.seed + i) % (2**63)
+        seed = None if req.seed is None else choice_seed(req.seed, i)
         p = SamplingParams(
             max_tokens=max_new,
             temperature=1.0 if req.temperature is None else req.temperature,
