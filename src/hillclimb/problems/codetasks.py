@@ -14,7 +14,9 @@ Why it is built this way:
   test cases, split key, input sampler), so `code_function` and `code_bugfix` treat them alike.
 - Split keys name the function: `catalogue:<name>`, except for the few catalogue tasks that are
   one member of a generated family (`count_positive` is `gen:list|filter_above|count` with 0);
-  those carry the family's key so the family is held out or trained as a whole.
+  those carry the family's key so the family is held out or trained as a whole (`sign` is the
+  clip `min(max(x, -1), 1)`), and `binary_search` carries `index_of`'s key: on the sorted lists
+  of distinct values it is given, every correct answer is `index_of`'s (session 22).
 
 Tiers: 1 = one-line expressions; 2 = a condition or a simple loop; 3 = list/string algorithms;
 4 = classic algorithms (binary search, sieve, DP, bracket matching, roman numerals).
@@ -48,6 +50,7 @@ class CodeTask:
     edge: tuple[tuple, ...] = ()
     params: Callable[[random.Random], dict] | None = field(default=None)
     key: str = ""  # the split key when the task belongs to a generated family (see above)
+    same_as: str = ""  # another catalogue task this one is, on the inputs it is given (see above)
 
 
 def fill(text: str, params: dict[str, Any]) -> str:
@@ -114,6 +117,9 @@ TASKS: tuple[CodeTask, ...] = (
         "def add_constant(x):\n    return x + {k}\n",
         "Return x with {k} added to it.",
         lambda r, P: (r.randint(-20, 50),),
+        # 0 and -1: with random inputs only, "x * x if x % 11 == 0 else x + k" (a generated
+        # training function of another key) passed every test
+        edge=((0,), (-1,)),
         params=_k(2, 20),
     ),
     CodeTask(
@@ -285,9 +291,11 @@ TASKS: tuple[CodeTask, ...] = (
         "returns the string s reversed",
         "def reverse_string(s):\n    return s[::-1]\n",
         "A slice with step -1 reverses a string.",
-        # with spaces: reversing each word in place is another function
+        # with spaces: reversing each word in place is another function; capitals and longer
+        # palindromes: lowercase-only inputs let "reverse, then lowercase", "capitalised: keep"
+        # and "a palindrome: replace a letter" (generated training functions) pass every test
         lambda r, P: (_word(r) if r.random() < 0.5 else _sentence(r),),
-        edge=(("",), ("ab",), ("ab cde",)),
+        edge=(("",), ("ab",), ("ab cde",), ("Abc d",), ("abcba",), (" aba ",), ("Aroma",)),
     ),
     CodeTask(
         "is_palindrome",
@@ -320,6 +328,8 @@ TASKS: tuple[CodeTask, ...] = (
         "Check negative first, then zero; everything else is positive.",
         lambda r, P: (r.randint(-20, 20),),
         edge=((0,), (-3,), (4,)),
+        # on integers sign(x) is min(max(x, -1), 1): a member of the generated clip family
+        key="gen:expr|atleast|atmost",
     ),
     CodeTask(
         "sum_to_n",
@@ -445,7 +455,9 @@ TASKS: tuple[CodeTask, ...] = (
         "def char_counts(s):\n    counts = {}\n    for ch in s:\n        counts[ch] = counts.get(ch, 0) + 1\n    return counts\n",
         "Walk the string and increment a per-character counter in a dict.",
         lambda r, P: (_word(r, 0, 8, "abcd"),),
-        edge=(("",), ("aab",)),
+        # every kind of character: on "abcd" only, tallies of the letters, of the lowercase
+        # letters or of the lowercased string (generated training functions) passed every test
+        edge=(("",), ("aab",), ("aB b1A",)),
         key="gen:chars|tally",
     ),
     CodeTask(
@@ -489,6 +501,9 @@ TASKS: tuple[CodeTask, ...] = (
         "Keep a window lo..hi; compare the middle element and halve the window until found or empty.",
         lambda r, P: (sorted(set(_ints(r, 0, 40, 1, 9))), r.randint(0, 40)),
         edge=(([], 3), ([1, 3, 5], 5), ([1, 3, 5], 1), ([1, 3, 5], 4)),
+        # on the sorted lists of distinct values it is given, any correct answer is index_of's:
+        # one function, whatever the algorithm (a held-out binary_search was a training index_of)
+        same_as="index_of",
     ),
     CodeTask(
         "common_prefix",
@@ -672,6 +687,12 @@ def derive_cases(
     return tuple(out)
 
 
+# Random inputs per catalogue task beside its edge cases: as many as a generated function gets
+# (`codegen.N_RANDOM_CASES`); with 5 (until session 22) training functions of other keys passed
+# held-out catalogue tasks' tests (a tally of one letter missed, a branch that never fired).
+CATALOGUE_RANDOM_CASES = 9
+
+
 @lru_cache(maxsize=4096)
 def instance(task_index: int, params: tuple[tuple[str, Any], ...]) -> Instance:
     task = TASKS[task_index]
@@ -682,7 +703,7 @@ def instance(task_index: int, params: tuple[tuple[str, Any], ...]) -> Instance:
     def inputs(r: random.Random) -> tuple:
         return task.inputs(r, p)
 
-    cases = derive_cases(source, fn, task.edge, inputs)
+    cases = derive_cases(source, fn, task.edge, inputs, CATALOGUE_RANDOM_CASES)
     return Instance(
         name=task.name,
         args=task.args,
@@ -690,7 +711,7 @@ def instance(task_index: int, params: tuple[tuple[str, Any], ...]) -> Instance:
         plan=fill(task.plan, p),
         source=source,
         cases=cases,
-        key=task.key or function_key(task.name),
+        key=task.key or function_key(task.same_as or task.name),
         inputs=inputs,
         meta={"origin": "catalogue", "task": task.name, "params": p},
     )

@@ -8,9 +8,12 @@ Every instance has exactly one correct answer by construction:
 - boolean expressions are fully parenthesised and evaluated one operator per line.
 Answers are a number, a name, `yes`/`no`, or `True`/`False` (matching is case-insensitive).
 
-Content (numbers, expressions, the shape of an ordering, the made-up words of a deduction) is
+Content (numbers, expressions, the position an ordering asks for, the shape of a deduction) is
 drawn from the problem stream and makes the key; names, traits and sentences come from the
-phrasing stream, whose held-out pool uses other sentences, names and traits. Every item records
+phrasing stream, whose held-out pool uses other sentences, names and traits. The order facts or
+rules are stated in, each fact's direction and a deduction's made-up words are drawn from the
+problem stream but are wording, not key (session 22: keyed, every held-out ordering and nearly
+every held-out deduction was a training one renamed and restated). Every item records
 its `choices` when it is multiple choice (two for yes/no, True/False and "which is larger"), so
 the report can print chance beside accuracy.
 
@@ -187,9 +190,13 @@ def _ordering(rng: random.Random, n: int, middle: bool, phr: Phrasing) -> Item:
     lines.append(f"From {most} to {least}: {', '.join(names)}.")
     if middle:
         lines.append(f"Position {pos + 1} is {ans}.")
-    key = (
-        f"ordering{n}:{''.join('1' if d else '0' for d in directions)}:{order}:{pos}:{int(middle)}"
-    )
+    # The key is the question alone: which people (names are surface), the order the facts are
+    # stated in (as for a deduction's rules) and each fact's direction ("Y is shorter than X" is
+    # "X is taller than Y", as "is b less than a?" is "is a greater than b?") are wording. Until
+    # session 22 order and directions were keyed, so every held-out ordering was a training
+    # ordering renamed and restated (10 / 20 tier-3 and 8 / 20 tier-4 held-out items of the tiny
+    # climb's evaluation); now a held-out ordering asks a position never asked in training.
+    key = f"ordering{n}:{pos}:{int(middle)}"
     return q, lines, ans, "ordering", key, list(names)
 
 
@@ -326,10 +333,14 @@ def _deduction(rng: random.Random, steps: int, distractors: int, phr: Phrasing) 
         lines.append(f"Every {a} is a {b}, so {person} is a {b}.")
     if negate:
         lines.append(f"No {chain[-1]} is a {target}, so {person} is not a {target}.")
-    # the rules as a set: the order they are stated in is wording (keyed as shown until session
-    # 21, a held-out deduction had training twins that listed the same rules in another order)
-    key = "deduction:" + ";".join(sorted(f"{a}>{b}:{int(pos)}" for a, b, pos in rules))
-    key += f"?{q_target}"
+    # The key is the deduction's shape: how long the chain is, whether it ends in a "No" rule
+    # and where each distractor rule joins the chain. The order the rules are stated in is
+    # wording (keyed as shown until session 21, a held-out deduction had training twins listing
+    # the same rules in another order), and so are the made-up words, which carry no meaning:
+    # keyed by them until session 22, every held-out tier-2 and tier-3 deduction of the tiny
+    # climb's evaluation (9 / 20 and 9 / 20 items) was a training deduction with other words.
+    joins = sorted(chain.index(b) for a, b, pos in rules[steps + int(negate) :])
+    key = f"deduction:{steps}:{int(negate)}:{joins}"
     return q, lines, "no" if negate else "yes", "deduction", key, ["yes", "no"]
 
 
