@@ -126,7 +126,8 @@ def test_episode_tokens_are_the_sampled_tokens_across_tool_turns(setup):
     # the recorded log-probs are what the training forward computes for those ids (T = 1)
     ids = torch.tensor([ep.token_ids])
     with torch.no_grad():
-        lp = model(ids[:, :-1]).float().log_softmax(-1)[0].gather(-1, ids[0, 1:, None])[:, 0]
+        logits = model(ids[:, :-1])[..., : eng.tokenizer.vocab_size]  # padding is no token
+        lp = logits.float().log_softmax(-1)[0].gather(-1, ids[0, 1:, None])[:, 0]
     rec = torch.tensor(ep.token_logprobs)[1:]
     m = mask[1:]
     assert (lp[m] - rec[m]).abs().max().item() <= 1e-4

@@ -35,7 +35,12 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
         "grade resolved are otherwise left out: doing nothing would earn their reward)",
     ),
     ("--tiers", "tiers", "ints", "comma-separated tiers (default 1,2,3,4)"),
-    ("--start-tier", "start_tier", int, "curriculum: first unlocked tier (1)"),
+    (
+        "--start-tier",
+        "start_tier",
+        int,
+        "curriculum: highest tier unlocked at the start; lower tiers train too (1)",
+    ),
     ("--promote-at", "promote_at", float, "unlock the next tier at this pass rate (0.8)"),
     ("--prompts-per-step", "prompts_per_step", int, "prompts per RL step (8)"),
     ("--group-size", "group_size", int, "G: samples per prompt, >= 2 (8)"),

@@ -4,11 +4,12 @@ A group teaches nothing when all its completions get the same reward (GRPO's adv
 zero), so prompts are drawn where the group pass rate is strictly between 0 and 1. Per cell
 (family, tier) an exponential moving average of the pass rate is kept; a cell's sampling weight is
 p̂(1 − p̂) + 0.05 (the variance of a Bernoulli reward, floored so no unlocked cell starves).
-Tiers start at `start_tier`; the next tier of a family unlocks when a tier's average reaches
-`promote_at`. Prompts come only from the generators' `train` split (pools of `pool_size`
-problems per cell, drawn once), so no val or held-out problem is ever trained on. All draws are
-deterministic in (seed, step), and the state (averages, unlocked tiers) is saved with every
-checkpoint so a resumed run continues the same curriculum.
+Every tier up to `start_tier` is unlocked from the start (`--tiers 1,2 --start-tier 2`: both);
+the next tier of a family unlocks when its highest unlocked tier's average reaches `promote_at`
+(one tier at a time; nothing is locked again). Prompts come only from the generators' `train`
+split (pools of `pool_size` problems per cell, drawn once), so no val or held-out problem is ever
+trained on. All draws are deterministic in (seed, step), and the state (averages, unlocked
+tiers) is saved with every checkpoint so a resumed run continues the same curriculum.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ The loss object follows `train.loop.Trainer.update`'s protocol: `denominator(glo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,9 @@ class PolicyLoss:
     agg: str = "token-mean"
     kl_beta: float = 0.0
     name: str = "pg"
+    # the tokenizer's size: logits from here on are the embedding table's padding, which the
+    # engine never samples (`Engine._real_vocab`), so log π is the softmax over the real tokens
+    real_vocab: int | None = None
 
     def __post_init__(self) -> None:
         if self.agg not in AGGREGATIONS:
@@ -99,7 +103,7 @@ class PolicyLoss:
 
     def token_logp(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """log π_θ of each target token at the rollout temperature: [B, T]."""
-        lp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
+        lp = torch.log_softmax(logits[..., : self.real_vocab].float() / self.temperature, dim=-1)
         return lp.gather(-1, ids[:, 1:, None])[..., 0]
 
     def __call__(
@@ -110,7 +114,11 @@ class PolicyLoss:
         old = mb["old_lp"][:, 1:].to(torch.float32)
         adv = mb["adv"].to(torch.float32)[:, None]
         diff = torch.where(mask > 0, logp - old, torch.zeros_like(logp))
-        ratio = torch.exp(diff)
+        # for A >= 0 a ratio above 1 + ε_high is clipped (zero gradient) or worth 0 (A = 0), so
+        # bounding its log there changes neither value nor gradient — but exp(diff) overflowed
+        # float32 beyond ~88 nats, and 0 · inf made the gradient (A > 0) or the loss (A = 0) NaN
+        cap = math.log1p(self.clip_high) + 1.0
+        ratio = torch.exp(torch.where(adv >= 0, diff.clamp(max=cap), diff))
         surr = torch.minimum(
             ratio * adv, torch.clamp(ratio, 1.0 - self.clip_low, 1.0 + self.clip_high) * adv
         )
@@ -118,7 +126,10 @@ class PolicyLoss:
         kl = torch.zeros_like(logp)
         if self.kl_beta > 0 and mb.get("ref_lp") is not None:
             ref = mb["ref_lp"][:, 1:].to(torch.float32)
-            kl = torch.where(mask > 0, k3(logp, ref), torch.zeros_like(logp))
+            # masked before the exp, as the ratio is: prompt and padding positions hold any
+            # log-probs, and a k3 that overflowed to inf there (a gap > 88 nats, e.g. at a low
+            # temperature) turned torch.where's zero gradient into NaN (0 · inf) in every weight
+            kl = k3(logp, torch.where(mask > 0, ref, logp.detach()))
             per_tok = per_tok + self.kl_beta * kl
         per_tok = per_tok * mask
         if self.agg == "seq-mean":

@@ -80,7 +80,11 @@ def plot_rl(run: Path, dest: Path, title: str) -> bool:
     ax[3].set_yscale("symlog", linthresh=1e-6)
     ax[3].set_title("|log π_rollout − log π_train| (mean); router agreement")
     ax[3].set_xlabel("RL step")
-    agree = [(s["step"], s["router_agreement"]) for s in steps if s.get("router_agreement")]
+    # `is not None`: an agreement of 0.0 (every token routed elsewhere) is the collapse this
+    # panel is for, and a truthiness test left it out of the line
+    agree = [
+        (s["step"], s["router_agreement"]) for s in steps if s.get("router_agreement") is not None
+    ]
     if agree:
         tw = ax[3].twinx()
         tw.plot([a[0] for a in agree], [a[1] for a in agree], color="tab:orange", ls="--")

@@ -37,6 +37,7 @@ from typing import Any
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.problems import extract_answer
+from hillclimb.problems.verify import _ANSWER_RE, _FENCE_RE, _after_think
 from hillclimb.rl.rollout import Rollout
 
 RewardFn = Callable[[Rollout], float]
@@ -74,9 +75,16 @@ def placebo(r: Rollout) -> float:
 
 
 def has_format(r: Rollout) -> bool:
+    """Whether the final content (after the think block, as the checker reads it) follows the
+    answer convention: an answer statement the checker extracts ("The answer is X.") for
+    reasoning, a fenced code block with code in it for code. Why not "answer" anywhere in the
+    text: the word in the reasoning ("<think>the answer needs care</think> 5") or in any
+    sentence ("I answered 5") earned the bonus without the convention, and so did an empty
+    fence for code."""
+    final = _after_think(r.text)
     if r.problem.kind == "code":
-        return "```" in r.content_text
-    return extract_answer(r.problem, r.text) is not None and "answer" in r.text.lower()
+        return any(body.strip() for _, body in _FENCE_RE.findall(final))
+    return _ANSWER_RE.search(final) is not None and extract_answer(r.problem, r.text) is not None
 
 
 def thinking_tokens(r: Rollout) -> int:
@@ -234,11 +242,9 @@ def score(fn: Callable[[Any], float], r: Any) -> float:
             f"reward function {name} raised on {_subject(r)}: {type(exc).__name__}: {exc}{hint}"
         ) from exc
     try:
-        # float("0.5") would read a string as a number: a reward must be one, not its text
-        if isinstance(out, str | bytes | bytearray) or out is None or _is_complex(out):
-            raise TypeError(type(out).__name__)
-        v = float(out.detach() if callable(getattr(out, "detach", None)) else out)
-    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        v = _real(out)
+    # the value's own __float__ may raise anything (a ZeroDivisionError was a bare traceback)
+    except Exception as exc:
         raise HillclimbError(
             f"reward function {name} returned {_short(out)} ({type(out).__name__}) on "
             f"{_subject(r)}: a reward must be a real number ({exc})"
@@ -246,6 +252,22 @@ def score(fn: Callable[[Any], float], r: Any) -> float:
     if not math.isfinite(v):
         raise HillclimbError(f"reward function {name} returned {v} on {_subject(r)}")
     return v
+
+
+def _real(out: Any) -> float:
+    """`out` as a float, or TypeError when it is no real number. Why not plain `float()`: it
+    reads text as a number — `float("0.5")`, and a NumPy array of text (`np.array("1")`, an
+    object array holding "1"), which trained as 1.0 — and keeps a complex value's real part."""
+    import numpy as np
+
+    if isinstance(out, np.ndarray):
+        if out.dtype.kind == "O" and out.size == 1:  # an object array: judge what it holds
+            return _real(out.reshape(()).item())
+        if out.dtype.kind not in "biuf":  # bool, int, unsigned, float; not text, dates, objects
+            raise TypeError(f"an array of {out.dtype}")
+    if isinstance(out, str | bytes | bytearray) or out is None or _is_complex(out):
+        raise TypeError(type(out).__name__)
+    return float(out.detach() if callable(getattr(out, "detach", None)) else out)
 
 
 def _is_complex(v: Any) -> bool:
@@ -289,6 +311,17 @@ def shape_group(
       completion whose thinking t (think-block tokens, tags excluded, plus tokens outside the
       block beyond what the answer needs: `budget_tokens`) exceeds b loses
       β · min(1, (t − b) / b); within budget nothing changes, so the model may think less."""
+    if overlong == "soft" and budget <= overlong_buffer:
+        # the ramp would start at (or before) the first token: every completion loses reward
+        # by its length, a length penalty rather than an overlong one. RLConfig refuses this
+        # for an explicit max_tokens; a cell's own budget (sized from its reference solutions,
+        # 48 tokens for arith tier 1) is only known here
+        cell = f" ({rollouts[0].problem.family}/{rollouts[0].problem.tier})" if rollouts else ""
+        raise HillclimbError(
+            f"overlong 'soft' needs the token budget{cell} ({budget}) above overlong_buffer "
+            f"({overlong_buffer}), or every completion is punished as overlong; use a smaller "
+            "overlong_buffer, a larger max_tokens, or overlong 'mask'"
+        )
     g = len(rollouts)
     solved = sum(r.passed for r in rollouts) / g if g else 0.0
     out, keep = list(raw), [True] * g
