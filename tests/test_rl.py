@@ -260,7 +260,8 @@ def test_rollout_logprobs_equal_training_forward(micro):
     eng = Engine(model, load_tokenizer(micro), max_batch=8, seed=0)
     probs = generate("arith", 1, 3, 0) + generate("logic", 2, 2, 0)
     rolls = rollout_and_check(eng, probs, n=2, max_tokens=12, temperature=0.7, logprobs=True)
-    loss = PolicyLoss(temperature=0.7)
+    # the micro model pads its vocabulary: log π is over the tokenizer's real tokens (as rl/train)
+    loss = PolicyLoss(temperature=0.7, real_vocab=eng.tokenizer.vocab_size)
     worst = 0.0
     with torch.no_grad():
         for r in rolls:
@@ -862,3 +863,17 @@ def test_rollouts_record_think_tokens(micro):
         n_tags = sum(t in tags for t in r.completion_ids)
         assert r.think_tokens + r.content_tokens + n_tags == len(r.completion_ids)
         assert r.answer_allowance > 4  # the reference answer's tokens + slack
+
+
+def test_soft_overlong_inside_a_cells_budget_is_refused_before_any_step(micro, tmp_path):
+    """`overlong soft` with a buffer as large as a cell's own budget (max_tokens unset) made a
+    length penalty of every completion; session 22 refused it at that cell's first group, now
+    before any work (no step logged)."""
+    from hillclimb.rl.train import run_rl
+
+    out = tmp_path / "soft"
+    cfg = _cfg(micro, out, max_tokens=None, overlong="soft", overlong_buffer=4096)
+    with pytest.raises(ConfigError, match=r"overlong 'soft' needs every cell's token budget"):
+        run_rl(cfg)
+    m = out / "metrics.jsonl"
+    assert not m.exists() or '"step"' not in m.read_text()

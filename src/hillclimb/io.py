@@ -167,6 +167,27 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def sweep_temp(directory: str | os.PathLike[str], also: tuple[str, ...] = ()) -> None:
+    """Remove what killed atomic writes left directly in `directory`: the hidden temp files and
+    directories of `atomic_path` / `atomic_dir` (`.NAME.XXXXXXXX.tmp`) and names ending in one
+    of `also`. Call it only on a directory this process holds (`exclusive_dir`): a running
+    writer's temp file has the same name.
+
+    Why: every crash inside such a write (a checkpoint, `config.json`, the rewrite of a long
+    `metrics.jsonl` on resume) left one more copy behind, so repeated crashes grew the disk use
+    without bound."""
+    d = Path(directory)
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if p.name.startswith(".") and p.name.endswith((".tmp", *also)):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with suppress(OSError):
+                    p.unlink()
+
+
 _HELD: dict[str, int] = {}  # lock path -> how many times this process holds it (re-entrant)
 _HELD_GUARD = threading.Lock()
 

@@ -65,6 +65,7 @@ def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.data.cli import checkpoint_scorer
 
     cfg = c.recipe.data_config()
+    seen = _fresh_sources(c, d)
     card = pipeline.build(
         cfg,
         d / "corpus",
@@ -73,7 +74,84 @@ def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
         progress=c.progress,
         ai_scorer=checkpoint_scorer(cfg.ai_content),
     )
-    return {"totals": card.get("totals", {}), "corpus": str(d / "corpus")}
+    return {"totals": card.get("totals", {}), "corpus": str(d / "corpus"), "sources": seen}
+
+
+def _source_key(i: int, src: Any) -> str:
+    return src.name or f"{src.kind}#{i}"
+
+
+def _sources_fingerprint(c: Climb) -> dict[str, str]:
+    """Per path source of the data stage, a SHA-256 of its files' relative paths, sizes and
+    modification times (the folders the build walks, without `data.sources.SKIP_DIRS` and this
+    climb's own run directory; a JSONL/Parquet file by itself). Cheap (no file is read), and
+    what the stage hash leaves out: it covers the recipe, not the contents it points at."""
+    import hashlib
+
+    from hillclimb.data.sources import SKIP_DIRS
+
+    own = c.out.resolve()
+    out: dict[str, str] = {}
+    for i, src in enumerate(c.recipe.data_config().sources):
+        if src.kind not in PATH_SOURCES or not src.path:
+            continue
+        h = hashlib.sha256()
+        root = Path(src.path)
+        files = [root] if root.is_file() else []
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                here = Path(dirpath)
+                dirnames[:] = sorted(
+                    n for n in dirnames if n not in SKIP_DIRS and (here / n).resolve() != own
+                )
+                files += [here / n for n in sorted(filenames)]
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            rel = os.fsencode(f.relative_to(root)) if f != root else b""
+            h.update(rel + b"\0" + f"{st.st_size}:{st.st_mtime_ns}".encode() + b"\0")
+        out[_source_key(i, src)] = h.hexdigest()
+    return out
+
+
+def _fresh_sources(c: Climb, d: Path) -> dict[str, str]:
+    """The sources' fingerprint this data build reads, recorded in `d/_sources.json` before it
+    starts (an edit during the build then shows on the next run). A resumed build whose sources
+    changed since it started is discarded: its committed chunks hold the old files, and
+    resuming would mix them with the new ones (or, when every chunk was committed, keep the old
+    corpus under the new fingerprint, so no later run would notice)."""
+    now = _sources_fingerprint(c)
+    rec = read_json(d / "_sources.json")
+    was = rec.get("sources") if rec is not None else None
+    if isinstance(was, dict) and was != now and (d / "corpus").exists():
+        changed = sorted(k for k in now if was.get(k) != now[k]) or sorted(set(was) ^ set(now))
+        c.say(
+            f"warning: source(s) {', '.join(map(repr, changed))} changed since the data build "
+            "started; building the corpus again from the current files"
+        )
+        _remove(d / "corpus")
+    write_json_atomic(d / "_sources.json", {"sources": now})
+    return now
+
+
+def _warn_stale_sources(c: Climb, result: dict[str, Any]) -> None:
+    """Say which source changed since the data stage that this run keeps built its corpus
+    (its result's `sources`; stages of older runs have none and are not checked). A warning,
+    not a re-run: the `{hillclimb}` source is this package, which any edit to the code changes,
+    and a finished climb should not redo hours of training for it unasked."""
+    was = result.get("sources")
+    if not isinstance(was, dict):
+        return
+    now = _sources_fingerprint(c)
+    for name, digest in now.items():
+        if name in was and was[name] != digest:
+            c.say(
+                f"warning: source {name!r} changed since the data stage built the corpus this "
+                "run keeps using; re-run with --restart-from data to build it from the "
+                "current files"
+            )
 
 
 PATH_SOURCES = ("tree", "git", "jsonl", "parquet")
@@ -256,8 +334,8 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
 
         spec = c.recipe.rl_harness[model]
         tasks = d / "tasks"
-        if not _has_tasks(tasks):  # first run, or a generation that failed part-way
-            t = spec["tasks"]
+        t = spec["tasks"]
+        if not _tasks_complete(tasks, int(t["n_tasks"])):  # first run, or one cut short
             gen = generate_tasks(
                 tasks,
                 int(t["n_tasks"]),
@@ -282,6 +360,15 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
         }
 
     return body
+
+
+def _tasks_complete(tasks: Path, n: int) -> bool:
+    """Whether a generation of `n` tasks finished in `tasks`: its manifest (written last) asked
+    for `n`. Why not "any task there": each task is published atomically, so a climb killed
+    part-way left some of them, and the re-run trained on those alone. An unfinished one is
+    run again, which keeps the tasks already made (generation is deterministic by seed)."""
+    manifest = read_json(tasks / "manifest.json")
+    return manifest is not None and manifest.get("n") == n and _has_tasks(tasks)
 
 
 def _has_tasks(tasks: Path) -> bool:
@@ -579,14 +666,21 @@ def _check_unique_keys(recipe: Recipe, stages: list[Stage]) -> None:
         )
 
 
-def resolve_stage(stages: list[Stage], name: str) -> int:
-    """Index of the stage named `name` (exact key, dir name, or a prefix like "pretrain")."""
+def resolve_stage(stages: list[Stage], name: str, models: list[str] | None = None) -> int:
+    """Index of the stage named `name` (exact key, dir name, or a prefix like "pretrain").
+
+    A stage family (`pretrain`, `sft`, `rl`, `rl-harness`) means its first model stage
+    (`FAMILY-MODEL` for a model of `models`) before any other prefix match: `sft` matched
+    `sft-data` (listed first), so `--restart-from sft` rebuilt the SFT examples as well."""
     if not name.strip():  # "" is a prefix of every stage: it would restart the whole climb
         raise HillclimbError(
             f"--restart-from needs a stage name; stages: {', '.join(s.key for s in stages)}"
         )
     for i, s in enumerate(stages):
         if name in (s.key, s.dirname):
+            return i
+    for i, s in enumerate(stages):
+        if any(s.key == f"{name}-{m}" for m in models or []):
             return i
     for i, s in enumerate(stages):
         if s.key.startswith(name):
@@ -611,6 +705,19 @@ def _remove(path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         os.replace(path, tmp)  # one rename: never a half-deleted stage under the real name
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep_leftovers(c: Climb) -> None:
+    """Finish what a killed climb left half done in RUN (held by this process): stage removals
+    (`.NAME.removing`, `_remove`) and the temp files of atomic writes in RUN and its stage
+    directories. Why: a kill while `_remove` deleted a stage left the rest of it (a training
+    run, checkpoints and all) under the hidden name for good: only removing the same stage
+    again looked for it."""
+    from hillclimb.io import sweep_temp
+
+    sweep_temp(c.out, also=(".removing",))
+    for s in c.stages:
+        sweep_temp(c.out / s.dirname)
 
 
 def _fault(stage: str) -> None:
@@ -648,7 +755,11 @@ def run_climb(
 
 def _climb(c: Climb, restart_from: str | None, print_summary: bool) -> dict[str, Any]:
     _check_run_dir(c.out)
-    restart_at = resolve_stage(c.stages, restart_from) if restart_from is not None else None
+    restart_at = (
+        resolve_stage(c.stages, restart_from, c.recipe.model_names)
+        if restart_from is not None
+        else None
+    )
     stale = _stale_stage_dirs(c, restart_at)
     # Validate every marker that stays before doing any work or removing anything: a refused run
     # (a kept stage was made with another recipe) leaves the run directory as it was.
@@ -673,6 +784,10 @@ def _climb(c: Climb, restart_from: str | None, print_summary: bool) -> dict[str,
     # only an accepted run writes climb.json and the recipe copy: a refused one (another recipe,
     # an unknown --restart-from) must leave RUN/recipe.toml describing the run that is there
     _open_run_dir(c)
+    _sweep_leftovers(c)
+    data_done = read_json(c.out / c.stages[0].dirname / MARKER)
+    if data_done is not None and restart_at != 0 and first_todo != 0:
+        _warn_stale_sources(c, data_done.get("result") or {})
     if restart_at is not None:
         for s in c.stages[restart_at:]:
             _remove(c.out / s.dirname)

@@ -79,9 +79,15 @@ class Climb:
         return self.dir(key) / "run" / "final"
 
     def log(self, **rec: Any) -> None:
-        rec = {"time": now_iso(), **rec}
-        with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+        """Append one record to `climb.jsonl`, on a line of its own: a climb killed mid-append
+        left a line without its newline, and the next record, appended to it, was lost too."""
+        line = (json.dumps({"time": now_iso(), **rec}) + "\n").encode("utf-8")
+        with open(self.out / LOG_FILE, "a+b") as f:
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
 

@@ -19,7 +19,8 @@ optimizer, MoE biases, RNG and the curriculum, so `--resume` after a kill contin
    `train.loop.Trainer.update` (the same micro-batching, DDP and clipping as pre-training).
 5. **log** — `metrics.jsonl` per step: reward, pass rate, completion tokens (all and per correct
    answer), dropped groups, the rollout-vs-train log-prob gap, clip fraction, and the step time
-   split (rollout / reward / update / sync); `curve.jsonl` every `eval_every` steps: greedy pass
+   split (rollout / reward / update / sync), `updates` (optimizer steps made; 0: every group
+   was dropped, and loss / aux / lr / grad_norm are null); `curve.jsonl` every `eval_every` steps: greedy pass
    rate on the **val** split per family × tier (the climbing curve; the held-out test split is left
    for the final evaluation, so nothing is tuned on it).
 
@@ -337,6 +338,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         clip_high=cfg.clip_high,
         agg=cfg.loss_agg,
         kl_beta=cfg.kl_beta,
+        real_vocab=tok.vocab_size,
     )
     budgets: dict[tuple[str, int], int] = {}
 
@@ -356,6 +358,20 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         (`eval_every`, free on resume) and on whether it was resumed, so the loss scale of the
         same step differed between an interrupted and an uninterrupted run."""
         return max(cell_budget(f, t) for f in cur.families for t in cfg.tiers)
+
+    if h_tasks is None and cfg.overlong == "soft":  # refused before any work, not at step 1
+        small = [
+            f"{f}/t{t} ({cell_budget(f, t)})"
+            for f in cur.families
+            for t in cfg.tiers
+            if cell_budget(f, t) <= cfg.overlong_buffer
+        ]
+        if small:
+            raise ConfigError(
+                f"overlong 'soft' needs every cell's token budget above overlong_buffer "
+                f"({cfg.overlong_buffer}): {', '.join(small)}; lower --overlong-buffer or set "
+                "--max-tokens"
+            )
 
     total_opt = cfg.steps * cfg.epochs * cfg.minibatches
     summary_steps: list[dict[str, Any]] = []
@@ -428,12 +444,13 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             tr.step += 1
             tr.tokens_seen += stats["completion_tokens"]
             rec = _step_record(tr, step + 1, stats, upd, sync, t_roll, t_rew, t_upd, t_sync)
-            tr.last_loss = rec["loss"]
+            if rec["loss"] is not None:  # a step without an update has no loss
+                tr.last_loss = rec["loss"]
             summary_steps.append(rec)
             tr.log.step(rec, True)
             if tr.moe_layers and upd:
                 tr.log.routing(tr.step, tr.raw.routing_stats())
-            if not math.isfinite(rec["loss"]):
+            if rec["loss"] is not None and not math.isfinite(rec["loss"]):
                 raise HillclimbError(f"RL loss became {rec['loss']} at step {tr.step}; lower --lr")
             moved = cur.promote()
             if moved:
@@ -661,14 +678,18 @@ def _step_record(
     toks = sum(u["sums"].get("loss_tokens", 0.0) for u in upd)
     clipped = sum(u["sums"].get("clipped_tokens", 0.0) for u in upd)
     total = t_roll + t_rew + t_upd + t_sync
+    # A step whose groups were all dropped (equal rewards under dynamic sampling, or only
+    # padding) makes no optimizer step: its loss, aux, lr and grad norm are null, not 0.0 (a
+    # learning rate of zero and a perfect loss that plots and run comparisons read as real).
     rec = {
         "step": step,
+        "updates": len(upd),
         "loss": float(np.mean([u["sums"].get("pg_loss", 0.0) / u["denominator"] for u in upd]))
         if upd
-        else 0.0,
-        "aux": float(np.mean([u["aux"] for u in upd])) if upd else 0.0,
-        "lr": upd[-1]["lr"] if upd else 0.0,
-        "grad_norm": float(np.mean([u["grad_norm"] for u in upd])) if upd else 0.0,
+        else None,
+        "aux": float(np.mean([u["aux"] for u in upd])) if upd else None,
+        "lr": upd[-1]["lr"] if upd else None,
+        "grad_norm": float(np.mean([u["grad_norm"] for u in upd])) if upd else None,
         "tokens": tr.tokens_seen,
         "tok_s": st["completion_tokens"] / max(t_roll, 1e-9),
         "balance": upd[-1]["balance"] if upd else None,

@@ -37,6 +37,7 @@ import torch
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_dir
+from hillclimb.io import sweep_temp as io_sweep_temp
 
 if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
@@ -70,12 +71,11 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
 
 
 def sweep_temp(run_dir: Path) -> None:
-    """Remove temp directories a killed save left behind."""
+    """Remove temp directories a killed save left behind, and the temp files of killed atomic
+    writes (`config.json`, `run.json`, the JSONL logs rewritten on resume), which only the
+    directories were swept of: each such crash left one more copy."""
     for parent in (run_dir / "checkpoints", run_dir):
-        if parent.is_dir():
-            for p in parent.iterdir():
-                if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
+        io_sweep_temp(parent)
 
 
 def rng_state() -> dict[str, Any]:

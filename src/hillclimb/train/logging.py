@@ -175,7 +175,8 @@ class RunLogger:
             self._progress.update(self._task, completed=s, info=info)
         elif self._plain and show:
             print(
-                f"[{self.label}] step {s}/{self.total} {info} | lr {rec['lr']:.2e} | "
+                f"[{self.label}] step {s}/{self.total} {info} | "
+                + ("no update | " if rec["lr"] is None else f"lr {rec['lr']:.2e} | ")
                 + self.timing(s),
                 file=sys.stderr,
                 flush=True,

@@ -282,6 +282,7 @@ class CrossEntropyLoss:
 # run (`steps` extends a run), and what is logged/evaluated/saved and on what hardware. Every other
 # field (seed, batch, lr, schedule, RL's group size, families, reward, ...) shapes the trajectory:
 # resuming with another value would silently splice two different runs into one curve.
+# (`micro_batch_size` is here as a field only: its effective value is checked, check_resume_config.)
 RESUME_FREE_FIELDS = frozenset({
     "out", "data", "tokenizer", "init", "sft_data", "val_data", "fim_corpus", "harness",
     "preset", "model_config", "model_overrides", "resume", "steps", "time_limit_s", "progress",
@@ -292,14 +293,21 @@ RESUME_FREE_FIELDS = frozenset({
 })  # fmt: skip
 
 
-def check_resume_config(out: Path, cfg: TrainConfig, data_fingerprint: str | None = None) -> None:
+def check_resume_config(
+    out: Path, cfg: TrainConfig, data_fingerprint: str | None = None, micro: int | None = None
+) -> None:
     """Refuse to resume the run in `out` with settings other than those it was trained with
     (its `config.json`, written at every (re)start). A run without a readable record (older
     formats) is resumed as before.
 
     `data_fingerprint` (a stage's `TrainTask.summary["data_fingerprint"]`: what its batches are
     drawn from) is compared too: the data paths may change on resume (a moved directory), but
-    other data behind them would splice two runs into one curve just as another seed would."""
+    other data behind them would splice two runs into one curve just as another seed would.
+
+    `micro` (the micro-batch this process will use, `micro_batch_of`) is compared with the one
+    the run recorded: `micro_batch_size` itself is free (None resolves to the per-process batch,
+    which the world size moves), but the MoE aux/z losses are per micro-batch, so another
+    effective micro-batch continued a different trajectory while claiming to be the same run."""
     import json
 
     try:
@@ -322,6 +330,12 @@ def check_resume_config(out: Path, cfg: TrainConfig, data_fingerprint: str | Non
         for k in sorted(new)
         if k not in RESUME_FREE_FIELDS and k in prev and prev[k] != new[k]
     ]
+    was_micro = rec.get("micro_batch_size")
+    if micro is not None and isinstance(was_micro, int) and was_micro != micro:
+        changed.append(
+            f"micro_batch_size: {was_micro} -> {micro} (per process; the MoE balancing losses "
+            "are per micro-batch)"
+        )
     if changed:
         more = f"; … {len(changed) - 6} more" if len(changed) > 6 else ""
         raise HillclimbError(
@@ -415,7 +429,7 @@ class Trainer:
             )
         if cfg.resume and latest is not None:
             resume_from = latest
-            check_resume_config(out, cfg, task.summary.get("data_fingerprint"))
+            check_resume_config(out, cfg, task.summary.get("data_fingerprint"), self.micro)
         self.resume_from = resume_from
         self.done: RunResult | None = None
         if resume_from is not None and resume_from[0] >= cfg.steps:
