@@ -33,6 +33,13 @@ Why it is built this way:
   `def name(` matched (`bench/decontam_skeleton_sweep.py`), and 226 of 292 renamed held-out
   functions are caught (every one with at least 30 skeleton tokens; shorter ones are too
   generic to tell apart from ordinary code). docs/areas/data.md has the table.
+- **Short functions: whole-function fingerprints.** A held-out function too short for either
+  look (`def pair_value(a, b): return a * b // 5`) passed with type hints added, names renamed,
+  a docstring added or removed, or reformatted (588 of 4,005 disguised held-out functions,
+  session 22). Each function of a code probe (and `name = lambda ...`) also gives a hash of its
+  canonical form (`code_fingerprint`: annotations, decorators and docstrings dropped, its own
+  names numbered, constants kept), if it has at least `code_fingerprint.MIN_NODES` nodes; a
+  document whose other looks found nothing has its functions fingerprinted the same way.
 - **Hashed n-grams in sorted numpy arrays.** Tokens get a stable 64-bit BLAKE2b hash (never
   Python's salted `hash`, so every worker and every resumed run agrees), n-grams a polynomial
   rolling hash mod 2**64 computed with one vector op per token position. The probe set is one
@@ -73,6 +80,7 @@ from typing import Any
 
 import numpy as np
 
+from hillclimb.data import code_fingerprint
 from hillclimb.data.config import DecontaminateConfig
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.io import atomic_path
@@ -81,8 +89,9 @@ FILTER_NAME = "decontaminate"
 REASON = "contaminated"
 # v2: Unicode folding in normalize_tokens; v3: uninformative number runs are not probe n-grams;
 # v4: nor runs of single characters in 0-9a-z order; v5: code skeleton n-grams (renamed names);
-# v6: accents and more look-alikes folded, `\\uXXXX` / `\\xXX` escapes decoded (session 21)
-INDEX_FORMAT = "hillclimb-decontam-index-v6"
+# v6: accents and more look-alikes folded, `\\uXXXX` / `\\xXX` escapes decoded (session 21);
+# v7: whole-function fingerprints of code probes (`code_fingerprint`, session 22)
+INDEX_FORMAT = "hillclimb-decontam-index-v7"
 # skeleton tokens per code n-gram (`code_skeleton`); chosen by measurement, docs/areas/data.md
 SKELETON_NGRAM = 30
 
@@ -611,6 +620,26 @@ def _skeleton_table(
     return table, stats
 
 
+def _function_table(probes: list[Probe]) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """The whole-function fingerprints of the code probes (the probes `_skeleton_table` takes)
+    and their counts for the card."""
+    ks: list[int] = []
+    os_: list[int] = []
+    for i, p in enumerate(probes):
+        if p.origin in _NO_SKELETON_ORIGINS or not code_fingerprint.looks_like_functions(p.text):
+            continue
+        for h, _ in code_fingerprint.text_fingerprints(p.text):
+            ks.append(h)
+            os_.append(i)
+    parts = ([np.array(ks, dtype=np.uint64)], [np.array(os_, dtype=np.int32)]) if ks else ([], [])
+    table = _table(*parts)
+    stats = {
+        "function_fingerprints": len(table[0]),
+        "function_min_nodes": code_fingerprint.MIN_NODES,
+    }
+    return table, stats
+
+
 class ProbeIndex:
     """Hashed probe n-grams (length `ngram`) and whole short probes (lengths `min_tokens` ..
     `ngram - 1`), each a sorted `uint64` array with the owning probe of every hash; and the
@@ -625,6 +654,7 @@ class ProbeIndex:
         stats: dict[str, Any],
         skeleton: tuple[np.ndarray, np.ndarray] | None = None,
         skeleton_ngram: int = SKELETON_NGRAM,
+        functions: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.ngram = ngram
         self.min_tokens = min_tokens
@@ -632,6 +662,7 @@ class ProbeIndex:
         empty = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32))
         self.skeleton = skeleton if skeleton is not None else empty
         self.skeleton_ngram = skeleton_ngram
+        self.functions = functions if functions is not None else empty
         self.labels = labels  # probe index -> (id, origin)
         # canonical key order, so a fresh index and one reloaded from disk give the same card
         self.stats: dict[str, Any] = json.loads(json.dumps(stats, sort_keys=True))
@@ -674,6 +705,7 @@ class ProbeIndex:
             os_.append(np.full(len(h), i, dtype=np.int32))
         tables = {length: _table(ks, os_) for length, (ks, os_) in sorted(parts.items())}
         skeleton, skel_stats = _skeleton_table(probes, skeleton_ngram)
+        functions, fn_stats = _function_table(probes)
         stats = {
             "probes": len(probes),
             "too_short": too_short,
@@ -683,10 +715,11 @@ class ProbeIndex:
             "ngrams": int(sum(len(k) for k, _ in tables.values())),
             "by_origin": dict(sorted(by_origin.items())),
             **skel_stats,
+            **fn_stats,
             **(info or {}),
         }
         labels = [(p.id, p.origin) for p in probes]
-        return cls(ngram, min_tokens, tables, labels, stats, skeleton, skeleton_ngram)
+        return cls(ngram, min_tokens, tables, labels, stats, skeleton, skeleton_ngram, functions)
 
     # ---- persistence (the work directory's cache) ------------------------------------------
     def save(self, path: Path) -> None:
@@ -704,6 +737,7 @@ class ProbeIndex:
         for length, (keys, owners) in self.tables.items():
             arrays[f"keys{length}"], arrays[f"owners{length}"] = keys, owners
         arrays["skeleton_keys"], arrays["skeleton_owners"] = self.skeleton
+        arrays["function_keys"], arrays["function_owners"] = self.functions
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
@@ -720,6 +754,7 @@ class ProbeIndex:
                     int(k[4:]): (z[k], z[f"owners{k[4:]}"]) for k in z.files if k.startswith("keys")
                 }
                 skeleton = (z["skeleton_keys"], z["skeleton_owners"])
+                functions = (z["function_keys"], z["function_owners"])
         except (OSError, ValueError, KeyError) as exc:
             raise HillclimbError(f"corrupt probe index {path}: {exc}; rerun with --force") from exc
         labels = [(a, b) for a, b in head["labels"]]
@@ -731,6 +766,7 @@ class ProbeIndex:
             head["stats"],
             skeleton,
             head["skeleton_ngram"],
+            functions,
         )
 
     # ---- matching -------------------------------------------------------------------------
@@ -814,6 +850,21 @@ class ProbeIndex:
         i = int(hit[0])
         pid, origin = self.labels[int(owners[pos[i]])]
         return Match(pid, origin, "skeleton: " + " ".join(toks[i : i + n]), n)
+
+    def match_functions(self, text: str) -> Match | None:
+        """The first function of `text` whose canonical form a code probe has
+        (`code_fingerprint.text_fingerprints`), or None. `Match.ngram` is that form (its first
+        300 characters)."""
+        keys, owners = self.functions
+        if not len(keys):
+            return None
+        for h, form in code_fingerprint.text_fingerprints(text):
+            pos = int(np.searchsorted(keys, np.uint64(h)))
+            if pos < len(keys) and int(keys[pos]) == h:
+                pid, origin = self.labels[int(owners[pos])]
+                # the form's start: a long function's whole form would bloat the rejects file
+                return Match(pid, origin, "function: " + form[:300], 0)
+        return None
 
 
 # Line comments (`# ...`, `// ...`) that start a line or follow whitespace: the second look at a
@@ -993,6 +1044,13 @@ class Decontaminator:
                     m = self.index.match_skeleton(view)
                     if m is not None:
                         break
+            else:
+                # short functions with hints, names, docstrings or layout changed
+                for view in views:
+                    if code_fingerprint.looks_like_functions(view):
+                        m = self.index.match_functions(view)
+                        if m is not None:
+                            break
         if m is None:
             return "clean", None
         if generated and not self.drop_generator_overlaps:
