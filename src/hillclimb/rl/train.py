@@ -733,7 +733,13 @@ def _step_record(
     }
     rec["info"] = (
         f"reward {rec['reward']:.2f} | pass {rec['pass_rate']:.0%} | {rec['mean_tokens']:.0f} tok "
-        f"| groups {rec['groups']} (-{rec['dropped_groups']}) | gap {rec['logp_gap']:.1e}"
+        f"| groups {rec['groups']}"
+        + (
+            f" kept, {rec['dropped_groups']} dropped (every sample the same reward)"
+            if rec["dropped_groups"]
+            else ""
+        )
+        + f" | gap {rec['logp_gap']:.1e}"
     )
     return rec
 
