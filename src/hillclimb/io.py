@@ -293,9 +293,17 @@ def default_state_dir() -> Path:
     return base / "hillclimb"
 
 
-def refuse_foreign_sqlite(path: str | os.PathLike[str], marker_table: str, kind: str) -> None:
+def refuse_foreign_sqlite(
+    path: str | os.PathLike[str],
+    marker_table: str,
+    kind: str,
+    version: tuple[str, str] | None = None,
+) -> None:
     """Raise HillclimbError when `path` is an SQLite database of someone else: it holds tables,
-    but not `marker_table` (a table only `kind`'s schema has).
+    but not `marker_table` (a table only `kind`'s schema has) — or, with `version` = (meta key,
+    expected value), no `meta` table, or a `meta` row under that key with another value (the
+    schema check used to run after `CREATE TABLE IF NOT EXISTS` had added our tables to it;
+    session 22: another program's file with an `episodes` table got `meta` added).
 
     Why: every store here opens with `CREATE TABLE IF NOT EXISTS ...`, so pointing one at another
     store's file (`--registry telemetry.db`) would silently add its tables to it and carry on with
@@ -312,17 +320,28 @@ def refuse_foreign_sqlite(path: str | os.PathLike[str], marker_table: str, kind:
         con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     except (OSError, sqlite3.Error):
         return
+    found: tuple | None = None
+    names: list[str] = []
     try:
         names = sorted(
             r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
         )
+        if version is not None and "meta" in names:
+            found = con.execute("SELECT value FROM meta WHERE key=?", (version[0],)).fetchone()
     except sqlite3.Error:
-        return
+        if version is not None and names:
+            found = ("unreadable",)  # a `meta` of another shape: not ours
+        else:
+            return
     finally:
         con.close()
-    if names and marker_table not in names:
-        shown = ", ".join(n for n in names if not n.startswith("sqlite_"))
-        article = "an" if kind[:1] in "aeio" else "a"  # "a usage", "an arena"
+    shown = ", ".join(n for n in names if not n.startswith("sqlite_"))
+    article = "an" if kind[:1] in "aeio" else "a"  # "a usage", "an arena"
+    if version is not None and found is not None and str(found[0]) != version[1]:
+        raise HillclimbError(
+            f"{p}: {kind} schema v{found[0]}, expected v{version[1]}; refusing to change it"
+        )
+    if names and (marker_table not in names or (version is not None and "meta" not in names)):
         raise HillclimbError(
             f"{p} is not {article} {kind} database (it holds the tables {shown}); "
             "refusing to change it"
@@ -356,7 +375,9 @@ class LockedSQLite:
 
         self.path = Path(path)
         if self.MARKER_TABLE is not None:
-            refuse_foreign_sqlite(self.path, self.MARKER_TABLE, self.KIND)
+            refuse_foreign_sqlite(
+                self.path, self.MARKER_TABLE, self.KIND, (self.VERSION_KEY, self.VERSION)
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:

@@ -87,6 +87,7 @@ class FlywheelStore(LockedSQLite):
     """The flywheel database (module docstring). Thread-safe; one connection behind a lock."""
 
     KIND = "flywheel"
+    MARKER_TABLE = "served"  # a registry or telemetry file is refused, not given our tables
     SCHEMA = _SCHEMA
     VERSION = SCHEMA_VERSION
     VERSION_KEY = "schema"
