@@ -95,6 +95,10 @@ class RouterFitConfig:
             raise ConfigError("max_tokens must be >= 1 (or omitted for per-cell sizing)")
         if self.threshold_share is not None and not 0.0 <= self.threshold_share <= 1.0:
             raise ConfigError(f"threshold_share must be in [0, 1], got {self.threshold_share}")
+        if self.seed < 0:
+            # numpy's generators refuse a negative seed: the report's bootstrap raised a bare
+            # ValueError after both models had answered every problem (and the router was saved)
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.batch_size < 1 or self.bootstrap < 0 or self.l2 < 0:
             raise ConfigError("batch_size >= 1, bootstrap >= 0, l2 >= 0")
 

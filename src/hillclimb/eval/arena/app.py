@@ -43,7 +43,10 @@ from hillclimb.eval.arena.store import AlreadyVoted, ArenaStore, Session, pair_k
 from hillclimb.serve.billing import UsageDB
 
 COOKIE = "hc_arena"
-MAX_FORM_BYTES = 64 * 1024
+# Sized from the prompt limit, not a round number: form encoding turns a character into up to 12
+# bytes (4 UTF-8 bytes, each `%XX`), so a fixed 64 KiB refused legal prompts of 8000 CJK
+# characters (72 KB encoded) with a 413 — non-Latin voters got a lower limit than the page says.
+MAX_FORM_BYTES = 12 * MAX_PROMPT_CHARS + 4096
 OUTCOME_TO_GAME = {"left": "a", "right": "b", "tie": "tie", "both_bad": "both_bad"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -230,15 +233,40 @@ def create_app(arena: Arena) -> FastAPI:
             exc.status,
         )
 
-    def voter_of(sess: Session | None) -> tuple[str, str]:
+    def account_gone(sess: Session) -> str | None:
+        """Why a logged-in session's account may no longer vote (None: it may).
+
+        Read on every request, as the server reads a key's account on every request: the
+        account was checked only at log-in, so `hillclimb keys revoke` left a voter who was
+        logged in battling and voting for the rest of the session's 7 days."""
+        try:
+            acc = arena.accounts.account_by_name(sess.voter_name or "")
+        except HillclimbError:
+            acc = None
+        if acc is None or f"account:{acc.id}" != sess.voter:
+            return "your account no longer exists under this name: log in again"
+        if acc.disabled:
+            return "your API key has been revoked: log in with a valid key"
+        return None
+
+    def voter_of(sess: Session | None, token: str | None = None) -> tuple[str, str]:
         if sess is None or sess.voter is None or sess.voter_name is None:
             raise _HTTPError(401, "log in first")
+        gone = account_gone(sess)
+        if gone is not None:
+            if token is not None:
+                store.end_session(token)
+            raise _HTTPError(401, gone)
         return sess.voter, sess.voter_name
 
     def page_voter(request: Request) -> tuple[Session, str, str]:
         """Session, voter and name of a logged-in page view (else: redirect to /login)."""
-        _, sess = session_of(request)
+        token, sess = session_of(request)
         if sess is None or sess.voter is None or sess.voter_name is None:
+            raise _LoginFirst
+        if account_gone(sess) is not None:
+            if token is not None:
+                store.end_session(token)
             raise _LoginFirst
         return sess, sess.voter, sess.voter_name
 
@@ -284,8 +312,8 @@ def create_app(arena: Arena) -> FastAPI:
 
     @app.post("/battle")
     async def new_battle(request: Request) -> Response:
-        _, sess, form = await checked_post(request)
-        voter, name = voter_of(sess)
+        token, sess, form = await checked_post(request)
+        voter, name = voter_of(sess, token)
 
         def refuse(msg: str, status: int) -> Response:
             return html(pages.home_page(sess.csrf, name, len(arena.prompts), msg), status)
@@ -319,8 +347,8 @@ def create_app(arena: Arena) -> FastAPI:
 
     @app.post("/battle/{battle_id}/vote")
     async def vote(battle_id: str, request: Request) -> Response:
-        _, sess, form = await checked_post(request)
-        voter, name = voter_of(sess)
+        token, sess, form = await checked_post(request)
+        voter, name = voter_of(sess, token)
         b = own_battle(battle_id, voter)
         outcome = form.get("vote", "")
         if outcome not in pages.VOTE_LABELS:

@@ -182,12 +182,19 @@ def load_prompts(path: str | Path | None) -> list[str]:
     if not p.is_file():
         raise HillclimbError(f"prompt set {p} does not exist")
     try:
-        text = p.read_text(encoding="utf-8")
+        # utf-8-sig: a file saved with a byte-order mark (Notepad) is legal UTF-8; `json.loads`
+        # refused its first line ("Unexpected UTF-8 BOM") and a text file's first prompt began
+        # with an invisible U+FEFF (another prompt than the same text typed)
+        text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise HillclimbError(f"cannot read prompt set {p}: {exc}") from None
     prompts: list[str] = []
+    lines: list[int] = []  # the file line of each prompt, for messages
     if p.suffix == ".jsonl":
-        for i, line in enumerate(text.splitlines(), 1):
+        # records end at "\n" only: `splitlines` also splits at U+2028, U+2029 and U+0085, which
+        # JSON strings may hold unescaped (`json.dumps(ensure_ascii=False)` writes them raw), so
+        # such a prompt was cut in two and refused as "not JSON"
+        for i, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
@@ -196,10 +203,24 @@ def load_prompts(path: str | Path | None) -> list[str]:
                 raise HillclimbError(f"{p}:{i}: not JSON: {exc}") from None
             if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
                 raise HillclimbError(f"{p}:{i}: expected an object with a string 'prompt'")
-            prompts.append(rec["prompt"])
+            if rec["prompt"].strip():
+                prompts.append(rec["prompt"])
+                lines.append(i)
     else:
-        prompts = [line.strip() for line in text.splitlines() if line.strip()]
-    prompts = [q for q in prompts if q.strip()]
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                prompts.append(line.strip())
+                lines.append(i)
+    for q, i in zip(prompts, lines, strict=True):
+        try:
+            q.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON may escape a lone surrogate ("\ud800"): it decodes to a str that no UTF-8
+            # store can hold — the arena started, and drawing that prompt was a 500 traceback
+            raise HillclimbError(
+                f"{p}:{i}: the prompt is not valid Unicode text (a lone surrogate such as "
+                "\\ud800); fix or remove it"
+            ) from None
     if not prompts:
         raise HillclimbError(f"prompt set {p} holds no prompts")
     too_long = [i for i, q in enumerate(prompts) if len(q) > MAX_PROMPT_CHARS]
