@@ -11,6 +11,7 @@ Reading accepts our directories and plain HF Qwen3-MoE directories (the reverse 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -25,6 +26,7 @@ from hillclimb.errors import HillclimbError
 from hillclimb.io import atomic_dir, write_json_atomic
 from hillclimb.model.config import ModelConfig
 from hillclimb.model.hf import (
+    HFConfigError,
     config_from_hf,
     config_to_hf,
     expressibility_problems,
@@ -74,21 +76,15 @@ def write_weights(
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    single = directory / "model.safetensors"
-    index = directory / "model.safetensors.index.json"
+    files = _weight_files(directory)
+    out: dict[str, torch.Tensor] = {}
     try:
-        if single.is_file():
-            return load_file(str(single))
-        if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            out: dict[str, torch.Tensor] = {}
-            for fname in sorted(set(weight_map.values())):
-                out.update(load_file(str(directory / fname)))
-            return out
+        for f in files:
+            out.update(load_file(str(f)))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         # SafetensorError (truncated or corrupt file) is no ValueError: caught by name
         raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
-    raise HillclimbError(f"no model.safetensors (or index) in {directory}")
+    return out
 
 
 def _weight_files(directory: Path) -> list[Path]:
@@ -97,9 +93,31 @@ def _weight_files(directory: Path) -> list[Path]:
     if single.is_file():
         return [single]
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return [directory / f for f in sorted(set(weight_map.values()))]
+        return [directory / f for f in _index_shards(index)]
     raise HillclimbError(f"no model.safetensors (or index) in {directory}")
+
+
+def _index_shards(index: Path) -> list[str]:
+    """The shard file names `model.safetensors.index.json` maps tensors to, sorted. Why checked:
+    a `weight_map` that was not an object was an AttributeError traceback from every loader, and
+    a shard named outside the directory ("../other/model-00001.safetensors") loaded weights from
+    elsewhere and exported "successfully" a copy that lacks them (the export copies the
+    directory's own files)."""
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise HillclimbError(f"malformed {index}: {exc}") from exc
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise HillclimbError(
+            f"malformed {index}: weight_map must be an object of tensor name -> shard file name"
+        )
+    shards = sorted(set(weight_map.values()))
+    for name in shards:
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise HillclimbError(
+                f"malformed {index}: shard {name!r} is not a file of the checkpoint directory"
+            )
+    return shards
 
 
 def check_weight_files(directory: Path) -> None:
@@ -214,11 +232,18 @@ def check_weights_finite(directory: Path) -> None:
         raise HillclimbError(f"cannot read weights in {directory}: {exc}") from exc
 
 
-def generation_config(tokenizer: Any | None) -> dict[str, Any]:
+def generation_config(tokenizer: Any | None, vocab_size: int | None = None) -> dict[str, Any]:
+    """`generation_config.json`: sampling defaults, stop and pad ids, and `suppress_tokens` for
+    the padding rows of the embedding (ids from the tokenizer's size up to `vocab_size`). Why:
+    those ids have no token; our engine masks them, but transformers' `generate` sampled them
+    (16 of 40 tokens of a random micro model), decode dropped them and vLLM cannot detokenize
+    them. transformers applies `suppress_tokens` from this file by default."""
     cfg: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_p": 0.95}
     if tokenizer is not None:
         cfg["eos_token_id"] = tokenizer.stop_ids
         cfg["pad_token_id"] = tokenizer.special_ids.get("<|fim_pad|>")
+        if vocab_size is not None and vocab_size > tokenizer.vocab_size:
+            cfg["suppress_tokens"] = list(range(tokenizer.vocab_size, vocab_size))
     return cfg
 
 
@@ -273,7 +298,7 @@ def save_checkpoint(
                 str(tmp / "hillclimb_extra.safetensors"),
             )
         write_json_atomic(tmp / "config.json", hf_cfg)
-        write_json_atomic(tmp / "generation_config.json", generation_config(tok))
+        write_json_atomic(tmp / "generation_config.json", generation_config(tok, cfg.vocab_size))
         save_tokenizer(tok, tmp, model_max_length=cfg.max_seq_len)
         info = {
             "format": FORMAT,
@@ -313,6 +338,8 @@ def run_dir_hint(path: str | os.PathLike[str]) -> str:
 def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
     """(config, layout) for a checkpoint dir; layout is 'qwen3_moe' or 'hillclimb'."""
     d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise HillclimbError(f"{d} is a file, not a checkpoint directory")
     if not d.is_dir():
         raise HillclimbError(f"checkpoint directory not found: {d}")
     info = read_info(d)
@@ -336,13 +363,44 @@ def load_config(directory: str | os.PathLike[str]) -> tuple[ModelConfig, str]:
             cfg = config_from_hf(hf_cfg, name=d.name)
         else:
             raise HillclimbError(f"{d}: hillclimb layout without hillclimb.json")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (HFConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
         # AttributeError: a nested value of the wrong kind (`rope_parameters: [..]`)
+        if isinstance(exc, HFConfigError):  # names the field of config.json
+            raise HillclimbError(f"{d}: unusable model config ({exc})") from exc
         if isinstance(exc, HillclimbError):
             raise
         what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise HillclimbError(f"{d}: unusable model config ({what})") from exc
     return cfg, layout
+
+
+def check_config_agreement(directory: Path, cfg: ModelConfig) -> None:
+    """Raise HillclimbError when `hillclimb.json` (`cfg`, what we load) and `config.json` (what
+    transformers, vLLM and llama.cpp's converter load) describe different models, naming the
+    fields. Why: the Qwen recipe for long context edits config.json (YaRN), and a model_config
+    missing a key takes its default (`rope_theta` 10000 for 500000); either way our server ran
+    one model and every other runtime another, same weights, other logits, no word said."""
+    from hillclimb.model.hf import hf_config_differences
+
+    info = read_info(directory)
+    if not isinstance(info.get("model_config"), dict):
+        return  # a plain HF directory: config.json is the only description
+    try:
+        hf = json.loads((directory / "config.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HillclimbError(f"malformed {directory / 'config.json'}: {exc}") from exc
+    diff = hf_config_differences(cfg, hf)
+    if not diff:
+        return
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    lacking = sorted(known - set(info["model_config"]))
+    more = f"; … {len(diff) - 4} more" if len(diff) > 4 else ""
+    note = f"; hillclimb.json model_config lacks {lacking} (defaults used)" if lacking else ""
+    raise HillclimbError(
+        f"{directory}: config.json and hillclimb.json describe different models "
+        f"({'; '.join(diff[:4])}{more}{note}); hillclimb loads hillclimb.json, transformers and "
+        "vLLM read config.json: make them agree"
+    )
 
 
 def load_model(
@@ -364,6 +422,7 @@ def load_model(
         # shapes first: a config that does not describe the weights is one line naming the
         # tensor, not a size-mismatch traceback from torch
         _check_shapes(d, {k: tuple(v.shape) for k, v in raw.items()}, cfg)
+        check_config_agreement(d, cfg)
     state = state_from_hf(raw, cfg) if layout == "qwen3_moe" else raw
     with torch.device("meta"):
         model = Transformer(cfg)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from hillclimb.errors import HillclimbError
 
@@ -175,6 +176,7 @@ def _export(args: argparse.Namespace) -> int:
         raise HillclimbError(
             f"--out {args.out} is a symbolic link (to {os.readlink(args.out)}); name a new path"
         )
+    _refuse_out_inside(args.checkpoint, args.out)
     if args.format == "gguf":
         return _export_gguf(args)
     if args.dtype is not None:
@@ -200,7 +202,7 @@ def _export(args: argparse.Namespace) -> int:
     # ... and NaN/inf weights would be handed on as a model that computes NaN
     check_weights_finite(args.checkpoint)
     # ... and the copy carries the tokenizer files transformers' AutoTokenizer reads
-    _check_tokenizer_files(args.checkpoint)
+    _check_tokenizer_files(args.checkpoint, cfg.vocab_size)
     # the copy carries config.json, which every other reader uses in place of hillclimb.json (our
     # loader's source): two files that describe different models export a model that does not load
     if "model_config" in read_info(args.checkpoint):
@@ -225,20 +227,37 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_tokenizer_files(checkpoint: Path) -> None:
+def _refuse_out_inside(checkpoint: Path, out: Path) -> None:
+    """Refuse an `--out` inside the checkpoint directory. Why: the export was written into the
+    checkpoint itself: a `*.safetensors` name changed the registry's content hash of the weights,
+    and the next HF export (which copies the directory's files) carried the GGUF along."""
+    ck = checkpoint.resolve()
+    if ck.is_dir() and ck in out.absolute().resolve().parents:
+        raise HillclimbError(
+            f"--out {out} is inside the checkpoint {checkpoint}; write the export elsewhere"
+        )
+
+
+def _check_tokenizer_files(checkpoint: Path, vocab_size: int | None = None) -> None:
     """Raise HillclimbError when the checkpoint's tokenizer files would not load in the copy's
     readers (`tokenizers` for tokenizer.json, JSON for tokenizer_config.json). Why: the HF export
     copies files as they are and promised a copy that loads with transformers; a damaged
     tokenizer.json was exported and AutoTokenizer then failed on it. Only the files' own formats
-    are checked, not our special tokens, so a foreign Qwen3-MoE directory still exports."""
+    are checked, not our special tokens, so a foreign Qwen3-MoE directory still exports.
+
+    With `vocab_size` (the embedding rows), a tokenizer from another run is caught too: one with
+    more tokens than rows (transformers indexed past the embedding on those ids), or one that
+    lacks the stop/pad ids generation_config.json and config.json name (generate never stopped)."""
     from tokenizers import Tokenizer
 
     tj = checkpoint / "tokenizer.json"
     if tj.is_file():
         try:
-            Tokenizer.from_file(str(tj))
+            tok = Tokenizer.from_file(str(tj))
         except Exception as exc:  # tokenizers raises plain Exception on malformed files
             raise HillclimbError(f"{checkpoint}: cannot read tokenizer {tj.name}: {exc}") from exc
+        if vocab_size is not None:
+            _check_tokenizer_fits(checkpoint, tok, vocab_size)
     tc = checkpoint / "tokenizer_config.json"
     if tc.is_file():
         try:
@@ -246,6 +265,44 @@ def _check_tokenizer_files(checkpoint: Path) -> None:
                 raise HillclimbError(f"{checkpoint}: malformed tokenizer {tc.name}: not an object")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HillclimbError(f"{checkpoint}: malformed tokenizer {tc.name}: {exc}") from exc
+
+
+def _check_tokenizer_fits(checkpoint: Path, tok: Any, vocab_size: int) -> None:
+    """See `_check_tokenizer_files`: the tokenizer must fit the embedding and hold the special
+    ids the generation files name."""
+    n = tok.get_vocab_size(with_added_tokens=True)
+    if n > vocab_size:
+        raise HillclimbError(
+            f"{checkpoint}: the tokenizer has {n} tokens but the model has {vocab_size} embedding "
+            "rows; is the tokenizer from another run?"
+        )
+    for fname in ("generation_config.json", "config.json"):
+        f = checkpoint / fname
+        if not f.is_file():
+            continue  # a missing generation_config.json is allowed (transformers' defaults)
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            # transformers then falls back to its defaults without a word: the stop ids and
+            # the padding suppression the file carries are lost in the copy
+            raise HillclimbError(f"{checkpoint}: malformed {fname}: {exc}") from exc
+        if not isinstance(d, dict):
+            raise HillclimbError(f"{checkpoint}: malformed {fname}: not an object")
+        for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+            ids = d.get(key)
+            for i in ids if isinstance(ids, list) else [ids]:
+                if i is None:
+                    continue
+                if (
+                    isinstance(i, bool)
+                    or not isinstance(i, int)
+                    or i < 0
+                    or tok.id_to_token(i) is None
+                ):
+                    raise HillclimbError(
+                        f"{checkpoint}: {fname} {key} {i!r} is not a token of its tokenizer "
+                        f"({n} tokens); is the tokenizer from another run?"
+                    )
 
 
 def _export_gguf(args: argparse.Namespace) -> int:

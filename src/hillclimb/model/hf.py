@@ -14,6 +14,7 @@ instead of writing a silently different model.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -102,6 +103,36 @@ def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:
     return out
 
 
+class HFConfigError(HillclimbError):
+    """A config.json field is missing or of the wrong type (the message names the field)."""
+
+
+_REQUIRED = object()
+
+
+def _field(d: dict[str, Any], key: str, kind: type, default: Any = _REQUIRED) -> Any:
+    """`d[key]` checked to be of `kind` (int, float or bool; JSON null or absent: `default`),
+    raising HillclimbError naming the key. Why strict: `int()`/`bool()` coercion read
+    `"tie_word_embeddings": "false"` as True (the stored lm_head silently ignored), truncated a
+    top-k of 2.9 to 2 and took a bool as 1, so a hand-edited config loaded as another model."""
+    v = d.get(key) if isinstance(d, dict) else None
+    if v is None:
+        if default is _REQUIRED:
+            raise HFConfigError(f"config.json: {key} is missing (or null)")
+        return default
+    if kind is bool:
+        if isinstance(v, bool):
+            return v
+        raise HFConfigError(f"config.json: {key} must be true or false, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise HFConfigError(f"config.json: {key} must be a number, got {v!r}")
+    if kind is int:
+        if v != int(v):
+            raise HFConfigError(f"config.json: {key} must be an integer, got {v!r}")
+        return int(v)
+    return float(v)
+
+
 def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
     if d.get("model_type") not in ("qwen3_moe", None):
         raise HillclimbError(
@@ -113,10 +144,19 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
         raise HillclimbError("sliding-window attention is not supported")
     if d.get("hidden_act", "silu") != "silu":
         raise HillclimbError(f"hidden_act {d.get('hidden_act')!r} is not supported (silu only)")
-    n_layers = int(d["num_hidden_layers"])
-    step = int(d.get("decoder_sparse_step", 1) or 1)
-    n_experts = int(d.get("num_experts", d.get("num_local_experts", 0)) or 0)
-    mlp_only = sorted(int(i) for i in (d.get("mlp_only_layers") or []))
+    n_layers = _field(d, "num_hidden_layers", int)
+    step = _field(d, "decoder_sparse_step", int, 1) or 1
+    n_experts = _field(d, "num_experts", int, None)
+    if n_experts is None:
+        n_experts = _field(d, "num_local_experts", int, 0)
+    mlp_only_raw = d.get("mlp_only_layers") or []
+    if not isinstance(mlp_only_raw, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in mlp_only_raw
+    ):
+        raise HFConfigError(
+            f"config.json: mlp_only_layers must be a list of layer indices, got {mlp_only_raw!r}"
+        )
+    mlp_only = sorted(mlp_only_raw)
     dense = [i for i in range(n_layers) if i in mlp_only or n_experts == 0 or (i + 1) % step != 0]
     if dense != list(range(len(dense))):
         raise HillclimbError(
@@ -125,7 +165,13 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
         )
     rope = d.get("rope_parameters") or {}
     legacy = d.get("rope_scaling") or {}
-    theta = float(rope.get("rope_theta", d.get("rope_theta", 10000.0)))
+    for key, block in (("rope_parameters", rope), ("rope_scaling", legacy)):
+        if not isinstance(block, dict):
+            raise HFConfigError(f"config.json: {key} must be an object, got {block!r}")
+    if "rope_theta" in rope:
+        theta = _field(rope, "rope_theta", float, 10000.0)
+    else:
+        theta = _field(d, "rope_theta", float, 10000.0)
     scaling = None
     rtype = _rope_type(rope) or _rope_type(legacy) or "default"
     if rtype == "yarn":
@@ -135,38 +181,41 @@ def config_from_hf(d: dict[str, Any], name: str = "hf-import") -> ModelConfig:
                 "YaRN with attention_factor/mscale/truncate overrides is not supported"
             )
         scaling = RopeScaling(
-            factor=float(src["factor"]),
-            original_max_position_embeddings=int(src["original_max_position_embeddings"]),
-            beta_fast=float(src.get("beta_fast") or 32.0),
-            beta_slow=float(src.get("beta_slow") or 1.0),
+            factor=_field(src, "factor", float),
+            original_max_position_embeddings=_field(src, "original_max_position_embeddings", int),
+            beta_fast=_field(src, "beta_fast", float, 32.0) or 32.0,
+            beta_slow=_field(src, "beta_slow", float, 1.0) or 1.0,
         )
     elif rtype != "default":
         raise HillclimbError(f"rope type {rtype!r} is not supported (default or yarn)")
-    hidden = int(d["hidden_size"])
-    n_heads = int(d["num_attention_heads"])
+    hidden = _field(d, "hidden_size", int)
+    n_heads = _field(d, "num_attention_heads", int)
+    if n_heads <= 0:
+        raise HFConfigError(f"config.json: num_attention_heads must be > 0, got {n_heads}")
+    intermediate = _field(d, "intermediate_size", int, 0)
     return ModelConfig(
         name=name,
         family="custom",
-        vocab_size=int(d["vocab_size"]),
+        vocab_size=_field(d, "vocab_size", int),
         d_model=hidden,
         n_layers=n_layers,
         n_heads=n_heads,
-        n_kv_heads=int(d.get("num_key_value_heads") or n_heads),
-        head_dim=int(d.get("head_dim") or hidden // n_heads),
+        n_kv_heads=_field(d, "num_key_value_heads", int, 0) or n_heads,
+        head_dim=_field(d, "head_dim", int, 0) or hidden // n_heads,
         n_experts=max(n_experts, 1),
-        top_k=int(d.get("num_experts_per_tok", 1)),
-        d_expert=int(d.get("moe_intermediate_size") or d.get("intermediate_size")),
-        norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+        top_k=_field(d, "num_experts_per_tok", int, 1),
+        d_expert=_field(d, "moe_intermediate_size", int, 0) or intermediate,
+        norm_topk_prob=_field(d, "norm_topk_prob", bool, False),
         n_dense_layers=len(dense),
-        d_dense=int(d.get("intermediate_size") or 0),
-        max_seq_len=int(d.get("max_position_embeddings", 2048)),
+        d_dense=intermediate,
+        max_seq_len=_field(d, "max_position_embeddings", int, 2048),
         rope_theta=theta,
         rope_scaling=scaling,
         qk_norm=True,
-        norm_eps=float(d.get("rms_norm_eps", 1e-6)),
-        tie_embeddings=bool(d.get("tie_word_embeddings", False)),
-        aux_loss_coef=float(d.get("router_aux_loss_coef", 0.01)),
-        init_std=float(d.get("initializer_range", 0.02)),
+        norm_eps=_field(d, "rms_norm_eps", float, 1e-6),
+        tie_embeddings=_field(d, "tie_word_embeddings", bool, False),
+        aux_loss_coef=_field(d, "router_aux_loss_coef", float, 0.01),
+        init_std=_field(d, "initializer_range", float, 0.02),
     )
 
 
