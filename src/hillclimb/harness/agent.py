@@ -25,8 +25,15 @@ from hillclimb.harness.clients import ContextExhausted, ModelClient, ModelError
 from hillclimb.harness.grading import GradeResult, grade_workspace
 from hillclimb.harness.patching import copy_tree, diff_trees
 from hillclimb.harness.task import Task
-from hillclimb.harness.tools import TOOL_NAMES, TOOL_SCHEMAS, ToolBox
-from hillclimb.tokenizer.toolcalls import assistant_message, tool_message
+from hillclimb.harness.tools import (
+    SURROGATE_HINT,
+    TOOL_NAMES,
+    TOOL_SCHEMAS,
+    ToolBox,
+    has_surrogate,
+    utf8_text,
+)
+from hillclimb.tokenizer.toolcalls import ToolCall, assistant_message, tool_message
 
 
 class EpisodeRecorder(Protocol):
@@ -255,6 +262,29 @@ def _record_tokens(ep: Episode, result: Any) -> None:
     ep.token_logprobs += [float(x) for x in lps]
 
 
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return has_surrogate(value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
+
+
+def _text_call(call: ToolCall) -> ToolCall:
+    """`call`, or a malformed copy of it when its name or arguments hold a lone surrogate (a
+    model's JSON spelling `\\ud800`): kept as it was, the conversation could no longer be
+    tokenized, written as UTF-8 or sent, and the episode ended in a harness error."""
+    if not (_has_surrogate(call.name) or _has_surrogate(call.raw_arguments)
+            or _has_surrogate(call.arguments)):  # fmt: skip
+        return call
+    return ToolCall(
+        call.id, utf8_text(call.name), None, utf8_text(call.raw_arguments),
+        f"the call {SURROGATE_HINT}",
+    )  # fmt: skip
+
+
 def _loop(
     ep: Episode,
     task: Task,
@@ -265,6 +295,8 @@ def _loop(
     t_start: float,
 ) -> None:
     consecutive_bad = 0
+    if hasattr(client, "deadline"):  # clients that can bound a request (OpenAIClient)
+        client.deadline = t_start + lim.wall_s  # type: ignore[attr-defined]
     while True:
         if ep.turns >= lim.max_steps:
             ep.exit_status = "max_steps"
@@ -288,14 +320,18 @@ def _loop(
             return
         except ModelError as exc:
             ep.model_s += time.monotonic() - t0
-            ep.exit_status, ep.error = "model_error", str(exc)
+            # a request cut at the episode's deadline is the wall limit, not a failing service
+            late = time.monotonic() - t_start >= lim.wall_s
+            ep.exit_status, ep.error = ("timeout" if late else "model_error"), str(exc)
             return
         ep.model_s += time.monotonic() - t0
         _record_tokens(ep, result)
         ep.turns += 1
         ep.prompt_tokens += result.usage.prompt_tokens
         ep.completion_tokens += result.usage.completion_tokens
-        ep.messages.append(assistant_message(result.content, result.reasoning, result.tool_calls))
+        calls = [_text_call(c) for c in result.tool_calls]
+        reasoning = utf8_text(result.reasoning) if result.reasoning else result.reasoning
+        ep.messages.append(assistant_message(utf8_text(result.content or ""), reasoning, calls))
         step: dict[str, Any] = {
             "turn": ep.turns,
             "prompt_tokens": result.usage.prompt_tokens,
@@ -308,14 +344,14 @@ def _loop(
 
         valid_calls = 0
         done = False
-        if not result.tool_calls:
+        if not calls:
             ep.messages.append({
                 "role": "user",
                 "content": "Error: your reply contained no tool call. Call one of the tools "
                 f"({', '.join(TOOL_NAMES)}); call `submit` when you are done.",
             })  # fmt: skip
             step["calls"].append({"name": None, "error": "no tool call", "malformed": True})
-        for call in result.tool_calls:
+        for call in calls:
             rec: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
             if call.error or call.arguments is None:
                 obs = f"Error: {call.error or 'malformed tool call'}. Expected " \

@@ -32,7 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'reference') through the tool loop on every task; writes OUT/trajectories/*.json, "
         "OUT/results.jsonl, OUT/summary.json and a telemetry database. Resumable.",
     )
-    run.add_argument("--tasks", required=True, help="a task directory or a directory of tasks")
+    run.add_argument(
+        "--tasks",
+        required=True,
+        help="a task directory, or a folder of tasks (also in group folders up to 3 levels "
+        "down, e.g. a climb's 12-eval/harness-tasks)",
+    )
     run.add_argument(
         "--model", required=True, help="http(s)://host/v1 | checkpoint DIR | reference"
     )
@@ -441,7 +446,47 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"{s['sft_examples']} SFT examples ({by['harness']} harness, {by['api']} API), "
             f"{s['rl_prompts']} RL prompts -> {args.out}"
         )
+        for note in export_notes(s):
+            print(f"  note: {note}")
     return 0
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def export_notes(s: dict[str, Any]) -> list[str]:
+    """Why records an export read were left out, one line per reason. Without them an export of
+    nothing ("0 SFT examples (0 harness, 0 API)") gave no hint that, say, the one accepted
+    answer came from an account that never opted in — only export.json said so."""
+    notes = []
+    api = s.get("api") or {}
+    if api.get("no_consent"):
+        notes.append(
+            f"{_n(api['no_consent'], 'accepted API answer')} not exported: no consent — its "
+            "account had not opted in when it was served (`hillclimb keys consent --name NAME "
+            "--on` keeps the content of its later requests; requests served in open mode, "
+            "without API keys, are never kept)"
+        )
+    if api.get("malformed"):
+        notes.append(
+            f"{_n(api['malformed'], 'accepted API answer')} not exported: the stored request "
+            "or answer is missing or unreadable"
+        )
+    if api.get("rejected"):
+        notes.append(f"{_n(api['rejected'], 'API answer')} rejected by users (not exported)")
+    if s.get("evaluation_only_tasks_excluded"):
+        notes.append(
+            f"{_n(s['evaluation_only_tasks_excluded'], 'task')} left out: evaluation-only "
+            "(held-out projects, templates or mutation sites), e.g. "
+            + ", ".join(s.get("evaluation_only_examples") or {})
+        )
+    if s.get("malformed_episodes"):
+        notes.append(
+            f"{_n(s['malformed_episodes'], 'episode')} left out: its stored trajectory cannot "
+            "be read back"
+        )
+    return notes
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:

@@ -129,6 +129,10 @@ class OpenAIClient:
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        # time.monotonic() by which the current episode must end (run_episode sets it from its
+        # wall limit): a request is not given longer, so a slow or hung endpoint cannot keep an
+        # episode running for `timeout_s` (300 s) per turn past `--wall`
+        self.deadline: float | None = None
         self._client: Any = None
 
     def _http(self) -> Any:
@@ -179,8 +183,17 @@ class OpenAIClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * attempt)
+            timeout = self.timeout_s
+            if self.deadline is not None:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise ModelError(
+                        f"endpoint {url}: the episode's wall-clock limit passed before a reply"
+                        + (f" ({last})" if last is not None else "")
+                    )
+                timeout = min(timeout, left)
             try:
-                resp = self._http().post(url, json=body)
+                resp = self._http().post(url, json=body, timeout=timeout)
             except httpx.HTTPError as exc:  # connection refused, timeout, ...
                 last = ModelError(f"endpoint {url} unreachable: {type(exc).__name__}: {exc}")
                 continue

@@ -143,6 +143,23 @@ def _env_ok(env: object) -> bool:
     )
 
 
+def _sandbox_can_apply(root: Path, limits: TaskLimits) -> None:
+    """Refuse the limits every `run` call and every grade passes to the sandbox when it would
+    refuse them (`test_timeout_s = 1e12` loaded, then each `run` ended the episode in a harness
+    error and each grade failed: a task nobody could solve)."""
+    from hillclimb.errors import ConfigError
+    from hillclimb.sandbox.core import SandboxLimits
+
+    for key, kw in (
+        ("test_timeout_s", {"timeout_s": limits.test_timeout_s}),
+        ("memory_mb", {"memory_mb": limits.memory_mb}),
+    ):
+        try:
+            SandboxLimits(**kw).validate()
+        except ConfigError as exc:
+            raise _err(root, f"limits.{key} is more than the sandbox takes ({exc})") from None
+
+
 def load_task(task_dir: str | os.PathLike[str]) -> Task:
     """Parse and validate `task_dir/task.toml`; raise HillclimbError naming what is wrong."""
     root = Path(task_dir).resolve()
@@ -189,6 +206,17 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
         answers = ()
     else:
         raise _err(root, "`answer` must be a string or a non-empty list of strings")
+    from hillclimb.harness.grading import normalize_answer
+
+    # the grader compares normalised answers: one that normalises to "" ("", "...", "`!`") is
+    # matched by junk like "!" and by nothing a real answer would be
+    empty = [a for a in answers if not normalize_answer(a)]
+    if empty:
+        raise _err(
+            root,
+            f"`answer` {empty[0]!r} is empty once normalised (case, spaces, quotes and a "
+            "trailing . or ! dropped): junk answers would match it",
+        )
 
     checks = []
     raw_checks = raw.get("checks", [])
@@ -257,6 +285,7 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
         if k in int_limits and v != int(v):
             raise _err(root, f"limits.{k} must be a whole number, got {v!r}")
     limits = TaskLimits(**{k: (int(v) if k in int_limits else float(v)) for k, v in raw_limits.items()})  # fmt: skip
+    _sandbox_can_apply(root, limits)
     meta = raw.get("meta", {})
     if not isinstance(meta, dict):
         raise _err(root, "`meta` must be a table")
@@ -280,8 +309,21 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
     )  # fmt: skip
 
 
+# How many folder levels below `--tasks` are searched for tasks: the climb writes its held-out
+# tasks as `harness-tasks/<group>/<task>`, and `--tasks` may name the eval stage above them.
+MAX_TASK_DEPTH = 3
+
+
+def _is_task_dir(p: Path) -> bool:
+    return (p / "task.toml").exists() or (p / "repo").is_dir()
+
+
 def find_task_dirs(tasks_dir: str | os.PathLike[str]) -> list[Path]:
-    """Task directories under `tasks_dir` (itself, or its children holding a task.toml or repo/).
+    """Task directories under `tasks_dir`: itself, or the directories below it holding a
+    task.toml or repo/, searched through group folders up to `MAX_TASK_DEPTH` levels down
+    (`harness-tasks/new-mutations/<task>`, as the climb writes them); hidden folders are
+    skipped, a task's own folders are never searched, and a folder reached twice (a symlink
+    back up, a link to another group) is searched once.
 
     Directories that *look* like tasks but have a broken task.toml are returned too, so the
     runner reports them as errors instead of silently skipping them.
@@ -291,15 +333,37 @@ def find_task_dirs(tasks_dir: str | os.PathLike[str]) -> list[Path]:
         raise HillclimbError(f"tasks directory {root} does not exist")
     if (root / "task.toml").is_file():
         return [root]
-    out = [
-        p
-        for p in sorted(root.iterdir())
-        if p.is_dir()
-        and not p.name.startswith(".")
-        and ((p / "task.toml").exists() or (p / "repo").is_dir())
-    ]
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def walk(d: Path, depth: int) -> None:
+        try:
+            real = d.resolve()
+            children = sorted(d.iterdir())
+        except (OSError, RuntimeError):  # unreadable, or a symlink loop
+            return
+        if real in seen:
+            return
+        seen.add(real)
+        for p in children:
+            if p.name.startswith(".") or not p.is_dir():
+                continue
+            if _is_task_dir(p):
+                if p.resolve() not in seen:
+                    seen.add(p.resolve())
+                    out.append(p)
+            elif depth < MAX_TASK_DEPTH:
+                walk(p, depth + 1)
+
+    walk(root, 1)
     if not out:
-        raise HillclimbError(f"no task directories (with task.toml) under {root}")
+        subs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        more = " ..." if len(subs) > 10 else ""
+        where = f"; its folders: {', '.join(subs[:10])}{more}" if subs else ""
+        raise HillclimbError(
+            f"no task directories (with task.toml) under {root}, searched {MAX_TASK_DEPTH} "
+            f"folder levels down{where}"
+        )
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -220,6 +221,19 @@ _TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
+# what a model is told when its call spells `\ud800`-style escapes (json.loads makes them lone
+# surrogates, which no file, process argument or tokenizer takes: they ended the episode)
+SURROGATE_HINT = (
+    "contains a lone surrogate escape (\\ud800-\\udfff), which is not text; write the "
+    "character itself"
+)
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether `text` holds a lone surrogate (not encodable as UTF-8)."""
+    return _SURROGATES.search(text) is not None
+
+
 def utf8_text(text: str) -> str:
     """`text` with lone surrogates replaced by U+FFFD. A file name that is not UTF-8 comes back
     from the OS as surrogate escapes (and a model's JSON may spell `\\udXXX`); such a string
@@ -314,6 +328,11 @@ class ToolBox:
             want = _TYPES[props[k]["type"]]
             if isinstance(v, bool) and props[k]["type"] != "boolean" or not isinstance(v, want):
                 raise ToolError(f"{name}: argument {k!r} must be a {props[k]['type']}")
+            low = props[k].get("minimum")
+            if low is not None and v < low:  # start_line=-5 read "lines 1--1", hinting line 0
+                raise ToolError(f"{name}: argument {k!r} must be at least {low}, got {v}")
+            if isinstance(v, str) and has_surrogate(v):
+                raise ToolError(f"{name}: argument {k!r} {SURROGATE_HINT}")
 
     # ---- paths --------------------------------------------------------------------------------
     def resolve(self, path: str, *, must_exist: bool = True) -> Path:
@@ -321,7 +340,14 @@ class ToolBox:
             raise ToolError("path contains a NUL byte")
         p = Path(path)
         candidate = p if p.is_absolute() else self.workspace / p
-        resolved = candidate.resolve()
+        try:
+            resolved = candidate.resolve()
+        except RuntimeError:  # Python 3.11 reports a symlink loop (`ln -s x x`) this way
+            raise ToolError(f"path {path!r} is a symbolic link loop") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ToolError(f"path {path!r} is a symbolic link loop") from None
+            raise
         if resolved != self.workspace and not resolved.is_relative_to(self.workspace):
             raise ToolError(f"path {path!r} is outside the repository")
         if must_exist and not resolved.exists():
@@ -398,6 +424,13 @@ class ToolBox:
         if not pattern:
             raise ToolError("pattern must not be empty")
         _no_nul("pattern", pattern)
+        if "\n" in pattern:
+            # grep takes each line as a pattern of its own: "x\n" matched every line (its empty
+            # second line matches all), a pasted snippet matched each of its lines anywhere
+            raise ToolError(
+                "search matches one line at a time: the pattern must not contain a line break "
+                "(search for one line of the snippet)"
+            )
         found = self.resolve(path)
         if not (found.is_dir() or found.is_file()):  # grep would block on a FIFO
             raise ToolError(f"{path!r} is not a regular file or directory")
