@@ -84,6 +84,33 @@ class ChatSession:
         self._check(r)
         return [m["id"] for m in r.json().get("data", [])]
 
+    def check_access(self) -> None:
+        """Stop before the first message when the server refuses this client's key.
+
+        Why: against a server with keys, a missing or wrong key was only reported after the
+        user had typed a message, in the server's words for curl users ("Authorization:
+        Bearer YOUR_KEY"); the chat's own ways to pass a key are what helps. `/v1/models` takes
+        the same Bearer key as the chat endpoint. Anything other than 401/403 (a server
+        without the route, a network error) is left to the first message, as before."""
+        import httpx
+
+        try:
+            r = self.client.get("/models", timeout=min(self.timeout, 30.0))
+        except httpx.HTTPError:
+            return
+        if r.status_code not in (401, 403):
+            return
+        how = "pass --api-key KEY or set $HILLCLIMB_API_KEY (or $OPENAI_API_KEY)"
+        if not self.api_key:
+            raise HillclimbError(f"{self.url} needs an API key: {how}")
+        try:  # which key and why (incorrect, revoked), in the server's words
+            said = str(r.json()["error"]["message"]).strip()
+        except Exception:
+            said = r.text[:200].strip()
+        raise HillclimbError(
+            f"{self.url} rejected the API key given (HTTP {r.status_code}: {said}): {how}"
+        )
+
     def _check(self, r: Any) -> None:
         if r.status_code >= 400:
             try:
@@ -299,6 +326,7 @@ def run_chat(*, url: str | None, thinking: Path | None, flash: Path | None, mode
         session = ChatSession(url, model=model, api_key=api_key, system=system,
                               max_tokens=max_tokens, temperature=temperature,
                               reasoning_effort=reasoning_effort)  # fmt: skip
+        session.check_access()
         return chat_loop(session, console, sys.stdin, show_thinking=show_thinking)
     finally:
         if server is not None:

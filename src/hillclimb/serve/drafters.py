@@ -384,6 +384,13 @@ class LookupDrafter:
             return 0, pm[0]
         return 1, None if cm is None else cm[0]
 
+    def drafted_from_prediction(self, slot: int) -> bool:
+        """Whether the slot's last proposal came from the request's predicted output (what
+        OpenAI's accepted/rejected prediction token counts are about; a match in the prompt or
+        the output so far is ordinary prompt lookup)."""
+        s = self.slots[slot]
+        return s is not None and s.last is not None and s.last[0] == 0
+
     def _slot(self, slot: int) -> _LookupSlot:
         s = self.slots[slot]
         if s is None:

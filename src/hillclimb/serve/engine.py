@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import threading
@@ -310,6 +311,10 @@ class _Request:
     spec: SpecStats | None = None
     drafter: str = "none"  # "model" | "lookup" | "suffix" | "none" (resolved at submit)
     prediction: list[int] | None = None  # predicted-output token ids (lookup source)
+    # predicted-output drafts verified: kept in the output / discarded (OpenAI's
+    # accepted_prediction_tokens / rejected_prediction_tokens)
+    pred_accepted: int = 0
+    pred_rejected: int = 0
     spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
     spec_steps: int = 0
     heal_left: bytes = b""  # token healing: removed prompt bytes the output must still reproduce
@@ -606,10 +611,13 @@ class Engine:
         if compile and self._fast_one:
             assert self.fast is not None
             # T ≥ 2 steps too: short prefills, and speculative verification (γ + 1 tokens)
-            self.compiled = self.fast.enable_compile(multi=True, cache=self.cache)
+            progress = self._compile_progress(3 if max_batch >= 2 else 2)
+            self.compiled = self.fast.enable_compile(
+                multi=True, cache=self.cache, progress=progress
+            )
             # and the batched one-token step over contiguous slots (continuous batching)
             if self.compiled and max_batch >= 2:
-                self.compiled_batch = self.fast.enable_compile_batch(self.cache)
+                self.compiled_batch = self.fast.enable_compile_batch(self.cache, progress)
             self.compile_error = self.fast.compile_error
         elif compile:
             self.compile_error = "the compiled step is for CPU fp32 models with the fast path"
@@ -854,6 +862,20 @@ class Engine:
                 params.prediction, self.tokenizer, self.cfg.vocab_size, self.max_context
             )
         return req
+
+    def _compile_progress(self, total: int) -> Callable[[str, float], None]:
+        """A line per compiled graph (which model, which graph, seconds): a cold start on a
+        loaded machine compiles for minutes, and one line before it all looked hung."""
+        count = [0]
+
+        def report(what: str, seconds: float) -> None:
+            count[0] += 1
+            logging.getLogger("hillclimb.serve").info(
+                "%s: compiled the %s in %.1f s (%d of %d)", self.name, what, seconds,
+                count[0], total,
+            )  # fmt: skip
+
+        return report
 
     def submit(
         self,
@@ -1598,8 +1620,14 @@ class Engine:
         r.spec.add(len(drafts), n)
         total = {id(self.draft): self._spec_total, id(self.suffix): self._suffix_total}
         total.get(id(d), self._lookup_total).add(len(drafts), n)
+        from_prediction = getattr(d, "drafted_from_prediction", None)
+        predicted = bool(from_prediction and from_prediction(r.slot))  # before `adapt`
         d.adapt(r.slot, len(drafts), n)
         c = self._commit(r, drafts[:n] + [nxt], logits[: n + 1])
+        if predicted:  # kept = in the output (the request may end inside the accepted run)
+            kept = min(n, c)
+            r.pred_accepted += kept
+            r.pred_rejected += len(drafts) - kept
         if not r.finished:
             self.cache.truncate(r.slot, L + c - 1)
             d.rollback(r.slot, L + c - 1)
@@ -1985,7 +2013,16 @@ class Engine:
             healed_tokens=r.healed_tokens,
             cached_tokens=r.reused,
             # eligible: always reported
-            spec={**r.spec.as_dict(), "drafter": r.drafter} if r.spec is not None else None,
+            spec=(
+                {
+                    **r.spec.as_dict(),
+                    "drafter": r.drafter,
+                    "prediction_accepted": r.pred_accepted,
+                    "prediction_rejected": r.pred_rejected,
+                }
+                if r.spec is not None
+                else None
+            ),
             timings={
                 "queue_s": max((r.t_admit or t_end) - r.t_submit, 0.0),
                 "prefill_s": max(r.t_first - r.t_admit, 0.0) if r.t_first else 0.0,
@@ -2069,9 +2106,10 @@ def _fim_tokens(tokenizer: Any, vocab_size: int) -> tuple[int | None, list[int]]
     an IDE pastes the answer into the file. A model that also learned tool calls (SFT) can
     answer with `<tool_call>{"name": ...}` instead, which is never valid code; forbidding the
     tool-call and tool-response tokens while decoding a middle makes that impossible. The other
-    markup a middle can never hold goes with them: the FIM markers themselves and the start of
-    a chat turn (a middle ends with end-of-text, which stays allowed). (None, []) for a
-    tokenizer without these special tokens."""
+    markup a middle can never hold goes with them: the FIM markers themselves, the start of
+    a chat turn and the think tags (the trained tiny code-flash answered a FIM prompt with
+    "…xs:\n<think>", which an IDE pastes into the file; a middle ends with end-of-text, which
+    stays allowed). (None, []) for a tokenizer without these special tokens."""
     tid = getattr(tokenizer, "token_id", None)
     if tid is None:
         return None, []
@@ -2084,7 +2122,7 @@ def _fim_tokens(tokenizer: Any, vocab_size: int) -> tuple[int | None, list[int]]
         return t if isinstance(t, int) and 0 <= t < vocab_size else None
 
     names = (TOOL_CALL_START, TOOL_CALL_END, TOOL_RESPONSE_START, TOOL_RESPONSE_END,
-             FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, IM_START)  # fmt: skip
+             FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, IM_START, THINK_START, THINK_END)  # fmt: skip
     banned = [get(t) for t in names]
     return get(FIM_MIDDLE), [t for t in banned if t is not None]
 

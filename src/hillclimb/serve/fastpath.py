@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +151,19 @@ def _routed_experts_fake(h, w, idx, gu_t, dn_t):  # noqa: ANN001, ANN202 - torch
 
 
 _EXPERT_COPY_MAX_BYTES = 256 << 20
+
+
+def _graph_timer(progress: Callable[[str, float], None] | None) -> Callable[[str], None]:
+    """`done(what)`: report `what` and the seconds since the previous report (or the start)."""
+    t = [time.perf_counter()]
+
+    def done(what: str) -> None:
+        now = time.perf_counter()
+        if progress is not None:
+            progress(what, now - t[0])
+        t[0] = now
+
+    return done
 
 
 # One copy of a compiled graph method's code per model *structure* (config, and which layer
@@ -561,7 +576,12 @@ class FastForward:
             v = per_slot[s] = ([k[s] for k in cache.k], [x[s] for x in cache.v])
         return v
 
-    def enable_compile(self, multi: bool = False, cache: KVCache | None = None) -> bool:
+    def enable_compile(
+        self,
+        multi: bool = False,
+        cache: KVCache | None = None,
+        progress: Callable[[str, float], None] | None = None,
+    ) -> bool:
         """Compile the single-slot step (`_graph_extend`) with inductor's C++ backend: the
         one-token decode step, and with `multi` also steps of T ≥ 2 tokens (speculative
         verification, the draft's catch-up).
@@ -576,9 +596,12 @@ class FastForward:
         another length later compiles once more. Each compilation takes ≈10–15 s on 2 cores
         (inductor caches it on disk for the next process) and is checked against the eager
         step; any failure (no C++ compiler, unsupported op) leaves the eager path in place
-        (`compile_error` says why). Returns whether the compiled step is active."""
+        (`compile_error` says why). Returns whether the compiled step is active. `progress`
+        is called with (which graph, seconds) after each one is compiled and checked: a cold
+        start on a loaded machine spends minutes here, and a user should see it is alive."""
         if not self.lean:
             return False
+        done = _graph_timer(progress)
         try:
             if self._compiled is None:
                 # Guards only on the tensor arguments: the weights, configuration and layer
@@ -595,9 +618,11 @@ class FastForward:
                 self._compiled = fn
             elif cache is not None:
                 self._warm(self._compiled, 1, cache)  # this cache's shape, if new
+            done("single-stream decode step")
             if multi and (not self._compiled_multi or cache is not None):
                 self._warm(self._compiled, 3, cache)
                 self._compiled_multi = True
+                done("multi-token step (speculative verification, short prefills)")
         except Exception as exc:  # noqa: BLE001 - any failure: keep the eager path
             self.compile_error = f"{type(exc).__name__}: {exc}"
             return False
@@ -653,7 +678,9 @@ class FastForward:
         """Whether batched one-token steps over contiguous slots run compiled (`decode_batch`)."""
         return self._compiled_batch is not None
 
-    def enable_compile_batch(self, cache: KVCache) -> bool:
+    def enable_compile_batch(
+        self, cache: KVCache, progress: Callable[[str, float], None] | None = None
+    ) -> bool:
         """Compile the batched one-token step (`_graph_batch`) for `cache` (its shape is static
         in the graph; the number of rows B and of cells in use are dynamic sizes).
 
@@ -665,9 +692,11 @@ class FastForward:
         Warm-up runs on the first slots of `cache`, which must be free (they are reset
         afterwards): one compilation with B marked dynamic, then B = 2, 3 and the full batch,
         each checked against the eager batched step. CPU fp32 only; a failure
-        leaves the eager step (`compile_error` says why). Returns whether it is active."""
+        leaves the eager step (`compile_error` says why). Returns whether it is active.
+        `progress` as in `enable_compile`."""
         if not self.lean or cache.n_slots < 2:
             return False
+        done = _graph_timer(progress)
         try:
             if not self._experts_t:
                 # grouped GEMMs read [E, in, out] weights 1.4-1.9x faster when contiguous than
@@ -695,6 +724,7 @@ class FastForward:
                 self._warm_batch(fn, B, cache)
             self._compiled_batch = fn
             self._batch_cache = weakref.ref(cache)
+            done(f"batched decode step ({cache.n_slots} slots)")
         except Exception as exc:  # noqa: BLE001 - any failure: keep the eager path
             self.compile_error = f"{type(exc).__name__}: {exc}"
             return False

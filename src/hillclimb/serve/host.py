@@ -92,7 +92,8 @@ def load_engines(
     comp = (torch.device(dev).type == "cpu") if compile is None else bool(compile)
     if comp:
         log.info("compiling the decode steps (three graphs per model, ≈10–15 s each on "
-                 "2 cores, cached on disk for later starts; --no-compile skips)")  # fmt: skip
+                 "2 idle cores, longer on a busy machine, cached on disk for later starts; a "
+                 "line per graph follows; --no-compile skips)")  # fmt: skip
     kw = {
         "device": dev,
         "max_batch": opts.max_batch,

@@ -29,13 +29,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("hillclimb.serve")
 
 
-def usage_dict(prompt: int, completion: int, reasoning: int, cached: int = 0) -> dict[str, Any]:
-    """OpenAI's `usage` object (`cached`: prompt tokens whose KV the prefix cache reused)."""
+def usage_dict(
+    prompt: int,
+    completion: int,
+    reasoning: int,
+    cached: int = 0,
+    predicted: tuple[int, int] = (0, 0),
+) -> dict[str, Any]:
+    """OpenAI's `usage` object (`cached`: prompt tokens whose KV the prefix cache reused;
+    `predicted`: (accepted, rejected) predicted-output tokens, `Job.prediction_counts`)."""
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "accepted_prediction_tokens": predicted[0],
+            "rejected_prediction_tokens": predicted[1],
+        },
         "prompt_tokens_details": {"cached_tokens": cached},
     }
 
@@ -284,7 +295,20 @@ class Job:
             getattr(self.outputs.get(i), "cached_tokens", 0) or 0
             for i in range(0, len(self.handles), self.n)
         )
-        return usage_dict(*self.usage(), cached=cached)
+        return usage_dict(*self.usage(), cached=cached, predicted=self.prediction_counts())
+
+    def prediction_counts(self) -> tuple[int, int]:
+        """(accepted, rejected) predicted-output tokens over the choices, as OpenAI reports them
+        for Predicted Outputs. Ours: accepted = tokens drafted from the prediction that the model
+        verified and kept (each is in the completion); rejected = tokens drafted from the
+        prediction that the model verified and discarded — processed in a verification forward,
+        as OpenAI's are, but not billed (`completion_tokens` counts only returned tokens).
+        Prediction tokens never drafted (the policy decoded plainly, the answer ended first)
+        are in neither count; (0, 0) without a prediction."""
+        specs = [getattr(o, "spec", None) or {} for o in self.outputs.values()]
+        accepted = sum(int(s.get("prediction_accepted", 0) or 0) for s in specs)
+        rejected = sum(int(s.get("prediction_rejected", 0) or 0) for s in specs)
+        return accepted, rejected
 
     def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         """The OpenAI response object around `choices` (chat and text completions alike)."""

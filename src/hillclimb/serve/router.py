@@ -39,6 +39,7 @@ import numpy as np
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import write_json_atomic
+from hillclimb.tokenizer.specials import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
 FEATURES = ["nll", "entropy", "log_len", "code_blocks", "reasoning_kw", "math", "constraints"]
 
@@ -65,6 +66,30 @@ _CONSTRAINT = re.compile(
     re.IGNORECASE,
 )
 _MATH = re.compile(r"[0-9+\-*/^=<>≤≥∑∫√π%]")
+
+
+# why a fill-in-the-middle request skips the score: code-flash is the model trained for it (its
+# middles are code; thinking answers with a think block first), and the score's text features
+# would read the hole's code — its operators and digits — as a hard math question
+FIM_REASON = "fill-in-the-middle: code-flash completes code around a hole"
+
+
+def fim_marker_ids(tok: Any) -> set[int]:
+    """The ids of the FIM marker tokens this tokenizer has (none for a tokenizer without)."""
+    out = set()
+    for name in (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE):
+        try:
+            out.add(int(tok.token_id(name)))
+        except (KeyError, AttributeError, HillclimbError):
+            continue
+    return out
+
+
+def is_fim_prompt(prompt_ids: list[int], tok: Any) -> bool:
+    """Whether a prompt holds a FIM marker token (a client that rendered the FIM template
+    itself, as Continue and Tabby do, or the server's `suffix` prompt)."""
+    markers = fim_marker_ids(tok)
+    return bool(markers) and any(t in markers for t in prompt_ids)
 
 
 def text_features(text: str) -> dict[str, float]:
@@ -131,9 +156,9 @@ class Router:
         tok = self.flash.tokenizer
         if messages:
             users = [m.get("content") for m in messages if m.get("role") == "user"]
-            text = users[-1] if users and isinstance(users[-1], str) else tok.decode(prompt_ids)
+            text = users[-1] if users and isinstance(users[-1], str) else _text(tok, prompt_ids)
         else:
-            text = tok.decode(prompt_ids)
+            text = _text(tok, prompt_ids)
         ids = list(prompt_ids)[-self.max_score_tokens :]
         log_v = math.log(self.flash.cfg.vocab_size)
         if len(ids) >= 2:
@@ -239,6 +264,13 @@ class Router:
             return cls(flash, threshold=d.get("threshold", 0.0), weights=d.get("weights"))
         except HillclimbError as exc:
             raise HillclimbError(f"{p}: {exc}") from None
+
+
+def _text(tok: Any, prompt_ids: list[int]) -> str:
+    """The prompt's text without special-token markup: `<|im_start|>`, `<|fim_middle|>` and
+    the like are template, not the user's words, and their `<`, `|`, `>` counted as math (a
+    FIM prompt scored math 0.86 and went to thinking)."""
+    return tok.decode(prompt_ids, skip_special=True)
 
 
 def _finite(value: Any, what: str) -> float:

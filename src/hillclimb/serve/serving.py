@@ -76,6 +76,11 @@ class Endpoint(ABC, Generic[RequestT]):
     ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
         """Token ids per prompt, and the messages the router reads (None: only the ids)."""
 
+    def is_fim(self, req: RequestT, tok: Tokenizer, prompts: list[list[int]]) -> bool:
+        """Whether the request asks for fill-in-the-middle (`auto` then serves it with
+        code-flash without scoring it; default: no)."""
+        return False
+
     def for_model(
         self, req: RequestT, tok: Tokenizer, entry: ModelEntry, prompts: list[list[int]]
     ) -> list[list[int]]:
@@ -334,7 +339,8 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
             raise unknown_model(req.model, state)
         tok = state.tokenizer
         prompts, messages = endpoint.prompts(req, tok)
-        entry, decision = await resolve_model(state, req.model, prompts[0], messages)
+        fim = req.model == AUTO and endpoint.is_fim(req, tok, prompts)
+        entry, decision = await resolve_model(state, req.model, prompts[0], messages, fim=fim)
         prompts = endpoint.for_model(req, tok, entry, prompts)
         model_label = entry.id
         max_new = max_tokens(state, entry, req, prompts, endpoint)
@@ -413,11 +419,24 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
 
 
 async def resolve_model(
-    state: ServerState, model: str, prompt_ids: list[int], messages: list[dict[str, Any]] | None
+    state: ServerState,
+    model: str,
+    prompt_ids: list[int],
+    messages: list[dict[str, Any]] | None,
+    fim: bool = False,
 ) -> tuple[ModelEntry, RouteDecision | SimpleNamespace | None]:
-    """The model that serves the request and, for `auto`, the routing decision."""
+    """The model that serves the request and, for `auto`, the routing decision (a
+    fill-in-the-middle request goes to code-flash whenever it is served: `router.FIM_REASON`)."""
     if model != AUTO:
         return state.models[model], None
+    if fim and len(state.models) > 1 and "code-flash" in state.models:
+        from hillclimb.serve.router import FIM_REASON
+
+        state.metrics.routed.inc("code-flash")
+        decision = SimpleNamespace(
+            model="code-flash", score=None, threshold=None, reason=FIM_REASON
+        )
+        return state.models["code-flash"], decision
     if state.router is None or len(state.models) < 2:
         if len(state.models) < 2:
             target = next(iter(state.models))

@@ -121,16 +121,40 @@ def echo_logprobs(
     tok: Tokenizer,
 ) -> dict[str, Any]:
     """`logprobs` for `echo`: every prompt token (the first with logprob and top None, as
-    OpenAI and vLLM send it), then the generated tokens (offsets after the echoed text)."""
+    OpenAI and vLLM send it), then the generated tokens (offsets after the echoed text). A
+    prompt token's offset is the character of the echoed prompt where its bytes start
+    (`prompt_offsets`)."""
     first = tok.decode(prompt_ids[:1])
     head = completion_logprobs(prompt_records, tok, len(first))
     tail = completion_logprobs(records, tok, len(echo))
+    offsets = prompt_offsets(prompt_ids, tok)
     return {
         "tokens": [first] + head["tokens"] + tail["tokens"],
         "token_logprobs": [None] + head["token_logprobs"] + tail["token_logprobs"],
         "top_logprobs": [None] + head["top_logprobs"] + tail["top_logprobs"],
-        "text_offset": [0] + head["text_offset"] + tail["text_offset"],
+        "text_offset": offsets + tail["text_offset"],
     }
+
+
+def prompt_offsets(prompt_ids: list[int], tok: Tokenizer) -> list[int]:
+    """Where each prompt token starts in the prompt's text, in characters.
+
+    Why not the running length of the tokens' own texts (as for generated tokens, whose text
+    may be held back): a character split over several tokens (é, CJK, an emoji with a byte-level
+    vocabulary) decodes to U+FFFD per token, so those offsets ran past the prompt and the first
+    generated token's offset, `len(echo)`, went backwards. The prompt is known whole: its bytes
+    go through one incremental UTF-8 decoder, and a token that starts inside a character gets
+    that character's offset."""
+    import codecs
+
+    dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    raw = tok.token_raw_bytes
+    out, pos = [], 0
+    for t in prompt_ids:
+        out.append(pos)
+        b = raw[t] if 0 <= t < len(raw) and raw[t] else tok.decode([t]).encode("utf-8")
+        pos += len(dec.decode(b))
+    return out
 
 
 def _answers(job: Job) -> Any:
@@ -195,6 +219,12 @@ class CompletionEndpoint(Endpoint[CompletionRequest]):
         self, req: CompletionRequest, tok: Tokenizer
     ) -> tuple[list[list[int]], list[dict[str, Any]] | None]:
         return completion_prompts(req, tok), None
+
+    def is_fim(self, req: CompletionRequest, tok: Tokenizer, prompts: list[list[int]]) -> bool:
+        """A `suffix`, or a FIM marker token in any prompt (a client-rendered template)."""
+        from hillclimb.serve.router import is_fim_prompt
+
+        return req.suffix is not None or any(is_fim_prompt(p, tok) for p in prompts)
 
     def flywheel_request(self, req: CompletionRequest) -> dict[str, Any] | None:
         # one text prompt (an IDE's completion or FIM request); token-id and batched prompts
