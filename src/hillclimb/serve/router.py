@@ -248,6 +248,7 @@ class Router:
                 "features": FEATURES,
                 "threshold": self.threshold,
                 "weights": self.weights,
+                "flash": _flash_fingerprint(self.flash),
             },
         )
 
@@ -260,10 +261,44 @@ class Router:
             raise HillclimbError(f"cannot read router weights {p}: {exc}") from exc
         if not isinstance(d, dict) or d.get("format") != "hillclimb-router-v1":
             raise HillclimbError(f"{p} is not a hillclimb router file")
+        # A file of other features (an older or newer hillclimb) would be read as a fitted bias
+        # mixed with the hand-set priors; one fitted on another code-flash reads nll / entropy
+        # of a model it never saw (session 22: both loaded silently).
+        if "features" in d and d["features"] != FEATURES:
+            raise HillclimbError(
+                f"{p}: fitted on features {d['features']!r}, this version scores {FEATURES!r}; "
+                "refit it with `hillclimb router fit`"
+            )
+        weights = d.get("weights")
+        if "features" in d and isinstance(weights, dict):
+            missing = sorted(set(DEFAULT_WEIGHTS) - set(weights))
+            if missing:
+                raise HillclimbError(f"{p}: weights {missing} are missing from a fitted file")
+        saved, here = d.get("flash"), _flash_fingerprint(flash)
+        if isinstance(saved, dict):
+            differ = sorted(k for k in here if k in saved and saved[k] != here[k])
+            if differ:
+                raise HillclimbError(
+                    f"{p}: fitted on another code-flash ({', '.join(differ)} differ); its nll and "
+                    "entropy features belong to that model: refit with `hillclimb router fit`"
+                )
         try:
             return cls(flash, threshold=d.get("threshold", 0.0), weights=d.get("weights"))
         except HillclimbError as exc:
             raise HillclimbError(f"{p}: {exc}") from None
+
+
+def _flash_fingerprint(flash: Any) -> dict[str, Any]:
+    """What the model-based features depend on that a file can check cheaply: the scoring
+    model's vocabulary size and its tokenizer's SHA-256 (the weights themselves are not hashed
+    here: a retrained code-flash on the same tokenizer still loads)."""
+    import hashlib
+
+    tok = flash.tokenizer
+    return {
+        "vocab_size": int(flash.cfg.vocab_size),
+        "tokenizer_sha256": hashlib.sha256(tok.hf.to_str().encode("utf-8")).hexdigest(),
+    }
 
 
 def _text(tok: Any, prompt_ids: list[int]) -> str:
