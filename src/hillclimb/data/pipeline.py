@@ -239,8 +239,43 @@ def _worker_run(start: int, items: list[Item]) -> tuple[bytes, np.ndarray, dict]
     return _WORKER.process(start, items)
 
 
-def _save_chunk(path: Path, blob: bytes, sigs: np.ndarray, stats: dict, n_items: int) -> None:
-    header = json.dumps({"items": n_items, "stats": stats}, sort_keys=True).encode()
+def items_key(items: list[Item]) -> str:
+    """What a work chunk was made from: each item's provenance, and for a file its size and
+    modification time (for inline text, its hash). A resume reuses a committed chunk only when
+    the stream enumerates the same items again: a file added or removed before it shifts every
+    later chunk, and an edited file would keep its old text."""
+    h = hashlib.sha256()
+    for it in items:
+        stamp: Any = None
+        if it.file is not None:
+            try:
+                st = os.lstat(it.file)
+                stamp = [st.st_size, st.st_mtime_ns]
+            except OSError:
+                stamp = "missing"
+        elif it.text is not None:
+            stamp = hashlib.sha256(it.text.encode("utf-8", "surrogatepass")).hexdigest()
+        row = [
+            it.source, it.path, it.file, it.zip_file, it.url, it.language, it.license, it.skip,
+            it.detail, sorted(it.meta), list(it.skip_filters), it.max_bytes, stamp,
+        ]  # fmt: skip
+        h.update(json.dumps(row, default=str).encode("utf-8", "surrogatepass") + b"\n")
+    return h.hexdigest()
+
+
+def _chunk_key(path: Path) -> str | None:
+    """The `items_key` a committed chunk was saved with (None: unreadable or an older format)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(bytes(z["head"])).get("key")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def _save_chunk(
+    path: Path, blob: bytes, sigs: np.ndarray, stats: dict, n_items: int, key: str
+) -> None:
+    header = json.dumps({"items": n_items, "stats": stats, "key": key}, sort_keys=True).encode()
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
@@ -345,8 +380,10 @@ def run_filter_stage(
     with _progress(progress) as bar:
         task = bar.add_task("filtering", total=None, kept=0)
 
-        def commit(k: int, n_items: int, res: tuple[bytes, np.ndarray, dict]) -> None:
-            _save_chunk(chunk_dir / f"{k:06d}.npz", res[0], res[1], res[2], n_items)
+        def commit(k: int, key: str, n_items: int, res: tuple[bytes, np.ndarray, dict]) -> None:
+            # a chunk (re)written now makes any committed dedup decision stale
+            (work / "dedup.json").unlink(missing_ok=True)
+            _save_chunk(chunk_dir / f"{k:06d}.npz", res[0], res[1], res[2], n_items, key)
             bar.update(task, advance=n_items, kept=bar.tasks[0].fields["kept"] + len(res[1]))
             fault.hit("chunk")
 
@@ -354,31 +391,38 @@ def run_filter_stage(
             proc: ChunkProcessor | None = None
             for k, items in _chunks_of(all_items(cfg), cfg.chunk_docs):
                 n_chunks = k + 1
-                if k in done:
+                key = items_key(items)
+                if k in done and _chunk_key(chunk_dir / f"{k:06d}.npz") == key:
                     bar.update(task, advance=len(items))
                     continue
                 proc = proc or ChunkProcessor(cfg, probes, ai_scorer)
-                commit(k, len(items), proc.process(k * cfg.chunk_docs, items))
+                commit(k, key, len(items), proc.process(k * cfg.chunk_docs, items))
         else:
             with ProcessPoolExecutor(
                 cfg.workers, initializer=_worker_init, initargs=(cfg, probes, ai_scorer)
             ) as ex:
-                pending: dict[Future, tuple[int, int]] = {}
+                pending: dict[Future, tuple[int, str, int]] = {}
                 for k, items in _chunks_of(all_items(cfg), cfg.chunk_docs):
                     n_chunks = k + 1
-                    if k in done:
+                    key = items_key(items)
+                    if k in done and _chunk_key(chunk_dir / f"{k:06d}.npz") == key:
                         bar.update(task, advance=len(items))
                         continue
-                    pending[ex.submit(_worker_run, k * cfg.chunk_docs, items)] = (k, len(items))
+                    fut = ex.submit(_worker_run, k * cfg.chunk_docs, items)
+                    pending[fut] = (k, key, len(items))
                     while len(pending) >= 2 * cfg.workers:
                         fin, _ = wait(pending, return_when=FIRST_COMPLETED)
                         for fut in sorted(fin, key=lambda f: pending[f][0]):
-                            kk, nn = pending.pop(fut)
-                            commit(kk, nn, fut.result())
+                            kk, kkey, nn = pending.pop(fut)
+                            commit(kk, kkey, nn, fut.result())
                 for fut in sorted(pending, key=lambda f: pending[f][0]):
-                    kk, nn = pending[fut]
-                    commit(kk, nn, fut.result())
-    # chunks beyond the stream (stale) cannot exist with a matching fingerprint; check anyway
+                    kk, kkey, nn = pending[fut]
+                    commit(kk, kkey, nn, fut.result())
+    # chunks beyond the stream: committed before files were removed from the sources
+    for p in chunk_dir.glob("*.npz"):
+        if int(p.stem) >= n_chunks:
+            p.unlink()
+            (work / "dedup.json").unlink(missing_ok=True)
     missing = [k for k in range(n_chunks) if not (chunk_dir / f"{k:06d}.npz").is_file()]
     if missing:
         raise HillclimbError(f"work chunks missing after the filter stage: {missing[:5]}")

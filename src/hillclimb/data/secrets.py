@@ -29,8 +29,12 @@ PASSWORD = "<PASSWORD>"
 _EMAIL_RE = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24})\b"
 )
+# The block stops at the next BEGIN line (a key holds none): with a plain `.*?` every header
+# whose END never comes scanned to the end of the text, quadratic in the number of such headers
+# (4,000 in 144 KB: 6.8 s); those are left to `_OPEN_PRIVATE_KEY_RE` below.
 _PRIVATE_KEY_RE = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----.*?-----END \1PRIVATE KEY\2-----",
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----"
+    r"(?:(?!-----BEGIN ).)*?-----END \1PRIVATE KEY\2-----",
     re.S,
 )
 # A BEGIN line whose END never comes (a key pasted in part, a file cut short, a reject's text cut
@@ -69,19 +73,36 @@ _TOKEN_RES: list[tuple[str, tuple[str, ...], re.Pattern[str]]] = [
 ]
 # `aws_secret_access_key = "..."`, `API_KEY: '...'`, `"client_secret": "..."` (value quoted).
 # The pattern starts at the keyword (no leading `[\w]*`, which would make the scan quadratic);
-# only the value is replaced.
+# only the value is replaced. The name's tail after the keyword is bounded and possessive
+# (`[\w-]{0,64}+`, in every pattern here): unbounded, each keyword inside a long name
+# (`_token_token...`, 30 KB) ran to the name's end again, 5.5 s per 30 KB and hours per MiB.
 _KEY_WORDS = ("key", "secret", "token")
 _ASSIGN_RE = re.compile(
     r"""(?ix)
-    (?:api[_-]?key|secret|token|access[_-]?key|auth[_-]?key|private[_-]?key)[\w-]*
+    (?:api[_-]?key|secret|token|access[_-]?key|auth[_-]?key|private[_-]?key)[\w-]{0,64}+
     (?P<sep>["']?\s*(?::=|=>|[:=])\s*)
     (?P<q>["'])(?P<val>[^"'\s]{12,200})(?P=q)
+    """
+)
+# The same names assigned without quotes, as config lines are (`export AWS_SECRET_ACCESS_KEY=...`
+# in a shell script, `ENV ...=...` in a Dockerfile, `api_token: ...` in YAML): the value must be
+# the rest of the line (a trailing `#` comment allowed) and made of key characters only - no
+# dots, brackets or quotes, so code (`secret = self.settings.key`, `token = f(x)`) never matches
+# - and the name must start a word (`LayoutLMv3TokenizerFast = ...` is code). Measured: 0 hits
+# besides real-looking keys on 50,962 source/config files (stdlib, site-packages, /usr/include,
+# /usr/share), 3 without the word-start rule.
+_BARE_ASSIGN_RE = re.compile(
+    r"""(?imx)
+    (?<![a-z0-9])(?:api[_-]?key|secret|token|access[_-]?key|auth[_-]?key|private[_-]?key)[\w-]{0,64}+
+    (?P<sep>[ \t]*[:=][ \t]*)
+    (?P<val>[A-Za-z0-9+/_-]{16,200}={0,2})
+    (?=[ \t]*(?:\#.*)?\r?$)
     """
 )
 _PW_WORDS = ("pass", "pwd")
 _PASSWORD_RE = re.compile(
     r"""(?ix)
-    (?:password|passwd|pwd)\b[\w-]*
+    (?:password|passwd|pwd)\b[\w-]{0,64}+
     (?P<sep>["']?\s*(?::=|=>|[:=])\s*)
     (?P<q>["'])(?P<val>[^"'\n]{4,200})(?P=q)
     """
@@ -143,9 +164,16 @@ class Redactor:
                 counts["generic_key"] += 1
                 return _replace_value(m, KEY)
 
+            def _bare(m: re.Match[str]) -> str:
+                val = m["val"]
+                if val.isidentifier() and "_" in val:  # a snake_case name: code, not a key
+                    return m.group(0)
+                return _assign(m)
+
             lower = text.lower()
             if any(w in lower for w in _KEY_WORDS):
                 text = _ASSIGN_RE.sub(_assign, text)
+                text = _BARE_ASSIGN_RE.sub(_bare, text)
         if cfg.passwords:
 
             def _pw(m: re.Match[str]) -> str:

@@ -349,24 +349,34 @@ def is_data_build(d: Path) -> bool:
     )
 
 
+def _is_link(p: Path) -> bool:
+    """`p.is_symlink()`, False when it cannot be told (a path past PATH_MAX raises there; os.walk
+    then reports the directory as one it could not list)."""
+    try:
+        return stat.S_ISLNK(os.lstat(p).st_mode)
+    except OSError:
+        return False
+
+
 def _walk(
     root: Path, exclude_dirs: tuple[str, ...] = (), errors: list[OSError] | None = None
 ) -> Iterator[Path]:
-    """Files under `root`, sorted. A directory that cannot be listed (no permission, a path
-    beyond PATH_MAX, a root that is not a directory) is appended to `errors`: os.walk's default
-    is to drop it silently, with every file below it. Data builds below the root (`is_data_build`)
-    are pruned with the `.NAME.lock` file beside each (`io.exclusive_dir`): build outputs, not
-    sources."""
+    """Files under `root`, sorted, and links to directories (never followed: yielded as
+    entries, so the caller counts them as `symlink` skips instead of losing them). A directory
+    that cannot be listed (no permission, a path beyond PATH_MAX, a root that is not a
+    directory) is appended to `errors`: os.walk's default is to drop it silently, with every
+    file below it. Data builds below the root (`is_data_build`) are pruned with the
+    `.NAME.lock` file beside each (`io.exclusive_dir`): build outputs, not sources."""
     skip = SKIP_DIRS | set(exclude_dirs)
     onerror = errors.append if errors is not None else None
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         here = Path(dirpath)
-        builds = {d for d in dirnames if d not in skip and is_data_build(here / d)}
-        dirnames[:] = sorted(d for d in dirnames if d not in skip and d not in builds)
+        links = {d for d in dirnames if d not in skip and _is_link(here / d)}
+        builds = {d for d in dirnames if d not in skip | links and is_data_build(here / d)}
+        dirnames[:] = sorted(d for d in dirnames if d not in skip | links | builds)
         locks = {f".{d}.lock" for d in builds}
-        for fn in sorted(filenames):
-            if fn not in locks:
-                yield here / fn
+        for fn in sorted((set(filenames) - locks) | links):
+            yield here / fn
 
 
 class _HeldoutDirs:
@@ -472,9 +482,6 @@ def tree_items(
             continue
         if is_license_file(f.name):
             continue  # license texts are metadata for the files beside them, not documents
-        if lang is None:
-            skips.append(Item(**base, skip="unsupported_type"))
-            continue
         try:
             st = f.lstat()
         except OSError:
@@ -482,8 +489,11 @@ def tree_items(
             continue
         if stat.S_ISLNK(st.st_mode):
             # never followed (it may lead out of the source: ~/.ssh, /etc), but counted, so a
-            # corpus whose files are links says where they went
+            # corpus whose files or directories are links says where they went
             skips.append(Item(**base, skip="symlink"))
+            continue
+        if lang is None:
+            skips.append(Item(**base, skip="unsupported_type"))
             continue
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader; sockets, devices
             skips.append(Item(**base, skip="not_a_regular_file"))
@@ -561,8 +571,9 @@ def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
                 where = f"{p.name}:{lineno}"
                 try:
                     obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    yield Item(source=cfg.name, path=where, skip="malformed_record")
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    detail = f"not a JSON line: {str(exc)[:120]}"
+                    yield Item(source=cfg.name, path=where, skip="malformed_record", detail=detail)
                     continue
                 yield _record_item(cfg, obj, where)
     except (OSError, EOFError, zlib.error):  # zlib.error: a corrupt deflate stream in a .gz
@@ -604,7 +615,12 @@ def _record_item(cfg: SourceConfig, obj: Any, where: str) -> Item:
         what = "missing" if obj.get(cfg.text_field) is None else "not a string"
         detail = f"text_field {cfg.text_field!r} {what}; record fields: {keys or '(none)'}"
         return Item(source=cfg.name, path=where, skip="malformed_record", detail=detail)
-    path = obj.get("path") if isinstance(obj.get("path"), str) else where
+    url = obj.get("url")
+    if url is not None and not isinstance(url, str):
+        # dropping it would hide the record's host from the domain blocklist
+        detail = f"url field not a string: {json.dumps(url, default=str)[:80]}"
+        return Item(source=cfg.name, path=where, skip="malformed_record", detail=detail)
+    path = obj.get("path") if isinstance(obj.get("path"), str) and obj["path"] else where
     lang = obj.get("language") if isinstance(obj.get("language"), str) else None
     if lang is None and path:
         lang = language_for_path(path)
@@ -613,12 +629,13 @@ def _record_item(cfg: SourceConfig, obj: Any, where: str) -> Item:
     except ValueError as exc:
         return Item(source=cfg.name, path=path, skip=MALFORMED_LICENSE, detail=str(exc))
     meta = {}
-    if isinstance(obj.get("id"), str):
-        meta["source_id"] = obj["id"]
+    rid = obj.get("id")
+    if isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)):
+        meta["source_id"] = str(rid)  # a dataset's row number is an id too
     return Item(
         source=cfg.name,
         path=path,
-        url=obj.get("url") if isinstance(obj.get("url"), str) else None,
+        url=url,
         text=obj[cfg.text_field],
         language=lang or "text",
         license=normalize_license(lic) if lic else None,

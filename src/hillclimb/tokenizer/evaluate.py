@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
-from hillclimb.tokenizer.io import Tokenizer, load_tokenizer
+from hillclimb.tokenizer.io import Tokenizer, encode_texts, load_tokenizer
 from hillclimb.tokenizer.train import (
     Document,
     iter_documents,
@@ -90,7 +90,7 @@ def _hf_encoder(name: str, tok: Tokenizer) -> _Encoder:
         prev = hf.encode_special_tokens
         hf.encode_special_tokens = True  # documents' special-token lookalikes are plain text
         try:
-            return [len(e.ids) for e in hf.encode_batch(texts, add_special_tokens=False)]
+            return [len(ids) for ids in encode_texts(hf, texts)]
         finally:
             hf.encode_special_tokens = prev
 
@@ -175,6 +175,10 @@ def evaluate(
     val = list(iter_documents(corpus_path, "val"))
     if not val:
         raise HillclimbError(f"corpus {corpus_path} has no documents with split == 'val'")
+    if not any(d.text for d in val):  # every rate would be 0/0: nothing to measure
+        raise HillclimbError(
+            f"corpus {corpus_path}: the val split's {len(val)} document(s) hold no text"
+        )
 
     notes: list[str] = []
     encoders = [_hf_encoder("ours", ours)]
@@ -256,6 +260,11 @@ def evaluate(
     }
 
 
+def _rate(value: float | None, width: int, digits: int) -> str:
+    """A table cell; None (no tokens or no lines to divide by) is `n/a`, never a 0."""
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
 def format_report(rep: dict[str, Any]) -> str:
     """A plain-text table of `evaluate`'s report."""
     names = list(rep["vocab_sizes"])
@@ -267,7 +276,7 @@ def format_report(rep: dict[str, Any]) -> str:
         line = f"{lang:<12} {row['documents']:>6} {row['lines']:>8}"
         for n in names:
             r = row[n]
-            line += f" | {r['chars_per_token'] or 0:>20.3f} {r['tokens_per_line'] or 0:>7.2f}"
+            line += f" | {_rate(r['chars_per_token'], 20, 3)} {_rate(r['tokens_per_line'], 7, 2)}"
         out.append(line)
     out.append(
         "vocab: " + ", ".join(f"{n}={v}" for n, v in rep["vocab_sizes"].items())

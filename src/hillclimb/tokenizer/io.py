@@ -37,6 +37,45 @@ from hillclimb.tokenizer.specials import (
 _MARK_OPEN, _MARK_PAD, _MARK_CLOSE = "\ue000", "\ue002", "\ue001"
 
 
+# Oniguruma (the regex engine of `tokenizers`) gives up on one match after 10M backtracking steps
+# and the Rust binding then panics: a `pyo3_runtime.PanicException`, a BaseException that no
+# `except Exception` catches. The code pre-tokenizer's line-start alternative `\s*[\r\n]`
+# backtracks over a whole whitespace run, so a run of ~8M spaces or tabs is enough. Such texts
+# are encoded with every whitespace run cut into pieces of `_WS_PIECE` characters (each well
+# inside the limit); the ids still decode to the text, and no other text's ids change.
+_WS_PIECE = 1 << 20
+_LONG_WS = re.compile(rf"\s{{{_WS_PIECE + 1},}}")
+
+
+def _is_regex_panic(exc: BaseException) -> bool:
+    return type(exc).__name__ == "PanicException" and "retry-limit" in str(exc)
+
+
+def _ws_pieces(text: str) -> list[str]:
+    """`text` cut inside its whitespace runs longer than `_WS_PIECE`, every `_WS_PIECE` chars."""
+    cuts = [0]
+    for m in _LONG_WS.finditer(text):
+        cuts += range(m.start() + _WS_PIECE, m.end(), _WS_PIECE)
+    cuts.append(len(text))
+    return [text[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def encode_texts(hf: HFTokenizer, texts: list[str]) -> list[list[int]]:
+    """`hf.encode_batch(texts)` ids (no post-processor specials), surviving the regex engine's
+    backtracking limit (see `_WS_PIECE`): only when the batch panics are its texts encoded one
+    by one, the long-run ones piece by piece."""
+    try:
+        return [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+    except BaseException as exc:
+        if not _is_regex_panic(exc):
+            raise
+    out = []
+    for text in texts:
+        pieces = _ws_pieces(text) if _LONG_WS.search(text) else [text]
+        out.append([i for piece in pieces for i in hf.encode(piece, add_special_tokens=False).ids])
+    return out
+
+
 class Tokenizer:
     """The shared tokenizer: `encode(str) -> list[int]`, `decode(list[int]) -> str`, chat template."""
 
@@ -54,11 +93,11 @@ class Tokenizer:
         are encoded as ordinary text (use this for data: user content, corpus documents, code
         around a FIM hole). Text without special-token strings gets the same ids either way."""
         hf = self.hf if allow_special else self._plain
-        return hf.encode(text, add_special_tokens=False).ids
+        return encode_texts(hf, [text])[0]
 
     def encode_batch(self, texts: list[str], allow_special: bool = True) -> list[list[int]]:
         hf = self.hf if allow_special else self._plain
-        return [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+        return encode_texts(hf, texts)
 
     @cached_property
     def _plain(self) -> HFTokenizer:

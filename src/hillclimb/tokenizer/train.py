@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import json
 import os
+import stat
 import time
 import zlib
 from collections.abc import Iterable, Iterator
@@ -112,10 +113,13 @@ def _iter_plain_dir(root: Path) -> Iterator[Document]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            if name.startswith(".") or not p.is_file():
+            if name.startswith("."):
                 continue
             try:
-                if p.stat().st_size > MAX_FILE_BYTES:
+                # lstat: a link is never followed (it may lead out of the corpus: /etc, ~/.ssh),
+                # as in `data build` (ingest skip `symlink`); FIFOs would block the read
+                st = p.lstat()
+                if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
                     continue
                 data = p.read_bytes()
             except OSError:
