@@ -174,6 +174,7 @@ _ROOM = re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the (?:
 
 # answers of a server that is busy or restarting, not of a bad request: retried (`_send`)
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+AUTH_STATUS = frozenset({401, 403})  # no key, or one the server refuses: `_auth_error`
 RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds before retry 1, 2, ...
 MAX_RETRY_AFTER_S = 60.0
 
@@ -250,6 +251,25 @@ class HTTPBackend:
     def _error(self, path: str, exc: Exception) -> HillclimbError:
         return HillclimbError(f"cannot reach {self.url}{path}: {type(exc).__name__}: {exc}")
 
+    def _auth_error(self, path: str, r: Any) -> HillclimbError:
+        """A 401/403: what to do about it, not the server's own advice.
+
+        Why: without a key our server (and OpenAI's) answers with curl-style text ("Authorization:
+        Bearer YOUR_KEY"), which names no flag of ours. A refused key is quoted from the server
+        (which masks it), as it says which key was refused."""
+        how = "pass --api-key KEY or set $HILLCLIMB_API_KEY"
+        head = f"{self.url}{path} answered HTTP {r.status_code}:"
+        if not self.api_key:
+            return HillclimbError(f"{head} it needs an API key; {how}")
+        try:
+            err = r.json().get("error")
+            msg = err.get("message") if isinstance(err, dict) else err
+        except (ValueError, AttributeError):
+            msg = None
+        said = f" ({str(msg)[:200]})" if isinstance(msg, str) and msg else ""
+        return HillclimbError(f"{head} it refused the API key{said}; {how} with a key it "
+                              "accepts")  # fmt: skip
+
     def _get(self, path: str) -> dict[str, Any]:
         import httpx
 
@@ -257,6 +277,14 @@ class HTTPBackend:
             r = self.client.get(self.url + path)
         except httpx.HTTPError as exc:
             raise self._error(path, exc) from None
+        if r.status_code in AUTH_STATUS:
+            raise self._auth_error(path, r)
+        if r.status_code == 404 and not self.url.endswith("/v1"):
+            # `--model http://host:8000` (the server, not its API base) is a common slip
+            raise HillclimbError(
+                f"{self.url}{path} answered HTTP 404; --model takes the API base URL, which "
+                f"usually ends in /v1 (e.g. {self.url}/v1)"
+            )
         if r.status_code != 200:
             raise HillclimbError(f"{self.url}{path} answered HTTP {r.status_code}: {r.text[:300]}")
         try:
@@ -277,8 +305,9 @@ class HTTPBackend:
             try:
                 r = self.client.post(self.url + path, json=body)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                if last:
-                    raise self._error(path, exc) from None
+                if last:  # said, as for a status: the server went away, not one blip
+                    err = self._error(path, exc)
+                    raise HillclimbError(f"{err} (after {attempt} retries)") from None
                 time.sleep(self.retry_delays[attempt])
                 continue
             except httpx.HTTPError as exc:
@@ -300,6 +329,8 @@ class HTTPBackend:
                         f"{self.url}{path} answered HTTP 200 that is not JSON: {r.text[:200]!r}"
                     ) from None
                 return ans
+            if r.status_code in AUTH_STATUS:
+                raise self._auth_error(path, r)
             msg = r.text[:400]
             if r.status_code == 400 and _CONTEXT.search(msg):
                 room = _room(msg)

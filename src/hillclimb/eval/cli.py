@@ -285,7 +285,7 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
             f"no-training baseline: {b.get('what', '?')}"
             + (f"; items some trivial answer passes: {extra}" if extra is not None else "")
         )
-    if result.get("baselines"):
+    if result.get("baselines") and not base:  # older problems results: per split only
         con.print(
             "no-training baseline (best of lookup / majority / chance per cell): "
             + ", ".join(
@@ -382,6 +382,7 @@ def _report(
     from hillclimb.errors import HillclimbError
     from hillclimb.io import write_json_atomic
 
+    failed: HillclimbError | None = None
     if args.out:
         target = Path(args.out) / filename
         try:
@@ -390,12 +391,35 @@ def _report(
             else:
                 _write_new(target, res)
         except OSError as exc:
-            raise HillclimbError(f"cannot write {target}: {exc}") from exc
+            failed = HillclimbError(f"cannot write {target}: {exc}; {_rescue(res, filename)}")
     if args.json:
         print(json.dumps(res, indent=2))
     else:
         printer(res)
+    if failed is not None:  # after the result is shown: the evaluation itself is not lost
+        raise failed
     return 0
+
+
+def _rescue(res: dict[str, Any], filename: str) -> str:
+    """Save `res` in the temporary directory when `--out` cannot take it; says where.
+
+    Why: `--out` is checked before the run, but a directory can go read-only, full or away
+    while an evaluation runs (or be one no file can be made in, as /proc), and the error
+    dropped the finished result unprinted — an hour of HumanEval samples gone."""
+    import os
+    import tempfile
+
+    from hillclimb.io import write_json_atomic
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"hillclimb-{filename.removesuffix('.json')}-",
+                                   suffix=".json")  # fmt: skip
+        os.close(fd)
+        write_json_atomic(tmp, res)
+    except OSError as exc:
+        return f"nor in the temporary directory ({exc}); it is printed above only"
+    return f"the result was saved to {tmp} instead"
 
 
 def _write_new(target: Any, res: dict[str, Any]) -> None:
@@ -548,6 +572,7 @@ def _handle_suite(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        announce=lambda line: print(line, file=sys.stderr, flush=True),  # stdout: the result
     )
     return _report(args, res, f"{args.suite}.json", print_suite)
 

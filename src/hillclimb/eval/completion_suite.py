@@ -18,6 +18,7 @@ end marker passed every item. The prompt is `meta["completion_prompt"]` of the p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hillclimb.eval.backends import Backend
@@ -47,10 +48,21 @@ def items(n_per_tier: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def run_completion(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+def run_completion(
+    backend: Backend, cfg: SuiteConfig, announce: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The suite's result; `announce` is told how many items will run before the first does
+    (`--n-items` counts per tier, not in total)."""
     from hillclimb.eval.humaneval import run_completion_items
 
-    its = items(cfg.n_items or DEFAULT_N_PER_TIER, cfg.seed)
+    n = cfg.n_items or DEFAULT_N_PER_TIER
+    its = items(n, cfg.seed)
+    if announce is not None:
+        tiers = len({it["tier"] for it in its})
+        line = f"completion suite: {len(its)} items: {n} per tier ({tiers} tiers)"
+        if cfg.limit is not None and cfg.limit < len(its):
+            line += f"; --limit {cfg.limit} asks the first {cfg.limit}"
+        announce(line)
     if cfg.limit is not None:
         its = its[: cfg.limit]
     out = run_completion_items(backend, cfg, its)

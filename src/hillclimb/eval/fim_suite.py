@@ -38,6 +38,7 @@ from __future__ import annotations
 import ast
 import random
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -223,15 +224,25 @@ def score(middle: str, answer: str) -> dict[str, Any]:
     }
 
 
-def run_fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+def run_fim(
+    backend: Backend, cfg: SuiteConfig, announce: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The suite's result; `announce` is told how many items will run before the first does
+    (`--n-items N` is N text items plus test items per tier, not a total)."""
     from hillclimb.tokenizer.specials import fim_prompt
 
     items = make_items(cfg.n_items or DEFAULT_N_ITEMS, cfg.seed)
-    tests = make_test_items(
-        max(1, cfg.n_items // 10) if cfg.n_items else DEFAULT_TEST_PER_TIER, cfg.seed
-    )
-    if cfg.limit:
-        items, tests = items[: cfg.limit], tests[: cfg.limit]
+    per_tier = max(1, cfg.n_items // 10) if cfg.n_items else DEFAULT_TEST_PER_TIER
+    tests = make_test_items(per_tier, cfg.seed)
+    if announce is not None:
+        line = (f"fim suite: {len(items) + len(tests)} items: {len(items)} standard-library "
+                f"lines and {len(tests)} test-based ({per_tier} per tier 2-4)")  # fmt: skip
+        if cfg.limit and cfg.limit < len(items) + len(tests):
+            line += f"; --limit {cfg.limit} asks the first {cfg.limit}"
+        announce(line)
+    if cfg.limit:  # the first N items in all, text items first (each set was cut to N: 2N ran)
+        items = items[: cfg.limit]
+        tests = tests[: cfg.limit - len(items)]
     n_text = len(items)
     items = items + tests
     max_tokens = cfg.max_tokens or DEFAULT_MAX_TOKENS
@@ -269,22 +280,33 @@ def run_fim(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
             {**row, "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
         )
     text_rows, test_rows = rows[:n_text], rows[n_text:]
-    metrics = {
-        "exact": metric([float(r["exact"]) for r in text_rows], cfg, salt=1),
-        "exact_stripped": metric([float(r["exact_stripped"]) for r in text_rows], cfg, salt=2),
-        "prefix_match": metric([float(r["prefix_match"]) for r in text_rows], cfg, salt=3),
-        "empty": metric([float(r["empty"]) for r in rows], cfg, salt=4),
-        "fence": metric([float(r["fence"]) for r in rows], cfg, salt=5),
-        "test_pass": metric([float(r["passed"]) for r in test_rows], cfg, salt=8),
-        "test_exact_stripped": metric([float(r["exact_stripped"]) for r in test_rows], cfg, salt=9),
-    }
     base = [score(it["middle"], p) for it, p in zip(items[:n_text], prev, strict=False)]
-    baseline = {
-        "what": "repeat the previous non-blank line",
-        "exact_stripped": metric([float(b["exact_stripped"]) for b in base], cfg, salt=6),
-        "prefix_match": metric([float(b["prefix_match"]) for b in base], cfg, salt=7),
-        "test_pass": metric([float(r.passed) for r in ran_base], cfg, salt=10),
+    # a metric over no items (a --limit that leaves no test items) is left out, not 0% of nothing
+    part = {"text": text_rows, "all": rows, "test": test_rows, "base": base, "ran": ran_base}
+    specs = {
+        "exact": ("text", lambda r: r["exact"], 1),
+        "exact_stripped": ("text", lambda r: r["exact_stripped"], 2),
+        "prefix_match": ("text", lambda r: r["prefix_match"], 3),
+        "empty": ("all", lambda r: r["empty"], 4),
+        "fence": ("all", lambda r: r["fence"], 5),
+        "test_pass": ("test", lambda r: r["passed"], 8),
+        "test_exact_stripped": ("test", lambda r: r["exact_stripped"], 9),
     }
+    base_specs = {
+        "exact_stripped": ("base", lambda b: b["exact_stripped"], 6),
+        "prefix_match": ("base", lambda b: b["prefix_match"], 7),
+        "test_pass": ("ran", lambda r: r.passed, 10),
+    }
+
+    def measured(which: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: metric([float(get(x)) for x in part[src]], cfg, salt=salt)
+            for name, (src, get, salt) in which.items()
+            if part[src]
+        }
+
+    metrics = measured(specs)
+    baseline = {"what": "repeat the previous non-blank line", **measured(base_specs)}
     return {
         "n_items": len(items),
         "n_text_items": n_text,

@@ -110,9 +110,15 @@ def _strip_fence(text: str) -> str:
     return m.group(1).strip() if m else t
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _is_json(text: str) -> bool:
+    """The answer (out of a Markdown fence) parses as JSON. Python's reader also takes `NaN`,
+    `Infinity` and `-Infinity`, which JSON has not: "NaN" passed "it must parse as JSON"."""
     try:
-        json.loads(_strip_fence(text))
+        json.loads(_strip_fence(text), parse_constant=_refuse_constant)
     except ValueError:
         return False
     return True
@@ -380,6 +386,30 @@ def score_response(item: IFItem, response: str) -> dict[str, Any]:
     }
 
 
+# answers that are not whole: stopped by max_tokens, or no room for one in the context
+CUT_OFF = ("length", "prompt_too_long")
+
+
+def cut_off(item: IFItem) -> dict[str, Any]:
+    """The score of an answer that was cut off: every instruction not followed.
+
+    Why not score the text: most instructions are limits ("no more than 50 words", "no
+    commas", "all lower case") that the first few tokens of any answer obey, so a run with a
+    small `--max-tokens` scored a model higher the more of its answers were cut off. What the
+    rest of the answer would have done is unknown; the item's `status` says it was cut."""
+    no = [False] * len(item.instructions)
+    return {"strict": no, "loose": list(no), "passed": False, "passed_loose": False}
+
+
+def _status(finish_reason: str, passed: bool) -> str:
+    """An item's status as the code suites name it: truncated | prompt_too_long | pass | fail."""
+    if finish_reason == "length":
+        return "truncated"
+    if finish_reason == "prompt_too_long":
+        return "prompt_too_long"
+    return "pass" if passed else "fail"
+
+
 # The no-training baseline: a "model" that answers with the prompt itself (as is, in lower or in
 # upper case) or says nothing. Echoing already obeys some instructions — the prompt holds the
 # keywords it asks for, upper case satisfies "all capitals" — so a score near it says nothing
@@ -428,6 +458,8 @@ def run_ifeval(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     per_type: dict[str, list[float]] = {k: [] for k in INSTRUCTIONS}
     for it, c in zip(items, comps, strict=True):
         s = score_response(it, c.text)
+        if c.finish_reason in CUT_OFF:
+            s = cut_off(it)
         for x, ok in zip(it.instructions, s["strict"], strict=True):
             per_type[x.kind].append(float(ok))
         rows.append(
@@ -436,6 +468,7 @@ def run_ifeval(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                 "prompt": it.prompt,
                 "instructions": [{"kind": x.kind, **x.args} for x in it.instructions],
                 **s,
+                "status": _status(c.finish_reason, s["passed"]),
                 "finish_reason": c.finish_reason,
                 "completion_tokens": c.completion_tokens,
                 "response": c.text,

@@ -18,6 +18,7 @@ answers match the default eval's up to the per-sample seeds of sampled pass@k.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hillclimb.eval.backends import Backend, Request
@@ -86,7 +87,38 @@ def backend_rollouts(backend: Backend, check_timeout_s: float = 10.0) -> Any:
     return run
 
 
-def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
+def plan_line(items: list[Any], cfg: SuiteConfig, n_per_cell: int) -> str:
+    """How many items the run asks, and why that many: `--n-items` counts per family × tier ×
+    split, not in total (`--n-items 20` is 1,242 items by default), so the number is said
+    before the first is asked. A cell's pool can be smaller than `--n-items` (hence "up to")."""
+    fams = len({p.family for p in items})
+    tiers = len({p.tier for p in items})
+    splits = len({p.split for p in items})
+    line = (
+        f"problems suite: {len(items)} items: up to {n_per_cell} per family × tier × split "
+        f"({fams} families, {tiers} tiers, {splits} splits)"
+    )
+    if cfg.limit is not None and cfg.limit < len(items):
+        line += f"; --limit {cfg.limit} asks the first {cfg.limit}"
+    return line
+
+
+def pooled_baseline(
+    items: list[dict[str, Any]], best: dict[tuple[str, str, int], float | None]
+) -> float | None:
+    """The no-training baseline of an accuracy over `items`: each item's cell's best baseline
+    (`best`, keyed by split, family, tier), averaged over the items.
+
+    Why per metric: only the per-split accuracies had one, so the per-kind rows (reasoning, code,
+    held-out families) printed without the number that says whether they beat guessing."""
+    vals = [best.get((i["split"], i["family"], i["tier"])) for i in items]
+    return round(sum(v or 0.0 for v in vals) / len(vals), 4) if vals else None
+
+
+def run_problems(
+    backend: Backend, cfg: SuiteConfig, announce: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The suite's result; `announce` is told the plan line (`plan_line`) before any item runs."""
     from hillclimb import problems as P
     from hillclimb.eval.tasks import TaskEvalConfig, evaluate_tasks
 
@@ -108,18 +140,24 @@ def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         tcfg,
         rollout=backend_rollouts(backend, cfg.timeout_s),
         tokenizer=engine.tokenizer if engine is not None else None,
+        on_items=(lambda ps: announce(plan_line(ps, cfg, tcfg.n_per_tier))) if announce else None,
+        limit=cfg.limit,  # only the kept items are asked (all were, and the rest thrown away)
     )
     # one record per (split, problem): a problem may keep its prompt in both evaluation splits
     items = [{**i, "id": f"{i['split']}/{i['id']}"} for i in res["items"]]
-    if cfg.limit is not None:
-        items = items[: cfg.limit]
     metrics: dict[str, Any] = {}
+    # the no-training baseline of every accuracy, over the very items it counts (`pooled_baseline`)
+    best = {(c["split"], c["family"], c["tier"]): c["baseline"].get("best") for c in res["cells"]}
+    baseline: dict[str, Any] = {
+        "what": "the best of lookup / majority / chance per family × tier, over the same items"
+    }
     salt = 0
     for split in tcfg.splits:
         sel = [i for i in items if i["split"] == split]
         if not sel:  # --limit cut the split away: no accuracy rather than 0.0 over no items
             continue
         metrics[f"accuracy/{split}"] = metric([float(i["passed"]) for i in sel], cfg, salt=salt)
+        baseline[f"accuracy/{split}"] = pooled_baseline(sel, best)
         salt += 1
         for kind, label in (("reasoning", "reasoning"), ("code", "code"), (None, "heldout_family")):
             part = [
@@ -135,6 +173,7 @@ def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                 metrics[f"accuracy/{split}/{label}"] = metric(
                     [float(i["passed"]) for i in part], cfg, salt=salt
                 )
+                baseline[f"accuracy/{split}/{label}"] = pooled_baseline(part, best)
                 salt += 1
     # the no-training baseline beside every accuracy: the best of lookup / majority / chance per
     # cell, pooled over the split's cells by the number of items the accuracy counts in each (with
@@ -153,6 +192,7 @@ def run_problems(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         "n_items": len(items),
         "metrics": metrics,
         "baselines": baselines,
+        "baseline": baseline,
         "cells": res["cells"],
         "truncated_share": res["truncated_share"],
         "finish_reasons": res["finish_reasons"],

@@ -39,6 +39,11 @@ SUITES: dict[str, str] = {
     "fim": "fim_suite:run_fim",
 }
 
+# suites whose item count is not plain from the flags (`--n-items` is per family × tier × split
+# in problems, per tier in completion, text items plus test items per tier in fim): their runner
+# takes an `announce` callable and says the count before the first item runs
+ANNOUNCING = ("problems", "completion", "fim")
+
 
 def suite_runner(name: str) -> Callable[[Backend, SuiteConfig], dict[str, Any]]:
     import importlib
@@ -65,9 +70,11 @@ def run_suite(
     batch_size: int = 16,
     concurrency: int = 4,
     price: tuple[float, float] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run suite `name` against `model` (a checkpoint directory or an http(s) base URL);
-    `price` (credits per million prompt / completion tokens) adds a cost per solved item."""
+    `price` (credits per million prompt / completion tokens) adds a cost per solved item;
+    `announce` is told, before the first item runs, how many will (suites in `ANNOUNCING`)."""
     from hillclimb.eval.backends import open_backend
 
     check_suite(name)
@@ -84,7 +91,8 @@ def run_suite(
         concurrency=concurrency,
     )
     try:
-        body = suite_runner(name)(be, cfg)
+        runner = suite_runner(name)
+        body = runner(be, cfg, announce) if name in ANNOUNCING else runner(be, cfg)
     finally:
         if own:
             be.close()

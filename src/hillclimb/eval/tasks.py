@@ -24,6 +24,7 @@ import functools
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,8 +87,14 @@ class TaskEvalConfig:
             raise ConfigError("max_tokens must be >= 1 (or omitted for per-cell sizing)")
         if self.sample_n_per_tier is not None and self.sample_n_per_tier < 1:
             raise ConfigError("sample_n_per_tier must be >= 1 (or omitted for all items)")
-        if self.batch_size < 1 or self.baseline_train_n < 0 or self.samples_per_item < 0:
-            raise ConfigError("batch_size >= 1, baseline_train_n >= 0, samples_per_item >= 0")
+        # one message per setting, naming its flag and value ("batch_size >= 1,
+        # baseline_train_n >= 0, samples_per_item >= 0" left the user to guess which was wrong)
+        for flag, value, least in (("--batch-size", self.batch_size, 1),
+                                   ("--baseline-train-n", self.baseline_train_n, 0),
+                                   ("--samples-per-item", self.samples_per_item, 0),
+                                   ("--samples", self.examples, 0)):  # fmt: skip
+            if value < least:
+                raise ConfigError(f"{flag} must be >= {least}, got {value}")
         for k in self.pass_k:
             if self.samples_per_item and not 1 <= k <= self.samples_per_item:
                 raise ConfigError(
@@ -122,14 +129,22 @@ def _train_items(family: str, tier: int, n: int, seed: int) -> tuple[Any, ...]:
 
 
 def evaluate_tasks(
-    engine: Any, cfg: TaskEvalConfig, *, rollout: Any = None, tokenizer: Any = None
+    engine: Any,
+    cfg: TaskEvalConfig,
+    *,
+    rollout: Any = None,
+    tokenizer: Any = None,
+    on_items: Callable[[list[Any]], None] | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Greedy (and optionally sampled) accuracy per family × tier × split, with baselines.
 
     `engine` rolls out through `rl.rollout.rollout_and_check`; another source of answers (the
     `problems` suite's OpenAI-compatible backend) passes `rollout` — a callable with that
     function's signature minus the engine — and `tokenizer` (None: per-cell `max_tokens` from the
-    reference solution's UTF-8 bytes, an upper bound on any byte-level BPE's token count)."""
+    reference solution's UTF-8 bytes, an upper bound on any byte-level BPE's token count).
+    `on_items` is told the problems once they are drawn, before any is asked (to say how many);
+    `limit` asks only the first `limit` of them (`--limit`: a quick run, not a full one cut)."""
     from hillclimb import problems as P
     from hillclimb.rl.rollout import reference_tokens, rollout_and_check
 
@@ -144,11 +159,16 @@ def evaluate_tasks(
         s: P.problem_suite(cfg.seed, s, cfg.n_per_tier, fams, tiers) for s in cfg.splits
     }
     items = [p for s in cfg.splits for p in suite[s]]
+    if on_items is not None:
+        on_items(items)
     caps: dict[tuple[str, int], int] = {}
     for f in fams:
         for t in tiers:
             cell = [p for p in items if p.family == f and p.tier == t]
             caps[(f, t)] = cfg.max_tokens or cell_max_tokens(tokenizer, cell, cfg.max_tokens_margin)
+    if limit is not None:  # after the caps: a cell's budget is its whole cell's, as without
+        items = items[:limit]
+    asked = {(p.split, p.id) for p in items}
     suite_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -174,6 +194,7 @@ def evaluate_tasks(
             for f in fams
             for t in tiers
             for p in [q for q in suite[s] if q.family == f and q.tier == t][:k]
+            if (p.split, p.id) in asked
         ]
         t2 = time.perf_counter()
         rolls = rollout(

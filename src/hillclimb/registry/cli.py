@@ -119,7 +119,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _common(p)
     p.add_argument("ckpt", help="checkpoint (alias, id or directory; a directory is registered)")
-    p.add_argument("eval_json", type=Path, help="eval.json / a climb's NN-eval/<model>.json")
+    p.add_argument(
+        "eval_json",
+        type=Path,
+        help="eval.json / SUITE.json, an `eval --out` directory holding one, or a climb's "
+        "NN-eval/<model>.json",
+    )
     p.add_argument(
         "--stage",
         default=None,
@@ -288,8 +293,14 @@ def _add(args: argparse.Namespace) -> int:
 
 def _add_eval(args: argparse.Namespace) -> int:
     from hillclimb.errors import HillclimbError
-    from hillclimb.registry.evalfile import load_eval_file, parse_result, pick_result
+    from hillclimb.registry.evalfile import (
+        eval_file_path,
+        load_eval_file,
+        parse_result,
+        pick_result,
+    )
 
+    args.eval_json = eval_file_path(args.eval_json)  # an `eval --out DIR`: its result file
     source = str(args.eval_json)
     obj = load_eval_file(args.eval_json)  # bad files fail before the registry is touched
     with _open(args, create=True) as reg:

@@ -40,8 +40,37 @@ class Item:
     score: float
 
 
-def load_eval_file(path: str | Path) -> Any:
+def eval_file_path(path: str | Path) -> Path:
+    """The result file `path` names: itself, or for a directory (an `eval --out DIR`) the one
+    JSON file in it that holds an evaluation result.
+
+    Why: the README offers `add-eval CKPT` "an `hillclimb eval --out DIR` result", and giving DIR
+    said "eval file not found: DIR". A directory with several results (a climb's `NN-eval`, two
+    suites in one `--out`) is refused naming them, not guessed at."""
     p = Path(path)
+    if not p.is_dir():
+        return p
+    found = []
+    for f in sorted(p.glob("*.json")):
+        try:
+            obj = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not a result: unreadable files are no candidates
+        if find_results(obj):
+            found.append(f)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise HillclimbError(
+            f"{p} is a directory with no evaluation result in it (expected a `hillclimb eval "
+            "--out` directory); name the result file"
+        )
+    names = ", ".join(f.name for f in found)
+    raise HillclimbError(f"{p} holds several evaluation results ({names}); name the one to add")
+
+
+def load_eval_file(path: str | Path) -> Any:
+    p = eval_file_path(path)
     if not p.is_file():
         raise HillclimbError(f"eval file not found: {p}")
     try:
@@ -71,7 +100,34 @@ def pick_result(
     force: bool = False,
 ) -> dict[str, Any]:
     """The result in `obj` for the checkpoint at `checkpoint_path` (see the module doc);
-    `force` takes the only result with task accuracy whatever checkpoint path it names."""
+    `force` takes the only result with task accuracy whatever checkpoint path it names, or a
+    result of a URL (`_served_url`)."""
+    result = _pick(obj, checkpoint_path, source=source, stage=stage, force=force)
+    url = _served_url(result)
+    if url is not None and not force:
+        raise HillclimbError(
+            f"{source}: it evaluated a server ({url}), and the registry cannot tell which "
+            f"weights that server ran; pass --force if it served {checkpoint_path}"
+        )
+    return result
+
+
+def _served_url(result: dict[str, Any]) -> str | None:
+    """The URL a result evaluated (`eval --model URL`), or None for a checkpoint's.
+
+    Why: such a result names no checkpoint directory, so it was attached silently to whatever
+    checkpoint `add-eval` was given — a hosted model's numbers could gate a promotion."""
+    model = result.get("model")
+    if isinstance(model, str) and model.startswith(("http://", "https://")):
+        return model
+    if result.get("backend") == "http":
+        return str(model)
+    return None
+
+
+def _pick(
+    obj: Any, checkpoint_path: str, *, source: str, stage: str | None, force: bool
+) -> dict[str, Any]:
     found = find_results(obj)
     if not found:
         raise HillclimbError(
@@ -190,7 +246,8 @@ def parse_suite_result(result: dict[str, Any], source: str) -> Parsed:
             score = _score(
                 source, iid, lambda it=it: float(it.get("samples_passed", 0)) / it["samples"]
             )
-        items.append(Item(iid, it.get("category"), None, None, it["passed"], score))
+        fam, tier = _group(it)
+        items.append(Item(iid, fam, tier, _kind(fam), it["passed"], score))
     correct = sum(it.passed for it in items)
     st = result.get("settings") if isinstance(result.get("settings"), dict) else {}
     settings = {k: st.get(k) for k in ("max_tokens", "form", "timeout_s")}
@@ -208,9 +265,29 @@ def parse_suite_result(result: dict[str, Any], source: str) -> Parsed:
     return {name: (summary, settings, items)}
 
 
+def _group(it: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(family, tier) of a suite item: its `category` (adversarial) or `family` (the problems
+    suite), and its `tier` (problems, completion).
+
+    Why: only `category` was read, so a problems-suite result lost every family, tier and kind,
+    and `registry compare --suite problems:arith` (or `:code`, `:t2`) matched no item."""
+    fam = it.get("category") or it.get("family")
+    tier = it.get("tier")
+    ok = isinstance(tier, int) and not isinstance(tier, bool)
+    return (fam if isinstance(fam, str) else None), (tier if ok else None)
+
+
+def _kind(family: str | None) -> str | None:
+    """The kind filter of a generator family (reasoning, code, heldout_family); None else."""
+    from hillclimb import problems as P
+
+    if family in P.HELDOUT_FAMILIES:
+        return "heldout_family"
+    return P.FAMILIES.get(family) if isinstance(family, str) else None
+
+
 def parse_task_result(result: Any, source: str) -> Parsed:
     """The `run_eval` case of `parse_result`: one suite per evaluation split."""
-    from hillclimb import problems as P
 
     def bad(why: str) -> HillclimbError:
         return _bad(source, why)
@@ -248,14 +325,7 @@ def parse_task_result(result: Any, source: str) -> Parsed:
         if (split, iid) in seen:
             raise bad(f"item {iid} appears twice in split {split!r}")
         seen.add((split, iid))
-        kind = (
-            "heldout_family"
-            if fam in P.HELDOUT_FAMILIES
-            else P.FAMILIES.get(fam)
-            if isinstance(fam, str)
-            else None
-        )
-        by_split[split].append(Item(iid, fam, tier, kind, passed, score))
+        by_split[split].append(Item(iid, fam, tier, _kind(fam), passed, score))
     out: dict[str, tuple[dict[str, Any], dict[str, Any], list[Item]]] = {}
     for s, rec in splits.items():
         items = by_split[s]
