@@ -12,7 +12,9 @@ does not know (nested dataclasses) are not checked here — their own filler che
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from hillclimb.errors import ConfigError
@@ -79,3 +81,34 @@ def require_table(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a table, got {type(value).__name__} {value!r}")
     return dict(value)
+
+
+def nearest(name: str, known: Iterable[str]) -> str | None:
+    """The known name closest to a misspelt `name` (`stps` -> `steps`, `Python` -> `python`), or
+    None when nothing is close (sorted first: the same answer whatever the set's order)."""
+    known = sorted(known)
+    by_lower = {k.lower(): k for k in known}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    hit = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return hit[0] if hit else None
+
+
+def check_known_keys(
+    table: dict[str, Any], known: Iterable[str], where: str, what: str = "key(s)"
+) -> None:
+    """ConfigError naming the keys of `table` that are not in `known`, each with its nearest
+    valid key (`what`: how the message names them, e.g. "TrainConfig keys:"). Why: a misspelt
+    key (`stps`) listed beside dozens of valid ones, or named alone, left the user to find the
+    one they meant. The full list is shown when no valid key is near, or when it is short."""
+    known = sorted(known)
+    bad = sorted(set(table) - set(known), key=str)
+    if not bad:
+        return
+    hints = [f"{k!r}: did you mean {n!r}?" for k in bad if (n := nearest(str(k), known))]
+    msg = f"{where}: unknown {what} {bad}"
+    if hints:
+        msg += f" ({'; '.join(hints)})"
+    if len(hints) < len(bad) or len(known) <= 20:
+        msg += f"; known: {', '.join(known)}"
+    raise ConfigError(msg)

@@ -26,15 +26,17 @@ Tables (schema in docs/areas/climb.md):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hillclimb.config_types import check_values, require_table
+from hillclimb.config_types import check_known_keys, check_values, nearest, require_table
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.train.sft_data import DEFAULT_BUDGET_RANGE, budget_range
 
@@ -158,7 +160,11 @@ def eval_suites(ev: dict[str, Any], names: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for m, suites in table.items():
         if m not in names:
-            raise ConfigError(f"[eval] suites: {m!r} is not a model of this recipe ({names})")
+            near = nearest(m, names)
+            raise ConfigError(
+                f"[eval] suites: {m!r} is not a model of this recipe ({names})"
+                + (f"; did you mean {near!r}?" if near else "")
+            )
         if not isinstance(suites, list) or not all(isinstance(x, str) for x in suites):
             raise ConfigError(f"[eval] suites for {m}: expected a list of suite names")
         bad = [x for x in suites if x not in CLIMB_SUITES]
@@ -215,6 +221,40 @@ def task_config(ev: dict[str, Any]) -> Any:
     )
 
 
+# source kinds whose records carry their own `language` label (any string); the others label a
+# document by its file name (`data.document.language_for_path`) or are the generators
+SELF_LABELLED_SOURCES = {"jsonl", "parquet"}
+
+
+def check_model_fields(overrides: dict[str, Any], where: str) -> None:
+    """Model overrides whose keys are `ModelConfig` fields, or a ConfigError naming the nearest
+    (`n_layer` -> `n_layers`); the model's own check named neither the table nor the field."""
+    from hillclimb.model.config import ModelConfig
+
+    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    check_known_keys(overrides, known, where, "ModelConfig fields:")
+
+
+def check_fim_languages(langs: list[str], data_cfg: Any, where: str) -> None:
+    """Refuse a `fim_languages` name no document of the recipe's corpus can carry (`Python` for
+    `python`, `py`, a typo), at load. Why: `fim_from_corpus` finds no document of that language
+    only in the sft-data stage, after the data build and every pre-training has run. A corpus
+    with jsonl / parquet sources may label its records as it likes, so any name is taken then."""
+    if not langs or any(s.kind in SELF_LABELLED_SOURCES for s in data_cfg.sources):
+        return
+    from hillclimb.data.document import EXT_LANGUAGE, NAME_LANGUAGE
+
+    known = sorted({*EXT_LANGUAGE.values(), *NAME_LANGUAGE.values(), "text", "reasoning"})
+    for lang in langs:
+        if lang not in known:
+            near = nearest(lang, known)
+            raise ConfigError(
+                f"{where}: fim_languages names {lang!r}, a language no document of this corpus "
+                "can have (its sources label files by their extension)"
+                + (f"; did you mean {near!r}?" if near else f"; languages: {', '.join(known)}")
+            )
+
+
 RESERVED_RL = {"out", "init", "resume", "tokenizer", "data", "preset", "model_config"}
 
 
@@ -252,10 +292,14 @@ def rl_tables(raw: dict[str, Any], names: list[str], seed: int) -> dict[str, dic
 
     if "rl" not in raw:
         return {}
-    common, per = _split_per_model(require_table(raw["rl"], "[rl]"), names, "rl")
+    fields = {f.name for f in dataclasses.fields(RLConfig)}
+    common, per = _split_per_model(require_table(raw["rl"], "[rl]"), names, "rl", fields)
     out = {}
     for m in names:
         eff = _merge(common, per[m])
+        # the fields the climb fills are named by the reserved check below
+        known = fields | {"enabled"} | RESERVED_RL
+        check_known_keys(eff, known, f"[rl] for {m}", "RLConfig keys:")
         enabled = eff.pop("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"[rl] for {m}: enabled must be true or false, got {enabled!r}")
@@ -296,14 +340,19 @@ def rl_harness_tables(
         raise ConfigError("[rl_harness] must be a table of [rl_harness.<model>] tables")
     unknown = sorted(set(table) - set(names))
     if unknown:
+        hints = [f"[rl_harness.{n}]" for k in unknown if (n := nearest(k, names))]
         raise ConfigError(
-            f"[rl_harness]: {unknown} are not models of this recipe; use [rl_harness.<model>]"
+            f"[rl_harness]: {unknown} are not models of this recipe ({names}); use "
+            "[rl_harness.<model>]" + (f" (did you mean {', '.join(hints)}?)" if hints else "")
         )
     from hillclimb.harness.task import KINDS
 
     out = {}
     for m in names:
         eff = require_table(table.get(m) or {}, f"[rl_harness.{m}]")
+        known = {f.name for f in dataclasses.fields(RLConfig)} | RESERVED_RL | {"harness"}
+        check_known_keys(eff, known | set(HARNESS_TASK_DEFAULTS) | {"enabled"},
+                         f"[rl_harness.{m}]", "RLConfig keys:")  # fmt: skip
         enabled = eff.pop("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"[rl_harness.{m}] enabled must be true or false, got {enabled!r}")
@@ -405,7 +454,26 @@ def build_data_config(table: dict[str, Any]) -> Any:
     return data_config_from_dict(copy.deepcopy(table))
 
 
-def _split_per_model(table: dict[str, Any], models: list[str], where: str) -> tuple[dict, dict]:
+def _split_per_model(
+    table: dict[str, Any], models: list[str], where: str, fields: Iterable[str] = ()
+) -> tuple[dict, dict]:
+    """(keys for every model, {model: its own sub-table}). A sub-table named after no model of
+    the recipe (`[sft.codeflash]`, or `[sft_data.code-flash]` left in a one-model recipe) is
+    refused as such: it used to reach the field check as "unknown SFTConfig keys:
+    ['codeflash']", as if a field were misspelt. `fields`: the table's own keys, so a
+    table-valued field (`model_overrides`) or a misspelt one is left to the key check."""
+    fields = set(fields)
+    for k, v in table.items():
+        if k in models or k in fields or not isinstance(v, dict):
+            continue
+        near = nearest(k, [*models, *fields])
+        if near in fields:
+            continue
+        hint = f"; did you mean [{where}.{near}]?" if near else ""
+        raise ConfigError(
+            f"[{where}.{k}]: {k!r} is not a model of this recipe (its models: {models}); a "
+            f"sub-table of [{where}] overrides keys for one model{hint}"
+        )
     common = {k: v for k, v in table.items() if k not in models}
     per = {}
     for m in models:
@@ -452,11 +520,9 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         if t in raw:
             require_table(raw[t], f"[{t}]")
     climb = dict(raw.get("climb", {}))
+    check_known_keys(climb, ("description", "seed"), "[climb]")
     check_values({"seed": "int", "description": "str"}, climb, "[climb]")
-    seed = int(climb.pop("seed", 0))
-    climb.pop("description", None)
-    if climb:
-        raise ConfigError(f"[climb]: unknown key(s) {sorted(climb)}; known: description, seed")
+    seed = int(climb.get("seed", 0))
 
     # ---- data ---------------------------------------------------------------------------------
     from hillclimb.data.recipe import expand_data_paths
@@ -467,9 +533,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
 
     # ---- tokenizer ----------------------------------------------------------------------------
     tok = dict(raw.get("tokenizer", {}))
-    bad = sorted(set(tok) - set(TOKENIZER_DEFAULTS))
-    if bad:
-        raise ConfigError(f"[tokenizer]: unknown key(s) {bad}; known: {sorted(TOKENIZER_DEFAULTS)}")
+    check_known_keys(tok, TOKENIZER_DEFAULTS, "[tokenizer]")
     check_values(TOKENIZER_TYPES, tok, "[tokenizer]")
     tok = {**TOKENIZER_DEFAULTS, **tok}
     from hillclimb.tokenizer.pretok import PRETOKENIZERS
@@ -494,7 +558,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         )
 
     # ---- models -------------------------------------------------------------------------------
-    from hillclimb.model.config import get_preset
+    from hillclimb.model.config import get_preset, preset_names
 
     models: dict[str, dict[str, Any]] = {}
     if not isinstance(raw["models"], dict) or not raw["models"]:
@@ -507,13 +571,19 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
             )
         if not isinstance(spec, dict) or "preset" not in spec:
             raise ConfigError(f'[models.{name}] needs a `preset` (e.g. "{name}-tiny")')
-        extra = sorted(set(spec) - {"preset", "overrides"})
-        if extra:
-            raise ConfigError(f"[models.{name}]: unknown key(s) {extra}; known: preset, overrides")
+        check_known_keys(spec, ("preset", "overrides"), f"[models.{name}]")
         overrides = require_table(spec.get("overrides", {}), f"[models.{name}].overrides")
+        if spec["preset"] not in preset_names():
+            near = nearest(str(spec["preset"]), preset_names())
+            raise ConfigError(
+                f"[models.{name}]: unknown preset {spec['preset']!r}"
+                + (f" (did you mean {near!r}?)" if near else "")
+                + f"; presets: {', '.join(preset_names())}"
+            )
+        check_model_fields(overrides, f"[models.{name}].overrides")
         try:
             get_preset(spec["preset"]).replace(**overrides)
-        except TypeError as exc:
+        except (TypeError, ConfigError) as exc:  # named by its table: which model, which key
             raise ConfigError(f"[models.{name}].overrides: {exc}") from exc
         models[name] = {"preset": spec["preset"], "overrides": overrides}
     # each model's context: a training seq_len above it fails now, not after the data build
@@ -526,7 +596,8 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     from hillclimb.train.config import SFTConfig, TrainConfig
 
     def train_tables(table: str, cls: type) -> dict[str, dict[str, Any]]:
-        common, per = _split_per_model(dict(raw.get(table, {})), names, table)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        common, per = _split_per_model(dict(raw.get(table, {})), names, table, fields)
         out = {}
         for m in names:
             eff = _merge(common, per[m])
@@ -535,6 +606,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
                 raise ConfigError(
                     f"[{table}] sets {reserved}, which the climb fills itself; remove them"
                 )
+            check_known_keys(eff, fields, f"[{table}] for {m}", f"{cls.__name__} keys:")
             if "decontaminate" in eff and cls is SFTConfig:
                 raise ConfigError(
                     f"[{table}] sets decontaminate: the climb's SFT data is its generators' train "
@@ -547,6 +619,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
             except (TypeError, ConfigError) as exc:
                 raise ConfigError(f"[{table}] for {m}: {exc}") from exc
             if cfg.model_overrides:  # applied over [models.NAME] overrides: fields checked now
+                check_model_fields(cfg.model_overrides, f"[{table}] for {m}: model_overrides")
                 try:
                     get_preset(models[m]["preset"]).replace(
                         **{**models[m]["overrides"], **cfg.model_overrides}
@@ -571,15 +644,13 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     from hillclimb.climb.flywheel import check_exports
     from hillclimb.data.recipe import expand_source_path
 
-    common, per = _split_per_model(dict(raw.get("sft_data", {})), names, "sft_data")
+    common, per = _split_per_model(
+        dict(raw.get("sft_data", {})), names, "sft_data", SFT_DATA_DEFAULTS
+    )
     sft_data = {}
     for m in names:
         eff = {**SFT_DATA_DEFAULTS, **_merge(common, per[m])}
-        bad = sorted(set(eff) - set(SFT_DATA_DEFAULTS))
-        if bad:
-            raise ConfigError(
-                f"[sft_data] for {m}: unknown key(s) {bad}; known: {sorted(SFT_DATA_DEFAULTS)}"
-            )
+        check_known_keys(eff, SFT_DATA_DEFAULTS, f"[sft_data] for {m}")
         check_values(SFT_DATA_TYPES, eff, f"[sft_data] for {m}")
         counts = ["tool_examples", "task_examples", "fim_examples", "text_examples"]
         ns = eff["n"] if isinstance(eff["n"], list) else [eff["n"]]
@@ -600,6 +671,25 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
                 raise ConfigError(f"[sft_data] for {m}: tier {t} not in {list(P.TIERS)}")
         if isinstance(eff["n"], list) and len(eff["n"]) != len(eff["tiers"]):
             raise ConfigError(f"[sft_data] for {m}: `n` as a list must align with `tiers`")
+        for key in ("tiers", "families"):
+            twice = sorted({x for x in eff[key] if eff[key].count(x) > 1}, key=str)
+            if twice:
+                # a tier listed twice drew the same problems again (same seed): `tiers = [1, 1]`
+                # with `n = [4, 8]` was 12 records, 8 of them distinct, not 12 problems
+                raise ConfigError(
+                    f"[sft_data] for {m}: {key} lists {twice} more than once; list each once "
+                    "(its count is `n`)"
+                )
+        if eff["tool_examples"] and not eff["tiers"]:
+            # `tool_records` draws its code_bugfix problems from these tiers: none made no
+            # episode, silently, or failed the sft-data stage after pre-training
+            raise ConfigError(
+                f"[sft_data] for {m}: tool_examples = {eff['tool_examples']} needs tiers (the "
+                "episodes are code_bugfix problems of those tiers), but tiers = []; set tiers "
+                "(and n = 0 for no chat problems) or tool_examples = 0"
+            )
+        if eff["fim_examples"]:
+            check_fim_languages(eff["fim_languages"], data_cfg, f"[sft_data] for {m}")
         if not (eff["tiers"] and any(ns)) and not any(eff[k] for k in counts + ["flywheel"]):
             # found now, not by the sft-data stage after the data build and pre-training
             raise ConfigError(
@@ -613,7 +703,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         ):
             raise ConfigError(f"[sft_data] for {m}: `flywheel` must be a list of directories")
         eff["flywheel"] = [expand_source_path(x, path.parent) for x in eff["flywheel"]]
-        check_exports(eff["flywheel"], f"[sft_data] for {m}")
+        check_exports(eff["flywheel"], f"[sft_data] for {m}", read=True)
         vf = eff["verbose_fraction"]
         if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 <= vf <= 1:
             raise ConfigError(f"[sft_data] for {m}: verbose_fraction must be in [0, 1], got {vf!r}")
@@ -632,9 +722,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
 
     # ---- eval ---------------------------------------------------------------------------------
     ev = dict(raw.get("eval", {}))
-    bad = sorted(set(ev) - set(EVAL_DEFAULTS))
-    if bad:
-        raise ConfigError(f"[eval]: unknown key(s) {bad}; known: {sorted(EVAL_DEFAULTS)}")
+    check_known_keys(ev, EVAL_DEFAULTS, "[eval]")
     check_values(EVAL_TYPES, ev, "[eval]")
     ev = {**EVAL_DEFAULTS, **ev}
     for k in ("val_tokens", "samples"):

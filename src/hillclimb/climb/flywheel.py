@@ -44,8 +44,12 @@ from hillclimb.data.decontam_records import record_text
 from hillclimb.errors import ConfigError, HillclimbError
 
 
-def check_exports(paths: list[str], where: str) -> None:
-    """Clear errors for export directories that are not `telemetry export` outputs."""
+def check_exports(paths: list[str], where: str, *, read: bool = False) -> None:
+    """Clear errors for export directories that are not `telemetry export` outputs; with
+    `read`, also for a line of their files that is not UTF-8 or not JSON. Why `read` at recipe
+    load: the sft-data stage reads the export after the data build and every pre-training, and
+    a damaged line stopped the climb there; what a record holds (consent, task, shape) is
+    judged there, record by record, and counted."""
     for p in paths:
         d = Path(p)
         if not (d / "export.json").is_file() or not (d / "sft.jsonl").is_file():
@@ -53,6 +57,13 @@ def check_exports(paths: list[str], where: str) -> None:
                 f"{where}: flywheel export {p} is not a `hillclimb telemetry export` output "
                 "(needs export.json and sft.jsonl)"
             )
+        if read:
+            try:
+                _records(d / "sft.jsonl")
+                if (d / "rl_prompts.jsonl").is_file():
+                    _lines(d / "rl_prompts.jsonl")
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: flywheel export {exc}") from None
 
 
 def fingerprint(paths: list[str]) -> str:
@@ -90,11 +101,9 @@ def _malformed(rec: dict[str, Any], where: str) -> str | None:
 
     if "messages" in rec:
         try:
-            chat = normalize_chat(rec, where)
+            normalize_chat(rec, where)  # also refuses a chat with no assistant turn to learn
         except HillclimbError as exc:
             return str(exc)
-        if not any(m["role"] == "assistant" for m in chat["messages"]):
-            return f"{where}: no assistant message to learn from"  # SFT would refuse it
         return None
     if "fim" in rec:
         f = rec["fim"]
@@ -117,11 +126,39 @@ def _event_key(rec: dict[str, Any], source: Any) -> str:
     return "content:" + hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _lines(path: Path) -> list[str]:
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the file's non-blank lines, split at newlines only; a line that is
+    not UTF-8 is a ConfigError naming it. Why not `str.splitlines`: it also breaks at U+2028,
+    U+2029, U+0085 and a few control characters, which JSON keeps raw inside strings — and
+    `telemetry export` writes API answers with `ensure_ascii=False`, so an answer holding one
+    was two halves that were "not JSON", failing the climb after pre-training."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc}); is it a telemetry export?") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the export ({exc})") from None
+    out = []
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}:{n}: not UTF-8 text ({exc}); is it a telemetry export?"
+            ) from None
+        if text.strip():
+            out.append((n, text))
+    return out
+
+
+def _records(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON) of an export file's lines; ConfigError naming a line that is
+    not JSON."""
+    out = []
+    for n, line in _lines(path):
+        try:
+            out.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{n}: not JSON ({exc})") from None
+    return out
 
 
 def flywheel_records(
@@ -158,17 +195,11 @@ def flywheel_records(
     for p in paths:
         d = Path(p)
         admitted = refused = 0
-        for n, line in enumerate(_lines(d / "sft.jsonl")):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{d / 'sft.jsonl'}:{n + 1}: not JSON ({exc})") from None
+        for n, rec in _records(d / "sft.jsonl"):
             meta = rec.get("meta") if isinstance(rec, dict) else None
             source = meta.get("source") if isinstance(meta, dict) else None
             why = _refusal(rec, source)
-            if why is None and (bad := _malformed(rec, f"{d / 'sft.jsonl'}:{n + 1}")):
+            if why is None and (bad := _malformed(rec, f"{d / 'sft.jsonl'}:{n}")):
                 why = "malformed"
                 if len(counts["malformed_examples"]) < 5:
                     counts["malformed_examples"].append(bad)
@@ -181,7 +212,7 @@ def flywheel_records(
                     counts["decontaminated"] += 1
                     if len(counts["contaminated_examples"]) < 5:
                         counts["contaminated_examples"].append(
-                            {"export": str(d), "line": n + 1, "probe": m.probe, "match": m.ngram}
+                            {"export": str(d), "line": n, "probe": m.probe, "match": m.ngram}
                         )
             if why is None:
                 seen.add(_event_key(rec, source))
@@ -194,7 +225,7 @@ def flywheel_records(
                 counts["refused"][why] = counts["refused"].get(why, 0) + 1
                 counts["refused_no_consent"] += why == "no_consent"
         rl = d / "rl_prompts.jsonl"
-        n_rl = sum(1 for x in _lines(rl) if x.strip()) if rl.is_file() else 0
+        n_rl = len(_lines(rl)) if rl.is_file() else 0
         counts["exports"].append(
             {"path": str(d), "sft_examples": admitted, "refused": refused, "rl_prompts": n_rl}
         )

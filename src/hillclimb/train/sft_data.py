@@ -121,6 +121,11 @@ def normalize_chat(rec: dict[str, Any], where: str) -> dict[str, Any]:
                                  "string or object}} objects")  # fmt: skip
         extra = {"tool_calls": _checked_calls(tc, f"{where}: messages[{i}]")} if tc else {}
         out.append({**m, "role": "system" if role == "developer" else role, "content": c, **extra})
+    if not any(m["role"] == "assistant" for m in out):
+        # found here with its file:line; the encoder found it after the model was loaded, and
+        # could not say which record it was
+        raise HillclimbError(f"{where}: no assistant message to learn from (SFT trains on "
+                             "assistant turns only)")  # fmt: skip
     return {**rec, "messages": out}
 
 
@@ -250,11 +255,8 @@ def encode_record(tok: Tokenizer, rec: dict[str, Any]) -> Example:
 
 # ---- sources ---------------------------------------------------------------------------------
 def _open(path: Path):  # noqa: ANN202
-    return (
-        gzip.open(path, "rt", encoding="utf-8")
-        if path.suffix == ".gz"
-        else open(path, encoding="utf-8")
-    )
+    """The file's bytes (gunzipped): lines are decoded one at a time (`_json_lines`)."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
@@ -274,20 +276,35 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
 
 def _json_lines(f: Path, what: str) -> Iterator[tuple[str, Any]]:
     """(`file:line`, the parsed value) for each non-blank line of a JSONL(.gz) file; a line that
-    is not JSON, or a file that cannot be read — binary, a corrupt gzip stream (a zlib.error,
-    not an OSError), unreadable — is one error naming the file and line."""
+    is not JSON or not UTF-8, or a file that cannot be read — a corrupt gzip stream (a
+    zlib.error, not an OSError), unreadable — is one error naming the file and line.
+
+    Why bytes, decoded line by line: a text-mode reader decodes 8 KB at a time, so a Latin-1
+    byte on line 51 was reported on line 1. Lines end at LF, CRLF or a lone CR (as text mode
+    read them); a UTF-8 byte-order mark opening the file is skipped."""
     n = 0
     try:
         with _open(f) as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
-                yield f"{f}:{n}", rec
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+            for raw in fh:
+                for part in raw.splitlines() or [b""]:  # bytes: splits at \n, \r\n, \r only
+                    n += 1
+                    if n == 1 and part.startswith(b"\xef\xbb\xbf"):
+                        part = part[3:]
+                    try:
+                        line = part.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise HillclimbError(
+                            f"{f}:{n}: cannot read {what}: not UTF-8 text (byte "
+                            f"{part[exc.start]:#04x} at column {exc.start + 1})"
+                        ) from None
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
+                    yield f"{f}:{n}", rec
+    except (OSError, EOFError, zlib.error) as exc:
         raise HillclimbError(f"{f}:{n + 1}: cannot read {what}: {exc}") from exc
 
 
