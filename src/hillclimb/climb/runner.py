@@ -980,6 +980,9 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
                 "steps": sft.get("steps"),
                 "tokens": sft.get("tokens"),
                 "sft_examples_val_bpb": sft.get("val_bpb"),
+                # examples the row could not hold (by reason:kind), never silent
+                "dropped": (sft.get("extra") or {}).get("sft_dropped"),
+                "dropped_by": (sft.get("extra") or {}).get("sft_dropped_by"),
                 "final_loss": sft.get("final_loss"),
                 "elapsed_s": sft.get("elapsed_s"),
             },

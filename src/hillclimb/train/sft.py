@@ -10,6 +10,7 @@ trains with the masked loss. Validation bpb is over the assistant/middle bytes o
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,12 +75,21 @@ def collect_records(
     return recs, val, report
 
 
-def encode_all(tok: Tokenizer, recs: list[dict], max_len: int) -> tuple[list[S.Example], int]:
+def encode_all(
+    tok: Tokenizer, recs: list[dict], max_len: int, why: dict[str, int] | None = None
+) -> tuple[list[S.Example], int]:
+    """Encode `recs`; examples longer than `max_len` tokens or with nothing to learn are dropped
+    and counted in `why` by reason and kind (`too_long:tool`, `no_targets:chat`), so a drop is
+    reported, not silent (session 22: a climb's two tool episodes were both too long for the
+    row, while its sft-data stage still said `tool: 2`)."""
     out, dropped = [], 0
     for r in recs:
         ex = S.encode_record(tok, r)
         if len(ex) > max_len or ex.n_targets == 0:
             dropped += 1
+            if why is not None:
+                k = f"{'too_long' if len(ex) > max_len else 'no_targets'}:{ex.kind}"
+                why[k] = why.get(k, 0) + 1
             continue
         out.append(ex)
     return out, dropped
@@ -136,12 +146,21 @@ def build_task(cfg: SFTConfig) -> TrainTask:
     mcfg = resolve_model_config(cfg, tok)
     recs, val_recs, decon = collect_records(cfg, tok)
     max_len = cfg.max_example_tokens or cfg.seq_len + 1
-    examples, dropped = encode_all(tok, recs, max_len)
+    why: dict[str, int] = {}
+    examples, dropped = encode_all(tok, recs, max_len, why)
     if not val_recs and cfg.val_fraction > 0:
         examples, val_ex = split_val(examples, cfg.val_fraction, cfg.seed)
     else:
-        val_ex, vdrop = encode_all(tok, val_recs, max_len)
+        val_ex, vdrop = encode_all(tok, val_recs, max_len, why)
         dropped += vdrop
+    if dropped:
+        print(
+            f"sft: WARNING dropped {dropped} of {len(recs) + len(val_recs)} examples "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(why.items()))}; too_long = over "
+            f"{max_len} tokens: raise --seq-len / --max-example-tokens to keep them)",
+            file=sys.stderr,
+            flush=True,
+        )
     if not examples:
         raise HillclimbError(
             f"no SFT example to train on: {dropped} of {len(recs) + len(val_recs)} records "
@@ -191,6 +210,7 @@ def build_task(cfg: SFTConfig) -> TrainTask:
         "sft_examples": len(examples),
         "sft_val_examples": len(val_ex),
         "sft_dropped": dropped,
+        "sft_dropped_by": dict(sorted(why.items())),
         "sft_kinds": kinds,
         "rows_per_epoch": batches.rows_per_epoch(),
         "copy_fraction": cfg.copy_fraction,
