@@ -63,7 +63,6 @@ import re
 import shutil
 import tempfile
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,7 @@ from hillclimb.harness.protected import conftest_digests, infrastructure_changes
 from hillclimb.harness.results_channel import TrustedReport, open_channel
 from hillclimb.harness.structural import run_check
 from hillclimb.harness.task import Task
-from hillclimb.harness.testparse import ERROR, FAIL, PASS, is_pass
+from hillclimb.harness.testparse import ERROR, FAIL, PASS, is_pass, normalize_answer
 from hillclimb.sandbox import run_command
 
 OUTPUT_TAIL = 4000
@@ -106,17 +105,6 @@ class GradeResult:
     @property
     def reward(self) -> float:
         return 1.0 if self.resolved else 0.0
-
-
-def normalize_answer(text: str) -> str:
-    """Case-, space-, quote- and trailing-punctuation-insensitive form of a short answer."""
-    s = unicodedata.normalize("NFKC", text).strip().lower()
-    s = re.sub(r"\s+", " ", s)
-    for _ in range(3):
-        s = s.strip().strip("`'\"").rstrip(".!").strip()
-    if s.endswith("()"):
-        s = s[:-2]
-    return s
 
 
 def _split(

@@ -206,7 +206,7 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
         answers = ()
     else:
         raise _err(root, "`answer` must be a string or a non-empty list of strings")
-    from hillclimb.harness.grading import normalize_answer
+    from hillclimb.harness.testparse import normalize_answer
 
     # the grader compares normalised answers: one that normalises to "" ("", "...", "`!`") is
     # matched by junk like "!" and by nothing a real answer would be

@@ -20,6 +20,7 @@ passed (SWE-bench rules), which also makes a crashed or timed-out run unresolved
 from __future__ import annotations
 
 import re
+import unicodedata
 
 PASS = "passed"
 FAIL = "failed"
@@ -163,3 +164,15 @@ def parse_test_output(text: str, language: str = "python") -> dict[str, str]:
     if language == "javascript":
         return parse_tap_output(text)
     return parse_pytest_output(text)
+
+
+def normalize_answer(text: str) -> str:
+    """Case-, space-, quote- and trailing-punctuation-insensitive form of a short answer (repo_qa
+    grading; here, below `task` and `grading`, because loading a task checks its answers too)."""
+    s = unicodedata.normalize("NFKC", text).strip().lower()
+    s = re.sub(r"\s+", " ", s)
+    for _ in range(3):
+        s = s.strip().strip("`'\"").rstrip(".!").strip()
+    if s.endswith("()"):
+        s = s[:-2]
+    return s

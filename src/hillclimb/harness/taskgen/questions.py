@@ -163,7 +163,7 @@ def gradable(qs: list[Question]) -> list[Question]:
     """The questions whose every accepted answer survives the grader's normalisation: an answer
     such as the default `'...'` normalises to the empty string (quotes and trailing dots are
     stripped), which then matches any reply made only of quotes, dots or `!`."""
-    from hillclimb.harness.grading import normalize_answer
+    from hillclimb.harness.testparse import normalize_answer
 
     return [q for q in qs if all(normalize_answer(a) for a in q.answers)]
 
