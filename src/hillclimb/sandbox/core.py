@@ -65,6 +65,7 @@ from hillclimb.sandbox.fs import (
     build_plan,
     copy_file,
     sandbox_env,
+    unlinked_bytes,
     workspace_bytes,
 )
 
@@ -198,6 +199,29 @@ def sandbox_backend() -> str | None:
     return None
 
 
+def _no_backend_error() -> HillclimbError:
+    """Why no isolation backend was chosen. A `HILLCLIMB_SANDBOX_BACKEND` naming no backend (a
+    typo, or "unsafe") used to read as "no backend works on this machine (bwrap: trial run ok;
+    ...)" — true backends listed as working; the variable is named now."""
+    forced = os.environ.get("HILLCLIMB_SANDBOX_BACKEND")
+    if forced and forced not in BACKENDS:
+        return ConfigError(
+            f"HILLCLIMB_SANDBOX_BACKEND={forced!r} is not a sandbox backend (one of "
+            f"{', '.join(BACKENDS)}; the unsafe mode is only chosen by --unsafe / unsafe=True); "
+            "unset it to use the best backend that works"
+        )
+    if forced:
+        return HillclimbError(
+            f"HILLCLIMB_SANDBOX_BACKEND={forced} forces a sandbox backend that does not work "
+            f"here: {probe_backend(forced)[1]}; unset it to use the best backend that works"
+        )
+    reasons = "; ".join(f"{n}: {r['reason']}" for n, r in backend_report().items())
+    return HillclimbError(
+        f"no sandbox isolation backend works on this machine ({reasons}); install bubblewrap, "
+        "or pass --unsafe / unsafe=True to run WITHOUT isolation"
+    )
+
+
 def backend_report() -> dict[str, dict]:
     """Every backend with whether it works and why (for `hillclimb sandbox check`)."""
     return {
@@ -208,6 +232,28 @@ def backend_report() -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------- command building
+
+
+@functools.cache
+def _die_with_caller() -> list[str]:
+    """`setpriv --pdeathsig KILL --`, when this util-linux has it: the backend process gets
+    SIGKILL when its caller dies, so a caller killed mid-run (OOM killer, `kill -9`) does not
+    leave the sandbox running with no one left to enforce its timeout. Neither `unshare` nor the
+    outer `bwrap` (its --die-with-parent covers only the processes below it) did that: a
+    `sleep` outlived a killed caller for as long as it liked. The namespace's init dies with the
+    backend (bwrap --die-with-parent, unshare --kill-child), and every process in it with that."""
+    if shutil.which("setpriv") is None:
+        return []
+    try:
+        ok = (
+            subprocess.run(
+                ["setpriv", "--pdeathsig", "KILL", "--", "true"], capture_output=True, timeout=10
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return ["setpriv", "--pdeathsig", "KILL", "--"] if ok else []
 
 
 def _inner_chain(limits: SandboxLimits, uid: int | None, argv: list[str]) -> list[str]:
@@ -273,6 +319,8 @@ def _bwrap_argv(plan, limits, uid, argv, status_fd, fds) -> list[str]:
         a += ["--ro-bind", p, p]
     parents(plan.workspace)
     a += ["--bind", plan.workspace, plan.workspace, "--chdir", plan.workspace]
+    for p in plan.ro_in_workspace:
+        a += ["--ro-bind", p, p]
     for path, is_dir in plan.hidden:  # last: over whatever bind shows them
         if is_dir:
             a += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
@@ -287,6 +335,7 @@ def _unshare_argv(plan, limits, uid, argv, env, status_fd) -> list[str]:
     binds += [[d, d, "dev"] for d in plan.dev_binds]
     binds += [[p, p, "ro"] for p in plan.python_binds]
     binds.append([plan.workspace, plan.workspace, "rw"])
+    binds += [[p, p, "ro"] for p in plan.ro_in_workspace]
     binds += [["/dev/null", path, "ro"] for path, is_dir in plan.hidden if not is_dir]
     symlinks = [list(x) for x in plan.symlinks]
     symlinks += [
@@ -346,6 +395,8 @@ class _DiskQuota:
 
     def __init__(self, root: str, limit_mb: int) -> None:
         self.root, self.limit_mb = root, limit_mb
+        self.pid: int | None = None  # the backend's pid, once started: its tree's open files count
+        self.dev = os.lstat(root).st_dev
         self.start, self.deep_at_start = workspace_bytes(root)
         self.used, self.too_deep = self.start, False
         self.cap = max(limit_mb << 20, self.start)
@@ -358,6 +409,8 @@ class _DiskQuota:
         the tree takes over ~10% of a core."""
         t = time.monotonic()
         used, deep = workspace_bytes(self.root)
+        if self.pid is not None:  # files the run unlinked but still holds fill the disk too
+            used += unlinked_bytes(self.pid, self.dev)
         self.too_deep = deep and not self.deep_at_start
         now = time.monotonic()
         rate = max(0, used - self.used) / max(now - self.last, 1e-3)
@@ -400,8 +453,13 @@ def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None, quota=None)
         pass_fds=pass_fds,
         start_new_session=True,  # our kill reaches the backend's processes as a group
     )
+    if quota is not None:
+        quota.pid = proc.pid
     try:
-        return _collect(proc, stdin, limits, pass_fds, status_r, quota, t0)
+        raw = _collect(proc, stdin, limits, pass_fds, status_r, quota, t0)
+        if quota is not None:
+            quota.pid = None  # reaped: the number may now be another process's
+        return raw
     except BaseException:
         # Interrupted (Ctrl-C, an error in this loop): the command must not outlive us. The
         # group holds the backend (bwrap, or unshare and the namespace's init, whose death ends
@@ -606,6 +664,8 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
             full = _inner_chain(limits, uid, argv)
             popen_env = cmd_env
             cwd = workspace
+        if backend in BACKENDS:
+            full = _die_with_caller() + full
         quota = _DiskQuota(workspace, limits.max_workspace_mb)
         if owner is not None:
             owner.give()
@@ -666,6 +726,22 @@ def _check_workspace(ws: Path, copy_workspace: bool) -> None:
         )
 
 
+def _check_passable(cmd: list[str] | str, env: dict[str, str] | None) -> None:
+    """Arguments and variables exec() can pass: no NUL byte anywhere, no '=' in (or empty)
+    variable names. Past them bwrap's run raised a bare ValueError from subprocess, and the
+    unshare init's exec failed inside, read as "refused" (a broken sandbox, not bad input)."""
+    args = [cmd] if isinstance(cmd, str) else [os.fspath(c) for c in cmd]
+    for a in args:
+        if "\0" in str(a):
+            raise ConfigError(f"sandbox: the command holds a NUL byte: {str(a)[:80]!r}")
+    for k, v in (env or {}).items():
+        k, v = str(k), str(v)
+        if not k or "=" in k or "\0" in k:
+            raise ConfigError(f"sandbox: {k[:80]!r} cannot be an environment variable name")
+        if "\0" in v:
+            raise ConfigError(f"sandbox: environment variable {k!r} holds a NUL byte")
+
+
 def run_sandboxed(
     cmd: list[str] | str,
     workspace: str | os.PathLike,
@@ -694,16 +770,12 @@ def run_sandboxed(
     _check_workspace(ws, copy_workspace)
     if isinstance(cmd, list | tuple) and not cmd:
         raise HillclimbError("sandbox: empty command")
+    _check_passable(cmd, env)
     if backend is None:
         backend = sandbox_backend()
         if backend is None:
             if not unsafe:
-                reasons = "; ".join(f"{n}: {r['reason']}" for n, r in backend_report().items())
-                raise HillclimbError(
-                    "no sandbox isolation backend works on this machine "
-                    f"({reasons}); install bubblewrap, or pass --unsafe / unsafe=True to run "
-                    "WITHOUT isolation"
-                )
+                raise _no_backend_error()
             backend = "unsafe"
     elif backend == "unsafe":
         if not unsafe:
@@ -724,7 +796,9 @@ def run_sandboxed(
             stacklevel=2,
         )
     if not copy_workspace:
-        return _run(backend, cmd, os.path.abspath(ws), limits, env, stdin, True, hide)
+        # the real directory: the owner hand-over and the quota walk never follow a symlink, so
+        # through a symlinked path the run could not write its workspace and the quota saw nothing
+        return _run(backend, cmd, os.path.realpath(ws), limits, env, stdin, True, hide)
     with tempfile.TemporaryDirectory(prefix="hillclimb-sandbox-") as tmp:
         copy = os.path.join(tmp, ws.resolve().name or "workspace")
         _copy_workspace(ws, copy)

@@ -83,6 +83,8 @@ class MountPlan:
     dev_binds: list[str] = field(default_factory=list)  # device nodes bound read-write
     python_binds: list[str] = field(default_factory=list)  # interpreter prefixes, read-only
     workspace: str = "/"
+    # interpreter prefixes inside the workspace: read-only again, mounted over the workspace
+    ro_in_workspace: list[str] = field(default_factory=list)
     hidden: list[tuple[str, bool]] = field(default_factory=list)  # (sandbox path, is_dir), last
 
 
@@ -176,7 +178,12 @@ def build_plan(
     plan.files = passwd_files(uid, gid)
     plan.tmpfs = [("/tmp", tmpfs_bytes), ("/dev/shm", min(tmpfs_bytes, 64 << 20))]
     plan.dev_binds = [d for d in DEV_NODES if os.path.exists(d)]
-    plan.python_binds = [p for p in python_paths() if not _covered(p, [workspace])]
+    paths = python_paths()
+    plan.python_binds = [p for p in paths if not _covered(p, [workspace])]
+    # A workspace holding the interpreter (a project's own .venv, run in place) must not make it
+    # writable: code planted there (a .pth, a patched module) would run in every later,
+    # unsandboxed start of that interpreter. Real paths: the workspace is bound at its real path.
+    plan.ro_in_workspace = [os.path.realpath(p) for p in paths if _covered(p, [workspace])]
     binds = plan.ro_binds + [(p, p) for p in plan.python_binds + plan.dev_binds]
     plan.hidden = hidden_targets(hide, binds + [(workspace, workspace)], workspace)
     return plan
@@ -383,6 +390,69 @@ def workspace_bytes(root: str) -> tuple[int, bool]:
             seen.add((st.st_dev, st.st_ino))
         total += max(st.st_blocks * 512, MIN_ENTRY_BYTES)
     return total, walk.too_deep
+
+
+def tree_pids(root_pid: int) -> list[int]:
+    """`root_pid` and every process below it, from each /proc entry's parent pid (one scan).
+
+    Why ppids: every process of a sandbox run descends from the backend we started (an orphan is
+    reparented to the PID namespace's init, itself below it), and /proc/PID/task/*/children is
+    not in every kernel."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                ppid = int(f.read().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def _proc_links(pid: int) -> Iterator[str]:
+    """/proc links to the files a process holds: open fds of each thread (a thread can unshare
+    its fd table) and its file mappings (map_files; readable by root only, skipped otherwise)."""
+    dirs = [f"/proc/{pid}/map_files"]
+    with contextlib.suppress(OSError):
+        dirs += [f"/proc/{pid}/task/{t}/fd" for t in os.listdir(f"/proc/{pid}/task")]
+    for d in dirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        yield from (f"{d}/{n}" for n in names)
+
+
+def unlinked_bytes(root_pid: int, dev: int) -> int:
+    """Blocks (bytes, each file at least one 4 KiB block) of files on device `dev` that the
+    processes under `root_pid` hold open or mapped but that no directory names any more.
+
+    Why: an unlinked file keeps its blocks for as long as a process holds it, and the tree walk
+    (`workspace_bytes`) cannot see it — a run wrote 80 MB this way past a 5 MB quota, and
+    max_open_files x max_file_mb per process could fill any disk. Files still linked are the
+    walk's (counted there once). Not seen: a file whose only reference is an fd in flight in a
+    unix socket (SCM_RIGHTS; the kernel caps those at about max_open_files per uid)."""
+    seen: set[int] = set()
+    total = 0
+    for pid in tree_pids(root_pid):
+        for link in _proc_links(pid):
+            try:
+                st = os.stat(link)
+            except OSError:
+                continue
+            if st.st_dev != dev or st.st_nlink or not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += max(st.st_blocks * 512, MIN_ENTRY_BYTES)
+    return total
 
 
 def _copy_data(fi: int, fo: int, start: int, end: int) -> None:
