@@ -154,7 +154,7 @@ def compare(
     if ea.settings != eb.settings:
         diff = {
             k: (ea.settings.get(k), eb.settings.get(k))
-            for k in set(ea.settings) | set(eb.settings)
+            for k in sorted(set(ea.settings) | set(eb.settings))  # stable text across hash seeds
             if ea.settings.get(k) != eb.settings.get(k)
         }
         warnings.append(f"{suite}: evaluated with different generation settings {diff}")

@@ -232,6 +232,25 @@ def run_group_episodes(
     return out
 
 
+def episode_jobs(
+    tasks: list[Any], seed: int, step: int, rnd: int, group_size: int
+) -> list[tuple[Any, int]]:
+    """(task, episode seed) for every group of a round's draw, `group_size` per task drawn.
+
+    The curriculum draws with replacement, so a task may come up twice in one round; its k-th
+    occurrence (numbered over the whole draw, so every rank agrees) is seeded with episodes
+    i + k·G. Seeded by the task alone, the second group replayed the first token for token (the
+    engine gives the same tokens for the same seed): a copy counted twice in the update. The
+    first occurrence keeps its seeds, so a draw without repeats is unchanged."""
+    from hillclimb.rl.rollout import repeat_index
+
+    return [
+        (t, derive_seed("rl-episode", seed, step, rnd, t.id, i + k * group_size) >> 33)
+        for t, k in zip(tasks, repeat_index(tasks), strict=True)
+        for i in range(group_size)
+    ]
+
+
 def collect_episodes(
     cfg: Any,
     engine: Any,
@@ -256,11 +275,9 @@ def collect_episodes(
         tasks = cur.draw(step, need if rnd else cfg.prompts_per_step, rnd)
         t0 = time.perf_counter()
         jobs = [
-            (t, derive_seed("rl-episode", cfg.seed, step, rnd, t.id, i) >> 33)
-            for gi, t in enumerate(tasks)
-            if gi % info.world == info.rank
-            for i in range(G)
-        ]
+            job for gi, job in enumerate(episode_jobs(tasks, cfg.seed, step, rnd, G))
+            if gi // G % info.world == info.rank
+        ]  # fmt: skip
         eps = run_group_episodes(engine, jobs, limits, cfg.harness_concurrency)
         if info.world > 1:
             parts = [list(x) for x in info.all_gather_object(eps)]
