@@ -96,6 +96,10 @@ def main() -> None:
     ap.add_argument("--min-edit", type=float, default=0.02, help="fraction of lines edited")
     ap.add_argument("--max-edit", type=float, default=0.4)
     args = ap.parse_args()
+    if args.originals < 1:
+        ap.error("--originals must be >= 1")
+    if not 0 <= args.exact_frac <= 1 or not 0 <= args.near_frac <= 1:
+        ap.error("--exact-frac and --near-frac are fractions in [0, 1]")
     rng = random.Random(args.seed)
     cfg = DedupConfig(threshold=args.threshold, shingle_size=args.shingle, num_perm=args.num_perm)
     h = MinHasher(cfg)
@@ -167,4 +171,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

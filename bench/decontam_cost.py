@@ -167,4 +167,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

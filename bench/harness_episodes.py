@@ -156,4 +156,9 @@ def _engine_counters(engine: object) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args()
+    if min(args.batch, args.seq, args.rounds) < 1:  # a median step time needs one timed round
+        ap.error("--batch, --seq and --rounds must be >= 1")
     from hillclimb.model.config import get_preset
 
     torch.manual_seed(0)
@@ -144,4 +146,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

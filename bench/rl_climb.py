@@ -34,6 +34,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src"
 sys.path.insert(0, str(SRC))
 
+from hillclimb.errors import HillclimbError  # noqa: E402
 from hillclimb.eval.tasks import TOKEN_METRICS, pool_cells  # noqa: E402
 
 
@@ -53,7 +54,9 @@ def _rl(sft: Path, out: Path, args: argparse.Namespace, alp: bool) -> dict:
     cmd += args.rl_arg
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env)
+    rc = subprocess.run(cmd, env=env).returncode
+    if rc != 0:  # `hillclimb rl` has printed why (a bad --rl-arg, a missing checkpoint, ...)
+        raise HillclimbError(f"`hillclimb rl` exited {rc} for {out} (its message is above)")
     res = json.loads((out / "rl.json").read_text())
     res["wall_s"] = time.perf_counter() - t0
     return res
@@ -151,6 +154,8 @@ def main() -> int:
     )
     ap.add_argument("--rl-arg", action="append", default=[])
     args = ap.parse_args()
+    if not (args.sft / "config.json").is_file():  # before --out is made: nothing left behind
+        ap.error(f"--sft {args.sft} is not a checkpoint directory (no config.json)")
     args.out.mkdir(parents=True, exist_ok=True)
     load0 = os.getloadavg()[0]
     runs = {"rl": _rl(args.sft, args.out / "rl", args, alp=False)}
@@ -195,4 +200,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

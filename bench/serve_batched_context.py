@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--batches", default="4,8")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
 
     import torch
 
@@ -48,8 +50,16 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cfg = get_preset("code-flash-tiny")
     model = build_model(cfg, seed=0).eval()
-    contexts = [int(x) for x in args.contexts.split(",")]
-    batches = [int(x) for x in args.batches.split(",")]
+    try:
+        contexts = [int(x) for x in args.contexts.split(",")]
+        batches = [int(x) for x in args.batches.split(",")]
+    except ValueError:
+        ap.error("--contexts and --batches are comma-separated integers")
+    # a step appends one token after L cached ones: L + 1 must fit the cache
+    if not contexts or min(contexts) < 1 or max(contexts) >= cfg.max_seq_len:
+        ap.error(f"--contexts must lie in [1, {cfg.max_seq_len - 1}] for {cfg.name}")
+    if not batches or min(batches) < 1:
+        ap.error("--batches must be >= 1")
     n_slots = 2 * max(batches)
     cache = KVCache(cfg, n_slots, cfg.max_seq_len)
     ff = FastForward(model, cfg.max_seq_len)
@@ -101,4 +111,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if min(args.n_per_tier, args.repeats, args.max_tokens, args.threads) < 1:
+        ap.error("--n-per-tier, --repeats, --max-tokens and --threads must be >= 1")
     torch.set_num_threads(args.threads)
 
     from hillclimb import problems as P
@@ -78,4 +80,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -36,13 +36,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def percentile(xs: list[float], q: float) -> float:
+def percentile(xs: list[float], q: float) -> float | None:
+    """Linear-interpolated quantile, rounded to 0.1 ms; None (JSON null, not the NaN that strict
+    JSON readers reject) when no request succeeded."""
     if not xs:
-        return float("nan")
+        return None
     xs = sorted(xs)
     k = (len(xs) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+    return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 4)
 
 
 def make_checkpoints(preset: str, out: Path) -> dict[str, Path]:
@@ -179,10 +181,10 @@ async def run_level(url: str, headers: dict, concurrency: int, per_client: int, 
         "wall_s": round(wall, 3),
         "completion_tokens": tokens,
         "agg_tokens_per_s": round(tokens / wall, 2) if wall > 0 else 0.0,
-        "latency_p50_s": round(percentile(lat, 0.5), 4),
-        "latency_p99_s": round(percentile(lat, 0.99), 4),
-        "ttft_p50_s": round(percentile(ttft, 0.5), 4),
-        "ttft_p99_s": round(percentile(ttft, 0.99), 4),
+        "latency_p50_s": percentile(lat, 0.5),
+        "latency_p99_s": percentile(lat, 0.99),
+        "ttft_p50_s": percentile(ttft, 0.5),
+        "ttft_p99_s": percentile(ttft, 0.99),
         "per_stream_tokens_per_s_p50": round(statistics.median(per_stream), 2)
         if per_stream
         else None,
@@ -215,7 +217,12 @@ def main() -> int:
     ap.add_argument("--api-key", default=os.environ.get("HILLCLIMB_API_KEY"))
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+    try:
+        levels = [int(x) for x in args.levels.split(",")]
+    except ValueError:
+        ap.error(f"--levels must be comma-separated integers, got {args.levels!r}")
+    if min(levels) < 1 or args.requests_per_client < 1 or args.max_tokens < 1:
+        ap.error("--levels, --requests-per-client and --max-tokens must be >= 1")
     load0 = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy
 
     proc = None
@@ -314,4 +321,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from hillclimb.errors import HillclimbError
+
 
 def _engine_time(engine, prompt_ids, n):
     from hillclimb.serve.engine import SamplingParams
@@ -67,7 +69,12 @@ def _rates(fns, n, repeats):
         for i, fn in enumerate(fns):
             t1, _ = fn(1)
             tn, toks[i] = fn(n)
-            rates[i].append((n - 1) / max(tn - t1, 1e-9))
+            if tn <= t1:  # timing noise exceeds the decode time: no rate (was 1e9 tok/s)
+                raise HillclimbError(
+                    f"decoding {n} tokens took no longer than 1 token ({tn:.4f} s vs "
+                    f"{t1:.4f} s): too few --tokens to measure a decode rate"
+                )
+            rates[i].append((n - 1) / (tn - t1))
     return [statistics.median(r) for r in rates], toks
 
 
@@ -145,6 +152,9 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    # the rate is (N - 1) / (t(N) - t(1)): one token is no rate, and a median needs a repeat
+    if args.tokens < 2 or args.repeats < 1 or args.prompt_len < 1 or args.threads < 1:
+        ap.error("--tokens must be >= 2 and --repeats, --prompt-len, --threads >= 1")
     torch.set_num_threads(args.threads)
     import transformers
 
@@ -176,4 +186,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

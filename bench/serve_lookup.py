@@ -249,4 +249,9 @@ def _sp(n: int):  # noqa: ANN202
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

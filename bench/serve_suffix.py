@@ -48,6 +48,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per workload")
     args = ap.parse_args()
+    if min(args.n_per_tier, args.repeats, args.max_tokens) < 1:  # a rate needs a timed pass
+        ap.error("--n-per-tier, --repeats and --max-tokens must be >= 1")
 
     import torch
 
@@ -132,4 +134,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -237,6 +237,9 @@ def main() -> int:
     ap.add_argument("--heldout-bytes", type=int, default=1_500_000,
                     help="--cross-language: held-out budget per language")  # fmt: skip
     args = ap.parse_args()
+    if args.gpt2_tiktoken is not None and not args.gpt2_tiktoken.is_file():
+        # asked for by name: a typo must not quietly drop the GPT-2 columns from the report
+        ap.error(f"--gpt2-tiktoken {args.gpt2_tiktoken}: no such file")
     if args.cross_language:
         vocabs = sorted(args.vocab or [4096, 8192, 32768])
         rep = cross_language(vocabs, args.train_bytes, args.heldout_bytes)
@@ -297,4 +300,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -139,6 +139,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--fsdp", action="store_true", help="use FSDP2 instead of DDP for 2 processes")
     args = ap.parse_args()
+    # the steady rate skips the first 2 logged steps, so it needs at least 2 more; the 2-process
+    # run splits the global batch in halves
+    if args.steps < 4:
+        ap.error("--steps must be >= 4 (the steady-state rate skips the first 2 steps)")
+    if args.batch < 2 or args.batch % 2 or args.seq_len < 1:
+        ap.error("--batch must be even and >= 2 (2 processes split it), --seq-len >= 1")
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         write_data(root)
@@ -170,4 +176,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None

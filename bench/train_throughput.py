@@ -92,6 +92,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="default: all cores")
     ap.add_argument("--optimizer", default="adamw")
     args = ap.parse_args()
+    if min(args.steps, args.batch, *args.seq_len) < 1 or args.warmup < 0:
+        ap.error("--steps, --batch and --seq-len must be >= 1 (a median needs a timed step)")
+    if args.threads is not None and args.threads < 1:
+        ap.error("--threads must be >= 1")
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     peak = peak_matmul_flops(threads)
@@ -119,4 +123,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hillclimb.errors import HillclimbError
+
+    try:
+        raise SystemExit(main())
+    except HillclimbError as exc:  # bad input (a missing checkpoint, ...): a message, no traceback
+        raise SystemExit(f"error: {exc}") from None
