@@ -248,7 +248,7 @@ class Router:
                 "features": FEATURES,
                 "threshold": self.threshold,
                 "weights": self.weights,
-                "flash": _flash_fingerprint(self.flash),
+                **({"flash": _flash_fingerprint(self.flash)} if self.flash is not None else {}),
             },
         )
 
@@ -274,8 +274,10 @@ class Router:
             missing = sorted(set(DEFAULT_WEIGHTS) - set(weights))
             if missing:
                 raise HillclimbError(f"{p}: weights {missing} are missing from a fitted file")
-        saved, here = d.get("flash"), _flash_fingerprint(flash)
-        if isinstance(saved, dict):
+        # flash None: the file is only being checked before the models load (`serve` start-up)
+        saved = d.get("flash")
+        here = _flash_fingerprint(flash) if flash is not None else None
+        if isinstance(saved, dict) and here is not None:
             differ = sorted(k for k in here if k in saved and saved[k] != here[k])
             if differ:
                 raise HillclimbError(
