@@ -13,7 +13,11 @@ drawn from the problem stream and makes the key; names, traits and sentences com
 phrasing stream, whose held-out pool uses other sentences, names and traits. The order facts or
 rules are stated in, each fact's direction and a deduction's made-up words are drawn from the
 problem stream but are wording, not key (session 22: keyed, every held-out ordering and nearly
-every held-out deduction was a training one renamed and restated). Every item records
+every held-out deduction was a training one renamed and restated). A formula over variables is
+keyed by the expression its values substitute into, which is the literal formula a tier-3 item
+asks (session 23: keyed by the names and the whole assignment, 78 of 176 held-out tier-4 formulas
+were a training formula renamed, with an unused variable's value changed, or a tier-3 training
+formula once substituted). Every item records
 its `choices` when it is multiple choice (two for yes/no, True/False and "which is larger"), so
 the report can print chance beside accuracy.
 
@@ -294,7 +298,10 @@ def _boolean(rng: random.Random, tier: int, phr: Phrasing) -> Item:
     e2 = _subst(e, env)
     lines = [f"Substitute: {_bool_text(e2)}."]
     v = _bool_steps(e2, lines)
-    return q, lines, str(v), "boolean", f"bool:{assign}:{_bool_key(e)}", ["True", "False"]
+    # The key is what is evaluated: the variables' names, an unused variable's value and whether a
+    # leaf was written as a variable or a literal are wording (`Let p = True, q = False. What is
+    # p and q?` is `Let q = True, r = False. What is q and r?` and the tier-3 `True and False`).
+    return q, lines, str(v), "boolean", f"bool:{_bool_key(e2)}", ["True", "False"]
 
 
 def _plural(word: str) -> str:

@@ -8,9 +8,14 @@ are named in the question and omitted from the answer: "The answer is 19.").
 
 Content and surface are drawn apart (`Phrasing`): the template kind and the numbers come from the
 problem stream and make the key; names, objects, units and the sentences come from the phrasing
-stream. The held-out phrasing pool rewrites every story in other sentences and with names and
-objects that no training story uses, so `heldout_phrasing` measures whether the model reads the
-story or matches a sentence it has seen.
+stream. Parts that are summed and told in an order the story does not need (the two owners of
+"combine", the two legs of a tier-3 trip, the three purchases of a tier-4 change story) are keyed
+order-free (session 23: 2 of 64 held-out tier-3 trips were a training trip with its legs
+swapped). A number's role is content: "has 3, gets 5 more" is not "has 5, gets 3 more", and a
+story of another template with the same arithmetic is another problem. The held-out phrasing
+pool rewrites every story in other sentences and with names and objects that no training story
+uses, so `heldout_phrasing` measures whether the model reads the story or matches a sentence it
+has seen.
 """
 
 from __future__ import annotations
@@ -297,7 +302,10 @@ def _t3(rng: random.Random, s: _Surface) -> Story:
             f"Second part: {s2} × {t2} = {s2 * t2} {u}.",
             f"Total: {s1 * t1} + {s2 * t2} = {s1 * t1 + s2 * t2} {u}.",
         ]
-        return q, lines, s1 * t1 + s2 * t2, "trip", (s1, t1, s2, t2)
+        # the two legs are summed, so which is told first is wording (as "combine"'s owners): a
+        # leg is (speed, hours) and the key holds the pair of legs order-free
+        legs = sorted([(s1, t1), (s2, t2)])
+        return q, lines, s1 * t1 + s2 * t2, "trip", (*legs[0], *legs[1])
     if k == 2:
         a, m, d = rng.randint(3, 12), rng.randint(2, 3), rng.randint(1, 5)
         word = {2: "twice", 3: "three times"}[m]
@@ -371,7 +379,10 @@ def _t4(rng: random.Random, s: _Surface) -> Story:
         ]
         lines.append(f"Total: {costs[0]} + {costs[1]} + {costs[2]} = {total} {cur}.")
         lines.append(f"Change: {bill} - {total} = {_count(bill - total, s.money)}.")
-        return q, lines, bill - total, "change", (*counts, *prices, bill)
+        # the items are surface and listed in the order drawn: key the (count, price) purchases
+        # order-free, then the bill
+        bought = sorted(zip(counts, prices, strict=True))
+        return q, lines, bill - total, "change", (*(x for cp in bought for x in cp), bill)
     if k == 1:
         cur = s.cur
         sv, w = rng.randint(5, 40), rng.randint(3, 12)
