@@ -192,3 +192,14 @@ def test_split_all_tasks_on_heldout_projects_templates_or_sites_are_evaluation_o
         meta = load_task(d).meta
         assert meta["site_split"] == "train" and heldout_reason(meta) is None
     assert heldout_reason({}) is None and heldout_reason(None) is None
+
+
+@pytest.mark.parametrize("split", [["heldout"], {"heldout": True}, "Heldout", "test", 1])
+def test_a_split_that_is_not_a_known_value_is_evaluation_only(split):
+    """A hand-edited `split = ["heldout"]` (or a misspelt one) read as a training task, so
+    `rl --harness` would train on it: an unknown split now fails closed (session 23)."""
+    from hillclimb.harness.taskgen.common import heldout_reason
+
+    assert "is not one of" in heldout_reason({"split": split})
+    for known in ("all", "train"):
+        assert heldout_reason({"split": known}) is None

@@ -134,6 +134,7 @@ def mutation_split(module: str, function: str | None, site: object) -> str:
 
 
 HELDOUT_SPLITS = ("heldout", "heldout_mutations")
+TASK_SPLITS = ("all", "train", *HELDOUT_SPLITS)  # `harness generate --split` choices
 
 
 def heldout_reason(meta: dict[str, Any] | None) -> str | None:
@@ -145,8 +146,12 @@ def heldout_reason(meta: dict[str, Any] | None) -> str | None:
     meta = meta or {}
     if not isinstance(meta, dict):  # a hand-edited export: nothing shows it is a training task
         return f"task meta is not a table ({type(meta).__name__})"
-    if meta.get("split") in HELDOUT_SPLITS:
-        return f"generated with --split {meta['split']}"
+    split = meta.get("split")
+    if split in HELDOUT_SPLITS:
+        return f"generated with --split {split}"
+    # fail closed: `split = ["heldout"]` or a misspelt split read as a training task (session 23)
+    if split is not None and split not in TASK_SPLITS:
+        return f"its split {split!r} is not one of {', '.join(TASK_SPLITS)}"
     projects = meta.get("projects")
     if isinstance(projects, str):  # one project written as a string, not a list
         projects = [projects]
