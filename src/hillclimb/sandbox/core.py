@@ -4,7 +4,8 @@
 path, no network (a fresh network namespace: loopback only), its own PID/mount/IPC/UTS namespaces,
 rlimits (address space, CPU time, processes, file size, open files), a wall-clock timeout that kills
 the whole process tree, a workspace disk quota (polled; the tree is killed when the workspace holds
-more than `max_workspace_mb`), and stdout/stderr captured concurrently and capped. It returns a
+more than `max_workspace_mb`), a seccomp filter (`seccomp_program`: no kernel keyring, no
+fallocate), and stdout/stderr captured concurrently and capped. It returns a
 `SandboxResult` that says how the run ended. `hide=[paths]` makes host paths that the mount plan
 would show (e.g. a package inside the bound site-packages) empty inside.
 
@@ -40,6 +41,7 @@ at ~2 GB/s into the page cache, tens of MB. /tmp inside is a tmpfs sized by
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import math
@@ -47,6 +49,7 @@ import os
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -173,7 +176,7 @@ def probe_backend(name: str) -> tuple[bool, str]:
         return False, f"unknown backend {name!r}"
     if name == "bwrap" and _is_root():
         needs.append("setpriv")
-    missing = [t for t in needs if shutil.which(t) is None]
+    missing = [t for t in needs if _tool(t) is None]
     if missing:
         return False, f"not installed: {', '.join(missing)}"
     with tempfile.TemporaryDirectory(prefix="hillclimb-probe-") as ws:
@@ -234,6 +237,60 @@ def backend_report() -> dict[str, dict]:
 # --------------------------------------------------------------------------- command building
 
 
+# Where the sandbox's own tools are looked up when they run inside it (before the privilege drop)
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The whole environment of unshare (the command's comes through the config memfd) and of the
+# setpriv probe: the command's variables (LD_PRELOAD, PATH, ...) never reach a host-side tool.
+_HOST_TOOL_ENV = {"PATH": _SYSTEM_PATH}
+# Variables that steer a program's loader and libc (glibc's list of those it strips for
+# set-user-ID programs, `elf/dl-unsecvars.h`, plus PATH): the command's values must not reach a
+# tool running on the host as the caller.
+_LOADER_VARS = frozenset(
+    {"GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH",
+     "MALLOC_TRACE", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+     "PATH"}
+)  # fmt: skip
+
+
+def _steers_host_tools(name: str) -> bool:
+    return name in _LOADER_VARS or name.startswith(("LD_", "MALLOC_"))
+
+
+def _bwrap_env(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(bwrap's own environment, --setenv arguments) that give the command exactly `env`.
+
+    bwrap hands its environment on to the command, and it and the outer setpriv run on the
+    host as the caller: LD_PRELOAD in `env` ran a workspace library there as root (session 23).
+    Loader variables travel as --setenv (applied only in the sandbox); the rest stay in the
+    environment, which unlike arguments no other host user can read (`ps`)."""
+    own = {k: v for k, v in env.items() if not _steers_host_tools(k)}
+    own["PATH"] = _SYSTEM_PATH  # replaced by the command's PATH below (cmd_env always has one)
+    args: list[str] = []
+    for k, v in env.items():
+        if _steers_host_tools(k):
+            args += ["--setenv", k, v]
+    return own, args
+
+
+def _tool(name: str) -> str | None:
+    """The absolute path of one of the sandbox's own tools (bwrap, unshare, setpriv, prlimit),
+    found on the caller's own PATH (a few stat calls; not cached: the caller may change PATH).
+
+    Why absolute: exec looked each one up on the PATH of the environment it was handed, which
+    was the command's (`env=` included). A task environment with a PATH through the workspace
+    (a project's `.venv/bin` first) ran a `setpriv` that an earlier run had planted there as the
+    caller (host root), outside every namespace (session 23)."""
+    found = shutil.which(name)
+    return os.path.abspath(found) if found else None
+
+
+def _inner_tool(name: str) -> str:
+    """A tool that runs inside the bwrap sandbox: a host path the mount plan shows (/usr, the
+    merged-usr links), so only the system PATH is searched; the bare name when absent (the
+    backend's trial run then fails and says so)."""
+    return shutil.which(name, path=_SYSTEM_PATH) or name
+
+
 @functools.cache
 def _die_with_caller() -> list[str]:
     """`setpriv --pdeathsig KILL --`, when this util-linux has it: the backend process gets
@@ -242,42 +299,99 @@ def _die_with_caller() -> list[str]:
     outer `bwrap` (its --die-with-parent covers only the processes below it) did that: a
     `sleep` outlived a killed caller for as long as it liked. The namespace's init dies with the
     backend (bwrap --die-with-parent, unshare --kill-child), and every process in it with that."""
-    if shutil.which("setpriv") is None:
+    setpriv = _tool("setpriv")
+    if setpriv is None:
         return []
     try:
         ok = (
             subprocess.run(
-                ["setpriv", "--pdeathsig", "KILL", "--", "true"], capture_output=True, timeout=10
+                [setpriv, "--pdeathsig", "KILL", "--", "true"],
+                capture_output=True,
+                timeout=10,
+                env=_HOST_TOOL_ENV,
             ).returncode
             == 0
         )
     except (OSError, subprocess.SubprocessError):
         ok = False
-    return ["setpriv", "--pdeathsig", "KILL", "--"] if ok else []
+    return [setpriv, "--pdeathsig", "KILL", "--"] if ok else []
 
 
-def _inner_chain(limits: SandboxLimits, uid: int | None, argv: list[str]) -> list[str]:
-    """setpriv (drop to the run's uid) + prlimit (rlimits), exec'd in place before the command."""
+def _inner_chain(
+    limits: SandboxLimits, uid: int | None, argv: list[str], inside: bool = True
+) -> list[str]:
+    """setpriv (drop to the run's uid) + prlimit (rlimits), exec'd in place before the command;
+    `inside`: in the bwrap sandbox (else on the host: the unsafe backend)."""
+    find = _inner_tool if inside else (lambda name: _tool(name) or name)
     chain: list[str] = []
     if uid is not None:
-        chain += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        chain += [find("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         chain += ["--inh-caps=-all", "--no-new-privs", "--"]
-    chain.append("prlimit")
+    chain.append(find("prlimit"))
     for name, (soft, hard) in limits.rlimits().items():
         chain.append(f"--{name}={soft}:{hard}")
     return chain + ["--"] + argv
 
 
-def _data_fd(text: str) -> int:
-    """A pipe's read end holding `text` (for bwrap --ro-bind-data)."""
+def _data_fd(text: str | bytes) -> int:
+    """A pipe's read end holding `text` (for bwrap --ro-bind-data / --seccomp; < 64 KiB)."""
     r, w = os.pipe()
-    os.write(w, text.encode())
+    os.write(w, text.encode() if isinstance(text, str) else text)
     os.close(w)
     return r
 
 
-def _bwrap_argv(plan, limits, uid, argv, status_fd, fds) -> list[str]:
-    a = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid"]
+# System calls the sandbox refuses, per audit architecture (seccomp_data.arch): the kernel
+# keyring's (add_key, request_key, keyctl) and fallocate. x32 shares x86_64's numbers with bit 30
+# set, hence the mask.
+_DENIED_SYSCALLS = (
+    (0xC000003E, 0xBFFFFFFF, (248, 249, 250, 285)),  # x86_64 (and x32)
+    (0x40000003, 0xFFFFFFFF, (286, 287, 288, 324)),  # i386 (32-bit programs on x86_64)
+    (0xC00000B7, 0xFFFFFFFF, (217, 218, 219, 47)),  # aarch64
+    (0x40000028, 0xFFFFFFFF, (309, 310, 311, 352)),  # arm (32-bit programs on aarch64)
+    (0xC00000F3, 0xFFFFFFFF, (217, 218, 219, 47)),  # riscv64
+)
+# how each of the calls above fails, in the same order
+_DENIED_ERRNOS = (errno.ENOSYS, errno.ENOSYS, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+@functools.cache
+def seccomp_program() -> bytes:
+    """The sandbox's seccomp filter (raw `struct sock_filter` array, for bwrap --seccomp and the
+    unshare init): the kernel keyring's calls fail with ENOSYS, fallocate with EOPNOTSUPP (as on
+    a file system without it), everything else is allowed.
+
+    Why the keyring: it belongs to no namespace. A key a run added to its user keyring (`@u`)
+    stayed in the kernel after the run, and the next run with the same per-run uid (they
+    recycle) read it — a channel between RL samples (session 23); the caller's session keyring,
+    where it has one, was inherited and possessed. Docker's default profile denies them too.
+    Why fallocate: it reserves blocks at ~50 GB/s without writing them, so between two polls of
+    the disk quota (10-100 ms) a run reserved gigabytes (6.4 GB past a 2 GB quota in 80 ms);
+    refused, programs fall back to writing (glibc's posix_fallocate does so itself), which the
+    quota's pacing allows for. Architectures not listed pass unfiltered (their numbers differ)."""
+    ld_abs, jeq, ret, alu_and = 0x20, 0x15, 0x06, 0x54
+    allow, ret_errno = 0x7FFF0000, 0x00050000
+    prog: list[tuple[int, int, int, int]] = [(ld_abs, 0, 0, 4)]  # A = seccomp_data.arch
+    for arch, mask, nrs in _DENIED_SYSCALLS:
+        body = [(ld_abs, 0, 0, 0), (alu_and, 0, 0, mask)]  # A = nr (x32 bit cleared)
+        for nr, err in zip(nrs, _DENIED_ERRNOS, strict=True):
+            body += [(jeq, 0, 1, nr), (ret, 0, 0, ret_errno | err)]
+        body.append((ret, 0, 0, allow))
+        prog.append((jeq, 0, len(body), arch))  # another arch: skip this block
+        prog += body
+    prog.append((ret, 0, 0, allow))
+    return b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+
+
+def _bwrap_argv(plan, limits, uid, argv, env, status_fd, fds) -> list[str]:
+    """bwrap's command line; `env`: the --setenv arguments of `_bwrap_env`."""
+    a = [
+        _tool("bwrap") or "bwrap",
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-ipc",
+        "--unshare-pid",
+    ]
     a += ["--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     if uid is None:
         a += ["--unshare-user", "--disable-userns"]
@@ -326,11 +440,18 @@ def _bwrap_argv(plan, limits, uid, argv, status_fd, fds) -> list[str]:
             a += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
         else:
             a += ["--ro-bind", "/dev/null", path]
+    a += env
+    seccomp = _data_fd(seccomp_program())
+    fds.append(seccomp)
+    a += ["--seccomp", str(seccomp)]
     a += ["--remount-ro", "/", "--json-status-fd", str(status_fd), "--"]
     return a + _inner_chain(limits, uid, argv)
 
 
-def _unshare_argv(plan, limits, uid, argv, env, status_fd) -> list[str]:
+def _unshare_argv(plan, limits, uid, argv, env, status_fd, fds) -> list[str]:
+    """unshare's command line; init.py reads its config (argv and env included) from an
+    inherited memfd: one argument holds at most 128 KiB, and as one argument the config made a
+    160 KB environment (fine with bwrap) fail with E2BIG."""
     binds = [[s, d, "ro"] for s, d in plan.ro_binds]
     binds += [[d, d, "dev"] for d in plan.dev_binds]
     binds += [[p, p, "ro"] for p in plan.python_binds]
@@ -358,13 +479,31 @@ def _unshare_argv(plan, limits, uid, argv, env, status_fd) -> list[str]:
         "rlimits": {k: list(v) for k, v in limits.rlimits().items()},
         "argv": argv,
         "env": env,
+        "seccomp": seccomp_program().hex(),
         "status_fd": status_fd,
     }
-    a = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
-    a += ["--propagation", "private"]
+    cfg_fd = _memfd_with(json.dumps(cfg).encode())
+    fds.append(cfg_fd)
+    a = [_tool("unshare") or "unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork"]
+    a += ["--kill-child", "--propagation", "private"]
     if uid is None:
         a += ["--user", "--map-root-user"]
-    return a + ["--", sys.executable, "-I", "-S", str(_INIT_SCRIPT), json.dumps(cfg)]
+    return a + ["--", sys.executable, "-I", "-S", str(_INIT_SCRIPT), str(cfg_fd)]
+
+
+def _memfd_with(data: bytes) -> int:
+    """A read-only-by-convention memory file holding `data`, positioned at 0 (unlike a pipe it
+    takes any size without a reader)."""
+    fd = os.memfd_create("hillclimb-sandbox-config")  # CLOEXEC: only pass_fds hands it on
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 # ------------------------------------------------------------------------------------- running
@@ -452,16 +591,24 @@ def _execute(argv, env, stdin, limits, pass_fds, status_r, cwd=None, quota=None)
     gigabytes of output: bytes past the cap are read and dropped), until EOF or the deadline.
     `quota` (a `_DiskQuota`) is polled in the same loop; going over it kills the tree."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        pass_fds=pass_fds,
-        start_new_session=True,  # our kill reaches the backend's processes as a group
-    )
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            pass_fds=pass_fds,
+            start_new_session=True,  # our kill reaches the backend's processes as a group
+        )
+    except OSError as exc:
+        if exc.errno != errno.E2BIG:
+            raise
+        raise CommandTooLongError(
+            "sandbox: the command and its environment are too long for exec (E2BIG); pass "
+            "large inputs through files in the workspace or stdin"
+        ) from None
     if quota is not None:
         quota.pid = proc.pid
     try:
@@ -664,13 +811,13 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
             status_r, status_w = os.pipe()
             fds.append(status_w)
         if backend == "bwrap":
-            full = _bwrap_argv(plan, limits, uid, argv, status_w, fds)
-            popen_env = cmd_env
+            popen_env, setenv = _bwrap_env(cmd_env)
+            full = _bwrap_argv(plan, limits, uid, argv, setenv, status_w, fds)
         elif backend == "unshare":
-            full = _unshare_argv(plan, limits, uid, argv, cmd_env, status_w)
-            popen_env = {"PATH": cmd_env["PATH"]}
+            full = _unshare_argv(plan, limits, uid, argv, cmd_env, status_w, fds)
+            popen_env = _HOST_TOOL_ENV
         else:
-            full = _inner_chain(limits, uid, argv)
+            full = _inner_chain(limits, uid, argv, inside=False)
             popen_env = cmd_env
             cwd = workspace
         if backend in BACKENDS:
@@ -719,6 +866,13 @@ SYSTEM_DIRS = frozenset(
 )  # fmt: skip
 
 
+# Directories every process (and user) of the host shares: as a workspace, every file in them —
+# other runs' throw-away copies included — would be handed to the run's uid, readable and
+# writable for the run, and counted against its quota (session 23: an in-place run on /tmp could
+# rewrite a concurrent run's copy under /tmp/hillclimb-sandbox-*).
+SHARED_DIRS = frozenset({"/tmp", "/var/tmp", "/dev/shm", "/home"})
+
+
 def _check_workspace(ws: Path, copy_workspace: bool) -> None:
     real = ws.resolve()
     if str(real) in SYSTEM_DIRS:
@@ -727,6 +881,11 @@ def _check_workspace(ws: Path, copy_workspace: bool) -> None:
             "project directory"
         )
     tmp = Path(tempfile.gettempdir()).resolve()
+    if str(real) in SHARED_DIRS or real == tmp:
+        raise HillclimbError(
+            f"sandbox workspace {str(ws)!r} is the shared directory {str(real)!r}: every other "
+            "process's files in it would be open to the run; use a directory of its own in it"
+        )
     if copy_workspace and tmp.is_relative_to(real):
         # the throw-away copy would be made inside the tree being copied, copying itself
         raise HillclimbError(
@@ -735,20 +894,47 @@ def _check_workspace(ws: Path, copy_workspace: bool) -> None:
         )
 
 
+class CommandTooLongError(ConfigError, OSError):
+    """A command (with its environment) past the kernel's exec limits. Also an OSError: that is
+    what exec's E2BIG was before, and callers catch it (the harness's `run` tool shows it to the
+    model as a failed call)."""
+
+
+_MAX_ARG_STRLEN = 32 * 4096  # the kernel's cap on one argument or one NAME=value, NUL included
+_ARGS_RESERVE = 256 << 10  # of ARG_MAX, kept for the backend's own arguments (the mount plan)
+
+
 def _check_passable(cmd: list[str] | str, env: dict[str, str] | None) -> None:
     """Arguments and variables exec() can pass: no NUL byte anywhere, no '=' in (or empty)
-    variable names. Past them bwrap's run raised a bare ValueError from subprocess, and the
+    variable names, no string over the kernel's 128 KiB and not more than ARG_MAX in all. Past
+    them bwrap's run raised a bare ValueError / OSError (E2BIG) from subprocess, and the
     unshare init's exec failed inside, read as "refused" (a broken sandbox, not bad input)."""
-    args = [cmd] if isinstance(cmd, str) else [os.fspath(c) for c in cmd]
+    args = [str(cmd)] if isinstance(cmd, str) else [str(os.fspath(c)) for c in cmd]
     for a in args:
-        if "\0" in str(a):
-            raise ConfigError(f"sandbox: the command holds a NUL byte: {str(a)[:80]!r}")
+        if "\0" in a:
+            raise ConfigError(f"sandbox: the command holds a NUL byte: {a[:80]!r}")
+    strings = list(args)
     for k, v in (env or {}).items():
         k, v = str(k), str(v)
         if not k or "=" in k or "\0" in k:
             raise ConfigError(f"sandbox: {k[:80]!r} cannot be an environment variable name")
         if "\0" in v:
             raise ConfigError(f"sandbox: environment variable {k!r} holds a NUL byte")
+        strings.append(f"{k}={v}")
+    sizes = [len(os.fsencode(s)) + 1 for s in strings]
+    longest = max(sizes, default=0)
+    if longest > _MAX_ARG_STRLEN:
+        raise CommandTooLongError(
+            f"sandbox: one argument or variable of the command is too long for exec ({longest} "
+            f"bytes, at most {_MAX_ARG_STRLEN}); pass large inputs through a file or stdin"
+        )
+    total = sum(sizes) + 8 * len(sizes)
+    top = max(os.sysconf("SC_ARG_MAX") - _ARGS_RESERVE, _ARGS_RESERVE)
+    if total > top:
+        raise CommandTooLongError(
+            f"sandbox: the command and its environment are too long for exec ({total} bytes, "
+            f"at most {top}); pass large inputs through a file or stdin"
+        )
 
 
 def run_sandboxed(

@@ -68,8 +68,12 @@ _uid_counter = itertools.count()
 
 
 def alloc_uid() -> int:
-    """A uid for one run: distinct for concurrent runs in this and (almost surely) other processes."""
-    return UID_BASE + (os.getpid() % 100_000) * 100 + next(_uid_counter) % 100
+    """A uid for one run: distinct for concurrent runs in this process (up to 100) and in every
+    other process of this PID namespace (its pid, whole: up to 2**22, so the uid stays below
+    2**32 - 1). It used to be the pid modulo 100000, so processes 7 and 100007 ran their
+    sandboxes as one uid, sharing one RLIMIT_NPROC count: one's fork bomb failed the other's
+    honest forks (session 23)."""
+    return UID_BASE + os.getpid() * 100 + next(_uid_counter) % 100
 
 
 @dataclass
@@ -438,7 +442,8 @@ def unlinked_bytes(root_pid: int, dev: int) -> int:
     (`workspace_bytes`) cannot see it — a run wrote 80 MB this way past a 5 MB quota, and
     max_open_files x max_file_mb per process could fill any disk. Files still linked are the
     walk's (counted there once). Not seen: a file whose only reference is an fd in flight in a
-    unix socket (SCM_RIGHTS; the kernel caps those at about max_open_files per uid)."""
+    unix socket (SCM_RIGHTS; the kernel caps those per uid at RLIMIT_NOFILE + 1: measured, 65
+    files of max_file_mb each held past the quota with max_open_files=64)."""
     seen: set[int] = set()
     total = 0
     for pid in tree_pids(root_pid):

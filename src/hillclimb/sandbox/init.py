@@ -13,7 +13,8 @@ mounted, so any host path (even one under the staging directory) can still be bo
 caller asked to hide are covered last: a directory by an empty read-only tmpfs, a file by a
 read-only bind of /dev/null (an ordinary entry at the end of `binds`).
 
-Protocol: argv[1] is JSON (see `core.py::_unshare_config`). One line of JSON is written to the
+Protocol: argv[1] is the number of an inherited file descriptor (a memfd) holding the JSON config
+(see `core.py::_unshare_argv`; not the JSON itself: one argument holds at most 128 KiB). One line of JSON is written to the
 inherited `status_fd`: {"exit": N} | {"signal": N} | {"error": "..."}; when this process exits, the
 kernel kills every process left in the PID namespace, so nothing outlives the command.
 """
@@ -44,6 +45,8 @@ MS_RELATIME = 1 << 21
 MNT_DETACH = 2
 ST_RELATIME = 4096  # statvfs flag value differs from MS_RELATIME
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28
 PR_CAP_AMBIENT = 47
@@ -183,6 +186,21 @@ def drop_privileges(cfg):
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install_seccomp(program):
+    # core.seccomp_program(): raw sock_filter entries of 8 bytes; after NO_NEW_PRIVS, so the
+    # unprivileged command may not remove it (and it is inherited by everything it starts)
+    if not program:
+        return
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = SockFprog(len(program) // 8, ctypes.addressof(buf))
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        raise SetupError("cannot install the seccomp filter: " + os.strerror(ctypes.get_errno()))
+
+
 def child(cfg, err_w):
     try:
         os.setsid()
@@ -190,6 +208,7 @@ def child(cfg, err_w):
         for name, (soft, hard) in cfg["rlimits"].items():
             resource.setrlimit(RLIMITS[name], (soft, hard))
         drop_privileges(cfg)
+        install_seccomp(bytes.fromhex(cfg.get("seccomp", "")))
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)  # Python ignores some; the command must not
         argv = cfg["argv"]
@@ -206,8 +225,16 @@ def report(fd, obj):
     os.write(fd, (json.dumps(obj) + "\n").encode())
 
 
+def read_config(fd):
+    data = b""
+    while chunk := os.read(fd, 1 << 20):
+        data += chunk
+    os.close(fd)  # the command must not inherit it
+    return json.loads(data)
+
+
 def main():
-    cfg = json.loads(sys.argv[1])
+    cfg = read_config(int(sys.argv[1]))
     status_fd = cfg["status_fd"]
     os.set_inheritable(status_fd, False)
     try:
