@@ -8,13 +8,27 @@ shared by threads, a month that has no 31st. Each item here is a
 function spec written by us that names the trap only as a requirement, plus hidden tests that
 the naive solution fails. Per-category accuracy says which kind of care a model lacks.
 
-Items are asked in chat form (one user turn; the last fenced code block is the answer) and the
-program `answer + tests` runs in our sandbox (`eval.programs`); this package — which holds the
-tests and reference solutions — is hidden from it. `REFERENCES` exist so the tests can be checked
+Items are asked in chat form (one user turn; the last fenced code block is the answer). The
+answer runs alone in its own sandboxed process and the tests in a trusted tester that reaches it
+over an RPC (`eval.programs.run_object_checks`): values cross as exact builtin types (and dates),
+other objects — closures, counters, caches — as handles whose calls run in the answer's process,
+each on its own thread, and callables the tests pass (`call_once(slow)`) call back into the
+tester. In one interpreter with the tests (`answer + tests`, until session 23) an always-equal
+return value passed 31 of 50 items and printing the end marker read from the program's own code
+object (or from an excepthook / atexit handler) passed all 50; now both pass 0 (tests/
+test_outside_checks_s23_adv.py measures them). This package — which holds the tests and
+reference solutions — is hidden from the answer. `REFERENCES` exist so the tests can be checked
 (every reference passes, tests/test_eval_suites.py) and are never shown to a model.
 
 What the numbers do not show: 5 items per category move a category by 20 points each; the
-specs are short, so a miss can be a misunderstanding rather than the trap.
+specs are short, so a miss can be a misunderstanding rather than the trap. concurrency/1 runs
+its 8 x 100000 increments inside the answer's process (`hammer`: an RPC per increment is too
+slow to race), started together at a barrier: a read-modify-write with a call in between lost
+updates in 10 of 10 runs (4 x 20000 from the tests' own threads: 3 to 6 of 10), but a bare
+`self.value += 1`, which CPython 3.11 never interrupts between load and store, passes (as it
+did in one interpreter); and an answer written for this item could fake the count there, as
+any fake counter could. The tests' changes to a returned object stay in the tester
+(no item relies on them), and only top-level arguments keep their identity across the RPC.
 """
 
 from __future__ import annotations
@@ -258,10 +272,10 @@ ITEMS: tuple[AdvItem, ...] = (
     _i("concurrency", 1, "make_counter()",
        "Return an object with a method increment() and an attribute value (starting at 0) that "
        "stays exact when many threads call increment() at the same time.",
-       "import sys, threading\nsys.setswitchinterval(1e-6)\nc = make_counter()\n"
-       "def work():\n    for _ in range(20000):\n        c.increment()\n"
-       "ts = [threading.Thread(target=work) for _ in range(4)]\n"
-       "[t.start() for t in ts]\n[t.join() for t in ts]\nassert c.value == 80000, c.value"),
+       "c = make_counter()\nassert c.value == 0\nc.increment()\nassert c.value == 1\n"
+       "hammer(c.increment, 8, 100000)  # 8 threads x 100000 calls at once, in the answer\n"
+       "assert c.value == 800001, c.value\nd = make_counter()\nd.increment()\n"
+       "assert d.value == 1 and c.value == 800001"),
     _i("concurrency", 2, "run_all(funcs)",
        "Call every zero-argument function in funcs concurrently (one thread each) and return "
        "their results as a list in the order of funcs, not in the order they finish.",
@@ -391,16 +405,45 @@ REFERENCES: dict[str, str] = {
 
 
 def check_program(item: AdvItem, answer_code: str) -> str:
-    return f"{answer_code}\n\n{item.tests}\n"
+    """The item as one program (answer, then tests): what a reader runs by hand. Not how it is
+    judged (`score`)."""
+    return f"{answer_code}\n\n{_READER_PRELUDE}\n{item.tests}\n"
+
+
+# `hammer` as the tester defines it (eval.programs), for `check_program`'s one-process form.
+_READER_PRELUDE = """import sys as _sys, threading as _threading
+def hammer(fn, threads, times):
+    old = _sys.getswitchinterval()
+    _sys.setswitchinterval(1e-6)
+    b = _threading.Barrier(threads)
+    ts = [_threading.Thread(target=lambda: [b.wait()] + [fn() for _ in range(times)])
+          for _ in range(threads)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    _sys.setswitchinterval(old)
+"""
+
+
+def function_check(item: AdvItem, answer_code: str) -> Any:
+    """What judges `answer_code` on `item`: the tests run in a trusted tester whose function of
+    the item's name is a proxy to the answer's own process (`programs.run_object_checks`)."""
+    from hillclimb.eval.programs import FunctionCheck
+
+    return FunctionCheck(answer_code, item.signature.split("(")[0], (item.tests,))
 
 
 def score(items: list[AdvItem], completions: list[str], timeout_s: float) -> list[Any]:
+    """`ProgramResult`s of the answers' last code blocks against the items' tests.
+
+    Why not `programs.run_programs(answer + tests)`: in one interpreter with the tests, an answer
+    returning an object equal to everything passed 31 of 50 items, and one that printed the run's
+    end marker (read from its own code object) and exited 0 passed all 50 (session 23)."""
     from hillclimb.eval.humaneval import hidden_paths
-    from hillclimb.eval.programs import run_programs
+    from hillclimb.eval.programs import run_object_checks
     from hillclimb.problems.verify import extract_code
 
-    progs = [check_program(it, extract_code(c)) for it, c in zip(items, completions, strict=True)]
-    return run_programs(progs, timeout_s=timeout_s, hide=hidden_paths())
+    checks = [function_check(it, extract_code(c)) for it, c in zip(items, completions, strict=True)]
+    return run_object_checks(checks, timeout_s=timeout_s, hide=hidden_paths())
 
 
 def run_adversarial(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:

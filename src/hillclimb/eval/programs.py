@@ -20,8 +20,9 @@ in its own code object) and print it without passing, and an always-equal return
 tests' `==`; programs of one batch share a uid, so one written to attack its neighbours can kill
 them or (reading their memory: they are dumpable) forge their markers. Installed packages whose
 data would reveal answers are hidden (`hide`). So a suite whose tests only call one function
-(HumanEval) uses `run_function_checks` below instead, which closes all of that; `run_programs`
-stays for tests that pass callables or objects across (our adversarial set).
+(HumanEval) uses `run_function_checks` below instead, which closes all of that, and tests that
+pass callables or objects across (our adversarial set) use `run_object_checks` (the same split
+with a two-way RPC); `run_programs` stays for programs that are judged whole.
 """
 
 from __future__ import annotations
@@ -573,7 +574,13 @@ def separate_rounds(keys: list[Hashable]) -> list[list[int]]:
 
 
 def _check_batch(
-    checks: list[FunctionCheck], timeout_s: float, workers: int, memory_mb: int, hide: tuple
+    checks: list[FunctionCheck],
+    timeout_s: float,
+    workers: int,
+    memory_mb: int,
+    hide: tuple,
+    runner: str = _CHECK_RUNNER_PY,
+    procs_per_worker: int = 16,
 ) -> list[ProgramResult]:
     from hillclimb.sandbox import SandboxLimits, batch_records, run_sandboxed
 
@@ -596,13 +603,13 @@ def _check_batch(
     limits = SandboxLimits(
         timeout_s=timeout_s * rounds + 30.0,
         memory_mb=max(1024, memory_mb),
-        max_procs=max(64, 16 * workers),
+        max_procs=max(64, procs_per_worker * workers),
         max_file_mb=2,
         max_output_bytes=4096 * len(checks) + (64 << 10),
     )
     with tempfile.TemporaryDirectory(prefix="hillclimb-checks-") as ws:
         res = run_sandboxed(
-            [sys.executable, "-I", "-S", "-c", _CHECK_RUNNER_PY],
+            [sys.executable, "-I", "-S", "-c", runner],
             ws,
             limits,
             stdin=json.dumps(batch),
@@ -622,3 +629,541 @@ def _check_batch(
             status = "error" if rec.get("status") == "error" else "fail"
             out.append(ProgramResult(False, status, str(rec.get("detail"))[:300], rec["seconds"]))
     return out
+
+
+# ------------------------------------------------------------ object checks across processes
+#
+# `run_function_checks` carries only values of exact builtin types, so it cannot judge tests that
+# hand callables to the candidate (`call_once(slow)`), get objects or closures back
+# (`make_counter().increment()`), expect a typed exception (`except ValueError`), pass dates, or
+# check that an argument was (not) modified. `run_object_checks` keeps its split — trusted tests in
+# a tester forked from the non-dumpable runner, the candidate's code alone in an exec'd
+# `python -I -S`, the verdict over a private pipe, no marker — and replaces the one-call proxy by
+# a small two-way RPC:
+# - values cross as type-tagged trees of exact builtin types plus `datetime.date`/`datetime`/
+#   `timedelta`; any other object crosses as a HANDLE: the other side gets a proxy whose calls,
+#   attribute reads and method calls run in the owner's process (the tester exports only its
+#   callables and only lets them be called). A proxy compares equal only to itself and has no
+#   truth value, length or iteration, so an object with a lying `__eq__`/`__bool__` proves nothing;
+# - every request runs on a thread of its own in the receiving process (a pool that grows), so
+#   calls made by several tester threads run concurrently in the candidate, and callbacks the
+#   candidate makes from its threads run concurrently in the tester;
+# - an exception crosses as its nearest builtin `Exception` class and message (the tests may catch
+#   `ValueError`); anything else (`SystemExit`, a dead candidate) fails the check and cannot be
+#   swallowed by the tests (`CandidateFailed` is a `BaseException`, and the verdict re-checks);
+# - after a call, each list/dict/set argument's new content is copied back into the tester's
+#   object, and a return value that IS one of the arguments comes back as that very object.
+# - `hammer(method, threads, times)` in the tests runs a stress loop in the candidate's process
+#   (an RPC per call is too slow to race: a thread-unsafe counter passed that way).
+# Threads count against the sandbox's process limit, hence 64 per worker. Not carried: mutation of
+# a returned object by the tester (it changes the tester's copy only), identity below the top
+# level of arguments, and iterating a candidate's iterator (it arrives as a handle).
+
+_RPC = r"""
+import builtins as _builtins, datetime as _dt, json as _json, os as _os, threading as _th
+
+
+class CandidateFailed(BaseException):
+    '''The other process died, replied with garbage, or raised a non-`Exception`.'''
+
+
+def _no_truth(self):
+    raise TypeError("a value from the other process has no truth value")
+
+
+class Opaque:
+    '''A value of a type that cannot cross: equal only to itself, no truth value.'''
+
+    __slots__ = ("type_name",)
+    __bool__ = _no_truth
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return "<unserialisable %s>" % self.type_name
+
+
+class Remote:
+    '''An object living in the other process: calls and attribute reads go there.'''
+
+    __slots__ = ("_peer", "_h", "_attr", "_methods")
+    __bool__ = _no_truth
+
+    def __init__(self, peer, h, attr=None):
+        object.__setattr__(self, "_peer", peer)
+        object.__setattr__(self, "_h", h)
+        object.__setattr__(self, "_attr", attr)
+        object.__setattr__(self, "_methods", {})
+
+    def __call__(self, *args, **kwargs):
+        return self._peer.call(self._h, self._attr, args, kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("__") or self._attr is not None:
+            raise AttributeError(name)
+        m = self._methods.get(name)
+        if m is not None:
+            return m
+        value, method = self._peer.getattr(self._h, name)
+        if method:  # later calls skip the attribute read
+            value = Remote(self._peer, self._h, name)
+            self._methods[name] = value
+        return value
+
+    def __setattr__(self, name, value):
+        raise AttributeError("cannot set attributes of an object in the other process")
+
+    def __repr__(self):
+        return "<object in the other process #%s%s>" % (self._h, "." + self._attr if self._attr else "")
+
+
+def _hammer(fn, msg):
+    '''Call fn() `k` times in each of `t` threads at once, switching threads as often as
+    CPython allows: where a thread-unsafe read-modify-write loses updates.'''
+    import sys
+
+    t, k = msg["t"], msg["k"]
+    if type(t) is not int or type(k) is not int or not (0 < t <= 64 and 0 <= k <= 10**6):
+        raise ValueError("bad hammer")
+    errors, start = [], _th.Barrier(t)
+
+    def run():
+        try:
+            start.wait()
+            for _ in range(k):
+                fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        ts = [_th.Thread(target=run) for _ in range(t)]
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+    finally:
+        sys.setswitchinterval(old)
+    if errors:
+        raise errors[0]
+    return ["n"]
+
+
+def hammer(fn, threads, times):
+    '''Call fn() `times` times in each of `threads` threads at once, with thread switches as
+    often as CPython allows. A method of an object in the other process runs there.'''
+    if type(fn) is Remote:
+        return fn._peer.hammer(fn._h, fn._attr, threads, times)
+    import sys
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    start = _th.Barrier(threads)
+
+    def run():
+        start.wait()
+        for _ in range(times):
+            fn()
+
+    try:
+        ts = [_th.Thread(target=run) for _ in range(threads)]
+        for x in ts:
+            x.start()
+        for x in ts:
+            x.join()
+    finally:
+        sys.setswitchinterval(old)
+
+
+def _exc_name(exc):
+    for k in type(exc).__mro__:
+        try:
+            if getattr(_builtins, k.__name__, None) is k and issubclass(k, Exception):
+                return k.__name__
+        except BaseException:
+            break
+    return ""
+
+
+def _describe(exc):
+    try:
+        return str(exc)[:300]
+    except BaseException:
+        return "?"
+
+
+class Peer:
+    '''One end of the RPC: sends requests, serves the other end's requests on a thread pool.'''
+
+    def __init__(self, rfile, wfd, reply_cap, exports_all):
+        self.rfile, self.wfd, self.cap, self.exports_all = rfile, wfd, reply_cap, exports_all
+        self.wlock, self.lock = _th.Lock(), _th.Lock()
+        self.waiting, self.next_id = {}, 0
+        self.exports, self.export_ids = {}, {}
+        self.jobs, self.idle, self.dead = [], 0, ""
+        self.cv = _th.Condition(self.lock)
+
+    # -- values
+    def export(self, v):
+        with self.lock:
+            h = self.export_ids.get(id(v))
+            if h is None or self.exports[h] is not v:
+                h = len(self.exports)
+                self.exports[h], self.export_ids[id(v)] = v, h
+            return h
+
+    def enc(self, v, depth=0, args=None):
+        t = type(v)
+        if depth > 100:
+            return ["u", "nested deeper than 100"]
+        if args is not None:
+            for j, a in args:
+                if v is a and t in (list, dict, set):
+                    return ["a", j]
+        if v is None:
+            return ["n"]
+        if t is bool:
+            return ["b", v]
+        if t is int:
+            return ["i", hex(v)]
+        if t is float:
+            return ["f", float.hex(v)]
+        if t is str:
+            return ["s", v]
+        if t is bytes:
+            return ["y", v.hex()]
+        if t is list or t is tuple or t is set or t is frozenset:
+            tag = "l" if t is list else "t" if t is tuple else "S" if t is set else "F"
+            return [tag, [self.enc(x, depth + 1) for x in v]]
+        if t is dict:
+            return ["d", [[self.enc(k, depth + 1), self.enc(x, depth + 1)] for k, x in v.items()]]
+        if t is _dt.date or t is _dt.datetime:
+            return ["D" if t is _dt.date else "T", v.isoformat()]
+        if t is _dt.timedelta:
+            return ["Z", [v.days, v.seconds, v.microseconds]]
+        if t is Remote and v._peer is self and v._attr is None:
+            return ["r", v._h]
+        if self.exports_all or callable(v):
+            return ["h", self.export(v)]
+        try:
+            name = type.__dict__["__name__"].__get__(t)
+        except BaseException:
+            name = "?"
+        return ["u", str(name)[:80] if type(name) is str else "?"]
+
+    def dec(self, node, depth=0, args=None):
+        if depth > 101 or type(node) is not list or not node or type(node[0]) is not str:
+            raise ValueError("not a value tree")
+        tag, rest = node[0], node[1:]
+        if tag == "n" and not rest:
+            return None
+        if len(rest) != 1:
+            raise ValueError("bad arity")
+        x = rest[0]
+        if tag == "b" and type(x) is bool:
+            return True if x else False
+        if tag == "i" and type(x) is str:
+            return int(x, 16)
+        if tag == "f" and type(x) is str:
+            return float.fromhex(x)
+        if tag == "s" and type(x) is str:
+            return str(x)
+        if tag == "y" and type(x) is str:
+            return bytes.fromhex(x)
+        if tag in ("l", "t", "S", "F") and type(x) is list:
+            items = [self.dec(e, depth + 1) for e in x]
+            return {"l": list, "t": tuple, "S": set, "F": frozenset}[tag](items)
+        if tag == "d" and type(x) is list:
+            out = {}
+            for kv in x:
+                if type(kv) is not list or len(kv) != 2:
+                    raise ValueError("bad dict entry")
+                out[self.dec(kv[0], depth + 1)] = self.dec(kv[1], depth + 1)
+            return out
+        if tag in ("D", "T") and type(x) is str:
+            return (_dt.date if tag == "D" else _dt.datetime).fromisoformat(x)
+        if tag == "Z" and type(x) is list and len(x) == 3 and all(type(e) is int for e in x):
+            return _dt.timedelta(x[0], x[1], x[2])
+        if tag == "h" and type(x) is int:
+            return Remote(self, x)
+        if tag == "r" and type(x) is int:
+            with self.lock:
+                if x in self.exports:
+                    return self.exports[x]
+            raise ValueError("unknown handle")
+        if tag == "a" and args is not None and type(x) is int:
+            for j, a in args:
+                if j == x:
+                    return a
+            raise ValueError("unknown argument")
+        if tag == "u" and type(x) is str:
+            return Opaque(x[:80])
+        raise ValueError("unknown tag")
+
+    # -- transport
+    def send(self, obj):
+        data = (_json.dumps(obj) + "\n").encode()
+        with self.wlock:
+            while data:
+                data = data[_os.write(self.wfd, data):]
+
+    def fail(self, why):
+        with self.lock:
+            if not self.dead:
+                self.dead = why
+            for box in self.waiting.values():
+                box[0].set()
+
+    def request(self, msg):
+        ev = _th.Event()
+        box = [ev, None]
+        with self.lock:
+            if self.dead:
+                raise CandidateFailed(self.dead)
+            self.next_id += 1
+            rid = msg["id"] = self.next_id
+            self.waiting[rid] = box
+        try:
+            self.send(msg)
+        except OSError:
+            self.fail("the other process died")
+        ev.wait()
+        with self.lock:
+            self.waiting.pop(rid, None)
+        if box[1] is None:
+            raise CandidateFailed(self.dead or "no reply")
+        return box[1]
+
+    def read_loop(self):
+        try:
+            while True:
+                line = self.rfile.readline(self.cap + 1)
+                if not line.endswith(b"\n"):
+                    self.fail("the other process died" if not line else "a reply over the size cap")
+                    return
+                msg = _json.loads(line)
+                if type(msg) is not dict:
+                    raise ValueError
+                if "re" in msg:
+                    with self.lock:
+                        box = self.waiting.get(msg["re"])
+                    if box is not None:
+                        box[1] = msg
+                        box[0].set()
+                    continue
+                with self.cv:
+                    self.jobs.append(msg)
+                    if self.idle:
+                        self.cv.notify()
+                    else:
+                        _th.Thread(target=self.work, daemon=True).start()
+        except BaseException as exc:
+            self.fail("the other process sent garbage: %s" % type(exc).__name__)
+
+    def work(self):
+        while True:
+            with self.cv:
+                while not self.jobs:
+                    self.idle += 1
+                    self.cv.wait()
+                    self.idle -= 1
+                msg = self.jobs.pop(0)
+            self.send(self.serve(msg))
+
+    # -- calls
+    def call(self, h, attr, args, kwargs):
+        ins = list(args) + list(kwargs.values())
+        tree = self.enc([list(args), dict(kwargs)])
+        reply = self.request({"op": "call", "h": h, "n": attr, "x": tree})
+        if "raise" in reply:
+            self.reraise(reply["raise"])
+        try:
+            back = reply.get("back") or []
+            for a, b in zip(ins, back):
+                if b is not None and type(a) in (list, dict, set) and self.enc(a) != b:
+                    new = self.dec(b)
+                    if type(new) is not type(a):
+                        raise ValueError("an argument changed type")
+                    if type(a) is list:
+                        a[:] = new
+                    else:
+                        a.clear()
+                        a.update(new)
+            return self.dec(reply["ok"], args=list(enumerate(ins)))
+        except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            self.fail("its reply was malformed")
+            raise CandidateFailed(self.dead) from exc
+
+    def hammer(self, h, attr, threads, times):
+        reply = self.request({"op": "hammer", "h": h, "n": attr, "t": threads, "k": times})
+        if "raise" in reply:
+            self.reraise(reply["raise"])
+
+    def getattr(self, h, name):
+        reply = self.request({"op": "get", "h": h, "n": name})
+        if "raise" in reply:
+            self.reraise(reply["raise"])
+        try:
+            return self.dec(reply["ok"]), reply.get("method") is True
+        except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            self.fail("its reply was malformed")
+            raise CandidateFailed(self.dead) from exc
+
+    def reraise(self, r):
+        name, text = (r + ["", ""])[:2] if type(r) is list else ("", "")
+        cls = getattr(_builtins, name, None) if type(name) is str else None
+        if type(cls) is type and issubclass(cls, Exception) and type(text) is str:
+            raise cls(text[:300])
+        self.fail("it raised %s" % (str(text)[:200] or "a non-Exception"))
+        raise CandidateFailed(self.dead)
+
+    def serve(self, msg):
+        rid = msg.get("id")
+        try:
+            with self.lock:
+                obj = self.exports[msg["h"]]
+            name = msg.get("n")
+            if msg.get("op") == "get" and self.exports_all and type(name) is str:
+                value = getattr(obj, name)
+                method = callable(value) and not isinstance(value, type)
+                return {"re": rid, "ok": self.enc(value), "method": method}
+            if msg.get("op") == "hammer" and self.exports_all:
+                return {"re": rid, "ok": _hammer(getattr(obj, name) if name else obj, msg)}
+            if msg.get("op") != "call" or (name is not None and not self.exports_all):
+                raise PermissionError("only calls are served here")
+            fn = obj if name is None else getattr(obj, name)
+            a, k = self.dec(msg["x"])
+            ins = list(a) + list(k.values())
+            value = fn(*a, **k)
+            back = [self.enc(x) if type(x) in (list, dict, set) else None for x in ins]
+            return {"re": rid, "ok": self.enc(value, args=list(enumerate(ins))), "back": back}
+        except BaseException as exc:
+            return {"re": rid, "raise": [_exc_name(exc), _describe(exc)]}
+"""
+
+# The candidate process: reads {"code", "name"}, runs the code, exports the function as handle 0,
+# then serves requests. Its own stdin/stdout/stderr are /dev/null (the RPC uses duplicates).
+_OBJECT_CANDIDATE_PY = (
+    _RPC
+    + r"""
+import sys
+
+
+def _main():
+    rd = _os.fdopen(_os.dup(0), "rb")
+    wr = _os.dup(1)
+    null = _os.open("/dev/null", _os.O_RDWR)
+    for fd in (0, 1, 2):
+        _os.dup2(null, fd)
+    sys.setswitchinterval(1e-5)  # thread switches as often as the tests ask of their own threads
+    peer = Peer(rd, wr, 8 << 20, True)
+    first = _json.loads(rd.readline())
+    ns = {"__name__": "__main__"}
+    try:
+        exec(compile(first["code"], "solution.py", "exec"), ns)
+        fn = ns.get(first["name"])
+        if not callable(fn):
+            raise NameError("function %s is not defined" % first["name"])
+        peer.export(fn)
+    except BaseException as exc:
+        peer.send({"error": "the code raised %s: %s" % (type(exc).__name__, _describe(exc))})
+        _os._exit(0)
+    peer.send({"ready": True})
+    peer.read_loop()
+    _os._exit(0)
+
+
+_main()
+"""
+)
+
+_OBJECT_RUN_CHECK = r"""
+
+OBJECT_CANDIDATE_SRC = "OBJECT_CANDIDATE_SRC_HERE"
+
+
+def run_check(item, reply_cap):
+    import subprocess
+
+    cand = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", OBJECT_CANDIDATE_SRC],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
+    try:
+        first = (_json.dumps({"code": item["candidate"], "name": item["entry_point"]}) + "\n")
+        data = first.encode()
+        try:
+            while data:
+                data = data[_os.write(cand.stdin.fileno(), data):]
+            line = cand.stdout.readline(reply_cap + 1)
+        except OSError:
+            line = b""
+        try:
+            first = _json.loads(line)
+        except ValueError:
+            return {"status": "fail", "detail": "the candidate died before it was ready"}
+        if type(first) is not dict or "ready" not in first:
+            err = first.get("error") if type(first) is dict else None
+            return {"status": "fail", "detail": str(err or "the candidate was not ready")[:300]}
+        peer = Peer(cand.stdout, cand.stdin.fileno(), reply_cap, False)
+        _th.Thread(target=peer.read_loop, daemon=True).start()
+        ns = {"__name__": "__hillclimb_check__", item["entry_point"]: Remote(peer, 0),
+              "hammer": hammer}
+        try:
+            for part in item["harness"]:
+                exec(compile(part, "tests.py", "exec"), ns)
+        except BaseException as exc:
+            if isinstance(exc, CandidateFailed):
+                return {"status": "fail", "detail": str(exc)[:300]}
+            return {"status": "fail", "detail": (type(exc).__name__ + ": " + _describe(exc))[:300]}
+        if peer.dead:  # the tests swallowed the failure; it still fails
+            return {"status": "fail", "detail": peer.dead}
+        return {"status": "pass", "detail": ""}
+    finally:
+        try:
+            cand.kill()
+        except OSError:
+            pass
+
+
+main()
+"""
+
+_MAIN_CALL = "\n\nmain()\n"
+assert _CHECK_RUNNER_PY.endswith(_MAIN_CALL)
+_OBJECT_RUNNER_PY = (
+    _CHECK_RUNNER_PY[: -len(_MAIN_CALL)]
+    + "\n"
+    + _RPC
+    + _OBJECT_RUN_CHECK.replace('"OBJECT_CANDIDATE_SRC_HERE"', repr(_OBJECT_CANDIDATE_PY))
+)
+
+
+def run_object_checks(
+    checks: list[FunctionCheck],
+    *,
+    timeout_s: float = 10.0,
+    workers: int | None = None,
+    memory_mb: int = 1024,
+    batch_size: int = 64,
+    hide: tuple[str, ...] = (),
+) -> list[ProgramResult]:
+    """Judge each check with the candidate in its own process behind the two-way RPC above:
+    `harness` is free-form test code run in the tester with `entry_point` bound to a proxy of the
+    candidate's function; `passed` iff the tests ran to the end and the candidate never died or
+    replied with garbage. Raises `HillclimbError` when the sandbox itself fails."""
+    if timeout_s <= 0:
+        raise HillclimbError(f"program timeout must be > 0 s, got {timeout_s}")
+    w = workers or max(1, min(4, os.cpu_count() or 1))
+    out: list[ProgramResult | None] = [None] * len(checks)
+    for idx in separate_rounds([(c.entry_point, c.harness) for c in checks]):
+        for s in range(0, len(idx), batch_size):
+            part = idx[s : s + batch_size]
+            got = _check_batch(
+                [checks[i] for i in part], timeout_s, w, memory_mb, hide, _OBJECT_RUNNER_PY, 64
+            )
+            for i, r in zip(part, got, strict=True):
+                out[i] = r
+    return [r for r in out if r is not None]
