@@ -218,9 +218,13 @@ import json as _json
 
 
 class Opaque:
-    '''A value of a type the codec does not carry: equal only to itself.'''
+    '''A value of a type the codec does not carry: equal only to itself, no truth value (an
+    object of the candidate's own class passed `assert candidate(x)` until session 23).'''
 
     __slots__ = ("type_name",)
+
+    def __bool__(self):
+        raise TypeError("a value of type %s from the candidate has no truth value" % self.type_name)
 
     def __init__(self, type_name):
         self.type_name = type_name
