@@ -10,8 +10,13 @@ Conventions (one for the whole project, so SFT data, evaluation and RL rewards a
   falls back to `\\boxed{X}` and then (numeric answers only) to the last number in the final
   content. Numbers compare as exact fractions (`0.5` == `1/2`), words case-insensitively (`yes`,
   `True`, names; TeX markup around them such as `\\boxed{\\text{True}}` is skipped). A range
-  ("35–36", "35 to 36") is a hedge, like "35 or 36"; "The answer is not 6" is no answer; a dash
-  in a sign's place ("–5") is a minus.
+  ("35–36", "35 to 36", "35..36") is a hedge, like "35 or 36" (also in other languages, with
+  full-width or CJK commas, TeX `\\lor`); so are a `\\boxed{}` whose value differs from the
+  statement's, a statement offered as an alternative to the one before it ("..., or the answer
+  is 6"), a next line holding only another candidate, and, without a statement, a last number
+  offered as an alternative to the one before it ("5 or 6"). "The answer is not 6" is no answer;
+  a dash in a sign's place ("–5", "is - 5") is a minus; an expression is its value after "="
+  ("3 + 5 = 8" is 8) or, left unevaluated ("3 + 5"), no answer.
 - code problems: the content is one ```python fenced block; `extract_answer` takes the last fenced
   block (an unclosed final fence counts up to the end), or the whole completion if there is none.
 
@@ -89,6 +94,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import html
 import json
 import marshal
 import math
@@ -121,9 +127,11 @@ _TEX_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 # (three digits after each comma): `3,5` (a decimal comma in many locales) or `12,13` (a list)
 # are two numbers — hedged when different — where they used to read as 35 and 1213. `.5` is
 # 0.5 and `1e5` is 100000 (they read as 5 and 1: "The answer is 1e5." passed for 1).
+# (`.5` not after another dot: "5..6" is a range, a hedge, and passed for 5 as "5" and ".6")
+# (a first group never starts with 0: "0,005", a decimal comma, read as 5 until session 23)
 # A power belongs to its number: "10^5" is 100000 (read as 10 until session 21).
 _NUM_TOKEN = (
-    r"[-+\u2212]?\$?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+    r"[-+\u2212]?\$?(?:(?:(?<!\d)[1-9]\d{0,2}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<!\.)\.\d+)(?:[eE][-+]?\d+)?"
     r"(?: ?(?:\^|\*\*) ?(?:\{[-+]?\d+\}|[-+]?\d+)|[" + SUPERSCRIPT_DIGITS + "]+)?"
     r"(?:\s*/\s*\d+)?"
 )
@@ -156,12 +164,53 @@ def _number(text: str) -> str | None:
     if not m:
         return None
     value = parse_number(m.group(0))
-    return None if value is None else fmt(value)
+    return None if value is None or not _reduced(m.group(0), value) else fmt(value)
+
+
+def _reduced(token: str, value: Fraction) -> bool:
+    """Whether a number written with a "/" is a fraction in lowest terms (a whole numerator over
+    a denominator above 1 sharing no factor with it), not a division left undone. Why: the
+    question "Solve: 42/7" echoed back ("The answer is 42/7.") passed for 6, and so did every
+    division item (session 23); `7/12` and `-1/6` are answers, `42/7`, `2/4` and `6/1` are not."""
+    top, slash, den = token.partition("/")
+    if not slash:
+        return True
+    numerator = parse_number(top)
+    d = int(den.strip())
+    return numerator is not None and numerator.denominator == 1 and d > 1 and value.denominator == d
+
+
+# an arithmetic operator and a number, repeated: the rest of an expression ("+ 5", "× 5 + 1",
+# `\times 5`); "-" and "/" are not here (a range is a hedge, "3 / 4" one fraction)
+_EXPR_REST_RE = re.compile(
+    r"(?:\s*(?:[+*\u00d7\u00b7\u22c5\u00f7xX]|\\times|\\cdot|\\div)\s*\(?\s*"
+    + _NUM_TOKEN
+    + r"\s*\)?)+"
+)
+_EQUALS_RE = re.compile(r"\s*=\s*")
+
+
+def _stated_number(text: str) -> str | None:
+    """The number a statement gives: its first number, unless that starts an expression. Why:
+    "The answer is 3 + 5." passed for 3 and "The answer is 3 + 5 = 8." failed for 8 (session
+    23): an expression's value is after its "=", and one left unevaluated is no answer (the
+    checker does not evaluate it)."""
+    m = _NUM_RE.search(text)
+    if not m:
+        return None
+    expr = _EXPR_REST_RE.match(text, m.end())
+    if not expr:
+        value = _number(m.group(0))
+        if value is not None or "/" not in m.group(0):
+            return value
+        expr = m  # a division left undone ("42/7"): its value may follow an "="
+    eq = _EQUALS_RE.match(text, expr.end())
+    return _stated_number(text[eq.end() :]) if eq else None
 
 
 def _normalise(p: Problem, raw: str) -> str | None:
     if parse_number(p.answer) is not None:
-        return _number(raw)
+        return _stated_number(raw)
     # "The answer is \boxed{True}." read as the word 'boxed' (session 21)
     m = _WORD_RE.search(_TEX_COMMAND_RE.sub(" ", raw))
     if not m:
@@ -203,12 +252,17 @@ def answer_is_hedged(p: Problem, completion: str) -> bool:
 # (a range is a hedge too: "35–36", "35 - 36", "35 to 36" passed for 35 until session 21)
 # (so are "5 vs 6", "5 and/or 6", "5 ~ 6", "5 − 6", "5 ∨ 6", "5 ± 1", "5 +/- 1", "5—6", "5 — or 6", "5; otherwise
 # 6", "5 or else 6": each passed for 5 until session 21)
-_ALTERNATIVE = r"(?:or|maybe|perhaps|possibly|alternatively|otherwise|else)\b"
-_HEDGE_GAP = re.compile(r"\u2014|\s*(?:(?:[,;/|&~\u2013\u2212\u2228\u00b1-]|\+/-)\s*"
+# (and "5 ou 6", "5 oder 6", "5 или 6", "5 或 6", "5 if not 6", "5 unless it is 6", "5 but maybe
+# 6", "5 and also 6", "5..6", "5…6", `$5 \lor 6$`, `$5 \quad 6$`, "5，6", "5、6": each passed for 5
+# until session 23)
+_OR_WORDS = r"or|ou|o|oder|lub|eller|veya|\u0438\u043b\u0438|\u6216\u8005?"  # or, in 9 languages
+_ALTERNATIVE = r"(?:" + _OR_WORDS + r"|maybe|perhaps|possibly|alternatively|otherwise|else)\b"
+_HEDGE_GAP = re.compile(r"\u2014|\s*(?:(?:[,;/|&~\u2013\u2212\u2228\u00b1-]|\+/-|\.{2,})\s*"
                         r"|[.!?\u2014]\s*(?=" + _ALTERNATIVE + r"))?"
                         r"(?:[(\[]\s*(?=" + _ALTERNATIVE + r"))?"
-                        r"(?:(?:and/or|or|and|to|vs\.?|versus)(?:\b|(?<=\.))\s*)?"
-                        r"(?:(?:maybe|perhaps|possibly|alternatively|otherwise|else)\b\s*)?",
+                        r"(?:(?:and/or|and also|if not|unless(?: it is| it's)?|" + _OR_WORDS + r"|and|to|vs\.?|versus)"
+                        r"(?:\b|(?<=\.))\s*)?"
+                        r"(?:(?:but\s+)?(?:maybe|perhaps|possibly|alternatively|otherwise|else)\b\s*)?",
                         re.IGNORECASE)  # fmt: skip
 # a bare other candidate in brackets: "5 (6)", "True (False)" ("12 (3 × 4)" is an explanation)
 _BRACKET_OPEN = re.compile(r"\s*[(\[]\s*")
@@ -216,27 +270,65 @@ _BRACKET_CLOSE = re.compile(r"\s*[)\]]")
 # markup a model wraps an answer in (bold, code, quotes, TeX math and boxes), removed from the gap
 # between two candidates before the gap is judged
 _GAP_MARKUP = re.compile(r"\\[A-Za-z]+\s*\{|\\[()\[\]]|[*_`\"'$\u201c\u201d\u2018\u2019{}]")
+# TeX between two candidates that a reader sees as a hedge ("\\lor", "\\pm") or as a space
+# ("\\quad", "\\ ", "\\,"): `$5 \\lor 6$` and `$5 \\quad 6$` passed for 5 (session 23)
+_GAP_TEX = (
+    (re.compile(r"\\(?:lor|vee)(?![A-Za-z])"), "\u2228"),
+    (re.compile(r"\\(?:pm|mp)(?![A-Za-z])"), "\u00b1"),
+    (re.compile(r"\\sim(?![A-Za-z])"), "~"),
+    (re.compile(r"\\mid(?![A-Za-z])"), "|"),
+    (re.compile(r"\\(?:q?quad|[,;:! ])"), " "),
+    (re.compile(r"(?<=\s)\*(?=\s)"), "\u00d7"),  # "3 * 5": a product, not bold markup
+)
+
+
+def _gap_text(gap: str) -> str:
+    """The text between two candidate answers as a reader sees it: TeX operators as their
+    symbols, TeX spacing as a space, wrapping markup removed."""
+    for pat, repl in _GAP_TEX:
+        gap = pat.sub(repl, gap)
+    return _GAP_MARKUP.sub("", gap)
+
+
+def _candidates(p: Problem, text: str) -> list[tuple[int, int, str | None]]:
+    """(start, end, normalised value) of every candidate answer in `text`: each number for a
+    numeric item, each of its choices (else its answer word) for a word item."""
+    if parse_number(p.answer) is not None:
+        return [(m.start(), m.end(), _number(m.group(0).rstrip(","))) for m in
+                _NUM_RE.finditer(text)]  # fmt: skip
+    choices = [str(c) for c in p.meta.get("choices") or []] or [p.answer]
+    pat = "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True))
+    return [(m.start(), m.end(), m.group(0).casefold()) for m in
+            re.finditer(rf"(?<![\w'])(?:{pat})(?![\w'])", text, re.IGNORECASE)]  # fmt: skip
+
+
+# Symbols that may stand between an answer and an explanation of it ("12 (3 × 4)", "12 = 3 × 4",
+# "5. 6 of them", "5%"). Any other gap of symbols alone lists two answers: "5 ‖ 6", "5 • 6",
+# "5 ¦ 6", `$5 \\ 6$` passed for 5 until session 23 (an enumeration of separators never ends).
+_EXPLAIN_SYMBOLS = frozenset(
+    ".:=()[]{}%!?\u00d7\u00b7\u22c5*+<>\u2264\u2265\u2248\u2261\u2260\u2014"
+)
+
+
+def _symbols_only(gap: str) -> bool:
+    """A gap of symbols and spaces alone, one of them no explanation's symbol."""
+    return all(not c.isalnum() for c in gap) and any(
+        not c.isspace() and c not in _EXPLAIN_SYMBOLS for c in gap
+    )
 
 
 def _hedged_tail(p: Problem, tail: str) -> bool:
-    if parse_number(p.answer) is not None:
-        spans = [(m.start(), m.end(), _number(m.group(0).rstrip(","))) for m in
-                 _NUM_RE.finditer(tail)]  # fmt: skip
-    else:
-        choices = [str(c) for c in p.meta.get("choices") or []] or [p.answer]
-        pat = "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True))
-        spans = [(m.start(), m.end(), m.group(0).casefold()) for m in
-                 re.finditer(rf"(?<![\w'])(?:{pat})(?![\w'])", tail, re.IGNORECASE)]  # fmt: skip
+    spans = _candidates(p, tail)
     for (_, end, a), (start, b_end, b) in zip(spans, spans[1:], strict=False):
         if a == b:
             continue
         gap = tail[end:start]
         if tail[:end].endswith(","):
             gap = "," + gap
-        gap = _GAP_MARKUP.sub("", gap)
-        if _HEDGE_GAP.fullmatch(gap):
+        gap = _gap_text(gap)
+        if _HEDGE_GAP.fullmatch(gap) or _symbols_only(gap):
             return True
-        after = _GAP_MARKUP.sub("", tail[b_end : b_end + 8])
+        after = _gap_text(tail[b_end : b_end + 8])
         if _BRACKET_OPEN.fullmatch(gap) and _BRACKET_CLOSE.match(after):
             return True
     return False
@@ -259,17 +351,47 @@ _INVISIBLE_RE = re.compile(
 # in front of a number: "The answer is –5." passed for 5 and failed for -5 (session 21). Only in
 # a sign's place, so a range ("35–36") or a dash before an explanation ("35 — 5 × 7") keeps it.
 _DASH_SIGN_RE = re.compile("(?<![\\w.])[\u2010-\u2015\ufe63\uff0d](?=\\$?\\.?\\d)")
-# fraction and division slashes: "5⁄6" is 5/6, not 5
-_SLASHES = str.maketrans({"\u2044": "/", "\u2215": "/"})
+_HTML_BREAK_RE = re.compile(r"<br\s*/?>|</?p>", re.IGNORECASE)
+# fraction and division slashes: "5⁄6" is 5/6, not 5; full-width, CJK and Arabic punctuation as
+# the ASCII a reader takes it for ("1，234" is 1234; "5，6", "5、6", "5｜6" and "5،6" are two answers
+# and passed for 5 until session 23; the ideographic and Arabic commas only ever separate a list)
+_SLASHES = str.maketrans(
+    {
+        "\u2044": "/",
+        "\u2215": "/",
+        "\uff0f": "/",
+        "\uff0c": ",",
+        "\uff1b": ";",
+        "\uff5c": "|",
+        "\uff5e": "~",
+        "\uff1a": ":",
+        "\uff0e": ".",
+        "\u3001": ";",
+        "\uff64": ";",
+        "\u060c": ";",
+        "\u061b": ";",
+        "\u066c": ",",
+        "\u066b": ".",
+        "\u2026": "...",
+    }
+)
+# A minus sign, then a space, right after "is", ":", "=" or "(": "The answer is - 5." read as 5
+# (session 23). Not after a number ("35 - 36" stays a range) nor at a line's start (a bullet).
+_SPACED_SIGN_RE = re.compile(
+    "(?:(?<=\\bis )|(?<=[:=(])|(?<=[:=(] ))[-\u2212\ufe63\uff0d][ \t\u00a0]+(?=\\$?\\.?\\d)"
+)
 
 
 def _clean(text: str) -> str:
     """A reasoning completion's final content as a reader sees it."""
     text = _INVISIBLE_RE.sub("", text)
     text = _after_think(text).translate(_SLASHES)
+    # HTML a model may emit: "5<br>6" is two lines, "5&nbsp;or&nbsp;6" a hedge (both passed for
+    # 5 until session 23)
+    text = html.unescape(_HTML_BREAK_RE.sub("\n", text))
     # `\frac{1}{2}` read as the two numbers 1 and 2 (a correct 1/2 was "ambiguous" or "1")
     text = _TEX_FRAC_RE.sub(r"\1/\2", text)
-    text = _DASH_SIGN_RE.sub("-", text)
+    text = _DASH_SIGN_RE.sub("-", _SPACED_SIGN_RE.sub("-", text))
     return _SIGN_WORD_RE.sub("-", text)
 
 
@@ -277,11 +399,23 @@ def _clean(text: str) -> str:
 _NEXT_OFFER_RE = re.compile(r"\s*[*_`>\-]*\s*(?=" + _ALTERNATIVE + ")", re.IGNORECASE)
 
 
-def _offered_next(rest: str) -> str:
-    """The line after the answer's when it starts with an alternative ("Or 6", "Maybe 6"), as
+# a line holding nothing but a candidate answer (markup and a full stop around it allowed)
+_BARE_LINE_RE = re.compile(r"[\s*_`>\-$\\(){}\[\].]*")
+
+
+def _offered_next(p: Problem, rest: str) -> str:
+    """The line after the answer's when it starts with an alternative ("Or 6", "Maybe 6") or is
+    nothing but another candidate ("The answer is 5\\n6" passed for 5 until session 23), as
     text to judge with the answer's line; else nothing."""
     nxt = rest.lstrip().split("\n", 1)[0]
-    return " " + nxt if _NEXT_OFFER_RE.match(nxt) else ""
+    if _NEXT_OFFER_RE.match(nxt):
+        return " " + nxt
+    spans = _candidates(p, nxt)
+    if len(spans) == 1:
+        start, end, _ = spans[0]
+        if _BARE_LINE_RE.fullmatch(nxt[:start] + nxt[end:]):
+            return " or " + nxt
+    return ""
 
 
 def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
@@ -293,16 +427,73 @@ def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
         tail = line.strip().strip("*`\"'")
         if _NEGATED_RE.match(tail):  # "the answer is not 6": a denial, not an answer
             return None, False
-        return _normalise(p, tail), _hedged_tail(p, tail + _offered_next(rest))
+        got = _normalise(p, tail)
+        hedged = (
+            _hedged_tail(p, tail + _offered_next(p, rest))
+            or _boxed_other(p, text, got)
+            or _joined_to_previous(p, text, matches)
+        )
+        return got, hedged
     boxed = _BOXED_RE.findall(text)
     if boxed:
         values = {_normalise(p, b) for b in boxed}
         return _normalise(p, boxed[-1]), len(values) > 1 or _hedged_tail(p, boxed[-1])
     if parse_number(p.answer) is not None:
-        nums = _NUM_RE.findall(text)
+        nums = list(_NUM_RE.finditer(text))
         if nums:
-            return _number(nums[-1]), False
+            # "I think 5 or 6" (no statement, no box) passed for 6 until session 23: the last
+            # number is judged with the one before it, as a statement's tail is
+            pair = text[nums[-2].start() :] if len(nums) > 1 else ""
+            # an operand is no result: an echoed "Work out 0 + 2." passed for 2 (session 23)
+            if _OPERAND_RE.search(text[max(0, nums[-1].start() - 80) : nums[-1].start()]):
+                return None, False
+            return _number(nums[-1].group(0)), _hedged_tail(p, pair)
     return None, False
+
+
+# a number and an operator right before a number: that number is an operand ("0 + 2", `3 \times`)
+_OPERAND_RE = re.compile(
+    r"\d\s*(?:[-+*\u00d7\u00b7\u22c5\u00f7\u2212xX]|\\times|\\cdot|\\div)\s*\(?\s*\$?$"
+)
+
+
+def _boxed_other(p: Problem, text: str, got: str | None) -> bool:
+    """Whether a `\\boxed{}` in the final content gives another answer than the statement: two
+    final answers, like two different boxes ("The answer is 5. \\boxed{6}" passed for 5 until
+    session 23; the box was never read once a statement was found). A box that reads as no
+    answer at all (`\\boxed{3/351}`, a division left undone) is another answer too; an empty one
+    is not."""
+    if got is None:
+        return False
+    return any(_normalise(p, b) != got for b in _BOXED_RE.findall(text) if b.strip())
+
+
+# words between a previous candidate and "answer is" that belong to the statement: "the", "my"
+_LEAD_WORDS_RE = re.compile(r"(?:\b(?:the|my|final|correct)\s+)+$", re.IGNORECASE)
+
+
+def _joined_to_previous(p: Problem, text: str, matches: list[re.Match[str]]) -> bool:
+    """Whether the last statement is offered as an alternative to the one before it: "The answer
+    is 5, or the answer is 6." and "The answer is 5.\\nOr the answer is 6." passed for 6 until
+    session 23 (only the last statement was judged). The previous statement's last candidate and
+    the last statement's tail are judged as one tail, the "the answer is" between them removed;
+    across lines only when the last statement's line opens with an alternative ("Or ..."), so
+    "The answer is 4.\\nThe answer is 19." stays a correction."""
+    if len(matches) < 2:
+        return False
+    before = text[matches[-2].end() : matches[-1].start()]
+    if _NEGATED_RE.match(before.strip().strip("*`\"'")):
+        return False
+    before = "\n".join(before.rsplit("\n", 2)[-2:])  # the two lines that can hold an offer
+    spans = _candidates(p, before)
+    if not spans:
+        return False
+    start, end, _ = spans[-1]
+    gap = _LEAD_WORDS_RE.sub("", before[end:])
+    if "\n" in gap and not _NEXT_OFFER_RE.match(gap.rsplit("\n", 1)[1]):
+        return False
+    line = text[matches[-1].end() :].split("\n", 1)[0]
+    return _hedged_tail(p, before[start:end] + gap + line)
 
 
 def reference_answer(p: Problem) -> str:

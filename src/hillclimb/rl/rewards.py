@@ -37,6 +37,7 @@ from typing import Any
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.problems import extract_answer
+from hillclimb.problems.steps import fmt, parse_number
 from hillclimb.problems.verify import _ANSWER_RE, _FENCE_RE, _after_think
 from hillclimb.rl.rollout import Rollout
 
@@ -80,11 +81,27 @@ def has_format(r: Rollout) -> bool:
     reasoning, a fenced code block with code in it for code. Why not "answer" anywhere in the
     text: the word in the reasoning ("<think>the answer needs care</think> 5") or in any
     sentence ("I answered 5") earned the bonus without the convention, and so did an empty
-    fence for code."""
+    fence for code. Nor any word after "answer is": on an item with choices (logic: a name,
+    yes/no, True/False) "The answer is that it depends." extracted "that" and was paid the
+    bonus (session 23); a final answer there is one of the choices."""
     final = _after_think(r.text)
     if r.problem.kind == "code":
         return any(body.strip() for _, body in _FENCE_RE.findall(final))
-    return _ANSWER_RE.search(final) is not None and extract_answer(r.problem, r.text) is not None
+    if _ANSWER_RE.search(final) is None:
+        return False
+    got = extract_answer(r.problem, r.text)
+    choices = r.problem.meta.get("choices") or []
+    return got is not None and (not choices or got in _normalised_choices(choices))
+
+
+def _normalised_choices(choices: list[Any]) -> set[str]:
+    """An item's choices in the form `extract_answer` returns (a number canonical, a word
+    casefolded)."""
+    out = set()
+    for c in choices:
+        value = parse_number(str(c))
+        out.add(fmt(value) if value is not None else str(c).casefold())
+    return out
 
 
 def thinking_tokens(r: Rollout) -> int:
