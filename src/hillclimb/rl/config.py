@@ -124,6 +124,13 @@ class RLConfig(TrainConfig):
             "copy_fraction, copy_warmup_steps and fim_rate are pre-training options",
         )
         need(self.prompts_per_step >= 1, "prompts_per_step must be >= 1")
+        # the rollout engine runs on the trainer's own weights on every rank; FSDP2 leaves each
+        # rank a shard of them (a DTensor traceback in the first rollout, after all the setup)
+        need(
+            self.distributed != "fsdp",
+            "distributed=fsdp is not supported (the in-process rollout engine needs every "
+            "rank's whole weights); use ddp",
+        )
         need(self.temperature > 0, "temperature must be > 0 (a policy gradient needs sampling)")
         need(self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be >= 1")
         need(self.engine_batch >= 1, "engine_batch must be >= 1")

@@ -215,3 +215,27 @@ def tally_group(
             "or keep the group std normalisation on"
         )
     return adv
+
+
+def gather_groups(
+    info: Any, items: list[Any], rewards: list[float], n_groups: int, group_size: int
+) -> tuple[list[Any], list[float]]:
+    """Every rank's samples and their rewards, back in group order (group i was made by rank
+    i mod world, `group_size` samples each); one process: as given.
+
+    Why the rewards travel with the samples instead of every rank scoring every sample: a
+    reward that is not a pure function of its input (a test runner's wall-clock timeout, a judge
+    model, anything reading the clock or the process) gave the ranks different rewards, so
+    dynamic sampling kept different groups on each: their batches differed, and a rank with no
+    group left skipped the update while the others waited in its gradient all-reduce until the
+    process-group timeout. Scored once, the reward also runs once per sample, not once per
+    rank."""
+    if info.world <= 1:
+        return items, rewards
+    by_rank = [list(x) for x in info.all_gather_object(list(zip(items, rewards, strict=True)))]
+    pairs: list[tuple[Any, float]] = []
+    for i in range(n_groups):
+        src = by_rank[i % info.world]
+        pairs.extend(src[:group_size])
+        by_rank[i % info.world] = src[group_size:]
+    return [p for p, _ in pairs], [r for _, r in pairs]

@@ -41,7 +41,7 @@ import numpy as np
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.problems.base import derive_seed
-from hillclimb.rl.grpo import empty_batch, step_stats, tally_group
+from hillclimb.rl.grpo import empty_batch, gather_groups, step_stats, tally_group
 
 
 def load_tasks(root: str | Path) -> list[Any]:
@@ -279,14 +279,16 @@ def collect_episodes(
             if gi // G % info.world == info.rank
         ]  # fmt: skip
         eps = run_group_episodes(engine, jobs, limits, cfg.harness_concurrency)
-        if info.world > 1:
-            parts = [list(x) for x in info.all_gather_object(eps)]
-            eps = []
-            for gi in range(len(tasks)):
-                src = parts[gi % info.world]
-                eps.extend(src[:G])
-                parts[gi % info.world] = src[G:]
-        st["rollout_s"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        # scored by the rank that ran them, the rewards travel with the episodes: every rank
+        # trains on the same rewards even when the reward is not a pure function of its input
+        mine = [
+            r for k in range(0, len(eps), G) for r in episode_rewards(reward_fn, eps[k : k + G])
+        ]
+        st["reward_s"] += time.perf_counter() - t1
+        t2 = time.perf_counter()
+        eps, all_rewards = gather_groups(info, eps, mine, len(tasks), G)
+        st["rollout_s"] += t1 - t0 + time.perf_counter() - t2
         h = st.setdefault("harness", {"episodes": 0, "model_s": 0.0, "tool_s": 0.0, "grade_s": 0.0})
         h["episodes"] += len(eps)
         for e in eps:  # where an episode's time went: model turns / tools and tests / grading
@@ -301,7 +303,7 @@ def collect_episodes(
                     f"task {task.id}: an episode's prompts stopped extending its token "
                     "transcript; agentic RL needs the local engine's token-faithful client"
                 )
-            rewards = episode_rewards(reward_fn, g)
+            rewards = all_rewards[gi * G : (gi + 1) * G]
             cur.observe(task, sum(e.resolved for e in g) / G)
             adv = tally_group(
                 st,

@@ -49,7 +49,7 @@ from hillclimb.io import exclusive_dir, write_json_atomic
 from hillclimb.problems.base import derive_seed
 from hillclimb.rl.config import RLConfig
 from hillclimb.rl.curriculum import Curriculum
-from hillclimb.rl.grpo import PolicyLoss, empty_batch, step_stats, tally_group
+from hillclimb.rl.grpo import PolicyLoss, empty_batch, gather_groups, step_stats, tally_group
 from hillclimb.rl.rewards import load_reward, score, shape_group
 from hillclimb.rl.rollout import Rollout, cell_max_tokens, repeat_index, rollout_and_check
 from hillclimb.serve.budget import BUDGET_NOTE, PROFILE_KEY, thinking_profile
@@ -113,12 +113,11 @@ def run_rl(cfg: RLConfig, reward_fn: Any = None) -> dict[str, Any]:
 
     if cfg.out is None:
         raise ConfigError("an output run directory (--out) is required")
-    with exclusive_dir(cfg.out) if D.env_rank() == 0 else nullcontext():
-        info = D.init(cfg.device, cfg.distributed)
-        try:
-            return _run(cfg, Path(cfg.out), info, reward_fn)
-        finally:
-            D.shutdown(info)
+    with (
+        exclusive_dir(cfg.out) if D.env_rank() == 0 else nullcontext(),
+        D.joined(cfg.device, cfg.distributed) as info,
+    ):
+        return _run(cfg, Path(cfg.out), info, reward_fn)
 
 
 def rl_inputs(
@@ -600,19 +599,17 @@ def _collect(
             think_budgets=think,
             repeats=reps,
         )
-        if info.world > 1:  # gather every rank's groups, back in prompt order
-            parts = info.all_gather_object(rolls)
-            by_rank = [list(x) for x in parts]
-            rolls = []
-            for i in range(len(probs)):
-                src = by_rank[i % info.world]
-                rolls.extend(src[: cfg.group_size])
-                by_rank[i % info.world] = src[cfg.group_size :]
-        st["rollout_s"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        # scored here, by the rank that rolled them out: see `gather_groups`
+        raws = [score(reward_fn, r) for r in rolls]
+        st["reward_s"] += time.perf_counter() - t1
+        t2 = time.perf_counter()
+        rolls, raws = gather_groups(info, rolls, raws, len(probs), cfg.group_size)
+        st["rollout_s"] += t1 - t0 + time.perf_counter() - t2
         t1 = time.perf_counter()
         for gi in range(len(probs)):
             g = rolls[gi * cfg.group_size : (gi + 1) * cfg.group_size]
-            raw = [score(reward_fn, r) for r in g]
+            raw = raws[gi * cfg.group_size : (gi + 1) * cfg.group_size]
             alp = (
                 cfg.alp_beta
                 if (cfg.length_penalty == "alp" and step >= cfg.length_start_step)

@@ -35,7 +35,7 @@ _COMMON: list[tuple[str, str, Any, str]] = [
     ("--decay-frac", "decay_frac", float, "WSD: fraction of steps in the final decay"),
     ("--device", "device", str, "auto | cpu | cuda"),
     ("--dtype", "dtype", str, "auto (fp32 CPU, bf16 autocast CUDA) | fp32 | bf16"),
-    ("--distributed", "distributed", str, "auto | ddp | fsdp | none (under torchrun)"),
+    ("--distributed", "distributed", str, "auto | ddp | fsdp (under torchrun) | none (1 process)"),
     ("--threads", "threads", int, "CPU threads per process"),
     ("--val-every", "val_every", int, "validate every N steps (0: at the end only)"),
     ("--val-tokens", "val_tokens", int, "validation tokens per evaluation"),

@@ -2,8 +2,9 @@
 
 Why read torchrun's environment instead of taking flags: `torchrun --nproc_per_node N -m
 hillclimb train ...` sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR, so the same command line
-runs alone or distributed. The backend follows the device — NCCL on CUDA, gloo on CPU — and
-`distributed="auto"` means DDP when there is more than one process.
+runs alone or distributed. The backend follows the device — NCCL on CUDA (with gloo beside it
+for the CPU tensors the trainer all-reduces), gloo on CPU — and `distributed="auto"` means DDP
+when there is more than one process.
 
 - DDP replicates the model and all-reduces gradients (`no_sync` skips it on accumulation
   micro-steps). Buffers are not broadcast each forward: the only mutable buffer, the MoE
@@ -111,53 +112,121 @@ def init(device: str = "auto", mode: str = "auto") -> DistInfo:
             f"WORLD_SIZE={world} is set but {' and '.join(missing)} not: start the processes "
             "with torchrun, or unset WORLD_SIZE to run as one process"
         )
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda requested but CUDA is not available")
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    dev = pick_device(device, local_rank, n_cuda)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(dev)
     if mode == "auto":
         mode = "ddp" if world > 1 else "none"
     if world == 1:
         mode = "none"
+    elif mode == "none":
+        # no wrapper means no gradient all-reduce: every rank would step on its share of the
+        # batch alone (the loss scaled for an all-reduce that never comes), rank 0 save its own
+        # weights and the log the global loss of a run that never happened
+        raise ConfigError(
+            f"distributed=none with {world} processes: the ranks would train apart on their "
+            "shares of the batch; use --distributed ddp or fsdp (auto: ddp), or run one process"
+        )
     info = DistInfo(rank, world, local_rank, local_world, dev, None, mode)
     if world > 1:
-        backend = "nccl" if use_cuda else "gloo"
+        backend = backend_for(dev)
         if not dist.is_initialized():
             dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
         info.backend = backend
     return info
 
 
-def shutdown(info: DistInfo) -> None:
+def pick_device(device: str, local_rank: int, n_cuda: int) -> torch.device:
+    """The device of the process with `local_rank` on a node with `n_cuda` CUDA devices.
+
+    Why the bounds check: `torchrun --nproc_per_node` larger than the node's GPU count (or a
+    stray LOCAL_RANK) gave a rank no GPU of its own, and `torch.cuda.set_device` stopped it with
+    an "invalid device ordinal" traceback."""
+    if device == "cuda" and n_cuda == 0:
+        raise ConfigError("device=cuda requested but CUDA is not available")
+    if device == "cpu" or n_cuda == 0:
+        return torch.device("cpu")
+    if not 0 <= local_rank < n_cuda:
+        raise ConfigError(
+            f"LOCAL_RANK={local_rank} but this node has {n_cuda} CUDA device(s): start at most "
+            f"{n_cuda} process(es) per node (torchrun --nproc_per_node), or pass --device cpu"
+        )
+    return torch.device("cuda", local_rank)
+
+
+def backend_for(dev: torch.device) -> str:
+    """The process group's backend(s): gloo on CPU; on CUDA, NCCL for CUDA tensors *and* gloo
+    for CPU ones. Why both: the trainer all-reduces its loss sums and expert loads as CPU tensors
+    (`Trainer.update`, `evaluate`), which an NCCL-only group refuses ("No backend type associated
+    with device type cpu"): every multi-GPU run stopped at its first step."""
+    return "cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo"
+
+
+def uses_bf16(dev: torch.device, dtype: str) -> bool:
+    """Whether a run computes in bf16: asked for (`dtype="bf16"`), or by default on CUDA; never
+    silently on CPU."""
+    return dtype == "bf16" or (dtype == "auto" and dev.type == "cuda")
+
+
+def fsdp_mp_policy(dev: torch.device, dtype: str):  # noqa: ANN201 - torch type, imported lazily
+    """FSDP2's mixed-precision policy: bf16 parameters with fp32 gradient reduction when the run
+    computes in bf16 on CUDA, else None (parameters stay fp32). Why it takes `dtype`: the
+    policy was applied on every CUDA run, so `--dtype fp32` trained in bf16 under FSDP2 (and
+    only there: DDP and one process honoured it)."""
+    if dev.type != "cuda" or not uses_bf16(dev, dtype):
+        return None
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+
+
+def shutdown(info: DistInfo, clean: bool = True) -> None:
     """Tear the process group down while the interpreter is fully alive. The DDP wrapper's
     hooks make reference cycles, so the wrapper (and the Gloo work it holds) would otherwise be
     freed by the garbage collector during interpreter finalisation: one CI run saw rank 1 abort
     there ("terminate called without an active exception") after a finished run (docs/LOG.md,
-    session 9). Collect first, then destroy."""
+    session 9). Collect first, then destroy.
+
+    `clean=False` (this rank stopped with an error) leaves without the final barrier: the other
+    ranks are still in the step's collectives, so the barrier waited for them, and they for it,
+    until the process-group timeout (30 minutes), while torchrun, which stops every rank once one
+    exits, saw no exit."""
     if info.enabled and dist.is_initialized():
         gc.collect()
-        dist.barrier()
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
         gc.collect()
 
 
-def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
-    """Return the module to call for training (DDP wrapper, FSDP2-sharded model, or model)."""
+@contextlib.contextmanager
+def joined(device: str = "auto", mode: str = "auto") -> Iterator[DistInfo]:
+    """`init`, then `shutdown` on the way out: clean after a finished run, without the barrier
+    when this rank raised (see `shutdown`)."""
+    info = init(device, mode)
+    try:
+        yield info
+    except BaseException:
+        shutdown(info, clean=False)
+        raise
+    shutdown(info)
+
+
+def wrap(model: nn.Module, info: DistInfo, dtype: str = "auto") -> nn.Module:
+    """Return the module to call for training (DDP wrapper, FSDP2-sharded model, or model);
+    `dtype` is the run's (`TrainConfig.dtype`: FSDP2's parameter precision follows it)."""
     if info.mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [info.device.index] if info.device.type == "cuda" else None
         return DDP(model, device_ids=ids, broadcast_buffers=False)
     if info.mode == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        from torch.distributed.fsdp import fully_shard
 
-        kw = {}
-        if info.device.type == "cuda":
-            kw["mp_policy"] = MixedPrecisionPolicy(
-                param_dtype=torch.bfloat16, reduce_dtype=torch.float32
-            )
+        policy = fsdp_mp_policy(info.device, dtype)
+        kw = {} if policy is None else {"mp_policy": policy}
         for block in model.layers:  # type: ignore[attr-defined]
             fully_shard(block, **kw)
         fully_shard(model, **kw)

@@ -137,8 +137,7 @@ def micro_batch_of(cfg: TrainConfig, world: int) -> tuple[int, int]:
 
 
 def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    use_bf16 = dtype == "bf16" or (dtype == "auto" and device.type == "cuda")
-    if use_bf16:
+    if D.uses_bf16(device, dtype):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -230,10 +229,39 @@ def _restore_optim(
 
         opts = StateDictOptions(full_state_dict=True)
         for o, s in zip(optimizers, states, strict=True):
-            set_optimizer_state_dict(model, o, optim_state_dict=s, options=opts)
+            set_optimizer_state_dict(model, o, optim_state_dict=_by_name(model, o, s), options=opts)
         return
     for o, s in zip(optimizers, states, strict=True):
         o.load_state_dict(s)
+
+
+def _by_name(model: torch.nn.Module, optimizer: Any, state: dict) -> dict:
+    """An optimizer state dict keyed by parameter name, as FSDP2's full state dicts are.
+
+    Why: a 1-process or DDP run saves torch's own format, keyed by the parameter's index in the
+    optimizer's groups, and `distributed` may change on resume (DDP → FSDP2 to scale a run out):
+    FSDP2's restore looked up names and stopped with "damaged or from another run: KeyError".
+    The optimizer here was built over the same model in the same order, so index i of a saved
+    group is parameter i of the same group now. A state already keyed by name passes through."""
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    if not isinstance(groups, list) or not all(
+        isinstance(i, int) for g in groups for i in g.get("params", [])
+    ):
+        return state
+    names = {id(p): n for n, p in model.named_parameters()}
+    if len(groups) != len(optimizer.param_groups):
+        raise HillclimbError("checkpoint optimizer layout differs from this run's (param groups)")
+    name_of: dict[int, str] = {}
+    for saved, now in zip(groups, optimizer.param_groups, strict=True):
+        if len(saved["params"]) != len(now["params"]):
+            raise HillclimbError("checkpoint optimizer layout differs from this run's (params)")
+        name_of.update(
+            (i, names[id(p)]) for i, p in zip(saved["params"], now["params"], strict=True)
+        )
+    return {
+        "state": {name_of[i]: v for i, v in state.get("state", {}).items()},
+        "param_groups": [{**g, "params": [name_of[i] for i in g["params"]]} for g in groups],
+    }
 
 
 def _expert_biases(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -458,7 +486,7 @@ class Trainer:
         model.to(info.device)
         model.train()
         self.raw = model
-        self.wrapped = D.wrap(model, info)
+        self.wrapped = D.wrap(model, info, cfg.dtype)
         self.fwd = torch.compile(self.wrapped) if cfg.compile else self.wrapped
         self.optimizers = build_optimizers(
             model,
@@ -774,12 +802,11 @@ def require_out(cfg: TrainConfig) -> Path:
 
 def run_training(cfg: TrainConfig, task: TrainTask) -> RunResult:
     out = require_out(cfg)
-    with exclusive_dir(out) if D.env_rank() == 0 else contextlib.nullcontext():
-        info = D.init(cfg.device, cfg.distributed)
-        try:
-            return _run(cfg, task, out, info)
-        finally:
-            D.shutdown(info)
+    with (
+        exclusive_dir(out) if D.env_rank() == 0 else contextlib.nullcontext(),
+        D.joined(cfg.device, cfg.distributed) as info,
+    ):
+        return _run(cfg, task, out, info)
 
 
 def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunResult:
