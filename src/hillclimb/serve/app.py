@@ -39,6 +39,22 @@ CHAT = ChatEndpoint()
 COMPLETIONS = CompletionEndpoint()
 
 
+# how long shutdown waits for the requests uvicorn cancelled to answer and settle
+SETTLE_WAIT_S = 5.0
+
+
+async def settle_in_flight(state: ServerState, timeout: float = SETTLE_WAIT_S) -> None:
+    """Wait (bounded) until no request is in flight. When its graceful shutdown runs out,
+    uvicorn cancels the requests still running and goes straight on to this lifespan's end;
+    under `hillclimb serve` the process then re-raises SIGTERM and dies at once, so a cancelled
+    request whose cleanup had not run yet was never settled (its credits left reserved) and
+    its stream was cut mid-body. Each one answers and finalizes within a few loop turns."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while state.metrics.inflight.value() > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 def create_app(state: ServerState) -> FastAPI:
     """The app over a built `ServerState`; it starts the engines and, when it owns them, stops
     them."""
@@ -49,6 +65,7 @@ def create_app(state: ServerState) -> FastAPI:
         try:
             yield
         finally:
+            await settle_in_flight(state)
             if state.owns_engines:
                 state.stop_engines()
 

@@ -158,6 +158,9 @@ class GenerationOutput:
     # prefix cache (`prefix_cache.py`): prompt tokens whose KV was reused instead of prefilled
     # (OpenAI's usage.prompt_tokens_details.cached_tokens)
     cached_tokens: int = 0
+    # whether the request ever got a batch slot: one cancelled while queued processed no token
+    # (the server charges it nothing, `Job.usage`)
+    admitted: bool = True
 
 
 _wakeups = threading.local()  # per engine thread: async consumers to wake after this step
@@ -2030,6 +2033,7 @@ class Engine:
                 "tokens_per_s": (n - 1) / decode_s if decode_s > 0 and n > 1 else 0.0,
             },
             error=r.error,
+            admitted=bool(r.t_admit),
         )
 
     # ---- introspection & scoring ---------------------------------------------------------------

@@ -51,6 +51,22 @@ def usage_dict(
     }
 
 
+# how long a cut-short request waits for the engine to end its choices (one engine step, or the
+# engines stopping at shutdown) before it is settled with the tokens the server itself saw
+CANCEL_WAIT_S = 5.0
+
+
+def shutting_down() -> APIError:
+    """The answer to a request still running when the server's graceful shutdown runs out."""
+    return APIError(
+        503,
+        "The server is shutting down; the request was not finished. Try again later.",
+        "server_error",
+        None,
+        "server_shutting_down",
+    )
+
+
 def openai_finish(engine_reason: str | None) -> str:
     """The engine's finish reason as OpenAI's (`stop` or `length`)."""
     return engine_reason if engine_reason in ("stop", "length") else "stop"
@@ -190,6 +206,33 @@ class Job:
             except Exception:  # the stream already ended; fall back to our own counts
                 log.exception("request %s: no result for choice %d", self.request_id, i)
 
+    async def cancel_and_wait(self, timeout: float = CANCEL_WAIT_S) -> None:
+        """Cancel the engine requests and wait (bounded) for the engine to end them, keeping
+        their final outputs. A stream whose client went away is then counted and charged with
+        every token the engine generated, as a plain request cancelled the same way is: the
+        stream had only taken the tokens delivered before the cut, and the engine generates
+        until its next step sees the cancel. Not used at shutdown, where the engines are being
+        stopped and settling must not wait (the server's own counts settle it then)."""
+        for h in self.handles:
+            h.cancel()
+
+        async def final(i: int, h: RequestHandle) -> None:
+            async for _ in h.aiter():  # ends when the engine has finished the request
+                pass
+            self.outputs[i] = h.result(0)
+
+        waits = [final(i, h) for i, h in enumerate(self.handles) if i not in self.outputs]
+        if not waits:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout)
+        except Exception:  # a wedged or dead engine: settle with the server's own counts
+            log.warning("request %s: the engine did not end its cancelled choices", self.request_id)
+        except asyncio.CancelledError:  # shutting down: the caller still settles, at once
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+
     def usage(self) -> tuple[int, int, int]:
         if not self.handles:  # refused before any engine request ran (a 400 at submit): free
             return 0, 0, 0
@@ -208,7 +251,19 @@ class Job:
             getattr(self.outputs.get(i), "healed_tokens", 0) or 0
             for i in range(0, len(self.handles), self.n)
         )
-        return self.distinct_prompt_tokens - healed, completion, reasoning
+        return self.distinct_prompt_tokens - healed - self._never_run(), completion, reasoning
+
+    def _never_run(self) -> int:
+        """Prompt tokens of the distinct prompts no choice of which ever got a batch slot (all
+        cancelled while queued: the client left, or gave up waiting under load). No token of
+        them was processed, so, as for a request refused at submit, they are not charged."""
+        skipped = 0
+        for k in range(0, len(self.handles), self.n):
+            outs = [self.outputs.get(i) for i in range(k, min(k + self.n, len(self.handles)))]
+            if all(o is not None and not getattr(o, "admitted", True) for o in outs):
+                # (its healed tokens are already off the count)
+                skipped += self.prompt_lens[k] - (getattr(outs[0], "healed_tokens", 0) or 0)
+        return skipped
 
     def spec_summary(self) -> dict[str, Any] | None:
         specs = [o.spec for o in self.outputs.values() if getattr(o, "spec", None)]

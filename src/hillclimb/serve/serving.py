@@ -45,7 +45,7 @@ from hillclimb.serve.api import (
 from hillclimb.serve.auth import AuthError, retry_after_header
 from hillclimb.serve.billing import Account
 from hillclimb.serve.host import EngineUnavailable
-from hillclimb.serve.job import Job
+from hillclimb.serve.job import Job, shutting_down
 from hillclimb.serve.sampling import choice_seed
 from hillclimb.serve.state import AUTO, ModelEntry, ServerState
 from hillclimb.serve.streaming import JobStreamingResponse
@@ -416,6 +416,19 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
         else:
             state.metrics.requests.inc(endpoint.name, model_label, "500")
         return error_response(server_error())
+    except asyncio.CancelledError:
+        # only uvicorn cancels a request's task: its graceful shutdown ran out. Answer (uvicorn
+        # would send a text/plain 500) and settle now: a job never finalized kept its credits
+        # reserved, the in-flight gauge up and the request uncounted.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        err = shutting_down()
+        if job is not None:
+            await job.finalize(err.status)
+        else:
+            state.metrics.requests.inc(endpoint.name, model_label, str(err.status))
+        return error_response(err)
 
 
 async def resolve_model(

@@ -21,10 +21,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from hillclimb.serve.api import APIError
-from hillclimb.serve.job import openai_finish
+from hillclimb.serve.job import openai_finish, shutting_down
 
 if TYPE_CHECKING:
     from hillclimb.serve.engine import TokenEvent
@@ -143,19 +143,69 @@ class ChoiceStream(ABC, Generic[Piece]):
 
 
 class JobStreamingResponse(StreamingResponse):
-    """A StreamingResponse that always finalizes its job (disconnects included)."""
+    """A StreamingResponse that always finalizes its job (disconnects included).
+
+    A stream still running when uvicorn's graceful shutdown runs out is cancelled from outside
+    (uvicorn then closes the connection mid-body); it is ended here instead, cleanly: an error
+    object and `[DONE]` (a 503 when nothing was sent yet), settled as a 503."""
 
     def __init__(self, content: AsyncIterator[bytes], job: Job, headers: dict[str, str]):
         super().__init__(content, media_type="text/event-stream", headers=headers)
         self.job = job
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = False
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal started
+            started |= message["type"] == "http.response.start"
+            await send(message)
+
+        shutdown = False
         try:
-            await super().__call__(scope, receive, send)
+            try:
+                await super().__call__(scope, receive, watched)
+            except asyncio.CancelledError:
+                # only uvicorn cancels the request's task (a disconnect ends the stream
+                # normally): its graceful shutdown ran out
+                shutdown = True
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
         finally:
-            closed = not self.job.finish or len(self.job.finish) < len(self.job.handles)
+            await self._settle(shutdown, scope, receive, send, started)
+
+    async def _settle(
+        self, shutdown: bool, scope: Any, receive: Any, send: Any, started: bool
+    ) -> None:
+        """Close the body, cancel what still runs and finalize the job, however the stream
+        ended."""
+        job = self.job
+        closed = shutdown or not job.finish or len(job.finish) < len(job.handles)
+        # a stream that ended in an error object failed (500), as the plain answer would
+        status = 503 if shutdown else 500 if job.failed else 499 if closed else 200
+        try:
+            if shutdown:
+                # settled at once (the lifespan waits for it, `app.settle_in_flight`), not after
+                # closing the body: a job never finalized keeps its credits reserved
+                try:
+                    await self._end_on_shutdown(scope, receive, send, started)
+                finally:
+                    await job.finalize(status)
             with contextlib.suppress(Exception):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
-            # a stream that ended in an error object failed (500), as the plain answer would
-            status = 500 if self.job.failed else 499 if closed else 200
-            await self.job.finalize(status)
+            if closed and not shutdown:
+                await job.cancel_and_wait()
+        finally:
+            await job.finalize(status)
+
+    @staticmethod
+    async def _end_on_shutdown(scope: Any, receive: Any, send: Any, started: bool) -> None:
+        """End the response cleanly: an error object and `[DONE]` after what was sent, or a
+        503 error object when nothing was."""
+        err = shutting_down()
+        with contextlib.suppress(Exception):  # the client may be gone too
+            if started:
+                await send({"type": "http.response.body", "body": sse(err.body()) + DONE})
+            else:
+                await JSONResponse(err.body(), status_code=err.status)(scope, receive, send)
