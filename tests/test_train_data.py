@@ -438,3 +438,18 @@ def test_chat_records_in_every_openai_shape(tmp_path, tok):
         f.write_text(json.dumps(bad) + "\n")
         with pytest.raises(HillclimbError, match=re.escape(said)):
             S.read_jsonl([f])
+
+
+def test_a_familys_problem_examples_do_not_depend_on_the_other_families():
+    """A family's SFT examples are a function of (seed, family): adding a family before it, or
+    reordering the list, changed every later family's examples (seeded by list position until
+    session 23), so two climbs that differ in one family differed in all of them."""
+    pytest.importorskip("hillclimb.problems")
+    spec = {"tiers": [1], "n": 6}
+    alone = S.problem_examples({**spec, "families": ["logic"]}, seed=0)
+    after = S.problem_examples({**spec, "families": ["arith", "logic"]}, seed=0)
+    first = S.problem_examples({**spec, "families": ["logic", "arith"]}, seed=0)
+    ids = [r["source"] for r in alone]
+    assert ids == [r["source"] for r in after if r["family"] == "logic"]
+    assert ids == [r["source"] for r in first if r["family"] == "logic"]
+    assert ids != [r["source"] for r in S.problem_examples({**spec, "families": ["logic"]}, 1)]

@@ -349,6 +349,7 @@ def problem_examples(
     Each record says its `kind` ("chat"), `source` (problem id), `family` and `tier` (and
     `verbose` / `budget` when it has them), so the climb's SFT mixture can count them."""
     from hillclimb import problems as P
+    from hillclimb.problems.base import derive_seed
     from hillclimb.problems.render import verbose_reasoning
 
     check_problem_spec(spec)
@@ -369,13 +370,16 @@ def problem_examples(
     n = spec.get("n", 100)
     ns = [int(k) for k in n] if isinstance(n, list) else [int(n)] * len(tiers)
     out = []
-    for fi, fam in enumerate(families):
+    for fam in families:
         if fam not in P.FAMILIES:
             raise HillclimbError(f"unknown problem family {fam!r}; known: {sorted(P.FAMILIES)}")
         for tier, k in zip(tiers, ns, strict=True):
             if k <= 0:
                 continue
-            for prob in P.generate(fam, tier, k, seed=seed * 1000 + fi, split="train"):
+            # seeded by the family's name, not its place in the list: adding or reordering a
+            # family changed every later family's examples (session 23)
+            fam_seed = derive_seed("sft", seed, fam)
+            for prob in P.generate(fam, tier, k, seed=fam_seed, split="train"):
                 b = _budget(prob.id, seed, budget_fraction, lo, hi)
                 if b is not None and prob.kind == "reasoning":
                     assert count_tokens is not None
