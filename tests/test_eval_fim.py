@@ -73,7 +73,8 @@ def test_suite_runs_on_a_checkpoint(tmp_path: Path, capsys):
     assert all(0 <= m["value"] <= 1 for m in res["metrics"].values())
     assert res["metrics"]["test_pass"]["n"] == 3
     assert res["efficiency"]["items"] == 7
-    assert set(res["baseline"]) == {"what", "exact_stripped", "prefix_match", "test_pass"}
+    assert set(res["baseline"]) == {"what", "exact", "exact_stripped", "prefix_match", "test_pass",
+                                    "test_exact_stripped"}  # fmt: skip
 
 
 def test_test_based_items_pass_with_the_right_line_and_fail_without():

@@ -271,7 +271,7 @@ def _overview(inp: ReportInput) -> str:
                     rec.get("preset", "-"),
                     R._fmt(bpb.get("val_bpb")),
                     R._fmt(bpb.get("unigram_bpb")),
-                    R._fmt(t.get("accuracy"), ".1%"),
+                    R.headline_accuracy(t),  # with correct/n and its interval, as report.md
                     R._fmt(t.get("baseline"), ".1%"),
                 ]
             )
@@ -282,7 +282,7 @@ def _overview(inp: ReportInput) -> str:
             "preset",
             "corpus val bpb",
             "unigram bpb",
-            "accuracy (first split)",
+            "accuracy (first split) [95% CI]",
             "no-training baseline",
         ]
         parts.append(_table(hdr, rows))
@@ -444,6 +444,7 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
     if phases.get("rl") and phases.get("sft"):
         parts += [
             f"<h4>{_e(R.sft_vs_rl_title(m, phases))}</h4>",
+            *(f"<p>{_e(line)}</p>" for line in R.sft_vs_rl_paired(phases)),
             _table(*R.sft_vs_rl_rows(phases)),
         ]
     tiers = R.tokens_by_tier_rows(phases)
@@ -476,9 +477,11 @@ def _suite(label: str, s: dict[str, Any]) -> list[str]:
         f"<p>{s.get('n_items', '?')} items; truncated {s.get('truncated_share', 0):.0%}; mean "
         f"completion tokens {s.get('mean_completion_tokens', 0):.1f}. {said}</p>",
     ]
+    from hillclimb.eval.suites import metric_baseline
+
     rows = [
         [k, f"{v['value']:.1%}", f"[{v['ci95'][0]:.1%}, {v['ci95'][1]:.1%}]", v.get("n", "-"),
-         R._fmt(base.get(k), ".1%")]
+         R._fmt(metric_baseline(s, k), ".1%")]
         for k, v in (s.get("metrics") or {}).items()
     ]  # fmt: skip
     hdr = ["metric", "value", "95% bootstrap interval", "n", "no-training baseline"]

@@ -21,6 +21,7 @@ plots and tables also go into one self-contained `report.html` (`climb/html_repo
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,8 +218,12 @@ def plot_accuracy(tasks: dict[str, Any], title: str, dest: Path) -> bool:
 
 
 def accuracy_table(t: dict[str, Any]) -> str:
-    """One row per family x tier: every split's accuracy beside its no-training baseline."""
-    return _md_table(*accuracy_rows(t))
+    """One row per family x tier: every split's accuracy with its 95% interval (when the result
+    holds item-level results) beside its no-training baseline.
+
+    Why the interval: the HTML report printed it and report.md did not — "40% (8/20)" read as
+    a measurement as exact as the 17.1% over 621 items."""
+    return _md_table(*accuracy_rows(t, cell_intervals(t)))
 
 
 Interval = tuple[float, float]
@@ -337,6 +342,45 @@ def sft_vs_rl(ev: dict[str, Any]) -> str:
     return _md_table(*sft_vs_rl_rows(ev))
 
 
+def sft_vs_rl_paired(ev: dict[str, Any], seed: int = 0) -> list[str]:
+    """Per split, RL − SFT on the items both were asked (paired bootstrap, `eval.bootstrap`):
+    the change with its 95% interval, the one-sided p-values and how many items each side alone
+    solved; [] without item-level results.
+
+    Why: the per-cell table's changes ("+15", "-10" on 20 items) and the headline's two
+    accuracies were printed with nothing to say which of them were beyond noise; a change of
+    one or two items per cell read as what RL did."""
+    from hillclimb.eval.bootstrap import paired_bootstrap
+    from hillclimb.registry.gate import sign_test_p
+
+    a = {
+        (i["split"], str(i["id"])): float(i["passed"])
+        for i in ev["sft"]["tasks"].get("items") or []
+    }
+    b = {
+        (i["split"], str(i["id"])): float(i["passed"]) for i in ev["rl"]["tasks"].get("items") or []
+    }
+    out = []
+    for split in dict.fromkeys(k[0] for k in b):
+        keys = [k for k in b if k[0] == split and k in a]
+        if not keys:
+            continue
+        pb = paired_bootstrap([a[k] for k in keys], [b[k] for k in keys], seed=seed)
+        # as the promotion gate reads them: the larger of the bootstrap's and the exact sign
+        # test's p-value, so the report and the gate's lines cannot disagree
+        better = max(pb.p_better, sign_test_p(pb.b_only, pb.a_only))
+        worse = max(pb.p_worse, sign_test_p(pb.a_only, pb.b_only))
+        beyond = (pb.ci_low > 0 or pb.ci_high < 0) and min(better, worse) < 0.025
+        out.append(
+            f"{split}: SFT {pb.mean_a:.1%} → RL {pb.mean_b:.1%} on the same {pb.n} items: "
+            f"{pb.delta * 100:+.1f} points, paired 95% CI [{pb.ci_low * 100:+.1f}, "
+            f"{pb.ci_high * 100:+.1f}], p(one-sided, better) {better:.3g}, p(one-sided, worse) "
+            f"{worse:.3g}; only RL right on {pb.b_only}, only SFT on {pb.a_only} — "
+            + ("beyond noise (95%, two-sided)" if beyond else "not beyond noise (95%, two-sided)")
+        )
+    return out
+
+
 def sft_vs_rl_rows(ev: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of the SFT-vs-RL table (same items, same settings)."""
     a, b = ev["sft"]["tasks"], ev["rl"]["tasks"]
@@ -395,20 +439,53 @@ def tokens_by_tier_rows(phases: dict[str, Any]) -> tuple[list[str], list[list[An
     rows = []
     for tier in sorted({t for tab in tabs.values() for t in tab}):
         first = next(tab[tier] for tab in tabs.values() if tier in tab)
+        base = _pct(_tier_pool(phases[next(p for p in tabs if tier in tabs[p])]["tasks"], tier)[0])
         row: list[Any] = [tier, first["n"], tok(first, "reference_tokens")]
-        for tab in tabs.values():
+        for p, tab in tabs.items():
             v = tab.get(tier)
+            ci = _tier_pool(phases[p]["tasks"], tier)[1]
             row += (
                 [
-                    _pct(v["accuracy"]),
+                    _pct(v["accuracy"]) + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else ""),
                     tok(v, "tokens_per_correct"),
                     tok(v, "reasoning_tokens_per_correct"),
                 ]
                 if v
                 else ["-", "-", "-"]
             )
-        rows.append(row)
-    return header, rows
+        rows.append([*row, base])
+    return [*header, "no-training baseline (same items)"], rows
+
+
+def _tier_pool(t: dict[str, Any], tier: int) -> tuple[float | None, Interval | None]:
+    """The no-training baseline and the 95% interval of the accuracy of one tier's pool in the
+    tokens-by-tier table (the cells `eval.tasks.tokens_by_tier` pools: first split, trained
+    reasoning families): the baseline pooled by items, the interval over the pool's items.
+
+    Why: the table's per-tier accuracies ("70%" at tier 1, "12%" at tier 4) stood with no
+    baseline — 26% and 18% for those very items — and no interval."""
+    from hillclimb.eval.metrics import bootstrap_ci
+
+    split = next(iter(t.get("splits") or {}), None)
+    cells = [
+        c for c in t.get("cells") or []
+        if c["split"] == split and c["tier"] == tier and c.get("kind") == "reasoning"
+        and not c.get("heldout_family")
+    ]  # fmt: skip
+    n = sum(c["n"] for c in cells)
+    bests = [(c.get("baseline") or {}).get("best") for c in cells]
+    base = (
+        sum(b * c["n"] for b, c in zip(bests, cells, strict=True)) / n
+        if n and all(b is not None for b in bests)
+        else None
+    )
+    keys = {(c["family"], c["tier"]) for c in cells}
+    vals = [
+        float(i["passed"])
+        for i in t.get("items") or []
+        if i.get("split") == split and (i.get("family"), i.get("tier")) in keys
+    ]
+    return base, (bootstrap_ci(vals) if vals else None)
 
 
 TOKENS_BY_TIER_NOTE = (
@@ -422,6 +499,60 @@ TOKENS_BY_TIER_NOTE = (
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
+
+
+_TIER_METRIC = re.compile(r".+/tier(\d+)")
+
+
+def metric_truncated_share(res: dict[str, Any], metric: str) -> float | None:
+    """The share of answers stopped by the token budget among the answers `metric` is over: the
+    whole suite's, or for a per-tier metric (`pass@1/tier3`) that tier's items' (None when the
+    result holds no item rows to count them in).
+
+    Why: every per-tier row printed the whole suite's truncated share — one cut-off answer in
+    tier 4 read as 1% of each tier's answers truncated. A sampled metric (`sampled_pass@10`)
+    has the sampled answers' share (`sampled`), not the greedy answers'."""
+    if metric.startswith("sampled_"):
+        return (res.get("sampled") or {}).get("truncated_share")
+    hit = _TIER_METRIC.fullmatch(metric)
+    if not hit:
+        return res.get("truncated_share")
+    rows = [i for i in res.get("items") or [] if str(i.get("tier")) == hit.group(1)]
+    if not rows:
+        return None
+    return sum(i.get("finish_reason") == "length" for i in rows) / len(rows)
+
+
+def suite_table_rows(
+    evals: dict[str, Any], models: list[str], eval_dir: Path | None = None
+) -> list[list[Any]]:
+    """The standard-suites table: per model, suite and metric its value, 95% interval, n, the
+    no-training baseline on the same items and the truncated share of those items. The eval
+    stage keeps a summary of each suite in `<model>.json` (no item rows, no sampled stats):
+    with `eval_dir` the truncation is counted in the full result file the summary names."""
+    from hillclimb.eval.suites import metric_baseline
+
+    return [
+        [m, name, metric, _pct(v["value"]), f"{_pct(v['ci95'][0])} – {_pct(v['ci95'][1])}",
+         v["n"], _pct(metric_baseline(res, metric)),
+         _pct(metric_truncated_share(_full_suite(res, eval_dir), metric))]
+        for m in models
+        for name, res in (evals[m].get("suites") or {}).items()
+        for metric, v in res["metrics"].items()
+    ]  # fmt: skip
+
+
+def _full_suite(res: dict[str, Any], eval_dir: Path | None) -> dict[str, Any]:
+    """The full suite result behind the eval stage's summary `res` (its `file` in `eval_dir`),
+    or `res` itself when it holds its items or the file is unreadable."""
+    f = res.get("file")
+    if res.get("items") or eval_dir is None or not isinstance(f, str):
+        return res
+    try:
+        full = json.loads((eval_dir / Path(f).name).read_text())
+    except (OSError, ValueError):
+        return res
+    return full if isinstance(full, dict) else res
 
 
 def plot_stage_times(rows: list[dict[str, Any]], dest: Path) -> bool:
@@ -495,6 +626,30 @@ def _quote(text: str, limit: int = 600) -> str:
     return "\n".join("    " + ln for ln in (t or "(empty)").splitlines())
 
 
+def headline_accuracy(t: dict[str, Any]) -> str:
+    """A task evaluation's first-split accuracy as the headline prints it: with correct/n and
+    the 95% interval over its items when the result holds them.
+
+    Why: the headline set "17.4%" (SFT) beside "17.1%" (RL) and a 9.5% baseline with no n and
+    no interval, where the two accuracies' intervals overlap almost entirely."""
+    acc = t.get("accuracy")
+    if not isinstance(acc, int | float):
+        return "-"
+    text = f"{acc:.1%}"
+    first = ((t.get("settings") or {}).get("splits") or [None])[0]
+    # the top-level accuracy is the first split's; older results keep its n only there
+    counts = t if isinstance(t.get("n"), int) else (t.get("splits") or {}).get(first) or {}
+    if isinstance(counts.get("n"), int) and isinstance(counts.get("correct"), int):
+        text += f" ({counts['correct']}/{counts['n']})"
+    vals = [float(i["passed"]) for i in t.get("items") or [] if i.get("split") == first]
+    if vals:
+        from hillclimb.eval.metrics import bootstrap_ci
+
+        lo, hi = bootstrap_ci(vals)
+        text += f" [{lo:.1%}, {hi:.1%}]"
+    return text
+
+
 def _cell_step(evals: dict[str, Any]) -> str:
     """The report's "one item moves a cell by 100/n points" clause, with n the cell sizes these
     evaluations used (their own `n_per_tier`). Why read back: the sentence said "cells of 20
@@ -538,8 +693,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 _fmt(pb.get("val_bpb")),
                 _fmt(sb.get("val_bpb")),
                 _fmt(pb.get("unigram_bpb")),
-                _fmt(ts.get("accuracy"), ".1%"),
-                _fmt(t.get("accuracy"), ".1%") if e.get("rl") else "-",
+                headline_accuracy(ts),
+                headline_accuracy(t) if e.get("rl") else "-",
                 _fmt(t.get("baseline", ts.get("baseline")), ".1%"),
             ]
         )
@@ -551,8 +706,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 "corpus val bpb (pre-trained)",
                 "corpus val bpb (after SFT)",
                 "corpus unigram bpb",
-                "accuracy, new problems (SFT)",
-                "after RL",
+                "accuracy, new problems (SFT) [95% CI]",
+                "after RL [95% CI]",
                 "no-training baseline",
             ],
             rows,
@@ -594,7 +749,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         "† marks a held-out family (never trained on at all). **baseline** is the best "
         "no-training score: a lookup table over training items (the answer of the most similar "
         "training problem), the most common training answer, or chance for multiple choice. "
-        "Accuracy is greedy; **truncated** is the share of answers stopped by the token budget "
+        "Accuracy is greedy, with correct/n and [the 95% bootstrap interval over the cell's "
+        "items]; **truncated** is the share of answers stopped by the token budget "
         "(counted as wrong, never hidden); **max tokens** per cell is 1.5x the longest reference "
         "solution + 16 unless the recipe fixes it.",
         "",
@@ -631,20 +787,14 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         if base:
             md += [f"Before SFT (pre-trained model): overall {base['accuracy']:.1%}.", ""]
         if evals[m].get("rl"):
-            md += [f"#### {sft_vs_rl_title(m, evals[m])}", "", sft_vs_rl(evals[m]), ""]
+            md += [f"#### {sft_vs_rl_title(m, evals[m])}", ""]
+            md += [f"- {line}" for line in sft_vs_rl_paired(evals[m])]
+            md += ["", sft_vs_rl(evals[m]), ""]
         tiers = tokens_by_tier_rows(evals[m])
         if tiers:
             md += [f"#### {m}: tokens by tier", "", TOKENS_BY_TIER_NOTE, "", _md_table(*tiers), ""]
 
-    from hillclimb.eval.suite_common import suite_baseline
-
-    suite_rows = [
-        [m, name, metric, _pct(v["value"]), f"{_pct(v['ci95'][0])} – {_pct(v['ci95'][1])}",
-         v["n"], _pct(suite_baseline(res).get(metric)), _pct(res.get("truncated_share"))]
-        for m in r.model_names
-        for name, res in (evals[m].get("suites") or {}).items()
-        for metric, v in res["metrics"].items()
-    ]  # fmt: skip
+    suite_rows = suite_table_rows(evals, r.model_names, c.dir("eval"))
     if suite_rows:
         md += [
             "## Standard suites (final models)",

@@ -241,12 +241,31 @@ def print_eval(result: dict[str, Any], file: Any = None) -> None:
                 row.append(txt)
             tab.add_row(*row)
         con.print(tab)
-        tot = t["splits"][split]
-        con.print(f"{split}: overall {tot['accuracy']:.1%} ({tot['correct']}/{tot['n']})")
+        con.print(overall_line(t, split))
     con.print(
         f"finish reasons {t['finish_reasons']}; truncated {t['truncated_share']:.1%}; "
         f"mean completion tokens {t['mean_completion_tokens']:.1f}"
     )
+
+
+def overall_line(t: dict[str, Any], split: str) -> str:
+    """A split's overall accuracy with its 95% bootstrap interval over the split's items and the
+    no-training baseline on the same items.
+
+    Why: the line read "heldout: overall 50.0% (10/20)" — the one number a reader takes away,
+    printed without the baseline every cell above carries and without saying that 20 items
+    put it anywhere from 30% to 70%."""
+    from hillclimb.eval.metrics import bootstrap_ci
+
+    tot = t["splits"][split]
+    line = f"{split}: overall {tot['accuracy']:.1%} ({tot['correct']}/{tot['n']})"
+    vals = [float(i["passed"]) for i in t.get("items") or [] if i.get("split") == split]
+    if vals:
+        lo, hi = bootstrap_ci(vals)
+        line += f", 95% CI {lo:.1%} – {hi:.1%}"
+    base = tot.get("baseline")
+    line += "; no-training baseline " + (f"{base:.1%}" if base is not None else "-")
+    return line
 
 
 def _first(cells: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +287,7 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
     tab.add_column("95% CI", justify="right")
     tab.add_column("n", justify="right")
     from hillclimb.eval.suite_common import suite_baseline
+    from hillclimb.eval.suites import metric_baseline
 
     base = suite_baseline(result)
     if base:
@@ -275,7 +295,8 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
     for name, m in result["metrics"].items():
         row = [name, f"{m['value']:.1%}", f"{m['ci95'][0]:.1%} – {m['ci95'][1]:.1%}", str(m["n"])]
         if base:
-            row.append(f"{base[name]:.1%}" if name in base else "-")
+            b = metric_baseline(result, name)
+            row.append(f"{b:.1%}" if b is not None else "-")
         tab.add_row(*row)
     con.print(tab)
     if base:
@@ -296,12 +317,17 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
     for title, key in (("category", "by_category"), ("instruction", "by_instruction")):
         groups = result.get(key)
         if groups:
+            # the interval each group carries (adversarial categories have one): "0% of 5"
+            # and "0% of 50" differ by more than the n column shows
             t = Table(title=f"accuracy per {title}")
             t.add_column(title)
             t.add_column("accuracy", justify="right")
+            t.add_column("95% CI", justify="right")
             t.add_column("n", justify="right")
             for g, m in groups.items():
-                t.add_row(g, f"{m['value']:.0%}", str(m["n"]))
+                ci = m.get("ci95")
+                t.add_row(g, f"{m['value']:.0%}",
+                          f"{ci[0]:.0%} – {ci[1]:.0%}" if ci else "-", str(m["n"]))  # fmt: skip
             con.print(t)
     unknown = result.get("usage_unknown")
     tokens = (

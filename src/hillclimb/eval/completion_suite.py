@@ -72,4 +72,24 @@ def run_completion(
     for k, tier in enumerate(sorted(set(tier_of.values())), 1):
         vals = [float(r["passed"]) for r in out["items"] if r["tier"] == tier]
         out["metrics"][f"pass@1/tier{tier}"] = metric(vals, cfg, salt=100 + k)
+    out["baseline"].update(tier_baselines(its, cfg))
     return out
+
+
+def tier_baselines(its: list[dict[str, Any]], cfg: SuiteConfig) -> dict[str, Any]:
+    """`{"pass@1/tierN": metric}` of the no-training baseline on each tier's own items (the
+    best of the trivial bodies there, as the suite's overall baseline is on all items), plus
+    `"by_tier_what"` naming that body per tier.
+
+    Why: the per-tier rows of the report and the CLI printed "-" as their baseline, so a tier's
+    pass rate stood beside nothing — and a tier whose tests a trivial body passes would show its
+    model score as skill. Costs one more sandbox run of the trivial bodies (seconds)."""
+    from hillclimb.eval.humaneval import trivial_item_baseline
+
+    out: dict[str, Any] = {}
+    what: dict[str, str] = {}
+    for tier in sorted({it["tier"] for it in its}):
+        rec = trivial_item_baseline([it for it in its if it["tier"] == tier], cfg)
+        out[f"pass@1/tier{tier}"] = rec["pass@1"]
+        what[str(tier)] = rec["what"]
+    return {**out, "by_tier_what": what}

@@ -281,8 +281,10 @@ def run_fim(
         )
     text_rows, test_rows = rows[:n_text], rows[n_text:]
     base = [score(it["middle"], p) for it, p in zip(items[:n_text], prev, strict=False)]
+    base_test = [score(it["middle"], p) for it, p in zip(tests, prev[n_text:], strict=True)]
     # a metric over no items (a --limit that leaves no test items) is left out, not 0% of nothing
-    part = {"text": text_rows, "all": rows, "test": test_rows, "base": base, "ran": ran_base}
+    part = {"text": text_rows, "all": rows, "test": test_rows, "base": base, "ran": ran_base,
+            "base_test": base_test}  # fmt: skip
     specs = {
         "exact": ("text", lambda r: r["exact"], 1),
         "exact_stripped": ("text", lambda r: r["exact_stripped"], 2),
@@ -292,10 +294,14 @@ def run_fim(
         "test_pass": ("test", lambda r: r["passed"], 8),
         "test_exact_stripped": ("test", lambda r: r["exact_stripped"], 9),
     }
+    # every accuracy beside the baseline on its own items ("exact" and "test_exact_stripped"
+    # stood beside "-": the previous line is sometimes exactly the removed one)
     base_specs = {
+        "exact": ("base", lambda b: b["exact"], 11),
         "exact_stripped": ("base", lambda b: b["exact_stripped"], 6),
         "prefix_match": ("base", lambda b: b["prefix_match"], 7),
         "test_pass": ("ran", lambda r: r.passed, 10),
+        "test_exact_stripped": ("base_test", lambda b: b["exact_stripped"], 12),
     }
 
     def measured(which: dict[str, Any]) -> dict[str, Any]:

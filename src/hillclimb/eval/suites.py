@@ -148,3 +148,21 @@ def efficiency(body: dict[str, Any], price: tuple[float, float] | None) -> dict[
             cost_note="completion tokens only (a lower bound on the cost per solved item)",
         )
     return out
+
+
+def metric_baseline(result: dict[str, Any], metric: str) -> float | None:
+    """The no-training baseline beside `metric` of a suite result (`suite_common.suite_baseline`),
+    or None when the result holds none for it.
+
+    A sampled pass@k (`sampled_pass@10`) of the code suites gets the baseline's `pass@1`: the
+    baseline is a fixed trivial body, which passes every sample of an item or none, so its
+    pass@k equals its pass@1 on the same items. Why: those rows printed "-" beside a pass@10,
+    the one figure sampling inflates most."""
+    from hillclimb.eval.suite_common import suite_baseline
+
+    base = suite_baseline(result)
+    if metric in base:
+        return base[metric]
+    if metric.startswith("sampled_pass@") and "pass@1" in base:
+        return base["pass@1"]
+    return None
