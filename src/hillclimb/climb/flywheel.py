@@ -12,11 +12,20 @@ harness episodes (our own runs on our own tasks) on *training* tasks (the export
 task's projects / template / mutation site in `meta.task`; an episode on a held-out task, or one
 whose task is unknown, is refused: `harness.taskgen.common.heldout_reason`) and API answers
 whose record says the account consented (`meta.consent` true — the export only writes those,
-this re-checks, so a hand-edited export cannot smuggle a user's data in). Admitted records are
-then decontaminated against the data build's probe index (`probes.npz` beside its documents): a
-user who ran a benchmark through the endpoint and accepted the answers must not put that
-benchmark into the next climb's SFT data. Every admitted record keeps its `meta` (episode or
-request id, account, consent) and gets `kind = "flywheel"`, so the stage record and the report
+this re-checks). Consent is judged again *now*, at the climb, against the server's flywheel
+database the export names (`export.json: served_db`): an account that revoked consent after the
+export, a verdict changed to a rejection, or a request the database does not hold for that
+account keeps the record out (`consent_revoked`); an export that names a database which is gone
+(deleted to purge users' data) or none at all cannot vouch for consent (`consent_unverifiable`).
+Only an export.json without the `served_db` field (written by hand) is taken at its word. And
+only the answer the server gave is trained on: an API chat whose history holds an assistant
+turn — text the *client* wrote, which SFT would learn as the model's own — is refused
+(`client_written_turns`). Admitted records are then decontaminated against the data build's
+probe index (`probes.npz` beside its documents): a user who ran a benchmark through the
+endpoint and accepted the answers must not put that benchmark into the next climb's SFT data —
+and, always, against the held-out harness projects' code (`_heldout_harness_check`), which
+those probes do not hold. Every admitted record keeps its `meta` (episode or request id,
+account, consent) and gets `kind = "flywheel"`, so the stage record and the report
 count how many training examples came from the flywheel and from where. The export's RL prompts
 (unresolved / rejected tasks) are counted here; `hillclimb rl --harness EXPORT_DIR` trains on
 them.
@@ -35,8 +44,10 @@ SFT data and everything after it, and an unchanged one does not.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +103,98 @@ def _refusal(rec: Any, source: Any) -> str | None:
     return "no_consent"
 
 
+def _client_written(rec: dict[str, Any]) -> str | None:
+    """`client_written_turns` when an API chat record's history holds an assistant turn (text
+    the client sent, which SFT would learn as the model's own: `telemetry.client_written_turns`),
+    else None. The export leaves such records out; this catches older or edited exports."""
+    from hillclimb.harness.telemetry import client_written_turns
+
+    return "client_written_turns" if client_written_turns(rec) else None
+
+
+def _consented(rec: Any, consent: _ServedConsent) -> str | None:
+    """Why a record may not be trained on for what it is (`_refusal`) or for its account's
+    consent now (`_ServedConsent.refusal`), or None."""
+    meta = rec.get("meta") if isinstance(rec, dict) else None
+    source = meta.get("source") if isinstance(meta, dict) else None
+    why = _refusal(rec, source)
+    if why is None and source == "api":
+        why = consent.refusal(meta)  # type: ignore[arg-type]
+    return why
+
+
+class _ServedConsent:
+    """Consent of an export's API records, judged now against the served database it names.
+
+    Why at the climb and not only at export: an export directory is kept and named by recipes
+    for later climbs, so a user who opts out (`keys consent --off`) or rejects an answer after
+    the export would otherwise still be trained on by every climb that reads it. The database
+    is opened read-only; the checks are those of `FlywheelStore.training_records` (the request
+    was served to this account with consent, the account consents now, its latest verdict on
+    the request accepts it)."""
+
+    def __init__(self, export_dir: Path) -> None:
+        self.con: sqlite3.Connection | None = None
+        self.unverifiable: str | None = None
+        self.trust_export = False
+        try:
+            summary = json.loads((export_dir / "export.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict) or "served_db" not in summary:
+            self.trust_export = True  # a hand-made export.json: `meta.consent` is all there is
+            return
+        db = summary["served_db"]
+        if not isinstance(db, str) or not db:
+            self.unverifiable = "the export was written without a served database"
+            return
+        path = Path(db)
+        if not path.is_absolute():  # older exports wrote the path as given on the command line
+            path = (export_dir / path) if (export_dir / path).is_file() else path
+        try:
+            if not path.is_file():
+                raise sqlite3.OperationalError(f"{db} does not exist")
+            self.con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            self.con.execute("SELECT 1 FROM served, consent, feedback LIMIT 1").fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            self.unverifiable = f"served database {db}: {exc}"
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    def refusal(self, meta: dict[str, Any]) -> str | None:
+        """Why this API record's consent does not hold now, or None."""
+        if self.trust_export:
+            return None
+        if self.con is None:
+            return "consent_unverifiable"
+        account, rid = meta.get("account"), meta.get("request_id")
+        if not (isinstance(account, str) and account and isinstance(rid, str) and rid):
+            return "consent_revoked"  # no key to hold an opt-in: nothing can vouch for it
+        q = self.con.execute
+        served = q("SELECT account, consent FROM served WHERE request_id=?", (rid,)).fetchone()
+        now = q(
+            "SELECT opted_in FROM consent WHERE account=? ORDER BY id DESC LIMIT 1", (account,)
+        ).fetchone()
+        verdict = q(
+            "SELECT accepted, account FROM feedback WHERE request_id=? ORDER BY id DESC LIMIT 1",
+            (rid,),
+        ).fetchone()
+        ok = (
+            served is not None
+            and served[0] == account
+            and served[1] == 1
+            and now is not None
+            and now[0] == 1
+            and verdict is not None
+            and verdict == (1, account)
+        )
+        return None if ok else "consent_revoked"
+
+
 FIM_KEYS = ("prefix", "middle", "suffix")
 
 
@@ -112,6 +215,44 @@ def _malformed(rec: dict[str, Any], where: str) -> str | None:
     if "text" in rec:
         return None if isinstance(rec["text"], str) else f"{where}: text must be a string"
     return f"{where}: none of messages / fim / text"
+
+
+@functools.cache
+def _heldout_harness_check() -> Any:
+    """A decontaminator whose probes are the held-out harness projects' files (`taskgen` projects
+    marked `.hillclimb-heldout`), less every line that also occurs in a training project (shared
+    boilerplate such as `const test = require('node:test')` is no evidence).
+
+    Why here and not only in the data build's probes: those hold problems and suites, not the
+    harness's held-out code, which the data build keeps out of pre-training by the marker. A
+    consenting API user who ran held-out harness tasks through the endpoint and accepted the
+    answers would otherwise put the harness suite's unseen projects into SFT. Always on: a
+    dozen small files, built in well under a second."""
+    from hillclimb.data.config import DecontaminateConfig
+    from hillclimb.data.decontam import Decontaminator, Probe, ProbeIndex
+    from hillclimb.harness.taskgen.common import HELDOUT_PROJECTS
+    from hillclimb.harness.taskgen.corpus import JS_PROJECTS, PROJECTS
+
+    projects = {**PROJECTS, **JS_PROJECTS}
+    shared = {
+        line.strip()
+        for name, files in projects.items()
+        if name not in HELDOUT_PROJECTS
+        for text in files.values()
+        for line in text.splitlines()
+    }
+    probes = [
+        Probe(
+            f"harness-heldout/{name}/{path}",
+            "harness:heldout",
+            "\n".join(ln for ln in text.splitlines() if ln.strip() not in shared),
+        )
+        for name, files in sorted(projects.items())
+        if name in HELDOUT_PROJECTS
+        for path, text in sorted(files.items())
+    ]
+    cfg = DecontaminateConfig()
+    return Decontaminator(ProbeIndex.build(probes, cfg.ngram, cfg.min_tokens), cfg, set())
 
 
 def _event_key(rec: dict[str, Any], source: Any) -> str:
@@ -181,6 +322,8 @@ def flywheel_records(
         "decontamination": "probes of the data build"
         if probes is not None
         else "off (no probes.npz in the corpus)",
+        # always, with or without probes.npz: `_heldout_harness_check`
+        "heldout_harness_decontamination": "on",
         "contaminated_examples": [],
         "malformed_examples": [],
         "rl_prompts_available": 0,
@@ -195,18 +338,29 @@ def flywheel_records(
     for p in paths:
         d = Path(p)
         admitted = refused = 0
-        for n, rec in _records(d / "sft.jsonl"):
+        consent = _ServedConsent(d)
+        try:
+            lines = _records(d / "sft.jsonl")
+            verdicts = [_consented(rec, consent) for _, rec in lines]
+        finally:
+            consent.close()
+        if consent.unverifiable and any(v == "consent_unverifiable" for v in verdicts):
+            counts.setdefault("consent_unverifiable", []).append(
+                {"export": str(d), "why": consent.unverifiable}
+            )
+        for (n, rec), why in zip(lines, verdicts, strict=True):
             meta = rec.get("meta") if isinstance(rec, dict) else None
             source = meta.get("source") if isinstance(meta, dict) else None
-            why = _refusal(rec, source)
             if why is None and (bad := _malformed(rec, f"{d / 'sft.jsonl'}:{n}")):
                 why = "malformed"
                 if len(counts["malformed_examples"]) < 5:
                     counts["malformed_examples"].append(bad)
             if why is None and _event_key(rec, source) in seen:
                 why = "duplicate"
-            if why is None and decon is not None:
-                verdict, m = decon.check(record_text(rec), "flywheel", None)
+            for check in (decon, _heldout_harness_check()):
+                if why is not None or check is None:
+                    continue
+                verdict, m = check.check(record_text(rec), "flywheel", None)
                 if verdict != "clean":
                     why = "contaminated"
                     counts["decontaminated"] += 1
@@ -214,6 +368,8 @@ def flywheel_records(
                         counts["contaminated_examples"].append(
                             {"export": str(d), "line": n, "probe": m.probe, "match": m.ngram}
                         )
+            if why is None and source == "api":
+                why = _client_written(rec)
             if why is None:
                 seen.add(_event_key(rec, source))
                 rec["kind"], rec["source"] = "flywheel", f"flywheel/{source}"

@@ -321,12 +321,19 @@ class Telemetry(LockedSQLite):
         api_counts: dict[str, int] | None = None
         if served is not None:
             api_records, api_counts = served.training_records()
-            sft_lines += [json.dumps(r, ensure_ascii=False) for r in api_records]
+            kept = [r for r in api_records if not client_written_turns(r)]
+            if len(kept) < len(api_records):
+                api_counts = {**api_counts, "client_written_turns": len(api_records) - len(kept)}
+                api_counts["exported"] = len(kept)
+            sft_lines += [json.dumps(r, ensure_ascii=False) for r in kept]
         rl_lines = [json.dumps(v, ensure_ascii=False) for v in rl.values()]
         summary = {
             "db": str(self.path), "sft_examples": len(sft_lines), "rl_prompts": len(rl_lines),
             "sft_by_source": {"harness": harness_sft, "api": len(sft_lines) - harness_sft},
-            "served_db": str(served.path) if served is not None else None, "api": api_counts,
+            # absolute: the climb re-checks consent against this database (climb/flywheel.py),
+            # from another working directory
+            "served_db": str(Path(served.path).resolve()) if served is not None else None,
+            "api": api_counts,
             "episodes_considered": len(rows), "require_accepted": require_accepted,
             "evaluation_only_tasks_excluded": len(excluded),
             "evaluation_only_examples": dict(sorted(excluded.items())[:5]),
@@ -355,6 +362,20 @@ def _write_export(
             f"cannot write the telemetry export to {out}: {exc}; the directory holds no complete "
             "export (no export.json) until a rerun succeeds"
         ) from None
+
+
+def client_written_turns(rec: dict[str, Any]) -> bool:
+    """Whether an API chat record holds an assistant turn before its last one: text the client
+    sent in the request's history, not the answer the server gave and the user accepted.
+
+    Why it cannot be trained on: SFT puts the loss on every assistant turn, so another model's
+    output or text crafted to teach ours would be learned as our own answers (the climb's
+    flywheel refuses such records too, `client_written_turns`). Multi-turn chats whose earlier
+    answers are ours are lost with them, until the SFT format can mask a turn."""
+    msgs = rec.get("messages")
+    if not isinstance(msgs, list):
+        return False  # fim / text records: their target is the served text only
+    return any(isinstance(m, dict) and m.get("role") == "assistant" for m in msgs[:-1])
 
 
 def _trajectory_messages(traj_json: str) -> list[dict[str, Any]] | None:
