@@ -141,7 +141,11 @@ def read_only_db(tmp_path: Path) -> Iterator[Path]:
     """A usage database with one account that this process cannot write: mode 0444, or (root
     ignores modes) the immutable attribute where `chattr` works."""
     db = tmp_path / "usage.sqlite"
-    UsageDB(db).create_account("alice", 1.0)
+    made = UsageDB(db)
+    made.create_account("alice", 1.0)
+    # closed now, not at garbage collection: as non-root, a connection left open from here wrote
+    # its WAL checkpoint into the 0444 file during the test (root with chattr was not affected)
+    made.close()
     if os.geteuid() != 0:
         db.chmod(0o444)
         yield db
