@@ -71,15 +71,25 @@ def _os_error_text(exc: OSError) -> str:
     return text + "".join(f": {os.fsdecode(n) if isinstance(n, bytes) else n!r}" for n in names)
 
 
-def _pass_undecodable_names_through() -> None:
+def _pass_undecodable_names_through(stream: object = None) -> None:
     """A file name that is not UTF-8 (`--out $'bad\\xff'`) reaches us as surrogate escapes;
     printing it ("wrote bad\\udcff") raised UnicodeEncodeError under a UTF-8 locale (stdout errors
     'strict'), a traceback after the work was done. Write the name's own bytes back instead, as
-    Python already does under the C locale and as `ls` does; other text is unaffected."""
-    for stream in (sys.stdout,):
-        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
-            with contextlib.suppress(Exception):
-                stream.reconfigure(errors="surrogateescape")
+    Python already does under the C locale and as `ls` does; other text is unaffected.
+
+    On a stdout that is not UTF-8 (a Latin-1 or ASCII locale, `PYTHONIOENCODING=ascii`), any
+    character it cannot hold — the `→` of every climb progress line, `×` in a problem, a table's
+    box drawing — raised the same error (session 23: `hillclimb climb` under Latin-1 died
+    with a traceback printing its summary, after the work). There it is written as a backslash
+    escape, as Python already does for stderr, so the output stays readable and the command
+    finishes."""
+    stream = sys.stdout if stream is None else stream
+    if getattr(stream, "errors", None) != "strict" or not hasattr(stream, "reconfigure"):
+        return
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+    utf8 = encoding in ("utf-8", "utf8")
+    with contextlib.suppress(Exception):
+        stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,31 @@ def _plain_mode(path: Path, directory: bool) -> None:
         os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def _publish_private_files(root: Path) -> None:
+    """Give every file under `root` that a writer left private (mode 0600, ours) the mode a
+    plain `open` would have, before `atomic_dir` publishes it.
+
+    Why: safetensors' `save_file` writes through its own temp file, so every checkpoint's
+    `model.safetensors` came out 0600 while its `config.json` beside it was 0644 — a checkpoint
+    another account (a colleague, the service user running `hillclimb serve`, a container with
+    another uid) could list but not load, and `export --format hf` copied the 0600 along. Only
+    exactly-0600 files are touched: that is what temp-file writers produce; a file with any other
+    mode was given it on purpose, and the umask still applies (umask 077 keeps 0600)."""
+    uid = os.geteuid()
+    plain = 0o666 & ~_umask()
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            with suppress(OSError):
+                st = os.lstat(p)
+                if (
+                    stat.S_ISREG(st.st_mode)
+                    and st.st_uid == uid
+                    and stat.S_IMODE(st.st_mode) == 0o600
+                ):
+                    os.chmod(p, plain)
+
+
 _SPECIAL_KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a pipe"),
@@ -109,6 +134,34 @@ def refuse_unusable_parent(dest: str | os.PathLike[str], flag: str = "--out") ->
         raise HillclimbError(f"{flag} {os.fsdecode(dest)}: {p} is not a directory")
 
 
+def _temp_prefix(dest: Path) -> str:
+    """`.NAME.` for the temp file beside `dest`, NAME cut to 200 characters. Why: mkstemp adds 8
+    characters and our `.tmp`, so a legal 250-character `--out` name (the limit is 255 bytes)
+    could not be written at all ("File name too long" for a name the user never gave). Cut at a
+    character, then to 200 bytes, so a multi-byte name stays legal too."""
+    name = dest.name[:200]
+    while len(os.fsencode(name)) > 200:
+        name = name[:-1]
+    return f".{name}."
+
+
+@contextmanager
+def _naming_dest(dest: Path) -> Iterator[None]:
+    """Re-raise an OSError from creating the hidden temp file or directory beside `dest` as one
+    that names `dest` and its directory. Why: a user who ran `hillclimb tokenizer train --out
+    tok` in a directory they cannot write was told `Permission denied: './.tok.c7_15se0.tmp'`,
+    a name they never gave (session 23, as a non-root user). The errno is kept (exit codes)."""
+    try:
+        yield
+    except OSError as exc:
+        where = os.fsdecode(dest.parent) or "."
+        raise OSError(
+            exc.errno,
+            f"{exc.strerror or exc}: cannot create {os.fsdecode(dest)!r} "
+            f"(in the directory {where!r})",
+        ) from exc
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside `dest`; on success it is fsynced and renamed onto `dest`.
@@ -116,7 +169,8 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(dest)
     refuse_special_file(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    with _naming_dest(dest):
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -156,9 +210,11 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; refusing to overwrite it")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    with _naming_dest(dest):
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        _publish_private_files(tmp)
         _plain_mode(tmp, directory=True)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)

@@ -264,10 +264,22 @@ class Registry:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise HillclimbError(f"cannot create {self.path.parent}: {exc}") from exc
+            if not os.access(self.path.parent, os.W_OK | os.X_OK):
+                # SQLite's own word for it is "unable to open database file"
+                raise HillclimbError(
+                    f"cannot create registry {self.path}: its directory is not writable by "
+                    "this user (give --registry PATH)"
+                )
         else:
             # `--registry telemetry.db` must not turn another store's file into a registry
             refuse_foreign_sqlite(self.path, "checkpoints", "registry")
             _refuse_other_checkpoints_table(self.path)
+        self.read_only_reason: str | None = None
+        if self.path.is_file():
+            self.read_only_reason = _not_writable_reason(self.path)
+        if self.read_only_reason is not None:
+            self.conn = _connect_read_only(self.path)
+            return
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self.conn.row_factory = sqlite3.Row
@@ -322,6 +334,12 @@ class Registry:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """All-or-nothing: an exception rolls every statement of the block back."""
+        if self.read_only_reason is not None:
+            raise HillclimbError(
+                f"registry {self.path} is read-only here ({self.read_only_reason}); reading it "
+                "works, this command writes: run it as the registry's owner, or give "
+                "--registry PATH to one you can write"
+            )
         if self.conn.in_transaction:  # nested: the outer block commits or rolls back
             yield self.conn
             return
@@ -773,6 +791,56 @@ class Registry:
                 f"checkpoint or `hillclimb registry alias {name} CKPT` (registry {self.path})"
             )
         return Path(ck.path)
+
+
+def _not_writable_reason(path: Path) -> str | None:
+    """Why this process cannot write the registry at `path` (None: it can). SQLite writes the
+    file and, in WAL mode, `-wal`/`-shm` files beside it, so both must be writable."""
+    if not os.access(path, os.W_OK):
+        return "the file is not writable by this user"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"its directory {path.parent} is not writable by this user"
+    return None
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an existing registry another account owns (a shared team
+    registry, `serve --state-dir` of the service that trains), after checking its schema.
+
+    Why: opening it the writable way ran `PRAGMA journal_mode = WAL` and `CREATE TABLE IF NOT
+    EXISTS`, so `registry list` / `show` / serving an alias from a registry this user may read
+    but not write failed with "is not a usable registry database: attempt to write a readonly
+    database" (session 23, as a non-root user). `mode=ro` reads a live registry (its writer's
+    `-wal`/`-shm` present); a WAL-mode file at rest in a directory we cannot write needs
+    `immutable=1` (SQLite cannot create the `-shm` it would otherwise want)."""
+    uri = path.resolve().as_uri()
+    last: sqlite3.DatabaseError | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(f"{uri}?{query}", uri=True, isolation_level=None, timeout=30.0)
+        except sqlite3.DatabaseError as exc:
+            last = exc
+            continue
+        conn.row_factory = sqlite3.Row
+        try:
+            has = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            row = has and conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            last = exc
+            continue
+        if not row:
+            conn.close()
+            raise HillclimbError(f"{path} is not a registry database (no schema row)")
+        if str(row[0]) != str(SCHEMA_VERSION):
+            conn.close()
+            raise HillclimbError(
+                f"registry {path} has schema {row[0]}, this hillclimb reads {SCHEMA_VERSION}"
+            )
+        return conn
+    raise HillclimbError(f"{path} is not a usable registry database: {last}")
 
 
 def _refuse_other_checkpoints_table(path: Path) -> None:
