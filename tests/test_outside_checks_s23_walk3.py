@@ -275,3 +275,19 @@ def test_a_legal_long_name_can_be_written(tmp_path):
         with atomic_dir(tmp_path / (name[:-1] + "d")) as d:
             (d / "f").write_text("y")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a 0000 file")
+def test_weights_this_user_may_not_read_are_not_called_missing(tmp_path):
+    """A checkpoint whose weights this user may not read said "No such file or directory"
+    (safetensors' message): the error now names the permission."""
+    from hillclimb.errors import HillclimbError
+    from hillclimb.model.checkpoint import read_weights
+
+    d = tmp_path / "ck"
+    d.mkdir()
+    f = d / "model.safetensors"
+    f.write_bytes(b"x")
+    f.chmod(0)
+    with pytest.raises(HillclimbError, match="Permission denied"):
+        read_weights(d)

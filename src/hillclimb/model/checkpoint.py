@@ -80,6 +80,10 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     try:
         for f in files:
+            # opened first: safetensors reports a file this user may not read as "No such file
+            # or directory" (session 23: a 0600 checkpoint of another account looked missing)
+            with open(f, "rb"):
+                pass
             out.update(load_file(str(f)))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         # SafetensorError (truncated or corrupt file) is no ValueError: caught by name
