@@ -225,3 +225,13 @@ def test_concurrent_runs_do_not_interfere(tmp_path, backend):
     assert [r.stdout for r in results] == [f"{i}" for i in range(6)]
     assert all(r.status == "ok" for r in results)
     assert [(d / "out.txt").read_text() for d in dirs] == [f"{i}\n" for i in range(6)]
+
+
+def test_check_says_why_none_is_selected_when_the_variable_names_no_backend(monkeypatch, capsys):
+    """`HILLCLIMB_SANDBOX_BACKEND=bogus`: `sandbox check` listed both backends as working, then
+    "selected: none" with no reason (session 23); it now names the variable."""
+    monkeypatch.setenv("HILLCLIMB_SANDBOX_BACKEND", "bogus")
+    assert cli_main(["sandbox", "check"]) == 1
+    assert "HILLCLIMB_SANDBOX_BACKEND='bogus' is not a sandbox backend" in capsys.readouterr().out
+    assert cli_main(["sandbox", "check", "--json"]) == 1
+    assert "HILLCLIMB_SANDBOX_BACKEND" in json.loads(capsys.readouterr().out)["why_none"]

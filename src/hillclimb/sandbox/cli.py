@@ -122,12 +122,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from hillclimb.sandbox.core import backend_report, sandbox_backend
+    from hillclimb.sandbox.core import _no_backend_error, backend_report, sandbox_backend
 
     report = backend_report()
     chosen = sandbox_backend()
+    # why none was selected, in the variable's words when it forces one (a typo listed both
+    # backends as working, then "selected: none" with no reason; session 23)
+    why = None if chosen else str(_no_backend_error())
     if args.json:
-        print(json.dumps({"backend": chosen, "backends": report}, indent=2))
+        print(json.dumps({"backend": chosen, "backends": report, "why_none": why}, indent=2))
     else:
         for name, info in report.items():
             mark = "yes" if info["available"] else "no "
@@ -136,4 +139,5 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(f"selected: {chosen}")
         else:
             print("selected: none — `sandbox run` refuses unless --unsafe (no isolation)")
+            print(f"why: {why}")
     return 0 if chosen else 1
