@@ -291,3 +291,21 @@ def test_weights_this_user_may_not_read_are_not_called_missing(tmp_path):
     f.chmod(0)
     with pytest.raises(HillclimbError, match="Permission denied"):
         read_weights(d)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes a read-only directory")
+def test_retokenize_of_a_build_this_user_cannot_write_says_so(tmp_path):
+    """`data tokenize` on a build the user may not write said "Permission denied:
+    '.../.shards.tmp'"; it now names the build and says to tokenize a copy."""
+    from hillclimb.data.pipeline import MARKER, retokenize
+    from hillclimb.errors import HillclimbError
+
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / MARKER).write_text('{"state": "complete"}')
+    d.chmod(0o555)
+    try:
+        with pytest.raises(HillclimbError, match="not writable by this user"):
+            retokenize(d, tmp_path / "no-tokenizer")
+    finally:
+        d.chmod(0o755)

@@ -993,6 +993,12 @@ def retokenize(
     d = Path(data_dir)
     if dir_state(d) != "complete":
         raise HillclimbError(f"{d} is not a complete data build (no {MARKER}); run data build")
+    if not os.access(d, os.W_OK | os.X_OK):
+        # said "Permission denied: '.../.shards.tmp'", a name the user never gave (session 23)
+        raise HillclimbError(
+            f"{d} is not writable by this user: `data tokenize` rewrites its shards in place; "
+            "copy the build and tokenize the copy"
+        )
     tmp = d / ".shards.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
