@@ -575,10 +575,12 @@ def _fmt(x: Any, spec: str = ".3f") -> str:
 def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
     """Markdown: how many SFT examples per model came from telemetry exports (none: no lines)."""
     rows = []
+    reasons: set[str] = set()  # every refusal reason the "refused (...)" column counts
     for model, counts in sorted(sft_data.items()):
         fw = counts.get("flywheel") if isinstance(counts, dict) else None
         if not fw:
             continue
+        reasons |= {k for k in (fw.get("refused") or {}) if k != "no_consent"}
         src = ", ".join(f"{k} {v}" for k, v in sorted(fw["by_source"].items())) or "none"
         refused = fw.get("refused")  # by reason (older stage records: consent only)
         other = ", ".join(
@@ -604,7 +606,7 @@ def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
                 "all SFT examples",
                 "by source",
                 "refused (no consent)",
-                "refused (evaluation-only task, unknown task, contains an evaluation item)",
+                _refused_heading(reasons),
                 "decontamination",
                 "RL prompts in the exports",
                 "exports",
@@ -613,6 +615,15 @@ def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
         ),  # fmt: skip
         "",
     ]
+
+
+def _refused_heading(reasons: set[str]) -> str:
+    """The heading of the flywheel table's other-refusals column, naming the reasons its cells
+    count. Why: it was fixed to "evaluation-only task, unknown task, contains an evaluation
+    item" while the column also counted revoked or unverifiable consent and client-written
+    turns (session 23)."""
+    shown = ", ".join(r.replace("_", " ") for r in sorted(reasons)) or "none"
+    return f"refused (other reasons: {shown})"
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:

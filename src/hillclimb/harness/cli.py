@@ -473,6 +473,12 @@ def export_notes(s: dict[str, Any]) -> list[str]:
             f"{_n(api['malformed'], 'accepted API answer')} not exported: the stored request "
             "or answer is missing or unreadable"
         )
+    if api.get("client_written_turns"):
+        notes.append(
+            f"{_n(api['client_written_turns'], 'accepted API chat')} not exported: its request "
+            "history holds assistant turns the client wrote, which SFT would learn as the "
+            "model's own"
+        )
     if api.get("rejected"):
         notes.append(f"{_n(api['rejected'], 'API answer')} rejected by users (not exported)")
     if s.get("evaluation_only_tasks_excluded"):

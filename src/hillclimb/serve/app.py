@@ -159,7 +159,8 @@ def create_app(state: ServerState) -> FastAPI:
     async def feedback(request: Request) -> Response:
         """Accept / reject one of your own served requests (the data flywheel's signal), and
         optionally the edit you applied from it: `{"id", "accepted", "choice"?, "edit"?:
-        {"path", "applied"}, "note"?}`."""
+        {"path", "applied"}, "note"?}`. One verdict per request: a new one replaces the
+        earlier (its choice, edit and note too)."""
         try:
             account = authorize(state, request, "feedback")
             if state.flywheel is None:
@@ -224,6 +225,7 @@ def _feedback(state: ServerState, account: Any, body: Any) -> dict[str, Any]:
         return state.flywheel.record_feedback(
             rid,
             account=account.name if account is not None else "open",
+            key_id=account.key_hash or None if account is not None else None,
             accepted=accepted,
             choice=choice,
             edit=edit,

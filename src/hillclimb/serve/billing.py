@@ -110,6 +110,9 @@ class Account:
     credits_micro: int | None
     rate_limit_rpm: float | None
     disabled: bool
+    # the key's SHA-256: who the account is for the flywheel (consent, whose requests), which a
+    # rename in the keys file does not change and a new key given an old name does not inherit
+    key_hash: str = ""
 
     @property
     def credits(self) -> float | None:
@@ -150,7 +153,36 @@ def check_account_name(name: Any) -> str:
         raise HillclimbError(
             f"account name is {len(name)} characters long; at most {MAX_NAME_CHARS} allowed"
         )
+    hidden = [ch for ch in name if _invisible(ch)]
+    if hidden:
+        raise HillclimbError(
+            f"account name {ascii(name)} contains invisible characters "
+            f"({', '.join(f'U+{ord(ch):04X}' for ch in hidden)}): two names that print alike "
+            "must not name two accounts"
+        )
     return name
+
+
+# Default-ignorable code points that are not format characters (Cf is refused above): fillers,
+# joiners and selectors that print as nothing (Unicode's DerivedCoreProperties).
+_IGNORABLE = frozenset(
+    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0]
+    + list(range(0x180B, 0x1810))
+    + list(range(0xFE00, 0xFE10))
+    + list(range(0xE0100, 0xE01F0))
+)
+
+
+def _invisible(ch: str) -> bool:
+    return ord(ch) in _IGNORABLE or unicodedata.category(ch) in ("Cs", "Co", "Cn")
+
+
+def name_key(name: str) -> str:
+    """What two account names must not share: the name NFKC-normalised and case-folded. Why:
+    `Jos\u00e9` and `Jose\u0301`, `alice` and fullwidth `\uff41lice` or `Alice` print (nearly)
+    alike, so `hillclimb keys consent --name` could opt in the wrong one of two such accounts.
+    (Look-alikes across scripts, Latin a and Cyrillic a, are not caught.)"""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
 def check_rpm(rate_limit_rpm: float | None) -> None:
@@ -303,6 +335,7 @@ class UsageDB:
         with self._write() as c:
             if c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
                 raise HillclimbError(f"an account named {name!r} already exists")
+            self._refuse_look_alike(c, name, None)
             if c.execute("SELECT 1 FROM accounts WHERE key_hash = ?", (hash_key(key),)).fetchone():
                 raise HillclimbError("that key is already registered")
             c.execute(
@@ -329,6 +362,8 @@ class UsageDB:
                 raise HillclimbError(
                     f"account name {name!r} already belongs to another key in {self.path}"
                 )
+            if row is None or row["name"] != name:  # a new name for this key (unchanged: fine)
+                self._refuse_look_alike(c, name, None if row is None else row["id"])
             if row is None:
                 c.execute(
                     "INSERT INTO accounts(name, key_hash, key_prefix, credits_micro, "
@@ -340,6 +375,36 @@ class UsageDB:
                     "UPDATE accounts SET name = ?, rate_limit_rpm = ? WHERE id = ?",
                     (name, rate_limit_rpm, row["id"]),
                 )
+
+    def _refuse_look_alike(self, c: sqlite3.Connection, name: str, own_id: int | None) -> None:
+        """Refuse `name` when another account's name has the same `name_key`."""
+        key = name_key(name)
+        for r in c.execute("SELECT id, name FROM accounts"):
+            if r["id"] != own_id and r["name"] != name and name_key(r["name"]) == key:
+                raise HillclimbError(
+                    f"account name {ascii(name)} looks like the account {ascii(r['name'])} "
+                    f"in {self.path} (the same after Unicode normalisation and case folding); "
+                    "choose a distinct name"
+                )
+
+    def account_by_unique_name(self, name: str) -> Account:
+        """`account_by_name`, refusing a name that a database made before the look-alike check
+        shares (by `name_key`) with another account: for a decision such as consent, the
+        operator must not act on whichever of two look-alikes their terminal produced."""
+        acc = self.account_by_name(name)
+        with self._read() as c:
+            alike = [
+                r["name"]
+                for r in c.execute("SELECT id, name FROM accounts")
+                if r["id"] != acc.id and name_key(r["name"]) == name_key(name)
+            ]
+        if alike:
+            shown = ", ".join(ascii(n) for n in [name, *alike])
+            raise HillclimbError(
+                f"the accounts {shown} look alike (the same after Unicode normalisation and "
+                "case folding); rename all but one in the keys file before changing consent"
+            )
+        return acc
 
     def add_credits(self, name: str, credits: float) -> Account:
         amount = to_micro(credits)
@@ -387,6 +452,7 @@ class UsageDB:
             row["credits_micro"],
             row["rate_limit_rpm"],
             bool(row["disabled"]),
+            row["key_hash"],
         )
 
     def account_by_key(self, key: str) -> Account | None:

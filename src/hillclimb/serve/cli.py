@@ -403,9 +403,11 @@ def _keys_consent(args: argparse.Namespace) -> int:
     from hillclimb.serve.flywheel import FlywheelStore
 
     path = _existing_usage_db(args)
-    UsageDB(path).account_by_name(args.name)  # an unknown account is a clear error
+    # an unknown account is a clear error; consent is kept under the account's key, so a name
+    # later given to another key does not carry it over
+    acc = UsageDB(path).account_by_unique_name(args.name)
     with FlywheelStore(path.parent / FLYWHEEL_FILE) as fw:
-        fw.set_consent(args.name, bool(args.on))
+        fw.set_consent(acc.name, bool(args.on), key_id=acc.key_hash or None)
     state = "may" if args.on else "may not"
     print(f"{args.name}: requests from now on {state} become training data ({fw.path})")
     return 0

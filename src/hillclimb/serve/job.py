@@ -112,6 +112,22 @@ class Job:
         # function giving each choice's final answer, read once when the job is finalized
         self.flywheel_request: dict[str, Any] | None = None
         self.answers: Any = None
+        # consent when the request arrived: an opt-in recorded while it is in flight must not
+        # reach back to it (`FlywheelStore.record_served` also checks consent at the end)
+        self.consent_at_start = self._consent_now()
+
+    def _consent_now(self) -> bool:
+        """The account's flywheel consent now; False (nothing kept) when it cannot be read — a
+        flywheel that fails must not fail the request."""
+        if self.account is None or self.state.flywheel is None:
+            return False
+        try:
+            return self.state.flywheel.consent(
+                self.account.name, key_id=self.account.key_hash or None
+            )
+        except Exception:
+            log.exception("flywheel consent %s", self.request_id)
+            return False
 
     # billing
     def reserve(self, prompt_tokens_total: int, max_new_total: int) -> None:
@@ -310,6 +326,8 @@ class Job:
                     request=self.flywheel_request or {},
                     response={"choices": self.answers() if self.answers else []},
                     open_mode=self.account is None,
+                    key_id=self.account.key_hash or None if self.account is not None else None,
+                    consent_at_start=self.consent_at_start,
                 )
             except Exception:
                 log.exception("flywheel record %s", self.request_id)
