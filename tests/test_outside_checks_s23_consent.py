@@ -173,3 +173,22 @@ def test_held_out_harness_code_does_not_enter_sft_through_the_api(tmp_path):
         "harness-heldout/ranges/tests/ranges.test.js",
         "harness-heldout/textstats/textstats/core.py",
     ]
+
+
+def test_climb_judges_consent_by_key_as_the_server_does(tmp_path):
+    """Key K1 served as "alice" and exported; the keys file renames K1 to "bob" (who opts out)
+    and gives "alice" to a new key K2, who opts in. The climb checked consent by name, so K2's
+    opt-in vouched for K1's records; it now judges by the key the request was served to."""
+    fw = FlywheelStore(tmp_path / "flywheel.sqlite")
+    fw.set_consent("alice", True, key_id="K1")
+    fw.record_served("chatcmpl-1", account="alice", endpoint="chat", model="code-flash",
+                     request={"messages": [{"role": "user", "content": "fix add"}], "tools": None},
+                     response=ANSWER, key_id="K1")  # fmt: skip
+    fw.record_feedback("chatcmpl-1", account="alice", accepted=True, key_id="K1")
+    exp, summary = _export(tmp_path, fw)
+    assert summary["sft_by_source"]["api"] == 1
+    assert len(flywheel_records([str(exp)])[0]) == 1
+    fw.set_consent("bob", False, key_id="K1")  # K1, renamed, opts out
+    fw.set_consent("alice", True, key_id="K2")  # the name's new key opts in
+    recs, counts = flywheel_records([str(exp)])
+    assert recs == [] and counts["refused"] == {"consent_revoked": 1}

@@ -123,6 +123,18 @@ def _consented(rec: Any, consent: _ServedConsent) -> str | None:
     return why
 
 
+def _rules_over(con: sqlite3.Connection) -> Any:
+    """The server's consent and ownership rules (`serve.flywheel.ConsentRules`) over a
+    read-only connection."""
+    from hillclimb.serve.flywheel import ConsentRules
+
+    class _Rules(ConsentRules):
+        def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+            return con.execute(sql, params).fetchall()
+
+    return _Rules()
+
+
 class _ServedConsent:
     """Consent of an export's API records, judged now against the served database it names.
 
@@ -137,6 +149,7 @@ class _ServedConsent:
         self.con: sqlite3.Connection | None = None
         self.unverifiable: str | None = None
         self.trust_export = False
+        self.keyed = False
         try:
             summary = json.loads((export_dir / "export.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -156,6 +169,8 @@ class _ServedConsent:
                 raise sqlite3.OperationalError(f"{db} does not exist")
             self.con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             self.con.execute("SELECT 1 FROM served, consent, feedback LIMIT 1").fetchall()
+            cols = {r[1] for r in self.con.execute("PRAGMA table_info(served)")}
+            self.keyed = "key_id" in cols
         except (OSError, sqlite3.Error) as exc:
             self.close()
             self.unverifiable = f"served database {db}: {exc}"
@@ -174,23 +189,26 @@ class _ServedConsent:
         account, rid = meta.get("account"), meta.get("request_id")
         if not (isinstance(account, str) and account and isinstance(rid, str) and rid):
             return "consent_revoked"  # no key to hold an opt-in: nothing can vouch for it
-        q = self.con.execute
-        served = q("SELECT account, consent FROM served WHERE request_id=?", (rid,)).fetchone()
-        now = q(
-            "SELECT opted_in FROM consent WHERE account=? ORDER BY id DESC LIMIT 1", (account,)
-        ).fetchone()
-        verdict = q(
-            "SELECT accepted, account FROM feedback WHERE request_id=? ORDER BY id DESC LIMIT 1",
+        rules = _rules_over(self.con)
+        # by key where the file records one (schema v2), as the server judges; a v1 file that
+        # no server has migrated yet is judged by name
+        key = "key_id" if self.keyed else "NULL"
+        served = rules.query(
+            f"SELECT account, consent, {key} FROM served WHERE request_id=?", (rid,)
+        )
+        verdict = rules.query(
+            f"SELECT accepted, account, {key} FROM feedback WHERE request_id=?"
+            " ORDER BY id DESC LIMIT 1",
             (rid,),
-        ).fetchone()
-        ok = (
-            served is not None
-            and served[0] == account
-            and served[1] == 1
-            and now is not None
-            and now[0] == 1
-            and verdict is not None
-            and verdict == (1, account)
+        )
+        ok = bool(
+            served
+            and served[0][0] == account
+            and served[0][1] == 1
+            and rules.consent(account, key_id=served[0][2])
+            and verdict
+            and verdict[0][0] == 1
+            and rules._owns(account, served[0][2], verdict[0][1], verdict[0][2])
         )
         return None if ok else "consent_revoked"
 

@@ -104,38 +104,14 @@ class FeedbackError(HillclimbError):
         self.code = code
 
 
-class FlywheelStore(LockedSQLite):
-    """The flywheel database (module docstring). Thread-safe; one connection behind a lock."""
+class ConsentRules:
+    """Who consents and who owns a request, by key (module docstring), over any connection's
+    `query`: the store's own, and a climb's read-only one (`climb.flywheel`), so a climb judges an
+    export's records by the same rules the server applied (session 23: the climb checked by
+    name, so a name given to a new key could vouch for the old key's records). A subclass
+    provides `query(sql, params) -> rows`."""
 
-    KIND = "flywheel"
-    MARKER_TABLE = "served"  # a registry or telemetry file is refused, not given our tables
-    SCHEMA = _SCHEMA + _KEY_INDEXES
-    VERSION = SCHEMA_VERSION
-    VERSION_KEY = "schema"
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        _migrate_v1(Path(path), self.KIND)
-        super().__init__(path)
-
-    # ---- consent ------------------------------------------------------------------------------
-    def set_consent(self, account: str, opted_in: bool, *, key_id: str | None = None) -> None:
-        """Record `account`'s opt-in or opt-out, under its key when given (the server and
-        `hillclimb keys consent` always give it). An opt-out is also written under every other
-        name the key was known by, so that a reader judging by name (an older export's
-        `meta.account`) sees it too."""
-        if not account:
-            raise HillclimbError("consent needs an account name")
-        names = [account]
-        if key_id is not None and not opted_in:
-            names += [n for n in self._names_of(key_id) if n != account]
-        now = time.time()
-        with self._lock, self._db:
-            for name in names:
-                self._db.execute(
-                    "INSERT INTO consent (account, opted_in, changed_at, key_id)"
-                    " VALUES (?, ?, ?, ?)",
-                    (name, int(bool(opted_in)), now, key_id),
-                )
+    query: Any
 
     def consent(self, account: str, key_id: str | None = None) -> bool:
         """Whether the account (its key, when given) has opted in now. Without a key: the latest
@@ -172,6 +148,51 @@ class FlywheelStore(LockedSQLite):
                 (account, key_id, account, key_id),
             )
         )
+
+    def _owns(self, owner: str, owner_key: str | None, account: str, key_id: str | None) -> bool:
+        """Whether `account` (with `key_id`) may rate a request served to `owner`/`owner_key`:
+        the same key when both are known (a renamed key keeps its requests; a new key given
+        the old name gets none of them), else the same name — and for a request served
+        without a key (v1), a name since seen with another key owns nothing."""
+        if owner_key is not None and key_id is not None:
+            return owner_key == key_id
+        if owner != account:
+            return False
+        return key_id is None or not self._bound_elsewhere(owner, key_id)
+
+
+class FlywheelStore(ConsentRules, LockedSQLite):
+    """The flywheel database (module docstring). Thread-safe; one connection behind a lock."""
+
+    KIND = "flywheel"
+    MARKER_TABLE = "served"  # a registry or telemetry file is refused, not given our tables
+    SCHEMA = _SCHEMA + _KEY_INDEXES
+    VERSION = SCHEMA_VERSION
+    VERSION_KEY = "schema"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        _migrate_v1(Path(path), self.KIND)
+        super().__init__(path)
+
+    # ---- consent ------------------------------------------------------------------------------
+    def set_consent(self, account: str, opted_in: bool, *, key_id: str | None = None) -> None:
+        """Record `account`'s opt-in or opt-out, under its key when given (the server and
+        `hillclimb keys consent` always give it). An opt-out is also written under every other
+        name the key was known by, so that a reader judging by name (an older export's
+        `meta.account`) sees it too."""
+        if not account:
+            raise HillclimbError("consent needs an account name")
+        names = [account]
+        if key_id is not None and not opted_in:
+            names += [n for n in self._names_of(key_id) if n != account]
+        now = time.time()
+        with self._lock, self._db:
+            for name in names:
+                self._db.execute(
+                    "INSERT INTO consent (account, opted_in, changed_at, key_id)"
+                    " VALUES (?, ?, ?, ?)",
+                    (name, int(bool(opted_in)), now, key_id),
+                )
 
     def _names_of(self, key_id: str) -> list[str]:
         return [
@@ -283,17 +304,6 @@ class FlywheelStore(LockedSQLite):
             "accepted": bool(accepted),
             "training_use": bool(consent) and self.consent(owner, key_id=owner_key),
         }
-
-    def _owns(self, owner: str, owner_key: str | None, account: str, key_id: str | None) -> bool:
-        """Whether `account` (with `key_id`) may rate a request served to `owner`/`owner_key`:
-        the same key when both are known (a renamed key keeps its requests; a new key given
-        the old name gets none of them), else the same name — and for a request served
-        without a key (v1), a name since seen with another key owns nothing."""
-        if owner_key is not None and key_id is not None:
-            return owner_key == key_id
-        if owner != account:
-            return False
-        return key_id is None or not self._bound_elsewhere(owner, key_id)
 
     # ---- reading ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
