@@ -19,6 +19,14 @@ statistics — is shared.
   fails: nothing of a suite run is written unless it all succeeded.
 - Sample `i` of item `id` is drawn with a seed derived from (seed, id, i) on both backends (a
   hosted API may treat `seed` as best effort).
+- Token healing of the completion form is the evaluation's choice (`eval_token_healing`), not
+  the server's: a hillclimb server heals code-flash's completions by default, so the same
+  checkpoint scored through `hillclimb serve` got other completions than in-process (11 of 12
+  HumanEval answers differed, session 23). Both backends now ask for the same setting and say
+  which (`token_healing`).
+- `count_tokens` counts texts in the model's own tokens (a URL: our server's
+  `usage.prompt_tokens`; another server's count is not asked for), so token budgets sized from
+  reference solutions are the same whether a checkpoint runs in-process or behind our server.
 """
 
 from __future__ import annotations
@@ -35,6 +43,22 @@ from typing import Any, Protocol
 from hillclimb.errors import HillclimbError
 
 MAX_HTTP_STOPS = 4
+HEALING_ENV = "HILLCLIMB_EVAL_TOKEN_HEALING"
+
+
+def eval_token_healing() -> bool:
+    """Whether completion-form suites heal the prompt's last token (`serve/healing.py`):
+    `$HILLCLIMB_EVAL_TOKEN_HEALING` on/off (default off, so scores stay comparable with earlier
+    runs; `on` measures what an IDE client of the server gets).
+
+    Why strict: anything but the exact word `on` (`1`, `true`, `ON `) meant off without a word,
+    and the run was recorded as if healing had been asked for."""
+    raw = os.environ.get(HEALING_ENV, "off").strip().lower()
+    if raw in ("on", "1", "true", "yes"):
+        return True
+    if raw in ("off", "0", "false", "no", ""):
+        return False
+    raise HillclimbError(f"${HEALING_ENV} must be on or off, got {raw!r}")
 
 
 @dataclass
@@ -66,6 +90,8 @@ class Backend(Protocol):
     def complete(self, reqs: list[Request]) -> list[Completion]: ...
 
     def chat(self, reqs: list[Request]) -> list[Completion]: ...
+
+    def count_tokens(self, texts: list[str]) -> list[int] | None: ...
 
     def close(self) -> None: ...
 
@@ -115,16 +141,15 @@ class EngineBackend:
         self.engine = engine
         self.batch_size = batch_size
         self.name = str(path)
+        # the completion form's token healing (`eval_token_healing`), asked of the server alike
+        self.token_healing = eval_token_healing()
 
     def _run(self, reqs: list[Request], ids: list[list[int]], chat: bool) -> list[Completion]:
         from hillclimb.serve.engine import SamplingParams
 
         out: list[Completion | None] = [None] * len(reqs)
         jobs = []
-        # token healing (`serve/healing.py`) for the completion form: off unless
-        # HILLCLIMB_EVAL_TOKEN_HEALING=on, so scores stay comparable with earlier runs; the
-        # served code-flash heals by default, so `on` measures what an IDE client gets
-        heal = not chat and os.environ.get("HILLCLIMB_EVAL_TOKEN_HEALING", "off") == "on"
+        heal = not chat and self.token_healing  # the chat form is never healed (as the server)
         for j, (r, pid) in enumerate(zip(reqs, ids, strict=True)):
             room = self.engine.max_context - len(pid)
             if room < 2:
@@ -162,6 +187,11 @@ class EngineBackend:
             for r in reqs
         ]
         return self._run(reqs, ids, chat=True)
+
+    def count_tokens(self, texts: list[str]) -> list[int] | None:
+        """Each text's length in the model's tokens (as a raw prompt is encoded)."""
+        tok = self.engine.tokenizer
+        return [len(ids) for ids in tok.encode_batch(texts)] if texts else []
 
     def close(self) -> None:
         pass
@@ -230,7 +260,12 @@ class HTTPBackend:
         self._lock = threading.Lock()
         models = self._get("/models")
         data = models.get("data") if isinstance(models, dict) else None  # `[]`: no model listed
-        ids = [m.get("id") for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
+        cards = [m for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
+        ids = [m.get("id") for m in cards]
+        # a hillclimb server (its model cards say so) takes the `token_healing` extension; it
+        # heals code-flash's completions unless asked not to, other servers heal nothing
+        self.hillclimb = bool(cards) and all(m.get("owned_by") == "hillclimb" for m in cards)
+        self.token_healing: bool | None = eval_token_healing() if self.hillclimb else None
         if model is None:
             if not ids:
                 raise HillclimbError(f"{self.url}/models lists no model; pass --served-model NAME")
@@ -391,7 +426,10 @@ class HTTPBackend:
         raise HillclimbError(f"{self.url}{path} answered a {what} that is not text: {value!r:.200}")
 
     def _one_complete(self, r: Request) -> Completion:
-        ans = self._post("/completions", {**self._body(r), "prompt": r.prompt})
+        body = {**self._body(r), "prompt": r.prompt}
+        if self.token_healing is not None:  # the evaluation's setting, not the model's default
+            body["token_healing"] = self.token_healing
+        ans = self._post("/completions", body)
         if ans is None:
             return Completion("", "prompt_too_long")
         ch, toks = self._choice("/completions", ans)
@@ -414,9 +452,49 @@ class HTTPBackend:
         reasoning = self._text(path, msg.get("reasoning_content"), "reasoning_content")
         return _finish(text, _reason(ch), r.stop, toks, reasoning)
 
-    def _map(self, fn: Any, reqs: list[Request]) -> list[Completion]:
+    def _map(self, fn: Any, reqs: list[Any]) -> list[Any]:
         with concurrent.futures.ThreadPoolExecutor(self.concurrency) as ex:
             return list(ex.map(fn, reqs))
+
+    def _one_count(self, text: str) -> int | None:
+        """`text`'s length in the served model's tokens: `usage.prompt_tokens` of a one-token
+        completion with `text` as its raw prompt (unhealed); None when the server cannot say
+        (no `/completions`, no usage, a text longer than its context)."""
+        body: dict[str, Any] = {"model": self.model, "prompt": text, "max_tokens": 1,
+                                "temperature": 0.0}  # fmt: skip
+        if self.hillclimb:
+            body["token_healing"] = False  # healing cuts a prompt token: the count would be short
+        r = self._send("/completions", body)
+        if r.status_code in AUTH_STATUS:
+            raise self._auth_error("/completions", r)
+        try:
+            usage = r.json().get("usage") if r.status_code == 200 else None
+        except (ValueError, AttributeError):
+            return None
+        n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+    def count_tokens(self, texts: list[str]) -> list[int] | None:
+        """Each text's length in the served model's tokens when the server is ours, else None
+        (then a caller falls back to a bound, e.g. UTF-8 bytes).
+
+        Why: the problems suite sizes each cell's `max_tokens` from its reference solutions in
+        the model's tokens; over a URL it used their UTF-8 bytes, 2-3x the tokens of our
+        tokenizer, so the same checkpoint got other budgets (and another truncation share)
+        through `hillclimb serve` than in-process, under the same recorded settings."""
+        if not self.hillclimb:
+            # another server's count may hold its own template or BOS tokens, and asking costs
+            # a request per text: such a URL keeps the documented UTF-8 byte bound
+            return None
+        if not texts:
+            return []
+        # one probe first: a server without `/completions` (or one that retries every answer
+        # with backoff) is found once, not once per text
+        first = self._one_count(texts[0])
+        if first is None:
+            return None
+        counts = [first, *self._map(self._one_count, list(texts[1:]))]
+        return None if any(n is None for n in counts) else counts
 
     def complete(self, reqs: list[Request]) -> list[Completion]:
         return self._map(self._one_complete, reqs)

@@ -44,6 +44,34 @@ def _check_checkpoint(path: Path) -> None:
         raise HillclimbError(f"checkpoint {path} has no tokenizer.json{run_dir_hint(path)}")
 
 
+def model_identity(path: Path) -> dict[str, Any]:
+    """What the numbers were measured on, recorded in the result: the weights' content hash
+    (the registry's `content_hash`: SHA-256 over each `*.safetensors` file's name, size and
+    bytes, sorted, and the shard index), the tokenizer file's SHA-256 and this code's version.
+
+    Why: the result named its checkpoint by path only, and a path outlives its weights (a
+    climb run again with `--restart` writes new ones there) — an `eval.json` of the old weights
+    then read as the new ones', and two results could not be told to be of one model."""
+    import hashlib
+
+    import hillclimb
+
+    files = sorted(path.glob("*.safetensors"))
+    index = path / "model.safetensors.index.json"
+    h = hashlib.sha256()
+    for f in files + ([index] if index.is_file() else []):
+        h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    tok = hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()
+    return {
+        "weights_sha256": h.hexdigest() if files else None,
+        "tokenizer_sha256": tok,
+        "hillclimb_version": hillclimb.__version__,
+    }
+
+
 def bits_per_byte(
     model: Transformer,
     tok: Tokenizer,
@@ -112,8 +140,8 @@ def run_eval(
 ) -> dict[str, Any]:
     """Evaluate checkpoint `model`: bpb on `data`'s val shards (when given) and task accuracy.
 
-    Returns a JSON-able dict `{"format", "model", "name", "bpb": {...}|None, "tasks": {...}|None,
-    "seconds"}`. `seq_len` defaults to the training seq_len recorded in the checkpoint (else 256)."""
+    Returns a JSON-able dict `{"format", "model", "name", "preset", "weights_sha256",
+    "tokenizer_sha256", "hillclimb_version", "bpb": {...}|None, "tasks": {...}|None, "seconds"}`. `seq_len` defaults to the training seq_len recorded in the checkpoint (else 256)."""
     from hillclimb.model.checkpoint import read_info
     from hillclimb.serve.engine import Engine
 
@@ -142,6 +170,7 @@ def run_eval(
         "model": str(path),
         "name": engine.name,
         "preset": engine.cfg.name,
+        **model_identity(path),
         "bpb": None,
         "tasks": None,
     }

@@ -216,6 +216,9 @@ def run_completion_items(
             metrics[f"sampled_pass@{k}"] = metric(vals, cfg, salt=k)
     out: dict[str, Any] = {
         "n_items": len(items),
+        # token healing changes every completion-form answer (`backends.eval_token_healing`):
+        # as asked of the model; None for the chat form or a server that takes no such setting
+        "token_healing": None if chat else getattr(backend, "token_healing", None),
         "metrics": metrics,
         "baseline": trivial_item_baseline(items, cfg),
         **generation_stats(g_comps),

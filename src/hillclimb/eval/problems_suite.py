@@ -87,6 +87,48 @@ def backend_rollouts(backend: Backend, check_timeout_s: float = 10.0) -> Any:
     return run
 
 
+class CountedTokens:
+    """A tokenizer stand-in for the per-cell `max_tokens` rule over a URL: `encode(text)` has the
+    length the backend counted for `text` (`Backend.count_tokens`: the served model's own
+    tokens), else the text's UTF-8 bytes (an upper bound on a byte-level BPE's tokens).
+
+    Why: `eval.tasks` sizes each cell's budget from its reference solutions in the model's
+    tokens; a URL had no tokenizer and got the byte bound — for our tiny tokenizer 2-3x the
+    tokens (arith tier 1: 96 instead of 48, code tier 2: 544 instead of 168) — so the same
+    checkpoint through `hillclimb serve` ran under other budgets than in-process, with the same
+    recorded settings. `prefetch` counts the texts the rule will ask for in one concurrent
+    pass; `rule` says which count the budgets came from (kept in the result)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.counts: dict[str, int] = {}
+        self.rule = "utf-8 bytes of the reference solutions (no token counts from this server)"
+
+    def prefetch(self, problems: list[Any]) -> None:
+        from hillclimb.rl.rollout import reference_tokens
+
+        class _Texts:  # records the texts the budget rule encodes, in its own format
+            def __init__(self) -> None:
+                self.seen: list[str] = []
+
+            def encode(self, text: str) -> list[int]:
+                self.seen.append(text)
+                return []
+
+        rec = _Texts()
+        for p in problems:
+            reference_tokens(rec, p)
+        texts = list(dict.fromkeys(rec.seen))
+        count = getattr(self.backend, "count_tokens", None)
+        counts = count(texts) if count is not None and texts else None
+        if counts is not None and len(counts) == len(texts):
+            self.counts.update(zip(texts, counts, strict=True))
+            self.rule = "reference solutions in the served model's tokens (usage.prompt_tokens)"
+
+    def encode(self, text: str) -> list[int]:
+        return [0] * self.counts.get(text, len(text.encode()))
+
+
 def plan_line(items: list[Any], cfg: SuiteConfig, n_per_cell: int) -> str:
     """How many items the run asks, and why that many: `--n-items` counts per family × tier ×
     split, not in total (`--n-items 20` is 1,242 items by default), so the number is said
@@ -135,14 +177,32 @@ def run_problems(
         top_p=cfg.top_p,
     )
     engine = getattr(backend, "engine", None)
+    counted = CountedTokens(backend) if engine is None else None
+    budget_rule = (
+        counted.rule if counted is not None else "reference solutions in the model's tokens"
+    )
+
+    def on_items(ps: list[Any]) -> None:
+        if announce is not None:
+            announce(plan_line(ps, cfg, tcfg.n_per_tier))
+        if counted is not None and cfg.max_tokens is None:  # the budgets need the counts
+            counted.prefetch(ps)
+
     res = evaluate_tasks(
         None,
         tcfg,
         rollout=backend_rollouts(backend, cfg.timeout_s),
-        tokenizer=engine.tokenizer if engine is not None else None,
-        on_items=(lambda ps: announce(plan_line(ps, cfg, tcfg.n_per_tier))) if announce else None,
+        tokenizer=engine.tokenizer if engine is not None else counted,
+        on_items=on_items,
         limit=cfg.limit,  # only the kept items are asked (all were, and the rest thrown away)
     )
+    if counted is not None:
+        budget_rule = counted.rule
+        if not counted.counts:  # byte bounds are no token counts: none, as before
+            for c in res["cells"]:
+                c["reference_tokens"] = None
+    if cfg.max_tokens is not None:
+        budget_rule = f"fixed --max-tokens {cfg.max_tokens}"
     # one record per (split, problem): a problem may keep its prompt in both evaluation splits
     items = [{**i, "id": f"{i['split']}/{i['id']}"} for i in res["items"]]
     metrics: dict[str, Any] = {}
@@ -190,6 +250,9 @@ def run_problems(
         baselines[split] = round(best / n, 4) if n else None
     return {
         "n_items": len(items),
+        # how each cell's `max_tokens` (in `cells`) was sized: two results are like for like
+        # only under the same rule
+        "max_tokens_rule": budget_rule,
         "metrics": metrics,
         "baselines": baselines,
         "baseline": baseline,

@@ -286,7 +286,9 @@ def evaluate_tasks(
         "mean_completion_tokens": gen_tokens / max(1, len(greedy)),
         "samples": _examples(greedy, fams, cfg.examples),
         # item-level results (greedy), so two models can be compared on shared items (registry)
-        "items": [_item(r, sampled_by_id.get((r.problem.split, r.problem.id), [])) for r in greedy],
+        "items": [
+            _item(r, sampled_by_id.get((r.problem.split, r.problem.id), []), caps) for r in greedy
+        ],
         "seconds": {
             "suite": round(suite_s, 3),
             "greedy": round(greedy_s, 3),
@@ -343,10 +345,15 @@ def _cell(
     return cell
 
 
-def _item(r: Any, sampled: list[Any]) -> dict[str, Any]:
+def _item(r: Any, sampled: list[Any], caps: dict[tuple[str, int], int]) -> dict[str, Any]:
+    """An item's record; with the `max_tokens` it was given. Why: a cell's budget is sized from
+    the longest reference among the items drawn, so the same problem gets another budget under
+    another `--n-per-tier` (code_function tier 2: 168 tokens of 3 items, 208 of 20) and a
+    truncated answer may pass under the larger one: two results share the item, not its
+    setting, and only the record can say so."""
     p = r.problem
     out = {"id": p.id, "split": p.split, "family": p.family, "tier": p.tier}
-    out.update(passed=r.passed, status=r.status)
+    out.update(passed=r.passed, status=r.status, max_tokens=caps[(p.family, p.tier)])
     if sampled:
         out["sample_pass_rate"] = sum(x.passed for x in sampled) / len(sampled)
     return out
