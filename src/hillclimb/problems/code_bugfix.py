@@ -24,7 +24,10 @@ Why it is built this way:
   keeps the first that fails a test (cheap, and still deterministic).
 
 The prompt shows the buggy code and one failing assert with what the buggy code actually did;
-the worked reasoning names the faulty line, the category and the corrected line.
+the worked reasoning names the faulty line, the category and the corrected line. The tests go
+beyond that assert (`codetasks.strengthen_cases`): the buggy code special-cased on the shown call
+passed 2-7 of 40 items per tier when it was wrong on that call only, so hidden cases are added
+until it fails two (if any input shows the bug twice), as must every constant answer.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from hillclimb.problems.codetasks import (
     assert_line,
     call_repr,
     compile_function,
+    strengthen_cases,
 )
 
 KIND = "code"
@@ -336,6 +340,18 @@ def _run_limited(fn: Callable, args: tuple, budget: int = STEP_BUDGET) -> Any:
         sys.settrace(old)
 
 
+def _limited(fn: Callable) -> Callable:
+    """`fn` under the step budget, a runaway turned into an ordinary error (a wrong answer)."""
+
+    def run(*args: Any) -> Any:
+        try:
+            return _run_limited(fn, args)
+        except _StepBudget:
+            raise RuntimeError("runs away") from None
+
+    return run
+
+
 def _mutant(inst: Instance, tree: ast.Module, cand: tuple[int, str, Any]) -> Mutant | None:
     idx, category, edit = cand
     try:
@@ -439,7 +455,8 @@ def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
     )
 
     def build() -> Built:
-        tests = "\n".join(assert_line(inst.name, a, e) for a, e in inst.cases) + "\n"
+        cases = strengthen_cases(inst, (_limited(compile_function(m.source, inst.name)),), m.source)
+        tests = "\n".join(assert_line(inst.name, a, e) for a, e in cases) + "\n"
         return {
             "reasoning": _reasoning(m, inst, fail_index),
             "answer": inst.source,

@@ -15,7 +15,9 @@ Why it is built this way:
   as doctest would print nothing), a conversational request and a terse one.
 - The reference answer is our canonical implementation; the worked reasoning is the plan plus a
   check of the example. Tests are the fixed edge and random cases plus the example, all computed
-  by running our reference.
+  by running our reference, plus hidden cases (`codetasks.strengthen_cases`) wherever the others
+  would let a lookup of the shown example pass: without any one case, every constant answer and
+  the first argument still fail one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from hillclimb.problems.codetasks import (
     assert_line,
     call_repr,
     compile_function,
+    strengthen_cases,
 )
 
 KIND = "code"
@@ -103,7 +106,7 @@ def sample(rng: random.Random, tier: int, phr: Phrasing) -> Draft:
     prompt = prompt_for(inst, args, expected, phr)
 
     def build() -> Built:
-        cases = list(inst.cases)
+        cases = list(strengthen_cases(inst))
         if all(a != args for a, _ in cases):
             cases.append((args, expected))
         tests = "\n".join(assert_line(inst.name, a, e) for a, e in cases) + "\n"

@@ -739,3 +739,87 @@ def draw_instance(rng: random.Random, tier: int) -> Instance:
     task = rng.choice(BY_TIER[tier])
     params = tuple(sorted(task.params(rng).items())) if task.params else ()
     return instance(_INDEX[task.name], params)
+
+
+# ------------------------------------------------------------------ hidden cases beyond the shown
+# Every cheat must fail at least this many cases, so that it still fails one after being
+# special-cased on the one example the prompt shows (`strengthen_cases`).
+MIN_CHEAT_FAILURES = 2
+HIDDEN_DRAWS = 64
+MAX_HIDDEN_CASES = 6
+MAX_HIDDEN_LINE = 300
+
+
+def _first_argument(*args: Any) -> Any:
+    return args[0] if args else None
+
+
+def _same(got: Any, expected: Any) -> bool:
+    try:
+        return bool(got == expected) and type(got) is type(expected)
+    except Exception:  # noqa: BLE001 - an incomparable result is a different one
+        return False
+
+
+def _fails(cheat: Callable, args: tuple, expected: Any) -> bool:
+    try:
+        return not _same(cheat(*_copy(args)), expected)
+    except Exception:  # noqa: BLE001 - a cheat that raises fails the case
+        return True
+
+
+def _deficit(cases: list[tuple[tuple, Any]], failed: list[int]) -> int:
+    """How far `cases` are from failing every constant answer and every cheat (`failed[i]`: cases
+    cheat i fails) at least `MIN_CHEAT_FAILURES` times."""
+    keys = [(type(e).__name__, repr(e)) for _, e in cases]
+    counts: dict[tuple[str, str], int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    const = sum(max(0, MIN_CHEAT_FAILURES - (len(keys) - c)) for c in counts.values())
+    return const + sum(max(0, MIN_CHEAT_FAILURES - f) for f in failed)
+
+
+def strengthen_cases(
+    inst: Instance, cheats: tuple[Callable, ...] = (), salt: str = ""
+) -> tuple[tuple[tuple, Any], ...]:
+    """`inst.cases` plus hidden cases drawn from `inst.inputs` until every constant answer, the
+    answer that returns its first argument, and each of `cheats` (the buggy code of a bug-fix
+    item) fails at least `MIN_CHEAT_FAILURES` cases — or the draws run out (a cheat that equals
+    the reference on every input is a right answer).
+
+    Why: a prompt shows one example (a worked call, or the failing assert of a bug-fix item), so
+    a policy can return it from a lookup table and anything else otherwise. Where the fixed
+    cases had only that one input on which the buggy code is wrong (measured: 2-7 of 40 bug-fix
+    items per tier), the buggy code special-cased on the shown call passed; where all other
+    results were one value, a lookup of the shown call with a constant passed. The cases added
+    depend on the function (and the cheats) only, never on which example is shown, so paired
+    `heldout`/`heldout_phrasing` items keep equal tests; the draws use their own seeded stream,
+    so nothing about which items are drawn (their keys and splits) moves."""
+    ref = compile_function(inst.source, inst.name)
+    all_cheats = (_first_argument, *cheats)
+    cases = list(inst.cases)
+    failed = [sum(_fails(c, a, e) for a, e in cases) for c in all_cheats]
+    if _deficit(cases, failed) == 0:
+        return inst.cases
+    rng = random.Random(derive_seed("code-hidden", inst.source, salt))
+    seen = [a for a, _ in cases]
+    for _ in range(HIDDEN_DRAWS):
+        if len(cases) - len(inst.cases) >= MAX_HIDDEN_CASES or _deficit(cases, failed) == 0:
+            break
+        args = inst.inputs(rng)
+        if args in seen:
+            continue
+        seen.append(args)
+        try:
+            expected = ref(*_copy(args))
+        except Exception:  # noqa: BLE001 - an input outside the reference's domain
+            continue
+        if len(assert_line(inst.name, args, expected)) > MAX_HIDDEN_LINE:
+            continue
+        new_failed = [
+            f + _fails(c, args, expected) for c, f in zip(all_cheats, failed, strict=True)
+        ]
+        if _deficit([*cases, (args, expected)], new_failed) < _deficit(cases, failed):
+            cases.append((args, expected))
+            failed = new_failed
+    return tuple(cases)
