@@ -379,6 +379,31 @@ def test_chat_reasoning_content_separated(client):
     assert r_stream == reasoning and c_stream == (m.content or "")
 
 
+def test_a_small_model_is_shown_tools_as_it_was_trained(server, client):
+    """A model with a small context (≤ `COMPACT_CONTEXT`) is shown the request's tools in the
+    compact form the harness and the SFT data use: the server rendered the full schemas, so a
+    tiny code-flash behind `hillclimb serve` saw 1,554 prompt tokens where the harness in-process
+    used 792 for the same turn (session 23)."""
+    from hillclimb.tokenizer.toolcalls import compact_tools, use_compact_tools
+
+    entry = server.state.models["code-flash"]
+    assert use_compact_tools(entry.engine.max_context)
+    tok = server.state.tokenizer
+    msgs = [{"role": "user", "content": "fix the failing test"}]
+    tools = [  # one short tool: the micro model's byte-level context is 512
+        {"type": "function", "function": {
+            "name": "read", "description": "Read a file. Paths are relative to the repository.",
+            "parameters": {"type": "object", "required": ["path"], "properties": {
+                "path": {"type": "string", "description": "the file to read"}}}}}
+    ]  # fmt: skip
+    r = client.chat.completions.create(
+        model="code-flash", messages=msgs, max_tokens=2, temperature=0, tools=tools
+    )
+    shown = tok.encode_chat(msgs, tools=compact_tools(tools), add_generation_prompt=True)
+    full = tok.encode_chat(msgs, tools=tools, add_generation_prompt=True)
+    assert r.usage.prompt_tokens == len(shown) < len(full)
+
+
 def test_tools_are_rendered(client):
     tools = [{"type": "function", "function": {"name": "read", "parameters": {}}}]
     msgs = [{"role": "user", "content": "open a.py"}]

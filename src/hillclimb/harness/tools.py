@@ -30,6 +30,13 @@ from typing import Any
 from hillclimb.harness.patching import IGNORED_DIRS
 from hillclimb.sandbox import run_command
 
+# how a small model is shown tools lives with the chat format, so the server renders them alike
+from hillclimb.tokenizer.toolcalls import (  # noqa: F401  (re-exported)
+    COMPACT_CONTEXT,
+    compact_tools,
+    use_compact_tools,
+)
+
 
 def _js_syntax_gate(path: Path, text: str) -> None:
     """Reject a JavaScript edit that would not parse (`node --check` parses, never executes).
@@ -172,46 +179,6 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
     ),
 ]
 TOOL_NAMES = [t["function"]["name"] for t in TOOL_SCHEMAS]
-
-
-def compact_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI tool schemas as a small model is shown them: name, the description's first
-    sentence, and `{"param": "type"}` with optional parameters marked `param?` — ≈650 instead of
-    ≈1,450 template tokens for our seven tools on the tiny tokenizer, which leaves a 1–2k-token
-    context room for the task. The tool *calls* are unchanged (same names and arguments), so a
-    trajectory is valid under either rendering; SFT data and the harness must use the same one."""
-    out = []
-    for t in tools:
-        f = t.get("function", t) if isinstance(t, dict) else {}
-        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
-            raise ValueError(f"not a function tool schema: {str(t)[:200]}")
-        params = f.get("parameters") or {}
-        required = set(params.get("required") or [])
-        props = params.get("properties") or {}
-        desc = str(f.get("description") or "").split(". ")[0].strip().rstrip(".")
-        out.append(
-            {
-                "name": f["name"],
-                "description": desc,
-                "parameters": {
-                    (k if k in required else f"{k}?"): (
-                        v.get("type", "any") if isinstance(v, dict) else "any"
-                    )
-                    for k, v in props.items()
-                },
-            }
-        )
-    return out
-
-
-# Models with at most this many tokens of context are shown `compact_tools` (the full schemas
-# take ≈1.45k of a tiny model's 1–2k tokens); one rule for the harness and the SFT data.
-COMPACT_CONTEXT = 8192
-
-
-def use_compact_tools(context: int) -> bool:
-    """Whether a model with this context is shown the compact tool schemas."""
-    return context <= COMPACT_CONTEXT
 
 
 _PARAMS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOL_SCHEMAS}

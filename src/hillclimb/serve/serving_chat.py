@@ -26,6 +26,7 @@ from hillclimb.serve.serving import (
 )
 from hillclimb.serve.streaming import ChoiceStream
 from hillclimb.tokenizer.specials import THINK_END, THINK_START, TOOL_CALL_END, TOOL_CALL_START
+from hillclimb.tokenizer.toolcalls import compact_tools, use_compact_tools
 
 if TYPE_CHECKING:
     from hillclimb.serve.engine import TokenEvent
@@ -171,8 +172,11 @@ def merge_deltas(deltas: list[Delta]) -> list[Delta]:
 
 
 def chat_prompt(
-    req: ChatCompletionRequest, tok: Tokenizer, budget: int | None = None
+    req: ChatCompletionRequest, tok: Tokenizer, budget: int | None = None, compact: bool = False
 ) -> list[list[int]]:
+    """The request's messages (and tools) as prompt ids. `compact`: the tools in the compact form
+    a small model was trained on (`tokenizer.toolcalls.compact_tools`, as the harness and the
+    SFT data show them)."""
     kwargs: dict[str, Any] = {}
     ctk = req.chat_template_kwargs or {}
     if ctk.get("enable_thinking") is not None:  # a boolean (`api._check_chat`); null: default
@@ -183,9 +187,12 @@ def chat_prompt(
         msgs = message_dicts(req)
         if budget is not None:  # a budget-conditioned model reads its budget in the prompt
             msgs = with_budget_note(msgs, budget)
+        tools = req.tools or None
+        if tools and compact:
+            tools = compact_tools(tools)
         ids = tok.encode_chat(
             msgs,
-            tools=req.tools or None,
+            tools=tools,
             add_generation_prompt=not cont,
             continue_final_message=cont,
             **kwargs,
@@ -304,13 +311,19 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
         entry: ModelEntry,
         prompts: list[list[int]],
     ) -> list[list[int]]:
-        """A budget-conditioned model reads its thinking budget in the prompt."""
-        if not entry.budget_note:
-            return prompts
+        """A budget-conditioned model reads its thinking budget in the prompt; a model with a small
+        context is shown the request's tools in the compact form it was trained on (session 23:
+        full schemas, 1,554 prompt tokens where the harness in-process used 792, so the same
+        episode differed served and in-process)."""
         ctx = entry.engine.max_context
-        profile = getattr(entry.engine, "thinking_profile", None)  # as the engine resolves it
-        budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget, ctx, profile)
-        return prompts if budget is None else chat_prompt(req, tok, budget)
+        compact = bool(req.tools) and use_compact_tools(ctx)
+        budget = None
+        if entry.budget_note:
+            profile = getattr(entry.engine, "thinking_profile", None)  # as the engine resolves it
+            budget = resolve_budget(req.reasoning_effort, req.thinking_token_budget, ctx, profile)
+        if budget is None and not compact:
+            return prompts
+        return chat_prompt(req, tok, budget, compact=compact)
 
     def thinking_limits(
         self, req: ChatCompletionRequest, entry: ModelEntry

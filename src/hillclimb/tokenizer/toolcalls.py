@@ -179,3 +179,45 @@ def tool_message(call: ToolCall, content: str) -> dict[str, Any]:
         "name": call.name or "invalid",
         "content": content,
     }
+
+
+def compact_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI tool schemas as a small model is shown them: name, the description's first
+    sentence, and `{"param": "type"}` with optional parameters marked `param?` — ≈650 instead of
+    ≈1,450 template tokens for our seven tools on the tiny tokenizer, which leaves a 1–2k-token
+    context room for the task. The tool *calls* are unchanged (same names and arguments), so a
+    trajectory is valid under either rendering; SFT data and the harness must use the same one."""
+    out = []
+    for t in tools:
+        f = t.get("function", t) if isinstance(t, dict) else {}
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+            raise ValueError(f"not a function tool schema: {str(t)[:200]}")
+        params = f.get("parameters") or {}
+        required = set(params.get("required") or [])
+        props = params.get("properties") or {}
+        desc = str(f.get("description") or "").split(". ")[0].strip().rstrip(".")
+        out.append(
+            {
+                "name": f["name"],
+                "description": desc,
+                "parameters": {
+                    (k if k in required else f"{k}?"): (
+                        v.get("type", "any") if isinstance(v, dict) else "any"
+                    )
+                    for k, v in props.items()
+                },
+            }
+        )
+    return out
+
+
+# Models with at most this many tokens of context are shown `compact_tools` (the full schemas
+# take ≈1.45k of a tiny model's 1–2k tokens); one rule for the harness, the SFT data and the
+# server (session 23: the server rendered full schemas, so a tiny model behind `hillclimb serve`
+# saw tools in a form it was never trained on: 1,554 prompt tokens where the harness used 792)
+COMPACT_CONTEXT = 8192
+
+
+def use_compact_tools(context: int) -> bool:
+    """Whether a model with this context is shown the compact tool schemas."""
+    return context <= COMPACT_CONTEXT
