@@ -246,3 +246,22 @@ def test_an_error_on_one_rank_ends_the_run_instead_of_hanging(micro, tmp_path):
     assert rc != 0
     assert "judge unreachable" in err, err[-3000:]
     assert not (tmp_path / "o" / "final").exists()
+
+
+def test_a_resume_that_sees_fewer_gpus_restores_the_states_it_has(monkeypatch):
+    """CUDA RNG states are saved one per visible GPU; restoring on a machine that sees fewer
+    raised (an index past the device count) and the resume was refused as damaged. Checked
+    without a GPU: the CUDA calls are replaced by recorders."""
+    import torch
+
+    from hillclimb.train import checkpointing as C
+
+    got = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.zeros(4)] * 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: got.append(list(states)))
+    st = C.rng_state()
+    assert len(st["cuda"]) == 2
+    C.set_rng_state(st)
+    assert len(got) == 1 and len(got[0]) == 1

@@ -104,7 +104,9 @@ def set_rng_state(st: dict[str, Any]) -> None:
         ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
     )
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+        # one state per GPU visible when saved; a resume that sees fewer GPUs restores those it
+        # has (more states than devices raised, and the resume read as a damaged checkpoint)
+        torch.cuda.set_rng_state_all(list(st["cuda"])[: torch.cuda.device_count()])
 
 
 def save_training_checkpoint(
