@@ -18,6 +18,12 @@ context or tokens counts as truncated; `truncated_by` says which limit, since "t
 up" and "a turn was cut at max_tokens" call for different fixes. Tasks whose untouched
 repository already grades resolved are left out of every rate and listed in `invalid_tasks`
 (`harness.task_runner`: a model that did nothing would score them).
+
+The no-training baseline (`baseline`) is a do-nothing agent — it submits the untouched repository
+(no answer for repo_qa) — graded by the same grader on the same tasks, beside every rate (pooled,
+per group, per project split) with its n and interval. Its grade is the `task_invalid` check
+itself, so it costs nothing extra; with task_invalid tasks excluded it is 0 by construction, and
+`baseline.task_invalid` counts them and says what doing nothing would score had they counted.
 """
 
 from __future__ import annotations
@@ -66,10 +72,44 @@ def _client_factory(backend: Backend) -> tuple[Any, Any]:
     return (lambda: OpenAIClient(url, model, key)), None
 
 
+def do_nothing_grades(task_dirs: list[Path], concurrency: int, unsafe: bool) -> dict[str, bool]:
+    """{task id: resolved} for the do-nothing agent, which submits at once without editing (an
+    empty answer for repo_qa), graded by the same grader as the model's episodes.
+
+    This is also the runner's `task_invalid` check (`harness.task_runner`: the untouched repository
+    graded), so doing it here and running the episodes with `check_tasks=False` costs nothing
+    extra: one untouched grade per task, as before (a repo_qa task without an answer is `no_answer`
+    without running anything)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hillclimb.harness import grading
+    from hillclimb.harness.task import load_task
+
+    def grade(d: Path) -> tuple[str, bool]:
+        task = load_task(d)
+        if task.kind == "repo_qa":
+            return str(task.id), False  # `grading`: no answer is never resolved
+        return str(task.id), bool(grading.grade_patch(task, None, unsafe=unsafe).resolved)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return dict(pool.map(grade, task_dirs))
+
+
+def baseline_metrics(
+    items: list[dict[str, Any]], keys: list[tuple[str, Any]], cfg: SuiteConfig
+) -> dict[str, Any]:
+    """The do-nothing agent's resolve rate (`item["do_nothing"]`) under every metric key the
+    model has, each on the same items (`keys`: (metric name, item filter)) with the same salt."""
+    return {
+        name: metric([float(i["do_nothing"]) for i in items if keep(i)], cfg, salt=k)
+        for k, (name, keep) in enumerate(keys)
+    }
+
+
 def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.harness.agent import EpisodeLimits
     from hillclimb.harness.task import find_task_dirs, load_task
-    from hillclimb.harness.task_runner import INVALID, run_tasks
+    from hillclimb.harness.task_runner import run_tasks
     from hillclimb.serve.engine import running_for_episodes
 
     groups = parse_task_groups(cfg.tasks)
@@ -80,6 +120,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     # which projects each task was drawn from (`harness generate --split`): "all" when unsplit
     split_of: dict[str, str] = {}
     group_of: dict[str, str] = {}
+    id_of: dict[Path, str] = {}
     chosen: dict[str, list[Path]] = {}  # each group's task dirs, the first `--limit` by task id
     for name, path in groups.items():
         dirs = find_task_dirs(Path(path))
@@ -89,6 +130,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         for d in dirs:
             t = load_task(d)
             by_id.append((str(t.id), d))
+            id_of[d] = str(t.id)
             # a task in two groups (the same DIR twice, a DIR and its parent, a copy) ran twice
             # and counted twice in the pooled resolve rate
             if group_of.setdefault(t.id, name) != name:
@@ -111,24 +153,30 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         seed=cfg.seed,
     )
     factory, engine = _client_factory(backend)
+    # the no-training baseline, which is also the `task_invalid` check: a task its untouched
+    # repository resolves measures nothing and is left out of every rate (and counted)
+    untouched = do_nothing_grades(
+        [d for dirs in chosen.values() for d in dirs], cfg.harness_concurrency, limits.unsafe
+    )
+    invalid = sorted(t for t, ok in untouched.items() if ok)
     items: list[dict[str, Any]] = []
-    invalid: list[str] = []
     running = running_for_episodes(engine) if engine is not None else contextlib.nullcontext()
     with running, tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp:
         for name, path in groups.items():
+            valid = [d for d in chosen[name] if not untouched[id_of[d]]]
+            if not valid:
+                continue
             report = run_tasks(
                 path,
                 factory,
                 Path(tmp) / name,
                 limits,
                 concurrency=cfg.harness_concurrency,
-                task_dirs=chosen[name],
+                check_tasks=False,  # checked above
+                task_dirs=valid,
             )
             rows = sorted(report.rows, key=lambda r: str(r["task_id"]))
             for r in rows:
-                if r["exit_status"] == INVALID:  # resolved untouched: measures nothing
-                    invalid.append(str(r["task_id"]))
-                    continue
                 items.append(
                     {
                         "id": r["task_id"],
@@ -140,6 +188,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
                         "exit_status": r["exit_status"],
                         "turns": r["turns"],
                         "completion_tokens": r["completion_tokens"],
+                        "do_nothing": untouched[str(r["task_id"])],
                     }
                 )
     if invalid and not items:
@@ -147,21 +196,35 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
             f"--suite harness: every task ({len(invalid)}) already grades resolved on its "
             "untouched repository, so none measures anything (task_invalid)"
         )
-    metrics = {"resolve_rate": metric([float(i["passed"]) for i in items], cfg)}
-    for k, name in enumerate(groups, 1):
-        vals = [float(i["passed"]) for i in items if i["group"] == name]
-        metrics[f"resolve_rate/{name}"] = metric(vals, cfg, salt=k)
-    splits = sorted({i["project_split"] for i in items} - {"all"})
-    for k, sp in enumerate(splits, len(groups) + 1):  # seen vs never-trained-on projects
-        vals = [float(i["passed"]) for i in items if i["project_split"] == sp]
-        metrics[f"resolve_rate/projects:{sp}"] = metric(vals, cfg, salt=k)
+    keys = _metric_keys(list(groups), items)
+    metrics = {
+        name: metric([float(i["passed"]) for i in items if keep(i)], cfg, salt=k)
+        for k, (name, keep) in enumerate(keys)
+    }
     n = len(items)
+    baseline = {
+        "what": (
+            "a do-nothing agent (submits the untouched repository, or no answer for repo_qa, "
+            "graded by the same grader) on the same tasks; task_invalid tasks excluded"
+        ),
+        **baseline_metrics(items, keys, cfg),
+        "task_invalid": {
+            "excluded": True,
+            "count": len(invalid),
+            "ids": invalid,
+            # what doing nothing would have scored had they been counted
+            "do_nothing_rate_if_counted": metric(
+                [1.0] * len(invalid) + [float(i["do_nothing"]) for i in items], cfg, salt=99
+            ),
+        },
+    }
     ends: dict[str, int] = {}
     for i in items:
         ends[i["exit_status"]] = ends.get(i["exit_status"], 0) + 1
     return {
         "n_items": n,
         "metrics": metrics,
+        "baseline": baseline,
         "groups": dict(groups),
         "truncated_share": sum(ends.get(t, 0) for t in TRUNCATED) / n if n else 0.0,
         # which limit ended them: a context that filled up is not a `max_tokens` cut
@@ -170,5 +233,15 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         "mean_completion_tokens": sum(i["completion_tokens"] for i in items) / n if n else 0.0,
         "items": items,
         # tasks left out: their untouched repository already grades resolved
-        "invalid_tasks": sorted(invalid),
+        "invalid_tasks": invalid,
     }
+
+
+def _metric_keys(groups: list[str], items: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(metric name, which items it is over): pooled, per `--tasks` group, per project split
+    (seen vs never-trained-on projects); the model's rates and the baseline's use the same."""
+    keys: list[tuple[str, Any]] = [("resolve_rate", lambda i: True)]
+    keys += [(f"resolve_rate/{g}", lambda i, g=g: i["group"] == g) for g in groups]
+    splits = sorted({i["project_split"] for i in items} - {"all"})
+    keys += [(f"resolve_rate/projects:{s}", lambda i, s=s: i["project_split"] == s) for s in splits]
+    return keys

@@ -172,40 +172,77 @@ def summary_lines(run: Path) -> list[str]:
         ]
     pareto = [c for c in read_jsonl(run / "curve.jsonl") if "pareto" in c]
     if pareto:
-        ends = [pareto[0], pareto[-1]] if len(pareto) > 1 else pareto
-        lines += [
-            "| thinking budget | "
-            + " | ".join(f"step {r['step']}: accuracy, tokens" for r in ends)
-            + " |",
-            "|---|" + "---|" * len(ends),
-        ]
-        # rows by budget, not by position: `pareto_budgets` may change on resume, and reading the
-        # end's i-th point under the start's i-th budget mislabelled it (or ran off the list)
-        by_budget = [{p["budget"]: p for p in r["pareto"]} for r in ends]
-        for b in sorted({b for d in by_budget for b in d}):
-            cells = [
-                f"{d[b]['accuracy']:.0%}, {d[b]['mean_tokens']:.1f}" if b in d else "-"
-                for d in by_budget
-            ]
-            lines.append(f"| {b} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _pareto_lines(pareto, curve)
     if curve:
-        first, last = curve[0], curve[-1]
-        rows = [
-            "| cell | val pass rate, step "
-            + f"{first['step']} | step {last['step']} | no-training baseline |",
-            "|---|---|---|---|",
-        ]
-        for cell in sorted(last["cells"]):
-            a = first["cells"].get(cell, {}).get("accuracy")
-            b = last["cells"][cell]["accuracy"]
-            base = last["cells"][cell].get("baseline")  # absent in runs from before it existed
-            rows.append(
-                f"| {cell} | {'-' if a is None else f'{a:.0%}'} | {b:.0%} | "
-                f"{'-' if base is None else f'{base:.0%}'} |"
-            )
-        lines += rows + [""]
+        lines += _val_lines(curve[0], curve[-1])
     return lines
+
+
+def _rate(correct: int, n: int) -> str:
+    """`40% [25%, 57%]`: a pass rate with its 95% interval (Wilson: pass/fail items)."""
+    from hillclimb.eval.metrics import wilson_ci
+
+    lo, hi = wilson_ci(correct, n)
+    return f"{correct / n:.0%} [{lo:.0%}, {hi:.0%}]"
+
+
+def _val_lines(first: dict[str, Any], last: dict[str, Any]) -> list[str]:
+    """The val pass rate per cell at the first and the last curve point, each with n and its
+    interval, beside the no-training baseline. Why: the table printed "25% | 62%" with no n, and
+    a cell is `eval_n_per_tier` problems (8 by default): 2/8 and 5/8 have intervals [7%, 59%]
+    and [31%, 86%], so a move that reads as a climb can be noise."""
+    rows = [
+        f"| cell | n | val pass rate [95% CI], step {first['step']} | step {last['step']} "
+        "| no-training baseline |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell_rate(c: dict[str, Any] | None, n: int) -> str:
+        if not c or not c.get("n"):
+            return "-"
+        # `correct` from the record; older records have only the accuracy
+        k = int(c.get("correct", round(c["accuracy"] * c["n"])))
+        return _rate(k, c["n"]) + ("" if c["n"] == n else f" of {c['n']}")
+
+    for cell in sorted(last["cells"]):
+        c = last["cells"][cell]
+        n = int(c.get("n") or 0)
+        base = c.get("baseline")  # absent in runs from before it existed
+        rows.append(
+            f"| {cell} | {n or '-'} | {cell_rate(first['cells'].get(cell), n)} | "
+            f"{cell_rate(c, n)} | {'-' if base is None else f'{base:.0%}'} |"
+        )
+    return rows + [""]
+
+
+def _pareto_lines(pareto: list[dict[str, Any]], curve: list[dict[str, Any]]) -> list[str]:
+    """Accuracy and tokens per thinking budget at the first and the last Pareto point. A point
+    is measured on the same val problems as the curve point of its step, so n is that point's
+    (the Pareto records carry no n): each accuracy gets "of n" and its interval."""
+    n_at = {c["step"]: sum(int(v.get("n") or 0) for v in c["cells"].values()) for c in curve}
+    ends = [pareto[0], pareto[-1]] if len(pareto) > 1 else pareto
+    lines = [
+        "| thinking budget | "
+        + " | ".join(f"step {r['step']}: accuracy [95% CI], tokens" for r in ends)
+        + " |",
+        "|---|" + "---|" * len(ends),
+    ]
+    # rows by budget, not by position: `pareto_budgets` may change on resume, and reading the
+    # end's i-th point under the start's i-th budget mislabelled it (or ran off the list)
+    by_budget = [{p["budget"]: p for p in r["pareto"]} for r in ends]
+
+    def acc(p: dict[str, Any], n: int) -> str:
+        if not n:
+            return f"{p['accuracy']:.0%}"
+        return f"{_rate(round(p['accuracy'] * n), n)} of {n}"
+
+    for b in sorted({b for d in by_budget for b in d}):
+        cells = [
+            f"{acc(d[b], n_at.get(r['step'], 0))}, {d[b]['mean_tokens']:.1f}" if b in d else "-"
+            for d, r in zip(by_budget, ends, strict=True)
+        ]
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_rl_report(run: Path) -> Path:
