@@ -324,10 +324,12 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
             t.add_column("accuracy", justify="right")
             t.add_column("95% CI", justify="right")
             t.add_column("n", justify="right")
+            t.add_column("baseline", justify="right")  # on the same items, where the suite has one
             for g, m in groups.items():
-                ci = m.get("ci95")
+                ci, base = m.get("ci95"), m.get("baseline")
                 t.add_row(g, f"{m['value']:.0%}",
-                          f"{ci[0]:.0%} – {ci[1]:.0%}" if ci else "-", str(m["n"]))  # fmt: skip
+                          f"{ci[0]:.0%} – {ci[1]:.0%}" if ci else "-", str(m["n"]),
+                          f"{base:.0%}" if isinstance(base, (int, float)) else "-")  # fmt: skip
             con.print(t)
     unknown = result.get("usage_unknown")
     tokens = (

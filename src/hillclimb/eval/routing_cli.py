@@ -101,15 +101,20 @@ def _fit(args: argparse.Namespace) -> int:
         print()
         return 0
     h, tr = rep["heldout"], rep["train"]
+
+    def acc(d: dict, key: str, ci_key: str) -> str:
+        ci = d.get(ci_key)
+        return f"{d[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
     print(f"router written to {rep['router_file']} (report: {report_path(rep['router_file'])})")
     print(
-        f"train: n={tr['n']} flash {tr['flash_accuracy']:.3f} thinking "
-        f"{tr['thinking_accuracy']:.3f} labels {tr['labels']}"
+        f"train: n={tr['n']} flash {acc(tr, 'flash_accuracy', 'flash_accuracy_ci95')} thinking "
+        f"{acc(tr, 'thinking_accuracy', 'thinking_accuracy_ci95')} labels {tr['labels']}"
         + (f"  [{tr['fit']['note']}]" if tr["fit"]["note"] else "")
     )
     print(
-        f"held-out (val): n={h['n']} code-flash {h['weak_accuracy']:.3f} thinking "
-        f"{h['strong_accuracy']:.3f} gap {h['gap']:+.3f}"
+        f"held-out (val): n={h['n']} code-flash {acc(h, 'weak_accuracy', 'weak_accuracy_ci95')} "
+        f"thinking {acc(h, 'strong_accuracy', 'strong_accuracy_ci95')} gap {h['gap']:+.3f}"
     )
     print("share→thinking  fitted  priors  random  oracle")
     for row in h["curve"]:
