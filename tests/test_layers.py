@@ -29,7 +29,7 @@ DOC = ROOT / "docs" / "ARCHITECTURE.md"
 # its own unit and any unit in a LOWER layer; units sharing a layer are peers and import neither.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("io", "sandbox", "config_types"),
+    ("io", "sandbox", "config_types", "stats"),
     ("plots", "tokenizer"),
     ("model",),
     ("hillclimb",),

@@ -180,7 +180,7 @@ def summary_lines(run: Path) -> list[str]:
 
 def _rate(correct: int, n: int) -> str:
     """`40% [25%, 57%]`: a pass rate with its 95% interval (Wilson: pass/fail items)."""
-    from hillclimb.eval.metrics import wilson_ci
+    from hillclimb.stats import wilson_ci
 
     lo, hi = wilson_ci(correct, n)
     return f"{correct / n:.0%} [{lo:.0%}, {hi:.0%}]"
