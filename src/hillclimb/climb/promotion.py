@@ -184,7 +184,13 @@ def gate_record(dec: dict[str, Any]) -> dict[str, Any]:
         }
         for ch in dec["checks"]
     ]
-    return {"reasons": dec["reasons"], "checks": checks, "warnings": dec.get("warnings") or []}
+    return {
+        "reasons": dec["reasons"],
+        "checks": checks,
+        "warnings": dec.get("warnings") or [],
+        # settings the comparison could not check (older results; stored decisions lack it)
+        "notes": dec.get("notes") or [],
+    }
 
 
 def _first_alias(reg: Any, alias: str, ck: str, rec: dict[str, Any]) -> None:
@@ -281,6 +287,8 @@ def render(out: dict[str, Any]) -> str:
             )
         for w in rec.get("warnings", []):
             lines.append(f"  - warning: {w}")
+        for n in rec.get("notes", []):
+            lines.append(f"  - note: {n}")
         for r in rec.get("reasons", []):
             lines.append(f"  - reason: {r}")
     return "\n".join(lines)

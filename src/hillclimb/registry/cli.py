@@ -278,6 +278,8 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"  p(two-sided)={comp.stats.p_two_sided:.3g}; items: A {comp.n_a}, B {comp.n_b}")
     for w in comp.warnings:
         print(f"  warning: {w}")
+    for n in comp.notes():
+        print(f"  note: {n}")
     return 0
 
 

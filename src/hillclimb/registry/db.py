@@ -38,7 +38,7 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import refuse_foreign_sqlite
-from hillclimb.registry.evalfile import Item, parse_result
+from hillclimb.registry.evalfile import LIKE_SETTINGS, Item, parse_result
 
 REGISTRY_FILE = "registry.sqlite"
 SCHEMA_VERSION = 1
@@ -225,6 +225,24 @@ def content_hash(directory: str | os.PathLike[str]) -> str:
             while chunk := fh.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def check_weights(ck: Checkpoint, result: Any, source: str) -> None:
+    """Refuse `result` for `ck` when it records other weights (`weights_sha256`, the same hash
+    as `content_hash`: `eval.core.model_identity`); a result without it (an older one, a
+    suite result, a server's) is taken as before.
+
+    Why: a result names its checkpoint by path, and a path outlives its weights (a climb run
+    again with `--restart`); `add-eval` attached an old `eval.json` to the new weights, and
+    `--force` (for a moved checkpoint) attached any result at all."""
+    rec = result.get("weights_sha256") if isinstance(result, dict) else None
+    if rec is None or rec == ck.content_hash:
+        return
+    shown = rec[:12] if isinstance(rec, str) else repr(rec)
+    raise HillclimbError(
+        f"{source}: it evaluated weights {shown}, not checkpoint {ck.id}'s "
+        f"({ck.content_hash[:12]}); evaluate {ck.path} again"
+    )
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:
@@ -535,8 +553,9 @@ class Registry:
         item-level results. A re-import of the same suite
         with the same settings replaces the earlier one (an identical one is kept, id and all:
         `_same_as_latest`). Checks the file's own totals against its
-        items first: a corrupt file changes nothing."""
-        self.checkpoint(cid)
+        items first: a corrupt file changes nothing. A result that records the content hash
+        of the weights it evaluated (`weights_sha256`) is refused for any other checkpoint."""
+        check_weights(self.checkpoint(cid), result, source or "<result>")
         suites = parse_result(result, source or "<result>")
         out_ids: list[int] = []
         with self.transaction() as db:
@@ -635,6 +654,7 @@ class Registry:
                 "ORDER BY id DESC LIMIT 1",
                 (cid, split, json.dumps(like, sort_keys=True)),
             ).fetchone()
+            row = row or self._comparable_eval(cid, split, like)
         row = (
             row
             or self.conn.execute(
@@ -649,6 +669,25 @@ class Registry:
                 f"{', '.join(have) if have else 'none (import one: hillclimb registry add-eval)'}"
             )
         return _evaluation(row)
+
+    def _comparable_eval(self, cid: str, split: str, like: dict[str, Any]) -> Any:
+        """The newest evaluation of `cid` on `split` that records the `LIKE_SETTINGS` `like`
+        records, with the same values (other settings may differ: a warning), else None.
+
+        Why: with no evaluation under exactly `like`'s settings the newest was taken, even when
+        it was one the gate must call not comparable (token healing on) and an older one was
+        comparable (healing off, another timeout)."""
+        keys = [k for k in LIKE_SETTINGS if k in like]
+        if not keys:
+            return None
+        rows = self.conn.execute(
+            "SELECT * FROM evals WHERE checkpoint_id=? AND suite=? ORDER BY id DESC", (cid, split)
+        ).fetchall()
+        for r in rows:
+            st = json.loads(r["settings"])
+            if all(k in st and st[k] == like[k] for k in keys):
+                return r
+        return None
 
     def items(
         self, cid: str, suite: str, *, like: dict[str, Any] | None = None

@@ -194,6 +194,65 @@ SEEDED_SUITES = ("ifeval", "fim")
 # Settings that decide which item an id names: two evaluations that differ here share no item.
 ITEM_SETTINGS = ("item_seed",)
 
+# Settings that make two evaluations of one suite measure different things, recorded in results
+# since session 23: the tokenizer (`eval.core.model_identity`), the completion form's token
+# healing (HumanEval/completion: 11 of 12 completions changed with it), how the problems
+# suite sized its budgets (`max_tokens_rule`: served tokens vs UTF-8 bytes) and each item's own
+# `max_tokens` (`item_max_tokens`, `item_caps`). Kept in the settings only when the result
+# records them — a key missing is "unknown" (an older result), not a value — and the gate
+# calls two evaluations that differ in one of them not comparable (`gate.compare`).
+LIKE_SETTINGS = ("tokenizer_sha256", "token_healing", "max_tokens_rule", "item_max_tokens")
+# The suites each is recorded for (None: every suite); where one of them lacks it, the
+# comparison says it could not check it.
+LIKE_SETTING_SUITES: dict[str, tuple[str, ...] | None] = {
+    "tokenizer_sha256": None,
+    "token_healing": ("humaneval", "completion"),
+    "max_tokens_rule": ("problems",),
+    "item_max_tokens": ("problems", "heldout", "heldout_phrasing", "val"),
+}
+
+
+def cap_cell(item: Item) -> str:
+    """The key of `item`'s budget in `item_max_tokens` when its whole cell shares one."""
+    return f"cell:{item.family}/t{item.tier}" if item.family else f"item:{item.item_id}"
+
+
+def item_cap(caps: dict[str, Any], item: Item) -> Any:
+    """`item`'s `max_tokens` from an `item_max_tokens` map (see `item_caps`)."""
+    return caps.get(f"item:{item.item_id}", caps.get(cap_cell(item)))
+
+
+def item_caps(pairs: list[tuple[Item, Any]]) -> dict[str, Any]:
+    """`item_max_tokens`: each item's budget, one entry per family x tier cell when the cell's
+    items share it (they do: budgets are sized per cell), else one per item.
+
+    Why kept: a cell's budget is sized from reference solutions in the model's tokens, so a
+    re-run with another margin or tokenizer gives other budgets under the same `max_tokens`
+    setting (None: per cell); compared only on the items both evaluations share."""
+    cells: dict[str, list[tuple[Item, Any]]] = {}
+    for it, cap in pairs:
+        cells.setdefault(cap_cell(it), []).append((it, cap))
+    out: dict[str, Any] = {}
+    for key, group in cells.items():
+        if len({json.dumps(c) for _, c in group}) == 1:
+            out[key] = group[0][1]
+        else:
+            out.update((f"item:{it.item_id}", c) for it, c in group)
+    return out
+
+
+def like_settings(result: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """The `LIKE_SETTINGS` a result records (but `item_max_tokens`): from the result itself or
+    its suite body (`body`: a `run_eval` result's `tasks`)."""
+    out = {}
+    for k in ("tokenizer_sha256", "token_healing", "max_tokens_rule"):
+        for where in (result, body):
+            if k in where:
+                out[k] = where[k]
+                break
+    return out
+
+
 SUITE_FORMAT = "hillclimb-suite-v1"  # eval.suites (HumanEval, IFEval, ...): one suite per file
 Parsed = dict[str, tuple[dict[str, Any], dict[str, Any], list[Item]]]
 
@@ -233,6 +292,7 @@ def parse_suite_result(result: dict[str, Any], source: str) -> Parsed:
     if not isinstance(raw, list) or not raw:
         raise _bad(source, "it has no item-level results (`items`)")
     items: list[Item] = []
+    caps: list[tuple[Item, Any]] = []
     seen: set[str] = set()
     for i, it in enumerate(raw):
         if not isinstance(it, dict) or "id" not in it or not isinstance(it.get("passed"), bool):
@@ -248,9 +308,14 @@ def parse_suite_result(result: dict[str, Any], source: str) -> Parsed:
             )
         fam, tier = _group(it)
         items.append(Item(iid, fam, tier, _kind(fam), it["passed"], score))
+        if "max_tokens" in it:
+            caps.append((items[-1], it["max_tokens"]))
     correct = sum(it.passed for it in items)
     st = result.get("settings") if isinstance(result.get("settings"), dict) else {}
     settings = {k: st.get(k) for k in ("max_tokens", "form", "timeout_s")}
+    settings.update(like_settings(result, result))
+    if caps:
+        settings["item_max_tokens"] = item_caps(caps)
     if name in SEEDED_SUITES:
         settings["item_seed"] = st.get("seed")
     summary = {
@@ -308,7 +373,9 @@ def parse_task_result(result: Any, source: str) -> Parsed:
         raise bad("`tasks.splits` is missing")
     st = tasks.get("settings") if isinstance(tasks.get("settings"), dict) else {}
     settings = {k: st.get(k) for k in OUTCOME_SETTINGS}
+    settings.update(like_settings(result, tasks))
     by_split: dict[str, list[Item]] = {s: [] for s in splits}
+    caps: dict[str, list[tuple[Item, Any]]] = {s: [] for s in splits}
     seen: set[tuple[str, str]] = set()
     for i, it in enumerate(raw_items):
         try:
@@ -326,6 +393,8 @@ def parse_task_result(result: Any, source: str) -> Parsed:
             raise bad(f"item {iid} appears twice in split {split!r}")
         seen.add((split, iid))
         by_split[split].append(Item(iid, fam, tier, _kind(fam), passed, score))
+        if "max_tokens" in it:
+            caps[split].append((by_split[split][-1], it["max_tokens"]))
     out: dict[str, tuple[dict[str, Any], dict[str, Any], list[Item]]] = {}
     for s, rec in splits.items():
         items = by_split[s]
@@ -353,5 +422,8 @@ def parse_task_result(result: Any, source: str) -> Parsed:
             "model": result.get("model"),
             "preset": result.get("preset"),
         }
-        out[s] = (summary, settings, items)
+        split_settings = (
+            {**settings, "item_max_tokens": item_caps(caps[s])} if caps[s] else settings
+        )
+        out[s] = (summary, split_settings, items)
     return out

@@ -40,8 +40,14 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.eval.bootstrap import PairedBootstrap, paired_bootstrap
-from hillclimb.registry.db import ANY_TARGET, Registry, check_alias_name
-from hillclimb.registry.evalfile import ITEM_SETTINGS
+from hillclimb.registry.db import ANY_TARGET, Evaluation, Registry, check_alias_name
+from hillclimb.registry.evalfile import (
+    ITEM_SETTINGS,
+    LIKE_SETTING_SUITES,
+    LIKE_SETTINGS,
+    Item,
+    item_cap,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,18 @@ class Comparison:
     # exact one-sided sign-test p-values over the discordant items (see the module doc)
     p_exact_better: float = 1.0
     p_exact_worse: float = 1.0
+    # `LIKE_SETTINGS` the two evaluations differ in ("token_healing True vs False"): the numbers
+    # measure different things and the gate refuses; and those it could not check (unrecorded)
+    not_comparable: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """What could not be checked, as report lines (not warnings: nothing is known wrong)."""
+        if not self.unchecked:
+            return []
+        return [
+            f"{self.suite}: could not check that both used the same {', '.join(self.unchecked)}"
+        ]
 
     @property
     def p_better(self) -> float:
@@ -151,13 +169,19 @@ def compare(
             f"{left_a} of {a}'s {len(ia)} and {left_b} of {b}'s {len(ib)} are left out "
             "(another item count, seed or problems version?)"
         )
-    if ea.settings != eb.settings:
-        diff = {
-            k: (ea.settings.get(k), eb.settings.get(k))
-            for k in sorted(set(ea.settings) | set(eb.settings))  # stable text across hash seeds
-            if ea.settings.get(k) != eb.settings.get(k)
-        }
+    diff = {
+        k: (ea.settings.get(k), eb.settings.get(k))
+        for k in sorted(set(ea.settings) | set(eb.settings))  # stable text across hash seeds
+        if ea.settings.get(k) != eb.settings.get(k) and k not in LIKE_SETTINGS
+    }
+    if diff:
         warnings.append(f"{suite}: evaluated with different generation settings {diff}")
+    unlike, unchecked = like_for_like(ea, eb, ia, ib, shared)
+    if unlike:
+        warnings.append(
+            f"{suite}: NOT COMPARABLE: evaluated with different {'; '.join(unlike)} "
+            "(evaluate both under the same settings and tokenizer)"
+        )
     stats = paired_bootstrap(
         [float(ia[k].passed) for k in shared],
         [float(ib[k].passed) for k in shared],
@@ -169,7 +193,55 @@ def compare(
         suite, a, b, len(ia), len(ib), stats, warnings, ea.id, eb.id,
         p_exact_better=sign_test_p(stats.b_only, stats.a_only),
         p_exact_worse=sign_test_p(stats.a_only, stats.b_only),
+        not_comparable=unlike, unchecked=unchecked,
     )  # fmt: skip
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A setting as a report shows it: a hash by its first 12 hex digits (as checkpoint ids)."""
+    return value[:12] if key.endswith("sha256") and isinstance(value, str) else value
+
+
+def like_for_like(
+    ea: Evaluation, eb: Evaluation, ia: dict[str, Item], ib: dict[str, Item], shared: list[str]
+) -> tuple[list[str], list[str]]:
+    """(how `ea` and `eb` differ in `LIKE_SETTINGS`, which of them could not be checked).
+
+    Why: token healing, the problems suite's budget rule, an item's `max_tokens` and the
+    tokenizer each change a suite's numbers, and two evaluations that differed in them were
+    compared as like for like. A setting one evaluation does not record (imported from an
+    older result) cannot be checked: it is named, not guessed."""
+    unlike: list[str] = []
+    unchecked: list[str] = []
+    if ea.id == eb.id:  # one evaluation (a checkpoint against itself) is like itself
+        return unlike, unchecked
+    for k in LIKE_SETTINGS:
+        has_a, has_b = k in ea.settings, k in eb.settings
+        if not (has_a and has_b):
+            where = LIKE_SETTING_SUITES[k]
+            if has_a or has_b or where is None or ea.suite in where:
+                lacks = eb if has_a else ea
+                who = (
+                    "either"
+                    if not (has_a or has_b)
+                    else f"{lacks.checkpoint_id}'s eval #{lacks.id}"
+                )
+                unchecked.append(f"{k} (not recorded by {who}: an older result?)")
+            continue
+        va, vb = ea.settings[k], eb.settings[k]
+        if k == "item_max_tokens":
+            bad = [i for i in shared if item_cap(va, ia[i]) != item_cap(vb, ib[i])]
+            if bad:
+                x, y = item_cap(va, ia[bad[0]]), item_cap(vb, ib[bad[0]])
+                unlike.append(
+                    f"max_tokens on {len(bad)} of {len(shared)} shared items "
+                    f"(e.g. {bad[0]}: {x!r} vs {y!r})"
+                )
+        elif va != vb and (va is None or vb is None):  # e.g. a server that takes no healing
+            unchecked.append(f"{k} (unknown to one of them: {va!r} vs {vb!r})")
+        elif va != vb:
+            unlike.append(f"{k} ({_shown(k, va)!r} vs {_shown(k, vb)!r})")
+    return unlike, unchecked
 
 
 def sign_test_p(wins: int, losses: int) -> float:
@@ -211,6 +283,8 @@ class Decision:
     config: GateConfig
     decision_id: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # settings the comparisons could not check (`Comparison.notes`: older results)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +297,7 @@ class Decision:
             "config": asdict(self.config),
             "decision_id": self.decision_id,
             "warnings": self.warnings,
+            "notes": self.notes,
         }
 
     def render(self) -> str:
@@ -234,6 +309,7 @@ class Decision:
             lines.append(f"  [{mark}] {c.role} {c.comparison.suite}: {c.comparison.line()}")
             lines.append(f"        {c.reason}")
         lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  note: {n}" for n in self.notes]
         lines.append("  decision: " + "; ".join(self.reasons))
         return "\n".join(lines)
 
@@ -249,7 +325,9 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
     comps = [compare(reg, incumbent, candidate, s, **kw) for s in suites]  # type: ignore[arg-type]
     checks: list[Check] = []
     t, tp = comps[0].stats, comps[0].p_better
-    if t.delta > 0 and tp < cfg.alpha:
+    if comps[0].not_comparable:
+        checks.append(Check("target", False, _unlike_reason(comps[0]), comps[0]))
+    elif t.delta > 0 and tp < cfg.alpha:
         checks.append(
             Check(
                 "target",
@@ -271,7 +349,9 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
         checks.append(Check("target", False, "does not improve", comps[0]))
     for comp in comps[1:]:
         s, pw = comp.stats, comp.p_worse
-        if s.delta < 0 and pw < cfg.alpha:
+        if comp.not_comparable:
+            checks.append(Check("gate", False, _unlike_reason(comp), comp))
+        elif s.delta < 0 and pw < cfg.alpha:
             checks.append(
                 Check(
                     "gate",
@@ -304,7 +384,12 @@ def decide(reg: Registry, candidate: str, incumbent: str, cfg: GateConfig) -> De
         checks=checks,
         config=cfg,
         warnings=[w for c in comps for w in c.warnings],
+        notes=[n for c in comps for n in c.notes()],
     )
+
+
+def _unlike_reason(comp: Comparison) -> str:
+    return f"is not comparable: evaluated with different {'; '.join(comp.not_comparable)}"
 
 
 def promote(
