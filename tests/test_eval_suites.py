@@ -283,6 +283,12 @@ def test_cli_suite_on_a_checkpoint(micro: Path, tmp_path: Path, capsys) -> None:
     res = json.loads(capsys.readouterr().out)
     assert res["backend"] == "engine" and res["n_items"] == 2
     assert [r["id"] for r in res["items"]] == ["HumanEval/0", "HumanEval/1"]
+    # the weights and tokenizer measured, as `hillclimb eval` records them (session 23)
+    from hillclimb.eval.core import model_identity
+
+    assert {k: res[k] for k in ("weights_sha256", "tokenizer_sha256")} == {
+        k: model_identity(micro)[k] for k in ("weights_sha256", "tokenizer_sha256")
+    }
     assert set(res["metrics"]["pass@1"]) == {"value", "ci95", "n"}
     assert json.loads((out / "humaneval.json").read_text())["items"] == res["items"]
     # a second run into the same --out never replaces the first result silently

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
@@ -99,11 +100,20 @@ def run_suite(
     unknown = int(getattr(be, "usage_unknown", 0) or 0)
     if unknown:
         body["usage_unknown"] = unknown
+    # a checkpoint's weights and tokenizer hashes, as `hillclimb eval` records them: the registry
+    # refuses the result for other weights and compares only results of one tokenizer (a suite
+    # result named its checkpoint by path alone; session 23)
+    identity = {}
+    if own and be.kind == "engine" and Path(model).is_dir():
+        from hillclimb.eval.core import model_identity
+
+        identity = model_identity(Path(model))
     return {
         "format": SUITE_FORMAT,
         "suite": name,
         "model": be.name,
         "backend": be.kind,
+        **identity,
         "settings": asdict(cfg),
         **body,
         "efficiency": efficiency(body, price),
