@@ -283,12 +283,14 @@ ITEMS: tuple[AdvItem, ...] = (
        "t = time.monotonic()\nassert run_all(fs) == [0.4, 0.0, 0.3]\n"
        "assert time.monotonic() - t < 0.6  # concurrent (one after another takes 0.7 s)\n"
        "assert run_all([]) == []"),
+    # (the slow first call lasts 0.5 s: every thread's call must arrive while it runs, and each
+    # crosses the process split; at 0.05 s a naive wrapper passed once on a loaded machine)
     _i("concurrency", 3, "call_once(f)",
        "Return a wrapper that takes no arguments and calls f() only the first time it is called, "
        "returning f's result every time — even when many threads call the wrapper at once while "
        "the first call is still running.",
        "import threading, time\nn = [0]\n"
-       "def slow():\n    time.sleep(0.05)\n    n[0] += 1\n    return 'v'\n"
+       "def slow():\n    time.sleep(0.5)\n    n[0] += 1\n    return 'v'\n"
        "w = call_once(slow)\nout = []\n"
        "ts = [threading.Thread(target=lambda: out.append(w())) for _ in range(4)]\n"
        "[t.start() for t in ts]\n[t.join() for t in ts]\n"
@@ -305,7 +307,7 @@ ITEMS: tuple[AdvItem, ...] = (
        "Return an object with a method get(key) that returns compute(key), calling compute at "
        "most once per key even when several threads ask for the same new key at the same time.",
        "import threading, time\ncalls = []\n"
-       "def compute(k):\n    calls.append(k)\n    time.sleep(0.05)\n    return k * 2\n"
+       "def compute(k):\n    calls.append(k)\n    time.sleep(0.5)\n    return k * 2\n"
        "c = make_cache(compute)\nout = []\n"
        "ts = [threading.Thread(target=lambda: out.append(c.get(7))) for _ in range(4)]\n"
        "[t.start() for t in ts]\n[t.join() for t in ts]\n"
