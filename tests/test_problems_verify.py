@@ -160,3 +160,20 @@ def test_a_hedged_final_answer_is_never_correct():
     assert not check(yn, f"The answer is {yn.answer}/{other}.")
     (d,) = check_many_details([num], [f"The answer is {a} or 7."])
     assert d["status"] == "ambiguous" and not d["passed"]
+
+
+def test_plus_minus_between_equal_numbers_is_a_hedge() -> None:
+    """ "1 ± 1" is a range (0 to 2) though its two numbers are equal; it passed for 1 (session 23)."""
+    from hillclimb.problems import generate
+    from hillclimb.problems.verify import answer_is_hedged
+
+    p = next(x for x in generate("arith", 1, 30, seed=0, split="heldout") if x.answer != "0")
+    a = p.answer
+    for t in (
+        f"The answer is {a} ± {a}.",
+        f"The answer is {a} +/- {a}.",
+        f"$\\boxed{{{a} \\pm {a}}}$",
+    ):
+        assert answer_is_hedged(p, t), t
+    assert not answer_is_hedged(p, f"The answer is {a}.")
+    assert not answer_is_hedged(p, f"The answer is {a}, since {a} = {a}.")

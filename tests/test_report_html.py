@@ -257,7 +257,7 @@ def test_bootstrap_intervals_beside_accuracy_and_baseline(full: tuple[Path, _Doc
     lo, hi = R.cell_intervals(_tasks(0.5))[("heldout", "arith", 1)]
     assert lo < 0.5 < hi
     assert f"50% (5/10) [{lo:.0%}, {hi:.0%}]" in text
-    assert "95% bootstrap interval" in text
+    assert "95% Wilson interval" in text and "bootstrap interval" not in text
 
 
 def test_heatmaps_share_one_colour_scale(full: tuple[Path, _Doc], monkeypatch) -> None:

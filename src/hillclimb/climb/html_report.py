@@ -427,7 +427,7 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
             acc = f"{v['accuracy']:.1%} ({v['correct']}/{v['n']})"
             rows.append([p, s, acc, _ci(vals) if vals else "-", R._fmt(v.get("baseline"), ".1%")])
     if rows:
-        hdr = ["stage", "split", "accuracy (greedy)", "95% bootstrap interval"]
+        hdr = ["stage", "split", "accuracy (greedy)", "95% interval"]
         parts.append(_table(hdr + ["no-training baseline (same items)"], rows))
     fin = _final(phases)
     t = (fin[1].get("tasks") or {}) if fin else {}
@@ -436,7 +436,7 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
     header, cells = R.accuracy_rows(t, R.cell_intervals(t))
     parts += [
         f"<p>Final model ({_e(fin[0])}), per family × tier: accuracy (correct/n) "
-        "[95% bootstrap interval over items] beside the best no-training baseline (lookup "
+        "[95% Wilson interval over items] beside the best no-training baseline (lookup "
         "table, majority answer or chance); † = held-out family.</p>",
         _table(header, cells),
         _figure(lambda d: R.plot_accuracy(t, m, d), f"accuracy {m}") or "",
@@ -484,7 +484,7 @@ def _suite(label: str, s: dict[str, Any]) -> list[str]:
          R._fmt(metric_baseline(s, k), ".1%")]
         for k, v in (s.get("metrics") or {}).items()
     ]  # fmt: skip
-    hdr = ["metric", "value", "95% bootstrap interval", "n", "no-training baseline"]
+    hdr = ["metric", "value", "95% interval", "n", "no-training baseline"]
     parts.append(_table(hdr, rows))
     for key in ("by_category", "by_instruction"):
         sub = s.get(key) or {}
@@ -498,7 +498,7 @@ def _suite(label: str, s: dict[str, Any]) -> list[str]:
                 ]
                 for k, v in sub.items()
             ]
-            parts.append(_table([key[3:], "value", "95% bootstrap interval", "n"], rows))
+            parts.append(_table([key[3:], "value", "95% interval", "n"], rows))
     return parts
 
 

@@ -233,7 +233,7 @@ def accuracy_rows(
     t: dict[str, Any], intervals: dict[tuple[str, str, int], Interval] | None = None
 ) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of the accuracy table; with `intervals` ((split, family, tier) -> 95%
-    bootstrap interval) each accuracy carries its interval."""
+    interval) each accuracy carries its interval."""
     splits = list(t.get("splits") or {})
     label = {"heldout": "new problems", "heldout_phrasing": "new phrasing", "val": "val"}
     header = ["family", "tier"]
@@ -277,9 +277,9 @@ def accuracy_rows(
 def cell_intervals(
     t: dict[str, Any], resamples: int = 1000
 ) -> dict[tuple[str, str, int], Interval]:
-    """95% percentile bootstrap interval of every (split, family, tier) cell's greedy accuracy,
-    from the item-level results (`tasks.items`), seeded so a report is reproducible. Like the
-    suites' intervals it is the sampling error of these items, not of the skill."""
+    """95% interval of every (split, family, tier) cell's greedy accuracy (`bootstrap_ci`: Wilson
+    for these pass/fail items), from the item-level results (`tasks.items`). Like the suites'
+    intervals it is the sampling error of these items, not of the skill."""
     from hillclimb.eval.metrics import bootstrap_ci
 
     by: dict[tuple[str, str, int], list[float]] = {}
@@ -760,7 +760,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         "† marks a held-out family (never trained on at all). **baseline** is the best "
         "no-training score: a lookup table over training items (the answer of the most similar "
         "training problem), the most common training answer, or chance for multiple choice. "
-        "Accuracy is greedy, with correct/n and [the 95% bootstrap interval over the cell's "
+        "Accuracy is greedy, with correct/n and [the 95% Wilson interval over the cell's "
         "items]; **truncated** is the share of answers stopped by the token budget "
         "(counted as wrong, never hidden); **max tokens** per cell is 1.5x the longest reference "
         "solution + 16 unless the recipe fixes it.",

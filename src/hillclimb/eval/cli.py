@@ -249,7 +249,7 @@ def print_eval(result: dict[str, Any], file: Any = None) -> None:
 
 
 def overall_line(t: dict[str, Any], split: str) -> str:
-    """A split's overall accuracy with its 95% bootstrap interval over the split's items and the
+    """A split's overall accuracy with its 95% interval (Wilson) over the split's items and the
     no-training baseline on the same items.
 
     Why: the line read "heldout: overall 50.0% (10/20)" — the one number a reader takes away,
@@ -281,7 +281,7 @@ def print_suite(result: dict[str, Any], file: Any = None) -> None:
         f"[bold]{result['suite']}[/bold] — {result['model']} ({result['backend']}), "
         f"{result['n_items']} items, {result['seconds']:.1f} s"
     )
-    tab = Table(title="metric (95% bootstrap interval over items)")
+    tab = Table(title="metric (95% interval over items: Wilson for pass/fail)")
     tab.add_column("metric")
     tab.add_column("value", justify="right")
     tab.add_column("95% CI", justify="right")

@@ -87,7 +87,8 @@ class SuiteConfig:
 def metric(
     values: list[float], cfg: SuiteConfig, weights: list[float] | None = None, salt: int = 0
 ) -> dict[str, Any]:
-    """A mean (or a ratio of sums with `weights`) with its 95% bootstrap interval."""
+    """A mean (or a ratio of sums with `weights`) with its 95% interval (`bootstrap_ci`: Wilson for
+    pass/fail items, else a seeded bootstrap)."""
     n = len(values)
     den = sum(weights) if weights is not None else n
     value = sum(values) / den if den else 0.0

@@ -317,15 +317,22 @@ def _symbols_only(gap: str) -> bool:
     )
 
 
+# a plus-minus between two numbers is a range whatever the two are: "1 ± 1" (0 to 2) passed for 1
+# because its two candidates are equal (session 23)
+_PLUS_MINUS_RE = re.compile(r"\s*(?:\u00b1|\+/-)\s*")
+
+
 def _hedged_tail(p: Problem, tail: str) -> bool:
     spans = _candidates(p, tail)
     for (_, end, a), (start, b_end, b) in zip(spans, spans[1:], strict=False):
-        if a == b:
-            continue
         gap = tail[end:start]
         if tail[:end].endswith(","):
             gap = "," + gap
         gap = _gap_text(gap)
+        if a == b:
+            if _PLUS_MINUS_RE.fullmatch(gap) and _number(b) not in (None, "0"):
+                return True
+            continue
         if _HEDGE_GAP.fullmatch(gap) or _symbols_only(gap):
             return True
         after = _gap_text(tail[b_end : b_end + 8])
