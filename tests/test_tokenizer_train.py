@@ -163,7 +163,7 @@ def test_bad_input_is_a_clean_error(corpus: Path, tmp_path: Path, capsys):
         select_documents(tmp_path / "missing")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\nnot json\n')
-    with pytest.raises(HillclimbError, match="not JSON"):
+    with pytest.raises(HillclimbError, match=r"bad\.jsonl:2: malformed JSON"):
         select_documents(bad)
     only_val = tmp_path / "val.jsonl"
     only_val.write_text(json.dumps({"text": "x", "split": "val"}) + "\n")

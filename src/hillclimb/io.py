@@ -6,6 +6,7 @@ so a kill -9 at any moment leaves either the old file or the new one, never half
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import stat
 import sys
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -503,3 +505,44 @@ def pick_served_model(url: str, ids: list[str]) -> str:
             f"{url} serves {len(real)} models ({', '.join(real)}); name the one to use"
         )
     return real[0]
+
+
+def json_lines(path: str | os.PathLike[str], what: str) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, the parsed value) for each non-blank line of a JSONL(.gz) file; a line that
+    is not JSON or not UTF-8, or a file that cannot be read — a corrupt gzip stream (a
+    zlib.error, not an OSError), unreadable — is one error naming the file, the line and `what`
+    the file was read as.
+
+    Why one reader: SFT data, corpus documents, tokenizer training input and arena prompt sets
+    each had their own loop, and each had met a different one of these files (a Latin-1 byte,
+    a byte-order mark, a damaged gzip) in a different session. Why bytes, decoded line by line:
+    a text-mode reader decodes 8 KB at a time, so a Latin-1 byte on line 51 was reported on
+    line 1. Lines end at LF, CRLF or a lone CR — never at U+2028/U+2029/U+0085, which JSON
+    strings may hold unescaped; a UTF-8 byte-order mark opening the file is skipped."""
+    from hillclimb.errors import HillclimbError
+
+    f = Path(path)
+    n = 0
+    try:
+        with gzip.open(f, "rb") if f.suffix == ".gz" else open(f, "rb") as fh:
+            for raw in fh:
+                for part in raw.splitlines() or [b""]:  # bytes: splits at \n, \r\n, \r only
+                    n += 1
+                    if n == 1 and part.startswith(b"\xef\xbb\xbf"):
+                        part = part[3:]
+                    try:
+                        line = part.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise HillclimbError(
+                            f"{f}:{n}: cannot read {what}: not UTF-8 text (byte "
+                            f"{part[exc.start]:#04x} at column {exc.start + 1})"
+                        ) from None
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
+                    yield f"{f}:{n}", rec
+    except (OSError, EOFError, zlib.error) as exc:
+        raise HillclimbError(f"{f}:{n + 1}: cannot read {what}: {exc}") from exc

@@ -46,8 +46,8 @@ def _check_checkpoint(path: Path) -> None:
 
 def model_identity(path: Path) -> dict[str, Any]:
     """What the numbers were measured on, recorded in the result: the weights' content hash
-    (the registry's `content_hash`: SHA-256 over each `*.safetensors` file's name, size and
-    bytes, sorted, and the shard index), the tokenizer file's SHA-256 and this code's version.
+    (`model.identity.weights_sha256`, the registry's key too), the tokenizer file's SHA-256
+    and this code's version.
 
     Why: the result named its checkpoint by path only, and a path outlives its weights (a
     climb run again with `--restart` writes new ones there) — an `eval.json` of the old weights
@@ -55,18 +55,11 @@ def model_identity(path: Path) -> dict[str, Any]:
     import hashlib
 
     import hillclimb
+    from hillclimb.model.identity import weights_sha256
 
-    files = sorted(path.glob("*.safetensors"))
-    index = path / "model.safetensors.index.json"
-    h = hashlib.sha256()
-    for f in files + ([index] if index.is_file() else []):
-        h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
     tok = hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()
     return {
-        "weights_sha256": h.hexdigest() if files else None,
+        "weights_sha256": weights_sha256(path),
         "tokenizer_sha256": tok,
         "hillclimb_version": hillclimb.__version__,
     }

@@ -38,6 +38,7 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import refuse_foreign_sqlite
+from hillclimb.model.identity import weight_files, weights_sha256
 from hillclimb.registry.evalfile import LIKE_SETTINGS, Item, parse_result
 
 REGISTRY_FILE = "registry.sqlite"
@@ -204,27 +205,15 @@ class Alias:
 
 
 # ---- weights identity ---------------------------------------------------------------------------
-def weight_files(directory: Path) -> list[Path]:
-    files = sorted(directory.glob("*.safetensors"))
-    index = directory / "model.safetensors.index.json"
-    return files + ([index] if index.is_file() else [])
-
-
 def content_hash(directory: str | os.PathLike[str]) -> str:
-    """SHA-256 over the checkpoint's weight files (name, size and bytes of each, sorted)."""
+    """The checkpoint's weights hash (`model.identity.weights_sha256`), or a clear error."""
     d = Path(directory)
     if not d.is_dir():
         raise HillclimbError(f"checkpoint directory not found: {d}")
-    files = weight_files(d)
-    if not files:
+    digest = weights_sha256(d)
+    if digest is None:
         raise HillclimbError(f"{d} is not a checkpoint: no *.safetensors weights")
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-    return h.hexdigest()
+    return digest
 
 
 def check_weights(ck: Checkpoint, result: Any, source: str) -> None:

@@ -22,18 +22,17 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import stat
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hillclimb.errors import ConfigError, HillclimbError
+from hillclimb.io import json_lines
 from hillclimb.tokenizer.io import Tokenizer
 from hillclimb.tokenizer.specials import SPECIAL_TOKENS
 
@@ -75,37 +74,21 @@ def _hash_split(doc_id: str) -> str:
     return "val" if h % VAL_EVERY == 0 else "train"
 
 
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def _iter_jsonl(path: Path) -> Iterator[Document]:
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise HillclimbError(f"{path}:{lineno}: not JSON: {exc}") from exc
-                text = rec.get("text") if isinstance(rec, dict) else None
-                if not isinstance(text, str):
-                    raise HillclimbError(f"{path}:{lineno}: record has no string 'text' field")
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError as exc:  # JSON allows "\ud800"; BPE cannot take it
-                    raise HillclimbError(
-                        f"{path}:{lineno}: 'text' holds a lone surrogate "
-                        f"U+{ord(text[exc.start]):04X} at {exc.start}: not Unicode text"
-                    ) from None
-                doc_id = str(rec.get("id") or hashlib.sha256(text.encode("utf-8")).hexdigest())
-                split = rec.get("split") or _hash_split(doc_id)
-                yield Document(doc_id, text, str(rec.get("language") or "text"), str(split))
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
-        raise HillclimbError(f"cannot read {path}: {exc}") from exc
+    for where, rec in json_lines(path, "tokenizer training documents"):
+        text = rec.get("text") if isinstance(rec, dict) else None
+        if not isinstance(text, str):
+            raise HillclimbError(f"{where}: record has no string 'text' field")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON allows "\ud800"; BPE cannot take it
+            raise HillclimbError(
+                f"{where}: 'text' holds a lone surrogate "
+                f"U+{ord(text[exc.start]):04X} at {exc.start}: not Unicode text"
+            ) from None
+        doc_id = str(rec.get("id") or hashlib.sha256(text.encode("utf-8")).hexdigest())
+        split = rec.get("split") or _hash_split(doc_id)
+        yield Document(doc_id, text, str(rec.get("language") or "text"), str(split))
 
 
 def _iter_plain_dir(root: Path) -> Iterator[Document]:

@@ -28,14 +28,12 @@ function of (seed, s) — the same stateless resume contract as pre-training.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 import os
 import random
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hillclimb.errors import HillclimbError
+from hillclimb.io import json_lines
 from hillclimb.tokenizer.specials import (
     BUDGET_NOTE,
     ENDOFTEXT,
@@ -254,11 +253,6 @@ def encode_record(tok: Tokenizer, rec: dict[str, Any]) -> Example:
 
 
 # ---- sources ---------------------------------------------------------------------------------
-def _open(path: Path):  # noqa: ANN202
-    """The file's bytes (gunzipped): lines are decoded one at a time (`_json_lines`)."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
 def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in paths:
@@ -267,45 +261,11 @@ def read_jsonl(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
         if not files or not all(f.is_file() for f in files):
             raise HillclimbError(f"SFT data not found: {p}")
         for f in files:
-            for where, rec in _json_lines(f, "SFT data"):
+            for where, rec in json_lines(f, "SFT data"):
                 if not isinstance(rec, dict):
                     raise HillclimbError(f"{where}: expected a JSON object per line")
                 out.append(check_record(rec, where))
     return out
-
-
-def _json_lines(f: Path, what: str) -> Iterator[tuple[str, Any]]:
-    """(`file:line`, the parsed value) for each non-blank line of a JSONL(.gz) file; a line that
-    is not JSON or not UTF-8, or a file that cannot be read — a corrupt gzip stream (a
-    zlib.error, not an OSError), unreadable — is one error naming the file and line.
-
-    Why bytes, decoded line by line: a text-mode reader decodes 8 KB at a time, so a Latin-1
-    byte on line 51 was reported on line 1. Lines end at LF, CRLF or a lone CR (as text mode
-    read them); a UTF-8 byte-order mark opening the file is skipped."""
-    n = 0
-    try:
-        with _open(f) as fh:
-            for raw in fh:
-                for part in raw.splitlines() or [b""]:  # bytes: splits at \n, \r\n, \r only
-                    n += 1
-                    if n == 1 and part.startswith(b"\xef\xbb\xbf"):
-                        part = part[3:]
-                    try:
-                        line = part.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        raise HillclimbError(
-                            f"{f}:{n}: cannot read {what}: not UTF-8 text (byte "
-                            f"{part[exc.start]:#04x} at column {exc.start + 1})"
-                        ) from None
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise HillclimbError(f"{f}:{n}: malformed JSON: {exc}") from exc
-                    yield f"{f}:{n}", rec
-    except (OSError, EOFError, zlib.error) as exc:
-        raise HillclimbError(f"{f}:{n + 1}: cannot read {what}: {exc}") from exc
 
 
 def _verbose(problem_id: str, seed: int, fraction: float) -> bool:
@@ -471,7 +431,7 @@ def _iter_corpus(corpus: Path) -> Iterable[dict[str, Any]]:
     if not files:
         raise HillclimbError(f"no documents/*.jsonl(.gz) under {corpus}")
     for f in files:
-        for where, rec in _json_lines(f, "corpus documents"):
+        for where, rec in json_lines(f, "corpus documents"):
             # a corpus document is `{"text": str, ...}` (`hillclimb data build`); other shapes
             # were a KeyError / AttributeError traceback in fim_from_corpus
             if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):

@@ -17,7 +17,6 @@ visible reasoning trace would tell the voter which model is the thinking one.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import secrets
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 from hillclimb.errors import HillclimbError
 from hillclimb.eval.backends import Backend, Request, is_url, open_backend
+from hillclimb.io import json_lines
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 MAX_PROMPT_CHARS = 8000
@@ -181,44 +181,36 @@ def load_prompts(path: str | Path | None) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise HillclimbError(f"prompt set {p} does not exist")
-    try:
-        # utf-8-sig: a file saved with a byte-order mark (Notepad) is legal UTF-8; `json.loads`
-        # refused its first line ("Unexpected UTF-8 BOM") and a text file's first prompt began
-        # with an invisible U+FEFF (another prompt than the same text typed)
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HillclimbError(f"cannot read prompt set {p}: {exc}") from None
     prompts: list[str] = []
-    lines: list[int] = []  # the file line of each prompt, for messages
+    lines: list[str] = []  # `file:line` of each prompt, for messages
     if p.suffix == ".jsonl":
-        # records end at "\n" only: `splitlines` also splits at U+2028, U+2029 and U+0085, which
-        # JSON strings may hold unescaped (`json.dumps(ensure_ascii=False)` writes them raw), so
-        # such a prompt was cut in two and refused as "not JSON"
-        for i, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HillclimbError(f"{p}:{i}: not JSON: {exc}") from None
+        # the shared reader: a byte-order mark skipped, records end at LF/CRLF/CR only (a JSON
+        # string may hold U+2028, U+2029 or U+0085 unescaped), errors name the line
+        for where, rec in json_lines(p, "prompt set"):
             if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str):
-                raise HillclimbError(f"{p}:{i}: expected an object with a string 'prompt'")
+                raise HillclimbError(f"{where}: expected an object with a string 'prompt'")
             if rec["prompt"].strip():
                 prompts.append(rec["prompt"])
-                lines.append(i)
+                lines.append(where)
     else:
+        try:
+            # utf-8-sig: a file saved with a byte-order mark (Notepad) is legal UTF-8; the
+            # first prompt began with an invisible U+FEFF (another prompt than the same text)
+            text = p.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HillclimbError(f"cannot read prompt set {p}: {exc}") from None
         for i, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 prompts.append(line.strip())
-                lines.append(i)
-    for q, i in zip(prompts, lines, strict=True):
+                lines.append(f"{p}:{i}")
+    for q, where in zip(prompts, lines, strict=True):
         try:
             q.encode("utf-8")
         except UnicodeEncodeError:
             # JSON may escape a lone surrogate ("\ud800"): it decodes to a str that no UTF-8
             # store can hold — the arena started, and drawing that prompt was a 500 traceback
             raise HillclimbError(
-                f"{p}:{i}: the prompt is not valid Unicode text (a lone surrogate such as "
+                f"{where}: the prompt is not valid Unicode text (a lone surrogate such as "
                 "\\ud800); fix or remove it"
             ) from None
     if not prompts:
