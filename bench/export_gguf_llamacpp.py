@@ -260,11 +260,12 @@ def round_like_export(model: Any, dtype: str) -> None:
                 p.copy_(p.to(tdt).float())
 
 
-def forward(model: Any, ids: list[int]) -> np.ndarray:
+def forward(model: Any, ids: list[int], n_vocab: int | None = None) -> np.ndarray:
+    """Our logits over the first `n_vocab` ids (the GGUF's: padded rows are not exported)."""
     import torch
 
     with torch.no_grad():
-        return model(torch.tensor([ids]))[0].float().numpy()
+        return model(torch.tensor([ids]))[0, :, :n_vocab].float().numpy()
 
 
 def router_margins(model: Any, ids: list[int]) -> np.ndarray:
@@ -290,10 +291,10 @@ def router_margins(model: Any, ids: list[int]) -> np.ndarray:
     return np.min(np.stack(gaps), 0) if gaps else np.full(len(ids), np.inf)
 
 
-def greedy(model: Any, prompt: list[int], n: int) -> list[int]:
+def greedy(model: Any, prompt: list[int], n: int, n_vocab: int | None = None) -> list[int]:
     seq = list(prompt)
     for _ in range(n):
-        seq.append(int(forward(model, seq)[-1].argmax()))
+        seq.append(int(forward(model, seq, n_vocab)[-1].argmax()))
     return seq[len(prompt) :]
 
 
@@ -389,14 +390,14 @@ def check_dtype(
     fp32 = load_model(ck, dtype=None)
     model = load_model(ck, dtype=None)
     round_like_export(model, dtype)
-    ref = forward(model, ids)
+    ref = forward(model, ids, rep.n_vocab)
     if ref.shape != got.shape:
         raise SetupError(f"logits shape: ours {ref.shape}, llama.cpp {got.shape}")
-    ours_gen = greedy(model, ids[:P], args.decode)
+    ours_gen = greedy(model, ids[:P], args.decode, rep.n_vocab)
     theirs_gen = resp["generated"]
     # llama.cpp's incremental (KV-cache) logits vs our full forward on llama.cpp's own sequence
     seq = ids[:P] + theirs_gen[:-1]
-    ref_dec = forward(model, seq)[P - 1 :] if args.decode else ref[:0]
+    ref_dec = forward(model, seq, rep.n_vocab)[P - 1 :] if args.decode else ref[:0]
     route = router_margins(model, ids)
     route_dec = router_margins(model, seq)[P - 1 :] if args.decode else route[:0]
     ours_text_ids = tok.encode(SAMPLE)
@@ -408,7 +409,7 @@ def check_dtype(
         "replicated_dense_layers": rep.replicated_dense_layers,
         "llama_cpp_n_vocab": resp["n_vocab"],
         "prompt_logits": compare(ref, got, route, args.near_tie),
-        "vs_unrounded_fp32": compare(forward(fp32, ids), got, route, args.near_tie),
+        "vs_unrounded_fp32": compare(forward(fp32, ids, rep.n_vocab), got, route, args.near_tie),
         "decode_logits_kv_cache": compare(ref_dec, got_dec, route_dec, args.near_tie),
         "greedy": {"prompt_tokens": P, **token_agreement(ours_gen, theirs_gen)},
         "tokenizer": {

@@ -64,13 +64,18 @@ def _fields(reader):
     return {k: f.contents() for k, f in reader.fields.items()}
 
 
-def _expected_tensors(model):
-    """GGUF name → expected fp32 array, derived from our state dict (llama.cpp's qwen3moe names)."""
+def _expected_tensors(model, n_tokens=271):
+    """GGUF name → expected fp32 array, derived from our state dict (llama.cpp's qwen3moe names).
+    Vocabulary rows stop at the tokenizer's `n_tokens` (the byte-level fallback's 271): padded
+    rows are dropped so llama.cpp cannot sample them."""
     cfg, s = model.cfg, {k: v.detach().float() for k, v in model.state_dict().items()}
     E, d_exp = cfg.n_experts, cfg.d_expert
-    exp = {"token_embd.weight": s["embed_tokens.weight"], "output_norm.weight": s["norm.weight"]}
+    exp = {
+        "token_embd.weight": s["embed_tokens.weight"][:n_tokens],
+        "output_norm.weight": s["norm.weight"],
+    }
     if not cfg.tie_embeddings:
-        exp["output.weight"] = s["lm_head.weight"]
+        exp["output.weight"] = s["lm_head.weight"][:n_tokens]
     names = {
         "attn_norm": "input_layernorm",
         "attn_q": "self_attn.q_proj",
@@ -225,15 +230,18 @@ def test_tensors_and_metadata_read_back(tmp_path, variant):
     assert json.loads(f["hillclimb.model_config"]) == cfg.to_dict()
     assert f.get("hillclimb.replicated_dense_layers", []) == list(range(cfg.n_dense_layers))
 
-    # tokenizer: byte-level fallback, padded to the embedding rows
+    # tokenizer: byte-level fallback; the model's padding rows are dropped (llama.cpp samples
+    # every row whatever its token type)
     tok = hillclimb.load_tokenizer(tmp_path / "ck")
     tokens, types = f["tokenizer.ggml.tokens"], f["tokenizer.ggml.token_type"]
-    assert len(tokens) == len(types) == cfg.vocab_size == got["token_embd.weight"].shape[1]
+    assert len(tokens) == len(types) == tok.vocab_size == got["token_embd.weight"].shape[1]
+    assert tok.vocab_size < cfg.vocab_size == f["hillclimb.padded_vocab_size"]
+    assert rep.n_vocab == tok.vocab_size and rep.dropped_vocab_rows == cfg.vocab_size - 271
     for i in range(tok.vocab_size):
         assert tokens[i] == tok.id_to_token(i)
     sp = tok.special_ids
     assert {i for i, t in enumerate(types) if t == gguf.TokenType.CONTROL} == set(sp.values())
-    assert all(types[i] == gguf.TokenType.UNUSED for i in range(tok.vocab_size, cfg.vocab_size))
+    assert gguf.TokenType.UNUSED not in types
     assert f["tokenizer.ggml.model"] == "gpt2"
     assert f["tokenizer.ggml.merges"] == [NO_MERGES_SENTINEL]
     assert f["tokenizer.ggml.eos_token_id"] == sp["<|im_end|>"] == f["tokenizer.ggml.eot_token_id"]
@@ -254,8 +262,9 @@ def test_qwen3moe_reading_of_the_file_gives_our_logits(tmp_path, variant):
     with torch.no_grad():
         ours = model(ids[None])[0].double().numpy()
     theirs = _gguf_forward(tmp_path / "m.gguf", ids.numpy())
+    assert theirs.shape == (24, 271)  # the tokenizer's ids only: padded rows are dropped
     assert np.abs(ours).max() > 0.5
-    assert np.abs(ours - theirs).max() < 1e-4
+    assert np.abs(ours[:, :271] - theirs).max() < 1e-4
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])

@@ -39,7 +39,19 @@ llama.cpp would compute something else), we refuse with `NotExpressible`:
 
 Tokenizer: llama.cpp's byte-level BPE ("gpt2" model): byte-level token strings, merges, token
 types (our special tokens and other special added tokens CONTROL, non-special added tokens
-USER_DEFINED, padding rows UNUSED), bos/eos/eot/pad/FIM ids, chat template.
+USER_DEFINED), bos/eos/eot/pad/FIM ids, chat template.
+
+Padded vocabulary rows are dropped. Our embedding/LM head has `vocab_size` rows rounded up (to 64)
+beyond the tokenizer's ids; those rows stand for no token. The HF export masks them with
+`generation_config.suppress_tokens`, but GGUF has no such key and llama.cpp's samplers take every
+one of its `n_vocab` logits whatever the token type (an UNUSED token is sampled like any other and
+detokenizes to nothing): a byte-level micro model put ~47% of its next-token probability there.
+So `token_embd`/`output` keep only the tokenizer's rows (llama.cpp requires n_vocab == those rows)
+and the token list stops at the tokenizer's last id: the real tokens' logits are unchanged and the
+sampled distribution is exactly the HF export's (padded ids at -inf). `hillclimb.padded_vocab_size`
+records the checkpoint's row count. Ids missing *inside* the tokenizer's range (a hole, never seen
+in our tokenizers) stay as UNUSED `[PAD{i}]` rows.
+
 llama.cpp cannot take a custom pre-tokenizer regex from the file: it picks a built-in one by name
 (`tokenizer.ggml.pre`). Our code-aware regex (`tokenizer/pretok.py`) is closest to Qwen2's, so
 we write "qwen2" and say so: encoding in llama.cpp is then *valid but not always identical* to ours
@@ -118,11 +130,18 @@ def _blk(i: int, what: str) -> str:
     return f"blk.{i}.{what}.weight"
 
 
-def gguf_state(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def gguf_state(
+    cfg: ModelConfig, state: dict[str, torch.Tensor], n_rows: int | None = None
+) -> dict[str, torch.Tensor]:
     """Our state dict (fused experts) → GGUF tensor name → fp32 tensor in PyTorch layout, in
-    llama.cpp's order. Dense layers become replicated, zero-padded experts (see module doc)."""
+    llama.cpp's order. Dense layers become replicated, zero-padded experts (see module doc).
+    `n_rows`: vocabulary rows kept in `token_embd`/`output` (the tokenizer's; None: all), so
+    padded ids do not exist for llama.cpp's sampler (see module doc)."""
     s = {k: v.detach().to("cpu", torch.float32) for k, v in state.items()}
-    out: dict[str, torch.Tensor] = {"token_embd.weight": s["embed_tokens.weight"]}
+    rows = slice(None) if n_rows is None else slice(0, n_rows)
+    out: dict[str, torch.Tensor] = {
+        "token_embd.weight": s["embed_tokens.weight"][rows].contiguous()
+    }
     E, d_exp = cfg.n_experts, cfg.d_expert
     for i in range(cfg.n_layers):
         p = f"layers.{i}."
@@ -154,7 +173,7 @@ def gguf_state(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, to
             out[_blk(i, "ffn_down_exps")] = down.expand(E, -1, -1).contiguous()
     out["output_norm.weight"] = s["norm.weight"]
     if not cfg.tie_embeddings:
-        out["output.weight"] = s["lm_head.weight"]
+        out["output.weight"] = s["lm_head.weight"][rows].contiguous()
     return out
 
 
@@ -200,14 +219,22 @@ def _classify_pretokenizer(tj: dict[str, Any], n_merges: int) -> tuple[str, bool
     return "qwen2", False
 
 
+def token_rows(tok: Any, n_vocab: int) -> int:
+    """Vocabulary rows the GGUF keeps: up to the tokenizer's last id (not the model's padded
+    `n_vocab`: llama.cpp would sample the padded rows, see module doc)."""
+    ids = tok.hf.get_vocab(with_added_tokens=True).values()
+    n = max(max(ids, default=-1) + 1, tok.vocab_size)
+    if n > n_vocab:
+        raise HillclimbError(f"tokenizer has {n} tokens but the model vocabulary is {n_vocab}")
+    return n
+
+
 def vocab_info(tok: Any, n_vocab: int) -> VocabInfo:
-    """GGUF vocabulary for our tokenizer, padded to the model's `n_vocab` embedding rows."""
+    """GGUF vocabulary for our tokenizer: one entry per tokenizer id (`token_rows`; the model's
+    padding rows beyond them are dropped, `n_vocab` only bounds the count)."""
     from hillclimb.tokenizer.specials import SPECIAL_TOKENS
 
-    if tok.vocab_size > n_vocab:
-        raise HillclimbError(
-            f"tokenizer has {tok.vocab_size} tokens but the model vocabulary is {n_vocab}"
-        )
+    n_rows = token_rows(tok, n_vocab)
     tj = json.loads(tok.hf.to_str())
     model = tj.get("model") or {}
     if model.get("type") != "BPE":
@@ -224,7 +251,7 @@ def vocab_info(tok: Any, n_vocab: int) -> VocabInfo:
     # the rest USER_DEFINED (matched whole in text, decoded as written), as transformers treats them.
     added = {int(a["id"]): bool(a.get("special")) for a in tj.get("added_tokens") or []}
     tokens, types = [], []
-    for i in range(n_vocab):
+    for i in range(n_rows):
         t = by_id.get(i)
         if t is None:
             tokens.append(f"[PAD{i}]")
@@ -292,6 +319,8 @@ class GGUFExport:
     tokenizer_pre: str
     tokenizer_exact: bool
     replicated_dense_layers: list[int] = field(default_factory=list)
+    n_vocab: int = 0  # rows of token_embd = tokens in the file
+    dropped_vocab_rows: int = 0  # the checkpoint's padding rows beyond the tokenizer
 
 
 def write_gguf(
@@ -324,7 +353,8 @@ def write_gguf(
     if problems:
         raise NotExpressible(f"cannot export as llama.cpp {ARCH}: uses {'; '.join(problems)}")
     vocab = vocab_info(tok, cfg.vocab_size)
-    tensors = gguf_state(cfg, state)
+    n_rows = len(vocab.tokens)
+    tensors = gguf_state(cfg, state, n_rows)
     _check_finite(tensors)
 
     w = gguf.GGUFWriter(None, ARCH)
@@ -388,6 +418,7 @@ def write_gguf(
     w.add_uint32("hillclimb.format_version", FORMAT_VERSION)
     w.add_string("hillclimb.preset", cfg.name)
     w.add_bool("hillclimb.tokenizer_exact", vocab.exact)
+    w.add_uint32("hillclimb.padded_vocab_size", cfg.vocab_size)
     w.add_string("hillclimb.model_config", json.dumps(cfg.to_dict(), sort_keys=True))
     if replicated:
         w.add_array("hillclimb.replicated_dense_layers", replicated)
@@ -404,7 +435,17 @@ def write_gguf(
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
-    return GGUFExport(out, dtype, len(tensors), n_bytes, vocab.pre, vocab.exact, replicated)
+    return GGUFExport(
+        out,
+        dtype,
+        len(tensors),
+        n_bytes,
+        vocab.pre,
+        vocab.exact,
+        replicated,
+        n_vocab=n_rows,
+        dropped_vocab_rows=cfg.vocab_size - n_rows,
+    )
 
 
 def export_gguf(
