@@ -184,7 +184,7 @@ def test_climb_admits_only_harness_and_consented_api_records(tmp_path):
 
     exp = tmp_path / "export"
     exp.mkdir()
-    (exp / "export.json").write_text("{}")
+    (exp / "export.json").write_text('{"consent_attested_by": "test fixture"}')
     train_task = {"projects": ["strutil"], "module": "strutil/text.py", "split": "train"}
     lines = [
         {
@@ -279,7 +279,7 @@ def test_climb_drops_flywheel_records_that_contain_an_evaluation_item(tmp_path):
     he = load_problems()[5]
     exp = tmp_path / "export"
     exp.mkdir()
-    (exp / "export.json").write_text("{}")
+    (exp / "export.json").write_text('{"consent_attested_by": "test fixture"}')
     api = {"source": "api", "consent": True}
     lines = [
         {"messages": [{"role": "user", "content": he["prompt"]},

@@ -132,7 +132,7 @@ def test_flywheel_decontaminates_every_trained_field(tmp_path):
     ]
     d = tmp_path / "export"
     d.mkdir()
-    (d / "export.json").write_text("{}")
+    (d / "export.json").write_text('{"consent_attested_by": "test fixture"}')
     (d / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out, counts = flywheel_records([str(d)], index)
     # `tool_calls: 5` is refused as malformed (session 20): SFT cannot train on it

@@ -82,7 +82,7 @@ TRAIN_TASK = {"projects": ["strutil"], "module": "strutil/text.py", "split": "tr
 
 def _export(d: Path, records: list, raw: bytes | None = None) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    (d / "export.json").write_text("{}")
+    (d / "export.json").write_text('{"consent_attested_by": "test fixture"}')
     body = raw if raw is not None else "".join(json.dumps(r) + "\n" for r in records).encode()
     (d / "sft.jsonl").write_bytes(body)
     return d
@@ -407,7 +407,7 @@ def test_flywheel_refuses_a_chat_with_no_assistant_turn(tmp_path):
 
     exp = tmp_path / "export"
     exp.mkdir()
-    (exp / "export.json").write_text("{}")
+    (exp / "export.json").write_text('{"consent_attested_by": "test fixture"}')
     meta = {"source": "api", "consent": True}
     lines = [{"messages": [{"role": "user", "content": "q"}], "meta": meta},
              {"messages": [{"role": "user", "content": "q2"},

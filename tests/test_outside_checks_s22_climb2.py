@@ -188,7 +188,7 @@ def test_roles_in_any_order_and_think_blocks_are_kept(tmp_path):
 # ---- the flywheel: a telemetry export as SFT data ----------------------------------------------------
 def _export(d: Path, lines: list[str]) -> Path:
     d.mkdir(parents=True)
-    (d / "export.json").write_text("{}")
+    (d / "export.json").write_text('{"consent_attested_by": "test fixture"}')
     (d / "sft.jsonl").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
     (d / "rl_prompts.jsonl").write_text('{"prompt": "p\u2028q"}\n', encoding="utf-8")
     return d

@@ -157,7 +157,9 @@ def test_held_out_harness_code_does_not_enter_sft_through_the_api(tmp_path):
     train = JS_PROJECTS["csv"]["tests/csv.test.js"]  # starts like ranges.test.js
     exp = tmp_path / "export"
     exp.mkdir()
-    (exp / "export.json").write_text("{}")  # hand-made: consent taken at its word
+    (exp / "export.json").write_text(
+        '{"consent_attested_by": "test fixture"}'
+    )  # hand-made, attested: consent taken at its word
     lines = [
         {"messages": [{"role": "user", "content": f"fix this\n{text}"},
                       {"role": "assistant", "content": "done"}],

@@ -17,7 +17,12 @@ database the export names (`export.json: served_db`): an account that revoked co
 export, a verdict changed to a rejection, or a request the database does not hold for that
 account keeps the record out (`consent_revoked`); an export that names a database which is gone
 (deleted to purge users' data) or none at all cannot vouch for consent (`consent_unverifiable`).
-Only an export.json without the `served_db` field (written by hand) is taken at its word. And
+Nor can an export.json that lacks the `served_db` field (written by hand, or by a hillclimb
+before session 23) or is not a JSON object: its API records are refused `consent_unverifiable`,
+with the reason in the stage record — unless export.json says who vouches for them instead,
+`"consent_attested_by": "<who, and on what grounds>"` (hand-made exports, tests), which the stage
+record repeats (`consent_attested`). An attestation never overrides a `served_db` that names a
+database. And
 only the answer the server gave is trained on: an API chat whose history holds an assistant
 turn — text the *client* wrote, which SFT would learn as the model's own — is refused
 (`client_written_turns`). Admitted records are then decontaminated against the data build's
@@ -112,6 +117,12 @@ def _client_written(rec: dict[str, Any]) -> str | None:
     return "client_written_turns" if client_written_turns(rec) else None
 
 
+def _source(rec: Any) -> Any:
+    """A record's `meta.source` (`harness` | `api`), or None."""
+    meta = rec.get("meta") if isinstance(rec, dict) else None
+    return meta.get("source") if isinstance(meta, dict) else None
+
+
 def _consented(rec: Any, consent: _ServedConsent) -> str | None:
     """Why a record may not be trained on for what it is (`_refusal`) or for its account's
     consent now (`_ServedConsent.refusal`), or None."""
@@ -121,6 +132,18 @@ def _consented(rec: Any, consent: _ServedConsent) -> str | None:
     if why is None and source == "api":
         why = consent.refusal(meta)  # type: ignore[arg-type]
     return why
+
+
+def _summary(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(export.json parsed, "") or (None, why it cannot say which database vouches for
+    consent). A damaged export.json used to mean "written by hand": consent taken at its word."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{path} cannot be read as JSON ({exc}); it names no served database"
+    if not isinstance(summary, dict):
+        return None, f"{path} is not a JSON object; it names no served database"
+    return summary, ""
 
 
 def _rules_over(con: sqlite3.Connection) -> Any:
@@ -149,17 +172,18 @@ class _ServedConsent:
         self.con: sqlite3.Connection | None = None
         self.unverifiable: str | None = None
         self.trust_export = False
+        self.attested_by: str | None = None
         self.keyed = False
-        try:
-            summary = json.loads((export_dir / "export.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            summary = None
-        if not isinstance(summary, dict) or "served_db" not in summary:
-            self.trust_export = True  # a hand-made export.json: `meta.consent` is all there is
+        summary, problem = _summary(export_dir / "export.json")
+        if summary is None:
+            self.unverifiable = problem
             return
-        db = summary["served_db"]
+        db = summary.get("served_db")
+        if db is None:  # absent, or null: `telemetry export` without `--served`
+            self._without_database(summary, "served_db" in summary)
+            return
         if not isinstance(db, str) or not db:
-            self.unverifiable = "the export was written without a served database"
+            self.unverifiable = f"export.json's served_db is not a path: {db!r}"
             return
         path = Path(db)
         if not path.is_absolute():  # older exports wrote the path as given on the command line
@@ -174,6 +198,25 @@ class _ServedConsent:
         except (OSError, sqlite3.Error) as exc:
             self.close()
             self.unverifiable = f"served database {db}: {exc}"
+
+    def _without_database(self, summary: dict[str, Any], named: bool) -> None:
+        """No served database to re-check against: the export's `meta.consent` counts only when
+        export.json names who vouches for it (`consent_attested_by`). Why not take an export
+        without `served_db` at its word, as before: an export written by a hillclimb older than
+        the field, or an export directory copied away from its server, holds API records whose
+        consent nothing here can confirm, and they were trained on silently."""
+        by = summary.get("consent_attested_by")
+        if isinstance(by, str) and by.strip():
+            self.trust_export, self.attested_by = True, by.strip()
+        elif named:
+            self.unverifiable = "the export was written without a served database"
+        else:
+            self.unverifiable = (
+                "export.json names no served database (`served_db`): written by hand or by a "
+                "hillclimb before session 23, it holds none of the server's consent verdicts; "
+                "re-export with `hillclimb telemetry export --served STATE_DIR/flywheel.sqlite`, "
+                'or add "consent_attested_by": "<who, and on what grounds>" to export.json'
+            )
 
     def close(self) -> None:
         if self.con is not None:
@@ -366,6 +409,12 @@ def flywheel_records(
             counts.setdefault("consent_unverifiable", []).append(
                 {"export": str(d), "why": consent.unverifiable}
             )
+        if consent.attested_by is not None:
+            n_api = sum(_source(rec) == "api" for _, rec in lines)
+            if n_api:
+                counts.setdefault("consent_attested", []).append(
+                    {"export": str(d), "by": consent.attested_by, "api_records": n_api}
+                )
         for (n, rec), why in zip(lines, verdicts, strict=True):
             meta = rec.get("meta") if isinstance(rec, dict) else None
             source = meta.get("source") if isinstance(meta, dict) else None

@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     credits_micro INTEGER,          -- NULL: unlimited
     rate_limit_rpm REAL,            -- NULL: unlimited
     disabled INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    name_key TEXT                   -- `name_key(name)`; NULL: written by an older hillclimb
 );
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
@@ -148,7 +149,7 @@ def check_account_name(name: Any) -> str:
     if name != name.strip():
         raise HillclimbError(f"account name {name!r} starts or ends with whitespace")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise HillclimbError(f"account name {name!r} contains control characters")
+        raise HillclimbError(f"account name {ascii(name)} contains control characters")
     if len(name) > MAX_NAME_CHARS:
         raise HillclimbError(
             f"account name is {len(name)} characters long; at most {MAX_NAME_CHARS} allowed"
@@ -177,12 +178,59 @@ def _invisible(ch: str) -> bool:
     return ord(ch) in _IGNORABLE or unicodedata.category(ch) in ("Cs", "Co", "Cn")
 
 
+# Letters of other scripts (and a few Latin ones) that print like a basic Latin letter, after
+# NFKC: a small, hand-checked part of Unicode TR39's confusables table (Cyrillic, Greek,
+# Armenian). Capitals map to capitals, so that the case folding after the mapping treats Cyrillic
+# `Н` like Latin `H` even though their lower cases (`н`, `h`) differ. Letters that only look like
+# small capitals (Cyrillic `н`, `т`, `к`) and look-alikes inside ASCII (`l`/`I`/`1`, `O`/`0`,
+# `rn`/`m`) are left out: the first are distinguishable, the second would refuse ordinary names
+# such as `team1` beside `teaml` in existing keys files.
+_CONFUSABLE_PAIRS = (
+    # Cyrillic small
+    "\u0430a \u0435e \u043eo \u0440p \u0441c \u0443y \u0445x \u0455s \u0456i \u0458j "
+    "\u04cfl \u04bbh \u0501d \u051bq \u051dw \u04afy \u0475v "
+    # Cyrillic capital
+    "\u0410A \u0412B \u0415E \u041aK \u041cM \u041dH \u041eO \u0420P \u0421C \u0422T "
+    "\u0425X \u0423Y \u0405S \u0406I \u0408J \u04c0I \u04baH \u051aQ \u051cW \u04aeY "
+    "\u0474V "
+    # Greek capital and small
+    "\u0391A \u0392B \u0395E \u0396Z \u0397H \u0399I \u039aK \u039cM \u039dN \u039fO "
+    "\u03a1P \u03a4T \u03a5Y \u03a7X \u03bfo \u03bdv \u03b9i \u03b1a \u03c1p \u03c5u "
+    "\u03c7x \u03b3y \u03f3j \u03b7n \u03bak "
+    # Armenian small; Latin letters outside ASCII
+    "\u0585o \u057du \u0570h \u0578n \u0131i \u0251a \u0261g \u01c0l"
+)
+_CONFUSABLES = {ord(pair[0]): pair[1] for pair in _CONFUSABLE_PAIRS.split()}
+# bump when `name_key` changes: every stored key is recomputed when a database is opened
+NAME_KEY_VERSION = "skeleton-1"
+
+
 def name_key(name: str) -> str:
-    """What two account names must not share: the name NFKC-normalised and case-folded. Why:
-    `Jos\u00e9` and `Jose\u0301`, `alice` and fullwidth `\uff41lice` or `Alice` print (nearly)
-    alike, so `hillclimb keys consent --name` could opt in the wrong one of two such accounts.
-    (Look-alikes across scripts, Latin a and Cyrillic a, are not caught.)"""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    """What two account names must not share: a TR39-style *skeleton* of the name. Why:
+    `Jos\u00e9` and `Jose\u0301`, `alice` and fullwidth `\uff41lice` or `Alice`, and `alice`
+    and `\u0430lice` (Cyrillic a) print (nearly) alike, so `hillclimb keys consent --name` could
+    opt in the wrong one of two such accounts.
+
+    Steps: NFKD (fullwidth, ligatures, mathematical letters; accents split off their letters),
+    look-alike letters of other scripts to Latin (`_CONFUSABLES`), case folding, NFKD and the
+    mapping again (for what folding made), invisible characters dropped, a combining mark repeated
+    right after itself dropped (it prints over itself), a dot above on i or j dropped (it
+    prints as the letter's own dot); recomposed (NFC)."""
+    # NFKD (NFKC, then canonically decomposed): the mapping also reaches accented letters
+    s = unicodedata.normalize("NFKD", name).translate(_CONFUSABLES)
+    s = unicodedata.normalize("NFKD", s.casefold()).translate(_CONFUSABLES)
+    out: list[str] = []
+    for ch in s:
+        if _invisible(ch) or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            continue
+        if (
+            unicodedata.combining(ch)
+            and out
+            and (out[-1] == ch or (ch == "\u0307" and out[-1] in "ij"))
+        ):
+            continue
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out))
 
 
 def check_rpm(rate_limit_rpm: float | None) -> None:
@@ -240,6 +288,7 @@ class UsageDB:
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
+            self._index_name_keys(conn)
         except sqlite3.Error as exc:
             self.close()
             raise HillclimbError(f"cannot open usage database {self.path}: {exc}") from exc
@@ -259,6 +308,54 @@ class UsageDB:
             return None
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         return None if row is None else str(row[0])
+
+    def _index_name_keys(self, conn: sqlite3.Connection) -> None:
+        """Give every account its stored, indexed `name_key`, so that the look-alike check is an
+        index lookup, not a scan of every account (each new key compared with all others made a
+        keys file of 10,000 keys quadratic at start-up).
+
+        An additive change within schema version 1: a database made before the column gets it in
+        place (`ALTER TABLE ... ADD COLUMN`, every row kept, keys computed from the names), and
+        an older hillclimb that still opens the file writes rows with a NULL key, which the
+        lookups compute on the fly and the next open fills in. The index is not UNIQUE: a
+        database made before a check may already hold look-alikes, which stay readable
+        (`account_by_unique_name` names them). Nothing is written when all is in place, so a
+        read-only database still opens."""
+        if self._name_keys_ready(conn):
+            return
+        with self._write() as c:
+            if "name_key" not in {r[1] for r in c.execute("PRAGMA table_info(accounts)")}:
+                c.execute("ALTER TABLE accounts ADD COLUMN name_key TEXT")
+            c.execute("CREATE INDEX IF NOT EXISTS accounts_name_key ON accounts(name_key)")
+            stale = self._stored_name_key_version(c) != NAME_KEY_VERSION
+            rows = c.execute(
+                "SELECT id, name FROM accounts" + ("" if stale else " WHERE name_key IS NULL")
+            ).fetchall()
+            c.executemany(
+                "UPDATE accounts SET name_key = ? WHERE id = ?",
+                [(name_key(r["name"]), r["id"]) for r in rows],
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('name_key', ?)",
+                (NAME_KEY_VERSION,),
+            )
+
+    @staticmethod
+    def _stored_name_key_version(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key='name_key'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _name_keys_ready(self, conn: sqlite3.Connection) -> bool:
+        """Whether the column, its index and every row's key of this `NAME_KEY_VERSION` exist."""
+        if "name_key" not in {r[1] for r in conn.execute("PRAGMA table_info(accounts)")}:
+            return False
+        if self._stored_name_key_version(conn) != NAME_KEY_VERSION:
+            return False
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='index' AND name='accounts_name_key'"
+        ).fetchone():
+            return False
+        return not conn.execute("SELECT 1 FROM accounts WHERE name_key IS NULL LIMIT 1").fetchone()
 
     @staticmethod
     def _check_path(path: Path) -> None:
@@ -340,8 +437,16 @@ class UsageDB:
                 raise HillclimbError("that key is already registered")
             c.execute(
                 "INSERT INTO accounts(name, key_hash, key_prefix, credits_micro, rate_limit_rpm, "
-                "created) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, hash_key(key), key[:8], to_micro(credits), rate_limit_rpm, time.time()),
+                "created, name_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    hash_key(key),
+                    key[:8],
+                    to_micro(credits),
+                    rate_limit_rpm,
+                    time.time(),
+                    name_key(name),
+                ),
             )
         return key
 
@@ -354,7 +459,7 @@ class UsageDB:
         refused after a restart; `keys revoke --restore` brings it back)."""
         check_account_name(name)
         check_rpm(rate_limit_rpm)
-        h = hash_key(key)
+        h, nk = hash_key(key), name_key(name)
         with self._write() as c:
             row = c.execute("SELECT id, name FROM accounts WHERE key_hash = ?", (h,)).fetchone()
             clash = c.execute("SELECT key_hash FROM accounts WHERE name = ?", (name,)).fetchone()
@@ -367,24 +472,38 @@ class UsageDB:
             if row is None:
                 c.execute(
                     "INSERT INTO accounts(name, key_hash, key_prefix, credits_micro, "
-                    "rate_limit_rpm, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, h, key[:8], to_micro(credits), rate_limit_rpm, time.time()),
+                    "rate_limit_rpm, created, name_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name, h, key[:8], to_micro(credits), rate_limit_rpm, time.time(), nk),
                 )
             else:
                 c.execute(
-                    "UPDATE accounts SET name = ?, rate_limit_rpm = ? WHERE id = ?",
-                    (name, rate_limit_rpm, row["id"]),
+                    "UPDATE accounts SET name = ?, name_key = ?, rate_limit_rpm = ? WHERE id = ?",
+                    (name, nk, rate_limit_rpm, row["id"]),
                 )
+
+    @staticmethod
+    def _look_alikes(c: sqlite3.Connection, name: str, own_id: int | None) -> list[str]:
+        """Names of the other accounts whose `name_key` is `name`'s, through the index. Rows an
+        older hillclimb wrote since this database was opened (NULL key) are judged here."""
+        key = name_key(name)
+        rows = c.execute(
+            "SELECT id, name, name_key FROM accounts WHERE name_key = ? OR name_key IS NULL",
+            (key,),
+        )
+        return [
+            r["name"]
+            for r in rows
+            if r["id"] != own_id and (r["name_key"] or name_key(r["name"])) == key
+        ]
 
     def _refuse_look_alike(self, c: sqlite3.Connection, name: str, own_id: int | None) -> None:
         """Refuse `name` when another account's name has the same `name_key`."""
-        key = name_key(name)
-        for r in c.execute("SELECT id, name FROM accounts"):
-            if r["id"] != own_id and r["name"] != name and name_key(r["name"]) == key:
+        for other in self._look_alikes(c, name, own_id):
+            if other != name:
                 raise HillclimbError(
-                    f"account name {ascii(name)} looks like the account {ascii(r['name'])} "
-                    f"in {self.path} (the same after Unicode normalisation and case folding); "
-                    "choose a distinct name"
+                    f"account name {ascii(name)} looks like the account {ascii(other)} "
+                    f"in {self.path} (the same after Unicode normalisation, case folding and "
+                    "mapping look-alike letters of other scripts to Latin); choose a distinct name"
                 )
 
     def account_by_unique_name(self, name: str) -> Account:
@@ -393,16 +512,13 @@ class UsageDB:
         operator must not act on whichever of two look-alikes their terminal produced."""
         acc = self.account_by_name(name)
         with self._read() as c:
-            alike = [
-                r["name"]
-                for r in c.execute("SELECT id, name FROM accounts")
-                if r["id"] != acc.id and name_key(r["name"]) == name_key(name)
-            ]
+            alike = self._look_alikes(c, name, acc.id)
         if alike:
             shown = ", ".join(ascii(n) for n in [name, *alike])
             raise HillclimbError(
-                f"the accounts {shown} look alike (the same after Unicode normalisation and "
-                "case folding); rename all but one in the keys file before changing consent"
+                f"the accounts {shown} look alike (the same after Unicode normalisation, case "
+                "folding and mapping look-alike letters of other scripts to Latin); rename all "
+                "but one in the keys file before changing consent"
             )
         return acc
 
