@@ -21,6 +21,7 @@ from hillclimb.registry.gate import GateConfig, compare, promote
 
 TOK_A = "a" * 64
 TOK_B = "b" * 64
+SCORER = "c" * 64  # one scoring code for both sides (`scorer_sha256`, session 24)
 
 
 def fake_ckpt(path: Path, seed: int) -> Path:
@@ -123,15 +124,21 @@ def test_add_eval_refuses_a_result_of_other_weights(tmp_path, capsys):
 
 # ---- (2) unlike evaluations are not compared as like ----------------------------------------------
 def _humaneval(heal):
-    return lambda d, p: suite_result(d, "humaneval", p, token_healing=heal, tokenizer_sha256=TOK_A)
+    return lambda d, p: suite_result(
+        d, "humaneval", p, token_healing=heal, tokenizer_sha256=TOK_A, scorer_sha256=SCORER
+    )
 
 
 def _problems(rule):
-    return lambda d, p: suite_result(d, "problems", p, max_tokens_rule=rule, tokenizer_sha256=TOK_A)
+    return lambda d, p: suite_result(
+        d, "problems", p, max_tokens_rule=rule, tokenizer_sha256=TOK_A, scorer_sha256=SCORER
+    )
 
 
-def _tasks(caps, tok=TOK_A):
-    return lambda d, p: task_result(d, p, caps=caps(len(p)), tokenizer_sha256=tok)
+def _tasks(caps, tok=TOK_A, scorer=SCORER):
+    return lambda d, p: task_result(
+        d, p, caps=caps(len(p)), tokenizer_sha256=tok, scorer_sha256=scorer
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,6 +149,9 @@ def _tasks(caps, tok=TOK_A):
         ("heldout", _tasks(lambda n: [64] * n), _tasks(lambda n: [96] * n), "max_tokens on 40 of"),
         ("heldout", _tasks(lambda n: [64] * n), _tasks(lambda n: [64] * n, TOK_B),
          "tokenizer_sha256 ('aaaaaaaaaaaa' vs 'bbbbbbbbbbbb')"),
+        # session 24: scored by other checkers (an incumbent evaluated by older, laxer code)
+        ("heldout", _tasks(lambda n: [64] * n), _tasks(lambda n: [64] * n, scorer="d" * 64),
+         "scorer_sha256 ('cccccccccccc' vs 'dddddddddddd')"),
     ],
 )  # fmt: skip
 def test_unlike_evaluations_are_not_comparable_and_never_promote(
@@ -171,7 +181,8 @@ def test_like_evaluations_still_promote_and_budgets_only_count_on_shared_items(t
     """The same settings: promoted, with nothing to warn about. Budgets that differ only on
     items the other evaluation does not have are no difference (only shared items are paired)."""
     with Registry(tmp_path / "r.sqlite") as reg:
-        inc = lambda d, p: task_result(d, p[:38], caps=[64] * 38, tokenizer_sha256=TOK_A)  # noqa: E731
+        inc = _tasks(lambda n: [64] * n)  # evaluated on 38 items (WIN cut below)
+        inc = lambda d, p, f=inc: f(d, p[:38])  # noqa: E731
         cand = _tasks(lambda n: [64] * 38 + [999] * (n - 38))
         a, b = _pair(tmp_path, reg, (inc, WIN[0]), (cand, WIN[1]))
         comp = compare(reg, a, b, "heldout", resamples=500)
@@ -200,8 +211,12 @@ def test_an_older_result_is_compared_and_the_report_says_what_was_not_checked(tm
         )
         comp = compare(reg, a, b, "humaneval", resamples=500)
         assert comp.not_comparable == []
-        assert [u.split()[0] for u in comp.unchecked] == ["tokenizer_sha256", "token_healing"]
-        assert f"not recorded by {a if old_side == 'inc' else b}'s eval #" in comp.unchecked[1]
+        assert [u.split()[0] for u in comp.unchecked] == [
+            "tokenizer_sha256",
+            "scorer_sha256",
+            "token_healing",
+        ]
+        assert f"not recorded by {a if old_side == 'inc' else b}'s eval #" in comp.unchecked[2]
 
 
 def test_a_registry_written_before_these_fields_stays_readable(tmp_path):
@@ -221,7 +236,7 @@ def test_a_registry_written_before_these_fields_stays_readable(tmp_path):
         )
     with Registry(db) as reg:
         comp = compare(reg, a, b, "heldout", resamples=500)
-        assert comp.not_comparable == [] and len(comp.unchecked) == 2
+        assert comp.not_comparable == [] and len(comp.unchecked) == 3  # tokenizer, scorer, caps
         assert promote(reg, b, a, GateConfig(target="heldout", resamples=500)).promoted
 
 

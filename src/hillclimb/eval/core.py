@@ -18,6 +18,7 @@ family) fails before any generation with a one-line `HillclimbError`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -62,7 +63,44 @@ def model_identity(path: Path) -> dict[str, Any]:
         "weights_sha256": weights_sha256(path),
         "tokenizer_sha256": tok,
         "hillclimb_version": hillclimb.__version__,
+        "scorer_sha256": scorer_sha256(),
     }
+
+
+# The code that makes evaluation items and decides pass/fail, hashed into every result as
+# `scorer_sha256` (relative to src/hillclimb): every problem generator and checker, the
+# evaluation package but its reporting/routing/arena/CLI parts, and the harness's grading.
+_SCORER_TREES = ("problems", "eval")
+_SCORER_LEFT_OUT = ("eval/arena/", "eval/cli.py", "eval/routing.py", "eval/routing_cli.py")
+_SCORER_FILES = ("harness/grading.py", "harness/testparse.py", "harness/pytest_reporter.py")
+
+
+@functools.cache
+def scorer_sha256() -> str:
+    """SHA-256 over the scoring code's sources (path and bytes of each, sorted).
+
+    Why: every session made a checker stricter (hedges, hidden cases, held-out twins), and a
+    result scored by the old code compared with one scored by the new as like for like — a
+    candidate evaluated today against an incumbent evaluated months ago lost points to the
+    checker, not to the model. `hillclimb_version` cannot tell them apart (it changes only at a
+    release). The registry's gate calls results of different scorers not comparable; it is
+    over-cautious on purpose (an edit to a report line of a suite changes it too)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    files = [
+        f
+        for tree in _SCORER_TREES
+        for f in (root / tree).rglob("*.py")
+        if not f.relative_to(root).as_posix().startswith(_SCORER_LEFT_OUT)
+    ]
+    files += [root / rel for rel in _SCORER_FILES]
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.relative_to(root).as_posix()):
+        rel = f.relative_to(root).as_posix().encode()
+        data = f.read_bytes()
+        h.update(rel + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return h.hexdigest()
 
 
 def bits_per_byte(

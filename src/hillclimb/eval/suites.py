@@ -103,10 +103,11 @@ def run_suite(
     # a checkpoint's weights and tokenizer hashes, as `hillclimb eval` records them: the registry
     # refuses the result for other weights and compares only results of one tokenizer (a suite
     # result named its checkpoint by path alone; session 23)
-    identity = {}
-    if own and be.kind == "engine" and Path(model).is_dir():
-        from hillclimb.eval.core import model_identity
+    from hillclimb.eval.core import model_identity, scorer_sha256
 
+    # the scorer is this process's code whatever answered (a URL too): always recorded
+    identity: dict[str, Any] = {"scorer_sha256": scorer_sha256()}
+    if own and be.kind == "engine" and Path(model).is_dir():
         identity = model_identity(Path(model))
     return {
         "format": SUITE_FORMAT,

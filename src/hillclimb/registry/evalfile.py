@@ -201,11 +201,20 @@ ITEM_SETTINGS = ("item_seed",)
 # `max_tokens` (`item_max_tokens`, `item_caps`). Kept in the settings only when the result
 # records them — a key missing is "unknown" (an older result), not a value — and the gate
 # calls two evaluations that differ in one of them not comparable (`gate.compare`).
-LIKE_SETTINGS = ("tokenizer_sha256", "token_healing", "max_tokens_rule", "item_max_tokens")
+# Since session 24 also the scoring code (`scorer_sha256`, `eval.core.scorer_sha256`): a result
+# scored by older, more lenient checkers is not comparable with one scored by today's.
+LIKE_SETTINGS = (
+    "tokenizer_sha256",
+    "scorer_sha256",
+    "token_healing",
+    "max_tokens_rule",
+    "item_max_tokens",
+)
 # The suites each is recorded for (None: every suite); where one of them lacks it, the
 # comparison says it could not check it.
 LIKE_SETTING_SUITES: dict[str, tuple[str, ...] | None] = {
     "tokenizer_sha256": None,
+    "scorer_sha256": None,
     "token_healing": ("humaneval", "completion"),
     "max_tokens_rule": ("problems",),
     "item_max_tokens": ("problems", "heldout", "heldout_phrasing", "val"),
@@ -245,7 +254,7 @@ def like_settings(result: dict[str, Any], body: dict[str, Any]) -> dict[str, Any
     """The `LIKE_SETTINGS` a result records (but `item_max_tokens`): from the result itself or
     its suite body (`body`: a `run_eval` result's `tasks`)."""
     out = {}
-    for k in ("tokenizer_sha256", "token_healing", "max_tokens_rule"):
+    for k in ("tokenizer_sha256", "scorer_sha256", "token_healing", "max_tokens_rule"):
         for where in (result, body):
             if k in where:
                 out[k] = where[k]

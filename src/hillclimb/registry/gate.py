@@ -180,7 +180,7 @@ def compare(
     if unlike:
         warnings.append(
             f"{suite}: NOT COMPARABLE: evaluated with different {'; '.join(unlike)} "
-            "(evaluate both under the same settings and tokenizer)"
+            "(evaluate both under the same settings, tokenizer and scoring code)"
         )
     stats = paired_bootstrap(
         [float(ia[k].passed) for k in shared],
