@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=2048,
         help="disk quota: what the workspace may hold during the run (2048)",
     )
+    run.add_argument(
+        "--max-memory-mb",
+        type=int,
+        default=None,
+        help="all the run's memory, memory-backed files included (4 x --memory; needs a "
+        "writable memory cgroup, `sandbox check` says)",
+    )
     run.add_argument("--max-output", type=int, default=1 << 20, help="bytes kept per stream")
     run.add_argument("--in-place", action="store_true", help="run on the workspace itself")
     run.add_argument(
@@ -87,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_file_mb=args.max_file_mb,
         max_output_bytes=args.max_output,
         max_workspace_mb=args.max_workspace_mb,
+        max_memory_mb=args.max_memory_mb,
     )
     res = run_sandboxed(
         cmd,
@@ -123,18 +131,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from hillclimb.sandbox.core import _no_backend_error, backend_report, sandbox_backend
+    from hillclimb.sandbox.memcg import memcg_report
 
     report = backend_report()
+    memcg = memcg_report()
     chosen = sandbox_backend()
     # why none was selected, in the variable's words when it forces one (a typo listed both
     # backends as working, then "selected: none" with no reason; session 23)
     why = None if chosen else str(_no_backend_error())
     if args.json:
-        print(json.dumps({"backend": chosen, "backends": report, "why_none": why}, indent=2))
+        out = {"backend": chosen, "backends": report, "why_none": why, "memory_cgroup": memcg}
+        print(json.dumps(out, indent=2))
     else:
         for name, info in report.items():
             mark = "yes" if info["available"] else "no "
             print(f"{name:8s} {mark}  {info['reason']}")
+        mark = "yes" if memcg["available"] else "no "
+        print(f"{'memcg':8s} {mark}  {memcg['reason']}")
         if chosen:
             print(f"selected: {chosen}")
         else:

@@ -5,7 +5,9 @@ path, no network (a fresh network namespace: loopback only), its own PID/mount/I
 rlimits (address space, CPU time, processes, file size, open files), a wall-clock timeout that kills
 the whole process tree, a workspace disk quota (polled; the tree is killed when the workspace holds
 more than `max_workspace_mb`), a seccomp filter (`seccomp_program`: no kernel keyring, no
-fallocate), and stdout/stderr captured concurrently and capped. It returns a
+fallocate), a memory cgroup per run where the machine offers one (`memcg`: one cap,
+`max_memory_mb`, on its processes and the memory-backed files no rlimit sees — memfd, System V
+shared memory, tmpfs in nested namespaces), and stdout/stderr captured concurrently and capped. It returns a
 `SandboxResult` that says how the run ended. `hide=[paths]` makes host paths that the mount plan
 would show (e.g. a package inside the bound site-packages) empty inside.
 
@@ -24,8 +26,10 @@ PID namespace's init dies the kernel kills every process in it — double-forked
 The same happens on normal exit, so nothing a run starts outlives it.
 
 Why `status` is trusted: a timeout is something we did; "memory" is an exit whose stderr shows an
-allocation failure (RLIMIT_AS makes allocations fail with ENOMEM: MemoryError, bad_alloc); a signal
-death is "killed" (SIGXCPU, the CPU-time limit, is reported as "timeout"); "disk" means the
+allocation failure (RLIMIT_AS makes allocations fail with ENOMEM: MemoryError, bad_alloc), or a
+kill the run's memory cgroup counted (its OOM kills); a signal death is "killed" (SIGXCPU, the
+CPU-time limit, is reported as "timeout", and so is the SIGKILL at the hard CPU limit of a command
+that caught SIGXCPU, when the unshare init's rusage shows it past the soft limit); "disk" means the
 workspace grew past its quota (we measured it, and killed the tree if it was still running);
 "refused" means the sandbox itself could not be set up and the command never ran.
 
@@ -71,6 +75,7 @@ from hillclimb.sandbox.fs import (
     unlinked_bytes,
     workspace_bytes,
 )
+from hillclimb.sandbox.memcg import MemoryCgroup
 
 BACKENDS = ("bwrap", "unshare")
 STATUSES = ("ok", "error", "timeout", "memory", "killed", "disk", "refused")
@@ -111,6 +116,10 @@ class SandboxLimits:
     # what the workspace may hold on disk during a run (all files, du-style); a workspace that is
     # already larger when the run starts may shrink but not grow
     max_workspace_mb: int = 2048
+    # all the run's memory together — its processes and the memory-backed files they fill
+    # (/tmp, /dev/shm, memfd, shared memory, tmpfs in nested namespaces) — through a memory
+    # cgroup where one can be made (`memcg`); None: 4 x memory_mb (/tmp alone may hold memory_mb)
+    max_memory_mb: int | None = None
 
     def validate(self) -> None:
         """Each limit in a range the kernel (and `prlimit`) accepts: a value past it used to make
@@ -124,10 +133,19 @@ class SandboxLimits:
             v = getattr(self, name)
             if not 1 <= v <= top:
                 raise ConfigError(f"sandbox {name} must be in 1..{top}, got {v}")
+        top = _MAX_COUNTS["memory_mb"]
+        if self.max_memory_mb is not None and not 1 <= self.max_memory_mb <= top:
+            raise ConfigError(
+                f"sandbox max_memory_mb must be in 1..{top}, got {self.max_memory_mb}"
+            )
         if self.cpu_s is not None and not 1 <= self.cpu_s <= _MAX_SECONDS:
             raise ConfigError(f"sandbox cpu_s must be in 1..{_MAX_SECONDS:.0f}, got {self.cpu_s}")
         if self.max_output_bytes < 0:
             raise ConfigError("sandbox max_output_bytes must be >= 0")
+
+    def total_memory_mb(self) -> int:
+        """The cap of the run's memory cgroup (`max_memory_mb`, or 4 x `memory_mb`)."""
+        return self.max_memory_mb if self.max_memory_mb is not None else 4 * self.memory_mb
 
     def rlimits(self) -> dict[str, tuple[int, int]]:
         """(soft, hard) per resource. CPU: soft limit sends SIGXCPU, hard (+1 s) SIGKILL."""
@@ -448,7 +466,7 @@ def _bwrap_argv(plan, limits, uid, argv, env, status_fd, fds) -> list[str]:
     return a + _inner_chain(limits, uid, argv)
 
 
-def _unshare_argv(plan, limits, uid, argv, env, status_fd, fds) -> list[str]:
+def _unshare_argv(plan, limits, uid, argv, env, status_fd, fds, cgroup=None) -> list[str]:
     """unshare's command line; init.py reads its config (argv and env included) from an
     inherited memfd: one argument holds at most 128 KiB, and as one argument the config made a
     160 KB environment (fine with bwrap) fail with E2BIG."""
@@ -481,6 +499,7 @@ def _unshare_argv(plan, limits, uid, argv, env, status_fd, fds) -> list[str]:
         "env": env,
         "seccomp": seccomp_program().hex(),
         "status_fd": status_fd,
+        "cgroup_procs": cgroup,  # the init joins the run's memory cgroup before anything else
     }
     cfg_fd = _memfd_with(json.dumps(cfg).encode())
     fds.append(cfg_fd)
@@ -746,7 +765,21 @@ def _collect(proc, stdin, limits, pass_fds, status_r, quota, t0) -> _Raw:
     )
 
 
-def _classify(raw: _Raw, backend: str) -> tuple[str, int | None, str]:
+def _cpu_limit_kill(sig: int, info: dict, limits: SandboxLimits) -> bool:
+    """Whether a SIGKILL was the hard CPU-time limit: the command caught (or ignored) SIGXCPU at
+    the soft limit and ran on until the kernel killed it a second later (it used to read as
+    "killed", a crash). A command past its soft limit has had SIGXCPU and survived it, so the
+    SIGKILL is the hard limit's. The unshare init reports the command's CPU seconds (rusage,
+    which reads up to ~10% below the kernel's tick-based limit clock: measured 1.81 s at a 2 s
+    hard limit); bwrap does not, so there such a kill still reads as "killed"."""
+    cpu = info.get("cpu_s")
+    soft = limits.rlimits()["cpu"][0]
+    return sig == signal.SIGKILL and isinstance(cpu, int | float) and cpu >= 0.9 * soft
+
+
+def _classify(
+    raw: _Raw, backend: str, limits: SandboxLimits | None = None
+) -> tuple[str, int | None, str]:
     """(status, exit_code, extra stderr note) from how the process ended."""
     if raw.disk_exceeded:
         return "disk", None, ""
@@ -754,6 +787,7 @@ def _classify(raw: _Raw, backend: str) -> tuple[str, int | None, str]:
         return "timeout", None, ""
     exit_code: int | None
     sig: int | None = None
+    info: dict = {}
     if backend == "unshare":
         info = {k: v for d in raw.status_lines for k, v in d.items()}
         if "error" in info:
@@ -784,6 +818,8 @@ def _classify(raw: _Raw, backend: str) -> tuple[str, int | None, str]:
     if sig is not None:
         if sig == signal.SIGXCPU:
             return "timeout", -sig, "sandbox: CPU time limit exceeded"
+        if limits is not None and _cpu_limit_kill(sig, info, limits):
+            return "timeout", -sig, "sandbox: CPU time limit exceeded (SIGXCPU was caught)"
         if memory:
             return "memory", -sig, ""
         return "killed", -sig, ""
@@ -806,15 +842,19 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
     fds: list[int] = []
     status_r = None
     cwd = None
+    memcg: MemoryCgroup | None = None
+    oom_kills = 0
     try:
         if backend in BACKENDS:
             status_r, status_w = os.pipe()
             fds.append(status_w)
+            memcg = MemoryCgroup.create(limits.total_memory_mb() << 20)
         if backend == "bwrap":
             popen_env, setenv = _bwrap_env(cmd_env)
             full = _bwrap_argv(plan, limits, uid, argv, setenv, status_w, fds)
         elif backend == "unshare":
-            full = _unshare_argv(plan, limits, uid, argv, cmd_env, status_w, fds)
+            procs = memcg.procs_file() if memcg is not None else None
+            full = _unshare_argv(plan, limits, uid, argv, cmd_env, status_w, fds, procs)
             popen_env = _HOST_TOOL_ENV
         else:
             full = _inner_chain(limits, uid, argv, inside=False)
@@ -822,6 +862,8 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
             cwd = workspace
         if backend in BACKENDS:
             full = _die_with_caller() + full
+            if memcg is not None and backend == "bwrap":  # (the unshare init joins by itself)
+                full = memcg.join_argv() + full
         quota = _DiskQuota(workspace, limits.max_workspace_mb)
         if owner is not None:
             owner.give()
@@ -839,9 +881,15 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
                 os.close(fd)
         if status_r is not None:
             os.close(status_r)
-    status, exit_code, note = _classify(raw, backend)
+        if memcg is not None:
+            oom_kills = memcg.oom_kills()
+            memcg.remove()
+    status, exit_code, note = _classify(raw, backend, limits)
     if over and status != "refused":
         status, note = "disk", quota.note()
+    elif oom_kills and status in ("killed", "error", "refused"):
+        # the kernel killed a process of the run (perhaps the init) for the group's cap
+        status, note = "memory", _memory_note(limits, oom_kills)
     stderr = raw.stderr.decode("utf-8", errors="replace")
     if note:
         stderr = stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + note + "\n"
@@ -854,6 +902,14 @@ def _run(backend, cmd, workspace, limits, env, stdin, restore_owner, hide=()) ->
         stderr_truncated=raw.stderr_truncated,
         duration_s=round(raw.duration_s, 6),
         backend=backend,
+    )
+
+
+def _memory_note(limits: SandboxLimits, kills: int) -> str:
+    return (
+        f"sandbox: memory limit exceeded: the run's processes and memory-backed files (/tmp, "
+        f"/dev/shm, memfd, shared memory) held more than max_memory_mb="
+        f"{limits.total_memory_mb()} MB; {kills} process(es) killed"
     )
 
 

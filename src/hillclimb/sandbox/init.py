@@ -204,6 +204,7 @@ def install_seccomp(program):
 def child(cfg, err_w):
     try:
         os.setsid()
+        oom_first()
         os.chdir(cfg["cwd"])
         for name, (soft, hard) in cfg["rlimits"].items():
             resource.setrlimit(RLIMITS[name], (soft, hard))
@@ -233,10 +234,32 @@ def read_config(fd):
     return json.loads(data)
 
 
+def oom_first():
+    # The command and all it starts are the OOM killer's first choice (a run over its memory
+    # cgroup's cap, or a host short of memory): not this init, whose death would lose the status
+    # line of the command's end (raising the score needs no privilege; lowering it below the
+    # default would need CAP_SYS_RESOURCE, which containers often lack).
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
+
+
+def join_cgroup(procs):
+    # The run's memory cgroup (core/memcg.py), joined before the command is forked so it and all
+    # it starts are charged there; the host's cgroup files are still visible before build_root.
+    if procs:
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+
+
 def main():
     cfg = read_config(int(sys.argv[1]))
     status_fd = cfg["status_fd"]
     os.set_inheritable(status_fd, False)
+    try:
+        join_cgroup(cfg.get("cgroup_procs"))
+    except OSError as exc:
+        report(status_fd, {"error": f"sandbox setup failed: cannot join the memory cgroup: {exc}"})
+        return 125
     try:
         build_root(cfg)
         with contextlib.suppress(OSError):
@@ -254,12 +277,14 @@ def main():
     while chunk := os.read(err_r, 4096):
         msg += chunk
     os.close(err_r)
+    rusage = None
     while True:  # PID 1 reaps every orphan until the command itself ends
         try:
-            wpid, status = os.wait()
+            wpid, status, ru = os.wait3(0)
         except ChildProcessError:
             break
         if wpid == pid:
+            rusage = ru
             break
     if msg:
         code, _, text = msg.decode(errors="replace").partition(" ")
@@ -268,10 +293,13 @@ def main():
         else:
             report(status_fd, {"exec_error": text, "exit": int(code)})
         return 125
+    # CPU seconds of the command (and the children it waited for): a SIGKILL at the hard
+    # RLIMIT_CPU (a command that caught SIGXCPU and ran on) is told apart from any other kill
+    cpu = {} if rusage is None else {"cpu_s": round(rusage.ru_utime + rusage.ru_stime, 3)}
     if os.WIFSIGNALED(status):
-        report(status_fd, {"signal": os.WTERMSIG(status)})
+        report(status_fd, {"signal": os.WTERMSIG(status), **cpu})
     else:
-        report(status_fd, {"exit": os.WEXITSTATUS(status)})
+        report(status_fd, {"exit": os.WEXITSTATUS(status), **cpu})
     return 0
 
 
