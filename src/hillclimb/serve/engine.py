@@ -643,8 +643,9 @@ class Engine:
             "requests": 0,
             "finished": 0,
             "errors": 0,
-            "cancelled": 0,
-            "prompt_tokens": 0,
+            "cancelled": 0,  # cancelled_queued included
+            "cancelled_queued": 0,  # ended before a batch slot: not finished, no token run
+            "prompt_tokens": 0,  # of requests that got a slot (a queued one processed none)
             "completion_tokens": 0,
             "reasoning_tokens": 0,
             "decode_steps": 0,
@@ -1309,8 +1310,14 @@ class Engine:
             self.cache.reset([r.slot])
 
     def _prefill_forward(self, g: list[_Request]) -> torch.Tensor:
-        """The last prompt token's logits of each joiner [B, V] (real tokens only)."""
-        return self._real_vocab(self._prefill_logits(g))
+        """The last prompt token's logits of each joiner [B, V] (real tokens only). Counted
+        once the forward has returned: a group whose forward raised is retried one by one
+        (`_prefill`), and its tokens were fed to no forward that processed them — counted
+        before, they were counted twice (`hillclimb_engine_prefill_tokens_total`)."""
+        logits = self._real_vocab(self._prefill_logits(g))
+        self._totals["prefill_forwards"] += 1
+        self._totals["prefill_tokens"] += sum(len(r.prompt_ids) - r.reused for r in g)
+        return logits
 
     def _prefill_logits(self, g: list[_Request]) -> torch.Tensor:
         # a reused prefix is already in the slot (dense, cursor = reused): feed the rest
@@ -1323,8 +1330,6 @@ class Engine:
             mask[i, : len(x)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         slots = torch.tensor([r.slot for r in g], device=self.device)
-        self._totals["prefill_forwards"] += 1
-        self._totals["prefill_tokens"] += sum(len(x) for x in todo)
         for r, x in zip(g, todo, strict=True):
             self._holes[r.slot] = len(x) < T
         if len(g) == 1:
@@ -1412,17 +1417,23 @@ class Engine:
             ids = torch.tensor([[reqs[0].pending]], device=self.device)
             return self.fast(ids, self.cache, None, single_slot=s, dense=not self._holes[s])[:, -1]
         slot_list = [r.slot for r in reqs]
-        self._totals["batched_steps"] += 1
         rng = _slot_range(slot_list)
-        if self.fast is not None and rng is not None and self.fast.compiled_batch:
+        compiled = self.fast is not None and rng is not None and self.fast.compiled_batch
+        if compiled:
             # (right-padding holes are masked as in the eager step)
-            self._totals["batched_compiled_steps"] += 1
-            return self.fast.decode_batch([r.pending for r in reqs], self.cache, rng[0])
-        ids = torch.tensor([[r.pending] for r in reqs], device=self.device)
-        slots = torch.tensor(slot_list, device=self.device)
-        if self.fast is not None:
-            return self.fast(ids, self.cache, slots, slot_range=rng)[:, -1]
-        return self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
+            assert self.fast is not None and rng is not None
+            out = self.fast.decode_batch([r.pending for r in reqs], self.cache, rng[0])
+        else:
+            ids = torch.tensor([[r.pending] for r in reqs], device=self.device)
+            slots = torch.tensor(slot_list, device=self.device)
+            if self.fast is not None:
+                out = self.fast(ids, self.cache, slots, slot_range=rng)[:, -1]
+            else:
+                out = self.model(ids, cache=self.cache, slot_ids=slots, last_only=True)[:, -1]
+        # counted once the forward returned: a failed batched step is retried one by one
+        self._totals["batched_steps"] += 1
+        self._totals["batched_compiled_steps"] += int(compiled)
+        return out
 
     def _after_decode(self, reqs: list[_Request], logits: torch.Tensor) -> None:
         constrained = [i for i, r in enumerate(reqs) if r.heal_left or r.banned]
@@ -1955,17 +1966,28 @@ class Engine:
             return
         r.finish_reason = reason
         r.t_end = time.perf_counter()
+        self._count_end(r, reason)
+        if reason in ("cancelled", "error") or r.slot is None:
+            self._flush_events(r)
+
+    def _count_end(self, r: _Request, reason: str) -> None:
+        """The totals of an ended request. One that never got a batch slot (cancelled while
+        queued, or queued at `stop()`) ran no token: it is counted as cancelled and as
+        `cancelled_queued`, never as finished or as prompt tokens processed — as the server
+        charges it nothing (`GenerationOutput.admitted`, `Job.usage`). Then, with the
+        engine idle, `requests` = `finished` + `cancelled_queued`."""
         t = self._totals
-        t["finished"] += 1
-        t["prompt_tokens"] += len(r.prompt_ids)
-        t["completion_tokens"] += len(r.out_ids)
-        t["reasoning_tokens"] += r.think.reasoning_tokens
         if reason == "error":
             t["errors"] += 1
         elif reason == "cancelled":
             t["cancelled"] += 1
-        if reason in ("cancelled", "error") or r.slot is None:
-            self._flush_events(r)
+        if not r.t_admit:
+            t["cancelled_queued"] += 1
+            return
+        t["finished"] += 1
+        t["prompt_tokens"] += len(r.prompt_ids)
+        t["completion_tokens"] += len(r.out_ids)
+        t["reasoning_tokens"] += r.think.reasoning_tokens
 
     def _fail(self, r: _Request, exc: BaseException) -> None:
         r.error = f"{type(exc).__name__}: {exc}"
