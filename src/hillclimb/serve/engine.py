@@ -208,6 +208,7 @@ class RequestHandle:
         self._output: GenerationOutput | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._cancel = threading.Event()
+        self._admitted = False  # set by the engine, under `_cv`, when it takes a batch slot
 
     # ---- producer side (engine) -------------------------------------------------------------
     def _push(self, ev: TokenEvent) -> None:
@@ -272,6 +273,16 @@ class RequestHandle:
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    def never_admitted(self) -> bool:
+        """After `cancel()`: True when the request never got a batch slot and never will (the
+        engine checks the cancel under the same lock as it admits), so no token of its prompt
+        was processed. Why: a server shutting down settles its queued requests without waiting
+        for their outputs, and charged each its whole prompt (session 24)."""
+        if not self.cancelled:
+            raise RuntimeError("never_admitted() is only decided after cancel()")
+        with self._cv:
+            return not self._admitted
 
     def done(self) -> bool:
         return self._done
@@ -1096,13 +1107,22 @@ class Engine:
         followers: list[tuple[_Request, _Request, int]] = []  # (joiner, leader, n)
         # (request, source slot, n, kind, pinned entry to release after the copy)
         copies: list[tuple[_Request, int, int, str, PrefixEntry | None]] = []
+        dropped: list[_Request] = []  # cancelled since the step's sweep: never admitted
         with self._cv:
             while self._waiting:
                 r = self._waiting[0]
-                plan = self._plan_reuse(r, leaders) if pc is not None else None
-                slot = self._claim_slot(r, plan)
-                if slot is None:
-                    break
+                # under the handle's lock: a cancel either comes first (never admitted) or
+                # finds the request admitted (`RequestHandle.never_admitted`, billing)
+                with r.handle._cv:
+                    if r.handle.cancelled:
+                        self._waiting.popleft()
+                        dropped.append(r)
+                        continue
+                    plan = self._plan_reuse(r, leaders) if pc is not None else None
+                    slot = self._claim_slot(r, plan)
+                    if slot is None:
+                        break
+                    r.handle._admitted = True
                 self._waiting.popleft()
                 r.slot = slot
                 joiners.append(r)
@@ -1124,6 +1144,8 @@ class Engine:
                 else:
                     assert src.slot is not None
                     copies.append((r, src.slot, n, kind, None))
+        for r in dropped:
+            self._end(r, "cancelled")
         if not joiners:
             return joiners
         for r in joiners:

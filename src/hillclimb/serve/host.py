@@ -412,6 +412,11 @@ class _RemoteHandle(RequestHandle):
             with contextlib.suppress(HillclimbError):
                 self._host.send(("cancel", self.request_id))
 
+    def never_admitted(self) -> bool:
+        """Unknown here (the engine process admits, and says so only in the final output):
+        taken as admitted, so a request settled without its output is charged as before."""
+        return False
+
 
 class RemoteEngine:
     """One model of an `EngineProcess`, with the part of `Engine`'s interface the server uses."""

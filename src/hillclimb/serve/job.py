@@ -275,11 +275,22 @@ class Job:
         them was processed, so, as for a request refused at submit, they are not charged."""
         skipped = 0
         for k in range(0, len(self.handles), self.n):
-            outs = [self.outputs.get(i) for i in range(k, min(k + self.n, len(self.handles)))]
-            if all(o is not None and not getattr(o, "admitted", True) for o in outs):
+            idx = range(k, min(k + self.n, len(self.handles)))
+            outs = [self.outputs.get(i) for i in idx]
+            if all(self._not_admitted(i, o) for i, o in zip(idx, outs, strict=True)):
                 # (its healed tokens are already off the count)
-                skipped += self.prompt_lens[k] - (getattr(outs[0], "healed_tokens", 0) or 0)
+                healed = next((o for o in outs if o is not None), None)
+                skipped += self.prompt_lens[k] - (getattr(healed, "healed_tokens", 0) or 0)
         return skipped
+
+    def _not_admitted(self, i: int, out: Any) -> bool:
+        """Choice `i` never got a batch slot: its output says so, or — settled without waiting
+        for it (a server shutting down) — its cancelled handle does."""
+        if out is not None:
+            return not getattr(out, "admitted", True)
+        h = self.handles[i]
+        never = getattr(h, "never_admitted", None)
+        return bool(h.cancelled and never is not None and never())
 
     def spec_summary(self) -> dict[str, Any] | None:
         specs = [o.spec for o in self.outputs.values() if getattr(o, "spec", None)]
