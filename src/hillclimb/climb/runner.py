@@ -62,7 +62,7 @@ FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STA
 # ---- stage bodies -------------------------------------------------------------------------------
 def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.data import pipeline
-    from hillclimb.data.cli import checkpoint_scorer
+    from hillclimb.data.cli import checkpoint_scorer, source_warnings
 
     cfg = c.recipe.data_config()
     seen = _fresh_sources(c, d)
@@ -74,7 +74,13 @@ def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
         progress=c.progress,
         ai_scorer=checkpoint_scorer(cfg.ai_content),
     )
-    return {"totals": card.get("totals", {}), "corpus": str(d / "corpus"), "sources": seen}
+    # what `data build` prints, said here too: a recipe source that lost every file (no
+    # license found, not UTF-8) left the climb training on the generators alone, silently
+    warnings = [*card.get("warnings", []), *source_warnings(card, d / "corpus")]
+    for w in warnings:
+        c.say(f"warning: {w}")
+    out = {"totals": card.get("totals", {}), "corpus": str(d / "corpus"), "sources": seen}
+    return {**out, "warnings": warnings} if warnings else out
 
 
 def _source_key(i: int, src: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +100,12 @@ def _config_from_args(args: argparse.Namespace) -> DataConfig:
 
     if args.recipe and args.source:
         raise HillclimbError("give --recipe or --source, not both")
+    if args.license is not None and not args.source:
+        # a recipe's sources carry their own `license`; silently ignoring the flag would let a
+        # user believe their files were relabelled
+        raise HillclimbError(
+            '--license applies to --source paths; in a recipe, set `license = "..."` on the source'
+        )
     if args.recipe:
         cfg = load_data_config(args.recipe)
     elif args.source:
@@ -110,7 +117,10 @@ def _config_from_args(args: argparse.Namespace) -> DataConfig:
                 raise HillclimbError(f"--source {p}: no such file or directory")
             name = Path(p).name or f"source{i}"
             name = name if name not in {s.name for s in sources} else f"{name}{i}"
-            sources.append(SourceConfig(kind=detect_kind(p), name=name, path=p))
+            sources.append(
+                SourceConfig(kind=detect_kind(p), name=name, path=p, license=args.license)
+            )
+        _refuse_all_empty(args.source)
         cfg = DataConfig(sources=sources)
     else:
         raise HillclimbError("data build needs --recipe R or at least one --source PATH")
@@ -144,15 +154,105 @@ def _build(args: argparse.Namespace) -> int:
     if not card["totals"]["documents"]:
         # a corpus of nothing is a failed build, not a success (a `--source` tree without any
         # license evidence loses every file to the license filter)
-        print(
-            "hillclimb: error: data build kept no document (the filters above say why). Files "
-            "whose license is unknown are dropped: give the source a LICENSE/COPYING file, "
-            "package metadata or SPDX headers, or use a recipe whose source declares "
-            '`license = "..."` (docs/areas/data.md)',
-            file=sys.stderr,
-        )
+        print(f"hillclimb: error: {empty_corpus_message(card)}", file=sys.stderr)
         return 1
     return 0
+
+
+LICENSE_HINT = (
+    "files whose license is unknown are dropped: give the source a LICENSE/COPYING file, "
+    "package metadata or SPDX headers, pass --license SPDX with --source (the license your "
+    'files are under), or use a recipe whose source declares `license = "..."` '
+    "(docs/areas/data.md)"
+)
+
+
+def _is_empty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False  # a file, or unlistable: the build says so (an `unreadable` skip)
+
+
+def _refuse_all_empty(paths: list[str]) -> None:
+    """Refuse `--source` directories that hold nothing at all, before the build starts. Why:
+    the build would first spend seconds on the decontamination probes and then fail with
+    "kept no document", which reads like a filter problem rather than a wrong path. One empty
+    directory beside others is built and warned about (`source_warnings`)."""
+    if paths and all(_is_empty_dir(p) for p in paths):
+        raise HillclimbError(
+            f"--source {' '.join(paths)}: the director{'y is' if len(paths) == 1 else 'ies are'} "
+            "empty (no file to build from)"
+        )
+
+
+def _license_unknown(card: dict) -> int:
+    """Documents the license filter dropped because no license could be told."""
+    for f in card.get("filters", []):
+        if f.get("name") == "license":
+            return int(f.get("reasons", {}).get("unknown", 0))
+    return 0
+
+
+def empty_corpus_message(card: dict) -> str:
+    """Why a build kept nothing, in the user's terms. Why: the old message always blamed
+    licenses, which sent the user of an empty directory or an all-Latin-1 tree looking for a
+    LICENSE file that would not have helped."""
+    ingest = next((f for f in card.get("filters", []) if f.get("name") == "ingest"), {})
+    read = int(ingest.get("stats", {}).get("documents_read", 0) or 0)
+    head = "data build kept no document"
+    if not read:
+        skipped = ", ".join(f"{r} {n}" for r, n in ingest.get("reasons", {}).items())
+        why = f" (skipped: {skipped})" if skipped else ""
+        return (
+            f"{head}: no file of the sources could be read as a document{why}; check the "
+            "paths, and that the files are UTF-8 text of a known type (docs/areas/data.md)"
+        )
+    if _license_unknown(card):
+        return f"{head} (the filters above say why); {LICENSE_HINT}"
+    return f"{head} (the filters above say why; rejects/ holds each dropped file and its reason)"
+
+
+def source_warnings(card: dict, out: str | Path) -> list[str]:
+    """A warning per configured source that kept no document while others kept some, with
+    the reasons its files were dropped (counted from `rejects/`). Why: the build succeeds on
+    the other sources (the generators, say), so a user's own tree lost to the license filter
+    was only visible as a 0 row in the card, and the models trained without it."""
+    if not card.get("totals", {}).get("documents"):
+        return []  # the whole build failed: empty_corpus_message says it once
+    empty = [n for n, v in card.get("by_source", {}).items() if not v.get("documents")]
+    if not empty:
+        return []
+    reasons = _reject_reasons(Path(out) / "rejects", set(empty))
+    msgs = []
+    for name in empty:
+        counts = reasons.get(name, {})
+        top = ", ".join(f"{f}:{r} {n}" for (f, r), n in sorted(counts.items(), key=lambda x: -x[1]))
+        why = f": {top}" if top else ": it yielded no file"
+        hint = f"; {LICENSE_HINT}" if counts.get(("license", "unknown")) else ""
+        msgs.append(f"source {name!r} kept no document{why}{hint}")
+    return msgs
+
+
+def _reject_reasons(rejects: Path, names: set[str]) -> dict[str, dict[tuple[str, str], int]]:
+    """(filter, reason) counts per source, for the sources in `names`, from the rejects files."""
+    import gzip
+
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for path in sorted(rejects.glob("*.jsonl.gz")):
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                for line in fh:
+                    rec = json.loads(line)
+                    src = rec.get("source")
+                    if src in names:
+                        key = (str(rec.get("filter")), str(rec.get("reason")))
+                        per = out.setdefault(src, {})
+                        per[key] = per.get(key, 0) + 1
+        except (OSError, ValueError):
+            continue  # a damaged rejects file only costs the warning its reasons
+    return out
 
 
 def _summary(card: dict, out: str) -> None:
@@ -174,7 +274,7 @@ def _summary(card: dict, out: str) -> None:
             print(f"  {f['name']:<11} dropped {f['dropped']:>7,}  ({top})")
         elif f.get("stats"):
             print(f"  {f['name']:<11} {', '.join(f'{k} {v}' for k, v in f['stats'].items())}")
-    for w in card.get("warnings", []):
+    for w in [*card.get("warnings", []), *source_warnings(card, out)]:
         print(f"  warning: {w}")
     print(f"  see {Path(out) / 'DATA_CARD.md'}")
 
@@ -228,6 +328,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         metavar="PATH",
         help="local path (dir, git clone, .jsonl[.gz], .parquet); repeatable; default filters",
+    )
+    b.add_argument(
+        "--license",
+        metavar="SPDX",
+        help="with --source: the license to assume where a file's own cannot be told "
+        "(e.g. MIT for your own code; GPL-family and unknown licenses are still dropped)",
     )
     b.add_argument("--out", required=True, metavar="DIR")
     b.add_argument("--tokenizer", metavar="DIR", help="also write tokenized shards to DIR/shards")

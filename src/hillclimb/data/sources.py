@@ -132,6 +132,21 @@ def _open_zip(path: str) -> zipfile.ZipFile:
     return zipfile.ZipFile(path)
 
 
+def _too_large(cap: int) -> LoadError:
+    """The skip for a file or record over the cap, naming the cap. Why: a user's dropped file
+    said only `too_large`, not which setting to raise (`max_file_bytes` of the source)."""
+    return LoadError("too_large", f"over max_file_bytes = {cap:,} bytes")
+
+
+def _not_utf8_detail(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where the first undecodable byte is, and what to do. Why: a user's Latin-1 or cp1252
+    files were `non_utf8` with nothing to find the byte by or say the fix."""
+    return (
+        f"byte 0x{data[exc.start]:02x} at offset {exc.start:,} is not UTF-8 "
+        "(re-encode the file, e.g. `iconv -f latin1 -t utf-8`)"
+    )
+
+
 def load_item(item: Item) -> Document:
     """Read and decode an item into a Document, or raise LoadError(reason)."""
     if item.skip:
@@ -143,7 +158,7 @@ def load_item(item: Item) -> Document:
             4 * len(text) > item.max_bytes
             and len(text.encode("utf-8", "surrogatepass")) > item.max_bytes
         ):
-            raise LoadError("too_large")
+            raise _too_large(item.max_bytes)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -159,14 +174,14 @@ def load_item(item: Item) -> Document:
                 zf = _open_zip(item.zip_file)
                 info = zf.getinfo(item.meta["member"])
                 if info.file_size > item.max_bytes:
-                    raise LoadError("too_large")
+                    raise _too_large(item.max_bytes)
                 data = zf.read(info)
             else:
                 assert item.file is not None
                 with open(item.file, "rb") as f:
                     data = f.read(item.max_bytes + 1)
                 if len(data) > item.max_bytes:
-                    raise LoadError("too_large")
+                    raise _too_large(item.max_bytes)
         except LoadError:
             raise
         except (OSError, KeyError, zipfile.BadZipFile):
@@ -178,8 +193,8 @@ def load_item(item: Item) -> Document:
             raise LoadError("binary")
         try:
             text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise LoadError("non_utf8") from None
+        except UnicodeDecodeError as exc:
+            raise LoadError("non_utf8", _not_utf8_detail(data, exc)) from None
         if text.startswith("\ufeff"):
             text = text[1:]
     if not text.strip():
@@ -499,7 +514,8 @@ def tree_items(
             skips.append(Item(**base, skip="not_a_regular_file"))
             continue
         if st.st_size > cfg.max_file_bytes:
-            skips.append(Item(**base, skip="too_large"))
+            big = _too_large(cfg.max_file_bytes)
+            skips.append(Item(**base, skip=big.reason, detail=big.detail))
             continue
         candidates.append(Item(**base, file=str(f), language=lang))
         resolvers.append(lic)
