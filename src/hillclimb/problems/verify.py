@@ -16,7 +16,14 @@ Conventions (one for the whole project, so SFT data, evaluation and RL rewards a
   is 6"), a next line holding only another candidate, and, without a statement, a last number
   offered as an alternative to the one before it ("5 or 6"). "The answer is not 6" is no answer;
   a dash in a sign's place ("–5", "is - 5") is a minus; an expression is its value after "="
-  ("3 + 5 = 8" is 8) or, left unevaluated ("3 + 5"), no answer.
+  ("3 + 5 = 8" is 8; "6 times 7 = 42" is 42) or, left unevaluated ("3 + 5"), no answer. Also
+  hedges (session 24): two different bare values joined by "=", "≈", ":", a sentence end or a
+  dash ("5 = 6", "5 — 6", "5. 6."; "12 = 3 × 4" and "48/77 ≈ 0.62" explain one), two choices
+  joined by an operator ("True + False"), an alternative word anywhere in a short gap ("5 or
+  so, maybe 6", "5. It could also be 6", "5, though 6 is also possible"), a list of candidates
+  under "The answer is:", and "the answer is also 6" after another statement. Look-alike
+  letters (Cyrillic, Greek, full-width, mathematical, modifier) and lone superscript digits
+  read as the ASCII they look like. Comparisons ("7 > 2") and denials ("5, not 6") are not.
 - code problems: the content is one ```python fenced block; `extract_answer` takes the last fenced
   block (an unclosed final fence counts up to the end), or the whole completion if there is none.
 
@@ -105,6 +112,7 @@ import site
 import sys
 import sysconfig
 import tempfile
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -182,8 +190,9 @@ def _reduced(token: str, value: Fraction) -> bool:
 
 # an arithmetic operator and a number, repeated: the rest of an expression ("+ 5", "× 5 + 1",
 # `\times 5`); "-" and "/" are not here (a range is a hedge, "3 / 4" one fraction)
+# (in words too: "6 times 7" read as 6 and "6 times 7 = 42" failed for 42 until session 24)
 _EXPR_REST_RE = re.compile(
-    r"(?:\s*(?:[+*\u00d7\u00b7\u22c5\u00f7xX]|\\times|\\cdot|\\div)\s*\(?\s*"
+    r"(?:\s*(?:[+*\u00d7\u00b7\u22c5\u00f7xX]|\\times|\\cdot|\\div|\b(?:plus|times|multiplied by|divided by)\b)\s*\(?\s*"
     + _NUM_TOKEN
     + r"\s*\)?)+"
 )
@@ -255,14 +264,28 @@ def answer_is_hedged(p: Problem, completion: str) -> bool:
 # (and "5 ou 6", "5 oder 6", "5 или 6", "5 或 6", "5 if not 6", "5 unless it is 6", "5 but maybe
 # 6", "5 and also 6", "5..6", "5…6", `$5 \lor 6$`, `$5 \quad 6$`, "5，6", "5、6": each passed for 5
 # until session 23)
-_OR_WORDS = r"or|ou|o|oder|lub|eller|veya|\u0438\u043b\u0438|\u6216\u8005?"  # or, in 9 languages
-_ALTERNATIVE = r"(?:" + _OR_WORDS + r"|maybe|perhaps|possibly|alternatively|otherwise|else)\b"
+# (and "5 u 6", "5 либо 6", "5 oppure 6", "5 または 6" and more, "5 through 6", "5. It could also
+# be 6.": each passed for 5 until session 24)
+_OR_WORDS = (
+    r"or|ou|o|u|oder|lub|eller|veya|vagy|oppure|ho\u1eb7c|\u0438\u043b\u0438|\u043b\u0438\u0431\u043e|"
+    r"\u0430\u0431\u043e|\u03ae|\u0623\u0648|\u05d0\u05d5|\u092f\u093e|\u307e\u305f\u306f|"
+    r"\u3082\u3057\u304f\u306f|\ub610\ub294|\u8fd8\u662f|\u6216\u8005?"
+)  # or, in 20 languages
+# "it could also be 6", "might be 6": another answer offered
+_COULD_BE = r"(?:(?:it|this|that)\s+)?(?:could|might|may)\s+(?:also\s+|even\s+)?be"
+_ALTERNATIVE = (
+    r"(?:"
+    + _OR_WORDS
+    + r"|maybe|perhaps|possibly|alternatively|otherwise|else|"
+    + _COULD_BE
+    + r")\b"
+)
 _HEDGE_GAP = re.compile(r"\u2014|\s*(?:(?:[,;/|&~\u2013\u2212\u2228\u00b1-]|\+/-|\.{2,})\s*"
                         r"|[.!?\u2014]\s*(?=" + _ALTERNATIVE + r"))?"
                         r"(?:[(\[]\s*(?=" + _ALTERNATIVE + r"))?"
-                        r"(?:(?:and/or|and also|if not|unless(?: it is| it's)?|" + _OR_WORDS + r"|and|to|vs\.?|versus)"
-                        r"(?:\b|(?<=\.))\s*)?"
-                        r"(?:(?:but\s+)?(?:maybe|perhaps|possibly|alternatively|otherwise|else)\b\s*)?",
+                        r"(?:(?:and/or|and also|if not|unless(?: it is| it's)?|" + _OR_WORDS + r"|and|to|up to|through|thru|till|until|vs\.?|versus)"
+                        r"(?:\b|(?<=\.)|(?<=[^\x00-\x7f]))\s*)?"
+                        r"(?:(?:but\s+)?(?:maybe|perhaps|possibly|alternatively|otherwise|else|" + _COULD_BE + r")\b\s*)?",
                         re.IGNORECASE)  # fmt: skip
 # a bare other candidate in brackets: "5 (6)", "True (False)" ("12 (3 × 4)" is an explanation)
 _BRACKET_OPEN = re.compile(r"\s*[(\[]\s*")
@@ -299,7 +322,12 @@ def _candidates(p: Problem, text: str) -> list[tuple[int, int, str | None]]:
     choices = [str(c) for c in p.meta.get("choices") or []] or [p.answer]
     pat = "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True))
     return [(m.start(), m.end(), m.group(0).casefold()) for m in
-            re.finditer(rf"(?<![\w'])(?:{pat})(?![\w'])", text, re.IGNORECASE)]  # fmt: skip
+            re.finditer(rf"(?<!{_JOINED})(?:{pat})(?!{_JOINED})", text, re.IGNORECASE)]  # fmt: skip
+
+
+# a character that makes a word longer: a letter, digit or apostrophe, but not a CJK, kana or
+# hangul one (no spaces between words there: "True或者False" hid both choices until session 24)
+_JOINED = "(?:[^\\W\u2e80-\u9fff\uac00-\ud7af]|')"
 
 
 # Symbols that may stand between an answer and an explanation of it ("12 (3 × 4)", "12 = 3 × 4",
@@ -322,9 +350,105 @@ def _symbols_only(gap: str) -> bool:
 _PLUS_MINUS_RE = re.compile(r"\s*(?:\u00b1|\+/-)\s*")
 
 
-def _hedged_tail(p: Problem, tail: str) -> bool:
+# An alternative word anywhere in a short gap offers the next candidate: "5 or so, maybe 6",
+# "5, or possibly even 6" passed for 5 until session 24 (unless the gap denies it: "5, not 6")
+# ("5 (alternative: 6)", "5. Also possible: 6", "5 with 70% probability, 6 with 30%")
+# ("could be" only right before the other: "5; it could be checked by 2 + 3 = 5" explains 5;
+# not the one-letter "o" and "u", which name variables: "12, with u = 3")
+_OFFER_WORD_RE = re.compile(
+    r"(?:\b|(?<=[^\x00-\x7f]))(?:(?:"
+    + _OR_WORDS.replace("|o|u|", "|")
+    + r"|maybe|perhaps|possibly|otherwise|"
+    r"either|alternat\w*|alt|possibilit\w*|also possible|probability)\b|"
+    + _COULD_BE
+    + r"(?=[\s:*_`$\"']*$))",
+    re.IGNORECASE,
+)
+# after the other candidate: "5, though 6 is also possible" passed for 5 until session 24
+_POSSIBLE_AFTER_RE = re.compile(
+    r"[^.;\n]{0,20}?\b(?:possible|plausible|likely|also (?:works|valid|correct|right))\b",
+    re.IGNORECASE,
+)
+_DENIAL_RE = re.compile(
+    r"n't\b|\b(?:not|never|no|neither|nor|rather than|instead of)\b", re.IGNORECASE
+)
+_OFFER_GAP_MAX = 60
+# Symbols that join two values into one claim ("5 = 6", "5 — 6", "5: 6", "5. 6!", "True + False",
+# "True × False"): with a bare value after them (nothing but punctuation follows) the two are two
+# answers, where "12 = 3 × 4", "35 — 5 × 7" or "8 = 3 + 5" explain one. "5 = 6", "5 — 6", "5: 6",
+# "5. 6.", "5? 6?" passed for 5 and "True + False", "True × False" for True until session 24.
+# (Between numbers an arithmetic operator makes an expression: "12 (3 × 4)" explains 12.)
+# (not "≡": "9^15 ≡ 9" is a congruence; not across lines: "5 > 4.\n5" is reasoning, then 5)
+_JOINING_SYMBOLS = frozenset("=\u2248:.!?\u2014\u2013")
+_ARITHMETIC_SYMBOLS = frozenset("+\u00d7\u00b7\u22c5*\u00f7")
+# what may stand before a value that is part of an expression or relation, not an answer:
+# "3 + 5 = 8" (5 is an operand), "sum ≡ 0: 116" (0 is a label's)
+# ("x = 5 — 6" is still two answers: an "=" makes an operand only after a number)
+_AFTER_RELATION_RE = re.compile(
+    r"(?:[\d)]\s*(?:[-+*/^=\u00d7\u00b7\u22c5\u00f7\u2212\u2248]|\\times|\\cdot|\\div|"
+    r"(?:plus|minus|times|multiplied by|divided by)\b)"
+    r"|[<>\u2260\u2261\u2264\u2265])\s*\(?\s*\$?$"
+)
+# what may follow a bare answer: closing markup, then punctuation or the end
+# (an "=" chain of values counts as bare: "5 = 6 = 5" passed for 5)
+_BARE_AFTER_RE = re.compile(r"(?:\s*=\s*" + _NUM_TOKEN + r")*[\s*_`$\"'}\\]*(?:[.,;!?)\]]|$)")
+
+
+def _joined_values(
+    p: Problem, tail: str, a_start: int, gap: str, b_end: int, a: str | None, b: str | None
+) -> bool:
+    """Whether a gap of symbols joins two different bare values into two answers (see
+    `_JOINING_SYMBOLS`); a decimal written after a value it rounds ("48/77 ≈ 0.62",
+    "1/3 = 0.333...") is that value shown another way."""
+    if (
+        a is None
+        or b is None
+        or not gap.strip()
+        or "\n" in gap
+        or not all(not c.isalnum() for c in gap)
+    ):
+        return False  # (a value that is no number, "42/7", is an expression's start)
+    joining = _JOINING_SYMBOLS
+    if parse_number(p.answer) is None:
+        joining = joining | _ARITHMETIC_SYMBOLS
+    if not any(c in joining for c in gap):
+        return False
+    if not _BARE_AFTER_RE.match(tail, b_end) or _AFTER_RELATION_RE.search(tail[:a_start]):
+        return False
+    return not _rounds_to(a, b, tail[:b_end])
+
+
+def _rounds_to(a: str, b: str, upto: str) -> bool:
+    """Whether `b` (the last number in `upto`) is a decimal rounding or truncation of `a`."""
+    x, y = parse_number(a), parse_number(b)
+    m = list(_NUM_RE.finditer(upto))
+    if x is None or y is None or not m or "." not in m[-1].group(0):
+        return False
+    decimals = re.match(r"\d*", m[-1].group(0).split(".", 1)[1])
+    places = len(decimals.group(0)) if decimals else 0
+    return abs(x - y) < Fraction(1, 10**places)
+
+
+def _offers_other(gap: str) -> bool:
+    """A short gap holding an alternative word and no denial: "5 or so, maybe 6"."""
+    return (
+        len(gap) <= _OFFER_GAP_MAX
+        and "\n" not in gap
+        and bool(_OFFER_WORD_RE.search(gap))
+        and not _DENIAL_RE.search(gap)
+    )
+
+
+def _hedged_tail(p: Problem, tail: str, joins: bool = True, first: int = 0) -> bool:
+    """Whether a tail offers two different candidates; `joins`: also two bare values joined by a
+    symbol (`_joined_values`) or a longer gap holding an alternative word (`_offers_other`).
+    Not across a removed "the answer is", where "No — the answer is yes" and "4. Hmm, maybe I
+    slipped. The answer is 5" are corrections. Only pairs from offset `first` on are judged
+    (what comes before is context: in "3 + 5 = 8" the 5 is an operand)."""
     spans = _candidates(p, tail)
-    for (_, end, a), (start, b_end, b) in zip(spans, spans[1:], strict=False):
+    for (a_start, end, a), (start, b_end, b) in zip(spans, spans[1:], strict=False):
+        if a_start < first:
+            continue
         gap = tail[end:start]
         if tail[:end].endswith(","):
             gap = "," + gap
@@ -335,10 +459,28 @@ def _hedged_tail(p: Problem, tail: str) -> bool:
             continue
         if _HEDGE_GAP.fullmatch(gap) or _symbols_only(gap):
             return True
-        after = _gap_text(tail[b_end : b_end + 8])
-        if _BRACKET_OPEN.fullmatch(gap) and _BRACKET_CLOSE.match(after):
+        if parse_number(p.answer) is None and _WORD_OPERATOR_RE.fullmatch(gap):
+            return True
+        if joins and (_offers_other(gap) or _joined_values(p, tail, a_start, gap, b_end, a, b)):
+            return True
+        possible = _POSSIBLE_AFTER_RE.match(tail, b_end) if joins else None
+        if possible and not _DENIAL_RE.search(gap + possible.group(0)):
+            return True
+        after = _gap_text(tail[b_end : b_end + 16])
+        if _BRACKET_OPEN.fullmatch(gap) and (
+            _BRACKET_CLOSE.match(after) or _BRACKET_IF_RE.match(after)
+        ):
             return True
     return False
+
+
+# two words joined by an arithmetic word: "True plus False" passed for True until session 24
+# (between numbers it is an expression: `_EXPR_REST_RE`)
+_WORD_OPERATOR_RE = re.compile(
+    r"\s*(?:plus|minus|times|multiplied by|divided by|over)\s*", re.IGNORECASE
+)
+# a bracketed other candidate under a condition: "5 (6 if rounded)" passed for 5 until session 24
+_BRACKET_IF_RE = re.compile(r"\s+(?:if|when|unless|otherwise)\b", re.IGNORECASE)
 
 
 # TeX fractions as written by models taught on competition maths: `\frac{7}{12}`, `\dfrac{-1}{6}`
@@ -389,10 +531,59 @@ _SPACED_SIGN_RE = re.compile(
 )
 
 
+# Letters that look like Latin ones (Cyrillic, Greek) and the full-width and mathematical
+# alphabets: "True or Fаlse" (a Cyrillic "а") or "yes or ｎｏ" passed for the first, the second
+# answer being no candidate the checker could see (session 24). Only words of Latin look-alikes
+# (and Latin letters) are read as Latin: "или" and "либо" stay Russian.
+_LOOKALIKES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0455\u0458\u04cf\u0410\u0412\u0415"
+    "\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0406\u0405\u0408\u03bf\u03bd\u0391"
+    "\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
+    "aeopcyxisjlABEKMHOPCTXISJovABEZHIKMNOPTYX",
+)
+_LOOKALIKE_CHARS = frozenset(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0455\u0458\u04cf\u0410\u0412\u0415"
+    "\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0406\u0405\u0408\u03bf\u03bd\u0391"
+    "\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"
+)
+_LETTERS_RE = re.compile(r"[^\W\d_]+")
+# full-width forms and the mathematical alphabets (bold, italic, double-struck ... letters)
+# (and modifier letters, "5 ᵒʳ 6")
+_COMPAT_RE = re.compile(
+    "[\u02b0-\u02b8\u1d2c-\u1d6a\u2071\u207f\u2090-\u209c\uff01-\uff5e\U0001d400-\U0001d7ff]+"
+)
+# Superscript digits standing alone (not a power after a number, a letter or a bracket): "5 or ⁶"
+# passed for 5, the "⁶" no number at all (session 24)
+_LONE_SUPERSCRIPT_RE = re.compile(
+    "(?<![\\w)\\]}" + SUPERSCRIPT_DIGITS + "])[\u207a\u207b]?[" + SUPERSCRIPT_DIGITS[2:] + "]+"
+)
+_SUPERSCRIPT_PLAIN = str.maketrans(SUPERSCRIPT_DIGITS, "+-0123456789")
+# "5 plus or minus 1" is "5 ± 1", a range (it read as 5 and "or -1", no hedge: session 24)
+_PLUS_MINUS_WORDS_RE = re.compile(r"\bplus\s*(?:or|/)\s*minus\b", re.IGNORECASE)
+
+
+def _latin_word(m: re.Match[str]) -> str:
+    """A word of Latin letters and Latin look-alikes, in Latin letters; any other word as is."""
+    word = m.group(0)
+    if any(c in _LOOKALIKE_CHARS for c in word) and all(
+        c.isascii() or c in _LOOKALIKE_CHARS for c in word
+    ):
+        return word.translate(_LOOKALIKES)
+    return word
+
+
+def _plain_letters(text: str) -> str:
+    """Look-alike, full-width and mathematical letters and digits as the ASCII a reader sees."""
+    text = _COMPAT_RE.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), text)
+    text = _LONE_SUPERSCRIPT_RE.sub(lambda m: m.group(0).translate(_SUPERSCRIPT_PLAIN), text)
+    return _LETTERS_RE.sub(_latin_word, text)
+
+
 def _clean(text: str) -> str:
     """A reasoning completion's final content as a reader sees it."""
     text = _INVISIBLE_RE.sub("", text)
-    text = _after_think(text).translate(_SLASHES)
+    text = _plain_letters(_after_think(text)).translate(_SLASHES)
+    text = _PLUS_MINUS_WORDS_RE.sub("\u00b1", text)
     # HTML a model may emit: "5<br>6" is two lines, "5&nbsp;or&nbsp;6" a hedge (both passed for
     # 5 until session 23)
     text = html.unescape(_HTML_BREAK_RE.sub("\n", text))
@@ -414,15 +605,23 @@ def _offered_next(p: Problem, rest: str) -> str:
     """The line after the answer's when it starts with an alternative ("Or 6", "Maybe 6") or is
     nothing but another candidate ("The answer is 5\\n6" passed for 5 until session 23), as
     text to judge with the answer's line; else nothing."""
-    nxt = rest.lstrip().split("\n", 1)[0]
+    nxt = _LIST_MARKER_RE.sub("", rest.lstrip().split("\n", 1)[0], count=1)
     if _NEXT_OFFER_RE.match(nxt):
         return " " + nxt
     spans = _candidates(p, nxt)
     if len(spans) == 1:
         start, end, _ = spans[0]
         if _BARE_LINE_RE.fullmatch(nxt[:start] + nxt[end:]):
-            return " or " + nxt
+            return " or " + nxt[start:end]
+        # "Answer (alt): 6", "Another possibility: 6" (passed for 5 until session 24)
+        if _OFFER_WORD_RE.search(nxt[:start]) and not _DENIAL_RE.search(nxt[:start]):
+            return " or " + nxt[start:end]
     return ""
+
+
+# a list item's marker ("1. ", "2) ", "- ", "• "): a list of candidates under "The answer is:"
+# read its "1." as the answer and never its "2. 6" (session 24)
+_LIST_MARKER_RE = re.compile(r"^[ \t]*(?:\d{1,2}[.)]|[-*+\u2022])[ \t]+")
 
 
 def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
@@ -431,9 +630,13 @@ def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
     matches = list(_ANSWER_RE.finditer(text))
     if matches:  # the last answer statement wins (a model may correct itself)
         line, _, rest = text[matches[-1].end() :].partition("\n")
+        if "\n" in matches[-1].group(0):  # the answer on the next line: maybe a list's first item
+            line = _LIST_MARKER_RE.sub("", line, count=1)
         tail = line.strip().strip("*`\"'")
         if _NEGATED_RE.match(tail):  # "the answer is not 6": a denial, not an answer
             return None, False
+        if _added_answer(p, text, matches, tail):
+            return _normalise(p, tail), True
         got = _normalise(p, tail)
         hedged = (
             _hedged_tail(p, tail + _offered_next(p, rest))
@@ -450,12 +653,29 @@ def _extract(p: Problem, completion: str) -> tuple[str | None, bool]:
         if nums:
             # "I think 5 or 6" (no statement, no box) passed for 6 until session 23: the last
             # number is judged with the one before it, as a statement's tail is
-            pair = text[nums[-2].start() :] if len(nums) > 1 else ""
+            # (with what stands before it as context: in "3 + 5 = 8" the 5 is an operand)
+            first = nums[-2].start() if len(nums) > 1 else len(text)
+            context = max(0, first - 80)
             # an operand is no result: an echoed "Work out 0 + 2." passed for 2 (session 23)
             if _OPERAND_RE.search(text[max(0, nums[-1].start() - 80) : nums[-1].start()]):
                 return None, False
-            return _number(nums[-1].group(0)), _hedged_tail(p, pair)
+            hedged = _hedged_tail(p, text[context:], first=first - context)
+            return _number(nums[-1].group(0)), hedged
     return None, False
+
+
+# "The answer is 6. The answer is also 5." passed for 5 until session 24: an answer added to
+# the one before it
+_ALSO_RE = re.compile(r"(?:also|too|as well|additionally)\b", re.IGNORECASE)
+
+
+def _added_answer(p: Problem, text: str, matches: list[re.Match[str]], tail: str) -> bool:
+    """Whether the last statement adds another value to the one before it ("the answer is also
+    5"); the same value restated is no second answer."""
+    if len(matches) < 2 or not _ALSO_RE.match(tail):
+        return False
+    before = text[matches[-2].end() : matches[-1].start()].split("\n", 1)[0]
+    return _normalise(p, before.strip().strip("*`\"'")) != _normalise(p, tail)
 
 
 # a number and an operator right before a number: that number is an operand ("0 + 2", `3 \times`)
@@ -500,7 +720,7 @@ def _joined_to_previous(p: Problem, text: str, matches: list[re.Match[str]]) -> 
     if "\n" in gap and not _NEXT_OFFER_RE.match(gap.rsplit("\n", 1)[1]):
         return False
     line = text[matches[-1].end() :].split("\n", 1)[0]
-    return _hedged_tail(p, before[start:end] + gap + line)
+    return _hedged_tail(p, before[start:end] + gap + line, joins=False)
 
 
 def reference_answer(p: Problem) -> str:
