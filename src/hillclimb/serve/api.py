@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hillclimb.serve.sampling import DRAFTERS
 
@@ -77,16 +77,42 @@ def unsupported(param: str, why: str = "") -> APIError:
     )
 
 
+def _null_means_default(cls: type[BaseModel], data: Any) -> Any:
+    """Drop explicit nulls of fields that have a non-null default, so null means "the default".
+
+    Why: OpenAI's spec marks `n`, `stream`, `logprobs`, `echo`, ... as nullable, and the official
+    client sends `"n": null` for `n=None` (a wrapper passing its own defaults through); a 400
+    "Input should be a valid integer" for that was a refusal OpenAI never gives."""
+    if not isinstance(data, dict):
+        return data
+    nullable = {
+        name
+        for name, field in cls.model_fields.items()
+        if not field.is_required() and field.default is not None
+    }
+    return {k: v for k, v in data.items() if not (v is None and k in nullable)}
+
+
 class _Base(BaseModel):
     # strict: JSON types as OpenAI documents them (no `"max_tokens": true` read as 1, no
     # `"temperature": "0.5"` read as a number); ints are accepted where floats are expected
     model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        return _null_means_default(cls, data)
 
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     include_usage: bool = False
     continuous_usage_stats: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        return _null_means_default(cls, data)
 
 
 class _Sampling(_Base):
@@ -137,6 +163,13 @@ class ChatMessage(_Base):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
+    # Fields of an assistant message as the official client returns it: `message.model_dump()`
+    # of an answer carries them (null), and clients send that dict back as history. Checked in
+    # `_check_assistant_fields`: null / a refusal text are taken, anything else is refused.
+    refusal: str | None = None
+    audio: dict[str, Any] | None = None
+    function_call: dict[str, Any] | None = None
+    annotations: list[Any] | None = None
 
 
 class ChatCompletionRequest(_Sampling):
@@ -388,8 +421,11 @@ def _check_chat(req: ChatCompletionRequest) -> None:
                 f"messages[{i}].role",
                 "invalid_value",
             )
+        _check_assistant_fields(i, m)
         if isinstance(m.content, list):
             for j, part in enumerate(m.content):
+                if m.role == "assistant" and _is_refusal_part(part):
+                    continue
                 if part.get("type") != "text" or not isinstance(part.get("text"), str):
                     raise unsupported(
                         f"messages[{i}].content[{j}].type", "only text content parts are supported"
@@ -468,16 +504,53 @@ def _check_chat(req: ChatCompletionRequest) -> None:
         )
 
 
+_ASSISTANT_ONLY = ("refusal", "audio", "function_call", "annotations")
+
+
+def _is_refusal_part(part: dict[str, Any]) -> bool:
+    """An assistant content part `{"type": "refusal", "refusal": "..."}` (OpenAI allows it)."""
+    return part.get("type") == "refusal" and isinstance(part.get("refusal"), str)
+
+
+def _check_assistant_fields(i: int, m: ChatMessage) -> None:
+    """Take the response-only fields of an assistant message sent back as history, as OpenAI
+    does: `refusal` is what the assistant said (rendered as its text), `annotations` are
+    citations (no effect on generation); a real `audio` or `function_call` is refused by name
+    rather than dropped, since dropping it would change the history the model sees."""
+    for name in _ASSISTANT_ONLY:
+        if getattr(m, name) is not None and m.role != "assistant":
+            raise invalid(
+                f"Unrecognized field in messages[{i}]: {name} (only assistant messages carry it)",
+                f"messages[{i}].{name}",
+                "unknown_parameter",
+            )
+    if m.audio is not None:
+        raise unsupported(f"messages[{i}].audio", "text only")
+    if m.function_call is not None:
+        raise unsupported(f"messages[{i}].function_call", "use 'tool_calls'")
+
+
+def _message_text(m: ChatMessage) -> str:
+    """The text of a message for the template: parts joined; an assistant's refusal (a part, or
+    the `refusal` field when there is no content) is what it said, so it stays in the history."""
+    content = m.content
+    if isinstance(content, list):
+        content = "".join(
+            part["refusal"] if _is_refusal_part(part) else part["text"] for part in content
+        )
+    if not content and m.refusal:
+        content = m.refusal
+    return content or ""
+
+
 def message_dicts(req: ChatCompletionRequest) -> list[dict[str, Any]]:
     """Messages as plain dicts for the chat template (text parts joined, developer→system)."""
     out = []
     for m in req.messages:
-        content = m.content
-        if isinstance(content, list):
-            content = "".join(part["text"] for part in content)
+        content = _message_text(m)
         d: dict[str, Any] = {
             "role": "system" if m.role == "developer" else m.role,
-            "content": content or "",
+            "content": content,
         }
         if m.tool_calls:
             d["tool_calls"] = m.tool_calls

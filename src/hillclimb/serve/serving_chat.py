@@ -76,13 +76,23 @@ class ChatChoice:
     """Turns one choice's token events into reasoning / content / tool-call deltas."""
 
     def __init__(
-        self, index: int, parse_tools: bool, call_prefix: str, continues: str | None = None
+        self,
+        index: int,
+        parse_tools: bool,
+        call_prefix: str,
+        continues: str | None = None,
+        single_call: bool = False,
     ):
         """`continues`: the section ("reasoning" or "content") an assistant prefill ends in
         (`continue_final_message`): the client joins the answer to its prefix, so that section
-        keeps its whitespace ("Sure," + " it is" must not read "Sure,it is")."""
+        keeps its whitespace ("Sure," + " it is" must not read "Sure,it is").
+        `single_call`: `parallel_tool_calls: false` — OpenAI promises at most one tool call, so
+        the answer ends with the first well-formed call (what follows is cut, as text after a
+        stop sequence is; a client told "one call" would otherwise run several)."""
         self.index = index
         self.parse_tools = parse_tools
+        self.single_call = single_call
+        self.ended = False  # the answer ended at its single tool call
         self.call_prefix = call_prefix
         self.reasoning_ws = Whitespace(strip=continues != "reasoning")
         self.content_ws = Whitespace(strip=continues != "content")
@@ -108,7 +118,9 @@ class ChatChoice:
     def finish_reason(self, engine_reason: str | None) -> str:
         """OpenAI's finish reason: `tool_calls` when the answer ended in tool calls."""
         finish = openai_finish(engine_reason)
-        return "tool_calls" if self.tool_calls and finish == "stop" else finish
+        # an answer cut at its single call ended there, whatever the engine did after it
+        ended = self.ended and finish == "length"
+        return "tool_calls" if self.tool_calls and (finish == "stop" or ended) else finish
 
     def _emit_content(self, text: str) -> list[Delta]:
         out = self.content_ws.feed(text)
@@ -121,6 +133,8 @@ class ChatChoice:
         from hillclimb.tokenizer.toolcalls import parse_call_json
 
         deltas: list[Delta] = []
+        if self.ended:
+            return deltas
         self.buf += text
         while True:
             if self.in_call:
@@ -139,6 +153,9 @@ class ChatChoice:
                     }
                     self.tool_calls.append(tc)
                     deltas.append({"tool_calls": [{"index": i, **tc}]})
+                    if self.single_call:
+                        self.ended, self.buf = True, ""
+                        break
                 else:  # malformed: keep it visible as text rather than lose it
                     deltas += self._emit_content(f"{TOOL_CALL_START}{body}{TOOL_CALL_END}")
             else:
@@ -252,7 +269,11 @@ def _choices(job: Job, req: ChatCompletionRequest) -> list[ChatChoice]:
     parse_tools = bool(req.tools) and req.tool_choice != "none"
     prefix = f"call_{job.request_id[-8:]}"
     cont = continued_section(req)
-    return [ChatChoice(i, parse_tools, f"{prefix}_{i}", cont) for i in range(len(job.handles))]
+    single = req.parallel_tool_calls is False
+    return [
+        ChatChoice(i, parse_tools, f"{prefix}_{i}", cont, single_call=single)
+        for i in range(len(job.handles))
+    ]
 
 
 class ChatStream(ChoiceStream[Delta]):
