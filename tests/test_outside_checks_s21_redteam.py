@@ -141,12 +141,14 @@ def test_answers_after_a_closed_think_block_and_without_one_still_pass():
 
 
 # ---- harness grading: the code under test skipping or xfailing its tests ------------------------
+# (`pytest as _pt`, not `_pytest`: since session 24 a submission naming `_pytest`, pytest's
+# internals, is refused before any test runs; this test is about the reporter's defence)
 XFAIL_ALL = """
-import functools as _ft, pytest as _pytest
+import functools as _ft, pytest as _pt
 def _x(f):
     @_ft.wraps(f)
     def g(*a, **k):
-        _pytest.{call}("known issue")
+        _pt.{call}("known issue")
     return g
 for _n, _v in list(globals().items()):
     if callable(_v) and not _n.startswith("_") and getattr(_v, "__module__", None) == __name__:

@@ -46,12 +46,20 @@ deselecting tests (skipped is not passed, a missing test is failed); conftest.py
 / startup-hook tampering (refused before the run; conftest files pytest loaded at run time are
 checked against the trusted tree too); shadowing a stdlib or pytest module from the workspace
 before the plugin loads (`PYTHONSAFEPATH`, and the plugin refuses to sign if any workspace module
-was imported before it). Not defended: pytest runs the tests in its own interpreter, so code
-under test can reach the plugin in memory (its key, its hook functions) or monkeypatch pytest's
-report objects and forge through the real channel; node runs each test file in a child process
-whose event stream to the parent (node's own serialisation) the test code could imitate; code
-the test command runs *before* the runner could read the key file. These need deliberate,
-grader-specific exploit code rather than printed text; the sandbox bounds the blast radius (no
+was imported before it); package code the submission adds or changes that names pytest's
+internals (`_pytest`, `TestReport`, `pluggy`, `pluginmanager`, `gc.get_objects`), replaces the test API (`pytest.raises = ...`) or walks up to the calling
+test's frame (`sys._getframe`, `f_back`, `inspect.stack`) or defines an `__eq__`/`__ne__`
+that ignores the other operand (the "always equal" object); JavaScript code that loads
+`node:assert` / `node:test` or V8's stack hooks; any native module it adds (`runner_tampering`
+in protected.py: `patch_rejected`). Not defended: pytest runs the tests in
+its own interpreter, so code under test that builds those names at run time (or reads the test
+files from disk) can still reach the plugin in memory (its key, its hook functions), monkeypatch
+pytest's report objects and forge through the real channel, or copy the expected values; an
+equality that only pretends to look at the other operand still passes `assert f(x) == y`
+(session 24: such disguised forms still resolve); node runs each test file in a
+child process whose event stream to the parent (node's own serialisation) the test code could
+imitate; code the test command runs *before* the runner could read the key file. These need
+deliberate exploit code rather than printed text; the sandbox bounds the blast radius (no
 network, only the throw-away workspace writable), and trajectories keep the patch for audit. A
 second, out-of-process check would be the next step if such exploits show up in RL.
 """
@@ -68,7 +76,12 @@ from pathlib import Path
 from typing import Any
 
 from hillclimb.harness.patching import apply_patch, copy_tree
-from hillclimb.harness.protected import conftest_digests, infrastructure_changes, trusted_files
+from hillclimb.harness.protected import (
+    conftest_digests,
+    infrastructure_changes,
+    runner_tampering,
+    trusted_files,
+)
 from hillclimb.harness.results_channel import TrustedReport, open_channel
 from hillclimb.harness.structural import run_check
 from hillclimb.harness.task import Task
@@ -274,6 +287,17 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
                     task.id, task.kind, False, "patch_rejected", checks=checks, answer=answer,
                     message="the submission changes test infrastructure, which is not allowed: "
                     + ", ".join(changed[:10]),
+                )  # fmt: skip
+            test_dirs = [p.as_posix() for p in _test_dirs(task)]
+            reaching = runner_tampering(
+                task.repo, task.hidden_tests, task.hidden_tests_dest, ws, test_dirs
+            )
+            if reaching:
+                return GradeResult(
+                    task.id, task.kind, False, "patch_rejected", checks=checks, answer=answer,
+                    message="the submission's code tampers with the test run (it names the test "
+                    "runner's internals, replaces the test API, reads the calling test's frames "
+                    "or fakes equality), which is not allowed: " + ", ".join(reaching[:10]),
                 )  # fmt: skip
             _install_hidden_tests(task, ws, reset=True)
             conftests = conftest_digests(ws)

@@ -21,9 +21,12 @@ grader checks those against the trusted tree too (`untrusted_conftests`).
 
 from __future__ import annotations
 
+import ast
 import configparser
+import filecmp
 import hashlib
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -133,6 +136,140 @@ def infrastructure_changes(
                 continue
             problems.append(f"{rel} (deleted)")
     return problems
+
+
+# What code under test has no business naming. A package that does may be rewriting the run from
+# inside it (session 24, each resolved a task with the bug still in place):
+# - pytest's internals, pluggy, plugin registration: three lines in `__init__.py` patching
+#   `_pytest.reports.TestReport.from_item_and_call` made every test "passed", through the
+#   grader's own signed channel;
+# - the public test API replaced (`pytest.raises = ...`, `unittest.TestCase.assertEqual = ...`);
+# - the caller's frames (`sys._getframe(1)`, `f_back`, `inspect.stack()`, `extract_stack`):
+#   a function that reads the asserting line of the test calling it and returns the expected
+#   value;
+# - the garbage collector's object walks (how one finds pytest's classes without naming them).
+# (No entry for hook names or the grader's channel: a hook only runs once registered, which
+# takes the plugin manager or a conftest.py, checked when pytest loads it; records are signed
+# with a key claimed before any of this code runs, so forged lines are rejected anyway.)
+RUNNER_INTERNALS = re.compile(
+    rb"_pytest|pluggy|pluginmanager|TestReport|CallInfo|from_item_and_call"
+    rb"|\b(?:pytest|unittest|TestCase)(?:\s*\.\s*\w+)+\s*=(?!=)"
+    rb"|setattr\(\s*(?:pytest|unittest|TestCase)\b|sys\.modules\s*\[\s*[\"'](?:pytest|unittest)"
+    rb"|_getframe|\bf_back\b|\btb_frame\b|currentframe|getouterframes|inspect\.stack"
+    rb"|inspect\.trace|extract_stack|walk_stack|format_stack|settrace|setprofile"
+    rb"|gc\.get_(?:objects|referrers|referents)"
+)
+# The same for JavaScript code under test: node's assertion and test modules (a module that
+# loaded `node:assert/strict` and emptied its `equal` made every test of a generated JS task
+# pass, session 24) and V8's stack hooks (how a function finds the test calling it).
+JS_RUNNER_INTERNALS = re.compile(
+    rb"(?:\b(?:require|import)\s*\(\s*|\b(?:from|import)\s*)"
+    rb"[\"'](?:node:)?(?:assert(?:/strict)?|test)[\"']|prepareStackTrace|captureStackTrace"
+    rb"|\bError\(\s*\)\s*\.\s*stack\b"
+)
+JS_SUFFIXES = (".js", ".mjs", ".cjs", ".ts", ".mts", ".cts")
+SOURCE_SUFFIXES = (".py", ".pyw", ".pyi")
+NATIVE_SUFFIXES = (".so", ".pyd")
+MAX_SCAN_BYTES = 8 << 20  # larger sources are refused, not read: no honest fix needs one
+
+
+def _internals(data: bytes, pattern: re.Pattern[bytes] = RUNNER_INTERNALS) -> dict[bytes, int]:
+    """How often each runner-internal name (`pattern`) occurs in `data`."""
+    out: dict[bytes, int] = {}
+    for m in pattern.finditer(data):
+        out[m.group(0)] = out.get(m.group(0), 0) + 1
+    return out
+
+
+EQUALITY_DUNDERS = frozenset({"__eq__", "__ne__"})
+
+
+def _ignores_other(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> bool:
+    """Whether an `__eq__`/`__ne__` never looks at what it is compared with (its second
+    argument, or its `*args`): its answer is fixed, so `assert f(x) == y` passes whatever `y`
+    is (the "always equal" object). No honest equality ignores the other operand."""
+    args = fn.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args)][1:2]
+    if args.vararg is not None:
+        names.append(args.vararg.arg)
+    body = fn.body if isinstance(fn.body, list) else [fn.body]
+    used = {n.id for part in body for n in ast.walk(part) if isinstance(n, ast.Name)}
+    return not names or not (set(names) & used)
+
+
+def _fixed_equalities(data: bytes) -> int:
+    """How many `__eq__` / `__ne__` definitions in `data` ignore the other operand."""
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return 0  # not importable as it is: the tests will tell
+    count = 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            count += node.name in EQUALITY_DUNDERS and _ignores_other(node)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+            named = any(isinstance(t, ast.Name) and t.id in EQUALITY_DUNDERS for t in node.targets)
+            count += named and _ignores_other(node.value)
+    return count
+
+
+def _runner_problem(rel: str, new: Path, old: Path | None) -> str | None:
+    """Why the submitted file `new` (trusted version `old`, None if it is new) is refused."""
+    if new.is_symlink() or not new.is_file():
+        return None  # a link's target is checked where it lies (links out: not importable code)
+    if old is not None and not old.is_symlink() and filecmp.cmp(old, new, shallow=False):
+        return None  # unchanged (compared in chunks: a big trusted file is never read whole)
+    if rel.endswith(NATIVE_SUFFIXES):
+        return f"{rel} (native module added or changed)"
+    if new.stat().st_size > MAX_SCAN_BYTES:
+        return f"{rel} (source over {MAX_SCAN_BYTES >> 20} MB)"
+    data = _content(new)
+    trusted = _content(old) if old is not None and not old.is_symlink() else b""
+    pattern = JS_RUNNER_INTERNALS if rel.endswith(JS_SUFFIXES) else RUNNER_INTERNALS
+    before, after = _internals(trusted, pattern), _internals(data, pattern)
+    added = sorted(n.decode() for n, k in after.items() if k > before.get(n, 0))
+    if pattern is RUNNER_INTERNALS and _fixed_equalities(data) > _fixed_equalities(trusted):
+        added.insert(0, "an __eq__/__ne__ that ignores the other operand")
+    if not added:
+        return None
+    return f"{rel} ({', '.join(added[:3])})"
+
+
+def runner_tampering(
+    repo: Path, hidden: Path, dest: str, ws: Path, test_dirs: list[str]
+) -> list[str]:
+    """`path (why)` for each Python or JavaScript source or native module outside `test_dirs`
+    that the submission added or changed and that names test-runner internals its trusted
+    version does not.
+
+    Why: pytest runs the tests in the same interpreter as the code under test, so a package can
+    patch pytest's report objects (a JS module, node's `assert`) and every failing test is
+    reported passed through the grader's own signed channel (grading.py's threat model). Code that does so by name is refused here;
+    disguised forms (names built at run time) are not caught by a text check. Test directories
+    are skipped: the grader replaces what the submission put there before the run."""
+    prefix = dest.strip("/")
+    skip = [d.strip("/") for d in test_dirs if d.strip("/")]
+    problems = []
+    for dirpath, dirnames, filenames in os.walk(ws):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(ws).as_posix()
+        # every other directory counts, hidden ones too: code there can be loaded by path
+        dirnames[:] = [
+            d for d in dirnames if (f"{rel_dir}/{d}" if rel_dir != "." else d) not in skip
+        ]
+        for name in filenames:
+            if not name.endswith(SOURCE_SUFFIXES + JS_SUFFIXES + NATIVE_SUFFIXES):
+                continue
+            rel = (here / name).relative_to(ws).as_posix()
+            old = repo / rel
+            if prefix == "" or rel.startswith(prefix + "/"):
+                in_hidden = hidden / rel[len(prefix) + 1 :] if prefix else hidden / rel
+                if in_hidden.is_file():
+                    old = in_hidden
+            problem = _runner_problem(rel, here / name, old if old.is_file() else None)
+            if problem:
+                problems.append(problem)
+    return sorted(problems)
 
 
 def conftest_digests(ws: Path, skip: Path | None = None) -> dict[str, str]:

@@ -162,7 +162,7 @@ def _activate() -> None:
 
     _state = {
         "emit": emit, "outcomes": {}, "conftests": {}, "sha256": hashlib.sha256,
-        "skips": _skip_exceptions(), "forced": set(), "root": os.getcwd(),
+        "skips": _skip_exceptions(), "forced": set(), "raised": set(), "root": os.getcwd(),
     }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
 
@@ -334,11 +334,15 @@ def pytest_runtest_makereport(item, call):
     an error (setup/teardown). Returns None: pytest builds the report as usual."""
     if _state is None or call.excinfo is None:
         return None
-    if isinstance(call.excinfo.value, _state["skips"]):
-        test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
-        tb = call.excinfo.tb
-        if _raised_by_untrusted(tb, test_file) or _aliased_skip(tb):
-            _state["forced"].add((item.nodeid, call.when))
+    if not isinstance(call.excinfo.value, _state["skips"]):
+        # the phase raised: whatever report is built from it, it did not pass (session 24: a
+        # package patching pytest's report class turned raising tests into "passed")
+        _state["raised"].add((item.nodeid, call.when))
+        return None
+    test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
+    tb = call.excinfo.tb
+    if _raised_by_untrusted(tb, test_file) or _aliased_skip(tb):
+        _state["forced"].add((item.nodeid, call.when))
     return None
 
 
@@ -346,6 +350,8 @@ def pytest_runtest_logreport(report):
     if _state is None:
         return
     got = outcome_of(report)
+    if (report.nodeid, report.when) in _state["raised"] and got in (None, "passed", "xpassed"):
+        got = "failed" if report.when == "call" else "error"  # a report that contradicts the call
     if got is None:
         return
     if got in ("skipped", "xfailed") and (report.nodeid, report.when) in _state["forced"]:
