@@ -55,7 +55,7 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
         "current directory",
     ),
     ("--format-reward", "format_reward", float, "bonus for an extractable answer (0)"),
-    ("--overlong", "overlong", str, "truncated completions: mask | soft | none (mask)"),
+    ("--overlong", "overlong", str, "truncated problem completions: mask | soft | none (mask)"),
     ("--length-penalty", "length_penalty", str, "none | alp (solve-rate-scaled, arXiv 2506.05256)"),
     ("--alp-beta", "alp_beta", float, "ALP coefficient (0.5, length / budget)"),
     ("--length-start-step", "length_start_step", int, "RL step at which ALP switches on (0)"),

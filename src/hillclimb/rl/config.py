@@ -49,7 +49,9 @@ class RLConfig(TrainConfig):
     # ---- rewards -----------------------------------------------------------------------------
     reward: str | None = None  # "module:function" (Rollout -> float); None: correctness 1/0
     format_reward: float = 0.0  # bonus for an extractable final answer (0: off)
-    overlong: str = "mask"  # truncated completions: "mask" (no gradient), "soft" (DAPO), "none"
+    # truncated problem completions: "mask" (no gradient), "soft" (DAPO), "none"; harness
+    # episodes are never shaped or masked for length ("soft" is refused there)
+    overlong: str = "mask"
     overlong_buffer: int = 16  # "soft": tokens before the budget where the penalty ramps to -1
     length_penalty: str = "none"  # "alp": solve-rate-scaled length penalty (arXiv 2506.05256)
     alp_beta: float = 0.5  # ALP's β with length normalised by the cell's budget (ours)
@@ -176,6 +178,14 @@ class RLConfig(TrainConfig):
                 self.harness is None or getattr(self, name) == off,
                 f"{name} applies to single-turn problems, not to harness episodes",
             )
+        # DAPO's soft overlong punishment is reward shaping of single-turn completions
+        # (`rewards.shape_group`), which harness episodes never go through: `--overlong soft`
+        # with `--harness` trained exactly as `none`, with no penalty and no word of it
+        need(
+            self.harness is None or self.overlong != "soft",
+            "overlong 'soft' applies to single-turn problems, not to harness episodes (their "
+            "reward is the graded resolve; no length shaping or masking is applied there)",
+        )
         need(self.harness_concurrency >= 1, "harness_concurrency must be >= 1")
         need(
             all(b >= 1 for b in self.pareto_budgets),

@@ -306,6 +306,21 @@ def _short(v: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def soft_overlong_penalty(n: int, truncated: bool, budget: int, buffer: int) -> float:
+    """DAPO's soft overlong punishment (as a positive amount to subtract): 0 up to
+    `budget − buffer` tokens, rising linearly to 1 at `budget`, and 1 for a completion the
+    engine cut at its limit (`truncated`), whatever its length.
+
+    Why the truncated case: the engine caps a completion at min(budget, context − prompt), so a
+    cell budget the context cannot hold (`--max-tokens` above it) cut completions short of
+    `budget − buffer`: they were neither punished nor masked, and trained as ordinary wrong
+    answers (thinking-micro, context 512, budget 511, a 41-token prompt: cut at 471 tokens,
+    penalty 0). DAPO gives −1 at and beyond the generation limit."""
+    if truncated:
+        return 1.0
+    return min(1.0, max(0.0, (n - (budget - buffer)) / buffer))
+
+
 def shape_group(
     rollouts: list[Rollout],
     raw: list[float],
@@ -323,7 +338,8 @@ def shape_group(
       Not on rollouts whose prompt carried a thinking budget: the user's budget, not ALP,
       says how long those may think (otherwise a high budget's note would be trained away).
     - overlong "soft" (DAPO): completions within `overlong_buffer` tokens of the budget lose
-      linearly up to 1; "mask": truncated completions get no gradient at all.
+      linearly up to 1, truncated ones 1 (`soft_overlong_penalty`); "mask": truncated
+      completions get no gradient at all.
     - budget conditioning (`budget_beta > 0`, rollouts with a `think_budget` b): L1-max — a
       completion whose thinking t (think-block tokens, tags excluded, plus tokens outside the
       block beyond what the answer needs: `budget_tokens`) exceeds b loses
@@ -346,8 +362,8 @@ def shape_group(
         n = r.completion_tokens
         if alp_beta > 0 and not r.think_budget:  # a noted prompt's length is its budget's
             out[i] -= alp_beta * (n / max(1, budget)) * max(solved, 1.0 / g)
-        if overlong == "soft" and n > budget - overlong_buffer:
-            out[i] -= min(1.0, (n - (budget - overlong_buffer)) / overlong_buffer)
+        if overlong == "soft":
+            out[i] -= soft_overlong_penalty(n, r.truncated, budget, overlong_buffer)
         if budget_beta > 0 and r.think_budget:
             over = budget_tokens(r) - r.think_budget
             if over > 0:
