@@ -53,6 +53,10 @@ ALLOWED_UP: dict[tuple[str, str], str] = {
         "the serve *command* resolves `--thinking thinking@prod` through the registry; the serving "
         "library (engine, server) never imports it"
     ),
+    ("rl/cli.py", "hillclimb.climb.climb_recipe"): (
+        "the rl *command*'s `--recipe` reads a climb recipe's [rl] settings for one model, merged "
+        "as the climb merges them; the RL library (train, loss, rollouts) never imports it"
+    ),
     ("data/decontam.py", "hillclimb.eval.probes"): (
         "decontamination must know every evaluation item; the standard suites' items are defined "
         "beside their scorers in eval, and only their texts are read (no model, no torch)"

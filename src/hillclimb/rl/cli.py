@@ -1,7 +1,10 @@
-"""`hillclimb rl --model CKPT --out RUN [--config FILE.toml] [flags]`: RL with verifiable rewards.
+"""`hillclimb rl --model CKPT --out RUN [--config FILE.toml | --recipe R [--for M]] [flags]`: RL with
+verifiable rewards.
 
 Flags map onto `RLConfig` fields (the training flags mean what they mean for `hillclimb train`);
-`--config` loads an `[rl]` table (or a flat table) first and flags override it. Resumable with
+`--config` loads an `[rl]` table (or a flat table) first and flags override it. `--recipe`
+takes a climb recipe's RL settings for one model (`[rl]` merged with `[rl.<model>]`, exactly as
+the climb's `rl-<model>` stage gets them), so a stage can be rerun or varied by hand. Resumable with
 `--resume`; runs under `torchrun --nproc_per_node N -m hillclimb rl ...` (DDP, gloo on CPU).
 The run directory gets checkpoints/ and final/ (HF layout), metrics.jsonl (one record per RL
 step), curve.jsonl (greedy val pass rate per family x tier), rl.json (summary) and report.md.
@@ -119,8 +122,44 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument(flag, dest=dest, type=_floats, default=None, help=hlp)
         else:
             p.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
+    p.add_argument(
+        "--recipe",
+        default=None,
+        metavar="RECIPE",
+        help="a climb recipe (name or path): its [rl] + [rl.<model>] settings, as the climb's "
+        "rl-<model> stage runs them; flags override (not with --config)",
+    )
+    p.add_argument(
+        "--for",
+        dest="recipe_model",
+        default=None,
+        metavar="MODEL",
+        help="with --recipe: which model's RL settings (default: the recipe's only RL model)",
+    )
     _add_common(p)
     p.set_defaults(func=_handle, _parser=p)
+
+
+def recipe_rl_settings(recipe: str, model: str | None) -> dict[str, Any]:
+    """The `RLConfig` fields a climb recipe gives `model`'s RL stage (`[rl]` + `[rl.<model>]`).
+
+    Why: the recipe was the only place the climb's RL settings were written, and `--config`
+    refuses a climb recipe (its per-model tables cannot be chosen between); rerunning or
+    varying the climb's RL stage by hand meant copying tables. The climb fills `out`, `init`
+    and `resume` itself; here they come from the command line."""
+    from hillclimb.climb.climb_recipe import load_recipe
+
+    rec = load_recipe(recipe)
+    have = sorted(rec.rl)
+    if not have:
+        raise ConfigError(f"recipe {recipe} runs no RL stage (no [rl] table, or every model off)")
+    if model is None:
+        if len(have) > 1:
+            raise ConfigError(f"recipe {recipe} runs RL for {have}: choose one with --for")
+        model = have[0]
+    if model not in rec.rl:
+        raise ConfigError(f"recipe {recipe} runs no RL for {model!r}; it runs RL for {have}")
+    return dict(rec.rl[model])
 
 
 def _list(s: str) -> list[str]:
@@ -149,7 +188,13 @@ def _handle(args: argparse.Namespace) -> int:
 
     _cpu_env()
     fields = {f.name for f in dataclasses.fields(RLConfig)}
+    if args.recipe_model is not None and args.recipe is None:
+        raise ConfigError("--for names a model of --recipe; pass --recipe too")
+    if args.recipe is not None and args.config is not None:
+        raise ConfigError("--recipe and --config both give RL settings; pass one")
     d = _collect(args, "rl", fields)
+    if args.recipe is not None:
+        d = {**recipe_rl_settings(args.recipe, args.recipe_model), **d}
     if not d.get("init"):
         raise ConfigError("pass --model CHECKPOINT (the SFT model to start RL from)")
     cfg = RLConfig.from_dict(d)
