@@ -327,12 +327,14 @@ HARNESS_TASK_DEFAULTS: dict[str, Any] = {
 
 
 def rl_harness_tables(
-    raw: dict[str, Any], names: list[str], seed: int
+    raw: dict[str, Any], names: list[str], seed: int, base: Path | None = None
 ) -> dict[str, dict[str, Any]]:
     """`[rl_harness.<model>]`: agentic RL in the harness after the model's other training.
     Only models with their own table get the stage (a reasoning model has no use for it);
-    task keys (`HARNESS_TASK_DEFAULTS`) say what tasks the climb generates, the rest are
-    `RLConfig` fields (`harness` itself is filled by the climb)."""
+    task keys (`HARNESS_TASK_DEFAULTS`) say what tasks the climb generates, `flywheel` names
+    telemetry exports whose tasks join them (`_rl_flywheel`; paths relative to `base`, the
+    recipe's directory), the rest are `RLConfig` fields (`harness` itself is filled by the
+    climb)."""
     from hillclimb.rl.config import RLConfig
 
     table = raw.get("rl_harness", {})
@@ -351,21 +353,25 @@ def rl_harness_tables(
     for m in names:
         eff = require_table(table.get(m) or {}, f"[rl_harness.{m}]")
         known = {f.name for f in dataclasses.fields(RLConfig)} | RESERVED_RL | {"harness"}
-        check_known_keys(eff, known | set(HARNESS_TASK_DEFAULTS) | {"enabled"},
+        check_known_keys(eff, known | set(HARNESS_TASK_DEFAULTS) | {"enabled", "flywheel"},
                          f"[rl_harness.{m}]", "RLConfig keys:")  # fmt: skip
         enabled = eff.pop("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"[rl_harness.{m}] enabled must be true or false, got {enabled!r}")
         if not eff or not enabled:
             continue
+        flywheel = _rl_flywheel(eff.pop("flywheel", []), f"[rl_harness.{m}]", base)
         tasks = {k: eff.pop(k, v) for k, v in HARNESS_TASK_DEFAULTS.items()}
         check_values(
             {"n_tasks": "int", "task_seed": "int", "kinds": "list[str]", "split": "str"},
             tasks,
             f"[rl_harness.{m}]",
         )
-        if tasks["n_tasks"] < 1:
-            raise ConfigError(f"[rl_harness.{m}] n_tasks must be an integer >= 1")
+        if tasks["n_tasks"] < (0 if flywheel else 1):
+            raise ConfigError(
+                f"[rl_harness.{m}] n_tasks must be an integer >= 1 (or 0 with a `flywheel` "
+                f"export: its tasks alone), got {tasks['n_tasks']}"
+            )
         bad_kinds = [k for k in tasks["kinds"] if k not in KINDS]
         if bad_kinds or not tasks["kinds"]:
             raise ConfigError(
@@ -386,8 +392,24 @@ def rl_harness_tables(
         except (TypeError, ConfigError) as exc:
             raise ConfigError(f"[rl_harness.{m}]: {exc}") from exc
         check_reward(eff.get("reward"), f"[rl_harness.{m}]")
-        out[m] = {"tasks": tasks, "rl": eff}
+        # `flywheel` only when set: a table without it keeps the stage hash of finished climbs
+        out[m] = {"tasks": tasks, "rl": eff, **({"flywheel": flywheel} if flywheel else {})}
     return out
+
+
+def _rl_flywheel(value: Any, where: str, base: Path | None) -> list[str]:
+    """`[rl_harness.<model>] flywheel`: telemetry export directories (relative to the recipe,
+    as `[sft_data] flywheel`'s) whose `rl_prompts.jsonl` tasks the stage trains on beside the
+    ones it generates. Checked now (`check_rl_exports`: an export, readable, every task it
+    names on disk), not when the stage starts after every other training."""
+    from hillclimb.climb.flywheel import check_rl_exports
+    from hillclimb.data.recipe import expand_source_path
+
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise ConfigError(f"{where}: `flywheel` must be a list of export directories")
+    paths = [expand_source_path(x, base) if base is not None else x for x in value]
+    check_rl_exports(paths, where)
+    return paths
 
 
 def canonical_hash(obj: Any) -> str:
@@ -768,7 +790,7 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
     return Recipe(
         name=path.stem, path=path, raw=raw, seed=seed, data=data, tokenizer=tok, models=models,
         pretrain=pretrain, sft=sft, sft_data=sft_data, eval=ev, report=report,
-        rl=rl, rl_harness=rl_harness_tables(raw, names, seed),
+        rl=rl, rl_harness=rl_harness_tables(raw, names, seed, path.parent),
     )  # fmt: skip
 
 

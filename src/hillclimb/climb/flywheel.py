@@ -33,7 +33,9 @@ those probes do not hold. Every admitted record keeps its `meta` (episode or req
 account, consent) and gets `kind = "flywheel"`, so the stage record and the report
 count how many training examples came from the flywheel and from where. The export's RL prompts
 (unresolved / rejected tasks) are counted here; `hillclimb rl --harness EXPORT_DIR` trains on
-them.
+them, and so does the climb's rl-harness stage for a model whose `[rl_harness.<model>]` names the
+export (`flywheel = ["exports/DIR"]`: `flywheel_rl_tasks`, with the same held-out and
+decontamination rules, task by task).
 
 Each training event is admitted once: exports overlap (every `telemetry export` writes all the
 episodes the database holds, so today's export repeats yesterday's) and a recipe may name one
@@ -455,3 +457,147 @@ def flywheel_records(
         counts["sft_examples"] += admitted
         counts["rl_prompts_available"] += n_rl
     return records, counts
+
+
+# ---- harness RL: an export's tasks (`[rl_harness.<model>] flywheel`) ---------------------------
+
+RL_PROMPTS = "rl_prompts.jsonl"
+
+
+def _task_dir(ref: Any, export: Path) -> Path | None:
+    """The task directory a `rl_prompts.jsonl` line names, or None when it names none. A relative
+    path is read as `hillclimb rl --harness` reads it (from the working directory), else beside
+    the export (an export directory moved with its tasks)."""
+    raw = ref.get("task_dir") if isinstance(ref, dict) else None
+    if not isinstance(raw, str) or not raw:
+        return None
+    p = Path(raw)
+    if not p.is_absolute() and not p.is_dir() and (export / p).is_dir():
+        p = export / p
+    return p.resolve()
+
+
+def _task_refs(export: Path, where: str) -> list[tuple[int, Path]]:
+    """(line, absolute task directory) of each task an export's `rl_prompts.jsonl` names; a
+    ConfigError naming the line for one that is not a task reference or whose directory is
+    gone. Why an error and not a refusal: the export names these tasks as its RL signal, and a
+    climb that silently trained on fewer than the recipe names would hide a moved task tree."""
+    refs = export / RL_PROMPTS
+    if not refs.is_file():
+        raise ConfigError(
+            f"{where}: flywheel export {export} has no {RL_PROMPTS} (the tasks harness RL trains "
+            "on; `hillclimb telemetry export` writes it)"
+        )
+    try:
+        lines = _records(refs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: flywheel export {exc}") from None
+    out = []
+    for n, ref in lines:
+        task_dir = _task_dir(ref, export)
+        if task_dir is None:
+            raise ConfigError(
+                f'{where}: {refs}:{n}: not a task reference (expected {{"task_id", "task_dir"}})'
+            )
+        if not (task_dir / "task.toml").is_file():
+            raise ConfigError(
+                f"{where}: {refs}:{n}: task directory {task_dir} does not exist (or holds no "
+                "task.toml); restore the tasks the export was made from, or re-export"
+            )
+        out.append((n, task_dir))
+    return out
+
+
+def check_rl_exports(paths: list[str], where: str) -> None:
+    """Clear errors at recipe load for `[rl_harness.<model>] flywheel` exports: not an export,
+    a damaged line, a task reference whose task is gone — found before the data build and every
+    training stage, not when the rl-harness stage starts."""
+    check_exports(paths, where, read=True)
+    for p in paths:
+        _task_refs(Path(p), where)
+
+
+def _task_text(task: Any) -> str:
+    """What a task shows the model: its instruction and its repository's text files (what the
+    held-out and evaluation probes are matched against)."""
+    parts = [task.instruction]
+    for f in sorted(task.repo.rglob("*")):
+        if f.is_file() and f.stat().st_size < 1_000_000:
+            try:
+                parts.append(f.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                continue
+    return "\n".join(parts)
+
+
+def flywheel_rl_tasks(
+    paths: list[str], probes: Any | None = None, exclude: list[Path] | None = None
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """(task references `{"task_id", "task_dir"}` admitted from the exports' `rl_prompts.jsonl`,
+    counts for the stage record).
+
+    The SFT path's rules, as they apply to a task (episodes are run afresh by the RL stage; no
+    export text is trained on): a held-out task — by its `task.toml` meta, `heldout_reason` — is
+    refused `evaluation_only_task`; a task whose instruction or repository contains held-out
+    harness project code (`_heldout_harness_check`: meta can be edited) or an evaluation item of
+    the data build's probes is refused `contaminated`; a task named twice (exports overlap) or
+    already among `exclude` (the stage's generated tasks) is refused `duplicate`. Consent does
+    not arise: `rl_prompts.jsonl` names only harness tasks (our generator's tasks, on which an
+    episode failed or a user rejected one), never an API user's text."""
+    from hillclimb.harness.task import load_task
+    from hillclimb.harness.taskgen.common import heldout_reason
+
+    check_exports(paths, "[rl_harness] flywheel")
+    counts: dict[str, Any] = {
+        "exports": [],
+        "tasks": 0,
+        "refused": {},
+        "decontamination": "probes of the data build"
+        if probes is not None
+        else "off (no probes.npz in the corpus)",
+        "heldout_harness_decontamination": "on",
+        "contaminated_examples": [],
+        "task_ids": [],
+    }
+    decon = None
+    if probes is not None:
+        from hillclimb.data.config import DecontaminateConfig
+        from hillclimb.data.decontam import Decontaminator
+
+        decon = Decontaminator(probes, DecontaminateConfig(), set())
+    seen = {Path(p).resolve() for p in exclude or []}
+    admitted: list[dict[str, str]] = []
+    for p in paths:
+        d = Path(p)
+        refs = _task_refs(d, "[rl_harness] flywheel")
+        kept = 0
+        for n, task_dir in refs:
+            try:
+                task = load_task(task_dir)
+            except HillclimbError as exc:
+                raise ConfigError(f"{d / RL_PROMPTS}:{n}: {exc}") from None
+            why = "duplicate" if task_dir in seen else None
+            if why is None and heldout_reason(task.meta):
+                why = "evaluation_only_task"
+            for check in (decon, _heldout_harness_check()):
+                if why is not None or check is None:
+                    continue
+                verdict, m = check.check(_task_text(task), "flywheel", None)
+                if verdict != "clean":
+                    why = "contaminated"
+                    if len(counts["contaminated_examples"]) < 5:
+                        counts["contaminated_examples"].append(
+                            {"export": str(d), "line": n, "probe": m.probe, "match": m.ngram}
+                        )
+            if why is not None:
+                counts["refused"][why] = counts["refused"].get(why, 0) + 1
+                continue
+            seen.add(task_dir)
+            admitted.append({"task_id": task.id, "task_dir": str(task_dir)})
+            kept += 1
+        counts["exports"].append(
+            {"path": str(d), "rl_prompts": len(refs), "tasks": kept, "refused": len(refs) - kept}
+        )
+    counts["tasks"] = len(admitted)
+    counts["task_ids"] = sorted(t["task_id"] for t in admitted)
+    return admitted, counts

@@ -54,7 +54,7 @@ from hillclimb.climb.state import (
     stage_timings,
 )
 from hillclimb.errors import ConfigError, HillclimbError
-from hillclimb.io import exclusive_dir, write_json_atomic
+from hillclimb.io import exclusive_dir, write_json_atomic, write_text_atomic
 
 FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STAGE before its marker
 
@@ -329,43 +329,81 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
     """Agentic RL in the harness (`hillclimb rl --harness`) on tasks this stage generates
     (`[rl_harness.<model>]` n_tasks / task_seed / kinds / split, default `train`: never the
     held-out projects; evaluate with `hillclimb eval --suite harness` on tasks of other seeds —
-    other mutations — and on `harness generate --split heldout` tasks — unseen projects)."""
+    other mutations — and on `harness generate --split heldout` tasks — unseen projects), plus
+    the tasks of the telemetry exports its `flywheel` names (`harness_tasks`)."""
 
     def body(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
-        from hillclimb.harness.task import find_task_dirs
-        from hillclimb.harness.taskgen.generate import generate_tasks
         from hillclimb.rl.config import RLConfig
         from hillclimb.rl.report import write_rl_report
         from hillclimb.rl.train import run_rl
 
         spec = c.recipe.rl_harness[model]
-        tasks = d / "tasks"
-        t = spec["tasks"]
-        if not _tasks_complete(tasks, int(t["n_tasks"])):  # first run, or one cut short
-            gen = generate_tasks(
-                tasks,
-                int(t["n_tasks"]),
-                seed=int(t["task_seed"]),
-                kinds=list(t["kinds"]),
-                split=str(t.get("split", "train")),
-            )
-            if not gen["generated"]:
-                raise HillclimbError(f"rl-harness-{model}: no task generated ({gen['failures']})")
+        harness, info = harness_tasks(spec, d, c.corpus, f"rl-harness-{model}")
         run = d / "run"
         _fresh_run_dir(run)
         cfg = RLConfig.from_dict(
-            {**spec["rl"], "harness": str(tasks), "out": run, "init": c.final(parent),
+            {**spec["rl"], "harness": str(harness), "out": run, "init": c.final(parent),
              "resume": True}
         )  # fmt: skip
         res = run_rl(cfg)
         write_rl_report(run)
         _check_final(run)
-        return {
-            "tasks": len(find_task_dirs(tasks)),
-            **{k: res.get(k) for k in ("steps", "first", "last", "elapsed_s")},
-        }
+        return {**info, **{k: res.get(k) for k in ("steps", "first", "last", "elapsed_s")}}
 
     return body
+
+
+def harness_tasks(
+    spec: dict[str, Any], d: Path, corpus: Path | None, stage: str
+) -> tuple[Path, dict[str, Any]]:
+    """(what the stage's `RLConfig.harness` names, counts for the stage result): the
+    generated task directory `d/tasks` alone, or — with `flywheel` exports — `d/tasks.jsonl`,
+    task references to the generated tasks (none with `n_tasks = 0`) and to the export tasks
+    `climb.flywheel.flywheel_rl_tasks` admits (`rl.harness.load_tasks` reads both forms).
+
+    Why mixed, not the export alone: as `[sft_data] flywheel` adds to the generated examples,
+    the export's tasks (the ones the served model failed or users rejected) add to the stage's
+    own; `n_tasks = 0` trains on the export's alone."""
+    from hillclimb.harness.task import find_task_dirs
+
+    t = spec["tasks"]
+    tasks = d / "tasks"
+    n = int(t["n_tasks"])
+    if n and not _tasks_complete(tasks, n):  # first run, or one cut short
+        from hillclimb.harness.taskgen.generate import generate_tasks
+
+        gen = generate_tasks(
+            tasks, n, seed=int(t["task_seed"]), kinds=list(t["kinds"]),
+            split=str(t.get("split", "train")),
+        )  # fmt: skip
+        if not gen["generated"]:
+            raise HillclimbError(f"{stage}: no task generated ({gen['failures']})")
+    generated = sorted(find_task_dirs(tasks)) if n else []
+    if not spec.get("flywheel"):
+        return tasks, {"tasks": len(generated)}
+    from hillclimb.climb.flywheel import flywheel_rl_tasks
+    from hillclimb.harness.task import load_task
+
+    refs, counts = flywheel_rl_tasks(list(spec["flywheel"]), _probes(corpus), generated)
+    if not refs and not generated:
+        raise HillclimbError(
+            f"{stage}: no task to train on: n_tasks = 0 and the flywheel exports' tasks were all "
+            f"refused ({counts['refused']}); set n_tasks or name another export"
+        )
+    own = [{"task_id": load_task(p).id, "task_dir": str(Path(p).resolve())} for p in generated]
+    out = d / "tasks.jsonl"
+    write_text_atomic(out, "".join(json.dumps(r) + "\n" for r in own + refs))
+    return out, {"tasks": len(own) + len(refs), "flywheel_tasks": len(refs), "flywheel": counts}
+
+
+def _probes(corpus: Path | None) -> Any:
+    """The data build's probe index (`probes.npz` beside its documents), or None when the data
+    build ran without decontamination — as the sft-data stage reads it."""
+    if corpus is None or not (Path(corpus) / "probes.npz").is_file():
+        return None
+    from hillclimb.data.decontam import ProbeIndex
+
+    return ProbeIndex.load(Path(corpus) / "probes.npz")
 
 
 def _tasks_complete(tasks: Path, n: int) -> bool:
@@ -630,7 +668,15 @@ def plan(recipe: Recipe) -> list[Stage]:
                 Stage(
                     f"rl-harness-{m}",
                     "",
-                    {"rl_harness": r.rl_harness[m]},
+                    {
+                        "rl_harness": r.rl_harness[m],
+                        # a new telemetry export re-runs the stage; the same does not
+                        **(
+                            {"flywheel": fingerprint(r.rl_harness[m]["flywheel"])}
+                            if r.rl_harness[m].get("flywheel")
+                            else {}
+                        ),
+                    },
                     [before_harness[m]],
                     _rl_harness(m, before_harness[m]),
                     keep_partial=True,
