@@ -278,7 +278,8 @@ def test_validation_errors_before_queueing(engine):
         ("", SamplingParams()),
         ("x", SamplingParams(max_tokens=0)),
         ("x", SamplingParams(temperature=-1)),
-        ("x", SamplingParams(top_p=0)),
+        ("x", SamplingParams(top_p=-0.1)),  # (top_p=0 is valid: only the most likely token)
+        ("x", SamplingParams(top_p=1.5)),
         ("x", SamplingParams(top_k=-2)),
         ("x", SamplingParams(logprobs=99)),
         ("x", SamplingParams(reasoning_effort="extreme")),

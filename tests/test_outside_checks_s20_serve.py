@@ -22,6 +22,7 @@ from hillclimb.serve.detok import StopMatcher
 from hillclimb.serve.engine import Engine, SamplingParams
 from hillclimb.serve.host import EngineOptions, EngineProcess, start_engine_process
 from hillclimb.serve.server import ServerThread, build_state
+from hillclimb.serve.serving import spelt_bytes
 from hillclimb.tokenizer.io import bytelevel_tokenizer
 from hillclimb.tokenizer.specials import (
     FIM_MIDDLE,
@@ -163,10 +164,16 @@ def heal_http(tmp_path_factory):
         yield c
 
 
+def _plain(tokens: list[str]) -> list[str]:
+    """The tokens' texts: a token that is not UTF-8 is spelt "bytes:\\xNN" (OpenAI's
+    convention, session 24); its text is its bytes decoded alone (U+FFFD)."""
+    return [spelt_bytes(t).decode("utf-8", errors="replace") for t in tokens]
+
+
 def _check_lp(text: str, lp: dict, start: int = 0) -> None:
-    assert "".join(lp["tokens"]) == text[start:] if start == 0 else True
+    assert "".join(_plain(lp["tokens"])) == text[start:] if start == 0 else True
     pos = start
-    for t, off in zip(lp["tokens"], lp["text_offset"], strict=True):
+    for t, off in zip(_plain(lp["tokens"]), lp["text_offset"], strict=True):
         assert off == pos and text[off : off + len(t)] == t
         pos += len(t)
     assert pos == len(text)
@@ -180,7 +187,7 @@ def test_healing_logprobs_describe_only_the_continuation(heal_http, prompt):
     r = heal_http.post("/v1/completions", json=body).json()
     ch = r["choices"][0]
     assert r["usage"]["prompt_tokens"] < len(prompt)  # healing did back up the prompt
-    assert "".join(ch["logprobs"]["tokens"]) == ch["text"]
+    assert "".join(_plain(ch["logprobs"]["tokens"])) == ch["text"]
     _check_lp(ch["text"], ch["logprobs"])
     # streamed: the chunks' tokens and offsets describe the streamed text the same way
     tokens, offsets, text = [], [], ""
@@ -193,12 +200,12 @@ def test_healing_logprobs_describe_only_the_continuation(heal_http, prompt):
                     if c.get("logprobs"):
                         tokens += c["logprobs"]["tokens"]
                         offsets += c["logprobs"]["text_offset"]
-    assert text == ch["text"] and "".join(tokens) == text
+    assert text == ch["text"] and "".join(_plain(tokens)) == text
     _check_lp(text, {"tokens": tokens, "text_offset": offsets})
     # echo: the prompt once, then the continuation; offsets run over the whole text
     e = heal_http.post("/v1/completions", json={**body, "echo": True}).json()["choices"][0]
     assert e["text"] == prompt + ch["text"]
-    assert "".join(e["logprobs"]["tokens"]) == e["text"]
+    assert "".join(_plain(e["logprobs"]["tokens"])) == e["text"]
     _check_lp(e["text"], e["logprobs"])
 
 
@@ -228,7 +235,7 @@ def test_streamed_logprob_offsets_when_text_is_held_back(heal_http, stop):
     assert offsets == plain["logprobs"]["text_offset"]
     assert tokens == plain["logprobs"]["tokens"]
     pos = 0
-    for t, off in zip(tokens, offsets, strict=True):
+    for t, off in zip(_plain(tokens), offsets, strict=True):
         assert off == pos
         pos += len(t)
 

@@ -235,6 +235,7 @@ def test_echo_logprobs_are_the_models_prompt_logprobs(client, server):
     import torch
 
     from hillclimb.model.checkpoint import load_model
+    from hillclimb.serve.serving import spelt_bytes
 
     prompt = "def add(a, b):\n    return"
     r = client.completions.create(
@@ -246,7 +247,9 @@ def test_echo_logprobs_are_the_models_prompt_logprobs(client, server):
     n = len(ids)
     assert r.choices[0].text.startswith(prompt)
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.text_offset) == n + 1
-    assert "".join(lp.tokens) == r.choices[0].text
+    # a token that is not UTF-8 is spelt "bytes:\\xNN" (OpenAI): the tokens' bytes are the text
+    spelt = b"".join(spelt_bytes(t) for t in lp.tokens)
+    assert spelt.decode("utf-8", errors="replace") == r.choices[0].text
     assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
     assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[n] == len(prompt)
     model = load_model(server.state.models["code-flash"].checkpoint)
@@ -467,7 +470,9 @@ def test_auto_routing_is_reported(http):
         ({"model": "thinking", "prompt": "x", "max_tokens": 0}, 400, "max_tokens", None),
         ({"model": "thinking", "prompt": "x", "max_tokens": 10**9}, 400, "max_tokens", None),
         ({"model": "thinking", "prompt": "x", "temperature": 3}, 400, "temperature", None),
-        ({"model": "thinking", "prompt": "x", "top_p": 0}, 400, "top_p", None),
+        # top_p 0 is accepted (OpenAI: only the most likely token); outside [0, 1] is a 400
+        ({"model": "thinking", "prompt": "x", "top_p": -0.5}, 400, "top_p", None),
+        ({"model": "thinking", "prompt": "x", "top_p": 1.5}, 400, "top_p", None),
         ({"model": "thinking", "prompt": "x", "top_k": -5}, 400, "top_k", None),
         ({"model": "thinking", "prompt": "x", "n": 0}, 400, "n", None),
         (

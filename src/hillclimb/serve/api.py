@@ -273,8 +273,9 @@ def _check_sampling(req: _Sampling) -> None:
             "temperature",
             "invalid_value",
         )
-    if req.top_p is not None and not 0.0 < req.top_p <= 1.0:
-        raise invalid(f"top_p must be in (0, 1], got {req.top_p}.", "top_p", "invalid_value")
+    # 0 is allowed as OpenAI allows it: only the most likely token (`sampling.warp_probs`)
+    if req.top_p is not None and not 0.0 <= req.top_p <= 1.0:
+        raise invalid(f"top_p must be between 0 and 1, got {req.top_p}.", "top_p", "invalid_value")
     if req.top_k is not None and req.top_k < -1:
         raise invalid(
             f"top_k must be -1, 0 (off) or positive, got {req.top_k}.", "top_k", "invalid_value"

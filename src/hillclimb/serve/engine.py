@@ -332,7 +332,7 @@ class _Request:
     spec_ms: float | None = None  # EMA of this request's speculative ms per committed token
     spec_steps: int = 0
     heal_left: bytes = b""  # token healing: removed prompt bytes the output must still reproduce
-    banned: list[int] | None = None  # token ids never chosen (a FIM middle: the tool-call tokens)
+    banned: list[int] | None = None  # token ids never chosen (`Engine._banned_ids`)
     healed_tokens: int = 0  # prompt tokens backed up by token healing
     reused: int = 0  # prompt tokens whose KV came from the prefix cache (not prefilled)
     share_logits: bool = False  # admitted with followers of the same prompt: keep its logits
@@ -861,8 +861,7 @@ class Engine:
         )
         if plan is not None:
             req.heal_left, req.healed_tokens = plan.removed, plan.n_removed
-        if self._fim_middle is not None and self._fim_middle in ids and self._fim_banned:
-            req.banned = self._fim_banned
+        req.banned = self._banned_ids(ids, params)
         req.modes.append((0, think.in_think))
         if params.logprobs is not None:
             req.logprobs = []
@@ -1517,9 +1516,19 @@ class Engine:
                         chosen[i] = exc
         return chosen
 
+    def _banned_ids(self, ids: list[int], params: SamplingParams) -> list[int] | None:
+        """The token ids a request may never choose: the request's own
+        (`SamplingParams.banned_token_ids`, e.g. the tool-call start under `tool_choice:
+        "none"`) and, for a FIM middle, the markup a middle never holds. Ids outside the
+        model's vocabulary are dropped (they can never be chosen anyway). None: none banned."""
+        out = [t for t in params.banned_token_ids or [] if 0 <= t < self.cfg.vocab_size]
+        if self._fim_middle is not None and self._fim_middle in ids and self._fim_banned:
+            out += self._fim_banned
+        return sorted(set(out)) or None
+
     def _constrain(self, r: _Request, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., V] with the tokens request r may not choose at -inf: those inconsistent
-        with the removed prompt text (token healing) and its banned ones (a FIM middle). The
+        with the removed prompt text (token healing) and its banned ones (`_banned_ids`). The
         input is not modified. Logprobs and policy log-probs then describe this constrained
         distribution, the one the token is drawn from (and drafts are verified against)."""
         if r.heal_left:

@@ -37,7 +37,7 @@ def _finite_number(x: Any) -> bool:
 class SamplingParams:
     max_tokens: int = 256
     temperature: float = 1.0  # 0 => greedy
-    top_p: float = 1.0
+    top_p: float = 1.0  # 0 => only the most likely token (OpenAI accepts 0)
     top_k: int = 0  # 0 => off
     seed: int | None = None  # per-request reproducible sampling
     stop: list[str] = field(default_factory=list)  # stop strings (not included in output)
@@ -62,6 +62,10 @@ class SamplingParams:
     # token(s) to extend the removed text; the output never repeats it. None = the engine's
     # default (`Engine(token_healing=...)`: on for the served code-flash, off elsewhere).
     token_healing: bool | None = None
+    # token ids this request may never choose (masked to -inf before warping, on every engine
+    # path: prefill, batched decode, speculative verification). Set by the server, e.g. the
+    # tool-call start with `tool_choice: "none"`; None = nothing banned.
+    banned_token_ids: list[int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -85,8 +89,8 @@ class SamplingParams:
         if not _finite_number(t) or t < 0 or t > 100:
             bad(f"temperature must be a number in [0, 100], got {t!r}")
         p = self.top_p
-        if not _finite_number(p) or not 0 < p <= 1:
-            bad(f"top_p must be in (0, 1], got {p!r}")
+        if not _finite_number(p) or not 0 <= p <= 1:
+            bad(f"top_p must be in [0, 1], got {p!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             bad(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
         if self.seed is not None and (
@@ -134,6 +138,12 @@ class SamplingParams:
             )
         ):
             bad("prediction must be a string or a list of non-negative token ids")
+        ban = self.banned_token_ids
+        if ban is not None and (
+            not isinstance(ban, list)
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ban)
+        ):
+            bad("banned_token_ids must be a list of non-negative integers")
 
     @property
     def greedy(self) -> bool:
@@ -165,7 +175,8 @@ def warp_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 
     Top-k keeps the k largest logits; top-p then keeps the smallest prefix of the sorted
     distribution whose mass reaches p (the token that crosses p is kept). Ties at the k-th logit
-    are all kept, so the result does not depend on sort stability.
+    are all kept, so the result does not depend on sort stability. top_p = 0 (OpenAI accepts
+    it) and tiny values keep only the most likely token: never an empty nucleus.
     """
     x = logits.float() / max(params.temperature, 1e-6)
     V = x.shape[-1]

@@ -102,6 +102,10 @@ class Endpoint(ABC, Generic[RequestT]):
     @abstractmethod
     def token_healing(self, req: RequestT) -> bool | None: ...
 
+    def banned_tokens(self, req: RequestT, tok: Tokenizer) -> list[int] | None:
+        """Token ids the engine must never sample for this request (default: none)."""
+        return None
+
     @abstractmethod
     def flywheel_request(self, req: RequestT) -> dict[str, Any] | None:
         """What the flywheel keeps of the request (only for accounts that opted in)."""
@@ -133,14 +137,59 @@ def token_text(rec: dict[str, Any], tok: Tokenizer) -> str:
     return text if text is not None else tok.decode([rec["token_id"]])
 
 
-def token_bytes(rec: dict[str, Any], tok: Tokenizer) -> list[int]:
-    """The bytes of an engine logprob record's token (chat logprobs' `bytes`): the token's own
-    bytes, so the tokens of a character split across tokens join into its UTF-8 (each one's text
-    alone is U+FFFD, whose bytes would not). Falls back to the UTF-8 of its text."""
+def record_bytes(rec: dict[str, Any], tok: Tokenizer) -> bytes:
+    """The bytes of an engine logprob record's token: the token's own bytes, so the tokens of a
+    character split across tokens join into its UTF-8 (each one's text alone is U+FFFD, whose
+    bytes would not). A record whose text token healing cut (`Engine._unheal_record`: the part
+    repeating the prompt removed) gets the matching tail of those bytes. Falls back to the
+    UTF-8 of its text (special tokens have no byte form)."""
+    text = token_text(rec, tok)
     tid = rec.get("token_id")
-    if isinstance(tid, int) and 0 <= tid < tok.vocab_size and tok.token_raw_bytes[tid]:
-        return list(tok.token_raw_bytes[tid])
-    return list(token_text(rec, tok).encode("utf-8"))
+    if not (isinstance(tid, int) and 0 <= tid < tok.vocab_size and tok.token_raw_bytes[tid]):
+        return text.encode("utf-8")
+    raw = tok.token_raw_bytes[tid]
+    for k in range(len(raw) + 1):
+        if raw[k:].decode("utf-8", errors="replace") == text:
+            return raw[k:]
+    return raw
+
+
+def escape_token_bytes(raw: bytes) -> str:
+    """OpenAI's spelling of a token that is not valid UTF-8: "bytes:" then printable ASCII as
+    itself and every other byte (and the backslash) as \\xNN, e.g. "bytes:\\xe2\\x80". Why:
+    such tokens all decode to U+FFFD, so completions' `top_logprobs` dict lost all but one of
+    them and chat entries could not be told apart. One-to-one on byte strings."""
+    return "bytes:" + "".join(
+        chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw
+    )
+
+
+def spelt_bytes(token: str) -> bytes:
+    """The bytes a logprob token string stands for: the inverse of `token_repr`'s spelling
+    (plain text is its UTF-8). Why: with "bytes:" tokens, `"".join(tokens)` is no longer the
+    text; `b"".join(map(spelt_bytes, tokens)).decode("utf-8", "replace")` is."""
+    if not token.startswith("bytes:"):
+        return token.encode("utf-8")
+    body = token[len("bytes:") :]
+    return re.sub(r"\\x([0-9a-f]{2})", lambda m: chr(int(m.group(1), 16)), body).encode("latin-1")
+
+
+def token_repr(rec: dict[str, Any], tok: Tokenizer) -> tuple[str, bytes]:
+    """(the token string a logprob entry shows, its bytes). Valid UTF-8 shows as its text;
+    bytes that are not (the text holds U+FFFD that the bytes do not) show as
+    `escape_token_bytes`, as does a text that itself begins with "bytes:" (so the two forms
+    cannot collide)."""
+    text = token_text(rec, tok)
+    raw = record_bytes(rec, tok)
+    if "\ufffd" not in text and not text.startswith("bytes:"):
+        return text, raw
+    try:
+        valid = raw.decode("utf-8") == text
+    except UnicodeDecodeError:
+        valid = False
+    if valid and not text.startswith("bytes:"):
+        return text, raw  # a real U+FFFD character
+    return escape_token_bytes(raw), raw
 
 
 def top_alternatives(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -557,6 +606,7 @@ def sampling_params(
             drafter=req.drafter,
             prediction=prediction,
             token_healing=endpoint.token_healing(req),
+            banned_token_ids=endpoint.banned_tokens(req, entry.engine.tokenizer),
         )
         try:
             p.validate()

@@ -20,8 +20,7 @@ from hillclimb.serve.job import openai_finish
 from hillclimb.serve.serving import (
     Endpoint,
     logprob_value,
-    token_bytes,
-    token_text,
+    token_repr,
     top_alternatives,
 )
 from hillclimb.serve.streaming import ChoiceStream
@@ -205,6 +204,8 @@ def chat_prompt(
         if budget is not None:  # a budget-conditioned model reads its budget in the prompt
             msgs = with_budget_note(msgs, budget)
         tools = req.tools or None
+        if tools and req.tool_choice == "none" and tool_call_ban(tok) is None:
+            tools = None  # the call markup cannot be banned: do not offer the tools at all
         if tools and compact:
             tools = compact_tools(tools)
         ids = tok.encode_chat(
@@ -225,30 +226,31 @@ def chat_prompt(
     return [ids]
 
 
+def tool_call_ban(tok: Tokenizer) -> list[int] | None:
+    """The tool-call markup tokens (`<tool_call>`, `</tool_call>`) a `tool_choice: "none"`
+    answer may not contain; None when the tokenizer lacks them as single tokens (then the
+    tools are not shown to the model at all: `chat_prompt`)."""
+    try:
+        return [tok.token_id(TOOL_CALL_START), tok.token_id(TOOL_CALL_END)]
+    except (KeyError, HillclimbError):
+        return None
+
+
 def chat_logprobs(records: list[dict[str, Any]] | None, tok: Tokenizer) -> list[dict[str, Any]]:
     """Engine logprob records → OpenAI chat `logprobs.content` entries."""
     out = []
     for rec in records or []:
-        text = token_text(rec, tok)
-        tops = []
-        for alt in top_alternatives(rec):
-            at = token_text(alt, tok)
-            tops.append(
-                {
-                    "token": at,
-                    "logprob": logprob_value(alt["logprob"]),
-                    "bytes": token_bytes(alt, tok),
-                }
-            )
-        out.append(
-            {
-                "token": text,
-                "logprob": logprob_value(rec["logprob"]),
-                "bytes": token_bytes(rec, tok),
-                "top_logprobs": tops,
-            }
-        )
+        entry = _chat_entry(rec, tok)
+        entry["top_logprobs"] = [_chat_entry(alt, tok) for alt in top_alternatives(rec)]
+        out.append(entry)
     return out
+
+
+def _chat_entry(rec: dict[str, Any], tok: Tokenizer) -> dict[str, Any]:
+    """One token's `{"token", "logprob", "bytes"}`: a token that is not valid UTF-8 is spelt
+    "bytes:\\xNN..." as OpenAI does (`serving.token_repr`), its `bytes` the token's own."""
+    text, raw = token_repr(rec, tok)
+    return {"token": text, "logprob": logprob_value(rec["logprob"]), "bytes": list(raw)}
 
 
 def _answers(choices: list[ChatChoice]) -> Any:
@@ -366,6 +368,14 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
 
     def token_healing(self, req: ChatCompletionRequest) -> bool | None:
         return False  # a chat prompt ends in the template's assistant header, not in user text
+
+    def banned_tokens(self, req: ChatCompletionRequest, tok: Tokenizer) -> list[int] | None:
+        """`tool_choice: "none"`: the tools are still rendered (the model may need to know
+        them to answer about them), so a model trained to call them could still write
+        `<tool_call>`, which came back as raw markup in `content`. OpenAI promises no call:
+        the engine never samples the tool-call tokens for such a request (every path:
+        prefill, batched and compiled decode, speculative verification)."""
+        return tool_call_ban(tok) if req.tool_choice == "none" else None
 
     async def collect(
         self, job: Job, req: ChatCompletionRequest, prompts: list[list[int]]

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from hillclimb.serve.api import CompletionRequest, invalid
 from hillclimb.serve.job import openai_finish
-from hillclimb.serve.serving import Endpoint, logprob_value, token_text, top_alternatives
+from hillclimb.serve.serving import (
+    Endpoint,
+    logprob_value,
+    token_repr,
+    token_text,
+    top_alternatives,
+)
 from hillclimb.serve.streaming import ChoiceStream
 from hillclimb.tokenizer.specials import THINK_END, THINK_START
 
@@ -97,20 +103,40 @@ def completion_logprobs(
     records: list[dict[str, Any]], tok: Tokenizer, offset0: int
 ) -> dict[str, Any]:
     """Engine logprob records → an OpenAI completion `logprobs` object (offsets from
-    `offset0`, the text length already sent)."""
+    `offset0`, the text length already sent). A token that is not valid UTF-8 is spelt
+    "bytes:\\xNN..." as OpenAI does (`serving.token_repr`), in `tokens` and as a
+    `top_logprobs` key, so the keys of distinct tokens never collide; offsets still advance
+    by the token's decoded text (`logprob_text_length`)."""
     tokens, lps, tops, offsets = [], [], [], []
     pos = offset0
     for rec in records:
-        t = token_text(rec, tok)
-        tokens.append(t)
+        tokens.append(token_repr(rec, tok)[0])
         lps.append(logprob_value(rec["logprob"]))
         alts = top_alternatives(rec)
-        tops.append(
-            {token_text(a, tok): logprob_value(a["logprob"]) for a in alts} if alts else None
-        )
+        tops.append(_top_dict(alts, tok) if alts else None)
         offsets.append(pos)
-        pos += len(t)
+        pos += len(token_text(rec, tok))
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
+
+
+def _top_dict(alts: list[dict[str, Any]], tok: Tokenizer) -> dict[str, float]:
+    """The alternatives as `{token: logprob}`, most likely first. Keys are distinct per token
+    (`token_repr` is one-to-one on bytes); two ids with the very same bytes or text would still
+    share one, so a repeated key falls back to "token_id:N" (vLLM's spelling) rather than
+    silently dropping an alternative."""
+    out: dict[str, float] = {}
+    for a in alts:
+        key = token_repr(a, tok)[0]
+        if key in out:
+            key = f"token_id:{a['token_id']}"
+        out[key] = logprob_value(a["logprob"])
+    return out
+
+
+def logprob_text_length(records: list[dict[str, Any]], tok: Tokenizer) -> int:
+    """Characters the records' tokens add to the text (their decoded texts, not their
+    "bytes:" spellings): how far the next token's `text_offset` moves."""
+    return sum(len(token_text(rec, tok)) for rec in records)
 
 
 def echo_logprobs(
@@ -124,8 +150,8 @@ def echo_logprobs(
     OpenAI and vLLM send it), then the generated tokens (offsets after the echoed text). A
     prompt token's offset is the character of the echoed prompt where its bytes start
     (`prompt_offsets`)."""
-    first = tok.decode(prompt_ids[:1])
-    head = completion_logprobs(prompt_records, tok, len(first))
+    first = token_repr({"token_id": prompt_ids[0]}, tok)[0]  # spelt as every other token
+    head = completion_logprobs(prompt_records, tok, 0)  # (offsets: `prompt_offsets`)
     tail = completion_logprobs(records, tok, len(echo))
     offsets = prompt_offsets(prompt_ids, tok)
     return {
@@ -200,7 +226,7 @@ class CompletionStream(ChoiceStream[str]):
         lp = None
         if self.req.logprobs is not None and ev.logprobs:
             lp = completion_logprobs(ev.logprobs, self.tok, self.lp_offsets[i])
-            self.lp_offsets[i] += sum(len(t) for t in lp["tokens"])
+            self.lp_offsets[i] += logprob_text_length(ev.logprobs, self.tok)
         self.offsets[i] += len(text)
         return ([text] if text else []), lp
 
