@@ -58,6 +58,7 @@ class ReportInput:
     evals: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # model->phase->rec
     suites: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (file, result)
     speculative: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (where, record)
+    rl_stages: dict[str, str] = field(default_factory=dict)  # model -> stage its "rl" came from
 
 
 # ---- reading the input ----------------------------------------------------------------------------
@@ -137,14 +138,23 @@ def _add_json(inp: ReportInput, f: Path, obj: Any) -> bool:
     if _is_model_record(obj):  # the climb eval stage's <model>.json
         phases = {p: obj[p] for p in PHASES if obj.get(p)}
         _file_eval(inp, str(obj.get("model") or f.stem), phases, f)
+        _note_rl_stage(inp, str(obj.get("model") or f.stem), obj)
         return True
     if obj and all(_is_model_record(v) for v in obj.values()):  # the climb's eval.json
         for m, rec in obj.items():
             inp.evals.setdefault(m, {p: rec[p] for p in PHASES if rec.get(p)})
+            _note_rl_stage(inp, m, rec)
         return True
     spec = list(_acceptance_records(obj, label))
     inp.speculative += spec
     return bool(spec)
+
+
+def _note_rl_stage(inp: ReportInput, m: str, rec: dict[str, Any]) -> None:
+    """Keep which stage a climb record's "rl" result measured (`rl_stage`), so the HTML names
+    it where report.md does (`report.rl_stage_note`)."""
+    if isinstance(rec.get("rl_stage"), str):
+        inp.rl_stages.setdefault(m, rec["rl_stage"])
 
 
 def _file_eval(inp: ReportInput, name: str, phases: dict[str, Any], f: Path) -> None:
@@ -221,7 +231,11 @@ def _markdown(lines: list[str]) -> str:
                 table.append(cells)
             continue
         flush()
-        if s:
+        heading = re.fullmatch(r"(#{1,4}) (.+)", s)
+        if heading:  # report.md's headings, one level below the section's <h2>
+            level = min(6, len(heading.group(1)) + 1)
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif s:
             out.append(f"<p>{_inline(s)}</p>")
     flush()
     return "\n".join(out)
@@ -267,7 +281,7 @@ def _overview(inp: ReportInput) -> str:
             rows.append(
                 [
                     m,
-                    p,
+                    _phase_label(inp, m, p),
                     rec.get("preset", "-"),
                     R._fmt(bpb.get("val_bpb")),
                     R._fmt(bpb.get("unigram_bpb")),
@@ -299,6 +313,7 @@ def _overview(inp: ReportInput) -> str:
         parts.append(fig or "")
     else:
         parts.append(_note("Completed stages"))
+    parts.append(_gate(inp))
     card = read_json(inp.stages["shards"] / "data_card.json") if "shards" in inp.stages else None
     if card:
         tot = card.get("totals", {})
@@ -306,7 +321,61 @@ def _overview(inp: ReportInput) -> str:
             f"<p>Data: {tot.get('documents', 0):,} documents, {tot.get('bytes', 0):,} bytes, "
             f"{tot.get('tokens') or 0:,} tokens.</p>"
         )
+    parts.append(_data_and_flywheel(inp, card))
     return "\n".join(parts)
+
+
+def _data_and_flywheel(inp: ReportInput, card: dict[str, Any] | None) -> str:
+    """The data card's filter table and decontamination summary, and the flywheel's table, as
+    report.md prints them (`report.top_reasons`, `data.card.decontamination_summary`,
+    `report.flywheel_lines`).
+
+    Why: report.md said what each filter dropped, what decontamination removed and how many SFT
+    examples came from telemetry (with the consent refusals); the HTML report gave the card's
+    three totals only, so the one-file report hid what the training data lost and gained."""
+    from hillclimb.data.card import decontamination_summary
+
+    lines: list[str] = []
+    if card:
+        drops = [
+            [f["name"], f.get("dropped", 0), R.top_reasons(f)] for f in card.get("filters", [])
+        ]
+        if drops:
+            lines += ["**filters**", R._md_table(["filter", "dropped", "top reasons"], drops)]
+        lines += decontamination_summary(card)
+    d = inp.stages.get("sft-data")
+    marker = read_json(d / MARKER) if d is not None else None
+    sft_data = marker.get("result") if isinstance(marker, dict) else None
+    lines += R.flywheel_lines(sft_data if isinstance(sft_data, dict) else {})
+    return _markdown("\n".join(lines).splitlines())  # tables come as one multi-line string
+
+
+def _phase_label(inp: ReportInput, m: str, phase: str) -> str:
+    """The overview's stage label: `rl (rl-harness-m)` where the RL result is harness RL's."""
+    if phase != "rl":
+        return phase
+    return phase + R.rl_stage_note(m, {"rl_stage": inp.rl_stages.get(m)})
+
+
+def _gate(inp: ReportInput) -> str:
+    """The registry stage's promotion-gate decision, as report.md's "Registry and promotion
+    gate" section renders it (`climb.promotion.render`).
+
+    Why: report.md said whether RL's checkpoint was promoted or refused, with each check's
+    change, interval and p-values; the HTML report, "the same plots and tables", said nothing
+    about the gate, so a reader of the one-file report could not tell which model stands."""
+    from hillclimb.climb.promotion import render
+
+    d = inp.stages.get("registry")
+    marker = read_json(d / MARKER) if d is not None else None
+    result = marker.get("result") if isinstance(marker, dict) else None
+    if not isinstance(result, dict) or not result:
+        return _note("Registry and promotion gate")
+    try:
+        text = render(result)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # an odd record: a note,
+        return _note(f"A readable gate record ({type(e).__name__}: {e})")  # not the overview
+    return "<h3>Registry and promotion gate</h3>\n" + _markdown(text.splitlines())
 
 
 def _runs(inp: ReportInput, kinds: tuple[str, ...]) -> list[tuple[str, Path]]:
@@ -417,7 +486,9 @@ def _speculative(inp: ReportInput) -> str:
     return _table(["where"] + list(keys), rows)
 
 
-def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
+def _eval_model(
+    m: str, phases: dict[str, dict[str, Any]], rl_stage: str | None = None
+) -> list[str]:
     parts = [f"<h3>{_e(m)}</h3>"]
     rows = []
     for p, rec in phases.items():
@@ -443,7 +514,7 @@ def _eval_model(m: str, phases: dict[str, dict[str, Any]]) -> list[str]:
     ]
     if phases.get("rl") and phases.get("sft"):
         parts += [
-            f"<h4>{_e(R.sft_vs_rl_title(m, phases))}</h4>",
+            f"<h4>{_e(R.sft_vs_rl_title(m, {**phases, 'rl_stage': rl_stage}))}</h4>",
             *(f"<p>{_e(line)}</p>" for line in R.sft_vs_rl_paired(phases)),
             _table(*R.sft_vs_rl_rows(phases)),
         ]
@@ -505,7 +576,7 @@ def _suite(label: str, s: dict[str, Any]) -> list[str]:
 def _eval(inp: ReportInput) -> str:
     parts: list[str] = []
     for m, phases in inp.evals.items():
-        parts += _eval_model(m, phases)
+        parts += _eval_model(m, phases, inp.rl_stages.get(m))
     for label, s in inp.suites:
         parts += _suite(label, s)
     return "\n".join(parts) if parts else _note("Evaluation results")

@@ -285,6 +285,9 @@ def render(out: dict[str, Any]) -> str:
                 f"{ch['ci_high'] * 100:+.1f}], p(one-sided, better) "
                 f"{ch['p_better']:.3g}, p(one-sided, worse) {ch['p_worse']:.3g}, dz {ch['effect_size']:+.2f}, n={ch['n']}): {ch['reason']}"
             )
+            caveat = interval_caveat(ch)
+            if caveat:
+                lines.append(f"    - {caveat}")
         for w in rec.get("warnings", []):
             lines.append(f"  - warning: {w}")
         for n in rec.get("notes", []):
@@ -292,6 +295,36 @@ def render(out: dict[str, Any]) -> str:
         for r in rec.get("reasons", []):
             lines.append(f"  - reason: {r}")
     return "\n".join(lines)
+
+
+def interval_caveat(ch: dict[str, Any]) -> str | None:
+    """A note under a check whose reason says "beyond noise" where the report's own 95%
+    two-sided reading (`report.sft_vs_rl_paired`: the interval excludes 0 and the one-sided
+    p-value is below 0.025) does not, else None.
+
+    Why: the gate decides on one-sided p-values at 5% (`GATE_SETTINGS["alpha"]`) — a 90%
+    two-sided test — while the line prints the 95% two-sided interval. A change with
+    p(one-sided, better) 0.04 read "improves beyond noise" in the gate and "not beyond noise
+    (95%, two-sided)" in the SFT-vs-RL lines of the same report, with nothing to reconcile
+    them."""
+    reason = str(ch.get("reason", ""))
+    lo, hi = ch.get("ci_low"), ch.get("ci_high")
+    pb, pw = ch.get("p_better"), ch.get("p_worse")
+    if not all(isinstance(x, int | float) for x in (lo, hi, pb, pw)):
+        return None
+    if reason.startswith("improves beyond noise"):
+        holds, p = lo > 0 and pb < 0.025, pb
+    elif reason.startswith("regresses beyond noise"):
+        holds, p = hi < 0 and pw < 0.025, pw
+    else:
+        return None
+    if holds:
+        return None
+    return (
+        f"not beyond noise at 95% two-sided (interval [{lo * 100:+.1f}, {hi * 100:+.1f}], "
+        f"one-sided p {p:.3g} against 0.025): the gate's test is one-sided at "
+        f"{GATE_SETTINGS['alpha']:g}"
+    )
 
 
 def _headline(rec: dict[str, Any]) -> str:

@@ -264,14 +264,23 @@ def accuracy_rows(
                 row.append(" / ".join(f"@{k} {v:.0%}" for k, v in pk.items()) if pk else "-")
             trunc = sum(c["truncated"] for c in cs if c)
             n = sum(c["n"] for c in cs if c)
-            tpc = [c["tokens_per_correct"] for c in cs if c and c["tokens_per_correct"]]
-            row += [
-                f"{trunc / n:.0%}",
-                f"{sum(tpc) / len(tpc):.0f}" if tpc else "-",
-                c0["max_tokens"],
-            ]
+            tpc = _pooled_tokens_per_correct([c for c in cs if c])
+            row += [f"{trunc / n:.0%}", "-" if tpc is None else f"{tpc:.0f}", c0["max_tokens"]]
             rows.append(row)
     return header, rows
+
+
+def _pooled_tokens_per_correct(cells: list[dict[str, Any]]) -> float | None:
+    """Completion tokens per correct answer over several splits' cells of one family x tier:
+    each cell's tokens spent on correct answers (its per-correct figure x its correct count),
+    summed, over the correct answers summed.
+
+    Why: the row printed the plain mean of the splits' figures, so one correct answer of 500
+    tokens on one split beside 19 of 100 on the other read 300 tokens per correct answer, where
+    the 20 answers took 120 each."""
+    pairs = [(c["tokens_per_correct"], c["correct"]) for c in cells if c.get("tokens_per_correct")]
+    right = sum(k for _, k in pairs)
+    return sum(v * k for v, k in pairs) / right if right else None
 
 
 def cell_intervals(
@@ -330,11 +339,22 @@ def sft_vs_rl_title(m: str, ev: dict[str, Any]) -> str:
     cell size or token budget were set side by side cell by cell, and a change the evaluation
     made read as the change RL made."""
     why = unlike(ev["sft"]["tasks"], ev["rl"]["tasks"])
+    rl = f"RL{rl_stage_note(m, ev)}"
     if not why:
-        return f"{m}: SFT vs RL (same items, same settings)"
+        return f"{m}: SFT vs {rl} (same items, same settings)"
     return (
-        f"{m}: SFT vs RL — NOT like for like ({'; '.join(why)}): a change below is not RL's alone"
+        f"{m}: SFT vs {rl} — NOT like for like ({'; '.join(why)}): a change below is not RL's alone"
     )
+
+
+def rl_stage_note(m: str, ev: dict[str, Any]) -> str:
+    """The suffix ` (<stage>)` when the RL model the eval stage measured is not `rl-<model>`'s
+    (harness RL: `rl-harness-<model>`, which starts from problem RL's model), else "".
+
+    Why: the headline's "after RL" and the SFT-vs-RL table stood right before `rl-<model>`'s
+    climbing curve, while they measured the harness-RL checkpoint; nothing said which."""
+    stage = ev.get("rl_stage")
+    return f" ({stage})" if isinstance(stage, str) and stage != f"rl-{m}" else ""
 
 
 def sft_vs_rl(ev: dict[str, Any]) -> str:
@@ -382,7 +402,10 @@ def sft_vs_rl_paired(ev: dict[str, Any], seed: int = 0) -> list[str]:
 
 
 def sft_vs_rl_rows(ev: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of the SFT-vs-RL table (same items, same settings)."""
+    """Header and rows of the SFT-vs-RL table: per cell both accuracies with correct/n (a "+50"
+    change read the same on 2 items as on 200 when the table printed bare percentages), the
+    change and the no-training baseline; which changes are beyond noise is said per split by
+    `sft_vs_rl_paired` above it."""
     a, b = ev["sft"]["tasks"], ev["rl"]["tasks"]
     by_a = {(c["split"], c["family"], c["tier"]): c for c in a["cells"]}
     rows = []
@@ -396,8 +419,8 @@ def sft_vs_rl_rows(ev: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                 c["family"] + (" †" if c["heldout_family"] else ""),
                 c["tier"],
                 c["split"],
-                f"{o['accuracy']:.0%}",
-                f"{c['accuracy']:.0%}",
+                f"{o['accuracy']:.0%} ({o['correct']}/{o['n']})",
+                f"{c['accuracy']:.0%} ({c['correct']}/{c['n']})",
                 f"{(c['accuracy'] - o['accuracy']) * 100:+.0f}",
                 _pct(c["baseline"]["best"]),
                 " → ".join("-" if x is None else f"{x:.0f}" for x in tpc),
@@ -514,13 +537,61 @@ def metric_truncated_share(res: dict[str, Any], metric: str) -> float | None:
     has the sampled answers' share (`sampled`), not the greedy answers'."""
     if metric.startswith("sampled_"):
         return (res.get("sampled") or {}).get("truncated_share")
-    hit = _TIER_METRIC.fullmatch(metric)
-    if not hit:
+    keep = _metric_subset(res, metric)
+    if keep is None:
         return res.get("truncated_share")
-    rows = [i for i in res.get("items") or [] if str(i.get("tier")) == hit.group(1)]
+    rows = [i for i in res.get("items") or [] if keep(i)]
     if not rows:
         return None
-    return sum(i.get("finish_reason") == "length" for i in rows) / len(rows)
+    return sum(_item_truncated(i) for i in rows) / len(rows)
+
+
+def _item_truncated(i: dict[str, Any]) -> bool:
+    """Whether one suite item's answer was stopped by a limit, in any suite's item format: a
+    completion cut at the token budget (`finish_reason` "length", problems' status
+    "truncated") or a harness episode that ran out of turns, tokens, time or context."""
+    from hillclimb.eval.harness_suite import TRUNCATED  # the harness suite's own list
+
+    return (
+        i.get("finish_reason") == "length"
+        or i.get("status") == "truncated"
+        or i.get("exit_status") in TRUNCATED
+    )
+
+
+def _metric_subset(res: dict[str, Any], metric: str) -> Any:
+    """Which items a per-subset suite metric is over (a predicate), None for a whole-suite one:
+    `…/tier<N>` (completion), `resolve_rate/<group>` and `resolve_rate/projects:<split>`
+    (harness), `accuracy/<split>[/reasoning|code|heldout_family]` (problems).
+
+    Why: only the tier rows counted their own items; a harness group whose every episode ran
+    out of turns printed the pooled share (50% when the other group had none), and a problems
+    split the share over both splits."""
+    hit = _TIER_METRIC.fullmatch(metric)
+    if hit:
+        return lambda i: str(i.get("tier")) == hit.group(1)
+    head, _, rest = metric.partition("/")
+    if not rest:
+        return None
+    if head == "resolve_rate":
+        if rest.startswith("projects:"):
+            split = rest.removeprefix("projects:")
+            return lambda i: i.get("project_split") == split
+        return lambda i: i.get("group") == rest
+    if head == "accuracy":
+        split, _, label = rest.partition("/")
+        return lambda i: i.get("split") == split and (not label or _problem_kind(i) == label)
+    return None
+
+
+def _problem_kind(i: dict[str, Any]) -> str | None:
+    """A problems-suite item's accuracy label (as `eval.problems_suite` splits them)."""
+    from hillclimb import problems as P
+
+    fam = i.get("family")
+    if fam in P.HELDOUT_FAMILIES:
+        return "heldout_family"
+    return P.FAMILIES.get(fam) if isinstance(fam, str) else None
 
 
 def suite_table_rows(
@@ -626,6 +697,22 @@ def _refused_heading(reasons: set[str]) -> str:
     return f"refused (other reasons: {shown})"
 
 
+def top_reasons(f: dict[str, Any], k: int = 4) -> str:
+    """A data-card filter's `k` most frequent drop reasons, most first, and how many others.
+
+    Why: the "top reasons" column took the first four in the card's order — `dedup` lists
+    "exact" before "near" — so a filter with more reasons could leave its largest out while the
+    column said "top"."""
+
+    def count(v: Any) -> float:
+        return float(v) if isinstance(v, int | float) else 0.0
+
+    reasons = sorted((f.get("reasons") or {}).items(), key=lambda kv: (-count(kv[1]), str(kv[0])))
+    text = ", ".join(f"{r} {v}" for r, v in reasons[:k])
+    rest = len(reasons) - k
+    return text + (f" (+{rest} more reason{'s' if rest != 1 else ''})" if rest > 0 else "")
+
+
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -659,6 +746,45 @@ def headline_accuracy(t: dict[str, Any]) -> str:
         lo, hi = bootstrap_ci(vals)
         text += f" [{lo:.1%}, {hi:.1%}]"
     return text
+
+
+def final_models_label(evals: dict[str, Any]) -> str:
+    """What the accuracy section's final models are: "after RL", "after SFT", or both named.
+
+    Why: the heading said "final models: after RL" as soon as one model had an RL stage, over
+    the tables of models whose final checkpoint is their SFT model (code-flash in `tiny`)."""
+    rl = [m for m, e in evals.items() if e.get("rl")]
+    if not rl:
+        return "after SFT"
+    if len(rl) == len(evals):
+        return "final models: after RL"
+    return "final models: after RL for " + ", ".join(rl) + "; after SFT for the others"
+
+
+def _after(m: str, e: dict[str, Any]) -> str:
+    """Which checkpoint one model's accuracy tables measure: "after RL [(stage)]" or "after SFT"."""
+    if not e.get("rl"):
+        return "after SFT"
+    note = rl_stage_note(m, e)
+    return f"after RL, {note.strip(' ()')}" if note else "after RL"
+
+
+def pretrained_lines(t: dict[str, Any] | None) -> list[str]:
+    """The pre-trained model's task accuracy as report.md prints it under the final model's
+    tables: its first split, with correct/n, the 95% interval and the no-training baseline of
+    the same items.
+
+    Why: the line read "overall 3.1%" — no n, no interval, no baseline, and "overall" for what
+    is the first split alone — so a pre-trained score below the lookup table's read as a
+    measured skill."""
+    if not t or not isinstance(t.get("accuracy"), int | float):
+        return []
+    first = ((t.get("settings") or {}).get("splits") or ["heldout"])[0]
+    return [
+        f"Before SFT (pre-trained model), {first}: {headline_accuracy(t)}; no-training baseline "
+        f"on the same items {_fmt(t.get('baseline'), '.1%')}.",
+        "",
+    ]
 
 
 def _cell_step(evals: dict[str, Any]) -> str:
@@ -705,7 +831,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 _fmt(sb.get("val_bpb")),
                 _fmt(pb.get("unigram_bpb")),
                 headline_accuracy(ts),
-                headline_accuracy(t) if e.get("rl") else "-",
+                headline_accuracy(t) + rl_stage_note(m, e) if e.get("rl") else "-",
                 _fmt(t.get("baseline", ts.get("baseline")), ".1%"),
             ]
         )
@@ -746,13 +872,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
     ]
 
     # ---- accuracy ---------------------------------------------------------------------------
-    has_rl = any(evals[m].get("rl") for m in r.model_names)
-    md += [
-        "## Accuracy on problems never trained on ("
-        + ("final models: after RL" if has_rl else "after SFT")
-        + ")",
-        "",
-    ]
+    md += [f"## Accuracy on problems never trained on ({final_models_label(evals)})", ""]
     md += [
         "**new problems** are held out by the underlying problem (operands and facts; for code, "
         "the whole function — never seen with any example or as a bug to fix); **new phrasing** "
@@ -780,7 +900,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             f"{s} {v['accuracy']:.1%} ({v['correct']}/{v['n']})" for s, v in t["splits"].items()
         )
         md += [
-            f"### {m}",
+            f"### {m} ({_after(m, evals[m])})",
             "",
             f"{t['settings']['n_per_tier']} problems per cell and split; overall {tot}; "
             f"finish reasons {t['finish_reasons']}.",
@@ -794,9 +914,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         if plot_tokens_by_tier(t, m, d / f"tokens_{m}.png"):
             figures.append(f"tokens_{m}.png")
             md += [f"![tokens by tier {m}](tokens_{m}.png)", ""]
-        base = evals[m]["pretrain"].get("tasks")
-        if base:
-            md += [f"Before SFT (pre-trained model): overall {base['accuracy']:.1%}.", ""]
+        md += pretrained_lines(evals[m]["pretrain"].get("tasks"))
         if evals[m].get("rl"):
             md += [f"#### {sft_vs_rl_title(m, evals[m])}", ""]
             md += [f"- {line}" for line in sft_vs_rl_paired(evals[m])]
@@ -959,14 +1077,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                     ),
                     "",
                 ]
-        drops = [
-            [
-                f["name"],
-                f.get("dropped", 0),
-                ", ".join(f"{k} {v}" for k, v in list(f.get("reasons", {}).items())[:4]),
-            ]
-            for f in card.get("filters", [])
-        ]
+        drops = [[f["name"], f.get("dropped", 0), top_reasons(f)] for f in card.get("filters", [])]
         if drops:
             md += ["**filters**", "", _md_table(["filter", "dropped", "top reasons"], drops), ""]
         from hillclimb.data.card import decontamination_summary
