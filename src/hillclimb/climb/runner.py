@@ -526,6 +526,17 @@ def rl_final(recipe: Recipe, model: str) -> str | None:
     return None
 
 
+def _counted(t: dict[str, Any]) -> dict[str, Any]:
+    """`correct`, `n` and the Wilson 95% interval of an accuracy (empty when not recorded)."""
+    from hillclimb.stats import wilson_ci
+
+    k, n = t.get("correct"), t.get("n")
+    if not isinstance(k, int) or not isinstance(n, int) or n < 1:
+        return {}
+    lo, hi = wilson_ci(k, n)
+    return {"correct": k, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
+
+
 def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
     """Headline numbers of the final model (RL when the climb has it, else SFT).
 
@@ -540,6 +551,9 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         "corpus_val_bpb_final": (tuned.get("bpb") or {}).get("val_bpb"),
         "corpus_unigram_bpb": (base.get("bpb") or {}).get("unigram_bpb"),
         "accuracy": t.get("accuracy"),
+        # k of n and the Wilson 95% interval beside every accuracy (session 24: summary.json
+        # printed bare accuracies, which read the same at n = 20 and n = 621)
+        **_counted(t),
         # the no-training baseline on the same items (pooled per-cell best: eval/tasks.py);
         # None for an evaluation written before it was kept
         "baseline": t.get("baseline"),
@@ -550,6 +564,7 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         "by_split": {
             s: {
                 "accuracy": v["accuracy"],
+                **_counted(v),
                 "baseline": v.get("baseline"),
                 "by_kind_tier": {
                     k: {tier: x["accuracy"] for tier, x in tiers.items()}
