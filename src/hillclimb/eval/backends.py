@@ -27,6 +27,10 @@ statistics — is shared.
 - `count_tokens` counts texts in the model's own tokens (a URL: our server's
   `usage.prompt_tokens`; another server's count is not asked for), so token budgets sized from
   reference solutions are the same whether a checkpoint runs in-process or behind our server.
+- `drafter` (`EVAL_DRAFTERS`): the model-free draft source of a checkpoint's engine (prompt
+  lookup or suffix drafting, `serve/drafters.py`). Drafts are verified against the model's own
+  greedy choice, so they change how fast answers come, not which: it is recorded in the
+  settings but is no like-for-like key of the registry. A URL's server chooses its own.
 """
 
 from __future__ import annotations
@@ -41,9 +45,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hillclimb.errors import HillclimbError
+from hillclimb.serve.drafter_choice import MODEL_FREE_DRAFTERS, check_drafter  # noqa: F401
 
 MAX_HTTP_STOPS = 4
 HEALING_ENV = "HILLCLIMB_EVAL_TOKEN_HEALING"
+# the draft sources an evaluation or harness engine may use: model-free ones only (no draft
+# model is loaded beside the checkpoint); "none" is today's plain decoding
+# the model-free drafters an evaluation engine may use (checked before any model loads)
+EVAL_DRAFTERS = MODEL_FREE_DRAFTERS
 
 
 def eval_token_healing() -> bool:
@@ -120,12 +129,19 @@ class EngineBackend:
     kind = "engine"
 
     def __init__(
-        self, path: str, *, device: str | None = None, batch_size: int = 16, engine: Any = None
+        self,
+        path: str,
+        *,
+        device: str | None = None,
+        batch_size: int = 16,
+        engine: Any = None,
+        drafter: str = "none",
     ) -> None:
         from pathlib import Path
 
         from hillclimb.serve.engine import Engine
 
+        check_drafter(drafter)
         if engine is None:
             p = Path(path)
             if not p.exists():
@@ -137,8 +153,10 @@ class EngineBackend:
                     f"{path} is not a checkpoint directory (needs config.json and "
                     f"tokenizer.json){run_dir_hint(p)}"
                 )
-            engine = Engine.from_checkpoint(p, device=device, max_batch=batch_size)
+            engine = Engine.from_checkpoint(p, device=device, max_batch=batch_size, drafter=drafter)
         self.engine = engine
+        # what the engine drafts with (a given engine: its own default), for the settings
+        self.drafter = str(getattr(engine, "default_drafter", drafter))
         self.batch_size = batch_size
         self.name = str(path)
         # the completion form's token healing (`eval_token_healing`), asked of the server alike
@@ -514,8 +532,18 @@ def open_backend(
     device: str | None = None,
     batch_size: int = 16,
     concurrency: int = 4,
+    drafter: str = "none",
 ) -> Backend:
-    """A checkpoint directory → `EngineBackend`; an http(s) base URL → `HTTPBackend`."""
+    """A checkpoint directory → `EngineBackend`; an http(s) base URL → `HTTPBackend`.
+
+    `drafter` is the engine's draft source; a URL takes only "none" (its server decides, and a
+    silently ignored flag would record a drafter that never ran)."""
+    check_drafter(drafter)
     if is_url(model):
+        if drafter != "none":
+            raise HillclimbError(
+                f"--drafter {drafter} applies to a checkpoint, not to a URL ({model}): the "
+                "server chooses its own draft source"
+            )
         return HTTPBackend(model, api_key=api_key, model=served_model, concurrency=concurrency)
-    return EngineBackend(model, device=device, batch_size=batch_size)
+    return EngineBackend(model, device=device, batch_size=batch_size, drafter=drafter)

@@ -168,11 +168,17 @@ def run_eval(
     seq_len: int | None = None,
     accuracy: bool = True,
     device: str | None = None,
+    drafter: str = "none",
 ) -> dict[str, Any]:
     """Evaluate checkpoint `model`: bpb on `data`'s val shards (when given) and task accuracy.
 
     Returns a JSON-able dict `{"format", "model", "name", "preset", "weights_sha256",
-    "tokenizer_sha256", "hillclimb_version", "bpb": {...}|None, "tasks": {...}|None, "seconds"}`. `seq_len` defaults to the training seq_len recorded in the checkpoint (else 256)."""
+    "tokenizer_sha256", "hillclimb_version", "bpb": {...}|None, "tasks": {...}|None, "seconds"}`. `seq_len` defaults to the training seq_len recorded in the checkpoint (else 256).
+
+    `drafter` (`backends.EVAL_DRAFTERS`): the engine's model-free draft source, recorded in
+    `tasks.settings.drafter`. Drafts are verified against the greedy choice, so the table is the
+    same with any of them; only the time differs."""
+    from hillclimb.eval.backends import check_drafter
     from hillclimb.model.checkpoint import read_info
     from hillclimb.serve.engine import Engine
 
@@ -188,10 +194,11 @@ def run_eval(
         raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
     if not accuracy and data is None:  # `--no-tasks` alone printed a header and exited 0
         raise ConfigError("nothing to evaluate: --no-tasks skips accuracy and no --data is given")
+    check_drafter(drafter)
     if accuracy:
         cfg.validate()
     t0 = time.perf_counter()
-    engine = Engine.from_checkpoint(path, device=device, max_batch=cfg.batch_size)
+    engine = Engine.from_checkpoint(path, device=device, max_batch=cfg.batch_size, drafter=drafter)
     info = read_info(path)
     if seq_len is None:
         seq_len = int((info.get("train") or {}).get("seq_len") or 256)
@@ -217,5 +224,6 @@ def run_eval(
         )
     if accuracy:
         result["tasks"] = evaluate_tasks(engine, cfg)
+        result["tasks"]["settings"]["drafter"] = drafter
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result

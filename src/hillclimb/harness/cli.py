@@ -87,6 +87,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="skip grading each untouched repository first (tasks that already grade resolved "
         "end task_invalid and are not counted; the check costs one test run per task)",
     )
+    run.add_argument(
+        "--drafter",
+        choices=["none", "lookup", "suffix"],
+        default="none",
+        help="a checkpoint's model-free draft source (prompt lookup, or suffix drafting over the "
+        "engine's earlier outputs too): drafts are checked against the model's own choice, so "
+        "greedy episodes are the same, only the time differs (none)",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_cmd_run, _parser=run)
 
@@ -208,10 +216,25 @@ def _served_model(url: str, key: str | None, timeout: float) -> str:
 
 
 def make_client(
-    model: str, model_name: str | None, api_key: str | None, timeout: float, concurrency: int = 1
+    model: str,
+    model_name: str | None,
+    api_key: str | None,
+    timeout: float,
+    concurrency: int = 1,
+    drafter: str = "none",
 ):
+    """A factory of per-episode clients for `model`; `drafter` is a checkpoint engine's draft
+    source (`serve.drafter_choice.MODEL_FREE_DRAFTERS`), refused for a URL or the reference
+    agent, where it would do nothing while the run said it drafted."""
     from hillclimb.harness.clients import LocalClient, OpenAIClient, ReferenceClient
+    from hillclimb.serve.drafter_choice import check_drafter
 
+    check_drafter(drafter)
+    local_model = model != "reference" and not model.startswith(("http://", "https://"))
+    if drafter != "none" and not local_model:
+        raise HillclimbError(
+            f"--drafter {drafter} applies to a checkpoint directory, not to --model {model}"
+        )
     if model == "reference":
         return lambda: ReferenceClient()
     if model.startswith(("http://", "https://")):
@@ -223,7 +246,7 @@ def make_client(
         # of each task loading its own model copy (the caller starts and stops it: `.engine`)
         from hillclimb.serve.engine import Engine
 
-        engine = Engine.from_checkpoint(model, max_batch=max(1, concurrency))
+        engine = Engine.from_checkpoint(model, max_batch=max(1, concurrency), drafter=drafter)
 
         def local() -> LocalClient:
             return LocalClient(engine=engine, name=Path(model).name)
@@ -273,8 +296,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     _check_run_args(args)
     factory = make_client(
-        args.model, args.model_name, args.api_key, args.request_timeout, args.concurrency
-    )
+        args.model, args.model_name, args.api_key, args.request_timeout, args.concurrency,
+        drafter=args.drafter,
+    )  # fmt: skip
     limits = EpisodeLimits(
         max_steps=args.max_steps, max_tokens_per_turn=args.max_tokens_per_turn,
         max_total_tokens=args.max_total_tokens, wall_s=args.wall,
@@ -307,6 +331,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                            telemetry_path=db, progress=progress,
                            check_tasks=not args.no_check_tasks)  # fmt: skip
     s = report.summary
+    _record_settings(out, s, args)
     # every task of the run ended in an error (an endpoint that is down, a wrong URL): a failed
     # run, not a finished one with a 0% resolve rate — the results are kept and resume retries
     failed = s["tasks"] > 0 and s["errors"] == s["tasks"]
@@ -337,6 +362,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"exit statuses: {s['exit_statuses']}; skipped (already done): {report.skipped}; out: {out}"
     )
     return 1 if failed else 0
+
+
+def _record_settings(out: Path, summary: dict[str, Any], args: argparse.Namespace) -> None:
+    """`settings.drafter` in the summary (printed and OUT/summary.json) of a checkpoint run.
+
+    Why: the run's time depends on it, its greedy trajectories do not; a resumed run records
+    the drafter of the invocation that last wrote the summary."""
+    from hillclimb.io import write_json_atomic
+
+    if args.model == "reference" or args.model.startswith(("http://", "https://")):
+        return  # no engine of ours: nothing drafted here
+    summary.setdefault("settings", {})["drafter"] = args.drafter
+    if (out / "summary.json").is_file():
+        write_json_atomic(out / "summary.json", summary)
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:

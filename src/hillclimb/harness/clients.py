@@ -296,6 +296,11 @@ class LocalClient:
     only) — None = for models whose context is ≤ `harness.tools.COMPACT_CONTEXT` tokens (the
     full set is ≈1.45k tokens on the tiny tokenizer); the climb's tool SFT data follows the same
     rule.
+
+    `drafter`: this client's draft source for every turn (`serve.drafter_choice.MODEL_FREE_DRAFTERS`: none,
+    lookup, suffix), asked per request so clients of one shared engine may differ; None = the
+    engine's default (`Engine(drafter=...)`, none unless set). Drafts are checked against the
+    model's own choice: greedy turns are the same with any of them, only faster or slower.
     """
 
     def __init__(
@@ -306,13 +311,16 @@ class LocalClient:
         enable_thinking: bool = False,
         compact_tools: bool | None = None,
         name: str | None = None,
+        drafter: str | None = None,
         **engine_kw: Any,
     ) -> None:
         from hillclimb.serve import engine as engine_mod
         from hillclimb.serve import sampling as sampling_mod
+        from hillclimb.serve.drafter_choice import check_drafter
 
         if (checkpoint_dir is None) == (engine is None):
             raise HillclimbError("LocalClient needs a checkpoint directory or engine=, not both")
+        self.drafter = None if drafter is None else check_drafter(drafter)
         self._sampling = sampling_mod
         if engine is None:
             self.checkpoint_dir: Path | None = Path(checkpoint_dir)  # type: ignore[arg-type]
@@ -395,6 +403,7 @@ class LocalClient:
             temperature=temperature,
             seed=seed,
             policy_logprobs=True,
+            drafter=self.drafter,
         )
         try:
             out = self.engine.generate(ids, params)
