@@ -14,7 +14,9 @@ speculative output must equal the plain output token for token — checked and r
 
 Speedup = plain decode time / speculative decode time for the same prompts and token counts
 (prefill included in both); `speedup` forces speculation on every step, `speedup_auto` is the
-engine's default policy (speculate only while it measures faster than plain decoding). Usage:
+engine's default policy (speculate only while it measures faster than plain decoding), and
+`speedup_serve_default` what `hillclimb serve` gets: its start-up rule (`startup_decision`) leaves
+the draft off unless the expected speedup at acceptance 0.6 is ≥ 1.05×. Usage:
   PYTHONPATH=src python bench/serve_speculative.py [--tokens 96] [--prompts 6] [--train-steps 150]
 Prints one JSON object.
 """
@@ -87,6 +89,7 @@ def run_pair(target, draft, tok, prompts, n_tokens, compile: bool = True) -> dic
     spec = Engine(target, tok, max_batch=1, draft=draft, seed=0, compile=compile)
     # its own engine: forced runs would otherwise teach the auto policy what they measured
     auto = Engine(target, tok, max_batch=1, draft=draft, seed=0, compile=compile)
+    startup = startup_decision(auto)
     sp = SamplingParams(max_tokens=n_tokens, temperature=0, ignore_eos=True)
     forced = dataclasses.replace(sp, speculative=True)
     plain.generate(prompts[0], SamplingParams(max_tokens=8, temperature=0))  # warm-up
@@ -120,6 +123,11 @@ def run_pair(target, draft, tok, prompts, n_tokens, compile: bool = True) -> dic
         "speedup_auto": round(t_plain / t_auto, 2),
         "auto_verify_steps": auto_steps,
         "auto_backoffs": auto.stats()["totals"]["spec_backoffs"],
+        # `hillclimb serve`'s start-up rule on this pair (`host.choose_draft`): without the
+        # draft the server decodes plainly, so its default is 1.00× by construction
+        "serve_default": "draft" if startup["attached"] else "plain",
+        "speedup_serve_default": round(t_plain / t_auto, 2) if startup["attached"] else 1.0,
+        "startup_decision": startup,
         "identical_greedy_output": identical,
         "acceptance_rate": round(accepted / drafted, 3) if drafted else 0.0,
         "mean_accept_len": round((accepted + steps) / steps, 2) if steps else 0.0,
@@ -130,7 +138,19 @@ def run_pair(target, draft, tok, prompts, n_tokens, compile: bool = True) -> dic
     }
 
 
-def cost_model(target, draft, gammas=range(1, 13), steps: int = 60) -> dict:
+def startup_decision(engine) -> dict:
+    """What `hillclimb serve` decides for this pair at start-up: the engine's own steps timed
+    (`host.measure_step_costs`) and `speculative.decide_draft` (expected speedup at acceptance
+    0.6 ≥ 1.05×). It only measures and decides: the engine keeps its draft, so the `auto`
+    column is still measured."""
+    from hillclimb.serve.host import measure_step_costs
+    from hillclimb.serve.speculative import decide_draft
+
+    costs = measure_step_costs(engine)
+    return decide_draft(costs, range(1, engine.gamma_max + 1)).as_dict()
+
+
+def cost_model(target, draft, gammas=range(1, 13), steps: int = 60, compile: bool = True) -> dict:
     """Per-step costs measured with the engine's own steps (compiled one-token steps, the
     single-slot verification step) at a mid-sized context, and the speedup they allow:
 
@@ -147,7 +167,8 @@ def cost_model(target, draft, gammas=range(1, 13), steps: int = 60) -> dict:
     with torch.inference_mode():
         for name, model in (("target", target), ("draft", draft)):
             ff = FastForward(model, 512)
-            ff.enable_compile(multi=True)  # as the engines do: compiled verification
+            if compile:
+                ff.enable_compile(multi=True)  # as the engines do: compiled verification
             cache = KVCache(model.cfg, 1, 512)
             ff.extend_one(ctx, cache, 0)
             vocab = model.cfg.vocab_size
@@ -187,7 +208,7 @@ def cost_model(target, draft, gammas=range(1, 13), steps: int = 60) -> dict:
     return out
 
 
-def climb_pair(run: Path, n_prompts: int, n_tokens: int) -> dict:
+def climb_pair(run: Path, n_prompts: int, n_tokens: int, compile: bool = True) -> dict:
     """The pair a `hillclimb climb` produced: SFT'd thinking verified, SFT'd code-flash drafting,
     on held-out problems (tiers 1-2) in the chat format the models were tuned on — reasoning
     prompts and code prompts measured separately (code-flash was tuned on the latter)."""
@@ -205,8 +226,8 @@ def climb_pair(run: Path, n_prompts: int, n_tokens: int) -> dict:
         probs = [p for p in suite if p.kind == kind][: n_prompts * 2]
         prompts = [tok.encode_chat([{"role": "user", "content": p.prompt}],
                                    add_generation_prompt=True) for p in probs]  # fmt: skip
-        out[kind] = run_pair(target, draft, tok, prompts, n_tokens)
-    out["cost_model"] = cost_model(target, draft)
+        out[kind] = run_pair(target, draft, tok, prompts, n_tokens, compile=compile)
+    out["cost_model"] = cost_model(target, draft, compile=compile)
     return out
 
 
@@ -217,10 +238,13 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pairs", default="random,self,trained")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="eager steps (quick runs on a busy machine; not the serve default)")  # fmt: skip
     ap.add_argument("--climb", type=Path, default=None,
                     help="a climb run dir: also measure its SFT'd thinking (target) + code-flash "
                     "(draft) on held-out problem prompts rendered with the chat template")  # fmt: skip
     args = ap.parse_args()
+    comp = not args.no_compile
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from hillclimb.model.config import ModelConfig, get_preset
@@ -245,21 +269,21 @@ def main() -> None:
     }
     pairs = set(args.pairs.split(","))
     if args.climb is not None:
-        out["pairs"]["climb"] = climb_pair(args.climb, args.prompts, args.tokens)
+        out["pairs"]["climb"] = climb_pair(args.climb, args.prompts, args.tokens, comp)
     target = build_model(get_preset("thinking-tiny"), seed=0).eval()
     if "random" in pairs:
         draft = build_model(get_preset("code-flash-tiny"), seed=1).eval()
         out["pairs"]["random"] = {
             "target": "thinking-tiny",
             "draft": "code-flash-tiny",
-            **run_pair(target, draft, tok, prompts, args.tokens),
-            "cost_model": cost_model(target, draft),
+            **run_pair(target, draft, tok, prompts, args.tokens, compile=comp),
+            "cost_model": cost_model(target, draft, compile=comp),
         }
     if "self" in pairs:
         out["pairs"]["self"] = {
             "target": "thinking-tiny",
             "draft": "thinking-tiny (same weights)",
-            **run_pair(target, target, tok, prompts, args.tokens),
+            **run_pair(target, target, tok, prompts, args.tokens, compile=comp),
         }
     if "trained" in pairs:
         ids = torch.tensor(tok.encode(text[:split]))
@@ -290,8 +314,8 @@ def main() -> None:
             "train_s": round(time.perf_counter() - t0, 1),
             "final_loss_target": round(loss_t, 3),
             "final_loss_draft": round(loss_d, 3),
-            **run_pair(tgt, drf, tok, prompts, args.tokens),
-            "cost_model": cost_model(tgt, drf),
+            **run_pair(tgt, drf, tok, prompts, args.tokens, compile=comp),
+            "cost_model": cost_model(tgt, drf, compile=comp),
         }
     print(json.dumps(out, indent=2))
 

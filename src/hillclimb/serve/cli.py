@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import client_api_key, default_state_dir
@@ -91,8 +92,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--router", type=Path, default=None, help="trained router file for 'auto'")
     s.add_argument("--max-batch", type=int, default=16, help="engine batch slots per model")
     s.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    s.add_argument(
+    spec = s.add_mutually_exclusive_group()
+    spec.add_argument(
         "--no-speculative", action="store_true", help="do not let code-flash draft for thinking"
+    )
+    spec.add_argument(
+        "--draft",
+        action="store_true",
+        help="attach code-flash as thinking's draft model without measuring (default: measure "
+        "the pair's step costs at start-up and attach it only when the expected speedup at "
+        "acceptance 0.6 is at least 1.05x)",
     )
     s.add_argument(
         "--prefix-cache",
@@ -250,14 +259,37 @@ def _serve(args: argparse.Namespace) -> int:
     state = load_state(thinking, flash, db=db, keys_file=args.keys,
                        env_keys=os.environ.get("HILLCLIMB_API_KEYS"), prices_file=args.prices,
                        router_file=args.router, max_batch=args.max_batch, device=args.device,
-                       speculative=not args.no_speculative,
+                       speculative=speculative_option(args),
                        default_max_tokens=args.default_max_tokens,
                        compile=args.compile, stream_interval=args.stream_interval,
                        threads=args.threads, engine_process=args.engine_process,
                        log_level=args.log_level, prefix_cache=args.prefix_cache,
                        flywheel=db.parent / FLYWHEEL_FILE)  # fmt: skip
+    line = draft_line(state)
+    if line:
+        print(line, flush=True)
     serve_forever(state, args.host, args.port, log_level=args.log_level)
     return 0
+
+
+def speculative_option(args: argparse.Namespace) -> bool | None:
+    """`--draft` → True (attach), `--no-speculative` → False, neither → None: measured at
+    start-up (`host.choose_draft`)."""
+    if args.no_speculative:
+        return False
+    return True if args.draft else None
+
+
+def draft_line(state: Any) -> str | None:
+    """The start-up line on thinking's draft model (printed before the banner), or None when
+    not both models are served. /health's `speculative` and /v1/models' `speculative_draft`
+    say the same."""
+    m = (getattr(state, "models", None) or {}).get("thinking")
+    decision = getattr(m.engine, "draft_decision", None) if m is not None else None
+    if not decision:
+        return None
+    on = "code-flash drafts for thinking" if decision["attached"] else "no draft model"
+    return f"  speculative decoding ({decision['policy']}): {on}: {decision['reason']}"
 
 
 def check_router(router: Path | None, thinking: Path | None, flash: Path | None) -> None:

@@ -58,7 +58,11 @@ class EngineOptions:
 
     max_batch: int = 16  # batch slots per model
     device: str | None = None  # default: cuda if available
-    speculative: bool = True  # thinking verifies code-flash's drafts when both are loaded
+    # thinking verifies code-flash's drafts when both are loaded: True attaches the draft
+    # (`--draft`), False never (`--no-speculative`), None measures the pair's step costs at
+    # start-up and attaches only when speculation can pay (`speculative.decide_draft`; the
+    # `hillclimb serve` default). True here keeps library callers' behaviour unchanged.
+    speculative: bool | None = True
     # code-flash's default draft source: prompt lookup (model-free; code answers quote their
     # prompts); "none" turns it off. A request's `prediction` always drafts with lookup.
     flash_drafter: str = "lookup"
@@ -108,10 +112,16 @@ def load_engines(
             token_healing=opts.flash_token_healing,
             **kw,
         )
-    spec_on = bool(opts.speculative and flash is not None and thinking is not None)
+    both = flash is not None and thinking is not None
+    spec_on = bool(both and opts.speculative is not False)
     if thinking is not None:
         draft = engines["code-flash"] if spec_on else None
         engines["thinking"] = Engine.from_checkpoint(thinking, draft=draft, name="thinking", **kw)
+    if both:
+        decision = choose_draft(engines["thinking"], opts.speculative)
+        spec_on = decision.attach
+        engines["thinking"].draft_decision = decision.as_dict()
+        log.info("speculative decoding: %s", describe_decision(decision))
     # Auto threads: one intra-op thread for small models. On 2 cores the single-process
     # server was faster with 1 at 1, 8 and 32 clients (the event loop wants the other core):
     # `bench/serve_concurrency.py --preset tiny --threads 1|2`, BENCHMARKS.md.
@@ -123,6 +133,122 @@ def load_engines(
             log.warning("%s: compiled decode step unavailable, eager steps (%s)", name,
                         eng.compile_error)  # fmt: skip
     return engines, spec_on
+
+
+# ---- whether code-flash drafts for thinking ------------------------------------------------------
+def choose_draft(target: Any, speculative: bool | None, measure: Any = None) -> Any:
+    """Decide on the draft model of `target` (an `Engine` built with its draft attached unless
+    `speculative` is False) and detach it when the measured rule says no.
+
+    Why at start-up: whether a draft pays is mostly the pair and the machine (the cost of a
+    draft step next to a target step and a verification), and those are known in a few ms; the
+    runtime back-off can only find out by losing (0.95× measured with the tiny pair).
+    `measure(target) → StepCosts` is injectable for tests."""
+    from hillclimb.serve.speculative import DraftDecision, decide_draft
+
+    if speculative is False:
+        return DraftDecision(False, "off", "turned off (--no-speculative)")
+    if target.draft is None:
+        return DraftDecision(False, "auto", "no draft model")
+    if speculative is True:
+        return DraftDecision(
+            True, "forced", "attached without measuring (--draft / speculative=True)"
+        )
+    t0 = time.perf_counter()
+    try:
+        costs = (measure or measure_step_costs)(target)
+    except Exception as exc:  # noqa: BLE001 - a failed timing must not stop the server
+        log.warning("measuring the draft's step costs failed (%s): no draft model", exc)
+        decision = DraftDecision(False, "auto", f"step costs could not be measured: {exc}")
+    else:
+        decision = decide_draft(costs, range(1, target.gamma_max + 1))
+    decision.measure_ms = (time.perf_counter() - t0) * 1e3
+    if not decision.attach:
+        detach_draft(target)
+    return decision
+
+
+def detach_draft(engine: Any) -> None:
+    """Serve `engine` without its draft model: what `Engine(draft=None)` would have built (no
+    draft runner, default drafter none), without building and compiling the engine again.
+    (Engine.detach_draft() in engine.py would be the better home.)"""
+    engine.draft = None
+    engine._draft_shared = False
+    if engine.default_drafter == "model":
+        engine.default_drafter = "none"
+
+
+def describe_decision(decision: Any) -> str:
+    """One start-up line: attached or not, and why."""
+    what = "code-flash drafts for thinking" if decision.attach else "no draft model for thinking"
+    hint = "" if decision.policy != "auto" else (
+        " (--draft forces it)" if not decision.attach else " (--no-speculative turns it off)"
+    )  # fmt: skip
+    return f"{what}: {decision.reason}{hint}"
+
+
+def measure_step_costs(target: Any, reps: int = 9, context: int = 64) -> Any:
+    """The target's decode step, its draft's decode step and its verification of T = 2 …
+    γ_max + 1 tokens, timed on the engines' own (compiled) steps and caches, slot 0 of each,
+    after `context` tokens (a short prompt). Both caches are reset afterwards. ≈0.1 s for the
+    tiny pair on CPU."""
+    import torch
+
+    from hillclimb.serve.speculative import time_step_costs
+
+    d = target.draft
+    vocab = int(target.cfg.vocab_size)
+    n = max(1, min(context, target.max_context - target.gamma_max - 4))
+    ctx = [(31 * i + 7) % vocab for i in range(n)]
+    step_t = _slot_step(target.fast, target.model, target.cache, target.device)
+    step_d = _slot_step(d.fast, d.model, d.cache, target.device)
+    with torch.inference_mode():
+        step_t(ctx, True)
+        step_d(ctx, True)
+
+        def one(step: Any, cache: Any) -> Any:
+            def run() -> None:
+                step([11], True)
+                cache.truncate(0, n)
+
+            return run
+
+        def verify(T: int) -> None:
+            step_t([(13 * j + 5) % vocab for j in range(T)], False)
+            target.cache.truncate(0, n)
+
+        sync = torch.cuda.synchronize if target.device.type == "cuda" else None
+        lens = list(range(2, target.gamma_max + 2))
+        try:
+            return time_step_costs(one(step_t, target.cache), one(step_d, d.cache), verify,
+                                   lens, reps=reps, sync=sync)  # fmt: skip
+        finally:
+            target.cache.reset([0])
+            d.cache.reset([0])
+
+
+def _slot_step(fast: Any, model: Any, cache: Any, device: Any) -> Any:
+    """step(tokens, last_only) on slot 0 of `cache` the way the engine runs a single stream:
+    the compiled/lean single-slot steps on CPU fp32, the fast path or the model elsewhere."""
+    import torch
+
+    if fast is not None and fast.lean:
+
+        def lean(tokens: list[int], last_only: bool) -> Any:
+            if len(tokens) == 1:
+                return fast.decode_one(tokens[0], cache, 0)
+            return fast.extend_one(tokens, cache, 0, last_only=last_only)
+
+        return lean
+    slot = torch.tensor([0], device=device)
+
+    def general(tokens: list[int], last_only: bool) -> Any:
+        x = torch.tensor([tokens], device=device)
+        if fast is not None:
+            return fast(x, cache, slot, last_only=last_only, single_slot=0, dense=True)
+        return model(x, cache=cache, slot_ids=slot, last_only=last_only)
+
+    return general
 
 
 # ---- the child ------------------------------------------------------------------------------------
@@ -179,6 +305,7 @@ def _host_main(conn: Any, spec: dict[str, Any]) -> None:
             "compile_error": eng.compile_error,
             "has_draft": eng.draft is not None,
             "default_drafter": eng.default_drafter,
+            "draft_decision": getattr(eng, "draft_decision", None),
         }
         for name, eng in engines.items()
     }
@@ -436,6 +563,8 @@ class RemoteEngine:
         self.compile_error: str | None = info["compile_error"]
         self.has_draft: bool = info["has_draft"]
         self.default_drafter: str = info["default_drafter"]
+        # why thinking has (or has not) a draft model (`choose_draft`); None for code-flash
+        self.draft_decision: dict[str, Any] | None = info.get("draft_decision")
         # the engine process resolves budgets with the same profile (Engine.from_checkpoint)
         self.thinking_profile = checkpoint_profile(checkpoint)
 

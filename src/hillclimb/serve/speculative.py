@@ -367,3 +367,142 @@ class DraftRunner:
         if keep < s.held:
             self.cache.truncate(slot, keep)
             s.held = keep
+
+
+# ---- whether a draft model is worth attaching at all ---------------------------------------------
+# The start-up rule of `hillclimb serve` (issue 15: speculation must not cost more than 2% where it
+# does not pay). A per-token acceptance of 0.6 is what a well-matched pair reaches on text it was
+# tuned for (this repository's climb pair measured 0.36–0.42; published pairs 0.6–0.8), and 1.05×
+# leaves room for what the cost model omits (the draft's catch-up forward, host-side acceptance,
+# cache rollback: ≈5% of a step at tiny size). A pair that cannot clear 1.05× even there can only
+# lose, and the runtime back-off (`Engine._observe_spec`) bounds that loss to ≈5%, not 2%.
+ASSUMED_ACCEPTANCE = 0.6
+MIN_EXPECTED_SPEEDUP = 1.05
+
+
+@dataclass
+class StepCosts:
+    """Measured wall times (ms) of the steps speculative decoding is made of: one target decode
+    step (t), one draft decode step (d), and the target scoring T = γ + 1 tokens at once (v(T))."""
+
+    target_ms: float
+    draft_ms: float
+    verify_ms: dict[int, float]  # T → ms
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target_decode_ms": round(self.target_ms, 4),
+            "draft_decode_ms": round(self.draft_ms, 4),
+            "draft_over_target": round(self.draft_ms / self.target_ms, 3),
+            "verify_ms": {str(k): round(v, 4) for k, v in sorted(self.verify_ms.items())},
+        }
+
+
+def expected_speedup(costs: StepCosts, gamma: int, alpha: float) -> float:
+    """Plain ms per token over speculative ms per token for γ drafts at acceptance α:
+    t · E(γ, α) / (γ · d + v(γ + 1)) (Leviathan et al. 2023, eq. 1 with measured costs)."""
+    v = costs.verify_ms.get(gamma + 1)
+    if v is None:
+        raise ValueError(f"no verification cost measured for {gamma + 1} tokens")
+    return costs.target_ms * expected_tokens(gamma, alpha) / (gamma * costs.draft_ms + v)
+
+
+@dataclass
+class DraftDecision:
+    """Whether thinking gets code-flash as its draft model, and the numbers behind it."""
+
+    attach: bool
+    policy: str  # "auto" (measured), "forced" (--draft), "off" (--no-speculative)
+    reason: str
+    costs: StepCosts | None = None
+    gamma: int | None = None  # the γ that maximises the expected speedup at `alpha`
+    expected: float | None = None  # that speedup at the assumed acceptance
+    ceiling: float | None = None  # the best speedup with a perfect draft (α = 1)
+    alpha: float = ASSUMED_ACCEPTANCE
+    min_speedup: float = MIN_EXPECTED_SPEEDUP
+    measure_ms: float | None = None  # how long the start-up measurement took
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "attached": self.attach,
+            "policy": self.policy,
+            "reason": self.reason,
+            "assumed_acceptance": self.alpha,
+            "min_expected_speedup": self.min_speedup,
+        }
+        if self.costs is not None:
+            out |= {
+                **self.costs.as_dict(),
+                "gamma": self.gamma,
+                "expected_speedup": round(self.expected or 0.0, 3),
+                "ceiling_speedup": round(self.ceiling or 0.0, 3),
+            }
+        if self.measure_ms is not None:
+            out["measure_ms"] = round(self.measure_ms, 1)
+        return out
+
+
+def decide_draft(
+    costs: StepCosts,
+    gammas: range | list[int],
+    alpha: float = ASSUMED_ACCEPTANCE,
+    min_speedup: float = MIN_EXPECTED_SPEEDUP,
+) -> DraftDecision:
+    """Attach the draft when its best expected speedup over the engine's γ range at acceptance
+    `alpha` reaches `min_speedup`. Why a start-up rule on top of the runtime back-off: with the
+    tiny pair the draft step is 50–64% of a target step, so even a perfect draft tops out at
+    ≈1.24× and a realistic one loses; the back-off then still pays for its probes (measured
+    0.95× on reasoning prompts), while not attaching costs nothing."""
+    gs = [g for g in gammas if g + 1 in costs.verify_ms]
+    if not gs or costs.target_ms <= 0 or costs.draft_ms <= 0:
+        return DraftDecision(False, "auto", "step costs could not be measured", costs)
+    best = max(gs, key=lambda g: expected_speedup(costs, g, alpha))
+    expected = expected_speedup(costs, best, alpha)
+    ceiling = max(expected_speedup(costs, g, 1.0) for g in gs)
+    ok = expected >= min_speedup
+    why = (
+        f"expected {expected:.2f}x at acceptance {alpha:g} (gamma {best}; draft step "
+        f"{costs.draft_ms / costs.target_ms:.0%} of a target step; {ceiling:.2f}x with a perfect "
+        f"draft) {'>=' if ok else '<'} {min_speedup:g}x"
+    )
+    return DraftDecision(ok, "auto", why, costs, best, expected, ceiling, alpha, min_speedup)
+
+
+def time_step_costs(
+    target_step: Any,
+    draft_step: Any,
+    verify_step: Any,
+    verify_lens: list[int],
+    reps: int = 7,
+    sync: Any = None,
+) -> StepCosts:
+    """Fastest wall times of `target_step()`, `draft_step()` and `verify_step(T)` for each T,
+    interleaved per round. The minimum, not the median: other processes only ever add time, and
+    on a shared 2-core box a third of the verification samples were 5–150× too slow (the median
+    of 7 read 36 ms for a 1.1 ms step), while the minima were stable to ≈5%. Each
+    callable runs one step and undoes its cache effect; one warm-up round runs first (a
+    compiled step's first call for a new shape compiles). `sync`: called before each clock read
+    (`torch.cuda.synchronize` on a GPU)."""
+    import time
+
+    def clock(fn: Any, *a: Any) -> float:
+        if sync is not None:
+            sync()
+        t0 = time.perf_counter()
+        fn(*a)
+        if sync is not None:
+            sync()
+        return (time.perf_counter() - t0) * 1e3
+
+    target_step(), draft_step()
+    for T in verify_lens:
+        verify_step(T)
+    ts: list[float] = []
+    ds: list[float] = []
+    vs: dict[int, list[float]] = {T: [] for T in verify_lens}
+    for _ in range(max(1, reps)):
+        ts.append(clock(target_step))
+        ds.append(clock(draft_step))
+        for T in verify_lens:
+            vs[T].append(clock(verify_step, T))
+    return StepCosts(min(ts), min(ds), {T: min(x) for T, x in vs.items()})
