@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hillclimb.io import client_api_key
+from hillclimb.serve.drafter_choice import MODEL_FREE_DRAFTERS
 
 
 def _tiers(s: str) -> list[int]:
@@ -183,7 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument(
         "--drafter",
-        choices=["none", "lookup", "suffix"],
+        choices=MODEL_FREE_DRAFTERS,
         default="none",
         help="a checkpoint's model-free draft source (prompt lookup or suffix drafting, as "
         "`serve` uses for code-flash): drafts are checked against the greedy choice, so greedy "
@@ -598,58 +599,20 @@ def _handle_suite(args: argparse.Namespace) -> int:
         harness_max_steps=args.max_steps,
         harness_concurrency=args.concurrency,
     )
-    cfg.validate()  # bad settings fail before the drafting engine loads (as `run_suite` does)
-    backend = _drafting_backend(args)
-    try:
-        res = run_suite(
-            args.suite,
-            args.model,
-            cfg,
-            backend=backend,
-            price=_price(args),
-            api_key=client_api_key(args.api_key),
-            served_model=args.served_model,
-            device=args.device,
-            batch_size=args.batch_size,
-            concurrency=args.concurrency,
-            announce=lambda line: print(line, file=sys.stderr, flush=True),  # stdout: the result
-        )
-    finally:
-        if backend is not None:
-            backend.close()
-    _record_drafter(args, res, backend)
-    return _report(args, res, f"{args.suite}.json", print_suite)
-
-
-def _drafting_backend(args: argparse.Namespace) -> Any:
-    """The checkpoint's engine backend built with `--drafter`, or None (`run_suite` opens its
-    own, plain one): `run_suite` takes no drafter, so a drafting engine is handed to it.
-    `--drafter` with a URL is refused here (`open_backend`), before anything is asked of it."""
-    from hillclimb.eval.backends import open_backend
-
-    if args.drafter == "none":
-        return None
-    return open_backend(
-        args.model, device=args.device, batch_size=args.batch_size, drafter=args.drafter
+    res = run_suite(
+        args.suite,
+        args.model,
+        cfg,
+        price=_price(args),
+        api_key=client_api_key(args.api_key),
+        served_model=args.served_model,
+        device=args.device,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        announce=lambda line: print(line, file=sys.stderr, flush=True),  # stdout: the result
+        drafter=args.drafter,
     )
-
-
-def _record_drafter(args: argparse.Namespace, res: dict[str, Any], backend: Any) -> None:
-    """`settings.drafter` of an in-process suite run; with a backend handed in, `run_suite`
-    recorded no weights identity (it does only for a backend it opened), so it is added here.
-
-    Why recorded: the time a run took depends on it (its greedy answers do not, so the registry
-    does not compare on it)."""
-    from pathlib import Path
-
-    from hillclimb.eval.backends import is_url
-    from hillclimb.eval.core import model_identity
-
-    if is_url(args.model):
-        return  # the server's draft source is its own, and unknown here
-    res.setdefault("settings", {})["drafter"] = args.drafter
-    if backend is not None and Path(args.model).is_dir() and "weights_sha256" not in res:
-        res.update(model_identity(Path(args.model)))
+    return _report(args, res, f"{args.suite}.json", print_suite)
 
 
 def _check_out(args: argparse.Namespace) -> None:

@@ -72,10 +72,13 @@ def run_suite(
     concurrency: int = 4,
     price: tuple[float, float] | None = None,
     announce: Callable[[str], None] | None = None,
+    drafter: str = "none",
 ) -> dict[str, Any]:
     """Run suite `name` against `model` (a checkpoint directory or an http(s) base URL);
     `price` (credits per million prompt / completion tokens) adds a cost per solved item;
-    `announce` is told, before the first item runs, how many will (suites in `ANNOUNCING`)."""
+    `announce` is told, before the first item runs, how many will (suites in `ANNOUNCING`);
+    `drafter`: the checkpoint engine's model-free draft source (`open_backend`; a URL takes
+    only "none"), recorded as `settings.drafter` for an engine this call opens."""
     from hillclimb.eval.backends import open_backend
 
     check_suite(name)
@@ -90,6 +93,7 @@ def run_suite(
         device=device,
         batch_size=batch_size,
         concurrency=concurrency,
+        drafter=drafter,
     )
     try:
         runner = suite_runner(name)
@@ -107,15 +111,17 @@ def run_suite(
 
     # the scorer is this process's code whatever answered (a URL too): always recorded
     identity: dict[str, Any] = {"scorer_sha256": scorer_sha256()}
+    settings = asdict(cfg)
     if own and be.kind == "engine" and Path(model).is_dir():
         identity = model_identity(Path(model))
+        settings["drafter"] = drafter  # the time depends on it, the greedy answers do not
     return {
         "format": SUITE_FORMAT,
         "suite": name,
         "model": be.name,
         "backend": be.kind,
         **identity,
-        "settings": asdict(cfg),
+        "settings": settings,
         **body,
         "efficiency": efficiency(body, price),
         "seconds": round(time.perf_counter() - t0, 3),

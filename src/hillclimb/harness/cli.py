@@ -18,6 +18,7 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import client_api_key
+from hillclimb.serve.drafter_choice import MODEL_FREE_DRAFTERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--drafter",
-        choices=["none", "lookup", "suffix"],
+        choices=MODEL_FREE_DRAFTERS,
         default="none",
         help="a checkpoint's model-free draft source (prompt lookup, or suffix drafting over the "
         "engine's earlier outputs too): drafts are checked against the model's own choice, so "
