@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hillclimb.eval.backends import Backend, Request
+from hillclimb.eval.programs import STRESS
 from hillclimb.eval.suite_common import (
     SuiteConfig,
     first_param,
@@ -414,35 +415,11 @@ def check_program(item: AdvItem, answer_code: str) -> str:
     return f"{answer_code}\n\n{_READER_PRELUDE}\n{item.tests}\n"
 
 
-# `hammer` as the tester defines it (eval.programs), for `check_program`'s one-process form.
-_READER_PRELUDE = """import sys as _sys, threading as _threading
-import opcode as _opcode, os as _os
-_STORES = {_opcode.opmap[n] for n in ("STORE_ATTR", "STORE_SUBSCR", "STORE_GLOBAL", "STORE_DEREF")}
-_ticks = [0]
-def _opcodes(frame, event, arg):
-    frame.f_trace_opcodes = True
-    return _step
-def _step(frame, event, arg):
-    if event == "opcode" and frame.f_code.co_code[frame.f_lasti] in _STORES:
-        _ticks[0] += 1
-        if _ticks[0] % 13 == 0:
-            _os.sched_yield()
-    return _step
-def hammer(fn, threads, times):
-    old = _sys.getswitchinterval()
-    _sys.setswitchinterval(1e-6)
-    b = _threading.Barrier(threads)
-    def run():
-        b.wait()
-        _sys.settrace(_opcodes)
-        for _ in range(times):
-            fn()
-        _sys.settrace(None)
-    ts = [_threading.Thread(target=run) for _ in range(threads)]
-    [t.start() for t in ts]
-    [t.join() for t in ts]
-    _sys.setswitchinterval(old)
-"""
+# `hammer` as the tester defines it (`eval.programs.STRESS`, the same source), for
+# `check_program`'s one-process form.
+_READER_PRELUDE = (
+    "import os as _os, threading as _th\n" + STRESS.strip("\n") + "\n\n\nhammer = _stress\n"
+)
 
 
 def function_check(item: AdvItem, answer_code: str) -> Any:

@@ -683,52 +683,10 @@ def _check_batch(
 # a returned object by the tester (it changes the tester's copy only), identity below the top
 # level of arguments, and iterating a candidate's iterator (it arrives as a handle).
 
-_RPC = r"""
-import builtins as _builtins, datetime as _dt, json as _json, os as _os, threading as _th
-
-
-class CandidateFailed(BaseException):
-    '''The other process died, replied with garbage, or raised a non-`Exception`.'''
-
-
-def _no_truth(self):
-    raise TypeError("a value from the other process has no truth value")
-
-
-class Remote:
-    '''An object living in the other process: calls and attribute reads go there.'''
-
-    __slots__ = ("_peer", "_h", "_attr", "_methods")
-    __bool__ = _no_truth
-
-    def __init__(self, peer, h, attr=None):
-        object.__setattr__(self, "_peer", peer)
-        object.__setattr__(self, "_h", h)
-        object.__setattr__(self, "_attr", attr)
-        object.__setattr__(self, "_methods", {})
-
-    def __call__(self, *args, **kwargs):
-        return self._peer.call(self._h, self._attr, args, kwargs)
-
-    def __getattr__(self, name):
-        if name.startswith("__") or self._attr is not None:
-            raise AttributeError(name)
-        m = self._methods.get(name)
-        if m is not None:
-            return m
-        value, method = self._peer.getattr(self._h, name)
-        if method:  # later calls skip the attribute read
-            value = Remote(self._peer, self._h, name)
-            self._methods[name] = value
-        return value
-
-    def __setattr__(self, name, value):
-        raise AttributeError("cannot set attributes of an object in the other process")
-
-    def __repr__(self):
-        return "<object in the other process #%s%s>" % (self._h, "." + self._attr if self._attr else "")
-
-
+# `_stress` as source: the tester runs it (below, in `_RPC`) and so does the one-process
+# program a reader runs by hand (`eval.adversarial.check_program`); it needs `_os` and `_th`
+# (os, threading) imported.
+STRESS = r"""
 def _opcode_trace(frame, event, arg):
     # Per-opcode trace events for every frame under `_stress`: each event is a call into
     # Python, where CPython may switch threads, so a window opens between any two bytecodes.
@@ -791,6 +749,59 @@ def _stress(fn, threads, times):
         sys.setswitchinterval(old)
     if errors:
         raise errors[0]
+
+"""
+
+_RPC = (
+    r"""
+import builtins as _builtins, datetime as _dt, json as _json, os as _os, threading as _th
+
+
+class CandidateFailed(BaseException):
+    '''The other process died, replied with garbage, or raised a non-`Exception`.'''
+
+
+def _no_truth(self):
+    raise TypeError("a value from the other process has no truth value")
+
+
+class Remote:
+    '''An object living in the other process: calls and attribute reads go there.'''
+
+    __slots__ = ("_peer", "_h", "_attr", "_methods")
+    __bool__ = _no_truth
+
+    def __init__(self, peer, h, attr=None):
+        object.__setattr__(self, "_peer", peer)
+        object.__setattr__(self, "_h", h)
+        object.__setattr__(self, "_attr", attr)
+        object.__setattr__(self, "_methods", {})
+
+    def __call__(self, *args, **kwargs):
+        return self._peer.call(self._h, self._attr, args, kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("__") or self._attr is not None:
+            raise AttributeError(name)
+        m = self._methods.get(name)
+        if m is not None:
+            return m
+        value, method = self._peer.getattr(self._h, name)
+        if method:  # later calls skip the attribute read
+            value = Remote(self._peer, self._h, name)
+            self._methods[name] = value
+        return value
+
+    def __setattr__(self, name, value):
+        raise AttributeError("cannot set attributes of an object in the other process")
+
+    def __repr__(self):
+        return "<object in the other process #%s%s>" % (self._h, "." + self._attr if self._attr else "")
+
+
+"""
+    + STRESS.strip("\n")
+    + r"""
 
 
 def hammer(fn, threads, times):
@@ -1024,6 +1035,7 @@ class Peer:
         except BaseException as exc:
             return {"re": rid, "raise": [_exc_name(exc), _describe(exc)]}
 """
+)
 
 # The candidate process: reads {"code", "name"}, runs the code, exports the function as handle 0,
 # then serves requests. Its own stdin/stdout/stderr are /dev/null (the RPC uses duplicates).
