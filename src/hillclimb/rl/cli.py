@@ -58,7 +58,13 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
         "current directory",
     ),
     ("--format-reward", "format_reward", float, "bonus for an extractable answer (0)"),
-    ("--overlong", "overlong", str, "truncated problem completions: mask | soft | none (mask)"),
+    (
+        "--overlong",
+        "overlong",
+        str,
+        "truncated completions and harness episodes cut by a limit: mask | soft | none (mask; "
+        "soft: problems only)",
+    ),
     ("--length-penalty", "length_penalty", str, "none | alp (solve-rate-scaled, arXiv 2506.05256)"),
     ("--alp-beta", "alp_beta", float, "ALP coefficient (0.5, length / budget)"),
     ("--length-start-step", "length_start_step", int, "RL step at which ALP switches on (0)"),
@@ -78,8 +84,24 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--pareto-budgets", "pareto_budgets", "ints", "forced thinking budgets for the Pareto plot"),
     ("--clip-low", "clip_low", float, "PPO clip below (0.2)"),
     ("--clip-high", "clip_high", float, "clip above, DAPO clip-higher (0.28)"),
-    ("--loss-agg", "loss_agg", str, "token-mean (DAPO) | seq-mean (GRPO) | dr-grpo"),
-    ("--no-std-norm", "std_norm", "false", "do not divide advantages by the group std (Dr. GRPO)"),
+    (
+        "--loss-agg",
+        "loss_agg",
+        str,
+        "token-mean (DAPO) | seq-mean (GRPO) | dr-grpo (Dr. GRPO: also no std division)",
+    ),
+    (
+        "--no-std-norm",
+        "std_norm",
+        "false",
+        "do not divide advantages by the group std (Dr. GRPO; the default with --loss-agg dr-grpo)",
+    ),
+    (
+        "--std-norm",
+        "std_norm",
+        "true",
+        "divide advantages by the group std (the default, except with --loss-agg dr-grpo)",
+    ),
     ("--kl-beta", "kl_beta", float, "KL weight to the initial policy, k3 (0)"),
     ("--epochs", "epochs", int, "policy epochs per batch (1)"),
     ("--minibatches", "minibatches", int, "optimizer steps per epoch (1)"),
@@ -87,6 +109,13 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--eval-every", "eval_every", int, "RL steps between val-split evaluations (10; 0: off)"),
     ("--eval-n-per-tier", "eval_n_per_tier", int, "val problems per family x tier (8)"),
     ("--engine-batch", "engine_batch", int, "concurrent rollouts in the engine (64)"),
+    (
+        "--drafter",
+        "drafter",
+        str,
+        "model-free draft source of the rollout engine: none | lookup | suffix (none); the "
+        "same tokens and log-probs for a seed, only faster or slower",
+    ),
     ("--aux-scale", "aux_scale", float, "weight of the MoE aux/z losses (1.0)"),
     ("--no-update-bias", "update_bias", "false", "freeze the expert selection biases"),
     (

@@ -15,15 +15,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from hillclimb.errors import ConfigError
 from hillclimb.rl.grpo import AGGREGATIONS
+from hillclimb.serve.drafter_choice import MODEL_FREE_DRAFTERS
 from hillclimb.train.config import TrainConfig
 
 OVERLONG = ("mask", "soft", "none")
 MAX_GROUP = 1024  # samples per prompt (ours: 16x DeepSeekMath's 64)
 MAX_ROLLOUTS = 65536  # prompts_per_step x group_size held at once (ours)
 LENGTH_PENALTIES = ("none", "alp")
+# settings of the problem curriculum (`rl.curriculum`), which harness mode does not read
+PROBLEM_CURRICULUM = ("families", "tiers", "start_tier", "promote_at", "pool_size")
+
+
+def changed_from_default(cfg: object, names: tuple[str, ...]) -> list[str]:
+    """The fields among `names` whose value differs from the dataclass default (for the run's
+    note when a config built in code, not through `from_dict`, sets settings it ignores)."""
+    import dataclasses
+
+    out = []
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        if f.name not in names:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if getattr(cfg, f.name) != default:
+            out.append(f.name)
+    return out
 
 
 @dataclass
@@ -46,14 +65,29 @@ class RLConfig(TrainConfig):
     temperature: float = 1.0  # sample from the policy itself (DAPO, Dr. GRPO use 1.0)
     max_tokens: int | None = None  # None: per family x tier, 1.5x the longest reference + 16
     engine_batch: int = 64  # concurrent rollouts in the engine (KV-cache slots)
+    # model-free draft source of the rollout engine (serve/drafters.py: "lookup", "suffix"),
+    # as `hillclimb eval --drafter`: drafts are verified by the exact acceptance rule, which
+    # for these one-hot drafts draws every position from the policy exactly as plain sampling
+    # does (`speculative.accept_drafts`), so the same seed gives the same token ids and
+    # log-probs; only the speed changes. "none" (default): plain decoding
+    drafter: str = "none"
     # ---- rewards -----------------------------------------------------------------------------
     reward: str | None = None  # "module:function" (Rollout -> float); None: correctness 1/0
     format_reward: float = 0.0  # bonus for an extractable final answer (0: off)
-    # truncated problem completions: "mask" (no gradient), "soft" (DAPO), "none"; harness
-    # episodes are never shaped or masked for length ("soft" is refused there)
+    # truncated completions: "mask" (no gradient: DAPO's overlong filtering), "soft" (DAPO's
+    # soft punishment), "none". Harness episodes cut by a limit (`rl.harness.EPISODE_CUT`:
+    # context exhausted, max_steps, max_tokens, wall time) follow "mask" and "none" the same
+    # way; "soft" shapes single-turn rewards by length and is refused there
     overlong: str = "mask"
     overlong_buffer: int = 16  # "soft": tokens before the budget where the penalty ramps to -1
-    length_penalty: str = "none"  # "alp": solve-rate-scaled length penalty (arXiv 2506.05256)
+    # "alp": solve-rate-scaled length penalty (ALP, arXiv 2506.05256): r − β·(n/budget)·max(p̂,
+    # 1/G). Order (ours, from the math): the penalty is subtracted from the reward for dynamic
+    # sampling, but the advantage is norm(r) − (pen − mean(pen)) — the group-std division
+    # (GRPO) applies to the task reward only, the penalty is centred and kept at its own scale.
+    # Divided by the std too, an all-correct group's only variation is the penalty, rescaled to
+    # unit size whatever p̂, so the "easy prompts pay more" scaling cancelled. Dr. GRPO (arXiv
+    # 2503.20783, no std division) gives the same advantages either way (`grpo.tally_group`)
+    length_penalty: str = "none"
     alp_beta: float = 0.5  # ALP's β with length normalised by the cell's budget (ours)
     length_start_step: int = 0  # ALP switches on at this RL step (after accuracy is established)
     # budget conditioning (L1, arXiv 2503.04697, "max" variant): each prompt carries a thinking
@@ -70,7 +104,11 @@ class RLConfig(TrainConfig):
     clip_low: float = 0.2  # PPO ε (Schulman 2017; DAPO keeps 0.2 for the low side)
     clip_high: float = 0.28  # DAPO clip-higher
     loss_agg: str = "token-mean"  # DAPO; "seq-mean" = GRPO; "dr-grpo" = constant normaliser
-    std_norm: bool = True  # GRPO divides advantages by the group std; Dr. GRPO does not
+    # GRPO divides advantages by the group std; Dr. GRPO (arXiv 2503.20783) removes both that
+    # division and the length normaliser. None (the default): on, except with loss_agg
+    # "dr-grpo", which then is Dr. GRPO in full (it needed an explicit --no-std-norm, so
+    # `--loss-agg dr-grpo` alone ran half of it); an explicit true/false is honoured
+    std_norm: bool | None = None
     kl_beta: float = 0.0  # KL to the initial policy (k3); 0 as in DAPO / Dr. GRPO
     epochs: int = 1  # μ policy epochs per batch (1: on-policy, the ratio stays ≈ 1)
     minibatches: int = 1  # optimizer steps per epoch
@@ -101,10 +139,31 @@ class RLConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.std_norm is None:
+            self.std_norm = self.loss_agg != "dr-grpo"
         self.batch_size = max(
             1, self.prompts_per_step * self.group_size // max(1, self.minibatches)
         )
         self.validate_rl()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """As `TrainConfig.from_dict`, and refuses problem-curriculum keys beside `harness`.
+
+        Why here: `d` holds only what the user wrote (CLI flags given, `--config` / `--recipe`
+        tables, `[rl_harness.<model>]`), so a setting named with `--harness` is refused even at
+        its default value — it has no effect there: harness mode draws tasks by their group
+        resolve rate (`rl.harness.TaskCurriculum`), and `--tiers`, `--families`, ... were
+        accepted and silently did nothing."""
+        ignored = [k for k in PROBLEM_CURRICULUM if k in d] if d.get("harness") else []
+        if ignored:
+            raise ConfigError(
+                f"invalid RL config: {', '.join(ignored)} set the problem curriculum (families "
+                "x tiers), which harness episodes do not use: tasks are drawn by their group "
+                "resolve rate (informative ones, strictly between 0 and 1, first); leave them "
+                "out with --harness"
+            )
+        return super().from_dict(d)
 
     def validate_rl(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -136,6 +195,10 @@ class RLConfig(TrainConfig):
         need(self.temperature > 0, "temperature must be > 0 (a policy gradient needs sampling)")
         need(self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be >= 1")
         need(self.engine_batch >= 1, "engine_batch must be >= 1")
+        need(
+            self.drafter in MODEL_FREE_DRAFTERS,
+            f"drafter must be one of {', '.join(MODEL_FREE_DRAFTERS)}, got {self.drafter!r}",
+        )
         need(self.overlong in OVERLONG, f"overlong must be one of {OVERLONG}")
         need(self.overlong_buffer >= 1, "overlong_buffer must be >= 1")
         # DAPO's soft punishment ramps over the last `overlong_buffer` tokens before the budget;
@@ -184,7 +247,8 @@ class RLConfig(TrainConfig):
         need(
             self.harness is None or self.overlong != "soft",
             "overlong 'soft' applies to single-turn problems, not to harness episodes (their "
-            "reward is the graded resolve; no length shaping or masking is applied there)",
+            "reward is the graded resolve); use overlong 'mask' (episodes cut by a limit get "
+            "no gradient) or 'none'",
         )
         need(self.harness_concurrency >= 1, "harness_concurrency must be >= 1")
         need(

@@ -6,6 +6,17 @@ minus the group mean, divided by the group's standard deviation (GRPO, DeepSeekM
 2402.03300) or not (`std_norm=False`: Dr. GRPO, arXiv 2503.20783, which shows the division
 over-weights easy and hard prompts). Every token of a completion carries its sequence's advantage.
 
+The std is the population std (ddof 0). DeepSeekMath writes std(r) without saying which; TRL's
+`GRPOTrainer` and verl call `torch.std` (the sample std, ddof 1), so their advantages are
+sqrt((G − 1)/G) of ours (0.935 at G = 8): a constant factor per G, which the learning rate absorbs
+and which leaves every ordering, sign and dynamic-sampling decision unchanged. Kept as documented
+(docs/areas/rl.md) rather than switched: a switch would change every run's numbers for a scale.
+
+A length penalty with its own scale (ALP's, `length_pen` of `tally_group`) is added AFTER the
+std division, centred but not divided: divided by the group std, an all-correct group's only
+variation is the penalty, which the division rescales to unit size whatever the solve rate, so
+ALP's "easy prompts pay more per token" cancelled (see `tally_group`).
+
 The loss per token is PPO's clipped surrogate with asymmetric clipping (DAPO "clip-higher",
 arXiv 2503.14476: ε_low 0.2, ε_high 0.28, so unlikely tokens can grow and entropy does not
 collapse):
@@ -45,7 +56,8 @@ AGGREGATIONS = ("token-mean", "seq-mean", "dr-grpo")
 
 
 def group_advantages(rewards: list[float], std_norm: bool = True, eps: float = 1e-6) -> list[float]:
-    """Advantages of one group: (r − mean) [/ (std + eps)] (population std, as in GRPO)."""
+    """Advantages of one group: (r − mean) [/ (std + eps)] (the population std: see the module
+    docstring for why not the sample std TRL uses)."""
     if not rewards:
         return []
     r = np.asarray(rewards, dtype=np.float64)
@@ -186,10 +198,19 @@ def tally_group(
     *,
     dynamic_sampling: bool,
     std_norm: bool,
+    length_pen: list[float] | None = None,
 ) -> list[float] | None:
     """Count one group (per member: passed, truncated, completion tokens, raw reward) into the
     step's stats and return its advantages from the `shaped` rewards — or None when dynamic
-    sampling drops it (all shaped rewards equal: no gradient)."""
+    sampling drops it (all shaped rewards equal: no gradient).
+
+    `length_pen` (per member, already subtracted in `shaped`): ALP's penalty. It is taken out
+    before the std normalisation and added back centred, unscaled: A = norm(shaped + pen) −
+    (pen − mean(pen)). Why: normalised together, an all-correct group (its only variation the
+    penalty) got advantages of unit size whatever its solve rate — the same as an all-wrong
+    group of the same lengths — so ALP's solve-rate scaling did nothing (ALP, arXiv
+    2506.05256: easy prompts pay for every token, hard ones barely). Without std_norm (Dr.
+    GRPO) the two forms are the same number."""
     c = st["by_cell"].setdefault(cell, [0, 0])
     c[0] += sum(passed)
     c[1] += len(passed)
@@ -206,7 +227,7 @@ def tally_group(
     if dynamic_sampling and max(shaped) - min(shaped) <= 1e-9 * max(abs(x) for x in shaped):
         st["dropped"] += 1
         return None
-    adv = group_advantages(shaped, std_norm=std_norm)
+    adv = _advantages_with_length(shaped, length_pen, std_norm)
     big = max(abs(a) for a in adv)
     if not big <= float(np.finfo(np.float32).max):  # the batch holds advantages as float32
         raise HillclimbError(
@@ -215,6 +236,18 @@ def tally_group(
             "or keep the group std normalisation on"
         )
     return adv
+
+
+def _advantages_with_length(
+    shaped: list[float], length_pen: list[float] | None, std_norm: bool
+) -> list[float]:
+    """Group advantages with the length penalty outside the std normalisation (`tally_group`)."""
+    if not length_pen or not std_norm or not any(length_pen):
+        return group_advantages(shaped, std_norm=std_norm)
+    pen = np.asarray(length_pen, dtype=np.float64)
+    task = np.asarray(shaped, dtype=np.float64) + pen
+    base = np.asarray(group_advantages(task.tolist(), std_norm=True))
+    return (base - (pen - pen.mean())).tolist()
 
 
 def gather_groups(

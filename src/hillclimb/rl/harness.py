@@ -23,6 +23,12 @@ would pay an episode that changes nothing the full reward, so it is left out of 
 in the log and in `rl.json`'s `invalid_tasks`); `--no-check-tasks` skips the check (one test run
 per task).
 
+Truncated episodes (`EPISODE_CUT`: the context ran out, or the episode hit max_steps, its token
+limit or its wall time before submitting) follow `overlong` as truncated single-turn completions
+do: "mask" (the default, DAPO's overlong filtering) keeps them in their group's reward statistics
+but gives them no gradient — a cut episode's reward says where it stopped, not how it would have
+ended; "none" trains them as they are; "soft" (length shaping) is refused by `RLConfig`.
+
 Not here: routing replay for episodes (a transcript mixes prefilled and sampled turns; the rollout
 engine's routes would need stitching per turn — the log-prob gap is still logged) and KV reuse
 between turns (each turn prefills its whole prompt).
@@ -42,6 +48,15 @@ import numpy as np
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.problems.base import derive_seed
 from hillclimb.rl.grpo import empty_batch, gather_groups, step_stats, tally_group
+
+# how an episode ends when a limit cut it short (harness.agent `_loop`), not the model: the
+# episode counterpart of a single-turn completion cut at its token budget
+EPISODE_CUT = ("context_exhausted", "max_steps", "max_tokens", "timeout")
+
+
+def episode_truncated(ep: Any) -> bool:
+    """Whether a limit ended the episode before the model submitted (`EPISODE_CUT`)."""
+    return getattr(ep, "exit_status", None) in EPISODE_CUT
 
 
 def load_tasks(root: str | Path) -> list[Any]:
@@ -305,11 +320,12 @@ def collect_episodes(
                 )
             rewards = all_rewards[gi * G : (gi + 1) * G]
             cur.observe(task, sum(e.resolved for e in g) / G)
+            cut = [episode_truncated(e) for e in g]
             adv = tally_group(
                 st,
                 f"harness/{task.kind}",
                 [e.resolved for e in g],
-                [e.exit_status == "context_exhausted" for e in g],
+                cut,
                 [e.completion_tokens for e in g],
                 rewards,
                 rewards,
@@ -318,7 +334,8 @@ def collect_episodes(
             )
             if adv is None:
                 continue
-            groups.append({"episodes": g, "adv": adv})
+            keep = [not (c and cfg.overlong == "mask") for c in cut]
+            groups.append({"episodes": g, "adv": adv, "keep": keep})
         st["reward_s"] += time.perf_counter() - t1
     st["groups"] = len(groups)
     return groups, st
@@ -329,8 +346,16 @@ def episode_batch(
 ) -> dict[str, np.ndarray]:
     """Rows = episode transcripts (right-padded): `mask` = the episode's loss mask (sampled
     tokens only), `old_lp` = the sampling log-probs, `adv` per episode — the keys `build_batch`
-    makes for single-turn rollouts, so `PolicyLoss` and `Trainer.update` take both."""
-    rows = [(e, a) for g in groups for e, a in zip(g["episodes"], g["adv"], strict=True)]
+    makes for single-turn rollouts, so `PolicyLoss` and `Trainer.update` take both. A member
+    whose `keep` is False (a truncated episode under overlong "mask") gets no row."""
+    rows = [
+        (e, a)
+        for g in groups
+        for e, a, k in zip(
+            g["episodes"], g["adv"], g.get("keep") or [True] * len(g["episodes"]), strict=True
+        )
+        if k
+    ]
     rows = [(e, a) for e, a in rows if e.token_ids and any(e.loss_mask)]
     b = empty_batch(len(rows), max([len(e.token_ids) for e, _ in rows] + [2]), pad_rows_to, max_len)
     ids, mask, valid, old, adv = (b[k] for k in ("ids", "mask", "valid", "old_lp", "adv"))

@@ -335,6 +335,8 @@ def shape_group(
 
     - ALP (`alp_beta > 0`): r − β · (n / budget) · max(p̂, 1/G), p̂ = the group's solve rate, n
       the completion's tokens: easy prompts (p̂ high) pay for every token, hard ones barely.
+      The penalties are also returned apart (`info["alp"]`) so the advantage can leave them out
+      of the std normalisation (`grpo.tally_group`).
       Not on rollouts whose prompt carried a thinking budget: the user's budget, not ALP,
       says how long those may think (otherwise a high budget's note would be trained away).
     - overlong "soft" (DAPO): completions within `overlong_buffer` tokens of the budget lose
@@ -357,11 +359,12 @@ def shape_group(
         )
     g = len(rollouts)
     solved = sum(r.passed for r in rollouts) / g if g else 0.0
-    out, keep = list(raw), [True] * g
+    out, keep, alp = list(raw), [True] * g, [0.0] * g
     for i, r in enumerate(rollouts):
         n = r.completion_tokens
         if alp_beta > 0 and not r.think_budget:  # a noted prompt's length is its budget's
-            out[i] -= alp_beta * (n / max(1, budget)) * max(solved, 1.0 / g)
+            alp[i] = alp_beta * (n / max(1, budget)) * max(solved, 1.0 / g)
+            out[i] -= alp[i]
         if overlong == "soft":
             out[i] -= soft_overlong_penalty(n, r.truncated, budget, overlong_buffer)
         if budget_beta > 0 and r.think_budget:
@@ -370,4 +373,6 @@ def shape_group(
                 out[i] -= budget_beta * min(1.0, over / r.think_budget)
         if overlong == "mask" and r.truncated:
             keep[i] = False
-    return out, keep, {"solve_rate": solved}
+    # the ALP share of each reduction travels apart: `grpo.tally_group` keeps it out of the
+    # group-std normalisation, which otherwise cancels its solve-rate scaling
+    return out, keep, {"solve_rate": solved, "alp": alp}

@@ -130,6 +130,16 @@ def repeat_index(problems: list[Problem]) -> list[int]:
     return out
 
 
+def _forwarded_routes(routes: Any, r: Rollout) -> Any:
+    """The recorded experts of the tokens the engine forwarded: every prompt and completion
+    token but the last (sampled, never fed back). Why cut: with a drafter, a final verification
+    step leaves the routes of rejected draft positions past the sequence, and `build_batch` would
+    replay them at the last token's position, where plain decoding records none."""
+    if routes is None:
+        return None
+    return routes[: max(0, len(r.prompt_ids) + len(r.completion_ids) - 1)]
+
+
 def rollout_and_check(
     engine: Any,
     problems: list[Problem],
@@ -211,7 +221,7 @@ def rollout_and_check(
             r.finish_reason = o.finish_reason
             r.completion_tokens, r.reasoning_tokens = o.completion_tokens, o.reasoning_tokens
             r.logprobs, r.forced = o.policy_logprobs, o.forced
-            r.routes = getattr(o, "routes", None)
+            r.routes = _forwarded_routes(getattr(o, "routes", None), r)
             split = _think_tokens(tok, r.prompt_ids, r.completion_ids)
             if split is not None:
                 r.think_tokens, r.content_tokens = split

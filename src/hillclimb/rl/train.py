@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -47,7 +48,7 @@ import torch
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.io import exclusive_dir, write_json_atomic
 from hillclimb.problems.base import derive_seed
-from hillclimb.rl.config import RLConfig
+from hillclimb.rl.config import PROBLEM_CURRICULUM, RLConfig, changed_from_default
 from hillclimb.rl.curriculum import Curriculum
 from hillclimb.rl.grpo import PolicyLoss, empty_batch, gather_groups, step_stats, tally_group
 from hillclimb.rl.rewards import load_reward, score, shape_group
@@ -300,6 +301,14 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                     flush=True,
                 )
         cur = TaskCurriculum(h_tasks, cfg.seed)
+        ignored = changed_from_default(cfg, PROBLEM_CURRICULUM)
+        if ignored and info.is_main:  # `RLConfig.from_dict` refuses them; built in code: a note
+            print(
+                f"rl: note: {', '.join(ignored)} (problem curriculum) have no effect with "
+                "--harness; tasks are drawn by their group resolve rate",
+                file=sys.stderr,
+                flush=True,
+            )
         limits = EpisodeLimits(
             max_steps=cfg.harness_max_steps,
             max_tokens_per_turn=cfg.max_tokens,
@@ -323,6 +332,7 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         seed=cfg.seed,
         compile=False,
         record_routing=bool(tr.moe_layers),  # agreement is logged with and without replay
+        drafter=cfg.drafter,  # model-free drafts: the same tokens and log-probs, faster
     )
     ref_model = None
     if cfg.kl_beta > 0:
@@ -610,38 +620,44 @@ def _collect(
         for gi in range(len(probs)):
             g = rolls[gi * cfg.group_size : (gi + 1) * cfg.group_size]
             raw = raws[gi * cfg.group_size : (gi + 1) * cfg.group_size]
-            alp = (
-                cfg.alp_beta
-                if (cfg.length_penalty == "alp" and step >= cfg.length_start_step)
-                else 0.0
-            )
-            shaped, keep, info_g = shape_group(
-                g,
-                raw,
-                budget=budget(g[0].problem),
-                overlong=cfg.overlong,
-                overlong_buffer=cfg.overlong_buffer,
-                alp_beta=alp,
-                budget_beta=cfg.budget_beta if cfg.budget_conditioning else 0.0,
-            )
-            cur.observe(g[0].problem, info_g["solve_rate"])
-            adv = tally_group(
-                st,
-                f"{g[0].problem.family}/{g[0].problem.tier}",
-                [r.passed for r in g],
-                [r.truncated for r in g],
-                [r.completion_tokens for r in g],
-                raw,
-                shaped,
-                dynamic_sampling=cfg.dynamic_sampling,
-                std_norm=cfg.std_norm,
-            )
-            if adv is None:
-                continue
-            groups.append({"rollouts": g, "adv": adv, "keep": keep})
+            group = problem_group(cfg, st, g, raw, budget(g[0].problem), step)
+            cur.observe(g[0].problem, group.pop("solve_rate"))
+            if group["adv"] is not None:
+                groups.append(group)
         st["reward_s"] += time.perf_counter() - t1
     st["groups"] = len(groups)
     return groups, st
+
+
+def problem_group(
+    cfg: RLConfig, st: dict[str, Any], g: list[Rollout], raw: list[float], budget: int, step: int
+) -> dict[str, Any]:
+    """One problem's group: shaped rewards (`shape_group`), counted into the step's stats and
+    turned into advantages (`tally_group`, with ALP's penalty outside the std normalisation).
+    Returns `rollouts`, `adv` (None: dynamic sampling dropped it), `keep` and `solve_rate`."""
+    alp = cfg.alp_beta if (cfg.length_penalty == "alp" and step >= cfg.length_start_step) else 0.0
+    shaped, keep, info_g = shape_group(
+        g,
+        raw,
+        budget=budget,
+        overlong=cfg.overlong,
+        overlong_buffer=cfg.overlong_buffer,
+        alp_beta=alp,
+        budget_beta=cfg.budget_beta if cfg.budget_conditioning else 0.0,
+    )
+    adv = tally_group(
+        st,
+        f"{g[0].problem.family}/{g[0].problem.tier}",
+        [r.passed for r in g],
+        [r.truncated for r in g],
+        [r.completion_tokens for r in g],
+        raw,
+        shaped,
+        dynamic_sampling=cfg.dynamic_sampling,
+        std_norm=cfg.std_norm,
+        length_pen=info_g["alp"],
+    )
+    return {"rollouts": g, "adv": adv, "keep": keep, "solve_rate": info_g["solve_rate"]}
 
 
 @torch.no_grad()

@@ -317,7 +317,7 @@ RESUME_FREE_FIELDS = frozenset({
     "tensorboard", "threads", "log_every", "val_every", "val_tokens", "ckpt_every", "keep_last",
     "memory_check", "compile", "device", "dtype", "distributed", "micro_batch_size",
     "allow_tokenizer_mismatch", "eval_every", "eval_n_per_tier", "engine_batch",
-    "harness_concurrency", "pareto_budgets",
+    "harness_concurrency", "pareto_budgets", "drafter",
 })  # fmt: skip
 
 
