@@ -253,7 +253,7 @@ def _figure(plot: Callable[[Path], Any], alt: str, attrs: str = "") -> str | Non
 
 def _pre(text: str, limit: int = 2000) -> str:
     t = text if len(text) <= limit else text[:limit] + " …"
-    return f"<pre>{_e(t or '(empty)')}</pre>"
+    return f"<pre>{_e(R.printable(t) or '(empty)')}</pre>"
 
 
 def _final(phases: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
@@ -300,6 +300,7 @@ def _overview(inp: ReportInput) -> str:
             "no-training baseline",
         ]
         parts.append(_table(hdr, rows))
+        parts.append(_markdown(R.headline_reading_lines(inp.evals, list(inp.evals))))
     else:
         parts.append(_note("Task evaluations"))
     if inp.kind != "climb run":
@@ -346,7 +347,12 @@ def _data_and_flywheel(inp: ReportInput, card: dict[str, Any] | None) -> str:
     d = inp.stages.get("sft-data")
     marker = read_json(d / MARKER) if d is not None else None
     sft_data = marker.get("result") if isinstance(marker, dict) else None
-    lines += R.flywheel_lines(sft_data if isinstance(sft_data, dict) else {})
+    harness = {
+        k.removeprefix("rl-harness-"): _stage_result(inp, k) or {}
+        for k in inp.stages
+        if k.startswith("rl-harness-")
+    }
+    lines += R.flywheel_lines(sft_data if isinstance(sft_data, dict) else {}, harness)
     return _markdown("\n".join(lines).splitlines())  # tables come as one multi-line string
 
 
@@ -404,21 +410,51 @@ def _loss(inp: ReportInput) -> str:
     return "\n".join(parts)
 
 
+def _stage_result(inp: ReportInput, key: str) -> dict[str, Any] | None:
+    """A finished stage's `result` from its marker, None when absent or not an object."""
+    d = inp.stages.get(key)
+    marker = read_json(d / MARKER) if d is not None else None
+    result = marker.get("result") if isinstance(marker, dict) else None
+    return result if isinstance(result, dict) else None
+
+
+def _rl_model(key: str) -> str:
+    """The model of an `rl-<model>` or `rl-harness-<model>` stage key."""
+    return key.removeprefix("rl-harness-") if key.startswith("rl-harness-") else key[3:]
+
+
 def _rl(inp: ReportInput) -> str:
+    """The RL section as report.md's: a title and lead derived from the held-out measurement
+    (`report.rl_section_title`, the gate's decision), then per RL stage its panels, the note
+    that the curve is the val split, and the held-out endpoints beside it."""
     from hillclimb.rl.report import plot_rl, summary_lines
 
+    evs = {
+        m: {**ph, "rl_stage": inp.rl_stages.get(m)}
+        for m, ph in inp.evals.items()
+        if ph.get("rl") and ph.get("sft")
+    }
     parts = []
+    if evs:
+        parts.append(f"<h3>{_e(R.rl_section_title(list(evs), evs))}</h3>")
+        parts.append(_markdown(R.rl_lead_lines(list(evs), evs, _stage_result(inp, "registry"))))
     for key, run in _runs(inp, ("rl",)):
-        model = key.split("-", 1)[1]
+        model = _rl_model(key)
         fig = _figure(lambda d, run=run, m=model: plot_rl(run, d, m), key)
         parts.append(f"<h3>{_e(key)}</h3>" + (fig or _note(f"{key}: RL steps")))
         if fig:
             parts.append(
-                "<p>Panels: val pass rate per family × tier over RL steps, training reward and "
-                "pass rate, tokens per correct answer per tier, rollout-vs-train log-prob gap "
-                "with router agreement (dashed), seconds per step split, val accuracy against "
-                "tokens at forced thinking budgets (Pareto).</p>"
+                "<p>Panels: val pass rate per family × tier over RL steps (val split, not held "
+                "out), training reward and pass rate, tokens per correct answer per tier, "
+                "rollout-vs-train log-prob gap with router agreement (dashed), seconds per step "
+                "split, val accuracy against tokens at forced thinking budgets (Pareto).</p>"
             )
+            ends = (
+                R.endpoints_for_stage(key, model, evs[model])
+                if model in evs
+                else ["held-out endpoints: none"]
+            )
+            parts.append(_markdown([R.VAL_CURVE_NOTE, "", *ends]))
             parts.append(_markdown(summary_lines(run)))
     return "\n".join(parts) if parts else _note("RL stages")
 
@@ -438,6 +474,7 @@ def _tokens(inp: ReportInput) -> str:
                 c["tier"],
                 f"{c['mean_completion_tokens']:.1f}",
                 R._fmt(c.get("tokens_per_correct"), ".1f"),
+                f"{c['correct']}/{c['n']}",  # what "per correct" is over: 1 answer or 20
                 f"{c['truncated_share']:.0%}",
             ]
             for c in t["cells"]
@@ -447,7 +484,9 @@ def _tokens(inp: ReportInput) -> str:
             f"<h3>{_e(m)} ({_e(fin[0] if fin else '')}, split {_e(split)})</h3>",
             fig or "",
             "<details><summary>numbers</summary>"
-            + _table(["family", "tier", "mean tokens", "tokens / correct", "truncated"], rows)
+            + _table(
+                ["family", "tier", "mean tokens", "tokens / correct", "correct", "truncated"], rows
+            )
             + "</details>",
         ]
     return "\n".join(parts) if parts else _note("Per-tier token counts (task evaluation)")
@@ -595,12 +634,13 @@ def _samples(inp: ReportInput) -> str:
             parts.append(_note(f"{m}: samples of {', '.join(missing)}"))
         for s in samples:
             mark = "correct" if s.get("correct") else "wrong"
+            expected = R.printable(str(s.get("expected", ""))[:300])
             parts.append(
                 f'<div class="sample"><h4>{_e(m)} — {_e(s["family"])} tier {_e(s["tier"])}, '
                 f"{_e(s.get('split', 'heldout'))} ({mark}, finish: {_e(s.get('finish_reason'))})"
                 f"</h4><p>Prompt</p>{_pre(s.get('prompt', ''))}<p>Reasoning</p>"
                 f"{_pre(s.get('reasoning', ''))}<p>Answer</p>{_pre(s.get('content', ''))}"
-                f"<p>Expected: <code>{_e(str(s.get('expected', ''))[:300])}</code></p></div>"
+                f"<p>Expected: <code>{_e(expected)}</code></p></div>"
             )
     for label, s in inp.suites:
         for it in (s.get("items") or [])[:2]:

@@ -185,8 +185,11 @@ def plot_tokens_by_tier(tasks: dict[str, Any], title: str, dest: Path) -> bool:
 
 
 def plot_accuracy(tasks: dict[str, Any], title: str, dest: Path) -> bool:
-    """One panel per evaluation split: accuracy per family, a bar per tier, the no-training
-    baseline of each cell as a black tick on its bar."""
+    """One panel per evaluation split: accuracy per family, a bar per tier with its 95% Wilson
+    interval as whiskers, the no-training baseline of each cell as a black tick on its bar.
+
+    Why the whiskers: the bars of 1-item cells (0% or 100%) looked as exact as the tables'
+    20-item cells; the tables print the interval, the figure did not."""
     splits = tasks.get("splits") or {}
     if not splits:
         return False
@@ -203,7 +206,11 @@ def plot_accuracy(tasks: dict[str, Any], title: str, dest: Path) -> bool:
             xs = [i + (j - (len(tiers) - 1) / 2) * width for i in range(len(fams))]
             ys = [cells.get(f, {}).get(t, {}).get("accuracy", 0.0) for f in fams]
             bs = [cells.get(f, {}).get(t, {}).get("baseline", {}).get("best") for f in fams]
-            ax.bar(xs, ys, width=width, label=f"tier {t}")
+            lows, highs = wilson_whiskers(cells, fams, t)
+            ax.bar(
+                xs, ys, width=width, label=f"tier {t}", yerr=[lows, highs], capsize=0,
+                error_kw={"lw": 0.8, "ecolor": "0.55"},
+            )  # fmt: skip
             bx = [x for x, b in zip(xs, bs, strict=True) if b is not None]
             ax.scatter(bx, [b for b in bs if b is not None], marker="_", color="k", s=80, zorder=3)
         ax.set_xticks(range(len(fams)))
@@ -212,9 +219,35 @@ def plot_accuracy(tasks: dict[str, Any], title: str, dest: Path) -> bool:
         ax.set_ylabel("accuracy (greedy)")
         ax.set_title(f"{title} — {split}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8, title="black tick = no-training baseline", title_fontsize=7)
+    axes[0][0].legend(
+        fontsize=8,
+        title="black tick = no-training baseline\ngrey line = 95% Wilson interval",
+        title_fontsize=7,
+    )
     _save(fig, dest)
     return True
+
+
+def wilson_whiskers(
+    cells: dict[str, Any], fams: list[str], tier: str
+) -> tuple[list[float], list[float]]:
+    """Per family, the lengths below and above one tier's bar of its 95% Wilson interval
+    (`cells`: a split's `by_family_tier`); 0 where a cell has no counts."""
+    from hillclimb.stats import wilson_ci
+
+    lows, highs = [], []
+    for f in fams:
+        c = cells.get(f, {}).get(tier, {})
+        k, n = c.get("correct"), c.get("n")
+        if not isinstance(k, int) or not isinstance(n, int) or n <= 0:
+            lows.append(0.0)
+            highs.append(0.0)
+            continue
+        lo, hi = wilson_ci(k, n)
+        acc = c.get("accuracy", k / n)
+        lows.append(max(0.0, acc - lo))
+        highs.append(max(0.0, hi - acc))
+    return lows, highs
 
 
 def accuracy_table(t: dict[str, Any]) -> str:
@@ -370,34 +403,213 @@ def sft_vs_rl_paired(ev: dict[str, Any], seed: int = 0) -> list[str]:
     Why: the per-cell table's changes ("+15", "-10" on 20 items) and the headline's two
     accuracies were printed with nothing to say which of them were beyond noise; a change of
     one or two items per cell read as what RL did."""
+    return [
+        f"{p.split}: SFT {p.mean_a:.1%} → RL {p.mean_b:.1%} on the same {p.n} items: "
+        f"{p.delta * 100:+.1f} points, paired 95% CI [{p.ci_low * 100:+.1f}, "
+        f"{p.ci_high * 100:+.1f}], p(one-sided, better) {p.better:.3g}, p(one-sided, worse) "
+        f"{p.worse:.3g}; only RL right on {p.b_only}, only SFT on {p.a_only} — "
+        + ("beyond noise (95%, two-sided)" if p.beyond else "not beyond noise (95%, two-sided)")
+        for p in paired_by_split(ev, seed)
+    ]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """RL − SFT on one split's shared items: the paired bootstrap's numbers, with the p-values
+    read as the promotion gate reads them (the larger of the bootstrap's and the sign test's)."""
+
+    split: str
+    n: int
+    mean_a: float
+    mean_b: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    better: float
+    worse: float
+    a_only: int
+    b_only: int
+
+    @property
+    def beyond(self) -> bool:
+        """Beyond noise at 95% two-sided: the interval excludes 0 and a one-sided p < 0.025."""
+        return (self.ci_low > 0 or self.ci_high < 0) and min(self.better, self.worse) < 0.025
+
+
+def paired_by_split(ev: dict[str, Any], seed: int = 0) -> list[Paired]:
+    """`Paired` per split of the RL result, on the items SFT was asked too; [] without
+    item-level results. One computation for the SFT-vs-RL lines and the RL section's verdict,
+    so the two cannot disagree."""
     from hillclimb.eval.bootstrap import paired_bootstrap
     from hillclimb.registry.gate import sign_test_p
 
-    a = {
-        (i["split"], str(i["id"])): float(i["passed"])
-        for i in ev["sft"]["tasks"].get("items") or []
-    }
-    b = {
-        (i["split"], str(i["id"])): float(i["passed"]) for i in ev["rl"]["tasks"].get("items") or []
-    }
+    def passed(phase: str) -> dict[tuple[str, str], float]:
+        items = ((ev.get(phase) or {}).get("tasks") or {}).get("items") or []
+        return {(i["split"], str(i["id"])): float(i["passed"]) for i in items}
+
+    a, b = passed("sft"), passed("rl")
     out = []
     for split in dict.fromkeys(k[0] for k in b):
         keys = [k for k in b if k[0] == split and k in a]
         if not keys:
             continue
         pb = paired_bootstrap([a[k] for k in keys], [b[k] for k in keys], seed=seed)
-        # as the promotion gate reads them: the larger of the bootstrap's and the exact sign
-        # test's p-value, so the report and the gate's lines cannot disagree
-        better = max(pb.p_better, sign_test_p(pb.b_only, pb.a_only))
-        worse = max(pb.p_worse, sign_test_p(pb.a_only, pb.b_only))
-        beyond = (pb.ci_low > 0 or pb.ci_high < 0) and min(better, worse) < 0.025
         out.append(
-            f"{split}: SFT {pb.mean_a:.1%} → RL {pb.mean_b:.1%} on the same {pb.n} items: "
-            f"{pb.delta * 100:+.1f} points, paired 95% CI [{pb.ci_low * 100:+.1f}, "
-            f"{pb.ci_high * 100:+.1f}], p(one-sided, better) {better:.3g}, p(one-sided, worse) "
-            f"{worse:.3g}; only RL right on {pb.b_only}, only SFT on {pb.a_only} — "
-            + ("beyond noise (95%, two-sided)" if beyond else "not beyond noise (95%, two-sided)")
+            Paired(
+                split, pb.n, pb.mean_a, pb.mean_b, pb.delta, pb.ci_low, pb.ci_high,
+                max(pb.p_better, sign_test_p(pb.b_only, pb.a_only)),
+                max(pb.p_worse, sign_test_p(pb.a_only, pb.b_only)), pb.a_only, pb.b_only,
+            )
+        )  # fmt: skip
+    return out
+
+
+# ---- the RL section's verdict and held-out endpoints -----------------------------------------
+SPLIT_LABEL = {"heldout": "new problems", "heldout_phrasing": "new phrasing", "val": "val"}
+
+
+def _first_split(t: dict[str, Any]) -> str | None:
+    """A task evaluation's first split (the one its headline accuracy is)."""
+    return next(iter((t.get("settings") or {}).get("splits") or t.get("splits") or []), None)
+
+
+def rl_verdict(ev: dict[str, Any]) -> str:
+    """What RL did to one model (`ev`: its eval record), in words derived from the held-out
+    measurement: the paired RL − SFT change on the first held-out split with its 95% interval —
+    "a measurable gain", "a measurable loss" or "no measurable gain" — or why there is none.
+
+    Why: the section was titled "RL: the climb" whatever was measured, above a flat or noisy
+    val curve and a promotion gate that refused the RL model."""
+    sft, rl = (ev.get("sft") or {}).get("tasks"), (ev.get("rl") or {}).get("tasks")
+    if not sft or not rl:
+        return "no held-out measurement of the RL model"
+    if unlike(sft, rl):
+        return "no verdict (SFT and RL were not evaluated like for like)"
+    first = _first_split(rl)
+    p = next((x for x in paired_by_split(ev) if x.split == first), None)
+    if p is None:
+        return "no verdict (no item-level held-out results to pair)"
+    nums = (
+        f"paired {p.delta * 100:+.1f} points, CI [{p.ci_low * 100:+.1f}, {p.ci_high * 100:+.1f}] "
+        f"on {p.n} {SPLIT_LABEL.get(p.split, p.split)}"
+    )
+    if not p.beyond:
+        return f"no measurable gain ({nums})"
+    return f"{'a measurable gain' if p.delta > 0 else 'a measurable loss'} ({nums})"
+
+
+def rl_section_title(models: list[str], evals: dict[str, Any]) -> str:
+    """`RL: <verdict>` for one model, `RL: m1 <verdict>; m2 <verdict>` for several."""
+    if len(models) == 1:
+        m = models[0]
+        return f"RL{rl_stage_note(m, evals[m])}: {rl_verdict(evals[m])}"
+    return "RL: " + "; ".join(
+        f"{m}{rl_stage_note(m, evals[m])}: {rl_verdict(evals[m])}" for m in models
+    )
+
+
+def _split_rate(v: dict[str, Any]) -> str:
+    """`30.0% (12/40) [18.1%, 45.4%]`: a split's accuracy with k/n and its Wilson interval."""
+    from hillclimb.stats import wilson_ci
+
+    k, n = v.get("correct"), v.get("n")
+    if not isinstance(k, int) or not isinstance(n, int) or n <= 0:
+        return _fmt(v.get("accuracy"), ".1%")
+    lo, hi = wilson_ci(k, n)
+    return f"{k / n:.1%} ({k}/{n}) [{lo:.1%}, {hi:.1%}]"
+
+
+def _split_baseline(t: dict[str, Any], split: str, v: dict[str, Any]) -> float | None:
+    """A split's no-training baseline: its own, else pooled by items over its cells' bests
+    (as `eval.tasks` pools it), None when a cell has none."""
+    if isinstance(v.get("baseline"), int | float):
+        return float(v["baseline"])
+    cells = [c for c in t.get("cells") or [] if c.get("split") == split]
+    bests = [(c.get("baseline") or {}).get("best") for c in cells]
+    n = sum(c["n"] for c in cells)
+    if not n or any(b is None for b in bests):
+        return None
+    return sum(b * c["n"] for b, c in zip(bests, cells, strict=True)) / n
+
+
+def heldout_endpoint_lines(m: str, ev: dict[str, Any]) -> list[str]:
+    """Markdown bullets, one per evaluation split: SFT and RL on held-out items with k/n and
+    95% intervals, the no-training baseline of the same items and the paired change — the
+    endpoints to read beside the val curve. [] without both evaluations.
+
+    Why: the RL curve is measured on `val` (held-out data must not steer training), and shown
+    alone it read as the held-out result."""
+    sft, rl = (ev.get("sft") or {}).get("tasks") or {}, (ev.get("rl") or {}).get("tasks") or {}
+    paired = {p.split: p for p in paired_by_split(ev)}
+    out = []
+    for s, v in (rl.get("splits") or {}).items():
+        o = (sft.get("splits") or {}).get(s)
+        if not o:
+            continue
+        p = paired.get(s)
+        change = (
+            f"paired change {p.delta * 100:+.1f} points, 95% CI [{p.ci_low * 100:+.1f}, "
+            f"{p.ci_high * 100:+.1f}] — {'beyond' if p.beyond else 'not beyond'} noise"
+            if p
+            else "no item-level results to pair"
         )
+        out.append(
+            f"- held-out {SPLIT_LABEL.get(s, s)} ({s}): SFT {_split_rate(o)} → "
+            f"RL{rl_stage_note(m, ev)} {_split_rate(v)}; no-training baseline "
+            f"{_fmt(_split_baseline(rl, s, v), '.1%')}; {change}"
+        )
+    return out
+
+
+def endpoints_for_stage(key: str, m: str, ev: dict[str, Any]) -> list[str]:
+    """The held-out endpoint bullets under RL stage `key`'s curve when the eval stage measured
+    that stage's checkpoint, else one line naming the stage it measured.
+
+    Why: with harness RL the eval stage measures `rl-harness-<model>`'s checkpoint; set under
+    `rl-<model>`'s val curve, its held-out numbers read as that stage's."""
+    measured = ev.get("rl_stage") or f"rl-{m}"
+    if not ev.get("rl"):
+        return ["- held-out endpoints: the RL model was not evaluated", ""]
+    if measured != key:
+        return [
+            f"- held-out endpoints: the eval stage measured `{measured}`'s checkpoint, not "
+            f"this stage's; see `{measured}`",
+            "",
+        ]
+    return [*(heldout_endpoint_lines(m, ev) or ["- held-out endpoints: none"]), ""]
+
+
+def gate_line(m: str, gate: dict[str, Any] | None) -> str:
+    """One sentence: what the promotion gate decided for model `m`'s RL checkpoint."""
+    rec = ((gate or {}).get("models") or {}).get(m)
+    if not isinstance(rec, dict):
+        return "The promotion gate did not judge this model in this climb."
+    from hillclimb.climb.promotion import render
+
+    head = render({"models": {m: rec}}).splitlines()[1].removeprefix(f"- {m}: ")
+    return f"Promotion gate: {head}."
+
+
+VAL_CURVE_NOTE = (
+    "The curve (first panel) and the table under it are the greedy pass rate on the **val** "
+    "split — items drawn like the training ones, measured during RL to watch it; the held-out "
+    "splits never steer training and are not in the curve. A rise or fall there is not the "
+    "held-out result: read the held-out endpoints (the eval stage, the same items for SFT and "
+    "RL) beside it."
+)
+
+
+def rl_lead_lines(
+    models: list[str], evals: dict[str, Any], gate: dict[str, Any] | None
+) -> list[str]:
+    """The RL section's lead: per model, its verdict in words and the gate's decision."""
+    out = []
+    for m in models:
+        out.append(
+            f"**{m}**: RL{rl_stage_note(m, evals[m])} against SFT on held-out problems: "
+            f"{rl_verdict(evals[m])}. {gate_line(m, gate)}"
+        )
+        out.append("")
     return out
 
 
@@ -643,32 +855,46 @@ def _fmt(x: Any, spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
-    """Markdown: how many SFT examples per model came from telemetry exports (none: no lines)."""
+def flywheel_lines(
+    sft_data: dict[str, Any], rl_harness: dict[str, dict[str, Any]] | None = None
+) -> list[str]:
+    """Markdown: the flywheel's provenance — per model, how many SFT examples came from
+    telemetry exports (accepted harness episodes and API answers) and how many harness-RL tasks
+    (unresolved or rejected ones) the `rl-harness-<model>` stage (`rl_harness`: model -> stage
+    result) took from them, with who attested consent where an export says so; "no flywheel
+    data", with the counts, when no model used an export.
+
+    Why always a section: it was left out when no model used an export, so a reader could not
+    tell "no flywheel data" from "not reported", and harness-RL tasks from exports and consent
+    attestations were never shown."""
+    rl_harness = rl_harness or {}
+    models = sorted({m for m, v in sft_data.items() if isinstance(v, dict)} | set(rl_harness))
+    fws = {m: (sft_data.get(m) or {}).get("flywheel") for m in models}
+    head = ["## The flywheel", ""]
+    if not any(fws.values()) and not any((v or {}).get("flywheel") for v in rl_harness.values()):
+        return head + [_no_flywheel(sft_data, rl_harness), ""]
     rows = []
     reasons: set[str] = set()  # every refusal reason the "refused (...)" column counts
-    for model, counts in sorted(sft_data.items()):
-        fw = counts.get("flywheel") if isinstance(counts, dict) else None
-        if not fw:
-            continue
-        reasons |= {k for k in (fw.get("refused") or {}) if k != "no_consent"}
-        src = ", ".join(f"{k} {v}" for k, v in sorted(fw["by_source"].items())) or "none"
-        refused = fw.get("refused")  # by reason (older stage records: consent only)
-        other = ", ".join(
-            f"{k} {v}" for k, v in sorted((refused or {}).items()) if k != "no_consent"
-        )
+    for model in models:
+        fw = fws[model] or {}
+        refused = fw.get("refused") or {}  # by reason (older stage records: consent only)
+        reasons |= {k for k in refused if k != "no_consent"}
+        src = ", ".join(f"{k} {v}" for k, v in sorted((fw.get("by_source") or {}).items()))
+        other = ", ".join(f"{k} {v}" for k, v in sorted(refused.items()) if k != "no_consent")
         rows.append(
-            [model, fw["sft_examples"], counts.get("examples", "-"), src,
-             fw["refused_no_consent"], other or "none", fw.get("decontamination", "-"),
-             fw["rl_prompts_available"], len(fw["exports"])]
+            [model, fw.get("sft_examples", 0), (sft_data.get(model) or {}).get("examples", "-"),
+             src or "none", fw.get("refused_no_consent", 0), other or "none",
+             fw.get("decontamination", "-"), fw.get("rl_prompts_available", 0),
+             len(fw.get("exports") or []), _attested(fw),
+             _rl_tasks_cell(rl_harness.get(model))]
         )  # fmt: skip
-    if not rows:
-        return []
     return [
-        "## The flywheel",
-        "",
-        "SFT examples that came from telemetry exports (resolved harness episodes; API answers "
-        "users accepted, from accounts that opted in), of all SFT examples of the model:",
+        *head,
+        "Training data that came from telemetry exports, per model: SFT examples (resolved "
+        "harness episodes; API answers users accepted, from accounts that opted in) of all SFT "
+        "examples, and harness-RL tasks (the exports' unresolved or user-rejected tasks) of all "
+        'the rl-harness stage trained on. "RL prompts in the exports" counts what the exports '
+        "offered; only an `[rl_harness] flywheel` export is trained on (last column).",
         "",
         _md_table(
             [
@@ -681,11 +907,60 @@ def flywheel_lines(sft_data: dict[str, Any]) -> list[str]:
                 "decontamination",
                 "RL prompts in the exports",
                 "exports",
+                "consent attested by (API records)",
+                "harness-RL tasks from the flywheel",
             ],
             rows,
         ),  # fmt: skip
         "",
+        *_unverifiable_lines(fws),
     ]
+
+
+def _no_flywheel(sft_data: dict[str, Any], rl_harness: dict[str, dict[str, Any]]) -> str:
+    """The flywheel section's one sentence when no model trained on an export, with the counts
+    it is 0 of."""
+    sft = ", ".join(
+        f"{m} 0 of {v.get('examples', '?')} SFT examples"
+        for m, v in sorted(sft_data.items())
+        if isinstance(v, dict)
+    )
+    rl = ", ".join(f"{m} 0 of {v.get('tasks', '?')} tasks" for m, v in sorted(rl_harness.items()))
+    parts = [p for p in (sft, f"harness RL: {rl}" if rl else "") if p]
+    return (
+        "No flywheel data: no training example or RL task of this climb came from a telemetry "
+        "export (no `flywheel` in `[sft_data]` or `[rl_harness]`)"
+        + (f"; {'; '.join(parts)}" if parts else "")
+        + "."
+    )
+
+
+def _attested(fw: dict[str, Any]) -> str:
+    """Who export.json says vouches for its API records' consent (`consent_attested`), "-"
+    when none does (consent then checked against the server's database)."""
+    rows = fw.get("consent_attested") or []
+    return "; ".join(f"{a.get('by')} ({a.get('api_records', '?')})" for a in rows) or "-"
+
+
+def _rl_tasks_cell(res: dict[str, Any] | None) -> str:
+    """`k of n (refused: ...)`: an rl-harness stage's tasks from flywheel exports."""
+    if not isinstance(res, dict):
+        return "no rl-harness stage"
+    k, n = int(res.get("flywheel_tasks") or 0), res.get("tasks", "?")
+    refused = ((res.get("flywheel") or {}).get("refused")) or {}
+    why = ", ".join(f"{r} {v}" for r, v in sorted(refused.items()))
+    return f"{k} of {n}" + (f" (refused: {why})" if why else "")
+
+
+def _unverifiable_lines(fws: dict[str, Any]) -> list[str]:
+    """One line per export whose API records' consent could not be checked (and were refused)."""
+    out = [
+        f"- {m}: consent unverifiable for export `{u.get('export')}` ({u.get('why')}): its API "
+        "records were refused"
+        for m, fw in fws.items()
+        for u in (fw or {}).get("consent_unverifiable") or []
+    ]
+    return [*out, ""] if out else []
 
 
 def _refused_heading(reasons: set[str]) -> str:
@@ -719,8 +994,20 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (other than tab and newline) written as `\\xNN`.
+
+    Why: a micro model's sample generation held a NUL byte, printed raw, so report.md was a
+    binary file to grep, diff and git, and report.html held a character HTML forbids."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _quote(text: str, limit: int = 600) -> str:
-    t = text if len(text) <= limit else text[:limit] + " …"
+    """A generation as an indented block, readable (`printable`)."""
+    t = printable(text if len(text) <= limit else text[:limit] + " …")
     return "\n".join("    " + ln for ln in (t or "(empty)").splitlines())
 
 
@@ -785,6 +1072,62 @@ def pretrained_lines(t: dict[str, Any] | None) -> list[str]:
         f"on the same items {_fmt(t.get('baseline'), '.1%')}.",
         "",
     ]
+
+
+def headline_reading_lines(evals: dict[str, Any], models: list[str]) -> list[str]:
+    """Markdown bullets that read the headline plainly, per model: whether each corpus bpb is
+    below the unigram baseline, and whether the final accuracy on the first split is above,
+    below or within noise of its no-training baseline (its 95% Wilson interval against it).
+
+    Why: the headline printed pre-trained bpb 3.960 beside a unigram 3.751 and 0/16 beside a
+    5.2% baseline, leaving the reader to notice that neither model had learned beyond token
+    frequencies nor beaten a lookup table."""
+    out = []
+    for m in models:
+        e = evals[m]
+        uni = ((e.get("pretrain") or {}).get("bpb") or {}).get("unigram_bpb")
+        parts = []
+        for label, phase in (("pre-trained", "pretrain"), ("after SFT", "sft")):
+            v = ((e.get(phase) or {}).get("bpb") or {}).get("val_bpb")
+            if isinstance(v, int | float) and isinstance(uni, int | float):
+                rel = "below" if v < uni else "NOT below"
+                parts.append(f"{label} bpb {v:.3f} is {rel} the unigram {uni:.3f}")
+        acc = _accuracy_reading((e.get("rl") or e.get("sft") or {}).get("tasks") or {})
+        if acc:
+            parts.append(acc)
+        if parts:
+            out.append(f"- {m}: " + "; ".join(parts) + ".")
+    return ["Read plainly:", "", *out, ""] if out else []
+
+
+def _accuracy_reading(t: dict[str, Any]) -> str | None:
+    """`final accuracy 0/16 [0.0%, 19.4%] is within noise of the no-training baseline 5.2%`."""
+    from hillclimb.stats import wilson_ci
+
+    first = _first_split(t)
+    v = (t.get("splits") or {}).get(first) or {}
+    k, n, base = v.get("correct"), v.get("n"), _split_baseline(t, first or "", v)
+    if not isinstance(k, int) or not isinstance(n, int) or n <= 0 or base is None:
+        return None
+    lo, hi = wilson_ci(k, n)
+    rel = "above" if lo > base else "BELOW" if hi < base else "within noise of"
+    label = SPLIT_LABEL.get(first or "", first)
+    return (
+        f"final accuracy on {label} {k}/{n} [{lo:.1%}, {hi:.1%}] is {rel} the no-training "
+        f"baseline {base:.1%}"
+    )
+
+
+def _problems_per_cell(n: Any) -> str:
+    """`1 problem` / `20 problems` (the accuracy section printed "1 problems per cell")."""
+    return f"{n} problem{'' if n == 1 else 's'}"
+
+
+def _counts(d: Any) -> str:
+    """`length 30, stop 2` for a reason -> count mapping (printed as a Python dict before)."""
+    if not isinstance(d, dict) or not d:
+        return "-"
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _cell_step(evals: dict[str, Any]) -> str:
@@ -870,6 +1213,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         "common training answer and chance, pooled by items (per cell below).",
         "",
     ]
+    md += headline_reading_lines(evals, r.model_names)
 
     # ---- accuracy ---------------------------------------------------------------------------
     md += [f"## Accuracy on problems never trained on ({final_models_label(evals)})", ""]
@@ -902,8 +1246,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         md += [
             f"### {m} ({_after(m, evals[m])})",
             "",
-            f"{t['settings']['n_per_tier']} problems per cell and split; overall {tot}; "
-            f"finish reasons {t['finish_reasons']}.",
+            f"{_problems_per_cell(t['settings']['n_per_tier'])} per cell and split; overall "
+            f"{tot}; finish reasons {_counts(t.get('finish_reasons'))}.",
             "",
             accuracy_table(t),
             "",
@@ -955,13 +1299,16 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
 
     # ---- RL -----------------------------------------------------------------------------------
     rl_models = [m for m in r.model_names if m in r.rl]
-    if rl_models:
+    harness_models = [m for m in r.model_names if m in r.rl_harness]
+    if rl_models or harness_models:
         from hillclimb.rl.report import plot_rl, summary_lines
 
-        md += ["## RL: the climb", ""]
+        judged = [m for m in r.model_names if evals[m].get("rl")] or rl_models + harness_models
+        md += [f"## {rl_section_title(judged, evals)}", ""]
+        md += rl_lead_lines(judged, evals, c.results.get("registry"))
         md += [
             "Left to right: greedy pass rate on the **val** split per family × tier over RL steps "
-            "(the climbing curve; the held-out test split is only used above), the training "
+            "(not held out; the held-out endpoints are listed under each figure), the training "
             "reward and pass rate of the sampled groups, tokens per correct answer per tier, "
             "the rollout-vs-train log-prob gap with the router agreement (dashed), the step time "
             "split, and val accuracy against tokens at forced thinking budgets at the first and "
@@ -974,11 +1321,12 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             if plot_rl(run, d / f"rl_{m}.png", m):
                 figures.append(f"rl_{m}.png")
                 md += [f"![rl {m}](rl_{m}.png)", ""]
+            md += [VAL_CURVE_NOTE, ""]
+            md += endpoints_for_stage(f"rl-{m}", m, evals[m])
             md += summary_lines(run)
-    for m in (m for m in r.model_names if m in r.rl_harness):
-        from hillclimb.rl.report import summary_lines
-
+    for m in harness_models:
         md += [f"### rl-harness-{m} (agentic RL in the harness)", ""]
+        md += endpoints_for_stage(f"rl-harness-{m}", m, evals[m])
         md += summary_lines(c.dir(f"rl-harness-{m}") / "run")
 
     # ---- curves -------------------------------------------------------------------------------
@@ -1044,7 +1392,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 "",
                 _quote(s["content"]),
                 "",
-                f"Expected: `{s['expected'][:200]}`",
+                f"Expected: `{printable(s['expected'][:200])}`",
                 "",
             ]
 
@@ -1085,7 +1433,10 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
         md += decontamination_summary(card)
 
     # ---- the flywheel ------------------------------------------------------------------------
-    md += flywheel_lines(c.results.get("sft-data") or {})
+    md += flywheel_lines(
+        c.results.get("sft-data") or {},
+        {m: c.results.get(f"rl-harness-{m}") or {} for m in r.model_names if m in r.rl_harness},
+    )
 
     # ---- promotion gate ----------------------------------------------------------------------
     gate = c.results.get("registry")

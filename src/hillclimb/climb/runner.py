@@ -542,6 +542,8 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
 
     Bits/byte keys name the data they are measured on: `corpus_*` is the pre-training corpus's
     val split (eval's fixed windows), for the pre-trained, SFT and final model."""
+    from hillclimb.climb.report import rl_verdict
+
     base, tuned = rec["pretrain"], rec.get("rl") or rec["sft"]
     t = tuned.get("tasks") or {}
     splits = t.get("splits") or {}
@@ -579,11 +581,16 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         },
         "truncated_share": t.get("truncated_share"),
         "final_stage": "rl" if rec.get("rl") else "sft",
+        # which checkpoint "rl" is (harness RL's when the recipe has it) and RL's paired
+        # held-out change in words, as the report's RL title reads it (session 25)
+        "rl_stage": rec.get("rl_stage") if rec.get("rl") else None,
+        "rl_vs_sft": rl_verdict(rec) if rec.get("rl") else None,
         "suites": {
             name: {k: v["value"] for k, v in s["metrics"].items()}
             for name, s in (rec.get("suites") or {}).items()
         },
         "sft_accuracy": (rec["sft"].get("tasks") or {}).get("accuracy"),
+        **{f"sft_{k}": v for k, v in _counted(rec["sft"].get("tasks") or {}).items()},
     }
 
 
