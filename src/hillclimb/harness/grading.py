@@ -30,36 +30,62 @@ lists tests) the grader
    `PYTEST_ADDOPTS=-p ...` for any pytest the command starts, a node:test reporter added to every
    `node --test`; they sign each test's outcome with a one-shot key that the first runner claims
    before any test code runs, and the grader accepts only records whose HMAC verifies;
-3. decides FAIL_TO_PASS / PASS_TO_PASS on those records only. No verified record at all (the
-   command runs neither pytest nor `node --test`, crashed before starting, or a hack stopped it)
-   is `test_error`; per-test decisions never fall back to parsing text.
-4. A refactor without test lists is green when the command exits 0 and, if a reporter ran, every
+3. takes the literal expected values out of the hidden tests before the run (expectations.py's
+   `hide_expectations`): in Python each direct `assert X <op> LITERAL` (==, !=, <, <=, >, >=, in,
+   not in, `is None/True/False`, `== pytest.approx(number)`, arithmetic on number literals,
+   literal on either side) and each plain `assert X` / `assert not X` of a test function (not
+   xfail-marked) becomes `_hillclimb_expect(X, "<slot>")`; in node test files (strict assert)
+   each one-line `assert.equal/strictEqual/deepEqual/notEqual/.../ok(X, LITERAL)` of a `test()`
+   body becomes `__hillclimbExpect(X, '<slot>')`. The helper only logs X (plain builtin values,
+   encoded) and its truth value; the operator and the literal stay in the grader's memory and
+   are applied after the run (`judge_expectations`, with the runner's own semantics: Python
+   `==`, node's `Object.is` / `deepStrictEqual`): a test that passed but whose slots did not all
+   log, or logged values that fail the hidden assertion, counts as failed;
+4. decides FAIL_TO_PASS / PASS_TO_PASS on those records only (as step 3 corrected them). No
+   verified record at all (the command runs neither pytest nor `node --test`, crashed before
+   starting, or a hack stopped it) is `test_error`; per-test decisions never fall back to text.
+5. A refactor without test lists is green when the command exits 0 and, if a reporter ran, every
    reporter finished with no failed/errored test (and pytest exit status 0). Only when nothing
    could be instrumented does the exit status alone decide; terminal tasks always grade by their
    verifier's exit status (they are verifier scripts, not test suites).
 
-Threat model (what the channel defends, and what not). Defended: printed fake `PASSED` / TAP `ok`
-/ `✔` lines; fake junit or records files anywhere in the workspace (unsigned or wrongly signed
-lines are counted in `reporter.rejected_lines` and ignored); exiting early (`os._exit(0)`,
-`sys.exit`, `process.exit` at import: tests that never reported count as failed); skipping or
-deselecting tests (skipped is not passed, a missing test is failed); conftest.py / pytest config
-/ startup-hook tampering (refused before the run; conftest files pytest loaded at run time are
-checked against the trusted tree too); shadowing a stdlib or pytest module from the workspace
-before the plugin loads (`PYTHONSAFEPATH`, and the plugin refuses to sign if any workspace module
-was imported before it); package code the submission adds or changes that names pytest's
-internals (`_pytest`, `TestReport`, `pluggy`, `pluginmanager`, `gc.get_objects`), replaces the test API (`pytest.raises = ...`) or walks up to the calling
-test's frame (`sys._getframe`, `f_back`, `inspect.stack`) or defines an `__eq__`/`__ne__`
-that ignores the other operand (the "always equal" object); JavaScript code that loads
-`node:assert` / `node:test` or V8's stack hooks; any native module it adds (`runner_tampering`
-in protected.py: `patch_rejected`). Not defended: pytest runs the tests in
-its own interpreter, so code under test that builds those names at run time (or reads the test
-files from disk) can still reach the plugin in memory (its key, its hook functions), monkeypatch
-pytest's report objects and forge through the real channel, or copy the expected values; an
-equality that only pretends to look at the other operand still passes `assert f(x) == y`
-(session 24: such disguised forms still resolve); node runs each test file in a
-child process whose event stream to the parent (node's own serialisation) the test code could
-imitate; code the test command runs *before* the runner could read the key file. These need
-deliberate exploit code rather than printed text; the sandbox bounds the blast radius (no
+Threat model (what the channel defends, and what not). Defended: printed fake `PASSED` / TAP `ok` /
+`✔` lines; fake junit or records files anywhere in the workspace (unsigned or wrongly signed lines
+are counted in `reporter.rejected_lines` and ignored); exiting early (`os._exit(0)`, `sys.exit`,
+`process.exit` at import: tests that never reported count as failed); skipping or deselecting tests
+(skipped is not passed, a missing test is failed); conftest.py / pytest config / startup-hook
+tampering (refused before the run; conftest files pytest loaded at run time are checked against the
+trusted tree too); shadowing a stdlib or pytest module from the workspace before the plugin loads
+(`PYTHONSAFEPATH`, and the plugin refuses to sign if any workspace module was imported before it);
+package code the submission adds or changes that names pytest's internals (`_pytest`, `TestReport`,
+`pluggy`, `pluginmanager`, `gc.get_objects`), replaces the test API (`pytest.raises = ...`) or
+walks up to the calling test's frame (`sys._getframe`, `f_back`, `inspect.stack`) or defines an
+`__eq__`/`__ne__` that ignores the other operand (the "always equal" object); JavaScript code that
+loads `node:assert` / `node:test` or V8's stack hooks; any native module it adds
+(`runner_tampering` in protected.py: `patch_rejected`). Not defended: pytest runs the tests in its
+own interpreter, so code under test that builds those names at run time (or reads the test files
+from disk) can still reach the plugin in memory (its key, its hook functions), monkeypatch pytest's
+report objects and forge through the real channel (a forged pass still fails a test whose hidden
+assertions logged wrong values or none), or copy the expected values the rewrite leaves in the
+tests (below); an equality that only pretends to look at the other operand still passes `assert
+f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms still resolve).
+Reading the hidden tests for their expected values (from disk, at import or call time, or
+in-process through `sys.modules` and the test functions' code constants, names built at run time;
+session 25: 8 of 10 generated Python tasks and 1 of 4 JavaScript tasks resolved that way with the
+bug in place, 0 after) now finds only the calls: the values are not in the sandbox. What such
+reading still reaches: expected values that are not literals (`== date(2024, 1, 5)`, `== [b, a]`, a
+variable holding a literal, a module-level constant), assertions not written directly in a test
+function's body (in loops, branches, `with` blocks, helper functions, fixtures), chained
+comparisons, `assert not (a == 1)`, `and`/`or` of comparisons, parametrize tables, `unittest`
+`self.assertEqual`, which input `pytest.raises` expects to raise (of the generated corpus's
+assertions 109 of 112 Python and all 108 non-`throws` node ones are hidden; daterange's two date
+comparisons and scheduler's `[b, a]` stay readable). In node test files the same holds for
+multi-line or nested assertions, loose `node:assert`, `describe` blocks and template strings, and
+which input `assert.throws` expects to throw. A truthiness slot can be guessed (one bit per slot).
+A task instruction that quotes a failing assertion shows that value to the agent. Node runs each
+test file in a child process whose event stream to the parent (node's own serialisation) the test
+code could imitate; code the test command runs *before* the runner could read the key file. These
+need deliberate exploit code rather than printed text; the sandbox bounds the blast radius (no
 network, only the throw-away workspace writable), and trajectories keep the patch for audit. A
 second, out-of-process check would be the next step if such exploits show up in RL.
 """
@@ -75,6 +101,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hillclimb.harness.expectations import (
+    HiddenExpectations,
+    hide_expectations,
+    judge_expectations,
+)
 from hillclimb.harness.patching import apply_patch, copy_tree
 from hillclimb.harness.protected import (
     conftest_digests,
@@ -89,6 +120,7 @@ from hillclimb.harness.testparse import ERROR, FAIL, PASS, is_pass, normalize_an
 from hillclimb.sandbox import run_command
 
 OUTPUT_TAIL = 4000
+EXPECT_LOG = "expect.jsonl"  # the hidden assertions' log, in the channel's fresh directory
 TEST_KINDS = ("bugfix", "feature", "refactor")
 
 
@@ -252,6 +284,29 @@ def _install_hidden_tests(task: Task, ws: Path, *, reset: bool = False) -> None:
     copy_tree(task.hidden_tests, dest)
 
 
+def _is_test_module(name: str, language: str) -> bool:
+    """Only test modules are rewritten: pytest's default `python_files`, node's `*.test.js`
+    (a conftest.py is checked against its digest at run time and holds fixtures, not asserts)."""
+    if language == "javascript":
+        return name.endswith((".test.js", ".test.cjs"))
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def _hide_expected_values(task: Task, ws: Path, log: Path) -> HiddenExpectations | None:
+    """Take the literal expected values out of the installed hidden tests (expectations.py's
+    `hide_expectations`): code under test that reads the test files, or the test module's
+    constants, then finds only the calls, never what they must return."""
+    if task.language not in ("python", "javascript") or not task.hidden_tests.is_dir():
+        return None
+    dest = ws / task.hidden_tests_dest
+    files = sorted(
+        dest / p.relative_to(task.hidden_tests)
+        for p in task.hidden_tests.rglob("*")
+        if p.is_file() and not p.is_symlink() and _is_test_module(p.name, task.language)
+    )
+    return hide_expectations(ws, [f for f in files if f.is_file() and not f.is_symlink()], log)
+
+
 def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -> GradeResult:
     if task.kind == "repo_qa":
         if answer is None or not answer.strip():
@@ -277,6 +332,7 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
         )
     command, env, node_runs = task.test_command, task.env, 0
     channel = None
+    hidden: HiddenExpectations | None = None
     conftests: dict[str, str] = {}
     if trusted_run:
         try:
@@ -302,6 +358,7 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             _install_hidden_tests(task, ws, reset=True)
             conftests = conftest_digests(ws)
             channel = open_channel(ws, task.env)
+            hidden = _hide_expected_values(task, ws, channel.directory / EXPECT_LOG)
             command, env, node_runs = channel.instrument(task.test_command, task.env)
         except OSError as exc:
             return GradeResult(
@@ -317,7 +374,9 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             task.id, task.kind, False, "error", message=f"sandbox: {exc}", checks=checks
         )
     report = channel.read() if channel is not None else TrustedReport()
-    outcomes = report.outcomes
+    outcomes, turned = report.outcomes, []
+    if hidden is not None:
+        outcomes, turned = judge_expectations(hidden, outcomes)
     output = sb.stdout + ("\n" + sb.stderr if sb.stderr else "")
     res = GradeResult(
         task.id, task.kind, False, "unresolved", tests=outcomes, checks=checks, answer=answer,
@@ -390,6 +449,8 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             why.append(f"tests not green (command exited {sb.exit_code})")
         if report.started and not ran_to_end:
             why.append("the test run ended early (no end record)")
+        if turned:
+            why.append(f"{len(turned)} tests failed the grader's hidden assertions")
         if report.rejected:
             why.append(f"{report.rejected} unsigned or forged result lines ignored")
         hint = report.explain_missing()
