@@ -186,7 +186,8 @@ def test_engine_wide_prior_learns_whether_lookup_pays():
 
 
 def test_policy_backs_off_when_drafts_lose_and_recovers():
-    cfg = LookupConfig(backoff_min=4, backoff_max=16, prior=0.8)
+    # a loose loss budget: the doubling floor alone (the loss-sized back-off is s25_specserve's)
+    cfg = LookupConfig(backoff_min=4, backoff_max=16, prior=0.8, loss_budget=0.99)
     d = LookupDrafter(1, cfg)
     d.start(0, 3, None)
     assert d.gamma(0) == cfg.gamma_max

@@ -33,7 +33,9 @@ tokens (with a prior — higher when a prediction is given) estimates the per-to
 `verify_per_token` · (T − 1), picks the γ that maximises expected tokens per cost,
 E(γ, α) / verify(γ + 1) with E = (1 − α^(γ+1)) / (1 − α). When even the best γ does not beat
 plain decoding by `min_gain` (1.1), the request decodes plainly for a back-off of `backoff_min`, 2×, …
-`backoff_max` steps and then probes with one draft; a winning probe resets the back-off. Before
+`backoff_max` steps — or longer: at least the cost-model loss of the drafting run before it over
+`loss_budget` (2%, `loss_bounded_wait`), so a losing drafter costs at most 2% in the long run —
+and then probes with one draft; a winning probe resets the back-off. Before
 its first verification a request drafts only if its prior α already pays (a prediction's prior
 does; the plain prior 0.5 does not at the measured step costs), so short answers do not each
 pay for a losing probe. Steps with no n-gram match cost only the lookup. The cost defaults are
@@ -44,6 +46,7 @@ not forwards alone: a verification step costs ≈2–2.5 plain steps (BENCHMARKS
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,7 +56,42 @@ import torch
 from hillclimb.errors import HillclimbError
 from hillclimb.serve.sampling import DRAFTERS, SamplingParams
 
-__all__ = ["DRAFTERS", "Drafter", "LookupConfig", "LookupDrafter", "NgramIndex"]
+__all__ = [
+    "DRAFTERS",
+    "LOSS_BUDGET",
+    "Drafter",
+    "LookupConfig",
+    "LookupDrafter",
+    "NgramIndex",
+    "loss_bounded_wait",
+]
+
+# The most a drafter that does not pay may cost over plain decoding, in the long run (issue 15).
+LOSS_BUDGET = 0.02
+# the longest back-off (plain steps) `loss_bounded_wait` ever asks for: a loss measured against a
+# near-zero plain step (a broken clock) must not switch drafting off for good
+WAIT_CAP = 1 << 20
+
+
+def loss_bounded_wait(loss: float, floor: int, budget: float = LOSS_BUDGET) -> int:
+    """Plain decode steps to wait after a drafting run that lost `loss` plain steps against plain
+    decoding (its measured cost minus the tokens it committed, in units of one plain step): at
+    least `floor` (the doubling back-off), and at least loss / budget.
+
+    Why that rule: a cycle of a losing run (cost P, C tokens committed, loss = P − C) and a wait
+    of W plain steps takes P + W where plain decoding takes C + W, an overhead of
+    loss / (C + W) ≤ loss / W. W ≥ loss / budget bounds it by `budget` whatever the run cost —
+    a fixed back-off did not: a probe of the attached tiny draft (its catch-up forward
+    included) costs several plain steps, and probing every ≤ 256 steps ran at 0.95× and 0.81×
+    of plain decoding (session 24). A probe's own cost grows
+    with the wait before it (the draft model's cache catches up on the skipped tokens), so the
+    waits grow geometrically and probes fade out while drafting keeps losing, and the bound
+    holds for every cycle."""
+    if loss <= 0 or budget <= 0:
+        return floor
+    if not math.isfinite(loss):
+        return max(floor, WAIT_CAP)
+    return max(floor, min(WAIT_CAP, math.ceil(loss / budget)))
 
 
 ProposeFn = Callable[
@@ -108,6 +146,9 @@ class LookupConfig:
     min_gain: float = 1.1
     backoff_min: int = 4
     backoff_max: int = 64
+    # a back-off is also long enough that the loss of the drafting run before it, amortised
+    # over it, stays within this share of plain decoding (`loss_bounded_wait`)
+    loss_budget: float = LOSS_BUDGET
     # Engine-wide acceptance of prompt-lookup drafts (decayed per verification, over every
     # request): once it holds `seen_min` evidence it replaces `prior` for new requests, so a
     # workload whose answers copy their prompt (code edits) drafts from its first match while one
@@ -129,6 +170,8 @@ class LookupConfig:
             raise HillclimbError(
                 "lookup explore_every must be >= 1, seen_min >= 0 and seen_decay in (0, 1]"
             )
+        if not 0 < self.loss_budget < 1:
+            raise HillclimbError(f"lookup loss_budget must be in (0, 1), got {self.loss_budget}")
         if not (0 < self.prior < 1 and 0 < self.prior_prediction < 1 and 0 < self.decay <= 1):
             raise HillclimbError("lookup priors must be in (0, 1) and decay in (0, 1]")
 
@@ -220,6 +263,8 @@ class _LookupSlot:
     prior: float = 0.5
     skip: int = 0  # plain steps left before the next probe
     backoff: int = 4
+    # net plain steps lost to drafting since the last back-off (`loss_bounded_wait`)
+    debt: float = 0.0
     last: tuple[int, int] | None = None  # (source: 0 prediction / 1 context, start) of the proposal
     explored: bool = False  # counted once towards the engine-wide exploration quota
     exploring: bool = False  # this request probes at its first match despite the gate
@@ -324,10 +369,14 @@ class LookupDrafter:
         elif not self.forced[slot] and s.prediction is None:  # evidence for `seen_prior`
             self.seen_accepted = c.seen_decay * self.seen_accepted + accepted
             self.seen_rejected = c.seen_decay * self.seen_rejected + (accepted < drafted)
+        # what this verification lost against plain decoding, by the cost model (never below
+        # zero: gains are not banked against a later change of the text)
+        s.debt = max(0.0, s.debt + c.cost(drafted + 1) - (accepted + 1))
         _, ratio = c.best_gamma(self.alpha(slot), self.gamma_max)
         if ratio < c.min_gain:
-            s.skip = s.backoff
+            s.skip = loss_bounded_wait(s.debt, s.backoff, c.loss_budget)
             s.backoff = min(c.backoff_max, 2 * s.backoff)
+            s.debt = 0.0
         else:
             s.backoff = c.backoff_min
 

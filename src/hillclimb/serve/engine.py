@@ -22,15 +22,18 @@ Design, in the order a request meets it:
   `speculative=None` (the default) the engine measures: an EMA of a one-stream plain decode step
   (ms per token) and, per request, an EMA of ms per committed token of its speculative steps;
   when speculation is slower than plain decoding the engine decodes plainly for a back-off of
-  16, 32, … 256 steps (doubling while it keeps losing), then probes again. Greedy output is identical either way; a *seeded
-  sampled* request never switches on timing (its random stream would then depend on load), and
-  `speculative=True` forces speculation.
+  16, 32, … 256 steps (doubling while it keeps losing) — or longer: at least the ms the
+  drafting run lost over 2% of a plain step (`drafters.loss_bounded_wait`), so a losing draft
+  costs at most 2% in the long run — then probes again. Greedy output is identical either
+  way; a *seeded sampled* request never switches on timing (its random stream would then depend
+  on load), and `speculative=True` forces speculation.
 - Model-free drafting (`drafters.LookupDrafter`): prompt lookup over prompt + output, and over
   an OpenAI *predicted output* (`SamplingParams.prediction`) first. Each request has one draft
   source (`SamplingParams.drafter`, else "lookup" when a prediction is given, else the engine's
-  `drafter`); the lookup decides when to draft from the request's own acceptance (a cost model
-  in plain steps, back-off when it loses) instead of timings, and decodes plainly when nothing
-  matches.
+  `drafter`; an engine built with drafter="auto" chooses per request from its prompt,
+  `drafter_choice.choose_drafter`: code to copy → lookup/suffix, else the draft model or none);
+  the lookup decides when to draft from the request's own acceptance (a cost model in plain
+  steps, back-off when it loses) instead of timings, and decodes plainly when nothing matches.
 - Model-free drafts of several requests are verified together: one ragged forward over every
   row (drafts of different lengths filled up to the longest, plain rows included), per-row
   acceptance and cache rollback, when a measured cost model (`speculative.BatchVerifyCost`)
@@ -67,7 +70,14 @@ from hillclimb.errors import HillclimbError
 from hillclimb.model.kv_cache import KVCache
 from hillclimb.serve.budget import ThinkState, checkpoint_profile, resolve_budget
 from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
-from hillclimb.serve.drafters import Drafter, LookupConfig, LookupDrafter
+from hillclimb.serve.drafter_choice import AUTO, CHOICES, DrafterChoice, choose_drafter
+from hillclimb.serve.drafters import (
+    LOSS_BUDGET,
+    Drafter,
+    LookupConfig,
+    LookupDrafter,
+    loss_bounded_wait,
+)
 from hillclimb.serve.fastpath import FastForward
 from hillclimb.serve.healing import HealIndex, StripPrefix
 from hillclimb.serve.prefix_cache import PrefixCache, PrefixEntry, common_prefix
@@ -324,6 +334,7 @@ class _Request:
     error: str | None = None
     spec: SpecStats | None = None
     drafter: str = "none"  # "model" | "lookup" | "suffix" | "none" (resolved at submit)
+    drafter_choice: str | None = None  # why, when the engine chose it ("auto")
     prediction: list[int] | None = None  # predicted-output token ids (lookup source)
     # predicted-output drafts verified: kept in the output / discarded (OpenAI's
     # accepted_prediction_tokens / rejected_prediction_tokens)
@@ -482,7 +493,9 @@ def check_request(
             f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the context of "
             f"{name} ({max_context}); lower max_tokens to at most {max_context - len(ids)}"
         )
-    drafter = resolve_drafter(params, default_drafter, has_draft)
+    # "auto" never resolves to a source the engine lacks (`choose_drafter`), so validation needs
+    # no scan of the prompt: any model-free source stands in for its choice
+    drafter = resolve_drafter(params, default_drafter, has_draft, auto="lookup")
     if params.speculative is True and drafter == "none":
         raise HillclimbError(f"speculative decoding requested but {name} has no draft model")
     if drafter == "model" and not has_draft:
@@ -491,9 +504,14 @@ def check_request(
     return ids
 
 
-def resolve_drafter(params: SamplingParams, default: str, has_draft: bool) -> str:
+def resolve_drafter(
+    params: SamplingParams, default: str, has_draft: bool, auto: str | None = None
+) -> str:
     """The draft source of one request: none when speculation is off for it, the one it names,
-    lookup when it brings a prediction, else the engine's default."""
+    lookup when it brings a prediction, else the engine's default — for an "auto" engine the
+    per-request choice `auto` (`drafter_choice.choose_drafter`)."""
+    if default == AUTO:
+        default = auto or ("model" if has_draft else "none")
     if params.speculative is False:
         return "none"
     if params.drafter is not None:
@@ -673,6 +691,10 @@ class Engine:
         self._plain_count = 0  # plain decode steps so far (the back-off clock)
         self._spec_probe_at = 0  # auto speculation: decode plainly until _plain_count gets here
         self._spec_backoff = 16
+        # ms the draft model's speculative steps lost against the plain yardstick since the
+        # last back-off (never below zero); it sizes the next back-off (`_observe_spec`)
+        self._spec_debt_ms = 0.0
+        self.spec_loss_budget = LOSS_BUDGET
         self._spec_total = SpecStats()
         # the most running requests at which the draft *model* speculates (per request: its
         # drafting costs a draft forward per token); with spec_batch="off" the model-free
@@ -730,12 +752,18 @@ class Engine:
             )
         if drafter is None:
             drafter = "model" if self.draft is not None else "none"
-        if drafter not in DRAFTERS:
-            raise HillclimbError(f"drafter must be one of {', '.join(DRAFTERS)}, got {drafter!r}")
+        if drafter not in (*DRAFTERS, AUTO):
+            raise HillclimbError(
+                f"drafter must be one of {', '.join((*DRAFTERS, AUTO))}, got {drafter!r}"
+            )
         if drafter == "model" and self.draft is None:
             raise HillclimbError("drafter 'model' needs a draft model (draft=...)")
         # the draft source of requests that name none and bring no prediction
         self.default_drafter = drafter
+        # "auto": requests per chosen source and per reason (`drafter_choice.choose_drafter`)
+        self._auto_choices: dict[str, int] = dict.fromkeys(CHOICES, 0)
+        self._auto_reasons: dict[str, int] = {}
+        self._tool_response_id = _special_id(tokenizer, TOOL_RESPONSE_START, self.cfg.vocab_size)
         # token healing for requests that leave `token_healing` None (`healing.py`); off by
         # default so batch users (RL, harness, evaluation) see unchanged prompts; the server
         # turns it on for code-flash
@@ -867,7 +895,17 @@ class Engine:
             req.logprobs = []
         if params.policy_logprobs:
             req.policy_lp, req.forced = [], []
-        req.drafter = resolve_drafter(params, self.default_drafter, self.draft is not None)
+        choice = self._auto_choice(prompt, ids, params)
+        req.drafter = resolve_drafter(
+            params,
+            self.default_drafter,
+            self.draft is not None,
+            auto=choice.drafter if choice is not None else None,
+        )
+        if choice is not None:
+            req.drafter_choice = choice.reason
+            self._auto_choices[req.drafter] = self._auto_choices.get(req.drafter, 0) + 1
+            self._auto_reasons[choice.reason] = self._auto_reasons.get(choice.reason, 0) + 1
         if req.drafter != "none":
             req.spec = SpecStats()
         if req.drafter in ("lookup", "suffix"):
@@ -876,6 +914,44 @@ class Engine:
                 params.prediction, self.tokenizer, self.cfg.vocab_size, self.max_context
             )
         return req
+
+    def _auto_choice(
+        self, prompt: str | list[int], ids: list[int], params: SamplingParams
+    ) -> DrafterChoice | None:
+        """This request's draft source under drafter="auto"; None when the engine does not
+        choose (another default) or the request decides (it names a drafter, brings a
+        prediction, or turns speculation off)."""
+        if self.default_drafter != AUTO or params.drafter is not None or params.prediction:
+            return None
+        if params.speculative is False:
+            return None
+        text = prompt if isinstance(prompt, str) else self.tokenizer.decode(ids)
+        marks = set(ids)
+        return choose_drafter(
+            text,
+            fim=self._fim_middle is not None and self._fim_middle in marks,
+            tool_observation=self._tool_response_id is not None and self._tool_response_id in marks,
+            has_model=self.draft is not None,
+            forced=params.speculative is True,
+        )
+
+    def detach_draft(self) -> None:
+        """Serve without the draft model from now on — what `Engine(draft=None)` would have
+        built (no draft runner; a "model" default becomes "none"), without building and
+        compiling the engine again: `hillclimb serve` builds thinking with its draft, measures
+        the pair (`host.choose_draft`) and drops a draft that cannot pay. Running requests that
+        drafted with it decode plainly from their next step."""
+        with self._lock:
+            runner, self.draft = self.draft, None
+            self._draft_shared = False
+            if self.default_drafter == "model":
+                self.default_drafter = "none"
+            for r in self._running:
+                if r.drafter == "model":
+                    r.drafter = "none"
+            if runner is not None:
+                for s in range(self.max_batch):
+                    runner.reset(s)
 
     def _compile_progress(self, total: int) -> Callable[[str, float], None]:
         """A line per compiled graph (which model, which graph, seconds): a cold start on a
@@ -1597,20 +1673,36 @@ class Engine:
             return False  # measure one plain step first: the yardstick
         return self._plain_count >= self._spec_probe_at
 
-    def _observe_spec(self, r: _Request, ms_per_token: float) -> None:
-        """Per-request EMA of speculative ms per committed token against the plain yardstick.
-        Losing → every request decodes plainly for the engine's back-off (16, 32, … 256 plain
-        steps, doubling while speculation keeps losing), then one request probes again;
-        winning resets the back-off. Engine-wide, because the pair and the machine decide most
-        of it: a new request does not have to rediscover that drafting does not pay."""
+    def _observe_spec(self, r: _Request, ms: float, committed: int) -> None:
+        """One speculative step of the draft model took `ms` and committed `committed` tokens.
+
+        Per-request EMA of speculative ms per committed token against the plain yardstick.
+        Losing → every request decodes plainly for the engine's back-off, then one request
+        probes again; winning resets the back-off. The back-off is the longer of a doubling one
+        (16, 32, … 256 plain steps while speculation keeps losing) and the one that amortises
+        what the drafting run since the last back-off lost (its ms minus its tokens at the
+        plain yardstick, catch-up forwards included) to `spec_loss_budget` of plain decoding
+        (`drafters.loss_bounded_wait`): the fixed one alone let an attached tiny draft run at
+        0.95× and 0.81× of plain decoding (session 24). Requests that must speculate (forced,
+        seeded samples) add no loss: theirs is not the policy's to bound.
+        Engine-wide, because the pair and the machine decide most of it: a new request does not
+        have to rediscover that drafting does not pay."""
+        plain = self._plain_ms
+        if plain is not None and not _must(r):
+            self._spec_debt_ms = max(0.0, self._spec_debt_ms + ms - committed * plain)
+        if committed <= 0:
+            return
+        ms_per_token = ms / committed
         r.spec_steps += 1
         r.spec_ms = ms_per_token if r.spec_ms is None else 0.6 * r.spec_ms + 0.4 * ms_per_token
-        plain = self._plain_ms
         if plain is None or r.spec_steps < 2:
             return
         if r.spec_ms > plain:
-            self._spec_probe_at = self._plain_count + self._spec_backoff
+            loss = self._spec_debt_ms / plain if plain > 0 else float("inf")
+            wait = loss_bounded_wait(loss, self._spec_backoff, self.spec_loss_budget)
+            self._spec_probe_at = self._plain_count + wait
             self._spec_backoff = min(256, 2 * self._spec_backoff)
+            self._spec_debt_ms = 0.0
             r.spec_ms, r.spec_steps = None, 0  # a later probe starts a fresh estimate
             self._totals["spec_backoffs"] += 1
         else:
@@ -1650,8 +1742,8 @@ class Engine:
                 logits = self.model(ids, cache=self.cache, slot_ids=slots)[0]  # [γ+1, V]
         logits = self._real_vocab(logits)
         c = self._accept_commit(x, logits, r.seq_len)
-        if c > 0 and x.d is self.draft:  # the timing policy is the model drafter's
-            self._observe_spec(r, (time.perf_counter() - x.t0) * 1e3 / c)
+        if x.d is self.draft:  # the timing policy is the model drafter's
+            self._observe_spec(r, (time.perf_counter() - x.t0) * 1e3, c)
 
     def _accept_commit(self, x: _Draft, logits: torch.Tensor, L: int) -> int:
         """Apply the acceptance rule to one row's verification logits [γ+1, V] (L = the
@@ -2073,6 +2165,7 @@ class Engine:
                 {
                     **r.spec.as_dict(),
                     "drafter": r.drafter,
+                    **({"drafter_choice": r.drafter_choice} if r.drafter_choice else {}),
                     "prediction_accepted": r.pred_accepted,
                     "prediction_rejected": r.pred_rejected,
                 }
@@ -2112,6 +2205,8 @@ class Engine:
             "lookup": self._lookup_total.as_dict(),
             "suffix": {**self._suffix_total.as_dict(), "history": self.suffix.history.stats()},
             "default_drafter": self.default_drafter,
+            # "auto" engines: requests per chosen draft source / per reason
+            "drafter_choice": {**self._auto_choices, "reasons": dict(self._auto_reasons)},
             "batch_spec": {"mode": self.spec_batch, **self.batch_cost.as_dict()},
             "prefix": self.prefix_stats(),
         }
@@ -2154,6 +2249,18 @@ class Engine:
         chosen = lp.gather(-1, tgt[:, None])[:, 0]
         ent = -(lp.exp() * lp.clamp_min(torch.finfo(lp.dtype).min)).sum(-1)  # 0·log 0 = 0
         return {"logprobs": chosen.cpu(), "entropy": ent.cpu()}
+
+
+def _special_id(tokenizer: Any, name: str, vocab_size: int) -> int | None:
+    """The id of special token `name`, or None when the tokenizer has none in range."""
+    tid = getattr(tokenizer, "token_id", None)
+    if tid is None:
+        return None
+    try:
+        t = tid(name)
+    except (KeyError, HillclimbError):
+        return None
+    return t if isinstance(t, int) and 0 <= t < vocab_size else None
 
 
 def _fim_tokens(tokenizer: Any, vocab_size: int) -> tuple[int | None, list[int]]:

@@ -66,6 +66,10 @@ class EngineOptions:
     # code-flash's default draft source: prompt lookup (model-free; code answers quote their
     # prompts); "none" turns it off. A request's `prediction` always drafts with lookup.
     flash_drafter: str = "lookup"
+    # thinking's default draft source: "auto" chooses per request (`drafter_choice`): prompts
+    # holding code, a FIM middle or tool observations draft by lookup/suffix, the others with
+    # the draft model when the start-up decision kept it, else decode plainly
+    thinking_drafter: str = "auto"
     # token healing for code-flash completions whose request leaves `token_healing` null
     # (`serve/healing.py`); thinking never heals by default
     flash_token_healing: bool = True
@@ -116,7 +120,9 @@ def load_engines(
     spec_on = bool(both and opts.speculative is not False)
     if thinking is not None:
         draft = engines["code-flash"] if spec_on else None
-        engines["thinking"] = Engine.from_checkpoint(thinking, draft=draft, name="thinking", **kw)
+        engines["thinking"] = Engine.from_checkpoint(
+            thinking, draft=draft, name="thinking", drafter=opts.thinking_drafter, **kw
+        )
     if both:
         decision = choose_draft(engines["thinking"], opts.speculative)
         spec_on = decision.attach
@@ -169,13 +175,8 @@ def choose_draft(target: Any, speculative: bool | None, measure: Any = None) -> 
 
 
 def detach_draft(engine: Any) -> None:
-    """Serve `engine` without its draft model: what `Engine(draft=None)` would have built (no
-    draft runner, default drafter none), without building and compiling the engine again.
-    (Engine.detach_draft() in engine.py would be the better home.)"""
-    engine.draft = None
-    engine._draft_shared = False
-    if engine.default_drafter == "model":
-        engine.default_drafter = "none"
+    """Serve `engine` without its draft model (`Engine.detach_draft`)."""
+    engine.detach_draft()
 
 
 def describe_decision(decision: Any) -> str:
