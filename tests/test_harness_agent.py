@@ -171,7 +171,9 @@ def test_telemetry_cli(tmp_path, capsys):
     )
     assert main(["telemetry", "stats", "--db", str(db)]) == 0  # for a person: tables, not JSON
     text = capsys.readouterr().out
-    assert "2 finished episodes" in text and "1 resolved (50.0%)" in text
+    flat = " ".join(text.split())  # the console wraps prose at 80 columns, where the db path
+    # (tmp_path: its length differs per machine and user) decides the break
+    assert "2 finished episodes" in flat and "1 resolved (50.0%)" in flat
     assert "per model" in text and "per task kind" in text and not text.lstrip().startswith("{")
     assert main(["telemetry", "feedback", "--db", str(db), "--edit", "1", "--accept"]) == 0
     assert (

@@ -13,7 +13,6 @@ with a clear `exit_status` and `error`, and is still graded on whatever it left 
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 import uuid
@@ -33,6 +32,7 @@ from hillclimb.harness.tools import (
     has_surrogate,
     utf8_text,
 )
+from hillclimb.sandbox.fs import remove_tree
 from hillclimb.tokenizer.toolcalls import ToolCall, assistant_message, tool_message
 
 
@@ -184,7 +184,7 @@ def run_episode(
     try:
         _play_and_grade(ep, task, client, lim, telemetry, t_start, tmp / "repo", keep_workspace)
     finally:  # also when interrupted (Ctrl-C): the workspace copy never outlives the episode
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(str(tmp))  # no depth limit: a model's 1,000-level tree cannot crash it
     if telemetry is not None:
         telemetry.finish_episode(ep)
     return ep
@@ -233,7 +233,7 @@ def _play_and_grade(
     ep.wall_s = time.monotonic() - t_start
     if keep_workspace is not None:
         dest = Path(keep_workspace)
-        shutil.rmtree(dest, ignore_errors=True)
+        remove_tree(str(dest))
         copy_tree(ws, dest)  # links as links; a model's FIFOs and sockets are left out
 
 

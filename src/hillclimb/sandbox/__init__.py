@@ -8,7 +8,8 @@ run model code, so the sandbox belongs to none of them. It imports nothing from 
 Modules: `core` (run_sandboxed, limits, result, backends, `batch_records`: the tagged records of
 a batch runner), `fs` (mount plan, environment, per-run uid), `init` (stdlib-only PID 1 of the
 `unshare` backend, run as a script), `memcg` (a memory cgroup per run, where one can be
-made), `execution` (`run_command`: a command with the harness's
+made), `inflight` (files held only as fds in flight in the run's unix sockets, for the disk
+quota), `execution` (`run_command`: a command with the harness's
 fixed environment), `cli` (`hillclimb sandbox`).
 Details: docs/areas/sandbox.md. The public names are re-exported here; importing them costs only
 standard-library modules.

@@ -5,7 +5,7 @@ path, no network (a fresh network namespace: loopback only), its own PID/mount/I
 rlimits (address space, CPU time, processes, file size, open files), a wall-clock timeout that kills
 the whole process tree, a workspace disk quota (polled; the tree is killed when the workspace holds
 more than `max_workspace_mb`), a seccomp filter (`seccomp_program`: no kernel keyring, no
-fallocate), a memory cgroup per run where the machine offers one (`memcg`: one cap,
+io_uring, no fallocate), a memory cgroup per run where the machine offers one (`memcg`: one cap,
 `max_memory_mb`, on its processes and the memory-backed files no rlimit sees — memfd, System V
 shared memory, tmpfs in nested namespaces), and stdout/stderr captured concurrently and capped. It returns a
 `SandboxResult` that says how the run ended. `hide=[paths]` makes host paths that the mount plan
@@ -38,8 +38,11 @@ must persist), so no size= applies to it, and per-user disk quotas or loop-mount
 set-up the design cannot count on. RLIMIT_FSIZE bounds each file; the quota bounds their sum. The
 tree is walked every 10-100 ms (more often as a fast writer nears the cap, less often when walking
 is slow) and once after the run, so a run overshoots by what it writes between two polls: measured
-at ~2 GB/s into the page cache, tens of MB. /tmp inside is a tmpfs sized by
-`memory_mb`, so it needs no quota of its own (the `unsafe` backend has neither).
+at ~2 GB/s into the page cache, tens of MB. Files the run unlinked but still holds count too:
+open or mapped by its processes (`fs.unlinked_files`) or only as fds in flight in its unix
+sockets (`inflight`: peeked; not seen on connections a listener has not accepted). /tmp inside
+is a tmpfs sized by `memory_mb`, so it needs no quota of its own (the `unsafe` backend has
+neither).
 """
 
 from __future__ import annotations
@@ -71,10 +74,14 @@ from hillclimb.sandbox.fs import (
     alloc_uid,
     build_plan,
     copy_file,
+    remove_tree,
     sandbox_env,
-    unlinked_bytes,
+    tree_pids,
+    unlinked_files,
     workspace_bytes,
+    written_bytes,
 )
+from hillclimb.sandbox.inflight import InFlightFiles
 from hillclimb.sandbox.memcg import MemoryCgroup
 
 BACKENDS = ("bwrap", "unshare")
@@ -84,6 +91,8 @@ _KILL_GRACE_S = 2.0  # after a kill, how long we keep draining pipes before givi
 _STDERR_TAIL = 8192  # bytes of stderr kept (beyond the cap) to classify how the run ended
 _DISK_POLL_S = (0.01, 0.1)  # bounds of the interval between two measurements of the workspace
 _DISK_RATE = 1 << 30  # bytes/s a run is assumed able to write until it is seen writing faster
+_IO_CHECK_S = 0.05  # between two reads of the run's write counters (`_DiskQuota.due`)
+_WALK_SHARE = 10  # a paced walk waits this many times its own duration after it
 _MEMORY_MARKERS = (
     b"MemoryError",
     b"Cannot allocate memory",
@@ -360,24 +369,25 @@ def _data_fd(text: str | bytes) -> int:
 
 
 # System calls the sandbox refuses, per audit architecture (seccomp_data.arch): the kernel
-# keyring's (add_key, request_key, keyctl) and fallocate. x32 shares x86_64's numbers with bit 30
-# set, hence the mask.
+# keyring's (add_key, request_key, keyctl), fallocate, and io_uring's (setup, enter, register:
+# 425-427 on every architecture). x32 shares x86_64's numbers with bit 30 set, hence the mask.
+_IO_URING = (425, 426, 427)
 _DENIED_SYSCALLS = (
-    (0xC000003E, 0xBFFFFFFF, (248, 249, 250, 285)),  # x86_64 (and x32)
-    (0x40000003, 0xFFFFFFFF, (286, 287, 288, 324)),  # i386 (32-bit programs on x86_64)
-    (0xC00000B7, 0xFFFFFFFF, (217, 218, 219, 47)),  # aarch64
-    (0x40000028, 0xFFFFFFFF, (309, 310, 311, 352)),  # arm (32-bit programs on aarch64)
-    (0xC00000F3, 0xFFFFFFFF, (217, 218, 219, 47)),  # riscv64
+    (0xC000003E, 0xBFFFFFFF, (248, 249, 250, 285, *_IO_URING)),  # x86_64 (and x32)
+    (0x40000003, 0xFFFFFFFF, (286, 287, 288, 324, *_IO_URING)),  # i386 (32-bit on x86_64)
+    (0xC00000B7, 0xFFFFFFFF, (217, 218, 219, 47, *_IO_URING)),  # aarch64
+    (0x40000028, 0xFFFFFFFF, (309, 310, 311, 352, *_IO_URING)),  # arm (32-bit on aarch64)
+    (0xC00000F3, 0xFFFFFFFF, (217, 218, 219, 47, *_IO_URING)),  # riscv64
 )
 # how each of the calls above fails, in the same order
-_DENIED_ERRNOS = (errno.ENOSYS, errno.ENOSYS, errno.ENOSYS, errno.EOPNOTSUPP)
+_DENIED_ERRNOS = (errno.ENOSYS,) * 3 + (errno.EOPNOTSUPP,) + (errno.ENOSYS,) * 3
 
 
 @functools.cache
 def seccomp_program() -> bytes:
     """The sandbox's seccomp filter (raw `struct sock_filter` array, for bwrap --seccomp and the
-    unshare init): the kernel keyring's calls fail with ENOSYS, fallocate with EOPNOTSUPP (as on
-    a file system without it), everything else is allowed.
+    unshare init): the kernel keyring's and io_uring's calls fail with ENOSYS, fallocate with
+    EOPNOTSUPP (as on a file system without it), everything else is allowed.
 
     Why the keyring: it belongs to no namespace. A key a run added to its user keyring (`@u`)
     stayed in the kernel after the run, and the next run with the same per-run uid (they
@@ -386,7 +396,11 @@ def seccomp_program() -> bytes:
     Why fallocate: it reserves blocks at ~50 GB/s without writing them, so between two polls of
     the disk quota (10-100 ms) a run reserved gigabytes (6.4 GB past a 2 GB quota in 80 ms);
     refused, programs fall back to writing (glibc's posix_fallocate does so itself), which the
-    quota's pacing allows for. Architectures not listed pass unfiltered (their numbers differ)."""
+    quota's pacing allows for. Why io_uring: its requests run in kernel workers that no seccomp
+    filter sees, so IORING_OP_FALLOCATE reserved blocks as fallocate did (session 25: a run set
+    up a ring inside); refused with ENOSYS, programs use the plain calls (liburing users and
+    runtimes such as libuv and tokio fall back so already: io_uring is off in many kernels).
+    Architectures not listed pass unfiltered (their numbers differ)."""
     ld_abs, jeq, ret, alu_and = 0x20, 0x15, 0x06, 0x54
     allow, ret_errno = 0x7FFF0000, 0x00050000
     prog: list[tuple[int, int, int, int]] = [(ld_abs, 0, 0, 4)]  # A = seccomp_data.arch
@@ -549,6 +563,13 @@ class _DiskQuota:
     is over its quota already may still be cleaned up (`rm` shrinks it) but not grown. A run that
     nests directories deeper than `fs.MAX_DEPTH` levels is over it too (below that depth its files
     would go uncounted), unless the tree was that deep before it started.
+
+    Pacing: a walk is O(files), so the next one waits at least `_WALK_SHARE` times as long as
+    the last took. A workspace of many small files (200k empty files walk in ~1.5 s here) thus
+    spaced the polls ~15 s apart, and a run wrote gigabytes past its quota in between (session
+    25). Between walks, every `_IO_CHECK_S`, the bytes the run's processes have written since
+    the last walk began (`fs.written_bytes`, O(processes)) are added to what it measured; past
+    the cap, a walk is due at once (waiting only as long as the last one took).
     """
 
     def __init__(self, root: str, limit_mb: int) -> None:
@@ -561,14 +582,55 @@ class _DiskQuota:
         self.last = time.monotonic()
         self.next = self.last + _DISK_POLL_S[0]  # then as planned by `over`
         self.unlinked, self.unlinked_at = 0, float("-inf")  # the /proc scan, at most every 0.1 s
+        self.inflight = InFlightFiles(self.dev)  # fds in flight in the run's unix sockets
+        self.warned = False  # whether a blind in-flight scan was reported
+        self.walk_s = 0.0  # how long the last walk took
+        self.written: int | None = None  # the run's write counters when the last walk began
+        self.check_at = self.next  # the next read of the write counters
+        self.pids: list[int] = []  # `_tree`'s last scan: of which backend pid, and when
+        self.pids_of: int | None = None
+        self.pids_at = float("-inf")
+
+    def _tree(self) -> list[int]:
+        """The run's processes (`fs.tree_pids`, a scan of /proc), reused for `_IO_CHECK_S`: a
+        stale list only misses a process's bytes in a baseline, which over-states growth."""
+        if self.pid is None:
+            return []
+        now = time.monotonic()
+        if self.pids_of != self.pid or now - self.pids_at >= _IO_CHECK_S:
+            self.pids, self.pids_of, self.pids_at = tree_pids(self.pid), self.pid, now
+        return self.pids
+
+    def wake(self) -> float:
+        """When `due` should next be asked."""
+        return min(self.next, self.check_at)
+
+    def due(self, now: float) -> bool:
+        """Whether a measurement (`over`) is due: at the paced time, or sooner when the run has
+        written more since the last walk began than the room that walk left."""
+        if now >= self.next:
+            return True
+        if now < self.check_at or self.pid is None:
+            return False
+        t = time.monotonic()
+        written = written_bytes(self._tree())
+        # at most ~10% of a core: reading /proc is O(processes on the host)
+        self.check_at = now + max(_IO_CHECK_S, _WALK_SHARE * (time.monotonic() - t))
+        if written is None or self.written is None:
+            return False
+        grown = self.used + written - self.written > self.cap
+        return grown and now >= self.last + self.walk_s
 
     def over(self) -> bool:
         """Measure now and plan the next poll: sooner when, at the rate just seen, the cap is
         near (the overshoot is what is written between two polls); never so often that walking
         the tree takes over ~10% of a core."""
+        pids = self._tree()
+        self.written = written_bytes(pids) if pids else None
         t = time.monotonic()
         used, deep = workspace_bytes(self.root)
         walked = time.monotonic()
+        self.walk_s = walked - t
         # files the run unlinked but still holds fill the disk too; scanning its process tree in
         # /proc costs more than a small workspace's walk, so it runs at most every `hi` seconds
         # and the poll's own pace is set by the walk (session 22: timing both slowed the polls
@@ -576,7 +638,7 @@ class _DiskQuota:
         if self.pid is None:
             self.unlinked = 0  # the run is over: what it held is freed (or no longer its own)
         elif t - self.unlinked_at >= _DISK_POLL_S[1]:
-            self.unlinked, self.unlinked_at = unlinked_bytes(self.pid, self.dev), t
+            self.unlinked, self.unlinked_at = self._held(pids), t
         used += self.unlinked
         self.too_deep = deep and not self.deep_at_start
         now = time.monotonic()
@@ -584,8 +646,25 @@ class _DiskQuota:
         self.used, self.last = used, now
         lo, hi = _DISK_POLL_S
         soon = (self.cap - used) / max(rate, _DISK_RATE) / 2
-        self.next = now + max(10 * (walked - t), min(hi, max(lo, soon)))
+        self.next = now + max(_WALK_SHARE * self.walk_s, min(hi, max(lo, soon)))
+        self.check_at = now + _IO_CHECK_S
         return used > self.cap or self.too_deep
+
+    def _held(self, pids: list[int]) -> int:
+        """Bytes of the unlinked files the run's processes `pids` hold: open or mapped, or in
+        flight in their unix sockets (each file once)."""
+        held = dict(self.inflight.scan(pids))
+        if self.inflight.blind and not self.warned:
+            self.warned = True  # said once per run, not once per poll
+            warnings.warn(
+                "hillclimb sandbox: files held only by fds in flight in the run's unix sockets "
+                "cannot be counted against the workspace disk quota here "
+                f"({self.inflight.blind}; it needs ptrace rights over the run and Linux 5.6+)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        held.update(unlinked_files(pids, self.dev))
+        return sum(held.values())
 
     def note(self) -> str:
         if self.too_deep:
@@ -676,7 +755,7 @@ def _collect(proc, stdin, limits, pass_fds, status_r, quota, t0) -> _Raw:
     timed_out = disk_exceeded = False
     while sel.get_map():
         now = time.monotonic()
-        if quota is not None and not (timed_out or disk_exceeded) and now >= quota.next:
+        if quota is not None and not (timed_out or disk_exceeded) and quota.due(now):
             if quota.over():
                 disk_exceeded = True
                 _kill_group(proc.pid)
@@ -692,7 +771,7 @@ def _collect(proc, stdin, limits, pass_fds, status_r, quota, t0) -> _Raw:
             continue
         wait = remaining
         if quota is not None and not (timed_out or disk_exceeded):
-            wait = max(0.0, min(wait, quota.next - now))
+            wait = max(0.0, min(wait, quota.wake() - now))
         for key, _ in sel.select(timeout=wait):
             fd = key.fd
             if key.events & selectors.EVENT_WRITE:
@@ -719,6 +798,8 @@ def _collect(proc, stdin, limits, pass_fds, status_r, quota, t0) -> _Raw:
                 tail += chunk
                 del tail[:-_STDERR_TAIL]
     sel.close()
+    if not (timed_out or disk_exceeded):
+        timed_out, disk_exceeded = _wait_out(proc, deadline, quota)
     try:
         rc = proc.wait(timeout=_KILL_GRACE_S)
     except subprocess.TimeoutExpired:
@@ -763,6 +844,31 @@ def _collect(proc, stdin, limits, pass_fds, status_r, quota, t0) -> _Raw:
         status_lines=status_lines,
         disk_exceeded=disk_exceeded,
     )
+
+
+def _wait_out(proc, deadline: float, quota: _DiskQuota | None) -> tuple[bool, bool]:
+    """Wait for a command whose output pipes are closed but which may still run, until its
+    deadline, polling the disk quota meanwhile; (timed out, over the quota), the tree killed
+    in either case.
+
+    Why: the pipes' end used to be read as the command's end, given `_KILL_GRACE_S` to exit and
+    then killed as "timeout". Under an isolation backend the backend holds the pipes until the
+    command ends, but under the unsafe backend a command that closed them (`exec >/dev/null
+    2>&1; sleep 3`) was killed after 2 s of its 30 s timeout (session 25)."""
+    while True:
+        now = time.monotonic()
+        if quota is not None and quota.due(now) and quota.over():
+            _kill_group(proc.pid)
+            return False, True
+        if now >= deadline:
+            _kill_group(proc.pid)
+            return True, False
+        step = deadline - now if quota is None else min(deadline, quota.wake()) - now
+        try:
+            proc.wait(timeout=max(step, 0.001))
+            return False, False
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _cpu_limit_kill(sig: int, info: dict, limits: SandboxLimits) -> bool:
@@ -1050,10 +1156,15 @@ def run_sandboxed(
         # the real directory: the owner hand-over and the quota walk never follow a symlink, so
         # through a symlinked path the run could not write its workspace and the quota saw nothing
         return _run(backend, cmd, os.path.realpath(ws), limits, env, stdin, True, hide)
-    with tempfile.TemporaryDirectory(prefix="hillclimb-sandbox-") as tmp:
+    # not TemporaryDirectory: its rmtree recursed per level, and a run nesting ~1000 levels in
+    # the copy made the cleanup raise RecursionError and leave the tree behind (`remove_tree`)
+    tmp = tempfile.mkdtemp(prefix="hillclimb-sandbox-")
+    try:
         copy = os.path.join(tmp, ws.resolve().name or "workspace")
         _copy_workspace(ws, copy)
         return _run(backend, cmd, copy, limits, env, stdin, False, hide)
+    finally:
+        remove_tree(tmp)
 
 
 def _copy_workspace(ws: Path, copy: str) -> None:
@@ -1071,6 +1182,15 @@ def _copy_workspace(ws: Path, copy: str) -> None:
         ) from None
     except OSError as exc:
         raise HillclimbError(f"sandbox: cannot copy workspace {str(ws)!r}: {exc}") from None
+    except RecursionError:
+        # shutil.copytree recurses once per level: an in-place run may nest deeper than that
+        # (the quota lets a workspace that started deep grow deeper), and a copy run of it
+        # raised RecursionError (session 25)
+        raise HillclimbError(
+            f"sandbox: cannot copy workspace {str(ws)!r}: its directories are nested too deep "
+            f"to copy (more than {MAX_DEPTH} levels is more than any task needs); delete them, "
+            "or run --in-place"
+        ) from None
 
 
 def batch_records(

@@ -31,6 +31,7 @@ workspace holds, which `core` polls against `SandboxLimits.max_workspace_mb`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import shutil
@@ -396,6 +397,93 @@ def workspace_bytes(root: str) -> tuple[int, bool]:
     return total, walk.too_deep
 
 
+def remove_tree(path: str) -> None:
+    """Delete the directory `path` and everything under it, however deep (a missing path is
+    fine).
+
+    Why not `shutil.rmtree`: it recurses once per level, so a run that nested ~1000 directories
+    in its throw-away copy (`mkdir -p` of 1000 levels a few times: milliseconds) made the
+    cleanup raise RecursionError out of `run_sandboxed` and left the whole tree in /tmp
+    (session 25). Here a pass walks at most `MAX_DEPTH` levels by directory fds (`TreeWalk`'s
+    opening, which also gives u+rwx back to directories the caller owns but the run locked),
+    unlinking as it goes; a directory at that depth is renamed up to the top, to be emptied by
+    the next pass. Symlinks are removed, never followed."""
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        pfd = os.open(parent, _DIR_FLAGS)
+    except FileNotFoundError:
+        return
+    try:
+        while _exists(pfd, name):
+            if not stat.S_ISDIR(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=pfd)
+            elif not _remove_pass(pfd, name) and _exists(pfd, name):
+                raise OSError(errno.ENOTEMPTY, f"cannot remove {path!r}: entries remain")
+    finally:
+        os.close(pfd)
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _remove_pass(pfd: int, name: str) -> bool:
+    """One pass of `remove_tree` over directory `name` in `pfd`; True when it moved a subtree
+    up (another pass is needed), False when it found nothing more to move."""
+    opener = TreeWalk("", make_readable=True)
+    top = opener._open(pfd, name)
+    if top is None:
+        raise OSError(errno.EACCES, f"cannot open {name!r} to remove it")
+    stack = [(top, pfd, name, iter(TreeWalk._names(top)))]
+    moved = False
+    try:
+        while stack:
+            fd, up, here, names = stack[-1]
+            entry = next(names, None)
+            if entry is None:
+                os.close(stack.pop()[0])
+                try:
+                    os.rmdir(here, dir_fd=up)
+                except OSError as exc:  # ENOTEMPTY: a subtree was moved up into it
+                    if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                continue
+            try:
+                st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry, dir_fd=fd)
+            elif len(stack) >= MAX_DEPTH:
+                _move_up(fd, entry, top)
+                moved = True
+            else:
+                child = opener._open(fd, entry)
+                if child is None:
+                    raise OSError(errno.EACCES, f"cannot open {entry!r} to remove it")
+                stack.append((child, fd, entry, iter(TreeWalk._names(child))))
+    finally:
+        for fd, _, _, _ in stack:
+            os.close(fd)
+    return moved
+
+
+def _move_up(fd: int, entry: str, top: int) -> None:
+    """Rename directory `entry` of `fd` into `top` under a name not taken there."""
+    for n in itertools.count():
+        try:
+            os.rename(entry, f".removing-{n}", src_dir_fd=fd, dst_dir_fd=top)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+
+
 def tree_pids(root_pid: int) -> list[int]:
     """`root_pid` and every process below it, from each /proc entry's parent pid (one scan).
 
@@ -436,17 +524,21 @@ def _proc_links(pid: int) -> Iterator[str]:
 
 def unlinked_bytes(root_pid: int, dev: int) -> int:
     """Blocks (bytes, each file at least one 4 KiB block) of files on device `dev` that the
-    processes under `root_pid` hold open or mapped but that no directory names any more.
+    processes under `root_pid` hold open or mapped but that no directory names any more."""
+    return sum(unlinked_files(tree_pids(root_pid), dev).values())
+
+
+def unlinked_files(pids: Iterable[int], dev: int) -> dict[int, int]:
+    """inode -> bytes (each file at least one 4 KiB block) of the files on device `dev` that the
+    processes `pids` hold open or mapped but that no directory names any more.
 
     Why: an unlinked file keeps its blocks for as long as a process holds it, and the tree walk
     (`workspace_bytes`) cannot see it — a run wrote 80 MB this way past a 5 MB quota, and
     max_open_files x max_file_mb per process could fill any disk. Files still linked are the
-    walk's (counted there once). Not seen: a file whose only reference is an fd in flight in a
-    unix socket (SCM_RIGHTS; the kernel caps those per uid at RLIMIT_NOFILE + 1: measured, 65
-    files of max_file_mb each held past the quota with max_open_files=64)."""
-    seen: set[int] = set()
-    total = 0
-    for pid in tree_pids(root_pid):
+    walk's (counted there once). Files whose only reference is an fd in flight in a unix socket
+    (SCM_RIGHTS) are `inflight.InFlightFiles`'."""
+    out: dict[int, int] = {}
+    for pid in pids:
         for link in _proc_links(pid):
             try:
                 st = os.stat(link)
@@ -454,10 +546,30 @@ def unlinked_bytes(root_pid: int, dev: int) -> int:
                 continue
             if st.st_dev != dev or st.st_nlink or not stat.S_ISREG(st.st_mode):
                 continue
-            if st.st_ino not in seen:
-                seen.add(st.st_ino)
-                total += max(st.st_blocks * 512, MIN_ENTRY_BYTES)
-    return total
+            out[st.st_ino] = max(st.st_blocks * 512, MIN_ENTRY_BYTES)
+    return out
+
+
+def written_bytes(pids: Iterable[int]) -> int | None:
+    """Bytes the processes `pids` (and the children they reaped) sent towards storage, from
+    /proc/PID/io (`write_bytes`, counted when a page is dirtied, less `cancelled_write_bytes`,
+    dirty pages truncated away); None when no process's counters can be read.
+
+    Why: a cheap measure of how fast a run fills its workspace, O(processes) where the tree walk
+    is O(files). It only over-states growth (deleted files are not subtracted), so it is used to
+    decide when a walk is due, never as the measurement itself."""
+    total, readable = 0, False
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/io", "rb") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue  # gone, or not ours to read
+        fields = dict(line.split(b": ", 1) for line in lines if b": " in line)
+        with contextlib.suppress(KeyError, ValueError):
+            total += int(fields[b"write_bytes"]) - int(fields[b"cancelled_write_bytes"])
+            readable = True
+    return total if readable else None
 
 
 def _copy_data(fi: int, fo: int, start: int, end: int) -> None:
