@@ -537,6 +537,16 @@ def _counted(t: dict[str, Any]) -> dict[str, Any]:
     return {"correct": k, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
 
 
+def _checkpoint_stage(rec: dict[str, Any]) -> str | None:
+    """The stage key of the checkpoint an eval record's headline is from: `rl_stage` for RL, else
+    `sft-<model>`. An RL record without `rl_stage` predates harness RL (both came in one change),
+    when `rl-<model>` was the only RL checkpoint; None when the record names no model."""
+    m = rec.get("model")
+    if rec.get("rl"):
+        return rec.get("rl_stage") or (f"rl-{m}" if m else None)
+    return f"sft-{m}" if m else None
+
+
 def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
     """Headline numbers of the final model (RL when the climb has it, else SFT).
 
@@ -581,6 +591,10 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         },
         "truncated_share": t.get("truncated_share"),
         "final_stage": "rl" if rec.get("rl") else "sft",
+        # the stage whose checkpoint the unprefixed numbers (accuracy, by_split,
+        # corpus_val_bpb_final, suites) were measured on (session 25: "rl" did not say whether
+        # it was problem RL's or harness RL's checkpoint)
+        "checkpoint_stage": _checkpoint_stage(rec),
         # which checkpoint "rl" is (harness RL's when the recipe has it) and RL's paired
         # held-out change in words, as the report's RL title reads it (session 25)
         "rl_stage": rec.get("rl_stage") if rec.get("rl") else None,
@@ -1060,14 +1074,13 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
                 "final_loss": sft.get("final_loss"),
                 "elapsed_s": sft.get("elapsed_s"),
             },
-            "rl": {
-                k: (c.results.get(f"rl-{m}") or {}).get(k)
-                for k in ("steps", "first", "last", "rollout_tokens_per_s", "sync_share")
-            }
-            if m in c.recipe.rl
+            "rl": _rl_summary(c, f"rl-{m}", _RL_KEYS) if m in c.recipe.rl else None,
+            "rl_harness": _rl_summary(c, f"rl-harness-{m}", _RL_HARNESS_KEYS)
+            if m in c.recipe.rl_harness
             else None,
             # the checkpoint eval and the registry use: harness RL's when the recipe has it
             "final": str(c.final(rl_final(c.recipe, m) or f"sft-{m}")),
+            "final_stage": rl_final(c.recipe, m) or f"sft-{m}",
             "eval": _current_headline(c, m, ev.get(m, {})),
         }
     timings = stage_timings(c.out)
@@ -1083,6 +1096,19 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
         "registry": c.results.get("registry"),
         "report": str(c.out / "report" / "report.md"),
     }
+
+
+_RL_KEYS = ("steps", "first", "last", "rollout_tokens_per_s", "sync_share")
+_RL_HARNESS_KEYS = ("steps", "first", "last", "elapsed_s", "tasks", "flywheel_tasks")
+
+
+def _rl_summary(c: Climb, key: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """One RL stage's training numbers, named by the stage and the checkpoint they belong to.
+    Why: `rl` held problem RL's numbers (`rl-<m>`) beside an eval of the harness-RL checkpoint
+    (`rl-harness-<m>`) with nothing to tell them apart, and harness RL's own numbers were not
+    in summary.json at all; now each stage has its own entry that says which it is."""
+    res = c.results.get(key) or {}
+    return {"stage": key, "checkpoint": str(c.final(key)), **{k: res.get(k) for k in keys}}
 
 
 def _current_headline(c: Climb, m: str, cached: dict[str, Any]) -> dict[str, Any]:
@@ -1127,7 +1153,8 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
             f(ev.get("corpus_val_bpb_pretrained")),
             f(ev.get("corpus_val_bpb_sft")),
             f(ev.get("corpus_unigram_bpb")),
-            ev.get("final_stage", "sft"),
+            # the stage key (rl-harness-<m> / rl-<m> / sft-<m>), not just "rl"
+            ev.get("checkpoint_stage") or ev.get("final_stage", "sft"),
         )
         by_split = ev.get("by_split") or {"heldout": {"by_kind_tier": ev.get("by_kind_tier") or {}}}
         first = True

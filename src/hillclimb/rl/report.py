@@ -6,6 +6,10 @@ log-prob gap with the router agreement (share of tokens whose training top-k equ
 rollout's), the step time split (rollout / reward / update / weight sync), and accuracy against
 tokens at forced thinking budgets at the start and the end (the Pareto plot). The climb's
 report embeds the same plots for its `rl-<model>` stages.
+
+Every val accuracy is set beside its no-training baseline: per cell from the curve records
+(`rl/train.py` `_val_baselines`), pooled over the same val problems for the Pareto points; a run
+whose curve records carry none says so in the legend and the tables rather than computing one.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def plot_rl(run: Path, dest: Path, title: str) -> bool:
     ax[0].set_title(f"{title}: val pass rate (greedy)")
     ax[0].set_xlabel("RL step")
     if series:
+        _curve_baselines(ax[0], curve)
         ax[0].legend(fontsize=6, ncol=2)
     # 2. reward and training pass rate
     ax[1].plot(xs, [s["reward"] for s in steps], label="reward")
@@ -115,11 +120,66 @@ def plot_rl(run: Path, dest: Path, title: str) -> bool:
     ax[5].set_title("val accuracy vs tokens at thinking budgets")
     ax[5].set_xlabel("mean completion tokens")
     if pareto:
+        _pareto_baseline(ax[5], pareto[-1], curve)
         ax[5].legend(fontsize=7)
     for a in ax:
         a.grid(alpha=0.3)
     _save(fig, dest)
     return True
+
+
+NO_BASELINE = "no-training baseline: not recorded by this run (curve.jsonl has none)"
+
+
+def _curve_baselines(ax: Any, curve: list[dict[str, Any]]) -> None:
+    """Each cell's no-training baseline as a dashed line in its curve's colour. Why: the panel
+    showed pass rates with nothing to beat, and a cell whose baseline is 50% (a yes/no cell at
+    chance) read as learned at 50%. Runs from before the curve kept baselines get a legend line
+    saying so instead of a line made up here."""
+    colours = {ln.get_label(): ln.get_color() for ln in ax.get_lines()}
+    # per cell, its latest recorded baseline: a cell a curriculum measured only early still gets
+    # its line (a cell's val problems, and so its baseline, are the same at every point)
+    base = {
+        k: v["baseline"]
+        for c in curve
+        for k, v in c["cells"].items()
+        if v.get("baseline") is not None  # 0.0 is a baseline (no lookup hit, no choices)
+    }
+    for cell, b in sorted(base.items()):
+        if cell in colours:
+            ax.axhline(b, color=colours[cell], ls="--", lw=0.8, alpha=0.7)
+    drawn = any(cell in colours for cell in base)
+    label = "dashed: no-training baseline per cell" if drawn else NO_BASELINE
+    ax.plot([], [], color="grey", ls="--", lw=0.8, label=label)
+
+
+def pooled_baseline(point: dict[str, Any] | None) -> tuple[float | None, int]:
+    """(the n-weighted mean of the per-cell no-training baselines, n) of a val-curve point: the
+    baseline of all its val problems together, which a Pareto point (measured on those same
+    problems) is set against; (None, n) when a cell has no baseline recorded or the point is
+    missing (n = 0): then nothing is computed in its place."""
+    cells = [v for v in ((point or {}).get("cells") or {}).values() if v.get("n")]
+    n = sum(int(v["n"]) for v in cells)
+    if not cells or any(v.get("baseline") is None for v in cells):
+        return None, n
+    return sum(v["baseline"] * int(v["n"]) for v in cells) / n, n
+
+
+def _at_step(curve: list[dict[str, Any]], step: int) -> dict[str, Any] | None:
+    return next((c for c in curve if c["step"] == step), None)
+
+
+def _pareto_baseline(ax: Any, last: dict[str, Any], curve: list[dict[str, Any]]) -> None:
+    """The pooled no-training baseline of the val problems as a horizontal line in the Pareto
+    panel (a budgeted accuracy below it is worse than answering with no model), or a legend line
+    saying this run did not record it."""
+    point = _at_step(curve, last["step"])
+    base, n = pooled_baseline(point)
+    if base is None:
+        why = NO_BASELINE if point else f"no-training baseline: no val point at step {last['step']}"
+        ax.plot([], [], color="grey", ls=":", label=why)
+        return
+    ax.axhline(base, color="grey", ls=":", label=f"no-training baseline {base:.0%} (n = {n})")
 
 
 def _step_lines(steps: list[dict[str, Any]]) -> list[str]:
@@ -212,6 +272,8 @@ def _val_lines(first: dict[str, Any], last: dict[str, Any]) -> list[str]:
             f"| {cell} | {n or '-'} | {cell_rate(first['cells'].get(cell), n)} | "
             f"{cell_rate(c, n)} | {'-' if base is None else f'{base:.0%}'} |"
         )
+    if all(c.get("baseline") is None for c in last["cells"].values()):
+        rows += ["", f"({NO_BASELINE}: the column is empty, not zero.)"]
     return rows + [""]
 
 
@@ -242,7 +304,35 @@ def _pareto_lines(pareto: list[dict[str, Any]], curve: list[dict[str, Any]]) -> 
             for d, r in zip(by_budget, ends, strict=True)
         ]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    lines.append(_pareto_baseline_row(ends, curve))
+    return lines + [""] + _pareto_notes(ends, n_at)
+
+
+def _pareto_baseline_row(ends: list[dict[str, Any]], curve: list[dict[str, Any]]) -> str:
+    """The Pareto table's no-training baseline row: at each end step, the pooled baseline of
+    the val problems its points were measured on (`pooled_baseline`), or why there is none."""
+    cells = []
+    for r in ends:
+        point = _at_step(curve, r["step"])
+        base, n = pooled_baseline(point)
+        if base is not None:
+            cells.append(f"{base:.0%} of {n} (no model), -")
+        else:
+            cells.append("not recorded by this run, -" if point else "no val point at this step, -")
+    return "| no-training baseline | " + " | ".join(cells) + " |"
+
+
+def _pareto_notes(ends: list[dict[str, Any]], n_at: dict[int, int]) -> list[str]:
+    """What the Pareto table does not show: an end step with no val-curve point has no n, so
+    its accuracies are printed bare, without k/n or an interval (never with a guessed n)."""
+    bare = [str(r["step"]) for r in ends if not n_at.get(r["step"])]
+    if not bare:
+        return []
+    return [
+        f"(Step {', '.join(dict.fromkeys(bare))}: no val-curve point at that step, so n is not "
+        "recorded and its accuracies have no k/n or interval.)",
+        "",
+    ]
 
 
 def write_rl_report(run: Path) -> Path:
