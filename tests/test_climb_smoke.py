@@ -145,6 +145,11 @@ def test_every_artifact(climb: dict) -> None:
             assert hs["n_items"] == 2 and set(hs["groups"]) == {"new-mutations", "unseen-projects"}
             assert {i["project_split"] for i in hs["items"]} == {"heldout_mutations", "heldout"}
             assert "resolve_rate" in sm["eval"]["suites"]["harness"]
+            # the same suites on the SFT model beside the RL final, same items (issue 13)
+            hs_sft = json.loads((run / "12-eval" / "suite-code-flash-harness-sft.json").read_text())
+            assert hs_sft["model"].endswith("07-sft-code-flash/run/final")
+            assert [i["id"] for i in hs_sft["items"]] == [i["id"] for i in hs["items"]]
+            assert set(sm["eval"]["suites_sft"]) == {"completion", "harness"}
         else:
             assert "suites" not in ev and sm["eval"]["suites"] == {}
         assert sm["sft"]["sft_examples_val_bpb"] is not None and "val_bpb" not in sm["sft"]
@@ -157,6 +162,7 @@ def test_every_artifact(climb: dict) -> None:
     md = (run / "report" / "report.md").read_text()
     # each suite metric beside its no-training baseline (trivial bodies pass no completion item)
     assert "| code-flash | completion | pass@1 | " in md
+    assert "| code-flash (SFT) | harness | resolve_rate | " in md
     row = next(x for x in md.splitlines() if x.startswith("| code-flash | completion | pass@1 |"))
     assert row.split("|")[7].strip() == "0%", row
     # the headline's accuracies beside their pooled no-training baseline

@@ -812,15 +812,18 @@ def suite_table_rows(
     """The standard-suites table: per model, suite and metric its value, 95% interval, n, the
     no-training baseline on the same items and the truncated share of those items. The eval
     stage keeps a summary of each suite in `<model>.json` (no item rows, no sampled stats):
-    with `eval_dir` the truncation is counted in the full result file the summary names."""
+    with `eval_dir` the truncation is counted in the full result file the summary names. When
+    the final model is an RL checkpoint, the SFT model's run of the same suites follows each
+    model's rows (`suites_sft`, labelled "<model> (SFT)"), so RL sits beside its start."""
     from hillclimb.eval.suites import metric_baseline
 
     return [
-        [m, name, metric, _pct(v["value"]), f"{_pct(v['ci95'][0])} – {_pct(v['ci95'][1])}",
+        [label, name, metric, _pct(v["value"]), f"{_pct(v['ci95'][0])} – {_pct(v['ci95'][1])}",
          v["n"], _pct(metric_baseline(res, metric)),
          _pct(metric_truncated_share(_full_suite(res, eval_dir), metric))]
         for m in models
-        for name, res in (evals[m].get("suites") or {}).items()
+        for key, label in (("suites", m), ("suites_sft", f"{m} (SFT)"))
+        for name, res in (evals[m].get(key) or {}).items()
         for metric, v in res["metrics"].items()
     ]  # fmt: skip
 
@@ -1279,7 +1282,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             "the honest level of a tiny model here; what these do not show is anything about "
             "larger models. The no-training baseline is what a model with no skill gets on the "
             "same items: code suites, a function that only returns a constant or its first "
-            "argument (best of seven); IFEval, the prompt echoed back; FIM, the previous line.",
+            "argument (best of seven); IFEval, the prompt echoed back; FIM, the previous line. "
+            "Where the final model is RL-trained, the rows marked (SFT) are the same suites on the "
+            "same items for the SFT model it started from.",
             "",
             _md_table(
                 [

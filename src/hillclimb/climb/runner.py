@@ -465,6 +465,11 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
                 harness_max_steps=int(ev["harness_max_steps"]),
             )
             rec["suites"] = _run_suites(c, m, c.final(final), suites, cfg, d)
+            if rl_key is not None:  # the same suites on the SFT model: RL beside what it started
+                # from (issue 13: SFT-only and RL resolve rates side by side), same items
+                rec["suites_sft"] = _run_suites(
+                    c, m, c.final(f"sft-{m}"), suites, cfg, d, which=f"sft-{m}"
+                )
         write_json_atomic(d / f"{m}.json", rec)
         out[m] = rec
     write_json_atomic(d / "eval.json", out)
@@ -494,24 +499,27 @@ def _harness_tasks(c: Climb, d: Path) -> list[str]:
 
 
 def _run_suites(
-    c: Climb, m: str, ckpt: Path, suites: list[str], cfg: Any, d: Path
+    c: Climb, m: str, ckpt: Path, suites: list[str], cfg: Any, d: Path, which: str = "final"
 ) -> dict[str, Any]:
-    """`[eval] suites` on the final checkpoint; each full result as `suite-<model>-<suite>.json`
-    (the HTML report and `hillclimb registry add-eval` read it), a summary per suite returned."""
+    """`[eval] suites` on a checkpoint (`which`: "final", or the SFT stage beside an RL final);
+    each full result as `suite-<model>-<suite>.json` (final; the HTML report and `hillclimb
+    registry add-eval` read it) or `suite-<model>-<suite>-sft.json`, a summary per suite
+    returned."""
     from hillclimb.eval.suites import run_suite
 
     out: dict[str, Any] = {}
+    tag = "" if which == "final" else "-sft"
     for name in suites:
-        c.say(f"eval {m}: suite {name} (final model)")
+        c.say(f"eval {m}: suite {name} ({which} model)")
         res = run_suite(name, str(ckpt), cfg)
-        write_json_atomic(d / f"suite-{m}-{name}.json", res)
+        write_json_atomic(d / f"suite-{m}-{name}{tag}.json", res)
         out[name] = {
             "metrics": res["metrics"],
             "baseline": res.get("baseline"),  # the no-training baseline on the same items
             "n_items": res["n_items"],
             "truncated_share": res.get("truncated_share"),
             "seconds": res["seconds"],
-            "file": f"suite-{m}-{name}.json",
+            "file": f"suite-{m}-{name}{tag}.json",
         }
     return out
 
@@ -602,6 +610,11 @@ def _eval_headline(rec: dict[str, Any]) -> dict[str, Any]:
         "suites": {
             name: {k: v["value"] for k, v in s["metrics"].items()}
             for name, s in (rec.get("suites") or {}).items()
+        },
+        # the same suites on the SFT model when the final one is RL-trained (else empty)
+        "suites_sft": {
+            name: {k: v["value"] for k, v in s["metrics"].items()}
+            for name, s in (rec.get("suites_sft") or {}).items()
         },
         "sft_accuracy": (rec["sft"].get("tasks") or {}).get("accuracy"),
         **{f"sft_{k}": v for k, v in _counted(rec["sft"].get("tasks") or {}).items()},
