@@ -81,7 +81,12 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
         "budgets as fractions of the cell budget (0: no note)",
     ),
     ("--budget-beta", "budget_beta", float, "penalty for a full budget overshoot (1.0)"),
-    ("--pareto-budgets", "pareto_budgets", "ints", "forced thinking budgets for the Pareto plot"),
+    (
+        "--pareto-budgets",
+        "pareto_budgets",
+        "ints",
+        "forced thinking budgets for the Pareto plot (not with --harness)",
+    ),
     ("--clip-low", "clip_low", float, "PPO clip below (0.2)"),
     ("--clip-high", "clip_high", float, "clip above, DAPO clip-higher (0.28)"),
     (
@@ -106,8 +111,18 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--epochs", "epochs", int, "policy epochs per batch (1)"),
     ("--minibatches", "minibatches", int, "optimizer steps per epoch (1)"),
     ("--no-dynamic-sampling", "dynamic_sampling", "false", "keep groups with equal rewards"),
-    ("--eval-every", "eval_every", int, "RL steps between val-split evaluations (10; 0: off)"),
-    ("--eval-n-per-tier", "eval_n_per_tier", int, "val problems per family x tier (8)"),
+    (
+        "--eval-every",
+        "eval_every",
+        int,
+        "RL steps between val-split evaluations (10; 0: off; not with --harness)",
+    ),
+    (
+        "--eval-n-per-tier",
+        "eval_n_per_tier",
+        int,
+        "val problems per family x tier (8; not with --harness)",
+    ),
     ("--engine-batch", "engine_batch", int, "concurrent rollouts in the engine (64)"),
     (
         "--drafter",

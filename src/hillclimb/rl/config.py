@@ -28,6 +28,15 @@ MAX_ROLLOUTS = 65536  # prompts_per_step x group_size held at once (ours)
 LENGTH_PENALTIES = ("none", "alp")
 # settings of the problem curriculum (`rl.curriculum`), which harness mode does not read
 PROBLEM_CURRICULUM = ("families", "tiers", "start_tier", "promote_at", "pool_size")
+# settings of the problem evaluations (the val curve, the Pareto points), which harness mode
+# does not run: each with its "off" value, which a harness config may still name
+PROBLEM_EVALS = {"eval_every": 0, "eval_n_per_tier": None, "pareto_budgets": []}
+
+
+def problem_evals_set(d: dict[str, Any]) -> list[str]:
+    """The problem-evaluation settings in `d` that ask for work harness mode never does: any
+    value but the setting's "off" one (`PROBLEM_EVALS`; `eval_n_per_tier` has none)."""
+    return [k for k, off in PROBLEM_EVALS.items() if k in d and (off is None or d[k] != off)]
 
 
 def changed_from_default(cfg: object, names: tuple[str, ...]) -> list[str]:
@@ -154,7 +163,8 @@ class RLConfig(TrainConfig):
         tables, `[rl_harness.<model>]`), so a setting named with `--harness` is refused even at
         its default value — it has no effect there: harness mode draws tasks by their group
         resolve rate (`rl.harness.TaskCurriculum`), and `--tiers`, `--families`, ... were
-        accepted and silently did nothing."""
+        accepted and silently did nothing. The val curve and Pareto settings likewise
+        (`problem_evals_set`), except at their "off" values."""
         ignored = [k for k in PROBLEM_CURRICULUM if k in d] if d.get("harness") else []
         if ignored:
             raise ConfigError(
@@ -162,6 +172,16 @@ class RLConfig(TrainConfig):
                 "x tiers), which harness episodes do not use: tasks are drawn by their group "
                 "resolve rate (informative ones, strictly between 0 and 1, first); leave them "
                 "out with --harness"
+            )
+        evals = problem_evals_set(d) if d.get("harness") else []
+        if evals:
+            # the val curve and the Pareto points are greedy problem evaluations: with
+            # `--harness` the run skipped them and `--eval-every 5` silently gave no curve
+            raise ConfigError(
+                f"invalid RL config: {', '.join(evals)} set the val-split problem evaluations "
+                "(the curve, the Pareto points), which harness RL does not run; leave them out "
+                "with --harness (or set eval_every 0, pareto_budgets []) and evaluate the final "
+                "checkpoint with `hillclimb eval --suite harness`"
             )
         return super().from_dict(d)
 

@@ -184,7 +184,7 @@ def step_stats() -> dict[str, Any]:
     """The counters one RL step's collector fills (`tally_group`), read by the step record."""
     return {"groups": 0, "dropped": 0, "samples": 0, "passed": 0, "truncated": 0,
             "completion_tokens": 0, "correct_tokens": 0, "reward_sum": 0.0, "by_cell": {},
-            "rollout_s": 0.0, "reward_s": 0.0}  # fmt: skip
+            "rollout_s": 0.0, "reward_s": 0.0, "length_pen": 0.0}  # fmt: skip
 
 
 def tally_group(
@@ -220,6 +220,7 @@ def tally_group(
     st["completion_tokens"] += sum(tokens)
     st["correct_tokens"] += sum(t for t, ok in zip(tokens, passed, strict=True) if ok)
     st["reward_sum"] += sum(raw)
+    st["length_pen"] = st.get("length_pen", 0.0) + sum(length_pen or [])
     # equal up to float rounding, relative to the rewards' size: an absolute 1e-9 dropped
     # every group of a reward scaled below 1e-9 (it never trained) — while exact equality
     # would keep groups that differ only by rounding (0.1 * 3 vs 0.3), whose std-normalised

@@ -13,9 +13,10 @@ Reward (`episode_reward`), from graders that code under test cannot forge (the t
 channel; a forged test report is `patch_rejected` and earns nothing):
   1 if resolved; else `partial` × (share of FAIL_TO_PASS tests passing) when no PASS_TO_PASS test
   broke; minus `syntax_penalty` per edit rejected for breaking syntax (at most 0.5 in total).
-Curriculum (`TaskCurriculum`): tasks are drawn with weight p̂(1 − p̂) + 0.05 from their group
-resolve-rate EMA (informative tasks, strictly between 0 and 1, first; untried ones as p̂ = 0.5);
-its state rides in the checkpoint like the problem curriculum's.
+Curriculum (`TaskCurriculum`): tasks are drawn with weight p̂(1 − p̂) + 0.05 from the EMA of
+their group rate (mean reward clipped to [0, 1], so partial fixes count; informative tasks,
+strictly between 0 and 1, first); an untried task takes its kind's mean p̂ (0.5 before any task of
+its kind was tried); its state rides in the checkpoint like the problem curriculum's.
 
 Tasks that need no work (`drop_resolved_untouched`): before the first step each task's
 *untouched* repository is graded, as `harness run` does; a task that already grades resolved
@@ -175,26 +176,62 @@ def episode_rewards(reward_fn: Callable[[Any], float] | None, episodes: list[Any
     return [score(reward_fn, e) for e in episodes]
 
 
+def group_rate(rewards: list[float]) -> float:
+    """A group's success in [0, 1] for the curriculum: the mean of its rewards clipped to
+    [0, 1]. Why the rewards, not the resolved share: a group of partial fixes (F2P tests
+    passing, nothing resolved yet) has reward variance to learn from, but a resolve rate of 0
+    ranked it with the groups that got nothing; clipped, because a syntax penalty (or a custom
+    reward's scale) would otherwise push p̂ outside the range p̂(1 − p̂) is a weight on."""
+    if not rewards:
+        raise HillclimbError("group_rate needs at least one reward")
+    return sum(min(1.0, max(0.0, r)) for r in rewards) / len(rewards)
+
+
 class TaskCurriculum:
-    """Tasks weighted by how informative their groups are (resolve rate strictly in (0, 1))."""
+    """Tasks weighted by how informative their groups are: p̂(1 − p̂) + `FLOOR`, where p̂ is
+    the EMA of the task's group rate (`group_rate`: mean clipped reward). Tasks whose groups
+    are all-solved or all-failed (p̂ at 0 or 1) keep only the floor; those strictly between
+    are drawn most. A task not yet tried takes the mean p̂ of the tried tasks of its kind
+    (bugfix, feature, repo_qa, ...: tasks of one kind are alike in difficulty for the policy),
+    or `PRIOR` when no task of its kind has been tried."""
+
+    FLOOR = 0.05  # every task keeps a chance: its rate may have moved since it was last drawn
+    PRIOR = 0.5  # an unknown task is assumed maximally informative
 
     def __init__(self, tasks: list[Any], seed: int, ema: float = 0.3):
         self.tasks, self.seed, self.alpha = tasks, seed, ema
         self.rate: dict[str, float] = {}
 
-    def weight(self, task: Any) -> float:
+    def kind_rate(self, kind: str) -> float | None:
+        """The mean p̂ of the tried tasks of `kind` (None: none tried yet)."""
+        rates = [self.rate[t.id] for t in self.tasks if t.kind == kind and t.id in self.rate]
+        return sum(rates) / len(rates) if rates else None
+
+    def estimate(self, task: Any) -> float:
+        """p̂ of `task`: its own EMA, else its kind's pooled rate, else `PRIOR`."""
         p = self.rate.get(task.id)
-        return 0.3 if p is None else p * (1 - p) + 0.05
+        if p is None:
+            p = self.kind_rate(task.kind)
+        return self.PRIOR if p is None else p
+
+    def weight(self, task: Any) -> float:
+        p = self.estimate(task)
+        return p * (1 - p) + self.FLOOR
 
     def draw(self, step: int, n: int, round_: int = 0) -> list[Any]:
         rng = random.Random(derive_seed("rl-harness-draw", self.seed, step, round_))
         return rng.choices(self.tasks, weights=[self.weight(t) for t in self.tasks], k=n)
 
     def observe(self, task: Any, rate: float) -> None:
+        """Fold one group's rate (`group_rate`, in [0, 1]) into the task's EMA."""
+        if not 0.0 <= rate <= 1.0:
+            raise HillclimbError(f"task {task.id}: group rate must be in [0, 1], got {rate}")
         prev = self.rate.get(task.id)
         self.rate[task.id] = rate if prev is None else (1 - self.alpha) * prev + self.alpha * rate
 
     def promote(self) -> list[str]:
+        """Nothing unlocks: every task is in the draw from the start, weighted by its rate
+        (the problem curriculum's tiers have no counterpart among harness tasks)."""
         return []
 
     def state(self) -> dict[str, Any]:
@@ -319,7 +356,7 @@ def collect_episodes(
                     "transcript; agentic RL needs the local engine's token-faithful client"
                 )
             rewards = all_rewards[gi * G : (gi + 1) * G]
-            cur.observe(task, sum(e.resolved for e in g) / G)
+            cur.observe(task, group_rate(rewards))
             cut = [episode_truncated(e) for e in g]
             adv = tally_group(
                 st,

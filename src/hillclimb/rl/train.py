@@ -19,7 +19,8 @@ optimizer, MoE biases, RNG and the curriculum, so `--resume` after a kill contin
    `train.loop.Trainer.update` (the same micro-batching, DDP and clipping as pre-training).
 5. **log** — `metrics.jsonl` per step: reward, pass rate, completion tokens (all and per correct
    answer), dropped groups, the rollout-vs-train log-prob gap, clip fraction, and the step time
-   split (rollout / reward / update / sync), `updates` (optimizer steps made; 0: every group
+   split (rollout / reward / update / sync), the active ALP β (`alp_beta`: 0 before
+   `length_start_step`) and mean `length_penalty`, `updates` (optimizer steps made; 0: every group
    was dropped, and loss / aux / lr / grad_norm are null); `curve.jsonl` every `eval_every` steps: greedy pass
    rate on the **val** split per family × tier (the climbing curve; the held-out test split is left
    for the final evaluation, so nothing is tuned on it).
@@ -48,7 +49,12 @@ import torch
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.io import exclusive_dir, write_json_atomic
 from hillclimb.problems.base import derive_seed
-from hillclimb.rl.config import PROBLEM_CURRICULUM, RLConfig, changed_from_default
+from hillclimb.rl.config import (
+    PROBLEM_CURRICULUM,
+    RLConfig,
+    changed_from_default,
+    problem_evals_set,
+)
 from hillclimb.rl.curriculum import Curriculum
 from hillclimb.rl.grpo import PolicyLoss, empty_batch, gather_groups, step_stats, tally_group
 from hillclimb.rl.rewards import load_reward, score, shape_group
@@ -309,6 +315,14 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                 file=sys.stderr,
                 flush=True,
             )
+        evals = problem_evals_set({k: getattr(cfg, k) for k in ("eval_every", "pareto_budgets")})
+        if evals and info.is_main:  # as above: `from_dict` refuses them, code gets a note
+            print(
+                f"rl: note: {', '.join(evals)} (val-split problem evaluations) have no effect "
+                "with --harness; no curve or Pareto points are recorded",
+                file=sys.stderr,
+                flush=True,
+            )
         limits = EpisodeLimits(
             max_steps=cfg.harness_max_steps,
             max_tokens_per_turn=cfg.max_tokens,
@@ -453,6 +467,10 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             tr.step += 1
             tr.tokens_seen += stats["completion_tokens"]
             rec = _step_record(tr, step + 1, stats, upd, sync, t_roll, t_rew, t_upd, t_sync)
+            # which length penalty this step's rewards carried (`length_start_step` makes it
+            # vary over the run), and its mean per sample
+            rec["alp_beta"] = active_alp_beta(cfg, step)
+            rec["length_penalty"] = stats.get("length_pen", 0.0) / max(stats["samples"], 1)
             if rec["loss"] is not None:  # a step without an update has no loss
                 tr.last_loss = rec["loss"]
             summary_steps.append(rec)
@@ -629,13 +647,20 @@ def _collect(
     return groups, st
 
 
+def active_alp_beta(cfg: RLConfig, step: int) -> float:
+    """ALP's β at (0-based) RL `step`: 0 before `length_start_step` — the length penalty
+    switches on once accuracy is established — and without `length_penalty` "alp"."""
+    on = cfg.length_penalty == "alp" and step >= cfg.length_start_step
+    return cfg.alp_beta if on else 0.0
+
+
 def problem_group(
     cfg: RLConfig, st: dict[str, Any], g: list[Rollout], raw: list[float], budget: int, step: int
 ) -> dict[str, Any]:
     """One problem's group: shaped rewards (`shape_group`), counted into the step's stats and
     turned into advantages (`tally_group`, with ALP's penalty outside the std normalisation).
     Returns `rollouts`, `adv` (None: dynamic sampling dropped it), `keep` and `solve_rate`."""
-    alp = cfg.alp_beta if (cfg.length_penalty == "alp" and step >= cfg.length_start_step) else 0.0
+    alp = active_alp_beta(cfg, step)
     shaped, keep, info_g = shape_group(
         g,
         raw,
