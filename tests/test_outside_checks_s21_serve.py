@@ -162,6 +162,7 @@ def _ab_engine():
 
     from hillclimb.model.config import get_preset
     from hillclimb.model.transformer import build_model
+    from hillclimb.serve.drafters import LookupConfig
     from hillclimb.serve.engine import Engine
     from hillclimb.tokenizer.io import bytelevel_tokenizer
 
@@ -172,8 +173,10 @@ def _ab_engine():
         model.lm_head.weight[:, 0] = 0.0
         for ch, w in (("a", 1.0), ("b", 0.97)):
             model.lm_head.weight[tok.encode(ch)[0], 0] = w
+    # a loose loss budget: the doubling back-off alone, so a 40-token request probes again after a
+    # losing draft (the loss-sized wait of session 25 would stop drafting for the rest of it)
     return Engine(model, tok, device="cpu", max_batch=2, name="code-flash", seed=0,
-                  drafter="lookup")  # fmt: skip
+                  drafter="lookup", lookup=LookupConfig(loss_budget=0.99))  # fmt: skip
 
 
 @pytest.mark.parametrize("prediction", [None, "ab" * 30])

@@ -29,6 +29,9 @@ MAX_STOP = 4
 # predicted outputs: the text is tokenized and searched by the lookup drafter; beyond this many
 # characters it cannot fit any context we serve (the token count is checked against the model's)
 MAX_PREDICTION_CHARS = 1 << 20
+# `cache_salt`: a client's label for a narrower cache scope, never stored beyond the engine's
+# in-memory entries; long enough for a hex digest or a UUID with a prefix, short enough to compare
+MAX_CACHE_SALT = 256
 
 
 class APIError(Exception):
@@ -143,6 +146,10 @@ class _Sampling(_Base):
     # the model's — lookup for code-flash, the draft model for thinking — or lookup with a
     # prediction)
     drafter: str | None = None
+    # Extension (vLLM's name): narrows the prefix-cache scope within the caller's account —
+    # requests only reuse cached KV of requests with the same account *and* the same salt
+    # (`serving.cache_scope`); absent = the account's own scope
+    cache_salt: str | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -318,6 +325,21 @@ def _check_sampling(req: _Sampling) -> None:
         )
     if req.prediction is not None:
         req.prediction = prediction_text(req.prediction)
+    _check_cache_salt(req.cache_salt)
+
+
+def _check_cache_salt(salt: str | None) -> None:
+    """A 400 unless `cache_salt` is absent or a non-empty string of at most MAX_CACHE_SALT
+    characters (its type is checked by the schema: strict strings)."""
+    if salt is None:
+        return
+    if not salt or len(salt) > MAX_CACHE_SALT:
+        raise invalid(
+            f"cache_salt must be a non-empty string of at most {MAX_CACHE_SALT} characters, "
+            f"got {len(salt)} characters.",
+            "cache_salt",
+            "invalid_value",
+        )
 
 
 def prediction_text(pred: Any) -> str:

@@ -1133,7 +1133,8 @@ class Engine:
                     self.lookup.reset(r.slot)
                     self.suffix.reset(r.slot)
                     if self._suffix_used and r.finish_reason in ("stop", "length"):
-                        self.suffix.history.add(r.out_ids)
+                        # only drafts for the same cache scope may use it (`suffix.py`)
+                        self.suffix.remember(r.out_ids, r.params.cache_scope)
                     if not self._keep_prefix(r):
                         self._free_slot(r.slot)
                     r.slot = None
@@ -1158,7 +1159,7 @@ class Engine:
         if n < self.prefix.min_tokens:
             return False
         self.cache.truncate(r.slot, n)
-        return self.prefix.put(r.slot, (r.prompt_ids + r.out_ids)[:n])
+        return self.prefix.put(r.slot, (r.prompt_ids + r.out_ids)[:n], r.params.cache_scope)
 
     def _drop_prefix(self) -> None:
         """Forget every cached prefix (the weights changed, or a step failed)."""
@@ -1238,6 +1239,8 @@ class Engine:
                     d.start(
                         r.slot, len(r.prompt_ids), r.prediction, forced=r.params.speculative is True
                     )
+                    if d is self.suffix:
+                        self.suffix.set_scope(r.slot, r.params.cache_scope)
                 except Exception as exc:
                     self._fail(r, exc)
         for r, src, n, kind, pinned in copies:
@@ -1274,17 +1277,20 @@ class Engine:
     ) -> tuple[str, PrefixEntry | _Request, int] | None:
         """The best KV source for r's prompt: ("cached", entry, n), ("running", request, n) or
         ("batch", joiner, n); None below the cache's minimum. At least the last prompt token is
-        always prefilled (its logits give the first token) unless a joiner has the same prompt."""
+        always prefilled (its logits give the first token) unless a joiner has the same prompt.
+        Only sources of r's cache scope count (`SamplingParams.cache_scope`): reused KV shows in
+        `cached_tokens` and the time to first token, so another account's must never match."""
         assert self.prefix is not None
         p = r.prompt_ids
         limit = len(p) - 1
-        entry, n = self.prefix.best(p, limit)
+        scope = r.params.cache_scope
+        entry, n = self.prefix.best(p, limit, scope)
         best: tuple[str, PrefixEntry | _Request, int] | None = None
         if entry is not None:
             best = ("cached", entry, n)
         best_n = max(n, self.prefix.min_tokens - 1)
         for q in self._running:
-            if q.finished or q.slot is None:
+            if q.finished or q.slot is None or q.params.cache_scope != scope:
                 continue
             m = common_prefix(q.prompt_ids, p, limit)
             if m == len(q.prompt_ids) and len(q.out_ids) > 1:  # its fed-back output, too
@@ -1293,6 +1299,8 @@ class Engine:
             if m > best_n:
                 best, best_n = ("running", q, m), m
         for q in leaders:
+            if q.params.cache_scope != scope:
+                continue
             m = common_prefix(q.prompt_ids, p, len(p))
             if m == len(p) and len(q.prompt_ids) != len(p):
                 m = limit  # its last logits are not this prompt's
@@ -2203,7 +2211,11 @@ class Engine:
             "totals": dict(self._totals),
             "speculative": self._spec_total.as_dict() if self.draft is not None else None,
             "lookup": self._lookup_total.as_dict(),
-            "suffix": {**self._suffix_total.as_dict(), "history": self.suffix.history.stats()},
+            "suffix": {
+                **self._suffix_total.as_dict(),
+                "history": self.suffix.history.stats(),  # the shared (in-process) scope's
+                "scoped_histories": len(self.suffix.scoped),
+            },
             "default_drafter": self.default_drafter,
             # "auto" engines: requests per chosen draft source / per reason
             "drafter_choice": {**self._auto_choices, "reasons": dict(self._auto_reasons)},

@@ -25,6 +25,15 @@ Design (the engine drives it; this module keeps the index, the policy and the co
 - A request adopts an entry (takes its slot, keeps the first n tokens) when the match covers the
   whole entry — nothing else is lost — or when the entry would be the eviction victim anyway;
   otherwise it copies the n cells into its own slot and the entry stays for others.
+- Every entry carries the *cache scope* of the request that made it
+  (`SamplingParams.cache_scope`), and a lookup only sees entries of its own scope: a reused
+  prefix is visible to the caller (`usage.prompt_tokens_details.cached_tokens`, and the time to
+  first token even without the counter), so a match across API accounts let one user confirm
+  another's prompt text by guessing it. The HTTP server scopes by authenticated account (plus an
+  optional client `cache_salt`); a server without keys, and in-process callers (RL groups,
+  harness episodes, eval), use one shared scope (None). The engine applies the same rule to the
+  running requests and same-step joiners it matches against. Slots are still one pool: another
+  scope can evict an entry (LRU), which reveals nothing of its tokens.
 - Cached KV is a function of the weights: `Engine.sync_weights` (RL) and the engine's recovery
   from a failed step clear the cache (`clear`).
 """
@@ -58,6 +67,7 @@ class PrefixEntry:
     tokens: list[int]  # the tokens whose KV the slot holds, in cell order
     last_use: int
     refs: int = 0  # planned copies that still need this slot's KV
+    scope: str | None = None  # the cache scope of the request that made it (None: shared)
 
 
 @dataclass
@@ -97,20 +107,26 @@ class PrefixCache:
         self._clock += 1
         return self._clock
 
-    def put(self, slot: int, tokens: list[int]) -> bool:
-        """Keep a retired slot's KV (False, and nothing kept, when it is too short to reuse)."""
+    def put(self, slot: int, tokens: list[int], scope: str | None = None) -> bool:
+        """Keep a retired slot's KV under `scope` (False, and nothing kept, when it is too short
+        to reuse)."""
         if len(tokens) < self.min_tokens:
             return False
-        self.entries[slot] = PrefixEntry(slot, tokens, self._tick())
+        self.entries[slot] = PrefixEntry(slot, tokens, self._tick(), scope=scope)
         self.stats.stored += 1
         return True
 
-    def best(self, prompt: list[int], limit: int) -> tuple[PrefixEntry | None, int]:
-        """The entry sharing the longest prefix with `prompt` (at most `limit` tokens) and that
-        length; (None, 0) below `min_tokens`. Ties go to the most recently used entry."""
+    def best(
+        self, prompt: list[int], limit: int, scope: str | None = None
+    ) -> tuple[PrefixEntry | None, int]:
+        """The entry of `scope` sharing the longest prefix with `prompt` (at most `limit`
+        tokens) and that length; (None, 0) below `min_tokens`. Entries of other scopes are never
+        candidates. Ties go to the most recently used entry."""
         best: PrefixEntry | None = None
         best_n = self.min_tokens - 1
         for e in sorted(self.entries.values(), key=lambda e: -e.last_use):
+            if e.scope != scope:
+                continue
             n = common_prefix(e.tokens, prompt, limit)
             if n > best_n:
                 best, best_n = e, n

@@ -23,6 +23,8 @@ from hillclimb.errors import HillclimbError
 
 REASONING_EFFORTS = ("low", "medium", "high")
 MAX_LOGPROBS = 20
+# the longest `cache_scope`: an account tag plus a client's `cache_salt` (`api.MAX_CACHE_SALT`)
+MAX_CACHE_SCOPE = 512
 # draft sources for speculative decoding (`drafters.py`, `suffix.py`): a draft model, prompt
 # lookup, prompt lookup + the engine's recent outputs, none
 DRAFTERS = ("model", "lookup", "suffix", "none")
@@ -66,6 +68,12 @@ class SamplingParams:
     # path: prefill, batched decode, speculative verification). Set by the server, e.g. the
     # tool-call start with `tool_choice: "none"`; None = nothing banned.
     banned_token_ids: list[int] | None = None
+    # Who may share this request's cached KV (`prefix_cache.py`): the engine matches a prompt
+    # only against prefix-cache entries, running requests and same-step joiners of the *same*
+    # scope, because a reused prefix shows in `cached_tokens` and in the time to first token —
+    # an oracle for another user's prompt text. None = the shared in-process scope (RL groups,
+    # harness episodes, eval); the HTTP server sets the authenticated account (+ `cache_salt`).
+    cache_scope: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -144,6 +152,9 @@ class SamplingParams:
             or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ban)
         ):
             bad("banned_token_ids must be a list of non-negative integers")
+        scope = self.cache_scope
+        if scope is not None and (not isinstance(scope, str) or len(scope) > MAX_CACHE_SCOPE):
+            bad(f"cache_scope must be a string of at most {MAX_CACHE_SCOPE} characters or null")
 
     @property
     def greedy(self) -> bool:

@@ -393,7 +393,7 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
         prompts = endpoint.for_model(req, tok, entry, prompts)
         model_label = entry.id
         max_new = max_tokens(state, entry, req, prompts, endpoint)
-        params = sampling_params(req, max_new, entry, endpoint)
+        params = sampling_params(req, max_new, entry, endpoint, cache_scope(account, req))
         rid = endpoint.id_prefix + uuid.uuid4().hex[:24]
         job = Job(state, entry, rid, endpoint.name, req.model, account, t0)
         job.flywheel_request = endpoint.flywheel_request(req)
@@ -565,13 +565,34 @@ def max_tokens(
     return req.max_tokens
 
 
+def cache_scope(
+    account: Account | None, req: ChatCompletionRequest | CompletionRequest
+) -> str | None:
+    """The request's prefix-cache scope (`SamplingParams.cache_scope`): its account, narrowed by
+    the client's `cache_salt`.
+
+    Why the account: reused KV shows in `usage.prompt_tokens_details.cached_tokens` and in the
+    time to first token, so a cache shared across accounts let one caller confirm another's
+    prompt text by guessing it. An account is one key (`billing.UsageDB`: a key is its own
+    account, with its own credits and flywheel consent), and its row id is never reused, so a
+    new key with an old account's name does not inherit its cache. A server without keys (open
+    mode) has one scope, None, shared with in-process callers of the same engine, unless the
+    client salts it."""
+    base = "open" if account is None else f"account:{account.id}"
+    if req.cache_salt is None:
+        return None if account is None else base
+    return f"{base}|salt:{req.cache_salt}"  # the base never holds "|": no two pairs collide
+
+
 def sampling_params(
     req: ChatCompletionRequest | CompletionRequest,
     max_new: int,
     entry: ModelEntry,
     endpoint: Endpoint[Any],
+    scope: str | None = None,
 ) -> list[SamplingParams]:
-    """One SamplingParams per choice (seeds differ per choice: `sampling.choice_seed(seed, i)`)."""
+    """One SamplingParams per choice (seeds differ per choice: `sampling.choice_seed(seed, i)`),
+    all in cache scope `scope` (`cache_scope`): the n choices of one request still share."""
     from hillclimb.serve.engine import SamplingParams
 
     stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
@@ -607,6 +628,7 @@ def sampling_params(
             prediction=prediction,
             token_healing=endpoint.token_healing(req),
             banned_token_ids=endpoint.banned_tokens(req, entry.engine.tokenizer),
+            cache_scope=scope,
         )
         try:
             p.validate()

@@ -31,16 +31,20 @@ draft while they agree (`speculative.accept_drafts`), so the drafts — and so w
 answered before — do not change which random draws the request spends (up to floating-point
 differences between the verify and decode forwards, as for greedy output).
 
-Privacy: the history is shared by every request of one engine. Output is unaffected, but on a
-multi-tenant server the *speed* of an answer can hint that someone else's recent output
-contained the same text (a timing side channel). The server never enables this drafter by
-default; a request (or an engine started with `drafter="suffix"`) asks for it.
+Privacy: output is unaffected, but a history draft shows — in the answer's speed and in the
+`hillclimb.speculative` counts the server returns (drafted / accepted) — that some earlier output
+contained the request's context and how it went on: a membership oracle for other users'
+answers. So the history is kept per cache scope (`SamplingParams.cache_scope`: the HTTP server's
+account + `cache_salt`): a request drafts only from outputs of its own scope. In-process callers
+(scope None: RL groups, harness episodes) share `SuffixDrafter.history`; at most
+`MAX_SCOPED_HISTORIES` other scopes keep one (least recently used dropped), each a
+`SCOPED_HISTORY_SHARE` of the shared one's size, so many accounts cannot grow memory unbounded.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hillclimb.errors import HillclimbError
@@ -52,6 +56,10 @@ __all__ = ["HistoryConfig", "OutputHistory", "SuffixDrafter"]
 # (requiring 3 sightings stopped every probe on revisited prompts: bench/serve_suffix.py)
 CONFIDENT_SHARE = 0.9
 CONFIDENT_COUNT = 1
+# per-scope histories (module docstring, Privacy): how many scopes keep one, and their size as
+# a share of the shared history's `max_tokens`
+MAX_SCOPED_HISTORIES = 16
+SCOPED_HISTORY_SHARE = 0.25
 _SEP = -1  # between outputs in the history; never a token id, so no n-gram spans two outputs
 
 
@@ -182,7 +190,9 @@ class SuffixDrafter(LookupDrafter):
         history: OutputHistory | None = None,
     ) -> None:
         super().__init__(n_slots, config, gamma_max)
-        self.history = history if history is not None else OutputHistory()
+        self.history = history if history is not None else OutputHistory()  # scope None
+        self.scoped: OrderedDict[str, OutputHistory] = OrderedDict()  # LRU, newest last
+        self.scopes: list[str | None] = [None] * n_slots  # each slot's request's scope
         # (the engine-wide acceptance a new request starts from is the lookup's `seen_prior`,
         # fed by history drafts too)
         self.gated: list[bool] = [False] * n_slots
@@ -201,18 +211,53 @@ class SuffixDrafter(LookupDrafter):
     ) -> None:
         super().start(slot, prompt_len, prediction, forced)
         self.gated[slot] = False
+        self.scopes[slot] = None
+
+    def set_scope(self, slot: int, scope: str | None) -> None:
+        """Draft for `slot` only from outputs of cache scope `scope` (after `start`)."""
+        self.scopes[slot] = scope
+
+    def history_for(self, scope: str | None, create: bool = False) -> OutputHistory | None:
+        """The history of `scope` (the shared one for None); a scope without one gets a new one
+        when `create` (the least recently used scoped history beyond the cap is dropped)."""
+        if scope is None:
+            return self.history
+        h = self.scoped.get(scope)
+        if h is not None:
+            self.scoped.move_to_end(scope)
+            return h
+        if not create:
+            return None
+        cfg = self.history.cfg
+        size = max(cfg.ngram_max, int(cfg.max_tokens * SCOPED_HISTORY_SHARE))
+        h = self.scoped[scope] = OutputHistory(replace(cfg, max_tokens=size))
+        while len(self.scoped) > MAX_SCOPED_HISTORIES:
+            self.scoped.popitem(last=False)
+        return h
+
+    def remember(self, tokens: list[int], scope: str | None) -> None:
+        """Add a finished output to its scope's history (never to another scope's)."""
+        h = self.history_for(scope, create=True)
+        assert h is not None
+        h.add(tokens)
+
+    def _history(self, slot: int) -> OutputHistory | None:
+        return self.history_for(self.scopes[slot])
 
     def _draft(self, slot: int, seq: list[int], gamma: int) -> list[int]:
         s = self._slot(slot)
+        hist = self._history(slot)
         if self.gated[slot]:  # only a confident history proposal may probe
-            drafted = self.history.draft(seq, gamma, CONFIDENT_SHARE, CONFIDENT_COUNT)
+            drafted = (
+                hist.draft(seq, gamma, CONFIDENT_SHARE, CONFIDENT_COUNT) if hist is not None else []
+            )
             if not drafted:
                 s.stats["misses"] += 1
             return self._from_history(s, drafted)
         tokens = super()._draft(slot, seq, gamma)
         if tokens:
             return tokens
-        drafted = self.history.draft(seq, gamma)
+        drafted = hist.draft(seq, gamma) if hist is not None else []
         if not drafted:
             return []  # the lookup already counted the miss
         s.stats["misses"] -= 1  # the lookup counted one; the history matched instead
