@@ -29,7 +29,6 @@ from __future__ import annotations
 import difflib
 import json
 import random
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -112,27 +111,14 @@ def _episode_plan(
     return [*plan, ("submit", {})]
 
 
-_TIMES = (
-    (re.compile(r"^(exit code -?\d+) \(\d+(?:\.\d+)?s\)", re.M), r"\1 (0.3s)"),
-    (re.compile(r" in \d+(?:\.\d+)?s\b"), " in 0.01s"),
-)
-
-
-# the workspace path observations show (a pytest error names its files): the shape of the
-# harness's own episode workspace, one fixed name instead of a random temporary directory
-_WORKSPACE = "/tmp/hc-episode/repo"
-
-
 def _steady(observation: str, workspace: Path | None = None) -> str:
-    """A `run` observation with its wall-clock figures (the tool's `(0.3s)`, pytest's `in
-    0.01s`) set to typical values and the temporary `workspace` path to a fixed one, so the SFT
-    data is a function of the seed alone."""
-    for pat, rep in _TIMES:
-        observation = pat.sub(rep, observation)
-    if workspace is not None:
-        for p in dict.fromkeys((str(workspace.resolve()), str(workspace))):
-            observation = observation.replace(p, _WORKSPACE)
-    return observation
+    """A `run` observation as the live harness shows it (`harness.tools.steady_observation`:
+    wall-clock figures at typical values, the temporary `workspace` path as the harness's fixed
+    alias), so the SFT data is a function of the seed alone and matches what eval and RL show.
+    The ToolBox already applies it; applying it again is a no-op."""
+    from hillclimb.harness.tools import steady_observation
+
+    return steady_observation(observation, workspace)
 
 
 def _planned_mistake(old_str: str, path: str) -> Callable[[str, dict[str, Any]], bool]:

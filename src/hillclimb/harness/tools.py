@@ -83,6 +83,42 @@ def truncate(text: str, limit: int = MAX_OBSERVATION_CHARS) -> str:
     return f"{text[:head]}\n[... {cut} characters omitted ...]\n{text[-tail:]}"
 
 
+# Wall-clock figures that runs print, each set to one typical value: our own `exit code 0
+# (0.3s)`, a summary line's closing `in 0.01s` (pytest's `1 passed in 0.01s`, past a minute with
+# `(0:01:02)`; unittest's `Ran 3 tests in 0.01s`), node:test's `duration_ms` (TAP and spec
+# reporters) and the spec reporter's per-test `(0.5ms)`. Only at the end of a line: a file shown
+# by `cat` keeps its text mid-line. A limit is no measurement: `TIMED OUT after 30s` stays.
+_TIMINGS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(exit code -?\d+) \(\d+(?:\.\d+)?s\)", re.M), r"\1 (0.3s)"),
+    (re.compile(r" in \d+(?:\.\d+)?s(?: \(\d+:\d\d:\d\d\))?(?= =+$|$)", re.M), " in 0.01s"),
+    (re.compile(r"\bduration_ms(:? )\d+(?:\.\d+)?(?:e-?\d+)?$", re.M), r"duration_ms\g<1>0.5"),
+    (re.compile(r"^(\s*[✔✖﹣] .*) \(\d+(?:\.\d+)?ms\)$", re.M), r"\1 (0.5ms)"),
+)
+
+# The workspace path as observations show it: one fixed name of the shape of the harness's own
+# episode workspace (`hc-episode-XXXX/repo`) instead of a random temporary directory.
+WORKSPACE_ALIAS = "/tmp/hc-episode/repo"
+
+
+def steady_observation(text: str, workspace: Path | None = None) -> str:
+    """`text` with its wall-clock figures set to typical values and `workspace`'s path (as
+    given and resolved) to `WORKSPACE_ALIAS`. Why: an episode's observations must be a function
+    of the workspace state alone — else a seeded episode (eval, RL rollouts) cannot be replayed
+    or resumed bit for bit — and the SFT data (`climb.sft_mixture`) shows the model the same
+    text the live harness does. Idempotent, and line-local (apply it before truncating)."""
+    for pat, rep in _TIMINGS:
+        text = pat.sub(rep, text)
+    return alias_workspace(text, workspace) if workspace is not None else text
+
+
+def alias_workspace(text: str, workspace: Path) -> str:
+    """`text` with `workspace`'s path (as given and resolved) spelled `WORKSPACE_ALIAS`."""
+    for p in dict.fromkeys((str(workspace.resolve()), str(workspace))):
+        if p != WORKSPACE_ALIAS:
+            text = text.replace(p, WORKSPACE_ALIAS)
+    return text
+
+
 def _schema(name: str, description: str, props: dict[str, Any], required: list[str]) -> dict:
     return {
         "type": "function",
@@ -218,6 +254,25 @@ def _lines(text: str) -> list[str]:
     return [ln[:-1] if ln.endswith("\r") else ln for ln in parts]
 
 
+def _matches_in_order(stdout: str) -> list[str]:
+    """`grep -rnZ` output (`path\\0N:text` per match; `N:text` for one file) as `path:N:text`
+    lines sorted by path, then line number. Why: grep walks directories in readdir order, which
+    on ext4 follows the file system's hash seed, so the same repository listed its matches (and
+    chose the 50 shown) in another order on another machine."""
+    found: list[tuple[str, int, str]] = []
+    for rec in stdout.split("\n"):
+        if not rec:
+            continue
+        path, sep, rest = rec.partition("\0")
+        if not sep:  # a single file: no path, already in line order
+            path, rest = "", rec
+        path = path[2:] if path.startswith("./") else path
+        num = rest.split(":", 1)[0]
+        found.append((path, int(num) if num.isdigit() else 0, f"{path}:{rest}" if sep else rest))
+    found.sort(key=lambda m: (m[0], m[1]))
+    return [m[2] for m in found]
+
+
 class ToolError(Exception):
     """A tool call the model got wrong; its message becomes the observation."""
 
@@ -267,8 +322,8 @@ class ToolBox:
             return ToolOutcome(f"Error: {exc}", ok=False, malformed=True)
         try:
             out = getattr(self, f"_tool_{name}")(**arguments)
-        except (ToolError, OSError) as exc:
-            out = ToolOutcome(f"Error: {exc}", ok=False)
+        except (ToolError, OSError) as exc:  # an OSError names the real path: alias it
+            out = ToolOutcome(alias_workspace(f"Error: {exc}", self.workspace), ok=False)
             if name in ("edit", "create_file"):
                 out.edit = {
                     "tool": name,
@@ -278,6 +333,16 @@ class ToolBox:
                 }
         out.observation = utf8_text(truncate(out.observation, self.max_observation_chars))
         return out
+
+    def steady(self, text: str) -> str:
+        """`steady_observation` for this workspace: what a `run` observation goes through (not
+        read_file or search: a file's text is shown exactly, for `edit` to quote)."""
+        return steady_observation(text, self.workspace)
+
+    def _real_paths(self, command: str) -> str:
+        """`command` with `WORKSPACE_ALIAS` (the only workspace path observations show) spelled
+        as the real workspace, so a path copied from an observation works in a command."""
+        return command.replace(WORKSPACE_ALIAS, str(self.workspace))
 
     @staticmethod
     def _validate(name: str, args: dict[str, Any]) -> None:
@@ -305,7 +370,8 @@ class ToolBox:
     def resolve(self, path: str, *, must_exist: bool = True) -> Path:
         if "\0" in path:
             raise ToolError("path contains a NUL byte")
-        p = Path(path)
+        aliased = path == WORKSPACE_ALIAS or path.startswith(WORKSPACE_ALIAS + "/")
+        p = Path(self._real_paths(path) if aliased else path)
         candidate = p if p.is_absolute() else self.workspace / p
         try:
             resolved = candidate.resolve()
@@ -402,7 +468,7 @@ class ToolBox:
         if not (found.is_dir() or found.is_file()):  # grep would block on a FIFO
             raise ToolError(f"{path!r} is not a regular file or directory")
         target = self.rel(found)
-        cmd = ["grep", "-rnI", "-E" if regex else "-F", "--color=never"]
+        cmd = ["grep", "-rnIZ", "-E" if regex else "-F", "--color=never"]
         cmd += [f"--exclude-dir={d}" for d in sorted(IGNORED_DIRS)]
         cmd += ["-e", pattern, "--", target]
         res = run_command(
@@ -412,7 +478,7 @@ class ToolBox:
             raise ToolError("search timed out; use a simpler pattern")
         if res.exit_code == 2:
             raise ToolError(f"bad search: {res.stderr.strip()[:500]}")
-        lines = [ln[2:] if ln.startswith("./") else ln for ln in res.stdout.splitlines()]
+        lines = _matches_in_order(res.stdout)
         if not lines:
             return ToolOutcome(f"No matches for {pattern!r} in {target}")
         shown = [ln if len(ln) <= 300 else ln[:300] + "…" for ln in lines[:MAX_SEARCH_MATCHES]]
@@ -540,28 +606,32 @@ class ToolBox:
             if timeout is None
             else max(1.0, min(float(timeout), self.run_timeout_s))
         )
-        t = self._time_left(t)
+        left = self._time_left(t)
         res = run_command(
-            command, self.workspace, timeout_s=t, memory_mb=self.memory_mb, env=self.env,
-            max_output_bytes=256 * 1024, unsafe=self.unsafe,
+            self._real_paths(command), self.workspace, timeout_s=left, memory_mb=self.memory_mb,
+            env=self.env, max_output_bytes=256 * 1024, unsafe=self.unsafe,
         )  # fmt: skip
+        # the limit, not the time that was left: that is a measurement of the episode's clock
+        limit = f"after {t:.0f}s" if left >= t else "at the episode's time limit"
         head = {
             "ok": f"exit code 0 ({res.duration_s:.1f}s)",
             "error": f"exit code {res.exit_code} ({res.duration_s:.1f}s)",
-            "timeout": f"TIMED OUT after {t:.0f}s (process tree killed)",
+            "timeout": f"TIMED OUT {limit} (process tree killed)",
             "memory": "KILLED: memory limit exceeded",
             "disk": "KILLED: workspace disk quota exceeded (delete files to go on)",
             "killed": f"KILLED by a signal (exit {res.exit_code})",
             "refused": "REFUSED by the sandbox",
         }.get(res.status, res.status)
         parts = [head]
-        if res.stdout:
-            parts.append("stdout:\n" + truncate(res.stdout, self.max_observation_chars * 2 // 3))
-        if res.stderr:
-            parts.append("stderr:\n" + truncate(res.stderr, self.max_observation_chars // 3))
+        # steady before the cut: a timing's length would otherwise move where the text is cut
+        out, err = (self.steady(x) for x in (res.stdout, res.stderr))
+        if out:
+            parts.append("stdout:\n" + truncate(out, self.max_observation_chars * 2 // 3))
+        if err:
+            parts.append("stderr:\n" + truncate(err, self.max_observation_chars // 3))
         if res.stdout_truncated or res.stderr_truncated:
             parts.append("[output capped by the sandbox]")
-        return ToolOutcome("\n".join(parts))
+        return ToolOutcome(self.steady("\n".join(parts)))
 
     def _tool_submit(self, answer: str | None = None) -> ToolOutcome:
         return ToolOutcome("Submitted.", done=True, answer=answer)
