@@ -18,6 +18,11 @@ workload of the issue's bar, "never slower than plain decoding by more than 2%".
   is the draft model's share over plain decoding from the CPU time of its own steps against
   its engine's mean plain step (`StepMeter`): on a shared machine whole-run ratios vary by
   ±10% per round.
+- `batched` (`--batched N`, 0 skips it): N requests decoded together by a lookup engine
+  (batched verification "auto"), each with a wrong prediction, so the lookup drafts and loses:
+  `loss_bounded` (the batched skip sized by the drafting run's loss, `Engine._batch_back_off`)
+  against `doubling_only` (`spec_loss_budget = inf`: the 4 … 64-step skip, unmatched asking
+  never backed off) and plain decoding; ratio = plain s / engine s of the whole batch.
 - `mixed`: a workload of code edits (code blocks), file contents, agent turns with tool
   observations and open questions, served by an engine with drafter "none" (plain), "lookup"
   for every request, and "auto" (`drafter_choice.choose_drafter` per request), with and without
@@ -33,6 +38,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -71,10 +77,22 @@ def timed(engine: Any, prompts: list[Any], params: Any) -> tuple[float, float, l
     return time.perf_counter() - t0, time.process_time() - c0, outs
 
 
-def race(engines: dict[str, Any], prompts: list[Any], params: Any, rounds: int) -> dict[str, Any]:
+def timed_batch(
+    engine: Any, prompts: list[Any], params: Any
+) -> tuple[float, float, list[list[int]]]:
+    """`timed` for one batch: every prompt submitted together (`params`: one per prompt or one
+    for all), so the engine decodes them in batched steps."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    outs = [o.token_ids for o in engine.generate_batch(prompts, params)]
+    return time.perf_counter() - t0, time.process_time() - c0, outs
+
+
+def race(
+    engines: dict[str, Any], prompts: list[Any], params: Any, rounds: int, timer: Any = timed
+) -> dict[str, Any]:
     """Each engine over the prompts, `rounds` times in alternating order → per engine: median
     ratio plain s / engine s (CPU seconds: `ratio`; wall: `wall_ratio`), the per-round ratios,
-    whether its outputs equal plain's."""
+    whether its outputs equal plain's. `timer`: `timed` (one stream) or `timed_batch`."""
     names = list(engines)
     warm = type(params)(max_tokens=4, temperature=0, ignore_eos=True)
     for n in names:  # first calls pay one-off costs (allocations, lazy tables)
@@ -84,7 +102,7 @@ def race(engines: dict[str, Any], prompts: list[Any], params: Any, rounds: int) 
     outs: dict[str, list[list[int]]] = {}
     for k in range(rounds):
         for n in names if k % 2 == 0 else names[::-1]:
-            s, c, o = timed(engines[n], prompts, params)
+            s, c, o = timer(engines[n], prompts, params)
             secs[n].append(s)
             cpu[n].append(c)
             outs[n] = o
@@ -156,6 +174,32 @@ def spread(model: Any, std: float, seed: int) -> Any:
     return model.eval()
 
 
+def batched(make: Any, tok: Any, n: int, tokens: int, rounds: int) -> dict[str, Any]:
+    """The `batched` measurement (module docstring): n open prompts with a wrong prediction each,
+    decoded together by plain, doubling-only and loss-bounded lookup engines."""
+    from hillclimb.serve.engine import SamplingParams
+
+    prompts = [OPEN[i % len(OPEN)] + " " * (i // len(OPEN)) for i in range(n)]
+    wrong = tok.encode("an unrelated prediction that the answer does not follow, wrong")
+    sp = SamplingParams(max_tokens=tokens, temperature=0, ignore_eos=True, prediction=wrong)
+    plain = make(max_batch=n)
+    old = make(max_batch=n, drafter="lookup", spec_batch="auto")
+    old.spec_loss_budget = float("inf")  # the fixed 4 … 64-step skip (before session 25)
+    new = make(max_batch=n, drafter="lookup", spec_batch="auto")
+    engines = {"plain": plain, "doubling_only": old, "loss_bounded": new}
+    bare = dataclasses.replace(sp, prediction=None)  # a prediction would make plain draft
+
+    def timer(e: Any, p: list[Any], params: Any) -> tuple[float, float, list[list[int]]]:
+        return timed_batch(e, p, bare if e is plain else params)
+
+    res = race(engines, prompts, sp, rounds, timer=timer)
+    for name in ("doubling_only", "loss_bounded"):
+        t = engines[name].stats()["totals"]
+        res[name]["verify_steps"] = t["verify_steps"]
+        res[name]["verify_declined"] = t["verify_declined"]
+    return {"requests": n, **res}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=("tiny", "micro"), default="tiny")
@@ -164,6 +208,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--spread", type=float, default=0.2,
                     help="std of the noise added to every weight matrix (0: plain random init)")  # fmt: skip
+    ap.add_argument("--batched", type=int, default=8,
+                    help="requests decoded together in the `batched` measurement (0: skip it)")  # fmt: skip
     ap.add_argument("--no-compile", action="store_true",
                     help="eager steps (quick runs on a busy machine; not the serve default)")  # fmt: skip
     args = ap.parse_args()
@@ -180,7 +226,8 @@ def main() -> None:
     sp = SamplingParams(max_tokens=args.tokens, temperature=0, ignore_eos=True)
 
     def engine(**kw: Any) -> Any:
-        return Engine(target, tok, max_batch=2, seed=0, compile=comp, prefix_cache=False, **kw)
+        kw = {"max_batch": 2, **kw}
+        return Engine(target, tok, seed=0, compile=comp, prefix_cache=False, **kw)
 
     out: dict[str, Any] = {
         "bench": "serve_drafter_choice",
@@ -207,6 +254,9 @@ def main() -> None:
         forced[n]["spec_steps"] = st["speculative"]["steps"]
         forced[n]["acceptance_rate"] = round(st["speculative"]["acceptance_rate"], 4)
     out["forced_draft"] = {"prompts": len(OPEN), **forced}
+
+    if args.batched > 0:
+        out["batched"] = batched(engine, tok, args.batched, args.tokens, args.rounds)
 
     mixed = OPEN + CODE_EDIT + FILE_CONTENT + [tok.encode(TOOL_TURN)]
     engines = {

@@ -37,7 +37,10 @@ Design, in the order a request meets it:
 - Model-free drafts of several requests are verified together: one ragged forward over every
   row (drafts of different lengths filled up to the longest, plain rows included), per-row
   acceptance and cache rollback, when a measured cost model (`speculative.BatchVerifyCost`)
-  says that beats a plain batched step — so drafting also helps under load.
+  says that beats a plain batched step — so drafting also helps under load. When it does not,
+  the drafters of unforced rows are not asked for a back-off sized like the one-stream one: at
+  least what the batched drafting run lost (dropped proposals, verifications slower than the
+  tokens they committed, asking drafters that matched nothing) over 2% of a plain batched step.
 - No request can crash the loop: an exception while handling one request ends that request with
   finish_reason "error"; a failed batched forward is retried per request so only the culprit
   fails; anything else fails the running requests and the loop continues.
@@ -52,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import threading
@@ -73,6 +77,7 @@ from hillclimb.serve.detok import IncrementalDetokenizer, StopMatcher
 from hillclimb.serve.drafter_choice import AUTO, CHOICES, DrafterChoice, choose_drafter
 from hillclimb.serve.drafters import (
     LOSS_BUDGET,
+    WAIT_CAP,
     Drafter,
     LookupConfig,
     LookupDrafter,
@@ -707,9 +712,14 @@ class Engine:
         self.batch_cost = BatchVerifyCost(batch_cost)
         # after a declined batch, the model-free drafters of unforced rows are not even asked
         # for this many steps (proposing 32 rows costs ≈20% of a plain step of a tiny model):
-        # 4, 8, … 64 steps while verification keeps losing, reset when it is chosen
+        # 4, 8, … 64 steps while verification keeps losing, reset when a verification pays —
+        # or longer: at least the loss of the drafting run before it over `spec_loss_budget`
+        # (`_observe_batch`)
         self._batch_skip = 0
         self._batch_backoff = 4
+        # plain batched steps that the policy's batched drafting lost since the last back-off
+        # (proposals dropped by a decline, verifications slower than the tokens they committed)
+        self._batch_debt = 0.0
         # model-free drafting (prompt lookup / predictions): per-slot n-gram indexes, no cache
         self.lookup = LookupDrafter(max_batch, lookup, gamma_max)
         self._lookup_total = SpecStats()
@@ -1089,6 +1099,7 @@ class Engine:
             return
         plain: list[_Request] = []
         rows: list[_Draft] = []  # model-free proposals, verified together below
+        free_ms = 0.0  # what asking the model-free drafters of unforced rows cost this step
         model_spec = len(self._running) <= self.spec_max_running
         free_spec = self.spec_batch != "off" or model_spec
         skip = self._batch_skip > 0 and len(active) > 1 and self.spec_batch == "auto"
@@ -1108,7 +1119,10 @@ class Engine:
                         if self._spec_step(r, d, g):
                             continue
                     else:
+                        t_ask = time.perf_counter()
                         row = self._propose(r, d, g)
+                        if not must:
+                            free_ms += (time.perf_counter() - t_ask) * 1e3
                         if row is not None:
                             rows.append(row)
                             continue
@@ -1117,7 +1131,9 @@ class Engine:
                     continue
             plain.append(r)
         if rows:
-            plain = self._verify_rows(rows, plain)
+            plain = self._verify_rows(rows, plain, free_ms)
+        elif free_ms > 0 and len(active) > 1 and self.spec_batch == "auto":
+            self._observe_unmatched(free_ms, len(active))
         if plain:
             self._decode(plain)
         self._totals["decode_steps"] += 1
@@ -1780,14 +1796,17 @@ class Engine:
         return c
 
     # ---- batched verification (model-free drafts) ------------------------------------------------
-    def _verify_rows(self, rows: list[_Draft], plain: list[_Request]) -> list[_Request]:
+    def _verify_rows(
+        self, rows: list[_Draft], plain: list[_Request], free_ms: float = 0.0
+    ) -> list[_Request]:
         """Verify this step's model-free drafts; → the requests left for the plain batched step.
 
         One drafting request alone (no plain rows) verifies through the single-slot step: its
         drafter's own policy, calibrated on that step, already decided. Several rows: one ragged
         forward over the drafting rows *and* the plain ones (γ = 0), when the measured cost model
         (`BatchVerifyCost`) says that it beats one plain batched step — else every row decodes
-        plainly (the proposals are dropped; the drafters' state did not change)."""
+        plainly (the proposals are dropped; the drafters' state did not change). `free_ms`:
+        what proposing cost this step (the loss of a declined step, `_batch_back_off`)."""
         if self.spec_batch == "off" or (len(rows) == 1 and not plain):
             for x in rows:
                 try:
@@ -1807,11 +1826,11 @@ class Engine:
             cap = cost.plan(n_rows, free, must, probe=cost.declined >= cost.cfg.probe_every)
         if cap == 0:
             self._totals["verify_declined"] += 1
-            if cost.plain(n_rows) is not None:
-                self._batch_skip = self._batch_backoff
-                self._batch_backoff = min(64, 2 * self._batch_backoff)
+            base = cost.plain(n_rows)
+            if base is not None:
+                self._batch_back_off(free_ms / base if base > 0 else float("inf"))
             return plain + [x.r for x in rows]
-        self._batch_backoff = 4
+        policy = self.spec_batch == "auto" and not any(x.must for x in rows)
         for x in rows:
             x.drafts = x.drafts[:cap]  # (a must row's drafts are never longer than cap)
         # every row writes cap + 1 cells: a row without that room takes the other path
@@ -1829,20 +1848,74 @@ class Engine:
         batch = [x for x in rows if id(x.r) in fits]
         if not batch:
             return plain
-        self._verify_batch(batch, [r for r in plain if id(r) in fits], cap)
+        done = self._verify_batch(batch, [r for r in plain if id(r) in fits], cap)
+        if done is not None and policy:
+            self._observe_batch(free_ms, *done)
         return [r for r in plain if id(r) not in fits]
+
+    def _observe_batch(
+        self, propose_ms: float, verify_ms: float, rows: int, committed: int
+    ) -> None:
+        """One batched verification the policy chose (`spec_batch="auto"`, no forced or seeded
+        row) cost `propose_ms` + `verify_ms` and committed `committed` tokens over `rows` rows.
+
+        Its loss against the plain batched step it replaced, in plain batched steps of `rows`
+        rows: cost / plain step − committed / rows (a plain step commits one token per row; the
+        tokens are what a server's throughput counts). A losing step adds to the debt that sizes
+        the next back-off; a paying one pays debt off and resets the doubling floor."""
+        base = self.batch_cost.plain(rows)
+        if base is None or rows <= 0:
+            return
+        spent = (propose_ms + verify_ms) / base if base > 0 else float("inf")
+        loss = spent - committed / rows
+        self._batch_debt = max(0.0, self._batch_debt + loss)
+        if loss <= 0:
+            self._batch_backoff = 4
+
+    def _observe_unmatched(self, free_ms: float, rows: int) -> None:
+        """The drafters of a `rows`-row step were asked (`free_ms`) and none proposed: a loss
+        with no verification to decide on. It joins the debt, and once the debt reaches whole
+        steps at `spec_loss_budget` they are skipped (the rest carried), so asking drafters that
+        rarely match stays within the budget too."""
+        base = self.batch_cost.plain(rows)
+        if base is None:
+            return
+        self._batch_debt += free_ms / base if base > 0 else float("inf")
+        budget = self.spec_loss_budget
+        if budget <= 0 or not math.isfinite(budget):
+            return
+        wait = min(WAIT_CAP, math.floor(self._batch_debt / budget))
+        if wait >= 1:
+            self._batch_skip = max(self._batch_skip, wait)
+            self._batch_debt = max(0.0, self._batch_debt - wait * budget)
+
+    def _batch_back_off(self, loss: float) -> None:
+        """A declined step: its proposals (`loss` plain batched steps) were dropped. The model-
+        free drafters of unforced rows are not asked for the longer of the doubling back-off
+        (4, 8, … 64 steps while verification keeps losing) and the one that amortises what the
+        batched drafting run since the last back-off lost — this step included — to
+        `spec_loss_budget` of plain decoding (`drafters.loss_bounded_wait`): the fixed one alone
+        let a drafter that never paid cost more than 2% under concurrency (issue 15)."""
+        debt = self._batch_debt + loss
+        self._batch_skip = loss_bounded_wait(debt, self._batch_backoff, self.spec_loss_budget)
+        self._batch_backoff = min(64, 2 * self._batch_backoff)
+        self._batch_debt = 0.0
 
     def _alpha(self, x: _Draft) -> float:
         """The per-token acceptance the row's drafter estimates for it (0.5 if it has none)."""
         alpha = getattr(x.d, "alpha", None)
         return float(alpha(x.r.slot)) if alpha is not None else 0.5
 
-    def _verify_batch(self, rows: list[_Draft], plain: list[_Request], cap: int) -> None:
+    def _verify_batch(
+        self, rows: list[_Draft], plain: list[_Request], cap: int
+    ) -> tuple[float, int, int] | None:
         """One forward over every row: [pending, d1..dγ_i] right-filled with the pending token
         to cap + 1 (the fillers come after the real tokens, so causality keeps them out of every
         real token's attention; the FFN and LM head skip them; each slot is truncated past its
         last committed token afterwards, fillers and rejected drafts alike). Then the acceptance
-        rule per drafting row, the ordinary sampling for plain rows."""
+        rule per drafting row, the ordinary sampling for plain rows. → (ms from the forward to
+        the last commit, rows, tokens committed), None when the forward failed (rows retried
+        alone)."""
         t0 = time.perf_counter()
         items: list[tuple[_Request, _Draft | None]] = [(x.r, x) for x in rows]
         items += [(r, None) for r in plain]
@@ -1872,7 +1945,7 @@ class Engine:
                         self._decode([r])
                 except Exception as exc:
                     self._fail(r, exc)
-            return
+            return None
         self._totals["verify_steps"] += 1
         self._totals["verify_rows"] += B
         chunks = torch.split(logits, lens)
@@ -1883,17 +1956,20 @@ class Engine:
             for r in preqs:
                 if not r.finished:
                     self.cache.truncate(r.slot, r.seq_len - 1)  # the fillers
+        committed = len(prow)  # one token per plain row
         for i, (r, x) in enumerate(items):
             if x is None:
                 continue
             try:
-                self._accept_commit(x, chunks[i], seq[i])
+                committed += self._accept_commit(x, chunks[i], seq[i])
             except Exception as exc:
                 self._fail(r, exc)
         # the whole step against a whole plain step: proposing, the forward, acceptance, commits
+        t_end = time.perf_counter()
         t_start = min([t0, *(x.t0 for x in rows)])
         xs = self.batch_cost.x([len(x.drafts) for x in rows], B, cap)
-        self.batch_cost.observe_verify(xs, B, (time.perf_counter() - t_start) * 1e3)
+        self.batch_cost.observe_verify(xs, B, (t_end - t_start) * 1e3)
+        return (t_end - t0) * 1e3, B, committed
 
     def _verify_forward(
         self, ids: torch.Tensor, real: torch.Tensor, slot_list: list[int]

@@ -142,8 +142,9 @@ class BatchCostConfig:
     filler: float = 0.3
     min_gain: float = 1.05  # verify only when expected tokens per cost beat plain by this
     forget: float = 0.97  # recursive least squares forgetting factor per observed step
-    # declined decisions (each followed by the engine's skip of 4 … 64 steps) before one
-    # verification step re-measures anyway
+    # declined decisions (each followed by the engine's skip: 4 … 64 steps, or longer when the
+    # drafting before it lost more, `Engine._batch_back_off`) before one verification step
+    # re-measures anyway
     probe_every: int = 8
 
 
