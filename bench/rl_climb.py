@@ -39,8 +39,6 @@ from hillclimb.eval.tasks import TOKEN_METRICS, pool_cells  # noqa: E402
 
 
 def _rl(sft: Path, out: Path, args: argparse.Namespace, alp: bool) -> dict:
-    if (out / "rl.json").is_file():
-        return json.loads((out / "rl.json").read_text())
     cmd = [
         sys.executable, "-m", "hillclimb", "rl", "--model", str(sft), "--out", str(out),
         "--steps", str(args.steps), "--tiers", args.tiers, "--no-tensorboard", "--resume",
@@ -52,6 +50,18 @@ def _rl(sft: Path, out: Path, args: argparse.Namespace, alp: bool) -> dict:
     if args.max_tokens:
         cmd += ["--max-tokens", str(args.max_tokens)]
     cmd += args.rl_arg
+    # an arm already run is reused only for the same command: a rerun into the same --out with
+    # other --steps or --rl-arg reported the old arm's figures as the new one's (s26 audit)
+    stamp = out / "bench_cmd.json"
+    if (out / "rl.json").is_file():
+        done = json.loads(stamp.read_text()) if stamp.is_file() else None
+        if done == cmd[1:]:
+            return json.loads((out / "rl.json").read_text())
+        raise HillclimbError(
+            f"{out} holds an RL arm run with another command ({done}); pass another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(cmd[1:]))
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     t0 = time.perf_counter()
     rc = subprocess.run(cmd, env=env).returncode

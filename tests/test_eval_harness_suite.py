@@ -27,7 +27,7 @@ def test_reference_solver_resolves_every_group(groups, monkeypatch):
     every task resolved, so each group's rate and the pooled rate are exactly 1."""
     from hillclimb.harness.clients import ReferenceClient
 
-    monkeypatch.setattr(HS, "_client_factory", lambda backend: (ReferenceClient, None))
+    monkeypatch.setattr(HS, "_client_factory", lambda backend, *_: (ReferenceClient, None))
 
     class NoModel:
         kind, name = "reference", "reference"
@@ -103,7 +103,7 @@ def test_table_output_and_cost_per_solved(groups, tmp_path, capsys, monkeypatch)
     item (the reference solver stands in for the model, as above)."""
     from hillclimb.harness.clients import ReferenceClient
 
-    monkeypatch.setattr(HS, "_client_factory", lambda backend: (ReferenceClient, None))
+    monkeypatch.setattr(HS, "_client_factory", lambda backend, *_: (ReferenceClient, None))
     ck = tmp_path / "ck"
     assert main(["init", "--preset", "code-flash-micro", "--out", str(ck), "--seed", "0"]) == 0
     prices = tmp_path / "prices.json"
@@ -144,7 +144,7 @@ def test_max_tokens_reaches_every_turn_and_context_exhaustion_is_named(groups, m
             asked.append(max_tokens)
             raise ContextExhausted("no room left in the context")
 
-    monkeypatch.setattr(HS, "_client_factory", lambda backend: (Full, None))
+    monkeypatch.setattr(HS, "_client_factory", lambda backend, *_: (Full, None))
 
     class NoModel:
         kind, name = "fake", "fake"
@@ -173,7 +173,7 @@ def test_limit_runs_only_the_first_tasks_by_id(groups, monkeypatch):
             started.append(task.id)
             return super().for_task(task)
 
-    monkeypatch.setattr(HS, "_client_factory", lambda backend: (Counting, None))
+    monkeypatch.setattr(HS, "_client_factory", lambda backend, *_: (Counting, None))
 
     class NoModel:
         kind, name = "reference", "reference"

@@ -74,7 +74,7 @@ def test_the_harness_suite_leaves_invalid_tasks_out_and_lists_them(tasks, monkey
     from hillclimb.eval.suites import run_suite
 
     monkeypatch.setattr(
-        HS, "_client_factory", lambda backend: (lambda: ScriptedClient([SUBMIT]), None)
+        HS, "_client_factory", lambda backend, *_: (lambda: ScriptedClient([SUBMIT]), None)
     )
 
     class NoModel:

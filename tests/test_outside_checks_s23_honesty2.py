@@ -145,7 +145,7 @@ def test_harness_suite_reports_the_do_nothing_baseline(harness_tasks, monkeypatc
     from hillclimb.harness import grading
     from hillclimb.harness.clients import ReferenceClient
 
-    monkeypatch.setattr(HS, "_client_factory", lambda backend: (ReferenceClient, None))
+    monkeypatch.setattr(HS, "_client_factory", lambda backend, *_: (ReferenceClient, None))
     untouched: list[str] = []
     real = grading.grade_patch
 
@@ -183,7 +183,7 @@ def test_harness_cli_prints_the_baseline_beside_the_rate(harness_tasks, monkeypa
     from hillclimb.eval.cli import print_suite
     from hillclimb.harness.clients import ReferenceClient
 
-    monkeypatch.setattr(HS, "_client_factory", lambda backend: (ReferenceClient, None))
+    monkeypatch.setattr(HS, "_client_factory", lambda backend, *_: (ReferenceClient, None))
     res = HS.run_harness(_Fixed(""), SuiteConfig(tasks=[f"g={harness_tasks}"], bootstrap=100))
     res.update(suite="harness", model="m", backend="fixed", seconds=0.0)
     buf = io.StringIO()

@@ -171,9 +171,9 @@ def test_harness_run_records_drafter_in_summary(ckpt: Path, tmp_path: Path, caps
             "--no-telemetry", "--drafter", "suffix", "--json"]  # fmt: skip
     main(argv)
     printed = json.loads(capsys.readouterr().out)
-    assert printed["settings"] == {"drafter": "suffix"}
+    assert printed["settings"] == {"drafter": "suffix", "guided_tools": True}
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["settings"] == {"drafter": "suffix"}
+    assert on_disk["settings"] == {"drafter": "suffix", "guided_tools": True}
     assert on_disk["tasks"] == 1
 
 

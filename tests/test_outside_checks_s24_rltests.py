@@ -156,7 +156,7 @@ def test_forgers_in_a_real_rl_group_get_reward_0_and_negative_advantage(task, mo
     queue = [ScriptedClient(actions, name=name) for name, actions in scripts]
     handed: list[str] = []
 
-    def fake_local_client(engine: Any) -> ScriptedClient:
+    def fake_local_client(engine: Any, **kw: Any) -> ScriptedClient:
         client = queue.pop(0)
         handed.append(client.name)
         return client

@@ -136,7 +136,7 @@ def _collect(monkeypatch, tmp_path, overlong: str) -> tuple[list[dict[str, Any]]
         clients.ScriptedClient(clients.reference_actions(task), name="fix"),
         clients.ScriptedClient([ls] * 5, name="cut"),
     ]
-    monkeypatch.setattr(clients, "LocalClient", lambda engine: queue.pop(0))
+    monkeypatch.setattr(clients, "LocalClient", lambda engine, **kw: queue.pop(0))
     engine = SimpleNamespace(
         cfg=SimpleNamespace(d_model=64), device="cpu", start=lambda: None, stop=lambda: None
     )

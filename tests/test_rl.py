@@ -743,8 +743,8 @@ def test_harness_rl_trains_on_episode_transcripts(tmp_path):
     batches: list = []
     real = H.episode_batch
 
-    def spy(groups, pad, max_len):
-        b = real(groups, pad, max_len)
+    def spy(groups, pad, max_len, guide=None):
+        b = real(groups, pad, max_len, guide)
         batches.append((groups, b))
         return b
 

@@ -118,6 +118,8 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "harness_tasks": 20,
     "harness_task_seed": 7,
     "harness_max_steps": 12,  # model turns per episode
+    # tool calls decoded under the tools' JSON schema (`serve.tool_grammar`); false: raw calls
+    "harness_guided_tools": True,
 }
 # value types of the tables whose defaults live here (`config_types.check_values`): a string
 # where a number belongs fails before any work, not in the stage that reads it hours later
@@ -135,6 +137,7 @@ EVAL_TYPES = {
     "temperature": "float", "top_p": "float", "sample_splits": "list[str]",
     "sample_n_per_tier": "int", "baseline_train_n": "int", "batch_size": "int", "samples": "int",
     "val_tokens": "int", "seq_len": "int | None", "seed": "int", "base_accuracy": "bool",
+    "harness_guided_tools": "bool",
 }  # fmt: skip
 # a model's name becomes directory and file names (`04-pretrain-NAME/`, `06-sft-data/NAME.jsonl`)
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

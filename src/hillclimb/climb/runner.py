@@ -463,6 +463,7 @@ def _eval(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
                 max_tokens=int(ev["suite_max_tokens"]) or None,
                 tasks=harness if "harness" in suites else None,
                 harness_max_steps=int(ev["harness_max_steps"]),
+                harness_guided_tools=bool(ev["harness_guided_tools"]),
             )
             rec["suites"] = _run_suites(c, m, c.final(final), suites, cfg, d)
             if rl_key is not None:  # the same suites on the SFT model: RL beside what it started

@@ -184,7 +184,7 @@ def tool_records(
         return []
     from hillclimb import problems as P
     from hillclimb.harness.agent import SYSTEM_PROMPT
-    from hillclimb.harness.tools import ToolBox
+    from hillclimb.harness.tools import ToolBox, observation_chars
 
     tools = _tool_schemas(context)
     rng = random.Random(seed * 7919 + 13)
@@ -225,7 +225,7 @@ def tool_records(
             (ws / path).write_text(buggy, encoding="utf-8")
             (ws / "tests").mkdir()
             (ws / "tests" / f"test_{module}.py").write_text(tests, encoding="utf-8")
-            box = ToolBox(ws, run_timeout_s=20.0)
+            box = ToolBox(ws, run_timeout_s=20.0, max_observation_chars=observation_chars(context))
             msgs: list[dict[str, Any]] = [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": user},
@@ -295,7 +295,7 @@ def task_records(n: int, seed: int, context: int | None = None) -> list[dict[str
     from hillclimb.harness.patching import apply_patch, copy_tree, diff_trees
     from hillclimb.harness.task import find_task_dirs, load_task
     from hillclimb.harness.taskgen.generate import generate_tasks
-    from hillclimb.harness.tools import ToolBox
+    from hillclimb.harness.tools import ToolBox, observation_chars
 
     tools = _tool_schemas(context)
     rng = random.Random(seed * 7919 + 29)
@@ -325,7 +325,10 @@ def task_records(n: int, seed: int, context: int | None = None) -> list[dict[str
             ws = root / "ws"
             shutil.rmtree(ws, ignore_errors=True)
             copy_tree(task.repo, ws)
-            box = ToolBox(ws, run_timeout_s=20.0, env=dict(task.env))
+            box = ToolBox(
+                ws, run_timeout_s=20.0, env=dict(task.env),
+                max_observation_chars=observation_chars(context),
+            )  # fmt: skip
             msgs: list[dict[str, Any]] = [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": task_prompt(task)},

@@ -77,6 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-steps", type=int, default=30, help="suite harness: model turns per episode (30)"
     )
     p.add_argument(
+        "--no-guided-tools",
+        dest="guided_tools",
+        action="store_false",
+        help="suite harness: a checkpoint's raw tool calls (default: each <tool_call> body is "
+        "decoded under the tools' JSON schema, as `harness run` does)",
+    )
+    p.add_argument(
         "--prices",
         default=None,
         help="suite: a prices file (JSON/TOML {model: {prompt, completion}} credits per million "
@@ -598,6 +605,7 @@ def _handle_suite(args: argparse.Namespace) -> int:
         tasks=args.tasks,
         harness_max_steps=args.max_steps,
         harness_concurrency=args.concurrency,
+        harness_guided_tools=args.guided_tools,
     )
     res = run_suite(
         args.suite,

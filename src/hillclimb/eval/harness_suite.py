@@ -58,13 +58,13 @@ def parse_task_groups(specs: list[str] | None) -> dict[str, str]:
     return groups
 
 
-def _client_factory(backend: Backend) -> tuple[Any, Any]:
+def _client_factory(backend: Backend, guided_tools: bool = True) -> tuple[Any, Any]:
     """(a factory of per-thread model clients, the engine to start/stop or None)."""
     from hillclimb.harness.clients import LocalClient, OpenAIClient
 
     engine = getattr(backend, "engine", None)
     if engine is not None:
-        return (lambda: LocalClient(engine=engine)), engine
+        return (lambda: LocalClient(engine=engine, guided_tools=guided_tools)), engine
     url, model = getattr(backend, "url", None), getattr(backend, "model", None)
     if url is None or model is None:
         raise HillclimbError(f"the harness suite cannot drive a {backend.kind!r} backend")
@@ -152,7 +152,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
         temperature=0.0,
         seed=cfg.seed,
     )
-    factory, engine = _client_factory(backend)
+    factory, engine = _client_factory(backend, cfg.harness_guided_tools)
     # the no-training baseline, which is also the `task_invalid` check: a task its untouched
     # repository resolves measures nothing and is left out of every rate (and counted)
     untouched = do_nothing_grades(

@@ -41,6 +41,9 @@ class SuiteConfig:
     tasks: list[str] | None = None
     harness_max_steps: int = 30
     harness_concurrency: int = 4
+    # a checkpoint's `<tool_call>` bodies decoded under the tools' JSON schema
+    # (`serve.tool_grammar`); False: the model's raw calls (recorded in the suite's settings)
+    harness_guided_tools: bool = True
 
     def validate(self) -> None:
         if self.limit is not None and self.limit < 1:

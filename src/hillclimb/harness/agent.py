@@ -30,6 +30,7 @@ from hillclimb.harness.tools import (
     TOOL_SCHEMAS,
     ToolBox,
     has_surrogate,
+    observation_chars,
     utf8_text,
 )
 from hillclimb.sandbox.fs import remove_tree
@@ -140,6 +141,11 @@ class Episode:
     loss_mask: list[int] | None = None
     token_logprobs: list[float] | None = None
     token_faithful: bool | None = None
+    # [start, end) of each turn's sampled completion in `token_ids`, and whether its
+    # `<tool_call>` bodies were decoded under the tools' schema (`serve.tool_grammar`): what a
+    # trainer needs to rebuild the masks each token was drawn under (`rl.harness`)
+    completion_spans: list[list[int]] | None = None
+    guided_spans: list[bool] | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -207,6 +213,7 @@ def _play_and_grade(
             ws, run_timeout_s=min(lim.run_timeout_s or task.limits.test_timeout_s, task.limits.test_timeout_s),
             memory_mb=task.limits.memory_mb, env=dict(task.env), unsafe=lim.unsafe,
             deadline=t_start + lim.wall_s,
+            max_observation_chars=observation_chars(getattr(client, "context_tokens", None)),
         )  # fmt: skip
         ep.messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -245,6 +252,7 @@ def _record_tokens(ep: Episode, result: Any) -> None:
         return
     if ep.token_ids is None:
         ep.token_ids, ep.loss_mask, ep.token_logprobs = [], [], []
+        ep.completion_spans, ep.guided_spans = [], []
         ep.token_faithful = True
     assert ep.loss_mask is not None and ep.token_logprobs is not None
     n = len(ep.token_ids)
@@ -257,6 +265,9 @@ def _record_tokens(ep: Episode, result: Any) -> None:
     ep.token_logprobs += [0.0] * len(new)
     lps = result.logprobs if result.logprobs is not None else [0.0] * len(c)
     forced = result.forced if result.forced is not None else [False] * len(c)
+    assert ep.completion_spans is not None and ep.guided_spans is not None
+    ep.completion_spans.append([len(ep.token_ids), len(ep.token_ids) + len(c)])
+    ep.guided_spans.append(bool(getattr(result, "guided", False)))
     ep.token_ids += list(c)
     ep.loss_mask += [0 if f else 1 for f in forced]
     ep.token_logprobs += [float(x) for x in lps]

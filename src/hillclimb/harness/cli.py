@@ -96,6 +96,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "engine's earlier outputs too): drafts are checked against the model's own choice, so "
         "greedy episodes are the same, only the time differs (none)",
     )
+    run.add_argument(
+        "--no-guided-tools",
+        dest="guided_tools",
+        action="store_false",
+        help="a checkpoint's raw tool calls: by default each <tool_call> body is decoded under "
+        "the tools' JSON schema (serve/tool_grammar.py), so calls always parse and name a real "
+        "tool; off shows what the model writes unaided (a resumed run must keep the setting)",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_cmd_run, _parser=run)
 
@@ -223,6 +231,7 @@ def make_client(
     timeout: float,
     concurrency: int = 1,
     drafter: str = "none",
+    guided_tools: bool = True,
 ):
     """A factory of per-episode clients for `model`; `drafter` is a checkpoint engine's draft
     source (`serve.drafter_choice.MODEL_FREE_DRAFTERS`), refused for a URL or the reference
@@ -250,7 +259,7 @@ def make_client(
         engine = Engine.from_checkpoint(model, max_batch=max(1, concurrency), drafter=drafter)
 
         def local() -> LocalClient:
-            return LocalClient(engine=engine, name=Path(model).name)
+            return LocalClient(engine=engine, name=Path(model).name, guided_tools=guided_tools)
 
         local.engine = engine  # type: ignore[attr-defined]
         return local
@@ -272,6 +281,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
     """Bad limits fail here with one line, before a model loads or anything is written."""
     if args.concurrency < 1 or args.max_steps < 1:
         raise HillclimbError("--concurrency and --max-steps must be at least 1")
+    _check_guided_resume(Path(args.out), args)
     if args.max_tokens_per_turn is not None and args.max_tokens_per_turn < 1:
         raise HillclimbError(f"--max-tokens-per-turn must be at least 1, got {args.max_tokens_per_turn}")  # fmt: skip
     if args.max_total_tokens < 1:
@@ -298,7 +308,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_run_args(args)
     factory = make_client(
         args.model, args.model_name, args.api_key, args.request_timeout, args.concurrency,
-        drafter=args.drafter,
+        drafter=args.drafter, guided_tools=getattr(args, "guided_tools", True),
     )  # fmt: skip
     limits = EpisodeLimits(
         max_steps=args.max_steps, max_tokens_per_turn=args.max_tokens_per_turn,
@@ -365,16 +375,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _record_settings(out: Path, summary: dict[str, Any], args: argparse.Namespace) -> None:
-    """`settings.drafter` in the summary (printed and OUT/summary.json) of a checkpoint run.
+def _local(args: argparse.Namespace) -> bool:
+    return args.model != "reference" and not args.model.startswith(("http://", "https://"))
 
-    Why: the run's time depends on it, its greedy trajectories do not; a resumed run records
-    the drafter of the invocation that last wrote the summary."""
+
+def _check_guided_resume(out: Path, args: argparse.Namespace) -> None:
+    """Refuse to resume a checkpoint run under the other tool-call decoding: guided and raw
+    episodes differ, and one summary over both would describe neither."""
+    f = out / "summary.json"
+    if not _local(args) or not f.is_file():
+        return
+    try:
+        before = json.loads(f.read_text(encoding="utf-8")).get("settings", {}).get("guided_tools")
+    except (OSError, ValueError, AttributeError):
+        return
+    if before is not None and bool(before) != bool(getattr(args, "guided_tools", True)):
+        was = "guided" if before else "raw (--no-guided-tools)"
+        raise HillclimbError(
+            f"{out} holds a run with {was} tool calls; resume it with the same setting or "
+            "write to another --out"
+        )
+
+
+def _record_settings(out: Path, summary: dict[str, Any], args: argparse.Namespace) -> None:
+    """`settings.drafter` and `settings.guided_tools` in the summary (printed and
+    OUT/summary.json) of a checkpoint run.
+
+    Why: the run's time depends on the drafter, its greedy trajectories do not; guided tool
+    calls change the trajectories (a resume under the other setting is refused)."""
     from hillclimb.io import write_json_atomic
 
     if args.model == "reference" or args.model.startswith(("http://", "https://")):
         return  # no engine of ours: nothing drafted here
     summary.setdefault("settings", {})["drafter"] = args.drafter
+    summary["settings"]["guided_tools"] = bool(getattr(args, "guided_tools", True))
     if (out / "summary.json").is_file():
         write_json_atomic(out / "summary.json", summary)
 

@@ -90,6 +90,9 @@ class ChatResult:
     completion_ids: list[int] | None = None
     logprobs: list[float] | None = None
     forced: list[bool] | None = None
+    # the completion was sampled with its `<tool_call>` bodies under the tools' JSON schema
+    # (`serve.tool_grammar`): a trainer must score the same constrained distribution
+    guided: bool = False
 
 
 class ModelClient(Protocol):
@@ -301,6 +304,11 @@ class LocalClient:
     lookup, suffix), asked per request so clients of one shared engine may differ; None = the
     engine's default (`Engine(drafter=...)`, none unless set). Drafts are checked against the
     model's own choice: greedy turns are the same with any of them, only faster or slower.
+
+    `guided_tools` (default on): every `<tool_call>` body is decoded under the JSON schema of the
+    tools passed to `chat` (`serve.tool_grammar`), so a call always parses and names a real tool
+    with arguments of the right types; what to call and with which values stays the model's
+    choice. Off: the model's raw text, as an endpoint without structured outputs would return.
     """
 
     def __init__(
@@ -312,6 +320,7 @@ class LocalClient:
         compact_tools: bool | None = None,
         name: str | None = None,
         drafter: str | None = None,
+        guided_tools: bool = True,
         **engine_kw: Any,
     ) -> None:
         from hillclimb.serve import engine as engine_mod
@@ -321,6 +330,7 @@ class LocalClient:
         if (checkpoint_dir is None) == (engine is None):
             raise HillclimbError("LocalClient needs a checkpoint directory or engine=, not both")
         self.drafter = None if drafter is None else check_drafter(drafter)
+        self.guided_tools = bool(guided_tools)
         self._sampling = sampling_mod
         if engine is None:
             self.checkpoint_dir: Path | None = Path(checkpoint_dir)  # type: ignore[arg-type]
@@ -339,6 +349,11 @@ class LocalClient:
         self._seen: list[str] = []
         self._tools_key = ""
         self._ids: list[int] = []
+
+    @property
+    def context_tokens(self) -> int:
+        """The model's context (tool observations are capped to a share of it: `run_episode`)."""
+        return int(self.engine.max_context)
 
     def reset(self) -> None:
         """Forget the conversation (the next call renders from scratch)."""
@@ -404,6 +419,7 @@ class LocalClient:
             seed=seed,
             policy_logprobs=True,
             drafter=self.drafter,
+            guided_tools=list(tools) if tools and self.guided_tools else None,
         )
         try:
             out = self.engine.generate(ids, params)
@@ -432,6 +448,7 @@ class LocalClient:
             prompt_ids=ids, completion_ids=out_ids,
             logprobs=list(lps) if lps is not None else None,
             forced=list(forced) if forced is not None else None,
+            guided=params.guided_tools is not None,
         )  # fmt: skip
 
 

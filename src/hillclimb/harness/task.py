@@ -39,6 +39,9 @@ JS_TEST_COMMAND = (
 # `language` picks the default test command and how per-test outcomes are read from its output.
 LANGUAGES = ("python", "javascript")
 DEFAULT_TEST_COMMANDS = {"python": DEFAULT_TEST_COMMAND, "javascript": JS_TEST_COMMAND}
+# `meta.difficulty` levels, set by the generator (`taskgen.common.task_difficulty`); a task
+# without one (hand-written, or generated before the field existed) has difficulty None
+DIFFICULTIES = ("easy", "medium", "hard")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,14 @@ class Task:
     def solution_script(self) -> Path | None:
         p = self.root / "solution.sh"
         return p if p.is_file() else None
+
+    @property
+    def difficulty(self) -> str | None:
+        """`meta.difficulty` (one of `DIFFICULTIES`), or None when the task does not say:
+        task directories written before the generator recorded it still load and train,
+        pooled by kind alone in the harness curriculum (`rl.harness.TaskCurriculum`)."""
+        d = self.meta.get("difficulty")
+        return d if d in DIFFICULTIES else None
 
     def ref(self) -> dict[str, Any]:
         """A small JSON reference to this task (RL prompts, telemetry)."""
@@ -289,6 +300,13 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
     meta = raw.get("meta", {})
     if not isinstance(meta, dict):
         raise _err(root, "`meta` must be a table")
+    # a misspelt level ("Hard", 3) would silently pool the task with the unknown-difficulty
+    # ones; absent is fine (older tasks)
+    if "difficulty" in meta and meta["difficulty"] not in DIFFICULTIES:
+        raise _err(
+            root,
+            f"meta.difficulty must be one of {list(DIFFICULTIES)}, got {meta['difficulty']!r}",
+        )
 
     if not (root / "repo").is_dir():
         raise _err(root, "missing repo/ directory")

@@ -73,6 +73,27 @@ MAX_LIST_ENTRIES = 300
 MAX_FILE_BYTES = 2_000_000
 
 
+# An observation's share of a small model's context (issue 13, "observation truncation derived
+# from the model's context"): a fixed 8,000 characters is ≈2,000+ tokens of code, the whole of
+# code-flash-tiny's 2,048-token context, so one `read_file` ended the episode
+# `context_exhausted` instead of showing a shortened file. A quarter of the context at a
+# conservative 3 characters per token keeps ≈4 observations in view; never below
+# MIN_OBSERVATION_CHARS (an error message and a few lines must fit), never above the cap.
+OBSERVATION_SHARE = 0.25
+CHARS_PER_TOKEN = 3.0
+MIN_OBSERVATION_CHARS = 600
+
+
+def observation_chars(context_tokens: int | None) -> int:
+    """The observation cap for a model with `context_tokens` of context (None: unknown, e.g. an
+    HTTP endpoint: the fixed cap). The SFT tool episodes (`climb.sft_mixture`) and live
+    episodes (`harness.agent`) use the same function, so training shows what the harness shows."""
+    if context_tokens is None:
+        return MAX_OBSERVATION_CHARS
+    n = int(context_tokens * OBSERVATION_SHARE * CHARS_PER_TOKEN)
+    return max(MIN_OBSERVATION_CHARS, min(MAX_OBSERVATION_CHARS, n))
+
+
 def truncate(text: str, limit: int = MAX_OBSERVATION_CHARS) -> str:
     """Head and tail of `text` with a marker saying how much was cut."""
     if len(text) <= limit:

@@ -7,7 +7,8 @@ takes a climb recipe's RL settings for one model (`[rl]` merged with `[rl.<model
 the climb's `rl-<model>` stage gets them), so a stage can be rerun or varied by hand. Resumable with
 `--resume`; runs under `torchrun --nproc_per_node N -m hillclimb rl ...` (DDP, gloo on CPU).
 The run directory gets checkpoints/ and final/ (HF layout), metrics.jsonl (one record per RL
-step), curve.jsonl (greedy val pass rate per family x tier), rl.json (summary) and report.md.
+step), curve.jsonl (greedy val pass rate per family x tier; with --harness-val the held-out
+harness resolve rate), rl.json (summary) and report.md.
 """
 
 from __future__ import annotations
@@ -28,8 +29,28 @@ _RL_FLAGS: list[tuple[str, str, Any, str]] = [
         str,
         "agentic RL: a `harness generate` task dir (episodes, not problems)",
     ),
+    (
+        "--harness-val",
+        "harness_val",
+        str,
+        "with --harness: held-out task dir (no task id, content or mutation site shared with "
+        "--harness) for a greedy resolve-rate curve in curve.jsonl",
+    ),
+    (
+        "--harness-val-every",
+        "harness_val_every",
+        int,
+        "RL steps between --harness-val points (10; 0: only at the start and the end)",
+    ),
     ("--harness-max-steps", "harness_max_steps", int, "model turns per harness episode (6)"),
     ("--harness-concurrency", "harness_concurrency", int, "harness episodes in flight (8)"),
+    (
+        "--no-guided-tools",
+        "harness_guided_tools",
+        "false",
+        "with --harness: the policy's raw tool calls (default: each <tool_call> body is decoded "
+        "under the tools' JSON schema, and the loss scores those tokens over the same allowed set)",
+    ),
     (
         "--no-check-tasks",
         "check_tasks",
@@ -184,8 +205,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_handle, _parser=p)
 
 
-def recipe_rl_settings(recipe: str, model: str | None) -> dict[str, Any]:
-    """The `RLConfig` fields a climb recipe gives `model`'s RL stage (`[rl]` + `[rl.<model>]`).
+def recipe_rl_settings(recipe: str, model: str | None, harness: bool = False) -> dict[str, Any]:
+    """The `RLConfig` fields a climb recipe gives `model`'s RL stage (`[rl]` + `[rl.<model>]`),
+    or with `harness` its harness RL stage (`[rl_harness.<model>]`, which the climb reads on its
+    own: the problem curriculum's `[rl]` keys are refused with `--harness`).
 
     Why: the recipe was the only place the climb's RL settings were written, and `--config`
     refuses a climb recipe (its per-model tables cannot be chosen between); rerunning or
@@ -194,16 +217,21 @@ def recipe_rl_settings(recipe: str, model: str | None) -> dict[str, Any]:
     from hillclimb.climb.climb_recipe import load_recipe
 
     rec = load_recipe(recipe)
-    have = sorted(rec.rl)
+    tables = {m: t["rl"] for m, t in rec.rl_harness.items()} if harness else rec.rl
+    what = "harness RL ([rl_harness.<model>])" if harness else "RL"
+    have = sorted(tables)
     if not have:
-        raise ConfigError(f"recipe {recipe} runs no RL stage (no [rl] table, or every model off)")
+        raise ConfigError(
+            f"recipe {recipe} runs no {what} stage"
+            + ("" if harness else " (no [rl] table, or every model off)")
+        )
     if model is None:
         if len(have) > 1:
-            raise ConfigError(f"recipe {recipe} runs RL for {have}: choose one with --for")
+            raise ConfigError(f"recipe {recipe} runs {what} for {have}: choose one with --for")
         model = have[0]
-    if model not in rec.rl:
-        raise ConfigError(f"recipe {recipe} runs no RL for {model!r}; it runs RL for {have}")
-    return dict(rec.rl[model])
+    if model not in tables:
+        raise ConfigError(f"recipe {recipe} runs no {what} for {model!r}; it runs it for {have}")
+    return dict(tables[model])
 
 
 def _list(s: str) -> list[str]:
@@ -238,7 +266,8 @@ def _handle(args: argparse.Namespace) -> int:
         raise ConfigError("--recipe and --config both give RL settings; pass one")
     d = _collect(args, "rl", fields)
     if args.recipe is not None:
-        d = {**recipe_rl_settings(args.recipe, args.recipe_model), **d}
+        harness = bool(d.get("harness"))
+        d = {**recipe_rl_settings(args.recipe, args.recipe_model, harness), **d}
     if not d.get("init"):
         raise ConfigError("pass --model CHECKPOINT (the SFT model to start RL from)")
     cfg = RLConfig.from_dict(d)

@@ -68,6 +68,14 @@ class RLConfig(TrainConfig):
     harness_max_steps: int = 6  # model turns per episode (ours: tiny contexts fill fast)
     harness_concurrency: int = 8  # episodes in flight on the engine at once
     check_tasks: bool = True  # grade each untouched repo first; leave out tasks it resolves
+    # tool calls decoded under the tools' JSON schema (`serve.tool_grammar`); the loss then
+    # scores each guided token over the same allowed set (`rl.guided`). False: raw calls
+    harness_guided_tools: bool = True
+    # the held-out curve of harness RL (rl/harness.py `HarnessVal`): a task dir disjoint from
+    # `harness` (ids, content, mutation sites), one greedy episode per task at step 0, every
+    # `harness_val_every` steps (0: only at the start and the end) and at the end
+    harness_val: str | None = None
+    harness_val_every: int = 10  # as eval_every, the single-turn curve's
     # ---- rollouts --------------------------------------------------------------------------------
     prompts_per_step: int = 8
     group_size: int = 8  # G: DeepSeekMath used 64, DAPO 16; 8 keeps a CPU step short (ours)
@@ -271,6 +279,14 @@ class RLConfig(TrainConfig):
             "no gradient) or 'none'",
         )
         need(self.harness_concurrency >= 1, "harness_concurrency must be >= 1")
+        # a val set without training tasks has nothing to be held out from, and problem RL
+        # has its own curve (eval_every): accepted, it would silently measure nothing
+        need(
+            self.harness_val is None or self.harness is not None,
+            "harness_val is the held-out curve of harness RL; pass harness (the training "
+            "tasks) too, or use eval_every for the single-turn val curve",
+        )
+        need(self.harness_val_every >= 0, "harness_val_every must be >= 0 (0: only the ends)")
         need(
             all(b >= 1 for b in self.pareto_budgets),
             f"pareto_budgets must be >= 1 token, got {self.pareto_budgets}",
@@ -280,7 +296,12 @@ class RLConfig(TrainConfig):
         need(self.eval_every >= 0 and self.eval_n_per_tier >= 1, "eval_every >= 0, n >= 1")
         need(0 < self.promote_at <= 1, "promote_at must be in (0, 1]")
         need(self.pool_size >= self.prompts_per_step, "pool_size must be >= prompts_per_step")
-        need(bool(self.tiers) and self.start_tier in self.tiers, "start_tier must be in tiers")
+        need(bool(self.tiers), "tiers must not be empty")
+        need(
+            self.start_tier in self.tiers,
+            f"start_tier {self.start_tier} (default 1) is not one of tiers {self.tiers}: pass "
+            f"--start-tier (start_tier = ...) with one of them, e.g. {min(self.tiers or [1])}",
+        )
         from hillclimb import problems as P
 
         for t in self.tiers:

@@ -85,7 +85,9 @@ class PolicyLoss:
 
     Batch arrays (ids axis, `[B, T + 1]`, as `Trainer.update` slices them): `ids`, `mask` (1 on
     completion tokens that get a gradient), `old_lp` (each token's log-prob under the rollout
-    policy), `adv` (`[B]`), optional `ref_lp`; `max_len` (one number) for `dr-grpo`."""
+    policy), `adv` (`[B]`), optional `ref_lp`; `max_len` (one number) for `dr-grpo`; optional
+    `gidx` (row of `guide_table` each token was drawn under, −1 = the full vocabulary: tokens of
+    schema-guided tool calls, `rl.guided`)."""
 
     temperature: float = 1.0
     clip_low: float = 0.2
@@ -96,6 +98,10 @@ class PolicyLoss:
     # the tokenizer's size: logits from here on are the embedding table's padding, which the
     # engine never samples (`Engine._real_vocab`), so log π is the softmax over the real tokens
     real_vocab: int | None = None
+    # bool [K, V]: the grammar masks of this update's guided tokens (`rl.guided.GuideTable`),
+    # set by the harness RL loop before each update; log π is then renormalised over the
+    # allowed tokens, the distribution the rollout sampled from
+    guide_table: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.agg not in AGGREGATIONS:
@@ -113,16 +119,28 @@ class PolicyLoss:
             return float((mask.sum(axis=1) > 0).sum())
         return float((mask.sum(axis=1) > 0).sum() * int(batch["max_len"][0]))
 
-    def token_logp(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """log π_θ of each target token at the rollout temperature: [B, T]."""
-        lp = torch.log_softmax(logits[..., : self.real_vocab].float() / self.temperature, dim=-1)
+    def token_logp(
+        self, logits: torch.Tensor, ids: torch.Tensor, gidx: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log π_θ of each target token at the rollout temperature: [B, T]; tokens with a
+        `gidx` row are scored over that row's allowed tokens only (`guide_table`)."""
+        z = logits[..., : self.real_vocab].float() / self.temperature
+        if gidx is not None and self.guide_table is not None:
+            g = gidx[:, 1:].to(torch.long)
+            sel = g >= 0
+            if bool(sel.any()):
+                table = self.guide_table.to(z.device)[:, : z.shape[-1]]
+                allowed = torch.ones(z.shape, dtype=torch.bool, device=z.device)
+                allowed[sel] = table[g[sel]]
+                z = z.masked_fill(~allowed, float("-inf"))
+        lp = torch.log_softmax(z, dim=-1)
         return lp.gather(-1, ids[:, 1:, None])[..., 0]
 
     def __call__(
         self, logits: torch.Tensor, mb: dict[str, torch.Tensor], model: Any
     ) -> tuple[torch.Tensor, dict[str, float]]:
         mask = mb["mask"][:, 1:].to(torch.float32)
-        logp = self.token_logp(logits, mb["ids"])
+        logp = self.token_logp(logits, mb["ids"], mb.get("gidx"))
         old = mb["old_lp"][:, 1:].to(torch.float32)
         adv = mb["adv"].to(torch.float32)[:, None]
         diff = torch.where(mask > 0, logp - old, torch.zeros_like(logp))

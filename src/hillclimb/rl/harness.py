@@ -15,8 +15,16 @@ channel; a forged test report is `patch_rejected` and earns nothing):
   broke; minus `syntax_penalty` per edit rejected for breaking syntax (at most 0.5 in total).
 Curriculum (`TaskCurriculum`): tasks are drawn with weight p̂(1 − p̂) + 0.05 from the EMA of
 their group rate (mean reward clipped to [0, 1], so partial fixes count; informative tasks,
-strictly between 0 and 1, first); an untried task takes its kind's mean p̂ (0.5 before any task of
-its kind was tried); its state rides in the checkpoint like the problem curriculum's.
+strictly between 0 and 1, first); an untried task takes the mean p̂ of its pool, (kind,
+difficulty) when the task records `meta.difficulty` (`taskgen.common.task_difficulty`), else its
+kind's (0.5 before any task of its kind was tried); its state rides in the checkpoint like the
+problem curriculum's.
+
+Held-out curve (`HarnessVal`, `--harness-val DIR --harness-val-every K`): a greedy episode per
+val task at step 0, every K steps and at the end, on the same engine with the same limits;
+resolve rate with its Wilson interval and the mean `episode_reward` go to curve.jsonl. The val
+set is refused when it shares a task id, a task's content or a mutation site with the training
+tasks (`val_overlap`); val episodes never reach the curriculum or the loss.
 
 Tasks that need no work (`drop_resolved_untouched`): before the first step each task's
 *untouched* repository is graded, as `harness run` does; a task that already grades resolved
@@ -40,7 +48,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -187,13 +195,21 @@ def group_rate(rewards: list[float]) -> float:
     return sum(min(1.0, max(0.0, r)) for r in rewards) / len(rewards)
 
 
+def pool_key(task: Any) -> tuple[str, str | None]:
+    """The curriculum pool of `task`: (kind, difficulty), difficulty None when the task does
+    not record one (hand-written tasks, task dirs generated before `meta.difficulty`)."""
+    d = getattr(task, "difficulty", None)
+    return task.kind, d if isinstance(d, str) else None
+
+
 class TaskCurriculum:
     """Tasks weighted by how informative their groups are: p̂(1 − p̂) + `FLOOR`, where p̂ is
     the EMA of the task's group rate (`group_rate`: mean clipped reward). Tasks whose groups
     are all-solved or all-failed (p̂ at 0 or 1) keep only the floor; those strictly between
-    are drawn most. A task not yet tried takes the mean p̂ of the tried tasks of its kind
-    (bugfix, feature, repo_qa, ...: tasks of one kind are alike in difficulty for the policy),
-    or `PRIOR` when no task of its kind has been tried."""
+    are drawn most. A task not yet tried takes the mean p̂ of the tried tasks of its pool
+    (`pool_key`: same kind and same difficulty, when the task records one: a hard feature is
+    not as likely solved as an easy one), else of the tried tasks of its kind (bugfix, feature,
+    repo_qa, ...: alike for the policy), or `PRIOR` when no task of its kind has been tried."""
 
     FLOOR = 0.05  # every task keeps a chance: its rate may have moved since it was last drawn
     PRIOR = 0.5  # an unknown task is assumed maximally informative
@@ -202,17 +218,45 @@ class TaskCurriculum:
         self.tasks, self.seed, self.alpha = tasks, seed, ema
         self.rate: dict[str, float] = {}
 
-    def kind_rate(self, kind: str) -> float | None:
-        """The mean p̂ of the tried tasks of `kind` (None: none tried yet)."""
-        rates = [self.rate[t.id] for t in self.tasks if t.kind == kind and t.id in self.rate]
+    def kind_rate(self, kind: str, difficulty: str | None = None) -> float | None:
+        """The mean p̂ of the tried tasks of `kind` (and of `difficulty`, when given; None:
+        none tried yet)."""
+        rates = [
+            self.rate[t.id]
+            for t in self.tasks
+            if t.id in self.rate
+            and t.kind == kind
+            and (difficulty is None or pool_key(t)[1] == difficulty)
+        ]
         return sum(rates) / len(rates) if rates else None
 
     def estimate(self, task: Any) -> float:
-        """p̂ of `task`: its own EMA, else its kind's pooled rate, else `PRIOR`."""
+        """p̂ of `task`: its own EMA, else its (kind, difficulty) pool's, else its kind's,
+        else `PRIOR`."""
         p = self.rate.get(task.id)
+        kind, difficulty = pool_key(task)
+        if p is None and difficulty is not None:
+            p = self.kind_rate(kind, difficulty)
         if p is None:
-            p = self.kind_rate(task.kind)
+            p = self.kind_rate(kind)
         return self.PRIOR if p is None else p
+
+    def pools(self) -> dict[str, dict[str, Any]]:
+        """Per pool (`kind/difficulty`, `kind/unknown`): tasks, tried, mean p̂ of the tried
+        (None: none yet), for the run's summary (`rl.json` `curriculum_pools`)."""
+        out: dict[str, dict[str, Any]] = {}
+        for t in self.tasks:
+            kind, d = pool_key(t)
+            e = out.setdefault(f"{kind}/{d or 'unknown'}", {"tasks": 0, "tried": 0, "rates": []})
+            e["tasks"] += 1
+            if t.id in self.rate:
+                e["tried"] += 1
+                e["rates"].append(self.rate[t.id])
+        return {
+            k: {"tasks": e["tasks"], "tried": e["tried"],
+                "mean_rate": sum(e["rates"]) / len(e["rates"]) if e["rates"] else None}
+            for k, e in sorted(out.items())
+        }  # fmt: skip
 
     def weight(self, task: Any) -> float:
         p = self.estimate(task)
@@ -247,10 +291,12 @@ def run_group_episodes(
     limits: Any,
     concurrency: int,
     threads: int | None = None,
+    guided: bool = True,
 ) -> list[Any]:
     """Episodes for (task, seed) jobs on one engine, `concurrency` at a time (each with its own
     token-faithful client; the engine batches their turns). Order follows `jobs`. `threads`:
-    torch intra-op threads while they run (None: one for a small CPU model, else unchanged)."""
+    torch intra-op threads while they run (None: one for a small CPU model, else unchanged).
+    `guided`: tool calls decoded under the tools' schema (`LocalClient(guided_tools=...)`)."""
     from dataclasses import replace
 
     from hillclimb.harness.agent import run_episode
@@ -269,7 +315,8 @@ def run_group_episodes(
             if i >= len(jobs):
                 return
             task, seed = jobs[i]
-            out[i] = run_episode(task, LocalClient(engine=engine), replace(limits, seed=seed))
+            client = LocalClient(engine=engine, guided_tools=guided)
+            out[i] = run_episode(task, client, replace(limits, seed=seed))
 
     # the process's thread count comes back for the RL update after
     with running_for_episodes(engine, threads):
@@ -330,7 +377,13 @@ def collect_episodes(
             job for gi, job in enumerate(episode_jobs(tasks, cfg.seed, step, rnd, G))
             if gi // G % info.world == info.rank
         ]  # fmt: skip
-        eps = run_group_episodes(engine, jobs, limits, cfg.harness_concurrency)
+        eps = run_group_episodes(
+            engine,
+            jobs,
+            limits,
+            cfg.harness_concurrency,
+            guided=getattr(cfg, "harness_guided_tools", True),
+        )
         t1 = time.perf_counter()
         # scored by the rank that ran them, the rewards travel with the episodes: every rank
         # trains on the same rewards even when the reward is not a pure function of its input
@@ -379,12 +432,14 @@ def collect_episodes(
 
 
 def episode_batch(
-    groups: list[dict[str, Any]], pad_rows_to: int, max_len: int
+    groups: list[dict[str, Any]], pad_rows_to: int, max_len: int, guide: Any = None
 ) -> dict[str, np.ndarray]:
     """Rows = episode transcripts (right-padded): `mask` = the episode's loss mask (sampled
     tokens only), `old_lp` = the sampling log-probs, `adv` per episode — the keys `build_batch`
     makes for single-turn rollouts, so `PolicyLoss` and `Trainer.update` take both. A member
-    whose `keep` is False (a truncated episode under overlong "mask") gets no row."""
+    whose `keep` is False (a truncated episode under overlong "mask") gets no row. With `guide`
+    (an `rl.guided.GuideTable`), `gidx` holds each schema-guided token's mask row (−1: none),
+    so the loss scores it over the tokens the rollout could draw."""
     rows = [
         (e, a)
         for g in groups
@@ -396,7 +451,13 @@ def episode_batch(
     rows = [(e, a) for e, a in rows if e.token_ids and any(e.loss_mask)]
     b = empty_batch(len(rows), max([len(e.token_ids) for e, _ in rows] + [2]), pad_rows_to, max_len)
     ids, mask, valid, old, adv = (b[k] for k in ("ids", "mask", "valid", "old_lp", "adv"))
+    if guide is not None:
+        from hillclimb.rl.guided import episode_guide, fill_gidx
+
+        b["gidx"] = np.full(ids.shape, -1, dtype=np.int64)
     for i, (e, a) in enumerate(rows):
+        if guide is not None:
+            fill_gidx(b["gidx"], i, episode_guide(e, guide))
         k = len(e.token_ids)
         ids[i, :k] = e.token_ids
         valid[i, :k] = 1
@@ -407,3 +468,193 @@ def episode_batch(
         old[i, :k] = np.where(ok, lp, 0.0).astype(np.float32)
         adv[i] = a
     return b
+
+
+# ---- the held-out curve (`--harness-val`) -----------------------------------------------------
+
+VAL_KEY = "harness_val"  # a val point's record in curve.jsonl: {"step", "split", VAL_KEY: {...}}
+
+
+def task_site(task: Any) -> tuple[Any, ...] | None:
+    """Where a generated task broke its project: ("mutation", language, module, function,
+    line) for a bugfix / feature (a stub has no line: its fix rewrites the whole function),
+    ("refactor", language, module, refactor, name) for a refactor; None for tasks with no code
+    site (repo_qa, terminal, hand-written ones). The module path starts with the project's
+    folder, so the key names the project too."""
+    m = task.meta if isinstance(getattr(task, "meta", None), dict) else {}
+    module = m.get("module")
+    if not isinstance(module, str):
+        return None
+    lang = getattr(task, "language", "python")
+    if task.kind in ("bugfix", "feature"):
+        return ("mutation", lang, module, m.get("function"), m.get("line"))
+    if task.kind == "refactor":
+        return ("refactor", lang, module, m.get("refactor"), m.get("old") or m.get("helper"))
+    return None
+
+
+def _sites_clash(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """The same site; a stub (line None) clashes with every mutation of its function."""
+    if a[:4] != b[:4]:
+        return False
+    return a[4] == b[4] or (a[0] == "mutation" and None in (a[4], b[4]))
+
+
+def _content(task: Any) -> tuple[Any, ...]:
+    """What makes two tasks the same under other ids (a task dir copied and renamed, or the
+    same mutation drawn by two `harness generate` runs with other seeds or splits): the
+    reference patch, or (no patch: repo_qa) the question and its answers."""
+    patch = task.solution_patch
+    if patch is not None:
+        return (task.kind, patch.read_text(encoding="utf-8", errors="replace"))
+    return (task.kind, task.instruction, tuple(task.answers))
+
+
+def val_overlap(train: list[Any], val: list[Any]) -> list[str]:
+    """Why val tasks are not held out from `train` (one line per clash; empty: disjoint): the
+    same task id, the same task under another id (`_content`), or the same mutation site of
+    the same project (`task_site`) — a val task fixed at a line the policy trained on fixing
+    measures memory, not the skill."""
+    ids = {t.id for t in train}
+    content = {_content(t): t.id for t in train}
+    sites = [(s, t.id) for t in train if (s := task_site(t)) is not None]
+    out = []
+    for v in val:
+        if v.id in ids:
+            out.append(f"{v.id}: the same task id is in the training set")
+        elif _content(v) in content:
+            out.append(f"{v.id}: the same task as training task {content[_content(v)]}")
+        elif (s := task_site(v)) is not None:
+            hit = next((tid for ts, tid in sites if _sites_clash(s, ts)), None)
+            if hit is not None:
+                where = f"{s[2]}:{s[3]}" + (f" line {s[4]}" if s[4] is not None else "")
+                out.append(f"{v.id}: mutates the site of training task {hit} ({where})")
+    return out
+
+
+def load_val_tasks(root: str | Path, train: list[Any]) -> list[Any]:
+    """The held-out tasks of `--harness-val`, sorted by id; refused (ConfigError naming the
+    clashes) when any shares an id, its content or a mutation site with the training tasks
+    (`val_overlap`). Held-out splits are welcome here (`harness generate --split heldout` /
+    `heldout_mutations`): that is what they are for."""
+    from hillclimb.harness.task import find_task_dirs, load_task
+
+    root = Path(root)
+    try:
+        tasks = sorted((load_task(d) for d in find_task_dirs(root)), key=lambda t: t.id)
+    except HillclimbError as exc:
+        raise ConfigError(f"--harness-val {root}: {exc}") from None
+    dup = sorted({t.id for t in tasks if [u.id for u in tasks].count(t.id) > 1})
+    if dup:
+        raise ConfigError(f"--harness-val {root}: task ids {dup} appear more than once")
+    clash = val_overlap(train, tasks)
+    if clash:
+        more = f" (and {len(clash) - 3} more)" if len(clash) > 3 else ""
+        raise ConfigError(
+            f"--harness-val {root}: {len(clash)} of {len(tasks)} val task(s) are not held out "
+            f"from --harness: {'; '.join(clash[:3])}{more}; generate val tasks with "
+            "`harness generate --split heldout_mutations` (or `heldout`)"
+        )
+    return tasks
+
+
+def val_point(
+    engine: Any,
+    tasks: list[Any],
+    limits: Any,
+    seed: int,
+    concurrency: int,
+    info: Any,
+    guided: bool = True,
+) -> dict[str, Any]:
+    """One point of the held-out curve: one greedy episode per val task on the trainer's engine
+    (the same `EpisodeLimits` as the rollouts, temperature 0), graded, scored with
+    `episode_reward` whatever `--reward` trains on (so points of runs with other rewards compare).
+    Rank r runs tasks r, r + world, ...; every rank gets the whole point. Nothing here touches
+    the curriculum or a batch: val episodes never train."""
+    import time
+    from dataclasses import replace
+
+    from hillclimb.rl.grpo import gather_groups
+    from hillclimb.stats import wilson_ci
+
+    t0 = time.perf_counter()
+    engine.sync_weights()  # after an update: measure the weights just trained
+    # seeded by the task alone: every point runs the same episodes but for the weights
+    jobs = [(t, derive_seed("rl-harness-val", seed, t.id) >> 33) for t in tasks]
+    mine = [j for i, j in enumerate(jobs) if i % info.world == info.rank]
+    eps = run_group_episodes(
+        engine, mine, replace(limits, temperature=0.0), concurrency, guided=guided
+    )
+    eps, rewards = gather_groups(info, eps, [episode_reward(e) for e in eps], len(tasks), 1)
+    n, k = len(eps), sum(bool(e.resolved) for e in eps)
+    lo, hi = wilson_ci(k, n)
+    pools: dict[str, dict[str, Any]] = {}
+    status: dict[str, int] = {}
+    for t, e, r in zip(tasks, eps, rewards, strict=True):
+        kind, d = pool_key(t)
+        p = pools.setdefault(f"{kind}/{d or 'unknown'}", {"n": 0, "resolved": 0, "reward": 0.0})
+        p["n"] += 1
+        p["resolved"] += int(bool(e.resolved))
+        p["reward"] += r
+        status[str(e.exit_status)] = status.get(str(e.exit_status), 0) + 1
+    for p in pools.values():
+        p["mean_reward"] = p.pop("reward") / p["n"]
+    return {
+        "tasks": n,
+        "resolved": k,
+        "resolve_rate": k / n,
+        "ci95": [lo, hi],
+        "mean_reward": sum(rewards) / n,
+        "completion_tokens": sum(e.completion_tokens for e in eps),
+        "pools": dict(sorted(pools.items())),
+        "exit_status": dict(sorted(status.items())),
+        "wall_s": time.perf_counter() - t0,  # this rank's: episodes, grading and the gather
+    }
+
+
+def logged_val_steps(out: Path) -> set[int]:
+    """Steps with a held-out point already in `out`'s curve.jsonl (a resumed run that stopped
+    after its last point must not record the same numbers twice)."""
+    from hillclimb.train.logging import read_jsonl
+
+    return {
+        r.get("step")
+        for r in read_jsonl(out / "curve.jsonl")
+        if isinstance(r, dict) and VAL_KEY in r
+    }
+
+
+class HarnessVal:
+    """The held-out curve of a harness run: a `val_point` at step 0, every `every` steps
+    (0: only the ends) and at the last step, each recorded once in curve.jsonl as
+    `{"step", "split": "harness_val", "harness_val": {...}}` (the single-turn curve's file,
+    beside its `cells` records; `rl.json` gathers them under `harness_val`)."""
+
+    def __init__(self, tasks: list[Any], every: int, limits: Any, cfg: Any, info: Any):
+        self.tasks, self.every, self.limits, self.cfg, self.info = tasks, every, limits, cfg, info
+        self.last: int | None = None  # the step of the last point measured in this process
+
+    def measure(self, tr: Any, engine: Any, step: int, logged: Collection[int] = ()) -> None:
+        """Measure and record the point of `step`, unless it was measured (here, or logged
+        before a resume)."""
+        if self.last == step or step in logged:
+            self.last = step
+            return
+        rec = val_point(
+            engine, self.tasks, self.limits, self.cfg.seed, self.cfg.harness_concurrency,
+            self.info, guided=self.cfg.harness_guided_tools,
+        )  # fmt: skip
+        self.last = step
+        lo, hi = rec["ci95"]
+        tr.log.record(
+            "curve.jsonl",
+            {"step": step, "split": VAL_KEY, VAL_KEY: rec},
+            line=f"step {step} harness val resolve rate {rec['resolve_rate']:.1%} "
+            f"[{lo:.0%}, {hi:.0%}] ({rec['resolved']}/{rec['tasks']} tasks, greedy), "
+            f"mean reward {rec['mean_reward']:.3f}",
+        )
+
+    def due(self, step: int, last_step: int) -> bool:
+        """Whether a point falls after `step` (between the ends: the ends are always measured)."""
+        return bool(self.every) and step % self.every == 0 and step < last_step

@@ -253,10 +253,14 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     cfg.seq_len = min(cfg.seq_len, mcfg.max_seq_len)
     reward_fn = custom_reward or load_reward(cfg.reward, cfg.format_reward)  # fails before work
     h_tasks = None
+    h_val: Any = None  # rl.harness.HarnessVal with --harness-val
     if cfg.harness:  # agentic RL: episodes on harness tasks (rl/harness.py)
-        from hillclimb.rl.harness import load_tasks
+        from hillclimb.rl.harness import load_tasks, load_val_tasks
 
         h_tasks = load_tasks(cfg.harness)
+        # refused before any work when not held out from every training task (those the
+        # untouched check leaves out too: they were still written for training)
+        val_tasks = load_val_tasks(cfg.harness_val, h_tasks) if cfg.harness_val else None
         reward_fn = custom_reward or (load_reward(cfg.reward) if cfg.reward else None)
         families = ["harness"]
     else:
@@ -328,6 +332,10 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             max_tokens_per_turn=cfg.max_tokens,
             temperature=cfg.temperature,
         )
+        if val_tasks:  # the held-out curve (`--harness-val`)
+            from hillclimb.rl.harness import HarnessVal
+
+            h_val = HarnessVal(val_tasks, cfg.harness_val_every, limits, cfg, info)
     else:
         cur = Curriculum(
             families,
@@ -405,10 +413,16 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
     # evaluation and checkpoint, before `final/` was published): measured again, they would be
     # the same numbers twice in curve.jsonl and in the plots
     logged_curve, logged_pareto = _logged_points(out) if tr.resume_from else (set(), set())
+    if h_val is not None:
+        from hillclimb.rl.harness import logged_val_steps
+
+        logged_val = logged_val_steps(out) if tr.resume_from else set()
     try:
         problems = h_tasks is None  # the val curve and Pareto points are problem evaluations
         if tr.step == 0 and cfg.eval_every and problems:
             curve_at = (0, _curve(tr, engine, cur, cfg, budget, step=0, log=0 not in logged_curve))
+        if tr.step == 0 and h_val is not None:
+            h_val.measure(tr, engine, 0, logged_val)
         if tr.step == 0 and cfg.pareto_budgets and problems:
             if 0 not in logged_pareto:
                 _pareto(tr, engine, cur, cfg, budget, step=0)
@@ -429,7 +443,16 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                 if problems:
                     batch = build_batch(groups, info.world * cfg.minibatches, max_len())
                 else:
-                    batch = episode_batch(groups, info.world * cfg.minibatches, engine.max_context)
+                    guide = None
+                    if cfg.harness_guided_tools:  # the masks the rollouts were drawn under
+                        from hillclimb.harness.tools import TOOL_SCHEMAS
+                        from hillclimb.rl.guided import GuideTable
+
+                        guide = GuideTable(engine.tool_grammar(TOOL_SCHEMAS))
+                    batch = episode_batch(
+                        groups, info.world * cfg.minibatches, engine.max_context, guide
+                    )
+                    loss.guide_table = guide.tensor() if guide is not None else None
                 if ref_model is not None:
                     batch["ref_lp"] = _ref_logprobs(ref_model, batch, loss, info)
                 tr.raw.train()
@@ -490,6 +513,8 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
                 and tr.step < cfg.steps
             ):
                 curve_at = (tr.step, _curve(tr, engine, cur, cfg, budget, step=tr.step))
+            if h_val is not None and h_val.due(tr.step, cfg.steps):
+                h_val.measure(tr, engine, tr.step)
             if cfg.ckpt_every and tr.step % cfg.ckpt_every == 0 and tr.step < cfg.steps:
                 tr.save(tr.step)
             if tr.over_time() and tr.step < cfg.steps:
@@ -520,6 +545,8 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
             and tr.step not in logged_pareto
         ):
             _pareto(tr, engine, cur, cfg, budget, step=tr.step)
+        if h_val is not None:  # the end point (unless just measured, or logged before a resume)
+            h_val.measure(tr, engine, tr.step, logged_val)
         tr.extra_state = {"curriculum": cur.state(), "opt_step": opt_step}
     except BaseException:
         tr.log.close()
@@ -558,7 +585,15 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         "stopped_early": stopped_early,
     }
     if h_tasks is not None:
+        from hillclimb.rl.harness import VAL_KEY
+
         summary["invalid_tasks"] = invalid_tasks
+        summary["curriculum_pools"] = cur.pools()
+        summary[VAL_KEY] = [
+            {"step": c["step"], **c[VAL_KEY]}
+            for c in read_jsonl(out / "curve.jsonl")
+            if isinstance(c, dict) and VAL_KEY in c
+        ]
     if info.is_main:
         write_json_atomic(out / "rl.json", summary)
     return summary
@@ -693,10 +728,13 @@ def _ref_logprobs(
     out = np.zeros_like(batch["old_lp"])
     ids = torch.from_numpy(batch["ids"]).to(info.device)
     valid = torch.from_numpy(batch["valid"]).to(info.device)
+    gidx = batch.get("gidx")
+    g = None if gidx is None else torch.from_numpy(gidx).to(info.device)
     for s in range(0, ids.shape[0], 8):
         x = ids[s : s + 8]
         logits = model(x[:, :-1], attention_mask=valid[s : s + 8, :-1])
-        out[s : s + 8, 1:] = loss.token_logp(logits, x).cpu().numpy()
+        gs = None if g is None else g[s : s + 8]
+        out[s : s + 8, 1:] = loss.token_logp(logits, x, gs).cpu().numpy()
     return out
 
 

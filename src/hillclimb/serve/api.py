@@ -479,7 +479,8 @@ def _check_chat(req: ChatCompletionRequest) -> None:
             # the template renders these into the prompt as they are: a wrong type would give
             # the model a garbled tool (a silently wrong answer), so it is refused like OpenAI
             for key, kind, label in (("description", str, "a string"),
-                                     ("parameters", dict, "a JSON Schema object")):  # fmt: skip
+                                     ("parameters", dict, "a JSON Schema object"),
+                                     ("strict", bool, "a boolean")):  # fmt: skip
                 if fn.get(key) is not None and not isinstance(fn[key], kind):
                     raise invalid(
                         f"Invalid type for 'tools[{i}].function.{key}': expected {label}.",

@@ -62,7 +62,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +104,7 @@ from hillclimb.serve.speculative import (
     accept_drafts,
 )
 from hillclimb.serve.suffix import OutputHistory, SuffixDrafter
+from hillclimb.serve.tool_grammar import ToolCallGrammar, ToolCallTracker, grammar_for
 from hillclimb.tokenizer.specials import (
     FIM_MIDDLE,
     FIM_PREFIX,
@@ -349,6 +350,7 @@ class _Request:
     spec_steps: int = 0
     heal_left: bytes = b""  # token healing: removed prompt bytes the output must still reproduce
     banned: list[int] | None = None  # token ids never chosen (`Engine._banned_ids`)
+    tools: ToolCallTracker | None = None  # schema-guided `<tool_call>` bodies (`tool_grammar`)
     healed_tokens: int = 0  # prompt tokens backed up by token healing
     reused: int = 0  # prompt tokens whose KV came from the prefix cache (not prefilled)
     share_logits: bool = False  # admitted with followers of the same prompt: keep its logits
@@ -392,6 +394,11 @@ class _Draft:
 
 
 SPEC_BATCH = ("auto", "always", "off")
+
+
+def _in_call(r: _Request) -> bool:
+    """Whether request r's next token is drawn inside a schema-guided `<tool_call>` body."""
+    return r.tools is not None and r.tools.state is not None
 
 
 def _must(r: _Request) -> bool:
@@ -779,6 +786,8 @@ class Engine:
         # turns it on for code-flash
         self.token_healing = bool(token_healing)
         self._heal_index: HealIndex | None = None
+        self._grammars: OrderedDict[str, ToolCallGrammar] = OrderedDict()  # `tool_grammar`
+        self._grammar_lock = threading.Lock()
         self._fim_middle, self._fim_banned = _fim_tokens(self.tokenizer, self.cfg.vocab_size)
         # prefix cache (`prefix_cache.py`): None = on unless HILLCLIMB_PREFIX_CACHE is 0/off
         # (how `hillclimb serve --no-prefix-cache` reaches the engine process)
@@ -900,6 +909,8 @@ class Engine:
         if plan is not None:
             req.heal_left, req.healed_tokens = plan.removed, plan.n_removed
         req.banned = self._banned_ids(ids, params)
+        if params.guided_tools:
+            req.tools = ToolCallTracker(self.tool_grammar(params.guided_tools))
         req.modes.append((0, think.in_think))
         if params.logprobs is not None:
             req.logprobs = []
@@ -1557,7 +1568,7 @@ class Engine:
         return out
 
     def _after_decode(self, reqs: list[_Request], logits: torch.Tensor) -> None:
-        constrained = [i for i, r in enumerate(reqs) if r.heal_left or r.banned]
+        constrained = [i for i, r in enumerate(reqs) if r.heal_left or r.banned or _in_call(r)]
         if constrained:
             logits = logits.clone()
             for i in constrained:
@@ -1636,7 +1647,28 @@ class Engine:
         if r.banned:
             logits = logits.clone()
             logits[..., r.banned] = float("-inf")
+        if r.tools is not None and r.tools.state is not None:
+            allowed = r.tools.mask(logits.device)
+            assert allowed is not None
+            if bool(allowed.any()):  # never an empty distribution (cannot happen: bytes tokens)
+                logits = logits.masked_fill(~allowed, float("-inf"))
         return logits
+
+    def tool_grammar(self, tools: list[dict]) -> ToolCallGrammar:
+        """The shared grammar for this tool set on this engine's vocabulary; a clear error when
+        the tokenizer has no `<tool_call>` / `</tool_call>` tokens to delimit a call."""
+        start = _special_id(self.tokenizer, TOOL_CALL_START, self.cfg.vocab_size)
+        end = _special_id(self.tokenizer, TOOL_CALL_END, self.cfg.vocab_size)
+        if start is None or end is None:
+            raise HillclimbError(
+                f"guided_tools needs {TOOL_CALL_START} and {TOOL_CALL_END} tokens; "
+                f"model {self.name!r}'s tokenizer has none"
+            )
+        try:
+            with self._grammar_lock:  # clients on several threads share the engine
+                return grammar_for(self._grammars, tools, self.heal_index.bytes, start, end)
+        except ValueError as exc:
+            raise HillclimbError(f"guided_tools: {exc}") from None
 
     def _heal_mask(self, r: _Request, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., V] with every token that is inconsistent with the removed prompt text at
@@ -1686,8 +1718,8 @@ class Engine:
 
     def _spec_wanted(self, r: _Request) -> bool:
         """Whether request r takes a speculative step now (see the module docstring)."""
-        if r.spec is None or r.heal_left:  # healing steps are constrained plain steps
-            return False
+        if r.spec is None or r.heal_left or _in_call(r):
+            return False  # healing and tool-call steps are constrained plain steps
         if r.drafter in ("lookup", "suffix"):
             return True  # its own policy: acceptance-based, no timings (`drafters.py`)
         p = r.params
@@ -1745,6 +1777,12 @@ class Engine:
         assert r.slot is not None
         t0 = time.perf_counter()
         drafts, q = d.propose(r.slot, r.prompt_ids + r.out_ids, gamma, r.params, r.gen)
+        if r.tools is not None and r.tools.g.start_id in drafts:
+            # a draft step verifies every position against one mask; the tokens after a
+            # `<tool_call>` need the grammar's, so drafting stops before it (the target may
+            # still choose `<tool_call>` as the step's correction or bonus token)
+            k = drafts.index(r.tools.g.start_id)
+            drafts, q = drafts[:k], (q[:k] if q is not None else None)
         if not drafts:
             return None
         return _Draft(r, d, drafts, q, _must(r), t0)
@@ -1998,6 +2036,8 @@ class Engine:
             r.out_ids.append(tid)
             r.step_ids.append(tid)
             n += 1
+            if r.tools is not None:
+                r.tools.observe(tid)
             rest, left = r.heal_left, None
             if rest:
                 left = self.heal_index.advance(rest, tid)  # None: diverged (a forced token)

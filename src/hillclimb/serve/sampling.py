@@ -74,6 +74,11 @@ class SamplingParams:
     # an oracle for another user's prompt text. None = the shared in-process scope (RL groups,
     # harness episodes, eval); the HTTP server sets the authenticated account (+ `cache_salt`).
     cache_scope: str | None = None
+    # Extension (`tool_grammar.py`): OpenAI function tool schemas; once the model opens a
+    # `<tool_call>`, only tokens that keep its body a valid call of one of these tools may be
+    # drawn, and `</tool_call>` only when the call is complete (structured tool calls: the
+    # server's `strict` tools, the harness's local models). None = unconstrained.
+    guided_tools: list[dict] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -152,6 +157,16 @@ class SamplingParams:
             or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ban)
         ):
             bad("banned_token_ids must be a list of non-negative integers")
+        gt = self.guided_tools
+        if gt is not None:
+            if not isinstance(gt, list) or not gt or not all(isinstance(t, dict) for t in gt):
+                bad("guided_tools must be a non-empty list of function tool schemas or null")
+            from hillclimb.serve.tool_grammar import compile_tools
+
+            try:
+                compile_tools(gt)
+            except (ValueError, TypeError, RecursionError) as exc:
+                bad(f"guided_tools: {str(exc)[:200]}")
         scope = self.cache_scope
         if scope is not None and (not isinstance(scope, str) or len(scope) > MAX_CACHE_SCOPE):
             bad(f"cache_scope must be a string of at most {MAX_CACHE_SCOPE} characters or null")

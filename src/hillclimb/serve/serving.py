@@ -106,6 +106,10 @@ class Endpoint(ABC, Generic[RequestT]):
         """Token ids the engine must never sample for this request (default: none)."""
         return None
 
+    def guided_tools(self, req: RequestT, tok: Tokenizer) -> list[dict[str, Any]] | None:
+        """Tool schemas the engine decodes `<tool_call>` bodies under (default: none)."""
+        return None
+
     @abstractmethod
     def flywheel_request(self, req: RequestT) -> dict[str, Any] | None:
         """What the flywheel keeps of the request (only for accounts that opted in)."""
@@ -628,6 +632,7 @@ def sampling_params(
             prediction=prediction,
             token_healing=endpoint.token_healing(req),
             banned_token_ids=endpoint.banned_tokens(req, entry.engine.tokenizer),
+            guided_tools=endpoint.guided_tools(req, entry.engine.tokenizer),
             cache_scope=scope,
         )
         try:

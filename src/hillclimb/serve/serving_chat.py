@@ -377,6 +377,26 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
         prefill, batched and compiled decode, speculative verification)."""
         return tool_call_ban(tok) if req.tool_choice == "none" else None
 
+    def guided_tools(self, req: ChatCompletionRequest, tok: Tokenizer) -> list[dict] | None:
+        """Structured tool calls (`serve.tool_grammar`): with tools offered, every
+        `<tool_call>` the model opens is decoded as `{"name": <one of the tools>, "arguments":
+        {...}}` — a call that names no tool or is not JSON is never useful to a client, and a
+        small model writes both. A tool with `"strict": true` (OpenAI's structured function
+        calling) also gets its arguments decoded under its `parameters` schema; the others
+        any JSON object. None (unconstrained) under `tool_choice: "none"` or when the
+        tokenizer has no tool-call tokens."""
+        if not req.tools or req.tool_choice == "none" or tool_call_ban(tok) is None:
+            return None
+        out = []
+        for t in req.tools:
+            fn = t["function"]
+            if fn.get("strict") is True:
+                out.append(t)
+            else:
+                out.append({"type": "function", "function": {"name": fn["name"],
+                                                            "parameters": {"type": "object"}}})  # fmt: skip
+        return out
+
     async def collect(
         self, job: Job, req: ChatCompletionRequest, prompts: list[list[int]]
     ) -> dict[str, Any]:

@@ -235,3 +235,36 @@ def pick_projects(
     for n in chosen:
         files.update(projects[n])
     return chosen, files
+
+
+# `task_difficulty`: the reference fix's size (lines) up to which a task is easy / medium
+DIFFICULTY_FIX_LINES = (2, 8)
+
+
+def fix_lines(patch: str | None, solution_sh: str | None = None) -> int:
+    """The size of the reference solution in lines: max(lines added, lines removed) of its
+    unified diff (a one-line bug swap is 1, a stub replaced by an 8-line body 8), or the
+    commands of a terminal task's `solution.sh`; 0 for none (repo_qa: the answer is a name)."""
+    if solution_sh:  # the agent types commands; its files' diff is their output, not its work
+        return sum(1 for ln in solution_sh.splitlines() if ln.strip() and not ln.startswith("#"))
+    if patch:
+        body = [ln for ln in patch.splitlines() if not ln.startswith(("+++", "---"))]
+        return max(sum(ln.startswith("+") for ln in body), sum(ln.startswith("-") for ln in body))
+    return 0
+
+
+def task_difficulty(fix: int, multi_project: bool) -> str:
+    """`meta.difficulty` of a generated task: `easy`, `medium` or `hard`.
+
+    Why these signals: they are what the generator knows for every kind without running a
+    model, and they are what a small policy pays for in a tiny context. The reference fix's
+    size (`fix_lines`) is how many lines the model must write correctly token by token (a
+    swapped operator: 1; a stubbed function: its whole body) — up to `DIFFICULTY_FIX_LINES[0]`
+    easy, up to `[1]` medium, else hard; a second project in the repository doubles the code to
+    search and read through tool observations, so it raises the level by one (at most hard).
+    Not the number of FAIL_TO_PASS tests: one broken helper fails many tests yet is one line to
+    fix, so that count measures the project's test coverage more than the task's work. Coarse
+    on purpose: the curriculum pools the group rate of the tasks sharing (kind, difficulty), so
+    each level must hold several tasks."""
+    level = sum(fix > t for t in DIFFICULTY_FIX_LINES) + int(multi_project)
+    return ("easy", "medium", "hard")[min(level, 2)]

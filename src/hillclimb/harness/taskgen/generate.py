@@ -36,12 +36,14 @@ from hillclimb.harness.taskgen.common import (
     TaskSpec,
     check_task_split,
     edit_site,
+    fix_lines,
     heldout_reason,
     in_split,
     keep_mutation,
     pick_projects,
     recorded_site_split,
     split_tests,
+    task_difficulty,
     write_files,
 )
 from hillclimb.harness.taskgen.corpus import PROJECTS
@@ -361,6 +363,11 @@ def _write_task(spec: TaskSpec, dest: Path, unsafe: bool) -> bool:
             if spec.checks:
                 doc["checks"] = spec.checks
             doc["limits"] = {"max_steps": 30, "test_timeout_s": 60.0}
+            # what the curriculum pools group rates by beside the kind (`common.task_difficulty`)
+            spec.meta["fix_lines"] = fix_lines(patch, spec.solution_sh)
+            spec.meta["difficulty"] = task_difficulty(
+                spec.meta["fix_lines"], bool(spec.meta.get("multi_project"))
+            )
             doc["meta"] = {
                 k: v for k, v in spec.meta.items() if isinstance(v, str | int | float | bool | list)
             }
@@ -507,7 +514,7 @@ def generate_tasks(
                 made.add(identity)
                 made_edits.update((kind, lang, m, spec.repo.get(m)) for m in spec.solution or {})
                 manifest.append({"id": spec.id, "kind": kind, "language": lang, "attempts": attempt + 1, **{
-                    k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template", "split")}})  # fmt: skip
+                    k: v for k, v in spec.meta.items() if k in ("projects", "mutation", "refactor", "question", "template", "split", "difficulty")}})  # fmt: skip
                 why = heldout_reason(spec.meta)
                 if why:
                     manifest[-1]["evaluation_only"] = why
