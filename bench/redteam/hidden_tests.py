@@ -1,6 +1,6 @@
-"""Does code that reads the hidden tests resolve generated harness tasks? (session 25; JSON out)
+"""Does code that reads the hidden tests resolve generated harness tasks? (sessions 25, 26; JSON out)
 
-Generates Python bug-fix/feature tasks (seeds 1 and 2, 5 each, as the session measured) and
+Generates Python bug-fix/feature tasks (seeds 1 and 2, 5 each, as session 25 measured) and
 grades, per task with a module-level function: the reference patch (must resolve), the
 untouched buggy code (must not), and each attack of `tests/test_outside_checks_s25_harnessread.py`
 (`ATTACKS`: read the hidden test file at import / at call time, or the test functions' bytecode
@@ -9,14 +9,28 @@ Default run, session 25: 8 tasks; the code before the grader hid the expected va
 (`PYTHONPATH=OLD/src`) resolved 7/8 (disk, import), 7/8 (disk, call), 4/8 (in-process); after: 0;
 references 8/8, buggy code 0/8.
 
+Session 26, `tabled`: the same tasks with their hidden tests written as tables instead: each
+direct `assert f(<literals>) == <literal>` of the task's function goes into a
+`@pytest.mark.parametrize` table or a module constant looped over (`for *args, want in CASES`),
+and the task's lists become those tests (FAIL_TO_PASS: the ones the buggy code fails). The
+harvest attacks of `tests/test_outside_checks_s26_expect.py` (`HARVESTS`: parametrize tables and
+module constants, from disk or in-process through the test functions' `pytestmark` and the
+module's globals) then wrap the function to return the table's last column for its arguments.
+`tabled_tasks` counts the tasks that had at least two such assertions and a buggy failure.
+Default run, session 26: 7 of the 8 tasks tabled; session 25's code (`PYTHONPATH=OLD/src`)
+resolved 6/7 (harvest from disk) and 7/7 (in-process) of them with the bug in place; now 0/7
+each; tabled references 7/7, buggy 0/7 (the session 25 attacks: 0/8 on both).
+
 Usage: python bench/redteam/hidden_tests.py [--seeds 1,2] [--n 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import pathlib
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -25,9 +39,92 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path += [str(ROOT / "tests"), str(ROOT / "src")]  # PYTHONPATH=OLD/src compares old code
 
 import test_outside_checks_s25_harnessread as attacks  # noqa: E402
-from hillclimb.harness.grading import grade_patch  # noqa: E402
-from hillclimb.harness.task import find_task_dirs, load_task  # noqa: E402
+import test_outside_checks_s26_expect as harvests  # noqa: E402
+from hillclimb.harness.grading import grade_patch, grade_workspace  # noqa: E402
+from hillclimb.harness.patching import copy_tree  # noqa: E402
+from hillclimb.harness.task import Task, find_task_dirs, load_task  # noqa: E402
 from hillclimb.harness.taskgen.generate import generate_tasks  # noqa: E402
+
+
+def _table_pairs(task: Task) -> tuple[list[ast.stmt], str, list[tuple[object, ...]]]:
+    """The hidden tests' imports, the callee as written (`text.truncate`) and the rows
+    (args..., expected) of their direct `assert <callee>(<literals>) == <literal>`."""
+    name = task.meta["function"]
+    imports: list[ast.stmt] = []
+    callee, rows = "", []
+    for path in sorted(task.hidden_tests.rglob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        imports += [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+        for fn in (s for s in tree.body if isinstance(s, ast.FunctionDef)):
+            for stmt in fn.body:
+                test = stmt.test if isinstance(stmt, ast.Assert) else None
+                if not (isinstance(test, ast.Compare) and isinstance(test.ops[0], ast.Eq)):
+                    continue
+                call = test.left
+                if not isinstance(call, ast.Call) or call.keywords or len(test.ops) != 1:
+                    continue
+                if getattr(call.func, "attr", getattr(call.func, "id", None)) != name:
+                    continue
+                try:
+                    args = tuple(ast.literal_eval(a) for a in call.args)
+                    want = ast.literal_eval(test.comparators[0])
+                except ValueError:
+                    continue
+                if callee in ("", ast.unparse(call.func)) and args:
+                    callee = ast.unparse(call.func)
+                    rows.append((*args, want))
+    arity = {len(r) for r in rows}
+    return imports, callee, rows if len(arity) == 1 else []
+
+
+def tabled_task(task: Task, root: pathlib.Path) -> Task | None:
+    """`task` with its hidden tests replaced by a parametrize table and a looped constant (see
+    the module docstring); None when it has fewer than two such assertions or the buggy code
+    passes them all."""
+    imports, callee, rows = _table_pairs(task)
+    if len(rows) < 2:
+        return None
+    cols = [f"a{i}" for i in range(len(rows[0]) - 1)]
+    half = (len(rows) + 1) // 2
+    call = f"{callee}({', '.join(cols)})"
+    source = "\n".join(
+        ["import pytest", *(ast.unparse(s) for s in imports), "",
+         f"CASES = {rows[half:]!r}", "",
+         f"@pytest.mark.parametrize({', '.join([*cols, 'want'])!r}, {rows[:half]!r})",
+         f"def test_table({', '.join([*cols, 'want'])}):", f"    assert {call} == want", "",
+         "def test_loop():", f"    for {', '.join([*cols, 'want'])} in CASES:",
+         f"        assert {call} == want", ""]
+    )  # fmt: skip
+    d = root / task.id
+    shutil.copytree(task.root, d)
+    shutil.rmtree(d / "tests")
+    (d / "tests").mkdir()
+    (d / "tests" / "test_tables.py").write_text(source)
+    toml = (d / "task.toml").read_text()
+    head, _, rest = toml.partition("FAIL_TO_PASS = [")
+    rest = rest.split("]", 1)[1].partition("PASS_TO_PASS = [")[2].split("]", 1)[1]
+    probe_lists = 'FAIL_TO_PASS = ["tests/test_tables.py::test_loop"]\nPASS_TO_PASS = []'
+    (d / "task.toml").write_text(head + probe_lists + rest)  # a probe: to learn the ids
+    probe = load_task(d)
+    ref, bug = grade_patch(probe, probe.solution_patch.read_text()), grade_patch(probe, None)
+    f2p = sorted(t for t, o in bug.tests.items() if o != "passed")
+    p2p = sorted(t for t in ref.tests if t not in f2p)
+    if not f2p or set(ref.tests) != set(bug.tests):
+        return None
+    listed = head + f"FAIL_TO_PASS = {json.dumps(f2p)}\nPASS_TO_PASS = {json.dumps(p2p)}" + rest
+    (d / "task.toml").write_text(listed)
+    return load_task(d)
+
+
+def harvest_grade(task: Task, harvest: str):
+    """Grade the buggy repo with the harvest attack appended to the task's module."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = pathlib.Path(tmp) / "ws"
+        copy_tree(task.repo, ws)
+        module = ws / task.meta["module"]
+        attack = harvests.HARVESTS[harvest] + harvests.WRAP.replace("{name}", task.meta["function"])
+        module.write_text(module.read_text() + attack)
+        return grade_workspace(task, ws)
 
 
 def main() -> None:
@@ -36,7 +133,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5)
     args = ap.parse_args()
     resolved: Counter[str] = Counter()
-    n = 0
+    n = tabled = 0
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             out = pathlib.Path(tmp) / str(seed)
@@ -52,7 +149,21 @@ def main() -> None:
                 resolved["buggy"] += grade_patch(task, None).resolved
                 for name in sorted(attacks.ATTACKS):
                     resolved[name] += attacks.attack_grade(task, name).resolved
-    print(json.dumps({"bench": "redteam_hidden_tests", "tasks": n, "resolved": dict(resolved)}))
+                tables = tabled_task(task, pathlib.Path(tmp) / f"tabled-{seed}")
+                if tables is None:
+                    continue
+                tabled += 1
+                ref = grade_patch(tables, tables.solution_patch.read_text())
+                resolved["tabled_reference"] += ref.resolved
+                resolved["tabled_buggy"] += grade_patch(tables, None).resolved
+                for name in sorted(harvests.HARVESTS):
+                    resolved[f"tabled_harvest_{name}"] += harvest_grade(tables, name).resolved
+    print(
+        json.dumps(
+            {"bench": "redteam_hidden_tests", "tasks": n, "tabled_tasks": tabled,
+             "resolved": dict(resolved)}
+        )
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ file on disk, or walk `sys.modules` to the test module and read its functions' b
 and return the value an `assert f(3) == 7` expects without fixing anything (session 24's red team:
 reward 1.0 on generated tasks; names built at run time defeat any text gate). So before a graded
 run `hide_expectations` rewrites the hidden tests (Python, and JS files using strict
-`node:assert`) so their literal expected values are not in the run at all, and after the run
+`node:assert`) so their expected values (literals, and what the source fixes: module constants,
+loop and parametrize tables) are not in the run at all, and after the run
 `judge_expectations` applies them to the values the run recorded. The section comment below says
 what is covered and what is not (grading.py's threat model lists what still passes).
 """
@@ -13,12 +14,17 @@ what is covered and what is not (grading.py's threat model lists what still pass
 from __future__ import annotations
 
 import ast
+import builtins
+import copy
+import datetime
 import json
 import math
 import operator
 import re
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from hillclimb.harness.testparse import FAIL, PASS, XPASS
@@ -31,11 +37,15 @@ from hillclimb.harness.testparse import FAIL, PASS, XPASS
 # reward 1.0 on generated tasks). Names built at run time (`getattr(sys, "mod" + "ules")`) defeat
 # any text gate, so the defence takes the expected values out of the run instead: before the
 # tests run, `hide_expectations` rewrites each hidden test file so that an assertion of a direct
-# statement of a test function against a literal (`assert CALL == 7`, `7 == CALL`, `!=`, `<`,
-# `in`, `is None`, `== pytest.approx(0.5)`, and plain `assert CALL` / `assert not CALL`) becomes
-# `_hillclimb_expect(CALL, "<slot>")`. That helper only records the value (a tagged encoding of
-# plain builtin values, and its truth value) in a log file; the operator and the literal stay in the
-# grader's memory, outside the sandbox, and `judge_expectations` compares after the run. `assert
+# statement of a test function against a value its source fixes (`assert CALL == 7`, `7 == CALL`,
+# `!=`, `<`, `in`, `is None`, `== pytest.approx(0.5)` or of a list/dict of numbers, a chained
+# `0 <= CALL < 5`, `not (CALL == 3)`, each side of an `and`, and plain `assert CALL` / `assert not
+# CALL`; the value a literal or folded from one: `-3`, `"a" + "b"`, `float("inf")`,
+# `date(2024, 1, 5)`, a module constant, a row of a loop or parametrize table: see "constant
+# folding" and "parametrize tables" below) becomes `_hillclimb_expect(CALL, "<slot>")`. That
+# helper only records the value (a tagged encoding of plain builtin values and dates, and its
+# truth value) in a log file; the operator and the value stay in the grader's memory, outside the
+# sandbox, and `judge_expectations` compares after the run. `assert
 # f(x)` and `assert not f(x)` rewrite to the same call, so not even truthiness is in the source.
 # A passing test whose own slots were not all recorded, or whose recorded values do not satisfy
 # the assertion, counts as failed (suppressing the helper cannot pass a test). The comparison is
@@ -88,6 +98,18 @@ def _hillclimb_encode(value, depth=0):
     if isinstance(value, dict):
         return ["dict", [[_hillclimb_encode(k, depth + 1), _hillclimb_encode(v, depth + 1)]
                          for k, v in dict.items(value)]]
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        return ["datetime", datetime.datetime.isoformat(value)]
+    if isinstance(value, datetime.date):
+        return ["date", datetime.date.isoformat(value)]
+    if isinstance(value, datetime.time):
+        return ["time", datetime.time.isoformat(value)]
+    if isinstance(value, datetime.timedelta):
+        return ["timedelta", [datetime.timedelta.days.__get__(value),
+                              datetime.timedelta.seconds.__get__(value),
+                              datetime.timedelta.microseconds.__get__(value)]]
     # numbers of other libraries (numpy's int64, a Fraction, a Decimal): their value as a plain
     # int or float. Calling their methods is safe: nothing in this process knows the answer
     import numbers
@@ -100,9 +122,12 @@ def _hillclimb_encode(value, depth=0):
     raise TypeError(kind.__name__)
 
 
-def _hillclimb_expect(value, slot, _log=LOG_PATH):
+def _hillclimb_expect(value, slot, _log=LOG_PATH, row=None):
     import json
     import os
+
+    if row is not None:  # a row of a parametrize table: the slot is the row's own
+        slot = f"{slot}@{row}"
 
     try:
         truth = bool(value)
@@ -121,91 +146,615 @@ def _hillclimb_expect(value, slot, _log=LOG_PATH):
 @dataclass(frozen=True)
 class Expectation:
     """One hidden assertion: the test that owns it (`file::[Class::]function`, ws-relative and
-    without parameters), the operator as seen from the recorded value, and the expected value."""
+    without parameters, or with the original parameter id for a row of a parametrize table), the
+    operator as seen from the recorded value, the expected value (for `chain`: the (operator,
+    value) pairs of a chained comparison, in order; for `approx`: an `Approx`), and whether the
+    assertion was `not (...)` of the comparison."""
 
     test: str
     op: str
     expected: Any
+    negated: bool = False
 
 
 @dataclass
 class HiddenExpectations:
-    """What the grader keeps out of the run: every slot's expectation, and the log it reads."""
+    """What the grader keeps out of the run: every slot's expectation, the log it reads, and the
+    opaque parametrize ids it gave (`_hcrow3_`) with the id pytest would have made instead."""
 
     log: Path
     slots: dict[str, Expectation] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def owned(self, test: str) -> list[str]:
         return [slot for slot, exp in self.slots.items() if exp.test == test]
 
+    def original_id(self, nodeid: str) -> str:
+        """`t.py::test_f[_hcrow0_]` -> `t.py::test_f[1-2]` (the id the task's lists use)."""
+        head, bracket, params = nodeid.partition("[")
+        if not bracket or not self.renamed:
+            return nodeid
+        return head + "[" + _ROW_TOKEN.sub(lambda m: self.renamed.get(m[0], m[0]), params)
 
+
+_ROW_TOKEN = re.compile(r"_hcrow\d+_")
+ROW_PARAM = "_hillclimb_row"
+
+
+@dataclass(frozen=True)
+class Approx:
+    """`pytest.approx(expected, rel=..., abs=...)` of a number, or of a flat list/tuple/dict of
+    numbers, judged with pytest's own rule (`_approx_eq`)."""
+
+    expected: Any
+    rel: float | None = None
+    abs: float | None = None
+
+
+# ---- constant folding: what a test's source says a value is --------------------------------------
+#
+# An expected value need not be written as a literal to be readable: `-3`, `"ab" + "c"`,
+# `[1 / 3, 2]`, `float("inf")`, `date(2024, 1, 5)`, a module-level `EXPECTED = [...]`, the row
+# of a `for inp, want in [...]` table or of a `@pytest.mark.parametrize` table. `_fold` computes
+# such values in the grader from the source alone. A name counts only when the test module binds
+# it exactly once (its assignment or import) and never rebinds it anywhere (no function argument,
+# local, loop variable or `global` of that name), so its value when the assertion runs is the
+# folded one; a mutable constant (a list, a dict) counts only when every use reads it in place
+# (a comparison operand, a loop's table, a parametrize table), which cannot mutate it.
+
+_MAX_FOLDED = 100_000  # items/characters a folded value may have: no huge values from a test
+_MAX_ROWS = 200  # rows of a loop or parametrize table the rewrite unrolls or renumbers
+_MAX_UNROLLED = 5_000  # statements unrolling may add to one test function
+_BUILTINS = {
+    name: getattr(builtins, name)
+    for name in ("float", "int", "str", "bool", "complex", "tuple", "list", "set", "frozenset",
+                 "dict", "enumerate", "zip", "range")
+}  # fmt: skip
+_CALLABLE = (float, int, str, bool, complex, tuple, list, set, frozenset, dict,
+             datetime.date, datetime.datetime, datetime.time, datetime.timedelta)  # fmt: skip
+_MODULE_ATTRS = {
+    "math": {"inf", "nan", "pi", "e", "tau"},
+    "datetime": {"date", "datetime", "time", "timedelta"},
+}
 _ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-          ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv}  # fmt: skip
+          ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}  # fmt: skip
+_SCALARS = (type(None), bool, int, float, complex, str, bytes,
+            datetime.date, datetime.time, datetime.timedelta)  # fmt: skip
 
 
-def _folded_number(node: ast.expr) -> int | float | None:
-    """The value of plain arithmetic on number literals (`2 / 3`), which is as much an expected
-    value as a literal; None for anything else (no `**`: no huge numbers from a test)."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+class _NotConstant(Exception):
+    """The expression is not a value the grader can compute from the test's source."""
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """A value the helper can record and the grader compare: builtin scalars, dates and
+    builtin containers of them (not a module, a class or a function a name may stand for)."""
+    if depth > 64:
+        return False
+    if type(value) in _SCALARS or type(value) is datetime.datetime:
+        return True
+    if type(value) in (list, tuple, set, frozenset):
+        return all(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _immutable(value: Any) -> bool:
+    if type(value) in (tuple, frozenset):
+        return all(_immutable(v) for v in value)
+    return type(value) in _SCALARS or type(value) is datetime.datetime
+
+
+def _sized(value: Any) -> Any:
+    if (
+        isinstance(value, (str, bytes, list, tuple, set, frozenset, dict))
+        and len(value) > _MAX_FOLDED
+    ):
+        raise _NotConstant("too large")
+    return value
+
+
+def _fold(node: ast.expr, env: dict[str, Any]) -> Any:
+    """The value `node` has when the test runs, computed from the source and `env` (the names
+    whose value is known); `_NotConstant` when it cannot be known."""
+    if isinstance(node, ast.Constant):
+        if node.value is Ellipsis:
+            raise _NotConstant("...")
         return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _folded_number(node.operand)
-        return None if inner is None else -inner
-    if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
-        left, right = _folded_number(node.left), _folded_number(node.right)
-        if left is None or right is None:
-            return None
+    if isinstance(node, ast.Name):
+        if node.id not in env:
+            raise _NotConstant(node.id)
+        value = env[node.id]
+        return (
+            value
+            if isinstance(value, (type, ModuleType)) or callable(value)
+            else copy.deepcopy(value)
+        )
+    if isinstance(node, ast.Attribute):
+        base = _fold(node.value, env)
+        if isinstance(base, ModuleType) and node.attr in _MODULE_ATTRS.get(base.__name__, ()):
+            return getattr(base, node.attr)
+        raise _NotConstant(node.attr)
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        items = [_fold(e, env) for e in node.elts]  # a Starred element is not folded: raises
+        kind = {ast.Tuple: tuple, ast.List: list, ast.Set: set}[type(node)]
         try:
-            return _ARITH[type(node.op)](left, right)
-        except ArithmeticError:
-            return None
-    return None
+            return _sized(kind(items))
+        except TypeError as exc:  # an unhashable set member
+            raise _NotConstant(str(exc)) from exc
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise _NotConstant("**")
+        try:
+            return _sized(
+                {_fold(k, env): _fold(v, env) for k, v in zip(node.keys, node.values, strict=True)}
+            )  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise _NotConstant(str(exc)) from exc
+    if isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Slice):
+        container, key = _fold(node.value, env), _fold(node.slice, env)
+        if type(container) not in (list, tuple, dict, str) or not _plain(key):
+            raise _NotConstant("subscript")
+        try:
+            return copy.deepcopy(container[key])
+        except (LookupError, TypeError) as exc:
+            raise _NotConstant(str(exc)) from exc
+    if isinstance(node, ast.UnaryOp):
+        value = _fold(node.operand, env)
+        if isinstance(node.op, ast.Not) and _plain(value):
+            return not value
+        if isinstance(node.op, (ast.USub, ast.UAdd)) and type(value) in (int, float, complex, bool):
+            return -value if isinstance(node.op, ast.USub) else +value
+        raise _NotConstant("unary")
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+        left, right = _fold(node.left, env), _fold(node.right, env)
+        if not (_plain(left) and _plain(right)):
+            raise _NotConstant("operands")
+        for seq, times in ((left, right), (right, left)):  # `"ab" * 3`: size known beforehand
+            repeated = isinstance(node.op, ast.Mult) and isinstance(seq, (str, bytes, list, tuple))
+            if repeated and (type(times) is not int or len(seq) * max(times, 0) > _MAX_FOLDED):
+                raise _NotConstant("too large")
+        try:
+            return _sized(_ARITH[type(node.op)](left, right))
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise _NotConstant(str(exc)) from exc
+    if isinstance(node, ast.Call):
+        func = _fold(node.func, env)
+        if not any(func is c for c in _CALLABLE) or any(k.arg is None for k in node.keywords):
+            raise _NotConstant("call")
+        args = [_fold(a, env) for a in node.args]
+        kwargs = {k.arg: _fold(k.value, env) for k in node.keywords}
+        if not all(_plain(v) for v in [*args, *kwargs.values()]):
+            raise _NotConstant("arguments")
+        try:
+            value = func(*args, **kwargs)
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise _NotConstant(str(exc)) from exc
+        return _sized(value)
+    raise _NotConstant(type(node).__name__)
 
 
-def _expected_value(node: ast.expr) -> tuple[str, Any] | None:
-    """("literal", value) for a literal, ("approx", number) for `pytest.approx(<number>)`."""
+def _fold_plain(node: ast.expr, env: dict[str, Any]) -> tuple[bool, Any]:
+    """(True, value) when `node` folds to a plain value, else (False, None)."""
     try:
-        return "literal", ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        pass
-    folded = _folded_number(node)
-    if folded is not None:
-        return "literal", folded
-    if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
+        value = _fold(node, env)
+    except (_NotConstant, RecursionError, MemoryError):
+        return False, None
+    return (True, value) if _plain(value) else (False, None)
+
+
+def _fold_rows(node: ast.expr, env: dict[str, Any]) -> list[Any] | None:
+    """The items a `for` loop over `node` takes, when the source fixes them: a folded list,
+    tuple, string or dict (its keys), `range`, `enumerate`, `zip` and a dict's
+    `.items()/.keys()/.values()` of such (sets are not unrolled: their order is the hash's)."""
+    if isinstance(node, ast.Call) and not node.keywords:
+        func = node.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr in ("items", "keys", "values")
+            and not node.args
+        ):
+            ok, d = _fold_plain(func.value, env)
+            return list(getattr(d, func.attr)()) if ok and type(d) is dict else None
+        if isinstance(func, ast.Name) and func.id in ("enumerate", "zip", "range"):
+            if env.get(func.id) is not _BUILTINS[func.id]:
+                return None
+            if func.id == "range":
+                folded = [_fold_plain(a, env) for a in node.args]
+                if not all(ok and type(v) is int for ok, v in folded) or not 1 <= len(folded) <= 3:
+                    return None
+                try:
+                    r = range(*(v for _, v in folded))
+                except ValueError:
+                    return None
+                return list(r) if len(r) <= _MAX_ROWS else None
+            parts = [_fold_rows(a, env) for a in node.args]
+            if any(p is None for p in parts) or not parts:
+                return None
+            if func.id == "enumerate" and len(parts) != 1:
+                return None  # a start argument: not worth reading
+            if func.id == "enumerate":
+                return list(enumerate(parts[0]))  # type: ignore[arg-type]
+            return list(zip(*parts, strict=False))  # type: ignore[arg-type]
+    ok, value = _fold_plain(node, env)
+    if not ok or type(value) not in (list, tuple, str, dict):
+        return None
+    return list(value)
+
+
+def _literal_node(value: Any) -> ast.expr:
+    """Source for a plain value (the inputs the rewrite must still bind: a loop's input column,
+    a parametrize table's kept columns); `_NotConstant` for values with no literal form."""
+    if value is None or type(value) in (bool, int, float, str, bytes):
+        return ast.Constant(value)
+    if type(value) in (list, tuple):
+        kind = ast.List if type(value) is list else ast.Tuple
+        return kind([_literal_node(v) for v in value], ast.Load())
+    if type(value) is set:
+        if not value:
+            return ast.Set([ast.Starred(ast.Tuple([], ast.Load()), ast.Load())])  # {*()}
+        return ast.Set([_literal_node(v) for v in value])
+    if type(value) is dict:
+        return ast.Dict(
+            [_literal_node(k) for k in value], [_literal_node(v) for v in value.values()]
+        )
+    raise _NotConstant(type(value).__name__)
+
+
+def _binding_counts(node: ast.AST) -> Counter[str]:
+    """How often each name is bound anywhere in `node` (assignments, loop targets, arguments,
+    imports, definitions, `global`, except clauses, match captures): in a module, a name bound
+    once is a constant."""
+    counts: Counter[str] = Counter()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+            counts[sub.id] += 1
+        elif isinstance(sub, ast.arg):
+            counts[sub.arg] += 1
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            counts[sub.name] += 1
+        elif isinstance(sub, ast.alias):
+            counts[sub.asname or sub.name.split(".")[0]] += 1
+        elif isinstance(sub, (ast.Global, ast.Nonlocal)):
+            counts.update({n: 2 for n in sub.names})
+        elif isinstance(sub, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar, ast.MatchMapping)):
+            name = getattr(sub, "name", None) or getattr(sub, "rest", None)
+            if name:
+                counts[name] += 1
+    return counts
+
+
+_DYNAMIC = {"globals", "locals", "vars", "exec", "eval", "__import__", "__dict__"}
+
+
+def _module_env(tree: ast.Module, exported: bool) -> tuple[dict[str, Any], set[str]]:
+    """The names whose value the test module fixes (see the section comment), and which of them
+    are module-level constants (assignments the rewrite may delete once nothing reads them).
+    A module that reaches its namespace dynamically (`globals()`, `setattr`, ...) or that
+    another test file imports (`exported`) gets the unshadowed builtins only."""
+    counts = _binding_counts(tree)
+    env: dict[str, Any] = {n: f for n, f in _BUILTINS.items() if counts[n] == 0}
+    words = {getattr(n, "id", None) or getattr(n, "attr", None) for n in ast.walk(tree)}
+    if exported or words & _DYNAMIC:
+        return env, set()
+    changeable = _changeable(tree)
+    consts: set[str] = set()
+    modules = {"math": math, "datetime": datetime}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                name = alias.asname or alias.name
+                if alias.name in modules and counts[name] == 1:
+                    env[name] = modules[alias.name]
+        elif isinstance(stmt, ast.ImportFrom) and stmt.module in modules and not stmt.level:
+            for alias in stmt.names:
+                name = alias.asname or alias.name
+                if alias.name in _MODULE_ATTRS[stmt.module] and counts[name] == 1:
+                    env[name] = getattr(modules[stmt.module], alias.name)
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if len(targets) != 1 or not isinstance(targets[0], ast.Name) or stmt.value is None:
+                continue
+            name = targets[0].id
+            ok, value = _fold_plain(stmt.value, env)
+            if not ok or counts[name] != 1:
+                continue
+            if not _immutable(value) and name in changeable:
+                continue
+            env[name] = value
+            consts.add(name)
+    return env, consts
+
+
+def _changeable(scope: ast.AST) -> set[str]:
+    """Names some use in `scope` may change in place (`xs.append(1)`, `f(xs)`): a mutable
+    value bound to one is not folded there (the assertion may see it changed)."""
+    parents = {
+        child: parent for parent in ast.walk(scope) for child in ast.iter_child_nodes(parent)
+    }
+    return {
+        n.id for n in ast.walk(scope)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and not _read_in_place(n, parents)
+    }  # fmt: skip
+
+
+def _fixed(bound: dict[str, Any], changeable: set[str]) -> dict[str, Any]:
+    """The bindings whose value cannot change in place where they are used."""
+    return {k: v for k, v in bound.items() if _immutable(v) or k not in changeable}
+
+
+def _read_in_place(node: ast.Name, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Is this use of a mutable constant one that cannot change it (a comparison operand, a
+    loop's table, inside a decorator: a parametrize table)?"""
+    here: ast.AST = node
+    parent = parents.get(here)
+    # through `X.items()`, `enumerate(X)`, `zip(X, Y)`: reading, not changing
+    while (
+        isinstance(parent, ast.Attribute) and parent.attr in ("items", "keys", "values")
+        or isinstance(parent, ast.Call) and here is not parent.func
+        and getattr(parent.func, "id", None) in ("enumerate", "zip", "len")
+        or isinstance(parent, ast.Call) and isinstance(parent.func, ast.Attribute)
+        and here is parent.func and not parent.args
+    ):  # fmt: skip
+        here, parent = parent, parents.get(parent)
+    if isinstance(parent, ast.Compare) or isinstance(parent, ast.For) and parent.iter is here:
+        return True
+    while parent is not None:
+        grand = parents.get(parent)
+        if isinstance(grand, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return parent in grand.decorator_list
+        parent = grand
+    return False
+
+
+# ---- which assertions are hidden, and how ---------------------------------------------------------
+
+
+def _expected_value(node: ast.expr, env: dict[str, Any]) -> tuple[str, Any] | None:
+    """("literal", value) for an expression the source fixes, ("approx", Approx) for
+    `pytest.approx(<numbers>[, rel=, abs=])`; None for anything else."""
+    ok, value = _fold_plain(node, env)
+    if ok:
+        return "literal", value
+    if isinstance(node, ast.Call) and len(node.args) == 1:
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-        if name == "approx":
-            got = _expected_value(node.args[0])
-            if got and got[0] == "literal" and type(got[1]) in (int, float):
-                return "approx", got[1]
+        if name != "approx":
+            return None
+        ok, value = _fold_plain(node.args[0], env)
+        tolerances: dict[str, float] = {}
+        for kw in node.keywords:
+            tok, tol = _fold_plain(kw.value, env) if kw.arg in ("rel", "abs") else (False, None)
+            if not tok or type(tol) not in (int, float) or not tol >= 0:
+                return None  # nan_ok, a negative or NaN tolerance: left to pytest
+            tolerances[kw.arg] = tol  # type: ignore[index]
+        numbers = (
+            value.values()
+            if type(value) is dict
+            else value
+            if type(value) in (list, tuple)
+            else [value]
+        )
+        if ok and all(type(v) in (int, float) for v in numbers):
+            return "approx", Approx(value, tolerances.get("rel"), tolerances.get("abs"))
     return None
 
 
-def _classify(test: ast.expr) -> tuple[ast.expr, str, Any] | None:
-    """(subject, operator, expected) for an assertion whose expected side can be hidden."""
-    if isinstance(test, ast.Compare):
-        if len(test.ops) != 1 or type(test.ops[0]) not in _AST_OPS:
-            return None
-        op = _AST_OPS[type(test.ops[0])]
-        left, right = _expected_value(test.left), _expected_value(test.comparators[0])
-        if right is not None and left is None:
-            subject, (how, value) = test.left, right
-        elif left is not None and right is None:
-            subject, (how, value), op = test.comparators[0], left, _FLIPPED[op]
-        else:
-            return None
+def _classify_compare(test: ast.Compare, env: dict[str, Any]) -> tuple[ast.expr, str, Any] | None:
+    """(subject, operator, expected) for a comparison with exactly one term the source does not
+    fix; a chained one (`0 <= f(x) < 5`) gives operator `chain` and its (operator, value) pairs."""
+    if not all(type(op) in _AST_OPS for op in test.ops):
+        return None
+    terms = [test.left, *test.comparators]
+    values = [_expected_value(t, env) for t in terms]
+    open_terms = [i for i, v in enumerate(values) if v is None]
+    if len(open_terms) != 1:
+        return None
+    k = open_terms[0]
+    checks: list[tuple[str, Any]] = []
+    for j, op_node in enumerate(test.ops):
+        op = _AST_OPS[type(op_node)]
+        if k not in (j, j + 1):
+            return None  # a comparison of two constants inside a chain: left to Python
+        how, value = values[j + 1 if k == j else j]  # type: ignore[misc]
+        if k == j + 1:
+            op = _FLIPPED[op]
         if how == "approx":
-            return (
-                (subject, "approx" if op == "==" else "not approx", value)
-                if op in ("==", "!=")
-                else None
-            )
-        if op in ("is", "is not") and not (value is None or value is True or value is False):
+            if op not in ("==", "!="):
+                return None
+            op = "approx" if op == "==" else "not approx"
+        elif op in ("is", "is not") and not (value is None or value is True or value is False):
             return None
-        return subject, op, value
+        checks.append((op, value))
+    if len(checks) == 1:
+        return terms[k], checks[0][0], checks[0][1]
+    return terms[k], "chain", tuple(checks)
+
+
+def _classify(test: ast.expr, env: dict[str, Any]) -> tuple[ast.expr, str, Any, bool] | None:
+    """(subject, operator, expected, negated) for an assertion whose expected side can be
+    hidden; `assert X` / `assert not X` record X's truth value."""
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        return None if isinstance(test.operand, ast.Compare) else (test.operand, "false", None)
-    return (test, "true", None)
+        if isinstance(test.operand, ast.Compare):
+            got = _classify_compare(test.operand, env)
+            return None if got is None else (*got, True)
+        if _fold_plain(test.operand, env)[0]:
+            return None  # `assert not 0`: nothing to hide
+        return test.operand, "false", None, False
+    if isinstance(test, ast.Compare):
+        got = _classify_compare(test, env)
+        return None if got is None else (*got, False)
+    if _fold_plain(test, env)[0]:
+        return None
+    return test, "true", None, False
+
+
+def _conjuncts(test: ast.expr) -> list[ast.expr]:
+    """`assert a and b` is `assert a; assert b` (b is only evaluated when a held, and then
+    the test's outcome is the same)."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return [part for value in test.values for part in _conjuncts(value)]
+    return [test]
+
+
+@dataclass
+class _Rewrite:
+    """One test function's rewrite: where its slots go and what unrolling may still add."""
+
+    test: str
+    plan: HiddenExpectations
+    loads: Counter[str]  # names read anywhere in the function, as written
+    dynamic: bool  # the function reaches its locals dynamically: keep every binding
+    row: bool = False  # inside a parametrized body: slots are per row (`ROW_PARAM`)
+    budget: int = _MAX_UNROLLED
+
+
+def _escapes(stmts: list[ast.stmt]) -> bool:
+    """Can control leave these statements early (a `return`, or a `break`/`continue` of the
+    loop they are the body of)? Nested functions and loops are their own."""
+
+    def visit(node: ast.AST, loops: int) -> bool:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            return False
+        if (
+            isinstance(node, ast.Return)
+            or isinstance(node, (ast.Break, ast.Continue))
+            and not loops
+        ):
+            return True
+        inner = loops + isinstance(node, (ast.For, ast.AsyncFor, ast.While))
+        return any(visit(child, inner) for child in ast.iter_child_nodes(node))
+
+    return any(visit(s, 0) for s in stmts)
+
+
+def _hide_assert(stmt: ast.Assert, env: dict[str, Any], rw: _Rewrite) -> list[ast.stmt] | None:
+    """The statements replacing `stmt`: a helper call per hideable conjunct, an `assert` for the
+    rest; None when nothing in it is hidden."""
+    parts = _conjuncts(stmt.test)
+    out: list[ast.stmt] = []
+    hidden = 0
+    for part in parts:
+        got = _classify(part, env)
+        if got is None:
+            out.append(ast.copy_location(ast.Assert(part, None), stmt))
+            continue
+        subject, op, expected, negated = got
+        slot = str(len(rw.plan.slots))
+        rw.plan.slots[slot] = Expectation(rw.test, op, expected, negated)
+        args = [subject, ast.Constant(slot)]
+        row = [ast.keyword("row", ast.Name(ROW_PARAM, ast.Load()))] if rw.row else []
+        out.append(
+            ast.copy_location(
+                ast.Expr(ast.Call(ast.Name(EXPECT_HELPER, ast.Load()), args, row)), stmt
+            )
+        )
+        hidden += 1
+    return out if hidden else None
+
+
+def _targets(target: ast.expr) -> list[str] | None:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        names = [_targets(t) for t in target.elts]
+        return None if any(n is None for n in names) else [n for ns in names for n in ns]  # type: ignore[union-attr]
+    return None
+
+
+def _destructure(target: ast.expr, value: Any) -> dict[str, Any] | None:
+    """What `for <target> in ...` binds for one item; None if it would not unpack."""
+    if isinstance(target, ast.Name):
+        return {target.id: value}
+    if not isinstance(value, (list, tuple, str)) or len(value) != len(target.elts):  # type: ignore[attr-defined]
+        return None
+    bound: dict[str, Any] = {}
+    for t, v in zip(target.elts, value, strict=True):  # type: ignore[attr-defined]
+        got = _destructure(t, v)
+        if got is None:
+            return None
+        bound.update(got)
+    return bound
+
+
+def _forget(plan: HiddenExpectations, count: int) -> None:
+    """Drop the slots added after the first `count` (a rewrite given up half way)."""
+    for slot in list(plan.slots)[count:]:
+        del plan.slots[slot]
+
+
+def _unroll(loop: ast.For, env: dict[str, Any], rw: _Rewrite) -> list[ast.stmt] | None:
+    """A `for` over a table the source fixes, written out once per row so its assertions are
+    direct statements (each required to log): the row's values are known in its copy, so
+    `assert f(inp) == want` hides `want`; a loop variable is still bound in a copy only where
+    something reads it (an input). None when the loop is not of that kind or hides nothing."""
+    names = _targets(loop.target)
+    rows = _fold_rows(loop.iter, env)
+    if loop.orelse or names is None or not rows or len(rows) > _MAX_ROWS or _escapes(loop.body):
+        return None
+    size = len(rows) * sum(1 for s in loop.body for _ in ast.walk(s) if isinstance(_, ast.stmt))
+    if size > rw.budget:
+        return None
+    outer = rw.loads - Counter(
+        n.id for n in ast.walk(loop) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    )
+    copies: list[tuple[dict[str, Any], list[ast.stmt]]] = []
+    before, risky = len(rw.plan.slots), _changeable(loop)
+    for row in rows:
+        bound = _destructure(loop.target, row)
+        if bound is None:
+            _forget(rw.plan, before)
+            return None
+        body, _ = _hide_block(copy.deepcopy(loop.body), {**env, **_fixed(bound, risky)}, rw)
+        copies.append((bound, body))
+    if len(rw.plan.slots) == before:
+        return None
+    read = set(outer) | {
+        n.id for _, body in copies for s in body for n in ast.walk(s)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }  # fmt: skip
+    out: list[ast.stmt] = []
+    try:
+        for bound, body in copies:
+            for name in names:
+                if rw.dynamic or name in read:
+                    target = ast.Name(name, ast.Store())
+                    out.append(
+                        ast.copy_location(ast.Assign([target], _literal_node(bound[name])), loop)
+                    )
+            out += body
+    except _NotConstant:
+        _forget(rw.plan, before)
+        return None
+    rw.budget -= size
+    return out
+
+
+def _hide_block(
+    stmts: list[ast.stmt], env: dict[str, Any], rw: _Rewrite
+) -> tuple[list[ast.stmt], int]:
+    """Rewrite a block's direct assertions (and unroll its loops over fixed tables) in order.
+    Not those in branches, `with` or `try` blocks, or after a statement that may `return`: a
+    slot the test may legitimately skip cannot be required. A name a statement rebinds leaves
+    `env` from there on."""
+    env = dict(env)
+    out: list[ast.stmt] = []
+    before, diverted = len(rw.plan.slots), False
+    for stmt in stmts:
+        new: list[ast.stmt] | None = None
+        if not diverted and isinstance(stmt, ast.Assert):
+            new = _hide_assert(stmt, env, rw)
+        elif not diverted and type(stmt) is ast.For:
+            new = _unroll(stmt, env, rw)
+        if new is not None:
+            out += new
+        else:
+            out.append(stmt)
+            diverted = diverted or _escapes([stmt])
+        for name in _binding_counts(stmt):
+            env.pop(name, None)
+    return out, len(rw.plan.slots) - before
 
 
 def _mentions_xfail(nodes: list[ast.expr]) -> bool:
@@ -227,32 +776,233 @@ def _test_functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.A
         if isinstance(stmt, funcs) and stmt.name.startswith("test"):
             found.append((stmt.name, stmt))
         elif isinstance(stmt, ast.ClassDef) and stmt.name.startswith("Test"):
-            if _mentions_xfail(stmt.decorator_list):
+            class_marks = [s.value for s in stmt.body if isinstance(s, ast.Assign)
+                           and any(getattr(t, "id", None) == "pytestmark" for t in s.targets)]  # fmt: skip
+            if _mentions_xfail(stmt.decorator_list + class_marks):
                 continue
             found += [(f"{stmt.name}::{s.name}", s) for s in stmt.body
                       if isinstance(s, funcs) and s.name.startswith("test")]  # fmt: skip
     return [(name, fn) for name, fn in found if not _mentions_xfail(fn.decorator_list)]
 
 
-def _hide_in_function(
+def _rewrite(
     fn: ast.FunctionDef | ast.AsyncFunctionDef, test: str, plan: HiddenExpectations
+) -> _Rewrite:
+    loads = Counter(
+        n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    )
+    return _Rewrite(test, plan, loads, dynamic=bool(set(loads) & _DYNAMIC))
+
+
+def _hide_in_function(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    test: str,
+    plan: HiddenExpectations,
+    env: dict[str, Any],
 ) -> int:
-    """Rewrite the function's direct `assert` statements (not those in loops, branches or
-    `with` blocks: a slot the test may legitimately skip cannot be required) in place."""
-    hidden = 0
-    for i, stmt in enumerate(fn.body):
-        if not isinstance(stmt, ast.Assert):
-            continue
-        got = _classify(stmt.test)
-        if got is None:
-            continue
-        subject, op, expected = got
-        slot = str(len(plan.slots))
-        plan.slots[slot] = Expectation(test, op, expected)
-        call = ast.Call(ast.Name(EXPECT_HELPER, ast.Load()), [subject, ast.Constant(slot)], [])
-        fn.body[i] = ast.copy_location(ast.Expr(call), stmt)
-        hidden += 1
+    """Rewrite the test function's body in place; the number of slots it got."""
+    body, hidden = _hide_block(fn.body, env, _rewrite(fn, test, plan))
+    fn.body = body
     return hidden
+
+
+# ---- parametrize tables --------------------------------------------------------------------------
+#
+# `@pytest.mark.parametrize("inp,want", [(1, 2), (3, 4)])` puts the expected values in the
+# decorator, where a reader finds them (in the file, or in the function's `pytestmark`), and in
+# the test ids (`test_f[1-2]`, also in `PYTEST_CURRENT_TEST`). So the rewrite folds the body once
+# per row (its columns known), and when every row gives the same code, replaces the table by the
+# columns something still reads plus a row number (`ROW_PARAM`), the slots being per row, and the
+# ids by opaque ones (`_hcrow7_`) that `HiddenExpectations.original_id` maps back to the id pytest
+# would have made (its rule, for the values whose id is their text: numbers, None, booleans,
+# plain ASCII strings; any other value is `<argname><index>`). Tables whose ids the grader cannot
+# be sure of (duplicates, `pytest.param` with marks, `indirect`, several parametrize decorators on
+# one test, escaped strings) are left as they are.
+
+_PRINTABLE_ID = re.compile(r"[ -\[\]-~]*")  # printable ASCII without a backslash
+
+
+def _is_parametrize(deco: ast.expr) -> bool:
+    return (
+        isinstance(deco, ast.Call)
+        and isinstance(deco.func, ast.Attribute)
+        and deco.func.attr == "parametrize"
+    )
+
+
+def _param_id(value: Any, argname: str, idx: int) -> str | None:
+    """pytest's id for one value (`IdMaker._idval`); None where the grader cannot be sure."""
+    if type(value) is str:
+        return value if _PRINTABLE_ID.fullmatch(value) else None
+    if value is None or type(value) in (bool, int, float, complex):
+        return str(value)
+    if type(value) is bytes:
+        return None
+    return f"{argname}{idx}"
+
+
+def _param_table(
+    deco: ast.Call, env: dict[str, Any]
+) -> tuple[list[str], list[tuple[Any, ...]], list[str]] | None:
+    """(argnames, rows, pytest's ids) of a parametrize decorator whose table the source fixes."""
+    if len(deco.args) != 2 or any(k.arg != "ids" for k in deco.keywords):
+        return None
+    ok, names = _fold_plain(deco.args[0], env)
+    if ok and type(names) is str:
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if (
+        not ok
+        or type(names) not in (list, tuple)
+        or not names
+        or not all(type(n) is str for n in names)
+    ):
+        return None
+    table = deco.args[1]
+    items = table.elts if isinstance(table, (ast.List, ast.Tuple)) else None
+    explicit: list[str | None] = []
+    rows: list[tuple[Any, ...]] = []
+    for item in items if items is not None else []:
+        given = None
+        if (
+            isinstance(item, ast.Call)
+            and getattr(item.func, "attr", getattr(item.func, "id", None)) == "param"
+        ):
+            if any(k.arg != "id" for k in item.keywords) or any(
+                isinstance(a, ast.Starred) for a in item.args
+            ):
+                return None
+            if item.keywords:
+                ok, given = _fold_plain(item.keywords[0].value, env)
+                if not ok or (given is not None and type(given) is not str):
+                    return None
+            values = [_fold_plain(a, env) for a in item.args]
+            if not all(ok for ok, _ in values):
+                return None
+            row = tuple(v for _, v in values)
+        else:
+            ok, value = _fold_plain(item, env)
+            if not ok:
+                return None
+            if len(names) == 1:
+                row = (value,)
+            elif type(value) in (list, tuple):
+                row = tuple(value)
+            else:
+                return None
+        if len(row) != len(names):
+            return None
+        rows.append(row)
+        explicit.append(given)
+    if items is None:
+        got = _fold_rows(table, env)
+        if got is None:
+            return None
+        for value in got:
+            row = (
+                (value,)
+                if len(names) == 1
+                else tuple(value)
+                if type(value) in (list, tuple)
+                else ()
+            )
+            if len(row) != len(names):
+                return None
+            rows.append(row)
+            explicit.append(None)
+    if not rows or len(rows) > _MAX_ROWS:
+        return None
+    if deco.keywords:
+        ok, ids_given = _fold_plain(deco.keywords[0].value, env)
+        if not ok or type(ids_given) not in (list, tuple) or len(ids_given) != len(rows):
+            return None
+        explicit = [e if e is not None else i for e, i in zip(explicit, ids_given, strict=True)]
+    ids: list[str] = []
+    for idx, (row, given) in enumerate(zip(rows, explicit, strict=True)):
+        parts = (
+            [given]
+            if given is not None
+            else [_param_id(v, n, idx) for v, n in zip(row, names, strict=True)]
+        )
+        if any(type(p) is not str or not _PRINTABLE_ID.fullmatch(p) for p in parts):
+            return None
+        ids.append("-".join(parts))  # type: ignore[arg-type]
+    if len(set(ids)) != len(ids):
+        return None
+    return list(names), rows, ids
+
+
+def _hide_parametrized(
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    test: str,
+    plan: HiddenExpectations,
+    env: dict[str, Any],
+) -> int | None:
+    """Rewrite a parametrized test (see the section comment); None when it is not one the
+    grader rewrites this way (then its body is rewritten like any other)."""
+    decos = [d for d in fn.decorator_list if _is_parametrize(d)]
+    if len(decos) != 1:
+        return None
+    deco = decos[0]
+    table = _param_table(deco, env)  # type: ignore[arg-type]
+    args = fn.args
+    if table is None or args.defaults or args.vararg or args.kwarg:
+        return None
+    names, rows, ids = table
+    params = [a.arg for a in args.args]
+    if not set(names) <= set(params) or ROW_PARAM in params or args.posonlyargs:
+        return None
+    bodies, risky = [], _changeable(fn)
+    for row in rows:
+        sub = HiddenExpectations(plan.log)
+        rw = _rewrite(fn, test, sub)
+        rw.row = True
+        body, _ = _hide_block(
+            copy.deepcopy(fn.body), {**env, **_fixed(dict(zip(names, row, strict=True)), risky)}, rw
+        )
+        bodies.append((body, sub))
+    shapes = {ast.dump(ast.Module(body, [])) for body, _ in bodies}
+    if len(shapes) != 1 or not bodies[0][1].slots:
+        return None  # the rows do not share one rewritten body, or nothing is hidden
+    body = bodies[0][0]
+    read = {
+        n.id
+        for s in body
+        for n in ast.walk(s)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
+    read |= {
+        n.id
+        for d in fn.decorator_list
+        if d is not deco
+        for n in ast.walk(d)
+        if isinstance(n, ast.Name)
+    }
+    keep = [i for i, n in enumerate(names) if n in read]
+    try:
+        new_rows = [ast.Tuple([*(_literal_node(row[i]) for i in keep), ast.Constant(r)], ast.Load())
+                    for r, row in enumerate(rows)]  # fmt: skip
+    except _NotConstant:
+        return None
+    prefix = f"p{len(plan.slots)}_"
+    for node in (n for s in body for n in ast.walk(s)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == EXPECT_HELPER:
+            node.args[1] = ast.Constant(prefix + node.args[1].value)  # type: ignore[attr-defined]
+    tokens = []
+    for r, (row_id, (_, sub)) in enumerate(zip(ids, bodies, strict=True)):
+        token = f"_hcrow{len(plan.renamed)}_"
+        plan.renamed[token] = row_id
+        tokens.append(ast.Constant(token))
+        for slot, exp in sub.slots.items():
+            plan.slots[f"{prefix}{slot}@{r}"] = replace(exp, test=f"{test}[{row_id}]")
+    deco.args = [
+        ast.List([ast.Constant(names[i]) for i in keep] + [ast.Constant(ROW_PARAM)], ast.Load()),
+        ast.List(new_rows, ast.Load()),  # type: ignore[arg-type]
+    ]  # type: ignore[attr-defined]
+    deco.keywords = [ast.keyword("ids", ast.List(tokens, ast.Load()))]  # type: ignore[attr-defined]
+    dropped = {names[i] for i in range(len(names)) if i not in keep}
+    args.args = [a for a in args.args if a.arg not in dropped] + [ast.arg(ROW_PARAM)]
+    fn.body = body
+    return sum(len(sub.slots) for _, sub in bodies)
 
 
 def _prelude_at(tree: ast.Module) -> int:
@@ -268,38 +1018,66 @@ def _prelude_at(tree: ast.Module) -> int:
     return at
 
 
-def hide_in_source(source: str, rel: str, plan: HiddenExpectations) -> str | None:
+def hide_in_source(
+    source: str,
+    rel: str,
+    plan: HiddenExpectations,
+    *,
+    exported: bool = False,
+    rename_ids: bool = True,
+) -> str | None:
     """`source` (the test file at ws-relative `rel`) with its hideable assertions rewritten and
     the helper added; None when there is nothing to hide or it does not parse (left as it is:
-    pytest then reports the file's own error)."""
+    pytest then reports the file's own error). `exported`: another test file imports this one,
+    so its module-level names stay; `rename_ids`: parametrize ids may be replaced (not when the
+    test command selects tests by id)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
-    hidden = sum(
-        _hide_in_function(fn, f"{rel}::{name}", plan) for name, fn in _test_functions(tree)
-    )
+    env, consts = _module_env(tree, exported)
+    hidden = 0
+    for name, fn in _test_functions(tree):
+        got = _hide_parametrized(fn, f"{rel}::{name}", plan, env) if rename_ids else None
+        hidden += got if got is not None else _hide_in_function(fn, f"{rel}::{name}", plan, env)
     if not hidden:
         return None
+    # a constant nothing reads any more (its uses were all hidden) leaves the file
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    tree.body = [
+        s for s in tree.body
+        if not (isinstance(s, (ast.Assign, ast.AnnAssign))
+                and {t.id for t in (s.targets if isinstance(s, ast.Assign) else [s.target])
+                     if isinstance(t, ast.Name)} & (consts - read))
+    ]  # fmt: skip
     prelude = ast.parse(_PRELUDE.replace("LOG_PATH", repr(str(plan.log)))).body
     at = _prelude_at(tree)
     tree.body[at:at] = prelude
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
-def hide_expectations(ws: Path, files: list[Path], log: Path) -> HiddenExpectations:
-    """Rewrite the test `files` (paths under `ws`) so their expected literals leave the run;
-    the returned plan holds them for `judge_expectations`. Call after the hidden tests are
-    installed and before the run; `log` must be writable inside the sandbox (it lies in `ws`)."""
+def hide_expectations(
+    ws: Path, files: list[Path], log: Path, *, rename_ids: bool = True
+) -> HiddenExpectations:
+    """Rewrite the test `files` (paths under `ws`) so their expected values leave the run; the
+    returned plan holds them for `judge_expectations`. Call after the hidden tests are installed
+    and before the run; `log` must be writable inside the sandbox (it lies in `ws`).
+    `rename_ids=False` when the test command names test ids (parametrize ids must stay)."""
     plan = HiddenExpectations(log)
+    sources: dict[Path, str] = {}
     for path in files:
-        rel = path.relative_to(ws).as_posix()
         try:
-            source = path.read_text(encoding="utf-8")
+            sources[path] = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             continue  # not UTF-8: the runner reports it; there is nothing for us to parse
-        hide = hide_in_js_source if path.suffix in (".js", ".cjs") else hide_in_source
-        new = hide(source, rel, plan)
+    for path, source in sources.items():
+        rel = path.relative_to(ws).as_posix()
+        if path.suffix in (".js", ".cjs"):
+            new = hide_in_js_source(source, rel, plan)
+        else:
+            word = re.compile(rf"\b{re.escape(path.stem)}\b")
+            exported = any(word.search(s) for p, s in sources.items() if p != path)
+            new = hide_in_source(source, rel, plan, exported=exported, rename_ids=rename_ids)
         if new is not None:
             path.write_text(new, encoding="utf-8")
     return plan
@@ -321,6 +1099,11 @@ def _decode(tagged: Any) -> Any:
         return complex(float(value[0]), float(value[1]))
     if kind == "bytes":
         return bytes.fromhex(value)
+    dates = {"date": datetime.date, "datetime": datetime.datetime, "time": datetime.time}
+    if kind in dates:
+        return dates[kind].fromisoformat(str(value))
+    if kind == "timedelta":
+        return datetime.timedelta(int(value[0]), int(value[1]), int(value[2]))
     containers = {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}
     if kind in containers:
         return containers[kind](_decode(v) for v in value)
@@ -329,13 +1112,64 @@ def _decode(tagged: Any) -> Any:
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def _approx(actual: Any, expected: int | float) -> bool:
-    """pytest.approx's default for one number: relative 1e-6 or absolute 1e-12."""
-    if type(actual) not in (int, float):
-        return False
+def _approx_scalar(
+    actual: Any, expected: int | float, rel: float | None, abs_: float | None
+) -> bool:
+    """pytest's `ApproxScalar.__eq__` for a number: equal, or within max(rel·|expected|, abs)
+    (default rel 1e-6, abs 1e-12; only `abs` given: that alone)."""
     if actual == expected:
         return True
-    return abs(actual - expected) <= max(1e-6 * abs(expected), 1e-12)
+    if (
+        type(actual) not in (bool, int, float, complex)
+        or math.isnan(expected)
+        or math.isinf(expected)
+    ):
+        return False
+    tol_abs = abs_ if abs_ is not None else 1e-12
+    if rel is None and abs_ is not None:
+        tolerance = tol_abs
+    else:
+        tolerance = max((rel if rel is not None else 1e-6) * abs(expected), tol_abs)
+    return abs(expected - actual) <= tolerance
+
+
+def _approx_eq(actual: Any, approx: Approx) -> bool:
+    """pytest.approx's rule on a decoded value: a mapping needs the same keys, a sequence the
+    same length (then item by item in iteration order, as pytest zips them)."""
+    exp = approx.expected
+    if type(exp) is dict:
+        if not isinstance(actual, dict) or set(actual) != set(exp):
+            return False
+        return all(_approx_scalar(actual[k], v, approx.rel, approx.abs) for k, v in exp.items())
+    if type(exp) in (list, tuple):
+        if not isinstance(actual, (list, tuple, set, frozenset, dict, str, bytes)) or len(
+            actual
+        ) != len(exp):
+            return False
+        return all(
+            _approx_scalar(a, e, approx.rel, approx.abs) for a, e in zip(actual, exp, strict=True)
+        )
+    return _approx_scalar(actual, exp, approx.rel, approx.abs)
+
+
+_COMPARE = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge,
+    "in": lambda a, e: a in e, "not in": lambda a, e: a not in e,
+    "contains": lambda a, e: e in a, "not contains": lambda a, e: e not in a,
+    "is": operator.is_, "is not": operator.is_not,
+    "approx": _approx_eq, "not approx": lambda a, e: not _approx_eq(a, e),
+}  # fmt: skip
+
+
+def _verdict(exp: Expectation, record: dict[str, Any]) -> bool | None:
+    """The assertion's value on the recorded value, None where Python would have raised. A
+    value that was not a plain builtin stands as a bare object: unequal to every literal, not
+    ordered against any (no object of the code under test takes part)."""
+    actual = object() if record.get("v") is None else _decode(record["v"])
+    if exp.op == "chain":
+        return all(bool(_COMPARE[op](actual, value)) for op, value in exp.expected)
+    return bool(_COMPARE[exp.op](actual, exp.expected))
 
 
 def _holds(exp: Expectation, record: dict[str, Any]) -> bool:
@@ -345,29 +1179,11 @@ def _holds(exp: Expectation, record: dict[str, Any]) -> bool:
         return record.get("b") is (exp.op == "true")
     if exp.op.startswith("js_"):
         return _js_holds(exp, record)
-    if record.get("v") is None:
-        return exp.op == "is not"  # not an encodable builtin, so not None / True / False
     try:
-        actual = _decode(record["v"])
-        checks = {
-            "==": lambda: actual == exp.expected,
-            "!=": lambda: actual != exp.expected,
-            "<": lambda: actual < exp.expected,
-            "<=": lambda: actual <= exp.expected,
-            ">": lambda: actual > exp.expected,
-            ">=": lambda: actual >= exp.expected,
-            "in": lambda: actual in exp.expected,
-            "not in": lambda: actual not in exp.expected,
-            "contains": lambda: exp.expected in actual,
-            "not contains": lambda: exp.expected not in actual,
-            "is": lambda: actual is exp.expected,
-            "is not": lambda: actual is not exp.expected,
-            "approx": lambda: _approx(actual, exp.expected),
-            "not approx": lambda: not _approx(actual, exp.expected),
-        }
-        return bool(checks[exp.op]())
+        verdict = _verdict(exp, record)
     except Exception:  # an undecodable record or an incomparable value fails the assertion
         return False
+    return verdict is not None and verdict != exp.negated
 
 
 def _read_expect_log(log: Path) -> list[dict[str, Any]]:
@@ -401,23 +1217,22 @@ def _base_test(nodeid: str) -> str:
 def judge_expectations(
     plan: HiddenExpectations, outcomes: dict[str, str]
 ) -> tuple[dict[str, str], list[str]]:
-    """Outcomes with each passing test whose hidden assertions failed, or did not all run,
-    turned into a failure; also the ids so turned (for the grade's message)."""
-    failing: set[str] = (
-        set()
-    )  # node ids (and base ids, for unattributed records) with a failed check
+    """Outcomes (under the tests' original ids: opaque parametrize ids mapped back) with each
+    passing test whose hidden assertions failed, or did not all run, turned into a failure;
+    also the ids so turned (for the grade's message)."""
+    failing: set[str] = set()  # node ids (and base ids, for unattributed records) failing a check
     seen: dict[str, set[str]] = {}  # node id -> its slots that recorded
     for rec in _read_expect_log(plan.log):
         exp = plan.slots.get(rec["s"])
         if exp is None:
             continue
-        test = re.sub(r" \((setup|call|teardown)\)$", "", rec["t"]) or exp.test
+        test = plan.original_id(re.sub(r" \((setup|call|teardown)\)$", "", rec["t"])) or exp.test
         if not _holds(exp, rec):
             failing.update((test, exp.test))
         seen.setdefault(test, set()).add(rec["s"])
-    judged = dict(outcomes)
+    judged = {plan.original_id(nodeid): outcome for nodeid, outcome in outcomes.items()}
     turned = []
-    for nodeid, outcome in outcomes.items():
+    for nodeid, outcome in list(judged.items()):
         if outcome not in (PASS, XPASS):
             continue
         base = _base_test(nodeid)

@@ -30,17 +30,25 @@ lists tests) the grader
    `PYTEST_ADDOPTS=-p ...` for any pytest the command starts, a node:test reporter added to every
    `node --test`; they sign each test's outcome with a one-shot key that the first runner claims
    before any test code runs, and the grader accepts only records whose HMAC verifies;
-3. takes the literal expected values out of the hidden tests before the run (expectations.py's
-   `hide_expectations`): in Python each direct `assert X <op> LITERAL` (==, !=, <, <=, >, >=, in,
-   not in, `is None/True/False`, `== pytest.approx(number)`, arithmetic on number literals,
-   literal on either side) and each plain `assert X` / `assert not X` of a test function (not
-   xfail-marked) becomes `_hillclimb_expect(X, "<slot>")`; in node test files (strict assert)
-   each one-line `assert.equal/strictEqual/deepEqual/notEqual/.../ok(X, LITERAL)` of a `test()`
-   body becomes `__hillclimbExpect(X, '<slot>')`. The helper only logs X (plain builtin values,
-   encoded) and its truth value; the operator and the literal stay in the grader's memory and
+3. takes the expected values out of the hidden tests before the run (expectations.py's
+   `hide_expectations`): in Python each direct `assert X <op> VALUE` (==, !=, <, <=, >, >=, in,
+   not in, `is None/True/False`, `== pytest.approx(numbers[, rel=, abs=])`, chained
+   `A <= X < B`, `not (X == VALUE)`, each conjunct of `and`, value on either side) and each plain
+   `assert X` / `assert not X` of a test function (not xfail-marked) becomes
+   `_hillclimb_expect(X, "<slot>")`, where VALUE is anything the test's source fixes: a literal,
+   arithmetic and concatenation of literals, `float("inf")`, `date(...)`/`datetime(...)`, a
+   name the module binds once to such a value (then deleted from the file when nothing else
+   reads it), a row of a `for` loop over such a table (the loop is unrolled, each copy binding
+   only the loop variables something still reads) or of a `@pytest.mark.parametrize` table (the
+   expected columns leave the table, the rows get a row number and opaque ids that the grader
+   maps back to pytest's own). In node test files (strict assert) each one-line
+   `assert.equal/strictEqual/deepEqual/notEqual/.../ok(X, LITERAL)` of a `test()` body becomes
+   `__hillclimbExpect(X, '<slot>')`. The helper only logs X (plain builtin values and dates,
+   encoded) and its truth value; the operator and the value stay in the grader's memory and
    are applied after the run (`judge_expectations`, with the runner's own semantics: Python
-   `==`, node's `Object.is` / `deepStrictEqual`): a test that passed but whose slots did not all
-   log, or logged values that fail the hidden assertion, counts as failed;
+   `==`, pytest.approx's tolerance rule, node's `Object.is` / `deepStrictEqual`): a test that
+   passed but whose slots did not all log, or logged values that fail the hidden assertion,
+   counts as failed;
 4. decides FAIL_TO_PASS / PASS_TO_PASS on those records only (as step 3 corrected them). No
    verified record at all (the command runs neither pytest nor `node --test`, crashed before
    starting, or a hack stopped it) is `test_error`; per-test decisions never fall back to text.
@@ -72,22 +80,32 @@ f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms s
 Reading the hidden tests for their expected values (from disk, at import or call time, or
 in-process through `sys.modules` and the test functions' code constants, names built at run time;
 session 25: 8 of 10 generated Python tasks and 1 of 4 JavaScript tasks resolved that way with the
-bug in place, 0 after) now finds only the calls: the values are not in the sandbox. What such
-reading still reaches: expected values that are not literals (`== date(2024, 1, 5)`, `== [b, a]`, a
-variable holding a literal, a module-level constant), assertions not written directly in a test
-function's body (in loops, branches, `with` blocks, helper functions, fixtures), chained
-comparisons, `assert not (a == 1)`, `and`/`or` of comparisons, parametrize tables, `unittest`
-`self.assertEqual`, which input `pytest.raises` expects to raise (of the generated corpus's
-assertions 109 of 112 Python and all 108 non-`throws` node ones are hidden; daterange's two date
-comparisons and scheduler's `[b, a]` stay readable). In node test files the same holds for
-multi-line or nested assertions, loose `node:assert`, `describe` blocks and template strings, and
-which input `assert.throws` expects to throw. A truthiness slot can be guessed (one bit per slot).
-A task instruction that quotes a failing assertion shows that value to the agent. Node runs each
-test file in a child process whose event stream to the parent (node's own serialisation) the test
-code could imitate; code the test command runs *before* the runner could read the key file. These
-need deliberate exploit code rather than printed text; the sandbox bounds the blast radius (no
-network, only the throw-away workspace writable), and trajectories keep the patch for audit. A
-second, out-of-process check would be the next step if such exploits show up in RL.
+bug in place, 0 after) now finds only the calls: the values are not in the sandbox. Session 26
+extended that to expected values the source fixes without writing them as literals (module
+constants, loop and parametrize tables, folded expressions; a harvest of tables and constants, from
+disk or in-process through `pytestmark` and module globals, resolved 6/7 and 7/7 generated tasks
+rewritten into table form with the bug in place on session 25's code, 0/7 after:
+`bench/redteam/hidden_tests.py`). What such reading still reaches: expected values the source does
+not fix (`== [b, a]` of objects the test built, a value a fixture or a helper returns, a name
+rebound anywhere in the module, a mutable value some use may change, anything in a module that
+reaches its namespace dynamically or that another test file imports), assertions not direct
+statements of a test body or of a loop over a fixed table (in branches, `with`/`try` blocks, after
+a statement that may `return`, in loops that may `break`, in helper functions and fixtures),
+parametrize tables whose ids the grader cannot be sure of (duplicate ids, non-ASCII or escaped
+strings, `pytest.param` marks, `indirect`, several parametrize decorators on one test, a command
+that selects tests by id or `-k`, a conftest defining `pytest_make_parametrize_id`: the table is
+then left as written), `or` of comparisons, `unittest` `self.assertEqual`, which input
+`pytest.raises` expects to raise (of the generated corpus's assertions 292 of 293 Python, in 32
+distinct test files, and all 108 non-`throws` node ones are hidden; scheduler's `[b, a]` stays
+readable). In node test files the same holds for multi-line or nested assertions, loose
+`node:assert`, `describe` blocks and template strings, and which input `assert.throws` expects to
+throw. A truthiness slot can be guessed (one bit per slot). A task instruction that quotes a
+failing assertion shows that value to the agent. Node runs each test file in a child process whose
+event stream to the parent (node's own serialisation) the test code could imitate; code the test
+command runs *before* the runner could read the key file. These need deliberate exploit code rather
+than printed text; the sandbox bounds the blast radius (no network, only the throw-away workspace
+writable), and trajectories keep the patch for audit. A second, out-of-process check would be the
+next step if such exploits show up in RL.
 """
 
 from __future__ import annotations
@@ -304,7 +322,22 @@ def _hide_expected_values(task: Task, ws: Path, log: Path) -> HiddenExpectations
         for p in task.hidden_tests.rglob("*")
         if p.is_file() and not p.is_symlink() and _is_test_module(p.name, task.language)
     )
-    return hide_expectations(ws, [f for f in files if f.is_file() and not f.is_symlink()], log)
+    # a command that selects tests by id (`pytest tests/t.py::test_f[1-2]`, `-k`) needs the
+    # parametrize ids as written, and a conftest's `pytest_make_parametrize_id` makes ids the
+    # grader cannot predict: then they are not replaced by opaque ones
+    words = task.test_command.split()
+    rename_ids = "::" not in task.test_command and not {"-k", "--deselect"} & set(words)
+    trusted = [task.repo, task.hidden_tests]  # the workspace's own conftests are refused anyway
+    for conftest in (c for root in trusted for c in root.rglob("conftest.py")):
+        try:
+            if "pytest_make_parametrize_id" in conftest.read_text(
+                encoding="utf-8", errors="replace"
+            ):
+                rename_ids = False
+        except OSError:
+            rename_ids = False
+    files = [f for f in files if f.is_file() and not f.is_symlink()]
+    return hide_expectations(ws, files, log, rename_ids=rename_ids)
 
 
 def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -> GradeResult:
