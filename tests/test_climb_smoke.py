@@ -227,6 +227,12 @@ def test_every_artifact(climb: dict) -> None:
     assert steps and steps[0]["harness"]["episodes"] in (2, 4, 6)
     assert "### rl-harness-code-flash" in (run / "report" / "report.md").read_text()
     assert json.loads((run / "summary.json").read_text())["report"].endswith("report/report.md")
+    # `val_tasks = 1`: a held-out val curve (new mutation sites), at the start and the end
+    assert json.loads((hr / "_stage.json").read_text())["result"]["val_tasks"] == 1
+    curve = [json.loads(x) for x in (hr / "run" / "curve.jsonl").read_text().splitlines()]
+    val = [c for c in curve if c.get("split") == "harness_val"]
+    assert [c["step"] for c in val] == [0, 1] and val[0]["harness_val"]["tasks"] == 1
+    assert "Held-out harness tasks" in (hr / "run" / "report.md").read_text()
 
 
 def test_registry_stage_registers_lineage_and_runs_the_gate(climb: dict) -> None:

@@ -28,3 +28,41 @@ def test_recipe_with_harness_reads_the_rl_harness_table():
 def test_start_tier_error_names_the_flag():
     with pytest.raises(ConfigError, match="--start-tier.*2"):
         RLConfig.from_dict({"init": "x", "tiers": [2, 3]})
+
+
+def test_rl_report_shows_the_held_out_harness_curve(tmp_path):
+    """`rl --harness-val` records val points in curve.jsonl; the run's report.md printed none of
+    them (it read only problem-val points), so a harness run's report never said how the policy
+    did on unseen tasks."""
+    import json
+
+    from hillclimb.rl.report import summary_lines
+
+    pts = [
+        {"step": s, "split": "harness_val",
+         "harness_val": {"tasks": 8, "resolved": k, "resolve_rate": k / 8, "ci95": [0, 1],
+                         "mean_reward": r, "completion_tokens": 100 + s}}
+        for s, k, r in ((0, 0, 0.0), (5, 2, 0.31))
+    ]  # fmt: skip
+    (tmp_path / "curve.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pts))
+    (tmp_path / "metrics.jsonl").write_text("")
+    text = "\n".join(summary_lines(tmp_path))
+    assert "| 0 | 0/8 = 0% [0%, 32%] | 0.000 | 100 |" in text
+    assert "| 5 | 2/8 = 25% [7%, 59%] | 0.310 | 105 |" in text
+
+
+def test_rl_harness_val_tasks_recipe_key():
+    """`[rl_harness.<m>] val_tasks = N`: the climb's harness RL stage generates N held-out tasks
+    for its val curve; a table without it keeps its stage hash (the key is absent)."""
+    from hillclimb.climb.climb_recipe import rl_harness_tables
+
+    def spec(**kw):
+        raw = {"rl_harness": {"code-flash": {"steps": 1, **kw}}}
+        return rl_harness_tables(raw, ["code-flash", "thinking"], 0)["code-flash"]
+
+    assert "val_tasks" not in spec() and spec(val_tasks=3)["val_tasks"] == 3
+    assert "val_tasks" not in spec(val_tasks=3)["rl"]
+    with pytest.raises(ConfigError, match="val_tasks must be an integer >= 0"):
+        spec(val_tasks=-1)
+    with pytest.raises(ConfigError, match="set val_tasks"):
+        spec(harness_val="somewhere")

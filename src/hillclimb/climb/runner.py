@@ -339,11 +339,16 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
 
         spec = c.recipe.rl_harness[model]
         harness, info = harness_tasks(spec, d, c.corpus, f"rl-harness-{model}")
+        val = _harness_val_tasks(spec, d, f"rl-harness-{model}")
+        if val is not None:
+            from hillclimb.harness.task import find_task_dirs
+
+            info["val_tasks"] = len(find_task_dirs(val))
         run = d / "run"
         _fresh_run_dir(run)
         cfg = RLConfig.from_dict(
             {**spec["rl"], "harness": str(harness), "out": run, "init": c.final(parent),
-             "resume": True}
+             "resume": True, **({"harness_val": str(val)} if val is not None else {})}
         )  # fmt: skip
         res = run_rl(cfg)
         write_rl_report(run)
@@ -351,6 +356,29 @@ def _rl_harness(model: str, parent: str) -> Callable[[Climb, Stage, Path], dict[
         return {**info, **{k: res.get(k) for k in ("steps", "first", "last", "elapsed_s")}}
 
     return body
+
+
+def _harness_val_tasks(spec: dict[str, Any], d: Path, stage: str) -> Path | None:
+    """`d/val-tasks`: `val_tasks` held-out tasks for the stage's val curve — new mutation
+    sites of the training projects (`split = heldout_mutations`, which `train` never draws),
+    the training kinds that have mutation sites (bugfix, feature; else bugfix), seed
+    `task_seed + 1` — or None without `val_tasks`. `rl --harness-val`
+    refuses any overlap with the training tasks (ids, content, mutation sites)."""
+    n = int(spec.get("val_tasks", 0))
+    if not n:
+        return None
+    t = spec["tasks"]
+    val = d / "val-tasks"
+    if not _tasks_complete(val, n):
+        from hillclimb.harness.taskgen.generate import MUTATION_SPLIT_KINDS, generate_tasks
+
+        kinds = [k for k in t["kinds"] if k in MUTATION_SPLIT_KINDS] or ["bugfix"]
+        gen = generate_tasks(
+            val, n, seed=int(t["task_seed"]) + 1, kinds=kinds, split="heldout_mutations"
+        )
+        if not gen["generated"]:
+            raise HillclimbError(f"{stage}: no val task generated ({gen['failures']})")
+    return val
 
 
 def harness_tasks(

@@ -235,7 +235,33 @@ def summary_lines(run: Path) -> list[str]:
         lines += _pareto_lines(pareto, curve)
     if curve:
         lines += _val_lines(curve[0], curve[-1])
+    hv = [c for c in read_jsonl(run / "curve.jsonl") if c.get("split") == "harness_val"]
+    if hv:
+        lines += _harness_val_lines(hv)
     return lines
+
+
+def _harness_val_lines(points: list[dict[str, Any]]) -> list[str]:
+    """The held-out harness curve (`rl --harness-val`): resolve rate with its interval and the
+    mean partial-credit reward at every point, so a harness RL run's report says whether the
+    policy got better at *unseen* tasks, not only at the ones it trained on."""
+    from hillclimb.rl.harness import VAL_KEY
+
+    rows = [
+        "Held-out harness tasks (`--harness-val`: one greedy episode per task, tasks disjoint "
+        "from training):",
+        "",
+        "| step | resolved [95% CI] | mean reward | completion tokens |",
+        "|---|---|---|---|",
+    ]
+    for p in points:
+        v = p[VAL_KEY]
+        n, k = int(v["tasks"]), int(v["resolved"])
+        rows.append(
+            f"| {p['step']} | {k}/{n} = {_rate(k, n) if n else 'n/a'} | "
+            f"{float(v['mean_reward']):.3f} | {v.get('completion_tokens', '')} |"
+        )
+    return rows + [""]
 
 
 def _rate(correct: int, n: int) -> str:
