@@ -1284,7 +1284,12 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             "same items: code suites, a function that only returns a constant or its first "
             "argument (best of seven); IFEval, the prompt echoed back; FIM, the previous line. "
             "Where the final model is RL-trained, the rows marked (SFT) are the same suites on the "
-            "same items for the SFT model it started from.",
+            "same items for the SFT model it started from. Harness `new-mutations` tasks are new "
+            "bugs in *known code*: their projects are in the pre-training corpus (the package's "
+            "own source), so the line a fix restores was seen in training (s26 audit: 3 of 4); "
+            "`unseen-projects` are projects never trained on, the stricter test. The harness "
+            "agent's tool calls are decoded under the tools' JSON schema (`[eval] "
+            "harness_guided_tools`).",
             "",
             _md_table(
                 [

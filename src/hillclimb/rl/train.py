@@ -323,7 +323,12 @@ def _run(cfg: RLConfig, out: Path, info: Any, custom_reward: Any = None) -> dict
         if evals and info.is_main:  # as above: `from_dict` refuses them, code gets a note
             print(
                 f"rl: note: {', '.join(evals)} (val-split problem evaluations) have no effect "
-                "with --harness; no curve or Pareto points are recorded",
+                "with --harness; no problem curve or Pareto points are recorded"
+                + (
+                    ""
+                    if cfg.harness_val
+                    else " (--harness-val DIR records a held-out harness curve)"
+                ),
                 file=sys.stderr,
                 flush=True,
             )
