@@ -149,7 +149,9 @@ def compile_tools(tools: list[dict[str, Any]]) -> tuple[list[Node], list[bytes],
             raise ValueError(f"not a function tool schema: {str(t)[:200]}")
         p = f.get("parameters")
         names.append(_enc(f["name"]))
-        params.append(c.compile(p if isinstance(p, dict) else {"type": "object"}))
+        # arguments are always a JSON object (OpenAI): a schema of another type cannot apply
+        is_object = isinstance(p, dict) and p.get("type", "object") == "object"
+        params.append(c.compile(p if is_object else {"type": "object"}))
     if not names:
         raise ValueError("a tool-call grammar needs at least one tool")
     if len(set(names)) != len(names):
