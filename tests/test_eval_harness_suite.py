@@ -189,3 +189,29 @@ def test_limit_runs_only_the_first_tasks_by_id(groups, monkeypatch):
     assert [i["id"] for i in res["items"]] == ids[:1]
     assert res["metrics"]["resolve_rate"]["n"] == 1
     assert started == ids[:1]  # one task's episode ran, not two
+
+
+def test_keep_episodes_keeps_trajectories_and_refuses_a_used_directory(
+    groups, monkeypatch, tmp_path
+):
+    """`--keep-episodes DIR`: the suite's episodes (trajectories, results.jsonl) stay in DIR per
+    task group (they went to a temporary directory and were lost: no figure about the calls could
+    be checked afterwards); a directory that already holds episodes is refused before any work,
+    since the runner would resume them instead of running the tasks again."""
+    from hillclimb.harness.clients import ReferenceClient
+
+    monkeypatch.setattr(HS, "_client_factory", lambda backend, *_: (ReferenceClient, None))
+
+    class NoModel:
+        kind, name = "reference", "reference"
+
+        def close(self) -> None:
+            pass
+
+    keep = tmp_path / "episodes"
+    cfg = SuiteConfig(tasks=[f"seen={groups / 'a'}"], bootstrap=50, harness_keep=str(keep))
+    run_suite("harness", "reference", cfg, backend=NoModel())
+    assert len(list((keep / "seen" / "trajectories").glob("*.json"))) == 2
+    assert (keep / "seen" / "results.jsonl").is_file()
+    with pytest.raises(HillclimbError, match="new or empty directory"):
+        SuiteConfig(tasks=[f"seen={groups / 'a'}"], harness_keep=str(keep)).validate()

@@ -77,6 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-steps", type=int, default=30, help="suite harness: model turns per episode (30)"
     )
     p.add_argument(
+        "--keep-episodes",
+        metavar="DIR",
+        default=None,
+        help="suite harness: keep every episode (trajectories, results.jsonl per task group) "
+        "in DIR, a new or empty directory (default: discarded after scoring)",
+    )
+    p.add_argument(
         "--no-guided-tools",
         dest="guided_tools",
         action="store_false",
@@ -606,6 +613,7 @@ def _handle_suite(args: argparse.Namespace) -> int:
         harness_max_steps=args.max_steps,
         harness_concurrency=args.concurrency,
         harness_guided_tools=args.guided_tools,
+        harness_keep=args.keep_episodes,
     )
     res = run_suite(
         args.suite,

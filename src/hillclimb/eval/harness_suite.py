@@ -106,6 +106,22 @@ def baseline_metrics(
     }
 
 
+def _keep_dir(path: str | None) -> Path | None:
+    """`--keep-episodes DIR`: a new (or empty) directory for the suite's episodes. Why not any
+    directory: `run_tasks` resumes what an output directory already holds, so a second
+    evaluation into the same one would skip its tasks and score the first one's episodes."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise HillclimbError(
+            f"--keep-episodes {path}: must be a new or empty directory (a run's episodes "
+            "there would be resumed, not rerun)"
+        )
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
 def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     from hillclimb.harness.agent import EpisodeLimits
     from hillclimb.harness.task import find_task_dirs, load_task
@@ -161,7 +177,9 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
     invalid = sorted(t for t, ok in untouched.items() if ok)
     items: list[dict[str, Any]] = []
     running = running_for_episodes(engine) if engine is not None else contextlib.nullcontext()
+    keep = _keep_dir(cfg.harness_keep)
     with running, tempfile.TemporaryDirectory(prefix="hillclimb-harness-suite-") as tmp:
+        base = keep if keep is not None else Path(tmp)
         for name, path in groups.items():
             valid = [d for d in chosen[name] if not untouched[id_of[d]]]
             if not valid:
@@ -169,7 +187,7 @@ def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:
             report = run_tasks(
                 path,
                 factory,
-                Path(tmp) / name,
+                base / name,
                 limits,
                 concurrency=cfg.harness_concurrency,
                 check_tasks=False,  # checked above

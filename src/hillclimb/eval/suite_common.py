@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+from pathlib import Path
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class SuiteConfig:
     # a checkpoint's `<tool_call>` bodies decoded under the tools' JSON schema
     # (`serve.tool_grammar`); False: the model's raw calls (recorded in the suite's settings)
     harness_guided_tools: bool = True
+    # keep the episodes (trajectories, results.jsonl, telemetry per task group) in this new
+    # directory instead of a temporary one; None: discarded after scoring
+    harness_keep: str | None = None
 
     def validate(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -75,6 +79,12 @@ class SuiteConfig:
             raise HillclimbError(
                 f"--max-steps and --concurrency must be >= 1, got {self.harness_max_steps} and "
                 f"{self.harness_concurrency}"
+            )
+        k = self.harness_keep
+        if k is not None and Path(k).exists() and (not Path(k).is_dir() or any(Path(k).iterdir())):
+            raise HillclimbError(
+                f"--keep-episodes {k}: must be a new or empty directory (a run's episodes "
+                "there would be resumed, not rerun)"
             )
         if self.form not in ("completion", "chat"):
             raise HillclimbError(f"--form must be completion or chat, got {self.form!r}")
