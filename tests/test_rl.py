@@ -665,6 +665,14 @@ def test_episode_reward_credits_partial_fixes_and_punishes_broken_syntax():
     assert episode_reward(ep(f2p=(2, 0), status="patch_rejected")) == 0.0  # a forged report
     assert episode_reward(ep(edits=["rejected_syntax"] * 2)) == pytest.approx(-0.2)
     assert episode_reward(ep(edits=["rejected_syntax"] * 9)) == pytest.approx(-0.5)
+    # graded since session 26: only F2P passes a hidden value confirmed earn partial credit (a
+    # `pytest.raises` test passes for a stub that raises for every input)
+    checked = ep(f2p=(2, 2))
+    checked.grade["fail_to_pass"]["passed"] = ["a1", "a2"]
+    checked.grade["value_checked"] = ["a1", "c"]
+    assert episode_reward(checked) == pytest.approx(0.125)  # 1 of 4, × 0.5
+    checked.grade["value_checked"] = []
+    assert episode_reward(checked) == 0.0
 
 
 def test_harness_custom_reward_goes_through_the_reward_checks():

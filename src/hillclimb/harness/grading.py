@@ -68,7 +68,11 @@ trusted tree too); shadowing a stdlib or pytest module from the workspace before
 package code the submission adds or changes that names pytest's internals (`_pytest`, `TestReport`,
 `pluggy`, `pluginmanager`, `gc.get_objects`), replaces the test API (`pytest.raises = ...`) or
 walks up to the calling test's frame (`sys._getframe`, `f_back`, `inspect.stack`) or defines an
-`__eq__`/`__ne__` that ignores the other operand (the "always equal" object); JavaScript code that
+`__eq__`/`__ne__` that ignores the other operand (the "always equal" object); a test swapped while
+the tests run — another body (`test.__code__ = noop.__code__` from a thread the package starts),
+another `pytest` in its module, or `pytest.raises` replaced, names built at run time — is failed
+by the reporter (`pytest_reporter._swapped`: the body and module objects noted at collection, the
+test API at load, the body's file the test's own or beside it); JavaScript code that
 loads `node:assert` / `node:test` or V8's stack hooks; any native module it adds
 (`runner_tampering` in protected.py: `patch_rejected`). Not defended: pytest runs the tests in its
 own interpreter, so code under test that builds those names at run time (or reads the test files
@@ -76,7 +80,13 @@ from disk) can still reach the plugin in memory (its key, its hook functions), m
 report objects and forge through the real channel (a forged pass still fails a test whose hidden
 assertions logged wrong values or none), or copy the expected values the rewrite leaves in the
 tests (below); an equality that only pretends to look at the other operand still passes `assert
-f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms still resolve).
+f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms still resolve); a swap made before pytest collects the test,
+with a body compiled under the test file's own name, is not seen either. A test with nothing
+hidden in it (`pytest.raises`, `assert.throws`, assertions left as written) passes on pytest's or
+node's word alone, which such code can forge, and its input is readable: it still counts toward
+resolving, but `GradeResult.value_checked` lists only the passes that a hidden value confirmed
+outside the sandbox, the ones partial credit should count (session 26: a feature stub raising
+`ValueError` for every input was paid partial RL reward on 5 of 21 generated feature tasks).
 Reading the hidden tests for their expected values (from disk, at import or call time, or
 in-process through `sys.modules` and the test functions' code constants, names built at run time;
 session 25: 8 of 10 generated Python tasks and 1 of 4 JavaScript tasks resolved that way with the
@@ -161,6 +171,9 @@ class GradeResult:
     # the trusted result channel (results_channel.py): runners that held the key, how many
     # finished, verified records, rejected (forged or damaged) lines; None when no tests decide
     reporter: dict[str, Any] | None = None
+    # the tests that passed with at least one hidden assertion judged outside the sandbox
+    # (`_value_checked`): a pass the code under test could not produce without the values
+    value_checked: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,6 +192,26 @@ def _split(
         "passed": [t for t in ids if ok(outcomes.get(t))],
         "failed": [t for t in ids if not ok(outcomes.get(t))],
     }
+
+
+def _value_checked(hidden: HiddenExpectations | None, outcomes: dict[str, str]) -> list[str]:
+    """The passing tests (ids as the task lists them) that own a hidden assertion.
+
+    Why: such a pass is evidence from outside the sandbox (`judge_expectations` turned it
+    into a failure unless every hidden value it asserts was logged and right). Any other pass
+    comes from pytest or node in the interpreter the code under test shares, and that code can
+    make a test with nothing hidden in it pass without the fix: a `pytest.raises` test's input
+    is readable in the test's code, a stub that raises the named exception for everything passes
+    it, and a body swapped at run time is caught only when pytest's objects were not forged too
+    (session 26: generated feature stubs raising `ValueError` for every input were paid partial
+    RL reward on 5 of 21 tasks). A reward for partial progress should count these tests only."""
+    if hidden is None:
+        return []
+    return sorted(
+        t
+        for t, o in outcomes.items()
+        if o == PASS and (hidden.owned(t) or hidden.owned(t.split("[", 1)[0]))
+    )
 
 
 def _tmp_prefix(task: Task) -> str:
@@ -421,6 +454,7 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
     # a fix never needs (an xfail-marked test failing before the fix is xfailed, i.e. not a
     # FAIL_TO_PASS test). Counting xfailed paid a package whose functions were `pytest.xfail`
     # itself (`slugify = pytest.xfail`: no frame of the package for the reporter to see).
+    res.value_checked = _value_checked(hidden, outcomes)
     res.fail_to_pass = _split(task.fail_to_pass, outcomes, strict=True)
     res.pass_to_pass = _split(task.pass_to_pass, outcomes)
     checks_ok = all(c["ok"] for c in checks)

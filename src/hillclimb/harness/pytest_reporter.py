@@ -20,7 +20,9 @@ before anything in the workspace can even be imported. On import it
    summary, except that a skip or xfail raised through the code under test (a frame in the
    workspace that is neither the test's own module nor a conftest.py) is a failure — plus
    collection errors (a module skipped by the code under test is one), and at the end the session's exit status and the conftest.py
-   files that were loaded, each line signed with HMAC-SHA256 under the key.
+   files that were loaded, each line signed with HMAC-SHA256 under the key. A test whose body,
+   module objects or pytest's test API changed after collection, or whose body is code from
+   outside its test directory, is reported failed (`_swapped`).
 
 The key never appears in a file or in output after step 2, so records the grader accepts can only
 come from this plugin — or from code that digs the key out of this process's memory (tests run in
@@ -163,6 +165,7 @@ def _activate() -> None:
     _state = {
         "emit": emit, "outcomes": {}, "conftests": {}, "sha256": hashlib.sha256,
         "skips": _skip_exceptions(), "forced": set(), "raised": set(), "root": os.getcwd(),
+        "api": _test_api(), "pytest": sys.modules.get("pytest"), "code": {}, "swapped": set(),
     }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
 
@@ -180,6 +183,87 @@ def _skip_exceptions() -> tuple[type, ...]:
     if isinstance(skip_test, type):
         out.append(skip_test)
     return tuple(out)
+
+
+# The public test API a test calls by name: replaced while the tests run (`setattr` on names
+# built at run time is beyond protected.py's text check), every later test is failed.
+_API_NAMES = ("raises", "approx", "fail", "skip", "xfail", "importorskip", "warns")
+
+
+def _test_api() -> dict[str, object]:
+    """pytest's public API as pytest itself set it up, taken while pytest is loading us."""
+    api = sys.modules.get("pytest")
+    return {n: getattr(api, n, None) for n in _API_NAMES}
+
+
+def _test_code(item):
+    """The code object of `item`'s test function (through a bound method), or None."""
+    fn = getattr(item, "obj", None)
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    return fn, code if type(code).__name__ == "code" else None
+
+
+def _module_globals(fn) -> dict[str, int]:
+    """Identity of each module object the test function's globals name (`pytest`, the package
+    under test): a test never rebinds those; code that swaps one in (a `pytest` whose `raises`
+    swallows everything) changes what the test means."""
+    g = getattr(fn, "__globals__", None)
+    if type(g) is not dict:
+        return {}
+    return {k: id(v) for k, v in list(g.items()) if type(v).__name__ == "module"}
+
+
+def _swapped(item) -> str | None:
+    """Why `item`'s test is no longer the one collected, or None.
+
+    Why: code under test shares the interpreter, and a thread it starts at import can give a
+    test function another body (`test.__code__ = noop.__code__`) or another `pytest`; the
+    phase then neither raises nor fails, and every test whose checks the grader could not hide
+    (`pytest.raises` tests, assertions left as written) came back passed with the bug in place
+    (session 26: partial RL reward on generated bug-fix tasks). The body must still be the one
+    collected, from the test's own file (a conftest or code outside the workspace, as for
+    `_trusted_file`, when a decorator wraps it), with the same module objects and test API."""
+    if _state is None:
+        return None
+    fn, code = _test_code(item)
+    if code is None:
+        return None
+    test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
+    if not _trusted_body(code.co_filename, test_file):
+        return "its body comes from " + os.path.basename(code.co_filename)
+    g = getattr(fn, "__globals__", None)
+    if type(g) is dict and "pytest" in g and g["pytest"] is not _state["pytest"]:
+        return "the name `pytest` in its module is not pytest"
+    seen = _state["code"].get(item.nodeid)
+    if seen is not None and (seen[0] is not code or seen[1] != _module_globals(fn)):
+        return "its body or the modules it names changed after collection"
+    now = _test_api()  # by identity: a replacement's own `__eq__` must not be asked
+    if any(now[n] is not _state["api"][n] for n in _API_NAMES):
+        return "pytest's test API was replaced"
+    return None
+
+
+def _trusted_body(filename: str, test_file: str) -> bool:
+    """Where a test's body may come from: as `_trusted_file`, or a module beside the test file
+    or below its directory (a base class in `tests/base.py`): the grader makes the test
+    directory what the task has there before the run. Not for a test file in the workspace's
+    top directory, whose neighbours are the submission's."""
+    if _trusted_file(filename, test_file):
+        return True
+    here = os.path.dirname(test_file)
+    return os.path.realpath(here) != os.path.realpath(_WORKSPACE) and _under(
+        os.path.realpath(filename), here
+    )
+
+
+def pytest_itemcollected(item):
+    """Note each test's body and module objects as collected (`_swapped`)."""
+    if _state is None:
+        return
+    fn, code = _test_code(item)
+    if code is not None:
+        _state["code"][item.nodeid] = (code, _module_globals(fn))
 
 
 def _trusted_file(filename: str, test_file: str) -> bool:
@@ -332,7 +416,16 @@ def pytest_runtest_makereport(item, call):
     "xfailed", which counts as passing, so a submission whose functions all just called
     `pytest.xfail()` resolved the task (session 21). Such a phase is reported failed (call) or
     an error (setup/teardown). Returns None: pytest builds the report as usual."""
-    if _state is None or call.excinfo is None:
+    if _state is None:
+        return None
+    if call.when == "call":
+        try:
+            swapped = _swapped(item) is not None
+        except Exception:  # a check that cannot be made fails closed
+            swapped = True
+        if swapped:
+            _state["swapped"].add(item.nodeid)
+    if call.excinfo is None:
         return None
     if not isinstance(call.excinfo.value, _state["skips"]):
         # the phase raised: whatever report is built from it, it did not pass (session 24: a
@@ -356,6 +449,8 @@ def pytest_runtest_logreport(report):
         return
     if got in ("skipped", "xfailed") and (report.nodeid, report.when) in _state["forced"]:
         got = "failed" if report.when == "call" else "error"
+    if report.when == "call" and report.nodeid in _state["swapped"]:
+        got = "failed"  # the test that ran is not the one collected (`_swapped`)
     prev = _state["outcomes"].get(report.nodeid)
     if prev is None or _SEVERITY[got] > _SEVERITY[prev]:
         _state["outcomes"][report.nodeid] = got

@@ -11,8 +11,12 @@ do (harness/agent.py, clients.py: token-faithful episodes).
 
 Reward (`episode_reward`), from graders that code under test cannot forge (the trusted result
 channel; a forged test report is `patch_rejected` and earns nothing):
-  1 if resolved; else `partial` × (share of FAIL_TO_PASS tests passing) when no PASS_TO_PASS test
-  broke; minus `syntax_penalty` per edit rejected for breaking syntax (at most 0.5 in total).
+  1 if resolved; else `partial` × (share of FAIL_TO_PASS tests passing with a hidden value
+  checked, `grade.value_checked`) when no PASS_TO_PASS test broke; minus `syntax_penalty` per
+  edit rejected for breaking syntax (at most 0.5 in total). A FAIL_TO_PASS test with nothing
+  hidden in it (`with pytest.raises(ValueError)`, `assert.throws`) still counts toward
+  resolving, never toward partial credit: code under test can pass it without the fix (a stub
+  raising `ValueError` for every input was paid on 5 of 21 generated feature tasks, session 26).
 Curriculum (`TaskCurriculum`): tasks are drawn with weight p̂(1 − p̂) + 0.05 from the EMA of
 their group rate (mean reward clipped to [0, 1], so partial fixes count; informative tasks,
 strictly between 0 and 1, first); an untried task takes the mean p̂ of its pool, (kind,
@@ -167,7 +171,11 @@ def episode_reward(ep: Any, partial: float = 0.5, syntax_penalty: float = 0.1) -
         f2p, p2p = g.get("fail_to_pass") or {}, g.get("pass_to_pass") or {}
         n = len(f2p.get("passed", [])) + len(f2p.get("failed", []))
         intact = not p2p.get("failed") and g.get("status") not in ("patch_rejected", "error")
-        r = partial * len(f2p.get("passed", [])) / n if n and intact else 0.0
+        passed = f2p.get("passed", [])
+        if "value_checked" in g:  # graded since session 26: only passes the sandbox cannot fake
+            checked = set(g["value_checked"])
+            passed = [t for t in passed if t in checked]
+        r = partial * len(passed) / n if n and intact else 0.0
     broken = sum(1 for e in ep.edits if e.get("status") == "rejected_syntax")
     return r - min(0.5, syntax_penalty * broken)
 
