@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ast
 import math
-from pathlib import Path
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hillclimb.errors import HillclimbError
