@@ -27,7 +27,9 @@ class _SmallContext(ScriptedClient):
 def _read_big(tmp_path: Path, client_cls) -> str:
     root = tmp_path / "task"
     shutil.copytree(TINY, root)
-    big = "".join(f"value_{i} = {i} * 1234567  # a long line of code number {i}\n" for i in range(180))
+    big = "".join(
+        f"value_{i} = {i} * 1234567  # a long line of code number {i}\n" for i in range(180)
+    )
     (root / "repo" / "mathx" / "big.py").write_text(big, encoding="utf-8")
     task = load_task(root)
     read = {"name": "read_file", "arguments": {"path": "mathx/big.py"}}
