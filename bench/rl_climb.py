@@ -53,15 +53,18 @@ def _rl(sft: Path, out: Path, args: argparse.Namespace, alp: bool) -> dict:
     # an arm already run is reused only for the same command: a rerun into the same --out with
     # other --steps or --rl-arg reported the old arm's figures as the new one's (s26 audit)
     stamp = out / "bench_cmd.json"
+    # ALP-only settings do nothing in the plain arm (`alp_beta` is read only with
+    # `--length-penalty alp`): kept out of its stamp, a β sweep reuses one plain arm
+    key = [a for a in cmd[1:] if alp or not a.startswith("--alp-beta")]
     if (out / "rl.json").is_file():
         done = json.loads(stamp.read_text()) if stamp.is_file() else None
-        if done == cmd[1:]:
+        if done == key:
             return json.loads((out / "rl.json").read_text())
         raise HillclimbError(
             f"{out} holds an RL arm run with another command ({done}); pass another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(cmd[1:]))
+    stamp.write_text(json.dumps(key))
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     t0 = time.perf_counter()
     rc = subprocess.run(cmd, env=env).returncode
