@@ -546,7 +546,8 @@ def test_completion_errors(http, body, status, param, code):
             {
                 "model": "thinking",
                 "messages": [{"role": "user", "content": "x"}],
-                "tool_choice": "required",
+                # "required" is supported since session 26; a function not in `tools` is not
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
                 "tools": [{"type": "function", "function": {"name": "f"}}],
             },
             "tool_choice",

@@ -345,3 +345,48 @@ def test_episode_batch_carries_the_guide_and_the_loss_matches_the_rollout(tmp_pa
     m = torch.from_numpy(b["mask"][:, 1:]) > 0
     old = torch.from_numpy(b["old_lp"][:, 1:])
     assert m.sum() > 10 and torch.allclose(got[m], old[m], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def plain_http(tmp_path_factory):
+    yield from _serve(_engine(), tmp_path_factory, "s26required")
+
+
+def test_required_and_named_tool_choice_force_a_valid_call(plain_http):
+    """`tool_choice: "required"` and a named function were a 400 ("only auto and none"). Now
+    the answer opens with `<tool_call>` on an unbiased model that would not call by itself, its
+    body follows the grammar of the allowed tools (a named choice: that tool only), and bad
+    choices are 400s naming `tool_choice`."""
+    c = plain_http
+    tools = [
+        {"type": "function", "function": {"name": "w", "strict": True, "parameters": {
+            "type": "object", "additionalProperties": False, "required": ["d"],
+            "properties": {"d": {"type": "integer", "minimum": 1}}}}},
+        {"type": "function", "function": {"name": "o", "parameters": {"type": "object"}}},
+    ]  # fmt: skip
+    eng = _engine()
+    base = {"model": "code-flash", "messages": [{"role": "user", "content": "w"}],
+            "tools": tools, "max_tokens": 24, "temperature": 0, "logprobs": True}  # fmt: skip
+    auto = c.post(CHAT, json={**base, "tool_choice": "auto"}).json()["choices"][0]
+    assert auto["logprobs"]["content"][0]["token"] != TOOL_CALL_START  # the control
+    for choice, allowed in (
+        ("required", tools),
+        ({"type": "function", "function": {"name": "o"}}, tools[1:]),
+    ):
+        r = c.post(CHAT, json={**base, "tool_choice": choice})
+        assert r.status_code == 200, r.text
+        ch = r.json()["choices"][0]
+        assert ch["logprobs"]["content"][0]["token"] == TOOL_CALL_START
+        g = eng.tool_grammar(allowed)
+        text = "".join(e["token"] for e in ch["logprobs"]["content"][1:])
+        body = text.split(TOOL_CALL_END, 1)[0]
+        assert g.feed_bytes(g.initial, body.encode("utf-8")) is not None, body
+        for call in ch["message"].get("tool_calls") or []:
+            assert call["function"]["name"] in {t["function"]["name"] for t in allowed}
+    no_tools = {k: v for k, v in base.items() if k != "tools"}
+    r = c.post(CHAT, json={**no_tools, "tool_choice": "required"})
+    assert r.status_code == 400 and "tool_choice" in r.text
+    r = c.post(CHAT, json={**base, "tool_choice": {"type": "function", "function": {"name": "x"}}})
+    assert r.status_code == 400 and "no function named 'x'" in r.text
+    with pytest.raises(Exception, match="require_tool_call needs guided_tools"):
+        SamplingParams(require_tool_call=True).validate()

@@ -496,7 +496,29 @@ def _check_chat(req: ChatCompletionRequest) -> None:
             "invalid_value",
         )
     if tc is not None and tc not in ("auto", "none"):
-        raise unsupported("tool_choice", "only 'auto' and 'none'")
+        # "required" or a named function: the engine forces the call (`require_tool_call`)
+        if not req.tools:
+            raise invalid(
+                "'tool_choice' is only allowed when 'tools' are specified.",
+                "tool_choice",
+                "invalid_value",
+            )
+        if isinstance(tc, dict):
+            fn = tc.get("function")
+            name = fn.get("name") if isinstance(fn, dict) else None
+            if tc.get("type") != "function" or not isinstance(name, str) or not name:
+                raise invalid(
+                    "tool_choice must be 'none', 'auto', 'required' or "
+                    "{'type': 'function', 'function': {'name': ...}}.",
+                    "tool_choice",
+                    "invalid_value",
+                )
+            if name not in {t["function"]["name"] for t in req.tools}:
+                raise invalid(
+                    f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.",
+                    "tool_choice",
+                    "invalid_value",
+                )
     if req.top_logprobs is not None:
         if not 0 <= req.top_logprobs <= MAX_LOGPROBS:
             raise invalid(

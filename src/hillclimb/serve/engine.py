@@ -397,8 +397,10 @@ SPEC_BATCH = ("auto", "always", "off")
 
 
 def _in_call(r: _Request) -> bool:
-    """Whether request r's next token is drawn inside a schema-guided `<tool_call>` body."""
-    return r.tools is not None and r.tools.state is not None
+    """Whether request r's next token is drawn under the tool grammar: inside a schema-guided
+    `<tool_call>` body, or a required call not opened yet (outside reasoning)."""
+    t = r.tools
+    return t is not None and (t.state is not None or (t.pending and not r.think.in_think))
 
 
 def _must(r: _Request) -> bool:
@@ -910,7 +912,9 @@ class Engine:
             req.heal_left, req.healed_tokens = plan.removed, plan.n_removed
         req.banned = self._banned_ids(ids, params)
         if params.guided_tools:
-            req.tools = ToolCallTracker(self.tool_grammar(params.guided_tools))
+            req.tools = ToolCallTracker(
+                self.tool_grammar(params.guided_tools), require=params.require_tool_call
+            )
         req.modes.append((0, think.in_think))
         if params.logprobs is not None:
             req.logprobs = []
@@ -1647,7 +1651,8 @@ class Engine:
         if r.banned:
             logits = logits.clone()
             logits[..., r.banned] = float("-inf")
-        if r.tools is not None and r.tools.state is not None:
+        if _in_call(r):
+            assert r.tools is not None
             allowed = r.tools.mask(logits.device)
             assert allowed is not None
             if bool(allowed.any()):  # never an empty distribution (cannot happen: bytes tokens)

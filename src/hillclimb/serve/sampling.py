@@ -79,6 +79,9 @@ class SamplingParams:
     # drawn, and `</tool_call>` only when the call is complete (structured tool calls: the
     # server's `strict` tools, the harness's local models). None = unconstrained.
     guided_tools: list[dict] | None = None
+    # Extension: the answer must call a tool (OpenAI `tool_choice: "required"` or a named
+    # function): outside reasoning, the first token is `<tool_call>` (needs `guided_tools`)
+    require_tool_call: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -167,6 +170,10 @@ class SamplingParams:
                 compile_tools(gt)
             except (ValueError, TypeError, RecursionError) as exc:
                 bad(f"guided_tools: {str(exc)[:200]}")
+        if self.require_tool_call not in (True, False):
+            bad("require_tool_call must be true or false")
+        if self.require_tool_call and not self.guided_tools:
+            bad("require_tool_call needs guided_tools (the tools a call may name)")
         scope = self.cache_scope
         if scope is not None and (not isinstance(scope, str) or len(scope) > MAX_CACHE_SCOPE):
             bad(f"cache_scope must be a string of at most {MAX_CACHE_SCOPE} characters or null")

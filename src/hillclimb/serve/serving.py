@@ -110,6 +110,10 @@ class Endpoint(ABC, Generic[RequestT]):
         """Tool schemas the engine decodes `<tool_call>` bodies under (default: none)."""
         return None
 
+    def require_tool_call(self, req: RequestT) -> bool:
+        """Whether the answer must call a tool (default: no)."""
+        return False
+
     @abstractmethod
     def flywheel_request(self, req: RequestT) -> dict[str, Any] | None:
         """What the flywheel keeps of the request (only for accounts that opted in)."""
@@ -633,6 +637,7 @@ def sampling_params(
             token_healing=endpoint.token_healing(req),
             banned_token_ids=endpoint.banned_tokens(req, entry.engine.tokenizer),
             guided_tools=endpoint.guided_tools(req, entry.engine.tokenizer),
+            require_tool_call=endpoint.require_tool_call(req),
             cache_scope=scope,
         )
         try:

@@ -377,6 +377,12 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
         prefill, batched and compiled decode, speculative verification)."""
         return tool_call_ban(tok) if req.tool_choice == "none" else None
 
+    def require_tool_call(self, req: ChatCompletionRequest) -> bool:
+        """`tool_choice: "required"` or a named function: the answer opens with a call (after
+        any reasoning), decoded under the grammar of the allowed tools."""
+        tc = req.tool_choice
+        return bool(req.tools) and (tc == "required" or isinstance(tc, dict))
+
     def guided_tools(self, req: ChatCompletionRequest, tok: Tokenizer) -> list[dict] | None:
         """Structured tool calls (`serve.tool_grammar`): with tools offered, every
         `<tool_call>` the model opens is decoded as `{"name": <one of the tools>, "arguments":
@@ -386,9 +392,20 @@ class ChatEndpoint(Endpoint[ChatCompletionRequest]):
         any JSON object. None (unconstrained) under `tool_choice: "none"` or when the
         tokenizer has no tool-call tokens."""
         if not req.tools or req.tool_choice == "none" or tool_call_ban(tok) is None:
+            if self.require_tool_call(req):
+                raise invalid(  # `tool_choice` asks for a call this tokenizer cannot delimit
+                    "tool_choice requires a tool call, but this model's tokenizer has no "
+                    f"{TOOL_CALL_START} token.",
+                    "tool_choice",
+                    "invalid_value",
+                )
             return None
+        tc = req.tool_choice
+        named = tc["function"]["name"] if isinstance(tc, dict) else None
         out = []
         for t in req.tools:
+            if named is not None and t["function"]["name"] != named:
+                continue  # a named tool_choice: that function is the only one a call may name
             fn = t["function"]
             if fn.get("strict") is True:
                 out.append(t)

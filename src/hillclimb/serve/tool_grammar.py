@@ -571,6 +571,12 @@ class ToolCallGrammar:
                 self._masks.move_to_end(state)
         return m if str(device) == "cpu" else m.to(device)
 
+    def start_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Bool [V]: `<tool_call>` only (a required call not opened yet)."""
+        m = torch.zeros(self.vocab_size, dtype=torch.bool)
+        m[self.start_id] = True
+        return m if str(device) == "cpu" else m.to(device)
+
     def advance(self, state: tuple, tid: int) -> tuple | None:
         """The state after token tid (None: tid is not allowed in `state`). `</tool_call>` in
         the accepting state returns the initial state's sentinel `()` (the call is over)."""
@@ -617,11 +623,14 @@ def _trie_add(trie: dict, data: bytes, tid: int) -> None:
 class ToolCallTracker:
     """Where one generation stands: `state` None outside a call, else the automaton state the
     next token is drawn in. A token the grammar refuses (only a token the engine forced, such as
-    a reasoning-budget `</think>`) ends the constraint for that call (`broken` counts it)."""
+    a reasoning-budget `</think>`) ends the constraint for that call (`broken` counts it).
+    `pending` (a required call, `tool_choice: "required"` or a named tool): until the first
+    `<tool_call>`, the engine allows that token only (outside reasoning: `Engine._constrain`)."""
 
-    def __init__(self, grammar: ToolCallGrammar):
+    def __init__(self, grammar: ToolCallGrammar, require: bool = False):
         self.g = grammar
         self.state: tuple | None = None
+        self.pending = bool(require)
         self.calls = 0
         self.broken = 0
 
@@ -629,6 +638,7 @@ class ToolCallTracker:
         if self.state is None:
             if tid == self.g.start_id:
                 self.state = self.g.initial
+                self.pending = False
                 self.calls += 1
             return
         nxt = self.g.advance(self.state, tid)
@@ -639,7 +649,13 @@ class ToolCallTracker:
             self.state = nxt or None
 
     def mask(self, device: torch.device | str = "cpu") -> torch.Tensor | None:
-        return None if self.state is None else self.g.mask(self.state, device)
+        """The allowed tokens now: the call's grammar inside one, only `<tool_call>` while a
+        required call is pending, None (unconstrained) otherwise."""
+        if self.state is not None:
+            return self.g.mask(self.state, device)
+        if self.pending:
+            return self.g.start_mask(device)
+        return None
 
 
 def grammar_for(
