@@ -390,3 +390,30 @@ def test_required_and_named_tool_choice_force_a_valid_call(plain_http):
     assert r.status_code == 400 and "no function named 'x'" in r.text
     with pytest.raises(Exception, match="require_tool_call needs guided_tools"):
         SamplingParams(require_tool_call=True).validate()
+
+
+def test_large_enums_and_oversized_schemas():
+    """A 20,000-value enum decodes exactly (members accepted, others refused, the longest
+    matching member wins); schemas past the size bound are refused with a clear error (an
+    unbounded schema would let one request stall the engine building masks)."""
+    from hillclimb.serve.tool_grammar import MAX_LITERALS
+
+    vals = [f"value_{i}" for i in range(20_000)]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "required": ["x"], "additionalProperties": False,
+        "properties": {"x": {"enum": vals}, "n": {"enum": [1, 12, 123]}}}}}]  # fmt: skip
+    g = _grammar(tools)
+    assert _complete(g, '{"name": "f", "arguments": {"x": "value_19999"}}')
+    assert _complete(g, '{"name": "f", "arguments": {"x": "value_1", "n": 12}}')
+    assert not _complete(g, '{"name": "f", "arguments": {"x": "value_20000"}}')
+    assert not _complete(g, '{"name": "f", "arguments": {"x": "value_"}}')
+    assert not _complete(g, '{"name": "f", "arguments": {"x": "value_1", "n": 124}}')
+    st = g.feed_bytes(g.initial, b'{"name": "f", "arguments": {"x": "value_1999')
+    allowed = {g.token_bytes[t] for t in torch.nonzero(g.mask(st)).flatten().tolist()}
+    assert b'"' in allowed and b"9" in allowed and b"a" not in allowed
+    big = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"enum": list(range(MAX_LITERALS + 1))}}}}}]  # fmt: skip
+    with pytest.raises(ValueError, match="too large"):
+        compile_tools(big)
+    with pytest.raises(Exception, match="too large"):
+        SamplingParams(guided_tools=big).validate()

@@ -90,11 +90,7 @@ class HealIndex:
     def allowed_ids(self, rest: bytes) -> list[int]:
         """Token ids whose bytes start with `rest`, or are a non-empty proper prefix of it."""
         lo = bisect.bisect_left(self._keys, rest)
-        hi = (
-            bisect.bisect_left(self._keys, _successor(rest))
-            if _successor(rest)
-            else len(self._keys)
-        )
+        hi = bisect.bisect_left(self._keys, successor(rest)) if successor(rest) else len(self._keys)
         out = self._ids[lo:hi]
         for j in range(1, len(rest)):
             t = self._exact.get(rest[:j])
@@ -166,7 +162,7 @@ class HealIndex:
         return None
 
 
-def _successor(prefix: bytes) -> bytes:
+def successor(prefix: bytes) -> bytes:
     """The least byte string greater than every string starting with `prefix` (b"" if none)."""
     p = bytearray(prefix)
     while p and p[-1] == 0xFF:

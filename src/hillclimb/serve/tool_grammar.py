@@ -39,6 +39,7 @@ takes) are refused. Strings have no length bound: `max_tokens` is the limit ther
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 from collections import OrderedDict
@@ -46,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from hillclimb.serve.healing import successor
 
 __all__ = [
     "CALL",
@@ -64,6 +67,10 @@ DIGITS = frozenset(b"0123456789")
 HEX = frozenset(b"0123456789abcdefABCDEF")
 ESCAPES = frozenset(b'"\\/bfnrt')
 CALL = 0  # node id of the call object itself
+# schema size a request may ask the engine to decode under (OpenAI's strict mode allows 5,000
+# object properties and 1,000 enum values in all): bounds the one-off cost of a new tool set
+MAX_NODES = 10_000
+MAX_LITERALS = 50_000
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,12 @@ def compile_tools(tools: list[dict[str, Any]]) -> tuple[list[Node], list[bytes],
         params.append(c.compile(p if is_object else {"type": "object"}))
     if not names:
         raise ValueError("a tool-call grammar needs at least one tool")
+    n_alts = sum(len(n.alts) for n in c.nodes)
+    if len(c.nodes) > MAX_NODES or n_alts > MAX_LITERALS:
+        raise ValueError(
+            f"tool schemas too large to decode under: {len(c.nodes)} schema nodes (at most "
+            f"{MAX_NODES}), {n_alts} enum/const values (at most {MAX_LITERALS})"
+        )
     if len(set(names)) != len(names):
         raise ValueError("tool names must be unique")
     return c.nodes, names, params
@@ -165,7 +178,8 @@ def compile_tools(tools: list[dict[str, Any]]) -> tuple[list[Node], list[bytes],
 #   ("v", node, ws)                 a value of `node` is expected (leading whitespace allowed)
 #   ("s", esc)                      inside a free string (esc: see `_str_byte`)
 #   ("k", esc, prefix)              an undeclared object key being written (prefix None: too long)
-#   ("l", alts, prefix)             one of the byte strings `alts` is being written
+#   ("l", lit, prefix)              one of the byte strings of literal set `lit` (an index into
+#                                   `ToolCallGrammar._lits`) is being written
 #   ("n", integer, phase, digits, nonneg)   a number (phase: see `_num_byte`)
 #   ("o", node, phase, done, ws, key, tool) an object (phase: open/key/colon/value/after/comma)
 #   ("a", node, phase, ws)          an array (phase: open/value/after/comma)
@@ -270,10 +284,21 @@ class ToolCallGrammar:
             else:
                 _trie_add(self._hard, tb, i)
         self._plain = plain
+        # literal sets (enum/const values, the object keys still allowed), each once: frames
+        # carry the index, so a state hashes in O(depth) whatever the enum's size
+        self._lits: list[_LitSet] = []
+        self._lit_ids: dict[tuple[bytes, ...], int] = {}
         self._masks: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()  # the engine's loop and a trainer may both ask
         self._max_masks = max(64, cache_bytes // max(1, self.vocab_size))
         self.mask_builds = 0
+
+    def _lit(self, alts: tuple[bytes, ...]) -> int:
+        i = self._lit_ids.get(alts)
+        if i is None:
+            i = self._lit_ids[alts] = len(self._lits)
+            self._lits.append(_LitSet(alts))
+        return i
 
     # ---- one byte ------------------------------------------------------------------------------
     def feed(self, state: tuple, b: int) -> tuple | None:
@@ -292,14 +317,15 @@ class ToolCallGrammar:
                 stack[-1] = ("s", e)
                 return tuple(stack)
             if tag == "l":
-                alts, p = f[1], f[2] + bytes([b])
-                if any(a.startswith(p) for a in alts):
-                    if p in alts and not any(len(a) > len(p) and a.startswith(p) for a in alts):
+                lit, p = self._lits[f[1]], f[2] + bytes([b])
+                n = lit.extensions(p)  # alternatives that start with p: a bisection, not a scan
+                if n:
+                    if p in lit.members and n == 1:
                         stack.pop()
                         return self._done(stack, p)
-                    stack[-1] = ("l", alts, p)
+                    stack[-1] = ("l", f[1], p)
                     return tuple(stack)
-                if f[2] in alts:  # a complete literal ended by what follows it (numbers)
+                if f[2] in lit.members:  # a complete literal ended by what follows it (numbers)
                     stack.pop()
                     st = self._done(stack, f[2])
                     if st is None:
@@ -389,7 +415,7 @@ class ToolCallGrammar:
                 stack[-1] = ("n", False, 0, 0, False)
                 return self.feed(tuple(stack), b)
             if b in b"tfn":
-                stack[-1] = ("l", (b"true", b"false", b"null"), b"")
+                stack[-1] = ("l", self._lit((b"true", b"false", b"null")), b"")
                 return self.feed(tuple(stack), b)
             if b in b"{[" and len(stack) < MAX_DEPTH + 2:
                 if b == 0x7B:
@@ -404,7 +430,7 @@ class ToolCallGrammar:
             stack[-1] = ("s", 0)
             return tuple(stack)
         if k == "lits":
-            stack[-1] = ("l", node.alts, b"")
+            stack[-1] = ("l", self._lit(node.alts), b"")
             return self.feed(tuple(stack), b)
         if k in ("integer", "number"):
             stack[-1] = ("n", k == "integer", 0, 0, node.nonneg)
@@ -473,7 +499,7 @@ class ToolCallGrammar:
             if extra:
                 stack.append(("k", 0, b""))
                 return tuple(stack)
-            stack.append(("l", left, b'"'))
+            stack.append(("l", self._lit(left), b'"'))
             return tuple(stack)
         if phase == "colon":
             if b != 0x3A:
@@ -599,6 +625,23 @@ class ToolCallGrammar:
                 out.append((i, st))
             tr.observe(t)
         return out
+
+
+class _LitSet:
+    """A set of byte strings, sorted: the members starting with a prefix are one contiguous run
+    (two bisections), so matching a 20,000-value enum costs O(log n) a byte instead of a scan
+    (a scan made one mask 1.4 s: an engine stall any request could cause)."""
+
+    def __init__(self, alts: tuple[bytes, ...]):
+        self.sorted = sorted(set(alts))
+        self.members = frozenset(alts)
+
+    def extensions(self, p: bytes) -> int:
+        """How many members start with `p`."""
+        lo = bisect.bisect_left(self.sorted, p)
+        top = successor(p)
+        hi = bisect.bisect_left(self.sorted, top) if top else len(self.sorted)
+        return hi - lo
 
 
 def _plain(tb: bytes) -> bool:
