@@ -263,7 +263,7 @@ class ToolCallGrammar:
         token_bytes: list[bytes | None],
         start_id: int,
         end_id: int,
-        cache_bytes: int = 64 << 20,
+        cache_bytes: int = 16 << 20,  # per grammar; an engine keeps at most 8
     ):
         nodes, self.names, self.params = compile_tools(tools)
         self.nodes = nodes + [Node("lits", alts=tuple(self.names)), Node("any")]
@@ -716,7 +716,7 @@ def grammar_for(
     if g is None:
         g = ToolCallGrammar(tools, token_bytes, start_id, end_id)
         cache[key] = g
-        if len(cache) > 16:
+        if len(cache) > 8:
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)
