@@ -104,7 +104,12 @@ from hillclimb.serve.speculative import (
     accept_drafts,
 )
 from hillclimb.serve.suffix import OutputHistory, SuffixDrafter
-from hillclimb.serve.tool_grammar import ToolCallGrammar, ToolCallTracker, grammar_for
+from hillclimb.serve.tool_grammar import (
+    ToolCallGrammar,
+    ToolCallTracker,
+    VocabTries,
+    grammar_for,
+)
 from hillclimb.tokenizer.specials import (
     FIM_MIDDLE,
     FIM_PREFIX,
@@ -789,6 +794,7 @@ class Engine:
         self.token_healing = bool(token_healing)
         self._heal_index: HealIndex | None = None
         self._grammars: OrderedDict[str, ToolCallGrammar] = OrderedDict()  # `tool_grammar`
+        self._vocab_tries: VocabTries | None = None
         self._grammar_lock = threading.Lock()
         self._fim_middle, self._fim_banned = _fim_tokens(self.tokenizer, self.cfg.vocab_size)
         # prefix cache (`prefix_cache.py`): None = on unless HILLCLIMB_PREFIX_CACHE is 0/off
@@ -1671,7 +1677,11 @@ class Engine:
             )
         try:
             with self._grammar_lock:  # clients on several threads share the engine
-                return grammar_for(self._grammars, tools, self.heal_index.bytes, start, end)
+                if self._vocab_tries is None:  # once per engine, shared by every tool set
+                    self._vocab_tries = VocabTries(self.heal_index.bytes)
+                return grammar_for(
+                    self._grammars, tools, self.heal_index.bytes, start, end, self._vocab_tries
+                )
         except ValueError as exc:
             raise HillclimbError(f"guided_tools: {exc}") from None
 

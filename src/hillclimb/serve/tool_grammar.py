@@ -264,6 +264,7 @@ class ToolCallGrammar:
         start_id: int,
         end_id: int,
         cache_bytes: int = 16 << 20,  # per grammar; an engine keeps at most 8
+        vocab: VocabTries | None = None,
     ):
         nodes, self.names, self.params = compile_tools(tools)
         self.nodes = nodes + [Node("lits", alts=tuple(self.names)), Node("any")]
@@ -272,18 +273,8 @@ class ToolCallGrammar:
         self.vocab_size = len(token_bytes)
         self.token_bytes = token_bytes
         self.initial: tuple = (("t", 0, 0),)
-        plain = []
-        self._trie: dict = {}
-        self._hard: dict = {}  # only tokens a string state cannot take as plain bytes
-        for i, tb in enumerate(token_bytes):
-            if not tb:
-                continue
-            _trie_add(self._trie, tb, i)
-            if _plain(tb):
-                plain.append(i)
-            else:
-                _trie_add(self._hard, tb, i)
-        self._plain = plain
+        v = vocab if vocab is not None else VocabTries(token_bytes)
+        self._trie, self._hard, self._plain = v.trie, v.hard, v.plain
         # literal sets (enum/const values, the object keys still allowed), each once: frames
         # carry the index, so a state hashes in O(depth) whatever the enum's size
         self._lits: list[_LitSet] = []
@@ -627,6 +618,25 @@ class ToolCallGrammar:
         return out
 
 
+class VocabTries:
+    """The vocabulary as byte tries, built once per engine and shared by its grammars (a new
+    tool set then costs its schema, not a pass over a 150k-token vocabulary): `trie` of every
+    token, `hard` of the tokens a string state cannot take as plain bytes, `plain` the rest."""
+
+    def __init__(self, token_bytes: list[bytes | None]):
+        self.trie: dict = {}
+        self.hard: dict = {}
+        self.plain: list[int] = []
+        for i, tb in enumerate(token_bytes):
+            if not tb:
+                continue
+            _trie_add(self.trie, tb, i)
+            if _plain(tb):
+                self.plain.append(i)
+            else:
+                _trie_add(self.hard, tb, i)
+
+
 class _LitSet:
     """A set of byte strings, sorted: the members starting with a prefix are one contiguous run
     (two bisections), so matching a 20,000-value enum costs O(log n) a byte instead of a scan
@@ -707,6 +717,7 @@ def grammar_for(
     token_bytes: list[bytes | None],
     start_id: int,
     end_id: int,
+    vocab: VocabTries | None = None,
 ) -> ToolCallGrammar:
     """The grammar of `tools` from `cache` (one per engine: its vocabulary is fixed), built on
     first use: episodes and requests with the same tools share one mask cache. Raises
@@ -714,7 +725,7 @@ def grammar_for(
     key = json.dumps(tools, sort_keys=True, default=str)
     g = cache.get(key)
     if g is None:
-        g = ToolCallGrammar(tools, token_bytes, start_id, end_id)
+        g = ToolCallGrammar(tools, token_bytes, start_id, end_id, vocab=vocab)
         cache[key] = g
         if len(cache) > 8:
             cache.popitem(last=False)
