@@ -369,16 +369,22 @@ def _harness_val_tasks(spec: dict[str, Any], d: Path, stage: str) -> Path | None
         return None
     t = spec["tasks"]
     val = d / "val-tasks"
-    if not _tasks_complete(val, n):
-        from hillclimb.harness.taskgen.generate import MUTATION_SPLIT_KINDS, generate_tasks
+    from hillclimb.harness.taskgen.generate import MUTATION_SPLIT_KINDS
 
-        kinds = [k for k in t["kinds"] if k in MUTATION_SPLIT_KINDS] or ["bugfix"]
-        gen = generate_tasks(
-            val, n, seed=int(t["task_seed"]) + 1, kinds=kinds, split="heldout_mutations"
-        )
-        if not gen["generated"]:
-            raise HillclimbError(f"{stage}: no val task generated ({gen['failures']})")
+    kinds = [k for k in t["kinds"] if k in MUTATION_SPLIT_KINDS] or ["bugfix"]
+    _ensure_tasks(val, n, int(t["task_seed"]) + 1, kinds, "heldout_mutations", f"{stage} val")
     return val
+
+
+def _ensure_tasks(d: Path, n: int, seed: int, kinds: list[str], split: str, stage: str) -> None:
+    """Generate `n` tasks into `d` unless a finished generation is there (`_tasks_complete`)."""
+    if _tasks_complete(d, n):
+        return
+    from hillclimb.harness.taskgen.generate import generate_tasks
+
+    gen = generate_tasks(d, n, seed=seed, kinds=kinds, split=split)
+    if not gen["generated"]:
+        raise HillclimbError(f"{stage}: no task generated ({gen['failures']})")
 
 
 def harness_tasks(
@@ -397,15 +403,9 @@ def harness_tasks(
     t = spec["tasks"]
     tasks = d / "tasks"
     n = int(t["n_tasks"])
-    if n and not _tasks_complete(tasks, n):  # first run, or one cut short
-        from hillclimb.harness.taskgen.generate import generate_tasks
-
-        gen = generate_tasks(
-            tasks, n, seed=int(t["task_seed"]), kinds=list(t["kinds"]),
-            split=str(t.get("split", "train")),
-        )  # fmt: skip
-        if not gen["generated"]:
-            raise HillclimbError(f"{stage}: no task generated ({gen['failures']})")
+    if n:  # first run, or one cut short
+        _ensure_tasks(tasks, n, int(t["task_seed"]), list(t["kinds"]),
+                      str(t.get("split", "train")), stage)  # fmt: skip
     generated = sorted(find_task_dirs(tasks)) if n else []
     if not spec.get("flywheel"):
         return tasks, {"tasks": len(generated)}

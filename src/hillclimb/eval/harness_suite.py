@@ -35,7 +35,7 @@ from typing import Any
 
 from hillclimb.errors import HillclimbError
 from hillclimb.eval.backends import Backend
-from hillclimb.eval.suite_common import SuiteConfig, metric
+from hillclimb.eval.suite_common import SuiteConfig, check_keep_dir, metric
 
 # episode endings that mean "stopped by a limit", not "gave an answer"
 TRUNCATED = ("max_steps", "max_tokens", "timeout", "context_exhausted")
@@ -107,19 +107,12 @@ def baseline_metrics(
 
 
 def _keep_dir(path: str | None) -> Path | None:
-    """`--keep-episodes DIR`: a new (or empty) directory for the suite's episodes. Why not any
-    directory: `run_tasks` resumes what an output directory already holds, so a second
-    evaluation into the same one would skip its tasks and score the first one's episodes."""
+    """`--keep-episodes DIR`, checked again just before use (`check_keep_dir`) and created."""
     if path is None:
         return None
-    p = Path(path)
-    if p.exists() and (not p.is_dir() or any(p.iterdir())):
-        raise HillclimbError(
-            f"--keep-episodes {path}: must be a new or empty directory (a run's episodes "
-            "there would be resumed, not rerun)"
-        )
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    check_keep_dir(path)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
 
 
 def run_harness(backend: Backend, cfg: SuiteConfig) -> dict[str, Any]:

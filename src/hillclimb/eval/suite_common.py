@@ -21,6 +21,18 @@ from hillclimb.eval.backends import Completion
 from hillclimb.eval.metrics import bootstrap_ci
 
 
+def check_keep_dir(path: str | None) -> None:
+    """`--keep-episodes DIR` must be a new or empty directory: `run_tasks` resumes what an output
+    directory already holds, so a second evaluation into the same one would skip its tasks and
+    score the first one's episodes."""
+    p = None if path is None else Path(path)
+    if p is not None and p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise HillclimbError(
+            f"--keep-episodes {path}: must be a new or empty directory (a run's episodes "
+            "there would be resumed, not rerun)"
+        )
+
+
 @dataclass
 class SuiteConfig:
     limit: int | None = None  # first N items only (quick runs)
@@ -80,12 +92,7 @@ class SuiteConfig:
                 f"--max-steps and --concurrency must be >= 1, got {self.harness_max_steps} and "
                 f"{self.harness_concurrency}"
             )
-        k = self.harness_keep
-        if k is not None and Path(k).exists() and (not Path(k).is_dir() or any(Path(k).iterdir())):
-            raise HillclimbError(
-                f"--keep-episodes {k}: must be a new or empty directory (a run's episodes "
-                "there would be resumed, not rerun)"
-            )
+        check_keep_dir(self.harness_keep)
         if self.form not in ("completion", "chat"):
             raise HillclimbError(f"--form must be completion or chat, got {self.form!r}")
         if self.n_items is not None and self.n_items < 1:
