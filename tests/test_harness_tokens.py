@@ -133,16 +133,16 @@ def test_episode_tokens_are_the_sampled_tokens_across_tool_turns(setup):
     assert (lp[m] - rec[m]).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_concurrent_episodes_on_one_engine_match_sequential_ones(setup, temperature):
+def test_concurrent_episodes_on_one_engine_match_sequential_ones(setup):
     """Each episode has its own client over one shared engine; run together (the engine batches
-    their turns) they make the same trajectories as one after the other — greedy, and sampled
-    (each turn seeded: the draws must not depend on what shares the batch)."""
+    their turns) they make the same trajectories as one after the other (greedy). Not sampled:
+    a batch moves logits at float rounding, which can move a draw that lands at a boundary, so
+    sampled equality would hold on one machine's kernels only."""
     from hillclimb.harness.agent import EpisodeLimits, run_episode
     from hillclimb.harness.clients import LocalClient
 
     _, eng, tasks = setup
-    lim = EpisodeLimits(max_steps=2, temperature=temperature, seed=0, max_tokens_per_turn=16)
+    lim = EpisodeLimits(max_steps=2, temperature=0.0, seed=0, max_tokens_per_turn=16)
     seq = [run_episode(t, LocalClient(engine=eng), lim).token_ids for t in tasks]
     out: list = [None] * len(tasks)
 

@@ -66,3 +66,25 @@ def test_rl_harness_val_tasks_recipe_key():
         spec(val_tasks=-1)
     with pytest.raises(ConfigError, match="set val_tasks"):
         spec(harness_val="somewhere")
+
+
+def test_harness_run_refuses_to_resume_under_the_other_tool_call_setting(tmp_path, capsys):
+    """A checkpoint run's summary records `settings.guided_tools`; resuming it with the other
+    setting would mix guided and raw episodes under one resolve rate, so it is refused before
+    any model loads, and the stored results are left as they were."""
+    import json
+
+    from hillclimb.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    summary = {"tasks": 1, "settings": {"drafter": "none", "guided_tools": False}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "results.jsonl").write_text('{"task_id": "t"}\n')
+    (tmp_path / "ckpt").mkdir()
+    argv = ["harness", "run", "--tasks", str(tmp_path), "--model", str(tmp_path / "ckpt"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) != 0
+    assert "holds a run with raw (--no-guided-tools) tool calls" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert (out / "results.jsonl").read_text() == '{"task_id": "t"}\n'
