@@ -9,7 +9,16 @@ Each prompt is a harness episode's first turn (system prompt, compact tools, the
 machine hits both; reported per arm: decode tokens/s (the engine's decode time, prefill left
 out; median of repeats), completion tokens, and the share of tool calls that parse as
 executable calls. Greedy, so the arms differ only where the
-grammar overrode the model's first choice.
+grammar overrode the model's first choice. Then every automaton state the guided arm reached has
+its mask built again from an empty cache (`mask_build_ms`: median and max per state).
+
+    python bench/tool_grammar.py --enum-sizes 100,2000,20000
+
+Enum stress on a random code-flash-micro engine (byte-level tokenizer; no checkpoint): one tool
+whose argument is an N-value string enum; the mask of the state just inside the value (the
+literal set is built there) and of a state inside a value (`"value_1`: the set already built). A
+scan of the values per byte made the second 1.4 s at N = 20,000 (session 26, before the
+bisection); copy this file into an older checkout to measure that code.
 """
 
 from __future__ import annotations
@@ -28,11 +37,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="a code-flash checkpoint directory")
-    ap.add_argument("--tasks", required=True, help="a `harness generate` output directory")
+    ap.add_argument("--model", help="a code-flash checkpoint directory")
+    ap.add_argument("--tasks", help="a `harness generate` output directory")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--enum-sizes", help="comma-separated enum sizes: the enum stress instead")
     args = ap.parse_args()
+    if args.enum_sizes:
+        print(json.dumps(enum_stress([int(x) for x in args.enum_sizes.split(",")]), indent=1))
+        return
+    if not args.model or not args.tasks:
+        ap.error("--model and --tasks are required (or --enum-sizes)")
 
     import torch
 
@@ -86,6 +101,13 @@ def main() -> None:
         for name in ("raw", "guided"):
             runs[name].append(arm(name == "guided"))
     states_before = g.mask_builds
+    states = list(g._masks)  # every state the runs reached
+    g._masks.clear()
+    state_ms = []
+    for st in states:
+        t0 = time.perf_counter()
+        g.mask(st)
+        state_ms.append((time.perf_counter() - t0) * 1e3)
     res = {
         "bench": "tool_grammar",
         "model": args.model,
@@ -100,6 +122,10 @@ def main() -> None:
         "grammar_build_ms": round(build_ms, 1),
         "vocab": g.vocab_size,
         "mask_states_built": states_before,
+        "mask_build_ms": {
+            "median": round(statistics.median(state_ms), 3) if state_ms else None,
+            "max": round(max(state_ms), 3) if state_ms else None,
+        },  # fmt: skip
         "arms": {},
     }
     for name, rs in runs.items():
@@ -115,6 +141,34 @@ def main() -> None:
         gd["tokens_per_s_median"] / raw["tokens_per_s_median"], 3
     )
     print(json.dumps(res, indent=1))
+
+
+def enum_stress(sizes: list[int]) -> dict:
+    """Mask times for an N-value enum argument (see the module docstring)."""
+    from hillclimb.model.config import get_preset
+    from hillclimb.model.transformer import build_model
+    from hillclimb.serve.engine import Engine
+    from hillclimb.tokenizer.io import bytelevel_tokenizer
+
+    eng = Engine(build_model(get_preset("code-flash-micro"), seed=0), bytelevel_tokenizer(),
+                 device="cpu", name="micro")  # fmt: skip
+    out = {"bench": "tool_grammar_enum", "vocab": eng.cfg.vocab_size,
+           "machine": {"cpus": os.cpu_count(), "load1": os.getloadavg()[0]}, "sizes": {}}  # fmt: skip
+    for n in sizes:
+        vals = [f"value_{i}" for i in range(n)]
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "required": ["x"], "additionalProperties": False,
+            "properties": {"x": {"enum": vals}}}}}]  # fmt: skip
+        g = eng.tool_grammar(tools)
+        row = {}
+        for label, text in (("value_start_ms", b'{"name": "f", "arguments": {"x": '),
+                            ("in_value_ms", b'{"name": "f", "arguments": {"x": "value_1')):  # fmt: skip
+            st = g.feed_bytes(g.initial, text)
+            t0 = time.perf_counter()
+            g.mask(st)
+            row[label] = round((time.perf_counter() - t0) * 1e3, 2)
+        out["sizes"][str(n)] = row
+    return out
 
 
 if __name__ == "__main__":
