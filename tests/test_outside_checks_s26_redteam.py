@@ -102,7 +102,8 @@ TASK_ID = "bugfix-inventory-11-0002"
 def task(tmp_path_factory) -> Task:
     """The generated task whose only FAIL_TO_PASS test is a `pytest.raises` test."""
     out = tmp_path_factory.mktemp("s26_redteam")
-    gen.generate_tasks(out, 3, seed=11, kinds=["bugfix", "feature"])
+    # session 27: the generator now discards all-`pytest.raises` tasks unless asked not to
+    gen.generate_tasks(out, 3, seed=11, kinds=["bugfix", "feature"], require_hidden_f2p=False)
     t = load_task(out / TASK_ID)
     assert t.fail_to_pass == ("tests/test_inventory.py::test_add_duplicate_raises",)
     return t

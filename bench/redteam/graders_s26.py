@@ -65,7 +65,9 @@ def main() -> None:
     else:
         tmp = pathlib.Path(tempfile.mkdtemp(prefix="hc-s26-corpus-"))
         root = tmp / "tasks"
-        generate_tasks(root, args.n, seed=args.seed, kinds=["bugfix", "feature"])
+        generate_tasks(
+            root, args.n, seed=args.seed, kinds=["bugfix", "feature"], require_hidden_f2p=False
+        )  # session 26's corpus (session 27's generator discards all-`raises` tasks by default)
     tasks = [load_task(d) for d in find_task_dirs(root)]
     tasks = [t for t in tasks if t.kind in ("bugfix", "feature") and t.language == "python"]
     rows = []

@@ -414,7 +414,11 @@ def _record_settings(out: Path, summary: dict[str, Any], args: argparse.Namespac
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from hillclimb.harness.grading import grade_patch
+    from hillclimb.harness.grading import (
+        UNHIDDEN_F2P_WARNING,
+        fail_to_pass_hides_nothing,
+        grade_patch,
+    )
     from hillclimb.harness.task import load_task
 
     task = load_task(args.task)
@@ -438,6 +442,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
             raise HillclimbError(f"patch file {p} is not a regular file")
         patch = p.read_text(encoding="utf-8", errors="replace")
     res = grade_patch(task, patch, answer=answer, unsafe=args.unsafe)
+    if args.solution and fail_to_pass_hides_nothing(task, res):
+        print(f"warning: {task.id}: {UNHIDDEN_F2P_WARNING}", file=sys.stderr)
     d = res.to_json()
     if args.json:
         print(json.dumps(d, indent=2))

@@ -72,7 +72,17 @@ walks up to the calling test's frame (`sys._getframe`, `f_back`, `inspect.stack`
 the tests run — another body (`test.__code__ = noop.__code__` from a thread the package starts),
 another `pytest` in its module, or `pytest.raises` replaced, names built at run time — is failed
 by the reporter (`pytest_reporter._swapped`: the body and module objects noted at collection, the
-test API at load, the body's file the test's own or beside it); JavaScript code that
+test API at load, the body's file the test's own or beside it); a test swapped *before* pytest
+collects it — the package, imported at the top of the test module, sets a test's `__code__` or
+executes edited source into the module's namespace when the module's frame returns, or rewrites
+a test file not imported yet, each under the test file's own name (session 27: resolved
+`bugfix-inventory-11-0002` with the bug in place) — is failed too: the grader pins the Python
+files of the installed test suite (path and sha256, `Channel.pin_tests`), the reporter compiles
+them while pytest loads it (before any workspace code runs; plain and with pytest's assertion
+rewrite) and a test its file defines with only marks as decorators must be a function of its
+module whose code object equals the file's definition; any other body from a pinned file must be
+code that file compiles to; a pinned file already changed when pytest starts fails all its tests
+(`pytest_reporter._pinned_mismatch`); JavaScript code that
 loads `node:assert` / `node:test` or V8's stack hooks; any native module it adds
 (`runner_tampering` in protected.py: `patch_rejected`). Not defended: pytest runs the tests in its
 own interpreter, so code under test that builds those names at run time (or reads the test files
@@ -80,13 +90,20 @@ from disk) can still reach the plugin in memory (its key, its hook functions), m
 report objects and forge through the real channel (a forged pass still fails a test whose hidden
 assertions logged wrong values or none), or copy the expected values the rewrite leaves in the
 tests (below); an equality that only pretends to look at the other operand still passes `assert
-f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms still resolve); a swap made before pytest collects the test,
-with a body compiled under the test file's own name, is not seen either. A test with nothing
-hidden in it (`pytest.raises`, `assert.throws`, assertions left as written) passes on pytest's or
-node's word alone, which such code can forge, and its input is readable: it still counts toward
-resolving, but `GradeResult.value_checked` lists only the passes that a hidden value confirmed
-outside the sandbox, the ones partial credit should count (session 26: a feature stub raising
-`ValueError` for every input was paid partial RL reward on 5 of 21 generated feature tasks).
+f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms still resolve);
+a test whose own function stays but whose module namespace is edited before collection (the
+imported class replaced, in that module only, by one that special-cases the test's inputs); a
+decorated test (not only marks) whose wrapper lives outside the pinned files. A test with
+nothing hidden in it (`pytest.raises`, `assert.throws`, assertions left as written) passes on
+pytest's or node's word alone, which such code can forge, and its input is readable: it still
+counts toward resolving, but `GradeResult.value_checked` lists only the passes that a hidden
+value confirmed outside the sandbox, the ones partial credit should count (session 26: a feature
+stub raising `ValueError` for every input was paid partial RL reward on 5 of 21 generated feature
+tasks). Resolution does not require a value-checked FAIL_TO_PASS pass: when any FAIL_TO_PASS
+test owns a hidden slot it already must pass, judged outside, and a task whose fix is "raise on
+bad input" is a real task. Instead the task generator discards candidates whose FAIL_TO_PASS
+tests all hide nothing (`generate_tasks(require_hidden_f2p=True)`, the default) and `hillclimb
+harness grade --solution` warns on such a user task (`fail_to_pass_hides_nothing`).
 Reading the hidden tests for their expected values (from disk, at import or call time, or
 in-process through `sys.modules` and the test functions' code constants, names built at run time;
 session 25: 8 of 10 generated Python tasks and 1 of 4 JavaScript tasks resolved that way with the
@@ -214,6 +231,30 @@ def _value_checked(hidden: HiddenExpectations | None, outcomes: dict[str, str]) 
     )
 
 
+UNHIDDEN_F2P_WARNING = (
+    "no FAIL_TO_PASS test of this task passed with a hidden value (they are all "
+    "`pytest.raises`/`assert.throws` checks or assertions the grader cannot hide): pytest or node "
+    "alone judges them, in the process the code under test shares, and their inputs are "
+    "readable, so code that special-cases those inputs resolves the task without the fix; add "
+    "a FAIL_TO_PASS test with a direct `assert f(x) == VALUE` (grading.py, threat model)"
+)
+
+
+def fail_to_pass_hides_nothing(task: Task, reference: GradeResult) -> bool:
+    """Whether `reference` (the task's solution, graded) resolved a bugfix/feature task with no
+    FAIL_TO_PASS test among `value_checked`: then nothing outside the sandbox confirms the fix.
+    Resolution does not require such a pass (a task whose fix is "raise on bad input" is a
+    real task, and a value-checked F2P pass is implied whenever an F2P test owns a hidden slot,
+    since every F2P test must pass and a passing one with slots is value-checked); the task
+    generator discards such candidates and `hillclimb harness grade --solution` warns."""
+    return (
+        reference.resolved
+        and task.kind in ("bugfix", "feature")
+        and bool(task.fail_to_pass)
+        and not set(task.fail_to_pass) & set(reference.value_checked)
+    )
+
+
 def _tmp_prefix(task: Task) -> str:
     # shell-safe: the reporter's path is spliced into the test command
     return "hc-grade-" + re.sub(r"[^A-Za-z0-9_.-]", "_", task.id[:40]) + "-"
@@ -335,6 +376,18 @@ def _install_hidden_tests(task: Task, ws: Path, *, reset: bool = False) -> None:
     copy_tree(task.hidden_tests, dest)
 
 
+def _installed_python_tests(task: Task, ws: Path) -> list[Path]:
+    """The Python files of the test suite as the grader installed it: every `.py` file under
+    the test directories (`_test_dirs`, which `_reset_test_dirs` made the task's own) and each
+    one the hidden tests brought, for the reporter to pin (`Channel.pin_tests`)."""
+    dest = ws / task.hidden_tests_dest
+    files = {dest / p.relative_to(task.hidden_tests) for p in task.hidden_tests.rglob("*.py")}
+    for rel in _test_dirs(task):
+        if (ws / rel).is_dir() and not (ws / rel).is_symlink():
+            files.update((ws / rel).rglob("*.py"))
+    return sorted(f for f in files if f.is_file() and not f.is_symlink())
+
+
 def _is_test_module(name: str, language: str) -> bool:
     """Only test modules are rewritten: pytest's default `python_files`, node's `*.test.js`
     (a conftest.py is checked against its digest at run time and holds fixtures, not asserts)."""
@@ -386,7 +439,7 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             message="" if ok else "answer does not match",
         )  # fmt: skip
 
-    checks = [run_check(ws, c).to_json() for c in task.checks]
+    checks = [run_check(ws, c, baseline=task.repo).to_json() for c in task.checks]
     per_test = bool(task.fail_to_pass or task.pass_to_pass)
     trusted_run = task.kind in TEST_KINDS or per_test
 
@@ -425,6 +478,8 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             conftests = conftest_digests(ws)
             channel = open_channel(ws, task.env)
             hidden = _hide_expected_values(task, ws, channel.directory / EXPECT_LOG)
+            if task.language == "python":
+                channel.pin_tests(_installed_python_tests(task, ws))
             command, env, node_runs = channel.instrument(task.test_command, task.env)
         except OSError as exc:
             return GradeResult(

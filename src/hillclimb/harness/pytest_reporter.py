@@ -22,7 +22,8 @@ before anything in the workspace can even be imported. On import it
    collection errors (a module skipped by the code under test is one), and at the end the session's exit status and the conftest.py
    files that were loaded, each line signed with HMAC-SHA256 under the key. A test whose body,
    module objects or pytest's test API changed after collection, or whose body is code from
-   outside its test directory, is reported failed (`_swapped`).
+   outside its test directory, or not the code its test file (as the grader installed it and
+   this plugin compiled it on import, `_pin_tests`) defines, is reported failed (`_swapped`).
 
 The key never appears in a file or in output after step 2, so records the grader accepts can only
 come from this plugin — or from code that digs the key out of this process's memory (tests run in
@@ -166,6 +167,7 @@ def _activate() -> None:
         "emit": emit, "outcomes": {}, "conftests": {}, "sha256": hashlib.sha256,
         "skips": _skip_exceptions(), "forced": set(), "raised": set(), "root": os.getcwd(),
         "api": _test_api(), "pytest": sys.modules.get("pytest"), "code": {}, "swapped": set(),
+        "pins": _pin_tests(cfg.get("tests"), hashlib.sha256),
     }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
 
@@ -194,6 +196,157 @@ def _test_api() -> dict[str, object]:
     """pytest's public API as pytest itself set it up, taken while pytest is loading us."""
     api = sys.modules.get("pytest")
     return {n: getattr(api, n, None) for n in _API_NAMES}
+
+
+class _Pin:
+    """A test file as the grader installed it: every code object the file compiles to (plain,
+    and as pytest's assertion rewrite compiles it, with and without the assertion-pass hook),
+    by qualified name, and the qualified names its source defines with only marks as
+    decorators (the tests whose collected function must be exactly the file's). A plain class:
+    this module imports nothing at load beyond `os`/`sys` (see `_import_stdlib`)."""
+
+    __slots__ = ("codes", "plain")
+
+    def __init__(self, codes: dict[str, frozenset], plain: frozenset[str]) -> None:
+        self.codes, self.plain = codes, plain
+
+
+def _pin_tests(pinned: object, sha256) -> dict[str, _Pin | None]:
+    """The grader's test files (path relative to the workspace -> sha256 of the bytes it
+    installed), read and compiled now, while pytest loads us: no workspace code has run, so
+    neither these bytes nor pytest's rewrite can have been tampered with yet. A file whose
+    bytes already differ (changed by something the command ran before pytest) pins None:
+    its tests are reported failed."""
+    import ast
+
+    out: dict[str, _Pin | None] = {}
+    if not isinstance(pinned, dict):
+        return out
+    rewrite = getattr(sys.modules.get("_pytest.assertion.rewrite"), "rewrite_asserts", None)
+    for rel, digest in pinned.items():
+        path = os.path.join(_WORKSPACE, str(rel))
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            if sha256(data).hexdigest() != digest:
+                raise ValueError("changed")
+            out[os.path.normpath(str(rel))] = _compile_pin(data, path, rewrite, ast)
+        except (OSError, ValueError, SyntaxError, RecursionError):
+            out[os.path.normpath(str(rel))] = None
+    return out
+
+
+class _PassHook:
+    """The one config value pytest's rewrite reads (`enable_assertion_pass_hook`): on."""
+
+    @staticmethod
+    def getini(name: str) -> bool:
+        return name == "enable_assertion_pass_hook"
+
+
+def _compile_pin(data: bytes, path: str, rewrite, ast) -> _Pin:
+    """Compile `data` as importlib does (plain) and as pytest's `_rewrite_test` does."""
+    variants = [compile(data, path, "exec", dont_inherit=True)]
+    for config in (None, _PassHook()) if rewrite is not None else ():
+        tree = ast.parse(data, filename=path)
+        try:
+            rewrite(tree, data, path, config)
+        except Exception:  # a pytest whose rewrite differs: the plain variant still pins
+            continue
+        variants.append(compile(tree, path, "exec", dont_inherit=True))
+    codes: dict[str, set] = {}
+    todo = list(variants)
+    while todo:
+        code = todo.pop()
+        codes.setdefault(getattr(code, "co_qualname", code.co_name), set()).add(code)
+        todo += [c for c in code.co_consts if type(c) is type(code)]
+    return _Pin({k: frozenset(v) for k, v in codes.items()}, _plain_defs(ast.parse(data), ast))
+
+
+def _plain_defs(tree, ast) -> frozenset[str]:
+    """Qualified names of the functions a module's source defines at module or class level
+    whose decorators are all marks (`@pytest.mark.parametrize(...)`) or `staticmethod`: pytest
+    collects such a function as it is, so its code must be the file's. The last definition
+    of a name decides (a redefinition replaces the first); a name the same body also assigns
+    (`test_x = wrap(test_x)`) is left out."""
+
+    def is_mark(d) -> bool:
+        while isinstance(d, (ast.Call, ast.Attribute)):
+            if isinstance(d, ast.Attribute) and d.attr == "mark":
+                return True
+            d = d.func if isinstance(d, ast.Call) else d.value
+        return isinstance(d, ast.Name) and d.id in ("mark", "staticmethod")
+
+    plain: set[str] = set()
+
+    def walk(body, prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                walk(node.body, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = prefix + node.name
+                if all(is_mark(d) for d in node.decorator_list):
+                    plain.add(name)
+                else:
+                    plain.discard(name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:  # `test_x = wrap(test_x)`: no longer the def as written
+                    for n in ast.walk(t):
+                        if isinstance(n, ast.Name):
+                            rebound.add(prefix + n.id)
+
+    rebound: set[str] = set()
+    walk(tree.body, "")
+    return frozenset(plain - rebound)
+
+
+def _pinned_mismatch(item, fn, code) -> str | None:
+    """Why `item`'s collected function is not the one the grader's test file defines, or None.
+
+    Why: code under test runs while the test module that imports it is still executing, so it
+    can replace a test before pytest collects it — set its `__code__`, execute other source
+    into the module's namespace, or rewrite a test file not imported yet — with a body compiled
+    under the test file's own name (session 27: a profile hook doing so resolved generated
+    tasks whose FAIL_TO_PASS tests are `pytest.raises` tests with the bug in place). The noted
+    collection-time body then already is the swapped one, so it is compared with the file as
+    the grader installed it: a test the file defines with only marks as decorators must be a
+    function of its module whose code equals the file's definition; any other body whose
+    file is a pinned one must be code that file compiles to."""
+    pins = _state["pins"] if _state is not None else {}
+    if not pins:
+        return None
+    test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
+    rel = os.path.relpath(test_file, _WORKSPACE)
+    if rel in pins:
+        pin = pins[rel]
+        if pin is None:
+            return "its test file changed before the run"
+        qual = ".".join([*_class_names(item), str(getattr(item, "originalname", item.name))])
+        if qual in pin.plain:
+            mod = getattr(item, "module", None)
+            if type(fn) is not type(_under) or fn.__globals__ is not getattr(mod, "__dict__", 0):
+                return "it is not the function its test file defines"
+            if code not in pin.codes.get(qual, ()):
+                return "its body is not the one its test file defines"
+            return None
+    rel = os.path.relpath(os.path.realpath(code.co_filename), _WORKSPACE)
+    if rel in pins:
+        pin = pins[rel]
+        known = pin.codes.get(getattr(code, "co_qualname", code.co_name), ()) if pin else ()
+        if code not in known:
+            return f"its body is not code that {os.path.basename(rel)} defines"
+    return None
+
+
+def _class_names(item) -> list[str]:
+    """The test classes between `item` and its module, as pytest collected them (their names
+    in the module's namespace, which the source's `class` statements bind)."""
+    out = []
+    for node in item.listchain():
+        if any(c.__name__ == "Class" for c in type(node).__mro__):
+            out.append(str(node.name))
+    return out
 
 
 def _test_code(item):
@@ -232,6 +385,9 @@ def _swapped(item) -> str | None:
     test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
     if not _trusted_body(code.co_filename, test_file):
         return "its body comes from " + os.path.basename(code.co_filename)
+    pinned = _pinned_mismatch(item, fn, code)
+    if pinned is not None:
+        return pinned
     g = getattr(fn, "__globals__", None)
     if type(g) is dict and "pytest" in g and g["pytest"] is not _state["pytest"]:
         return "the name `pytest` in its module is not pytest"

@@ -4,11 +4,17 @@ A refactor is "tests stay green *and* the code has the new shape": the extracted
 and is called from where the code used to be, the old name is gone everywhere. Parsing is safe on
 untrusted code (nothing executes), so these checks run in-process; a file that does not parse
 fails the check with the SyntaxError as its detail.
+
+Names bound at run time (session 27): `name_absent` also fails a file that spells the old name
+in more strings, or binds names dynamically (`globals()[k] =`, `setattr`, `exec`) in more
+places, than the task's own copy; `called_from` counts only calls the caller's control flow can
+reach (not dead branches of constant tests, not after `return`, not in nested defs).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,14 +79,175 @@ def _find_def(tree: ast.Module, dotted: str) -> ast.AST | None:
 
 
 def _calls(node: ast.AST, name: str) -> bool:
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Call):
-            f = sub.func
-            if (isinstance(f, ast.Name) and f.id == name) or (
-                isinstance(f, ast.Attribute) and f.attr == name
-            ):
+    """Whether `node` (a function or class) calls `name` in code that can run.
+
+    Why not any call in its subtree: `if False: helper()`, a call after `return`, or one in a
+    nested function nobody calls satisfied "`f` calls `helper`" while `f` kept its inline code
+    (session 26's red team: refactor checks gameable). A call counts when it is reachable by
+    the body's own control flow: not after an unconditional return/raise/break/continue in its
+    block, not in the dead arm of an `if`/`while`/conditional expression whose test is a
+    constant, not behind a constant that short-circuits `and`/`or`, not in a nested def, class
+    or lambda. Reachability through values (`DEBUG = False; if DEBUG:`) is not judged."""
+    body = getattr(node, "body", None)
+    return isinstance(body, list) and _live_block(body, name)
+
+
+_ENDS_BLOCK = (ast.Return, ast.Raise, ast.Break, ast.Continue)
+
+
+def _truth(expr: ast.expr) -> bool | None:
+    """The truth value of a constant test (`False`, `0`, `None`, `not True`), else None."""
+    if isinstance(expr, ast.Constant):
+        return bool(expr.value)
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
+        inner = _truth(expr.operand)
+        return None if inner is None else not inner
+    return None
+
+
+def _live_block(body: list[ast.stmt], name: str) -> bool:
+    for stmt in body:
+        if _live_stmt(stmt, name):
+            return True
+        if isinstance(stmt, _ENDS_BLOCK):
+            return False  # what follows in this block never runs
+    return False
+
+
+def _live_stmt(stmt: ast.stmt, name: str) -> bool:
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return False  # runs only if something calls it; defaults and decorators aside
+    if isinstance(stmt, ast.If | ast.While):
+        t = _truth(stmt.test)
+        if _live_expr(stmt.test, name):
+            return True
+        if t is False:
+            return _live_block(stmt.orelse, name)
+        if t is True and isinstance(stmt, ast.If):
+            return _live_block(stmt.body, name)
+        return _live_block(stmt.body, name) or _live_block(stmt.orelse, name)
+    blocks = [getattr(stmt, f, None) for f in ("body", "orelse", "finalbody")]
+    blocks += [h.body for h in getattr(stmt, "handlers", [])]
+    blocks += [c.body for c in getattr(stmt, "cases", [])]
+    if any(isinstance(b, list) and _live_block(b, name) for b in blocks):
+        return True
+    for field, value in ast.iter_fields(stmt):
+        if field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            continue
+        for child in value if isinstance(value, list) else [value]:
+            if isinstance(child, ast.expr) and _live_expr(child, name):
+                return True
+            if isinstance(child, ast.withitem) and _live_expr(child.context_expr, name):
                 return True
     return False
+
+
+def _live_expr(expr: ast.expr, name: str) -> bool:
+    if isinstance(expr, ast.Lambda):
+        return False
+    if isinstance(expr, ast.Call):
+        f = expr.func
+        if (isinstance(f, ast.Name) and f.id == name) or (
+            isinstance(f, ast.Attribute) and f.attr == name
+        ):
+            return True
+    if isinstance(expr, ast.IfExp):
+        t = _truth(expr.test)
+        if _live_expr(expr.test, name):
+            return True
+        if t is not None:
+            return _live_expr(expr.body if t else expr.orelse, name)
+        return _live_expr(expr.body, name) or _live_expr(expr.orelse, name)
+    if isinstance(expr, ast.BoolOp):
+        stop = isinstance(expr.op, ast.Or)  # `True or x`, `False and x`: x never runs
+        for value in expr.values:
+            if _live_expr(value, name):
+                return True
+            if _truth(value) is stop:
+                return False
+        return False
+    for child in ast.iter_child_nodes(expr):
+        if isinstance(child, ast.expr) and _live_expr(child, name):
+            return True
+        if isinstance(child, ast.comprehension) and any(
+            _live_expr(e, name) for e in (child.iter, *child.ifs)
+        ):
+            return True
+        if isinstance(child, ast.keyword) and _live_expr(child.value, name):
+            return True
+    return False
+
+
+_TOKEN = r"(?<![A-Za-z0-9_]){}(?![A-Za-z0-9_])"
+
+
+def _folded_strings(tree: ast.AST) -> list[str]:
+    """Every string the code spells out, but docstrings: constants, `+` of constants,
+    f-strings of constants. A name the code binds at run time under a written name
+    (`globals()["old"] = f`, `setattr(mod, "old", f)`, `exec("def old(): ...")`) shows here."""
+    docs: set[int] = set()
+    for n in ast.walk(tree):
+        body = getattr(n, "body", None)
+        if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and (
+            isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+        ):
+            docs.add(id(body[0].value))
+    out: list[str] = []
+
+    def fold(e: ast.AST) -> str | None:
+        if isinstance(e, ast.Constant) and isinstance(e.value, str):
+            return e.value
+        if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+            a, b = fold(e.left), fold(e.right)
+            return a + b if a is not None and b is not None else None
+        if isinstance(e, ast.JoinedStr):  # f"{'ol'}d"
+            parts = [fold(v.value if isinstance(v, ast.FormattedValue) else v) for v in e.values]
+            return None if None in parts else "".join(p for p in parts if p is not None)
+        return None
+
+    for n in ast.walk(tree):
+        if id(n) in docs:
+            continue
+        if isinstance(n, ast.BinOp | ast.Constant | ast.JoinedStr):
+            got = fold(n)
+            if got is not None:
+                out.append(got)
+    return out
+
+
+# Ways code binds a name whose spelling the source need not contain (`globals()[k] = f`,
+# `setattr(m, k, f)`, `exec(text)`): counted per file, and a file with more of them than the
+# task's own copy fails `name_absent` (the old name may come back under a name built at run time).
+_NAMESPACES = ("globals", "vars", "locals")
+
+
+def dynamic_bindings(tree: ast.AST) -> int:
+    """How many places in `tree` bind names the source does not spell: `exec`/`eval` calls,
+    `setattr`/`__setattr__` with a computed name, stores into or `.update` of
+    `globals()`/`vars()`/`locals()`/`__dict__` with a computed key."""
+
+    def namespace(e: ast.AST) -> bool:
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
+            return e.func.id in _NAMESPACES
+        return isinstance(e, ast.Attribute) and e.attr == "__dict__"
+
+    count = 0
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call):
+            f = n.func
+            fname = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+            if fname in ("exec", "eval"):
+                count += 1
+            elif fname in ("setattr", "__setattr__") and len(n.args) >= 2:
+                named = n.args[1] if fname == "setattr" or isinstance(f, ast.Name) else n.args[0]
+                count += not (isinstance(named, ast.Constant) and isinstance(named.value, str))
+            elif fname in ("update", "setdefault") and isinstance(f, ast.Attribute):
+                count += namespace(f.value)
+        elif isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store | ast.Del):
+            key = n.slice
+            computed = not (isinstance(key, ast.Constant) and isinstance(key.value, str))
+            count += namespace(n.value) and computed
+    return count
 
 
 def identifiers(tree: ast.AST) -> set[str]:
@@ -102,10 +269,38 @@ def identifiers(tree: ast.AST) -> set[str]:
     return out
 
 
+def _rebinds(tree: ast.Module, name: str, baseline: Path | None, rel: str) -> bool:
+    """Whether a file may bind `name` at run time: it spells `name` in more strings, or has
+    more `dynamic_bindings`, than the baseline's file of the same path (none: zero of each).
+    Compared with the task's own copy because the original code may rightly hold both (an
+    error message naming the function, a `setattr` loop), and an honest rename keeps those."""
+    token = re.compile(_TOKEN.format(re.escape(name)))
+
+    def counts(t: ast.Module) -> tuple[int, int]:
+        return sum(bool(token.search(x)) for x in _folded_strings(t)), dynamic_bindings(t)
+
+    spelled, dynamic = counts(tree)
+    if not spelled and not dynamic:
+        return False
+    before = (0, 0)
+    if baseline is not None:
+        try:
+            before = counts(_parse(baseline / rel, baseline))
+        except (OSError, _NotInRepo, SyntaxError, ValueError, RecursionError, UnicodeDecodeError):
+            before = (0, 0)
+    return spelled > before[0] or dynamic > before[1]
+
+
 def run_check(
-    workspace: Path, check: StructuralCheck, exclude: tuple[str, ...] = ()
+    workspace: Path,
+    check: StructuralCheck,
+    exclude: tuple[str, ...] = (),
+    baseline: Path | None = None,
 ) -> CheckResult:
-    """Evaluate one check on `workspace`; `exclude` are path prefixes ignored by name checks."""
+    """Evaluate one check on `workspace`; `exclude` are path prefixes ignored by name checks.
+
+    `name_absent` also fails where a file may bind the name at run time (`_rebinds`), judged
+    against `baseline` (the task's own repo); without one, every such place counts."""
     desc = check.describe()
     try:
         if check.type in ("function_exists", "class_exists", "called_from"):
@@ -148,6 +343,8 @@ def run_check(
                 continue  # not code in the repository (a link out of it, a FIFO)
             if check.name in identifiers(tree):
                 found_in.append(full_rel)
+            elif check.type == "name_absent" and _rebinds(tree, check.name, baseline, full_rel):
+                found_in.append(full_rel + " (bound at run time)")
         if check.type == "name_absent":
             ok = not found_in
             return CheckResult(

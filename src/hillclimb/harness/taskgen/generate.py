@@ -334,9 +334,17 @@ def _solution_patch(spec: TaskSpec, repo_dir: Path, unsafe: bool) -> str | None:
     return None
 
 
-def _write_task(spec: TaskSpec, dest: Path, unsafe: bool) -> bool:
-    """Write `spec` to `dest` atomically if it verifies; False if it does not."""
-    from hillclimb.harness.grading import grade_patch
+def _write_task(spec: TaskSpec, dest: Path, unsafe: bool, require_hidden_f2p: bool = True) -> bool:
+    """Write `spec` to `dest` atomically if it verifies; False if it does not.
+
+    With `require_hidden_f2p`, a bugfix/feature task also needs a FAIL_TO_PASS test that the
+    reference passes with a hidden value judged outside the sandbox (`GradeResult.value_checked`).
+    Why: a task whose FAIL_TO_PASS tests are all `pytest.raises` / `assert.throws` checks (or
+    assertions the grader cannot hide) is judged by the test runner alone, in the interpreter the
+    code under test shares, and their inputs are readable: code that special-cases them (or
+    swaps the tests) resolves the task with the bug in place (sessions 26-27:
+    `bugfix-inventory-11-0002`, seed 11). Such a candidate is discarded and another drawn."""
+    from hillclimb.harness.grading import fail_to_pass_hides_nothing, grade_patch
     from hillclimb.harness.task import load_task
 
     try:
@@ -381,6 +389,8 @@ def _write_task(spec: TaskSpec, dest: Path, unsafe: bool) -> bool:
                 raise _Discard(
                     f"verification failed: empty={empty.status}, solution={solved.status} {solved.message}"
                 )
+            if require_hidden_f2p and fail_to_pass_hides_nothing(task, solved):
+                raise _Discard("no FAIL_TO_PASS test hides a value")
     except _Discard:
         return False
     return True
@@ -415,6 +425,7 @@ def generate_tasks(
     unsafe: bool = False,
     progress: Callable[[str], None] | None = None,
     split: str = "all",
+    require_hidden_f2p: bool = True,
 ) -> dict[str, Any]:
     """Generate `n` verified tasks into `out_dir` (round-robin over the supported (kind,
     language) pairs of `kinds` x `languages`); returns the manifest.
@@ -429,7 +440,11 @@ def generate_tasks(
     (`common.mutation_split`); `heldout` only the held-out projects and templates;
     `heldout_mutations` (bugfix and feature) the held-out sites of the training projects; `all`
     every one. The split is part of each task's id (`-heldout-`, `-train-`; none for `all`) and
-    its meta."""
+    its meta.
+
+    `require_hidden_f2p` (default on): every bugfix/feature task has a FAIL_TO_PASS test with a
+    hidden value (`_write_task`); off only for red-team benches and tests that need tasks whose
+    FAIL_TO_PASS tests hide nothing."""
     check_task_split(split)
     kinds = list(dict.fromkeys(kinds or KINDS))  # a repeated kind would skew the round-robin
     bad = [k for k in kinds if k not in KINDS]
@@ -510,7 +525,7 @@ def generate_tasks(
             tag = "" if split == "all" else f"{split}-"
             spec.id = f"{kind}-{label}-{tag}{seed}-{i:04d}"
             dest = out / spec.id
-            if dest.exists() or _write_task(spec, dest, unsafe):
+            if dest.exists() or _write_task(spec, dest, unsafe, require_hidden_f2p):
                 made.add(identity)
                 made_edits.update((kind, lang, m, spec.repo.get(m)) for m in spec.solution or {})
                 manifest.append({"id": spec.id, "kind": kind, "language": lang, "attempts": attempt + 1, **{
