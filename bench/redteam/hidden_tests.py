@@ -21,7 +21,21 @@ Default run, session 26: 7 of the 8 tasks tabled; session 25's code (`PYTHONPATH
 resolved 6/7 (harvest from disk) and 7/7 (in-process) of them with the bug in place; now 0/7
 each; tabled references 7/7, buggy 0/7 (the session 25 attacks: 0/8 on both).
 
-Usage: python bench/redteam/hidden_tests.py [--seeds 1,2] [--n 5]
+Session 27, `formed`: the same rows written in the forms session 26 left readable, round robin:
+a `unittest.TestCase`'s `self.assertEqual`, an `assert` inside `with warnings.catch_warnings()`,
+a module-level helper `check(*args, want)` and an `or` of comparisons
+(`got == want or got == "<none>"`), each its own test. The harvest attacks of
+`tests/test_outside_checks_s27_expect3.py` (`FORMS_HARVESTS`: from disk, every assertion form
+and helper call; in-process, the constants that follow a call's arguments in each test code
+object, classes' methods included) wrap the function. `readable` counts the asserting statements
+of those test bodies that the grader's rewrite leaves as written (their value readable).
+`--only formed` runs just this part. Session 27 (seeds 1,2, n 5): 8 of the 9 tasks formed; with
+session 26's expectations.py (`PYTHONPATH=` a copy of src/ with it) the harvests resolved 5/8
+(disk) and 1/8 (in-process) with the bug in place and 20 of 20 asserting statements stayed
+readable; now 0/8, 0/8 and 0/20; formed references 8/8, buggy 0/8 (the other parts unchanged:
+references 9/9, buggy 0/9, session 25 attacks 0/9, tabled 8/8 and 0/8).
+
+Usage: python bench/redteam/hidden_tests.py [--seeds 1,2] [--n 5] [--only formed]
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ sys.path += [str(ROOT / "tests"), str(ROOT / "src")]  # PYTHONPATH=OLD/src compa
 
 import test_outside_checks_s25_harnessread as attacks  # noqa: E402
 import test_outside_checks_s26_expect as harvests  # noqa: E402
+import test_outside_checks_s27_expect3 as formed_attacks  # noqa: E402
 from hillclimb.harness.grading import grade_patch, grade_workspace  # noqa: E402
 from hillclimb.harness.patching import copy_tree  # noqa: E402
 from hillclimb.harness.task import Task, find_task_dirs, load_task  # noqa: E402
@@ -116,6 +131,106 @@ def tabled_task(task: Task, root: pathlib.Path) -> Task | None:
     return load_task(d)
 
 
+def formed_source(task: Task) -> str | None:
+    """The task's direct `f(<literals>) == <literal>` rows written in the session 27 forms (see
+    the module docstring); None when there are fewer than two."""
+    imports, callee, rows = _table_pairs(task)
+    if len(rows) < 2:
+        return None
+    cols = [f"a{i}" for i in range(len(rows[0]) - 1)]
+    units: list[str] = []
+    funcs: list[str] = []
+    for i, row in enumerate(rows):
+        *args, want = row
+        call = f"{callee}({', '.join(repr(a) for a in args)})"
+        form = ("unit", "with", "helper", "or")[i % 4]
+        if form == "unit":
+            units += [
+                f"    def test_unit_{i}(self):",
+                f"        self.assertEqual({call}, {want!r})",
+                "",
+            ]
+        elif form == "with":
+            funcs += [f"def test_with_{i}():", "    with warnings.catch_warnings():",
+                      f"        assert {call} == {want!r}", "", ""]  # fmt: skip
+        elif form == "helper":
+            funcs += [f"def test_helper_{i}():", f"    check({', '.join(map(repr, row))})", "", ""]
+        else:
+            funcs += [f"def test_or_{i}():", f"    got = {call}",
+                      f"    assert got == {want!r} or got == '<none>'", "", ""]  # fmt: skip
+    return "\n".join(
+        ["import unittest", "import warnings", *(ast.unparse(s) for s in imports), "", "",
+         f"def check({', '.join([*cols, 'want'])}):",
+         f"    assert {callee}({', '.join(cols)}) == want", "", "",
+         "class FormsCase(unittest.TestCase):", *units, "    pass", "", "", *funcs]
+    )  # fmt: skip
+
+
+def readable_assertions(source: str) -> tuple[int, int]:
+    """(asserting statements left as written, all) in the test bodies of `source` once the
+    grader has rewritten it."""
+    from hillclimb.harness.expectations import HiddenExpectations, hide_in_source
+
+    def count(text: str) -> int:
+        tests = [
+            f
+            for f in ast.walk(ast.parse(text))
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.name.startswith("test")
+        ]
+        return sum(
+            isinstance(n, ast.Assert)
+            or isinstance(n, ast.Expr)
+            and isinstance(n.value, ast.Call)
+            and getattr(n.value.func, "id", getattr(n.value.func, "attr", "")).startswith(
+                ("assert", "check")
+            )
+            for f in tests
+            for n in ast.walk(f)
+        )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        new = hide_in_source(source, "tests/test_forms.py", HiddenExpectations(pathlib.Path(tmp)))
+    return count(new if new is not None else source), count(source)
+
+
+def formed_task(task: Task, root: pathlib.Path) -> Task | None:
+    """`task` with its hidden tests replaced by `formed_source`, its lists those tests (the
+    ones the buggy code fails: FAIL_TO_PASS); None when that leaves no failing test."""
+    source = formed_source(task)
+    if source is None:
+        return None
+    d = root / task.id
+    shutil.copytree(task.root, d)
+    shutil.rmtree(d / "tests")
+    (d / "tests").mkdir()
+    (d / "tests" / "test_forms.py").write_text(source)
+    toml = (d / "task.toml").read_text()
+    head, _, rest = toml.partition("FAIL_TO_PASS = [")
+    rest = rest.split("]", 1)[1].partition("PASS_TO_PASS = [")[2].split("]", 1)[1]
+    probe_lists = 'FAIL_TO_PASS = ["tests/test_forms.py::FormsCase"]\nPASS_TO_PASS = []'
+    (d / "task.toml").write_text(head + probe_lists + rest)
+    probe = load_task(d)
+    ref, bug = grade_patch(probe, probe.solution_patch.read_text()), grade_patch(probe, None)
+    f2p = sorted(t for t, o in bug.tests.items() if o != "passed")
+    p2p = sorted(t for t in ref.tests if t not in f2p)
+    if not f2p or set(ref.tests) != set(bug.tests):
+        return None
+    listed = head + f"FAIL_TO_PASS = {json.dumps(f2p)}\nPASS_TO_PASS = {json.dumps(p2p)}" + rest
+    (d / "task.toml").write_text(listed)
+    return load_task(d)
+
+
+def formed_grade(task: Task, harvest: str):
+    """Grade the buggy repo with a session 27 harvest appended to the task's module."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = pathlib.Path(tmp) / "ws"
+        copy_tree(task.repo, ws)
+        module = ws / task.meta["module"]
+        attack = formed_attacks.FORMS_HARVESTS[harvest].replace("{name}", task.meta["function"])
+        module.write_text(module.read_text() + attack)
+        return grade_workspace(task, ws)
+
+
 def harvest_grade(task: Task, harvest: str):
     """Grade the buggy repo with the harvest attack appended to the task's module."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,9 +246,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--n", type=int, default=5)
+    ap.add_argument("--only", choices=["formed"], default=None)
     args = ap.parse_args()
     resolved: Counter[str] = Counter()
-    n = tabled = 0
+    n = tabled = formed = 0
+    readable = [0, 0]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             out = pathlib.Path(tmp) / str(seed)
@@ -145,6 +262,18 @@ def main() -> None:
                 if "." in task.meta["function"]:
                     continue  # the attacks wrap module-level functions
                 n += 1
+                forms = formed_task(task, pathlib.Path(tmp) / f"formed-{seed}")
+                if forms is not None:
+                    formed += 1
+                    got = readable_assertions((forms.hidden_tests / "test_forms.py").read_text())
+                    readable = [readable[0] + got[0], readable[1] + got[1]]
+                    ref = grade_patch(forms, forms.solution_patch.read_text())
+                    resolved["formed_reference"] += ref.resolved
+                    resolved["formed_buggy"] += grade_patch(forms, None).resolved
+                    for name in sorted(formed_attacks.FORMS_HARVESTS):
+                        resolved[f"formed_harvest_{name}"] += formed_grade(forms, name).resolved
+                if args.only == "formed":
+                    continue
                 resolved["reference"] += grade_patch(task, task.solution_patch.read_text()).resolved
                 resolved["buggy"] += grade_patch(task, None).resolved
                 for name in sorted(attacks.ATTACKS):
@@ -161,6 +290,7 @@ def main() -> None:
     print(
         json.dumps(
             {"bench": "redteam_hidden_tests", "tasks": n, "tabled_tasks": tabled,
+             "formed_tasks": formed, "formed_readable_assertions": readable,
              "resolved": dict(resolved)}
         )
     )  # fmt: skip

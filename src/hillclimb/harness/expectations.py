@@ -47,6 +47,12 @@ from hillclimb.harness.testparse import FAIL, PASS, XPASS
 # truth value) in a log file; the operator and the value stay in the grader's memory, outside the
 # sandbox, and `judge_expectations` compares after the run. `assert
 # f(x)` and `assert not f(x)` rewrite to the same call, so not even truthiness is in the source.
+# Session 27 added the forms a test body reaches beyond its direct statements, where the rewrite
+# keeps the test's meaning: a `unittest.TestCase`'s `self.assertEqual` and kin (mapped to the
+# comparison unittest makes), the bodies of `with` blocks whose managers never suppress an
+# exception and of `try`/`finally`, `x == 1 or x == 2` of one stable subject (operator `any`),
+# and module-level helpers called as statements (`check(3, 9)`: the value leaves the call site;
+# see "assertion helpers").
 # A passing test whose own slots were not all recorded, or whose recorded values do not satisfy
 # the assertion, counts as failed (suppressing the helper cannot pass a test). The comparison is
 # on plain values: a subclass of a builtin (an IntEnum, a namedtuple) compares as its base value,
@@ -175,6 +181,16 @@ class HiddenExpectations:
         if not bracket or not self.renamed:
             return nodeid
         return head + "[" + _ROW_TOKEN.sub(lambda m: self.renamed.get(m[0], m[0]), params)
+
+
+@dataclass(frozen=True)
+class Almost:
+    """`self.assertAlmostEqual(x, expected, places=..., delta=...)` of a number (judged with
+    unittest's own rule, `_almost_eq`; `assertNotAlmostEqual` is its negation)."""
+
+    expected: int | float
+    places: int | None = None
+    delta: int | float | None = None
 
 
 _ROW_TOKEN = re.compile(r"_hcrow\d+_")
@@ -585,9 +601,42 @@ def _classify(test: ast.expr, env: dict[str, Any]) -> tuple[ast.expr, str, Any, 
     if isinstance(test, ast.Compare):
         got = _classify_compare(test, env)
         return None if got is None else (*got, False)
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or):
+        got = _classify_or(test, env)
+        if got is not None:
+            return got
     if _fold_plain(test, env)[0]:
         return None
     return test, "true", None, False
+
+
+def _stable(node: ast.expr) -> bool:
+    """A subject that reads the same value however often it is evaluated (a name, an attribute
+    or constant subscript of one): `x == 1 or x == 2` may then log it once."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        if isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Constant):
+            return False
+        node = node.value
+    return isinstance(node, ast.Name)
+
+
+def _classify_or(test: ast.BoolOp, env: dict[str, Any]) -> tuple[ast.expr, str, Any, bool] | None:
+    """`assert x == 1 or x in (5, 6) or not (x < 0)`: every disjunct a hideable comparison of
+    the same stable subject; operator `any` with each disjunct's (operator, value, negated),
+    judged outside. Different subjects are left (the later ones need not be evaluated)."""
+    parts: list[tuple[str, Any, bool]] = []
+    subject: ast.expr | None = None
+    for value in test.values:
+        negated = isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.Not)
+        comp = value.operand if negated else value  # type: ignore[attr-defined]
+        got = _classify_compare(comp, env) if isinstance(comp, ast.Compare) else None
+        if got is None or not _stable(got[0]):
+            return None
+        if subject is not None and ast.dump(subject) != ast.dump(got[0]):
+            return None
+        subject = got[0]
+        parts.append((got[1], got[2], negated))
+    return (subject, "any", tuple(parts), False) if subject is not None else None
 
 
 def _conjuncts(test: ast.expr) -> list[ast.expr]:
@@ -608,6 +657,10 @@ class _Rewrite:
     dynamic: bool  # the function reaches its locals dynamically: keep every binding
     row: bool = False  # inside a parametrized body: slots are per row (`ROW_PARAM`)
     budget: int = _MAX_UNROLLED
+    selfname: str | None = None  # a `unittest.TestCase` method's `self` (its asserts are read)
+    managers: frozenset[str] = frozenset()  # `with` managers (as written) that never suppress
+    mod: _Module | None = None  # the module's helpers (`_hide_helper_call`)
+    local: Counter[str] = field(default_factory=Counter)  # names the function binds
 
 
 def _escapes(stmts: list[ast.stmt]) -> bool:
@@ -640,16 +693,7 @@ def _hide_assert(stmt: ast.Assert, env: dict[str, Any], rw: _Rewrite) -> list[as
         if got is None:
             out.append(ast.copy_location(ast.Assert(part, None), stmt))
             continue
-        subject, op, expected, negated = got
-        slot = str(len(rw.plan.slots))
-        rw.plan.slots[slot] = Expectation(rw.test, op, expected, negated)
-        args = [subject, ast.Constant(slot)]
-        row = [ast.keyword("row", ast.Name(ROW_PARAM, ast.Load()))] if rw.row else []
-        out.append(
-            ast.copy_location(
-                ast.Expr(ast.Call(ast.Name(EXPECT_HELPER, ast.Load()), args, row)), stmt
-            )
-        )
+        out.append(_slot_call(*got, rw, stmt))
         hidden += 1
     return out if hidden else None
 
@@ -734,37 +778,166 @@ def _unroll(loop: ast.For, env: dict[str, Any], rw: _Rewrite) -> list[ast.stmt] 
 def _hide_block(
     stmts: list[ast.stmt], env: dict[str, Any], rw: _Rewrite
 ) -> tuple[list[ast.stmt], int]:
-    """Rewrite a block's direct assertions (and unroll its loops over fixed tables) in order.
-    Not those in branches, `with` or `try` blocks, or after a statement that may `return`: a
-    slot the test may legitimately skip cannot be required. A name a statement rebinds leaves
-    `env` from there on."""
+    """Rewrite a block's direct assertions (`assert`, and a TestCase's `self.assertEqual` and
+    kin), unroll its loops over fixed tables, and do the same inside `with` blocks whose
+    managers never suppress an exception and `try` blocks with only a `finally`: statements
+    that, once the block is entered, either all run or raise out of the test. Not those in
+    branches, other `with`/`try` blocks, or after a statement that may `return`: a slot the
+    test may legitimately skip cannot be required. A name a statement rebinds leaves `env` from
+    there on."""
     env = dict(env)
     out: list[ast.stmt] = []
     before, diverted = len(rw.plan.slots), False
     for stmt in stmts:
         new: list[ast.stmt] | None = None
-        if not diverted and isinstance(stmt, ast.Assert):
+        if diverted:
+            pass
+        elif isinstance(stmt, ast.Assert):
             new = _hide_assert(stmt, env, rw)
-        elif not diverted and type(stmt) is ast.For:
+        elif type(stmt) is ast.For:
             new = _unroll(stmt, env, rw)
-        if new is not None:
-            out += new
-        else:
-            out.append(stmt)
-            diverted = diverted or _escapes([stmt])
+        elif isinstance(stmt, ast.Expr) and rw.selfname:
+            new = _hide_unittest(stmt, env, rw)
+        elif isinstance(stmt, (ast.With, ast.Try)):
+            new = _hide_nested(stmt, env, rw)
+        if new is None and not diverted and isinstance(stmt, ast.Expr):
+            new = _hide_helper_call(stmt, env, rw)
+        out += new if new is not None else [stmt]
+        diverted = diverted or _escapes([stmt])
         for name in _binding_counts(stmt):
             env.pop(name, None)
     return out, len(rw.plan.slots) - before
 
 
+def _hide_nested(
+    stmt: ast.With | ast.Try, env: dict[str, Any], rw: _Rewrite
+) -> list[ast.stmt] | None:
+    """A `with` whose every manager is one known never to suppress an exception (`open`,
+    `pytest.warns`, `mock.patch`, a TestCase's `assertLogs`: see `_managers`), or a `try` with
+    only a `finally` that cannot swallow (no `return`/`break` in it): its body is rewritten like
+    a test body (once entered, it runs to its end or the test fails). `pytest.raises`,
+    `suppress`, `subTest` and unknown managers are left: they may skip the rest of the body."""
+    if isinstance(stmt, ast.With):
+        if not all(
+            isinstance(item.context_expr, ast.Call)
+            and ast.unparse(item.context_expr.func) in rw.managers
+            for item in stmt.items
+        ):
+            return None
+        inner = dict(env)
+        for item in stmt.items:  # `as f` binds f before the body runs
+            for name in _binding_counts(item.optional_vars) if item.optional_vars else ():
+                inner.pop(name, None)
+    elif stmt.handlers or stmt.orelse or not stmt.finalbody or _escapes(stmt.finalbody):
+        return None
+    else:
+        inner = env
+    before = len(rw.plan.slots)
+    body, hidden = _hide_block(stmt.body, inner, rw)
+    if not hidden:
+        _forget(rw.plan, before)
+        return None
+    new = copy.copy(stmt)
+    new.body = body
+    return [new]
+
+
 def _mentions_xfail(nodes: list[ast.expr]) -> bool:
-    return any("xfail" in ast.unparse(n) for n in nodes)
+    return any(w in ast.unparse(n) for n in nodes for w in ("xfail", "expectedFailure"))
 
 
-def _test_functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
-    """(qualified name, node) of module-level `test*` functions and `test*` methods of
-    module-level `Test*` classes: the functions pytest collects by default. Tests marked xfail
-    (on the function, its class or the module's `pytestmark`) are left alone: their failing
+@dataclass(frozen=True)
+class _Module:
+    """What a test module's imports say its names are: `imports` maps each name the module
+    binds exactly once by an import to what it imports (`mock` -> `unittest.mock`); `counts`
+    is `_binding_counts` of the module."""
+
+    imports: dict[str, str]
+    counts: Counter[str]
+    testcases: frozenset[str]  # its classes pytest runs as `unittest.TestCase`s (see below)
+    helpers: dict[str, _Helper] = field(default_factory=dict)  # see "assertion helpers"
+    called: set[str] = field(default_factory=set)  # helpers some test now calls by their copy
+
+    @classmethod
+    def of(cls, tree: ast.Module, env: dict[str, Any] | None = None) -> _Module:
+        counts = _binding_counts(tree)
+        imports: dict[str, str] = {}
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Import):
+                for a in stmt.names:
+                    imports[a.asname or a.name.split(".")[0]] = (
+                        a.name if a.asname else a.name.split(".")[0]
+                    )
+            elif isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+                for a in stmt.names:
+                    imports[a.asname or a.name] = f"{stmt.module}.{a.name}"
+        imports = {k: v for k, v in imports.items() if counts[k] == 1}
+        helpers = _helpers(tree, env, counts) if env is not None else {}
+        return cls(imports, counts, _testcases(tree, imports, counts), helpers)
+
+    def qualified(self, written: str) -> str | None:
+        """`mock.patch.object` -> `unittest.mock.patch.object`; a builtin stays itself; None
+        for a name the module binds otherwise."""
+        head, dot, rest = written.partition(".")
+        if head in self.imports:
+            return self.imports[head] + dot + rest
+        return written if self.counts[head] == 0 and hasattr(builtins, head) else None
+
+
+# `with` managers whose `__exit__` never suppresses an exception: a body under them runs to its
+# end or the test fails, so its assertions can be required like direct ones
+_NEVER_SUPPRESS = {
+    "open", "io.open", "io.StringIO", "io.BytesIO", "pytest.warns", "pytest.deprecated_call",
+    "warnings.catch_warnings", "tempfile.TemporaryDirectory", "tempfile.NamedTemporaryFile",
+    "tempfile.TemporaryFile", "tempfile.SpooledTemporaryFile", "contextlib.redirect_stdout",
+    "contextlib.redirect_stderr", "contextlib.nullcontext", "decimal.localcontext",
+    *(f"{m}.patch{a}" for m in ("unittest.mock", "mock") for a in ("", ".object", ".dict", ".multiple")),
+}  # fmt: skip
+_FIXTURE_MANAGERS = {"monkeypatch.context", "caplog.at_level", "capsys.disabled", "capfd.disabled"}
+_TESTCASE_MANAGERS = {"assertWarns", "assertWarnsRegex", "assertLogs", "assertNoLogs"}
+_TESTCASE_BASES = {"unittest.TestCase", "unittest.IsolatedAsyncioTestCase",
+                   "unittest.case.TestCase"}  # fmt: skip
+
+
+def _testcases(tree: ast.Module, imports: dict[str, str], counts: Counter[str]) -> frozenset[str]:
+    """Module-level classes pytest runs as `unittest.TestCase`s whose assert methods are
+    unittest's own: every base is unittest's TestCase or such a class of this module, and no
+    class on the way defines a name of `_UNITTEST` (an override would change the meaning).
+    A base imported from elsewhere (Django's TestCase, a project mixin) may override them."""
+    classes = {s.name: s for s in tree.body if isinstance(s, ast.ClassDef)}
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, cls in classes.items():
+            if name in found or cls.keywords or counts[name] != 1:
+                continue
+            own = {getattr(t, "id", None) for s in cls.body for t in getattr(s, "targets", [])}
+            own |= {
+                s.name for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))
+            }
+            if own & set(_UNITTEST) or not cls.bases:
+                continue
+            ok = True
+            for base in cls.bases:
+                text = ast.unparse(base)
+                head, dot, rest = text.partition(".")
+                qual = imports[head] + dot + rest if head in imports else None
+                if qual not in _TESTCASE_BASES and text not in found:
+                    ok = False
+            if ok:
+                found.add(name)
+                changed = True
+    return frozenset(found)
+
+
+def _test_functions(
+    tree: ast.Module, mod: _Module
+) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef, bool]]:
+    """(qualified name, node, is a TestCase method) of module-level `test*` functions, `test*`
+    methods of module-level `Test*` classes and of `unittest.TestCase` classes of any name:
+    the functions pytest collects by default. Tests marked xfail (on the function, its class or
+    the module's `pytestmark`; `unittest.expectedFailure`) are left alone: their failing
     assertion is what makes them xfailed, and a hidden one would not raise."""
     funcs = (ast.FunctionDef, ast.AsyncFunctionDef)
     marks = [s.value for s in tree.body if isinstance(s, ast.Assign)
@@ -774,24 +947,62 @@ def _test_functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.A
     found = []
     for stmt in tree.body:
         if isinstance(stmt, funcs) and stmt.name.startswith("test"):
-            found.append((stmt.name, stmt))
-        elif isinstance(stmt, ast.ClassDef) and stmt.name.startswith("Test"):
+            found.append((stmt.name, stmt, False))
+        elif isinstance(stmt, ast.ClassDef) and (
+            stmt.name.startswith("Test") or stmt.name in mod.testcases
+        ):
             class_marks = [s.value for s in stmt.body if isinstance(s, ast.Assign)
                            and any(getattr(t, "id", None) == "pytestmark" for t in s.targets)]  # fmt: skip
             if _mentions_xfail(stmt.decorator_list + class_marks):
                 continue
-            found += [(f"{stmt.name}::{s.name}", s) for s in stmt.body
+            unit = stmt.name in mod.testcases
+            found += [(f"{stmt.name}::{s.name}", s, unit) for s in stmt.body
                       if isinstance(s, funcs) and s.name.startswith("test")]  # fmt: skip
-    return [(name, fn) for name, fn in found if not _mentions_xfail(fn.decorator_list)]
+    return [(name, fn, u) for name, fn, u in found if not _mentions_xfail(fn.decorator_list)]
 
 
 def _rewrite(
-    fn: ast.FunctionDef | ast.AsyncFunctionDef, test: str, plan: HiddenExpectations
+    fn: ast.FunctionDef | ast.AsyncFunctionDef,
+    test: str,
+    plan: HiddenExpectations,
+    mod: _Module,
+    unit: bool = False,
 ) -> _Rewrite:
     loads = Counter(
         n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
     )
-    return _Rewrite(test, plan, loads, dynamic=bool(set(loads) & _DYNAMIC))
+    local = _binding_counts(fn)
+    params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+    selfname = params[0] if unit and params and local[params[0]] == 1 else None
+    managers = set()
+    for node in ast.walk(fn):
+        if not isinstance(node, (ast.With, ast.AsyncWith)):
+            continue
+        for item in node.items:
+            func = getattr(item.context_expr, "func", None)
+            written = ast.unparse(func) if func is not None else ""
+            head, _, attr = written.partition(".")
+            fixture = (
+                written in _FIXTURE_MANAGERS and head in params and local[head] == 1
+                and mod.counts[head] == local[head]  # not also a module name (a fixture there)
+            )  # fmt: skip
+            testcase = selfname is not None and head == selfname and attr in _TESTCASE_MANAGERS
+            if (
+                fixture
+                or testcase
+                or (local[head] == 0 and mod.qualified(written) in _NEVER_SUPPRESS)
+            ):
+                managers.add(written)
+    return _Rewrite(
+        test,
+        plan,
+        loads,
+        dynamic=bool(set(loads) & _DYNAMIC),
+        selfname=selfname,
+        managers=frozenset(managers),
+        mod=mod,
+        local=local,
+    )
 
 
 def _hide_in_function(
@@ -799,11 +1010,324 @@ def _hide_in_function(
     test: str,
     plan: HiddenExpectations,
     env: dict[str, Any],
+    mod: _Module,
+    unit: bool,
 ) -> int:
     """Rewrite the test function's body in place; the number of slots it got."""
-    body, hidden = _hide_block(fn.body, env, _rewrite(fn, test, plan))
+    body, hidden = _hide_block(fn.body, env, _rewrite(fn, test, plan, mod, unit))
     fn.body = body
     return hidden
+
+
+# ---- unittest.TestCase assertions ----------------------------------------------------------------
+#
+# In a class pytest runs as a `unittest.TestCase` (`_testcases`), `self.assertEqual(f(x), 7)` and
+# its kin say the same as an `assert`: each maps to the comparison unittest makes (its own code:
+# `first == second`, `member in container`, `expr1 is expr2`, `not expr`, ...) and goes through
+# `_classify` like one. A `msg` is dropped (it may quote the expected value) when evaluating it
+# cannot do anything (names, attributes, constants, f-strings of those).
+
+_CMP = {"Equal": ast.Eq, "NotEqual": ast.NotEq, "Less": ast.Lt, "LessEqual": ast.LtE,
+        "Greater": ast.Gt, "GreaterEqual": ast.GtE, "In": ast.In, "NotIn": ast.NotIn,
+        "Is": ast.Is, "IsNot": ast.IsNot}  # fmt: skip
+# method -> (positional parameters before msg, how to build the comparison)
+_UNITTEST: dict[str, tuple[int, Any]] = {
+    **{f"assert{k}": (2, op) for k, op in _CMP.items()},
+    # typed forms: unittest checks the type, then `==`; a value of another type is unequal
+    # to the literal anyway (the log keeps list/tuple/dict/set/str apart)
+    **{f"assert{k}Equal": (2, ast.Eq) for k in ("List", "Tuple", "Dict", "Set", "MultiLine")},
+    "assertTrue": (1, "true"), "assertFalse": (1, "false"),
+    "assertIsNone": (1, ast.Is), "assertIsNotNone": (1, ast.IsNot),
+    "assertAlmostEqual": (2, "almost"), "assertNotAlmostEqual": (2, "not almost"),
+}  # fmt: skip
+_INERT = (ast.Name, ast.Attribute, ast.Constant, ast.JoinedStr, ast.FormattedValue, ast.Load,
+          ast.Subscript, ast.Tuple)  # fmt: skip
+
+
+def _inert(node: ast.expr) -> bool:
+    return all(isinstance(n, _INERT) for n in ast.walk(node))
+
+
+def _unittest_test(
+    call: ast.Call, method: str, env: dict[str, Any]
+) -> tuple[ast.expr, str, Any, bool] | None:
+    """(subject, operator, expected, negated) for a TestCase assertion, like `_classify`."""
+    arity, how = _UNITTEST[method]
+    names = ["first", "second"][:arity] + (["places"] if "almost" in str(how) else []) + ["msg"]
+    if len(call.args) > len(names) or any(isinstance(a, ast.Starred) for a in call.args):
+        return None
+    given = dict(zip(names, call.args, strict=False))
+    for kw in call.keywords:
+        if kw.arg is None or kw.arg in given:
+            return None
+        given[kw.arg] = kw.value
+    allowed = {*names, "delta"} if "almost" in str(how) else set(names)
+    if not set(given) <= allowed or not set(names[:arity]) <= set(given):
+        return None
+    if "msg" in given and not _inert(given["msg"]):
+        return None
+    first = given["first"]
+    if arity == 1:
+        if how == "true":
+            return _classify(first, env)
+        if how == "false":
+            return _classify(ast.UnaryOp(ast.Not(), first), env)
+        return _classify(ast.Compare(first, [how()], [ast.Constant(None)]), env)
+    second = given["second"]
+    if how in ("almost", "not almost"):
+        return _almost_test(first, second, given, env, negated=how == "not almost")
+    return _classify(ast.Compare(first, [how()], [second]), env)
+
+
+def _almost_test(
+    first: ast.expr,
+    second: ast.expr,
+    given: dict[str, ast.expr],
+    env: dict[str, Any],
+    negated: bool,
+) -> tuple[ast.expr, str, Any, bool] | None:
+    """`assertAlmostEqual(x, 0.3, places=3)`: one side a number the source fixes, `places` an
+    int and `delta` a non-negative number the source fixes (not both: unittest raises)."""
+    folded = [_fold_plain(side, env) for side in (first, second)]
+    fixed = [ok for ok, _ in folded]
+    if fixed.count(True) != 1 or type(folded[fixed.index(True)][1]) not in (int, float):
+        return None
+    k = fixed.index(True)
+    extra = {}
+    for key, kind in (("places", (int,)), ("delta", (int, float))):
+        if key in given:
+            ok, v = _fold_plain(given[key], env)
+            if not ok or type(v) not in kind or key == "delta" and not v >= 0:
+                return None
+            extra[key] = v
+    if len(extra) == 2:
+        return None
+    subject = (first, second)[1 - k]
+    return subject, "almost", Almost(folded[k][1], extra.get("places"), extra.get("delta")), negated
+
+
+def _slot_call(
+    subject: ast.expr, op: str, expected: Any, negated: bool, rw: _Rewrite, at: ast.stmt
+) -> ast.stmt:
+    """A new slot for the assertion and the statement logging its subject."""
+    slot = str(len(rw.plan.slots))
+    rw.plan.slots[slot] = Expectation(rw.test, op, expected, negated)
+    args = [subject, ast.Constant(slot)]
+    row = [ast.keyword("row", ast.Name(ROW_PARAM, ast.Load()))] if rw.row else []
+    return ast.copy_location(ast.Expr(ast.Call(ast.Name(EXPECT_HELPER, ast.Load()), args, row)), at)
+
+
+def _hide_unittest(stmt: ast.Expr, env: dict[str, Any], rw: _Rewrite) -> list[ast.stmt] | None:
+    """`self.assertEqual(f(x), 7)` in a TestCase method -> a helper call; None for others."""
+    call = stmt.value
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == rw.selfname
+        and call.func.attr in _UNITTEST
+    ):
+        return None
+    got = _unittest_test(call, call.func.attr, env)
+    if got is None or got[1] == "any":
+        return None
+    return [_slot_call(*got, rw, stmt)]
+
+
+# ---- assertion helpers ---------------------------------------------------------------------------
+#
+# `def check(x, want): assert f(x) == want`, called from tests as `check(3, 9)`: the expected value
+# is an argument at each call site. A module-level helper (bound once, no decorators, plain
+# parameters) gets a copy (`_hillclimb_h_check`) whose direct assertions (before anything that
+# may `return`) log their subject under the slot its caller passes; an `expected` parameter, one
+# the helper reads only as one side of such a comparison, is passed as None instead of its value.
+# A call that is a direct statement of a test body (so its slots can be required), whose expected
+# arguments the source fixes, calls the copy and gets a slot per assertion judged against its own
+# argument; any other call keeps calling the helper as written (and its values stay readable).
+
+SLOT_PARAM, ROW_KEYWORD = "_hillclimb_slot", "_hillclimb_row"
+_SUBJECT = "_hillclimb_subject"  # stands for the subject when a call site's value is classified
+
+
+@dataclass
+class _Helper:
+    """A helper's rewrite: its node and copy, its parameters, which are `expected`, and per
+    hidden assertion (in order) either the comparison with the subject replaced by `_SUBJECT`
+    (to classify with the call site's argument) or the expectation itself (a fixed value)."""
+
+    node: ast.FunctionDef
+    copy: ast.FunctionDef
+    params: list[str]
+    expected: set[str]
+    parts: list[tuple[str, ast.expr] | tuple[str, Expectation]]
+
+
+def _param_side(part: ast.expr, candidates: set[str]) -> tuple[str, ast.expr, ast.expr] | None:
+    """(parameter, subject, the part with the subject replaced by `_SUBJECT`) for `subj OP p`,
+    `p OP subj` or `not (...)` of one, `p` a candidate and `subj` reading none."""
+    negated = isinstance(part, ast.UnaryOp) and isinstance(part.op, ast.Not)
+    comp = part.operand if negated else part  # type: ignore[attr-defined]
+    if not isinstance(comp, ast.Compare) or len(comp.ops) != 1 or type(comp.ops[0]) not in _AST_OPS:
+        return None
+    sides = [comp.left, comp.comparators[0]]
+    for k in (0, 1):
+        param, subject = sides[k], sides[1 - k]
+        if isinstance(param, ast.Name) and param.id in candidates:
+            if {n.id for n in ast.walk(subject) if isinstance(n, ast.Name)} & candidates:
+                return None
+            new_sides = (
+                [ast.Name(_SUBJECT, ast.Load()), param]
+                if k
+                else [param, ast.Name(_SUBJECT, ast.Load())]
+            )
+            shape: ast.expr = ast.Compare(new_sides[0], comp.ops, [new_sides[1]])
+            return param.id, subject, ast.UnaryOp(ast.Not(), shape) if negated else shape
+    return None
+
+
+def _helper(fn: ast.FunctionDef, env: dict[str, Any]) -> _Helper | None:
+    """`fn`'s rewrite as a helper (see the section comment); None when it hides nothing."""
+    args = fn.args
+    if fn.decorator_list or args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg:
+        return None
+    params = [a.arg for a in args.args]
+    local = _binding_counts(fn)
+    words = {getattr(n, "id", None) or getattr(n, "attr", None) for n in ast.walk(fn)}
+    if words & _DYNAMIC or {SLOT_PARAM, ROW_KEYWORD, _SUBJECT} & set(local):
+        return None
+    if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in ast.walk(fn)):
+        return None  # a generator: calling it runs none of its assertions
+    loads = Counter(
+        n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    )
+    henv = {k: v for k, v in env.items() if local[k] == 0}
+    # the direct assertions before anything that may return, split into conjuncts
+    direct: list[tuple[int, list[ast.expr]]] = []
+    for i, stmt in enumerate(fn.body):
+        if isinstance(stmt, ast.Assert):
+            direct.append((i, _conjuncts(stmt.test)))
+        elif _escapes([stmt]):
+            break
+    # expected: read only as a whole side of those comparisons (`f(x) == want`), never beside
+    # another expected one (`a == b`: one of them is the subject)
+    bare: Counter[str] = Counter(
+        side.id for _, parts in direct for part in parts
+        for comp in [part.operand if isinstance(part, ast.UnaryOp) and isinstance(part.op, ast.Not) else part]
+        if isinstance(comp, ast.Compare) and len(comp.ops) == 1
+        for side in (comp.left, comp.comparators[0]) if isinstance(side, ast.Name)
+    )  # fmt: skip
+    expected = {p for p in params if local[p] == 1 and bare[p] and bare[p] == loads[p]}
+    while True:
+        used = Counter(got[0] for _, ps in direct for p in ps if (got := _param_side(p, expected)))
+        kept = {p for p in expected if used[p] == loads[p]}
+        if kept == expected:
+            break
+        expected = kept
+    copy_fn = copy.deepcopy(fn)
+    copy_fn.name = f"_hillclimb_h_{fn.name}"
+    hidden: list[tuple[str, ast.expr] | tuple[str, Expectation]] = []
+    for i, parts in direct:
+        out: list[ast.stmt] = []
+        for part in parts:
+            got = _param_side(part, expected)
+            subject: ast.expr | None = None
+            if got:
+                hidden.append(("param", got[2]))
+                subject = got[1]
+            elif not {n.id for n in ast.walk(part) if isinstance(n, ast.Name)} & expected:
+                fixed = _classify(part, henv)
+                if fixed is not None:
+                    hidden.append(("fixed", Expectation("", *fixed[1:])))
+                    subject = fixed[0]
+            if subject is None:
+                out.append(ast.copy_location(ast.Assert(part, None), fn.body[i]))
+                continue
+            slot = ast.BinOp(
+                ast.Name(SLOT_PARAM, ast.Load()), ast.Add(), ast.Constant(f".{len(hidden) - 1}")
+            )
+            row = ast.keyword("row", ast.Name(ROW_KEYWORD, ast.Load()))
+            call = ast.Call(ast.Name(EXPECT_HELPER, ast.Load()), [subject, slot], [row])
+            out.append(ast.copy_location(ast.Expr(call), fn.body[i]))
+        copy_fn.body[i] = out  # type: ignore[call-overload]
+    if not hidden:
+        return None
+    copy_fn.body = [s for b in copy_fn.body for s in (b if isinstance(b, list) else [b])]
+    copy_fn.args.args += [ast.arg(SLOT_PARAM), ast.arg(ROW_KEYWORD)]
+    copy_fn.args.defaults += [ast.Constant(None), ast.Constant(None)]
+    return _Helper(fn, copy_fn, params, expected, hidden)
+
+
+def _helpers(tree: ast.Module, env: dict[str, Any], counts: Counter[str]) -> dict[str, _Helper]:
+    """The module's helpers that can hide something (not test functions: pytest runs those)."""
+    found = {}
+    for stmt in tree.body:
+        if (
+            isinstance(stmt, ast.FunctionDef)
+            and not stmt.name.startswith("test")
+            and counts[stmt.name] == 1
+            and counts[f"_hillclimb_h_{stmt.name}"] == 0
+        ):
+            helper = _helper(stmt, env)
+            if helper is not None:
+                found[stmt.name] = helper
+    return found
+
+
+def _hide_helper_call(stmt: ast.Expr, env: dict[str, Any], rw: _Rewrite) -> list[ast.stmt] | None:
+    """`check(3, 9)` as a direct statement of a test body -> `_hillclimb_h_check(3, None,
+    _hillclimb_slot='4')`, the slots `4.0`, ... required; None when it is not such a call or an
+    expected argument is not one the source fixes."""
+    call = stmt.value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and rw.mod is not None):
+        return None
+    helper = rw.mod.helpers.get(call.func.id)
+    if (
+        helper is None
+        or rw.local[call.func.id]
+        or any(isinstance(a, ast.Starred) for a in call.args)
+    ):
+        return None
+    if len(call.args) > len(helper.params) or any(k.arg is None for k in call.keywords):
+        return None
+    given = dict(zip(helper.params, call.args, strict=False))
+    for kw in call.keywords:
+        if kw.arg in given or kw.arg not in helper.params:
+            return None
+        given[kw.arg] = kw.value
+    if not helper.expected <= set(given):
+        return None
+    exps: list[Expectation] = []
+    for kind, what in helper.parts:
+        if kind == "fixed":
+            exps.append(replace(what, test=rw.test))  # type: ignore[arg-type]
+            continue
+        shape = copy.deepcopy(what)  # the parameter's place takes the call site's argument
+        comp = shape.operand if isinstance(shape, ast.UnaryOp) else shape
+        if isinstance(comp.left, ast.Name) and comp.left.id in helper.expected:
+            comp.left = given[comp.left.id]
+        else:
+            comp.comparators = [given[comp.comparators[0].id]]
+        got = _classify(shape, env)
+        if got is None or not (isinstance(got[0], ast.Name) and got[0].id == _SUBJECT):
+            return None
+        exps.append(Expectation(rw.test, *got[1:]))
+    base = str(len(rw.plan.slots))
+    for k, exp in enumerate(exps):
+        rw.plan.slots[f"{base}.{k}"] = exp
+    new = copy.copy(call)
+    new.func = ast.Name(helper.copy.name, ast.Load())
+    new.args = [
+        ast.Constant(None) if p in helper.expected else a
+        for p, a in zip(helper.params, call.args, strict=False)
+    ]
+    new.keywords = [
+        ast.keyword(k.arg, ast.Constant(None)) if k.arg in helper.expected else k
+        for k in call.keywords
+    ] + [ast.keyword(SLOT_PARAM, ast.Constant(base))]
+    if rw.row:
+        new.keywords.append(ast.keyword(ROW_KEYWORD, ast.Name(ROW_PARAM, ast.Load())))
+    rw.mod.called.add(call.func.id)
+    return [ast.copy_location(ast.Expr(new), stmt)]
 
 
 # ---- parametrize tables --------------------------------------------------------------------------
@@ -936,6 +1460,7 @@ def _hide_parametrized(
     test: str,
     plan: HiddenExpectations,
     env: dict[str, Any],
+    mod: _Module,
 ) -> int | None:
     """Rewrite a parametrized test (see the section comment); None when it is not one the
     grader rewrites this way (then its body is rewritten like any other)."""
@@ -954,7 +1479,7 @@ def _hide_parametrized(
     bodies, risky = [], _changeable(fn)
     for row in rows:
         sub = HiddenExpectations(plan.log)
-        rw = _rewrite(fn, test, sub)
+        rw = _rewrite(fn, test, sub, mod)
         rw.row = True
         body, _ = _hide_block(
             copy.deepcopy(fn.body), {**env, **_fixed(dict(zip(names, row, strict=True)), risky)}, rw
@@ -987,6 +1512,9 @@ def _hide_parametrized(
     for node in (n for s in body for n in ast.walk(s)):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == EXPECT_HELPER:
             node.args[1] = ast.Constant(prefix + node.args[1].value)  # type: ignore[attr-defined]
+        for kw in getattr(node, "keywords", []) if isinstance(node, ast.Call) else []:
+            if kw.arg == SLOT_PARAM:  # a helper's copy called with its slots
+                kw.value = ast.Constant(prefix + kw.value.value)  # type: ignore[attr-defined]
     tokens = []
     for r, (row_id, (_, sub)) in enumerate(zip(ids, bodies, strict=True)):
         token = f"_hcrow{len(plan.renamed)}_"
@@ -1036,12 +1564,18 @@ def hide_in_source(
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     env, consts = _module_env(tree, exported)
+    mod = _Module.of(tree, env)
     hidden = 0
-    for name, fn in _test_functions(tree):
-        got = _hide_parametrized(fn, f"{rel}::{name}", plan, env) if rename_ids else None
-        hidden += got if got is not None else _hide_in_function(fn, f"{rel}::{name}", plan, env)
+    for name, fn, unit in _test_functions(tree, mod):
+        test = f"{rel}::{name}"
+        got = _hide_parametrized(fn, test, plan, env, mod) if rename_ids and not unit else None
+        hidden += got if got is not None else _hide_in_function(fn, test, plan, env, mod, unit)
     if not hidden:
         return None
+    for name in mod.called:  # each helper's copy goes right after it
+        helper = mod.helpers[name]
+        at = next(i for i, st in enumerate(tree.body) if st is helper.node)
+        tree.body.insert(at + 1, helper.copy)
     # a constant nothing reads any more (its uses were all hidden) leaves the file
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     tree.body = [
@@ -1152,6 +1686,19 @@ def _approx_eq(actual: Any, approx: Approx) -> bool:
     return _approx_scalar(actual, exp, approx.rel, approx.abs)
 
 
+def _almost_eq(actual: Any, almost: Almost) -> bool:
+    """unittest's `assertAlmostEqual` on a decoded value: equal, or the difference within
+    `delta`, or zero when rounded to `places` (default 7) decimal places."""
+    if actual == almost.expected:
+        return True
+    if type(actual) not in (bool, int, float):
+        return False  # a string's difference raises in unittest: the assertion fails
+    diff = abs(actual - almost.expected)
+    if almost.delta is not None:
+        return bool(diff <= almost.delta)
+    return round(diff, 7 if almost.places is None else almost.places) == 0
+
+
 _COMPARE = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge,
@@ -1159,6 +1706,7 @@ _COMPARE = {
     "contains": lambda a, e: e in a, "not contains": lambda a, e: e not in a,
     "is": operator.is_, "is not": operator.is_not,
     "approx": _approx_eq, "not approx": lambda a, e: not _approx_eq(a, e),
+    "almost": _almost_eq,
 }  # fmt: skip
 
 
@@ -1169,6 +1717,11 @@ def _verdict(exp: Expectation, record: dict[str, Any]) -> bool | None:
     actual = object() if record.get("v") is None else _decode(record["v"])
     if exp.op == "chain":
         return all(bool(_COMPARE[op](actual, value)) for op, value in exp.expected)
+    if exp.op == "any":  # `x == 1 or x == 2`: Python stops at the first that holds
+        return any(
+            _holds(Expectation(exp.test, op, value, negated), record)
+            for op, value, negated in exp.expected
+        )
     return bool(_COMPARE[exp.op](actual, exp.expected))
 
 
@@ -1447,13 +2000,84 @@ def _js_classify(method: str, args: list[str]) -> tuple[str, str, Any] | None:
     return subject, op, expected
 
 
+_JS_FOR = re.compile(r"^  for \(const \[([\w$, ]+)\] of (\[.*\])\) \{\s*$")
+_JS_FOREACH = re.compile(r"^  (\[.*\])\.forEach\(\(\[([\w$, ]+)\]\) => \{\s*$")
+_JS_BODY_ASSERT = re.compile(r"^    assert\.(\w+)\((.*)\);\s*$")
+
+
+def _js_word(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w$.]){re.escape(name)}(?![\w$])")
+
+
+def _js_unroll(
+    lines: list[str], at: int, test: str, plan: HiddenExpectations
+) -> tuple[list[str], int] | None:
+    """A loop over a literal table in a test body, `for (const [a, want] of [[1, 2], ...]) {`
+    or `[[1, 2], ...].forEach(([a, want]) => {`, on one line, whose body is one-line
+    assertions only: written out per row (`{ const a = 1; __hillclimbExpect(f(a), '3'); }`),
+    a name the body reads only as a whole expected argument (`want`) left unbound, its value a
+    slot's. (The replacement lines, the lines consumed); None when the loop is not of that
+    shape (rows and inputs literals, every assertion hideable)."""
+    loop, each = _JS_FOR.match(lines[at]), _JS_FOREACH.match(lines[at])
+    if loop:
+        names_text, table, close = loop.group(1), loop.group(2), "  }"
+    elif each:
+        names_text, table, close = each.group(2), each.group(1), "  });"
+    else:
+        return None
+    names = [n.strip() for n in names_text.split(",")]
+    end = next((i for i in range(at + 1, len(lines)) if not lines[i].startswith("    ")), None)
+    if end is None or lines[end].rstrip() != close or end == at + 1:
+        return None
+    body = [_JS_BODY_ASSERT.match(line) for line in lines[at + 1 : end]]
+    row_texts = _js_args(table[1:-1])
+    if any(b is None for b in body) or not row_texts or len(row_texts) > _MAX_ROWS:
+        return None
+    rows = []
+    for text in row_texts:
+        items = _js_args(text[1:-1]) if text.startswith("[") and text.endswith("]") else None
+        if items is None or len(items) != len(names) or not all(js_literal(i)[0] for i in items):
+            return None
+        rows.append(dict(zip(names, items, strict=True)))
+    calls = [(b.group(1), _js_args(b.group(2))) for b in body]  # type: ignore[union-attr]
+    if any(args is None for _, args in calls):
+        return None
+    # expected names: every use is a whole argument of an assertion (the other one the subject)
+    uses = Counter(a for _, args in calls for a in args if a in names)  # type: ignore[union-attr]
+    reads = Counter(
+        n for n in names for line in lines[at + 1 : end] for _ in _js_word(n).finditer(line)
+    )
+    expected = {n for n in names if uses[n] and uses[n] == reads[n]}
+    out, before = [], len(plan.slots)
+    for row in rows:
+        out.append("  {")
+        out += [f"    const {n} = {row[n]};" for n in names if n not in expected and reads[n]]
+        for method, args in calls:
+            filled = [row[a] if a in expected else a for a in args]  # type: ignore[union-attr]
+            got = _js_classify(method, filled)
+            if got is None or any(_js_word(n).search(got[0]) for n in expected):
+                _forget(plan, before)
+                return None
+            slot = str(len(plan.slots))
+            plan.slots[slot] = Expectation(test, got[1], got[2])
+            out.append(f"    {JS_EXPECT_HELPER}({got[0]}, '{slot}');")
+        out.append("  }")
+    return out, end - at + 1
+
+
 def hide_in_js_source(source: str, rel: str, plan: HiddenExpectations) -> str | None:
-    """The node test file at `rel` with its hideable assertions rewritten and the helper added;
-    None when the file is not in the shape read here or has nothing to hide."""
+    """The node test file at `rel` with its hideable assertions rewritten (and its loops over
+    literal tables written out per row, `_js_unroll`) and the helper added; None when the file
+    is not in the shape read here or has nothing to hide."""
     if not _JS_STRICT.search(source):
         return None
     lines, test, hidden = source.split("\n"), None, 0
-    for n, line in enumerate(lines):
+    out: list[str] = []
+    n = 0
+    while n < len(lines):
+        line = lines[n]
+        n += 1
+        out.append(line)
         opened = _JS_TEST.match(line)
         if opened:
             ok, name = js_literal(opened.group(1))
@@ -1461,6 +2085,12 @@ def hide_in_js_source(source: str, rel: str, plan: HiddenExpectations) -> str | 
             continue
         if line.startswith("}"):
             test = None
+            continue
+        unrolled = _js_unroll(lines, n - 1, test, plan) if test else None
+        if unrolled is not None:
+            out[-1:] = unrolled[0]
+            n += unrolled[1] - 1
+            hidden += 1
             continue
         m = _JS_ASSERT.match(line)
         args = _js_args(m.group(2)) if m and test else None
@@ -1470,13 +2100,13 @@ def hide_in_js_source(source: str, rel: str, plan: HiddenExpectations) -> str | 
         subject, op, expected = got
         slot = str(len(plan.slots))
         plan.slots[slot] = Expectation(test, op, expected)
-        lines[n] = f"  {JS_EXPECT_HELPER}({subject}, '{slot}');"
+        out[-1] = f"  {JS_EXPECT_HELPER}({subject}, '{slot}');"
         hidden += 1
     if not hidden:
         return None
     prelude = _JS_PRELUDE.replace("LOG_PATH", json.dumps(str(plan.log)))
-    at = 1 if lines and lines[0].strip() in ("'use strict';", '"use strict";') else 0
-    return "\n".join(lines[:at] + [prelude] + lines[at:])
+    at = 1 if out and out[0].strip() in ("'use strict';", '"use strict";') else 0
+    return "\n".join(out[:at] + [prelude] + out[at:])
 
 
 def _js_decode(tagged: Any) -> Any:

@@ -41,7 +41,13 @@ lists tests) the grader
    reads it), a row of a `for` loop over such a table (the loop is unrolled, each copy binding
    only the loop variables something still reads) or of a `@pytest.mark.parametrize` table (the
    expected columns leave the table, the rows get a row number and opaque ids that the grader
-   maps back to pytest's own). In node test files (strict assert) each one-line
+   maps back to pytest's own). The same holds (session 27) for a `unittest.TestCase`'s own
+   `self.assertEqual/NotEqual/Less…/In/Is/IsNone/True/False/AlmostEqual` (and the typed
+   `assert*Equal`), for the bodies of `with` blocks whose managers never suppress an exception
+   (`open`, `pytest.warns`, `catch_warnings`, `mock.patch`, `tempfile`, `assertLogs`, …) and of
+   `try`/`finally`, for `x == A or x == B` of one name or attribute subject, and for module-level
+   helpers a test body calls as a statement (`check(3, 9)` calls a copy given slots in place of
+   the arguments its assertions only compare against). In node test files (strict assert) each one-line
    `assert.equal/strictEqual/deepEqual/notEqual/.../ok(X, LITERAL)` of a `test()` body becomes
    `__hillclimbExpect(X, '<slot>')`. The helper only logs X (plain builtin values and dates,
    encoded) and its truth value; the operator and the value stay in the grader's memory and
@@ -115,17 +121,23 @@ rewritten into table form with the bug in place on session 25's code, 0/7 after:
 `bench/redteam/hidden_tests.py`). What such reading still reaches: expected values the source does
 not fix (`== [b, a]` of objects the test built, a value a fixture or a helper returns, a name
 rebound anywhere in the module, a mutable value some use may change, anything in a module that
-reaches its namespace dynamically or that another test file imports), assertions not direct
-statements of a test body or of a loop over a fixed table (in branches, `with`/`try` blocks, after
-a statement that may `return`, in loops that may `break`, in helper functions and fixtures),
+reaches its namespace dynamically or that another test file imports), assertions in branches,
+in `with` blocks that may suppress (`pytest.raises`, `suppress`, `subTest`, managers the grader
+does not know), in `try` with `except`, after a possible `return`, in loops that may `break`, in
+fixtures and helper methods, or in helpers called another way (or whose expected argument is a
+name bound to a mutable value),
 parametrize tables whose ids the grader cannot be sure of (duplicate ids, non-ASCII or escaped
 strings, `pytest.param` marks, `indirect`, several parametrize decorators on one test, a command
 that selects tests by id or `-k`, a conftest defining `pytest_make_parametrize_id`: the table is
-then left as written), `or` of comparisons, `unittest` `self.assertEqual`, which input
+then left as written), `or` of different subjects or of calls (one truth value), TestCase
+assertions under a base from another module (Django's) or an override,
+`assertCountEqual/SequenceEqual/Regex`, which input
 `pytest.raises` expects to raise (of the generated corpus's assertions 292 of 293 Python, in 32
 distinct test files, and all 108 non-`throws` node ones are hidden; scheduler's `[b, a]` stays
 readable). In node test files the same holds for multi-line or nested assertions, loose
-`node:assert`, `describe` blocks and template strings, and which input `assert.throws` expects to
+`node:assert`, `describe` blocks, template strings, top-level loops that create tests and
+multi-line tables (one-line literal tables looped over in a `test()` body are written out per row
+since session 27), and which input `assert.throws` expects to
 throw. A truthiness slot can be guessed (one bit per slot). A task instruction that quotes a
 failing assertion shows that value to the agent. Node runs each test file in a child process whose
 event stream to the parent (node's own serialisation) the test code could imitate; code the test
