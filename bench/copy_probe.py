@@ -31,40 +31,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 
-def probe(model_dir: str, rows: int, length: int, seed: int, offset: int = 0, gap: int = 0) -> dict:
-    import torch
-    import torch.nn.functional as F
+def probe(
+    model_dir: str, rows: int, length: int, seed: int, at: list[tuple[int, int]]
+) -> list[dict]:
+    """One record per (offset, gap); the measurement is `hillclimb.train.copy_check`'s (the
+    check a pre-training run with a copy warm-up makes of itself)."""
+    from hillclimb.train.copy_check import probe_copying
 
-    from hillclimb.model.checkpoint import load_model
-    from hillclimb.tokenizer.io import load_tokenizer
-
-    model = load_model(model_dir)
-    tok = load_tokenizer(Path(model_dir) / "tokenizer.json")
-    special = set(tok.special_ids.values())
-    vocab = min(int(model.cfg.vocab_size), int(tok.vocab_size))
-    ordinary = torch.tensor([i for i in range(vocab) if i not in special])
-    g = torch.Generator().manual_seed(seed)
-    seq = ordinary[torch.randint(len(ordinary), (rows, length), generator=g)]
-    pre = ordinary[torch.randint(len(ordinary), (rows, offset), generator=g)]
-    mid = ordinary[torch.randint(len(ordinary), (rows, gap), generator=g)]
-    x = torch.cat([pre, seq, mid, seq], 1)
-    with torch.no_grad():
-        logits = model(x)
-    nll = F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
-    ).view(rows, -1)
-    s2 = offset + length + gap  # where the repeat starts (its first token cannot be known)
-    first, second = nll[:, offset : offset + length - 1], nll[:, s2:]
-    hit = logits[:, s2:-1].argmax(-1) == x[:, s2 + 1 :]
-    return {
-        "model": model_dir,
-        "preset": getattr(model.cfg, "name", ""),
-        "offset": offset,
-        "gap": gap,
-        "loss_first_copy": first.mean().item(),
-        "loss_second_copy": second.mean().item(),
-        "top1_second_copy": hit.float().mean().item(),
-    }
+    preset, scores = probe_copying(model_dir, rows, length, seed, at)
+    return [
+        {
+            "model": model_dir,
+            "preset": preset,
+            "offset": offset,
+            "gap": gap,
+            "loss_first_copy": sc.loss_first_copy,
+            "loss_second_copy": sc.loss_second_copy,
+            "top1_second_copy": sc.top1_second_copy,
+        }
+        for offset, gap, sc in scores
+    ]
 
 
 def main() -> int:
@@ -93,11 +79,7 @@ def main() -> int:
         "rows": args.rows,
         "length": args.length,
         "seed": args.seed,
-        "models": [
-            probe(m, args.rows, args.length, args.seed, off, gap)
-            for m in args.model
-            for off, gap in at
-        ],
+        "models": [r for m in args.model for r in probe(m, args.rows, args.length, args.seed, at)],
     }
     print(json.dumps(out, indent=2))
     return 0

@@ -2,7 +2,7 @@
 
 Usage:
     python bench/copy_warmup.py --like runs/tiny/04-pretrain-code-flash/run/final --steps 500 \
-        [--seed 0] [--lr 3e-3] [--save DIR]
+        [--seed 0] [--lr 3e-3] [--save DIR] [--distinct N --distinct-steps K] [--threads T]
 
 A fresh model of the `--like` checkpoint's configuration (its weights are not used) is trained
 with AdamW on rows of `--seq-len` + 1 tokens that pack random-id spans of 8–48 tokens, each
@@ -41,9 +41,28 @@ def main() -> int:
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--save", type=Path, default=None, help="write the model here (must not exist)")
+    ap.add_argument(
+        "--distinct", type=int, default=0, metavar="N",
+        help="draw the spans of the first --distinct-steps steps from N fixed random ordinary ids "
+        "(0: all): a curriculum tried against the plateau (docs/areas/train.md, Copy rows)",
+    )  # fmt: skip
+    ap.add_argument("--distinct-steps", type=int, default=0, metavar="K")
+    ap.add_argument(
+        "--span", default=f"{SPAN[0]}:{SPAN[1]}", metavar="LO:HI",
+        help="span lengths drawn uniformly in [LO, HI] (default the trainer's 8:48)",
+    )  # fmt: skip
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
-    if args.seq_len < 2 * SPAN[0] + 1 or args.steps < 1 or args.batch_size < 1:
-        ap.error(f"--seq-len must be >= {2 * SPAN[0] + 1}; --steps, --batch-size >= 1")
+    try:
+        lo, hi_span = (int(v) for v in args.span.split(":"))
+    except ValueError:
+        ap.error("--span expects LO:HI, two integers")
+    if not 2 <= lo <= hi_span:
+        ap.error("--span needs 2 <= LO <= HI")
+    if args.seq_len < 2 * lo + 1 or args.steps < 1 or args.batch_size < 1:
+        ap.error(f"--seq-len must be >= {2 * lo + 1}; --steps, --batch-size >= 1")
+    if args.distinct < 0 or args.distinct == 1 or args.distinct_steps < 0:
+        ap.error("--distinct must be 0 or >= 2 and --distinct-steps >= 0")
     if args.save is not None and args.save.exists():
         ap.error(f"--save {args.save} exists; refusing to overwrite")
 
@@ -54,6 +73,8 @@ def main() -> int:
     from hillclimb.model.checkpoint import load_model, read_info, save_checkpoint
     from hillclimb.tokenizer.io import load_tokenizer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = load_model(args.like)
     model.init_weights(args.seed)
@@ -64,14 +85,16 @@ def main() -> int:
     ordinary = np.array([i for i in range(vocab) if i not in special])
     rng = np.random.default_rng(args.seed)
     width = args.seq_len + 1
-    hi = min(SPAN[1], (width - 1) // 2)
+    hi = min(hi_span, (width - 1) // 2)
+    few = rng.permutation(ordinary)[: args.distinct] if args.distinct else ordinary
 
-    def row() -> tuple[list[int], list[int]]:
+    def row(step: int) -> tuple[list[int], list[int]]:
+        pool = few if step <= args.distinct_steps else ordinary
         ids: list[int] = []
         mask: list[int] = []
         while len(ids) < width:
-            k = int(rng.integers(SPAN[0], hi + 1))
-            span = ordinary[rng.integers(0, ordinary.size, size=k)].tolist()
+            k = int(rng.integers(lo, hi + 1))
+            span = pool[rng.integers(0, pool.size, size=k)].tolist()
             ids += span + span
             mask += [0] * (k + 1) + [1] * (k - 1)
         return ids[:width], mask[:width]
@@ -80,7 +103,7 @@ def main() -> int:
     curve = []
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
-        rows = [row() for _ in range(args.batch_size)]
+        rows = [row(step) for _ in range(args.batch_size)]
         x = torch.tensor([r[0] for r in rows])
         m = torch.tensor([r[1] for r in rows])[:, 1:] == 1
         logits = model(x[:, :-1])
@@ -104,6 +127,9 @@ def main() -> int:
         "seed": args.seed,
         "lr": args.lr,
         "steps": args.steps,
+        "distinct": args.distinct,
+        "span": args.span,
+        "distinct_steps": args.distinct_steps,
         "seconds": round(time.perf_counter() - t0, 1),
         "curve": curve,
         "saved": str(args.save) if args.save else None,

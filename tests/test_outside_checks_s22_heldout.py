@@ -244,7 +244,10 @@ def test_catalogue_tests_reject_training_functions_of_other_keys(name, impostor)
     held-out catalogue task's tests (its inputs were lowercase only, never a palindrome longer
     than 3, never a digit, uppercase letter or space, never 0)."""
     task = next(t for t in C.TASKS if t.name == name)
-    assert key_bucket(C.CODE_NAMESPACE, task.key or C.function_key(name)) != "train"
+    # char_counts is trained since session 27: it is the string twin of the list tally and keyed
+    # as it (`codegen_spec.canonical_key`); its tests must still reject the impostors
+    if name != "char_counts":
+        assert key_bucket(C.CODE_NAMESPACE, task.key or C.function_key(name)) != "train"
     for inst in _instances(task):
         src = impostor.replace("{k}", str(inst.meta["params"].get("k", 0)))
         assert not _passes(src, name, inst.cases), inst.meta["params"]

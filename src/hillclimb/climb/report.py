@@ -1014,6 +1014,28 @@ def _quote(text: str, limit: int = 600) -> str:
     return "\n".join("    " + ln for ln in (t or "(empty)").splitlines())
 
 
+def seen_arith_lines(t: dict[str, Any]) -> list[str]:
+    """Each split's accuracy without the word problems whose worked arithmetic a training story
+    works too (`eval.tasks` `without_seen_arith`), beside the plain one above; none for a result
+    without the flag (older files, no word problems).
+
+    Why: word problems are held out by template and numbers; most tier-1 held-out stories repeat
+    a training story's sums in other words (session 26 audit), so "new problems" overstates it."""
+    parts = []
+    for s, v in (t.get("splits") or {}).items():
+        w = v.get("without_seen_arith") if isinstance(v, dict) else None
+        if not w or not w.get("flagged") or not isinstance(w.get("accuracy"), int | float):
+            continue
+        parts.append(f"{s} {w['accuracy']:.1%} ({w['correct']}/{w['n']}; {w['flagged']} left out)")
+    if not parts:
+        return []
+    return [
+        "Without the word problems whose arithmetic a training story also works (held out by "
+        "template and numbers, not by arithmetic): " + ", ".join(parts) + ".",
+        "",
+    ]
+
+
 def headline_accuracy(t: dict[str, Any]) -> str:
     """A task evaluation's first-split accuracy as the headline prints it: with correct/n and
     the 95% interval over its items when the result holds them.
@@ -1075,6 +1097,23 @@ def pretrained_lines(t: dict[str, Any] | None) -> list[str]:
         f"on the same items {_fmt(t.get('baseline'), '.1%')}.",
         "",
     ]
+
+
+def copy_check_line(key: str, rec: Any) -> str | None:
+    """The copy check of pre-training stage `key` (`run.json` `extra.copy_check`, written when the
+    run had a copy warm-up; train/copy_check.py), as one report line; None without a check.
+    Failure is bold: the SFT and harness stages after it need a model that copies."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("top1_second_copy"), (int, float)):
+        return None
+    from hillclimb.train.copy_check import copy_warning
+
+    w = copy_warning(key, rec)
+    if w:
+        return f"**Warning — {w}.**"
+    return (
+        f"{key}: the copy warm-up formed in-context copying (copy probe top-1 "
+        f"{rec['top1_second_copy']:.3f} >= {rec.get('threshold')})."
+    )
 
 
 def headline_reading_lines(evals: dict[str, Any], models: list[str]) -> list[str]:
@@ -1207,6 +1246,11 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                     "the two accuracies above are not a measure of what RL changed.",
                     "",
                 ]
+    for m in r.model_names:  # a copy warm-up that did not form copying: said at the top
+        key = f"pretrain-{m}"
+        rec = (c.results.get(key, {}).get("extra") or {}).get("copy_check")
+        if (line := copy_check_line(key, rec)) and line.startswith("**"):
+            md += [line, ""]
     md += [
         "Bits per byte are on the pre-training corpus's val split (fixed windows), after SFT "
         "too; the unigram baseline is a "
@@ -1252,6 +1296,7 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             f"{_problems_per_cell(t['settings']['n_per_tier'])} per cell and split; overall "
             f"{tot}; finish reasons {_counts(t.get('finish_reasons'))}.",
             "",
+            *seen_arith_lines(t),
             accuracy_table(t),
             "",
         ]
@@ -1358,6 +1403,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             ):
                 figures.append(f"loss_{key}.png")
                 md += [f"### {title}", "", f"![loss {key}](loss_{key}.png)", ""]
+                if line := copy_check_line(key, (res.get("extra") or {}).get("copy_check")):
+                    md += [line, ""]
     md += [
         "SFT validation bpb is measured on held-out SFT examples' assistant tokens only, so it is "
         "not comparable with pre-training bpb.",

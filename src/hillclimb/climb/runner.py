@@ -1105,6 +1105,8 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
                 "final_loss": pre.get("final_loss"),
                 "tokens_per_s": pre.get("tokens_per_s"),
                 "elapsed_s": pre.get("elapsed_s"),
+                # with a copy warm-up: did copying form (train/copy_check.py)? None without
+                "copy_check": (pre.get("extra") or {}).get("copy_check"),
             },
             "sft": {
                 "steps": sft.get("steps"),
@@ -1238,6 +1240,12 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
         from hillclimb.climb.promotion import render
 
         con.print(render(summary["registry"]))
+    from hillclimb.train.copy_check import copy_warning
+
+    for m, rec in summary["models"].items():  # last, where it is read: the model cannot copy
+        w = copy_warning(f"pretrain-{m}", (rec.get("pretrain") or {}).get("copy_check"))
+        if w:
+            con.print(f"WARNING: {w}")
     con.print(f"report: {summary['report']}")
     html = Path(summary["report"]).with_suffix(".html")
     if html.is_file():

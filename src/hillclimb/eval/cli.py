@@ -288,6 +288,13 @@ def overall_line(t: dict[str, Any], split: str) -> str:
         line += f", 95% CI {lo:.1%} – {hi:.1%}"
     base = tot.get("baseline")
     line += "; no-training baseline " + (f"{base:.1%}" if base is not None else "-")
+    # word problems repeating a training story's arithmetic left out (eval.tasks, session 27)
+    w = tot.get("without_seen_arith")
+    if w and w.get("flagged") and w.get("accuracy") is not None:
+        line += (
+            f"; without {w['flagged']} word problems of training arithmetic "
+            f"{w['accuracy']:.1%} ({w['correct']}/{w['n']})"
+        )
     return line
 
 

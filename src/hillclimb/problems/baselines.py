@@ -93,6 +93,43 @@ def cell_baselines(
     ]
 
 
+# One worked step of a word-problem solution: "a op b = c" (column arithmetic never appears there).
+_STEP = re.compile(r"(\d+) ([+\-×÷]) (\d+) = \d+")
+
+
+def worked_arithmetic(p: Problem) -> tuple[tuple[str, ...], ...]:
+    """The arithmetic of a word problem's worked solution, one `(a, op, b)` per step in order,
+    operands of + and × sorted: what stories of two templates share ("has 3, gets 5 more" and
+    "3 and 5 together" are both 3 + 5). Empty for a solution with no such step."""
+    out = []
+    for a, op, b in _STEP.findall(p.reasoning):
+        if op in "+×":
+            a, b = sorted((a, b), key=int)
+        out.append((a, op, b))
+    return tuple(out)
+
+
+def flag_seen_arithmetic(items: list[Problem], train: list[Problem]) -> int:
+    """Sets `meta["arith_seen_in_train"]` on every `word_problem` item of `items`: whether a
+    training item (`train`: the same family and tier) works the same arithmetic; returns how many
+    are flagged. Other families are left alone (their keys are their arithmetic or logic).
+
+    Why: word problems are keyed by template and numbers, so a held-out story may repeat a
+    training story's arithmetic in other words (tier 1's number space is small: session 26's
+    audit found 14 of 20 held-out tier-1 items doing so). The flag lets evaluation print the
+    accuracy without them beside the plain one. With no training items nothing is flagged."""
+    seen = {worked_arithmetic(t) for t in train if t.family == "word_problem"}
+    seen.discard(())
+    flagged = 0
+    for p in items:
+        if p.family != "word_problem":
+            continue
+        hit = bool(train) and worked_arithmetic(p) in seen
+        p.meta["arith_seen_in_train"] = hit
+        flagged += hit
+    return flagged
+
+
 def _chance(p: Problem) -> float | None:
     choices = (p.meta or {}).get("choices")
     return 1.0 / len(choices) if choices else None

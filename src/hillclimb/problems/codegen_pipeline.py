@@ -38,7 +38,7 @@ from hillclimb.problems.codegen_ops import (
     filter_allowed,
     map_allowed,
 )
-from hillclimb.problems.codegen_spec import GenSpec, compiled_lambda, imperative
+from hillclimb.problems.codegen_spec import GenSpec, canonical_key, compiled_lambda, imperative
 
 SINGULAR = {INT: "value", CHAR: "character", WORD: "word"}
 VAR_POOL = {
@@ -262,8 +262,10 @@ def keys(budget: int) -> list[str]:
 
 
 def key_of(source: Source, stages: tuple[Op, ...], agg: Agg) -> str:
+    """The split key: the tokens in order, a string pipeline that is a list pipeline with its
+    elements renamed keyed as that list pipeline (`canonical_key`)."""
     parts = [source.token] + [f"{o.kind}_{o.token}" for o in stages] + [agg.token]
-    return "gen:" + "|".join(parts)
+    return canonical_key("gen:" + "|".join(parts))
 
 
 def draw_structure(rng: random.Random, budget: int) -> tuple[Source, tuple[Op, ...], Agg]:

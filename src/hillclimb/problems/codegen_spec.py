@@ -57,3 +57,47 @@ def imperative(clause: str) -> str:
     else:
         base = verb
     return (base[:1].upper() + base[1:] + (" " + rest if rest else "")).rstrip()
+
+
+# A pipeline over the characters of a string whose every part only compares elements for
+# equality, collects, counts or tallies them is a list pipeline's function with its names changed:
+# `count_blocks_chars(s)` and `count_blocks_values(xs)` have the same body. Keyed apart, one of
+# such a pair could be held out while its twin is trained on (session 26 altimeter audit), so
+# `canonical_key` gives the string form the list form's key. Stages: the character filters that
+# are the integer equality filters with a character constant; aggregates: those defined for
+# both element types with one body (`tests/test_outside_checks_s27_problems.py` checks this set
+# against `codegen_ends.AGGS` and that every twin pair builds the same code after renaming).
+CHAR_AS_INT_STAGES: dict[str, str] = {
+    "filter_same": "filter_equal",
+    "filter_other": "filter_unequal",
+}
+CHAR_AS_INT_AGGS: dict[str, str] = {
+    **{
+        a: a
+        for a in (
+            "first",
+            "last",
+            "list",
+            "distinct",
+            "count",
+            "has",
+            "empty",
+            "tally",
+            "longest_equal",
+            "runs_count",
+        )
+    },
+    "run_other": "run_unequal",
+}
+
+
+def canonical_key(key: str) -> str:
+    """`key` with element-generic string pipelines renamed to their list twin
+    (`gen:chars|filter_same|count` -> `gen:list|filter_equal|count`); any other key unchanged."""
+    source, *parts = key.split("|")
+    if source != "gen:chars" or not parts:
+        return key
+    *stages, agg = parts
+    if agg not in CHAR_AS_INT_AGGS or any(s not in CHAR_AS_INT_STAGES for s in stages):
+        return key
+    return "|".join(["gen:list", *(CHAR_AS_INT_STAGES[s] for s in stages), CHAR_AS_INT_AGGS[agg]])

@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from hillclimb.problems.base import derive_seed
+from hillclimb.problems.codegen_spec import canonical_key
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ TASKS: tuple[CodeTask, ...] = (
         lambda r, P: (_word(r, 0, 9, "abcdeor"),),
         edge=(("",),),
         params=lambda r: {"c": r.choice("abcdeor")},
-        key="gen:chars|filter_same|count",
+        key="gen:list|filter_equal|count",  # = gen:chars|filter_same|count (canonical_key)
     ),
     CodeTask(
         "sign",
@@ -458,7 +459,7 @@ TASKS: tuple[CodeTask, ...] = (
         # every kind of character: on "abcd" only, tallies of the letters, of the lowercase
         # letters or of the lowercased string (generated training functions) passed every test
         edge=(("",), ("aab",), ("aB b1A",)),
-        key="gen:chars|tally",
+        key="gen:list|tally",  # = gen:chars|tally (canonical_key)
     ),
     CodeTask(
         "index_of",
@@ -711,7 +712,7 @@ def instance(task_index: int, params: tuple[tuple[str, Any], ...]) -> Instance:
         plan=fill(task.plan, p),
         source=source,
         cases=cases,
-        key=task.key or function_key(task.same_as or task.name),
+        key=canonical_key(task.key) if task.key else function_key(task.same_as or task.name),
         inputs=inputs,
         meta={"origin": "catalogue", "task": task.name, "params": p},
     )

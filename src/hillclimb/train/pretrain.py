@@ -18,6 +18,7 @@ from hillclimb.data.shard_eval import check_shards_match, unigram_bpb, val_windo
 from hillclimb.data.shards import ShardReader
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.model.config import ModelConfig, get_preset, padded_vocab
+from hillclimb.train import distributed as D
 from hillclimb.train.config import TrainConfig
 from hillclimb.train.data import PretrainBatches, check_ids_in_vocab
 from hillclimb.train.fim import FimIds
@@ -163,4 +164,10 @@ def build_task(cfg: TrainConfig) -> TrainTask:
 def run(cfg: TrainConfig) -> RunResult:
     """Pre-train per `cfg`; returns the run's summary (also written to RUN_DIR/run.json)."""
     require_out(cfg)  # before the data is read
-    return run_training(cfg, build_task(cfg))
+    result = run_training(cfg, build_task(cfg))
+    # a copy warm-up can end without copying (seed-dependent): measure it, never silently
+    if cfg.copy_warmup_steps > 0 and "copy_check" not in result.extra and D.env_rank() == 0:
+        from hillclimb.train.copy_check import attach_copy_check
+
+        attach_copy_check(result)
+    return result

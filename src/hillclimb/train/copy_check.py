@@ -1,0 +1,181 @@
+"""Can a model copy from its context? The copy probe (random ids, then the same ids again) and
+the check a pre-training run with a copy warm-up makes of itself at its end.
+
+Why a check: `copy_warmup_steps` is meant to form an induction circuit, but on copy rows the
+loss sits at the uniform level for a seed-dependent number of steps, and on some seeds and
+corpora it never leaves it within the warm-up (docs/areas/train.md, "Copy rows"; LOG.md session
+26: `recipes/tiny-code.toml` at seed 0 read 0.000). Nothing said so: the climb went on to SFT
+and harness stages that need copying and cannot work without it. So a pre-training run with a
+warm-up measures copying on its final weights and records the result in `run.json`
+(`extra.copy_check`), and the climb warns and reports it.
+
+The measurement is `bench/copy_probe.py`'s (which calls `probe_copying`): each row is `length`
+random ordinary ids (specials never) followed by the same ids; top-1 accuracy on the repeat
+(from its second token, the first cannot be known). A model without induction scores about
+chance (1 / vocabulary: 0.000-0.002 measured on every non-copying tiny checkpoint); the ones
+whose warm-up formed copying read 0.75-0.81 at the end of pre-training.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hillclimb.errors import HillclimbError
+from hillclimb.io import write_json_atomic
+
+if TYPE_CHECKING:
+    from hillclimb.train.loop import RunResult
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # ids [rows, T] -> logits [rows, T, vocab]
+
+# Top-1 on the repeat below which copying "did not form". Why 0.5: it sits between what was
+# measured on either side at the end of pre-training — every model without the circuit read
+# 0.000-0.002 (chance), every warm-up that formed it 0.75-0.81 — so neither side is near it
+# (the probe's sampling error at 312 positions is about ±0.03). A model under 0.5 here would
+# not copy usefully later either: code SFT wears copying down (0.81 -> 0.42 even with copy rows).
+COPY_THRESHOLD = 0.5
+CHECK_ROWS = 8  # 8 rows x 39 scored positions = 312: a fraction of a second for a tiny model
+CHECK_LENGTH = 40  # inside the warm-up's span range (8-48 ids), as in bench/copy_probe.py
+REMEDY = (
+    "rerun pre-training with another [pretrain] seed or more copy_warmup_steps (in a climb: "
+    "edit the recipe, then `hillclimb climb --restart-from pretrain-MODEL`); on copy rows the "
+    "loss stays near the uniform level for a seed-dependent number of steps "
+    "(docs/areas/train.md, 'Copy rows')"
+)
+
+
+@dataclass(frozen=True)
+class CopyScore:
+    """The copy probe's reading at one (offset, gap)."""
+
+    loss_first_copy: float
+    loss_second_copy: float
+    top1_second_copy: float
+    positions: int
+
+
+def copy_rows(
+    ordinary: torch.Tensor, rows: int, length: int, seed: int, offset: int = 0, gap: int = 0
+) -> torch.Tensor:
+    """`offset` random ids, a span of `length`, `gap` random ids, the span again (per row).
+
+    Drawn in this order from one generator seeded by `seed`, so a (seed, rows, length, offset,
+    gap) reads the same rows as `bench/copy_probe.py` always did."""
+    if rows < 1 or length < 2 or offset < 0 or gap < 0:
+        raise HillclimbError(
+            f"copy probe: rows >= 1, length >= 2, offset and gap >= 0 (got rows={rows}, "
+            f"length={length}, offset={offset}, gap={gap})"
+        )
+    if ordinary.numel() < 2:
+        raise HillclimbError("copy probe: needs at least 2 ordinary token ids")
+    g = torch.Generator().manual_seed(seed)
+    seq = ordinary[torch.randint(len(ordinary), (rows, length), generator=g)]
+    pre = ordinary[torch.randint(len(ordinary), (rows, offset), generator=g)]
+    mid = ordinary[torch.randint(len(ordinary), (rows, gap), generator=g)]
+    return torch.cat([pre, seq, mid, seq], 1)
+
+
+def score_copying(
+    logits_fn: LogitsFn, x: torch.Tensor, length: int, offset: int = 0, gap: int = 0
+) -> CopyScore:
+    """Mean loss on the first copy, and loss and top-1 on the repeat, of rows from `copy_rows`."""
+    import torch.nn.functional as F
+
+    rows = x.shape[0]
+    with torch.no_grad():
+        logits = logits_fn(x).float()
+    nll = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
+    ).view(rows, -1)
+    s2 = offset + length + gap  # where the repeat starts (its first token cannot be known)
+    first, second = nll[:, offset : offset + length - 1], nll[:, s2:]
+    hit = logits[:, s2:-1].argmax(-1) == x[:, s2 + 1 :]
+    return CopyScore(
+        loss_first_copy=first.mean().item(),
+        loss_second_copy=second.mean().item(),
+        top1_second_copy=hit.float().mean().item(),
+        positions=int(hit.numel()),
+    )
+
+
+def ordinary_ids(vocab_size: int, special: set[int]) -> torch.Tensor:
+    """Every id below `vocab_size` that is not a special token (the probe's span ids)."""
+    return torch.tensor([i for i in range(vocab_size) if i not in special], dtype=torch.long)
+
+
+def probe_copying(
+    model_dir: str | Path,
+    rows: int = CHECK_ROWS,
+    length: int = CHECK_LENGTH,
+    seed: int = 0,
+    at: list[tuple[int, int]] | None = None,
+) -> tuple[str, list[tuple[int, int, CopyScore]]]:
+    """Load checkpoint `model_dir` (CPU) and score it at each (offset, gap) in `at` (default
+    adjacent). Returns the preset name and one (offset, gap, score) per position."""
+    from hillclimb.model.checkpoint import load_model
+    from hillclimb.tokenizer.io import load_tokenizer
+
+    model = load_model(model_dir)
+    tok = load_tokenizer(Path(model_dir) / "tokenizer.json")
+    ordinary = ordinary_ids(
+        min(int(model.cfg.vocab_size), int(tok.vocab_size)), set(tok.special_ids.values())
+    )
+    out = []
+    for offset, gap in at or [(0, 0)]:
+        x = copy_rows(ordinary, rows, length, seed, offset, gap)
+        out.append((offset, gap, score_copying(model, x, length, offset, gap)))
+    return getattr(model.cfg, "name", ""), out
+
+
+def copy_verdict(score: CopyScore, threshold: float = COPY_THRESHOLD) -> dict[str, Any]:
+    """The record a run keeps (`run.json` `extra.copy_check`): the score, the threshold, whether
+    it passed, and on failure the remedy."""
+    ok = score.top1_second_copy >= threshold
+    rec: dict[str, Any] = {**asdict(score), "threshold": threshold, "copies": ok}
+    if not ok:
+        rec["remedy"] = REMEDY
+    return rec
+
+
+def check_copying(model_dir: str | Path, threshold: float = COPY_THRESHOLD) -> dict[str, Any]:
+    """The end-of-pre-training copy check of checkpoint `model_dir` (see the module doc)."""
+    _, [(_, _, score)] = probe_copying(model_dir, CHECK_ROWS, CHECK_LENGTH, seed=0)
+    return {**copy_verdict(score, threshold), "rows": CHECK_ROWS, "length": CHECK_LENGTH}
+
+
+def attach_copy_check(result: RunResult) -> None:
+    """Check `result`'s final checkpoint, record it in `result.extra["copy_check"]` and its
+    `run.json`, and warn on stderr when copying did not form. Rank 0 only (the caller's concern:
+    other ranks may not see `final/` yet).
+
+    Why not stop the run: the model is trained and valid as a language model, only without
+    induction; the user still gets it, with the failure stated in `run.json`, on the terminal
+    and (in a climb) in the report, and the remedy named."""
+    if not result.final_dir or not Path(result.final_dir).is_dir():
+        return
+    rec = check_copying(result.final_dir)
+    result.extra["copy_check"] = rec
+    write_json_atomic(Path(result.run_dir) / "run.json", result.to_dict())
+    warning = copy_warning(result.stage, rec)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+
+
+def copy_warning(stage: str, rec: dict[str, Any] | None) -> str | None:
+    """One line saying that `stage`'s copy warm-up did not form copying, or None (it did, or
+    the run had no warm-up / no check)."""
+    if not isinstance(rec, dict) or rec.get("copies", True):
+        return None
+    top1, thr = rec.get("top1_second_copy"), rec.get("threshold", COPY_THRESHOLD)
+    shown = f"{top1:.3f}" if isinstance(top1, (int, float)) else "?"
+    return (
+        f"{stage}: the copy warm-up did not form in-context copying (copy probe top-1 {shown} "
+        f"< {thr}); stages that copy from the prompt (code fixes, harness tool calls) cannot "
+        f"work from this model — {rec.get('remedy', REMEDY)}"
+    )
