@@ -179,3 +179,24 @@ def test_copy_warmup_bench_refuses_bad_curricula(monkeypatch, capsys):
     ):
         assert _exit(monkeypatch, "copy_warmup.py", "--like", "/nonexistent", *argv).code == 2
         assert msg in capsys.readouterr().err
+
+
+def test_the_html_report_says_it_beside_the_pretraining_curve(tmp_path):
+    """report.html shows the copy check under the pre-training loss curve, as report.md does
+    (a failed warm-up in bold); a run without a check shows no such line."""
+    import json
+
+    from hillclimb.climb.html_report import write_html_report
+    from test_report_html import _parse, make_climb_run
+
+    run = make_climb_run(tmp_path / "run")
+    plain = "".join(_parse(write_html_report(run, tmp_path / "a.html")).text)
+    assert "copy warm-up" not in plain
+    marker = run / "04-pretrain-m" / "_stage.json"
+    rec = json.loads(marker.read_text())
+    rec["result"] = {"extra": {"copy_check": _failed()}}
+    marker.write_text(json.dumps(rec))
+    page = (tmp_path / "b.html").resolve()
+    write_html_report(run, page)
+    html = page.read_text()
+    assert "<b>Warning — pretrain-m: the copy warm-up did not form in-context copying" in html

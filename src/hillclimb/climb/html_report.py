@@ -401,6 +401,11 @@ def _loss(inp: ReportInput) -> str:
         unigram = base.get("unigram_bpb") if kind == "pretrain" else None
         fig = _figure(lambda d, run=run, key=key, u=unigram: R.plot_loss(run, key, d, u), key)
         parts.append(f"<h3>{_e(key)}</h3>" + (fig or _note(f"{key}: metrics.jsonl")))
+        if kind == "pretrain":  # did a copy warm-up form copying? (as report.md says it)
+            extra = (_stage_result(inp, key) or {}).get("extra")
+            rec = extra.get("copy_check") if isinstance(extra, dict) else None
+            if line := R.copy_check_line(key, rec):
+                parts.append(f"<p>{_inline(line)}</p>")
     if not parts:
         return _note("Pre-training and SFT curves")
     parts.append(
