@@ -25,13 +25,15 @@ from hillclimb.sandbox import sandbox_backend
 
 needs_sandbox = pytest.mark.skipif(sandbox_backend() is None, reason="no sandbox backend works")
 
-# Items (seed 7, 40 per cell, split heldout) that a cheat passed before the fix.
+# Items (seed 7, 40 per cell, split heldout) that a cheat passed before the fix. Session 27's
+# canonical code keys (a string pipeline keyed as its list twin) shifted tier-2 draws: four of the
+# tier-2 items below ("39c0c230fce9f65a", "78badebd31f0104b", "830ec04637fa53cf",
+# "cb8070857a3ab874") are no longer drawn at any n, so only the ones still drawn are checked.
 SPECIAL_CASED_PASSED = {
     1: ("3bc663d5857a4bdd", "7a613c7f9930ffb7"),
-    2: ("145b0121ddcb6f3f", "39c0c230fce9f65a", "78badebd31f0104b", "830ec04637fa53cf",
-        "cb8070857a3ab874"),
+    2: ("145b0121ddcb6f3f",),
 }  # fmt: skip
-LOOKUP_PASSED = {1: ("3bc663d5857a4bdd",), 2: ("145b0121ddcb6f3f", "39c0c230fce9f65a")}
+LOOKUP_PASSED = {1: ("3bc663d5857a4bdd",), 2: ("145b0121ddcb6f3f",)}
 CONSTANTS = ("None", "0", "1", "-1", "''", "[]", "True", "False", "_a[0]")
 
 
@@ -123,7 +125,9 @@ def test_hidden_cases_move_no_item_and_keep_pairs_equal():
                 for p in P.generate(fam, tier, 5, 23, split):
                     rows.append("|".join([p.id, p.split, p.key, p.prompt, p.answer]))
     digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
-    assert digest == "612e4ac26dfc7fc277a47151cea6093d52c73af8139b6e6af7c9a2a500672fb7"
+    # re-taken in session 27, when canonical code keys (problems/codegen_spec.canonical_key)
+    # deliberately moved string twins of list functions; the hidden cases still move nothing
+    assert digest == "4697d593a1c33fecce9c2c60530e2fbd141c54b1438a6eea87e17917e6926ff8"
     for tier in P.TIERS:
         a = P.generate("code_bugfix", tier, 6, 3, "heldout")
         b = P.generate("code_bugfix", tier, 6, 3, "heldout_phrasing")
