@@ -26,14 +26,16 @@ from hillclimb.sandbox import sandbox_backend
 needs_sandbox = pytest.mark.skipif(sandbox_backend() is None, reason="no sandbox backend works")
 
 # Items (seed 7, 40 per cell, split heldout) that a cheat passed before the fix. Session 27's
-# canonical code keys (a string pipeline keyed as its list twin) shifted tier-2 draws: four of the
-# tier-2 items below ("39c0c230fce9f65a", "78badebd31f0104b", "830ec04637fa53cf",
-# "cb8070857a3ab874") are no longer drawn at any n, so only the ones still drawn are checked.
+# canonical code keys (a string pipeline keyed as its list twin) shifted tier-2 draws, so tier 2
+# was re-measured the same way (`strengthen_cases` replaced by the fixed cases, the cheats run by
+# the real checker): the special-cased buggy code passed 6 of 40 tier-2 items on those cases
+# (tier 1: the same 2 as before), a lookup with a constant none at tier 2.
 SPECIAL_CASED_PASSED = {
     1: ("3bc663d5857a4bdd", "7a613c7f9930ffb7"),
-    2: ("145b0121ddcb6f3f",),
+    2: ("145b0121ddcb6f3f", "d82aab44b1a6abab", "c6f5118f3f34242b", "9d6b9ce70d668064",
+        "a99628bc153b668d", "9196e3fdfd930364"),
 }  # fmt: skip
-LOOKUP_PASSED = {1: ("3bc663d5857a4bdd",), 2: ("145b0121ddcb6f3f",)}
+LOOKUP_PASSED = {1: ("3bc663d5857a4bdd",)}
 CONSTANTS = ("None", "0", "1", "-1", "''", "[]", "True", "False", "_a[0]")
 
 
