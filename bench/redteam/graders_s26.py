@@ -21,12 +21,14 @@ Usage: python bench/redteam/graders_s26.py [--corpus DIR | --seed 11 --n 60] [--
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import pathlib
 import shutil
 import sys
 import tempfile
 import types
+from collections.abc import Callable
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path += [str(ROOT / "tests"), str(ROOT / "src")]  # PYTHONPATH=OLD/src compares old code
@@ -52,6 +54,51 @@ def _attack(task: Task, code: str) -> GradeResult:
         return grade_workspace(task, ws)
 
 
+def legacy_corpus(root: pathlib.Path, n: int, seed: int) -> None:
+    """Session 26's corpus: since session 27 the generator discards tasks whose FAIL_TO_PASS
+    tests all hide nothing (`require_hidden_f2p`), the very tasks these attacks resolved; old
+    code (`PYTHONPATH=OLD/src`) has no such switch."""
+    keep = "require_hidden_f2p" in inspect.signature(generate_tasks).parameters
+    extra = {"require_hidden_f2p": False} if keep else {}
+    generate_tasks(root, n, seed=seed, kinds=["bugfix", "feature"], **extra)
+
+
+def grade_corpus(
+    root: pathlib.Path, attacks: dict[str, str], attack: Callable[[Task, str], GradeResult]
+) -> dict[str, object]:
+    """Per Python bug-fix/feature task under `root`: the reference, the buggy code and each
+    attack (a row on stderr as it finishes); the summary per attack (resolved, rewarded)."""
+    tasks = [load_task(d) for d in find_task_dirs(root)]
+    tasks = [t for t in tasks if t.kind in ("bugfix", "feature") and t.language == "python"]
+    rows = []
+    for t in tasks:
+        sol = t.solution_patch
+        row = {
+            "task": t.id,
+            "reference": grade_patch(t, sol.read_text()).resolved if sol else None,
+            "buggy": grade_patch(t, None).resolved,
+        }
+        for name, code in attacks.items():
+            g = attack(t, code)
+            row[name] = {"status": g.status, "reward": round(_reward(g), 3)}
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    summary: dict[str, object] = {
+        "tasks": len(rows),
+        "references_resolved": sum(bool(r["reference"]) for r in rows),
+        "buggy_resolved": sum(bool(r["buggy"]) for r in rows),
+    }
+    for name in attacks:
+        got = [r[name] for r in rows]
+        summary[name] = {
+            "resolved": sum(g["status"] == "resolved" for g in got),
+            "rewarded": sum(g["reward"] > 0 for g in got),
+            "mean_reward": round(sum(g["reward"] for g in got) / max(1, len(got)), 4),
+            "resolved_ids": [r["task"] for r in rows if r[name]["status"] == "resolved"],
+        }
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", help="a directory of generated tasks to reuse")
@@ -65,37 +112,8 @@ def main() -> None:
     else:
         tmp = pathlib.Path(tempfile.mkdtemp(prefix="hc-s26-corpus-"))
         root = tmp / "tasks"
-        generate_tasks(
-            root, args.n, seed=args.seed, kinds=["bugfix", "feature"], require_hidden_f2p=False
-        )  # session 26's corpus (session 27's generator discards all-`raises` tasks by default)
-    tasks = [load_task(d) for d in find_task_dirs(root)]
-    tasks = [t for t in tasks if t.kind in ("bugfix", "feature") and t.language == "python"]
-    rows = []
-    for t in tasks:
-        sol = t.solution_patch
-        row = {
-            "task": t.id,
-            "reference": grade_patch(t, sol.read_text()).resolved if sol else None,
-            "buggy": grade_patch(t, None).resolved,
-        }
-        for name in args.attacks:
-            g = _attack(t, redteam.ATTACKS[name])
-            row[name] = {"status": g.status, "reward": round(_reward(g), 3)}
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
-    summary: dict[str, object] = {
-        "tasks": len(rows),
-        "references_resolved": sum(bool(r["reference"]) for r in rows),
-        "buggy_resolved": sum(bool(r["buggy"]) for r in rows),
-    }
-    for name in args.attacks:
-        got = [r[name] for r in rows]
-        summary[name] = {
-            "resolved": sum(g["status"] == "resolved" for g in got),
-            "rewarded": sum(g["reward"] > 0 for g in got),
-            "mean_reward": round(sum(g["reward"] for g in got) / max(1, len(got)), 4),
-            "resolved_ids": [r["task"] for r in rows if r[name]["status"] == "resolved"],
-        }
+        legacy_corpus(root, args.n, args.seed)
+    summary = grade_corpus(root, {a: redteam.ATTACKS[a] for a in args.attacks}, _attack)
     print(json.dumps(summary, indent=2))
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)

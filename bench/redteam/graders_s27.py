@@ -30,22 +30,24 @@ Usage: python bench/redteam/graders_s27.py [--corpus DIR | --seed 11 --n 60] [--
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import pathlib
 import shutil
 import sys
 import tempfile
-import types
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path += [str(ROOT / "src")]  # PYTHONPATH=OLD/src compares old code
+sys.path += [
+    str(ROOT / "tests"),
+    str(ROOT / "src"),
+    str(ROOT / "bench" / "redteam"),
+]  # PYTHONPATH=OLD/src: old code
 
-from hillclimb.harness.grading import GradeResult, grade_patch, grade_workspace  # noqa: E402
+from graders_s26 import grade_corpus, legacy_corpus  # noqa: E402
+
+from hillclimb.harness.grading import GradeResult, grade_workspace  # noqa: E402
 from hillclimb.harness.patching import copy_tree  # noqa: E402
 from hillclimb.harness.task import Task, find_task_dirs, load_task  # noqa: E402
-from hillclimb.harness.taskgen.generate import generate_tasks  # noqa: E402
-from hillclimb.rl.harness import episode_reward  # noqa: E402
 
 # Shared by the attacks: the test file's source with every test that hides nothing emptied.
 _NEUTER = """
@@ -209,10 +211,6 @@ def refactor_attack(task: Task) -> GradeResult | None:
         return grade_workspace(task, ws)
 
 
-def _reward(g: GradeResult) -> float:
-    return episode_reward(types.SimpleNamespace(grade=g.to_json(), resolved=g.resolved, edits=[]))
-
-
 def attack(task: Task, code: str) -> GradeResult:
     """Grade the task's untouched (buggy) repo with `code` appended to its module."""
     with tempfile.TemporaryDirectory(prefix="hc-s27-graders-") as tmp:
@@ -248,40 +246,8 @@ def main() -> None:
     else:
         tmp = pathlib.Path(tempfile.mkdtemp(prefix="hc-s27-corpus-"))
         root = tmp / "tasks"
-        # session 26's corpus: the generator now discards tasks whose FAIL_TO_PASS tests all
-        # hide nothing (`require_hidden_f2p`), the very tasks these attacks resolved
-        keep = "require_hidden_f2p" in inspect.signature(generate_tasks).parameters
-        extra = {"require_hidden_f2p": False} if keep else {}
-        generate_tasks(root, args.n, seed=args.seed, kinds=["bugfix", "feature"], **extra)
-    tasks = [load_task(d) for d in find_task_dirs(root)]
-    tasks = [t for t in tasks if t.kind in ("bugfix", "feature") and t.language == "python"]
-    rows = []
-    for t in tasks:
-        sol = t.solution_patch
-        row = {
-            "task": t.id,
-            "reference": grade_patch(t, sol.read_text()).resolved if sol else None,
-            "buggy": grade_patch(t, None).resolved,
-        }
-        for name in args.attacks:
-            g = attack(t, ATTACKS[name])
-            row[name] = {"status": g.status, "reward": round(_reward(g), 3)}
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
-    summary: dict[str, object] = {
-        "tasks": len(rows),
-        "references_resolved": sum(bool(r["reference"]) for r in rows),
-        "buggy_resolved": sum(bool(r["buggy"]) for r in rows),
-    }
-    for name in args.attacks:
-        got = [r[name] for r in rows]
-        summary[name] = {
-            "resolved": sum(g["status"] == "resolved" for g in got),
-            "rewarded": sum(g["reward"] > 0 for g in got),
-            "mean_reward": round(sum(g["reward"] for g in got) / max(1, len(got)), 4),
-            "resolved_ids": [r["task"] for r in rows if r[name]["status"] == "resolved"],
-        }
-    print(json.dumps(summary, indent=2))
+        legacy_corpus(root, args.n, args.seed)
+    print(json.dumps(grade_corpus(root, {a: ATTACKS[a] for a in args.attacks}, attack), indent=2))
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
 
