@@ -29,6 +29,7 @@ from hillclimb.harness.expectations import (
 from hillclimb.harness.grading import grade_workspace
 from hillclimb.harness.patching import copy_tree
 from hillclimb.harness.task import Task, load_task
+from test_outside_checks_s26_expect import grade_package, make_task  # the same hand-made task
 
 PKG_RIGHT = """
 import logging
@@ -138,27 +139,6 @@ FORMS_IDS = [
     for name in ("AddCase::test_equal", "AddCase::test_truth", "AddCase::test_almost",
                  "AddCase::test_logs", "test_with", "test_or", "test_helper")
 ]  # fmt: skip
-
-
-def make_task(root: Path, tests: str, ids: list[str], buggy: str) -> Task:
-    """A hand-made bug-fix task: package `pkg` (`buggy` source), hidden `tests/test_pkg.py`."""
-    (root / "repo" / "pkg").mkdir(parents=True)
-    (root / "repo" / "pkg" / "__init__.py").write_text(buggy)
-    (root / "tests").mkdir()
-    (root / "tests" / "test_pkg.py").write_text(tests)
-    listed = ", ".join(f'"{i}"' for i in ids)
-    (root / "task.toml").write_text(
-        f'id = "{root.name}"\nkind = "bugfix"\ninstruction = "fix pkg"\nFAIL_TO_PASS = [{listed}]\n'
-    )
-    return load_task(root)
-
-
-def grade_package(task: Task, source: str):
-    with tempfile.TemporaryDirectory() as tmp:
-        ws = Path(tmp) / "ws"
-        copy_tree(task.repo, ws)
-        (ws / "pkg" / "__init__.py").write_text(source)
-        return grade_workspace(task, ws)
 
 
 def test_every_form_keeps_its_meaning(tmp_path) -> None:
