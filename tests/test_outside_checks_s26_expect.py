@@ -231,9 +231,8 @@ def hidden_values(source: str, tmp_path: Path) -> list[object]:
         "import pkg\n\ndef test_a():\n    for x in [1, 2]:\n        if pkg.g(x):\n            break\n"
         "        assert pkg.f(x) == 3\n",
         "import pkg\n\ndef test_a():\n    for x in pkg.xs():\n        assert pkg.f(x) == 3\n",
-        # after a possible return, in a branch
+        # after a possible return (a branch's own assertions are hidden since session 28)
         "import pkg\n\ndef test_a():\n    if pkg.g():\n        return\n    assert pkg.f() == 3\n",
-        "import pkg\n\ndef test_a():\n    if pkg.g():\n        assert pkg.f() == 3\n",
         # a mutable row value the test changes, or passes to the code under test
         "import pkg\n\ndef test_a():\n    for want in [[1]]:\n        want.append(2)\n"
         "        assert pkg.f() == want\n",

@@ -35,7 +35,18 @@ session 26's expectations.py (`PYTHONPATH=` a copy of src/ with it) the harvests
 readable; now 0/8, 0/8 and 0/20; formed references 8/8, buggy 0/8 (the other parts unchanged:
 references 9/9, buggy 0/9, session 25 attacks 0/9, tabled 8/8 and 0/8).
 
-Usage: python bench/redteam/hidden_tests.py [--seeds 1,2] [--n 5] [--only formed]
+Session 28, `branched`: the same rows in the forms session 27 left readable, round robin: an
+`assert` in the `else` of an `if` (`if isinstance(got, BaseException): pytest.fail(...)`), in a
+`try` body with an `except ZeroDivisionError`, a TestCase's `self.assertEqual` inside `with
+self.subTest(case=i)`, and a TestCase helper method `self._check(*args, want)`, each its own
+test, harvested by the same `FORMS_HARVESTS`. `--only branched` runs just this part. Session 28
+(seeds 1,2, n 5): 8 of the 9 tasks branched; with session 27's code (`PYTHONPATH=` HEAD's src)
+the disk harvest resolved 5/8 with the bug in place (in-process 0/8) and 20 of 20 asserting
+statements stayed readable; now 0/8, 0/8 and 0/20; branched references 8/8, buggy 0/8 both
+ways (the other parts unchanged: references 9/9, buggy 0/9, session 25 attacks 0/9, tabled and
+formed 8/8 references, 0/8 buggy and harvests, formed readable 0/20).
+
+Usage: python bench/redteam/hidden_tests.py [--seeds 1,2] [--n 5] [--only formed|branched]
 """
 
 from __future__ import annotations
@@ -166,6 +177,41 @@ def formed_source(task: Task) -> str | None:
     )  # fmt: skip
 
 
+def branched_source(task: Task) -> str | None:
+    """The task's direct `f(<literals>) == <literal>` rows written in the session 28 forms (see
+    the module docstring); None when there are fewer than two."""
+    imports, callee, rows = _table_pairs(task)
+    if len(rows) < 2:
+        return None
+    cols = [f"a{i}" for i in range(len(rows[0]) - 1)]
+    units: list[str] = []
+    funcs: list[str] = []
+    for i, row in enumerate(rows):
+        *args, want = row
+        call = f"{callee}({', '.join(repr(a) for a in args)})"
+        form = ("if", "try", "subtest", "method")[i % 4]
+        if form == "if":
+            funcs += [f"def test_if_{i}():", f"    got = {call}",
+                      "    if isinstance(got, BaseException):",
+                      "        pytest.fail('returned an exception')", "    else:",
+                      f"        assert got == {want!r}", "", ""]  # fmt: skip
+        elif form == "try":
+            funcs += [f"def test_try_{i}():", "    try:", f"        assert {call} == {want!r}",
+                      "    except ZeroDivisionError:", "        pytest.fail('raised')", "", ""]  # fmt: skip
+        elif form == "subtest":
+            units += [f"    def test_sub_{i}(self):", f"        with self.subTest(case={i}):",
+                      f"            self.assertEqual({call}, {want!r})", ""]  # fmt: skip
+        else:
+            units += [f"    def test_method_{i}(self):",
+                      f"        self._check({', '.join(map(repr, row))})", ""]  # fmt: skip
+    return "\n".join(
+        ["import unittest", "", "import pytest", *(ast.unparse(s) for s in imports), "", "",
+         "class BranchCase(unittest.TestCase):",
+         f"    def _check(self, {', '.join([*cols, 'want'])}):",
+         f"        self.assertEqual({callee}({', '.join(cols)}), want)", "", *units, "", *funcs]
+    )  # fmt: skip
+
+
 def readable_assertions(source: str) -> tuple[int, int]:
     """(asserting statements left as written, all) in the test bodies of `source` once the
     grader has rewritten it."""
@@ -182,7 +228,7 @@ def readable_assertions(source: str) -> tuple[int, int]:
             or isinstance(n, ast.Expr)
             and isinstance(n.value, ast.Call)
             and getattr(n.value.func, "id", getattr(n.value.func, "attr", "")).startswith(
-                ("assert", "check")
+                ("assert", "check", "_check")
             )
             for f in tests
             for n in ast.walk(f)
@@ -193,10 +239,11 @@ def readable_assertions(source: str) -> tuple[int, int]:
     return count(new if new is not None else source), count(source)
 
 
-def formed_task(task: Task, root: pathlib.Path) -> Task | None:
-    """`task` with its hidden tests replaced by `formed_source`, its lists those tests (the
-    ones the buggy code fails: FAIL_TO_PASS); None when that leaves no failing test."""
-    source = formed_source(task)
+def formed_task(task: Task, root: pathlib.Path, branched: bool = False) -> Task | None:
+    """`task` with its hidden tests replaced by `formed_source` (`branched`: `branched_source`,
+    session 28), its lists those tests (the ones the buggy code fails: FAIL_TO_PASS); None when
+    that leaves no failing test."""
+    source = branched_source(task) if branched else formed_source(task)
     if source is None:
         return None
     d = root / task.id
@@ -242,15 +289,32 @@ def harvest_grade(task: Task, harvest: str):
         return grade_workspace(task, ws)
 
 
+def _branched_part(
+    task: Task, root: pathlib.Path, resolved: Counter[str]
+) -> tuple[int, int] | None:
+    """Grade `task` rewritten into the session 28 forms (reference, buggy, each harvest) into
+    `resolved`; its (readable, all) asserting statements, or None when it could not be."""
+    forms = formed_task(task, root, branched=True)
+    if forms is None:
+        return None
+    got = readable_assertions((forms.hidden_tests / "test_forms.py").read_text())
+    resolved["branched_reference"] += grade_patch(forms, forms.solution_patch.read_text()).resolved
+    resolved["branched_buggy"] += grade_patch(forms, None).resolved
+    for name in sorted(formed_attacks.FORMS_HARVESTS):
+        resolved[f"branched_harvest_{name}"] += formed_grade(forms, name).resolved
+    return got
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--n", type=int, default=5)
-    ap.add_argument("--only", choices=["formed"], default=None)
+    ap.add_argument("--only", choices=["formed", "branched"], default=None)
     args = ap.parse_args()
     resolved: Counter[str] = Counter()
-    n = tabled = formed = 0
+    n = tabled = formed = branched = 0
     readable = [0, 0]
+    branched_readable = [0, 0]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             out = pathlib.Path(tmp) / str(seed)
@@ -262,6 +326,16 @@ def main() -> None:
                 if "." in task.meta["function"]:
                     continue  # the attacks wrap module-level functions
                 n += 1
+                if args.only in (None, "branched"):
+                    got = _branched_part(task, pathlib.Path(tmp) / f"branched-{seed}", resolved)
+                    if got is not None:
+                        branched += 1
+                        branched_readable = [
+                            branched_readable[0] + got[0],
+                            branched_readable[1] + got[1],
+                        ]
+                if args.only == "branched":
+                    continue
                 forms = formed_task(task, pathlib.Path(tmp) / f"formed-{seed}")
                 if forms is not None:
                     formed += 1
@@ -291,6 +365,7 @@ def main() -> None:
         json.dumps(
             {"bench": "redteam_hidden_tests", "tasks": n, "tabled_tasks": tabled,
              "formed_tasks": formed, "formed_readable_assertions": readable,
+             "branched_tasks": branched, "branched_readable_assertions": branched_readable,
              "resolved": dict(resolved)}
         )
     )  # fmt: skip

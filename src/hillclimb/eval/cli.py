@@ -288,13 +288,16 @@ def overall_line(t: dict[str, Any], split: str) -> str:
         line += f", 95% CI {lo:.1%} – {hi:.1%}"
     base = tot.get("baseline")
     line += "; no-training baseline " + (f"{base:.1%}" if base is not None else "-")
-    # word problems repeating a training story's arithmetic left out (eval.tasks, session 27)
-    w = tot.get("without_seen_arith")
-    if w and w.get("flagged") and w.get("accuracy") is not None:
-        line += (
-            f"; without {w['flagged']} word problems of training arithmetic "
-            f"{w['accuracy']:.1%} ({w['correct']}/{w['n']})"
-        )
+    # items a training item would get right left out, one figure per flag (eval.tasks: word
+    # problems of training arithmetic since session 27, code a training function passes since 28)
+    from hillclimb.problems.baselines import SEEN_FLAGS
+
+    for g in SEEN_FLAGS:
+        w = tot.get(g.split_key)
+        if w and w.get("flagged") and w.get("accuracy") is not None:
+            line += (
+                f"; without {w['flagged']} {g.label} {w['accuracy']:.1%} ({w['correct']}/{w['n']})"
+            )
     return line
 
 

@@ -30,7 +30,14 @@ from typing import Any
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.eval.metrics import mean_pass_at_k
-from hillclimb.problems.baselines import cell_baselines, flag_seen_arithmetic, summarise
+from hillclimb.problems.baselines import (
+    CODE_FLAG_FAMILIES,
+    SEEN_FLAGS,
+    cell_baselines,
+    flag_passed_by_train_fn,
+    flag_seen_arithmetic,
+    summarise,
+)
 from hillclimb.rl.rollout import cell_max_tokens
 
 TASKS_FORMAT = "hillclimb-tasks-v2"
@@ -125,6 +132,15 @@ def check_sampling(temperature: float, top_p: float) -> None:
 # seed 0, tier 1: 100 items flag 8 of 20 held-out stories, 500 and 3,000 both 14 (84 of the 89
 # tier-1 sums and differences occur in 500); 500 word problems of tiers 1-4 take 0.1 s.
 ARITH_FLAG_TRAIN_N = 500
+# Training code items per code family x tier the `passed_by_train_fn` flag compares with, at
+# least (the same `_train_items` as the lookup baseline and the word flag, at the evaluation's
+# seed), of both code families and every evaluated tier: a tier-4 training function passes a
+# tier-2 held-out item. Seed 0, 20 per cell, tiers 1-4: 6 of 160 code items per split flagged
+# at 500, 13 at 1,500 (it grows with the sample: a lower bound); 500 is what the lookup
+# baseline already draws, so both flags cost 1.6-2.3 s there (2 busy cores), while 1,500 took
+# 52 s to generate. Every tier whatever `--tiers` says would make a one-tier evaluation
+# generate all four (a 2-item code_function tier-1 problems-suite test went from 7 to 52 s).
+CODE_FLAG_TRAIN_N = 500
 
 
 @functools.lru_cache(maxsize=256)
@@ -231,14 +247,13 @@ def evaluate_tasks(
         for f in fams:
             for t in tiers:
                 cell = [p for p in suite[s] if p.family == f and p.tier == t]
-                # word problems repeating a training story's arithmetic (`without_seen_arith`)
-                train = base[(f, t)]
-                if f == "word_problem" and len(train) < ARITH_FLAG_TRAIN_N:
-                    train = list(_train_items(f, t, ARITH_FLAG_TRAIN_N, cfg.seed))
-                flag_seen_arithmetic(cell, train)
                 for p, o in zip(cell, cell_baselines(cell, base[(f, t)]), strict=True):
                     outcomes[f"{s}/{p.id}"] = o
     baseline_s = time.perf_counter() - t3
+    # after the baselines: the training items they drew are cached, so this is the flags' own cost
+    t4 = time.perf_counter()
+    _flag_seen(suite, cfg, fams, tiers)
+    flags_s = time.perf_counter() - t4
 
     cells: list[dict[str, Any]] = []
     by_split: dict[str, Any] = {}
@@ -275,7 +290,7 @@ def evaluate_tasks(
                 by_ft.setdefault(f, {})[str(t)] = cell
         by_split[s] = {
             **_totals(rows),
-            "without_seen_arith": _without_seen_arith(rows),
+            **{g.split_key: _without_seen(rows, g.meta_key) for g in SEEN_FLAGS},
             "baseline": _pooled_baseline([c for c in cells if c["split"] == s]),
             "by_family_tier": by_ft,
             "by_kind_tier": _by_kind_tier(rows, tiers, P, [c for c in cells if c["split"] == s]),
@@ -307,6 +322,7 @@ def evaluate_tasks(
             "greedy": round(greedy_s, 3),
             "sampled": round(sampled_s, 3),
             "baselines": round(baseline_s, 3),
+            "seen_flags": round(flags_s, 3),
         },
         "gen_tokens_per_s": gen_tokens / greedy_s if greedy_s > 0 else 0.0,
     }
@@ -367,8 +383,9 @@ def _item(r: Any, sampled: list[Any], caps: dict[tuple[str, int], int]) -> dict[
     p = r.problem
     out = {"id": p.id, "split": p.split, "family": p.family, "tier": p.tier}
     out.update(passed=r.passed, status=r.status, max_tokens=caps[(p.family, p.tier)])
-    if "arith_seen_in_train" in (p.meta or {}):
-        out["arith_seen_in_train"] = p.meta["arith_seen_in_train"]
+    for g in SEEN_FLAGS:
+        if g.meta_key in (p.meta or {}):
+            out[g.meta_key] = p.meta[g.meta_key]
     if sampled:
         out["sample_pass_rate"] = sum(x.passed for x in sampled) / len(sampled)
     return out
@@ -379,18 +396,49 @@ def _totals(rows: list[Any]) -> dict[str, Any]:
     return {"n": len(rows), "correct": c, "accuracy": c / len(rows) if rows else 0.0}
 
 
-def _without_seen_arith(rows: list[Any]) -> dict[str, Any] | None:
-    """A split's accuracy without the word problems whose worked arithmetic a training story
-    works too (`problems.baselines.flag_seen_arithmetic`), with how many were left out; None
-    when no item carries the flag (no word problems, or no training items to compare with).
+def _flag_seen(
+    suite: dict[str, list[Any]], cfg: TaskEvalConfig, fams: list[str], tiers: list[int]
+) -> None:
+    """Sets the `problems.baselines.SEEN_FLAGS` on every drawn item of the evaluated splits.
 
-    Why: word problems are held out by template and numbers, not by arithmetic; on tier 1 most
-    held-out stories repeat a training story's sums in other words (session 26 audit: 14 of 20),
-    so the plain accuracy is printed beside this one, never replaced by it."""
-    flags = [(r.problem.meta or {}).get("arith_seen_in_train") for r in rows]
-    if not any(f is not None for f in flags):
+    Both compare with the lookup baseline's training items (`_train_items`: the generator's
+    train split at the evaluation's seed, `baseline_train_n` per family x tier), never fewer than
+    their floor whatever `baseline_train_n` is (0 turns the baselines off, not the flags): word
+    problems with the training stories of their own tier (`ARITH_FLAG_TRAIN_N`), code items with
+    the training references of both code families and every evaluated tier (`CODE_FLAG_TRAIN_N`;
+    an evaluation of fewer tiers may flag fewer: tiers 1-4 flag 6 of 160 per split at seed 0,
+    each tier evaluated alone 4)."""
+    if "word_problem" in fams:
+        n = max(cfg.baseline_train_n, ARITH_FLAG_TRAIN_N)
+        for t in tiers:
+            train = list(_train_items("word_problem", t, n, cfg.seed))
+            for s in cfg.splits:
+                flag_seen_arithmetic(
+                    [p for p in suite[s] if p.family == "word_problem" and p.tier == t], train
+                )
+    code = [p for s in cfg.splits for p in suite[s] if p.family in CODE_FLAG_FAMILIES]
+    if code:
+        n = max(cfg.baseline_train_n, CODE_FLAG_TRAIN_N)
+        train = [
+            x for f in CODE_FLAG_FAMILIES for t in tiers for x in _train_items(f, t, n, cfg.seed)
+        ]
+        flag_passed_by_train_fn(code, train)
+
+
+def _without_seen(rows: list[Any], meta_key: str) -> dict[str, Any] | None:
+    """A split's accuracy without the items a `SEEN_FLAGS` flag marks (`meta[meta_key]` truthy),
+    with how many were left out; None when no item carries the flag (no item of its families,
+    or a result of code before the flag).
+
+    Why: items are held out by key (word problems by template and numbers, code by structure),
+    not by what a memorised training item would get right: on tier 1 most held-out stories
+    repeat a training story's sums (session 26 audit: 14 of 20), and some held-out functions
+    are passed by a training function of another structure (session 16 audit). The plain
+    accuracy is printed beside this one, never replaced by it."""
+    metas = [r.problem.meta or {} for r in rows]
+    if not any(meta_key in m for m in metas):
         return None
-    kept = [r for r, f in zip(rows, flags, strict=True) if not f]
+    kept = [r for r, m in zip(rows, metas, strict=True) if not m.get(meta_key)]
     c = sum(r.passed for r in kept)
     return {
         "n": len(kept),

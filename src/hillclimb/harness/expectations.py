@@ -53,6 +53,12 @@ from hillclimb.harness.testparse import FAIL, PASS, XPASS
 # exception and of `try`/`finally`, `x == 1 or x == 2` of one stable subject (operator `any`),
 # and module-level helpers called as statements (`check(3, 9)`: the value leaves the call site;
 # see "assertion helpers").
+# Session 28 added the forms whose statements an honest run may skip: the branches of an `if`
+# (`_hide_if`) and the blocks of a `try` whose handlers cannot catch an `AssertionError`
+# (`_hide_try`). Each branch or handler logs a marker first; a slot there is required only
+# when its marker logged, a `try` body's unless a handler's did, and one of an `if`'s two
+# markers must log (`Expectation.guard`/`unless`). Also a TestCase's `with self.subTest()`
+# body (a sub-failure fails the test) and helper methods of test classes (`self._check(x, 9)`).
 # A passing test whose own slots were not all recorded, or whose recorded values do not satisfy
 # the assertion, counts as failed (suppressing the helper cannot pass a test). The comparison is
 # on plain values: a subclass of a builtin (an IntEnum, a namedtuple) compares as its base value,
@@ -155,12 +161,20 @@ class Expectation:
     without parameters, or with the original parameter id for a row of a parametrize table), the
     operator as seen from the recorded value, the expected value (for `chain`: the (operator,
     value) pairs of a chained comparison, in order; for `approx`: an `Approx`), and whether the
-    assertion was `not (...)` of the comparison."""
+    assertion was `not (...)` of the comparison.
+
+    `guard` and `unless` say when the slot must have logged (a passing test whose required
+    slots did not all log fails): only when the slot `guard` logged (the marker at the start
+    of the `if`/`else` branch or `except` handler the assertion sits in), and not when one of
+    `unless` logged (a handler of a `try` around it ran, so the rest of its body was skipped;
+    for a branch marker, its sibling branch ran). Op `branch` marks a branch and always holds."""
 
     test: str
     op: str
     expected: Any
     negated: bool = False
+    guard: str | None = None
+    unless: tuple[str, ...] = ()
 
 
 @dataclass
@@ -174,6 +188,19 @@ class HiddenExpectations:
 
     def owned(self, test: str) -> list[str]:
         return [slot for slot, exp in self.slots.items() if exp.test == test]
+
+    def required(self, owned: list[str], seen: set[str]) -> set[str]:
+        """The slots of `owned` that an honest run which logged `seen` must have logged: the
+        unconditional ones, and those in branches or handlers it entered (see `Expectation`)."""
+        out = set()
+        for slot in owned:
+            exp = self.slots[slot]
+            if exp.guard is not None and exp.guard not in seen:
+                continue
+            if any(u in seen for u in exp.unless):
+                continue
+            out.add(slot)
+        return out
 
     def original_id(self, nodeid: str) -> str:
         """`t.py::test_f[_hcrow0_]` -> `t.py::test_f[1-2]` (the id the task's lists use)."""
@@ -661,6 +688,14 @@ class _Rewrite:
     managers: frozenset[str] = frozenset()  # `with` managers (as written) that never suppress
     mod: _Module | None = None  # the module's helpers (`_hide_helper_call`)
     local: Counter[str] = field(default_factory=Counter)  # names the function binds
+    cls: str | None = None  # the class of a test method (its helper methods: `_hide_helper_call`)
+    owner: str | None = None  # a test method's `self` (never rebound): `self._check(...)` calls
+    guard: str | None = None  # the marker of the branch or handler being rewritten (`Expectation`)
+    unless: tuple[str, ...] = ()  # the markers of the handlers of `try` bodies around it
+
+    def expectation(self, op: str, expected: Any, negated: bool = False) -> Expectation:
+        """An expectation of this test, required where the block being rewritten runs."""
+        return Expectation(self.test, op, expected, negated, self.guard, self.unless)
 
 
 def _escapes(stmts: list[ast.stmt]) -> bool:
@@ -780,11 +815,13 @@ def _hide_block(
 ) -> tuple[list[ast.stmt], int]:
     """Rewrite a block's direct assertions (`assert`, and a TestCase's `self.assertEqual` and
     kin), unroll its loops over fixed tables, and do the same inside `with` blocks whose
-    managers never suppress an exception and `try` blocks with only a `finally`: statements
-    that, once the block is entered, either all run or raise out of the test. Not those in
-    branches, other `with`/`try` blocks, or after a statement that may `return`: a slot the
-    test may legitimately skip cannot be required. A name a statement rebinds leaves `env` from
-    there on."""
+    managers never suppress an exception (or a TestCase's `subTest`) and `try` blocks with only
+    a `finally`: statements that, once the block is entered, either all run or fail the test.
+    Branches of an `if` and `try` blocks with handlers that cannot catch an `AssertionError`
+    (`_hide_if`, `_hide_try`) are rewritten too, their slots required only where the branch or
+    handler they sit in ran (markers: see `Expectation`). Not those in other `with`/`try`
+    blocks, or after a statement that may `return`: a slot the test may legitimately skip
+    cannot be required. A name a statement rebinds leaves `env` from there on."""
     env = dict(env)
     out: list[ast.stmt] = []
     before, diverted = len(rw.plan.slots), False
@@ -798,6 +835,10 @@ def _hide_block(
             new = _unroll(stmt, env, rw)
         elif isinstance(stmt, ast.Expr) and rw.selfname:
             new = _hide_unittest(stmt, env, rw)
+        elif isinstance(stmt, ast.If):
+            new = _hide_if(stmt, env, rw)
+        elif isinstance(stmt, ast.Try) and stmt.handlers:
+            new = _hide_try(stmt, env, rw)
         elif isinstance(stmt, (ast.With, ast.Try)):
             new = _hide_nested(stmt, env, rw)
         if new is None and not diverted and isinstance(stmt, ast.Expr):
@@ -815,14 +856,19 @@ def _hide_nested(
     """A `with` whose every manager is one known never to suppress an exception (`open`,
     `pytest.warns`, `mock.patch`, a TestCase's `assertLogs`: see `_managers`), or a `try` with
     only a `finally` that cannot swallow (no `return`/`break` in it): its body is rewritten like
-    a test body (once entered, it runs to its end or the test fails). `pytest.raises`,
-    `suppress`, `subTest` and unknown managers are left: they may skip the rest of the body."""
+    a test body (once entered, it runs to its end or the test fails; a TestCase's `subTest`
+    too, its labels dropped: `_quiet_subtest`). `pytest.raises`, `suppress` and unknown
+    managers are left: they may skip the rest of the body."""
+    items = None
     if isinstance(stmt, ast.With):
         if not all(
             isinstance(item.context_expr, ast.Call)
             and ast.unparse(item.context_expr.func) in rw.managers
             for item in stmt.items
         ):
+            return None
+        items = [_quiet_subtest(item, rw) for item in stmt.items]
+        if any(item is None for item in items):
             return None
         inner = dict(env)
         for item in stmt.items:  # `as f` binds f before the body runs
@@ -839,6 +885,127 @@ def _hide_nested(
         return None
     new = copy.copy(stmt)
     new.body = body
+    if items is not None:
+        new.items = items  # type: ignore[union-attr]
+    return [new]
+
+
+def _quiet_subtest(item: ast.withitem, rw: _Rewrite) -> ast.withitem | None:
+    """`with self.subTest(x=1, want=3):` -> `with self.subTest():` (its message and parameters
+    only label a failure in the report, and may quote the expected value); None for one whose
+    arguments may do something (a call). Other managers stay as they are.
+
+    Why a `subTest` body can be required like a direct one: a failure in it (an assertion or any
+    exception) is caught there and the test continues, but pytest then fails the test (the
+    grader counts a sub-failure as the test's), so in a passing run every body ran to its end."""
+    call = item.context_expr
+    func = call.func if isinstance(call, ast.Call) else None
+    if not (
+        isinstance(func, ast.Attribute)
+        and func.attr == "subTest"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == rw.selfname
+    ):
+        return item
+    args = [*call.args, *(k.value for k in call.keywords)]  # type: ignore[union-attr]
+    if not all(_inert(a) for a in args) or item.optional_vars is not None:
+        return None
+    return ast.withitem(ast.Call(func, [], []), None)
+
+
+def _marker(rw: _Rewrite, at: ast.stmt) -> tuple[str, ast.stmt]:
+    """A new branch marker (see `Expectation`) and the statement logging it; its `unless` is
+    set by the caller once its siblings exist."""
+    stmt = _slot_call(ast.Constant(None), "branch", None, False, rw, at)
+    return list(rw.plan.slots)[-1], stmt
+
+
+def _hide_if(stmt: ast.If, env: dict[str, Any], rw: _Rewrite) -> list[ast.stmt] | None:
+    """`if C: A else: B` (an `elif` is an `if` in the `else`): each branch rewritten like a test
+    body, its slots required only when its marker logged (`if C: log(m1); A' else: log(m0);
+    B'`; an absent `else` gets one holding only its marker). One marker of the two must log, so
+    silencing the helper cannot skip both. The condition stays as written (it decides which
+    values are expected: the values in it are readable). None when no branch hides anything."""
+    before, outer = len(rw.plan.slots), rw.guard
+    yes, yes_mark = _marker(rw, stmt)
+    no, no_mark = _marker(rw, stmt)
+    rw.plan.slots[yes] = replace(rw.plan.slots[yes], unless=(*rw.unless, no))
+    rw.plan.slots[no] = replace(rw.plan.slots[no], unless=(*rw.unless, yes))
+    inner = {k: v for k, v in env.items() if k not in _binding_counts(stmt.test)}  # `:=`
+    try:
+        rw.guard = yes
+        body, hidden = _hide_block(stmt.body, inner, rw)
+        rw.guard = no
+        orelse, hidden_else = _hide_block(stmt.orelse, inner, rw)
+    finally:
+        rw.guard = outer
+    if not hidden and not hidden_else:
+        _forget(rw.plan, before)
+        return None
+    new = copy.copy(stmt)
+    new.body, new.orelse = [yes_mark, *body], [no_mark, *orelse]
+    return [new]
+
+
+def _catches_assertion(kind: ast.expr | None, rw: _Rewrite) -> bool:
+    """Could an `except` clause of this type catch the `AssertionError` of a failing assertion?
+    Only builtin exception classes the test does not rebind are read (`ValueError`, a tuple of
+    them); a bare `except`, `Exception` or a class of the code under test may."""
+    if kind is None or rw.mod is None:
+        return True
+    for node in kind.elts if isinstance(kind, ast.Tuple) else [kind]:
+        if not isinstance(node, ast.Name) or rw.local[node.id]:
+            return True
+        cls = getattr(builtins, node.id, None) if rw.mod.qualified(node.id) == node.id else None
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            return True
+        if issubclass(AssertionError, cls):
+            return True
+    return False
+
+
+def _hide_try(stmt: ast.Try, env: dict[str, Any], rw: _Rewrite) -> list[ast.stmt] | None:
+    """`try: A except E: H else: B finally: F` whose handlers cannot catch an `AssertionError`
+    (`_catches_assertion`): a hidden assertion failing in `A` raised out of the test before and
+    still fails it (its value is judged outside), so every block is rewritten like a test body.
+    A handler's first statement logs its marker: `A`'s and `B`'s slots are required unless a
+    handler ran (an exception it caught skipped the rest), a handler's only when it ran, `F`'s
+    always. Not when a handler or `finally` may `return`/`break` (the test's own rule)."""
+    if any(_catches_assertion(h.type, rw) for h in stmt.handlers):
+        return None
+    if _escapes(stmt.finalbody):
+        return None
+    before, outer = len(rw.plan.slots), (rw.guard, rw.unless)
+    marks = [_marker(rw, h) for h in stmt.handlers]
+    for mark, _ in marks:  # evidence that a handler ran, never itself required
+        rw.plan.slots[mark] = replace(rw.plan.slots[mark], guard=mark)
+    after = {k: v for k, v in env.items() if k not in _binding_counts(stmt)}  # body may rebind
+    hidden = 0
+    try:
+        rw.unless = (*outer[1], *(m for m, _ in marks))
+        body, n = _hide_block(stmt.body, env, rw)
+        hidden += n
+        orelse, n = _hide_block(stmt.orelse, after, rw)
+        hidden += n
+        rw.unless = outer[1]
+        handlers = []
+        for handler, (mark, mark_stmt) in zip(stmt.handlers, marks, strict=True):
+            rw.guard = mark
+            block, n = _hide_block(handler.body, after, rw)
+            hidden += n
+            new_handler = copy.copy(handler)
+            new_handler.body = [mark_stmt, *block]
+            handlers.append(new_handler)
+        rw.guard = outer[0]
+        final, n = _hide_block(stmt.finalbody, after, rw)
+        hidden += n
+    finally:
+        rw.guard, rw.unless = outer
+    if not hidden:  # (the markers alone are not counted)
+        _forget(rw.plan, before)
+        return None
+    new = copy.copy(stmt)
+    new.body, new.handlers, new.orelse, new.finalbody = body, handlers, orelse, final
     return [new]
 
 
@@ -855,8 +1022,9 @@ class _Module:
     imports: dict[str, str]
     counts: Counter[str]
     testcases: frozenset[str]  # its classes pytest runs as `unittest.TestCase`s (see below)
-    helpers: dict[str, _Helper] = field(default_factory=dict)  # see "assertion helpers"
-    called: set[str] = field(default_factory=set)  # helpers some test now calls by their copy
+    # see "assertion helpers": module-level ones by name, test classes' methods by (class, name)
+    helpers: dict[str | tuple[str, str], _Helper] = field(default_factory=dict)
+    called: set[str | tuple[str, str]] = field(default_factory=set)  # now called by their copy
 
     @classmethod
     def of(cls, tree: ast.Module, env: dict[str, Any] | None = None) -> _Module:
@@ -872,8 +1040,12 @@ class _Module:
                 for a in stmt.names:
                     imports[a.asname or a.name] = f"{stmt.module}.{a.name}"
         imports = {k: v for k, v in imports.items() if counts[k] == 1}
-        helpers = _helpers(tree, env, counts) if env is not None else {}
-        return cls(imports, counts, _testcases(tree, imports, counts), helpers)
+        testcases = _testcases(tree, imports, counts)
+        helpers: dict[str | tuple[str, str], _Helper] = {}
+        if env is not None:
+            helpers.update(_helpers(tree, env, counts))
+            helpers.update(_method_helpers(tree, env, testcases))
+        return cls(imports, counts, testcases, helpers)
 
     def qualified(self, written: str) -> str | None:
         """`mock.patch.object` -> `unittest.mock.patch.object`; a builtin stays itself; None
@@ -916,7 +1088,7 @@ def _testcases(tree: ast.Module, imports: dict[str, str], counts: Counter[str]) 
             own |= {
                 s.name for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))
             }
-            if own & set(_UNITTEST) or not cls.bases:
+            if own & {*_UNITTEST, *_TESTCASE_MANAGERS, "subTest"} or not cls.bases:
                 continue
             ok = True
             for base in cls.bases:
@@ -974,6 +1146,9 @@ def _rewrite(
     local = _binding_counts(fn)
     params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
     selfname = params[0] if unit and params and local[params[0]] == 1 else None
+    parts = test.split("::")  # `file::Class::test` for a method
+    static = any(w in ast.unparse(d) for d in fn.decorator_list for w in ("static", "classmethod"))
+    cls = parts[1] if len(parts) == 3 and not static else None
     managers = set()
     for node in ast.walk(fn):
         if not isinstance(node, (ast.With, ast.AsyncWith)):
@@ -987,6 +1162,7 @@ def _rewrite(
                 and mod.counts[head] == local[head]  # not also a module name (a fixture there)
             )  # fmt: skip
             testcase = selfname is not None and head == selfname and attr in _TESTCASE_MANAGERS
+            testcase = testcase or selfname is not None and head == selfname and attr == "subTest"
             if (
                 fixture
                 or testcase
@@ -1002,6 +1178,8 @@ def _rewrite(
         managers=frozenset(managers),
         mod=mod,
         local=local,
+        cls=cls,
+        owner=params[0] if cls is not None and params and local[params[0]] == 1 else None,
     )
 
 
@@ -1052,6 +1230,18 @@ def _unittest_test(
     call: ast.Call, method: str, env: dict[str, Any]
 ) -> tuple[ast.expr, str, Any, bool] | None:
     """(subject, operator, expected, negated) for a TestCase assertion, like `_classify`."""
+    given = _unittest_given(call, method)
+    if given is None:
+        return None
+    how = _UNITTEST[method][1]
+    if how in ("almost", "not almost"):
+        return _almost_test(given["first"], given["second"], given, env, how == "not almost")
+    return _classify(_unittest_shape(method, given), env)
+
+
+def _unittest_given(call: ast.Call, method: str) -> dict[str, ast.expr] | None:
+    """The call's arguments by unittest's parameter names; None for a call unittest would
+    reject or whose `msg` may do something when evaluated."""
     arity, how = _UNITTEST[method]
     names = ["first", "second"][:arity] + (["places"] if "almost" in str(how) else []) + ["msg"]
     if len(call.args) > len(names) or any(isinstance(a, ast.Starred) for a in call.args):
@@ -1066,17 +1256,20 @@ def _unittest_test(
         return None
     if "msg" in given and not _inert(given["msg"]):
         return None
-    first = given["first"]
-    if arity == 1:
-        if how == "true":
-            return _classify(first, env)
-        if how == "false":
-            return _classify(ast.UnaryOp(ast.Not(), first), env)
-        return _classify(ast.Compare(first, [how()], [ast.Constant(None)]), env)
-    second = given["second"]
-    if how in ("almost", "not almost"):
-        return _almost_test(first, second, given, env, negated=how == "not almost")
-    return _classify(ast.Compare(first, [how()], [second]), env)
+    return given
+
+
+def _unittest_shape(method: str, given: dict[str, ast.expr]) -> ast.expr:
+    """The expression whose truth the (non-almost) TestCase assertion checks: `first == second`,
+    `not expr`, `expr is None`, ..."""
+    how, first = _UNITTEST[method][1], given["first"]
+    if how == "true":
+        return first
+    if how == "false":
+        return ast.UnaryOp(ast.Not(), first)
+    if _UNITTEST[method][0] == 1:
+        return ast.Compare(first, [how()], [ast.Constant(None)])
+    return ast.Compare(first, [how()], [given["second"]])
 
 
 def _almost_test(
@@ -1111,7 +1304,7 @@ def _slot_call(
 ) -> ast.stmt:
     """A new slot for the assertion and the statement logging its subject."""
     slot = str(len(rw.plan.slots))
-    rw.plan.slots[slot] = Expectation(rw.test, op, expected, negated)
+    rw.plan.slots[slot] = rw.expectation(op, expected, negated)
     args = [subject, ast.Constant(slot)]
     row = [ast.keyword("row", ast.Name(ROW_PARAM, ast.Load()))] if rw.row else []
     return ast.copy_location(ast.Expr(ast.Call(ast.Name(EXPECT_HELPER, ast.Load()), args, row)), at)
@@ -1185,13 +1378,21 @@ def _param_side(part: ast.expr, candidates: set[str]) -> tuple[str, ast.expr, as
     return None
 
 
-def _helper(fn: ast.FunctionDef, env: dict[str, Any]) -> _Helper | None:
-    """`fn`'s rewrite as a helper (see the section comment); None when it hides nothing."""
+def _helper(fn: ast.FunctionDef, env: dict[str, Any], method: str | None = None) -> _Helper | None:
+    """`fn`'s rewrite as a helper (see the section comment); None when it hides nothing.
+    `method`: `fn` is a method of a test class (`plain`, or `unit` for a `unittest.TestCase`
+    whose assert methods are unittest's: its `self.assertEqual` and kin are read too); its
+    first parameter is `self`, which the call site does not pass."""
     args = fn.args
     if fn.decorator_list or args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg:
         return None
     params = [a.arg for a in args.args]
     local = _binding_counts(fn)
+    selfname = None
+    if method is not None:
+        if not params or local[params[0]] != 1:
+            return None  # no `self`, or `self` rebound
+        selfname, params = params[0], params[1:]
     words = {getattr(n, "id", None) or getattr(n, "attr", None) for n in ast.walk(fn)}
     if words & _DYNAMIC or {SLOT_PARAM, ROW_KEYWORD, _SUBJECT} & set(local):
         return None
@@ -1206,6 +1407,8 @@ def _helper(fn: ast.FunctionDef, env: dict[str, Any]) -> _Helper | None:
     for i, stmt in enumerate(fn.body):
         if isinstance(stmt, ast.Assert):
             direct.append((i, _conjuncts(stmt.test)))
+        elif method == "unit" and (shape := _self_assert(stmt, selfname)) is not None:
+            direct.append((i, [shape]))
         elif _escapes([stmt]):
             break
     # expected: read only as a whole side of those comparisons (`f(x) == want`), never beside
@@ -1240,7 +1443,8 @@ def _helper(fn: ast.FunctionDef, env: dict[str, Any]) -> _Helper | None:
                     hidden.append(("fixed", Expectation("", *fixed[1:])))
                     subject = fixed[0]
             if subject is None:
-                out.append(ast.copy_location(ast.Assert(part, None), fn.body[i]))
+                kept = fn.body[i] if isinstance(fn.body[i], ast.Expr) else ast.Assert(part, None)
+                out.append(ast.copy_location(kept, fn.body[i]))  # (a TestCase call as written)
                 continue
             slot = ast.BinOp(
                 ast.Name(SLOT_PARAM, ast.Load()), ast.Add(), ast.Constant(f".{len(hidden) - 1}")
@@ -1255,6 +1459,56 @@ def _helper(fn: ast.FunctionDef, env: dict[str, Any]) -> _Helper | None:
     copy_fn.args.args += [ast.arg(SLOT_PARAM), ast.arg(ROW_KEYWORD)]
     copy_fn.args.defaults += [ast.Constant(None), ast.Constant(None)]
     return _Helper(fn, copy_fn, params, expected, hidden)
+
+
+def _self_assert(stmt: ast.stmt, selfname: str | None) -> ast.expr | None:
+    """What `self.assertEqual(a, b)` (and kin, not the almost ones) as a statement checks:
+    `a == b`; None for any other statement."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == selfname
+        and call.func.attr in _UNITTEST
+        and "almost" not in str(_UNITTEST[call.func.attr][1])
+    ):
+        return None
+    given = _unittest_given(call, call.func.attr)
+    return None if given is None else _unittest_shape(call.func.attr, given)
+
+
+def _method_helpers(
+    tree: ast.Module, env: dict[str, Any], testcases: frozenset[str]
+) -> dict[tuple[str, str], _Helper]:
+    """Helper methods of test classes (`self._check(3, 9)`), keyed (class, method): methods
+    not named `test*` of module-level `Test*` classes and unittest TestCases, defined once in
+    their class, of a class no class of the module derives from (a subclass could override the
+    helper its inherited tests call)."""
+    classes = [s for s in tree.body if isinstance(s, ast.ClassDef)]
+    based = {ast.unparse(b) for c in classes for b in c.bases}
+    found = {}
+    for cls in classes:
+        if not (cls.name.startswith("Test") or cls.name in testcases) or cls.name in based:
+            continue
+        own = Counter(
+            n for s in cls.body for n in (
+                [s.name] if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                else _binding_counts(s)
+            )
+        )  # fmt: skip
+        for stmt in cls.body:
+            if (
+                isinstance(stmt, ast.FunctionDef)
+                and not stmt.name.startswith("test")
+                and own[stmt.name] == 1
+                and own[f"_hillclimb_h_{stmt.name}"] == 0
+            ):
+                kind = "unit" if cls.name in testcases else "plain"
+                helper = _helper(stmt, env, method=kind)
+                if helper is not None:
+                    found[(cls.name, stmt.name)] = helper
+    return found
 
 
 def _helpers(tree: ast.Module, env: dict[str, Any], counts: Counter[str]) -> dict[str, _Helper]:
@@ -1278,14 +1532,21 @@ def _hide_helper_call(stmt: ast.Expr, env: dict[str, Any], rw: _Rewrite) -> list
     _hillclimb_slot='4')`, the slots `4.0`, ... required; None when it is not such a call or an
     expected argument is not one the source fixes."""
     call = stmt.value
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and rw.mod is not None):
+    if not isinstance(call, ast.Call) or rw.mod is None:
         return None
-    helper = rw.mod.helpers.get(call.func.id)
-    if (
-        helper is None
-        or rw.local[call.func.id]
-        or any(isinstance(a, ast.Starred) for a in call.args)
+    func = call.func
+    key: str | tuple[str, str] | None = None
+    if isinstance(func, ast.Name) and not rw.local[func.id]:
+        key = func.id
+    elif (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id == rw.owner
+        and rw.cls is not None
     ):
+        key = (rw.cls, func.attr)  # `self._check(3, 9)`: a helper method of the test's class
+    helper = rw.mod.helpers.get(key) if key is not None else None  # type: ignore[arg-type]
+    if helper is None or any(isinstance(a, ast.Starred) for a in call.args):
         return None
     if len(call.args) > len(helper.params) or any(k.arg is None for k in call.keywords):
         return None
@@ -1299,7 +1560,7 @@ def _hide_helper_call(stmt: ast.Expr, env: dict[str, Any], rw: _Rewrite) -> list
     exps: list[Expectation] = []
     for kind, what in helper.parts:
         if kind == "fixed":
-            exps.append(replace(what, test=rw.test))  # type: ignore[arg-type]
+            exps.append(rw.expectation(what.op, what.expected, what.negated))  # type: ignore[union-attr]
             continue
         shape = copy.deepcopy(what)  # the parameter's place takes the call site's argument
         comp = shape.operand if isinstance(shape, ast.UnaryOp) else shape
@@ -1310,12 +1571,16 @@ def _hide_helper_call(stmt: ast.Expr, env: dict[str, Any], rw: _Rewrite) -> list
         got = _classify(shape, env)
         if got is None or not (isinstance(got[0], ast.Name) and got[0].id == _SUBJECT):
             return None
-        exps.append(Expectation(rw.test, *got[1:]))
+        exps.append(rw.expectation(*got[1:]))
     base = str(len(rw.plan.slots))
     for k, exp in enumerate(exps):
         rw.plan.slots[f"{base}.{k}"] = exp
     new = copy.copy(call)
-    new.func = ast.Name(helper.copy.name, ast.Load())
+    new.func = (
+        ast.Name(helper.copy.name, ast.Load())
+        if isinstance(key, str)
+        else ast.Attribute(ast.Name(rw.owner, ast.Load()), helper.copy.name, ast.Load())
+    )
     new.args = [
         ast.Constant(None) if p in helper.expected else a
         for p, a in zip(helper.params, call.args, strict=False)
@@ -1326,7 +1591,7 @@ def _hide_helper_call(stmt: ast.Expr, env: dict[str, Any], rw: _Rewrite) -> list
     ] + [ast.keyword(SLOT_PARAM, ast.Constant(base))]
     if rw.row:
         new.keywords.append(ast.keyword(ROW_KEYWORD, ast.Name(ROW_PARAM, ast.Load())))
-    rw.mod.called.add(call.func.id)
+    rw.mod.called.add(key)  # type: ignore[arg-type]
     return [ast.copy_location(ast.Expr(new), stmt)]
 
 
@@ -1521,7 +1786,12 @@ def _hide_parametrized(
         plan.renamed[token] = row_id
         tokens.append(ast.Constant(token))
         for slot, exp in sub.slots.items():
-            plan.slots[f"{prefix}{slot}@{r}"] = replace(exp, test=f"{test}[{row_id}]")
+            plan.slots[f"{prefix}{slot}@{r}"] = replace(
+                exp,
+                test=f"{test}[{row_id}]",
+                guard=None if exp.guard is None else f"{prefix}{exp.guard}@{r}",
+                unless=tuple(f"{prefix}{u}@{r}" for u in exp.unless),
+            )
     deco.args = [
         ast.List([ast.Constant(names[i]) for i in keep] + [ast.Constant(ROW_PARAM)], ast.Load()),
         ast.List(new_rows, ast.Load()),  # type: ignore[arg-type]
@@ -1572,10 +1842,15 @@ def hide_in_source(
         hidden += got if got is not None else _hide_in_function(fn, test, plan, env, mod, unit)
     if not hidden:
         return None
-    for name in mod.called:  # each helper's copy goes right after it
-        helper = mod.helpers[name]
-        at = next(i for i, st in enumerate(tree.body) if st is helper.node)
-        tree.body.insert(at + 1, helper.copy)
+    for key in mod.called:  # each helper's copy goes right after it (a method's in its class)
+        helper = mod.helpers[key]
+        body = tree.body
+        if isinstance(key, tuple):
+            body = next(
+                s for s in tree.body if isinstance(s, ast.ClassDef) and s.name == key[0]
+            ).body
+        at = next(i for i, st in enumerate(body) if st is helper.node)
+        body.insert(at + 1, helper.copy)
     # a constant nothing reads any more (its uses were all hidden) leaves the file
     read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     tree.body = [
@@ -1730,6 +2005,8 @@ def _holds(exp: Expectation, record: dict[str, Any]) -> bool:
     rebuilt from builtin types, so no object of the code under test takes part."""
     if exp.op in ("true", "false"):
         return record.get("b") is (exp.op == "true")
+    if exp.op == "branch":
+        return True  # a marker: which branch ran, not a value
     if exp.op.startswith("js_"):
         return _js_holds(exp, record)
     try:
@@ -1789,7 +2066,8 @@ def judge_expectations(
         if outcome not in (PASS, XPASS):
             continue
         base = _base_test(nodeid)
-        unrecorded = set(plan.owned(base) + plan.owned(nodeid)) - seen.get(nodeid, set())
+        logged = seen.get(nodeid, set())
+        unrecorded = plan.required(plan.owned(base) + plan.owned(nodeid), logged) - logged
         if nodeid in failing or base in failing or unrecorded:
             judged[nodeid] = FAIL
             turned.append(nodeid)
@@ -2065,19 +2343,195 @@ def _js_unroll(
     return out, end - at + 1
 
 
+# Session 28: statements spanning lines (an assertion whose expected object or array is written
+# over several lines, a loop whose table is) are read as one logical line (`_js_logical`), and a
+# top-level loop over a literal table whose body defines tests (`for (const [a, want] of [...])
+# { test(`f ${a}`, () => {...}); }`) is written out per row (`_js_unroll_tests`).
+
+_JS_JOIN_ASSERT = re.compile(r"^(?:  |    )assert\.\w+\(")
+_JS_JOIN_LOOP = re.compile(r"^(?:|  )(?:for \(const \[|\[)")
+_MAX_JOINED = 200  # lines one logical line may span
+
+
+def _js_depth(text: str) -> int | None:
+    """Open `(`/`[` minus closed ones in `text` outside strings; None when it has a template
+    string, a regular expression or a comment (not read here)."""
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "`/":
+            return None
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        i += 1
+    return None if quote else depth
+
+
+def _js_logical(lines: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The file as logical lines and the source lines each stands for: an assertion left open at
+    its line's end (`assert.deepEqual(f(x), {` ... `});`) joined up to where its brackets close,
+    a loop header (`for (const [a, want] of [` ... `]) {`, `[` ... `].forEach(([a, want]) => {`)
+    up to its `{`. Anything else, or one that does not close within `_MAX_JOINED` lines, stays
+    one line per line."""
+    texts: list[str] = []
+    groups: list[list[str]] = []
+    n = 0
+    while n < len(lines):
+        line, end = lines[n], None
+        assertion, loop = _JS_JOIN_ASSERT.match(line), _JS_JOIN_LOOP.match(line)
+        depth = _js_depth(line) if assertion or loop and not line.rstrip().endswith("{") else None
+        if depth is not None and depth > 0:
+            joined = line
+            for k in range(n + 1, min(len(lines), n + _MAX_JOINED)):
+                joined += " " + lines[k].strip()
+                depth = _js_depth(joined)
+                if depth is None:
+                    break
+                if assertion and depth == 0:
+                    end = k
+                    break
+                if loop and joined.endswith("{") and depth in (0, 1):  # `forEach(` stays open
+                    end = k
+                    break
+        if end is None:
+            texts.append(line)
+            groups.append([line])
+            n += 1
+        else:
+            texts.append(joined)
+            groups.append(lines[n : end + 1])
+            n = end + 1
+    return texts, groups
+
+
+_JS_TOP_FOR = re.compile(r"^for \(const \[([\w$, ]+)\] of (\[.*\])\) \{\s*$")
+_JS_LOOP_TEST = re.compile(r"^  test\(\s*`((?:[^`\\$]|\$\{[\w$]+\})*)`\s*,\s*\(\) => \{\s*$")
+
+
+def _js_name_part(value: Any) -> str | None:
+    """`${value}` of a literal as JavaScript writes it, where the grader is sure of it: strings,
+    and integer numbers below 1e15."""
+    if type(value) is str:
+        return value
+    if type(value) is float and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return None
+
+
+def _js_unroll_tests(
+    lines: list[str], at: int, rel: str, plan: HiddenExpectations
+) -> tuple[list[str], int] | None:
+    """A top-level `for (const [a, want] of [[1, 2], ...]) {` whose body is only tests named by
+    a template of its inputs (`test(`double ${a}`, () => {`) holding one-line assertions: each
+    row written out (`{ const a = 1; test('double 1', () => { __hillclimbExpect(...); }); }`),
+    its expected names unbound (their values slots' of the test the row's name gives). (The
+    replacement lines, the lines consumed); None when the loop is not of that shape, a name
+    reads an expected value, or two rows give one name."""
+    loop = _JS_TOP_FOR.match(lines[at])
+    if not loop:
+        return None
+    names = [n.strip() for n in loop.group(1).split(",")]
+    end = next((i for i in range(at + 1, len(lines)) if not lines[i].startswith("  ")), None)
+    if end is None or lines[end].rstrip() != "}":
+        return None
+    tests: list[tuple[str, list[tuple[str, list[str]]]]] = []  # (name template, assertions)
+    i = at + 1
+    while i < end:
+        opened = _JS_LOOP_TEST.match(lines[i])
+        close = next((k for k in range(i + 1, end) if not lines[k].startswith("    ")), None)
+        if not opened or close is None or lines[close].rstrip() != "  });" or close == i + 1:
+            return None
+        body = [_JS_BODY_ASSERT.match(line) for line in lines[i + 1 : close]]
+        if any(b is None for b in body):
+            return None
+        calls = [(b.group(1), _js_args(b.group(2))) for b in body]  # type: ignore[union-attr]
+        if any(args is None for _, args in calls):
+            return None
+        tests.append((opened.group(1), calls))  # type: ignore[arg-type]
+        i = close + 1
+    row_texts = _js_args(loop.group(2)[1:-1])
+    if not tests or not row_texts or len(row_texts) > _MAX_ROWS:
+        return None
+    rows = []
+    for text in row_texts:
+        items = _js_args(text[1:-1]) if text.startswith("[") and text.endswith("]") else None
+        if items is None or len(items) != len(names) or not all(js_literal(i)[0] for i in items):
+            return None
+        rows.append(dict(zip(names, items, strict=True)))
+    uses = Counter(a for _, calls in tests for _, args in calls for a in args if a in names)
+    reads = Counter(
+        n for n in names for line in lines[at + 1 : end] for _ in _js_word(n).finditer(line)
+    )
+    expected = {n for n in names if uses[n] and uses[n] == reads[n]}  # (a name's `${n}` reads it)
+    out, before, seen = [], len(plan.slots), set()
+    for row in rows:
+        out.append("{")
+        out += [f"  const {n} = {row[n]};" for n in names if n not in expected and reads[n]]
+        for template, calls in tests:
+            name = _js_template(template, row, expected)
+            if name is None or name in seen:
+                _forget(plan, before)
+                return None
+            seen.add(name)
+            out.append(f"  test({json.dumps(name)}, () => {{")
+            for method, args in calls:
+                filled = [row[a] if a in expected else a for a in args]
+                got = _js_classify(method, filled)
+                if got is None or any(_js_word(n).search(got[0]) for n in expected):
+                    _forget(plan, before)
+                    return None
+                slot = str(len(plan.slots))
+                plan.slots[slot] = Expectation(f"{rel}::{name}", got[1], got[2])
+                out.append(f"    {JS_EXPECT_HELPER}({got[0]}, '{slot}');")
+            out.append("  });")
+        out.append("}")
+    return out, end - at + 1
+
+
+def _js_template(template: str, row: dict[str, str], expected: set[str]) -> str | None:
+    """The test name a row gives `template` (`double ${a}`); None when it reads an expected
+    name or a value whose text the grader is not sure of."""
+    parts = re.split(r"\$\{([\w$]+)\}", template)
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2 == 0:
+            if "\\" in part:
+                return None
+            out.append(part)
+            continue
+        if part not in row or part in expected:
+            return None
+        text = _js_name_part(js_literal(row[part])[1])
+        if text is None:
+            return None
+        out.append(text)
+    return "".join(out)
+
+
 def hide_in_js_source(source: str, rel: str, plan: HiddenExpectations) -> str | None:
     """The node test file at `rel` with its hideable assertions rewritten (and its loops over
-    literal tables written out per row, `_js_unroll`) and the helper added; None when the file
-    is not in the shape read here or has nothing to hide."""
+    literal tables written out per row, `_js_unroll`, `_js_unroll_tests`) and the helper added;
+    None when the file is not in the shape read here or has nothing to hide."""
     if not _JS_STRICT.search(source):
         return None
-    lines, test, hidden = source.split("\n"), None, 0
+    lines, groups = _js_logical(source.split("\n"))
+    test, hidden = None, 0
     out: list[str] = []
     n = 0
     while n < len(lines):
         line = lines[n]
         n += 1
-        out.append(line)
+        start = len(out)
+        out += groups[n - 1]
         opened = _JS_TEST.match(line)
         if opened:
             ok, name = js_literal(opened.group(1))
@@ -2087,8 +2541,10 @@ def hide_in_js_source(source: str, rel: str, plan: HiddenExpectations) -> str | 
             test = None
             continue
         unrolled = _js_unroll(lines, n - 1, test, plan) if test else None
+        if test is None and unrolled is None:
+            unrolled = _js_unroll_tests(lines, n - 1, rel, plan)
         if unrolled is not None:
-            out[-1:] = unrolled[0]
+            out[start:] = unrolled[0]
             n += unrolled[1] - 1
             hidden += 1
             continue
@@ -2100,7 +2556,7 @@ def hide_in_js_source(source: str, rel: str, plan: HiddenExpectations) -> str | 
         subject, op, expected = got
         slot = str(len(plan.slots))
         plan.slots[slot] = Expectation(test, op, expected)
-        out[-1] = f"  {JS_EXPECT_HELPER}({subject}, '{slot}');"
+        out[start:] = [f"  {JS_EXPECT_HELPER}({subject}, '{slot}');"]
         hidden += 1
     if not hidden:
         return None

@@ -88,7 +88,17 @@ them while pytest loads it (before any workspace code runs; plain and with pytes
 rewrite) and a test its file defines with only marks as decorators must be a function of its
 module whose code object equals the file's definition; any other body from a pinned file must be
 code that file compiles to; a pinned file already changed when pytest starts fails all its tests
-(`pytest_reporter._pinned_mismatch`); JavaScript code that
+(`pytest_reporter._pinned_mismatch`); a name a pinned test file binds once (an import, an
+undecorated def or class) swapped in that module only — at collection it must hold what the
+module table and the file give, from then to each call it must not change — or a Python trace
+or profile hook set when a test function is called (how code under test times a swap to one
+test and undoes it before any check after the call; session 28: a `pytest` or helper swapped
+that way resolved `bugfix-inventory-11-0002` with the bug in place) fails the test
+(`_namespace_mismatch`, `pytest_pyfunc_call`); a file of a JavaScript suite rewritten on disk
+while node runs (code an earlier test file loaded rewrites a later one, which can write the
+original back as it loads) fails its tests: the node reporter checks the installed files'
+hashes when it loads, their inode change times at the end, and reports nothing before that
+(`Channel.watch_tests`); JavaScript code that
 loads `node:assert` / `node:test` or V8's stack hooks; any native module it adds
 (`runner_tampering` in protected.py: `patch_rejected`). Not defended: pytest runs the tests in its
 own interpreter, so code under test that builds those names at run time (or reads the test files
@@ -97,8 +107,10 @@ report objects and forge through the real channel (a forged pass still fails a t
 assertions logged wrong values or none), or copy the expected values the rewrite leaves in the
 tests (below); an equality that only pretends to look at the other operand still passes `assert
 f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms still resolve);
-a test whose own function stays but whose module namespace is edited before collection (the
-imported class replaced, in that module only, by one that special-cases the test's inputs); a
+a swap through the module table itself (`sys.modules` or a package attribute: that is the
+package's own code, and graded as such), a thread that polls the interpreter's frames to time
+a swap, names a test module binds more than once or conditionally, and in unittest TestCases
+any swap after collection (no `pytest_pyfunc_call` for them); a
 decorated test (not only marks) whose wrapper lives outside the pinned files. A test with
 nothing hidden in it (`pytest.raises`, `assert.throws`, assertions left as written) passes on
 pytest's or node's word alone, which such code can forge, and its input is readable: it still
@@ -121,11 +133,15 @@ rewritten into table form with the bug in place on session 25's code, 0/7 after:
 `bench/redteam/hidden_tests.py`). What such reading still reaches: expected values the source does
 not fix (`== [b, a]` of objects the test built, a value a fixture or a helper returns, a name
 rebound anywhere in the module, a mutable value some use may change, anything in a module that
-reaches its namespace dynamically or that another test file imports), assertions in branches,
-in `with` blocks that may suppress (`pytest.raises`, `suppress`, `subTest`, managers the grader
-does not know), in `try` with `except`, after a possible `return`, in loops that may `break`, in
-fixtures and helper methods, or in helpers called another way (or whose expected argument is a
-name bound to a mutable value),
+reaches its namespace dynamically or that another test file imports), the conditions of
+branches (session 28 hides the assertions inside `if`/`else` branches, `try` blocks whose
+handlers cannot catch an `AssertionError`, a TestCase's `subTest` and test classes' helper
+methods; a branch or handler marker forged by calling the helper from code under test can
+claim the other branch, as steering the condition in-process can), assertions
+in `with` blocks that may suppress (`pytest.raises`, `suppress`, managers the grader
+does not know), in `try` with `except Exception`/bare/a class of the code under test, after a
+possible `return`, in loops that may `break`, in fixtures, or in helpers called another way
+(or whose expected argument is a name bound to a mutable value),
 parametrize tables whose ids the grader cannot be sure of (duplicate ids, non-ASCII or escaped
 strings, `pytest.param` marks, `indirect`, several parametrize decorators on one test, a command
 that selects tests by id or `-k`, a conftest defining `pytest_make_parametrize_id`: the table is
@@ -134,11 +150,12 @@ assertions under a base from another module (Django's) or an override,
 `assertCountEqual/SequenceEqual/Regex`, which input
 `pytest.raises` expects to raise (of the generated corpus's assertions 292 of 293 Python, in 32
 distinct test files, and all 108 non-`throws` node ones are hidden; scheduler's `[b, a]` stays
-readable). In node test files the same holds for multi-line or nested assertions, loose
-`node:assert`, `describe` blocks, template strings, top-level loops that create tests and
-multi-line tables (one-line literal tables looped over in a `test()` body are written out per row
-since session 27), and which input `assert.throws` expects to
-throw. A truthiness slot can be guessed (one bit per slot). A task instruction that quotes a
+readable). In node test files the same holds for nested assertions, loose
+`node:assert`, `describe` blocks, template strings, top-level loops that create tests named by
+an expected value or a non-integer number (literal tables looped over in a `test()` body are
+written out per row since session 27; session 28 reads assertions and tables written over
+several lines and writes out top-level loops whose tests are named by their inputs), and which
+input `assert.throws` expects to throw. A truthiness slot can be guessed (one bit per slot). A task instruction that quotes a
 failing assertion shows that value to the agent. Node runs each test file in a child process whose
 event stream to the parent (node's own serialisation) the test code could imitate; code the test
 command runs *before* the runner could read the key file. These need deliberate exploit code rather
@@ -388,6 +405,19 @@ def _install_hidden_tests(task: Task, ws: Path, *, reset: bool = False) -> None:
     copy_tree(task.hidden_tests, dest)
 
 
+def _installed_tests(task: Task, ws: Path) -> list[Path]:
+    """Every file of the test suite as the grader installed it (`_installed_python_tests`, any
+    language; not bytecode, which the runner itself may write), for the channel to watch while
+    the tests run (`Channel.watch_tests`)."""
+    dest = ws / task.hidden_tests_dest
+    files = {dest / p.relative_to(task.hidden_tests) for p in task.hidden_tests.rglob("*")}
+    for rel in _test_dirs(task):
+        if (ws / rel).is_dir() and not (ws / rel).is_symlink():
+            files.update((ws / rel).rglob("*"))
+    files = {f for f in files if "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo")}
+    return sorted(f for f in files if f.is_file() and not f.is_symlink())
+
+
 def _installed_python_tests(task: Task, ws: Path) -> list[Path]:
     """The Python files of the test suite as the grader installed it: every `.py` file under
     the test directories (`_test_dirs`, which `_reset_test_dirs` made the task's own) and each
@@ -492,6 +522,8 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             hidden = _hide_expected_values(task, ws, channel.directory / EXPECT_LOG)
             if task.language == "python":
                 channel.pin_tests(_installed_python_tests(task, ws))
+            if task.language == "javascript":
+                channel.watch_tests(_installed_tests(task, ws))
             command, env, node_runs = channel.instrument(task.test_command, task.env)
         except OSError as exc:
             return GradeResult(

@@ -23,7 +23,10 @@ before anything in the workspace can even be imported. On import it
    files that were loaded, each line signed with HMAC-SHA256 under the key. A test whose body,
    module objects or pytest's test API changed after collection, or whose body is code from
    outside its test directory, or not the code its test file (as the grader installed it and
-   this plugin compiled it on import, `_pin_tests`) defines, is reported failed (`_swapped`).
+   this plugin compiled it on import, `_pin_tests`) defines, is reported failed (`_swapped`),
+   as is one whose module's namespace is not what its pinned file binds (`_namespace_mismatch`
+   at collection; unchanged since, and no Python trace or profile hook set, when it is called:
+   `pytest_pyfunc_call`).
 
 The key never appears in a file or in output after step 2, so records the grader accepts can only
 come from this plugin — or from code that digs the key out of this process's memory (tests run in
@@ -126,6 +129,7 @@ def _import_stdlib():
         import dis  # noqa: F401
         import hashlib
         import hmac
+        import importlib.util  # noqa: F401  (for `_expected_binding`'s relative imports)
         import json
         import linecache  # noqa: F401
         import unittest  # noqa: F401  (for `_skip_exceptions`: here, with the workspace off the path)
@@ -167,7 +171,8 @@ def _activate() -> None:
         "emit": emit, "outcomes": {}, "conftests": {}, "sha256": hashlib.sha256,
         "skips": _skip_exceptions(), "forced": set(), "raised": set(), "root": os.getcwd(),
         "api": _test_api(), "pytest": sys.modules.get("pytest"), "code": {}, "swapped": set(),
-        "pins": _pin_tests(cfg.get("tests"), hashlib.sha256),
+        "pins": _pin_tests(cfg.get("tests"), hashlib.sha256), "ns": {},
+        "trace": sys.gettrace(), "profile": sys.getprofile(),
     }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
 
@@ -205,10 +210,12 @@ class _Pin:
     decorators (the tests whose collected function must be exactly the file's). A plain class:
     this module imports nothing at load beyond `os`/`sys` (see `_import_stdlib`)."""
 
-    __slots__ = ("codes", "plain")
+    __slots__ = ("codes", "plain", "binds")
 
-    def __init__(self, codes: dict[str, frozenset], plain: frozenset[str]) -> None:
-        self.codes, self.plain = codes, plain
+    def __init__(
+        self, codes: dict[str, frozenset], plain: frozenset[str], binds: dict[str, tuple]
+    ) -> None:
+        self.codes, self.plain, self.binds = codes, plain, binds
 
 
 def _pin_tests(pinned: object, sha256) -> dict[str, _Pin | None]:
@@ -260,7 +267,9 @@ def _compile_pin(data: bytes, path: str, rewrite, ast) -> _Pin:
         code = todo.pop()
         codes.setdefault(getattr(code, "co_qualname", code.co_name), set()).add(code)
         todo += [c for c in code.co_consts if type(c) is type(code)]
-    return _Pin({k: frozenset(v) for k, v in codes.items()}, _plain_defs(ast.parse(data), ast))
+    tree = ast.parse(data)
+    codes_ = {k: frozenset(v) for k, v in codes.items()}
+    return _Pin(codes_, _plain_defs(tree, ast), _namespace_binds(tree, ast))
 
 
 def _plain_defs(tree, ast) -> frozenset[str]:
@@ -299,6 +308,178 @@ def _plain_defs(tree, ast) -> frozenset[str]:
     rebound: set[str] = set()
     walk(tree.body, "")
     return frozenset(plain - rebound)
+
+
+def _namespace_binds(tree, ast) -> dict[str, tuple]:
+    """What a test module's namespace must hold after it ran, by name: the names its source
+    binds exactly once, by a top-level statement, and nowhere else (no other assignment,
+    `del`, `global`, or binding under `if`/`try`/`with`/loops): `import a.b` -> ("module",
+    "a"), `from m import x` (and `import m.x as x`) -> ("from", m, x, level), an undecorated
+    `def f` -> ("def", "f"), an undecorated `class C` -> ("class", "C").
+
+    Why: the test's own function can stay the file's while the names it reads are swapped in
+    its module only (session 28: the class or helper a test uses, or `pytest`, replaced there
+    by package code that special-cases the test); these are the names whose value the file
+    alone decides."""
+    counts: dict[str, int] = {}
+    spec: dict[str, tuple] = {}
+    unsafe: set[str] = set()
+
+    def bump(name: str) -> None:
+        counts[name] = counts.get(name, 0) + 1
+
+    def stores(node) -> None:  # every name a statement binds outside nested scopes
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+                bump(n.id)
+            elif isinstance(n, ast.alias):
+                bump((n.asname or n.name).split(".")[0])
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bump(n.name)
+                continue  # its body is another scope
+            elif isinstance(n, ast.Global | ast.Nonlocal):
+                unsafe.update(n.names)
+            todo += list(ast.iter_child_nodes(n))
+
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                name = a.asname or a.name.split(".")[0]
+                parent, _, last = a.name.rpartition(".")
+                if a.asname and parent:  # binds `c` as `from a import b` does (attribute first)
+                    spec[name] = ("from", parent, last, 0)
+                else:  # `import a.b` binds the top package `a`
+                    spec[name] = ("module", a.name if a.asname else name)
+                bump(name)
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                if a.name == "*":
+                    unsafe.add("*")
+                    continue
+                spec[a.asname or a.name] = ("from", node.module or "", a.name, node.level)
+                bump(a.asname or a.name)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.decorator_list:
+            spec[node.name] = ("def" if isinstance(node, ast.FunctionDef) else "class", node.name)
+            bump(node.name)
+        else:
+            stores(node)
+    for node in ast.walk(tree):  # `global x` in any function rebinds x at run time
+        if isinstance(node, ast.Global):
+            unsafe.update(node.names)
+    if "*" in unsafe:
+        return {}  # `from m import *` binds names the source does not spell
+    return {k: v for k, v in spec.items() if counts.get(k) == 1 and k not in unsafe}
+
+
+def _expected_binding(how: tuple, g: dict) -> tuple[bool, object]:
+    """(known, value): what `how` (`_namespace_binds`) resolves to in the interpreter's module
+    table now, as another importer would get it; known is False when the table cannot say."""
+    modules = sys.modules
+    if how[0] == "module":
+        return how[1] in modules, modules.get(how[1])
+    _, mod, attr, level = how
+    if level:
+        try:
+            mod = sys.modules["importlib.util"].resolve_name(
+                "." * level + mod, g.get("__package__")
+            )
+        except (ImportError, ValueError, KeyError, TypeError, AttributeError):
+            return False, None
+    owner = modules.get(mod)
+    if owner is None:
+        return False, None
+    missing = object()
+    try:
+        value = getattr(owner, attr, missing)
+    except Exception:  # a module `__getattr__` that raises: the table cannot say
+        return False, None
+    if value is missing:
+        full = f"{mod}.{attr}"
+        return full in modules, modules.get(full)
+    return True, value
+
+
+def _namespace_mismatch(pin: _Pin, g: dict) -> str | None:
+    """Why a pinned test module's namespace (`g`) is not what its file binds, or None: an
+    imported name must be what the module table gives any importer (not an object swapped in
+    this module only), a function the file defines must be one of its module with the file's
+    code, a class the file defines must be the class its statement made (its undecorated
+    methods the file's code)."""
+    func_type = type(_under)
+    for name, how in pin.binds.items():
+        if name not in g:
+            return f"`{name}` is missing from its module"
+        value = g[name]
+        if how[0] in ("module", "from"):
+            known, expected = _expected_binding(how, g)
+            if known and value is not expected:
+                return f"`{name}` in its module is not what its import gives"
+        elif how[0] == "def":
+            code = getattr(value, "__code__", None)
+            if type(value) is not func_type or value.__globals__ is not g:
+                return f"`{name}` in its module is not the function its file defines"
+            if code not in pin.codes.get(name, ()):
+                return f"`{name}` in its module has a body its file does not define"
+        elif how[0] == "class":
+            if not isinstance(value, type) or value.__qualname__ != name:
+                return f"`{name}` in its module is not the class its file defines"
+            if value.__dict__.get("__module__") != g.get("__name__"):
+                return f"`{name}` in its module is not the class its file defines"
+            for attr, member in list(value.__dict__.items()):
+                qual = f"{name}.{attr}"
+                plain = qual in pin.plain and type(member) is func_type
+                if plain and member.__code__ not in pin.codes.get(qual, ()):
+                    return f"`{qual}` has a body its file does not define"
+    return None
+
+
+def _foreign_hook() -> str | None:
+    """A trace or profile function set now that was not set when pytest loaded us, written in
+    Python (a C tracer such as coverage's cannot come from the submission: native modules are
+    refused before the run), or None.
+
+    Why: such a hook sees each test function start and return, so code under test can swap
+    what the test reads (its module's `pytest`, a class or helper) for that one test and put
+    it back before any check after the call (session 28: a transient `pytest` swap resolved a
+    generated task with the bug in place on session 27's reporter)."""
+    for now, then in ((sys.gettrace(), _state["trace"]), (sys.getprofile(), _state["profile"])):
+        if now is None or now is then:
+            continue
+        fn, seen = now, 0
+        while seen < 8 and fn is not None:
+            seen += 1
+            if getattr(fn, "__code__", None) is not None:
+                return "a trace or profile hook was set while the tests ran"
+            inner = getattr(fn, "__func__", None) or getattr(fn, "func", None)
+            if inner is None:
+                # a class's `__call__` written in Python (its own or inherited)
+                mro = type(fn).__mro__
+                call = next((c.__dict__["__call__"] for c in mro if "__call__" in c.__dict__), None)
+                if getattr(call, "__code__", None) is not None:
+                    return "a trace or profile hook was set while the tests ran"
+            fn = inner
+    return None
+
+
+def _namespace_now(item) -> dict[str, int] | None:
+    """Identity of each pinned name in `item`'s module (None: not a pinned module)."""
+    pin = _pin_of(item)
+    mod = getattr(item, "module", None)
+    g = getattr(mod, "__dict__", None)
+    if pin is None or type(g) is not dict:
+        return None
+    return {k: id(g.get(k)) for k in pin.binds}
+
+
+def _pin_of(item) -> _Pin | None:
+    """The pin of `item`'s test file, or None."""
+    pins = _state["pins"] if _state is not None else {}
+    if not pins:
+        return None
+    test_file = os.path.realpath(str(getattr(item, "path", None) or item.fspath))
+    return pins.get(os.path.relpath(test_file, _WORKSPACE))
 
 
 def _pinned_mismatch(item, fn, code) -> str | None:
@@ -388,6 +569,9 @@ def _swapped(item) -> str | None:
     pinned = _pinned_mismatch(item, fn, code)
     if pinned is not None:
         return pinned
+    seen = _state["ns"].get(id(getattr(item, "module", None)))
+    if seen is not None and seen[1] is not None:
+        return seen[1]
     g = getattr(fn, "__globals__", None)
     if type(g) is dict and "pytest" in g and g["pytest"] is not _state["pytest"]:
         return "the name `pytest` in its module is not pytest"
@@ -414,12 +598,42 @@ def _trusted_body(filename: str, test_file: str) -> bool:
 
 
 def pytest_itemcollected(item):
-    """Note each test's body and module objects as collected (`_swapped`)."""
+    """Note each test's body and module objects as collected (`_swapped`), and check once per
+    pinned test module that its namespace is what its file binds (`_namespace_mismatch`)."""
     if _state is None:
         return
     fn, code = _test_code(item)
     if code is not None:
         _state["code"][item.nodeid] = (code, _module_globals(fn))
+    mod = getattr(item, "module", None)
+    if id(mod) in _state["ns"]:
+        return
+    pin, g = _pin_of(item), getattr(mod, "__dict__", None)
+    if pin is not None and type(g) is dict:
+        try:
+            why = _namespace_mismatch(pin, g)
+        except Exception:  # a check that cannot be made fails closed
+            why = "its module's namespace could not be checked"
+        # the module object is kept: its id must not be reused by another module
+        _state["ns"][id(mod)] = (mod, why, _namespace_now(item))
+
+
+def pytest_pyfunc_call(pyfuncitem):
+    """Just before pytest calls a test function (fixtures set up): fail it if a Python trace or
+    profile hook is set (`_foreign_hook`) or a name its file binds in its module no longer
+    holds the object it held at collection. Returns None: pytest calls the test as usual."""
+    if _state is None:
+        return None
+    try:
+        why = _foreign_hook()
+        seen = _state["ns"].get(id(getattr(pyfuncitem, "module", None)))
+        if why is None and seen is not None and _namespace_now(pyfuncitem) != seen[2]:
+            why = "a name its file binds was rebound in its module after collection"
+    except Exception:  # a check that cannot be made fails closed
+        why = "its module's namespace could not be checked"
+    if why is not None:
+        _state["swapped"].add(pyfuncitem.nodeid)
+    return None
 
 
 def _trusted_file(filename: str, test_file: str) -> bool:

@@ -94,8 +94,34 @@ function rel(file) {
   return path.relative(process.cwd(), file).split(path.sep).join('/');
 }
 
+// The test suite's files as the grader installed them (`Channel.watch_tests`), checked now,
+// before node starts any test file; a file that changes later (a test file rewritten on disk by
+// code an earlier file loaded) fails its tests, or all tests if it is not a test file.
+const root = path.dirname(dir);
+let pins = {};
+try { pins = JSON.parse(fs.readFileSync(path.join(dir, 'grader.json'), 'utf8')).js_tests || {}; } catch {}
+function stamp(file) {
+  try {
+    const st = fs.lstatSync(path.join(root, file), { bigint: true });
+    return `${st.ino}:${st.ctimeNs}:${st.size}`;
+  } catch { return 'gone'; }
+}
+function digest(file) {
+  try { return crypto.createHash('sha256').update(fs.readFileSync(path.join(root, file))).digest('hex'); }
+  catch { return ''; }
+}
+const stamps = new Map();
+for (const [file, sha] of Object.entries(pins)) {
+  const before = stamp(file);
+  stamps.set(file, digest(file) === sha && stamp(file) === before ? before : 'changed');
+}
+function changedFiles() {
+  return [...stamps].filter(([file, st]) => st === 'changed' || stamp(file) !== st).map(([f]) => f);
+}
+
 export default async function* hillclimbReporter(source) {
   const stacks = new Map();
+  const results = [];
   for await (const event of source) {
     if (key === null) continue;
     const d = event.data || {};
@@ -118,10 +144,19 @@ export default async function* hillclimbReporter(source) {
         const parents = (stacks.get(file) || []).slice(0, depth).filter((x) => x !== undefined);
         id = [rel(file), ...parents, name].filter((x) => x !== '').join('::');
       }
-      emit({ k: 'test', id, o: outcome });
+      results.push([id, outcome]);
     }
   }
-  emit({ k: 'end', runner: 'node' });
+  // reported only now, after the check: a run stopped before its end reports no test
+  const changed = changedFiles();
+  const bad = new Set(changed.map((f) => path.join(root, f)));
+  const fileOf = (id) => path.resolve(id.split('::')[0]);
+  const all = [...bad].some((f) => !results.some(([id]) => fileOf(id) === f));
+  for (const [id, outcome] of results) {
+    const failed = all || bad.has(fileOf(id));
+    emit({ k: 'test', id, o: failed ? 'failed' : outcome });
+  }
+  emit({ k: 'end', runner: 'node', changed });
 }
 """
 
@@ -197,6 +232,7 @@ class TrustedReport:
     conftests: dict[str, str] = field(default_factory=dict)  # realpath -> sha256, loaded by pytest
     rejected: int = 0  # lines whose signature did not verify (forgeries or damage)
     notes: list[dict[str, Any]] = field(default_factory=list)  # unsigned nokey/tampered notes
+    changed_tests: list[str] = field(default_factory=list)  # test files changed by the run
 
     @property
     def started(self) -> int:
@@ -207,7 +243,7 @@ class TrustedReport:
             "runners": self.runners, "finished": self.finished, "records": len(self.outcomes),
             "rejected_lines": self.rejected, "exit_statuses": self.exit_statuses,
             "node_invocations_instrumented": instrumented_node,
-            "notes": [n.get("k") for n in self.notes],
+            "notes": [n.get("k") for n in self.notes], "changed_tests": self.changed_tests,
         }  # fmt: skip
 
     def explain_missing(self) -> str:
@@ -249,6 +285,27 @@ class Channel:
         It compiles them before any workspace code runs and fails a test whose collected body
         is not what its file defines (`pytest_reporter._pinned_mismatch`): code under test can
         swap a test before pytest collects it, under the test file's own name."""
+        self._pin("tests", files)
+
+    def watch_tests(self, files: list[Path]) -> None:
+        """Tell the node reporter the installed test suite's files (path relative to the
+        workspace -> sha256 of their bytes, any language: helpers and data too). It checks them
+        when it loads, before node starts any test file, notes each one's inode, change time
+        and size, and at the end of the run fails the tests of a file that changed meanwhile
+        (all tests, when the file is not a test file: a helper they import); it reports no test
+        before that check (`NODE_REPORTER`).
+
+        Why: node runs one test file per child process, in order, so a module the first file
+        loads can rewrite a later file on disk before node starts it (its tests then pass with
+        the bug in place) and the rewritten file can write the original back as it loads. Any
+        write, rename or metadata change moves the inode's change time, which no process can
+        set back; the grader cannot look itself, as the sandbox hands the workspace to its own
+        user and back around the run (a chown, which moves every change time)."""
+        self._pin("js_tests", files)
+
+    def _pin(self, config_key: str, files: list[Path]) -> None:
+        """Writes {path relative to the workspace: sha256 of its bytes} of the plain files among
+        `files` under `config_key` of the reporters' config."""
         config_path = self.directory / pytest_reporter.CONFIG_NAME
         config = json.loads(config_path.read_text(encoding="utf-8"))
         pinned = {}
@@ -256,7 +313,7 @@ class Channel:
             if f.is_file() and not f.is_symlink():
                 rel = f.resolve().relative_to(self.workspace).as_posix()
                 pinned[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
-        config["tests"] = pinned
+        config[config_key] = pinned
         config_path.write_text(json.dumps(config), encoding="utf-8")
 
     def read(self) -> TrustedReport:
@@ -308,6 +365,9 @@ def _apply(rep: TrustedReport, payload: dict[str, Any]) -> None:
         rep.finished += 1
         if isinstance(payload.get("exitstatus"), int):
             rep.exit_statuses.append(payload["exitstatus"])
+        changed = payload.get("changed")
+        if isinstance(changed, list):
+            rep.changed_tests += [str(c) for c in changed]
         for item in payload.get("conftests") or []:
             if isinstance(item, list) and len(item) == 2:
                 rep.conftests[str(item[0])] = str(item[1])

@@ -8,7 +8,8 @@ fails the check with the SyntaxError as its detail.
 Names bound at run time (session 27): `name_absent` also fails a file that spells the old name
 in more strings, or binds names dynamically (`globals()[k] =`, `setattr`, `exec`) in more
 places, than the task's own copy; `called_from` counts only calls the caller's control flow can
-reach (not dead branches of constant tests, not after `return`, not in nested defs).
+reach (not dead branches of constant tests, not after `return`, not in nested defs); since
+session 28 a name bound once to a constant (`DEBUG = False`) counts as that constant there.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _find_def(tree: ast.Module, dotted: str) -> ast.AST | None:
     return node
 
 
-def _calls(node: ast.AST, name: str) -> bool:
+def _calls(node: ast.AST, name: str, consts: dict[str, bool] | None = None) -> bool:
     """Whether `node` (a function or class) calls `name` in code that can run.
 
     Why not any call in its subtree: `if False: helper()`, a call after `return`, or one in a
@@ -87,62 +88,105 @@ def _calls(node: ast.AST, name: str) -> bool:
     the body's own control flow: not after an unconditional return/raise/break/continue in its
     block, not in the dead arm of an `if`/`while`/conditional expression whose test is a
     constant, not behind a constant that short-circuits `and`/`or`, not in a nested def, class
-    or lambda. Reachability through values (`DEBUG = False; if DEBUG:`) is not judged."""
+    or lambda. A name bound once to a constant counts as that constant (`constant_names`:
+    `DEBUG = False; if DEBUG:`); other values are not followed, and a call through one (an
+    alias, `functools.partial`, a dict of functions, `getattr`) does not count."""
     body = getattr(node, "body", None)
-    return isinstance(body, list) and _live_block(body, name)
+    return isinstance(body, list) and _live_block(body, name, consts or {})
 
 
 _ENDS_BLOCK = (ast.Return, ast.Raise, ast.Break, ast.Continue)
 
 
-def _truth(expr: ast.expr) -> bool | None:
+def constant_names(tree: ast.Module, caller: ast.AST) -> dict[str, bool]:
+    """Names whose value a `called_from` check may fold, with the truth of that value: bound
+    exactly once in the whole module (parameters, imports, defs, loop targets, `del` and
+    `global` all count), by a plain assignment of a constant, at the module's top level or at
+    the top of the caller's own body (`DEBUG = False` ... `if DEBUG: helper()`).
+
+    Why: session 27 made `called_from` skip calls under constant-false tests (`if False:`),
+    and the same dead call behind a name bound to `False` still met the check while the caller
+    kept its inline code. Names bound any other way are not judged (values are not followed
+    further: an alias of the helper, `functools.partial`, a dict of functions or `getattr`
+    never count as calling it)."""
+    counts: dict[str, int] = {}
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names = [node.id]
+        elif isinstance(node, ast.arg):
+            names = [node.arg]
+        elif isinstance(node, ast.alias):
+            names = [(node.asname or node.name).split(".")[0]]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names = [node.name]
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            names = list(node.names) * 2  # bound from elsewhere: never a constant
+        for n in names:
+            counts[n] = counts.get(n, 0) + 1
+    out: dict[str, bool] = {}
+    for stmt in [*tree.body, *getattr(caller, "body", [])]:
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and isinstance(stmt.value, ast.Constant)
+            and counts.get(stmt.targets[0].id) == 1
+        ):
+            out[stmt.targets[0].id] = bool(stmt.value.value)
+    return out
+
+
+def _truth(expr: ast.expr, consts: dict[str, bool]) -> bool | None:
     """The truth value of a constant test (`False`, `0`, `None`, `not True`), else None."""
     if isinstance(expr, ast.Constant):
         return bool(expr.value)
+    if isinstance(expr, ast.Name) and expr.id in consts:
+        return consts[expr.id]
     if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
-        inner = _truth(expr.operand)
+        inner = _truth(expr.operand, consts)
         return None if inner is None else not inner
     return None
 
 
-def _live_block(body: list[ast.stmt], name: str) -> bool:
+def _live_block(body: list[ast.stmt], name: str, consts: dict[str, bool]) -> bool:
     for stmt in body:
-        if _live_stmt(stmt, name):
+        if _live_stmt(stmt, name, consts):
             return True
         if isinstance(stmt, _ENDS_BLOCK):
             return False  # what follows in this block never runs
     return False
 
 
-def _live_stmt(stmt: ast.stmt, name: str) -> bool:
+def _live_stmt(stmt: ast.stmt, name: str, consts: dict[str, bool]) -> bool:
     if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return False  # runs only if something calls it; defaults and decorators aside
     if isinstance(stmt, ast.If | ast.While):
-        t = _truth(stmt.test)
-        if _live_expr(stmt.test, name):
+        t = _truth(stmt.test, consts)
+        if _live_expr(stmt.test, name, consts):
             return True
         if t is False:
-            return _live_block(stmt.orelse, name)
+            return _live_block(stmt.orelse, name, consts)
         if t is True and isinstance(stmt, ast.If):
-            return _live_block(stmt.body, name)
-        return _live_block(stmt.body, name) or _live_block(stmt.orelse, name)
+            return _live_block(stmt.body, name, consts)
+        return _live_block(stmt.body, name, consts) or _live_block(stmt.orelse, name, consts)
     blocks = [getattr(stmt, f, None) for f in ("body", "orelse", "finalbody")]
     blocks += [h.body for h in getattr(stmt, "handlers", [])]
     blocks += [c.body for c in getattr(stmt, "cases", [])]
-    if any(isinstance(b, list) and _live_block(b, name) for b in blocks):
+    if any(isinstance(b, list) and _live_block(b, name, consts) for b in blocks):
         return True
     for field, value in ast.iter_fields(stmt):
         if field in ("body", "orelse", "finalbody", "handlers", "cases"):
             continue
         for child in value if isinstance(value, list) else [value]:
-            if isinstance(child, ast.expr) and _live_expr(child, name):
+            if isinstance(child, ast.expr) and _live_expr(child, name, consts):
                 return True
-            if isinstance(child, ast.withitem) and _live_expr(child.context_expr, name):
+            if isinstance(child, ast.withitem) and _live_expr(child.context_expr, name, consts):
                 return True
     return False
 
 
-def _live_expr(expr: ast.expr, name: str) -> bool:
+def _live_expr(expr: ast.expr, name: str, consts: dict[str, bool]) -> bool:
     if isinstance(expr, ast.Lambda):
         return False
     if isinstance(expr, ast.Call):
@@ -152,28 +196,28 @@ def _live_expr(expr: ast.expr, name: str) -> bool:
         ):
             return True
     if isinstance(expr, ast.IfExp):
-        t = _truth(expr.test)
-        if _live_expr(expr.test, name):
+        t = _truth(expr.test, consts)
+        if _live_expr(expr.test, name, consts):
             return True
         if t is not None:
-            return _live_expr(expr.body if t else expr.orelse, name)
-        return _live_expr(expr.body, name) or _live_expr(expr.orelse, name)
+            return _live_expr(expr.body if t else expr.orelse, name, consts)
+        return _live_expr(expr.body, name, consts) or _live_expr(expr.orelse, name, consts)
     if isinstance(expr, ast.BoolOp):
         stop = isinstance(expr.op, ast.Or)  # `True or x`, `False and x`: x never runs
         for value in expr.values:
-            if _live_expr(value, name):
+            if _live_expr(value, name, consts):
                 return True
-            if _truth(value) is stop:
+            if _truth(value, consts) is stop:
                 return False
         return False
     for child in ast.iter_child_nodes(expr):
-        if isinstance(child, ast.expr) and _live_expr(child, name):
+        if isinstance(child, ast.expr) and _live_expr(child, name, consts):
             return True
         if isinstance(child, ast.comprehension) and any(
-            _live_expr(e, name) for e in (child.iter, *child.ifs)
+            _live_expr(e, name, consts) for e in (child.iter, *child.ifs)
         ):
             return True
-        if isinstance(child, ast.keyword) and _live_expr(child.value, name):
+        if isinstance(child, ast.keyword) and _live_expr(child.value, name, consts):
             return True
     return False
 
@@ -312,7 +356,8 @@ def run_check(
                 caller = _find_def(tree, str(check.caller))
                 if caller is None:
                     return CheckResult(desc, False, f"{check.caller} not found in {check.module}")
-                ok = _calls(caller, check.name.split(".")[-1])
+                consts = constant_names(tree, caller)
+                ok = _calls(caller, check.name.split(".")[-1], consts)
                 return CheckResult(
                     desc, ok, "" if ok else f"{check.caller} does not call {check.name}"
                 )
