@@ -22,6 +22,7 @@ import math
 import operator
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -2044,6 +2045,26 @@ def _base_test(nodeid: str) -> str:
     return nodeid.split("[", 1)[0]
 
 
+def _attributed_records(
+    plan: HiddenExpectations,
+) -> Iterator[tuple[dict[str, Any], Expectation, str]]:
+    """The log's records of known slots, each with its expectation and the test it belongs to
+    (the id the runner reported, mapped back to the task's, else the slot's owner)."""
+    for rec in _read_expect_log(plan.log):
+        exp = plan.slots.get(rec["s"])
+        if exp is not None:
+            test = plan.original_id(re.sub(r" \((setup|call|teardown)\)$", "", rec["t"]))
+            yield rec, exp, test or exp.test
+
+
+def tests_that_logged_values(plan: HiddenExpectations) -> set[str]:
+    """The tests (ids as `judge_expectations` keys them) that logged at least one hidden value,
+    a branch marker not counting: a passing test among them passed a check made outside the
+    sandbox. Why not every passing test that owns a slot: a test whose only hidden values sit in
+    a branch or handler that did not run passes on pytest's word alone."""
+    return {test for _, exp, test in _attributed_records(plan) if exp.op != "branch"}
+
+
 def judge_expectations(
     plan: HiddenExpectations, outcomes: dict[str, str]
 ) -> tuple[dict[str, str], list[str]]:
@@ -2052,11 +2073,7 @@ def judge_expectations(
     also the ids so turned (for the grade's message)."""
     failing: set[str] = set()  # node ids (and base ids, for unattributed records) failing a check
     seen: dict[str, set[str]] = {}  # node id -> its slots that recorded
-    for rec in _read_expect_log(plan.log):
-        exp = plan.slots.get(rec["s"])
-        if exp is None:
-            continue
-        test = plan.original_id(re.sub(r" \((setup|call|teardown)\)$", "", rec["t"])) or exp.test
+    for rec, exp, test in _attributed_records(plan):
         if not _holds(exp, rec):
             failing.update((test, exp.test))
         seen.setdefault(test, set()).add(rec["s"])

@@ -179,6 +179,7 @@ from hillclimb.harness.expectations import (
     HiddenExpectations,
     hide_expectations,
     judge_expectations,
+    tests_that_logged_values,
 )
 from hillclimb.harness.patching import apply_patch, copy_tree
 from hillclimb.harness.protected import (
@@ -253,10 +254,13 @@ def _value_checked(hidden: HiddenExpectations | None, outcomes: dict[str, str]) 
     RL reward on 5 of 21 tasks). A reward for partial progress should count these tests only."""
     if hidden is None:
         return []
+    logged = tests_that_logged_values(hidden)  # a test whose hidden values did not run: no
     return sorted(
         t
         for t, o in outcomes.items()
-        if o == PASS and (hidden.owned(t) or hidden.owned(t.split("[", 1)[0]))
+        if o == PASS
+        and (hidden.owned(t) or hidden.owned(t.split("[", 1)[0]))
+        and (t in logged or t.split("[", 1)[0] in logged)
     )
 
 
