@@ -235,6 +235,22 @@ def run_problems(
                 )
                 baseline[f"accuracy/{split}/{label}"] = pooled_baseline(part, best)
                 salt += 1
+    # each split without the items a training item would get right (`SEEN_FLAGS`: word problems
+    # of training arithmetic, code items a training function passes), beside the plain accuracy;
+    # only where the split's items were checked for that flag
+    from hillclimb.problems.baselines import SEEN_FLAGS
+
+    for split in tcfg.splits:
+        sel = [i for i in items if i["split"] == split]
+        for g in SEEN_FLAGS:
+            if not any(g.meta_key in i for i in sel):
+                continue
+            part = [i for i in sel if not i.get(g.meta_key)]
+            if part:
+                key = f"accuracy/{split}/{g.split_key}"
+                metrics[key] = metric([float(i["passed"]) for i in part], cfg, salt=salt)
+                baseline[key] = pooled_baseline(part, best)
+                salt += 1
     # the no-training baseline beside every accuracy: the best of lookup / majority / chance per
     # cell, pooled over the split's cells by the number of items the accuracy counts in each (with
     # --limit, the kept items: a baseline over other items than the accuracy's is no comparison)

@@ -126,6 +126,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the first N steps use copy rows only (in-context copying; BENCHMARKS.md)",
     )
     t.add_argument(
+        "--copy-warmup-check-every",
+        dest="copy_warmup_check_every",
+        type=int,
+        default=None,
+        help="probe copying every K warm-up steps and end the warm-up at the first pass "
+        "(--copy-warmup-steps is then the maximum); 0: a fixed warm-up (default 50)",
+    )
+    t.add_argument(
         "--fim-rate",
         dest="fim_rate",
         type=float,

@@ -53,6 +53,12 @@ class TrainConfig:
     # mechanism forms on copy rows after a plateau of a few hundred steps; mixed into the corpus
     # at 25-50% it did not form in 400 steps: BENCHMARKS.md, session 10)
     copy_warmup_steps: int = 0
+    # pre-training with copy_warmup_steps: probe copying every this-many warm-up steps and end the
+    # warm-up at the first check reaching copy_check.COPY_THRESHOLD; copy_warmup_steps is then
+    # the maximum (0, or more than copy_warmup_steps: a fixed warm-up; not an error, so the
+    # default suits a short warm-up too). Why: the plateau before copying forms lasts a
+    # seed-dependent 300 to > 700 steps (docs/areas/train.md, "Copy rows")
+    copy_warmup_check_every: int = 50
     # pre-training only: this share of the document pieces in each window is rearranged for
     # fill-in-the-middle (prefix, suffix, then the middle; `train.fim`), and of those this share
     # in the SPM layout (suffix first) rather than PSM. 0.5 / 0.5 are StarCoder's and Bavarian et
@@ -114,6 +120,11 @@ class TrainConfig:
         need(
             0 <= self.copy_warmup_steps <= self.steps,
             f"copy_warmup_steps must be in [0, steps={self.steps}], got {self.copy_warmup_steps}",
+        )
+        need(
+            self.copy_warmup_check_every >= 0,
+            "copy_warmup_check_every must be >= 0 (0: a fixed warm-up of copy_warmup_steps), "
+            f"got {self.copy_warmup_check_every}",
         )
         need(
             0.0 <= self.copy_fraction <= 1.0,

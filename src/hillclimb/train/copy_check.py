@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,3 +179,87 @@ def copy_warning(stage: str, rec: dict[str, Any] | None) -> str | None:
         f"< {thr}); stages that copy from the prompt (code fixes, harness tool calls) cannot "
         f"work from this model — {rec.get('remedy', REMEDY)}"
     )
+
+
+@dataclass
+class CopyWarmup:
+    """Where a pre-training run's copy warm-up ends: at the first probe check that passes, or at
+    `max_steps` (`copy_warmup_steps`).
+
+    Why adaptive: on copy rows the loss sits at the uniform level for a seed-dependent number of
+    steps — 300 to more than 700 measured (docs/areas/train.md, "Copy rows") — so any fixed
+    warm-up is too short for some seeds and wastes steps on others. Every `check_every` steps
+    the warm-up probes the weights (`CHECK_ROWS` x `CHECK_LENGTH`, seed 0: the same rows as the
+    end-of-run check) and ends as soon as top-1 reaches `threshold`. `check_every = 0` is the
+    fixed warm-up of `max_steps`.
+
+    The end step is run state, not a setting: the batches (copy rows only before it) and the
+    learning rate (held at its peak before it, the schedule over the steps after it) depend on
+    it, so it travels in the checkpoint (`state()` / `load()`) and a resumed run continues
+    exactly where an uninterrupted one would."""
+
+    max_steps: int
+    check_every: int = 0
+    threshold: float = COPY_THRESHOLD
+    end: int | None = None  # the step count at which the warm-up ended (None: not yet)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # {"step", "top1", "passed"}
+    # what the checks score (`probe_rows`); the training loop passes them to its probe
+    rows: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0 or self.check_every < 0:
+            raise HillclimbError(
+                f"copy warm-up: max_steps and check_every must be >= 0 (got {self.max_steps}, "
+                f"{self.check_every})"
+            )
+
+    def length(self) -> int:
+        """Steps of copy rows only: the end once known, else the maximum (steps before it are
+        copy-only and held at peak either way, so the pending value never changes a step)."""
+        return self.max_steps if self.end is None else self.end
+
+    def in_warmup(self, step: int) -> bool:
+        """Whether 0-based optimizer step `step` draws copy rows only."""
+        return step < self.length()
+
+    def after_step(self, done: int, read_top1: Callable[[], float]) -> bool:
+        """Called after `done` optimizer steps; probes (via `read_top1`) when a check is due.
+        Returns True when the warm-up ends here."""
+        if self.end is not None:
+            return False
+        if self.check_every and done % self.check_every == 0 and done <= self.max_steps:
+            top1 = float(read_top1())
+            passed = top1 >= self.threshold
+            self.checks.append({"step": done, "top1": top1, "passed": passed})
+            if passed:
+                self.end = done
+                return True
+        if done >= self.max_steps:
+            self.end = self.max_steps
+            return True
+        return False
+
+    def state(self) -> dict[str, Any]:
+        """What `run.json` `extra.copy_warmup` and the checkpoint keep."""
+        return {
+            "end": self.end,
+            "max_steps": self.max_steps,
+            "check_every": self.check_every,
+            "threshold": self.threshold,
+            "passed": any(c["passed"] for c in self.checks),
+            "checks": [dict(c) for c in self.checks],
+        }
+
+    def load(self, state: dict[str, Any] | None) -> None:
+        """Restore `state()` from a checkpoint (absent: a run saved before any record)."""
+        if not state:
+            return
+        end = state.get("end")
+        self.end = None if end is None else int(end)
+        self.checks = [dict(c) for c in state.get("checks") or []]
+
+
+def probe_rows(vocab_size: int, special: set[int]) -> torch.Tensor:
+    """The warm-up's probe rows: `check_copying`'s (`CHECK_ROWS` x `CHECK_LENGTH`, seed 0), from
+    a generator of their own, so checking draws nothing from the training RNG streams."""
+    return copy_rows(ordinary_ids(vocab_size, special), CHECK_ROWS, CHECK_LENGTH, seed=0)

@@ -13,11 +13,16 @@ The fixed val windows and the unigram baseline live in `hillclimb.data.shard_eva
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from hillclimb.data.shards import Split
 from hillclimb.errors import HillclimbError
 from hillclimb.train.fim import FimIds, fim_batch
+
+if TYPE_CHECKING:
+    from hillclimb.train.copy_check import CopyWarmup
 
 
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -148,7 +153,11 @@ class PretrainBatches:
     after a plateau of a seed-dependent few hundred steps (BENCHMARKS.md, session 11).
 
     With `fim_rate` (and `fim_ids`), that share of the document pieces in each window is
-    rearranged for fill-in-the-middle (`train.fim`), before copy rows replace any row."""
+    rearranged for fill-in-the-middle (`train.fim`), before copy rows replace any row.
+
+    With `warmup` (a `copy_check.CopyWarmup` the training loop advances), the warm-up lasts until
+    its end step instead of `copy_warmup_steps`: an adaptive warm-up ends at the first probe
+    check that passes, so how many steps are copy-only is only known during the run."""
 
     def __init__(
         self,
@@ -162,6 +171,7 @@ class PretrainBatches:
         fim_rate: float = 0.0,
         fim_spm_rate: float = 0.5,
         fim_ids: FimIds | None = None,
+        warmup: CopyWarmup | None = None,
     ):
         if fim_rate > 0 and fim_ids is None:
             raise HillclimbError("fim_rate > 0 needs the FIM token ids (fim_ids)")
@@ -174,6 +184,7 @@ class PretrainBatches:
         self.seed = seed
         self.copy_fraction = float(copy_fraction)
         self.copy_warmup_steps = int(copy_warmup_steps)
+        self.warmup = warmup
         self.special = special
         self.n = int(self.tokens.size)
         if self.n < seq_len + 2:
@@ -202,7 +213,11 @@ class PretrainBatches:
             )  # fmt: skip
         if self._copies is None:
             return ids, None
-        share = 1.0 if step < self.copy_warmup_steps else self.copy_fraction
+        copy_only = (
+            self.warmup.in_warmup(step) if self.warmup is not None
+            else step < self.copy_warmup_steps
+        )  # fmt: skip
+        share = 1.0 if copy_only else self.copy_fraction
         return self._copies.mix(step, ids, None, share)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,6 +53,7 @@ from hillclimb.train.schedule import apply_lr, lr_multiplier_with_hold
 
 if TYPE_CHECKING:
     from hillclimb.tokenizer.io import Tokenizer
+    from hillclimb.train.copy_check import CopyWarmup
 
 BatchFn = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
 
@@ -70,6 +72,9 @@ class TrainTask:
     # global rows of the steps whose batches are not `batch_size` rows, by what makes them (SFT
     # length buckets): checked against the process count before any step, not at the first one
     other_rows: dict[str, int] = field(default_factory=dict)
+    # pre-training's copy warm-up (shared with its batch function, which reads its end): the loop
+    # advances it after every step, keeps it in the checkpoint and `run.json` `extra.copy_warmup`
+    copy_warmup: CopyWarmup | None = None
 
 
 @dataclass
@@ -777,9 +782,31 @@ class Trainer:
             resumed_from=self.resume_from[0] if self.resume_from else None,
             extra=dict(self.task.summary),
         )
+        if self.task.copy_warmup is not None:
+            result.extra["copy_warmup"] = self.task.copy_warmup.state()
         if info.is_main:
             write_json_atomic(self.out / "run.json", result.to_dict())
         return result
+
+    def copy_top1(self, rows: torch.Tensor) -> float:
+        """Copy probe top-1 of the current weights on `rows` (`copy_check.probe_rows`), agreed
+        by every rank (rank 0's reading; FSDP needs every rank in the forward).
+
+        Why the RNG fork: a check must leave the run's random streams as they were, so a run
+        that checks draws the same numbers as one that does not (the model in eval mode draws
+        none today; the fork keeps it so if a layer ever does)."""
+        from hillclimb.train.copy_check import CHECK_LENGTH, score_copying
+
+        model, info = self.wrapped, self.info
+        was = model.training
+        model.eval()
+        devices = [info.device] if info.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), _autocast(info.device, self.cfg.dtype):
+                score = score_copying(model, rows.to(info.device), CHECK_LENGTH)
+        finally:
+            model.train(was)
+        return float(info.broadcast_object(score.top1_second_copy))
 
     def over_time(self) -> bool:
         """Whether the run's time limit has passed (agreed by every rank)."""
@@ -815,12 +842,15 @@ def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunR
         return tr.done
     ce = CrossEntropyLoss()
     stopped_early = False
+    cw = task.copy_warmup
+    if cw is not None:
+        cw.load(tr.extra_state.get("copy_warmup"))
     try:
         while tr.step < cfg.steps:
             mult = lr_multiplier_with_hold(
                 tr.step,
                 cfg.steps,
-                cfg.copy_warmup_steps,
+                cw.length() if cw is not None else cfg.copy_warmup_steps,
                 cfg.schedule,
                 cfg.warmup_steps,
                 cfg.min_lr_ratio,
@@ -854,6 +884,8 @@ def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunR
                 raise HillclimbError(
                     f"loss became {tr.last_loss} at step {step}; lower the learning rate"
                 )
+            if cw is not None:
+                _advance_copy_warmup(tr, cw, step)
             if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
                 tr.validate(step)
             if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
@@ -865,6 +897,25 @@ def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunR
         tr.log.close()
         raise
     return tr.finish(stopped_early)
+
+
+def _advance_copy_warmup(tr: Trainer, cw: CopyWarmup, step: int) -> None:
+    """After step `step`: check copying if due, end the warm-up on a pass (or at its maximum),
+    and keep its state where the next checkpoint takes it from."""
+
+    def read() -> float:
+        if cw.rows is None:
+            raise HillclimbError("the copy warm-up checks copying but has no probe rows")
+        return tr.copy_top1(cw.rows)
+
+    before = len(cw.checks)
+    ended = cw.after_step(step, read)
+    checked = len(cw.checks) > before
+    if tr.info.is_main and (ended or checked):
+        read_s = f" copy probe top-1 {cw.checks[-1]['top1']:.3f}" if checked else ""
+        end_s = f"; copy warm-up ends at step {cw.end}" if ended else ""
+        print(f"[{tr.task.stage}] step {step}{read_s}{end_s}", file=sys.stderr, flush=True)
+    tr.extra_state["copy_warmup"] = cw.state()
 
 
 def _loss_of(stats: dict[str, float], denom: float) -> str:

@@ -113,6 +113,14 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     mcfg = resolve_model_config(cfg, tok)
     train = reader.split("train")
     check_ids_in_vocab(train.tokens, tok.vocab_size, f"the train split of {reader.dir}")
+    warmup = None
+    if cfg.copy_warmup_steps > 0:
+        from hillclimb.train.copy_check import COPY_THRESHOLD, CopyWarmup, probe_rows
+
+        warmup = CopyWarmup(
+            cfg.copy_warmup_steps, cfg.copy_warmup_check_every, COPY_THRESHOLD,
+            rows=probe_rows(tok.vocab_size, set(tok.special_ids.values())),
+        )  # fmt: skip
     batches = PretrainBatches(
         train,
         cfg.seq_len,
@@ -124,6 +132,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         fim_rate=cfg.fim_rate,
         fim_spm_rate=cfg.fim_spm_rate,
         fim_ids=FimIds.from_tokenizer(tok, reader.eos_id) if cfg.fim_rate > 0 else None,
+        warmup=warmup,
     )
     val = reader.split("val") if "val" in reader.splits() else None
     if val is not None:
@@ -152,6 +161,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         val_mask=None,
         init_checkpoint=cfg.init,
         meta=meta,
+        copy_warmup=warmup,
         summary={
             "data_fingerprint": shards_fingerprint(reader),
             "unigram_bpb": uni,
