@@ -403,8 +403,12 @@ def _loss(inp: ReportInput) -> str:
         parts.append(f"<h3>{_e(key)}</h3>" + (fig or _note(f"{key}: metrics.jsonl")))
         if kind == "pretrain":  # did a copy warm-up form copying? (as report.md says it)
             extra = (_stage_result(inp, key) or {}).get("extra")
-            rec = extra.get("copy_check") if isinstance(extra, dict) else None
-            if line := R.copy_check_line(key, rec):
+            rec, warm = (
+                (extra.get("copy_check"), extra.get("copy_warmup"))
+                if isinstance(extra, dict)
+                else (None, None)
+            )
+            if line := R.copy_check_line(key, rec, warm):
                 parts.append(f"<p>{_inline(line)}</p>")
     if not parts:
         return _note("Pre-training and SFT curves")

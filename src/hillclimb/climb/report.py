@@ -1108,20 +1108,39 @@ def pretrained_lines(t: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def copy_check_line(key: str, rec: Any) -> str | None:
+def copy_check_line(key: str, rec: Any, warmup: Any = None) -> str | None:
     """The copy check of pre-training stage `key` (`run.json` `extra.copy_check`, written when the
-    run had a copy warm-up; train/copy_check.py), as one report line; None without a check.
-    Failure is bold: the SFT and harness stages after it need a model that copies."""
+    run had a copy warm-up; train/copy_check.py), as one report line, with where an adaptive
+    warm-up ended (`extra.copy_warmup`, `warmup`); None without a check. Failure is bold: the SFT
+    and harness stages after it need a model that copies."""
     if not isinstance(rec, dict) or not isinstance(rec.get("top1_second_copy"), (int, float)):
         return None
     from hillclimb.train.copy_check import copy_warning
 
+    after = copy_warmup_phrase(warmup)
     w = copy_warning(key, rec)
     if w:
-        return f"**Warning — {w}.**"
+        return f"**Warning — {w}.**" + (f" {after}" if after else "")
     return (
         f"{key}: the copy warm-up formed in-context copying (copy probe top-1 "
         f"{rec['top1_second_copy']:.3f} >= {rec.get('threshold')})."
+        + (f" {after}" if after else "")
+    )
+
+
+def copy_warmup_phrase(w: Any) -> str:
+    """Where an adaptive copy warm-up ended (`run.json` `extra.copy_warmup`), as a sentence; ""
+    for a fixed warm-up or none. Why: whether it passed a check early or ran to its maximum is
+    what says if more warm-up steps could help (a rising probe) or not."""
+    if not isinstance(w, dict) or not w.get("check_every") or not isinstance(w.get("end"), int):
+        return ""
+    checks = [c for c in w.get("checks") or [] if isinstance(c.get("top1"), (int, float))]
+    if w.get("passed"):
+        return f"The adaptive warm-up passed its check at step {w['end']} (checked every {w['check_every']})."
+    best = max(checks, key=lambda c: c["top1"], default=None)
+    tail = f"; best probe {best['top1']:.3f} at step {best['step']}" if best else ""
+    return (
+        f"The adaptive warm-up ran to its maximum, {w['end']} steps, without passing a check{tail}."
     )
 
 
@@ -1257,8 +1276,9 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
                 ]
     for m in r.model_names:  # a copy warm-up that did not form copying: said at the top
         key = f"pretrain-{m}"
-        rec = (c.results.get(key, {}).get("extra") or {}).get("copy_check")
-        if (line := copy_check_line(key, rec)) and line.startswith("**"):
+        extra = c.results.get(key, {}).get("extra") or {}
+        line = copy_check_line(key, extra.get("copy_check"), extra.get("copy_warmup"))
+        if line and line.startswith("**"):
             md += [line, ""]
     md += [
         "Bits per byte are on the pre-training corpus's val split (fixed windows), after SFT "
@@ -1412,7 +1432,8 @@ def write_report(c: Climb, d: Path) -> dict[str, Any]:
             ):
                 figures.append(f"loss_{key}.png")
                 md += [f"### {title}", "", f"![loss {key}](loss_{key}.png)", ""]
-                if line := copy_check_line(key, (res.get("extra") or {}).get("copy_check")):
+                extra = res.get("extra") or {}
+                if line := copy_check_line(key, extra.get("copy_check"), extra.get("copy_warmup")):
                     md += [line, ""]
     md += [
         "SFT validation bpb is measured on held-out SFT examples' assistant tokens only, so it is "

@@ -1107,6 +1107,8 @@ def build_summary(c: Climb, ran: list[str], seconds: float) -> dict[str, Any]:
                 "elapsed_s": pre.get("elapsed_s"),
                 # with a copy warm-up: did copying form (train/copy_check.py)? None without
                 "copy_check": (pre.get("extra") or {}).get("copy_check"),
+                # an adaptive warm-up: where it ended, its probe readings (None: fixed or none)
+                "copy_warmup": (pre.get("extra") or {}).get("copy_warmup"),
             },
             "sft": {
                 "steps": sft.get("steps"),
@@ -1240,12 +1242,15 @@ def print_summary_table(summary: dict[str, Any], file: Any = None) -> None:
         from hillclimb.climb.promotion import render
 
         con.print(render(summary["registry"]))
+    from hillclimb.climb.report import copy_warmup_phrase
     from hillclimb.train.copy_check import copy_warning
 
     for m, rec in summary["models"].items():  # last, where it is read: the model cannot copy
-        w = copy_warning(f"pretrain-{m}", (rec.get("pretrain") or {}).get("copy_check"))
+        pre = rec.get("pretrain") or {}
+        w = copy_warning(f"pretrain-{m}", pre.get("copy_check"))
         if w:
-            con.print(f"WARNING: {w}")
+            after = copy_warmup_phrase(pre.get("copy_warmup"))
+            con.print(f"WARNING: {w}" + (f" {after}" if after else ""))
     con.print(f"report: {summary['report']}")
     html = Path(summary["report"]).with_suffix(".html")
     if html.is_file():
