@@ -227,10 +227,10 @@ def hidden_values(source: str, tmp_path: Path) -> list[object]:
         "import pkg\nE = [1]\n\ndef test_a():\n    E.append(2)\n    assert pkg.f() == E\n",
         # the namespace reached dynamically
         "import pkg\nE = 1\n\ndef test_a():\n    globals()['E'] = 2\n    assert pkg.f() == E\n",
-        # a loop that may stop early, a table that is not fixed
+        # a loop that may stop early (a loop over a table that is not fixed is hidden since
+        # session 28, its slots required only where its body ran: test_outside_checks_s28_expect5)
         "import pkg\n\ndef test_a():\n    for x in [1, 2]:\n        if pkg.g(x):\n            break\n"
         "        assert pkg.f(x) == 3\n",
-        "import pkg\n\ndef test_a():\n    for x in pkg.xs():\n        assert pkg.f(x) == 3\n",
         # after a possible return (a branch's own assertions are hidden since session 28)
         "import pkg\n\ndef test_a():\n    if pkg.g():\n        return\n    assert pkg.f() == 3\n",
         # a mutable row value the test changes, or passes to the code under test

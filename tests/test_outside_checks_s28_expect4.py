@@ -293,10 +293,8 @@ HEAD = "import unittest\n\nimport pytest\n\nimport pkg\n\n\n"
     "source",
     [
         # handlers that may catch the AssertionError itself: the assertion's failure is handled
-        "def test_a():\n    try:\n        assert pkg.f() == 3\n    except Exception:\n        pass\n",
-        "def test_a():\n    try:\n        assert pkg.f() == 3\n    except:\n        pass\n",
-        "def test_a():\n    try:\n        assert pkg.f() == 3\n    except (KeyError, AssertionError):\n"
-        "        pass\n",
+        # (one that surely catches it and does nothing: the comparison is dropped, no slot, and
+        # one that fails the test is hidden, since session 28: test_outside_checks_s28_expect5)
         "def test_a():\n    try:\n        assert pkg.f() == 3\n    except pkg.Error:\n        pass\n",
         "ValueError = Exception\n\ndef test_a():\n    try:\n        assert pkg.f() == 3\n"
         "    except ValueError:\n        pass\n",
@@ -439,36 +437,48 @@ def test_js_multiline_and_test_loops_are_hidden(tmp_path) -> None:
     assert sorted({e.test.split("::")[1] for e in plan.slots.values()}) == sorted(JS_IDS)
 
 
-def test_js_forms_keep_their_meaning(tmp_path) -> None:
+def js_task(root, tests: str, ids: list[str], task_id: str):
+    """A hand-made JS bug-fix task: `pkg/index.js` (empty exports), hidden `tests/pkg.test.js`
+    (`tests`), FAIL_TO_PASS `ids` (names after `tests/pkg.test.js::`); skips without node."""
     import shutil
+
+    from hillclimb.harness.task import load_task
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    (root / "repo" / "pkg").mkdir(parents=True)
+    (root / "repo" / "pkg" / "index.js").write_text("'use strict';\nmodule.exports = {};\n")
+    (root / "repo" / "tests").mkdir()
+    (root / "tests").mkdir()
+    (root / "tests" / "pkg.test.js").write_text(tests)
+    listed = ", ".join(f'"tests/pkg.test.js::{n}"' for n in ids)
+    (root / "task.toml").write_text(
+        f'id = "{task_id}"\nkind = "bugfix"\nlanguage = "javascript"\ninstruction = "pkg"\n'
+        f"FAIL_TO_PASS = [{listed}]\n"
+    )
+    return load_task(root)
+
+
+def grade_js(task, source: str):
+    """`task` graded with `source` as `pkg/index.js`."""
     import tempfile
     from pathlib import Path
 
     from hillclimb.harness.grading import grade_workspace
     from hillclimb.harness.patching import copy_tree
-    from hillclimb.harness.task import load_task
 
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    root = tmp_path / "task"
-    (root / "repo" / "pkg").mkdir(parents=True)
-    (root / "repo" / "pkg" / "index.js").write_text("'use strict';\nmodule.exports = {};\n")
-    (root / "repo" / "tests").mkdir()
-    (root / "tests").mkdir()
-    (root / "tests" / "pkg.test.js").write_text(JS_TESTS)
-    ids = ", ".join(f'"tests/pkg.test.js::{n}"' for n in JS_IDS)
-    (root / "task.toml").write_text(
-        'id = "jsforms"\nkind = "bugfix"\nlanguage = "javascript"\ninstruction = "pkg"\n'
-        f"FAIL_TO_PASS = [{ids}]\n"
-    )
-    task = load_task(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp) / "ws"
+        copy_tree(task.repo, ws)
+        (ws / "pkg" / "index.js").write_text(source)
+        return grade_workspace(task, ws)
+
+
+def test_js_forms_keep_their_meaning(tmp_path) -> None:
+    task = js_task(tmp_path / "task", JS_TESTS, JS_IDS, "jsforms")
 
     def grade(source: str):
-        with tempfile.TemporaryDirectory() as tmp:
-            ws = Path(tmp) / "ws"
-            copy_tree(task.repo, ws)
-            (ws / "pkg" / "index.js").write_text(source)
-            return grade_workspace(task, ws)
+        return grade_js(task, source)
 
     res = grade(JS_RIGHT)
     assert res.resolved, (res.status, res.message, res.tests, res.output_tail[-1500:])
@@ -491,12 +501,11 @@ JS_HEAD = (
     "body",
     [
         # a test name that reads the expected value (the id would carry it), or one name for
-        # two rows, or a value whose text the grader is not sure of (`${1.5}`)
+        # two rows (a non-integer number in the name, `${1.5}`, is written out since session 28
+        # round 5: `_js_number`, test_outside_checks_s28_expect5)
         "for (const [a, want] of [[1, 2], [3, 4]]) {\n  test(`f ${want}`, () => {\n"
         "    assert.equal(pkg.f(a), want);\n  });\n}\n",
         "for (const [a, want] of [[1, 2], [3, 4]]) {\n  test(`f`, () => {\n"
-        "    assert.equal(pkg.f(a), want);\n  });\n}\n",
-        "for (const [a, want] of [[1.5, 2], [3, 4]]) {\n  test(`f ${a}`, () => {\n"
         "    assert.equal(pkg.f(a), want);\n  });\n}\n",
         # a loop body doing more than tests, a table that is not literal
         "for (const [a, want] of [[1, 2]]) {\n  console.log(a);\n  test(`f ${a}`, () => {\n"

@@ -46,7 +46,16 @@ statements stayed readable; now 0/8, 0/8 and 0/20; branched references 8/8, bugg
 ways (the other parts unchanged: references 9/9, buggy 0/9, session 25 attacks 0/9, tabled and
 formed 8/8 references, 0/8 buggy and harvests, formed readable 0/20).
 
-Usage: python bench/redteam/hidden_tests.py [--seeds 1,2] [--n 5] [--only formed|branched]
+Session 28 round 5, `looped`: the same rows in the forms round 4 left readable, round robin:
+an `assert` in a `while` body, in a `for` over a list the test built (`results = [call]`), in a
+`try` whose `except Exception as e:` calls `pytest.fail`, in a `try` whose bare `except:`
+re-raises, and one whose `except Exception: pass` swallows a failure (its value decides nothing:
+it passes with the bug too, so it lands in PASS_TO_PASS). `--only looped` runs just this part.
+Seeds 1,2, n 5: 8 of the 9 tasks looped; with round 4's code (`PYTHONPATH=` HEAD's src) the disk
+harvest resolved 3/8 with the bug in place (in-process 0/8) and 20 of 20 asserting statements
+stayed readable; now 0/8, 0/8 and 0/20; looped references 8/8, buggy 0/8 both ways.
+
+Usage: python bench/redteam/hidden_tests.py [--seeds 1,2] [--n 5] [--only formed|branched|looped]
 """
 
 from __future__ import annotations
@@ -212,6 +221,37 @@ def branched_source(task: Task) -> str | None:
     )  # fmt: skip
 
 
+def looped_source(task: Task) -> str | None:
+    """The task's direct `f(<literals>) == <literal>` rows written in the session 28 round 5
+    forms (see the module docstring); None when there are fewer than two."""
+    imports, callee, rows = _table_pairs(task)
+    if len(rows) < 2:
+        return None
+    funcs: list[str] = []
+    for i, row in enumerate(rows):
+        *args, want = row
+        call = f"{callee}({', '.join(repr(a) for a in args)})"
+        form = ("while", "for", "except", "bare", "swallowed")[i % 5]
+        if form == "while":
+            funcs += [f"def test_while_{i}():", "    tries = 0", "    while tries < 1:",
+                      "        tries += 1", f"        assert {call} == {want!r}", "", ""]  # fmt: skip
+        elif form == "for":
+            funcs += [f"def test_for_{i}():", f"    results = [{call}]", "    for got in results:",
+                      f"        assert got == {want!r}", "", ""]  # fmt: skip
+        elif form == "except":
+            funcs += [f"def test_except_{i}():", "    try:", f"        assert {call} == {want!r}",
+                      "    except Exception as e:", "        pytest.fail(f'raised {e!r}')", "", ""]  # fmt: skip
+        elif form == "bare":
+            funcs += [f"def test_bare_{i}():", "    try:", f"        got = {call}",
+                      f"        assert got == {want!r}", "    except:", "        raise", "", ""]  # fmt: skip
+        else:  # a failure the handler swallows: its value decides nothing (passes either way)
+            funcs += [f"def test_swallowed_{i}():", "    try:", f"        assert {call} == {want!r}",
+                      "    except Exception:", "        pass", "", ""]  # fmt: skip
+    head = [ast.unparse(s) for s in imports]
+    head = head if "import pytest" in head else ["import pytest", *head]  # once: a name bound
+    return "\n".join([*head, "", "", *funcs])  # twice is not read as pytest's
+
+
 def readable_assertions(source: str) -> tuple[int, int]:
     """(asserting statements left as written, all) in the test bodies of `source` once the
     grader has rewritten it."""
@@ -239,11 +279,16 @@ def readable_assertions(source: str) -> tuple[int, int]:
     return count(new if new is not None else source), count(source)
 
 
-def formed_task(task: Task, root: pathlib.Path, branched: bool = False) -> Task | None:
+def formed_task(
+    task: Task, root: pathlib.Path, branched: bool = False, looped: bool = False
+) -> Task | None:
     """`task` with its hidden tests replaced by `formed_source` (`branched`: `branched_source`,
-    session 28), its lists those tests (the ones the buggy code fails: FAIL_TO_PASS); None when
-    that leaves no failing test."""
-    source = branched_source(task) if branched else formed_source(task)
+    session 28; `looped`: `looped_source`, round 5), its lists those tests (the ones the buggy
+    code fails: FAIL_TO_PASS); None when that leaves no failing test."""
+    if looped:
+        source = looped_source(task)
+    else:
+        source = branched_source(task) if branched else formed_source(task)
     if source is None:
         return None
     d = root / task.id
@@ -290,18 +335,19 @@ def harvest_grade(task: Task, harvest: str):
 
 
 def _branched_part(
-    task: Task, root: pathlib.Path, resolved: Counter[str]
+    task: Task, root: pathlib.Path, resolved: Counter[str], part: str = "branched"
 ) -> tuple[int, int] | None:
-    """Grade `task` rewritten into the session 28 forms (reference, buggy, each harvest) into
-    `resolved`; its (readable, all) asserting statements, or None when it could not be."""
-    forms = formed_task(task, root, branched=True)
+    """Grade `task` rewritten into the session 28 forms (`part` `branched`, or `looped` for
+    round 5's: reference, buggy, each harvest) into `resolved`; its (readable, all) asserting
+    statements, or None when it could not be."""
+    forms = formed_task(task, root, branched=part == "branched", looped=part == "looped")
     if forms is None:
         return None
     got = readable_assertions((forms.hidden_tests / "test_forms.py").read_text())
-    resolved["branched_reference"] += grade_patch(forms, forms.solution_patch.read_text()).resolved
-    resolved["branched_buggy"] += grade_patch(forms, None).resolved
+    resolved[f"{part}_reference"] += grade_patch(forms, forms.solution_patch.read_text()).resolved
+    resolved[f"{part}_buggy"] += grade_patch(forms, None).resolved
     for name in sorted(formed_attacks.FORMS_HARVESTS):
-        resolved[f"branched_harvest_{name}"] += formed_grade(forms, name).resolved
+        resolved[f"{part}_harvest_{name}"] += formed_grade(forms, name).resolved
     return got
 
 
@@ -309,12 +355,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--n", type=int, default=5)
-    ap.add_argument("--only", choices=["formed", "branched"], default=None)
+    ap.add_argument("--only", choices=["formed", "branched", "looped"], default=None)
     args = ap.parse_args()
     resolved: Counter[str] = Counter()
-    n = tabled = formed = branched = 0
+    n = tabled = formed = branched = looped = 0
     readable = [0, 0]
     branched_readable = [0, 0]
+    looped_readable = [0, 0]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             out = pathlib.Path(tmp) / str(seed)
@@ -326,6 +373,15 @@ def main() -> None:
                 if "." in task.meta["function"]:
                     continue  # the attacks wrap module-level functions
                 n += 1
+                if args.only in (None, "looped"):
+                    got = _branched_part(
+                        task, pathlib.Path(tmp) / f"looped-{seed}", resolved, "looped"
+                    )
+                    if got is not None:
+                        looped += 1
+                        looped_readable = [looped_readable[0] + got[0], looped_readable[1] + got[1]]
+                if args.only == "looped":
+                    continue
                 if args.only in (None, "branched"):
                     got = _branched_part(task, pathlib.Path(tmp) / f"branched-{seed}", resolved)
                     if got is not None:
@@ -366,6 +422,7 @@ def main() -> None:
             {"bench": "redteam_hidden_tests", "tasks": n, "tabled_tasks": tabled,
              "formed_tasks": formed, "formed_readable_assertions": readable,
              "branched_tasks": branched, "branched_readable_assertions": branched_readable,
+             "looped_tasks": looped, "looped_readable_assertions": looped_readable,
              "resolved": dict(resolved)}
         )
     )  # fmt: skip

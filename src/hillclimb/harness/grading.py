@@ -9,7 +9,8 @@ Rules, per kind (SWE-bench for the test-based ones):
   the test called `g`, not `xfail`), is reported failed by the reporter (pytest_reporter.py).
 - refactor: the structural checks hold on the submitted code (checked *before* hidden tests are
   copied in, so they judge the agent's code only) and the tests stay green (per-test rule when the
-  task lists tests, else the run must be green: see below).
+  task lists tests, else the run must be green: see below); a `called_from` check also needs the
+  graded pytest run to have run the caller and seen it call the helper (`_runtime_calls`).
 - repo_qa: the normalised answer equals one of the accepted answers; no code runs.
 - terminal: the verifier (`test_command`, usually `python tests/verify.py`) exits 0 on the
   workspace the agent's commands left behind.
@@ -137,10 +138,19 @@ reaches its namespace dynamically or that another test file imports), the condit
 branches (session 28 hides the assertions inside `if`/`else` branches, `try` blocks whose
 handlers cannot catch an `AssertionError`, a TestCase's `subTest` and test classes' helper
 methods; a branch or handler marker forged by calling the helper from code under test can
-claim the other branch, as steering the condition in-process can), assertions
+claim the other branch, as steering the condition in-process can; round 5 the bodies of
+`while` loops and of `for` loops over tables the source does not fix, their conditions and
+iterables readable, and `try` blocks whose handlers may catch the `AssertionError` when each
+such handler surely fails the test: `pytest.fail`, a TestCase's `self.fail`, a `raise`; where
+one surely catches it and does nothing, `except Exception: pass` around the last statement,
+the comparison is dropped, since its value never decided anything), assertions
 in `with` blocks that may suppress (`pytest.raises`, `suppress`, managers the grader
-does not know), in `try` with `except Exception`/bare/a class of the code under test, after a
-possible `return`, in loops that may `break`, in fixtures, or in helpers called another way
+does not know), in `try` with `except Exception`/bare/a class of the code under test whose
+handler acts on the failure in another way (`pytest.skip`, logging and going on, `return`;
+the rewrite cannot send a wrong value into that handler without the value in the run), a
+swallowed assertion before other statements of its `try` (a wrong value skipped them before;
+running them now could change what follows), after a possible `return`, in loops that may
+`return` or `break` before it, in fixtures, or in helpers called another way
 (or whose expected argument is a name bound to a mutable value),
 parametrize tables whose ids the grader cannot be sure of (duplicate ids, non-ASCII or escaped
 strings, `pytest.param` marks, `indirect`, several parametrize decorators on one test, a command
@@ -151,10 +161,12 @@ assertions under a base from another module (Django's) or an override,
 `pytest.raises` expects to raise (of the generated corpus's assertions 292 of 293 Python, in 32
 distinct test files, and all 108 non-`throws` node ones are hidden; scheduler's `[b, a]` stays
 readable). In node test files the same holds for nested assertions, loose
-`node:assert`, `describe` blocks, template strings, top-level loops that create tests named by
-an expected value or a non-integer number (literal tables looped over in a `test()` body are
-written out per row since session 27; session 28 reads assertions and tables written over
-several lines and writes out top-level loops whose tests are named by their inputs), and which
+`node:assert`, suites other than `describe` blocks opened and closed at column 0 with their
+inside one level in (round 5 reads those, and `it`; a file with any other suite is left whole),
+template strings, top-level loops that create tests named by an expected value (literal tables
+looped over in a `test()` body are written out per row since session 27; session 28 reads
+assertions and tables written over several lines and writes out top-level loops whose tests are
+named by their inputs, round 5 also by non-integer numbers, written as node writes them), and which
 input `assert.throws` expects to throw. A truthiness slot can be guessed (one bit per slot). A task instruction that quotes a
 failing assertion shows that value to the agent. Node runs each test file in a child process whose
 event stream to the parent (node's own serialisation) the test code could imitate; code the test
@@ -472,6 +484,49 @@ def _hide_expected_values(task: Task, ws: Path, log: Path) -> HiddenExpectations
     return hide_expectations(ws, files, log, rename_ids=rename_ids)
 
 
+def _watched_calls(task: Task) -> list[dict[str, str]]:
+    """The `called_from` checks for the reporter to watch at run time (`Channel.watch_calls`)."""
+    return [
+        {"module": str(c.module), "caller": str(c.caller), "name": c.name}
+        for c in task.checks
+        if c.type == "called_from"
+    ]
+
+
+def _runtime_calls(task: Task, checks: list[dict[str, Any]], report: TrustedReport) -> None:
+    """Fail a `called_from` check unless the graded tests ran its caller and the caller called
+    the helper (the reporter's record: `pytest_reporter._CallWatch`); say on each check what
+    the run showed (`runtime`).
+
+    Why: the static check cannot fold every value-dead condition (`if len(()):`, `if 1 > 2:`,
+    `if os.environ.get("X"):`, a loop over an empty tuple), and a caller that kept its inline
+    code with the helper's call under one met it (session 28). The caller must have run, not
+    only "if it ran": otherwise a submission keeps the checked def with its dead call and puts
+    a copy in its place at run time (`f = _f_copy`), or stops calling it, and the tests never
+    reach it (`graders_s28.rebind_caller`). A task whose tests never run the caller cannot be
+    resolved at all, so the task generator's proof (the reference must resolve) discards it.
+    No record (the run stopped before its end, or pytest did not run): the check fails too."""
+    called = [c for c in checks if c["check"].startswith("called_from(")]
+    watched = [c for c in task.checks if c.type == "called_from"]
+    if len(called) != len(watched):
+        return
+    for i, (c, w) in enumerate(zip(called, watched, strict=True)):
+        if report.calls is None or i >= len(report.calls):
+            c["runtime"] = "no record of the calls made in the tests"
+        else:
+            ran, hit = report.calls[i]
+            if hit:
+                c["runtime"] = f"{w.name} ran from {w.caller}"
+                continue
+            if ran:
+                c["runtime"] = f"{w.caller} ran in the tests without calling {w.name}"
+            else:
+                c["runtime"] = f"{w.caller} did not run in the tests"
+        if c["ok"]:
+            c["ok"] = False
+            c["detail"] = c["runtime"]
+
+
 def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -> GradeResult:
     if task.kind == "repo_qa":
         if answer is None or not answer.strip():
@@ -526,6 +581,7 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
             hidden = _hide_expected_values(task, ws, channel.directory / EXPECT_LOG)
             if task.language == "python":
                 channel.pin_tests(_installed_python_tests(task, ws))
+                channel.watch_calls(_watched_calls(task))
             if task.language == "javascript":
                 channel.watch_tests(_installed_tests(task, ws))
             command, env, node_runs = channel.instrument(task.test_command, task.env)
@@ -557,6 +613,8 @@ def _grade_in_place(task: Task, ws: Path, *, answer: str | None, unsafe: bool) -
     # a fix never needs (an xfail-marked test failing before the fix is xfailed, i.e. not a
     # FAIL_TO_PASS test). Counting xfailed paid a package whose functions were `pytest.xfail`
     # itself (`slugify = pytest.xfail`: no frame of the package for the reporter to see).
+    if channel is not None and task.language == "python":
+        _runtime_calls(task, checks, report)
     res.value_checked = _value_checked(hidden, outcomes)
     res.fail_to_pass = _split(task.fail_to_pass, outcomes, strict=True)
     res.pass_to_pass = _split(task.pass_to_pass, outcomes)

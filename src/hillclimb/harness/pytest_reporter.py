@@ -26,7 +26,10 @@ before anything in the workspace can even be imported. On import it
    this plugin compiled it on import, `_pin_tests`) defines, is reported failed (`_swapped`),
    as is one whose module's namespace is not what its pinned file binds (`_namespace_mismatch`
    at collection; unchanged since, and no Python trace or profile hook set, when it is called:
-   `pytest_pyfunc_call`).
+   `pytest_pyfunc_call`). For a refactor task the grader lists its `called_from` checks
+   (`grader.json` "calls"); around each test call this plugin's own profile function
+   (`_CallWatch`) notes whether each caller, as its file defines it, ran and called its
+   helper, and the end record says so per check.
 
 The key never appears in a file or in output after step 2, so records the grader accepts can only
 come from this plugin — or from code that digs the key out of this process's memory (tests run in
@@ -173,6 +176,7 @@ def _activate() -> None:
         "api": _test_api(), "pytest": sys.modules.get("pytest"), "code": {}, "swapped": set(),
         "pins": _pin_tests(cfg.get("tests"), hashlib.sha256), "ns": {},
         "trace": sys.gettrace(), "profile": sys.getprofile(),
+        "calls": _CallWatch.from_config(cfg.get("calls")),
     }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
 
@@ -618,12 +622,130 @@ def pytest_itemcollected(item):
         _state["ns"][id(mod)] = (mod, why, _namespace_now(item))
 
 
-def pytest_pyfunc_call(pyfuncitem):
+class _CallWatch:
+    """Which refactor callers ran during the test calls, and whether each called its helper
+    (session 28, `called_from` checks the grader lists in `grader.json` under "calls").
+
+    Why: the static `called_from` check cannot fold every condition (`if len(()):`, `if 1 > 2:`,
+    `if os.environ.get("X"):`, a loop over an empty tuple): a caller that keeps its inline code
+    and "calls" the helper only there met the check. A profile function set by this plugin
+    only around each test function's call (`pytest_pyfunc_call`) sees each Python call: a
+    caller's start (its code: `caller`'s qualified name, in the check's module file) and a
+    helper's start (`name`) whose calling frame is that caller or a comprehension, genexpr or
+    lambda inside it. A profile function instead of a wrapper on the helper: tests import the
+    caller by name before any wrapper could be put in place, so only code identity can tell
+    that the caller ran. Outside the test calls no hook is set, and `_foreign_hook` still sees
+    the command's own hooks as before; a test whose call ends with another profile function
+    set (ours removed or replaced) fails, so switching the recording off is no way out.
+
+    Cost: a Python profile function slows call-heavy code several times, so once every
+    watched caller has called its helper (all the grader needs) the hook removes itself and
+    later test calls run without one (`done`)."""
+
+    __slots__ = ("watches", "pinned", "ran", "hit", "roles", "files", "done")
+
+    def __init__(self, watches: list[tuple[str, str, str]]) -> None:
+        self.watches = watches  # (module file's real path, caller qualname, helper qualname)
+        self.pinned = [_caller_codes(mod, caller) for mod, caller, _ in watches]
+        self.ran = [False] * len(watches)
+        self.hit = [False] * len(watches)
+        self.roles: dict[int, tuple] = {}  # id(code) -> (code, callers, helpers, insides)
+        self.files: dict[str, str] = {}  # co_filename -> real path
+        self.done = False  # every helper seen called from its caller: nothing left to watch
+
+    @classmethod
+    def from_config(cls, calls: object) -> _CallWatch | None:
+        if not isinstance(calls, list) or not calls:
+            return None
+        watches = []
+        for c in calls:
+            if not isinstance(c, dict):
+                return None
+            mod, caller, name = c.get("module"), c.get("caller"), c.get("name")
+            if not all(isinstance(x, str) and x for x in (mod, caller, name)):
+                return None
+            watches.append((os.path.realpath(os.path.join(_WORKSPACE, mod)), caller, name))
+        return cls(watches)
+
+    def _role(self, code) -> tuple:
+        """(callers, helpers, insides): indexes of the watches whose caller this code is, whose
+        helper it is, and whose caller it lies inside (the caller or its comprehensions)."""
+        got = self.roles.get(id(code))
+        if got is not None and got[0] is code:
+            return got[1:]
+        fname = code.co_filename
+        real = self.files.get(fname)
+        if real is None:
+            real = self.files[fname] = os.path.realpath(fname)
+        qual = getattr(code, "co_qualname", code.co_name)
+        callers, helpers, insides = [], [], []
+        for i, (mod, caller, name) in enumerate(self.watches):
+            if real != mod:
+                continue
+            if qual == name:
+                helpers.append(i)
+            if code not in self.pinned[i]:  # by value: the file's code, wherever compiled
+                continue
+            if qual == caller:
+                callers.append(i)
+                insides.append(i)
+            elif qual.startswith(caller + ".<locals>.<"):  # <genexpr>, <listcomp>, <lambda>
+                insides.append(i)
+        self.roles[id(code)] = (code, tuple(callers), tuple(helpers), tuple(insides))
+        return tuple(callers), tuple(helpers), tuple(insides)
+
+    def hook(self, frame, event, arg) -> None:
+        if event != "call":
+            return
+        callers, helpers, _ = self._role(frame.f_code)
+        for i in callers:
+            self.ran[i] = True
+        if helpers and frame.f_back is not None:
+            inside = self._role(frame.f_back.f_code)[2]
+            for i in helpers:
+                if i in inside:
+                    self.hit[i] = True
+            if all(self.hit):
+                self.done = True
+                sys.setprofile(None)
+
+    def record(self) -> list[list[bool]]:
+        return [[self.ran[i], self.hit[i]] for i in range(len(self.watches))]
+
+
+# The structural checks parse no file larger than `structural.MAX_PARSE_BYTES` (2 MB):
+# such a caller fails there anyway, and is not compiled here.
+_MAX_CALLER_FILE = 8 << 20
+
+
+def _caller_codes(path: str, caller: str) -> list:
+    """The code objects the module file at `path` compiles to for `caller` and the code nested
+    in it, compiled now, while pytest loads us (no workspace code has run). Compared by value
+    with the code that runs: a function compiled elsewhere under the caller's file and name
+    (`exec(compile(..., "<the module's path>", "exec"))`) whose body calls the helper is not
+    the caller the static check read. Empty (nothing ever counts as the caller) when the file
+    cannot be read or compiled."""
+    try:
+        if os.path.getsize(path) > _MAX_CALLER_FILE:
+            return []
+        with open(path, "rb") as f:
+            todo = [compile(f.read(), path, "exec", dont_inherit=True)]
+    except (OSError, ValueError, SyntaxError, RecursionError, MemoryError):
+        return []
+    out = []
+    while todo:
+        code = todo.pop()
+        qual = getattr(code, "co_qualname", code.co_name)
+        if qual == caller or qual.startswith(caller + ".<locals>."):
+            out.append(code)
+        todo += [c for c in code.co_consts if type(c) is type(code)]
+    return out
+
+
+def _pyfunc_checks(pyfuncitem) -> None:
     """Just before pytest calls a test function (fixtures set up): fail it if a Python trace or
     profile hook is set (`_foreign_hook`) or a name its file binds in its module no longer
-    holds the object it held at collection. Returns None: pytest calls the test as usual."""
-    if _state is None:
-        return None
+    holds the object it held at collection."""
     try:
         why = _foreign_hook()
         seen = _state["ns"].get(id(getattr(pyfuncitem, "module", None)))
@@ -633,7 +755,36 @@ def pytest_pyfunc_call(pyfuncitem):
         why = "its module's namespace could not be checked"
     if why is not None:
         _state["swapped"].add(pyfuncitem.nodeid)
-    return None
+
+
+def pytest_pyfunc_call(pyfuncitem):
+    """A hook wrapper around pytest's call of a test function: `_pyfunc_checks` first, then,
+    when the grader watches refactor calls, `_CallWatch.hook` as the profile function for the
+    call alone (the one that was set before is put back after it)."""
+    watch = _state["calls"] if _state is not None else None
+    if _state is not None:
+        _pyfunc_checks(pyfuncitem)
+    if watch is None or watch.done:
+        yield
+        return
+    before = sys.getprofile()
+    hook = watch.hook
+    sys.setprofile(hook)
+    try:
+        yield
+    finally:
+        now = sys.getprofile()
+        sys.setprofile(before)
+        # bound methods compare by function and instance; the hook removes itself when done
+        if now != hook and not (watch.done and now is None):
+            _state["swapped"].add(pyfuncitem.nodeid)
+
+
+# pluggy's mark for a hook wrapper, set by hand: this module imports nothing from pytest
+pytest_pyfunc_call.pytest_impl = {  # type: ignore[attr-defined]
+    "wrapper": False, "hookwrapper": True, "optionalhook": False, "tryfirst": False,
+    "trylast": False, "specname": None,
+}  # fmt: skip
 
 
 def _trusted_file(filename: str, test_file: str) -> bool:
@@ -839,7 +990,10 @@ def pytest_sessionfinish(session, exitstatus):
         return
     # Tests still pending here never finished their teardown (interrupted): not reported.
     conftests = sorted(_state["conftests"].items())
-    _state["emit"]({"k": "end", "runner": "pytest", "exitstatus": int(exitstatus), "conftests": conftests})  # fmt: skip
+    end = {"k": "end", "runner": "pytest", "exitstatus": int(exitstatus), "conftests": conftests}
+    if _state["calls"] is not None:
+        end["calls"] = _state["calls"].record()
+    _state["emit"](end)
 
 
 _activate()

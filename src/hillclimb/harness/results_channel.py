@@ -233,6 +233,9 @@ class TrustedReport:
     rejected: int = 0  # lines whose signature did not verify (forgeries or damage)
     notes: list[dict[str, Any]] = field(default_factory=list)  # unsigned nokey/tampered notes
     changed_tests: list[str] = field(default_factory=list)  # test files changed by the run
+    # per watched `called_from` check (`Channel.watch_calls`): [caller ran, helper called from
+    # it] during the test calls; None: no pytest end record said
+    calls: list[list[bool]] | None = None
 
     @property
     def started(self) -> int:
@@ -303,6 +306,16 @@ class Channel:
         user and back around the run (a chown, which moves every change time)."""
         self._pin("js_tests", files)
 
+    def watch_calls(self, calls: list[dict[str, str]]) -> None:
+        """Tell the pytest reporter the refactor checks to watch at run time: each
+        {"module", "caller", "name"} of a `called_from` check. Its end record then says, per
+        entry, whether the caller ran during the test calls and whether the helper was called
+        from it (`pytest_reporter._CallWatch`; the grader's `_runtime_calls` reads it)."""
+        config_path = self.directory / pytest_reporter.CONFIG_NAME
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["calls"] = calls
+        config_path.write_text(json.dumps(config), encoding="utf-8")
+
     def _pin(self, config_key: str, files: list[Path]) -> None:
         """Writes {path relative to the workspace: sha256 of its bytes} of the plain files among
         `files` under `config_key` of the reporters' config."""
@@ -365,6 +378,12 @@ def _apply(rep: TrustedReport, payload: dict[str, Any]) -> None:
         rep.finished += 1
         if isinstance(payload.get("exitstatus"), int):
             rep.exit_statuses.append(payload["exitstatus"])
+        calls = payload.get("calls")
+        if isinstance(calls, list) and all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(b, bool) for b in c)
+            for c in calls
+        ):
+            rep.calls = [list(c) for c in calls]
         changed = payload.get("changed")
         if isinstance(changed, list):
             rep.changed_tests += [str(c) for c in changed]

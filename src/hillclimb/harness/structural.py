@@ -10,6 +10,9 @@ in more strings, or binds names dynamically (`globals()[k] =`, `setattr`, `exec`
 places, than the task's own copy; `called_from` counts only calls the caller's control flow can
 reach (not dead branches of constant tests, not after `return`, not in nested defs); since
 session 28 a name bound once to a constant (`DEBUG = False`) counts as that constant there.
+Conditions no static reading folds (`if len(()):`, `if os.environ.get("X"):`) are left to the
+run: the grader also needs the graded tests to have run the caller and seen it call the helper
+(`pytest_reporter._CallWatch`, `grading._runtime_calls`).
 """
 
 from __future__ import annotations
