@@ -22,15 +22,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from hillclimb.errors import HillclimbError
 from hillclimb.io import write_json_atomic
 
-if TYPE_CHECKING:
-    from hillclimb.train.loop import RunResult
+
+class FinishedRun(Protocol):
+    """What `attach_copy_check` reads and writes of a finished run (`train.loop.RunResult` is
+    one; a Protocol, not an import: the loop imports this module for the warm-up)."""
+
+    final_dir: str | None
+    run_dir: str
+    stage: str
+    extra: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]: ...
+
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # ids [rows, T] -> logits [rows, T, vocab]
 
@@ -149,7 +159,7 @@ def check_copying(model_dir: str | Path, threshold: float = COPY_THRESHOLD) -> d
     return {**copy_verdict(score, threshold), "rows": CHECK_ROWS, "length": CHECK_LENGTH}
 
 
-def attach_copy_check(result: RunResult) -> None:
+def attach_copy_check(result: FinishedRun) -> None:
     """Check `result`'s final checkpoint, record it in `result.extra["copy_check"]` and its
     `run.json`, and warn on stderr when copying did not form. Rank 0 only (the caller's concern:
     other ranks may not see `final/` yet).

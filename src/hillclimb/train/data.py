@@ -13,7 +13,7 @@ The fixed val windows and the unigram baseline live in `hillclimb.data.shard_eva
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -21,8 +21,12 @@ from hillclimb.data.shards import Split
 from hillclimb.errors import HillclimbError
 from hillclimb.train.fim import FimIds, fim_batch
 
-if TYPE_CHECKING:
-    from hillclimb.train.copy_check import CopyWarmup
+
+class WarmupEnd(Protocol):
+    """Where a copy warm-up ends, as the batches need it (`copy_check.CopyWarmup` is one; a
+    Protocol, not an import: the check's module sits above this one, next to the loop)."""
+
+    def in_warmup(self, step: int) -> bool: ...
 
 
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -171,7 +175,7 @@ class PretrainBatches:
         fim_rate: float = 0.0,
         fim_spm_rate: float = 0.5,
         fim_ids: FimIds | None = None,
-        warmup: CopyWarmup | None = None,
+        warmup: WarmupEnd | None = None,
     ):
         if fim_rate > 0 and fim_ids is None:
             raise HillclimbError("fim_rate > 0 needs the FIM token ids (fim_ids)")
