@@ -364,19 +364,30 @@ HARVEST_IDS = [
 HARVEST_BUGGY = "def add(a, b):\n    return a - b\n"
 
 
-def test_harvest_task_reference_resolves_and_buggy_fails(tmp_path) -> None:
-    task = make_task(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY)
+def check_harvest_task(root: Path, tests: str, ids: list[str], buggy: str) -> None:
+    """A hand-made `add` task whose FAIL_TO_PASS `ids` fail with `buggy` and pass with the right
+    `add` (shared by the harvest tests of sessions 27 and 28)."""
+    task = make_task(root, tests, ids, buggy)
     assert grade_package(task, "def add(a, b):\n    return a + b\n").resolved
-    res = grade_package(task, HARVEST_BUGGY)
-    assert set(res.fail_to_pass["failed"]) == set(HARVEST_IDS), res.tests
+    res = grade_package(task, buggy)
+    assert set(res.fail_to_pass["failed"]) == set(ids), res.tests
+
+
+def check_harvest_fails(root: Path, tests: str, ids: list[str], buggy: str, harvest: str) -> None:
+    """`buggy` plus the `harvest` attack (`FORMS_HARVESTS`) still fails every one of `ids`."""
+    task = make_task(root, tests, ids, buggy)
+    attack = FORMS_HARVESTS[harvest].replace("{name}", "add")
+    res = grade_package(task, buggy + attack)
+    assert set(res.fail_to_pass["failed"]) == set(ids), (res.status, res.tests)
+
+
+def test_harvest_task_reference_resolves_and_buggy_fails(tmp_path) -> None:
+    check_harvest_task(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY)
 
 
 @pytest.mark.parametrize("harvest", sorted(FORMS_HARVESTS))
 def test_harvesting_these_forms_does_not_resolve(tmp_path, harvest: str) -> None:
-    task = make_task(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY)
-    attack = FORMS_HARVESTS[harvest].replace("{name}", "add")
-    res = grade_package(task, HARVEST_BUGGY + attack)
-    assert set(res.fail_to_pass["failed"]) == set(HARVEST_IDS), (res.status, res.tests)
+    check_harvest_fails(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY, harvest)
 
 
 # ---- soundness: what must stay as written ---------------------------------------------------------

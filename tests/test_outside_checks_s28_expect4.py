@@ -23,7 +23,12 @@ import pytest
 
 from hillclimb.harness.expectations import HiddenExpectations, hide_in_js_source, hide_in_source
 from test_outside_checks_s26_expect import grade_package, make_task
-from test_outside_checks_s27_expect3 import FORMS_HARVESTS, _test_constants
+from test_outside_checks_s27_expect3 import (
+    FORMS_HARVESTS,
+    _test_constants,
+    check_harvest_fails,
+    check_harvest_task,
+)
 
 PKG_RIGHT = """
 def parse(s):
@@ -263,18 +268,13 @@ HARVEST_BUGGY = "def add(a, b):\n    return a - b\n"
 
 
 def test_harvest_task_reference_resolves_and_buggy_fails(tmp_path) -> None:
-    task = make_task(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY)
-    assert grade_package(task, "def add(a, b):\n    return a + b\n").resolved
-    res = grade_package(task, HARVEST_BUGGY)
-    assert set(res.fail_to_pass["failed"]) == set(HARVEST_IDS), res.tests
+    check_harvest_task(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY)
 
 
 @pytest.mark.parametrize("harvest", sorted(FORMS_HARVESTS))
 def test_harvesting_these_forms_does_not_resolve(tmp_path, harvest: str) -> None:
     """Before: the disk harvest resolved this task with `add` wrong."""
-    task = make_task(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY)
-    res = grade_package(task, HARVEST_BUGGY + FORMS_HARVESTS[harvest].replace("{name}", "add"))
-    assert set(res.fail_to_pass["failed"]) == set(HARVEST_IDS), (res.status, res.tests)
+    check_harvest_fails(tmp_path / "harvest", HARVEST_TESTS, HARVEST_IDS, HARVEST_BUGGY, harvest)
 
 
 # ---- soundness: what must stay as written ---------------------------------------------------------

@@ -2435,10 +2435,11 @@ def js_literal(text: str) -> tuple[bool, Any]:
     return reader.i == len(text), value
 
 
-def _js_args(text: str) -> list[str] | None:
-    """Split a call's argument text at top-level commas; None when it has a template string,
-    a regular expression or a comment (not read here)."""
-    parts, depth, start, i, quote = [], 0, 0, 0, ""
+def _js_code(text: str) -> list[tuple[int, str]] | None:
+    """The positions and characters of `text` outside its string literals (quotes included in
+    neither); None when it has a template string, a regular expression or a comment (not read
+    here) or a string left open."""
+    out, quote, i = [], "", 0
     while i < len(text):
         ch = text[i]
         if quote:
@@ -2450,15 +2451,28 @@ def _js_args(text: str) -> list[str] | None:
             quote = ch
         elif ch in "`/":
             return None
-        elif ch in "([{":
+        else:
+            out.append((i, ch))
+        i += 1
+    return None if quote else out
+
+
+def _js_args(text: str) -> list[str] | None:
+    """Split a call's argument text at top-level commas; None when `_js_code` cannot read it or
+    its brackets do not balance."""
+    code = _js_code(text)
+    if code is None:
+        return None
+    parts, depth, start = [], 0, 0
+    for i, ch in code:
+        if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
         elif ch == "," and depth == 0:
             parts.append(text[start:i].strip())
             start = i + 1
-        i += 1
-    if quote or depth:
+    if depth:
         return None
     parts.append(text[start:].strip())
     return [p for p in parts if p] if parts[-1] == "" else parts
@@ -2559,26 +2573,12 @@ _MAX_JOINED = 200  # lines one logical line may span
 
 
 def _js_depth(text: str) -> int | None:
-    """Open `(`/`[` minus closed ones in `text` outside strings; None when it has a template
-    string, a regular expression or a comment (not read here)."""
-    depth, quote, i = 0, "", 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "`/":
-            return None
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        i += 1
-    return None if quote else depth
+    """Open `(`/`[` minus closed ones in `text` outside strings; None when `_js_code` cannot
+    read it."""
+    code = _js_code(text)
+    if code is None:
+        return None
+    return sum((ch in "([") - (ch in ")]") for _, ch in code)
 
 
 def _js_logical(lines: list[str]) -> tuple[list[str], list[list[str]]]:
