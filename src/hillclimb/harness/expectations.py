@@ -998,6 +998,11 @@ def _certainly_catches(kind: ast.expr | None, rw: _Rewrite) -> bool:
     return False
 
 
+# The keywords `pytest.fail(reason, pytrace)` and `TestCase.fail(msg)` take (`msg` also an old
+# spelling of pytest's `reason`): with inert values they still surely fail the test.
+_FAIL_KEYWORDS = frozenset({"reason", "pytrace", "msg"})
+
+
 def _fail_stmt(stmt: ast.stmt, rw: _Rewrite, only_assertion: bool) -> bool:
     """Does this statement surely fail the test once it runs: a bare `raise` (in a handler
     that caught the `AssertionError`, it re-raises it), `raise E(...)` of a builtin exception
@@ -1031,7 +1036,10 @@ def _fail_stmt(stmt: ast.stmt, rw: _Rewrite, only_assertion: bool) -> bool:
             and (stmt.msg is None or _inert(stmt.msg))
         )
     call = stmt.value if isinstance(stmt, ast.Expr) else None
-    if not isinstance(call, ast.Call) or call.keywords or not all(_inert(a) for a in call.args):
+    if not isinstance(call, ast.Call) or not all(_inert(a) for a in call.args):
+        return False
+    # keywords only as the two calls name them (an unknown one raises TypeError instead)
+    if not all(k.arg in _FAIL_KEYWORDS and _inert(k.value) for k in call.keywords):
         return False
     written = ast.unparse(call.func)
     head = written.partition(".")[0]
@@ -1264,7 +1272,14 @@ def _testcases(tree: ast.Module, imports: dict[str, str], counts: Counter[str]) 
     """Module-level classes pytest runs as `unittest.TestCase`s whose assert methods are
     unittest's own: every base is unittest's TestCase or such a class of this module, and no
     class on the way defines a name of `_UNITTEST` (an override would change the meaning).
-    A base imported from elsewhere (Django's TestCase, a project mixin) may override them."""
+    A base imported from elsewhere (Django's TestCase, a project mixin) may override them.
+    A module that names `failureException` anywhere (a class attribute, `self.failureException
+    = KeyError` in `setUp`) has none: its assertions and `self.fail` raise that class, not the
+    `AssertionError` the handler analysis (`_catches_assertion`, `_fail_stmt`) reasons about."""
+    for node in ast.walk(tree):
+        named = getattr(node, "id", None) or getattr(node, "attr", None)
+        if named == "failureException" or getattr(node, "value", None) == "failureException":
+            return frozenset()
     classes = {s.name: s for s in tree.body if isinstance(s, ast.ClassDef)}
     found: set[str] = set()
     changed = True

@@ -95,7 +95,11 @@ module table and the file give, from then to each call it must not change — or
 or profile hook set when a test function is called (how code under test times a swap to one
 test and undoes it before any check after the call; session 28: a `pytest` or helper swapped
 that way resolved `bugfix-inventory-11-0002` with the bug in place) fails the test
-(`_namespace_mismatch`, `pytest_pyfunc_call`); a file of a JavaScript suite rewritten on disk
+(`_namespace_mismatch`, `pytest_runtest_call`); so does such a name holding another object at
+any opcode of a frame that runs with that module's globals during the call, however the swap
+was timed — package code reading `PYTEST_CURRENT_TEST`, a thread polling the interpreter's
+frames — and undone before the end (session 29, `_NameGuard`: both resolved that task before),
+in pytest functions and unittest TestCase methods alike; a file of a JavaScript suite rewritten on disk
 while node runs (code an earlier test file loaded rewrites a later one, which can write the
 original back as it loads) fails its tests: the node reporter checks the installed files'
 hashes when it loads, their inode change times at the end, and reports nothing before that
@@ -109,9 +113,11 @@ assertions logged wrong values or none), or copy the expected values the rewrite
 tests (below); an equality that only pretends to look at the other operand still passes `assert
 f(x) == y` where `y` is not a hidden literal (session 24: such disguised forms still resolve);
 a swap through the module table itself (`sys.modules` or a package attribute: that is the
-package's own code, and graded as such), a thread that polls the interpreter's frames to time
-a swap, names a test module binds more than once or conditionally, and in unittest TestCases
-any swap after collection (no `pytest_pyfunc_call` for them); a
+package's own code, and graded as such), a swap undone within one opcode-free stretch of
+the guard's own trace function (a thread would have to be switched in exactly there), code
+that reaches a test frame and turns its opcode tracing off for a while, names a test module
+binds more than once or conditionally, a run under a C tracer present before the plugin
+loaded (coverage: no guard then); a
 decorated test (not only marks) whose wrapper lives outside the pinned files. A test with
 nothing hidden in it (`pytest.raises`, `assert.throws`, assertions left as written) passes on
 pytest's or node's word alone, which such code can forge, and its input is readable: it still

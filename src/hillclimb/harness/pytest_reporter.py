@@ -25,11 +25,13 @@ before anything in the workspace can even be imported. On import it
    outside its test directory, or not the code its test file (as the grader installed it and
    this plugin compiled it on import, `_pin_tests`) defines, is reported failed (`_swapped`),
    as is one whose module's namespace is not what its pinned file binds (`_namespace_mismatch`
-   at collection; unchanged since, and no Python trace or profile hook set, when it is called:
-   `pytest_pyfunc_call`). For a refactor task the grader lists its `called_from` checks
-   (`grader.json` "calls"); around each test call this plugin's own profile function
-   (`_CallWatch`) notes whether each caller, as its file defines it, ran and called its
-   helper, and the end record says so per check.
+   at collection; unchanged since, and no Python trace or profile hook set, when its call
+   phase starts, for pytest functions and unittest TestCase methods alike; unchanged at every
+   opcode of the frames that run with that module's globals during the call, `_NameGuard`;
+   all in `pytest_runtest_call`). For a refactor task the grader lists its `called_from`
+   checks (`grader.json` "calls"); around each test's setup and call this plugin's own profile
+   function (`_CallWatch`, also in threads started meanwhile) notes whether each caller, as
+   its file defines it, ran and called its helper, and the end record says so per check.
 
 The key never appears in a file or in output after step 2, so records the grader accepts can only
 come from this plugin — or from code that digs the key out of this process's memory (tests run in
@@ -129,12 +131,13 @@ def _import_stdlib():
     sys.path[:] = [p for p in saved if not _under(os.path.realpath(p or os.curdir), _WORKSPACE)]
     try:
         import ast  # noqa: F401  (ast, dis, linecache: for `_aliased_skip`, as unittest below)
-        import dis  # noqa: F401
+        import dis  # noqa: F401  (also `_load_table`, `_foreign_reads`)
         import hashlib
         import hmac
         import importlib.util  # noqa: F401  (for `_expected_binding`'s relative imports)
         import json
         import linecache  # noqa: F401
+        import threading  # noqa: F401  (for `_phase`)
         import unittest  # noqa: F401  (for `_skip_exceptions`: here, with the workspace off the path)
     finally:
         sys.path[:] = saved
@@ -176,7 +179,7 @@ def _activate() -> None:
         "api": _test_api(), "pytest": sys.modules.get("pytest"), "code": {}, "swapped": set(),
         "pins": _pin_tests(cfg.get("tests"), hashlib.sha256), "ns": {},
         "trace": sys.gettrace(), "profile": sys.getprofile(),
-        "calls": _CallWatch.from_config(cfg.get("calls")),
+        "calls": _CallWatch.from_config(cfg.get("calls")), "guards": {},
     }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
 
@@ -211,15 +214,21 @@ class _Pin:
     """A test file as the grader installed it: every code object the file compiles to (plain,
     and as pytest's assertion rewrite compiles it, with and without the assertion-pass hook),
     by qualified name, and the qualified names its source defines with only marks as
-    decorators (the tests whose collected function must be exactly the file's). A plain class:
-    this module imports nothing at load beyond `os`/`sys` (see `_import_stdlib`)."""
+    decorators (the tests whose collected function must be exactly the file's), and `foreign`:
+    the names its code reads as globals that no code of the file binds (builtins such as `len`
+    or `sorted`, none of them the module's own). A plain class: this module imports nothing at
+    load beyond `os`/`sys` (see `_import_stdlib`)."""
 
-    __slots__ = ("codes", "plain", "binds")
+    __slots__ = ("codes", "plain", "binds", "foreign")
 
     def __init__(
-        self, codes: dict[str, frozenset], plain: frozenset[str], binds: dict[str, tuple]
+        self,
+        codes: dict[str, frozenset],
+        plain: frozenset[str],
+        binds: dict[str, tuple],
+        foreign: frozenset[str],
     ) -> None:
-        self.codes, self.plain, self.binds = codes, plain, binds
+        self.codes, self.plain, self.binds, self.foreign = codes, plain, binds, foreign
 
 
 def _pin_tests(pinned: object, sha256) -> dict[str, _Pin | None]:
@@ -273,7 +282,31 @@ def _compile_pin(data: bytes, path: str, rewrite, ast) -> _Pin:
         todo += [c for c in code.co_consts if type(c) is type(code)]
     tree = ast.parse(data)
     codes_ = {k: frozenset(v) for k, v in codes.items()}
-    return _Pin(codes_, _plain_defs(tree, ast), _namespace_binds(tree, ast))
+    every = [c for v in codes.values() for c in v]
+    return _Pin(codes_, _plain_defs(tree, ast), _namespace_binds(tree, ast), _foreign_reads(every))
+
+
+def _foreign_reads(codes: list) -> frozenset[str]:
+    """Names the given code objects read as globals (`LOAD_GLOBAL`, `LOAD_NAME`) that none of
+    them binds or deletes (`STORE_*`/`DELETE_*` of a name or global, `import *`: then none),
+    dunders left out (the import system sets `__file__` and kin).
+
+    Why: a test reads such a name from builtins; code under test that puts one into the test
+    module (`sorted`, `isinstance`) changes what the test calls without swapping any name the
+    file binds (`_namespace_mismatch` at collection, `_NameGuard` during the call)."""
+    import dis
+
+    reads: set[str] = set()
+    bound: set[str] = set()
+    for code in codes:
+        for ins in dis.get_instructions(code):
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                reads.add(str(ins.argval))
+            elif ins.opname in ("STORE_NAME", "STORE_GLOBAL", "DELETE_NAME", "DELETE_GLOBAL"):
+                bound.add(str(ins.argval))
+            elif ins.opname == "IMPORT_STAR":
+                return frozenset()
+    return frozenset(n for n in reads - bound if not (n.startswith("__") and n.endswith("__")))
 
 
 def _plain_defs(tree, ast) -> frozenset[str]:
@@ -412,6 +445,9 @@ def _namespace_mismatch(pin: _Pin, g: dict) -> str | None:
     code, a class the file defines must be the class its statement made (its undecorated
     methods the file's code)."""
     func_type = type(_under)
+    for name in sorted(pin.foreign):
+        if name in g:
+            return f"`{name}` in its module is bound by no code of its file"
     for name, how in pin.binds.items():
         if name not in g:
             return f"`{name}` is missing from its module"
@@ -620,6 +656,9 @@ def pytest_itemcollected(item):
             why = "its module's namespace could not be checked"
         # the module object is kept: its id must not be reused by another module
         _state["ns"][id(mod)] = (mod, why, _namespace_now(item))
+        space = _guard_space(mod, pin) if why is None else None
+        if space is not None:
+            _state["guards"][id(g)] = space
 
 
 class _CallWatch:
@@ -629,7 +668,8 @@ class _CallWatch:
     Why: the static `called_from` check cannot fold every condition (`if len(()):`, `if 1 > 2:`,
     `if os.environ.get("X"):`, a loop over an empty tuple): a caller that keeps its inline code
     and "calls" the helper only there met the check. A profile function set by this plugin
-    only around each test function's call (`pytest_pyfunc_call`) sees each Python call: a
+    only around each test's setup and call phases (`_phase`; session 29: also in threads
+    started meanwhile, so fixtures, TestCase methods and threads count) sees each call: a
     caller's start (its code: `caller`'s qualified name, in the check's module file) and a
     helper's start (`name`) whose calling frame is that caller or a comprehension, genexpr or
     lambda inside it. A profile function instead of a wrapper on the helper: tests import the
@@ -742,49 +782,170 @@ def _caller_codes(path: str, caller: str) -> list:
     return out
 
 
-def _pyfunc_checks(pyfuncitem) -> None:
-    """Just before pytest calls a test function (fixtures set up): fail it if a Python trace or
-    profile hook is set (`_foreign_hook`) or a name its file binds in its module no longer
-    holds the object it held at collection."""
+def _call_checks(item) -> None:
+    """Just before pytest runs a test's call phase (fixtures set up; a pytest function or a
+    unittest TestCase method alike): fail it if a Python trace or profile hook is set
+    (`_foreign_hook`) or a name its file binds in its module no longer holds the object it
+    held at collection."""
     try:
         why = _foreign_hook()
-        seen = _state["ns"].get(id(getattr(pyfuncitem, "module", None)))
-        if why is None and seen is not None and _namespace_now(pyfuncitem) != seen[2]:
+        seen = _state["ns"].get(id(getattr(item, "module", None)))
+        if why is None and seen is not None and _namespace_now(item) != seen[2]:
             why = "a name its file binds was rebound in its module after collection"
     except Exception:  # a check that cannot be made fails closed
         why = "its module's namespace could not be checked"
     if why is not None:
-        _state["swapped"].add(pyfuncitem.nodeid)
+        _state["swapped"].add(item.nodeid)
 
 
-def pytest_pyfunc_call(pyfuncitem):
-    """A hook wrapper around pytest's call of a test function: `_pyfunc_checks` first, then,
-    when the grader watches refactor calls, `_CallWatch.hook` as the profile function for the
-    call alone (the one that was set before is put back after it)."""
-    watch = _state["calls"] if _state is not None else None
-    if _state is not None:
-        _pyfunc_checks(pyfuncitem)
-    if watch is None or watch.done:
+class _NameGuard:
+    """Watches, opcode by opcode, every frame that runs with a pinned test module's globals
+    during a test's call phase: before each `LOAD_GLOBAL` of a name the module's file binds
+    once (the names `_namespace_mismatch` checked at collection) or of a builtin the file never
+    binds (`_Pin.foreign`), the module must hold what it held at collection (absent, for the
+    latter); otherwise the test fails.
+
+    Why: checks just before and just after the call cannot see a swap made in between and
+    undone before the end (session 29: package code the test calls reads `PYTEST_CURRENT_TEST`,
+    swaps the test module's `pytest` for one whose `raises` swallows and puts the real one
+    back as it exits; or a thread polling `sys._current_frames()` swaps it while the test's
+    frame is on the stack; each resolved `bugfix-inventory-11-0002` with the bug in place).
+    Whatever made the swap (package code, a thread, a finaliser, a `sys.monitoring` callback),
+    the test's code can only read the swapped name at one of its own `LOAD_GLOBAL`s, and the
+    trace event comes just before it. The comparison reads the dict and compares identities
+    with no call in between, so no other Python thread can run between it and the opcode (in
+    CPython a thread switch happens at a call, a function's start or a backward jump). Only `LOAD_GLOBAL` offsets are looked at
+    (`_load_table`, per code object), line events are off, and frames of other globals get no
+    local trace (the global function returns None): code under test runs at profile-hook cost.
+    `open` counts guarded frames started and not yet returned: a frame whose local trace was
+    removed never reports its return, and the call then fails; so does one whose opcode
+    events were switched off when it returns."""
+
+    __slots__ = ("spaces", "tables", "changed", "open")
+
+    def __init__(self, spaces: dict[int, tuple]) -> None:
+        self.spaces = spaces  # id(module dict) -> (dict, {name: object or _ABSENT})
+        self.tables: dict[tuple, dict] = {}  # (id(dict), code) -> {offset: (name, object)}
+        self.changed = False
+        self.open = 0
+
+    def trace(self, frame, event, arg):
+        g = frame.f_globals
+        space = self.spaces.get(id(g))
+        if space is None or space[0] is not g:
+            return None
+        key = (id(g), frame.f_code)
+        table = self.tables.get(key)
+        if table is None:
+            table = self.tables[key] = _load_table(frame.f_code, space[1])
+        frame.f_trace_lines = False
+        frame.f_trace_opcodes = True
+        self.open += 1
+        return self._local(g, table)
+
+    def _local(self, g: dict, table: dict):
+        def local(frame, event, arg):
+            want = table.get(frame.f_lasti)
+            if want is not None and event == "opcode":
+                # `in` and `[]`, not `g.get`: no call between the read and the opcode, so no
+                # thread switch there (see the class)
+                name, obj = want
+                if obj is _ABSENT:
+                    if name in g:
+                        self.changed = True
+                elif name not in g or g[name] is not obj:
+                    self.changed = True
+            elif event == "return":
+                self.open -= 1
+                if not frame.f_trace_opcodes:
+                    self.changed = True
+            return local
+
+        return local
+
+
+# What `_NameGuard` expects of a builtin the test file never binds: not in the module at all.
+_ABSENT = object()
+
+
+def _load_table(code, expect: dict[str, object]) -> dict[int, tuple]:
+    """{offset: (name, expected object)} of the `LOAD_GLOBAL`s in `code` (its own, not its
+    nested code's) of the names `expect` covers."""
+    import dis
+
+    out = {}
+    for ins in dis.get_instructions(code):
+        if ins.opname == "LOAD_GLOBAL" and ins.argval in expect:
+            out[ins.offset] = (ins.argval, expect[ins.argval])
+    return out
+
+
+def _guard_space(mod, pin: _Pin) -> tuple | None:
+    """(globals, {name: object}) of a pinned test module whose namespace held what its file
+    binds at collection, and {name: _ABSENT} for the builtins it reads: `_NameGuard`'s."""
+    g = getattr(mod, "__dict__", None)
+    if type(g) is not dict:
+        return None
+    expect: dict[str, object] = {k: g.get(k) for k in pin.binds}
+    expect.update((k, _ABSENT) for k in pin.foreign)
+    return g, expect
+
+
+def _phase(item, when: str):
+    """The hook-wrapper body around a test phase (`pytest_runtest_setup`/`call`): the call's
+    checks and `_NameGuard` as the trace function (call phase), the refactor `_CallWatch` as
+    the profile function (setup and call: a fixture may call the caller), for this thread and
+    threads started meanwhile; afterwards the functions set before are put back, and a phase
+    that ended with another trace or profile function in place, a guarded frame unreturned or
+    a pinned name seen swapped fails the test."""
+    if _state is None:
         yield
         return
-    before = sys.getprofile()
-    hook = watch.hook
-    sys.setprofile(hook)
+    threading = sys.modules["threading"]  # imported by `_import_stdlib`, workspace off the path
+    watch = _state["calls"]
+    watch = None if watch is None or watch.done else watch
+    guard = None
+    if when == "call":
+        _call_checks(item)
+        if _state["trace"] is None and _state["guards"]:  # a C tracer (coverage) stays as it was
+            guard = _NameGuard(_state["guards"])
+    before = (sys.gettrace(), sys.getprofile(), threading.getprofile())
+    if watch is not None:
+        threading.setprofile(watch.hook)
+        sys.setprofile(watch.hook)
+    if guard is not None:
+        sys.settrace(guard.trace)
     try:
         yield
     finally:
-        now = sys.getprofile()
-        sys.setprofile(before)
-        # bound methods compare by function and instance; the hook removes itself when done
-        if now != hook and not (watch.done and now is None):
-            _state["swapped"].add(pyfuncitem.nodeid)
+        now_trace, now_profile = sys.gettrace(), sys.getprofile()
+        sys.settrace(before[0])
+        sys.setprofile(before[1])
+        threading.setprofile(before[2])
+        bad = False
+        if guard is not None:
+            # bound methods compare by function and instance
+            bad = now_trace != guard.trace or guard.changed or guard.open != 0
+        if watch is not None:  # the hook removes itself when done
+            bad = bad or (now_profile != watch.hook and not (watch.done and now_profile is None))
+        if bad:
+            _state["swapped"].add(item.nodeid)
+
+
+def pytest_runtest_setup(item):
+    yield from _phase(item, "setup")
+
+
+def pytest_runtest_call(item):
+    yield from _phase(item, "call")
 
 
 # pluggy's mark for a hook wrapper, set by hand: this module imports nothing from pytest
-pytest_pyfunc_call.pytest_impl = {  # type: ignore[attr-defined]
-    "wrapper": False, "hookwrapper": True, "optionalhook": False, "tryfirst": False,
-    "trylast": False, "specname": None,
-}  # fmt: skip
+for _hook in (pytest_runtest_setup, pytest_runtest_call):
+    _hook.pytest_impl = {  # type: ignore[attr-defined]
+        "wrapper": False, "hookwrapper": True, "optionalhook": False, "tryfirst": False,
+        "trylast": False, "specname": None,
+    }  # fmt: skip
 
 
 def _trusted_file(filename: str, test_file: str) -> bool:
