@@ -12,6 +12,16 @@ A fingerprint shared is a precondition, so this is a lower bound on what a full 
     python bench/heldout_code_audit.py --n-train 1500 --n-eval 300    # ~2-3 min on 2 cores
 
 Prints a table, then one JSON line.
+
+`--eval-flag` (session 29) instead runs evaluation's own flag (`baselines.flag_passed_by_train_fn`)
+at the tiny eval settings (seed 0, 20 items per family x tier 1-4, splits heldout and
+heldout_phrasing) against `--n-train` training items per family x tier, and classifies each
+flagged item by the training function that passes it: **twin** when the two agree on 2,000
+draws of the item's own input sampler (on the item's domain they are one function: only the
+split can help), else **weak** (its tests missed an input that separates them; the first such
+input and the share of draws that separate are printed).
+
+    python bench/heldout_code_audit.py --eval-flag --n-train 1500    # ~1-4 min on 2 cores
 """
 
 import argparse
@@ -19,6 +29,7 @@ import ast
 import collections
 import copy
 import json
+import random
 import signal
 import time
 
@@ -28,9 +39,110 @@ from hillclimb.problems.codetasks import compile_function
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("--n-train", type=int, default=1500)
 ap.add_argument("--n-eval", type=int, default=300)
+ap.add_argument("--eval-flag", action="store_true", help="classify the eval flag (see above)")
 args = ap.parse_args()
 N_TRAIN, N_EVAL = args.n_train, args.n_eval
 SEEDS = range(2)
+
+
+def eval_flag_classes(n_train: int, draws: int = 2000) -> None:
+    """The `--eval-flag` mode (see the module docstring)."""
+    from hillclimb.problems import code_bugfix, code_function
+    from hillclimb.problems.baselines import code_cases, flag_passed_by_train_fn
+
+    samplers = {}  # (reference source, name) -> its instance's input sampler
+
+    def recording(draw):
+        def wrapped(rng, tier, accept=None):
+            inst = draw(rng, tier, accept)
+            if not isinstance(inst, str):
+                samplers[(inst.source, inst.name)] = inst.inputs
+            return inst
+
+        return wrapped
+
+    code_function.draw = recording(code_function.draw)
+    code_bugfix.draw = recording(code_bugfix.draw)
+    t0 = time.time()
+    fams, tiers = ("code_function", "code_bugfix"), P.TIERS
+    train = [x for f in fams for t in tiers for x in P.generate(f, t, n_train, 0, "train")]
+    items = [
+        x
+        for sp in ("heldout", "heldout_phrasing")
+        for f in fams
+        for t in tiers
+        for x in P.generate(f, t, 20, 0, sp)
+    ]
+    gen_s = time.time() - t0
+    flagged = flag_passed_by_train_fn(items, train)
+    by_key = collections.defaultdict(list)
+    for t in train:
+        by_key[t.key].append(t)
+
+    def result(fn, a):
+        try:
+            r = fn(*copy.deepcopy(a))
+            return ("ok", type(r).__name__, repr(r))
+        except Exception:  # noqa: BLE001 - raising is a result too
+            return ("err",)
+
+    def passes(t, cases):
+        fn = compile_function(t.answer, t.entry_point)
+        for c in cases:
+            try:
+                got = fn(*copy.deepcopy(c.args))
+            except Exception:  # noqa: BLE001 - raising fails the test
+                return False
+            if not c.passed_by(got):
+                return False
+        return True
+
+    counts, pairs = collections.Counter(), {}
+    for p in items:
+        key = p.meta.get("passed_by_train_fn")
+        if not key:
+            continue
+        cases = code_cases(p)
+        tr = next(t for t in by_key[key] if passes(t, cases))  # the flag names the key only
+        pair = (p.answer, tr.answer)
+        if pair not in pairs:
+            ref = compile_function(p.answer, p.entry_point)
+            alt = compile_function(tr.answer, tr.entry_point)
+            rng = random.Random(1)
+            seps = [
+                a
+                for a in (samplers[(p.answer, p.entry_point)](rng) for _ in range(draws))
+                if result(ref, a)[0] == "ok" and result(ref, a) != result(alt, a)
+            ]
+            pairs[pair] = ("weak" if seps else "twin", seps[0] if seps else None, len(seps) / draws)
+            print(
+                p.split,
+                p.family,
+                p.tier,
+                p.key,
+                "<-",
+                key,
+                pairs[pair][0],
+                repr(pairs[pair][1])[:60],
+                f"separating share {pairs[pair][2]:.3f}",
+            )
+        counts[(p.split, pairs[pair][0])] += 1
+    print(
+        json.dumps(
+            {
+                "n_train_per_cell": n_train,
+                "flagged": [flagged, len(items)],
+                "by_split_class": {f"{a}/{b}": v for (a, b), v in sorted(counts.items())},
+                "distinct_pairs": dict(collections.Counter(v[0] for v in pairs.values())),
+                "generate_s": round(gen_s, 1),
+            }
+        )
+    )
+
+
+if args.eval_flag:
+    eval_flag_classes(N_TRAIN)
+    raise SystemExit(0)
 
 
 def tdesc(v):

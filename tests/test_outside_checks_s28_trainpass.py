@@ -11,6 +11,12 @@ The real case pinned here (found with the audit's method at small N): held-out c
 tier 2, seed 0, `catalogue:reverse_string` (`s[::-1]`) is passed by the training function of
 `gen:strcase|contains|suffix|reverse` (`if 'B' in s: return s + 'ed'; return s[::-1]`): no
 test input holds a 'B'. Catalogue tasks have no sibling structures to tell apart.
+
+Session 29 (neighbours helper): generation now adds a case holding every character of the
+generators' alphabet to such tests ('B' included), so that training function fails the item
+(`tests/test_outside_checks_s29_neighbours.py`). To keep testing the flag itself, `_train()`
+moves its trigger to 'Q' (no generated string and no test holds one): the same function a
+training set of that key could hold with another constant, and it still passes every test.
 """
 
 from __future__ import annotations
@@ -32,8 +38,16 @@ def _held() -> list[P.Problem]:
     return P.generate("code_function", 2, 20, 0, "heldout")
 
 
+def _untriggered(items: list[P.Problem]) -> list[P.Problem]:
+    """The items, the TRAIN_KEY ones with their trigger 'B' moved to 'Q' (see above)."""
+    return [
+        dataclasses.replace(t, answer=t.answer.replace("'B'", "'Q'")) if t.key == TRAIN_KEY else t
+        for t in items
+    ]
+
+
 def _train() -> list[P.Problem]:
-    return P.generate("code_function", 2, 200, 0, "train")
+    return _untriggered(P.generate("code_function", 2, 200, 0, "train"))
 
 
 def _renamed(src: P.Problem, to: P.Problem) -> str:
@@ -156,7 +170,7 @@ class _Backend:
         pass
 
 
-def test_evaluation_prints_accuracy_without_items_a_training_function_passes():
+def test_evaluation_prints_accuracy_without_items_a_training_function_passes(monkeypatch):
     """A model that only memorised the training function scores 1/20 on held-out new functions;
     without the flagged item it scores 0/19, and the eval JSON, the item records, `hillclimb
     eval`'s overall line and the climb report all say so, beside the plain figure."""
@@ -165,6 +179,8 @@ def test_evaluation_prints_accuracy_without_items_a_training_function_passes():
     from hillclimb.eval.cli import overall_line
     from hillclimb.eval.problems_suite import backend_rollouts
 
+    real = tasks._train_items
+    monkeypatch.setattr(tasks, "_train_items", lambda *a: tuple(_untriggered(list(real(*a)))))
     cfg = tasks.TaskEvalConfig(
         n_per_tier=20,
         families=["code_function"],

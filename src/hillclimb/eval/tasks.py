@@ -135,8 +135,10 @@ ARITH_FLAG_TRAIN_N = 500
 # Training code items per code family x tier the `passed_by_train_fn` flag compares with, at
 # least (the same `_train_items` as the lookup baseline and the word flag, at the evaluation's
 # seed), of both code families and every evaluated tier: a tier-4 training function passes a
-# tier-2 held-out item. Seed 0, 20 per cell, tiers 1-4: 6 of 160 code items per split flagged
-# at 500, 13 at 1,500 (it grows with the sample: a lower bound); 500 is what the lookup
+# tier-2 held-out item. Seed 0, 20 per cell, tiers 1-4: 4 of 160 code items per split flagged
+# at 500, 10 and 9 (heldout, heldout_phrasing) at 1,500 since session 29's alphabet case
+# (`codegen.alphabet_case`; 6 and 13 before) — it grows with the sample: a lower bound
+# (`python bench/heldout_code_audit.py --eval-flag --n-train N`); 500 is what the lookup
 # baseline already draws, so both flags cost 1.6-2.3 s there (2 busy cores), while 1,500 took
 # 52 s to generate. Every tier whatever `--tiers` says would make a one-tier evaluation
 # generate all four (a 2-item code_function tier-1 problems-suite test went from 7 to 52 s).

@@ -16,7 +16,9 @@ Why it is built this way:
 - **Tests come from running our reference** in-process on edge cases and random inputs that
   include the function's constants and their neighbours. A function whose tests barely
   distinguish it from a constant (fewer than 3 distinct results, or one boolean value) gets new
-  constants, then a new structure; so does one with an overlong test line.
+  constants, then a new structure; so does one with an overlong test line. A function of one
+  string also gets a case holding every character generated strings draw from
+  (`alphabet_case`, session 29): a training rule on one character passed tests that held none.
 - **Function names** are `<what it returns>_<what it reads>` from small pools per aggregate and
   source (`total_values`, `longest_words`, `count_by_remainder_digits`), or a generic verb for
   scalar forms (`compute`, `adjust`): descriptive, never the structure itself.
@@ -25,6 +27,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import random
 from collections.abc import Callable
@@ -33,9 +36,11 @@ from typing import Any
 
 from hillclimb.problems import codegen_pipeline as pipeline
 from hillclimb.problems.base import derive_seed
+from hillclimb.problems.codegen_ends import ALPHABET
 from hillclimb.problems.codegen_scalar import FORMS
 from hillclimb.problems.codegen_spec import GenSpec
 from hillclimb.problems.codetasks import (
+    OPEN_DOMAIN,
     Instance,
     assert_line,
     canonical,
@@ -102,7 +107,8 @@ def instance_of(
     spec: GenSpec, siblings: Callable[[], list[GenSpec]] | None = None
 ) -> Instance | None:
     """The tested instance of a generated spec, or None if its tests would be weak or unwieldy,
-    or if the reference cannot be told apart from an ablation or a sibling (`tell_apart`)."""
+    or if the reference cannot be told apart from an ablation or a sibling (`tell_apart`).
+    A function of one string also gets `alphabet_case` (never a reason to refuse it)."""
     source = canonical(spec.code)
     fn = compile_function(source, spec.name)
     cases = derive_cases(source, fn, spec.edges, spec.inputs, N_RANDOM_CASES, strict=False)
@@ -117,7 +123,8 @@ def instance_of(
     told = tell_apart(source, fn, cases, alternatives, samplers)
     if told is None:
         return None
-    cases = told
+    extra = alphabet_case(source, fn, told, spec.name)  # generated specs hold for any string
+    cases = told if extra is None else (*told, extra)
     if any(len(assert_line(spec.name, a, e)) > MAX_TEST_LINE for a, e in cases):
         return None
     return Instance(
@@ -241,7 +248,7 @@ def draw(
     inst = draw_instance(rng, tier)
     if accept is not None and not accept(inst.key):
         return inst.key
-    return inst
+    return with_alphabet_case(inst)
 
 
 def _tok(x: Any) -> tuple:
@@ -326,3 +333,53 @@ def reference_ok(inst: Instance) -> bool:
         if got != expected or type(got) is not type(expected):
             return False
     return True
+
+
+# ------------------------------------------------------------ characters a generated rule tests
+# Why (session 29): a training function of another key passed a held-out item's tests in 25 of
+# 320 items at 1,500 training items per family x tier (`baselines.flag_passed_by_train_fn`,
+# tiny eval settings); where it was a string rule on one character ("if 'B' in s", "drop 'i'")
+# the item's tests held no such character. Generated strings draw from `ALPHABET`, so one test
+# string holding every character of it no case holds yet fails every "contains" rule at once.
+
+
+def alphabet_case(
+    source: str, fn: Callable, cases: tuple[tuple[tuple, Any], ...], name: str
+) -> tuple[tuple, Any] | None:
+    """For a function of one string, an input holding every character of the generators'
+    alphabet (`codegen_ends.ALPHABET`) that no case holds yet, in an order seeded by the source
+    (so paired splits keep equal tests), with the reference's result; None when no character is
+    missing, the function takes other arguments, or the line would be over `MAX_TEST_LINE`.
+
+    Why one string: a rule that tests for a character ("reverse unless s holds a 'B'") equals
+    many functions on every input without it (session 28: it passed held-out `reverse_string`);
+    one case fails every such rule on any character generated strings can hold. It does not
+    reach rules on where a character stands (`s.startswith('t')`): those would need a case per
+    character."""
+    if not cases or any(len(a) != 1 or not isinstance(a[0], str) for a, _ in cases):
+        return None
+    held = set("".join(a[0] for a, _ in cases))
+    missing = [c for c in ALPHABET if c not in held]
+    if not missing:
+        return None
+    random.Random(derive_seed("code-alphabet", source)).shuffle(missing)
+    args = ("".join(missing),)
+    try:
+        expected = fn(*args)
+    except Exception:  # noqa: BLE001 - outside the reference's domain
+        return None
+    if len(assert_line(name, args, expected)) > MAX_TEST_LINE:
+        return None
+    return (args, expected)
+
+
+@functools.lru_cache(maxsize=4096)
+def with_alphabet_case(inst: Instance) -> Instance:
+    """A catalogue instance with `alphabet_case` added where its spec holds for every string
+    (`codetasks.OPEN_DOMAIN`; not for tasks whose strings must be lowercase or well formed)."""
+    if inst.meta.get("task") not in OPEN_DOMAIN:
+        return inst
+    extra = alphabet_case(
+        inst.source, compile_function(inst.source, inst.name), inst.cases, inst.name
+    )
+    return inst if extra is None else dataclasses.replace(inst, cases=(*inst.cases, extra))

@@ -56,6 +56,8 @@ def int_list(r: random.Random, interesting: list, lo: int = -9, hi: int = 20, n:
 
 
 _ALPHABET = "aaabcdeeeiilnoorsstuxyzABEZ0127"
+# Every character generated strings draw from (and so every one a generated rule can test for).
+ALPHABET = "".join(dict.fromkeys(_ALPHABET))
 
 
 def text(r: random.Random, interesting: list, n: int = 9) -> str:

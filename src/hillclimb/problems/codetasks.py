@@ -607,6 +607,21 @@ TASKS: tuple[CodeTask, ...] = (
 )
 
 _INDEX = {t.name: i for i, t in enumerate(TASKS)}
+# One-string tasks whose spec holds for every string, not only for what their sampler draws
+# (lowercase words): these get a case holding the characters generated rules test for
+# (`codegen.with_alphabet_case`, session 29). Not in it: `caesar` and `count_vowels` (lowercase
+# only), `capitalize_words` (a generated key's twin, tested as that family).
+OPEN_DOMAIN = frozenset(
+    {
+        "greet",
+        "reverse_string",
+        "is_palindrome",
+        "count_char",
+        "char_counts",
+        "balanced",
+        "run_length",
+    }
+)
 BY_TIER: dict[int, tuple[CodeTask, ...]] = {
     t: tuple(x for x in TASKS if x.tier == t) for t in (1, 2, 3, 4)
 }
