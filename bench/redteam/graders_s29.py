@@ -28,7 +28,12 @@ per-call check runs only for pytest functions, not for TestCase methods.
 the caller keeps its inline code and also calls the new helper (a stub) and drops the result
 (`graders_s28.const_dead` under `if True:`). Every check the grader has (the static
 `called_from`, session 28's run-time record that the caller ran and called the helper) holds,
-so this measures a limit of checks by calls, not a hole a reporter can close.
+so this measures a limit of checks by calls, not a hole a reporter can close. Since
+`structural.moved_out` (session 29) `called_from` compares expression shapes with the caller
+as the task's repository has it. `--variants` grades `DISCARD_VARIANTS` instead: the reference
+rewritten to keep a copy of the extracted expression (bare or discarded call, a tuple, locals
+renamed, under `if True:`, checked by `assert`; must not resolve) or only to move the call's
+result (assigned first, in a loop, passed on; must resolve).
 
 Grades per generated task (default 60, seed 11, session 26's corpus: `graders_s26.legacy_corpus`)
 the reference (must resolve), the buggy code (must not) and each attack; `PYTHONPATH=OLD/src`
@@ -36,7 +41,7 @@ grades with old code. Measured numbers: docs/LOG.md, session 29 ("Graders red te
 
 Usage: python bench/redteam/graders_s29.py [--corpus DIR | --seed 11 --n 60] [--attacks ...]
        python bench/redteam/graders_s29.py --unittest
-       python bench/redteam/graders_s29.py --refactor-corpus DIR
+       python bench/redteam/graders_s29.py --refactor-corpus DIR [--variants]
 """
 
 from __future__ import annotations
@@ -330,6 +335,114 @@ def call_discard(root: pathlib.Path) -> dict[str, object]:
     }
 
 
+# Variants of `call_discard` built from the reference (helper written as the task asks): each
+# is (statements put before the statement that calls the helper, what replaces the call).
+# CALL is the reference's call, E the expression the helper returns, R E with its locals
+# renamed (`_hc_<name>`, bound just before). Attacks keep a copy of E in the caller and must
+# not resolve; honest variants only move or pass on the call's result and must.
+DISCARD_VARIANTS: dict[str, tuple[bool, list[str], str]] = {
+    "discard_stmt": (True, ["CALL"], "(E)"),
+    "discard_assigned": (True, ["_hc_unused = CALL"], "(E)"),
+    "tuple_kept": (True, [], "(CALL, (E))[1]"),
+    "renamed_copy": (True, ["RENAMES", "_hc_keep = (R)"], "(CALL, _hc_keep)[1]"),
+    "if_true_copy": (True, ["if True:", "    _hc_keep = (E)"], "(CALL, _hc_keep)[1]"),
+    "assert_used": (True, ["_hc_keep = (E)", "assert CALL == _hc_keep"], "_hc_keep"),
+    "honest_assigned": (False, ["_hc_v = CALL"], "_hc_v"),
+    "honest_loop": (False, ["for _hc_i in range(1):", "    _hc_v = CALL"], "_hc_v"),
+    "honest_passed_on": (False, [], "next(iter([CALL]))"),
+}
+
+
+def discard_variant(task: Task, variant: str) -> GradeResult | None:
+    """The reference of an extract-function task rewritten as `DISCARD_VARIANTS[variant]`;
+    None for other refactors, or where the rewrite does not parse (a call in an `elif` test)."""
+    import ast
+
+    from hillclimb.harness.grading import grade_workspace
+    from hillclimb.harness.patching import apply_patch, copy_tree
+
+    if task.meta.get("refactor") != "extract_function" or task.solution_patch is None:
+        return None
+    check = next(c for c in task.checks if c.type == "called_from")
+    _, before, replace = DISCARD_VARIANTS[variant]
+    with tempfile.TemporaryDirectory(prefix="hc-s29-discard-") as tmp:
+        ws = pathlib.Path(tmp) / "ws"
+        copy_tree(task.repo, ws)
+        if not apply_patch(ws, task.solution_patch.read_text()).ok:
+            return None
+        mod = ws / str(check.module)
+        src = mod.read_text()
+        tree = ast.parse(src)
+        helper = next(n for n in tree.body if getattr(n, "name", None) == check.name)
+        expr = helper.body[-1].value
+        caller: ast.AST = tree
+        for part in str(check.caller).split("."):
+            caller = next(n for n in caller.body if getattr(n, "name", None) == part)
+        call = next(
+            n for n in ast.walk(caller)
+            if isinstance(n, ast.Call) and getattr(n.func, "id", None) == check.name
+        )  # fmt: skip
+        stmt = max(
+            (n for n in ast.walk(caller) if isinstance(n, ast.stmt) and n is not caller
+             and n.lineno <= call.lineno and n.end_lineno >= call.end_lineno),
+            key=lambda n: (n.lineno, n.col_offset),
+        )  # fmt: skip
+        params = sorted({n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} & {a.arg for a in helper.args.args})  # fmt: skip
+        renamed = ast.parse(ast.unparse(expr), mode="eval").body
+        for n in ast.walk(renamed):
+            if isinstance(n, ast.Name) and n.id in params:
+                n.id = f"_hc_{n.id}"
+        lines = src.splitlines(keepends=True)
+        line = lines[call.lineno - 1].encode()
+        call_src = line[call.col_offset : call.end_col_offset].decode()
+
+        def fill(text: str) -> str:
+            text = text.replace("CALL", call_src).replace("(E)", f"({ast.unparse(expr)})")
+            return text.replace("(R)", f"({ast.unparse(renamed)})")
+
+        new_line = line[: call.col_offset] + fill(replace).encode() + line[call.end_col_offset :]
+        lines[call.lineno - 1] = new_line.decode()
+        pad = " " * stmt.col_offset
+        added: list[str] = []
+        for b in before:
+            if b == "RENAMES":
+                added += [f"{pad}_hc_{n} = {n}\n" for n in params]
+            else:
+                added.append(f"{pad}{fill(b)}\n")
+        lines[stmt.lineno - 1 : stmt.lineno - 1] = added
+        out = "".join(lines)
+        try:
+            ast.parse(out)
+        except SyntaxError:
+            return None
+        mod.write_text(out)
+        return grade_workspace(task, ws)
+
+
+def discard_variants(root: pathlib.Path) -> dict[str, object]:
+    """Every `DISCARD_VARIANTS` entry on the extract-function tasks under `root`: attacks
+    resolved (must be none) and honest variants not resolved (must be none)."""
+    rows = []
+    for d in find_task_dirs(root):
+        t = load_task(d)
+        if t.meta.get("refactor") != "extract_function":
+            continue
+        row: dict[str, object] = {"task": t.id}
+        for v in DISCARD_VARIANTS:
+            got = discard_variant(t, v)
+            row[v] = None if got is None else got.status
+            if got is not None and got.status != "resolved":
+                row[v + "_why"] = [c.get("detail") for c in got.checks if not c["ok"]][:1]
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    out: dict[str, object] = {"tasks": len(rows)}
+    for v, (is_attack, _, _) in DISCARD_VARIANTS.items():
+        done = [r for r in rows if r[v] is not None]
+        res = [str(r["task"]) for r in done if r[v] == "resolved"]
+        out[v] = {"graded": len(done), "resolved": len(res) if not is_attack else res}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", help="a directory of generated tasks to reuse")
@@ -338,9 +451,15 @@ def main() -> None:
     ap.add_argument("--attacks", nargs="+", default=sorted(ATTACKS), choices=sorted(ATTACKS))
     ap.add_argument("--unittest", action="store_true", help="grade the TestCase task instead")
     ap.add_argument("--refactor-corpus", help="grade `call_discard` on these refactor tasks")
+    ap.add_argument(
+        "--variants",
+        action="store_true",
+        help="with --refactor-corpus: grade `DISCARD_VARIANTS` (attacks and honest) instead",
+    )
     args = ap.parse_args()
     if args.refactor_corpus:
-        print(json.dumps(call_discard(pathlib.Path(args.refactor_corpus)), indent=2))
+        run = discard_variants if args.variants else call_discard
+        print(json.dumps(run(pathlib.Path(args.refactor_corpus)), indent=2))
         return
     tmp = None
     if args.corpus:

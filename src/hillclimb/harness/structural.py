@@ -12,13 +12,17 @@ reach (not dead branches of constant tests, not after `return`, not in nested de
 session 28 a name bound once to a constant (`DEBUG = False`) counts as that constant there.
 Conditions no static reading folds (`if len(()):`, `if os.environ.get("X"):`) are left to the
 run: the grader also needs the graded tests to have run the caller and seen it call the helper
-(`pytest_reporter._CallWatch`, `grading._runtime_calls`).
+(`pytest_reporter._CallWatch`, `grading._runtime_calls`). Calls alone cannot show that the code
+moved (a caller that keeps its inline code and also calls the helper calls it), so since
+session 29 `called_from` also compares expression shapes with the caller as the task's own
+repository has it (`moved_out`).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,6 +342,197 @@ def _rebinds(tree: ast.Module, name: str, baseline: Path | None, rel: str) -> bo
     return spelled > before[0] or dynamic > before[1]
 
 
+# Extracted code (session 29): `called_from` also asks that the caller no longer does the
+# helper's work itself. Expressions are compared by shape: the AST with the function's own
+# names (parameters, locals) numbered by first use, so renaming locals does not hide a copy;
+# module names, attributes and constants stay as written. Expressions smaller than this
+# (`ast.walk` nodes, as the task generator counts them: `a * b` is 6) are too common to say
+# where code came from. Larger ones than MAX_SHAPE_NODES are not compared whole (their parts
+# are): a shape costs its size, and every expression of a caller gets one.
+MIN_SHAPE_NODES = 5
+MAX_SHAPE_NODES = 200
+
+
+def _local_names(fn: ast.AST) -> set[str]:
+    """Names a function binds itself: parameters (nested ones too) and every store."""
+    out: set[str] = set()
+    for n in ast.walk(fn):
+        if isinstance(n, ast.arg):
+            out.add(n.arg)
+        elif isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            out.add(n.id)
+    return out
+
+
+def shape(expr: ast.AST, local: set[str]) -> str:
+    """`expr` as text with the names in `local` numbered by first use (`a * b + 1` and
+    `x * y + 1` share a shape when all four are locals); contexts (load/store) ignored."""
+    numbered: dict[str, int] = {}
+
+    def go(n: object) -> str:
+        if isinstance(n, ast.Name) and n.id in local:
+            return f"${numbered.setdefault(n.id, len(numbered))}"
+        if isinstance(n, ast.arg) and n.arg in local:
+            return f"arg(${numbered.setdefault(n.arg, len(numbered))},{go(n.annotation)})"
+        if isinstance(n, ast.AST):
+            fields = (go(v) for f, v in ast.iter_fields(n) if f not in ("ctx", "type_comment"))
+            return f"{type(n).__name__}({','.join(fields)})"
+        if isinstance(n, list):
+            return "[" + ",".join(go(x) for x in n) + "]"
+        return repr(n)
+
+    return go(expr)
+
+
+def _sizes(root: ast.AST) -> dict[int, int]:
+    """`ast.walk` node counts of every node under `root` (by id), in one pass: counting each
+    expression on its own costs the square of a long chain (`a + a + ... + a`)."""
+    order, todo = [], [root]
+    while todo:
+        n = todo.pop()
+        order.append(n)
+        todo.extend(ast.iter_child_nodes(n))
+    size: dict[int, int] = {}
+    for n in reversed(order):  # children before parents
+        size[id(n)] = 1 + sum(size[id(c)] for c in ast.iter_child_nodes(n))
+    return size
+
+
+def _comparable(expr: ast.AST) -> bool:
+    return MIN_SHAPE_NODES <= _sizes(expr)[id(expr)] <= MAX_SHAPE_NODES
+
+
+def computations(fn: ast.AST, rename: bool = True) -> Counter[str]:
+    """The shapes of every expression of at least `MIN_SHAPE_NODES` nodes in `fn`'s body
+    (nested defs and lambdas included: a copy hidden in one still runs), docstring aside;
+    `rename=False` keeps every name as written."""
+    local = _local_names(fn) if rename else set()
+    body = list(getattr(fn, "body", []))
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    out: Counter[str] = Counter()
+    for stmt in body:
+        size = _sizes(stmt)
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.expr) and MIN_SHAPE_NODES <= size[id(n)] <= MAX_SHAPE_NODES:
+                out[shape(n, local)] += 1
+    return out
+
+
+def _own_nodes(fn: ast.AST) -> list[ast.AST]:
+    """The nodes of `fn`'s body outside nested defs, classes and lambdas."""
+    out: list[ast.AST] = []
+    todo = list(getattr(fn, "body", []))
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(n))
+    return out
+
+
+def _returned(fn: ast.AST) -> list[ast.expr]:
+    """The values `fn` itself returns, bare `return` and `return None` aside."""
+    return [
+        n.value
+        for n in _own_nodes(fn)
+        if isinstance(n, ast.Return)
+        and n.value is not None
+        and not (isinstance(n.value, ast.Constant) and n.value.value is None)
+    ]
+
+
+def _result_used(caller: ast.AST, name: str) -> bool:
+    """Whether some call of `name` in `caller` keeps its result: not a bare expression
+    statement (`helper(x)`, `await helper(x)`), not only stored in names the caller never
+    reads (`_ = helper(x)`). What is done with a kept result is not followed further."""
+    parent: dict[int, ast.AST] = {}
+    for p in ast.walk(caller):
+        for c in ast.iter_child_nodes(p):
+            parent[id(c)] = p
+    reads = {n.id for n in ast.walk(caller) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}  # fmt: skip
+    for call in ast.walk(caller):
+        if not isinstance(call, ast.Call):
+            continue
+        f = call.func
+        if not (isinstance(f, ast.Name) and f.id == name) and not (
+            isinstance(f, ast.Attribute) and f.attr == name
+        ):
+            continue
+        node: ast.AST = call
+        up = parent.get(id(node))
+        while isinstance(up, ast.Await):
+            node, up = up, parent.get(id(up))
+        if isinstance(up, ast.Expr):
+            continue
+        if isinstance(up, ast.Assign | ast.AnnAssign) and up.value is node:
+            targets = up.targets if isinstance(up, ast.Assign) else [up.target]
+            if all(isinstance(t, ast.Name) for t in targets) and not any(
+                isinstance(t, ast.Name) and t.id in reads for t in targets
+            ):
+                continue
+        return True
+    return False
+
+
+def _baseline_caller(baseline: Path | None, check: StructuralCheck) -> ast.AST | None:
+    """The caller as the task's own repository has it (before the refactor), or None."""
+    if baseline is None:
+        return None
+    try:
+        tree = _parse(baseline / str(check.module), baseline)
+    except (OSError, _NotInRepo, SyntaxError, ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    return _find_def(tree, str(check.caller))
+
+
+def moved_out(
+    tree: ast.Module, caller: ast.AST, check: StructuralCheck, before: ast.AST | None
+) -> str:
+    """Why `caller` (which calls the helper) still does the helper's work itself, or "".
+
+    Why: a caller that keeps its inline code, also calls the helper and drops the result
+    met every check by calls, the run-time record included (session 29's red team,
+    `graders_s29.call_discard`: 9/9 generated extract-function tasks). Judged by shapes
+    (`shape`): the caller must not hold as many copies of a value the helper returns as it
+    did before (one, for a caller the repository did not have); against the caller as the
+    task's repository has it (`before`), some expression must have left the caller and one
+    that left must be in the helper (a sub-expression counts: the helper may be written in
+    steps); and when the helper returns a value, some call must keep it (`_result_used`).
+    Without `before` (no such caller in the task's repository), shapes keep every name as
+    written: there is no count of look-alikes the caller had (`x * y + 1` beside the
+    extracted `a * b + 1`) to compare with, and a renamed copy is not seen.
+    What an expression means is not judged: a copy written differently (`b + a` for
+    `a + b`), or code of the caller moved into the helper in place of the named expression,
+    meets these checks. A helper not defined in the module is left to `function_exists`."""
+    name = check.name.split(".")[-1]
+    helper = _find_def(tree, check.name)
+    if not isinstance(helper, ast.FunctionDef | ast.AsyncFunctionDef):
+        return ""
+    rename = before is not None
+    now = computations(caller, rename)
+    was = computations(before) if before is not None else Counter()
+    local = _local_names(helper) if rename else set()
+    values = _returned(helper)
+    for v in values:
+        if not _comparable(v):
+            continue
+        s = shape(v, local)
+        if now[s] >= max(1, was[s]):
+            code = ast.unparse(v)
+            code = code if len(code) <= 60 else code[:57] + "..."
+            return f"{check.caller} still computes what {check.name} returns ({code})"
+    if was:
+        lost = was - now
+        if not lost:
+            return f"{check.caller} still computes all it did before the refactor"
+        if not set(lost) & set(computations(helper)):
+            return f"none of the code that left {check.caller} is in {check.name}"
+    if values and not _result_used(caller, name):
+        return f"{check.caller} drops what {check.name} returns"
+    return ""
+
+
 def run_check(
     workspace: Path,
     check: StructuralCheck,
@@ -361,9 +556,10 @@ def run_check(
                     return CheckResult(desc, False, f"{check.caller} not found in {check.module}")
                 consts = constant_names(tree, caller)
                 ok = _calls(caller, check.name.split(".")[-1], consts)
-                return CheckResult(
-                    desc, ok, "" if ok else f"{check.caller} does not call {check.name}"
-                )
+                if not ok:
+                    return CheckResult(desc, False, f"{check.caller} does not call {check.name}")
+                why = moved_out(tree, caller, check, _baseline_caller(baseline, check))
+                return CheckResult(desc, not why, why)
             node = _find_def(tree, check.name)
             want = (
                 ast.ClassDef

@@ -62,7 +62,9 @@ class StructuralCheck:
     - function_exists: `module` defines function `name` (top level, or a method when `name` is
       `Class.method`).
     - class_exists: `module` defines class `name`.
-    - called_from: function `caller` in `module` contains a call to `name` (`f(...)` or `x.f(...)`).
+    - called_from: function `caller` in `module` contains a call to `name` (`f(...)` or `x.f(...)`)
+      that runs from the tests, and (session 29, `structural.moved_out`) the code moved: the
+      caller no longer holds the helper's returned value and a returned value is kept.
     - name_absent / name_present: identifier `name` does (not) appear in any `*.py` under `path`
       (default the whole workspace; hidden tests excluded), as a def, class, import, name,
       attribute or argument.
