@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 import torch
 
+import hillclimb
 from _train_util import save_tokenizer_dir, write_shards
 from hillclimb.errors import ConfigError
 from hillclimb.train import TrainConfig
 from hillclimb.train import copy_check as CC
 from hillclimb.train.logging import read_jsonl
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+# the subprocesses import the hillclimb these tests import (PYTHONPATH may name another tree)
+SRC = str(Path(hillclimb.__file__).resolve().parents[1])
 # the real CLI with the pass threshold set first: a micro model never copies (chance, ~0.00), so
 # 0.0 makes the first check pass (an early end) and 2.0 makes none pass (the maximum)
 WRAP = (

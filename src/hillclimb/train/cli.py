@@ -134,6 +134,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(--copy-warmup-steps is then the maximum); 0: a fixed warm-up (default 50)",
     )
     t.add_argument(
+        "--copy-warmup-weight-decay",
+        dest="copy_warmup_weight_decay",
+        type=float,
+        default=None,
+        help="weight decay on matrices during the copy warm-up; the corpus phase after it uses "
+        "--weight-decay (default: --weight-decay throughout)",
+    )
+    t.add_argument(
         "--fim-rate",
         dest="fim_rate",
         type=float,

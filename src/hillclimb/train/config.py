@@ -59,6 +59,12 @@ class TrainConfig:
     # default suits a short warm-up too). Why: the plateau before copying forms lasts a
     # seed-dependent 300 to > 700 steps (docs/areas/train.md, "Copy rows")
     copy_warmup_check_every: int = 50
+    # pre-training with copy_warmup_steps: the weight decay of the decay group (matrices) during
+    # the copy warm-up, fixed or adaptive; the corpus phase after it uses `weight_decay` (None:
+    # `weight_decay` throughout). Why: at 0.1 the copy loss drifts down slowly instead of
+    # breaking; at 0 seeds 1-2 passed the probe at step 450, at 0.1 not by 1,500 (docs/LOG.md,
+    # session 28)
+    copy_warmup_weight_decay: float | None = None
     # pre-training only: this share of the document pieces in each window is rearranged for
     # fill-in-the-middle (prefix, suffix, then the middle; `train.fim`), and of those this share
     # in the SPM layout (suffix first) rather than PSM. 0.5 / 0.5 are StarCoder's and Bavarian et
@@ -152,6 +158,12 @@ class TrainConfig:
             need(math.isfinite(v), f"{name} must be a finite number, got {v}")
         need(self.lr > 0 and self.muon_lr > 0, "learning rates must be > 0")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        cwd = self.copy_warmup_weight_decay
+        need(
+            cwd is None or (math.isfinite(cwd) and cwd >= 0),
+            "copy_warmup_weight_decay must be a finite number >= 0 (or unset: weight_decay "
+            f"throughout), got {cwd}",
+        )
         for name in ("beta1", "beta2", "muon_momentum"):
             v = getattr(self, name)
             need(0 <= v < 1, f"{name} must be in [0, 1), got {v}")
@@ -243,6 +255,11 @@ class SFTConfig(TrainConfig):
         super().__post_init__()
         if self.copy_warmup_steps:
             raise ConfigError("copy_warmup_steps is a pre-training option (SFT starts from one)")
+        if self.copy_warmup_weight_decay is not None:
+            raise ConfigError(
+                "copy_warmup_weight_decay is a pre-training option (the decay during the copy "
+                "warm-up; SFT has none): use weight_decay"
+            )
         if self.fim_rate:
             raise ConfigError(
                 "fim_rate is a pre-training option; SFT trains FIM from `fim` records "

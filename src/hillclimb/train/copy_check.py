@@ -215,6 +215,10 @@ class CopyWarmup:
     checks: list[dict[str, Any]] = field(default_factory=list)  # {"step", "top1", "passed"}
     # what the checks score (`probe_rows`); the training loop passes them to its probe
     rows: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    # the decay group's weight decay while the warm-up lasts (`copy_warmup_weight_decay`, or the
+    # run's `weight_decay` when unset); the loop sets it before each warm-up step and the run's
+    # own after the end. None: the loop leaves the decay alone (a caller without a setting)
+    weight_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.check_every < 0:
@@ -258,6 +262,7 @@ class CopyWarmup:
             "threshold": self.threshold,
             "passed": any(c["passed"] for c in self.checks),
             "checks": [dict(c) for c in self.checks],
+            "weight_decay": self.weight_decay,
         }
 
     def load(self, state: dict[str, Any] | None) -> None:

@@ -48,7 +48,7 @@ from hillclimb.train import checkpointing as ck
 from hillclimb.train import distributed as D
 from hillclimb.train.config import TrainConfig
 from hillclimb.train.logging import RunLogger, clear_logs, truncate_after
-from hillclimb.train.optim import build_optimizers
+from hillclimb.train.optim import build_optimizers, decay_param_ids, set_weight_decay
 from hillclimb.train.schedule import apply_lr, lr_multiplier_with_hold
 
 if TYPE_CHECKING:
@@ -503,6 +503,9 @@ class Trainer:
             muon_lr=cfg.muon_lr,
             muon_momentum=cfg.muon_momentum,
         )
+        # the decay group's parameters, for a weight decay that changes with the phase
+        # (`set_decay`: pre-training's copy warm-up)
+        self.decay_ids = decay_param_ids(model, cfg.optimizer)
         self.step, self.tokens_seen = 0, 0
         self.extra_state: dict[str, Any] = {}  # the caller's resumable state (RL: curriculum...)
         if resume_from is not None:
@@ -573,6 +576,10 @@ class Trainer:
         self.last_saved = self.step if resume_from else -1
         self.t_loop = time.perf_counter()
         self.tokens_at_loop = self.tokens_seen
+
+    def set_decay(self, weight_decay: float) -> None:
+        """The weight decay of the decay group (matrices) for the next step."""
+        set_weight_decay(self.optimizers, self.decay_ids, weight_decay)
 
     # ---- one optimizer step ----------------------------------------------------------------
     def update(
@@ -856,6 +863,9 @@ def _run(cfg: TrainConfig, task: TrainTask, out: Path, info: D.DistInfo) -> RunR
                 cfg.min_lr_ratio,
                 cfg.decay_frac,
             )
+            if cw is not None and cw.weight_decay is not None:
+                # the warm-up's decay until its end (checkpoint state), the run's own after it
+                tr.set_decay(cw.weight_decay if cw.in_warmup(tr.step) else cfg.weight_decay)
             ids, mask = task.batches(tr.step)
             st = tr.update({"ids": ids, "mask": mask}, ce, mult)
             tr.step += 1

@@ -128,6 +128,30 @@ def split_params(model: nn.Module, use_muon: bool) -> ParamSplit:
     return ParamSplit(decay, no_decay, muon, names)
 
 
+def decay_param_ids(model: nn.Module, optimizer: str = "adamw") -> frozenset[int]:
+    """Identities of the parameters in AdamW's decay group (`split_params`' `decay`).
+
+    Why by parameter and not by group: `load_state_dict` replaces each group's dict with the
+    saved one (extra keys included), so a marker kept on the group would vanish on resume from a
+    checkpoint written without it; the parameters themselves stay the model's."""
+    return frozenset(id(p) for p in split_params(model, use_muon=optimizer == "muon").decay)
+
+
+def set_weight_decay(optimizers: list, decay_ids: frozenset[int], weight_decay: float) -> None:
+    """Set `weight_decay` on every param group holding the decay group's parameters
+    (`decay_param_ids`); norms, embeddings, biases and Muon's matrices keep theirs.
+
+    Why a setter, called before each step like `schedule.apply_lr`: pre-training's copy warm-up
+    may decay matrices at another rate than the corpus phase after it
+    (`TrainConfig.copy_warmup_weight_decay`), and the rate in force is then a pure function of
+    the step and the warm-up's end (checkpoint state), so a resumed run matches one never
+    interrupted whatever rate the checkpoint's groups were saved with."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            if any(id(p) in decay_ids for p in group["params"]):
+                group["weight_decay"] = weight_decay
+
+
 def build_optimizers(
     model: nn.Module,
     *,

@@ -117,9 +117,11 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     if cfg.copy_warmup_steps > 0:
         from hillclimb.train.copy_check import COPY_THRESHOLD, CopyWarmup, probe_rows
 
+        wd = cfg.copy_warmup_weight_decay
         warmup = CopyWarmup(
             cfg.copy_warmup_steps, cfg.copy_warmup_check_every, COPY_THRESHOLD,
             rows=probe_rows(tok.vocab_size, set(tok.special_ids.values())),
+            weight_decay=cfg.weight_decay if wd is None else wd,
         )  # fmt: skip
     batches = PretrainBatches(
         train,
