@@ -29,11 +29,13 @@ needs_sandbox = pytest.mark.skipif(sandbox_backend() is None, reason="no sandbox
 # canonical code keys (a string pipeline keyed as its list twin) shifted tier-2 draws, so tier 2
 # was re-measured the same way (`strengthen_cases` replaced by the fixed cases, the cheats run by
 # the real checker): the special-cased buggy code passed 6 of 40 tier-2 items on those cases
-# (tier 1: the same 2 as before), a lookup with a constant none at tier 2.
+# (tier 1: the same 2 as before), a lookup with a constant none at tier 2. Session 29's alphabet
+# case (`codegen.alphabet_case`) changed which failing assert some prompts show, so ids moved;
+# re-measured the same way: tier 1 the same 2 (lookup the same 1), tier 2 again 6 (3 as before).
 SPECIAL_CASED_PASSED = {
     1: ("3bc663d5857a4bdd", "7a613c7f9930ffb7"),
-    2: ("145b0121ddcb6f3f", "d82aab44b1a6abab", "c6f5118f3f34242b", "9d6b9ce70d668064",
-        "a99628bc153b668d", "9196e3fdfd930364"),
+    2: ("145b0121ddcb6f3f", "d82aab44b1a6abab", "39c0c230fce9f65a", "78badebd31f0104b",
+        "830ec04637fa53cf", "9196e3fdfd930364"),
 }  # fmt: skip
 LOOKUP_PASSED = {1: ("3bc663d5857a4bdd",)}
 CONSTANTS = ("None", "0", "1", "-1", "''", "[]", "True", "False", "_a[0]")
@@ -128,8 +130,11 @@ def test_hidden_cases_move_no_item_and_keep_pairs_equal():
                     rows.append("|".join([p.id, p.split, p.key, p.prompt, p.answer]))
     digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
     # re-taken in session 27, when canonical code keys (problems/codegen_spec.canonical_key)
-    # deliberately moved string twins of list functions; the hidden cases still move nothing
-    assert digest == "4697d593a1c33fecce9c2c60530e2fbd141c54b1438a6eea87e17917e6926ff8"
+    # deliberately moved string twins of list functions; the hidden cases still move nothing.
+    # Re-taken in session 29: `codegen.alphabet_case` adds a case to one-string functions, which
+    # changes the failing assert some bug-fix prompts show (ids and prompts; splits and keys of
+    # these 160 items are those of the code before, checked against 6a4a5f7)
+    assert digest == "56c3dd724bd95e082793443dee839e6fc10834b07a8d6c4f2200618bab757059"
     for tier in P.TIERS:
         a = P.generate("code_bugfix", tier, 6, 3, "heldout")
         b = P.generate("code_bugfix", tier, 6, 3, "heldout_phrasing")
