@@ -59,7 +59,7 @@ sys.path += [str(ROOT / "tests"), str(ROOT / "src"), str(ROOT / "bench" / "redte
 
 from graders_s26 import grade_corpus, legacy_corpus  # noqa: E402
 from graders_s27 import _NEUTER, attack  # noqa: E402
-from graders_s28 import const_dead  # noqa: E402
+from graders_s28 import _TIMED, const_dead  # noqa: E402
 
 from hillclimb.harness.grading import GradeResult, grade_patch  # noqa: E402
 from hillclimb.harness.task import Task, find_task_dirs, load_task  # noqa: E402
@@ -220,51 +220,30 @@ UNITTEST_F2P = "tests/test_inventory.py::InventoryTest::test_add_duplicate_raise
 # While a TestCase method that hides nothing runs, its module's `make` builds an inventory
 # whose `add` refuses duplicates (the package keeps its bug); put back when the method returns.
 UNITTEST_TIMED = (
-    _NEUTER
+    _TIMED
     + """
 
-def _hc_case_timed():
-    import sys
+def _hc_case_swap(g):
+    real = g["store"].Inventory
 
-    def swap(g):
-        real = g["store"].Inventory
+    class Inventory(real):
+        def add(self, sku, name, price, quantity=0):
+            if sku in self.items:
+                raise ValueError(sku)
+            return super().add(sku, name, price, quantity)
 
-        class Inventory(real):
-            def add(self, sku, name, price, quantity=0):
-                if sku in self.items:
-                    raise ValueError(sku)
-                return super().add(sku, name, price, quantity)
+    def make():
+        inv = Inventory()
+        inv.add("A1", "apple", 0.5, 10)
+        inv.add("B2", "bread", 2.0, 3)
+        return inv
 
-        def make():
-            inv = Inventory()
-            inv.add("A1", "apple", 0.5, 10)
-            inv.add("B2", "bread", 2.0, 3)
-            return inv
-
-        saved = g["make"]
-        g["make"] = make
-        return saved
-
-    plain = {}
-
-    def hook(frame, event, arg):
-        f = frame.f_code.co_filename
-        if event not in ("call", "return") or not _hc_is_test_file(f):
-            return
-        if f not in plain:
-            plain[f] = set(_hc_neutered(f)[1])
-        if frame.f_code.co_name not in plain[f]:
-            return
-        g = frame.f_globals
-        if event == "call":
-            g["_hc_saved"] = swap(g)
-        elif "_hc_saved" in g:
-            g["make"] = g.pop("_hc_saved")
-
-    getattr(sys, "set" + "profile")(hook)
+    saved = g["make"]
+    g["make"] = make
+    return {"make": saved}
 
 
-_hc_case_timed()
+_hc_timed(_hc_case_swap)
 """
 )
 
