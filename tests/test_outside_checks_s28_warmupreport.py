@@ -59,3 +59,19 @@ def test_summary_terminal_and_report_carry_the_warmup(tmp_path, monkeypatch):
     head = _md(c).split("## Accuracy")[0]
     assert "did not form in-context copying" in head
     assert "ran to its maximum, 150 steps, without passing a check" in head
+
+
+def test_phrase_names_the_warmup_decay_when_recorded():
+    """Session 30: `run.json` records the warm-up's decay (`copy_warmup_weight_decay`, session 29);
+    the sentence the report and the terminal print now carries it, so two climbs' warm-ups can
+    be compared; runs recorded before it (no key) read as before."""
+    from hillclimb.climb.report import copy_warmup_phrase
+
+    assert copy_warmup_phrase({**_warmup(True), "weight_decay": 0.0}) == (
+        "The adaptive warm-up passed its check at step 150 (checked every 50). Weight decay "
+        "during it: 0."
+    )
+    assert copy_warmup_phrase({**_warmup(False), "weight_decay": 0.1}).endswith(
+        "best probe 0.440 at step 100. Weight decay during it: 0.1."
+    )
+    assert copy_warmup_phrase({**_warmup(True), "weight_decay": None}).endswith("every 50).")

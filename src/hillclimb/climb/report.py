@@ -1131,16 +1131,25 @@ def copy_check_line(key: str, rec: Any, warmup: Any = None) -> str | None:
 def copy_warmup_phrase(w: Any) -> str:
     """Where an adaptive copy warm-up ended (`run.json` `extra.copy_warmup`), as a sentence; ""
     for a fixed warm-up or none. Why: whether it passed a check early or ran to its maximum is
-    what says if more warm-up steps could help (a rising probe) or not."""
+    what says if more warm-up steps could help (a rising probe) or not. The weight decay it ran
+    at (`weight_decay`, recorded since session 29) follows when present."""
     if not isinstance(w, dict) or not w.get("check_every") or not isinstance(w.get("end"), int):
         return ""
     checks = [c for c in w.get("checks") or [] if isinstance(c.get("top1"), (int, float))]
+    wd = w.get("weight_decay")
+    # the decay it ran at (session 29's `copy_warmup_weight_decay`): where copying forms depends
+    # on it, so a reader comparing two climbs' warm-ups needs it beside the step
+    decay = f" Weight decay during it: {wd:g}." if isinstance(wd, int | float) else ""
     if w.get("passed"):
-        return f"The adaptive warm-up passed its check at step {w['end']} (checked every {w['check_every']})."
+        return (
+            f"The adaptive warm-up passed its check at step {w['end']} "
+            f"(checked every {w['check_every']}).{decay}"
+        )
     best = max(checks, key=lambda c: c["top1"], default=None)
     tail = f"; best probe {best['top1']:.3f} at step {best['step']}" if best else ""
     return (
-        f"The adaptive warm-up ran to its maximum, {w['end']} steps, without passing a check{tail}."
+        f"The adaptive warm-up ran to its maximum, {w['end']} steps, without passing a "
+        f"check{tail}.{decay}"
     )
 
 

@@ -363,6 +363,16 @@ def check_resume_config(
         for k in sorted(new)
         if k not in RESUME_FREE_FIELDS and k in prev and prev[k] != new[k]
     ]
+    # a setting added after the run started is absent from its record: the run trained with
+    # that setting's default, so a resume that sets another value changes the run just the same
+    # (session 29's `copy_warmup_weight_decay` on a session-28 run was resumed silently)
+    implied = _implied_settings(type(cfg), prev)
+    changed += [
+        f"{k}: (not recorded; the run predates it: default {implied[k]!r}) -> {new[k]!r}"
+        for k in sorted(new)
+        if k not in RESUME_FREE_FIELDS and k not in prev and k in implied
+        and implied[k] != new[k]
+    ]  # fmt: skip
     was_micro = rec.get("micro_batch_size")
     if micro is not None and isinstance(was_micro, int) and was_micro != micro:
         changed.append(
@@ -375,6 +385,22 @@ def check_resume_config(
             f"{out} was trained with other settings ({'; '.join(changed[:6])}{more}); resume it "
             "with the settings it was started with, or choose a new --out"
         )
+
+
+def _implied_settings(cls: type, prev: dict[str, Any]) -> dict[str, Any]:
+    """The settings a recorded run trained with, as `config.json` records them: its record with
+    every field it lacks at its default, resolved the way the config resolves it (an RL run's
+    `std_norm` follows its `loss_agg`). {} when the record no longer builds a config (a field
+    since removed or retyped): the fields it does hold are still compared as written."""
+    import dataclasses
+    import json
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    try:
+        cfg = cls.from_dict({k: v for k, v in prev.items() if k in known})
+        return json.loads(json.dumps(cfg.to_dict(), default=str))
+    except Exception:  # noqa: BLE001 - an old record that no longer validates: compare as written
+        return {}
 
 
 def finished_result(out: Path, step: int) -> RunResult | None:
