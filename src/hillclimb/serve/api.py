@@ -14,6 +14,7 @@ Errors travel as `APIError`, which the server renders as OpenAI's error object
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -215,25 +216,35 @@ _KNOWN_UNSUPPORTED = {
 }
 
 
+# pydantic adds union-member names ("str", "list[int]") to an error's location; they name no field
+_UNION_MEMBERS = frozenset(
+    {
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list[str]",
+        "list[int]",
+        "list[list[int]]",
+        "list[dict[str,any]]",
+        "dict[str,any]",
+    }
+)
+
+
 def _loc_param(err: dict[str, Any]) -> str:
-    parts = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
-    # pydantic adds union-member names ("str", "list[int]") to the location; drop them.
-    keep = []
-    for p in parts:
-        if p in {
-            "str",
-            "int",
-            "float",
-            "bool",
-            "list[str]",
-            "list[int]",
-            "list[list[int]]",
-            "list[dict[str,any]]",
-            "dict[str,any]",
-        }:
+    """The parameter an error's location names, written as the hand checks (and OpenAI's
+    messages) write it: `messages[0].content`, not pydantic's `messages.0.content` — one request
+    could otherwise get two spellings of the same field depending on which check refused it."""
+    out = ""
+    for p in err.get("loc", ()):
+        if isinstance(p, int) and not isinstance(p, bool):
+            out += f"[{p}]"
+        elif str(p).startswith("function-") or str(p) in _UNION_MEMBERS:
             continue
-        keep.append(p)
-    return ".".join(keep) if keep else "body"
+        else:
+            out += f".{p}" if out else str(p)
+    return out or "body"
 
 
 RequestT = TypeVar("RequestT", "CompletionRequest", "ChatCompletionRequest")
@@ -466,27 +477,9 @@ def _check_chat(req: ChatCompletionRequest) -> None:
                 f"messages[{i}].{name}",
                 "unknown_parameter",
             )
+    _check_tool_turns(req.messages)
     if req.tools:
-        for i, t in enumerate(req.tools):
-            fn = t.get("function")
-            name = fn.get("name") if isinstance(fn, dict) else None
-            if t.get("type") != "function" or not isinstance(name, str) or not name:
-                raise invalid(
-                    f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}.",
-                    f"tools[{i}]",
-                    "invalid_value",
-                )
-            # the template renders these into the prompt as they are: a wrong type would give
-            # the model a garbled tool (a silently wrong answer), so it is refused like OpenAI
-            for key, kind, label in (("description", str, "a string"),
-                                     ("parameters", dict, "a JSON Schema object"),
-                                     ("strict", bool, "a boolean")):  # fmt: skip
-                if fn.get(key) is not None and not isinstance(fn[key], kind):
-                    raise invalid(
-                        f"Invalid type for 'tools[{i}].function.{key}': expected {label}.",
-                        f"tools[{i}].function.{key}",
-                        "invalid_type",
-                    )
+        _check_tools(req.tools)
     tc = req.tool_choice
     if isinstance(tc, str) and tc not in ("auto", "none", "required"):
         raise invalid(
@@ -547,6 +540,142 @@ def _check_chat(req: ChatCompletionRequest) -> None:
             "Invalid type for 'chat_template_kwargs.enable_thinking': expected a boolean.",
             "chat_template_kwargs.enable_thinking",
             "invalid_type",
+        )
+
+
+# OpenAI's rule for a function's name: the name is also what the model writes back in its call,
+# and the template puts it between quotes in the prompt (a quote or markup would garble both)
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _check_tools(tools: list[dict[str, Any]]) -> None:
+    """Each tool `{'type': 'function', 'function': {'name', 'description'?, 'parameters'?,
+    'strict'?}}` with a well-formed, unique name; a 400 naming the first field that is not."""
+    seen: dict[str, int] = {}
+    for i, t in enumerate(tools):
+        fn = t.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if t.get("type") != "function" or not isinstance(name, str) or not name:
+            raise invalid(
+                f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}.",
+                f"tools[{i}]",
+                "invalid_value",
+            )
+        assert isinstance(fn, dict)
+        if not _TOOL_NAME.fullmatch(name):
+            raise invalid(
+                f"Invalid 'tools[{i}].function.name': {name[:80]!r} does not match the pattern "
+                "'^[a-zA-Z0-9_-]{1,64}$'.",
+                f"tools[{i}].function.name",
+                "invalid_value",
+            )
+        if name in seen:
+            raise invalid(
+                f"Invalid 'tools[{i}].function.name': {name!r} is also the name of "
+                f"tools[{seen[name]}]; tool names must be unique.",
+                f"tools[{i}].function.name",
+                "invalid_value",
+            )
+        seen[name] = i
+        # the template renders these into the prompt as they are: a wrong type would give
+        # the model a garbled tool (a silently wrong answer), so it is refused like OpenAI
+        for key, kind, label in (("description", str, "a string"),
+                                 ("parameters", dict, "a JSON Schema object"),
+                                 ("strict", bool, "a boolean")):  # fmt: skip
+            if fn.get(key) is not None and not isinstance(fn[key], kind):
+                raise invalid(
+                    f"Invalid type for 'tools[{i}].function.{key}': expected {label}.",
+                    f"tools[{i}].function.{key}",
+                    "invalid_type",
+                )
+
+
+def _check_tool_turns(messages: list[ChatMessage]) -> None:
+    """Tool calls and their results as OpenAI takes them: `tool_calls` only on assistant
+    messages, each `{'id', 'type': 'function', 'function': {'name', 'arguments'}}`; a `tool`
+    message answers, by `tool_call_id`, a call of the latest assistant message before it.
+
+    Why: a malformed call reached the chat template and came back as a 400 quoting the
+    template's internals ("'dict object' has no attribute 'name'") with param `messages`; a
+    call with an integer `arguments` or a tool result answering no call was rendered as history
+    the model never produced; `tool_calls` on a user message was dropped without a word."""
+    open_ids: set[str] = set()  # ids of the calls the latest assistant turn made
+    for i, m in enumerate(messages):
+        if m.tool_calls is not None and m.role != "assistant":
+            raise invalid(
+                f"Unrecognized field in messages[{i}]: tool_calls (only assistant messages "
+                "carry it)",
+                f"messages[{i}].tool_calls",
+                "unknown_parameter",
+            )
+        if m.tool_call_id is not None and m.role != "tool":
+            raise invalid(
+                f"Unrecognized field in messages[{i}]: tool_call_id (only tool messages carry it)",
+                f"messages[{i}].tool_call_id",
+                "unknown_parameter",
+            )
+        if m.role == "assistant":
+            open_ids = {_check_tool_call(i, j, tc) for j, tc in enumerate(m.tool_calls or [])}
+        elif m.role == "tool":
+            _check_tool_result(i, m, open_ids)
+        # a user message between the results keeps the calls open: the harness answers a call
+        # it could not parse (no name, so not in `tool_calls`) with a user message in its place
+
+
+def _check_tool_call(i: int, j: int, tc: dict[str, Any]) -> str:
+    """The id of `messages[i].tool_calls[j]`, or a 400 naming what is wrong with it."""
+    where = f"messages[{i}].tool_calls[{j}]"
+    fn = tc.get("function")
+    if not isinstance(tc.get("id"), str) or not tc["id"]:
+        raise invalid(
+            f"Missing required parameter: '{where}.id' (a non-empty string).",
+            f"{where}.id",
+            "missing_required_parameter",
+        )
+    if tc.get("type", "function") != "function":
+        raise invalid(
+            f"Invalid value for '{where}.type': {tc.get('type')!r}; expected 'function'.",
+            f"{where}.type",
+            "invalid_value",
+        )
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise invalid(
+            f"Invalid value for '{where}.function': expected {{'name': <a non-empty string>, "
+            "'arguments': <a JSON string>}.",
+            f"{where}.function",
+            "invalid_value",
+        )
+    if not isinstance(fn.get("arguments"), str | dict):
+        raise invalid(
+            f"Invalid type for '{where}.function.arguments': expected a JSON string (or an "
+            "object).",
+            f"{where}.function.arguments",
+            "invalid_type",
+        )
+    return tc["id"]
+
+
+def _check_tool_result(i: int, m: ChatMessage, open_ids: set[str]) -> None:
+    """A 400 unless `messages[i]` (role tool) answers a call of the latest assistant turn."""
+    if not open_ids:
+        raise invalid(
+            f"Invalid parameter: messages[{i}] has role 'tool' but answers no call: a tool "
+            "message must answer a call of the latest assistant message with 'tool_calls'.",
+            f"messages[{i}].role",
+            "invalid_value",
+        )
+    if not m.tool_call_id:
+        raise invalid(
+            f"Missing required parameter: 'messages[{i}].tool_call_id'.",
+            f"messages[{i}].tool_call_id",
+            "missing_required_parameter",
+        )
+    if m.tool_call_id not in open_ids:
+        raise invalid(
+            f"Invalid value for 'messages[{i}].tool_call_id': {m.tool_call_id[:80]!r} is the id "
+            "of no call in the latest assistant message.",
+            f"messages[{i}].tool_call_id",
+            "invalid_value",
         )
 
 

@@ -407,7 +407,9 @@ async def handle(state: ServerState, request: Request, endpoint: Endpoint[Any]) 
         job.flywheel_request = endpoint.flywheel_request(req)
         state.metrics.inflight.add(amount=1)
         if len(prompts) * req.n > MAX_CHOICES:
-            raise invalid(f"at most {MAX_CHOICES} choices per request (prompts × n).", "n")
+            raise invalid(
+                f"at most {MAX_CHOICES} choices per request (prompts × n).", "n", "invalid_value"
+            )
         job_prompts = [p for p in prompts for _ in range(req.n)]
         job_params = [params[i % req.n] for i in range(len(job_prompts))]
         job.distinct_prompt_tokens = sum(len(p) for p in prompts)
@@ -643,6 +645,22 @@ def sampling_params(
         try:
             p.validate()
         except HillclimbError as exc:
-            raise invalid(str(exc)) from None
+            raise invalid(str(exc), _engine_param(str(exc)), "invalid_value") from None
         out.append(p)
     return out
+
+
+# SamplingParams fields built from a request field of another name
+_REQUEST_FIELD = {"guided_tools": "tools", "require_tool_call": "tool_choice"}
+
+
+def _engine_param(message: str) -> str | None:
+    """The request field a `SamplingParams.validate` refusal ("invalid sampling parameters:
+    guided_tools: tool names must be unique") is about, so the 400 names it (`tools`); None when
+    the refused field is not one a client sends."""
+    m = re.match(r"invalid sampling parameters: (\w+)", message)
+    if m is None:
+        return None
+    field = _REQUEST_FIELD.get(m.group(1), m.group(1))
+    known = set(ChatCompletionRequest.model_fields) | set(CompletionRequest.model_fields)
+    return field if field in known else None
