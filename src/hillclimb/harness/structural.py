@@ -15,12 +15,15 @@ run: the grader also needs the graded tests to have run the caller and seen it c
 (`pytest_reporter._CallWatch`, `grading._runtime_calls`). Calls alone cannot show that the code
 moved (a caller that keeps its inline code and also calls the helper calls it), so since
 session 29 `called_from` also compares expression shapes with the caller as the task's own
-repository has it (`moved_out`).
+repository has it (`moved_out`). Since session 30 a task may name the expression it extracts
+(`StructuralCheck.expr`): then that expression, up to cheap rewrites that keep its value
+(`_Shaper`), must have left the caller and be computed by the helper (`_named_moved`).
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -364,24 +367,151 @@ def _local_names(fn: ast.AST) -> set[str]:
     return out
 
 
-def shape(expr: ast.AST, local: set[str]) -> str:
-    """`expr` as text with the names in `local` numbered by first use (`a * b + 1` and
-    `x * y + 1` share a shape when all four are locals); contexts (load/store) ignored."""
-    numbered: dict[str, int] = {}
+# Rewrites that keep a value and cost nothing to undo (session 30): operands of these operators
+# are put in one order (`b + a` is `a + b`, `y == x` is `x == y`, `b > a` is `a < b`), and
+# `x * 1`, `1 * x`, `x + 0`, `0 + x`, `x - 0` are `x`. Only shapes of tasks that name their
+# expression (`StructuralCheck.expr`) use them; a copy rewritten any other way is not seen.
+_COMMUTATIVE = (ast.Add, ast.Mult, ast.BitAnd, ast.BitOr, ast.BitXor)
+_SYMMETRIC = (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)
+_FLIPPED = {ast.Gt: ast.Lt, ast.GtE: ast.LtE}
 
-    def go(n: object) -> str:
-        if isinstance(n, ast.Name) and n.id in local:
-            return f"${numbered.setdefault(n.id, len(numbered))}"
-        if isinstance(n, ast.arg) and n.arg in local:
-            return f"arg(${numbered.setdefault(n.arg, len(numbered))},{go(n.annotation)})"
+
+def _is_num(n: ast.AST, value: int) -> bool:
+    return isinstance(n, ast.Constant) and type(n.value) is int and n.value == value
+
+
+def _unwrap(n: ast.AST) -> ast.AST:
+    """`n` without identity arithmetic around it (`x * 1`, `0 + x`, `x - 0` -> `x`)."""
+    while isinstance(n, ast.BinOp):
+        left, right, op = n.left, n.right, n.op
+        if (
+            isinstance(op, ast.Mult)
+            and _is_num(right, 1)
+            or (isinstance(op, ast.Add | ast.Sub) and _is_num(right, 0))
+        ):
+            n = left
+        elif (
+            isinstance(op, ast.Mult)
+            and _is_num(left, 1)
+            or (isinstance(op, ast.Add) and _is_num(left, 0))
+        ):
+            n = right
+        else:
+            break
+    return n
+
+
+class _Shaper:
+    """Shapes of expressions (see `shape`), sharing one memo of order keys per function."""
+
+    def __init__(
+        self, local: set[str], normal: bool = False, inline: dict[str, ast.expr] | None = None
+    ) -> None:
+        self.local, self.normal, self.inline = local, normal, inline or {}
+        self.texts: dict[tuple[int, str | None], str] = {}
+        self.fields: dict[int, list[tuple[str, object]]] = {}
+        # names read as their expressions can repeat one (`b = a + a; c = b + b; ...`): a
+        # shape of more nodes than this is not compared
+        self.limit = 20 * MAX_SHAPE_NODES if inline else -1
+        self.budget = self.limit
+
+    def _fields(self, n: ast.AST) -> list[tuple[str, object]]:
+        """`n`'s fields, commutative operands in one order when normalising (kept per node:
+        every enclosing expression's shape reads them again)."""
+        if self.inline:
+            return self._ordered_fields(n)
+        if id(n) not in self.fields:
+            self.fields[id(n)] = self._ordered_fields(n)
+        return self.fields[id(n)]
+
+    def _ordered_fields(self, n: ast.AST) -> list[tuple[str, object]]:
+        fields = [(f, v) for f, v in ast.iter_fields(n) if f not in ("ctx", "type_comment")]
+        if not self.normal:
+            return fields
+        if isinstance(n, ast.BinOp) and isinstance(n.op, _COMMUTATIVE):
+            a, b = self._order([_unwrap(n.left), _unwrap(n.right)])
+            return [("left", a), ("op", n.op), ("right", b)]
+        if isinstance(n, ast.BoolOp):
+            return [("op", n.op), ("values", self._order([_unwrap(v) for v in n.values]))]
+        if isinstance(n, ast.Compare) and len(n.ops) == 1:
+            op, left, right = n.ops[0], _unwrap(n.left), _unwrap(n.comparators[0])
+            if type(op) in _FLIPPED:
+                op, left, right = _FLIPPED[type(op)](), right, left
+            elif isinstance(op, _SYMMETRIC):
+                left, right = self._order([left, right])
+            return [("left", left), ("ops", [op]), ("comparators", [right])]
+        return [(f, _unwrap(v) if isinstance(v, ast.expr) else v) for f, v in fields]
+
+    def _order(self, operands: list[ast.AST]) -> list[ast.AST]:
+        """Commutative operands in one order: by their text with every local written `$`,
+        then (only operands alike but for their locals) as written."""
+        anon = [self._fixed(v, "$") for v in operands]
+        alike = Counter(anon)
+        keys = [
+            (a, self._fixed(v, None) if alike[a] > 1 else "")
+            for a, v in zip(anon, operands, strict=True)
+        ]
+        return [v for _, v in sorted(zip(keys, operands, strict=True), key=lambda kv: kv[0])]
+
+    def _fixed(self, n: ast.AST, mode: str | None) -> str:
+        """`_text` in a mode that numbers nothing, kept per node (a parent's text reuses its
+        operands': linear in the function's size) unless names are read in."""
+        if self.inline:
+            return self._text(n, mode, set())
+        key = (id(n), mode)
+        if key not in self.texts:
+            self.texts[key] = self._text(n, mode, set())
+        return self.texts[key]
+
+    def _text(self, n: object, mode: str | dict[str, int] | None, seen: set[str]) -> str:
+        """`n` as text: locals numbered (`mode` a dict), all `$` (`mode` "$") or as written."""
         if isinstance(n, ast.AST):
-            fields = (go(v) for f, v in ast.iter_fields(n) if f not in ("ctx", "type_comment"))
-            return f"{type(n).__name__}({','.join(fields)})"
+            n = _unwrap(n) if self.normal else n
+            self.budget -= 1
+            if self.budget == 0:
+                raise _TooBig
+        if isinstance(n, ast.Name) and n.id in self.inline and n.id not in seen:
+            return self._text(self.inline[n.id], mode, seen | {n.id})
+        if isinstance(n, ast.Name | ast.arg) and mode is not None:
+            ident = n.id if isinstance(n, ast.Name) else n.arg
+            if ident in self.local:
+                tag = "$" if mode == "$" else f"${mode.setdefault(ident, len(mode))}"  # type: ignore[union-attr]
+                if isinstance(n, ast.Name):
+                    return tag
+                return f"arg({tag},{self._text(n.annotation, mode, seen)})"
+        if isinstance(n, ast.AST):
+            if not isinstance(mode, dict) and not self.inline and (id(n), mode) in self.texts:
+                return self.texts[(id(n), mode)]
+            parts = (self._text(v, mode, seen) for _, v in self._fields(n))
+            return f"{type(n).__name__}({','.join(parts)})"
         if isinstance(n, list):
-            return "[" + ",".join(go(x) for x in n) + "]"
+            return "[" + ",".join(self._text(x, mode, seen) for x in n) + "]"
         return repr(n)
 
-    return go(expr)
+    def shape(self, expr: ast.AST) -> str:
+        """The shape, or "" where reading bound names in made it too big to compare."""
+        self.budget = self.limit
+        try:
+            return self._text(expr, {}, set())
+        except _TooBig:
+            return ""
+
+
+class _TooBig(Exception):
+    """A shape past `_Shaper.budget`."""
+
+
+def shape(
+    expr: ast.AST,
+    local: set[str],
+    normal: bool = False,
+    inline: dict[str, ast.expr] | None = None,
+) -> str:
+    """`expr` as text with the names in `local` numbered by first use (`a * b + 1` and
+    `x * y + 1` share a shape when all four are locals); contexts (load/store) ignored.
+    `normal` also drops identity arithmetic and orders commutative operands (`_Shaper`);
+    `inline` reads a name as the expression bound to it (a helper written in steps)."""
+    return _Shaper(local, normal, inline).shape(expr)
 
 
 def _sizes(root: ast.AST) -> dict[int, int]:
@@ -402,11 +532,12 @@ def _comparable(expr: ast.AST) -> bool:
     return MIN_SHAPE_NODES <= _sizes(expr)[id(expr)] <= MAX_SHAPE_NODES
 
 
-def computations(fn: ast.AST, rename: bool = True) -> Counter[str]:
+def computations(fn: ast.AST, rename: bool = True, normal: bool = False) -> Counter[str]:
     """The shapes of every expression of at least `MIN_SHAPE_NODES` nodes in `fn`'s body
     (nested defs and lambdas included: a copy hidden in one still runs), docstring aside;
-    `rename=False` keeps every name as written."""
-    local = _local_names(fn) if rename else set()
+    `rename=False` keeps every name as written; `normal` as in `shape` (an `x * 1` around an
+    expression is not counted beside it)."""
+    shaper = _Shaper(_local_names(fn) if rename else set(), normal)
     body = list(getattr(fn, "body", []))
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]
@@ -414,8 +545,10 @@ def computations(fn: ast.AST, rename: bool = True) -> Counter[str]:
     for stmt in body:
         size = _sizes(stmt)
         for n in ast.walk(stmt):
-            if isinstance(n, ast.expr) and MIN_SHAPE_NODES <= size[id(n)] <= MAX_SHAPE_NODES:
-                out[shape(n, local)] += 1
+            if not isinstance(n, ast.expr) or (normal and _unwrap(n) is not n):
+                continue
+            if MIN_SHAPE_NODES <= size[id(n)] <= MAX_SHAPE_NODES:
+                out[shaper.shape(n)] += 1
     return out
 
 
@@ -486,6 +619,111 @@ def _baseline_caller(baseline: Path | None, check: StructuralCheck) -> ast.AST |
     return _find_def(tree, str(check.caller))
 
 
+def named_expr(check: StructuralCheck) -> ast.expr | None:
+    """The expression a `called_from` check's task named (`StructuralCheck.expr`), or None.
+
+    Parsed inside parentheses: a source segment may continue over lines as written."""
+    if check.expr is None:
+        return None
+    try:
+        return ast.parse("(\n" + check.expr + "\n)", mode="eval").body
+    except SyntaxError as exc:  # `load_task` refuses these; a check built in code may not
+        raise ValueError(f"the check's expr {check.expr[:60]!r} is not one Python expression: {exc.msg}") from None  # fmt: skip
+
+
+def _module_names(tree: ast.Module) -> set[str]:
+    """Names the module's top-level statements bind (defs, classes, imports, assignments)."""
+    out: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out.add(stmt.name)
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            out |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
+        else:
+            out |= {
+                n.id
+                for n in ast.walk(stmt)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            }
+    return out
+
+
+def _bound_once(fn: ast.AST) -> dict[str, ast.expr]:
+    """Names `fn` binds exactly once, by `name = expr` (not parameters): a helper written in
+    steps (`t = a * b; return t + c`) is read as the expression it returns."""
+    counts: Counter[str] = Counter()
+    assigned: dict[str, ast.expr] = {}
+    for n in ast.walk(fn):
+        if isinstance(n, ast.arg):
+            counts[n.arg] += 2
+        elif isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            counts[n.id] += 1
+        elif isinstance(n, ast.Global | ast.Nonlocal):
+            counts.update({x: 2 for x in n.names})
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            assigned[n.targets[0].id] = n.value
+    return {k: v for k, v in assigned.items() if counts[k] == 1}
+
+
+def _helper_computes(helper: ast.AST, want: str) -> bool:
+    """Whether `helper` computes an expression of shape `want` (normalised, locals numbered):
+    anywhere in its body, or in what it returns with its once-bound names read as their
+    expressions (`_bound_once`)."""
+    local = _local_names(helper)
+    if want in computations(helper, True, True):
+        return True
+    shaper = _Shaper(local, True, _bound_once(helper))
+    return any(
+        shaper.shape(n) == want
+        for v in _returned(helper)
+        for n in ast.walk(v)
+        if isinstance(n, ast.expr)
+    )
+
+
+def _named_moved(
+    tree: ast.Module,
+    caller: ast.AST,
+    helper: ast.AST,
+    check: StructuralCheck,
+    named: ast.expr,
+    before: ast.AST | None,
+) -> str:
+    """`moved_out` for a task that names its expression: that expression (normalised: `b + a`
+    is `a + b`, `x * 1` is `x`; locals renamed alike) must have left the caller (fewer copies
+    than before, none without `before`) and be computed by the helper."""
+    code = ast.unparse(named)
+    code = code if len(code) <= 60 else code[:57] + "..."
+    # the expression's names are the caller's; without `before`, a name the module does not
+    # bind and Python does not define was a local of it, whatever the caller calls it now
+    module = _module_names(tree)
+    if before is not None:
+        local = _local_names(before)
+    else:
+        reads = {n.id for n in ast.walk(named) if isinstance(n, ast.Name)}
+        local = _local_names(caller) | {
+            r for r in reads if r not in module and not hasattr(builtins, r)
+        }
+    want = shape(named, local, normal=True)
+    now = computations(caller, True, True)
+    was = computations(before, True, True) if before is not None else Counter()
+    if now[want] >= max(1, was[want]):
+        return f"{check.caller} still computes the expression the task named ({code})"
+    if not _helper_computes(helper, want):
+        return f"{check.name} does not compute the expression the task named ({code})"
+    # what it returns, its steps read in (`t = a * b; return t + c` is not `x + y`)
+    shaper = _Shaper(_local_names(helper), True, _bound_once(helper))
+    for v in _returned(helper):
+        s = shaper.shape(v)
+        if _comparable(v) and now[s] >= max(1, was[s]):
+            return (
+                f"{check.caller} still computes what {check.name} returns ({ast.unparse(v)[:60]})"
+            )
+    if _returned(helper) and not _result_used(caller, check.name.split(".")[-1]):
+        return f"{check.caller} drops what {check.name} returns"
+    return ""
+
+
 def moved_out(
     tree: ast.Module, caller: ast.AST, check: StructuralCheck, before: ast.AST | None
 ) -> str:
@@ -502,13 +740,18 @@ def moved_out(
     Without `before` (no such caller in the task's repository), shapes keep every name as
     written: there is no count of look-alikes the caller had (`x * y + 1` beside the
     extracted `a * b + 1`) to compare with, and a renamed copy is not seen.
-    What an expression means is not judged: a copy written differently (`b + a` for
-    `a + b`), or code of the caller moved into the helper in place of the named expression,
-    meets these checks. A helper not defined in the module is left to `function_exists`."""
+    Without `check.expr` (task files before session 30) what an expression means is not
+    judged: a copy written differently (`b + a` for `a + b`), or code of the caller moved into
+    the helper in place of the named expression, meets these checks; with it,
+    `_named_moved` judges that expression. A helper not defined in the module is left to
+    `function_exists`."""
     name = check.name.split(".")[-1]
     helper = _find_def(tree, check.name)
     if not isinstance(helper, ast.FunctionDef | ast.AsyncFunctionDef):
         return ""
+    named = named_expr(check)
+    if named is not None:
+        return _named_moved(tree, caller, helper, check, named, before)
     rename = before is not None
     now = computations(caller, rename)
     was = computations(before) if before is not None else Counter()

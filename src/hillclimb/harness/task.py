@@ -65,6 +65,10 @@ class StructuralCheck:
     - called_from: function `caller` in `module` contains a call to `name` (`f(...)` or `x.f(...)`)
       that runs from the tests, and (session 29, `structural.moved_out`) the code moved: the
       caller no longer holds the helper's returned value and a returned value is kept.
+      Optional `expr` (session 30; written by the task generator): the source of the expression
+      the task asks to extract; with it the check needs that expression (normalised, locals
+      renamed alike) gone from the caller and computed by the helper. Without it (older task
+      files) the check is session 29's.
     - name_absent / name_present: identifier `name` does (not) appear in any `*.py` under `path`
       (default the whole workspace; hidden tests excluded), as a def, class, import, name,
       attribute or argument.
@@ -75,6 +79,7 @@ class StructuralCheck:
     module: str | None = None
     caller: str | None = None
     path: str | None = None
+    expr: str | None = None
 
     def describe(self) -> str:
         where = self.module or self.path or "."
@@ -144,6 +149,22 @@ def _str_list(raw: dict, key: str, path: Path) -> tuple[str, ...]:
 def _rel_path_ok(p: str) -> bool:
     parts = Path(p).parts
     return bool(p) and "\0" not in p and not Path(p).is_absolute() and ".." not in parts
+
+
+def _check_expr(path: Path, i: int, ctype: object, expr: object) -> None:
+    """`checks[i].expr`: only on `called_from`, one Python expression (as a source segment may
+    be written, over lines), of a size the check compares; the harness parses it at every grade,
+    so it is refused when the task loads."""
+    import ast  # only tasks that name an expression pay for it
+
+    if ctype != "called_from":
+        raise _err(path, f"checks[{i}].expr is only for called_from checks, not {ctype}")
+    if not isinstance(expr, str) or not expr.strip() or "\0" in expr or len(expr) > 10_000:
+        raise _err(path, f"checks[{i}].expr must be a non-empty string of Python (at most 10000 characters)")  # fmt: skip
+    try:
+        ast.parse("(\n" + expr + "\n)", mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise _err(path, f"checks[{i}].expr is not one Python expression: {exc}") from None
 
 
 def _env_ok(env: object) -> bool:
@@ -238,7 +259,7 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
     for i, c in enumerate(raw_checks):
         if not isinstance(c, dict):
             raise _err(root, f"checks[{i}] must be a table")
-        extra = sorted(set(c) - {"type", "name", "module", "caller", "path"})
+        extra = sorted(set(c) - {"type", "name", "module", "caller", "path", "expr"})
         if extra:
             raise _err(root, f"checks[{i}]: unknown keys {extra}")
         ctype, name = c.get("type"), c.get("name")
@@ -255,6 +276,8 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
                 raise _err(root, f"checks[{i}].{key} must be a relative path inside the repo")
         if c.get("caller") is not None and not (isinstance(c["caller"], str) and c["caller"]):
             raise _err(root, f"checks[{i}].caller must be a non-empty string")
+        if c.get("expr") is not None:
+            _check_expr(root, i, ctype, c["expr"])
         checks.append(
             StructuralCheck(
                 type=ctype,
@@ -262,6 +285,7 @@ def load_task(task_dir: str | os.PathLike[str]) -> Task:
                 module=c.get("module"),
                 caller=c.get("caller"),
                 path=c.get("path"),
+                expr=c.get("expr"),
             )  # fmt: skip
         )
 

@@ -268,7 +268,8 @@ def _refactor_task(
         return TaskSpec(
             tid, "refactor", instruction, files, tests, {module: edit.new_source}, [], sorted(base),
             checks=[{"type": "function_exists", "name": helper, "module": module},
-                    {"type": "called_from", "name": helper, "module": module, "caller": str(edit.function)}],
+                    {"type": "called_from", "name": helper, "module": module, "caller": str(edit.function),
+                     "expr": edit.extra["expr"]}],
             meta={"projects": projects, "module": module, "refactor": "extract_function", "helper": helper,
                   "multi_project": len(projects) > 1},
         )  # fmt: skip
