@@ -27,7 +27,8 @@ before anything in the workspace can even be imported. On import it
    as is one whose module's namespace is not what its pinned file binds (`_namespace_mismatch`
    at collection; unchanged since, and no Python trace or profile hook set, when its call
    phase starts, for pytest functions and unittest TestCase methods alike; unchanged at every
-   opcode of the frames that run with that module's globals during the call, `_NameGuard`;
+   opcode of the frames that run with that module's globals during the call, in threads it
+   starts too, with no trace event of those frames missed (session 30), `_NameGuard`;
    all in `pytest_runtest_call`). For a refactor task the grader lists its `called_from`
    checks (`grader.json` "calls"); around each test's setup and call this plugin's own profile
    function (`_CallWatch`, also in threads started meanwhile) notes whether each caller, as
@@ -819,15 +820,29 @@ class _NameGuard:
     local trace (the global function returns None): code under test runs at profile-hook cost.
     `open` counts guarded frames started and not yet returned: a frame whose local trace was
     removed never reports its return, and the call then fails; so does one whose opcode
-    events were switched off when it returns."""
+    events were switched off when it returns.
 
-    __slots__ = ("spaces", "tables", "changed", "open")
+    Session 30: code with frame access could switch a test frame's events off and on again
+    between two of its events (`frame.f_trace_opcodes = False`, `frame.f_trace = None`,
+    `sys.settrace(None)`, from package code the test calls or from a thread) and read a swapped
+    name unseen in between (each resolved `bugfix-inventory-11-0002` with the bug in place,
+    `bench/redteam/graders_s30b.py`). So every event of a guarded frame must also follow from
+    the one before by the code's control flow (`_flow_table`: the next instruction, a jump
+    target or the exception handler; an `exception` or `return` event at the instruction last
+    seen), come from the frame's own local function (`f_trace` unchanged, the frame the local
+    was made for), with the installed global function still `hook`. Events missed in between
+    leave a gap no path explains, and the test fails. Threads started during the call get the
+    same global function (`threading.settrace`)."""
+
+    __slots__ = ("spaces", "tables", "changed", "open", "hook")
 
     def __init__(self, spaces: dict[int, tuple]) -> None:
         self.spaces = spaces  # id(module dict) -> (dict, {name: object or _ABSENT})
-        self.tables: dict[tuple, dict] = {}  # (id(dict), code) -> {offset: (name, object)}
+        # (id(dict), code) -> ({offset: (name, object)}, _flow_table(code))
+        self.tables: dict[tuple, tuple] = {}
         self.changed = False
         self.open = 0
+        self.hook = self.trace  # the one bound method installed: compared by identity
 
     def trace(self, frame, event, arg):
         g = frame.f_globals
@@ -835,33 +850,115 @@ class _NameGuard:
         if space is None or space[0] is not g:
             return None
         key = (id(g), frame.f_code)
-        table = self.tables.get(key)
-        if table is None:
-            table = self.tables[key] = _load_table(frame.f_code, space[1])
+        got = self.tables.get(key)
+        if got is None:
+            flow = _flow_table(frame.f_code)
+            table = _load_table(frame.f_code, space[1])
+            # an `EXTENDED_ARG` prefix reports the event of the `LOAD_GLOBAL` it extends
+            table.update([(u, table[at]) for u, at in flow[0].items() if at in table])
+            got = self.tables[key] = (table, flow)
         frame.f_trace_lines = False
         frame.f_trace_opcodes = True
         self.open += 1
-        return self._local(g, table)
+        return self._local(g, got[0], got[1], id(frame))
 
-    def _local(self, g: dict, table: dict):
+    def _local(self, g: dict, table: dict, flow: tuple, fid: int):
+        canon, succ, reraise = flow
+        gettrace, hook = sys.gettrace, self.hook
+        prev = -1  # the code unit of the frame's last event; -1: none yet (any may come)
+
         def local(frame, event, arg):
-            want = table.get(frame.f_lasti)
-            if want is not None and event == "opcode":
-                # `in` and `[]`, not `g.get`: no call between the read and the opcode, so no
-                # thread switch there (see the class)
-                name, obj = want
-                if obj is _ABSENT:
-                    if name in g:
+            nonlocal prev
+            at = frame.f_lasti
+            if event == "opcode":
+                # no event missed (tracing switched off in between leaves a gap no path
+                # explains), from this frame's own local function, under the installed hook
+                if (
+                    at not in succ[prev]
+                    or frame.f_trace is not local
+                    or gettrace() is not hook
+                    or id(frame) != fid
+                ):
+                    self.changed = True
+                prev = at
+                if at in table:
+                    # `in` and `[]`, not `g.get`: no call between the read and the opcode, so
+                    # no thread switch there (see the class)
+                    name, obj = table[at]
+                    if obj is _ABSENT:
+                        if name in g:
+                            self.changed = True
+                    elif name not in g or g[name] is not obj:
                         self.changed = True
-                elif name not in g or g[name] is not obj:
+                return local
+            if frame.f_trace is not local or gettrace() is not hook or id(frame) != fid:
+                self.changed = True
+            if event == "exception" or event == "return":
+                # raised or returned elsewhere than last seen (a `RERAISE` restores the offset
+                # of the instruction that raised first: a return after one may report it)
+                last = canon.get(prev, prev)
+                if prev >= 0 and canon.get(at, at) != last and last not in reraise:
                     self.changed = True
-            elif event == "return":
-                self.open -= 1
-                if not frame.f_trace_opcodes:
-                    self.changed = True
+                prev = at
+                if event == "return":
+                    self.open -= 1
+                    if not frame.f_trace_opcodes:
+                        self.changed = True
             return local
 
         return local
+
+
+def _flow_table(code) -> tuple[dict[int, int], dict[int, frozenset], frozenset[int]]:
+    """(canon, succ, reraise) of `code`'s own instructions, by offset. `canon` maps every code unit to
+    the instruction it belongs to: an `EXTENDED_ARG` prefix to the instruction it extends
+    (CPython reports the opcode event at the prefix), an inline cache entry to its instruction
+    (an `exception` event during a call reports the last cache entry). `succ`: the offsets
+    whose opcode event may come next: the following instruction, a jump target, the handler of
+    any exception-table entry covering it, and after a `RERAISE` (it restores the raising
+    instruction's offset and unwinds from there, with no `exception` event) any handler.
+    `reraise`: the offsets of the `RERAISE`s. Generous on purpose: a gap only has to be one no
+    path explains."""
+    import dis
+
+    parse = getattr(dis, "_parse_exception_table", None)
+    try:
+        entries = [(e.start, e.end, e.target) for e in parse(code)] if parse else []
+    except Exception:  # a dis that differs: handlers reachable from anywhere
+        entries = []
+    ins = list(dis.get_instructions(code))
+    canon: dict[int, int] = {}
+    real: list = []
+    pending: list[int] = []
+    for n, i in enumerate(ins):
+        if i.opname == "EXTENDED_ARG":
+            pending.append(i.offset)
+            continue
+        end = ins[n + 1].offset if n + 1 < len(ins) else len(code.co_code)
+        for off in pending + list(range(i.offset, end, 2)):
+            canon[off] = i.offset
+        pending = []
+        real.append(i)
+    jumps = set(dis.hasjrel) | set(dis.hasjabs)
+    handlers = {canon.get(t, t) for _, _, t in entries}
+    aliases: dict[int, list[int]] = {}  # instruction -> every code unit reported as it
+    for off, at in canon.items():
+        aliases.setdefault(at, []).append(off)
+    by_instruction: dict[int, frozenset] = {}
+    for n, i in enumerate(real):
+        nxt = {real[n + 1].offset} if n + 1 < len(real) else set()
+        if i.opcode in jumps and isinstance(i.argval, int):
+            nxt.add(canon.get(i.argval, i.argval))
+        nxt.update(canon.get(t, t) for s, e, t in entries if s <= i.offset <= e)
+        if i.opname == "RERAISE":
+            nxt |= handlers
+        by_instruction[i.offset] = frozenset(u for x in nxt for u in aliases.get(x, [x]))
+    # by every code unit (the lookup on each opcode event is then one subscript), and -1: the
+    # first event of a frame may be anywhere
+    succ: dict[int, frozenset] = {off: by_instruction[at] for off, at in canon.items()}
+    succ[-1] = frozenset(canon)
+    reraise = frozenset(i.offset for i in real if i.opname == "RERAISE")
+    return canon, succ, reraise
 
 
 # What `_NameGuard` expects of a builtin the test file never binds: not in the module at all.
@@ -909,23 +1006,26 @@ def _phase(item, when: str):
         _call_checks(item)
         if _state["trace"] is None and _state["guards"]:  # a C tracer (coverage) stays as it was
             guard = _NameGuard(_state["guards"])
-    before = (sys.gettrace(), sys.getprofile(), threading.getprofile())
+    before = (sys.gettrace(), sys.getprofile(), threading.getprofile(), threading.gettrace())
     if watch is not None:
         threading.setprofile(watch.hook)
         sys.setprofile(watch.hook)
     if guard is not None:
-        sys.settrace(guard.trace)
+        threading.settrace(guard.hook)  # a thread the test starts runs guarded too
+        sys.settrace(guard.hook)
     try:
         yield
     finally:
         now_trace, now_profile = sys.gettrace(), sys.getprofile()
+        now_threads = threading.gettrace()
         sys.settrace(before[0])
         sys.setprofile(before[1])
         threading.setprofile(before[2])
+        threading.settrace(before[3])
         bad = False
         if guard is not None:
-            # bound methods compare by function and instance
-            bad = now_trace != guard.trace or guard.changed or guard.open != 0
+            bad = now_trace is not guard.hook or now_threads is not guard.hook
+            bad = bad or guard.changed or guard.open != 0
         if watch is not None:  # the hook removes itself when done
             bad = bad or (now_profile != watch.hook and not (watch.done and now_profile is None))
         if bad:
