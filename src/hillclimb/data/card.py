@@ -4,10 +4,14 @@ Why both: training and the registry read the JSON (token counts, tokenizer hash,
 counts); a person auditing the corpus reads the Markdown, which states in words what every filter
 removed and why. The card holds no timestamps or output paths, so identical builds produce
 byte-identical cards.
+
+It also holds the one-line reasons a build failed (`empty_corpus_message`), which both the CLI
+and `pipeline.build` (a `--force` rebuild that kept nothing is refused) say from a card.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 CARD_FORMAT = "hillclimb-data-card-v1"
@@ -210,3 +214,53 @@ def render_markdown(card: dict[str, Any]) -> str:
     # a path that is not UTF-8 (a file name os.walk surrogate-escaped) is shown as `\udcff`
     # instead of making the card unwritable at the very end of a build
     return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+LICENSE_HINT = (
+    "files whose license is unknown are dropped: give the source a LICENSE/COPYING file, "
+    "package metadata or SPDX headers, pass --license SPDX with --source (the license your "
+    'files are under), or use a recipe whose source declares `license = "..."` '
+    "(docs/areas/data.md)"
+)
+
+
+def license_unknown(card: dict) -> int:
+    """Documents the license filter dropped because no license could be told."""
+    for f in card.get("filters", []):
+        if f.get("name") == "license":
+            return int(f.get("reasons", {}).get("unknown", 0))
+    return 0
+
+
+def empty_corpus_message(card: dict) -> str:
+    """Why a build kept nothing, in the user's terms. Why: the old message always blamed
+    licenses, which sent the user of an empty directory or an all-Latin-1 tree looking for a
+    LICENSE file that would not have helped."""
+    ingest = next((f for f in card.get("filters", []) if f.get("name") == "ingest"), {})
+    read = int(ingest.get("stats", {}).get("documents_read", 0) or 0)
+    head = "data build kept no document"
+    if not read:
+        skipped = ", ".join(f"{r} {n}" for r, n in ingest.get("reasons", {}).items())
+        why = f" (skipped: {skipped})" if skipped else ""
+        missing = ", ".join(f"{n} ({p})" for n, p in missing_paths(card, None))
+        where = f"; no such path: {missing}" if missing else ""
+        return (
+            f"{head}: no file of the sources could be read as a document{why}{where}; check "
+            "the paths, and that the files are UTF-8 text of a known type (docs/areas/data.md)"
+        )
+    if license_unknown(card):
+        return f"{head} (the filters above say why); {LICENSE_HINT}"
+    return f"{head} (the filters above say why; rejects/ holds each dropped file and its reason)"
+
+
+def missing_paths(card: dict, names: set[str] | None) -> list[tuple[str, str]]:
+    """(name, path) of each source of the card (of `names`, when given) whose path does not
+    exist. Why: a `missing_source` skip was only a count, so a user with several sources had to
+    open rejects/ to learn which path was wrong."""
+    out = []
+    for src in card.get("sources", []):
+        path, name = src.get("path"), src.get("name")
+        wanted = names is None or name in names
+        if wanted and isinstance(path, str) and path and not os.path.lexists(path):
+            out.append((str(name), path))
+    return out

@@ -18,6 +18,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hillclimb.data.card import (
+    LICENSE_HINT,
+    empty_corpus_message,
+    missing_paths,
+)
 from hillclimb.errors import HillclimbError
 
 if TYPE_CHECKING:
@@ -159,14 +164,6 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-LICENSE_HINT = (
-    "files whose license is unknown are dropped: give the source a LICENSE/COPYING file, "
-    "package metadata or SPDX headers, pass --license SPDX with --source (the license your "
-    'files are under), or use a recipe whose source declares `license = "..."` '
-    "(docs/areas/data.md)"
-)
-
-
 def _is_empty_dir(path: str) -> bool:
     try:
         with os.scandir(path) as entries:
@@ -187,31 +184,7 @@ def _refuse_all_empty(paths: list[str]) -> None:
         )
 
 
-def _license_unknown(card: dict) -> int:
-    """Documents the license filter dropped because no license could be told."""
-    for f in card.get("filters", []):
-        if f.get("name") == "license":
-            return int(f.get("reasons", {}).get("unknown", 0))
-    return 0
-
-
-def empty_corpus_message(card: dict) -> str:
-    """Why a build kept nothing, in the user's terms. Why: the old message always blamed
-    licenses, which sent the user of an empty directory or an all-Latin-1 tree looking for a
-    LICENSE file that would not have helped."""
-    ingest = next((f for f in card.get("filters", []) if f.get("name") == "ingest"), {})
-    read = int(ingest.get("stats", {}).get("documents_read", 0) or 0)
-    head = "data build kept no document"
-    if not read:
-        skipped = ", ".join(f"{r} {n}" for r, n in ingest.get("reasons", {}).items())
-        why = f" (skipped: {skipped})" if skipped else ""
-        return (
-            f"{head}: no file of the sources could be read as a document{why}; check the "
-            "paths, and that the files are UTF-8 text of a known type (docs/areas/data.md)"
-        )
-    if _license_unknown(card):
-        return f"{head} (the filters above say why); {LICENSE_HINT}"
-    return f"{head} (the filters above say why; rejects/ holds each dropped file and its reason)"
+_RECORD_KINDS = ("jsonl", "parquet")
 
 
 def source_warnings(card: dict, out: str | Path) -> list[str]:
@@ -229,10 +202,18 @@ def source_warnings(card: dict, out: str | Path) -> list[str]:
     for name in empty:
         counts = reasons.get(name, {})
         top = ", ".join(f"{f}:{r} {n}" for (f, r), n in sorted(counts.items(), key=lambda x: -x[1]))
-        why = f": {top}" if top else ": it yielded no file"
+        why = f": {top}" if top else f": it yielded no {_unit(card, name)}"
         hint = f"; {LICENSE_HINT}" if counts.get(("license", "unknown")) else ""
+        hint += "".join(f"; no such path: {p}" for _, p in missing_paths(card, {name}))
         msgs.append(f"source {name!r} kept no document{why}{hint}")
     return msgs
+
+
+def _unit(card: dict, name: str) -> str:
+    """What a source yields: records for JSONL/Parquet (an empty JSONL file "yielded no file"
+    read as if the file were missing), files otherwise."""
+    kind = next((s.get("kind") for s in card.get("sources", []) if s.get("name") == name), None)
+    return "record" if kind in _RECORD_KINDS else "file"
 
 
 def _reject_reasons(rejects: Path, names: set[str]) -> dict[str, dict[tuple[str, str], int]]:

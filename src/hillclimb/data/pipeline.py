@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hillclimb.data.binoculars import BinocularsFilter, TextScorer
-from hillclimb.data.card import CARD_FORMAT, render_markdown
+from hillclimb.data.card import CARD_FORMAT, empty_corpus_message, render_markdown
 from hillclimb.data.config import DataConfig
 from hillclimb.data.decontam import FILTER_NAME as DECONTAM
 from hillclimb.data.decontam import REASON as CONTAMINATED
@@ -807,6 +807,18 @@ def _built_with(out: Path) -> str | None:
     return fp if isinstance(fp, str) else None
 
 
+def _refuse_empty_swap(card: dict[str, Any], out: Path, staging: Path) -> None:
+    """Raise instead of replacing the build in `out` with a `--force` rebuild that kept no
+    document. Why: a rebuild whose sources were all missing (a mistyped path)
+    replaced a good 17-document corpus with an empty one and only then reported the failure."""
+    if card.get("totals", {}).get("documents"):
+        return
+    raise HillclimbError(
+        f"{empty_corpus_message(card)}; {out} is left as it was (the empty rebuild is in "
+        f"{staging}: its DATA_CARD.md and rejects/ say what each source lost)"
+    )
+
+
 def dir_state(out: Path) -> str:
     """'absent' | 'empty' | 'complete' | 'incomplete' | 'foreign'."""
     if not out.exists():
@@ -898,6 +910,7 @@ def _build(
             cfg, staging, resume=True, tokenizer=tokenizer, recipe=recipe,
             progress=progress, fault=fault, ai_scorer=ai_scorer,
         )  # fmt: skip
+        _refuse_empty_swap(card, out, staging)
         old = out.parent / f".{out.name}.old"
         if old.exists():
             shutil.rmtree(old)

@@ -9,6 +9,7 @@ only `[data]` and ignores the rest, so one recipe drives every stage.
 from __future__ import annotations
 
 import os
+import re
 import sysconfig
 import tomllib
 from pathlib import Path
@@ -65,12 +66,34 @@ def load_recipe(name: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
 
 
+_ENV_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))", re.ASCII)
+
+
+def _expand_env(value: str) -> str:
+    """`$NAME` / `${NAME}` replaced by the environment variable's value. Why: a recipe's
+    `path = "$DATA/code"` was read literally (`<recipe dir>/$DATA/code`), every file of the
+    source became one `missing_source` skip, and the message never named the variable. An unset
+    variable is an error here, not a path that cannot exist."""
+
+    def value_of(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in os.environ:
+            raise ConfigError(
+                f"path {value!r}: environment variable {name} is not set (set it, or write "
+                "the path out)"
+            )
+        return os.environ[name]
+
+    return _ENV_VAR.sub(value_of, value)
+
+
 def expand_source_path(value: str, recipe_dir: Path) -> str:
-    """`{hillclimb}` (this package's directory) and `{stdlib}` placeholders; `~`; relative paths
-    are relative to the recipe file (the same rules as the climb's recipe loader)."""
+    """`$NAME` / `${NAME}` environment variables (unset: ConfigError); `{hillclimb}` (this
+    package's directory) and `{stdlib}` placeholders; `~`; relative paths are relative to the
+    recipe file (the same rules as the climb's recipe loader)."""
     import hillclimb
 
-    v = value.replace("{hillclimb}", str(Path(hillclimb.__file__).resolve().parent))
+    v = _expand_env(value).replace("{hillclimb}", str(Path(hillclimb.__file__).resolve().parent))
     v = v.replace("{stdlib}", str(Path(sysconfig.get_paths()["stdlib"]).resolve()))
     p = Path(v).expanduser()
     if not p.is_absolute():

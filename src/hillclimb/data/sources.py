@@ -21,6 +21,7 @@ import fnmatch
 import functools
 import gzip
 import hashlib
+import io
 import json
 import os
 import site
@@ -577,11 +578,25 @@ def is_gzip(p: Path) -> bool:
         return False
 
 
+def _jsonl_lines(f: Any) -> Iterator[bytes | str]:
+    """The lines of a JSONL stream opened "rb": bytes, or text when the file starts with a
+    UTF-16/32 byte-order mark (PowerShell's `>` writes UTF-16). Why: split at b"\n", such a
+    file's lines cut code units in two; of a 7-line UTF-16 export, the first and last became
+    `malformed_record` and the others parsed only by accident (json's encoding guess)."""
+    head = f.peek(4)[:4]
+    enc = next((name for mark, name in _UTF16_32_BOMS if head.startswith(mark)), None)
+    if enc is None:
+        yield from f
+        return
+    # the codec reads the BOM and its byte order; lines end at "\n" only, as in bytes mode
+    yield from io.TextIOWrapper(f, encoding=enc.replace("-", "").lower(), newline="\n")
+
+
 def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
     opener = gzip.open if is_gzip(p) else open
     try:
         with opener(p, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
+            for lineno, raw in enumerate(_jsonl_lines(f), 1):
                 if not raw.strip():
                     continue
                 where = f"{p.name}:{lineno}"
@@ -594,6 +609,9 @@ def _jsonl_records(cfg: SourceConfig, p: Path) -> Iterator[Item]:
                 yield _record_item(cfg, obj, where)
     except (OSError, EOFError, zlib.error):  # zlib.error: a corrupt deflate stream in a .gz
         yield Item(source=cfg.name, path=p.name, skip="unreadable")
+    except UnicodeDecodeError as exc:  # a UTF-16/32 file (`_jsonl_lines`) with a broken unit
+        detail = f"a broken {exc.encoding} code unit after its byte-order mark; re-encode as UTF-8"
+        yield Item(source=cfg.name, path=p.name, skip="non_utf8", detail=detail)
 
 
 MALFORMED_LICENSE = "malformed_license"
@@ -714,6 +732,18 @@ def git_items(cfg: SourceConfig) -> list[Item]:
     if remote:
         meta["repo_url"] = remote
     return tree_items(cfg, [(root, "", None)], meta=meta, files=files)
+
+
+def _git_or_walk(cfg: SourceConfig, root: Path) -> list[Item]:
+    """A `tree` source holding `.git`: its tracked files, or, when git cannot read the
+    repository (a broken worktree link, a copied `.git`, another user's checkout: "dubious
+    ownership"), the directory walk the source asked for (`.git` itself is never read). Why: the
+    whole tree was one `not_a_git_repo` skip, so a user's tree with a stale `.git` became an
+    empty source. A `git` source still fails with that skip: it asked for tracked files only."""
+    items = git_items(cfg)
+    if len(items) == 1 and items[0].skip == "not_a_git_repo":
+        return tree_items(cfg, [(root, "", None)])
+    return items
 
 
 def generator_items(cfg: SourceConfig) -> Iterator[Item]:
@@ -839,7 +869,7 @@ def source_items(cfg: SourceConfig) -> Iterator[Item]:
         if not root.exists():
             yield _missing(cfg, cfg.path)
         elif (root / ".git").exists():
-            yield from git_items(cfg)
+            yield from _git_or_walk(cfg, root)
         elif root.is_file():
             yield from tree_items(cfg, [(root.parent, "", None)], files=[(root.parent, root)])
         else:

@@ -39,6 +39,16 @@ def _train(args: argparse.Namespace) -> int:
         f"trained {meta['pretokenizer']} BPE, vocab {tok.vocab_size} on {sel['documents']} "
         f"documents ({sel['bytes'] / 1e6:.1f} MB) in {meta['train_seconds']:.1f}s -> {out}"
     )
+    if sel.get("skipped"):
+        why = ", ".join(f"{k} {v}" for k, v in sel["skipped"].items())
+        print(f"  files not read from the corpus directory: {why}")
+    cut = meta.get("long_runs_cut", {})
+    if cut.get("runs"):
+        print(
+            f"  cut {cut['runs']} run(s) of one character class longer than {cut['chars']:,} "
+            f"characters in {cut['documents']} document(s) into pieces for training "
+            "(the trainer is quadratic in a pre-token's length)"
+        )
     return 0
 
 

@@ -18,6 +18,10 @@ Why it is built this way:
 - `vocab_size` counts everything, specials included, because it is the model's embedding size.
 - Documents without a `split` field (plain files, foreign JSONL) get one from their content hash
   (1 in 20 is `val`), so `tokenizer eval` on the same path measures held-out text.
+- The trainer's time grows with the square of a pre-token's length (measured: one 40,000-letter
+  word 1.6 s, 3 MB of one line ran for over 14 minutes), so a run of one character class longer
+  than `TRAIN_RUN_CHARS` (a minified blob, a data URI, a file of blanks) is cut into pieces of
+  that length for training only (`training_pieces`); encoding is not affected.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ import json
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import regex
 
 from hillclimb.errors import ConfigError, HillclimbError
 from hillclimb.io import json_lines
@@ -44,6 +51,17 @@ MIN_VOCAB = 256 + len(SPECIAL_TOKENS) + 1
 # an entry): 2**31 aborts the process (Rust OOM, no Python error). 2**20 is 16x our largest
 # preset vocabulary (65,536) and costs ~70 MB.
 MAX_VOCAB = 1 << 20
+# Longest run of one character class (letters/marks/underscore, digits, punctuation, whitespace)
+# that training keeps whole: every pre-token of our patterns and GPT-2's longer than this plus a
+# few characters holds such a run. 1,024 costs the trainer ~1 ms a distinct run; no learned
+# token of a 64K vocabulary comes near that length.
+TRAIN_RUN_CHARS = 1024
+_LONG_RUN = regex.compile(
+    "|".join(
+        f"(?<!{c}){c}{{{TRAIN_RUN_CHARS + 1},}}"  # starts at its run's start: one scan per run
+        for c in (r"[\p{L}\p{M}_]", r"\p{N}", r"[^\s\p{L}\p{N}]", r"\s")
+    )
+)
 
 # Extension -> language for plain directories (the data pipeline records its own languages).
 EXT_LANGUAGE = {
@@ -91,28 +109,51 @@ def _iter_jsonl(path: Path) -> Iterator[Document]:
         yield Document(doc_id, text, str(rec.get("language") or "text"), str(split))
 
 
-def _iter_plain_dir(root: Path) -> Iterator[Document]:
+def _plain_text(p: Path) -> tuple[str | None, str]:
+    """(text, "") for a plain-directory file the tokenizer trains on, else (None, reason)."""
+    try:
+        # lstat: a link is never followed (it may lead out of the corpus: /etc, ~/.ssh),
+        # as in `data build` (ingest skip `symlink`); FIFOs would block the read
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            return None, "symlink"
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not_a_file"
+        if st.st_size > MAX_FILE_BYTES:
+            return None, "too_large"
+        data = p.read_bytes()
+    except OSError:
+        return None, "unreadable"
+    if not data:
+        return None, "empty"
+    if b"\x00" in data:
+        return None, "binary"
+    try:
+        return data.decode("utf-8"), ""
+    except UnicodeDecodeError:
+        return None, "non_utf8"
+
+
+def _iter_plain_dir(root: Path, skipped: Counter[str] | None = None) -> Iterator[Document]:
+    """Text files under `root`, sorted; each file not taken is counted in `skipped` by reason
+    (dot-directories and links to directories once each, as `hidden_dir` / `symlink`). Why counted: a tree of Latin-1 or UTF-16 files
+    trained on a fraction of itself and nothing said so."""
+    skipped = Counter() if skipped is None else skipped
     for dirpath, dirnames, filenames in os.walk(root):
+        skipped["hidden_dir"] += sum(1 for d in dirnames if d.startswith("."))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        skipped["symlink"] += len(links)  # os.walk lists them and never enters them
         for name in sorted(filenames):
             p = Path(dirpath) / name
             if name.startswith("."):
+                skipped["hidden"] += 1
                 continue
-            try:
-                # lstat: a link is never followed (it may lead out of the corpus: /etc, ~/.ssh),
-                # as in `data build` (ingest skip `symlink`); FIFOs would block the read
-                st = p.lstat()
-                if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
-                    continue
-                data = p.read_bytes()
-            except OSError:
+            text, reason = _plain_text(p)
+            if text is None:
+                skipped[reason] += 1
                 continue
-            if not data or b"\x00" in data:
-                continue  # empty or binary
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
+            data = text.encode("utf-8")
             rel = p.relative_to(root).as_posix()
             doc_id = hashlib.sha256(data).hexdigest()
             lang = EXT_LANGUAGE.get(p.suffix.lower(), "text")
@@ -137,11 +178,14 @@ def corpus_files(path: str | os.PathLike[str]) -> tuple[str, list[Path]]:
     return "plain", [p]
 
 
-def iter_documents(path: str | os.PathLike[str], split: str | None = None) -> Iterator[Document]:
-    """Documents of a corpus (any of the three accepted layouts), optionally one split only."""
+def iter_documents(
+    path: str | os.PathLike[str], split: str | None = None, skipped: Counter[str] | None = None
+) -> Iterator[Document]:
+    """Documents of a corpus (any of the three accepted layouts), optionally one split only;
+    a plain directory's files not taken are counted by reason into `skipped`."""
     kind, files = corpus_files(path)
     for f in files:
-        docs = _iter_jsonl(f) if kind == "jsonl" else _iter_plain_dir(f)
+        docs = _iter_jsonl(f) if kind == "jsonl" else _iter_plain_dir(f, skipped)
         for d in docs:
             if split is None or d.split == split:
                 yield d
@@ -158,6 +202,7 @@ class Selection:
     documents: int = 0
     bytes: int = 0
     fingerprint: str = ""  # sha256 over the sorted ids of the chosen documents
+    skipped: dict[str, int] = field(default_factory=dict)  # plain directory: files not taken
     ids: set[str] = field(default_factory=set, repr=False)
 
     def to_json(self) -> dict:
@@ -176,13 +221,19 @@ def select_documents(
     if max_bytes is not None and max_bytes <= 0:
         raise ConfigError(f"--max-bytes must be positive, got {max_bytes}")
     keyed: list[tuple[str, str, int]] = []
-    for d in iter_documents(path, split):
+    skipped: Counter[str] = Counter()
+    for d in iter_documents(path, split, skipped):
         key = hashlib.sha256(f"{seed}\0{d.id}".encode("utf-8", "surrogatepass")).hexdigest()
         keyed.append((key, d.id, len(d.text.encode("utf-8"))))
     if not keyed:
-        raise HillclimbError(f"corpus {path} has no documents with split == {split!r}")
+        why = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()) if v)
+        raise HillclimbError(
+            f"corpus {path} has no documents with split == {split!r}"
+            + (f" (files skipped: {why}; only UTF-8 text files are read)" if why else "")
+        )
     keyed.sort()
     sel = Selection(corpus=str(Path(path).resolve()), split=split, seed=seed, max_bytes=max_bytes)
+    sel.skipped = {k: v for k, v in sorted(skipped.items()) if v}
     for _key, doc_id, n in keyed:
         if max_bytes is not None and sel.bytes + n > max_bytes and sel.documents > 0:
             continue  # skip ones that do not fit; smaller later ones may still fit
@@ -205,6 +256,58 @@ def iter_selected_texts(sel: Selection) -> Iterator[str]:
             yield d.text
 
 
+@dataclass
+class RunCuts:
+    """How many over-long runs `training_pieces` cut, in how many texts (for the provenance)."""
+
+    runs: int = 0
+    texts: int = 0
+
+
+def _may_hold_long_run(text: str) -> bool:
+    """False when `text` cannot hold a run longer than `TRAIN_RUN_CHARS` (every line and every
+    stretch of blank lines a third of it or shorter: a run lies in one line, or is the blank end
+    of one, blank lines, and the indentation of the next). Why: `_LONG_RUN` scans at ~4 MB/s,
+    this at ~300 MB/s, and almost no text needs the scan."""
+    if len(text) <= TRAIN_RUN_CHARS:
+        return False
+    third = TRAIN_RUN_CHARS // 3
+    lines = text.split("\n")
+    if max(map(len, lines)) > third:
+        return True
+    blank = 0
+    for line in lines:
+        if line and not line.isspace():
+            blank = 0
+            continue
+        blank += len(line) + 1
+        if blank > third:
+            return True
+    return False
+
+
+def training_pieces(text: str, cuts: RunCuts | None = None) -> Iterator[str]:
+    """`text` as the trainer should see it: whole, unless it holds a run of one character class
+    longer than `TRAIN_RUN_CHARS`; then the text around each such run, and the run cut into
+    pieces of at most `TRAIN_RUN_CHARS` characters (each piece is its own training text, so no
+    pre-token can span a cut). Why: the BPE trainer is quadratic in a pre-token's length."""
+    if not _may_hold_long_run(text):
+        yield text
+        return
+    pos = 0
+    for m in _LONG_RUN.finditer(text):
+        if cuts is not None:
+            cuts.runs += 1
+            cuts.texts += pos == 0
+        if m.start() > pos:
+            yield text[pos : m.start()]
+        for i in range(m.start(), m.end(), TRAIN_RUN_CHARS):
+            yield text[i : min(i + TRAIN_RUN_CHARS, m.end())]
+        pos = m.end()
+    if pos == 0 or pos < len(text):
+        yield text[pos:]
+
+
 def check_vocab_size(vocab_size: int) -> None:
     """Raise ConfigError unless MIN_VOCAB <= vocab_size <= MAX_VOCAB."""
     if vocab_size < MIN_VOCAB:
@@ -223,11 +326,13 @@ def train_tokenizer(
     pretokenizer: str = "code",
     min_frequency: int = 2,
     show_progress: bool = False,
+    cuts: RunCuts | None = None,
 ) -> Tokenizer:
     """Train byte-level BPE on `texts`; `vocab_size` is the total size, special tokens included.
 
     `pretokenizer="code"` is ours (pretok.CODE_PATTERN); `"gpt2"` is GPT-2's regex, the baseline
-    the eval compares against. Deterministic: the same texts give the same tokenizer.
+    the eval compares against. Deterministic: the same texts give the same tokenizer. Over-long
+    runs are cut for training (`training_pieces`; counted into `cuts` when given).
     """
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -245,7 +350,8 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
-    hf.train_from_iterator(texts, trainer=trainer)
+    pieces = (piece for text in texts for piece in training_pieces(text, cuts))
+    hf.train_from_iterator(pieces, trainer=trainer)
     hf.add_special_tokens(SPECIAL_TOKENS)
     return Tokenizer(hf)
 
@@ -269,12 +375,14 @@ def train_from_corpus(cfg: TrainConfig, show_progress: bool = False) -> tuple[To
     check_vocab_size(cfg.vocab_size)  # before reading the corpus, which can take minutes
     sel = select_documents(cfg.corpus, "train", cfg.max_bytes, cfg.seed)
     t0 = time.perf_counter()
+    cuts = RunCuts()
     tok = train_tokenizer(
         iter_selected_texts(sel),
         cfg.vocab_size,
         pretokenizer=cfg.pretokenizer,
         min_frequency=cfg.min_frequency,
         show_progress=show_progress,
+        cuts=cuts,
     )
     seconds = time.perf_counter() - t0
     meta = {
@@ -286,6 +394,7 @@ def train_from_corpus(cfg: TrainConfig, show_progress: bool = False) -> tuple[To
         "pattern": pattern_of(cfg.pretokenizer)[1],
         "min_frequency": cfg.min_frequency,
         "selection": sel.to_json(),
+        "long_runs_cut": {"runs": cuts.runs, "documents": cuts.texts, "chars": TRAIN_RUN_CHARS},
         "train_seconds": round(seconds, 3),
     }
     return tok, meta
