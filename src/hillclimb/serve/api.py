@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hillclimb.serve.sampling import DRAFTERS
+from hillclimb.serve.tool_grammar import strict_schema_problem
 
 # Largest `n` (choices per prompt) we fan out; each choice is one engine request.
 MAX_N = 16
@@ -33,6 +34,12 @@ MAX_PREDICTION_CHARS = 1 << 20
 # `cache_salt`: a client's label for a narrower cache scope, never stored beyond the engine's
 # in-memory entries; long enough for a hex digest or a UUID with a prefix, short enough to compare
 MAX_CACHE_SALT = 256
+# `top_k`: beyond any vocabulary we serve (a k at or above the vocabulary keeps every token); an
+# unbounded integer (10**400) was taken and reached the engine
+MAX_TOP_K = 1 << 20
+# `thinking_token_budget`: beyond any context we serve (a budget the context cannot reach is no
+# cap); bounded so an integer like 2**80 is a 400, not a value the engine has to carry
+MAX_THINKING_TOKEN_BUDGET = 1 << 24
 
 
 class APIError(Exception):
@@ -294,9 +301,12 @@ def _check_sampling(req: _Sampling) -> None:
     # 0 is allowed as OpenAI allows it: only the most likely token (`sampling.warp_probs`)
     if req.top_p is not None and not 0.0 <= req.top_p <= 1.0:
         raise invalid(f"top_p must be between 0 and 1, got {req.top_p}.", "top_p", "invalid_value")
-    if req.top_k is not None and req.top_k < -1:
+    if req.top_k is not None and not -1 <= req.top_k <= MAX_TOP_K:
         raise invalid(
-            f"top_k must be -1, 0 (off) or positive, got {req.top_k}.", "top_k", "invalid_value"
+            f"top_k must be -1, 0 (off) or a positive integer of at most {MAX_TOP_K}, got "
+            f"{_int_text(req.top_k)}.",
+            "top_k",
+            "invalid_value",
         )
     if not 1 <= req.n <= MAX_N:
         raise invalid(f"n must be between 1 and {MAX_N}, got {req.n}.", "n", "invalid_value")
@@ -324,9 +334,13 @@ def _check_sampling(req: _Sampling) -> None:
             "reasoning_effort",
             "invalid_value",
         )
-    if req.thinking_token_budget is not None and req.thinking_token_budget < 0:
+    budget = req.thinking_token_budget
+    if budget is not None and not 0 <= budget <= MAX_THINKING_TOKEN_BUDGET:
         raise invalid(
-            "thinking_token_budget must be >= 0.", "thinking_token_budget", "invalid_value"
+            f"thinking_token_budget must be between 0 and {MAX_THINKING_TOKEN_BUDGET}, got "
+            f"{_int_text(budget)}.",
+            "thinking_token_budget",
+            "invalid_value",
         )
     if req.drafter is not None and req.drafter not in DRAFTERS:
         raise invalid(
@@ -337,6 +351,12 @@ def _check_sampling(req: _Sampling) -> None:
     if req.prediction is not None:
         req.prediction = prediction_text(req.prediction)
     _check_cache_salt(req.cache_salt)
+
+
+def _int_text(v: int) -> str:
+    """A client's integer for an error message: a 400-digit one is shortened, not echoed."""
+    text = str(v)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
 
 
 def _check_cache_salt(salt: str | None) -> None:
@@ -588,6 +608,26 @@ def _check_tools(tools: list[dict[str, Any]]) -> None:
                     f"tools[{i}].function.{key}",
                     "invalid_type",
                 )
+        if fn.get("strict") is True and fn.get("parameters") is not None:
+            _check_strict_schema(i, fn["parameters"])
+
+
+def _check_strict_schema(i: int, schema: dict[str, Any]) -> None:
+    """A 400 naming the spot where a `strict` tool's schema is invalid or uses what the
+    grammar cannot enforce (`tool_grammar.strict_schema_problem`): strict promises valid
+    arguments, so a schema we would decode more loosely than written is refused, as OpenAI
+    refuses a strict schema it cannot honour. Without `strict` the same schema is taken (its
+    calls are guided as any JSON object)."""
+    problem = strict_schema_problem(schema)
+    if problem is not None:
+        where, why = problem
+        param = f"tools[{i}].function.{where}"
+        raise invalid(
+            f"Invalid schema for function 'tools[{i}].function' with strict true: at "
+            f"'{param}': {why}. Fix the schema or set 'strict' to false.",
+            param,
+            "invalid_value",
+        )
 
 
 def _check_tool_turns(messages: list[ChatMessage]) -> None:

@@ -291,8 +291,29 @@ def _bad_json(exc: ValueError) -> APIError:
 
 
 # a JSON `\uD800`..`\uDFFF` escape: the only way a surrogate gets into a decoded UTF-8 body
-# (json.loads also takes UTF-16/32 bodies: those, with their NUL bytes, are always checked)
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]|\x00")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _utf8_text(raw: bytes) -> str:
+    """The body as text: UTF-8, a leading BOM dropped; anything else is a 400 naming it.
+
+    Why one rule: `json.loads` on bytes guesses UTF-16/32 from NUL bytes, so a UTF-16 body was
+    served while a Latin-1 one was refused as "not UTF-8". JSON over HTTP is UTF-8 (RFC 8259
+    §8.1); the encoding the guess finds is named in the refusal so the client knows what to fix
+    (a body that is not UTF-8 otherwise gets the offending byte, `_bad_json`)."""
+    if 0 in raw[:4]:  # JSON text starts with ASCII: NULs among its first bytes mean UTF-16/32
+        guess = json.detect_encoding(raw)
+        detail = (
+            f"The body is encoded as {guess.upper()}; JSON over HTTP must be UTF-8 (RFC 8259 "
+            "section 8.1)."
+            if guess != "utf-8"
+            else "The body starts with NUL bytes, which UTF-8 JSON never holds."
+        )
+        raise invalid(
+            "We could not parse the JSON body of your request. "
+            f"{detail} Send the JSON encoded as UTF-8."
+        )
+    return raw.decode("utf-8-sig")  # offsets of a decoding error count the BOM's bytes
 
 
 def _has_lone_surrogate(obj: Any) -> bool:
@@ -362,7 +383,7 @@ async def read_body(request: Request) -> Any:
         raise _client_gone() from None
     raw = b"".join(chunks)
     try:
-        body = json.loads(raw, object_pairs_hook=_unique_keys)
+        body = json.loads(_utf8_text(raw), object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
         # as text that can be echoed back: a key may hold a lone surrogate escape
         key = str(exc)[:200].encode("utf-8", "backslashreplace").decode("utf-8")

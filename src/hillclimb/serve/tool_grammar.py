@@ -14,7 +14,9 @@ tool could execute.
 How:
 - `compile_tools(schemas)` turns OpenAI function schemas into a node table (string, enum/const,
   integer, number, boolean, null, object with declared/extra properties and `required`, array,
-  and `any` JSON for what the subset does not cover: `anyOf`, `$ref`, type unions).
+  and `any` JSON for what the subset does not cover: `anyOf`, `$ref`, type unions). A `strict`
+  tool's schema is first checked by `strict_schema_problem`: the server refuses one the subset
+  would decode more loosely than written.
 - `ToolCallGrammar.feed(state, byte)` is a byte-level pushdown automaton over that table. A state
   is an immutable tuple of frames, so states hash, and a state fully decides what may follow.
 - `ToolCallGrammar.mask(state)` is the bool [V] of tokens whose bytes the automaton accepts from
@@ -57,6 +59,7 @@ __all__ = [
     "ToolCallTracker",
     "compile_tools",
     "grammar_for",
+    "strict_schema_problem",
 ]
 
 WS = frozenset(b" \t\n\r")
@@ -170,6 +173,147 @@ def compile_tools(tools: list[dict[str, Any]]) -> tuple[list[Node], list[bytes],
     if len(set(names)) != len(names):
         raise ValueError("tool names must be unique")
     return c.nodes, names, params
+
+
+# ---- strict schemas: what the grammar honours exactly -------------------------------------------
+# Why: `"strict": true` is a promise that every call's arguments are valid for the schema. The
+# compiler above reads a subset and decodes anything else as "any JSON value", so a strict schema
+# that is invalid (`"enum": []`, `minimum` > `maximum`, `required` naming no property) or uses a
+# keyword the subset ignores (`$ref`, `pattern`, `maxLength`, ...) was served as a looser schema
+# without a word. `strict_schema_problem` finds the first such spot so the server can refuse it
+# (OpenAI refuses an invalid strict schema with a 400 naming it); non-strict tools are unchanged.
+JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "null", "array", "object"})
+# validation keywords the compiler does not read: under `strict` each would be silently dropped
+UNHONOURED = frozenset(
+    {"$ref", "$dynamicRef", "$recursiveRef", "anyOf", "oneOf", "allOf", "not", "if", "then",
+     "else", "pattern", "format", "minLength", "maxLength", "maximum", "exclusiveMaximum",
+     "exclusiveMinimum", "multipleOf", "minItems", "maxItems", "uniqueItems", "contains",
+     "minContains", "maxContains", "prefixItems", "additionalItems", "unevaluatedItems",
+     "minProperties", "maxProperties", "patternProperties", "propertyNames",
+     "unevaluatedProperties", "dependentRequired", "dependentSchemas", "dependencies",
+     "nullable", "contentEncoding", "contentMediaType"}
+)  # fmt: skip
+_BOUND_PAIRS = (
+    ("minimum", "maximum"),
+    ("exclusiveMinimum", "exclusiveMaximum"),
+    ("minLength", "maxLength"),
+    ("minItems", "maxItems"),
+    ("minProperties", "maxProperties"),
+)
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _key_path(path: str, key: str) -> str:
+    """`path.key`, or `path["key"]` (JSON-quoted) when the key is not a plain name."""
+    return f"{path}.{key}" if key.replace("_", "a").isalnum() and key.isascii() else (
+        f"{path}[{json.dumps(key)}]")  # fmt: skip
+
+
+def _invalid_keyword(s: dict[str, Any]) -> tuple[str, str] | None:
+    """(keyword, why) for the first keyword of schema object `s` that is not valid JSON Schema
+    or makes it unsatisfiable; None when all are well-formed."""
+    t = s.get("type")
+    names = t if isinstance(t, list) else [t]
+    if "type" in s and (
+        not names or not all(isinstance(n, str) and n in JSON_TYPES for n in names)
+    ):
+        return (
+            "type",
+            f"{repr(t)[:80]} is not a JSON Schema type (one of {', '.join(sorted(JSON_TYPES))})",
+        )
+    if "enum" in s and (not isinstance(s["enum"], list) or not s["enum"]):
+        return "enum", "must be a non-empty array"
+    for key in _COUNTS:
+        v = s.get(key)
+        if key in s and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            return key, "must be a non-negative integer"
+    for lo, hi in _BOUND_PAIRS:
+        a, b = s.get(lo), s.get(hi)
+        if (lo in s and not _is_num(a)) or (hi in s and not _is_num(b)):
+            return (lo if lo in s and not _is_num(a) else hi), "must be a number"
+        if _is_num(a) and _is_num(b) and a > b:
+            return lo, f"{lo} ({a}) is greater than {hi} ({b})"
+    if "properties" in s and not isinstance(s["properties"], dict):
+        return "properties", "must be an object mapping names to schemas"
+    ap = s.get("additionalProperties", True)
+    if not isinstance(ap, bool | dict):
+        return "additionalProperties", "must be a boolean or a schema object"
+    req = s.get("required", [])
+    if not isinstance(req, list) or not all(isinstance(k, str) for k in req):
+        return "required", "must be an array of property names"
+    undefined = [k for k in req if k not in (s.get("properties") or {})]
+    if undefined:
+        return "required", f"names {undefined[0][:80]!r}, which is not defined in 'properties'"
+    return None
+
+
+def _unhonoured_keyword(s: dict[str, Any]) -> tuple[str, str] | None:
+    """(keyword, why) for the first well-formed keyword the compiler would not honour exactly."""
+    if "const" in s:
+        return None  # decoded as exactly that value; other keywords cannot widen it
+    if isinstance(s.get("type"), list):
+        return "type", "type unions are decoded as any JSON value"
+    for key in s:
+        if key in UNHONOURED:
+            why = f"'{key}' is not enforced by this server's grammar"
+            if key == "$ref":  # a recursive schema ('#') has no finite grammar in this subset
+                why += " (references, recursive ones included, are not followed)"
+            return key, why
+    if s.get("type") is None and "properties" not in s:
+        for key in ("required", "additionalProperties", "items"):
+            if key in s:  # the compiler reads these only under a type it knows: any JSON here
+                return key, "is enforced only with a 'type' ('object' or 'array') beside it"
+    lo = s.get("minimum")
+    if lo is not None and "enum" not in s:
+        t = s.get("type")
+        exact = lo == 0 and t in ("integer", "number") or lo == 1 and t == "integer"
+        if not exact:
+            return "minimum", "only minimum 0 (integer or number) or 1 (integer) is enforced"
+    return None
+
+
+def _children(s: dict[str, Any], path: str) -> list[tuple[Any, str]]:
+    """The subschemas the compiler descends into, with their paths."""
+    if "const" in s or "enum" in s:
+        return []
+    out = []
+    t = s.get("type")
+    if t == "array" and "items" in s:
+        out.append((s["items"], f"{path}.items"))
+    if t == "object" or (t is None and "properties" in s):
+        for k, v in (s.get("properties") or {}).items():
+            out.append((v, _key_path(f"{path}.properties", str(k))))
+        if isinstance(s.get("additionalProperties"), dict):
+            out.append((s["additionalProperties"], f"{path}.additionalProperties"))
+    return out
+
+
+def strict_schema_problem(schema: Any, path: str = "parameters") -> tuple[str, str] | None:
+    """(path of the offending keyword, why) for the first spot where the arguments schema of a
+    `strict` tool is invalid or cannot be decoded exactly; None when the grammar honours it all.
+    Iterative: the nesting depth is the client's."""
+    # no type and no properties: the compiler decodes any JSON value, not an object
+    t = schema.get("type") if isinstance(schema, dict) else None
+    if not isinstance(schema, dict) or not (
+        t == "object" or (t is None and "properties" in schema)
+    ):
+        return f"{path}.type", "a strict tool's parameters must be a schema of type 'object'"
+    stack: list[tuple[Any, str]] = [(schema, path)]
+    while stack:
+        s, where = stack.pop()
+        if s is True:
+            continue  # any value: what the compiler decodes for it
+        if not isinstance(s, dict):
+            return where, "must be a schema object (or true)"
+        found = _invalid_keyword(s) or _unhonoured_keyword(s)
+        if found:
+            return f"{where}.{found[0]}", found[1]
+        stack.extend(reversed(_children(s, where)))
+    return None
 
 
 # ---- the automaton ------------------------------------------------------------------------------
