@@ -62,6 +62,7 @@ FAULT_ENV = "HILLCLIMB_CLIMB_FAULT"  # test hook: "fail:STAGE" raises inside STA
 # ---- stage bodies -------------------------------------------------------------------------------
 def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     from hillclimb.data import pipeline
+    from hillclimb.data.card import empty_corpus_message
     from hillclimb.data.cli import checkpoint_scorer, source_warnings
 
     cfg = c.recipe.data_config()
@@ -79,6 +80,10 @@ def _data(c: Climb, st: Stage, d: Path) -> dict[str, Any]:
     warnings = [*card.get("warnings", []), *source_warnings(card, d / "corpus")]
     for w in warnings:
         c.say(f"warning: {w}")
+    if not (card.get("totals") or {}).get("documents"):
+        # a corpus of nothing fails here, as `data build` does: the climb went on to the
+        # tokenizer, which failed with "documents holds no .jsonl[.gz] files" (session 30)
+        raise HillclimbError(empty_corpus_message(card))
     out = {"totals": card.get("totals", {}), "corpus": str(d / "corpus"), "sources": seen}
     return {**out, "warnings": warnings} if warnings else out
 
