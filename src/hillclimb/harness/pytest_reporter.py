@@ -29,6 +29,7 @@ before anything in the workspace can even be imported. On import it
    phase starts, for pytest functions and unittest TestCase methods alike; unchanged at every
    opcode of the frames that run with that module's globals during the call, in threads it
    starts too, with no trace event of those frames missed (session 30), `_NameGuard`;
+   and with the builtins the file reads the interpreter's own, `_builtins_mismatch`;
    all in `pytest_runtest_call`). For a refactor task the grader lists its `called_from`
    checks (`grader.json` "calls"); around each test's setup and call this plugin's own profile
    function (`_CallWatch`, also in threads started meanwhile) notes whether each caller, as
@@ -181,8 +182,17 @@ def _activate() -> None:
         "pins": _pin_tests(cfg.get("tests"), hashlib.sha256), "ns": {},
         "trace": sys.gettrace(), "profile": sys.getprofile(),
         "calls": _CallWatch.from_config(cfg.get("calls")), "guards": {},
+        "builtins": _builtins_now(),
     }  # fmt: skip
     emit({"k": "start", "runner": "pytest", "pid": os.getpid()})
+
+
+def _builtins_now() -> tuple[dict, dict]:
+    """(the `builtins` module's dict, a copy of it), taken while pytest is loading us: before
+    any workspace code exists, so the copy holds the interpreter's own builtins (`_NameGuard`,
+    `_builtins_mismatch`)."""
+    real = sys.modules["builtins"].__dict__
+    return real, dict(real)
 
 
 def _skip_exceptions() -> tuple[type, ...]:
@@ -290,7 +300,8 @@ def _compile_pin(data: bytes, path: str, rewrite, ast) -> _Pin:
 def _foreign_reads(codes: list) -> frozenset[str]:
     """Names the given code objects read as globals (`LOAD_GLOBAL`, `LOAD_NAME`) that none of
     them binds or deletes (`STORE_*`/`DELETE_*` of a name or global, `import *`: then none),
-    dunders left out (the import system sets `__file__` and kin).
+    dunders left out (the import system sets `__file__` and kin) except the two builtins read
+    by opcodes: `__import__` where the code imports, `__build_class__` where it makes a class.
 
     Why: a test reads such a name from builtins; code under test that puts one into the test
     module (`sorted`, `isinstance`) changes what the test calls without swapping any name the
@@ -299,6 +310,7 @@ def _foreign_reads(codes: list) -> frozenset[str]:
 
     reads: set[str] = set()
     bound: set[str] = set()
+    hidden: set[str] = set()  # `__import__`, `__build_class__`: read by opcodes from builtins
     for code in codes:
         for ins in dis.get_instructions(code):
             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
@@ -307,7 +319,15 @@ def _foreign_reads(codes: list) -> frozenset[str]:
                 bound.add(str(ins.argval))
             elif ins.opname == "IMPORT_STAR":
                 return frozenset()
-    return frozenset(n for n in reads - bound if not (n.startswith("__") and n.endswith("__")))
+            elif ins.opname in _BUILTIN_OPS:
+                hidden.add(_BUILTIN_OPS[ins.opname])
+    out = {n for n in reads - bound if not (n.startswith("__") and n.endswith("__"))}
+    return frozenset(out | hidden)
+
+
+# Opcodes that read a builtin without naming it: an `import` inside a test calls the builtins'
+# `__import__`, a `class` statement their `__build_class__` (pinned as the named builtins are).
+_BUILTIN_OPS = {"IMPORT_NAME": "__import__", "LOAD_BUILD_CLASS": "__build_class__"}
 
 
 def _plain_defs(tree, ast) -> frozenset[str]:
@@ -473,6 +493,29 @@ def _namespace_mismatch(pin: _Pin, g: dict) -> str | None:
                 plain = qual in pin.plain and type(member) is func_type
                 if plain and member.__code__ not in pin.codes.get(qual, ()):
                     return f"`{qual}` has a body its file does not define"
+    return None
+
+
+def _builtins_mismatch(pin: _Pin, g: dict, fn=None) -> str | None:
+    """Why the builtins a pinned test module reads (`_Pin.foreign`) are not the interpreter's
+    own, or None: each such entry of the `builtins` module must still be the object it was when
+    pytest loaded us, and the module (and `fn`, the test function, when given) must read its
+    builtins from that module's dict.
+
+    Why: a builtin the test file never binds is looked up in `builtins` (through the dict its
+    functions were made with); package code that replaces `builtins.any` or `builtins.sorted`
+    (at import, or only while a test runs), or gives the test module a `__builtins__` of its
+    own before the test functions are defined, changes what the test's assertion computes
+    without touching any name of the test module (session 30, `bench/redteam/graders_s30c.py`)."""
+    real, then = _state["builtins"]
+    own = g.get("__builtins__", real)
+    if own is not real and getattr(own, "__dict__", None) is not real:
+        return "its module's `__builtins__` is not the builtins module"
+    if fn is not None and getattr(fn, "__builtins__", real) is not real:
+        return "its function reads builtins other than the builtins module's"
+    for name in sorted(pin.foreign):
+        if name in then and (name not in real or real[name] is not then[name]):
+            return f"the builtin `{name}` it reads was replaced"
     return None
 
 
@@ -652,7 +695,7 @@ def pytest_itemcollected(item):
     pin, g = _pin_of(item), getattr(mod, "__dict__", None)
     if pin is not None and type(g) is dict:
         try:
-            why = _namespace_mismatch(pin, g)
+            why = _namespace_mismatch(pin, g) or _builtins_mismatch(pin, g)
         except Exception:  # a check that cannot be made fails closed
             why = "its module's namespace could not be checked"
         # the module object is kept: its id must not be reused by another module
@@ -786,13 +829,17 @@ def _caller_codes(path: str, caller: str) -> list:
 def _call_checks(item) -> None:
     """Just before pytest runs a test's call phase (fixtures set up; a pytest function or a
     unittest TestCase method alike): fail it if a Python trace or profile hook is set
-    (`_foreign_hook`) or a name its file binds in its module no longer holds the object it
-    held at collection."""
+    (`_foreign_hook`), a name its file binds in its module no longer holds the object it
+    held at collection, or a builtin it reads is not the interpreter's (`_builtins_mismatch`)."""
     try:
         why = _foreign_hook()
         seen = _state["ns"].get(id(getattr(item, "module", None)))
         if why is None and seen is not None and _namespace_now(item) != seen[2]:
             why = "a name its file binds was rebound in its module after collection"
+        pin, mod = _pin_of(item), getattr(item, "module", None)
+        g = getattr(mod, "__dict__", None)
+        if why is None and pin is not None and type(g) is dict:
+            why = _builtins_mismatch(pin, g, _test_code(item)[0])
     except Exception:  # a check that cannot be made fails closed
         why = "its module's namespace could not be checked"
     if why is not None:
@@ -832,12 +879,20 @@ class _NameGuard:
     seen), come from the frame's own local function (`f_trace` unchanged, the frame the local
     was made for), with the installed global function still `hook`. Events missed in between
     leave a gap no path explains, and the test fails. Threads started during the call get the
-    same global function (`threading.settrace`)."""
+    same global function (`threading.settrace`).
 
-    __slots__ = ("spaces", "tables", "changed", "open", "hook")
+    Session 30 (round 6): the builtin behind an absent name is checked too — at each such read
+    the `builtins` dict (`real`) must hold the object it held when pytest loaded us, and a
+    guarded frame must read its builtins from that dict (`f_builtins`) — so package code that
+    swaps `builtins.any` or `builtins.sorted` while a test runs, or gave the test module a
+    `__builtins__` of its own, fails the test (`bench/redteam/graders_s30c.py`)."""
 
-    def __init__(self, spaces: dict[int, tuple]) -> None:
-        self.spaces = spaces  # id(module dict) -> (dict, {name: object or _ABSENT})
+    __slots__ = ("spaces", "tables", "changed", "open", "hook", "real")
+
+    def __init__(self, spaces: dict[int, tuple], real: dict | None = None) -> None:
+        # id(module dict) -> (dict, {name: object or _ABSENT}[, {name: builtin}])
+        self.spaces = spaces
+        self.real = real  # the `builtins` module's dict (None: builtins not checked)
         # (id(dict), code) -> ({offset: (name, object)}, _flow_table(code))
         self.tables: dict[tuple, tuple] = {}
         self.changed = False
@@ -851,9 +906,11 @@ class _NameGuard:
             return None
         key = (id(g), frame.f_code)
         got = self.tables.get(key)
+        if self.real is not None and frame.f_builtins is not self.real:
+            self.changed = True  # made with a `__builtins__` of the package's
         if got is None:
             flow = _flow_table(frame.f_code)
-            table = _load_table(frame.f_code, space[1])
+            table = _load_table(frame.f_code, space[1], space[2] if len(space) > 2 else None)
             # an `EXTENDED_ARG` prefix reports the event of the `LOAD_GLOBAL` it extends
             table.update([(u, table[at]) for u, at in flow[0].items() if at in table])
             got = self.tables[key] = (table, flow)
@@ -865,6 +922,7 @@ class _NameGuard:
     def _local(self, g: dict, table: dict, flow: tuple, fid: int):
         canon, succ, reraise = flow
         gettrace, hook = sys.gettrace, self.hook
+        real = self.real if self.real is not None else {}
         prev = -1  # the code unit of the frame's last event; -1: none yet (any may come)
 
         def local(frame, event, arg):
@@ -884,9 +942,12 @@ class _NameGuard:
                 if at in table:
                     # `in` and `[]`, not `g.get`: no call between the read and the opcode, so
                     # no thread switch there (see the class)
-                    name, obj = table[at]
+                    name, obj, builtin = table[at]
                     if obj is _ABSENT:
-                        if name in g:
+                        if name in g or (
+                            builtin is not _ABSENT
+                            and (name not in real or real[name] is not builtin)
+                        ):
                             self.changed = True
                     elif name not in g or g[name] is not obj:
                         self.changed = True
@@ -965,27 +1026,35 @@ def _flow_table(code) -> tuple[dict[int, int], dict[int, frozenset], frozenset[i
 _ABSENT = object()
 
 
-def _load_table(code, expect: dict[str, object]) -> dict[int, tuple]:
-    """{offset: (name, expected object)} of the `LOAD_GLOBAL`s in `code` (its own, not its
-    nested code's) of the names `expect` covers."""
+def _load_table(
+    code, expect: dict[str, object], builtin: dict[str, object] | None = None
+) -> dict[int, tuple]:
+    """{offset: (name, expected object, expected builtin)} of the `LOAD_GLOBAL`s in `code` (its
+    own, not its nested code's) of the names `expect` covers; the builtin (`builtin`'s entry,
+    `_ABSENT` when it has none) is what the `builtins` module must hold under a name expected
+    absent from the module."""
     import dis
 
+    builtin = builtin or {}
     out = {}
     for ins in dis.get_instructions(code):
-        if ins.opname == "LOAD_GLOBAL" and ins.argval in expect:
-            out[ins.offset] = (ins.argval, expect[ins.argval])
+        name = _BUILTIN_OPS.get(ins.opname) if ins.opname != "LOAD_GLOBAL" else ins.argval
+        if name is not None and name in expect:
+            out[ins.offset] = (name, expect[name], builtin.get(name, _ABSENT))
     return out
 
 
 def _guard_space(mod, pin: _Pin) -> tuple | None:
-    """(globals, {name: object}) of a pinned test module whose namespace held what its file
-    binds at collection, and {name: _ABSENT} for the builtins it reads: `_NameGuard`'s."""
+    """(globals, {name: object}, {name: builtin}) of a pinned test module whose namespace held
+    what its file binds at collection, {name: _ABSENT} for the builtins it reads, and those
+    builtins as the interpreter had them when pytest loaded us: `_NameGuard`'s."""
     g = getattr(mod, "__dict__", None)
     if type(g) is not dict:
         return None
     expect: dict[str, object] = {k: g.get(k) for k in pin.binds}
     expect.update((k, _ABSENT) for k in pin.foreign)
-    return g, expect
+    then = _state["builtins"][1] if _state is not None else {}
+    return g, expect, {k: then[k] for k in pin.foreign if k in then}
 
 
 def _phase(item, when: str):
@@ -1005,7 +1074,7 @@ def _phase(item, when: str):
     if when == "call":
         _call_checks(item)
         if _state["trace"] is None and _state["guards"]:  # a C tracer (coverage) stays as it was
-            guard = _NameGuard(_state["guards"])
+            guard = _NameGuard(_state["guards"], _state["builtins"][0])
     before = (sys.gettrace(), sys.getprofile(), threading.getprofile(), threading.gettrace())
     if watch is not None:
         threading.setprofile(watch.hook)
