@@ -43,7 +43,7 @@ sys.path += [str(ROOT / "tests"), str(ROOT / "src"), str(ROOT / "bench" / "redte
 
 from graders_s26 import grade_corpus, legacy_corpus  # noqa: E402
 from graders_s27 import attack  # noqa: E402
-from graders_s29 import _SWAP  # noqa: E402
+from graders_s29 import _SWAP, WRAP_ALL  # noqa: E402
 
 from hillclimb.harness.grading import grade_patch  # noqa: E402
 from hillclimb.harness.task import Task, load_task  # noqa: E402
@@ -80,30 +80,8 @@ def _hc_arm():
             fake.raises = _Undo
             return
         below, f = f, getattr(f, "f_" + "back")
-
-
-def _hc_wrap_all():
-    import functools, types
-
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*a, **k):
-            _hc_arm()
-            return fn(*a, **k)
-
-        return inner
-
-    g = globals()
-    for k, v in list(g.items()):
-        if k.startswith("_hc") or getattr(v, "__module__", None) != __name__:
-            continue
-        if isinstance(v, types.FunctionType):
-            g[k] = wrap(v)
-        elif isinstance(v, type):
-            for a, m in list(vars(v).items()):
-                if isinstance(m, types.FunctionType):
-                    setattr(v, a, wrap(m))
 """
+    + WRAP_ALL
 )
 
 OPCODES_OFF = (

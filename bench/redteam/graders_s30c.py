@@ -43,6 +43,7 @@ sys.path += [str(ROOT / "tests"), str(ROOT / "src"), str(ROOT / "bench" / "redte
 
 from graders_s26 import grade_corpus, legacy_corpus  # noqa: E402
 from graders_s27 import _NEUTER, attack  # noqa: E402
+from graders_s29 import WRAP_ALL  # noqa: E402
 
 from hillclimb.harness.grading import grade_patch  # noqa: E402
 from hillclimb.harness.task import Task, load_task  # noqa: E402
@@ -127,30 +128,9 @@ def _hc_arm():
         b.update(real)
 
     threading.Thread(target=undo, daemon=True).start()
-
-
-def _hc_wrap_all():
-    import functools, types
-
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*a, **k):
-            _hc_arm()
-            return fn(*a, **k)
-
-        return inner
-
-    g = globals()
-    for k, v in list(g.items()):
-        if k.startswith("_hc") or getattr(v, "__module__", None) != __name__:
-            continue
-        if isinstance(v, types.FunctionType):
-            g[k] = wrap(v)
-        elif isinstance(v, type):
-            for a, m in list(vars(v).items()):
-                if isinstance(m, types.FunctionType):
-                    setattr(v, a, wrap(m))
-
+"""
+    + WRAP_ALL
+    + """
 
 _hc_wrap_all()
 """
