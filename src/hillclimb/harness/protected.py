@@ -198,18 +198,51 @@ def _ignores_other(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> b
 
 
 def _fixed_equalities(data: bytes) -> int:
-    """How many `__eq__` / `__ne__` definitions in `data` ignore the other operand."""
+    """How many `__eq__` / `__ne__` definitions in `data` ignore the other operand: a `def` or
+    a lambda bound to the name in a class body, and (session 30) one reaching the name any other
+    way a class can get it — a dict key (`type("X", (int,), {"__eq__": ...})`), a keyword
+    (`dict(__eq__=...)`), `setattr(cls, "__eq__", ...)` or `cls.__eq__ = ...` — as a lambda or as
+    a function of the file defined under another name. Why: the fake of a red-team round built
+    its class through `type()` with a dict literal, and this count saw none of it."""
     try:
         tree = ast.parse(data)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return 0  # not importable as it is: the tests will tell
+    fixed_defs = {
+        n.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and _ignores_other(n)
+    }
+
+    def fixed(value: ast.AST | None) -> bool:
+        if isinstance(value, ast.Lambda):
+            return _ignores_other(value)
+        return isinstance(value, ast.Name) and value.id in fixed_defs
+
+    def dunder(node: ast.AST | None) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id in EQUALITY_DUNDERS
+        if isinstance(node, ast.Attribute):
+            return node.attr in EQUALITY_DUNDERS
+        return isinstance(node, ast.Constant) and node.value in EQUALITY_DUNDERS
+
     count = 0
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             count += node.name in EQUALITY_DUNDERS and _ignores_other(node)
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
-            named = any(isinstance(t, ast.Name) and t.id in EQUALITY_DUNDERS for t in node.targets)
-            count += named and _ignores_other(node.value)
+        elif isinstance(node, ast.Assign):
+            count += any(dunder(t) for t in node.targets) and fixed(node.value)
+        elif isinstance(node, ast.AnnAssign):
+            count += dunder(node.target) and fixed(node.value)
+        elif isinstance(node, ast.Dict):
+            count += sum(
+                dunder(k) and fixed(v) for k, v in zip(node.keys, node.values, strict=True)
+            )
+        elif isinstance(node, ast.Call):
+            count += sum(k.arg in EQUALITY_DUNDERS and fixed(k.value) for k in node.keywords)
+            is_setattr = isinstance(node.func, ast.Name) and node.func.id == "setattr"
+            if is_setattr and len(node.args) == 3:
+                count += dunder(node.args[1]) and fixed(node.args[2])
     return count
 
 
